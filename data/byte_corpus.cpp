@@ -1,0 +1,46 @@
+#include "data/byte_corpus.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+
+#include "kernels/error.h"
+
+namespace rf {
+
+std::vector<uint8_t> read_file_bytes(const std::string& path, const std::string& role) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(role, ": cannot read '", path, "': ", std::strerror(errno));
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
+  return bytes;
+}
+
+ByteCorpus::ByteCorpus(const std::string& path, const std::string& role, int64_t seq_len,
+                       double begin_fraction, double end_fraction)
+    : path_(path), seq_len_(seq_len) {
+  std::vector<uint8_t> all = read_file_bytes(path, role);
+  const int64_t n = static_cast<int64_t>(all.size());
+  const int64_t begin = static_cast<int64_t>(begin_fraction * static_cast<double>(n));
+  const int64_t end = static_cast<int64_t>(end_fraction * static_cast<double>(n));
+  bytes_.assign(all.begin() + begin, all.begin() + end);
+  num_windows_ = (static_cast<int64_t>(bytes_.size()) - 1) / seq_len_;
+  if (num_windows_ < 1)
+    fail(role, ": '", path, "' gives ", bytes_.size(), " bytes for this part, fewer than ",
+         "train.seq_len + 1 = ", seq_len_ + 1, " (one window)");
+}
+
+void ByteCorpus::read(int64_t index, int32_t* out) const {
+  const uint8_t* src = bytes_.data() + index * seq_len_;
+  for (int64_t i = 0; i <= seq_len_; ++i) out[i] = src[i];
+}
+
+std::string ByteCorpus::describe() const {
+  std::ostringstream s;
+  s << "'" << path_ << "' (" << bytes_.size() << " bytes, " << num_windows_ << " windows)";
+  return s.str();
+}
+
+}  // namespace rf

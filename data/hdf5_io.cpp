@@ -1,0 +1,187 @@
+#include "data/hdf5_io.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "kernels/error.h"
+
+namespace rf {
+namespace {
+
+// HDF5 prints a stack trace on every failed call by default; errors are reported by us instead.
+void silence_hdf5_errors() {
+  static const bool once = [] {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    return true;
+  }();
+  (void)once;
+}
+
+// Closes an HDF5 object id when it goes out of scope.
+class Handle {
+ public:
+  Handle(hid_t id, herr_t (*closer)(hid_t)) : id_(id), closer_(closer) {}
+  ~Handle() {
+    if (id_ >= 0) closer_(id_);
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  hid_t get() const { return id_; }
+  bool ok() const { return id_ >= 0; }
+
+ private:
+  hid_t id_;
+  herr_t (*closer_)(hid_t);
+};
+
+void check(herr_t status, const std::string& path, const std::string& what) {
+  if (status < 0) fail("'", path, "': HDF5 could not ", what, " (file damaged or not writable?)");
+}
+
+}  // namespace
+
+Hdf5File Hdf5File::create(const std::string& path) {
+  silence_hdf5_errors();
+  const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (id < 0) fail("cannot create HDF5 file '", path, "' (directory missing or not writable?)");
+  return Hdf5File(id, path);
+}
+
+Hdf5File Hdf5File::open_read(const std::string& path) {
+  silence_hdf5_errors();
+  if (::access(path.c_str(), R_OK) != 0) fail("'", path, "' is missing or unreadable");
+  if (H5Fis_hdf5(path.c_str()) <= 0) fail("'", path, "' is not an HDF5 file (damaged or truncated?)");
+  const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (id < 0) fail("'", path, "' cannot be opened as an HDF5 file (truncated or corrupt?)");
+  return Hdf5File(id, path);
+}
+
+Hdf5File::Hdf5File(Hdf5File&& other) noexcept { *this = std::move(other); }
+
+Hdf5File& Hdf5File::operator=(Hdf5File&& other) noexcept {
+  std::swap(id_, other.id_);
+  std::swap(path_, other.path_);
+  return *this;
+}
+
+Hdf5File::~Hdf5File() {
+  if (id_ >= 0) H5Fclose(id_);
+}
+
+void Hdf5File::close() {
+  if (id_ < 0) return;
+  check(H5Fflush(id_, H5F_SCOPE_GLOBAL), path_, "flush the file");
+  const herr_t status = H5Fclose(id_);
+  id_ = -1;
+  check(status, path_, "close the file");
+}
+
+void Hdf5File::write(const std::string& name, hid_t native_type, const void* data,
+                     int64_t count) {
+  const hsize_t dims[1] = {static_cast<hsize_t>(count)};
+  Handle space(H5Screate_simple(1, dims, nullptr), H5Sclose);
+  Handle props(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  if (count > 0) {
+    const hsize_t chunk[1] = {std::min<hsize_t>(dims[0], 1 << 20)};
+    check(H5Pset_chunk(props.get(), 1, chunk), path_, "set the chunking of '" + name + "'");
+    check(H5Pset_fletcher32(props.get()), path_, "enable checksums on '" + name + "'");
+  }
+  Handle set(H5Dcreate2(id_, name.c_str(), native_type, space.get(), H5P_DEFAULT, props.get(),
+                        H5P_DEFAULT),
+             H5Dclose);
+  if (!set.ok()) fail("'", path_, "': cannot create dataset '", name, "'");
+  if (count > 0)
+    check(H5Dwrite(set.get(), native_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), path_,
+          "write dataset '" + name + "'");
+}
+
+bool Hdf5File::has_dataset(const std::string& name) const {
+  return H5Lexists(id_, name.c_str(), H5P_DEFAULT) > 0;
+}
+
+int64_t Hdf5File::dataset_length(const std::string& name) const {
+  Handle set(H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose);
+  if (!set.ok()) fail("'", path_, "' has no dataset '", name, "'");
+  Handle space(H5Dget_space(set.get()), H5Sclose);
+  hsize_t dims[8] = {0};
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  if (rank != 1) fail("'", path_, "': dataset '", name, "' has rank ", rank, ", expected 1");
+  H5Sget_simple_extent_dims(space.get(), dims, nullptr);
+  return static_cast<int64_t>(dims[0]);
+}
+
+void Hdf5File::dataset_type(const std::string& name, H5T_class_t* type_class,
+                            size_t* element_size, int* rank) const {
+  Handle set(H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose);
+  if (!set.ok()) fail("'", path_, "' has no dataset '", name, "'");
+  Handle type(H5Dget_type(set.get()), H5Tclose);
+  Handle space(H5Dget_space(set.get()), H5Sclose);
+  *type_class = H5Tget_class(type.get());
+  *element_size = H5Tget_size(type.get());
+  *rank = H5Sget_simple_extent_ndims(space.get());
+}
+
+void Hdf5File::read(const std::string& name, hid_t native_type, int64_t first, int64_t count,
+                    void* out) const {
+  Handle set(H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose);
+  if (!set.ok()) fail("'", path_, "' has no dataset '", name, "'");
+  if (count == 0) return;
+  Handle file_space(H5Dget_space(set.get()), H5Sclose);
+  const hsize_t start[1] = {static_cast<hsize_t>(first)};
+  const hsize_t n[1] = {static_cast<hsize_t>(count)};
+  check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, n, nullptr), path_,
+        "select elements of '" + name + "'");
+  Handle mem_space(H5Screate_simple(1, n, nullptr), H5Sclose);
+  if (H5Dread(set.get(), native_type, mem_space.get(), file_space.get(), H5P_DEFAULT, out) < 0)
+    fail("'", path_, "': reading elements ", first, "..", first + count, " of dataset '", name,
+         "' failed (truncated file or checksum mismatch)");
+}
+
+void Hdf5File::set_int(const std::string& attribute, int64_t value) {
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  Handle attr(H5Acreate2(id_, attribute.c_str(), H5T_NATIVE_INT64, space.get(), H5P_DEFAULT,
+                         H5P_DEFAULT),
+              H5Aclose);
+  if (!attr.ok()) fail("'", path_, "': cannot create attribute '", attribute, "'");
+  check(H5Awrite(attr.get(), H5T_NATIVE_INT64, &value), path_, "write attribute " + attribute);
+}
+
+void Hdf5File::set_string(const std::string& attribute, const std::string& value) {
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  check(H5Tset_size(type.get(), std::max<size_t>(1, value.size())), path_, "size a string");
+  Handle attr(H5Acreate2(id_, attribute.c_str(), type.get(), space.get(), H5P_DEFAULT,
+                         H5P_DEFAULT),
+              H5Aclose);
+  if (!attr.ok()) fail("'", path_, "': cannot create attribute '", attribute, "'");
+  std::string padded = value.empty() ? std::string(1, '\0') : value;
+  check(H5Awrite(attr.get(), type.get(), padded.data()), path_, "write attribute " + attribute);
+}
+
+bool Hdf5File::has_attribute(const std::string& attribute) const {
+  return H5Aexists(id_, attribute.c_str()) > 0;
+}
+
+int64_t Hdf5File::get_int(const std::string& attribute) const {
+  Handle attr(H5Aopen(id_, attribute.c_str(), H5P_DEFAULT), H5Aclose);
+  if (!attr.ok()) fail("'", path_, "' has no attribute '", attribute, "'");
+  int64_t value = 0;
+  check(H5Aread(attr.get(), H5T_NATIVE_INT64, &value), path_, "read attribute " + attribute);
+  return value;
+}
+
+std::string Hdf5File::get_string(const std::string& attribute) const {
+  Handle attr(H5Aopen(id_, attribute.c_str(), H5P_DEFAULT), H5Aclose);
+  if (!attr.ok()) fail("'", path_, "' has no attribute '", attribute, "'");
+  Handle type(H5Aget_type(attr.get()), H5Tclose);
+  if (H5Tget_class(type.get()) != H5T_STRING || H5Tis_variable_str(type.get()) > 0)
+    fail("'", path_, "': attribute '", attribute, "' is not a fixed-length string");
+  std::string value(H5Tget_size(type.get()), '\0');
+  check(H5Aread(attr.get(), type.get(), value.data()), path_, "read attribute " + attribute);
+  while (!value.empty() && value.back() == '\0') value.pop_back();
+  return value;
+}
+
+}  // namespace rf

@@ -1,0 +1,52 @@
+// A small RAII layer over the HDF5 C API for what the project stores: 1-D datasets (written
+// chunked with Fletcher-32 checksums, read whole or by hyperslab) and scalar attributes. Every
+// call is checked; a failure throws rf::Error naming the file, the object and the operation.
+#pragma once
+
+#include <hdf5.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace rf {
+
+class Hdf5File {
+ public:
+  static Hdf5File create(const std::string& path);     // truncates
+  static Hdf5File open_read(const std::string& path);  // fails clearly if unreadable
+  Hdf5File(Hdf5File&& other) noexcept;
+  Hdf5File& operator=(Hdf5File&& other) noexcept;
+  Hdf5File(const Hdf5File&) = delete;
+  Hdf5File& operator=(const Hdf5File&) = delete;
+  ~Hdf5File();
+
+  const std::string& path() const { return path_; }
+
+  // 1-D dataset of `count` elements of the given native type (H5T_NATIVE_FLOAT, ..._UINT8, ...).
+  void write(const std::string& name, hid_t native_type, const void* data, int64_t count);
+  bool has_dataset(const std::string& name) const;
+  int64_t dataset_length(const std::string& name) const;
+  // Storage class and size of a dataset's elements, e.g. (H5T_INTEGER, 2), and its rank.
+  void dataset_type(const std::string& name, H5T_class_t* type_class, size_t* element_size,
+                    int* rank) const;
+  // Reads elements [first, first + count) as the native type (a hyperslab, never the whole set).
+  void read(const std::string& name, hid_t native_type, int64_t first, int64_t count,
+            void* out) const;
+
+  void set_int(const std::string& attribute, int64_t value);
+  void set_string(const std::string& attribute, const std::string& value);
+  bool has_attribute(const std::string& attribute) const;
+  int64_t get_int(const std::string& attribute) const;
+  std::string get_string(const std::string& attribute) const;
+
+  // Flushes and closes; errors here mean the data may not be on disk.
+  void close();
+
+ private:
+  Hdf5File(hid_t id, std::string path) : id_(id), path_(std::move(path)) {}
+  hid_t id_ = -1;
+  std::string path_;
+};
+
+}  // namespace rf

@@ -1,0 +1,99 @@
+// The CPU executor: kernels run in OpenMP loops over their index range, GEMMs go to OpenBLAS's
+// column-major CBLAS with exactly the fields cuBLAS would receive. OpenMP is the only threading
+// model (OpenBLAS is the OpenMP build), so kernel loops and BLAS share one pool of threads.
+#include <cblas.h>
+#include <omp.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+
+#include "kernels/error.h"
+#include "kernels/executor_impl.h"
+
+extern "C" {
+// Provided by OpenBLAS (not declared in every cblas.h).
+char* openblas_get_config(void);
+char* openblas_get_corename(void);
+}
+
+namespace rf {
+namespace {
+
+struct CpuBackend {
+  template <class Op>
+  static void for_each(int64_t n, const Op& op) {
+#pragma omp parallel for schedule(static) if (n > 1)
+    for (int64_t i = 0; i < n; ++i) op(i);
+  }
+};
+
+CBLAS_TRANSPOSE cblas_trans(bool t) { return t ? CblasTrans : CblasNoTrans; }
+
+class CpuExecutor final : public KernelExecutor<CpuBackend> {
+ public:
+  explicit CpuExecutor(int threads) {
+    if (threads > 0) omp_set_num_threads(threads);
+    threads_ = omp_get_max_threads();
+  }
+
+  Device device() const override { return Device::kCpu; }
+
+  std::string describe() const override {
+    std::ostringstream s;
+    s << "cpu, " << threads_ << " OpenMP threads, " << openblas_get_config() << ", kernel "
+      << openblas_get_corename();
+    const char* coretype = std::getenv("OPENBLAS_CORETYPE");
+    s << " (OPENBLAS_CORETYPE=" << (coretype ? coretype : "unset") << ")";
+    return s.str();
+  }
+
+  void* allocate(size_t bytes) override {
+    const size_t rounded = (bytes + 63) / 64 * 64;
+    void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
+    if (!p) fail("out of host memory allocating ", bytes, " bytes");
+    count_allocation(bytes);
+    return p;
+  }
+  void release(void* ptr, size_t bytes) override {
+    if (!ptr) return;
+    std::free(ptr);
+    count_release(bytes);
+  }
+  void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void copy(void* dst, const void* src, size_t bytes) override { std::memmove(dst, src, bytes); }
+  void zero(void* ptr, size_t bytes) override { std::memset(ptr, 0, bytes); }
+  void synchronize() override {}
+
+  void gemm(const GemmDesc& d, const float* a, const float* b, float* c) override {
+    const std::string problem = gemm_desc_problem(d);
+    RF_CHECK(problem.empty(), problem);
+    if (d.m == 0 || d.n == 0) return;
+    auto one = [&](int64_t i) {
+      cblas_sgemm(CblasColMajor, cblas_trans(d.trans_a), cblas_trans(d.trans_b),
+                  static_cast<int>(d.m), static_cast<int>(d.n), static_cast<int>(d.k), d.alpha,
+                  a + i * d.stride_a, static_cast<int>(d.lda), b + i * d.stride_b,
+                  static_cast<int>(d.ldb), d.beta, c + i * d.stride_c, static_cast<int>(d.ldc));
+    };
+    if (d.batch == 1) {
+      one(0);
+      return;
+    }
+    // Many small products (attention chunks): one product per thread; OpenBLAS runs
+    // single-threaded inside an OpenMP parallel region.
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < d.batch; ++i) one(i);
+  }
+
+ private:
+  int threads_ = 1;
+};
+
+}  // namespace
+
+std::unique_ptr<Executor> make_cpu_executor(int threads) {
+  return std::make_unique<CpuExecutor>(threads);
+}
+
+}  // namespace rf

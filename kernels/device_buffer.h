@@ -1,0 +1,89 @@
+// Owning handles for executor memory: DeviceBuffer<T> is one typed allocation; Workspace is a set
+// of named scratch buffers that grow on first use and are then reused every step (no allocation
+// on the hot path after the first step).
+#pragma once
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kernels/error.h"
+#include "kernels/executor.h"
+
+namespace rf {
+
+template <class T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(Executor& ex, size_t count) : ex_(&ex), count_(count) {
+    data_ = static_cast<T*>(ex.allocate(count * sizeof(T)));
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& o) noexcept { swap(o); }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    DeviceBuffer tmp(std::move(o));
+    swap(tmp);
+    return *this;
+  }
+  ~DeviceBuffer() {
+    if (ex_ && data_) ex_->release(data_, count_ * sizeof(T));
+  }
+
+  T* data() { return data_; }
+  const T* data() const { return data_; }
+  size_t size() const { return count_; }
+
+  void upload(const std::vector<T>& host) {
+    RF_CHECK(host.size() == count_, "upload of ", host.size(), " into ", count_);
+    ex_->upload(data_, host.data(), count_ * sizeof(T));
+  }
+  std::vector<T> download() const {
+    std::vector<T> host(count_);
+    ex_->download(host.data(), data_, count_ * sizeof(T));
+    return host;
+  }
+  void zero() { ex_->zero(data_, count_ * sizeof(T)); }
+
+ private:
+  void swap(DeviceBuffer& o) noexcept {
+    std::swap(ex_, o.ex_);
+    std::swap(data_, o.data_);
+    std::swap(count_, o.count_);
+  }
+  Executor* ex_ = nullptr;
+  T* data_ = nullptr;
+  size_t count_ = 0;
+};
+
+class Workspace {
+ public:
+  explicit Workspace(Executor& ex) : ex_(ex) {}
+
+  // A scratch buffer of at least `count` elements under `name`; contents are not preserved when
+  // it grows.
+  template <class T>
+  T* get(const std::string& name, size_t count) {
+    DeviceBuffer<char>& b = buffers_[name];
+    const size_t bytes = count * sizeof(T);
+    if (b.size() < bytes) b = DeviceBuffer<char>(ex_, bytes);
+    return reinterpret_cast<T*>(b.data());
+  }
+  float* floats(const std::string& name, size_t count) { return get<float>(name, count); }
+  int32_t* ints(const std::string& name, size_t count) { return get<int32_t>(name, count); }
+
+  size_t bytes() const {
+    size_t total = 0;
+    for (const auto& kv : buffers_) total += kv.second.size();
+    return total;
+  }
+  void clear() { buffers_.clear(); }
+
+ private:
+  Executor& ex_;
+  std::map<std::string, DeviceBuffer<char>> buffers_;
+};
+
+}  // namespace rf

@@ -1,0 +1,20 @@
+#include "kernels/executor.h"
+
+#include "kernels/error.h"
+
+namespace rf {
+
+void matmul(Executor& ex, const RowMajorGemm& g, const float* a, const float* b, float* c) {
+  // Column-major C^T = op(B)^T op(A)^T: the row-major B is the column-major A.
+  ex.gemm(to_column_major(g), b, a, c);
+}
+
+#ifndef RF_WITH_CUDA
+bool cuda_compiled_in() { return false; }
+std::unique_ptr<Executor> make_cuda_executor(int) {
+  fail("runtime.device is cuda, but this build has no CUDA support (nvcc was not found when "
+       "CMake configured the build); use runtime.device=cpu or rebuild with the CUDA toolkit");
+}
+#endif
+
+}  // namespace rf

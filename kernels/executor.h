@@ -1,0 +1,84 @@
+// The executor interface: where memory lives and how kernels and GEMMs run. The model code is
+// written once against it; the CPU executor (OpenMP + OpenBLAS) and the CUDA executor (grid-stride
+// kernels + cuBLAS) implement it from the same kernel functors and the same GEMM description.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "kernels/gemm_desc.h"
+#include "kernels/kernel_ops.h"
+
+namespace rf {
+
+enum class Device { kCpu, kCuda };
+
+// One pure virtual run(n, op) per kernel in KernelOps.
+template <class... Ops>
+struct KernelInterface;
+template <>
+struct KernelInterface<> {
+  virtual ~KernelInterface() = default;
+  void run() = delete;  // anchor for the using-declarations below
+};
+template <class Op, class... Rest>
+struct KernelInterface<Op, Rest...> : KernelInterface<Rest...> {
+  using KernelInterface<Rest...>::run;
+  // Runs op(i) for every i in [0, n).
+  virtual void run(int64_t n, const Op& op) = 0;
+};
+
+template <class List>
+struct KernelInterfaceOf;
+template <class... Ops>
+struct KernelInterfaceOf<TypeList<Ops...>> {
+  using type = KernelInterface<Ops...>;
+};
+
+class Executor : public KernelInterfaceOf<KernelOps>::type {
+ public:
+  using KernelInterfaceOf<KernelOps>::type::run;
+
+  virtual Device device() const = 0;
+  // One line for logs: device, threads, BLAS and its kernel.
+  virtual std::string describe() const = 0;
+
+  virtual void* allocate(size_t bytes) = 0;
+  virtual void release(void* ptr, size_t bytes) = 0;
+  virtual void upload(void* device_dst, const void* host_src, size_t bytes) = 0;
+  virtual void download(void* host_dst, const void* device_src, size_t bytes) = 0;
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
+  virtual void zero(void* ptr, size_t bytes) = 0;
+  virtual void synchronize() = 0;
+
+  // C = alpha op(A) op(B) + beta C, column-major, as cuBLAS defines it.
+  virtual void gemm(const GemmDesc& desc, const float* a, const float* b, float* c) = 0;
+
+  size_t bytes_in_use() const { return bytes_in_use_; }
+  size_t peak_bytes() const { return peak_bytes_; }
+  void reset_peak() { peak_bytes_ = bytes_in_use_; }
+
+ protected:
+  void count_allocation(size_t bytes) {
+    bytes_in_use_ += bytes;
+    if (bytes_in_use_ > peak_bytes_) peak_bytes_ = bytes_in_use_;
+  }
+  void count_release(size_t bytes) { bytes_in_use_ -= bytes; }
+
+ private:
+  size_t bytes_in_use_ = 0;
+  size_t peak_bytes_ = 0;
+};
+
+// threads <= 0 means all cores available to this process.
+std::unique_ptr<Executor> make_cpu_executor(int threads);
+// Throws rf::Error with a clear message when CUDA was not compiled in or no device is present.
+std::unique_ptr<Executor> make_cuda_executor(int device_index);
+bool cuda_compiled_in();
+
+// Row-major product through the column-major description (see gemm_desc.h).
+void matmul(Executor& ex, const RowMajorGemm& g, const float* a, const float* b, float* c);
+
+}  // namespace rf

@@ -1,0 +1,43 @@
+// One description of a (strided, batched) GEMM in cuBLAS's column-major terms. The CUDA executor
+// hands it to cublasGemmStridedBatchedEx unchanged; the CPU executor hands the same fields to
+// column-major CBLAS (OpenBLAS). CPU tests of this description therefore check the exact
+// arguments cuBLAS receives (DESIGN.md, "one GEMM mapping, two executors").
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace rf {
+
+struct GemmDesc {
+  bool trans_a = false;  // op(A) = A^T when set
+  bool trans_b = false;  // op(B) = B^T when set
+  int64_t m = 0;         // rows of op(A) and C
+  int64_t n = 0;         // columns of op(B) and C
+  int64_t k = 0;         // columns of op(A) = rows of op(B)
+  int64_t lda = 0, ldb = 0, ldc = 0;                 // leading dimensions (column-major)
+  int64_t stride_a = 0, stride_b = 0, stride_c = 0;  // elements between batch entries
+  int64_t batch = 1;
+  float alpha = 1.0f;
+  float beta = 0.0f;  // C = alpha * op(A) op(B) + beta * C
+};
+
+// Empty when the description is valid, otherwise what is wrong with it.
+std::string gemm_desc_problem(const GemmDesc& d);
+
+// A GEMM stated in row-major terms, the way the model code thinks of its tensors:
+//   C[M, N] = alpha * op(A) op(B) + beta * C, with op(A) [M, K] and op(B) [K, N], all row-major.
+struct RowMajorGemm {
+  bool trans_a = false, trans_b = false;
+  int64_t m = 0, n = 0, k = 0;
+  int64_t lda = 0, ldb = 0, ldc = 0;  // row strides (elements between rows)
+  int64_t stride_a = 0, stride_b = 0, stride_c = 0;
+  int64_t batch = 1;
+  float alpha = 1.0f, beta = 0.0f;
+};
+
+// Column-major description of a row-major product. Row-major C is column-major C^T, and
+// C^T = op(B)^T op(A)^T, so the operands swap: the returned description's A is the row-major B.
+GemmDesc to_column_major(const RowMajorGemm& g);
+
+}  // namespace rf

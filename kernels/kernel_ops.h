@@ -1,0 +1,36 @@
+// The registry of per-index kernels. Each entry is an RF_HD functor from kernels/ops/; every
+// executor runs each of them (CPU: an OpenMP loop, CUDA: a grid-stride kernel). Adding a kernel
+// is writing its functor and adding it to this list.
+#pragma once
+
+#include "kernels/ops/activation.h"
+#include "kernels/ops/adamw.h"
+#include "kernels/ops/chunk_attention.h"
+#include "kernels/ops/cross_entropy.h"
+#include "kernels/ops/elementwise.h"
+#include "kernels/ops/embedding.h"
+#include "kernels/ops/layer_norm.h"
+#include "kernels/ops/lsh_hash.h"
+#include "kernels/ops/random_fill.h"
+#include "kernels/ops/reduce.h"
+
+namespace rf {
+
+template <class... Ops>
+struct TypeList {};
+
+using KernelOps = TypeList<
+    // element-wise
+    AddScaled, Scale, Fill, BiasDropoutResidualAdd, ApplyDropout, ConcatColumns, SplitColumnsAdd,
+    BiasActivationForward, ActivationBackward, AddBias, AdamWUpdate, RandomNormalFill,
+    RandomUniformFill,
+    // row-wise and reductions
+    LayerNormForward, LayerNormBackward, LayerNormParamGradPartial, ColumnPartialSum,
+    ColumnSumPartials, SumSquaresPartial, CrossEntropyRow,
+    // embeddings
+    EmbedForward, EmbedTokenBackward, AxialPositionBackward, LearnedPositionBackward,
+    // LSH and chunked attention
+    LshHash, BucketCountingSort, GatherChunks, ChunkSoftmax, CombineRounds, CombineRoundsBackward,
+    ChunkSoftmaxBackward, FoldWindows, KeyNormBackwardToQuery, UngatherRounds>;
+
+}  // namespace rf

@@ -1,0 +1,45 @@
+// Softmax cross-entropy of one row of logits, turned in place into its gradient. One index = one
+// row of a head chunk [rows, vocab]; the loss head never holds more than one chunk of logits.
+#pragma once
+
+#include "kernels/hd.h"
+
+namespace rf {
+
+struct CrossEntropyRow {
+  float* logits;           // [rows, vocab]; overwritten by grad_scale * (softmax - onehot)
+  const int32_t* targets;  // [rows]
+  float* loss;             // [rows] out: -log p(target)
+  int32_t* prediction;     // [rows] out: argmax of the logits
+  int64_t vocab;
+  float grad_scale;        // d(total loss)/d(row loss), e.g. 1 / tokens in the global batch
+  bool want_grad;
+  RF_HD void operator()(int64_t row) const {
+    float* z = logits + row * vocab;
+    const int32_t target = targets[row];
+    float zmax = z[0];
+    int64_t arg = 0;
+    for (int64_t v = 1; v < vocab; ++v)
+      if (z[v] > zmax) zmax = z[v], arg = v;
+    float sum = 0.0f;
+    for (int64_t v = 0; v < vocab; ++v) sum += expf(z[v] - zmax);
+    const float log_sum = logf(sum) + zmax;
+    loss[row] = log_sum - z[target];
+    prediction[row] = static_cast<int32_t>(arg);
+    if (!want_grad) return;
+    for (int64_t v = 0; v < vocab; ++v) {
+      const float p = expf(z[v] - log_sum);
+      z[v] = grad_scale * (p - (v == target ? 1.0f : 0.0f));
+    }
+  }
+};
+
+// x[r, c] += bias[c]. Index = element of [rows, cols].
+struct AddBias {
+  float* x;
+  const float* bias;
+  int64_t cols;
+  RF_HD void operator()(int64_t i) const { x[i] += bias[i % cols]; }
+};
+
+}  // namespace rf

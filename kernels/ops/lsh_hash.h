@@ -1,0 +1,81 @@
+// Angular LSH (Andoni et al. 2015, as the Reformer uses it): with projections p = qk R of a
+// round, the bucket is argmax([p ; -p]). Many buckets are factorised as trax and HF do: the
+// rotation holds sum(f_i / 2) columns, each factor takes the argmax of its own block, and the
+// factor ids combine mixed-radix (id = a1 + f1 * a2 + f1 * f2 * a3). Round r adds r * n_buckets.
+// Then a stable counting sort orders the n_rounds * seq_len slots by (bucket, position).
+#pragma once
+
+#include "kernels/hd.h"
+
+namespace rf {
+
+constexpr int kMaxBucketFactors = 3;
+
+struct BucketFactors {
+  int count = 1;
+  int size[kMaxBucketFactors] = {2, 1, 1};  // each even; product = n_buckets
+  RF_HD int n_buckets() const {
+    int n = 1;
+    for (int f = 0; f < count; ++f) n *= size[f];
+    return n;
+  }
+  RF_HD int rotation_cols() const {  // columns of the rotation matrix per round
+    int n = 0;
+    for (int f = 0; f < count; ++f) n += size[f] / 2;
+    return n;
+  }
+};
+
+// Index = round * seq_len + t.
+struct LshHash {
+  const float* projected;  // [seq_len, ldp]: round r's projections at columns r * rot_cols ...
+  int64_t ldp;
+  int32_t* buckets;        // [n_rounds, seq_len]
+  int64_t seq_len;
+  BucketFactors factors;
+  RF_HD void operator()(int64_t i) const {
+    const int64_t r = i / seq_len, t = i % seq_len;
+    const float* p = projected + t * ldp + r * factors.rotation_cols();
+    int bucket = 0, radix = 1;
+    for (int f = 0; f < factors.count; ++f) {
+      const int half = factors.size[f] / 2;
+      float best = p[0];
+      int arg = 0;
+      for (int j = 1; j < half; ++j)
+        if (p[j] > best) best = p[j], arg = j;
+      for (int j = 0; j < half; ++j)
+        if (-p[j] > best) best = -p[j], arg = half + j;
+      bucket += arg * radix;
+      radix *= factors.size[f];
+      p += half;
+    }
+    buckets[i] = bucket + static_cast<int32_t>(r) * factors.n_buckets();
+  }
+};
+
+// Stable counting sort of one segment (one example and head) by bucket. Slots i = r * seq_len + t
+// are visited in increasing order and a bucket holds slots of one round only, so the order within
+// a bucket is by position: the result is the sort of the key bucket * seq_len + t. Index = segment.
+struct BucketCountingSort {
+  const int32_t* buckets;  // [segments, n]
+  int32_t* perm;           // [segments, n] out: sorted slot -> r * seq_len + t
+  int32_t* undo;           // [segments, n] out: r * seq_len + t -> sorted slot
+  int32_t* counts;         // scratch [segments, total_buckets + 1]
+  int64_t n, total_buckets;
+  RF_HD void operator()(int64_t segment) const {
+    const int32_t* b = buckets + segment * n;
+    int32_t* p = perm + segment * n;
+    int32_t* u = undo + segment * n;
+    int32_t* c = counts + segment * (total_buckets + 1);
+    for (int64_t k = 0; k <= total_buckets; ++k) c[k] = 0;
+    for (int64_t i = 0; i < n; ++i) ++c[b[i] + 1];
+    for (int64_t k = 0; k < total_buckets; ++k) c[k + 1] += c[k];
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t slot = c[b[i]]++;
+      p[slot] = static_cast<int32_t>(i);
+      u[i] = slot;
+    }
+  }
+};
+
+}  // namespace rf

@@ -1,0 +1,248 @@
+// Tests of the kernel layer: Philox against its published known-answer vectors, the GEMM
+// description against a naive reference for every transpose combination and batch stride, the
+// LSH hash and the bucket sort against direct definitions.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <numeric>
+
+#include "kernels/lsh_buckets.h"
+#include "kernels/philox.h"
+#include "kernels/reductions.h"
+#include "tests/test_util.h"
+
+namespace rf {
+namespace {
+
+using test::cpu;
+
+TEST(Philox, MatchesRandom123KnownAnswers) {
+  // Known-answer vectors of Philox4x32-10 from the Random123 distribution (kat_vectors).
+  const Philox4 zero = philox4x32_10({{0, 0, 0, 0}}, 0, 0);
+  EXPECT_EQ(zero.v[0], 0x6627e8d5u);
+  EXPECT_EQ(zero.v[1], 0xe169c58du);
+  EXPECT_EQ(zero.v[2], 0xbc57ac4cu);
+  EXPECT_EQ(zero.v[3], 0x9b00dbd8u);
+  const Philox4 ones =
+      philox4x32_10({{0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}}, 0xffffffffu,
+                    0xffffffffu);
+  EXPECT_EQ(ones.v[0], 0x408f276du);
+  EXPECT_EQ(ones.v[1], 0x41c83b0eu);
+  EXPECT_EQ(ones.v[2], 0xa20bc7c6u);
+  EXPECT_EQ(ones.v[3], 0x6d5451fdu);
+  const Philox4 pi = philox4x32_10({{0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}},
+                                   0xa4093822u, 0x299f31d0u);
+  EXPECT_EQ(pi.v[0], 0xd16cfe09u);
+  EXPECT_EQ(pi.v[1], 0x94fdccebu);
+  EXPECT_EQ(pi.v[2], 0x5001e420u);
+  EXPECT_EQ(pi.v[3], 0x24126ea1u);
+}
+
+TEST(Philox, NormalAndUniformHaveTheRightMoments) {
+  const RngStream s = make_rng_stream(7, RngPurpose::kRotation, 3, 11, 5, 2);
+  const int n = 200000;
+  double sum = 0, sum2 = 0, usum = 0;
+  for (int i = 0; i < n; ++i) {
+    const double x = s.normal(i);
+    sum += x;
+    sum2 += x * x;
+    const float u = s.uniform(i);
+    ASSERT_GE(u, 0.0f);
+    ASSERT_LT(u, 1.0f);
+    usum += u;
+  }
+  EXPECT_NEAR(sum / n, 0.0, 0.01);
+  EXPECT_NEAR(sum2 / n, 1.0, 0.015);
+  EXPECT_NEAR(usum / n, 0.5, 0.005);
+}
+
+TEST(Philox, StreamsDifferByEveryCoordinate) {
+  const RngStream base = make_rng_stream(1, RngPurpose::kRotation, 0, 0, 0, 0);
+  const std::vector<RngStream> others = {
+      make_rng_stream(2, RngPurpose::kRotation, 0, 0, 0, 0),
+      make_rng_stream(1, RngPurpose::kAttentionDropout, 0, 0, 0, 0),
+      make_rng_stream(1, RngPurpose::kRotation, 1, 0, 0, 0),
+      make_rng_stream(1, RngPurpose::kRotation, 0, 1, 0, 0),
+      make_rng_stream(1, RngPurpose::kRotation, 0, 0, 1, 0),
+      make_rng_stream(1, RngPurpose::kRotation, 0, 0, 0, 1)};
+  for (const RngStream& o : others) {
+    int same = 0;
+    for (int i = 0; i < 64; ++i) same += o.bits(i) == base.bits(i);
+    EXPECT_LT(same, 2);
+  }
+}
+
+// Naive column-major reference of one GEMM description.
+std::vector<float> reference_gemm(const GemmDesc& d, const std::vector<float>& a,
+                                  const std::vector<float>& b, std::vector<float> c) {
+  for (int64_t bi = 0; bi < d.batch; ++bi)
+    for (int64_t j = 0; j < d.n; ++j)
+      for (int64_t i = 0; i < d.m; ++i) {
+        double s = 0.0;
+        for (int64_t p = 0; p < d.k; ++p) {
+          const float av = d.trans_a ? a[bi * d.stride_a + p + i * d.lda]
+                                     : a[bi * d.stride_a + i + p * d.lda];
+          const float bv = d.trans_b ? b[bi * d.stride_b + j + p * d.ldb]
+                                     : b[bi * d.stride_b + p + j * d.ldb];
+          s += static_cast<double>(av) * bv;
+        }
+        float& out = c[bi * d.stride_c + i + j * d.ldc];
+        out = static_cast<float>(d.alpha * s + d.beta * out);
+      }
+  return c;
+}
+
+class GemmDescTest : public ::testing::TestWithParam<std::tuple<bool, bool, int>> {};
+
+TEST_P(GemmDescTest, MatchesNaiveColumnMajorReference) {
+  const auto [ta, tb, batch] = GetParam();
+  GemmDesc d;
+  d.trans_a = ta;
+  d.trans_b = tb;
+  d.m = 7;
+  d.n = 5;
+  d.k = 9;
+  d.lda = (ta ? d.k : d.m) + 3;  // padded leading dimensions
+  d.ldb = (tb ? d.n : d.k) + 2;
+  d.ldc = d.m + 1;
+  const int64_t cols_a = ta ? d.m : d.k, cols_b = tb ? d.k : d.n;
+  d.stride_a = d.lda * cols_a + 5;
+  d.stride_b = d.ldb * cols_b + 4;
+  d.stride_c = d.ldc * d.n + 6;
+  d.batch = batch;
+  d.alpha = 0.75f;
+  d.beta = 0.5f;
+  ASSERT_EQ(gemm_desc_problem(d), "");
+  const auto a = test::random_vector(d.stride_a * batch, 1);
+  const auto b = test::random_vector(d.stride_b * batch, 2);
+  const auto c0 = test::random_vector(d.stride_c * batch, 3);
+  auto da = test::to_device(a), db = test::to_device(b), dc = test::to_device(c0);
+  cpu().gemm(d, da.data(), db.data(), dc.data());
+  const auto expected = reference_gemm(d, a, b, c0);
+  EXPECT_LT(test::max_abs_diff(dc.download(), expected), 1e-4f);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTransposesAndBatches, GemmDescTest,
+                         ::testing::Combine(::testing::Bool(), ::testing::Bool(),
+                                            ::testing::Values(1, 3)));
+
+TEST(GemmDesc, RowMajorMappingComputesRowMajorProduct) {
+  // C[M, N] = A^T B with A stored [K, M] and B [K, N], row-major, batched with strides.
+  const int64_t M = 6, N = 4, K = 5, batch = 2;
+  const auto a = test::random_vector(batch * K * M, 4);
+  const auto b = test::random_vector(batch * K * N, 5);
+  auto da = test::to_device(a), db = test::to_device(b);
+  DeviceBuffer<float> dc(cpu(), batch * M * N);
+  matmul(cpu(), {true, false, M, N, K, M, N, N, K * M, K * N, M * N, batch, 1.0f, 0.0f}, da.data(),
+         db.data(), dc.data());
+  const auto c = dc.download();
+  for (int64_t bi = 0; bi < batch; ++bi)
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        double s = 0;
+        for (int64_t p = 0; p < K; ++p) s += a[bi * K * M + p * M + i] * b[bi * K * N + p * N + j];
+        EXPECT_NEAR(c[bi * M * N + i * N + j], s, 1e-4);
+      }
+}
+
+TEST(GemmDesc, ReportsInvalidLeadingDimensions) {
+  GemmDesc d;
+  d.m = 4;
+  d.n = 3;
+  d.k = 2;
+  d.lda = 3;  // < m
+  d.ldb = 2;
+  d.ldc = 4;
+  EXPECT_NE(gemm_desc_problem(d).find("lda"), std::string::npos);
+  d.lda = 4;
+  d.ldc = 2;
+  EXPECT_NE(gemm_desc_problem(d).find("ldc"), std::string::npos);
+  d.ldc = 4;
+  EXPECT_EQ(gemm_desc_problem(d), "");
+}
+
+TEST(LshHash, ArgmaxOfRotatedVectorsWithFactorisedBuckets) {
+  const int64_t T = 40, d = 8, rounds = 2;
+  BucketFactors f;
+  f.count = 2;
+  f.size[0] = 4;
+  f.size[1] = 6;  // 24 buckets, 2 + 3 rotation columns per round
+  const auto qk = test::random_vector(T * d, 9);
+  auto dqk = test::to_device(qk);
+  DeviceBuffer<int32_t> buckets(cpu(), rounds * T);
+  Workspace ws(cpu());
+  const RngStream stream = make_rng_stream(3, RngPurpose::kRotation, 0, 0, 0, 0);
+  lsh_hash_head(cpu(), ws, {T, d, rounds, f}, dqk.data(), d, stream, buckets.data());
+  const auto got = buckets.download();
+  const int64_t cols = rounds * 5;
+  for (int64_t r = 0; r < rounds; ++r)
+    for (int64_t t = 0; t < T; ++t) {
+      int expected = 0, radix = 1, offset = static_cast<int>(r * 5);
+      for (int fi = 0; fi < 2; ++fi) {
+        const int half = f.size[fi] / 2;
+        std::vector<double> vals;
+        for (int j = 0; j < half; ++j) {
+          double p = 0;
+          for (int64_t c = 0; c < d; ++c) p += qk[t * d + c] * stream.normal(c * cols + offset + j);
+          vals.push_back(p);
+        }
+        for (int j = 0; j < half; ++j) vals.push_back(-vals[j]);
+        expected += static_cast<int>(std::max_element(vals.begin(), vals.end()) - vals.begin()) *
+                    radix;
+        radix *= f.size[fi];
+        offset += half;
+      }
+      EXPECT_EQ(got[r * T + t], expected + r * 24) << "round " << r << " position " << t;
+    }
+}
+
+TEST(LshSort, IsTheStableSortByBucketThenPosition) {
+  const int64_t T = 50, rounds = 3, segments = 2, n_buckets = 6;
+  std::mt19937 gen(5);
+  std::vector<int32_t> buckets(segments * rounds * T);
+  for (int64_t s = 0; s < segments; ++s)
+    for (int64_t r = 0; r < rounds; ++r)
+      for (int64_t t = 0; t < T; ++t)
+        buckets[(s * rounds + r) * T + t] = static_cast<int32_t>(gen() % n_buckets + r * n_buckets);
+  auto db = test::to_device(buckets);
+  DeviceBuffer<int32_t> perm(cpu(), buckets.size()), undo(cpu(), buckets.size());
+  Workspace ws(cpu());
+  BucketFactors f;
+  f.size[0] = static_cast<int>(n_buckets);
+  lsh_sort(cpu(), ws, {T, 4, rounds, f}, segments, db.data(), perm.data(), undo.data());
+  const auto p = perm.download(), u = undo.download();
+  for (int64_t s = 0; s < segments; ++s) {
+    std::vector<int32_t> expected(rounds * T);
+    std::iota(expected.begin(), expected.end(), 0);
+    const int32_t* b = buckets.data() + s * rounds * T;
+    std::stable_sort(expected.begin(), expected.end(), [&](int32_t x, int32_t y) {
+      return int64_t{b[x]} * T + x % T < int64_t{b[y]} * T + y % T;
+    });
+    for (int64_t j = 0; j < rounds * T; ++j) {
+      EXPECT_EQ(p[s * rounds * T + j], expected[j]);
+      EXPECT_EQ(u[s * rounds * T + expected[j]], j);
+    }
+  }
+}
+
+TEST(Reductions, ColumnSumsAndSquaresMatchDirectSums) {
+  const int64_t rows = 300, cols = 7;
+  const auto x = test::random_vector(rows * cols, 8);
+  auto dx = test::to_device(x);
+  DeviceBuffer<float> out(cpu(), cols);
+  out.upload(std::vector<float>(cols, 1.0f));
+  Workspace ws(cpu());
+  add_column_sums(cpu(), ws, dx.data(), rows, cols, out.data());
+  const auto got = out.download();
+  double squares = 0;
+  for (int64_t c = 0; c < cols; ++c) {
+    double s = 1.0;
+    for (int64_t r = 0; r < rows; ++r) s += x[r * cols + c];
+    EXPECT_NEAR(got[c], s, 1e-4);
+  }
+  for (float v : x) squares += double{v} * v;
+  EXPECT_NEAR(sum_of_squares(cpu(), ws, dx.data(), rows * cols), squares, 1e-6 * squares);
+}
+
+}  // namespace
+}  // namespace rf

@@ -1,0 +1,71 @@
+// Helpers shared by the tests: a CPU executor, random host data, host<->device copies, and a
+// central finite-difference checker for directional derivatives.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <random>
+#include <vector>
+
+#include "kernels/device_buffer.h"
+
+namespace rf::test {
+
+inline Executor& cpu() {
+  static std::unique_ptr<Executor> ex = make_cpu_executor(0);
+  return *ex;
+}
+
+inline std::vector<float> random_vector(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(gen);
+  return v;
+}
+
+inline DeviceBuffer<float> to_device(const std::vector<float>& host) {
+  DeviceBuffer<float> b(cpu(), host.size());
+  b.upload(host);
+  return b;
+}
+
+inline DeviceBuffer<int32_t> to_device(const std::vector<int32_t>& host) {
+  DeviceBuffer<int32_t> b(cpu(), host.size());
+  b.upload(host);
+  return b;
+}
+
+inline double dot(const std::vector<float>& a, const std::vector<float>& b) {
+  double s = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) s += static_cast<double>(a[i]) * b[i];
+  return s;
+}
+
+inline float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  float m = 0.0f;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  return m;
+}
+
+// Checks the analytic directional derivative <grad, direction> against the central difference
+// (f(x + eps d) - f(x - eps d)) / (2 eps), where `perturb(s)` sets x = x0 + s * d and `loss()`
+// evaluates f. Tolerance is relative to the larger magnitude, with an absolute floor.
+inline void expect_directional_derivative(const std::function<void(float)>& perturb,
+                                          const std::function<double()>& loss, double analytic,
+                                          double eps, double rel_tol, const std::string& what) {
+  perturb(static_cast<float>(eps));
+  const double plus = loss();
+  perturb(static_cast<float>(-eps));
+  const double minus = loss();
+  perturb(0.0f);
+  const double numeric = (plus - minus) / (2.0 * eps);
+  const double scale = std::max({std::fabs(numeric), std::fabs(analytic), 1e-3});
+  EXPECT_LE(std::fabs(numeric - analytic) / scale, rel_tol)
+      << what << ": analytic " << analytic << " vs finite difference " << numeric;
+}
+
+}  // namespace rf::test

@@ -1,0 +1,50 @@
+// One attention sublayer of the Reformer: projections, LSH / local / dense attention per
+// (example, head), and the output projection. LSH attention shares queries and keys (one
+// projection w_qk); local and dense attention have separate w_q and w_k.
+#pragma once
+
+#include "kernels/chunked_attention.h"
+#include "kernels/lsh_buckets.h"
+#include "trainer/config.h"
+#include "trainer/params.h"
+#include "trainer/step_context.h"
+
+namespace rf {
+
+class AttentionLayer {
+ public:
+  AttentionLayer(ParamStore& store, const Config& cfg, int layer, const std::string& prefix);
+
+  AttentionKind kind() const { return kind_; }
+  // int32 bucket ids this layer stores per micro-batch for its backward pass (0 unless LSH).
+  int64_t bucket_count(int64_t batch, int64_t seq_len) const;
+
+  // out [rows, d_model] = Attention(xn [rows, d_model]). LSH hashes into `buckets` [batch,
+  // heads, n_hashes, seq_len], or with reuse_buckets takes them as given (held fixed).
+  void forward(Kit& kit, ParamStore& p, const StepContext& step, const float* xn, float* out,
+               int32_t* buckets, bool reuse_buckets) const;
+  // dxn += dL/dxn and parameter gradients +=, for the output gradient dout. LSH uses the bucket
+  // ids the forward pass stored: re-hashing the reconstructed input could flip buckets. When
+  // `out` is not null it receives the recomputed forward output (for the reversible rebuild).
+  void backward(Kit& kit, ParamStore& p, const StepContext& step, const float* xn,
+                const float* dout, float* dxn, const int32_t* buckets, float* out) const;
+
+ private:
+  HeadAttentionSpec head_spec(const StepContext& step, int64_t b, int64_t h) const;
+  void project(Kit& kit, ParamStore& p, int64_t rows, const float* xn, float* q, float* k,
+               float* v) const;
+  void sort_buckets(Kit& kit, int64_t batch, int64_t seq_len, const int32_t* buckets,
+                    int32_t** perm, int32_t** undo) const;
+  HeadInputs head_inputs(const float* q, const float* k, const float* v, const int32_t* perm,
+                         const int32_t* undo, int64_t seq_len, int64_t b, int64_t h) const;
+
+  AttentionKind kind_;
+  int layer_;
+  int64_t d_model_, n_heads_, d_head_;
+  int64_t n_hashes_ = 1, bucket_size_ = 0, local_chunk_ = 0;
+  BucketFactors factors_;
+  double attention_dropout_ = 0.0;
+  int w_q_ = -1, w_k_ = -1, w_v_ = -1, w_o_ = -1;  // w_q_ is w_qk for LSH; w_k_ unused then
+};
+
+}  // namespace rf

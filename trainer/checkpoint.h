@@ -1,0 +1,46 @@
+// Checkpoints: one HDF5 file per saved step under <out_dir>/checkpoints/step-XXXXXXXX.h5 with the
+// parameters, AdamW moments, step, data cursor, seed, parameter layout and the full config text.
+// Written to a temporary name, flushed and synced, then renamed, so a crash mid-write leaves the
+// previous checkpoint intact; the newest `keep` are kept. Datasets carry Fletcher-32 checksums, so
+// a damaged file is detected when read.
+#pragma once
+
+#include <string>
+
+#include "trainer/model.h"
+#include "trainer/optimizer.h"
+
+namespace rf {
+
+constexpr int64_t kCheckpointFormatVersion = 1;
+
+struct TrainingState {
+  int64_t step = 0;          // optimizer steps completed
+  int64_t samples_seen = 0;  // windows consumed by the whole job (the data cursor)
+  int64_t seed = 1;          // keys every random stream of the run
+  int64_t world_size = 1;    // ranks of the job that wrote it (informational)
+};
+
+std::string checkpoint_dir(const std::string& out_dir);
+std::string checkpoint_file_name(int64_t step);
+
+// Writes the checkpoint for state.step into `dir` and removes all but the newest `keep`.
+std::string save_checkpoint(const std::string& dir, ReformerModel& model, AdamW& optimizer,
+                            const TrainingState& state, int64_t keep);
+
+// Restores parameters (and, when optimizer is not null, the AdamW moments) from `path`. A
+// checkpoint whose parameter layout differs from the model's is an error naming the tensor.
+TrainingState load_checkpoint(const std::string& path, ReformerModel& model, AdamW* optimizer);
+
+// The config text stored in a checkpoint.
+std::string checkpoint_config_text(const std::string& path);
+
+// Newest checkpoint in `dir` that reads back intact; "" when there is none. Damaged newer files
+// are reported on stderr and skipped.
+std::string find_latest_checkpoint(const std::string& dir);
+
+// A --checkpoint argument: a checkpoint file, a run directory or its checkpoints/ directory (the
+// newest intact checkpoint).
+std::string resolve_checkpoint_path(const std::string& argument);
+
+}  // namespace rf

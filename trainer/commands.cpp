@@ -1,0 +1,198 @@
+#include "trainer/commands.h"
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <iostream>
+
+#include "comms/communicator.h"
+#include "data/synthetic_duplication.h"
+#include "trainer/batches.h"
+#include "trainer/checkpoint.h"
+#include "trainer/evaluate.h"
+#include "trainer/generate.h"
+#include "trainer/metrics.h"
+#include "trainer/progress.h"
+#include "trainer/train_loop.h"
+
+namespace rf {
+namespace {
+
+struct Arguments {
+  std::string config;
+  std::vector<std::string> overrides;
+  std::string resume;
+  std::string checkpoint;
+  bool json = false;
+  std::string positions;
+  std::string prompt;
+  int64_t tokens = 200;
+  double temperature = 1.0;
+  int64_t top_k = 0;
+  int64_t seed = 1;
+};
+
+PositionRange parse_positions(const std::string& text) {
+  PositionRange r;
+  if (text.empty()) return r;
+  const size_t colon = text.find(':');
+  try {
+    if (colon == std::string::npos) throw std::invalid_argument("no colon");
+    size_t used = 0;
+    if (colon > 0) r.begin = std::stoll(text.substr(0, colon), &used);
+    if (colon + 1 < text.size()) r.end = std::stoll(text.substr(colon + 1), &used);
+  } catch (const std::exception&) {
+    fail("--positions '", text, "' is not A:B (target positions A <= t < B; either may be empty)");
+  }
+  if (r.begin < 0 || (r.end >= 0 && r.end <= r.begin))
+    fail("--positions '", text, "' must satisfy 0 <= A < B");
+  return r;
+}
+
+// Config for eval/generate: the given file, or the checkpoint's own config text.
+Config config_for_checkpoint(const Arguments& a, const std::string& checkpoint) {
+  if (!a.config.empty()) return load_config(a.config, a.overrides);
+  return load_config_text(checkpoint_config_text(checkpoint), checkpoint + " (stored config)",
+                          a.overrides);
+}
+
+int command_train(const Arguments& a) {
+  const Config cfg = load_config(a.config, a.overrides);
+  auto comm = make_single_process_communicator();
+  TrainOptions options;
+  options.resume = a.resume;
+  run_training(cfg, options, *comm);
+  return 0;
+}
+
+int command_eval(const Arguments& a) {
+  const std::string path = resolve_checkpoint_path(a.checkpoint);
+  const Config cfg = config_for_checkpoint(a, path);
+  const PositionRange positions = parse_positions(a.positions);
+  if (positions.begin >= cfg.train.seq_len)
+    fail("--positions: A = ", positions.begin, " is not below train.seq_len = ", cfg.train.seq_len);
+  auto ex = make_executor(cfg.runtime);
+  ReformerModel model(cfg, *ex);
+  const TrainingState state = load_checkpoint(path, model, nullptr);
+  const DataSources data = open_data(cfg);
+  const int64_t windows =
+      eval_window_count(*data.val, cfg.train.eval_batches, cfg.train.batch_size);
+  ProgressClock clock(0, windows);
+  const EvalResult r =
+      evaluate(model, *data.val, windows, cfg.train.batch_size, positions,
+               [&](int64_t done, int64_t total) {
+                 if (a.json) return;
+                 std::fprintf(stderr, "\reval %lld/%lld windows, %s elapsed", (long long)done,
+                              (long long)total, format_duration(clock.elapsed_seconds()).c_str());
+               });
+  if (a.json) {
+    std::cout << JsonLine()
+                     .add("checkpoint", path)
+                     .add("step", state.step)
+                     .add("loss", r.loss)
+                     .add("bits_per_token", r.bits_per_token)
+                     .add("accuracy", r.accuracy)
+                     .add("tokens", r.tokens)
+                     .add("n_hashes", cfg.lsh.n_hashes)
+                     .str()
+              << std::endl;
+  } else {
+    std::fprintf(stderr, "\n");
+    std::printf("%s (step %lld), n_hashes %lld: loss %.4f nats, %.4f bits/token, accuracy %.4f "
+                "over %lld tokens\n",
+                path.c_str(), static_cast<long long>(state.step),
+                static_cast<long long>(cfg.lsh.n_hashes), r.loss, r.bits_per_token, r.accuracy,
+                static_cast<long long>(r.tokens));
+  }
+  return 0;
+}
+
+int command_generate(const Arguments& a) {
+  const std::string path = resolve_checkpoint_path(a.checkpoint);
+  const Config cfg = config_for_checkpoint(a, path);
+  auto ex = make_executor(cfg.runtime);
+  ReformerModel model(cfg, *ex);
+  load_checkpoint(path, model, nullptr);
+  std::vector<int32_t> prompt(a.prompt.begin(), a.prompt.end());
+  for (int32_t& t : prompt) {
+    t = static_cast<unsigned char>(t);
+    if (t >= cfg.model.vocab_size)
+      fail("--prompt has byte ", t, ", outside the model's vocabulary of ", cfg.model.vocab_size);
+  }
+  SamplingOptions o;
+  o.tokens = a.tokens;
+  o.temperature = a.temperature;
+  o.top_k = a.top_k;
+  o.seed = static_cast<uint64_t>(a.seed);
+  const std::vector<int32_t> out = generate(model, prompt, o);
+  std::string text;
+  for (int32_t t : out) text += static_cast<char>(t);
+  std::cout << text << std::endl;
+  return 0;
+}
+
+int command_config(const Arguments& a) {
+  if (a.config.empty()) {
+    std::cout << config_reference_yaml();
+  } else {
+    std::cout << load_config(a.config, a.overrides).source_text;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int run_command_line(int argc, char** argv) {
+  CLI::App app{"reformer: trains Reformer language models (reversible layers, LSH attention)"};
+  app.require_subcommand(1);
+  Arguments a;
+  auto add_config = [&](CLI::App* sub, bool required) {
+    auto* opt = sub->add_option("--config", a.config, "experiment YAML file");
+    if (required) opt->required();
+    sub->add_option("--set", a.overrides, "override a key: section.key=value (value is YAML)");
+  };
+  CLI::App* train = app.add_subcommand("train", "train a model from an experiment file");
+  add_config(train, true);
+  train->add_option("--resume", a.resume, "auto (newest intact checkpoint) or a checkpoint path");
+
+  CLI::App* eval = app.add_subcommand("eval", "loss, bits per token and accuracy of a checkpoint");
+  add_config(eval, false);
+  eval->add_option("--checkpoint", a.checkpoint, "checkpoint file or run directory")->required();
+  eval->add_flag("--json", a.json, "print one JSON object");
+  eval->add_option("--positions", a.positions, "score only target positions A <= t < B (A:B)");
+
+  CLI::App* gen = app.add_subcommand("generate", "sample text from a checkpoint");
+  add_config(gen, false);
+  gen->add_option("--checkpoint", a.checkpoint, "checkpoint file or run directory")->required();
+  gen->add_option("--prompt", a.prompt, "text to continue");
+  gen->add_option("--tokens", a.tokens, "tokens to generate")->check(CLI::Range(1, 1 << 20));
+  gen->add_option("--temperature", a.temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0));
+  gen->add_option("--top-k", a.top_k, "sample among the k most likely (0 = all)")
+      ->check(CLI::NonNegativeNumber);
+  gen->add_option("--seed", a.seed, "sampling seed");
+
+  CLI::App* cfg = app.add_subcommand(
+      "config", "print the resolved config of --config (with --set), or the reference of all keys");
+  add_config(cfg, false);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (train->parsed()) return command_train(a);
+    if (eval->parsed()) return command_eval(a);
+    if (gen->parsed()) return command_generate(a);
+    if (cfg->parsed()) return command_config(a);
+  } catch (const Error& e) {
+    std::cerr << "error: " << e.what() << std::endl;
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << std::endl;
+    return 1;
+  }
+  return 1;
+}
+
+}  // namespace rf

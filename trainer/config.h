@@ -1,0 +1,112 @@
+// The experiment configuration: typed values of every key of the YAML schema (DESIGN.md,
+// "Experiment file"). load_config() reads a YAML file, applies --set overrides and checks every
+// key, type, range and cross-field rule, failing with a one-line rf::Error that names the key,
+// the file and line, and what is allowed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace rf {
+
+enum class AttentionKind { kLsh, kLocal, kDense };
+enum class PositionMode { kAxial, kLearned, kNone };
+enum class ScheduleKind { kConstant, kCosine, kRsqrt };
+enum class DataFormat { kSynthetic, kText, kBytes, kHdf5 };
+
+struct ModelConfig {
+  int64_t vocab_size = 256;
+  int64_t d_model = 256;
+  int64_t d_ff = 1024;
+  int64_t n_layers = 6;
+  int64_t n_heads = 4;
+  int64_t d_head = 64;
+  std::vector<AttentionKind> attention = {AttentionKind::kLsh};  // cycled through the layers
+  std::string activation = "gelu";                               // gelu | relu
+  double dropout = 0.0;            // residual, feed-forward hidden and embedding dropout
+  double attention_dropout = 0.0;  // on attention probabilities
+  PositionMode position = PositionMode::kAxial;
+  std::vector<int64_t> axial_shape = {64, 64};  // product = train.seq_len
+  std::vector<int64_t> axial_dims;  // empty = auto: [d_model / 2, d_model - d_model / 2]
+  int64_t ff_chunk = 1024;                      // 0 = no chunking
+  int64_t head_chunk = 1024;                    // 0 = no chunking
+  bool reversible = true;                       // false keeps every layer's inputs (for tests)
+};
+
+struct LshConfig {
+  int64_t bucket_size = 64;
+  std::vector<int64_t> n_buckets;  // empty = auto (2 * seq_len / bucket_size); one entry or factors
+  int64_t n_hashes = 2;
+  int64_t local_chunk = 128;
+};
+
+struct TrainConfig {
+  int64_t seq_len = 4096;
+  int64_t batch_size = 8;
+  int64_t grad_accum = 1;
+  int64_t steps = 10000;
+  double lr = 3.0e-4;
+  ScheduleKind schedule = ScheduleKind::kCosine;
+  int64_t warmup = 1000;
+  double min_lr_ratio = 0.1;  // cosine ends at lr * min_lr_ratio
+  double weight_decay = 0.01;
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.98;
+  double adam_eps = 1e-9;
+  double grad_clip = 1.0;  // 0 = no clipping
+  int64_t seed = 1;
+  int64_t log_every = 10;
+  int64_t eval_every = 500;  // 0 = never
+  int64_t eval_batches = 16;
+  int64_t checkpoint_every = 1000;  // 0 = only the final model
+  int64_t keep_checkpoints = 3;
+  std::string out_dir = "runs/default";
+};
+
+struct DataConfig {
+  DataFormat format = DataFormat::kSynthetic;
+  std::string train;  // file (text/bytes) or shard manifest (hdf5)
+  std::string val;
+  std::string synthetic = "duplication";
+  double val_fraction = 0.1;  // text/bytes without a val file: the tail of the train file
+};
+
+struct RuntimeConfig {
+  std::string device = "cpu";  // cpu | cuda
+  int64_t threads = 0;         // 0 = the cores available to this rank
+  std::string precision = "fp32";
+};
+
+struct Config {
+  ModelConfig model;
+  LshConfig lsh;
+  TrainConfig train;
+  DataConfig data;
+  RuntimeConfig runtime;
+
+  std::string source_text;  // the resolved configuration as YAML (stored with runs/checkpoints)
+
+  // Attention kind of layer i (model.attention cycled).
+  AttentionKind attention_of_layer(int64_t layer) const {
+    return model.attention[static_cast<size_t>(layer) % model.attention.size()];
+  }
+  // The LSH bucket factors actually used (n_buckets resolved from auto and factorised).
+  std::vector<int64_t> bucket_factors() const;
+  std::vector<int64_t> axial_dims() const;
+};
+
+// Loads `path`, applies overrides ("section.key=value", value parsed as YAML), validates. Throws
+// rf::Error on any problem.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides);
+// Same from YAML text (path is used in messages only).
+Config load_config_text(const std::string& yaml_text, const std::string& path,
+                        const std::vector<std::string>& overrides);
+
+// The documented reference of every key with its default and allowed values, as YAML text;
+// configs/reference.yaml is this text.
+std::string config_reference_yaml();
+
+const char* attention_name(AttentionKind kind);
+
+}  // namespace rf

@@ -1,0 +1,145 @@
+// The cross-field rules of the configuration: constraints between keys that no single key's range
+// can express (sequence length vs. chunk lengths and axial shape, data format vs. vocabulary,
+// precision vs. device). Checked after the file and every override are applied; each failure
+// names all keys involved, their values and why the rule exists.
+#include <string>
+
+#include "kernels/error.h"
+#include "trainer/config_internal.h"
+
+namespace rf {
+namespace {
+
+bool any_layer_uses(const Config& config, AttentionKind kind) {
+  for (int64_t layer = 0; layer < config.model.n_layers; ++layer) {
+    if (config.attention_of_layer(layer) == kind) return true;
+  }
+  return false;
+}
+
+std::string list_text(const std::vector<int64_t>& values) {
+  std::string text;
+  for (const int64_t v : values) text += (text.empty() ? "" : ", ") + std::to_string(v);
+  return "[" + text + "]";
+}
+
+bool even_and_at_least_2(int64_t n) {
+  return n >= 2 && n % 2 == 0;
+}
+
+void check_lsh(const Config& c, const std::string& path) {
+  if (c.train.seq_len % c.lsh.bucket_size != 0) {
+    fail(path, ": train.seq_len = ", c.train.seq_len,
+         " must be a multiple of lsh.bucket_size = ", c.lsh.bucket_size,
+         " (LSH attention cuts the sorted sequence into chunks of bucket_size)");
+  }
+  // auto (empty) resolves to 2 * seq_len / bucket_size, even and >= 2 once seq_len divides.
+  const std::vector<int64_t>& n_buckets = c.lsh.n_buckets;
+  if (n_buckets.size() == 1 && !even_and_at_least_2(n_buckets[0])) {
+    fail(path, ": lsh.n_buckets = ", n_buckets[0],
+         " must be even and at least 2 (each hash projects onto n_buckets / 2 random directions "
+         "and their negatives)");
+  }
+  if (n_buckets.size() > 3) {
+    fail(path, ": lsh.n_buckets = ", list_text(n_buckets), " has ", n_buckets.size(),
+         " factors; at most 3 are supported");
+  }
+  for (const int64_t factor : n_buckets) {
+    if (n_buckets.size() > 1 && !even_and_at_least_2(factor)) {
+      fail(path, ": lsh.n_buckets = ", list_text(n_buckets), ": factor ", factor,
+           " must be even and at least 2 (each factor hashes with its own random rotation onto "
+           "factor / 2 directions and their negatives)");
+    }
+  }
+}
+
+void check_local(const Config& c, const std::string& path) {
+  if (c.train.seq_len % c.lsh.local_chunk != 0) {
+    fail(path, ": train.seq_len = ", c.train.seq_len,
+         " must be a multiple of lsh.local_chunk = ", c.lsh.local_chunk,
+         " (local attention cuts the sequence into chunks of local_chunk)");
+  }
+}
+
+void check_axial(const Config& c, const std::string& path) {
+  int64_t product = 1;
+  for (const int64_t extent : c.model.axial_shape) product *= extent;  // each <= 2^24, 2 entries
+  if (product != c.train.seq_len) {
+    fail(path, ": model.axial_shape = ", list_text(c.model.axial_shape), " has product ", product,
+         " but must equal train.seq_len = ", c.train.seq_len,
+         " (axial position embeddings give one vector per position)");
+  }
+  const std::vector<int64_t> dims = c.axial_dims();
+  const std::string dims_text =
+      c.model.axial_dims.empty() ? "auto (" + list_text(dims) + ")" : list_text(dims);
+  if (dims.size() != 2 || dims[0] < 1 || dims[1] < 1) {
+    fail(path, ": model.axial_dims = ", dims_text,
+         " must be 2 entries each at least 1 (one per axial table); model.d_model = ",
+         c.model.d_model);
+  }
+  if (dims[0] + dims[1] != c.model.d_model) {
+    fail(path, ": model.axial_dims = ", dims_text, " sums to ", dims[0] + dims[1],
+         " but must equal model.d_model = ", c.model.d_model,
+         " (the two axial tables are concatenated into one embedding)");
+  }
+}
+
+const char* format_name(DataFormat format) {
+  switch (format) {
+    case DataFormat::kSynthetic:
+      return "synthetic";
+    case DataFormat::kText:
+      return "text";
+    case DataFormat::kBytes:
+      return "bytes";
+    case DataFormat::kHdf5:
+      return "hdf5";
+  }
+  return "unknown";
+}
+
+void check_data(const Config& c, const std::string& path) {
+  const DataFormat format = c.data.format;
+  const bool byte_tokens = format == DataFormat::kText || format == DataFormat::kBytes;
+  if (byte_tokens && c.model.vocab_size < 256) {
+    fail(path, ": model.vocab_size = ", c.model.vocab_size,
+         " must be at least 256 when data.format = ", format_name(format),
+         " (every byte 0..255 is a token)");
+  }
+  if (format != DataFormat::kSynthetic && c.data.train.empty()) {
+    fail(path, ": data.train must name ",
+         format == DataFormat::kHdf5 ? "the shard manifest" : "the training file",
+         " when data.format = ", format_name(format));
+  }
+  if (format == DataFormat::kSynthetic && c.data.synthetic == "duplication") {
+    if (c.model.vocab_size < 3) {
+      fail(path, ": model.vocab_size = ", c.model.vocab_size,
+           " must be at least 3 for data.synthetic = duplication (token 0 separates the halves "
+           "and the symbols are drawn from 1..vocab_size-1)");
+    }
+    if (c.train.seq_len < 4 || c.train.seq_len % 2 != 0) {
+      fail(path, ": train.seq_len = ", c.train.seq_len,
+           " must be even and at least 4 for data.synthetic = duplication (each sequence is "
+           "0 w 0 w: two equal halves)");
+    }
+  }
+}
+
+void check_runtime(const Config& c, const std::string& path) {
+  if (c.runtime.precision != "fp32" && c.runtime.device != "cuda") {
+    fail(path, ": runtime.precision = ", c.runtime.precision, " requires runtime.device = cuda, ",
+         "got ", c.runtime.device, " (the CPU executor computes in fp32)");
+  }
+}
+
+}  // namespace
+
+void check_cross_field_rules(const Config& config, const std::string& path) {
+  if (any_layer_uses(config, AttentionKind::kLsh)) check_lsh(config, path);
+  if (any_layer_uses(config, AttentionKind::kLocal)) check_local(config, path);
+  if (config.model.position == PositionMode::kAxial) check_axial(config, path);
+  check_data(config, path);
+  check_runtime(config, path);
+}
+
+}  // namespace rf

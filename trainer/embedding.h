@@ -1,0 +1,36 @@
+// Input embedding: token table plus position embedding (axial, learned, or none), with
+// embedding dropout. Positions enter before the first layer, so LSH hashing sees them.
+#pragma once
+
+#include <vector>
+
+#include "trainer/config.h"
+#include "trainer/params.h"
+#include "trainer/step_context.h"
+
+namespace rf {
+
+class EmbeddingLayer {
+ public:
+  EmbeddingLayer(ParamStore& store, const Config& cfg);
+
+  // x [rows, d_model] = embedding of tokens (device array [rows]).
+  void forward(Kit& kit, ParamStore& p, const StepContext& step, const int32_t* tokens,
+               float* x) const;
+  // Parameter gradients += from dx [rows, d_model] (dx is modified: dropout is applied to it).
+  // host_tokens are the same tokens, used to group rows by token on the host.
+  void backward(Kit& kit, ParamStore& p, const StepContext& step,
+                const std::vector<int32_t>& host_tokens, float* dx) const;
+
+ private:
+  PositionTable position_table(ParamStore& p) const;
+  DropoutMask mask(const StepContext& step) const;
+
+  int64_t vocab_, d_model_, max_len_;
+  PositionKind position_;
+  int64_t n1_ = 1, n2_ = 1, d1_ = 0, d2_ = 0;
+  double dropout_;
+  int table_ = -1, axial_a_ = -1, axial_b_ = -1, learned_ = -1;
+};
+
+}  // namespace rf

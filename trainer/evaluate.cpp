@@ -1,0 +1,47 @@
+#include "trainer/evaluate.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "trainer/batches.h"
+
+namespace rf {
+
+EvalResult evaluate(ReformerModel& model, const WindowSource& source, int64_t windows,
+                    int64_t batch, PositionRange positions,
+                    const std::function<void(int64_t, int64_t)>& on_batch) {
+  const int64_t T = source.window_length() - 1;
+  const int64_t begin = std::max<int64_t>(0, positions.begin);
+  const int64_t end = positions.end < 0 ? T : std::min(positions.end, T);
+  double loss = 0.0;
+  int64_t correct = 0, tokens = 0;
+  for (int64_t first = 0; first < windows; first += batch) {
+    const int64_t n = std::min(batch, windows - first);
+    const TokenBatch b = read_windows(source, first, n);
+    StepContext step;
+    step.seed = static_cast<uint64_t>(model.config().train.seed);
+    step.step = kEvalStep;
+    step.example_base = static_cast<uint32_t>(first);
+    step.batch = n;
+    step.seq_len = T;
+    step.training = false;
+    const BatchStats s = model.forward(b, step);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t t = begin; t < end; ++t) {
+        loss += s.row_loss[i * T + t];
+        correct += s.row_prediction[i * T + t] == b.targets[i * T + t];
+        ++tokens;
+      }
+    if (on_batch) on_batch(first + n, windows);
+  }
+  EvalResult r;
+  r.tokens = tokens;
+  if (tokens > 0) {
+    r.loss = loss / static_cast<double>(tokens);
+    r.bits_per_token = r.loss / std::log(2.0);
+    r.accuracy = static_cast<double>(correct) / static_cast<double>(tokens);
+  }
+  return r;
+}
+
+}  // namespace rf

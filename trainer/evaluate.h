@@ -1,0 +1,31 @@
+// Evaluation: loss, bits per token and next-token accuracy of a model over validation windows,
+// optionally only for target positions [begin, end) (e.g. the second copy of the duplication
+// task). Dropout is off; LSH rotations are keyed by the window index, so results are repeatable.
+#pragma once
+
+#include <functional>
+
+#include "data/window_source.h"
+#include "trainer/model.h"
+
+namespace rf {
+
+struct PositionRange {
+  int64_t begin = 0;
+  int64_t end = -1;  // -1 = seq_len
+};
+
+struct EvalResult {
+  double loss = 0.0;            // mean nats per scored token
+  double bits_per_token = 0.0;  // loss / ln 2
+  double accuracy = 0.0;        // fraction of scored tokens whose argmax is the target
+  int64_t tokens = 0;
+};
+
+// Scores `windows` validation windows in batches of `batch`. `on_batch(done, total)` reports
+// progress when given.
+EvalResult evaluate(ReformerModel& model, const WindowSource& source, int64_t windows,
+                    int64_t batch, PositionRange positions,
+                    const std::function<void(int64_t, int64_t)>& on_batch = {});
+
+}  // namespace rf

@@ -1,0 +1,40 @@
+// The feed-forward half of a reversible layer, G(x) = dropout(W2 act(W1 LN(x) + b1) + b2),
+// computed ff_chunk rows at a time in the forward pass, the backward pass and the reversible
+// reconstruction, so the [rows, d_ff] activation exists for one chunk only (paper eq. 10).
+#pragma once
+
+#include "trainer/config.h"
+#include "trainer/layer_norm.h"
+
+namespace rf {
+
+class FeedForwardLayer {
+ public:
+  FeedForwardLayer(ParamStore& store, const Config& cfg, int layer, const std::string& prefix);
+
+  // residual += sign * G(x); x, residual: [rows, d_model]. sign -1 undoes the forward's add.
+  void forward_add(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
+                   float* residual, float sign) const;
+  // dx += dL/dx and parameter gradients += for the output gradient dout. When `reconstruct` is
+  // not null it also subtracts G(x) from it, chunk by chunk, reusing the recomputed activations
+  // (the reversible backward: x2 = y2 - G(y1)).
+  void backward(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
+                const float* dout, float* dx, float* reconstruct) const;
+
+ private:
+  // Recomputes one chunk's normalised input, pre-activation and activation.
+  void chunk_forward(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
+                     int64_t row0, int64_t rows, float* z, float* h, float* a) const;
+  DropoutMask hidden_mask(const StepContext& step, int64_t row0) const;
+  DropoutMask output_mask(const StepContext& step, int64_t row0) const;
+  int64_t chunk_rows(int64_t rows) const { return chunk_ > 0 && chunk_ < rows ? chunk_ : rows; }
+
+  LayerNormLayer norm_;
+  int layer_;
+  int64_t d_model_, d_ff_, chunk_;
+  Activation activation_;
+  double dropout_;
+  int w1_, b1_, w2_, b2_;
+};
+
+}  // namespace rf

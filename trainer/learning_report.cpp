@@ -1,0 +1,111 @@
+#include "trainer/learning_report.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "data/byte_corpus.h"
+#include "data/synthetic_duplication.h"
+#include "trainer/generate.h"
+
+namespace rf {
+namespace {
+
+bool has_lsh_layer(const Config& cfg) {
+  return std::find(cfg.model.attention.begin(), cfg.model.attention.end(), AttentionKind::kLsh) !=
+         cfg.model.attention.end();
+}
+
+std::string percent(double fraction) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "%.1f%%", 100.0 * fraction);
+  return buf;
+}
+
+void report_duplication(ReformerModel& model, const WindowSource& val, std::ostream& out) {
+  const Config& cfg = model.config();
+  const int64_t T = cfg.train.seq_len, windows = std::max<int64_t>(64, cfg.train.batch_size);
+  out << "What the model learned (duplication task, second copy of w, " << windows
+      << " validation sequences):\n";
+  std::vector<int64_t> hashes = {cfg.lsh.n_hashes};
+  if (has_lsh_layer(cfg)) hashes = {1, 2, 4, 8};
+  for (int64_t h : hashes) {
+    const EvalResult r = duplication_copy_accuracy(model, val, windows, h);
+    out << "  copy accuracy " << percent(r.accuracy);
+    if (has_lsh_layer(cfg)) out << " with " << h << " evaluation hash" << (h > 1 ? "es" : "");
+    out << " (" << r.tokens << " tokens, loss " << r.loss << " nats)\n";
+  }
+  // One example: the first symbols of w and what the model predicts for its copy.
+  const TokenBatch b = read_windows(val, 0, 1);
+  StepContext step;
+  step.seed = static_cast<uint64_t>(cfg.train.seed);
+  step.step = kEvalStep;
+  step.seq_len = T;
+  step.training = false;
+  const BatchStats s = model.forward(b, step);
+  const int64_t first = SyntheticDuplication::copy_begin(T);
+  const int64_t shown = std::min<int64_t>(24, T - first);
+  out << "  example w:       ";
+  for (int64_t i = 0; i < shown; ++i) out << b.targets[first + i] << ' ';
+  out << (T - first > shown ? "...\n" : "\n") << "  model's copy:    ";
+  for (int64_t i = 0; i < shown; ++i) {
+    const int32_t p = s.row_prediction[first + i];
+    if (p == b.targets[first + i]) out << p << ' ';
+    else out << '[' << p << "] ";
+  }
+  out << (T - first > shown ? "...  ([x] = wrong)\n" : " ([x] = wrong)\n");
+}
+
+std::string printable(const std::vector<int32_t>& tokens, size_t from) {
+  std::string s;
+  for (size_t i = from; i < tokens.size(); ++i) {
+    const int c = tokens[i];
+    if (c == '\n') s += "\n    ";
+    else if (c >= 32 && c < 127) s += static_cast<char>(c);
+    else s += '?';
+  }
+  return s;
+}
+
+void report_text(ReformerModel& model, const WindowSource& val, std::ostream& out) {
+  const Config& cfg = model.config();
+  const int64_t windows = eval_window_count(val, cfg.train.eval_batches, cfg.train.batch_size);
+  const EvalResult r = evaluate(model, val, windows, cfg.train.batch_size, {});
+  out << "What the model learned (byte-level language model):\n  validation: " << r.bits_per_token
+      << " bits per byte, next-byte accuracy " << percent(r.accuracy) << " (" << r.tokens
+      << " bytes)\n";
+  std::vector<int32_t> prompt(val.window_length());
+  val.read(0, prompt.data());
+  prompt.resize(std::min<size_t>(prompt.size(), 48));
+  SamplingOptions o;
+  o.tokens = 160;
+  o.temperature = 0.8;
+  o.seed = static_cast<uint64_t>(cfg.train.seed);
+  const std::vector<int32_t> sample = generate(model, prompt, o);
+  out << "  prompt:  " << printable(prompt, 0) << "\n  sample:  " << printable(sample, prompt.size())
+      << "\n";
+}
+
+}  // namespace
+
+EvalResult duplication_copy_accuracy(ReformerModel& model, const WindowSource& val,
+                                     int64_t windows, int64_t n_hashes) {
+  const Config& cfg = model.config();
+  const PositionRange copy{SyntheticDuplication::copy_begin(cfg.train.seq_len), -1};
+  if (n_hashes == cfg.lsh.n_hashes)
+    return evaluate(model, val, windows, cfg.train.batch_size, copy);
+  Config other = cfg;
+  other.lsh.n_hashes = n_hashes;
+  ReformerModel rehashed(other, model.executor());
+  model.executor().copy(rehashed.params().params(), model.params().params(),
+                        model.params().size() * sizeof(float));
+  return evaluate(rehashed, val, windows, cfg.train.batch_size, copy);
+}
+
+void report_what_was_learned(ReformerModel& model, const DataSources& data, std::ostream& out) {
+  if (model.config().data.format == DataFormat::kSynthetic)
+    report_duplication(model, *data.val, out);
+  else
+    report_text(model, *data.val, out);
+}
+
+}  // namespace rf

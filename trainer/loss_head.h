@@ -1,0 +1,37 @@
+// The output head (as trax): concatenate the two streams [x1, x2] (2 * d_model), layer norm,
+// project to the vocabulary, softmax cross-entropy. Done head_chunk rows at a time, forward and
+// backward together, so no [rows, vocab] buffer ever exists.
+#pragma once
+
+#include <vector>
+
+#include "trainer/config.h"
+#include "trainer/layer_norm.h"
+
+namespace rf {
+
+struct HeadOutput {
+  std::vector<float> row_loss;       // [rows] -log p(target)
+  std::vector<int32_t> row_prediction;  // [rows] argmax of the logits
+};
+
+class LossHead {
+ public:
+  LossHead(ParamStore& store, const Config& cfg);
+
+  // Scores targets (device [rows]) from the final streams x1, x2 [rows, d_model]. When dx1 and
+  // dx2 are not null, also back-propagates grad_scale * d(sum of row losses) into them (+=) and
+  // into the head's parameter gradients.
+  HeadOutput run(Kit& kit, ParamStore& p, int64_t rows, const float* x1, const float* x2,
+                 const int32_t* targets, float grad_scale, float* dx1, float* dx2) const;
+  // Logits [vocab] of row `row` of the final streams (for sampling).
+  std::vector<float> logits(Kit& kit, ParamStore& p, const float* x1, const float* x2,
+                            int64_t row) const;
+
+ private:
+  LayerNormLayer norm_;
+  int64_t d_model_, vocab_, chunk_;
+  int w_out_ = -1, b_out_ = -1;
+};
+
+}  // namespace rf

@@ -1,0 +1,70 @@
+// The Reformer language model: embedding -> reversible stack -> loss head, over one flat
+// parameter buffer. forward_backward() runs one micro-batch and accumulates gradients, calling
+// group_done(group) as each parameter group's gradients become final (head first, then the layers
+// from last to first, then the embedding), which is where the all-reduce of that group may start.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "trainer/embedding.h"
+#include "trainer/loss_head.h"
+#include "trainer/reversible_stack.h"
+
+namespace rf {
+
+// One micro-batch of token windows, on the host.
+struct TokenBatch {
+  int64_t batch = 0, seq_len = 0;
+  std::vector<int32_t> inputs;   // [batch * seq_len]
+  std::vector<int32_t> targets;  // [batch * seq_len]
+};
+
+struct BatchStats {
+  double loss_sum = 0.0;  // sum of -log p(target) over all target positions
+  int64_t tokens = 0;
+  int64_t correct = 0;
+  std::vector<float> row_loss;          // per position
+  std::vector<int32_t> row_prediction;  // per position: the model's most likely next token
+};
+
+class ReformerModel {
+ public:
+  ReformerModel(const Config& cfg, Executor& ex);
+
+  const Config& config() const { return cfg_; }
+  Executor& executor() { return ex_; }
+  ParamStore& params() { return params_; }
+  ReversibleStack& stack() { return stack_; }
+  Workspace& workspace() { return ws_; }
+
+  // Forward and backward of one micro-batch: gradients += grad_scale * d(sum of token losses).
+  BatchStats forward_backward(const TokenBatch& batch, const StepContext& step, float grad_scale,
+                              const std::function<void(int)>& group_done = {});
+  // Forward only (evaluation): losses and predictions per position.
+  BatchStats forward(const TokenBatch& batch, const StepContext& step);
+  // Forward of one sequence (batch 1); the logits of its position `position`.
+  std::vector<float> next_token_logits(const TokenBatch& sequence, const StepContext& step,
+                                       int64_t position);
+
+  int embedding_group() const { return embedding_group_; }
+  int head_group() const { return head_group_; }
+
+ private:
+  void embed(const TokenBatch& batch, const StepContext& step, float** x1, float** x2,
+             int32_t** targets);
+  static BatchStats summarize(HeadOutput&& out, const std::vector<int32_t>& targets);
+
+  Config cfg_;
+  Executor& ex_;
+  Workspace ws_;
+  ParamStore params_;
+  int embedding_group_;
+  EmbeddingLayer embedding_;
+  ReversibleStack stack_;
+  int head_group_;
+  LossHead head_;
+};
+
+}  // namespace rf

@@ -1,0 +1,53 @@
+#include "trainer/progress.h"
+
+#include <cmath>
+#include <cstdio>
+
+namespace rf {
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const long s = std::lround(seconds);
+  char buf[32];
+  if (s < 60) std::snprintf(buf, sizeof(buf), "%lds", s);
+  else if (s < 3600) std::snprintf(buf, sizeof(buf), "%ldm%02lds", s / 60, s % 60);
+  else std::snprintf(buf, sizeof(buf), "%ldh%02ldm", s / 3600, (s % 3600) / 60);
+  return buf;
+}
+
+std::string format_rate(double v) {
+  char buf[32];
+  if (v >= 1e6) std::snprintf(buf, sizeof(buf), "%.2fM", v / 1e6);
+  else if (v >= 1e4) std::snprintf(buf, sizeof(buf), "%.1fk", v / 1e3);
+  else std::snprintf(buf, sizeof(buf), "%.0f", v);
+  return buf;
+}
+
+ProgressClock::ProgressClock(int64_t first_step, int64_t last_step)
+    : start_(Clock::now()), last_(start_), first_step_(first_step), last_step_(last_step) {}
+
+void ProgressClock::step_done(int64_t step, int64_t tokens) {
+  const Clock::time_point now = Clock::now();
+  const double dt = std::chrono::duration<double>(now - last_).count();
+  last_ = now;
+  if (step == first_step_) return;  // warm-up: allocations and first touches
+  // Exponential average with bias correction (as llm.c does for tok/s).
+  constexpr double kDecay = 0.9;
+  ++timed_steps_;
+  const double correction = 1.0 - std::pow(kDecay, static_cast<double>(timed_steps_));
+  raw_rate_ = kDecay * raw_rate_ + (1 - kDecay) * (static_cast<double>(tokens) / dt);
+  raw_step_ = kDecay * raw_step_ + (1 - kDecay) * dt;
+  rate_ = raw_rate_ / correction;
+  step_seconds_ = raw_step_ / correction;
+}
+
+double ProgressClock::eta_seconds(int64_t step) const {
+  if (timed_steps_ == 0) return NAN;
+  return step_seconds_ * static_cast<double>(last_step_ - step - 1);
+}
+
+double ProgressClock::elapsed_seconds() const {
+  return std::chrono::duration<double>(Clock::now() - start_).count();
+}
+
+}  // namespace rf

@@ -1,0 +1,33 @@
+// The human progress line of rank 0 and its timing: tokens per second (smoothed, first step
+// excluded as warm-up) and the estimated time to the end.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace rf {
+
+std::string format_duration(double seconds);  // "45s", "3m07s", "2h05m"
+std::string format_rate(double per_second);   // "987", "12.3k", "1.05M"
+
+class ProgressClock {
+ public:
+  ProgressClock(int64_t first_step, int64_t last_step);
+  // Call after each completed step with the tokens it processed.
+  void step_done(int64_t step, int64_t tokens);
+  double tokens_per_second() const { return rate_; }
+  double seconds_per_step() const { return step_seconds_; }
+  double eta_seconds(int64_t step) const;
+  double elapsed_seconds() const;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point start_, last_;
+  int64_t first_step_, last_step_;
+  double rate_ = 0.0, step_seconds_ = 0.0;
+  double raw_rate_ = 0.0, raw_step_ = 0.0;  // biased averages before correction
+  int64_t timed_steps_ = 0;
+};
+
+}  // namespace rf

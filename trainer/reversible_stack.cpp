@@ -1,0 +1,94 @@
+#include "trainer/reversible_stack.h"
+
+#include <string>
+
+namespace rf {
+
+ReversibleStack::ReversibleStack(ParamStore& store, const Config& cfg)
+    : d_model_(cfg.model.d_model), dropout_(cfg.model.dropout), reversible_(cfg.model.reversible) {
+  for (int64_t i = 0; i < cfg.model.n_layers; ++i) {
+    const std::string prefix = "layer" + std::to_string(i);
+    Layer layer;
+    layer.group = store.begin_group(prefix);
+    layer.attention_norm = LayerNormLayer(store, prefix + ".attention.norm", d_model_);
+    layer.attention =
+        std::make_unique<AttentionLayer>(store, cfg, static_cast<int>(i), prefix + ".attention");
+    layer.feed_forward = std::make_unique<FeedForwardLayer>(store, cfg, static_cast<int>(i),
+                                                            prefix + ".feed_forward");
+    layers_.push_back(std::move(layer));
+  }
+  buckets_.resize(layers_.size());
+  saved_inputs_.resize(layers_.size());
+}
+
+DropoutMask ReversibleStack::attention_output_mask(const StepContext& step, int64_t layer) const {
+  return step.dropout(RngPurpose::kAttentionOutputDropout, static_cast<uint32_t>(layer), dropout_,
+                      d_model_);
+}
+
+int32_t* ReversibleStack::buckets_for(Kit& kit, int64_t layer, const StepContext& step,
+                                      bool for_backward) {
+  const int64_t n = layers_[layer].attention->bucket_count(step.batch, step.seq_len);
+  if (n == 0) return nullptr;
+  if (!for_backward) return kit.ws.ints("stack.eval_buckets", n);
+  if (buckets_[layer].size() != static_cast<size_t>(n))
+    buckets_[layer] = DeviceBuffer<int32_t>(kit.ex, n);
+  return buckets_[layer].data();
+}
+
+void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, float* x1,
+                              float* x2, bool for_backward) {
+  const int64_t rows = step.rows(), D = d_model_;
+  float* xn = kit.ws.floats("stack.xn", rows * D);
+  float* out = kit.ws.floats("stack.out", rows * D);
+  for (int64_t i = 0; i < n_layers(); ++i) {
+    Layer& layer = layers_[i];
+    if (for_backward && !reversible_) {
+      if (saved_inputs_[i].size() != static_cast<size_t>(2 * rows * D))
+        saved_inputs_[i] = DeviceBuffer<float>(kit.ex, 2 * rows * D);
+      kit.ex.copy(saved_inputs_[i].data(), x1, rows * D * sizeof(float));
+      kit.ex.copy(saved_inputs_[i].data() + rows * D, x2, rows * D * sizeof(float));
+    }
+    // y1 = x1 + F(x2)
+    layer.attention_norm.forward(kit, p, x2, xn, rows);
+    layer.attention->forward(kit, p, step, xn, out, buckets_for(kit, i, step, for_backward), false);
+    kit.ex.run(rows * D,
+               BiasDropoutResidualAdd{x1, out, nullptr, D, 1.0f, attention_output_mask(step, i)});
+    // y2 = x2 + G(y1)
+    layer.feed_forward->forward_add(kit, p, step, x1, x2, 1.0f);
+  }
+}
+
+void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step, float* x1,
+                               float* x2, float* dx1, float* dx2,
+                               const std::function<void(int64_t)>& layer_done) {
+  const int64_t rows = step.rows(), D = d_model_;
+  float* xn = kit.ws.floats("stack.xn", rows * D);
+  float* out = kit.ws.floats("stack.out", rows * D);
+  float* g = kit.ws.floats("stack.g", rows * D);
+  float* dxn = kit.ws.floats("stack.dxn", rows * D);
+  for (int64_t i = n_layers() - 1; i >= 0; --i) {
+    Layer& layer = layers_[i];
+    const float* saved = reversible_ ? nullptr : saved_inputs_[i].data();
+    // G: dy1 += G'(y1)^T dy2, and x2 = y2 - G(y1) (or the stored x2).
+    layer.feed_forward->backward(kit, p, step, x1, dx2, dx1, saved ? nullptr : x2);
+    if (saved) kit.ex.copy(x2, saved + rows * D, rows * D * sizeof(float));
+    // F: dx2 += F'(x2)^T dy1, and x1 = y1 - F(x2) (or the stored x1).
+    kit.ex.copy(g, dx1, rows * D * sizeof(float));
+    const DropoutMask mask = attention_output_mask(step, i);
+    if (mask.active()) kit.ex.run(rows * D, ApplyDropout{g, D, mask});
+    layer.attention_norm.forward(kit, p, x2, xn, rows);
+    kit.ex.zero(dxn, rows * D * sizeof(float));
+    layer.attention->backward(kit, p, step, xn, g, dxn, buckets_[i].data(), saved ? nullptr : out);
+    layer.attention_norm.backward(kit, p, x2, dxn, dx2, rows, true);
+    if (saved) {
+      kit.ex.copy(x1, saved, rows * D * sizeof(float));
+    } else {
+      kit.ex.run(rows * D, BiasDropoutResidualAdd{x1, out, nullptr, D, -1.0f, mask});
+    }
+    if (on_rebuilt_inputs) on_rebuilt_inputs(i, x1, x2);
+    if (layer_done) layer_done(i);
+  }
+}
+
+}  // namespace rf

@@ -1,0 +1,57 @@
+// The stack of reversible layers (paper eq. 9):  y1 = x1 + F(x2),  y2 = x2 + G(y1), with
+// F = dropout(Attention(LN(.))) and G the chunked feed-forward. The forward pass overwrites the
+// two streams in place and keeps nothing per layer but LSH bucket ids; the backward pass rebuilds
+// each layer's inputs from its outputs (x2 = y2 - G(y1), x1 = y1 - F(x2)) while it back-propagates,
+// so activation memory does not grow with depth. With model.reversible = false the stack instead
+// stores every layer's inputs (the classical memory cost), which tests compare against.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "trainer/attention_layer.h"
+#include "trainer/feed_forward.h"
+
+namespace rf {
+
+class ReversibleStack {
+ public:
+  ReversibleStack(ParamStore& store, const Config& cfg);
+
+  int64_t n_layers() const { return static_cast<int64_t>(layers_.size()); }
+  int group_of_layer(int64_t layer) const { return layers_[layer].group; }
+
+  // x1, x2 [rows, d_model]: the layer inputs on entry, the last layer's outputs on return.
+  // With `for_backward`, stores what the backward needs (bucket ids; inputs if not reversible).
+  void forward(Kit& kit, ParamStore& p, const StepContext& step, float* x1, float* x2,
+               bool for_backward);
+  // On entry x1, x2 hold the outputs and dx1, dx2 their gradients; on return the stack's inputs
+  // and input gradients. Parameter gradients accumulate; after each layer, layer_done(layer).
+  void backward(Kit& kit, ParamStore& p, const StepContext& step, float* x1, float* x2,
+                float* dx1, float* dx2, const std::function<void(int64_t)>& layer_done);
+
+  // Bucket ids stored by the last forward for `layer` (null unless LSH); for tests.
+  const DeviceBuffer<int32_t>& stored_buckets(int64_t layer) const { return buckets_[layer]; }
+  // Test hook: called during backward with each layer's rebuilt inputs (x1, x2).
+  std::function<void(int64_t, const float*, const float*)> on_rebuilt_inputs;
+
+ private:
+  struct Layer {
+    int group;
+    LayerNormLayer attention_norm;
+    std::unique_ptr<AttentionLayer> attention;
+    std::unique_ptr<FeedForwardLayer> feed_forward;
+  };
+  DropoutMask attention_output_mask(const StepContext& step, int64_t layer) const;
+  int32_t* buckets_for(Kit& kit, int64_t layer, const StepContext& step, bool for_backward);
+
+  std::vector<Layer> layers_;
+  std::vector<DeviceBuffer<int32_t>> buckets_;
+  std::vector<DeviceBuffer<float>> saved_inputs_;  // non-reversible mode: [2, rows, d_model]
+  int64_t d_model_;
+  double dropout_;
+  bool reversible_;
+};
+
+}  // namespace rf

@@ -1,0 +1,253 @@
+#include "trainer/train_loop.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "trainer/batches.h"
+#include "trainer/checkpoint.h"
+#include "trainer/evaluate.h"
+#include "trainer/learning_report.h"
+#include "trainer/metrics.h"
+#include "trainer/progress.h"
+#include "trainer/schedule.h"
+
+namespace fs = std::filesystem;
+
+namespace rf {
+
+std::unique_ptr<Executor> make_executor(const RuntimeConfig& runtime) {
+  if (runtime.device == "cuda") return make_cuda_executor(0);
+  return make_cpu_executor(static_cast<int>(runtime.threads));
+}
+
+namespace {
+
+constexpr int kMaxConsecutiveBadSteps = 5;
+
+// Everything one run holds, set up in order.
+struct Run {
+  Run(const Config& c, Communicator& m) : cfg(c), comm(m) {}
+  const Config& cfg;
+  Communicator& comm;
+  std::unique_ptr<Executor> ex;
+  std::unique_ptr<ReformerModel> model;
+  std::unique_ptr<AdamW> optimizer;
+  DataSources data;
+  std::unique_ptr<SampleOrder> order;
+  BatchGeometry geometry;
+  TrainingState state;
+  MetricsLog metrics;
+  bool root() const { return comm.is_root(); }
+};
+
+void print_header(Run& run, const std::string& resumed_from) {
+  const Config& c = run.cfg;
+  std::ostringstream layers;
+  for (int64_t i = 0; i < c.model.n_layers; ++i)
+    layers << (i ? "," : "") << attention_name(c.attention_of_layer(i));
+  std::cout << "reformer train: " << run.model->params().size() << " parameters, "
+            << c.model.n_layers << " reversible layers [" << layers.str() << "], d_model "
+            << c.model.d_model << ", " << c.model.n_heads << " heads x " << c.model.d_head
+            << ", d_ff " << c.model.d_ff << "\n"
+            << "  executor: " << run.ex->describe() << "\n"
+            << "  data: " << run.data.train->describe() << "\n"
+            << "  batch: " << run.geometry.per_rank << " sequences x " << run.geometry.accum
+            << " accumulation x " << run.geometry.ranks << " ranks = " << run.geometry.global()
+            << " sequences of " << c.train.seq_len << " tokens per step\n"
+            << "  out_dir: " << c.train.out_dir << "\n";
+  if (!resumed_from.empty())
+    std::cout << "  resumed from " << resumed_from << " at step " << run.state.step << "\n";
+  std::cout.flush();
+}
+
+std::string resume_path(const Config& cfg, const std::string& resume) {
+  const std::string dir = checkpoint_dir(cfg.train.out_dir);
+  if (resume.empty()) {
+    std::error_code ec;
+    if (fs::is_directory(dir, ec) && !fs::is_empty(dir, ec))
+      fail("train.out_dir '", cfg.train.out_dir, "' already holds checkpoints; pass --resume auto ",
+           "to continue that run, or choose another train.out_dir (nothing was overwritten)");
+    return "";
+  }
+  if (resume == "auto") return find_latest_checkpoint(dir);
+  return resolve_checkpoint_path(resume);
+}
+
+void write_resolved_config(const Config& cfg) {
+  std::error_code ec;
+  fs::create_directories(cfg.train.out_dir, ec);
+  if (ec) fail("cannot create train.out_dir '", cfg.train.out_dir, "': ", ec.message());
+  const std::string path = (fs::path(cfg.train.out_dir) / "config.yaml").string();
+  std::ofstream out(path, std::ios::trunc);
+  out << cfg.source_text;
+  if (!out) fail("cannot write '", path, "'");
+}
+
+void check_enough_windows(const Run& run) {
+  const int64_t n = run.data.train->num_windows();
+  if (n > 0 && n < run.geometry.global())
+    fail("the training data has ", n, " windows of train.seq_len + 1 = ", run.cfg.train.seq_len + 1,
+         " tokens, fewer than one global batch of ", run.geometry.global(),
+         " (batch_size x grad_accum x ranks); use more data or a smaller batch");
+}
+
+struct StepResult {
+  double loss_sum = 0.0;
+  double tokens = 0.0;
+  double correct = 0.0;
+};
+
+StepResult train_step(Run& run, int64_t step) {
+  const Config& c = run.cfg;
+  ParamStore& params = run.model->params();
+  params.zero_grads();
+  const float grad_scale = 1.0f / static_cast<float>(run.geometry.global() * c.train.seq_len);
+  StepResult r;
+  for (int64_t micro = 0; micro < run.geometry.accum; ++micro) {
+    const TokenBatch batch =
+        read_train_batch(*run.data.train, *run.order, run.geometry, run.state.samples_seen, micro);
+    StepContext ctx;
+    ctx.seed = static_cast<uint64_t>(run.state.seed);
+    ctx.step = static_cast<uint32_t>(step);
+    ctx.example_base = static_cast<uint32_t>(run.geometry.first_example(micro));
+    ctx.batch = batch.batch;
+    ctx.seq_len = batch.seq_len;
+    ctx.training = true;
+    // Only the last micro-step's gradients are final, so only it starts the all-reduce.
+    const bool last = micro + 1 == run.geometry.accum;
+    const BatchStats s = run.model->forward_backward(batch, ctx, grad_scale, [&](int group) {
+      if (!last || run.comm.size() == 1) return;
+      const ParamGroup& g = params.groups()[group];
+      run.comm.start_average(params.grads() + g.offset, g.count);
+    });
+    r.loss_sum += s.loss_sum;
+    r.tokens += static_cast<double>(s.tokens);
+    r.correct += static_cast<double>(s.correct);
+  }
+  run.comm.wait_all();
+  double totals[3] = {r.loss_sum, r.tokens, r.correct};
+  run.comm.all_reduce_sum(totals, 3, DType::kFloat64);
+  return {totals[0], totals[1], totals[2]};
+}
+
+void log_step(Run& run, int64_t step, const StepResult& r, double lr, const GradNorm& g,
+              const ProgressClock& clock) {
+  const double loss = r.loss_sum / r.tokens;
+  char line[256];
+  std::snprintf(line, sizeof(line),
+                "step %6lld/%lld | loss %.4f | %.3f bits/tok | acc %.3f | lr %.2e | gnorm %.3f | "
+                "%s tok/s | ETA %s",
+                static_cast<long long>(step + 1), static_cast<long long>(run.cfg.train.steps), loss,
+                loss / std::log(2.0), r.correct / r.tokens, lr, g.norm,
+                format_rate(clock.tokens_per_second()).c_str(),
+                format_duration(clock.eta_seconds(step)).c_str());
+  std::cout << line << std::endl;
+  run.metrics.write(JsonLine()
+                        .add("step", step + 1)
+                        .add("loss", loss)
+                        .add("bits_per_token", loss / std::log(2.0))
+                        .add("accuracy", r.correct / r.tokens)
+                        .add("lr", lr)
+                        .add("grad_norm", g.norm)
+                        .add("tokens_per_s", clock.tokens_per_second())
+                        .add("elapsed_s", clock.elapsed_seconds()));
+}
+
+void run_eval(Run& run, int64_t step) {
+  const Config& c = run.cfg;
+  const int64_t windows = eval_window_count(*run.data.val, c.train.eval_batches, c.train.batch_size);
+  const EvalResult r = evaluate(*run.model, *run.data.val, windows, c.train.batch_size, {});
+  char line[200];
+  std::snprintf(line, sizeof(line),
+                "eval at step %lld | val loss %.4f | %.3f bits/tok | acc %.3f | %lld tokens",
+                static_cast<long long>(step), r.loss, r.bits_per_token, r.accuracy,
+                static_cast<long long>(r.tokens));
+  std::cout << line << std::endl;
+  run.metrics.write(JsonLine()
+                        .add("step", step)
+                        .add("split", "val")
+                        .add("loss", r.loss)
+                        .add("bits_per_token", r.bits_per_token)
+                        .add("accuracy", r.accuracy)
+                        .add("tokens", r.tokens));
+}
+
+}  // namespace
+
+TrainSummary run_training(const Config& cfg, const TrainOptions& options, Communicator& comm) {
+  Run run(cfg, comm);
+  const std::string resumed_from = resume_path(cfg, options.resume);
+  run.ex = make_executor(cfg.runtime);
+  run.model = std::make_unique<ReformerModel>(cfg, *run.ex);
+  run.optimizer = std::make_unique<AdamW>(*run.ex, run.model->params(), cfg.train);
+  run.state.seed = cfg.train.seed;
+  run.state.world_size = comm.size();
+  if (!resumed_from.empty()) {
+    run.state = load_checkpoint(resumed_from, *run.model, run.optimizer.get());
+    if (run.state.seed != cfg.train.seed && run.root())
+      std::cout << "note: continuing with the checkpoint's seed " << run.state.seed
+                << " (config says " << cfg.train.seed << ")\n";
+  }
+  run.data = open_data(cfg);
+  run.order = std::make_unique<SampleOrder>(run.data.train->num_windows(),
+                                            static_cast<uint64_t>(run.state.seed));
+  run.geometry = {cfg.train.batch_size, cfg.train.grad_accum, comm.size(), comm.rank()};
+  check_enough_windows(run);
+  if (run.root()) {
+    write_resolved_config(cfg);
+    run.metrics = MetricsLog((fs::path(cfg.train.out_dir) / "metrics.jsonl").string(),
+                             !resumed_from.empty());
+    print_header(run, resumed_from);
+  }
+
+  const int64_t tokens_per_step = run.geometry.global() * cfg.train.seq_len;
+  ProgressClock clock(run.state.step, cfg.train.steps);
+  TrainSummary summary;
+  int bad_steps = 0;
+  for (int64_t step = run.state.step; step < cfg.train.steps; ++step) {
+    const StepResult r = train_step(run, step);
+    const GradNorm g = gradient_norm(*run.ex, run.model->workspace(), run.model->params(),
+                                     cfg.train.grad_clip);
+    const double lr = learning_rate(cfg.train, step);
+    if (!std::isfinite(g.norm) || !std::isfinite(r.loss_sum)) {
+      if (run.root())
+        std::cout << "warning: step " << step + 1 << " has a non-finite loss or gradient; "
+                  << "the update is skipped" << std::endl;
+      if (++bad_steps >= kMaxConsecutiveBadSteps)
+        fail("training diverged: ", bad_steps, " consecutive steps with non-finite gradients at ",
+             "step ", step + 1, "; lower train.lr or raise train.warmup, then --resume auto");
+    } else {
+      bad_steps = 0;
+      run.optimizer->step(lr, g.clip_scale);
+    }
+    run.state.step = step + 1;
+    run.state.samples_seen += run.geometry.global();
+    clock.step_done(step, tokens_per_step);
+    summary.final_loss = r.loss_sum / r.tokens;
+    const bool last = step + 1 == cfg.train.steps;
+    if (run.root() && (step % cfg.train.log_every == 0 || last))
+      log_step(run, step, r, lr, g, clock);
+    if (run.root() && cfg.train.eval_every > 0 && (step + 1) % cfg.train.eval_every == 0)
+      run_eval(run, step + 1);
+    if (run.root() && cfg.train.checkpoint_every > 0 &&
+        (step + 1) % cfg.train.checkpoint_every == 0 && !last)
+      save_checkpoint(checkpoint_dir(cfg.train.out_dir), *run.model, *run.optimizer, run.state,
+                      cfg.train.keep_checkpoints);
+  }
+  summary.steps_done = run.state.step;
+  if (run.root()) {
+    summary.final_checkpoint =
+        save_checkpoint(checkpoint_dir(cfg.train.out_dir), *run.model, *run.optimizer, run.state,
+                        cfg.train.keep_checkpoints);
+    std::cout << "saved " << summary.final_checkpoint << " after " << format_duration(clock.elapsed_seconds())
+              << std::endl;
+    if (options.report) report_what_was_learned(*run.model, run.data, std::cout);
+  }
+  return summary;
+}
+
+}  // namespace rf
