@@ -30,6 +30,10 @@ int32_t* ReversibleStack::buckets_for(Kit& kit, int64_t layer, const StepContext
                                       bool for_backward) {
   const int64_t n = layers_[layer].attention->bucket_count(step.batch, step.seq_len);
   if (n == 0) return nullptr;
+  if (freeze_buckets) {
+    RF_CHECK(buckets_[layer].size() == static_cast<size_t>(n), "no stored buckets to freeze");
+    return buckets_[layer].data();
+  }
   if (!for_backward) return kit.ws.ints("stack.eval_buckets", n);
   if (buckets_[layer].size() != static_cast<size_t>(n))
     buckets_[layer] = DeviceBuffer<int32_t>(kit.ex, n);
@@ -49,9 +53,11 @@ void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, 
       kit.ex.copy(saved_inputs_[i].data(), x1, rows * D * sizeof(float));
       kit.ex.copy(saved_inputs_[i].data() + rows * D, x2, rows * D * sizeof(float));
     }
+    if (on_forward_inputs) on_forward_inputs(i, x1, x2);
     // y1 = x1 + F(x2)
     layer.attention_norm.forward(kit, p, x2, xn, rows);
-    layer.attention->forward(kit, p, step, xn, out, buckets_for(kit, i, step, for_backward), false);
+    layer.attention->forward(kit, p, step, xn, out, buckets_for(kit, i, step, for_backward),
+                             freeze_buckets);
     kit.ex.run(rows * D,
                BiasDropoutResidualAdd{x1, out, nullptr, D, 1.0f, attention_output_mask(step, i)});
     // y2 = x2 + G(y1)

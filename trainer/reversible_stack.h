@@ -33,8 +33,13 @@ class ReversibleStack {
 
   // Bucket ids stored by the last forward for `layer` (null unless LSH); for tests.
   const DeviceBuffer<int32_t>& stored_buckets(int64_t layer) const { return buckets_[layer]; }
-  // Test hook: called during backward with each layer's rebuilt inputs (x1, x2).
+  // Test hooks: each layer's inputs (x1, x2) as the forward pass sees them, and as the backward
+  // pass rebuilds them.
+  std::function<void(int64_t, const float*, const float*)> on_forward_inputs;
   std::function<void(int64_t, const float*, const float*)> on_rebuilt_inputs;
+  // Test hook: reuse the stored LSH bucket ids instead of hashing (finite differences need the
+  // buckets held fixed, since hashing is piecewise constant).
+  bool freeze_buckets = false;
 
  private:
   struct Layer {

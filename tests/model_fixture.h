@@ -1,0 +1,67 @@
+// Small configurations and a gradient checker shared by the layer and model tests.
+#pragma once
+
+#include <string>
+
+#include "tests/test_util.h"
+#include "trainer/config.h"
+#include "trainer/params.h"
+
+namespace rf::test {
+
+// A tiny model: 2 layers [lsh, local], axial positions, chunked feed-forward and head, dropout
+// on, so every code path is exercised. `overrides` are --set style ("model.dropout=0").
+inline Config tiny_config(const std::vector<std::string>& overrides = {}) {
+  const std::string yaml = R"(
+model:
+  vocab_size: 11
+  d_model: 16
+  d_ff: 24
+  n_layers: 2
+  n_heads: 2
+  d_head: 8
+  attention: [lsh, local]
+  dropout: 0.1
+  attention_dropout: 0.1
+  position: axial
+  axial_shape: [4, 8]
+  ff_chunk: 12
+  head_chunk: 20
+lsh:
+  bucket_size: 4
+  n_hashes: 2
+  local_chunk: 8
+train:
+  seq_len: 32
+  batch_size: 2
+  seed: 3
+)";
+  return load_config_text(yaml, "tiny_config", overrides);
+}
+
+// For every parameter tensor (and the whole parameter vector), compares the analytic
+// directional derivative along a random direction with central differences of `loss`.
+inline void expect_param_gradients(ParamStore& store, const std::function<double()>& loss,
+                                   double eps, double rel_tol, const std::string& what) {
+  std::vector<float> grads(store.size());
+  cpu().download(grads.data(), store.grads(), grads.size() * sizeof(float));
+  std::vector<float> base(store.size());
+  cpu().download(base.data(), store.params(), base.size() * sizeof(float));
+  auto check = [&](size_t offset, size_t count, const std::string& name, uint32_t seed) {
+    std::vector<float> direction(store.size(), 0.0f);
+    const std::vector<float> r = random_vector(count, seed);
+    std::copy(r.begin(), r.end(), direction.begin() + offset);
+    const double analytic = dot(grads, direction);
+    auto perturb = [&](float s) {
+      std::vector<float> p = base;
+      for (size_t i = offset; i < offset + count; ++i) p[i] += s * direction[i];
+      cpu().upload(store.params(), p.data(), p.size() * sizeof(float));
+    };
+    expect_directional_derivative(perturb, loss, analytic, eps, rel_tol, what + " " + name);
+  };
+  uint32_t seed = 100;
+  for (const ParamTensor& t : store.tensors()) check(t.offset, t.count, t.name, seed++);
+  check(0, store.size(), "(all parameters)", seed);
+}
+
+}  // namespace rf::test
