@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "kernels/fast_math.h"
 #include "kernels/lsh_buckets.h"
 #include "kernels/philox.h"
 #include "kernels/reductions.h"
@@ -36,6 +37,21 @@ TEST(Philox, MatchesRandom123KnownAnswers) {
   EXPECT_EQ(pi.v[1], 0x94fdccebu);
   EXPECT_EQ(pi.v[2], 0x5001e420u);
   EXPECT_EQ(pi.v[3], 0x24126ea1u);
+}
+
+TEST(FastMath, ExpAndTanhMatchLibm) {
+  double worst_exp = 0, worst_tanh = 0;
+  for (float x = -87.0f; x <= 88.0f; x += 0.001953125f) {
+    const double e = std::exp(static_cast<double>(x));
+    worst_exp = std::max(worst_exp, std::fabs(exp_approx(x) - e) / e);
+    worst_tanh = std::max(worst_tanh, std::fabs(tanh_approx(x) - std::tanh(double{x})));
+  }
+  EXPECT_LT(worst_exp, 3e-7);
+  EXPECT_LT(worst_tanh, 1e-6);
+  EXPECT_EQ(exp_approx(-100.0f), 0.0f);
+  EXPECT_EQ(exp_approx(-1e9f), 0.0f);
+  EXPECT_EQ(tanh_approx(50.0f), 1.0f);
+  EXPECT_EQ(tanh_approx(-50.0f), -1.0f);
 }
 
 TEST(Philox, NormalAndUniformHaveTheRightMoments) {

@@ -62,7 +62,7 @@ void EmbeddingLayer::backward(Kit& kit, ParamStore& p, const StepContext& step,
                               const std::vector<int32_t>& host_tokens, float* dx) const {
   const int64_t rows = step.rows();
   const DropoutMask m = mask(step);
-  if (m.active()) kit.ex.run(rows * d_model_, ApplyDropout{dx, d_model_, m});
+  if (m.active()) kit.ex.run(rows, ApplyDropout{dx, d_model_, m});
   // Group rows by token (counting sort on the host) so each table row sums its rows in order.
   std::vector<int32_t> offsets(vocab_ + 1, 0), order(rows);
   for (int32_t t : host_tokens) ++offsets[t + 1];

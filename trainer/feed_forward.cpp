@@ -43,7 +43,7 @@ void FeedForwardLayer::chunk_forward(Kit& kit, ParamStore& p, const StepContext&
   norm_.forward(kit, p, x + row0 * d_model_, z, rows);
   matmul(kit.ex, {false, false, rows, d_ff_, d_model_, d_model_, d_ff_, d_ff_}, z, p.param(w1_),
          h);
-  kit.ex.run(rows * d_ff_,
+  kit.ex.run(rows,
              BiasActivationForward{h, a, p.param(b1_), d_ff_, activation_, hidden_mask(step, row0)});
 }
 
@@ -59,7 +59,7 @@ void FeedForwardLayer::forward_add(Kit& kit, ParamStore& p, const StepContext& s
     chunk_forward(kit, p, step, x, row0, rows, z, h, a);
     matmul(kit.ex, {false, false, rows, d_model_, d_ff_, d_ff_, d_model_, d_model_}, a,
            p.param(w2_), t);
-    kit.ex.run(rows * d_model_, BiasDropoutResidualAdd{residual + row0 * d_model_, t, p.param(b2_),
+    kit.ex.run(rows, BiasDropoutResidualAdd{residual + row0 * d_model_, t, p.param(b2_),
                                                        d_model_, sign, output_mask(step, row0)});
   }
 }
@@ -78,18 +78,18 @@ void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step
     chunk_forward(kit, p, step, x, row0, rows, z, h, a);
     if (reconstruct) {
       matmul(kit.ex, {false, false, rows, D, F, F, D, D}, a, p.param(w2_), t);
-      kit.ex.run(rows * D, BiasDropoutResidualAdd{reconstruct + row0 * D, t, p.param(b2_), D,
+      kit.ex.run(rows, BiasDropoutResidualAdd{reconstruct + row0 * D, t, p.param(b2_), D,
                                                   -1.0f, output_mask(step, row0)});
     }
     // g = dout through the output dropout.
     kit.ex.copy(g, dout + row0 * D, rows * D * sizeof(float));
     const DropoutMask out_mask = output_mask(step, row0);
-    if (out_mask.active()) kit.ex.run(rows * D, ApplyDropout{g, D, out_mask});
+    if (out_mask.active()) kit.ex.run(rows, ApplyDropout{g, D, out_mask});
     add_column_sums(kit.ex, kit.ws, g, rows, D, p.grad(b2_));
     // dw2 += a^T g;  da = g w2^T (into h's gradient buffer `a` after use)
     matmul(kit.ex, {true, false, F, D, rows, F, D, D, 0, 0, 0, 1, 1.0f, 1.0f}, a, g, p.grad(w2_));
     matmul(kit.ex, {false, true, rows, F, D, D, D, F}, g, p.param(w2_), a);
-    kit.ex.run(rows * F, ActivationBackward{a, h, F, activation_, hidden_mask(step, row0)});
+    kit.ex.run(rows, ActivationBackward{a, h, F, activation_, hidden_mask(step, row0)});
     add_column_sums(kit.ex, kit.ws, a, rows, F, p.grad(b1_));
     // dw1 += z^T dh;  dz = dh w1^T
     matmul(kit.ex, {true, false, D, F, rows, D, F, F, 0, 0, 0, 1, 1.0f, 1.0f}, z, a, p.grad(w1_));

@@ -33,11 +33,11 @@ HeadOutput LossHead::run(Kit& kit, ParamStore& p, int64_t rows, const float* x1,
   out.row_prediction.resize(rows);
   for (int64_t row0 = 0; row0 < rows; row0 += chunk) {
     const int64_t n = std::min(chunk, rows - row0);
-    kit.ex.run(n * width,
+    kit.ex.run(n,
                ConcatColumns{cat, x1 + row0 * d_model_, x2 + row0 * d_model_, d_model_, d_model_});
     norm_.forward(kit, p, cat, z, n);
     matmul(kit.ex, {false, false, n, V, width, width, V, V}, z, p.param(w_out_), logits);
-    kit.ex.run(n * V, AddBias{logits, p.param(b_out_), V});
+    kit.ex.run(n, AddBias{logits, p.param(b_out_), V});
     kit.ex.run(n, CrossEntropyRow{logits, targets + row0, loss, prediction, V, grad_scale, backward});
     kit.ex.download(out.row_loss.data() + row0, loss, n * sizeof(float));
     kit.ex.download(out.row_prediction.data() + row0, prediction, n * sizeof(int32_t));
@@ -49,7 +49,7 @@ HeadOutput LossHead::run(Kit& kit, ParamStore& p, int64_t rows, const float* x1,
     // z now holds dL/d(normalised cat); cat's gradient goes to the two streams.
     float* dcat = kit.ws.floats("head.dcat", chunk * width);
     norm_.backward(kit, p, cat, z, dcat, n, false);
-    kit.ex.run(n * width,
+    kit.ex.run(n,
                SplitColumnsAdd{dx1 + row0 * d_model_, dx2 + row0 * d_model_, dcat, d_model_,
                                d_model_});
   }
@@ -62,10 +62,10 @@ std::vector<float> LossHead::logits(Kit& kit, ParamStore& p, const float* x1, co
   float* cat = kit.ws.floats("head.cat", width);
   float* z = kit.ws.floats("head.z", width);
   float* out = kit.ws.floats("head.logits", V);
-  kit.ex.run(width, ConcatColumns{cat, x1 + row * d_model_, x2 + row * d_model_, d_model_, d_model_});
+  kit.ex.run(1, ConcatColumns{cat, x1 + row * d_model_, x2 + row * d_model_, d_model_, d_model_});
   norm_.forward(kit, p, cat, z, 1);
   matmul(kit.ex, {false, false, 1, V, width, width, V, V}, z, p.param(w_out_), out);
-  kit.ex.run(V, AddBias{out, p.param(b_out_), V});
+  kit.ex.run(1, AddBias{out, p.param(b_out_), V});
   std::vector<float> host(V);
   kit.ex.download(host.data(), out, V * sizeof(float));
   return host;

@@ -58,7 +58,7 @@ void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, 
     layer.attention_norm.forward(kit, p, x2, xn, rows);
     layer.attention->forward(kit, p, step, xn, out, buckets_for(kit, i, step, for_backward),
                              freeze_buckets);
-    kit.ex.run(rows * D,
+    kit.ex.run(rows,
                BiasDropoutResidualAdd{x1, out, nullptr, D, 1.0f, attention_output_mask(step, i)});
     // y2 = x2 + G(y1)
     layer.feed_forward->forward_add(kit, p, step, x1, x2, 1.0f);
@@ -82,7 +82,7 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
     // F: dx2 += F'(x2)^T dy1, and x1 = y1 - F(x2) (or the stored x1).
     kit.ex.copy(g, dx1, rows * D * sizeof(float));
     const DropoutMask mask = attention_output_mask(step, i);
-    if (mask.active()) kit.ex.run(rows * D, ApplyDropout{g, D, mask});
+    if (mask.active()) kit.ex.run(rows, ApplyDropout{g, D, mask});
     layer.attention_norm.forward(kit, p, x2, xn, rows);
     kit.ex.zero(dxn, rows * D * sizeof(float));
     layer.attention->backward(kit, p, step, xn, g, dxn, buckets_[i].data(), saved ? nullptr : out);
@@ -90,7 +90,7 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
     if (saved) {
       kit.ex.copy(x1, saved, rows * D * sizeof(float));
     } else {
-      kit.ex.run(rows * D, BiasDropoutResidualAdd{x1, out, nullptr, D, -1.0f, mask});
+      kit.ex.run(rows, BiasDropoutResidualAdd{x1, out, nullptr, D, -1.0f, mask});
     }
     if (on_rebuilt_inputs) on_rebuilt_inputs(i, x1, x2);
     if (layer_done) layer_done(i);

@@ -8,7 +8,7 @@
 // seq_len (dense attention).
 #pragma once
 
-#include "kernels/hd.h"
+#include "kernels/fast_math.h"
 #include "kernels/ops/dropout_mask.h"
 
 namespace rf {
@@ -91,16 +91,16 @@ struct ChunkSoftmax {
     const int32_t* kp = kpos + (j / layout.chunk) * layout.chunk;
     float* row = dots + j * w_count;
     const int32_t qp = qpos[j];
+    const float self_penalty = self_mask ? kSelfMask : 0.0f;
     float mx = -3.0e38f;
-    for (int64_t w = 0; w < w_count; ++w) {
-      float x = row[w];
-      if (kp[w] > qp) x -= kCausalMask;
-      else if (self_mask && kp[w] == qp) x -= kSelfMask;
+    for (int64_t w = 0; w < w_count; ++w) {  // branch-free so the loop vectorises
+      const float penalty = kp[w] > qp ? kCausalMask : (kp[w] == qp ? self_penalty : 0.0f);
+      const float x = row[w] - penalty;
       row[w] = x;
       mx = fmax_hd(mx, x);
     }
     float sum = 0.0f;
-    for (int64_t w = 0; w < w_count; ++w) sum += (row[w] = expf(row[w] - mx));
+    for (int64_t w = 0; w < w_count; ++w) sum += (row[w] = exp_approx(row[w] - mx));
     // Normalise by the sum rather than exp(x - lse): next to a -1e5 self mask the float lse is
     // only accurate to ~1e-2, which would leave rows summing to 0.99.
     const float inv = 1.0f / sum;
@@ -121,7 +121,7 @@ RF_HD int64_t round_weights(const float* lse, const int32_t* undo, int64_t t, in
     mx = fmax_hd(mx, lse[slots[r]]);
   }
   float sum = 0.0f;
-  for (int64_t r = 0; r < n_rounds; ++r) sum += (weights[r] = expf(lse[slots[r]] - mx));
+  for (int64_t r = 0; r < n_rounds; ++r) sum += (weights[r] = exp_approx(lse[slots[r]] - mx));
   for (int64_t r = 0; r < n_rounds; ++r) weights[r] /= sum;
   return n_rounds;
 }

@@ -2,7 +2,7 @@
 // row of a head chunk [rows, vocab]; the loss head never holds more than one chunk of logits.
 #pragma once
 
-#include "kernels/hd.h"
+#include "kernels/fast_math.h"
 
 namespace rf {
 
@@ -22,24 +22,27 @@ struct CrossEntropyRow {
     for (int64_t v = 1; v < vocab; ++v)
       if (z[v] > zmax) zmax = z[v], arg = v;
     float sum = 0.0f;
-    for (int64_t v = 0; v < vocab; ++v) sum += expf(z[v] - zmax);
+    for (int64_t v = 0; v < vocab; ++v) sum += exp_approx(z[v] - zmax);
     const float log_sum = logf(sum) + zmax;
     loss[row] = log_sum - z[target];
     prediction[row] = static_cast<int32_t>(arg);
     if (!want_grad) return;
     for (int64_t v = 0; v < vocab; ++v) {
-      const float p = expf(z[v] - log_sum);
+      const float p = exp_approx(z[v] - log_sum);
       z[v] = grad_scale * (p - (v == target ? 1.0f : 0.0f));
     }
   }
 };
 
-// x[r, c] += bias[c]. Index = element of [rows, cols].
+// x[r, :] += bias. Index = row.
 struct AddBias {
   float* x;
   const float* bias;
   int64_t cols;
-  RF_HD void operator()(int64_t i) const { x[i] += bias[i % cols]; }
+  RF_HD void operator()(int64_t r) const {
+    float* row = x + r * cols;
+    for (int64_t c = 0; c < cols; ++c) row[c] += bias[c];
+  }
 };
 
 }  // namespace rf

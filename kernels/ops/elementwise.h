@@ -1,4 +1,6 @@
-// Element-wise kernels over flat float arrays (one index = one element).
+// Element-wise kernels. Flat ones take one index per element; those over a [rows, cols]
+// activation with a per-column bias or a dropout mask take one index per row, so the inner loop
+// over columns is contiguous (vectorised on the CPU) and no index is divided per element.
 #pragma once
 
 #include "kernels/hd.h"
@@ -28,9 +30,9 @@ struct Fill {
   RF_HD void operator()(int64_t i) const { x[i] = value; }
 };
 
-// residual[r, c] += sign * dropout(t[r, c] + bias[c]); one index per element of [rows, cols].
-// bias may be null. Adds a sublayer's output to its residual stream (sign +1) or takes it away
-// again when the reversible backward rebuilds the layer's input (sign -1).
+// residual[r, :] += sign * dropout(t[r, :] + bias); bias may be null. Adds a sublayer's output
+// to its residual stream (sign +1) or takes it away again when the reversible backward rebuilds
+// the layer's input (sign -1). Index = row.
 struct BiasDropoutResidualAdd {
   float* residual;
   const float* t;
@@ -38,46 +40,55 @@ struct BiasDropoutResidualAdd {
   int64_t cols;
   float sign;
   DropoutMask mask;
-  RF_HD void operator()(int64_t i) const {
-    const int64_t r = i / cols, c = i % cols;
-    const float value = t[i] + (bias ? bias[c] : 0.0f);
-    residual[i] += sign * value * mask.scale(r, c);
+  RF_HD void operator()(int64_t r) const {
+    float* out = residual + r * cols;
+    const float* in = t + r * cols;
+    if (mask.active()) {
+      for (int64_t c = 0; c < cols; ++c)
+        out[c] += sign * (in[c] + (bias ? bias[c] : 0.0f)) * mask.scale(r, c);
+    } else if (bias) {
+      for (int64_t c = 0; c < cols; ++c) out[c] += sign * (in[c] + bias[c]);
+    } else {
+      for (int64_t c = 0; c < cols; ++c) out[c] += sign * in[c];
+    }
   }
 };
 
-// g[i] *= dropout multiplier of element i of [rows, cols]; the backward of a dropout, and also
-// the forward when applied in place.
+// x[r, :] *= dropout multipliers of row r: the backward of a dropout (and its forward in place).
+// Index = row.
 struct ApplyDropout {
   float* x;
   int64_t cols;
   DropoutMask mask;
-  RF_HD void operator()(int64_t i) const { x[i] *= mask.scale(i / cols, i % cols); }
+  RF_HD void operator()(int64_t r) const {
+    float* row = x + r * cols;
+    for (int64_t c = 0; c < cols; ++c) row[c] *= mask.scale(r, c);
+  }
 };
 
-// out[r, :] = [a[r, :], b[r, :]]; one index per element of out [rows, cols_a + cols_b].
+// out[r, :] = [a[r, :], b[r, :]]. Index = row.
 struct ConcatColumns {
   float* out;
   const float* a;
   const float* b;
   int64_t cols_a, cols_b;
-  RF_HD void operator()(int64_t i) const {
-    const int64_t width = cols_a + cols_b;
-    const int64_t r = i / width, c = i % width;
-    out[i] = c < cols_a ? a[r * cols_a + c] : b[r * cols_b + (c - cols_a)];
+  RF_HD void operator()(int64_t r) const {
+    float* o = out + r * (cols_a + cols_b);
+    for (int64_t c = 0; c < cols_a; ++c) o[c] = a[r * cols_a + c];
+    for (int64_t c = 0; c < cols_b; ++c) o[cols_a + c] = b[r * cols_b + c];
   }
 };
 
-// a[r, :] += d[r, :cols_a]; b[r, :] += d[r, cols_a:]; one index per element of d.
+// a[r, :] += d[r, :cols_a]; b[r, :] += d[r, cols_a:]. Index = row.
 struct SplitColumnsAdd {
   float* a;
   float* b;
   const float* d;
   int64_t cols_a, cols_b;
-  RF_HD void operator()(int64_t i) const {
-    const int64_t width = cols_a + cols_b;
-    const int64_t r = i / width, c = i % width;
-    if (c < cols_a) a[r * cols_a + c] += d[i];
-    else b[r * cols_b + (c - cols_a)] += d[i];
+  RF_HD void operator()(int64_t r) const {
+    const float* in = d + r * (cols_a + cols_b);
+    for (int64_t c = 0; c < cols_a; ++c) a[r * cols_a + c] += in[c];
+    for (int64_t c = 0; c < cols_b; ++c) b[r * cols_b + c] += in[cols_a + c];
   }
 };
 
