@@ -242,6 +242,7 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, Commun
         (step + 1) % cfg.train.checkpoint_every == 0 && !last)
       save_checkpoint(checkpoint_dir(cfg.train.out_dir), *run.model, *run.optimizer, run.state,
                       cfg.train.keep_checkpoints);
+    if (options.stop_at_step >= 0 && run.state.step >= options.stop_at_step) break;
   }
   summary.steps_done = run.state.step;
   if (run.root()) {
@@ -250,7 +251,8 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, Commun
                         cfg.train.keep_checkpoints);
     std::cout << "saved " << summary.final_checkpoint << " after " << format_duration(clock.elapsed_seconds())
               << std::endl;
-    if (options.report) report_what_was_learned(*run.model, run.data, std::cout);
+    if (options.report && run.state.step == cfg.train.steps)
+      report_what_was_learned(*run.model, run.data, std::cout);
   }
   return summary;
 }

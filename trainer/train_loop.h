@@ -15,6 +15,7 @@ namespace rf {
 struct TrainOptions {
   std::string resume;  // "" = fresh run, "auto" = newest intact checkpoint if any, else a path
   bool report = true;  // print what the model learned at the end
+  int64_t stop_at_step = -1;  // end (with a checkpoint) once this many steps are done; -1 = never
 };
 
 // The executor runtime.device asks for (a clear error when it cannot be had).

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Configures (once) and builds the project into build/ with all cores.
+# RF_BUILD_DIR overrides the build folder; extra arguments go to CMake at configure time.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${RF_BUILD_DIR:-$root/build}"
+mkdir -p "$build"
+if [ ! -f "$build/CMakeCache.txt" ]; then
+  echo "build: configuring in $build"
+  if ! cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release "$@" > "$build/configure.log" 2>&1; then
+    cat "$build/configure.log" >&2
+    echo "build: CMake configuration failed (log above, also in $build/configure.log)" >&2
+    exit 1
+  fi
+  grep -E "CUDA executor" "$build/configure.log" || true
+fi
+if ! cmake --build "$build" -j "$(nproc)" 2>&1 | sed -u '/Built target/d; /Consolidate compiler/d'; then
+  echo "build: compilation failed" >&2
+  exit 1
+fi

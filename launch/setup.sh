@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the system packages the build and the tests need on a fresh Debian machine, as root.
+# Idempotent and quick when everything is present (it only asks dpkg).
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libopenblas-openmp-dev   # CPU GEMM (OpenMP build: one threading model with our kernels)
+  libyaml-cpp-dev          # experiment files
+  libhdf5-dev              # token shards and checkpoints
+  libopenmpi-dev openmpi-bin  # multi-rank training
+  libcli11-dev             # command line
+  libgtest-dev             # tests
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: these packages are missing and installing them needs root:" >&2
+  echo "  sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,150 @@
+// Tests of the `reformer` command itself: every kind of bad input gives one clear line on stderr
+// and a non-zero exit, and train -> eval -> generate works end to end from the command line.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+
+#include "tests/run_fixture.h"
+
+namespace rf {
+namespace {
+
+struct Result {
+  int exit_code = -1;
+  std::string out;  // stdout and stderr, in order
+};
+
+Result run(const std::string& args) {
+  const std::string cmd = std::string(RF_BINARY_DIR) + "/reformer " + args + " 2>&1";
+  Result r;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (!pipe) return r;
+  std::array<char, 4096> buf;
+  while (fgets(buf.data(), buf.size(), pipe)) r.out += buf.data();
+  const int status = pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string write_file(const std::string& dir, const std::string& name, const std::string& text) {
+  const std::string path = dir + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+const char* kTinyYaml = R"(model:
+  vocab_size: 16
+  d_model: 16
+  d_ff: 32
+  n_layers: 2
+  n_heads: 2
+  d_head: 8
+  attention: [lsh, local]
+  position: learned
+lsh:
+  bucket_size: 8
+  local_chunk: 8
+train:
+  seq_len: 32
+  batch_size: 2
+  steps: 5
+  log_every: 1
+  eval_every: 5
+  eval_batches: 2
+  checkpoint_every: 0
+)";
+
+void expect_one_line_error(const Result& r, const std::vector<std::string>& parts) {
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << "not one line:\n" << r.out;
+  EXPECT_EQ(r.out.rfind("error: ", 0), 0u) << r.out;
+  for (const std::string& p : parts) EXPECT_NE(r.out.find(p), std::string::npos) << p << " not in: " << r.out;
+}
+
+TEST(CommandLine, UnknownKeyNamesKeyFileLineAndSuggestion) {
+  const std::string dir = test::fresh_dir("cfg");
+  const std::string path = write_file(dir, "bad.yaml", "model:\n  d_model: 64\n  d_modle: 32\n");
+  expect_one_line_error(run("train --config " + path),
+                        {"bad.yaml:3", "unknown key 'model.d_modle'", "did you mean 'model.d_model'"});
+}
+
+TEST(CommandLine, MissingConfigFile) {
+  expect_one_line_error(run("train --config /nonexistent/x.yaml"),
+                        {"/nonexistent/x.yaml", "No such file"});
+}
+
+TEST(CommandLine, BrokenYaml) {
+  const std::string dir = test::fresh_dir("cfg");
+  const std::string path = write_file(dir, "broken.yaml", "model:\n  d_model: [1, 2\n");
+  expect_one_line_error(run("train --config " + path), {"broken.yaml:", "invalid YAML"});
+}
+
+TEST(CommandLine, WrongTypeAndRangeInOverrides) {
+  const std::string dir = test::fresh_dir("cfg");
+  const std::string path = write_file(dir, "tiny.yaml", kTinyYaml);
+  expect_one_line_error(run("train --config " + path + " --set model.d_model=abc"),
+                        {"--set model.d_model=abc", "integer"});
+  expect_one_line_error(run("train --config " + path + " --set model.dropout=1.5"),
+                        {"model.dropout", "out of range"});
+  expect_one_line_error(run("train --config " + path + " --set train.seq_len=36"),
+                        {"train.seq_len", "lsh.bucket_size"});
+}
+
+TEST(CommandLine, MissingDataFileNamesTheKey) {
+  const std::string dir = test::fresh_dir("cfg");
+  const std::string path = write_file(dir, "tiny.yaml", kTinyYaml);
+  expect_one_line_error(run("train --config " + path + " --set data.format=text --set " +
+                            "model.vocab_size=256 --set data.train=/nonexistent/text.txt " +
+                            "--set train.out_dir=" + dir + "/run"),
+                        {"data.train", "/nonexistent/text.txt"});
+}
+
+TEST(CommandLine, BadCheckpointArguments) {
+  const std::string dir = test::fresh_dir("cfg");
+  const std::string cfg = write_file(dir, "tiny.yaml", kTinyYaml);
+  expect_one_line_error(run("eval --config " + cfg + " --checkpoint /nonexistent/ckpt.h5"),
+                        {"/nonexistent/ckpt.h5"});
+  const std::string junk = write_file(dir, "junk.h5", "this is not HDF5");
+  expect_one_line_error(run("eval --config " + cfg + " --checkpoint " + junk),
+                        {"junk.h5", "not an HDF5 file"});
+}
+
+TEST(CommandLine, UsageErrorsExitNonZero) {
+  EXPECT_NE(run("").exit_code, 0);
+  EXPECT_NE(run("train").exit_code, 0);  // --config is required
+  EXPECT_NE(run("frobnicate").exit_code, 0);
+}
+
+TEST(CommandLine, TrainEvalGenerateEndToEnd) {
+  const std::string dir = test::fresh_dir("run");
+  const std::string cfg = write_file(dir, "tiny.yaml", kTinyYaml);
+  const std::string out = dir + "/out";
+  const Result t = run("train --config " + cfg + " --set train.out_dir=" + out);
+  ASSERT_EQ(t.exit_code, 0) << t.out;
+  EXPECT_NE(t.out.find("step      5/5"), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("ETA"), std::string::npos);
+  EXPECT_NE(t.out.find("copy accuracy"), std::string::npos) << t.out;
+  EXPECT_TRUE(std::filesystem::exists(out + "/metrics.jsonl"));
+  EXPECT_TRUE(std::filesystem::exists(out + "/config.yaml"));
+
+  const Result e = run("eval --config " + cfg + " --checkpoint " + out + " --json");
+  ASSERT_EQ(e.exit_code, 0) << e.out;
+  for (const char* key : {"\"loss\"", "\"bits_per_token\"", "\"accuracy\"", "\"tokens\": 128"})
+    EXPECT_NE(e.out.find(key), std::string::npos) << key << " in " << e.out;
+  const Result part = run("eval --checkpoint " + out + " --json --positions 10:20 --set lsh.n_hashes=4");
+  ASSERT_EQ(part.exit_code, 0) << part.out;
+  EXPECT_NE(part.out.find("\"tokens\": 40"), std::string::npos) << part.out;
+  EXPECT_NE(part.out.find("\"n_hashes\": 4"), std::string::npos) << part.out;
+  expect_one_line_error(run("eval --checkpoint " + out + " --positions 20:10"), {"--positions"});
+
+  const Result g = run("generate --checkpoint " + out + " --prompt abc --tokens 5");
+  EXPECT_NE(g.exit_code, 0);  // 'a' is outside this model's 16-token vocabulary
+  EXPECT_NE(g.out.find("vocabulary"), std::string::npos) << g.out;
+}
+
+}  // namespace
+}  // namespace rf

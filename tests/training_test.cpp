@@ -1,0 +1,121 @@
+// Tests of whole training runs in-process: exact resume from a checkpoint, checkpoint retention,
+// refusal to overwrite a run, resume skipping a damaged checkpoint, and mismatch errors.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <fstream>
+
+#include "comms/communicator.h"
+#include "tests/model_fixture.h"
+#include "tests/run_fixture.h"
+#include "trainer/checkpoint.h"
+#include "trainer/train_loop.h"
+
+namespace rf {
+namespace {
+
+namespace fs = std::filesystem;
+
+Config run_config(const std::string& out_dir, std::vector<std::string> extra = {}) {
+  std::vector<std::string> o = {"train.steps=8", "train.log_every=100", "train.eval_every=0",
+                                "train.checkpoint_every=0", "train.out_dir=" + out_dir,
+                                "train.lr=0.003", "train.warmup=2", "train.seq_len=32",
+                                "model.vocab_size=11"};
+  o.insert(o.end(), extra.begin(), extra.end());
+  return test::tiny_config(o);
+}
+
+TrainSummary train(const Config& cfg, const std::string& resume = "", int64_t stop_at = -1) {
+  auto comm = make_single_process_communicator();
+  TrainOptions options;
+  options.report = false;
+  options.resume = resume;
+  options.stop_at_step = stop_at;
+  return run_training(cfg, options, *comm);
+}
+
+TEST(Resume, StoppedAndResumedRunEqualsUninterruptedRunBitForBit) {
+  const std::string a = test::fresh_dir("whole"), b = test::fresh_dir("resumed");
+  const TrainSummary whole = train(run_config(a));
+  const TrainSummary first = train(run_config(b), "", 3);
+  EXPECT_EQ(first.steps_done, 3);
+  const TrainSummary rest = train(run_config(b), "auto");
+  EXPECT_EQ(rest.steps_done, 8);
+  const auto pa = test::checkpoint_params(whole.final_checkpoint);
+  const auto pb = test::checkpoint_params(rest.final_checkpoint);
+  ASSERT_EQ(pa.size(), pb.size());
+  EXPECT_EQ(std::memcmp(pa.data(), pb.data(), pa.size() * sizeof(float)), 0);
+  EXPECT_EQ(whole.final_loss, rest.final_loss);
+  // And the comparison can fail: a different seed ends elsewhere.
+  const std::string c = test::fresh_dir("other_seed");
+  const auto pc = test::checkpoint_params(train(run_config(c, {"train.seed=4"})).final_checkpoint);
+  EXPECT_NE(std::memcmp(pa.data(), pc.data(), pa.size() * sizeof(float)), 0);
+}
+
+TEST(Checkpoints, KeepsOnlyTheNewestK) {
+  const std::string dir = test::fresh_dir("run");
+  train(run_config(dir, {"train.checkpoint_every=2", "train.keep_checkpoints=2"}));
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(checkpoint_dir(dir))) names.push_back(e.path().filename());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"step-00000006.h5", "step-00000008.h5"}));
+}
+
+TEST(Checkpoints, FreshRunRefusesToOverwriteAnExistingRun) {
+  const std::string dir = test::fresh_dir("run");
+  const TrainSummary s = train(run_config(dir, {"train.steps=2"}));
+  const auto before = test::checkpoint_params(s.final_checkpoint);
+  try {
+    train(run_config(dir, {"train.steps=2", "train.seed=9"}));
+    FAIL() << "a second fresh run into the same out_dir must be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--resume auto"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(test::checkpoint_params(s.final_checkpoint), before);
+}
+
+TEST(Checkpoints, ResumeAutoSkipsADamagedNewestCheckpoint) {
+  const std::string dir = test::fresh_dir("run");
+  train(run_config(dir, {"train.checkpoint_every=2", "train.steps=8"}), "", 4);
+  // A newer checkpoint that was cut short (e.g. the disk filled up).
+  const std::string good = (fs::path(checkpoint_dir(dir)) / "step-00000004.h5").string();
+  const std::string bad = (fs::path(checkpoint_dir(dir)) / "step-00000006.h5").string();
+  fs::copy_file(good, bad);
+  fs::resize_file(bad, fs::file_size(bad) / 2);
+  EXPECT_EQ(find_latest_checkpoint(checkpoint_dir(dir)), good);
+  const TrainSummary s = train(run_config(dir, {"train.checkpoint_every=2", "train.steps=8"}), "auto");
+  EXPECT_EQ(s.steps_done, 8);
+}
+
+TEST(Checkpoints, CorruptedValuesAreDetectedByChecksums) {
+  const std::string dir = test::fresh_dir("run");
+  const TrainSummary s = train(run_config(dir, {"train.steps=2"}));
+  // Flip bytes in the middle of the file (inside the parameter data).
+  std::fstream f(s.final_checkpoint, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(0, std::ios::end);
+  const auto size = static_cast<std::streamoff>(f.tellg());
+  for (std::streamoff pos = size / 3; pos < size / 3 + 64; ++pos) {
+    f.seekp(pos);
+    f.put(static_cast<char>(0x5a));
+  }
+  f.close();
+  EXPECT_EQ(find_latest_checkpoint(checkpoint_dir(dir)), "");
+}
+
+TEST(Checkpoints, MismatchedModelIsAClearError) {
+  const std::string dir = test::fresh_dir("run");
+  const TrainSummary s = train(run_config(dir, {"train.steps=2"}));
+  const Config other = run_config(dir, {"model.d_ff=32"});
+  ReformerModel model(other, test::cpu());
+  try {
+    load_checkpoint(s.final_checkpoint, model, nullptr);
+    FAIL() << "loading into a different model must fail";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("does not match the config"), std::string::npos) << m;
+    EXPECT_NE(m.find("w1 16x32"), std::string::npos) << m;
+  }
+}
+
+}  // namespace
+}  // namespace rf
