@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
+#include <iostream>
+
 #include "kernels/error.h"
 
 namespace rf {
@@ -22,24 +25,30 @@ size_t dtype_size(DType t) {
 
 namespace {
 
+std::string host_name() {
+  char name[256] = {0};
+  gethostname(name, sizeof(name) - 1);
+  return name;
+}
+
 class SingleProcessCommunicator final : public Communicator {
  public:
   int rank() const override { return 0; }
   int size() const override { return 1; }
   int local_rank() const override { return 0; }
-  std::string host() const override {
-    char name[256] = {0};
-    gethostname(name, sizeof(name) - 1);
-    return name;
-  }
+  int local_size() const override { return 1; }
+  std::string host() const override { return host_name(); }
+  std::vector<std::string> all_hosts() override { return {host_name()}; }
   void all_reduce_sum(void*, size_t, DType) override {}
   void broadcast(void*, size_t, DType, int root) override { RF_CHECK(root == 0); }
   void barrier() override {}
-  int start_average(float*, size_t) override { return next_++; }
+  void start_average(float*, size_t, const std::string&) override {}
   void wait_all() override {}
-
- private:
-  int next_ = 0;
+  void set_step(int64_t) override {}
+  [[noreturn]] void abort(const std::string& why) override {
+    std::cerr << "error: " << why << std::endl;
+    std::exit(1);
+  }
 };
 
 }  // namespace

@@ -123,7 +123,7 @@ StepResult train_step(Run& run, int64_t step) {
     const BatchStats s = run.model->forward_backward(batch, ctx, grad_scale, [&](int group) {
       if (!last || run.comm.size() == 1) return;
       const ParamGroup& g = params.groups()[group];
-      run.comm.start_average(params.grads() + g.offset, g.count);
+      run.comm.start_average(params.grads() + g.offset, g.count, g.name);
     });
     r.loss_sum += s.loss_sum;
     r.tokens += static_cast<double>(s.tokens);

@@ -1,0 +1,124 @@
+// Times full training steps (forward, reversible backward, clipping norm, AdamW) of a config on
+// random tokens and prints one JSON line: median step time, tokens/s, counted GFLOP/s, that rate
+// as a fraction of this machine's SGEMM rate measured in the same process, and peak memory.
+//   step_bench --config bench/reference.yaml --set train.seq_len=65536 ... [--steps N]
+#include <CLI/CLI.hpp>
+#include <cblas.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+#include <random>
+
+#include "trainer/flop_count.h"
+#include "trainer/metrics.h"
+#include "trainer/model.h"
+#include "trainer/optimizer.h"
+#include "trainer/schedule.h"
+#include "trainer/train_loop.h"
+
+extern "C" char* openblas_get_corename(void);
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// SGEMM rate of a large square product, the ceiling the training step is compared with.
+double sgemm_gflops(int n, int repeats) {
+  std::vector<float> a(static_cast<size_t>(n) * n, 0.5f), b(a), c(a);
+  cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n,
+              0.0f, c.data(), n);
+  std::vector<double> times;
+  for (int i = 0; i < repeats; ++i) {
+    const auto t = Clock::now();
+    cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(),
+                n, 0.0f, c.data(), n);
+    times.push_back(seconds_since(t));
+  }
+  std::sort(times.begin(), times.end());
+  return 2.0 * n * n * static_cast<double>(n) / times[times.size() / 2] / 1e9;
+}
+
+double peak_rss_gib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / (1024.0 * 1024.0);  // ru_maxrss is in KiB
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"times training steps of a config"};
+  std::string config_path;
+  std::vector<std::string> overrides;
+  int steps = 5, warmup = 1;
+  app.add_option("--config", config_path, "experiment YAML")->required();
+  app.add_option("--set", overrides, "overrides");
+  app.add_option("--steps", steps, "timed steps");
+  app.add_option("--warmup", warmup, "untimed steps first");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    const rf::Config cfg = rf::load_config(config_path, overrides);
+    auto ex = rf::make_executor(cfg.runtime);
+    rf::ReformerModel model(cfg, *ex);
+    rf::AdamW optimizer(*ex, model.params(), cfg.train);
+    const int64_t B = cfg.train.batch_size, T = cfg.train.seq_len;
+    rf::TokenBatch batch;
+    batch.batch = B;
+    batch.seq_len = T;
+    std::mt19937 gen(1);
+    for (int64_t i = 0; i < B * T; ++i) {
+      batch.inputs.push_back(static_cast<int32_t>(gen() % cfg.model.vocab_size));
+      batch.targets.push_back(static_cast<int32_t>(gen() % cfg.model.vocab_size));
+    }
+    std::vector<double> times;
+    for (int s = 0; s < warmup + steps; ++s) {
+      const auto t = Clock::now();
+      model.params().zero_grads();
+      rf::StepContext ctx;
+      ctx.seed = 1;
+      ctx.step = static_cast<uint32_t>(s);
+      ctx.batch = B;
+      ctx.seq_len = T;
+      model.forward_backward(batch, ctx, 1.0f / static_cast<float>(B * T));
+      const rf::GradNorm g = rf::gradient_norm(*ex, model.workspace(), model.params(), 1.0);
+      optimizer.step(rf::learning_rate(cfg.train, s), g.clip_scale);
+      ex->synchronize();
+      if (s >= warmup) times.push_back(seconds_since(t));
+      std::cerr << "\rstep " << s + 1 << "/" << warmup + steps << std::flush;
+    }
+    std::cerr << "\r";
+    std::sort(times.begin(), times.end());
+    const double median = times[times.size() / 2];
+    const rf::StepFlops flops = rf::training_step_flops(cfg, B, T);
+    const double gemm_peak = sgemm_gflops(2048, 5);
+    const double rate = flops.total() / median / 1e9;
+    std::cout << rf::JsonLine()
+                     .add("seq_len", T)
+                     .add("batch", B)
+                     .add("layers", cfg.model.n_layers)
+                     .add("attention", rf::attention_name(cfg.model.attention[0]))
+                     .add("median_step_s", median)
+                     .add("tokens_per_s", static_cast<double>(B * T) / median)
+                     .add("step_gflop", flops.total() / 1e9)
+                     .add("gflops", rate)
+                     .add("sgemm_gflops", gemm_peak)
+                     .add("fraction_of_sgemm", rate / gemm_peak)
+                     .add("peak_rss_gib", peak_rss_gib())
+                     .add("executor_peak_gib",
+                          static_cast<double>(ex->peak_bytes()) / (1024.0 * 1024.0 * 1024.0))
+                     .add("openblas_kernel", openblas_get_corename())
+                     .add("executor", ex->describe())
+                     .str()
+              << std::endl;
+  } catch (const rf::Error& e) {
+    std::cerr << "error: " << e.what() << std::endl;
+    return 1;
+  }
+  return 0;
+}

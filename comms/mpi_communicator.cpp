@@ -1,0 +1,2 @@
+// STUB: to be implemented (helper B).
+#include "comms/mpi_communicator.h"

@@ -1,0 +1,16 @@
+// The NCCL Communicator (GPU buffers), bootstrapped over an MPI communicator.
+#pragma once
+
+#include <memory>
+
+#include "comms/communicator.h"
+
+namespace rf {
+
+// Creates the NCCL communicator for the GPU `device` (chosen from the local rank): rank 0 makes
+// the NCCL unique id and broadcasts it over `bootstrap`. Buffers passed to it are device memory.
+// Throws rf::Error when this build has no CUDA/NCCL.
+std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap, int device,
+                                                     double timeout_seconds);
+
+}  // namespace rf

@@ -1,0 +1,12 @@
+// Builds without CUDA have no NCCL communicator; asking for one is a clear error.
+#include "comms/nccl_communicator.h"
+#include "kernels/error.h"
+
+namespace rf {
+
+std::unique_ptr<Communicator> make_nccl_communicator(Communicator&, int, double) {
+  fail("NCCL was requested (runtime.device is cuda with several ranks), but this build has no "
+       "CUDA support; rebuild where nvcc and NCCL are available");
+}
+
+}  // namespace rf

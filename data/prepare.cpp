@@ -1,0 +1,2 @@
+// STUB
+#include "data/prepare.h"

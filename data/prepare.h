@@ -1,0 +1,2 @@
+// STUB: `reformer prepare` (helper A fills this in).
+#pragma once

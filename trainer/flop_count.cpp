@@ -1,0 +1,35 @@
+#include "trainer/flop_count.h"
+
+namespace rf {
+
+StepFlops training_step_flops(const Config& cfg, int64_t batch, int64_t seq_len) {
+  const double T = static_cast<double>(batch * seq_len);
+  const double D = static_cast<double>(cfg.model.d_model), F = static_cast<double>(cfg.model.d_ff);
+  const double H = static_cast<double>(cfg.model.n_heads), d = static_cast<double>(cfg.model.d_head);
+  const double HD = H * d;
+  StepFlops f;
+  for (int64_t layer = 0; layer < cfg.model.n_layers; ++layer) {
+    const AttentionKind kind = cfg.attention_of_layer(layer);
+    double rounds = 1, window = 0, projections = 3, hashing = 0;
+    if (kind == AttentionKind::kLsh) {
+      rounds = static_cast<double>(cfg.lsh.n_hashes);
+      window = 2.0 * static_cast<double>(cfg.lsh.bucket_size);
+      projections = 2;  // shared query-key
+      double rotation_cols = 0;
+      for (int64_t factor : cfg.bucket_factors()) rotation_cols += static_cast<double>(factor) / 2;
+      hashing = 2.0 * T * H * d * rounds * rotation_cols;
+    } else if (kind == AttentionKind::kLocal) {
+      window = 2.0 * static_cast<double>(cfg.lsh.local_chunk);
+    } else {
+      window = static_cast<double>(seq_len);  // every key (half of them masked)
+    }
+    const double forward = T * (projections * 2 * D * HD + 2 * HD * D)  // in/out projections
+                           + T * H * rounds * 4 * window * d            // logits and values
+                           + T * 4 * D * F;                             // feed-forward
+    f.layers += 4 * forward + hashing;
+  }
+  f.head = 3 * T * 2 * (2 * D) * static_cast<double>(cfg.model.vocab_size);
+  return f;
+}
+
+}  // namespace rf

@@ -1,0 +1,19 @@
+// FLOPs of one training step, counted from the GEMMs the step runs (element-wise work is not
+// counted). A reversible layer runs its forward twice (the forward pass and the recomputation in
+// the backward pass) and each forward GEMM has two backward GEMMs, so a layer costs 4x its
+// forward GEMM FLOPs; LSH hashing runs once. The head runs forward once and backward once (3x).
+#pragma once
+
+#include "trainer/config.h"
+
+namespace rf {
+
+struct StepFlops {
+  double layers = 0;  // reversible stack, all passes
+  double head = 0;
+  double total() const { return layers + head; }
+};
+
+StepFlops training_step_flops(const Config& cfg, int64_t batch, int64_t seq_len);
+
+}  // namespace rf
