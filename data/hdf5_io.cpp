@@ -123,6 +123,48 @@ void Hdf5File::dataset_type(const std::string& name, H5T_class_t* type_class,
   *rank = H5Sget_simple_extent_ndims(space.get());
 }
 
+bool Hdf5File::dataset_is_unsigned(const std::string& name) const {
+  Handle set(H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose);
+  if (!set.ok()) fail("'", path_, "' has no dataset '", name, "'");
+  Handle type(H5Dget_type(set.get()), H5Tclose);
+  return H5Tget_class(type.get()) == H5T_INTEGER && H5Tget_sign(type.get()) == H5T_SGN_NONE;
+}
+
+void Hdf5File::create_extendible(const std::string& name, hid_t stored_type,
+                                 int64_t chunk_elements) {
+  const hsize_t dims[1] = {0};
+  const hsize_t max_dims[1] = {H5S_UNLIMITED};
+  Handle space(H5Screate_simple(1, dims, max_dims), H5Sclose);
+  Handle props(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  const hsize_t chunk[1] = {static_cast<hsize_t>(std::max<int64_t>(1, chunk_elements))};
+  check(H5Pset_chunk(props.get(), 1, chunk), path_, "set the chunking of '" + name + "'");
+  check(H5Pset_fletcher32(props.get()), path_, "enable checksums on '" + name + "'");
+  Handle set(H5Dcreate2(id_, name.c_str(), stored_type, space.get(), H5P_DEFAULT, props.get(),
+                        H5P_DEFAULT),
+             H5Dclose);
+  if (!set.ok()) fail("'", path_, "': cannot create dataset '", name, "'");
+}
+
+void Hdf5File::append(const std::string& name, hid_t native_type, const void* data, int64_t count) {
+  if (count <= 0) return;
+  Handle set(H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose);
+  if (!set.ok()) fail("'", path_, "' has no dataset '", name, "'");
+  hsize_t old_length[1] = {0};
+  {
+    Handle space(H5Dget_space(set.get()), H5Sclose);
+    H5Sget_simple_extent_dims(space.get(), old_length, nullptr);
+  }
+  const hsize_t n[1] = {static_cast<hsize_t>(count)};
+  const hsize_t new_length[1] = {old_length[0] + n[0]};
+  check(H5Dset_extent(set.get(), new_length), path_, "extend dataset '" + name + "'");
+  Handle file_space(H5Dget_space(set.get()), H5Sclose);
+  check(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, old_length, nullptr, n, nullptr),
+        path_, "select the end of '" + name + "'");
+  Handle mem_space(H5Screate_simple(1, n, nullptr), H5Sclose);
+  check(H5Dwrite(set.get(), native_type, mem_space.get(), file_space.get(), H5P_DEFAULT, data),
+        path_, "append to dataset '" + name + "'");
+}
+
 void Hdf5File::read(const std::string& name, hid_t native_type, int64_t first, int64_t count,
                     void* out) const {
   Handle set(H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose);

@@ -30,6 +30,13 @@ class Hdf5File {
   // Storage class and size of a dataset's elements, e.g. (H5T_INTEGER, 2), and its rank.
   void dataset_type(const std::string& name, H5T_class_t* type_class, size_t* element_size,
                     int* rank) const;
+  // Whether a dataset holds unsigned integers (false for signed integers and for non-integers).
+  bool dataset_is_unsigned(const std::string& name) const;
+  // Streaming writes: an empty 1-D dataset of `stored_type` (e.g. H5T_STD_U16LE) with unlimited
+  // length, chunked by `chunk_elements` and Fletcher-32 checksummed, that grows with append().
+  void create_extendible(const std::string& name, hid_t stored_type, int64_t chunk_elements);
+  // Appends data[0 .. count), given as `native_type`, at the end of an extendible dataset.
+  void append(const std::string& name, hid_t native_type, const void* data, int64_t count);
   // Reads elements [first, first + count) as the native type (a hyperslab, never the whole set).
   void read(const std::string& name, hid_t native_type, int64_t first, int64_t count,
             void* out) const;

@@ -1,2 +1,378 @@
-// STUB
+// `reformer prepare` (see prepare.h): plans the shards, streams inputs or generated windows into
+// them block by block, and commits the result (renames, then the manifest) only when everything
+// was written, removing its own files when anything fails.
 #include "data/prepare.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+
+#include "data/shards.h"
+#include "data/synthetic_duplication.h"
+#include "kernels/error.h"
+
+namespace rf {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr int64_t kReadBlockBytes = 16 << 20;       // input bytes read at a time
+constexpr int64_t kSyntheticBlockTokens = 1 << 20;  // generated tokens buffered before a write
+constexpr double kProgressEverySeconds = 2.0;
+
+// --- options and inputs --------------------------------------------------------------------
+
+void check_common_options(const PrepareOptions& o) {
+  if (o.output_dir.empty()) fail("prepare: --output is required");
+  if (o.shards < 1) fail("prepare: --shards must be at least 1, got ", o.shards);
+  if (!(o.val_fraction > 0.0 && o.val_fraction <= 0.5))
+    fail("prepare: --val-fraction must be in (0, 0.5], got ", o.val_fraction);
+  if (!o.synthetic.empty() && !o.inputs.empty())
+    fail("prepare: give either --input files or --synthetic, not both");
+  if (o.synthetic.empty() && o.inputs.empty())
+    fail("prepare: give --input files or --synthetic duplication");
+  if (!o.synthetic.empty() && o.synthetic != "duplication")
+    fail("prepare: unknown --synthetic task '", o.synthetic, "' (known: duplication)");
+  if (o.seq_len < 0) fail("prepare: --seq-len must be positive, got ", o.seq_len);
+}
+
+void check_synthetic_options(const PrepareOptions& o) {
+  if (o.seq_len < 4 || o.seq_len % 2 != 0)
+    fail("prepare: the duplication task needs an even --seq-len >= 4, got ", o.seq_len);
+  if (o.vocab_size < 3)
+    fail("prepare: the duplication task needs --vocab-size >= 3, got ", o.vocab_size);
+  if (o.vocab_size > (int64_t{1} << 31) - 1)
+    fail("prepare: --vocab-size ", o.vocab_size, " does not fit 32-bit token ids");
+  if (o.sequences < 1) fail("prepare: --sequences must be at least 1, got ", o.sequences);
+  if (o.shards > o.sequences)
+    fail("prepare: --shards ", o.shards, " is more than the ", o.sequences, " --sequences");
+}
+
+struct InputFile {
+  std::string path;
+  int64_t bytes;
+};
+
+// Sizes every input up front, so a missing one fails before anything is written.
+std::vector<InputFile> measure_inputs(const std::vector<std::string>& paths) {
+  std::vector<InputFile> inputs;
+  for (const std::string& path : paths) {
+    std::error_code error;
+    if (!fs::exists(path, error)) fail("prepare: input '", path, "' does not exist");
+    if (fs::is_directory(path, error)) fail("prepare: input '", path, "' is a directory");
+    std::ifstream probe(path, std::ios::binary);
+    if (!probe) fail("prepare: input '", path, "' cannot be read (permissions?)");
+    const auto bytes = fs::file_size(path, error);
+    if (error) fail("prepare: cannot get the size of input '", path, "': ", error.message());
+    inputs.push_back({path, static_cast<int64_t>(bytes)});
+  }
+  return inputs;
+}
+
+// --- the plan ----------------------------------------------------------------------------
+
+struct ShardPlan {
+  std::string split;  // "train" | "val"
+  std::string name;   // file name inside the output directory
+  int64_t tokens;
+};
+
+std::string shard_name(const std::string& split, int64_t index) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "%s-%05lld.h5", split.c_str(), static_cast<long long>(index));
+  return name;
+}
+
+// Cuts `units` (bytes or windows) into `count` nearly equal parts of units * unit_tokens tokens.
+void plan_split(const std::string& split, int64_t units, int64_t count, int64_t unit_tokens,
+                std::vector<ShardPlan>& plans) {
+  for (int64_t k = 0; k < count; ++k) {
+    const int64_t begin = units * k / count, end = units * (k + 1) / count;
+    plans.push_back({split, shard_name(split, k), (end - begin) * unit_tokens});
+  }
+}
+
+std::vector<ShardPlan> plan_text_shards(int64_t total_bytes, const PrepareOptions& o) {
+  if (total_bytes == 0) fail("prepare: the inputs are empty (0 bytes)");
+  const int64_t window = o.seq_len > 0 ? o.seq_len + 1 : 2;  // tokens in the smallest window
+  const auto val = static_cast<int64_t>(static_cast<double>(total_bytes) * o.val_fraction);
+  const int64_t train = total_bytes - val;
+  if (val < window)
+    fail("prepare: the inputs hold ", total_bytes, " bytes; the validation tail (--val-fraction ",
+         o.val_fraction, ") gets ", val, ", fewer than one window of ", window, " tokens");
+  if (train / o.shards < window)
+    fail("prepare: ", train, " training bytes are too few for ", o.shards,
+         " shards: each needs at least one window of ", window, " tokens");
+  std::vector<ShardPlan> plans;
+  plan_split("train", train, o.shards, 1, plans);
+  plan_split("val", val, 1, 1, plans);
+  return plans;
+}
+
+int64_t synthetic_val_windows(const PrepareOptions& o) {
+  return std::max<int64_t>(1,
+                           static_cast<int64_t>(static_cast<double>(o.sequences) * o.val_fraction));
+}
+
+// --- output directory: temporary names, commit, cleanup -----------------------------------
+
+// The files of one prepare. Shards are written under "<name>.partial" and renamed by commit(),
+// which writes the manifest last; unless commit() completed, the destructor removes every file
+// this prepare created (temporary or renamed), leaving the directory as it found it.
+class StagedOutput {
+ public:
+  StagedOutput(const std::string& directory, const std::vector<ShardPlan>& plans)
+      : directory_(directory) {
+    std::error_code error;
+    fs::create_directories(directory_, error);
+    if (!fs::is_directory(directory_))
+      fail("prepare: cannot create the output directory '", directory, "'");
+    if (fs::exists(directory_ / kManifestName))
+      fail("prepare: '", (directory_ / kManifestName).string(),
+           "' already exists; prepare overwrites nothing: choose another --output or remove it");
+    for (const ShardPlan& plan : plans)
+      if (fs::exists(directory_ / plan.name))
+        fail("prepare: '", (directory_ / plan.name).string(),
+             "' already exists; prepare overwrites nothing: choose another --output or remove it");
+  }
+  StagedOutput(const StagedOutput&) = delete;
+  StagedOutput& operator=(const StagedOutput&) = delete;
+
+  ~StagedOutput() {
+    if (committed_) return;
+    std::error_code ignored;
+    for (const fs::path& path : created_) fs::remove(path, ignored);
+  }
+
+  std::string temp_path(const std::string& name) {
+    created_.push_back(directory_ / (name + ".partial"));
+    return created_.back().string();
+  }
+
+  // Renames every shard to its final name, points the manifest at them and writes it.
+  void commit(Manifest& manifest) {
+    for (std::vector<ShardEntry>* split : {&manifest.train, &manifest.val})
+      for (ShardEntry& entry : *split) entry.path = rename_to_final(entry.path);
+    write_manifest(manifest, (directory_ / kManifestName).string());
+    committed_ = true;
+  }
+
+  std::string manifest_path() const { return (directory_ / kManifestName).string(); }
+
+ private:
+  std::string rename_to_final(const std::string& temp) {
+    fs::path final_path = temp;
+    final_path.replace_extension();  // drops ".partial"
+    std::error_code error;
+    fs::rename(temp, final_path, error);
+    if (error) fail("prepare: cannot rename '", temp, "' to '", final_path.string(), "'");
+    created_.push_back(final_path);
+    return final_path.string();
+  }
+
+  fs::path directory_;
+  std::vector<fs::path> created_;
+  bool committed_ = false;
+};
+
+// --- progress ------------------------------------------------------------------------------
+
+// A "done / total, rate, ETA" line at most every kProgressEverySeconds.
+class ProgressMeter {
+ public:
+  ProgressMeter(std::ostream& out, int64_t total, std::string unit, double unit_scale)
+      : out_(out), total_(total), unit_(std::move(unit)), scale_(unit_scale) {}
+
+  void advance(int64_t count) {
+    done_ += count;
+    const double elapsed = seconds_since(start_);
+    if (seconds_since(last_report_) < kProgressEverySeconds || done_ >= total_) return;
+    last_report_ = Clock::now();
+    const double rate = static_cast<double>(done_) / std::max(elapsed, 1e-9);
+    const double eta = static_cast<double>(total_ - done_) / std::max(rate, 1e-9);
+    char line[160];
+    std::snprintf(line, sizeof(line), "prepare: %.1f / %.1f %s (%.0f%%), %.1f %s/s, ETA %.0f s",
+                  done_ / scale_, total_ / scale_, unit_.c_str(), 100.0 * done_ / total_,
+                  rate / scale_, unit_.c_str(), eta);
+    out_ << line << std::endl;
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  static double seconds_since(Clock::time_point t) {
+    return std::chrono::duration<double>(Clock::now() - t).count();
+  }
+  std::ostream& out_;
+  int64_t total_, done_ = 0;
+  std::string unit_;
+  double scale_;
+  Clock::time_point start_ = Clock::now(), last_report_ = Clock::now();
+};
+
+// --- writing -------------------------------------------------------------------------------
+
+// Routes a stream of tokens into the planned shards in order, opening each shard when its
+// first token arrives and finishing it when its planned count is reached.
+class ShardSequence {
+ public:
+  ShardSequence(const std::vector<ShardPlan>& plans, StagedOutput& output, int64_t vocab_size,
+                std::string tokenizer, std::ostream& progress)
+      : plans_(plans),
+        output_(output),
+        vocab_size_(vocab_size),
+        tokenizer_(std::move(tokenizer)),
+        progress_(progress) {}
+
+  template <class Token>
+  void feed(const Token* tokens, int64_t count) {
+    while (count > 0) {
+      RF_CHECK(next_ < plans_.size(), "more tokens than the plan holds");
+      if (!writer_) open_next();
+      const int64_t take = std::min(count, left_in_shard_);
+      writer_->append(tokens, take);
+      tokens += take;
+      count -= take;
+      left_in_shard_ -= take;
+      if (left_in_shard_ == 0) finish_current();
+    }
+  }
+
+  // The finished entries (temporary paths) of all planned shards, split by split.
+  Manifest finished(Manifest base) const {
+    RF_CHECK(next_ == plans_.size() && !writer_, "the plan was not written in full");
+    for (size_t i = 0; i < plans_.size(); ++i)
+      (plans_[i].split == "train" ? base.train : base.val).push_back(entries_[i]);
+    return base;
+  }
+
+ private:
+  void open_next() {
+    const ShardPlan& plan = plans_[next_];
+    writer_.emplace(output_.temp_path(plan.name), vocab_size_, tokenizer_, plan.split, plan.tokens);
+    left_in_shard_ = plan.tokens;
+  }
+
+  void finish_current() {
+    entries_.push_back(writer_->finish());
+    writer_.reset();
+    const ShardPlan& plan = plans_[next_++];
+    progress_ << "prepare: wrote " << plan.split << " shard " << plan.name << " (" << plan.tokens
+              << " tokens)" << std::endl;
+  }
+
+  const std::vector<ShardPlan>& plans_;
+  StagedOutput& output_;
+  int64_t vocab_size_;
+  std::string tokenizer_;
+  std::ostream& progress_;
+  std::optional<ShardWriter> writer_;
+  size_t next_ = 0;
+  int64_t left_in_shard_ = 0;
+  std::vector<ShardEntry> entries_;
+};
+
+void stream_input(const InputFile& input, std::vector<uint8_t>& block, ShardSequence& shards,
+                  ProgressMeter& meter) {
+  std::ifstream in(input.path, std::ios::binary);
+  if (!in) fail("prepare: input '", input.path, "' cannot be read");
+  for (int64_t left = input.bytes; left > 0;) {
+    const int64_t want = std::min<int64_t>(left, static_cast<int64_t>(block.size()));
+    in.read(reinterpret_cast<char*>(block.data()), want);
+    if (in.gcount() != want)
+      fail("prepare: reading input '", input.path, "' failed after ", input.bytes - left, " of ",
+           input.bytes, " bytes (file changed or unreadable?)");
+    shards.feed(block.data(), want);
+    meter.advance(want);
+    left -= want;
+  }
+}
+
+std::string describe_inputs(const std::vector<InputFile>& inputs, int64_t total) {
+  std::ostringstream s;
+  s << "bytes of ";
+  for (size_t i = 0; i < inputs.size(); ++i)
+    s << (i ? ", " : "") << inputs[i].path << " (" << inputs[i].bytes << " bytes)";
+  if (inputs.size() > 1) s << "; " << total << " bytes in all";
+  return s.str();
+}
+
+void prepare_text(const PrepareOptions& o, std::ostream& progress) {
+  const std::vector<InputFile> inputs = measure_inputs(o.inputs);
+  int64_t total = 0;
+  for (const InputFile& input : inputs) total += input.bytes;
+  const std::vector<ShardPlan> plans = plan_text_shards(total, o);
+
+  StagedOutput output(o.output_dir, plans);
+  ShardSequence shards(plans, output, 256, "bytes", progress);
+  ProgressMeter meter(progress, total, "MiB", 1024.0 * 1024.0);
+  std::vector<uint8_t> block(static_cast<size_t>(std::min(kReadBlockBytes, total)));
+  for (const InputFile& input : inputs) stream_input(input, block, shards, meter);
+
+  Manifest base;
+  base.vocab_size = 256;
+  base.tokenizer = "bytes";
+  base.source = describe_inputs(inputs, total);
+  Manifest manifest = shards.finished(base);
+  output.commit(manifest);
+  progress << "prepare: wrote " << output.manifest_path() << " (" << total << " tokens)"
+           << std::endl;
+}
+
+// Generates windows [0, count) of one stream into the shards, a block at a time.
+void stream_synthetic(const SyntheticDuplication& source, int64_t count, ShardSequence& shards,
+                      ProgressMeter& meter) {
+  const int64_t length = source.window_length();
+  const int64_t per_block = std::max<int64_t>(1, kSyntheticBlockTokens / length);
+  std::vector<int32_t> block(static_cast<size_t>(std::min(per_block, count) * length));
+  for (int64_t first = 0; first < count; first += per_block) {
+    const int64_t windows = std::min(per_block, count - first);
+    for (int64_t w = 0; w < windows; ++w) source.read(first + w, block.data() + w * length);
+    // Generated tokens are in [0, vocab): the same bits as uint32 (int32/uint32 may alias).
+    shards.feed(reinterpret_cast<const uint32_t*>(block.data()), windows * length);
+    meter.advance(windows * length);
+  }
+}
+
+void prepare_synthetic(const PrepareOptions& o, std::ostream& progress) {
+  check_synthetic_options(o);
+  const int64_t length = o.seq_len + 1, val_windows = synthetic_val_windows(o);
+  std::vector<ShardPlan> plans;
+  plan_split("train", o.sequences, o.shards, length, plans);
+  plan_split("val", val_windows, 1, length, plans);
+
+  StagedOutput output(o.output_dir, plans);
+  ShardSequence shards(plans, output, o.vocab_size, "duplication", progress);
+  ProgressMeter meter(progress, (o.sequences + val_windows) * length, "M tokens", 1e6);
+  const SyntheticDuplication train(o.seq_len, o.vocab_size, o.seed, false);
+  const SyntheticDuplication val(o.seq_len, o.vocab_size, o.seed, true);
+  stream_synthetic(train, o.sequences, shards, meter);
+  stream_synthetic(val, val_windows, shards, meter);
+
+  Manifest base;
+  base.vocab_size = o.vocab_size;
+  base.tokenizer = "duplication";
+  base.window_stride = length;
+  std::ostringstream source;
+  source << train.describe() << " and its validation stream; seed " << o.seed << ", " << o.sequences
+         << " + " << val_windows << " windows";
+  base.source = source.str();
+  Manifest manifest = shards.finished(base);
+  output.commit(manifest);
+  progress << "prepare: wrote " << output.manifest_path() << " (" << o.sequences << " train + "
+           << val_windows << " val windows of " << length << " tokens)" << std::endl;
+}
+
+}  // namespace
+
+void prepare_shards(const PrepareOptions& options, std::ostream& progress) {
+  check_common_options(options);
+  if (options.synthetic.empty())
+    prepare_text(options, progress);
+  else
+    prepare_synthetic(options, progress);
+}
+
+}  // namespace rf

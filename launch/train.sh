@@ -1,15 +1,38 @@
 #!/usr/bin/env bash
-# Trains an experiment: installs what is missing, builds if needed, then runs `reformer train`.
-#   launch/train.sh CONFIG [--set section.key=value ...] [--resume auto]
+# Trains an experiment: installs what is missing, builds if needed, then runs `reformer train`,
+# as one process or as RANKS MPI ranks (mpirun, with the options this machine needs).
+#   launch/train.sh CONFIG [-n RANKS] [--set section.key=value ...] [--resume auto] [...]
+# Each rank gets (cores / RANKS) OpenMP threads, at least one. Exit status 75 means a signal
+# (SIGTERM/SIGUSR1) stopped training after a checkpoint: rerun with --resume auto.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [ $# -lt 1 ] || [ ! -f "$1" ]; then
-  echo "usage: launch/train.sh CONFIG.yaml [--set section.key=value ...] [--resume auto]" >&2
-  [ $# -ge 1 ] && echo "train.sh: config file '$1' not found" >&2
-  exit 2
-fi
+usage="usage: launch/train.sh CONFIG.yaml [-n RANKS] [--set section.key=value ...] [--resume auto]"
+if [ $# -lt 1 ]; then echo "$usage" >&2; exit 2; fi
 config="$1"
 shift
+if [ ! -f "$config" ]; then echo "train.sh: config file '$config' not found" >&2; exit 2; fi
+ranks=1
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -n|--ranks)
+      [ $# -ge 2 ] || { echo "train.sh: $1 needs a number" >&2; exit 2; }
+      ranks="$2"; shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+if ! [[ "$ranks" =~ ^[1-9][0-9]*$ ]]; then echo "train.sh: -n '$ranks' is not a positive number" >&2; exit 2; fi
+
 "$root/launch/setup.sh"
 "$root/launch/build.sh"
-exec "${RF_BUILD_DIR:-$root/build}/reformer" train --config "$config" "$@"
+binary="${RF_BUILD_DIR:-$root/build}/reformer"
+if [ "$ranks" -eq 1 ]; then
+  exec "$binary" train --config "$config" ${args[@]+"${args[@]}"}
+fi
+
+cores="$(nproc)"
+threads=$(( cores / ranks )); [ "$threads" -ge 1 ] || threads=1
+mpi_args=(-np "$ranks" --bind-to none -x "OMP_NUM_THREADS=$threads")
+[ "$(id -u)" -eq 0 ] && mpi_args+=(--allow-run-as-root)
+[ "$ranks" -gt "$cores" ] && mpi_args+=(--oversubscribe)
+exec mpirun "${mpi_args[@]}" "$binary" train --config "$config" ${args[@]+"${args[@]}"}

@@ -146,5 +146,26 @@ TEST(CommandLine, TrainEvalGenerateEndToEnd) {
   EXPECT_NE(g.out.find("vocabulary"), std::string::npos) << g.out;
 }
 
+TEST(CommandLine, PrepareShardsThenTrainFromThem) {
+  const std::string dir = test::fresh_dir("run");
+  const std::string text = std::string(RF_SOURCE_DIR) + "/../shared/data/tinyshakespeare.txt";
+  const Result p = run("prepare --input " + text + " --output " + dir + "/shards --shards 3");
+  ASSERT_EQ(p.exit_code, 0) << p.out;
+  ASSERT_TRUE(std::filesystem::exists(dir + "/shards/manifest.yaml"));
+  const Result again = run("prepare --input " + text + " --output " + dir + "/shards");
+  expect_one_line_error(again, {"manifest.yaml"});  // never overwrites
+  const std::string cfg = write_file(dir, "tiny.yaml", kTinyYaml);
+  const Result t = run("train --config " + cfg + " --set data.format=hdf5 --set model.vocab_size=256" +
+                       " --set data.train=" + dir + "/shards/manifest.yaml --set train.out_dir=" +
+                       dir + "/out");
+  ASSERT_EQ(t.exit_code, 0) << t.out;
+  EXPECT_NE(t.out.find("3 shards"), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("bits per byte"), std::string::npos) << t.out;
+  expect_one_line_error(run("train --config " + cfg + " --set data.format=hdf5 " +
+                            "--set data.train=" + dir + "/shards/manifest.yaml --set train.out_dir=" +
+                            dir + "/out2"),
+                        {"vocab"});  // the model's 16 tokens cannot hold bytes
+}
+
 }  // namespace
 }  // namespace rf

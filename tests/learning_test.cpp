@@ -18,10 +18,10 @@ namespace rf {
 namespace {
 
 ReformerModel& trained(const Config& cfg, std::unique_ptr<ReformerModel>& model) {
-  auto comm = make_single_process_communicator();
+  JobComms comms = single_process_comms();
   TrainOptions options;
   options.report = false;
-  const TrainSummary s = run_training(cfg, options, *comm);
+  const TrainSummary s = run_training(cfg, options, comms);
   model = std::make_unique<ReformerModel>(cfg, test::cpu());
   load_checkpoint(s.final_checkpoint, *model, nullptr);
   return *model;

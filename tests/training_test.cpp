@@ -26,12 +26,12 @@ Config run_config(const std::string& out_dir, std::vector<std::string> extra = {
 }
 
 TrainSummary train(const Config& cfg, const std::string& resume = "", int64_t stop_at = -1) {
-  auto comm = make_single_process_communicator();
+  JobComms comms = single_process_comms();
   TrainOptions options;
   options.report = false;
   options.resume = resume;
   options.stop_at_step = stop_at;
-  return run_training(cfg, options, *comm);
+  return run_training(cfg, options, comms);
 }
 
 TEST(Resume, StoppedAndResumedRunEqualsUninterruptedRunBitForBit) {

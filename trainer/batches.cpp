@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "data/byte_corpus.h"
+#include "data/shards.h"
 #include "data/synthetic_duplication.h"
 #include "kernels/error.h"
 
@@ -30,8 +31,14 @@ DataSources open_data(const Config& cfg) {
         s.val = std::make_unique<ByteCorpus>(d.val, "data.val", T, 0.0, 1.0);
       }
       break;
-    case DataFormat::kHdf5:
-      fail("data.format: hdf5 shards are not supported by this build yet; use text or bytes");
+    case DataFormat::kHdf5: {
+      const Manifest train = read_manifest(d.train);
+      const Manifest val = d.val.empty() ? train : read_manifest(d.val);
+      const int64_t vocab = cfg.model.vocab_size;
+      s.train = std::make_unique<ShardedWindows>(train, "train", T, vocab, d.verify_checksums);
+      s.val = std::make_unique<ShardedWindows>(val, "val", T, vocab, d.verify_checksums);
+      break;
+    }
   }
   return s;
 }
@@ -65,6 +72,66 @@ TokenBatch read_train_batch(const WindowSource& source, const SampleOrder& order
     split_window(window, T, b, i);
   }
   return b;
+}
+
+BatchStream::BatchStream(const WindowSource& source, const SampleOrder& order,
+                         BatchGeometry geometry, int64_t first_sample, int64_t depth)
+    : source_(source),
+      order_(order),
+      geometry_(geometry),
+      first_sample_(first_sample),
+      depth_(static_cast<size_t>(depth)) {
+  if (depth_ > 0) thread_ = std::thread([this] { produce(); });
+}
+
+BatchStream::~BatchStream() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+TokenBatch BatchStream::read(int64_t index) const {
+  const int64_t step = index / geometry_.accum, micro = index % geometry_.accum;
+  return read_train_batch(source_, order_, geometry_, first_sample_ + step * geometry_.global(),
+                          micro);
+}
+
+void BatchStream::produce() {
+  for (;;) {
+    int64_t index;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      changed_.wait(lock, [&] { return stopping_ || ready_.size() < depth_; });
+      if (stopping_) return;
+      index = next_to_read_++;
+    }
+    try {
+      TokenBatch batch = read(index);
+      std::lock_guard<std::mutex> lock(mutex_);
+      ready_.push_back(std::move(batch));
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      error_ = std::current_exception();
+      changed_.notify_all();
+      return;
+    }
+    changed_.notify_all();
+  }
+}
+
+TokenBatch BatchStream::next() {
+  if (depth_ == 0) return read(next_to_hand_out_++);
+  std::unique_lock<std::mutex> lock(mutex_);
+  changed_.wait(lock, [&] { return !ready_.empty() || error_; });
+  if (ready_.empty()) std::rethrow_exception(error_);
+  TokenBatch batch = std::move(ready_.front());
+  ready_.pop_front();
+  ++next_to_hand_out_;
+  changed_.notify_all();
+  return batch;
 }
 
 TokenBatch read_windows(const WindowSource& source, int64_t first, int64_t count) {

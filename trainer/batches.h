@@ -3,7 +3,12 @@
 // windows, in the SampleOrder) into this rank's micro-batches.
 #pragma once
 
+#include <condition_variable>
+#include <deque>
+#include <exception>
 #include <memory>
+#include <mutex>
+#include <thread>
 
 #include "data/sample_order.h"
 #include "data/window_source.h"
@@ -31,6 +36,37 @@ struct BatchGeometry {
 // The windows `first_sample + first_example(micro) + i`, i < per_rank, of the sample order.
 TokenBatch read_train_batch(const WindowSource& source, const SampleOrder& order,
                             const BatchGeometry& geometry, int64_t first_sample, int64_t micro);
+
+// This rank's micro-batches in training order, (step, micro) = (0, 0), (0, 1), ..., starting
+// with the step whose first global sample is `first_sample`. With depth > 0 a background thread
+// reads up to `depth` micro-batches ahead (the source is then only read from that thread).
+class BatchStream {
+ public:
+  BatchStream(const WindowSource& source, const SampleOrder& order, BatchGeometry geometry,
+              int64_t first_sample, int64_t depth);
+  ~BatchStream();
+  BatchStream(const BatchStream&) = delete;
+  BatchStream& operator=(const BatchStream&) = delete;
+  // The next micro-batch; rethrows an error the loader thread met.
+  TokenBatch next();
+
+ private:
+  TokenBatch read(int64_t index) const;  // micro-batch number `index` from the start
+  void produce();
+
+  const WindowSource& source_;
+  const SampleOrder& order_;
+  BatchGeometry geometry_;
+  int64_t first_sample_;
+  size_t depth_;
+  int64_t next_to_read_ = 0, next_to_hand_out_ = 0;
+  std::deque<TokenBatch> ready_;
+  std::exception_ptr error_;
+  bool stopping_ = false;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::thread thread_;
+};
 
 // Windows [first, first + count) of a source in their natural order (evaluation).
 TokenBatch read_windows(const WindowSource& source, int64_t first, int64_t count);

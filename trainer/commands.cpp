@@ -5,7 +5,9 @@
 #include <cstdio>
 #include <iostream>
 
-#include "comms/communicator.h"
+#include "comms/mpi_communicator.h"
+#include "trainer/job.h"
+#include "data/prepare.h"
 #include "data/synthetic_duplication.h"
 #include "trainer/batches.h"
 #include "trainer/checkpoint.h"
@@ -30,6 +32,7 @@ struct Arguments {
   double temperature = 1.0;
   int64_t top_k = 0;
   int64_t seed = 1;
+  int64_t stop_at_step = -1;
 };
 
 PositionRange parse_positions(const std::string& text) {
@@ -58,10 +61,21 @@ Config config_for_checkpoint(const Arguments& a, const std::string& checkpoint) 
 
 int command_train(const Arguments& a) {
   const Config cfg = load_config(a.config, a.overrides);
-  auto comm = make_single_process_communicator();
+  install_stop_signal_handlers();
+  JobComms comms = make_job_comms(cfg.runtime);
   TrainOptions options;
   options.resume = a.resume;
-  run_training(cfg, options, *comm);
+  options.stop_at_step = a.stop_at_step;
+  try {
+    if (run_training(cfg, options, comms).stopped_by_signal) return kExitStoppedBySignal;
+  } catch (const AgreedError& e) {
+    // Every rank has this error: rank 0 reports it and the job ends cleanly.
+    if (comms.is_root()) std::cerr << "error: " << e.what() << std::endl;
+    return 1;
+  } catch (const Error& e) {
+    if (comms.host->size() == 1) throw;
+    comms.host->abort(e.what());  // only this rank failed: end the whole job now
+  }
   return 0;
 }
 
@@ -131,6 +145,11 @@ int command_generate(const Arguments& a) {
   return 0;
 }
 
+int command_prepare(const PrepareOptions& options) {
+  prepare_shards(options, std::cout);
+  return 0;
+}
+
 int command_config(const Arguments& a) {
   if (a.config.empty()) {
     std::cout << config_reference_yaml();
@@ -154,6 +173,10 @@ int run_command_line(int argc, char** argv) {
   CLI::App* train = app.add_subcommand("train", "train a model from an experiment file");
   add_config(train, true);
   train->add_option("--resume", a.resume, "auto (newest intact checkpoint) or a checkpoint path");
+  train->add_option("--stop-at-step", a.stop_at_step,
+                    "end with a checkpoint once this many steps are done (the schedule still "
+                    "runs to train.steps; continue later with --resume auto)")
+      ->check(CLI::NonNegativeNumber);
 
   CLI::App* eval = app.add_subcommand("eval", "loss, bits per token and accuracy of a checkpoint");
   add_config(eval, false);
@@ -171,6 +194,20 @@ int run_command_line(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   gen->add_option("--seed", a.seed, "sampling seed");
 
+  PrepareOptions prep;
+  CLI::App* prepare = app.add_subcommand(
+      "prepare", "turn text/byte files or a synthetic task into HDF5 token shards + manifest");
+  prepare->add_option("--input", prep.inputs, "input files (bytes are tokens), joined in order");
+  prepare->add_option("--output", prep.output_dir, "output directory (must not hold a manifest)")
+      ->required();
+  prepare->add_option("--shards", prep.shards, "training shards");
+  prepare->add_option("--val-fraction", prep.val_fraction, "share held out for validation");
+  prepare->add_option("--synthetic", prep.synthetic, "duplication: the paper's 0 w 0 w task");
+  prepare->add_option("--sequences", prep.sequences, "synthetic: training sequences");
+  prepare->add_option("--seq-len", prep.seq_len, "synthetic: sequence length (= train.seq_len)");
+  prepare->add_option("--vocab-size", prep.vocab_size, "synthetic: vocabulary size");
+  prepare->add_option("--seed", prep.seed, "synthetic: seed (= train.seed)");
+
   CLI::App* cfg = app.add_subcommand(
       "config", "print the resolved config of --config (with --set), or the reference of all keys");
   add_config(cfg, false);
@@ -185,11 +222,12 @@ int run_command_line(int argc, char** argv) {
     if (eval->parsed()) return command_eval(a);
     if (gen->parsed()) return command_generate(a);
     if (cfg->parsed()) return command_config(a);
-  } catch (const Error& e) {
-    std::cerr << "error: " << e.what() << std::endl;
-    return 1;
+    if (prepare->parsed()) return command_prepare(prep);
   } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << std::endl;
+    // Before the job's communicator exists every rank reports for itself.
+    const std::string who =
+        launched_as_multi_rank_job() ? "rank " + std::to_string(launcher_rank()) + ": " : "";
+    std::cerr << "error: " << who << e.what() << std::endl;
     return 1;
   }
   return 1;

@@ -70,12 +70,15 @@ struct DataConfig {
   std::string val;
   std::string synthetic = "duplication";
   double val_fraction = 0.1;  // text/bytes without a val file: the tail of the train file
+  bool verify_checksums = true;  // hdf5: check shard checksums at start-up
+  int64_t prefetch = 2;          // micro-batches read ahead on the loader thread
 };
 
 struct RuntimeConfig {
   std::string device = "cpu";  // cpu | cuda
   int64_t threads = 0;         // 0 = the cores available to this rank
   std::string precision = "fp32";
+  double collective_timeout_s = 600;  // a collective not done by then aborts the job
 };
 
 struct Config {

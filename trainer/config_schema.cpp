@@ -163,11 +163,17 @@ std::vector<KeySpec> build_schema() {
                "synthetic task (the Reformer paper's 0 w 0 w duplication)"),
       float_key("data", "val_fraction", "0.1", open_closed(0, 0.5),
                 "tail of the train file used for validation when data.val is empty"),
+      bool_key("data", "verify_checksums", "true",
+               "hdf5: check every shard's checksum at start-up (one streaming pass)"),
+      int_key("data", "prefetch", "2", 0, 64,
+              "micro-batches read ahead by the loader thread; 0 = read on demand"),
       // runtime
       enum_key("runtime", "device", "cpu", {"cpu", "cuda"}, "executor device"),
       int_key("runtime", "threads", "0", 0, 4096, "CPU threads; 0 = cores available to this rank"),
       enum_key("runtime", "precision", "fp32", {"fp32", "tf32", "bf16"},
                "matrix-multiply precision; tf32 and bf16 need device cuda"),
+      float_key("runtime", "collective_timeout_s", "600", open_closed(0, 86400),
+                "a collective not finished within this many seconds aborts the job"),
   };
 }
 

@@ -72,9 +72,12 @@ std::vector<std::pair<std::string, FieldRef>> config_fields(Config& c) {
       {"data.val", &d.val},
       {"data.synthetic", &d.synthetic},
       {"data.val_fraction", &d.val_fraction},
+      {"data.verify_checksums", &d.verify_checksums},
+      {"data.prefetch", &d.prefetch},
       {"runtime.device", &r.device},
       {"runtime.threads", &r.threads},
       {"runtime.precision", &r.precision},
+      {"runtime.collective_timeout_s", &r.collective_timeout_s},
   };
 }
 

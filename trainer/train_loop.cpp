@@ -20,9 +20,21 @@ namespace fs = std::filesystem;
 
 namespace rf {
 
-std::unique_ptr<Executor> make_executor(const RuntimeConfig& runtime) {
-  if (runtime.device == "cuda") return make_cuda_executor(0);
-  return make_cpu_executor(static_cast<int>(runtime.threads));
+std::unique_ptr<Executor> make_executor(const RuntimeConfig& runtime, int local_rank) {
+  if (runtime.device != "cuda") return make_cpu_executor(static_cast<int>(runtime.threads));
+  try {
+    return make_cuda_executor(local_rank);
+  } catch (const Error& e) {
+    fail("local rank ", local_rank, ": ", e.what(),
+         " (start at most as many ranks per host as it has GPUs)");
+  }
+}
+
+JobComms single_process_comms() {
+  JobComms c;
+  c.host = make_single_process_communicator();
+  c.device = c.host.get();
+  return c;
 }
 
 namespace {
@@ -31,9 +43,9 @@ constexpr int kMaxConsecutiveBadSteps = 5;
 
 // Everything one run holds, set up in order.
 struct Run {
-  Run(const Config& c, Communicator& m) : cfg(c), comm(m) {}
+  Run(const Config& c, JobComms& j) : cfg(c), comms(j) {}
   const Config& cfg;
-  Communicator& comm;
+  JobComms& comms;
   std::unique_ptr<Executor> ex;
   std::unique_ptr<ReformerModel> model;
   std::unique_ptr<AdamW> optimizer;
@@ -42,10 +54,25 @@ struct Run {
   BatchGeometry geometry;
   TrainingState state;
   MetricsLog metrics;
-  bool root() const { return comm.is_root(); }
+  bool root() const { return comms.is_root(); }
+  Communicator& host() { return *comms.host; }
+  Communicator& device() { return *comms.device; }
 };
 
-void print_header(Run& run, const std::string& resumed_from) {
+std::string rank_map(Run& run) {
+  const std::vector<std::string> hosts = run.host().all_hosts();
+  std::ostringstream s;
+  const bool gpu = run.cfg.runtime.device == "cuda";
+  // Local index of each rank = how many lower ranks share its host.
+  for (size_t r = 0; r < hosts.size(); ++r) {
+    int local = 0;
+    for (size_t q = 0; q < r; ++q) local += hosts[q] == hosts[r];
+    s << (r ? ", " : "") << r << "@" << hosts[r] << (gpu ? ":gpu" + std::to_string(local) : "");
+  }
+  return s.str();
+}
+
+void print_header(Run& run, const std::string& resumed_from, const std::string& ranks) {
   const Config& c = run.cfg;
   std::ostringstream layers;
   for (int64_t i = 0; i < c.model.n_layers; ++i)
@@ -55,6 +82,7 @@ void print_header(Run& run, const std::string& resumed_from) {
             << c.model.d_model << ", " << c.model.n_heads << " heads x " << c.model.d_head
             << ", d_ff " << c.model.d_ff << "\n"
             << "  executor: " << run.ex->describe() << "\n"
+            << "  ranks: " << run.host().size() << " (" << ranks << ")\n"
             << "  data: " << run.data.train->describe() << "\n"
             << "  batch: " << run.geometry.per_rank << " sequences x " << run.geometry.accum
             << " accumulation x " << run.geometry.ranks << " ranks = " << run.geometry.global()
@@ -88,6 +116,29 @@ void write_resolved_config(const Config& cfg) {
   if (!out) fail("cannot write '", path, "'");
 }
 
+// Rank 0 restores a checkpoint (or keeps its fresh initialisation) and every rank receives the
+// same parameters, optimizer moments and training state.
+std::string restore_or_start(Run& run, const std::string& resume) {
+  std::string resumed_from;
+  run_on_root(run.host(), [&] {
+    resumed_from = resume_path(run.cfg, resume);
+    if (!resumed_from.empty())
+      run.state = load_checkpoint(resumed_from, *run.model, run.optimizer.get());
+  });
+  resumed_from = broadcast_string(run.host(), resumed_from);
+  int64_t state[3] = {run.state.step, run.state.samples_seen, run.state.seed};
+  run.host().broadcast(state, 3, DType::kInt64, 0);
+  run.state.step = state[0];
+  run.state.samples_seen = state[1];
+  run.state.seed = state[2];
+  run.optimizer->set_steps_taken(run.state.step);
+  ParamStore& p = run.model->params();
+  run.device().broadcast(p.params(), p.size(), DType::kFloat32, 0);
+  run.device().broadcast(run.optimizer->first_moment().data(), p.size(), DType::kFloat32, 0);
+  run.device().broadcast(run.optimizer->second_moment().data(), p.size(), DType::kFloat32, 0);
+  return resumed_from;
+}
+
 void check_enough_windows(const Run& run) {
   const int64_t n = run.data.train->num_windows();
   if (n > 0 && n < run.geometry.global())
@@ -102,15 +153,19 @@ struct StepResult {
   double correct = 0.0;
 };
 
-StepResult train_step(Run& run, int64_t step) {
+StepResult train_step(Run& run, BatchStream& batches, int64_t step) {
   const Config& c = run.cfg;
   ParamStore& params = run.model->params();
   params.zero_grads();
-  const float grad_scale = 1.0f / static_cast<float>(run.geometry.global() * c.train.seq_len);
+  run.host().set_step(step + 1);
+  if (run.comms.device != run.comms.host.get()) run.device().set_step(step + 1);
+  // Each rank takes the mean over its own tokens; the all-reduce then averages over ranks, which
+  // is the mean over the global batch (every rank holds the same number of tokens).
+  const float grad_scale =
+      1.0f / static_cast<float>(run.geometry.per_rank * run.geometry.accum * c.train.seq_len);
   StepResult r;
   for (int64_t micro = 0; micro < run.geometry.accum; ++micro) {
-    const TokenBatch batch =
-        read_train_batch(*run.data.train, *run.order, run.geometry, run.state.samples_seen, micro);
+    const TokenBatch batch = batches.next();
     StepContext ctx;
     ctx.seed = static_cast<uint64_t>(run.state.seed);
     ctx.step = static_cast<uint32_t>(step);
@@ -121,18 +176,34 @@ StepResult train_step(Run& run, int64_t step) {
     // Only the last micro-step's gradients are final, so only it starts the all-reduce.
     const bool last = micro + 1 == run.geometry.accum;
     const BatchStats s = run.model->forward_backward(batch, ctx, grad_scale, [&](int group) {
-      if (!last || run.comm.size() == 1) return;
+      if (!last || run.device().size() == 1) return;
       const ParamGroup& g = params.groups()[group];
-      run.comm.start_average(params.grads() + g.offset, g.count, g.name);
+      run.ex->synchronize();  // the group's gradients must be complete before NCCL reads them
+      run.device().start_average(params.grads() + g.offset, g.count, g.name);
     });
     r.loss_sum += s.loss_sum;
     r.tokens += static_cast<double>(s.tokens);
     r.correct += static_cast<double>(s.correct);
   }
-  run.comm.wait_all();
+  run.device().wait_all();
   double totals[3] = {r.loss_sum, r.tokens, r.correct};
-  run.comm.all_reduce_sum(totals, 3, DType::kFloat64);
+  run.host().all_reduce_sum(totals, 3, DType::kFloat64);
   return {totals[0], totals[1], totals[2]};
+}
+
+// Fails on every rank unless all ranks hold bit-identical parameters.
+void verify_replicas(Run& run, int64_t step) {
+  ParamStore& p = run.model->params();
+  std::vector<float> host(p.size());
+  run.ex->download(host.data(), p.params(), host.size() * sizeof(float));
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over the bytes
+  const auto* bytes = reinterpret_cast<const unsigned char*>(host.data());
+  for (size_t i = 0; i < host.size() * sizeof(float); ++i) h = (h ^ bytes[i]) * 1099511628211ull;
+  int64_t root_hash = static_cast<int64_t>(h);
+  run.host().broadcast(&root_hash, 1, DType::kInt64, 0);
+  int32_t differs = root_hash != static_cast<int64_t>(h);
+  run.host().all_reduce_sum(&differs, 1, DType::kInt32);
+  if (differs) fail(differs, " rank(s) hold parameters different from rank 0's after step ", step);
 }
 
 void log_step(Run& run, int64_t step, const StepResult& r, double lr, const GradNorm& g,
@@ -181,40 +252,51 @@ void run_eval(Run& run, int64_t step) {
                         .add("tokens", r.tokens));
 }
 
+std::string save(Run& run) {
+  std::string path;
+  run_on_root(run.host(), [&] {
+    path = save_checkpoint(checkpoint_dir(run.cfg.train.out_dir), *run.model, *run.optimizer,
+                           run.state, run.cfg.train.keep_checkpoints);
+  });
+  return path;
+}
+
 }  // namespace
 
-TrainSummary run_training(const Config& cfg, const TrainOptions& options, Communicator& comm) {
-  Run run(cfg, comm);
-  const std::string resumed_from = resume_path(cfg, options.resume);
-  run.ex = make_executor(cfg.runtime);
+TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobComms& comms) {
+  Run run(cfg, comms);
+  run.ex = make_executor(cfg.runtime, run.host().local_rank());
   run.model = std::make_unique<ReformerModel>(cfg, *run.ex);
   run.optimizer = std::make_unique<AdamW>(*run.ex, run.model->params(), cfg.train);
   run.state.seed = cfg.train.seed;
-  run.state.world_size = comm.size();
-  if (!resumed_from.empty()) {
-    run.state = load_checkpoint(resumed_from, *run.model, run.optimizer.get());
-    if (run.state.seed != cfg.train.seed && run.root())
-      std::cout << "note: continuing with the checkpoint's seed " << run.state.seed
-                << " (config says " << cfg.train.seed << ")\n";
-  }
+  run.state.world_size = run.host().size();
+  const std::string resumed_from = restore_or_start(run, options.resume);
+  run.state.world_size = run.host().size();
+  if (run.state.seed != cfg.train.seed && run.root())
+    std::cout << "note: continuing with the checkpoint's seed " << run.state.seed
+              << " (config says " << cfg.train.seed << ")\n";
   run.data = open_data(cfg);
   run.order = std::make_unique<SampleOrder>(run.data.train->num_windows(),
                                             static_cast<uint64_t>(run.state.seed));
-  run.geometry = {cfg.train.batch_size, cfg.train.grad_accum, comm.size(), comm.rank()};
+  run.geometry = {cfg.train.batch_size, cfg.train.grad_accum, run.host().size(), run.host().rank()};
   check_enough_windows(run);
-  if (run.root()) {
+  const std::string ranks = rank_map(run);
+  run_on_root(run.host(), [&] {
     write_resolved_config(cfg);
     run.metrics = MetricsLog((fs::path(cfg.train.out_dir) / "metrics.jsonl").string(),
                              !resumed_from.empty());
-    print_header(run, resumed_from);
-  }
+    print_header(run, resumed_from, ranks);
+  });
 
+  BatchStream batches(*run.data.train, *run.order, run.geometry, run.state.samples_seen,
+                      cfg.data.prefetch);
   const int64_t tokens_per_step = run.geometry.global() * cfg.train.seq_len;
   ProgressClock clock(run.state.step, cfg.train.steps);
   TrainSummary summary;
   int bad_steps = 0;
+  bool stopped_by_signal = false;
   for (int64_t step = run.state.step; step < cfg.train.steps; ++step) {
-    const StepResult r = train_step(run, step);
+    const StepResult r = train_step(run, batches, step);
     const GradNorm g = gradient_norm(*run.ex, run.model->workspace(), run.model->params(),
                                      cfg.train.grad_clip);
     const double lr = learning_rate(cfg.train, step);
@@ -233,25 +315,32 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, Commun
     run.state.samples_seen += run.geometry.global();
     clock.step_done(step, tokens_per_step);
     summary.final_loss = r.loss_sum / r.tokens;
+    if (options.verify_replicas) verify_replicas(run, step + 1);
     const bool last = step + 1 == cfg.train.steps;
     if (run.root() && (step % cfg.train.log_every == 0 || last))
       log_step(run, step, r, lr, g, clock);
     if (run.root() && cfg.train.eval_every > 0 && (step + 1) % cfg.train.eval_every == 0)
       run_eval(run, step + 1);
-    if (run.root() && cfg.train.checkpoint_every > 0 &&
-        (step + 1) % cfg.train.checkpoint_every == 0 && !last)
-      save_checkpoint(checkpoint_dir(cfg.train.out_dir), *run.model, *run.optimizer, run.state,
-                      cfg.train.keep_checkpoints);
+    if (cfg.train.checkpoint_every > 0 && (step + 1) % cfg.train.checkpoint_every == 0 && !last)
+      save(run);
     if (options.stop_at_step >= 0 && run.state.step >= options.stop_at_step) break;
+    if (stop_requested(run.host())) {
+      stopped_by_signal = true;
+      break;
+    }
   }
   summary.steps_done = run.state.step;
+  summary.stopped_early = run.state.step < cfg.train.steps;
+  summary.stopped_by_signal = stopped_by_signal;
+  summary.final_checkpoint = save(run);
   if (run.root()) {
-    summary.final_checkpoint =
-        save_checkpoint(checkpoint_dir(cfg.train.out_dir), *run.model, *run.optimizer, run.state,
-                        cfg.train.keep_checkpoints);
-    std::cout << "saved " << summary.final_checkpoint << " after " << format_duration(clock.elapsed_seconds())
-              << std::endl;
-    if (options.report && run.state.step == cfg.train.steps)
+    std::cout << "saved " << summary.final_checkpoint << " after "
+              << format_duration(clock.elapsed_seconds()) << std::endl;
+    if (stopped_by_signal)
+      std::cout << "stopped at step " << run.state.step << " on request ("
+                << (stop_signal_name().empty() ? "a signal on another rank" : stop_signal_name())
+                << "); continue with --resume auto" << std::endl;
+    else if (options.report && run.state.step == cfg.train.steps)
       report_what_was_learned(*run.model, run.data, std::cout);
   }
   return summary;

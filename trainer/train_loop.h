@@ -7,8 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "comms/communicator.h"
-#include "trainer/config.h"
+#include "trainer/job.h"
 
 namespace rf {
 
@@ -16,17 +15,28 @@ struct TrainOptions {
   std::string resume;  // "" = fresh run, "auto" = newest intact checkpoint if any, else a path
   bool report = true;  // print what the model learned at the end
   int64_t stop_at_step = -1;  // end (with a checkpoint) once this many steps are done; -1 = never
+  bool verify_replicas = false;  // after every step, check all ranks hold identical parameters
 };
 
-// The executor runtime.device asks for (a clear error when it cannot be had).
-std::unique_ptr<class Executor> make_executor(const RuntimeConfig& runtime);
+// The executor runtime.device asks for; on GPUs the device is the rank's local index, and a
+// rank without a GPU of its own is a clear error.
+std::unique_ptr<class Executor> make_executor(const RuntimeConfig& runtime, int local_rank = 0);
 
 struct TrainSummary {
   int64_t steps_done = 0;
   double final_loss = 0.0;  // mean training loss of the last step
   std::string final_checkpoint;
+  bool stopped_early = false;      // by a signal or --stop-at-step, before train.steps
+  bool stopped_by_signal = false;  // SIGTERM or SIGUSR1 on some rank
 };
 
-TrainSummary run_training(const Config& cfg, const TrainOptions& options, Communicator& comm);
+// Exit status of `reformer train` when a signal stopped it before the end (sysexits EX_TEMPFAIL:
+// "try again later"); batch scripts requeue the job on it.
+constexpr int kExitStoppedBySignal = 75;
+
+TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobComms& comms);
+
+// Communicators of a single-process job (for tests and tools).
+JobComms single_process_comms();
 
 }  // namespace rf

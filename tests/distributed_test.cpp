@@ -1,0 +1,148 @@
+// Multi-rank training tests, run under mpirun with 2 and 4 ranks: N ranks with per-rank batch b
+// end with the parameters of 1 rank with batch N*b; all ranks hold identical parameters after
+// every step; over an epoch every window is read exactly once across ranks, and a resumed stream
+// continues where it stopped.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "tests/model_fixture.h"
+#include "tests/run_fixture.h"
+#include "trainer/batches.h"
+#include "trainer/train_loop.h"
+
+namespace rf {
+namespace {
+
+JobComms* g_comms = nullptr;  // the job's communicators, made once in main()
+
+Communicator& comm() { return *g_comms->host; }
+
+// A directory every rank agrees on (rank 0 creates it).
+std::string shared_dir(const std::string& name) {
+  std::string dir;
+  if (comm().is_root()) dir = test::fresh_dir(name + "_" + std::to_string(comm().size()));
+  dir = broadcast_string(comm(), dir);
+  return dir;
+}
+
+Config config(const std::string& out_dir, int64_t batch, std::vector<std::string> extra = {}) {
+  std::vector<std::string> o = {"train.steps=4", "train.log_every=100", "train.eval_every=0",
+                                "train.checkpoint_every=0", "train.out_dir=" + out_dir,
+                                "train.lr=0.003", "train.warmup=1",
+                                "train.batch_size=" + std::to_string(batch)};
+  o.insert(o.end(), extra.begin(), extra.end());
+  return test::tiny_config(o);
+}
+
+double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff = std::max(diff, double{std::fabs(a[i] - b[i])});
+    scale = std::max(scale, double{std::fabs(b[i])});
+  }
+  return diff / scale;
+}
+
+TEST(DataParallel, NRanksEqualOneRankWithNTimesTheBatch) {
+  const int n = comm().size();
+  const std::string dir = shared_dir("parallel");
+  TrainOptions options;
+  options.report = false;
+  options.verify_replicas = true;  // fails on every rank if any rank's parameters differ
+  const TrainSummary parallel = run_training(config(dir + "/ranks", 1), options, *g_comms);
+  if (comm().is_root()) {
+    JobComms single = single_process_comms();
+    const TrainSummary serial = run_training(config(dir + "/serial", n), options, single);
+    const auto a = test::checkpoint_params(parallel.final_checkpoint);
+    const auto b = test::checkpoint_params(serial.final_checkpoint);
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_LT(relative_difference(a, b), 1e-5);
+    EXPECT_GT(relative_difference(a, test::checkpoint_params(
+                                          run_training(config(dir + "/other", n, {"train.seed=8"}),
+                                                       options, single)
+                                              .final_checkpoint)),
+              1e-3);
+    EXPECT_NEAR(parallel.final_loss, serial.final_loss, 1e-5 * std::fabs(serial.final_loss));
+  }
+  comm().barrier();
+}
+
+TEST(DataParallel, GradientAccumulationEqualsLargerBatch) {
+  const int n = comm().size();
+  const std::string dir = shared_dir("accumulation");
+  TrainOptions options;
+  options.report = false;
+  const TrainSummary accumulated =
+      run_training(config(dir + "/accum", 1, {"train.grad_accum=2"}), options, *g_comms);
+  const TrainSummary big = run_training(config(dir + "/big", 2), options, *g_comms);
+  if (comm().is_root()) {
+    EXPECT_LT(relative_difference(test::checkpoint_params(accumulated.final_checkpoint),
+                                  test::checkpoint_params(big.final_checkpoint)),
+              1e-5)
+        << n << " ranks";
+  }
+  comm().barrier();
+}
+
+// A bounded source that counts how often each window is read.
+class CountingSource final : public WindowSource {
+ public:
+  explicit CountingSource(int64_t n) : reads(static_cast<size_t>(n), 0) {}
+  int64_t num_windows() const override { return static_cast<int64_t>(reads.size()); }
+  int64_t window_length() const override { return 5; }
+  void read(int64_t index, int32_t* out) const override {
+    ++reads[static_cast<size_t>(index)];
+    for (int i = 0; i < 5; ++i) out[i] = static_cast<int32_t>(index);
+  }
+  std::string describe() const override { return "counting source"; }
+  mutable std::vector<int32_t> reads;
+};
+
+TEST(DataParallel, EveryWindowOnceAcrossRanksPerEpochAndResumedStreamsContinue) {
+  const int n = comm().size();
+  const int64_t per_rank = 3, accum = 2, windows = 6 * per_rank * accum * n;  // 6 steps an epoch
+  CountingSource source(windows);
+  const SampleOrder order(windows, 11);
+  const BatchGeometry g{per_rank, accum, n, comm().rank()};
+  std::vector<int32_t> first_epoch_inputs;
+  {
+    BatchStream stream(source, order, g, 0, 2);
+    for (int64_t k = 0; k < 6 * accum; ++k) {
+      const TokenBatch b = stream.next();
+      for (int64_t i = 0; i < per_rank; ++i) first_epoch_inputs.push_back(b.inputs[i * 4]);
+    }
+  }
+  std::vector<int32_t> seen(static_cast<size_t>(windows), 0);
+  for (int32_t w : first_epoch_inputs) ++seen[static_cast<size_t>(w)];
+  comm().all_reduce_sum(seen.data(), seen.size(), DType::kInt32);
+  for (int64_t w = 0; w < windows; ++w) EXPECT_EQ(seen[w], 1) << "window " << w;
+  // A stream resumed at step 4 hands out exactly what the uninterrupted stream did from there.
+  BatchStream resumed(source, order, g, 4 * g.global(), 0);
+  for (int64_t k = 4 * accum; k < 6 * accum; ++k) {
+    const TokenBatch b = resumed.next();
+    for (int64_t i = 0; i < per_rank; ++i)
+      EXPECT_EQ(b.inputs[i * 4], first_epoch_inputs[k * per_rank + i]);
+  }
+}
+
+}  // namespace
+}  // namespace rf
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  rf::RuntimeConfig runtime;
+  runtime.collective_timeout_s = 120;  // a failing rank must not leave the others waiting long
+  rf::JobComms comms = rf::make_job_comms(runtime);
+  rf::g_comms = &comms;
+  if (!comms.is_root()) {
+    // Only rank 0 prints the test report; failures on any rank still fail the process.
+    ::testing::TestEventListeners& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+  }
+  const int result = RUN_ALL_TESTS();
+  int32_t failed = result != 0;
+  comms.host->all_reduce_sum(&failed, 1, rf::DType::kInt32);
+  rf::g_comms = nullptr;
+  return failed ? 1 : 0;
+}

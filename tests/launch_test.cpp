@@ -1,0 +1,231 @@
+// Tests of whole jobs launched as a user would: a checkpoint written by 4 ranks resumes on 2
+// ranks with the same global batches; a rank killed mid-run ends the job promptly and
+// --resume auto continues; SIGTERM makes a run checkpoint at the next step boundary and exit 75,
+// and the resumed run ends bit for bit where an uninterrupted one does; launch/train.sh -n.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <thread>
+
+#include "tests/run_fixture.h"
+
+namespace rf {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+const std::string kBinary = std::string(RF_BINARY_DIR) + "/reformer";
+
+std::string mpirun(int ranks) {
+  return "mpirun --allow-run-as-root --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -np " +
+         std::to_string(ranks) + " ";
+}
+
+struct Result {
+  int exit_code = -1;
+  std::string out;
+  double seconds = 0;
+};
+
+Result run(const std::string& command) {
+  const auto start = Clock::now();
+  Result r;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  char buf[4096];
+  while (pipe && fgets(buf, sizeof buf, pipe)) r.out += buf;
+  const int status = pipe ? pclose(pipe) : -1;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return r;
+}
+
+// Starts `command` through the shell with output to `log`; returns the shell's pid.
+pid_t spawn(const std::string& command, const std::string& log) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);
+    execl("/bin/sh", "sh", "-c", ("exec " + command + " > " + log + " 2>&1").c_str(), nullptr);
+    _exit(127);
+  }
+  return pid;
+}
+
+// Waits for `pid` to exit (up to `limit` s); returns its exit code, or -1 after killing it.
+int wait_exit(pid_t pid, double limit, double* seconds) {
+  const auto start = Clock::now();
+  for (;;) {
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      *seconds = std::chrono::duration<double>(Clock::now() - start).count();
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    if (std::chrono::duration<double>(Clock::now() - start).count() > limit) {
+      kill(-pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+bool wait_for_file(const std::string& path, double limit) {
+  const auto start = Clock::now();
+  while (!fs::exists(path)) {
+    if (std::chrono::duration<double>(Clock::now() - start).count() > limit) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return true;
+}
+
+// PIDs of `reformer` rank processes whose command line mentions `marker`.
+std::vector<pid_t> rank_pids(const std::string& marker) {
+  std::vector<pid_t> pids;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "cmdline");
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.rfind(kBinary + " ", 0) == 0 && cmdline.find(marker) != std::string::npos)
+      pids.push_back(static_cast<pid_t>(std::stoi(name)));
+  }
+  return pids;
+}
+
+std::string write_config(const std::string& dir) {
+  const std::string path = dir + "/job.yaml";
+  std::ofstream(path) << R"(model:
+  vocab_size: 32
+  d_model: 32
+  d_ff: 64
+  n_layers: 2
+  n_heads: 2
+  d_head: 16
+  attention: [lsh, local]
+  dropout: 0.1
+  position: learned
+lsh: {bucket_size: 16, local_chunk: 16}
+train: {seq_len: 64, batch_size: 1, steps: 6, lr: 0.003, warmup: 2, log_every: 1,
+        eval_every: 0, checkpoint_every: 0}
+)";
+  return path;
+}
+
+double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff = std::max(diff, double{std::fabs(a[i] - b[i])});
+    scale = std::max(scale, double{std::fabs(b[i])});
+  }
+  return diff / scale;
+}
+
+std::string final_checkpoint(const std::string& out_dir, int64_t step) {
+  char name[32];
+  std::snprintf(name, sizeof name, "step-%08lld.h5", static_cast<long long>(step));
+  return out_dir + "/checkpoints/" + name;
+}
+
+TEST(Launch, CheckpointOfFourRanksResumesOnTwoWithTheSameGlobalBatches) {
+  const std::string dir = test::fresh_dir("job");
+  const std::string cfg = write_config(dir);
+  const std::string out = dir + "/run", reference = dir + "/reference";
+  const Result four = run(mpirun(4) + kBinary + " train --config " + cfg +
+                          " --set train.out_dir=" + out + " --stop-at-step 3");
+  ASSERT_EQ(four.exit_code, 0) << four.out;
+  EXPECT_NE(four.out.find("ranks: 4"), std::string::npos) << four.out;
+  EXPECT_NE(four.out.find("1 sequences x 1 accumulation x 4 ranks = 4 sequences"),
+            std::string::npos) << four.out;
+  const Result two = run(mpirun(2) + kBinary + " train --config " + cfg + " --set train.out_dir=" +
+                         out + " --set train.batch_size=2 --resume auto");
+  ASSERT_EQ(two.exit_code, 0) << two.out;
+  EXPECT_NE(two.out.find("at step 3"), std::string::npos) << two.out;
+  const Result one = run(kBinary + " train --config " + cfg + " --set train.out_dir=" + reference +
+                         " --set train.batch_size=4");
+  ASSERT_EQ(one.exit_code, 0) << one.out;
+  EXPECT_LT(relative_difference(test::checkpoint_params(final_checkpoint(out, 6)),
+                                test::checkpoint_params(final_checkpoint(reference, 6))),
+            1e-5);
+}
+
+TEST(Launch, KilledRankEndsTheJobPromptlyAndResumeContinues) {
+  const std::string dir = test::fresh_dir("job");
+  const std::string cfg = write_config(dir);
+  const std::string out = dir + "/run";
+  const std::string args = " train --config " + cfg + " --set train.out_dir=" + out +
+                           " --set train.steps=100000 --set train.checkpoint_every=2" +
+                           " --set runtime.collective_timeout_s=20";
+  const pid_t job = spawn(mpirun(2) + kBinary + args, dir + "/job.log");
+  ASSERT_TRUE(wait_for_file(final_checkpoint(out, 2), 120)) << "no checkpoint appeared";
+  const std::vector<pid_t> ranks = rank_pids(out);
+  ASSERT_EQ(ranks.size(), 2u);
+  kill(ranks[1], SIGKILL);
+  double seconds = 0;
+  const int code = wait_exit(job, 60, &seconds);
+  EXPECT_NE(code, 0);
+  EXPECT_NE(code, -1) << "the job did not end within 60 s of a rank being killed";
+  EXPECT_LT(seconds, 30);
+  const Result resumed = run(mpirun(2) + kBinary + " train --config " + cfg + " --set train.out_dir=" +
+                             out + " --set train.checkpoint_every=2 --resume auto --set train.steps=" +
+                             "100000 --stop-at-step 6");
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.out;
+  EXPECT_NE(resumed.out.find("resumed from"), std::string::npos) << resumed.out;
+  EXPECT_TRUE(fs::exists(final_checkpoint(out, 6)));
+}
+
+TEST(Launch, SigtermCheckpointsAtTheNextStepAndTheResumedRunMatchesBitForBit) {
+  const std::string dir = test::fresh_dir("job");
+  const std::string cfg = write_config(dir);
+  const std::string out = dir + "/run", reference = dir + "/reference";
+  const std::string settings = " --set train.steps=400";
+  const pid_t job = spawn(kBinary + " train --config " + cfg + " --set train.out_dir=" + out + settings,
+                          dir + "/job.log");
+  // Let it train a little, then ask it to stop as SLURM would before preemption.
+  ASSERT_TRUE(wait_for_file(out + "/metrics.jsonl", 60));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  kill(job, SIGTERM);
+  double seconds = 0;
+  EXPECT_EQ(wait_exit(job, 60, &seconds), 75);
+  std::ifstream log(dir + "/job.log");
+  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("SIGTERM"), std::string::npos) << text;
+  const Result rest = run(kBinary + " train --config " + cfg + " --set train.out_dir=" + out +
+                          settings + " --resume auto");
+  ASSERT_EQ(rest.exit_code, 0) << rest.out;
+  const Result whole = run(kBinary + " train --config " + cfg + " --set train.out_dir=" + reference +
+                           settings);
+  ASSERT_EQ(whole.exit_code, 0) << whole.out;
+  const auto a = test::checkpoint_params(final_checkpoint(out, 400));
+  const auto b = test::checkpoint_params(final_checkpoint(reference, 400));
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
+}
+
+TEST(Launch, TrainScriptRunsRanksAndRefusesImpossibleBatches) {
+  const std::string dir = test::fresh_dir("job");
+  const std::string cfg = write_config(dir);
+  const std::string script = std::string(RF_SOURCE_DIR) + "/launch/train.sh ";
+  const std::string env = "RF_BUILD_DIR=" + std::string(RF_BINARY_DIR) + " ";
+  const Result ok = run(env + script + cfg + " -n 2 --set train.out_dir=" + dir + "/run");
+  EXPECT_EQ(ok.exit_code, 0) << ok.out;
+  EXPECT_NE(ok.out.find("ranks: 2"), std::string::npos) << ok.out;
+  // Half of 1000 bytes is 7 windows of 65 bytes: fewer than 2 ranks x 4 sequences.
+  std::ofstream(dir + "/tiny.txt") << std::string(1000, 'a');
+  const Result refused = run(env + script + cfg + " -n 2 --set train.out_dir=" + dir +
+                             "/run2 --set data.format=text --set model.vocab_size=256 " +
+                             "--set data.train=" + dir + "/tiny.txt --set train.batch_size=4 " +
+                             "--set data.val_fraction=0.5");
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.out.find("fewer than one global batch"), std::string::npos) << refused.out;
+  EXPECT_NE(run(script + cfg + " -n zero").exit_code, 0);
+}
+
+}  // namespace
+}  // namespace rf

@@ -1,0 +1,88 @@
+#include "trainer/job.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <csignal>
+#include <cstring>
+
+#include "comms/mpi_communicator.h"
+#include "comms/nccl_communicator.h"
+#include "kernels/error.h"
+
+namespace rf {
+namespace {
+
+std::atomic<int> g_stop_signal{0};  // set by the signal handler; read at step boundaries
+
+extern "C" void request_stop(int signal_number) { g_stop_signal.store(signal_number); }
+
+}  // namespace
+
+JobComms make_job_comms(const RuntimeConfig& runtime) {
+  JobComms c;
+  c.host = launched_as_multi_rank_job() ? make_mpi_communicator(runtime.collective_timeout_s)
+                                        : make_single_process_communicator();
+  c.device = c.host.get();
+  if (runtime.device == "cuda" && c.host->size() > 1) {
+    c.device_owned =
+        make_nccl_communicator(*c.host, c.host->local_rank(), runtime.collective_timeout_s);
+    c.device = c.device_owned.get();
+  }
+  return c;
+}
+
+std::string broadcast_string(Communicator& comm, const std::string& value) {
+  int64_t length = static_cast<int64_t>(value.size());
+  comm.broadcast(&length, 1, DType::kInt64, 0);
+  std::string out = comm.is_root() ? value : std::string(static_cast<size_t>(length), '\0');
+  if (length > 0) comm.broadcast(out.data(), static_cast<size_t>(length), DType::kUint8, 0);
+  return out;
+}
+
+void run_on_root(Communicator& comm, const std::function<void()>& work) {
+  std::string error;
+  if (comm.is_root()) {
+    try {
+      work();
+    } catch (const Error& e) {
+      error = e.what();
+      if (error.empty()) error = "unknown error on rank 0";
+    }
+  }
+  if (comm.size() > 1) error = broadcast_string(comm, error);
+  if (!error.empty()) throw AgreedError(error);
+}
+
+int launcher_rank() {
+  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"}) {
+    const char* value = std::getenv(name);
+    if (value && *value) return std::atoi(value);
+  }
+  return 0;
+}
+
+void install_stop_signal_handlers() {
+  struct sigaction action;
+  std::memset(&action, 0, sizeof(action));
+  action.sa_handler = request_stop;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGUSR1, &action, nullptr);
+}
+
+bool stop_requested(Communicator& comm) {
+  int32_t flag = g_stop_signal.load() != 0 ? 1 : 0;
+  if (comm.size() > 1) comm.all_reduce_sum(&flag, 1, DType::kInt32);
+  return flag > 0;
+}
+
+std::string stop_signal_name() {
+  switch (g_stop_signal.load()) {
+    case SIGTERM: return "SIGTERM";
+    case SIGUSR1: return "SIGUSR1";
+    case 0: return "";
+    default: return "a signal";
+  }
+}
+
+}  // namespace rf

@@ -1,0 +1,55 @@
+// What a process of a training job needs to know about the job: its communicators (one for host
+// values such as losses and flags; one for gradients, which is NCCL on GPUs and the same MPI
+// communicator on CPUs), and helpers that keep every rank in agreement: work done on rank 0 whose
+// failure becomes the same clear error on every rank, and a stop request (SIGTERM or SIGUSR1, as
+// SLURM sends before preemption) that all ranks honour at the same step boundary.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "comms/communicator.h"
+#include "kernels/error.h"
+#include "trainer/config.h"
+
+namespace rf {
+
+struct JobComms {
+  std::unique_ptr<Communicator> host;         // MPI (or single process): host buffers
+  std::unique_ptr<Communicator> device_owned; // NCCL when gradients live on GPUs
+  Communicator* device = nullptr;             // gradients: device_owned or host
+
+  bool is_root() const { return host->is_root(); }
+};
+
+// Single-process communicators, or MPI (+ NCCL for runtime.device cuda) when launched by
+// mpirun/srun with more than one rank.
+JobComms make_job_comms(const RuntimeConfig& runtime);
+
+// An error every rank of the job raised together (so the job can end cleanly, rank 0 reporting).
+class AgreedError : public Error {
+ public:
+  explicit AgreedError(const std::string& message) : Error(message) {}
+};
+
+// Runs `work` on rank 0 only. If it throws rf::Error there, every rank throws the same
+// AgreedError; otherwise every rank returns normally. (Without this a failure on rank 0 would
+// leave the other ranks waiting in their next collective.)
+void run_on_root(Communicator& comm, const std::function<void()>& work);
+
+// This process's rank as the launcher (mpirun or srun) set it in the environment; 0 when not
+// launched as a job. Usable before MPI is initialised.
+int launcher_rank();
+
+// Sends a string from rank 0 to all ranks.
+std::string broadcast_string(Communicator& comm, const std::string& value);
+
+// Installs handlers for SIGTERM and SIGUSR1 that request a stop at the next step boundary.
+void install_stop_signal_handlers();
+// Whether any rank has received a stop signal (a collective: every rank gets the same answer).
+bool stop_requested(Communicator& comm);
+// The name of the signal that requested the stop, or "" when none arrived on this rank.
+std::string stop_signal_name();
+
+}  // namespace rf
