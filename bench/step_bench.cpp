@@ -1,7 +1,11 @@
-// Times full training steps (forward, reversible backward, clipping norm, AdamW) of a config on
-// random tokens and prints one JSON line: median step time, tokens/s, counted GFLOP/s, that rate
-// as a fraction of this machine's SGEMM rate measured in the same process, and peak memory.
+// Times full training steps (forward, reversible backward, gradient averaging across ranks,
+// clipping norm, AdamW) of a config on random tokens and prints one JSON line (rank 0): median
+// step time, tokens/s, counted GFLOP/s, that rate as a fraction of this machine's SGEMM rate
+// measured in the same process, peak memory, and the time spent waiting for the gradient
+// all-reduce after the backward pass (with --overlap on, buckets start as layers finish; with
+// off, all start after the backward pass, so the wait is the whole reduction).
 //   step_bench --config bench/reference.yaml --set train.seq_len=65536 ... [--steps N]
+//   mpirun -np 2 step_bench --config ... [--overlap on|off]
 #include <CLI/CLI.hpp>
 #include <cblas.h>
 #include <sys/resource.h>
@@ -16,6 +20,7 @@
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/schedule.h"
+#include "trainer/job.h"
 #include "trainer/train_loop.h"
 
 extern "C" char* openblas_get_corename(void);
@@ -57,14 +62,19 @@ int main(int argc, char** argv) {
   std::string config_path;
   std::vector<std::string> overrides;
   int steps = 5, warmup = 1;
+  std::string overlap = "on";
   app.add_option("--config", config_path, "experiment YAML")->required();
   app.add_option("--set", overrides, "overrides");
   app.add_option("--steps", steps, "timed steps");
   app.add_option("--warmup", warmup, "untimed steps first");
+  app.add_option("--overlap", overlap, "start gradient buckets during the backward pass")
+      ->check(CLI::IsMember({"on", "off"}));
   CLI11_PARSE(app, argc, argv);
   try {
     const rf::Config cfg = rf::load_config(config_path, overrides);
-    auto ex = rf::make_executor(cfg.runtime);
+    rf::JobComms comms = rf::make_job_comms(cfg.runtime);
+    rf::Communicator& comm = *comms.device;
+    auto ex = rf::make_executor(cfg.runtime, comms.host->local_rank());
     rf::ReformerModel model(cfg, *ex);
     rf::AdamW optimizer(*ex, model.params(), cfg.train);
     const int64_t B = cfg.train.batch_size, T = cfg.train.seq_len;
@@ -76,16 +86,30 @@ int main(int argc, char** argv) {
       batch.inputs.push_back(static_cast<int32_t>(gen() % cfg.model.vocab_size));
       batch.targets.push_back(static_cast<int32_t>(gen() % cfg.model.vocab_size));
     }
-    std::vector<double> times;
+    std::vector<double> times, waits;
+    rf::ParamStore& params = model.params();
+    auto start_group = [&](int group) {
+      const rf::ParamGroup& g = params.groups()[group];
+      comm.start_average(params.grads() + g.offset, g.count, g.name);
+    };
     for (int s = 0; s < warmup + steps; ++s) {
       const auto t = Clock::now();
       model.params().zero_grads();
       rf::StepContext ctx;
       ctx.seed = 1;
       ctx.step = static_cast<uint32_t>(s);
+      ctx.example_base = static_cast<uint32_t>(comms.host->rank() * B);
       ctx.batch = B;
       ctx.seq_len = T;
-      model.forward_backward(batch, ctx, 1.0f / static_cast<float>(B * T));
+      const bool multi = comm.size() > 1;
+      model.forward_backward(batch, ctx, 1.0f / static_cast<float>(B * T), [&](int group) {
+        if (multi && overlap == "on") start_group(group);
+      });
+      if (multi && overlap == "off")
+        for (size_t g = 0; g < params.groups().size(); ++g) start_group(static_cast<int>(g));
+      const auto wait_start = Clock::now();
+      comm.wait_all();
+      if (s >= warmup) waits.push_back(seconds_since(wait_start));
       const rf::GradNorm g = rf::gradient_norm(*ex, model.workspace(), model.params(), 1.0);
       optimizer.step(rf::learning_rate(cfg.train, s), g.clip_scale);
       ex->synchronize();
@@ -94,17 +118,24 @@ int main(int argc, char** argv) {
     }
     std::cerr << "\r";
     std::sort(times.begin(), times.end());
+    std::sort(waits.begin(), waits.end());
     const double median = times[times.size() / 2];
+    if (!comms.is_root()) return 0;
     const rf::StepFlops flops = rf::training_step_flops(cfg, B, T);
     const double gemm_peak = sgemm_gflops(2048, 5);
     const double rate = flops.total() / median / 1e9;
     std::cout << rf::JsonLine()
+                     .add("ranks", static_cast<int64_t>(comm.size()))
+                     .add("overlap", overlap)
+                     .add("median_comm_wait_s", waits[waits.size() / 2])
                      .add("seq_len", T)
                      .add("batch", B)
                      .add("layers", cfg.model.n_layers)
+                     .add("reversible", static_cast<int64_t>(cfg.model.reversible))
                      .add("attention", rf::attention_name(cfg.model.attention[0]))
                      .add("median_step_s", median)
                      .add("tokens_per_s", static_cast<double>(B * T) / median)
+                     .add("job_tokens_per_s", static_cast<double>(B * T * comm.size()) / median)
                      .add("step_gflop", flops.total() / 1e9)
                      .add("gflops", rate)
                      .add("sgemm_gflops", gemm_peak)

@@ -65,7 +65,7 @@ void chunked_attention_backward(Executor& ex, Workspace& ws, const HeadAttention
   const Sorted s = forward_sorted(ex, ws, spec, in);
   if (out) ex.run(T, CombineRounds{s.so, s.lse, in.undo, out, ldo, T, spec.n_rounds, d});
 
-  float* dso = ws.floats("attn.dso", L.n_slots * d);
+  float* dso = s.so;  // in place: the round outputs are not needed after this
   float* dlse = ws.floats("attn.dlse", L.n_slots);
   ex.run(T, CombineRoundsBackward{s.so, s.lse, in.undo, dout, dso, dlse, lddo, T, spec.n_rounds,
                                   d});

@@ -8,6 +8,9 @@
 
 namespace rf {
 
+// Positions hashed per GEMM when projecting onto the rotations.
+constexpr int64_t kHashBlockRows = 16384;
+
 struct LshHashSpec {
   int64_t seq_len = 0;
   int64_t d = 0;

@@ -8,7 +8,7 @@ void add_column_sums(Executor& ex, Workspace& ws, const float* x, int64_t rows, 
                      float* out) {
   const int64_t blocks = (rows + kReduceBlockRows - 1) / kReduceBlockRows;
   float* partial = ws.floats("reduce.column_partial", static_cast<size_t>(blocks * cols));
-  ex.run(blocks * cols, ColumnPartialSum{x, partial, rows, cols, kReduceBlockRows});
+  ex.run(blocks, ColumnPartialSum{x, partial, rows, cols, kReduceBlockRows});
   ex.run(cols, ColumnSumPartials{partial, out, blocks, cols, true});
 }
 

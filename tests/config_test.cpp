@@ -493,3 +493,15 @@ TEST(ConfigReference, LinesFitIn100Columns) {
 
 }  // namespace
 }  // namespace rf
+
+// Every experiment file shipped in configs/ is valid (a broken shipped config would only show
+// when a user runs it).
+TEST(ShippedConfigs, AllLoadWithoutError) {
+  int loaded = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(RF_SOURCE_DIR) + "/configs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    EXPECT_NO_THROW(rf::load_config(entry.path().string(), {})) << entry.path();
+    ++loaded;
+  }
+  EXPECT_GE(loaded, 5);
+}

@@ -178,7 +178,7 @@ TEST(GemmDesc, ReportsInvalidLeadingDimensions) {
 }
 
 TEST(LshHash, ArgmaxOfRotatedVectorsWithFactorisedBuckets) {
-  const int64_t T = 40, d = 8, rounds = 2;
+  const int64_t T = kHashBlockRows + 37, d = 8, rounds = 2;  // two projection blocks
   BucketFactors f;
   f.count = 2;
   f.size[0] = 4;

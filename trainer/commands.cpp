@@ -96,8 +96,12 @@ int command_eval(const Arguments& a) {
       evaluate(model, *data.val, windows, cfg.train.batch_size, positions,
                [&](int64_t done, int64_t total) {
                  if (a.json) return;
-                 std::fprintf(stderr, "\reval %lld/%lld windows, %s elapsed", (long long)done,
-                              (long long)total, format_duration(clock.elapsed_seconds()).c_str());
+                 const double elapsed = clock.elapsed_seconds();
+                 const double eta = elapsed / static_cast<double>(done) *
+                                    static_cast<double>(total - done);
+                 std::fprintf(stderr, "\reval %lld/%lld windows | %s elapsed | ETA %s   ",
+                              static_cast<long long>(done), static_cast<long long>(total),
+                              format_duration(elapsed).c_str(), format_duration(eta).c_str());
                });
   if (a.json) {
     std::cout << JsonLine()

@@ -24,7 +24,7 @@ void LayerNormLayer::backward(Kit& kit, ParamStore& p, const float* x, const flo
   const int64_t blocks = (rows + kReduceBlockRows - 1) / kReduceBlockRows;
   float* pg = kit.ws.floats("ln.partial_gamma", blocks * cols_);
   float* pb = kit.ws.floats("ln.partial_beta", blocks * cols_);
-  kit.ex.run(blocks * cols_,
+  kit.ex.run(blocks,
              LayerNormParamGradPartial{x, dy, mean, rstd, pg, pb, rows, cols_, kReduceBlockRows});
   kit.ex.run(cols_, ColumnSumPartials{pg, p.grad(gamma_), blocks, cols_, true});
   kit.ex.run(cols_, ColumnSumPartials{pb, p.grad(beta_), blocks, cols_, true});

@@ -71,7 +71,7 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
   const int64_t rows = step.rows(), D = d_model_;
   float* xn = kit.ws.floats("stack.xn", rows * D);
   float* out = kit.ws.floats("stack.out", rows * D);
-  float* g = kit.ws.floats("stack.g", rows * D);
+  float* dropped = dropout_ > 0 ? kit.ws.floats("stack.dropped", rows * D) : nullptr;
   float* dxn = kit.ws.floats("stack.dxn", rows * D);
   for (int64_t i = n_layers() - 1; i >= 0; --i) {
     Layer& layer = layers_[i];
@@ -79,10 +79,15 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
     // G: dy1 += G'(y1)^T dy2, and x2 = y2 - G(y1) (or the stored x2).
     layer.feed_forward->backward(kit, p, step, x1, dx2, dx1, saved ? nullptr : x2);
     if (saved) kit.ex.copy(x2, saved + rows * D, rows * D * sizeof(float));
-    // F: dx2 += F'(x2)^T dy1, and x1 = y1 - F(x2) (or the stored x1).
-    kit.ex.copy(g, dx1, rows * D * sizeof(float));
+    // F: dx2 += F'(x2)^T dy1, and x1 = y1 - F(x2) (or the stored x1). g = dy1 through the
+    // output dropout (dy1 itself when there is none).
     const DropoutMask mask = attention_output_mask(step, i);
-    if (mask.active()) kit.ex.run(rows, ApplyDropout{g, D, mask});
+    const float* g = dx1;
+    if (mask.active()) {
+      kit.ex.copy(dropped, dx1, rows * D * sizeof(float));
+      kit.ex.run(rows, ApplyDropout{dropped, D, mask});
+      g = dropped;
+    }
     layer.attention_norm.forward(kit, p, x2, xn, rows);
     kit.ex.zero(dxn, rows * D * sizeof(float));
     layer.attention->backward(kit, p, step, xn, g, dxn, buckets_[i].data(), saved ? nullptr : out);

@@ -147,6 +147,7 @@ struct CombineRounds {
 };
 
 // Gradients of CombineRounds with respect to each round's output and log-sum-exp. Index = t.
+// dso may alias so: each position reads all its rounds' rows before writing them.
 struct CombineRoundsBackward {
   const float* so;
   const float* lse;

@@ -75,8 +75,8 @@ struct LayerNormBackward {
   }
 };
 
-// Per (row block, column): partial sums of dy * xhat (gamma) and dy (beta) over the block's rows.
-// Index = block * cols + col. Reduce the partials with ColumnSumPartials.
+// Per row block: partial sums of dy * xhat (gamma) and dy (beta) over the block's rows, walking
+// rows contiguously. Index = block. Reduce the partials with ColumnSumPartials.
 struct LayerNormParamGradPartial {
   const float* x;
   const float* dy;
@@ -85,18 +85,21 @@ struct LayerNormParamGradPartial {
   float* partial_gamma;  // [blocks, cols]
   float* partial_beta;   // [blocks, cols]
   int64_t rows, cols, block_rows;
-  RF_HD void operator()(int64_t i) const {
-    const int64_t block = i / cols, c = i % cols;
+  RF_HD void operator()(int64_t block) const {
     const int64_t begin = block * block_rows;
     const int64_t end = begin + block_rows < rows ? begin + block_rows : rows;
-    float sg = 0.0f, sb = 0.0f;
+    float* pg = partial_gamma + block * cols;
+    float* pb = partial_beta + block * cols;
+    for (int64_t c = 0; c < cols; ++c) pg[c] = pb[c] = 0.0f;
     for (int64_t r = begin; r < end; ++r) {
-      const float d = dy[r * cols + c];
-      sg += d * (x[r * cols + c] - mean[r]) * rstd[r];
-      sb += d;
+      const float* xr = x + r * cols;
+      const float* dr = dy + r * cols;
+      const float mu = mean[r], rs = rstd[r];
+      for (int64_t c = 0; c < cols; ++c) {
+        pg[c] += dr[c] * (xr[c] - mu) * rs;
+        pb[c] += dr[c];
+      }
     }
-    partial_gamma[i] = sg;
-    partial_beta[i] = sb;
   }
 };
 

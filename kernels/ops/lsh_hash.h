@@ -26,16 +26,18 @@ struct BucketFactors {
   }
 };
 
-// Index = round * seq_len + t.
+// Hashes positions [first, first + rows) of a sequence from their projections.
+// Index = round * rows + (t - first).
 struct LshHash {
-  const float* projected;  // [seq_len, ldp]: round r's projections at columns r * rot_cols ...
+  const float* projected;  // [rows, ldp]: round r's projections at columns r * rot_cols ...
   int64_t ldp;
   int32_t* buckets;        // [n_rounds, seq_len]
   int64_t seq_len;
+  int64_t first, rows;     // the block of positions hashed
   BucketFactors factors;
   RF_HD void operator()(int64_t i) const {
-    const int64_t r = i / seq_len, t = i % seq_len;
-    const float* p = projected + t * ldp + r * factors.rotation_cols();
+    const int64_t r = i / rows, local = i % rows, t = first + local;
+    const float* p = projected + local * ldp + r * factors.rotation_cols();
     int bucket = 0, radix = 1;
     for (int f = 0; f < factors.count; ++f) {
       const int half = factors.size[f] / 2;
@@ -49,7 +51,7 @@ struct LshHash {
       radix *= factors.size[f];
       p += half;
     }
-    buckets[i] = bucket + static_cast<int32_t>(r) * factors.n_buckets();
+    buckets[r * seq_len + t] = bucket + static_cast<int32_t>(r) * factors.n_buckets();
   }
 };
 

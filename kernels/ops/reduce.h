@@ -6,18 +6,21 @@
 
 namespace rf {
 
-// partial[block, c] = sum of x[r, c] over the block's rows. Index = block * cols + c.
+// partial[block, :] = sum of x[r, :] over the block's rows, walking rows contiguously.
+// Index = block.
 struct ColumnPartialSum {
   const float* x;  // [rows, cols]
   float* partial;  // [blocks, cols]
   int64_t rows, cols, block_rows;
-  RF_HD void operator()(int64_t i) const {
-    const int64_t block = i / cols, c = i % cols;
+  RF_HD void operator()(int64_t block) const {
     const int64_t begin = block * block_rows;
     const int64_t end = begin + block_rows < rows ? begin + block_rows : rows;
-    float s = 0.0f;
-    for (int64_t r = begin; r < end; ++r) s += x[r * cols + c];
-    partial[i] = s;
+    float* out = partial + block * cols;
+    for (int64_t c = 0; c < cols; ++c) out[c] = 0.0f;
+    for (int64_t r = begin; r < end; ++r) {
+      const float* row = x + r * cols;
+      for (int64_t c = 0; c < cols; ++c) out[c] += row[c];
+    }
   }
 };
 

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Runs the benchmark suites and writes JSON lines to bench/results/<suite>.jsonl; then
+# `python3 bench/summarize.py` prints the tables the README shows.
+#   bench/run.sh [throughput|length|depth|million|ranks|allreduce|all]
+# Each measurement is a separate process, so peak memory (max RSS) is per configuration.
+# Benchmarks need the machine to themselves: timings on a shared or noisy machine are not
+# comparable. The reference comparison needs a Python with reformer-pytorch 1.4.4 and torch
+# (bench/README.md); set REFERENCE_PYTHON to it.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${RF_BUILD_DIR:-$root/build}"
+out="$root/bench/results"
+mkdir -p "$out"
+bench="$build/bench/step_bench"
+ref_cfg="$root/bench/reference.yaml"
+py="${REFERENCE_PYTHON:-python3}"
+[ -x "$bench" ] || "$root/launch/build.sh"
+
+step() {  # step <suite> <steps> <overrides...>
+  local suite="$1" steps="$2"; shift 2
+  local sets=()
+  for s in "$@"; do sets+=(--set "$s"); done
+  "$bench" --config "$ref_cfg" --steps "$steps" "${sets[@]}" | tee -a "$out/$suite.jsonl"
+}
+axial() { echo "model.axial_shape=[$(( $1 / 64 )),64]"; }
+
+suite="${1:-all}"
+if [[ "$suite" == throughput || "$suite" == all ]]; then
+  rm -f "$out/throughput.jsonl"
+  for L in 4096 65536; do
+    steps=4; [ "$L" -gt 16384 ] && steps=2
+    for rep in 1 2 3; do  # alternate ours and the reference so drift hits both
+      step throughput "$steps" "train.seq_len=$L" "$(axial $L)"
+      if "$py" -c "import reformer_pytorch" 2>/dev/null; then
+        "$py" "$root/bench/reference_pytorch.py" --seq-len "$L" --steps "$steps" | tee -a "$out/throughput.jsonl"
+      fi
+      [ "$L" -gt 16384 ] && break
+    done
+  done
+fi
+if [[ "$suite" == length || "$suite" == all ]]; then
+  rm -f "$out/length.jsonl"
+  for L in 2048 4096 8192 16384 32768; do step length 2 "train.seq_len=$L" "$(axial $L)"; done
+  for L in 2048 4096 8192; do step length 2 "train.seq_len=$L" "$(axial $L)" "model.attention=[dense]"; done
+fi
+if [[ "$suite" == depth || "$suite" == all ]]; then
+  rm -f "$out/depth.jsonl"
+  for layers in 2 6 12 24; do step depth 1 "train.seq_len=16384" "$(axial 16384)" "model.n_layers=$layers"; done
+  for layers in 2 6 12; do
+    step depth 1 "train.seq_len=16384" "$(axial 16384)" "model.n_layers=$layers" "model.reversible=false"
+  done
+fi
+if [[ "$suite" == million || "$suite" == all ]]; then
+  rm -f "$out/million.jsonl"
+  # One step on a single sequence of 2^20 tokens with a smaller model (d_model 128, 2 layers).
+  step million 1 "train.seq_len=1048576" "model.axial_shape=[1024,1024]" "model.d_model=128" \
+    "model.d_ff=512" "model.n_layers=2" "model.n_heads=2" "model.d_head=64" "model.ff_chunk=4096" \
+    "model.head_chunk=4096"
+fi
+if [[ "$suite" == ranks || "$suite" == all ]]; then
+  rm -f "$out/ranks.jsonl"
+  cores="$(nproc)"
+  for n in 1 2 4; do
+    for overlap in on off; do
+      threads=$(( cores / n )); [ "$threads" -ge 1 ] || threads=1
+      mpirun --allow-run-as-root --oversubscribe --bind-to none -np "$n" -x "OMP_NUM_THREADS=$threads" \
+        "$bench" --config "$ref_cfg" --steps 6 --overlap "$overlap" --set train.seq_len=4096 \
+        | tee -a "$out/ranks.jsonl"
+      [ "$n" -eq 1 ] && break
+    done
+  done
+fi
+if [[ "$suite" == allreduce || "$suite" == all ]]; then
+  rm -f "$out/allreduce.jsonl"
+  for n in 2 4; do
+    mpirun --allow-run-as-root --oversubscribe --bind-to none -np "$n" \
+      "$build/bench/allreduce_bench" --json | tee -a "$out/allreduce.jsonl"
+  done
+fi

@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Prints the benchmark tables (Markdown) from bench/results/*.jsonl written by bench/run.sh."""
+import json
+import pathlib
+import statistics
+import sys
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+
+
+def load(suite):
+    path = RESULTS / f"{suite}.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+
+
+def throughput():
+    rows = load("throughput")
+    if not rows:
+        return
+    print("| tokens | ours tok/s (median) | reformer-pytorch tok/s | ratio | ours GFLOP/s | of SGEMM | ours peak GiB | reference peak GiB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for L in sorted({r["seq_len"] for r in rows}):
+        ours = [r for r in rows if r["seq_len"] == L and "implementation" not in r]
+        ref = [r for r in rows if r["seq_len"] == L and r.get("implementation") == "reformer-pytorch"]
+        o = statistics.median(r["tokens_per_s"] for r in ours)
+        g = statistics.median(r["gflops"] for r in ours)
+        f = statistics.median(r["fraction_of_sgemm"] for r in ours)
+        m = max(r["peak_rss_gib"] for r in ours)
+        if ref:
+            p = statistics.median(r["tokens_per_s"] for r in ref)
+            pm = max(r["peak_rss_gib"] for r in ref)
+            print(f"| {L} | {o:.0f} | {p:.0f} | {o / p:.2f}x | {g:.0f} | {f:.0%} | {m:.2f} | {pm:.2f} |")
+        else:
+            print(f"| {L} | {o:.0f} | - | - | {g:.0f} | {f:.0%} | {m:.2f} | - |")
+    kernel = {r.get("openblas_kernel") for r in rows if "openblas_kernel" in r}
+    sgemm = statistics.median(r["sgemm_gflops"] for r in rows if "sgemm_gflops" in r)
+    print(f"\nOpenBLAS kernel: {', '.join(sorted(kernel))}; SGEMM (2048^3) measured in the same "
+          f"processes: {sgemm:.0f} GFLOP/s.\n")
+
+
+def length():
+    rows = load("length")
+    if not rows:
+        return
+    print("| attention | tokens | s/step | us/token | per-token time vs 2048 | peak GiB |")
+    print("|---|---|---|---|---|---|")
+    for kind in ("lsh", "dense"):
+        sel = sorted((r for r in rows if r["attention"] == kind), key=lambda r: r["seq_len"])
+        if not sel:
+            continue
+        base = sel[0]["median_step_s"] / sel[0]["seq_len"]
+        for r in sel:
+            per = r["median_step_s"] / r["seq_len"]
+            print(f"| {kind} | {r['seq_len']} | {r['median_step_s']:.2f} | {per * 1e6:.0f} | "
+                  f"{per / base:.2f}x | {r['peak_rss_gib']:.2f} |")
+    print()
+
+
+def depth():
+    rows = load("depth")
+    if not rows:
+        return
+    print("| layers | reversible | peak GiB | executor peak GiB | s/step |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['layers']} | {'yes' if r.get('reversible', 1) else 'no'} | "
+              f"{r['peak_rss_gib']:.2f} | {r['executor_peak_gib']:.2f} | {r['median_step_s']:.1f} |")
+    print()
+
+
+def million():
+    for r in load("million"):
+        print(f"One step on one sequence of {r['seq_len']} tokens ({r['layers']} layers, "
+              f"d_model 128): {r['median_step_s']:.0f} s, peak memory {r['peak_rss_gib']:.2f} GiB "
+              f"(executor allocations {r['executor_peak_gib']:.2f} GiB).\n")
+
+
+def ranks():
+    rows = load("ranks")
+    if not rows:
+        return
+    print("| ranks | overlap | s/step | job tok/s | wait for all-reduce after backward (s) |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['ranks']} | {r['overlap']} | {r['median_step_s']:.2f} | "
+              f"{r['job_tokens_per_s']:.0f} | {r['median_comm_wait_s']:.3f} |")
+    print()
+
+
+def allreduce():
+    rows = load("allreduce")
+    if not rows:
+        return
+    print("| ranks | bytes | time us | algbw GB/s | busbw GB/s | raw MPI_Allreduce busbw GB/s |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        if r["bytes"] < 1024:
+            continue
+        b = r["blocking"]
+        print(f"| {r['ranks']} | {r['bytes']} | {b['time_us']:.0f} | {b['algbw_gbs']:.2f} | "
+              f"{b['busbw_gbs']:.2f} | {r['mpi_allreduce']['busbw_gbs']:.2f} |")
+    print()
+
+
+for name in sys.argv[1:] or ["throughput", "length", "depth", "million", "ranks", "allreduce"]:
+    print(f"### {name}\n")
+    globals()[name]()
