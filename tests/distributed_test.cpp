@@ -35,15 +35,6 @@ Config config(const std::string& out_dir, int64_t batch, std::vector<std::string
   return test::tiny_config(o);
 }
 
-double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff = std::max(diff, double{std::fabs(a[i] - b[i])});
-    scale = std::max(scale, double{std::fabs(b[i])});
-  }
-  return diff / scale;
-}
-
 TEST(DataParallel, NRanksEqualOneRankWithNTimesTheBatch) {
   const int n = comm().size();
   const std::string dir = shared_dir("parallel");
@@ -57,8 +48,8 @@ TEST(DataParallel, NRanksEqualOneRankWithNTimesTheBatch) {
     const auto a = test::checkpoint_params(parallel.final_checkpoint);
     const auto b = test::checkpoint_params(serial.final_checkpoint);
     ASSERT_EQ(a.size(), b.size());
-    EXPECT_LT(relative_difference(a, b), 1e-5);
-    EXPECT_GT(relative_difference(a, test::checkpoint_params(
+    EXPECT_LT(test::relative_difference(a, b), 1e-5);
+    EXPECT_GT(test::relative_difference(a, test::checkpoint_params(
                                           run_training(config(dir + "/other", n, {"train.seed=8"}),
                                                        options, single)
                                               .final_checkpoint)),
@@ -77,7 +68,7 @@ TEST(DataParallel, GradientAccumulationEqualsLargerBatch) {
       run_training(config(dir + "/accum", 1, {"train.grad_accum=2"}), options, *g_comms);
   const TrainSummary big = run_training(config(dir + "/big", 2), options, *g_comms);
   if (comm().is_root()) {
-    EXPECT_LT(relative_difference(test::checkpoint_params(accumulated.final_checkpoint),
+    EXPECT_LT(test::relative_difference(test::checkpoint_params(accumulated.final_checkpoint),
                                   test::checkpoint_params(big.final_checkpoint)),
               1e-5)
         << n << " ranks";

@@ -118,15 +118,6 @@ train: {seq_len: 64, batch_size: 1, steps: 6, lr: 0.003, warmup: 2, log_every: 1
   return path;
 }
 
-double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff = std::max(diff, double{std::fabs(a[i] - b[i])});
-    scale = std::max(scale, double{std::fabs(b[i])});
-  }
-  return diff / scale;
-}
-
 std::string final_checkpoint(const std::string& out_dir, int64_t step) {
   char name[32];
   std::snprintf(name, sizeof name, "step-%08lld.h5", static_cast<long long>(step));
@@ -150,7 +141,7 @@ TEST(Launch, CheckpointOfFourRanksResumesOnTwoWithTheSameGlobalBatches) {
   const Result one = run(kBinary + " train --config " + cfg + " --set train.out_dir=" + reference +
                          " --set train.batch_size=4");
   ASSERT_EQ(one.exit_code, 0) << one.out;
-  EXPECT_LT(relative_difference(test::checkpoint_params(final_checkpoint(out, 6)),
+  EXPECT_LT(test::relative_difference(test::checkpoint_params(final_checkpoint(out, 6)),
                                 test::checkpoint_params(final_checkpoint(reference, 6))),
             1e-5);
 }

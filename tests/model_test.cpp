@@ -43,16 +43,6 @@ std::vector<float> gradients(ReformerModel& m) {
   return g;
 }
 
-// Max |a - b| relative to max |b|.
-double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff = std::max(diff, double{std::fabs(a[i] - b[i])});
-    scale = std::max(scale, double{std::fabs(b[i])});
-  }
-  return diff / scale;
-}
-
 std::vector<float> grads_of(const Config& cfg, const TokenBatch& batch) {
   ReformerModel m(cfg, cpu());
   m.params().zero_grads();
@@ -78,8 +68,8 @@ TEST(ModelGradients, ReversibleBackwardEqualsStoredActivations) {
   const Config stored = test::tiny_config({"model.reversible=false"});
   const TokenBatch batch = random_batch(rev, 2, 2);
   const auto a = grads_of(rev, batch), b = grads_of(stored, batch);
-  EXPECT_LT(relative_difference(a, b), 1e-4);
-  EXPECT_GT(relative_difference(a, std::vector<float>(a.size(), 0.0f)), 0.5);
+  EXPECT_LT(test::relative_difference(a, b), 1e-4);
+  EXPECT_GT(test::relative_difference(a, std::vector<float>(a.size(), 0.0f)), 0.5);
 }
 
 TEST(ReversibleStack, RebuildsEachLayersInputsWithReplayedBucketsAndDropout) {
@@ -122,14 +112,14 @@ TEST(Chunking, FeedForwardChunksEqualUnchunked) {
   const TokenBatch batch = random_batch(test::tiny_config(), 2, 4);
   const auto a = grads_of(test::tiny_config({"model.ff_chunk=5"}), batch);
   const auto b = grads_of(test::tiny_config({"model.ff_chunk=0"}), batch);
-  EXPECT_LT(relative_difference(a, b), 1e-5);
+  EXPECT_LT(test::relative_difference(a, b), 1e-5);
 }
 
 TEST(Chunking, LossHeadChunksEqualUnchunked) {
   const Config chunked = test::tiny_config({"model.head_chunk=7"});
   const Config whole = test::tiny_config({"model.head_chunk=0"});
   const TokenBatch batch = random_batch(chunked, 2, 5);
-  EXPECT_LT(relative_difference(grads_of(chunked, batch), grads_of(whole, batch)), 1e-5);
+  EXPECT_LT(test::relative_difference(grads_of(chunked, batch), grads_of(whole, batch)), 1e-5);
   ReformerModel a(chunked, cpu()), b(whole, cpu());
   const BatchStats sa = a.forward(batch, context(chunked, 2)), sb = b.forward(batch, context(whole, 2));
   EXPECT_LT(test::max_abs_diff(sa.row_loss, sb.row_loss), 1e-5f);
@@ -154,7 +144,7 @@ TEST(Accumulation, TwoMicroBatchesEqualOneBatchOfTwiceTheSize) {
   // The second micro-batch holds examples 2 and 3 of the step: same rotations and dropout.
   two.forward_backward(half[0], context(cfg, 2, 7, 0), scale);
   two.forward_backward(half[1], context(cfg, 2, 7, 2), scale);
-  EXPECT_LT(relative_difference(gradients(two), gradients(one)), 1e-5);
+  EXPECT_LT(test::relative_difference(gradients(two), gradients(one)), 1e-5);
 }
 
 TEST(Determinism, SameInputsGiveBitIdenticalGradients) {

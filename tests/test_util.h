@@ -51,6 +51,16 @@ inline float max_abs_diff(const std::vector<float>& a, const std::vector<float>&
   return m;
 }
 
+// Max |a - b| relative to max |b|.
+inline double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    diff = std::max(diff, double{std::fabs(a[i] - b[i])});
+    scale = std::max(scale, double{std::fabs(b[i])});
+  }
+  return diff / scale;
+}
+
 // Checks the analytic directional derivative <grad, direction> against the central difference
 // (f(x + eps d) - f(x - eps d)) / (2 eps), where `perturb(s)` sets x = x0 + s * d and `loss()`
 // evaluates f. Tolerance is relative to the larger magnitude, with an absolute floor.

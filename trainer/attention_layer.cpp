@@ -58,13 +58,18 @@ HeadAttentionSpec AttentionLayer::head_spec(const StepContext& step, int64_t b, 
   return s;
 }
 
-void AttentionLayer::project(Kit& kit, ParamStore& p, int64_t rows, const float* xn, float* q,
-                             float* k, float* v) const {
+AttentionLayer::Projections AttentionLayer::project(Kit& kit, ParamStore& p, int64_t rows,
+                                                    const float* xn) const {
   const int64_t hd = n_heads_ * d_head_;
+  Projections pr;
+  pr.q = kit.ws.floats("layer.q", rows * hd);
+  pr.k = kind_ == AttentionKind::kLsh ? nullptr : kit.ws.floats("layer.k", rows * hd);
+  pr.v = kit.ws.floats("layer.v", rows * hd);
   const RowMajorGemm proj{false, false, rows, hd, d_model_, d_model_, hd, hd};
-  matmul(kit.ex, proj, xn, p.param(w_q_), q);
-  if (k) matmul(kit.ex, proj, xn, p.param(w_k_), k);
-  matmul(kit.ex, proj, xn, p.param(w_v_), v);
+  matmul(kit.ex, proj, xn, p.param(w_q_), pr.q);
+  if (pr.k) matmul(kit.ex, proj, xn, p.param(w_k_), pr.k);
+  matmul(kit.ex, proj, xn, p.param(w_v_), pr.v);
+  return pr;
 }
 
 void AttentionLayer::sort_buckets(Kit& kit, int64_t batch, int64_t seq_len,
@@ -98,10 +103,7 @@ void AttentionLayer::forward(Kit& kit, ParamStore& p, const StepContext& step, c
                              float* out, int32_t* buckets, bool reuse_buckets) const {
   const int64_t rows = step.rows(), hd = n_heads_ * d_head_, T = step.seq_len;
   const bool lsh = kind_ == AttentionKind::kLsh;
-  float* q = kit.ws.floats("layer.q", rows * hd);
-  float* k = lsh ? nullptr : kit.ws.floats("layer.k", rows * hd);
-  float* v = kit.ws.floats("layer.v", rows * hd);
-  project(kit, p, rows, xn, q, k, v);
+  const auto [q, k, v] = project(kit, p, rows, xn);
 
   int32_t* perm = nullptr;
   int32_t* undo = nullptr;
@@ -131,10 +133,7 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
                               float* out) const {
   const int64_t rows = step.rows(), hd = n_heads_ * d_head_, T = step.seq_len, D = d_model_;
   const bool lsh = kind_ == AttentionKind::kLsh;
-  float* q = kit.ws.floats("layer.q", rows * hd);
-  float* k = lsh ? nullptr : kit.ws.floats("layer.k", rows * hd);
-  float* v = kit.ws.floats("layer.v", rows * hd);
-  project(kit, p, rows, xn, q, k, v);
+  const auto [q, k, v] = project(kit, p, rows, xn);
   int32_t* perm = nullptr;
   int32_t* undo = nullptr;
   if (lsh) sort_buckets(kit, step.batch, T, buckets, &perm, &undo);

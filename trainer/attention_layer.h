@@ -31,8 +31,14 @@ class AttentionLayer {
 
  private:
   HeadAttentionSpec head_spec(const StepContext& step, int64_t b, int64_t h) const;
-  void project(Kit& kit, ParamStore& p, int64_t rows, const float* xn, float* q, float* k,
-               float* v) const;
+  // q (the shared qk for LSH), k (null for LSH) and v [rows, heads * d_head] of xn, in the
+  // workspace.
+  struct Projections {
+    float* q;
+    float* k;
+    float* v;
+  };
+  Projections project(Kit& kit, ParamStore& p, int64_t rows, const float* xn) const;
   void sort_buckets(Kit& kit, int64_t batch, int64_t seq_len, const int32_t* buckets,
                     int32_t** perm, int32_t** undo) const;
   HeadInputs head_inputs(const float* q, const float* k, const float* v, const int32_t* perm,
