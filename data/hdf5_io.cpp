@@ -42,6 +42,11 @@ void check(herr_t status, const std::string& path, const std::string& what) {
 
 }  // namespace
 
+bool hdf5_is_thread_safe() {
+  hbool_t safe = 0;
+  return H5is_library_threadsafe(&safe) >= 0 && safe;
+}
+
 Hdf5File Hdf5File::create(const std::string& path) {
   silence_hdf5_errors();
   const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);

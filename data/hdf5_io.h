@@ -11,6 +11,10 @@
 
 namespace rf {
 
+// Whether this HDF5 library may be called from two threads at once (a loader thread reading shards
+// while the main thread writes a checkpoint). Debian's build is; many cluster modules are not.
+bool hdf5_is_thread_safe();
+
 class Hdf5File {
  public:
   static Hdf5File create(const std::string& path);     // truncates

@@ -75,8 +75,11 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
 // threads <= 0 means all cores available to this process.
 std::unique_ptr<Executor> make_cpu_executor(int threads);
 // Throws rf::Error with a clear message when CUDA was not compiled in or no device is present.
-std::unique_ptr<Executor> make_cuda_executor(int device_index);
+// tf32: GEMMs may use TF32 tensor cores (cuBLAS's CUBLAS_COMPUTE_32F_FAST_TF32).
+std::unique_ptr<Executor> make_cuda_executor(int device_index, bool tf32 = false);
 bool cuda_compiled_in();
+// CUDA devices visible to this process (0 without CUDA).
+int cuda_device_count();
 
 // Row-major product through the column-major description (see gemm_desc.h).
 void matmul(Executor& ex, const RowMajorGemm& g, const float* a, const float* b, float* c);

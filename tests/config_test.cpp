@@ -113,7 +113,7 @@ TEST(Config, ValuesAreRead) {
       "train:\n  seq_len: 1024\n  lr: 1e-3\n  schedule: rsqrt\n  weight_decay: 0\n"
       "  seed: 1234567890123\n  out_dir: runs/x\n"
       "data:\n  format: bytes\n  train: data/train.bin\n  val_fraction: 0.5\n"
-      "runtime:\n  device: cuda\n  threads: 3\n  precision: bf16\n");
+      "runtime:\n  device: cuda\n  threads: 3\n  precision: tf32\n");
   EXPECT_EQ(c.model.vocab_size, 300);
   EXPECT_EQ(c.model.d_model, 128);
   EXPECT_EQ(c.model.attention,
@@ -138,7 +138,7 @@ TEST(Config, ValuesAreRead) {
   EXPECT_EQ(c.data.train, "data/train.bin");
   EXPECT_EQ(c.runtime.device, "cuda");
   EXPECT_EQ(c.runtime.threads, 3);
-  EXPECT_EQ(c.runtime.precision, "bf16");
+  EXPECT_EQ(c.runtime.precision, "tf32");
 }
 
 TEST(Config, FloatsAcceptIntegerAndExponentSyntax) {
@@ -493,6 +493,15 @@ TEST(ConfigReference, LinesFitIn100Columns) {
 
 }  // namespace
 }  // namespace rf
+
+TEST(Config, Bf16IsRejectedUntilImplemented) {
+  try {
+    rf::load_config_text("runtime: {device: cuda, precision: bf16}\n", "x.yaml", {});
+    FAIL() << "bf16 must be rejected";
+  } catch (const rf::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not implemented"), std::string::npos) << e.what();
+  }
+}
 
 // Every experiment file shipped in configs/ is valid (a broken shipped config would only show
 // when a user runs it).

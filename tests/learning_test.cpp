@@ -39,7 +39,7 @@ train: {seq_len: 64, batch_size: 16, steps: 700, lr: 3.0e-3, warmup: 50, log_eve
                                       "duplication_test", {"train.out_dir=" + dir});
   std::unique_ptr<ReformerModel> model;
   ReformerModel& m = trained(cfg, model);
-  const DataSources data = open_data(cfg);
+  const DataSources data = open_data(cfg, cfg.data.verify_checksums);
   const EvalResult r = duplication_copy_accuracy(m, *data.val, 64, 4);
   std::cout << "copy accuracy with 4 hashes: " << r.accuracy << "\n";
   EXPECT_GT(r.accuracy, 0.9);  // chance is 1/15
@@ -65,7 +65,7 @@ data: {format: text}
                                       "char_lm_test", {"train.out_dir=" + dir, "data.train=" + text});
   std::unique_ptr<ReformerModel> model;
   ReformerModel& m = trained(cfg, model);
-  const DataSources data = open_data(cfg);
+  const DataSources data = open_data(cfg, cfg.data.verify_checksums);
   const EvalResult r = evaluate(m, *data.val, 64, 8, {});
   std::cout << "validation bits per byte " << r.bits_per_token << ", unigram entropy " << entropy
             << "\n";

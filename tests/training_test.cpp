@@ -117,5 +117,21 @@ TEST(Checkpoints, MismatchedModelIsAClearError) {
   }
 }
 
+TEST(Checkpoints, ResumingFromAnOlderCheckpointSetsNewerOnesAside) {
+  const std::string dir = test::fresh_dir("run");
+  const Config cfg = run_config(dir, {"train.checkpoint_every=2", "train.keep_checkpoints=1"});
+  train(cfg);  // leaves step 8 (keep 1)
+  const std::string ckpt = checkpoint_dir(dir);
+  // Roll back to an older checkpoint kept elsewhere: re-create step 4 by a second run.
+  const std::string other = test::fresh_dir("other");
+  train(run_config(other, {"train.checkpoint_every=2"}), "", 4);
+  const std::string older = (fs::path(checkpoint_dir(other)) / "step-00000004.h5").string();
+  const TrainSummary s = train(cfg, older, 5);
+  EXPECT_EQ(s.steps_done, 5);
+  EXPECT_TRUE(fs::exists(s.final_checkpoint)) << "the checkpoint just written must be kept";
+  EXPECT_TRUE(fs::exists(fs::path(ckpt) / "superseded" / "step-00000008.h5"));
+  EXPECT_EQ(find_latest_checkpoint(ckpt), s.final_checkpoint);
+}
+
 }  // namespace
 }  // namespace rf

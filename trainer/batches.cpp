@@ -9,7 +9,7 @@
 
 namespace rf {
 
-DataSources open_data(const Config& cfg) {
+DataSources open_data(const Config& cfg, bool verify_checksums) {
   const DataConfig& d = cfg.data;
   const int64_t T = cfg.train.seq_len;
   DataSources s;
@@ -35,8 +35,8 @@ DataSources open_data(const Config& cfg) {
       const Manifest train = read_manifest(d.train);
       const Manifest val = d.val.empty() ? train : read_manifest(d.val);
       const int64_t vocab = cfg.model.vocab_size;
-      s.train = std::make_unique<ShardedWindows>(train, "train", T, vocab, d.verify_checksums);
-      s.val = std::make_unique<ShardedWindows>(val, "val", T, vocab, d.verify_checksums);
+      s.train = std::make_unique<ShardedWindows>(train, "train", T, vocab, verify_checksums);
+      s.val = std::make_unique<ShardedWindows>(val, "val", T, vocab, verify_checksums);
       break;
     }
   }

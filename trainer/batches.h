@@ -21,7 +21,8 @@ struct DataSources {
   std::unique_ptr<WindowSource> train;
   std::unique_ptr<WindowSource> val;
 };
-DataSources open_data(const Config& cfg);
+// verify_checksums: stream every shard once to check it (hdf5; usually rank 0 only).
+DataSources open_data(const Config& cfg, bool verify_checksums);
 
 struct BatchGeometry {
   int64_t per_rank = 1;  // train.batch_size

@@ -132,10 +132,25 @@ std::string save_checkpoint(const std::string& dir, ReformerModel& model, AdamW&
   fs::rename(temp_path, final_path, ec);
   if (ec) fail("cannot rename '", temp_path, "' to '", final_path, "': ", ec.message());
   fsync_path(dir, true);
+  // Keep the newest `keep`; never the one just written or a newer one.
   const auto all = checkpoints_newest_first(dir);
   for (size_t i = static_cast<size_t>(std::max<int64_t>(keep, 1)); i < all.size(); ++i)
-    fs::remove(all[i].second, ec);
+    if (all[i].first < state.step) fs::remove(all[i].second, ec);
   return final_path;
+}
+
+int supersede_checkpoints_after(const std::string& dir, int64_t step) {
+  int moved = 0;
+  const fs::path aside = fs::path(dir) / "superseded";
+  for (const auto& [s, path] : checkpoints_newest_first(dir)) {
+    if (s <= step) break;
+    std::error_code ec;
+    fs::create_directories(aside, ec);
+    fs::rename(path, aside / path.filename(), ec);
+    if (ec) fail("cannot move superseded checkpoint '", path.string(), "' aside: ", ec.message());
+    ++moved;
+  }
+  return moved;
 }
 
 TrainingState load_checkpoint(const std::string& path, ReformerModel& model, AdamW* optimizer) {

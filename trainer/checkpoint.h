@@ -35,6 +35,11 @@ TrainingState load_checkpoint(const std::string& path, ReformerModel& model, Ada
 // The config text stored in a checkpoint.
 std::string checkpoint_config_text(const std::string& path);
 
+// Moves checkpoints of steps after `step` into <dir>/superseded/ (a run resumed from an older
+// checkpoint abandons them; left in place they would be picked by --resume auto or pruned in
+// place of the new ones). Returns how many were moved.
+int supersede_checkpoints_after(const std::string& dir, int64_t step);
+
 // Newest checkpoint in `dir` that reads back intact; "" when there is none. Damaged newer files
 // are reported on stderr and skipped.
 std::string find_latest_checkpoint(const std::string& dir);

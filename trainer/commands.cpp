@@ -66,8 +66,9 @@ int command_train(const Arguments& a) {
   TrainOptions options;
   options.resume = a.resume;
   options.stop_at_step = a.stop_at_step;
+  TrainSummary summary;
   try {
-    if (run_training(cfg, options, comms).stopped_by_signal) return kExitStoppedBySignal;
+    summary = run_training(cfg, options, comms);
   } catch (const AgreedError& e) {
     // Every rank has this error: rank 0 reports it and the job ends cleanly.
     if (comms.is_root()) std::cerr << "error: " << e.what() << std::endl;
@@ -76,7 +77,9 @@ int command_train(const Arguments& a) {
     if (comms.host->size() == 1) throw;
     comms.host->abort(e.what());  // only this rank failed: end the whole job now
   }
-  return 0;
+  comms.close();  // finalises MPI: no rank waits in a collective during rank 0's report
+  if (summary.report) summary.report(std::cout);
+  return summary.stopped_by_signal ? kExitStoppedBySignal : 0;
 }
 
 int command_eval(const Arguments& a) {
@@ -88,7 +91,7 @@ int command_eval(const Arguments& a) {
   auto ex = make_executor(cfg.runtime);
   ReformerModel model(cfg, *ex);
   const TrainingState state = load_checkpoint(path, model, nullptr);
-  const DataSources data = open_data(cfg);
+  const DataSources data = open_data(cfg, cfg.data.verify_checksums);
   const int64_t windows =
       eval_window_count(*data.val, cfg.train.eval_batches, cfg.train.batch_size);
   ProgressClock clock(0, windows);

@@ -9,13 +9,14 @@ namespace rf {
 
 EvalResult evaluate(ReformerModel& model, const WindowSource& source, int64_t windows,
                     int64_t batch, PositionRange positions,
-                    const std::function<void(int64_t, int64_t)>& on_batch) {
+                    const std::function<void(int64_t, int64_t)>& on_batch, Communicator* comm) {
   const int64_t T = source.window_length() - 1;
   const int64_t begin = std::max<int64_t>(0, positions.begin);
   const int64_t end = positions.end < 0 ? T : std::min(positions.end, T);
   double loss = 0.0;
   int64_t correct = 0, tokens = 0;
-  for (int64_t first = 0; first < windows; first += batch) {
+  const int64_t ranks = comm ? comm->size() : 1, rank = comm ? comm->rank() : 0;
+  for (int64_t first = rank * batch; first < windows; first += ranks * batch) {
     const int64_t n = std::min(batch, windows - first);
     const TokenBatch b = read_windows(source, first, n);
     StepContext step;
@@ -33,6 +34,13 @@ EvalResult evaluate(ReformerModel& model, const WindowSource& source, int64_t wi
         ++tokens;
       }
     if (on_batch) on_batch(first + n, windows);
+  }
+  if (ranks > 1) {
+    double totals[3] = {loss, static_cast<double>(correct), static_cast<double>(tokens)};
+    comm->all_reduce_sum(totals, 3, DType::kFloat64);
+    loss = totals[0];
+    correct = static_cast<int64_t>(totals[1]);
+    tokens = static_cast<int64_t>(totals[2]);
   }
   EvalResult r;
   r.tokens = tokens;

@@ -5,6 +5,7 @@
 
 #include <functional>
 
+#include "comms/communicator.h"
 #include "data/window_source.h"
 #include "trainer/model.h"
 
@@ -22,10 +23,13 @@ struct EvalResult {
   int64_t tokens = 0;
 };
 
-// Scores `windows` validation windows in batches of `batch`. `on_batch(done, total)` reports
-// progress when given.
+// Scores `windows` validation windows in batches of `batch`. With a communicator of several
+// ranks, rank r scores batches r, r + ranks, ... and every rank returns the job's totals (so no
+// rank idles in a collective while another evaluates). `on_batch(done, total)` reports this
+// rank's progress when given.
 EvalResult evaluate(ReformerModel& model, const WindowSource& source, int64_t windows,
                     int64_t batch, PositionRange positions,
-                    const std::function<void(int64_t, int64_t)>& on_batch = {});
+                    const std::function<void(int64_t, int64_t)>& on_batch = {},
+                    Communicator* comm = nullptr);
 
 }  // namespace rf

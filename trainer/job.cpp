@@ -4,10 +4,12 @@
 #include <cstdlib>
 #include <csignal>
 #include <cstring>
+#include <vector>
 
 #include "comms/mpi_communicator.h"
 #include "comms/nccl_communicator.h"
 #include "kernels/error.h"
+#include "kernels/executor.h"
 
 namespace rf {
 namespace {
@@ -18,6 +20,8 @@ extern "C" void request_stop(int signal_number) { g_stop_signal.store(signal_num
 
 }  // namespace
 
+int gpu_for_local_rank(int local_rank) { return cuda_device_count() == 1 ? 0 : local_rank; }
+
 JobComms make_job_comms(const RuntimeConfig& runtime) {
   JobComms c;
   c.host = launched_as_multi_rank_job() ? make_mpi_communicator(runtime.collective_timeout_s)
@@ -25,18 +29,48 @@ JobComms make_job_comms(const RuntimeConfig& runtime) {
   c.device = c.host.get();
   if (runtime.device == "cuda" && c.host->size() > 1) {
     c.device_owned =
-        make_nccl_communicator(*c.host, c.host->local_rank(), runtime.collective_timeout_s);
+        make_nccl_communicator(*c.host, gpu_for_local_rank(c.host->local_rank()),
+                               runtime.collective_timeout_s);
     c.device = c.device_owned.get();
   }
   return c;
 }
 
-std::string broadcast_string(Communicator& comm, const std::string& value) {
+std::string broadcast_string(Communicator& comm, const std::string& value, int root) {
   int64_t length = static_cast<int64_t>(value.size());
-  comm.broadcast(&length, 1, DType::kInt64, 0);
-  std::string out = comm.is_root() ? value : std::string(static_cast<size_t>(length), '\0');
-  if (length > 0) comm.broadcast(out.data(), static_cast<size_t>(length), DType::kUint8, 0);
+  comm.broadcast(&length, 1, DType::kInt64, root);
+  std::string out =
+      comm.rank() == root ? value : std::string(static_cast<size_t>(length), '\0');
+  if (length > 0) comm.broadcast(out.data(), static_cast<size_t>(length), DType::kUint8, root);
   return out;
+}
+
+void run_on_every_rank(Communicator& comm, const std::function<void()>& work) {
+  std::string error;
+  try {
+    work();
+  } catch (const Error& e) {
+    error = e.what();
+    if (error.empty()) error = "unknown error";
+  }
+  if (comm.size() == 1) {
+    if (!error.empty()) throw AgreedError(error);
+    return;
+  }
+  std::vector<int32_t> failed(static_cast<size_t>(comm.size()), 0);
+  failed[static_cast<size_t>(comm.rank())] = error.empty() ? 0 : 1;
+  comm.all_reduce_sum(failed.data(), failed.size(), DType::kInt32);
+  int first = -1, count = 0;
+  for (int r = 0; r < comm.size(); ++r)
+    if (failed[static_cast<size_t>(r)]) {
+      if (first < 0) first = r;
+      ++count;
+    }
+  if (first < 0) return;
+  std::string message = broadcast_string(comm, error, first);
+  if (first != 0) message = "rank " + std::to_string(first) + ": " + message;
+  if (count > 1) message += " (" + std::to_string(count) + " ranks failed)";
+  throw AgreedError(message);
 }
 
 void run_on_root(Communicator& comm, const std::function<void()>& work) {

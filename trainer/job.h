@@ -21,7 +21,21 @@ struct JobComms {
   Communicator* device = nullptr;             // gradients: device_owned or host
 
   bool is_root() const { return host->is_root(); }
+  // Closes the communicators (NCCL before the MPI communicator it was bootstrapped from).
+  void close() {
+    device = nullptr;
+    device_owned.reset();
+    host.reset();
+  }
+  ~JobComms() { close(); }
+  JobComms() = default;
+  JobComms(JobComms&&) = default;
+  JobComms& operator=(JobComms&&) = delete;
 };
+
+// The GPU a rank uses: the only visible one (SLURM --gpus-per-task, CUDA_VISIBLE_DEVICES), or
+// the one at its local rank among several.
+int gpu_for_local_rank(int local_rank);
 
 // Single-process communicators, or MPI (+ NCCL for runtime.device cuda) when launched by
 // mpirun/srun with more than one rank.
@@ -38,12 +52,16 @@ class AgreedError : public Error {
 // leave the other ranks waiting in their next collective.)
 void run_on_root(Communicator& comm, const std::function<void()>& work);
 
+// Runs `work` on every rank. If it fails on any rank, every rank throws the same AgreedError,
+// carrying the message of the lowest failing rank — one clear line instead of one per rank.
+void run_on_every_rank(Communicator& comm, const std::function<void()>& work);
+
 // This process's rank as the launcher (mpirun or srun) set it in the environment; 0 when not
 // launched as a job. Usable before MPI is initialised.
 int launcher_rank();
 
-// Sends a string from rank 0 to all ranks.
-std::string broadcast_string(Communicator& comm, const std::string& value);
+// Sends a string from `root` to all ranks.
+std::string broadcast_string(Communicator& comm, const std::string& value, int root = 0);
 
 // Installs handlers for SIGTERM and SIGUSR1 that request a stop at the next step boundary.
 void install_stop_signal_handlers();

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "data/hdf5_io.h"
 #include "data/synthetic_duplication.h"
 #include "trainer/batches.h"
 #include "trainer/checkpoint.h"
@@ -22,8 +23,10 @@ namespace rf {
 
 std::unique_ptr<Executor> make_executor(const RuntimeConfig& runtime, int local_rank) {
   if (runtime.device != "cuda") return make_cpu_executor(static_cast<int>(runtime.threads));
+  const bool tf32 = runtime.precision == "tf32";
+  const int device = gpu_for_local_rank(local_rank);
   try {
-    return make_cuda_executor(local_rank);
+    return make_cuda_executor(device, tf32);
   } catch (const Error& e) {
     fail("local rank ", local_rank, ": ", e.what(),
          " (start at most as many ranks per host as it has GPUs)");
@@ -53,6 +56,8 @@ struct Run {
   std::unique_ptr<SampleOrder> order;
   BatchGeometry geometry;
   TrainingState state;
+  int64_t last_saved_step = -1;
+  std::string last_saved_path;
   MetricsLog metrics;
   bool root() const { return comms.is_root(); }
   Communicator& host() { return *comms.host; }
@@ -122,8 +127,13 @@ std::string restore_or_start(Run& run, const std::string& resume) {
   std::string resumed_from;
   run_on_root(run.host(), [&] {
     resumed_from = resume_path(run.cfg, resume);
-    if (!resumed_from.empty())
-      run.state = load_checkpoint(resumed_from, *run.model, run.optimizer.get());
+    if (resumed_from.empty()) return;
+    run.state = load_checkpoint(resumed_from, *run.model, run.optimizer.get());
+    const std::string dir = checkpoint_dir(run.cfg.train.out_dir);
+    if (const int moved = supersede_checkpoints_after(dir, run.state.step))
+      std::cout << "note: " << moved << " checkpoint(s) newer than step " << run.state.step
+                << " moved to " << dir << "/superseded/ (this run continues from step "
+                << run.state.step << ")" << std::endl;
   });
   resumed_from = broadcast_string(run.host(), resumed_from);
   int64_t state[3] = {run.state.step, run.state.samples_seen, run.state.seed};
@@ -177,8 +187,8 @@ StepResult train_step(Run& run, BatchStream& batches, int64_t step) {
     const bool last = micro + 1 == run.geometry.accum;
     const BatchStats s = run.model->forward_backward(batch, ctx, grad_scale, [&](int group) {
       if (!last || run.device().size() == 1) return;
+      // (NCCL orders the reduction after the compute stream's work with an event.)
       const ParamGroup& g = params.groups()[group];
-      run.ex->synchronize();  // the group's gradients must be complete before NCCL reads them
       run.device().start_average(params.grads() + g.offset, g.count, g.name);
     });
     r.loss_sum += s.loss_sum;
@@ -236,7 +246,9 @@ void run_eval(Run& run, int64_t step) {
   const bool copy_task = c.data.format == DataFormat::kSynthetic;
   const PositionRange positions{copy_task ? SyntheticDuplication::copy_begin(c.train.seq_len) : 0,
                                 -1};
-  const EvalResult r = evaluate(*run.model, *run.data.val, windows, c.train.batch_size, positions);
+  const EvalResult r = evaluate(*run.model, *run.data.val, windows, c.train.batch_size, positions,
+                                {}, &run.host());
+  if (!run.root()) return;
   char line[200];
   std::snprintf(line, sizeof(line),
                 "eval at step %lld | val loss %.4f | %.3f bits/tok | %s %.3f | %lld tokens",
@@ -253,11 +265,14 @@ void run_eval(Run& run, int64_t step) {
 }
 
 std::string save(Run& run) {
+  if (run.state.step == run.last_saved_step) return run.last_saved_path;
   std::string path;
   run_on_root(run.host(), [&] {
     path = save_checkpoint(checkpoint_dir(run.cfg.train.out_dir), *run.model, *run.optimizer,
                            run.state, run.cfg.train.keep_checkpoints);
   });
+  run.last_saved_step = run.state.step;
+  run.last_saved_path = path;
   return path;
 }
 
@@ -265,9 +280,11 @@ std::string save(Run& run) {
 
 TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobComms& comms) {
   Run run(cfg, comms);
-  run.ex = make_executor(cfg.runtime, run.host().local_rank());
-  run.model = std::make_unique<ReformerModel>(cfg, *run.ex);
-  run.optimizer = std::make_unique<AdamW>(*run.ex, run.model->params(), cfg.train);
+  run_on_every_rank(run.host(), [&] {
+    run.ex = make_executor(cfg.runtime, run.host().local_rank());
+    run.model = std::make_unique<ReformerModel>(cfg, *run.ex);
+    run.optimizer = std::make_unique<AdamW>(*run.ex, run.model->params(), cfg.train);
+  });
   run.state.seed = cfg.train.seed;
   run.state.world_size = run.host().size();
   const std::string resumed_from = restore_or_start(run, options.resume);
@@ -275,11 +292,14 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
   if (run.state.seed != cfg.train.seed && run.root())
     std::cout << "note: continuing with the checkpoint's seed " << run.state.seed
               << " (config says " << cfg.train.seed << ")\n";
-  run.data = open_data(cfg);
+  run.geometry = {cfg.train.batch_size, cfg.train.grad_accum, run.host().size(), run.host().rank()};
+  run_on_every_rank(run.host(), [&] {
+    // Shard checksums are read once, by rank 0 (every rank streaming the corpus is N x the I/O).
+    run.data = open_data(cfg, run.root() && cfg.data.verify_checksums);
+    check_enough_windows(run);
+  });
   run.order = std::make_unique<SampleOrder>(run.data.train->num_windows(),
                                             static_cast<uint64_t>(run.state.seed));
-  run.geometry = {cfg.train.batch_size, cfg.train.grad_accum, run.host().size(), run.host().rank()};
-  check_enough_windows(run);
   const std::string ranks = rank_map(run);
   run_on_root(run.host(), [&] {
     write_resolved_config(cfg);
@@ -288,8 +308,14 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
     print_header(run, resumed_from, ranks);
   });
 
-  BatchStream batches(*run.data.train, *run.order, run.geometry, run.state.samples_seen,
-                      cfg.data.prefetch);
+  int64_t prefetch = cfg.data.prefetch;
+  if (prefetch > 0 && cfg.data.format == DataFormat::kHdf5 && !hdf5_is_thread_safe()) {
+    prefetch = 0;  // the loader thread would call HDF5 concurrently with checkpoint writes
+    if (run.root())
+      std::cout << "note: this HDF5 library is not thread-safe; reading shards without a loader "
+                << "thread (data.prefetch ignored)" << std::endl;
+  }
+  BatchStream batches(*run.data.train, *run.order, run.geometry, run.state.samples_seen, prefetch);
   const int64_t tokens_per_step = run.geometry.global() * cfg.train.seq_len;
   ProgressClock clock(run.state.step, cfg.train.steps);
   TrainSummary summary;
@@ -319,8 +345,7 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
     const bool last = step + 1 == cfg.train.steps;
     if (run.root() && (step % cfg.train.log_every == 0 || last))
       log_step(run, step, r, lr, g, clock);
-    if (run.root() && cfg.train.eval_every > 0 && (step + 1) % cfg.train.eval_every == 0)
-      run_eval(run, step + 1);
+    if (cfg.train.eval_every > 0 && (step + 1) % cfg.train.eval_every == 0) run_eval(run, step + 1);
     if (cfg.train.checkpoint_every > 0 && (step + 1) % cfg.train.checkpoint_every == 0 && !last)
       save(run);
     if (options.stop_at_step >= 0 && run.state.step >= options.stop_at_step) break;
@@ -340,8 +365,16 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
       std::cout << "stopped at step " << run.state.step << " on request ("
                 << (stop_signal_name().empty() ? "a signal on another rank" : stop_signal_name())
                 << "); continue with --resume auto" << std::endl;
-    else if (options.report && run.state.step == cfg.train.steps)
-      report_what_was_learned(*run.model, run.data, std::cout);
+    else if (options.report && run.state.step == cfg.train.steps) {
+      // Deferred: the caller runs it after closing the job's communicators, so the report
+      // (which may take a while) never runs while other ranks wait in a collective.
+      std::shared_ptr<Executor> ex = std::move(run.ex);
+      std::shared_ptr<ReformerModel> model = std::move(run.model);
+      auto data = std::make_shared<DataSources>(std::move(run.data));
+      summary.report = [ex, model, data](std::ostream& out) {
+        report_what_was_learned(*model, *data, out);
+      };
+    }
   }
   return summary;
 }

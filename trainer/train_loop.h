@@ -4,7 +4,9 @@
 // of what the model learned.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <ostream>
 #include <string>
 
 #include "trainer/job.h"
@@ -28,6 +30,9 @@ struct TrainSummary {
   std::string final_checkpoint;
   bool stopped_early = false;      // by a signal or --stop-at-step, before train.steps
   bool stopped_by_signal = false;  // SIGTERM or SIGUSR1 on some rank
+  // Rank 0 of a completed run with TrainOptions::report: prints what the model learned. Call it
+  // after the job's communicators are gone (it holds the model).
+  std::function<void(std::ostream&)> report;
 };
 
 // Exit status of `reformer train` when a signal stopped it before the end (sysexits EX_TEMPFAIL:

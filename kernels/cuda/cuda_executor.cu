@@ -52,7 +52,8 @@ cublasOperation_t cublas_op(bool t) { return t ? CUBLAS_OP_T : CUBLAS_OP_N; }
 
 class CudaExecutor final : public KernelExecutor<CudaBackend> {
  public:
-  explicit CudaExecutor(int device) : device_(device) {
+  CudaExecutor(int device, bool tf32)
+      : device_(device), compute_(tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F) {
     RF_CUDA_CHECK(cudaSetDevice(device));
     RF_CUBLAS_CHECK(cublasCreate(&cublas_));
     RF_CUBLAS_CHECK(cublasSetStream(cublas_, cudaStreamPerThread));
@@ -64,7 +65,8 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     cudaDeviceProp prop{};
     std::ostringstream s;
     if (cudaGetDeviceProperties(&prop, device_) == cudaSuccess)
-      s << "cuda device " << device_ << " (" << prop.name << "), cuBLAS";
+      s << "cuda device " << device_ << " (" << prop.name << "), cuBLAS "
+        << (compute_ == CUBLAS_COMPUTE_32F_FAST_TF32 ? "tf32" : "fp32");
     else
       s << "cuda device " << device_;
     return s.str();
@@ -107,11 +109,12 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
         static_cast<int>(d.n), static_cast<int>(d.k), &d.alpha, a, CUDA_R_32F,
         static_cast<int>(d.lda), d.stride_a, b, CUDA_R_32F, static_cast<int>(d.ldb), d.stride_b,
         &d.beta, c, CUDA_R_32F, static_cast<int>(d.ldc), d.stride_c, static_cast<int>(d.batch),
-        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        compute_, CUBLAS_GEMM_DEFAULT));
   }
 
  private:
   int device_;
+  cublasComputeType_t compute_;
   cublasHandle_t cublas_ = nullptr;
 };
 
@@ -119,7 +122,12 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
 
 bool cuda_compiled_in() { return true; }
 
-std::unique_ptr<Executor> make_cuda_executor(int device_index) {
+int cuda_device_count() {
+  int count = 0;
+  return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;
+}
+
+std::unique_ptr<Executor> make_cuda_executor(int device_index, bool tf32) {
   int count = 0;
   const cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess || count == 0)
@@ -129,7 +137,7 @@ std::unique_ptr<Executor> make_cuda_executor(int device_index) {
   if (device_index >= count)
     fail("runtime.device is cuda, but device ", device_index, " does not exist (", count,
          " visible)");
-  return std::make_unique<CudaExecutor>(device_index);
+  return std::make_unique<CudaExecutor>(device_index, tf32);
 }
 
 }  // namespace rf
