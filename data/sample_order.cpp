@@ -10,8 +10,6 @@ SampleOrder::SampleOrder(int64_t num_windows, uint64_t seed) : n_(num_windows), 
   half_bits_ = (bits + 1) / 2;
 }
 
-int64_t SampleOrder::epoch_of_sample(int64_t sample) const { return n_ > 0 ? sample / n_ : 0; }
-
 int64_t SampleOrder::window_of_sample(int64_t sample) const {
   if (n_ <= 0) return sample;
   return static_cast<int64_t>(

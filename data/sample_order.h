@@ -14,7 +14,6 @@ class SampleOrder {
   // num_windows = 0: an unbounded stream, sample n is window n.
   SampleOrder(int64_t num_windows, uint64_t seed);
   int64_t window_of_sample(int64_t sample) const;
-  int64_t epoch_of_sample(int64_t sample) const;
 
  private:
   uint64_t permute(uint64_t x, uint64_t epoch) const;

@@ -74,12 +74,6 @@ class Workspace {
   float* floats(const std::string& name, size_t count) { return get<float>(name, count); }
   int32_t* ints(const std::string& name, size_t count) { return get<int32_t>(name, count); }
 
-  size_t bytes() const {
-    size_t total = 0;
-    for (const auto& kv : buffers_) total += kv.second.size();
-    return total;
-  }
-  void clear() { buffers_.clear(); }
 
  private:
   Executor& ex_;

@@ -58,7 +58,6 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
 
   size_t bytes_in_use() const { return bytes_in_use_; }
   size_t peak_bytes() const { return peak_bytes_; }
-  void reset_peak() { peak_bytes_ = bytes_in_use_; }
 
  protected:
   void count_allocation(size_t bytes) {

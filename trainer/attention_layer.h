@@ -16,6 +16,10 @@ class AttentionLayer {
   AttentionLayer(ParamStore& store, const Config& cfg, int layer, const std::string& prefix);
 
   AttentionKind kind() const { return kind_; }
+  // Hash rounds from now on (evaluation may use more than training; no parameter depends on it).
+  void set_n_hashes(int64_t n_hashes) {
+    if (kind_ == AttentionKind::kLsh) n_hashes_ = n_hashes;
+  }
   // int32 bucket ids this layer stores per micro-batch for its backward pass (0 unless LSH).
   int64_t bucket_count(int64_t batch, int64_t seq_len) const;
 

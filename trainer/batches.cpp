@@ -19,6 +19,7 @@ DataSources open_data(const Config& cfg, bool verify_checksums) {
                                                        false);
       s.val = std::make_unique<SyntheticDuplication>(T, cfg.model.vocab_size, cfg.train.seed,
                                                      true);
+      s.tokenizer = "duplication";
       break;
     case DataFormat::kText:
     case DataFormat::kBytes:
@@ -30,6 +31,7 @@ DataSources open_data(const Config& cfg, bool verify_checksums) {
         s.train = std::make_unique<ByteCorpus>(d.train, "data.train", T, 0.0, 1.0);
         s.val = std::make_unique<ByteCorpus>(d.val, "data.val", T, 0.0, 1.0);
       }
+      s.tokenizer = "bytes";
       break;
     case DataFormat::kHdf5: {
       const Manifest train = read_manifest(d.train);
@@ -37,6 +39,7 @@ DataSources open_data(const Config& cfg, bool verify_checksums) {
       const int64_t vocab = cfg.model.vocab_size;
       s.train = std::make_unique<ShardedWindows>(train, "train", T, vocab, verify_checksums);
       s.val = std::make_unique<ShardedWindows>(val, "val", T, vocab, verify_checksums);
+      s.tokenizer = train.tokenizer;
       break;
     }
   }
@@ -123,13 +126,12 @@ void BatchStream::produce() {
 }
 
 TokenBatch BatchStream::next() {
-  if (depth_ == 0) return read(next_to_hand_out_++);
+  if (depth_ == 0) return read(next_unthreaded_++);
   std::unique_lock<std::mutex> lock(mutex_);
   changed_.wait(lock, [&] { return !ready_.empty() || error_; });
   if (ready_.empty()) std::rethrow_exception(error_);
   TokenBatch batch = std::move(ready_.front());
   ready_.pop_front();
-  ++next_to_hand_out_;
   changed_.notify_all();
   return batch;
 }

@@ -20,6 +20,7 @@ namespace rf {
 struct DataSources {
   std::unique_ptr<WindowSource> train;
   std::unique_ptr<WindowSource> val;
+  std::string tokenizer;  // "duplication" (the synthetic task), "bytes", or a manifest's
 };
 // verify_checksums: stream every shard once to check it (hdf5; usually rank 0 only).
 DataSources open_data(const Config& cfg, bool verify_checksums);
@@ -60,7 +61,8 @@ class BatchStream {
   BatchGeometry geometry_;
   int64_t first_sample_;
   size_t depth_;
-  int64_t next_to_read_ = 0, next_to_hand_out_ = 0;
+  int64_t next_to_read_ = 0;
+  int64_t next_unthreaded_ = 0;  // depth 0: the next micro-batch to read on demand
   std::deque<TokenBatch> ready_;
   std::exception_ptr error_;
   bool stopping_ = false;

@@ -146,9 +146,14 @@ int command_generate(const Arguments& a) {
   o.top_k = a.top_k;
   o.seed = static_cast<uint64_t>(a.seed);
   const std::vector<int32_t> out = generate(model, prompt, o);
-  std::string text;
-  for (int32_t t : out) text += static_cast<char>(t);
-  std::cout << text << std::endl;
+  if (cfg.model.vocab_size <= 256) {  // byte tokens: the text itself
+    std::string text;
+    for (int32_t t : out) text += static_cast<char>(t);
+    std::cout << text << std::endl;
+  } else {  // other tokenizers: the token ids
+    for (size_t i = 0; i < out.size(); ++i) std::cout << (i ? " " : "") << out[i];
+    std::cout << std::endl;
+  }
   return 0;
 }
 

@@ -125,6 +125,22 @@ void check_data(const Config& c, const std::string& path) {
   }
 }
 
+// Slot, bucket and row indices are int32 in the kernels (as on the GPU); refuse sizes that
+// would overflow them rather than corrupt memory.
+void check_index_ranges(const Config& c, const std::string& path) {
+  constexpr int64_t kInt32Limit = int64_t{1} << 31;
+  const int64_t rows = c.train.batch_size * c.train.seq_len;
+  if (rows >= kInt32Limit) {
+    fail(path, ": train.batch_size x train.seq_len = ", rows, " tokens per micro-batch must be ",
+         "below 2^31 (token rows are indexed with 32-bit integers)");
+  }
+  const int64_t slots = c.lsh.n_hashes * c.train.seq_len;
+  if (slots >= kInt32Limit) {
+    fail(path, ": lsh.n_hashes x train.seq_len = ", slots, " must be below 2^31 (LSH sort ",
+         "slots are indexed with 32-bit integers)");
+  }
+}
+
 void check_runtime(const Config& c, const std::string& path) {
   if (c.runtime.precision == "bf16") {
     fail(path, ": runtime.precision = bf16 is not implemented in this version (the GEMMs, weights ",
@@ -143,6 +159,7 @@ void check_cross_field_rules(const Config& config, const std::string& path) {
   if (any_layer_uses(config, AttentionKind::kLocal)) check_local(config, path);
   if (config.model.position == PositionMode::kAxial) check_axial(config, path);
   check_data(config, path);
+  check_index_ranges(config, path);
   check_runtime(config, path);
 }
 

@@ -57,11 +57,17 @@ void FeedForwardLayer::forward_add(Kit& kit, ParamStore& p, const StepContext& s
   for (int64_t row0 = 0; row0 < total; row0 += chunk) {
     const int64_t rows = std::min(chunk, total - row0);
     chunk_forward(kit, p, step, x, row0, rows, z, h, a);
-    matmul(kit.ex, {false, false, rows, d_model_, d_ff_, d_ff_, d_model_, d_model_}, a,
-           p.param(w2_), t);
-    kit.ex.run(rows, BiasDropoutResidualAdd{residual + row0 * d_model_, t, p.param(b2_),
-                                                       d_model_, sign, output_mask(step, row0)});
+    add_chunk_output(kit, p, step, a, t, row0, rows, residual, sign);
   }
+}
+
+void FeedForwardLayer::add_chunk_output(Kit& kit, ParamStore& p, const StepContext& step,
+                                        const float* a, float* t, int64_t row0, int64_t rows,
+                                        float* residual, float sign) const {
+  matmul(kit.ex, {false, false, rows, d_model_, d_ff_, d_ff_, d_model_, d_model_}, a,
+         p.param(w2_), t);
+  kit.ex.run(rows, BiasDropoutResidualAdd{residual + row0 * d_model_, t, p.param(b2_), d_model_,
+                                          sign, output_mask(step, row0)});
 }
 
 void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
@@ -76,11 +82,7 @@ void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step
   for (int64_t row0 = 0; row0 < total; row0 += chunk) {
     const int64_t rows = std::min(chunk, total - row0);
     chunk_forward(kit, p, step, x, row0, rows, z, h, a);
-    if (reconstruct) {
-      matmul(kit.ex, {false, false, rows, D, F, F, D, D}, a, p.param(w2_), t);
-      kit.ex.run(rows, BiasDropoutResidualAdd{reconstruct + row0 * D, t, p.param(b2_), D,
-                                                  -1.0f, output_mask(step, row0)});
-    }
+    if (reconstruct) add_chunk_output(kit, p, step, a, t, row0, rows, reconstruct, -1.0f);
     // g = dout through the output dropout.
     kit.ex.copy(g, dout + row0 * D, rows * D * sizeof(float));
     const DropoutMask out_mask = output_mask(step, row0);

@@ -25,6 +25,9 @@ class FeedForwardLayer {
   // Recomputes one chunk's normalised input, pre-activation and activation.
   void chunk_forward(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
                      int64_t row0, int64_t rows, float* z, float* h, float* a) const;
+  // residual[row0 .. row0 + rows) += sign * dropout(a W2 + b2), with t as scratch.
+  void add_chunk_output(Kit& kit, ParamStore& p, const StepContext& step, const float* a, float* t,
+                        int64_t row0, int64_t rows, float* residual, float sign) const;
   DropoutMask hidden_mask(const StepContext& step, int64_t row0) const;
   DropoutMask output_mask(const StepContext& step, int64_t row0) const;
   int64_t chunk_rows(int64_t rows) const { return chunk_ > 0 && chunk_ < rows ? chunk_ : rows; }

@@ -34,7 +34,7 @@ int32_t sample(std::vector<float> logits, const SamplingOptions& o, const RngStr
 
 std::vector<int32_t> generate(ReformerModel& model, std::vector<int32_t> tokens,
                               const SamplingOptions& o) {
-  const int64_t T = model.config().train.seq_len;
+  const int64_t T = o.context > 0 ? o.context : model.config().train.seq_len;
   if (tokens.empty()) tokens.push_back(0);
   const RngStream rng = make_rng_stream(o.seed, RngPurpose::kSampling, 0, 0, 0, 0);
   for (int64_t n = 0; n < o.tokens; ++n) {

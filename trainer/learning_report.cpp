@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <numeric>
 
 #include "data/byte_corpus.h"
 #include "data/synthetic_duplication.h"
@@ -55,6 +56,21 @@ void report_duplication(ReformerModel& model, const WindowSource& val, std::ostr
   out << (T - first > shown ? "...  ([x] = wrong)\n" : " ([x] = wrong)\n");
 }
 
+// A context of at most ~2048 tokens for sampling (each sampled token re-runs the model on it),
+// a multiple of every chunk length the layers use.
+int64_t short_context(const Config& cfg) {
+  int64_t unit = 1;
+  for (int64_t i = 0; i < cfg.model.n_layers; ++i) {
+    const AttentionKind k = cfg.attention_of_layer(i);
+    const int64_t chunk = k == AttentionKind::kLsh   ? cfg.lsh.bucket_size
+                          : k == AttentionKind::kLocal ? cfg.lsh.local_chunk
+                                                       : 1;
+    unit = std::lcm(unit, chunk);
+  }
+  const int64_t context = std::max<int64_t>(unit, 2048 / unit * unit);
+  return std::min(context, cfg.train.seq_len);
+}
+
 std::string printable(const std::vector<int32_t>& tokens, size_t from) {
   std::string s;
   for (size_t i = from; i < tokens.size(); ++i) {
@@ -78,6 +94,7 @@ void report_text(ReformerModel& model, const WindowSource& val, std::ostream& ou
   prompt.resize(std::min<size_t>(prompt.size(), 48));
   SamplingOptions o;
   o.tokens = 160;
+  o.context = short_context(cfg);
   o.temperature = 0.8;
   o.seed = static_cast<uint64_t>(cfg.train.seed);
   const std::vector<int32_t> sample = generate(model, prompt, o);
@@ -91,21 +108,25 @@ EvalResult duplication_copy_accuracy(ReformerModel& model, const WindowSource& v
                                      int64_t windows, int64_t n_hashes) {
   const Config& cfg = model.config();
   const PositionRange copy{SyntheticDuplication::copy_begin(cfg.train.seq_len), -1};
-  if (n_hashes == cfg.lsh.n_hashes)
-    return evaluate(model, val, windows, cfg.train.batch_size, copy);
-  Config other = cfg;
-  other.lsh.n_hashes = n_hashes;
-  ReformerModel rehashed(other, model.executor());
-  model.executor().copy(rehashed.params().params(), model.params().params(),
-                        model.params().size() * sizeof(float));
-  return evaluate(rehashed, val, windows, cfg.train.batch_size, copy);
+  model.set_n_hashes(n_hashes);
+  const EvalResult r = evaluate(model, val, windows, cfg.train.batch_size, copy);
+  model.set_n_hashes(cfg.lsh.n_hashes);
+  return r;
 }
 
 void report_what_was_learned(ReformerModel& model, const DataSources& data, std::ostream& out) {
-  if (model.config().data.format == DataFormat::kSynthetic)
+  if (data.tokenizer == "duplication") {
     report_duplication(model, *data.val, out);
-  else
+  } else if (data.tokenizer == "bytes") {
     report_text(model, *data.val, out);
+  } else {
+    const Config& cfg = model.config();
+    const int64_t windows = eval_window_count(*data.val, cfg.train.eval_batches, cfg.train.batch_size);
+    const EvalResult r = evaluate(model, *data.val, windows, cfg.train.batch_size, {});
+    out << "What the model learned (" << data.tokenizer << " tokens): validation loss " << r.loss
+        << " nats, " << r.bits_per_token << " bits per token, next-token accuracy "
+        << percent(r.accuracy) << " (" << r.tokens << " tokens)\n";
+  }
 }
 
 }  // namespace rf

@@ -48,6 +48,12 @@ class ReformerModel {
   std::vector<float> next_token_logits(const TokenBatch& sequence, const StepContext& step,
                                        int64_t position);
 
+  // LSH hash rounds used from now on (the paper evaluates with more rounds than it trains with).
+  void set_n_hashes(int64_t n_hashes) {
+    RF_CHECK(n_hashes >= 1 && n_hashes <= kMaxHashRounds);
+    stack_.set_n_hashes(n_hashes);
+  }
+
   int embedding_group() const { return embedding_group_; }
   int head_group() const { return head_group_; }
 

@@ -16,8 +16,9 @@ class ProgressClock {
   ProgressClock(int64_t first_step, int64_t last_step);
   // Call after each completed step with the tokens it processed.
   void step_done(int64_t step, int64_t tokens);
+  // Excludes the time since the last step (an evaluation, a checkpoint) from the next step's.
+  void restart_lap() { last_ = Clock::now(); }
   double tokens_per_second() const { return rate_; }
-  double seconds_per_step() const { return step_seconds_; }
   double eta_seconds(int64_t step) const;
   double elapsed_seconds() const;
 

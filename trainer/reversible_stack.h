@@ -20,6 +20,9 @@ class ReversibleStack {
   ReversibleStack(ParamStore& store, const Config& cfg);
 
   int64_t n_layers() const { return static_cast<int64_t>(layers_.size()); }
+  void set_n_hashes(int64_t n_hashes) {
+    for (Layer& layer : layers_) layer.attention->set_n_hashes(n_hashes);
+  }
   int group_of_layer(int64_t layer) const { return layers_[layer].group; }
 
   // x1, x2 [rows, d_model]: the layer inputs on entry, the last layer's outputs on return.

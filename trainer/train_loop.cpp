@@ -216,17 +216,21 @@ void verify_replicas(Run& run, int64_t step) {
   if (differs) fail(differs, " rank(s) hold parameters different from rank 0's after step ", step);
 }
 
+// Logs the mean loss and accuracy of the steps since the last log line.
 void log_step(Run& run, int64_t step, const StepResult& r, double lr, const GradNorm& g,
               const ProgressClock& clock) {
   const double loss = r.loss_sum / r.tokens;
+  const std::string speed =
+      clock.tokens_per_second() > 0
+          ? format_rate(clock.tokens_per_second()) + " tok/s | ETA " +
+                format_duration(clock.eta_seconds(step))
+          : std::string("first step (warm-up)");
   char line[256];
   std::snprintf(line, sizeof(line),
                 "step %6lld/%lld | loss %.4f | %.3f bits/tok | acc %.3f | lr %.2e | gnorm %.3f | "
-                "%s tok/s | ETA %s",
+                "%s",
                 static_cast<long long>(step + 1), static_cast<long long>(run.cfg.train.steps), loss,
-                loss / std::log(2.0), r.correct / r.tokens, lr, g.norm,
-                format_rate(clock.tokens_per_second()).c_str(),
-                format_duration(clock.eta_seconds(step)).c_str());
+                loss / std::log(2.0), r.correct / r.tokens, lr, g.norm, speed.c_str());
   std::cout << line << std::endl;
   run.metrics.write(JsonLine()
                         .add("step", step + 1)
@@ -243,7 +247,7 @@ void run_eval(Run& run, int64_t step) {
   const Config& c = run.cfg;
   const int64_t windows = eval_window_count(*run.data.val, c.train.eval_batches, c.train.batch_size);
   // The duplication task is scored where it is predictable: the second copy of w.
-  const bool copy_task = c.data.format == DataFormat::kSynthetic;
+  const bool copy_task = run.data.tokenizer == "duplication";
   const PositionRange positions{copy_task ? SyntheticDuplication::copy_begin(c.train.seq_len) : 0,
                                 -1};
   const EvalResult r = evaluate(*run.model, *run.data.val, windows, c.train.batch_size, positions,
@@ -321,8 +325,13 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
   TrainSummary summary;
   int bad_steps = 0;
   bool stopped_by_signal = false;
+  StepResult since_log;  // sums over the steps since the last log line
+  const int64_t first_step = run.state.step;
   for (int64_t step = run.state.step; step < cfg.train.steps; ++step) {
     const StepResult r = train_step(run, batches, step);
+    since_log.loss_sum += r.loss_sum;
+    since_log.tokens += r.tokens;
+    since_log.correct += r.correct;
     const GradNorm g = gradient_norm(*run.ex, run.model->workspace(), run.model->params(),
                                      cfg.train.grad_clip);
     const double lr = learning_rate(cfg.train, step);
@@ -343,11 +352,18 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
     summary.final_loss = r.loss_sum / r.tokens;
     if (options.verify_replicas) verify_replicas(run, step + 1);
     const bool last = step + 1 == cfg.train.steps;
-    if (run.root() && (step % cfg.train.log_every == 0 || last))
-      log_step(run, step, r, lr, g, clock);
-    if (cfg.train.eval_every > 0 && (step + 1) % cfg.train.eval_every == 0) run_eval(run, step + 1);
-    if (cfg.train.checkpoint_every > 0 && (step + 1) % cfg.train.checkpoint_every == 0 && !last)
+    if ((step + 1) % cfg.train.log_every == 0 || step == first_step || last) {
+      if (run.root()) log_step(run, step, since_log, lr, g, clock);
+      since_log = StepResult();
+    }
+    if (cfg.train.eval_every > 0 && (step + 1) % cfg.train.eval_every == 0) {
+      run_eval(run, step + 1);
+      clock.restart_lap();
+    }
+    if (cfg.train.checkpoint_every > 0 && (step + 1) % cfg.train.checkpoint_every == 0 && !last) {
       save(run);
+      clock.restart_lap();
+    }
     if (options.stop_at_step >= 0 && run.state.step >= options.stop_at_step) break;
     if (stop_requested(run.host())) {
       stopped_by_signal = true;

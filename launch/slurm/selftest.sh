@@ -20,6 +20,7 @@
 #        C  `scancel` of that job: SIGTERM -> checkpoint, the job ends CANCELLED, NOT requeued;
 #        E  USR1 to the batch shell only (`scancel --batch -s USR1`, like --signal=B:USR1@N): the
 #           script forwards it through srun to the ranks, which checkpoint; the script requeues;
+#        F  `scancel -s USR1` (steps only) reaches the ranks directly; the script requeues;
 #        D  README's mpirun-in-sbatch recipe: --signal=B:USR1@N, trap and forward to mpirun;
 #   4. prints PASS/FAIL lines and phase timings; exits 0 only if every check passed;
 #   5. always (trap on EXIT/INT/TERM) cancels the jobs, stops the daemons by their PID files and
@@ -286,6 +287,23 @@ check "E: both ranks exited with status 75" has "$logE" 'tasks 0-1: Exited with 
 wait_for 30 "E: job back in the queue" test "$(job_field "$jobE" Restarts)" = 1
 check "E: job requeued (1 restart)" test "$(job_field "$jobE" Restarts)" = 1
 scancel "$jobE"
+
+# --- F: scancel -s USR1 (steps only): the ranks get it directly -> checkpoint -> script requeues --
+echo "== F: scancel -s USR1 (checkpoint and requeue by hand)"
+make_config F
+jobF=$(submit F --time=10)
+logF="$tmp/work/reformer-$jobF.out"
+wait_for 60 "F: training started" has "$logF" '^step +1/'
+sleep 2
+tF1=$(date +%s)
+scancel -s USR1 "$jobF"
+wait_for 60 "F: script requeue" has "$logF" 'requeueing$'
+echo "   stopped and requeued $(( $(date +%s) - tF1 ))s after the signal"
+check "F: ranks stopped on SIGUSR1 (not via the batch shell)" \
+  test -n "$(stop_step "$logF" 1)" -a -z "$(grep 'forwarding it to the ranks' "$logF")"
+check "F: both ranks exited with status 75" has "$logF" 'tasks 0-1: Exited with exit code 75'
+wait_for 30 "F: job back in the queue" test "$(job_field "$jobF" Restarts)" = 1
+scancel "$jobF"
 
 # --- D: README's mpirun recipe: --signal=B:USR1@N, trap in the batch shell, forward to mpirun ---
 echo "== D: mpirun inside sbatch, --time=2 --signal=B:USR1@80, forwarded by the batch shell"
