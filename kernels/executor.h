@@ -56,6 +56,18 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   // C = alpha op(A) op(B) + beta C, column-major, as cuBLAS defines it.
   virtual void gemm(const GemmDesc& desc, const float* a, const float* b, float* c) = 0;
 
+  // Stable sort of each of `segments` arrays of n bucket ids (values < total_buckets): perm
+  // lists each segment's indices by (bucket, index), undo is its inverse. Defined by its result
+  // (DESIGN.md rule 4): a counting sort on the CPU, CUB's segmented radix sort on the GPU.
+  struct BucketSort {
+    const int32_t* buckets;
+    int32_t* perm;
+    int32_t* undo;
+    int64_t segments, n, total_buckets;
+  };
+  virtual size_t sort_scratch_bytes(const BucketSort& sort) = 0;
+  virtual void sort_buckets(const BucketSort& sort, void* scratch) = 0;
+
   size_t bytes_in_use() const { return bytes_in_use_; }
   size_t peak_bytes() const { return peak_bytes_; }
 

@@ -30,7 +30,7 @@ using KernelOps = TypeList<
     // embeddings
     EmbedForward, EmbedTokenBackward, AxialPositionBackward, LearnedPositionBackward,
     // LSH and chunked attention
-    LshHash, BucketCountingSort, GatherChunks, ChunkSoftmax, CombineRounds, CombineRoundsBackward,
+    LshHash, BucketCountingSort, InvertPermutation, SegmentSlotsAndOffsets, GatherChunks, ChunkSoftmax, CombineRounds, CombineRoundsBackward,
     ChunkSoftmaxBackward, FoldWindows, KeyNormBackwardToQuery, UngatherRounds>;
 
 }  // namespace rf

@@ -25,10 +25,9 @@ void lsh_hash_head(Executor& ex, Workspace& ws, const LshHashSpec& spec, const f
 
 void lsh_sort(Executor& ex, Workspace& ws, const LshHashSpec& spec, int64_t segments,
               const int32_t* buckets, int32_t* perm, int32_t* undo) {
-  const int64_t n = spec.n_rounds * spec.seq_len;
-  const int64_t total_buckets = spec.n_rounds * spec.factors.n_buckets();
-  int32_t* counts = ws.ints("lsh.sort_counts", segments * (total_buckets + 1));
-  ex.run(segments, BucketCountingSort{buckets, perm, undo, counts, n, total_buckets});
+  const Executor::BucketSort sort{buckets, perm, undo, segments, spec.n_rounds * spec.seq_len,
+                                  spec.n_rounds * spec.factors.n_buckets()};
+  ex.sort_buckets(sort, ws.get<char>("lsh.sort_scratch", ex.sort_scratch_bytes(sort)));
 }
 
 }  // namespace rf

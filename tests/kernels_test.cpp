@@ -241,6 +241,28 @@ TEST(LshSort, IsTheStableSortByBucketThenPosition) {
   }
 }
 
+// The pieces the GPU sort is built from (run here by the CPU executor, like every kernel).
+TEST(LshSort, GpuSortHelpersComputeOffsetsSlotsAndTheInverse) {
+  const int64_t n = 7, segments = 3;
+  DeviceBuffer<int32_t> values(cpu(), n * segments), offsets(cpu(), segments + 1);
+  cpu().run(n * segments + 1, SegmentSlotsAndOffsets{values.data(), offsets.data(), n, segments});
+  const auto v = values.download(), o = offsets.download();
+  for (int64_t i = 0; i < n * segments; ++i) EXPECT_EQ(v[i], i % n);
+  for (int64_t s = 0; s <= segments; ++s) EXPECT_EQ(o[s], s * n);
+  std::vector<int32_t> perm(n * segments);
+  std::mt19937 gen(3);
+  for (int64_t s = 0; s < segments; ++s) {
+    std::iota(perm.begin() + s * n, perm.begin() + (s + 1) * n, 0);
+    std::shuffle(perm.begin() + s * n, perm.begin() + (s + 1) * n, gen);
+  }
+  auto dperm = test::to_device(perm);
+  DeviceBuffer<int32_t> undo(cpu(), n * segments);
+  cpu().run(n * segments, InvertPermutation{dperm.data(), undo.data(), n});
+  const auto u = undo.download();
+  for (int64_t s = 0; s < segments; ++s)
+    for (int64_t j = 0; j < n; ++j) EXPECT_EQ(u[s * n + perm[s * n + j]], j);
+}
+
 TEST(Reductions, ColumnSumsAndSquaresMatchDirectSums) {
   const int64_t rows = 300, cols = 7;
   const auto x = test::random_vector(rows * cols, 8);

@@ -86,6 +86,14 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
     for (int64_t i = 0; i < d.batch; ++i) one(i);
   }
 
+  size_t sort_scratch_bytes(const BucketSort& s) override {
+    return static_cast<size_t>(s.segments * (s.total_buckets + 1)) * sizeof(int32_t);
+  }
+  void sort_buckets(const BucketSort& s, void* scratch) override {
+    run(s.segments, BucketCountingSort{s.buckets, s.perm, s.undo, static_cast<int32_t*>(scratch),
+                                       s.n, s.total_buckets});
+  }
+
  private:
   int threads_ = 1;
 };

@@ -80,4 +80,28 @@ struct BucketCountingSort {
   }
 };
 
+// undo[segment, perm[segment, j]] = j: the inverse of each segment's permutation.
+// Index = segment * n + j.
+struct InvertPermutation {
+  const int32_t* perm;
+  int32_t* undo;
+  int64_t n;
+  RF_HD void operator()(int64_t i) const {
+    const int64_t segment = i / n;
+    undo[segment * n + perm[i]] = static_cast<int32_t>(i % n);
+  }
+};
+
+// values[i] = i mod n (each segment's slot numbers) and offsets[s] = s * n for the GPU sort.
+// Index = i over segments * n + 1 (the last index only writes the end offset).
+struct SegmentSlotsAndOffsets {
+  int32_t* values;
+  int32_t* offsets;
+  int64_t n, segments;
+  RF_HD void operator()(int64_t i) const {
+    if (i < segments * n) values[i] = static_cast<int32_t>(i % n);
+    if (i % n == 0) offsets[i / n] = static_cast<int32_t>(i);
+  }
+};
+
 }  // namespace rf

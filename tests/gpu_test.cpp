@@ -1,0 +1,125 @@
+// The CUDA executor against the CPU executor: every GEMM mapping, the LSH sort, and a whole
+// training micro-step (which runs every kernel of the model) must agree. Needs a GPU: without one
+// (or without CUDA in the build) each test is skipped with a message saying so — run these first
+// on a GPU machine: `ctest -R Gpu --output-on-failure`.
+#include <gtest/gtest.h>
+
+#include "kernels/lsh_buckets.h"
+#include "tests/model_fixture.h"
+#include "trainer/model.h"
+
+namespace rf {
+namespace {
+
+std::unique_ptr<Executor> gpu_or_skip_reason(std::string* reason) {
+  if (!cuda_compiled_in()) {
+    *reason = "this build has no CUDA (nvcc was not found at configure time)";
+    return nullptr;
+  }
+  if (cuda_device_count() == 0) {
+    *reason = "no CUDA device is visible";
+    return nullptr;
+  }
+  return make_cuda_executor(0);
+}
+
+#define RF_REQUIRE_GPU(ex)                                   \
+  std::string skip_reason;                                    \
+  std::unique_ptr<Executor> ex = gpu_or_skip_reason(&skip_reason); \
+  if (!ex) GTEST_SKIP() << "GPU test skipped: " << skip_reason
+
+template <class T>
+std::vector<T> round_trip(Executor& ex, const std::vector<T>& host,
+                          const std::function<void(T*)>& work) {
+  DeviceBuffer<T> d(ex, host.size());
+  d.upload(host);
+  work(d.data());
+  return d.download();
+}
+
+TEST(Gpu, GemmDescriptionsMatchTheCpu) {
+  RF_REQUIRE_GPU(gpu);
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      GemmDesc d;
+      d.trans_a = ta;
+      d.trans_b = tb;
+      d.m = 33;
+      d.n = 17;
+      d.k = 29;
+      d.lda = (ta ? d.k : d.m) + 3;
+      d.ldb = (tb ? d.n : d.k) + 1;
+      d.ldc = d.m + 2;
+      d.stride_a = d.lda * (ta ? d.m : d.k) + 5;
+      d.stride_b = d.ldb * (tb ? d.k : d.n) + 7;
+      d.stride_c = d.ldc * d.n + 3;
+      d.batch = 3;
+      d.alpha = 0.5f;
+      d.beta = 0.25f;
+      const auto a = test::random_vector(d.stride_a * d.batch, 1);
+      const auto b = test::random_vector(d.stride_b * d.batch, 2);
+      const auto c = test::random_vector(d.stride_c * d.batch, 3);
+      auto on = [&](Executor& ex) {
+        DeviceBuffer<float> da(ex, a.size()), db(ex, b.size()), dc(ex, c.size());
+        da.upload(a);
+        db.upload(b);
+        dc.upload(c);
+        ex.gemm(d, da.data(), db.data(), dc.data());
+        return dc.download();
+      };
+      EXPECT_LT(test::max_abs_diff(on(*gpu), on(test::cpu())), 1e-4f) << ta << tb;
+    }
+}
+
+TEST(Gpu, LshSortMatchesTheCpu) {
+  RF_REQUIRE_GPU(gpu);
+  const int64_t T = 300, rounds = 2, segments = 3, n_buckets = 16;
+  std::vector<int32_t> buckets(segments * rounds * T);
+  std::mt19937 gen(4);
+  for (size_t i = 0; i < buckets.size(); ++i)
+    buckets[i] = static_cast<int32_t>(gen() % n_buckets + (i / T % rounds) * n_buckets);
+  BucketFactors f;
+  f.size[0] = static_cast<int>(n_buckets);
+  auto sorted = [&](Executor& ex) {
+    DeviceBuffer<int32_t> b(ex, buckets.size()), perm(ex, buckets.size()), undo(ex, buckets.size());
+    b.upload(buckets);
+    Workspace ws(ex);
+    lsh_sort(ex, ws, {T, 8, rounds, f}, segments, b.data(), perm.data(), undo.data());
+    auto p = perm.download(), u = undo.download();
+    p.insert(p.end(), u.begin(), u.end());
+    return p;
+  };
+  EXPECT_EQ(sorted(*gpu), sorted(test::cpu()));
+}
+
+TEST(Gpu, TrainingMicroStepMatchesTheCpu) {
+  RF_REQUIRE_GPU(gpu);
+  const Config cfg = test::tiny_config();
+  TokenBatch batch;
+  batch.batch = 2;
+  batch.seq_len = cfg.train.seq_len;
+  for (int64_t i = 0; i < batch.batch * batch.seq_len; ++i) {
+    batch.inputs.push_back(static_cast<int32_t>((i * 7) % cfg.model.vocab_size));
+    batch.targets.push_back(static_cast<int32_t>((i * 5 + 1) % cfg.model.vocab_size));
+  }
+  StepContext step;
+  step.seed = 3;
+  step.step = 2;
+  step.batch = batch.batch;
+  step.seq_len = batch.seq_len;
+  auto grads = [&](Executor& ex, double* loss) {
+    ReformerModel model(cfg, ex);
+    model.params().zero_grads();
+    *loss = model.forward_backward(batch, step, 1.0f / 64).loss_sum;
+    std::vector<float> g(model.params().size());
+    ex.download(g.data(), model.params().grads(), g.size() * sizeof(float));
+    return g;
+  };
+  double gpu_loss = 0, cpu_loss = 0;
+  const auto g = grads(*gpu, &gpu_loss), c = grads(test::cpu(), &cpu_loss);
+  EXPECT_NEAR(gpu_loss, cpu_loss, 1e-4 * std::fabs(cpu_loss));
+  EXPECT_LT(test::relative_difference(g, c), 1e-4);
+}
+
+}  // namespace
+}  // namespace rf
