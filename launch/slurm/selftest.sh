@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end check of launch/slurm/reformer.sbatch against a REAL (throwaway) Slurm cluster.
 #
-#   sudo launch/slurm/selftest.sh            # from anywhere; about 3-4 minutes on a 2-core VM
+#   sudo launch/slurm/selftest.sh            # from anywhere; about 4 minutes on a 2-core VM
 #   KEEP=1 sudo launch/slurm/selftest.sh     # keep the temporary folder (logs) for inspection
 #
 # What it does:
