@@ -6,21 +6,21 @@
 // off, all start after the backward pass, so the wait is the whole reduction).
 //   step_bench --config bench/reference.yaml --set train.seq_len=65536 ... [--steps N]
 //   mpirun -np 2 step_bench --config ... [--overlap on|off]
-#include <CLI/CLI.hpp>
 #include <cblas.h>
 #include <sys/resource.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <random>
 
 #include "trainer/flop_count.h"
+#include "trainer/job.h"
 #include "trainer/metrics.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/schedule.h"
-#include "trainer/job.h"
 #include "trainer/train_loop.h"
 
 extern "C" char* openblas_get_corename(void);
@@ -41,8 +41,8 @@ double sgemm_gflops(int n, int repeats) {
   std::vector<double> times;
   for (int i = 0; i < repeats; ++i) {
     const auto t = Clock::now();
-    cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(),
-                n, 0.0f, c.data(), n);
+    cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n,
+                0.0f, c.data(), n);
     times.push_back(seconds_since(t));
   }
   std::sort(times.begin(), times.end());

@@ -5,8 +5,9 @@
 namespace rf {
 
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator&, int, double) {
-  fail("NCCL was requested (runtime.device is cuda with several ranks), but this build has no "
-       "CUDA support; rebuild where nvcc and NCCL are available");
+  fail(
+      "NCCL was requested (runtime.device is cuda with several ranks), but this build has no "
+      "CUDA support; rebuild where nvcc and NCCL are available");
 }
 
 }  // namespace rf

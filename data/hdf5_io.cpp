@@ -57,13 +57,16 @@ Hdf5File Hdf5File::create(const std::string& path) {
 Hdf5File Hdf5File::open_read(const std::string& path) {
   silence_hdf5_errors();
   if (::access(path.c_str(), R_OK) != 0) fail("'", path, "' is missing or unreadable");
-  if (H5Fis_hdf5(path.c_str()) <= 0) fail("'", path, "' is not an HDF5 file (damaged or truncated?)");
+  if (H5Fis_hdf5(path.c_str()) <= 0)
+    fail("'", path, "' is not an HDF5 file (damaged or truncated?)");
   const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (id < 0) fail("'", path, "' cannot be opened as an HDF5 file (truncated or corrupt?)");
   return Hdf5File(id, path);
 }
 
-Hdf5File::Hdf5File(Hdf5File&& other) noexcept { *this = std::move(other); }
+Hdf5File::Hdf5File(Hdf5File&& other) noexcept {
+  *this = std::move(other);
+}
 
 Hdf5File& Hdf5File::operator=(Hdf5File&& other) noexcept {
   std::swap(id_, other.id_);
@@ -83,8 +86,7 @@ void Hdf5File::close() {
   check(status, path_, "close the file");
 }
 
-void Hdf5File::write(const std::string& name, hid_t native_type, const void* data,
-                     int64_t count) {
+void Hdf5File::write(const std::string& name, hid_t native_type, const void* data, int64_t count) {
   const hsize_t dims[1] = {static_cast<hsize_t>(count)};
   Handle space(H5Screate_simple(1, dims, nullptr), H5Sclose);
   Handle props(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
@@ -117,8 +119,8 @@ int64_t Hdf5File::dataset_length(const std::string& name) const {
   return static_cast<int64_t>(dims[0]);
 }
 
-void Hdf5File::dataset_type(const std::string& name, H5T_class_t* type_class,
-                            size_t* element_size, int* rank) const {
+void Hdf5File::dataset_type(const std::string& name, H5T_class_t* type_class, size_t* element_size,
+                            int* rank) const {
   Handle set(H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose);
   if (!set.ok()) fail("'", path_, "' has no dataset '", name, "'");
   Handle type(H5Dget_type(set.get()), H5Tclose);
@@ -188,9 +190,9 @@ void Hdf5File::read(const std::string& name, hid_t native_type, int64_t first, i
 
 void Hdf5File::set_int(const std::string& attribute, int64_t value) {
   Handle space(H5Screate(H5S_SCALAR), H5Sclose);
-  Handle attr(H5Acreate2(id_, attribute.c_str(), H5T_NATIVE_INT64, space.get(), H5P_DEFAULT,
-                         H5P_DEFAULT),
-              H5Aclose);
+  Handle attr(
+      H5Acreate2(id_, attribute.c_str(), H5T_NATIVE_INT64, space.get(), H5P_DEFAULT, H5P_DEFAULT),
+      H5Aclose);
   if (!attr.ok()) fail("'", path_, "': cannot create attribute '", attribute, "'");
   check(H5Awrite(attr.get(), H5T_NATIVE_INT64, &value), path_, "write attribute " + attribute);
 }
@@ -199,8 +201,7 @@ void Hdf5File::set_string(const std::string& attribute, const std::string& value
   Handle space(H5Screate(H5S_SCALAR), H5Sclose);
   Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
   check(H5Tset_size(type.get(), std::max<size_t>(1, value.size())), path_, "size a string");
-  Handle attr(H5Acreate2(id_, attribute.c_str(), type.get(), space.get(), H5P_DEFAULT,
-                         H5P_DEFAULT),
+  Handle attr(H5Acreate2(id_, attribute.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
               H5Aclose);
   if (!attr.ok()) fail("'", path_, "': cannot create attribute '", attribute, "'");
   std::string padded = value.empty() ? std::string(1, '\0') : value;

@@ -19,8 +19,8 @@ int64_t SampleOrder::window_of_sample(int64_t sample) const {
 uint64_t SampleOrder::permute(uint64_t x, uint64_t epoch) const {
   if (n_ <= 1) return 0;
   const uint64_t mask = (uint64_t{1} << half_bits_) - 1;
-  const RngStream keys = make_rng_stream(seed_, RngPurpose::kShuffle, 0,
-                                         static_cast<uint32_t>(epoch), 0, 0);
+  const RngStream keys =
+      make_rng_stream(seed_, RngPurpose::kShuffle, 0, static_cast<uint32_t>(epoch), 0, 0);
   // Cycle walking: a permutation of [0, 4^half_bits) restricted to [0, n) by re-applying it
   // until the value lands inside; the domain is < 4n, so this takes few rounds.
   do {

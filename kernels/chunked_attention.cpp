@@ -34,14 +34,14 @@ Sorted forward_sorted(Executor& ex, Workspace& ws, const HeadAttentionSpec& spec
 
   const float* k = spec.shared_qk ? in.q : in.k;
   const int64_t ldk = spec.shared_qk ? in.ldq : in.ldk;
-  ex.run(L.ext_rows(), GatherChunks{in.q, k, in.v, in.ldq, ldk, in.ldv, in.perm, L, d,
-                                    spec.shared_qk, spec.key_scale, s.sq, s.sk, s.sv, s.qpos,
-                                    s.kpos});
+  ex.run(L.ext_rows(),
+         GatherChunks{in.q, k, in.v, in.ldq, ldk, in.ldv, in.perm, L, d, spec.shared_qk,
+                      spec.key_scale, s.sq, s.sk, s.sv, s.qpos, s.kpos});
   // logits[c] [C, W] = sq[c] [C, d] . window(c)^T [d, W]; window(c) starts at ext row c * C.
   RowMajorGemm logits{false, true, C, W, d, d, d, W, C * d, C * d, C * W, nc, 1.0f, 0.0f};
   matmul(ex, logits, s.sq, s.sk, s.probs);
-  ex.run(L.n_slots, ChunkSoftmax{s.probs, s.dropped, s.lse, s.qpos, s.kpos, L, spec.shared_qk,
-                                 spec.dropout});
+  ex.run(L.n_slots,
+         ChunkSoftmax{s.probs, s.dropped, s.lse, s.qpos, s.kpos, L, spec.shared_qk, spec.dropout});
   // so[c] [C, d] = P[c] [C, W] . values of window(c) [W, d]
   RowMajorGemm values{false, false, C, d, W, W, d, d, C * W, C * d, C * d, nc, 1.0f, 0.0f};
   matmul(ex, values, s.dropped ? s.dropped : s.probs, s.sv, s.so);
@@ -53,8 +53,8 @@ Sorted forward_sorted(Executor& ex, Workspace& ws, const HeadAttentionSpec& spec
 void chunked_attention_forward(Executor& ex, Workspace& ws, const HeadAttentionSpec& spec,
                                const HeadInputs& in, float* out, int64_t ldo) {
   const Sorted s = forward_sorted(ex, ws, spec, in);
-  ex.run(spec.layout.seq_len, CombineRounds{s.so, s.lse, in.undo, out, ldo, spec.layout.seq_len,
-                                            spec.n_rounds, spec.d});
+  ex.run(spec.layout.seq_len,
+         CombineRounds{s.so, s.lse, in.undo, out, ldo, spec.layout.seq_len, spec.n_rounds, spec.d});
 }
 
 void chunked_attention_backward(Executor& ex, Workspace& ws, const HeadAttentionSpec& spec,
@@ -67,8 +67,8 @@ void chunked_attention_backward(Executor& ex, Workspace& ws, const HeadAttention
 
   float* dso = s.so;  // in place: the round outputs are not needed after this
   float* dlse = ws.floats("attn.dlse", L.n_slots);
-  ex.run(T, CombineRoundsBackward{s.so, s.lse, in.undo, dout, dso, dlse, lddo, T, spec.n_rounds,
-                                  d});
+  ex.run(T,
+         CombineRoundsBackward{s.so, s.lse, in.undo, dout, dso, dlse, lddo, T, spec.n_rounds, d});
   // dP[c] [C, W] = dso[c] [C, d] . values(c)^T
   float* dprobs = ws.floats("attn.dprobs", L.n_slots * W);
   matmul(ex, {false, true, C, W, d, d, d, W, C * d, C * d, C * W, nc, 1.0f, 0.0f}, dso, s.sv,
@@ -80,8 +80,8 @@ void chunked_attention_backward(Executor& ex, Workspace& ws, const HeadAttention
          s.dropped ? s.dropped : s.probs, dso, dwindow);
   ex.run(L.n_slots, FoldWindows{dwindow, dsv, L, d});
   // dP -> dlogits, through the dropout, softmax and the round weights' log-sum-exp.
-  ex.run(L.n_slots,
-         ChunkSoftmaxBackward{s.probs, dprobs, spec.n_rounds > 1 ? dlse : nullptr, L, spec.dropout});
+  ex.run(L.n_slots, ChunkSoftmaxBackward{s.probs, dprobs, spec.n_rounds > 1 ? dlse : nullptr, L,
+                                         spec.dropout});
   // dsq[c] [C, d] = dlogits[c] [C, W] . keys(c) [W, d]
   float* dsq = ws.floats("attn.dsq", L.n_slots * d);
   matmul(ex, {false, false, C, d, W, W, d, d, C * W, C * d, C * d, nc, 1.0f, 0.0f}, dprobs, s.sk,
@@ -95,8 +95,8 @@ void chunked_attention_backward(Executor& ex, Workspace& ws, const HeadAttention
   if (spec.shared_qk) {
     ex.run(L.n_slots, KeyNormBackwardToQuery{dsq, dsk, s.sq, d});
   } else {
-    ex.run(T, UngatherRounds{dsk, in.undo, grads.dk, grads.ld, T, spec.n_rounds, d,
-                             spec.key_scale, false});
+    ex.run(T, UngatherRounds{dsk, in.undo, grads.dk, grads.ld, T, spec.n_rounds, d, spec.key_scale,
+                             false});
   }
   ex.run(T, UngatherRounds{dsq, in.undo, grads.dq, grads.ld, T, spec.n_rounds, d, 1.0f, false});
   ex.run(T, UngatherRounds{dsv, in.undo, grads.dv, grads.ld, T, spec.n_rounds, d, 1.0f, false});

@@ -11,7 +11,7 @@
 namespace rf {
 
 struct HeadAttentionSpec {
-  ChunkLayout layout;      // seq_len, n_slots = n_rounds * seq_len, chunk, lookback
+  ChunkLayout layout;  // seq_len, n_slots = n_rounds * seq_len, chunk, lookback
   int64_t n_rounds = 1;
   int64_t d = 0;           // head width
   bool shared_qk = false;  // keys are the unit-normalised queries; self mask on

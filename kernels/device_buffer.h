@@ -74,7 +74,6 @@ class Workspace {
   float* floats(const std::string& name, size_t count) { return get<float>(name, count); }
   int32_t* ints(const std::string& name, size_t count) { return get<int32_t>(name, count); }
 
-
  private:
   Executor& ex_;
   std::map<std::string, DeviceBuffer<char>> buffers_;

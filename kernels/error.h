@@ -24,8 +24,9 @@ template <class... Parts>
 
 }  // namespace rf
 
-#define RF_CHECK(cond, ...)                                                              \
-  do {                                                                                   \
-    if (!(cond)) ::rf::fail("internal check failed: " #cond " (", __FILE__, ":", __LINE__, \
-                            ") ", ##__VA_ARGS__);                                        \
+#define RF_CHECK(cond, ...)                                                           \
+  do {                                                                                \
+    if (!(cond))                                                                      \
+      ::rf::fail("internal check failed: " #cond " (", __FILE__, ":", __LINE__, ") ", \
+                 ##__VA_ARGS__);                                                      \
   } while (0)

@@ -10,11 +10,16 @@ void matmul(Executor& ex, const RowMajorGemm& g, const float* a, const float* b,
 }
 
 #ifndef RF_WITH_CUDA
-bool cuda_compiled_in() { return false; }
-int cuda_device_count() { return 0; }
+bool cuda_compiled_in() {
+  return false;
+}
+int cuda_device_count() {
+  return 0;
+}
 std::unique_ptr<Executor> make_cuda_executor(int, bool) {
-  fail("runtime.device is cuda, but this build has no CUDA support (nvcc was not found when "
-       "CMake configured the build); use runtime.device=cpu or rebuild with the CUDA toolkit");
+  fail(
+      "runtime.device is cuda, but this build has no CUDA support (nvcc was not found when "
+      "CMake configured the build); use runtime.device=cpu or rebuild with the CUDA toolkit");
 }
 #endif
 

@@ -9,11 +9,16 @@ std::string gemm_desc_problem(const GemmDesc& d) {
   std::ostringstream why;
   const int64_t rows_a = d.trans_a ? d.k : d.m;
   const int64_t rows_b = d.trans_b ? d.n : d.k;
-  if (d.m < 0 || d.n < 0 || d.k < 0) why << "negative size m=" << d.m << " n=" << d.n << " k=" << d.k;
-  else if (d.batch < 1) why << "batch " << d.batch << " < 1";
-  else if (d.lda < std::max<int64_t>(1, rows_a)) why << "lda " << d.lda << " < " << rows_a;
-  else if (d.ldb < std::max<int64_t>(1, rows_b)) why << "ldb " << d.ldb << " < " << rows_b;
-  else if (d.ldc < std::max<int64_t>(1, d.m)) why << "ldc " << d.ldc << " < " << d.m;
+  if (d.m < 0 || d.n < 0 || d.k < 0)
+    why << "negative size m=" << d.m << " n=" << d.n << " k=" << d.k;
+  else if (d.batch < 1)
+    why << "batch " << d.batch << " < 1";
+  else if (d.lda < std::max<int64_t>(1, rows_a))
+    why << "lda " << d.lda << " < " << rows_a;
+  else if (d.ldb < std::max<int64_t>(1, rows_b))
+    why << "ldb " << d.ldb << " < " << rows_b;
+  else if (d.ldc < std::max<int64_t>(1, d.m))
+    why << "ldc " << d.ldc << " < " << d.m;
   else if (d.m > INT32_MAX || d.n > INT32_MAX || d.k > INT32_MAX || d.lda > INT32_MAX ||
            d.ldb > INT32_MAX || d.ldc > INT32_MAX || d.batch > INT32_MAX)
     why << "a size or leading dimension exceeds the 32-bit range of BLAS";

@@ -10,11 +10,11 @@
 namespace rf {
 
 struct GemmDesc {
-  bool trans_a = false;  // op(A) = A^T when set
-  bool trans_b = false;  // op(B) = B^T when set
-  int64_t m = 0;         // rows of op(A) and C
-  int64_t n = 0;         // columns of op(B) and C
-  int64_t k = 0;         // columns of op(A) = rows of op(B)
+  bool trans_a = false;                              // op(A) = A^T when set
+  bool trans_b = false;                              // op(B) = B^T when set
+  int64_t m = 0;                                     // rows of op(A) and C
+  int64_t n = 0;                                     // columns of op(B) and C
+  int64_t k = 0;                                     // columns of op(A) = rows of op(B)
   int64_t lda = 0, ldb = 0, ldc = 0;                 // leading dimensions (column-major)
   int64_t stride_a = 0, stride_b = 0, stride_c = 0;  // elements between batch entries
   int64_t batch = 1;

@@ -15,7 +15,11 @@
 namespace rf {
 
 // Float helpers usable on host and device (std:: math is not available in device code).
-RF_HD float fmax_hd(float a, float b) { return a > b ? a : b; }
-RF_HD float fmin_hd(float a, float b) { return a < b ? a : b; }
+RF_HD float fmax_hd(float a, float b) {
+  return a > b ? a : b;
+}
+RF_HD float fmin_hd(float a, float b) {
+  return a < b ? a : b;
+}
 
 }  // namespace rf

@@ -30,7 +30,8 @@ using KernelOps = TypeList<
     // embeddings
     EmbedForward, EmbedTokenBackward, AxialPositionBackward, LearnedPositionBackward,
     // LSH and chunked attention
-    LshHash, BucketCountingSort, InvertPermutation, SegmentSlotsAndOffsets, GatherChunks, ChunkSoftmax, CombineRounds, CombineRoundsBackward,
-    ChunkSoftmaxBackward, FoldWindows, KeyNormBackwardToQuery, UngatherRounds>;
+    LshHash, BucketCountingSort, InvertPermutation, SegmentSlotsAndOffsets, GatherChunks,
+    ChunkSoftmax, CombineRounds, CombineRoundsBackward, ChunkSoftmaxBackward, FoldWindows,
+    KeyNormBackwardToQuery, UngatherRounds>;
 
 }  // namespace rf

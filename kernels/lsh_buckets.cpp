@@ -25,7 +25,11 @@ void lsh_hash_head(Executor& ex, Workspace& ws, const LshHashSpec& spec, const f
 
 void lsh_sort(Executor& ex, Workspace& ws, const LshHashSpec& spec, int64_t segments,
               const int32_t* buckets, int32_t* perm, int32_t* undo) {
-  const Executor::BucketSort sort{buckets, perm, undo, segments, spec.n_rounds * spec.seq_len,
+  const Executor::BucketSort sort{buckets,
+                                  perm,
+                                  undo,
+                                  segments,
+                                  spec.n_rounds * spec.seq_len,
                                   spec.n_rounds * spec.factors.n_buckets()};
   ex.sort_buckets(sort, ws.get<char>("lsh.sort_scratch", ex.sort_scratch_bytes(sort)));
 }

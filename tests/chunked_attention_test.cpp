@@ -1,11 +1,12 @@
 // Tests of the chunked attention driver (LSH, local and dense attention for one example and
 // head) against direct definitions: equality with dense shared-QK attention when one chunk holds
 // the sequence, identical hash rounds equal one round, causality, and finite-difference gradients.
+#include "kernels/chunked_attention.h"
+
 #include <gtest/gtest.h>
 
 #include <numeric>
 
-#include "kernels/chunked_attention.h"
 #include "kernels/lsh_buckets.h"
 #include "tests/test_util.h"
 

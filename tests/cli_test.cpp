@@ -1,7 +1,6 @@
 // Tests of the `reformer` command itself: every kind of bad input gives one clear line on stderr
 // and a non-zero exit, and train -> eval -> generate works end to end from the command line.
 #include <gtest/gtest.h>
-
 #include <sys/wait.h>
 
 #include <array>
@@ -62,14 +61,15 @@ void expect_one_line_error(const Result& r, const std::vector<std::string>& part
   EXPECT_NE(r.exit_code, 0) << r.out;
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << "not one line:\n" << r.out;
   EXPECT_EQ(r.out.rfind("error: ", 0), 0u) << r.out;
-  for (const std::string& p : parts) EXPECT_NE(r.out.find(p), std::string::npos) << p << " not in: " << r.out;
+  for (const std::string& p : parts)
+    EXPECT_NE(r.out.find(p), std::string::npos) << p << " not in: " << r.out;
 }
 
 TEST(CommandLine, UnknownKeyNamesKeyFileLineAndSuggestion) {
   const std::string dir = test::fresh_dir("cfg");
   const std::string path = write_file(dir, "bad.yaml", "model:\n  d_model: 64\n  d_modle: 32\n");
-  expect_one_line_error(run("train --config " + path),
-                        {"bad.yaml:3", "unknown key 'model.d_modle'", "did you mean 'model.d_model'"});
+  expect_one_line_error(run("train --config " + path), {"bad.yaml:3", "unknown key 'model.d_modle'",
+                                                        "did you mean 'model.d_model'"});
 }
 
 TEST(CommandLine, MissingConfigFile) {
@@ -135,7 +135,8 @@ TEST(CommandLine, TrainEvalGenerateEndToEnd) {
   ASSERT_EQ(e.exit_code, 0) << e.out;
   for (const char* key : {"\"loss\"", "\"bits_per_token\"", "\"accuracy\"", "\"tokens\": 128"})
     EXPECT_NE(e.out.find(key), std::string::npos) << key << " in " << e.out;
-  const Result part = run("eval --checkpoint " + out + " --json --positions 10:20 --set lsh.n_hashes=4");
+  const Result part =
+      run("eval --checkpoint " + out + " --json --positions 10:20 --set lsh.n_hashes=4");
   ASSERT_EQ(part.exit_code, 0) << part.out;
   EXPECT_NE(part.out.find("\"tokens\": 40"), std::string::npos) << part.out;
   EXPECT_NE(part.out.find("\"n_hashes\": 4"), std::string::npos) << part.out;
@@ -155,16 +156,16 @@ TEST(CommandLine, PrepareShardsThenTrainFromThem) {
   const Result again = run("prepare --input " + text + " --output " + dir + "/shards");
   expect_one_line_error(again, {"manifest.yaml"});  // never overwrites
   const std::string cfg = write_file(dir, "tiny.yaml", kTinyYaml);
-  const Result t = run("train --config " + cfg + " --set data.format=hdf5 --set model.vocab_size=256" +
-                       " --set data.train=" + dir + "/shards/manifest.yaml --set train.out_dir=" +
-                       dir + "/out");
+  const Result t =
+      run("train --config " + cfg + " --set data.format=hdf5 --set model.vocab_size=256" +
+          " --set data.train=" + dir + "/shards/manifest.yaml --set train.out_dir=" + dir + "/out");
   ASSERT_EQ(t.exit_code, 0) << t.out;
   EXPECT_NE(t.out.find("3 shards"), std::string::npos) << t.out;
   EXPECT_NE(t.out.find("bits per byte"), std::string::npos) << t.out;
-  expect_one_line_error(run("train --config " + cfg + " --set data.format=hdf5 " +
-                            "--set data.train=" + dir + "/shards/manifest.yaml --set train.out_dir=" +
-                            dir + "/out2"),
-                        {"vocab"});  // the model's 16 tokens cannot hold bytes
+  expect_one_line_error(
+      run("train --config " + cfg + " --set data.format=hdf5 " + "--set data.train=" + dir +
+          "/shards/manifest.yaml --set train.out_dir=" + dir + "/out2"),
+      {"vocab"});  // the model's 16 tokens cannot hold bytes
 }
 
 }  // namespace

@@ -507,7 +507,8 @@ TEST(Config, Bf16IsRejectedUntilImplemented) {
 // when a user runs it).
 TEST(ShippedConfigs, AllLoadWithoutError) {
   int loaded = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(std::string(RF_SOURCE_DIR) + "/configs")) {
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::string(RF_SOURCE_DIR) + "/configs")) {
     if (entry.path().extension() != ".yaml") continue;
     EXPECT_NO_THROW(rf::load_config(entry.path().string(), {})) << entry.path();
     ++loaded;

@@ -16,7 +16,9 @@ namespace {
 
 JobComms* g_comms = nullptr;  // the job's communicators, made once in main()
 
-Communicator& comm() { return *g_comms->host; }
+Communicator& comm() {
+  return *g_comms->host;
+}
 
 // A directory every rank agrees on (rank 0 creates it).
 std::string shared_dir(const std::string& name) {
@@ -27,9 +29,13 @@ std::string shared_dir(const std::string& name) {
 }
 
 Config config(const std::string& out_dir, int64_t batch, std::vector<std::string> extra = {}) {
-  std::vector<std::string> o = {"train.steps=4", "train.log_every=100", "train.eval_every=0",
-                                "train.checkpoint_every=0", "train.out_dir=" + out_dir,
-                                "train.lr=0.003", "train.warmup=1",
+  std::vector<std::string> o = {"train.steps=4",
+                                "train.log_every=100",
+                                "train.eval_every=0",
+                                "train.checkpoint_every=0",
+                                "train.out_dir=" + out_dir,
+                                "train.lr=0.003",
+                                "train.warmup=1",
                                 "train.batch_size=" + std::to_string(batch)};
   o.insert(o.end(), extra.begin(), extra.end());
   return test::tiny_config(o);
@@ -49,10 +55,10 @@ TEST(DataParallel, NRanksEqualOneRankWithNTimesTheBatch) {
     const auto b = test::checkpoint_params(serial.final_checkpoint);
     ASSERT_EQ(a.size(), b.size());
     EXPECT_LT(test::relative_difference(a, b), 1e-5);
-    EXPECT_GT(test::relative_difference(a, test::checkpoint_params(
-                                          run_training(config(dir + "/other", n, {"train.seed=8"}),
-                                                       options, single)
-                                              .final_checkpoint)),
+    EXPECT_GT(test::relative_difference(
+                  a, test::checkpoint_params(
+                         run_training(config(dir + "/other", n, {"train.seed=8"}), options, single)
+                             .final_checkpoint)),
               1e-3);
     EXPECT_NEAR(parallel.final_loss, serial.final_loss, 1e-5 * std::fabs(serial.final_loss));
   }
@@ -69,7 +75,7 @@ TEST(DataParallel, GradientAccumulationEqualsLargerBatch) {
   const TrainSummary big = run_training(config(dir + "/big", 2), options, *g_comms);
   if (comm().is_root()) {
     EXPECT_LT(test::relative_difference(test::checkpoint_params(accumulated.final_checkpoint),
-                                  test::checkpoint_params(big.final_checkpoint)),
+                                        test::checkpoint_params(big.final_checkpoint)),
               1e-5)
         << n << " ranks";
   }

@@ -23,8 +23,8 @@ std::unique_ptr<Executor> gpu_or_skip_reason(std::string* reason) {
   return make_cuda_executor(0);
 }
 
-#define RF_REQUIRE_GPU(ex)                                   \
-  std::string skip_reason;                                    \
+#define RF_REQUIRE_GPU(ex)                                         \
+  std::string skip_reason;                                         \
   std::unique_ptr<Executor> ex = gpu_or_skip_reason(&skip_reason); \
   if (!ex) GTEST_SKIP() << "GPU test skipped: " << skip_reason
 

@@ -24,9 +24,8 @@ TEST(Philox, MatchesRandom123KnownAnswers) {
   EXPECT_EQ(zero.v[1], 0xe169c58du);
   EXPECT_EQ(zero.v[2], 0xbc57ac4cu);
   EXPECT_EQ(zero.v[3], 0x9b00dbd8u);
-  const Philox4 ones =
-      philox4x32_10({{0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}}, 0xffffffffu,
-                    0xffffffffu);
+  const Philox4 ones = philox4x32_10({{0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}},
+                                     0xffffffffu, 0xffffffffu);
   EXPECT_EQ(ones.v[0], 0x408f276du);
   EXPECT_EQ(ones.v[1], 0x41c83b0eu);
   EXPECT_EQ(ones.v[2], 0xa20bc7c6u);
@@ -96,10 +95,10 @@ std::vector<float> reference_gemm(const GemmDesc& d, const std::vector<float>& a
       for (int64_t i = 0; i < d.m; ++i) {
         double s = 0.0;
         for (int64_t p = 0; p < d.k; ++p) {
-          const float av = d.trans_a ? a[bi * d.stride_a + p + i * d.lda]
-                                     : a[bi * d.stride_a + i + p * d.lda];
-          const float bv = d.trans_b ? b[bi * d.stride_b + j + p * d.ldb]
-                                     : b[bi * d.stride_b + p + j * d.ldb];
+          const float av =
+              d.trans_a ? a[bi * d.stride_a + p + i * d.lda] : a[bi * d.stride_a + i + p * d.lda];
+          const float bv =
+              d.trans_b ? b[bi * d.stride_b + j + p * d.ldb] : b[bi * d.stride_b + p + j * d.ldb];
           s += static_cast<double>(av) * bv;
         }
         float& out = c[bi * d.stride_c + i + j * d.ldc];
@@ -203,8 +202,8 @@ TEST(LshHash, ArgmaxOfRotatedVectorsWithFactorisedBuckets) {
           vals.push_back(p);
         }
         for (int j = 0; j < half; ++j) vals.push_back(-vals[j]);
-        expected += static_cast<int>(std::max_element(vals.begin(), vals.end()) - vals.begin()) *
-                    radix;
+        expected +=
+            static_cast<int>(std::max_element(vals.begin(), vals.end()) - vals.begin()) * radix;
         radix *= f.size[fi];
         offset += half;
       }

@@ -3,7 +3,6 @@
 // --resume auto continues; SIGTERM makes a run checkpoint at the next step boundary and exit 75,
 // and the resumed run ends bit for bit where an uninterrupted one does; launch/train.sh -n.
 #include <gtest/gtest.h>
-
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -133,16 +132,17 @@ TEST(Launch, CheckpointOfFourRanksResumesOnTwoWithTheSameGlobalBatches) {
   ASSERT_EQ(four.exit_code, 0) << four.out;
   EXPECT_NE(four.out.find("ranks: 4"), std::string::npos) << four.out;
   EXPECT_NE(four.out.find("1 sequences x 1 accumulation x 4 ranks = 4 sequences"),
-            std::string::npos) << four.out;
-  const Result two = run(mpirun(2) + kBinary + " train --config " + cfg + " --set train.out_dir=" +
-                         out + " --set train.batch_size=2 --resume auto");
+            std::string::npos)
+      << four.out;
+  const Result two = run(mpirun(2) + kBinary + " train --config " + cfg +
+                         " --set train.out_dir=" + out + " --set train.batch_size=2 --resume auto");
   ASSERT_EQ(two.exit_code, 0) << two.out;
   EXPECT_NE(two.out.find("at step 3"), std::string::npos) << two.out;
   const Result one = run(kBinary + " train --config " + cfg + " --set train.out_dir=" + reference +
                          " --set train.batch_size=4");
   ASSERT_EQ(one.exit_code, 0) << one.out;
   EXPECT_LT(test::relative_difference(test::checkpoint_params(final_checkpoint(out, 6)),
-                                test::checkpoint_params(final_checkpoint(reference, 6))),
+                                      test::checkpoint_params(final_checkpoint(reference, 6))),
             1e-5);
 }
 
@@ -163,9 +163,10 @@ TEST(Launch, KilledRankEndsTheJobPromptlyAndResumeContinues) {
   EXPECT_NE(code, 0);
   EXPECT_NE(code, -1) << "the job did not end within 60 s of a rank being killed";
   EXPECT_LT(seconds, 30);
-  const Result resumed = run(mpirun(2) + kBinary + " train --config " + cfg + " --set train.out_dir=" +
-                             out + " --set train.checkpoint_every=2 --resume auto --set train.steps=" +
-                             "100000 --stop-at-step 6");
+  const Result resumed =
+      run(mpirun(2) + kBinary + " train --config " + cfg + " --set train.out_dir=" + out +
+          " --set train.checkpoint_every=2 --resume auto --set train.steps=" +
+          "100000 --stop-at-step 6");
   EXPECT_EQ(resumed.exit_code, 0) << resumed.out;
   EXPECT_NE(resumed.out.find("resumed from"), std::string::npos) << resumed.out;
   EXPECT_TRUE(fs::exists(final_checkpoint(out, 6)));
@@ -176,8 +177,9 @@ TEST(Launch, SigtermCheckpointsAtTheNextStepAndTheResumedRunMatchesBitForBit) {
   const std::string cfg = write_config(dir);
   const std::string out = dir + "/run", reference = dir + "/reference";
   const std::string settings = " --set train.steps=400";
-  const pid_t job = spawn(kBinary + " train --config " + cfg + " --set train.out_dir=" + out + settings,
-                          dir + "/job.log");
+  const pid_t job =
+      spawn(kBinary + " train --config " + cfg + " --set train.out_dir=" + out + settings,
+            dir + "/job.log");
   // Let it train a little, then ask it to stop as SLURM would before preemption.
   ASSERT_TRUE(wait_for_file(out + "/metrics.jsonl", 60));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -190,8 +192,8 @@ TEST(Launch, SigtermCheckpointsAtTheNextStepAndTheResumedRunMatchesBitForBit) {
   const Result rest = run(kBinary + " train --config " + cfg + " --set train.out_dir=" + out +
                           settings + " --resume auto");
   ASSERT_EQ(rest.exit_code, 0) << rest.out;
-  const Result whole = run(kBinary + " train --config " + cfg + " --set train.out_dir=" + reference +
-                           settings);
+  const Result whole =
+      run(kBinary + " train --config " + cfg + " --set train.out_dir=" + reference + settings);
   ASSERT_EQ(whole.exit_code, 0) << whole.out;
   const auto a = test::checkpoint_params(final_checkpoint(out, 400));
   const auto b = test::checkpoint_params(final_checkpoint(reference, 400));
@@ -209,10 +211,10 @@ TEST(Launch, TrainScriptRunsRanksAndRefusesImpossibleBatches) {
   EXPECT_NE(ok.out.find("ranks: 2"), std::string::npos) << ok.out;
   // Half of 1000 bytes is 7 windows of 65 bytes: fewer than 2 ranks x 4 sequences.
   std::ofstream(dir + "/tiny.txt") << std::string(1000, 'a');
-  const Result refused = run(env + script + cfg + " -n 2 --set train.out_dir=" + dir +
-                             "/run2 --set data.format=text --set model.vocab_size=256 " +
-                             "--set data.train=" + dir + "/tiny.txt --set train.batch_size=4 " +
-                             "--set data.val_fraction=0.5");
+  const Result refused =
+      run(env + script + cfg + " -n 2 --set train.out_dir=" + dir +
+          "/run2 --set data.format=text --set model.vocab_size=256 " + "--set data.train=" + dir +
+          "/tiny.txt --set train.batch_size=4 " + "--set data.val_fraction=0.5");
   EXPECT_NE(refused.exit_code, 0);
   EXPECT_NE(refused.out.find("fewer than one global batch"), std::string::npos) << refused.out;
   EXPECT_NE(run(script + cfg + " -n zero").exit_code, 0);

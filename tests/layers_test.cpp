@@ -63,8 +63,8 @@ void check_attention(const std::string& kind) {
   auto x = test::to_device(x_host);
   auto dout = test::to_device(weights);
   DeviceBuffer<float> out(cpu(), n), dx(cpu(), n);
-  DeviceBuffer<int32_t> buckets(cpu(), std::max<int64_t>(1, layer.bucket_count(h.step.batch,
-                                                                             h.step.seq_len)));
+  DeviceBuffer<int32_t> buckets(
+      cpu(), std::max<int64_t>(1, layer.bucket_count(h.step.batch, h.step.seq_len)));
   layer.forward(h.kit, h.store, h.step, x.data(), out.data(), buckets.data(), false);
   dx.zero();
   layer.backward(h.kit, h.store, h.step, x.data(), dout.data(), dx.data(), buckets.data(), nullptr);
@@ -76,9 +76,15 @@ void check_attention(const std::string& kind) {
   test::expect_param_gradients(h.store, loss, kEps, kRelTol, kind + " attention");
 }
 
-TEST(LayerGradients, LshAttention) { check_attention("lsh"); }
-TEST(LayerGradients, LocalAttention) { check_attention("local"); }
-TEST(LayerGradients, DenseAttention) { check_attention("dense"); }
+TEST(LayerGradients, LshAttention) {
+  check_attention("lsh");
+}
+TEST(LayerGradients, LocalAttention) {
+  check_attention("local");
+}
+TEST(LayerGradients, DenseAttention) {
+  check_attention("dense");
+}
 
 TEST(LayerGradients, ChunkedFeedForward) {
   Harness h(test::tiny_config());
@@ -142,8 +148,12 @@ void check_embedding(const std::string& position) {
   test::expect_param_gradients(h.store, loss, kEps, kRelTol, position + " embedding");
 }
 
-TEST(LayerGradients, EmbeddingWithAxialPositions) { check_embedding("axial"); }
-TEST(LayerGradients, EmbeddingWithLearnedPositions) { check_embedding("learned"); }
+TEST(LayerGradients, EmbeddingWithAxialPositions) {
+  check_embedding("axial");
+}
+TEST(LayerGradients, EmbeddingWithLearnedPositions) {
+  check_embedding("learned");
+}
 
 TEST(LayerGradients, LossHead) {
   Harness h(test::tiny_config());

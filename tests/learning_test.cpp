@@ -54,7 +54,8 @@ TEST(Learning, ByteModelOnTinyShakespeareBeatsUnigramEntropy) {
   for (const auto& [b, n] : counts) entropy -= n / bytes.size() * std::log2(n / bytes.size());
 
   const std::string dir = test::fresh_dir("run");
-  const Config cfg = load_config_text(R"(
+  const Config cfg =
+      load_config_text(R"(
 model: {vocab_size: 256, d_model: 64, d_ff: 256, n_layers: 2, n_heads: 2, d_head: 32,
         attention: [local, lsh], position: axial, axial_shape: [8, 16]}
 lsh: {bucket_size: 16, n_hashes: 2, local_chunk: 32}
@@ -62,7 +63,7 @@ train: {seq_len: 128, batch_size: 8, steps: 500, lr: 3.0e-3, warmup: 30, log_eve
         eval_every: 0, eval_batches: 8, checkpoint_every: 0, seed: 1}
 data: {format: text}
 )",
-                                      "char_lm_test", {"train.out_dir=" + dir, "data.train=" + text});
+                       "char_lm_test", {"train.out_dir=" + dir, "data.train=" + text});
   std::unique_ptr<ReformerModel> model;
   ReformerModel& m = trained(cfg, model);
   const DataSources data = open_data(cfg, cfg.data.verify_checksums);

@@ -2,12 +2,13 @@
 // fixed), the reversible backward against stored activations, rebuilt inputs and replayed
 // dropout, chunked against unchunked feed-forward and head, gradient accumulation against a
 // larger batch, and bit-for-bit determinism.
+#include "trainer/model.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
 
 #include "tests/model_fixture.h"
-#include "trainer/model.h"
 
 namespace rf {
 namespace {
@@ -46,7 +47,8 @@ std::vector<float> gradients(ReformerModel& m) {
 std::vector<float> grads_of(const Config& cfg, const TokenBatch& batch) {
   ReformerModel m(cfg, cpu());
   m.params().zero_grads();
-  m.forward_backward(batch, context(cfg, batch.batch), 1.0f / static_cast<float>(batch.inputs.size()));
+  m.forward_backward(batch, context(cfg, batch.batch),
+                     1.0f / static_cast<float>(batch.inputs.size()));
   return gradients(m);
 }
 
@@ -121,7 +123,8 @@ TEST(Chunking, LossHeadChunksEqualUnchunked) {
   const TokenBatch batch = random_batch(chunked, 2, 5);
   EXPECT_LT(test::relative_difference(grads_of(chunked, batch), grads_of(whole, batch)), 1e-5);
   ReformerModel a(chunked, cpu()), b(whole, cpu());
-  const BatchStats sa = a.forward(batch, context(chunked, 2)), sb = b.forward(batch, context(whole, 2));
+  const BatchStats sa = a.forward(batch, context(chunked, 2)),
+                   sb = b.forward(batch, context(whole, 2));
   EXPECT_LT(test::max_abs_diff(sa.row_loss, sb.row_loss), 1e-5f);
 }
 

@@ -17,9 +17,14 @@ namespace {
 namespace fs = std::filesystem;
 
 Config run_config(const std::string& out_dir, std::vector<std::string> extra = {}) {
-  std::vector<std::string> o = {"train.steps=8", "train.log_every=100", "train.eval_every=0",
-                                "train.checkpoint_every=0", "train.out_dir=" + out_dir,
-                                "train.lr=0.003", "train.warmup=2", "train.seq_len=32",
+  std::vector<std::string> o = {"train.steps=8",
+                                "train.log_every=100",
+                                "train.eval_every=0",
+                                "train.checkpoint_every=0",
+                                "train.out_dir=" + out_dir,
+                                "train.lr=0.003",
+                                "train.warmup=2",
+                                "train.seq_len=32",
                                 "model.vocab_size=11"};
   o.insert(o.end(), extra.begin(), extra.end());
   return test::tiny_config(o);
@@ -56,7 +61,8 @@ TEST(Checkpoints, KeepsOnlyTheNewestK) {
   const std::string dir = test::fresh_dir("run");
   train(run_config(dir, {"train.checkpoint_every=2", "train.keep_checkpoints=2"}));
   std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(checkpoint_dir(dir))) names.push_back(e.path().filename());
+  for (const auto& e : fs::directory_iterator(checkpoint_dir(dir)))
+    names.push_back(e.path().filename());
   std::sort(names.begin(), names.end());
   EXPECT_EQ(names, (std::vector<std::string>{"step-00000006.h5", "step-00000008.h5"}));
 }
@@ -83,7 +89,8 @@ TEST(Checkpoints, ResumeAutoSkipsADamagedNewestCheckpoint) {
   fs::copy_file(good, bad);
   fs::resize_file(bad, fs::file_size(bad) / 2);
   EXPECT_EQ(find_latest_checkpoint(checkpoint_dir(dir)), good);
-  const TrainSummary s = train(run_config(dir, {"train.checkpoint_every=2", "train.steps=8"}), "auto");
+  const TrainSummary s =
+      train(run_config(dir, {"train.checkpoint_every=2", "train.steps=8"}), "auto");
   EXPECT_EQ(s.steps_done, 8);
 }
 

@@ -72,8 +72,8 @@ AttentionLayer::Projections AttentionLayer::project(Kit& kit, ParamStore& p, int
   return pr;
 }
 
-void AttentionLayer::sort_buckets(Kit& kit, int64_t batch, int64_t seq_len,
-                                  const int32_t* buckets, int32_t** perm, int32_t** undo) const {
+void AttentionLayer::sort_buckets(Kit& kit, int64_t batch, int64_t seq_len, const int32_t* buckets,
+                                  int32_t** perm, int32_t** undo) const {
   const int64_t n = bucket_count(batch, seq_len);
   *perm = kit.ws.ints("lsh.perm", n);
   *undo = kit.ws.ints("lsh.undo", n);
@@ -124,8 +124,8 @@ void AttentionLayer::forward(Kit& kit, ParamStore& p, const StepContext& step, c
       chunked_attention_forward(kit.ex, kit.ws, head_spec(step, b, h),
                                 head_inputs(q, k, v, perm, undo, T, b, h),
                                 heads + b * T * hd + h * d_head_, hd);
-  matmul(kit.ex, {false, false, rows, d_model_, hd, hd, d_model_, d_model_}, heads,
-         p.param(w_o_), out);
+  matmul(kit.ex, {false, false, rows, d_model_, hd, hd, d_model_, d_model_}, heads, p.param(w_o_),
+         out);
 }
 
 void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, const float* xn,
@@ -153,15 +153,14 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
                                  head_inputs(q, k, v, perm, undo, T, b, h), dheads + offset, hd, g,
                                  heads + offset, hd);
     }
-  if (out)
-    matmul(kit.ex, {false, false, rows, D, hd, hd, D, D}, heads, p.param(w_o_), out);
+  if (out) matmul(kit.ex, {false, false, rows, D, hd, hd, D, D}, heads, p.param(w_o_), out);
   // dw_o += heads^T . dout
   matmul(kit.ex, {true, false, hd, D, rows, hd, D, D, 0, 0, 0, 1, 1.0f, 1.0f}, heads, dout,
          p.grad(w_o_));
   // Inputs: dxn += dX . W^T, dW += xn^T . dX for each projection.
   auto input_grad = [&](int w, const float* dproj) {
-    matmul(kit.ex, {false, true, rows, D, hd, hd, hd, D, 0, 0, 0, 1, 1.0f, 1.0f}, dproj,
-           p.param(w), dxn);
+    matmul(kit.ex, {false, true, rows, D, hd, hd, hd, D, 0, 0, 0, 1, 1.0f, 1.0f}, dproj, p.param(w),
+           dxn);
     matmul(kit.ex, {true, false, D, hd, rows, D, hd, hd, 0, 0, 0, 1, 1.0f, 1.0f}, xn, dproj,
            p.grad(w));
   };

@@ -15,10 +15,9 @@ DataSources open_data(const Config& cfg, bool verify_checksums) {
   DataSources s;
   switch (d.format) {
     case DataFormat::kSynthetic:
-      s.train = std::make_unique<SyntheticDuplication>(T, cfg.model.vocab_size, cfg.train.seed,
-                                                       false);
-      s.val = std::make_unique<SyntheticDuplication>(T, cfg.model.vocab_size, cfg.train.seed,
-                                                     true);
+      s.train =
+          std::make_unique<SyntheticDuplication>(T, cfg.model.vocab_size, cfg.train.seed, false);
+      s.val = std::make_unique<SyntheticDuplication>(T, cfg.model.vocab_size, cfg.train.seed, true);
       s.tokenizer = "duplication";
       break;
     case DataFormat::kText:
@@ -26,7 +25,8 @@ DataSources open_data(const Config& cfg, bool verify_checksums) {
       if (d.val.empty()) {
         const double split = 1.0 - d.val_fraction;
         s.train = std::make_unique<ByteCorpus>(d.train, "data.train", T, 0.0, split);
-        s.val = std::make_unique<ByteCorpus>(d.train, "data.train (validation tail)", T, split, 1.0);
+        s.val =
+            std::make_unique<ByteCorpus>(d.train, "data.train (validation tail)", T, split, 1.0);
       } else {
         s.train = std::make_unique<ByteCorpus>(d.train, "data.train", T, 0.0, 1.0);
         s.val = std::make_unique<ByteCorpus>(d.val, "data.val", T, 0.0, 1.0);

@@ -72,7 +72,8 @@ std::vector<std::pair<int64_t, fs::path>> checkpoints_newest_first(const std::st
     const int64_t step = step_of_file(entry.path());
     if (step >= 0) found.emplace_back(step, entry.path());
   }
-  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::sort(found.begin(), found.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
   return found;
 }
 
@@ -124,8 +125,10 @@ std::string save_checkpoint(const std::string& dir, ReformerModel& model, AdamW&
     file.set_string("layout", layout_text(params));
     const int64_t n = static_cast<int64_t>(params.size());
     file.write("params", H5T_NATIVE_FLOAT, download(ex, params.params(), n).data(), n);
-    file.write("adam_m", H5T_NATIVE_FLOAT, download(ex, optimizer.first_moment().data(), n).data(), n);
-    file.write("adam_v", H5T_NATIVE_FLOAT, download(ex, optimizer.second_moment().data(), n).data(), n);
+    file.write("adam_m", H5T_NATIVE_FLOAT, download(ex, optimizer.first_moment().data(), n).data(),
+               n);
+    file.write("adam_v", H5T_NATIVE_FLOAT, download(ex, optimizer.second_moment().data(), n).data(),
+               n);
     file.close();
   }
   fsync_path(temp_path, false);
@@ -157,7 +160,8 @@ TrainingState load_checkpoint(const std::string& path, ReformerModel& model, Ada
   const Hdf5File file = Hdf5File::open_read(path);
   for (const char* attr : {"format_version", "step", "samples_seen", "seed", "layout"})
     if (!file.has_attribute(attr))
-      fail("checkpoint '", path, "' lacks attribute '", attr, "' (not a checkpoint of this program?)");
+      fail("checkpoint '", path, "' lacks attribute '", attr,
+           "' (not a checkpoint of this program?)");
   const int64_t version = file.get_int("format_version");
   if (version != kCheckpointFormatVersion)
     fail("checkpoint '", path, "' has format version ", version, ", this build reads version ",

@@ -1,18 +1,17 @@
 #include "trainer/commands.h"
 
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 #include <iostream>
 
 #include "comms/mpi_communicator.h"
-#include "trainer/job.h"
 #include "data/prepare.h"
 #include "data/synthetic_duplication.h"
 #include "trainer/batches.h"
 #include "trainer/checkpoint.h"
 #include "trainer/evaluate.h"
 #include "trainer/generate.h"
+#include "trainer/job.h"
 #include "trainer/metrics.h"
 #include "trainer/progress.h"
 #include "trainer/train_loop.h"
@@ -60,8 +59,8 @@ Config config_for_checkpoint(const Arguments& a, const std::string& checkpoint) 
 }
 
 int command_train(const Arguments& a) {
+  install_stop_signal_handlers();  // first: SLURM may signal while the job is still starting
   const Config cfg = load_config(a.config, a.overrides);
-  install_stop_signal_handlers();
   JobComms comms = make_job_comms(cfg.runtime);
   TrainOptions options;
   options.resume = a.resume;
@@ -95,17 +94,15 @@ int command_eval(const Arguments& a) {
   const int64_t windows =
       eval_window_count(*data.val, cfg.train.eval_batches, cfg.train.batch_size);
   ProgressClock clock(0, windows);
-  const EvalResult r =
-      evaluate(model, *data.val, windows, cfg.train.batch_size, positions,
-               [&](int64_t done, int64_t total) {
-                 if (a.json) return;
-                 const double elapsed = clock.elapsed_seconds();
-                 const double eta = elapsed / static_cast<double>(done) *
-                                    static_cast<double>(total - done);
-                 std::fprintf(stderr, "\reval %lld/%lld windows | %s elapsed | ETA %s   ",
-                              static_cast<long long>(done), static_cast<long long>(total),
-                              format_duration(elapsed).c_str(), format_duration(eta).c_str());
-               });
+  const EvalResult r = evaluate(
+      model, *data.val, windows, cfg.train.batch_size, positions, [&](int64_t done, int64_t total) {
+        if (a.json) return;
+        const double elapsed = clock.elapsed_seconds();
+        const double eta = elapsed / static_cast<double>(done) * static_cast<double>(total - done);
+        std::fprintf(stderr, "\reval %lld/%lld windows | %s elapsed | ETA %s   ",
+                     static_cast<long long>(done), static_cast<long long>(total),
+                     format_duration(elapsed).c_str(), format_duration(eta).c_str());
+      });
   if (a.json) {
     std::cout << JsonLine()
                      .add("checkpoint", path)
@@ -119,11 +116,11 @@ int command_eval(const Arguments& a) {
               << std::endl;
   } else {
     std::fprintf(stderr, "\n");
-    std::printf("%s (step %lld), n_hashes %lld: loss %.4f nats, %.4f bits/token, accuracy %.4f "
-                "over %lld tokens\n",
-                path.c_str(), static_cast<long long>(state.step),
-                static_cast<long long>(cfg.lsh.n_hashes), r.loss, r.bits_per_token, r.accuracy,
-                static_cast<long long>(r.tokens));
+    std::printf(
+        "%s (step %lld), n_hashes %lld: loss %.4f nats, %.4f bits/token, accuracy %.4f "
+        "over %lld tokens\n",
+        path.c_str(), static_cast<long long>(state.step), static_cast<long long>(cfg.lsh.n_hashes),
+        r.loss, r.bits_per_token, r.accuracy, static_cast<long long>(r.tokens));
   }
   return 0;
 }
@@ -185,9 +182,10 @@ int run_command_line(int argc, char** argv) {
   CLI::App* train = app.add_subcommand("train", "train a model from an experiment file");
   add_config(train, true);
   train->add_option("--resume", a.resume, "auto (newest intact checkpoint) or a checkpoint path");
-  train->add_option("--stop-at-step", a.stop_at_step,
-                    "end with a checkpoint once this many steps are done (the schedule still "
-                    "runs to train.steps; continue later with --resume auto)")
+  train
+      ->add_option("--stop-at-step", a.stop_at_step,
+                   "end with a checkpoint once this many steps are done (the schedule still "
+                   "runs to train.steps; continue later with --resume auto)")
       ->check(CLI::NonNegativeNumber);
 
   CLI::App* eval = app.add_subcommand("eval", "loss, bits per token and accuracy of a checkpoint");

@@ -29,9 +29,9 @@ struct ModelConfig {
   PositionMode position = PositionMode::kAxial;
   std::vector<int64_t> axial_shape = {64, 64};  // product = train.seq_len
   std::vector<int64_t> axial_dims;  // empty = auto: [d_model / 2, d_model - d_model / 2]
-  int64_t ff_chunk = 1024;                      // 0 = no chunking
-  int64_t head_chunk = 1024;                    // 0 = no chunking
-  bool reversible = true;                       // false keeps every layer's inputs (for tests)
+  int64_t ff_chunk = 1024;          // 0 = no chunking
+  int64_t head_chunk = 1024;        // 0 = no chunking
+  bool reversible = true;           // false keeps every layer's inputs (for tests)
 };
 
 struct LshConfig {
@@ -69,7 +69,7 @@ struct DataConfig {
   std::string train;  // file (text/bytes) or shard manifest (hdf5)
   std::string val;
   std::string synthetic = "duplication";
-  double val_fraction = 0.1;  // text/bytes without a val file: the tail of the train file
+  double val_fraction = 0.1;     // text/bytes without a val file: the tail of the train file
   bool verify_checksums = true;  // hdf5: check shard checksums at start-up
   int64_t prefetch = 2;          // micro-batches read ahead on the loader thread
 };

@@ -23,8 +23,8 @@ EmbeddingLayer::EmbeddingLayer(ParamStore& store, const Config& cfg)
     }
     case PositionMode::kLearned:
       position_ = PositionKind::kLearned;
-      learned_ = store.add("embedding.positions", {max_len_, d_model_}, {InitKind::kNormal, 1.0f},
-                           false);
+      learned_ =
+          store.add("embedding.positions", {max_len_, d_model_}, {InitKind::kNormal, 1.0f}, false);
       break;
     case PositionMode::kNone:
       position_ = PositionKind::kNone;

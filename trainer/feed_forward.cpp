@@ -31,24 +31,23 @@ DropoutMask FeedForwardLayer::hidden_mask(const StepContext& step, int64_t row0)
 }
 
 DropoutMask FeedForwardLayer::output_mask(const StepContext& step, int64_t row0) const {
-  DropoutMask m = step.dropout(RngPurpose::kFeedForwardOutputDropout,
-                               static_cast<uint32_t>(layer_), dropout_, d_model_);
+  DropoutMask m = step.dropout(RngPurpose::kFeedForwardOutputDropout, static_cast<uint32_t>(layer_),
+                               dropout_, d_model_);
   m.row_offset = row0;
   return m;
 }
 
 void FeedForwardLayer::chunk_forward(Kit& kit, ParamStore& p, const StepContext& step,
-                                     const float* x, int64_t row0, int64_t rows, float* z,
-                                     float* h, float* a) const {
+                                     const float* x, int64_t row0, int64_t rows, float* z, float* h,
+                                     float* a) const {
   norm_.forward(kit, p, x + row0 * d_model_, z, rows);
-  matmul(kit.ex, {false, false, rows, d_ff_, d_model_, d_model_, d_ff_, d_ff_}, z, p.param(w1_),
-         h);
-  kit.ex.run(rows,
-             BiasActivationForward{h, a, p.param(b1_), d_ff_, activation_, hidden_mask(step, row0)});
+  matmul(kit.ex, {false, false, rows, d_ff_, d_model_, d_model_, d_ff_, d_ff_}, z, p.param(w1_), h);
+  kit.ex.run(
+      rows, BiasActivationForward{h, a, p.param(b1_), d_ff_, activation_, hidden_mask(step, row0)});
 }
 
-void FeedForwardLayer::forward_add(Kit& kit, ParamStore& p, const StepContext& step,
-                                   const float* x, float* residual, float sign) const {
+void FeedForwardLayer::forward_add(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
+                                   float* residual, float sign) const {
   const int64_t total = step.rows(), chunk = chunk_rows(total);
   float* z = kit.ws.floats("ff.z", chunk * d_model_);
   float* h = kit.ws.floats("ff.h", chunk * d_ff_);
@@ -64,8 +63,8 @@ void FeedForwardLayer::forward_add(Kit& kit, ParamStore& p, const StepContext& s
 void FeedForwardLayer::add_chunk_output(Kit& kit, ParamStore& p, const StepContext& step,
                                         const float* a, float* t, int64_t row0, int64_t rows,
                                         float* residual, float sign) const {
-  matmul(kit.ex, {false, false, rows, d_model_, d_ff_, d_ff_, d_model_, d_model_}, a,
-         p.param(w2_), t);
+  matmul(kit.ex, {false, false, rows, d_model_, d_ff_, d_ff_, d_model_, d_model_}, a, p.param(w2_),
+         t);
   kit.ex.run(rows, BiasDropoutResidualAdd{residual + row0 * d_model_, t, p.param(b2_), d_model_,
                                           sign, output_mask(step, row0)});
 }

@@ -18,13 +18,13 @@ class FeedForwardLayer {
   // dx += dL/dx and parameter gradients += for the output gradient dout. When `reconstruct` is
   // not null it also subtracts G(x) from it, chunk by chunk, reusing the recomputed activations
   // (the reversible backward: x2 = y2 - G(y1)).
-  void backward(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
-                const float* dout, float* dx, float* reconstruct) const;
+  void backward(Kit& kit, ParamStore& p, const StepContext& step, const float* x, const float* dout,
+                float* dx, float* reconstruct) const;
 
  private:
   // Recomputes one chunk's normalised input, pre-activation and activation.
-  void chunk_forward(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
-                     int64_t row0, int64_t rows, float* z, float* h, float* a) const;
+  void chunk_forward(Kit& kit, ParamStore& p, const StepContext& step, const float* x, int64_t row0,
+                     int64_t rows, float* z, float* h, float* a) const;
   // residual[row0 .. row0 + rows) += sign * dropout(a W2 + b2), with t as scratch.
   void add_chunk_output(Kit& kit, ParamStore& p, const StepContext& step, const float* a, float* t,
                         int64_t row0, int64_t rows, float* residual, float sign) const;

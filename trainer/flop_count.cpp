@@ -5,7 +5,8 @@ namespace rf {
 StepFlops training_step_flops(const Config& cfg, int64_t batch, int64_t seq_len) {
   const double T = static_cast<double>(batch * seq_len);
   const double D = static_cast<double>(cfg.model.d_model), F = static_cast<double>(cfg.model.d_ff);
-  const double H = static_cast<double>(cfg.model.n_heads), d = static_cast<double>(cfg.model.d_head);
+  const double H = static_cast<double>(cfg.model.n_heads),
+               d = static_cast<double>(cfg.model.d_head);
   const double HD = H * d;
   StepFlops f;
   for (int64_t layer = 0; layer < cfg.model.n_layers; ++layer) {

@@ -11,7 +11,7 @@ namespace rf {
 
 struct SamplingOptions {
   int64_t tokens = 200;
-  int64_t context = 0;  // tokens the model sees per prediction; 0 = train.seq_len
+  int64_t context = 0;       // tokens the model sees per prediction; 0 = train.seq_len
   double temperature = 1.0;  // 0 = greedy
   int64_t top_k = 0;         // 0 = the whole vocabulary
   uint64_t seed = 1;

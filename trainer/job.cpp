@@ -1,8 +1,8 @@
 #include "trainer/job.h"
 
 #include <atomic>
-#include <cstdlib>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -16,11 +16,15 @@ namespace {
 
 std::atomic<int> g_stop_signal{0};  // set by the signal handler; read at step boundaries
 
-extern "C" void request_stop(int signal_number) { g_stop_signal.store(signal_number); }
+extern "C" void request_stop(int signal_number) {
+  g_stop_signal.store(signal_number);
+}
 
 }  // namespace
 
-int gpu_for_local_rank(int local_rank) { return cuda_device_count() == 1 ? 0 : local_rank; }
+int gpu_for_local_rank(int local_rank) {
+  return cuda_device_count() == 1 ? 0 : local_rank;
+}
 
 JobComms make_job_comms(const RuntimeConfig& runtime) {
   JobComms c;
@@ -28,9 +32,8 @@ JobComms make_job_comms(const RuntimeConfig& runtime) {
                                         : make_single_process_communicator();
   c.device = c.host.get();
   if (runtime.device == "cuda" && c.host->size() > 1) {
-    c.device_owned =
-        make_nccl_communicator(*c.host, gpu_for_local_rank(c.host->local_rank()),
-                               runtime.collective_timeout_s);
+    c.device_owned = make_nccl_communicator(*c.host, gpu_for_local_rank(c.host->local_rank()),
+                                            runtime.collective_timeout_s);
     c.device = c.device_owned.get();
   }
   return c;
@@ -39,8 +42,7 @@ JobComms make_job_comms(const RuntimeConfig& runtime) {
 std::string broadcast_string(Communicator& comm, const std::string& value, int root) {
   int64_t length = static_cast<int64_t>(value.size());
   comm.broadcast(&length, 1, DType::kInt64, root);
-  std::string out =
-      comm.rank() == root ? value : std::string(static_cast<size_t>(length), '\0');
+  std::string out = comm.rank() == root ? value : std::string(static_cast<size_t>(length), '\0');
   if (length > 0) comm.broadcast(out.data(), static_cast<size_t>(length), DType::kUint8, root);
   return out;
 }
@@ -112,10 +114,14 @@ bool stop_requested(Communicator& comm) {
 
 std::string stop_signal_name() {
   switch (g_stop_signal.load()) {
-    case SIGTERM: return "SIGTERM";
-    case SIGUSR1: return "SIGUSR1";
-    case 0: return "";
-    default: return "a signal";
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGUSR1:
+      return "SIGUSR1";
+    case 0:
+      return "";
+    default:
+      return "a signal";
   }
 }
 

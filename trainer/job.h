@@ -16,9 +16,9 @@
 namespace rf {
 
 struct JobComms {
-  std::unique_ptr<Communicator> host;         // MPI (or single process): host buffers
-  std::unique_ptr<Communicator> device_owned; // NCCL when gradients live on GPUs
-  Communicator* device = nullptr;             // gradients: device_owned or host
+  std::unique_ptr<Communicator> host;          // MPI (or single process): host buffers
+  std::unique_ptr<Communicator> device_owned;  // NCCL when gradients live on GPUs
+  Communicator* device = nullptr;              // gradients: device_owned or host
 
   bool is_root() const { return host->is_root(); }
   // Closes the communicators (NCCL before the MPI communicator it was bootstrapped from).

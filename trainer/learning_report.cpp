@@ -50,8 +50,10 @@ void report_duplication(ReformerModel& model, const WindowSource& val, std::ostr
   out << (T - first > shown ? "...\n" : "\n") << "  model's copy:    ";
   for (int64_t i = 0; i < shown; ++i) {
     const int32_t p = s.row_prediction[first + i];
-    if (p == b.targets[first + i]) out << p << ' ';
-    else out << '[' << p << "] ";
+    if (p == b.targets[first + i])
+      out << p << ' ';
+    else
+      out << '[' << p << "] ";
   }
   out << (T - first > shown ? "...  ([x] = wrong)\n" : " ([x] = wrong)\n");
 }
@@ -62,7 +64,7 @@ int64_t short_context(const Config& cfg) {
   int64_t unit = 1;
   for (int64_t i = 0; i < cfg.model.n_layers; ++i) {
     const AttentionKind k = cfg.attention_of_layer(i);
-    const int64_t chunk = k == AttentionKind::kLsh   ? cfg.lsh.bucket_size
+    const int64_t chunk = k == AttentionKind::kLsh     ? cfg.lsh.bucket_size
                           : k == AttentionKind::kLocal ? cfg.lsh.local_chunk
                                                        : 1;
     unit = std::lcm(unit, chunk);
@@ -75,9 +77,12 @@ std::string printable(const std::vector<int32_t>& tokens, size_t from) {
   std::string s;
   for (size_t i = from; i < tokens.size(); ++i) {
     const int c = tokens[i];
-    if (c == '\n') s += "\n    ";
-    else if (c >= 32 && c < 127) s += static_cast<char>(c);
-    else s += '?';
+    if (c == '\n')
+      s += "\n    ";
+    else if (c >= 32 && c < 127)
+      s += static_cast<char>(c);
+    else
+      s += '?';
   }
   return s;
 }
@@ -98,14 +103,14 @@ void report_text(ReformerModel& model, const WindowSource& val, std::ostream& ou
   o.temperature = 0.8;
   o.seed = static_cast<uint64_t>(cfg.train.seed);
   const std::vector<int32_t> sample = generate(model, prompt, o);
-  out << "  prompt:  " << printable(prompt, 0) << "\n  sample:  " << printable(sample, prompt.size())
-      << "\n";
+  out << "  prompt:  " << printable(prompt, 0)
+      << "\n  sample:  " << printable(sample, prompt.size()) << "\n";
 }
 
 }  // namespace
 
-EvalResult duplication_copy_accuracy(ReformerModel& model, const WindowSource& val,
-                                     int64_t windows, int64_t n_hashes) {
+EvalResult duplication_copy_accuracy(ReformerModel& model, const WindowSource& val, int64_t windows,
+                                     int64_t n_hashes) {
   const Config& cfg = model.config();
   const PositionRange copy{SyntheticDuplication::copy_begin(cfg.train.seq_len), -1};
   model.set_n_hashes(n_hashes);
@@ -121,7 +126,8 @@ void report_what_was_learned(ReformerModel& model, const DataSources& data, std:
     report_text(model, *data.val, out);
   } else {
     const Config& cfg = model.config();
-    const int64_t windows = eval_window_count(*data.val, cfg.train.eval_batches, cfg.train.batch_size);
+    const int64_t windows =
+        eval_window_count(*data.val, cfg.train.eval_batches, cfg.train.batch_size);
     const EvalResult r = evaluate(model, *data.val, windows, cfg.train.batch_size, {});
     out << "What the model learned (" << data.tokenizer << " tokens): validation loss " << r.loss
         << " nats, " << r.bits_per_token << " bits per token, next-token accuracy "

@@ -12,8 +12,8 @@ namespace rf {
 
 // Copy accuracy and loss on the second copy of the duplication task, with `n_hashes` hash rounds
 // at evaluation time (the model's parameters do not depend on it).
-EvalResult duplication_copy_accuracy(ReformerModel& model, const WindowSource& val,
-                                     int64_t windows, int64_t n_hashes);
+EvalResult duplication_copy_accuracy(ReformerModel& model, const WindowSource& val, int64_t windows,
+                                     int64_t n_hashes);
 
 void report_what_was_learned(ReformerModel& model, const DataSources& data, std::ostream& out);
 

@@ -12,14 +12,13 @@ LossHead::LossHead(ParamStore& store, const Config& cfg)
       vocab_(cfg.model.vocab_size),
       chunk_(cfg.model.head_chunk) {
   const int64_t width = 2 * d_model_;
-  w_out_ = store.add("head.w_out", {width, vocab_}, {InitKind::kGlorotUniform, 1, width, vocab_},
-                     true);
+  w_out_ =
+      store.add("head.w_out", {width, vocab_}, {InitKind::kGlorotUniform, 1, width, vocab_}, true);
   b_out_ = store.add("head.b_out", {vocab_}, {InitKind::kZeros}, false);
 }
 
 HeadOutput LossHead::run(Kit& kit, ParamStore& p, int64_t rows, const float* x1, const float* x2,
-                         const int32_t* targets, float grad_scale, float* dx1,
-                         float* dx2) const {
+                         const int32_t* targets, float grad_scale, float* dx1, float* dx2) const {
   const bool backward = dx1 != nullptr;
   const int64_t width = 2 * d_model_, V = vocab_;
   const int64_t chunk = chunk_ > 0 && chunk_ < rows ? chunk_ : rows;
@@ -38,7 +37,8 @@ HeadOutput LossHead::run(Kit& kit, ParamStore& p, int64_t rows, const float* x1,
     norm_.forward(kit, p, cat, z, n);
     matmul(kit.ex, {false, false, n, V, width, width, V, V}, z, p.param(w_out_), logits);
     kit.ex.run(n, AddBias{logits, p.param(b_out_), V});
-    kit.ex.run(n, CrossEntropyRow{logits, targets + row0, loss, prediction, V, grad_scale, backward});
+    kit.ex.run(n,
+               CrossEntropyRow{logits, targets + row0, loss, prediction, V, grad_scale, backward});
     kit.ex.download(out.row_loss.data() + row0, loss, n * sizeof(float));
     kit.ex.download(out.row_prediction.data() + row0, prediction, n * sizeof(int32_t));
     if (!backward) continue;
@@ -49,9 +49,8 @@ HeadOutput LossHead::run(Kit& kit, ParamStore& p, int64_t rows, const float* x1,
     // z now holds dL/d(normalised cat); cat's gradient goes to the two streams.
     float* dcat = kit.ws.floats("head.dcat", chunk * width);
     norm_.backward(kit, p, cat, z, dcat, n, false);
-    kit.ex.run(n,
-               SplitColumnsAdd{dx1 + row0 * d_model_, dx2 + row0 * d_model_, dcat, d_model_,
-                               d_model_});
+    kit.ex.run(
+        n, SplitColumnsAdd{dx1 + row0 * d_model_, dx2 + row0 * d_model_, dcat, d_model_, d_model_});
   }
   return out;
 }

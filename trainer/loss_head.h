@@ -11,7 +11,7 @@
 namespace rf {
 
 struct HeadOutput {
-  std::vector<float> row_loss;       // [rows] -log p(target)
+  std::vector<float> row_loss;          // [rows] -log p(target)
   std::vector<int32_t> row_prediction;  // [rows] argmax of the logits
 };
 

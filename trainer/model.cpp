@@ -15,8 +15,8 @@ ReformerModel::ReformerModel(const Config& cfg, Executor& ex)
   params_.initialize(ex, static_cast<uint64_t>(cfg.train.seed));
 }
 
-void ReformerModel::embed(const TokenBatch& batch, const StepContext& step, float** x1,
-                          float** x2, int32_t** targets) {
+void ReformerModel::embed(const TokenBatch& batch, const StepContext& step, float** x1, float** x2,
+                          int32_t** targets) {
   const int64_t rows = step.rows(), D = cfg_.model.d_model;
   RF_CHECK(static_cast<int64_t>(batch.inputs.size()) == rows &&
            static_cast<int64_t>(batch.targets.size()) == rows);

@@ -61,8 +61,7 @@ void ParamStore::initialize(Executor& ex, uint64_t seed) {
         ex.run(n, RandomNormalFill{p, stream, t.init.stddev});
         break;
       case InitKind::kGlorotUniform: {
-        const float limit =
-            std::sqrt(6.0f / static_cast<float>(t.init.fan_in + t.init.fan_out));
+        const float limit = std::sqrt(6.0f / static_cast<float>(t.init.fan_in + t.init.fan_out));
         ex.run(n, RandomUniformFill{p, stream, -limit, limit});
         break;
       }

@@ -16,7 +16,7 @@ enum class InitKind { kZeros, kOnes, kNormal, kGlorotUniform };
 
 struct ParamInit {
   InitKind kind = InitKind::kZeros;
-  float stddev = 1.0f;         // kNormal
+  float stddev = 1.0f;              // kNormal
   int64_t fan_in = 0, fan_out = 0;  // kGlorotUniform: U(+-sqrt(6 / (fan_in + fan_out)))
 };
 
@@ -25,7 +25,7 @@ struct ParamTensor {
   std::vector<int64_t> shape;  // row-major
   size_t offset = 0;           // into the flat buffers
   size_t count = 0;
-  bool decay = false;          // AdamW weight decay applies (matrices and embeddings)
+  bool decay = false;  // AdamW weight decay applies (matrices and embeddings)
   ParamInit init;
   int group = 0;
 };

@@ -31,8 +31,8 @@ class ReversibleStack {
                bool for_backward);
   // On entry x1, x2 hold the outputs and dx1, dx2 their gradients; on return the stack's inputs
   // and input gradients. Parameter gradients accumulate; after each layer, layer_done(layer).
-  void backward(Kit& kit, ParamStore& p, const StepContext& step, float* x1, float* x2,
-                float* dx1, float* dx2, const std::function<void(int64_t)>& layer_done);
+  void backward(Kit& kit, ParamStore& p, const StepContext& step, float* x1, float* x2, float* dx1,
+                float* dx2, const std::function<void(int64_t)>& layer_done);
 
   // Bucket ids stored by the last forward for `layer` (null unless LSH); for tests.
   const DeviceBuffer<int32_t>& stored_buckets(int64_t layer) const { return buckets_[layer]; }

@@ -220,11 +220,10 @@ void verify_replicas(Run& run, int64_t step) {
 void log_step(Run& run, int64_t step, const StepResult& r, double lr, const GradNorm& g,
               const ProgressClock& clock) {
   const double loss = r.loss_sum / r.tokens;
-  const std::string speed =
-      clock.tokens_per_second() > 0
-          ? format_rate(clock.tokens_per_second()) + " tok/s | ETA " +
-                format_duration(clock.eta_seconds(step))
-          : std::string("first step (warm-up)");
+  const std::string speed = clock.tokens_per_second() > 0
+                                ? format_rate(clock.tokens_per_second()) + " tok/s | ETA " +
+                                      format_duration(clock.eta_seconds(step))
+                                : std::string("first step (warm-up)");
   char line[256];
   std::snprintf(line, sizeof(line),
                 "step %6lld/%lld | loss %.4f | %.3f bits/tok | acc %.3f | lr %.2e | gnorm %.3f | "
@@ -245,13 +244,14 @@ void log_step(Run& run, int64_t step, const StepResult& r, double lr, const Grad
 
 void run_eval(Run& run, int64_t step) {
   const Config& c = run.cfg;
-  const int64_t windows = eval_window_count(*run.data.val, c.train.eval_batches, c.train.batch_size);
+  const int64_t windows =
+      eval_window_count(*run.data.val, c.train.eval_batches, c.train.batch_size);
   // The duplication task is scored where it is predictable: the second copy of w.
   const bool copy_task = run.data.tokenizer == "duplication";
   const PositionRange positions{copy_task ? SyntheticDuplication::copy_begin(c.train.seq_len) : 0,
                                 -1};
-  const EvalResult r = evaluate(*run.model, *run.data.val, windows, c.train.batch_size, positions,
-                                {}, &run.host());
+  const EvalResult r =
+      evaluate(*run.model, *run.data.val, windows, c.train.batch_size, positions, {}, &run.host());
   if (!run.root()) return;
   char line[200];
   std::snprintf(line, sizeof(line),
@@ -307,8 +307,8 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
   const std::string ranks = rank_map(run);
   run_on_root(run.host(), [&] {
     write_resolved_config(cfg);
-    run.metrics = MetricsLog((fs::path(cfg.train.out_dir) / "metrics.jsonl").string(),
-                             !resumed_from.empty());
+    run.metrics =
+        MetricsLog((fs::path(cfg.train.out_dir) / "metrics.jsonl").string(), !resumed_from.empty());
     print_header(run, resumed_from, ranks);
   });
 
@@ -332,8 +332,8 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
     since_log.loss_sum += r.loss_sum;
     since_log.tokens += r.tokens;
     since_log.correct += r.correct;
-    const GradNorm g = gradient_norm(*run.ex, run.model->workspace(), run.model->params(),
-                                     cfg.train.grad_clip);
+    const GradNorm g =
+        gradient_norm(*run.ex, run.model->workspace(), run.model->params(), cfg.train.grad_clip);
     const double lr = learning_rate(cfg.train, step);
     if (!std::isfinite(g.norm) || !std::isfinite(r.loss_sum)) {
       if (run.root())

@@ -28,7 +28,9 @@ struct CpuBackend {
   }
 };
 
-CBLAS_TRANSPOSE cblas_trans(bool t) { return t ? CblasTrans : CblasNoTrans; }
+CBLAS_TRANSPOSE cblas_trans(bool t) {
+  return t ? CblasTrans : CblasNoTrans;
+}
 
 class CpuExecutor final : public KernelExecutor<CpuBackend> {
  public:

@@ -2,29 +2,29 @@
 // passed unchanged to cublasGemmStridedBatchedEx, memory from cudaMalloc. The arithmetic lives in
 // the RF_HD functors under kernels/ops/, which the CPU tests exercise; this file only launches.
 // STATUS: compiled in CI (nvcc, warnings as errors); it has not yet run on a GPU.
-#include <cub/device/device_segmented_radix_sort.cuh>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <cub/device/device_segmented_radix_sort.cuh>
 #include <sstream>
 
 #include "kernels/error.h"
 #include "kernels/executor_impl.h"
 
-#define RF_CUDA_CHECK(expr)                                                             \
-  do {                                                                                  \
-    const cudaError_t rf_status = (expr);                                               \
-    if (rf_status != cudaSuccess)                                                       \
-      ::rf::fail("CUDA error at ", __FILE__, ":", __LINE__, " in ", #expr, ": ",       \
-                 cudaGetErrorString(rf_status));                                        \
+#define RF_CUDA_CHECK(expr)                                                      \
+  do {                                                                           \
+    const cudaError_t rf_status = (expr);                                        \
+    if (rf_status != cudaSuccess)                                                \
+      ::rf::fail("CUDA error at ", __FILE__, ":", __LINE__, " in ", #expr, ": ", \
+                 cudaGetErrorString(rf_status));                                 \
   } while (0)
 
-#define RF_CUBLAS_CHECK(expr)                                                           \
-  do {                                                                                  \
-    const cublasStatus_t rf_status = (expr);                                            \
-    if (rf_status != CUBLAS_STATUS_SUCCESS)                                             \
+#define RF_CUBLAS_CHECK(expr)                                                             \
+  do {                                                                                    \
+    const cublasStatus_t rf_status = (expr);                                              \
+    if (rf_status != CUBLAS_STATUS_SUCCESS)                                               \
       ::rf::fail("cuBLAS error at ", __FILE__, ":", __LINE__, " in ", #expr, ": status ", \
-                 static_cast<int>(rf_status));                                          \
+                 static_cast<int>(rf_status));                                            \
   } while (0)
 
 namespace rf {
@@ -49,7 +49,9 @@ struct CudaBackend {
   }
 };
 
-cublasOperation_t cublas_op(bool t) { return t ? CUBLAS_OP_T : CUBLAS_OP_N; }
+cublasOperation_t cublas_op(bool t) {
+  return t ? CUBLAS_OP_T : CUBLAS_OP_N;
+}
 
 class CudaExecutor final : public KernelExecutor<CudaBackend> {
  public:
@@ -93,8 +95,7 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     RF_CUDA_CHECK(cudaStreamSynchronize(cudaStreamPerThread));
   }
   void copy(void* dst, const void* src, size_t bytes) override {
-    RF_CUDA_CHECK(
-        cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cudaStreamPerThread));
+    RF_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cudaStreamPerThread));
   }
   void zero(void* ptr, size_t bytes) override {
     RF_CUDA_CHECK(cudaMemsetAsync(ptr, 0, bytes, cudaStreamPerThread));
@@ -165,8 +166,8 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     // is the sort by (bucket, position) the CPU's counting sort produces.
     RF_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairs(
         t.cub_temp, t.cub_bytes, s.buckets, t.keys_out, t.values_in, s.perm,
-        static_cast<int>(s.segments * s.n), static_cast<int>(s.segments), t.offsets,
-        t.offsets + 1, 0, key_bits(s.total_buckets), cudaStreamPerThread));
+        static_cast<int>(s.segments * s.n), static_cast<int>(s.segments), t.offsets, t.offsets + 1,
+        0, key_bits(s.total_buckets), cudaStreamPerThread));
     run(s.segments * s.n, InvertPermutation{s.perm, s.undo, s.n});
   }
 
@@ -178,7 +179,9 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
 
 }  // namespace
 
-bool cuda_compiled_in() { return true; }
+bool cuda_compiled_in() {
+  return true;
+}
 
 int cuda_device_count() {
   int count = 0;

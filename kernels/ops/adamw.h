@@ -13,8 +13,8 @@ struct AdamWUpdate {
   const float* grad;
   float lr;
   float beta1, beta2, eps;
-  float weight_decay;     // 0 for tensors that are not decayed
-  float grad_scale;       // clip factor
+  float weight_decay;      // 0 for tensors that are not decayed
+  float grad_scale;        // clip factor
   float bias_correction1;  // 1 - beta1^t
   float bias_correction2;  // 1 - beta2^t
   RF_HD void operator()(int64_t i) const {

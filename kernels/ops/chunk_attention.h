@@ -14,8 +14,8 @@
 namespace rf {
 
 constexpr int kMaxHashRounds = 32;
-constexpr float kCausalMask = 1e9f;  // subtracted where the key is later than the query
-constexpr float kSelfMask = 1e5f;    // subtracted where a shared-QK query meets its own position
+constexpr float kCausalMask = 1e9f;   // subtracted where the key is later than the query
+constexpr float kSelfMask = 1e5f;     // subtracted where a shared-QK query meets its own position
 constexpr float kKeyNormEps = 1e-6f;  // trax: k * rsqrt(mean(k^2) + eps) / sqrt(d)
 
 struct ChunkLayout {
@@ -128,10 +128,10 @@ RF_HD int64_t round_weights(const float* lse, const int32_t* undo, int64_t t, in
 
 // out[t] = sum_r w_r(t) so[slot(r, t)]: unsort and combine the rounds. Index = position t.
 struct CombineRounds {
-  const float* so;       // [n_slots, d]
-  const float* lse;      // [n_slots]
-  const int32_t* undo;   // [n_rounds * seq_len] or null (identity)
-  float* out;            // [seq_len, ldo]
+  const float* so;      // [n_slots, d]
+  const float* lse;     // [n_slots]
+  const int32_t* undo;  // [n_rounds * seq_len] or null (identity)
+  float* out;           // [seq_len, ldo]
   int64_t ldo, seq_len, n_rounds, d;
   RF_HD void operator()(int64_t t) const {
     int64_t slots[kMaxHashRounds];

@@ -12,7 +12,7 @@ struct CrossEntropyRow {
   float* loss;             // [rows] out: -log p(target)
   int32_t* prediction;     // [rows] out: argmax of the logits
   int64_t vocab;
-  float grad_scale;        // d(total loss)/d(row loss), e.g. 1 / tokens in the global batch
+  float grad_scale;  // d(total loss)/d(row loss), e.g. 1 / tokens in the global batch
   bool want_grad;
   RF_HD void operator()(int64_t row) const {
     float* z = logits + row * vocab;

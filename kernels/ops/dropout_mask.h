@@ -1,6 +1,7 @@
 // Dropout keep-masks drawn from Philox, so the reversible backward regenerates exactly the mask the
 // forward used. Element (row, col) of a [batch * seq_len, cols] activation belongs to example
-// example_base + row / seq_len and is element (row % seq_len) * cols + col of that example's stream.
+// example_base + row / seq_len and is element (row % seq_len) * cols + col of that example's
+// stream.
 #pragma once
 
 #include "kernels/philox.h"

@@ -32,7 +32,7 @@ struct EmbedForward {
   const int32_t* tokens;  // [rows]
   const float* table;     // [vocab, d_model]
   PositionTable positions;
-  float* out;             // [rows, d_model]
+  float* out;  // [rows, d_model]
   int64_t seq_len, d_model;
   DropoutMask mask;
   RF_HD void operator()(int64_t i) const {

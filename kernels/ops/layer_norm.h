@@ -49,7 +49,7 @@ struct LayerNormBackward {
   float* rstd;         // [rows] out
   int64_t cols;
   float eps;
-  bool accumulate;     // dx += instead of dx =
+  bool accumulate;  // dx += instead of dx =
   RF_HD void operator()(int64_t row) const {
     const float* xr = x + row * cols;
     const float* dyr = dy + row * cols;

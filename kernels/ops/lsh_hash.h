@@ -31,9 +31,9 @@ struct BucketFactors {
 struct LshHash {
   const float* projected;  // [rows, ldp]: round r's projections at columns r * rot_cols ...
   int64_t ldp;
-  int32_t* buckets;        // [n_rounds, seq_len]
+  int32_t* buckets;  // [n_rounds, seq_len]
   int64_t seq_len;
-  int64_t first, rows;     // the block of positions hashed
+  int64_t first, rows;  // the block of positions hashed
   BucketFactors factors;
   RF_HD void operator()(int64_t i) const {
     const int64_t r = i / rows, local = i % rows, t = first + local;

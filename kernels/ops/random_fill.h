@@ -10,7 +10,9 @@ struct RandomNormalFill {
   float* x;
   RngStream stream;
   float stddev;
-  RF_HD void operator()(int64_t i) const { x[i] = stddev * stream.normal(static_cast<uint64_t>(i)); }
+  RF_HD void operator()(int64_t i) const {
+    x[i] = stddev * stream.normal(static_cast<uint64_t>(i));
+  }
 };
 
 struct RandomUniformFill {
