@@ -64,18 +64,27 @@ HeadAttentionSpec plain_spec(int64_t T, int64_t d, int64_t chunk, int64_t lookba
   return s;
 }
 
-std::vector<float> run_forward(const HeadAttentionSpec& spec, const HeadData& h,
-                               const std::vector<int32_t>& perm = {},
-                               const std::vector<int32_t>& undo = {}) {
-  auto q = test::to_device(h.q), k = test::to_device(h.k), v = test::to_device(h.v);
-  DeviceBuffer<int32_t> dperm, dundo;
-  HeadInputs in{q.data(), k.data(), v.data(), h.d, h.d, h.d};
-  if (!perm.empty()) {
+// One head's inputs in executor memory, and the HeadInputs that point at them.
+struct DeviceHead {
+  DeviceHead(const HeadData& h, const std::vector<int32_t>& perm, const std::vector<int32_t>& undo)
+      : q(test::to_device(h.q)), k(test::to_device(h.k)), v(test::to_device(h.v)) {
+    in = {q.data(), k.data(), v.data(), h.d, h.d, h.d};
+    if (perm.empty()) return;
     dperm = test::to_device(perm);
     dundo = test::to_device(undo);
     in.perm = dperm.data();
     in.undo = dundo.data();
   }
+  DeviceBuffer<float> q, k, v;
+  DeviceBuffer<int32_t> dperm, dundo;
+  HeadInputs in;
+};
+
+std::vector<float> run_forward(const HeadAttentionSpec& spec, const HeadData& h,
+                               const std::vector<int32_t>& perm = {},
+                               const std::vector<int32_t>& undo = {}) {
+  DeviceHead head(h, perm, undo);
+  const HeadInputs& in = head.in;
   DeviceBuffer<float> out(cpu(), h.T * h.d);
   Workspace ws(cpu());
   chunked_attention_forward(cpu(), ws, spec, in, out.data(), h.d);
@@ -169,15 +178,8 @@ void expect_gradients_match(HeadAttentionSpec spec, const std::vector<int32_t>& 
                             const std::vector<int32_t>& undo, const std::string& what) {
   HeadData h = random_head(spec.layout.seq_len, spec.d, 41);
   const auto weights = test::random_vector(h.T * h.d, 45);
-  auto q = test::to_device(h.q), k = test::to_device(h.k), v = test::to_device(h.v);
-  DeviceBuffer<int32_t> dperm, dundo;
-  HeadInputs in{q.data(), k.data(), v.data(), h.d, h.d, h.d};
-  if (!perm.empty()) {
-    dperm = test::to_device(perm);
-    dundo = test::to_device(undo);
-    in.perm = dperm.data();
-    in.undo = dundo.data();
-  }
+  DeviceHead head(h, perm, undo);
+  const HeadInputs& in = head.in;
   Workspace ws(cpu());
   DeviceBuffer<float> out(cpu(), h.T * h.d), dout = test::to_device(weights);
   DeviceBuffer<float> dq(cpu(), h.T * h.d), dk(cpu(), h.T * h.d), dv(cpu(), h.T * h.d);
@@ -193,8 +195,8 @@ void expect_gradients_match(HeadAttentionSpec spec, const std::vector<int32_t>& 
     DeviceBuffer<float>* dev;
     DeviceBuffer<float>* grad;
   };
-  std::vector<Input> inputs = {{"q", &h.q, &q, &dq}, {"v", &h.v, &v, &dv}};
-  if (!spec.shared_qk) inputs.push_back({"k", &h.k, &k, &dk});
+  std::vector<Input> inputs = {{"q", &h.q, &head.q, &dq}, {"v", &h.v, &head.v, &dv}};
+  if (!spec.shared_qk) inputs.push_back({"k", &h.k, &head.k, &dk});
   for (const Input& input : inputs) {
     const auto direction = test::random_vector(input.host->size(), 77);
     const double analytic = test::dot(input.grad->download(), direction);
