@@ -56,6 +56,19 @@ pid_t spawn(const std::string& command, const std::string& log) {
   return pid;
 }
 
+// Kills a spawned job's process group when the test leaves early (a failed assertion must not
+// leave a training job running into the next test).
+struct ReapOnExit {
+  pid_t pid;
+  ~ReapOnExit() {
+    int status = 0;
+    if (pid > 0 && waitpid(pid, &status, WNOHANG) == 0) {
+      kill(-pid, SIGKILL);
+      waitpid(pid, &status, 0);
+    }
+  }
+};
+
 // Waits for `pid` to exit (up to `limit` s); returns its exit code, or -1 after killing it.
 int wait_exit(pid_t pid, double limit, double* seconds) {
   const auto start = Clock::now();
@@ -166,6 +179,7 @@ TEST(Launch, KilledRankEndsTheJobPromptlyAndResumeContinues) {
                            " --set train.steps=100000 --set train.checkpoint_every=2" +
                            " --set runtime.collective_timeout_s=20";
   const pid_t job = spawn(mpirun(2) + kBinary + args, dir + "/job.log");
+  const ReapOnExit reap{job};
   // (Checkpoints come every 2 steps and older ones are pruned: wait for any of them.)
   ASSERT_NE(wait_for_any_checkpoint(out + "/checkpoints", 120), "") << "no checkpoint appeared";
   const std::vector<pid_t> ranks = rank_pids(out);
@@ -193,6 +207,7 @@ TEST(Launch, SigtermCheckpointsAtTheNextStepAndTheResumedRunMatchesBitForBit) {
   const pid_t job =
       spawn(kBinary + " train --config " + cfg + " --set train.out_dir=" + out + settings,
             dir + "/job.log");
+  const ReapOnExit reap{job};
   // Let it train a little, then ask it to stop as SLURM would before preemption.
   ASSERT_TRUE(wait_for_file(out + "/metrics.jsonl", 60));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
