@@ -203,7 +203,8 @@ TEST(Launch, SigtermCheckpointsAtTheNextStepAndTheResumedRunMatchesBitForBit) {
   const std::string dir = test::fresh_dir("job");
   const std::string cfg = write_config(dir);
   const std::string out = dir + "/run", reference = dir + "/reference";
-  const std::string settings = " --set train.steps=400";
+  // Far more steps than it will get through: the signal, not the end, stops it.
+  const std::string settings = " --set train.steps=1000000";
   const pid_t job =
       spawn(kBinary + " train --config " + cfg + " --set train.out_dir=" + out + settings,
             dir + "/job.log");
@@ -217,14 +218,19 @@ TEST(Launch, SigtermCheckpointsAtTheNextStepAndTheResumedRunMatchesBitForBit) {
   std::ifstream log(dir + "/job.log");
   const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
   EXPECT_NE(text.find("SIGTERM"), std::string::npos) << text;
+  const size_t at = text.find("stopped at step ");
+  ASSERT_NE(at, std::string::npos) << text;
+  const int64_t stopped = std::stoll(text.substr(at + 16));
+  // Resume and run 5 more steps; an uninterrupted run to the same step must end identically.
+  const std::string until = " --stop-at-step " + std::to_string(stopped + 5);
   const Result rest = run(kBinary + " train --config " + cfg + " --set train.out_dir=" + out +
-                          settings + " --resume auto");
+                          settings + until + " --resume auto");
   ASSERT_EQ(rest.exit_code, 0) << rest.out;
-  const Result whole =
-      run(kBinary + " train --config " + cfg + " --set train.out_dir=" + reference + settings);
+  const Result whole = run(kBinary + " train --config " + cfg +
+                           " --set train.out_dir=" + reference + settings + until);
   ASSERT_EQ(whole.exit_code, 0) << whole.out;
-  const auto a = test::checkpoint_params(final_checkpoint(out, 400));
-  const auto b = test::checkpoint_params(final_checkpoint(reference, 400));
+  const auto a = test::checkpoint_params(final_checkpoint(out, stopped + 5));
+  const auto b = test::checkpoint_params(final_checkpoint(reference, stopped + 5));
   ASSERT_EQ(a.size(), b.size());
   EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
 }
