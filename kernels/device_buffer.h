@@ -5,6 +5,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -65,18 +66,20 @@ class Workspace {
   // A scratch buffer of at least `count` elements under `name`; contents are not preserved when
   // it grows.
   template <class T>
-  T* get(const std::string& name, size_t count) {
-    DeviceBuffer<char>& b = buffers_[name];
+  T* get(std::string_view name, size_t count) {
+    auto it = buffers_.find(name);  // heterogeneous lookup: no string is built per call
+    if (it == buffers_.end()) it = buffers_.emplace(std::string(name), DeviceBuffer<char>()).first;
+    DeviceBuffer<char>& b = it->second;
     const size_t bytes = count * sizeof(T);
     if (b.size() < bytes) b = DeviceBuffer<char>(ex_, bytes);
     return reinterpret_cast<T*>(b.data());
   }
-  float* floats(const std::string& name, size_t count) { return get<float>(name, count); }
-  int32_t* ints(const std::string& name, size_t count) { return get<int32_t>(name, count); }
+  float* floats(std::string_view name, size_t count) { return get<float>(name, count); }
+  int32_t* ints(std::string_view name, size_t count) { return get<int32_t>(name, count); }
 
  private:
   Executor& ex_;
-  std::map<std::string, DeviceBuffer<char>> buffers_;
+  std::map<std::string, DeviceBuffer<char>, std::less<>> buffers_;
 };
 
 }  // namespace rf

@@ -41,21 +41,7 @@ TEST(Gpu, GemmDescriptionsMatchTheCpu) {
   RF_REQUIRE_GPU(gpu);
   for (bool ta : {false, true})
     for (bool tb : {false, true}) {
-      GemmDesc d;
-      d.trans_a = ta;
-      d.trans_b = tb;
-      d.m = 33;
-      d.n = 17;
-      d.k = 29;
-      d.lda = (ta ? d.k : d.m) + 3;
-      d.ldb = (tb ? d.n : d.k) + 1;
-      d.ldc = d.m + 2;
-      d.stride_a = d.lda * (ta ? d.m : d.k) + 5;
-      d.stride_b = d.ldb * (tb ? d.k : d.n) + 7;
-      d.stride_c = d.ldc * d.n + 3;
-      d.batch = 3;
-      d.alpha = 0.5f;
-      d.beta = 0.25f;
+      const GemmDesc d = test::padded_gemm_desc(ta, tb, 33, 17, 29, 3, 0.5f, 0.25f);
       const auto a = test::random_vector(d.stride_a * d.batch, 1);
       const auto b = test::random_vector(d.stride_b * d.batch, 2);
       const auto c = test::random_vector(d.stride_c * d.batch, 3);

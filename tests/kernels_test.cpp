@@ -111,22 +111,7 @@ class GemmDescTest : public ::testing::TestWithParam<std::tuple<bool, bool, int>
 
 TEST_P(GemmDescTest, MatchesNaiveColumnMajorReference) {
   const auto [ta, tb, batch] = GetParam();
-  GemmDesc d;
-  d.trans_a = ta;
-  d.trans_b = tb;
-  d.m = 7;
-  d.n = 5;
-  d.k = 9;
-  d.lda = (ta ? d.k : d.m) + 3;  // padded leading dimensions
-  d.ldb = (tb ? d.n : d.k) + 2;
-  d.ldc = d.m + 1;
-  const int64_t cols_a = ta ? d.m : d.k, cols_b = tb ? d.k : d.n;
-  d.stride_a = d.lda * cols_a + 5;
-  d.stride_b = d.ldb * cols_b + 4;
-  d.stride_c = d.ldc * d.n + 6;
-  d.batch = batch;
-  d.alpha = 0.75f;
-  d.beta = 0.5f;
+  const GemmDesc d = test::padded_gemm_desc(ta, tb, 7, 5, 9, batch, 0.75f, 0.5f);
   ASSERT_EQ(gemm_desc_problem(d), "");
   const auto a = test::random_vector(d.stride_a * batch, 1);
   const auto b = test::random_vector(d.stride_b * batch, 2);

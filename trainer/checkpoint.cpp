@@ -41,8 +41,10 @@ void check_layout(const std::string& path, const std::string& stored, const Para
     const std::string w = i < want.size() ? want[i] : "(nothing)";
     const std::string h = i < have.size() ? have[i] : "(nothing)";
     if (w != h)
-      fail("checkpoint '", path, "' does not match the config: the config's model has tensor '", w,
-           "' where the checkpoint has '", h, "' (different model.* sizes, layers or attention?)");
+      throw CheckpointMismatch("checkpoint '" + path +
+                               "' does not match the config: the config's model has tensor '" + w +
+                               "' where the checkpoint has '" + h +
+                               "' (different model.* sizes, layers or attention?)");
   }
 }
 
@@ -164,8 +166,9 @@ TrainingState load_checkpoint(const std::string& path, ReformerModel& model, Ada
            "' (not a checkpoint of this program?)");
   const int64_t version = file.get_int("format_version");
   if (version != kCheckpointFormatVersion)
-    fail("checkpoint '", path, "' has format version ", version, ", this build reads version ",
-         kCheckpointFormatVersion);
+    throw CheckpointMismatch("checkpoint '" + path + "' has format version " +
+                             std::to_string(version) + ", this build reads version " +
+                             std::to_string(kCheckpointFormatVersion));
   ParamStore& params = model.params();
   check_layout(path, file.get_string("layout"), params);
   Executor& ex = model.executor();
@@ -200,6 +203,25 @@ std::string find_latest_checkpoint(const std::string& dir) {
         file.read(name, H5T_NATIVE_FLOAT, 0, n, values.data());  // verifies the checksums
       if (file.get_int("step") != step) fail("its step attribute disagrees with its name");
       return path.string();
+    } catch (const Error& e) {
+      std::cerr << "warning: skipping damaged checkpoint " << path.string() << ": " << e.what()
+                << "\n";
+    }
+  }
+  return "";
+}
+
+std::string load_newest_intact_checkpoint(const std::string& dir, ReformerModel& model,
+                                          AdamW* optimizer, TrainingState* state) {
+  for (const auto& [step, path] : checkpoints_newest_first(dir)) {
+    try {
+      // Reading every tensor verifies its checksums; a damaged file fails here, and a later
+      // candidate overwrites whatever it had loaded.
+      *state = load_checkpoint(path.string(), model, optimizer);
+      if (state->step != step) fail("its step attribute disagrees with its name");
+      return path.string();
+    } catch (const CheckpointMismatch&) {
+      throw;
     } catch (const Error& e) {
       std::cerr << "warning: skipping damaged checkpoint " << path.string() << ": " << e.what()
                 << "\n";

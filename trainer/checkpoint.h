@@ -32,6 +32,18 @@ std::string save_checkpoint(const std::string& dir, ReformerModel& model, AdamW&
 // checkpoint whose parameter layout differs from the model's is an error naming the tensor.
 TrainingState load_checkpoint(const std::string& path, ReformerModel& model, AdamW* optimizer);
 
+// A checkpoint that is intact but belongs to a different model (layout, format version): never
+// skipped over in favour of an older file.
+class CheckpointMismatch : public Error {
+ public:
+  using Error::Error;
+};
+
+// Restores the newest checkpoint of `dir` that reads back intact (each file is read once; damaged
+// ones are reported on stderr and skipped). Returns its path, or "" when there is none.
+std::string load_newest_intact_checkpoint(const std::string& dir, ReformerModel& model,
+                                          AdamW* optimizer, TrainingState* state);
+
 // The config text stored in a checkpoint.
 std::string checkpoint_config_text(const std::string& path);
 

@@ -64,10 +64,15 @@ void EmbeddingLayer::backward(Kit& kit, ParamStore& p, const StepContext& step,
   const DropoutMask m = mask(step);
   if (m.active()) kit.ex.run(rows, ApplyDropout{dx, d_model_, m});
   // Group rows by token (counting sort on the host) so each table row sums its rows in order.
-  std::vector<int32_t> offsets(vocab_ + 1, 0), order(rows);
+  // Host scratch kept between steps (no allocation per step).
+  std::vector<int32_t>& offsets = group_offsets_;
+  std::vector<int32_t>& order = group_order_;
+  std::vector<int32_t>& next = group_next_;
+  offsets.assign(vocab_ + 1, 0);
+  order.resize(rows);
   for (int32_t t : host_tokens) ++offsets[t + 1];
   for (int64_t v = 0; v < vocab_; ++v) offsets[v + 1] += offsets[v];
-  std::vector<int32_t> next(offsets.begin(), offsets.end() - 1);
+  next.assign(offsets.begin(), offsets.end() - 1);
   for (int64_t r = 0; r < rows; ++r) order[next[host_tokens[r]]++] = static_cast<int32_t>(r);
   int32_t* dev_offsets = kit.ws.ints("emb.offsets", vocab_ + 1);
   int32_t* dev_order = kit.ws.ints("emb.order", rows);

@@ -98,17 +98,22 @@ void print_header(Run& run, const std::string& resumed_from, const std::string& 
   std::cout.flush();
 }
 
-std::string resume_path(const Config& cfg, const std::string& resume) {
-  const std::string dir = checkpoint_dir(cfg.train.out_dir);
+// Restores the checkpoint --resume asks for into the run; returns its path ("" = fresh start).
+std::string restore_checkpoint(Run& run, const std::string& resume) {
+  const std::string dir = checkpoint_dir(run.cfg.train.out_dir);
   if (resume.empty()) {
     std::error_code ec;
     if (fs::is_directory(dir, ec) && !fs::is_empty(dir, ec))
-      fail("train.out_dir '", cfg.train.out_dir, "' already holds checkpoints; pass --resume auto ",
-           "to continue that run, or choose another train.out_dir (nothing was overwritten)");
+      fail("train.out_dir '", run.cfg.train.out_dir, "' already holds checkpoints; pass ",
+           "--resume auto to continue that run, or choose another train.out_dir (nothing was ",
+           "overwritten)");
     return "";
   }
-  if (resume == "auto") return find_latest_checkpoint(dir);
-  return resolve_checkpoint_path(resume);
+  if (resume == "auto")
+    return load_newest_intact_checkpoint(dir, *run.model, run.optimizer.get(), &run.state);
+  const std::string path = resolve_checkpoint_path(resume);
+  run.state = load_checkpoint(path, *run.model, run.optimizer.get());
+  return path;
 }
 
 void write_resolved_config(const Config& cfg) {
@@ -126,9 +131,8 @@ void write_resolved_config(const Config& cfg) {
 std::string restore_or_start(Run& run, const std::string& resume) {
   std::string resumed_from;
   run_on_root(run.host(), [&] {
-    resumed_from = resume_path(run.cfg, resume);
+    resumed_from = restore_checkpoint(run, resume);
     if (resumed_from.empty()) return;
-    run.state = load_checkpoint(resumed_from, *run.model, run.optimizer.get());
     const std::string dir = checkpoint_dir(run.cfg.train.out_dir);
     if (const int moved = supersede_checkpoints_after(dir, run.state.step))
       std::cout << "note: " << moved << " checkpoint(s) newer than step " << run.state.step
