@@ -83,6 +83,12 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   size_t peak_bytes_ = 0;
 };
 
+// The RowSplit for a kernel over [rows, cols] on this executor: whole rows per CPU thread, one
+// column per GPU thread (see kernels/ops/row_split.h).
+inline RowSplit row_split(const Executor& ex, int64_t cols) {
+  return RowSplit{cols, ex.device() == Device::kCuda ? 1 : (cols > 0 ? cols : 1)};
+}
+
 // threads <= 0 means all cores available to this process.
 std::unique_ptr<Executor> make_cpu_executor(int threads);
 // Throws rf::Error with a clear message when CUDA was not compiled in or no device is present.

@@ -25,7 +25,7 @@ using KernelOps = TypeList<
     BiasActivationForward, ActivationBackward, AddBias, AdamWUpdate, RandomNormalFill,
     RandomUniformFill,
     // row-wise and reductions
-    LayerNormForward, LayerNormBackward, LayerNormParamGradPartial, ColumnPartialSum,
+    LayerNormRowStats, LayerNormForward, LayerNormBackward, LayerNormParamGradPartial, ColumnPartialSum,
     ColumnSumPartials, SumSquaresPartial, CrossEntropyRow,
     // embeddings
     EmbedForward, EmbedTokenBackward, AxialPositionBackward, LearnedPositionBackward,

@@ -8,7 +8,8 @@ void add_column_sums(Executor& ex, Workspace& ws, const float* x, int64_t rows, 
                      float* out) {
   const int64_t blocks = (rows + kReduceBlockRows - 1) / kReduceBlockRows;
   float* partial = ws.floats("reduce.column_partial", static_cast<size_t>(blocks * cols));
-  ex.run(blocks, ColumnPartialSum{x, partial, rows, cols, kReduceBlockRows});
+  const RowSplit split = row_split(ex, cols);
+  ex.run(split.indices(blocks), ColumnPartialSum{x, partial, rows, kReduceBlockRows, split});
   ex.run(cols, ColumnSumPartials{partial, out, blocks, cols, true});
 }
 

@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "kernels/fast_math.h"
+#include "kernels/kernel_ops.h"
 #include "kernels/lsh_buckets.h"
 #include "kernels/philox.h"
 #include "kernels/reductions.h"
@@ -265,6 +266,103 @@ TEST(Reductions, ColumnSumsAndSquaresMatchDirectSums) {
   for (float v : x) squares += double{v} * v;
   EXPECT_NEAR(sum_of_squares(cpu(), ws, dx.data(), rows * cols), squares, 1e-6 * squares);
 }
+
+// The GPU runs the row-split kernels one column per thread (span 1); the CPU whole rows. Every
+// span must give bit-identical results, so the CPU tests of the model cover the GPU's indexing.
+class RowSplitTest : public ::testing::TestWithParam<int64_t> {
+ protected:
+  static constexpr int64_t kRows = 70, kCols = 37;  // 70 rows: a partial last reduction block
+  RowSplit split() const { return RowSplit{kCols, GetParam()}; }
+  static RowSplit whole_rows() { return RowSplit{kCols, kCols}; }
+  // Runs `launch(split, h, a)` on fresh copies of two random [rows, cols] arrays; returns both.
+  template <class Launch>
+  static std::vector<float> outputs(RowSplit split, const Launch& launch) {
+    auto h = test::to_device(test::random_vector(kRows * kCols, 21));
+    auto a = test::to_device(test::random_vector(kRows * kCols, 22));
+    launch(split, h.data(), a.data());
+    auto out = h.download(), second = a.download();
+    out.insert(out.end(), second.begin(), second.end());
+    return out;
+  }
+  static DropoutMask mask() {
+    DropoutMask m;
+    m.keep = 0.7f;
+    m.stream = RngStream{5, 0, 1, 2};
+    m.seq_len = 32;
+    m.cols = kCols;
+    return m;
+  }
+};
+
+TEST_P(RowSplitTest, ElementKernelsGiveTheSameBitsForEverySpan) {
+  const auto bias = test::to_device(test::random_vector(kCols, 23));
+  const float* b = bias.data();
+  for (Activation act : {Activation::kGelu, Activation::kRelu}) {
+    auto forward = [&](RowSplit s, float* h, float* a) {
+      cpu().run(s.indices(kRows), BiasActivationForward{h, a, b, s, act, mask()});
+    };
+    EXPECT_EQ(outputs(split(), forward), outputs(whole_rows(), forward));
+    auto backward = [&](RowSplit s, float* h, float* a) {
+      cpu().run(s.indices(kRows), ActivationBackward{a, h, s, act, mask()});
+    };
+    EXPECT_EQ(outputs(split(), backward), outputs(whole_rows(), backward));
+  }
+  for (const float* with_bias : {b, static_cast<const float*>(nullptr)}) {
+    auto residual = [&](RowSplit s, float* h, float* a) {
+      cpu().run(s.indices(kRows), BiasDropoutResidualAdd{h, a, with_bias, s, -1.0f, mask()});
+    };
+    EXPECT_EQ(outputs(split(), residual), outputs(whole_rows(), residual));
+  }
+}
+
+TEST_P(RowSplitTest, ColumnSumsGiveTheSameBitsForEverySpan) {
+  constexpr int64_t kBlockRows = 16, kBlocks = (kRows + kBlockRows - 1) / kBlockRows;
+  const auto x = test::to_device(test::random_vector(kRows * kCols, 24));
+  const auto dy = test::to_device(test::random_vector(kRows * kCols, 25));
+  const auto stats = test::to_device(test::random_vector(2 * kRows, 26));
+  auto partials = [&](RowSplit s) {
+    DeviceBuffer<float> sums(cpu(), kBlocks * kCols), pg(cpu(), kBlocks * kCols),
+        pb(cpu(), kBlocks * kCols);
+    cpu().run(s.indices(kBlocks), ColumnPartialSum{x.data(), sums.data(), kRows, kBlockRows, s});
+    cpu().run(s.indices(kBlocks),
+              LayerNormParamGradPartial{x.data(), dy.data(), stats.data(), stats.data() + kRows,
+                                        pg.data(), pb.data(), kRows, kBlockRows, s});
+    return std::vector<std::vector<float>>{sums.download(), pg.download(), pb.download()};
+  };
+  EXPECT_EQ(partials(split()), partials(whole_rows()));
+}
+
+// Layer norm as the GPU runs it (statistics kernel first, then pieces of rows) against the CPU's
+// whole rows with the statistics computed inline: the same bits, forward and backward.
+TEST_P(RowSplitTest, LayerNormGivesTheSameBitsWithStatisticsFirst) {
+  const auto gamma = test::to_device(test::random_vector(kCols, 27));
+  const auto beta = test::to_device(test::random_vector(kCols, 28));
+  const auto x = test::to_device(test::random_vector(kRows * kCols, 29));
+  const auto dy = test::to_device(test::random_vector(kRows * kCols, 30));
+  const float eps = 1e-5f;
+  auto run = [&](RowSplit s, bool stats_first) {
+    DeviceBuffer<float> y(cpu(), kRows * kCols), dx(cpu(), kRows * kCols), mean(cpu(), kRows),
+        rstd(cpu(), kRows), mean_g(cpu(), kRows), mean_gx(cpu(), kRows);
+    dx.upload(test::random_vector(kRows * kCols, 31));  // accumulated into
+    if (stats_first)
+      cpu().run(kRows, LayerNormRowStats{x.data(), nullptr, nullptr, mean.data(), rstd.data(),
+                                         nullptr, nullptr, kCols, eps});
+    cpu().run(s.indices(kRows), LayerNormForward{x.data(), gamma.data(), beta.data(), y.data(),
+                                                 stats_first ? mean.data() : nullptr,
+                                                 stats_first ? rstd.data() : nullptr, s, eps});
+    if (stats_first)
+      cpu().run(kRows, LayerNormRowStats{x.data(), gamma.data(), dy.data(), mean.data(),
+                                         rstd.data(), mean_g.data(), mean_gx.data(), kCols, eps});
+    cpu().run(s.indices(kRows), LayerNormBackward{x.data(), gamma.data(), dy.data(), dx.data(),
+                                                  mean.data(), rstd.data(), mean_g.data(),
+                                                  mean_gx.data(), s, eps, stats_first, true});
+    return std::vector<std::vector<float>>{y.download(), dx.download(), mean.download(),
+                                           rstd.download()};
+  };
+  EXPECT_EQ(run(split(), true), run(whole_rows(), false));
+}
+
+INSTANTIATE_TEST_SUITE_P(Spans, RowSplitTest, ::testing::Values(1, 5, 36));
 
 }  // namespace
 }  // namespace rf

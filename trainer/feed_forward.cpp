@@ -42,8 +42,9 @@ void FeedForwardLayer::chunk_forward(Kit& kit, ParamStore& p, const StepContext&
                                      float* a) const {
   norm_.forward(kit, p, x + row0 * d_model_, z, rows);
   matmul(kit.ex, {false, false, rows, d_ff_, d_model_, d_model_, d_ff_, d_ff_}, z, p.param(w1_), h);
-  kit.ex.run(
-      rows, BiasActivationForward{h, a, p.param(b1_), d_ff_, activation_, hidden_mask(step, row0)});
+  const RowSplit split = row_split(kit.ex, d_ff_);
+  kit.ex.run(split.indices(rows), BiasActivationForward{h, a, p.param(b1_), split, activation_,
+                                                        hidden_mask(step, row0)});
 }
 
 void FeedForwardLayer::forward_add(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
@@ -65,8 +66,10 @@ void FeedForwardLayer::add_chunk_output(Kit& kit, ParamStore& p, const StepConte
                                         float* residual, float sign) const {
   matmul(kit.ex, {false, false, rows, d_model_, d_ff_, d_ff_, d_model_, d_model_}, a, p.param(w2_),
          t);
-  kit.ex.run(rows, BiasDropoutResidualAdd{residual + row0 * d_model_, t, p.param(b2_), d_model_,
-                                          sign, output_mask(step, row0)});
+  const RowSplit split = row_split(kit.ex, d_model_);
+  kit.ex.run(split.indices(rows),
+             BiasDropoutResidualAdd{residual + row0 * d_model_, t, p.param(b2_), split, sign,
+                                    output_mask(step, row0)});
 }
 
 void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
@@ -90,7 +93,9 @@ void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step
     // dw2 += a^T g;  da = g w2^T (into h's gradient buffer `a` after use)
     matmul(kit.ex, {true, false, F, D, rows, F, D, D, 0, 0, 0, 1, 1.0f, 1.0f}, a, g, p.grad(w2_));
     matmul(kit.ex, {false, true, rows, F, D, D, D, F}, g, p.param(w2_), a);
-    kit.ex.run(rows, ActivationBackward{a, h, F, activation_, hidden_mask(step, row0)});
+    const RowSplit split = row_split(kit.ex, F);
+    kit.ex.run(split.indices(rows),
+               ActivationBackward{a, h, split, activation_, hidden_mask(step, row0)});
     add_column_sums(kit.ex, kit.ws, a, rows, F, p.grad(b1_));
     // dw1 += z^T dh;  dz = dh w1^T
     matmul(kit.ex, {true, false, D, F, rows, D, F, F, 0, 0, 0, 1, 1.0f, 1.0f}, z, a, p.grad(w1_));

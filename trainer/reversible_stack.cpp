@@ -58,8 +58,9 @@ void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, 
     layer.attention_norm.forward(kit, p, x2, xn, rows);
     layer.attention->forward(kit, p, step, xn, out, buckets_for(kit, i, step, for_backward),
                              freeze_buckets);
-    kit.ex.run(rows,
-               BiasDropoutResidualAdd{x1, out, nullptr, D, 1.0f, attention_output_mask(step, i)});
+    const RowSplit split = row_split(kit.ex, D);
+    kit.ex.run(split.indices(rows), BiasDropoutResidualAdd{x1, out, nullptr, split, 1.0f,
+                                                           attention_output_mask(step, i)});
     // y2 = x2 + G(y1)
     layer.feed_forward->forward_add(kit, p, step, x1, x2, 1.0f);
   }
@@ -95,7 +96,8 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
     if (saved) {
       kit.ex.copy(x1, saved, rows * D * sizeof(float));
     } else {
-      kit.ex.run(rows, BiasDropoutResidualAdd{x1, out, nullptr, D, -1.0f, mask});
+      const RowSplit split = row_split(kit.ex, D);
+      kit.ex.run(split.indices(rows), BiasDropoutResidualAdd{x1, out, nullptr, split, -1.0f, mask});
     }
     if (on_rebuilt_inputs) on_rebuilt_inputs(i, x1, x2);
     if (layer_done) layer_done(i);

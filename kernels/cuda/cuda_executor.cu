@@ -1,7 +1,9 @@
 // The CUDA executor: every kernel functor of KernelOps launched as a grid-stride kernel, GEMMs
 // passed unchanged to cublasGemmStridedBatchedEx, memory from cudaMalloc. The arithmetic lives in
 // the RF_HD functors under kernels/ops/, which the CPU tests exercise; this file only launches.
-// STATUS: compiled in CI (nvcc, warnings as errors); it has not yet run on a GPU.
+// STATUS: compiled in CI (nvcc, warnings as errors). Run on an H100 (2026-11-22):
+// tests/gpu_test.cpp passes and the default config learns; CI has no GPU, so run `launch/test.sh -R
+// Gpu` on one.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -37,14 +39,33 @@ __global__ void for_each_kernel(int64_t n, Op op) {
     op(i);
 }
 
+int current_device_multiprocessors() {
+  int device = 0, count = 0;
+  RF_CUDA_CHECK(cudaGetDevice(&device));
+  RF_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  return count;
+}
+
+// Threads per block for n indices: 256, or fewer (down to one warp) when n is small, so that the
+// blocks still cover about twice the multiprocessors. Per-row kernels have few indices and a
+// serial loop each; packed into a handful of 256-thread blocks they would run on a handful of
+// multiprocessors.
+int threads_per_block(int64_t n) {
+  static const int multiprocessors = current_device_multiprocessors();
+  const int64_t per_block = (n + 2 * multiprocessors - 1) / (2 * multiprocessors);
+  const int64_t warps = (per_block + 31) / 32;
+  return static_cast<int>(warps < 1 ? 32 : warps > 8 ? 256 : warps * 32);
+}
+
 struct CudaBackend {
   // Kernels run on the calling thread's default stream, in issue order.
   template <class Op>
   static void for_each(int64_t n, const Op& op) {
-    constexpr int kThreads = 256;
-    const int64_t blocks = (n + kThreads - 1) / kThreads;
+    if (n <= 0) return;
+    const int threads = threads_per_block(n);
+    const int64_t blocks = (n + threads - 1) / threads;
     const unsigned grid = static_cast<unsigned>(blocks < 65535 * 32 ? blocks : 65535 * 32);
-    for_each_kernel<<<grid, kThreads, 0, cudaStreamPerThread>>>(n, op);
+    for_each_kernel<<<grid, threads, 0, cudaStreamPerThread>>>(n, op);
     RF_CUDA_CHECK(cudaGetLastError());
   }
 };

@@ -1,10 +1,12 @@
 // Element-wise kernels. Flat ones take one index per element; those over a [rows, cols]
-// activation with a per-column bias or a dropout mask take one index per row, so the inner loop
-// over columns is contiguous (vectorised on the CPU) and no index is divided per element.
+// activation with a per-column bias or a dropout mask take one index per row (the hot ones: per
+// piece of a row, see row_split.h), so on the CPU the inner loop over columns is contiguous and
+// vectorised and no index is divided per element.
 #pragma once
 
 #include "kernels/hd.h"
 #include "kernels/ops/dropout_mask.h"
+#include "kernels/ops/row_split.h"
 
 namespace rf {
 
@@ -32,24 +34,26 @@ struct Fill {
 
 // residual[r, :] += sign * dropout(t[r, :] + bias); bias may be null. Adds a sublayer's output
 // to its residual stream (sign +1) or takes it away again when the reversible backward rebuilds
-// the layer's input (sign -1). Index = row.
+// the layer's input (sign -1). Index = (row, piece of the columns): split.indices(rows) indices.
 struct BiasDropoutResidualAdd {
   float* residual;
   const float* t;
   const float* bias;
-  int64_t cols;
+  RowSplit split;
   float sign;
   DropoutMask mask;
-  RF_HD void operator()(int64_t r) const {
-    float* out = residual + r * cols;
-    const float* in = t + r * cols;
+  RF_HD void operator()(int64_t i) const {
+    const int64_t r = i / split.pieces(), piece = i % split.pieces();
+    const int64_t c0 = split.begin(piece), c1 = split.end(piece);
+    float* out = residual + r * split.cols;
+    const float* in = t + r * split.cols;
     if (mask.active()) {
-      for (int64_t c = 0; c < cols; ++c)
+      for (int64_t c = c0; c < c1; ++c)
         out[c] += sign * (in[c] + (bias ? bias[c] : 0.0f)) * mask.scale(r, c);
     } else if (bias) {
-      for (int64_t c = 0; c < cols; ++c) out[c] += sign * (in[c] + bias[c]);
+      for (int64_t c = c0; c < c1; ++c) out[c] += sign * (in[c] + bias[c]);
     } else {
-      for (int64_t c = 0; c < cols; ++c) out[c] += sign * in[c];
+      for (int64_t c = c0; c < c1; ++c) out[c] += sign * in[c];
     }
   }
 };

@@ -1,10 +1,11 @@
 // Layer normalisation over the last axis: y = (x - mean) * rstd * gamma + beta, with
-// rstd = 1 / sqrt(var + eps). The forward and the input-gradient are per-row kernels (one index =
-// one row of [rows, cols]); the parameter gradients are column sums done in fixed row blocks so
-// the result does not depend on the thread count.
+// rstd = 1 / sqrt(var + eps). The forward and the input gradient split rows with a RowSplit (on the
+// GPU after a per-row statistics kernel); the parameter gradients are column sums done in fixed
+// row blocks so the result does not depend on the thread count.
 #pragma once
 
 #include "kernels/hd.h"
+#include "kernels/ops/row_split.h"
 
 namespace rf {
 
@@ -23,60 +24,118 @@ RF_HD void layer_norm_row_stats(const float* x, int64_t cols, float eps, float* 
   *rstd_out = 1.0f / sqrtf(var + eps);
 }
 
+// The row sums the input gradient needs: mean over c of g = dy * gamma and of g * xhat.
+RF_HD void layer_norm_backward_row_stats(const float* xr, const float* dyr, const float* gamma,
+                                         int64_t cols, float mu, float rs, float* mean_g_out,
+                                         float* mean_gx_out) {
+  float mean_g = 0.0f, mean_gx = 0.0f;
+  for (int64_t c = 0; c < cols; ++c) {
+    const float g = dyr[c] * gamma[c];
+    mean_g += g;
+    mean_gx += g * (xr[c] - mu) * rs;
+  }
+  *mean_g_out = mean_g / static_cast<float>(cols);
+  *mean_gx_out = mean_gx / static_cast<float>(cols);
+}
+
+// The per-row statistics, as a kernel of their own: the GPU computes them first and then
+// normalises one element per thread (see row_split.h). Index = row.
+//   forward:  mean, rstd of x.
+//   backward (dy non-null): also mean_g, mean_gx of layer_norm_backward_row_stats.
+struct LayerNormRowStats {
+  const float* x;      // [rows, cols]
+  const float* gamma;  // [cols]; backward only
+  const float* dy;     // [rows, cols] or null for the forward
+  float* mean;         // [rows]
+  float* rstd;         // [rows]
+  float* mean_g;       // [rows]; backward only
+  float* mean_gx;      // [rows]; backward only
+  int64_t cols;
+  float eps;
+  RF_HD void operator()(int64_t row) const {
+    const float* xr = x + row * cols;
+    layer_norm_row_stats(xr, cols, eps, &mean[row], &rstd[row]);
+    if (dy)
+      layer_norm_backward_row_stats(xr, dy + row * cols, gamma, cols, mean[row], rstd[row],
+                                    &mean_g[row], &mean_gx[row]);
+  }
+};
+
+// y = (x - mean) * rstd * gamma + beta. Index = (row, piece of the columns). With stats null
+// each index computes its row's statistics itself (the CPU: one piece per row); otherwise they
+// come from LayerNormRowStats (the GPU: one column per index).
 struct LayerNormForward {
   const float* x;      // [rows, cols]
   const float* gamma;  // [cols]
   const float* beta;   // [cols]
   float* y;            // [rows, cols]; may alias x
-  int64_t cols;
+  const float* mean;   // [rows] or null
+  const float* rstd;   // [rows] or null
+  RowSplit split;
   float eps;
-  RF_HD void operator()(int64_t row) const {
+  RF_HD void operator()(int64_t i) const {
+    const int64_t row = i / split.pieces(), piece = i % split.pieces(), cols = split.cols;
     const float* xr = x + row * cols;
     float* yr = y + row * cols;
-    float mean, rstd;
-    layer_norm_row_stats(xr, cols, eps, &mean, &rstd);
-    for (int64_t c = 0; c < cols; ++c) yr[c] = (xr[c] - mean) * rstd * gamma[c] + beta[c];
+    float mu, rs;
+    if (mean) {
+      mu = mean[row];
+      rs = rstd[row];
+    } else {
+      layer_norm_row_stats(xr, cols, eps, &mu, &rs);
+    }
+    for (int64_t c = split.begin(piece); c < split.end(piece); ++c)
+      yr[c] = (xr[c] - mu) * rs * gamma[c] + beta[c];
   }
 };
 
-// dx (+)= dL/dx for one row; also stores the row's mean and rstd for the parameter gradients.
+// dx (+)= dL/dx. Index = (row, piece of the columns). With stats_given false each index computes
+// its row's statistics and stores mean and rstd (for the parameter gradients); otherwise all
+// four come from LayerNormRowStats.
 struct LayerNormBackward {
   const float* x;      // [rows, cols] forward input
   const float* gamma;  // [cols]
   const float* dy;     // [rows, cols]
   float* dx;           // [rows, cols]
-  float* mean;         // [rows] out
-  float* rstd;         // [rows] out
-  int64_t cols;
+  float* mean;         // [rows]
+  float* rstd;         // [rows]
+  float* mean_g;       // [rows]; read when stats_given
+  float* mean_gx;      // [rows]; read when stats_given
+  RowSplit split;
   float eps;
+  bool stats_given;
   bool accumulate;  // dx += instead of dx =
-  RF_HD void operator()(int64_t row) const {
+  RF_HD void operator()(int64_t i) const {
+    const int64_t row = i / split.pieces(), piece = i % split.pieces(), cols = split.cols;
     const float* xr = x + row * cols;
     const float* dyr = dy + row * cols;
     float* dxr = dx + row * cols;
-    float mu, rs;
-    layer_norm_row_stats(xr, cols, eps, &mu, &rs);
-    mean[row] = mu;
-    rstd[row] = rs;
-    float mean_g = 0.0f, mean_gx = 0.0f;
-    for (int64_t c = 0; c < cols; ++c) {
-      const float g = dyr[c] * gamma[c];
-      mean_g += g;
-      mean_gx += g * (xr[c] - mu) * rs;
+    float mu, rs, mg, mgx;
+    if (stats_given) {
+      mu = mean[row];
+      rs = rstd[row];
+      mg = mean_g[row];
+      mgx = mean_gx[row];
+    } else {
+      layer_norm_row_stats(xr, cols, eps, &mu, &rs);
+      layer_norm_backward_row_stats(xr, dyr, gamma, cols, mu, rs, &mg, &mgx);
+      if (piece == 0) {
+        mean[row] = mu;
+        rstd[row] = rs;
+      }
     }
-    mean_g /= static_cast<float>(cols);
-    mean_gx /= static_cast<float>(cols);
-    for (int64_t c = 0; c < cols; ++c) {
+    for (int64_t c = split.begin(piece); c < split.end(piece); ++c) {
       const float xhat = (xr[c] - mu) * rs;
       const float g = dyr[c] * gamma[c];
-      const float value = rs * (g - mean_g - xhat * mean_gx);
+      const float value = rs * (g - mg - xhat * mgx);
       dxr[c] = accumulate ? dxr[c] + value : value;
     }
   }
 };
 
-// Per row block: partial sums of dy * xhat (gamma) and dy (beta) over the block's rows, walking
-// rows contiguously. Index = block. Reduce the partials with ColumnSumPartials.
+// Per row block: partial sums of dy * xhat (gamma) and dy (beta) over the block's rows, added in
+// row order. Index = (block, piece of the columns): split.indices(blocks) indices. Reduce the
+// partials with ColumnSumPartials.
 struct LayerNormParamGradPartial {
   const float* x;
   const float* dy;
@@ -84,18 +143,21 @@ struct LayerNormParamGradPartial {
   const float* rstd;
   float* partial_gamma;  // [blocks, cols]
   float* partial_beta;   // [blocks, cols]
-  int64_t rows, cols, block_rows;
-  RF_HD void operator()(int64_t block) const {
+  int64_t rows, block_rows;
+  RowSplit split;
+  RF_HD void operator()(int64_t i) const {
+    const int64_t block = i / split.pieces(), piece = i % split.pieces();
+    const int64_t c0 = split.begin(piece), c1 = split.end(piece), cols = split.cols;
     const int64_t begin = block * block_rows;
     const int64_t end = begin + block_rows < rows ? begin + block_rows : rows;
     float* pg = partial_gamma + block * cols;
     float* pb = partial_beta + block * cols;
-    for (int64_t c = 0; c < cols; ++c) pg[c] = pb[c] = 0.0f;
+    for (int64_t c = c0; c < c1; ++c) pg[c] = pb[c] = 0.0f;
     for (int64_t r = begin; r < end; ++r) {
       const float* xr = x + r * cols;
       const float* dr = dy + r * cols;
       const float mu = mean[r], rs = rstd[r];
-      for (int64_t c = 0; c < cols; ++c) {
+      for (int64_t c = c0; c < c1; ++c) {
         pg[c] += dr[c] * (xr[c] - mu) * rs;
         pb[c] += dr[c];
       }

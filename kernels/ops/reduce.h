@@ -3,23 +3,27 @@
 #pragma once
 
 #include "kernels/hd.h"
+#include "kernels/ops/row_split.h"
 
 namespace rf {
 
-// partial[block, :] = sum of x[r, :] over the block's rows, walking rows contiguously.
-// Index = block.
+// partial[block, :] = sum of x[r, :] over the block's rows, added in row order.
+// Index = (block, piece of the columns): split.indices(blocks) indices.
 struct ColumnPartialSum {
-  const float* x;  // [rows, cols]
-  float* partial;  // [blocks, cols]
-  int64_t rows, cols, block_rows;
-  RF_HD void operator()(int64_t block) const {
+  const float* x;  // [rows, split.cols]
+  float* partial;  // [blocks, split.cols]
+  int64_t rows, block_rows;
+  RowSplit split;
+  RF_HD void operator()(int64_t i) const {
+    const int64_t block = i / split.pieces(), piece = i % split.pieces();
+    const int64_t c0 = split.begin(piece), c1 = split.end(piece), cols = split.cols;
     const int64_t begin = block * block_rows;
     const int64_t end = begin + block_rows < rows ? begin + block_rows : rows;
     float* out = partial + block * cols;
-    for (int64_t c = 0; c < cols; ++c) out[c] = 0.0f;
+    for (int64_t c = c0; c < c1; ++c) out[c] = 0.0f;
     for (int64_t r = begin; r < end; ++r) {
       const float* row = x + r * cols;
-      for (int64_t c = 0; c < cols; ++c) out[c] += row[c];
+      for (int64_t c = c0; c < c1; ++c) out[c] += row[c];
     }
   }
 };
