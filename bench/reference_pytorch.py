@@ -23,6 +23,7 @@ def main():
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(1)
@@ -30,10 +31,11 @@ def main():
     model = ReformerLM(num_tokens=256, dim=256, depth=6, max_seq_len=L, heads=4, dim_head=64,
                        bucket_size=64, n_hashes=2, ff_chunks=L // 1024 if L > 1024 else 1,
                        causal=True, axial_position_emb=True,
-                       axial_position_shape=(L // 64, 64))
+                       axial_position_shape=(L // 64, 64)).to(args.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = torch.randint(0, 256, (1, L))
-    y = torch.randint(0, 256, (1, L))
+    x = torch.randint(0, 256, (1, L), device=args.device)
+    y = torch.randint(0, 256, (1, L), device=args.device)
+    on_gpu = args.device.startswith("cuda")
     times = []
     for step in range(args.warmup + args.steps):
         start = time.perf_counter()
@@ -43,6 +45,8 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        if on_gpu:
+            torch.cuda.synchronize()  # the step is queued, not done, until the device drains
         if step >= args.warmup:
             times.append(time.perf_counter() - start)
     median = statistics.median(times)
@@ -50,7 +54,9 @@ def main():
     print(json.dumps({"implementation": "reformer-pytorch", "seq_len": L,
                       "torch": torch.__version__, "threads": torch.get_num_threads(),
                       "median_step_s": median, "tokens_per_s": L / median,
-                      "peak_rss_gib": peak_gib}))
+                      "device": args.device, "peak_rss_gib": peak_gib,
+                      "peak_device_gib": (torch.cuda.max_memory_allocated() / 2**30
+                                          if on_gpu else None)}))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 # Runs the benchmark suites and writes JSON lines to bench/results/<suite>.jsonl; then
 # `python3 bench/summarize.py` prints the tables the README shows.
 #   bench/run.sh [throughput|length|depth|million|ranks|allreduce|all]
+#   bench/run.sh gpu      (not part of all: needs a CUDA device; the reference with --device cuda)
 # Each measurement is a separate process, so peak memory (max RSS) is per configuration.
 # Benchmarks need the machine to themselves: timings on a shared or noisy machine are not
 # comparable. The reference comparison needs a Python with reformer-pytorch 1.4.4 and torch
@@ -56,6 +57,20 @@ if [[ "$suite" == million || "$suite" == all ]]; then
   step million 1 "train.seq_len=1048576" "model.axial_shape=[1024,1024]" "model.d_model=128" \
     "model.d_ff=512" "model.n_layers=2" "model.n_heads=2" "model.d_head=64" "model.ff_chunk=4096" \
     "model.head_chunk=4096"
+fi
+if [[ "$suite" == gpu ]]; then
+  rm -f "$out/gpu.jsonl"
+  for L in 4096 65536; do
+    for precision in fp32 tf32; do
+      step gpu 5 "train.seq_len=$L" "$(axial $L)" runtime.device=cuda "runtime.precision=$precision"
+    done
+    if "$py" -c "import reformer_pytorch" 2>/dev/null; then
+      "$py" "$root/bench/reference_pytorch.py" --device cuda --seq-len "$L" --steps 5 | tee -a "$out/gpu.jsonl"
+    fi
+  done
+  step gpu 1 "train.seq_len=1048576" "model.axial_shape=[1024,1024]" "model.d_model=128" \
+    "model.d_ff=512" "model.n_layers=2" "model.n_heads=2" "model.d_head=64" "model.ff_chunk=4096" \
+    "model.head_chunk=4096" runtime.device=cuda
 fi
 if [[ "$suite" == ranks || "$suite" == all ]]; then
   rm -f "$out/ranks.jsonl"

@@ -104,6 +104,27 @@ def allreduce():
     print()
 
 
-for name in sys.argv[1:] or ["throughput", "length", "depth", "million", "ranks", "allreduce"]:
+def gpu():
+    rows = load("gpu")
+    if not rows:
+        return
+    print("| tokens | layers | precision | ours tok/s | reformer-pytorch tok/s | ratio | ours GPU GiB | reference GPU GiB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if "implementation" in r:
+            continue
+        precision = r["executor"].split("cuBLAS ")[-1]
+        ref = [x for x in rows if x.get("implementation") and x["seq_len"] == r["seq_len"]
+               and r["layers"] == 6]
+        p = ref[0]["tokens_per_s"] if ref else None
+        print(f"| {r['seq_len']} | {r['layers']} | {precision} | {r['tokens_per_s']:.0f} | "
+              + (f"{p:.0f} | {r['tokens_per_s'] / p:.2f}x | " if p else "- | - | ")
+              + f"{r['executor_peak_gib']:.2f} | "
+              + (f"{ref[0]['peak_device_gib']:.2f} |" if ref else "- |"))
+    devices = {r["executor"].split(", cuBLAS")[0] for r in rows if "executor" in r}
+    print(f"\nDevice: {', '.join(sorted(devices))}.\n")
+
+
+for name in sys.argv[1:] or ["throughput", "length", "depth", "million", "ranks", "allreduce", "gpu"]:
     print(f"### {name}\n")
     globals()[name]()
