@@ -32,6 +32,7 @@ if [[ "$suite" == throughput || "$suite" == all ]]; then
     steps=4; [ "$L" -gt 16384 ] && steps=2
     for rep in 1 2 3; do  # alternate ours and the reference so drift hits both
       step throughput "$steps" "train.seq_len=$L" "$(axial $L)"
+      step throughput "$steps" "train.seq_len=$L" "$(axial $L)" runtime.precision=bf16
       if "$py" -c "import reformer_pytorch" 2>/dev/null; then
         "$py" "$root/bench/reference_pytorch.py" --seq-len "$L" --steps "$steps" | tee -a "$out/throughput.jsonl"
       fi
@@ -61,7 +62,7 @@ fi
 if [[ "$suite" == gpu ]]; then
   rm -f "$out/gpu.jsonl"
   for L in 4096 65536; do
-    for precision in fp32 tf32; do
+    for precision in fp32 tf32 bf16; do
       step gpu 5 "train.seq_len=$L" "$(axial $L)" runtime.device=cuda "runtime.precision=$precision"
     done
     if "$py" -c "import reformer_pytorch" 2>/dev/null; then

@@ -154,6 +154,7 @@ int main(int argc, char** argv) {
                      .add("peak_rss_gib", peak_rss_gib())
                      .add("executor_peak_gib", executor_peak_gib)
                      .add("openblas_kernel", openblas_get_corename())
+                     .add("precision", cfg.runtime.precision)
                      .add("executor", ex->describe())
                      .str()
               << std::endl;

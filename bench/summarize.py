@@ -19,25 +19,33 @@ def throughput():
     rows = load("throughput")
     if not rows:
         return
-    print("| tokens | ours tok/s (median) | reformer-pytorch tok/s | ratio | ours GFLOP/s | of SGEMM | ours peak GiB | reference peak GiB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| tokens | precision | ours tok/s (median) | reformer-pytorch tok/s | ratio | ours GFLOP/s | of SGEMM | ours peak GiB | reference peak GiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for L in sorted({r["seq_len"] for r in rows}):
-        ours = [r for r in rows if r["seq_len"] == L and "implementation" not in r]
         ref = [r for r in rows if r["seq_len"] == L and r.get("implementation") == "reformer-pytorch"]
-        o = statistics.median(r["tokens_per_s"] for r in ours)
-        g = statistics.median(r["gflops"] for r in ours)
-        f = statistics.median(r["fraction_of_sgemm"] for r in ours)
-        m = max(r["peak_rss_gib"] for r in ours)
-        if ref:
-            p = statistics.median(r["tokens_per_s"] for r in ref)
-            pm = max(r["peak_rss_gib"] for r in ref)
-            print(f"| {L} | {o:.0f} | {p:.0f} | {o / p:.2f}x | {g:.0f} | {f:.0%} | {m:.2f} | {pm:.2f} |")
-        else:
-            print(f"| {L} | {o:.0f} | - | - | {g:.0f} | {f:.0%} | {m:.2f} | - |")
+        for precision in ("fp32", "bf16"):
+            ours = [r for r in rows if r["seq_len"] == L and "implementation" not in r
+                    and r.get("precision", "fp32") == precision]
+            if not ours:
+                continue
+            o = statistics.median(r["tokens_per_s"] for r in ours)
+            g = statistics.median(r["gflops"] for r in ours)
+            f = statistics.median(r["fraction_of_sgemm"] for r in ours)
+            m = max(r["peak_rss_gib"] for r in ours)
+            if ref:
+                p = statistics.median(r["tokens_per_s"] for r in ref)
+                pm = max(r["peak_rss_gib"] for r in ref)
+                print(f"| {L} | {precision} | {o:.0f} | {p:.0f} | {o / p:.2f}x | {g:.0f} | {f:.0%} | {m:.2f} | {pm:.2f} |")
+            else:
+                print(f"| {L} | {precision} | {o:.0f} | - | - | {g:.0f} | {f:.0%} | {m:.2f} | - |")
     kernel = {r.get("openblas_kernel") for r in rows if "openblas_kernel" in r}
-    sgemm = statistics.median(r["sgemm_gflops"] for r in rows if "sgemm_gflops" in r)
-    print(f"\nOpenBLAS kernel: {', '.join(sorted(kernel))}; SGEMM (2048^3) measured in the same "
-          f"processes: {sgemm:.0f} GFLOP/s.\n")
+    def rate(precision):
+        return statistics.median(r["sgemm_gflops"] for r in rows if "sgemm_gflops" in r
+                                 and r.get("precision", "fp32") == precision)
+    print(f"\nOpenBLAS kernel: {', '.join(sorted(kernel))}; 2048^3 product measured in the same "
+          f"processes: {rate('fp32'):.0f} GFLOP/s SGEMM"
+          + (f", {rate('bf16'):.0f} GFLOP/s oneDNN bf16 (the bf16 rows' fraction is of this)"
+             if any(r.get("precision") == "bf16" for r in rows) else "") + ".\n")
 
 
 def length():

@@ -15,6 +15,13 @@ namespace rf {
 
 enum class Device { kCpu, kCuda };
 
+// What a GEMM multiplies (it always accumulates and stores fp32): fp32; TF32 tensor cores
+// (cuBLAS only); or bf16-rounded operands (oneDNN's bf16 kernels on the CPU for single products,
+// cuBLAS's bf16 tensor cores on the GPU). runtime.precision in the config.
+enum class GemmPrecision { kFp32, kTf32, kBf16 };
+// "fp32", "tf32" or "bf16"; anything else is an rf::Error.
+GemmPrecision parse_gemm_precision(const std::string& name);
+
 // One pure virtual run(n, op) per kernel in KernelOps.
 template <class... Ops>
 struct KernelInterface;
@@ -89,11 +96,15 @@ inline RowSplit row_split(const Executor& ex, int64_t cols) {
   return RowSplit{cols, ex.device() == Device::kCuda ? 1 : (cols > 0 ? cols : 1)};
 }
 
-// threads <= 0 means all cores available to this process.
-std::unique_ptr<Executor> make_cpu_executor(int threads);
+// threads <= 0 means all cores available to this process. precision: fp32 or bf16 (bf16 applies to
+// single products: projections, feed-forward, head; the batched attention-chunk products stay
+// fp32 in OpenBLAS, where oneDNN's per-call cost outweighs its rate). tf32 is an rf::Error.
+std::unique_ptr<Executor> make_cpu_executor(int threads,
+                                            GemmPrecision precision = GemmPrecision::kFp32);
 // Throws rf::Error with a clear message when CUDA was not compiled in or no device is present.
-// tf32: GEMMs may use TF32 tensor cores (cuBLAS's CUBLAS_COMPUTE_32F_FAST_TF32).
-std::unique_ptr<Executor> make_cuda_executor(int device_index, bool tf32 = false);
+// tf32 and bf16 select cuBLAS's CUBLAS_COMPUTE_32F_FAST_TF32 / _FAST_16BF for every GEMM.
+std::unique_ptr<Executor> make_cuda_executor(int device_index,
+                                             GemmPrecision precision = GemmPrecision::kFp32);
 bool cuda_compiled_in();
 // CUDA devices visible to this process (0 without CUDA).
 int cuda_device_count();

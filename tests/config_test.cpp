@@ -494,12 +494,12 @@ TEST(ConfigReference, LinesFitIn100Columns) {
 }  // namespace
 }  // namespace rf
 
-TEST(Config, Bf16IsRejectedUntilImplemented) {
-  try {
-    rf::load_config_text("runtime: {device: cuda, precision: bf16}\n", "x.yaml", {});
-    FAIL() << "bf16 must be rejected";
-  } catch (const rf::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("not implemented"), std::string::npos) << e.what();
+TEST(Config, Bf16IsAcceptedOnBothDevices) {
+  for (const char* device : {"cpu", "cuda"}) {
+    const rf::Config c = rf::load_config_text(
+        std::string("runtime: {device: ") + device + ", precision: bf16}\n", "x.yaml", {});
+    EXPECT_EQ(c.runtime.precision, "bf16");
+    EXPECT_EQ(c.runtime.device, device);
   }
 }
 

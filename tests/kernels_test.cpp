@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "kernels/cpu/bf16_gemm.h"
 #include "kernels/fast_math.h"
 #include "kernels/kernel_ops.h"
 #include "kernels/lsh_buckets.h"
@@ -126,6 +127,70 @@ TEST_P(GemmDescTest, MatchesNaiveColumnMajorReference) {
 INSTANTIATE_TEST_SUITE_P(AllTransposesAndBatches, GemmDescTest,
                          ::testing::Combine(::testing::Bool(), ::testing::Bool(),
                                             ::testing::Values(1, 3)));
+
+TEST(Bf16, RoundsToNearestWithTiesToEven) {
+  const float one = 1.0f, ulp = 1.0f / 128;  // bf16 keeps 7 mantissa bits: 1 + 1/128 is next
+  const std::vector<float> x = {one,
+                                one + ulp / 4,      // below half: down
+                                one + ulp * 3 / 4,  // above half: up
+                                one + ulp / 2,      // tie, even below: down to 1
+                                one + ulp * 3 / 2,  // tie, odd below: up to 1 + 2 ulp
+                                -2.5f,              // exact
+                                std::nanf(""),      // stays NaN
+                                3.0e38f};           // rounds up to the largest finite or inf
+  std::vector<uint16_t> y(x.size());
+  round_to_bf16(x.data(), y.data(), static_cast<int64_t>(x.size()));
+  EXPECT_EQ(bf16_to_float(y[0]), one);
+  EXPECT_EQ(bf16_to_float(y[1]), one);
+  EXPECT_EQ(bf16_to_float(y[2]), one + ulp);
+  EXPECT_EQ(bf16_to_float(y[3]), one);
+  EXPECT_EQ(bf16_to_float(y[4]), one + 2 * ulp);
+  EXPECT_EQ(bf16_to_float(y[5]), -2.5f);
+  EXPECT_TRUE(std::isnan(bf16_to_float(y[6])));
+  EXPECT_GT(bf16_to_float(y[7]), 2.9e38f);
+}
+
+// bf16 products (oneDNN) for every transpose combination, alpha and beta: they must equal the
+// exact product of the bf16-rounded operands (up to fp32 accumulation), and differ from the
+// unrounded one by about bf16's precision, which shows the operands really were rounded.
+class Bf16GemmTest : public ::testing::TestWithParam<std::tuple<bool, bool>> {};
+
+TEST_P(Bf16GemmTest, EqualsTheProductOfRoundedOperands) {
+  const auto [ta, tb] = GetParam();
+  std::unique_ptr<Executor> bf16;
+  try {
+    bf16 = make_cpu_executor(0, GemmPrecision::kBf16);
+  } catch (const Error& e) {
+    GTEST_SKIP() << "this CPU has no bf16 instructions: " << e.what();
+  }
+  const GemmDesc d = test::padded_gemm_desc(ta, tb, 37, 29, 67, 1, 0.75f, 0.5f);
+  const auto a = test::random_vector(d.stride_a, 11), b = test::random_vector(d.stride_b, 12);
+  const auto c0 = test::random_vector(d.stride_c, 13);
+  auto rounded = [](std::vector<float> v) {
+    std::vector<uint16_t> bits(v.size());
+    round_to_bf16(v.data(), bits.data(), static_cast<int64_t>(v.size()));
+    for (size_t i = 0; i < v.size(); ++i) v[i] = bf16_to_float(bits[i]);
+    return v;
+  };
+  DeviceBuffer<float> da(*bf16, a.size()), db(*bf16, b.size()), dc(*bf16, c0.size());
+  da.upload(a);
+  db.upload(b);
+  dc.upload(c0);
+  bf16->gemm(d, da.data(), db.data(), dc.data());
+  const auto got = dc.download();
+  EXPECT_LT(test::max_abs_diff(got, reference_gemm(d, rounded(a), rounded(b), c0)), 2e-5f);
+  const float rounding_effect = test::max_abs_diff(got, reference_gemm(d, a, b, c0));
+  EXPECT_GT(rounding_effect, 1e-4f);
+  EXPECT_LT(rounding_effect, 0.1f);
+  EXPECT_NE(bf16->describe().find("bf16"), std::string::npos) << bf16->describe();
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTransposes, Bf16GemmTest,
+                         ::testing::Combine(::testing::Bool(), ::testing::Bool()));
+
+TEST(Bf16, TensorFloat32IsRefusedOnTheCpu) {
+  EXPECT_THROW(make_cpu_executor(0, GemmPrecision::kTf32), Error);
+}
 
 TEST(GemmDesc, RowMajorMappingComputesRowMajorProduct) {
   // C[M, N] = A^T B with A stored [K, M] and B [K, N], row-major, batched with strides.

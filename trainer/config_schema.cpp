@@ -171,7 +171,9 @@ std::vector<KeySpec> build_schema() {
       enum_key("runtime", "device", "cpu", {"cpu", "cuda"}, "executor device"),
       int_key("runtime", "threads", "0", 0, 4096, "CPU threads; 0 = cores available to this rank"),
       enum_key("runtime", "precision", "fp32", {"fp32", "tf32", "bf16"},
-               "matrix-multiply precision; tf32 needs device cuda; bf16 is not implemented yet"),
+               "what GEMMs multiply (always accumulating in fp32; weights, optimizer state and "
+               "every other kernel stay fp32): tf32 needs device cuda; bf16 on the CPU needs "
+               "AVX512-BF16 or AMX and applies to all but the attention-chunk products"),
       float_key("runtime", "collective_timeout_s", "600", open_closed(0, 86400),
                 "a collective not finished within this many seconds aborts the job"),
   };

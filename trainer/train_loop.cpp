@@ -22,11 +22,12 @@ namespace fs = std::filesystem;
 namespace rf {
 
 std::unique_ptr<Executor> make_executor(const RuntimeConfig& runtime, int local_rank) {
-  if (runtime.device != "cuda") return make_cpu_executor(static_cast<int>(runtime.threads));
-  const bool tf32 = runtime.precision == "tf32";
+  const GemmPrecision precision = parse_gemm_precision(runtime.precision);
+  if (runtime.device != "cuda")
+    return make_cpu_executor(static_cast<int>(runtime.threads), precision);
   const int device = gpu_for_local_rank(local_rank);
   try {
-    return make_cuda_executor(device, tf32);
+    return make_cuda_executor(device, precision);
   } catch (const Error& e) {
     fail("local rank ", local_rank, ": ", e.what(),
          " (start at most as many ranks per host as it has GPUs)");

@@ -1,5 +1,6 @@
 // The CPU executor: kernels run in OpenMP loops over their index range, GEMMs go to OpenBLAS's
-// column-major CBLAS with exactly the fields cuBLAS would receive. OpenMP is the only threading
+// column-major CBLAS with exactly the fields cuBLAS would receive (or, at bf16, single products
+// to oneDNN through kernels/cpu/bf16_gemm.h). OpenMP is the only threading
 // model (OpenBLAS is the OpenMP build), so kernel loops and BLAS share one pool of threads.
 #include <cblas.h>
 #include <omp.h>
@@ -8,6 +9,7 @@
 #include <cstring>
 #include <sstream>
 
+#include "kernels/cpu/bf16_gemm.h"
 #include "kernels/error.h"
 #include "kernels/executor_impl.h"
 
@@ -34,9 +36,14 @@ CBLAS_TRANSPOSE cblas_trans(bool t) {
 
 class CpuExecutor final : public KernelExecutor<CpuBackend> {
  public:
-  explicit CpuExecutor(int threads) {
+  CpuExecutor(int threads, GemmPrecision precision) {
     if (threads > 0) omp_set_num_threads(threads);
     threads_ = omp_get_max_threads();
+    if (precision == GemmPrecision::kTf32)
+      fail(
+          "runtime.precision = tf32 needs runtime.device = cuda (TF32 is a GPU tensor-core "
+          "format); the CPU executor offers fp32 and bf16");
+    if (precision == GemmPrecision::kBf16) bf16_ = std::make_unique<Bf16Gemm>();
   }
 
   Device device() const override { return Device::kCpu; }
@@ -47,6 +54,7 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
       << openblas_get_corename();
     const char* coretype = std::getenv("OPENBLAS_CORETYPE");
     s << " (OPENBLAS_CORETYPE=" << (coretype ? coretype : "unset") << ")";
+    if (bf16_) s << "; single products in " << bf16_->describe();
     return s.str();
   }
 
@@ -72,6 +80,10 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
     const std::string problem = gemm_desc_problem(d);
     RF_CHECK(problem.empty(), problem);
     if (d.m == 0 || d.n == 0) return;
+    if (bf16_ && d.batch == 1 && d.k > 0) {
+      bf16_->run(d, a, b, c);
+      return;
+    }
     auto one = [&](int64_t i) {
       cblas_sgemm(CblasColMajor, cblas_trans(d.trans_a), cblas_trans(d.trans_b),
                   static_cast<int>(d.m), static_cast<int>(d.n), static_cast<int>(d.k), d.alpha,
@@ -98,12 +110,13 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
 
  private:
   int threads_ = 1;
+  std::unique_ptr<Bf16Gemm> bf16_;  // null: every product in OpenBLAS fp32
 };
 
 }  // namespace
 
-std::unique_ptr<Executor> make_cpu_executor(int threads) {
-  return std::make_unique<CpuExecutor>(threads);
+std::unique_ptr<Executor> make_cpu_executor(int threads, GemmPrecision precision) {
+  return std::make_unique<CpuExecutor>(threads, precision);
 }
 
 }  // namespace rf

@@ -70,14 +70,32 @@ struct CudaBackend {
   }
 };
 
+// fp32 inputs and outputs always; tf32 and bf16 let cuBLAS round the inputs for tensor cores.
+cublasComputeType_t compute_type(GemmPrecision precision) {
+  switch (precision) {
+    case GemmPrecision::kTf32:
+      return CUBLAS_COMPUTE_32F_FAST_TF32;
+    case GemmPrecision::kBf16:
+      return CUBLAS_COMPUTE_32F_FAST_16BF;
+    default:
+      return CUBLAS_COMPUTE_32F;
+  }
+}
+
+const char* compute_name(cublasComputeType_t t) {
+  return t == CUBLAS_COMPUTE_32F_FAST_TF32   ? "tf32"
+         : t == CUBLAS_COMPUTE_32F_FAST_16BF ? "bf16"
+                                             : "fp32";
+}
+
 cublasOperation_t cublas_op(bool t) {
   return t ? CUBLAS_OP_T : CUBLAS_OP_N;
 }
 
 class CudaExecutor final : public KernelExecutor<CudaBackend> {
  public:
-  CudaExecutor(int device, bool tf32)
-      : device_(device), compute_(tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F) {
+  CudaExecutor(int device, GemmPrecision precision)
+      : device_(device), compute_(compute_type(precision)) {
     RF_CUDA_CHECK(cudaSetDevice(device));
     RF_CUBLAS_CHECK(cublasCreate(&cublas_));
     RF_CUBLAS_CHECK(cublasSetStream(cublas_, cudaStreamPerThread));
@@ -89,8 +107,7 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     cudaDeviceProp prop{};
     std::ostringstream s;
     if (cudaGetDeviceProperties(&prop, device_) == cudaSuccess)
-      s << "cuda device " << device_ << " (" << prop.name << "), cuBLAS "
-        << (compute_ == CUBLAS_COMPUTE_32F_FAST_TF32 ? "tf32" : "fp32");
+      s << "cuda device " << device_ << " (" << prop.name << "), cuBLAS " << compute_name(compute_);
     else
       s << "cuda device " << device_;
     return s.str();
@@ -209,7 +226,7 @@ int cuda_device_count() {
   return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;
 }
 
-std::unique_ptr<Executor> make_cuda_executor(int device_index, bool tf32) {
+std::unique_ptr<Executor> make_cuda_executor(int device_index, GemmPrecision precision) {
   int count = 0;
   const cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess || count == 0)
@@ -219,7 +236,7 @@ std::unique_ptr<Executor> make_cuda_executor(int device_index, bool tf32) {
   if (device_index >= count)
     fail("runtime.device is cuda, but device ", device_index, " does not exist (", count,
          " visible)");
-  return std::make_unique<CudaExecutor>(device_index, tf32);
+  return std::make_unique<CudaExecutor>(device_index, precision);
 }
 
 }  // namespace rf

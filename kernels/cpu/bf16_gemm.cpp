@@ -1,0 +1,141 @@
+#include "kernels/cpu/bf16_gemm.h"
+
+#include <cstring>
+#include <dnnl.hpp>
+#include <map>
+#include <sstream>
+#include <tuple>
+#include <vector>
+
+#include "kernels/error.h"
+
+namespace rf {
+
+void round_to_bf16(const float* x, uint16_t* y, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, &x[i], sizeof u);
+    const bool nan = (u & 0x7F800000u) == 0x7F800000u && (u & 0x007FFFFFu) != 0;
+    // Adding 0x7FFF plus the lowest kept bit rounds to nearest with ties to even; a NaN keeps a
+    // mantissa bit so it cannot round into an infinity.
+    y[i] = nan ? static_cast<uint16_t>((u >> 16) | 0x40u)
+               : static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+  }
+}
+
+float bf16_to_float(uint16_t bits) {
+  const uint32_t u = static_cast<uint32_t>(bits) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+namespace {
+
+std::string isa_name(dnnl::cpu_isa isa) {
+  switch (isa) {
+    case dnnl::cpu_isa::avx512_core_amx:
+      return "avx512_core_amx";
+    case dnnl::cpu_isa::avx512_core_bf16:
+      return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_vnni:
+      return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core:
+      return "avx512_core";
+    case dnnl::cpu_isa::avx2_vnni:
+      return "avx2_vnni";
+    case dnnl::cpu_isa::avx2:
+      return "avx2";
+    default:
+      return "isa " + std::to_string(static_cast<int>(isa));
+  }
+}
+
+bool has_bf16_dot_products(dnnl::cpu_isa isa) {
+  const auto bits = static_cast<unsigned>(isa);
+  const auto bf16 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
+  return (bits & bf16) == bf16;  // the ISA values are nested bit sets; AMX includes BF16
+}
+
+}  // namespace
+
+struct Bf16Gemm::Impl {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream{engine};
+  // One primitive per product shape (the model repeats a handful of shapes every step).
+  using Key =
+      std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float, float>;
+  std::map<Key, dnnl::matmul> primitives;
+  std::vector<uint16_t> a16, b16;
+  dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+};
+
+Bf16Gemm::Bf16Gemm() : impl_(std::make_unique<Impl>()) {
+  if (!has_bf16_dot_products(impl_->isa))
+    fail(
+        "runtime.precision = bf16 needs a CPU with AVX512-BF16 or AMX instructions; this one "
+        "offers ",
+        isa_name(impl_->isa), " (use runtime.precision = fp32)");
+}
+
+Bf16Gemm::~Bf16Gemm() = default;
+
+std::string Bf16Gemm::describe() const {
+  const dnnl_version_t* v = dnnl_version();
+  std::ostringstream s;
+  s << "oneDNN " << v->major << "." << v->minor << "." << v->patch << " bf16 ("
+    << isa_name(impl_->isa) << ")";
+  return s.str();
+}
+
+void Bf16Gemm::run(const GemmDesc& d, const float* a, const float* b, float* c) {
+  try {
+    multiply(d, a, b, c);
+  } catch (const dnnl::error& e) {
+    fail("oneDNN bf16 matmul (m ", d.m, ", n ", d.n, ", k ", d.k, "): ", e.what());
+  }
+}
+
+void Bf16Gemm::multiply(const GemmDesc& d, const float* a, const float* b, float* c) {
+  using dnnl::memory;
+  RF_CHECK(d.batch == 1, "Bf16Gemm::run takes one product, got a batch of ", d.batch);
+  Impl& im = *impl_;
+  // Elements each operand spans in memory (column-major with its leading dimension).
+  const int64_t rows_a = d.trans_a ? d.k : d.m, cols_a = d.trans_a ? d.m : d.k;
+  const int64_t rows_b = d.trans_b ? d.n : d.k, cols_b = d.trans_b ? d.k : d.n;
+  const int64_t span_a = d.lda * (cols_a - 1) + rows_a, span_b = d.ldb * (cols_b - 1) + rows_b;
+  if (static_cast<int64_t>(im.a16.size()) < span_a) im.a16.resize(static_cast<size_t>(span_a));
+  if (static_cast<int64_t>(im.b16.size()) < span_b) im.b16.resize(static_cast<size_t>(span_b));
+  round_to_bf16(a, im.a16.data(), span_a);
+  round_to_bf16(b, im.b16.data(), span_b);
+
+  // oneDNN is row-major: column-major C [m, n] is row-major C^T [n, m] = op(B)^T op(A)^T, and a
+  // column-major matrix with leading dimension ld is its row-major transpose with row stride ld.
+  const memory::desc src({d.n, d.k}, memory::data_type::bf16,
+                         d.trans_b ? memory::dims{1, d.ldb} : memory::dims{d.ldb, 1});
+  const memory::desc weights({d.k, d.m}, memory::data_type::bf16,
+                             d.trans_a ? memory::dims{1, d.lda} : memory::dims{d.lda, 1});
+  const memory::desc dst({d.n, d.m}, memory::data_type::f32, memory::dims{d.ldc, 1});
+  const Impl::Key key{d.trans_a, d.trans_b, d.m, d.n, d.k, d.lda, d.ldb, d.ldc, d.alpha, d.beta};
+  auto it = im.primitives.find(key);
+  if (it == im.primitives.end()) {
+    dnnl::primitive_attr attr;
+    if (d.alpha != 1.0f) attr.set_output_scales(0, {d.alpha});
+    if (d.beta != 0.0f) {
+      dnnl::post_ops ops;
+      ops.append_sum(d.beta);  // dst = matmul result + beta * dst
+      attr.set_post_ops(ops);
+    }
+    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, weights, dst), attr, im.engine);
+    it = im.primitives.emplace(key, dnnl::matmul(pd)).first;
+  }
+  memory src_mem(src, im.engine, im.b16.data()), weights_mem(weights, im.engine, im.a16.data()),
+      dst_mem(dst, im.engine, c);
+  it->second.execute(
+      im.stream,
+      {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, weights_mem}, {DNNL_ARG_DST, dst_mem}});
+  im.stream.wait();
+}
+
+}  // namespace rf
