@@ -7,6 +7,7 @@ packages=(
   build-essential cmake pkg-config
   libopenblas-openmp-dev   # CPU GEMM (OpenMP build: one threading model with our kernels)
   libdnnl-dev              # oneDNN: bf16 GEMMs on the CPU (runtime.precision: bf16)
+  ocl-icd-opencl-dev       # only Recommended by libdnnl-dev, but its CMake config requires OpenCL
   libyaml-cpp-dev          # experiment files
   libhdf5-dev              # token shards and checkpoints
   libopenmpi-dev openmpi-bin  # multi-rank training
