@@ -45,15 +45,10 @@ TEST(Gpu, GemmDescriptionsMatchTheCpu) {
       const auto a = test::random_vector(d.stride_a * d.batch, 1);
       const auto b = test::random_vector(d.stride_b * d.batch, 2);
       const auto c = test::random_vector(d.stride_c * d.batch, 3);
-      auto on = [&](Executor& ex) {
-        DeviceBuffer<float> da(ex, a.size()), db(ex, b.size()), dc(ex, c.size());
-        da.upload(a);
-        db.upload(b);
-        dc.upload(c);
-        ex.gemm(d, da.data(), db.data(), dc.data());
-        return dc.download();
-      };
-      EXPECT_LT(test::max_abs_diff(on(*gpu), on(test::cpu())), 1e-4f) << ta << tb;
+      EXPECT_LT(test::max_abs_diff(test::gemm_result(*gpu, d, a, b, c),
+                                   test::gemm_result(test::cpu(), d, a, b, c)),
+                1e-4f)
+          << ta << tb;
     }
 }
 
@@ -77,15 +72,9 @@ TEST(Gpu, Bf16GemmIsWithinBf16PrecisionOfFp32) {
       const GemmDesc d = test::padded_gemm_desc(ta, tb, 65, 47, 131, 1, 0.5f, 0.25f);
       const auto a = test::random_vector(d.stride_a, 1), b = test::random_vector(d.stride_b, 2);
       const auto c = test::random_vector(d.stride_c, 3);
-      auto on = [&](Executor& ex) {
-        DeviceBuffer<float> da(ex, a.size()), db(ex, b.size()), dc(ex, c.size());
-        da.upload(a);
-        db.upload(b);
-        dc.upload(c);
-        ex.gemm(d, da.data(), db.data(), dc.data());
-        return dc.download();
-      };
-      const auto g = on(*gpu), c16 = on(*cpu16), c32 = on(test::cpu());
+      const auto g = test::gemm_result(*gpu, d, a, b, c);
+      const auto c16 = test::gemm_result(*cpu16, d, a, b, c);
+      const auto c32 = test::gemm_result(test::cpu(), d, a, b, c);
       const double gpu_error = test::relative_difference(g, c32);
       EXPECT_LT(gpu_error, 2e-2) << ta << tb;
       EXPECT_GT(gpu_error, 1e-4) << ta << tb << ": no bf16 rounding on the GPU";

@@ -172,12 +172,7 @@ TEST_P(Bf16GemmTest, EqualsTheProductOfRoundedOperands) {
     for (size_t i = 0; i < v.size(); ++i) v[i] = bf16_to_float(bits[i]);
     return v;
   };
-  DeviceBuffer<float> da(*bf16, a.size()), db(*bf16, b.size()), dc(*bf16, c0.size());
-  da.upload(a);
-  db.upload(b);
-  dc.upload(c0);
-  bf16->gemm(d, da.data(), db.data(), dc.data());
-  const auto got = dc.download();
+  const auto got = test::gemm_result(*bf16, d, a, b, c0);
   EXPECT_LT(test::max_abs_diff(got, reference_gemm(d, rounded(a), rounded(b), c0)), 2e-5f);
   const float rounding_effect = test::max_abs_diff(got, reference_gemm(d, a, b, c0));
   EXPECT_GT(rounding_effect, 1e-4f);

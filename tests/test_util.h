@@ -73,6 +73,17 @@ inline GemmDesc padded_gemm_desc(bool trans_a, bool trans_b, int64_t m, int64_t 
   return d;
 }
 
+// C after ex.gemm(d, A, B, C) with the host arrays a, b, c copied to ex's memory first.
+inline std::vector<float> gemm_result(Executor& ex, const GemmDesc& d, const std::vector<float>& a,
+                                      const std::vector<float>& b, const std::vector<float>& c) {
+  DeviceBuffer<float> da(ex, a.size()), db(ex, b.size()), dc(ex, c.size());
+  da.upload(a);
+  db.upload(b);
+  dc.upload(c);
+  ex.gemm(d, da.data(), db.data(), dc.data());
+  return dc.download();
+}
+
 // Max |a - b| relative to max |b|.
 inline double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
   double diff = 0, scale = 0;
