@@ -34,9 +34,15 @@ Sorted forward_sorted(Executor& ex, Workspace& ws, const HeadAttentionSpec& spec
 
   const float* k = spec.shared_qk ? in.q : in.k;
   const int64_t ldk = spec.shared_qk ? in.ldq : in.ldk;
-  ex.run(L.ext_rows(),
+  const RowSplit split = row_split(ex, d);
+  float* key_scales = nullptr;
+  if (spec.shared_qk && split.pieces() > 1) {  // one scale per position, not per piece of a row
+    key_scales = ws.floats("attn.key_scales", L.seq_len);
+    ex.run(L.seq_len, KeyNormScales{k, ldk, d, key_scales});
+  }
+  ex.run(split.indices(L.ext_rows()),
          GatherChunks{in.q, k, in.v, in.ldq, ldk, in.ldv, in.perm, L, d, spec.shared_qk,
-                      spec.key_scale, s.sq, s.sk, s.sv, s.qpos, s.kpos});
+                      spec.key_scale, s.sq, s.sk, s.sv, s.qpos, s.kpos, split, key_scales});
   // logits[c] [C, W] = sq[c] [C, d] . window(c)^T [d, W]; window(c) starts at ext row c * C.
   RowMajorGemm logits{false, true, C, W, d, d, d, W, C * d, C * d, C * W, nc, 1.0f, 0.0f};
   matmul(ex, logits, s.sq, s.sk, s.probs);

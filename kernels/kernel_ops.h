@@ -25,13 +25,13 @@ using KernelOps = TypeList<
     BiasActivationForward, ActivationBackward, AddBias, AdamWUpdate, RandomNormalFill,
     RandomUniformFill,
     // row-wise and reductions
-    LayerNormRowStats, LayerNormForward, LayerNormBackward, LayerNormParamGradPartial, ColumnPartialSum,
-    ColumnSumPartials, SumSquaresPartial, CrossEntropyRow,
+    LayerNormRowStats, LayerNormForward, LayerNormBackward, LayerNormParamGradPartial,
+    ColumnPartialSum, ColumnSumPartials, SumSquaresPartial, CrossEntropyRow,
     // embeddings
     EmbedForward, EmbedTokenBackward, AxialPositionBackward, LearnedPositionBackward,
     // LSH and chunked attention
-    LshHash, BucketCountingSort, InvertPermutation, SegmentSlotsAndOffsets, GatherChunks,
-    ChunkSoftmax, CombineRounds, CombineRoundsBackward, ChunkSoftmaxBackward, FoldWindows,
-    KeyNormBackwardToQuery, UngatherRounds>;
+    LshHash, BucketCountingSort, InvertPermutation, SegmentSlotsAndOffsets, KeyNormScales,
+    GatherChunks, ChunkSoftmax, CombineRounds, CombineRoundsBackward, ChunkSoftmaxBackward,
+    FoldWindows, KeyNormBackwardToQuery, UngatherRounds>;
 
 }  // namespace rf

@@ -10,6 +10,7 @@
 
 #include "kernels/fast_math.h"
 #include "kernels/ops/dropout_mask.h"
+#include "kernels/ops/row_split.h"
 
 namespace rf {
 
@@ -33,7 +34,25 @@ struct ChunkLayout {
   }
 };
 
-// Gathers queries, keys and values into sorted order. Index = ext row e.
+// The factor that makes a shared-QK key unit length (times trax's eps), from the query row.
+RF_HD float key_norm_scale(const float* kr, int64_t d) {
+  float s = 0.0f;
+  for (int64_t c = 0; c < d; ++c) s += kr[c] * kr[c];
+  return 1.0f / sqrtf(s + static_cast<float>(d) * kKeyNormEps);
+}
+
+// scales[t] = key_norm_scale of position t's key row, computed once per position before a
+// GatherChunks whose indices split rows (the GPU). Index = position t.
+struct KeyNormScales {
+  const float* k;
+  int64_t ldk, d;
+  float* scales;  // [seq_len]
+  RF_HD void operator()(int64_t t) const { scales[t] = key_norm_scale(k + t * ldk, d); }
+};
+
+// Gathers queries, keys and values into sorted order. Index = (ext row e, piece of the d columns
+// per split). With normalize_keys, each index computes its key's scale itself unless key_scales
+// (from KeyNormScales) is given; the positions are written by the first piece of a row.
 struct GatherChunks {
   const float* q;  // [seq_len, ldq]
   const float* k;  // [seq_len, ldk]; equals q for shared-QK
@@ -42,36 +61,36 @@ struct GatherChunks {
   const int32_t* perm;  // [n_slots]: slot -> r * seq_len + t; null = identity
   ChunkLayout layout;
   int64_t d;
-  bool normalize_keys;  // LSH: keys are the queries scaled to unit length
-  float key_scale;      // otherwise keys are multiplied by this (1 / sqrt(d))
-  float* sq;            // [n_slots, d]
-  float* sk;            // [ext_rows, d]
-  float* sv;            // [ext_rows, d]
-  int32_t* qpos;        // [n_slots]
-  int32_t* kpos;        // [ext_rows]
-  RF_HD void operator()(int64_t e) const {
+  bool normalize_keys;      // LSH: keys are the queries scaled to unit length
+  float key_scale;          // otherwise keys are multiplied by this (1 / sqrt(d))
+  float* sq;                // [n_slots, d]
+  float* sk;                // [ext_rows, d]
+  float* sv;                // [ext_rows, d]
+  int32_t* qpos;            // [n_slots]
+  int32_t* kpos;            // [ext_rows]
+  RowSplit split;           // over the d columns
+  const float* key_scales;  // [seq_len] or null
+  RF_HD void operator()(int64_t i) const {
+    const int64_t e = i / split.pieces(), piece = i % split.pieces();
+    const int64_t c0 = split.begin(piece), c1 = split.end(piece);
     const int64_t j = layout.slot_of_ext(e);
     const int64_t t = (perm ? perm[j] : j) % layout.seq_len;
     const float* kr = k + t * ldk;
     float scale = key_scale;
-    if (normalize_keys) {
-      float s = 0.0f;
-      for (int64_t c = 0; c < d; ++c) s += kr[c] * kr[c];
-      scale = 1.0f / sqrtf(s + static_cast<float>(d) * kKeyNormEps);
-    }
+    if (normalize_keys) scale = key_scales ? key_scales[t] : key_norm_scale(kr, d);
     float* kd = sk + e * d;
     float* vd = sv + e * d;
     const float* vr = v + t * ldv;
-    for (int64_t c = 0; c < d; ++c) {
+    for (int64_t c = c0; c < c1; ++c) {
       kd[c] = kr[c] * scale;
       vd[c] = vr[c];
     }
-    kpos[e] = static_cast<int32_t>(t);
+    if (piece == 0) kpos[e] = static_cast<int32_t>(t);
     if (e < layout.lookback * layout.chunk) return;
     const float* qr = q + t * ldq;
     float* qd = sq + j * d;
-    for (int64_t c = 0; c < d; ++c) qd[c] = qr[c];
-    qpos[j] = static_cast<int32_t>(t);
+    for (int64_t c = c0; c < c1; ++c) qd[c] = qr[c];
+    if (piece == 0) qpos[j] = static_cast<int32_t>(t);
   }
 };
 
