@@ -79,16 +79,13 @@ void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step
   float* h = kit.ws.floats("ff.h", chunk * F);
   float* a = kit.ws.floats("ff.a", chunk * F);
   float* t = kit.ws.floats("ff.t", chunk * D);
-  float* g = kit.ws.floats("ff.g", chunk * D);
   float* dz = kit.ws.floats("ff.dz", chunk * D);
   for (int64_t row0 = 0; row0 < total; row0 += chunk) {
     const int64_t rows = std::min(chunk, total - row0);
     chunk_forward(kit, p, step, x, row0, rows, z, h, a);
     if (reconstruct) add_chunk_output(kit, p, step, a, t, row0, rows, reconstruct, -1.0f);
-    // g = dout through the output dropout.
-    kit.ex.copy(g, dout + row0 * D, rows * D * sizeof(float));
-    const DropoutMask out_mask = output_mask(step, row0);
-    if (out_mask.active()) kit.ex.run(rows, ApplyDropout{g, D, out_mask});
+    const float* g =
+        through_dropout(kit, dout + row0 * D, rows, D, output_mask(step, row0), "ff.g");
     add_column_sums(kit.ex, kit.ws, g, rows, D, p.grad(b2_));
     // dw2 += a^T g;  da = g w2^T (into h's gradient buffer `a` after use)
     matmul(kit.ex, {true, false, F, D, rows, F, D, D, 0, 0, 0, 1, 1.0f, 1.0f}, a, g, p.grad(w2_));

@@ -72,7 +72,6 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
   const int64_t rows = step.rows(), D = d_model_;
   float* xn = kit.ws.floats("stack.xn", rows * D);
   float* out = kit.ws.floats("stack.out", rows * D);
-  float* dropped = dropout_ > 0 ? kit.ws.floats("stack.dropped", rows * D) : nullptr;
   float* dxn = kit.ws.floats("stack.dxn", rows * D);
   for (int64_t i = n_layers() - 1; i >= 0; --i) {
     Layer& layer = layers_[i];
@@ -83,12 +82,7 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
     // F: dx2 += F'(x2)^T dy1, and x1 = y1 - F(x2) (or the stored x1). g = dy1 through the
     // output dropout (dy1 itself when there is none).
     const DropoutMask mask = attention_output_mask(step, i);
-    const float* g = dx1;
-    if (mask.active()) {
-      kit.ex.copy(dropped, dx1, rows * D * sizeof(float));
-      kit.ex.run(rows, ApplyDropout{dropped, D, mask});
-      g = dropped;
-    }
+    const float* g = through_dropout(kit, dx1, rows, D, mask, "stack.dropped");
     layer.attention_norm.forward(kit, p, x2, xn, rows);
     kit.ex.zero(dxn, rows * D * sizeof(float));
     layer.attention->backward(kit, p, step, xn, g, dxn, buckets_[i].data(), saved ? nullptr : out);

@@ -152,68 +152,56 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
         compute_, CUBLAS_GEMM_DEFAULT));
   }
 
-  // Scratch: sorted keys, slot numbers, segment offsets, then CUB's temporary storage.
-  struct SortScratch {
-    int32_t* keys_out;
-    int32_t* values_in;
-    int32_t* offsets;
-    void* cub_temp;
-    size_t cub_bytes;
+  size_t sort_scratch_bytes(const BucketSort& s) override { return sort_layout(s).total; }
+  void sort_buckets(const BucketSort& s, void* scratch) override;
+
+ private:
+  // Scratch: sorted keys, slot numbers, segment offsets, then CUB's temporary storage, each
+  // at a 256-byte aligned offset. One layout serves the size query and the sort.
+  struct SortLayout {
+    size_t values_in, offsets, cub_temp, cub_bytes, total;  // byte offsets; keys at 0
   };
   static size_t align(size_t bytes) { return (bytes + 255) / 256 * 256; }
-  SortScratch carve(const BucketSort& s, void* base) const {
-    const size_t items = static_cast<size_t>(s.segments * s.n);
-    char* p = static_cast<char*>(base);
-    SortScratch out;
-    out.keys_out = reinterpret_cast<int32_t*>(p);
-    p += align(items * sizeof(int32_t));
-    out.values_in = reinterpret_cast<int32_t*>(p);
-    p += align(items * sizeof(int32_t));
-    out.offsets = reinterpret_cast<int32_t*>(p);
-    p += align(static_cast<size_t>(s.segments + 1) * sizeof(int32_t));
-    out.cub_temp = p;
-    out.cub_bytes = 0;
-    return out;
-  }
   static int key_bits(int64_t total_buckets) {
     int bits = 1;
     while ((int64_t{1} << bits) < total_buckets) ++bits;
     return bits;
   }
-  size_t cub_temp_bytes(const BucketSort& s) const {
-    size_t bytes = 0;
-    RF_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairs(
-        nullptr, bytes, s.buckets, static_cast<int32_t*>(nullptr), static_cast<int32_t*>(nullptr),
-        s.perm, static_cast<int>(s.segments * s.n), static_cast<int>(s.segments),
-        static_cast<int32_t*>(nullptr), static_cast<int32_t*>(nullptr) + 1, 0,
-        key_bits(s.total_buckets), cudaStreamPerThread));
-    return bytes;
-  }
-
- public:
-  size_t sort_scratch_bytes(const BucketSort& s) override {
+  SortLayout sort_layout(const BucketSort& s) const {
     const size_t items = static_cast<size_t>(s.segments * s.n);
-    return 2 * align(items * sizeof(int32_t)) +
-           align(static_cast<size_t>(s.segments + 1) * sizeof(int32_t)) + cub_temp_bytes(s);
-  }
-  void sort_buckets(const BucketSort& s, void* scratch) override {
-    SortScratch t = carve(s, scratch);
-    t.cub_bytes = cub_temp_bytes(s);
-    run(s.segments * s.n + 1, SegmentSlotsAndOffsets{t.values_in, t.offsets, s.n, s.segments});
-    // CUB's radix sort is stable: sorting (bucket -> slot) keeps slots of a bucket in order, which
-    // is the sort by (bucket, position) the CPU's counting sort produces.
+    SortLayout l{};
     RF_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairs(
-        t.cub_temp, t.cub_bytes, s.buckets, t.keys_out, t.values_in, s.perm,
-        static_cast<int>(s.segments * s.n), static_cast<int>(s.segments), t.offsets, t.offsets + 1,
-        0, key_bits(s.total_buckets), cudaStreamPerThread));
-    run(s.segments * s.n, InvertPermutation{s.perm, s.undo, s.n});
+        nullptr, l.cub_bytes, s.buckets, static_cast<int32_t*>(nullptr),
+        static_cast<int32_t*>(nullptr), s.perm, static_cast<int>(items),
+        static_cast<int>(s.segments), static_cast<int32_t*>(nullptr),
+        static_cast<int32_t*>(nullptr) + 1, 0, key_bits(s.total_buckets), cudaStreamPerThread));
+    l.values_in = align(items * sizeof(int32_t));
+    l.offsets = l.values_in + align(items * sizeof(int32_t));
+    l.cub_temp = l.offsets + align(static_cast<size_t>(s.segments + 1) * sizeof(int32_t));
+    l.total = l.cub_temp + l.cub_bytes;
+    return l;
   }
 
- private:
   int device_;
   cublasComputeType_t compute_;
   cublasHandle_t cublas_ = nullptr;
 };
+
+void CudaExecutor::sort_buckets(const BucketSort& s, void* scratch) {
+  SortLayout l = sort_layout(s);
+  char* base = static_cast<char*>(scratch);
+  int32_t* keys_out = reinterpret_cast<int32_t*>(base);
+  int32_t* values_in = reinterpret_cast<int32_t*>(base + l.values_in);
+  int32_t* offsets = reinterpret_cast<int32_t*>(base + l.offsets);
+  run(s.segments * s.n + 1, SegmentSlotsAndOffsets{values_in, offsets, s.n, s.segments});
+  // CUB's radix sort is stable: sorting (bucket -> slot) keeps slots of a bucket in order, which
+  // is the sort by (bucket, position) the CPU's counting sort produces.
+  RF_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairs(
+      base + l.cub_temp, l.cub_bytes, s.buckets, keys_out, values_in, s.perm,
+      static_cast<int>(s.segments * s.n), static_cast<int>(s.segments), offsets, offsets + 1, 0,
+      key_bits(s.total_buckets), cudaStreamPerThread));
+  run(s.segments * s.n, InvertPermutation{s.perm, s.undo, s.n});
+}
 
 }  // namespace
 
