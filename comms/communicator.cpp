@@ -23,13 +23,13 @@ size_t dtype_size(DType t) {
   return 0;
 }
 
-namespace {
-
-std::string host_name() {
+std::string this_host_name() {
   char name[256] = {0};
-  gethostname(name, sizeof(name) - 1);
+  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown-host";
   return name;
 }
+
+namespace {
 
 class SingleProcessCommunicator final : public Communicator {
  public:
@@ -37,8 +37,8 @@ class SingleProcessCommunicator final : public Communicator {
   int size() const override { return 1; }
   int local_rank() const override { return 0; }
   int local_size() const override { return 1; }
-  std::string host() const override { return host_name(); }
-  std::vector<std::string> all_hosts() override { return {host_name()}; }
+  std::string host() const override { return this_host_name(); }
+  std::vector<std::string> all_hosts() override { return {this_host_name()}; }
   void all_reduce_sum(void*, size_t, DType) override {}
   void broadcast(void*, size_t, DType, int root) override { RF_CHECK(root == 0); }
   void barrier() override {}

@@ -51,6 +51,9 @@ class Communicator {
   bool is_root() const { return rank() == 0; }
 };
 
+// This machine's host name ("unknown-host" if it cannot be read), as rank maps print it.
+std::string this_host_name();
+
 // The communicator of a single process: rank 0 of 1.
 std::unique_ptr<Communicator> make_single_process_communicator();
 

@@ -227,12 +227,6 @@ MPI_Datatype mpi_type(DType type) {
   fail("unknown DType ", static_cast<int>(type));
 }
 
-std::string this_host_name() {
-  char name[kHostNameBytes] = {0};
-  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown-host";
-  return name;
-}
-
 // Sleeps of the communication thread should last what they ask for: the default timer slack of
 // 50 us would more than triple the 20 us pause. Per thread; failure only costs precision.
 void request_precise_sleeps() {

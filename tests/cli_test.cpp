@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
-#include <array>
 #include <cstdio>
 #include <fstream>
 
@@ -12,21 +11,11 @@
 namespace rf {
 namespace {
 
-struct Result {
-  int exit_code = -1;
-  std::string out;  // stdout and stderr, in order
-};
+using Result = test::CommandResult;
 
+// The reformer binary with `args`.
 Result run(const std::string& args) {
-  const std::string cmd = std::string(RF_BINARY_DIR) + "/reformer " + args + " 2>&1";
-  Result r;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return r;
-  std::array<char, 4096> buf;
-  while (fgets(buf.data(), buf.size(), pipe)) r.out += buf.data();
-  const int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return test::run_command(std::string(RF_BINARY_DIR) + "/reformer " + args);
 }
 
 std::string write_file(const std::string& dir, const std::string& name, const std::string& text) {

@@ -491,13 +491,9 @@ TEST(ConfigReference, LinesFitIn100Columns) {
   while (std::getline(lines, line)) EXPECT_LE(line.size(), 100u) << line;
 }
 
-}  // namespace
-}  // namespace rf
-
 TEST(Config, Bf16IsAcceptedOnBothDevices) {
   for (const char* device : {"cpu", "cuda"}) {
-    const rf::Config c = rf::load_config_text(
-        std::string("runtime: {device: ") + device + ", precision: bf16}\n", "x.yaml", {});
+    const Config c = load(std::string("runtime: {device: ") + device + ", precision: bf16}\n");
     EXPECT_EQ(c.runtime.precision, "bf16");
     EXPECT_EQ(c.runtime.device, device);
   }
@@ -510,8 +506,11 @@ TEST(ShippedConfigs, AllLoadWithoutError) {
   for (const auto& entry :
        std::filesystem::directory_iterator(std::string(RF_SOURCE_DIR) + "/configs")) {
     if (entry.path().extension() != ".yaml") continue;
-    EXPECT_NO_THROW(rf::load_config(entry.path().string(), {})) << entry.path();
+    EXPECT_NO_THROW(load_config(entry.path().string(), {})) << entry.path();
     ++loaded;
   }
   EXPECT_GE(loaded, 5);
 }
+
+}  // namespace
+}  // namespace rf

@@ -11,7 +11,8 @@
 namespace rf {
 namespace {
 
-std::unique_ptr<Executor> gpu_or_skip_reason(std::string* reason) {
+std::unique_ptr<Executor> gpu_or_skip_reason(std::string* reason,
+                                             GemmPrecision precision = GemmPrecision::kFp32) {
   if (!cuda_compiled_in()) {
     *reason = "this build has no CUDA (nvcc was not found at configure time)";
     return nullptr;
@@ -20,22 +21,13 @@ std::unique_ptr<Executor> gpu_or_skip_reason(std::string* reason) {
     *reason = "no CUDA device is visible";
     return nullptr;
   }
-  return make_cuda_executor(0);
+  return make_cuda_executor(0, precision);
 }
 
 #define RF_REQUIRE_GPU(ex)                                         \
   std::string skip_reason;                                         \
   std::unique_ptr<Executor> ex = gpu_or_skip_reason(&skip_reason); \
   if (!ex) GTEST_SKIP() << "GPU test skipped: " << skip_reason
-
-template <class T>
-std::vector<T> round_trip(Executor& ex, const std::vector<T>& host,
-                          const std::function<void(T*)>& work) {
-  DeviceBuffer<T> d(ex, host.size());
-  d.upload(host);
-  work(d.data());
-  return d.download();
-}
 
 TEST(Gpu, GemmDescriptionsMatchTheCpu) {
   RF_REQUIRE_GPU(gpu);
@@ -59,14 +51,10 @@ TEST(Gpu, GemmDescriptionsMatchTheCpu) {
 // instead of to the other.
 TEST(Gpu, Bf16GemmIsWithinBf16PrecisionOfFp32) {
   std::string skip_reason;
-  if (!gpu_or_skip_reason(&skip_reason)) GTEST_SKIP() << "GPU test skipped: " << skip_reason;
-  auto gpu = make_cuda_executor(0, GemmPrecision::kBf16);
-  std::unique_ptr<Executor> cpu16;
-  try {
-    cpu16 = make_cpu_executor(0, GemmPrecision::kBf16);
-  } catch (const Error& e) {
-    GTEST_SKIP() << "this CPU has no bf16 instructions: " << e.what();
-  }
+  const std::unique_ptr<Executor> gpu = gpu_or_skip_reason(&skip_reason, GemmPrecision::kBf16);
+  if (!gpu) GTEST_SKIP() << "GPU test skipped: " << skip_reason;
+  const std::unique_ptr<Executor> cpu16 = test::bf16_cpu_or_skip_reason(&skip_reason);
+  if (!cpu16) GTEST_SKIP() << skip_reason;
   for (bool ta : {false, true})
     for (bool tb : {false, true}) {
       const GemmDesc d = test::padded_gemm_desc(ta, tb, 65, 47, 131, 1, 0.5f, 0.25f);

@@ -157,12 +157,9 @@ class Bf16GemmTest : public ::testing::TestWithParam<std::tuple<bool, bool>> {};
 
 TEST_P(Bf16GemmTest, EqualsTheProductOfRoundedOperands) {
   const auto [ta, tb] = GetParam();
-  std::unique_ptr<Executor> bf16;
-  try {
-    bf16 = make_cpu_executor(0, GemmPrecision::kBf16);
-  } catch (const Error& e) {
-    GTEST_SKIP() << "this CPU has no bf16 instructions: " << e.what();
-  }
+  std::string skip_reason;
+  const std::unique_ptr<Executor> bf16 = test::bf16_cpu_or_skip_reason(&skip_reason);
+  if (!bf16) GTEST_SKIP() << skip_reason;
   const GemmDesc d = test::padded_gemm_desc(ta, tb, 37, 29, 67, 1, 0.75f, 0.5f);
   const auto a = test::random_vector(d.stride_a, 11), b = test::random_vector(d.stride_b, 12);
   const auto c0 = test::random_vector(d.stride_c, 13);

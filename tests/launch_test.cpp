@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "tests/run_fixture.h"
+#include "trainer/checkpoint.h"
 
 namespace rf {
 namespace {
@@ -27,22 +28,9 @@ std::string mpirun(int ranks) {
          std::to_string(ranks) + " ";
 }
 
-struct Result {
-  int exit_code = -1;
-  std::string out;
-  double seconds = 0;
-};
-
+using Result = test::CommandResult;
 Result run(const std::string& command) {
-  const auto start = Clock::now();
-  Result r;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  char buf[4096];
-  while (pipe && fgets(buf, sizeof buf, pipe)) r.out += buf;
-  const int status = pipe ? pclose(pipe) : -1;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  return r;
+  return test::run_command(command);
 }
 
 // Starts `command` through the shell with output to `log`; returns the shell's pid.
@@ -143,9 +131,7 @@ train: {seq_len: 64, batch_size: 1, steps: 6, lr: 0.003, warmup: 2, log_every: 1
 }
 
 std::string final_checkpoint(const std::string& out_dir, int64_t step) {
-  char name[32];
-  std::snprintf(name, sizeof name, "step-%08lld.h5", static_cast<long long>(step));
-  return out_dir + "/checkpoints/" + name;
+  return (fs::path(checkpoint_dir(out_dir)) / checkpoint_file_name(step)).string();
 }
 
 TEST(Launch, CheckpointOfFourRanksResumesOnTwoWithTheSameGlobalBatches) {
@@ -181,7 +167,7 @@ TEST(Launch, KilledRankEndsTheJobPromptlyAndResumeContinues) {
   const pid_t job = spawn(mpirun(2) + kBinary + args, dir + "/job.log");
   const ReapOnExit reap{job};
   // (Checkpoints come every 2 steps and older ones are pruned: wait for any of them.)
-  ASSERT_NE(wait_for_any_checkpoint(out + "/checkpoints", 120), "") << "no checkpoint appeared";
+  ASSERT_NE(wait_for_any_checkpoint(checkpoint_dir(out), 120), "") << "no checkpoint appeared";
   const std::vector<pid_t> ranks = rank_pids(out);
   ASSERT_EQ(ranks.size(), 2u);
   kill(ranks[1], SIGKILL);

@@ -162,12 +162,9 @@ TEST(Determinism, SameInputsGiveBitIdenticalGradients) {
 // (bf16 keeps 8 significant bits; the accumulation is fp32), but differ, so the bf16 products
 // really run inside the model.
 TEST(Precision, Bf16GradientsStayCloseToFp32) {
-  std::unique_ptr<Executor> bf16;
-  try {
-    bf16 = make_cpu_executor(0, GemmPrecision::kBf16);
-  } catch (const Error& e) {
-    GTEST_SKIP() << "this CPU has no bf16 instructions: " << e.what();
-  }
+  std::string skip_reason;
+  const std::unique_ptr<Executor> bf16 = test::bf16_cpu_or_skip_reason(&skip_reason);
+  if (!bf16) GTEST_SKIP() << skip_reason;
   // Local and dense attention only: with LSH, the bf16-rounded projections move some vectors
   // into other buckets, which changes what attends to what (measured: 4-7% gradient difference
   // with LSH, 0.4-0.7% without).

@@ -1,7 +1,11 @@
-// Helpers for tests that run whole trainings: a fresh temporary run directory, a tiny training
-// config, and reading back a checkpoint's parameters.
+// Helpers for tests that run whole trainings or commands: a fresh temporary run directory, running
+// a shell command, and reading back a checkpoint's parameters.
 #pragma once
 
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -21,6 +25,26 @@ inline std::string fresh_dir(const std::string& name) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();
+}
+
+// What a shell command printed (stdout and stderr, in order), how it exited (-1: not normally)
+// and how long it ran.
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  double seconds = 0;
+};
+
+inline CommandResult run_command(const std::string& command) {
+  const auto start = std::chrono::steady_clock::now();
+  CommandResult r;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  char buf[4096];
+  while (pipe && fgets(buf, sizeof buf, pipe)) r.out += buf;
+  const int status = pipe ? pclose(pipe) : -1;
+  r.exit_code = status != -1 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return r;
 }
 
 inline std::vector<float> checkpoint_params(const std::string& path) {

@@ -6,7 +6,9 @@
 
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/device_buffer.h"
@@ -71,6 +73,17 @@ inline GemmDesc padded_gemm_desc(bool trans_a, bool trans_b, int64_t m, int64_t 
   d.alpha = alpha;
   d.beta = beta;
   return d;
+}
+
+// A CPU executor whose single products run in bf16, or null with *reason set when this CPU has no
+// bf16 instructions (tests then skip with the reason).
+inline std::unique_ptr<Executor> bf16_cpu_or_skip_reason(std::string* reason) {
+  try {
+    return make_cpu_executor(0, GemmPrecision::kBf16);
+  } catch (const Error& e) {
+    *reason = std::string("this CPU has no bf16 instructions: ") + e.what();
+    return nullptr;
+  }
 }
 
 // C after ex.gemm(d, A, B, C) with the host arrays a, b, c copied to ex's memory first.

@@ -84,8 +84,8 @@ TEST(Checkpoints, ResumeAutoSkipsADamagedNewestCheckpoint) {
   const std::string dir = test::fresh_dir("run");
   train(run_config(dir, {"train.checkpoint_every=2", "train.steps=8"}), "", 4);
   // A newer checkpoint that was cut short (e.g. the disk filled up).
-  const std::string good = (fs::path(checkpoint_dir(dir)) / "step-00000004.h5").string();
-  const std::string bad = (fs::path(checkpoint_dir(dir)) / "step-00000006.h5").string();
+  const std::string good = (fs::path(checkpoint_dir(dir)) / checkpoint_file_name(4)).string();
+  const std::string bad = (fs::path(checkpoint_dir(dir)) / checkpoint_file_name(6)).string();
   fs::copy_file(good, bad);
   fs::resize_file(bad, fs::file_size(bad) / 2);
   EXPECT_EQ(find_latest_checkpoint(checkpoint_dir(dir)), good);
@@ -132,7 +132,7 @@ TEST(Checkpoints, ResumingFromAnOlderCheckpointSetsNewerOnesAside) {
   // Roll back to an older checkpoint kept elsewhere: re-create step 4 by a second run.
   const std::string other = test::fresh_dir("other");
   train(run_config(other, {"train.checkpoint_every=2"}), "", 4);
-  const std::string older = (fs::path(checkpoint_dir(other)) / "step-00000004.h5").string();
+  const std::string older = (fs::path(checkpoint_dir(other)) / checkpoint_file_name(4)).string();
   const TrainSummary s = train(cfg, older, 5);
   EXPECT_EQ(s.steps_done, 5);
   EXPECT_TRUE(fs::exists(s.final_checkpoint)) << "the checkpoint just written must be kept";

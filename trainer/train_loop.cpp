@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "data/hdf5_io.h"
+#include "data/shards.h"
 #include "data/synthetic_duplication.h"
 #include "trainer/batches.h"
 #include "trainer/checkpoint.h"
@@ -172,8 +173,7 @@ StepResult train_step(Run& run, BatchStream& batches, int64_t step) {
   const Config& c = run.cfg;
   ParamStore& params = run.model->params();
   params.zero_grads();
-  run.host().set_step(step + 1);
-  if (run.comms.device != run.comms.host.get()) run.device().set_step(step + 1);
+  run.device().set_step(step + 1);  // NCCL forwards it to the host communicator it bootstraps from
   // Each rank takes the mean over its own tokens; the all-reduce then averages over ranks, which
   // is the mean over the global batch (every rank holds the same number of tokens).
   const float grad_scale =
@@ -211,9 +211,8 @@ void verify_replicas(Run& run, int64_t step) {
   ParamStore& p = run.model->params();
   std::vector<float> host(p.size());
   run.ex->download(host.data(), p.params(), host.size() * sizeof(float));
-  uint64_t h = 1469598103934665603ull;  // FNV-1a over the bytes
-  const auto* bytes = reinterpret_cast<const unsigned char*>(host.data());
-  for (size_t i = 0; i < host.size() * sizeof(float); ++i) h = (h ^ bytes[i]) * 1099511628211ull;
+  const uint64_t h = fnv1a_bytes(kFnv1aOffsetBasis, reinterpret_cast<const uint8_t*>(host.data()),
+                                 static_cast<int64_t>(host.size() * sizeof(float)));
   int64_t root_hash = static_cast<int64_t>(h);
   run.host().broadcast(&root_hash, 1, DType::kInt64, 0);
   int32_t differs = root_hash != static_cast<int64_t>(h);
@@ -295,7 +294,6 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
     run.optimizer = std::make_unique<AdamW>(*run.ex, run.model->params(), cfg.train);
   });
   run.state.seed = cfg.train.seed;
-  run.state.world_size = run.host().size();
   const std::string resumed_from = restore_or_start(run, options.resume);
   run.state.world_size = run.host().size();
   if (run.state.seed != cfg.train.seed && run.root())
@@ -376,7 +374,6 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
     }
   }
   summary.steps_done = run.state.step;
-  summary.stopped_early = run.state.step < cfg.train.steps;
   summary.stopped_by_signal = stopped_by_signal;
   summary.final_checkpoint = save(run);
   if (run.root()) {

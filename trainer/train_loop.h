@@ -28,7 +28,6 @@ struct TrainSummary {
   int64_t steps_done = 0;
   double final_loss = 0.0;  // mean training loss of the last step
   std::string final_checkpoint;
-  bool stopped_early = false;      // by a signal or --stop-at-step, before train.steps
   bool stopped_by_signal = false;  // SIGTERM or SIGUSR1 on some rank
   // Rank 0 of a completed run with TrainOptions::report: prints what the model learned. Call it
   // after the job's communicators are gone (it holds the model).
