@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
   try {
     const rf::Config cfg = rf::load_config(config_path, overrides);
     rf::JobComms comms = rf::make_job_comms(cfg.runtime);
-    rf::Communicator& comm = *comms.device;
+    rf::Communicator& comm = comms.device();
     auto ex = rf::make_executor(cfg.runtime, comms.host->local_rank());
     rf::ReformerModel model(cfg, *ex);
     rf::AdamW optimizer(*ex, model.params(), cfg.train);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <sstream>
 
@@ -193,32 +194,16 @@ std::string checkpoint_config_text(const std::string& path) {
   return file.get_string("config");
 }
 
-std::string find_latest_checkpoint(const std::string& dir) {
-  for (const auto& [step, path] : checkpoints_newest_first(dir)) {
-    try {
-      const Hdf5File file = Hdf5File::open_read(path.string());
-      const int64_t n = file.dataset_length("params");
-      std::vector<float> values(static_cast<size_t>(n));
-      for (const char* name : {"params", "adam_m", "adam_v"})
-        file.read(name, H5T_NATIVE_FLOAT, 0, n, values.data());  // verifies the checksums
-      if (file.get_int("step") != step) fail("its step attribute disagrees with its name");
-      return path.string();
-    } catch (const Error& e) {
-      std::cerr << "warning: skipping damaged checkpoint " << path.string() << ": " << e.what()
-                << "\n";
-    }
-  }
-  return "";
-}
+namespace {
 
-std::string load_newest_intact_checkpoint(const std::string& dir, ReformerModel& model,
-                                          AdamW* optimizer, TrainingState* state) {
+// The newest checkpoint in dir that `read_step` reads back intact (it returns the step stored in
+// the file; reading every tensor verifies its checksums). Damaged files are reported and
+// skipped; a CheckpointMismatch (the file is intact but not of this model) is never skipped.
+std::string newest_intact(const std::string& dir,
+                          const std::function<int64_t(const std::string&)>& read_step) {
   for (const auto& [step, path] : checkpoints_newest_first(dir)) {
     try {
-      // Reading every tensor verifies its checksums; a damaged file fails here, and a later
-      // candidate overwrites whatever it had loaded.
-      *state = load_checkpoint(path.string(), model, optimizer);
-      if (state->step != step) fail("its step attribute disagrees with its name");
+      if (read_step(path.string()) != step) fail("its step attribute disagrees with its name");
       return path.string();
     } catch (const CheckpointMismatch&) {
       throw;
@@ -228,6 +213,28 @@ std::string load_newest_intact_checkpoint(const std::string& dir, ReformerModel&
     }
   }
   return "";
+}
+
+}  // namespace
+
+std::string find_latest_checkpoint(const std::string& dir) {
+  return newest_intact(dir, [](const std::string& path) {
+    const Hdf5File file = Hdf5File::open_read(path);
+    const int64_t n = file.dataset_length("params");
+    std::vector<float> values(static_cast<size_t>(n));
+    for (const char* name : {"params", "adam_m", "adam_v"})
+      file.read(name, H5T_NATIVE_FLOAT, 0, n, values.data());  // verifies the checksums
+    return file.get_int("step");
+  });
+}
+
+std::string load_newest_intact_checkpoint(const std::string& dir, ReformerModel& model,
+                                          AdamW* optimizer, TrainingState* state) {
+  // A damaged candidate fails part-way; a later candidate overwrites whatever it had loaded.
+  return newest_intact(dir, [&](const std::string& path) {
+    *state = load_checkpoint(path, model, optimizer);
+    return state->step;
+  });
 }
 
 std::string resolve_checkpoint_path(const std::string& argument) {

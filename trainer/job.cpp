@@ -30,12 +30,9 @@ JobComms make_job_comms(const RuntimeConfig& runtime) {
   JobComms c;
   c.host = launched_as_multi_rank_job() ? make_mpi_communicator(runtime.collective_timeout_s)
                                         : make_single_process_communicator();
-  c.device = c.host.get();
-  if (runtime.device == "cuda" && c.host->size() > 1) {
+  if (runtime.device == "cuda" && c.host->size() > 1)
     c.device_owned = make_nccl_communicator(*c.host, gpu_for_local_rank(c.host->local_rank()),
                                             runtime.collective_timeout_s);
-    c.device = c.device_owned.get();
-  }
   return c;
 }
 

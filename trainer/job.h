@@ -18,12 +18,12 @@ namespace rf {
 struct JobComms {
   std::unique_ptr<Communicator> host;          // MPI (or single process): host buffers
   std::unique_ptr<Communicator> device_owned;  // NCCL when gradients live on GPUs
-  Communicator* device = nullptr;              // gradients: device_owned or host
 
+  // The communicator for gradients: NCCL when there is one, otherwise the host communicator.
+  Communicator& device() { return device_owned ? *device_owned : *host; }
   bool is_root() const { return host->is_root(); }
   // Closes the communicators (NCCL before the MPI communicator it was bootstrapped from).
   void close() {
-    device = nullptr;
     device_owned.reset();
     host.reset();
   }

@@ -38,7 +38,6 @@ std::unique_ptr<Executor> make_executor(const RuntimeConfig& runtime, int local_
 JobComms single_process_comms() {
   JobComms c;
   c.host = make_single_process_communicator();
-  c.device = c.host.get();
   return c;
 }
 
@@ -63,7 +62,7 @@ struct Run {
   MetricsLog metrics;
   bool root() const { return comms.is_root(); }
   Communicator& host() { return *comms.host; }
-  Communicator& device() { return *comms.device; }
+  Communicator& device() { return comms.device(); }
 };
 
 std::string rank_map(Run& run) {
