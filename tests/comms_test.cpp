@@ -34,6 +34,7 @@
 #include "comms/mpi_communicator.h"
 #include "comms/mpi_completion_log.h"
 #include "kernels/error.h"
+#include "tests/rank_report.h"
 
 namespace rf {
 namespace {
@@ -481,35 +482,10 @@ int run_dead_rank_child(const std::string& mode) {
 
 // ---- main ---------------------------------------------------------------------------------------
 
-// On ranks other than 0, GoogleTest's report is replaced by this: failures only, with the rank.
-class RankFailurePrinter : public ::testing::EmptyTestEventListener {
- public:
-  explicit RankFailurePrinter(int rank) : rank_(rank) {}
-  void OnTestStart(const ::testing::TestInfo& test) override {
-    test_ = std::string(test.test_suite_name()) + "." + test.name();
-  }
-  void OnTestPartResult(const ::testing::TestPartResult& result) override {
-    if (!result.failed()) return;
-    std::fprintf(stderr, "[rank %d] %s failed at %s:%d:\n%s\n", rank_, test_.c_str(),
-                 result.file_name() ? result.file_name() : "?", result.line_number(),
-                 result.summary());
-  }
-
- private:
-  int rank_;
-  std::string test_;
-};
-
-void report_failures_only(int rank) {
-  ::testing::TestEventListeners& listeners = ::testing::UnitTest::GetInstance()->listeners();
-  delete listeners.Release(listeners.default_result_printer());
-  listeners.Append(new RankFailurePrinter(rank));
-}
-
 int run_tests_on_every_rank() {
   std::unique_ptr<Communicator> comm = make_mpi_communicator(kTestTimeoutSeconds);
   shared_comm() = comm.get();
-  if (comm->rank() != 0) report_failures_only(comm->rank());
+  if (comm->rank() != 0) test::report_failures_only(comm->rank());
   if (comm->rank() == 0) {
     std::printf("comms_test: %d rank(s) of the MPI communicator\n", comm->size());
   }

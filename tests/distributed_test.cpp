@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "tests/model_fixture.h"
+#include "tests/rank_report.h"
 #include "tests/run_fixture.h"
 #include "trainer/batches.h"
 #include "trainer/train_loop.h"
@@ -132,11 +133,8 @@ int main(int argc, char** argv) {
   runtime.collective_timeout_s = 120;  // a failing rank must not leave the others waiting long
   rf::JobComms comms = rf::make_job_comms(runtime);
   rf::g_comms = &comms;
-  if (!comms.is_root()) {
-    // Only rank 0 prints the test report; failures on any rank still fail the process.
-    ::testing::TestEventListeners& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-  }
+  // Only rank 0 prints the test report; the others print their failures, with their rank.
+  if (!comms.is_root()) rf::test::report_failures_only(comms.host->rank());
   const int result = RUN_ALL_TESTS();
   int32_t failed = result != 0;
   comms.host->all_reduce_sum(&failed, 1, rf::DType::kInt32);
