@@ -30,16 +30,8 @@ std::string shared_dir(const std::string& name) {
 }
 
 Config config(const std::string& out_dir, int64_t batch, std::vector<std::string> extra = {}) {
-  std::vector<std::string> o = {"train.steps=4",
-                                "train.log_every=100",
-                                "train.eval_every=0",
-                                "train.checkpoint_every=0",
-                                "train.out_dir=" + out_dir,
-                                "train.lr=0.003",
-                                "train.warmup=1",
-                                "train.batch_size=" + std::to_string(batch)};
-  o.insert(o.end(), extra.begin(), extra.end());
-  return test::tiny_config(o);
+  extra.insert(extra.begin(), "train.batch_size=" + std::to_string(batch));
+  return test::short_run_config(out_dir, 4, 1, extra);
 }
 
 TEST(DataParallel, NRanksEqualOneRankWithNTimesTheBatch) {

@@ -18,10 +18,7 @@ namespace rf {
 namespace {
 
 ReformerModel& trained(const Config& cfg, std::unique_ptr<ReformerModel>& model) {
-  JobComms comms = single_process_comms();
-  TrainOptions options;
-  options.report = false;
-  const TrainSummary s = run_training(cfg, options, comms);
+  const TrainSummary s = test::train_quietly(cfg);
   model = std::make_unique<ReformerModel>(cfg, test::cpu());
   load_checkpoint(s.final_checkpoint, *model, nullptr);
   return *model;

@@ -11,8 +11,11 @@
 #include <vector>
 
 #include "data/hdf5_io.h"
+#include "tests/model_fixture.h"
 #include "tests/test_util.h"
 #include "trainer/config.h"
+#include "trainer/job.h"
+#include "trainer/train_loop.h"
 
 namespace rf::test {
 
@@ -25,6 +28,32 @@ inline std::string fresh_dir(const std::string& name) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();
+}
+
+// tiny_config for a short, quiet run into out_dir (no evaluation or intermediate checkpoints),
+// then `extra`.
+inline Config short_run_config(const std::string& out_dir, int64_t steps, int64_t warmup,
+                               const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> o = {"train.steps=" + std::to_string(steps),
+                                "train.log_every=100",
+                                "train.eval_every=0",
+                                "train.checkpoint_every=0",
+                                "train.out_dir=" + out_dir,
+                                "train.lr=0.003",
+                                "train.warmup=" + std::to_string(warmup)};
+  o.insert(o.end(), extra.begin(), extra.end());
+  return tiny_config(o);
+}
+
+// Trains cfg in this process without the final report; resume and stop_at as TrainOptions.
+inline TrainSummary train_quietly(const Config& cfg, const std::string& resume = "",
+                                  int64_t stop_at = -1) {
+  JobComms comms = single_process_comms();
+  TrainOptions options;
+  options.report = false;
+  options.resume = resume;
+  options.stop_at_step = stop_at;
+  return run_training(cfg, options, comms);
 }
 
 // What a shell command printed (stdout and stderr, in order), how it exited (-1: not normally)

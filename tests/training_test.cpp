@@ -16,27 +16,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-Config run_config(const std::string& out_dir, std::vector<std::string> extra = {}) {
-  std::vector<std::string> o = {"train.steps=8",
-                                "train.log_every=100",
-                                "train.eval_every=0",
-                                "train.checkpoint_every=0",
-                                "train.out_dir=" + out_dir,
-                                "train.lr=0.003",
-                                "train.warmup=2",
-                                "train.seq_len=32",
-                                "model.vocab_size=11"};
-  o.insert(o.end(), extra.begin(), extra.end());
-  return test::tiny_config(o);
+Config run_config(const std::string& out_dir, const std::vector<std::string>& extra = {}) {
+  return test::short_run_config(out_dir, 8, 2, extra);
 }
 
 TrainSummary train(const Config& cfg, const std::string& resume = "", int64_t stop_at = -1) {
-  JobComms comms = single_process_comms();
-  TrainOptions options;
-  options.report = false;
-  options.resume = resume;
-  options.stop_at_step = stop_at;
-  return run_training(cfg, options, comms);
+  return test::train_quietly(cfg, resume, stop_at);
 }
 
 TEST(Resume, StoppedAndResumedRunEqualsUninterruptedRunBitForBit) {
