@@ -103,8 +103,9 @@ class ShardWriter {
 // stays open; read() reads exactly one window's hyperslab.
 //
 // Threads: read() is const and keeps no mutable state; it may run on a loader thread while the
-// main thread does other work, including other HDF5 calls (the HDF5 library here is built
-// thread-safe and serialises its calls). Call read() from one thread at a time.
+// main thread does other work, including other HDF5 calls, when the HDF5 library is built
+// thread-safe (it then serialises its calls; the trainer checks hdf5_is_thread_safe() and reads
+// without a loader thread otherwise). Call read() from one thread at a time.
 class ShardedWindows final : public WindowSource {
  public:
   // split: "train" or "val". model_vocab: the model's vocab_size; every token must be below it.

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/error.h"
+#include "tests/test_util.h"
 #include "trainer/config_schema.h"
 
 #ifndef RF_SOURCE_DIR
@@ -50,12 +51,7 @@ Config load(const std::string& yaml, const Overrides& overrides = {}) {
   return load_config_text(yaml, "exp.yaml", overrides);
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+using test::read_text;
 
 // Tests that write real files get a fresh directory of their own.
 class ConfigFileTest : public testing::Test {

@@ -15,6 +15,7 @@
 #include "data/prepare.h"
 #include "data/synthetic_duplication.h"
 #include "kernels/error.h"
+#include "tests/test_util.h"
 
 namespace rf {
 namespace {
@@ -61,12 +62,7 @@ std::string write_file(const std::string& path, const std::string& content) {
   return path;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using test::read_text;
 
 // Runs `action`, expecting an rf::Error whose one-line message contains every fragment.
 void expect_error(const std::function<void()>& action, const std::vector<std::string>& fragments) {

@@ -5,9 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -73,6 +75,14 @@ inline GemmDesc padded_gemm_desc(bool trans_a, bool trans_b, int64_t m, int64_t 
   d.alpha = alpha;
   d.beta = beta;
   return d;
+}
+
+// A whole file's bytes ("" when it cannot be read).
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 // A CPU executor whose single products run in bf16, or null with *reason set when this CPU has no
