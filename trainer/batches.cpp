@@ -126,7 +126,7 @@ void BatchStream::produce() {
 }
 
 TokenBatch BatchStream::next() {
-  if (depth_ == 0) return read(next_unthreaded_++);
+  if (depth_ == 0) return read(next_to_read_++);
   std::unique_lock<std::mutex> lock(mutex_);
   changed_.wait(lock, [&] { return !ready_.empty() || error_; });
   if (ready_.empty()) std::rethrow_exception(error_);

@@ -61,8 +61,7 @@ class BatchStream {
   BatchGeometry geometry_;
   int64_t first_sample_;
   size_t depth_;
-  int64_t next_to_read_ = 0;
-  int64_t next_unthreaded_ = 0;  // depth 0: the next micro-batch to read on demand
+  int64_t next_to_read_ = 0;  // the next micro-batch to read (by the loader thread, or on demand)
   std::deque<TokenBatch> ready_;
   std::exception_ptr error_;
   bool stopping_ = false;

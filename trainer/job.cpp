@@ -52,10 +52,7 @@ void run_on_every_rank(Communicator& comm, const std::function<void()>& work) {
     error = e.what();
     if (error.empty()) error = "unknown error";
   }
-  if (comm.size() == 1) {
-    if (!error.empty()) throw AgreedError(error);
-    return;
-  }
+  // (One process: the collectives below do nothing and the same AgreedError results.)
   std::vector<int32_t> failed(static_cast<size_t>(comm.size()), 0);
   failed[static_cast<size_t>(comm.rank())] = error.empty() ? 0 : 1;
   comm.all_reduce_sum(failed.data(), failed.size(), DType::kInt32);
@@ -82,7 +79,7 @@ void run_on_root(Communicator& comm, const std::function<void()>& work) {
       if (error.empty()) error = "unknown error on rank 0";
     }
   }
-  if (comm.size() > 1) error = broadcast_string(comm, error);
+  error = broadcast_string(comm, error);
   if (!error.empty()) throw AgreedError(error);
 }
 
@@ -105,7 +102,7 @@ void install_stop_signal_handlers() {
 
 bool stop_requested(Communicator& comm) {
   int32_t flag = g_stop_signal.load() != 0 ? 1 : 0;
-  if (comm.size() > 1) comm.all_reduce_sum(&flag, 1, DType::kInt32);
+  comm.all_reduce_sum(&flag, 1, DType::kInt32);
   return flag > 0;
 }
 
