@@ -28,10 +28,10 @@
 #include <string>
 #include <vector>
 
+#include "base/error.h"
 #include "comms/communicator.h"
 #include "comms/mpi_communicator.h"
 #include "comms/nccl_communicator.h"
-#include "kernels/error.h"
 #include "kernels/executor.h"
 
 namespace rf {

@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
     const rf::Config cfg = rf::load_config(config_path, overrides);
     rf::JobComms comms = rf::make_job_comms(cfg.runtime);
     rf::Communicator& comm = comms.device();
-    auto ex = rf::make_executor(cfg.runtime, comms.host->local_rank());
+    auto ex = rf::make_rank_executor(cfg.runtime, comms.host->local_rank());
     rf::ReformerModel model(cfg, *ex);
     rf::AdamW optimizer(*ex, model.params(), cfg.train);
     const int64_t B = cfg.train.batch_size, T = cfg.train.seq_len;
@@ -154,7 +154,7 @@ int main(int argc, char** argv) {
                      .add("peak_rss_gib", peak_rss_gib())
                      .add("executor_peak_gib", executor_peak_gib)
                      .add("openblas_kernel", openblas_get_corename())
-                     .add("precision", cfg.runtime.precision)
+                     .add("precision", rf::precision_name(cfg.runtime.precision))
                      .add("executor", ex->describe())
                      .str()
               << std::endl;

@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <iostream>
 
-#include "kernels/error.h"
+#include "base/error.h"
 
 namespace rf {
 

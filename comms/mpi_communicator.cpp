@@ -58,9 +58,9 @@
 #include <sstream>
 #include <thread>
 
+#include "base/error.h"
 #include "comms/collective_text.h"
 #include "comms/mpi_completion_log.h"
-#include "kernels/error.h"
 
 namespace rf {
 namespace {
@@ -123,29 +123,6 @@ void check_mpi(int code, const char* call, const char* file, int line) {
 }
 
 #define RF_MPI_CHECK(call) check_mpi((call), #call, __FILE__, __LINE__)
-
-// ---- the launcher's environment ----------------------------------------------------------------
-
-struct LauncherSize {
-  int ranks = 1;
-  const char* variable = nullptr;  // the environment variable that said so
-};
-
-// How many ranks the launcher started: Open MPI's mpirun sets OMPI_COMM_WORLD_SIZE, MPICH's and
-// Intel MPI's Hydra PMI_SIZE, and srun (with --mpi=pmix, which Debian's Open MPI needs)
-// SLURM_STEP_NUM_TASKS. SLURM_NTASKS is not used: a batch script has it without being a rank.
-LauncherSize launcher_size() {
-  for (const char* variable : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"}) {
-    const char* value = std::getenv(variable);
-    if (value == nullptr) continue;
-    char* end = nullptr;
-    const long ranks = std::strtol(value, &end, 10);
-    if (end != value && *end == '\0' && ranks >= 1 && ranks <= INT_MAX) {
-      return {static_cast<int>(ranks), variable};
-    }
-  }
-  return {};
-}
 
 // ---- MPI's lifetime (process-wide, as MPI requires) ---------------------------------------------
 
@@ -631,10 +608,6 @@ void MpiCommunicator::watch_deadlines() {
 }
 
 }  // namespace
-
-bool launched_as_multi_rank_job() {
-  return launcher_size().ranks > 1;
-}
 
 std::unique_ptr<Communicator> make_mpi_communicator(double timeout_seconds) {
   if (!valid_collective_timeout(timeout_seconds)) {

@@ -3,13 +3,10 @@
 
 #include <memory>
 
+#include "base/launcher_env.h"
 #include "comms/communicator.h"
 
 namespace rf {
-
-// True when this process was started by mpirun/mpiexec or srun as part of a job of more than
-// one rank (read from the launcher's environment, before MPI is initialised).
-bool launched_as_multi_rank_job();
 
 // Initialises MPI (once) and returns the communicator over MPI_COMM_WORLD. Collectives that do
 // not complete within timeout_seconds abort the job with a message naming rank, step and

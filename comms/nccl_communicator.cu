@@ -37,9 +37,9 @@
 #include <thread>
 #include <vector>
 
+#include "base/cuda_check.h"
 #include "comms/collective_text.h"
 #include "comms/nccl_communicator.h"
-#include "kernels/error.h"
 
 #if NCCL_VERSION_CODE < NCCL_VERSION(2, 14, 0)
 #error "the NCCL communicator needs NCCL 2.14 or newer (ncclAvg, non-blocking communicators)"
@@ -50,23 +50,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr std::chrono::microseconds kPollPause{50};
-
-void check_cuda(cudaError_t status, const char* call, const char* file, int line) {
-  if (status == cudaSuccess) return;
-  fail("CUDA call ", call, " failed at ", file, ":", line, ": ", cudaGetErrorString(status));
-}
-
-// ncclInProgress is not a failure: a non-blocking communicator is still working on the call, and
-// settle() waits for it.
-void check_nccl(ncclResult_t result, const char* call, const char* file, int line) {
-  if (result == ncclSuccess || result == ncclInProgress) return;
-  const char* detail = ncclGetLastError(nullptr);
-  fail("NCCL call ", call, " failed at ", file, ":", line, ": ", ncclGetErrorString(result),
-       detail != nullptr && detail[0] != '\0' ? std::string(" (") + detail + ")" : std::string());
-}
-
-#define RF_CUDA_CHECK(call) check_cuda((call), #call, __FILE__, __LINE__)
-#define RF_NCCL_CHECK(call) check_nccl((call), #call, __FILE__, __LINE__)
 
 ncclDataType_t nccl_type(DType type) {
   switch (type) {

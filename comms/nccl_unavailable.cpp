@@ -1,6 +1,6 @@
 // Builds without CUDA have no NCCL communicator; asking for one is a clear error.
+#include "base/error.h"
 #include "comms/nccl_communicator.h"
-#include "kernels/error.h"
 
 namespace rf {
 

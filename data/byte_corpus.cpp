@@ -6,7 +6,7 @@
 #include <iterator>
 #include <sstream>
 
-#include "kernels/error.h"
+#include "base/error.h"
 
 namespace rf {
 

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <utility>
 
-#include "kernels/error.h"
+#include "base/error.h"
 
 namespace rf {
 namespace {

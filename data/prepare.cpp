@@ -11,9 +11,9 @@
 #include <optional>
 #include <sstream>
 
+#include "base/error.h"
 #include "data/shards.h"
 #include "data/synthetic_duplication.h"
-#include "kernels/error.h"
 
 namespace rf {
 namespace fs = std::filesystem;
@@ -34,7 +34,7 @@ void check_common_options(const PrepareOptions& o) {
     fail("prepare: give either --input files or --synthetic, not both");
   if (o.synthetic.empty() && o.inputs.empty())
     fail("prepare: give --input files or --synthetic duplication");
-  if (!o.synthetic.empty() && o.synthetic != "duplication")
+  if (!o.synthetic.empty() && o.synthetic != kDuplicationTokenizer)
     fail("prepare: unknown --synthetic task '", o.synthetic, "' (known: duplication)");
   if (o.seq_len < 0) fail("prepare: --seq-len must be positive, got ", o.seq_len);
 }
@@ -306,14 +306,14 @@ void prepare_text(const PrepareOptions& o, std::ostream& progress) {
   const std::vector<ShardPlan> plans = plan_text_shards(total, o);
 
   StagedOutput output(o.output_dir, plans);
-  ShardSequence shards(plans, output, 256, "bytes", progress);
+  ShardSequence shards(plans, output, 256, kBytesTokenizer, progress);
   ProgressMeter meter(progress, total, "MiB", 1024.0 * 1024.0);
   std::vector<uint8_t> block(static_cast<size_t>(std::min(kReadBlockBytes, total)));
   for (const InputFile& input : inputs) stream_input(input, block, shards, meter);
 
   Manifest base;
   base.vocab_size = 256;
-  base.tokenizer = "bytes";
+  base.tokenizer = kBytesTokenizer;
   base.source = describe_inputs(inputs, total);
   Manifest manifest = shards.finished(base);
   output.commit(manifest);
@@ -344,7 +344,7 @@ void prepare_synthetic(const PrepareOptions& o, std::ostream& progress) {
   plan_split("val", val_windows, 1, length, plans);
 
   StagedOutput output(o.output_dir, plans);
-  ShardSequence shards(plans, output, o.vocab_size, "duplication", progress);
+  ShardSequence shards(plans, output, o.vocab_size, kDuplicationTokenizer, progress);
   ProgressMeter meter(progress, (o.sequences + val_windows) * length, "M tokens", 1e6);
   const SyntheticDuplication train(o.seq_len, o.vocab_size, o.seed, false);
   const SyntheticDuplication val(o.seq_len, o.vocab_size, o.seed, true);
@@ -353,7 +353,7 @@ void prepare_synthetic(const PrepareOptions& o, std::ostream& progress) {
 
   Manifest base;
   base.vocab_size = o.vocab_size;
-  base.tokenizer = "duplication";
+  base.tokenizer = kDuplicationTokenizer;
   base.window_stride = length;
   std::ostringstream source;
   source << train.describe() << " and its validation stream; seed " << o.seed << ", " << o.sequences

@@ -1,6 +1,6 @@
 #include "data/sample_order.h"
 
-#include "kernels/philox.h"
+#include "base/philox.h"
 
 namespace rf {
 

@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "base/fnv1a.h"
 #include "data/hdf5_io.h"
 #include "data/window_source.h"
 
@@ -41,14 +42,12 @@ namespace rf {
 inline constexpr int64_t kShardFormatVersion = 1;
 inline constexpr const char* kShardDataset = "tokens";
 inline constexpr const char* kManifestName = "manifest.yaml";
+// The tokenizer names `prepare` writes: bytes of text, and the synthetic duplication task.
+inline constexpr const char* kBytesTokenizer = "bytes";
+inline constexpr const char* kDuplicationTokenizer = "duplication";
 
 // --- checksums ---------------------------------------------------------------------------------
-inline constexpr uint64_t kFnv1aOffsetBasis = 14695981039346656037ULL;
-// Continues an FNV-1a hash over bytes[0 .. count).
-uint64_t fnv1a_bytes(uint64_t hash, const uint8_t* bytes, int64_t count);
-// Continues an FNV-1a hash over tokens[0 .. count), each as its low `bytes_per_token` bytes
-// (1, 2 or 4), little-endian: the same hash as fnv1a_bytes over the stored file values.
-uint64_t fnv1a_tokens(uint64_t hash, const uint32_t* tokens, int64_t count, int bytes_per_token);
+// (FNV-1a, base/fnv1a.h, over the stored bytes.)
 std::string checksum_to_hex(uint64_t checksum);  // 16 lowercase hex digits
 
 // Stored width of a token for a vocabulary: 1, 2 or 4 bytes.

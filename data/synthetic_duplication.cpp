@@ -2,8 +2,8 @@
 
 #include <sstream>
 
-#include "kernels/error.h"
-#include "kernels/philox.h"
+#include "base/error.h"
+#include "base/philox.h"
 
 namespace rf {
 

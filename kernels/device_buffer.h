@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "kernels/error.h"
+#include "base/error.h"
 #include "kernels/executor.h"
 
 namespace rf {

@@ -1,14 +1,12 @@
 #include "kernels/executor.h"
 
-#include "kernels/error.h"
+#include "base/error.h"
 
 namespace rf {
 
-GemmPrecision parse_gemm_precision(const std::string& name) {
-  if (name == "fp32") return GemmPrecision::kFp32;
-  if (name == "tf32") return GemmPrecision::kTf32;
-  if (name == "bf16") return GemmPrecision::kBf16;
-  fail("unknown GEMM precision '", name, "' (allowed: fp32, tf32, bf16)");
+std::unique_ptr<Executor> make_executor(const ExecutorOptions& options) {
+  if (options.device == Device::kCuda) return make_cuda_executor(options.gpu, options.precision);
+  return make_cpu_executor(options.threads, options.precision);
 }
 
 void matmul(Executor& ex, const RowMajorGemm& g, const float* a, const float* b, float* c) {

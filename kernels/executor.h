@@ -10,17 +10,9 @@
 
 #include "kernels/gemm_desc.h"
 #include "kernels/kernel_ops.h"
+#include "kernels/kinds.h"
 
 namespace rf {
-
-enum class Device { kCpu, kCuda };
-
-// What a GEMM multiplies (it always accumulates and stores fp32): fp32; TF32 tensor cores
-// (cuBLAS only); or bf16-rounded operands (oneDNN's bf16 kernels on the CPU for single products,
-// cuBLAS's bf16 tensor cores on the GPU). runtime.precision in the config.
-enum class GemmPrecision { kFp32, kTf32, kBf16 };
-// "fp32", "tf32" or "bf16"; anything else is an rf::Error.
-GemmPrecision parse_gemm_precision(const std::string& name);
 
 // One pure virtual run(n, op) per kernel in KernelOps.
 template <class... Ops>
@@ -95,6 +87,16 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
 inline RowSplit row_split(const Executor& ex, int64_t cols) {
   return RowSplit{cols, ex.device() == Device::kCuda ? 1 : (cols > 0 ? cols : 1)};
 }
+
+// What make_executor builds: the device, CPU threads (<= 0: all cores available to this process),
+// the GEMM precision, and the GPU index for Device::kCuda.
+struct ExecutorOptions {
+  Device device = Device::kCpu;
+  int threads = 0;
+  GemmPrecision precision = GemmPrecision::kFp32;
+  int gpu = 0;
+};
+std::unique_ptr<Executor> make_executor(const ExecutorOptions& options);
 
 // threads <= 0 means all cores available to this process. precision: fp32 or bf16 (bf16 applies to
 // single products: projections, feed-forward, head; the batched attention-chunk products stay

@@ -4,7 +4,7 @@
 // math exists only on one executor), so the CPU tests cover it.
 #pragma once
 
-#include "kernels/hd.h"
+#include "base/hd.h"
 
 namespace rf {
 

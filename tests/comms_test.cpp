@@ -29,11 +29,11 @@
 #include <thread>
 #include <vector>
 
+#include "base/error.h"
 #include "comms/collective_text.h"
 #include "comms/communicator.h"
 #include "comms/mpi_communicator.h"
 #include "comms/mpi_completion_log.h"
-#include "kernels/error.h"
 #include "tests/rank_report.h"
 
 namespace rf {

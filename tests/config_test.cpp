@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/error.h"
+#include "base/error.h"
 #include "tests/test_util.h"
 #include "trainer/config_schema.h"
 
@@ -78,7 +78,7 @@ TEST_F(ConfigFileTest, EmptyFileGivesDefaults) {
   EXPECT_EQ(c.model.d_model, 256);
   EXPECT_EQ(c.model.n_layers, 6);
   EXPECT_EQ(c.model.attention, std::vector<AttentionKind>{AttentionKind::kLsh});
-  EXPECT_EQ(c.model.activation, "gelu");
+  EXPECT_EQ(c.model.activation, Activation::kGelu);
   EXPECT_EQ(c.model.position, PositionMode::kAxial);
   EXPECT_EQ(c.model.axial_shape, (std::vector<int64_t>{64, 64}));
   EXPECT_TRUE(c.model.axial_dims.empty());
@@ -91,8 +91,8 @@ TEST_F(ConfigFileTest, EmptyFileGivesDefaults) {
   EXPECT_EQ(c.train.out_dir, "runs/default");
   EXPECT_EQ(c.data.format, DataFormat::kSynthetic);
   EXPECT_EQ(c.data.train, "");
-  EXPECT_EQ(c.runtime.device, "cpu");
-  EXPECT_EQ(c.runtime.precision, "fp32");
+  EXPECT_EQ(c.runtime.device, Device::kCpu);
+  EXPECT_EQ(c.runtime.precision, GemmPrecision::kFp32);
 }
 
 TEST(Config, EmptySectionsAndCommentsGiveDefaults) {
@@ -116,7 +116,7 @@ TEST(Config, ValuesAreRead) {
             (std::vector<AttentionKind>{AttentionKind::kLsh, AttentionKind::kLocal,
                                         AttentionKind::kDense}));
   EXPECT_EQ(c.attention_of_layer(4), AttentionKind::kLocal);
-  EXPECT_EQ(c.model.activation, "relu");
+  EXPECT_EQ(c.model.activation, Activation::kRelu);
   EXPECT_DOUBLE_EQ(c.model.dropout, 0.25);
   EXPECT_EQ(c.model.position, PositionMode::kLearned);
   EXPECT_FALSE(c.model.reversible);
@@ -132,9 +132,9 @@ TEST(Config, ValuesAreRead) {
   EXPECT_EQ(c.train.out_dir, "runs/x");
   EXPECT_EQ(c.data.format, DataFormat::kBytes);
   EXPECT_EQ(c.data.train, "data/train.bin");
-  EXPECT_EQ(c.runtime.device, "cuda");
+  EXPECT_EQ(c.runtime.device, Device::kCuda);
   EXPECT_EQ(c.runtime.threads, 3);
-  EXPECT_EQ(c.runtime.precision, "tf32");
+  EXPECT_EQ(c.runtime.precision, GemmPrecision::kTf32);
 }
 
 TEST(Config, FloatsAcceptIntegerAndExponentSyntax) {
@@ -278,7 +278,7 @@ TEST_F(ConfigFileTest, OverridesApplyAfterTheFileInOrder) {
                          "model.activation=gelu", "lsh.n_buckets=[8, 8]", "lsh.n_buckets=auto"});
   EXPECT_EQ(c.model.d_model, 64);
   EXPECT_EQ(c.model.axial_shape, (std::vector<int64_t>{32, 128}));
-  EXPECT_EQ(c.model.activation, "gelu");
+  EXPECT_EQ(c.model.activation, Activation::kGelu);
   EXPECT_TRUE(c.lsh.n_buckets.empty());
 }
 
@@ -490,8 +490,8 @@ TEST(ConfigReference, LinesFitIn100Columns) {
 TEST(Config, Bf16IsAcceptedOnBothDevices) {
   for (const char* device : {"cpu", "cuda"}) {
     const Config c = load(std::string("runtime: {device: ") + device + ", precision: bf16}\n");
-    EXPECT_EQ(c.runtime.precision, "bf16");
-    EXPECT_EQ(c.runtime.device, device);
+    EXPECT_EQ(c.runtime.precision, GemmPrecision::kBf16);
+    EXPECT_STREQ(device_name(c.runtime.device), device);
   }
 }
 

@@ -6,11 +6,11 @@
 #include <algorithm>
 #include <numeric>
 
+#include "base/philox.h"
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/fast_math.h"
 #include "kernels/kernel_ops.h"
 #include "kernels/lsh_buckets.h"
-#include "kernels/philox.h"
 #include "kernels/reductions.h"
 #include "tests/test_util.h"
 

@@ -12,9 +12,10 @@
 #include <functional>
 #include <sstream>
 
+#include "base/error.h"
+#include "base/fnv1a.h"
 #include "data/prepare.h"
 #include "data/synthetic_duplication.h"
-#include "kernels/error.h"
 #include "tests/test_util.h"
 
 namespace rf {

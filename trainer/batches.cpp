@@ -2,10 +2,10 @@
 
 #include <algorithm>
 
+#include "base/error.h"
 #include "data/byte_corpus.h"
 #include "data/shards.h"
 #include "data/synthetic_duplication.h"
-#include "kernels/error.h"
 
 namespace rf {
 
@@ -18,7 +18,8 @@ DataSources open_data(const Config& cfg, bool verify_checksums) {
       s.train =
           std::make_unique<SyntheticDuplication>(T, cfg.model.vocab_size, cfg.train.seed, false);
       s.val = std::make_unique<SyntheticDuplication>(T, cfg.model.vocab_size, cfg.train.seed, true);
-      s.tokenizer = "duplication";
+      s.task = DataTask::kDuplication;
+      s.tokenizer = kDuplicationTokenizer;
       break;
     case DataFormat::kText:
     case DataFormat::kBytes:
@@ -31,7 +32,8 @@ DataSources open_data(const Config& cfg, bool verify_checksums) {
         s.train = std::make_unique<ByteCorpus>(d.train, "data.train", T, 0.0, 1.0);
         s.val = std::make_unique<ByteCorpus>(d.val, "data.val", T, 0.0, 1.0);
       }
-      s.tokenizer = "bytes";
+      s.task = DataTask::kByteText;
+      s.tokenizer = kBytesTokenizer;
       break;
     case DataFormat::kHdf5: {
       const Manifest train = read_manifest(d.train);
@@ -40,6 +42,9 @@ DataSources open_data(const Config& cfg, bool verify_checksums) {
       s.train = std::make_unique<ShardedWindows>(train, "train", T, vocab, verify_checksums);
       s.val = std::make_unique<ShardedWindows>(val, "val", T, vocab, verify_checksums);
       s.tokenizer = train.tokenizer;
+      s.task = train.tokenizer == kDuplicationTokenizer ? DataTask::kDuplication
+               : train.tokenizer == kBytesTokenizer     ? DataTask::kByteText
+                                                        : DataTask::kTokens;
       break;
     }
   }

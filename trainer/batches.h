@@ -17,10 +17,15 @@
 
 namespace rf {
 
+// What the tokens are, which decides how a run is scored and reported: the duplication task
+// (copy accuracy on the second half), byte text (samples as text), or other tokens.
+enum class DataTask { kDuplication, kByteText, kTokens };
+
 struct DataSources {
   std::unique_ptr<WindowSource> train;
   std::unique_ptr<WindowSource> val;
-  std::string tokenizer;  // "duplication" (the synthetic task), "bytes", or a manifest's
+  DataTask task = DataTask::kTokens;
+  std::string tokenizer;  // as shards name it: "duplication", "bytes", or a manifest's
 };
 // verify_checksums: stream every shard once to check it (hdf5; usually rank 0 only).
 DataSources open_data(const Config& cfg, bool verify_checksums);

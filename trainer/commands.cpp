@@ -87,7 +87,7 @@ int command_eval(const Arguments& a) {
   const PositionRange positions = parse_positions(a.positions);
   if (positions.begin >= cfg.train.seq_len)
     fail("--positions: A = ", positions.begin, " is not below train.seq_len = ", cfg.train.seq_len);
-  auto ex = make_executor(cfg.runtime);
+  auto ex = make_rank_executor(cfg.runtime);
   ReformerModel model(cfg, *ex);
   const TrainingState state = load_checkpoint(path, model, nullptr);
   const DataSources data = open_data(cfg, cfg.data.verify_checksums);
@@ -128,7 +128,7 @@ int command_eval(const Arguments& a) {
 int command_generate(const Arguments& a) {
   const std::string path = resolve_checkpoint_path(a.checkpoint);
   const Config cfg = config_for_checkpoint(a, path);
-  auto ex = make_executor(cfg.runtime);
+  auto ex = make_rank_executor(cfg.runtime);
   ReformerModel model(cfg, *ex);
   load_checkpoint(path, model, nullptr);
   std::vector<int32_t> prompt(a.prompt.begin(), a.prompt.end());

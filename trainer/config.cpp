@@ -10,7 +10,7 @@
 #include <cstring>
 #include <map>
 
-#include "kernels/error.h"
+#include "base/error.h"
 #include "trainer/config_internal.h"
 
 namespace rf {

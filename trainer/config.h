@@ -1,12 +1,14 @@
-// The experiment configuration: typed values of every key of the YAML schema (DESIGN.md,
-// "Experiment file"). load_config() reads a YAML file, applies --set overrides and checks every
-// key, type, range and cross-field rule, failing with a one-line rf::Error that names the key,
-// the file and line, and what is allowed.
+// The experiment configuration: typed values of every key of the YAML schema
+// (trainer/config_schema.cpp; documented in configs/reference.yaml). load_config() reads a YAML
+// file, applies --set overrides and checks every key, type, range and cross-field rule, failing
+// with a one-line rf::Error that names the key, the file and line, and what is allowed.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "kernels/kinds.h"
 
 namespace rf {
 
@@ -14,6 +16,7 @@ enum class AttentionKind { kLsh, kLocal, kDense };
 enum class PositionMode { kAxial, kLearned, kNone };
 enum class ScheduleKind { kConstant, kCosine, kRsqrt };
 enum class DataFormat { kSynthetic, kText, kBytes, kHdf5 };
+enum class SyntheticTask { kDuplication };
 
 struct ModelConfig {
   int64_t vocab_size = 256;
@@ -23,7 +26,7 @@ struct ModelConfig {
   int64_t n_heads = 4;
   int64_t d_head = 64;
   std::vector<AttentionKind> attention = {AttentionKind::kLsh};  // cycled through the layers
-  std::string activation = "gelu";                               // gelu | relu
+  Activation activation = Activation::kGelu;
   double dropout = 0.0;            // residual, feed-forward hidden and embedding dropout
   double attention_dropout = 0.0;  // on attention probabilities
   PositionMode position = PositionMode::kAxial;
@@ -68,16 +71,16 @@ struct DataConfig {
   DataFormat format = DataFormat::kSynthetic;
   std::string train;  // file (text/bytes) or shard manifest (hdf5)
   std::string val;
-  std::string synthetic = "duplication";
+  SyntheticTask synthetic = SyntheticTask::kDuplication;
   double val_fraction = 0.1;     // text/bytes without a val file: the tail of the train file
   bool verify_checksums = true;  // hdf5: check shard checksums at start-up
   int64_t prefetch = 2;          // micro-batches read ahead on the loader thread
 };
 
 struct RuntimeConfig {
-  std::string device = "cpu";  // cpu | cuda
-  int64_t threads = 0;         // 0 = the cores available to this rank
-  std::string precision = "fp32";
+  Device device = Device::kCpu;
+  int64_t threads = 0;  // 0 = the cores available to this rank
+  GemmPrecision precision = GemmPrecision::kFp32;
   double collective_timeout_s = 600;  // a collective not done by then aborts the job
 };
 

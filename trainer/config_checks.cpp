@@ -4,7 +4,7 @@
 // names all keys involved, their values and why the rule exists.
 #include <string>
 
-#include "kernels/error.h"
+#include "base/error.h"
 #include "trainer/config_internal.h"
 
 namespace rf {
@@ -111,7 +111,7 @@ void check_data(const Config& c, const std::string& path) {
          format == DataFormat::kHdf5 ? "the shard manifest" : "the training file",
          " when data.format = ", format_name(format));
   }
-  if (format == DataFormat::kSynthetic && c.data.synthetic == "duplication") {
+  if (format == DataFormat::kSynthetic && c.data.synthetic == SyntheticTask::kDuplication) {
     if (c.model.vocab_size < 3) {
       fail(path, ": model.vocab_size = ", c.model.vocab_size,
            " must be at least 3 for data.synthetic = duplication (token 0 separates the halves "
@@ -142,8 +142,9 @@ void check_index_ranges(const Config& c, const std::string& path) {
 }
 
 void check_runtime(const Config& c, const std::string& path) {
-  if (c.runtime.precision == "tf32" && c.runtime.device != "cuda") {
-    fail(path, ": runtime.precision = tf32 requires runtime.device = cuda, got ", c.runtime.device,
+  if (c.runtime.precision == GemmPrecision::kTf32 && c.runtime.device != Device::kCuda) {
+    fail(path, ": runtime.precision = tf32 requires runtime.device = cuda, got ",
+         device_name(c.runtime.device),
          " (TF32 is a GPU tensor-core format; the CPU executor offers fp32 and bf16)");
   }
 }

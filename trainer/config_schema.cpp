@@ -102,7 +102,8 @@ std::vector<KeySpec> build_schema() {
       int_key("model", "d_head", "64", 1, 4096, "width of one head"),
       enum_list_key("model", "attention", "[lsh]", attention_kinds,
                     "attention type per layer, cycled through the layers"),
-      enum_key("model", "activation", "gelu", {"gelu", "relu"}, "feed-forward activation"),
+      enum_key("model", "activation", "gelu", {"gelu", "relu"},  // Activation
+               "feed-forward activation"),
       float_key("model", "dropout", "0.0", closed_open(0, 1),
                 "residual, feed-forward hidden and embedding dropout rate"),
       float_key("model", "attention_dropout", "0.0", closed_open(0, 1),
@@ -159,7 +160,7 @@ std::vector<KeySpec> build_schema() {
                "training data source"),
       string_key("data", "train", "\"\"", false, "file for text/bytes, shard manifest for hdf5"),
       string_key("data", "val", "\"\"", false, "validation file or manifest"),
-      enum_key("data", "synthetic", "duplication", {"duplication"},
+      enum_key("data", "synthetic", "duplication", {"duplication"},  // SyntheticTask
                "synthetic task (the Reformer paper's 0 w 0 w duplication)"),
       float_key("data", "val_fraction", "0.1", open_closed(0, 0.5),
                 "tail of the train file used for validation when data.val is empty"),
@@ -168,9 +169,9 @@ std::vector<KeySpec> build_schema() {
       int_key("data", "prefetch", "2", 0, 64,
               "micro-batches read ahead by the loader thread; 0 = read on demand"),
       // runtime
-      enum_key("runtime", "device", "cpu", {"cpu", "cuda"}, "executor device"),
+      enum_key("runtime", "device", "cpu", {"cpu", "cuda"}, "executor device"),  // Device
       int_key("runtime", "threads", "0", 0, 4096, "CPU threads; 0 = cores available to this rank"),
-      enum_key("runtime", "precision", "fp32", {"fp32", "tf32", "bf16"},
+      enum_key("runtime", "precision", "fp32", {"fp32", "tf32", "bf16"},  // GemmPrecision
                "what GEMMs multiply (always accumulating in fp32; weights, optimizer state and "
                "every other kernel stay fp32): tf32 needs device cuda; bf16 on the CPU needs "
                "AVX512-BF16 or AMX and applies to all but the attention-chunk products"),

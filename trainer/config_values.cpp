@@ -8,16 +8,16 @@
 #include <utility>
 #include <variant>
 
-#include "kernels/error.h"
+#include "base/error.h"
 #include "trainer/config_internal.h"
 
 namespace rf {
 namespace {
 
 // A pointer to the Config field that a key sets; enum-typed fields map choices[i] to enum value i.
-using FieldRef =
-    std::variant<int64_t*, double*, bool*, std::string*, std::vector<int64_t>*,
-                 std::vector<AttentionKind>*, PositionMode*, ScheduleKind*, DataFormat*>;
+using FieldRef = std::variant<int64_t*, double*, bool*, std::string*, std::vector<int64_t>*,
+                              std::vector<AttentionKind>*, PositionMode*, ScheduleKind*,
+                              DataFormat*, Activation*, SyntheticTask*, Device*, GemmPrecision*>;
 
 // Every key's field, keyed by "section.name".
 std::vector<std::pair<std::string, FieldRef>> config_fields(Config& c) {

@@ -13,7 +13,7 @@ FeedForwardLayer::FeedForwardLayer(ParamStore& store, const Config& cfg, int lay
       d_model_(cfg.model.d_model),
       d_ff_(cfg.model.d_ff),
       chunk_(cfg.model.ff_chunk),
-      activation_(cfg.model.activation == "relu" ? Activation::kRelu : Activation::kGelu),
+      activation_(cfg.model.activation),
       dropout_(cfg.model.dropout) {
   w1_ = store.add(prefix + ".w1", {d_model_, d_ff_}, {InitKind::kGlorotUniform, 1, d_model_, d_ff_},
                   true);

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <numeric>
 
-#include "kernels/philox.h"
+#include "base/philox.h"
 
 namespace rf {
 namespace {

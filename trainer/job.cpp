@@ -6,9 +6,9 @@
 #include <cstring>
 #include <vector>
 
+#include "base/error.h"
 #include "comms/mpi_communicator.h"
 #include "comms/nccl_communicator.h"
-#include "kernels/error.h"
 #include "kernels/executor.h"
 
 namespace rf {
@@ -26,11 +26,26 @@ int gpu_for_local_rank(int local_rank) {
   return cuda_device_count() == 1 ? 0 : local_rank;
 }
 
+std::unique_ptr<Executor> make_rank_executor(const RuntimeConfig& runtime, int local_rank) {
+  ExecutorOptions options;
+  options.device = runtime.device;
+  options.threads = static_cast<int>(runtime.threads);
+  options.precision = runtime.precision;
+  if (runtime.device == Device::kCuda) options.gpu = gpu_for_local_rank(local_rank);
+  try {
+    return make_executor(options);
+  } catch (const Error& e) {
+    if (runtime.device != Device::kCuda) throw;
+    fail("local rank ", local_rank, ": ", e.what(),
+         " (start at most as many ranks per host as it has GPUs)");
+  }
+}
+
 JobComms make_job_comms(const RuntimeConfig& runtime) {
   JobComms c;
   c.host = launched_as_multi_rank_job() ? make_mpi_communicator(runtime.collective_timeout_s)
                                         : make_single_process_communicator();
-  if (runtime.device == "cuda" && c.host->size() > 1)
+  if (runtime.device == Device::kCuda && c.host->size() > 1)
     c.device_owned = make_nccl_communicator(*c.host, gpu_for_local_rank(c.host->local_rank()),
                                             runtime.collective_timeout_s);
   return c;
@@ -81,14 +96,6 @@ void run_on_root(Communicator& comm, const std::function<void()>& work) {
   }
   error = broadcast_string(comm, error);
   if (!error.empty()) throw AgreedError(error);
-}
-
-int launcher_rank() {
-  for (const char* name : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"}) {
-    const char* value = std::getenv(name);
-    if (value && *value) return std::atoi(value);
-  }
-  return 0;
 }
 
 void install_stop_signal_handlers() {

@@ -9,8 +9,10 @@
 #include <memory>
 #include <string>
 
+#include "base/error.h"
+#include "base/launcher_env.h"
 #include "comms/communicator.h"
-#include "kernels/error.h"
+#include "kernels/executor.h"
 #include "trainer/config.h"
 
 namespace rf {
@@ -37,6 +39,10 @@ struct JobComms {
 // the one at its local rank among several.
 int gpu_for_local_rank(int local_rank);
 
+// The executor runtime.device asks for; on GPUs the device is the rank's local index, and a
+// rank without a GPU of its own is a clear error.
+std::unique_ptr<Executor> make_rank_executor(const RuntimeConfig& runtime, int local_rank = 0);
+
 // Single-process communicators, or MPI (+ NCCL for runtime.device cuda) when launched by
 // mpirun/srun with more than one rank.
 JobComms make_job_comms(const RuntimeConfig& runtime);
@@ -55,10 +61,6 @@ void run_on_root(Communicator& comm, const std::function<void()>& work);
 // Runs `work` on every rank. If it fails on any rank, every rank throws the same AgreedError,
 // carrying the message of the lowest failing rank — one clear line instead of one per rank.
 void run_on_every_rank(Communicator& comm, const std::function<void()>& work);
-
-// This process's rank as the launcher (mpirun or srun) set it in the environment; 0 when not
-// launched as a job. Usable before MPI is initialised.
-int launcher_rank();
 
 // Sends a string from `root` to all ranks.
 std::string broadcast_string(Communicator& comm, const std::string& value, int root = 0);

@@ -120,9 +120,9 @@ EvalResult duplication_copy_accuracy(ReformerModel& model, const WindowSource& v
 }
 
 void report_what_was_learned(ReformerModel& model, const DataSources& data, std::ostream& out) {
-  if (data.tokenizer == "duplication") {
+  if (data.task == DataTask::kDuplication) {
     report_duplication(model, *data.val, out);
-  } else if (data.tokenizer == "bytes") {
+  } else if (data.task == DataTask::kByteText) {
     report_text(model, *data.val, out);
   } else {
     const Config& cfg = model.config();

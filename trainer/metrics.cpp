@@ -3,7 +3,7 @@
 #include <cmath>
 #include <cstdio>
 
-#include "kernels/error.h"
+#include "base/error.h"
 
 namespace rf {
 

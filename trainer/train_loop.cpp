@@ -7,6 +7,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "base/fnv1a.h"
 #include "data/hdf5_io.h"
 #include "data/shards.h"
 #include "data/synthetic_duplication.h"
@@ -21,19 +22,6 @@
 namespace fs = std::filesystem;
 
 namespace rf {
-
-std::unique_ptr<Executor> make_executor(const RuntimeConfig& runtime, int local_rank) {
-  const GemmPrecision precision = parse_gemm_precision(runtime.precision);
-  if (runtime.device != "cuda")
-    return make_cpu_executor(static_cast<int>(runtime.threads), precision);
-  const int device = gpu_for_local_rank(local_rank);
-  try {
-    return make_cuda_executor(device, precision);
-  } catch (const Error& e) {
-    fail("local rank ", local_rank, ": ", e.what(),
-         " (start at most as many ranks per host as it has GPUs)");
-  }
-}
 
 JobComms single_process_comms() {
   JobComms c;
@@ -68,7 +56,7 @@ struct Run {
 std::string rank_map(Run& run) {
   const std::vector<std::string> hosts = run.host().all_hosts();
   std::ostringstream s;
-  const bool gpu = run.cfg.runtime.device == "cuda";
+  const bool gpu = run.cfg.runtime.device == Device::kCuda;
   // Local index of each rank = how many lower ranks share its host.
   for (size_t r = 0; r < hosts.size(); ++r) {
     int local = 0;
@@ -250,7 +238,7 @@ void run_eval(Run& run, int64_t step) {
   const int64_t windows =
       eval_window_count(*run.data.val, c.train.eval_batches, c.train.batch_size);
   // The duplication task is scored where it is predictable: the second copy of w.
-  const bool copy_task = run.data.tokenizer == "duplication";
+  const bool copy_task = run.data.task == DataTask::kDuplication;
   const PositionRange positions{copy_task ? SyntheticDuplication::copy_begin(c.train.seq_len) : 0,
                                 -1};
   const EvalResult r =
@@ -288,7 +276,7 @@ std::string save(Run& run) {
 TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobComms& comms) {
   Run run(cfg, comms);
   run_on_every_rank(run.host(), [&] {
-    run.ex = make_executor(cfg.runtime, run.host().local_rank());
+    run.ex = make_rank_executor(cfg.runtime, run.host().local_rank());
     run.model = std::make_unique<ReformerModel>(cfg, *run.ex);
     run.optimizer = std::make_unique<AdamW>(*run.ex, run.model->params(), cfg.train);
   });

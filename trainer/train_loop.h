@@ -20,10 +20,6 @@ struct TrainOptions {
   bool verify_replicas = false;  // after every step, check all ranks hold identical parameters
 };
 
-// The executor runtime.device asks for; on GPUs the device is the rank's local index, and a
-// rank without a GPU of its own is a clear error.
-std::unique_ptr<class Executor> make_executor(const RuntimeConfig& runtime, int local_rank = 0);
-
 struct TrainSummary {
   int64_t steps_done = 0;
   double final_loss = 0.0;  // mean training loss of the last step

@@ -9,8 +9,8 @@
 #include <cstring>
 #include <sstream>
 
+#include "base/error.h"
 #include "kernels/cpu/bf16_gemm.h"
-#include "kernels/error.h"
 #include "kernels/executor_impl.h"
 
 extern "C" {

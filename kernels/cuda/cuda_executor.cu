@@ -10,24 +10,8 @@
 #include <cub/device/device_segmented_radix_sort.cuh>
 #include <sstream>
 
-#include "kernels/error.h"
+#include "base/cuda_check.h"
 #include "kernels/executor_impl.h"
-
-#define RF_CUDA_CHECK(expr)                                                      \
-  do {                                                                           \
-    const cudaError_t rf_status = (expr);                                        \
-    if (rf_status != cudaSuccess)                                                \
-      ::rf::fail("CUDA error at ", __FILE__, ":", __LINE__, " in ", #expr, ": ", \
-                 cudaGetErrorString(rf_status));                                 \
-  } while (0)
-
-#define RF_CUBLAS_CHECK(expr)                                                             \
-  do {                                                                                    \
-    const cublasStatus_t rf_status = (expr);                                              \
-    if (rf_status != CUBLAS_STATUS_SUCCESS)                                               \
-      ::rf::fail("cuBLAS error at ", __FILE__, ":", __LINE__, " in ", #expr, ": status ", \
-                 static_cast<int>(rf_status));                                            \
-  } while (0)
 
 namespace rf {
 namespace {

@@ -3,12 +3,11 @@
 #pragma once
 
 #include "kernels/fast_math.h"
+#include "kernels/kinds.h"
 #include "kernels/ops/dropout_mask.h"
 #include "kernels/ops/row_split.h"
 
 namespace rf {
-
-enum class Activation : int { kGelu = 0, kRelu = 1 };
 
 RF_HD float gelu(float x) {
   const float c = 0.7978845608028654f;  // sqrt(2 / pi)

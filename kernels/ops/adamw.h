@@ -2,7 +2,7 @@
 // gradient-norm clip and the bias corrections are folded into the scalars the host passes in.
 #pragma once
 
-#include "kernels/hd.h"
+#include "base/hd.h"
 
 namespace rf {
 

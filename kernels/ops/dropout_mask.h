@@ -4,7 +4,7 @@
 // stream.
 #pragma once
 
-#include "kernels/philox.h"
+#include "base/philox.h"
 
 namespace rf {
 

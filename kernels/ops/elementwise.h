@@ -4,7 +4,7 @@
 // vectorised and no index is divided per element.
 #pragma once
 
-#include "kernels/hd.h"
+#include "base/hd.h"
 #include "kernels/ops/dropout_mask.h"
 #include "kernels/ops/row_split.h"
 

@@ -2,7 +2,7 @@
 // their gradients. Rows are the flattened [batch, seq_len] tokens.
 #pragma once
 
-#include "kernels/hd.h"
+#include "base/hd.h"
 #include "kernels/ops/dropout_mask.h"
 
 namespace rf {

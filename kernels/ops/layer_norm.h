@@ -4,7 +4,7 @@
 // row blocks so the result does not depend on the thread count.
 #pragma once
 
-#include "kernels/hd.h"
+#include "base/hd.h"
 #include "kernels/ops/row_split.h"
 
 namespace rf {

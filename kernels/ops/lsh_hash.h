@@ -5,7 +5,7 @@
 // Then a stable counting sort orders the n_rounds * seq_len slots by (bucket, position).
 #pragma once
 
-#include "kernels/hd.h"
+#include "base/hd.h"
 
 namespace rf {
 

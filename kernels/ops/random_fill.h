@@ -2,7 +2,7 @@
 // init). Element i of the buffer is element i of the stream, whatever executor or thread runs it.
 #pragma once
 
-#include "kernels/philox.h"
+#include "base/philox.h"
 
 namespace rf {
 

@@ -2,7 +2,7 @@
 // result is the same for any thread count (and on the GPU).
 #pragma once
 
-#include "kernels/hd.h"
+#include "base/hd.h"
 #include "kernels/ops/row_split.h"
 
 namespace rf {

@@ -6,7 +6,7 @@
 // does not depend on it (tests/kernels_test.cpp runs both spans on the CPU).
 #pragma once
 
-#include "kernels/hd.h"
+#include "base/hd.h"
 
 namespace rf {
 

@@ -5,7 +5,7 @@
 // GPU draw the same numbers, and N ranks with batch b draw what 1 rank with batch N*b draws.
 #pragma once
 
-#include "kernels/hd.h"
+#include "base/hd.h"
 
 namespace rf {
 
