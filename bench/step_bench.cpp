@@ -16,6 +16,7 @@
 #include <random>
 
 #include "kernels/device_buffer.h"
+#include "kernels/linear.h"
 #include "trainer/flop_count.h"
 #include "trainer/job.h"
 #include "trainer/metrics.h"
@@ -41,13 +42,16 @@ double executor_gemm_gflops(rf::Executor& ex, int n, int repeats) {
   rf::DeviceBuffer<float> a(ex, count), b(ex, count), c(ex, count);
   a.upload(std::vector<float>(count, 0.5f));
   b.upload(std::vector<float>(count, 0.25f));
-  const rf::RowMajorGemm square{false, false, n, n, n, n, n, n, 0, 0, 0, 1, 1.0f, 0.0f};
-  rf::matmul(ex, square, a.data(), b.data(), c.data());
+  auto square = [&] {
+    rf::linear_forward(ex, rf::matrix(a.data(), n, n), rf::matrix(b.data(), n, n),
+                       rf::matrix(c.data(), n, n));
+  };
+  square();
   ex.synchronize();
   std::vector<double> times;
   for (int i = 0; i < repeats; ++i) {
     const auto t = Clock::now();
-    rf::matmul(ex, square, a.data(), b.data(), c.data());
+    square();
     ex.synchronize();
     times.push_back(seconds_since(t));
   }

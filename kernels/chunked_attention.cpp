@@ -1,111 +1,119 @@
 #include "kernels/chunked_attention.h"
 
+#include <algorithm>
+
+#include "base/error.h"
+
 namespace rf {
 namespace {
 
-// Sorted buffers of one head, shared by forward and backward (see ops/chunk_attention.h).
-struct Sorted {
-  float* sq;  // [n_slots, d]
-  float* sk;  // [ext_rows, d]
-  float* sv;  // [ext_rows, d]
-  int32_t* qpos;
-  int32_t* kpos;
-  float* probs;    // [n_slots, W]
-  float* dropped;  // [n_slots, W] or null
-  float* lse;      // [n_slots]
-  float* so;       // [n_slots, d]
-};
+// Per-slot scratch is kept below this many bytes by running the segments in groups: a 64K-token
+// sequence with 2 hash rounds needs 136 MB per head, 4K tokens 8.5 MB.
+constexpr int64_t kScratchBudgetBytes = int64_t{256} << 20;
 
-// Runs gather, logits, softmax and the value product; leaves everything in `s`.
-Sorted forward_sorted(Executor& ex, Workspace& ws, const HeadAttentionSpec& spec,
-                      const HeadInputs& in) {
-  const ChunkLayout& L = spec.layout;
-  const int64_t d = spec.d, C = L.chunk, W = L.window(), nc = L.n_chunks();
-  Sorted s;
-  s.sq = ws.floats("attn.sq", L.n_slots * d);
-  s.sk = ws.floats("attn.sk", L.ext_rows() * d);
-  s.sv = ws.floats("attn.sv", L.ext_rows() * d);
-  s.qpos = ws.ints("attn.qpos", L.n_slots);
-  s.kpos = ws.ints("attn.kpos", L.ext_rows());
-  s.probs = ws.floats("attn.probs", L.n_slots * W);
-  s.dropped = spec.dropout.active() ? ws.floats("attn.dropped", L.n_slots * W) : nullptr;
-  s.lse = ws.floats("attn.lse", L.n_slots);
-  s.so = ws.floats("attn.so", L.n_slots * d);
+ChunkLayout layout_of(const ChunkedAttentionArgs& a) {
+  ChunkLayout L;
+  L.seq_len = a.seq_len;
+  L.n_slots = a.n_rounds * a.seq_len;
+  L.chunk = a.chunk;
+  L.lookback = a.lookback;
+  return L;
+}
 
-  const float* k = spec.shared_qk ? in.q : in.k;
-  const int64_t ldk = spec.shared_qk ? in.ldq : in.ldk;
-  const RowSplit split = row_split(ex, d);
-  float* key_scales = nullptr;
-  if (spec.shared_qk && split.pieces() > 1) {  // one scale per position, not per piece of a row
-    key_scales = ws.floats("attn.key_scales", L.seq_len);
-    ex.run(L.seq_len, KeyNormScales{k, ldk, d, key_scales});
+void check_args(const ChunkedAttentionArgs& a) {
+  RF_CHECK(a.d >= 1 && a.d <= kMaxHeadDim, "head width ", a.d, " outside [1, ", kMaxHeadDim, "]");
+  RF_CHECK(a.n_rounds >= 1 && a.n_rounds <= kMaxHashRounds);
+  RF_CHECK(a.chunk >= 1 && (a.n_rounds * a.seq_len) % a.chunk == 0);
+  RF_CHECK(a.lookback == 0 || a.lookback == 1);
+  RF_CHECK((a.perm == nullptr) == (a.undo == nullptr));
+  RF_CHECK(a.perm != nullptr || a.n_rounds == 1, "several rounds need a permutation");
+}
+
+// The segments of each launch: as many as fit the scratch budget, at least one.
+int64_t segments_per_group(const ChunkedAttentionArgs& a) {
+  const int64_t bytes = chunked_attention_scratch_per_segment(a) * int64_t{sizeof(float)};
+  return std::max<int64_t>(1, std::min(a.batch * a.heads, kScratchBudgetBytes / bytes));
+}
+
+// The parameters of segments [first, first + count), with their per-slot scratch.
+ChunkAttentionParams group_params(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& a,
+                                  int64_t first, int64_t count, bool backward) {
+  ChunkAttentionParams p;
+  p.layout = layout_of(a);
+  const int64_t n = p.layout.n_slots, slots = count * n;
+  p.q = a.q;
+  p.k = a.k;
+  p.v = a.v;
+  p.ld = a.ld;
+  p.perm = a.perm ? a.perm + first * n : nullptr;
+  p.heads = a.heads;
+  p.d = a.d;
+  p.first_segment = first;
+  p.segments = count;
+  p.self_mask = a.k == nullptr;
+  p.key_scale = a.key_scale;
+  p.dropout = a.dropout;
+  p.dropout.seq_len = n;
+  p.dropout.cols = p.layout.window();
+  p.dropout.row_offset = 0;
+  p.o = ws.floats("attn.o", slots * a.d);
+  p.row_max = ws.floats("attn.row_max", slots);
+  p.row_log_sum = ws.floats("attn.row_log_sum", slots);
+  if (a.k == nullptr) {  // shared QK: each position's key scale, once
+    float* scales = ws.floats("attn.key_scales", count * a.seq_len);
+    ex.run(count * a.seq_len, KeyNormScales{p, scales});
+    p.key_scales = scales;
   }
-  ex.run(split.indices(L.ext_rows()),
-         GatherChunks{in.q, k, in.v, in.ldq, ldk, in.ldv, in.perm, L, d, spec.shared_qk,
-                      spec.key_scale, s.sq, s.sk, s.sv, s.qpos, s.kpos, split, key_scales});
-  // logits[c] [C, W] = sq[c] [C, d] . window(c)^T [d, W]; window(c) starts at ext row c * C.
-  RowMajorGemm logits{false, true, C, W, d, d, d, W, C * d, C * d, C * W, nc, 1.0f, 0.0f};
-  matmul(ex, logits, s.sq, s.sk, s.probs);
-  ex.run(L.n_slots,
-         ChunkSoftmax{s.probs, s.dropped, s.lse, s.qpos, s.kpos, L, spec.shared_qk, spec.dropout});
-  // so[c] [C, d] = P[c] [C, W] . values of window(c) [W, d]
-  RowMajorGemm values{false, false, C, d, W, W, d, d, C * W, C * d, C * d, nc, 1.0f, 0.0f};
-  matmul(ex, values, s.dropped ? s.dropped : s.probs, s.sv, s.so);
-  return s;
+  if (backward) {
+    p.delta = ws.floats("attn.delta", slots);
+    p.dlse = ws.floats("attn.dlse", slots);
+    p.dq = ws.floats("attn.dq", slots * a.d);
+    p.dk = ws.floats("attn.dk", slots * a.d);
+    p.dv = ws.floats("attn.dv", slots * a.d);
+  }
+  return p;
+}
+
+// Forward of one group: O and the statistics per slot, then the rounds combined into `out`.
+void forward_group(Executor& ex, const ChunkAttentionParams& p, const ChunkedAttentionArgs& a,
+                   float* out, int64_t ldo) {
+  ex.chunk_attention(ChunkAttentionPass::kForward, p);
+  const int32_t* undo = a.undo ? a.undo + p.first_segment * p.layout.n_slots : nullptr;
+  if (out) ex.run(p.segments * a.seq_len, CombineRounds{p, undo, a.n_rounds, out, ldo});
 }
 
 }  // namespace
 
-void chunked_attention_forward(Executor& ex, Workspace& ws, const HeadAttentionSpec& spec,
-                               const HeadInputs& in, float* out, int64_t ldo) {
-  const Sorted s = forward_sorted(ex, ws, spec, in);
-  ex.run(spec.layout.seq_len,
-         CombineRounds{s.so, s.lse, in.undo, out, ldo, spec.layout.seq_len, spec.n_rounds, spec.d});
+int64_t chunked_attention_scratch_per_segment(const ChunkedAttentionArgs& a) {
+  const int64_t n = a.n_rounds * a.seq_len;
+  return n * (4 * a.d + 4) + a.seq_len;  // o, dq, dk, dv; 4 statistics; key scales
 }
 
-void chunked_attention_backward(Executor& ex, Workspace& ws, const HeadAttentionSpec& spec,
-                                const HeadInputs& in, const float* dout, int64_t lddo,
-                                const HeadGradients& grads, float* out, int64_t ldo) {
-  const ChunkLayout& L = spec.layout;
-  const int64_t d = spec.d, C = L.chunk, W = L.window(), nc = L.n_chunks(), T = L.seq_len;
-  const Sorted s = forward_sorted(ex, ws, spec, in);
-  if (out) ex.run(T, CombineRounds{s.so, s.lse, in.undo, out, ldo, T, spec.n_rounds, d});
-
-  float* dso = s.so;  // in place: the round outputs are not needed after this
-  float* dlse = ws.floats("attn.dlse", L.n_slots);
-  ex.run(T,
-         CombineRoundsBackward{s.so, s.lse, in.undo, dout, dso, dlse, lddo, T, spec.n_rounds, d});
-  // dP[c] [C, W] = dso[c] [C, d] . values(c)^T
-  float* dprobs = ws.floats("attn.dprobs", L.n_slots * W);
-  matmul(ex, {false, true, C, W, d, d, d, W, C * d, C * d, C * W, nc, 1.0f, 0.0f}, dso, s.sv,
-         dprobs);
-  // dvalues(c) [W, d] = P[c]^T [W, C] . dso[c] [C, d]
-  float* dwindow = ws.floats("attn.dwindow", nc * W * d);
-  float* dsv = ws.floats("attn.dsv", L.n_slots * d);
-  matmul(ex, {true, false, W, d, C, W, d, d, C * W, C * d, W * d, nc, 1.0f, 0.0f},
-         s.dropped ? s.dropped : s.probs, dso, dwindow);
-  ex.run(L.n_slots, FoldWindows{dwindow, dsv, L, d});
-  // dP -> dlogits, through the dropout, softmax and the round weights' log-sum-exp.
-  ex.run(L.n_slots, ChunkSoftmaxBackward{s.probs, dprobs, spec.n_rounds > 1 ? dlse : nullptr, L,
-                                         spec.dropout});
-  // dsq[c] [C, d] = dlogits[c] [C, W] . keys(c) [W, d]
-  float* dsq = ws.floats("attn.dsq", L.n_slots * d);
-  matmul(ex, {false, false, C, d, W, W, d, d, C * W, C * d, C * d, nc, 1.0f, 0.0f}, dprobs, s.sk,
-         dsq);
-  // dkeys(c) [W, d] = dlogits[c]^T [W, C] . sq[c] [C, d]
-  float* dsk = ws.floats("attn.dsk", L.n_slots * d);
-  matmul(ex, {true, false, W, d, C, W, d, d, C * W, C * d, W * d, nc, 1.0f, 0.0f}, dprobs, s.sq,
-         dwindow);
-  ex.run(L.n_slots, FoldWindows{dwindow, dsk, L, d});
-
-  if (spec.shared_qk) {
-    ex.run(L.n_slots, KeyNormBackwardToQuery{dsq, dsk, s.sq, d});
-  } else {
-    ex.run(T, UngatherRounds{dsk, in.undo, grads.dk, grads.ld, T, spec.n_rounds, d, spec.key_scale,
-                             false});
+void chunked_attention_forward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& a,
+                               float* out, int64_t ldo) {
+  check_args(a);
+  const int64_t total = a.batch * a.heads, group = segments_per_group(a);
+  for (int64_t first = 0; first < total; first += group) {
+    const int64_t count = std::min(group, total - first);
+    forward_group(ex, group_params(ex, ws, a, first, count, false), a, out, ldo);
   }
-  ex.run(T, UngatherRounds{dsq, in.undo, grads.dq, grads.ld, T, spec.n_rounds, d, 1.0f, false});
-  ex.run(T, UngatherRounds{dsv, in.undo, grads.dv, grads.ld, T, spec.n_rounds, d, 1.0f, false});
+}
+
+void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& a,
+                                const float* dout, int64_t lddo, const ChunkedAttentionGrads& g,
+                                float* out, int64_t ldo) {
+  check_args(a);
+  const int64_t total = a.batch * a.heads, group = segments_per_group(a);
+  for (int64_t first = 0; first < total; first += group) {
+    const int64_t count = std::min(group, total - first);
+    const ChunkAttentionParams p = group_params(ex, ws, a, first, count, true);
+    const int32_t* undo = a.undo ? a.undo + first * p.layout.n_slots : nullptr;
+    forward_group(ex, p, a, out, ldo);
+    ex.run(count * a.seq_len, CombineRoundsBackward{p, undo, a.n_rounds, dout, lddo});
+    ex.chunk_attention(ChunkAttentionPass::kQueryGrads, p);
+    ex.chunk_attention(ChunkAttentionPass::kKeyGrads, p);
+    ex.run(count * a.seq_len, UngatherAttentionGrads{p, undo, a.n_rounds, g.dq, g.dk, g.dv, g.ld});
+  }
 }
 
 }  // namespace rf

@@ -1,48 +1,55 @@
-// Host driver of chunked attention for one (example, head): gather into sorted order, the window
-// dot products as strided batched GEMMs, masked softmax with log-sum-exp, the value GEMM, and the
-// unsort that combines hash rounds; and the backward pass of all of it. LSH attention (sorted by
-// bucket, shared QK, several rounds), local attention (original order) and dense attention (one
-// chunk) are all this driver with different specs.
+// Launchers of fused chunked attention for all (example, head) segments of a layer: LSH attention
+// (sorted by bucket, shared QK, several hash rounds), local attention (original order, one chunk of
+// look-back) and dense attention (one chunk holding the sequence) are the same passes with
+// different arguments (kernels/ops/chunk_attention.h describes them). Per slot only the output and
+// two softmax statistics are stored; the probabilities are recomputed, never written.
 #pragma once
 
 #include "kernels/device_buffer.h"
-#include "kernels/ops/chunk_attention.h"
 
 namespace rf {
 
-struct HeadAttentionSpec {
-  ChunkLayout layout;  // seq_len, n_slots = n_rounds * seq_len, chunk, lookback
-  int64_t n_rounds = 1;
-  int64_t d = 0;           // head width
-  bool shared_qk = false;  // keys are the unit-normalised queries; self mask on
+struct ChunkedAttentionArgs {
+  // [batch * seq_len, ld] row-major; head h's d columns start at h * d. k null: shared QK (LSH),
+  // the keys are the queries scaled to unit length and a query meeting itself is masked.
+  const float* q = nullptr;
+  const float* k = nullptr;
+  const float* v = nullptr;
+  int64_t ld = 0;
+  // [batch * heads, n_rounds * seq_len]: sorted slot -> r * seq_len + t, and its inverse; null for
+  // the original order (local and dense attention, one round).
+  const int32_t* perm = nullptr;
+  const int32_t* undo = nullptr;
+  int64_t batch = 1, heads = 1, seq_len = 0, d = 0;
+  int64_t n_rounds = 1;    // hash rounds (1 unless LSH)
+  int64_t chunk = 0;       // slots per chunk; divides n_rounds * seq_len
+  int64_t lookback = 0;    // chunks before a chunk that its queries also see: 0 or 1
   float key_scale = 1.0f;  // separate keys are multiplied by this (1 / sqrt(d))
-  DropoutMask dropout;     // on probabilities; element j * W + w, seq_len field = n_slots
+  // Attention dropout on the probabilities. The stream's head and the example are set per
+  // segment: element (slot j, window index w) of (b, h) draws head h, example example_base + b,
+  // element j * window + w; seq_len and cols are set by the launcher.
+  DropoutMask dropout;
 };
 
-struct HeadInputs {
-  const float* q = nullptr;  // [seq_len, ldq]
-  const float* k = nullptr;  // [seq_len, ldk]; ignored when shared_qk
-  const float* v = nullptr;  // [seq_len, ldv]
-  int64_t ldq = 0, ldk = 0, ldv = 0;
-  const int32_t* perm = nullptr;  // [n_slots] sorted slot -> r * seq_len + t; null = identity
-  const int32_t* undo = nullptr;  // inverse of perm; null = identity
-};
+// out [batch * seq_len, ldo] (head h at column h * d) = attention output.
+void chunked_attention_forward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& args,
+                               float* out, int64_t ldo);
 
-// out[t, :d] (row stride ldo) = attention output of position t.
-void chunked_attention_forward(Executor& ex, Workspace& ws, const HeadAttentionSpec& spec,
-                               const HeadInputs& in, float* out, int64_t ldo);
-
-struct HeadGradients {
-  float* dq = nullptr;  // [seq_len, ld]; for shared QK it receives the query and key gradients
-  float* dk = nullptr;  // [seq_len, ld]; unused when shared_qk
-  float* dv = nullptr;  // [seq_len, ld]
+struct ChunkedAttentionGrads {
+  float* dq = nullptr;  // [batch * seq_len, ld]: query gradient (shared QK: query and key)
+  float* dk = nullptr;  // [batch * seq_len, ld]; unused for shared QK
+  float* dv = nullptr;  // [batch * seq_len, ld]
   int64_t ld = 0;
 };
 
-// Recomputes the forward pass (writing its output to `out` when not null) and writes the
-// gradients of q, k and v for the output gradient dout [seq_len, lddo].
-void chunked_attention_backward(Executor& ex, Workspace& ws, const HeadAttentionSpec& spec,
-                                const HeadInputs& in, const float* dout, int64_t lddo,
-                                const HeadGradients& grads, float* out, int64_t ldo);
+// Writes the gradients of q, k and v for the output gradient dout [batch * seq_len, lddo] (they
+// are overwritten, not accumulated). Recomputes the forward pass on the way, and writes its output
+// to `out` when not null (the reversible backward needs it).
+void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& args,
+                                const float* dout, int64_t lddo, const ChunkedAttentionGrads& grads,
+                                float* out, int64_t ldo);
+
+// Floats of per-slot scratch the launchers keep for one segment (for memory estimates).
+int64_t chunked_attention_scratch_per_segment(const ChunkedAttentionArgs& args);
 
 }  // namespace rf

@@ -1,6 +1,6 @@
 // Owning handles for executor memory: DeviceBuffer<T> is one typed allocation; Workspace is a set
 // of named scratch buffers that grow on first use and are then reused every step (no allocation
-// on the hot path after the first step).
+// on the hot path after the first step), plus a few named host buffers for launch logic.
 #pragma once
 
 #include <map>
@@ -77,9 +77,19 @@ class Workspace {
   float* floats(std::string_view name, size_t count) { return get<float>(name, count); }
   int32_t* ints(std::string_view name, size_t count) { return get<int32_t>(name, count); }
 
+  // Host scratch of `count` ints under `name` (for launch logic that works on the host, such as
+  // grouping rows by token); kept between steps, resized to `count`.
+  std::vector<int32_t>& host_ints(std::string_view name, size_t count) {
+    auto it = host_.find(name);
+    if (it == host_.end()) it = host_.emplace(std::string(name), std::vector<int32_t>()).first;
+    it->second.resize(count);
+    return it->second;
+  }
+
  private:
   Executor& ex_;
   std::map<std::string, DeviceBuffer<char>, std::less<>> buffers_;
+  std::map<std::string, std::vector<int32_t>, std::less<>> host_;
 };
 
 }  // namespace rf

@@ -9,6 +9,21 @@ std::unique_ptr<Executor> make_executor(const ExecutorOptions& options) {
   return make_cpu_executor(options.threads, options.precision);
 }
 
+void Executor::chunk_attention(ChunkAttentionPass pass, const ChunkAttentionParams& p) {
+  const int64_t rows = p.segments * p.layout.n_slots;
+  switch (pass) {
+    case ChunkAttentionPass::kForward:
+      run(rows, ChunkAttentionForwardRow{p});
+      break;
+    case ChunkAttentionPass::kQueryGrads:
+      run(rows, ChunkAttentionQueryGradRow{p});
+      break;
+    case ChunkAttentionPass::kKeyGrads:
+      run(rows, ChunkAttentionKeyGradRow{p});
+      break;
+  }
+}
+
 void matmul(Executor& ex, const RowMajorGemm& g, const float* a, const float* b, float* c) {
   // Column-major C^T = op(B)^T op(A)^T: the row-major B is the column-major A.
   ex.gemm(to_column_major(g), b, a, c);

@@ -36,9 +36,27 @@ struct KernelInterfaceOf<TypeList<Ops...>> {
   using type = KernelInterface<Ops...>;
 };
 
+// Which implementation launchers choose where an op has several. kTuned: the executor's fastest
+// (the CPU: whole rows per thread and tiled attention; the GPU: one column per thread). kPlain:
+// the reference every other is compared with (whole rows per index, one attention row per index).
+// kGpuIndexing: the GPU's split of rows (one column per index) on any executor, so that CPU runs
+// cover the indexing the GPU uses.
+enum class KernelVariant { kTuned, kPlain, kGpuIndexing };
+
+// The passes of fused chunked attention that executors may implement in their own way
+// (kernels/ops/chunk_attention.h).
+enum class ChunkAttentionPass { kForward, kQueryGrads, kKeyGrads };
+
 class Executor : public KernelInterfaceOf<KernelOps>::type {
  public:
   using KernelInterfaceOf<KernelOps>::type::run;
+
+  KernelVariant kernel_variant() const { return variant_; }
+  void set_kernel_variant(KernelVariant variant) { variant_ = variant; }
+
+  // One pass of fused chunked attention over all segments of `p`. This runs the reference row
+  // functors; an executor with a tuned implementation overrides it for KernelVariant::kTuned.
+  virtual void chunk_attention(ChunkAttentionPass pass, const ChunkAttentionParams& p);
 
   virtual Device device() const = 0;
   // One line for logs: device, threads, BLAS and its kernel.
@@ -80,12 +98,16 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
  private:
   size_t bytes_in_use_ = 0;
   size_t peak_bytes_ = 0;
+  KernelVariant variant_ = KernelVariant::kTuned;
 };
 
 // The RowSplit for a kernel over [rows, cols] on this executor: whole rows per CPU thread, one
-// column per GPU thread (see kernels/ops/row_split.h).
+// column per GPU thread (see kernels/ops/row_split.h), or as the kernel variant asks.
 inline RowSplit row_split(const Executor& ex, int64_t cols) {
-  return RowSplit{cols, ex.device() == Device::kCuda ? 1 : (cols > 0 ? cols : 1)};
+  const bool columns =
+      ex.kernel_variant() == KernelVariant::kGpuIndexing ||
+      (ex.kernel_variant() == KernelVariant::kTuned && ex.device() == Device::kCuda);
+  return RowSplit{cols, columns ? 1 : (cols > 0 ? cols : 1)};
 }
 
 // What make_executor builds: the device, CPU threads (<= 0: all cores available to this process),

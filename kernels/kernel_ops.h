@@ -29,9 +29,9 @@ using KernelOps = TypeList<
     ColumnPartialSum, ColumnSumPartials, SumSquaresPartial, CrossEntropyRow,
     // embeddings
     EmbedForward, EmbedTokenBackward, AxialPositionBackward, LearnedPositionBackward,
-    // LSH and chunked attention
+    // LSH and fused chunked attention
     LshHash, BucketCountingSort, InvertPermutation, SegmentSlotsAndOffsets, KeyNormScales,
-    GatherChunks, ChunkSoftmax, CombineRounds, CombineRoundsBackward, ChunkSoftmaxBackward,
-    FoldWindows, KeyNormBackwardToQuery, UngatherRounds>;
+    ChunkAttentionForwardRow, CombineRounds, CombineRoundsBackward, ChunkAttentionQueryGradRow,
+    ChunkAttentionKeyGradRow, UngatherAttentionGrads>;
 
 }  // namespace rf

@@ -1,6 +1,6 @@
 // LSH bucketing of one layer: per (example, head) a fresh random rotation from Philox, the
-// projection qk R as one GEMM, the argmax hash per round, then a stable sort of all slots by
-// (bucket, position) for every (example, head) at once.
+// projection qk R as one GEMM per block of positions, the argmax hash per round, then a stable sort
+// of all slots by (bucket, position) for every (example, head) at once.
 #pragma once
 
 #include "kernels/device_buffer.h"
@@ -11,20 +11,26 @@ namespace rf {
 // Positions hashed per GEMM when projecting onto the rotations.
 constexpr int64_t kHashBlockRows = 16384;
 
-struct LshHashSpec {
-  int64_t seq_len = 0;
-  int64_t d = 0;
-  int64_t n_rounds = 1;
+struct LshHashArgs {
+  const float* qk = nullptr;  // [batch * seq_len, ld]; head h's d columns start at h * d
+  int64_t ld = 0;
+  int64_t batch = 1, heads = 1, seq_len = 0, d = 0, n_rounds = 1;
   BucketFactors factors;
+  // The rotation stream of (example 0, head 0); example b and head h draw from the same stream
+  // with example += b and head = h, so every rank and executor draws the same rotations.
+  RngStream rotation;
+  int32_t* buckets = nullptr;  // [batch, heads, n_rounds, seq_len] out
 };
+void lsh_hash(Executor& ex, Workspace& ws, const LshHashArgs& args);
 
-// buckets [n_rounds, seq_len] of one (example, head) whose shared query-keys are qk [seq_len, ld].
-void lsh_hash_head(Executor& ex, Workspace& ws, const LshHashSpec& spec, const float* qk,
-                   int64_t ld, const RngStream& rotation_stream, int32_t* buckets);
-
-// For `segments` consecutive bucket arrays of n_rounds * seq_len entries: perm (sorted slot ->
-// r * seq_len + t) and its inverse undo, sorted by (bucket, position).
-void lsh_sort(Executor& ex, Workspace& ws, const LshHashSpec& spec, int64_t segments,
-              const int32_t* buckets, int32_t* perm, int32_t* undo);
+struct LshSortArgs {
+  const int32_t* buckets = nullptr;  // [segments, n_rounds * seq_len]
+  int32_t* perm = nullptr;  // [segments, n_rounds * seq_len]: sorted slot -> r * seq_len + t
+  int32_t* undo = nullptr;  // its inverse
+  int64_t segments = 1, seq_len = 0, n_rounds = 1;
+  int64_t total_buckets = 0;  // n_rounds * buckets per round
+};
+// Sorts each segment's slots by (bucket, position).
+void lsh_sort(Executor& ex, Workspace& ws, const LshSortArgs& args);
 
 }  // namespace rf

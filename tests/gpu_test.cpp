@@ -78,13 +78,12 @@ TEST(Gpu, LshSortMatchesTheCpu) {
   std::mt19937 gen(4);
   for (size_t i = 0; i < buckets.size(); ++i)
     buckets[i] = static_cast<int32_t>(gen() % n_buckets + (i / T % rounds) * n_buckets);
-  BucketFactors f;
-  f.size[0] = static_cast<int>(n_buckets);
   auto sorted = [&](Executor& ex) {
     DeviceBuffer<int32_t> b(ex, buckets.size()), perm(ex, buckets.size()), undo(ex, buckets.size());
     b.upload(buckets);
     Workspace ws(ex);
-    lsh_sort(ex, ws, {T, 8, rounds, f}, segments, b.data(), perm.data(), undo.data());
+    lsh_sort(ex, ws,
+             test::sort_args(b.data(), perm.data(), undo.data(), segments, T, rounds, n_buckets));
     auto p = perm.download(), u = undo.download();
     p.insert(p.end(), u.begin(), u.end());
     return p;

@@ -230,7 +230,16 @@ TEST(LshHash, ArgmaxOfRotatedVectorsWithFactorisedBuckets) {
   DeviceBuffer<int32_t> buckets(cpu(), rounds * T);
   Workspace ws(cpu());
   const RngStream stream = make_rng_stream(3, RngPurpose::kRotation, 0, 0, 0, 0);
-  lsh_hash_head(cpu(), ws, {T, d, rounds, f}, dqk.data(), d, stream, buckets.data());
+  LshHashArgs hash;
+  hash.qk = dqk.data();
+  hash.ld = d;
+  hash.seq_len = T;
+  hash.d = d;
+  hash.n_rounds = rounds;
+  hash.factors = f;
+  hash.rotation = stream;
+  hash.buckets = buckets.data();
+  lsh_hash(cpu(), ws, hash);
   const auto got = buckets.download();
   const int64_t cols = rounds * 5;
   for (int64_t r = 0; r < rounds; ++r)
@@ -265,9 +274,8 @@ TEST(LshSort, IsTheStableSortByBucketThenPosition) {
   auto db = test::to_device(buckets);
   DeviceBuffer<int32_t> perm(cpu(), buckets.size()), undo(cpu(), buckets.size());
   Workspace ws(cpu());
-  BucketFactors f;
-  f.size[0] = static_cast<int>(n_buckets);
-  lsh_sort(cpu(), ws, {T, 4, rounds, f}, segments, db.data(), perm.data(), undo.data());
+  lsh_sort(cpu(), ws,
+           test::sort_args(db.data(), perm.data(), undo.data(), segments, T, rounds, n_buckets));
   const auto p = perm.download(), u = undo.download();
   for (int64_t s = 0; s < segments; ++s) {
     std::vector<int32_t> expected(rounds * T);
@@ -417,40 +425,6 @@ TEST_P(RowSplitTest, LayerNormGivesTheSameBitsWithStatisticsFirst) {
                                            rstd.download()};
   };
   EXPECT_EQ(run(split(), true), run(whole_rows(), false));
-}
-
-// The chunk gather as the GPU runs it (key scales first, then pieces of rows) against whole rows
-// with the scales computed inline: the same sorted queries, keys, values and positions.
-TEST_P(RowSplitTest, ChunkGatherGivesTheSameBitsWithKeyScalesFirst) {
-  ChunkLayout layout;
-  layout.seq_len = 12;
-  layout.n_slots = 2 * layout.seq_len;  // two hash rounds
-  layout.chunk = 4;
-  layout.lookback = 1;
-  const int64_t d = kCols, T = layout.seq_len, ext = layout.ext_rows();
-  std::vector<int32_t> order(static_cast<size_t>(layout.n_slots));
-  std::iota(order.begin(), order.end(), 0);
-  std::shuffle(order.begin(), order.end(), std::mt19937(6));
-  const auto perm = test::to_device(order);
-  const auto q = test::to_device(test::random_vector(T * d, 32));
-  const auto v = test::to_device(test::random_vector(T * d, 33));
-  auto gather = [&](RowSplit s, bool scales_first) {
-    DeviceBuffer<float> sq(cpu(), layout.n_slots * d), sk(cpu(), ext * d), sv(cpu(), ext * d),
-        scales(cpu(), T);
-    DeviceBuffer<int32_t> qpos(cpu(), layout.n_slots), kpos(cpu(), ext);
-    if (scales_first) cpu().run(T, KeyNormScales{q.data(), d, d, scales.data()});
-    cpu().run(s.indices(ext),
-              GatherChunks{q.data(), q.data(), v.data(), d, d, d, perm.data(), layout, d, true,
-                           1.0f, sq.data(), sk.data(), sv.data(), qpos.data(), kpos.data(), s,
-                           scales_first ? scales.data() : nullptr});
-    auto floats = sq.download(), keys = sk.download(), values = sv.download();
-    floats.insert(floats.end(), keys.begin(), keys.end());
-    floats.insert(floats.end(), values.begin(), values.end());
-    auto positions = qpos.download(), key_positions = kpos.download();
-    positions.insert(positions.end(), key_positions.begin(), key_positions.end());
-    return std::make_pair(floats, positions);
-  };
-  EXPECT_EQ(gather(split(), true), gather(whole_rows(), false));
 }
 
 INSTANTIATE_TEST_SUITE_P(Spans, RowSplitTest, ::testing::Values(1, 5, 36));

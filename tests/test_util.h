@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kernels/device_buffer.h"
+#include "kernels/lsh_buckets.h"
 
 namespace rf::test {
 
@@ -75,6 +76,21 @@ inline GemmDesc padded_gemm_desc(bool trans_a, bool trans_b, int64_t m, int64_t 
   d.alpha = alpha;
   d.beta = beta;
   return d;
+}
+
+// Arguments of lsh_sort for `segments` arrays of `rounds` rounds of seq_len bucket ids, each
+// round's ids offset by round * buckets_per_round.
+inline LshSortArgs sort_args(const int32_t* buckets, int32_t* perm, int32_t* undo, int64_t segments,
+                             int64_t seq_len, int64_t rounds, int64_t buckets_per_round) {
+  LshSortArgs a;
+  a.buckets = buckets;
+  a.perm = perm;
+  a.undo = undo;
+  a.segments = segments;
+  a.seq_len = seq_len;
+  a.n_rounds = rounds;
+  a.total_buckets = rounds * buckets_per_round;
+  return a;
 }
 
 // A whole file's bytes ("" when it cannot be read).

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "kernels/linear.h"
+
 namespace rf {
 
 AttentionLayer::AttentionLayer(ParamStore& store, const Config& cfg, int layer,
@@ -36,26 +38,45 @@ int64_t AttentionLayer::bucket_count(int64_t batch, int64_t seq_len) const {
   return kind_ == AttentionKind::kLsh ? batch * n_heads_ * n_hashes_ * seq_len : 0;
 }
 
-HeadAttentionSpec AttentionLayer::head_spec(const StepContext& step, int64_t b, int64_t h) const {
-  HeadAttentionSpec s;
+ChunkedAttentionArgs AttentionLayer::attention_args(Kit& kit, const StepContext& step,
+                                                    const Projections& pr,
+                                                    const int32_t* buckets) const {
   const int64_t T = step.seq_len;
-  s.d = d_head_;
+  ChunkedAttentionArgs a;
+  a.q = pr.q;
+  a.k = pr.k;
+  a.v = pr.v;
+  a.ld = n_heads_ * d_head_;
+  a.batch = step.batch;
+  a.heads = n_heads_;
+  a.seq_len = T;
+  a.d = d_head_;
   if (kind_ == AttentionKind::kLsh) {
-    s.layout = {T, n_hashes_ * T, bucket_size_, 1};
-    s.n_rounds = n_hashes_;
-    s.shared_qk = true;
+    const int64_t n = bucket_count(step.batch, T);
+    int32_t* perm = kit.ws.ints("lsh.perm", n);
+    int32_t* undo = kit.ws.ints("lsh.undo", n);
+    LshSortArgs sort;
+    sort.buckets = buckets;
+    sort.perm = perm;
+    sort.undo = undo;
+    sort.segments = step.batch * n_heads_;
+    sort.seq_len = T;
+    sort.n_rounds = n_hashes_;
+    sort.total_buckets = n_hashes_ * factors_.n_buckets();
+    lsh_sort(kit.ex, kit.ws, sort);
+    a.perm = perm;
+    a.undo = undo;
+    a.n_rounds = n_hashes_;
+    a.chunk = bucket_size_;
+    a.lookback = 1;
   } else {
-    const int64_t chunk = kind_ == AttentionKind::kLocal ? local_chunk_ : T;
-    s.layout = {T, T, chunk, kind_ == AttentionKind::kLocal ? 1 : 0};
-    s.key_scale = 1.0f / std::sqrt(static_cast<float>(d_head_));
+    a.chunk = kind_ == AttentionKind::kLocal ? local_chunk_ : T;
+    a.lookback = kind_ == AttentionKind::kLocal ? 1 : 0;
+    a.key_scale = 1.0f / std::sqrt(static_cast<float>(d_head_));
   }
-  StepContext head_step = step;
-  head_step.example_base = step.example_base + static_cast<uint32_t>(b);
-  head_step.seq_len = s.layout.n_slots;
-  s.dropout = head_step.dropout(RngPurpose::kAttentionDropout, static_cast<uint32_t>(layer_),
-                                attention_dropout_, s.layout.window());
-  s.dropout.stream.head = static_cast<uint32_t>(h);
-  return s;
+  a.dropout = step.dropout(RngPurpose::kAttentionDropout, static_cast<uint32_t>(layer_),
+                           attention_dropout_, 1);
+  return a;
 }
 
 AttentionLayer::Projections AttentionLayer::project(Kit& kit, ParamStore& p, int64_t rows,
@@ -65,108 +86,64 @@ AttentionLayer::Projections AttentionLayer::project(Kit& kit, ParamStore& p, int
   pr.q = kit.ws.floats("layer.q", rows * hd);
   pr.k = kind_ == AttentionKind::kLsh ? nullptr : kit.ws.floats("layer.k", rows * hd);
   pr.v = kit.ws.floats("layer.v", rows * hd);
-  const RowMajorGemm proj{false, false, rows, hd, d_model_, d_model_, hd, hd};
-  matmul(kit.ex, proj, xn, p.param(w_q_), pr.q);
-  if (pr.k) matmul(kit.ex, proj, xn, p.param(w_k_), pr.k);
-  matmul(kit.ex, proj, xn, p.param(w_v_), pr.v);
+  const MatrixView x = matrix(xn, rows, d_model_);
+  linear_forward(kit.ex, x, p.weight(w_q_), matrix(pr.q, rows, hd));
+  if (pr.k) linear_forward(kit.ex, x, p.weight(w_k_), matrix(pr.k, rows, hd));
+  linear_forward(kit.ex, x, p.weight(w_v_), matrix(pr.v, rows, hd));
   return pr;
-}
-
-void AttentionLayer::sort_buckets(Kit& kit, int64_t batch, int64_t seq_len, const int32_t* buckets,
-                                  int32_t** perm, int32_t** undo) const {
-  const int64_t n = bucket_count(batch, seq_len);
-  *perm = kit.ws.ints("lsh.perm", n);
-  *undo = kit.ws.ints("lsh.undo", n);
-  const LshHashSpec spec{seq_len, d_head_, n_hashes_, factors_};
-  lsh_sort(kit.ex, kit.ws, spec, batch * n_heads_, buckets, *perm, *undo);
-}
-
-HeadInputs AttentionLayer::head_inputs(const float* q, const float* k, const float* v,
-                                       const int32_t* perm, const int32_t* undo, int64_t seq_len,
-                                       int64_t b, int64_t h) const {
-  const int64_t hd = n_heads_ * d_head_;
-  const int64_t offset = b * seq_len * hd + h * d_head_;
-  HeadInputs in;
-  in.q = q + offset;
-  in.k = k ? k + offset : nullptr;
-  in.v = v + offset;
-  in.ldq = in.ldk = in.ldv = hd;
-  if (perm) {
-    const int64_t segment = (b * n_heads_ + h) * n_hashes_ * seq_len;
-    in.perm = perm + segment;
-    in.undo = undo + segment;
-  }
-  return in;
 }
 
 void AttentionLayer::forward(Kit& kit, ParamStore& p, const StepContext& step, const float* xn,
                              float* out, int32_t* buckets, bool reuse_buckets) const {
-  const int64_t rows = step.rows(), hd = n_heads_ * d_head_, T = step.seq_len;
-  const bool lsh = kind_ == AttentionKind::kLsh;
-  const auto [q, k, v] = project(kit, p, rows, xn);
-
-  int32_t* perm = nullptr;
-  int32_t* undo = nullptr;
-  if (lsh) {
-    if (!reuse_buckets) {
-      const LshHashSpec spec{T, d_head_, n_hashes_, factors_};
-      for (int64_t b = 0; b < step.batch; ++b)
-        for (int64_t h = 0; h < n_heads_; ++h)
-          lsh_hash_head(kit.ex, kit.ws, spec, q + b * T * hd + h * d_head_, hd,
-                        step.stream(RngPurpose::kRotation, static_cast<uint32_t>(layer_), b, h),
-                        buckets + (b * n_heads_ + h) * n_hashes_ * T);
-    }
-    sort_buckets(kit, step.batch, T, buckets, &perm, &undo);
+  const int64_t rows = step.rows(), hd = n_heads_ * d_head_;
+  const Projections pr = project(kit, p, rows, xn);
+  if (kind_ == AttentionKind::kLsh && !reuse_buckets) {
+    LshHashArgs hash;
+    hash.qk = pr.q;
+    hash.ld = hd;
+    hash.batch = step.batch;
+    hash.heads = n_heads_;
+    hash.seq_len = step.seq_len;
+    hash.d = d_head_;
+    hash.n_rounds = n_hashes_;
+    hash.factors = factors_;
+    hash.rotation = step.stream(RngPurpose::kRotation, static_cast<uint32_t>(layer_), 0, 0);
+    hash.buckets = buckets;
+    lsh_hash(kit.ex, kit.ws, hash);
   }
   float* heads = kit.ws.floats("layer.heads", rows * hd);
-  for (int64_t b = 0; b < step.batch; ++b)
-    for (int64_t h = 0; h < n_heads_; ++h)
-      chunked_attention_forward(kit.ex, kit.ws, head_spec(step, b, h),
-                                head_inputs(q, k, v, perm, undo, T, b, h),
-                                heads + b * T * hd + h * d_head_, hd);
-  matmul(kit.ex, {false, false, rows, d_model_, hd, hd, d_model_, d_model_}, heads, p.param(w_o_),
-         out);
+  chunked_attention_forward(kit.ex, kit.ws, attention_args(kit, step, pr, buckets), heads, hd);
+  linear_forward(kit.ex, matrix(heads, rows, hd), p.weight(w_o_), matrix(out, rows, d_model_));
 }
 
 void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, const float* xn,
                               const float* dout, float* dxn, const int32_t* buckets,
                               float* out) const {
-  const int64_t rows = step.rows(), hd = n_heads_ * d_head_, T = step.seq_len, D = d_model_;
-  const bool lsh = kind_ == AttentionKind::kLsh;
-  const auto [q, k, v] = project(kit, p, rows, xn);
-  int32_t* perm = nullptr;
-  int32_t* undo = nullptr;
-  if (lsh) sort_buckets(kit, step.batch, T, buckets, &perm, &undo);
-
+  const int64_t rows = step.rows(), hd = n_heads_ * d_head_, D = d_model_;
+  const Projections pr = project(kit, p, rows, xn);
   // dheads [rows, hd] = dout [rows, D] . w_o^T
   float* dheads = kit.ws.floats("layer.dheads", rows * hd);
-  matmul(kit.ex, {false, true, rows, hd, D, D, D, hd}, dout, p.param(w_o_), dheads);
+  linear_input_grad(kit.ex, matrix(dout, rows, D), p.weight(w_o_), matrix(dheads, rows, hd));
   float* heads = kit.ws.floats("layer.heads", rows * hd);
-  float* dq = kit.ws.floats("layer.dq", rows * hd);
-  float* dk = lsh ? nullptr : kit.ws.floats("layer.dk", rows * hd);
-  float* dv = kit.ws.floats("layer.dv", rows * hd);
-  for (int64_t b = 0; b < step.batch; ++b)
-    for (int64_t h = 0; h < n_heads_; ++h) {
-      const int64_t offset = b * T * hd + h * d_head_;
-      const HeadGradients g{dq + offset, dk ? dk + offset : nullptr, dv + offset, hd};
-      chunked_attention_backward(kit.ex, kit.ws, head_spec(step, b, h),
-                                 head_inputs(q, k, v, perm, undo, T, b, h), dheads + offset, hd, g,
-                                 heads + offset, hd);
-    }
-  if (out) matmul(kit.ex, {false, false, rows, D, hd, hd, D, D}, heads, p.param(w_o_), out);
-  // dw_o += heads^T . dout
-  matmul(kit.ex, {true, false, hd, D, rows, hd, D, D, 0, 0, 0, 1, 1.0f, 1.0f}, heads, dout,
-         p.grad(w_o_));
+  ChunkedAttentionGrads g;
+  g.dq = kit.ws.floats("layer.dq", rows * hd);
+  g.dk = pr.k ? kit.ws.floats("layer.dk", rows * hd) : nullptr;
+  g.dv = kit.ws.floats("layer.dv", rows * hd);
+  g.ld = hd;
+  chunked_attention_backward(kit.ex, kit.ws, attention_args(kit, step, pr, buckets), dheads, hd, g,
+                             heads, hd);
+  if (out) linear_forward(kit.ex, matrix(heads, rows, hd), p.weight(w_o_), matrix(out, rows, D));
+  linear_weight_grad(kit.ex, matrix(heads, rows, hd), matrix(dout, rows, D), p.weight_grad(w_o_));
   // Inputs: dxn += dX . W^T, dW += xn^T . dX for each projection.
+  const MatrixView x = matrix(xn, rows, D);
   auto input_grad = [&](int w, const float* dproj) {
-    matmul(kit.ex, {false, true, rows, D, hd, hd, hd, D, 0, 0, 0, 1, 1.0f, 1.0f}, dproj, p.param(w),
-           dxn);
-    matmul(kit.ex, {true, false, D, hd, rows, D, hd, hd, 0, 0, 0, 1, 1.0f, 1.0f}, xn, dproj,
-           p.grad(w));
+    linear_input_grad(kit.ex, matrix(dproj, rows, hd), p.weight(w), matrix(dxn, rows, D),
+                      Write::kAccumulate);
+    linear_weight_grad(kit.ex, x, matrix(dproj, rows, hd), p.weight_grad(w));
   };
-  input_grad(w_q_, dq);
-  if (!lsh) input_grad(w_k_, dk);
-  input_grad(w_v_, dv);
+  input_grad(w_q_, g.dq);
+  if (g.dk) input_grad(w_k_, g.dk);
+  input_grad(w_v_, g.dv);
 }
 
 }  // namespace rf

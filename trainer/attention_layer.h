@@ -1,6 +1,6 @@
-// One attention sublayer of the Reformer: projections, LSH / local / dense attention per
-// (example, head), and the output projection. LSH attention shares queries and keys (one
-// projection w_qk); local and dense attention have separate w_q and w_k.
+// One attention sublayer of the Reformer: projections, LSH / local / dense attention over all
+// (example, head) pairs at once, and the output projection. LSH attention shares queries and keys
+// (one projection w_qk); local and dense attention have separate w_q and w_k.
 #pragma once
 
 #include "kernels/chunked_attention.h"
@@ -34,7 +34,6 @@ class AttentionLayer {
                 const float* dout, float* dxn, const int32_t* buckets, float* out) const;
 
  private:
-  HeadAttentionSpec head_spec(const StepContext& step, int64_t b, int64_t h) const;
   // q (the shared qk for LSH), k (null for LSH) and v [rows, heads * d_head] of xn, in the
   // workspace.
   struct Projections {
@@ -43,10 +42,9 @@ class AttentionLayer {
     float* v;
   };
   Projections project(Kit& kit, ParamStore& p, int64_t rows, const float* xn) const;
-  void sort_buckets(Kit& kit, int64_t batch, int64_t seq_len, const int32_t* buckets,
-                    int32_t** perm, int32_t** undo) const;
-  HeadInputs head_inputs(const float* q, const float* k, const float* v, const int32_t* perm,
-                         const int32_t* undo, int64_t seq_len, int64_t b, int64_t h) const;
+  // The arguments of the attention over all heads; LSH sorts its slots by the buckets first.
+  ChunkedAttentionArgs attention_args(Kit& kit, const StepContext& step, const Projections& pr,
+                                      const int32_t* buckets) const;
 
   AttentionKind kind_;
   int layer_;

@@ -1,5 +1,7 @@
 #include "trainer/embedding.h"
 
+#include "kernels/embedding.h"
+
 namespace rf {
 
 EmbeddingLayer::EmbeddingLayer(ParamStore& store, const Config& cfg)
@@ -54,40 +56,42 @@ DropoutMask EmbeddingLayer::mask(const StepContext& step) const {
 void EmbeddingLayer::forward(Kit& kit, ParamStore& p, const StepContext& step,
                              const int32_t* tokens, float* x) const {
   RF_CHECK(step.seq_len <= max_len_, "sequence longer than the position table");
-  kit.ex.run(step.rows() * d_model_, EmbedForward{tokens, p.param(table_), position_table(p), x,
-                                                  step.seq_len, d_model_, mask(step)});
+  EmbeddingArgs a;
+  a.tokens = tokens;
+  a.table = p.param(table_);
+  a.positions = position_table(p);
+  a.out = x;
+  a.rows = step.rows();
+  a.seq_len = step.seq_len;
+  a.d_model = d_model_;
+  a.dropout = mask(step);
+  embedding_forward(kit.ex, a);
 }
 
 void EmbeddingLayer::backward(Kit& kit, ParamStore& p, const StepContext& step,
                               const std::vector<int32_t>& host_tokens, float* dx) const {
-  const int64_t rows = step.rows();
-  const DropoutMask m = mask(step);
-  if (m.active()) kit.ex.run(rows, ApplyDropout{dx, d_model_, m});
-  // Group rows by token (counting sort on the host) so each table row sums its rows in order.
-  // Host scratch kept between steps (no allocation per step).
-  std::vector<int32_t>& offsets = group_offsets_;
-  std::vector<int32_t>& order = group_order_;
-  std::vector<int32_t>& next = group_next_;
-  offsets.assign(vocab_ + 1, 0);
-  order.resize(rows);
-  for (int32_t t : host_tokens) ++offsets[t + 1];
-  for (int64_t v = 0; v < vocab_; ++v) offsets[v + 1] += offsets[v];
-  next.assign(offsets.begin(), offsets.end() - 1);
-  for (int64_t r = 0; r < rows; ++r) order[next[host_tokens[r]]++] = static_cast<int32_t>(r);
-  int32_t* dev_offsets = kit.ws.ints("emb.offsets", vocab_ + 1);
-  int32_t* dev_order = kit.ws.ints("emb.order", rows);
-  kit.ex.upload(dev_offsets, offsets.data(), offsets.size() * sizeof(int32_t));
-  kit.ex.upload(dev_order, order.data(), order.size() * sizeof(int32_t));
-  kit.ex.run(vocab_ * d_model_,
-             EmbedTokenBackward{dev_offsets, dev_order, dx, p.grad(table_), d_model_});
+  RF_CHECK(static_cast<int64_t>(host_tokens.size()) == step.rows());
+  EmbeddingBackwardArgs a;
+  a.dx = dx;
+  a.host_tokens = host_tokens.data();
+  a.dtable = p.grad(table_);
+  a.positions.kind = position_;
   if (position_ == PositionKind::kAxial) {
-    kit.ex.run(n1_ * d1_ + n2_ * d2_,
-               AxialPositionBackward{dx, p.grad(axial_a_), p.grad(axial_b_), step.batch,
-                                     step.seq_len, d_model_, n1_, n2_, d1_, d2_});
+    a.positions.axial_a = p.grad(axial_a_);
+    a.positions.axial_b = p.grad(axial_b_);
   } else if (position_ == PositionKind::kLearned) {
-    kit.ex.run(step.seq_len * d_model_,
-               LearnedPositionBackward{dx, p.grad(learned_), step.batch, step.seq_len, d_model_});
+    a.positions.learned = p.grad(learned_);
   }
+  a.positions.n1 = n1_;
+  a.positions.n2 = n2_;
+  a.positions.d1 = d1_;
+  a.positions.d2 = d2_;
+  a.batch = step.batch;
+  a.seq_len = step.seq_len;
+  a.d_model = d_model_;
+  a.vocab = vocab_;
+  a.dropout = mask(step);
+  embedding_backward(kit.ex, kit.ws, a);
 }
 
 }  // namespace rf

@@ -31,8 +31,6 @@ class EmbeddingLayer {
   int64_t n1_ = 1, n2_ = 1, d1_ = 0, d2_ = 0;
   double dropout_;
   int table_ = -1, axial_a_ = -1, axial_b_ = -1, learned_ = -1;
-  // Host scratch of backward(): rows grouped by token (reused every step).
-  mutable std::vector<int32_t> group_offsets_, group_order_, group_next_;
 };
 
 }  // namespace rf

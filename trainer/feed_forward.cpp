@@ -2,7 +2,10 @@
 
 #include <algorithm>
 
+#include "kernels/feed_forward_ops.h"
+#include "kernels/linear.h"
 #include "kernels/reductions.h"
+#include "kernels/residual.h"
 
 namespace rf {
 
@@ -41,10 +44,16 @@ void FeedForwardLayer::chunk_forward(Kit& kit, ParamStore& p, const StepContext&
                                      const float* x, int64_t row0, int64_t rows, float* z, float* h,
                                      float* a) const {
   norm_.forward(kit, p, x + row0 * d_model_, z, rows);
-  matmul(kit.ex, {false, false, rows, d_ff_, d_model_, d_model_, d_ff_, d_ff_}, z, p.param(w1_), h);
-  const RowSplit split = row_split(kit.ex, d_ff_);
-  kit.ex.run(split.indices(rows), BiasActivationForward{h, a, p.param(b1_), split, activation_,
-                                                        hidden_mask(step, row0)});
+  linear_forward(kit.ex, matrix(z, rows, d_model_), p.weight(w1_), matrix(h, rows, d_ff_));
+  BiasActivationArgs act;
+  act.h = h;
+  act.a = a;
+  act.bias = p.param(b1_);
+  act.rows = rows;
+  act.cols = d_ff_;
+  act.activation = activation_;
+  act.dropout = hidden_mask(step, row0);
+  bias_activation_forward(kit.ex, act);
 }
 
 void FeedForwardLayer::forward_add(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
@@ -64,12 +73,16 @@ void FeedForwardLayer::forward_add(Kit& kit, ParamStore& p, const StepContext& s
 void FeedForwardLayer::add_chunk_output(Kit& kit, ParamStore& p, const StepContext& step,
                                         const float* a, float* t, int64_t row0, int64_t rows,
                                         float* residual, float sign) const {
-  matmul(kit.ex, {false, false, rows, d_model_, d_ff_, d_ff_, d_model_, d_model_}, a, p.param(w2_),
-         t);
-  const RowSplit split = row_split(kit.ex, d_model_);
-  kit.ex.run(split.indices(rows),
-             BiasDropoutResidualAdd{residual + row0 * d_model_, t, p.param(b2_), split, sign,
-                                    output_mask(step, row0)});
+  linear_forward(kit.ex, matrix(a, rows, d_ff_), p.weight(w2_), matrix(t, rows, d_model_));
+  ResidualAddArgs add;
+  add.residual = residual + row0 * d_model_;
+  add.t = t;
+  add.bias = p.param(b2_);
+  add.rows = rows;
+  add.cols = d_model_;
+  add.sign = sign;
+  add.dropout = output_mask(step, row0);
+  residual_add(kit.ex, add);
 }
 
 void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
@@ -85,18 +98,23 @@ void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step
     chunk_forward(kit, p, step, x, row0, rows, z, h, a);
     if (reconstruct) add_chunk_output(kit, p, step, a, t, row0, rows, reconstruct, -1.0f);
     const float* g =
-        through_dropout(kit, dout + row0 * D, rows, D, output_mask(step, row0), "ff.g");
+        dropout_backward(kit.ex, kit.ws, dout + row0 * D, rows, D, output_mask(step, row0), "ff.g");
     add_column_sums(kit.ex, kit.ws, g, rows, D, p.grad(b2_));
-    // dw2 += a^T g;  da = g w2^T (into h's gradient buffer `a` after use)
-    matmul(kit.ex, {true, false, F, D, rows, F, D, D, 0, 0, 0, 1, 1.0f, 1.0f}, a, g, p.grad(w2_));
-    matmul(kit.ex, {false, true, rows, F, D, D, D, F}, g, p.param(w2_), a);
-    const RowSplit split = row_split(kit.ex, F);
-    kit.ex.run(split.indices(rows),
-               ActivationBackward{a, h, split, activation_, hidden_mask(step, row0)});
+    // dw2 += a^T g;  da = g w2^T (into `a`, whose activations are no longer needed)
+    linear_weight_grad(kit.ex, matrix(a, rows, F), matrix(g, rows, D), p.weight_grad(w2_));
+    linear_input_grad(kit.ex, matrix(g, rows, D), p.weight(w2_), matrix(a, rows, F));
+    ActivationBackwardArgs act;
+    act.grad = a;
+    act.h = h;
+    act.rows = rows;
+    act.cols = F;
+    act.activation = activation_;
+    act.dropout = hidden_mask(step, row0);
+    activation_backward(kit.ex, act);
     add_column_sums(kit.ex, kit.ws, a, rows, F, p.grad(b1_));
     // dw1 += z^T dh;  dz = dh w1^T
-    matmul(kit.ex, {true, false, D, F, rows, D, F, F, 0, 0, 0, 1, 1.0f, 1.0f}, z, a, p.grad(w1_));
-    matmul(kit.ex, {false, true, rows, D, F, F, F, D}, a, p.param(w1_), dz);
+    linear_weight_grad(kit.ex, matrix(z, rows, D), matrix(a, rows, F), p.weight_grad(w1_));
+    linear_input_grad(kit.ex, matrix(a, rows, F), p.weight(w1_), matrix(dz, rows, D));
     norm_.backward(kit, p, x + row0 * D, dz, dx + row0 * D, rows, true);
   }
 }

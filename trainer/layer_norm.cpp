@@ -1,6 +1,6 @@
 #include "trainer/layer_norm.h"
 
-#include "kernels/reductions.h"
+#include "kernels/layer_norm.h"
 
 namespace rf {
 
@@ -12,40 +12,31 @@ LayerNormLayer::LayerNormLayer(ParamStore& store, const std::string& name, int64
 
 void LayerNormLayer::forward(Kit& kit, ParamStore& p, const float* x, float* y,
                              int64_t rows) const {
-  const RowSplit split = row_split(kit.ex, cols_);
-  float* mean = nullptr;
-  float* rstd = nullptr;
-  if (split.pieces() > 1) {  // statistics first, then one index per piece of a row
-    mean = kit.ws.floats("ln.mean", rows);
-    rstd = kit.ws.floats("ln.rstd", rows);
-    kit.ex.run(rows, LayerNormRowStats{x, nullptr, nullptr, mean, rstd, nullptr, nullptr, cols_,
-                                       kLayerNormEps});
-  }
-  kit.ex.run(split.indices(rows), LayerNormForward{x, p.param(gamma_), p.param(beta_), y, mean,
-                                                   rstd, split, kLayerNormEps});
+  LayerNormArgs a;
+  a.x = x;
+  a.gamma = p.param(gamma_);
+  a.beta = p.param(beta_);
+  a.y = y;
+  a.rows = rows;
+  a.cols = cols_;
+  a.eps = kLayerNormEps;
+  layer_norm_forward(kit.ex, kit.ws, a);
 }
 
 void LayerNormLayer::backward(Kit& kit, ParamStore& p, const float* x, const float* dy, float* dx,
                               int64_t rows, bool accumulate) const {
-  float* mean = kit.ws.floats("ln.mean", rows);
-  float* rstd = kit.ws.floats("ln.rstd", rows);
-  const RowSplit split = row_split(kit.ex, cols_);
-  const bool stats_first = split.pieces() > 1;
-  float* mean_g = stats_first ? kit.ws.floats("ln.mean_g", rows) : nullptr;
-  float* mean_gx = stats_first ? kit.ws.floats("ln.mean_gx", rows) : nullptr;
-  if (stats_first)
-    kit.ex.run(rows, LayerNormRowStats{x, p.param(gamma_), dy, mean, rstd, mean_g, mean_gx, cols_,
-                                       kLayerNormEps});
-  kit.ex.run(split.indices(rows),
-             LayerNormBackward{x, p.param(gamma_), dy, dx, mean, rstd, mean_g, mean_gx, split,
-                               kLayerNormEps, stats_first, accumulate});
-  const int64_t blocks = (rows + kReduceBlockRows - 1) / kReduceBlockRows;
-  float* pg = kit.ws.floats("ln.partial_gamma", blocks * cols_);
-  float* pb = kit.ws.floats("ln.partial_beta", blocks * cols_);
-  kit.ex.run(split.indices(blocks),
-             LayerNormParamGradPartial{x, dy, mean, rstd, pg, pb, rows, kReduceBlockRows, split});
-  kit.ex.run(cols_, ColumnSumPartials{pg, p.grad(gamma_), blocks, cols_, true});
-  kit.ex.run(cols_, ColumnSumPartials{pb, p.grad(beta_), blocks, cols_, true});
+  LayerNormBackwardArgs a;
+  a.x = x;
+  a.gamma = p.param(gamma_);
+  a.dy = dy;
+  a.dx = dx;
+  a.dgamma = p.grad(gamma_);
+  a.dbeta = p.grad(beta_);
+  a.rows = rows;
+  a.cols = cols_;
+  a.eps = kLayerNormEps;
+  a.write_dx = accumulate ? Write::kAccumulate : Write::kOverwrite;
+  layer_norm_backward(kit.ex, kit.ws, a);
 }
 
 }  // namespace rf

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 
+#include "kernels/cross_entropy.h"
+#include "kernels/elementwise.h"
+#include "kernels/linear.h"
 #include "kernels/reductions.h"
 
 namespace rf {
@@ -20,37 +23,40 @@ LossHead::LossHead(ParamStore& store, const Config& cfg)
 HeadOutput LossHead::run(Kit& kit, ParamStore& p, int64_t rows, const float* x1, const float* x2,
                          const int32_t* targets, float grad_scale, float* dx1, float* dx2) const {
   const bool backward = dx1 != nullptr;
-  const int64_t width = 2 * d_model_, V = vocab_;
+  const int64_t width = 2 * d_model_, V = vocab_, D = d_model_;
   const int64_t chunk = chunk_ > 0 && chunk_ < rows ? chunk_ : rows;
   float* cat = kit.ws.floats("head.cat", chunk * width);
   float* z = kit.ws.floats("head.z", chunk * width);
   float* logits = kit.ws.floats("head.logits", chunk * V);
-  float* loss = kit.ws.floats("head.loss", chunk);
-  int32_t* prediction = kit.ws.ints("head.prediction", chunk);
   HeadOutput out;
   out.row_loss.resize(rows);
   out.row_prediction.resize(rows);
   for (int64_t row0 = 0; row0 < rows; row0 += chunk) {
     const int64_t n = std::min(chunk, rows - row0);
-    kit.ex.run(n,
-               ConcatColumns{cat, x1 + row0 * d_model_, x2 + row0 * d_model_, d_model_, d_model_});
+    concat_columns(kit.ex, cat, x1 + row0 * D, x2 + row0 * D, n, D, D);
     norm_.forward(kit, p, cat, z, n);
-    matmul(kit.ex, {false, false, n, V, width, width, V, V}, z, p.param(w_out_), logits);
-    kit.ex.run(n, AddBias{logits, p.param(b_out_), V});
-    kit.ex.run(n,
-               CrossEntropyRow{logits, targets + row0, loss, prediction, V, grad_scale, backward});
-    kit.ex.download(out.row_loss.data() + row0, loss, n * sizeof(float));
-    kit.ex.download(out.row_prediction.data() + row0, prediction, n * sizeof(int32_t));
+    linear_forward(kit.ex, matrix(z, n, width), p.weight(w_out_), matrix(logits, n, V));
+    CrossEntropyArgs ce;
+    ce.logits = logits;
+    ce.bias = p.param(b_out_);
+    ce.targets = targets + row0;
+    ce.loss = kit.ws.floats("head.loss", chunk);
+    ce.prediction = kit.ws.ints("head.prediction", chunk);
+    ce.rows = n;
+    ce.vocab = V;
+    ce.grad_scale = grad_scale;
+    ce.want_grad = backward;
+    cross_entropy(kit.ex, ce);
+    kit.ex.download(out.row_loss.data() + row0, ce.loss, n * sizeof(float));
+    kit.ex.download(out.row_prediction.data() + row0, ce.prediction, n * sizeof(int32_t));
     if (!backward) continue;
     add_column_sums(kit.ex, kit.ws, logits, n, V, p.grad(b_out_));
-    matmul(kit.ex, {true, false, width, V, n, width, V, V, 0, 0, 0, 1, 1.0f, 1.0f}, z, logits,
-           p.grad(w_out_));
-    matmul(kit.ex, {false, true, n, width, V, V, V, width}, logits, p.param(w_out_), z);
+    linear_weight_grad(kit.ex, matrix(z, n, width), matrix(logits, n, V), p.weight_grad(w_out_));
+    linear_input_grad(kit.ex, matrix(logits, n, V), p.weight(w_out_), matrix(z, n, width));
     // z now holds dL/d(normalised cat); cat's gradient goes to the two streams.
     float* dcat = kit.ws.floats("head.dcat", chunk * width);
     norm_.backward(kit, p, cat, z, dcat, n, false);
-    kit.ex.run(
-        n, SplitColumnsAdd{dx1 + row0 * d_model_, dx2 + row0 * d_model_, dcat, d_model_, d_model_});
+    split_columns_add(kit.ex, dx1 + row0 * D, dx2 + row0 * D, dcat, n, D, D);
   }
   return out;
 }
@@ -61,10 +67,10 @@ std::vector<float> LossHead::logits(Kit& kit, ParamStore& p, const float* x1, co
   float* cat = kit.ws.floats("head.cat", width);
   float* z = kit.ws.floats("head.z", width);
   float* out = kit.ws.floats("head.logits", V);
-  kit.ex.run(1, ConcatColumns{cat, x1 + row * d_model_, x2 + row * d_model_, d_model_, d_model_});
+  concat_columns(kit.ex, cat, x1 + row * d_model_, x2 + row * d_model_, 1, d_model_, d_model_);
   norm_.forward(kit, p, cat, z, 1);
-  matmul(kit.ex, {false, false, 1, V, width, width, V, V}, z, p.param(w_out_), out);
-  kit.ex.run(1, AddBias{out, p.param(b_out_), V});
+  linear_forward(kit.ex, matrix(z, 1, width), p.weight(w_out_), matrix(out, 1, V));
+  add_row_bias(kit.ex, out, p.param(b_out_), 1, V);
   std::vector<float> host(V);
   kit.ex.download(host.data(), out, V * sizeof(float));
   return host;

@@ -1,5 +1,7 @@
 #include "trainer/model.h"
 
+#include "kernels/elementwise.h"
+
 namespace rf {
 
 ReformerModel::ReformerModel(const Config& cfg, Executor& ex)
@@ -62,7 +64,7 @@ BatchStats ReformerModel::forward_backward(const TokenBatch& batch, const StepCo
     if (group_done) group_done(stack_.group_of_layer(layer));
   });
   // Both streams started as copies of the embedding: its gradient is the sum.
-  ex_.run(rows * D, AddScaled{dx1, dx2, 1.0f});
+  add_scaled(ex_, dx1, dx2, 1.0f, rows * D);
   embedding_.backward(kit, params_, step, batch.inputs, dx1);
   if (group_done) group_done(embedding_group_);
   return summarize(std::move(head_out), batch.targets);

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "kernels/adamw.h"
 #include "kernels/reductions.h"
 
 namespace rf {
@@ -17,7 +18,8 @@ void AdamW::step(double lr, double grad_scale) {
   const double c1 = 1.0 - std::pow(cfg_.adam_beta1, static_cast<double>(steps_));
   const double c2 = 1.0 - std::pow(cfg_.adam_beta2, static_cast<double>(steps_));
   for (const ParamTensor& t : params_.tensors()) {
-    AdamWUpdate u;
+    AdamWArgs u;
+    u.count = static_cast<int64_t>(t.count);
     u.param = params_.params() + t.offset;
     u.m = m_.data() + t.offset;
     u.v = v_.data() + t.offset;
@@ -30,7 +32,7 @@ void AdamW::step(double lr, double grad_scale) {
     u.grad_scale = static_cast<float>(grad_scale);
     u.bias_correction1 = static_cast<float>(c1);
     u.bias_correction2 = static_cast<float>(c2);
-    ex_.run(static_cast<int64_t>(t.count), u);
+    adamw_update(ex_, u);
   }
 }
 

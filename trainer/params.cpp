@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "base/philox.h"
+#include "kernels/elementwise.h"
 
 namespace rf {
 
@@ -43,6 +44,18 @@ void ParamStore::allocate(Executor& ex) {
   grads_.zero();
 }
 
+MatrixView ParamStore::weight(int index) {
+  const ParamTensor& t = tensors_[index];
+  RF_CHECK(t.shape.size() == 2, t.name, " is not a matrix");
+  return matrix(param(index), t.shape[0], t.shape[1]);
+}
+
+MutableMatrixView ParamStore::weight_grad(int index) {
+  const ParamTensor& t = tensors_[index];
+  RF_CHECK(t.shape.size() == 2, t.name, " is not a matrix");
+  return matrix(grad(index), t.shape[0], t.shape[1]);
+}
+
 void ParamStore::initialize(Executor& ex, uint64_t seed) {
   params_.zero();
   for (size_t i = 0; i < tensors_.size(); ++i) {
@@ -55,14 +68,14 @@ void ParamStore::initialize(Executor& ex, uint64_t seed) {
       case InitKind::kZeros:
         break;
       case InitKind::kOnes:
-        ex.run(n, Fill{p, 1.0f});
+        fill(ex, p, n, 1.0f);
         break;
       case InitKind::kNormal:
-        ex.run(n, RandomNormalFill{p, stream, t.init.stddev});
+        fill_normal(ex, p, n, stream, t.init.stddev);
         break;
       case InitKind::kGlorotUniform: {
         const float limit = std::sqrt(6.0f / static_cast<float>(t.init.fan_in + t.init.fan_out));
-        ex.run(n, RandomUniformFill{p, stream, -limit, limit});
+        fill_uniform(ex, p, n, stream, -limit, limit);
         break;
       }
     }

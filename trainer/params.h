@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/device_buffer.h"
+#include "kernels/linear.h"
 
 namespace rf {
 
@@ -48,6 +49,9 @@ class ParamStore {
 
   float* param(int index) { return params_.data() + tensors_[index].offset; }
   float* grad(int index) { return grads_.data() + tensors_[index].offset; }
+  // A 2-D tensor as a matrix of its declared shape, and its gradient.
+  MatrixView weight(int index);
+  MutableMatrixView weight_grad(int index);
   float* params() { return params_.data(); }
   float* grads() { return grads_.data(); }
   const ParamTensor& tensor(int index) const { return tensors_[index]; }

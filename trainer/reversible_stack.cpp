@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "kernels/residual.h"
+
 namespace rf {
 
 ReversibleStack::ReversibleStack(ParamStore& store, const Config& cfg)
@@ -24,6 +26,18 @@ ReversibleStack::ReversibleStack(ParamStore& store, const Config& cfg)
 DropoutMask ReversibleStack::attention_output_mask(const StepContext& step, int64_t layer) const {
   return step.dropout(RngPurpose::kAttentionOutputDropout, static_cast<uint32_t>(layer), dropout_,
                       d_model_);
+}
+
+ResidualAddArgs ReversibleStack::attention_residual(float* x1, const float* out, int64_t rows,
+                                                    float sign, const DropoutMask& mask) const {
+  ResidualAddArgs a;
+  a.residual = x1;
+  a.t = out;
+  a.rows = rows;
+  a.cols = d_model_;
+  a.sign = sign;
+  a.dropout = mask;
+  return a;
 }
 
 int32_t* ReversibleStack::buckets_for(Kit& kit, int64_t layer, const StepContext& step,
@@ -58,9 +72,7 @@ void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, 
     layer.attention_norm.forward(kit, p, x2, xn, rows);
     layer.attention->forward(kit, p, step, xn, out, buckets_for(kit, i, step, for_backward),
                              freeze_buckets);
-    const RowSplit split = row_split(kit.ex, D);
-    kit.ex.run(split.indices(rows), BiasDropoutResidualAdd{x1, out, nullptr, split, 1.0f,
-                                                           attention_output_mask(step, i)});
+    residual_add(kit.ex, attention_residual(x1, out, rows, 1.0f, attention_output_mask(step, i)));
     // y2 = x2 + G(y1)
     layer.feed_forward->forward_add(kit, p, step, x1, x2, 1.0f);
   }
@@ -82,7 +94,7 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
     // F: dx2 += F'(x2)^T dy1, and x1 = y1 - F(x2) (or the stored x1). g = dy1 through the
     // output dropout (dy1 itself when there is none).
     const DropoutMask mask = attention_output_mask(step, i);
-    const float* g = through_dropout(kit, dx1, rows, D, mask, "stack.dropped");
+    const float* g = dropout_backward(kit.ex, kit.ws, dx1, rows, D, mask, "stack.dropped");
     layer.attention_norm.forward(kit, p, x2, xn, rows);
     kit.ex.zero(dxn, rows * D * sizeof(float));
     layer.attention->backward(kit, p, step, xn, g, dxn, buckets_[i].data(), saved ? nullptr : out);
@@ -90,8 +102,7 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
     if (saved) {
       kit.ex.copy(x1, saved, rows * D * sizeof(float));
     } else {
-      const RowSplit split = row_split(kit.ex, D);
-      kit.ex.run(split.indices(rows), BiasDropoutResidualAdd{x1, out, nullptr, split, -1.0f, mask});
+      residual_add(kit.ex, attention_residual(x1, out, rows, -1.0f, mask));
     }
     if (on_rebuilt_inputs) on_rebuilt_inputs(i, x1, x2);
     if (layer_done) layer_done(i);

@@ -10,6 +10,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/residual.h"
 #include "trainer/attention_layer.h"
 #include "trainer/feed_forward.h"
 
@@ -52,6 +53,9 @@ class ReversibleStack {
     std::unique_ptr<FeedForwardLayer> feed_forward;
   };
   DropoutMask attention_output_mask(const StepContext& step, int64_t layer) const;
+  // x1 += sign * dropout(out): the attention half's residual add (sign -1 undoes it).
+  ResidualAddArgs attention_residual(float* x1, const float* out, int64_t rows, float sign,
+                                     const DropoutMask& mask) const;
   int32_t* buckets_for(Kit& kit, int64_t layer, const StepContext& step, bool for_backward);
 
   std::vector<Layer> layers_;

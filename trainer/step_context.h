@@ -46,15 +46,4 @@ struct Kit {
   Workspace& ws;
 };
 
-// The gradient dy [rows, cols] through an output dropout: dy itself when the mask is off (no
-// copy), otherwise the workspace buffer `scratch` holding dy times the mask (dy stays intact).
-inline const float* through_dropout(Kit& kit, const float* dy, int64_t rows, int64_t cols,
-                                    const DropoutMask& mask, std::string_view scratch) {
-  if (!mask.active()) return dy;
-  float* out = kit.ws.floats(scratch, static_cast<size_t>(rows * cols));
-  kit.ex.copy(out, dy, static_cast<size_t>(rows * cols) * sizeof(float));
-  kit.ex.run(rows, ApplyDropout{out, cols, mask});
-  return out;
-}
-
 }  // namespace rf

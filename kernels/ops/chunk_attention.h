@@ -1,23 +1,42 @@
-// The chunked attention machinery shared by LSH, local and dense attention, for one (example,
-// head). Slots are the n_slots = n_rounds * seq_len (query, key, value) rows in sorted order (LSH:
-// by bucket then position; local and dense: the original order). Slots are cut into chunks of
-// `chunk` rows; chunk c attends to the keys of chunk c-1 (when lookback = 1, wrapping to the last
-// chunk) and of itself, so its window holds W = (1 + lookback) * chunk keys. The sorted keys are
-// stored with the last chunk copied in front ("ext" rows), so every window is one contiguous block
-// and all dot products are strided batched GEMMs. Nothing here is O(seq_len^2) unless chunk =
-// seq_len (dense attention).
+// Fused chunked attention, shared by LSH, local and dense attention, for all (example, head)
+// segments of a layer at once. A segment's slots are its n_slots = n_rounds * seq_len (query, key,
+// value) rows in sorted order (LSH: by bucket then position; local and dense: the original order).
+// Slots are cut into chunks of `chunk` rows; chunk c attends to the keys of chunk c-1 (when
+// lookback = 1, wrapping to the last chunk) and of itself, so its window holds W = (1 + lookback)
+// * chunk keys. Nothing is O(seq_len^2) unless chunk = seq_len (dense attention), and no
+// [n_slots, W] probability matrix is ever written: every pass recomputes the scores it needs.
+//
+// The passes, each one launch over all segments (FlashAttention's scheme, plus hash rounds):
+//   forward      per slot: O = softmax(scores) V (dropout on the probabilities), and the row's
+//                softmax statistics (max m, log of the sum of exp(score - m)).
+//   combine      per position: out = sum over rounds r of w_r O_r, w = softmax_r(lse_r),
+//                lse = m + log_sum.
+//   combine'     per position: dO_r = w_r dout, dlse_r = w_r (dout.O_r - dout.out), and
+//                delta_r = dO_r . O_r, in place of O.
+//   query grads  per query slot: P = exp(score - lse) recomputed, dP = dO V^T (masked by the
+//                dropout), dS = P (dP - delta + dlse), dQ = dS K.
+//   key grads    per key slot, over the queries of both windows that hold it (its own chunk's and
+//                the next chunk's): dK = dS^T Q, dV = (dropped P)^T dO. Each key gradient is
+//                complete within its own index: no floating-point atomics, no folding buffers.
+//   ungather     per position: the slot gradients summed over rounds, through the shared-QK key
+//                normalisation, written to the unsorted rows.
+// The functors below are the reference arithmetic of every pass, one row per index; the CPU
+// executor also has a tiled implementation of the three attention passes (kernels/cpu/), and
+// `reformer selftest` compares every implementation with these.
 #pragma once
 
+#include "base/philox.h"
 #include "kernels/fast_math.h"
 #include "kernels/ops/dropout_mask.h"
-#include "kernels/ops/row_split.h"
 
 namespace rf {
 
 constexpr int kMaxHashRounds = 32;
+constexpr int kMaxHeadDim = 256;      // head width the fused kernels hold per row
 constexpr float kCausalMask = 1e9f;   // subtracted where the key is later than the query
 constexpr float kSelfMask = 1e5f;     // subtracted where a shared-QK query meets its own position
 constexpr float kKeyNormEps = 1e-6f;  // trax: k * rsqrt(mean(k^2) + eps) / sqrt(d)
+constexpr float kNoMaxYet = -3.0e38f;
 
 struct ChunkLayout {
   int64_t seq_len = 0;
@@ -26,11 +45,11 @@ struct ChunkLayout {
   int64_t lookback = 0;  // 0 or 1 chunks before
   RF_HD int64_t n_chunks() const { return n_slots / chunk; }
   RF_HD int64_t window() const { return (1 + lookback) * chunk; }
-  RF_HD int64_t ext_rows() const { return lookback * chunk + n_slots; }
-  // Sorted slot held by ext row e.
-  RF_HD int64_t slot_of_ext(int64_t e) const {
+  // The slot at index w of chunk c's window: the previous chunk's slots, then chunk c's own.
+  RF_HD int64_t window_slot(int64_t c, int64_t w) const {
     const int64_t pre = lookback * chunk;
-    return e < pre ? n_slots - pre + e : e - pre;
+    if (w >= pre) return c * chunk + (w - pre);
+    return ((c + n_chunks() - 1) % n_chunks()) * chunk + w;
   }
 };
 
@@ -41,241 +60,315 @@ RF_HD float key_norm_scale(const float* kr, int64_t d) {
   return 1.0f / sqrtf(s + static_cast<float>(d) * kKeyNormEps);
 }
 
-// scales[t] = key_norm_scale of position t's key row, computed once per position before a
-// GatherChunks whose indices split rows (the GPU). Index = position t.
-struct KeyNormScales {
-  const float* k;
-  int64_t ldk, d;
-  float* scales;  // [seq_len]
-  RF_HD void operator()(int64_t t) const { scales[t] = key_norm_scale(k + t * ldk, d); }
-};
-
-// Gathers queries, keys and values into sorted order. Index = (ext row e, piece of the d columns
-// per split). With normalize_keys, each index computes its key's scale itself unless key_scales
-// (from KeyNormScales) is given; the positions are written by the first piece of a row.
-struct GatherChunks {
-  const float* q;  // [seq_len, ldq]
-  const float* k;  // [seq_len, ldk]; equals q for shared-QK
-  const float* v;  // [seq_len, ldv]
-  int64_t ldq, ldk, ldv;
-  const int32_t* perm;  // [n_slots]: slot -> r * seq_len + t; null = identity
-  ChunkLayout layout;
-  int64_t d;
-  bool normalize_keys;      // LSH: keys are the queries scaled to unit length
-  float key_scale;          // otherwise keys are multiplied by this (1 / sqrt(d))
-  float* sq;                // [n_slots, d]
-  float* sk;                // [ext_rows, d]
-  float* sv;                // [ext_rows, d]
-  int32_t* qpos;            // [n_slots]
-  int32_t* kpos;            // [ext_rows]
-  RowSplit split;           // over the d columns
-  const float* key_scales;  // [seq_len] or null
-  RF_HD void operator()(int64_t i) const {
-    const int64_t e = i / split.pieces(), piece = i % split.pieces();
-    const int64_t c0 = split.begin(piece), c1 = split.end(piece);
-    const int64_t j = layout.slot_of_ext(e);
-    const int64_t t = (perm ? perm[j] : j) % layout.seq_len;
-    const float* kr = k + t * ldk;
-    float scale = key_scale;
-    if (normalize_keys) scale = key_scales ? key_scales[t] : key_norm_scale(kr, d);
-    float* kd = sk + e * d;
-    float* vd = sv + e * d;
-    const float* vr = v + t * ldv;
-    for (int64_t c = c0; c < c1; ++c) {
-      kd[c] = kr[c] * scale;
-      vd[c] = vr[c];
-    }
-    if (piece == 0) kpos[e] = static_cast<int32_t>(t);
-    if (e < layout.lookback * layout.chunk) return;
-    const float* qr = q + t * ldq;
-    float* qd = sq + j * d;
-    for (int64_t c = c0; c < c1; ++c) qd[c] = qr[c];
-    if (piece == 0) qpos[j] = static_cast<int32_t>(t);
-  }
-};
-
-// Masks one row of logits, writes its log-sum-exp and turns it into probabilities (and, with
-// attention dropout, the dropped probabilities the values are weighted by). Index = slot j.
-struct ChunkSoftmax {
-  float* dots;          // [n_slots, W]: in q.k, out probabilities
-  float* dropped;       // [n_slots, W] out when dropout is active, else null
-  float* lse;           // [n_slots]
-  const int32_t* qpos;  // [n_slots]
-  const int32_t* kpos;  // [ext_rows]
-  ChunkLayout layout;
-  bool self_mask;
-  DropoutMask dropout;  // element j * W + w of the (example, head) stream
-  RF_HD void operator()(int64_t j) const {
-    const int64_t w_count = layout.window();
-    const int32_t* kp = kpos + (j / layout.chunk) * layout.chunk;
-    float* row = dots + j * w_count;
-    const int32_t qp = qpos[j];
-    const float self_penalty = self_mask ? kSelfMask : 0.0f;
-    float mx = -3.0e38f;
-    for (int64_t w = 0; w < w_count; ++w) {  // branch-free so the loop vectorises
-      const float penalty = kp[w] > qp ? kCausalMask : (kp[w] == qp ? self_penalty : 0.0f);
-      const float x = row[w] - penalty;
-      row[w] = x;
-      mx = fmax_hd(mx, x);
-    }
-    float sum = 0.0f;
-    for (int64_t w = 0; w < w_count; ++w) sum += (row[w] = exp_approx(row[w] - mx));
-    // Normalise by the sum rather than exp(x - lse): next to a -1e5 self mask the float lse is
-    // only accurate to ~1e-2, which would leave rows summing to 0.99.
-    const float inv = 1.0f / sum;
-    for (int64_t w = 0; w < w_count; ++w) row[w] *= inv;
-    lse[j] = mx + logf(sum);
-    if (dropped)
-      for (int64_t w = 0; w < w_count; ++w) dropped[j * w_count + w] = row[w] * dropout.scale(j, w);
-  }
-};
-
-// Weight of each round: softmax over rounds of the per-round log-sum-exp. Returns the count.
-RF_HD int64_t round_weights(const float* lse, const int32_t* undo, int64_t t, int64_t seq_len,
-                            int64_t n_rounds, int64_t* slots, float* weights) {
-  float mx = -3.0e38f;
-  for (int64_t r = 0; r < n_rounds; ++r) {
-    const int64_t i = r * seq_len + t;
-    slots[r] = undo ? undo[i] : i;
-    mx = fmax_hd(mx, lse[slots[r]]);
-  }
-  float sum = 0.0f;
-  for (int64_t r = 0; r < n_rounds; ++r) sum += (weights[r] = exp_approx(lse[slots[r]] - mx));
-  for (int64_t r = 0; r < n_rounds; ++r) weights[r] /= sum;
-  return n_rounds;
+// What is subtracted from the score of a query at position qp and a key at kp.
+RF_HD float mask_penalty(int32_t qp, int32_t kp, bool self_mask) {
+  return kp > qp ? kCausalMask : (kp == qp && self_mask ? kSelfMask : 0.0f);
 }
 
-// out[t] = sum_r w_r(t) so[slot(r, t)]: unsort and combine the rounds. Index = position t.
-struct CombineRounds {
-  const float* so;      // [n_slots, d]
-  const float* lse;     // [n_slots]
-  const int32_t* undo;  // [n_rounds * seq_len] or null (identity)
-  float* out;           // [seq_len, ldo]
-  int64_t ldo, seq_len, n_rounds, d;
-  RF_HD void operator()(int64_t t) const {
-    int64_t slots[kMaxHashRounds];
-    float w[kMaxHashRounds];
-    round_weights(lse, undo, t, seq_len, n_rounds, slots, w);
-    float* o = out + t * ldo;
-    for (int64_t c = 0; c < d; ++c) {
-      float s = 0.0f;
-      for (int64_t r = 0; r < n_rounds; ++r) s += w[r] * so[slots[r] * d + c];
-      o[c] = s;
-    }
-  }
-};
-
-// Gradients of CombineRounds with respect to each round's output and log-sum-exp. Index = t.
-// dso may alias so: each position reads all its rounds' rows before writing them.
-struct CombineRoundsBackward {
-  const float* so;
-  const float* lse;
-  const int32_t* undo;
-  const float* dout;  // [seq_len, lddo]
-  float* dso;         // [n_slots, d]
-  float* dlse;        // [n_slots]
-  int64_t lddo, seq_len, n_rounds, d;
-  RF_HD void operator()(int64_t t) const {
-    int64_t slots[kMaxHashRounds];
-    float w[kMaxHashRounds];
-    round_weights(lse, undo, t, seq_len, n_rounds, slots, w);
-    const float* g = dout + t * lddo;
-    float g_dot_out = 0.0f;
-    float g_dot_round[kMaxHashRounds];
-    for (int64_t r = 0; r < n_rounds; ++r) {
-      const float* o = so + slots[r] * d;
-      float s = 0.0f;
-      for (int64_t c = 0; c < d; ++c) s += g[c] * o[c];
-      g_dot_round[r] = s;
-      g_dot_out += w[r] * s;
-    }
-    for (int64_t r = 0; r < n_rounds; ++r) {
-      float* ds = dso + slots[r] * d;
-      for (int64_t c = 0; c < d; ++c) ds[c] = w[r] * g[c];
-      dlse[slots[r]] = w[r] * (g_dot_round[r] - g_dot_out);
-    }
-  }
-};
-
-// grad (in: dL/d dropped-probabilities, out: dL/d logits) for one row. Index = slot j.
-struct ChunkSoftmaxBackward {
-  const float* probs;  // [n_slots, W]
-  float* grad;         // [n_slots, W]
-  const float* dlse;   // [n_slots] or null
+// Everything the fused passes read and write, for segments s = b * heads + h.
+struct ChunkAttentionParams {
+  // Inputs, [batch * seq_len, ld] row-major; head h's d columns start at h * d. k is null for
+  // shared QK (the keys are the queries, normalised per position).
+  const float* q = nullptr;
+  const float* k = nullptr;
+  const float* v = nullptr;
+  int64_t ld = 0;
+  const int32_t* perm = nullptr;  // [segments, n_slots]: slot -> r * seq_len + t; null: identity
+  const float* key_scales = nullptr;  // [segments, seq_len]: shared QK's per-position key scale
+  int64_t heads = 1, d = 0;
+  // The segments of this launch are first_segment + s for s < segments; s indexes perm,
+  // key_scales and the per-slot arrays, first_segment + s the input rows and the dropout.
+  int64_t first_segment = 0, segments = 0;
   ChunkLayout layout;
+  bool self_mask = false;  // shared QK: a query meeting its own position gets -kSelfMask
+  float key_scale = 1.0f;  // separate keys are multiplied by this (1 / sqrt(d))
+  // Attention dropout on the probabilities: element (slot j, window index w) of segment (b, h)
+  // uses stream.head = h, example_base + b and element j * W + w (DropoutMask.seq_len = n_slots,
+  // cols = W), whatever pass or executor draws it.
   DropoutMask dropout;
-  RF_HD void operator()(int64_t j) const {
-    const int64_t w_count = layout.window();
-    const float* p = probs + j * w_count;
-    float* g = grad + j * w_count;
-    float dot = 0.0f;
-    for (int64_t w = 0; w < w_count; ++w) {
-      g[w] *= dropout.scale(j, w);
-      dot += p[w] * g[w];
+  // Per slot, [segments * n_slots, ...]:
+  float* o = nullptr;            // [.., d] forward: O; after combine': dO
+  float* row_max = nullptr;      // [..] m
+  float* row_log_sum = nullptr;  // [..] log sum_w exp(score_w - m)
+  float* delta = nullptr;        // [..] dO . O (backward)
+  float* dlse = nullptr;         // [..] dL / d lse (backward)
+  float* dq = nullptr;           // [.., d] gradient of the slot's query (backward)
+  float* dk = nullptr;           // [.., d] gradient of the slot's scaled key (backward)
+  float* dv = nullptr;           // [.., d] gradient of the slot's value (backward)
+
+  RF_HD int64_t position(int64_t s, int64_t j) const {
+    return (perm ? perm[s * layout.n_slots + j] : j) % layout.seq_len;
+  }
+  // Row of (segment s, position t) in an input or output with row stride `stride`.
+  RF_HD int64_t row_offset(int64_t s, int64_t t, int64_t stride) const {
+    const int64_t g = first_segment + s;
+    return (g / heads * layout.seq_len + t) * stride + (g % heads) * d;
+  }
+  RF_HD const float* query_row(int64_t s, int64_t t) const { return q + row_offset(s, t, ld); }
+  RF_HD const float* key_row(int64_t s, int64_t t) const {
+    return (k ? k : q) + row_offset(s, t, ld);
+  }
+  RF_HD const float* value_row(int64_t s, int64_t t) const { return v + row_offset(s, t, ld); }
+  // The factor the key row of (s, t) is multiplied by.
+  RF_HD float key_factor(int64_t s, int64_t t) const {
+    return key_scales ? key_scales[s * layout.seq_len + t] : key_scale;
+  }
+  // The dropout mask of segment s.
+  RF_HD DropoutMask segment_dropout(int64_t s) const {
+    const int64_t g = first_segment + s;
+    DropoutMask m = dropout;
+    m.example_base += static_cast<uint32_t>(g / heads);
+    m.stream.head = static_cast<uint32_t>(g % heads);
+    return m;
+  }
+};
+
+// key_scales[s * seq_len + t] = key_norm_scale of the key row of (s, t). Index = s * seq_len + t.
+struct KeyNormScales {
+  ChunkAttentionParams p;
+  float* key_scales;
+  RF_HD void operator()(int64_t i) const {
+    const int64_t s = i / p.layout.seq_len, t = i % p.layout.seq_len;
+    key_scales[i] = key_norm_scale(p.key_row(s, t), p.d);
+  }
+};
+
+// The masked, scaled score of query slot j's row qr (at position qp) against key slot e.
+RF_HD float chunk_score(const ChunkAttentionParams& p, int64_t s, const float* qr, int32_t qp,
+                        int64_t e) {
+  const int64_t tk = p.position(s, e);
+  const float* kr = p.key_row(s, tk);
+  float dot = 0.0f;
+  for (int64_t c = 0; c < p.d; ++c) dot += qr[c] * kr[c];
+  return dot * p.key_factor(s, tk) - mask_penalty(qp, static_cast<int32_t>(tk), p.self_mask);
+}
+
+// Forward of one query slot: two passes over its window (the maximum, then the normalised
+// weights), O and the row statistics. Index = s * n_slots + j.
+struct ChunkAttentionForwardRow {
+  ChunkAttentionParams p;
+  RF_HD void operator()(int64_t i) const {
+    const ChunkLayout& L = p.layout;
+    const int64_t s = i / L.n_slots, j = i % L.n_slots, c = j / L.chunk, W = L.window();
+    const int64_t t = p.position(s, j);
+    const float* qr = p.query_row(s, t);
+    const int32_t qp = static_cast<int32_t>(t);
+    float m = kNoMaxYet;
+    for (int64_t w = 0; w < W; ++w) m = fmax_hd(m, chunk_score(p, s, qr, qp, L.window_slot(c, w)));
+    float acc[kMaxHeadDim];
+    for (int64_t x = 0; x < p.d; ++x) acc[x] = 0.0f;
+    float sum = 0.0f;
+    const DropoutMask drop = p.segment_dropout(s);
+    for (int64_t w = 0; w < W; ++w) {
+      const int64_t e = L.window_slot(c, w);
+      const float weight = exp_approx(chunk_score(p, s, qr, qp, e) - m);
+      sum += weight;
+      const float kept = weight * drop.scale(j, w);
+      const float* vr = p.value_row(s, p.position(s, e));
+      for (int64_t x = 0; x < p.d; ++x) acc[x] += kept * vr[x];
     }
-    const float extra = dlse ? dlse[j] : 0.0f;
-    for (int64_t w = 0; w < w_count; ++w) g[w] = p[w] * (g[w] - dot + extra);
+    // Normalise by the sum (not exp(score - lse)): next to a -1e5 self mask the float lse is only
+    // accurate to ~1e-2, which would leave rows summing to 0.99. The backward uses m and
+    // log(sum) separately for the same reason.
+    const float inv = 1.0f / sum;
+    float* o = p.o + i * p.d;
+    for (int64_t x = 0; x < p.d; ++x) o[x] = acc[x] * inv;
+    p.row_max[i] = m;
+    p.row_log_sum[i] = logf(sum);
   }
 };
 
-// Sums each slot's gradient from the two windows it appears in (its own chunk's, and with
-// lookback the next chunk's). Index = slot j.
-struct FoldWindows {
-  const float* dwindow;  // [n_chunks, W, d]
-  float* dsorted;        // [n_slots, d]
-  ChunkLayout layout;
-  int64_t d;
-  RF_HD void operator()(int64_t j) const {
-    const int64_t c = j / layout.chunk, o = j % layout.chunk, w_count = layout.window();
-    const float* own = dwindow + (c * w_count + layout.lookback * layout.chunk + o) * d;
-    float* out = dsorted + j * d;
-    if (layout.lookback) {
-      const float* next = dwindow + (((c + 1) % layout.n_chunks()) * w_count + o) * d;
-      for (int64_t x = 0; x < d; ++x) out[x] = own[x] + next[x];
-    } else {
-      for (int64_t x = 0; x < d; ++x) out[x] = own[x];
+// Weight of each round at position t of segment s: softmax over rounds of the per-round
+// log-sum-exp. Fills slots[r] (the round's slot index in p's per-slot arrays) and weights[r].
+RF_HD void round_weights(const ChunkAttentionParams& p, const int32_t* undo, int64_t s, int64_t t,
+                         int64_t n_rounds, int64_t* slots, float* weights) {
+  const int64_t T = p.layout.seq_len, n = p.layout.n_slots;
+  float lse[kMaxHashRounds];
+  float mx = kNoMaxYet;
+  for (int64_t r = 0; r < n_rounds; ++r) {
+    const int64_t local = r * T + t;
+    slots[r] = s * n + (undo ? undo[s * n + local] : local);
+    lse[r] = p.row_max[slots[r]] + p.row_log_sum[slots[r]];
+    mx = fmax_hd(mx, lse[r]);
+  }
+  float sum = 0.0f;
+  for (int64_t r = 0; r < n_rounds; ++r) sum += (weights[r] = exp_approx(lse[r] - mx));
+  for (int64_t r = 0; r < n_rounds; ++r) weights[r] /= sum;
+}
+
+// out[(b, t), h] = sum_r w_r O[slot(r, t)]: unsort and combine the rounds. Index = s * T + t.
+struct CombineRounds {
+  ChunkAttentionParams p;
+  const int32_t* undo;  // [segments, n_slots] or null (identity)
+  int64_t n_rounds;
+  float* out;  // [batch * seq_len, ldo]
+  int64_t ldo;
+  RF_HD void operator()(int64_t i) const {
+    const int64_t s = i / p.layout.seq_len, t = i % p.layout.seq_len;
+    int64_t slots[kMaxHashRounds];
+    float w[kMaxHashRounds];
+    round_weights(p, undo, s, t, n_rounds, slots, w);
+    float* o = out + p.row_offset(s, t, ldo);
+    for (int64_t x = 0; x < p.d; ++x) {
+      float sum = 0.0f;
+      for (int64_t r = 0; r < n_rounds; ++r) sum += w[r] * p.o[slots[r] * p.d + x];
+      o[x] = sum;
     }
   }
 };
 
-// Shared-QK: adds the gradient that flows through the key normalisation to the query gradient.
-// Index = slot j.
-struct KeyNormBackwardToQuery {
-  float* dsq;        // [n_slots, d]
-  const float* dsk;  // [n_slots, d] gradient w.r.t. the normalised keys
-  const float* sq;   // [n_slots, d]
-  int64_t d;
-  RF_HD void operator()(int64_t j) const {
-    const float* x = sq + j * d;
-    const float* g = dsk + j * d;
-    float s = 0.0f, gx = 0.0f;
-    for (int64_t c = 0; c < d; ++c) s += x[c] * x[c], gx += g[c] * x[c];
-    const float inv = 1.0f / sqrtf(s + static_cast<float>(d) * kKeyNormEps);
-    const float inv3 = inv * inv * inv;
-    float* out = dsq + j * d;
-    for (int64_t c = 0; c < d; ++c) out[c] += g[c] * inv - x[c] * gx * inv3;
+// The combine's backward: for each round, dO (written over O), dlse and delta = dO . O.
+// Index = s * T + t; each index owns its rounds' slots, so the in-place write is safe.
+struct CombineRoundsBackward {
+  ChunkAttentionParams p;
+  const int32_t* undo;
+  int64_t n_rounds;
+  const float* dout;  // [batch * seq_len, lddo]
+  int64_t lddo;
+  RF_HD void operator()(int64_t i) const {
+    const int64_t s = i / p.layout.seq_len, t = i % p.layout.seq_len;
+    int64_t slots[kMaxHashRounds];
+    float w[kMaxHashRounds];
+    round_weights(p, undo, s, t, n_rounds, slots, w);
+    const float* g = dout + p.row_offset(s, t, lddo);
+    float g_dot_round[kMaxHashRounds];
+    float g_dot_out = 0.0f;
+    for (int64_t r = 0; r < n_rounds; ++r) {
+      const float* o = p.o + slots[r] * p.d;
+      float dot = 0.0f;
+      for (int64_t x = 0; x < p.d; ++x) dot += g[x] * o[x];
+      g_dot_round[r] = dot;
+      g_dot_out += w[r] * dot;
+    }
+    for (int64_t r = 0; r < n_rounds; ++r) {
+      float* o = p.o + slots[r] * p.d;
+      for (int64_t x = 0; x < p.d; ++x) o[x] = w[r] * g[x];
+      p.delta[slots[r]] = w[r] * g_dot_round[r];
+      p.dlse[slots[r]] = w[r] * (g_dot_round[r] - g_dot_out);
+    }
   }
 };
 
-// dx[t] (+)= sum over rounds of dsorted[slot(r, t)]: the gather's gradient, written as a gather
-// through the inverse permutation (no atomics). Index = position t.
-struct UngatherRounds {
-  const float* dsorted;  // [n_slots, d]
-  const int32_t* undo;   // [n_rounds * seq_len] or null
-  float* dx;             // [seq_len, ldx]
-  int64_t ldx, seq_len, n_rounds, d;
-  float scale;
-  bool accumulate;
-  RF_HD void operator()(int64_t t) const {
-    float* out = dx + t * ldx;
-    for (int64_t c = 0; c < d; ++c) {
-      float s = 0.0f;
-      for (int64_t r = 0; r < n_rounds; ++r) {
-        const int64_t i = r * seq_len + t;
-        s += dsorted[(undo ? undo[i] : i) * d + c];
+// dS of (query slot i at position qp, key slot e at window index w): the recomputed probability,
+// the value gradient through the dropout, the softmax and the round weight. Also returns the
+// dropped probability (what the value gradient is weighted by).
+RF_HD float chunk_score_grad(const ChunkAttentionParams& p, int64_t s, int64_t i, const float* qr,
+                             int32_t qp, int64_t e, const float* dor, const DropoutMask& drop,
+                             int64_t j, int64_t w, float* dropped_p) {
+  const float prob = exp_approx((chunk_score(p, s, qr, qp, e) - p.row_max[i]) - p.row_log_sum[i]);
+  const float* vr = p.value_row(s, p.position(s, e));
+  float dp = 0.0f;
+  for (int64_t x = 0; x < p.d; ++x) dp += dor[x] * vr[x];
+  const float keep = drop.scale(j, w);
+  *dropped_p = prob * keep;
+  return prob * (dp * keep - p.delta[i] + p.dlse[i]);
+}
+
+// dQ of one query slot over its window: sum_w dS_w * key_w (the scaled key). Index = s * n + j.
+struct ChunkAttentionQueryGradRow {
+  ChunkAttentionParams p;
+  RF_HD void operator()(int64_t i) const {
+    const ChunkLayout& L = p.layout;
+    const int64_t s = i / L.n_slots, j = i % L.n_slots, c = j / L.chunk, W = L.window();
+    const int64_t t = p.position(s, j);
+    const float* qr = p.query_row(s, t);
+    const float* dor = p.o + i * p.d;
+    const DropoutMask drop = p.segment_dropout(s);
+    float acc[kMaxHeadDim];
+    for (int64_t x = 0; x < p.d; ++x) acc[x] = 0.0f;
+    for (int64_t w = 0; w < W; ++w) {
+      const int64_t e = L.window_slot(c, w);
+      float dropped_p;
+      const float ds =
+          chunk_score_grad(p, s, i, qr, static_cast<int32_t>(t), e, dor, drop, j, w, &dropped_p);
+      const int64_t tk = p.position(s, e);
+      const float* kr = p.key_row(s, tk);
+      const float factor = ds * p.key_factor(s, tk);
+      for (int64_t x = 0; x < p.d; ++x) acc[x] += factor * kr[x];
+    }
+    float* dq = p.dq + i * p.d;
+    for (int64_t x = 0; x < p.d; ++x) dq[x] = acc[x];
+  }
+};
+
+// dK (of the scaled key) and dV of one key slot e, over every query whose window holds it: the
+// queries of its own chunk (window index lookback * chunk + e % chunk) and, with lookback, those of
+// the next chunk (window index e % chunk). Index = s * n + e.
+struct ChunkAttentionKeyGradRow {
+  ChunkAttentionParams p;
+  RF_HD void operator()(int64_t i) const {
+    const ChunkLayout& L = p.layout;
+    const int64_t s = i / L.n_slots, e = i % L.n_slots, C = L.chunk, own = e / C;
+    const DropoutMask drop = p.segment_dropout(s);
+    float dk[kMaxHeadDim], dv[kMaxHeadDim];
+    for (int64_t x = 0; x < p.d; ++x) dk[x] = dv[x] = 0.0f;
+    for (int64_t view = L.lookback; view >= 0; --view) {  // own window, then the next chunk's
+      const int64_t c = view == L.lookback ? own : (own + 1) % L.n_chunks();
+      const int64_t w = (view == L.lookback ? L.lookback * C : 0) + e % C;
+      for (int64_t jj = 0; jj < C; ++jj) {
+        const int64_t j = c * C + jj, qi = s * L.n_slots + j;
+        const int64_t t = p.position(s, j);
+        const float* qr = p.query_row(s, t);
+        const float* dor = p.o + qi * p.d;
+        float dropped_p;
+        const float ds =
+            chunk_score_grad(p, s, qi, qr, static_cast<int32_t>(t), e, dor, drop, j, w, &dropped_p);
+        for (int64_t x = 0; x < p.d; ++x) {
+          dk[x] += ds * qr[x];
+          dv[x] += dropped_p * dor[x];
+        }
       }
-      out[c] = accumulate ? out[c] + scale * s : scale * s;
     }
+    for (int64_t x = 0; x < p.d; ++x) {
+      p.dk[i * p.d + x] = dk[x];
+      p.dv[i * p.d + x] = dv[x];
+    }
+  }
+};
+
+// The slot gradients of position t summed over rounds and written to the unsorted rows: dq, dv,
+// and dk (separate keys: times key_scale) or, for shared QK, the key gradient through the
+// normalisation k = q * key_norm_scale(q), added to dq. Index = s * T + t.
+struct UngatherAttentionGrads {
+  ChunkAttentionParams p;
+  const int32_t* undo;  // [segments, n_slots] or null
+  int64_t n_rounds;
+  float* dq;  // [batch * seq_len, ldg]
+  float* dk;  // [batch * seq_len, ldg]; unused for shared QK
+  float* dv;  // [batch * seq_len, ldg]
+  int64_t ldg;
+  RF_HD void operator()(int64_t i) const {
+    const int64_t T = p.layout.seq_len, n = p.layout.n_slots;
+    const int64_t s = i / T, t = i % T;
+    int64_t slots[kMaxHashRounds];
+    for (int64_t r = 0; r < n_rounds; ++r) {
+      const int64_t local = r * T + t;
+      slots[r] = s * n + (undo ? undo[s * n + local] : local);
+    }
+    const int64_t row = p.row_offset(s, t, ldg);
+    float gk[kMaxHeadDim];
+    for (int64_t x = 0; x < p.d; ++x) {
+      float q_sum = 0.0f, k_sum = 0.0f, v_sum = 0.0f;
+      for (int64_t r = 0; r < n_rounds; ++r) {
+        q_sum += p.dq[slots[r] * p.d + x];
+        k_sum += p.dk[slots[r] * p.d + x];
+        v_sum += p.dv[slots[r] * p.d + x];
+      }
+      dq[row + x] = q_sum;
+      dv[row + x] = v_sum;
+      gk[x] = k_sum;
+    }
+    if (!p.key_scales) {
+      for (int64_t x = 0; x < p.d; ++x) dk[row + x] = p.key_scale * gk[x];
+      return;
+    }
+    // key = q * inv, inv = (|q|^2 + d eps)^(-1/2): dq += g inv - q (g . q) inv^3.
+    const float* qr = p.query_row(s, t);
+    float gq = 0.0f;
+    for (int64_t x = 0; x < p.d; ++x) gq += gk[x] * qr[x];
+    const float inv = p.key_scales[i];
+    const float inv3 = inv * inv * inv;
+    for (int64_t x = 0; x < p.d; ++x) dq[row + x] += gk[x] * inv - qr[x] * gq * inv3;
   }
 };
 

@@ -1,0 +1,41 @@
+// Launchers of the input embedding: token table plus position embedding (axial, learned, or none)
+// with embedding dropout, and the gradients of the tables. The token table's gradient sums rows in
+// a fixed order: rows are grouped by token on the host, so no atomics are needed on any device.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/device_buffer.h"
+
+namespace rf {
+
+struct EmbeddingArgs {
+  const int32_t* tokens = nullptr;  // [rows]
+  const float* table = nullptr;     // [vocab, d_model]
+  PositionTable positions;
+  float* out = nullptr;  // [rows, d_model]
+  int64_t rows = 0, seq_len = 0, d_model = 0;
+  DropoutMask dropout;
+};
+void embedding_forward(Executor& ex, const EmbeddingArgs& args);
+
+// The gradient tables that match a PositionTable (null where the table does not exist).
+struct PositionGrads {
+  PositionKind kind = PositionKind::kNone;
+  float* axial_a = nullptr;  // [n1, d1]
+  float* axial_b = nullptr;  // [n2, d2]
+  float* learned = nullptr;  // [max_len, d_model]
+  int64_t n1 = 1, n2 = 1, d1 = 0, d2 = 0;
+};
+
+struct EmbeddingBackwardArgs {
+  float* dx = nullptr;                   // [batch * seq_len, d_model]; dropout applied in place
+  const int32_t* host_tokens = nullptr;  // [batch * seq_len], on the host
+  float* dtable = nullptr;               // [vocab, d_model], accumulated
+  PositionGrads positions;               // accumulated
+  int64_t batch = 0, seq_len = 0, d_model = 0, vocab = 0;
+  DropoutMask dropout;
+};
+void embedding_backward(Executor& ex, Workspace& ws, const EmbeddingBackwardArgs& args);
+
+}  // namespace rf

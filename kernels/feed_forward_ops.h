@@ -1,0 +1,29 @@
+// Launchers of the feed-forward's element-wise work: the first bias, the activation and the hidden
+// dropout in one pass, and its gradient. Rows are split for the executor (whole rows per CPU
+// thread, one column per GPU thread).
+#pragma once
+
+#include "kernels/executor.h"
+
+namespace rf {
+
+struct BiasActivationArgs {
+  float* h = nullptr;           // [rows, cols] in: x W1, out: the pre-activation x W1 + b1
+  float* a = nullptr;           // [rows, cols] out: dropout(act(pre-activation))
+  const float* bias = nullptr;  // [cols]
+  int64_t rows = 0, cols = 0;
+  Activation activation = Activation::kGelu;
+  DropoutMask dropout;  // element (row, col) of the hidden activation
+};
+void bias_activation_forward(Executor& ex, const BiasActivationArgs& args);
+
+struct ActivationBackwardArgs {
+  float* grad = nullptr;     // [rows, cols] in: dL/da, out: dL/d pre-activation
+  const float* h = nullptr;  // [rows, cols]: the pre-activation
+  int64_t rows = 0, cols = 0;
+  Activation activation = Activation::kGelu;
+  DropoutMask dropout;
+};
+void activation_backward(Executor& ex, const ActivationBackwardArgs& args);
+
+}  // namespace rf

@@ -1,0 +1,44 @@
+// Named GEMM helpers for the products a model makes: a linear layer's forward, input gradient and
+// weight gradient, over row-major matrices that carry their shapes. Each builds the one GEMM
+// description (kernels/gemm_desc.h) the executor hands to OpenBLAS or cuBLAS, and checks that the
+// shapes agree, so a swapped dimension is an error with file:line rather than a wrong product.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/executor.h"
+
+namespace rf {
+
+// A row-major matrix in executor memory: [rows, cols] with `ld` elements between rows.
+struct MatrixView {
+  const float* data = nullptr;
+  int64_t rows = 0, cols = 0, ld = 0;
+};
+struct MutableMatrixView {
+  float* data = nullptr;
+  int64_t rows = 0, cols = 0, ld = 0;
+  operator MatrixView() const { return {data, rows, cols, ld}; }
+};
+
+// A packed [rows, cols] matrix (ld = cols).
+inline MatrixView matrix(const float* data, int64_t rows, int64_t cols) {
+  return {data, rows, cols, cols};
+}
+inline MutableMatrixView matrix(float* data, int64_t rows, int64_t cols) {
+  return {data, rows, cols, cols};
+}
+
+// Whether a product overwrites its output or adds to it.
+enum class Write { kOverwrite, kAccumulate };
+
+// y (+)= x w:  x [rows, n_in], w [n_in, n_out], y [rows, n_out].
+void linear_forward(Executor& ex, MatrixView x, MatrixView w, MutableMatrixView y,
+                    Write write = Write::kOverwrite);
+// dx (+)= dy w^T:  dy [rows, n_out], w [n_in, n_out], dx [rows, n_in].
+void linear_input_grad(Executor& ex, MatrixView dy, MatrixView w, MutableMatrixView dx,
+                       Write write = Write::kOverwrite);
+// dw += x^T dy:  x [rows, n_in], dy [rows, n_out], dw [n_in, n_out]. Gradients accumulate.
+void linear_weight_grad(Executor& ex, MatrixView x, MatrixView dy, MutableMatrixView dw);
+
+}  // namespace rf
