@@ -362,7 +362,8 @@ TEST(ChunkedAttentionGradients, SeveralExamplesAndHeads) {
 
 // The sweep every implementation is compared over: LSH with one and several rounds, one chunk
 // with look-back, dropout, local and dense attention, several examples and heads, and sizes that
-// are not multiples of any tile (head width 5, chunks of 3 and 24, a 40-key dense window).
+// are not multiples of any tile (head widths 5, 20 and 70; chunks of 3, 24, 65, 96 and 150, over
+// several 64-slot tiles).
 std::vector<Case> sweep() {
   std::vector<Case> cases;
   auto add = [&](Case c) { cases.push_back(c); };
@@ -406,6 +407,22 @@ std::vector<Case> sweep() {
   c.chunk = 40;
   c.lookback = 0;
   c.d = 12;
+  add(c);
+  c.T = 150;  // chunks over several 64-slot tiles, partial last tiles, a head of 70
+  c.chunk = 150;
+  c.d = 70;
+  add(c);
+  c = Case();
+  c.lsh = false;
+  c.T = 192;
+  c.chunk = 96;
+  c.d = 20;
+  add(c);
+  c = Case();
+  c.T = 130;
+  c.chunk = 65;
+  c.rounds = 2;
+  c.buckets = 2;
   add(c);
   return cases;
 }

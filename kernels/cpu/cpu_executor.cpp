@@ -11,6 +11,7 @@
 
 #include "base/error.h"
 #include "kernels/cpu/bf16_gemm.h"
+#include "kernels/cpu/chunk_attention_tiles.h"
 #include "kernels/executor_impl.h"
 
 extern "C" {
@@ -98,6 +99,14 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
     // single-threaded inside an OpenMP parallel region.
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < d.batch; ++i) one(i);
+  }
+
+  void chunk_attention(ChunkAttentionPass pass, const ChunkAttentionParams& p) override {
+    if (kernel_variant() == KernelVariant::kTuned) {
+      cpu::chunk_attention_tiled(pass, p);
+    } else {
+      Executor::chunk_attention(pass, p);
+    }
   }
 
   size_t sort_scratch_bytes(const BucketSort& s) override {

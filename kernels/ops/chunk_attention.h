@@ -209,10 +209,11 @@ struct CombineRounds {
     float w[kMaxHashRounds];
     round_weights(p, undo, s, t, n_rounds, slots, w);
     float* o = out + p.row_offset(s, t, ldo);
-    for (int64_t x = 0; x < p.d; ++x) {
-      float sum = 0.0f;
-      for (int64_t r = 0; r < n_rounds; ++r) sum += w[r] * p.o[slots[r] * p.d + x];
-      o[x] = sum;
+    const float* first = p.o + slots[0] * p.d;
+    for (int64_t x = 0; x < p.d; ++x) o[x] = w[0] * first[x];
+    for (int64_t r = 1; r < n_rounds; ++r) {  // rounds in order, each row a contiguous loop
+      const float* round = p.o + slots[r] * p.d;
+      for (int64_t x = 0; x < p.d; ++x) o[x] += w[r] * round[x];
     }
   }
 };
@@ -346,17 +347,23 @@ struct UngatherAttentionGrads {
       slots[r] = s * n + (undo ? undo[s * n + local] : local);
     }
     const int64_t row = p.row_offset(s, t, ldg);
+    float* dqr = dq + row;
+    float* dvr = dv + row;
     float gk[kMaxHeadDim];
     for (int64_t x = 0; x < p.d; ++x) {
-      float q_sum = 0.0f, k_sum = 0.0f, v_sum = 0.0f;
-      for (int64_t r = 0; r < n_rounds; ++r) {
-        q_sum += p.dq[slots[r] * p.d + x];
-        k_sum += p.dk[slots[r] * p.d + x];
-        v_sum += p.dv[slots[r] * p.d + x];
+      dqr[x] = p.dq[slots[0] * p.d + x];
+      dvr[x] = p.dv[slots[0] * p.d + x];
+      gk[x] = p.dk[slots[0] * p.d + x];
+    }
+    for (int64_t r = 1; r < n_rounds; ++r) {  // rounds in order, each row a contiguous loop
+      const float* q_round = p.dq + slots[r] * p.d;
+      const float* k_round = p.dk + slots[r] * p.d;
+      const float* v_round = p.dv + slots[r] * p.d;
+      for (int64_t x = 0; x < p.d; ++x) {
+        dqr[x] += q_round[x];
+        dvr[x] += v_round[x];
+        gk[x] += k_round[x];
       }
-      dq[row + x] = q_sum;
-      dv[row + x] = v_sum;
-      gk[x] = k_sum;
     }
     if (!p.key_scales) {
       for (int64_t x = 0; x < p.d; ++x) dk[row + x] = p.key_scale * gk[x];
@@ -368,7 +375,7 @@ struct UngatherAttentionGrads {
     for (int64_t x = 0; x < p.d; ++x) gq += gk[x] * qr[x];
     const float inv = p.key_scales[i];
     const float inv3 = inv * inv * inv;
-    for (int64_t x = 0; x < p.d; ++x) dq[row + x] += gk[x] * inv - qr[x] * gq * inv3;
+    for (int64_t x = 0; x < p.d; ++x) dqr[x] += gk[x] * inv - qr[x] * gq * inv3;
   }
 };
 
