@@ -7,10 +7,6 @@
 namespace rf {
 namespace {
 
-// Per-slot scratch is kept below this many bytes by running the segments in groups: a 64K-token
-// sequence with 2 hash rounds needs 136 MB per head, 4K tokens 8.5 MB.
-constexpr int64_t kScratchBudgetBytes = int64_t{256} << 20;
-
 ChunkLayout layout_of(const ChunkedAttentionArgs& a) {
   ChunkLayout L;
   L.seq_len = a.seq_len;
@@ -32,7 +28,7 @@ void check_args(const ChunkedAttentionArgs& a) {
 // The segments of each launch: as many as fit the scratch budget, at least one.
 int64_t segments_per_group(const ChunkedAttentionArgs& a) {
   const int64_t bytes = chunked_attention_scratch_per_segment(a) * int64_t{sizeof(float)};
-  return std::max<int64_t>(1, std::min(a.batch * a.heads, kScratchBudgetBytes / bytes));
+  return std::max<int64_t>(1, std::min(a.batch * a.heads, a.scratch_budget_bytes / bytes));
 }
 
 // The parameters of segments [first, first + count), with their per-slot scratch.

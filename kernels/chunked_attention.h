@@ -29,12 +29,17 @@ struct ChunkedAttentionArgs {
   // segment: element (slot j, window index w) of (b, h) draws head h, example example_base + b,
   // element j * window + w; seq_len and cols are set by the launcher.
   DropoutMask dropout;
+  // Per-slot scratch stays below this many bytes: segments run in groups that fit (at least one
+  // per group). A 64K-token sequence with 2 hash rounds needs 136 MB per head, 4K tokens 8.5 MB.
+  int64_t scratch_budget_bytes = int64_t{256} << 20;
 };
 
 // out [batch * seq_len, ldo] (head h at column h * d) = attention output.
 void chunked_attention_forward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& args,
                                float* out, int64_t ldo);
 
+// The gradients may be written over the inputs (dq = q, dk = k, dv = v): every pass that reads an
+// input row runs before the one that writes its gradient.
 struct ChunkedAttentionGrads {
   float* dq = nullptr;  // [batch * seq_len, ld]: query gradient (shared QK: query and key)
   float* dk = nullptr;  // [batch * seq_len, ld]; unused for shared QK

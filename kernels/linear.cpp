@@ -5,8 +5,11 @@
 namespace rf {
 namespace {
 
+float alpha_of(Write write) {
+  return write == Write::kSubtract ? -1.0f : 1.0f;
+}
 float beta_of(Write write) {
-  return write == Write::kAccumulate ? 1.0f : 0.0f;
+  return write == Write::kOverwrite ? 0.0f : 1.0f;
 }
 
 }  // namespace
@@ -21,6 +24,7 @@ void linear_forward(Executor& ex, MatrixView x, MatrixView w, MutableMatrixView 
   g.lda = x.ld;
   g.ldb = w.ld;
   g.ldc = y.ld;
+  g.alpha = alpha_of(write);
   g.beta = beta_of(write);
   matmul(ex, g, x.data, w.data, y.data);
 }
@@ -37,6 +41,7 @@ void linear_input_grad(Executor& ex, MatrixView dy, MatrixView w, MutableMatrixV
   g.lda = dy.ld;
   g.ldb = w.ld;
   g.ldc = dx.ld;
+  g.alpha = alpha_of(write);
   g.beta = beta_of(write);
   matmul(ex, g, dy.data, w.data, dx.data);
 }

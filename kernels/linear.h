@@ -29,13 +29,13 @@ inline MutableMatrixView matrix(float* data, int64_t rows, int64_t cols) {
   return {data, rows, cols, cols};
 }
 
-// Whether a product overwrites its output or adds to it.
-enum class Write { kOverwrite, kAccumulate };
+// Whether a product overwrites its output, adds to it, or takes itself away from it.
+enum class Write { kOverwrite, kAccumulate, kSubtract };
 
-// y (+)= x w:  x [rows, n_in], w [n_in, n_out], y [rows, n_out].
+// y (+|-)= x w:  x [rows, n_in], w [n_in, n_out], y [rows, n_out].
 void linear_forward(Executor& ex, MatrixView x, MatrixView w, MutableMatrixView y,
                     Write write = Write::kOverwrite);
-// dx (+)= dy w^T:  dy [rows, n_out], w [n_in, n_out], dx [rows, n_in].
+// dx (+|-)= dy w^T:  dy [rows, n_out], w [n_in, n_out], dx [rows, n_in].
 void linear_input_grad(Executor& ex, MatrixView dy, MatrixView w, MutableMatrixView dx,
                        Write write = Write::kOverwrite);
 // dw += x^T dy:  x [rows, n_in], dy [rows, n_out], dw [n_in, n_out]. Gradients accumulate.

@@ -464,6 +464,34 @@ TEST(FusedAttention, EqualsTheUnfusedPathWithinFp32Rounding) {
   }
 }
 
+// Gradients written over their inputs (as the attention layer does), with the segments run in
+// groups of one: the same as into separate buffers in one launch.
+TEST(FusedAttention, GradientsMayReplaceTheInputsAcrossSegmentGroups) {
+  for (bool lsh : {true, false}) {
+    Case c;
+    c.lsh = lsh;
+    c.batch = 2;
+    c.heads = 2;
+    c.rounds = lsh ? 2 : 1;
+    const Problem p(c);
+    const auto dout = test::random_vector(c.rows() * c.ld(), 98);
+    const auto expected = fused_backward(p, dout);
+    Problem in_place(c);
+    ChunkedAttentionArgs a = in_place.args();
+    a.scratch_budget_bytes = 1;  // one segment per launch
+    DeviceBuffer<float> g = test::to_device(dout), out(cpu(), c.rows() * c.ld());
+    Workspace ws(cpu());
+    chunked_attention_backward(
+        cpu(), ws, a, g.data(), c.ld(),
+        {in_place.q.data(), lsh ? nullptr : in_place.k.data(), in_place.v.data(), c.ld()},
+        out.data(), c.ld());
+    std::vector<std::vector<float>> got = {out.download(), in_place.q.download(),
+                                           in_place.v.download()};
+    if (!lsh) got.push_back(in_place.k.download());
+    EXPECT_EQ(got, expected) << c.name();
+  }
+}
+
 // A dropout mask that is not replayed exactly would show as a gradient mismatch above; this
 // checks the test can see it: another dropout stream changes the outputs.
 TEST(FusedAttention, DropoutStreamChangesTheOutput) {

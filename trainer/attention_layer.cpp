@@ -94,7 +94,7 @@ AttentionLayer::Projections AttentionLayer::project(Kit& kit, ParamStore& p, int
 }
 
 void AttentionLayer::forward(Kit& kit, ParamStore& p, const StepContext& step, const float* xn,
-                             float* out, int32_t* buckets, bool reuse_buckets) const {
+                             float* out, Write write, int32_t* buckets, bool reuse_buckets) const {
   const int64_t rows = step.rows(), hd = n_heads_ * d_head_;
   const Projections pr = project(kit, p, rows, xn);
   if (kind_ == AttentionKind::kLsh && !reuse_buckets) {
@@ -113,32 +113,37 @@ void AttentionLayer::forward(Kit& kit, ParamStore& p, const StepContext& step, c
   }
   float* heads = kit.ws.floats("layer.heads", rows * hd);
   chunked_attention_forward(kit.ex, kit.ws, attention_args(kit, step, pr, buckets), heads, hd);
-  linear_forward(kit.ex, matrix(heads, rows, hd), p.weight(w_o_), matrix(out, rows, d_model_));
+  linear_forward(kit.ex, matrix(heads, rows, hd), p.weight(w_o_), matrix(out, rows, d_model_),
+                 write);
 }
 
 void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, const float* xn,
-                              const float* dout, float* dxn, const int32_t* buckets,
-                              float* out) const {
+                              const float* dout, float* dxn, const int32_t* buckets, float* out,
+                              Write write) const {
   const int64_t rows = step.rows(), hd = n_heads_ * d_head_, D = d_model_;
   const Projections pr = project(kit, p, rows, xn);
   // dheads [rows, hd] = dout [rows, D] . w_o^T
   float* dheads = kit.ws.floats("layer.dheads", rows * hd);
   linear_input_grad(kit.ex, matrix(dout, rows, D), p.weight(w_o_), matrix(dheads, rows, hd));
   float* heads = kit.ws.floats("layer.heads", rows * hd);
+  // The projections' gradients replace them (they are not read after the attention).
   ChunkedAttentionGrads g;
-  g.dq = kit.ws.floats("layer.dq", rows * hd);
-  g.dk = pr.k ? kit.ws.floats("layer.dk", rows * hd) : nullptr;
-  g.dv = kit.ws.floats("layer.dv", rows * hd);
+  g.dq = pr.q;
+  g.dk = pr.k;
+  g.dv = pr.v;
   g.ld = hd;
   chunked_attention_backward(kit.ex, kit.ws, attention_args(kit, step, pr, buckets), dheads, hd, g,
                              heads, hd);
-  if (out) linear_forward(kit.ex, matrix(heads, rows, hd), p.weight(w_o_), matrix(out, rows, D));
+  if (out)
+    linear_forward(kit.ex, matrix(heads, rows, hd), p.weight(w_o_), matrix(out, rows, D), write);
   linear_weight_grad(kit.ex, matrix(heads, rows, hd), matrix(dout, rows, D), p.weight_grad(w_o_));
-  // Inputs: dxn += dX . W^T, dW += xn^T . dX for each projection.
+  // Inputs: dxn = sum over projections of dX . W^T, dW += xn^T . dX for each projection.
   const MatrixView x = matrix(xn, rows, D);
+  Write dxn_write = Write::kOverwrite;
   auto input_grad = [&](int w, const float* dproj) {
     linear_input_grad(kit.ex, matrix(dproj, rows, hd), p.weight(w), matrix(dxn, rows, D),
-                      Write::kAccumulate);
+                      dxn_write);
+    dxn_write = Write::kAccumulate;
     linear_weight_grad(kit.ex, x, matrix(dproj, rows, hd), p.weight_grad(w));
   };
   input_grad(w_q_, g.dq);

@@ -58,7 +58,6 @@ void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, 
                               float* x2, bool for_backward) {
   const int64_t rows = step.rows(), D = d_model_;
   float* xn = kit.ws.floats("stack.xn", rows * D);
-  float* out = kit.ws.floats("stack.out", rows * D);
   for (int64_t i = 0; i < n_layers(); ++i) {
     Layer& layer = layers_[i];
     if (for_backward && !reversible_) {
@@ -70,9 +69,15 @@ void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, 
     if (on_forward_inputs) on_forward_inputs(i, x1, x2);
     // y1 = x1 + F(x2)
     layer.attention_norm.forward(kit, p, x2, xn, rows);
-    layer.attention->forward(kit, p, step, xn, out, buckets_for(kit, i, step, for_backward),
-                             freeze_buckets);
-    residual_add(kit.ex, attention_residual(x1, out, rows, 1.0f, attention_output_mask(step, i)));
+    int32_t* buckets = buckets_for(kit, i, step, for_backward);
+    const DropoutMask mask = attention_output_mask(step, i);
+    if (mask.active()) {  // through a buffer, for the dropout
+      float* out = kit.ws.floats("stack.out", rows * D);
+      layer.attention->forward(kit, p, step, xn, out, Write::kOverwrite, buckets, freeze_buckets);
+      residual_add(kit.ex, attention_residual(x1, out, rows, 1.0f, mask));
+    } else {  // straight into the residual stream
+      layer.attention->forward(kit, p, step, xn, x1, Write::kAccumulate, buckets, freeze_buckets);
+    }
     // y2 = x2 + G(y1)
     layer.feed_forward->forward_add(kit, p, step, x1, x2, 1.0f);
   }
@@ -83,7 +88,6 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
                                const std::function<void(int64_t)>& layer_done) {
   const int64_t rows = step.rows(), D = d_model_;
   float* xn = kit.ws.floats("stack.xn", rows * D);
-  float* out = kit.ws.floats("stack.out", rows * D);
   float* dxn = kit.ws.floats("stack.dxn", rows * D);
   for (int64_t i = n_layers() - 1; i >= 0; --i) {
     Layer& layer = layers_[i];
@@ -96,12 +100,16 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
     const DropoutMask mask = attention_output_mask(step, i);
     const float* g = dropout_backward(kit.ex, kit.ws, dx1, rows, D, mask, "stack.dropped");
     layer.attention_norm.forward(kit, p, x2, xn, rows);
-    kit.ex.zero(dxn, rows * D * sizeof(float));
-    layer.attention->backward(kit, p, step, xn, g, dxn, buckets_[i].data(), saved ? nullptr : out);
+    // The rebuild x1 = y1 - dropout(F(x2)) takes the recomputed output away from x1 directly when
+    // there is no dropout (the attention backward does not read x1).
+    float* out = nullptr;
+    if (!saved) out = mask.active() ? kit.ws.floats("stack.out", rows * D) : x1;
+    layer.attention->backward(kit, p, step, xn, g, dxn, buckets_[i].data(), out,
+                              mask.active() ? Write::kOverwrite : Write::kSubtract);
     layer.attention_norm.backward(kit, p, x2, dxn, dx2, rows, true);
     if (saved) {
       kit.ex.copy(x1, saved, rows * D * sizeof(float));
-    } else {
+    } else if (mask.active()) {
       residual_add(kit.ex, attention_residual(x1, out, rows, -1.0f, mask));
     }
     if (on_rebuilt_inputs) on_rebuilt_inputs(i, x1, x2);

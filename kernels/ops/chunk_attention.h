@@ -329,7 +329,9 @@ struct ChunkAttentionKeyGradRow {
 
 // The slot gradients of position t summed over rounds and written to the unsorted rows: dq, dv,
 // and dk (separate keys: times key_scale) or, for shared QK, the key gradient through the
-// normalisation k = q * key_norm_scale(q), added to dq. Index = s * T + t.
+// normalisation k = q * key_norm_scale(q), added to dq. dq, dk and dv may be q, k and v
+// themselves: each index reads its own rows before it writes them, and no other index reads them.
+// Index = s * T + t.
 struct UngatherAttentionGrads {
   ChunkAttentionParams p;
   const int32_t* undo;  // [segments, n_slots] or null
@@ -341,41 +343,35 @@ struct UngatherAttentionGrads {
   RF_HD void operator()(int64_t i) const {
     const int64_t T = p.layout.seq_len, n = p.layout.n_slots;
     const int64_t s = i / T, t = i % T;
-    int64_t slots[kMaxHashRounds];
-    for (int64_t r = 0; r < n_rounds; ++r) {
+    float gq[kMaxHeadDim], gk[kMaxHeadDim], gv[kMaxHeadDim];
+    for (int64_t r = 0; r < n_rounds; ++r) {  // rounds in order, each row a contiguous loop
       const int64_t local = r * T + t;
-      slots[r] = s * n + (undo ? undo[s * n + local] : local);
-    }
-    const int64_t row = p.row_offset(s, t, ldg);
-    float* dqr = dq + row;
-    float* dvr = dv + row;
-    float gk[kMaxHeadDim];
-    for (int64_t x = 0; x < p.d; ++x) {
-      dqr[x] = p.dq[slots[0] * p.d + x];
-      dvr[x] = p.dv[slots[0] * p.d + x];
-      gk[x] = p.dk[slots[0] * p.d + x];
-    }
-    for (int64_t r = 1; r < n_rounds; ++r) {  // rounds in order, each row a contiguous loop
-      const float* q_round = p.dq + slots[r] * p.d;
-      const float* k_round = p.dk + slots[r] * p.d;
-      const float* v_round = p.dv + slots[r] * p.d;
+      const int64_t slot = s * n + (undo ? undo[s * n + local] : local);
+      const float* q_round = p.dq + slot * p.d;
+      const float* k_round = p.dk + slot * p.d;
+      const float* v_round = p.dv + slot * p.d;
       for (int64_t x = 0; x < p.d; ++x) {
-        dqr[x] += q_round[x];
-        dvr[x] += v_round[x];
-        gk[x] += k_round[x];
+        gq[x] = r == 0 ? q_round[x] : gq[x] + q_round[x];
+        gk[x] = r == 0 ? k_round[x] : gk[x] + k_round[x];
+        gv[x] = r == 0 ? v_round[x] : gv[x] + v_round[x];
       }
     }
-    if (!p.key_scales) {
+    const int64_t row = p.row_offset(s, t, ldg);
+    if (p.key_scales) {
+      // key = q * inv, inv = (|q|^2 + d eps)^(-1/2): dq += g inv - q (g . q) inv^3.
+      const float* qr = p.query_row(s, t);
+      float g_dot_q = 0.0f;
+      for (int64_t x = 0; x < p.d; ++x) g_dot_q += gk[x] * qr[x];
+      const float inv = p.key_scales[i];
+      const float inv3 = inv * inv * inv;
+      for (int64_t x = 0; x < p.d; ++x) gq[x] += gk[x] * inv - qr[x] * g_dot_q * inv3;
+    } else {
       for (int64_t x = 0; x < p.d; ++x) dk[row + x] = p.key_scale * gk[x];
-      return;
     }
-    // key = q * inv, inv = (|q|^2 + d eps)^(-1/2): dq += g inv - q (g . q) inv^3.
-    const float* qr = p.query_row(s, t);
-    float gq = 0.0f;
-    for (int64_t x = 0; x < p.d; ++x) gq += gk[x] * qr[x];
-    const float inv = p.key_scales[i];
-    const float inv3 = inv * inv * inv;
-    for (int64_t x = 0; x < p.d; ++x) dqr[x] += gk[x] * inv - qr[x] * gq * inv3;
+    for (int64_t x = 0; x < p.d; ++x) {
+      dq[row + x] = gq[x];
+      dv[row + x] = gv[x];
+    }
   }
 };
 
