@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
+#include <map>
 
 #include "comms/mpi_communicator.h"
 #include "data/prepare.h"
@@ -14,6 +15,7 @@
 #include "trainer/job.h"
 #include "trainer/metrics.h"
 #include "trainer/progress.h"
+#include "trainer/selftest.h"
 #include "trainer/train_loop.h"
 
 namespace rf {
@@ -222,6 +224,23 @@ int run_command_line(int argc, char** argv) {
       "config", "print the resolved config of --config (with --set), or the reference of all keys");
   add_config(cfg, false);
 
+  SelftestOptions check;
+  CLI::App* selftest = app.add_subcommand(
+      "selftest", "every kernel op and a training micro-step against the CPU reference");
+  const std::map<std::string, Device> devices = {{"cpu", Device::kCpu}, {"cuda", Device::kCuda}};
+  const std::map<std::string, GemmPrecision> precisions = {{"fp32", GemmPrecision::kFp32},
+                                                           {"tf32", GemmPrecision::kTf32},
+                                                           {"bf16", GemmPrecision::kBf16}};
+  selftest
+      ->add_option("--device", check.device,
+                   "executor to check: cpu (its kernel variants) "
+                   "or cuda")
+      ->transform(CLI::CheckedTransformer(devices));
+  selftest->add_option("--precision", check.precision, "GEMM precision of the checked executor")
+      ->transform(CLI::CheckedTransformer(precisions));
+  selftest->add_flag("--json", check.json, "print one JSON object");
+  selftest->add_flag("--quick", check.quick, "a few shapes per op");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -233,6 +252,7 @@ int run_command_line(int argc, char** argv) {
     if (gen->parsed()) return command_generate(a);
     if (cfg->parsed()) return command_config(a);
     if (prepare->parsed()) return command_prepare(prep);
+    if (selftest->parsed()) return run_selftest(check, std::cout);
   } catch (const std::exception& e) {
     // Before the job's communicator exists every rank reports for itself.
     const std::string who =

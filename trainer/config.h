@@ -82,6 +82,7 @@ struct RuntimeConfig {
   int64_t threads = 0;  // 0 = the cores available to this rank
   GemmPrecision precision = GemmPrecision::kFp32;
   double collective_timeout_s = 600;  // a collective not done by then aborts the job
+  bool verify_kernels = true;         // cuda: a quick selftest of the GPU's kernels before training
 };
 
 struct Config {

@@ -177,6 +177,9 @@ std::vector<KeySpec> build_schema() {
                "AVX512-BF16 or AMX and applies to all but the attention-chunk products"),
       float_key("runtime", "collective_timeout_s", "600", open_closed(0, 86400),
                 "a collective not finished within this many seconds aborts the job"),
+      bool_key("runtime", "verify_kernels", "true",
+               "device cuda: before training, compare every kernel op on the GPU with the CPU "
+               "reference (a quick reformer selftest) and refuse to train if one differs"),
   };
 }
 

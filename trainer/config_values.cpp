@@ -78,6 +78,7 @@ std::vector<std::pair<std::string, FieldRef>> config_fields(Config& c) {
       {"runtime.threads", &r.threads},
       {"runtime.precision", &r.precision},
       {"runtime.collective_timeout_s", &r.collective_timeout_s},
+      {"runtime.verify_kernels", &r.verify_kernels},
   };
 }
 

@@ -28,6 +28,13 @@ DropoutMask ReversibleStack::attention_output_mask(const StepContext& step, int6
                       d_model_);
 }
 
+void ReversibleStack::set_stored_buckets(Executor& ex, int64_t layer,
+                                         const std::vector<int32_t>& buckets) {
+  if (buckets_[layer].size() != buckets.size())
+    buckets_[layer] = DeviceBuffer<int32_t>(ex, buckets.size());
+  if (!buckets.empty()) buckets_[layer].upload(buckets);
+}
+
 ResidualAddArgs ReversibleStack::attention_residual(float* x1, const float* out, int64_t rows,
                                                     float sign, const DropoutMask& mask) const {
   ResidualAddArgs a;

@@ -37,6 +37,9 @@ class ReversibleStack {
 
   // Bucket ids stored by the last forward for `layer` (null unless LSH); for tests.
   const DeviceBuffer<int32_t>& stored_buckets(int64_t layer) const { return buckets_[layer]; }
+  // Replaces them (with freeze_buckets, the next passes use these): comparing two executors on
+  // the same buckets, since a projection that ties within rounding may hash differently.
+  void set_stored_buckets(Executor& ex, int64_t layer, const std::vector<int32_t>& buckets);
   // Test hooks: each layer's inputs (x1, x2) as the forward pass sees them, and as the backward
   // pass rebuilds them.
   std::function<void(int64_t, const float*, const float*)> on_forward_inputs;

@@ -18,6 +18,7 @@
 #include "trainer/metrics.h"
 #include "trainer/progress.h"
 #include "trainer/schedule.h"
+#include "trainer/selftest.h"
 
 namespace fs = std::filesystem;
 
@@ -277,6 +278,8 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
   Run run(cfg, comms);
   run_on_every_rank(run.host(), [&] {
     run.ex = make_rank_executor(cfg.runtime, run.host().local_rank());
+    if (cfg.runtime.device == Device::kCuda && cfg.runtime.verify_kernels)
+      verify_kernels_or_fail(*run.ex, cfg.runtime.precision);
     run.model = std::make_unique<ReformerModel>(cfg, *run.ex);
     run.optimizer = std::make_unique<AdamW>(*run.ex, run.model->params(), cfg.train);
   });

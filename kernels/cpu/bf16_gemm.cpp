@@ -60,6 +60,10 @@ bool has_bf16_dot_products(dnnl::cpu_isa isa) {
 
 }  // namespace
 
+bool cpu_has_bf16_dot_products() {
+  return has_bf16_dot_products(dnnl::get_effective_cpu_isa());
+}
+
 struct Bf16Gemm::Impl {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};

@@ -17,6 +17,9 @@ namespace rf {
 void round_to_bf16(const float* x, uint16_t* y, int64_t n);
 float bf16_to_float(uint16_t bits);
 
+// Whether this CPU has the bf16 dot-product instructions (AVX512-BF16 or AMX) Bf16Gemm needs.
+bool cpu_has_bf16_dot_products();
+
 class Bf16Gemm {
  public:
   // Throws rf::Error naming the CPU's instruction set when it has no bf16 dot-product

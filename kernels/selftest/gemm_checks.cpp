@@ -1,0 +1,180 @@
+// The GEMM mappings: every transpose combination, leading dimensions larger than the rows, batch
+// strides with gaps, alpha and beta; and the named linear-layer helpers in each write mode. At
+// fp32 the candidate must match the reference executor; at tf32 or bf16 its error against the
+// exact product may be at most twice (in RMS) that of naively rounded operands.
+#include <cmath>
+#include <cstring>
+
+#include "kernels/linear.h"
+#include "kernels/selftest/op_checks.h"
+
+namespace rf::selftest {
+namespace {
+
+GemmDesc padded_desc(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t batch,
+                     float alpha, float beta) {
+  GemmDesc d;
+  d.trans_a = trans_a;
+  d.trans_b = trans_b;
+  d.m = m;
+  d.n = n;
+  d.k = k;
+  d.lda = (trans_a ? k : m) + 3;
+  d.ldb = (trans_b ? n : k) + 2;
+  d.ldc = m + 1;
+  d.stride_a = batch > 1 ? d.lda * (trans_a ? m : k) + 5 : 0;
+  d.stride_b = batch > 1 ? d.ldb * (trans_b ? k : n) + 4 : 0;
+  d.stride_c = batch > 1 ? d.ldc * n + 6 : 0;
+  d.batch = batch;
+  d.alpha = alpha;
+  d.beta = beta;
+  return d;
+}
+
+int64_t extent_a(const GemmDesc& d) {
+  return d.stride_a * (d.batch - 1) + d.lda * (d.trans_a ? d.m : d.k);
+}
+int64_t extent_b(const GemmDesc& d) {
+  return d.stride_b * (d.batch - 1) + d.ldb * (d.trans_b ? d.k : d.n);
+}
+int64_t extent_c(const GemmDesc& d) {
+  return d.stride_c * (d.batch - 1) + d.ldc * d.n;
+}
+
+// The product in double from (possibly rounded) operands, as GemmDesc defines it.
+std::vector<float> exact_product(const GemmDesc& d, const std::vector<float>& a,
+                                 const std::vector<float>& b, std::vector<float> c) {
+  for (int64_t bi = 0; bi < d.batch; ++bi)
+    for (int64_t j = 0; j < d.n; ++j)
+      for (int64_t i = 0; i < d.m; ++i) {
+        double s = 0.0;
+        for (int64_t p = 0; p < d.k; ++p) {
+          const float av =
+              d.trans_a ? a[bi * d.stride_a + p + i * d.lda] : a[bi * d.stride_a + i + p * d.lda];
+          const float bv =
+              d.trans_b ? b[bi * d.stride_b + j + p * d.ldb] : b[bi * d.stride_b + p + j * d.ldb];
+          s += static_cast<double>(av) * bv;
+        }
+        float& out = c[bi * d.stride_c + i + j * d.ldc];
+        out = static_cast<float>(d.alpha * s + d.beta * out);
+      }
+  return c;
+}
+
+// x rounded to nearest (ties to even) with `mantissa_bits` bits kept: 7 for bf16, 10 for tf32.
+float round_mantissa(float x, int mantissa_bits) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  if ((bits & 0x7f800000u) == 0x7f800000u) return x;  // inf, nan
+  const int drop = 23 - mantissa_bits;
+  const uint32_t half = 1u << (drop - 1), lsb = (bits >> drop) & 1u;
+  bits = (bits + half - 1 + lsb) & ~((1u << drop) - 1);
+  float y;
+  std::memcpy(&y, &bits, sizeof(y));
+  return y;
+}
+
+std::vector<float> rounded(std::vector<float> v, GemmPrecision precision) {
+  const int bits = precision == GemmPrecision::kBf16 ? 7 : 10;
+  for (float& x : v) x = round_mantissa(x, bits);
+  return v;
+}
+
+// The mapping check of one description.
+void check_desc(Checker& checker, const SweepOptions& options, const GemmDesc& d, uint32_t seed) {
+  HostTensors in;
+  in.floats["a"] = random_floats(extent_a(d), seed);
+  in.floats["b"] = random_floats(extent_b(d), seed + 1);
+  in.floats["c"] = random_floats(extent_c(d), seed + 2);
+  const std::string shape = std::string(d.trans_a ? "T" : "N") + (d.trans_b ? "T" : "N") + " " +
+                            shape_text({d.m, d.n, d.k}) + " batch " + std::to_string(d.batch);
+  const Launch launch = [d](Executor& ex, Workspace&, DeviceTensors& t) {
+    ex.gemm(d, t.f("a"), t.f("b"), t.f("c"));
+  };
+  if (options.precision == GemmPrecision::kFp32) {
+    checker.compare("gemm (GemmDesc)", shape, in, {"c"}, launch);
+    return;
+  }
+  // Reduced precision: against the exact product, relative to naively rounded operands.
+  DeviceTensors t(checker.candidate(), in);
+  Workspace ws(checker.candidate());
+  launch(checker.candidate(), ws, t);
+  checker.candidate().synchronize();
+  const std::vector<float> got = t.download().floats.at("c");
+  const std::vector<float> exact =
+      exact_product(d, in.floats.at("a"), in.floats.at("b"), in.floats.at("c"));
+  const std::vector<float> naive =
+      exact_product(d, rounded(in.floats.at("a"), options.precision),
+                    rounded(in.floats.at("b"), options.precision), in.floats.at("c"));
+  Comparison c;
+  c.op = std::string("gemm (GemmDesc) at ") + precision_name(options.precision);
+  c.shape = shape;
+  c.output = "c";
+  c.error = nmse(got, exact);
+  c.tolerance = std::max(4.0 * nmse(naive, exact), kFp32Tolerance);  // RMS at most twice
+  checker.record(c);
+}
+
+void check_linear(Checker& checker, int64_t rows, int64_t n_in, int64_t n_out, Write write,
+                  uint32_t seed, double tolerance) {
+  HostTensors in;
+  in.floats["x"] = random_floats(rows * n_in, seed);
+  in.floats["w"] = random_floats(n_in * n_out, seed + 1);
+  in.floats["dy"] = random_floats(rows * n_out, seed + 2);
+  in.floats["y"] = random_floats(rows * n_out, seed + 3);
+  in.floats["dx"] = random_floats(rows * n_in, seed + 4);
+  in.floats["dw"] = random_floats(n_in * n_out, seed + 5);
+  const char* mode = write == Write::kOverwrite    ? "overwrite"
+                     : write == Write::kAccumulate ? "accumulate"
+                                                   : "subtract";
+  const std::string shape = shape_text({rows, n_in, n_out}) + " " + mode;
+  checker.compare(
+      "linear_forward", shape, in, {"y"},
+      [=](Executor& ex, Workspace&, DeviceTensors& t) {
+        linear_forward(ex, matrix(t.f("x"), rows, n_in), matrix(t.f("w"), n_in, n_out),
+                       matrix(t.f("y"), rows, n_out), write);
+      },
+      tolerance);
+  checker.compare(
+      "linear_input_grad", shape, in, {"dx"},
+      [=](Executor& ex, Workspace&, DeviceTensors& t) {
+        linear_input_grad(ex, matrix(t.f("dy"), rows, n_out), matrix(t.f("w"), n_in, n_out),
+                          matrix(t.f("dx"), rows, n_in), write);
+      },
+      tolerance);
+  if (write != Write::kOverwrite) return;  // weight gradients always accumulate
+  checker.compare(
+      "linear_weight_grad", shape_text({rows, n_in, n_out}), in, {"dw"},
+      [=](Executor& ex, Workspace&, DeviceTensors& t) {
+        linear_weight_grad(ex, matrix(t.f("x"), rows, n_in), matrix(t.f("dy"), rows, n_out),
+                           matrix(t.f("dw"), n_in, n_out));
+      },
+      tolerance);
+}
+
+}  // namespace
+
+void check_gemm_ops(Checker& checker, const SweepOptions& options) {
+  uint32_t seed = 1000;
+  const std::vector<std::vector<int64_t>> sizes =
+      options.quick ? std::vector<std::vector<int64_t>>{{33, 17, 29}}
+                    : std::vector<std::vector<int64_t>>{
+                          {1, 1, 1}, {1, 7, 3}, {33, 17, 29}, {64, 64, 64}, {129, 65, 131}};
+  for (const auto& mnk : sizes)
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (int64_t batch : {int64_t{1}, int64_t{3}})
+          check_desc(checker, options,
+                     padded_desc(ta, tb, mnk[0], mnk[1], mnk[2], batch, 0.75f, 0.5f), seed++);
+  // The linear helpers at fp32 (reduced precision is covered by the mappings above).
+  if (options.precision != GemmPrecision::kFp32) return;
+  const std::vector<std::vector<int64_t>> shapes =
+      options.quick
+          ? std::vector<std::vector<int64_t>>{{37, 16, 24}}
+          : std::vector<std::vector<int64_t>>{{1, 1, 1}, {1, 16, 24}, {37, 16, 24}, {300, 64, 96}};
+  for (const auto& s : shapes)
+    for (Write write : {Write::kOverwrite, Write::kAccumulate, Write::kSubtract})
+      check_linear(checker, s[0], s[1], s[2], write, seed += 10, kFp32Tolerance);
+}
+
+}  // namespace rf::selftest

@@ -1,0 +1,128 @@
+#include "kernels/selftest/op_check.h"
+
+#include <cmath>
+#include <sstream>
+
+#include "base/philox.h"
+
+namespace rf::selftest {
+
+DeviceTensors::DeviceTensors(Executor& ex, const HostTensors& host) {
+  for (const auto& [name, values] : host.floats) {
+    DeviceBuffer<float> b(ex, values.size());
+    if (!values.empty()) b.upload(values);
+    floats_.emplace(name, std::move(b));
+  }
+  for (const auto& [name, values] : host.ints) {
+    DeviceBuffer<int32_t> b(ex, values.size());
+    if (!values.empty()) b.upload(values);
+    ints_.emplace(name, std::move(b));
+  }
+}
+
+float* DeviceTensors::f(const std::string& name) {
+  auto it = floats_.find(name);
+  RF_CHECK(it != floats_.end(), "no float tensor '", name, "'");
+  return it->second.data();
+}
+
+int32_t* DeviceTensors::i(const std::string& name) {
+  auto it = ints_.find(name);
+  RF_CHECK(it != ints_.end(), "no int tensor '", name, "'");
+  return it->second.data();
+}
+
+HostTensors DeviceTensors::download() const {
+  HostTensors host;
+  for (const auto& [name, b] : floats_) host.floats[name] = b.download();
+  for (const auto& [name, b] : ints_) host.ints[name] = b.download();
+  return host;
+}
+
+double nmse(const std::vector<float>& candidate, const std::vector<float>& reference) {
+  RF_CHECK(candidate.size() == reference.size());
+  double diff = 0.0, norm = 0.0;
+  for (size_t i = 0; i < reference.size(); ++i) {
+    const double d = static_cast<double>(candidate[i]) - reference[i];
+    diff += d * d;
+    norm += static_cast<double>(reference[i]) * reference[i];
+  }
+  if (!std::isfinite(diff)) return INFINITY;
+  return norm > 0.0 ? diff / norm : diff;
+}
+
+double mismatch_fraction(const std::vector<int32_t>& candidate,
+                         const std::vector<int32_t>& reference) {
+  RF_CHECK(candidate.size() == reference.size());
+  if (reference.empty()) return 0.0;
+  int64_t differ = 0;
+  for (size_t i = 0; i < reference.size(); ++i) differ += candidate[i] != reference[i];
+  return static_cast<double>(differ) / static_cast<double>(reference.size());
+}
+
+Comparison Checker::compare(const std::string& op, const std::string& shape,
+                            const HostTensors& inputs, const std::vector<std::string>& outputs,
+                            const Launch& launch, double tolerance, double int_tolerance) {
+  auto run = [&](Executor& ex) {
+    DeviceTensors tensors(ex, inputs);
+    Workspace ws(ex);
+    launch(ex, ws, tensors);
+    ex.synchronize();
+    return tensors.download();
+  };
+  const HostTensors got = run(candidate_);
+  const HostTensors want = run(reference_);
+  Comparison worst;
+  worst.op = op;
+  worst.shape = shape;
+  worst.error = -1.0;
+  for (const std::string& name : outputs) {
+    Comparison c = worst;
+    c.output = name;
+    if (want.floats.count(name)) {
+      c.error = nmse(got.floats.at(name), want.floats.at(name));
+      c.tolerance = tolerance;
+    } else {
+      RF_CHECK(want.ints.count(name), "op ", op, " has no output '", name, "'");
+      c.error = mismatch_fraction(got.ints.at(name), want.ints.at(name));
+      c.tolerance = int_tolerance;
+    }
+    // The worst is the one furthest past (or closest to) its tolerance.
+    const auto margin = [](const Comparison& x) {
+      return x.tolerance > 0 ? x.error / x.tolerance : (x.error > 0 ? INFINITY : -1.0);
+    };
+    if (worst.error < 0 || margin(c) > margin(worst)) worst = c;
+  }
+  results_.push_back(worst);
+  return worst;
+}
+
+std::vector<float> random_floats(int64_t n, uint32_t seed, float scale) {
+  const RngStream stream = make_rng_stream(seed, RngPurpose::kSampling, 0, 0, 0, 0);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) v[i] = scale * stream.normal(static_cast<uint64_t>(i));
+  return v;
+}
+
+std::vector<int32_t> random_ints(int64_t n, uint32_t seed, int32_t below) {
+  const RngStream stream = make_rng_stream(seed, RngPurpose::kSampling, 1, 0, 0, 0);
+  std::vector<int32_t> v(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i)
+    v[i] =
+        static_cast<int32_t>(stream.bits(static_cast<uint64_t>(i)) % static_cast<uint32_t>(below));
+  return v;
+}
+
+std::string shape_text(std::initializer_list<int64_t> dims) {
+  std::ostringstream s;
+  s << "[";
+  bool first = true;
+  for (int64_t d : dims) {
+    s << (first ? "" : " x ") << d;
+    first = false;
+  }
+  s << "]";
+  return s.str();
+}
+
+}  // namespace rf::selftest

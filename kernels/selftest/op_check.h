@@ -1,0 +1,91 @@
+// The machinery of `reformer selftest` (after ggml's test-backend-ops): an op is run through its
+// launcher on a candidate executor (the GPU, or a CPU kernel variant) and on the reference (the
+// CPU's plain kernels) from the same host inputs, and each output is compared by normalised mean
+// squared error, NMSE = sum (candidate - reference)^2 / sum reference^2. fp32 passes at NMSE <=
+// 1e-7. Products at reduced precision (tf32, bf16) pass when their error against the fp32
+// reference is at most twice that of a naive implementation, which rounds the operands the same
+// way and multiplies exactly (flash-attention's rule). Integer outputs (buckets, permutations,
+// argmaxes) are compared exactly, as the fraction of entries that differ.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "kernels/device_buffer.h"
+
+namespace rf::selftest {
+
+constexpr double kFp32Tolerance = 1e-7;
+
+// The verdict on one op at one shape.
+struct Comparison {
+  std::string op;
+  std::string shape;
+  std::string output;  // the worst output of the op at this shape
+  double error = 0.0;  // NMSE, or the fraction of integer entries that differ
+  double tolerance = kFp32Tolerance;
+  bool passed() const { return error <= tolerance; }
+};
+
+// Named host tensors: the inputs of an op, and its outputs after a run.
+struct HostTensors {
+  std::map<std::string, std::vector<float>> floats;
+  std::map<std::string, std::vector<int32_t>> ints;
+};
+
+// The same tensors in one executor's memory, by name.
+class DeviceTensors {
+ public:
+  DeviceTensors(Executor& ex, const HostTensors& host);
+  float* f(const std::string& name);
+  int32_t* i(const std::string& name);
+  HostTensors download() const;
+
+ private:
+  std::map<std::string, DeviceBuffer<float>> floats_;
+  std::map<std::string, DeviceBuffer<int32_t>> ints_;
+};
+
+// Runs an op on one executor: its launcher reads and writes the named tensors.
+using Launch = std::function<void(Executor&, Workspace&, DeviceTensors&)>;
+
+// Error of a candidate output against a reference output.
+double nmse(const std::vector<float>& candidate, const std::vector<float>& reference);
+double mismatch_fraction(const std::vector<int32_t>& candidate,
+                         const std::vector<int32_t>& reference);
+
+// What an op check needs: the two executors and the tolerance of each kind of output.
+class Checker {
+ public:
+  Checker(Executor& candidate, Executor& reference)
+      : candidate_(candidate), reference_(reference) {}
+  Executor& candidate() { return candidate_; }
+  Executor& reference() { return reference_; }
+
+  // Runs `launch` on both executors from `inputs` and compares the listed outputs (float outputs
+  // by NMSE against `tolerance`, integer ones exactly unless `int_tolerance` allows a fraction).
+  // Records and returns the worst comparison.
+  Comparison compare(const std::string& op, const std::string& shape, const HostTensors& inputs,
+                     const std::vector<std::string>& outputs, const Launch& launch,
+                     double tolerance = kFp32Tolerance, double int_tolerance = 0.0);
+  // Records a comparison made by hand (the GEMMs at reduced precision, the micro-step).
+  void record(const Comparison& c) { results_.push_back(c); }
+  const std::vector<Comparison>& results() const { return results_; }
+
+ private:
+  Executor& candidate_;
+  Executor& reference_;
+  std::vector<Comparison> results_;
+};
+
+// Deterministic random inputs (normal, scaled), the same on every machine.
+std::vector<float> random_floats(int64_t n, uint32_t seed, float scale = 1.0f);
+std::vector<int32_t> random_ints(int64_t n, uint32_t seed, int32_t below);
+
+// "[rows x cols]" and the like, for shape descriptions.
+std::string shape_text(std::initializer_list<int64_t> dims);
+
+}  // namespace rf::selftest

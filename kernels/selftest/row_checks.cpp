@@ -1,0 +1,328 @@
+// Element-wise and row-wise launchers: layer norm (forward, backward with its parameter
+// gradients), the feed-forward activation and its gradient, residual adds and dropouts, column sums
+// and the sum of squares, cross-entropy, the embedding and its table gradients, AdamW, and the
+// flat ops (add, concatenate, split, fills). Dropout is on wherever an op takes it, so the Philox
+// streams are compared too.
+#include "kernels/adamw.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/elementwise.h"
+#include "kernels/embedding.h"
+#include "kernels/feed_forward_ops.h"
+#include "kernels/layer_norm.h"
+#include "kernels/reductions.h"
+#include "kernels/residual.h"
+#include "kernels/selftest/op_checks.h"
+
+namespace rf::selftest {
+namespace {
+
+DropoutMask test_mask(int64_t seq_len, int64_t cols, float keep) {
+  DropoutMask m;
+  m.keep = keep;
+  m.stream = make_rng_stream(5, RngPurpose::kFeedForwardDropout, 1, 2, 0, 0);
+  m.example_base = 3;
+  m.seq_len = seq_len;
+  m.cols = cols;
+  return m;
+}
+
+// (rows, cols) of the row-wise sweep: one row, odd widths, widths not a multiple of 16 or 32.
+std::vector<std::pair<int64_t, int64_t>> row_shapes(bool quick) {
+  if (quick) return {{70, 37}, {9, 256}};
+  return {{1, 1}, {1, 37}, {7, 5}, {70, 37}, {130, 256}, {65, 1000}};
+}
+
+void check_layer_norm(Checker& checker, int64_t rows, int64_t cols, uint32_t seed) {
+  HostTensors in;
+  in.floats["x"] = random_floats(rows * cols, seed, 2.0f);
+  in.floats["gamma"] = random_floats(cols, seed + 1);
+  in.floats["beta"] = random_floats(cols, seed + 2);
+  in.floats["y"] = std::vector<float>(rows * cols, 0.0f);
+  in.floats["dy"] = random_floats(rows * cols, seed + 3);
+  in.floats["dx"] = random_floats(rows * cols, seed + 4);
+  in.floats["dgamma"] = random_floats(cols, seed + 5);
+  in.floats["dbeta"] = random_floats(cols, seed + 6);
+  const std::string shape = shape_text({rows, cols});
+  checker.compare("layer_norm_forward", shape, in, {"y"},
+                  [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
+                    LayerNormArgs a;
+                    a.x = t.f("x");
+                    a.gamma = t.f("gamma");
+                    a.beta = t.f("beta");
+                    a.y = t.f("y");
+                    a.rows = rows;
+                    a.cols = cols;
+                    layer_norm_forward(ex, ws, a);
+                  });
+  for (Write write : {Write::kOverwrite, Write::kAccumulate})
+    checker.compare(
+        write == Write::kOverwrite ? "layer_norm_backward" : "layer_norm_backward (accumulate)",
+        shape, in, {"dx", "dgamma", "dbeta"}, [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
+          LayerNormBackwardArgs a;
+          a.x = t.f("x");
+          a.gamma = t.f("gamma");
+          a.dy = t.f("dy");
+          a.dx = t.f("dx");
+          a.dgamma = t.f("dgamma");
+          a.dbeta = t.f("dbeta");
+          a.rows = rows;
+          a.cols = cols;
+          a.write_dx = write;
+          layer_norm_backward(ex, ws, a);
+        });
+}
+
+void check_activation(Checker& checker, int64_t rows, int64_t cols, uint32_t seed) {
+  for (Activation act : {Activation::kGelu, Activation::kRelu})
+    for (float keep : {1.0f, 0.8f}) {
+      HostTensors in;
+      in.floats["h"] = random_floats(rows * cols, seed, 2.0f);
+      in.floats["a"] = std::vector<float>(rows * cols, 0.0f);
+      in.floats["bias"] = random_floats(cols, seed + 1);
+      in.floats["grad"] = random_floats(rows * cols, seed + 2);
+      const std::string shape =
+          shape_text({rows, cols}) + " " + activation_name(act) + (keep < 1 ? " dropout" : "");
+      const DropoutMask mask = test_mask(rows, cols, keep);
+      checker.compare("bias_activation_forward", shape, in, {"h", "a"},
+                      [=](Executor& ex, Workspace&, DeviceTensors& t) {
+                        BiasActivationArgs a;
+                        a.h = t.f("h");
+                        a.a = t.f("a");
+                        a.bias = t.f("bias");
+                        a.rows = rows;
+                        a.cols = cols;
+                        a.activation = act;
+                        a.dropout = mask;
+                        bias_activation_forward(ex, a);
+                      });
+      checker.compare("activation_backward", shape, in, {"grad"},
+                      [=](Executor& ex, Workspace&, DeviceTensors& t) {
+                        ActivationBackwardArgs a;
+                        a.grad = t.f("grad");
+                        a.h = t.f("h");
+                        a.rows = rows;
+                        a.cols = cols;
+                        a.activation = act;
+                        a.dropout = mask;
+                        activation_backward(ex, a);
+                      });
+    }
+}
+
+void check_residual(Checker& checker, int64_t rows, int64_t cols, uint32_t seed) {
+  for (bool bias : {false, true})
+    for (float keep : {1.0f, 0.7f}) {
+      HostTensors in;
+      in.floats["residual"] = random_floats(rows * cols, seed);
+      in.floats["t"] = random_floats(rows * cols, seed + 1);
+      in.floats["bias"] = random_floats(cols, seed + 2);
+      const DropoutMask mask = test_mask(rows, cols, keep);
+      const std::string shape =
+          shape_text({rows, cols}) + (bias ? " bias" : "") + (keep < 1 ? " dropout" : "");
+      checker.compare("residual_add", shape, in, {"residual"},
+                      [=](Executor& ex, Workspace&, DeviceTensors& t) {
+                        ResidualAddArgs a;
+                        a.residual = t.f("residual");
+                        a.t = t.f("t");
+                        a.bias = bias ? t.f("bias") : nullptr;
+                        a.rows = rows;
+                        a.cols = cols;
+                        a.sign = -1.0f;
+                        a.dropout = mask;
+                        residual_add(ex, a);
+                      });
+      if (bias) continue;
+      checker.compare(
+          "dropout_backward", shape, in, {"t"}, [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
+            const float* g = dropout_backward(ex, ws, t.f("residual"), rows, cols, mask, "g");
+            ex.copy(t.f("t"), g, static_cast<size_t>(rows * cols) * sizeof(float));
+          });
+    }
+}
+
+void check_reductions(Checker& checker, int64_t rows, int64_t cols, uint32_t seed) {
+  HostTensors in;
+  in.floats["x"] = random_floats(rows * cols, seed);
+  in.floats["sums"] = random_floats(cols, seed + 1);
+  in.floats["squares"] = {0.0f};
+  checker.compare("add_column_sums", shape_text({rows, cols}), in, {"sums"},
+                  [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
+                    add_column_sums(ex, ws, t.f("x"), rows, cols, t.f("sums"));
+                  });
+  checker.compare("sum_of_squares", shape_text({rows * cols}), in, {"squares"},
+                  [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
+                    const float total =
+                        static_cast<float>(sum_of_squares(ex, ws, t.f("x"), rows * cols));
+                    ex.upload(t.f("squares"), &total, sizeof(float));
+                  });
+}
+
+void check_cross_entropy(Checker& checker, int64_t rows, int64_t vocab, uint32_t seed) {
+  for (bool want_grad : {false, true}) {
+    HostTensors in;
+    in.floats["logits"] = random_floats(rows * vocab, seed, 3.0f);
+    in.floats["bias"] = random_floats(vocab, seed + 1);
+    in.floats["loss"] = std::vector<float>(rows, 0.0f);
+    in.ints["targets"] = random_ints(rows, seed + 2, static_cast<int32_t>(vocab));
+    in.ints["prediction"] = std::vector<int32_t>(rows, 0);
+    checker.compare("cross_entropy", shape_text({rows, vocab}) + (want_grad ? " grad" : ""), in,
+                    {"logits", "loss", "prediction"},
+                    [=](Executor& ex, Workspace&, DeviceTensors& t) {
+                      CrossEntropyArgs a;
+                      a.logits = t.f("logits");
+                      a.bias = t.f("bias");
+                      a.targets = t.i("targets");
+                      a.loss = t.f("loss");
+                      a.prediction = t.i("prediction");
+                      a.rows = rows;
+                      a.vocab = vocab;
+                      a.grad_scale = 0.5f;
+                      a.want_grad = want_grad;
+                      cross_entropy(ex, a);
+                    });
+  }
+}
+
+void check_embedding(Checker& checker, PositionKind kind, uint32_t seed) {
+  const int64_t batch = 2, seq_len = 24, d_model = 10, vocab = 7, n1 = 4, n2 = 6, d1 = 4, d2 = 6;
+  const int64_t rows = batch * seq_len;
+  HostTensors in;
+  in.ints["tokens"] = random_ints(rows, seed, static_cast<int32_t>(vocab));
+  in.floats["table"] = random_floats(vocab * d_model, seed + 1);
+  in.floats["axial_a"] = random_floats(n1 * d1, seed + 2);
+  in.floats["axial_b"] = random_floats(n2 * d2, seed + 3);
+  in.floats["learned"] = random_floats(seq_len * d_model, seed + 4);
+  in.floats["out"] = std::vector<float>(rows * d_model, 0.0f);
+  in.floats["dx"] = random_floats(rows * d_model, seed + 5);
+  in.floats["dtable"] = random_floats(vocab * d_model, seed + 6);
+  in.floats["daxial_a"] = random_floats(n1 * d1, seed + 7);
+  in.floats["daxial_b"] = random_floats(n2 * d2, seed + 8);
+  in.floats["dlearned"] = random_floats(seq_len * d_model, seed + 9);
+  const char* names[] = {"none", "axial", "learned"};
+  const std::string shape = shape_text({batch, seq_len, d_model}) + " positions " +
+                            names[static_cast<int>(kind)] + " dropout";
+  const DropoutMask mask = test_mask(seq_len, d_model, 0.9f);
+  checker.compare("embedding_forward", shape, in, {"out"},
+                  [=](Executor& ex, Workspace&, DeviceTensors& t) {
+                    EmbeddingArgs a;
+                    a.tokens = t.i("tokens");
+                    a.table = t.f("table");
+                    a.positions.kind = kind;
+                    a.positions.axial_a = t.f("axial_a");
+                    a.positions.axial_b = t.f("axial_b");
+                    a.positions.learned = t.f("learned");
+                    a.positions.n2 = n2;
+                    a.positions.d1 = d1;
+                    a.positions.d2 = d2;
+                    a.out = t.f("out");
+                    a.rows = rows;
+                    a.seq_len = seq_len;
+                    a.d_model = d_model;
+                    a.dropout = mask;
+                    embedding_forward(ex, a);
+                  });
+  const std::vector<int32_t> host_tokens = in.ints.at("tokens");
+  checker.compare("embedding_backward", shape, in,
+                  {"dx", "dtable", "daxial_a", "daxial_b", "dlearned"},
+                  [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
+                    EmbeddingBackwardArgs a;
+                    a.dx = t.f("dx");
+                    a.host_tokens = host_tokens.data();
+                    a.dtable = t.f("dtable");
+                    a.positions.kind = kind;
+                    a.positions.axial_a = t.f("daxial_a");
+                    a.positions.axial_b = t.f("daxial_b");
+                    a.positions.learned = t.f("dlearned");
+                    a.positions.n1 = n1;
+                    a.positions.n2 = n2;
+                    a.positions.d1 = d1;
+                    a.positions.d2 = d2;
+                    a.batch = batch;
+                    a.seq_len = seq_len;
+                    a.d_model = d_model;
+                    a.vocab = vocab;
+                    a.dropout = mask;
+                    embedding_backward(ex, ws, a);
+                  });
+}
+
+void check_adamw(Checker& checker, int64_t n, uint32_t seed) {
+  HostTensors in;
+  in.floats["param"] = random_floats(n, seed);
+  in.floats["m"] = random_floats(n, seed + 1, 0.1f);
+  std::vector<float> v = random_floats(n, seed + 2, 0.1f);
+  for (float& x : v) x *= x;  // second moments are squares
+  in.floats["v"] = v;
+  in.floats["grad"] = random_floats(n, seed + 3);
+  checker.compare("adamw_update", shape_text({n}), in, {"param", "m", "v"},
+                  [=](Executor& ex, Workspace&, DeviceTensors& t) {
+                    AdamWArgs a;
+                    a.param = t.f("param");
+                    a.m = t.f("m");
+                    a.v = t.f("v");
+                    a.grad = t.f("grad");
+                    a.count = n;
+                    a.lr = 1e-3f;
+                    a.beta1 = 0.9f;
+                    a.beta2 = 0.98f;
+                    a.eps = 1e-9f;
+                    a.weight_decay = 0.01f;
+                    a.grad_scale = 0.7f;
+                    a.bias_correction1 = 0.271f;
+                    a.bias_correction2 = 0.0589f;
+                    adamw_update(ex, a);
+                  });
+}
+
+void check_flat_ops(Checker& checker, int64_t rows, int64_t cols, uint32_t seed) {
+  HostTensors in;
+  in.floats["a"] = random_floats(rows * cols, seed);
+  in.floats["b"] = random_floats(rows * (cols + 3), seed + 1);
+  in.floats["cat"] = random_floats(rows * (2 * cols + 3), seed + 2);
+  in.floats["fill"] = std::vector<float>(rows * cols, 0.0f);
+  const std::string shape = shape_text({rows, cols});
+  checker.compare("add_scaled", shape, in, {"a"}, [=](Executor& ex, Workspace&, DeviceTensors& t) {
+    add_scaled(ex, t.f("a"), t.f("b"), -0.5f, rows * cols);
+  });
+  checker.compare("concat_columns", shape, in, {"cat"},
+                  [=](Executor& ex, Workspace&, DeviceTensors& t) {
+                    concat_columns(ex, t.f("cat"), t.f("a"), t.f("b"), rows, cols, cols + 3);
+                  });
+  checker.compare("split_columns_add", shape, in, {"a", "b"},
+                  [=](Executor& ex, Workspace&, DeviceTensors& t) {
+                    split_columns_add(ex, t.f("a"), t.f("b"), t.f("cat"), rows, cols, cols + 3);
+                  });
+  checker.compare("add_row_bias", shape, in, {"a"},
+                  [=](Executor& ex, Workspace&, DeviceTensors& t) {
+                    add_row_bias(ex, t.f("a"), t.f("b"), rows, cols);
+                  });
+  const RngStream stream = make_rng_stream(seed, RngPurpose::kParamInit, 4, 0, 0, 0);
+  checker.compare("fill_normal", shape, in, {"fill"},
+                  [=](Executor& ex, Workspace&, DeviceTensors& t) {
+                    fill_normal(ex, t.f("fill"), rows * cols, stream, 0.5f);
+                  });
+  checker.compare("fill_uniform", shape, in, {"fill"},
+                  [=](Executor& ex, Workspace&, DeviceTensors& t) {
+                    fill_uniform(ex, t.f("fill"), rows * cols, stream, -0.3f, 0.2f);
+                  });
+}
+
+}  // namespace
+
+void check_row_ops(Checker& checker, const SweepOptions& options) {
+  uint32_t seed = 2000;
+  for (const auto& [rows, cols] : row_shapes(options.quick)) {
+    check_layer_norm(checker, rows, cols, seed += 10);
+    check_activation(checker, rows, cols, seed += 10);
+    check_residual(checker, rows, cols, seed += 10);
+    check_reductions(checker, rows, cols, seed += 10);
+    check_cross_entropy(checker, rows, cols, seed += 10);
+    check_flat_ops(checker, rows, cols, seed += 10);
+  }
+  check_reductions(checker, 70000, 3, seed += 10);  // several blocks of the sum of squares
+  for (PositionKind kind : {PositionKind::kNone, PositionKind::kAxial, PositionKind::kLearned})
+    check_embedding(checker, kind, seed += 10);
+  for (int64_t n : {int64_t{1}, int64_t{37}, int64_t{10000}}) check_adamw(checker, n, seed += 10);
+}
+
+}  // namespace rf::selftest

@@ -1,0 +1,150 @@
+// Tests of `reformer selftest`'s machinery: the error measures, the verdicts, and that a wrong
+// kernel is found and named. A FaultyExecutor forwards every kernel to the CPU executor except
+// one, which it breaks; the op checks must fail exactly there.
+#include "trainer/selftest.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+#include <sstream>
+
+#include "kernels/executor_impl.h"
+#include "kernels/selftest/op_checks.h"
+#include "tests/test_util.h"
+
+namespace rf {
+namespace {
+
+using selftest::Checker;
+
+// Forwards every kernel launch to a target executor.
+struct ForwardingBackend {
+  static inline Executor* target = nullptr;
+  template <class Op>
+  static void for_each(int64_t n, const Op& op) {
+    target->run(n, op);
+  }
+};
+
+// The CPU executor with one fault: `broken` names the op that goes wrong.
+class FaultyExecutor final : public KernelExecutor<ForwardingBackend> {
+ public:
+  explicit FaultyExecutor(std::string broken) : broken_(std::move(broken)) {
+    ForwardingBackend::target = &test::cpu();
+  }
+  using KernelExecutor<ForwardingBackend>::run;
+
+  // A layer norm with the wrong shift.
+  void run(int64_t n, const LayerNormForward& op) override {
+    LayerNormForward shifted = op;
+    if (broken_ == "layer_norm") shifted.beta = op.gamma;  // the wrong shift
+    test::cpu().run(n, shifted);
+  }
+  void chunk_attention(ChunkAttentionPass pass, const ChunkAttentionParams& p) override {
+    ChunkAttentionParams q = p;
+    if (broken_ == "attention keys" && pass == ChunkAttentionPass::kKeyGrads)
+      q.dropout.keep = 0.5f;  // replays another dropout mask
+    test::cpu().chunk_attention(pass, q);
+  }
+  void gemm(const GemmDesc& d, const float* a, const float* b, float* c) override {
+    GemmDesc e = d;
+    if (broken_ == "gemm" && d.trans_a && d.batch > 1) e.stride_a = 0;  // ignores the stride
+    test::cpu().gemm(e, a, b, c);
+  }
+
+  Device device() const override { return Device::kCpu; }
+  std::string describe() const override { return "faulty cpu (" + broken_ + ")"; }
+  void* allocate(size_t bytes) override { return test::cpu().allocate(bytes); }
+  void release(void* p, size_t bytes) override { test::cpu().release(p, bytes); }
+  void upload(void* d, const void* s, size_t b) override { test::cpu().upload(d, s, b); }
+  void download(void* d, const void* s, size_t b) override { test::cpu().download(d, s, b); }
+  void copy(void* d, const void* s, size_t b) override { test::cpu().copy(d, s, b); }
+  void zero(void* p, size_t b) override { test::cpu().zero(p, b); }
+  void synchronize() override {}
+  size_t sort_scratch_bytes(const BucketSort& s) override {
+    return test::cpu().sort_scratch_bytes(s);
+  }
+  void sort_buckets(const BucketSort& s, void* scratch) override {
+    test::cpu().sort_buckets(s, scratch);
+  }
+
+ private:
+  std::string broken_;
+};
+
+std::unique_ptr<Executor> plain_cpu() {
+  auto ex = make_cpu_executor(0);
+  ex->set_kernel_variant(KernelVariant::kPlain);
+  return ex;
+}
+
+// The ops whose comparisons failed.
+std::set<std::string> failed_ops(const Checker& checker) {
+  std::set<std::string> ops;
+  for (const auto& c : checker.results())
+    if (!c.passed()) ops.insert(c.op);
+  return ops;
+}
+
+TEST(Selftest, ErrorMeasures) {
+  EXPECT_EQ(selftest::nmse({1, 2, 3}, {1, 2, 3}), 0.0);
+  EXPECT_NEAR(selftest::nmse({1, 2, 4}, {1, 2, 3}), 1.0 / 14.0, 1e-12);
+  EXPECT_EQ(selftest::nmse({1, 2}, {0, 0}), 5.0);  // an all-zero reference: the plain error
+  EXPECT_TRUE(std::isinf(selftest::nmse({NAN}, {1})));
+  EXPECT_EQ(selftest::mismatch_fraction({1, 2, 3, 4}, {1, 2, 0, 4}), 0.25);
+}
+
+TEST(Selftest, TheCpuVariantsPassEveryOp) {
+  for (KernelVariant variant : {KernelVariant::kTuned, KernelVariant::kGpuIndexing}) {
+    auto candidate = make_cpu_executor(0);
+    candidate->set_kernel_variant(variant);
+    auto reference = plain_cpu();
+    Checker checker(*candidate, *reference);
+    selftest::check_all_ops(checker, {});
+    EXPECT_TRUE(failed_ops(checker).empty()) << *failed_ops(checker).begin();
+    EXPECT_GT(checker.results().size(), 200u);
+  }
+}
+
+TEST(Selftest, AWrongKernelIsFoundAndNamed) {
+  const std::vector<std::pair<std::string, std::set<std::string>>> faults = {
+      {"layer_norm", {"layer_norm_forward"}},
+      {"attention keys", {"attention backward"}},
+      {"gemm", {"gemm (GemmDesc)"}}};
+  for (const auto& [broken, expected] : faults) {
+    FaultyExecutor candidate(broken);
+    auto reference = plain_cpu();
+    Checker checker(candidate, *reference);
+    selftest::check_all_ops(checker, {});
+    EXPECT_EQ(failed_ops(checker), expected) << broken;
+  }
+}
+
+TEST(Selftest, StartUpVerificationRefusesAWrongKernel) {
+  FaultyExecutor broken("attention keys");
+  try {
+    verify_kernels_or_fail(broken, GemmPrecision::kFp32);
+    FAIL() << "a wrong attention kernel was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("attention backward"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("reformer selftest --device cuda"), std::string::npos);
+  }
+  FaultyExecutor sound("nothing");
+  EXPECT_NO_THROW(verify_kernels_or_fail(sound, GemmPrecision::kFp32));
+}
+
+TEST(Selftest, CommandReportsEveryOpAndTheVerdictAsJson) {
+  SelftestOptions options;
+  options.quick = true;
+  options.json = true;
+  std::ostringstream out;
+  EXPECT_EQ(run_selftest(options, out), 0);
+  const std::string json = out.str();
+  for (const char* op : {"\"gemm (GemmDesc)\"", "\"layer_norm_backward\"", "\"attention forward\"",
+                         "\"attention backward\"", "\"adamw_update\"", "\"lsh_sort\"",
+                         "\"training micro-step\"", "\"passed\": true"})
+    EXPECT_NE(json.find(op), std::string::npos) << op << " missing from " << json;
+}
+
+}  // namespace
+}  // namespace rf

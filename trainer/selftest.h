@@ -1,0 +1,33 @@
+// `reformer selftest [--device cuda] [--precision P] [--json]`: every op of the kernel layer and a
+// whole training micro-step, run on the chosen executor and compared with the CPU's plain
+// reference kernels (kernels/selftest/). On the CPU the candidates are the CPU's own alternatives:
+// its tuned kernels (tiled attention, whole rows) and the GPU's indexing (one column per index,
+// one attention row per index). One line per op, then the verdict; the exit status is non-zero
+// when any op fails.
+#pragma once
+
+#include <ostream>
+#include <string>
+
+#include "kernels/kinds.h"
+
+namespace rf {
+
+struct SelftestOptions {
+  Device device = Device::kCpu;
+  GemmPrecision precision = GemmPrecision::kFp32;
+  bool json = false;
+  bool quick = false;  // a few shapes per op
+};
+
+// Exit status where the asked-for executor does not exist here (no GPU, or no bf16 on this CPU);
+// ctest counts it as skipped.
+constexpr int kSelftestSkipped = 77;
+
+int run_selftest(const SelftestOptions& options, std::ostream& out);
+
+// The start-up check of a GPU run: the quick sweep of every op on `ex` against the CPU
+// reference. Throws rf::Error naming the first op that fails.
+void verify_kernels_or_fail(class Executor& ex, GemmPrecision precision);
+
+}  // namespace rf
