@@ -17,6 +17,7 @@
 
 #include "kernels/device_buffer.h"
 #include "kernels/linear.h"
+#include "kernels/profile.h"
 #include "trainer/flop_count.h"
 #include "trainer/job.h"
 #include "trainer/metrics.h"
@@ -73,15 +74,20 @@ int main(int argc, char** argv) {
   std::vector<std::string> overrides;
   int steps = 5, warmup = 1;
   std::string overlap = "on";
+  bool profile = false;
   app.add_option("--config", config_path, "experiment YAML")->required();
   app.add_option("--set", overrides, "overrides");
   app.add_option("--steps", steps, "timed steps");
   app.add_option("--warmup", warmup, "untimed steps first");
   app.add_option("--overlap", overlap, "start gradient buckets during the backward pass")
       ->check(CLI::IsMember({"on", "off"}));
+  app.add_flag("--profile", profile,
+               "time the attention and LSH launchers (synchronising around them); adds their "
+               "share of the step to the output");
   CLI11_PARSE(app, argc, argv);
   try {
     const rf::Config cfg = rf::load_config(config_path, overrides);
+    rf::LauncherProfile::global().enabled = profile;
     rf::JobComms comms = rf::make_job_comms(cfg.runtime);
     rf::Communicator& comm = comms.device();
     auto ex = rf::make_rank_executor(cfg.runtime, comms.host->local_rank());
@@ -97,6 +103,7 @@ int main(int argc, char** argv) {
       batch.targets.push_back(static_cast<int32_t>(gen() % cfg.model.vocab_size));
     }
     std::vector<double> times, waits;
+    int64_t launches_per_step = 0, memory_operations_per_step = 0;
     rf::ParamStore& params = model.params();
     auto start_group = [&](int group) {
       const rf::ParamGroup& g = params.groups()[group];
@@ -104,6 +111,7 @@ int main(int argc, char** argv) {
     };
     for (int s = 0; s < warmup + steps; ++s) {
       const auto t = Clock::now();
+      const int64_t launches_before = ex->launches(), memory_before = ex->memory_operations();
       model.params().zero_grads();
       rf::StepContext ctx;
       ctx.seed = 1;
@@ -123,11 +131,16 @@ int main(int argc, char** argv) {
       const rf::GradNorm g = rf::gradient_norm(*ex, model.workspace(), model.params(), 1.0);
       optimizer.step(rf::learning_rate(cfg.train, s), g.clip_scale);
       ex->synchronize();
+      launches_per_step = ex->launches() - launches_before;
+      memory_operations_per_step = ex->memory_operations() - memory_before;
       if (s >= warmup) times.push_back(seconds_since(t));
+      if (s + 1 == warmup) rf::LauncherProfile::global().seconds.clear();
       std::cerr << "\rstep " << s + 1 << "/" << warmup + steps << std::flush;
     }
     std::cerr << "\r";
     std::sort(times.begin(), times.end());
+    double total_seconds = 0;
+    for (double t : times) total_seconds += t;
     std::sort(waits.begin(), waits.end());
     const double median = times[times.size() / 2];
     if (!comms.is_root()) return 0;
@@ -155,6 +168,16 @@ int main(int argc, char** argv) {
                      .add("gflops", rate)
                      .add("sgemm_gflops", gemm_peak)
                      .add("fraction_of_sgemm", rate / gemm_peak)
+                     .add("attention_share",
+                          profile
+                              ? rf::LauncherProfile::global().seconds["attention"] / total_seconds
+                              : -1.0)
+                     .add("lsh_share",
+                          profile ? rf::LauncherProfile::global().seconds["lsh hash and sort"] /
+                                        total_seconds
+                                  : -1.0)
+                     .add("launches_per_step", launches_per_step)
+                     .add("memory_operations_per_step", memory_operations_per_step)
                      .add("peak_rss_gib", peak_rss_gib())
                      .add("executor_peak_gib", executor_peak_gib)
                      .add("openblas_kernel", openblas_get_corename())

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "base/error.h"
+#include "kernels/profile.h"
 
 namespace rf {
 namespace {
@@ -87,6 +88,7 @@ int64_t chunked_attention_scratch_per_segment(const ChunkedAttentionArgs& a) {
 
 void chunked_attention_forward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& a,
                                float* out, int64_t ldo) {
+  const ScopedLauncherTimer timer(ex, "attention");
   check_args(a);
   const int64_t total = a.batch * a.heads, group = segments_per_group(a);
   for (int64_t first = 0; first < total; first += group) {
@@ -98,6 +100,7 @@ void chunked_attention_forward(Executor& ex, Workspace& ws, const ChunkedAttenti
 void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& a,
                                 const float* dout, int64_t lddo, const ChunkedAttentionGrads& g,
                                 float* out, int64_t ldo) {
+  const ScopedLauncherTimer timer(ex, "attention");
   check_args(a);
   const int64_t total = a.batch * a.heads, group = segments_per_group(a);
   for (int64_t first = 0; first < total; first += group) {
@@ -106,8 +109,7 @@ void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttent
     const int32_t* undo = a.undo ? a.undo + first * p.layout.n_slots : nullptr;
     forward_group(ex, p, a, out, ldo);
     ex.run(count * a.seq_len, CombineRoundsBackward{p, undo, a.n_rounds, dout, lddo});
-    ex.chunk_attention(ChunkAttentionPass::kQueryGrads, p);
-    ex.chunk_attention(ChunkAttentionPass::kKeyGrads, p);
+    ex.chunk_attention(ChunkAttentionPass::kGradients, p);
     ex.run(count * a.seq_len, UngatherAttentionGrads{p, undo, a.n_rounds, g.dq, g.dk, g.dv, g.ld});
   }
 }

@@ -15,10 +15,8 @@ void Executor::chunk_attention(ChunkAttentionPass pass, const ChunkAttentionPara
     case ChunkAttentionPass::kForward:
       run(rows, ChunkAttentionForwardRow{p});
       break;
-    case ChunkAttentionPass::kQueryGrads:
+    case ChunkAttentionPass::kGradients:
       run(rows, ChunkAttentionQueryGradRow{p});
-      break;
-    case ChunkAttentionPass::kKeyGrads:
       run(rows, ChunkAttentionKeyGradRow{p});
       break;
   }

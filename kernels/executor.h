@@ -44,8 +44,9 @@ struct KernelInterfaceOf<TypeList<Ops...>> {
 enum class KernelVariant { kTuned, kPlain, kGpuIndexing };
 
 // The passes of fused chunked attention that executors may implement in their own way
-// (kernels/ops/chunk_attention.h).
-enum class ChunkAttentionPass { kForward, kQueryGrads, kKeyGrads };
+// (kernels/ops/chunk_attention.h): the forward (O and the softmax statistics per slot), and the
+// gradients of every slot's query, key and value (after the combine's backward).
+enum class ChunkAttentionPass { kForward, kGradients };
 
 class Executor : public KernelInterfaceOf<KernelOps>::type {
  public:
@@ -87,6 +88,10 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
 
   size_t bytes_in_use() const { return bytes_in_use_; }
   size_t peak_bytes() const { return peak_bytes_; }
+  // Work handed to the device so far: kernel launches (each run, GEMM call, tiled attention pass
+  // and sort stage) and memory operations (upload, download, copy, zero).
+  int64_t launches() const { return launches_; }
+  int64_t memory_operations() const { return memory_operations_; }
 
  protected:
   void count_allocation(size_t bytes) {
@@ -94,11 +99,14 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
     if (bytes_in_use_ > peak_bytes_) peak_bytes_ = bytes_in_use_;
   }
   void count_release(size_t bytes) { bytes_in_use_ -= bytes; }
+  void count_launch() { ++launches_; }
+  void count_memory_operation() { ++memory_operations_; }
 
  private:
   size_t bytes_in_use_ = 0;
   size_t peak_bytes_ = 0;
   KernelVariant variant_ = KernelVariant::kTuned;
+  int64_t launches_ = 0, memory_operations_ = 0;
 };
 
 // The RowSplit for a kernel over [rows, cols] on this executor: whole rows per CPU thread, one

@@ -17,7 +17,9 @@ template <class Backend, class Base, class Op, class... Rest>
 struct KernelImpl<Backend, Base, Op, Rest...> : KernelImpl<Backend, Base, Rest...> {
   using KernelImpl<Backend, Base, Rest...>::run;
   void run(int64_t n, const Op& op) override {
-    if (n > 0) Backend::for_each(n, op);
+    if (n <= 0) return;
+    this->count_launch();
+    Backend::for_each(n, op);
   }
 };
 

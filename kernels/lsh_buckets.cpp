@@ -4,10 +4,12 @@
 
 #include "kernels/elementwise.h"
 #include "kernels/linear.h"
+#include "kernels/profile.h"
 
 namespace rf {
 
 void lsh_hash(Executor& ex, Workspace& ws, const LshHashArgs& a) {
+  const ScopedLauncherTimer timer(ex, "lsh hash and sort");
   const int64_t cols = a.n_rounds * a.factors.rotation_cols();
   // rotation [d, n_rounds * rotation_cols] ~ N(0, 1), new for every step, example and head.
   float* rotation = ws.floats("lsh.rotation", a.d * cols);
@@ -34,6 +36,7 @@ void lsh_hash(Executor& ex, Workspace& ws, const LshHashArgs& a) {
 }
 
 void lsh_sort(Executor& ex, Workspace& ws, const LshSortArgs& a) {
+  const ScopedLauncherTimer timer(ex, "lsh hash and sort");
   const Executor::BucketSort sort{
       a.buckets, a.perm, a.undo, a.segments, a.n_rounds * a.seq_len, a.total_buckets};
   ex.sort_buckets(sort, ws.get<char>("lsh.sort_scratch", ex.sort_scratch_bytes(sort)));

@@ -42,7 +42,7 @@ class FaultyExecutor final : public KernelExecutor<ForwardingBackend> {
   }
   void chunk_attention(ChunkAttentionPass pass, const ChunkAttentionParams& p) override {
     ChunkAttentionParams q = p;
-    if (broken_ == "attention keys" && pass == ChunkAttentionPass::kKeyGrads)
+    if (broken_ == "attention keys" && pass == ChunkAttentionPass::kGradients)
       q.dropout.keep = 0.5f;  // replays another dropout mask
     test::cpu().chunk_attention(pass, q);
   }

@@ -71,16 +71,29 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
     std::free(ptr);
     count_release(bytes);
   }
-  void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
-  void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
-  void copy(void* dst, const void* src, size_t bytes) override { std::memmove(dst, src, bytes); }
-  void zero(void* ptr, size_t bytes) override { std::memset(ptr, 0, bytes); }
+  void upload(void* dst, const void* src, size_t bytes) override {
+    count_memory_operation();
+    std::memcpy(dst, src, bytes);
+  }
+  void download(void* dst, const void* src, size_t bytes) override {
+    count_memory_operation();
+    std::memcpy(dst, src, bytes);
+  }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    count_memory_operation();
+    std::memmove(dst, src, bytes);
+  }
+  void zero(void* ptr, size_t bytes) override {
+    count_memory_operation();
+    std::memset(ptr, 0, bytes);
+  }
   void synchronize() override {}
 
   void gemm(const GemmDesc& d, const float* a, const float* b, float* c) override {
     const std::string problem = gemm_desc_problem(d);
     RF_CHECK(problem.empty(), problem);
     if (d.m == 0 || d.n == 0) return;
+    count_launch();
     if (bf16_ && d.batch == 1 && d.k > 0) {
       bf16_->run(d, a, b, c);
       return;
@@ -103,6 +116,7 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
 
   void chunk_attention(ChunkAttentionPass pass, const ChunkAttentionParams& p) override {
     if (kernel_variant() == KernelVariant::kTuned) {
+      count_launch();
       cpu::chunk_attention_tiled(pass, p);
     } else {
       Executor::chunk_attention(pass, p);

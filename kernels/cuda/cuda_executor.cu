@@ -109,17 +109,21 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     count_release(bytes);
   }
   void upload(void* dst, const void* src, size_t bytes) override {
+    count_memory_operation();
     RF_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cudaStreamPerThread));
     RF_CUDA_CHECK(cudaStreamSynchronize(cudaStreamPerThread));
   }
   void download(void* dst, const void* src, size_t bytes) override {
+    count_memory_operation();
     RF_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cudaStreamPerThread));
     RF_CUDA_CHECK(cudaStreamSynchronize(cudaStreamPerThread));
   }
   void copy(void* dst, const void* src, size_t bytes) override {
+    count_memory_operation();
     RF_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cudaStreamPerThread));
   }
   void zero(void* ptr, size_t bytes) override {
+    count_memory_operation();
     RF_CUDA_CHECK(cudaMemsetAsync(ptr, 0, bytes, cudaStreamPerThread));
   }
   void synchronize() override { RF_CUDA_CHECK(cudaStreamSynchronize(cudaStreamPerThread)); }
@@ -128,6 +132,7 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     const std::string problem = gemm_desc_problem(d);
     RF_CHECK(problem.empty(), problem);
     if (d.m == 0 || d.n == 0) return;
+    count_launch();
     RF_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
         cublas_, cublas_op(d.trans_a), cublas_op(d.trans_b), static_cast<int>(d.m),
         static_cast<int>(d.n), static_cast<int>(d.k), &d.alpha, a, CUDA_R_32F,
@@ -178,6 +183,7 @@ void CudaExecutor::sort_buckets(const BucketSort& s, void* scratch) {
   int32_t* values_in = reinterpret_cast<int32_t*>(base + l.values_in);
   int32_t* offsets = reinterpret_cast<int32_t*>(base + l.offsets);
   run(s.segments * s.n + 1, SegmentSlotsAndOffsets{values_in, offsets, s.n, s.segments});
+  count_launch();
   // CUB's radix sort is stable: sorting (bucket -> slot) keeps slots of a bucket in order, which
   // is the sort by (bucket, position) the CPU's counting sort produces.
   RF_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairs(
