@@ -28,6 +28,7 @@
 #include "base/philox.h"
 #include "kernels/fast_math.h"
 #include "kernels/ops/dropout_mask.h"
+#include "kernels/ops/row_reduce.h"
 
 namespace rf {
 
@@ -55,8 +56,7 @@ struct ChunkLayout {
 
 // The factor that makes a shared-QK key unit length (times trax's eps), from the query row.
 RF_HD float key_norm_scale(const float* kr, int64_t d) {
-  float s = 0.0f;
-  for (int64_t c = 0; c < d; ++c) s += kr[c] * kr[c];
+  const float s = row_sum(d, [kr](int64_t c) { return kr[c] * kr[c]; });
   return 1.0f / sqrtf(s + static_cast<float>(d) * kKeyNormEps);
 }
 
@@ -236,10 +236,8 @@ struct CombineRoundsBackward {
     float g_dot_out = 0.0f;
     for (int64_t r = 0; r < n_rounds; ++r) {
       const float* o = p.o + slots[r] * p.d;
-      float dot = 0.0f;
-      for (int64_t x = 0; x < p.d; ++x) dot += g[x] * o[x];
-      g_dot_round[r] = dot;
-      g_dot_out += w[r] * dot;
+      g_dot_round[r] = row_sum(p.d, [g, o](int64_t x) { return g[x] * o[x]; });
+      g_dot_out += w[r] * g_dot_round[r];
     }
     for (int64_t r = 0; r < n_rounds; ++r) {
       float* o = p.o + slots[r] * p.d;
@@ -360,8 +358,7 @@ struct UngatherAttentionGrads {
     if (p.key_scales) {
       // key = q * inv, inv = (|q|^2 + d eps)^(-1/2): dq += g inv - q (g . q) inv^3.
       const float* qr = p.query_row(s, t);
-      float g_dot_q = 0.0f;
-      for (int64_t x = 0; x < p.d; ++x) g_dot_q += gk[x] * qr[x];
+      const float g_dot_q = row_sum(p.d, [&gk, qr](int64_t x) { return gk[x] * qr[x]; });
       const float inv = p.key_scales[i];
       const float inv3 = inv * inv * inv;
       for (int64_t x = 0; x < p.d; ++x) gq[x] += gk[x] * inv - qr[x] * g_dot_q * inv3;

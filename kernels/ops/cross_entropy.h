@@ -3,6 +3,7 @@
 #pragma once
 
 #include "kernels/fast_math.h"
+#include "kernels/ops/row_reduce.h"
 
 namespace rf {
 
@@ -21,8 +22,7 @@ struct CrossEntropyRow {
     int64_t arg = 0;
     for (int64_t v = 1; v < vocab; ++v)
       if (z[v] > zmax) zmax = z[v], arg = v;
-    float sum = 0.0f;
-    for (int64_t v = 0; v < vocab; ++v) sum += exp_approx(z[v] - zmax);
+    const float sum = row_sum(vocab, [z, zmax](int64_t v) { return exp_approx(z[v] - zmax); });
     const float log_sum = logf(sum) + zmax;
     loss[row] = log_sum - z[target];
     prediction[row] = static_cast<int32_t>(arg);

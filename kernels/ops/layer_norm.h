@@ -5,21 +5,21 @@
 #pragma once
 
 #include "base/hd.h"
+#include "kernels/ops/row_reduce.h"
 #include "kernels/ops/row_split.h"
 
 namespace rf {
 
+// Sums in the row order of kernels/ops/row_reduce.h.
 RF_HD void layer_norm_row_stats(const float* x, int64_t cols, float eps, float* mean_out,
                                 float* rstd_out) {
-  float sum = 0.0f;
-  for (int64_t c = 0; c < cols; ++c) sum += x[c];
-  const float mean = sum / static_cast<float>(cols);
-  float var = 0.0f;
-  for (int64_t c = 0; c < cols; ++c) {
-    const float d = x[c] - mean;
-    var += d * d;
-  }
-  var /= static_cast<float>(cols);
+  const float mean = row_sum(cols, [x](int64_t c) { return x[c]; }) / static_cast<float>(cols);
+  const float var = row_sum(cols,
+                            [x, mean](int64_t c) {
+                              const float d = x[c] - mean;
+                              return d * d;
+                            }) /
+                    static_cast<float>(cols);
   *mean_out = mean;
   *rstd_out = 1.0f / sqrtf(var + eps);
 }
@@ -28,14 +28,17 @@ RF_HD void layer_norm_row_stats(const float* x, int64_t cols, float eps, float* 
 RF_HD void layer_norm_backward_row_stats(const float* xr, const float* dyr, const float* gamma,
                                          int64_t cols, float mu, float rs, float* mean_g_out,
                                          float* mean_gx_out) {
-  float mean_g = 0.0f, mean_gx = 0.0f;
-  for (int64_t c = 0; c < cols; ++c) {
-    const float g = dyr[c] * gamma[c];
-    mean_g += g;
-    mean_gx += g * (xr[c] - mu) * rs;
-  }
-  *mean_g_out = mean_g / static_cast<float>(cols);
-  *mean_gx_out = mean_gx / static_cast<float>(cols);
+  float sum_g, sum_gx;
+  row_sum2(
+      cols,
+      [=](int64_t c, float* g_lane, float* gx_lane) {
+        const float g = dyr[c] * gamma[c];
+        *g_lane += g;
+        *gx_lane += g * (xr[c] - mu) * rs;
+      },
+      &sum_g, &sum_gx);
+  *mean_g_out = sum_g / static_cast<float>(cols);
+  *mean_gx_out = sum_gx / static_cast<float>(cols);
 }
 
 // The per-row statistics, as a kernel of their own: the GPU computes them first and then
