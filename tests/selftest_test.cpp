@@ -42,7 +42,10 @@ class FaultyExecutor final : public KernelExecutor<ForwardingBackend> {
   }
   void chunk_attention(ChunkAttentionPass pass, const ChunkAttentionParams& p) override {
     ChunkAttentionParams q = p;
-    if (broken_ == "attention keys" && pass == ChunkAttentionPass::kGradients)
+    const bool tuned_only = broken_ == "attention keys (tuned only)";
+    if ((broken_ == "attention keys" ||
+         (tuned_only && kernel_variant() == KernelVariant::kTuned)) &&
+        pass == ChunkAttentionPass::kGradients)
       q.dropout.keep = 0.5f;  // replays another dropout mask
     test::cpu().chunk_attention(pass, q);
   }
@@ -120,17 +123,25 @@ TEST(Selftest, AWrongKernelIsFoundAndNamed) {
   }
 }
 
-TEST(Selftest, StartUpVerificationRefusesAWrongKernel) {
-  FaultyExecutor broken("attention keys");
+// A tuned kernel that differs is replaced by the reference functors, with a note; a kernel that
+// differs in every variant is refused.
+TEST(Selftest, StartUpVerificationFallsBackOrRefuses) {
+  FaultyExecutor tuned_broken("attention keys (tuned only)");
+  const std::string note = verify_kernels_or_fail(tuned_broken, GemmPrecision::kFp32);
+  EXPECT_NE(note.find("attention backward"), std::string::npos) << note;
+  EXPECT_EQ(tuned_broken.kernel_variant(), KernelVariant::kGpuIndexing);
+
+  FaultyExecutor broken("layer_norm");
   try {
     verify_kernels_or_fail(broken, GemmPrecision::kFp32);
-    FAIL() << "a wrong attention kernel was accepted";
+    FAIL() << "a wrong layer norm was accepted";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("attention backward"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("layer_norm_forward"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("reformer selftest --device cuda"), std::string::npos);
   }
   FaultyExecutor sound("nothing");
-  EXPECT_NO_THROW(verify_kernels_or_fail(sound, GemmPrecision::kFp32));
+  EXPECT_EQ(verify_kernels_or_fail(sound, GemmPrecision::kFp32), "");
+  EXPECT_EQ(sound.kernel_variant(), KernelVariant::kTuned);
 }
 
 TEST(Selftest, CommandReportsEveryOpAndTheVerdictAsJson) {

@@ -268,7 +268,10 @@ int run_selftest(const SelftestOptions& options, std::ostream& out) {
   return failed ? 1 : 0;
 }
 
-void verify_kernels_or_fail(Executor& ex, GemmPrecision precision) {
+namespace {
+
+// The first failing comparison of the quick sweep on `ex`, or null.
+std::unique_ptr<Comparison> first_failure(Executor& ex, GemmPrecision precision) {
   const std::unique_ptr<Executor> reference = reference_executor();
   Checker checker(ex, *reference);
   selftest::SweepOptions sweep;
@@ -276,11 +279,36 @@ void verify_kernels_or_fail(Executor& ex, GemmPrecision precision) {
   sweep.quick = true;
   selftest::check_all_ops(checker, sweep);
   for (const Comparison& c : checker.results())
-    if (!c.passed())
-      fail("the ", ex.describe(), " computes ", c.op, " differently from the CPU reference (",
-           c.output, " at ", c.shape, ": error ", c.error, " > ", c.tolerance,
-           "); refusing to train on it. Run `reformer selftest --device cuda` for the full "
-           "report, or set runtime.verify_kernels=false to train anyway");
+    if (!c.passed()) return std::make_unique<Comparison>(c);
+  return nullptr;
+}
+
+std::string failure_text(const Executor& ex, const Comparison& c) {
+  std::ostringstream s;
+  s << ex.describe() << " computes " << c.op << " differently from the CPU reference (" << c.output
+    << " at " << c.shape << ": error " << c.error << " > " << c.tolerance << ")";
+  return s.str();
+}
+
+}  // namespace
+
+std::string verify_kernels_or_fail(Executor& ex, GemmPrecision precision) {
+  const std::unique_ptr<Comparison> tuned = first_failure(ex, precision);
+  if (!tuned) return "";
+  std::string note;
+  if (ex.kernel_variant() == KernelVariant::kTuned) {
+    note = "note: the " + failure_text(ex, *tuned) +
+           "; training with the reference kernels instead (slower). Please report the output of "
+           "`reformer selftest --device cuda`.";
+    ex.set_kernel_variant(KernelVariant::kGpuIndexing);
+    const std::unique_ptr<Comparison> plain = first_failure(ex, precision);
+    if (!plain) return note;
+    fail("the ", failure_text(ex, *plain), " with its reference kernels too; refusing to train ",
+         "on it. Run `reformer selftest --device cuda` for the full report, or set ",
+         "runtime.verify_kernels=false to train anyway");
+  }
+  fail("the ", failure_text(ex, *tuned), "; refusing to train on it. Run `reformer selftest ",
+       "--device cuda` for the full report, or set runtime.verify_kernels=false to train anyway");
 }
 
 }  // namespace rf

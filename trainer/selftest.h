@@ -27,7 +27,9 @@ constexpr int kSelftestSkipped = 77;
 int run_selftest(const SelftestOptions& options, std::ostream& out);
 
 // The start-up check of a GPU run: the quick sweep of every op on `ex` against the CPU
-// reference. Throws rf::Error naming the first op that fails.
-void verify_kernels_or_fail(class Executor& ex, GemmPrecision precision);
+// reference. When a tuned kernel differs, `ex` falls back to the reference functors with the GPU's
+// indexing (KernelVariant::kGpuIndexing), which must then pass; the returned note says so ("" when
+// the tuned kernels passed). Throws rf::Error naming the op when the fallback fails too.
+std::string verify_kernels_or_fail(class Executor& ex, GemmPrecision precision);
 
 }  // namespace rf

@@ -278,8 +278,10 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
   Run run(cfg, comms);
   run_on_every_rank(run.host(), [&] {
     run.ex = make_rank_executor(cfg.runtime, run.host().local_rank());
-    if (cfg.runtime.device == Device::kCuda && cfg.runtime.verify_kernels)
-      verify_kernels_or_fail(*run.ex, cfg.runtime.precision);
+    if (cfg.runtime.device == Device::kCuda && cfg.runtime.verify_kernels) {
+      const std::string note = verify_kernels_or_fail(*run.ex, cfg.runtime.precision);
+      if (!note.empty() && run.root()) std::cout << note << std::endl;
+    }
     run.model = std::make_unique<ReformerModel>(cfg, *run.ex);
     run.optimizer = std::make_unique<AdamW>(*run.ex, run.model->params(), cfg.train);
   });

@@ -1,9 +1,11 @@
 // The CUDA executor: every kernel functor of KernelOps launched as a grid-stride kernel, GEMMs
-// passed unchanged to cublasGemmStridedBatchedEx, memory from cudaMalloc. The arithmetic lives in
-// the RF_HD functors under kernels/ops/, which the CPU tests exercise; this file only launches.
-// STATUS: compiled in CI (nvcc, warnings as errors). Run on an H100 (2026-11-22):
-// tests/gpu_test.cpp passes and the default config learns; CI has no GPU, so run `launch/test.sh -R
-// Gpu` on one.
+// passed unchanged to cublasGemmStridedBatchedEx, memory from cudaMalloc, and the tiled attention
+// kernels of kernels/cuda/chunk_attention_tiles.cu. The arithmetic lives in the RF_HD functors under
+// kernels/ops/, which the CPU tests exercise; this file only launches.
+// STATUS: compiled in CI (nvcc, warnings as errors). The executor ran on an H100 (2026-11-22):
+// tests/gpu_test.cpp passed and the default config learned. The fused attention (reference
+// functors and tiled kernels) has NOT run on a GPU yet: `reformer selftest --device cuda` checks
+// every op, and a training run checks them at start-up (runtime.verify_kernels).
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -11,6 +13,7 @@
 #include <sstream>
 
 #include "base/cuda_check.h"
+#include "kernels/cuda/chunk_attention_tiles.h"
 #include "kernels/executor_impl.h"
 
 namespace rf {
@@ -139,6 +142,18 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
         static_cast<int>(d.lda), d.stride_a, b, CUDA_R_32F, static_cast<int>(d.ldb), d.stride_b,
         &d.beta, c, CUDA_R_32F, static_cast<int>(d.ldc), d.stride_c, static_cast<int>(d.batch),
         compute_, CUBLAS_GEMM_DEFAULT));
+  }
+
+  // Tiled attention kernels (kernels/cuda/chunk_attention_tiles.cu) where there is one for the
+  // head width; otherwise, and for the other variants, the reference functors.
+  void chunk_attention(ChunkAttentionPass pass, const ChunkAttentionParams& p) override {
+    if (kernel_variant() == KernelVariant::kTuned &&
+        cuda::chunk_attention_tiled(pass, p, cudaStreamPerThread)) {
+      count_launch();
+      if (pass == ChunkAttentionPass::kGradients) count_launch();  // query and key kernels
+      return;
+    }
+    Executor::chunk_attention(pass, p);
   }
 
   size_t sort_scratch_bytes(const BucketSort& s) override { return sort_layout(s).total; }

@@ -1,0 +1,349 @@
+#include "kernels/cuda/chunk_attention_tiles.h"
+
+#include <climits>
+
+#include "base/cuda_check.h"
+
+namespace rf::cuda {
+namespace {
+
+constexpr int kQueryTile = 64;  // queries per block in the forward and the query gradients
+constexpr int kKeyTile = 32;    // keys staged in shared memory at a time; keys per key block
+constexpr int kSlice = 32;      // head columns per thread: a row takes D / kSlice threads
+
+// The full dot product of a row whose kSplit threads (adjacent lanes) each hold a slice.
+template <int kSplit>
+__device__ __forceinline__ float row_total(float partial) {
+#pragma unroll
+  for (int offset = 1; offset < kSplit; offset *= 2)
+    partial += __shfl_xor_sync(0xffffffffu, partial, offset);
+  return partial;
+}
+
+// A block's tile of slots within one chunk of one segment.
+struct BlockTile {
+  int64_t segment, chunk, first;
+  int count;
+};
+
+__device__ BlockTile block_tile(const ChunkLayout& L, int tile_size) {
+  const int64_t tiles = (L.chunk + tile_size - 1) / tile_size;
+  const int64_t per_segment = L.n_chunks() * tiles;
+  const int64_t item = blockIdx.x;
+  BlockTile b;
+  b.segment = item / per_segment;
+  b.chunk = item % per_segment / tiles;
+  const int64_t offset = item % tiles * tile_size;
+  b.first = b.chunk * L.chunk + offset;
+  b.count = static_cast<int>(L.chunk - offset < tile_size ? L.chunk - offset : tile_size);
+  return b;
+}
+
+// Stages `count` key rows (scaled) and value rows of slots first.. into shared memory, zeros
+// past count; and their positions.
+template <int D>
+__device__ void stage_keys(const ChunkAttentionParams& p, int64_t s, int64_t first, int count,
+                           float (*keys)[D], float (*values)[D], int32_t* positions) {
+  for (int e = threadIdx.x; e < kKeyTile * D; e += blockDim.x) {
+    const int row = e / D, x = e % D;
+    float k = 0.0f, v = 0.0f;
+    if (row < count) {
+      const int64_t t = p.position(s, first + row);
+      k = p.key_row(s, t)[x] * p.key_factor(s, t);
+      v = p.value_row(s, t)[x];
+      if (x == 0) positions[row] = static_cast<int32_t>(t);
+    }
+    keys[row][x] = k;
+    values[row][x] = v;
+  }
+}
+
+// The key tiles of chunk c's window: index `part` 0 is the look-back chunk (when there is one),
+// then the chunk itself; returns the first slot and the window index of the tile at k0.
+__device__ int64_t window_chunk(const ChunkLayout& L, int64_t c, int64_t part) {
+  return part < L.lookback ? (c + L.n_chunks() - 1) % L.n_chunks() : c;
+}
+
+template <int D>
+__global__ void __launch_bounds__(kQueryTile*(D / kSlice))
+    forward_tiles(const ChunkAttentionParams p) {
+  constexpr int kSplit = D / kSlice;
+  __shared__ float keys[kKeyTile][D];
+  __shared__ float values[kKeyTile][D];
+  __shared__ int32_t key_pos[kKeyTile];
+  const ChunkLayout& L = p.layout;
+  const BlockTile b = block_tile(L, kQueryTile);
+  const int row = threadIdx.x / kSplit, slice = threadIdx.x % kSplit * kSlice;
+  const bool active = row < b.count;
+  const int64_t j = b.first + row;
+  float q[kSlice], acc[kSlice];
+  int32_t qp = INT32_MAX;
+  if (active) {
+    const int64_t t = p.position(b.segment, j);
+    qp = static_cast<int32_t>(t);
+    const float* qr = p.query_row(b.segment, t) + slice;
+#pragma unroll
+    for (int x = 0; x < kSlice; ++x) q[x] = qr[x];
+  } else {
+#pragma unroll
+    for (int x = 0; x < kSlice; ++x) q[x] = 0.0f;
+  }
+#pragma unroll
+  for (int x = 0; x < kSlice; ++x) acc[x] = 0.0f;
+  float m = kNoMaxYet, l = 0.0f;
+  const DropoutMask drop = p.segment_dropout(b.segment);
+  for (int64_t part = 0; part <= L.lookback; ++part) {
+    const int64_t kc = window_chunk(L, b.chunk, part);
+    for (int64_t k0 = 0; k0 < L.chunk; k0 += kKeyTile) {
+      const int64_t first = kc * L.chunk + k0;
+      const int nk = static_cast<int>(L.chunk - k0 < kKeyTile ? L.chunk - k0 : kKeyTile);
+      if (p.perm == nullptr && first > b.first + b.count - 1) continue;  // all in the future
+      __syncthreads();  // the previous tile is consumed
+      stage_keys<D>(p, b.segment, first, nk, keys, values, key_pos);
+      __syncthreads();
+      float scores[kKeyTile];
+      float tile_max = kNoMaxYet;
+#pragma unroll
+      for (int kk = 0; kk < kKeyTile; ++kk) {
+        float dot = 0.0f;
+#pragma unroll
+        for (int x = 0; x < kSlice; ++x) dot += q[x] * keys[kk][slice + x];
+        dot = row_total<kSplit>(dot);
+        scores[kk] = kk < nk ? dot - mask_penalty(qp, key_pos[kk], p.self_mask) : kNoMaxYet;
+        tile_max = fmaxf(tile_max, scores[kk]);
+      }
+      const float m_new = fmaxf(m, tile_max);
+      const float correction = exp_approx(m - m_new);
+      m = m_new;
+      l *= correction;
+#pragma unroll
+      for (int x = 0; x < kSlice; ++x) acc[x] *= correction;
+#pragma unroll
+      for (int kk = 0; kk < kKeyTile; ++kk) {
+        const float w = exp_approx(scores[kk] - m);  // 0 past nk
+        l += w;
+        const float kept =
+            drop.active() && active && kk < nk ? w * drop.scale(j, part * L.chunk + k0 + kk) : w;
+#pragma unroll
+        for (int x = 0; x < kSlice; ++x) acc[x] += kept * values[kk][slice + x];
+      }
+    }
+  }
+  if (!active) return;
+  const int64_t i = b.segment * L.n_slots + j;
+  float* o = p.o + i * p.d + slice;
+  const float inv = 1.0f / l;
+#pragma unroll
+  for (int x = 0; x < kSlice; ++x) o[x] = acc[x] * inv;
+  if (slice == 0) {
+    p.row_max[i] = m;
+    p.row_log_sum[i] = logf(l);
+  }
+}
+
+template <int D>
+__global__ void __launch_bounds__(kQueryTile*(D / kSlice))
+    query_grad_tiles(const ChunkAttentionParams p) {
+  constexpr int kSplit = D / kSlice;
+  __shared__ float keys[kKeyTile][D];
+  __shared__ float values[kKeyTile][D];
+  __shared__ int32_t key_pos[kKeyTile];
+  const ChunkLayout& L = p.layout;
+  const BlockTile b = block_tile(L, kQueryTile);
+  const int row = threadIdx.x / kSplit, slice = threadIdx.x % kSplit * kSlice;
+  const bool active = row < b.count;
+  const int64_t j = b.first + row, i = b.segment * L.n_slots + j;
+  float q[kSlice], dout[kSlice], dq[kSlice];
+  int32_t qp = INT32_MAX;
+  float m = 0.0f, log_sum = 0.0f, delta = 0.0f, dlse = 0.0f;
+  if (active) {
+    const int64_t t = p.position(b.segment, j);
+    qp = static_cast<int32_t>(t);
+    const float* qr = p.query_row(b.segment, t) + slice;
+    const float* dr = p.o + i * p.d + slice;
+#pragma unroll
+    for (int x = 0; x < kSlice; ++x) {
+      q[x] = qr[x];
+      dout[x] = dr[x];
+    }
+    m = p.row_max[i];
+    log_sum = p.row_log_sum[i];
+    delta = p.delta[i];
+    dlse = p.dlse[i];
+  } else {
+#pragma unroll
+    for (int x = 0; x < kSlice; ++x) q[x] = dout[x] = 0.0f;
+  }
+#pragma unroll
+  for (int x = 0; x < kSlice; ++x) dq[x] = 0.0f;
+  const DropoutMask drop = p.segment_dropout(b.segment);
+  for (int64_t part = 0; part <= L.lookback; ++part) {
+    const int64_t kc = window_chunk(L, b.chunk, part);
+    for (int64_t k0 = 0; k0 < L.chunk; k0 += kKeyTile) {
+      const int64_t first = kc * L.chunk + k0;
+      const int nk = static_cast<int>(L.chunk - k0 < kKeyTile ? L.chunk - k0 : kKeyTile);
+      if (p.perm == nullptr && first > b.first + b.count - 1) continue;
+      __syncthreads();
+      stage_keys<D>(p, b.segment, first, nk, keys, values, key_pos);
+      __syncthreads();
+      for (int kk = 0; kk < nk; ++kk) {
+        float dot_s = 0.0f, dot_p = 0.0f;
+#pragma unroll
+        for (int x = 0; x < kSlice; ++x) {
+          dot_s += q[x] * keys[kk][slice + x];
+          dot_p += dout[x] * values[kk][slice + x];
+        }
+        dot_s = row_total<kSplit>(dot_s);
+        dot_p = row_total<kSplit>(dot_p);
+        const float score = dot_s - mask_penalty(qp, key_pos[kk], p.self_mask);
+        const float prob = exp_approx((score - m) - log_sum);
+        const float keep =
+            drop.active() && active ? drop.scale(j, part * L.chunk + k0 + kk) : 1.0f;
+        const float ds = prob * (dot_p * keep - delta + dlse);
+#pragma unroll
+        for (int x = 0; x < kSlice; ++x) dq[x] += ds * keys[kk][slice + x];
+      }
+    }
+  }
+  if (!active) return;
+  float* out = p.dq + i * p.d + slice;
+#pragma unroll
+  for (int x = 0; x < kSlice; ++x) out[x] = dq[x];
+}
+
+// One block per tile of kKeyTile keys of a chunk; each key row gathers its gradient over the
+// queries of both windows that hold it, staged kKeyTile queries at a time. No atomics.
+template <int D>
+__global__ void __launch_bounds__(kKeyTile*(D / kSlice))
+    key_grad_tiles(const ChunkAttentionParams p) {
+  constexpr int kSplit = D / kSlice;
+  __shared__ float queries[kKeyTile][D];
+  __shared__ float douts[kKeyTile][D];
+  __shared__ int32_t query_pos[kKeyTile];
+  __shared__ float stats[4][kKeyTile];  // m, log_sum, delta, dlse
+  const ChunkLayout& L = p.layout;
+  const BlockTile b = block_tile(L, kKeyTile);
+  const int row = threadIdx.x / kSplit, slice = threadIdx.x % kSplit * kSlice;
+  const bool active = row < b.count;
+  const int64_t e = b.first + row, within = b.first - b.chunk * L.chunk + row;
+  float k[kSlice], v[kSlice], dk[kSlice], dv[kSlice];
+  int32_t kp = INT32_MAX;
+  if (active) {
+    const int64_t t = p.position(b.segment, e);
+    kp = static_cast<int32_t>(t);
+    const float f = p.key_factor(b.segment, t);
+    const float* kr = p.key_row(b.segment, t) + slice;
+    const float* vr = p.value_row(b.segment, t) + slice;
+#pragma unroll
+    for (int x = 0; x < kSlice; ++x) {
+      k[x] = kr[x] * f;
+      v[x] = vr[x];
+    }
+  } else {
+#pragma unroll
+    for (int x = 0; x < kSlice; ++x) k[x] = v[x] = 0.0f;
+  }
+#pragma unroll
+  for (int x = 0; x < kSlice; ++x) dk[x] = dv[x] = 0.0f;
+  const DropoutMask drop = p.segment_dropout(b.segment);
+  for (int64_t view = L.lookback; view >= 0; --view) {  // own window, then the next chunk's
+    const int64_t qc = view == L.lookback ? b.chunk : (b.chunk + 1) % L.n_chunks();
+    const int64_t key_window = (view == L.lookback ? L.lookback * L.chunk : 0) + within;
+    for (int64_t q0 = 0; q0 < L.chunk; q0 += kKeyTile) {
+      const int64_t first = qc * L.chunk + q0;
+      const int nq = static_cast<int>(L.chunk - q0 < kKeyTile ? L.chunk - q0 : kKeyTile);
+      if (p.perm == nullptr && b.first > first + nq - 1) continue;  // keys all in the future
+      __syncthreads();
+      for (int f = threadIdx.x; f < kKeyTile * D; f += blockDim.x) {
+        const int r = f / D, x = f % D;
+        float qv = 0.0f, dv_ = 0.0f;
+        if (r < nq) {
+          const int64_t j = first + r, t = p.position(b.segment, j);
+          qv = p.query_row(b.segment, t)[x];
+          dv_ = p.o[(b.segment * L.n_slots + j) * p.d + x];
+          if (x == 0) {
+            const int64_t slot = b.segment * L.n_slots + j;
+            query_pos[r] = static_cast<int32_t>(t);
+            stats[0][r] = p.row_max[slot];
+            stats[1][r] = p.row_log_sum[slot];
+            stats[2][r] = p.delta[slot];
+            stats[3][r] = p.dlse[slot];
+          }
+        }
+        queries[r][x] = qv;
+        douts[r][x] = dv_;
+      }
+      __syncthreads();
+      for (int r = 0; r < nq; ++r) {
+        float dot_s = 0.0f, dot_p = 0.0f;
+#pragma unroll
+        for (int x = 0; x < kSlice; ++x) {
+          dot_s += queries[r][slice + x] * k[x];
+          dot_p += douts[r][slice + x] * v[x];
+        }
+        dot_s = row_total<kSplit>(dot_s);
+        dot_p = row_total<kSplit>(dot_p);
+        const float score = dot_s - mask_penalty(query_pos[r], kp, p.self_mask);
+        const float prob = exp_approx((score - stats[0][r]) - stats[1][r]);
+        const float keep = drop.active() && active ? drop.scale(first + r, key_window) : 1.0f;
+        const float ds = prob * (dot_p * keep - stats[2][r] + stats[3][r]);
+        const float dropped = prob * keep;
+#pragma unroll
+        for (int x = 0; x < kSlice; ++x) {
+          dk[x] += ds * queries[r][slice + x];
+          dv[x] += dropped * douts[r][slice + x];
+        }
+      }
+    }
+  }
+  if (!active) return;
+  const int64_t i = b.segment * L.n_slots + e;
+#pragma unroll
+  for (int x = 0; x < kSlice; ++x) {
+    p.dk[i * p.d + slice + x] = dk[x];
+    p.dv[i * p.d + slice + x] = dv[x];
+  }
+}
+
+int64_t blocks_of(const ChunkAttentionParams& p, int tile) {
+  const int64_t tiles = (p.layout.chunk + tile - 1) / tile;
+  return p.segments * p.layout.n_chunks() * tiles;
+}
+
+template <int D>
+void run(ChunkAttentionPass pass, const ChunkAttentionParams& p, cudaStream_t stream) {
+  constexpr int kSplit = D / kSlice;
+  const int64_t query_blocks = blocks_of(p, kQueryTile), key_blocks = blocks_of(p, kKeyTile);
+  RF_CHECK(query_blocks < INT_MAX && key_blocks < INT_MAX, "too many attention tiles");
+  if (pass == ChunkAttentionPass::kForward) {
+    forward_tiles<D><<<static_cast<unsigned>(query_blocks), kQueryTile * kSplit, 0, stream>>>(p);
+    RF_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
+  query_grad_tiles<D><<<static_cast<unsigned>(query_blocks), kQueryTile * kSplit, 0, stream>>>(p);
+  RF_CUDA_CHECK(cudaGetLastError());
+  key_grad_tiles<D><<<static_cast<unsigned>(key_blocks), kKeyTile * kSplit, 0, stream>>>(p);
+  RF_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace
+
+bool chunk_attention_tiled(ChunkAttentionPass pass, const ChunkAttentionParams& p,
+                           cudaStream_t stream) {
+  if (p.segments == 0 || p.layout.n_slots == 0) return true;
+  switch (p.d) {
+    case 32:
+      run<32>(pass, p, stream);
+      return true;
+    case 64:
+      run<64>(pass, p, stream);
+      return true;
+    case 128:
+      run<128>(pass, p, stream);
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace rf::cuda
