@@ -1,6 +1,6 @@
 // RF_HD marks a function that is compiled for both executors: __host__ __device__ under nvcc,
 // a plain inline function under the host compiler. Every kernel's arithmetic lives in such a
-// function (DESIGN.md, "one kernel source, two executors"), so CPU tests exercise GPU math.
+// function (docs/architecture.md, "one reference per op"), so CPU tests exercise GPU math.
 #pragma once
 
 #include <cmath>

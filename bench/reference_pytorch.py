@@ -24,7 +24,11 @@ def main():
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
+                        help="tf32: TF32 matmuls on a GPU; bf16: the step under autocast")
     args = parser.parse_args()
+    if args.device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
     torch.set_num_threads(args.threads)
     torch.manual_seed(1)
     L = args.seq_len
@@ -36,12 +40,15 @@ def main():
     x = torch.randint(0, 256, (1, L), device=args.device)
     y = torch.randint(0, 256, (1, L), device=args.device)
     on_gpu = args.device.startswith("cuda")
+    autocast = torch.autocast("cuda" if on_gpu else "cpu", dtype=torch.bfloat16,
+                              enabled=args.precision == "bf16")
     times = []
     for step in range(args.warmup + args.steps):
         start = time.perf_counter()
         optimizer.zero_grad()
-        logits = model(x)
-        loss = torch.nn.functional.cross_entropy(logits.view(-1, 256), y.view(-1))
+        with autocast:
+            logits = model(x)
+        loss = torch.nn.functional.cross_entropy(logits.view(-1, 256).float(), y.view(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -52,6 +59,7 @@ def main():
     median = statistics.median(times)
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
     print(json.dumps({"implementation": "reformer-pytorch", "seq_len": L,
+                      "precision": args.precision,
                       "torch": torch.__version__, "threads": torch.get_num_threads(),
                       "median_step_s": median, "tokens_per_s": L / median,
                       "device": args.device, "peak_rss_gib": peak_gib,

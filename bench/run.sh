@@ -2,7 +2,7 @@
 # Runs the benchmark suites and writes JSON lines to bench/results/<suite>.jsonl; then
 # `python3 bench/summarize.py` prints the tables the README shows.
 #   bench/run.sh [throughput|length|depth|million|ranks|allreduce|all]
-#   bench/run.sh gpu      (not part of all: needs a CUDA device; the reference with --device cuda)
+#   bench/run.sh gpu      (not part of all: needs a CUDA device; the references with --device cuda)
 # Each measurement is a separate process, so peak memory (max RSS) is per configuration.
 # Benchmarks need the machine to themselves: timings on a shared or noisy machine are not
 # comparable. The reference comparison needs a Python with reformer-pytorch 1.4.4 and torch
@@ -12,16 +12,17 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${RF_BUILD_DIR:-$root/build}"
 out="$root/bench/results"
 mkdir -p "$out"
-bench="$build/bench/step_bench"
+# RF_BENCH: the step_bench command (a GPU bundle runs it through its loader, launch/gpu-bundle.sh).
+read -r -a bench <<< "${RF_BENCH:-$build/bench/step_bench}"
 ref_cfg="$root/bench/reference.yaml"
 py="${REFERENCE_PYTHON:-python3}"
-[ -x "$bench" ] || "$root/launch/build.sh"
+[ -n "${RF_BENCH:-}" ] || [ -x "${bench[0]}" ] || "$root/launch/build.sh"
 
-step() {  # step <suite> <steps> <overrides...>
+step() {  # step <suite> <steps> <overrides...>; on the CPU it also times the attention launchers
   local suite="$1" steps="$2"; shift 2
-  local sets=()
-  for s in "$@"; do sets+=(--set "$s"); done
-  "$bench" --config "$ref_cfg" --steps "$steps" "${sets[@]}" | tee -a "$out/$suite.jsonl"
+  local sets=() profile=(--profile)
+  for s in "$@"; do sets+=(--set "$s"); [[ "$s" == runtime.device=cuda ]] && profile=(); done
+  "${bench[@]}" --config "$ref_cfg" --steps "$steps" "${profile[@]}" "${sets[@]}" | tee -a "$out/$suite.jsonl"
 }
 axial() { echo "model.axial_shape=[$(( $1 / 64 )),64]"; }
 
@@ -60,14 +61,27 @@ if [[ "$suite" == million || "$suite" == all ]]; then
     "model.head_chunk=4096"
 fi
 if [[ "$suite" == gpu ]]; then
+  # Ours at fp32, tf32 and bf16; reformer-pytorch and a dense Transformer with PyTorch's
+  # scaled_dot_product_attention (flash) at the same precisions, when the Python has them; then
+  # the paper-size model (configs/enwik8.yaml sizes, d_model 1024, 12 layers) at bf16.
   rm -f "$out/gpu.jsonl"
-  for L in 4096 65536; do
+  for L in 4096 16384 65536; do
     for precision in fp32 tf32 bf16; do
       step gpu 5 "train.seq_len=$L" "$(axial $L)" runtime.device=cuda "runtime.precision=$precision"
+      if "$py" -c "import reformer_pytorch" 2>/dev/null; then
+        "$py" "$root/bench/reference_pytorch.py" --device cuda --seq-len "$L" --steps 5 \
+          --precision "$precision" | tee -a "$out/gpu.jsonl"
+      fi
+      if "$py" -c "import torch.nn.functional as F; F.scaled_dot_product_attention" 2>/dev/null; then
+        "$py" "$root/bench/dense_sdpa.py" --device cuda --seq-len "$L" --steps 5 \
+          --precision "$precision" | tee -a "$out/gpu.jsonl"
+      fi
     done
-    if "$py" -c "import reformer_pytorch" 2>/dev/null; then
-      "$py" "$root/bench/reference_pytorch.py" --device cuda --seq-len "$L" --steps 5 | tee -a "$out/gpu.jsonl"
-    fi
+  done
+  for L in 16384 65536; do  # the paper's enwik8 model size
+    step gpu 3 "train.seq_len=$L" "model.axial_shape=[$(( L / 512 )),512]" model.d_model=1024 \
+      model.d_ff=4096 model.n_layers=12 model.n_heads=8 model.d_head=128 model.ff_chunk=4096 \
+      model.head_chunk=4096 runtime.device=cuda runtime.precision=bf16
   done
   step gpu 1 "train.seq_len=1048576" "model.axial_shape=[1024,1024]" "model.d_model=128" \
     "model.d_ff=512" "model.n_layers=2" "model.n_heads=2" "model.d_head=64" "model.ff_chunk=4096" \
@@ -80,7 +94,7 @@ if [[ "$suite" == ranks || "$suite" == all ]]; then
     for overlap in on off; do
       threads=$(( cores / n )); [ "$threads" -ge 1 ] || threads=1
       mpirun --allow-run-as-root --oversubscribe --bind-to none -np "$n" -x "OMP_NUM_THREADS=$threads" \
-        "$bench" --config "$ref_cfg" --steps 6 --overlap "$overlap" --set train.seq_len=4096 \
+        "${bench[@]}" --config "$ref_cfg" --steps 6 --overlap "$overlap" --set train.seq_len=4096 \
         | tee -a "$out/ranks.jsonl"
       [ "$n" -eq 1 ] && break
     done

@@ -150,7 +150,7 @@ int main(int argc, char** argv) {
         static_cast<double>(ex->peak_bytes()) / (1024.0 * 1024.0 * 1024.0);
     // A GPU needs a larger product to reach its rate.
     const bool gpu = ex->device() == rf::Device::kCuda;
-    const double gemm_peak = executor_gemm_gflops(*ex, gpu ? 8192 : 2048, gpu ? 10 : 5);
+    const double gemm_peak = executor_gemm_gflops(*ex, gpu ? 8192 : 2048, gpu ? 10 : 9);
     const double rate = flops.total() / median / 1e9;
     std::cout << rf::JsonLine()
                      .add("ranks", static_cast<int64_t>(comm.size()))

@@ -19,8 +19,10 @@ def throughput():
     rows = load("throughput")
     if not rows:
         return
-    print("| tokens | precision | ours tok/s (median) | reformer-pytorch tok/s | ratio | ours GFLOP/s | of SGEMM | ours peak GiB | reference peak GiB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| tokens | precision | ours tok/s (median) | reformer-pytorch tok/s | ratio | ceiling | "
+          "ours GFLOP/s | of the GEMM rate | attention share | launches/step | ours peak GiB | "
+          "reference peak GiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for L in sorted({r["seq_len"] for r in rows}):
         ref = [r for r in rows if r["seq_len"] == L and r.get("implementation") == "reformer-pytorch"]
         for precision in ("fp32", "bf16"):
@@ -28,16 +30,23 @@ def throughput():
                     and r.get("precision", "fp32") == precision]
             if not ours:
                 continue
-            o = statistics.median(r["tokens_per_s"] for r in ours)
-            g = statistics.median(r["gflops"] for r in ours)
-            f = statistics.median(r["fraction_of_sgemm"] for r in ours)
+            med = lambda key: statistics.median(r[key] for r in ours)
+            o, g, f, gemm = med("tokens_per_s"), med("gflops"), med("fraction_of_sgemm"), med("sgemm_gflops")
+            # The ratio the FLOP count allows: every counted FLOP at the GEMM rate, nothing else.
+            best = gemm * 1e9 / (med("step_gflop") * 1e9 / L)
+            share = med("attention_share") if all(r.get("attention_share", -1) >= 0 for r in ours) else None
+            launches = med("launches_per_step") if all("launches_per_step" in r for r in ours) else None
             m = max(r["peak_rss_gib"] for r in ours)
+            cells = [str(L), precision, f"{o:.0f}"]
             if ref:
                 p = statistics.median(r["tokens_per_s"] for r in ref)
-                pm = max(r["peak_rss_gib"] for r in ref)
-                print(f"| {L} | {precision} | {o:.0f} | {p:.0f} | {o / p:.2f}x | {g:.0f} | {f:.0%} | {m:.2f} | {pm:.2f} |")
+                cells += [f"{p:.0f}", f"{o / p:.2f}x", f"{best / p:.2f}x"]
             else:
-                print(f"| {L} | {precision} | {o:.0f} | - | - | {g:.0f} | {f:.0%} | {m:.2f} | - |")
+                cells += ["-", "-", "-"]
+            cells += [f"{g:.0f}", f"{f:.0%} of {gemm:.0f}", f"{share:.0%}" if share is not None else "-",
+                      f"{launches:.0f}" if launches is not None else "-", f"{m:.2f}",
+                      f"{max(r['peak_rss_gib'] for r in ref):.2f}" if ref else "-"]
+            print("| " + " | ".join(cells) + " |")
     kernel = {r.get("openblas_kernel") for r in rows if "openblas_kernel" in r}
     def rate(precision):
         return statistics.median(r["sgemm_gflops"] for r in rows if "sgemm_gflops" in r

@@ -76,7 +76,7 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
 
   // Stable sort of each of `segments` arrays of n bucket ids (values < total_buckets): perm
   // lists each segment's indices by (bucket, index), undo is its inverse. Defined by its result
-  // (DESIGN.md rule 4): a counting sort on the CPU, CUB's segmented radix sort on the GPU.
+  // (docs/architecture.md): a counting sort on the CPU, CUB's segmented radix sort on the GPU.
   struct BucketSort {
     const int32_t* buckets;
     int32_t* perm;

@@ -1,7 +1,7 @@
 // exp and tanh for kernels: a branch-free range reduction and polynomial (relative error below
 // 3e-7 over the float range) that the compiler vectorises, unlike glibc's expf/tanhf calls, which
-// took a third of a training step. The GPU runs the same arithmetic (DESIGN.md rule 1: no kernel
-// math exists only on one executor), so the CPU tests cover it.
+// took a third of a training step. The GPU runs the same arithmetic (no kernel math exists only on
+// one executor; docs/architecture.md), so the CPU tests cover it.
 #pragma once
 
 #include "base/hd.h"

@@ -1,7 +1,7 @@
 // One description of a (strided, batched) GEMM in cuBLAS's column-major terms. The CUDA executor
 // hands it to cublasGemmStridedBatchedEx unchanged; the CPU executor hands the same fields to
 // column-major CBLAS (OpenBLAS). CPU tests of this description therefore check the exact
-// arguments cuBLAS receives (DESIGN.md, "one GEMM mapping, two executors").
+// arguments cuBLAS receives (docs/architecture.md, "one GEMM mapping, two executors").
 #pragma once
 
 #include <cstdint>

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Times training steps of a dense-attention Transformer of the reference model's size in PyTorch,
+for comparison: 6 pre-LN layers, d_model 256, d_ff 1024, 4 heads x 64, causal attention through
+torch.nn.functional.scaled_dot_product_attention (FlashAttention-2 on a GPU where PyTorch has it),
+vocabulary 256, batch 1; one step = forward, backward, AdamW. --precision bf16 runs the step under
+autocast (bf16 activations and tensor cores, fp32 weights and optimizer state), as a user would.
+
+    python bench/dense_sdpa.py --device cuda --seq-len 16384 --precision bf16 --steps 5
+
+Prints one JSON line like bench/step_bench (tokens_per_s, peak memory, the SDPA backend used).
+"""
+import argparse
+import json
+import resource
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+class Block(torch.nn.Module):
+    def __init__(self, d_model, d_ff, heads):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = torch.nn.LayerNorm(d_model)
+        self.qkv = torch.nn.Linear(d_model, 3 * d_model, bias=False)
+        self.out = torch.nn.Linear(d_model, d_model, bias=False)
+        self.norm2 = torch.nn.LayerNorm(d_model)
+        self.ff = torch.nn.Sequential(torch.nn.Linear(d_model, d_ff), torch.nn.GELU(approximate="tanh"),
+                                      torch.nn.Linear(d_ff, d_model))
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, t, 3, self.heads, d // self.heads).unbind(2)
+        a = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                           is_causal=True)
+        x = x + self.out(a.transpose(1, 2).reshape(b, t, d))
+        return x + self.ff(self.norm2(x))
+
+
+class DenseLM(torch.nn.Module):
+    def __init__(self, vocab=256, d_model=256, d_ff=1024, layers=6, heads=4, max_len=65536):
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab, d_model)
+        self.pos = torch.nn.Embedding(max_len, d_model)
+        self.blocks = torch.nn.ModuleList(Block(d_model, d_ff, heads) for _ in range(layers))
+        self.norm = torch.nn.LayerNorm(d_model)
+        self.head = torch.nn.Linear(d_model, vocab)
+
+    def forward(self, tokens):
+        x = self.embed(tokens) + self.pos(torch.arange(tokens.shape[1], device=tokens.device))
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seq-len", type=int, default=4096)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(1)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = args.precision == "tf32"
+    model = DenseLM(max_len=max(args.seq_len, 4096)).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    tokens = torch.randint(0, 256, (1, args.seq_len + 1), device=device)
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    times = []
+    for step in range(args.warmup + args.steps):
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            loss = F.cross_entropy(model(inputs).view(-1, 256).float(), targets.reshape(-1))
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if step >= args.warmup:
+            times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    backend = "flash" if device.type == "cuda" and torch.backends.cuda.flash_sdp_enabled() else "default"
+    print(json.dumps({
+        "implementation": "dense-sdpa",
+        "seq_len": args.seq_len,
+        "precision": args.precision,
+        "torch": torch.__version__,
+        "device": args.device,
+        "sdpa_backend": backend,
+        "median_step_s": median,
+        "tokens_per_s": args.seq_len / median,
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "peak_device_gib": (torch.cuda.max_memory_allocated() / 2**30
+                            if device.type == "cuda" else None),
+    }))
+
+
+if __name__ == "__main__":
+    main()

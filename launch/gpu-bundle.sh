@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Packs a CUDA build of the trainer, with the shared libraries it needs that a GPU machine may not
+# have, into one folder to carry to a GPU machine without package access; run its `check.sh`
+# there. The folder holds bin/ (reformer, step_bench, allreduce_bench, gpu_test, selftest_test),
+# lib/ (OpenBLAS, oneDNN, HDF5, Open MPI, yaml-cpp, GoogleTest and their dependencies, and the
+# C and C++ runtimes with their loader, so an older glibc on the target does not matter), the
+# configs and the bench scripts. The CUDA libraries (cudart, cuBLAS, NCCL) are far larger than
+# the rest (cuBLAS alone is hundreds of MB); the target's are used: a CUDA toolkit, or the
+# nvidia-* wheels of a Python with torch, which check.sh finds. --with-cuda-libs copies them too.
+#
+#   launch/gpu-bundle.sh [--out DIR] [--arch "80;90"] [--with-cuda-libs]
+#   # on the GPU machine:
+#   DIR/check.sh            # selftest --device cuda, the GPU tests, bench/run.sh gpu
+#   DIR/run.sh reformer train --config DIR/configs/default.yaml --set runtime.device=cuda
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="$root/gpu-bundle"
+arch="80;90"
+with_cuda=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out="$2"; shift 2 ;;
+    --arch) arch="$2"; shift 2 ;;
+    --with-cuda-libs) with_cuda=1; shift ;;
+    *) echo "gpu-bundle: unknown argument '$1' (use --out DIR, --arch LIST, --with-cuda-libs)" >&2
+       exit 2 ;;
+  esac
+done
+
+build="${RF_GPU_BUILD_DIR:-$root/build-gpu}"
+echo "gpu-bundle: building in $build (CUDA architectures $arch, CPU code for x86-64-v3)"
+"$root/launch/setup.sh"
+RF_BUILD_DIR="$build" "$root/launch/build.sh" -DRF_CUDA=ON -DRF_MARCH=x86-64-v3 \
+  "-DCMAKE_CUDA_ARCHITECTURES=$arch"
+if ! grep -q "CUDA executor: ON" "$build/configure.log" 2>/dev/null &&
+   ! grep -q "RF_WITH_CUDA:INTERNAL=ON\|RF_CUDA:STRING=ON" "$build/CMakeCache.txt"; then
+  echo "gpu-bundle: $build was not configured with CUDA; remove it and run again" >&2
+  exit 1
+fi
+
+rm -rf "$out.tmp"
+mkdir -p "$out.tmp/bin" "$out.tmp/lib"
+binaries=("$build/reformer" "$build/bench/step_bench" "$build/bench/allreduce_bench"
+          "$build/tests/gpu_test" "$build/tests/selftest_test")
+for b in "${binaries[@]}"; do
+  [ -x "$b" ] || { echo "gpu-bundle: $b was not built" >&2; exit 1; }
+  cp "$b" "$out.tmp/bin/"
+done
+# Every shared library the binaries load, except the CUDA ones (unless asked for) and the
+# kernel driver (libcuda, which comes with the GPU's driver).
+cuda_lib='lib(cudart|cublas|cublasLt|nccl|cuda)\.so'
+ldd "${binaries[@]}" | awk '/=> \// {print $3} /^\t\/lib.*ld-linux/ {print $1}' | sort -u |
+  while read -r lib; do
+    name="$(basename "$lib")"
+    if [[ "$name" =~ ^libcuda\.so ]]; then continue; fi
+    if [[ "$name" =~ $cuda_lib ]] && [ "$with_cuda" -eq 0 ]; then continue; fi
+    cp -L "$lib" "$out.tmp/lib/$name"
+  done
+# Open MPI loads its components (and PMIx, hwloc plugins) at run time; single-rank runs need none
+# of them beyond what ldd lists, multi-rank runs use the target's mpirun.
+cp -r "$root/configs" "$out.tmp/configs"
+mkdir -p "$out.tmp/bench"
+cp "$root/bench/run.sh" "$root/bench/reference.yaml" "$root/bench/reference_pytorch.py" \
+  "$root/bench/dense_sdpa.py" "$root/bench/summarize.py" "$out.tmp/bench/"
+git -C "$root" log -1 --format='%H %s' > "$out.tmp/COMMIT" 2>/dev/null || true
+
+cat > "$out.tmp/run.sh" <<'EOF'
+#!/usr/bin/env bash
+# Runs one of the bundle's programs with the bundle's libraries and loader:
+#   run.sh reformer selftest --device cuda
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+prog="$1"; shift
+cuda_dirs=()
+for d in ${CUDA_HOME:-/usr/local/cuda}/lib64 /usr/local/cuda/lib64 /usr/lib/x86_64-linux-gnu; do
+  [ -d "$d" ] && cuda_dirs+=("$d")
+done
+# The nvidia-* wheels of any Python with torch (cuBLAS, cudart, NCCL).
+for py in "${REFERENCE_PYTHON:-}" python3; do
+  [ -n "$py" ] && command -v "$py" > /dev/null || continue
+  site="$("$py" -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null || true)"
+  for s in $site; do
+    for d in "$s"/nvidia/*/lib; do [ -d "$d" ] && cuda_dirs+=("$d"); done
+  done
+done
+path="$here/lib"
+for d in "${cuda_dirs[@]}"; do path="$path:$d"; done
+loader="$(ls "$here"/lib/ld-linux-x86-64.so.* 2>/dev/null | head -1)"
+exec "$loader" --library-path "$path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$here/bin/$prog" "$@"
+EOF
+cat > "$out.tmp/check.sh" <<'EOF'
+#!/usr/bin/env bash
+# On a GPU machine: every kernel op against the CPU reference, the GPU tests, then throughput.
+# Writes its output to results/ beside this script.
+set -uo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+mkdir -p "$here/results"
+cd "$here"
+status=0
+for precision in fp32 tf32 bf16; do
+  echo "== selftest --device cuda --precision $precision"
+  ./run.sh reformer selftest --device cuda --precision "$precision" | tee "results/selftest-$precision.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+done
+echo "== gpu_test"
+./run.sh gpu_test | tee results/gpu_test.txt
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+echo "== bench/run.sh gpu"
+RF_BENCH="$here/run.sh step_bench" bench/run.sh gpu 2>&1 | tee results/bench-gpu.txt
+exit $status
+EOF
+chmod +x "$out.tmp/run.sh" "$out.tmp/check.sh"
+rm -rf "$out"
+mv "$out.tmp" "$out"
+size="$(du -sm "$out" | cut -f1)"
+echo "gpu-bundle: $out ($size MiB): run $out/check.sh on the GPU machine"
+if [ "$size" -ge 64 ]; then
+  echo "gpu-bundle: warning: $size MiB is over 64 MiB" >&2
+fi
