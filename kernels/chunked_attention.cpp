@@ -76,7 +76,14 @@ void forward_group(Executor& ex, const ChunkAttentionParams& p, const ChunkedAtt
                    float* out, int64_t ldo) {
   ex.chunk_attention(ChunkAttentionPass::kForward, p);
   const int32_t* undo = a.undo ? a.undo + p.first_segment * p.layout.n_slots : nullptr;
-  if (out) ex.run(p.segments * a.seq_len, CombineRounds{p, undo, a.n_rounds, out, ldo});
+  if (!out) return;
+  CombineRounds combine{};
+  combine.p = p;
+  combine.undo = undo;
+  combine.n_rounds = a.n_rounds;
+  combine.out = out;
+  combine.ldo = ldo;
+  ex.run(p.segments * a.seq_len, combine);
 }
 
 }  // namespace
@@ -108,9 +115,23 @@ void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttent
     const ChunkAttentionParams p = group_params(ex, ws, a, first, count, true);
     const int32_t* undo = a.undo ? a.undo + first * p.layout.n_slots : nullptr;
     forward_group(ex, p, a, out, ldo);
-    ex.run(count * a.seq_len, CombineRoundsBackward{p, undo, a.n_rounds, dout, lddo});
+    CombineRoundsBackward combine{};
+    combine.p = p;
+    combine.undo = undo;
+    combine.n_rounds = a.n_rounds;
+    combine.dout = dout;
+    combine.lddo = lddo;
+    ex.run(count * a.seq_len, combine);
     ex.chunk_attention(ChunkAttentionPass::kGradients, p);
-    ex.run(count * a.seq_len, UngatherAttentionGrads{p, undo, a.n_rounds, g.dq, g.dk, g.dv, g.ld});
+    UngatherAttentionGrads ungather{};
+    ungather.p = p;
+    ungather.undo = undo;
+    ungather.n_rounds = a.n_rounds;
+    ungather.dq = g.dq;
+    ungather.dk = g.dk;
+    ungather.dv = g.dv;
+    ungather.ldg = g.ld;
+    ex.run(count * a.seq_len, ungather);
   }
 }
 

@@ -7,8 +7,15 @@
 namespace rf {
 
 void embedding_forward(Executor& ex, const EmbeddingArgs& a) {
-  ex.run(a.rows * a.d_model,
-         EmbedForward{a.tokens, a.table, a.positions, a.out, a.seq_len, a.d_model, a.dropout});
+  EmbedForward op{};
+  op.tokens = a.tokens;
+  op.table = a.table;
+  op.positions = a.positions;
+  op.out = a.out;
+  op.seq_len = a.seq_len;
+  op.d_model = a.d_model;
+  op.mask = a.dropout;
+  ex.run(a.rows * a.d_model, op);
 }
 
 void embedding_backward(Executor& ex, Workspace& ws, const EmbeddingBackwardArgs& a) {
@@ -33,12 +40,26 @@ void embedding_backward(Executor& ex, Workspace& ws, const EmbeddingBackwardArgs
 
   const PositionGrads& p = a.positions;
   if (p.kind == PositionKind::kAxial) {
-    ex.run(p.n1 * p.d1 + p.n2 * p.d2,
-           AxialPositionBackward{a.dx, p.axial_a, p.axial_b, a.batch, a.seq_len, a.d_model, p.n1,
-                                 p.n2, p.d1, p.d2});
+    AxialPositionBackward op{};
+    op.dx = a.dx;
+    op.daxial_a = p.axial_a;
+    op.daxial_b = p.axial_b;
+    op.batch = a.batch;
+    op.seq_len = a.seq_len;
+    op.d_model = a.d_model;
+    op.n1 = p.n1;
+    op.n2 = p.n2;
+    op.d1 = p.d1;
+    op.d2 = p.d2;
+    ex.run(p.n1 * p.d1 + p.n2 * p.d2, op);
   } else if (p.kind == PositionKind::kLearned) {
-    ex.run(a.seq_len * a.d_model,
-           LearnedPositionBackward{a.dx, p.learned, a.batch, a.seq_len, a.d_model});
+    LearnedPositionBackward op{};
+    op.dx = a.dx;
+    op.dlearned = p.learned;
+    op.batch = a.batch;
+    op.seq_len = a.seq_len;
+    op.d_model = a.d_model;
+    ex.run(a.seq_len * a.d_model, op);
   }
 }
 

@@ -29,8 +29,15 @@ void lsh_hash(Executor& ex, Workspace& ws, const LshHashArgs& a) {
         const int64_t rows = std::min(block, a.seq_len - first);
         linear_forward(ex, {qk + first * a.ld, rows, a.d, a.ld}, matrix(rotation, a.d, cols),
                        matrix(projected, rows, cols));
-        ex.run(a.n_rounds * rows,
-               LshHash{projected, cols, buckets, a.seq_len, first, rows, a.factors});
+        LshHash hash{};
+        hash.projected = projected;
+        hash.ldp = cols;
+        hash.buckets = buckets;
+        hash.seq_len = a.seq_len;
+        hash.first = first;
+        hash.rows = rows;
+        hash.factors = a.factors;
+        ex.run(a.n_rounds * rows, hash);
       }
     }
 }

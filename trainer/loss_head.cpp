@@ -28,6 +28,10 @@ HeadOutput LossHead::run(Kit& kit, ParamStore& p, int64_t rows, const float* x1,
   float* cat = kit.ws.floats("head.cat", chunk * width);
   float* z = kit.ws.floats("head.z", chunk * width);
   float* logits = kit.ws.floats("head.logits", chunk * V);
+  // Per-row results stay on the device until every chunk is done: one transfer (and, on a GPU,
+  // one wait) per micro-batch instead of one per chunk.
+  float* loss = kit.ws.floats("head.loss", rows);
+  int32_t* prediction = kit.ws.ints("head.prediction", rows);
   HeadOutput out;
   out.row_loss.resize(rows);
   out.row_prediction.resize(rows);
@@ -40,15 +44,13 @@ HeadOutput LossHead::run(Kit& kit, ParamStore& p, int64_t rows, const float* x1,
     ce.logits = logits;
     ce.bias = p.param(b_out_);
     ce.targets = targets + row0;
-    ce.loss = kit.ws.floats("head.loss", chunk);
-    ce.prediction = kit.ws.ints("head.prediction", chunk);
+    ce.loss = loss + row0;
+    ce.prediction = prediction + row0;
     ce.rows = n;
     ce.vocab = V;
     ce.grad_scale = grad_scale;
     ce.want_grad = backward;
     cross_entropy(kit.ex, ce);
-    kit.ex.download(out.row_loss.data() + row0, ce.loss, n * sizeof(float));
-    kit.ex.download(out.row_prediction.data() + row0, ce.prediction, n * sizeof(int32_t));
     if (!backward) continue;
     add_column_sums(kit.ex, kit.ws, logits, n, V, p.grad(b_out_));
     linear_weight_grad(kit.ex, matrix(z, n, width), matrix(logits, n, V), p.weight_grad(w_out_));
@@ -58,6 +60,8 @@ HeadOutput LossHead::run(Kit& kit, ParamStore& p, int64_t rows, const float* x1,
     norm_.backward(kit, p, cat, z, dcat, n, false);
     split_columns_add(kit.ex, dx1 + row0 * D, dx2 + row0 * D, dcat, n, D, D);
   }
+  kit.ex.download(out.row_loss.data(), loss, rows * sizeof(float));
+  kit.ex.download(out.row_prediction.data(), prediction, rows * sizeof(int32_t));
   return out;
 }
 
