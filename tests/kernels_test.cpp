@@ -89,25 +89,7 @@ TEST(Philox, StreamsDifferByEveryCoordinate) {
   }
 }
 
-// Naive column-major reference of one GEMM description.
-std::vector<float> reference_gemm(const GemmDesc& d, const std::vector<float>& a,
-                                  const std::vector<float>& b, std::vector<float> c) {
-  for (int64_t bi = 0; bi < d.batch; ++bi)
-    for (int64_t j = 0; j < d.n; ++j)
-      for (int64_t i = 0; i < d.m; ++i) {
-        double s = 0.0;
-        for (int64_t p = 0; p < d.k; ++p) {
-          const float av =
-              d.trans_a ? a[bi * d.stride_a + p + i * d.lda] : a[bi * d.stride_a + i + p * d.lda];
-          const float bv =
-              d.trans_b ? b[bi * d.stride_b + j + p * d.ldb] : b[bi * d.stride_b + p + j * d.ldb];
-          s += static_cast<double>(av) * bv;
-        }
-        float& out = c[bi * d.stride_c + i + j * d.ldc];
-        out = static_cast<float>(d.alpha * s + d.beta * out);
-      }
-  return c;
-}
+using selftest::reference_gemm;
 
 class GemmDescTest : public ::testing::TestWithParam<std::tuple<bool, bool, int>> {};
 

@@ -15,6 +15,7 @@
 
 #include "kernels/device_buffer.h"
 #include "kernels/lsh_buckets.h"
+#include "kernels/selftest/gemm_reference.h"
 
 namespace rf::test {
 
@@ -58,25 +59,7 @@ inline float max_abs_diff(const std::vector<float>& a, const std::vector<float>&
 
 // A batched GEMM description with padded leading dimensions and gaps between batch entries, so a
 // mapping that ignores lda/ldb/ldc or the strides gives a wrong answer.
-inline GemmDesc padded_gemm_desc(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
-                                 int64_t batch, float alpha, float beta) {
-  GemmDesc d;
-  d.trans_a = trans_a;
-  d.trans_b = trans_b;
-  d.m = m;
-  d.n = n;
-  d.k = k;
-  d.lda = (trans_a ? k : m) + 3;
-  d.ldb = (trans_b ? n : k) + 2;
-  d.ldc = m + 1;
-  d.stride_a = d.lda * (trans_a ? m : k) + 5;
-  d.stride_b = d.ldb * (trans_b ? k : n) + 4;
-  d.stride_c = d.ldc * n + 6;
-  d.batch = batch;
-  d.alpha = alpha;
-  d.beta = beta;
-  return d;
-}
+using selftest::padded_gemm_desc;
 
 // Arguments of lsh_sort for `segments` arrays of `rounds` rounds of seq_len bucket ids, each
 // round's ids offset by round * buckets_per_round.

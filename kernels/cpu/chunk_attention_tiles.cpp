@@ -261,6 +261,12 @@ void forward_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& q_ti
 
 // The operands of one query tile in the backward.
 struct QueryTile {
+  // Its buffers, from the thread's scratch; q and dout only when `rows` (the key gradients).
+  QueryTile(Scratch& scratch, int64_t dp, bool rows)
+      : qt(scratch.take(dp * kTile)),
+        doutt(scratch.take(dp * kTile)),
+        q(rows ? scratch.take(kTile * dp) : nullptr),
+        dout(rows ? scratch.take(kTile * dp) : nullptr) {}
   SlotTile tile;
   int64_t nqp = 0;
   float *qt, *doutt, *q, *dout;  // [dp, nqp], [dp, nqp], [nq, dp], [nq, dp]
@@ -283,6 +289,20 @@ struct QueryTile {
 
 // dS^T [nk, nqp] of a key tile against a query tile, in st (which holds the scores); and the
 // dropped probabilities (what dV is weighted by) in dpt (which holds dP^T).
+void score_gradients(const ChunkAttentionParams& p, const DropoutMask& drop, const QueryTile& qt,
+                     const KeyTileCache::Entry& kv, int64_t key_offset, float* st, float* dpt);
+
+// The scores and the value-product gradients of a key tile against a query tile (st = K Q^T,
+// dpt = V dO^T, both [nk, nqp]), then their gradients as score_gradients leaves them.
+void tile_score_gradients(const ChunkAttentionParams& p, const DropoutMask& drop,
+                          const QueryTile& qt, const KeyTileCache::Entry& kv, int64_t key_offset,
+                          float* st, float* dpt) {
+  const int64_t nk = kv.count, nqp = qt.nqp, dp = kv.dp;
+  tile_gemm(nk, nqp, dp, kv.k.data(), dp, qt.qt, nqp, st, nqp, false);
+  tile_gemm(nk, nqp, dp, kv.v.data(), dp, qt.doutt, nqp, dpt, nqp, false);
+  score_gradients(p, drop, qt, kv, key_offset, st, dpt);
+}
+
 void score_gradients(const ChunkAttentionParams& p, const DropoutMask& drop, const QueryTile& qt,
                      const KeyTileCache::Entry& kv, int64_t key_offset, float* st, float* dpt) {
   const int64_t nk = kv.count, nqp = qt.nqp, nq = qt.tile.count;
@@ -310,11 +330,7 @@ void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadS
   const ChunkLayout& L = p.layout;
   const int64_t dp = padded(p.d), W = L.window();
   Scratch& scratch = state.scratch;
-  QueryTile qt;
-  qt.qt = scratch.take(dp * kTile);
-  qt.doutt = scratch.take(dp * kTile);
-  qt.q = scratch.take(kTile * dp);
-  qt.dout = scratch.take(kTile * dp);
+  QueryTile qt(scratch, dp, true);
   float* st = scratch.take(kTile * kTile);
   float* dpt = scratch.take(kTile * kTile);
   float* dq = scratch.take(kTile * dp);
@@ -332,9 +348,7 @@ void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadS
       if (all_later(p, k_tile, q_tile)) continue;
       const KeyTileCache::Entry& kv = state.keys.get(p, s, k_tile);
       const int64_t nk = k_tile.count, nqp = qt.nqp;
-      tile_gemm(nk, nqp, dp, kv.k.data(), dp, qt.qt, nqp, st, nqp, false);
-      tile_gemm(nk, nqp, dp, kv.v.data(), dp, qt.doutt, nqp, dpt, nqp, false);
-      score_gradients(p, drop, qt, kv, k_tile.window_offset, st, dpt);
+      tile_score_gradients(p, drop, qt, kv, k_tile.window_offset, st, dpt);
       tile_gemm_at(nq, dp, nk, st, nqp, kv.k.data(), dp, dq, dp, true);
       float* dk_tile = dk + k_tile.window_offset * dp;
       float* dv_tile = dv + k_tile.window_offset * dp;
@@ -365,9 +379,7 @@ void query_grads_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& 
   const ChunkLayout& L = p.layout;
   const int64_t dp = padded(p.d), nq = q_tile.count;
   Scratch& scratch = state.scratch;
-  QueryTile qt;
-  qt.qt = scratch.take(dp * kTile);
-  qt.doutt = scratch.take(dp * kTile);
+  QueryTile qt(scratch, dp, false);
   float* st = scratch.take(kTile * kTile);
   float* dpt = scratch.take(kTile * kTile);
   float* dq = scratch.take(kTile * dp);
@@ -378,9 +390,7 @@ void query_grads_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& 
     if (all_later(p, k_tile, q_tile)) continue;
     const KeyTileCache::Entry& kv = state.keys.get(p, s, k_tile);
     const int64_t nk = k_tile.count, nqp = qt.nqp;
-    tile_gemm(nk, nqp, dp, kv.k.data(), dp, qt.qt, nqp, st, nqp, false);
-    tile_gemm(nk, nqp, dp, kv.v.data(), dp, qt.doutt, nqp, dpt, nqp, false);
-    score_gradients(p, drop, qt, kv, k_tile.window_offset, st, dpt);
+    tile_score_gradients(p, drop, qt, kv, k_tile.window_offset, st, dpt);
     tile_gemm_at(nq, dp, nk, st, nqp, kv.k.data(), dp, dq, dp, true);
   }
   for (int64_t i = 0; i < nq; ++i) {
@@ -394,11 +404,7 @@ void key_grads_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& k_
   const ChunkLayout& L = p.layout;
   const int64_t dp = padded(p.d), nk = k_tile.count;
   Scratch& scratch = state.scratch;
-  QueryTile qt;
-  qt.qt = scratch.take(dp * kTile);
-  qt.doutt = scratch.take(dp * kTile);
-  qt.q = scratch.take(kTile * dp);
-  qt.dout = scratch.take(kTile * dp);
+  QueryTile qt(scratch, dp, true);
   float* st = scratch.take(kTile * kTile);
   float* dpt = scratch.take(kTile * kTile);
   float* dk = scratch.take(kTile * dp);
@@ -412,9 +418,7 @@ void key_grads_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& k_
     if (all_later(p, k_tile, q_tile)) continue;
     qt.gather(p, s, q_tile, true);
     const int64_t nq = q_tile.count, nqp = qt.nqp;
-    tile_gemm(nk, nqp, dp, kv.k.data(), dp, qt.qt, nqp, st, nqp, false);
-    tile_gemm(nk, nqp, dp, kv.v.data(), dp, qt.doutt, nqp, dpt, nqp, false);
-    score_gradients(p, drop, qt, kv, within, st, dpt);
+    tile_score_gradients(p, drop, qt, kv, within, st, dpt);
     tile_gemm(nk, dp, nq, st, nqp, qt.q, dp, dk, dp, true);
     tile_gemm(nk, dp, nq, dpt, nqp, qt.dout, dp, dv, dp, true);
   }

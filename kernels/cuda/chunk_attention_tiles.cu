@@ -1,8 +1,7 @@
-#include "kernels/cuda/chunk_attention_tiles.h"
-
 #include <climits>
 
 #include "base/cuda_check.h"
+#include "kernels/cuda/chunk_attention_tiles.h"
 
 namespace rf::cuda {
 namespace {
@@ -58,10 +57,43 @@ __device__ void stage_keys(const ChunkAttentionParams& p, int64_t s, int64_t fir
   }
 }
 
-// The key tiles of chunk c's window: index `part` 0 is the look-back chunk (when there is one),
-// then the chunk itself; returns the first slot and the window index of the tile at k0.
-__device__ int64_t window_chunk(const ChunkLayout& L, int64_t c, int64_t part) {
-  return part < L.lookback ? (c + L.n_chunks() - 1) % L.n_chunks() : c;
+// For each key tile of the window of block b's chunk (the look-back chunk's, then its own),
+// stages the tile and calls tile(count, window index of its first key). Tiles entirely later than
+// the block's queries are skipped in the original order (local and dense attention).
+template <int D, class Tile>
+__device__ void for_each_window_tile(const ChunkAttentionParams& p, const BlockTile& b,
+                                     float (*keys)[D], float (*values)[D], int32_t* key_pos,
+                                     const Tile& tile) {
+  const ChunkLayout& L = p.layout;
+  for (int64_t part = 0; part <= L.lookback; ++part) {
+    const int64_t kc = part < L.lookback ? (b.chunk + L.n_chunks() - 1) % L.n_chunks() : b.chunk;
+    for (int64_t k0 = 0; k0 < L.chunk; k0 += kKeyTile) {
+      const int64_t first = kc * L.chunk + k0;
+      const int nk = static_cast<int>(L.chunk - k0 < kKeyTile ? L.chunk - k0 : kKeyTile);
+      if (p.perm == nullptr && first > b.first + b.count - 1) continue;  // all in the future
+      __syncthreads();  // the previous tile is consumed
+      stage_keys<D>(p, b.segment, first, nk, keys, values, key_pos);
+      __syncthreads();
+      tile(nk, part * L.chunk + k0);
+    }
+  }
+}
+
+// The slice of query row `row` of block b (zeros past the tile), and its position.
+template <int kWidth>
+__device__ void load_query(const ChunkAttentionParams& p, const BlockTile& b, int row, int slice,
+                           float* q, int32_t* position) {
+  if (row < b.count) {
+    const int64_t t = p.position(b.segment, b.first + row);
+    *position = static_cast<int32_t>(t);
+    const float* qr = p.query_row(b.segment, t) + slice;
+#pragma unroll
+    for (int x = 0; x < kWidth; ++x) q[x] = qr[x];
+  } else {
+    *position = INT32_MAX;
+#pragma unroll
+    for (int x = 0; x < kWidth; ++x) q[x] = 0.0f;
+  }
 }
 
 template <int D>
@@ -77,58 +109,40 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
   const bool active = row < b.count;
   const int64_t j = b.first + row;
   float q[kSlice], acc[kSlice];
-  int32_t qp = INT32_MAX;
-  if (active) {
-    const int64_t t = p.position(b.segment, j);
-    qp = static_cast<int32_t>(t);
-    const float* qr = p.query_row(b.segment, t) + slice;
-#pragma unroll
-    for (int x = 0; x < kSlice; ++x) q[x] = qr[x];
-  } else {
-#pragma unroll
-    for (int x = 0; x < kSlice; ++x) q[x] = 0.0f;
-  }
+  int32_t qp;
+  load_query<kSlice>(p, b, row, slice, q, &qp);
 #pragma unroll
   for (int x = 0; x < kSlice; ++x) acc[x] = 0.0f;
   float m = kNoMaxYet, l = 0.0f;
   const DropoutMask drop = p.segment_dropout(b.segment);
-  for (int64_t part = 0; part <= L.lookback; ++part) {
-    const int64_t kc = window_chunk(L, b.chunk, part);
-    for (int64_t k0 = 0; k0 < L.chunk; k0 += kKeyTile) {
-      const int64_t first = kc * L.chunk + k0;
-      const int nk = static_cast<int>(L.chunk - k0 < kKeyTile ? L.chunk - k0 : kKeyTile);
-      if (p.perm == nullptr && first > b.first + b.count - 1) continue;  // all in the future
-      __syncthreads();  // the previous tile is consumed
-      stage_keys<D>(p, b.segment, first, nk, keys, values, key_pos);
-      __syncthreads();
-      float scores[kKeyTile];
-      float tile_max = kNoMaxYet;
+  for_each_window_tile<D>(p, b, keys, values, key_pos, [&](int nk, int64_t window_first) {
+    float scores[kKeyTile];
+    float tile_max = kNoMaxYet;
 #pragma unroll
-      for (int kk = 0; kk < kKeyTile; ++kk) {
-        float dot = 0.0f;
+    for (int kk = 0; kk < kKeyTile; ++kk) {
+      float dot = 0.0f;
 #pragma unroll
-        for (int x = 0; x < kSlice; ++x) dot += q[x] * keys[kk][slice + x];
-        dot = row_total<kSplit>(dot);
-        scores[kk] = kk < nk ? dot - mask_penalty(qp, key_pos[kk], p.self_mask) : kNoMaxYet;
-        tile_max = fmaxf(tile_max, scores[kk]);
-      }
-      const float m_new = fmaxf(m, tile_max);
-      const float correction = exp_approx(m - m_new);
-      m = m_new;
-      l *= correction;
-#pragma unroll
-      for (int x = 0; x < kSlice; ++x) acc[x] *= correction;
-#pragma unroll
-      for (int kk = 0; kk < kKeyTile; ++kk) {
-        const float w = exp_approx(scores[kk] - m);  // 0 past nk
-        l += w;
-        const float kept =
-            drop.active() && active && kk < nk ? w * drop.scale(j, part * L.chunk + k0 + kk) : w;
-#pragma unroll
-        for (int x = 0; x < kSlice; ++x) acc[x] += kept * values[kk][slice + x];
-      }
+      for (int x = 0; x < kSlice; ++x) dot += q[x] * keys[kk][slice + x];
+      dot = row_total<kSplit>(dot);
+      scores[kk] = kk < nk ? dot - mask_penalty(qp, key_pos[kk], p.self_mask) : kNoMaxYet;
+      tile_max = fmaxf(tile_max, scores[kk]);
     }
-  }
+    const float m_new = fmaxf(m, tile_max);
+    const float correction = exp_approx(m - m_new);
+    m = m_new;
+    l *= correction;
+#pragma unroll
+    for (int x = 0; x < kSlice; ++x) acc[x] *= correction;
+#pragma unroll
+    for (int kk = 0; kk < kKeyTile; ++kk) {
+      const float w = exp_approx(scores[kk] - m);  // 0 past nk
+      l += w;
+      const float kept =
+          drop.active() && active && kk < nk ? w * drop.scale(j, window_first + kk) : w;
+#pragma unroll
+      for (int x = 0; x < kSlice; ++x) acc[x] += kept * values[kk][slice + x];
+    }
+  });
   if (!active) return;
   const int64_t i = b.segment * L.n_slots + j;
   float* o = p.o + i * p.d + slice;
@@ -154,57 +168,42 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
   const bool active = row < b.count;
   const int64_t j = b.first + row, i = b.segment * L.n_slots + j;
   float q[kSlice], dout[kSlice], dq[kSlice];
-  int32_t qp = INT32_MAX;
+  int32_t qp;
+  load_query<kSlice>(p, b, row, slice, q, &qp);
   float m = 0.0f, log_sum = 0.0f, delta = 0.0f, dlse = 0.0f;
   if (active) {
-    const int64_t t = p.position(b.segment, j);
-    qp = static_cast<int32_t>(t);
-    const float* qr = p.query_row(b.segment, t) + slice;
     const float* dr = p.o + i * p.d + slice;
 #pragma unroll
-    for (int x = 0; x < kSlice; ++x) {
-      q[x] = qr[x];
-      dout[x] = dr[x];
-    }
+    for (int x = 0; x < kSlice; ++x) dout[x] = dr[x];
     m = p.row_max[i];
     log_sum = p.row_log_sum[i];
     delta = p.delta[i];
     dlse = p.dlse[i];
   } else {
 #pragma unroll
-    for (int x = 0; x < kSlice; ++x) q[x] = dout[x] = 0.0f;
+    for (int x = 0; x < kSlice; ++x) dout[x] = 0.0f;
   }
 #pragma unroll
   for (int x = 0; x < kSlice; ++x) dq[x] = 0.0f;
   const DropoutMask drop = p.segment_dropout(b.segment);
-  for (int64_t part = 0; part <= L.lookback; ++part) {
-    const int64_t kc = window_chunk(L, b.chunk, part);
-    for (int64_t k0 = 0; k0 < L.chunk; k0 += kKeyTile) {
-      const int64_t first = kc * L.chunk + k0;
-      const int nk = static_cast<int>(L.chunk - k0 < kKeyTile ? L.chunk - k0 : kKeyTile);
-      if (p.perm == nullptr && first > b.first + b.count - 1) continue;
-      __syncthreads();
-      stage_keys<D>(p, b.segment, first, nk, keys, values, key_pos);
-      __syncthreads();
-      for (int kk = 0; kk < nk; ++kk) {
-        float dot_s = 0.0f, dot_p = 0.0f;
+  for_each_window_tile<D>(p, b, keys, values, key_pos, [&](int nk, int64_t window_first) {
+    for (int kk = 0; kk < nk; ++kk) {
+      float dot_s = 0.0f, dot_p = 0.0f;
 #pragma unroll
-        for (int x = 0; x < kSlice; ++x) {
-          dot_s += q[x] * keys[kk][slice + x];
-          dot_p += dout[x] * values[kk][slice + x];
-        }
-        dot_s = row_total<kSplit>(dot_s);
-        dot_p = row_total<kSplit>(dot_p);
-        const float score = dot_s - mask_penalty(qp, key_pos[kk], p.self_mask);
-        const float prob = exp_approx((score - m) - log_sum);
-        const float keep =
-            drop.active() && active ? drop.scale(j, part * L.chunk + k0 + kk) : 1.0f;
-        const float ds = prob * (dot_p * keep - delta + dlse);
-#pragma unroll
-        for (int x = 0; x < kSlice; ++x) dq[x] += ds * keys[kk][slice + x];
+      for (int x = 0; x < kSlice; ++x) {
+        dot_s += q[x] * keys[kk][slice + x];
+        dot_p += dout[x] * values[kk][slice + x];
       }
+      dot_s = row_total<kSplit>(dot_s);
+      dot_p = row_total<kSplit>(dot_p);
+      const float score = dot_s - mask_penalty(qp, key_pos[kk], p.self_mask);
+      const float prob = exp_approx((score - m) - log_sum);
+      const float keep = drop.active() && active ? drop.scale(j, window_first + kk) : 1.0f;
+      const float ds = prob * (dot_p * keep - delta + dlse);
+#pragma unroll
+      for (int x = 0; x < kSlice; ++x) dq[x] += ds * keys[kk][slice + x];
     }
-  }
+  });
   if (!active) return;
   float* out = p.dq + i * p.d + slice;
 #pragma unroll

@@ -6,60 +6,11 @@
 #include <cstring>
 
 #include "kernels/linear.h"
+#include "kernels/selftest/gemm_reference.h"
 #include "kernels/selftest/op_checks.h"
 
 namespace rf::selftest {
 namespace {
-
-GemmDesc padded_desc(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, int64_t batch,
-                     float alpha, float beta) {
-  GemmDesc d;
-  d.trans_a = trans_a;
-  d.trans_b = trans_b;
-  d.m = m;
-  d.n = n;
-  d.k = k;
-  d.lda = (trans_a ? k : m) + 3;
-  d.ldb = (trans_b ? n : k) + 2;
-  d.ldc = m + 1;
-  d.stride_a = batch > 1 ? d.lda * (trans_a ? m : k) + 5 : 0;
-  d.stride_b = batch > 1 ? d.ldb * (trans_b ? k : n) + 4 : 0;
-  d.stride_c = batch > 1 ? d.ldc * n + 6 : 0;
-  d.batch = batch;
-  d.alpha = alpha;
-  d.beta = beta;
-  return d;
-}
-
-int64_t extent_a(const GemmDesc& d) {
-  return d.stride_a * (d.batch - 1) + d.lda * (d.trans_a ? d.m : d.k);
-}
-int64_t extent_b(const GemmDesc& d) {
-  return d.stride_b * (d.batch - 1) + d.ldb * (d.trans_b ? d.k : d.n);
-}
-int64_t extent_c(const GemmDesc& d) {
-  return d.stride_c * (d.batch - 1) + d.ldc * d.n;
-}
-
-// The product in double from (possibly rounded) operands, as GemmDesc defines it.
-std::vector<float> exact_product(const GemmDesc& d, const std::vector<float>& a,
-                                 const std::vector<float>& b, std::vector<float> c) {
-  for (int64_t bi = 0; bi < d.batch; ++bi)
-    for (int64_t j = 0; j < d.n; ++j)
-      for (int64_t i = 0; i < d.m; ++i) {
-        double s = 0.0;
-        for (int64_t p = 0; p < d.k; ++p) {
-          const float av =
-              d.trans_a ? a[bi * d.stride_a + p + i * d.lda] : a[bi * d.stride_a + i + p * d.lda];
-          const float bv =
-              d.trans_b ? b[bi * d.stride_b + j + p * d.ldb] : b[bi * d.stride_b + p + j * d.ldb];
-          s += static_cast<double>(av) * bv;
-        }
-        float& out = c[bi * d.stride_c + i + j * d.ldc];
-        out = static_cast<float>(d.alpha * s + d.beta * out);
-      }
-  return c;
-}
 
 // x rounded to nearest (ties to even) with `mantissa_bits` bits kept: 7 for bf16, 10 for tf32.
 float round_mantissa(float x, int mantissa_bits) {
@@ -102,10 +53,10 @@ void check_desc(Checker& checker, const SweepOptions& options, const GemmDesc& d
   checker.candidate().synchronize();
   const std::vector<float> got = t.download().floats.at("c");
   const std::vector<float> exact =
-      exact_product(d, in.floats.at("a"), in.floats.at("b"), in.floats.at("c"));
+      reference_gemm(d, in.floats.at("a"), in.floats.at("b"), in.floats.at("c"));
   const std::vector<float> naive =
-      exact_product(d, rounded(in.floats.at("a"), options.precision),
-                    rounded(in.floats.at("b"), options.precision), in.floats.at("c"));
+      reference_gemm(d, rounded(in.floats.at("a"), options.precision),
+                     rounded(in.floats.at("b"), options.precision), in.floats.at("c"));
   Comparison c;
   c.op = std::string("gemm (GemmDesc) at ") + precision_name(options.precision);
   c.shape = shape;
@@ -165,7 +116,7 @@ void check_gemm_ops(Checker& checker, const SweepOptions& options) {
       for (bool tb : {false, true})
         for (int64_t batch : {int64_t{1}, int64_t{3}})
           check_desc(checker, options,
-                     padded_desc(ta, tb, mnk[0], mnk[1], mnk[2], batch, 0.75f, 0.5f), seed++);
+                     padded_gemm_desc(ta, tb, mnk[0], mnk[1], mnk[2], batch, 0.75f, 0.5f), seed++);
   // The linear helpers at fp32 (reduced precision is covered by the mappings above).
   if (options.precision != GemmPrecision::kFp32) return;
   const std::vector<std::vector<int64_t>> shapes =
