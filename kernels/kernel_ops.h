@@ -21,7 +21,7 @@ struct TypeList {};
 
 using KernelOps = TypeList<
     // element-wise
-    AddScaled, Scale, Fill, BiasDropoutResidualAdd, ApplyDropout, ConcatColumns, SplitColumnsAdd,
+    AddScaled, Fill, BiasDropoutResidualAdd, ApplyDropout, ConcatColumns, SplitColumnsAdd,
     BiasActivationForward, ActivationBackward, AddBias, AdamWUpdate, RandomNormalFill,
     RandomUniformFill,
     // row-wise and reductions

@@ -18,13 +18,6 @@ struct AddScaled {
   RF_HD void operator()(int64_t i) const { y[i] += alpha * x[i]; }
 };
 
-// x[i] *= alpha
-struct Scale {
-  float* x;
-  float alpha;
-  RF_HD void operator()(int64_t i) const { x[i] *= alpha; }
-};
-
 // x[i] = value
 struct Fill {
   float* x;
