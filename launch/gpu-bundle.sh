@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packs a CUDA build of the trainer, with the shared libraries it needs that a GPU machine may not
-# have, into one folder to carry to a GPU machine without package access; run its `check.sh`
-# there. The folder holds bin/ (reformer, step_bench, allreduce_bench, gpu_test, selftest_test),
+# have, into one folder and one archive (DIR.tar.xz, about 25 MB) to carry to a GPU machine without
+# package access; unpack it there and run its `check.sh`. The folder holds bin/ (reformer, step_bench, allreduce_bench, gpu_test, selftest_test),
 # lib/ (OpenBLAS, oneDNN, HDF5, Open MPI, yaml-cpp, GoogleTest and their dependencies, and the
 # C and C++ runtimes with their loader, so an older glibc on the target does not matter), the
 # configs and the bench scripts. The CUDA libraries (cudart, cuBLAS, NCCL) are far larger than
@@ -10,7 +10,8 @@
 #
 #   launch/gpu-bundle.sh [--out DIR] [--arch "80;90"] [--with-cuda-libs]
 #   # on the GPU machine:
-#   DIR/check.sh            # selftest --device cuda, the GPU tests, bench/run.sh gpu
+#   tar xf gpu-bundle.tar.xz
+#   gpu-bundle/check.sh     # selftest --device cuda, the GPU tests, bench/run.sh gpu
 #   DIR/run.sh reformer train --config DIR/configs/default.yaml --set runtime.device=cuda
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,14 +30,13 @@ done
 
 build="${RF_GPU_BUILD_DIR:-$root/build-gpu}"
 echo "gpu-bundle: building in $build (CUDA architectures $arch, CPU code for x86-64-v3)"
+# Always from scratch: an object left by an interrupted build has no recorded header
+# dependencies, and a stale one would be carried to the GPU machine unnoticed.
+rm -rf "$build"
 "$root/launch/setup.sh"
 RF_BUILD_DIR="$build" "$root/launch/build.sh" -DRF_CUDA=ON -DRF_MARCH=x86-64-v3 \
   "-DCMAKE_CUDA_ARCHITECTURES=$arch"
-if ! grep -q "CUDA executor: ON" "$build/configure.log" 2>/dev/null &&
-   ! grep -q "RF_WITH_CUDA:INTERNAL=ON\|RF_CUDA:STRING=ON" "$build/CMakeCache.txt"; then
-  echo "gpu-bundle: $build was not configured with CUDA; remove it and run again" >&2
-  exit 1
-fi
+
 
 rm -rf "$out.tmp"
 mkdir -p "$out.tmp/bin" "$out.tmp/lib"
@@ -110,10 +110,12 @@ RF_BENCH="$here/run.sh step_bench" bench/run.sh gpu 2>&1 | tee results/bench-gpu
 exit $status
 EOF
 chmod +x "$out.tmp/run.sh" "$out.tmp/check.sh"
-rm -rf "$out"
+rm -rf "$out" "$out.tar.xz"
 mv "$out.tmp" "$out"
-size="$(du -sm "$out" | cut -f1)"
-echo "gpu-bundle: $out ($size MiB): run $out/check.sh on the GPU machine"
+tar -C "$(dirname "$out")" -cf - "$(basename "$out")" | xz -T0 -6 > "$out.tar.xz"
+size="$(du -sm "$out.tar.xz" | cut -f1)"
+echo "gpu-bundle: $out.tar.xz ($size MiB, $(du -sm "$out" | cut -f1) MiB unpacked): unpack it on the"
+echo "  GPU machine and run $(basename "$out")/check.sh"
 if [ "$size" -ge 64 ]; then
-  echo "gpu-bundle: warning: $size MiB is over 64 MiB" >&2
+  echo "gpu-bundle: warning: the archive is $size MiB, over 64 MiB" >&2
 fi
