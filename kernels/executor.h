@@ -54,6 +54,9 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
 
   KernelVariant kernel_variant() const { return variant_; }
   void set_kernel_variant(KernelVariant variant) { variant_ = variant; }
+  // Whether whole-row kernels (layer norm, cross-entropy) run a warp per row here: launchers then
+  // hand them whole rows instead of a statistics pass and one column per index.
+  virtual bool warp_per_row() const { return false; }
 
   // One pass of fused chunked attention over all segments of `p`. This runs the reference row
   // functors; an executor with a tuned implementation overrides it for KernelVariant::kTuned.

@@ -1,6 +1,7 @@
-// KernelExecutor<Backend> implements every kernel of KernelOps by handing it to Backend::for_each
-// (an OpenMP loop on the CPU, a grid-stride kernel on the GPU). It is instantiated once per
-// executor, in kernels/cpu/ and kernels/cuda/.
+// KernelExecutor<Backend> implements every kernel of KernelOps by handing it to
+// Backend::for_each(executor, n, op) (an OpenMP loop on the CPU, a grid-stride kernel on the GPU,
+// or a tuned kernel the backend has for that op when the executor's variant allows it). It is
+// instantiated once per executor, in kernels/cpu/ and kernels/cuda/.
 #pragma once
 
 #include "kernels/executor.h"
@@ -19,7 +20,7 @@ struct KernelImpl<Backend, Base, Op, Rest...> : KernelImpl<Backend, Base, Rest..
   void run(int64_t n, const Op& op) override {
     if (n <= 0) return;
     this->count_launch();
-    Backend::for_each(n, op);
+    Backend::for_each(*this, n, op);
   }
 };
 

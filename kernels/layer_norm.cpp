@@ -4,8 +4,17 @@
 
 namespace rf {
 
+namespace {
+
+// Whole rows per index where the executor runs a warp per row, otherwise its usual split.
+RowSplit layer_norm_split(const Executor& ex, int64_t cols) {
+  return ex.warp_per_row() ? RowSplit{cols, cols > 0 ? cols : 1} : row_split(ex, cols);
+}
+
+}  // namespace
+
 void layer_norm_forward(Executor& ex, Workspace& ws, const LayerNormArgs& a) {
-  const RowSplit split = row_split(ex, a.cols);
+  const RowSplit split = layer_norm_split(ex, a.cols);
   LayerNormForward op{};
   op.x = a.x;
   op.gamma = a.gamma;
@@ -28,7 +37,7 @@ void layer_norm_forward(Executor& ex, Workspace& ws, const LayerNormArgs& a) {
 }
 
 void layer_norm_backward(Executor& ex, Workspace& ws, const LayerNormBackwardArgs& a) {
-  const RowSplit split = row_split(ex, a.cols);
+  const RowSplit split = layer_norm_split(ex, a.cols);
   LayerNormBackward op{};
   op.x = a.x;
   op.gamma = a.gamma;
@@ -65,8 +74,8 @@ void layer_norm_backward(Executor& ex, Workspace& ws, const LayerNormBackwardArg
   partial.partial_beta = ws.floats("ln.partial_beta", blocks * a.cols);
   partial.rows = a.rows;
   partial.block_rows = kReduceBlockRows;
-  partial.split = split;
-  ex.run(split.indices(blocks), partial);
+  partial.split = row_split(ex, a.cols);  // a column per GPU thread: few rows per block
+  ex.run(partial.split.indices(blocks), partial);
   ex.run(a.cols, ColumnSumPartials{partial.partial_gamma, a.dgamma, blocks, a.cols, true});
   ex.run(a.cols, ColumnSumPartials{partial.partial_beta, a.dbeta, blocks, a.cols, true});
 }

@@ -21,7 +21,7 @@ using selftest::Checker;
 struct ForwardingBackend {
   static inline Executor* target = nullptr;
   template <class Op>
-  static void for_each(int64_t n, const Op& op) {
+  static void for_each(const Executor&, int64_t n, const Op& op) {
     target->run(n, op);
   }
 };

@@ -25,7 +25,7 @@ namespace {
 
 struct CpuBackend {
   template <class Op>
-  static void for_each(int64_t n, const Op& op) {
+  static void for_each(const Executor&, int64_t n, const Op& op) {
 #pragma omp parallel for schedule(static) if (n > 1)
     for (int64_t i = 0; i < n; ++i) op(i);
   }

@@ -1,19 +1,21 @@
 // The CUDA executor: every kernel functor of KernelOps launched as a grid-stride kernel, GEMMs
 // passed unchanged to cublasGemmStridedBatchedEx, memory from cudaMalloc, and the tiled attention
-// kernels of kernels/cuda/chunk_attention_tiles.cu. The arithmetic lives in the RF_HD functors under
-// kernels/ops/, which the CPU tests exercise; this file only launches.
-// STATUS: compiled in CI (nvcc, warnings as errors). The executor ran on an H100 (2026-11-22):
-// tests/gpu_test.cpp passed and the default config learned. The fused attention (reference
-// functors and tiled kernels) has NOT run on a GPU yet: `reformer selftest --device cuda` checks
-// every op, and a training run checks them at start-up (runtime.verify_kernels).
+// kernels of kernels/cuda/chunk_attention_tiles.cu. The arithmetic lives in the RF_HD functors
+// under kernels/ops/, which the CPU tests exercise; this file only launches. STATUS: compiled in CI
+// (nvcc, warnings as errors). The executor ran on an H100 (2026-11-22): tests/gpu_test.cpp passed
+// and the default config learned. The fused attention (reference functors and tiled kernels) has
+// NOT run on a GPU yet: `reformer selftest --device cuda` checks every op, and a training run
+// checks them at start-up (runtime.verify_kernels).
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <climits>
 #include <cub/device/device_segmented_radix_sort.cuh>
 #include <sstream>
 
 #include "base/cuda_check.h"
 #include "kernels/cuda/chunk_attention_tiles.h"
+#include "kernels/cuda/row_kernels.cuh"
 #include "kernels/executor_impl.h"
 
 namespace rf {
@@ -44,16 +46,49 @@ int threads_per_block(int64_t n) {
   return static_cast<int>(warps < 1 ? 32 : warps > 8 ? 256 : warps * 32);
 }
 
+// A warp per row for n rows (kernels/cuda/row_kernels.cuh).
+template <class Op>
+void launch_rows(void (*kernel)(Op, int64_t), int64_t rows, const Op& op) {
+  const int64_t blocks = (rows + cuda::kRowsPerBlock - 1) / cuda::kRowsPerBlock;
+  RF_CHECK(blocks < INT_MAX, "too many rows: ", rows);
+  kernel<<<static_cast<unsigned>(blocks), 32 * cuda::kRowsPerBlock, 0, cudaStreamPerThread>>>(op,
+                                                                                              rows);
+  RF_CUDA_CHECK(cudaGetLastError());
+}
+
+bool tuned(const Executor& ex) {
+  return ex.kernel_variant() == KernelVariant::kTuned;
+}
+
 struct CudaBackend {
   // Kernels run on the calling thread's default stream, in issue order.
   template <class Op>
-  static void for_each(int64_t n, const Op& op) {
+  static void for_each(const Executor&, int64_t n, const Op& op) {
     if (n <= 0) return;
     const int threads = threads_per_block(n);
     const int64_t blocks = (n + threads - 1) / threads;
     const unsigned grid = static_cast<unsigned>(blocks < 65535 * 32 ? blocks : 65535 * 32);
     for_each_kernel<<<grid, threads, 0, cudaStreamPerThread>>>(n, op);
     RF_CUDA_CHECK(cudaGetLastError());
+  }
+  // Whole rows (the launchers hand them over when warp_per_row() says so) run a warp per row.
+  static void for_each(const Executor& ex, int64_t n, const LayerNormForward& op) {
+    if (tuned(ex) && op.split.pieces() == 1 && op.mean == nullptr)
+      launch_rows(cuda::layer_norm_forward_rows, n, op);
+    else
+      for_each<LayerNormForward>(ex, n, op);
+  }
+  static void for_each(const Executor& ex, int64_t n, const LayerNormBackward& op) {
+    if (tuned(ex) && op.split.pieces() == 1 && !op.stats_given)
+      launch_rows(cuda::layer_norm_backward_rows, n, op);
+    else
+      for_each<LayerNormBackward>(ex, n, op);
+  }
+  static void for_each(const Executor& ex, int64_t n, const CrossEntropyRow& op) {
+    if (tuned(ex))
+      launch_rows(cuda::cross_entropy_rows, n, op);
+    else
+      for_each<CrossEntropyRow>(ex, n, op);
   }
 };
 
@@ -90,6 +125,7 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
   ~CudaExecutor() override { cublasDestroy(cublas_); }
 
   Device device() const override { return Device::kCuda; }
+  bool warp_per_row() const override { return kernel_variant() == KernelVariant::kTuned; }
   std::string describe() const override {
     cudaDeviceProp prop{};
     std::ostringstream s;
