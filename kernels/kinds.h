@@ -3,6 +3,8 @@
 // these (their order is the order of the schema's choices); nothing downstream compares strings.
 #pragma once
 
+#include <string>
+
 namespace rf {
 
 // runtime.device
@@ -24,6 +26,16 @@ inline const char* precision_name(GemmPrecision p) {
 }
 inline const char* activation_name(Activation a) {
   return a == Activation::kRelu ? "relu" : "gelu";
+}
+
+// The inverses of device_name and precision_name, for names already checked against them.
+inline Device parse_device(const std::string& name) {
+  return name == device_name(Device::kCuda) ? Device::kCuda : Device::kCpu;
+}
+inline GemmPrecision parse_precision(const std::string& name) {
+  for (GemmPrecision p : {GemmPrecision::kTf32, GemmPrecision::kBf16})
+    if (name == precision_name(p)) return p;
+  return GemmPrecision::kFp32;
 }
 
 }  // namespace rf

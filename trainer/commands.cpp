@@ -3,7 +3,6 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
-#include <map>
 
 #include "comms/mpi_communicator.h"
 #include "data/prepare.h"
@@ -225,19 +224,16 @@ int run_command_line(int argc, char** argv) {
   add_config(cfg, false);
 
   SelftestOptions check;
+  std::string check_device = "cpu", check_precision = "fp32";
   CLI::App* selftest = app.add_subcommand(
       "selftest", "every kernel op and a training micro-step against the CPU reference");
-  const std::map<std::string, Device> devices = {{"cpu", Device::kCpu}, {"cuda", Device::kCuda}};
-  const std::map<std::string, GemmPrecision> precisions = {{"fp32", GemmPrecision::kFp32},
-                                                           {"tf32", GemmPrecision::kTf32},
-                                                           {"bf16", GemmPrecision::kBf16}};
   selftest
-      ->add_option("--device", check.device,
-                   "executor to check: cpu (its kernel variants) "
-                   "or cuda")
-      ->transform(CLI::CheckedTransformer(devices));
-  selftest->add_option("--precision", check.precision, "GEMM precision of the checked executor")
-      ->transform(CLI::CheckedTransformer(precisions));
+      ->add_option("--device", check_device, "executor to check: cpu (its kernel variants) or cuda")
+      ->check(CLI::IsMember({device_name(Device::kCpu), device_name(Device::kCuda)}));
+  selftest->add_option("--precision", check_precision, "GEMM precision of the checked executor")
+      ->check(
+          CLI::IsMember({precision_name(GemmPrecision::kFp32), precision_name(GemmPrecision::kTf32),
+                         precision_name(GemmPrecision::kBf16)}));
   selftest->add_flag("--json", check.json, "print one JSON object");
   selftest->add_flag("--quick", check.quick, "a few shapes per op");
 
@@ -252,7 +248,11 @@ int run_command_line(int argc, char** argv) {
     if (gen->parsed()) return command_generate(a);
     if (cfg->parsed()) return command_config(a);
     if (prepare->parsed()) return command_prepare(prep);
-    if (selftest->parsed()) return run_selftest(check, std::cout);
+    if (selftest->parsed()) {
+      check.device = parse_device(check_device);
+      check.precision = parse_precision(check_precision);
+      return run_selftest(check, std::cout);
+    }
   } catch (const std::exception& e) {
     // Before the job's communicator exists every rank reports for itself.
     const std::string who =

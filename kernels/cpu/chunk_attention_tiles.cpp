@@ -482,14 +482,14 @@ void gradients_by_phase(const ChunkAttentionParams& p) {
     std::vector<int64_t> chunks;
     for (int64_t c = 0; c < nc; ++c)
       if (phase_of(c) == phase) chunks.push_back(c);
-    const int64_t total = p.segments * static_cast<int64_t>(chunks.size());
+    const int64_t chunks_per_segment = static_cast<int64_t>(chunks.size());
+    const int64_t total = p.segments * chunks_per_segment;
     const uint64_t pass = ++g_pass_number;
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t i = 0; i < total; ++i) {
       ThreadState& state = thread_state(pass);
       state.scratch.reset(scratch_floats(p));
-      const int64_t per_segment = static_cast<int64_t>(chunks.size());
-      gradients_item(p, i / per_segment, chunks[i % per_segment], state);
+      gradients_item(p, i / chunks_per_segment, chunks[i % chunks_per_segment], state);
     }
   }
 }

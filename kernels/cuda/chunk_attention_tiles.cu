@@ -10,7 +10,14 @@ constexpr int kQueryTile = 64;  // queries per block in the forward and the quer
 constexpr int kKeyTile = 32;    // keys staged in shared memory at a time; keys per key block
 constexpr int kSlice = 32;      // head columns per thread: a row takes D / kSlice threads
 
-// The full dot product of a row whose kSplit threads (adjacent lanes) each hold a slice.
+// A row's kSplit threads are adjacent lanes; thread `part` holds columns part, part + kSplit, ...
+// (interleaved, so the threads of a row read different shared-memory banks).
+template <int kSplit>
+__device__ __forceinline__ int column(int x, int part) {
+  return x * kSplit + part;
+}
+
+// The full dot product of a row whose kSplit threads each hold a slice of the columns.
 template <int kSplit>
 __device__ __forceinline__ float row_total(float partial) {
 #pragma unroll
@@ -39,22 +46,40 @@ __device__ BlockTile block_tile(const ChunkLayout& L, int tile_size) {
 }
 
 // Stages `count` key rows (scaled) and value rows of slots first.. into shared memory, zeros
-// past count; and their positions.
+// past count; and their positions (INT32_MAX past count). Each row's position and key factor are
+// found once, then its elements copied.
 template <int D>
 __device__ void stage_keys(const ChunkAttentionParams& p, int64_t s, int64_t first, int count,
-                           float (*keys)[D], float (*values)[D], int32_t* positions) {
+                           float (*keys)[D], float (*values)[D], int32_t* positions,
+                           float* factors) {
+  for (int row = threadIdx.x; row < kKeyTile; row += blockDim.x) {
+    const int64_t t = row < count ? p.position(s, first + row) : -1;
+    positions[row] = row < count ? static_cast<int32_t>(t) : INT32_MAX;
+    factors[row] = row < count ? p.key_factor(s, t) : 0.0f;
+  }
+  __syncthreads();
   for (int e = threadIdx.x; e < kKeyTile * D; e += blockDim.x) {
     const int row = e / D, x = e % D;
     float k = 0.0f, v = 0.0f;
     if (row < count) {
-      const int64_t t = p.position(s, first + row);
-      k = p.key_row(s, t)[x] * p.key_factor(s, t);
+      const int64_t t = positions[row];
+      k = p.key_row(s, t)[x] * factors[row];
       v = p.value_row(s, t)[x];
-      if (x == 0) positions[row] = static_cast<int32_t>(t);
     }
     keys[row][x] = k;
     values[row][x] = v;
   }
+}
+
+// A dropout multiplier computed once per row (by its first thread) and shared with the row's
+// other threads. Every lane of the warp must call it when dropout is active.
+template <int kSplit>
+__device__ __forceinline__ float row_keep(const DropoutMask& drop, bool compute, int part,
+                                          int64_t row, int64_t col) {
+  float keep = 1.0f;
+  if (compute && part == 0) keep = drop.scale(row, col);
+  if (kSplit > 1) keep = __shfl_sync(0xffffffffu, keep, static_cast<int>(threadIdx.x % 32) - part);
+  return keep;
 }
 
 // For each key tile of the window of block b's chunk (the look-back chunk's, then its own),
@@ -63,7 +88,7 @@ __device__ void stage_keys(const ChunkAttentionParams& p, int64_t s, int64_t fir
 template <int D, class Tile>
 __device__ void for_each_window_tile(const ChunkAttentionParams& p, const BlockTile& b,
                                      float (*keys)[D], float (*values)[D], int32_t* key_pos,
-                                     const Tile& tile) {
+                                     float* key_factors, const Tile& tile) {
   const ChunkLayout& L = p.layout;
   for (int64_t part = 0; part <= L.lookback; ++part) {
     const int64_t kc = part < L.lookback ? (b.chunk + L.n_chunks() - 1) % L.n_chunks() : b.chunk;
@@ -72,27 +97,27 @@ __device__ void for_each_window_tile(const ChunkAttentionParams& p, const BlockT
       const int nk = static_cast<int>(L.chunk - k0 < kKeyTile ? L.chunk - k0 : kKeyTile);
       if (p.perm == nullptr && first > b.first + b.count - 1) continue;  // all in the future
       __syncthreads();  // the previous tile is consumed
-      stage_keys<D>(p, b.segment, first, nk, keys, values, key_pos);
+      stage_keys<D>(p, b.segment, first, nk, keys, values, key_pos, key_factors);
       __syncthreads();
       tile(nk, part * L.chunk + k0);
     }
   }
 }
 
-// The slice of query row `row` of block b (zeros past the tile), and its position.
-template <int kWidth>
-__device__ void load_query(const ChunkAttentionParams& p, const BlockTile& b, int row, int slice,
+// This thread's columns of query row `row` of block b (zeros past the tile), and its position.
+template <int kSplit>
+__device__ void load_query(const ChunkAttentionParams& p, const BlockTile& b, int row, int part,
                            float* q, int32_t* position) {
   if (row < b.count) {
     const int64_t t = p.position(b.segment, b.first + row);
     *position = static_cast<int32_t>(t);
-    const float* qr = p.query_row(b.segment, t) + slice;
+    const float* qr = p.query_row(b.segment, t);
 #pragma unroll
-    for (int x = 0; x < kWidth; ++x) q[x] = qr[x];
+    for (int x = 0; x < kSlice; ++x) q[x] = qr[column<kSplit>(x, part)];
   } else {
     *position = INT32_MAX;
 #pragma unroll
-    for (int x = 0; x < kWidth; ++x) q[x] = 0.0f;
+    for (int x = 0; x < kSlice; ++x) q[x] = 0.0f;
   }
 }
 
@@ -103,53 +128,56 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
   __shared__ float keys[kKeyTile][D];
   __shared__ float values[kKeyTile][D];
   __shared__ int32_t key_pos[kKeyTile];
+  __shared__ float key_factors[kKeyTile];
   const ChunkLayout& L = p.layout;
   const BlockTile b = block_tile(L, kQueryTile);
-  const int row = threadIdx.x / kSplit, slice = threadIdx.x % kSplit * kSlice;
+  const int row = threadIdx.x / kSplit, part = threadIdx.x % kSplit;
   const bool active = row < b.count;
   const int64_t j = b.first + row;
   float q[kSlice], acc[kSlice];
   int32_t qp;
-  load_query<kSlice>(p, b, row, slice, q, &qp);
+  load_query<kSplit>(p, b, row, part, q, &qp);
 #pragma unroll
   for (int x = 0; x < kSlice; ++x) acc[x] = 0.0f;
   float m = kNoMaxYet, l = 0.0f;
   const DropoutMask drop = p.segment_dropout(b.segment);
-  for_each_window_tile<D>(p, b, keys, values, key_pos, [&](int nk, int64_t window_first) {
-    float scores[kKeyTile];
-    float tile_max = kNoMaxYet;
+  for_each_window_tile<D>(
+      p, b, keys, values, key_pos, key_factors, [&](int nk, int64_t window_first) {
+        float scores[kKeyTile];
+        float tile_max = kNoMaxYet;
 #pragma unroll
-    for (int kk = 0; kk < kKeyTile; ++kk) {
-      float dot = 0.0f;
+        for (int kk = 0; kk < kKeyTile; ++kk) {
+          float dot = 0.0f;
 #pragma unroll
-      for (int x = 0; x < kSlice; ++x) dot += q[x] * keys[kk][slice + x];
-      dot = row_total<kSplit>(dot);
-      scores[kk] = kk < nk ? dot - mask_penalty(qp, key_pos[kk], p.self_mask) : kNoMaxYet;
-      tile_max = fmaxf(tile_max, scores[kk]);
-    }
-    const float m_new = fmaxf(m, tile_max);
-    const float correction = exp_approx(m - m_new);
-    m = m_new;
-    l *= correction;
+          for (int x = 0; x < kSlice; ++x) dot += q[x] * keys[kk][column<kSplit>(x, part)];
+          dot = row_total<kSplit>(dot);
+          scores[kk] = kk < nk ? dot - mask_penalty(qp, key_pos[kk], p.self_mask) : kNoMaxYet;
+          tile_max = fmaxf(tile_max, scores[kk]);
+        }
+        const float m_new = fmaxf(m, tile_max);
+        const float correction = exp_approx(m - m_new);
+        m = m_new;
+        l *= correction;
 #pragma unroll
-    for (int x = 0; x < kSlice; ++x) acc[x] *= correction;
+        for (int x = 0; x < kSlice; ++x) acc[x] *= correction;
 #pragma unroll
-    for (int kk = 0; kk < kKeyTile; ++kk) {
-      const float w = exp_approx(scores[kk] - m);  // 0 past nk
-      l += w;
-      const float kept =
-          drop.active() && active && kk < nk ? w * drop.scale(j, window_first + kk) : w;
+        for (int kk = 0; kk < kKeyTile; ++kk) {
+          const float w = exp_approx(scores[kk] - m);  // 0 past nk
+          l += w;
+          const float kept = drop.active() ? w * row_keep<kSplit>(drop, active && kk < nk, part, j,
+                                                                  window_first + kk)
+                                           : w;
 #pragma unroll
-      for (int x = 0; x < kSlice; ++x) acc[x] += kept * values[kk][slice + x];
-    }
-  });
+          for (int x = 0; x < kSlice; ++x) acc[x] += kept * values[kk][column<kSplit>(x, part)];
+        }
+      });
   if (!active) return;
   const int64_t i = b.segment * L.n_slots + j;
-  float* o = p.o + i * p.d + slice;
+  float* o = p.o + i * p.d;
   const float inv = 1.0f / l;
 #pragma unroll
-  for (int x = 0; x < kSlice; ++x) o[x] = acc[x] * inv;
-  if (slice == 0) {
+  for (int x = 0; x < kSlice; ++x) o[column<kSplit>(x, part)] = acc[x] * inv;
+  if (part == 0) {
     p.row_max[i] = m;
     p.row_log_sum[i] = logf(l);
   }
@@ -162,19 +190,20 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
   __shared__ float keys[kKeyTile][D];
   __shared__ float values[kKeyTile][D];
   __shared__ int32_t key_pos[kKeyTile];
+  __shared__ float key_factors[kKeyTile];
   const ChunkLayout& L = p.layout;
   const BlockTile b = block_tile(L, kQueryTile);
-  const int row = threadIdx.x / kSplit, slice = threadIdx.x % kSplit * kSlice;
+  const int row = threadIdx.x / kSplit, part = threadIdx.x % kSplit;
   const bool active = row < b.count;
   const int64_t j = b.first + row, i = b.segment * L.n_slots + j;
   float q[kSlice], dout[kSlice], dq[kSlice];
   int32_t qp;
-  load_query<kSlice>(p, b, row, slice, q, &qp);
+  load_query<kSplit>(p, b, row, part, q, &qp);
   float m = 0.0f, log_sum = 0.0f, delta = 0.0f, dlse = 0.0f;
   if (active) {
-    const float* dr = p.o + i * p.d + slice;
+    const float* dr = p.o + i * p.d;
 #pragma unroll
-    for (int x = 0; x < kSlice; ++x) dout[x] = dr[x];
+    for (int x = 0; x < kSlice; ++x) dout[x] = dr[column<kSplit>(x, part)];
     m = p.row_max[i];
     log_sum = p.row_log_sum[i];
     delta = p.delta[i];
@@ -186,28 +215,30 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
 #pragma unroll
   for (int x = 0; x < kSlice; ++x) dq[x] = 0.0f;
   const DropoutMask drop = p.segment_dropout(b.segment);
-  for_each_window_tile<D>(p, b, keys, values, key_pos, [&](int nk, int64_t window_first) {
-    for (int kk = 0; kk < nk; ++kk) {
-      float dot_s = 0.0f, dot_p = 0.0f;
+  for_each_window_tile<D>(
+      p, b, keys, values, key_pos, key_factors, [&](int nk, int64_t window_first) {
+        for (int kk = 0; kk < nk; ++kk) {
+          float dot_s = 0.0f, dot_p = 0.0f;
 #pragma unroll
-      for (int x = 0; x < kSlice; ++x) {
-        dot_s += q[x] * keys[kk][slice + x];
-        dot_p += dout[x] * values[kk][slice + x];
-      }
-      dot_s = row_total<kSplit>(dot_s);
-      dot_p = row_total<kSplit>(dot_p);
-      const float score = dot_s - mask_penalty(qp, key_pos[kk], p.self_mask);
-      const float prob = exp_approx((score - m) - log_sum);
-      const float keep = drop.active() && active ? drop.scale(j, window_first + kk) : 1.0f;
-      const float ds = prob * (dot_p * keep - delta + dlse);
+          for (int x = 0; x < kSlice; ++x) {
+            dot_s += q[x] * keys[kk][column<kSplit>(x, part)];
+            dot_p += dout[x] * values[kk][column<kSplit>(x, part)];
+          }
+          dot_s = row_total<kSplit>(dot_s);
+          dot_p = row_total<kSplit>(dot_p);
+          const float score = dot_s - mask_penalty(qp, key_pos[kk], p.self_mask);
+          const float prob = exp_approx((score - m) - log_sum);
+          const float keep =
+              drop.active() ? row_keep<kSplit>(drop, active, part, j, window_first + kk) : 1.0f;
+          const float ds = prob * (dot_p * keep - delta + dlse);
 #pragma unroll
-      for (int x = 0; x < kSlice; ++x) dq[x] += ds * keys[kk][slice + x];
-    }
-  });
+          for (int x = 0; x < kSlice; ++x) dq[x] += ds * keys[kk][column<kSplit>(x, part)];
+        }
+      });
   if (!active) return;
-  float* out = p.dq + i * p.d + slice;
+  float* out = p.dq + i * p.d;
 #pragma unroll
-  for (int x = 0; x < kSlice; ++x) out[x] = dq[x];
+  for (int x = 0; x < kSlice; ++x) out[column<kSplit>(x, part)] = dq[x];
 }
 
 // One block per tile of kKeyTile keys of a chunk; each key row gathers its gradient over the
@@ -222,7 +253,7 @@ __global__ void __launch_bounds__(kKeyTile*(D / kSlice))
   __shared__ float stats[4][kKeyTile];  // m, log_sum, delta, dlse
   const ChunkLayout& L = p.layout;
   const BlockTile b = block_tile(L, kKeyTile);
-  const int row = threadIdx.x / kSplit, slice = threadIdx.x % kSplit * kSlice;
+  const int row = threadIdx.x / kSplit, part = threadIdx.x % kSplit;
   const bool active = row < b.count;
   const int64_t e = b.first + row, within = b.first - b.chunk * L.chunk + row;
   float k[kSlice], v[kSlice], dk[kSlice], dv[kSlice];
@@ -231,12 +262,12 @@ __global__ void __launch_bounds__(kKeyTile*(D / kSlice))
     const int64_t t = p.position(b.segment, e);
     kp = static_cast<int32_t>(t);
     const float f = p.key_factor(b.segment, t);
-    const float* kr = p.key_row(b.segment, t) + slice;
-    const float* vr = p.value_row(b.segment, t) + slice;
+    const float* kr = p.key_row(b.segment, t);
+    const float* vr = p.value_row(b.segment, t);
 #pragma unroll
     for (int x = 0; x < kSlice; ++x) {
-      k[x] = kr[x] * f;
-      v[x] = vr[x];
+      k[x] = kr[column<kSplit>(x, part)] * f;
+      v[x] = vr[column<kSplit>(x, part)];
     }
   } else {
 #pragma unroll
@@ -252,45 +283,42 @@ __global__ void __launch_bounds__(kKeyTile*(D / kSlice))
       const int64_t first = qc * L.chunk + q0;
       const int nq = static_cast<int>(L.chunk - q0 < kKeyTile ? L.chunk - q0 : kKeyTile);
       if (p.perm == nullptr && b.first > first + nq - 1) continue;  // keys all in the future
+      __syncthreads();                                              // the previous tile is consumed
+      for (int r = threadIdx.x; r < kKeyTile; r += blockDim.x) {    // each row's position, once
+        const int64_t slot = b.segment * L.n_slots + first + r;
+        query_pos[r] = r < nq ? static_cast<int32_t>(p.position(b.segment, first + r)) : INT32_MAX;
+        stats[0][r] = r < nq ? p.row_max[slot] : 0.0f;
+        stats[1][r] = r < nq ? p.row_log_sum[slot] : 0.0f;
+        stats[2][r] = r < nq ? p.delta[slot] : 0.0f;
+        stats[3][r] = r < nq ? p.dlse[slot] : 0.0f;
+      }
       __syncthreads();
       for (int f = threadIdx.x; f < kKeyTile * D; f += blockDim.x) {
         const int r = f / D, x = f % D;
-        float qv = 0.0f, dv_ = 0.0f;
-        if (r < nq) {
-          const int64_t j = first + r, t = p.position(b.segment, j);
-          qv = p.query_row(b.segment, t)[x];
-          dv_ = p.o[(b.segment * L.n_slots + j) * p.d + x];
-          if (x == 0) {
-            const int64_t slot = b.segment * L.n_slots + j;
-            query_pos[r] = static_cast<int32_t>(t);
-            stats[0][r] = p.row_max[slot];
-            stats[1][r] = p.row_log_sum[slot];
-            stats[2][r] = p.delta[slot];
-            stats[3][r] = p.dlse[slot];
-          }
-        }
-        queries[r][x] = qv;
-        douts[r][x] = dv_;
+        const bool valid = r < nq;
+        queries[r][x] = valid ? p.query_row(b.segment, query_pos[r])[x] : 0.0f;
+        douts[r][x] = valid ? p.o[(b.segment * L.n_slots + first + r) * p.d + x] : 0.0f;
       }
       __syncthreads();
       for (int r = 0; r < nq; ++r) {
         float dot_s = 0.0f, dot_p = 0.0f;
 #pragma unroll
         for (int x = 0; x < kSlice; ++x) {
-          dot_s += queries[r][slice + x] * k[x];
-          dot_p += douts[r][slice + x] * v[x];
+          dot_s += queries[r][column<kSplit>(x, part)] * k[x];
+          dot_p += douts[r][column<kSplit>(x, part)] * v[x];
         }
         dot_s = row_total<kSplit>(dot_s);
         dot_p = row_total<kSplit>(dot_p);
         const float score = dot_s - mask_penalty(query_pos[r], kp, p.self_mask);
         const float prob = exp_approx((score - stats[0][r]) - stats[1][r]);
-        const float keep = drop.active() && active ? drop.scale(first + r, key_window) : 1.0f;
+        const float keep =
+            drop.active() ? row_keep<kSplit>(drop, active, part, first + r, key_window) : 1.0f;
         const float ds = prob * (dot_p * keep - stats[2][r] + stats[3][r]);
         const float dropped = prob * keep;
 #pragma unroll
         for (int x = 0; x < kSlice; ++x) {
-          dk[x] += ds * queries[r][slice + x];
-          dv[x] += dropped * douts[r][slice + x];
+          dk[x] += ds * queries[r][column<kSplit>(x, part)];
+          dv[x] += dropped * douts[r][column<kSplit>(x, part)];
         }
       }
     }
@@ -299,8 +327,8 @@ __global__ void __launch_bounds__(kKeyTile*(D / kSlice))
   const int64_t i = b.segment * L.n_slots + e;
 #pragma unroll
   for (int x = 0; x < kSlice; ++x) {
-    p.dk[i * p.d + slice + x] = dk[x];
-    p.dv[i * p.d + slice + x] = dv[x];
+    p.dk[i * p.d + column<kSplit>(x, part)] = dk[x];
+    p.dv[i * p.d + column<kSplit>(x, part)] = dv[x];
   }
 }
 

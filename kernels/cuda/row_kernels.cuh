@@ -2,7 +2,8 @@
 // cross-entropy), used for KernelVariant::kTuned. A warp owns a row: lane l adds elements l,
 // l + 32, ... and the lanes combine in the tree of kernels/ops/row_reduce.h (lane l += lane
 // l + 16, + 8, + 4, + 2, + 1, read from lane 0), so the sums are added in the order the CPU adds
-// them. Included by cuda_executor.cu only.
+// them (results agree to rounding; nvcc and GCC may contract different products into FMAs, so
+// selftest compares by NMSE, not bits). Included by cuda_executor.cu only.
 //
 // STATUS: compiled (nvcc, sm_80 and sm_90, warnings as errors), NOT YET RUN ON A GPU; `reformer
 // selftest --device cuda` compares them with the CPU, and a training run checks them at start-up.
@@ -88,9 +89,10 @@ __global__ void cross_entropy_rows(CrossEntropyRow op, int64_t rows) {
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
   float* z = op.logits + row * op.vocab;
-  float best = -3.0e38f;
-  int64_t arg = op.vocab;
-  for (int64_t v = lane; v < op.vocab; v += 32)
+  // Each lane's first largest (from its first element, as the CPU starts from z[0]).
+  float best = lane < op.vocab ? z[lane] : -3.0e38f;
+  int64_t arg = lane < op.vocab ? lane : op.vocab;
+  for (int64_t v = lane + 32; v < op.vocab; v += 32)
     if (z[v] > best) best = z[v], arg = v;
 #pragma unroll
   for (int offset = 16; offset >= 1; offset /= 2) {  // the largest, the first of equals

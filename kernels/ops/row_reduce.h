@@ -2,8 +2,9 @@
 // products, softmax sums): 32 interleaved partial sums, lane l adding elements l, l + 32, l + 64,
 // ... in order, then a pairwise tree, lane l += lane l + 16, then + 8, + 4, + 2, + 1. That is a
 // warp's xor butterfly on the GPU (its lane 0) and two 16-float vectors on the CPU, so a
-// warp-per-row GPU kernel and the CPU loops add in the same order and give the same bits; and,
-// unlike one running sum, the compiler can vectorise it without reassociating anything.
+// warp-per-row GPU kernel and the CPU loops add in the same order (the results then agree to the
+// rounding of fused multiply-adds, which compilers place differently); and, unlike one running sum,
+// the compiler can vectorise it without reassociating anything.
 #pragma once
 
 #include "base/hd.h"
