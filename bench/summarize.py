@@ -121,25 +121,50 @@ def allreduce():
     print()
 
 
+# Dense peak rates (TFLOP/s) by device name and precision, from the vendors' data sheets (SXM
+# parts, without sparsity): the denominators of model FLOP utilisation.
+PEAK_TFLOPS = {
+    "H100": {"fp32": 67, "tf32": 495, "bf16": 989},
+    "H200": {"fp32": 67, "tf32": 495, "bf16": 989},
+    "A100": {"fp32": 19.5, "tf32": 156, "bf16": 312},
+}
+
+
+def device_peak(executor, precision):
+    for name, peaks in PEAK_TFLOPS.items():
+        if name in executor:
+            return peaks.get(precision)
+    return None
+
+
 def gpu():
     rows = load("gpu")
     if not rows:
         return
-    print("| tokens | layers | precision | ours tok/s | reformer-pytorch tok/s | ratio | ours GPU GiB | reference GPU GiB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| tokens | model | precision | ours tok/s | reformer-pytorch tok/s | ratio | dense SDPA tok/s | "
+          "ratio | MFU | launches/step | ours GPU GiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "implementation" in r:
             continue
-        precision = r["executor"].split("cuBLAS ")[-1]
-        ref = [x for x in rows if x.get("implementation") and x["seq_len"] == r["seq_len"]
-               and r["layers"] == 6]
-        p = ref[0]["tokens_per_s"] if ref else None
-        print(f"| {r['seq_len']} | {r['layers']} | {precision} | {r['tokens_per_s']:.0f} | "
-              + (f"{p:.0f} | {r['tokens_per_s'] / p:.2f}x | " if p else "- | - | ")
-              + f"{r['executor_peak_gib']:.2f} | "
-              + (f"{ref[0]['peak_device_gib']:.2f} |" if ref else "- |"))
+        executor = r.get("executor", "")
+        precision = executor.split("cuBLAS ")[-1] if "cuBLAS " in executor else r.get("precision", "fp32")
+        def baseline(name):
+            found = [x for x in rows if x.get("implementation") == name and x["seq_len"] == r["seq_len"]
+                     and x.get("precision", "fp32") == precision and r["layers"] == 6]
+            return found[0]["tokens_per_s"] if found else None
+        ref, dense = baseline("reformer-pytorch"), baseline("dense-sdpa")
+        peak = device_peak(r["executor"], precision)
+        mfu = f"{r['gflops'] / (peak * 1e3):.1%}" if peak else "-"
+        model = "reference" if r["layers"] == 6 else f"{r['layers']} layers"
+        cells = [str(r["seq_len"]), model, precision, f"{r['tokens_per_s']:.0f}"]
+        for b in (ref, dense):
+            cells += [f"{b:.0f}", f"{r['tokens_per_s'] / b:.2f}x"] if b else ["-", "-"]
+        cells += [mfu, str(r.get("launches_per_step", "-")), f"{r['executor_peak_gib']:.2f}"]
+        print("| " + " | ".join(cells) + " |")
     devices = {r["executor"].split(", cuBLAS")[0] for r in rows if "executor" in r}
-    print(f"\nDevice: {', '.join(sorted(devices))}.\n")
+    print(f"\nDevice: {', '.join(sorted(devices))}. MFU: FLOPs counted as trainer/flop_count.cpp "
+          "does, over the device's dense peak at that precision.\n")
 
 
 for name in sys.argv[1:] or ["throughput", "length", "depth", "million", "ranks", "allreduce", "gpu"]:
