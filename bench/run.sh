@@ -35,7 +35,10 @@ if [[ "$suite" == throughput || "$suite" == all ]]; then
       step throughput "$steps" "train.seq_len=$L" "$(axial $L)"
       step throughput "$steps" "train.seq_len=$L" "$(axial $L)" runtime.precision=bf16
       if "$py" -c "import reformer_pytorch" 2>/dev/null; then
-        "$py" "$root/bench/reference_pytorch.py" --seq-len "$L" --steps "$steps" | tee -a "$out/throughput.jsonl"
+        for precision in fp32 bf16; do  # bf16: under autocast
+          "$py" "$root/bench/reference_pytorch.py" --seq-len "$L" --steps "$steps" \
+            --precision "$precision" | tee -a "$out/throughput.jsonl"
+        done
       fi
       [ "$L" -gt 16384 ] && break
     done

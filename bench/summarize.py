@@ -24,8 +24,9 @@ def throughput():
           "reference peak GiB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for L in sorted({r["seq_len"] for r in rows}):
-        ref = [r for r in rows if r["seq_len"] == L and r.get("implementation") == "reformer-pytorch"]
         for precision in ("fp32", "bf16"):
+            ref = [r for r in rows if r["seq_len"] == L and r.get("implementation") == "reformer-pytorch"
+                   and r.get("precision", "fp32") == precision]
             ours = [r for r in rows if r["seq_len"] == L and "implementation" not in r
                     and r.get("precision", "fp32") == precision]
             if not ours:
