@@ -2,10 +2,10 @@
 // x 256), C (+)= A B with A [m, k] (or stored transposed, [k, m]), B [k, n], C [m, n]. Register
 // blocks of 4 rows by up to four vectors, written with GCC vector extensions sized to the target
 // (16 floats with AVX-512, 8 with AVX2) so the compiler emits its widest registers without
-// intrinsics. n must be a multiple of kTileVector (callers pad their tiles); m and k are arbitrary. Measured on one core of an AVX-512 Xeon
-// (2026-12-01): 161-180 GFLOP/s for [64, 64] x [64|128, 32|64], against 174-181 for OpenBLAS
-// 0.3.21's small-matrix kernels and about 180 for its large SGEMM; it is inlined into the attention
-// loops, with no call or packing.
+// intrinsics. n must be a multiple of kTileVector (callers pad their tiles); m and k are arbitrary.
+// Measured on one core of an AVX-512 Xeon (2026-12-01): 161-180 GFLOP/s for [64, 64] x [64|128,
+// 32|64], against 174-181 for OpenBLAS 0.3.21's small-matrix kernels and about 180 for its large
+// SGEMM; it is inlined into the attention loops, with no call or packing.
 #pragma once
 
 #include <cstdint>
