@@ -9,15 +9,13 @@ autocast (bf16 activations and tensor cores, fp32 weights and optimizer state), 
 
 Prints one JSON line like bench/step_bench (tokens_per_s, peak memory, the SDPA backend used).
 """
-import argparse
 import contextlib
 import json
-import resource
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
+
+from torch_step_timer import autocast, median_step_seconds, parse_arguments, peak_memory
 
 
 class Block(torch.nn.Module):
@@ -57,25 +55,12 @@ class DenseLM(torch.nn.Module):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seq-len", type=int, default=4096)
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"])
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(1)
-    device = torch.device(args.device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
-        torch.backends.cudnn.allow_tf32 = args.precision == "tf32"
+    args, device = parse_arguments(__doc__.splitlines()[0])
     model = DenseLM(max_len=max(args.seq_len, 4096)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     tokens = torch.randint(0, 256, (1, args.seq_len + 1), device=device)
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
+    precision = autocast(args, device)
     # On a GPU: FlashAttention-2 at bf16; it has no fp32 kernel, so fp32 and tf32 use the
     # memory-efficient kernel. Forced, so a silent fallback to the quadratic-memory math kernel
     # is an error rather than a slow baseline.
@@ -84,10 +69,16 @@ def main():
         from torch.nn.attention import SDPBackend, sdpa_kernel
         chosen = SDPBackend.FLASH_ATTENTION if args.precision == "bf16" else SDPBackend.EFFICIENT_ATTENTION
         backend, kernel_choice = chosen.name.lower(), sdpa_kernel(chosen)
-    times = []
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with precision:
+            loss = F.cross_entropy(model(inputs).view(-1, 256).float(), targets.reshape(-1))
+        loss.backward()
+        optimizer.step()
+
     with kernel_choice:
-        times = run_steps(args, model, optimizer, inputs, targets, autocast, device)
-    median = statistics.median(times)
+        median = median_step_seconds(args, device, step)
     print(json.dumps({
         "implementation": "dense-sdpa",
         "seq_len": args.seq_len,
@@ -97,26 +88,8 @@ def main():
         "sdpa_backend": backend,
         "median_step_s": median,
         "tokens_per_s": args.seq_len / median,
-        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-        "peak_device_gib": (torch.cuda.max_memory_allocated() / 2**30
-                            if device.type == "cuda" else None),
+        **peak_memory(device),
     }))
-
-
-def run_steps(args, model, optimizer, inputs, targets, autocast, device):
-    times = []
-    for step in range(args.warmup + args.steps):
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        with autocast:
-            loss = F.cross_entropy(model(inputs).view(-1, 256).float(), targets.reshape(-1))
-        loss.backward()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if step >= args.warmup:
-            times.append(time.perf_counter() - start)
-    return times
 
 
 if __name__ == "__main__":

@@ -141,6 +141,10 @@ int main(int argc, char** argv) {
     std::sort(times.begin(), times.end());
     double total_seconds = 0;
     for (double t : times) total_seconds += t;
+    // The fraction of the timed steps a group of launchers took (-1 without --profile).
+    auto share_of_steps = [&](const char* group) {
+      return profile ? rf::LauncherProfile::global().seconds[group] / total_seconds : -1.0;
+    };
     std::sort(waits.begin(), waits.end());
     const double median = times[times.size() / 2];
     if (!comms.is_root()) return 0;
@@ -168,14 +172,8 @@ int main(int argc, char** argv) {
                      .add("gflops", rate)
                      .add("sgemm_gflops", gemm_peak)
                      .add("fraction_of_sgemm", rate / gemm_peak)
-                     .add("attention_share",
-                          profile
-                              ? rf::LauncherProfile::global().seconds["attention"] / total_seconds
-                              : -1.0)
-                     .add("lsh_share",
-                          profile ? rf::LauncherProfile::global().seconds["lsh hash and sort"] /
-                                        total_seconds
-                                  : -1.0)
+                     .add("attention_share", share_of_steps("attention"))
+                     .add("lsh_share", share_of_steps("lsh hash and sort"))
                      .add("launches_per_step", launches_per_step)
                      .add("memory_operations_per_step", memory_operations_per_step)
                      .add("peak_rss_gib", peak_rss_gib())

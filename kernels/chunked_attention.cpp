@@ -71,15 +71,19 @@ ChunkAttentionParams group_params(Executor& ex, Workspace& ws, const ChunkedAtte
   return p;
 }
 
+// The inverse permutations of the group's segments (null: the original order).
+const int32_t* group_undo(const ChunkAttentionParams& p, const ChunkedAttentionArgs& a) {
+  return a.undo ? a.undo + p.first_segment * p.layout.n_slots : nullptr;
+}
+
 // Forward of one group: O and the statistics per slot, then the rounds combined into `out`.
 void forward_group(Executor& ex, const ChunkAttentionParams& p, const ChunkedAttentionArgs& a,
                    float* out, int64_t ldo) {
   ex.chunk_attention(ChunkAttentionPass::kForward, p);
-  const int32_t* undo = a.undo ? a.undo + p.first_segment * p.layout.n_slots : nullptr;
   if (!out) return;
   CombineRounds combine{};
   combine.p = p;
-  combine.undo = undo;
+  combine.undo = group_undo(p, a);
   combine.n_rounds = a.n_rounds;
   combine.out = out;
   combine.ldo = ldo;
@@ -113,7 +117,7 @@ void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttent
   for (int64_t first = 0; first < total; first += group) {
     const int64_t count = std::min(group, total - first);
     const ChunkAttentionParams p = group_params(ex, ws, a, first, count, true);
-    const int32_t* undo = a.undo ? a.undo + first * p.layout.n_slots : nullptr;
+    const int32_t* undo = group_undo(p, a);
     forward_group(ex, p, a, out, ldo);
     CombineRoundsBackward combine{};
     combine.p = p;

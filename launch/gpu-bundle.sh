@@ -61,7 +61,8 @@ ldd "${binaries[@]}" | awk '/=> \// {print $3} /^\t\/lib.*ld-linux/ {print $1}' 
 cp -r "$root/configs" "$out.tmp/configs"
 mkdir -p "$out.tmp/bench"
 cp "$root/bench/run.sh" "$root/bench/reference.yaml" "$root/bench/reference_pytorch.py" \
-  "$root/bench/dense_sdpa.py" "$root/bench/summarize.py" "$out.tmp/bench/"
+  "$root/bench/dense_sdpa.py" "$root/bench/torch_step_timer.py" "$root/bench/summarize.py" \
+  "$out.tmp/bench/"
 git -C "$root" log -1 --format='%H %s' > "$out.tmp/COMMIT" 2>/dev/null || true
 
 cat > "$out.tmp/run.sh" <<'EOF'

@@ -129,10 +129,6 @@ struct OpSummary {
   bool passed = true;
 };
 
-double margin(const Comparison& c) {
-  return c.tolerance > 0 ? c.error / c.tolerance : (c.error > 0 ? 1e30 : 0.0);
-}
-
 std::vector<OpSummary> summarize(const std::string& candidate,
                                  const std::vector<Comparison>& results) {
   std::vector<OpSummary> ops;
@@ -145,7 +141,7 @@ std::vector<OpSummary> summarize(const std::string& candidate,
     }
     OpSummary& s = ops[it->second];
     ++s.shapes;
-    if (margin(c) > margin(s.worst)) s.worst = c;
+    if (c.margin() > s.worst.margin()) s.worst = c;
     s.passed = s.passed && c.passed();
   }
   return ops;

@@ -24,23 +24,22 @@ struct SlotTile {
   int64_t window_offset = 0;     // window index of slot `first` (key tiles)
 };
 
-// The key tiles of chunk c's window, in window order: the previous chunk's, then its own.
-std::vector<SlotTile> window_tiles(const ChunkLayout& L, int64_t c) {
-  std::vector<SlotTile> tiles;
+// visit(tile) for each key tile of chunk c's window, in window order: the previous chunk's,
+// then its own.
+template <class Visit>
+void for_each_window_tile(const ChunkLayout& L, int64_t c, const Visit& visit) {
   for (int64_t part = 0; part <= L.lookback; ++part) {
     const int64_t chunk = part < L.lookback ? (c + L.n_chunks() - 1) % L.n_chunks() : c;
     for (int64_t k = 0; k < L.chunk; k += kTile)
-      tiles.push_back({chunk * L.chunk + k, std::min(kTile, L.chunk - k), part * L.chunk + k});
+      visit(SlotTile{chunk * L.chunk + k, std::min(kTile, L.chunk - k), part * L.chunk + k});
   }
-  return tiles;
 }
 
-// The query tiles of chunk c.
-std::vector<SlotTile> chunk_tiles(const ChunkLayout& L, int64_t c) {
-  std::vector<SlotTile> tiles;
+// visit(tile) for each query tile of chunk c.
+template <class Visit>
+void for_each_chunk_tile(const ChunkLayout& L, int64_t c, const Visit& visit) {
   for (int64_t q = 0; q < L.chunk; q += kTile)
-    tiles.push_back({c * L.chunk + q, std::min(kTile, L.chunk - q), 0});
-  return tiles;
+    visit(SlotTile{c * L.chunk + q, std::min(kTile, L.chunk - q), 0});
 }
 
 // Entirely masked by causality (original order only: slot order is position order there).
@@ -216,8 +215,8 @@ void forward_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& q_ti
   std::fill(m, m + nqp, kNoMaxYet);
   std::fill(l, l + nqp, 0.0f);
   const DropoutMask drop = p.segment_dropout(s);
-  for (const SlotTile& k_tile : window_tiles(L, q_tile.first / L.chunk)) {
-    if (all_later(p, k_tile, q_tile)) continue;
+  for_each_window_tile(L, q_tile.first / L.chunk, [&](const SlotTile& k_tile) {
+    if (all_later(p, k_tile, q_tile)) return;
     const KeyTileCache::Entry& kv = state.keys.get(p, s, k_tile);
     const int64_t nk = k_tile.count;
     tile_gemm(nk, nqp, dp, kv.k.data(), dp, qt, nqp, st, nqp, false);
@@ -248,7 +247,7 @@ void forward_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& q_ti
     for (int64_t i = 0; i < nq; ++i)
       for (int64_t x = 0; x < dp; ++x) acc[i * dp + x] *= correction[i];
     tile_gemm_at(nq, dp, nk, st, nqp, kv.v.data(), dp, acc, dp, true);
-  }
+  });
   for (int64_t i = 0; i < nq; ++i) {
     const int64_t slot = s * L.n_slots + q_tile.first + i;
     const float inv = 1.0f / l[i];
@@ -290,20 +289,6 @@ struct QueryTile {
 // dS^T [nk, nqp] of a key tile against a query tile, in st (which holds the scores); and the
 // dropped probabilities (what dV is weighted by) in dpt (which holds dP^T).
 void score_gradients(const ChunkAttentionParams& p, const DropoutMask& drop, const QueryTile& qt,
-                     const KeyTileCache::Entry& kv, int64_t key_offset, float* st, float* dpt);
-
-// The scores and the value-product gradients of a key tile against a query tile (st = K Q^T,
-// dpt = V dO^T, both [nk, nqp]), then their gradients as score_gradients leaves them.
-void tile_score_gradients(const ChunkAttentionParams& p, const DropoutMask& drop,
-                          const QueryTile& qt, const KeyTileCache::Entry& kv, int64_t key_offset,
-                          float* st, float* dpt) {
-  const int64_t nk = kv.count, nqp = qt.nqp, dp = kv.dp;
-  tile_gemm(nk, nqp, dp, kv.k.data(), dp, qt.qt, nqp, st, nqp, false);
-  tile_gemm(nk, nqp, dp, kv.v.data(), dp, qt.doutt, nqp, dpt, nqp, false);
-  score_gradients(p, drop, qt, kv, key_offset, st, dpt);
-}
-
-void score_gradients(const ChunkAttentionParams& p, const DropoutMask& drop, const QueryTile& qt,
                      const KeyTileCache::Entry& kv, int64_t key_offset, float* st, float* dpt) {
   const int64_t nk = kv.count, nqp = qt.nqp, nq = qt.tile.count;
   float keep[kTile];
@@ -323,6 +308,26 @@ void score_gradients(const ChunkAttentionParams& p, const DropoutMask& drop, con
   }
 }
 
+// The scores and the value-product gradients of a key tile against a query tile (st = K Q^T,
+// dpt = V dO^T, both [nk, nqp]), then their gradients as score_gradients leaves them.
+void tile_score_gradients(const ChunkAttentionParams& p, const DropoutMask& drop,
+                          const QueryTile& qt, const KeyTileCache::Entry& kv, int64_t key_offset,
+                          float* st, float* dpt) {
+  const int64_t nk = kv.count, nqp = qt.nqp, dp = kv.dp;
+  tile_gemm(nk, nqp, dp, kv.k.data(), dp, qt.qt, nqp, st, nqp, false);
+  tile_gemm(nk, nqp, dp, kv.v.data(), dp, qt.doutt, nqp, dpt, nqp, false);
+  score_gradients(p, drop, qt, kv, key_offset, st, dpt);
+}
+
+// Writes the finished query gradients of a tile (dq [count, dp]) to their slots.
+void store_query_grads(const ChunkAttentionParams& p, int64_t s, const SlotTile& q_tile,
+                       const float* dq, int64_t dp) {
+  for (int64_t i = 0; i < q_tile.count; ++i) {
+    float* out = p.dq + (s * p.layout.n_slots + q_tile.first + i) * p.d;
+    std::copy(dq + i * dp, dq + i * dp + p.d, out);
+  }
+}
+
 // Gradients of the slots of chunk c's window, from the queries of chunk c: dQ of chunk c
 // (complete, written) and the contributions to dK and dV of the window's keys (added to p.dk,
 // p.dv). Look-back only: each window holds two chunks.
@@ -339,13 +344,12 @@ void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadS
   std::fill(dk, dk + W * dp, 0.0f);
   std::fill(dv, dv + W * dp, 0.0f);
   const DropoutMask drop = p.segment_dropout(s);
-  const std::vector<SlotTile> keys = window_tiles(L, c);
-  for (const SlotTile& q_tile : chunk_tiles(L, c)) {
+  for_each_chunk_tile(L, c, [&](const SlotTile& q_tile) {
     qt.gather(p, s, q_tile, true);
     const int64_t nq = q_tile.count;
     std::fill(dq, dq + nq * dp, 0.0f);
-    for (const SlotTile& k_tile : keys) {
-      if (all_later(p, k_tile, q_tile)) continue;
+    for_each_window_tile(L, c, [&](const SlotTile& k_tile) {
+      if (all_later(p, k_tile, q_tile)) return;
       const KeyTileCache::Entry& kv = state.keys.get(p, s, k_tile);
       const int64_t nk = k_tile.count, nqp = qt.nqp;
       tile_score_gradients(p, drop, qt, kv, k_tile.window_offset, st, dpt);
@@ -354,12 +358,9 @@ void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadS
       float* dv_tile = dv + k_tile.window_offset * dp;
       tile_gemm(nk, dp, nq, st, nqp, qt.q, dp, dk_tile, dp, true);
       tile_gemm(nk, dp, nq, dpt, nqp, qt.dout, dp, dv_tile, dp, true);
-    }
-    for (int64_t i = 0; i < nq; ++i) {
-      float* out = p.dq + (s * L.n_slots + q_tile.first + i) * p.d;
-      std::copy(dq + i * dp, dq + i * dp + p.d, out);
-    }
-  }
+    });
+    store_query_grads(p, s, q_tile, dq, dp);
+  });
   // Add the window's key gradients to its slots, the look-back chunk's first.
   for (int64_t w = 0; w < W; ++w) {
     const int64_t slot = s * L.n_slots + L.window_slot(c, w);
@@ -386,17 +387,14 @@ void query_grads_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& 
   qt.gather(p, s, q_tile, false);
   std::fill(dq, dq + nq * dp, 0.0f);
   const DropoutMask drop = p.segment_dropout(s);
-  for (const SlotTile& k_tile : window_tiles(L, q_tile.first / L.chunk)) {
-    if (all_later(p, k_tile, q_tile)) continue;
+  for_each_window_tile(L, q_tile.first / L.chunk, [&](const SlotTile& k_tile) {
+    if (all_later(p, k_tile, q_tile)) return;
     const KeyTileCache::Entry& kv = state.keys.get(p, s, k_tile);
     const int64_t nk = k_tile.count, nqp = qt.nqp;
     tile_score_gradients(p, drop, qt, kv, k_tile.window_offset, st, dpt);
     tile_gemm_at(nq, dp, nk, st, nqp, kv.k.data(), dp, dq, dp, true);
-  }
-  for (int64_t i = 0; i < nq; ++i) {
-    float* out = p.dq + (s * L.n_slots + q_tile.first + i) * p.d;
-    std::copy(dq + i * dp, dq + i * dp + p.d, out);
-  }
+  });
+  store_query_grads(p, s, q_tile, dq, dp);
 }
 
 void key_grads_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& k_tile,
@@ -414,14 +412,14 @@ void key_grads_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& k_
   const KeyTileCache::Entry& kv = state.keys.get(p, s, k_tile);
   const DropoutMask drop = p.segment_dropout(s);
   const int64_t within = k_tile.first % L.chunk;
-  for (const SlotTile& q_tile : chunk_tiles(L, k_tile.first / L.chunk)) {
-    if (all_later(p, k_tile, q_tile)) continue;
+  for_each_chunk_tile(L, k_tile.first / L.chunk, [&](const SlotTile& q_tile) {
+    if (all_later(p, k_tile, q_tile)) return;
     qt.gather(p, s, q_tile, true);
     const int64_t nq = q_tile.count, nqp = qt.nqp;
     tile_score_gradients(p, drop, qt, kv, within, st, dpt);
     tile_gemm(nk, dp, nq, st, nqp, qt.q, dp, dk, dp, true);
     tile_gemm(nk, dp, nq, dpt, nqp, qt.dout, dp, dv, dp, true);
-  }
+  });
   for (int64_t kk = 0; kk < nk; ++kk) {
     const int64_t slot = s * L.n_slots + k_tile.first + kk;
     std::copy(dk + kk * dp, dk + kk * dp + p.d, p.dk + slot * p.d);

@@ -45,31 +45,38 @@ __device__ BlockTile block_tile(const ChunkLayout& L, int tile_size) {
   return b;
 }
 
-// Stages `count` key rows (scaled) and value rows of slots first.. into shared memory, zeros
-// past count; and their positions (INT32_MAX past count). Each row's position and key factor are
-// found once, then its elements copied.
+// A tile of kKeyTile keys (scaled) and values in shared memory, with their positions and key
+// factors.
 template <int D>
-__device__ void stage_keys(const ChunkAttentionParams& p, int64_t s, int64_t first, int count,
-                           float (*keys)[D], float (*values)[D], int32_t* positions,
-                           float* factors) {
-  for (int row = threadIdx.x; row < kKeyTile; row += blockDim.x) {
-    const int64_t t = row < count ? p.position(s, first + row) : -1;
-    positions[row] = row < count ? static_cast<int32_t>(t) : INT32_MAX;
-    factors[row] = row < count ? p.key_factor(s, t) : 0.0f;
-  }
-  __syncthreads();
-  for (int e = threadIdx.x; e < kKeyTile * D; e += blockDim.x) {
-    const int row = e / D, x = e % D;
-    float k = 0.0f, v = 0.0f;
-    if (row < count) {
-      const int64_t t = positions[row];
-      k = p.key_row(s, t)[x] * factors[row];
-      v = p.value_row(s, t)[x];
+struct StagedKeys {
+  float keys[kKeyTile][D];
+  float values[kKeyTile][D];
+  int32_t positions[kKeyTile];
+  float factors[kKeyTile];
+
+  // Stages the key and value rows of slots first .. first + count - 1, zeros past count (and
+  // position INT32_MAX). Each row's position and key factor are found once, then its elements
+  // copied.
+  __device__ void stage(const ChunkAttentionParams& p, int64_t s, int64_t first, int count) {
+    for (int row = threadIdx.x; row < kKeyTile; row += blockDim.x) {
+      const int64_t t = row < count ? p.position(s, first + row) : -1;
+      positions[row] = row < count ? static_cast<int32_t>(t) : INT32_MAX;
+      factors[row] = row < count ? p.key_factor(s, t) : 0.0f;
     }
-    keys[row][x] = k;
-    values[row][x] = v;
+    __syncthreads();
+    for (int e = threadIdx.x; e < kKeyTile * D; e += blockDim.x) {
+      const int row = e / D, x = e % D;
+      float k = 0.0f, v = 0.0f;
+      if (row < count) {
+        const int64_t t = positions[row];
+        k = p.key_row(s, t)[x] * factors[row];
+        v = p.value_row(s, t)[x];
+      }
+      keys[row][x] = k;
+      values[row][x] = v;
+    }
   }
-}
+};
 
 // A dropout multiplier computed once per row (by its first thread) and shared with the row's
 // other threads. Every lane of the warp must call it when dropout is active.
@@ -87,8 +94,7 @@ __device__ __forceinline__ float row_keep(const DropoutMask& drop, bool compute,
 // the block's queries are skipped in the original order (local and dense attention).
 template <int D, class Tile>
 __device__ void for_each_window_tile(const ChunkAttentionParams& p, const BlockTile& b,
-                                     float (*keys)[D], float (*values)[D], int32_t* key_pos,
-                                     float* key_factors, const Tile& tile) {
+                                     StagedKeys<D>& staged, const Tile& tile) {
   const ChunkLayout& L = p.layout;
   for (int64_t part = 0; part <= L.lookback; ++part) {
     const int64_t kc = part < L.lookback ? (b.chunk + L.n_chunks() - 1) % L.n_chunks() : b.chunk;
@@ -97,7 +103,7 @@ __device__ void for_each_window_tile(const ChunkAttentionParams& p, const BlockT
       const int nk = static_cast<int>(L.chunk - k0 < kKeyTile ? L.chunk - k0 : kKeyTile);
       if (p.perm == nullptr && first > b.first + b.count - 1) continue;  // all in the future
       __syncthreads();  // the previous tile is consumed
-      stage_keys<D>(p, b.segment, first, nk, keys, values, key_pos, key_factors);
+      staged.stage(p, b.segment, first, nk);
       __syncthreads();
       tile(nk, part * L.chunk + k0);
     }
@@ -125,10 +131,7 @@ template <int D>
 __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
     forward_tiles(const ChunkAttentionParams p) {
   constexpr int kSplit = D / kSlice;
-  __shared__ float keys[kKeyTile][D];
-  __shared__ float values[kKeyTile][D];
-  __shared__ int32_t key_pos[kKeyTile];
-  __shared__ float key_factors[kKeyTile];
+  __shared__ StagedKeys<D> staged;
   const ChunkLayout& L = p.layout;
   const BlockTile b = block_tile(L, kQueryTile);
   const int row = threadIdx.x / kSplit, part = threadIdx.x % kSplit;
@@ -141,36 +144,35 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
   for (int x = 0; x < kSlice; ++x) acc[x] = 0.0f;
   float m = kNoMaxYet, l = 0.0f;
   const DropoutMask drop = p.segment_dropout(b.segment);
-  for_each_window_tile<D>(
-      p, b, keys, values, key_pos, key_factors, [&](int nk, int64_t window_first) {
-        float scores[kKeyTile];
-        float tile_max = kNoMaxYet;
+  for_each_window_tile<D>(p, b, staged, [&](int nk, int64_t window_first) {
+    float scores[kKeyTile];
+    float tile_max = kNoMaxYet;
 #pragma unroll
-        for (int kk = 0; kk < kKeyTile; ++kk) {
-          float dot = 0.0f;
+    for (int kk = 0; kk < kKeyTile; ++kk) {
+      float dot = 0.0f;
 #pragma unroll
-          for (int x = 0; x < kSlice; ++x) dot += q[x] * keys[kk][column<kSplit>(x, part)];
-          dot = row_total<kSplit>(dot);
-          scores[kk] = kk < nk ? dot - mask_penalty(qp, key_pos[kk], p.self_mask) : kNoMaxYet;
-          tile_max = fmaxf(tile_max, scores[kk]);
-        }
-        const float m_new = fmaxf(m, tile_max);
-        const float correction = exp_approx(m - m_new);
-        m = m_new;
-        l *= correction;
+      for (int x = 0; x < kSlice; ++x) dot += q[x] * staged.keys[kk][column<kSplit>(x, part)];
+      dot = row_total<kSplit>(dot);
+      scores[kk] = kk < nk ? dot - mask_penalty(qp, staged.positions[kk], p.self_mask) : kNoMaxYet;
+      tile_max = fmaxf(tile_max, scores[kk]);
+    }
+    const float m_new = fmaxf(m, tile_max);
+    const float correction = exp_approx(m - m_new);
+    m = m_new;
+    l *= correction;
 #pragma unroll
-        for (int x = 0; x < kSlice; ++x) acc[x] *= correction;
+    for (int x = 0; x < kSlice; ++x) acc[x] *= correction;
 #pragma unroll
-        for (int kk = 0; kk < kKeyTile; ++kk) {
-          const float w = exp_approx(scores[kk] - m);  // 0 past nk
-          l += w;
-          const float kept = drop.active() ? w * row_keep<kSplit>(drop, active && kk < nk, part, j,
-                                                                  window_first + kk)
-                                           : w;
+    for (int kk = 0; kk < kKeyTile; ++kk) {
+      const float w = exp_approx(scores[kk] - m);  // 0 past nk
+      l += w;
+      const float kept =
+          drop.active() ? w * row_keep<kSplit>(drop, active && kk < nk, part, j, window_first + kk)
+                        : w;
 #pragma unroll
-          for (int x = 0; x < kSlice; ++x) acc[x] += kept * values[kk][column<kSplit>(x, part)];
-        }
-      });
+      for (int x = 0; x < kSlice; ++x) acc[x] += kept * staged.values[kk][column<kSplit>(x, part)];
+    }
+  });
   if (!active) return;
   const int64_t i = b.segment * L.n_slots + j;
   float* o = p.o + i * p.d;
@@ -187,10 +189,7 @@ template <int D>
 __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
     query_grad_tiles(const ChunkAttentionParams p) {
   constexpr int kSplit = D / kSlice;
-  __shared__ float keys[kKeyTile][D];
-  __shared__ float values[kKeyTile][D];
-  __shared__ int32_t key_pos[kKeyTile];
-  __shared__ float key_factors[kKeyTile];
+  __shared__ StagedKeys<D> staged;
   const ChunkLayout& L = p.layout;
   const BlockTile b = block_tile(L, kQueryTile);
   const int row = threadIdx.x / kSplit, part = threadIdx.x % kSplit;
@@ -215,26 +214,25 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
 #pragma unroll
   for (int x = 0; x < kSlice; ++x) dq[x] = 0.0f;
   const DropoutMask drop = p.segment_dropout(b.segment);
-  for_each_window_tile<D>(
-      p, b, keys, values, key_pos, key_factors, [&](int nk, int64_t window_first) {
-        for (int kk = 0; kk < nk; ++kk) {
-          float dot_s = 0.0f, dot_p = 0.0f;
+  for_each_window_tile<D>(p, b, staged, [&](int nk, int64_t window_first) {
+    for (int kk = 0; kk < nk; ++kk) {
+      float dot_s = 0.0f, dot_p = 0.0f;
 #pragma unroll
-          for (int x = 0; x < kSlice; ++x) {
-            dot_s += q[x] * keys[kk][column<kSplit>(x, part)];
-            dot_p += dout[x] * values[kk][column<kSplit>(x, part)];
-          }
-          dot_s = row_total<kSplit>(dot_s);
-          dot_p = row_total<kSplit>(dot_p);
-          const float score = dot_s - mask_penalty(qp, key_pos[kk], p.self_mask);
-          const float prob = exp_approx((score - m) - log_sum);
-          const float keep =
-              drop.active() ? row_keep<kSplit>(drop, active, part, j, window_first + kk) : 1.0f;
-          const float ds = prob * (dot_p * keep - delta + dlse);
+      for (int x = 0; x < kSlice; ++x) {
+        dot_s += q[x] * staged.keys[kk][column<kSplit>(x, part)];
+        dot_p += dout[x] * staged.values[kk][column<kSplit>(x, part)];
+      }
+      dot_s = row_total<kSplit>(dot_s);
+      dot_p = row_total<kSplit>(dot_p);
+      const float score = dot_s - mask_penalty(qp, staged.positions[kk], p.self_mask);
+      const float prob = exp_approx((score - m) - log_sum);
+      const float keep =
+          drop.active() ? row_keep<kSplit>(drop, active, part, j, window_first + kk) : 1.0f;
+      const float ds = prob * (dot_p * keep - delta + dlse);
 #pragma unroll
-          for (int x = 0; x < kSlice; ++x) dq[x] += ds * keys[kk][column<kSplit>(x, part)];
-        }
-      });
+      for (int x = 0; x < kSlice; ++x) dq[x] += ds * staged.keys[kk][column<kSplit>(x, part)];
+    }
+  });
   if (!active) return;
   float* out = p.dq + i * p.d;
 #pragma unroll

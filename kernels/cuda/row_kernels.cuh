@@ -27,12 +27,10 @@ __device__ __forceinline__ int64_t warp_row() {
   return static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
 }
 
-__global__ void layer_norm_forward_rows(LayerNormForward op, int64_t rows) {
-  const int64_t row = warp_row();
-  const int lane = threadIdx.x % 32;
-  if (row >= rows) return;  // the whole warp
-  const int64_t cols = op.split.cols;
-  const float* x = op.x + row * cols;
+// A row's mean and 1 / standard deviation (layer_norm_row_stats of kernels/ops/layer_norm.h), on
+// every lane of the warp.
+__device__ __forceinline__ void warp_row_stats(const float* x, int64_t cols, float eps, int lane,
+                                               float* mean_out, float* rstd_out) {
   float sum = 0.0f;
   for (int64_t c = lane; c < cols; c += 32) sum += x[c];
   const float mean = warp_total(sum) / static_cast<float>(cols);
@@ -41,7 +39,18 @@ __global__ void layer_norm_forward_rows(LayerNormForward op, int64_t rows) {
     const float d = x[c] - mean;
     squares += d * d;
   }
-  const float rstd = 1.0f / sqrtf(warp_total(squares) / static_cast<float>(cols) + op.eps);
+  *mean_out = mean;
+  *rstd_out = 1.0f / sqrtf(warp_total(squares) / static_cast<float>(cols) + eps);
+}
+
+__global__ void layer_norm_forward_rows(LayerNormForward op, int64_t rows) {
+  const int64_t row = warp_row();
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;  // the whole warp
+  const int64_t cols = op.split.cols;
+  const float* x = op.x + row * cols;
+  float mean, rstd;
+  warp_row_stats(x, cols, op.eps, lane, &mean, &rstd);
   float* y = op.y + row * cols;
   for (int64_t c = lane; c < cols; c += 32) y[c] = (x[c] - mean) * rstd * op.gamma[c] + op.beta[c];
 }
@@ -53,15 +62,8 @@ __global__ void layer_norm_backward_rows(LayerNormBackward op, int64_t rows) {
   const int64_t cols = op.split.cols;
   const float* x = op.x + row * cols;
   const float* dy = op.dy + row * cols;
-  float sum = 0.0f;
-  for (int64_t c = lane; c < cols; c += 32) sum += x[c];
-  const float mean = warp_total(sum) / static_cast<float>(cols);
-  float squares = 0.0f;
-  for (int64_t c = lane; c < cols; c += 32) {
-    const float d = x[c] - mean;
-    squares += d * d;
-  }
-  const float rstd = 1.0f / sqrtf(warp_total(squares) / static_cast<float>(cols) + op.eps);
+  float mean, rstd;
+  warp_row_stats(x, cols, op.eps, lane, &mean, &rstd);
   float sum_g = 0.0f, sum_gx = 0.0f;
   for (int64_t c = lane; c < cols; c += 32) {
     const float g = dy[c] * op.gamma[c];

@@ -178,16 +178,21 @@ struct ChunkAttentionForwardRow {
   }
 };
 
+// Index in p's per-slot arrays of round r of position t of segment s (undo null: unsorted).
+RF_HD int64_t round_slot(const ChunkAttentionParams& p, const int32_t* undo, int64_t s, int64_t r,
+                         int64_t t) {
+  const int64_t n = p.layout.n_slots, local = r * p.layout.seq_len + t;
+  return s * n + (undo ? undo[s * n + local] : local);
+}
+
 // Weight of each round at position t of segment s: softmax over rounds of the per-round
-// log-sum-exp. Fills slots[r] (the round's slot index in p's per-slot arrays) and weights[r].
+// log-sum-exp. Fills slots[r] (round_slot of each round) and weights[r].
 RF_HD void round_weights(const ChunkAttentionParams& p, const int32_t* undo, int64_t s, int64_t t,
                          int64_t n_rounds, int64_t* slots, float* weights) {
-  const int64_t T = p.layout.seq_len, n = p.layout.n_slots;
   float lse[kMaxHashRounds];
   float mx = kNoMaxYet;
   for (int64_t r = 0; r < n_rounds; ++r) {
-    const int64_t local = r * T + t;
-    slots[r] = s * n + (undo ? undo[s * n + local] : local);
+    slots[r] = round_slot(p, undo, s, r, t);
     lse[r] = p.row_max[slots[r]] + p.row_log_sum[slots[r]];
     mx = fmax_hd(mx, lse[r]);
   }
@@ -339,12 +344,10 @@ struct UngatherAttentionGrads {
   float* dv;  // [batch * seq_len, ldg]
   int64_t ldg;
   RF_HD void operator()(int64_t i) const {
-    const int64_t T = p.layout.seq_len, n = p.layout.n_slots;
-    const int64_t s = i / T, t = i % T;
+    const int64_t s = i / p.layout.seq_len, t = i % p.layout.seq_len;
     float gq[kMaxHeadDim], gk[kMaxHeadDim], gv[kMaxHeadDim];
     for (int64_t r = 0; r < n_rounds; ++r) {  // rounds in order, each row a contiguous loop
-      const int64_t local = r * T + t;
-      const int64_t slot = s * n + (undo ? undo[s * n + local] : local);
+      const int64_t slot = round_slot(p, undo, s, r, t);
       const float* q_round = p.dq + slot * p.d;
       const float* k_round = p.dk + slot * p.d;
       const float* v_round = p.dv + slot * p.d;

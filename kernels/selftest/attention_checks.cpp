@@ -117,7 +117,6 @@ void check_attention(Checker& checker, const AttentionShape& s, uint32_t seed) {
   dropout.keep = s.keep;
   dropout.stream = make_rng_stream(seed, RngPurpose::kAttentionDropout, 1, 2, 0, 0);
   dropout.example_base = 4;
-  const AttentionShape shape_copy = s;
   auto args = [=](DeviceTensors& t) {
     ChunkedAttentionArgs a;
     a.q = t.f("q");
@@ -126,14 +125,14 @@ void check_attention(Checker& checker, const AttentionShape& s, uint32_t seed) {
     a.ld = ld;
     a.perm = lsh ? t.i("perm") : nullptr;
     a.undo = lsh ? t.i("undo") : nullptr;
-    a.batch = shape_copy.batch;
-    a.heads = shape_copy.heads;
-    a.seq_len = shape_copy.seq_len;
-    a.d = shape_copy.d;
-    a.n_rounds = shape_copy.rounds;
-    a.chunk = shape_copy.chunk;
+    a.batch = s.batch;
+    a.heads = s.heads;
+    a.seq_len = s.seq_len;
+    a.d = s.d;
+    a.n_rounds = s.rounds;
+    a.chunk = s.chunk;
     a.lookback = dense ? 0 : 1;
-    a.key_scale = lsh ? 1.0f : 1.0f / std::sqrt(static_cast<float>(shape_copy.d));
+    a.key_scale = lsh ? 1.0f : 1.0f / std::sqrt(static_cast<float>(s.d));
     a.dropout = dropout;
     return a;
   };

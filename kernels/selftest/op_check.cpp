@@ -88,10 +88,7 @@ Comparison Checker::compare(const std::string& op, const std::string& shape,
       c.tolerance = int_tolerance;
     }
     // The worst is the one furthest past (or closest to) its tolerance.
-    const auto margin = [](const Comparison& x) {
-      return x.tolerance > 0 ? x.error / x.tolerance : (x.error > 0 ? INFINITY : -1.0);
-    };
-    if (worst.error < 0 || margin(c) > margin(worst)) worst = c;
+    if (worst.error < 0 || c.margin() > worst.margin()) worst = c;
   }
   results_.push_back(worst);
   return worst;

@@ -8,6 +8,7 @@
 // argmaxes) are compared exactly, as the fraction of entries that differ.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -28,6 +29,8 @@ struct Comparison {
   double error = 0.0;  // NMSE, or the fraction of integer entries that differ
   double tolerance = kFp32Tolerance;
   bool passed() const { return error <= tolerance; }
+  // How far the error is past its tolerance (> 1: failed); for picking the worst of several.
+  double margin() const { return tolerance > 0 ? error / tolerance : (error > 0 ? INFINITY : 0.0); }
 };
 
 // Named host tensors: the inputs of an op, and its outputs after a run.
