@@ -128,8 +128,7 @@ int main(int argc, char** argv) {
       const auto wait_start = Clock::now();
       comm.wait_all();
       if (s >= warmup) waits.push_back(seconds_since(wait_start));
-      const rf::GradNorm g = rf::gradient_norm(*ex, model.workspace(), model.params(), 1.0);
-      optimizer.step(rf::learning_rate(cfg.train, s), g.clip_scale);
+      optimizer.step(rf::learning_rate(cfg.train, s));
       ex->synchronize();
       launches_per_step = ex->launches() - launches_before;
       memory_operations_per_step = ex->memory_operations() - memory_before;

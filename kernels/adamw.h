@@ -1,5 +1,5 @@
-// Launcher of the AdamW update of one parameter tensor (decoupled weight decay, Loshchilov &
-// Hutter), with the global gradient-norm clip and the bias corrections folded into its scalars.
+// Launcher of the AdamW update (decoupled weight decay, Loshchilov & Hutter) of a whole flat
+// parameter buffer in one launch, with the global gradient-norm clip read from the device.
 #pragma once
 
 #include <cstdint>
@@ -13,11 +13,14 @@ struct AdamWArgs {
   float* m = nullptr;  // first moment
   float* v = nullptr;  // second moment
   const float* grad = nullptr;
+  const uint8_t* decay = nullptr;  // per parameter: 1 where weight decay applies
+  // Written by gradient_norm (kernels/reductions.h) on the same executor: the clip factor, and
+  // whether the gradients are finite (if not, nothing changes).
+  const GradientNormResult* norm = nullptr;
   int64_t count = 0;
   float lr = 0.0f;
   float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
-  float weight_decay = 0.0f;      // 0 for tensors that are not decayed
-  float grad_scale = 1.0f;        // the clip factor
+  float weight_decay = 0.0f;
   float bias_correction1 = 1.0f;  // 1 - beta1^t
   float bias_correction2 = 1.0f;  // 1 - beta2^t
 };

@@ -26,7 +26,7 @@ using KernelOps = TypeList<
     RandomUniformFill,
     // row-wise and reductions
     LayerNormRowStats, LayerNormForward, LayerNormBackward, LayerNormParamGradPartial,
-    ColumnPartialSum, ColumnSumPartials, SumSquaresPartial, CrossEntropyRow,
+    ColumnPartialSum, ColumnSumPartials, SumSquaresPartial, GradientNormFinalize, CrossEntropyRow,
     // embeddings
     EmbedForward, EmbedTokenBackward, AxialPositionBackward, LearnedPositionBackward,
     // LSH and fused chunked attention

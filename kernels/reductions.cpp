@@ -1,7 +1,5 @@
 #include "kernels/reductions.h"
 
-#include <vector>
-
 namespace rf {
 
 void add_column_sums(Executor& ex, Workspace& ws, const float* x, int64_t rows, int64_t cols,
@@ -13,17 +11,13 @@ void add_column_sums(Executor& ex, Workspace& ws, const float* x, int64_t rows, 
   ex.run(cols, ColumnSumPartials{partial, out, blocks, cols, true});
 }
 
-double sum_of_squares(Executor& ex, Workspace& ws, const float* x, int64_t n) {
+void gradient_norm(Executor& ex, Workspace& ws, const float* x, int64_t n, double clip,
+                   GradientNormResult* result) {
   constexpr int64_t kBlock = 1 << 14;
   const int64_t blocks = (n + kBlock - 1) / kBlock;
-  if (blocks == 0) return 0.0;
-  double* partial = ws.get<double>("reduce.square_partial", static_cast<size_t>(blocks));
+  double* partial = ws.get<double>("reduce.square_partial", static_cast<size_t>(blocks + 1));
   ex.run(blocks, SumSquaresPartial{x, partial, n, kBlock});
-  std::vector<double> host(static_cast<size_t>(blocks));
-  ex.download(host.data(), partial, host.size() * sizeof(double));
-  double total = 0.0;
-  for (double v : host) total += v;
-  return total;
+  ex.run(1, GradientNormFinalize{partial, blocks, clip, result});
 }
 
 }  // namespace rf

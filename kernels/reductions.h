@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "kernels/device_buffer.h"
+#include "kernels/ops/adamw.h"
 
 namespace rf {
 
@@ -14,7 +15,9 @@ constexpr int64_t kReduceBlockRows = 64;
 void add_column_sums(Executor& ex, Workspace& ws, const float* x, int64_t rows, int64_t cols,
                      float* out);
 
-// sum of x[i]^2 over n elements, accumulated in double in a fixed order.
-double sum_of_squares(Executor& ex, Workspace& ws, const float* x, int64_t n);
+// The L2 norm of x[0..n) (squares accumulated in double in a fixed order) and the clip factor
+// for `clip` (<= 0: none), written to *result on the device; nothing waits for the device.
+void gradient_norm(Executor& ex, Workspace& ws, const float* x, int64_t n, double clip,
+                   GradientNormResult* result);
 
 }  // namespace rf

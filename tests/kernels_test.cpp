@@ -311,7 +311,35 @@ TEST(Reductions, ColumnSumsAndSquaresMatchDirectSums) {
     EXPECT_NEAR(got[c], s, 1e-4);
   }
   for (float v : x) squares += double{v} * v;
-  EXPECT_NEAR(sum_of_squares(cpu(), ws, dx.data(), rows * cols), squares, 1e-6 * squares);
+  DeviceBuffer<GradientNormResult> norm(cpu(), 1);
+  gradient_norm(cpu(), ws, dx.data(), rows * cols, 0.0, norm.data());
+  EXPECT_NEAR(norm.download()[0].norm, std::sqrt(squares), 1e-6 * std::sqrt(squares));
+  EXPECT_EQ(norm.download()[0].clip_scale, 1.0f);  // no clipping asked for
+}
+
+// The norm pass decides the clip factor and whether the update runs, on the device.
+TEST(Reductions, GradientNormClipsAndFlagsNonFiniteGradients) {
+  Workspace ws(cpu());
+  DeviceBuffer<GradientNormResult> norm(cpu(), 1);
+  std::vector<float> g(70000, 0.0f);  // several blocks of partial sums
+  g[3] = 3.0f;
+  g[69999] = 4.0f;
+  auto dg = test::to_device(g);
+  gradient_norm(cpu(), ws, dg.data(), static_cast<int64_t>(g.size()), 2.5, norm.data());
+  GradientNormResult r = norm.download()[0];
+  EXPECT_EQ(r.norm, 5.0);
+  EXPECT_EQ(r.clip_scale, 0.5f);
+  EXPECT_EQ(r.finite, 1);
+  gradient_norm(cpu(), ws, dg.data(), static_cast<int64_t>(g.size()), 10.0, norm.data());
+  EXPECT_EQ(norm.download()[0].clip_scale, 1.0f);  // below the threshold: unchanged
+  for (float bad : {std::nanf(""), INFINITY}) {
+    g[500] = bad;
+    dg.upload(g);
+    gradient_norm(cpu(), ws, dg.data(), static_cast<int64_t>(g.size()), 2.5, norm.data());
+    r = norm.download()[0];
+    EXPECT_EQ(r.finite, 0) << bad;
+    EXPECT_FALSE(std::isfinite(r.norm)) << bad;
+  }
 }
 
 // The GPU runs the row-split kernels one column per thread (span 1); the CPU whole rows. Every

@@ -1,5 +1,6 @@
 // Tests of whole training runs in-process: exact resume from a checkpoint, checkpoint retention,
-// refusal to overwrite a run, resume skipping a damaged checkpoint, and mismatch errors.
+// refusal to overwrite a run, resume skipping a damaged checkpoint, and mismatch errors; and the
+// optimizer step they are made of.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -9,6 +10,7 @@
 #include "tests/model_fixture.h"
 #include "tests/run_fixture.h"
 #include "trainer/checkpoint.h"
+#include "trainer/optimizer.h"
 #include "trainer/train_loop.h"
 
 namespace rf {
@@ -22,6 +24,86 @@ Config run_config(const std::string& out_dir, const std::vector<std::string>& ex
 
 TrainSummary train(const Config& cfg, const std::string& resume = "", int64_t stop_at = -1) {
   return test::train_quietly(cfg, resume, stop_at);
+}
+
+// Two tensors, one with weight decay; gradients g. The fused update must equal AdamW written
+// out per tensor with the clip factor min(1, clip / |g|).
+struct TwoTensors {
+  ParamStore store;
+  int w = 0, b = 0;
+  TwoTensors() {
+    store.begin_group("g");
+    w = store.add("w", {3, 4}, {InitKind::kNormal, 1.0f}, true);
+    b = store.add("b", {5}, {InitKind::kNormal, 1.0f}, false);
+    store.allocate(test::cpu());
+    store.initialize(test::cpu(), 7);
+  }
+  std::vector<float> params() {
+    std::vector<float> host(store.size());
+    test::cpu().download(host.data(), store.params(), host.size() * sizeof(float));
+    return host;
+  }
+  void set_grads(const std::vector<float>& g) {
+    test::cpu().upload(store.grads(), g.data(), g.size() * sizeof(float));
+  }
+};
+
+TEST(Optimizer, FusedUpdateEqualsAdamWPerTensorWithTheClipFactor) {
+  TwoTensors t;
+  TrainConfig cfg;
+  cfg.grad_clip = 1.5;
+  cfg.weight_decay = 0.1;
+  AdamW adam(test::cpu(), t.store, cfg);
+  std::vector<float> p = t.params(), m(p.size(), 0.0f), v(p.size(), 0.0f);
+  for (int step = 1; step <= 3; ++step) {
+    std::vector<float> g(p.size());
+    double squares = 0;
+    for (size_t i = 0; i < g.size(); ++i) {
+      g[i] = 0.3f * static_cast<float>(step) * (static_cast<float>(i % 5) - 2.0f);
+      squares += double{g[i]} * g[i];
+    }
+    t.set_grads(g);
+    const GradNorm got = adam.step(1e-2);
+    EXPECT_TRUE(got.finite);
+    EXPECT_DOUBLE_EQ(got.norm, std::sqrt(squares));
+    const float scale = std::sqrt(squares) > 1.5 ? static_cast<float>(1.5 / std::sqrt(squares)) : 1;
+    const float c1 = static_cast<float>(1 - std::pow(cfg.adam_beta1, step));
+    const float c2 = static_cast<float>(1 - std::pow(cfg.adam_beta2, step));
+    const float b1 = static_cast<float>(cfg.adam_beta1), b2 = static_cast<float>(cfg.adam_beta2);
+    for (size_t i = 0; i < p.size(); ++i) {
+      const bool decayed = i < t.store.tensor(t.w).count;
+      const float gi = g[i] * scale;
+      m[i] = b1 * m[i] + (1.0f - b1) * gi;
+      v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+      p[i] -= 1e-2f * ((m[i] / c1) / (std::sqrt(v[i] / c2) + static_cast<float>(cfg.adam_eps)) +
+                       (decayed ? 0.1f : 0.0f) * p[i]);
+    }
+    const std::vector<float> now = t.params();
+    for (size_t i = 0; i < p.size(); ++i) EXPECT_NEAR(now[i], p[i], 1e-6f) << step << " " << i;
+  }
+  EXPECT_EQ(adam.steps_taken(), 3);
+}
+
+TEST(Optimizer, NonFiniteGradientsLeaveEverythingUnchangedOnTheDevice) {
+  TwoTensors t;
+  TrainConfig cfg;
+  AdamW adam(test::cpu(), t.store, cfg);
+  std::vector<float> g(t.store.size(), 0.5f);
+  t.set_grads(g);
+  ASSERT_TRUE(adam.step(1e-2).finite);
+  const std::vector<float> before = t.params();
+  const std::vector<float> m = adam.first_moment().download(), v = adam.second_moment().download();
+  for (float bad : {std::nanf(""), INFINITY}) {
+    g[2] = bad;
+    t.set_grads(g);
+    const GradNorm got = adam.step(1e-2);
+    EXPECT_FALSE(got.finite);
+    EXPECT_FALSE(std::isfinite(got.norm));
+    EXPECT_EQ(t.params(), before);
+    EXPECT_EQ(adam.first_moment().download(), m);
+    EXPECT_EQ(adam.second_moment().download(), v);
+    EXPECT_EQ(adam.steps_taken(), 1);  // a skipped step does not count for the bias corrections
+  }
 }
 
 TEST(Resume, StoppedAndResumedRunEqualsUninterruptedRunBitForBit) {

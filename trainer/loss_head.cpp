@@ -20,7 +20,7 @@ LossHead::LossHead(ParamStore& store, const Config& cfg)
   b_out_ = store.add("head.b_out", {vocab_}, {InitKind::kZeros}, false);
 }
 
-HeadOutput LossHead::run(Kit& kit, ParamStore& p, int64_t rows, const float* x1, const float* x2,
+void LossHead::run(Kit& kit, ParamStore& p, int64_t rows, const float* x1, const float* x2,
                          const int32_t* targets, float grad_scale, float* dx1, float* dx2) const {
   const bool backward = dx1 != nullptr;
   const int64_t width = 2 * d_model_, V = vocab_, D = d_model_;
@@ -28,13 +28,9 @@ HeadOutput LossHead::run(Kit& kit, ParamStore& p, int64_t rows, const float* x1,
   float* cat = kit.ws.floats("head.cat", chunk * width);
   float* z = kit.ws.floats("head.z", chunk * width);
   float* logits = kit.ws.floats("head.logits", chunk * V);
-  // Per-row results stay on the device until every chunk is done: one transfer (and, on a GPU,
-  // one wait) per micro-batch instead of one per chunk.
+  // Per-row results stay on the device until results() is called.
   float* loss = kit.ws.floats("head.loss", rows);
   int32_t* prediction = kit.ws.ints("head.prediction", rows);
-  HeadOutput out;
-  out.row_loss.resize(rows);
-  out.row_prediction.resize(rows);
   for (int64_t row0 = 0; row0 < rows; row0 += chunk) {
     const int64_t n = std::min(chunk, rows - row0);
     concat_columns(kit.ex, cat, x1 + row0 * D, x2 + row0 * D, n, D, D);
@@ -60,8 +56,15 @@ HeadOutput LossHead::run(Kit& kit, ParamStore& p, int64_t rows, const float* x1,
     norm_.backward(kit, p, cat, z, dcat, n, false);
     split_columns_add(kit.ex, dx1 + row0 * D, dx2 + row0 * D, dcat, n, D, D);
   }
-  kit.ex.download(out.row_loss.data(), loss, rows * sizeof(float));
-  kit.ex.download(out.row_prediction.data(), prediction, rows * sizeof(int32_t));
+}
+
+HeadOutput LossHead::results(Kit& kit, int64_t rows) const {
+  HeadOutput out;
+  out.row_loss.resize(rows);
+  out.row_prediction.resize(rows);
+  kit.ex.download(out.row_loss.data(), kit.ws.floats("head.loss", rows), rows * sizeof(float));
+  kit.ex.download(out.row_prediction.data(), kit.ws.ints("head.prediction", rows),
+                  rows * sizeof(int32_t));
   return out;
 }
 

@@ -21,9 +21,13 @@ class LossHead {
 
   // Scores targets (device [rows]) from the final streams x1, x2 [rows, d_model]. When dx1 and
   // dx2 are not null, also back-propagates grad_scale * d(sum of row losses) into them (+=) and
-  // into the head's parameter gradients.
-  HeadOutput run(Kit& kit, ParamStore& p, int64_t rows, const float* x1, const float* x2,
-                 const int32_t* targets, float grad_scale, float* dx1, float* dx2) const;
+  // into the head's parameter gradients. Nothing waits for the device: the per-row results stay
+  // there until results() fetches them, so a training step hands its whole backward pass to the
+  // device before the host waits for anything.
+  void run(Kit& kit, ParamStore& p, int64_t rows, const float* x1, const float* x2,
+           const int32_t* targets, float grad_scale, float* dx1, float* dx2) const;
+  // The per-row results of the last run() of `rows` rows (waits for the device).
+  HeadOutput results(Kit& kit, int64_t rows) const;
   // Logits [vocab] of row `row` of the final streams (for sampling).
   std::vector<float> logits(Kit& kit, ParamStore& p, const float* x1, const float* x2,
                             int64_t row) const;

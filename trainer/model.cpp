@@ -57,7 +57,7 @@ BatchStats ReformerModel::forward_backward(const TokenBatch& batch, const StepCo
   float* dx2 = ws_.floats("model.dx2", rows * D);
   ex_.zero(dx1, rows * D * sizeof(float));
   ex_.zero(dx2, rows * D * sizeof(float));
-  HeadOutput head_out = head_.run(kit, params_, rows, x1, x2, targets, grad_scale, dx1, dx2);
+  head_.run(kit, params_, rows, x1, x2, targets, grad_scale, dx1, dx2);
   if (group_done) group_done(head_group_);
 
   stack_.backward(kit, params_, step, x1, x2, dx1, dx2, [&](int64_t layer) {
@@ -67,7 +67,9 @@ BatchStats ReformerModel::forward_backward(const TokenBatch& batch, const StepCo
   add_scaled(ex_, dx1, dx2, 1.0f, rows * D);
   embedding_.backward(kit, params_, step, batch.inputs, dx1);
   if (group_done) group_done(embedding_group_);
-  return summarize(std::move(head_out), batch.targets);
+  // The first wait for the device in the step: the losses are fetched after the whole backward
+  // pass has been handed to it.
+  return summarize(head_.results(kit, rows), batch.targets);
 }
 
 BatchStats ReformerModel::forward(const TokenBatch& batch, const StepContext& step) {
@@ -76,8 +78,8 @@ BatchStats ReformerModel::forward(const TokenBatch& batch, const StepContext& st
   embed(batch, step, &x1, &x2, &targets);
   Kit kit{ex_, ws_};
   stack_.forward(kit, params_, step, x1, x2, false);
-  return summarize(head_.run(kit, params_, step.rows(), x1, x2, targets, 0.0f, nullptr, nullptr),
-                   batch.targets);
+  head_.run(kit, params_, step.rows(), x1, x2, targets, 0.0f, nullptr, nullptr);
+  return summarize(head_.results(kit, step.rows()), batch.targets);
 }
 
 std::vector<float> ReformerModel::next_token_logits(const TokenBatch& sequence,

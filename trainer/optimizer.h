@@ -1,18 +1,32 @@
 // AdamW over the flat parameter buffer, with the first and second moments in two buffers of the
-// same layout, weight decay only on tensors marked for it, and the gradient clip folded in.
+// same layout, weight decay only on tensors marked for it, and the global gradient-norm clip.
+// A step is three launches (squares, norm, update) with no host round trip between them; the host
+// reads the norm once, after the update has been handed to the device.
 #pragma once
 
+#include <cstdint>
+
+#include "kernels/device_buffer.h"
+#include "kernels/ops/adamw.h"
 #include "trainer/config.h"
 #include "trainer/params.h"
 
 namespace rf {
 
+// The global L2 norm of the step's gradients, and whether the update was applied.
+struct GradNorm {
+  double norm = 0.0;
+  bool finite = true;  // false: some gradient was not finite and the update was skipped
+};
+
 class AdamW {
  public:
   AdamW(Executor& ex, ParamStore& params, const TrainConfig& cfg);
 
-  // One update with learning rate lr; gradients are multiplied by grad_scale (the clip factor).
-  void step(double lr, double grad_scale);
+  // Clips the gradients to a global norm of cfg.grad_clip (0: no clipping) and updates every
+  // parameter with learning rate lr. When some gradient is not finite the device leaves the
+  // parameters and moments unchanged and the step does not count for the bias corrections.
+  GradNorm step(double lr);
 
   int64_t steps_taken() const { return steps_; }
   void set_steps_taken(int64_t s) { steps_ = s; }
@@ -24,14 +38,10 @@ class AdamW {
   ParamStore& params_;
   TrainConfig cfg_;
   DeviceBuffer<float> m_, v_;
+  DeviceBuffer<uint8_t> decay_;  // 1 where weight decay applies
+  DeviceBuffer<GradientNormResult> norm_;
+  Workspace ws_;  // the norm's partial sums
   int64_t steps_ = 0;
 };
-
-// Global L2 norm of all gradients, and the factor min(1, clip / norm) (1 when clip is 0).
-struct GradNorm {
-  double norm = 0.0;
-  double clip_scale = 1.0;
-};
-GradNorm gradient_norm(Executor& ex, Workspace& ws, ParamStore& params, double clip);
 
 }  // namespace rf

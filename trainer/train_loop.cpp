@@ -327,19 +327,21 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
     since_log.loss_sum += r.loss_sum;
     since_log.tokens += r.tokens;
     since_log.correct += r.correct;
-    const GradNorm g =
-        gradient_norm(*run.ex, run.model->workspace(), run.model->params(), cfg.train.grad_clip);
     const double lr = learning_rate(cfg.train, step);
-    if (!std::isfinite(g.norm) || !std::isfinite(r.loss_sum)) {
+    // The device skips the update when a gradient is not finite (a non-finite loss makes its
+    // gradients non-finite too); the host only learns of it here, after the update.
+    const GradNorm g = run.optimizer->step(lr);
+    if (!g.finite || !std::isfinite(r.loss_sum)) {
       if (run.root())
-        std::cout << "warning: step " << step + 1 << " has a non-finite loss or gradient; "
-                  << "the update is skipped" << std::endl;
+        std::cout << "warning: step " << step + 1
+                  << (g.finite ? " has a non-finite loss"
+                               : " has a non-finite gradient; the update is skipped")
+                  << std::endl;
       if (++bad_steps >= kMaxConsecutiveBadSteps)
         fail("training diverged: ", bad_steps, " consecutive steps with non-finite gradients at ",
              "step ", step + 1, "; lower train.lr or raise train.warmup, then --resume auto");
     } else {
       bad_steps = 0;
-      run.optimizer->step(lr, g.clip_scale);
     }
     run.state.step = step + 1;
     run.state.samples_seen += run.geometry.global();

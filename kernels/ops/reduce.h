@@ -3,6 +3,7 @@
 #pragma once
 
 #include "base/hd.h"
+#include "kernels/ops/adamw.h"
 #include "kernels/ops/row_split.h"
 
 namespace rf {
@@ -52,6 +53,26 @@ struct SumSquaresPartial {
     double s = 0.0;
     for (int64_t i = begin; i < end; ++i) s += static_cast<double>(x[i]) * x[i];
     partial[b] = s;
+  }
+};
+
+// *out = the L2 norm from the partial sums of squares (added in block order, in double) and the
+// clip factor for `clip` (<= 0: none). One index: it runs on the device so that the update reads
+// its result there.
+struct GradientNormFinalize {
+  const double* partial;
+  int64_t blocks;
+  double clip;
+  GradientNormResult* out;
+  RF_HD void operator()(int64_t) const {
+    double total = 0.0;
+    for (int64_t b = 0; b < blocks; ++b) total += partial[b];
+    const double norm = sqrt(total);
+    // A NaN fails every comparison and an infinity exceeds the largest double.
+    const bool finite = norm <= 1.7976931348623157e308;
+    out->norm = norm;
+    out->clip_scale = finite && clip > 0 && norm > clip ? static_cast<float>(clip / norm) : 1.0f;
+    out->finite = finite ? 1 : 0;
   }
 };
 

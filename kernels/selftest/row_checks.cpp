@@ -3,6 +3,8 @@
 // and the sum of squares, cross-entropy, the embedding and its table gradients, AdamW, and the
 // flat ops (add, concatenate, split, fills). Dropout is on wherever an op takes it, so the Philox
 // streams are compared too.
+#include <cmath>
+
 #include "kernels/adamw.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/elementwise.h"
@@ -144,16 +146,23 @@ void check_reductions(Checker& checker, int64_t rows, int64_t cols, uint32_t see
   HostTensors in;
   in.floats["x"] = random_floats(rows * cols, seed);
   in.floats["sums"] = random_floats(cols, seed + 1);
-  in.floats["squares"] = {0.0f};
+  in.floats["norm"] = {0.0f, 0.0f, 0.0f};
   checker.compare("add_column_sums", shape_text({rows, cols}), in, {"sums"},
                   [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
                     add_column_sums(ex, ws, t.f("x"), rows, cols, t.f("sums"));
                   });
-  checker.compare("sum_of_squares", shape_text({rows * cols}), in, {"squares"},
+  // The norm, the clip factor (clipping at about half the norm of standard normal entries) and
+  // the flag.
+  const double clip = 0.5 * std::sqrt(static_cast<double>(rows * cols));
+  checker.compare("gradient_norm", shape_text({rows * cols}), in, {"norm"},
                   [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
-                    const float total =
-                        static_cast<float>(sum_of_squares(ex, ws, t.f("x"), rows * cols));
-                    ex.upload(t.f("squares"), &total, sizeof(float));
+                    auto* result = ws.get<GradientNormResult>("selftest.norm", 1);
+                    gradient_norm(ex, ws, t.f("x"), rows * cols, clip, result);
+                    GradientNormResult r{};
+                    ex.download(&r, result, sizeof(r));
+                    const float values[3] = {static_cast<float>(r.norm), r.clip_scale,
+                                             static_cast<float>(r.finite)};
+                    ex.upload(t.f("norm"), values, sizeof(values));
                   });
 }
 
@@ -255,19 +264,28 @@ void check_adamw(Checker& checker, int64_t n, uint32_t seed) {
   in.floats["v"] = v;
   in.floats["grad"] = random_floats(n, seed + 3);
   checker.compare("adamw_update", shape_text({n}), in, {"param", "m", "v"},
-                  [=](Executor& ex, Workspace&, DeviceTensors& t) {
+                  [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
+                    // Decay on two of every three parameters; the clip factor from the device.
+                    std::vector<uint8_t> decay(static_cast<size_t>(n));
+                    for (int64_t i = 0; i < n; ++i) decay[i] = i % 3 != 0;
+                    auto* decay_mask = ws.get<uint8_t>("selftest.decay", decay.size());
+                    ex.upload(decay_mask, decay.data(), decay.size());
+                    const GradientNormResult norm{3.0, 0.7f, 1};
+                    auto* device_norm = ws.get<GradientNormResult>("selftest.norm", 1);
+                    ex.upload(device_norm, &norm, sizeof(norm));
                     AdamWArgs a;
                     a.param = t.f("param");
                     a.m = t.f("m");
                     a.v = t.f("v");
                     a.grad = t.f("grad");
+                    a.decay = decay_mask;
+                    a.norm = device_norm;
                     a.count = n;
                     a.lr = 1e-3f;
                     a.beta1 = 0.9f;
                     a.beta2 = 0.98f;
                     a.eps = 1e-9f;
                     a.weight_decay = 0.01f;
-                    a.grad_scale = 0.7f;
                     a.bias_correction1 = 0.271f;
                     a.bias_correction2 = 0.0589f;
                     adamw_update(ex, a);
