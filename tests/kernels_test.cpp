@@ -317,6 +317,49 @@ TEST(Reductions, ColumnSumsAndSquaresMatchDirectSums) {
   EXPECT_EQ(norm.download()[0].clip_scale, 1.0f);  // no clipping asked for
 }
 
+// The GPU's block reductions (kernels/cuda/reduce_kernels.cuh) add in the 32-lane order: lane l
+// takes blocks l, l + 32, ..., then a tree. The functors must keep exactly that order for the two
+// to agree bit for bit; the data make a running sum come out differently.
+TEST(Reductions, ColumnSumsAndSquaresAddInThe32LaneOrder) {
+  const int64_t blocks = 100, cols = 3;
+  std::vector<float> partial(blocks * cols);
+  for (int64_t i = 0; i < blocks * cols; ++i)
+    partial[i] =
+        (i % 7 == 0 ? 1e7f : 1.0f) * (i % 2 ? -1.0f : 1.0f) + 0.37f * static_cast<float>(i);
+  auto lane_order = [&](int64_t c) {
+    float lane[32] = {};
+    for (int64_t b = 0; b < blocks; ++b) lane[b % 32] += partial[b * cols + c];
+    for (int width = 16; width >= 1; width /= 2)
+      for (int l = 0; l < width; ++l) lane[l] += lane[l + width];
+    return lane[0];
+  };
+  auto dp = test::to_device(partial);
+  DeviceBuffer<float> out(cpu(), cols);
+  cpu().run(cols, ColumnSumPartials{dp.data(), out.data(), blocks, cols, false});
+  const auto got = out.download();
+  bool some_running_sum_differs = false;
+  for (int64_t c = 0; c < cols; ++c) {
+    EXPECT_EQ(got[c], lane_order(c)) << c;
+    float running = 0.0f;
+    for (int64_t b = 0; b < blocks; ++b) running += partial[b * cols + c];
+    some_running_sum_differs |= running != got[c];
+  }
+  EXPECT_TRUE(some_running_sum_differs);
+
+  const int64_t n = blocks * cols, block = 80;  // four blocks, the last one short
+  DeviceBuffer<double> squares(cpu(), 4);
+  cpu().run(4, SumSquaresPartial{dp.data(), squares.data(), n, block});
+  const auto sq = squares.download();
+  for (int64_t b = 0; b < 4; ++b) {
+    double lane[32] = {};
+    for (int64_t i = b * block; i < std::min(n, (b + 1) * block); ++i)
+      lane[(i - b * block) % 32] += double{partial[i]} * partial[i];
+    for (int width = 16; width >= 1; width /= 2)
+      for (int l = 0; l < width; ++l) lane[l] += lane[l + width];
+    EXPECT_EQ(sq[b], lane[0]) << b;
+  }
+}
+
 // The norm pass decides the clip factor and whether the update runs, on the device.
 TEST(Reductions, GradientNormClipsAndFlagsNonFiniteGradients) {
   Workspace ws(cpu());

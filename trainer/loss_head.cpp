@@ -21,7 +21,7 @@ LossHead::LossHead(ParamStore& store, const Config& cfg)
 }
 
 void LossHead::run(Kit& kit, ParamStore& p, int64_t rows, const float* x1, const float* x2,
-                         const int32_t* targets, float grad_scale, float* dx1, float* dx2) const {
+                   const int32_t* targets, float grad_scale, float* dx1, float* dx2) const {
   const bool backward = dx1 != nullptr;
   const int64_t width = 2 * d_model_, V = vocab_, D = d_model_;
   const int64_t chunk = chunk_ > 0 && chunk_ < rows ? chunk_ : rows;

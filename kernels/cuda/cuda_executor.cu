@@ -15,6 +15,7 @@
 
 #include "base/cuda_check.h"
 #include "kernels/cuda/chunk_attention_tiles.h"
+#include "kernels/cuda/reduce_kernels.cuh"
 #include "kernels/cuda/row_kernels.cuh"
 #include "kernels/executor_impl.h"
 
@@ -89,6 +90,28 @@ struct CudaBackend {
       launch_rows(cuda::cross_entropy_rows, n, op);
     else
       for_each<CrossEntropyRow>(ex, n, op);
+  }
+  // The reductions in the same order as the functors, with the parallelism a GPU needs
+  // (kernels/cuda/reduce_kernels.cuh).
+  static void for_each(const Executor& ex, int64_t n, const ColumnSumPartials& op) {
+    if (!tuned(ex) || n != op.cols) return for_each<ColumnSumPartials>(ex, n, op);
+    const int64_t strips = (op.cols + cuda::kStripColumns - 1) / cuda::kStripColumns;
+    RF_CHECK(strips < INT_MAX, "too many columns: ", op.cols);
+    cuda::column_sum_partials_strips<<<static_cast<unsigned>(strips),
+                                       dim3(cuda::kStripColumns, kRowLanes), 0,
+                                       cudaStreamPerThread>>>(op);
+    RF_CUDA_CHECK(cudaGetLastError());
+  }
+  static void for_each(const Executor& ex, int64_t n, const SumSquaresPartial& op) {
+    if (tuned(ex))
+      launch_rows(cuda::sum_squares_blocks, n, op);
+    else
+      for_each<SumSquaresPartial>(ex, n, op);
+  }
+  static void for_each(const Executor& ex, int64_t n, const GradientNormFinalize& op) {
+    if (!tuned(ex) || n != 1) return for_each<GradientNormFinalize>(ex, n, op);
+    cuda::gradient_norm_finalize_warp<<<1, 32, 0, cudaStreamPerThread>>>(op);
+    RF_CUDA_CHECK(cudaGetLastError());
   }
 };
 

@@ -4,6 +4,7 @@
 
 #include "base/hd.h"
 #include "kernels/ops/adamw.h"
+#include "kernels/ops/row_reduce.h"
 #include "kernels/ops/row_split.h"
 
 namespace rf {
@@ -29,20 +30,24 @@ struct ColumnPartialSum {
   }
 };
 
-// out[c] (+)= sum over blocks of partial[block, c]. Index = c.
+// out[c] (+)= sum over blocks of partial[block, c], the blocks added in the 32-lane order of
+// row_sum (kernels/ops/row_reduce.h), which a GPU block of 32 x 32 threads reproduces with a
+// tree in shared memory (kernels/cuda/reduce_kernels.cuh). Index = c.
 struct ColumnSumPartials {
   const float* partial;  // [blocks, cols]
   float* out;            // [cols]
   int64_t blocks, cols;
   bool accumulate;
   RF_HD void operator()(int64_t c) const {
-    float s = 0.0f;
-    for (int64_t b = 0; b < blocks; ++b) s += partial[b * cols + c];
+    const float* column = partial + c;
+    const int64_t stride = cols;
+    const float s = row_sum(blocks, [column, stride](int64_t b) { return column[b * stride]; });
     out[c] = accumulate ? out[c] + s : s;
   }
 };
 
-// partial[block] = sum of x[i]^2 over the block (accumulated in double). Index = block.
+// partial[block] = sum of x[i]^2 over the block, in double, in the 32-lane order of row_sum (a
+// warp per block on the GPU). Index = block.
 struct SumSquaresPartial {
   const float* x;
   double* partial;
@@ -50,23 +55,28 @@ struct SumSquaresPartial {
   RF_HD void operator()(int64_t b) const {
     const int64_t begin = b * block;
     const int64_t end = begin + block < n ? begin + block : n;
-    double s = 0.0;
-    for (int64_t i = begin; i < end; ++i) s += static_cast<double>(x[i]) * x[i];
-    partial[b] = s;
+    const float* xb = x + begin;
+    partial[b] = row_sum<double>(end - begin, [xb](int64_t i) {
+      const double v = xb[i];
+      return v * v;
+    });
   }
 };
 
-// *out = the L2 norm from the partial sums of squares (added in block order, in double) and the
-// clip factor for `clip` (<= 0: none). One index: it runs on the device so that the update reads
-// its result there.
+// *out = the L2 norm from the partial sums of squares (added in the 32-lane order, in double) and
+// the clip factor for `clip` (<= 0: none). One index (a warp on the GPU): it runs on the device so
+// that the update reads its result there.
 struct GradientNormFinalize {
   const double* partial;
   int64_t blocks;
   double clip;
   GradientNormResult* out;
   RF_HD void operator()(int64_t) const {
-    double total = 0.0;
-    for (int64_t b = 0; b < blocks; ++b) total += partial[b];
+    const double* p = partial;
+    finish(row_sum<double>(blocks, [p](int64_t b) { return p[b]; }));
+  }
+  // The norm, clip factor and flag from the total of the squares.
+  RF_HD void finish(double total) const {
     const double norm = sqrt(total);
     // A NaN fails every comparison and an infinity exceeds the largest double.
     const bool finite = norm <= 1.7976931348623157e308;
