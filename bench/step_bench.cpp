@@ -164,6 +164,8 @@ int main(int argc, char** argv) {
                      .add("layers", cfg.model.n_layers)
                      .add("reversible", static_cast<int64_t>(cfg.model.reversible))
                      .add("attention", rf::attention_name(cfg.model.attention[0]))
+                     .add("ff_chunk", cfg.model.ff_chunk)
+                     .add("head_chunk", cfg.model.head_chunk)
                      .add("median_step_s", median)
                      .add("tokens_per_s", static_cast<double>(B * T) / median)
                      .add("job_tokens_per_s", static_cast<double>(B * T * comm.size()) / median)

@@ -158,6 +158,8 @@ def gpu():
         peak = device_peak(r["executor"], precision)
         mfu = f"{r['gflops'] / (peak * 1e3):.1%}" if peak else "-"
         model = "reference" if r["layers"] == 6 else f"{r['layers']} layers"
+        if r.get("ff_chunk") == 0 and r.get("head_chunk") == 0:
+            model += ", unchunked"
         cells = [str(r["seq_len"]), model, precision, f"{r['tokens_per_s']:.0f}"]
         for b in (ref, dense):
             cells += [f"{b:.0f}", f"{r['tokens_per_s'] / b:.2f}x"] if b else ["-", "-"]
