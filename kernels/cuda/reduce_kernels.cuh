@@ -28,7 +28,8 @@ __device__ __forceinline__ double warp_total_double(double partial) {
 // ColumnSumPartials for a strip of 32 columns per block of 32 x 32 threads: thread (x, y) adds
 // partials y, y + 32, ... of column x of the strip (each warp reads 32 neighbouring columns of
 // one row of partials), then the 32 sums of each column meet in the tree, in shared memory.
-__global__ void column_sum_partials_strips(ColumnSumPartials op) {
+__global__ void __launch_bounds__(kStripColumns* kRowLanes)
+    column_sum_partials_strips(ColumnSumPartials op) {
   __shared__ float lanes[kRowLanes][kStripColumns + 1];  // (+1: no bank conflicts)
   const int x = threadIdx.x, y = threadIdx.y;
   const int64_t c = static_cast<int64_t>(blockIdx.x) * kStripColumns + x;
