@@ -9,6 +9,7 @@
 
 #include <numeric>
 
+#include "kernels/cpu/chunk_attention_tiles.h"
 #include "kernels/lsh_buckets.h"
 #include "tests/test_util.h"
 #include "tests/unfused_attention.h"
@@ -460,6 +461,56 @@ TEST(FusedAttention, EqualsTheUnfusedPathWithinFp32Rounding) {
                    c.name() + " variant " + std::to_string(static_cast<int>(variant)));
       EXPECT_EQ(fused_forward(p, *ex), fused_backward(p, dout, *ex)[0])
           << c.name() << ": the backward's recomputed output differs from the forward's";
+    }
+  }
+}
+
+// Relative RMS difference.
+double relative_rms(const std::vector<float>& got, const std::vector<float>& want) {
+  double diff = 0, ref = 1e-30;
+  for (size_t i = 0; i < want.size(); ++i) {
+    diff += (double{got[i]} - want[i]) * (double{got[i]} - want[i]);
+    ref += double{want[i]} * want[i];
+  }
+  return std::sqrt(diff / ref);
+}
+
+// At runtime.precision = bf16 on a CPU with AMX the tiles multiply bf16 operands
+// (kernels/cpu/amx_tiles.h): outputs and gradients within bf16 rounding of fp32's (bf16 keeps 8
+// significant bits: about 0.3% per rounding), and not equal to them, so the bf16 products ran.
+// Shapes cover tiles that are not whole 16-slot tiles (chunks of 8 and 40, a chunk of 65 split
+// 64 + 1), head widths that are not a multiple of 16, dropout and several rounds.
+TEST(FusedAttention, Bf16TilesOnAmxStayWithinBf16RoundingOfFp32) {
+  if (!cpu::bf16_tile_products_available()) GTEST_SKIP() << "this CPU has no AMX-BF16";
+  const std::unique_ptr<Executor> bf16 = make_cpu_executor(0, GemmPrecision::kBf16);
+  std::vector<Case> cases;
+  for (int64_t d : {8, 33, 64})
+    for (int64_t chunk : {8, 40, 64, 65}) {
+      Case c;
+      c.T = 3 * chunk;
+      c.d = d;
+      c.chunk = chunk;
+      c.rounds = 2;
+      c.buckets = 3;
+      c.heads = 2;
+      c.keep = chunk == 40 ? 0.8f : 1.0f;
+      cases.push_back(c);
+    }
+  Case local;
+  local.lsh = false;
+  local.T = 96;
+  local.d = 24;
+  local.chunk = 32;
+  cases.push_back(local);
+  for (const Case& c : cases) {
+    const Problem p(c);
+    const auto dout = test::random_vector(c.rows() * c.ld(), 98);
+    const auto got = fused_backward(p, dout, *bf16), want = fused_backward(p, dout);
+    const char* names[] = {"output", "dq", "dv", "dk"};
+    for (size_t i = 0; i < got.size(); ++i) {
+      const double e = relative_rms(got[i], want[i]);
+      EXPECT_LT(e, 1e-2) << c.name() << ": " << names[i];
+      EXPECT_GT(e, 1e-5) << c.name() << ": " << names[i] << " equals fp32's";
     }
   }
 }

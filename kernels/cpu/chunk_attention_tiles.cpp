@@ -7,6 +7,8 @@
 #include <climits>
 #include <vector>
 
+#include "base/error.h"
+#include "kernels/cpu/amx_tiles.h"
 #include "kernels/cpu/tile_gemm.h"
 
 namespace rf::cpu {
@@ -116,11 +118,32 @@ class KeyTileCache {
     int64_t count = 0, dp = 0;
     std::vector<float> k, v;  // [kTile, dp]
     int32_t kpos[kTile];
+    // With bf16 products (amx_tiles.h): K and V as A operands [count_pad, d_pad] and their
+    // transposes [dp, count_pad32], made when first asked for.
+    bool has_bf16 = false;
+    std::vector<uint16_t> k16, v16, kt16, vt16;
+    void make_bf16(int64_t d) {
+      if (has_bf16) return;
+      const int64_t rows = padded(count), depth = amx::padded_depth(d);
+      const int64_t keys = amx::padded_depth(count);
+      k16.resize(rows * depth);
+      v16.resize(rows * depth);
+      kt16.resize(dp * keys);
+      vt16.resize(dp * keys);
+      amx::pack_rows(k.data(), dp, count, rows, d, k16.data());
+      amx::pack_rows(v.data(), dp, count, rows, d, v16.data());
+      amx::pack_rows_transposed(k.data(), dp, d, dp, count, kt16.data());
+      amx::pack_rows_transposed(v.data(), dp, d, dp, count, vt16.data());
+      has_bf16 = true;
+    }
   };
-  const Entry& get(const ChunkAttentionParams& p, int64_t s, const SlotTile& tile) {
+  const Entry& get(const ChunkAttentionParams& p, int64_t s, const SlotTile& tile,
+                   bool bf16 = false) {
     for (Entry& e : entries_)
-      if (e.segment == s && e.first == tile.first && e.count == tile.count && e.dp == padded(p.d))
+      if (e.segment == s && e.first == tile.first && e.count == tile.count && e.dp == padded(p.d)) {
+        if (bf16) e.make_bf16(p.d);
         return e;
+      }
     Entry& e = entries_[next_];
     next_ = (next_ + 1) % kEntries;
     const int64_t dp = padded(p.d);
@@ -131,6 +154,8 @@ class KeyTileCache {
     e.first = tile.first;
     e.count = tile.count;
     e.dp = dp;
+    e.has_bf16 = false;
+    if (bf16) e.make_bf16(p.d);
     return e;
   }
   // Forget everything (the inputs change between passes).
@@ -151,8 +176,10 @@ struct Scratch {
   float* take(int64_t n) {
     float* p = buffer.data() + used;
     used += n;
+    RF_CHECK(used <= static_cast<int64_t>(buffer.size()), "attention tile scratch overflow");
     return p;
   }
+  uint16_t* take_bf16(int64_t n) { return reinterpret_cast<uint16_t*>(take((n + 1) / 2)); }
   void reset(int64_t n) {
     if (static_cast<int64_t>(buffer.size()) < n) buffer.assign(static_cast<size_t>(n), 0.0f);
     used = 0;
@@ -198,6 +225,57 @@ struct QueryStats {
 // Scores are kept transposed, st [keys, queries]: the softmax statistics are vectors across the
 // queries of a tile (no horizontal reductions), and the queries are transposed once per tile.
 
+// The scores st [nk, nqp] of a key tile against a query tile become the (dropped) unnormalised
+// probabilities exp(score - m), with the running maximum m and sum l of each query updated and
+// correction[i] = exp(old m - new m), the factor its earlier output must be scaled by.
+// (Inlined, and its arrays declared unaliased, so its loops vectorise as they did in place.)
+inline __attribute__((always_inline)) void softmax_tile(
+    const ChunkAttentionParams& p, const DropoutMask& drop, const SlotTile& q_tile,
+    const SlotTile& k_tile, const KeyTileCache::Entry& kv, const int32_t* __restrict qpos,
+    int64_t nqp, float* __restrict st, float* __restrict m, float* __restrict l,
+    float* __restrict correction) {
+  const int64_t nk = k_tile.count, nq = q_tile.count;
+  float tile_max[kTile];
+  std::fill(tile_max, tile_max + nqp, kNoMaxYet);
+  for (int64_t kk = 0; kk < nk; ++kk) {
+    float* row = st + kk * nqp;
+    for (int64_t i = 0; i < nqp; ++i) {
+      row[i] -= mask_penalty(qpos[i], kv.kpos[kk], p.self_mask);
+      tile_max[i] = fmax_hd(tile_max[i], row[i]);
+    }
+  }
+  for (int64_t i = 0; i < nqp; ++i) {
+    const float m_new = fmax_hd(m[i], tile_max[i]);
+    correction[i] = exp_approx(m[i] - m_new);
+    m[i] = m_new;
+    l[i] *= correction[i];
+  }
+  for (int64_t kk = 0; kk < nk; ++kk) {
+    float* row = st + kk * nqp;
+    for (int64_t i = 0; i < nqp; ++i) {
+      row[i] = exp_approx(row[i] - m[i]);
+      l[i] += row[i];
+    }
+    if (drop.active())
+      for (int64_t i = 0; i < nq; ++i)
+        row[i] *= drop.scale(q_tile.first + i, k_tile.window_offset + kk);
+  }
+}
+
+// Writes a query tile's outputs (acc [nq, dp], unnormalised) and statistics.
+void store_outputs(const ChunkAttentionParams& p, int64_t s, const SlotTile& q_tile,
+                   const float* acc, const float* m, const float* l) {
+  const int64_t dp = padded(p.d);
+  for (int64_t i = 0; i < q_tile.count; ++i) {
+    const int64_t slot = s * p.layout.n_slots + q_tile.first + i;
+    const float inv = 1.0f / l[i];
+    float* o = p.o + slot * p.d;
+    for (int64_t x = 0; x < p.d; ++x) o[x] = acc[i * dp + x] * inv;
+    p.row_max[slot] = m[i];
+    p.row_log_sum[slot] = logf(l[i]);
+  }
+}
+
 void forward_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& q_tile,
                   ThreadState& state) {
   const ChunkLayout& L = p.layout;
@@ -207,7 +285,7 @@ void forward_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& q_ti
   float* qt = scratch.take(dp * kTile);
   float* st = scratch.take(kTile * kTile);
   float* acc = scratch.take(kTile * dp);
-  float m[kTile], l[kTile], tile_max[kTile], correction[kTile];
+  float m[kTile], l[kTile], correction[kTile];
   int32_t qpos[kTile];
   gather.query_columns(q_tile, qt, nqp);
   gather.positions(q_tile, qpos, nqp);
@@ -220,42 +298,50 @@ void forward_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& q_ti
     const KeyTileCache::Entry& kv = state.keys.get(p, s, k_tile);
     const int64_t nk = k_tile.count;
     tile_gemm(nk, nqp, dp, kv.k.data(), dp, qt, nqp, st, nqp, false);
-    std::fill(tile_max, tile_max + nqp, kNoMaxYet);
-    for (int64_t kk = 0; kk < nk; ++kk) {
-      float* row = st + kk * nqp;
-      for (int64_t i = 0; i < nqp; ++i) {
-        row[i] -= mask_penalty(qpos[i], kv.kpos[kk], p.self_mask);
-        tile_max[i] = fmax_hd(tile_max[i], row[i]);
-      }
-    }
-    for (int64_t i = 0; i < nqp; ++i) {
-      const float m_new = fmax_hd(m[i], tile_max[i]);
-      correction[i] = exp_approx(m[i] - m_new);
-      m[i] = m_new;
-      l[i] *= correction[i];
-    }
-    for (int64_t kk = 0; kk < nk; ++kk) {
-      float* row = st + kk * nqp;
-      for (int64_t i = 0; i < nqp; ++i) {
-        row[i] = exp_approx(row[i] - m[i]);
-        l[i] += row[i];
-      }
-      if (drop.active())
-        for (int64_t i = 0; i < nq; ++i)
-          row[i] *= drop.scale(q_tile.first + i, k_tile.window_offset + kk);
-    }
+    softmax_tile(p, drop, q_tile, k_tile, kv, qpos, nqp, st, m, l, correction);
     for (int64_t i = 0; i < nq; ++i)
       for (int64_t x = 0; x < dp; ++x) acc[i * dp + x] *= correction[i];
     tile_gemm_at(nq, dp, nk, st, nqp, kv.v.data(), dp, acc, dp, true);
   });
-  for (int64_t i = 0; i < nq; ++i) {
-    const int64_t slot = s * L.n_slots + q_tile.first + i;
-    const float inv = 1.0f / l[i];
-    float* o = p.o + slot * p.d;
-    for (int64_t x = 0; x < p.d; ++x) o[x] = acc[i * dp + x] * inv;
-    p.row_max[slot] = m[i];
-    p.row_log_sum[slot] = logf(l[i]);
-  }
+  store_outputs(p, s, q_tile, acc, m, l);
+}
+
+// forward_item with bf16 products on AMX: the output accumulates transposed, acct [dp, nqp] +=
+// V^T P^T, so that both products take their B operand from rows the tile already has (Q^T and
+// P^T) and the per-query rescaling runs along rows.
+void forward_item_bf16(const ChunkAttentionParams& p, int64_t s, const SlotTile& q_tile,
+                       ThreadState& state) {
+  const ChunkLayout& L = p.layout;
+  const TileGather gather(p, s);
+  const int64_t dp = gather.dp(), nq = q_tile.count, nqp = padded(nq);
+  Scratch& scratch = state.scratch;
+  float* qt = scratch.take(dp * kTile);
+  float* st = scratch.take(kTile * kTile);
+  float* acct = scratch.take(dp * kTile);
+  uint16_t* q_pairs = scratch.take_bf16(amx::padded_depth(p.d) * kTile);
+  uint16_t* p_pairs = scratch.take_bf16(amx::padded_depth(kTile) * kTile);
+  float m[kTile], l[kTile], correction[kTile];
+  int32_t qpos[kTile];
+  gather.query_columns(q_tile, qt, nqp);
+  gather.positions(q_tile, qpos, nqp);
+  amx::pack_pairs(qt, nqp, p.d, nqp, q_pairs);
+  std::fill(acct, acct + dp * nqp, 0.0f);
+  std::fill(m, m + nqp, kNoMaxYet);
+  std::fill(l, l + nqp, 0.0f);
+  const DropoutMask drop = p.segment_dropout(s);
+  for_each_window_tile(L, q_tile.first / L.chunk, [&](const SlotTile& k_tile) {
+    if (all_later(p, k_tile, q_tile)) return;
+    const KeyTileCache::Entry& kv = state.keys.get(p, s, k_tile, true);
+    const int64_t nk = k_tile.count;
+    amx::multiply(padded(nk), nqp, amx::padded_depth(p.d), kv.k16.data(), q_pairs, st, nqp, false);
+    softmax_tile(p, drop, q_tile, k_tile, kv, qpos, nqp, st, m, l, correction);
+    for (int64_t x = 0; x < dp; ++x)
+      for (int64_t i = 0; i < nqp; ++i) acct[x * nqp + i] *= correction[i];
+    amx::pack_pairs(st, nqp, nk, nqp, p_pairs);
+    amx::multiply(dp, nqp, amx::padded_depth(nk), kv.vt16.data(), p_pairs, acct, nqp, true);
+  });
+  amx::transpose_words(acct, nqp, dp, nqp, qt, dp);  // (qt is free again)
+  store_outputs(p, s, q_tile, qt, m, l);
 }
 
 // The operands of one query tile in the backward.
@@ -328,6 +414,23 @@ void store_query_grads(const ChunkAttentionParams& p, int64_t s, const SlotTile&
   }
 }
 
+// Adds a window's key and value gradients (dk, dv [W, dp], window order) to its slots, the
+// look-back chunk's first.
+void add_window_grads(const ChunkAttentionParams& p, int64_t s, int64_t c, const float* dk,
+                      const float* dv) {
+  const ChunkLayout& L = p.layout;
+  const int64_t dp = padded(p.d);
+  for (int64_t w = 0; w < L.window(); ++w) {
+    const int64_t slot = s * L.n_slots + L.window_slot(c, w);
+    float* k_out = p.dk + slot * p.d;
+    float* v_out = p.dv + slot * p.d;
+    for (int64_t x = 0; x < p.d; ++x) {
+      k_out[x] += dk[w * dp + x];
+      v_out[x] += dv[w * dp + x];
+    }
+  }
+}
+
 // Gradients of the slots of chunk c's window, from the queries of chunk c: dQ of chunk c
 // (complete, written) and the contributions to dK and dV of the window's keys (added to p.dk,
 // p.dv). Look-back only: each window holds two chunks.
@@ -361,16 +464,74 @@ void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadS
     });
     store_query_grads(p, s, q_tile, dq, dp);
   });
-  // Add the window's key gradients to its slots, the look-back chunk's first.
-  for (int64_t w = 0; w < W; ++w) {
-    const int64_t slot = s * L.n_slots + L.window_slot(c, w);
-    float* k_out = p.dk + slot * p.d;
-    float* v_out = p.dv + slot * p.d;
-    for (int64_t x = 0; x < p.d; ++x) {
-      k_out[x] += dk[w * dp + x];
-      v_out[x] += dv[w * dp + x];
-    }
-  }
+  add_window_grads(p, s, c, dk, dv);
+}
+
+// Adds rows [0, rows) of c [*, dp] to out [*, dp].
+void add_rows(const float* c, int64_t rows, int64_t dp, float* out) {
+  for (int64_t e = 0; e < rows * dp; ++e) out[e] += c[e];
+}
+
+// gradients_item with bf16 products on AMX. The query gradients accumulate transposed, dqt [dp,
+// nqp] += K^T dS^T; the key and value gradients as dS^T Q and P^T dO, straight into the window's
+// rows when a key tile is a whole number of 16-row tiles, else through c_tile.
+void gradients_item_bf16(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadState& state) {
+  const ChunkLayout& L = p.layout;
+  const int64_t dp = padded(p.d), W = L.window(), depth = amx::padded_depth(p.d);
+  const int64_t query_depth = amx::padded_depth(kTile);
+  Scratch& scratch = state.scratch;
+  QueryTile qt(scratch, dp, true);
+  float* st = scratch.take(kTile * kTile);
+  float* dpt = scratch.take(kTile * kTile);
+  float* dqt = scratch.take(dp * kTile);
+  float* c_tile = scratch.take(kTile * dp);
+  float* dk = scratch.take(W * dp);  // window order
+  float* dv = scratch.take(W * dp);
+  uint16_t* q_pairs = scratch.take_bf16(depth * kTile);            // B = Q^T [d, nqp]
+  uint16_t* dout_pairs = scratch.take_bf16(depth * kTile);         // B = dO^T [d, nqp]
+  uint16_t* q_row_pairs = scratch.take_bf16(query_depth * dp);     // B = Q [nq, dp]
+  uint16_t* dout_row_pairs = scratch.take_bf16(query_depth * dp);  // B = dO [nq, dp]
+  uint16_t* ds_pairs = scratch.take_bf16(query_depth * kTile);     // B = dS^T [nk, nqp]
+  uint16_t* ds_rows = scratch.take_bf16(kTile * query_depth);      // A = dS^T [nk, nq]
+  uint16_t* p_rows = scratch.take_bf16(kTile * query_depth);       // A = P^T [nk, nq]
+  std::fill(dk, dk + W * dp, 0.0f);
+  std::fill(dv, dv + W * dp, 0.0f);
+  const DropoutMask drop = p.segment_dropout(s);
+  for_each_chunk_tile(L, c, [&](const SlotTile& q_tile) {
+    qt.gather(p, s, q_tile, true);
+    const int64_t nq = q_tile.count, nqp = qt.nqp, nq_depth = amx::padded_depth(nq);
+    amx::pack_pairs(qt.qt, nqp, p.d, nqp, q_pairs);
+    amx::pack_pairs(qt.doutt, nqp, p.d, nqp, dout_pairs);
+    amx::pack_pairs(qt.q, dp, nq, dp, q_row_pairs);
+    amx::pack_pairs(qt.dout, dp, nq, dp, dout_row_pairs);
+    std::fill(dqt, dqt + dp * nqp, 0.0f);
+    for_each_window_tile(L, c, [&](const SlotTile& k_tile) {
+      if (all_later(p, k_tile, q_tile)) return;
+      const KeyTileCache::Entry& kv = state.keys.get(p, s, k_tile, true);
+      const int64_t nk = k_tile.count, nkp = padded(nk), nk_depth = amx::padded_depth(nk);
+      amx::multiply(nkp, nqp, depth, kv.k16.data(), q_pairs, st, nqp, false);
+      amx::multiply(nkp, nqp, depth, kv.v16.data(), dout_pairs, dpt, nqp, false);
+      score_gradients(p, drop, qt, kv, k_tile.window_offset, st, dpt);
+      amx::pack_pairs(st, nqp, nk, nqp, ds_pairs);
+      amx::multiply(dp, nqp, nk_depth, kv.kt16.data(), ds_pairs, dqt, nqp, true);
+      amx::pack_rows(st, nqp, nk, nkp, nq, ds_rows);
+      amx::pack_rows(dpt, nqp, nk, nkp, nq, p_rows);
+      float* dk_tile = dk + k_tile.window_offset * dp;
+      float* dv_tile = dv + k_tile.window_offset * dp;
+      if (nkp == nk) {
+        amx::multiply(nkp, dp, nq_depth, ds_rows, q_row_pairs, dk_tile, dp, true);
+        amx::multiply(nkp, dp, nq_depth, p_rows, dout_row_pairs, dv_tile, dp, true);
+      } else {
+        amx::multiply(nkp, dp, nq_depth, ds_rows, q_row_pairs, c_tile, dp, false);
+        add_rows(c_tile, nk, dp, dk_tile);
+        amx::multiply(nkp, dp, nq_depth, p_rows, dout_row_pairs, c_tile, dp, false);
+        add_rows(c_tile, nk, dp, dv_tile);
+      }
+    });
+    amx::transpose_words(dqt, nqp, dp, nqp, c_tile, dp);
+    store_query_grads(p, s, q_tile, c_tile, dp);
+  });
+  add_window_grads(p, s, c, dk, dv);
 }
 
 // Without look-back (dense attention, one chunk) a key's gradient comes from every query tile of
@@ -443,7 +604,8 @@ struct TileItems {
 
 int64_t scratch_floats(const ChunkAttentionParams& p) {
   const int64_t dp = padded(p.d);
-  return 6 * kTile * dp + 2 * p.layout.window() * dp + 2 * kTile * kTile;
+  const int64_t bf16_operands = 2 * kTile * (amx::padded_depth(p.d) + dp) + 2 * kTile * kTile + 16;
+  return 6 * kTile * dp + 2 * p.layout.window() * dp + 2 * kTile * kTile + bf16_operands;
 }
 
 // Items of a tile pass, in blocks of consecutive items per thread (neighbouring chunks share key
@@ -466,7 +628,7 @@ void for_each_tile(const ChunkAttentionParams& p, const Item& item) {
 // The gradient pass with look-back, in phases of chunks whose windows do not overlap: even
 // chunks, then odd ones (then the last chunk when their count is odd). Every key slot's two
 // contributions are added in this fixed order, whatever the thread count.
-void gradients_by_phase(const ChunkAttentionParams& p) {
+void gradients_by_phase(const ChunkAttentionParams& p, bool bf16) {
   const ChunkLayout& L = p.layout;
   const int64_t nc = L.n_chunks(), per_segment = L.n_slots * p.d;
 #pragma omp parallel for schedule(static)
@@ -487,20 +649,35 @@ void gradients_by_phase(const ChunkAttentionParams& p) {
     for (int64_t i = 0; i < total; ++i) {
       ThreadState& state = thread_state(pass);
       state.scratch.reset(scratch_floats(p));
-      gradients_item(p, i / chunks_per_segment, chunks[i % chunks_per_segment], state);
+      if (bf16)
+        gradients_item_bf16(p, i / chunks_per_segment, chunks[i % chunks_per_segment], state);
+      else
+        gradients_item(p, i / chunks_per_segment, chunks[i % chunks_per_segment], state);
     }
   }
 }
 
 }  // namespace
 
-void chunk_attention_tiled(ChunkAttentionPass pass, const ChunkAttentionParams& p) {
+bool bf16_tile_products_available() {
+  // The AMX layouts need tiles padded to 16 slots and dimensions, which AVX-512 builds use.
+  return kTileVector == 16 && amx::available();
+}
+
+void chunk_attention_tiled(ChunkAttentionPass pass, const ChunkAttentionParams& p,
+                           TileProducts products) {
+  const bool bf16 = products == TileProducts::kBf16;
+  RF_CHECK(!bf16 || bf16_tile_products_available(), "bf16 tile products need AMX");
   if (pass == ChunkAttentionPass::kForward) {
-    for_each_tile(
-        p, [&](int64_t s, const SlotTile& t, ThreadState& st) { forward_item(p, s, t, st); });
+    for_each_tile(p, [&](int64_t s, const SlotTile& t, ThreadState& st) {
+      if (bf16)
+        forward_item_bf16(p, s, t, st);
+      else
+        forward_item(p, s, t, st);
+    });
   } else if (p.layout.lookback == 1) {
-    gradients_by_phase(p);
-  } else {
+    gradients_by_phase(p, bf16);
+  } else {  // (dense attention: fp32 products)
     for_each_tile(
         p, [&](int64_t s, const SlotTile& t, ThreadState& st) { query_grads_item(p, s, t, st); });
     for_each_tile(

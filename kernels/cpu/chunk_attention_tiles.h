@@ -11,7 +11,17 @@
 
 namespace rf::cpu {
 
+// The tiles' matrix products: fp32 (register-blocked AVX-512 or AVX2), or bf16 operands with
+// fp32 accumulation on AMX (kernels/cpu/amx_tiles.h) for runtime.precision = bf16. bf16 covers
+// the forward and the look-back gradient pass (LSH and local attention); dense attention's
+// gradients stay fp32.
+enum class TileProducts { kFp32, kBf16 };
+
+// Whether TileProducts::kBf16 can run here (AMX-BF16, granted by the kernel, AVX-512 build).
+bool bf16_tile_products_available();
+
 // Runs one pass over all segments of p with OpenMP threads.
-void chunk_attention_tiled(ChunkAttentionPass pass, const ChunkAttentionParams& p);
+void chunk_attention_tiled(ChunkAttentionPass pass, const ChunkAttentionParams& p,
+                           TileProducts products = TileProducts::kFp32);
 
 }  // namespace rf::cpu

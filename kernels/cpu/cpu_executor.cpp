@@ -44,7 +44,11 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
       fail(
           "runtime.precision = tf32 needs runtime.device = cuda (TF32 is a GPU tensor-core "
           "format); the CPU executor offers fp32 and bf16");
-    if (precision == GemmPrecision::kBf16) bf16_ = std::make_unique<Bf16Gemm>();
+    if (precision == GemmPrecision::kBf16) {
+      bf16_ = std::make_unique<Bf16Gemm>();
+      tile_products_ =
+          cpu::bf16_tile_products_available() ? cpu::TileProducts::kBf16 : cpu::TileProducts::kFp32;
+    }
   }
 
   Device device() const override { return Device::kCpu; }
@@ -56,6 +60,7 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
     const char* coretype = std::getenv("OPENBLAS_CORETYPE");
     s << " (OPENBLAS_CORETYPE=" << (coretype ? coretype : "unset") << ")";
     if (bf16_) s << "; single products in " << bf16_->describe();
+    if (tile_products_ == cpu::TileProducts::kBf16) s << "; attention tiles bf16 on AMX";
     return s.str();
   }
 
@@ -117,7 +122,7 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
   void chunk_attention(ChunkAttentionPass pass, const ChunkAttentionParams& p) override {
     if (kernel_variant() == KernelVariant::kTuned) {
       count_launch();
-      cpu::chunk_attention_tiled(pass, p);
+      cpu::chunk_attention_tiled(pass, p, tile_products_);
     } else {
       Executor::chunk_attention(pass, p);
     }
@@ -134,6 +139,8 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
  private:
   int threads_ = 1;
   std::unique_ptr<Bf16Gemm> bf16_;  // null: every product in OpenBLAS fp32
+  // The attention tiles' products: bf16 at runtime.precision = bf16 where AMX is available.
+  cpu::TileProducts tile_products_ = cpu::TileProducts::kFp32;
 };
 
 }  // namespace

@@ -12,25 +12,6 @@
 namespace rf::selftest {
 namespace {
 
-// x rounded to nearest (ties to even) with `mantissa_bits` bits kept: 7 for bf16, 10 for tf32.
-float round_mantissa(float x, int mantissa_bits) {
-  uint32_t bits;
-  std::memcpy(&bits, &x, sizeof(bits));
-  if ((bits & 0x7f800000u) == 0x7f800000u) return x;  // inf, nan
-  const int drop = 23 - mantissa_bits;
-  const uint32_t half = 1u << (drop - 1), lsb = (bits >> drop) & 1u;
-  bits = (bits + half - 1 + lsb) & ~((1u << drop) - 1);
-  float y;
-  std::memcpy(&y, &bits, sizeof(y));
-  return y;
-}
-
-std::vector<float> rounded(std::vector<float> v, GemmPrecision precision) {
-  const int bits = precision == GemmPrecision::kBf16 ? 7 : 10;
-  for (float& x : v) x = round_mantissa(x, bits);
-  return v;
-}
-
 // The mapping check of one description.
 void check_desc(Checker& checker, const SweepOptions& options, const GemmDesc& d, uint32_t seed) {
   HostTensors in;
@@ -55,8 +36,8 @@ void check_desc(Checker& checker, const SweepOptions& options, const GemmDesc& d
   const std::vector<float> exact =
       reference_gemm(d, in.floats.at("a"), in.floats.at("b"), in.floats.at("c"));
   const std::vector<float> naive =
-      reference_gemm(d, rounded(in.floats.at("a"), options.precision),
-                     rounded(in.floats.at("b"), options.precision), in.floats.at("c"));
+      reference_gemm(d, rounded_to(in.floats.at("a"), options.precision),
+                     rounded_to(in.floats.at("b"), options.precision), in.floats.at("c"));
   Comparison c;
   c.op = std::string("gemm (GemmDesc) at ") + precision_name(options.precision);
   c.shape = shape;

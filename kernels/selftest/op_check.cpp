@@ -1,6 +1,7 @@
 #include "kernels/selftest/op_check.h"
 
 #include <cmath>
+#include <cstring>
 #include <sstream>
 
 #include "base/philox.h"
@@ -60,18 +61,20 @@ double mismatch_fraction(const std::vector<int32_t>& candidate,
   return static_cast<double>(differ) / static_cast<double>(reference.size());
 }
 
+HostTensors Checker::run(Executor& ex, const HostTensors& inputs, const Launch& launch) {
+  DeviceTensors tensors(ex, inputs);
+  Workspace ws(ex);
+  launch(ex, ws, tensors);
+  ex.synchronize();
+  return tensors.download();
+}
+
 Comparison Checker::compare(const std::string& op, const std::string& shape,
                             const HostTensors& inputs, const std::vector<std::string>& outputs,
-                            const Launch& launch, double tolerance, double int_tolerance) {
-  auto run = [&](Executor& ex) {
-    DeviceTensors tensors(ex, inputs);
-    Workspace ws(ex);
-    launch(ex, ws, tensors);
-    ex.synchronize();
-    return tensors.download();
-  };
-  const HostTensors got = run(candidate_);
-  const HostTensors want = run(reference_);
+                            const Launch& launch, double tolerance, double int_tolerance,
+                            const std::map<std::string, double>& tolerances) {
+  const HostTensors got = run(candidate_, inputs, launch);
+  const HostTensors want = run(reference_, inputs, launch);
   Comparison worst;
   worst.op = op;
   worst.shape = shape;
@@ -81,7 +84,8 @@ Comparison Checker::compare(const std::string& op, const std::string& shape,
     c.output = name;
     if (want.floats.count(name)) {
       c.error = nmse(got.floats.at(name), want.floats.at(name));
-      c.tolerance = tolerance;
+      const auto own = tolerances.find(name);
+      c.tolerance = own != tolerances.end() ? own->second : tolerance;
     } else {
       RF_CHECK(want.ints.count(name), "op ", op, " has no output '", name, "'");
       c.error = mismatch_fraction(got.ints.at(name), want.ints.at(name));
@@ -92,6 +96,30 @@ Comparison Checker::compare(const std::string& op, const std::string& shape,
   }
   results_.push_back(worst);
   return worst;
+}
+
+namespace {
+
+// x rounded to nearest (ties to even) with `mantissa_bits` bits kept: 7 for bf16, 10 for tf32.
+float round_mantissa(float x, int mantissa_bits) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof(bits));
+  if ((bits & 0x7f800000u) == 0x7f800000u) return x;  // inf, nan
+  const int drop = 23 - mantissa_bits;
+  const uint32_t half = 1u << (drop - 1), lsb = (bits >> drop) & 1u;
+  bits = (bits + half - 1 + lsb) & ~((1u << drop) - 1);
+  float y;
+  std::memcpy(&y, &bits, sizeof(y));
+  return y;
+}
+
+}  // namespace
+
+std::vector<float> rounded_to(std::vector<float> v, GemmPrecision precision) {
+  if (precision == GemmPrecision::kFp32) return v;
+  const int bits = precision == GemmPrecision::kBf16 ? 7 : 10;
+  for (float& x : v) x = round_mantissa(x, bits);
+  return v;
 }
 
 std::vector<float> random_floats(int64_t n, uint32_t seed, float scale) {

@@ -71,9 +71,13 @@ class Checker {
   // Runs `launch` on both executors from `inputs` and compares the listed outputs (float outputs
   // by NMSE against `tolerance`, integer ones exactly unless `int_tolerance` allows a fraction).
   // Records and returns the worst comparison.
+  // `tolerances` overrides `tolerance` for the float outputs it names.
   Comparison compare(const std::string& op, const std::string& shape, const HostTensors& inputs,
                      const std::vector<std::string>& outputs, const Launch& launch,
-                     double tolerance = kFp32Tolerance, double int_tolerance = 0.0);
+                     double tolerance = kFp32Tolerance, double int_tolerance = 0.0,
+                     const std::map<std::string, double>& tolerances = {});
+  // The outputs of `launch` on `ex` from `inputs`.
+  static HostTensors run(Executor& ex, const HostTensors& inputs, const Launch& launch);
   // Records a comparison made by hand (the GEMMs at reduced precision, the micro-step).
   void record(const Comparison& c) { results_.push_back(c); }
   const std::vector<Comparison>& results() const { return results_; }
@@ -86,6 +90,9 @@ class Checker {
 
 // Deterministic random inputs (normal, scaled), the same on every machine.
 std::vector<float> random_floats(int64_t n, uint32_t seed, float scale = 1.0f);
+// v with every element rounded to the precision's mantissa (nearest, ties to even): bf16 keeps 7
+// bits, tf32 10; fp32 returns v.
+std::vector<float> rounded_to(std::vector<float> v, GemmPrecision precision);
 std::vector<int32_t> random_ints(int64_t n, uint32_t seed, int32_t below);
 
 // "[rows x cols]" and the like, for shape descriptions.

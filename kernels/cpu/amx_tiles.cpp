@@ -1,0 +1,220 @@
+#include "kernels/cpu/amx_tiles.h"
+
+#include <cpuid.h>
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+// Only the functions marked kAmxTarget use AVX-512 and AMX instructions, and they run only after
+// available() said yes: the rest of the build may target CPUs without them.
+#define RF_AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16,amx-tile,amx-bf16")))
+
+namespace rf::cpu::amx {
+namespace {
+
+constexpr int kArchRequestPermission = 0x1023;  // ARCH_REQ_XCOMP_PERM
+constexpr int kTileDataFeature = 18;            // XFEATURE_XTILEDATA
+
+bool cpu_reports_amx_bf16() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  const bool avx512bw = (b >> 30) & 1u, amx_bf16 = (d >> 22) & 1u, amx_tile = (d >> 24) & 1u;
+  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+  const bool avx512_bf16 = (a >> 5) & 1u;
+  return avx512bw && avx512_bf16 && amx_bf16 && amx_tile;
+}
+
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t bytes_per_row[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// Tiles 0-3 hold a 2 x 2 block of C (16 x 16 floats each), 4-5 two A tiles (16 rows of 32 bf16),
+// 6-7 two B tiles (16 pairs of rows, 16 columns). Loaded at every product: oneDNN's AMX kernels
+// run on the same threads and load their own configurations or release the tiles.
+RF_AMX_TARGET void configure_this_thread() {
+  static const TileConfig config = [] {
+    TileConfig c;
+    for (int t = 0; t < 8; ++t) {
+      c.rows[t] = 16;
+      c.bytes_per_row[t] = 64;
+    }
+    return c;
+  }();
+  _tile_loadconfig(&config);
+}
+
+// One block of R x C output tiles (R, C in {1, 2}) at c over the whole depth.
+template <int R, int C>
+RF_AMX_TARGET void block(int64_t k_pad, const uint16_t* a, const uint16_t* b, int64_t n, float* c,
+                         int64_t ldc, bool accumulate) {
+  const int64_t a_stride = k_pad * 2, b_stride = n * 4, c_stride = ldc * 4;  // bytes
+  if (accumulate) {
+    _tile_loadd(0, c, c_stride);
+    if constexpr (C > 1) _tile_loadd(1, c + 16, c_stride);
+    if constexpr (R > 1) _tile_loadd(2, c + 16 * ldc, c_stride);
+    if constexpr (R > 1 && C > 1) _tile_loadd(3, c + 16 * ldc + 16, c_stride);
+  } else {
+    _tile_zero(0);
+    if constexpr (C > 1) _tile_zero(1);
+    if constexpr (R > 1) _tile_zero(2);
+    if constexpr (R > 1 && C > 1) _tile_zero(3);
+  }
+  for (int64_t k0 = 0; k0 < k_pad; k0 += kDepthStep) {
+    const uint16_t* b_rows = b + (k0 / 2) * n * 2;
+    _tile_loadd(4, a + k0, a_stride);
+    _tile_loadd(6, b_rows, b_stride);
+    _tile_dpbf16ps(0, 4, 6);
+    if constexpr (C > 1) {
+      _tile_loadd(7, b_rows + 32, b_stride);
+      _tile_dpbf16ps(1, 4, 7);
+    }
+    if constexpr (R > 1) {
+      _tile_loadd(5, a + 16 * k_pad + k0, a_stride);
+      _tile_dpbf16ps(2, 5, 6);
+      if constexpr (C > 1) _tile_dpbf16ps(3, 5, 7);
+    }
+  }
+  _tile_stored(0, c, c_stride);
+  if constexpr (C > 1) _tile_stored(1, c + 16, c_stride);
+  if constexpr (R > 1) _tile_stored(2, c + 16 * ldc, c_stride);
+  if constexpr (R > 1 && C > 1) _tile_stored(3, c + 16 * ldc + 16, c_stride);
+}
+
+// 32 bf16 (nearest even) of two 16-float vectors: lo's first.
+RF_AMX_TARGET inline __m512i round_pair(__m512 lo, __m512 hi) {
+  return reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));
+}
+
+// The first `count` (<= 16) floats at p, zeros after.
+RF_AMX_TARGET inline __m512 load_partial(const float* p, int64_t count) {
+  if (count >= 16) return _mm512_loadu_ps(p);
+  if (count <= 0) return _mm512_setzero_ps();
+  return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << count) - 1u), p);
+}
+
+// The transpose of 16 rows of 16 32-bit words, in place. (GCC 12's unpack intrinsics start from
+// an "undefined" vector that its -Wmaybe-uninitialized mistakes for a read.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+RF_AMX_TARGET inline void transpose16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 4; ++j) {
+      t[8 * i + j] = _mm512_shuffle_i32x4(r[8 * i + j], r[8 * i + j + 4], 0x88);
+      t[8 * i + j + 4] = _mm512_shuffle_i32x4(r[8 * i + j], r[8 * i + j + 4], 0xdd);
+    }
+  for (int j = 0; j < 8; ++j) {
+    r[j] = _mm512_shuffle_i32x4(t[j], t[j + 8], 0x88);
+    r[j + 8] = _mm512_shuffle_i32x4(t[j], t[j + 8], 0xdd);
+  }
+}
+#pragma GCC diagnostic pop
+
+}  // namespace
+
+RF_AMX_TARGET void transpose_words(const void* in, int64_t ld_in, int64_t rows, int64_t cols,
+                                   void* out, int64_t ld_out) {
+  const auto* src = static_cast<const uint32_t*>(in);
+  auto* dst = static_cast<uint32_t*>(out);
+  for (int64_t r0 = 0; r0 < rows; r0 += 16)
+    for (int64_t c0 = 0; c0 < cols; c0 += 16) {
+      __m512i block[16];
+      for (int i = 0; i < 16; ++i) block[i] = _mm512_loadu_si512(src + (r0 + i) * ld_in + c0);
+      transpose16(block);
+      for (int i = 0; i < 16; ++i) _mm512_storeu_si512(dst + (c0 + i) * ld_out + r0, block[i]);
+    }
+}
+
+bool available() {
+  static const bool ok = cpu_reports_amx_bf16() &&
+                         syscall(SYS_arch_prctl, kArchRequestPermission, kTileDataFeature) == 0;
+  return ok;
+}
+
+RF_AMX_TARGET void pack_rows(const float* a, int64_t lda, int64_t m, int64_t m_pad, int64_t k,
+                             uint16_t* out) {
+  const int64_t k_pad = padded_depth(k);
+  for (int64_t r = 0; r < m_pad; ++r) {
+    uint16_t* row = out + r * k_pad;
+    for (int64_t c = 0; c < k_pad; c += 32) {
+      __m512i v = _mm512_setzero_si512();
+      if (r < m) {
+        const float* in = a + r * lda + c;
+        v = round_pair(load_partial(in, k - c), load_partial(in + 16, k - c - 16));
+      }
+      _mm512_storeu_si512(row + c, v);
+    }
+  }
+}
+
+RF_AMX_TARGET void pack_rows_transposed(const float* at, int64_t ldat, int64_t m, int64_t m_pad,
+                                        int64_t k, uint16_t* out) {
+  // The rows layout of A = at^T, seen as 32-bit words (two bf16 of consecutive k), is the
+  // transpose of the pairs layout of at.
+  const int64_t k_pad = padded_depth(k);
+  static thread_local std::vector<uint16_t> pairs;
+  pairs.resize(static_cast<size_t>(k_pad * m_pad));
+  pack_pairs(at, ldat, k, m_pad, pairs.data());
+  transpose_words(pairs.data(), m_pad, k_pad / 2, m_pad, out, k_pad / 2);
+  std::memset(out + m * k_pad, 0, static_cast<size_t>((m_pad - m) * k_pad) * sizeof(uint16_t));
+}
+
+RF_AMX_TARGET void pack_pairs(const float* b, int64_t ldb, int64_t k, int64_t n, uint16_t* out) {
+  const int64_t k_pad = padded_depth(k);
+  // Interleaves the 16 bf16 of row p with the 16 of row p + 1: (p, j), (p + 1, j) for each j.
+  const __m512i interleave =
+      _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                       21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  for (int64_t p = 0; p < k_pad; p += 2) {
+    uint16_t* pair_row = out + (p / 2) * n * 2;
+    for (int64_t j = 0; j < n; j += 16) {
+      const __m512 first = p < k ? _mm512_loadu_ps(b + p * ldb + j) : _mm512_setzero_ps();
+      const __m512 second =
+          p + 1 < k ? _mm512_loadu_ps(b + (p + 1) * ldb + j) : _mm512_setzero_ps();
+      _mm512_storeu_si512(pair_row + j * 2,
+                          _mm512_permutexvar_epi16(interleave, round_pair(first, second)));
+    }
+  }
+}
+
+RF_AMX_TARGET void multiply(int64_t m, int64_t n, int64_t k_pad, const uint16_t* a_rows,
+                            const uint16_t* b_pairs, float* c, int64_t ldc, bool accumulate) {
+  configure_this_thread();
+  for (int64_t i = 0; i < m; i += 32) {
+    const bool two_rows = i + 16 < m;
+    const uint16_t* a = a_rows + i * k_pad;
+    for (int64_t j = 0; j < n; j += 32) {
+      const bool two_cols = j + 16 < n;
+      const uint16_t* b = b_pairs + j * 2;
+      float* out = c + i * ldc + j;
+      if (two_rows && two_cols)
+        block<2, 2>(k_pad, a, b, n, out, ldc, accumulate);
+      else if (two_rows)
+        block<2, 1>(k_pad, a, b, n, out, ldc, accumulate);
+      else if (two_cols)
+        block<1, 2>(k_pad, a, b, n, out, ldc, accumulate);
+      else
+        block<1, 1>(k_pad, a, b, n, out, ldc, accumulate);
+    }
+  }
+}
+
+}  // namespace rf::cpu::amx
