@@ -276,8 +276,12 @@ void store_outputs(const ChunkAttentionParams& p, int64_t s, const SlotTile& q_t
   }
 }
 
+// The forward of one query tile over its window. With bf16 products (AMX) the output accumulates
+// transposed, acc [dp, nqp] += V^T P^T, so that both products take their B operand from rows the
+// tile already has (Q^T and P^T) and the per-query rescaling runs along rows; with fp32 products
+// acc is [nq, dp] += P V.
 void forward_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& q_tile,
-                  ThreadState& state) {
+                  ThreadState& state, bool bf16) {
   const ChunkLayout& L = p.layout;
   const TileGather gather(p, s);
   const int64_t dp = gather.dp(), nq = q_tile.count, nqp = padded(nq);
@@ -289,59 +293,42 @@ void forward_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& q_ti
   int32_t qpos[kTile];
   gather.query_columns(q_tile, qt, nqp);
   gather.positions(q_tile, qpos, nqp);
-  std::fill(acc, acc + nq * dp, 0.0f);
+  uint16_t *q_pairs = nullptr, *p_pairs = nullptr;
+  if (bf16) {
+    q_pairs = scratch.take_bf16(amx::padded_depth(p.d) * kTile);
+    p_pairs = scratch.take_bf16(amx::padded_depth(kTile) * kTile);
+    amx::pack_pairs(qt, nqp, p.d, nqp, q_pairs);
+  }
+  std::fill(acc, acc + dp * nqp, 0.0f);
   std::fill(m, m + nqp, kNoMaxYet);
   std::fill(l, l + nqp, 0.0f);
   const DropoutMask drop = p.segment_dropout(s);
   for_each_window_tile(L, q_tile.first / L.chunk, [&](const SlotTile& k_tile) {
     if (all_later(p, k_tile, q_tile)) return;
-    const KeyTileCache::Entry& kv = state.keys.get(p, s, k_tile);
+    const KeyTileCache::Entry& kv = state.keys.get(p, s, k_tile, bf16);
     const int64_t nk = k_tile.count;
-    tile_gemm(nk, nqp, dp, kv.k.data(), dp, qt, nqp, st, nqp, false);
+    if (bf16)
+      amx::multiply(padded(nk), nqp, amx::padded_depth(p.d), kv.k16.data(), q_pairs, st, nqp,
+                    false);
+    else
+      tile_gemm(nk, nqp, dp, kv.k.data(), dp, qt, nqp, st, nqp, false);
     softmax_tile(p, drop, q_tile, k_tile, kv, qpos, nqp, st, m, l, correction);
-    for (int64_t i = 0; i < nq; ++i)
-      for (int64_t x = 0; x < dp; ++x) acc[i * dp + x] *= correction[i];
-    tile_gemm_at(nq, dp, nk, st, nqp, kv.v.data(), dp, acc, dp, true);
+    if (bf16) {
+      for (int64_t x = 0; x < dp; ++x)
+        for (int64_t i = 0; i < nqp; ++i) acc[x * nqp + i] *= correction[i];
+      amx::pack_pairs(st, nqp, nk, nqp, p_pairs);
+      amx::multiply(dp, nqp, amx::padded_depth(nk), kv.vt16.data(), p_pairs, acc, nqp, true);
+    } else {
+      for (int64_t i = 0; i < nq; ++i)
+        for (int64_t x = 0; x < dp; ++x) acc[i * dp + x] *= correction[i];
+      tile_gemm_at(nq, dp, nk, st, nqp, kv.v.data(), dp, acc, dp, true);
+    }
   });
+  if (bf16) {
+    amx::transpose_words(acc, nqp, dp, nqp, qt, dp);  // (qt is free again)
+    acc = qt;
+  }
   store_outputs(p, s, q_tile, acc, m, l);
-}
-
-// forward_item with bf16 products on AMX: the output accumulates transposed, acct [dp, nqp] +=
-// V^T P^T, so that both products take their B operand from rows the tile already has (Q^T and
-// P^T) and the per-query rescaling runs along rows.
-void forward_item_bf16(const ChunkAttentionParams& p, int64_t s, const SlotTile& q_tile,
-                       ThreadState& state) {
-  const ChunkLayout& L = p.layout;
-  const TileGather gather(p, s);
-  const int64_t dp = gather.dp(), nq = q_tile.count, nqp = padded(nq);
-  Scratch& scratch = state.scratch;
-  float* qt = scratch.take(dp * kTile);
-  float* st = scratch.take(kTile * kTile);
-  float* acct = scratch.take(dp * kTile);
-  uint16_t* q_pairs = scratch.take_bf16(amx::padded_depth(p.d) * kTile);
-  uint16_t* p_pairs = scratch.take_bf16(amx::padded_depth(kTile) * kTile);
-  float m[kTile], l[kTile], correction[kTile];
-  int32_t qpos[kTile];
-  gather.query_columns(q_tile, qt, nqp);
-  gather.positions(q_tile, qpos, nqp);
-  amx::pack_pairs(qt, nqp, p.d, nqp, q_pairs);
-  std::fill(acct, acct + dp * nqp, 0.0f);
-  std::fill(m, m + nqp, kNoMaxYet);
-  std::fill(l, l + nqp, 0.0f);
-  const DropoutMask drop = p.segment_dropout(s);
-  for_each_window_tile(L, q_tile.first / L.chunk, [&](const SlotTile& k_tile) {
-    if (all_later(p, k_tile, q_tile)) return;
-    const KeyTileCache::Entry& kv = state.keys.get(p, s, k_tile, true);
-    const int64_t nk = k_tile.count;
-    amx::multiply(padded(nk), nqp, amx::padded_depth(p.d), kv.k16.data(), q_pairs, st, nqp, false);
-    softmax_tile(p, drop, q_tile, k_tile, kv, qpos, nqp, st, m, l, correction);
-    for (int64_t x = 0; x < dp; ++x)
-      for (int64_t i = 0; i < nqp; ++i) acct[x * nqp + i] *= correction[i];
-    amx::pack_pairs(st, nqp, nk, nqp, p_pairs);
-    amx::multiply(dp, nqp, amx::padded_depth(nk), kv.vt16.data(), p_pairs, acct, nqp, true);
-  });
-  amx::transpose_words(acct, nqp, dp, nqp, qt, dp);  // (qt is free again)
-  store_outputs(p, s, q_tile, qt, m, l);
 }
 
 // The operands of one query tile in the backward.
@@ -669,12 +656,8 @@ void chunk_attention_tiled(ChunkAttentionPass pass, const ChunkAttentionParams& 
   const bool bf16 = products == TileProducts::kBf16;
   RF_CHECK(!bf16 || bf16_tile_products_available(), "bf16 tile products need AMX");
   if (pass == ChunkAttentionPass::kForward) {
-    for_each_tile(p, [&](int64_t s, const SlotTile& t, ThreadState& st) {
-      if (bf16)
-        forward_item_bf16(p, s, t, st);
-      else
-        forward_item(p, s, t, st);
-    });
+    for_each_tile(
+        p, [&](int64_t s, const SlotTile& t, ThreadState& st) { forward_item(p, s, t, st, bf16); });
   } else if (p.layout.lookback == 1) {
     gradients_by_phase(p, bf16);
   } else {  // (dense attention: fp32 products)
