@@ -3,10 +3,12 @@
 // optimizer step they are made of.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <fstream>
 
 #include "comms/communicator.h"
+#include "data/hdf5_io.h"
 #include "tests/model_fixture.h"
 #include "tests/run_fixture.h"
 #include "trainer/checkpoint.h"
@@ -103,6 +105,49 @@ TEST(Optimizer, NonFiniteGradientsLeaveEverythingUnchangedOnTheDevice) {
     EXPECT_EQ(adam.first_moment().download(), m);
     EXPECT_EQ(adam.second_moment().download(), v);
     EXPECT_EQ(adam.steps_taken(), 1);  // a skipped step does not count for the bias corrections
+  }
+}
+
+// A copy of checkpoint `from` at `to` with parameter 0 set to NaN (a run that went bad).
+void write_poisoned_checkpoint(const std::string& from, const std::string& to) {
+  const Hdf5File in = Hdf5File::open_read(from);
+  Hdf5File out = Hdf5File::create(to);
+  for (const char* attr : {"format_version", "step", "samples_seen", "seed", "world_size"})
+    out.set_int(attr, in.get_int(attr));
+  for (const char* attr : {"config", "layout"}) out.set_string(attr, in.get_string(attr));
+  for (const char* name : {"params", "adam_m", "adam_v"}) {
+    std::vector<float> values(static_cast<size_t>(in.dataset_length(name)));
+    in.read(name, H5T_NATIVE_FLOAT, 0, static_cast<int64_t>(values.size()), values.data());
+    if (std::string(name) == "params") values[0] = std::nanf("");
+    out.write(name, H5T_NATIVE_FLOAT, values.data(), static_cast<int64_t>(values.size()));
+  }
+  out.close();
+}
+
+// Non-finite gradients: the device skips each update (the parameters stay as they were) and the
+// run stops with a clear error after 5 such steps in a row, instead of training on NaNs.
+TEST(Divergence, NonFiniteGradientsSkipUpdatesAndEndTheRun) {
+  const std::string dir = test::fresh_dir("run");
+  const TrainSummary first = train(run_config(dir, {"train.steps=2"}));
+  const std::string poisoned = (fs::path(dir) / "poisoned.h5").string();
+  write_poisoned_checkpoint(first.final_checkpoint, poisoned);
+  // Two bad steps, then a stop: the checkpoint holds the parameters it started from.
+  const std::string paused = test::fresh_dir("paused");
+  const TrainSummary two = train(run_config(paused, {"train.steps=20"}), poisoned, 4);
+  ASSERT_EQ(two.steps_done, 4);
+  const auto before = test::checkpoint_params(poisoned);
+  const auto after = test::checkpoint_params(two.final_checkpoint);
+  ASSERT_EQ(before.size(), after.size());
+  EXPECT_EQ(std::memcmp(before.data(), after.data(), before.size() * sizeof(float)), 0);
+  const std::string out = test::fresh_dir("resumed");
+  try {
+    train(run_config(out, {"train.steps=20"}), poisoned);
+    FAIL() << "a run whose gradients are all NaN trained to the end";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("training diverged: 5 consecutive steps"),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("at step 7"), std::string::npos) << e.what();
   }
 }
 
