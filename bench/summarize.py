@@ -158,7 +158,8 @@ def gpu():
         peak = device_peak(r["executor"], precision)
         mfu = f"{r['gflops'] / (peak * 1e3):.1%}" if peak else "-"
         model = "reference" if r["layers"] == 6 else f"{r['layers']} layers"
-        if r.get("ff_chunk") == 0 and r.get("head_chunk") == 0:
+        rows = r["seq_len"] * r.get("batch", 1)
+        if r.get("ff_chunk", 0) >= rows and r.get("head_chunk", 0) >= rows:
             model += ", unchunked"
         cells = [str(r["seq_len"]), model, precision, f"{r['tokens_per_s']:.0f}"]
         for b in (ref, dense):

@@ -407,6 +407,30 @@ TEST(Config, AxialDims) {
   EXPECT_EQ(load("model:\n  d_model: 255\n").axial_dims(), (std::vector<int64_t>{127, 128}));
 }
 
+// model.ff_chunk and model.head_chunk: `auto` is 1024 rows on a CPU and every row at once on a
+// GPU, unless a chunk's activations would pass 2 GiB; numbers mean what they say on both.
+TEST(Config, AutoChunksDependOnTheDevice) {
+  const Config cpu = load("");
+  EXPECT_EQ(cpu.model.ff_chunk, kAutoInt);
+  EXPECT_EQ(cpu.ff_chunking().rows(4096), 1024);
+  EXPECT_EQ(cpu.head_chunking().rows(4096), 1024);
+  EXPECT_EQ(cpu.ff_chunking().rows(100), 100);
+  const Config gpu = load("runtime:\n  device: cuda\n");
+  EXPECT_EQ(gpu.ff_chunking().rows(65536), 65536);
+  EXPECT_EQ(gpu.head_chunking().rows(65536), 65536);
+  // d_ff 1024: 12 KiB of activations per row, so 2 GiB hold 174,762 rows.
+  EXPECT_EQ(gpu.ff_chunking().rows(int64_t{1} << 20), (int64_t{2} << 30) / (3 * 1024 * 4));
+  const Config fixed = load("model:\n  ff_chunk: 300\n  head_chunk: 0\nruntime:\n  device: cuda\n");
+  EXPECT_EQ(fixed.ff_chunking().rows(4096), 300);
+  EXPECT_EQ(fixed.head_chunking().rows(4096), 4096);
+  EXPECT_TRUE(Contains(cpu.source_text, "  ff_chunk: auto\n"));
+  EXPECT_TRUE(Contains(fixed.source_text, "  ff_chunk: 300\n"));
+  EXPECT_EQ(load_config_text(cpu.source_text, "x", {}).model.head_chunk, kAutoInt);
+  EXPECT_TRUE(Contains(load_error("model:\n  ff_chunk: some\n"),
+                       "model.ff_chunk: expected auto, or an integer in [0, 1073741824], got "
+                       "'some'"));
+}
+
 TEST(Config, SourceTextRoundTrips) {
   const Config original = load(
       "model:\n  d_model: 130\n  attention: [local, lsh]\n  dropout: 0.1\n  axial_dims: [30, "

@@ -243,6 +243,23 @@ std::vector<int64_t> Config::bucket_factors() const {
   return {n};
 }
 
+int64_t ChunkSetting::rows(int64_t total) const {
+  int64_t chunk = setting;
+  if (setting == kAutoInt)
+    chunk = device == Device::kCuda ? std::max<int64_t>(1, kAutoChunkBytes / bytes_per_row) : 1024;
+  return chunk > 0 && chunk < total ? chunk : total;
+}
+
+ChunkSetting Config::ff_chunking() const {
+  // The hidden activation before and after the activation function, and its gradient.
+  return {model.ff_chunk, runtime.device, 3 * model.d_ff * int64_t{4}};
+}
+
+ChunkSetting Config::head_chunking() const {
+  // The logits (their gradient overwrites them), the concatenated input and its normalisation.
+  return {model.head_chunk, runtime.device, (model.vocab_size + 4 * model.d_model) * int64_t{4}};
+}
+
 std::vector<int64_t> Config::axial_dims() const {
   if (!model.axial_dims.empty()) return model.axial_dims;
   return {model.d_model / 2, model.d_model - model.d_model / 2};

@@ -11,6 +11,11 @@
 #include "kernels/kinds.h"
 
 namespace rf {
+// What a config integer that may be `auto` holds for `auto`.
+constexpr int64_t kAutoInt = -1;
+}  // namespace rf
+
+namespace rf {
 
 enum class AttentionKind { kLsh, kLocal, kDense };
 enum class PositionMode { kAxial, kLearned, kNone };
@@ -32,8 +37,8 @@ struct ModelConfig {
   PositionMode position = PositionMode::kAxial;
   std::vector<int64_t> axial_shape = {64, 64};  // product = train.seq_len
   std::vector<int64_t> axial_dims;  // empty = auto: [d_model / 2, d_model - d_model / 2]
-  int64_t ff_chunk = 1024;          // 0 = no chunking
-  int64_t head_chunk = 1024;        // 0 = no chunking
+  int64_t ff_chunk = kAutoInt;      // 0 = no chunking; see Config::ff_chunk_rows
+  int64_t head_chunk = kAutoInt;    // 0 = no chunking; see Config::head_chunk_rows
   bool reversible = true;           // false keeps every layer's inputs (for tests)
 };
 
@@ -85,6 +90,19 @@ struct RuntimeConfig {
   bool verify_kernels = true;         // cuda: a quick selftest of the GPU's kernels before training
 };
 
+// A chunk size as configured (model.ff_chunk or model.head_chunk), resolved per micro-batch:
+// `auto` is 1024 rows on a CPU (a chunk's activations stay in cache) and, on a GPU, every row at
+// once (one product per layer instead of one per chunk) unless a chunk's activations would pass
+// kAutoChunkBytes.
+struct ChunkSetting {
+  static constexpr int64_t kAutoChunkBytes = int64_t{2} << 30;
+  int64_t setting = kAutoInt;  // rows; 0 = no chunking; kAutoInt = auto
+  Device device = Device::kCpu;
+  int64_t bytes_per_row = 1;  // activation bytes a chunk holds per row
+  // Rows per chunk of a micro-batch of `total` rows (total when there is no chunking).
+  int64_t rows(int64_t total) const;
+};
+
 struct Config {
   ModelConfig model;
   LshConfig lsh;
@@ -101,6 +119,9 @@ struct Config {
   // The LSH bucket factors actually used (n_buckets resolved from auto and factorised).
   std::vector<int64_t> bucket_factors() const;
   std::vector<int64_t> axial_dims() const;
+  // The feed-forward and loss-head chunking (model.ff_chunk, model.head_chunk) on runtime.device.
+  ChunkSetting ff_chunking() const;
+  ChunkSetting head_chunking() const;
 };
 
 // Loads `path`, applies overrides ("section.key=value", value parsed as YAML), validates. Throws

@@ -39,6 +39,13 @@ KeySpec int_key(const char* section, const char* name, const char* def, int64_t 
   return spec;
 }
 
+KeySpec int_or_auto_key(const char* section, const char* name, const char* def, int64_t min,
+                        int64_t max, const char* doc) {
+  KeySpec spec = int_key(section, name, def, min, max, doc);
+  spec.type = KeyType::kIntOrAuto;
+  return spec;
+}
+
 KeySpec float_key(const char* section, const char* name, const char* def, FloatRange range,
                   const char* doc) {
   KeySpec spec = key(section, name, KeyType::kFloat, def, doc);
@@ -115,10 +122,12 @@ std::vector<KeySpec> build_schema() {
       int_list_key("model", "axial_dims", KeyType::kIntListOrAuto, "auto", {2, 2}, {1, 65536},
                    "features of each axial table, summing to model.d_model; "
                    "auto = [d_model/2, d_model - d_model/2]"),
-      int_key("model", "ff_chunk", "1024", 0, k2Pow30,
-              "tokens per feed-forward chunk; 0 = no chunking"),
-      int_key("model", "head_chunk", "1024", 0, k2Pow30,
-              "tokens per loss-head chunk; 0 = no chunking"),
+      int_or_auto_key("model", "ff_chunk", "auto", 0, k2Pow30,
+                      "tokens per feed-forward chunk; 0 = no chunking; auto = 1024 on a CPU, on a "
+                      "GPU none unless a chunk's activations would pass 2 GiB"),
+      int_or_auto_key("model", "head_chunk", "auto", 0, k2Pow30,
+                      "tokens per loss-head chunk; 0 = no chunking; auto = 1024 on a CPU, on a "
+                      "GPU none unless a chunk's logits would pass 2 GiB"),
       bool_key("model", "reversible", "true",
                "reversible residual layers (false keeps every layer's inputs, for comparison)"),
       // lsh
@@ -291,6 +300,8 @@ std::string allowed_text(const KeySpec& spec) {
   switch (spec.type) {
     case KeyType::kInt:
       return "integer in " + range_text(spec.ints);
+    case KeyType::kIntOrAuto:
+      return "auto, or an integer in " + range_text(spec.ints);
     case KeyType::kFloat:
       return "number in " + range_text(spec.floats);
     case KeyType::kBool:

@@ -8,19 +8,22 @@
 #include <string>
 #include <vector>
 
+#include "trainer/config.h"
+
 namespace rf {
 
 // What a key accepts in the YAML file.
 enum class KeyType {
-  kInt,                // a YAML integer within `ints`
-  kFloat,              // a number (integer or float syntax) within `floats`
-  kBool,               // true | false
-  kString,             // any scalar, taken as text
-  kEnum,               // one of `choices`
-  kEnumList,           // a list of entries of `choices` (a single scalar counts as a 1-entry list)
-  kIntList,            // a list of `length` integers, each within `ints`
-  kIntListOrAuto,      // `auto`, or as kIntList
-  kIntOrIntListOrAuto  // `auto`, one integer within `ints`, or as kIntList
+  kInt,                 // a YAML integer within `ints`
+  kFloat,               // a number (integer or float syntax) within `floats`
+  kBool,                // true | false
+  kString,              // any scalar, taken as text
+  kEnum,                // one of `choices`
+  kEnumList,            // a list of entries of `choices` (a single scalar counts as a 1-entry list)
+  kIntList,             // a list of `length` integers, each within `ints`
+  kIntListOrAuto,       // `auto`, or as kIntList
+  kIntOrIntListOrAuto,  // `auto`, one integer within `ints`, or as kIntList
+  kIntOrAuto            // `auto` (stored as kAutoInt), or an integer within `ints`
 };
 
 // Inclusive integer bounds.

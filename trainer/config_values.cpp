@@ -140,6 +140,15 @@ class ValueReader {
     return value;
   }
 
+  // `auto` (kAutoInt) or an integer in range.
+  int64_t read_int_or_auto(const YAML::Node& node) const {
+    if (is_plain_scalar(node) && node.Scalar() == "auto") return kAutoInt;
+    int64_t ignored = 0;
+    if (!is_plain_scalar(node) || parse_integer(node.Scalar(), &ignored) == IntParse::kNotInteger)
+      fail_expected(node, allowed_text(spec_), spec_.full_name());
+    return read_int(node, spec_.full_name());
+  }
+
   double read_float(const YAML::Node& node) const {
     double value = 0;
     if (!is_plain_scalar(node) || !parse_number(node.Scalar(), &value)) {
@@ -236,7 +245,10 @@ struct FieldWriter {
   const ValueReader& reader;
   const YAML::Node& value;
 
-  void operator()(int64_t* field) const { *field = reader.read_int(value, spec.full_name()); }
+  void operator()(int64_t* field) const {
+    *field = spec.type == KeyType::kIntOrAuto ? reader.read_int_or_auto(value)
+                                              : reader.read_int(value, spec.full_name());
+  }
   void operator()(double* field) const { *field = reader.read_float(value); }
   void operator()(bool* field) const { *field = reader.read_bool(value); }
   void operator()(std::string* field) const {
@@ -295,7 +307,9 @@ std::string int_list_text(const std::vector<int64_t>& values) {
 struct FieldRenderer {
   const KeySpec& spec;
 
-  std::string operator()(const int64_t* field) const { return std::to_string(*field); }
+  std::string operator()(const int64_t* field) const {
+    return spec.type == KeyType::kIntOrAuto && *field == kAutoInt ? "auto" : std::to_string(*field);
+  }
   std::string operator()(const double* field) const { return float_text(*field); }
   std::string operator()(const bool* field) const { return *field ? "true" : "false"; }
   std::string operator()(const std::string* field) const {

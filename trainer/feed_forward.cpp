@@ -15,7 +15,7 @@ FeedForwardLayer::FeedForwardLayer(ParamStore& store, const Config& cfg, int lay
       layer_(layer),
       d_model_(cfg.model.d_model),
       d_ff_(cfg.model.d_ff),
-      chunk_(cfg.model.ff_chunk),
+      chunking_(cfg.ff_chunking()),
       activation_(cfg.model.activation),
       dropout_(cfg.model.dropout) {
   w1_ = store.add(prefix + ".w1", {d_model_, d_ff_}, {InitKind::kGlorotUniform, 1, d_model_, d_ff_},
@@ -58,7 +58,7 @@ void FeedForwardLayer::chunk_forward(Kit& kit, ParamStore& p, const StepContext&
 
 void FeedForwardLayer::forward_add(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
                                    float* residual, float sign) const {
-  const int64_t total = step.rows(), chunk = chunk_rows(total);
+  const int64_t total = step.rows(), chunk = chunking_.rows(total);
   float* z = kit.ws.floats("ff.z", chunk * d_model_);
   float* h = kit.ws.floats("ff.h", chunk * d_ff_);
   float* a = kit.ws.floats("ff.a", chunk * d_ff_);
@@ -87,7 +87,7 @@ void FeedForwardLayer::add_chunk_output(Kit& kit, ParamStore& p, const StepConte
 
 void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
                                 const float* dout, float* dx, float* reconstruct) const {
-  const int64_t total = step.rows(), chunk = chunk_rows(total), D = d_model_, F = d_ff_;
+  const int64_t total = step.rows(), chunk = chunking_.rows(total), D = d_model_, F = d_ff_;
   float* z = kit.ws.floats("ff.z", chunk * D);
   float* h = kit.ws.floats("ff.h", chunk * F);
   float* a = kit.ws.floats("ff.a", chunk * F);

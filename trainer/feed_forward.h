@@ -30,11 +30,11 @@ class FeedForwardLayer {
                         int64_t row0, int64_t rows, float* residual, float sign) const;
   DropoutMask hidden_mask(const StepContext& step, int64_t row0) const;
   DropoutMask output_mask(const StepContext& step, int64_t row0) const;
-  int64_t chunk_rows(int64_t rows) const { return chunk_ > 0 && chunk_ < rows ? chunk_ : rows; }
 
   LayerNormLayer norm_;
   int layer_;
-  int64_t d_model_, d_ff_, chunk_;
+  int64_t d_model_, d_ff_;
+  ChunkSetting chunking_;
   Activation activation_;
   double dropout_;
   int w1_, b1_, w2_, b2_;

@@ -13,7 +13,7 @@ LossHead::LossHead(ParamStore& store, const Config& cfg)
     : norm_(store, "head.norm", 2 * cfg.model.d_model),
       d_model_(cfg.model.d_model),
       vocab_(cfg.model.vocab_size),
-      chunk_(cfg.model.head_chunk) {
+      chunking_(cfg.head_chunking()) {
   const int64_t width = 2 * d_model_;
   w_out_ =
       store.add("head.w_out", {width, vocab_}, {InitKind::kGlorotUniform, 1, width, vocab_}, true);
@@ -24,7 +24,7 @@ void LossHead::run(Kit& kit, ParamStore& p, int64_t rows, const float* x1, const
                    const int32_t* targets, float grad_scale, float* dx1, float* dx2) const {
   const bool backward = dx1 != nullptr;
   const int64_t width = 2 * d_model_, V = vocab_, D = d_model_;
-  const int64_t chunk = chunk_ > 0 && chunk_ < rows ? chunk_ : rows;
+  const int64_t chunk = chunking_.rows(rows);
   float* cat = kit.ws.floats("head.cat", chunk * width);
   float* z = kit.ws.floats("head.z", chunk * width);
   float* logits = kit.ws.floats("head.logits", chunk * V);

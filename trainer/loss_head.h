@@ -34,7 +34,8 @@ class LossHead {
 
  private:
   LayerNormLayer norm_;
-  int64_t d_model_, vocab_, chunk_;
+  int64_t d_model_, vocab_;
+  ChunkSetting chunking_;
   int w_out_ = -1, b_out_ = -1;
 };
 
