@@ -99,15 +99,21 @@ mkdir -p "$here/results"
 cd "$here"
 status=0
 for precision in fp32 tf32 bf16; do
-  echo "== selftest --device cuda --precision $precision"
+  echo "== selftest --device cuda --precision $precision ($SECONDS s so far)"
   ./run.sh reformer selftest --device cuda --precision "$precision" | tee "results/selftest-$precision.txt"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 done
 echo "== gpu_test"
 ./run.sh gpu_test | tee results/gpu_test.txt
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-echo "== bench/run.sh gpu"
+echo "== bench/run.sh gpu ($SECONDS s so far)"
 RF_BENCH="$here/run.sh step_bench" bench/run.sh gpu 2>&1 | tee results/bench-gpu.txt
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+if command -v python3 > /dev/null; then
+  python3 bench/summarize.py gpu | tee results/summary.md
+  cp bench/results/gpu.jsonl results/ 2>/dev/null || true
+fi
+echo "== done in $SECONDS s (status $status)"
 exit $status
 EOF
 chmod +x "$out.tmp/run.sh" "$out.tmp/check.sh"
