@@ -100,11 +100,12 @@ cd "$here"
 status=0
 for precision in fp32 tf32 bf16; do
   echo "== selftest --device cuda --precision $precision ($SECONDS s so far)"
-  ./run.sh reformer selftest --device cuda --precision "$precision" | tee "results/selftest-$precision.txt"
+  ./run.sh reformer selftest --device cuda --precision "$precision" 2>&1 |
+    tee "results/selftest-$precision.txt"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 done
 echo "== gpu_test"
-./run.sh gpu_test | tee results/gpu_test.txt
+./run.sh gpu_test 2>&1 | tee results/gpu_test.txt
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 echo "== bench/run.sh gpu ($SECONDS s so far)"
 RF_BENCH="$here/run.sh step_bench" bench/run.sh gpu 2>&1 | tee results/bench-gpu.txt
