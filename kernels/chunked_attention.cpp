@@ -50,6 +50,7 @@ ChunkAttentionParams group_params(Executor& ex, Workspace& ws, const ChunkedAtte
   p.self_mask = a.k == nullptr;
   p.key_scale = a.key_scale;
   p.dropout = a.dropout;
+  p.bf16_products = a.bf16_products;
   p.dropout.seq_len = n;
   p.dropout.cols = p.layout.window();
   p.dropout.row_offset = 0;

@@ -29,6 +29,9 @@ struct ChunkedAttentionArgs {
   // segment: element (slot j, window index w) of (b, h) draws head h, example example_base + b,
   // element j * window + w; seq_len and cols are set by the launcher.
   DropoutMask dropout;
+  // The reference functors round every operand of the window's products to bf16 (the selftest's
+  // naive bf16 reference; tiled kernels are not used then).
+  bool bf16_products = false;
   // Per-slot scratch stays below this many bytes: segments run in groups that fit (at least one
   // per group). A 64K-token sequence with 2 hash rounds needs 136 MB per head, 4K tokens 8.5 MB.
   int64_t scratch_budget_bytes = int64_t{256} << 20;

@@ -76,6 +76,12 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
 
   // C = alpha op(A) op(B) + beta C, column-major, as cuBLAS defines it.
   virtual void gemm(const GemmDesc& desc, const float* a, const float* b, float* c) = 0;
+  // While on, an executor that rounds GEMM operands to a reduced precision itself (the CPU at
+  // bf16) may keep the rounded copies and reuse them in later products that read the same
+  // memory; the caller promises that only those products' outputs write to their operands
+  // meanwhile. Calls nest (on, on, off, off). Use GemmOperandReuse (kernels/linear.h) rather
+  // than calling this directly.
+  virtual void set_gemm_operand_reuse(bool on) {}
 
   // Stable sort of each of `segments` arrays of n bucket ids (values < total_buckets): perm
   // lists each segment's indices by (bucket, index), undo is its inverse. Defined by its result

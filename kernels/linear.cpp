@@ -43,4 +43,11 @@ void linear_weight_grad(Executor& ex, MatrixView x, MatrixView dy, MutableMatrix
   product(ex, true, x, false, dy, dw, Write::kAccumulate);
 }
 
+void linear_backward(Executor& ex, MatrixView x, MatrixView w, MatrixView dy, MutableMatrixView dx,
+                     MutableMatrixView dw, Write dx_write) {
+  const GemmOperandReuse reuse(ex);
+  linear_weight_grad(ex, x, dy, dw);
+  linear_input_grad(ex, dy, w, dx, dx_write);
+}
+
 }  // namespace rf

@@ -41,4 +41,23 @@ void linear_input_grad(Executor& ex, MatrixView dy, MatrixView w, MutableMatrixV
 // dw += x^T dy:  x [rows, n_in], dy [rows, n_out], dw [n_in, n_out]. Gradients accumulate.
 void linear_weight_grad(Executor& ex, MatrixView x, MatrixView dy, MutableMatrixView dw);
 
+// A layer's backward through y = x w: dw += x^T dy, then dx (+|-)= dy w^T. dx may be x (it is
+// written last) but must not overlap dy or w. Within a GemmOperandReuse scope the executor
+// rounds dy (and x, w) once for both products where it rounds operands (the CPU at bf16).
+void linear_backward(Executor& ex, MatrixView x, MatrixView w, MatrixView dy, MutableMatrixView dx,
+                     MutableMatrixView dw, Write dx_write = Write::kOverwrite);
+
+// Lets the executor reuse rounded GEMM operands (Executor::set_gemm_operand_reuse) while alive:
+// inside, only the scope's products may write to their operands.
+class GemmOperandReuse {
+ public:
+  explicit GemmOperandReuse(Executor& ex) : ex_(ex) { ex_.set_gemm_operand_reuse(true); }
+  ~GemmOperandReuse() { ex_.set_gemm_operand_reuse(false); }
+  GemmOperandReuse(const GemmOperandReuse&) = delete;
+  GemmOperandReuse& operator=(const GemmOperandReuse&) = delete;
+
+ private:
+  Executor& ex_;
+};
+
 }  // namespace rf

@@ -140,11 +140,12 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
   // Inputs: dxn = sum over projections of dX . W^T, dW += xn^T . dX for each projection.
   const MatrixView x = matrix(xn, rows, D);
   Write dxn_write = Write::kOverwrite;
+  // (xn is an operand of every projection's weight gradient: rounded once at bf16.)
+  const GemmOperandReuse reuse(kit.ex);
   auto input_grad = [&](int w, const float* dproj) {
-    linear_input_grad(kit.ex, matrix(dproj, rows, hd), p.weight(w), matrix(dxn, rows, D),
-                      dxn_write);
+    linear_backward(kit.ex, x, p.weight(w), matrix(dproj, rows, hd), matrix(dxn, rows, D),
+                    p.weight_grad(w), dxn_write);
     dxn_write = Write::kAccumulate;
-    linear_weight_grad(kit.ex, x, matrix(dproj, rows, hd), p.weight_grad(w));
   };
   input_grad(w_q_, g.dq);
   if (g.dk) input_grad(w_k_, g.dk);

@@ -101,8 +101,8 @@ void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step
         dropout_backward(kit.ex, kit.ws, dout + row0 * D, rows, D, output_mask(step, row0), "ff.g");
     add_column_sums(kit.ex, kit.ws, g, rows, D, p.grad(b2_));
     // dw2 += a^T g;  da = g w2^T (into `a`, whose activations are no longer needed)
-    linear_weight_grad(kit.ex, matrix(a, rows, F), matrix(g, rows, D), p.weight_grad(w2_));
-    linear_input_grad(kit.ex, matrix(g, rows, D), p.weight(w2_), matrix(a, rows, F));
+    linear_backward(kit.ex, matrix(a, rows, F), p.weight(w2_), matrix(g, rows, D),
+                    matrix(a, rows, F), p.weight_grad(w2_));
     ActivationBackwardArgs act;
     act.grad = a;
     act.h = h;
@@ -113,8 +113,8 @@ void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step
     activation_backward(kit.ex, act);
     add_column_sums(kit.ex, kit.ws, a, rows, F, p.grad(b1_));
     // dw1 += z^T dh;  dz = dh w1^T
-    linear_weight_grad(kit.ex, matrix(z, rows, D), matrix(a, rows, F), p.weight_grad(w1_));
-    linear_input_grad(kit.ex, matrix(a, rows, F), p.weight(w1_), matrix(dz, rows, D));
+    linear_backward(kit.ex, matrix(z, rows, D), p.weight(w1_), matrix(a, rows, F),
+                    matrix(dz, rows, D), p.weight_grad(w1_));
     norm_.backward(kit, p, x + row0 * D, dz, dx + row0 * D, rows, true);
   }
 }

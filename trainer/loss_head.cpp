@@ -49,8 +49,8 @@ void LossHead::run(Kit& kit, ParamStore& p, int64_t rows, const float* x1, const
     cross_entropy(kit.ex, ce);
     if (!backward) continue;
     add_column_sums(kit.ex, kit.ws, logits, n, V, p.grad(b_out_));
-    linear_weight_grad(kit.ex, matrix(z, n, width), matrix(logits, n, V), p.weight_grad(w_out_));
-    linear_input_grad(kit.ex, matrix(logits, n, V), p.weight(w_out_), matrix(z, n, width));
+    linear_backward(kit.ex, matrix(z, n, width), p.weight(w_out_), matrix(logits, n, V),
+                    matrix(z, n, width), p.weight_grad(w_out_));
     // z now holds dL/d(normalised cat); cat's gradient goes to the two streams.
     float* dcat = kit.ws.floats("head.dcat", chunk * width);
     norm_.backward(kit, p, cat, z, dcat, n, false);

@@ -71,8 +71,53 @@ struct Bf16Gemm::Impl {
   using Key =
       std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float, float>;
   std::map<Key, dnnl::matmul> primitives;
-  std::vector<uint16_t> a16, b16;
+  // Operands rounded to bf16: [0] and [1] hold the two operands of a product; with reuse on, the
+  // three are a cache of recent operands (by address and extent), least recently used replaced.
+  struct Rounded {
+    const float* source = nullptr;  // null: holds nothing reusable
+    int64_t span = 0;
+    uint64_t used = 0;
+    std::vector<uint16_t> bits;
+  };
+  Rounded rounded[3];
+  bool reuse = false;
+  uint64_t clock = 0;
   dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+
+  // x[0 .. span) rounded, from the cache when reuse is on and it holds x; `busy` is not replaced.
+  const uint16_t* round(const float* x, int64_t span, const Rounded* busy) {
+    ++clock;
+    if (reuse)
+      for (Rounded& r : rounded)
+        if (r.source == x && r.span >= span) {
+          r.used = clock;
+          return r.bits.data();
+        }
+    Rounded* slot = nullptr;
+    if (reuse) {
+      for (Rounded& r : rounded)
+        if (&r != busy && (!slot || r.used < slot->used)) slot = &r;
+    } else {
+      slot = busy == &rounded[0] ? &rounded[1] : &rounded[0];
+    }
+    if (static_cast<int64_t>(slot->bits.size()) < span)
+      slot->bits.resize(static_cast<size_t>(span));
+    round_to_bf16(x, slot->bits.data(), span);
+    slot->source = reuse ? x : nullptr;
+    slot->span = span;
+    slot->used = clock;
+    return slot->bits.data();
+  }
+  const Rounded* holder(const uint16_t* bits) const {
+    for (const Rounded& r : rounded)
+      if (r.bits.data() == bits) return &r;
+    return nullptr;
+  }
+  // A product wrote c[0 .. span): forget what it overlaps.
+  void written(const float* c, int64_t span) {
+    for (Rounded& r : rounded)
+      if (r.source && r.source < c + span && c < r.source + r.span) r.source = nullptr;
+  }
 };
 
 Bf16Gemm::Bf16Gemm() : impl_(std::make_unique<Impl>()) {
@@ -109,10 +154,8 @@ void Bf16Gemm::multiply(const GemmDesc& d, const float* a, const float* b, float
   const int64_t rows_a = d.trans_a ? d.k : d.m, cols_a = d.trans_a ? d.m : d.k;
   const int64_t rows_b = d.trans_b ? d.n : d.k, cols_b = d.trans_b ? d.k : d.n;
   const int64_t span_a = d.lda * (cols_a - 1) + rows_a, span_b = d.ldb * (cols_b - 1) + rows_b;
-  if (static_cast<int64_t>(im.a16.size()) < span_a) im.a16.resize(static_cast<size_t>(span_a));
-  if (static_cast<int64_t>(im.b16.size()) < span_b) im.b16.resize(static_cast<size_t>(span_b));
-  round_to_bf16(a, im.a16.data(), span_a);
-  round_to_bf16(b, im.b16.data(), span_b);
+  const uint16_t* a16 = im.round(a, span_a, nullptr);
+  const uint16_t* b16 = im.round(b, span_b, im.holder(a16));
 
   // oneDNN is row-major: column-major C [m, n] is row-major C^T [n, m] = op(B)^T op(A)^T, and a
   // column-major matrix with leading dimension ld is its row-major transpose with row stride ld.
@@ -134,12 +177,19 @@ void Bf16Gemm::multiply(const GemmDesc& d, const float* a, const float* b, float
     const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, weights, dst), attr, im.engine);
     it = im.primitives.emplace(key, dnnl::matmul(pd)).first;
   }
-  memory src_mem(src, im.engine, im.b16.data()), weights_mem(weights, im.engine, im.a16.data()),
-      dst_mem(dst, im.engine, c);
+  // (oneDNN reads its inputs only: the const_casts do not write through them.)
+  memory src_mem(src, im.engine, const_cast<uint16_t*>(b16)),
+      weights_mem(weights, im.engine, const_cast<uint16_t*>(a16)), dst_mem(dst, im.engine, c);
   it->second.execute(
       im.stream,
       {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, weights_mem}, {DNNL_ARG_DST, dst_mem}});
   im.stream.wait();
+  im.written(c, d.ldc * (d.n - 1) + d.m);
+}
+
+void Bf16Gemm::set_operand_reuse(bool on) {
+  impl_->reuse = on;
+  for (Impl::Rounded& r : impl_->rounded) r.source = nullptr;
 }
 
 }  // namespace rf

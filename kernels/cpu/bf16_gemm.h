@@ -33,6 +33,10 @@ class Bf16Gemm {
   void run(const GemmDesc& d, const float* a, const float* b, float* c);
   // For logs: "oneDNN <version> bf16 (<isa>)".
   std::string describe() const;
+  // On: operands rounded for one product are kept (three at most) and reused by later products
+  // that read the same memory, until a product writes over them or reuse is turned off. The
+  // caller promises that nothing else writes to the operands meanwhile (GemmOperandReuse).
+  void set_operand_reuse(bool on);
 
  private:
   void multiply(const GemmDesc& d, const float* a, const float* b, float* c);

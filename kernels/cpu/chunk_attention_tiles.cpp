@@ -662,8 +662,10 @@ bool bf16_tile_products_available() {
 
 void chunk_attention_tiled(ChunkAttentionPass pass, const ChunkAttentionParams& p,
                            TileProducts products) {
-  const bool bf16 = products == TileProducts::kBf16;
-  RF_CHECK(!bf16 || bf16_tile_products_available(), "bf16 tile products need AMX");
+  RF_CHECK(products != TileProducts::kBf16 || bf16_tile_products_available(),
+           "bf16 tile products need AMX");
+  // Heads narrower than an AMX tile (16) would be mostly padding: their products stay fp32.
+  const bool bf16 = products == TileProducts::kBf16 && p.d >= amx::kTileRows;
   if (pass == ChunkAttentionPass::kForward) {
     for_each_tile(
         p, [&](int64_t s, const SlotTile& t, ThreadState& st) { forward_item(p, s, t, st, bf16); });

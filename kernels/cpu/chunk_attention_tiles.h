@@ -13,8 +13,8 @@ namespace rf::cpu {
 
 // The tiles' matrix products: fp32 (register-blocked AVX-512 or AVX2), or bf16 operands with
 // fp32 accumulation on AMX (kernels/cpu/amx_tiles.h) for runtime.precision = bf16. bf16 covers
-// the forward and the look-back gradient pass (LSH and local attention); dense attention's
-// gradients stay fp32.
+// the forward and the look-back gradient pass (LSH and local attention) of heads at least 16
+// wide; dense attention's gradients and narrower heads stay fp32.
 enum class TileProducts { kFp32, kBf16 };
 
 // Whether TileProducts::kBf16 can run here (AMX-BF16, granted by the kernel, AVX-512 build).

@@ -119,8 +119,14 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
     for (int64_t i = 0; i < d.batch; ++i) one(i);
   }
 
+  void set_gemm_operand_reuse(bool on) override {  // (scopes nest)
+    reuse_depth_ += on ? 1 : -1;
+    RF_CHECK(reuse_depth_ >= 0, "unbalanced GEMM operand reuse");
+    if (bf16_ && reuse_depth_ == (on ? 1 : 0)) bf16_->set_operand_reuse(on);
+  }
+
   void chunk_attention(ChunkAttentionPass pass, const ChunkAttentionParams& p) override {
-    if (kernel_variant() == KernelVariant::kTuned) {
+    if (kernel_variant() == KernelVariant::kTuned && !p.bf16_products) {
       count_launch();
       cpu::chunk_attention_tiled(pass, p, tile_products_);
     } else {
@@ -141,6 +147,7 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
   std::unique_ptr<Bf16Gemm> bf16_;  // null: every product in OpenBLAS fp32
   // The attention tiles' products: bf16 at runtime.precision = bf16 where AMX is available.
   cpu::TileProducts tile_products_ = cpu::TileProducts::kFp32;
+  int reuse_depth_ = 0;  // open GemmOperandReuse scopes
 };
 
 }  // namespace

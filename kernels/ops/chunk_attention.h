@@ -25,6 +25,8 @@
 // `reformer selftest` compares every implementation with these.
 #pragma once
 
+#include <cstring>
+
 #include "base/philox.h"
 #include "kernels/fast_math.h"
 #include "kernels/ops/dropout_mask.h"
@@ -81,6 +83,9 @@ struct ChunkAttentionParams {
   int64_t first_segment = 0, segments = 0;
   ChunkLayout layout;
   bool self_mask = false;  // shared QK: a query meeting its own position gets -kSelfMask
+  // Round every operand of the window's products to bf16 (nearest even), as bf16 tile products
+  // do (the CPU's AMX tiles): the selftest's naive bf16 reference. Reference functors only.
+  bool bf16_products = false;
   float key_scale = 1.0f;  // separate keys are multiplied by this (1 / sqrt(d))
   // Attention dropout on the probabilities: element (slot j, window index w) of segment (b, h)
   // uses stream.head = h, example_base + b and element j * W + w (DropoutMask.seq_len = n_slots,
@@ -133,14 +138,33 @@ struct KeyNormScales {
   }
 };
 
-// The masked, scaled score of query slot j's row qr (at position qp) against key slot e.
+// x rounded to bf16 (nearest, ties to even) when `on` (ChunkAttentionParams::bf16_products).
+RF_HD float product_operand(float x, bool on) {
+  if (!on) return x;
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  if ((u & 0x7f800000u) == 0x7f800000u) return x;  // inf, nan
+  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  memcpy(&x, &u, sizeof x);
+  return x;
+}
+
+// The masked, scaled score of query slot j's row qr (at position qp) against key slot e. (bf16
+// products multiply the scaled key, as the tiles stage it.)
 RF_HD float chunk_score(const ChunkAttentionParams& p, int64_t s, const float* qr, int32_t qp,
                         int64_t e) {
   const int64_t tk = p.position(s, e);
   const float* kr = p.key_row(s, tk);
-  float dot = 0.0f;
-  for (int64_t c = 0; c < p.d; ++c) dot += qr[c] * kr[c];
-  return dot * p.key_factor(s, tk) - mask_penalty(qp, static_cast<int32_t>(tk), p.self_mask);
+  const float factor = p.key_factor(s, tk);
+  float score = 0.0f;
+  if (p.bf16_products) {
+    for (int64_t c = 0; c < p.d; ++c)
+      score += product_operand(qr[c], true) * product_operand(kr[c] * factor, true);
+  } else {
+    for (int64_t c = 0; c < p.d; ++c) score += qr[c] * kr[c];
+    score *= factor;
+  }
+  return score - mask_penalty(qp, static_cast<int32_t>(tk), p.self_mask);
 }
 
 // Forward of one query slot: two passes over its window (the maximum, then the normalised
@@ -163,9 +187,9 @@ struct ChunkAttentionForwardRow {
       const int64_t e = L.window_slot(c, w);
       const float weight = exp_approx(chunk_score(p, s, qr, qp, e) - m);
       sum += weight;
-      const float kept = weight * drop.scale(j, w);
+      const float kept = product_operand(weight * drop.scale(j, w), p.bf16_products);
       const float* vr = p.value_row(s, p.position(s, e));
-      for (int64_t x = 0; x < p.d; ++x) acc[x] += kept * vr[x];
+      for (int64_t x = 0; x < p.d; ++x) acc[x] += kept * product_operand(vr[x], p.bf16_products);
     }
     // Normalise by the sum (not exp(score - lse)): next to a -1e5 self mask the float lse is only
     // accurate to ~1e-2, which would leave rows summing to 0.99. The backward uses m and
@@ -262,7 +286,8 @@ RF_HD float chunk_score_grad(const ChunkAttentionParams& p, int64_t s, int64_t i
   const float prob = exp_approx((chunk_score(p, s, qr, qp, e) - p.row_max[i]) - p.row_log_sum[i]);
   const float* vr = p.value_row(s, p.position(s, e));
   float dp = 0.0f;
-  for (int64_t x = 0; x < p.d; ++x) dp += dor[x] * vr[x];
+  for (int64_t x = 0; x < p.d; ++x)
+    dp += product_operand(dor[x], p.bf16_products) * product_operand(vr[x], p.bf16_products);
   const float keep = drop.scale(j, w);
   *dropped_p = prob * keep;
   return prob * (dp * keep - p.delta[i] + p.dlse[i]);
@@ -287,8 +312,13 @@ struct ChunkAttentionQueryGradRow {
           chunk_score_grad(p, s, i, qr, static_cast<int32_t>(t), e, dor, drop, j, w, &dropped_p);
       const int64_t tk = p.position(s, e);
       const float* kr = p.key_row(s, tk);
-      const float factor = ds * p.key_factor(s, tk);
-      for (int64_t x = 0; x < p.d; ++x) acc[x] += factor * kr[x];
+      if (p.bf16_products) {
+        const float f = p.key_factor(s, tk), ds16 = product_operand(ds, true);
+        for (int64_t x = 0; x < p.d; ++x) acc[x] += ds16 * product_operand(kr[x] * f, true);
+      } else {
+        const float factor = ds * p.key_factor(s, tk);
+        for (int64_t x = 0; x < p.d; ++x) acc[x] += factor * kr[x];
+      }
     }
     float* dq = p.dq + i * p.d;
     for (int64_t x = 0; x < p.d; ++x) dq[x] = acc[x];
@@ -317,9 +347,11 @@ struct ChunkAttentionKeyGradRow {
         float dropped_p;
         const float ds =
             chunk_score_grad(p, s, qi, qr, static_cast<int32_t>(t), e, dor, drop, j, w, &dropped_p);
+        const bool r = p.bf16_products;
+        const float ds_r = product_operand(ds, r), dropped_r = product_operand(dropped_p, r);
         for (int64_t x = 0; x < p.d; ++x) {
-          dk[x] += ds * qr[x];
-          dv[x] += dropped_p * dor[x];
+          dk[x] += ds_r * product_operand(qr[x], r);
+          dv[x] += dropped_r * product_operand(dor[x], r);
         }
       }
     }
