@@ -9,7 +9,7 @@
 #include <cstring>
 #include <vector>
 
-// Only the functions marked kAmxTarget use AVX-512 and AMX instructions, and they run only after
+// Only the functions marked RF_AMX_TARGET use AVX-512 and AMX instructions, and they run only after
 // available() said yes: the rest of the build may target CPUs without them.
 #define RF_AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16,amx-tile,amx-bf16")))
 
