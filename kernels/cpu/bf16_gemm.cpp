@@ -1,6 +1,5 @@
 #include "kernels/cpu/bf16_gemm.h"
 
-#include <cstring>
 #include <dnnl.hpp>
 #include <map>
 #include <sstream>
@@ -8,27 +7,17 @@
 #include <vector>
 
 #include "base/error.h"
+#include "kernels/ops/bf16_round.h"
 
 namespace rf {
 
 void round_to_bf16(const float* x, uint16_t* y, int64_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t u;
-    std::memcpy(&u, &x[i], sizeof u);
-    const bool nan = (u & 0x7F800000u) == 0x7F800000u && (u & 0x007FFFFFu) != 0;
-    // Adding 0x7FFF plus the lowest kept bit rounds to nearest with ties to even; a NaN keeps a
-    // mantissa bit so it cannot round into an infinity.
-    y[i] = nan ? static_cast<uint16_t>((u >> 16) | 0x40u)
-               : static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-  }
+  for (int64_t i = 0; i < n; ++i) y[i] = bf16_bits(x[i]);
 }
 
 float bf16_to_float(uint16_t bits) {
-  const uint32_t u = static_cast<uint32_t>(bits) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
+  return bf16_value(bits);
 }
 
 namespace {
@@ -85,13 +74,13 @@ struct Bf16Gemm::Impl {
   dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
 
   // x[0 .. span) rounded, from the cache when reuse is on and it holds x; `busy` is not replaced.
-  const uint16_t* round(const float* x, int64_t span, const Rounded* busy) {
+  const Rounded& round(const float* x, int64_t span, const Rounded* busy) {
     ++clock;
     if (reuse)
       for (Rounded& r : rounded)
         if (r.source == x && r.span >= span) {
           r.used = clock;
-          return r.bits.data();
+          return r;
         }
     Rounded* slot = nullptr;
     if (reuse) {
@@ -106,12 +95,7 @@ struct Bf16Gemm::Impl {
     slot->source = reuse ? x : nullptr;
     slot->span = span;
     slot->used = clock;
-    return slot->bits.data();
-  }
-  const Rounded* holder(const uint16_t* bits) const {
-    for (const Rounded& r : rounded)
-      if (r.bits.data() == bits) return &r;
-    return nullptr;
+    return *slot;
   }
   // A product wrote c[0 .. span): forget what it overlaps.
   void written(const float* c, int64_t span) {
@@ -154,8 +138,8 @@ void Bf16Gemm::multiply(const GemmDesc& d, const float* a, const float* b, float
   const int64_t rows_a = d.trans_a ? d.k : d.m, cols_a = d.trans_a ? d.m : d.k;
   const int64_t rows_b = d.trans_b ? d.n : d.k, cols_b = d.trans_b ? d.k : d.n;
   const int64_t span_a = d.lda * (cols_a - 1) + rows_a, span_b = d.ldb * (cols_b - 1) + rows_b;
-  const uint16_t* a16 = im.round(a, span_a, nullptr);
-  const uint16_t* b16 = im.round(b, span_b, im.holder(a16));
+  const Impl::Rounded& a16 = im.round(a, span_a, nullptr);
+  const Impl::Rounded& b16 = im.round(b, span_b, &a16);
 
   // oneDNN is row-major: column-major C [m, n] is row-major C^T [n, m] = op(B)^T op(A)^T, and a
   // column-major matrix with leading dimension ld is its row-major transpose with row stride ld.
@@ -178,8 +162,9 @@ void Bf16Gemm::multiply(const GemmDesc& d, const float* a, const float* b, float
     it = im.primitives.emplace(key, dnnl::matmul(pd)).first;
   }
   // (oneDNN reads its inputs only: the const_casts do not write through them.)
-  memory src_mem(src, im.engine, const_cast<uint16_t*>(b16)),
-      weights_mem(weights, im.engine, const_cast<uint16_t*>(a16)), dst_mem(dst, im.engine, c);
+  memory src_mem(src, im.engine, const_cast<uint16_t*>(b16.bits.data())),
+      weights_mem(weights, im.engine, const_cast<uint16_t*>(a16.bits.data())),
+      dst_mem(dst, im.engine, c);
   it->second.execute(
       im.stream,
       {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, weights_mem}, {DNNL_ARG_DST, dst_mem}});

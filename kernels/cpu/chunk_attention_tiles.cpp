@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <climits>
+#include <optional>
 #include <vector>
 
 #include "base/error.h"
@@ -427,105 +428,110 @@ void add_window_grads(const ChunkAttentionParams& p, int64_t s, int64_t c, const
   }
 }
 
+// Adds rows [0, rows) of c [*, dp] to out [*, dp].
+void add_rows(const float* c, int64_t rows, int64_t dp, float* out) {
+  for (int64_t e = 0; e < rows * dp; ++e) out[e] += c[e];
+}
+
+// The bf16 operands of a query tile for AMX products (kernels/cpu/amx_tiles.h): B operands Q^T
+// and dO^T [d, nqp] (scores, dP), Q and dO [nq, dp] (key and value gradients), and per key tile
+// dS^T [nk, nqp] as a B operand (query gradients) and dS^T, P^T [nk, nq] as A operands.
+struct Bf16QueryOperands {
+  uint16_t *q_pairs, *dout_pairs, *q_row_pairs, *dout_row_pairs, *ds_pairs, *ds_rows, *p_rows;
+  Bf16QueryOperands(Scratch& scratch, int64_t d, int64_t dp) {
+    const int64_t depth = amx::padded_depth(d), query_depth = amx::padded_depth(kTile);
+    q_pairs = scratch.take_bf16(depth * kTile);
+    dout_pairs = scratch.take_bf16(depth * kTile);
+    q_row_pairs = scratch.take_bf16(query_depth * dp);
+    dout_row_pairs = scratch.take_bf16(query_depth * dp);
+    ds_pairs = scratch.take_bf16(query_depth * kTile);
+    ds_rows = scratch.take_bf16(kTile * query_depth);
+    p_rows = scratch.take_bf16(kTile * query_depth);
+  }
+  void pack(const QueryTile& qt, int64_t d, int64_t dp) {
+    amx::pack_pairs(qt.qt, qt.nqp, d, qt.nqp, q_pairs);
+    amx::pack_pairs(qt.doutt, qt.nqp, d, qt.nqp, dout_pairs);
+    amx::pack_pairs(qt.q, dp, qt.tile.count, dp, q_row_pairs);
+    amx::pack_pairs(qt.dout, dp, qt.tile.count, dp, dout_row_pairs);
+  }
+};
+
+// One key tile's share of gradients_item with bf16 products: dqt [dp, nqp] += K^T dS^T (the query
+// gradients accumulate transposed), dk_tile += dS^T Q and dv_tile += P^T dO, straight into the
+// window's rows when the key tile is a whole number of 16-row tiles, else through c_tile.
+void key_tile_gradients_bf16(const ChunkAttentionParams& p, const DropoutMask& drop,
+                             const QueryTile& qt, const Bf16QueryOperands& ops,
+                             const KeyTileCache::Entry& kv, int64_t key_offset, float* st,
+                             float* dpt, float* dqt, float* c_tile, float* dk_tile,
+                             float* dv_tile) {
+  const int64_t dp = padded(p.d), depth = amx::padded_depth(p.d), nqp = qt.nqp;
+  const int64_t nq = qt.tile.count, nq_depth = amx::padded_depth(nq);
+  const int64_t nk = kv.count, nkp = padded(nk);
+  amx::multiply(nkp, nqp, depth, kv.k16.data(), ops.q_pairs, st, nqp, false);
+  amx::multiply(nkp, nqp, depth, kv.v16.data(), ops.dout_pairs, dpt, nqp, false);
+  score_gradients(p, drop, qt, kv, key_offset, st, dpt);
+  amx::pack_pairs(st, nqp, nk, nqp, ops.ds_pairs);
+  amx::multiply(dp, nqp, amx::padded_depth(nk), kv.kt16.data(), ops.ds_pairs, dqt, nqp, true);
+  amx::pack_rows(st, nqp, nk, nkp, nq, ops.ds_rows);
+  amx::pack_rows(dpt, nqp, nk, nkp, nq, ops.p_rows);
+  if (nkp == nk) {
+    amx::multiply(nkp, dp, nq_depth, ops.ds_rows, ops.q_row_pairs, dk_tile, dp, true);
+    amx::multiply(nkp, dp, nq_depth, ops.p_rows, ops.dout_row_pairs, dv_tile, dp, true);
+  } else {
+    amx::multiply(nkp, dp, nq_depth, ops.ds_rows, ops.q_row_pairs, c_tile, dp, false);
+    add_rows(c_tile, nk, dp, dk_tile);
+    amx::multiply(nkp, dp, nq_depth, ops.p_rows, ops.dout_row_pairs, c_tile, dp, false);
+    add_rows(c_tile, nk, dp, dv_tile);
+  }
+}
+
 // Gradients of the slots of chunk c's window, from the queries of chunk c: dQ of chunk c
 // (complete, written) and the contributions to dK and dV of the window's keys (added to p.dk,
 // p.dv). Look-back only: each window holds two chunks.
-void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadState& state) {
+void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadState& state,
+                    bool bf16) {
   const ChunkLayout& L = p.layout;
   const int64_t dp = padded(p.d), W = L.window();
   Scratch& scratch = state.scratch;
   QueryTile qt(scratch, dp, true);
   float* st = scratch.take(kTile * kTile);
   float* dpt = scratch.take(kTile * kTile);
-  float* dq = scratch.take(kTile * dp);
-  float* dk = scratch.take(W * dp);  // window order
-  float* dv = scratch.take(W * dp);
-  std::fill(dk, dk + W * dp, 0.0f);
-  std::fill(dv, dv + W * dp, 0.0f);
-  const DropoutMask drop = p.segment_dropout(s);
-  for_each_chunk_tile(L, c, [&](const SlotTile& q_tile) {
-    qt.gather(p, s, q_tile, true);
-    const int64_t nq = q_tile.count;
-    std::fill(dq, dq + nq * dp, 0.0f);
-    for_each_window_tile(L, c, [&](const SlotTile& k_tile) {
-      if (all_later(p, k_tile, q_tile)) return;
-      const KeyTileCache::Entry& kv = state.keys.get(p, s, k_tile);
-      const int64_t nk = k_tile.count, nqp = qt.nqp;
-      tile_score_gradients(p, drop, qt, kv, k_tile.window_offset, st, dpt);
-      tile_gemm_at(nq, dp, nk, st, nqp, kv.k.data(), dp, dq, dp, true);
-      float* dk_tile = dk + k_tile.window_offset * dp;
-      float* dv_tile = dv + k_tile.window_offset * dp;
-      tile_gemm(nk, dp, nq, st, nqp, qt.q, dp, dk_tile, dp, true);
-      tile_gemm(nk, dp, nq, dpt, nqp, qt.dout, dp, dv_tile, dp, true);
-    });
-    store_query_grads(p, s, q_tile, dq, dp);
-  });
-  add_window_grads(p, s, c, dk, dv);
-}
-
-// Adds rows [0, rows) of c [*, dp] to out [*, dp].
-void add_rows(const float* c, int64_t rows, int64_t dp, float* out) {
-  for (int64_t e = 0; e < rows * dp; ++e) out[e] += c[e];
-}
-
-// gradients_item with bf16 products on AMX. The query gradients accumulate transposed, dqt [dp,
-// nqp] += K^T dS^T; the key and value gradients as dS^T Q and P^T dO, straight into the window's
-// rows when a key tile is a whole number of 16-row tiles, else through c_tile.
-void gradients_item_bf16(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadState& state) {
-  const ChunkLayout& L = p.layout;
-  const int64_t dp = padded(p.d), W = L.window(), depth = amx::padded_depth(p.d);
-  const int64_t query_depth = amx::padded_depth(kTile);
-  Scratch& scratch = state.scratch;
-  QueryTile qt(scratch, dp, true);
-  float* st = scratch.take(kTile * kTile);
-  float* dpt = scratch.take(kTile * kTile);
-  float* dqt = scratch.take(dp * kTile);
+  float* dq = scratch.take(kTile * dp);  // [nq, dp], or with bf16 products [dp, nqp]
   float* c_tile = scratch.take(kTile * dp);
   float* dk = scratch.take(W * dp);  // window order
   float* dv = scratch.take(W * dp);
-  uint16_t* q_pairs = scratch.take_bf16(depth * kTile);            // B = Q^T [d, nqp]
-  uint16_t* dout_pairs = scratch.take_bf16(depth * kTile);         // B = dO^T [d, nqp]
-  uint16_t* q_row_pairs = scratch.take_bf16(query_depth * dp);     // B = Q [nq, dp]
-  uint16_t* dout_row_pairs = scratch.take_bf16(query_depth * dp);  // B = dO [nq, dp]
-  uint16_t* ds_pairs = scratch.take_bf16(query_depth * kTile);     // B = dS^T [nk, nqp]
-  uint16_t* ds_rows = scratch.take_bf16(kTile * query_depth);      // A = dS^T [nk, nq]
-  uint16_t* p_rows = scratch.take_bf16(kTile * query_depth);       // A = P^T [nk, nq]
+  std::optional<Bf16QueryOperands> ops;
+  if (bf16) ops.emplace(scratch, p.d, dp);
   std::fill(dk, dk + W * dp, 0.0f);
   std::fill(dv, dv + W * dp, 0.0f);
   const DropoutMask drop = p.segment_dropout(s);
   for_each_chunk_tile(L, c, [&](const SlotTile& q_tile) {
     qt.gather(p, s, q_tile, true);
-    const int64_t nq = q_tile.count, nqp = qt.nqp, nq_depth = amx::padded_depth(nq);
-    amx::pack_pairs(qt.qt, nqp, p.d, nqp, q_pairs);
-    amx::pack_pairs(qt.doutt, nqp, p.d, nqp, dout_pairs);
-    amx::pack_pairs(qt.q, dp, nq, dp, q_row_pairs);
-    amx::pack_pairs(qt.dout, dp, nq, dp, dout_row_pairs);
-    std::fill(dqt, dqt + dp * nqp, 0.0f);
+    const int64_t nq = q_tile.count, nqp = qt.nqp;
+    if (ops) ops->pack(qt, p.d, dp);
+    std::fill(dq, dq + dp * nqp, 0.0f);
     for_each_window_tile(L, c, [&](const SlotTile& k_tile) {
       if (all_later(p, k_tile, q_tile)) return;
-      const KeyTileCache::Entry& kv = state.keys.get(p, s, k_tile, true);
-      const int64_t nk = k_tile.count, nkp = padded(nk), nk_depth = amx::padded_depth(nk);
-      amx::multiply(nkp, nqp, depth, kv.k16.data(), q_pairs, st, nqp, false);
-      amx::multiply(nkp, nqp, depth, kv.v16.data(), dout_pairs, dpt, nqp, false);
-      score_gradients(p, drop, qt, kv, k_tile.window_offset, st, dpt);
-      amx::pack_pairs(st, nqp, nk, nqp, ds_pairs);
-      amx::multiply(dp, nqp, nk_depth, kv.kt16.data(), ds_pairs, dqt, nqp, true);
-      amx::pack_rows(st, nqp, nk, nkp, nq, ds_rows);
-      amx::pack_rows(dpt, nqp, nk, nkp, nq, p_rows);
+      const KeyTileCache::Entry& kv = state.keys.get(p, s, k_tile, bf16);
       float* dk_tile = dk + k_tile.window_offset * dp;
       float* dv_tile = dv + k_tile.window_offset * dp;
-      if (nkp == nk) {
-        amx::multiply(nkp, dp, nq_depth, ds_rows, q_row_pairs, dk_tile, dp, true);
-        amx::multiply(nkp, dp, nq_depth, p_rows, dout_row_pairs, dv_tile, dp, true);
-      } else {
-        amx::multiply(nkp, dp, nq_depth, ds_rows, q_row_pairs, c_tile, dp, false);
-        add_rows(c_tile, nk, dp, dk_tile);
-        amx::multiply(nkp, dp, nq_depth, p_rows, dout_row_pairs, c_tile, dp, false);
-        add_rows(c_tile, nk, dp, dv_tile);
+      if (ops) {
+        key_tile_gradients_bf16(p, drop, qt, *ops, kv, k_tile.window_offset, st, dpt, dq, c_tile,
+                                dk_tile, dv_tile);
+        return;
       }
+      const int64_t nk = k_tile.count;
+      tile_score_gradients(p, drop, qt, kv, k_tile.window_offset, st, dpt);
+      tile_gemm_at(nq, dp, nk, st, nqp, kv.k.data(), dp, dq, dp, true);
+      tile_gemm(nk, dp, nq, st, nqp, qt.q, dp, dk_tile, dp, true);
+      tile_gemm(nk, dp, nq, dpt, nqp, qt.dout, dp, dv_tile, dp, true);
     });
-    amx::transpose_words(dqt, nqp, dp, nqp, c_tile, dp);
-    store_query_grads(p, s, q_tile, c_tile, dp);
+    if (ops) {
+      amx::transpose_words(dq, nqp, dp, nqp, c_tile, dp);
+      store_query_grads(p, s, q_tile, c_tile, dp);
+    } else {
+      store_query_grads(p, s, q_tile, dq, dp);
+    }
   });
   add_window_grads(p, s, c, dk, dv);
 }
@@ -645,10 +651,7 @@ void gradients_by_phase(const ChunkAttentionParams& p, bool bf16) {
     for (int64_t i = 0; i < total; ++i) {
       ThreadState& state = thread_state(pass);
       state.scratch.reset(scratch_floats(p));
-      if (bf16)
-        gradients_item_bf16(p, i / chunks_per_segment, chunks[i % chunks_per_segment], state);
-      else
-        gradients_item(p, i / chunks_per_segment, chunks[i % chunks_per_segment], state);
+      gradients_item(p, i / chunks_per_segment, chunks[i % chunks_per_segment], state, bf16);
     }
   }
 }

@@ -25,10 +25,9 @@
 // `reformer selftest` compares every implementation with these.
 #pragma once
 
-#include <cstring>
-
 #include "base/philox.h"
 #include "kernels/fast_math.h"
+#include "kernels/ops/bf16_round.h"
 #include "kernels/ops/dropout_mask.h"
 #include "kernels/ops/row_reduce.h"
 
@@ -138,15 +137,9 @@ struct KeyNormScales {
   }
 };
 
-// x rounded to bf16 (nearest, ties to even) when `on` (ChunkAttentionParams::bf16_products).
+// x rounded to bf16 when `on` (ChunkAttentionParams::bf16_products).
 RF_HD float product_operand(float x, bool on) {
-  if (!on) return x;
-  uint32_t u;
-  memcpy(&u, &x, sizeof u);
-  if ((u & 0x7f800000u) == 0x7f800000u) return x;  // inf, nan
-  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-  memcpy(&x, &u, sizeof x);
-  return x;
+  return on ? bf16_rounded(x) : x;
 }
 
 // The masked, scaled score of query slot j's row qr (at position qp) against key slot e. (bf16
