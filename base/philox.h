@@ -64,11 +64,16 @@ struct RngStream {
   uint32_t step = 0;
   uint32_t example = 0;
   uint32_t head = 0;
+  // When set, the step word is read from here (executor memory) as numbers are drawn, instead of
+  // `step`: a training step's launches then carry the same arguments every step, so they can be
+  // captured once and replayed (a CUDA graph) while the host writes each step's number there.
+  const uint32_t* step_source = nullptr;
 
+  RF_HD uint32_t step_word() const { return step_source ? *step_source : step; }
   RF_HD Philox4 block(uint64_t block_index) const {
     const Philox4 counter = {{static_cast<uint32_t>(block_index),
                               (head << 16) | static_cast<uint32_t>((block_index >> 32) & 0xFFFFu),
-                              example, step}};
+                              example, step_word()}};
     return philox4x32_10(counter, key0, key1);
   }
   // 32 random bits for element i.

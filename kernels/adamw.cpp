@@ -5,7 +5,8 @@
 namespace rf {
 
 void adamw_update(Executor& ex, const AdamWArgs& a) {
-  RF_CHECK(a.norm && a.decay, "adamw_update needs the gradient norm and the decay mask");
+  RF_CHECK(a.norm && a.decay && a.scalars,
+           "adamw_update needs the gradient norm, the decay mask and the step's scalars");
   AdamWUpdate op{};
   op.param = a.param;
   op.m = a.m;
@@ -13,13 +14,11 @@ void adamw_update(Executor& ex, const AdamWArgs& a) {
   op.grad = a.grad;
   op.decay = a.decay;
   op.norm = a.norm;
-  op.lr = a.lr;
+  op.scalars = a.scalars;
   op.beta1 = a.beta1;
   op.beta2 = a.beta2;
   op.eps = a.eps;
   op.weight_decay = a.weight_decay;
-  op.bias_correction1 = a.bias_correction1;
-  op.bias_correction2 = a.bias_correction2;
   ex.run(a.count, op);
 }
 

@@ -17,12 +17,12 @@ struct AdamWArgs {
   // Written by gradient_norm (kernels/reductions.h) on the same executor: the clip factor, and
   // whether the gradients are finite (if not, nothing changes).
   const GradientNormResult* norm = nullptr;
+  // The learning rate and bias corrections, in executor memory, written by the host before the
+  // update runs.
+  const AdamWStepScalars* scalars = nullptr;
   int64_t count = 0;
-  float lr = 0.0f;
   float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
   float weight_decay = 0.0f;
-  float bias_correction1 = 1.0f;  // 1 - beta1^t
-  float bias_correction2 = 1.0f;  // 1 - beta2^t
 };
 void adamw_update(Executor& ex, const AdamWArgs& args);
 

@@ -1,6 +1,7 @@
 // Launchers of the input embedding: token table plus position embedding (axial, learned, or none)
 // with embedding dropout, and the gradients of the tables. The token table's gradient sums rows in
-// a fixed order: rows are grouped by token on the host, so no atomics are needed on any device.
+// a fixed order: rows are grouped by token on the host when a batch is staged, so no atomics are
+// needed on any device.
 #pragma once
 
 #include <cstdint>
@@ -28,14 +29,26 @@ struct PositionGrads {
   int64_t n1 = 1, n2 = 1, d1 = 0, d2 = 0;
 };
 
+// A batch's rows grouped by token, in executor memory: the rows holding token v are
+// order[offsets[v] .. offsets[v + 1]), in increasing order.
+struct TokenGroups {
+  const int32_t* offsets = nullptr;  // [vocab + 1]
+  const int32_t* order = nullptr;    // [rows]
+};
+// Groups rows by token with a counting sort on the host (scratch kept in `ws` between steps) and
+// uploads the groups into `ws`. It runs when a batch is staged, before the step's device work, so
+// that work holds no transfer from the host and can be captured and replayed.
+TokenGroups group_rows_by_token(Executor& ex, Workspace& ws, const int32_t* host_tokens,
+                                int64_t rows, int64_t vocab);
+
 struct EmbeddingBackwardArgs {
-  float* dx = nullptr;                   // [batch * seq_len, d_model]; dropout applied in place
-  const int32_t* host_tokens = nullptr;  // [batch * seq_len], on the host
+  float* dx = nullptr;  // [batch * seq_len, d_model]; dropout applied in place
+  TokenGroups groups;   // of the batch's tokens (group_rows_by_token)
   float* dtable = nullptr;               // [vocab, d_model], accumulated
   PositionGrads positions;               // accumulated
   int64_t batch = 0, seq_len = 0, d_model = 0, vocab = 0;
   DropoutMask dropout;
 };
-void embedding_backward(Executor& ex, Workspace& ws, const EmbeddingBackwardArgs& args);
+void embedding_backward(Executor& ex, const EmbeddingBackwardArgs& args);
 
 }  // namespace rf

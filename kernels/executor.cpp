@@ -22,6 +22,24 @@ void Executor::chunk_attention(ChunkAttentionPass pass, const ChunkAttentionPara
   }
 }
 
+void Executor::begin_capture() {
+  fail("step graphs are not available on this executor (", describe(), ")");
+}
+
+int Executor::end_capture() {
+  fail("step graphs are not available on this executor (", describe(), ")");
+}
+
+void Executor::replay_graph(int) {
+  fail("step graphs are not available on this executor (", describe(), ")");
+}
+
+void Executor::refuse_while_capturing(const char* call) const {
+  if (capturing_)
+    fail(call, " while a step graph is being captured: a graph holds device work only (a "
+         "transfer to or from the host, a wait or an allocation must come before or after it)");
+}
+
 void matmul(Executor& ex, const RowMajorGemm& g, const float* a, const float* b, float* c) {
   // Column-major C^T = op(B)^T op(A)^T: the row-major B is the column-major A.
   ex.gemm(to_column_major(g), b, a, c);

@@ -53,7 +53,7 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   using KernelInterfaceOf<KernelOps>::type::run;
 
   KernelVariant kernel_variant() const { return variant_; }
-  void set_kernel_variant(KernelVariant variant) { variant_ = variant; }
+  virtual void set_kernel_variant(KernelVariant variant) { variant_ = variant; }
   // Whether whole-row kernels (layer norm, cross-entropy) run a warp per row here: launchers then
   // hand them whole rows instead of a statistics pass and one column per index.
   virtual bool warp_per_row() const { return false; }
@@ -95,6 +95,21 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   virtual size_t sort_scratch_bytes(const BucketSort& sort) = 0;
   virtual void sort_buckets(const BucketSort& sort, void* scratch) = 0;
 
+  // Step graphs: work captured once and replayed, as a CUDA graph does. Between begin_capture()
+  // and end_capture() the executor records the work handed to it (kernels, GEMMs, attention
+  // passes, sorts, device copies and fills) instead of running it; replay_graph() runs it again
+  // with the same arguments, reading whatever executor memory holds by then. While capturing,
+  // what a graph cannot hold (a transfer to or from the host, a wait, an allocation) is an
+  // rf::Error naming the call. Executors without graphs return false from supports_graphs() and
+  // throw from the others.
+  virtual bool supports_graphs() const { return false; }
+  virtual void begin_capture();
+  virtual int end_capture();  // the new graph's id
+  virtual void replay_graph(int graph);
+  bool capturing() const { return capturing_; }
+  // Whether some graph was captured (its launches may read or write any memory allocated so far).
+  bool holds_graphs() const { return graphs_ > 0; }
+
   size_t bytes_in_use() const { return bytes_in_use_; }
   size_t peak_bytes() const { return peak_bytes_; }
   // Work handed to the device so far: kernel launches (each run, GEMM call, tiled attention pass
@@ -110,12 +125,18 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   void count_release(size_t bytes) { bytes_in_use_ -= bytes; }
   void count_launch() { ++launches_; }
   void count_memory_operation() { ++memory_operations_; }
+  // For executors with graphs: the capture flag, and the error for a call a graph cannot hold.
+  void set_capturing(bool on) { capturing_ = on; }
+  void count_graph() { ++graphs_; }
+  void refuse_while_capturing(const char* call) const;
 
  private:
   size_t bytes_in_use_ = 0;
   size_t peak_bytes_ = 0;
   KernelVariant variant_ = KernelVariant::kTuned;
   int64_t launches_ = 0, memory_operations_ = 0;
+  bool capturing_ = false;
+  int graphs_ = 0;
 };
 
 // The RowSplit for a kernel over [rows, cols] on this executor: whole rows per CPU thread, one

@@ -88,6 +88,7 @@ struct RuntimeConfig {
   GemmPrecision precision = GemmPrecision::kFp32;
   double collective_timeout_s = 600;  // a collective not done by then aborts the job
   bool verify_kernels = true;         // cuda: a quick selftest of the GPU's kernels before training
+  bool step_graphs = false;           // capture each part of a training step once, then replay it
 };
 
 // A chunk size as configured (model.ff_chunk or model.head_chunk), resolved per micro-batch:

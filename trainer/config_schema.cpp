@@ -189,6 +189,10 @@ std::vector<KeySpec> build_schema() {
       bool_key("runtime", "verify_kernels", "true",
                "device cuda: before training, compare every kernel op on the GPU with the CPU "
                "reference (a quick reformer selftest) and refuse to train if one differs"),
+      bool_key("runtime", "step_graphs", "false",
+               "capture each part of a training step once and replay it (CUDA graphs on a GPU, "
+               "never yet run on one; on a CPU a recorded replay, which trains bit for bit as "
+               "without it); one rank only for now"),
   };
 }
 

@@ -68,12 +68,16 @@ void EmbeddingLayer::forward(Kit& kit, ParamStore& p, const StepContext& step,
   embedding_forward(kit.ex, a);
 }
 
+TokenGroups EmbeddingLayer::group_tokens(Kit& kit, const std::vector<int32_t>& host_tokens) const {
+  return group_rows_by_token(kit.ex, kit.ws, host_tokens.data(),
+                             static_cast<int64_t>(host_tokens.size()), vocab_);
+}
+
 void EmbeddingLayer::backward(Kit& kit, ParamStore& p, const StepContext& step,
-                              const std::vector<int32_t>& host_tokens, float* dx) const {
-  RF_CHECK(static_cast<int64_t>(host_tokens.size()) == step.rows());
+                              const TokenGroups& groups, float* dx) const {
   EmbeddingBackwardArgs a;
   a.dx = dx;
-  a.host_tokens = host_tokens.data();
+  a.groups = groups;
   a.dtable = p.grad(table_);
   a.positions.kind = position_;
   if (position_ == PositionKind::kAxial) {
@@ -91,7 +95,7 @@ void EmbeddingLayer::backward(Kit& kit, ParamStore& p, const StepContext& step,
   a.d_model = d_model_;
   a.vocab = vocab_;
   a.dropout = mask(step);
-  embedding_backward(kit.ex, kit.ws, a);
+  embedding_backward(kit.ex, a);
 }
 
 }  // namespace rf

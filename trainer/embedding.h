@@ -4,6 +4,7 @@
 
 #include <vector>
 
+#include "kernels/embedding.h"
 #include "trainer/config.h"
 #include "trainer/params.h"
 #include "trainer/step_context.h"
@@ -17,10 +18,12 @@ class EmbeddingLayer {
   // x [rows, d_model] = embedding of tokens (device array [rows]).
   void forward(Kit& kit, ParamStore& p, const StepContext& step, const int32_t* tokens,
                float* x) const;
+  // The batch's rows grouped by token for backward() (uploads: done when the batch is staged).
+  TokenGroups group_tokens(Kit& kit, const std::vector<int32_t>& host_tokens) const;
   // Parameter gradients += from dx [rows, d_model] (dx is modified: dropout is applied to it).
-  // host_tokens are the same tokens, used to group rows by token on the host.
-  void backward(Kit& kit, ParamStore& p, const StepContext& step,
-                const std::vector<int32_t>& host_tokens, float* dx) const;
+  // `groups` are the same tokens grouped by group_tokens().
+  void backward(Kit& kit, ParamStore& p, const StepContext& step, const TokenGroups& groups,
+                float* dx) const;
 
  private:
   PositionTable position_table(ParamStore& p) const;

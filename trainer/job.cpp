@@ -1,5 +1,7 @@
 #include "trainer/job.h"
 
+#include "kernels/launch_recorder.h"
+
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
@@ -33,7 +35,11 @@ std::unique_ptr<Executor> make_rank_executor(const RuntimeConfig& runtime, int l
   options.precision = runtime.precision;
   if (runtime.device == Device::kCuda) options.gpu = gpu_for_local_rank(local_rank);
   try {
-    return make_executor(options);
+    std::unique_ptr<Executor> ex = make_executor(options);
+    // Executors without graphs of their own (the CPU's) replay recorded launches.
+    if (runtime.step_graphs && !ex->supports_graphs())
+      ex = std::make_unique<LaunchRecorder>(std::move(ex));
+    return ex;
   } catch (const Error& e) {
     if (runtime.device != Device::kCuda) throw;
     fail("local rank ", local_rank, ": ", e.what(),

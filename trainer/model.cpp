@@ -12,24 +12,32 @@ ReformerModel::ReformerModel(const Config& cfg, Executor& ex)
       embedding_(params_, cfg),
       stack_(params_, cfg),
       head_group_(params_.begin_group("head")),
-      head_(params_, cfg) {
+      head_(params_, cfg),
+      step_word_(ex, 1) {
   params_.allocate(ex);
   params_.initialize(ex, static_cast<uint64_t>(cfg.train.seed));
 }
 
-void ReformerModel::embed(const TokenBatch& batch, const StepContext& step, float** x1, float** x2,
-                          int32_t** targets) {
-  const int64_t rows = step.rows(), D = cfg_.model.d_model;
+StepContext ReformerModel::stage(const TokenBatch& batch, const StepContext& step) {
+  const int64_t rows = step.rows();
   RF_CHECK(static_cast<int64_t>(batch.inputs.size()) == rows &&
            static_cast<int64_t>(batch.targets.size()) == rows);
-  int32_t* inputs = ws_.ints("model.inputs", rows);
-  *targets = ws_.ints("model.targets", rows);
-  ex_.upload(inputs, batch.inputs.data(), rows * sizeof(int32_t));
-  ex_.upload(*targets, batch.targets.data(), rows * sizeof(int32_t));
+  ex_.upload(ws_.ints("model.inputs", rows), batch.inputs.data(), rows * sizeof(int32_t));
+  ex_.upload(ws_.ints("model.targets", rows), batch.targets.data(), rows * sizeof(int32_t));
+  Kit kit{ex_, ws_};
+  if (step.training) token_groups_ = embedding_.group_tokens(kit, batch.inputs);
+  ex_.upload(step_word_.data(), &step.step, sizeof(uint32_t));
+  StepContext staged = step;
+  staged.step_on_device = step_word_.data();
+  return staged;
+}
+
+void ReformerModel::embed(const StepContext& staged, float** x1, float** x2) {
+  const int64_t rows = staged.rows(), D = cfg_.model.d_model;
   *x1 = ws_.floats("model.x1", rows * D);
   *x2 = ws_.floats("model.x2", rows * D);
   Kit kit{ex_, ws_};
-  embedding_.forward(kit, params_, step, inputs, *x1);
+  embedding_.forward(kit, params_, staged, ws_.ints("model.inputs", rows), *x1);
   ex_.copy(*x2, *x1, rows * D * sizeof(float));
 }
 
@@ -46,50 +54,62 @@ BatchStats ReformerModel::summarize(HeadOutput&& out, const std::vector<int32_t>
 BatchStats ReformerModel::forward_backward(const TokenBatch& batch, const StepContext& step,
                                            float grad_scale,
                                            const std::function<void(int)>& group_done) {
-  const int64_t rows = step.rows(), D = cfg_.model.d_model;
+  compute_forward_backward(stage(batch, step), grad_scale, group_done);
+  return collect(batch);
+}
+
+void ReformerModel::compute_forward_backward(const StepContext& staged, float grad_scale,
+                                             const std::function<void(int)>& group_done) {
+  RF_CHECK(staged.training && staged.step_on_device, "compute_forward_backward needs a batch "
+           "staged for training");
+  const int64_t rows = staged.rows(), D = cfg_.model.d_model;
   float *x1, *x2;
-  int32_t* targets;
-  embed(batch, step, &x1, &x2, &targets);
+  embed(staged, &x1, &x2);
   Kit kit{ex_, ws_};
-  stack_.forward(kit, params_, step, x1, x2, true);
+  stack_.forward(kit, params_, staged, x1, x2, true);
 
   float* dx1 = ws_.floats("model.dx1", rows * D);
   float* dx2 = ws_.floats("model.dx2", rows * D);
   ex_.zero(dx1, rows * D * sizeof(float));
   ex_.zero(dx2, rows * D * sizeof(float));
-  head_.run(kit, params_, rows, x1, x2, targets, grad_scale, dx1, dx2);
+  head_.run(kit, params_, rows, x1, x2, ws_.ints("model.targets", rows), grad_scale, dx1, dx2);
   if (group_done) group_done(head_group_);
 
-  stack_.backward(kit, params_, step, x1, x2, dx1, dx2, [&](int64_t layer) {
+  stack_.backward(kit, params_, staged, x1, x2, dx1, dx2, [&](int64_t layer) {
     if (group_done) group_done(stack_.group_of_layer(layer));
   });
   // Both streams started as copies of the embedding: its gradient is the sum.
   add_scaled(ex_, dx1, dx2, 1.0f, rows * D);
-  embedding_.backward(kit, params_, step, batch.inputs, dx1);
+  embedding_.backward(kit, params_, staged, token_groups_, dx1);
   if (group_done) group_done(embedding_group_);
+}
+
+BatchStats ReformerModel::collect(const TokenBatch& batch) {
   // The first wait for the device in the step: the losses are fetched after the whole backward
   // pass has been handed to it.
-  return summarize(head_.results(kit, rows), batch.targets);
+  Kit kit{ex_, ws_};
+  return summarize(head_.results(kit, batch.batch * batch.seq_len), batch.targets);
 }
 
 BatchStats ReformerModel::forward(const TokenBatch& batch, const StepContext& step) {
+  const StepContext staged = stage(batch, step);
   float *x1, *x2;
-  int32_t* targets;
-  embed(batch, step, &x1, &x2, &targets);
+  embed(staged, &x1, &x2);
   Kit kit{ex_, ws_};
-  stack_.forward(kit, params_, step, x1, x2, false);
-  head_.run(kit, params_, step.rows(), x1, x2, targets, 0.0f, nullptr, nullptr);
-  return summarize(head_.results(kit, step.rows()), batch.targets);
+  stack_.forward(kit, params_, staged, x1, x2, false);
+  head_.run(kit, params_, staged.rows(), x1, x2, ws_.ints("model.targets", staged.rows()), 0.0f,
+            nullptr, nullptr);
+  return summarize(head_.results(kit, staged.rows()), batch.targets);
 }
 
 std::vector<float> ReformerModel::next_token_logits(const TokenBatch& sequence,
                                                     const StepContext& step, int64_t position) {
   RF_CHECK(sequence.batch == 1 && position >= 0 && position < sequence.seq_len);
+  const StepContext staged = stage(sequence, step);
   float *x1, *x2;
-  int32_t* targets;
-  embed(sequence, step, &x1, &x2, &targets);
+  embed(staged, &x1, &x2);
   Kit kit{ex_, ws_};
-  stack_.forward(kit, params_, step, x1, x2, false);
+  stack_.forward(kit, params_, staged, x1, x2, false);
   return head_.logits(kit, params_, x1, x2, position);
 }
 

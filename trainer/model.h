@@ -40,8 +40,20 @@ class ReformerModel {
   Workspace& workspace() { return ws_; }
 
   // Forward and backward of one micro-batch: gradients += grad_scale * d(sum of token losses).
+  // The same as stage(), compute_forward_backward(), collect().
   BatchStats forward_backward(const TokenBatch& batch, const StepContext& step, float grad_scale,
                               const std::function<void(int)>& group_done = {});
+
+  // forward_backward in three parts, so the device work can be captured once and replayed (a
+  // CUDA graph; trainer/step_graphs.h). stage() hands the batch, its tokens grouped for the
+  // embedding's gradient, and the step's number to the executor (uploads) and returns `step`
+  // reading its number from there. compute_forward_backward() is device work only: no transfer,
+  // no wait, and launch arguments that do not change from step to step for a batch of the same
+  // shape. collect() waits for the device and fetches the losses.
+  StepContext stage(const TokenBatch& batch, const StepContext& step);
+  void compute_forward_backward(const StepContext& staged, float grad_scale,
+                                const std::function<void(int)>& group_done = {});
+  BatchStats collect(const TokenBatch& batch);
   // Forward only (evaluation): losses and predictions per position.
   BatchStats forward(const TokenBatch& batch, const StepContext& step);
   // Forward of one sequence (batch 1); the logits of its position `position`.
@@ -58,8 +70,8 @@ class ReformerModel {
   int head_group() const { return head_group_; }
 
  private:
-  void embed(const TokenBatch& batch, const StepContext& step, float** x1, float** x2,
-             int32_t** targets);
+  // x1 = x2 = the embedding of the staged batch.
+  void embed(const StepContext& staged, float** x1, float** x2);
   static BatchStats summarize(HeadOutput&& out, const std::vector<int32_t>& targets);
 
   Config cfg_;
@@ -71,6 +83,8 @@ class ReformerModel {
   ReversibleStack stack_;
   int head_group_;
   LossHead head_;
+  DeviceBuffer<uint32_t> step_word_;  // the staged step's number (StepContext::step_on_device)
+  TokenGroups token_groups_;          // of the staged batch, for the embedding's gradient
 };
 
 }  // namespace rf

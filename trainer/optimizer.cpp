@@ -17,6 +17,7 @@ AdamW::AdamW(Executor& ex, ParamStore& params, const TrainConfig& cfg)
       v_(ex, params.size()),
       decay_(ex, params.size()),
       norm_(ex, 1),
+      scalars_(ex, 1),
       ws_(ex) {
   m_.zero();
   v_.zero();
@@ -27,9 +28,23 @@ AdamW::AdamW(Executor& ex, ParamStore& params, const TrainConfig& cfg)
 }
 
 GradNorm AdamW::step(double lr) {
+  prepare(lr);
+  compute();
+  return finish();
+}
+
+void AdamW::prepare(double lr) {
+  const double t = static_cast<double>(steps_ + 1);
+  AdamWStepScalars s;
+  s.lr = static_cast<float>(lr);
+  s.bias_correction1 = static_cast<float>(1.0 - std::pow(cfg_.adam_beta1, t));
+  s.bias_correction2 = static_cast<float>(1.0 - std::pow(cfg_.adam_beta2, t));
+  ex_.upload(scalars_.data(), &s, sizeof(s));
+}
+
+void AdamW::compute() {
   const int64_t n = static_cast<int64_t>(params_.size());
   gradient_norm(ex_, ws_, params_.grads(), n, cfg_.grad_clip, norm_.data());
-  const double t = static_cast<double>(steps_ + 1);
   AdamWArgs u;
   u.param = params_.params();
   u.m = m_.data();
@@ -37,15 +52,16 @@ GradNorm AdamW::step(double lr) {
   u.grad = params_.grads();
   u.decay = decay_.data();
   u.norm = norm_.data();
+  u.scalars = scalars_.data();
   u.count = n;
-  u.lr = static_cast<float>(lr);
   u.beta1 = static_cast<float>(cfg_.adam_beta1);
   u.beta2 = static_cast<float>(cfg_.adam_beta2);
   u.eps = static_cast<float>(cfg_.adam_eps);
   u.weight_decay = static_cast<float>(cfg_.weight_decay);
-  u.bias_correction1 = static_cast<float>(1.0 - std::pow(cfg_.adam_beta1, t));
-  u.bias_correction2 = static_cast<float>(1.0 - std::pow(cfg_.adam_beta2, t));
   adamw_update(ex_, u);
+}
+
+GradNorm AdamW::finish() {
   // The one transfer of the step, after all of its work has been handed to the device.
   GradientNormResult result{};
   ex_.download(&result, norm_.data(), sizeof(result));

@@ -26,7 +26,16 @@ class AdamW {
   // Clips the gradients to a global norm of cfg.grad_clip (0: no clipping) and updates every
   // parameter with learning rate lr. When some gradient is not finite the device leaves the
   // parameters and moments unchanged and the step does not count for the bias corrections.
+  // The same as prepare(lr), compute(), finish().
   GradNorm step(double lr);
+
+  // step() in three parts, so the device work can be captured once and replayed (a CUDA graph):
+  // prepare() writes the step's learning rate and bias corrections to the executor (an upload);
+  // compute() is device work only, with the same launch arguments every step; finish() waits for
+  // the device and returns the norm (and counts the update if it was applied).
+  void prepare(double lr);
+  void compute();
+  GradNorm finish();
 
   int64_t steps_taken() const { return steps_; }
   void set_steps_taken(int64_t s) { steps_ = s; }
@@ -40,6 +49,7 @@ class AdamW {
   DeviceBuffer<float> m_, v_;
   DeviceBuffer<uint8_t> decay_;  // 1 where weight decay applies
   DeviceBuffer<GradientNormResult> norm_;
+  DeviceBuffer<AdamWStepScalars> scalars_;
   Workspace ws_;  // the norm's partial sums
   int64_t steps_ = 0;
 };

@@ -20,6 +20,9 @@ struct StepContext {
   int64_t batch = 1;
   int64_t seq_len = 1;
   bool training = true;  // dropout only when training
+  // Where the executor holds `step` (ReformerModel::stage writes it there). When set, random
+  // streams read the step from it, so the launches of a step do not change from step to step.
+  const uint32_t* step_on_device = nullptr;
 
   int64_t rows() const { return batch * seq_len; }
 
@@ -28,15 +31,18 @@ struct StepContext {
     DropoutMask m;
     m.keep = training ? static_cast<float>(1.0 - rate) : 1.0f;
     m.stream = make_rng_stream(seed, purpose, layer, step, 0, 0);
+    m.stream.step_source = step_on_device;
     m.example_base = example_base;
     m.seq_len = seq_len;
     m.cols = cols;
     return m;
   }
   RngStream stream(RngPurpose purpose, uint32_t layer, int64_t example, int64_t head) const {
-    return make_rng_stream(seed, purpose, layer, step,
-                           example_base + static_cast<uint32_t>(example),
-                           static_cast<uint32_t>(head));
+    RngStream s = make_rng_stream(seed, purpose, layer, step,
+                                  example_base + static_cast<uint32_t>(example),
+                                  static_cast<uint32_t>(head));
+    s.step_source = step_on_device;
+    return s;
   }
 };
 

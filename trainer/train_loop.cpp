@@ -19,6 +19,7 @@
 #include "trainer/progress.h"
 #include "trainer/schedule.h"
 #include "trainer/selftest.h"
+#include "trainer/step_graphs.h"
 
 namespace fs = std::filesystem;
 
@@ -33,6 +34,7 @@ JobComms single_process_comms() {
 namespace {
 
 constexpr int kMaxConsecutiveBadSteps = 5;
+constexpr int kOptimizerPart = -1;  // the step graph of the optimizer (micro-batches are 0, 1, ...)
 
 // Everything one run holds, set up in order.
 struct Run {
@@ -42,6 +44,7 @@ struct Run {
   std::unique_ptr<Executor> ex;
   std::unique_ptr<ReformerModel> model;
   std::unique_ptr<AdamW> optimizer;
+  std::unique_ptr<StepGraphs> graphs;  // runtime.step_graphs
   DataSources data;
   std::unique_ptr<SampleOrder> order;
   BatchGeometry geometry;
@@ -157,10 +160,18 @@ struct StepResult {
   double correct = 0.0;
 };
 
+// Device work of a step (part: the micro-batch's index, or the optimizer's), from a graph when
+// runtime.step_graphs is on.
+void run_part(Run& run, int part, int64_t rows, const std::function<void()>& work) {
+  if (run.graphs)
+    run.graphs->run(part, rows, work);
+  else
+    work();
+}
+
 StepResult train_step(Run& run, BatchStream& batches, int64_t step) {
   const Config& c = run.cfg;
   ParamStore& params = run.model->params();
-  params.zero_grads();
   run.device().set_step(step + 1);  // NCCL forwards it to the host communicator it bootstraps from
   // Each rank takes the mean over its own tokens; the all-reduce then averages over ranks, which
   // is the mean over the global batch (every rank holds the same number of tokens).
@@ -178,12 +189,17 @@ StepResult train_step(Run& run, BatchStream& batches, int64_t step) {
     ctx.training = true;
     // Only the last micro-step's gradients are final, so only it starts the all-reduce.
     const bool last = micro + 1 == run.geometry.accum;
-    const BatchStats s = run.model->forward_backward(batch, ctx, grad_scale, [&](int group) {
-      if (!last || run.device().size() == 1) return;
-      // (NCCL orders the reduction after the compute stream's work with an event.)
-      const ParamGroup& g = params.groups()[group];
-      run.device().start_average(params.grads() + g.offset, g.count, g.name);
+    const StepContext staged = run.model->stage(batch, ctx);
+    run_part(run, static_cast<int>(micro), staged.rows(), [&] {
+      if (micro == 0) params.zero_grads();
+      run.model->compute_forward_backward(staged, grad_scale, [&](int group) {
+        if (!last || run.device().size() == 1) return;
+        // (NCCL orders the reduction after the compute stream's work with an event.)
+        const ParamGroup& g = params.groups()[group];
+        run.device().start_average(params.grads() + g.offset, g.count, g.name);
+      });
     });
+    const BatchStats s = run.model->collect(batch);
     r.loss_sum += s.loss_sum;
     r.tokens += static_cast<double>(s.tokens);
     r.correct += static_cast<double>(s.correct);
@@ -284,7 +300,11 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
     }
     run.model = std::make_unique<ReformerModel>(cfg, *run.ex);
     run.optimizer = std::make_unique<AdamW>(*run.ex, run.model->params(), cfg.train);
+    if (cfg.runtime.step_graphs) run.graphs = std::make_unique<StepGraphs>(*run.ex);
   });
+  if (cfg.runtime.step_graphs && run.host().size() > 1)
+    fail("runtime.step_graphs works with one rank for now (the all-reduce is not captured in the ",
+         "graphs yet); run these ", run.host().size(), " ranks with runtime.step_graphs=false");
   run.state.seed = cfg.train.seed;
   const std::string resumed_from = restore_or_start(run, options.resume);
   run.state.world_size = run.host().size();
@@ -330,7 +350,9 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
     const double lr = learning_rate(cfg.train, step);
     // The device skips the update when a gradient is not finite (a non-finite loss makes its
     // gradients non-finite too); the host only learns of it here, after the update.
-    const GradNorm g = run.optimizer->step(lr);
+    run.optimizer->prepare(lr);
+    run_part(run, kOptimizerPart, 0, [&] { run.optimizer->compute(); });
+    const GradNorm g = run.optimizer->finish();
     if (!g.finite || !std::isfinite(r.loss_sum)) {
       if (run.root())
         std::cout << "warning: step " << step + 1

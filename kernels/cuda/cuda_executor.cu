@@ -12,6 +12,7 @@
 #include <climits>
 #include <cub/device/device_segmented_radix_sort.cuh>
 #include <sstream>
+#include <vector>
 
 #include "base/cuda_check.h"
 #include "kernels/cuda/chunk_attention_tiles.h"
@@ -145,7 +146,11 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     RF_CUBLAS_CHECK(cublasCreate(&cublas_));
     RF_CUBLAS_CHECK(cublasSetStream(cublas_, cudaStreamPerThread));
   }
-  ~CudaExecutor() override { cublasDestroy(cublas_); }
+  ~CudaExecutor() override {
+    for (cudaGraphExec_t g : graphs_) cudaGraphExecDestroy(g);
+    cublasDestroy(cublas_);
+    if (cublas_workspace_) cudaFree(cublas_workspace_);
+  }
 
   Device device() const override { return Device::kCuda; }
   bool warp_per_row() const override { return kernel_variant() == KernelVariant::kTuned; }
@@ -160,6 +165,7 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
   }
 
   void* allocate(size_t bytes) override {
+    refuse_while_capturing("an allocation");
     void* p = nullptr;
     RF_CUDA_CHECK(cudaMalloc(&p, bytes == 0 ? 1 : bytes));
     count_allocation(bytes);
@@ -167,15 +173,18 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
   }
   void release(void* ptr, size_t bytes) override {
     if (!ptr) return;
+    refuse_while_capturing("a release of memory");
     cudaFree(ptr);
     count_release(bytes);
   }
   void upload(void* dst, const void* src, size_t bytes) override {
+    refuse_while_capturing("an upload from the host");
     count_memory_operation();
     RF_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cudaStreamPerThread));
     RF_CUDA_CHECK(cudaStreamSynchronize(cudaStreamPerThread));
   }
   void download(void* dst, const void* src, size_t bytes) override {
+    refuse_while_capturing("a download to the host");
     count_memory_operation();
     RF_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cudaStreamPerThread));
     RF_CUDA_CHECK(cudaStreamSynchronize(cudaStreamPerThread));
@@ -188,7 +197,42 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     count_memory_operation();
     RF_CUDA_CHECK(cudaMemsetAsync(ptr, 0, bytes, cudaStreamPerThread));
   }
-  void synchronize() override { RF_CUDA_CHECK(cudaStreamSynchronize(cudaStreamPerThread)); }
+  void synchronize() override {
+    refuse_while_capturing("a wait for the device");
+    RF_CUDA_CHECK(cudaStreamSynchronize(cudaStreamPerThread));
+  }
+
+  // Step graphs as CUDA graphs of this thread's stream. cuBLAS gets a workspace of its own first,
+  // so that it allocates nothing while its kernels are captured.
+  bool supports_graphs() const override { return true; }
+  void begin_capture() override {
+    RF_CHECK(!capturing(), "begin_capture while a capture is under way");
+    if (!cublas_workspace_) {
+      RF_CUDA_CHECK(cudaMalloc(&cublas_workspace_, kCublasWorkspaceBytes));
+      RF_CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspaceBytes));
+    }
+    RF_CUDA_CHECK(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeThreadLocal));
+    set_capturing(true);
+  }
+  int end_capture() override {
+    RF_CHECK(capturing(), "end_capture without begin_capture");
+    set_capturing(false);
+    cudaGraph_t graph = nullptr;
+    RF_CUDA_CHECK(cudaStreamEndCapture(cudaStreamPerThread, &graph));
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    RF_CUDA_CHECK(made);
+    graphs_.push_back(exec);
+    count_graph();
+    return static_cast<int>(graphs_.size()) - 1;
+  }
+  void replay_graph(int graph) override {
+    RF_CHECK(!capturing(), "replay_graph while a capture is under way");
+    RF_CHECK(graph >= 0 && graph < static_cast<int>(graphs_.size()), "no step graph ", graph);
+    count_launch();
+    RF_CUDA_CHECK(cudaGraphLaunch(graphs_[static_cast<size_t>(graph)], cudaStreamPerThread));
+  }
 
   void gemm(const GemmDesc& d, const float* a, const float* b, float* c) override {
     const std::string problem = gemm_desc_problem(d);
@@ -245,9 +289,14 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     return l;
   }
 
+  // NVIDIA's recommendation for Hopper; ample for earlier GPUs.
+  static constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
+
   int device_;
   cublasComputeType_t compute_;
   cublasHandle_t cublas_ = nullptr;
+  void* cublas_workspace_ = nullptr;
+  std::vector<cudaGraphExec_t> graphs_;
 };
 
 void CudaExecutor::sort_buckets(const BucketSort& s, void* scratch) {

@@ -236,7 +236,8 @@ void check_embedding(Checker& checker, PositionKind kind, uint32_t seed) {
                   [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
                     EmbeddingBackwardArgs a;
                     a.dx = t.f("dx");
-                    a.host_tokens = host_tokens.data();
+                    a.groups = group_rows_by_token(ex, ws, host_tokens.data(), batch * seq_len,
+                                                   vocab);
                     a.dtable = t.f("dtable");
                     a.positions.kind = kind;
                     a.positions.axial_a = t.f("daxial_a");
@@ -251,7 +252,7 @@ void check_embedding(Checker& checker, PositionKind kind, uint32_t seed) {
                     a.d_model = d_model;
                     a.vocab = vocab;
                     a.dropout = mask;
-                    embedding_backward(ex, ws, a);
+                    embedding_backward(ex, a);
                   });
 }
 
@@ -273,6 +274,9 @@ void check_adamw(Checker& checker, int64_t n, uint32_t seed) {
                     const GradientNormResult norm{3.0, 0.7f, 1};
                     auto* device_norm = ws.get<GradientNormResult>("selftest.norm", 1);
                     ex.upload(device_norm, &norm, sizeof(norm));
+                    const AdamWStepScalars scalars{1e-3f, 0.271f, 0.0589f};
+                    auto* device_scalars = ws.get<AdamWStepScalars>("selftest.scalars", 1);
+                    ex.upload(device_scalars, &scalars, sizeof(scalars));
                     AdamWArgs a;
                     a.param = t.f("param");
                     a.m = t.f("m");
@@ -280,14 +284,12 @@ void check_adamw(Checker& checker, int64_t n, uint32_t seed) {
                     a.grad = t.f("grad");
                     a.decay = decay_mask;
                     a.norm = device_norm;
+                    a.scalars = device_scalars;
                     a.count = n;
-                    a.lr = 1e-3f;
                     a.beta1 = 0.9f;
                     a.beta2 = 0.98f;
                     a.eps = 1e-9f;
                     a.weight_decay = 0.01f;
-                    a.bias_correction1 = 0.271f;
-                    a.bias_correction2 = 0.0589f;
                     adamw_update(ex, a);
                   });
 }
