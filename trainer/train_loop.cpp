@@ -390,6 +390,7 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
     }
   }
   summary.steps_done = run.state.step;
+  summary.step_graphs = run.graphs ? run.graphs->graphs() : 0;
   summary.stopped_by_signal = stopped_by_signal;
   summary.final_checkpoint = save(run);
   if (run.root()) {

@@ -25,6 +25,7 @@ struct TrainSummary {
   double final_loss = 0.0;  // mean training loss of the last step
   std::string final_checkpoint;
   bool stopped_by_signal = false;  // SIGTERM or SIGUSR1 on some rank
+  int step_graphs = 0;             // graphs captured (runtime.step_graphs)
   // Rank 0 of a completed run with TrainOptions::report: prints what the model learned. Call it
   // after the job's communicators are gone (it holds the model).
   std::function<void(std::ostream&)> report;

@@ -1,0 +1,172 @@
+// Step graphs (runtime.step_graphs): a training step's device work captured once and replayed.
+// The LaunchRecorder does on the CPU what a CUDA graph does on a GPU, so these tests show that the
+// step's launches carry no per-step value in their arguments and that no host work hides inside
+// them: anything of the kind would make replayed training differ from eager training.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+
+#include "kernels/elementwise.h"
+#include "kernels/launch_recorder.h"
+#include "tests/model_fixture.h"
+#include "tests/run_fixture.h"
+#include "trainer/model.h"
+
+namespace rf {
+namespace {
+
+std::unique_ptr<LaunchRecorder> recorder() {
+  return std::make_unique<LaunchRecorder>(make_cpu_executor(1));
+}
+
+std::vector<float> download_floats(Executor& ex, const float* x, size_t n) {
+  std::vector<float> host(n);
+  ex.download(host.data(), x, n * sizeof(float));
+  return host;
+}
+
+TokenBatch random_batch(const Config& cfg, int64_t batch, uint32_t seed) {
+  std::mt19937 gen(seed);
+  TokenBatch b;
+  b.batch = batch;
+  b.seq_len = cfg.train.seq_len;
+  for (int64_t i = 0; i < batch * b.seq_len; ++i) {
+    b.inputs.push_back(static_cast<int32_t>(gen() % cfg.model.vocab_size));
+    b.targets.push_back(static_cast<int32_t>(gen() % cfg.model.vocab_size));
+  }
+  return b;
+}
+
+StepContext training_step(const Config& cfg, uint32_t step) {
+  StepContext s;
+  s.seed = 5;
+  s.step = step;
+  s.batch = 2;
+  s.seq_len = cfg.train.seq_len;
+  s.training = true;
+  return s;
+}
+
+TEST(LaunchRecorder, KeepsLaunchesWhileCapturingAndReplaysThemWithTheirArguments) {
+  auto ex = recorder();
+  DeviceBuffer<float> x(*ex, 5), y(*ex, 5);
+  x.upload({1, 2, 3, 4, 5});
+  y.zero();
+  ex->begin_capture();
+  add_scaled(*ex, y.data(), x.data(), 2.0f, 5);  // y += 2 x
+  const int graph = ex->end_capture();
+  EXPECT_EQ(download_floats(*ex, y.data(), 5), std::vector<float>(5, 0.0f)) << "ran while capturing";
+  EXPECT_GE(ex->recorded_launches(), 1);
+  ex->replay_graph(graph);
+  EXPECT_EQ(download_floats(*ex, y.data(), 5), (std::vector<float>{2, 4, 6, 8, 10}));
+  // A replay reads what memory holds then, not what it held at capture.
+  x.upload({1, 1, 1, 1, 1});
+  ex->replay_graph(graph);
+  EXPECT_EQ(download_floats(*ex, y.data(), 5), (std::vector<float>{4, 6, 8, 10, 12}));
+}
+
+TEST(LaunchRecorder, RefusesWhatAGraphCannotHoldWhileCapturing) {
+  auto ex = recorder();
+  DeviceBuffer<float> x(*ex, 4);
+  const std::vector<float> host(4, 1.0f);
+  std::vector<float> back(4);
+  const std::vector<std::pair<std::string, std::function<void()>>> calls = {
+      {"an upload from the host", [&] { ex->upload(x.data(), host.data(), 16); }},
+      {"a download to the host", [&] { ex->download(back.data(), x.data(), 16); }},
+      {"a wait for the device", [&] { ex->synchronize(); }},
+      {"an allocation", [&] { DeviceBuffer<float> more(*ex, 8); }},
+  };
+  for (const auto& [what, call] : calls) {
+    ex->begin_capture();
+    try {
+      call();
+      ADD_FAILURE() << what << " was accepted while capturing";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(what + " while a step graph is being captured"),
+                std::string::npos)
+          << e.what();
+    }
+    ex->end_capture();
+  }
+  // A whole micro-step with its uploads is refused too: only its device work can be captured.
+  const Config cfg = test::tiny_config();
+  ReformerModel model(cfg, *ex);
+  const TokenBatch batch = random_batch(cfg, 2, 1);
+  ex->begin_capture();
+  EXPECT_THROW(model.forward_backward(batch, training_step(cfg, 1), 0.01f), Error);
+  ex->end_capture();
+}
+
+TEST(LaunchRecorder, WorkspaceKeepsBuffersAGraphMayUse) {
+  auto ex = recorder();
+  Workspace ws(*ex);
+  float* small = ws.floats("x", 4);
+  ex->begin_capture();
+  ex->zero(small, 4 * sizeof(float));
+  ex->end_capture();
+  const size_t before = ex->bytes_in_use();
+  float* large = ws.floats("x", 64);  // grows: the smaller buffer must stay allocated
+  EXPECT_NE(large, small);
+  EXPECT_EQ(ex->bytes_in_use(), before + 64 * sizeof(float));
+}
+
+// The model's device work, captured at one step and replayed at others, equals running it at
+// those steps: dropout masks and LSH rotations follow the step number the host stages, not the
+// one the capture saw.
+TEST(StepGraphs, ReplayedMicroStepEqualsTheMicroStepOfTheStagedStep) {
+  const Config cfg = test::tiny_config();  // dropout on, LSH and local attention
+  const TokenBatch batch = random_batch(cfg, 2, 4);
+  auto graphs = recorder();
+  ReformerModel replayed(cfg, *graphs);
+  // Warm-up (allocations), then capture at step 1.
+  replayed.forward_backward(batch, training_step(cfg, 1), 0.01f);
+  const StepContext staged = replayed.stage(batch, training_step(cfg, 1));
+  graphs->begin_capture();
+  replayed.params().zero_grads();
+  replayed.compute_forward_backward(staged, 0.01f);
+  const int graph = graphs->end_capture();
+  double previous_loss = 0;
+  for (uint32_t step : {1u, 2u, 9u}) {
+    replayed.stage(batch, training_step(cfg, step));
+    graphs->replay_graph(graph);
+    const BatchStats got = replayed.collect(batch);
+
+    ReformerModel eager(cfg, test::cpu());
+    eager.params().zero_grads();
+    const BatchStats want = eager.forward_backward(batch, training_step(cfg, step), 0.01f);
+    EXPECT_EQ(got.loss_sum, want.loss_sum) << "step " << step;
+    const std::vector<float> g = download_floats(*graphs, replayed.params().grads(),
+                                                 replayed.params().size());
+    const std::vector<float> w = download_floats(test::cpu(), eager.params().grads(),
+                                                 eager.params().size());
+    ASSERT_EQ(g.size(), w.size());
+    EXPECT_EQ(std::memcmp(g.data(), w.data(), g.size() * sizeof(float)), 0) << "step " << step;
+    if (step > 1) {
+      EXPECT_NE(got.loss_sum, previous_loss) << "dropout did not change with the step";
+    }
+    previous_loss = got.loss_sum;
+  }
+}
+
+// Whole trainings: with gradient accumulation, dropout, LSH and warm-up, a run whose micro-batches
+// and optimizer steps replay graphs ends with the same parameters, bit for bit.
+TEST(StepGraphs, TrainingFromReplayedGraphsEqualsEagerTrainingBitForBit) {
+  const std::vector<std::string> setup = {"train.grad_accum=2", "train.checkpoint_every=0"};
+  const std::string eager_dir = test::fresh_dir("eager"), graph_dir = test::fresh_dir("graphs");
+  const TrainSummary eager = test::train_quietly(test::short_run_config(eager_dir, 6, 3, setup));
+  std::vector<std::string> with_graphs = setup;
+  with_graphs.push_back("runtime.step_graphs=true");
+  const TrainSummary graphs =
+      test::train_quietly(test::short_run_config(graph_dir, 6, 3, with_graphs));
+  EXPECT_EQ(graphs.step_graphs, 3) << "two micro-batches and the optimizer";
+  EXPECT_EQ(eager.step_graphs, 0);
+  EXPECT_EQ(graphs.final_loss, eager.final_loss);
+  const auto a = test::checkpoint_params(eager.final_checkpoint);
+  const auto b = test::checkpoint_params(graphs.final_checkpoint);
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
+}
+
+}  // namespace
+}  // namespace rf
