@@ -24,6 +24,7 @@
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/schedule.h"
+#include "trainer/step_graphs.h"
 #include "trainer/train_loop.h"
 
 extern "C" char* openblas_get_corename(void);
@@ -87,12 +88,27 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     const rf::Config cfg = rf::load_config(config_path, overrides);
+    if (profile && cfg.runtime.step_graphs)
+      rf::fail("--profile waits for the device around launchers, which a step graph cannot hold; "
+               "leave out --profile or runtime.step_graphs");
     rf::LauncherProfile::global().enabled = profile;
     rf::JobComms comms = rf::make_job_comms(cfg.runtime);
     rf::Communicator& comm = comms.device();
     auto ex = rf::make_rank_executor(cfg.runtime, comms.host->local_rank());
     rf::ReformerModel model(cfg, *ex);
     rf::AdamW optimizer(*ex, model.params(), cfg.train);
+    std::unique_ptr<rf::StepGraphs> graphs;
+    if (cfg.runtime.step_graphs) {
+      if (comms.host->size() > 1) rf::fail("runtime.step_graphs works with one rank for now");
+      graphs = std::make_unique<rf::StepGraphs>(*ex);
+    }
+    // Device work of the step, from a graph with runtime.step_graphs.
+    auto run_part = [&](int part, int64_t rows, const std::function<void()>& work) {
+      if (graphs)
+        graphs->run(part, rows, work);
+      else
+        work();
+    };
     const int64_t B = cfg.train.batch_size, T = cfg.train.seq_len;
     rf::TokenBatch batch;
     batch.batch = B;
@@ -112,7 +128,6 @@ int main(int argc, char** argv) {
     for (int s = 0; s < warmup + steps; ++s) {
       const auto t = Clock::now();
       const int64_t launches_before = ex->launches(), memory_before = ex->memory_operations();
-      model.params().zero_grads();
       rf::StepContext ctx;
       ctx.seed = 1;
       ctx.step = static_cast<uint32_t>(s);
@@ -120,15 +135,22 @@ int main(int argc, char** argv) {
       ctx.batch = B;
       ctx.seq_len = T;
       const bool multi = comm.size() > 1;
-      model.forward_backward(batch, ctx, 1.0f / static_cast<float>(B * T), [&](int group) {
-        if (multi && overlap == "on") start_group(group);
+      const rf::StepContext staged = model.stage(batch, ctx);
+      run_part(0, B * T, [&] {
+        model.params().zero_grads();
+        model.compute_forward_backward(staged, 1.0f / static_cast<float>(B * T), [&](int group) {
+          if (multi && overlap == "on") start_group(group);
+        });
       });
+      model.collect(batch);
       if (multi && overlap == "off")
         for (size_t g = 0; g < params.groups().size(); ++g) start_group(static_cast<int>(g));
       const auto wait_start = Clock::now();
       comm.wait_all();
       if (s >= warmup) waits.push_back(seconds_since(wait_start));
-      optimizer.step(rf::learning_rate(cfg.train, s));
+      optimizer.prepare(rf::learning_rate(cfg.train, s));
+      run_part(1, 0, [&] { optimizer.compute(); });
+      optimizer.finish();
       ex->synchronize();
       launches_per_step = ex->launches() - launches_before;
       memory_operations_per_step = ex->memory_operations() - memory_before;
@@ -158,6 +180,7 @@ int main(int argc, char** argv) {
     std::cout << rf::JsonLine()
                      .add("ranks", static_cast<int64_t>(comm.size()))
                      .add("overlap", overlap)
+                     .add("step_graphs", static_cast<int64_t>(cfg.runtime.step_graphs))
                      .add("median_comm_wait_s", waits[waits.size() / 2])
                      .add("seq_len", T)
                      .add("batch", B)

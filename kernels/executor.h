@@ -113,7 +113,8 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   size_t bytes_in_use() const { return bytes_in_use_; }
   size_t peak_bytes() const { return peak_bytes_; }
   // Work handed to the device so far: kernel launches (each run, GEMM call, tiled attention pass
-  // and sort stage) and memory operations (upload, download, copy, zero).
+  // and sort stage) and memory operations (upload, download, copy, zero). A graph's work counts
+  // when it is replayed, as if launched one by one (a capture runs nothing).
   int64_t launches() const { return launches_; }
   int64_t memory_operations() const { return memory_operations_; }
 
@@ -126,8 +127,25 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   void count_launch() { ++launches_; }
   void count_memory_operation() { ++memory_operations_; }
   // For executors with graphs: the capture flag, and the error for a call a graph cannot hold.
+  // What a graph holds, counted while it is captured (start_capture_count / end_capture_count)
+  // and added to the totals at each replay (count_replay).
+  struct GraphCounts {
+    int64_t launches = 0, memory_operations = 0;
+  };
   void set_capturing(bool on) { capturing_ = on; }
-  void count_graph() { ++graphs_; }
+  void start_capture_count() { capture_start_ = {launches_, memory_operations_}; }
+  GraphCounts end_capture_count() {
+    const GraphCounts held{launches_ - capture_start_.launches,
+                           memory_operations_ - capture_start_.memory_operations};
+    launches_ = capture_start_.launches;
+    memory_operations_ = capture_start_.memory_operations;
+    ++graphs_;
+    return held;
+  }
+  void count_replay(const GraphCounts& held) {
+    launches_ += held.launches;
+    memory_operations_ += held.memory_operations;
+  }
   void refuse_while_capturing(const char* call) const;
 
  private:
@@ -137,6 +155,7 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   int64_t launches_ = 0, memory_operations_ = 0;
   bool capturing_ = false;
   int graphs_ = 0;
+  GraphCounts capture_start_;
 };
 
 // The RowSplit for a kernel over [rows, cols] on this executor: whole rows per CPU thread, one

@@ -13,7 +13,7 @@ LaunchRecorder::LaunchRecorder(std::unique_ptr<Executor> inner) : inner_(std::mo
 
 int64_t LaunchRecorder::recorded_launches() const {
   int64_t n = 0;
-  for (const auto& g : graphs_) n += static_cast<int64_t>(g.size());
+  for (const Graph& g : graphs_) n += static_cast<int64_t>(g.work.size());
   return n;
 }
 
@@ -100,22 +100,24 @@ void LaunchRecorder::sort_buckets(const BucketSort& sort, void* scratch) {
 void LaunchRecorder::begin_capture() {
   RF_CHECK(!capturing(), "begin_capture while a capture is under way");
   capture_.clear();
+  start_capture_count();
   set_capturing(true);
 }
 
 int LaunchRecorder::end_capture() {
   RF_CHECK(capturing(), "end_capture without begin_capture");
   set_capturing(false);
-  graphs_.push_back(std::move(capture_));
+  graphs_.push_back({std::move(capture_), end_capture_count()});
   capture_.clear();
-  count_graph();
   return static_cast<int>(graphs_.size()) - 1;
 }
 
 void LaunchRecorder::replay_graph(int graph) {
   RF_CHECK(!capturing(), "replay_graph while a capture is under way");
   RF_CHECK(graph >= 0 && graph < static_cast<int>(graphs_.size()), "no step graph ", graph);
-  for (const auto& work : graphs_[static_cast<size_t>(graph)]) work(*inner_);
+  const Graph& g = graphs_[static_cast<size_t>(graph)];
+  for (const auto& work : g.work) work(*inner_);
+  count_replay(g.counts);
 }
 
 }  // namespace rf

@@ -59,7 +59,11 @@ class LaunchRecorder final : public KernelExecutor<RecordingBackend> {
 
  private:
   std::unique_ptr<Executor> inner_;
-  std::vector<std::vector<std::function<void(Executor&)>>> graphs_;
+  struct Graph {
+    std::vector<std::function<void(Executor&)>> work;
+    GraphCounts counts;
+  };
+  std::vector<Graph> graphs_;
   std::vector<std::function<void(Executor&)>> capture_;
 };
 

@@ -1,11 +1,15 @@
 // The CUDA executor against the CPU executor: every GEMM mapping, the LSH sort, and a whole
-// training micro-step (which runs every kernel of the model) must agree. Needs a GPU: without one
+// training micro-step (which runs every kernel of the model) must agree; and training through
+// CUDA graphs (runtime.step_graphs) must equal training without them. Needs a GPU: without one
 // (or without CUDA in the build) each test is skipped with a message saying so — run these first
 // on a GPU machine: `ctest -R Gpu --output-on-failure`.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "kernels/lsh_buckets.h"
 #include "tests/model_fixture.h"
+#include "tests/run_fixture.h"
 #include "trainer/model.h"
 
 namespace rf {
@@ -118,6 +122,28 @@ TEST(Gpu, TrainingMicroStepMatchesTheCpu) {
   const auto g = grads(*gpu, &gpu_loss), c = grads(test::cpu(), &cpu_loss);
   EXPECT_NEAR(gpu_loss, cpu_loss, 1e-4 * std::fabs(cpu_loss));
   EXPECT_LT(test::relative_difference(g, c), 1e-4);
+}
+
+// Whole runs on the device, eager and through CUDA graphs (captured at the second step, replayed
+// from then on): the same kernels with the same arguments, so the same parameters bit for bit.
+TEST(Gpu, StepGraphsTrainBitForBitAsEagerSteps) {
+  RF_REQUIRE_GPU(gpu);
+  gpu.reset();  // the runs make their own executors
+  const std::vector<std::string> setup = {"runtime.device=cuda", "runtime.verify_kernels=false",
+                                          "train.grad_accum=2"};
+  const std::string eager_dir = test::fresh_dir("eager"), graph_dir = test::fresh_dir("graphs");
+  const TrainSummary eager = test::train_quietly(test::short_run_config(eager_dir, 6, 3, setup));
+  std::vector<std::string> with_graphs = setup;
+  with_graphs.push_back("runtime.step_graphs=true");
+  const TrainSummary graphs =
+      test::train_quietly(test::short_run_config(graph_dir, 6, 3, with_graphs));
+  EXPECT_EQ(graphs.step_graphs, 3);
+  const auto a = test::checkpoint_params(eager.final_checkpoint);
+  const auto b = test::checkpoint_params(graphs.final_checkpoint);
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0)
+      << "relative difference " << test::relative_difference(a, b);
+  EXPECT_EQ(graphs.final_loss, eager.final_loss);
 }
 
 }  // namespace

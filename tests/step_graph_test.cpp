@@ -53,12 +53,15 @@ TEST(LaunchRecorder, KeepsLaunchesWhileCapturingAndReplaysThemWithTheirArguments
   DeviceBuffer<float> x(*ex, 5), y(*ex, 5);
   x.upload({1, 2, 3, 4, 5});
   y.zero();
+  const int64_t launches = ex->launches();
   ex->begin_capture();
   add_scaled(*ex, y.data(), x.data(), 2.0f, 5);  // y += 2 x
   const int graph = ex->end_capture();
+  EXPECT_EQ(ex->launches(), launches) << "a capture runs nothing";
   EXPECT_EQ(download_floats(*ex, y.data(), 5), std::vector<float>(5, 0.0f)) << "ran while capturing";
   EXPECT_GE(ex->recorded_launches(), 1);
   ex->replay_graph(graph);
+  EXPECT_EQ(ex->launches(), launches + 1) << "a replay counts the launches its graph holds";
   EXPECT_EQ(download_floats(*ex, y.data(), 5), (std::vector<float>{2, 4, 6, 8, 10}));
   // A replay reads what memory holds then, not what it held at capture.
   x.upload({1, 1, 1, 1, 1});

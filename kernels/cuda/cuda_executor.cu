@@ -145,9 +145,13 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     RF_CUDA_CHECK(cudaSetDevice(device));
     RF_CUBLAS_CHECK(cublasCreate(&cublas_));
     RF_CUBLAS_CHECK(cublasSetStream(cublas_, cudaStreamPerThread));
+    // A workspace of cuBLAS's own from the start, so that it allocates nothing while a step graph
+    // is captured and picks the same algorithms in eager and captured steps.
+    RF_CUDA_CHECK(cudaMalloc(&cublas_workspace_, kCublasWorkspaceBytes));
+    RF_CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspaceBytes));
   }
   ~CudaExecutor() override {
-    for (cudaGraphExec_t g : graphs_) cudaGraphExecDestroy(g);
+    for (const Graph& g : graphs_) cudaGraphExecDestroy(g.exec);
     cublasDestroy(cublas_);
     if (cublas_workspace_) cudaFree(cublas_workspace_);
   }
@@ -202,36 +206,33 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     RF_CUDA_CHECK(cudaStreamSynchronize(cudaStreamPerThread));
   }
 
-  // Step graphs as CUDA graphs of this thread's stream. cuBLAS gets a workspace of its own first,
-  // so that it allocates nothing while its kernels are captured.
+  // Step graphs as CUDA graphs of this thread's stream.
   bool supports_graphs() const override { return true; }
   void begin_capture() override {
     RF_CHECK(!capturing(), "begin_capture while a capture is under way");
-    if (!cublas_workspace_) {
-      RF_CUDA_CHECK(cudaMalloc(&cublas_workspace_, kCublasWorkspaceBytes));
-      RF_CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspaceBytes));
-    }
     RF_CUDA_CHECK(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeThreadLocal));
+    start_capture_count();
     set_capturing(true);
   }
   int end_capture() override {
     RF_CHECK(capturing(), "end_capture without begin_capture");
     set_capturing(false);
+    const GraphCounts held = end_capture_count();
     cudaGraph_t graph = nullptr;
     RF_CUDA_CHECK(cudaStreamEndCapture(cudaStreamPerThread, &graph));
     cudaGraphExec_t exec = nullptr;
     const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
     cudaGraphDestroy(graph);
     RF_CUDA_CHECK(made);
-    graphs_.push_back(exec);
-    count_graph();
+    graphs_.push_back({exec, held});
     return static_cast<int>(graphs_.size()) - 1;
   }
   void replay_graph(int graph) override {
     RF_CHECK(!capturing(), "replay_graph while a capture is under way");
     RF_CHECK(graph >= 0 && graph < static_cast<int>(graphs_.size()), "no step graph ", graph);
-    count_launch();
-    RF_CUDA_CHECK(cudaGraphLaunch(graphs_[static_cast<size_t>(graph)], cudaStreamPerThread));
+    const Graph& g = graphs_[static_cast<size_t>(graph)];
+    RF_CUDA_CHECK(cudaGraphLaunch(g.exec, cudaStreamPerThread));
+    count_replay(g.counts);
   }
 
   void gemm(const GemmDesc& d, const float* a, const float* b, float* c) override {
@@ -296,7 +297,11 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
   cublasComputeType_t compute_;
   cublasHandle_t cublas_ = nullptr;
   void* cublas_workspace_ = nullptr;
-  std::vector<cudaGraphExec_t> graphs_;
+  struct Graph {
+    cudaGraphExec_t exec;
+    GraphCounts counts;
+  };
+  std::vector<Graph> graphs_;
 };
 
 void CudaExecutor::sort_buckets(const BucketSort& s, void* scratch) {
