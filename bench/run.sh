@@ -86,6 +86,12 @@ if [[ "$suite" == gpu ]]; then
     step gpu 5 "train.seq_len=$L" "$(axial $L)" runtime.device=cuda runtime.precision=bf16 \
       model.ff_chunk=0 model.head_chunk=0
   done
+  for L in 4096 16384; do  # the whole step from CUDA graphs (runtime.step_graphs), fp32 and bf16
+    for precision in fp32 bf16; do
+      step gpu 5 "train.seq_len=$L" "$(axial $L)" runtime.device=cuda "runtime.precision=$precision" \
+        runtime.step_graphs=true
+    done
+  done
   for L in 16384 65536; do  # the paper's enwik8 model size
     step gpu 3 "train.seq_len=$L" "model.axial_shape=[$(( L / 512 )),512]" model.d_model=1024 \
       model.d_ff=4096 model.n_layers=12 model.n_heads=8 model.d_head=128 model.ff_chunk=4096 \

@@ -158,9 +158,11 @@ def gpu():
         peak = device_peak(r["executor"], precision)
         mfu = f"{r['gflops'] / (peak * 1e3):.1%}" if peak else "-"
         model = "reference" if r["layers"] == 6 else f"{r['layers']} layers"
-        rows = r["seq_len"] * r.get("batch", 1)
-        if r.get("ff_chunk", 0) >= rows and r.get("head_chunk", 0) >= rows:
+        tokens = r["seq_len"] * r.get("batch", 1)
+        if r.get("ff_chunk", 0) >= tokens and r.get("head_chunk", 0) >= tokens:
             model += ", unchunked"
+        if r.get("step_graphs"):
+            model += ", step graphs"
         cells = [str(r["seq_len"]), model, precision, f"{r['tokens_per_s']:.0f}"]
         for b in (ref, dense):
             cells += [f"{b:.0f}", f"{r['tokens_per_s'] / b:.2f}x"] if b else ["-", "-"]
