@@ -89,8 +89,9 @@ int main(int argc, char** argv) {
   try {
     const rf::Config cfg = rf::load_config(config_path, overrides);
     if (profile && cfg.runtime.step_graphs)
-      rf::fail("--profile waits for the device around launchers, which a step graph cannot hold; "
-               "leave out --profile or runtime.step_graphs");
+      rf::fail(
+          "--profile waits for the device around launchers, which a step graph cannot hold; "
+          "leave out --profile or runtime.step_graphs");
     rf::LauncherProfile::global().enabled = profile;
     rf::JobComms comms = rf::make_job_comms(cfg.runtime);
     rf::Communicator& comm = comms.device();

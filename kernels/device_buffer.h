@@ -71,11 +71,7 @@ class Workspace {
     if (it == buffers_.end()) it = buffers_.emplace(std::string(name), DeviceBuffer<char>()).first;
     DeviceBuffer<char>& b = it->second;
     const size_t bytes = count * sizeof(T);
-    if (b.size() < bytes) {
-      // A captured step graph may still use the smaller buffer: keep it while the workspace lives.
-      if (ex_.holds_graphs()) retired_.push_back(std::move(b));
-      b = DeviceBuffer<char>(ex_, bytes);
-    }
+    if (b.size() < bytes) b = DeviceBuffer<char>(ex_, bytes);
     return reinterpret_cast<T*>(b.data());
   }
   float* floats(std::string_view name, size_t count) { return get<float>(name, count); }
@@ -94,7 +90,6 @@ class Workspace {
   Executor& ex_;
   std::map<std::string, DeviceBuffer<char>, std::less<>> buffers_;
   std::map<std::string, std::vector<int32_t>, std::less<>> host_;
-  std::vector<DeviceBuffer<char>> retired_;
 };
 
 }  // namespace rf

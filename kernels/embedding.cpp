@@ -39,8 +39,8 @@ void embedding_backward(Executor& ex, const EmbeddingBackwardArgs& a) {
   const int64_t rows = a.batch * a.seq_len;
   apply_dropout(ex, a.dx, rows, a.d_model, a.dropout);
   // Each table row sums its rows in order (the groups), so no atomics are needed.
-  ex.run(a.vocab * a.d_model, EmbedTokenBackward{a.groups.offsets, a.groups.order, a.dx, a.dtable,
-                                                 a.d_model});
+  ex.run(a.vocab * a.d_model,
+         EmbedTokenBackward{a.groups.offsets, a.groups.order, a.dx, a.dtable, a.d_model});
 
   const PositionGrads& p = a.positions;
   if (p.kind == PositionKind::kAxial) {

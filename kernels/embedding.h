@@ -42,10 +42,10 @@ TokenGroups group_rows_by_token(Executor& ex, Workspace& ws, const int32_t* host
                                 int64_t rows, int64_t vocab);
 
 struct EmbeddingBackwardArgs {
-  float* dx = nullptr;  // [batch * seq_len, d_model]; dropout applied in place
-  TokenGroups groups;   // of the batch's tokens (group_rows_by_token)
-  float* dtable = nullptr;               // [vocab, d_model], accumulated
-  PositionGrads positions;               // accumulated
+  float* dx = nullptr;      // [batch * seq_len, d_model]; dropout applied in place
+  TokenGroups groups;       // of the batch's tokens (group_rows_by_token)
+  float* dtable = nullptr;  // [vocab, d_model], accumulated
+  PositionGrads positions;  // accumulated
   int64_t batch = 0, seq_len = 0, d_model = 0, vocab = 0;
   DropoutMask dropout;
 };

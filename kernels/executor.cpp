@@ -36,7 +36,8 @@ void Executor::replay_graph(int) {
 
 void Executor::refuse_while_capturing(const char* call) const {
   if (capturing_)
-    fail(call, " while a step graph is being captured: a graph holds device work only (a "
+    fail(call,
+         " while a step graph is being captured: a graph holds device work only (a "
          "transfer to or from the host, a wait or an allocation must come before or after it)");
 }
 

@@ -109,6 +109,9 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   bool capturing() const { return capturing_; }
   // Whether some graph was captured (its launches may read or write any memory allocated so far).
   bool holds_graphs() const { return graphs_ > 0; }
+  // Changes whenever memory is released while graphs exist: a graph captured before may hold its
+  // address, so it must not be replayed any more (StepGraphs captures again).
+  int64_t memory_generation() const { return memory_generation_; }
 
   size_t bytes_in_use() const { return bytes_in_use_; }
   size_t peak_bytes() const { return peak_bytes_; }
@@ -123,7 +126,10 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
     bytes_in_use_ += bytes;
     if (bytes_in_use_ > peak_bytes_) peak_bytes_ = bytes_in_use_;
   }
-  void count_release(size_t bytes) { bytes_in_use_ -= bytes; }
+  void count_release(size_t bytes) {
+    bytes_in_use_ -= bytes;
+    if (graphs_ > 0) ++memory_generation_;
+  }
   void count_launch() { ++launches_; }
   void count_memory_operation() { ++memory_operations_; }
   // For executors with graphs: the capture flag, and the error for a call a graph cannot hold.
@@ -155,6 +161,7 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   int64_t launches_ = 0, memory_operations_ = 0;
   bool capturing_ = false;
   int graphs_ = 0;
+  int64_t memory_generation_ = 0;
   GraphCounts capture_start_;
 };
 

@@ -1,7 +1,5 @@
 #include "trainer/job.h"
 
-#include "kernels/launch_recorder.h"
-
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
@@ -12,6 +10,7 @@
 #include "comms/mpi_communicator.h"
 #include "comms/nccl_communicator.h"
 #include "kernels/executor.h"
+#include "kernels/launch_recorder.h"
 
 namespace rf {
 namespace {

@@ -38,9 +38,9 @@ struct StepContext {
     return m;
   }
   RngStream stream(RngPurpose purpose, uint32_t layer, int64_t example, int64_t head) const {
-    RngStream s = make_rng_stream(seed, purpose, layer, step,
-                                  example_base + static_cast<uint32_t>(example),
-                                  static_cast<uint32_t>(head));
+    RngStream s =
+        make_rng_stream(seed, purpose, layer, step, example_base + static_cast<uint32_t>(example),
+                        static_cast<uint32_t>(head));
     s.step_source = step_on_device;
     return s;
   }

@@ -4,6 +4,7 @@ namespace rf {
 
 void StepGraphs::run(int part, int64_t rows, const std::function<void()>& work) {
   Part& p = parts_[{part, rows}];
+  if (p.graph >= 0 && p.memory_generation != ex_.memory_generation()) p = Part{};
   if (p.graph >= 0) {
     ex_.replay_graph(p.graph);
     return;
@@ -23,6 +24,7 @@ void StepGraphs::run(int part, int64_t rows, const std::function<void()>& work) 
     throw;
   }
   p.graph = ex_.end_capture();
+  p.memory_generation = ex_.memory_generation();
   ++graphs_;
   ex_.replay_graph(p.graph);
 }

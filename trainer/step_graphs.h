@@ -3,7 +3,9 @@
 // downloads after. The first call of a part runs it as usual, so its workspace is allocated
 // then; the second captures it (Executor::begin_capture) and replays the capture; every later
 // call replays. Per-step values reach the captured launches through executor memory (the step's
-// number, the learning rate, the bias corrections), never through their arguments.
+// number, the learning rate, the bias corrections), never through their arguments. When memory
+// is released after a capture (a workspace grew for an evaluation batch, say), a graph may hold
+// a freed address, so each part starts over: one call as usual, then a new capture.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +30,7 @@ class StepGraphs {
   struct Part {
     int calls = 0;
     int graph = -1;
+    int64_t memory_generation = 0;  // the executor's at the capture
   };
   Executor& ex_;
   std::map<std::pair<int, int64_t>, Part> parts_;

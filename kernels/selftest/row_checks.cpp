@@ -231,29 +231,28 @@ void check_embedding(Checker& checker, PositionKind kind, uint32_t seed) {
                     embedding_forward(ex, a);
                   });
   const std::vector<int32_t> host_tokens = in.ints.at("tokens");
-  checker.compare("embedding_backward", shape, in,
-                  {"dx", "dtable", "daxial_a", "daxial_b", "dlearned"},
-                  [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
-                    EmbeddingBackwardArgs a;
-                    a.dx = t.f("dx");
-                    a.groups = group_rows_by_token(ex, ws, host_tokens.data(), batch * seq_len,
-                                                   vocab);
-                    a.dtable = t.f("dtable");
-                    a.positions.kind = kind;
-                    a.positions.axial_a = t.f("daxial_a");
-                    a.positions.axial_b = t.f("daxial_b");
-                    a.positions.learned = t.f("dlearned");
-                    a.positions.n1 = n1;
-                    a.positions.n2 = n2;
-                    a.positions.d1 = d1;
-                    a.positions.d2 = d2;
-                    a.batch = batch;
-                    a.seq_len = seq_len;
-                    a.d_model = d_model;
-                    a.vocab = vocab;
-                    a.dropout = mask;
-                    embedding_backward(ex, a);
-                  });
+  checker.compare(
+      "embedding_backward", shape, in, {"dx", "dtable", "daxial_a", "daxial_b", "dlearned"},
+      [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
+        EmbeddingBackwardArgs a;
+        a.dx = t.f("dx");
+        a.groups = group_rows_by_token(ex, ws, host_tokens.data(), batch * seq_len, vocab);
+        a.dtable = t.f("dtable");
+        a.positions.kind = kind;
+        a.positions.axial_a = t.f("daxial_a");
+        a.positions.axial_b = t.f("daxial_b");
+        a.positions.learned = t.f("dlearned");
+        a.positions.n1 = n1;
+        a.positions.n2 = n2;
+        a.positions.d1 = d1;
+        a.positions.d2 = d2;
+        a.batch = batch;
+        a.seq_len = seq_len;
+        a.d_model = d_model;
+        a.vocab = vocab;
+        a.dropout = mask;
+        embedding_backward(ex, a);
+      });
 }
 
 void check_adamw(Checker& checker, int64_t n, uint32_t seed) {
