@@ -4,13 +4,16 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <numeric>
+#include <random>
 
 #include "base/philox.h"
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/fast_math.h"
 #include "kernels/kernel_ops.h"
 #include "kernels/lsh_buckets.h"
+#include "kernels/ops/bf16_round.h"
 #include "kernels/reductions.h"
 #include "tests/test_util.h"
 
@@ -130,6 +133,28 @@ TEST(Bf16, RoundsToNearestWithTiesToEven) {
   EXPECT_EQ(bf16_to_float(y[5]), -2.5f);
   EXPECT_TRUE(std::isnan(bf16_to_float(y[6])));
   EXPECT_GT(bf16_to_float(y[7]), 2.9e38f);
+}
+
+// The vectorised rounding (AVX512-BF16 where the CPU has it) gives the scalar rule's bits for
+// every kind of value: random bit patterns, subnormals (which the instruction would read as zero),
+// zeros, infinities, NaNs, values that round up to infinity; a length that is not a multiple of
+// the 32-value blocks.
+TEST(Bf16, VectorisedRoundingGivesTheScalarRulesBits) {
+  std::mt19937 gen(17);
+  std::vector<uint32_t> bits(100003);
+  for (uint32_t& b : bits) b = static_cast<uint32_t>(gen());
+  const std::vector<uint32_t> special = {0x00000000u, 0x80000000u, 0x00000001u, 0x807FFFFFu,
+                                         0x00400000u, 0x7F800000u, 0xFF800000u, 0x7FC00001u,
+                                         0x7F800001u, 0x7F7FFFFFu, 0x3F808000u, 0x3F818000u};
+  for (size_t i = 0; i < special.size(); ++i) bits[1000 + 37 * i] = special[i];
+  for (size_t i = 5000; i < 5100; ++i) bits[i] &= 0x807FFFFFu;  // a run of subnormals
+  std::vector<float> x(bits.size());
+  std::memcpy(x.data(), bits.data(), bits.size() * sizeof(float));
+  std::vector<uint16_t> y(x.size());
+  round_to_bf16(x.data(), y.data(), static_cast<int64_t>(x.size()));
+  int64_t mismatches = 0;
+  for (size_t i = 0; i < x.size(); ++i) mismatches += y[i] != bf16_bits(x[i]);
+  EXPECT_EQ(mismatches, 0);
 }
 
 // bf16 products (oneDNN) for every transpose combination, alpha and beta: they must equal the
