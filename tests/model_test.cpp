@@ -8,6 +8,7 @@
 
 #include <cstring>
 
+#include "kernels/cpu/bf16_gemm.h"
 #include "tests/model_fixture.h"
 
 namespace rf {
@@ -186,6 +187,29 @@ TEST(Precision, Bf16GradientsStayCloseToFp32) {
   const double diff = test::relative_difference(g16, g32);
   EXPECT_LT(diff, 1.5e-2);
   EXPECT_GT(diff, 1e-5);
+}
+
+// At bf16 the CPU rounds an operand once for all the products of a GemmOperandReuse scope (the
+// feed-forward chunks', the attention layers', the head chunks'). With the checks on, every
+// reused operand is rounded again and compared: a whole training step (two feed-forward and head
+// chunks, LSH, local and dense attention, dropout, the reversible backward) must reuse only
+// operands nothing has written since, and must reuse some.
+TEST(Precision, Bf16OperandReuseScopesKeepTheirPromise) {
+  set_operand_reuse_checks(true);
+  std::string skip_reason;
+  const std::unique_ptr<Executor> bf16 = test::bf16_cpu_or_skip_reason(&skip_reason);
+  set_operand_reuse_checks(false);
+  if (!bf16) GTEST_SKIP() << skip_reason;
+  const Config cfg = test::tiny_config({"model.n_layers=3", "model.attention=[lsh, local, dense]",
+                                        "model.ff_chunk=32", "model.head_chunk=40"});
+  const TokenBatch batch = random_batch(cfg, 2, 12);
+  ReformerModel m(cfg, *bf16);
+  const int64_t before = checked_operand_reuses();
+  for (uint32_t step = 1; step <= 2; ++step) {
+    m.params().zero_grads();
+    EXPECT_NO_THROW(m.forward_backward(batch, context(cfg, batch.batch, step), 0.01f));
+  }
+  EXPECT_GT(checked_operand_reuses() - before, 20);
 }
 
 }  // namespace

@@ -87,6 +87,7 @@ AttentionLayer::Projections AttentionLayer::project(Kit& kit, ParamStore& p, int
   pr.k = kind_ == AttentionKind::kLsh ? nullptr : kit.ws.floats("layer.k", rows * hd);
   pr.v = kit.ws.floats("layer.v", rows * hd);
   const MatrixView x = matrix(xn, rows, d_model_);
+  const GemmOperandReuse reuse(kit.ex);  // (x is read by every projection: rounded once at bf16)
   linear_forward(kit.ex, x, p.weight(w_q_), matrix(pr.q, rows, hd));
   if (pr.k) linear_forward(kit.ex, x, p.weight(w_k_), matrix(pr.k, rows, hd));
   linear_forward(kit.ex, x, p.weight(w_v_), matrix(pr.v, rows, hd));
@@ -121,6 +122,9 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
                               const float* dout, float* dxn, const int32_t* buckets, float* out,
                               Write write) const {
   const int64_t rows = step.rows(), hd = n_heads_ * d_head_, D = d_model_;
+  // xn, dout, heads and the weights are read by two or more products each (rounded once at
+  // bf16); the attention pass writes only memory no product has read before it.
+  const GemmOperandReuse reuse(kit.ex);
   const Projections pr = project(kit, p, rows, xn);
   // dheads [rows, hd] = dout [rows, D] . w_o^T
   float* dheads = kit.ws.floats("layer.dheads", rows * hd);
@@ -140,8 +144,6 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
   // Inputs: dxn = sum over projections of dX . W^T, dW += xn^T . dX for each projection.
   const MatrixView x = matrix(xn, rows, D);
   Write dxn_write = Write::kOverwrite;
-  // (xn is an operand of every projection's weight gradient: rounded once at bf16.)
-  const GemmOperandReuse reuse(kit.ex);
   auto input_grad = [&](int w, const float* dproj) {
     linear_backward(kit.ex, x, p.weight(w), matrix(dproj, rows, hd), matrix(dxn, rows, D),
                     p.weight_grad(w), dxn_write);

@@ -95,6 +95,9 @@ void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step
   float* dz = kit.ws.floats("ff.dz", chunk * D);
   for (int64_t row0 = 0; row0 < total; row0 += chunk) {
     const int64_t rows = std::min(chunk, total - row0);
+    // Within a chunk, z, a and both weights are read by two products each (rounded once at
+    // bf16); the kernels between write only what no product of the chunk has read yet.
+    const GemmOperandReuse reuse(kit.ex);
     chunk_forward(kit, p, step, x, row0, rows, z, h, a);
     if (reconstruct) add_chunk_output(kit, p, step, a, t, row0, rows, reconstruct, -1.0f);
     const float* g =

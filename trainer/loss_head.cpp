@@ -33,6 +33,9 @@ void LossHead::run(Kit& kit, ParamStore& p, int64_t rows, const float* x1, const
   int32_t* prediction = kit.ws.ints("head.prediction", rows);
   for (int64_t row0 = 0; row0 < rows; row0 += chunk) {
     const int64_t n = std::min(chunk, rows - row0);
+    // z and the weight are operands of the forward and both backward products (rounded once at
+    // bf16); z is written again only by the last product, in the next chunk by the norm.
+    const GemmOperandReuse reuse(kit.ex);
     concat_columns(kit.ex, cat, x1 + row0 * D, x2 + row0 * D, n, D, D);
     norm_.forward(kit, p, cat, z, n);
     linear_forward(kit.ex, matrix(z, n, width), p.weight(w_out_), matrix(logits, n, V));

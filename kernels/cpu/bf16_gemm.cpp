@@ -2,6 +2,7 @@
 
 #include <immintrin.h>
 
+#include <cstring>
 #include <dnnl.hpp>
 #include <map>
 #include <sstream>
@@ -55,6 +56,23 @@ void round_to_bf16(const float* x, uint16_t* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = bf16_bits(x[i]);
 }
 
+namespace {
+bool g_operand_reuse_checks = false;
+int64_t g_checked_reuses = 0;
+}  // namespace
+
+int64_t checked_operand_reuses() {
+  return g_checked_reuses;
+}
+
+void set_operand_reuse_checks(bool on) {
+  g_operand_reuse_checks = on;
+}
+
+bool operand_reuse_checks() {
+  return g_operand_reuse_checks;
+}
+
 float bf16_to_float(uint16_t bits) {
   return bf16_value(bits);
 }
@@ -99,17 +117,20 @@ struct Bf16Gemm::Impl {
   using Key =
       std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float, float>;
   std::map<Key, dnnl::matmul> primitives;
-  // Operands rounded to bf16: [0] and [1] hold the two operands of a product; with reuse on, the
-  // three are a cache of recent operands (by address and extent), least recently used replaced.
+  // Operands rounded to bf16: [0] and [1] hold the two operands of a product; with reuse on, all
+  // are a cache of recent operands (by address and extent), least recently used replaced. Six
+  // hold what a feed-forward chunk's or an attention layer's backward pass reads more than once.
   struct Rounded {
     const float* source = nullptr;  // null: holds nothing reusable
     int64_t span = 0;
     uint64_t used = 0;
     std::vector<uint16_t> bits;
   };
-  Rounded rounded[3];
+  Rounded rounded[6];
+  std::vector<uint16_t> check;  // check_operand_reuse: the operand rounded again
   bool reuse = false;
   uint64_t clock = 0;
+  bool reuse_checks = operand_reuse_checks();
   dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
 
   // x[0 .. span) rounded, from the cache when reuse is on and it holds x; `busy` is not replaced.
@@ -119,6 +140,10 @@ struct Bf16Gemm::Impl {
       for (Rounded& r : rounded)
         if (r.source == x && r.span >= span) {
           r.used = clock;
+          if (reuse_checks) {
+            verify_unchanged(r, span);
+            ++g_checked_reuses;
+          }
           return r;
         }
     Rounded* slot = nullptr;
@@ -135,6 +160,17 @@ struct Bf16Gemm::Impl {
     slot->span = span;
     slot->used = clock;
     return *slot;
+  }
+  // The check of a reused operand: memory still holds what was rounded (a scope whose promise
+  // was broken would multiply stale values).
+  void verify_unchanged(const Rounded& r, int64_t span) {
+    if (check.size() < static_cast<size_t>(span)) check.resize(static_cast<size_t>(span));
+    round_to_bf16(r.source, check.data(), span);
+    if (std::memcmp(check.data(), r.bits.data(), static_cast<size_t>(span) * 2) != 0)
+      fail(
+          "a bf16 GEMM operand reused inside a GemmOperandReuse scope changed after it was "
+          "rounded (",
+          span, " values): something other than the scope's products wrote to it");
   }
   // A product wrote c[0 .. span): forget what it overlaps.
   void written(const float* c, int64_t span) {

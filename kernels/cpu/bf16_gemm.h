@@ -17,6 +17,14 @@ namespace rf {
 void round_to_bf16(const float* x, uint16_t* y, int64_t n);
 float bf16_to_float(uint16_t bits);
 
+// For tests: while on, Bf16Gemms made afterwards round every reused operand again and fail
+// (rf::Error) if memory no longer holds what they rounded, i.e. if a GemmOperandReuse scope
+// broke its promise. Off by default (it costs a rounding per reuse).
+void set_operand_reuse_checks(bool on);
+bool operand_reuse_checks();
+// Reused operands checked so far (all Bf16Gemms of the process).
+int64_t checked_operand_reuses();
+
 // Whether this CPU has the bf16 dot-product instructions (AVX512-BF16 or AMX) Bf16Gemm needs.
 bool cpu_has_bf16_dot_products();
 
