@@ -129,20 +129,10 @@ TEST(Gpu, TrainingMicroStepMatchesTheCpu) {
 TEST(Gpu, StepGraphsTrainBitForBitAsEagerSteps) {
   RF_REQUIRE_GPU(gpu);
   gpu.reset();  // the runs make their own executors
-  const std::vector<std::string> setup = {"runtime.device=cuda", "runtime.verify_kernels=false",
-                                          "train.grad_accum=2"};
-  const std::string eager_dir = test::fresh_dir("eager"), graph_dir = test::fresh_dir("graphs");
-  const TrainSummary eager = test::train_quietly(test::short_run_config(eager_dir, 6, 3, setup));
-  std::vector<std::string> with_graphs = setup;
-  with_graphs.push_back("runtime.step_graphs=true");
-  const TrainSummary graphs =
-      test::train_quietly(test::short_run_config(graph_dir, 6, 3, with_graphs));
+  const auto [eager, graphs] = test::train_eager_and_through_graphs(
+      {"runtime.device=cuda", "runtime.verify_kernels=false", "train.grad_accum=2"});
   EXPECT_EQ(graphs.step_graphs, 3);
-  const auto a = test::checkpoint_params(eager.final_checkpoint);
-  const auto b = test::checkpoint_params(graphs.final_checkpoint);
-  ASSERT_EQ(a.size(), b.size());
-  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0)
-      << "relative difference " << test::relative_difference(a, b);
+  test::expect_same_final_params(eager, graphs);
   EXPECT_EQ(graphs.final_loss, eager.final_loss);
 }
 

@@ -1,10 +1,12 @@
 // Small configurations and a gradient checker shared by the layer and model tests.
 #pragma once
 
+#include <random>
 #include <string>
 
 #include "tests/test_util.h"
 #include "trainer/config.h"
+#include "trainer/model.h"
 #include "trainer/params.h"
 
 namespace rf::test {
@@ -62,6 +64,19 @@ inline void expect_param_gradients(ParamStore& store, const std::function<double
   uint32_t seed = 100;
   for (const ParamTensor& t : store.tensors()) check(t.offset, t.count, t.name, seed++);
   check(0, store.size(), "(all parameters)", seed);
+}
+
+// A micro-batch of `batch` sequences of random tokens (inputs and targets), seeded.
+inline TokenBatch random_batch(const Config& cfg, int64_t batch, uint32_t seed) {
+  std::mt19937 gen(seed);
+  TokenBatch b;
+  b.batch = batch;
+  b.seq_len = cfg.train.seq_len;
+  for (int64_t i = 0; i < batch * b.seq_len; ++i) {
+    b.inputs.push_back(static_cast<int32_t>(gen() % cfg.model.vocab_size));
+    b.targets.push_back(static_cast<int32_t>(gen() % cfg.model.vocab_size));
+  }
+  return b;
 }
 
 }  // namespace rf::test

@@ -15,18 +15,7 @@ namespace rf {
 namespace {
 
 using test::cpu;
-
-TokenBatch random_batch(const Config& cfg, int64_t batch, uint32_t seed) {
-  std::mt19937 gen(seed);
-  TokenBatch b;
-  b.batch = batch;
-  b.seq_len = cfg.train.seq_len;
-  for (int64_t i = 0; i < batch * b.seq_len; ++i) {
-    b.inputs.push_back(static_cast<int32_t>(gen() % cfg.model.vocab_size));
-    b.targets.push_back(static_cast<int32_t>(gen() % cfg.model.vocab_size));
-  }
-  return b;
-}
+using test::random_batch;
 
 StepContext context(const Config& cfg, int64_t batch, uint32_t step = 7, uint32_t base = 0) {
   StepContext s;

@@ -6,8 +6,10 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "data/hdf5_io.h"
@@ -81,6 +83,26 @@ inline std::vector<float> checkpoint_params(const std::string& path) {
   std::vector<float> p(static_cast<size_t>(f.dataset_length("params")));
   f.read("params", H5T_NATIVE_FLOAT, 0, static_cast<int64_t>(p.size()), p.data());
   return p;
+}
+
+// Two short runs of the same setup, the second also with runtime.step_graphs=true (6 steps, 3 of
+// warm-up), each in a fresh directory: {eager, through step graphs}.
+inline std::pair<TrainSummary, TrainSummary> train_eager_and_through_graphs(
+    const std::vector<std::string>& setup) {
+  const std::string eager_dir = fresh_dir("eager"), graph_dir = fresh_dir("graphs");
+  const TrainSummary eager = train_quietly(short_run_config(eager_dir, 6, 3, setup));
+  std::vector<std::string> with_graphs = setup;
+  with_graphs.push_back("runtime.step_graphs=true");
+  return {eager, train_quietly(short_run_config(graph_dir, 6, 3, with_graphs))};
+}
+
+// The final checkpoints of two runs hold the same parameters, bit for bit.
+inline void expect_same_final_params(const TrainSummary& a, const TrainSummary& b) {
+  const std::vector<float> pa = checkpoint_params(a.final_checkpoint);
+  const std::vector<float> pb = checkpoint_params(b.final_checkpoint);
+  ASSERT_EQ(pa.size(), pb.size());
+  EXPECT_EQ(std::memcmp(pa.data(), pb.data(), pa.size() * sizeof(float)), 0)
+      << "relative difference " << relative_difference(pa, pb);
 }
 
 }  // namespace rf::test

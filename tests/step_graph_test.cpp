@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
-#include <random>
 
 #include "kernels/elementwise.h"
 #include "kernels/launch_recorder.h"
@@ -17,6 +16,8 @@
 namespace rf {
 namespace {
 
+using test::random_batch;
+
 std::unique_ptr<LaunchRecorder> recorder() {
   return std::make_unique<LaunchRecorder>(make_cpu_executor(1));
 }
@@ -25,18 +26,6 @@ std::vector<float> download_floats(Executor& ex, const float* x, size_t n) {
   std::vector<float> host(n);
   ex.download(host.data(), x, n * sizeof(float));
   return host;
-}
-
-TokenBatch random_batch(const Config& cfg, int64_t batch, uint32_t seed) {
-  std::mt19937 gen(seed);
-  TokenBatch b;
-  b.batch = batch;
-  b.seq_len = cfg.train.seq_len;
-  for (int64_t i = 0; i < batch * b.seq_len; ++i) {
-    b.inputs.push_back(static_cast<int32_t>(gen() % cfg.model.vocab_size));
-    b.targets.push_back(static_cast<int32_t>(gen() % cfg.model.vocab_size));
-  }
-  return b;
 }
 
 StepContext training_step(const Config& cfg, uint32_t step) {
@@ -173,21 +162,12 @@ TEST(StepGraphs, ReplayedMicroStepEqualsTheMicroStepOfTheStagedStep) {
 TEST(StepGraphs, TrainingFromReplayedGraphsEqualsEagerTrainingBitForBit) {
   // Evaluation every other step (its batches may need other buffers; graphs that might hold a
   // released one are captured again).
-  const std::vector<std::string> setup = {"train.grad_accum=2", "train.eval_every=2",
-                                          "train.eval_batches=2"};
-  const std::string eager_dir = test::fresh_dir("eager"), graph_dir = test::fresh_dir("graphs");
-  const TrainSummary eager = test::train_quietly(test::short_run_config(eager_dir, 6, 3, setup));
-  std::vector<std::string> with_graphs = setup;
-  with_graphs.push_back("runtime.step_graphs=true");
-  const TrainSummary graphs =
-      test::train_quietly(test::short_run_config(graph_dir, 6, 3, with_graphs));
+  const auto [eager, graphs] = test::train_eager_and_through_graphs(
+      {"train.grad_accum=2", "train.eval_every=2", "train.eval_batches=2"});
   EXPECT_GE(graphs.step_graphs, 3) << "two micro-batches and the optimizer";
   EXPECT_EQ(eager.step_graphs, 0);
   EXPECT_EQ(graphs.final_loss, eager.final_loss);
-  const auto a = test::checkpoint_params(eager.final_checkpoint);
-  const auto b = test::checkpoint_params(graphs.final_checkpoint);
-  ASSERT_EQ(a.size(), b.size());
-  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
+  test::expect_same_final_params(eager, graphs);
 }
 
 }  // namespace

@@ -61,8 +61,7 @@ BatchStats ReformerModel::forward_backward(const TokenBatch& batch, const StepCo
 void ReformerModel::compute_forward_backward(const StepContext& staged, float grad_scale,
                                              const std::function<void(int)>& group_done) {
   RF_CHECK(staged.training && staged.step_on_device,
-           "compute_forward_backward needs a batch "
-           "staged for training");
+           "compute_forward_backward needs a batch staged for training");
   const int64_t rows = staged.rows(), D = cfg_.model.d_model;
   float *x1, *x2;
   embed(staged, &x1, &x2);
