@@ -2,6 +2,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 #include <dnnl.hpp>
 #include <map>
@@ -130,6 +131,7 @@ struct Bf16Gemm::Impl {
   std::vector<uint16_t> check;  // check_operand_reuse: the operand rounded again
   bool reuse = false;
   uint64_t clock = 0;
+  int64_t largest_span = 0;  // of any operand rounded so far
   bool reuse_checks = operand_reuse_checks();
   dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
 
@@ -146,21 +148,38 @@ struct Bf16Gemm::Impl {
           }
           return r;
         }
-    Rounded* slot = nullptr;
-    if (reuse) {
-      for (Rounded& r : rounded)
-        if (&r != busy && (!slot || r.used < slot->used)) slot = &r;
-    } else {
-      slot = busy == &rounded[0] ? &rounded[1] : &rounded[0];
-    }
+    Rounded* slot = reuse                 ? reuse_slot(span, busy)
+                    : busy == &rounded[0] ? &rounded[1]
+                                          : &rounded[0];
     if (static_cast<int64_t>(slot->bits.size()) < span)
       slot->bits.resize(static_cast<size_t>(span));
+    largest_span = std::max(largest_span, span);
     round_to_bf16(x, slot->bits.data(), span);
     slot->source = reuse ? x : nullptr;
     slot->span = span;
     slot->used = clock;
     return *slot;
   }
+  // The slot for a new operand of `span` values while reusing: the least recently used that
+  // holds it without growing; else the least recently used if growing it keeps all slots within
+  // kept_values(); else the largest (the least growth). So at long sequences, where one
+  // activation is tens of MB, the cache keeps about three of them, as it did with three slots.
+  Rounded* reuse_slot(int64_t span, const Rounded* busy) {
+    Rounded *fits = nullptr, *oldest = nullptr, *largest = nullptr;
+    int64_t held = 0;
+    for (Rounded& r : rounded) {
+      held += static_cast<int64_t>(r.bits.size());
+      if (&r == busy) continue;
+      if (static_cast<int64_t>(r.bits.size()) >= span && (!fits || r.used < fits->used)) fits = &r;
+      if (!oldest || r.used < oldest->used) oldest = &r;
+      if (!largest || r.bits.size() > largest->bits.size()) largest = &r;
+    }
+    if (fits) return fits;
+    if (held - static_cast<int64_t>(oldest->bits.size()) + span <= kept_values()) return oldest;
+    return largest;
+  }
+  // Values all slots may hold together: three of the largest operand seen, at least 16M (32 MB).
+  int64_t kept_values() const { return std::max<int64_t>(3 * largest_span, int64_t{16} << 20); }
   // The check of a reused operand: memory still holds what was rounded (a scope whose promise
   // was broken would multiply stale values).
   void verify_unchanged(const Rounded& r, int64_t span) {
