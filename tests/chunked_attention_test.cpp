@@ -10,6 +10,7 @@
 #include <numeric>
 
 #include "kernels/cpu/chunk_attention_tiles.h"
+#include "kernels/cpu/transpose_block.h"
 #include "kernels/lsh_buckets.h"
 #include "tests/test_util.h"
 #include "tests/unfused_attention.h"
@@ -197,6 +198,25 @@ std::vector<float> dense_shared_qk(const std::vector<float>& q, const std::vecto
     }
   }
   return out;
+}
+
+// The attention tiles' 16 x 16 transpose (in registers with AVX-512) moves every value to its
+// place: rows from scattered addresses, a column offset, an output stride wider than 16.
+TEST(TileTranspose, SixteenBySixteenBlockLandsTransposed) {
+  std::vector<std::vector<float>> storage(16);
+  const float* rows[16];
+  for (int r = 0; r < 16; ++r) {
+    storage[r] = test::random_vector(40, 100 + r);
+    rows[15 - r] = storage[r].data();  // addresses in no particular order
+  }
+  const int64_t x0 = 7, ld = 37;
+  std::vector<float> out(16 * ld, -1.0f);
+  cpu::transpose_16x16(rows, x0, out.data(), ld);
+  for (int64_t c = 0; c < 16; ++c)
+    for (int64_t r = 0; r < ld; ++r) {
+      const float want = r < 16 ? rows[r][x0 + c] : -1.0f;
+      ASSERT_EQ(out[c * ld + r], want) << "column " << c << ", row " << r;
+    }
 }
 
 TEST(ChunkedAttention, LshEqualsDenseSharedQkWhenOneChunkHoldsTheSequence) {
