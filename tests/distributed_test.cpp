@@ -1,7 +1,7 @@
 // Multi-rank training tests, run under mpirun with 2 and 4 ranks: N ranks with per-rank batch b
 // end with the parameters of 1 rank with batch N*b; all ranks hold identical parameters after
-// every step; over an epoch every window is read exactly once across ranks, and a resumed stream
-// continues where it stopped.
+// every step; step graphs train as eager steps; over an epoch every window is read exactly once
+// across ranks, and a resumed stream continues where it stopped.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -72,6 +72,23 @@ TEST(DataParallel, GradientAccumulationEqualsLargerBatch) {
               1e-5)
         << n << " ranks";
   }
+  comm().barrier();
+}
+
+// Step graphs with several ranks (the averages start after each step's graphs): every rank
+// trains bit for bit as without graphs, and the replicas stay identical.
+TEST(DataParallel, StepGraphsTrainAsEagerStepsOnEveryRank) {
+  const std::string dir = shared_dir("graphs");
+  TrainOptions options;
+  options.report = false;
+  options.verify_replicas = true;
+  const TrainSummary eager =
+      run_training(config(dir + "/eager", 1, {"train.grad_accum=2"}), options, *g_comms);
+  const TrainSummary graphs =
+      run_training(config(dir + "/graphs", 1, {"train.grad_accum=2", "runtime.step_graphs=true"}),
+                   options, *g_comms);
+  EXPECT_GE(graphs.step_graphs, 3);
+  if (comm().is_root()) test::expect_same_final_params(eager, graphs);
   comm().barrier();
 }
 

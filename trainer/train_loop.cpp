@@ -169,6 +169,13 @@ void run_part(Run& run, int part, int64_t rows, const std::function<void()>& wor
     work();
 }
 
+// Starts averaging one parameter group's gradients across the ranks.
+void start_group_average(Run& run, int group) {
+  ParamStore& params = run.model->params();
+  const ParamGroup& g = params.groups()[group];
+  run.device().start_average(params.grads() + g.offset, g.count, g.name);
+}
+
 StepResult train_step(Run& run, BatchStream& batches, int64_t step) {
   const Config& c = run.cfg;
   ParamStore& params = run.model->params();
@@ -193,10 +200,10 @@ StepResult train_step(Run& run, BatchStream& batches, int64_t step) {
     run_part(run, static_cast<int>(micro), staged.rows(), [&] {
       if (micro == 0) params.zero_grads();
       run.model->compute_forward_backward(staged, grad_scale, [&](int group) {
-        if (!last || run.device().size() == 1) return;
+        // With step graphs the averages start after the graph (a graph holds no collective).
+        if (!last || run.device().size() == 1 || run.graphs) return;
         // (NCCL orders the reduction after the compute stream's work with an event.)
-        const ParamGroup& g = params.groups()[group];
-        run.device().start_average(params.grads() + g.offset, g.count, g.name);
+        start_group_average(run, group);
       });
     });
     const BatchStats s = run.model->collect(batch);
@@ -204,6 +211,9 @@ StepResult train_step(Run& run, BatchStream& batches, int64_t step) {
     r.tokens += static_cast<double>(s.tokens);
     r.correct += static_cast<double>(s.correct);
   }
+  if (run.graphs && run.device().size() > 1)
+    for (size_t g = 0; g < params.groups().size(); ++g)
+      start_group_average(run, static_cast<int>(g));
   run.device().wait_all();
   double totals[3] = {r.loss_sum, r.tokens, r.correct};
   run.host().all_reduce_sum(totals, 3, DType::kFloat64);
@@ -302,9 +312,6 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
     run.optimizer = std::make_unique<AdamW>(*run.ex, run.model->params(), cfg.train);
     if (cfg.runtime.step_graphs) run.graphs = std::make_unique<StepGraphs>(*run.ex);
   });
-  if (cfg.runtime.step_graphs && run.host().size() > 1)
-    fail("runtime.step_graphs works with one rank for now (the all-reduce is not captured in the ",
-         "graphs yet); run these ", run.host().size(), " ranks with runtime.step_graphs=false");
   run.state.seed = cfg.train.seed;
   const std::string resumed_from = restore_or_start(run, options.resume);
   run.state.world_size = run.host().size();
