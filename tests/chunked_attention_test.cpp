@@ -8,8 +8,10 @@
 #include <gtest/gtest.h>
 
 #include <numeric>
+#include <random>
 
 #include "kernels/cpu/chunk_attention_tiles.h"
+#include "kernels/cpu/lsh_argmax.h"
 #include "kernels/cpu/transpose_block.h"
 #include "kernels/lsh_buckets.h"
 #include "tests/test_util.h"
@@ -217,6 +219,49 @@ TEST(TileTranspose, SixteenBySixteenBlockLandsTransposed) {
       const float want = r < 16 ? rows[r][x0 + c] : -1.0f;
       ASSERT_EQ(out[c * ld + r], want) << "column " << c << ", row " << r;
     }
+}
+
+// The CPU's vectorised LSH argmax picks what the functor's scan picks: on random rows, on ties
+// (the first index; p over -p when |max p| = |min p|), on zeros of either sign, on rows holding
+// a NaN, and for halves that are not a multiple of the vector width.
+TEST(LshArgmax, VectorisedArgmaxPicksWhatTheScanPicks) {
+  std::mt19937 gen(23);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  for (int half : {16, 32, 48, 64, 8, 20}) {
+    for (int trial = 0; trial < 400; ++trial) {
+      std::vector<float> p(static_cast<size_t>(half));
+      for (float& x : p) x = uniform(gen);
+      const int kind = trial % 8;
+      const int a = static_cast<int>(gen() % half), b = static_cast<int>(gen() % half);
+      if (kind == 1) p[a] = p[b] = 2.0f;         // tied maximum
+      if (kind == 2) p[a] = p[b] = -2.0f;        // tied maximum of -p
+      if (kind == 3) p[a] = 2.0f, p[b] = -2.0f;  // |max| = |min|: p wins
+      if (kind == 4) std::fill(p.begin(), p.end(), 0.0f), p[a] = -0.0f;
+      if (kind == 5) p[a] = std::nanf("");
+      if (kind == 6) std::fill(p.begin(), p.end(), -0.0f);
+      ASSERT_EQ(cpu::lsh_argmax(p.data(), half), cpu::lsh_argmax_scalar(p.data(), half))
+          << "half " << half << ", trial " << trial;
+    }
+  }
+  // The whole row's bucket, factorised (64 x 32 buckets), against the functor.
+  const int64_t n = 50;
+  LshHash op{};
+  std::vector<float> projected(static_cast<size_t>(n * 2 * 48));
+  for (float& x : projected) x = uniform(gen);
+  std::vector<int32_t> want(static_cast<size_t>(2 * n)), got(want.size());
+  op.projected = projected.data();
+  op.ldp = 2 * 48;
+  op.seq_len = n;
+  op.first = 0;
+  op.rows = n;
+  op.factors.count = 2;
+  op.factors.size[0] = 64;
+  op.factors.size[1] = 32;
+  op.buckets = want.data();
+  for (int64_t i = 0; i < 2 * n; ++i) op(i);
+  op.buckets = got.data();
+  for (int64_t i = 0; i < 2 * n; ++i) cpu::lsh_hash_row(op, i);
+  EXPECT_EQ(got, want);
 }
 
 TEST(ChunkedAttention, LshEqualsDenseSharedQkWhenOneChunkHoldsTheSequence) {

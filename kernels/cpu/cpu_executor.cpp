@@ -12,6 +12,7 @@
 #include "base/error.h"
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/chunk_attention_tiles.h"
+#include "kernels/cpu/lsh_argmax.h"
 #include "kernels/executor_impl.h"
 
 extern "C" {
@@ -28,6 +29,15 @@ struct CpuBackend {
   static void for_each(const Executor&, int64_t n, const Op& op) {
 #pragma omp parallel for schedule(static) if (n > 1)
     for (int64_t i = 0; i < n; ++i) op(i);
+  }
+  // The LSH hash's argmax vectorised (kernels/cpu/lsh_argmax.h), the same buckets.
+  static void for_each(const Executor& ex, int64_t n, const LshHash& op) {
+    if (ex.kernel_variant() != KernelVariant::kTuned) {
+      for_each<LshHash>(ex, n, op);
+      return;
+    }
+#pragma omp parallel for schedule(static) if (n > 1)
+    for (int64_t i = 0; i < n; ++i) cpu::lsh_hash_row(op, i);
   }
 };
 

@@ -5,18 +5,11 @@
 
 #include <cstdint>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
+#include "kernels/cpu/avx512_intrinsics.h"
 
 namespace rf::cpu {
 
-// GCC 12's unpack intrinsics pass an undefined vector as the masked-off source, which its
-// -Wmaybe-uninitialized reports once inlined (a known false positive).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+RF_AVX512_INTRINSICS_BEGIN
 
 // out[c * ld_out + r] = rows[r][x0 + c] for r, c in [0, 16).
 inline void transpose_16x16(const float* const* rows, int64_t x0, float* out, int64_t ld_out) {
@@ -52,8 +45,6 @@ inline void transpose_16x16(const float* const* rows, int64_t x0, float* out, in
 #endif
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+RF_AVX512_INTRINSICS_END
 
 }  // namespace rf::cpu
