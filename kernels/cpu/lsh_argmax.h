@@ -14,17 +14,7 @@ namespace rf::cpu {
 
 RF_AVX512_INTRINSICS_BEGIN
 
-// The functor's argmax over [p[0 .. half) ; -p[0 .. half)].
-inline int lsh_argmax_scalar(const float* p, int half) {
-  float best = p[0];
-  int arg = 0;
-  for (int j = 1; j < half; ++j)
-    if (p[j] > best) best = p[j], arg = j;
-  for (int j = 0; j < half; ++j)
-    if (-p[j] > best) best = -p[j], arg = half + j;
-  return arg;
-}
-
+// lsh_factor_argmax (kernels/ops/lsh_hash.h), vectorised.
 inline int lsh_argmax(const float* p, int half) {
 #if defined(__AVX512F__)
   if (half % 16 == 0) {
@@ -49,7 +39,7 @@ inline int lsh_argmax(const float* p, int half) {
     }
   }
 #endif
-  return lsh_argmax_scalar(p, half);
+  return lsh_factor_argmax(p, half);
 }
 
 // LshHash::operator()(i) with the vectorised argmax.

@@ -26,6 +26,18 @@ struct BucketFactors {
   }
 };
 
+// A factor's bucket among 2 * half: the argmax over [p[0 .. half) ; -p[0 .. half)], the first
+// index on ties (a strict-greater scan).
+RF_HD int lsh_factor_argmax(const float* p, int half) {
+  float best = p[0];
+  int arg = 0;
+  for (int j = 1; j < half; ++j)
+    if (p[j] > best) best = p[j], arg = j;
+  for (int j = 0; j < half; ++j)
+    if (-p[j] > best) best = -p[j], arg = half + j;
+  return arg;
+}
+
 // Hashes positions [first, first + rows) of a sequence from their projections.
 // Index = round * rows + (t - first).
 struct LshHash {
@@ -41,13 +53,7 @@ struct LshHash {
     int bucket = 0, radix = 1;
     for (int f = 0; f < factors.count; ++f) {
       const int half = factors.size[f] / 2;
-      float best = p[0];
-      int arg = 0;
-      for (int j = 1; j < half; ++j)
-        if (p[j] > best) best = p[j], arg = j;
-      for (int j = 0; j < half; ++j)
-        if (-p[j] > best) best = -p[j], arg = half + j;
-      bucket += arg * radix;
+      bucket += lsh_factor_argmax(p, half) * radix;
       radix *= factors.size[f];
       p += half;
     }
