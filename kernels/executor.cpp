@@ -23,14 +23,43 @@ void Executor::chunk_attention(ChunkAttentionPass pass, const ChunkAttentionPara
 }
 
 void Executor::begin_capture() {
-  fail("step graphs are not available on this executor (", describe(), ")");
+  if (!supports_graphs()) fail("step graphs are not available on this executor (", describe(), ")");
+  RF_CHECK(!capturing_, "begin_capture while a capture is under way");
+  capture_begin();
+  capture_start_ = {launches_, memory_operations_};
+  capturing_ = true;
 }
 
 int Executor::end_capture() {
+  RF_CHECK(capturing_, "end_capture without begin_capture");
+  capturing_ = false;
+  // A capture runs nothing: its launches count when the graph is replayed.
+  const GraphCounts held{launches_ - capture_start_.launches,
+                         memory_operations_ - capture_start_.memory_operations};
+  launches_ = capture_start_.launches;
+  memory_operations_ = capture_start_.memory_operations;
+  capture_end();
+  graphs_.push_back(held);
+  return static_cast<int>(graphs_.size()) - 1;
+}
+
+void Executor::replay_graph(int graph) {
+  RF_CHECK(!capturing_, "replay_graph while a capture is under way");
+  RF_CHECK(graph >= 0 && graph < static_cast<int>(graphs_.size()), "no step graph ", graph);
+  graph_replay(graph);
+  launches_ += graphs_[static_cast<size_t>(graph)].launches;
+  memory_operations_ += graphs_[static_cast<size_t>(graph)].memory_operations;
+}
+
+void Executor::capture_begin() {
   fail("step graphs are not available on this executor (", describe(), ")");
 }
 
-void Executor::replay_graph(int) {
+void Executor::capture_end() {
+  fail("step graphs are not available on this executor (", describe(), ")");
+}
+
+void Executor::graph_replay(int) {
   fail("step graphs are not available on this executor (", describe(), ")");
 }
 

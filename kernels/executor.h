@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "kernels/gemm_desc.h"
 #include "kernels/kernel_ops.h"
@@ -101,14 +102,13 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   // with the same arguments, reading whatever executor memory holds by then. While capturing,
   // what a graph cannot hold (a transfer to or from the host, a wait, an allocation) is an
   // rf::Error naming the call. Executors without graphs return false from supports_graphs() and
-  // throw from the others.
+  // throw from the others. The bookkeeping (the capture flag, the launches a graph holds) is
+  // here; executors with graphs implement the three hooks below.
   virtual bool supports_graphs() const { return false; }
-  virtual void begin_capture();
-  virtual int end_capture();  // the new graph's id
-  virtual void replay_graph(int graph);
+  void begin_capture();
+  int end_capture();  // the new graph's id: 0, 1, ... in capture order
+  void replay_graph(int graph);
   bool capturing() const { return capturing_; }
-  // Whether some graph was captured (its launches may read or write any memory allocated so far).
-  bool holds_graphs() const { return graphs_ > 0; }
   // Changes whenever memory is released while graphs exist: a graph captured before may hold its
   // address, so it must not be replayed any more (StepGraphs captures again).
   int64_t memory_generation() const { return memory_generation_; }
@@ -128,41 +128,31 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   }
   void count_release(size_t bytes) {
     bytes_in_use_ -= bytes;
-    if (graphs_ > 0) ++memory_generation_;
+    if (!graphs_.empty()) ++memory_generation_;
   }
   void count_launch() { ++launches_; }
   void count_memory_operation() { ++memory_operations_; }
-  // For executors with graphs: the capture flag, and the error for a call a graph cannot hold.
-  // What a graph holds, counted while it is captured (start_capture_count / end_capture_count)
-  // and added to the totals at each replay (count_replay).
-  struct GraphCounts {
-    int64_t launches = 0, memory_operations = 0;
-  };
-  void set_capturing(bool on) { capturing_ = on; }
-  void start_capture_count() { capture_start_ = {launches_, memory_operations_}; }
-  GraphCounts end_capture_count() {
-    const GraphCounts held{launches_ - capture_start_.launches,
-                           memory_operations_ - capture_start_.memory_operations};
-    launches_ = capture_start_.launches;
-    memory_operations_ = capture_start_.memory_operations;
-    ++graphs_;
-    return held;
-  }
-  void count_replay(const GraphCounts& held) {
-    launches_ += held.launches;
-    memory_operations_ += held.memory_operations;
-  }
+  // For executors with graphs: the error for a call a graph cannot hold, while capturing.
   void refuse_while_capturing(const char* call) const;
+  // The hooks of step graphs: start recording this executor's work, keep what was recorded as
+  // the next graph (the executor numbers its graphs 0, 1, ... as they are kept), run a graph.
+  virtual void capture_begin();
+  virtual void capture_end();
+  virtual void graph_replay(int graph);
 
  private:
   size_t bytes_in_use_ = 0;
   size_t peak_bytes_ = 0;
   KernelVariant variant_ = KernelVariant::kTuned;
   int64_t launches_ = 0, memory_operations_ = 0;
+  // Work a graph holds, counted while it is captured and added to the totals at each replay.
+  struct GraphCounts {
+    int64_t launches = 0, memory_operations = 0;
+  };
   bool capturing_ = false;
-  int graphs_ = 0;
-  int64_t memory_generation_ = 0;
   GraphCounts capture_start_;
+  std::vector<GraphCounts> graphs_;  // per graph kept
+  int64_t memory_generation_ = 0;
 };
 
 // The RowSplit for a kernel over [rows, cols] on this executor: whole rows per CPU thread, one

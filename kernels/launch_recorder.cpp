@@ -13,7 +13,7 @@ LaunchRecorder::LaunchRecorder(std::unique_ptr<Executor> inner) : inner_(std::mo
 
 int64_t LaunchRecorder::recorded_launches() const {
   int64_t n = 0;
-  for (const Graph& g : graphs_) n += static_cast<int64_t>(g.work.size());
+  for (const auto& g : graphs_) n += static_cast<int64_t>(g.size());
   return n;
 }
 
@@ -97,27 +97,17 @@ void LaunchRecorder::sort_buckets(const BucketSort& sort, void* scratch) {
   launch([sort, scratch](Executor& ex) { ex.sort_buckets(sort, scratch); });
 }
 
-void LaunchRecorder::begin_capture() {
-  RF_CHECK(!capturing(), "begin_capture while a capture is under way");
+void LaunchRecorder::capture_begin() {
   capture_.clear();
-  start_capture_count();
-  set_capturing(true);
 }
 
-int LaunchRecorder::end_capture() {
-  RF_CHECK(capturing(), "end_capture without begin_capture");
-  set_capturing(false);
-  graphs_.push_back({std::move(capture_), end_capture_count()});
+void LaunchRecorder::capture_end() {
+  graphs_.push_back(std::move(capture_));
   capture_.clear();
-  return static_cast<int>(graphs_.size()) - 1;
 }
 
-void LaunchRecorder::replay_graph(int graph) {
-  RF_CHECK(!capturing(), "replay_graph while a capture is under way");
-  RF_CHECK(graph >= 0 && graph < static_cast<int>(graphs_.size()), "no step graph ", graph);
-  const Graph& g = graphs_[static_cast<size_t>(graph)];
-  for (const auto& work : g.work) work(*inner_);
-  count_replay(g.counts);
+void LaunchRecorder::graph_replay(int graph) {
+  for (const Work& work : graphs_[static_cast<size_t>(graph)]) work(*inner_);
 }
 
 }  // namespace rf

@@ -26,7 +26,6 @@ class LaunchRecorder final : public KernelExecutor<RecordingBackend> {
  public:
   explicit LaunchRecorder(std::unique_ptr<Executor> inner);
 
-  Executor& inner() { return *inner_; }
   // Launches kept in all graphs so far.
   int64_t recorded_launches() const;
 
@@ -53,18 +52,16 @@ class LaunchRecorder final : public KernelExecutor<RecordingBackend> {
   void sort_buckets(const BucketSort& sort, void* scratch) override;
 
   bool supports_graphs() const override { return true; }
-  void begin_capture() override;
-  int end_capture() override;
-  void replay_graph(int graph) override;
 
  private:
+  void capture_begin() override;
+  void capture_end() override;
+  void graph_replay(int graph) override;
+
+  using Work = std::function<void(Executor&)>;
   std::unique_ptr<Executor> inner_;
-  struct Graph {
-    std::vector<std::function<void(Executor&)>> work;
-    GraphCounts counts;
-  };
-  std::vector<Graph> graphs_;
-  std::vector<std::function<void(Executor&)>> capture_;
+  std::vector<std::vector<Work>> graphs_;  // the launches each kept graph holds
+  std::vector<Work> capture_;              // the capture under way
 };
 
 template <class Op>

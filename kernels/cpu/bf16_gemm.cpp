@@ -70,10 +70,6 @@ void set_operand_reuse_checks(bool on) {
   g_operand_reuse_checks = on;
 }
 
-bool operand_reuse_checks() {
-  return g_operand_reuse_checks;
-}
-
 float bf16_to_float(uint16_t bits) {
   return bf16_value(bits);
 }
@@ -132,7 +128,7 @@ struct Bf16Gemm::Impl {
   bool reuse = false;
   uint64_t clock = 0;
   int64_t largest_span = 0;  // of any operand rounded so far
-  bool reuse_checks = operand_reuse_checks();
+  bool reuse_checks = g_operand_reuse_checks;
   dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
 
   // x[0 .. span) rounded, from the cache when reuse is on and it holds x; `busy` is not replaced.

@@ -21,7 +21,6 @@ float bf16_to_float(uint16_t bits);
 // (rf::Error) if memory no longer holds what they rounded, i.e. if a GemmOperandReuse scope
 // broke its promise. Off by default (it costs a rounding per reuse).
 void set_operand_reuse_checks(bool on);
-bool operand_reuse_checks();
 // Reused operands checked so far (all Bf16Gemms of the process).
 int64_t checked_operand_reuses();
 
@@ -41,9 +40,10 @@ class Bf16Gemm {
   void run(const GemmDesc& d, const float* a, const float* b, float* c);
   // For logs: "oneDNN <version> bf16 (<isa>)".
   std::string describe() const;
-  // On: operands rounded for one product are kept (three at most) and reused by later products
-  // that read the same memory, until a product writes over them or reuse is turned off. The
-  // caller promises that nothing else writes to the operands meanwhile (GemmOperandReuse).
+  // On: operands rounded for one product are kept (six at most, together no more than three of
+  // the largest operand seen) and reused by later products that read the same memory, until a
+  // product writes over them or reuse is turned off. The caller promises that nothing else writes
+  // to the operands meanwhile (GemmOperandReuse).
   void set_operand_reuse(bool on);
 
  private:

@@ -151,7 +151,7 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     RF_CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspaceBytes));
   }
   ~CudaExecutor() override {
-    for (const Graph& g : graphs_) cudaGraphExecDestroy(g.exec);
+    for (cudaGraphExec_t g : graphs_) cudaGraphExecDestroy(g);
     cublasDestroy(cublas_);
     if (cublas_workspace_) cudaFree(cublas_workspace_);
   }
@@ -208,31 +208,20 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
 
   // Step graphs as CUDA graphs of this thread's stream.
   bool supports_graphs() const override { return true; }
-  void begin_capture() override {
-    RF_CHECK(!capturing(), "begin_capture while a capture is under way");
+  void capture_begin() override {
     RF_CUDA_CHECK(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeThreadLocal));
-    start_capture_count();
-    set_capturing(true);
   }
-  int end_capture() override {
-    RF_CHECK(capturing(), "end_capture without begin_capture");
-    set_capturing(false);
-    const GraphCounts held = end_capture_count();
+  void capture_end() override {
     cudaGraph_t graph = nullptr;
     RF_CUDA_CHECK(cudaStreamEndCapture(cudaStreamPerThread, &graph));
     cudaGraphExec_t exec = nullptr;
     const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
     cudaGraphDestroy(graph);
     RF_CUDA_CHECK(made);
-    graphs_.push_back({exec, held});
-    return static_cast<int>(graphs_.size()) - 1;
+    graphs_.push_back(exec);
   }
-  void replay_graph(int graph) override {
-    RF_CHECK(!capturing(), "replay_graph while a capture is under way");
-    RF_CHECK(graph >= 0 && graph < static_cast<int>(graphs_.size()), "no step graph ", graph);
-    const Graph& g = graphs_[static_cast<size_t>(graph)];
-    RF_CUDA_CHECK(cudaGraphLaunch(g.exec, cudaStreamPerThread));
-    count_replay(g.counts);
+  void graph_replay(int graph) override {
+    RF_CUDA_CHECK(cudaGraphLaunch(graphs_[static_cast<size_t>(graph)], cudaStreamPerThread));
   }
 
   void gemm(const GemmDesc& d, const float* a, const float* b, float* c) override {
@@ -297,11 +286,7 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
   cublasComputeType_t compute_;
   cublasHandle_t cublas_ = nullptr;
   void* cublas_workspace_ = nullptr;
-  struct Graph {
-    cudaGraphExec_t exec;
-    GraphCounts counts;
-  };
-  std::vector<Graph> graphs_;
+  std::vector<cudaGraphExec_t> graphs_;  // by step graph id
 };
 
 void CudaExecutor::sort_buckets(const BucketSort& s, void* scratch) {
