@@ -70,7 +70,7 @@ void Executor::refuse_while_capturing(const char* call) const {
          "transfer to or from the host, a wait or an allocation must come before or after it)");
 }
 
-void matmul(Executor& ex, const RowMajorGemm& g, const float* a, const float* b, float* c) {
+void matmul(Executor& ex, const RowMajorGemm& g, const void* a, const void* b, float* c) {
   // Column-major C^T = op(B)^T op(A)^T: the row-major B is the column-major A.
   ex.gemm(to_column_major(g), b, a, c);
 }

@@ -75,8 +75,20 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   virtual void zero(void* ptr, size_t bytes) = 0;
   virtual void synchronize() = 0;
 
-  // C = alpha op(A) op(B) + beta C, column-major, as cuBLAS defines it.
-  virtual void gemm(const GemmDesc& desc, const float* a, const float* b, float* c) = 0;
+  // C = alpha op(A) op(B) + beta C, column-major, as cuBLAS defines it. A and B hold what
+  // desc.a_type and desc.b_type say (fp32 unless a producer wrote bf16 for this executor).
+  virtual void gemm(const GemmDesc& desc, const void* a, const void* b, float* c) = 0;
+  // Whether gemm() accepts bf16 operands (OperandType::kBf16): true where products round their
+  // operands to bf16 anyway (the CPU at runtime.precision = bf16), so a kernel that produces an
+  // operand can write it rounded, and the product skips a rounding pass over memory. Same bits
+  // either way. Tests may turn it off (set_bf16_operands) to compare the two.
+  bool gemm_takes_bf16_operands() const {
+    return bf16_operands_allowed_ && rounds_operands_to_bf16();
+  }
+  void set_bf16_operands(bool allowed) { bf16_operands_allowed_ = allowed; }
+  // Whether this executor's products round fp32 operands to bf16 themselves, so that gemm()
+  // takes bf16 operands as they are (whatever set_bf16_operands says).
+  virtual bool rounds_operands_to_bf16() const { return false; }
   // While on, an executor that rounds GEMM operands to a reduced precision itself (the CPU at
   // bf16) may keep the rounded copies and reuse them in later products that read the same
   // memory; the caller promises that only those products' outputs write to their operands
@@ -153,6 +165,7 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   GraphCounts capture_start_;
   std::vector<GraphCounts> graphs_;  // per graph kept
   int64_t memory_generation_ = 0;
+  bool bf16_operands_allowed_ = true;
 };
 
 // The RowSplit for a kernel over [rows, cols] on this executor: whole rows per CPU thread, one
@@ -188,6 +201,6 @@ bool cuda_compiled_in();
 int cuda_device_count();
 
 // Row-major product through the column-major description (see gemm_desc.h).
-void matmul(Executor& ex, const RowMajorGemm& g, const float* a, const float* b, float* c);
+void matmul(Executor& ex, const RowMajorGemm& g, const void* a, const void* b, float* c);
 
 }  // namespace rf

@@ -10,6 +10,7 @@ void bias_activation_forward(Executor& ex, const BiasActivationArgs& a) {
   op.split = row_split(ex, a.cols);
   op.act = a.activation;
   op.mask = a.dropout;
+  op.a_bf16 = a.a_bf16;
   ex.run(op.split.indices(a.rows), op);
 }
 
@@ -20,6 +21,7 @@ void activation_backward(Executor& ex, const ActivationBackwardArgs& a) {
   op.split = row_split(ex, a.cols);
   op.act = a.activation;
   op.mask = a.dropout;
+  op.grad_bf16 = a.grad_bf16;
   ex.run(op.split.indices(a.rows), op);
 }
 

@@ -9,7 +9,8 @@ namespace rf {
 
 struct BiasActivationArgs {
   float* h = nullptr;           // [rows, cols] in: x W1, out: the pre-activation x W1 + b1
-  float* a = nullptr;           // [rows, cols] out: dropout(act(pre-activation))
+  float* a = nullptr;           // [rows, cols] out: dropout(act(pre-activation)) ...
+  uint16_t* a_bf16 = nullptr;   // ... or, when set, that rounded to bf16 here (a unused)
   const float* bias = nullptr;  // [cols]
   int64_t rows = 0, cols = 0;
   Activation activation = Activation::kGelu;
@@ -18,8 +19,9 @@ struct BiasActivationArgs {
 void bias_activation_forward(Executor& ex, const BiasActivationArgs& args);
 
 struct ActivationBackwardArgs {
-  float* grad = nullptr;     // [rows, cols] in: dL/da, out: dL/d pre-activation
-  const float* h = nullptr;  // [rows, cols]: the pre-activation
+  float* grad = nullptr;          // [rows, cols] in: dL/da, out: dL/d pre-activation
+  uint16_t* grad_bf16 = nullptr;  // when set, [rows, cols] out: dL/d pre-activation in bf16
+  const float* h = nullptr;       // [rows, cols]: the pre-activation
   int64_t rows = 0, cols = 0;
   Activation activation = Activation::kGelu;
   DropoutMask dropout;

@@ -22,6 +22,8 @@ std::string gemm_desc_problem(const GemmDesc& d) {
   else if (d.m > INT32_MAX || d.n > INT32_MAX || d.k > INT32_MAX || d.lda > INT32_MAX ||
            d.ldb > INT32_MAX || d.ldc > INT32_MAX || d.batch > INT32_MAX)
     why << "a size or leading dimension exceeds the 32-bit range of BLAS";
+  else if ((d.a_type == OperandType::kBf16 || d.b_type == OperandType::kBf16) && d.batch != 1)
+    why << "bf16 operands are taken by single products only (batch " << d.batch << ")";
   return why.str();
 }
 
@@ -41,6 +43,8 @@ GemmDesc to_column_major(const RowMajorGemm& g) {
   d.batch = g.batch;
   d.alpha = g.alpha;
   d.beta = g.beta;
+  d.a_type = g.b_type;
+  d.b_type = g.a_type;
   return d;
 }
 

@@ -9,6 +9,12 @@
 
 namespace rf {
 
+// What a GEMM operand's memory holds: fp32 values, or bf16 values (the upper 16 bits of fp32,
+// rounded to nearest even as kernels/ops/bf16_round.h does) that the kernel producing them wrote
+// already rounded, so the product need not round them again. Only executors whose
+// gemm_takes_bf16_operands() is true accept bf16 operands; C is always fp32.
+enum class OperandType { kFp32, kBf16 };
+
 struct GemmDesc {
   bool trans_a = false;                              // op(A) = A^T when set
   bool trans_b = false;                              // op(B) = B^T when set
@@ -20,6 +26,7 @@ struct GemmDesc {
   int64_t batch = 1;
   float alpha = 1.0f;
   float beta = 0.0f;  // C = alpha * op(A) op(B) + beta * C
+  OperandType a_type = OperandType::kFp32, b_type = OperandType::kFp32;
 };
 
 // Empty when the description is valid, otherwise what is wrong with it.
@@ -34,6 +41,7 @@ struct RowMajorGemm {
   int64_t stride_a = 0, stride_b = 0, stride_c = 0;
   int64_t batch = 1;
   float alpha = 1.0f, beta = 0.0f;
+  OperandType a_type = OperandType::kFp32, b_type = OperandType::kFp32;
 };
 
 // Column-major description of a row-major product. Row-major C is column-major C^T, and

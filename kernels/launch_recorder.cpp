@@ -79,7 +79,7 @@ void LaunchRecorder::synchronize() {
   inner_->synchronize();
 }
 
-void LaunchRecorder::gemm(const GemmDesc& desc, const float* a, const float* b, float* c) {
+void LaunchRecorder::gemm(const GemmDesc& desc, const void* a, const void* b, float* c) {
   count_launch();
   launch([desc, a, b, c](Executor& ex) { ex.gemm(desc, a, b, c); });
 }

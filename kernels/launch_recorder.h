@@ -34,6 +34,7 @@ class LaunchRecorder final : public KernelExecutor<RecordingBackend> {
 
   void set_kernel_variant(KernelVariant variant) override;
   bool warp_per_row() const override { return inner_->warp_per_row(); }
+  bool rounds_operands_to_bf16() const override { return inner_->rounds_operands_to_bf16(); }
   void chunk_attention(ChunkAttentionPass pass, const ChunkAttentionParams& p) override;
   Device device() const override { return inner_->device(); }
   std::string describe() const override;
@@ -46,7 +47,7 @@ class LaunchRecorder final : public KernelExecutor<RecordingBackend> {
   void zero(void* ptr, size_t bytes) override;
   void synchronize() override;
 
-  void gemm(const GemmDesc& desc, const float* a, const float* b, float* c) override;
+  void gemm(const GemmDesc& desc, const void* a, const void* b, float* c) override;
   void set_gemm_operand_reuse(bool on) override;
   size_t sort_scratch_bytes(const BucketSort& sort) override;
   void sort_buckets(const BucketSort& sort, void* scratch) override;

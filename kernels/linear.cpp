@@ -19,6 +19,8 @@ void product(Executor& ex, bool trans_a, MatrixView a, bool trans_b, MatrixView 
   g.ldc = c.ld;
   g.alpha = write == Write::kSubtract ? -1.0f : 1.0f;
   g.beta = write == Write::kOverwrite ? 0.0f : 1.0f;
+  g.a_type = a.type;
+  g.b_type = b.type;
   matmul(ex, g, a.data, b.data, c.data);
 }
 

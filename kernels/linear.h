@@ -10,23 +10,31 @@
 
 namespace rf {
 
-// A row-major matrix in executor memory: [rows, cols] with `ld` elements between rows.
+// A row-major matrix in executor memory: [rows, cols] with `ld` elements between rows, of fp32
+// values or, as a product's input on an executor that takes them (gemm_takes_bf16_operands),
+// bf16 values a kernel wrote already rounded.
 struct MatrixView {
-  const float* data = nullptr;
+  const void* data = nullptr;
   int64_t rows = 0, cols = 0, ld = 0;
+  OperandType type = OperandType::kFp32;
 };
+// An fp32 matrix a product writes.
 struct MutableMatrixView {
   float* data = nullptr;
   int64_t rows = 0, cols = 0, ld = 0;
-  operator MatrixView() const { return {data, rows, cols, ld}; }
+  operator MatrixView() const { return {data, rows, cols, ld, OperandType::kFp32}; }
 };
 
 // A packed [rows, cols] matrix (ld = cols).
 inline MatrixView matrix(const float* data, int64_t rows, int64_t cols) {
-  return {data, rows, cols, cols};
+  return {data, rows, cols, cols, OperandType::kFp32};
 }
 inline MutableMatrixView matrix(float* data, int64_t rows, int64_t cols) {
   return {data, rows, cols, cols};
+}
+// A packed [rows, cols] matrix of bf16 values (as kernels/ops/bf16_round.h's bits).
+inline MatrixView bf16_matrix(const uint16_t* data, int64_t rows, int64_t cols) {
+  return {data, rows, cols, cols, OperandType::kBf16};
 }
 
 // Whether a product overwrites its output, adds to it, or takes itself away from it.

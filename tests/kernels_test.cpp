@@ -187,6 +187,51 @@ TEST_P(Bf16GemmTest, EqualsTheProductOfRoundedOperands) {
 INSTANTIATE_TEST_SUITE_P(AllTransposes, Bf16GemmTest,
                          ::testing::Combine(::testing::Bool(), ::testing::Bool()));
 
+// An operand a kernel wrote in bf16 (OperandType::kBf16) gives the bits the product gives when
+// it rounds the fp32 operand itself, for either operand, every transpose, alpha and beta.
+TEST_P(Bf16GemmTest, TakesBf16OperandsAsItsOwnRoundingOfThem) {
+  const auto [ta, tb] = GetParam();
+  std::string skip_reason;
+  const std::unique_ptr<Executor> bf16 = test::bf16_cpu_or_skip_reason(&skip_reason);
+  if (!bf16) GTEST_SKIP() << skip_reason;
+  ASSERT_TRUE(bf16->gemm_takes_bf16_operands());
+  const GemmDesc d = test::padded_gemm_desc(ta, tb, 37, 29, 67, 1, 0.75f, 0.5f);
+  const auto a = test::random_vector(d.stride_a, 14), b = test::random_vector(d.stride_b, 15);
+  const auto c0 = test::random_vector(d.stride_c, 16);
+  auto bits_of = [&](const std::vector<float>& v) {
+    std::vector<uint16_t> bits(v.size());
+    for (size_t i = 0; i < v.size(); ++i) bits[i] = bf16_bits(v[i]);
+    DeviceBuffer<uint16_t> on_device(*bf16, bits.size());
+    bf16->upload(on_device.data(), bits.data(), bits.size() * sizeof(uint16_t));
+    return on_device;
+  };
+  const DeviceBuffer<uint16_t> a16 = bits_of(a), b16 = bits_of(b);
+  DeviceBuffer<float> da(*bf16, a.size()), db(*bf16, b.size());
+  da.upload(a);
+  db.upload(b);
+  const auto want = test::gemm_result(*bf16, d, a, b, c0);
+  for (int operands = 1; operands <= 3; ++operands) {  // A, B, both in bf16
+    GemmDesc typed = d;
+    if (operands & 1) typed.a_type = OperandType::kBf16;
+    if (operands & 2) typed.b_type = OperandType::kBf16;
+    DeviceBuffer<float> dc(*bf16, c0.size());
+    dc.upload(c0);
+    bf16->gemm(typed, (operands & 1) ? static_cast<const void*>(a16.data()) : da.data(),
+               (operands & 2) ? static_cast<const void*>(b16.data()) : db.data(), dc.data());
+    EXPECT_EQ(dc.download(), want) << "bf16 operands " << operands;
+  }
+}
+
+TEST(Bf16, OperandsInBf16AreRefusedWhereProductsDoNotRoundToIt) {
+  EXPECT_FALSE(cpu().gemm_takes_bf16_operands());
+  GemmDesc d = test::padded_gemm_desc(false, false, 4, 3, 2, 1, 1.0f, 0.0f);
+  d.a_type = OperandType::kBf16;
+  DeviceBuffer<float> a(cpu(), d.stride_a), b(cpu(), d.stride_b), c(cpu(), d.stride_c);
+  EXPECT_THROW(cpu().gemm(d, a.data(), b.data(), c.data()), Error);
+  d.batch = 2;  // and never in a batch of products
+  EXPECT_NE(gemm_desc_problem(d).find("bf16"), std::string::npos);
+}
+
 TEST(Bf16, TensorFloat32IsRefusedOnTheCpu) {
   EXPECT_THROW(make_cpu_executor(0, GemmPrecision::kTf32), Error);
 }
@@ -456,6 +501,50 @@ TEST_P(RowSplitTest, ElementKernelsGiveTheSameBitsForEverySpan) {
     };
     EXPECT_EQ(outputs(split(), residual), outputs(whole_rows(), residual));
   }
+}
+
+// The activation kernels writing bf16 for the next product (a_bf16, grad_bf16) write the rounding
+// of exactly what they write in fp32 otherwise, with and without dropout, across the blocks of
+// columns the forward rounds at a time (kActivationBlock) and for every span.
+TEST_P(RowSplitTest, ActivationKernelsWriteTheRoundingOfTheirFp32Results) {
+  const int64_t cols = kActivationBlock + 45;  // a whole block and a partial one
+  const RowSplit s{cols, GetParam() == kCols ? cols : GetParam()};
+  const auto bias = test::to_device(test::random_vector(cols, 27));
+  const auto h0 = test::random_vector(kRows * cols, 28), g0 = test::random_vector(kRows * cols, 29);
+  auto rounded = [](const std::vector<float>& v) {
+    std::vector<uint16_t> bits(v.size());
+    for (size_t i = 0; i < v.size(); ++i) bits[i] = bf16_bits(v[i]);
+    return bits;
+  };
+  for (Activation act : {Activation::kGelu, Activation::kRelu})
+    for (const bool dropout : {false, true}) {
+      DropoutMask m = mask();
+      m.cols = cols;
+      if (!dropout) m.keep = 1.0f;
+      auto h = test::to_device(h0), a = test::to_device(h0);
+      cpu().run(s.indices(kRows),
+                BiasActivationForward{h.data(), a.data(), bias.data(), s, act, m});
+      auto h16 = test::to_device(h0);
+      DeviceBuffer<uint16_t> a16(cpu(), h0.size());
+      BiasActivationForward op{h16.data(), nullptr, bias.data(), s, act, m};
+      op.a_bf16 = a16.data();
+      cpu().run(s.indices(kRows), op);
+      EXPECT_EQ(h16.download(), h.download());
+      std::vector<uint16_t> got(h0.size());
+      cpu().download(got.data(), a16.data(), got.size() * sizeof(uint16_t));
+      EXPECT_EQ(got, rounded(a.download())) << static_cast<int>(act) << dropout;
+
+      auto g = test::to_device(g0), g_also = test::to_device(g0);
+      cpu().run(s.indices(kRows), ActivationBackward{g.data(), h.data(), s, act, m});
+      DeviceBuffer<uint16_t> g16(cpu(), g0.size());
+      ActivationBackward back{g_also.data(), h.data(), s, act, m};
+      back.grad_bf16 = g16.data();
+      cpu().run(s.indices(kRows), back);
+      const auto want = g.download();
+      EXPECT_EQ(g_also.download(), want);
+      cpu().download(got.data(), g16.data(), got.size() * sizeof(uint16_t));
+      EXPECT_EQ(got, rounded(want)) << static_cast<int>(act) << dropout;
+    }
 }
 
 TEST_P(RowSplitTest, ColumnSumsGiveTheSameBitsForEverySpan) {

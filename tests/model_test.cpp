@@ -178,6 +178,37 @@ TEST(Precision, Bf16GradientsStayCloseToFp32) {
   EXPECT_GT(diff, 1e-5);
 }
 
+// At bf16 the CPU's activation kernels write the feed-forward's hidden activation and its gradient
+// in bf16 for the products that read them, instead of the products rounding fp32 copies: the loss
+// and every gradient keep their bits (ReLU and GELU, with dropout, two chunks per pass).
+TEST(Precision, Bf16OperandsFromTheActivationKernelsKeepEveryBit) {
+  std::string skip_reason;
+  const std::unique_ptr<Executor> bf16 = test::bf16_cpu_or_skip_reason(&skip_reason);
+  if (!bf16) GTEST_SKIP() << skip_reason;
+  ASSERT_TRUE(bf16->gemm_takes_bf16_operands());
+  for (const char* activation : {"gelu", "relu"}) {
+    const Config cfg = test::tiny_config(
+        {std::string("model.activation=") + activation, "model.dropout=0.2", "model.ff_chunk=32"});
+    const TokenBatch batch = random_batch(cfg, 2, 13);
+    auto run = [&](bool bf16_operands, double* loss) {
+      bf16->set_bf16_operands(bf16_operands);
+      ReformerModel m(cfg, *bf16);
+      m.params().zero_grads();
+      *loss = m.forward_backward(batch, context(cfg, batch.batch), 0.01f).loss_sum;
+      std::vector<float> g(m.params().size());
+      bf16->download(g.data(), m.params().grads(), g.size() * sizeof(float));
+      return g;
+    };
+    double loss_written = 0, loss_rounded = 0;
+    const auto written = run(true, &loss_written), rounded = run(false, &loss_rounded);
+    EXPECT_EQ(loss_written, loss_rounded) << activation;
+    ASSERT_EQ(written.size(), rounded.size());
+    EXPECT_EQ(std::memcmp(written.data(), rounded.data(), written.size() * sizeof(float)), 0)
+        << activation;
+  }
+  bf16->set_bf16_operands(true);
+}
+
 // At bf16 the CPU rounds an operand once for all the products of a GemmOperandReuse scope (the
 // feed-forward chunks', the attention layers', the head chunks'). With the checks on, every
 // reused operand is rounded again and compared: a whole training step (two feed-forward and head

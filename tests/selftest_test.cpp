@@ -49,7 +49,7 @@ class FaultyExecutor final : public KernelExecutor<ForwardingBackend> {
       q.dropout.keep = 0.5f;  // replays another dropout mask
     test::cpu().chunk_attention(pass, q);
   }
-  void gemm(const GemmDesc& d, const float* a, const float* b, float* c) override {
+  void gemm(const GemmDesc& d, const void* a, const void* b, float* c) override {
     GemmDesc e = d;
     if (broken_ == "gemm" && d.trans_a && d.batch > 1) e.stride_a = 0;  // ignores the stride
     test::cpu().gemm(e, a, b, c);

@@ -42,12 +42,13 @@ DropoutMask FeedForwardLayer::output_mask(const StepContext& step, int64_t row0)
 
 void FeedForwardLayer::chunk_forward(Kit& kit, ParamStore& p, const StepContext& step,
                                      const float* x, int64_t row0, int64_t rows, float* z, float* h,
-                                     float* a) const {
+                                     const Hidden& a) const {
   norm_.forward(kit, p, x + row0 * d_model_, z, rows);
   linear_forward(kit.ex, matrix(z, rows, d_model_), p.weight(w1_), matrix(h, rows, d_ff_));
   BiasActivationArgs act;
   act.h = h;
-  act.a = a;
+  act.a = a.fp32;
+  act.a_bf16 = a.bf16;
   act.bias = p.param(b1_);
   act.rows = rows;
   act.cols = d_ff_;
@@ -61,19 +62,23 @@ void FeedForwardLayer::forward_add(Kit& kit, ParamStore& p, const StepContext& s
   const int64_t total = step.rows(), chunk = chunking_.rows(total);
   float* z = kit.ws.floats("ff.z", chunk * d_model_);
   float* h = kit.ws.floats("ff.h", chunk * d_ff_);
-  float* a = kit.ws.floats("ff.a", chunk * d_ff_);
+  Hidden a;
+  if (kit.ex.gemm_takes_bf16_operands())
+    a.bf16 = kit.ws.get<uint16_t>("ff.a16", chunk * d_ff_);
+  else
+    a.fp32 = kit.ws.floats("ff.a", chunk * d_ff_);
   float* t = kit.ws.floats("ff.t", chunk * d_model_);
   for (int64_t row0 = 0; row0 < total; row0 += chunk) {
     const int64_t rows = std::min(chunk, total - row0);
     chunk_forward(kit, p, step, x, row0, rows, z, h, a);
-    add_chunk_output(kit, p, step, a, t, row0, rows, residual, sign);
+    add_chunk_output(kit, p, step, a.view(rows, d_ff_), t, row0, rows, residual, sign);
   }
 }
 
 void FeedForwardLayer::add_chunk_output(Kit& kit, ParamStore& p, const StepContext& step,
-                                        const float* a, float* t, int64_t row0, int64_t rows,
+                                        MatrixView a, float* t, int64_t row0, int64_t rows,
                                         float* residual, float sign) const {
-  linear_forward(kit.ex, matrix(a, rows, d_ff_), p.weight(w2_), matrix(t, rows, d_model_));
+  linear_forward(kit.ex, a, p.weight(w2_), matrix(t, rows, d_model_));
   ResidualAddArgs add;
   add.residual = residual + row0 * d_model_;
   add.t = t;
@@ -90,34 +95,45 @@ void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step
   const int64_t total = step.rows(), chunk = chunking_.rows(total), D = d_model_, F = d_ff_;
   float* z = kit.ws.floats("ff.z", chunk * D);
   float* h = kit.ws.floats("ff.h", chunk * F);
-  float* a = kit.ws.floats("ff.a", chunk * F);
+  // `da` receives the activation's gradient (fp32: the bias gradient sums it); with bf16
+  // operands the activation and then the pre-activation's gradient are bf16 in `a`, otherwise
+  // both are fp32 in `da` itself.
+  float* da = kit.ws.floats("ff.a", chunk * F);
+  Hidden a;
+  if (kit.ex.gemm_takes_bf16_operands())
+    a.bf16 = kit.ws.get<uint16_t>("ff.a16", chunk * F);
+  else
+    a.fp32 = da;
   float* t = kit.ws.floats("ff.t", chunk * D);
   float* dz = kit.ws.floats("ff.dz", chunk * D);
   for (int64_t row0 = 0; row0 < total; row0 += chunk) {
     const int64_t rows = std::min(chunk, total - row0);
-    // Within a chunk, z, a and both weights are read by two products each (rounded once at
-    // bf16); the kernels between write only what no product of the chunk has read yet.
+    // Within a chunk, z, the activation, its gradient and both weights are each read by two
+    // products (rounded once at bf16, or written in bf16 by their kernels); the kernels between
+    // write only what no product of the chunk has read yet.
     const GemmOperandReuse reuse(kit.ex);
     chunk_forward(kit, p, step, x, row0, rows, z, h, a);
-    if (reconstruct) add_chunk_output(kit, p, step, a, t, row0, rows, reconstruct, -1.0f);
+    if (reconstruct)
+      add_chunk_output(kit, p, step, a.view(rows, F), t, row0, rows, reconstruct, -1.0f);
     const float* g =
         dropout_backward(kit.ex, kit.ws, dout + row0 * D, rows, D, output_mask(step, row0), "ff.g");
     add_column_sums(kit.ex, kit.ws, g, rows, D, p.grad(b2_));
-    // dw2 += a^T g;  da = g w2^T (into `a`, whose activations are no longer needed)
-    linear_backward(kit.ex, matrix(a, rows, F), p.weight(w2_), matrix(g, rows, D),
-                    matrix(a, rows, F), p.weight_grad(w2_));
+    // dw2 += a^T g;  da = g w2^T (the activations are no longer needed)
+    linear_backward(kit.ex, a.view(rows, F), p.weight(w2_), matrix(g, rows, D), matrix(da, rows, F),
+                    p.weight_grad(w2_));
     ActivationBackwardArgs act;
-    act.grad = a;
+    act.grad = da;
+    act.grad_bf16 = a.bf16;
     act.h = h;
     act.rows = rows;
     act.cols = F;
     act.activation = activation_;
     act.dropout = hidden_mask(step, row0);
     activation_backward(kit.ex, act);
-    add_column_sums(kit.ex, kit.ws, a, rows, F, p.grad(b1_));
+    add_column_sums(kit.ex, kit.ws, da, rows, F, p.grad(b1_));
     // dw1 += z^T dh;  dz = dh w1^T
-    linear_backward(kit.ex, matrix(z, rows, D), p.weight(w1_), matrix(a, rows, F),
-                    matrix(dz, rows, D), p.weight_grad(w1_));
+    linear_backward(kit.ex, matrix(z, rows, D), p.weight(w1_), a.view(rows, F), matrix(dz, rows, D),
+                    p.weight_grad(w1_));
     norm_.backward(kit, p, x + row0 * D, dz, dx + row0 * D, rows, true);
   }
 }

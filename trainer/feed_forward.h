@@ -3,6 +3,7 @@
 // reconstruction, so the [rows, d_ff] activation exists for one chunk only (paper eq. 10).
 #pragma once
 
+#include "kernels/linear.h"
 #include "trainer/config.h"
 #include "trainer/layer_norm.h"
 
@@ -22,11 +23,21 @@ class FeedForwardLayer {
                 float* dx, float* reconstruct) const;
 
  private:
+  // A chunk's activation [rows, d_ff] as the second product reads it: fp32, or bf16 where the
+  // executor takes bf16 operands (the activation kernel then writes it rounded, and the product
+  // does not read and round an fp32 copy).
+  struct Hidden {
+    float* fp32 = nullptr;
+    uint16_t* bf16 = nullptr;
+    MatrixView view(int64_t rows, int64_t cols) const {
+      return bf16 ? bf16_matrix(bf16, rows, cols) : matrix(fp32, rows, cols);
+    }
+  };
   // Recomputes one chunk's normalised input, pre-activation and activation.
   void chunk_forward(Kit& kit, ParamStore& p, const StepContext& step, const float* x, int64_t row0,
-                     int64_t rows, float* z, float* h, float* a) const;
+                     int64_t rows, float* z, float* h, const Hidden& a) const;
   // residual[row0 .. row0 + rows) += sign * dropout(a W2 + b2), with t as scratch.
-  void add_chunk_output(Kit& kit, ParamStore& p, const StepContext& step, const float* a, float* t,
+  void add_chunk_output(Kit& kit, ParamStore& p, const StepContext& step, MatrixView a, float* t,
                         int64_t row0, int64_t rows, float* residual, float sign) const;
   DropoutMask hidden_mask(const StepContext& step, int64_t row0) const;
   DropoutMask output_mask(const StepContext& step, int64_t row0) const;

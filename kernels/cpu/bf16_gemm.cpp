@@ -212,7 +212,7 @@ std::string Bf16Gemm::describe() const {
   return s.str();
 }
 
-void Bf16Gemm::run(const GemmDesc& d, const float* a, const float* b, float* c) {
+void Bf16Gemm::run(const GemmDesc& d, const void* a, const void* b, float* c) {
   try {
     multiply(d, a, b, c);
   } catch (const dnnl::error& e) {
@@ -220,7 +220,7 @@ void Bf16Gemm::run(const GemmDesc& d, const float* a, const float* b, float* c) 
   }
 }
 
-void Bf16Gemm::multiply(const GemmDesc& d, const float* a, const float* b, float* c) {
+void Bf16Gemm::multiply(const GemmDesc& d, const void* a, const void* b, float* c) {
   using dnnl::memory;
   RF_CHECK(d.batch == 1, "Bf16Gemm::run takes one product, got a batch of ", d.batch);
   Impl& im = *impl_;
@@ -228,8 +228,16 @@ void Bf16Gemm::multiply(const GemmDesc& d, const float* a, const float* b, float
   const int64_t rows_a = d.trans_a ? d.k : d.m, cols_a = d.trans_a ? d.m : d.k;
   const int64_t rows_b = d.trans_b ? d.n : d.k, cols_b = d.trans_b ? d.k : d.n;
   const int64_t span_a = d.lda * (cols_a - 1) + rows_a, span_b = d.ldb * (cols_b - 1) + rows_b;
-  const Impl::Rounded& a16 = im.round(a, span_a, nullptr);
-  const Impl::Rounded& b16 = im.round(b, span_b, &a16);
+  // Operands as bf16: rounded here (or found in the cache) unless a producer wrote them so.
+  const Impl::Rounded* a_rounded = nullptr;
+  const uint16_t* a16 = static_cast<const uint16_t*>(a);
+  if (d.a_type == OperandType::kFp32) {
+    a_rounded = &im.round(static_cast<const float*>(a), span_a, nullptr);
+    a16 = a_rounded->bits.data();
+  }
+  const uint16_t* b16 = static_cast<const uint16_t*>(b);
+  if (d.b_type == OperandType::kFp32)
+    b16 = im.round(static_cast<const float*>(b), span_b, a_rounded).bits.data();
 
   // oneDNN is row-major: column-major C [m, n] is row-major C^T [n, m] = op(B)^T op(A)^T, and a
   // column-major matrix with leading dimension ld is its row-major transpose with row stride ld.
@@ -252,9 +260,8 @@ void Bf16Gemm::multiply(const GemmDesc& d, const float* a, const float* b, float
     it = im.primitives.emplace(key, dnnl::matmul(pd)).first;
   }
   // (oneDNN reads its inputs only: the const_casts do not write through them.)
-  memory src_mem(src, im.engine, const_cast<uint16_t*>(b16.bits.data())),
-      weights_mem(weights, im.engine, const_cast<uint16_t*>(a16.bits.data())),
-      dst_mem(dst, im.engine, c);
+  memory src_mem(src, im.engine, const_cast<uint16_t*>(b16)),
+      weights_mem(weights, im.engine, const_cast<uint16_t*>(a16)), dst_mem(dst, im.engine, c);
   it->second.execute(
       im.stream,
       {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, weights_mem}, {DNNL_ARG_DST, dst_mem}});

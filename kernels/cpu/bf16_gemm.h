@@ -36,8 +36,9 @@ class Bf16Gemm {
   Bf16Gemm(const Bf16Gemm&) = delete;
   Bf16Gemm& operator=(const Bf16Gemm&) = delete;
 
-  // One product (d.batch must be 1).
-  void run(const GemmDesc& d, const float* a, const float* b, float* c);
+  // One product (d.batch must be 1). An fp32 operand is rounded first; a bf16 one
+  // (d.a_type / d.b_type) is used as it is.
+  void run(const GemmDesc& d, const void* a, const void* b, float* c);
   // For logs: "oneDNN <version> bf16 (<isa>)".
   std::string describe() const;
   // On: operands rounded for one product are kept (six at most, together no more than three of
@@ -47,7 +48,7 @@ class Bf16Gemm {
   void set_operand_reuse(bool on);
 
  private:
-  void multiply(const GemmDesc& d, const float* a, const float* b, float* c);
+  void multiply(const GemmDesc& d, const void* a, const void* b, float* c);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

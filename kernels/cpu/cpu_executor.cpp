@@ -104,15 +104,22 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
   }
   void synchronize() override {}
 
-  void gemm(const GemmDesc& d, const float* a, const float* b, float* c) override {
+  bool rounds_operands_to_bf16() const override { return bf16_ != nullptr; }
+
+  void gemm(const GemmDesc& d, const void* a_operand, const void* b_operand, float* c) override {
     const std::string problem = gemm_desc_problem(d);
     RF_CHECK(problem.empty(), problem);
+    const bool bf16_operands = d.a_type == OperandType::kBf16 || d.b_type == OperandType::kBf16;
+    RF_CHECK(!bf16_operands || bf16_,
+             "a bf16 GEMM operand reached the CPU executor at runtime.precision = fp32");
     if (d.m == 0 || d.n == 0) return;
     count_launch();
     if (bf16_ && d.batch == 1 && d.k > 0) {
-      bf16_->run(d, a, b, c);
+      bf16_->run(d, a_operand, b_operand, c);
       return;
     }
+    const auto* a = static_cast<const float*>(a_operand);
+    const auto* b = static_cast<const float*>(b_operand);
     auto one = [&](int64_t i) {
       cblas_sgemm(CblasColMajor, cblas_trans(d.trans_a), cblas_trans(d.trans_b),
                   static_cast<int>(d.m), static_cast<int>(d.n), static_cast<int>(d.k), d.alpha,

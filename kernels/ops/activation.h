@@ -4,6 +4,7 @@
 
 #include "kernels/fast_math.h"
 #include "kernels/kinds.h"
+#include "kernels/ops/bf16_round.h"
 #include "kernels/ops/dropout_mask.h"
 #include "kernels/ops/row_split.h"
 
@@ -22,7 +23,12 @@ RF_HD float gelu_derivative(float x) {
   return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
 }
 
-// h[r, :] += bias (h becomes the pre-activation);  a[r, :] = dropout(act(h[r, :])).
+// Columns the activation kernels handle at a time when they write bf16: the fp32 values wait in
+// a block this size (on the stack) for the dropout and the rounding.
+constexpr int64_t kActivationBlock = 256;
+
+// h[r, :] += bias (h becomes the pre-activation);  a[r, :] = dropout(act(h[r, :])), as fp32 in
+// `a`, or rounded to bf16 in `a_bf16` (then `a` is not used) for a product that reads bf16.
 // Index = (row, piece of the columns): split.indices(rows) indices.
 struct BiasActivationForward {
   float* h;
@@ -31,31 +37,46 @@ struct BiasActivationForward {
   RowSplit split;
   Activation act;
   DropoutMask mask;
+  uint16_t* a_bf16 = nullptr;
   RF_HD void operator()(int64_t i) const {
     const int64_t r = i / split.pieces(), piece = i % split.pieces();
     const int64_t c0 = split.begin(piece), c1 = split.end(piece);
+    if (!a_bf16) {
+      activate(r, c0, c1, a + r * split.cols + c0);
+      return;
+    }
+    uint16_t* out = a_bf16 + r * split.cols;
+    for (int64_t b0 = c0; b0 < c1; b0 += kActivationBlock) {
+      const int64_t b1 = b0 + kActivationBlock < c1 ? b0 + kActivationBlock : c1;
+      float block[kActivationBlock];
+      activate(r, b0, b1, block);
+      for (int64_t c = b0; c < b1; ++c) out[c] = bf16_bits(block[c - b0]);
+    }
+  }
+  // Columns c0 .. c1 - 1 of row r: h updated, out[c - c0] = dropout(act(pre-activation)).
+  RF_HD void activate(int64_t r, int64_t c0, int64_t c1, float* out) const {
     float* hr = h + r * split.cols;
-    float* ar = a + r * split.cols;
     // One loop per activation, so each is a straight vectorisable loop.
     if (act == Activation::kRelu) {
       for (int64_t c = c0; c < c1; ++c) {
         const float pre = hr[c] + bias[c];
         hr[c] = pre;
-        ar[c] = pre > 0.0f ? pre : 0.0f;
+        out[c - c0] = pre > 0.0f ? pre : 0.0f;
       }
     } else {
       for (int64_t c = c0; c < c1; ++c) {
         const float pre = hr[c] + bias[c];
         hr[c] = pre;
-        ar[c] = gelu(pre);
+        out[c - c0] = gelu(pre);
       }
     }
     if (mask.active())
-      for (int64_t c = c0; c < c1; ++c) ar[c] *= mask.scale(r, c);
+      for (int64_t c = c0; c < c1; ++c) out[c - c0] *= mask.scale(r, c);
   }
 };
 
-// grad[r, :] (in: dL/da, out: dL/dh) = dL/da * dropout * act'(h).
+// grad[r, :] (in: dL/da, out: dL/dh) = dL/da * dropout * act'(h); with grad_bf16 set, the result
+// is also written there rounded to bf16, for the products that read it.
 // Index = (row, piece of the columns): split.indices(rows) indices.
 struct ActivationBackward {
   float* grad;
@@ -63,6 +84,7 @@ struct ActivationBackward {
   RowSplit split;
   Activation act;
   DropoutMask mask;
+  uint16_t* grad_bf16 = nullptr;
   RF_HD void operator()(int64_t i) const {
     const int64_t r = i / split.pieces(), piece = i % split.pieces();
     const int64_t c0 = split.begin(piece), c1 = split.end(piece);
@@ -75,6 +97,10 @@ struct ActivationBackward {
     }
     if (mask.active())
       for (int64_t c = c0; c < c1; ++c) g[c] *= mask.scale(r, c);
+    if (grad_bf16) {
+      uint16_t* out = grad_bf16 + r * split.cols;
+      for (int64_t c = c0; c < c1; ++c) out[c] = bf16_bits(g[c]);
+    }
   }
 };
 
