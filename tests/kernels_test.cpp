@@ -2,6 +2,7 @@
 // description against a naive reference for every transpose combination and batch stride, the
 // LSH hash and the bucket sort against direct definitions.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cstring>
@@ -220,6 +221,48 @@ TEST_P(Bf16GemmTest, TakesBf16OperandsAsItsOwnRoundingOfThem) {
                (operands & 2) ? static_cast<const void*>(b16.data()) : db.data(), dc.data());
     EXPECT_EQ(dc.download(), want) << "bf16 operands " << operands;
   }
+}
+
+// The training step's bits must not depend on the thread count. oneDNN splits deep products'
+// sums across threads in a way that does (k = 1024 differed between 1 and 2 threads), so the CPU's
+// bf16 products run deeper sums as slices of kThreadIndependentDepth: the model's deep shapes (the
+// feed-forward's second product, weight gradients over 1K and 4K rows, accumulating) and a ragged
+// depth give the same bits with 1, 2, 3, 4 and 8 threads.
+TEST(Bf16, ProductsGiveTheSameBitsWithAnyThreadCount) {
+  std::string skip_reason;
+  if (!test::bf16_cpu_or_skip_reason(&skip_reason)) GTEST_SKIP() << skip_reason;
+  const int threads_before = omp_get_max_threads();
+  struct Shape {
+    bool ta, tb;
+    int64_t m, n, k;
+    float beta;
+  };
+  const Shape shapes[] = {{false, false, 256, 1024, 1024, 0.0f},
+                          {false, true, 1024, 256, 1024, 1.0f},
+                          {false, true, 256, 256, 4096, 1.0f},
+                          {true, false, 256, 64, 1500, 0.5f}};
+  for (const Shape& s : shapes) {
+    GemmDesc d = test::padded_gemm_desc(s.ta, s.tb, s.m, s.n, s.k, 1, 1.0f, s.beta);
+    d.lda = s.ta ? s.k : s.m;  // packed, as the model's matrices are (oneDNN treats padded
+    d.ldb = s.tb ? s.n : s.k;  // rows differently)
+    d.ldc = s.m;
+    d.stride_a = d.lda * (s.ta ? s.m : s.k);
+    d.stride_b = d.ldb * (s.tb ? s.k : s.n);
+    d.stride_c = d.ldc * s.n;
+    const auto a = test::random_vector(d.stride_a, 17), b = test::random_vector(d.stride_b, 18);
+    const auto c0 = test::random_vector(d.stride_c, 19);
+    std::vector<float> one_thread;
+    for (int threads : {1, 2, 3, 4, 8}) {
+      const std::unique_ptr<Executor> ex = make_cpu_executor(threads, GemmPrecision::kBf16);
+      const auto got = test::gemm_result(*ex, d, a, b, c0);
+      if (threads == 1)
+        one_thread = got;
+      else
+        EXPECT_EQ(got, one_thread)
+            << "m " << s.m << " n " << s.n << " k " << s.k << ", " << threads << " threads";
+    }
+  }
+  omp_set_num_threads(threads_before);
 }
 
 TEST(Bf16, OperandsInBf16AreRefusedWhereProductsDoNotRoundToIt) {

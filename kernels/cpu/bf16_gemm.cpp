@@ -187,6 +187,39 @@ struct Bf16Gemm::Impl {
           "rounded (",
           span, " values): something other than the scope's products wrote to it");
   }
+
+  // c = alpha op(a) op(b) + beta c with bf16 operands, in oneDNN on all threads.
+  void execute(const GemmDesc& d, const uint16_t* a16, const uint16_t* b16, float* c) {
+    using dnnl::memory;
+    // oneDNN is row-major: column-major C [m, n] is row-major C^T [n, m] = op(B)^T op(A)^T, and
+    // a column-major matrix with leading dimension ld is its row-major transpose with row
+    // stride ld.
+    const memory::desc src({d.n, d.k}, memory::data_type::bf16,
+                           d.trans_b ? memory::dims{1, d.ldb} : memory::dims{d.ldb, 1});
+    const memory::desc weights({d.k, d.m}, memory::data_type::bf16,
+                               d.trans_a ? memory::dims{1, d.lda} : memory::dims{d.lda, 1});
+    const memory::desc dst({d.n, d.m}, memory::data_type::f32, memory::dims{d.ldc, 1});
+    const Key key{d.trans_a, d.trans_b, d.m, d.n, d.k, d.lda, d.ldb, d.ldc, d.alpha, d.beta};
+    auto it = primitives.find(key);
+    if (it == primitives.end()) {
+      dnnl::primitive_attr attr;
+      if (d.alpha != 1.0f) attr.set_output_scales(0, {d.alpha});
+      if (d.beta != 0.0f) {
+        dnnl::post_ops ops;
+        ops.append_sum(d.beta);  // dst = matmul result + beta * dst
+        attr.set_post_ops(ops);
+      }
+      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, weights, dst), attr, engine);
+      it = primitives.emplace(key, dnnl::matmul(pd)).first;
+    }
+    // (oneDNN reads its inputs only: the const_casts do not write through them.)
+    memory src_mem(src, engine, const_cast<uint16_t*>(b16)),
+        weights_mem(weights, engine, const_cast<uint16_t*>(a16)), dst_mem(dst, engine, c);
+    it->second.execute(
+        stream,
+        {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, weights_mem}, {DNNL_ARG_DST, dst_mem}});
+    stream.wait();
+  }
   // A product wrote c[0 .. span): forget what it overlaps.
   void written(const float* c, int64_t span) {
     for (Rounded& r : rounded)
@@ -221,7 +254,6 @@ void Bf16Gemm::run(const GemmDesc& d, const void* a, const void* b, float* c) {
 }
 
 void Bf16Gemm::multiply(const GemmDesc& d, const void* a, const void* b, float* c) {
-  using dnnl::memory;
   RF_CHECK(d.batch == 1, "Bf16Gemm::run takes one product, got a batch of ", d.batch);
   Impl& im = *impl_;
   // Elements each operand spans in memory (column-major with its leading dimension).
@@ -239,33 +271,18 @@ void Bf16Gemm::multiply(const GemmDesc& d, const void* a, const void* b, float* 
   if (d.b_type == OperandType::kFp32)
     b16 = im.round(static_cast<const float*>(b), span_b, a_rounded).bits.data();
 
-  // oneDNN is row-major: column-major C [m, n] is row-major C^T [n, m] = op(B)^T op(A)^T, and a
-  // column-major matrix with leading dimension ld is its row-major transpose with row stride ld.
-  const memory::desc src({d.n, d.k}, memory::data_type::bf16,
-                         d.trans_b ? memory::dims{1, d.ldb} : memory::dims{d.ldb, 1});
-  const memory::desc weights({d.k, d.m}, memory::data_type::bf16,
-                             d.trans_a ? memory::dims{1, d.lda} : memory::dims{d.lda, 1});
-  const memory::desc dst({d.n, d.m}, memory::data_type::f32, memory::dims{d.ldc, 1});
-  const Impl::Key key{d.trans_a, d.trans_b, d.m, d.n, d.k, d.lda, d.ldb, d.ldc, d.alpha, d.beta};
-  auto it = im.primitives.find(key);
-  if (it == im.primitives.end()) {
-    dnnl::primitive_attr attr;
-    if (d.alpha != 1.0f) attr.set_output_scales(0, {d.alpha});
-    if (d.beta != 0.0f) {
-      dnnl::post_ops ops;
-      ops.append_sum(d.beta);  // dst = matmul result + beta * dst
-      attr.set_post_ops(ops);
-    }
-    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, weights, dst), attr, im.engine);
-    it = im.primitives.emplace(key, dnnl::matmul(pd)).first;
+  // The depth in slices of at most kThreadIndependentDepth, added into C one after another:
+  // oneDNN splits a deeper sum across threads (how depends on the thread count), and the
+  // training step's bits must not depend on it (tests/kernels_test.cpp checks the slices' bits
+  // with 1 to 8 threads).
+  for (int64_t k0 = 0; k0 < d.k; k0 += kThreadIndependentDepth) {
+    GemmDesc slice = d;
+    slice.k = std::min(kThreadIndependentDepth, d.k - k0);
+    if (k0 > 0) slice.beta = 1.0f;
+    // Column k0 of op(A) and row k0 of op(B) in their stored (column-major) layouts.
+    const int64_t a_offset = d.trans_a ? k0 : k0 * d.lda, b_offset = d.trans_b ? k0 * d.ldb : k0;
+    im.execute(slice, a16 + a_offset, b16 + b_offset, c);
   }
-  // (oneDNN reads its inputs only: the const_casts do not write through them.)
-  memory src_mem(src, im.engine, const_cast<uint16_t*>(b16)),
-      weights_mem(weights, im.engine, const_cast<uint16_t*>(a16)), dst_mem(dst, im.engine, c);
-  it->second.execute(
-      im.stream,
-      {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, weights_mem}, {DNNL_ARG_DST, dst_mem}});
-  im.stream.wait();
   im.written(c, d.ldc * (d.n - 1) + d.m);
 }
 

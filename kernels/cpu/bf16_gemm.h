@@ -27,6 +27,12 @@ int64_t checked_operand_reuses();
 // Whether this CPU has the bf16 dot-product instructions (AVX512-BF16 or AMX) Bf16Gemm needs.
 bool cpu_has_bf16_dot_products();
 
+// The deepest product Bf16Gemm hands to oneDNN in one call. oneDNN 2.6 splits the sum over k
+// across threads for deeper products (k = 1024 and up in this project's shapes), so their bits
+// would depend on the thread count; up to 512 it measured none (every transpose, with and without
+// accumulation, 1 to 64 threads). Deeper products run as slices of this depth.
+constexpr int64_t kThreadIndependentDepth = 512;
+
 class Bf16Gemm {
  public:
   // Throws rf::Error naming the CPU's instruction set when it has no bf16 dot-product
