@@ -95,6 +95,13 @@ TEST(Philox, StreamsDifferByEveryCoordinate) {
 
 using selftest::reference_gemm;
 
+// Each value rounded to bf16 by the scalar rule (kernels/ops/bf16_round.h).
+std::vector<uint16_t> bf16_bits_of(const std::vector<float>& v) {
+  std::vector<uint16_t> bits(v.size());
+  for (size_t i = 0; i < v.size(); ++i) bits[i] = bf16_bits(v[i]);
+  return bits;
+}
+
 class GemmDescTest : public ::testing::TestWithParam<std::tuple<bool, bool, int>> {};
 
 TEST_P(GemmDescTest, MatchesNaiveColumnMajorReference) {
@@ -200,8 +207,7 @@ TEST_P(Bf16GemmTest, TakesBf16OperandsAsItsOwnRoundingOfThem) {
   const auto a = test::random_vector(d.stride_a, 14), b = test::random_vector(d.stride_b, 15);
   const auto c0 = test::random_vector(d.stride_c, 16);
   auto bits_of = [&](const std::vector<float>& v) {
-    std::vector<uint16_t> bits(v.size());
-    for (size_t i = 0; i < v.size(); ++i) bits[i] = bf16_bits(v[i]);
+    const std::vector<uint16_t> bits = bf16_bits_of(v);
     DeviceBuffer<uint16_t> on_device(*bf16, bits.size());
     bf16->upload(on_device.data(), bits.data(), bits.size() * sizeof(uint16_t));
     return on_device;
@@ -554,11 +560,6 @@ TEST_P(RowSplitTest, ActivationKernelsWriteTheRoundingOfTheirFp32Results) {
   const RowSplit s{cols, GetParam() == kCols ? cols : GetParam()};
   const auto bias = test::to_device(test::random_vector(cols, 27));
   const auto h0 = test::random_vector(kRows * cols, 28), g0 = test::random_vector(kRows * cols, 29);
-  auto rounded = [](const std::vector<float>& v) {
-    std::vector<uint16_t> bits(v.size());
-    for (size_t i = 0; i < v.size(); ++i) bits[i] = bf16_bits(v[i]);
-    return bits;
-  };
   for (Activation act : {Activation::kGelu, Activation::kRelu})
     for (const bool dropout : {false, true}) {
       DropoutMask m = mask();
@@ -575,7 +576,7 @@ TEST_P(RowSplitTest, ActivationKernelsWriteTheRoundingOfTheirFp32Results) {
       EXPECT_EQ(h16.download(), h.download());
       std::vector<uint16_t> got(h0.size());
       cpu().download(got.data(), a16.data(), got.size() * sizeof(uint16_t));
-      EXPECT_EQ(got, rounded(a.download())) << static_cast<int>(act) << dropout;
+      EXPECT_EQ(got, bf16_bits_of(a.download())) << static_cast<int>(act) << dropout;
 
       auto g = test::to_device(g0), g_also = test::to_device(g0);
       cpu().run(s.indices(kRows), ActivationBackward{g.data(), h.data(), s, act, m});
@@ -586,7 +587,7 @@ TEST_P(RowSplitTest, ActivationKernelsWriteTheRoundingOfTheirFp32Results) {
       const auto want = g.download();
       EXPECT_EQ(g_also.download(), want);
       cpu().download(got.data(), g16.data(), got.size() * sizeof(uint16_t));
-      EXPECT_EQ(got, rounded(want)) << static_cast<int>(act) << dropout;
+      EXPECT_EQ(got, bf16_bits_of(want)) << static_cast<int>(act) << dropout;
     }
 }
 

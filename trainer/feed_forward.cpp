@@ -40,6 +40,15 @@ DropoutMask FeedForwardLayer::output_mask(const StepContext& step, int64_t row0)
   return m;
 }
 
+FeedForwardLayer::Hidden FeedForwardLayer::hidden_activation(Kit& kit, int64_t values) const {
+  Hidden a;
+  if (kit.ex.gemm_takes_bf16_operands())
+    a.bf16 = kit.ws.get<uint16_t>("ff.a16", values);
+  else
+    a.fp32 = kit.ws.floats("ff.a", values);
+  return a;
+}
+
 void FeedForwardLayer::chunk_forward(Kit& kit, ParamStore& p, const StepContext& step,
                                      const float* x, int64_t row0, int64_t rows, float* z, float* h,
                                      const Hidden& a) const {
@@ -62,11 +71,7 @@ void FeedForwardLayer::forward_add(Kit& kit, ParamStore& p, const StepContext& s
   const int64_t total = step.rows(), chunk = chunking_.rows(total);
   float* z = kit.ws.floats("ff.z", chunk * d_model_);
   float* h = kit.ws.floats("ff.h", chunk * d_ff_);
-  Hidden a;
-  if (kit.ex.gemm_takes_bf16_operands())
-    a.bf16 = kit.ws.get<uint16_t>("ff.a16", chunk * d_ff_);
-  else
-    a.fp32 = kit.ws.floats("ff.a", chunk * d_ff_);
+  const Hidden a = hidden_activation(kit, chunk * d_ff_);
   float* t = kit.ws.floats("ff.t", chunk * d_model_);
   for (int64_t row0 = 0; row0 < total; row0 += chunk) {
     const int64_t rows = std::min(chunk, total - row0);
@@ -97,13 +102,9 @@ void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step
   float* h = kit.ws.floats("ff.h", chunk * F);
   // `da` receives the activation's gradient (fp32: the bias gradient sums it); with bf16
   // operands the activation and then the pre-activation's gradient are bf16 in `a`, otherwise
-  // both are fp32 in `da` itself.
+  // both are fp32 in `da` itself (the same buffer).
   float* da = kit.ws.floats("ff.a", chunk * F);
-  Hidden a;
-  if (kit.ex.gemm_takes_bf16_operands())
-    a.bf16 = kit.ws.get<uint16_t>("ff.a16", chunk * F);
-  else
-    a.fp32 = da;
+  const Hidden a = hidden_activation(kit, chunk * F);
   float* t = kit.ws.floats("ff.t", chunk * D);
   float* dz = kit.ws.floats("ff.dz", chunk * D);
   for (int64_t row0 = 0; row0 < total; row0 += chunk) {

@@ -33,6 +33,9 @@ class FeedForwardLayer {
       return bf16 ? bf16_matrix(bf16, rows, cols) : matrix(fp32, rows, cols);
     }
   };
+  // The workspace buffer of `values` a chunk's activation is kept in (fp32 in "ff.a", the
+  // buffer the backward pass also takes its gradient in, or bf16).
+  Hidden hidden_activation(Kit& kit, int64_t values) const;
   // Recomputes one chunk's normalised input, pre-activation and activation.
   void chunk_forward(Kit& kit, ParamStore& p, const StepContext& step, const float* x, int64_t row0,
                      int64_t rows, float* z, float* h, const Hidden& a) const;
