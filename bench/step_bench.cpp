@@ -4,7 +4,8 @@
 // measured in the same process (sgemm_gflops: OpenBLAS SGEMM on the CPU, cuBLAS at the configured
 // precision on a GPU), peak memory, and the time spent waiting for the gradient
 // all-reduce after the backward pass (with --overlap on, buckets start as layers finish; with
-// off, all start after the backward pass, so the wait is the whole reduction).
+// off, all start after the backward pass, so the wait is the whole reduction). --profile-ops adds
+// a table (stderr) of where the timed steps' time went, launch by launch.
 //   step_bench --config bench/reference.yaml --set train.seq_len=65536 ... [--steps N]
 //   mpirun -np 2 step_bench --config ... [--overlap on|off]
 #include <sys/resource.h>
@@ -12,10 +13,12 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <iostream>
 #include <random>
 
 #include "kernels/device_buffer.h"
+#include "kernels/launch_recorder.h"
 #include "kernels/linear.h"
 #include "kernels/profile.h"
 #include "trainer/flop_count.h"
@@ -61,6 +64,31 @@ double executor_gemm_gflops(rf::Executor& ex, int n, int repeats) {
   return 2.0 * n * n * static_cast<double>(n) / times[times.size() / 2] / 1e9;
 }
 
+// The launch timing of `steps` steps as a table, most time first: ms per step, share of the
+// steps' time, launches per step, GFLOP/s for GEMMs, name.
+void print_launch_times(const rf::LaunchRecorder& timer, int steps, double total_seconds) {
+  std::vector<std::pair<std::string, rf::LaunchRecorder::LaunchTime>> rows(
+      timer.launch_times().begin(), timer.launch_times().end());
+  std::sort(rows.begin(), rows.end(),
+            [](const auto& a, const auto& b) { return a.second.seconds > b.second.seconds; });
+  double launched = 0;
+  for (const auto& r : rows) launched += r.second.seconds;
+  char line[256];
+  std::snprintf(line, sizeof(line),
+                "launch times over %d steps of %.1f ms (each launch waited for; %.1f ms per step "
+                "in launches, the rest on the host):\n",
+                steps, 1e3 * total_seconds / steps, 1e3 * launched / steps);
+  std::cerr << "\n" << line << "  ms/step   share  launches/step  GFLOP/s  launch\n";
+  for (const auto& [name, t] : rows) {
+    const std::string rate =
+        t.flop > 0 ? std::to_string(static_cast<int64_t>(t.flop / t.seconds / 1e9)) : "";
+    std::snprintf(line, sizeof(line), "%9.2f  %5.1f%%  %13.1f  %7s  %s\n", 1e3 * t.seconds / steps,
+                  100 * t.seconds / total_seconds, static_cast<double>(t.launches) / steps,
+                  rate.c_str(), name.c_str());
+    std::cerr << line;
+  }
+}
+
 double peak_rss_gib() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
@@ -75,7 +103,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> overrides;
   int steps = 5, warmup = 1;
   std::string overlap = "on";
-  bool profile = false;
+  bool profile = false, profile_ops = false;
   app.add_option("--config", config_path, "experiment YAML")->required();
   app.add_option("--set", overrides, "overrides");
   app.add_option("--steps", steps, "timed steps");
@@ -85,17 +113,27 @@ int main(int argc, char** argv) {
   app.add_flag("--profile", profile,
                "time the attention and LSH launchers (synchronising around them); adds their "
                "share of the step to the output");
+  app.add_flag("--profile-ops", profile_ops,
+               "time every launch (kernels, GEMMs by shape, attention passes), waiting for each; "
+               "prints where the timed steps' time went as a table on stderr");
   CLI11_PARSE(app, argc, argv);
   try {
     const rf::Config cfg = rf::load_config(config_path, overrides);
-    if (profile && cfg.runtime.step_graphs)
-      rf::fail(
-          "--profile waits for the device around launchers, which a step graph cannot hold; "
-          "leave out --profile or runtime.step_graphs");
+    if ((profile || profile_ops) && cfg.runtime.step_graphs)
+      rf::fail(profile ? "--profile" : "--profile-ops",
+               " waits for the device around launches, which a step graph cannot hold; leave it "
+               "out or set runtime.step_graphs: false");
     rf::LauncherProfile::global().enabled = profile;
     rf::JobComms comms = rf::make_job_comms(cfg.runtime);
     rf::Communicator& comm = comms.device();
-    auto ex = rf::make_rank_executor(cfg.runtime, comms.host->local_rank());
+    std::unique_ptr<rf::Executor> ex =
+        rf::make_rank_executor(cfg.runtime, comms.host->local_rank());
+    rf::LaunchRecorder* launch_timer = nullptr;  // with --profile-ops: every launch passes it
+    if (profile_ops) {
+      auto timer = std::make_unique<rf::LaunchRecorder>(std::move(ex));
+      launch_timer = timer.get();
+      ex = std::move(timer);
+    }
     rf::ReformerModel model(cfg, *ex);
     rf::AdamW optimizer(*ex, model.params(), cfg.train);
     std::unique_ptr<rf::StepGraphs> graphs;
@@ -123,6 +161,7 @@ int main(int argc, char** argv) {
       const rf::ParamGroup& g = params.groups()[group];
       comm.start_average(params.grads() + g.offset, g.count, g.name);
     };
+    if (launch_timer) launch_timer->set_launch_timing(warmup == 0);
     for (int s = 0; s < warmup + steps; ++s) {
       const auto t = Clock::now();
       const int64_t launches_before = ex->launches(), memory_before = ex->memory_operations();
@@ -154,6 +193,7 @@ int main(int argc, char** argv) {
       memory_operations_per_step = ex->memory_operations() - memory_before;
       if (s >= warmup) times.push_back(seconds_since(t));
       if (s + 1 == warmup) rf::LauncherProfile::global().seconds.clear();
+      if (launch_timer) launch_timer->set_launch_timing(s + 1 >= warmup && s + 1 < warmup + steps);
       std::cerr << "\rstep " << s + 1 << "/" << warmup + steps << std::flush;
     }
     std::cerr << "\r";
@@ -167,6 +207,7 @@ int main(int argc, char** argv) {
     std::sort(waits.begin(), waits.end());
     const double median = times[times.size() / 2];
     if (!comms.is_root()) return 0;
+    if (launch_timer) print_launch_times(*launch_timer, steps, total_seconds);
     const rf::StepFlops flops = rf::training_step_flops(cfg, B, T);
     // Before the GEMM measurement, whose buffers would count as the training step's.
     const double executor_peak_gib =

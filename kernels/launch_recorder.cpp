@@ -1,5 +1,12 @@
 #include "kernels/launch_recorder.h"
 
+#include <cxxabi.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <deque>
+#include <mutex>
+#include <sstream>
 #include <utility>
 
 #include "base/error.h"
@@ -17,12 +24,53 @@ int64_t LaunchRecorder::recorded_launches() const {
   return n;
 }
 
-void LaunchRecorder::launch(std::function<void(Executor&)> work) {
-  if (capturing())
+void LaunchRecorder::launch(std::function<void(Executor&)> work, const char* name, double flop) {
+  if (capturing()) {
     capture_.push_back(std::move(work));
-  else
+    return;
+  }
+  if (!timing_ || !name) {
     work(*inner_);
+    return;
+  }
+  inner_->synchronize();
+  const auto start = std::chrono::steady_clock::now();
+  work(*inner_);
+  inner_->synchronize();
+  LaunchTime& t = launch_times_[name];
+  t.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ++t.launches;
+  t.flop += flop;
 }
+
+const char* kernel_launch_name(const char* mangled_type_name) {
+  int status = 0;
+  char* demangled = abi::__cxa_demangle(mangled_type_name, nullptr, nullptr, &status);
+  std::string name = status == 0 && demangled ? demangled : mangled_type_name;
+  std::free(demangled);
+  if (name.rfind("rf::", 0) == 0) name = name.substr(4);
+  // Kept for the life of the process (one per kernel type, named once; a deque never moves them).
+  static std::mutex mutex;
+  static std::deque<std::string> names;
+  const std::lock_guard<std::mutex> lock(mutex);
+  return names.emplace_back(std::move(name)).c_str();
+}
+
+namespace {
+
+// "gemm NT 256x1024x1024 bf16 B": transposes of A and B, m x n x k (column-major, as cuBLAS
+// reads them), a batch, and which operands a producer wrote in bf16.
+std::string gemm_launch_name(const GemmDesc& d) {
+  std::ostringstream s;
+  s << "gemm " << (d.trans_a ? 'T' : 'N') << (d.trans_b ? 'T' : 'N') << ' ' << d.m << 'x' << d.n
+    << 'x' << d.k;
+  if (d.batch > 1) s << " batch " << d.batch;
+  if (d.a_type == OperandType::kBf16) s << " bf16 A";
+  if (d.b_type == OperandType::kBf16) s << " bf16 B";
+  return s.str();
+}
+
+}  // namespace
 
 void LaunchRecorder::set_kernel_variant(KernelVariant variant) {
   // Launchers read the variant here; the kernels they hand over run on the inner executor.
@@ -32,11 +80,13 @@ void LaunchRecorder::set_kernel_variant(KernelVariant variant) {
 
 void LaunchRecorder::chunk_attention(ChunkAttentionPass pass, const ChunkAttentionParams& p) {
   count_launch();
-  launch([pass, p](Executor& ex) { ex.chunk_attention(pass, p); });
+  launch([pass, p](Executor& ex) { ex.chunk_attention(pass, p); },
+         pass == ChunkAttentionPass::kForward ? "attention forward" : "attention gradients");
 }
 
 std::string LaunchRecorder::describe() const {
-  return inner_->describe() + "; steps replayed from recorded graphs";
+  return inner_->describe() + (launches_timed_ ? "; every launch timed, waited for one by one"
+                                               : "; steps replayed from recorded graphs");
 }
 
 void* LaunchRecorder::allocate(size_t bytes) {
@@ -66,12 +116,12 @@ void LaunchRecorder::download(void* host_dst, const void* device_src, size_t byt
 
 void LaunchRecorder::copy(void* dst, const void* src, size_t bytes) {
   count_memory_operation();
-  launch([dst, src, bytes](Executor& ex) { ex.copy(dst, src, bytes); });
+  launch([dst, src, bytes](Executor& ex) { ex.copy(dst, src, bytes); }, "device copy");
 }
 
 void LaunchRecorder::zero(void* ptr, size_t bytes) {
   count_memory_operation();
-  launch([ptr, bytes](Executor& ex) { ex.zero(ptr, bytes); });
+  launch([ptr, bytes](Executor& ex) { ex.zero(ptr, bytes); }, "device fill with zeros");
 }
 
 void LaunchRecorder::synchronize() {
@@ -81,7 +131,14 @@ void LaunchRecorder::synchronize() {
 
 void LaunchRecorder::gemm(const GemmDesc& desc, const void* a, const void* b, float* c) {
   count_launch();
-  launch([desc, a, b, c](Executor& ex) { ex.gemm(desc, a, b, c); });
+  if (!timing_ || capturing()) {
+    launch([desc, a, b, c](Executor& ex) { ex.gemm(desc, a, b, c); });
+    return;
+  }
+  const std::string name = gemm_launch_name(desc);
+  launch([desc, a, b, c](Executor& ex) { ex.gemm(desc, a, b, c); }, name.c_str(),
+         2.0 * static_cast<double>(desc.m) * static_cast<double>(desc.n) *
+             static_cast<double>(desc.k) * static_cast<double>(desc.batch));
 }
 
 void LaunchRecorder::set_gemm_operand_reuse(bool on) {
@@ -94,7 +151,7 @@ size_t LaunchRecorder::sort_scratch_bytes(const BucketSort& sort) {
 
 void LaunchRecorder::sort_buckets(const BucketSort& sort, void* scratch) {
   count_launch();
-  launch([sort, scratch](Executor& ex) { ex.sort_buckets(sort, scratch); });
+  launch([sort, scratch](Executor& ex) { ex.sort_buckets(sort, scratch); }, "bucket sort");
 }
 
 void LaunchRecorder::capture_begin() {

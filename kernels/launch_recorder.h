@@ -5,11 +5,17 @@
 // that trains the same through a LaunchRecorder as without one (tests/step_graph_test.cpp) has no
 // launch argument that changes from step to step and no host work inside it, and can be captured
 // as a CUDA graph. `runtime.step_graphs: true` on a CPU trains through one.
+//
+// Because every launch passes through it, it also times launches by name when asked
+// (set_launch_timing; `step_bench --profile-ops`): outside a capture, each launch runs between two
+// waits for the wrapped executor, so its wall time is its own on a CPU and on a GPU alike.
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <typeinfo>
 #include <vector>
 
 #include "kernels/executor_impl.h"
@@ -29,8 +35,25 @@ class LaunchRecorder final : public KernelExecutor<RecordingBackend> {
   // Launches kept in all graphs so far.
   int64_t recorded_launches() const;
 
-  // A launch: run now, or kept while capturing.
-  void launch(std::function<void(Executor&)> work);
+  // A launch: run now, or kept while capturing. `name` says what it is for launch timing (null:
+  // not a launch, never timed); `flop` is its arithmetic (GEMMs), for the rate the table shows.
+  void launch(std::function<void(Executor&)> work, const char* name = nullptr, double flop = 0);
+
+  // What launch timing gathered for one name of launch.
+  struct LaunchTime {
+    double seconds = 0;
+    int64_t launches = 0;
+    double flop = 0;
+  };
+  // On: launches run now are timed by name (kernels by their op, GEMMs by shape and operand
+  // types, attention passes, sorts, device copies and fills) until turned off. Each is waited
+  // for before and after, which makes a step slower: for where time goes, not how much.
+  void set_launch_timing(bool on) {
+    timing_ = on;
+    launches_timed_ = launches_timed_ || on;
+  }
+  const std::map<std::string, LaunchTime>& launch_times() const { return launch_times_; }
+  void clear_launch_times() { launch_times_.clear(); }
 
   void set_kernel_variant(KernelVariant variant) override;
   bool warp_per_row() const override { return inner_->warp_per_row(); }
@@ -63,11 +86,18 @@ class LaunchRecorder final : public KernelExecutor<RecordingBackend> {
   std::unique_ptr<Executor> inner_;
   std::vector<std::vector<Work>> graphs_;  // the launches each kept graph holds
   std::vector<Work> capture_;              // the capture under way
+  bool timing_ = false;
+  bool launches_timed_ = false;  // ever: describe() says so
+  std::map<std::string, LaunchTime> launch_times_;
 };
+
+// The name launch timing gives kernels of type Op: the op's type without its namespace.
+const char* kernel_launch_name(const char* mangled_type_name);
 
 template <class Op>
 void RecordingBackend::for_each(Executor& self, int64_t n, const Op& op) {
-  static_cast<LaunchRecorder&>(self).launch([n, op](Executor& ex) { ex.run(n, op); });
+  static const char* const name = kernel_launch_name(typeid(Op).name());
+  static_cast<LaunchRecorder&>(self).launch([n, op](Executor& ex) { ex.run(n, op); }, name);
 }
 
 }  // namespace rf

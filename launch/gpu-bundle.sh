@@ -91,7 +91,8 @@ exec "$loader" --library-path "$path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$her
 EOF
 cat > "$out.tmp/check.sh" <<'EOF'
 #!/usr/bin/env bash
-# On a GPU machine: every kernel op against the CPU reference, the GPU tests, then throughput.
+# On a GPU machine: every kernel op against the CPU reference, the GPU tests, each launch's time
+# in a 16K-token step, then throughput.
 # Writes its output to results/ beside this script.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -107,6 +108,14 @@ done
 echo "== gpu_test"
 ./run.sh gpu_test 2>&1 | tee results/gpu_test.txt
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+for precision in fp32 bf16; do
+  echo "== where a 16K-token step's time goes, $precision ($SECONDS s so far)"
+  ./run.sh step_bench --config bench/reference.yaml --set train.seq_len=16384 \
+    --set "model.axial_shape=[128,128]" --set runtime.device=cuda \
+    --set "runtime.precision=$precision" --steps 3 --profile-ops 2>&1 |
+    tee "results/launch-times-16k-$precision.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+done
 echo "== bench/run.sh gpu ($SECONDS s so far)"
 RF_BENCH="$here/run.sh step_bench" bench/run.sh gpu 2>&1 | tee results/bench-gpu.txt
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1

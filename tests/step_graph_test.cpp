@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kernels/elementwise.h"
+#include "kernels/gemm_desc.h"
 #include "kernels/launch_recorder.h"
 #include "tests/model_fixture.h"
 #include "tests/run_fixture.h"
@@ -58,6 +59,45 @@ TEST(LaunchRecorder, KeepsLaunchesWhileCapturingAndReplaysThemWithTheirArguments
   x.upload({1, 1, 1, 1, 1});
   ex->replay_graph(graph);
   EXPECT_EQ(download_floats(*ex, y.data(), 5), (std::vector<float>{4, 6, 8, 10, 12}));
+}
+
+// step_bench --profile-ops: with timing on, each launch is counted under its name (kernels by op,
+// GEMMs by shape, with their arithmetic), and only while timing is on; the results are those of
+// untimed launches.
+TEST(LaunchRecorder, TimesLaunchesByNameWhileAsked) {
+  auto ex = recorder();
+  DeviceBuffer<float> x(*ex, 12), y(*ex, 12), c(*ex, 6);
+  x.upload(std::vector<float>(12, 1.0f));
+  y.zero();
+  RowMajorGemm rows;  // C [2, 3] = A [2, 4] B [4, 3]
+  rows.m = 2;
+  rows.n = 3;
+  rows.k = 4;
+  rows.lda = 4;
+  rows.ldb = 3;
+  rows.ldc = 3;
+  const GemmDesc product = to_column_major(rows);
+  add_scaled(*ex, y.data(), x.data(), 2.0f, 12);  // before timing: not counted
+  ex->set_launch_timing(true);
+  add_scaled(*ex, y.data(), x.data(), 2.0f, 12);
+  add_scaled(*ex, y.data(), x.data(), 2.0f, 12);
+  ex->gemm(product, x.data(), y.data(), c.data());
+  ex->set_launch_timing(false);
+  add_scaled(*ex, y.data(), x.data(), 2.0f, 12);  // after: not counted
+  const auto& times = ex->launch_times();
+  ASSERT_EQ(times.size(), 2u);
+  const auto kernel = times.find("AddScaled");
+  ASSERT_NE(kernel, times.end());
+  EXPECT_EQ(kernel->second.launches, 2);
+  EXPECT_GT(kernel->second.seconds, 0.0);
+  EXPECT_EQ(kernel->second.flop, 0.0);
+  const auto gemm = times.find("gemm NN 3x2x4");  // column-major: C^T [3, 2] = B^T A^T
+  ASSERT_NE(gemm, times.end()) << times.begin()->first;
+  EXPECT_EQ(gemm->second.launches, 1);
+  EXPECT_EQ(gemm->second.flop, 2.0 * 2 * 3 * 4);
+  EXPECT_EQ(download_floats(*ex, y.data(), 12), std::vector<float>(12, 8.0f));
+  EXPECT_EQ(download_floats(*ex, c.data(), 6), std::vector<float>(6, 4 * 6.0f));
+  EXPECT_NE(ex->describe().find("timed"), std::string::npos) << ex->describe();
 }
 
 TEST(LaunchRecorder, RefusesWhatAGraphCannotHoldWhileCapturing) {
