@@ -230,23 +230,29 @@ TEST_P(Bf16GemmTest, TakesBf16OperandsAsItsOwnRoundingOfThem) {
 }
 
 // The training step's bits must not depend on the thread count. oneDNN splits deep products'
-// sums across threads in a way that does (k = 1024 differed between 1 and 2 threads), so the CPU's
-// bf16 products run deeper sums as slices of kThreadIndependentDepth: the model's deep shapes (the
-// feed-forward's second product, weight gradients over 1K and 4K rows, accumulating) and a ragged
-// depth give the same bits with 1, 2, 3, 4 and 8 threads.
-TEST(Bf16, ProductsGiveTheSameBitsWithAnyThreadCount) {
+// sums across threads in a way that does (k = 1024 differed between 1 and 2 threads at bf16; at
+// fp32, k = 4096 at 8 threads, and k = 1500 with a small output even in slices of 512), so the
+// CPU's oneDNN products run deeper sums as slices of thread_independent_depth: the model's deep
+// shapes (the feed-forward's second product, weight
+// gradients over 1K and 4K rows, accumulating) and a ragged depth give the same bits with 1, 2, 3,
+// 4 and 8 threads, at fp32 (oneDNN for untransposed B, OpenBLAS otherwise) and at bf16.
+class ThreadCountTest : public ::testing::TestWithParam<GemmPrecision> {};
+
+TEST_P(ThreadCountTest, ProductsGiveTheSameBitsWithAnyThreadCount) {
+  const GemmPrecision precision = GetParam();
   std::string skip_reason;
-  if (!test::bf16_cpu_or_skip_reason(&skip_reason)) GTEST_SKIP() << skip_reason;
+  if (precision == GemmPrecision::kBf16 && !test::bf16_cpu_or_skip_reason(&skip_reason))
+    GTEST_SKIP() << skip_reason;
   const int threads_before = omp_get_max_threads();
   struct Shape {
     bool ta, tb;
     int64_t m, n, k;
     float beta;
   };
-  const Shape shapes[] = {{false, false, 256, 1024, 1024, 0.0f},
-                          {false, true, 1024, 256, 1024, 1.0f},
-                          {false, true, 256, 256, 4096, 1.0f},
-                          {true, false, 256, 64, 1500, 0.5f}};
+  const Shape shapes[] = {
+      {false, false, 256, 1024, 1024, 0.0f}, {false, true, 1024, 256, 1024, 1.0f},
+      {false, true, 256, 256, 4096, 1.0f},   {false, false, 256, 256, 4096, 1.0f},
+      {true, false, 256, 256, 4096, 0.0f},   {true, false, 256, 64, 1500, 0.5f}};
   for (const Shape& s : shapes) {
     GemmDesc d = test::padded_gemm_desc(s.ta, s.tb, s.m, s.n, s.k, 1, 1.0f, s.beta);
     d.lda = s.ta ? s.k : s.m;  // packed, as the model's matrices are (oneDNN treats padded
@@ -259,17 +265,21 @@ TEST(Bf16, ProductsGiveTheSameBitsWithAnyThreadCount) {
     const auto c0 = test::random_vector(d.stride_c, 19);
     std::vector<float> one_thread;
     for (int threads : {1, 2, 3, 4, 8}) {
-      const std::unique_ptr<Executor> ex = make_cpu_executor(threads, GemmPrecision::kBf16);
+      const std::unique_ptr<Executor> ex = make_cpu_executor(threads, precision);
       const auto got = test::gemm_result(*ex, d, a, b, c0);
       if (threads == 1)
         one_thread = got;
       else
         EXPECT_EQ(got, one_thread)
-            << "m " << s.m << " n " << s.n << " k " << s.k << ", " << threads << " threads";
+            << precision_name(precision) << (s.ta ? " T" : " N") << (s.tb ? "T" : "N") << " m "
+            << s.m << " n " << s.n << " k " << s.k << ", " << threads << " threads";
     }
   }
   omp_set_num_threads(threads_before);
 }
+
+INSTANTIATE_TEST_SUITE_P(CpuPrecisions, ThreadCountTest,
+                         ::testing::Values(GemmPrecision::kFp32, GemmPrecision::kBf16));
 
 TEST(Bf16, OperandsInBf16AreRefusedWhereProductsDoNotRoundToIt) {
   EXPECT_FALSE(cpu().gemm_takes_bf16_operands());

@@ -4,13 +4,10 @@
 
 #include <algorithm>
 #include <cstring>
-#include <dnnl.hpp>
-#include <map>
-#include <sstream>
-#include <tuple>
 #include <vector>
 
 #include "base/error.h"
+#include "kernels/cpu/onednn_matmul.h"
 #include "kernels/ops/bf16_round.h"
 
 namespace rf {
@@ -74,46 +71,12 @@ float bf16_to_float(uint16_t bits) {
   return bf16_value(bits);
 }
 
-namespace {
-
-std::string isa_name(dnnl::cpu_isa isa) {
-  switch (isa) {
-    case dnnl::cpu_isa::avx512_core_amx:
-      return "avx512_core_amx";
-    case dnnl::cpu_isa::avx512_core_bf16:
-      return "avx512_core_bf16";
-    case dnnl::cpu_isa::avx512_core_vnni:
-      return "avx512_core_vnni";
-    case dnnl::cpu_isa::avx512_core:
-      return "avx512_core";
-    case dnnl::cpu_isa::avx2_vnni:
-      return "avx2_vnni";
-    case dnnl::cpu_isa::avx2:
-      return "avx2";
-    default:
-      return "isa " + std::to_string(static_cast<int>(isa));
-  }
-}
-
-bool has_bf16_dot_products(dnnl::cpu_isa isa) {
-  const auto bits = static_cast<unsigned>(isa);
-  const auto bf16 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
-  return (bits & bf16) == bf16;  // the ISA values are nested bit sets; AMX includes BF16
-}
-
-}  // namespace
-
 bool cpu_has_bf16_dot_products() {
-  return has_bf16_dot_products(dnnl::get_effective_cpu_isa());
+  return onednn_has_bf16_dot_products();
 }
 
 struct Bf16Gemm::Impl {
-  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
-  dnnl::stream stream{engine};
-  // One primitive per product shape (the model repeats a handful of shapes every step).
-  using Key =
-      std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float, float>;
-  std::map<Key, dnnl::matmul> primitives;
+  OnednnMatmul matmul{OperandType::kBf16};
   // Operands rounded to bf16: [0] and [1] hold the two operands of a product; with reuse on, all
   // are a cache of recent operands (by address and extent), least recently used replaced. Six
   // hold what a feed-forward chunk's or an attention layer's backward pass reads more than once.
@@ -129,7 +92,6 @@ struct Bf16Gemm::Impl {
   uint64_t clock = 0;
   int64_t largest_span = 0;  // of any operand rounded so far
   bool reuse_checks = g_operand_reuse_checks;
-  dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
 
   // x[0 .. span) rounded, from the cache when reuse is on and it holds x; `busy` is not replaced.
   const Rounded& round(const float* x, int64_t span, const Rounded* busy) {
@@ -188,38 +150,6 @@ struct Bf16Gemm::Impl {
           span, " values): something other than the scope's products wrote to it");
   }
 
-  // c = alpha op(a) op(b) + beta c with bf16 operands, in oneDNN on all threads.
-  void execute(const GemmDesc& d, const uint16_t* a16, const uint16_t* b16, float* c) {
-    using dnnl::memory;
-    // oneDNN is row-major: column-major C [m, n] is row-major C^T [n, m] = op(B)^T op(A)^T, and
-    // a column-major matrix with leading dimension ld is its row-major transpose with row
-    // stride ld.
-    const memory::desc src({d.n, d.k}, memory::data_type::bf16,
-                           d.trans_b ? memory::dims{1, d.ldb} : memory::dims{d.ldb, 1});
-    const memory::desc weights({d.k, d.m}, memory::data_type::bf16,
-                               d.trans_a ? memory::dims{1, d.lda} : memory::dims{d.lda, 1});
-    const memory::desc dst({d.n, d.m}, memory::data_type::f32, memory::dims{d.ldc, 1});
-    const Key key{d.trans_a, d.trans_b, d.m, d.n, d.k, d.lda, d.ldb, d.ldc, d.alpha, d.beta};
-    auto it = primitives.find(key);
-    if (it == primitives.end()) {
-      dnnl::primitive_attr attr;
-      if (d.alpha != 1.0f) attr.set_output_scales(0, {d.alpha});
-      if (d.beta != 0.0f) {
-        dnnl::post_ops ops;
-        ops.append_sum(d.beta);  // dst = matmul result + beta * dst
-        attr.set_post_ops(ops);
-      }
-      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, weights, dst), attr, engine);
-      it = primitives.emplace(key, dnnl::matmul(pd)).first;
-    }
-    // (oneDNN reads its inputs only: the const_casts do not write through them.)
-    memory src_mem(src, engine, const_cast<uint16_t*>(b16)),
-        weights_mem(weights, engine, const_cast<uint16_t*>(a16)), dst_mem(dst, engine, c);
-    it->second.execute(
-        stream,
-        {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, weights_mem}, {DNNL_ARG_DST, dst_mem}});
-    stream.wait();
-  }
   // A product wrote c[0 .. span): forget what it overlaps.
   void written(const float* c, int64_t span) {
     for (Rounded& r : rounded)
@@ -227,33 +157,22 @@ struct Bf16Gemm::Impl {
   }
 };
 
-Bf16Gemm::Bf16Gemm() : impl_(std::make_unique<Impl>()) {
-  if (!has_bf16_dot_products(impl_->isa))
+Bf16Gemm::Bf16Gemm() {
+  if (!onednn_has_bf16_dot_products())
     fail(
         "runtime.precision = bf16 needs a CPU with AVX512-BF16 or AMX instructions; this one "
         "offers ",
-        isa_name(impl_->isa), " (use runtime.precision = fp32)");
+        onednn_isa_name(), " (use runtime.precision = fp32)");
+  impl_ = std::make_unique<Impl>();
 }
 
 Bf16Gemm::~Bf16Gemm() = default;
 
 std::string Bf16Gemm::describe() const {
-  const dnnl_version_t* v = dnnl_version();
-  std::ostringstream s;
-  s << "oneDNN " << v->major << "." << v->minor << "." << v->patch << " bf16 ("
-    << isa_name(impl_->isa) << ")";
-  return s.str();
+  return impl_->matmul.describe();
 }
 
 void Bf16Gemm::run(const GemmDesc& d, const void* a, const void* b, float* c) {
-  try {
-    multiply(d, a, b, c);
-  } catch (const dnnl::error& e) {
-    fail("oneDNN bf16 matmul (m ", d.m, ", n ", d.n, ", k ", d.k, "): ", e.what());
-  }
-}
-
-void Bf16Gemm::multiply(const GemmDesc& d, const void* a, const void* b, float* c) {
   RF_CHECK(d.batch == 1, "Bf16Gemm::run takes one product, got a batch of ", d.batch);
   Impl& im = *impl_;
   // Elements each operand spans in memory (column-major with its leading dimension).
@@ -271,18 +190,7 @@ void Bf16Gemm::multiply(const GemmDesc& d, const void* a, const void* b, float* 
   if (d.b_type == OperandType::kFp32)
     b16 = im.round(static_cast<const float*>(b), span_b, a_rounded).bits.data();
 
-  // The depth in slices of at most kThreadIndependentDepth, added into C one after another:
-  // oneDNN splits a deeper sum across threads (how depends on the thread count), and the
-  // training step's bits must not depend on it (tests/kernels_test.cpp checks the slices' bits
-  // with 1 to 8 threads).
-  for (int64_t k0 = 0; k0 < d.k; k0 += kThreadIndependentDepth) {
-    GemmDesc slice = d;
-    slice.k = std::min(kThreadIndependentDepth, d.k - k0);
-    if (k0 > 0) slice.beta = 1.0f;
-    // Column k0 of op(A) and row k0 of op(B) in their stored (column-major) layouts.
-    const int64_t a_offset = d.trans_a ? k0 : k0 * d.lda, b_offset = d.trans_b ? k0 * d.ldb : k0;
-    im.execute(slice, a16 + a_offset, b16 + b_offset, c);
-  }
+  im.matmul.multiply(d, a16, b16, c);
   im.written(c, d.ldc * (d.n - 1) + d.m);
 }
 

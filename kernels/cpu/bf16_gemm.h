@@ -1,4 +1,5 @@
-// GEMMs with bf16 operands and fp32 accumulation and output on the CPU, through oneDNN's matmul.
+// GEMMs with bf16 operands and fp32 accumulation and output on the CPU, through oneDNN's matmul
+// (kernels/cpu/onednn_matmul.h, which also keeps their bits independent of the thread count).
 // On CPUs with AVX512-BF16 (or AMX) its kernels run at about twice OpenBLAS's SGEMM rate (measured
 // on this project's AMD EPYC machines: 357-431 against 162-192 GFLOP/s for the model's shapes).
 // Both operands are rounded to the nearest bf16 (ties to even) into scratch buffers, then
@@ -27,12 +28,6 @@ int64_t checked_operand_reuses();
 // Whether this CPU has the bf16 dot-product instructions (AVX512-BF16 or AMX) Bf16Gemm needs.
 bool cpu_has_bf16_dot_products();
 
-// The deepest product Bf16Gemm hands to oneDNN in one call. oneDNN 2.6 splits the sum over k
-// across threads for deeper products (k = 1024 and up in this project's shapes), so their bits
-// would depend on the thread count; up to 512 it measured none (every transpose, with and without
-// accumulation, 1 to 64 threads). Deeper products run as slices of this depth.
-constexpr int64_t kThreadIndependentDepth = 512;
-
 class Bf16Gemm {
  public:
   // Throws rf::Error naming the CPU's instruction set when it has no bf16 dot-product
@@ -54,7 +49,6 @@ class Bf16Gemm {
   void set_operand_reuse(bool on);
 
  private:
-  void multiply(const GemmDesc& d, const void* a, const void* b, float* c);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -1,7 +1,9 @@
 // The CPU executor: kernels run in OpenMP loops over their index range, GEMMs go to OpenBLAS's
-// column-major CBLAS with exactly the fields cuBLAS would receive (or, at bf16, single products
-// to oneDNN through kernels/cpu/bf16_gemm.h). OpenMP is the only threading
-// model (OpenBLAS is the OpenMP build), so kernel loops and BLAS share one pool of threads.
+// column-major CBLAS with exactly the fields cuBLAS would receive, or to oneDNN's matmul: at bf16
+// every single product (kernels/cpu/bf16_gemm.h), at fp32 on AVX-512 CPUs the single products
+// whose B is not transposed (kernels/cpu/onednn_matmul.h; measured below). OpenMP is the only
+// threading model (OpenBLAS is the OpenMP build), so kernel loops and both libraries share one
+// pool of threads.
 #include <cblas.h>
 #include <omp.h>
 
@@ -13,6 +15,7 @@
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/chunk_attention_tiles.h"
 #include "kernels/cpu/lsh_argmax.h"
+#include "kernels/cpu/onednn_matmul.h"
 #include "kernels/executor_impl.h"
 
 extern "C" {
@@ -54,6 +57,13 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
       fail(
           "runtime.precision = tf32 needs runtime.device = cuda (TF32 is a GPU tensor-core "
           "format); the CPU executor offers fp32 and bf16");
+    // oneDNN's AVX-512 fp32 matmul against OpenBLAS 0.3.21 (SkylakeX kernel) in the reference
+    // model's 4K-token step, alternated (2026-12-02, step_bench --profile-ops): 14-20% faster for
+    // the products whose B is untransposed ([1024, 256] x [256, 1024] and the like), level with
+    // it where B is transposed (oneDNN copies such a B first), the step 6-11% faster. Not
+    // measured on CPUs without AVX-512, so those keep OpenBLAS.
+    if (precision == GemmPrecision::kFp32 && onednn_has_avx512())
+      fp32_products_ = std::make_unique<OnednnMatmul>(OperandType::kFp32);
     if (precision == GemmPrecision::kBf16) {
       bf16_ = std::make_unique<Bf16Gemm>();
       tile_products_ =
@@ -70,6 +80,8 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
     const char* coretype = std::getenv("OPENBLAS_CORETYPE");
     s << " (OPENBLAS_CORETYPE=" << (coretype ? coretype : "unset") << ")";
     if (bf16_) s << "; single products in " << bf16_->describe();
+    if (fp32_products_)
+      s << "; single products with B untransposed in " << fp32_products_->describe();
     if (tile_products_ == cpu::TileProducts::kBf16) s << "; attention tiles bf16 on AMX";
     return s.str();
   }
@@ -118,6 +130,10 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
       bf16_->run(d, a_operand, b_operand, c);
       return;
     }
+    if (fp32_products_ && d.batch == 1 && d.k > 0 && !d.trans_b) {
+      fp32_products_->multiply(d, a_operand, b_operand, c);
+      return;
+    }
     const auto* a = static_cast<const float*>(a_operand);
     const auto* b = static_cast<const float*>(b_operand);
     auto one = [&](int64_t i) {
@@ -161,7 +177,8 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
 
  private:
   int threads_ = 1;
-  std::unique_ptr<Bf16Gemm> bf16_;  // null: every product in OpenBLAS fp32
+  std::unique_ptr<Bf16Gemm> bf16_;               // null: products in fp32
+  std::unique_ptr<OnednnMatmul> fp32_products_;  // null: every fp32 product in OpenBLAS
   // The attention tiles' products: bf16 at runtime.precision = bf16 where AMX is available.
   cpu::TileProducts tile_products_ = cpu::TileProducts::kFp32;
   int reuse_depth_ = 0;  // open GemmOperandReuse scopes
