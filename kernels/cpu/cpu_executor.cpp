@@ -58,10 +58,11 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
           "runtime.precision = tf32 needs runtime.device = cuda (TF32 is a GPU tensor-core "
           "format); the CPU executor offers fp32 and bf16");
     // oneDNN's AVX-512 fp32 matmul against OpenBLAS 0.3.21 (SkylakeX kernel) in the reference
-    // model's 4K-token step, alternated (2026-12-02, step_bench --profile-ops): 14-20% faster for
-    // the products whose B is untransposed ([1024, 256] x [256, 1024] and the like), level with
-    // it where B is transposed (oneDNN copies such a B first), the step 6-11% faster. Not
-    // measured on CPUs without AVX-512, so those keep OpenBLAS.
+    // model's 4K-token step (2026-12-02, step_bench --profile-ops): 14-20% faster for the
+    // products whose B is untransposed ([1024, 256] x [256, 1024] and the like), level with it
+    // where B is transposed (oneDNN copies such a B first); the whole step +6.5% at 4K and
+    // +7-12% at 64K in alternated pairs. Not measured on CPUs without AVX-512: those keep
+    // OpenBLAS.
     if (precision == GemmPrecision::kFp32 && onednn_has_avx512())
       fp32_products_ = std::make_unique<OnednnMatmul>(OperandType::kFp32);
     if (precision == GemmPrecision::kBf16) {
