@@ -1,8 +1,9 @@
 // Times full training steps (forward, reversible backward, gradient averaging across ranks,
 // clipping norm, AdamW) of a config on random tokens and prints one JSON line (rank 0): median
 // step time, tokens/s, counted GFLOP/s, that rate as a fraction of the executor's GEMM rate
-// measured in the same process (sgemm_gflops: OpenBLAS SGEMM on the CPU, cuBLAS at the configured
-// precision on a GPU), peak memory, and the time spent waiting for the gradient
+// measured in the same process (sgemm_gflops: the CPU executor's fp32 product — OpenBLAS, or
+// oneDNN on AVX-512 CPUs — or its bf16 product in oneDNN; cuBLAS at the configured precision on
+// a GPU), peak memory, and the time spent waiting for the gradient
 // all-reduce after the backward pass (with --overlap on, buckets start as layers finish; with
 // off, all start after the backward pass, so the wait is the whole reduction). --profile-ops adds
 // a table (stderr) of where the timed steps' time went, launch by launch.

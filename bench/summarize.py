@@ -53,7 +53,8 @@ def throughput():
         return statistics.median(r["sgemm_gflops"] for r in rows if "sgemm_gflops" in r
                                  and r.get("precision", "fp32") == precision)
     print(f"\nOpenBLAS kernel: {', '.join(sorted(kernel))}; 2048^3 product measured in the same "
-          f"processes: {rate('fp32'):.0f} GFLOP/s SGEMM"
+          f"processes: {rate('fp32'):.0f} GFLOP/s fp32 (OpenBLAS, or oneDNN on AVX-512 CPUs"
+          f" from 11fb7af on)"
           + (f", {rate('bf16'):.0f} GFLOP/s oneDNN bf16 (the bf16 rows' fraction is of this)"
              if any(r.get("precision") == "bf16" for r in rows) else "") + ".\n")
 
