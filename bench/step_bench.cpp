@@ -9,6 +9,7 @@
 // a table (stderr) of where the timed steps' time went, launch by launch.
 //   step_bench --config bench/reference.yaml --set train.seq_len=65536 ... [--steps N]
 //   mpirun -np 2 step_bench --config ... [--overlap on|off]
+#include <cblas.h>
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -88,6 +89,28 @@ void print_launch_times(const rf::LaunchRecorder& timer, int steps, double total
                   rate.c_str(), name.c_str());
     std::cerr << line;
   }
+}
+
+// OpenBLAS's own SGEMM rate on a 2048³ product (host memory, all OpenMP threads), reported next
+// to the executor's rate: on AVX-512 CPUs the executor's fp32 products run in oneDNN, and the
+// comparisons with other programs name the BLAS rate of the machine.
+double openblas_sgemm_gflops(int repeats) {
+  const int n = 2048;
+  const size_t count = static_cast<size_t>(n) * n;
+  std::vector<float> a(count, 0.5f), b(count, 0.25f), c(count);
+  auto square = [&] {
+    cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n,
+                0.0f, c.data(), n);
+  };
+  square();
+  std::vector<double> times;
+  for (int i = 0; i < repeats; ++i) {
+    const auto t = Clock::now();
+    square();
+    times.push_back(seconds_since(t));
+  }
+  std::sort(times.begin(), times.end());
+  return 2.0 * n * n * static_cast<double>(n) / times[times.size() / 2] / 1e9;
 }
 
 double peak_rss_gib() {
@@ -243,6 +266,7 @@ int main(int argc, char** argv) {
                      .add("peak_rss_gib", peak_rss_gib())
                      .add("executor_peak_gib", executor_peak_gib)
                      .add("openblas_kernel", openblas_get_corename())
+                     .add("openblas_sgemm_gflops", gpu ? -1.0 : openblas_sgemm_gflops(9))
                      .add("precision", rf::precision_name(cfg.runtime.precision))
                      .add("executor", ex->describe())
                      .str()

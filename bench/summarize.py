@@ -52,9 +52,11 @@ def throughput():
     def rate(precision):
         return statistics.median(r["sgemm_gflops"] for r in rows if "sgemm_gflops" in r
                                  and r.get("precision", "fp32") == precision)
-    print(f"\nOpenBLAS kernel: {', '.join(sorted(kernel))}; 2048^3 product measured in the same "
-          f"processes: {rate('fp32'):.0f} GFLOP/s fp32 (OpenBLAS, or oneDNN on AVX-512 CPUs"
-          f" from 11fb7af on)"
+    sgemm = [r["openblas_sgemm_gflops"] for r in rows if r.get("openblas_sgemm_gflops", -1) > 0]
+    sgemm_note = f" (its SGEMM: {statistics.median(sgemm):.0f} GFLOP/s at 2048^3)" if sgemm else ""
+    print(f"\nOpenBLAS kernel: {', '.join(sorted(kernel))}{sgemm_note}; the executor's 2048^3 "
+          f"product measured in the same processes: {rate('fp32'):.0f} GFLOP/s fp32 (OpenBLAS, "
+          f"or oneDNN on AVX-512 CPUs from 11fb7af on)"
           + (f", {rate('bf16'):.0f} GFLOP/s oneDNN bf16 (the bf16 rows' fraction is of this)"
              if any(r.get("precision") == "bf16" for r in rows) else "") + ".\n")
 
