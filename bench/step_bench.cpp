@@ -42,28 +42,47 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-// GEMM rate of a large square product through the same executor (OpenBLAS on the CPU, cuBLAS at
-// the configured precision on a GPU): the ceiling the training step is compared with.
+// The rate of an n x n x n product `square` computes (it returns when the product is done): its
+// median over `repeats` runs after one untimed run.
+template <class Square>
+double square_gemm_gflops(int n, int repeats, const Square& square) {
+  square();
+  std::vector<double> times;
+  for (int i = 0; i < repeats; ++i) {
+    const auto t = Clock::now();
+    square();
+    times.push_back(seconds_since(t));
+  }
+  std::sort(times.begin(), times.end());
+  return 2.0 * n * n * static_cast<double>(n) / times[times.size() / 2] / 1e9;
+}
+
+// GEMM rate of a large square product through the same executor (fp32 in OpenBLAS, or oneDNN on
+// AVX-512 CPUs; bf16 in oneDNN; cuBLAS at the configured precision on a GPU): the ceiling the
+// training step is compared with.
 double executor_gemm_gflops(rf::Executor& ex, int n, int repeats) {
   const size_t count = static_cast<size_t>(n) * n;
   rf::DeviceBuffer<float> a(ex, count), b(ex, count), c(ex, count);
   a.upload(std::vector<float>(count, 0.5f));
   b.upload(std::vector<float>(count, 0.25f));
-  auto square = [&] {
+  return square_gemm_gflops(n, repeats, [&] {
     rf::linear_forward(ex, rf::matrix(a.data(), n, n), rf::matrix(b.data(), n, n),
                        rf::matrix(c.data(), n, n));
-  };
-  square();
-  ex.synchronize();
-  std::vector<double> times;
-  for (int i = 0; i < repeats; ++i) {
-    const auto t = Clock::now();
-    square();
     ex.synchronize();
-    times.push_back(seconds_since(t));
-  }
-  std::sort(times.begin(), times.end());
-  return 2.0 * n * n * static_cast<double>(n) / times[times.size() / 2] / 1e9;
+  });
+}
+
+// OpenBLAS's own SGEMM rate on a 2048³ product (host memory, all OpenMP threads), reported next
+// to the executor's rate: on AVX-512 CPUs the executor's fp32 products run in oneDNN, and the
+// comparisons with other programs name the BLAS rate of the machine.
+double openblas_sgemm_gflops(int repeats) {
+  const int n = 2048;
+  const size_t count = static_cast<size_t>(n) * n;
+  std::vector<float> a(count, 0.5f), b(count, 0.25f), c(count);
+  return square_gemm_gflops(n, repeats, [&] {
+    cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n,
+                0.0f, c.data(), n);
+  });
 }
 
 // The launch timing of `steps` steps as a table, most time first: ms per step, share of the
@@ -89,28 +108,6 @@ void print_launch_times(const rf::LaunchRecorder& timer, int steps, double total
                   rate.c_str(), name.c_str());
     std::cerr << line;
   }
-}
-
-// OpenBLAS's own SGEMM rate on a 2048³ product (host memory, all OpenMP threads), reported next
-// to the executor's rate: on AVX-512 CPUs the executor's fp32 products run in oneDNN, and the
-// comparisons with other programs name the BLAS rate of the machine.
-double openblas_sgemm_gflops(int repeats) {
-  const int n = 2048;
-  const size_t count = static_cast<size_t>(n) * n;
-  std::vector<float> a(count, 0.5f), b(count, 0.25f), c(count);
-  auto square = [&] {
-    cblas_sgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n,
-                0.0f, c.data(), n);
-  };
-  square();
-  std::vector<double> times;
-  for (int i = 0; i < repeats; ++i) {
-    const auto t = Clock::now();
-    square();
-    times.push_back(seconds_since(t));
-  }
-  std::sort(times.begin(), times.end());
-  return 2.0 * n * n * static_cast<double>(n) / times[times.size() / 2] / 1e9;
 }
 
 double peak_rss_gib() {
