@@ -131,12 +131,12 @@ void LaunchRecorder::synchronize() {
 
 void LaunchRecorder::gemm(const GemmDesc& desc, const void* a, const void* b, float* c) {
   count_launch();
+  Work work = [desc, a, b, c](Executor& ex) { ex.gemm(desc, a, b, c); };
   if (!timing_ || capturing()) {
-    launch([desc, a, b, c](Executor& ex) { ex.gemm(desc, a, b, c); });
+    launch(std::move(work));  // untimed: no name needed
     return;
   }
-  const std::string name = gemm_launch_name(desc);
-  launch([desc, a, b, c](Executor& ex) { ex.gemm(desc, a, b, c); }, name.c_str(),
+  launch(std::move(work), gemm_launch_name(desc).c_str(),
          2.0 * static_cast<double>(desc.m) * static_cast<double>(desc.n) *
              static_cast<double>(desc.k) * static_cast<double>(desc.batch));
 }

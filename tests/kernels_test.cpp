@@ -133,14 +133,14 @@ TEST(Bf16, RoundsToNearestWithTiesToEven) {
                                 3.0e38f};           // rounds up to the largest finite or inf
   std::vector<uint16_t> y(x.size());
   round_to_bf16(x.data(), y.data(), static_cast<int64_t>(x.size()));
-  EXPECT_EQ(bf16_to_float(y[0]), one);
-  EXPECT_EQ(bf16_to_float(y[1]), one);
-  EXPECT_EQ(bf16_to_float(y[2]), one + ulp);
-  EXPECT_EQ(bf16_to_float(y[3]), one);
-  EXPECT_EQ(bf16_to_float(y[4]), one + 2 * ulp);
-  EXPECT_EQ(bf16_to_float(y[5]), -2.5f);
-  EXPECT_TRUE(std::isnan(bf16_to_float(y[6])));
-  EXPECT_GT(bf16_to_float(y[7]), 2.9e38f);
+  EXPECT_EQ(bf16_value(y[0]), one);
+  EXPECT_EQ(bf16_value(y[1]), one);
+  EXPECT_EQ(bf16_value(y[2]), one + ulp);
+  EXPECT_EQ(bf16_value(y[3]), one);
+  EXPECT_EQ(bf16_value(y[4]), one + 2 * ulp);
+  EXPECT_EQ(bf16_value(y[5]), -2.5f);
+  EXPECT_TRUE(std::isnan(bf16_value(y[6])));
+  EXPECT_GT(bf16_value(y[7]), 2.9e38f);
 }
 
 // The vectorised rounding (AVX512-BF16 where the CPU has it) gives the scalar rule's bits for
@@ -181,7 +181,7 @@ TEST_P(Bf16GemmTest, EqualsTheProductOfRoundedOperands) {
   auto rounded = [](std::vector<float> v) {
     std::vector<uint16_t> bits(v.size());
     round_to_bf16(v.data(), bits.data(), static_cast<int64_t>(v.size()));
-    for (size_t i = 0; i < v.size(); ++i) v[i] = bf16_to_float(bits[i]);
+    for (size_t i = 0; i < v.size(); ++i) v[i] = bf16_value(bits[i]);
     return v;
   };
   const auto got = test::gemm_result(*bf16, d, a, b, c0);

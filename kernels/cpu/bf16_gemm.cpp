@@ -67,10 +67,6 @@ void set_operand_reuse_checks(bool on) {
   g_operand_reuse_checks = on;
 }
 
-float bf16_to_float(uint16_t bits) {
-  return bf16_value(bits);
-}
-
 bool cpu_has_bf16_dot_products() {
   return onednn_has_bf16_dot_products();
 }

@@ -16,7 +16,6 @@ namespace rf {
 
 // y[i] = x[i] rounded to bf16 (nearest, ties to even; NaN stays NaN), as its upper 16 bits.
 void round_to_bf16(const float* x, uint16_t* y, int64_t n);
-float bf16_to_float(uint16_t bits);
 
 // For tests: while on, Bf16Gemms made afterwards round every reused operand again and fail
 // (rf::Error) if memory no longer holds what they rounded, i.e. if a GemmOperandReuse scope
