@@ -125,6 +125,15 @@ class TileGather {
   int64_t s_, dp_;
 };
 
+// The bf16 layouts of a key tile that a pass's products read (none: fp32 products). Packing only
+// these (the forward: K rows and V^T; the gradients: K rows, V rows and K^T) made both bf16
+// passes 3-4% faster than packing all four at 4K tokens.
+struct Bf16Layouts {
+  bool k_rows = false, v_rows = false, k_transposed = false, v_transposed = false;
+};
+constexpr Bf16Layouts kForwardLayouts{true, false, false, true};
+constexpr Bf16Layouts kGradientLayouts{true, true, true, false};
+
 // The gathered keys and values of recent key tiles of one thread: a chunk's keys serve its own
 // window and the next chunk's, so consecutive items find half their tiles here.
 class KeyTileCache {
@@ -135,29 +144,39 @@ class KeyTileCache {
     std::vector<float> k, v;  // [kTile, dp]
     int32_t kpos[kTile];
     // With bf16 products (amx_tiles.h): K and V as A operands [count_pad, d_pad] and their
-    // transposes [dp, count_pad32], made when first asked for.
-    bool has_bf16 = false;
+    // transposes [dp, count_pad32], each made when first asked for.
+    bool has_k16 = false, has_v16 = false, has_kt16 = false, has_vt16 = false;
     std::vector<uint16_t> k16, v16, kt16, vt16;
-    void make_bf16(int64_t d) {
-      if (has_bf16) return;
+    void make_bf16(int64_t d, Bf16Layouts want) {
       const int64_t rows = padded(count), depth = amx::padded_depth(d);
       const int64_t keys = amx::padded_depth(count);
-      k16.resize(rows * depth);
-      v16.resize(rows * depth);
-      kt16.resize(dp * keys);
-      vt16.resize(dp * keys);
-      amx::pack_rows(k.data(), dp, count, rows, d, k16.data());
-      amx::pack_rows(v.data(), dp, count, rows, d, v16.data());
-      amx::pack_rows_transposed(k.data(), dp, d, dp, count, kt16.data());
-      amx::pack_rows_transposed(v.data(), dp, d, dp, count, vt16.data());
-      has_bf16 = true;
+      if (want.k_rows && !has_k16) {
+        k16.resize(rows * depth);
+        amx::pack_rows(k.data(), dp, count, rows, d, k16.data());
+        has_k16 = true;
+      }
+      if (want.v_rows && !has_v16) {
+        v16.resize(rows * depth);
+        amx::pack_rows(v.data(), dp, count, rows, d, v16.data());
+        has_v16 = true;
+      }
+      if (want.k_transposed && !has_kt16) {
+        kt16.resize(dp * keys);
+        amx::pack_rows_transposed(k.data(), dp, d, dp, count, kt16.data());
+        has_kt16 = true;
+      }
+      if (want.v_transposed && !has_vt16) {
+        vt16.resize(dp * keys);
+        amx::pack_rows_transposed(v.data(), dp, d, dp, count, vt16.data());
+        has_vt16 = true;
+      }
     }
   };
   const Entry& get(const ChunkAttentionParams& p, int64_t s, const SlotTile& tile,
-                   bool bf16 = false) {
+                   Bf16Layouts bf16 = {}) {
     for (Entry& e : entries_)
       if (e.segment == s && e.first == tile.first && e.count == tile.count && e.dp == padded(p.d)) {
-        if (bf16) e.make_bf16(p.d);
+        e.make_bf16(p.d, bf16);
         return e;
       }
     Entry& e = entries_[next_];
@@ -170,8 +189,8 @@ class KeyTileCache {
     e.first = tile.first;
     e.count = tile.count;
     e.dp = dp;
-    e.has_bf16 = false;
-    if (bf16) e.make_bf16(p.d);
+    e.has_k16 = e.has_v16 = e.has_kt16 = e.has_vt16 = false;
+    e.make_bf16(p.d, bf16);
     return e;
   }
   // Forget everything (the inputs change between passes).
@@ -321,7 +340,8 @@ void forward_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& q_ti
   const DropoutMask drop = p.segment_dropout(s);
   for_each_window_tile(L, q_tile.first / L.chunk, [&](const SlotTile& k_tile) {
     if (all_later(p, k_tile, q_tile)) return;
-    const KeyTileCache::Entry& kv = state.keys.get(p, s, k_tile, bf16);
+    const KeyTileCache::Entry& kv =
+        state.keys.get(p, s, k_tile, bf16 ? kForwardLayouts : Bf16Layouts{});
     const int64_t nk = k_tile.count;
     if (bf16)
       amx::multiply(padded(nk), nqp, amx::padded_depth(p.d), kv.k16.data(), q_pairs, st, nqp,
@@ -518,7 +538,8 @@ void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadS
     std::fill(dq, dq + dp * nqp, 0.0f);
     for_each_window_tile(L, c, [&](const SlotTile& k_tile) {
       if (all_later(p, k_tile, q_tile)) return;
-      const KeyTileCache::Entry& kv = state.keys.get(p, s, k_tile, bf16);
+      const KeyTileCache::Entry& kv =
+          state.keys.get(p, s, k_tile, bf16 ? kGradientLayouts : Bf16Layouts{});
       float* dk_tile = dk + k_tile.window_offset * dp;
       float* dv_tile = dv + k_tile.window_offset * dp;
       if (ops) {
