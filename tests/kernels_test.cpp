@@ -13,6 +13,7 @@
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/fast_math.h"
 #include "kernels/kernel_ops.h"
+#include "kernels/linear.h"
 #include "kernels/lsh_buckets.h"
 #include "kernels/ops/bf16_round.h"
 #include "kernels/reductions.h"
@@ -227,6 +228,53 @@ TEST_P(Bf16GemmTest, TakesBf16OperandsAsItsOwnRoundingOfThem) {
                (operands & 2) ? static_cast<const void*>(b16.data()) : db.data(), dc.data());
     EXPECT_EQ(dc.download(), want) << "bf16 operands " << operands;
   }
+}
+
+// With reuse on, an operand read as a block of a wider matrix (one head's columns, as the LSH
+// hash's products read them) is rounded only where the product reads it, so the cache may hand
+// that rounding only to a later product reading the same block, never to one that reads the whole
+// matrix from the same address (which would multiply values never rounded).
+TEST(Bf16, ReusesAStridedOperandOnlyForWhatItRounded) {
+  set_operand_reuse_checks(true);
+  std::string skip_reason;
+  const std::unique_ptr<Executor> bf16 = test::bf16_cpu_or_skip_reason(&skip_reason);
+  set_operand_reuse_checks(false);
+  if (!bf16) GTEST_SKIP() << skip_reason;
+  const int64_t ld = 48, block = 16, cols = 20, n = 7;
+  // A [block or ld, cols] at the same address with lda = ld; B [cols, n]; C [rows, n].
+  auto desc = [&](int64_t rows) {
+    GemmDesc d;
+    d.m = rows;
+    d.n = n;
+    d.k = cols;
+    d.lda = ld;
+    d.ldb = cols;
+    d.ldc = rows;
+    d.stride_a = ld * cols;
+    d.stride_b = cols * n;
+    d.stride_c = rows * n;
+    return d;
+  };
+  const auto a = test::random_vector(ld * cols, 41), b = test::random_vector(cols * n, 42);
+  DeviceBuffer<float> da(*bf16, a.size()), db(*bf16, b.size());
+  da.upload(a);
+  db.upload(b);
+  auto product = [&](int64_t rows) {
+    DeviceBuffer<float> dc(*bf16, static_cast<size_t>(rows * n));
+    bf16->gemm(desc(rows), da.data(), db.data(), dc.data());
+    return dc.download();
+  };
+  const auto block_alone = product(block), whole_alone = product(ld);
+  const int64_t reuses_before = checked_operand_reuses();
+  {
+    const GemmOperandReuse reuse(*bf16);
+    EXPECT_EQ(product(block), block_alone);
+    EXPECT_EQ(product(ld), whole_alone);  // not the block's rounding
+    EXPECT_EQ(product(block), block_alone);
+  }
+  // B each time after the first, and the block's A once the whole matrix is rounded: a rounding
+  // that covers the block's values serves it.
+  EXPECT_EQ(checked_operand_reuses() - reuses_before, 3);
 }
 
 // The training step's bits must not depend on the thread count. oneDNN splits deep products'
