@@ -28,6 +28,10 @@ void fill_normal(Executor& ex, float* x, int64_t n, const RngStream& stream, flo
   ex.run(n, RandomNormalFill{x, stream, stddev});
 }
 
+void write_bf16_copy(Executor& ex, const float* x, uint16_t* y, int64_t n) {
+  ex.run(n, RoundToBf16{x, y});
+}
+
 void fill_uniform(Executor& ex, float* x, int64_t n, const RngStream& stream, float low,
                   float high) {
   ex.run(n, RandomUniformFill{x, stream, low, high});

@@ -22,6 +22,9 @@ void split_columns_add(Executor& ex, float* a, float* b, const float* d, int64_t
 // x[r, :] += bias for r < rows.
 void add_row_bias(Executor& ex, float* x, const float* bias, int64_t rows, int64_t cols);
 
+// y[i] = x[i] rounded to bf16 (nearest, ties to even) for i < n.
+void write_bf16_copy(Executor& ex, const float* x, uint16_t* y, int64_t n);
+
 void fill(Executor& ex, float* x, int64_t n, float value);
 // x[i] = stddev * normal(i) / low + (high - low) * uniform(i) of the stream.
 void fill_normal(Executor& ex, float* x, int64_t n, const RngStream& stream, float stddev);

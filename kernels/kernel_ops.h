@@ -5,6 +5,7 @@
 
 #include "kernels/ops/activation.h"
 #include "kernels/ops/adamw.h"
+#include "kernels/ops/bf16_round.h"
 #include "kernels/ops/chunk_attention.h"
 #include "kernels/ops/cross_entropy.h"
 #include "kernels/ops/elementwise.h"
@@ -23,7 +24,7 @@ using KernelOps = TypeList<
     // element-wise
     AddScaled, Fill, BiasDropoutResidualAdd, ApplyDropout, ConcatColumns, SplitColumnsAdd,
     BiasActivationForward, ActivationBackward, AddBias, AdamWUpdate, RandomNormalFill,
-    RandomUniformFill,
+    RandomUniformFill, RoundToBf16,
     // row-wise and reductions
     LayerNormRowStats, LayerNormForward, LayerNormBackward, LayerNormParamGradPartial,
     ColumnPartialSum, ColumnSumPartials, SumSquaresPartial, GradientNormFinalize, CrossEntropyRow,

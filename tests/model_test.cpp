@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "kernels/cpu/bf16_gemm.h"
+#include "kernels/elementwise.h"
 #include "tests/model_fixture.h"
 
 namespace rf {
@@ -207,6 +208,43 @@ TEST(Precision, Bf16OperandsFromTheActivationKernelsKeepEveryBit) {
         << activation;
   }
   bf16->set_bf16_operands(true);
+}
+
+// At bf16 the products read the weights from a bf16 copy the model makes at the start of every
+// pass, instead of rounding them at each product: the loss and every gradient keep their bits
+// across two steps with the parameters changed in between (a copy made once would be stale in
+// the second), with LSH, local and dense attention.
+TEST(Precision, Bf16WeightCopyFollowsEveryParameterChange) {
+  std::string skip_reason;
+  const std::unique_ptr<Executor> bf16 = test::bf16_cpu_or_skip_reason(&skip_reason);
+  if (!bf16) GTEST_SKIP() << skip_reason;
+  const Config cfg = test::tiny_config({"model.n_layers=3", "model.attention=[lsh, local, dense]"});
+  const TokenBatch batch = random_batch(cfg, 2, 17);
+  auto run = [&](bool bf16_operands, std::vector<double>* losses) {
+    bf16->set_bf16_operands(bf16_operands);
+    ReformerModel m(cfg, *bf16);
+    const int64_t n = static_cast<int64_t>(m.params().size());
+    std::vector<float> grads;
+    for (uint32_t step = 1; step <= 2; ++step) {
+      m.params().zero_grads();
+      losses->push_back(m.forward_backward(batch, context(cfg, batch.batch, step), 0.01f).loss_sum);
+      int matrix = 0;
+      while (m.params().tensor(matrix).shape.size() != 2) ++matrix;
+      EXPECT_EQ(m.params().weight(matrix).type,
+                bf16_operands ? OperandType::kBf16 : OperandType::kFp32);
+      grads.resize(grads.size() + static_cast<size_t>(n));
+      bf16->download(grads.data() + grads.size() - n, m.params().grads(), n * sizeof(float));
+      add_scaled(*bf16, m.params().params(), m.params().grads(), -50.0f, n);  // a large step
+    }
+    return grads;
+  };
+  std::vector<double> loss_copy, loss_rounded;
+  const auto copy = run(true, &loss_copy), rounded = run(false, &loss_rounded);
+  bf16->set_bf16_operands(true);
+  EXPECT_EQ(loss_copy, loss_rounded);
+  EXPECT_NE(loss_copy[0], loss_copy[1]);  // the step changed the model
+  ASSERT_EQ(copy.size(), rounded.size());
+  EXPECT_EQ(std::memcmp(copy.data(), rounded.data(), copy.size() * sizeof(float)), 0);
 }
 
 // At bf16 the CPU rounds an operand once for all the products of a GemmOperandReuse scope (the

@@ -25,6 +25,9 @@ StepContext ReformerModel::stage(const TokenBatch& batch, const StepContext& ste
   ex_.upload(ws_.ints("model.inputs", rows), batch.inputs.data(), rows * sizeof(int32_t));
   ex_.upload(ws_.ints("model.targets", rows), batch.targets.data(), rows * sizeof(int32_t));
   Kit kit{ex_, ws_};
+  // Every pass starts here, after whatever changed the parameters (the optimizer, a checkpoint,
+  // an import, a test): the products of this pass read the bf16 copy made now.
+  params_.refresh_bf16_weights(ex_);
   if (step.training) token_groups_ = embedding_.group_tokens(kit, batch.inputs);
   ex_.upload(step_word_.data(), &step.step, sizeof(uint32_t));
   StepContext staged = step;

@@ -47,7 +47,18 @@ void ParamStore::allocate(Executor& ex) {
 MatrixView ParamStore::weight(int index) {
   const ParamTensor& t = tensors_[index];
   RF_CHECK(t.shape.size() == 2, t.name, " is not a matrix");
+  if (bf16_weights_) return bf16_matrix(params_bf16_.data() + t.offset, t.shape[0], t.shape[1]);
   return matrix(param(index), t.shape[0], t.shape[1]);
+}
+
+void ParamStore::refresh_bf16_weights(Executor& ex) {
+  bf16_weights_ = ex.gemm_takes_bf16_operands() && total_ > 0;
+  if (!bf16_weights_) {
+    params_bf16_ = DeviceBuffer<uint16_t>();
+    return;
+  }
+  if (params_bf16_.size() != total_) params_bf16_ = DeviceBuffer<uint16_t>(ex, total_);
+  write_bf16_copy(ex, params_.data(), params_bf16_.data(), static_cast<int64_t>(total_));
 }
 
 MutableMatrixView ParamStore::weight_grad(int index) {

@@ -49,7 +49,8 @@ class ParamStore {
 
   float* param(int index) { return params_.data() + tensors_[index].offset; }
   float* grad(int index) { return grads_.data() + tensors_[index].offset; }
-  // A 2-D tensor as a matrix of its declared shape, and its gradient.
+  // A 2-D tensor as a matrix of its declared shape (the bf16 copy while one is current, for
+  // products that read bf16), and its gradient.
   MatrixView weight(int index);
   MutableMatrixView weight_grad(int index);
   float* params() { return params_.data(); }
@@ -59,6 +60,13 @@ class ParamStore {
   const std::vector<ParamGroup>& groups() const { return groups_; }
   size_t size() const { return total_; }
   void zero_grads() { grads_.zero(); }
+  // On an executor whose products take bf16 operands (the CPU at runtime.precision = bf16):
+  // rounds every parameter into a bf16 copy once, which weight() then hands to the products
+  // instead of each product rounding the fp32 weights again (a 4K-token step rounded 35M weight
+  // values that way, the parameters being 4.5M). Elsewhere it drops the copy. Call it whenever
+  // the parameters may have changed and before the products read them: the model does at the
+  // start of every pass (ReformerModel::stage), so a pass never reads a stale copy.
+  void refresh_bf16_weights(Executor& ex);
 
  private:
   std::vector<ParamTensor> tensors_;
@@ -66,6 +74,8 @@ class ParamStore {
   size_t total_ = 0;
   DeviceBuffer<float> params_;
   DeviceBuffer<float> grads_;
+  DeviceBuffer<uint16_t> params_bf16_;  // refresh_bf16_weights's copy
+  bool bf16_weights_ = false;           // the copy is current and weight() hands it out
 };
 
 }  // namespace rf

@@ -1,6 +1,7 @@
 // Rounding fp32 to bf16 (its upper 16 bits), nearest with ties to even; a NaN stays a (quiet)
-// NaN. One definition for the CPU's bf16 GEMM operands (kernels/cpu/bf16_gemm.cpp) and the
-// reference functors' emulation of bf16 tile products (kernels/ops/chunk_attention.h).
+// NaN. One definition for the CPU's bf16 GEMM operands (kernels/cpu/bf16_gemm.cpp), the bf16 copy
+// of the weights (trainer/params.h) and the reference functors' emulation of bf16 tile products
+// (kernels/ops/chunk_attention.h).
 #pragma once
 
 #include <cstdint>
@@ -30,5 +31,12 @@ RF_HD float bf16_value(uint16_t bits) {
 RF_HD float bf16_rounded(float x) {
   return bf16_value(bf16_bits(x));
 }
+
+// y[i] = bf16_bits(x[i]): a bf16 copy of an fp32 array. Index = element.
+struct RoundToBf16 {
+  const float* x;
+  uint16_t* y;
+  RF_HD void operator()(int64_t i) const { y[i] = bf16_bits(x[i]); }
+};
 
 }  // namespace rf
