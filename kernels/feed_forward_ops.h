@@ -8,7 +8,8 @@
 namespace rf {
 
 struct BiasActivationArgs {
-  float* h = nullptr;           // [rows, cols] in: x W1, out: the pre-activation x W1 + b1
+  float* h = nullptr;           // [rows, cols] in: x W1; out, with keep_derivative: act'(x W1 + b1)
+  bool keep_derivative = true;  // false for a pass that will not go backward (h is left alone)
   float* a = nullptr;           // [rows, cols] out: dropout(act(pre-activation)) ...
   uint16_t* a_bf16 = nullptr;   // ... or, when set, that rounded to bf16 here (a unused)
   const float* bias = nullptr;  // [cols]
@@ -21,10 +22,10 @@ void bias_activation_forward(Executor& ex, const BiasActivationArgs& args);
 struct ActivationBackwardArgs {
   float* grad = nullptr;          // [rows, cols] in: dL/da, out: dL/d pre-activation
   uint16_t* grad_bf16 = nullptr;  // when set, [rows, cols] out: dL/d pre-activation in bf16
-  const float* h = nullptr;       // [rows, cols]: the pre-activation
+  const float* derivative =
+      nullptr;  // [rows, cols]: act'(pre-activation), bias_activation_forward's h
   int64_t rows = 0, cols = 0;
-  Activation activation = Activation::kGelu;
-  DropoutMask dropout;
+  DropoutMask dropout;  // the forward's
 };
 void activation_backward(Executor& ex, const ActivationBackwardArgs& args);
 

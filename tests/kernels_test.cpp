@@ -598,7 +598,7 @@ TEST_P(RowSplitTest, ElementKernelsGiveTheSameBitsForEverySpan) {
     };
     EXPECT_EQ(outputs(split(), forward), outputs(whole_rows(), forward));
     auto backward = [&](RowSplit s, float* h, float* a) {
-      cpu().run(s.indices(kRows), ActivationBackward{a, h, s, act, mask()});
+      cpu().run(s.indices(kRows), ActivationBackward{a, h, s, mask()});
     };
     EXPECT_EQ(outputs(split(), backward), outputs(whole_rows(), backward));
   }
@@ -607,6 +607,39 @@ TEST_P(RowSplitTest, ElementKernelsGiveTheSameBitsForEverySpan) {
       cpu().run(s.indices(kRows), BiasDropoutResidualAdd{h, a, with_bias, s, -1.0f, mask()});
     };
     EXPECT_EQ(outputs(split(), residual), outputs(whole_rows(), residual));
+  }
+}
+
+// The forward of a pass that goes backward leaves act'(pre-activation) in h, computed from the same
+// tanh as the activation (exactly gelu_derivative's bits, ReLU's 0 or 1); one that does not
+// leaves h alone. Both write the same activation.
+TEST(Activation, ForwardKeepsTheDerivativeTheBackwardReads) {
+  const int64_t rows = 5, cols = 70;
+  const RowSplit s{cols, cols};
+  const auto bias = test::random_vector(cols, 31);
+  auto h0 = test::random_vector(rows * cols, 32);
+  for (float& x : h0) x *= 4.0f;  // into GELU's curved range and past ReLU's kink
+  const auto db = test::to_device(bias);
+  for (Activation act : {Activation::kGelu, Activation::kRelu}) {
+    auto kept = test::to_device(h0), left = test::to_device(h0);
+    auto a_kept = test::to_device(h0), a_left = test::to_device(h0);
+    BiasActivationForward op{kept.data(), a_kept.data(), db.data(), s, act, DropoutMask{}};
+    cpu().run(s.indices(rows), op);
+    op.h = left.data();
+    op.a = a_left.data();
+    op.keep_derivative = false;
+    cpu().run(s.indices(rows), op);
+    EXPECT_EQ(a_kept.download(), a_left.download());
+    EXPECT_EQ(left.download(), h0);
+    const auto derivative = kept.download();
+    int64_t wrong = 0;
+    for (int64_t i = 0; i < rows * cols; ++i) {
+      const float pre = h0[i] + bias[i % cols];
+      const float want =
+          act == Activation::kGelu ? gelu_derivative(pre) : (pre > 0.0f ? 1.0f : 0.0f);
+      wrong += derivative[i] != want;
+    }
+    EXPECT_EQ(wrong, 0) << activation_name(act);
   }
 }
 
@@ -637,9 +670,9 @@ TEST_P(RowSplitTest, ActivationKernelsWriteTheRoundingOfTheirFp32Results) {
       EXPECT_EQ(got, bf16_bits_of(a.download())) << static_cast<int>(act) << dropout;
 
       auto g = test::to_device(g0), g_also = test::to_device(g0);
-      cpu().run(s.indices(kRows), ActivationBackward{g.data(), h.data(), s, act, m});
+      cpu().run(s.indices(kRows), ActivationBackward{g.data(), h.data(), s, m});
       DeviceBuffer<uint16_t> g16(cpu(), g0.size());
-      ActivationBackward back{g_also.data(), h.data(), s, act, m};
+      ActivationBackward back{g_also.data(), h.data(), s, m};
       back.grad_bf16 = g16.data();
       cpu().run(s.indices(kRows), back);
       const auto want = g.download();

@@ -51,11 +51,12 @@ FeedForwardLayer::Hidden FeedForwardLayer::hidden_activation(Kit& kit, int64_t v
 
 void FeedForwardLayer::chunk_forward(Kit& kit, ParamStore& p, const StepContext& step,
                                      const float* x, int64_t row0, int64_t rows, float* z, float* h,
-                                     const Hidden& a) const {
+                                     const Hidden& a, bool keep_derivative) const {
   norm_.forward(kit, p, x + row0 * d_model_, z, rows);
   linear_forward(kit.ex, matrix(z, rows, d_model_), p.weight(w1_), matrix(h, rows, d_ff_));
   BiasActivationArgs act;
   act.h = h;
+  act.keep_derivative = keep_derivative;
   act.a = a.fp32;
   act.a_bf16 = a.bf16;
   act.bias = p.param(b1_);
@@ -75,7 +76,7 @@ void FeedForwardLayer::forward_add(Kit& kit, ParamStore& p, const StepContext& s
   float* t = kit.ws.floats("ff.t", chunk * d_model_);
   for (int64_t row0 = 0; row0 < total; row0 += chunk) {
     const int64_t rows = std::min(chunk, total - row0);
-    chunk_forward(kit, p, step, x, row0, rows, z, h, a);
+    chunk_forward(kit, p, step, x, row0, rows, z, h, a, false);
     add_chunk_output(kit, p, step, a.view(rows, d_ff_), t, row0, rows, residual, sign);
   }
 }
@@ -113,7 +114,7 @@ void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step
     // products (rounded once at bf16, or written in bf16 by their kernels); the kernels between
     // write only what no product of the chunk has read yet.
     const GemmOperandReuse reuse(kit.ex);
-    chunk_forward(kit, p, step, x, row0, rows, z, h, a);
+    chunk_forward(kit, p, step, x, row0, rows, z, h, a, true);  // h: the derivative
     if (reconstruct)
       add_chunk_output(kit, p, step, a.view(rows, F), t, row0, rows, reconstruct, -1.0f);
     const float* g =
@@ -125,10 +126,9 @@ void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step
     ActivationBackwardArgs act;
     act.grad = da;
     act.grad_bf16 = a.bf16;
-    act.h = h;
+    act.derivative = h;
     act.rows = rows;
     act.cols = F;
-    act.activation = activation_;
     act.dropout = hidden_mask(step, row0);
     activation_backward(kit.ex, act);
     add_column_sums(kit.ex, kit.ws, da, rows, F, p.grad(b1_));

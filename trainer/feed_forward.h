@@ -36,9 +36,10 @@ class FeedForwardLayer {
   // The workspace buffer of `values` a chunk's activation is kept in (fp32 in "ff.a", the
   // buffer the backward pass also takes its gradient in, or bf16).
   Hidden hidden_activation(Kit& kit, int64_t values) const;
-  // Recomputes one chunk's normalised input, pre-activation and activation.
+  // (Re)computes one chunk's normalised input z and activation a; h gets the activation's
+  // derivative when keep_derivative (the backward's pass), else serves as scratch.
   void chunk_forward(Kit& kit, ParamStore& p, const StepContext& step, const float* x, int64_t row0,
-                     int64_t rows, float* z, float* h, const Hidden& a) const;
+                     int64_t rows, float* z, float* h, const Hidden& a, bool keep_derivative) const;
   // residual[row0 .. row0 + rows) += sign * dropout(a W2 + b2), with t as scratch.
   void add_chunk_output(Kit& kit, ParamStore& p, const StepContext& step, MatrixView a, float* t,
                         int64_t row0, int64_t rows, float* residual, float sign) const;

@@ -85,26 +85,28 @@ void check_activation(Checker& checker, int64_t rows, int64_t cols, uint32_t see
       const std::string shape =
           shape_text({rows, cols}) + " " + activation_name(act) + (keep < 1 ? " dropout" : "");
       const DropoutMask mask = test_mask(rows, cols, keep);
-      checker.compare("bias_activation_forward", shape, in, {"h", "a"},
-                      [=](Executor& ex, Workspace&, DeviceTensors& t) {
-                        BiasActivationArgs a;
-                        a.h = t.f("h");
-                        a.a = t.f("a");
-                        a.bias = t.f("bias");
-                        a.rows = rows;
-                        a.cols = cols;
-                        a.activation = act;
-                        a.dropout = mask;
-                        bias_activation_forward(ex, a);
-                      });
+      for (bool keep_derivative : {true, false})
+        checker.compare("bias_activation_forward",
+                        shape + (keep_derivative ? " keeping the derivative" : ""), in, {"h", "a"},
+                        [=](Executor& ex, Workspace&, DeviceTensors& t) {
+                          BiasActivationArgs a;
+                          a.h = t.f("h");
+                          a.keep_derivative = keep_derivative;
+                          a.a = t.f("a");
+                          a.bias = t.f("bias");
+                          a.rows = rows;
+                          a.cols = cols;
+                          a.activation = act;
+                          a.dropout = mask;
+                          bias_activation_forward(ex, a);
+                        });
       checker.compare("activation_backward", shape, in, {"grad"},
                       [=](Executor& ex, Workspace&, DeviceTensors& t) {
                         ActivationBackwardArgs a;
                         a.grad = t.f("grad");
-                        a.h = t.f("h");
+                        a.derivative = t.f("h");
                         a.rows = rows;
                         a.cols = cols;
-                        a.activation = act;
                         a.dropout = mask;
                         activation_backward(ex, a);
                       });
