@@ -20,6 +20,7 @@ void layer_norm_forward(Executor& ex, Workspace& ws, const LayerNormArgs& a) {
   op.gamma = a.gamma;
   op.beta = a.beta;
   op.y = a.y;
+  op.y_bf16 = a.y_bf16;
   op.split = split;
   op.eps = a.eps;
   if (split.pieces() > 1) {  // statistics first, then one index per piece of a row

@@ -13,6 +13,7 @@ struct LayerNormArgs {
   const float* gamma = nullptr;  // [cols]
   const float* beta = nullptr;   // [cols]
   float* y = nullptr;            // [rows, cols]; may alias x
+  uint16_t* y_bf16 = nullptr;    // when set, y is written here rounded to bf16 instead
   int64_t rows = 0, cols = 0;
   float eps = 1e-6f;
 };

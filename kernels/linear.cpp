@@ -1,6 +1,7 @@
 #include "kernels/linear.h"
 
 #include "base/error.h"
+#include "kernels/device_buffer.h"
 
 namespace rf {
 namespace {
@@ -25,6 +26,16 @@ void product(Executor& ex, bool trans_a, MatrixView a, bool trans_b, MatrixView 
 }
 
 }  // namespace
+
+ProductOperand product_operand(Executor& ex, Workspace& ws, const std::string& name,
+                               int64_t values) {
+  ProductOperand o;
+  if (ex.gemm_takes_bf16_operands())
+    o.bf16 = ws.get<uint16_t>(name + "16", static_cast<size_t>(values));
+  else
+    o.fp32 = ws.floats(name, static_cast<size_t>(values));
+  return o;
+}
 
 void linear_forward(Executor& ex, MatrixView x, MatrixView w, MutableMatrixView y, Write write) {
   RF_CHECK(x.cols == w.rows && y.rows == x.rows && y.cols == w.cols, "x [", x.rows, ", ", x.cols,

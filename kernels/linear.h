@@ -5,8 +5,13 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "kernels/executor.h"
+
+namespace rf {
+class Workspace;
+}
 
 namespace rf {
 
@@ -36,6 +41,21 @@ inline MutableMatrixView matrix(float* data, int64_t rows, int64_t cols) {
 inline MatrixView bf16_matrix(const uint16_t* data, int64_t rows, int64_t cols) {
   return {data, rows, cols, cols, OperandType::kBf16};
 }
+
+// An activation that only products read: fp32, or, on an executor whose products take bf16
+// operands (gemm_takes_bf16_operands), bf16 that the kernel making it writes already rounded, so
+// that no product reads and rounds an fp32 copy (same bits).
+struct ProductOperand {
+  float* fp32 = nullptr;
+  uint16_t* bf16 = nullptr;
+  MatrixView view(int64_t rows, int64_t cols) const {
+    return bf16 ? bf16_matrix(bf16, rows, cols) : matrix(fp32, rows, cols);
+  }
+};
+// The workspace buffer `name` for such an operand of `values` values, in the type the executor's
+// products take (a bf16 one is named name + "16").
+ProductOperand product_operand(Executor& ex, Workspace& ws, const std::string& name,
+                               int64_t values);
 
 // Whether a product overwrites its output, adds to it, or takes itself away from it.
 enum class Write { kOverwrite, kAccumulate, kSubtract };

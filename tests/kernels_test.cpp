@@ -729,6 +729,37 @@ TEST_P(RowSplitTest, LayerNormGivesTheSameBitsWithStatisticsFirst) {
   EXPECT_EQ(run(split(), true), run(whole_rows(), false));
 }
 
+// Layer norm writing bf16 for the products that read its output (y_bf16) writes the rounding of
+// exactly what it writes in fp32 otherwise, for every span, with the statistics inline or first.
+TEST_P(RowSplitTest, LayerNormWritesTheRoundingOfItsFp32Result) {
+  const auto gamma = test::to_device(test::random_vector(kCols, 33));
+  const auto beta = test::to_device(test::random_vector(kCols, 34));
+  const auto x = test::to_device(test::random_vector(kRows * kCols, 35));
+  const float eps = 1e-5f;
+  DeviceBuffer<float> mean(cpu(), kRows), rstd(cpu(), kRows);
+  cpu().run(kRows, LayerNormRowStats{x.data(), nullptr, nullptr, mean.data(), rstd.data(), nullptr,
+                                     nullptr, kCols, eps});
+  for (const bool stats_first : {false, true}) {
+    DeviceBuffer<float> y(cpu(), kRows * kCols);
+    LayerNormForward op{x.data(),
+                        gamma.data(),
+                        beta.data(),
+                        y.data(),
+                        stats_first ? mean.data() : nullptr,
+                        stats_first ? rstd.data() : nullptr,
+                        split(),
+                        eps};
+    cpu().run(split().indices(kRows), op);
+    DeviceBuffer<uint16_t> y16(cpu(), kRows * kCols);
+    op.y = nullptr;
+    op.y_bf16 = y16.data();
+    cpu().run(split().indices(kRows), op);
+    std::vector<uint16_t> got(kRows * kCols);
+    cpu().download(got.data(), y16.data(), got.size() * sizeof(uint16_t));
+    EXPECT_EQ(got, bf16_bits_of(y.download())) << stats_first;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Spans, RowSplitTest, ::testing::Values(1, 5, 36));
 
 }  // namespace

@@ -65,13 +65,12 @@ void check_attention(const std::string& kind) {
   DeviceBuffer<float> out(cpu(), n), dx(cpu(), n);
   DeviceBuffer<int32_t> buckets(
       cpu(), std::max<int64_t>(1, layer.bucket_count(h.step.batch, h.step.seq_len)));
-  layer.forward(h.kit, h.store, h.step, x.data(), out.data(), Write::kOverwrite, buckets.data(),
-                false);
-  layer.backward(h.kit, h.store, h.step, x.data(), dout.data(), dx.data(), buckets.data(), nullptr,
+  const MatrixView xn = matrix(x.data(), h.rows(), h.cfg.model.d_model);
+  layer.forward(h.kit, h.store, h.step, xn, out.data(), Write::kOverwrite, buckets.data(), false);
+  layer.backward(h.kit, h.store, h.step, xn, dout.data(), dx.data(), buckets.data(), nullptr,
                  Write::kOverwrite);
   auto loss = [&] {
-    layer.forward(h.kit, h.store, h.step, x.data(), out.data(), Write::kOverwrite, buckets.data(),
-                  true);
+    layer.forward(h.kit, h.store, h.step, xn, out.data(), Write::kOverwrite, buckets.data(), true);
     return test::dot(out.download(), weights);
   };
   expect_input_gradient(x, x_host, dx.download(), loss, kind + " attention");

@@ -179,17 +179,20 @@ TEST(Precision, Bf16GradientsStayCloseToFp32) {
   EXPECT_GT(diff, 1e-5);
 }
 
-// At bf16 the CPU's activation kernels write the feed-forward's hidden activation and its gradient
-// in bf16 for the products that read them, instead of the products rounding fp32 copies: the loss
-// and every gradient keep their bits (ReLU and GELU, with dropout, two chunks per pass).
-TEST(Precision, Bf16OperandsFromTheActivationKernelsKeepEveryBit) {
+// At bf16 the CPU's kernels that make product inputs write them in bf16 (the layer norms before
+// the attention projections and the feed-forward, the hidden activation and its gradient), and
+// the products read the weights' bf16 copy, instead of the products rounding fp32 copies: the
+// loss and every gradient keep their bits (ReLU and GELU, dropout, two feed-forward chunks per
+// pass, LSH and local attention).
+TEST(Precision, Bf16OperandsWrittenByKernelsKeepEveryBit) {
   std::string skip_reason;
   const std::unique_ptr<Executor> bf16 = test::bf16_cpu_or_skip_reason(&skip_reason);
   if (!bf16) GTEST_SKIP() << skip_reason;
   ASSERT_TRUE(bf16->gemm_takes_bf16_operands());
   for (const char* activation : {"gelu", "relu"}) {
-    const Config cfg = test::tiny_config(
-        {std::string("model.activation=") + activation, "model.dropout=0.2", "model.ff_chunk=32"});
+    const Config cfg = test::tiny_config({std::string("model.activation=") + activation,
+                                          "model.dropout=0.2", "model.ff_chunk=32",
+                                          "model.n_layers=2", "model.attention=[lsh, local]"});
     const TokenBatch batch = random_batch(cfg, 2, 13);
     auto run = [&](bool bf16_operands, double* loss) {
       bf16->set_bf16_operands(bf16_operands);

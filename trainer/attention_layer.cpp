@@ -80,13 +80,14 @@ ChunkedAttentionArgs AttentionLayer::attention_args(Kit& kit, const StepContext&
 }
 
 AttentionLayer::Projections AttentionLayer::project(Kit& kit, ParamStore& p, int64_t rows,
-                                                    const float* xn) const {
+                                                    MatrixView x) const {
   const int64_t hd = n_heads_ * d_head_;
   Projections pr;
   pr.q = kit.ws.floats("layer.q", rows * hd);
   pr.k = kind_ == AttentionKind::kLsh ? nullptr : kit.ws.floats("layer.k", rows * hd);
   pr.v = kit.ws.floats("layer.v", rows * hd);
-  const MatrixView x = matrix(xn, rows, d_model_);
+  RF_CHECK(x.rows == rows && x.cols == d_model_, "attention input [", x.rows, ", ", x.cols,
+           "], expected [", rows, ", ", d_model_, "]");
   const GemmOperandReuse reuse(kit.ex);  // (x is read by every projection: rounded once at bf16)
   linear_forward(kit.ex, x, p.weight(w_q_), matrix(pr.q, rows, hd));
   if (pr.k) linear_forward(kit.ex, x, p.weight(w_k_), matrix(pr.k, rows, hd));
@@ -94,7 +95,7 @@ AttentionLayer::Projections AttentionLayer::project(Kit& kit, ParamStore& p, int
   return pr;
 }
 
-void AttentionLayer::forward(Kit& kit, ParamStore& p, const StepContext& step, const float* xn,
+void AttentionLayer::forward(Kit& kit, ParamStore& p, const StepContext& step, MatrixView xn,
                              float* out, Write write, int32_t* buckets, bool reuse_buckets) const {
   const int64_t rows = step.rows(), hd = n_heads_ * d_head_;
   const Projections pr = project(kit, p, rows, xn);
@@ -118,7 +119,7 @@ void AttentionLayer::forward(Kit& kit, ParamStore& p, const StepContext& step, c
                  write);
 }
 
-void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, const float* xn,
+void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, MatrixView xn,
                               const float* dout, float* dxn, const int32_t* buckets, float* out,
                               Write write) const {
   const int64_t rows = step.rows(), hd = n_heads_ * d_head_, D = d_model_;
@@ -142,10 +143,9 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
     linear_forward(kit.ex, matrix(heads, rows, hd), p.weight(w_o_), matrix(out, rows, D), write);
   linear_weight_grad(kit.ex, matrix(heads, rows, hd), matrix(dout, rows, D), p.weight_grad(w_o_));
   // Inputs: dxn = sum over projections of dX . W^T, dW += xn^T . dX for each projection.
-  const MatrixView x = matrix(xn, rows, D);
   Write dxn_write = Write::kOverwrite;
   auto input_grad = [&](int w, const float* dproj) {
-    linear_backward(kit.ex, x, p.weight(w), matrix(dproj, rows, hd), matrix(dxn, rows, D),
+    linear_backward(kit.ex, xn, p.weight(w), matrix(dproj, rows, hd), matrix(dxn, rows, D),
                     p.weight_grad(w), dxn_write);
     dxn_write = Write::kAccumulate;
   };

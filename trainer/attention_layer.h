@@ -23,18 +23,18 @@ class AttentionLayer {
   // int32 bucket ids this layer stores per micro-batch for its backward pass (0 unless LSH).
   int64_t bucket_count(int64_t batch, int64_t seq_len) const;
 
-  // out [rows, d_model] (+|-)= Attention(xn [rows, d_model]), as `write` says. LSH hashes into
+  // out [rows, d_model] (+|-)= Attention(xn [rows, d_model]), as `write` says. xn is read by
+  // products only (fp32, or bf16 where the executor takes bf16 operands). LSH hashes into
   // `buckets` [batch, heads, n_hashes, seq_len], or with reuse_buckets takes them as given (held
   // fixed).
-  void forward(Kit& kit, ParamStore& p, const StepContext& step, const float* xn, float* out,
+  void forward(Kit& kit, ParamStore& p, const StepContext& step, MatrixView xn, float* out,
                Write write, int32_t* buckets, bool reuse_buckets) const;
   // dxn = dL/dxn and parameter gradients +=, for the output gradient dout. LSH uses the bucket
   // ids the forward pass stored: re-hashing the reconstructed input could flip buckets. When
   // `out` is not null the recomputed forward output is written to it as `write` says (the
   // reversible rebuild takes it away from the residual stream).
-  void backward(Kit& kit, ParamStore& p, const StepContext& step, const float* xn,
-                const float* dout, float* dxn, const int32_t* buckets, float* out,
-                Write write) const;
+  void backward(Kit& kit, ParamStore& p, const StepContext& step, MatrixView xn, const float* dout,
+                float* dxn, const int32_t* buckets, float* out, Write write) const;
 
  private:
   // q (the shared qk for LSH), k (null for LSH) and v [rows, heads * d_head] of xn, in the
@@ -44,7 +44,7 @@ class AttentionLayer {
     float* k;
     float* v;
   };
-  Projections project(Kit& kit, ParamStore& p, int64_t rows, const float* xn) const;
+  Projections project(Kit& kit, ParamStore& p, int64_t rows, MatrixView xn) const;
   // The arguments of the attention over all heads; LSH sorts its slots by the buckets first.
   ChunkedAttentionArgs attention_args(Kit& kit, const StepContext& step, const Projections& pr,
                                       const int32_t* buckets) const;

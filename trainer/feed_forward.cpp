@@ -40,20 +40,12 @@ DropoutMask FeedForwardLayer::output_mask(const StepContext& step, int64_t row0)
   return m;
 }
 
-FeedForwardLayer::Hidden FeedForwardLayer::hidden_activation(Kit& kit, int64_t values) const {
-  Hidden a;
-  if (kit.ex.gemm_takes_bf16_operands())
-    a.bf16 = kit.ws.get<uint16_t>("ff.a16", values);
-  else
-    a.fp32 = kit.ws.floats("ff.a", values);
-  return a;
-}
-
 void FeedForwardLayer::chunk_forward(Kit& kit, ParamStore& p, const StepContext& step,
-                                     const float* x, int64_t row0, int64_t rows, float* z, float* h,
-                                     const Hidden& a, bool keep_derivative) const {
+                                     const float* x, int64_t row0, int64_t rows,
+                                     const ProductOperand& z, float* h, const ProductOperand& a,
+                                     bool keep_derivative) const {
   norm_.forward(kit, p, x + row0 * d_model_, z, rows);
-  linear_forward(kit.ex, matrix(z, rows, d_model_), p.weight(w1_), matrix(h, rows, d_ff_));
+  linear_forward(kit.ex, z.view(rows, d_model_), p.weight(w1_), matrix(h, rows, d_ff_));
   BiasActivationArgs act;
   act.h = h;
   act.keep_derivative = keep_derivative;
@@ -70,9 +62,9 @@ void FeedForwardLayer::chunk_forward(Kit& kit, ParamStore& p, const StepContext&
 void FeedForwardLayer::forward_add(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
                                    float* residual, float sign) const {
   const int64_t total = step.rows(), chunk = chunking_.rows(total);
-  float* z = kit.ws.floats("ff.z", chunk * d_model_);
+  const ProductOperand z = product_operand(kit.ex, kit.ws, "ff.z", chunk * d_model_);
   float* h = kit.ws.floats("ff.h", chunk * d_ff_);
-  const Hidden a = hidden_activation(kit, chunk * d_ff_);
+  const ProductOperand a = product_operand(kit.ex, kit.ws, "ff.a", chunk * d_ff_);
   float* t = kit.ws.floats("ff.t", chunk * d_model_);
   for (int64_t row0 = 0; row0 < total; row0 += chunk) {
     const int64_t rows = std::min(chunk, total - row0);
@@ -99,13 +91,13 @@ void FeedForwardLayer::add_chunk_output(Kit& kit, ParamStore& p, const StepConte
 void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
                                 const float* dout, float* dx, float* reconstruct) const {
   const int64_t total = step.rows(), chunk = chunking_.rows(total), D = d_model_, F = d_ff_;
-  float* z = kit.ws.floats("ff.z", chunk * D);
+  const ProductOperand z = product_operand(kit.ex, kit.ws, "ff.z", chunk * D);
   float* h = kit.ws.floats("ff.h", chunk * F);
   // `da` receives the activation's gradient (fp32: the bias gradient sums it); with bf16
   // operands the activation and then the pre-activation's gradient are bf16 in `a`, otherwise
   // both are fp32 in `da` itself (the same buffer).
   float* da = kit.ws.floats("ff.a", chunk * F);
-  const Hidden a = hidden_activation(kit, chunk * F);
+  const ProductOperand a = product_operand(kit.ex, kit.ws, "ff.a", chunk * F);
   float* t = kit.ws.floats("ff.t", chunk * D);
   float* dz = kit.ws.floats("ff.dz", chunk * D);
   for (int64_t row0 = 0; row0 < total; row0 += chunk) {
@@ -133,7 +125,7 @@ void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step
     activation_backward(kit.ex, act);
     add_column_sums(kit.ex, kit.ws, da, rows, F, p.grad(b1_));
     // dw1 += z^T dh;  dz = dh w1^T
-    linear_backward(kit.ex, matrix(z, rows, D), p.weight(w1_), a.view(rows, F), matrix(dz, rows, D),
+    linear_backward(kit.ex, z.view(rows, D), p.weight(w1_), a.view(rows, F), matrix(dz, rows, D),
                     p.weight_grad(w1_));
     norm_.backward(kit, p, x + row0 * D, dz, dx + row0 * D, rows, true);
   }

@@ -23,23 +23,11 @@ class FeedForwardLayer {
                 float* dx, float* reconstruct) const;
 
  private:
-  // A chunk's activation [rows, d_ff] as the second product reads it: fp32, or bf16 where the
-  // executor takes bf16 operands (the activation kernel then writes it rounded, and the product
-  // does not read and round an fp32 copy).
-  struct Hidden {
-    float* fp32 = nullptr;
-    uint16_t* bf16 = nullptr;
-    MatrixView view(int64_t rows, int64_t cols) const {
-      return bf16 ? bf16_matrix(bf16, rows, cols) : matrix(fp32, rows, cols);
-    }
-  };
-  // The workspace buffer of `values` a chunk's activation is kept in (fp32 in "ff.a", the
-  // buffer the backward pass also takes its gradient in, or bf16).
-  Hidden hidden_activation(Kit& kit, int64_t values) const;
   // (Re)computes one chunk's normalised input z and activation a; h gets the activation's
   // derivative when keep_derivative (the backward's pass), else serves as scratch.
   void chunk_forward(Kit& kit, ParamStore& p, const StepContext& step, const float* x, int64_t row0,
-                     int64_t rows, float* z, float* h, const Hidden& a, bool keep_derivative) const;
+                     int64_t rows, const ProductOperand& z, float* h, const ProductOperand& a,
+                     bool keep_derivative) const;
   // residual[row0 .. row0 + rows) += sign * dropout(a W2 + b2), with t as scratch.
   void add_chunk_output(Kit& kit, ParamStore& p, const StepContext& step, MatrixView a, float* t,
                         int64_t row0, int64_t rows, float* residual, float sign) const;

@@ -12,11 +12,17 @@ LayerNormLayer::LayerNormLayer(ParamStore& store, const std::string& name, int64
 
 void LayerNormLayer::forward(Kit& kit, ParamStore& p, const float* x, float* y,
                              int64_t rows) const {
+  forward(kit, p, x, ProductOperand{y, nullptr}, rows);
+}
+
+void LayerNormLayer::forward(Kit& kit, ParamStore& p, const float* x, const ProductOperand& y,
+                             int64_t rows) const {
   LayerNormArgs a;
   a.x = x;
   a.gamma = p.param(gamma_);
   a.beta = p.param(beta_);
-  a.y = y;
+  a.y = y.fp32;
+  a.y_bf16 = y.bf16;
   a.rows = rows;
   a.cols = cols_;
   a.eps = kLayerNormEps;

@@ -17,6 +17,10 @@ class LayerNormLayer {
 
   // y = LN(x); x, y: [rows, cols]; y may alias x.
   void forward(Kit& kit, ParamStore& p, const float* x, float* y, int64_t rows) const;
+  // The same for a y only products read, written in the type they take (the backward needs x,
+  // not y).
+  void forward(Kit& kit, ParamStore& p, const float* x, const ProductOperand& y,
+               int64_t rows) const;
   // dx (+)= dL/dx and the parameter gradients accumulate, given the forward input x and dy.
   void backward(Kit& kit, ParamStore& p, const float* x, const float* dy, float* dx, int64_t rows,
                 bool accumulate) const;

@@ -64,7 +64,7 @@ int32_t* ReversibleStack::buckets_for(Kit& kit, int64_t layer, const StepContext
 void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, float* x1,
                               float* x2, bool for_backward) {
   const int64_t rows = step.rows(), D = d_model_;
-  float* xn = kit.ws.floats("stack.xn", rows * D);
+  const ProductOperand xn = product_operand(kit.ex, kit.ws, "stack.xn", rows * D);
   for (int64_t i = 0; i < n_layers(); ++i) {
     Layer& layer = layers_[i];
     if (for_backward && !reversible_) {
@@ -80,10 +80,12 @@ void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, 
     const DropoutMask mask = attention_output_mask(step, i);
     if (mask.active()) {  // through a buffer, for the dropout
       float* out = kit.ws.floats("stack.out", rows * D);
-      layer.attention->forward(kit, p, step, xn, out, Write::kOverwrite, buckets, freeze_buckets);
+      layer.attention->forward(kit, p, step, xn.view(rows, D), out, Write::kOverwrite, buckets,
+                               freeze_buckets);
       residual_add(kit.ex, attention_residual(x1, out, rows, 1.0f, mask));
     } else {  // straight into the residual stream
-      layer.attention->forward(kit, p, step, xn, x1, Write::kAccumulate, buckets, freeze_buckets);
+      layer.attention->forward(kit, p, step, xn.view(rows, D), x1, Write::kAccumulate, buckets,
+                               freeze_buckets);
     }
     // y2 = x2 + G(y1)
     layer.feed_forward->forward_add(kit, p, step, x1, x2, 1.0f);
@@ -94,7 +96,7 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
                                float* x2, float* dx1, float* dx2,
                                const std::function<void(int64_t)>& layer_done) {
   const int64_t rows = step.rows(), D = d_model_;
-  float* xn = kit.ws.floats("stack.xn", rows * D);
+  const ProductOperand xn = product_operand(kit.ex, kit.ws, "stack.xn", rows * D);
   float* dxn = kit.ws.floats("stack.dxn", rows * D);
   for (int64_t i = n_layers() - 1; i >= 0; --i) {
     Layer& layer = layers_[i];
@@ -111,7 +113,7 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
     // there is no dropout (the attention backward does not read x1).
     float* out = nullptr;
     if (!saved) out = mask.active() ? kit.ws.floats("stack.out", rows * D) : x1;
-    layer.attention->backward(kit, p, step, xn, g, dxn, buckets_[i].data(), out,
+    layer.attention->backward(kit, p, step, xn.view(rows, D), g, dxn, buckets_[i].data(), out,
                               mask.active() ? Write::kOverwrite : Write::kSubtract);
     layer.attention_norm.backward(kit, p, x2, dxn, dx2, rows, true);
     if (saved) {

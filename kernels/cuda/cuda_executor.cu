@@ -75,7 +75,8 @@ struct CudaBackend {
   }
   // Whole rows (the launchers hand them over when warp_per_row() says so) run a warp per row.
   static void for_each(const Executor& ex, int64_t n, const LayerNormForward& op) {
-    if (tuned(ex) && op.split.pieces() == 1 && op.mean == nullptr)
+    // (bf16 output is the CPU's: no product on this executor takes bf16 operands.)
+    if (tuned(ex) && op.split.pieces() == 1 && op.mean == nullptr && op.y_bf16 == nullptr)
       launch_rows(cuda::layer_norm_forward_rows, n, op);
     else
       for_each<LayerNormForward>(ex, n, op);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "base/hd.h"
+#include "kernels/ops/bf16_round.h"
 #include "kernels/ops/row_reduce.h"
 #include "kernels/ops/row_split.h"
 
@@ -64,9 +65,10 @@ struct LayerNormRowStats {
   }
 };
 
-// y = (x - mean) * rstd * gamma + beta. Index = (row, piece of the columns). With stats null
-// each index computes its row's statistics itself (the CPU: one piece per row); otherwise they
-// come from LayerNormRowStats (the GPU: one column per index).
+// y = (x - mean) * rstd * gamma + beta, in fp32 or (y_bf16 set) rounded to bf16 for the products
+// that read it. Index = (row, piece of the columns). With stats null each index computes its
+// row's statistics itself (the CPU: one piece per row); otherwise they come from
+// LayerNormRowStats (the GPU: one column per index).
 struct LayerNormForward {
   const float* x;      // [rows, cols]
   const float* gamma;  // [cols]
@@ -76,10 +78,10 @@ struct LayerNormForward {
   const float* rstd;   // [rows] or null
   RowSplit split;
   float eps;
+  uint16_t* y_bf16 = nullptr;  // [rows, cols]: when set, y's values go here rounded (y unused)
   RF_HD void operator()(int64_t i) const {
     const int64_t row = i / split.pieces(), piece = i % split.pieces(), cols = split.cols;
     const float* xr = x + row * cols;
-    float* yr = y + row * cols;
     float mu, rs;
     if (mean) {
       mu = mean[row];
@@ -87,6 +89,13 @@ struct LayerNormForward {
     } else {
       layer_norm_row_stats(xr, cols, eps, &mu, &rs);
     }
+    if (y_bf16) {
+      uint16_t* yr = y_bf16 + row * cols;
+      for (int64_t c = split.begin(piece); c < split.end(piece); ++c)
+        yr[c] = bf16_bits((xr[c] - mu) * rs * gamma[c] + beta[c]);
+      return;
+    }
+    float* yr = y + row * cols;
     for (int64_t c = split.begin(piece); c < split.end(piece); ++c)
       yr[c] = (xr[c] - mu) * rs * gamma[c] + beta[c];
   }
