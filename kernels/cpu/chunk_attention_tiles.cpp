@@ -438,15 +438,21 @@ void store_query_grads(const ChunkAttentionParams& p, int64_t s, const SlotTile&
 }
 
 // Adds a window's key and value gradients (dk, dv [W, dp], window order) to its slots, the
-// look-back chunk's first.
+// look-back chunk's first; a part whose chunk no earlier phase has written (first_lookback,
+// first_own) is stored instead, so the pass needs no zero fill of dk and dv.
 void add_window_grads(const ChunkAttentionParams& p, int64_t s, int64_t c, const float* dk,
-                      const float* dv) {
+                      const float* dv, bool first_lookback, bool first_own) {
   const ChunkLayout& L = p.layout;
   const int64_t dp = padded(p.d);
   for (int64_t w = 0; w < L.window(); ++w) {
     const int64_t slot = s * L.n_slots + L.window_slot(c, w);
     float* k_out = p.dk + slot * p.d;
     float* v_out = p.dv + slot * p.d;
+    if (w < L.lookback * L.chunk ? first_lookback : first_own) {
+      copy_row(dk + w * dp, p.d, k_out);
+      copy_row(dv + w * dp, p.d, v_out);
+      continue;
+    }
     for (int64_t x = 0; x < p.d; ++x) {
       k_out[x] += dk[w * dp + x];
       v_out[x] += dv[w * dp + x];
@@ -515,7 +521,7 @@ void key_tile_gradients_bf16(const ChunkAttentionParams& p, const DropoutMask& d
 // (complete, written) and the contributions to dK and dV of the window's keys (added to p.dk,
 // p.dv). Look-back only: each window holds two chunks.
 void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadState& state,
-                    bool bf16) {
+                    bool bf16, bool first_lookback, bool first_own) {
   const ChunkLayout& L = p.layout;
   const int64_t dp = padded(p.d), W = L.window();
   Scratch& scratch = state.scratch;
@@ -560,7 +566,7 @@ void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadS
       store_query_grads(p, s, q_tile, dq, dp);
     }
   });
-  add_window_grads(p, s, c, dk, dv);
+  add_window_grads(p, s, c, dk, dv, first_lookback, first_own);
 }
 
 // Without look-back (dense attention, one chunk) a key's gradient comes from every query tile of
@@ -656,17 +662,25 @@ void for_each_tile(const ChunkAttentionParams& p, const Item& item) {
 
 // The gradient pass with look-back, in phases of chunks whose windows do not overlap: even
 // chunks, then odd ones (then the last chunk when their count is odd). Every key slot's two
-// contributions are added in this fixed order, whatever the thread count.
+// contributions are added in this fixed order, whatever the thread count; the first of them is
+// stored, so dk and dv need no zero fill first (a single chunk is its own look-back: filled).
 void gradients_by_phase(const ChunkAttentionParams& p, bool bf16) {
   const ChunkLayout& L = p.layout;
   const int64_t nc = L.n_chunks(), per_segment = L.n_slots * p.d;
+  if (nc == 1) {
 #pragma omp parallel for schedule(static)
-  for (int64_t s = 0; s < p.segments; ++s) {
-    std::fill(p.dk + s * per_segment, p.dk + (s + 1) * per_segment, 0.0f);
-    std::fill(p.dv + s * per_segment, p.dv + (s + 1) * per_segment, 0.0f);
+    for (int64_t s = 0; s < p.segments; ++s) {
+      std::fill(p.dk + s * per_segment, p.dk + (s + 1) * per_segment, 0.0f);
+      std::fill(p.dv + s * per_segment, p.dv + (s + 1) * per_segment, 0.0f);
+    }
   }
   const int phases = nc % 2 == 1 && nc > 1 ? 3 : (nc > 1 ? 2 : 1);
   auto phase_of = [&](int64_t c) { return nc % 2 == 1 && c == nc - 1 && nc > 1 ? 2 : c % 2; };
+  // Chunk j's keys are in the windows of chunk j (own) and chunk j + 1 (look-back), which are in
+  // different phases when there are two chunks or more: the earlier one stores.
+  auto first_phase = [&](int64_t j) {
+    return nc == 1 ? -1 : std::min(phase_of(j), phase_of((j + 1) % nc));
+  };
   for (int phase = 0; phase < phases; ++phase) {
     std::vector<int64_t> chunks;
     for (int64_t c = 0; c < nc; ++c)
@@ -678,7 +692,9 @@ void gradients_by_phase(const ChunkAttentionParams& p, bool bf16) {
     for (int64_t i = 0; i < total; ++i) {
       ThreadState& state = thread_state(pass);
       state.scratch.reset(scratch_floats(p));
-      gradients_item(p, i / chunks_per_segment, chunks[i % chunks_per_segment], state, bf16);
+      const int64_t c = chunks[i % chunks_per_segment];
+      gradients_item(p, i / chunks_per_segment, c, state, bf16,
+                     first_phase((c + nc - 1) % nc) == phase, first_phase(c) == phase);
     }
   }
 }
