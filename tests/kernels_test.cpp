@@ -10,7 +10,9 @@
 #include <random>
 
 #include "base/philox.h"
+#include "kernels/adamw.h"
 #include "kernels/cpu/bf16_gemm.h"
+#include "kernels/embedding.h"
 #include "kernels/fast_math.h"
 #include "kernels/kernel_ops.h"
 #include "kernels/linear.h"
@@ -608,6 +610,93 @@ TEST_P(RowSplitTest, ElementKernelsGiveTheSameBitsForEverySpan) {
     };
     EXPECT_EQ(outputs(split(), residual), outputs(whole_rows(), residual));
   }
+}
+
+// The CPU's own loops for AdamW and the embedding (kernels/cpu/flat_loops.h) give the plain
+// per-element loops' bits: ragged blocks of the optimizer, a skipped update, every position kind
+// with and without dropout, rows wider than the embedding's column block.
+TEST(FlatLoops, AdamWAndEmbeddingGiveThePlainLoopsBits) {
+  const std::unique_ptr<Executor> tuned = make_cpu_executor(2), plain = make_cpu_executor(2);
+  plain->set_kernel_variant(KernelVariant::kPlain);
+  const int64_t n = 70001;
+  std::vector<uint8_t> decay(n);
+  for (int64_t i = 0; i < n; ++i) decay[i] = i % 3 != 0;
+  auto v0 = test::random_vector(n, 52);
+  for (float& x : v0) x *= x;  // second moments are squares
+  for (const int32_t finite : {1, 0}) {
+    std::vector<std::vector<float>> results[2];
+    for (int which = 0; which < 2; ++which) {
+      Executor& ex = which == 0 ? *tuned : *plain;
+      DeviceBuffer<float> param(ex, n), m(ex, n), v(ex, n), grad(ex, n);
+      param.upload(test::random_vector(n, 50));
+      m.upload(test::random_vector(n, 51));
+      v.upload(v0);
+      grad.upload(test::random_vector(n, 53));
+      DeviceBuffer<uint8_t> decay_mask(ex, n);
+      ex.upload(decay_mask.data(), decay.data(), decay.size());
+      DeviceBuffer<GradientNormResult> norm(ex, 1);
+      const GradientNormResult host_norm{3.0, 0.7f, finite};
+      ex.upload(norm.data(), &host_norm, sizeof(host_norm));
+      DeviceBuffer<AdamWStepScalars> scalars(ex, 1);
+      const AdamWStepScalars host_scalars{1e-3f, 0.271f, 0.0589f};
+      ex.upload(scalars.data(), &host_scalars, sizeof(host_scalars));
+      AdamWArgs a;
+      a.param = param.data();
+      a.m = m.data();
+      a.v = v.data();
+      a.grad = grad.data();
+      a.decay = decay_mask.data();
+      a.norm = norm.data();
+      a.scalars = scalars.data();
+      a.count = n;
+      a.weight_decay = 0.01f;
+      adamw_update(ex, a);
+      results[which] = {param.download(), m.download(), v.download()};
+    }
+    EXPECT_EQ(results[0], results[1]) << "finite " << finite;
+  }
+
+  const int64_t batch = 2, seq_len = 24, d_model = 520, vocab = 7, n2 = 6, d1 = 200;
+  const int64_t rows = batch * seq_len;
+  std::vector<int32_t> tokens(rows);
+  for (int64_t r = 0; r < rows; ++r) tokens[r] = static_cast<int32_t>((r * 5 + 3) % vocab);
+  for (PositionKind kind : {PositionKind::kNone, PositionKind::kAxial, PositionKind::kLearned})
+    for (const float keep : {1.0f, 0.9f}) {
+      std::vector<float> outputs[2];
+      for (int which = 0; which < 2; ++which) {
+        Executor& ex = which == 0 ? *tuned : *plain;
+        DeviceBuffer<int32_t> device_tokens(ex, rows);
+        ex.upload(device_tokens.data(), tokens.data(), tokens.size() * sizeof(int32_t));
+        DeviceBuffer<float> table(ex, vocab * d_model), axial_a(ex, 4 * d1),
+            axial_b(ex, n2 * (d_model - d1)), learned(ex, seq_len * d_model),
+            out(ex, rows * d_model);
+        table.upload(test::random_vector(vocab * d_model, 54));
+        axial_a.upload(test::random_vector(4 * d1, 55));
+        axial_b.upload(test::random_vector(n2 * (d_model - d1), 56));
+        learned.upload(test::random_vector(seq_len * d_model, 57));
+        EmbeddingArgs a;
+        a.tokens = device_tokens.data();
+        a.table = table.data();
+        a.positions.kind = kind;
+        a.positions.axial_a = axial_a.data();
+        a.positions.axial_b = axial_b.data();
+        a.positions.learned = learned.data();
+        a.positions.n2 = n2;
+        a.positions.d1 = d1;
+        a.positions.d2 = d_model - d1;
+        a.out = out.data();
+        a.rows = rows;
+        a.seq_len = seq_len;
+        a.d_model = d_model;
+        a.dropout.keep = keep;
+        a.dropout.stream = RngStream{5, 0, 1, 2};
+        a.dropout.seq_len = seq_len;
+        a.dropout.cols = d_model;
+        embedding_forward(ex, a);
+        outputs[which] = out.download();
+      }
+      EXPECT_EQ(outputs[0], outputs[1]) << static_cast<int>(kind) << " keep " << keep;
+    }
 }
 
 // The forward of a pass that goes backward leaves act'(pre-activation) in h, computed from the same

@@ -7,6 +7,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -14,6 +15,7 @@
 #include "base/error.h"
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/chunk_attention_tiles.h"
+#include "kernels/cpu/flat_loops.h"
 #include "kernels/cpu/lsh_argmax.h"
 #include "kernels/cpu/onednn_matmul.h"
 #include "kernels/executor_impl.h"
@@ -41,6 +43,25 @@ struct CpuBackend {
     }
 #pragma omp parallel for schedule(static) if (n > 1)
     for (int64_t i = 0; i < n; ++i) cpu::lsh_hash_row(op, i);
+  }
+  // The optimizer and the embedding in loops the compiler vectorises (kernels/cpu/flat_loops.h).
+  static void for_each(const Executor& ex, int64_t n, const AdamWUpdate& op) {
+    if (ex.kernel_variant() != KernelVariant::kTuned) {
+      for_each<AdamWUpdate>(ex, n, op);
+      return;
+    }
+    constexpr int64_t kBlock = 16384;
+#pragma omp parallel for schedule(static) if (n > kBlock)
+    for (int64_t b = 0; b < n; b += kBlock) cpu::adamw_update_range(op, b, std::min(n, b + kBlock));
+  }
+  static void for_each(const Executor& ex, int64_t n, const EmbedForward& op) {
+    if (ex.kernel_variant() != KernelVariant::kTuned || n % op.d_model != 0) {
+      for_each<EmbedForward>(ex, n, op);
+      return;
+    }
+    const int64_t rows = n / op.d_model;
+#pragma omp parallel for schedule(static) if (rows > 1)
+    for (int64_t row = 0; row < rows; ++row) cpu::embed_forward_row(op, row);
   }
 };
 
