@@ -40,10 +40,6 @@ bool cpu_converts_bf16() {
   return yes;
 }
 
-}  // namespace
-
-namespace {
-
 // round_to_bf16 on the calling thread.
 void round_run(const float* x, uint16_t* y, int64_t n) {
   int64_t i = 0;

@@ -150,26 +150,22 @@ class KeyTileCache {
     void make_bf16(int64_t d, Bf16Layouts want) {
       const int64_t rows = padded(count), depth = amx::padded_depth(d);
       const int64_t keys = amx::padded_depth(count);
-      if (want.k_rows && !has_k16) {
-        k16.resize(rows * depth);
-        amx::pack_rows(k.data(), dp, count, rows, d, k16.data());
-        has_k16 = true;
-      }
-      if (want.v_rows && !has_v16) {
-        v16.resize(rows * depth);
-        amx::pack_rows(v.data(), dp, count, rows, d, v16.data());
-        has_v16 = true;
-      }
-      if (want.k_transposed && !has_kt16) {
-        kt16.resize(dp * keys);
-        amx::pack_rows_transposed(k.data(), dp, d, dp, count, kt16.data());
-        has_kt16 = true;
-      }
-      if (want.v_transposed && !has_vt16) {
-        vt16.resize(dp * keys);
-        amx::pack_rows_transposed(v.data(), dp, d, dp, count, vt16.data());
-        has_vt16 = true;
-      }
+      // One layout of `values` values, packed by pack(out) unless it exists or is not wanted.
+      auto make = [](bool wanted, bool* has, std::vector<uint16_t>* layout, int64_t values,
+                     const auto& pack) {
+        if (!wanted || *has) return;
+        layout->resize(static_cast<size_t>(values));
+        pack(layout->data());
+        *has = true;
+      };
+      make(want.k_rows, &has_k16, &k16, rows * depth,
+           [&](uint16_t* out) { amx::pack_rows(k.data(), dp, count, rows, d, out); });
+      make(want.v_rows, &has_v16, &v16, rows * depth,
+           [&](uint16_t* out) { amx::pack_rows(v.data(), dp, count, rows, d, out); });
+      make(want.k_transposed, &has_kt16, &kt16, dp * keys,
+           [&](uint16_t* out) { amx::pack_rows_transposed(k.data(), dp, d, dp, count, out); });
+      make(want.v_transposed, &has_vt16, &vt16, dp * keys,
+           [&](uint16_t* out) { amx::pack_rows_transposed(v.data(), dp, d, dp, count, out); });
     }
   };
   const Entry& get(const ChunkAttentionParams& p, int64_t s, const SlotTile& tile,
