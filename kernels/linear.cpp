@@ -27,13 +27,13 @@ void product(Executor& ex, bool trans_a, MatrixView a, bool trans_b, MatrixView 
 
 }  // namespace
 
-ProductOperand product_operand(Executor& ex, Workspace& ws, const std::string& name,
-                               int64_t values) {
+ProductOperand product_operand(Executor& ex, Workspace& ws, std::string_view fp32_name,
+                               std::string_view bf16_name, int64_t values) {
   ProductOperand o;
   if (ex.gemm_takes_bf16_operands())
-    o.bf16 = ws.get<uint16_t>(name + "16", static_cast<size_t>(values));
+    o.bf16 = ws.get<uint16_t>(bf16_name, static_cast<size_t>(values));
   else
-    o.fp32 = ws.floats(name, static_cast<size_t>(values));
+    o.fp32 = ws.floats(fp32_name, static_cast<size_t>(values));
   return o;
 }
 

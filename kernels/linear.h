@@ -5,7 +5,7 @@
 #pragma once
 
 #include <cstdint>
-#include <string>
+#include <string_view>
 
 #include "kernels/executor.h"
 
@@ -52,10 +52,10 @@ struct ProductOperand {
     return bf16 ? bf16_matrix(bf16, rows, cols) : matrix(fp32, rows, cols);
   }
 };
-// The workspace buffer `name` for such an operand of `values` values, in the type the executor's
-// products take (a bf16 one is named name + "16").
-ProductOperand product_operand(Executor& ex, Workspace& ws, const std::string& name,
-                               int64_t values);
+// The workspace buffer for such an operand of `values` values, in the type the executor's products
+// take: fp32_name or bf16_name (named by the caller, so no name is built per call).
+ProductOperand product_operand(Executor& ex, Workspace& ws, std::string_view fp32_name,
+                               std::string_view bf16_name, int64_t values);
 
 // Whether a product overwrites its output, adds to it, or takes itself away from it.
 enum class Write { kOverwrite, kAccumulate, kSubtract };

@@ -2,7 +2,6 @@
 // description against a naive reference for every transpose combination and batch stride, the
 // LSH hash and the bucket sort against direct definitions.
 #include <gtest/gtest.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cstring>
@@ -11,11 +10,9 @@
 
 #include "base/philox.h"
 #include "kernels/adamw.h"
-#include "kernels/cpu/bf16_gemm.h"
 #include "kernels/embedding.h"
 #include "kernels/fast_math.h"
 #include "kernels/kernel_ops.h"
-#include "kernels/linear.h"
 #include "kernels/lsh_buckets.h"
 #include "kernels/ops/bf16_round.h"
 #include "kernels/reductions.h"
@@ -98,13 +95,6 @@ TEST(Philox, StreamsDifferByEveryCoordinate) {
 
 using selftest::reference_gemm;
 
-// Each value rounded to bf16 by the scalar rule (kernels/ops/bf16_round.h).
-std::vector<uint16_t> bf16_bits_of(const std::vector<float>& v) {
-  std::vector<uint16_t> bits(v.size());
-  for (size_t i = 0; i < v.size(); ++i) bits[i] = bf16_bits(v[i]);
-  return bits;
-}
-
 class GemmDescTest : public ::testing::TestWithParam<std::tuple<bool, bool, int>> {};
 
 TEST_P(GemmDescTest, MatchesNaiveColumnMajorReference) {
@@ -123,227 +113,6 @@ TEST_P(GemmDescTest, MatchesNaiveColumnMajorReference) {
 INSTANTIATE_TEST_SUITE_P(AllTransposesAndBatches, GemmDescTest,
                          ::testing::Combine(::testing::Bool(), ::testing::Bool(),
                                             ::testing::Values(1, 3)));
-
-TEST(Bf16, RoundsToNearestWithTiesToEven) {
-  const float one = 1.0f, ulp = 1.0f / 128;  // bf16 keeps 7 mantissa bits: 1 + 1/128 is next
-  const std::vector<float> x = {one,
-                                one + ulp / 4,      // below half: down
-                                one + ulp * 3 / 4,  // above half: up
-                                one + ulp / 2,      // tie, even below: down to 1
-                                one + ulp * 3 / 2,  // tie, odd below: up to 1 + 2 ulp
-                                -2.5f,              // exact
-                                std::nanf(""),      // stays NaN
-                                3.0e38f};           // rounds up to the largest finite or inf
-  std::vector<uint16_t> y(x.size());
-  round_to_bf16(x.data(), y.data(), static_cast<int64_t>(x.size()));
-  EXPECT_EQ(bf16_value(y[0]), one);
-  EXPECT_EQ(bf16_value(y[1]), one);
-  EXPECT_EQ(bf16_value(y[2]), one + ulp);
-  EXPECT_EQ(bf16_value(y[3]), one);
-  EXPECT_EQ(bf16_value(y[4]), one + 2 * ulp);
-  EXPECT_EQ(bf16_value(y[5]), -2.5f);
-  EXPECT_TRUE(std::isnan(bf16_value(y[6])));
-  EXPECT_GT(bf16_value(y[7]), 2.9e38f);
-}
-
-// The vectorised rounding (AVX512-BF16 where the CPU has it) gives the scalar rule's bits for
-// every kind of value: random bit patterns, subnormals (which the instruction would read as zero),
-// zeros, infinities, NaNs, values that round up to infinity; a length that is not a multiple of
-// the 32-value blocks.
-TEST(Bf16, VectorisedRoundingGivesTheScalarRulesBits) {
-  std::mt19937 gen(17);
-  std::vector<uint32_t> bits(100003);
-  for (uint32_t& b : bits) b = static_cast<uint32_t>(gen());
-  const std::vector<uint32_t> special = {0x00000000u, 0x80000000u, 0x00000001u, 0x807FFFFFu,
-                                         0x00400000u, 0x7F800000u, 0xFF800000u, 0x7FC00001u,
-                                         0x7F800001u, 0x7F7FFFFFu, 0x3F808000u, 0x3F818000u};
-  for (size_t i = 0; i < special.size(); ++i) bits[1000 + 37 * i] = special[i];
-  for (size_t i = 5000; i < 5100; ++i) bits[i] &= 0x807FFFFFu;  // a run of subnormals
-  std::vector<float> x(bits.size());
-  std::memcpy(x.data(), bits.data(), bits.size() * sizeof(float));
-  std::vector<uint16_t> y(x.size());
-  round_to_bf16(x.data(), y.data(), static_cast<int64_t>(x.size()));
-  int64_t mismatches = 0;
-  for (size_t i = 0; i < x.size(); ++i) mismatches += y[i] != bf16_bits(x[i]);
-  EXPECT_EQ(mismatches, 0);
-}
-
-// bf16 products (oneDNN) for every transpose combination, alpha and beta: they must equal the
-// exact product of the bf16-rounded operands (up to fp32 accumulation), and differ from the
-// unrounded one by about bf16's precision, which shows the operands really were rounded.
-class Bf16GemmTest : public ::testing::TestWithParam<std::tuple<bool, bool>> {};
-
-TEST_P(Bf16GemmTest, EqualsTheProductOfRoundedOperands) {
-  const auto [ta, tb] = GetParam();
-  std::string skip_reason;
-  const std::unique_ptr<Executor> bf16 = test::bf16_cpu_or_skip_reason(&skip_reason);
-  if (!bf16) GTEST_SKIP() << skip_reason;
-  const GemmDesc d = test::padded_gemm_desc(ta, tb, 37, 29, 67, 1, 0.75f, 0.5f);
-  const auto a = test::random_vector(d.stride_a, 11), b = test::random_vector(d.stride_b, 12);
-  const auto c0 = test::random_vector(d.stride_c, 13);
-  auto rounded = [](std::vector<float> v) {
-    std::vector<uint16_t> bits(v.size());
-    round_to_bf16(v.data(), bits.data(), static_cast<int64_t>(v.size()));
-    for (size_t i = 0; i < v.size(); ++i) v[i] = bf16_value(bits[i]);
-    return v;
-  };
-  const auto got = test::gemm_result(*bf16, d, a, b, c0);
-  EXPECT_LT(test::max_abs_diff(got, reference_gemm(d, rounded(a), rounded(b), c0)), 2e-5f);
-  const float rounding_effect = test::max_abs_diff(got, reference_gemm(d, a, b, c0));
-  EXPECT_GT(rounding_effect, 1e-4f);
-  EXPECT_LT(rounding_effect, 0.1f);
-  EXPECT_NE(bf16->describe().find("bf16"), std::string::npos) << bf16->describe();
-}
-
-INSTANTIATE_TEST_SUITE_P(AllTransposes, Bf16GemmTest,
-                         ::testing::Combine(::testing::Bool(), ::testing::Bool()));
-
-// An operand a kernel wrote in bf16 (OperandType::kBf16) gives the bits the product gives when
-// it rounds the fp32 operand itself, for either operand, every transpose, alpha and beta.
-TEST_P(Bf16GemmTest, TakesBf16OperandsAsItsOwnRoundingOfThem) {
-  const auto [ta, tb] = GetParam();
-  std::string skip_reason;
-  const std::unique_ptr<Executor> bf16 = test::bf16_cpu_or_skip_reason(&skip_reason);
-  if (!bf16) GTEST_SKIP() << skip_reason;
-  ASSERT_TRUE(bf16->gemm_takes_bf16_operands());
-  const GemmDesc d = test::padded_gemm_desc(ta, tb, 37, 29, 67, 1, 0.75f, 0.5f);
-  const auto a = test::random_vector(d.stride_a, 14), b = test::random_vector(d.stride_b, 15);
-  const auto c0 = test::random_vector(d.stride_c, 16);
-  auto bits_of = [&](const std::vector<float>& v) {
-    const std::vector<uint16_t> bits = bf16_bits_of(v);
-    DeviceBuffer<uint16_t> on_device(*bf16, bits.size());
-    bf16->upload(on_device.data(), bits.data(), bits.size() * sizeof(uint16_t));
-    return on_device;
-  };
-  const DeviceBuffer<uint16_t> a16 = bits_of(a), b16 = bits_of(b);
-  DeviceBuffer<float> da(*bf16, a.size()), db(*bf16, b.size());
-  da.upload(a);
-  db.upload(b);
-  const auto want = test::gemm_result(*bf16, d, a, b, c0);
-  for (int operands = 1; operands <= 3; ++operands) {  // A, B, both in bf16
-    GemmDesc typed = d;
-    if (operands & 1) typed.a_type = OperandType::kBf16;
-    if (operands & 2) typed.b_type = OperandType::kBf16;
-    DeviceBuffer<float> dc(*bf16, c0.size());
-    dc.upload(c0);
-    bf16->gemm(typed, (operands & 1) ? static_cast<const void*>(a16.data()) : da.data(),
-               (operands & 2) ? static_cast<const void*>(b16.data()) : db.data(), dc.data());
-    EXPECT_EQ(dc.download(), want) << "bf16 operands " << operands;
-  }
-}
-
-// With reuse on, an operand read as a block of a wider matrix (one head's columns, as the LSH
-// hash's products read them) is rounded only where the product reads it, so the cache may hand
-// that rounding only to a later product reading the same block, never to one that reads the whole
-// matrix from the same address (which would multiply values never rounded).
-TEST(Bf16, ReusesAStridedOperandOnlyForWhatItRounded) {
-  set_operand_reuse_checks(true);
-  std::string skip_reason;
-  const std::unique_ptr<Executor> bf16 = test::bf16_cpu_or_skip_reason(&skip_reason);
-  set_operand_reuse_checks(false);
-  if (!bf16) GTEST_SKIP() << skip_reason;
-  const int64_t ld = 48, block = 16, cols = 20, n = 7;
-  // A [block or ld, cols] at the same address with lda = ld; B [cols, n]; C [rows, n].
-  auto desc = [&](int64_t rows) {
-    GemmDesc d;
-    d.m = rows;
-    d.n = n;
-    d.k = cols;
-    d.lda = ld;
-    d.ldb = cols;
-    d.ldc = rows;
-    d.stride_a = ld * cols;
-    d.stride_b = cols * n;
-    d.stride_c = rows * n;
-    return d;
-  };
-  const auto a = test::random_vector(ld * cols, 41), b = test::random_vector(cols * n, 42);
-  DeviceBuffer<float> da(*bf16, a.size()), db(*bf16, b.size());
-  da.upload(a);
-  db.upload(b);
-  auto product = [&](int64_t rows) {
-    DeviceBuffer<float> dc(*bf16, static_cast<size_t>(rows * n));
-    bf16->gemm(desc(rows), da.data(), db.data(), dc.data());
-    return dc.download();
-  };
-  const auto block_alone = product(block), whole_alone = product(ld);
-  const int64_t reuses_before = checked_operand_reuses();
-  {
-    const GemmOperandReuse reuse(*bf16);
-    EXPECT_EQ(product(block), block_alone);
-    EXPECT_EQ(product(ld), whole_alone);  // not the block's rounding
-    EXPECT_EQ(product(block), block_alone);
-  }
-  // B each time after the first, and the block's A once the whole matrix is rounded: a rounding
-  // that covers the block's values serves it.
-  EXPECT_EQ(checked_operand_reuses() - reuses_before, 3);
-}
-
-// The training step's bits must not depend on the thread count. oneDNN splits deep products'
-// sums across threads in a way that does (k = 1024 differed between 1 and 2 threads at bf16; at
-// fp32, k = 4096 at 8 threads, and k = 1500 with a small output even in slices of 512), so the
-// CPU's oneDNN products run deeper sums as slices of thread_independent_depth: the model's deep
-// shapes (the feed-forward's second product, weight
-// gradients over 1K and 4K rows, accumulating) and a ragged depth give the same bits with 1, 2, 3,
-// 4 and 8 threads, at fp32 (oneDNN for untransposed B, OpenBLAS otherwise) and at bf16.
-class ThreadCountTest : public ::testing::TestWithParam<GemmPrecision> {};
-
-TEST_P(ThreadCountTest, ProductsGiveTheSameBitsWithAnyThreadCount) {
-  const GemmPrecision precision = GetParam();
-  std::string skip_reason;
-  if (precision == GemmPrecision::kBf16 && !test::bf16_cpu_or_skip_reason(&skip_reason))
-    GTEST_SKIP() << skip_reason;
-  const int threads_before = omp_get_max_threads();
-  struct Shape {
-    bool ta, tb;
-    int64_t m, n, k;
-    float beta;
-  };
-  const Shape shapes[] = {
-      {false, false, 256, 1024, 1024, 0.0f}, {false, true, 1024, 256, 1024, 1.0f},
-      {false, true, 256, 256, 4096, 1.0f},   {false, false, 256, 256, 4096, 1.0f},
-      {true, false, 256, 256, 4096, 0.0f},   {true, false, 256, 64, 1500, 0.5f}};
-  for (const Shape& s : shapes) {
-    GemmDesc d = test::padded_gemm_desc(s.ta, s.tb, s.m, s.n, s.k, 1, 1.0f, s.beta);
-    d.lda = s.ta ? s.k : s.m;  // packed, as the model's matrices are (oneDNN treats padded
-    d.ldb = s.tb ? s.n : s.k;  // rows differently)
-    d.ldc = s.m;
-    d.stride_a = d.lda * (s.ta ? s.m : s.k);
-    d.stride_b = d.ldb * (s.tb ? s.k : s.n);
-    d.stride_c = d.ldc * s.n;
-    const auto a = test::random_vector(d.stride_a, 17), b = test::random_vector(d.stride_b, 18);
-    const auto c0 = test::random_vector(d.stride_c, 19);
-    std::vector<float> one_thread;
-    for (int threads : {1, 2, 3, 4, 8}) {
-      const std::unique_ptr<Executor> ex = make_cpu_executor(threads, precision);
-      const auto got = test::gemm_result(*ex, d, a, b, c0);
-      if (threads == 1)
-        one_thread = got;
-      else
-        EXPECT_EQ(got, one_thread)
-            << precision_name(precision) << (s.ta ? " T" : " N") << (s.tb ? "T" : "N") << " m "
-            << s.m << " n " << s.n << " k " << s.k << ", " << threads << " threads";
-    }
-  }
-  omp_set_num_threads(threads_before);
-}
-
-INSTANTIATE_TEST_SUITE_P(CpuPrecisions, ThreadCountTest,
-                         ::testing::Values(GemmPrecision::kFp32, GemmPrecision::kBf16));
-
-TEST(Bf16, OperandsInBf16AreRefusedWhereProductsDoNotRoundToIt) {
-  EXPECT_FALSE(cpu().gemm_takes_bf16_operands());
-  GemmDesc d = test::padded_gemm_desc(false, false, 4, 3, 2, 1, 1.0f, 0.0f);
-  d.a_type = OperandType::kBf16;
-  DeviceBuffer<float> a(cpu(), d.stride_a), b(cpu(), d.stride_b), c(cpu(), d.stride_c);
-  EXPECT_THROW(cpu().gemm(d, a.data(), b.data(), c.data()), Error);
-  d.batch = 2;  // and never in a batch of products
-  EXPECT_NE(gemm_desc_problem(d).find("bf16"), std::string::npos);
-}
-
-TEST(Bf16, TensorFloat32IsRefusedOnTheCpu) {
-  EXPECT_THROW(make_cpu_executor(0, GemmPrecision::kTf32), Error);
-}
 
 TEST(GemmDesc, RowMajorMappingComputesRowMajorProduct) {
   // C[M, N] = A^T B with A stored [K, M] and B [K, N], row-major, batched with strides.
@@ -756,7 +525,7 @@ TEST_P(RowSplitTest, ActivationKernelsWriteTheRoundingOfTheirFp32Results) {
       EXPECT_EQ(h16.download(), h.download());
       std::vector<uint16_t> got(h0.size());
       cpu().download(got.data(), a16.data(), got.size() * sizeof(uint16_t));
-      EXPECT_EQ(got, bf16_bits_of(a.download())) << static_cast<int>(act) << dropout;
+      EXPECT_EQ(got, test::bf16_bits_of(a.download())) << static_cast<int>(act) << dropout;
 
       auto g = test::to_device(g0), g_also = test::to_device(g0);
       cpu().run(s.indices(kRows), ActivationBackward{g.data(), h.data(), s, m});
@@ -767,7 +536,7 @@ TEST_P(RowSplitTest, ActivationKernelsWriteTheRoundingOfTheirFp32Results) {
       const auto want = g.download();
       EXPECT_EQ(g_also.download(), want);
       cpu().download(got.data(), g16.data(), got.size() * sizeof(uint16_t));
-      EXPECT_EQ(got, bf16_bits_of(want)) << static_cast<int>(act) << dropout;
+      EXPECT_EQ(got, test::bf16_bits_of(want)) << static_cast<int>(act) << dropout;
     }
 }
 
@@ -845,7 +614,7 @@ TEST_P(RowSplitTest, LayerNormWritesTheRoundingOfItsFp32Result) {
     cpu().run(split().indices(kRows), op);
     std::vector<uint16_t> got(kRows * kCols);
     cpu().download(got.data(), y16.data(), got.size() * sizeof(uint16_t));
-    EXPECT_EQ(got, bf16_bits_of(y.download())) << stats_first;
+    EXPECT_EQ(got, test::bf16_bits_of(y.download())) << stats_first;
   }
 }
 

@@ -15,6 +15,7 @@
 
 #include "kernels/device_buffer.h"
 #include "kernels/lsh_buckets.h"
+#include "kernels/ops/bf16_round.h"
 #include "kernels/selftest/gemm_reference.h"
 
 namespace rf::test {
@@ -93,6 +94,13 @@ inline std::unique_ptr<Executor> bf16_cpu_or_skip_reason(std::string* reason) {
     *reason = std::string("this CPU has no bf16 instructions: ") + e.what();
     return nullptr;
   }
+}
+
+// Each value rounded to bf16 by the scalar rule (kernels/ops/bf16_round.h).
+inline std::vector<uint16_t> bf16_bits_of(const std::vector<float>& v) {
+  std::vector<uint16_t> bits(v.size());
+  for (size_t i = 0; i < v.size(); ++i) bits[i] = bf16_bits(v[i]);
+  return bits;
 }
 
 // C after ex.gemm(d, A, B, C) with the host arrays a, b, c copied to ex's memory first.

@@ -62,9 +62,9 @@ void FeedForwardLayer::chunk_forward(Kit& kit, ParamStore& p, const StepContext&
 void FeedForwardLayer::forward_add(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
                                    float* residual, float sign) const {
   const int64_t total = step.rows(), chunk = chunking_.rows(total);
-  const ProductOperand z = product_operand(kit.ex, kit.ws, "ff.z", chunk * d_model_);
+  const ProductOperand z = product_operand(kit.ex, kit.ws, "ff.z", "ff.z16", chunk * d_model_);
   float* h = kit.ws.floats("ff.h", chunk * d_ff_);
-  const ProductOperand a = product_operand(kit.ex, kit.ws, "ff.a", chunk * d_ff_);
+  const ProductOperand a = product_operand(kit.ex, kit.ws, "ff.a", "ff.a16", chunk * d_ff_);
   float* t = kit.ws.floats("ff.t", chunk * d_model_);
   for (int64_t row0 = 0; row0 < total; row0 += chunk) {
     const int64_t rows = std::min(chunk, total - row0);
@@ -91,13 +91,13 @@ void FeedForwardLayer::add_chunk_output(Kit& kit, ParamStore& p, const StepConte
 void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
                                 const float* dout, float* dx, float* reconstruct) const {
   const int64_t total = step.rows(), chunk = chunking_.rows(total), D = d_model_, F = d_ff_;
-  const ProductOperand z = product_operand(kit.ex, kit.ws, "ff.z", chunk * D);
+  const ProductOperand z = product_operand(kit.ex, kit.ws, "ff.z", "ff.z16", chunk * D);
   float* h = kit.ws.floats("ff.h", chunk * F);
   // `da` receives the activation's gradient (fp32: the bias gradient sums it); with bf16
   // operands the activation and then the pre-activation's gradient are bf16 in `a`, otherwise
   // both are fp32 in `da` itself (the same buffer).
   float* da = kit.ws.floats("ff.a", chunk * F);
-  const ProductOperand a = product_operand(kit.ex, kit.ws, "ff.a", chunk * F);
+  const ProductOperand a = product_operand(kit.ex, kit.ws, "ff.a", "ff.a16", chunk * F);
   float* t = kit.ws.floats("ff.t", chunk * D);
   float* dz = kit.ws.floats("ff.dz", chunk * D);
   for (int64_t row0 = 0; row0 < total; row0 += chunk) {

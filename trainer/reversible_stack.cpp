@@ -64,7 +64,7 @@ int32_t* ReversibleStack::buckets_for(Kit& kit, int64_t layer, const StepContext
 void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, float* x1,
                               float* x2, bool for_backward) {
   const int64_t rows = step.rows(), D = d_model_;
-  const ProductOperand xn = product_operand(kit.ex, kit.ws, "stack.xn", rows * D);
+  const ProductOperand xn = product_operand(kit.ex, kit.ws, "stack.xn", "stack.xn16", rows * D);
   for (int64_t i = 0; i < n_layers(); ++i) {
     Layer& layer = layers_[i];
     if (for_backward && !reversible_) {
@@ -96,7 +96,7 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
                                float* x2, float* dx1, float* dx2,
                                const std::function<void(int64_t)>& layer_done) {
   const int64_t rows = step.rows(), D = d_model_;
-  const ProductOperand xn = product_operand(kit.ex, kit.ws, "stack.xn", rows * D);
+  const ProductOperand xn = product_operand(kit.ex, kit.ws, "stack.xn", "stack.xn16", rows * D);
   float* dxn = kit.ws.floats("stack.dxn", rows * D);
   for (int64_t i = n_layers() - 1; i >= 0; --i) {
     Layer& layer = layers_[i];

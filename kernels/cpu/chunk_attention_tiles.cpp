@@ -4,38 +4,18 @@
 
 #include <algorithm>
 #include <atomic>
-#include <climits>
 #include <optional>
 #include <vector>
 
 #include "base/error.h"
 #include "kernels/cpu/amx_tiles.h"
+#include "kernels/cpu/attention_tile_gather.h"
 #include "kernels/cpu/tile_gemm.h"
-#include "kernels/cpu/transpose_block.h"
 
 namespace rf::cpu {
 namespace {
 
-constexpr int64_t kTile = 64;  // query or key slots per tile
-
-int64_t padded(int64_t n) {
-  return (n + kTileVector - 1) / kTileVector * kTileVector;
-}
-
-// Copies n floats with inline vector moves: a call to memmove costs more than moving a row of a
-// head (64 floats). (This file is compiled with -fno-tree-loop-distribute-patterns, so GCC keeps
-// such loops as loops.)
-inline void copy_row(const float* in, int64_t n, float* out) {
-  int64_t x = 0;
-  for (; x + kTileVector <= n; x += kTileVector) store_vector(out + x, load_vector(in + x));
-  for (; x < n; ++x) out[x] = in[x];
-}
-
-// A run of consecutive slots of one chunk, and where they sit in the window that sees them.
-struct SlotTile {
-  int64_t first = 0, count = 0;  // slots first .. first + count - 1 of the segment
-  int64_t window_offset = 0;     // window index of slot `first` (key tiles)
-};
+using namespace tile_gather;
 
 // visit(tile) for each key tile of chunk c's window, in window order: the previous chunk's,
 // then its own.
@@ -59,146 +39,6 @@ void for_each_chunk_tile(const ChunkLayout& L, int64_t c, const Visit& visit) {
 bool all_later(const ChunkAttentionParams& p, const SlotTile& keys, const SlotTile& queries) {
   return p.perm == nullptr && keys.first > queries.first + queries.count - 1;
 }
-
-// Gathers the rows of a tile's slots from the inputs into cache-resident tiles (zero-padded to
-// whole vectors), as rows or transposed.
-class TileGather {
- public:
-  TileGather(const ChunkAttentionParams& p, int64_t s) : p_(p), s_(s), dp_(padded(p.d)) {}
-  int64_t dp() const { return dp_; }
-
-  // out [count, dp]: the query rows of the tile (or, per_slot set, rows of a per-slot array).
-  void query_rows(const SlotTile& tile, float* out, const float* per_slot = nullptr) const {
-    for (int64_t r = 0; r < tile.count; ++r) {
-      const float* in = row(tile, r, per_slot);
-      copy_row(in, p_.d, out + r * dp_);
-      std::fill(out + r * dp_ + p_.d, out + (r + 1) * dp_, 0.0f);
-    }
-  }
-  // out [dp, cols]: the transpose of query_rows, zero past count. In blocks of 16 x 16, which
-  // stay in registers and L1 (measured 2.4 times faster than one strided store per element);
-  // whole blocks transposed in registers (transpose_block.h).
-  void query_columns(const SlotTile& tile, float* out, int64_t cols,
-                     const float* per_slot = nullptr) const {
-    std::fill(out, out + dp_ * cols, 0.0f);
-    const float* rows[kTile];
-    for (int64_t r = 0; r < tile.count; ++r) rows[r] = row(tile, r, per_slot);
-    for (int64_t r0 = 0; r0 < tile.count; r0 += 16) {
-      const int64_t r1 = std::min(r0 + 16, tile.count);
-      for (int64_t x0 = 0; x0 < p_.d; x0 += 16) {
-        const int64_t x1 = std::min(x0 + 16, p_.d);
-        if (r1 - r0 == 16 && x1 - x0 == 16) {
-          transpose_16x16(rows + r0, x0, out + x0 * cols + r0, cols);
-          continue;
-        }
-        for (int64_t x = x0; x < x1; ++x)
-          for (int64_t r = r0; r < r1; ++r) out[x * cols + r] = rows[r][x];
-      }
-    }
-  }
-  // Scaled key rows and value rows [count, dp] of a key tile, and their positions.
-  void key_value_rows(const SlotTile& tile, float* k, float* v, int32_t* kpos) const {
-    for (int64_t r = 0; r < tile.count; ++r) {
-      const int64_t t = p_.position(s_, tile.first + r);
-      const float* kr = p_.key_row(s_, t);
-      const float* vr = p_.value_row(s_, t);
-      const float f = p_.key_factor(s_, t);
-      for (int64_t x = 0; x < p_.d; ++x) k[r * dp_ + x] = kr[x] * f;
-      copy_row(vr, p_.d, v + r * dp_);
-      std::fill(k + r * dp_ + p_.d, k + (r + 1) * dp_, 0.0f);
-      std::fill(v + r * dp_ + p_.d, v + (r + 1) * dp_, 0.0f);
-      kpos[r] = static_cast<int32_t>(t);
-    }
-  }
-  // Positions of the tile's slots; padding up to n gets INT32_MAX.
-  void positions(const SlotTile& tile, int32_t* out, int64_t n) const {
-    for (int64_t r = 0; r < n; ++r)
-      out[r] = r < tile.count ? static_cast<int32_t>(p_.position(s_, tile.first + r)) : INT32_MAX;
-  }
-
- private:
-  const float* row(const SlotTile& tile, int64_t r, const float* per_slot) const {
-    if (per_slot) return per_slot + (s_ * p_.layout.n_slots + tile.first + r) * p_.d;
-    return p_.query_row(s_, p_.position(s_, tile.first + r));
-  }
-  const ChunkAttentionParams& p_;
-  int64_t s_, dp_;
-};
-
-// The bf16 layouts of a key tile that a pass's products read (none: fp32 products). Packing only
-// these (the forward: K rows and V^T; the gradients: K rows, V rows and K^T) made both bf16
-// passes 3-4% faster than packing all four at 4K tokens.
-struct Bf16Layouts {
-  bool k_rows = false, v_rows = false, k_transposed = false, v_transposed = false;
-};
-constexpr Bf16Layouts kForwardLayouts{true, false, false, true};
-constexpr Bf16Layouts kGradientLayouts{true, true, true, false};
-
-// The gathered keys and values of recent key tiles of one thread: a chunk's keys serve its own
-// window and the next chunk's, so consecutive items find half their tiles here.
-class KeyTileCache {
- public:
-  struct Entry {
-    int64_t segment = -1, first = -1;
-    int64_t count = 0, dp = 0;
-    std::vector<float> k, v;  // [kTile, dp]
-    int32_t kpos[kTile];
-    // With bf16 products (amx_tiles.h): K and V as A operands [count_pad, d_pad] and their
-    // transposes [dp, count_pad32], each made when first asked for.
-    bool has_k16 = false, has_v16 = false, has_kt16 = false, has_vt16 = false;
-    std::vector<uint16_t> k16, v16, kt16, vt16;
-    void make_bf16(int64_t d, Bf16Layouts want) {
-      const int64_t rows = padded(count), depth = amx::padded_depth(d);
-      const int64_t keys = amx::padded_depth(count);
-      // One layout of `values` values, packed by pack(out) unless it exists or is not wanted.
-      auto make = [](bool wanted, bool* has, std::vector<uint16_t>* layout, int64_t values,
-                     const auto& pack) {
-        if (!wanted || *has) return;
-        layout->resize(static_cast<size_t>(values));
-        pack(layout->data());
-        *has = true;
-      };
-      make(want.k_rows, &has_k16, &k16, rows * depth,
-           [&](uint16_t* out) { amx::pack_rows(k.data(), dp, count, rows, d, out); });
-      make(want.v_rows, &has_v16, &v16, rows * depth,
-           [&](uint16_t* out) { amx::pack_rows(v.data(), dp, count, rows, d, out); });
-      make(want.k_transposed, &has_kt16, &kt16, dp * keys,
-           [&](uint16_t* out) { amx::pack_rows_transposed(k.data(), dp, d, dp, count, out); });
-      make(want.v_transposed, &has_vt16, &vt16, dp * keys,
-           [&](uint16_t* out) { amx::pack_rows_transposed(v.data(), dp, d, dp, count, out); });
-    }
-  };
-  const Entry& get(const ChunkAttentionParams& p, int64_t s, const SlotTile& tile,
-                   Bf16Layouts bf16 = {}) {
-    for (Entry& e : entries_)
-      if (e.segment == s && e.first == tile.first && e.count == tile.count && e.dp == padded(p.d)) {
-        e.make_bf16(p.d, bf16);
-        return e;
-      }
-    Entry& e = entries_[next_];
-    next_ = (next_ + 1) % kEntries;
-    const int64_t dp = padded(p.d);
-    e.k.resize(kTile * dp);
-    e.v.resize(kTile * dp);
-    TileGather(p, s).key_value_rows(tile, e.k.data(), e.v.data(), e.kpos);
-    e.segment = s;
-    e.first = tile.first;
-    e.count = tile.count;
-    e.dp = dp;
-    e.has_k16 = e.has_v16 = e.has_kt16 = e.has_vt16 = false;
-    e.make_bf16(p.d, bf16);
-    return e;
-  }
-  // Forget everything (the inputs change between passes).
-  void clear() {
-    for (Entry& e : entries_) e.segment = -1;
-  }
-
- private:
-  static constexpr int kEntries = 8;  // a window of up to 4 tiles, and the next chunk's
-  std::vector<Entry> entries_ = std::vector<Entry>(kEntries);
-  int next_ = 0;
-};
 
 // Per-thread scratch, grown once and reused.
 struct Scratch {
