@@ -12,6 +12,7 @@ packages=(
   libhdf5-dev              # token shards and checkpoints
   libopenmpi-dev openmpi-bin  # multi-rank training
   libcli11-dev             # command line
+  nlohmann-json3-dev       # JSON: safetensors headers and Hugging Face config.json
   libgtest-dev             # tests
   python3-venv python3-torch python3-numpy  # interoperability tests (launch/python_env.sh)
 )

@@ -11,6 +11,7 @@
 #include "trainer/checkpoint.h"
 #include "trainer/evaluate.h"
 #include "trainer/generate.h"
+#include "trainer/hf_interop.h"
 #include "trainer/job.h"
 #include "trainer/metrics.h"
 #include "trainer/progress.h"
@@ -219,6 +220,33 @@ int run_command_line(int argc, char** argv) {
   prepare->add_option("--vocab-size", prep.vocab_size, "synthetic: vocabulary size");
   prepare->add_option("--seed", prep.seed, "synthetic: seed (= train.seed)");
 
+  std::string export_checkpoint, export_output, format;
+  CLI::App* exporter = app.add_subcommand(
+      "export", "write a checkpoint as a Hugging Face ReformerModelWithLMHead directory");
+  exporter->add_option("--checkpoint", export_checkpoint, "checkpoint file or run directory")
+      ->required();
+  exporter->add_option("--format", format, "hf (config.json + model.safetensors)")
+      ->required()
+      ->check(CLI::IsMember({"hf"}));
+  exporter->add_option("--output", export_output, "new directory (must not exist or be empty)")
+      ->required();
+
+  HfImportOptions import_options;
+  CLI::App* importer = app.add_subcommand(
+      "import", "turn a Hugging Face Reformer directory into a run directory of this program");
+  importer->add_option("--format", format, "hf (config.json + model.safetensors)")
+      ->required()
+      ->check(CLI::IsMember({"hf"}));
+  importer->add_option("--input", import_options.input_dir, "Hugging Face model directory")
+      ->required();
+  importer
+      ->add_option("--output", import_options.output_dir,
+                   "new run directory (config.yaml, checkpoints/; must not exist or be empty)")
+      ->required();
+  importer->add_option("--config", import_options.base_config,
+                       "experiment YAML for the sections other than the model (data, train, ...)");
+  importer->add_option("--set", import_options.overrides, "override a key: section.key=value");
+
   CLI::App* cfg = app.add_subcommand(
       "config", "print the resolved config of --config (with --set), or the reference of all keys");
   add_config(cfg, false);
@@ -248,6 +276,8 @@ int run_command_line(int argc, char** argv) {
     if (gen->parsed()) return command_generate(a);
     if (cfg->parsed()) return command_config(a);
     if (prepare->parsed()) return command_prepare(prep);
+    if (exporter->parsed()) return export_hf(export_checkpoint, export_output, std::cout), 0;
+    if (importer->parsed()) return import_hf(import_options, std::cout), 0;
     if (selftest->parsed()) {
       check.device = parse_device(check_device);
       check.precision = parse_precision(check_precision);

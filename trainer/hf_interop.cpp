@@ -1,0 +1,144 @@
+#include "trainer/hf_interop.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "data/safetensors.h"
+#include "trainer/checkpoint.h"
+#include "trainer/hf_config.h"
+#include "trainer/hf_weights.h"
+#include "trainer/optimizer.h"
+
+namespace rf {
+namespace fs = std::filesystem;
+namespace {
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail("cannot read '", path, "'");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void write_text_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::trunc);
+  out << text;
+  out.flush();
+  if (!out) fail("cannot write '", path, "' (disk full?)");
+}
+
+// A directory written under a temporary sibling name and renamed to its final name when done;
+// removed if it is abandoned (an error on the way).
+class StagedDirectory {
+ public:
+  explicit StagedDirectory(const std::string& final_path) : final_(final_path) {
+    std::error_code ec;
+    if (fs::exists(final_, ec) && !(fs::is_directory(final_, ec) && fs::is_empty(final_, ec)))
+      fail("'", final_, "' exists and is not an empty directory (nothing was written)");
+    const fs::path target(final_);
+    staging_ = (target.parent_path() /
+                ("." + target.filename().string() + ".partial-" + std::to_string(getpid())))
+                   .string();
+    fs::remove_all(staging_, ec);
+    fs::create_directories(staging_, ec);
+    if (ec) fail("cannot create '", staging_, "': ", ec.message());
+  }
+  ~StagedDirectory() {
+    std::error_code ec;
+    if (!done_) fs::remove_all(staging_, ec);
+  }
+  StagedDirectory(const StagedDirectory&) = delete;
+  StagedDirectory& operator=(const StagedDirectory&) = delete;
+  std::string path(const std::string& name) const { return (fs::path(staging_) / name).string(); }
+  const std::string& staging() const { return staging_; }
+  void commit() {
+    std::error_code ec;
+    if (fs::is_directory(final_, ec)) fs::remove(final_, ec);  // empty (checked above)
+    fs::rename(staging_, final_, ec);
+    if (ec) fail("cannot rename '", staging_, "' to '", final_, "': ", ec.message());
+    done_ = true;
+  }
+
+ private:
+  std::string final_, staging_;
+  bool done_ = false;
+};
+
+std::vector<float> host_params(ReformerModel& model) {
+  ParamStore& p = model.params();
+  std::vector<float> host(p.size());
+  model.executor().download(host.data(), p.params(), host.size() * sizeof(float));
+  return host;
+}
+
+}  // namespace
+
+void export_hf(const std::string& checkpoint, const std::string& output_dir, std::ostream& log) {
+  const std::string path = resolve_checkpoint_path(checkpoint);
+  Config cfg = load_config_text(checkpoint_config_text(path), path + " (stored config)", {});
+  const std::string config_json = hf_config_json(cfg);  // (fails before anything is written)
+  cfg.runtime.device = Device::kCpu;  // exports run where the checkpoint is, GPU or not
+  auto ex = make_cpu_executor(0);
+  ReformerModel model(cfg, *ex);
+  const TrainingState state = load_checkpoint(path, model, nullptr);
+  const std::vector<NamedTensor> tensors = hf_tensors(model.params(), host_params(model));
+  StagedDirectory out(output_dir);
+  write_text_file(out.path("config.json"), config_json);
+  // transformers reads only safetensors files whose metadata names their framework.
+  write_safetensors(out.path("model.safetensors"), tensors, {{"format", "pt"}});
+  out.commit();
+  log << "exported " << path << " (step " << state.step << ", " << model.params().size()
+      << " parameters, " << tensors.size() << " tensors) to " << output_dir
+      << ": transformers.ReformerModelWithLMHead.from_pretrained(\"" << output_dir
+      << "\") loads it\n";
+}
+
+void import_hf(const HfImportOptions& options, std::ostream& log) {
+  const fs::path in(options.input_dir);
+  const std::string config_path = (in / "config.json").string();
+  const std::string weights_path = (in / "model.safetensors").string();
+  std::error_code ec;
+  if (!fs::is_regular_file(config_path, ec))
+    fail("'", options.input_dir, "' has no config.json (not a Hugging Face model directory)");
+  if (!fs::is_regular_file(weights_path, ec))
+    fail("'", options.input_dir, "' has no model.safetensors",
+         fs::exists(in / "pytorch_model.bin", ec) ? " (only pytorch_model.bin: save it with "
+                                                    "save_pretrained(DIR, safe_serialization=True))"
+                                                  : "");
+  std::vector<std::string> overrides =
+      overrides_from_hf_config(read_text_file(config_path), config_path, log);
+  overrides.push_back("train.out_dir=" + options.output_dir);
+  overrides.insert(overrides.end(), options.overrides.begin(), options.overrides.end());
+  const std::string base = options.base_config.empty() ? "" : read_text_file(options.base_config);
+  Config cfg;
+  try {
+    cfg = load_config_text(base, options.base_config.empty() ? config_path : options.base_config,
+                           overrides);
+  } catch (const Error& e) {
+    fail("the model of ", config_path, " does not fit: ", e.what());
+  }
+  cfg.runtime.device = Device::kCpu;  // (the stored config keeps the user's runtime section)
+  auto ex = make_cpu_executor(0);
+  ReformerModel model(cfg, *ex);
+  std::vector<float> params;
+  params_from_hf_tensors(model.params(), read_safetensors(weights_path), weights_path, &params);
+  ex->upload(model.params().params(), params.data(), params.size() * sizeof(float));
+  AdamW optimizer(*ex, model.params(), cfg.train);  // zero moments: fine-tuning starts afresh
+  StagedDirectory out(options.output_dir);
+  write_text_file(out.path("config.yaml"), cfg.source_text);
+  TrainingState state;
+  state.seed = cfg.train.seed;
+  save_checkpoint(checkpoint_dir(out.staging()), model, optimizer, state, 1);
+  out.commit();
+  log << "imported " << options.input_dir << " (" << model.params().size() << " parameters, "
+      << cfg.model.n_layers << " layers) into " << options.output_dir << "\n"
+      << "  fine-tune: reformer train --config " << options.output_dir
+      << "/config.yaml --resume auto\n"
+      << "  evaluate:  reformer eval --checkpoint " << options.output_dir << "\n";
+}
+
+}  // namespace rf
