@@ -12,8 +12,10 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "base/fnv1a.h"
 #include "data/shards.h"
 #include "data/synthetic_duplication.h"
+#include "data/tokenizer.h"
 
 namespace rf {
 namespace fs = std::filesystem;
@@ -124,7 +126,8 @@ int64_t synthetic_val_windows(const PrepareOptions& o) {
 // this prepare created (temporary or renamed), leaving the directory as it found it.
 class StagedOutput {
  public:
-  StagedOutput(const std::string& directory, const std::vector<ShardPlan>& plans)
+  StagedOutput(const std::string& directory, const std::vector<ShardPlan>& plans,
+               const std::vector<std::string>& other_files = {})
       : directory_(directory) {
     std::error_code error;
     fs::create_directories(directory_, error);
@@ -133,9 +136,11 @@ class StagedOutput {
     if (fs::exists(directory_ / kManifestName))
       fail("prepare: '", (directory_ / kManifestName).string(),
            "' already exists; prepare overwrites nothing: choose another --output or remove it");
-    for (const ShardPlan& plan : plans)
-      if (fs::exists(directory_ / plan.name))
-        fail("prepare: '", (directory_ / plan.name).string(),
+    std::vector<std::string> names = other_files;
+    for (const ShardPlan& plan : plans) names.push_back(plan.name);
+    for (const std::string& name : names)
+      if (fs::exists(directory_ / name))
+        fail("prepare: '", (directory_ / name).string(),
              "' already exists; prepare overwrites nothing: choose another --output or remove it");
   }
   StagedOutput(const StagedOutput&) = delete;
@@ -156,6 +161,8 @@ class StagedOutput {
   void commit(Manifest& manifest) {
     for (std::vector<ShardEntry>* split : {&manifest.train, &manifest.val})
       for (ShardEntry& entry : *split) entry.path = rename_to_final(entry.path);
+    if (!manifest.tokenizer_model.empty())
+      manifest.tokenizer_model = rename_to_final(manifest.tokenizer_model);
     write_manifest(manifest, (directory_ / kManifestName).string());
     committed_ = true;
   }
@@ -321,6 +328,159 @@ void prepare_text(const PrepareOptions& o, std::ostream& progress) {
            << std::endl;
 }
 
+// --- SentencePiece text --------------------------------------------------------------------
+
+constexpr const char* kTokenizerModelName = "tokenizer.model";
+
+// The inputs' bytes back to back, read in order.
+class ConcatenatedInputs {
+ public:
+  explicit ConcatenatedInputs(const std::vector<InputFile>& inputs) : inputs_(inputs) {}
+  // Appends up to n bytes to `out`; returns how many.
+  int64_t read(int64_t n, std::string& out) {
+    int64_t got = 0;
+    while (got < n && next_ <= inputs_.size()) {
+      if (!in_.is_open() || in_.peek() == std::char_traits<char>::eof()) {
+        if (next_ == inputs_.size()) break;
+        in_.close();
+        in_.clear();
+        in_.open(inputs_[next_].path, std::ios::binary);
+        if (!in_) fail("prepare: input '", inputs_[next_].path, "' cannot be read");
+        ++next_;
+        continue;
+      }
+      const size_t at = out.size();
+      out.resize(at + static_cast<size_t>(n - got));
+      in_.read(out.data() + at, n - got);
+      out.resize(at + static_cast<size_t>(in_.gcount()));
+      got += in_.gcount();
+    }
+    return got;
+  }
+
+ private:
+  const std::vector<InputFile>& inputs_;
+  std::ifstream in_;
+  size_t next_ = 0;
+};
+
+// Encodes the next `bytes` bytes of `inputs` in blocks cut after their last newline, appending
+// the tokens (uint32) to `tokens`; returns how many.
+int64_t encode_split(ConcatenatedInputs& inputs, int64_t bytes, const Tokenizer& tokenizer,
+                     std::ofstream& tokens, ProgressMeter& meter) {
+  int64_t count = 0;
+  std::string text;
+  while (bytes > 0 || !text.empty()) {
+    const int64_t got = bytes > 0 ? inputs.read(std::min(bytes, kReadBlockBytes), text) : 0;
+    if (bytes > 0 && got == 0) fail("prepare: the inputs ended early (changed while reading?)");
+    bytes -= got;
+    meter.advance(got);
+    size_t cut = text.size();
+    if (bytes > 0) {  // keep the last partial line for the next block, unless it is all there is
+      const size_t newline = text.rfind('\n');
+      if (newline != std::string::npos) cut = newline + 1;
+    }
+    const std::vector<uint32_t> ids = tokenizer.encode(text.substr(0, cut));
+    tokens.write(reinterpret_cast<const char*>(ids.data()),
+                 static_cast<std::streamsize>(ids.size() * sizeof(uint32_t)));
+    if (!tokens) fail("prepare: cannot write the temporary token file (disk full?)");
+    count += static_cast<int64_t>(ids.size());
+    text.erase(0, cut);
+  }
+  return count;
+}
+
+Tokenizer sentencepiece_tokenizer(const PrepareOptions& o, std::ostream& progress) {
+  if (o.tokenizer_model.empty()) {
+    SentencePieceTraining training;
+    training.inputs = o.inputs;
+    training.vocab_size = o.vocab_size;
+    training.model_type = o.model_type;
+    return Tokenizer::train_sentencepiece(training, progress);
+  }
+  std::ifstream in(o.tokenizer_model, std::ios::binary);
+  if (!in) fail("prepare: --tokenizer-model '", o.tokenizer_model, "' cannot be read");
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  Tokenizer t = Tokenizer::sentencepiece(bytes, "--tokenizer-model '" + o.tokenizer_model + "'");
+  if (o.vocab_size > 0 && o.vocab_size != t.vocab_size())
+    fail("prepare: --vocab-size ", o.vocab_size, " differs from the ", t.vocab_size(),
+         " pieces of --tokenizer-model '", o.tokenizer_model, "'");
+  return t;
+}
+
+void prepare_sentencepiece(const PrepareOptions& o, std::ostream& progress) {
+  const std::vector<InputFile> inputs = measure_inputs(o.inputs);
+  int64_t total = 0;
+  for (const InputFile& input : inputs) total += input.bytes;
+  if (total == 0) fail("prepare: the inputs are empty (0 bytes)");
+  std::vector<ShardPlan> plans;  // token counts follow the encoding
+  plan_split("train", 0, o.shards, 1, plans);
+  plan_split("val", 0, 1, 1, plans);
+  StagedOutput output(o.output_dir, plans, {kTokenizerModelName});
+  const Tokenizer tokenizer = sentencepiece_tokenizer(o, progress);
+
+  const auto val_bytes = static_cast<int64_t>(static_cast<double>(total) * o.val_fraction);
+  const std::string token_file = output.temp_path("tokens.u32");
+  int64_t train_tokens = 0, val_tokens = 0;
+  {
+    std::ofstream tokens(token_file, std::ios::binary | std::ios::trunc);
+    ConcatenatedInputs concatenated(inputs);
+    ProgressMeter meter(progress, total, "MiB encoded", 1024.0 * 1024.0);
+    train_tokens = encode_split(concatenated, total - val_bytes, tokenizer, tokens, meter);
+    val_tokens = encode_split(concatenated, val_bytes, tokenizer, tokens, meter);
+    tokens.close();
+    if (!tokens) fail("prepare: cannot write the temporary token file (disk full?)");
+  }
+  const int64_t window = o.seq_len > 0 ? o.seq_len + 1 : 2;
+  if (val_tokens < window || train_tokens / o.shards < window)
+    fail("prepare: the inputs encode to ", train_tokens, " training and ", val_tokens,
+         " validation tokens: each of ", o.shards, " training shards and the validation shard ",
+         "needs at least one window of ", window, " tokens");
+  plans.clear();
+  plan_split("train", train_tokens, o.shards, 1, plans);
+  plan_split("val", val_tokens, 1, 1, plans);
+
+  ShardSequence shards(plans, output, tokenizer.vocab_size(), kSentencePieceTokenizer, progress);
+  {
+    std::ifstream tokens(token_file, std::ios::binary);
+    std::vector<uint32_t> block(1 << 20);
+    for (int64_t left = train_tokens + val_tokens; left > 0;) {
+      const int64_t n = std::min<int64_t>(left, static_cast<int64_t>(block.size()));
+      tokens.read(reinterpret_cast<char*>(block.data()),
+                  static_cast<std::streamsize>(n * sizeof(uint32_t)));
+      if (tokens.gcount() != static_cast<std::streamsize>(n * sizeof(uint32_t)))
+        fail("prepare: cannot read back the temporary token file '", token_file, "'");
+      shards.feed(block.data(), n);
+      left -= n;
+    }
+  }
+  std::error_code ignored;
+  fs::remove(token_file, ignored);
+
+  Manifest base;
+  base.vocab_size = tokenizer.vocab_size();
+  base.tokenizer = kSentencePieceTokenizer;
+  base.tokenizer_model = output.temp_path(kTokenizerModelName);
+  const std::string& model = tokenizer.serialized_model();
+  base.tokenizer_model_checksum =
+      fnv1a_bytes(kFnv1aOffsetBasis, reinterpret_cast<const uint8_t*>(model.data()),
+                  static_cast<int64_t>(model.size()));
+  {
+    std::ofstream out(base.tokenizer_model, std::ios::binary | std::ios::trunc);
+    out.write(model.data(), static_cast<std::streamsize>(model.size()));
+    out.close();
+    if (!out) fail("prepare: cannot write '", base.tokenizer_model, "'");
+  }
+  base.source = describe_inputs(inputs, total) + "; SentencePiece " +
+                std::to_string(base.vocab_size) + " pieces";
+  Manifest manifest = shards.finished(base);
+  output.commit(manifest);
+  progress << "prepare: wrote " << output.manifest_path() << " (" << train_tokens << " + "
+           << val_tokens << " tokens of a " << base.vocab_size << "-piece SentencePiece model, "
+           << static_cast<double>(total) / static_cast<double>(train_tokens + val_tokens)
+           << " bytes per token)" << std::endl;
+}
+
 // Generates windows [0, count) of one stream into the shards, a block at a time.
 void stream_synthetic(const SyntheticDuplication& source, int64_t count, ShardSequence& shards,
                       ProgressMeter& meter) {
@@ -369,7 +529,15 @@ void prepare_synthetic(const PrepareOptions& o, std::ostream& progress) {
 
 void prepare_shards(const PrepareOptions& options, std::ostream& progress) {
   check_common_options(options);
-  if (options.synthetic.empty())
+  if (options.tokenizer != "bytes" && options.tokenizer != kSentencePieceTokenizer)
+    fail("prepare: --tokenizer must be bytes or sentencepiece, got '", options.tokenizer, "'");
+  const bool sentencepiece =
+      options.tokenizer == kSentencePieceTokenizer || !options.tokenizer_model.empty();
+  if (sentencepiece && !options.synthetic.empty())
+    fail("prepare: --tokenizer sentencepiece is for --input text, not --synthetic");
+  if (sentencepiece)
+    prepare_sentencepiece(options, progress);
+  else if (options.synthetic.empty())
     prepare_text(options, progress);
   else
     prepare_synthetic(options, progress);

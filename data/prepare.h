@@ -3,7 +3,9 @@
 //
 // Text/bytes: the inputs are concatenated in order; the last val_fraction of all bytes is the
 // validation split (one shard), the rest is cut into `shards` nearly equal training shards.
-// Inputs are streamed in 16 MiB blocks, never held whole.
+// Inputs are streamed in 16 MiB blocks, never held whole. With a SentencePiece tokenizer each
+// split is encoded in blocks cut after a newline, into a temporary token file, which is then cut
+// into shards of uint16/uint32 tokens as above.
 // Synthetic duplication: `sequences` training windows of seq_len + 1 tokens from the training
 // stream and max(1, sequences * val_fraction) from the validation stream, stored back to back
 // (manifest window_stride = seq_len + 1, so they read back exactly as generated).
@@ -32,6 +34,12 @@ struct PrepareOptions {
   // Text: seq_len > 0 additionally requires every shard to hold one window of seq_len + 1.
   int64_t sequences = 0, seq_len = 0, vocab_size = 0;
   uint64_t seed = 1;  // synthetic only: the same seed as train.seed gives the trainer's stream
+  // Text: "bytes" (vocabulary 256) or "sentencepiece": a model of vocab_size pieces trained on the
+  // inputs (model_type unigram or bpe), or the model file tokenizer_model. The model is written
+  // beside the shards as tokenizer.model and named in the manifest.
+  std::string tokenizer = "bytes";
+  std::string model_type = "unigram";
+  std::string tokenizer_model;
 };
 
 // Writes the shards and `<output_dir>/manifest.yaml`; prints one line per shard and, for long

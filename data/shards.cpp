@@ -114,9 +114,21 @@ Manifest read_manifest(const std::string& manifest_path) {
   if (m.vocab_size < 1) fail("manifest '", manifest_path, "': vocab_size must be positive");
   m.tokenizer = manifest_value<std::string>(root, "tokenizer", "", manifest_path);
   if (root["source"]) m.source = manifest_value<std::string>(root, "source", "", manifest_path);
+  if (root["tokenizer_model"]) {
+    const YAML::Node model = root["tokenizer_model"];
+    if (!model.IsMap()) fail("manifest '", manifest_path, "': tokenizer_model must be a map");
+    const fs::path file =
+        manifest_value<std::string>(model, "file", "tokenizer_model", manifest_path);
+    m.tokenizer_model = (fs::path(manifest_path).parent_path() / file).string();
+    m.tokenizer_model_checksum = parse_checksum(
+        manifest_value<std::string>(model, "checksum", "tokenizer_model", manifest_path),
+        "tokenizer_model", manifest_path);
+  }
   if (root["window_stride"])
     m.window_stride = manifest_value<int64_t>(root, "window_stride", "", manifest_path);
   if (m.window_stride < 0) fail("manifest '", manifest_path, "': window_stride must be >= 0");
+  if (m.tokenizer == "sentencepiece" && m.tokenizer_model.empty())
+    fail("manifest '", manifest_path, "': tokenizer sentencepiece needs a tokenizer_model entry");
   m.train = read_shard_list(root, "train", manifest_path);
   m.val = read_shard_list(root, "val", manifest_path);
   return m;
@@ -149,6 +161,12 @@ void write_manifest(const Manifest& m, const std::string& manifest_path) {
   out << YAML::Key << "format_version" << YAML::Value << static_cast<long long>(m.format_version);
   out << YAML::Key << "vocab_size" << YAML::Value << static_cast<long long>(m.vocab_size);
   out << YAML::Key << "tokenizer" << YAML::Value << m.tokenizer;
+  if (!m.tokenizer_model.empty()) {
+    out << YAML::Key << "tokenizer_model" << YAML::Value << YAML::Flow << YAML::BeginMap
+        << YAML::Key << "file" << YAML::Value << fs::path(m.tokenizer_model).filename().string()
+        << YAML::Key << "checksum" << YAML::Value << YAML::DoubleQuoted
+        << checksum_to_hex(m.tokenizer_model_checksum) << YAML::EndMap;
+  }
   out << YAML::Key << "source" << YAML::Value << YAML::DoubleQuoted << m.source;
   out << YAML::Key << "window_stride" << YAML::Value << static_cast<long long>(m.window_stride);
   out << YAML::Key << "train" << YAML::Value;

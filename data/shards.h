@@ -65,6 +65,10 @@ struct Manifest {
   int64_t format_version = kShardFormatVersion;
   int64_t vocab_size = 0;
   std::string tokenizer;
+  // tokenizer "sentencepiece": the model file (resolved against the manifest's directory) and
+  // the FNV-1a checksum of its bytes.
+  std::string tokenizer_model;
+  uint64_t tokenizer_model_checksum = 0;
   std::string source;         // provenance, informative only
   int64_t window_stride = 0;  // 0 = seq_len (overlapping text windows)
   std::vector<ShardEntry> train, val;

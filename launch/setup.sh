@@ -13,6 +13,7 @@ packages=(
   libopenmpi-dev openmpi-bin  # multi-rank training
   libcli11-dev             # command line
   nlohmann-json3-dev       # JSON: safetensors headers and Hugging Face config.json
+  libsentencepiece-dev     # subword tokenizer (reformer prepare --tokenizer sentencepiece)
   libgtest-dev             # tests
   python3-venv python3-torch python3-numpy  # interoperability tests (launch/python_env.sh)
 )

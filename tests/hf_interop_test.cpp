@@ -188,6 +188,48 @@ TEST(HfRoundTrip, ExportThenImportKeepsEveryWeightBitForBit) {
   EXPECT_EQ(std::memcmp(before.data(), after.data(), before.size() * sizeof(float)), 0);
 }
 
+TEST(HfExport, TheSentencePieceModelTravelsAsSpieceModelBothWays) {
+  RF_TEST_PYTHON_OR_SKIP(python);
+  const std::string dir = test::fresh_dir("spiece");
+  std::ifstream shakespeare(RF_SOURCE_DIR "/../shared/data/tinyshakespeare.txt");
+  std::string text(120000, '\0');
+  shakespeare.read(text.data(), static_cast<std::streamsize>(text.size()));
+  ASSERT_EQ(shakespeare.gcount(), 120000) << "Tiny Shakespeare is missing";
+  std::ofstream(dir + "/text.txt") << text;
+  test::CommandResult r =
+      test::run_command(reformer("prepare --input " + dir + "/text.txt --output " + dir +
+                                 "/shards --tokenizer sentencepiece " + "--vocab-size 400"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  std::vector<std::string> model = small_model("[local,lsh]", "axial");
+  model.push_back("model.vocab_size=400");
+  model.push_back("data.format=hdf5");
+  model.push_back("data.train=" + dir + "/shards/manifest.yaml");
+  const std::string run = test::fresh_dir("run");
+  test::train_quietly(test::short_run_config(run, 3, 1, model));
+  r = test::run_command(
+      reformer("export --checkpoint " + run + " --format hf --output " + dir + "/hf"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  // transformers' ReformerTokenizer encodes a text as this program does.
+  const std::string sample = dir + "/sample.txt";
+  std::ofstream(sample) << text.substr(1000, 3000) << "\tcaf\xC3\xA9  x\n";
+  r = test::run_command(python + " " RF_SOURCE_DIR "/tests/hf_reference.py tokenize " + dir +
+                        "/hf " + sample);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  std::ifstream sample_in(sample);
+  const std::string sample_text((std::istreambuf_iterator<char>(sample_in)),
+                                std::istreambuf_iterator<char>());
+  std::string ours;
+  for (uint32_t id : checkpoint_tokenizer(resolve_checkpoint_path(run)).encode(sample_text))
+    ours += (ours.empty() ? "" : " ") + std::to_string(id);
+  EXPECT_EQ(r.out, ours + "\n");
+  // Importing the directory brings the model back into the checkpoint.
+  r = test::run_command(
+      reformer("import --format hf --input " + dir + "/hf --output " + dir + "/back"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(checkpoint_tokenizer(resolve_checkpoint_path(dir + "/back")).serialized_model(),
+            checkpoint_tokenizer(resolve_checkpoint_path(run)).serialized_model());
+}
+
 // --- bad input: one line naming the problem, a non-zero exit, nothing written ------------------
 
 struct BrokenDirectory {

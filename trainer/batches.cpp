@@ -6,6 +6,7 @@
 #include "data/byte_corpus.h"
 #include "data/shards.h"
 #include "data/synthetic_duplication.h"
+#include "data/tokenizer.h"
 
 namespace rf {
 
@@ -42,6 +43,14 @@ DataSources open_data(const Config& cfg, bool verify_checksums) {
       s.train = std::make_unique<ShardedWindows>(train, "train", T, vocab, verify_checksums);
       s.val = std::make_unique<ShardedWindows>(val, "val", T, vocab, verify_checksums);
       s.tokenizer = train.tokenizer;
+      if (train.tokenizer == kSentencePieceTokenizer) {
+        s.tokenizer_model = Tokenizer::from_model_file(train.tokenizer_model,
+                                                       train.tokenizer_model_checksum, d.train)
+                                .serialized_model();
+        if (val.tokenizer != train.tokenizer ||
+            val.tokenizer_model_checksum != train.tokenizer_model_checksum)
+          fail("data.val '", d.val, "' was tokenised differently from data.train '", d.train, "'");
+      }
       s.task = train.tokenizer == kDuplicationTokenizer ? DataTask::kDuplication
                : train.tokenizer == kBytesTokenizer     ? DataTask::kByteText
                                                         : DataTask::kTokens;

@@ -26,6 +26,9 @@ struct DataSources {
   std::unique_ptr<WindowSource> val;
   DataTask task = DataTask::kTokens;
   std::string tokenizer;  // as shards name it: "duplication", "bytes", or a manifest's
+  // A SentencePiece model's serialized bytes (checksum-checked) when the shards were tokenised
+  // with one; checkpoints carry it so generate and eval need nothing else.
+  std::string tokenizer_model;
 };
 // verify_checksums: stream every shard once to check it (hdf5; usually rank 0 only).
 DataSources open_data(const Config& cfg, bool verify_checksums);

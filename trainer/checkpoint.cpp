@@ -90,6 +90,14 @@ void read_into_device(const Hdf5File& file, const std::string& name, Executor& e
   ex.upload(dst, host.data(), count * sizeof(float));
 }
 
+std::string read_tokenizer_model(const Hdf5File& file) {
+  if (!file.has_dataset("tokenizer_model")) return "";
+  std::string bytes(static_cast<size_t>(file.dataset_length("tokenizer_model")), '\0');
+  file.read("tokenizer_model", H5T_NATIVE_UINT8, 0, static_cast<int64_t>(bytes.size()),
+            bytes.data());
+  return bytes;
+}
+
 std::vector<float> download(Executor& ex, const float* src, size_t count) {
   std::vector<float> host(count);
   ex.download(host.data(), src, count * sizeof(float));
@@ -126,6 +134,9 @@ std::string save_checkpoint(const std::string& dir, ReformerModel& model, AdamW&
     file.set_int("world_size", state.world_size);
     file.set_string("config", model.config().source_text);
     file.set_string("layout", layout_text(params));
+    if (!state.tokenizer_model.empty())
+      file.write("tokenizer_model", H5T_NATIVE_UINT8, state.tokenizer_model.data(),
+                 static_cast<int64_t>(state.tokenizer_model.size()));
     const int64_t n = static_cast<int64_t>(params.size());
     file.write("params", H5T_NATIVE_FLOAT, download(ex, params.params(), n).data(), n);
     file.write("adam_m", H5T_NATIVE_FLOAT, download(ex, optimizer.first_moment().data(), n).data(),
@@ -183,8 +194,17 @@ TrainingState load_checkpoint(const std::string& path, ReformerModel& model, Ada
   s.samples_seen = file.get_int("samples_seen");
   s.seed = file.get_int("seed");
   s.world_size = file.has_attribute("world_size") ? file.get_int("world_size") : 1;
+  s.tokenizer_model = read_tokenizer_model(file);
   if (optimizer) optimizer->set_steps_taken(s.step);
   return s;
+}
+
+Tokenizer checkpoint_tokenizer(const std::string& path) {
+  const Hdf5File file = Hdf5File::open_read(path);
+  const std::string model = read_tokenizer_model(file);
+  return model.empty()
+             ? Tokenizer::bytes()
+             : Tokenizer::sentencepiece(model, "the tokenizer of checkpoint '" + path + "'");
 }
 
 std::string checkpoint_config_text(const std::string& path) {

@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "data/tokenizer.h"
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 
@@ -19,6 +20,9 @@ struct TrainingState {
   int64_t samples_seen = 0;  // windows consumed by the whole job (the data cursor)
   int64_t seed = 1;          // keys every random stream of the run
   int64_t world_size = 1;    // ranks of the job that wrote it (informational)
+  // The SentencePiece model the training tokens came from (serialized; "" for bytes and the
+  // synthetic task), so that a checkpoint alone encodes prompts and decodes samples.
+  std::string tokenizer_model;
 };
 
 std::string checkpoint_dir(const std::string& out_dir);
@@ -43,6 +47,9 @@ class CheckpointMismatch : public Error {
 // ones are reported on stderr and skipped). Returns its path, or "" when there is none.
 std::string load_newest_intact_checkpoint(const std::string& dir, ReformerModel& model,
                                           AdamW* optimizer, TrainingState* state);
+
+// The tokenizer a checkpoint carries (bytes when it has no SentencePiece model).
+Tokenizer checkpoint_tokenizer(const std::string& path);
 
 // The config text stored in a checkpoint.
 std::string checkpoint_config_text(const std::string& path);

@@ -93,18 +93,25 @@ int command_eval(const Arguments& a) {
   ReformerModel model(cfg, *ex);
   const TrainingState state = load_checkpoint(path, model, nullptr);
   const DataSources data = open_data(cfg, cfg.data.verify_checksums);
+  // Bits per byte for text: bytes, or the SentencePiece model the shards were made with.
+  std::vector<int32_t> token_bytes;
+  if (data.task == DataTask::kByteText) token_bytes = Tokenizer::bytes().token_bytes();
+  if (!data.tokenizer_model.empty())
+    token_bytes = Tokenizer::sentencepiece(data.tokenizer_model, cfg.data.train).token_bytes();
   const int64_t windows =
       eval_window_count(*data.val, cfg.train.eval_batches, cfg.train.batch_size);
   ProgressClock clock(0, windows);
   const EvalResult r = evaluate(
-      model, *data.val, windows, cfg.train.batch_size, positions, [&](int64_t done, int64_t total) {
+      model, *data.val, windows, cfg.train.batch_size, positions,
+      [&](int64_t done, int64_t total) {
         if (a.json) return;
         const double elapsed = clock.elapsed_seconds();
         const double eta = elapsed / static_cast<double>(done) * static_cast<double>(total - done);
         std::fprintf(stderr, "\reval %lld/%lld windows | %s elapsed | ETA %s   ",
                      static_cast<long long>(done), static_cast<long long>(total),
                      format_duration(elapsed).c_str(), format_duration(eta).c_str());
-      });
+      },
+      nullptr, token_bytes);
   if (a.json) {
     std::cout << JsonLine()
                      .add("checkpoint", path)
@@ -113,6 +120,8 @@ int command_eval(const Arguments& a) {
                      .add("bits_per_token", r.bits_per_token)
                      .add("accuracy", r.accuracy)
                      .add("tokens", r.tokens)
+                     .add("bits_per_byte", r.bits_per_byte)
+                     .add("text_bytes", r.text_bytes)
                      .add("n_hashes", cfg.lsh.n_hashes)
                      .str()
               << std::endl;
@@ -120,9 +129,13 @@ int command_eval(const Arguments& a) {
     std::fprintf(stderr, "\n");
     std::printf(
         "%s (step %lld), n_hashes %lld: loss %.4f nats, %.4f bits/token, accuracy %.4f "
-        "over %lld tokens\n",
+        "over %lld tokens",
         path.c_str(), static_cast<long long>(state.step), static_cast<long long>(cfg.lsh.n_hashes),
         r.loss, r.bits_per_token, r.accuracy, static_cast<long long>(r.tokens));
+    if (r.text_bytes > 0)
+      std::printf(", %.4f bits/byte over %lld bytes", r.bits_per_byte,
+                  static_cast<long long>(r.text_bytes));
+    std::printf("\n");
   }
   return 0;
 }
@@ -132,12 +145,18 @@ int command_generate(const Arguments& a) {
   const Config cfg = config_for_checkpoint(a, path);
   auto ex = make_rank_executor(cfg.runtime);
   ReformerModel model(cfg, *ex);
-  load_checkpoint(path, model, nullptr);
-  std::vector<int32_t> prompt(a.prompt.begin(), a.prompt.end());
-  for (int32_t& t : prompt) {
-    t = static_cast<unsigned char>(t);
-    if (t >= cfg.model.vocab_size)
-      fail("--prompt has byte ", t, ", outside the model's vocabulary of ", cfg.model.vocab_size);
+  const TrainingState state = load_checkpoint(path, model, nullptr);
+  // The checkpoint's own SentencePiece model encodes the prompt and decodes the sample.
+  const bool subwords = !state.tokenizer_model.empty();
+  const Tokenizer tokenizer =
+      subwords ? Tokenizer::sentencepiece(state.tokenizer_model, "the tokenizer of " + path)
+               : Tokenizer::bytes();
+  std::vector<int32_t> prompt;
+  for (uint32_t t : tokenizer.encode(a.prompt)) {
+    if (static_cast<int64_t>(t) >= cfg.model.vocab_size)
+      fail("--prompt has ", subwords ? "token " : "byte ", t,
+           ", outside the model's vocabulary of ", cfg.model.vocab_size);
+    prompt.push_back(static_cast<int32_t>(t));
   }
   SamplingOptions o;
   o.tokens = a.tokens;
@@ -145,11 +164,9 @@ int command_generate(const Arguments& a) {
   o.top_k = a.top_k;
   o.seed = static_cast<uint64_t>(a.seed);
   const std::vector<int32_t> out = generate(model, prompt, o);
-  if (cfg.model.vocab_size <= 256) {  // byte tokens: the text itself
-    std::string text;
-    for (int32_t t : out) text += static_cast<char>(t);
-    std::cout << text << std::endl;
-  } else {  // other tokenizers: the token ids
+  if (subwords || cfg.model.vocab_size <= 256) {  // text: the prompt and the sample
+    std::cout << tokenizer.decode(out) << std::endl;
+  } else {  // other tokens: their ids
     for (size_t i = 0; i < out.size(); ++i) std::cout << (i ? " " : "") << out[i];
     std::cout << std::endl;
   }
@@ -217,7 +234,14 @@ int run_command_line(int argc, char** argv) {
   prepare->add_option("--synthetic", prep.synthetic, "duplication: the paper's 0 w 0 w task");
   prepare->add_option("--sequences", prep.sequences, "synthetic: training sequences");
   prepare->add_option("--seq-len", prep.seq_len, "synthetic: sequence length (= train.seq_len)");
-  prepare->add_option("--vocab-size", prep.vocab_size, "synthetic: vocabulary size");
+  prepare->add_option("--vocab-size", prep.vocab_size,
+                      "synthetic: vocabulary size; sentencepiece: pieces of the trained model");
+  prepare->add_option("--tokenizer", prep.tokenizer, "text: bytes or sentencepiece")
+      ->check(CLI::IsMember({"bytes", "sentencepiece"}));
+  prepare->add_option("--model-type", prep.model_type, "sentencepiece: unigram or bpe")
+      ->check(CLI::IsMember({"unigram", "bpe"}));
+  prepare->add_option("--tokenizer-model", prep.tokenizer_model,
+                      "sentencepiece: use this model file instead of training one");
   prepare->add_option("--seed", prep.seed, "synthetic: seed (= train.seed)");
 
   std::string export_checkpoint, export_output, format;

@@ -9,12 +9,13 @@ namespace rf {
 
 EvalResult evaluate(ReformerModel& model, const WindowSource& source, int64_t windows,
                     int64_t batch, PositionRange positions,
-                    const std::function<void(int64_t, int64_t)>& on_batch, Communicator* comm) {
+                    const std::function<void(int64_t, int64_t)>& on_batch, Communicator* comm,
+                    const std::vector<int32_t>& token_bytes) {
   const int64_t T = source.window_length() - 1;
   const int64_t begin = std::max<int64_t>(0, positions.begin);
   const int64_t end = positions.end < 0 ? T : std::min(positions.end, T);
   double loss = 0.0;
-  int64_t correct = 0, tokens = 0;
+  int64_t correct = 0, tokens = 0, text_bytes = 0;
   const int64_t ranks = comm ? comm->size() : 1, rank = comm ? comm->rank() : 0;
   for (int64_t first = rank * batch; first < windows; first += ranks * batch) {
     const int64_t n = std::min(batch, windows - first);
@@ -30,17 +31,22 @@ EvalResult evaluate(ReformerModel& model, const WindowSource& source, int64_t wi
     for (int64_t i = 0; i < n; ++i)
       for (int64_t t = begin; t < end; ++t) {
         loss += s.row_loss[i * T + t];
-        correct += s.row_prediction[i * T + t] == b.targets[i * T + t];
+        const int32_t target = b.targets[i * T + t];
+        correct += s.row_prediction[i * T + t] == target;
         ++tokens;
+        if (target >= 0 && static_cast<size_t>(target) < token_bytes.size())
+          text_bytes += token_bytes[static_cast<size_t>(target)];
       }
     if (on_batch) on_batch(first + n, windows);
   }
   if (ranks > 1) {
-    double totals[3] = {loss, static_cast<double>(correct), static_cast<double>(tokens)};
-    comm->all_reduce_sum(totals, 3, DType::kFloat64);
+    double totals[4] = {loss, static_cast<double>(correct), static_cast<double>(tokens),
+                        static_cast<double>(text_bytes)};
+    comm->all_reduce_sum(totals, 4, DType::kFloat64);
     loss = totals[0];
     correct = static_cast<int64_t>(totals[1]);
     tokens = static_cast<int64_t>(totals[2]);
+    text_bytes = static_cast<int64_t>(totals[3]);
   }
   EvalResult r;
   r.tokens = tokens;
@@ -49,6 +55,8 @@ EvalResult evaluate(ReformerModel& model, const WindowSource& source, int64_t wi
     r.bits_per_token = r.loss / std::log(2.0);
     r.accuracy = static_cast<double>(correct) / static_cast<double>(tokens);
   }
+  r.text_bytes = text_bytes;
+  if (text_bytes > 0) r.bits_per_byte = loss / std::log(2.0) / static_cast<double>(text_bytes);
   return r;
 }
 

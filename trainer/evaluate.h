@@ -21,15 +21,19 @@ struct EvalResult {
   double bits_per_token = 0.0;  // loss / ln 2
   double accuracy = 0.0;        // fraction of scored tokens whose argmax is the target
   int64_t tokens = 0;
+  // With a table of the bytes of text each token stands for: the scored targets' bytes and the
+  // loss per byte (comparable between byte-level and subword models on the same text).
+  int64_t text_bytes = 0;
+  double bits_per_byte = 0.0;
 };
 
 // Scores `windows` validation windows in batches of `batch`. With a communicator of several
 // ranks, rank r scores batches r, r + ranks, ... and every rank returns the job's totals (so no
 // rank idles in a collective while another evaluates). `on_batch(done, total)` reports this
-// rank's progress when given.
+// rank's progress when given. `token_bytes` (Tokenizer::token_bytes) adds bits per byte.
 EvalResult evaluate(ReformerModel& model, const WindowSource& source, int64_t windows,
                     int64_t batch, PositionRange positions,
                     const std::function<void(int64_t, int64_t)>& on_batch = {},
-                    Communicator* comm = nullptr);
+                    Communicator* comm = nullptr, const std::vector<int32_t>& token_bytes = {});
 
 }  // namespace rf

@@ -194,6 +194,16 @@ std::string hf_config_json(const Config& cfg) {
   return c.dump(2) + "\n";
 }
 
+std::string hf_tokenizer_config_json(const Config& cfg) {
+  Json c;
+  c["tokenizer_class"] = "ReformerTokenizer";
+  c["model_max_length"] = cfg.train.seq_len;
+  c["eos_token"] = "</s>";
+  c["unk_token"] = "<unk>";
+  c["additional_special_tokens"] = Json::array();
+  return c.dump(2) + "\n";
+}
+
 std::vector<std::string> overrides_from_hf_config(const std::string& json_text,
                                                   const std::string& where, std::ostream& notes) {
   const HfConfigReader hf(json_text, where);

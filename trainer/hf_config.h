@@ -18,6 +18,10 @@ constexpr const char* kHfTransformersVersion = "4.36.2";
 // (HF has no dense type), which needs every local layer to have that chunk.
 std::string hf_config_json(const Config& cfg);
 
+// tokenizer_config.json beside an exported spiece.model: AutoTokenizer then picks
+// ReformerTokenizer.
+std::string hf_tokenizer_config_json(const Config& cfg);
+
 // `--set` overrides (section.key=value) that give a config of this program the model of
 // config.json's text (keys it omits take ReformerConfig's defaults, as transformers writes only
 // the keys that differ from them). Settings that do not change the weights but differ between the

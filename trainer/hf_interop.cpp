@@ -17,7 +17,7 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string read_text_file(const std::string& path) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   if (!in) fail("cannot read '", path, "'");
   std::ostringstream text;
   text << in.rdbuf();
@@ -25,7 +25,7 @@ std::string read_text_file(const std::string& path) {
 }
 
 void write_text_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::trunc);
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;
   out.flush();
   if (!out) fail("cannot write '", path, "' (disk full?)");
@@ -90,9 +90,14 @@ void export_hf(const std::string& checkpoint, const std::string& output_dir, std
   write_text_file(out.path("config.json"), config_json);
   // transformers reads only safetensors files whose metadata names their framework.
   write_safetensors(out.path("model.safetensors"), tensors, {{"format", "pt"}});
+  if (!state.tokenizer_model.empty()) {  // ReformerTokenizer's file, and AutoTokenizer's pointer
+    write_text_file(out.path("spiece.model"), state.tokenizer_model);
+    write_text_file(out.path("tokenizer_config.json"), hf_tokenizer_config_json(cfg));
+  }
   out.commit();
   log << "exported " << path << " (step " << state.step << ", " << model.params().size()
-      << " parameters, " << tensors.size() << " tensors) to " << output_dir
+      << " parameters, " << tensors.size() << " tensors"
+      << (state.tokenizer_model.empty() ? "" : ", SentencePiece tokenizer") << ") to " << output_dir
       << ": transformers.ReformerModelWithLMHead.from_pretrained(\"" << output_dir
       << "\") loads it\n";
 }
@@ -128,10 +133,18 @@ void import_hf(const HfImportOptions& options, std::ostream& log) {
   params_from_hf_tensors(model.params(), read_safetensors(weights_path), weights_path, &params);
   ex->upload(model.params().params(), params.data(), params.size() * sizeof(float));
   AdamW optimizer(*ex, model.params(), cfg.train);  // zero moments: fine-tuning starts afresh
-  StagedDirectory out(options.output_dir);
-  write_text_file(out.path("config.yaml"), cfg.source_text);
   TrainingState state;
   state.seed = cfg.train.seed;
+  const std::string tokenizer_path = (in / "spiece.model").string();
+  if (fs::is_regular_file(tokenizer_path, ec)) {
+    state.tokenizer_model = read_text_file(tokenizer_path);
+    const Tokenizer tokenizer = Tokenizer::sentencepiece(state.tokenizer_model, tokenizer_path);
+    if (tokenizer.vocab_size() > cfg.model.vocab_size)
+      fail(tokenizer_path, " has ", tokenizer.vocab_size(), " pieces, more than the model's ",
+           "vocab_size ", cfg.model.vocab_size);
+  }
+  StagedDirectory out(options.output_dir);
+  write_text_file(out.path("config.yaml"), cfg.source_text);
   save_checkpoint(checkpoint_dir(out.staging()), model, optimizer, state, 1);
   out.commit();
   log << "imported " << options.input_dir << " (" << model.params().size() << " parameters, "
@@ -139,6 +152,9 @@ void import_hf(const HfImportOptions& options, std::ostream& log) {
       << "  fine-tune: reformer train --config " << options.output_dir
       << "/config.yaml --resume auto\n"
       << "  evaluate:  reformer eval --checkpoint " << options.output_dir << "\n";
+  if (!state.tokenizer_model.empty())
+    log << "  its SentencePiece model is in the checkpoint; prepare text for it with: reformer "
+        << "prepare --tokenizer-model " << tokenizer_path << " ...\n";
 }
 
 }  // namespace rf

@@ -323,6 +323,12 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
     // Shard checksums are read once, by rank 0 (every rank streaming the corpus is N x the I/O).
     run.data = open_data(cfg, run.root() && cfg.data.verify_checksums);
     check_enough_windows(run);
+    // A resumed (or imported) model keeps the tokenizer it was trained with.
+    if (run.root() && !resumed_from.empty() && !run.state.tokenizer_model.empty() &&
+        run.state.tokenizer_model != run.data.tokenizer_model)
+      fail("the checkpoint ", resumed_from, " was trained with another tokenizer than data.train '",
+           cfg.data.train, "' (prepare the data with --tokenizer-model of the checkpoint's model)");
+    run.state.tokenizer_model = run.data.tokenizer_model;
   });
   run.order = std::make_unique<SampleOrder>(run.data.train->num_windows(),
                                             static_cast<uint64_t>(run.state.seed));

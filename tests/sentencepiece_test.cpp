@@ -1,0 +1,177 @@
+// SentencePiece tokenization end to end: `reformer prepare --tokenizer sentencepiece` trains a
+// model whose pieces decode to exactly the text, writes uint16 shards and the model beside them;
+// training, eval (bits per byte) and generate use it, and the checkpoint alone carries it. Bad
+// tokenizer input is a clear error.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "data/hdf5_io.h"
+#include "data/shards.h"
+#include "data/tokenizer.h"
+#include "tests/run_fixture.h"
+#include "trainer/checkpoint.h"
+
+namespace rf {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string reformer(const std::string& args) {
+  return std::string(RF_BINARY_DIR) + "/reformer " + args;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// The first 300 KB of Tiny Shakespeare plus text its lines lack (a tab, UTF-8, double spaces).
+// (SentencePiece decodes byte pieces that are not valid UTF-8 as U+FFFD: text must be UTF-8.)
+std::string corpus(const std::string& dir) {
+  const std::string text = read_file(RF_SOURCE_DIR "/../shared/data/tinyshakespeare.txt");
+  EXPECT_GT(text.size(), 300000u) << "Tiny Shakespeare is missing";
+  const std::string path = dir + "/corpus.txt";
+  std::ofstream(path, std::ios::binary)
+      << text.substr(0, 300000) << "\tcaf\xC3\xA9  \xE2\x82\xAC end\n";
+  return path;
+}
+
+const char* kModelYaml = R"(model:
+  vocab_size: 600
+  d_model: 32
+  d_ff: 64
+  n_layers: 2
+  n_heads: 2
+  d_head: 16
+  attention: [local, lsh]
+  axial_shape: [8, 8]
+lsh:
+  bucket_size: 16
+  local_chunk: 16
+train:
+  seq_len: 64
+  batch_size: 4
+  steps: 30
+  warmup: 5
+  lr: 0.003
+  log_every: 10
+  eval_every: 0
+  checkpoint_every: 0
+data:
+  format: hdf5
+)";
+
+TEST(SentencePiece, PreparedTextTrainsEvaluatesAndSamplesWithTheCheckpointAlone) {
+  const std::string dir = test::fresh_dir("sp");
+  const std::string text_path = corpus(dir);
+  test::CommandResult r = test::run_command(reformer("prepare --input " + text_path + " --output " +
+                                                     dir + "/shards --tokenizer " +
+                                                     "sentencepiece --vocab-size 600 --shards 2"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const Manifest m = read_manifest(dir + "/shards/manifest.yaml");
+  EXPECT_EQ(m.tokenizer, "sentencepiece");
+  EXPECT_EQ(m.vocab_size, 600);
+  // Every byte of the text comes back from its tokens (byte fallback, whitespace kept).
+  const Tokenizer tok =
+      Tokenizer::from_model_file(m.tokenizer_model, m.tokenizer_model_checksum, "test");
+  const std::string text = read_file(text_path);
+  const std::vector<uint32_t> ids = tok.encode(text);
+  EXPECT_LT(ids.size(), text.size() * 6 / 10) << "subwords should be longer than bytes";
+  const std::string decoded = tok.decode(std::vector<int32_t>(ids.begin(), ids.end()));
+  const auto diff = std::mismatch(decoded.begin(), decoded.end(), text.begin(), text.end());
+  EXPECT_TRUE(decoded == text) << "decoded text differs at byte " << (diff.first - decoded.begin());
+  int64_t bytes = 0;
+  for (uint32_t id : ids) bytes += tok.token_bytes()[id];
+  EXPECT_EQ(bytes, static_cast<int64_t>(text.size()));
+  // Shards: uint16 tokens, as many as the encoding gives (the val tail apart).
+  H5T_class_t cls;
+  size_t width = 0;
+  int rank = 0;
+  Hdf5File::open_read(m.train[0].path).dataset_type(kShardDataset, &cls, &width, &rank);
+  EXPECT_EQ(width, 2u);
+  int64_t stored = 0;
+  for (const auto* split : {&m.train, &m.val})
+    for (const ShardEntry& e : *split) stored += e.tokens;
+  EXPECT_NEAR(static_cast<double>(stored), static_cast<double>(ids.size()),
+              0.002 * static_cast<double>(ids.size()));
+
+  std::ofstream(dir + "/run.yaml") << kModelYaml << "  train: " << dir << "/shards/manifest.yaml\n";
+  r = test::run_command(reformer("train --config " + dir + "/run.yaml --set train.out_dir=" + dir +
+                                 "/run --set train.report=false"));
+  if (r.out.find("unknown key") != std::string::npos)  // (before train.report existed)
+    r = test::run_command(
+        reformer("train --config " + dir + "/run.yaml --set train.out_dir=" + dir + "/run"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  // The checkpoint carries the model: eval and generate get nothing but the checkpoint.
+  EXPECT_EQ(checkpoint_tokenizer(resolve_checkpoint_path(dir + "/run")).serialized_model(),
+            tok.serialized_model());
+  r = test::run_command(reformer("eval --checkpoint " + dir + "/run --json"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const nlohmann::json e = nlohmann::json::parse(r.out.substr(r.out.rfind('{')));
+  const double bpt = e["bits_per_token"], bpb = e["bits_per_byte"];
+  const double tokens = e["tokens"], text_bytes = e["text_bytes"];
+  EXPECT_GT(text_bytes, 1.5 * tokens) << "a subword stands for more than a byte";
+  EXPECT_NEAR(bpb, bpt * tokens / text_bytes, 1e-6 * bpb);  // (JSON keeps 8 digits)
+  EXPECT_GT(bpb, 1.0);
+  EXPECT_LT(bpb, 8.0);
+  r = test::run_command(
+      reformer("generate --checkpoint " + dir + "/run --prompt 'ROMEO:' --tokens 20 --seed 3"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out.rfind("ROMEO:", 0), 0u) << r.out;  // the prompt's text, then decoded pieces
+  EXPECT_GT(r.out.size(), 30u) << r.out;
+}
+
+TEST(SentencePiece, BpeAndAGivenModelFileGiveTheSameShardsForTheSameModel) {
+  const std::string dir = test::fresh_dir("bpe");
+  const std::string text_path = corpus(dir);
+  test::CommandResult r = test::run_command(
+      reformer("prepare --input " + text_path + " --output " + dir + "/a --tokenizer " +
+               "sentencepiece --model-type bpe --vocab-size 500"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  r = test::run_command(reformer("prepare --input " + text_path + " --output " + dir +
+                                 "/b --tokenizer-model " + dir + "/a/tokenizer.model"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const Manifest a = read_manifest(dir + "/a/manifest.yaml");
+  const Manifest b = read_manifest(dir + "/b/manifest.yaml");
+  ASSERT_EQ(a.train.size(), b.train.size());
+  EXPECT_EQ(a.train[0].checksum, b.train[0].checksum);
+  EXPECT_EQ(a.val[0].checksum, b.val[0].checksum);
+  EXPECT_EQ(a.tokenizer_model_checksum, b.tokenizer_model_checksum);
+}
+
+TEST(SentencePiece, BadTokenizerInputIsAClearErrorAndWritesNothing) {
+  const std::string dir = test::fresh_dir("bad");
+  const std::string text_path = corpus(dir);
+  test::CommandResult r =
+      test::run_command(reformer("prepare --input " + text_path + " --output " + dir +
+                                 "/small --tokenizer sentencepiece " + "--vocab-size 100"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--vocab-size for sentencepiece must be in [260"), std::string::npos)
+      << r.out;
+  EXPECT_FALSE(fs::exists(dir + "/small/manifest.yaml"));
+
+  std::ofstream(dir + "/junk.model") << "not a model";
+  r = test::run_command(reformer("prepare --input " + text_path + " --output " + dir +
+                                 "/junk --tokenizer-model " + dir + "/junk.model"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("is not a SentencePiece model"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir + "/junk/manifest.yaml"));
+
+  // A tokenizer model changed after prepare no longer matches its manifest's checksum.
+  r = test::run_command(reformer("prepare --input " + text_path + " --output " + dir +
+                                 "/ok --tokenizer sentencepiece --vocab-size 400"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  std::ofstream(dir + "/ok/tokenizer.model", std::ios::app) << "x";
+  std::ofstream(dir + "/run.yaml") << kModelYaml << "  train: " << dir << "/ok/manifest.yaml\n";
+  r = test::run_command(reformer("train --config " + dir + "/run.yaml --set train.out_dir=" + dir +
+                                 "/run --set model.vocab_size=400"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("does not match its checksum"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace rf
