@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "tests/run_fixture.h"
+#include "tests/test_corpus.h"
 
 namespace rf {
 namespace {
@@ -137,8 +138,8 @@ TEST(CommandLine, TrainEvalGenerateEndToEnd) {
 }
 
 TEST(CommandLine, PrepareShardsThenTrainFromThem) {
+  RF_TINY_SHAKESPEARE_OR_SKIP(text);
   const std::string dir = test::fresh_dir("run");
-  const std::string text = std::string(RF_SOURCE_DIR) + "/../shared/data/tinyshakespeare.txt";
   const Result p = run("prepare --input " + text + " --output " + dir + "/shards --shards 3");
   ASSERT_EQ(p.exit_code, 0) << p.out;
   ASSERT_TRUE(std::filesystem::exists(dir + "/shards/manifest.yaml"));
