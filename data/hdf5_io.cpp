@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <utility>
 
 #include "base/error.h"
@@ -30,14 +32,50 @@ class Handle {
   Handle& operator=(const Handle&) = delete;
   hid_t get() const { return id_; }
   bool ok() const { return id_ >= 0; }
+  // Closes now and returns the status (the destructor cannot report one).
+  herr_t release_and_close() {
+    const hid_t id = id_;
+    id_ = -1;
+    return id >= 0 ? closer_(id) : 0;
+  }
 
  private:
   hid_t id_;
   herr_t (*closer_)(hid_t);
 };
 
+// The operating system's reason for the failure HDF5 has just reported, e.g. "No space left on
+// device", or "" when the failure was not a system call's. HDF5 records it only in the text of
+// the innermost entry of its error stack ("..., errno = 28, error message = 'No space left on
+// device', ..."), and clears that stack at the start of its next API call: ask right away.
+std::string failure_reason() {
+  int found_errno = 0;
+  const auto visit = [](unsigned, const H5E_error2_t* entry, void* data) -> herr_t {
+    const char* at = entry->desc ? std::strstr(entry->desc, "errno = ") : nullptr;
+    if (at) *static_cast<int*>(data) = std::atoi(at + std::strlen("errno = "));
+    return 0;
+  };
+  if (H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, visit, &found_errno) < 0 || found_errno <= 0)
+    return "";
+  return std::strerror(found_errno);
+}
+
+// The reason to append to a message about a failed call: the system's when there is one, else
+// the likely causes.
+std::string reason_or(const std::string& guess) {
+  const std::string reason = failure_reason();
+  return reason.empty() ? " (" + guess + ")" : ": " + reason;
+}
+
 void check(herr_t status, const std::string& path, const std::string& what) {
-  if (status < 0) fail("'", path, "': HDF5 could not ", what, " (file damaged or not writable?)");
+  if (status < 0)
+    fail("'", path, "': HDF5 could not ", what, reason_or("file damaged or not writable?"));
+}
+
+// Closes a dataset that was written to and checks the result: the chunk cache writes the data
+// only now (chunks up to the 1 MB cache), so this is where a full disk often shows first.
+void close_written_dataset(Handle& set, const std::string& path, const std::string& name) {
+  check(set.release_and_close(), path, "write dataset '" + name + "'");
 }
 
 }  // namespace
@@ -50,7 +88,8 @@ bool hdf5_is_thread_safe() {
 Hdf5File Hdf5File::create(const std::string& path) {
   silence_hdf5_errors();
   const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (id < 0) fail("cannot create HDF5 file '", path, "' (directory missing or not writable?)");
+  if (id < 0)
+    fail("cannot create HDF5 file '", path, "'", reason_or("directory missing or not writable?"));
   return Hdf5File(id, path);
 }
 
@@ -80,10 +119,13 @@ Hdf5File::~Hdf5File() {
 
 void Hdf5File::close() {
   if (id_ < 0) return;
-  check(H5Fflush(id_, H5F_SCOPE_GLOBAL), path_, "flush the file");
-  const herr_t status = H5Fclose(id_);
+  // Closed even when the flush fails, so that no descriptor keeps a removed file's space.
+  const herr_t flushed = H5Fflush(id_, H5F_SCOPE_GLOBAL);
+  const std::string flush_failure = flushed < 0 ? reason_or("file damaged or not writable?") : "";
+  const herr_t closed = H5Fclose(id_);
   id_ = -1;
-  check(status, path_, "close the file");
+  if (flushed < 0) fail("'", path_, "': HDF5 could not flush the file", flush_failure);
+  check(closed, path_, "close the file");
 }
 
 void Hdf5File::write(const std::string& name, hid_t native_type, const void* data, int64_t count) {
@@ -102,6 +144,7 @@ void Hdf5File::write(const std::string& name, hid_t native_type, const void* dat
   if (count > 0)
     check(H5Dwrite(set.get(), native_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), path_,
           "write dataset '" + name + "'");
+  close_written_dataset(set, path_, name);
 }
 
 bool Hdf5File::has_dataset(const std::string& name) const {
@@ -170,6 +213,7 @@ void Hdf5File::append(const std::string& name, hid_t native_type, const void* da
   Handle mem_space(H5Screate_simple(1, n, nullptr), H5Sclose);
   check(H5Dwrite(set.get(), native_type, mem_space.get(), file_space.get(), H5P_DEFAULT, data),
         path_, "append to dataset '" + name + "'");
+  close_written_dataset(set, path_, name);
 }
 
 void Hdf5File::read(const std::string& name, hid_t native_type, int64_t first, int64_t count,

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Trains an experiment: installs what is missing, builds if needed, then runs `reformer train`,
 # as one process or as RANKS MPI ranks (mpirun, with the options this machine needs).
-#   launch/train.sh CONFIG [-n RANKS] [--set section.key=value ...] [--resume auto] [...]
+#   launch/train.sh CONFIG [-n RANKS] [--set section.key=value ...] [--resume auto|auto-or-new]
 # Each rank gets (cores / RANKS) OpenMP threads, at least one. Exit status 75 means a signal
 # (SIGTERM/SIGUSR1) stopped training after a checkpoint: rerun with --resume auto.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-usage="usage: launch/train.sh CONFIG.yaml [-n RANKS] [--set section.key=value ...] [--resume auto]"
+usage="usage: launch/train.sh CONFIG.yaml [-n RANKS] [--set section.key=value ...] [--resume auto|auto-or-new]"
 if [ $# -lt 1 ]; then echo "$usage" >&2; exit 2; fi
 config="$1"
 shift

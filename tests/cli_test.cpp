@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "tests/run_fixture.h"
+#include "tests/test_corpus.h"
 
 namespace rf {
 namespace {
@@ -136,9 +137,35 @@ TEST(CommandLine, TrainEvalGenerateEndToEnd) {
   EXPECT_NE(g.out.find("vocabulary"), std::string::npos) << g.out;
 }
 
-TEST(CommandLine, PrepareShardsThenTrainFromThem) {
+// A requeued job whose checkpoints are all damaged stops instead of training from step 0;
+// auto-or-new starts over and keeps the damaged file; --help says so.
+TEST(CommandLine, ResumeAutoWithOnlyDamagedCheckpointsIsAnErrorUnlessAutoOrNew) {
   const std::string dir = test::fresh_dir("run");
-  const std::string text = std::string(RF_SOURCE_DIR) + "/../shared/data/tinyshakespeare.txt";
+  const std::string cfg = write_file(dir, "tiny.yaml", kTinyYaml);
+  const std::string train = "train --config " + cfg + " --set train.out_dir=" + dir + "/out";
+  ASSERT_EQ(run(train).exit_code, 0);
+  const std::string damaged = dir + "/out/checkpoints/step-00000005.h5";
+  std::filesystem::resize_file(damaged, 1000);
+  expect_one_line_error(run(train + " --resume auto"),
+                        {"--resume auto: no intact checkpoint", "step-00000005.h5",
+                         "--resume auto-or-new", "nothing was changed"});
+  EXPECT_EQ(std::filesystem::file_size(damaged), 1000u);
+
+  const Result again = run(train + " --resume auto-or-new");
+  ASSERT_EQ(again.exit_code, 0) << again.out;
+  EXPECT_NE(again.out.find("starting over from step 0"), std::string::npos) << again.out;
+  EXPECT_EQ(std::filesystem::file_size(dir + "/out/checkpoints/damaged/step-00000005.h5"), 1000u);
+  EXPECT_TRUE(std::filesystem::exists(damaged)) << "no new checkpoint of step 5";
+
+  const Result help = run("train --help");
+  EXPECT_NE(help.out.find("auto-or-new"), std::string::npos) << help.out;
+  expect_one_line_error(run(train + " --resume " + dir + "/nothing.h5"),
+                        {"--resume '" + dir + "/nothing.h5'"});
+}
+
+TEST(CommandLine, PrepareShardsThenTrainFromThem) {
+  RF_TINY_SHAKESPEARE_OR_SKIP(text);
+  const std::string dir = test::fresh_dir("run");
   const Result p = run("prepare --input " + text + " --output " + dir + "/shards --shards 3");
   ASSERT_EQ(p.exit_code, 0) << p.out;
   ASSERT_TRUE(std::filesystem::exists(dir + "/shards/manifest.yaml"));

@@ -9,6 +9,7 @@
 #include "comms/communicator.h"
 #include "data/byte_corpus.h"
 #include "tests/run_fixture.h"
+#include "tests/test_corpus.h"
 #include "trainer/batches.h"
 #include "trainer/checkpoint.h"
 #include "trainer/learning_report.h"
@@ -43,7 +44,7 @@ train: {seq_len: 64, batch_size: 16, steps: 700, lr: 3.0e-3, warmup: 50, log_eve
 }
 
 TEST(Learning, ByteModelOnTinyShakespeareBeatsUnigramEntropy) {
-  const std::string text = std::string(RF_SOURCE_DIR) + "/../shared/data/tinyshakespeare.txt";
+  RF_TINY_SHAKESPEARE_OR_SKIP(text);
   const std::vector<uint8_t> bytes = read_file_bytes(text, "test corpus");
   std::map<uint8_t, double> counts;
   for (uint8_t b : bytes) counts[b] += 1;

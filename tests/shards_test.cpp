@@ -16,6 +16,7 @@
 #include "base/fnv1a.h"
 #include "data/prepare.h"
 #include "data/synthetic_duplication.h"
+#include "tests/test_corpus.h"
 #include "tests/test_util.h"
 
 namespace rf {
@@ -209,8 +210,7 @@ TEST(PrepareText, WindowsEqualInputBytesAcrossShards) {
 }
 
 TEST(PrepareText, RealTextWindowsAtShardBoundaries) {
-  const std::string input = RF_SOURCE_DIR "/../shared/data/tinyshakespeare.txt";
-  ASSERT_TRUE(fs::exists(input)) << "the shared test corpus is missing: " << input;
+  RF_TINY_SHAKESPEARE_OR_SKIP(input);
   const ScratchDir scratch("shakespeare");
   const std::string dir = scratch.path();
   std::ostringstream progress;

@@ -1,11 +1,12 @@
 // Tests of whole training runs in-process: exact resume from a checkpoint, checkpoint retention,
-// refusal to overwrite a run, resume skipping a damaged checkpoint, and mismatch errors; and the
-// optimizer step they are made of.
+// refusal to overwrite a run, what --resume auto and auto-or-new do with damaged checkpoints, and
+// mismatch errors; and the optimizer step they are made of.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <map>
 
 #include "comms/communicator.h"
 #include "data/hdf5_io.h"
@@ -204,6 +205,136 @@ TEST(Checkpoints, ResumeAutoSkipsADamagedNewestCheckpoint) {
   const TrainSummary s =
       train(run_config(dir, {"train.checkpoint_every=2", "train.steps=8"}), "auto");
   EXPECT_EQ(s.steps_done, 8);
+}
+
+// Every file under `dir` with its bytes: what "nothing was changed" compares.
+std::map<std::string, std::string> snapshot(const std::string& dir) {
+  std::map<std::string, std::string> files;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) files[e.path().string()] = test::read_text(e.path().string());
+  return files;
+}
+
+// A checkpoint of `source` at `to` without its second moments: it loads the parameters and the
+// first moments before it fails, so a run that skips it must not keep what it loaded.
+void write_checkpoint_without_second_moments(const std::string& source, const std::string& to) {
+  const Hdf5File in = Hdf5File::open_read(source);
+  Hdf5File out = Hdf5File::create(to);
+  for (const char* attr : {"format_version", "step", "samples_seen", "seed", "world_size"})
+    out.set_int(attr, in.get_int(attr));
+  for (const char* attr : {"config", "layout"}) out.set_string(attr, in.get_string(attr));
+  for (const char* name : {"params", "adam_m"}) {
+    std::vector<float> values(static_cast<size_t>(in.dataset_length(name)));
+    in.read(name, H5T_NATIVE_FLOAT, 0, static_cast<int64_t>(values.size()), values.data());
+    out.write(name, H5T_NATIVE_FLOAT, values.data(), static_cast<int64_t>(values.size()));
+  }
+  out.close();
+}
+
+// A run directory whose two checkpoints (steps 2 and 4) are both damaged: step 4 cut short,
+// step 2 lacking its second moments (it holds another seed's parameters).
+std::string run_with_only_damaged_checkpoints(const std::vector<std::string>& settings) {
+  const std::string dir = test::fresh_dir("run");
+  train(run_config(dir, settings), "", 4);
+  const std::string other = test::fresh_dir("other_seed");
+  train(run_config(other, {"train.seed=11", "train.checkpoint_every=2"}), "", 2);
+  const fs::path ckpt = checkpoint_dir(dir);
+  fs::remove(ckpt / checkpoint_file_name(2));
+  write_checkpoint_without_second_moments(
+      (fs::path(checkpoint_dir(other)) / checkpoint_file_name(2)).string(),
+      (ckpt / checkpoint_file_name(2)).string());
+  const fs::path newest = ckpt / checkpoint_file_name(4);
+  fs::resize_file(newest, fs::file_size(newest) / 2);
+  return dir;
+}
+
+TEST(Checkpoints, ResumeAutoStopsWhenEveryCheckpointIsDamagedAndChangesNothing) {
+  const std::vector<std::string> settings = {"train.checkpoint_every=2",
+                                             "train.keep_checkpoints=2"};
+  const std::string dir = run_with_only_damaged_checkpoints(settings);
+  const auto before = snapshot(dir);
+  ASSERT_EQ(before.count((fs::path(checkpoint_dir(dir)) / checkpoint_file_name(4)).string()), 1u);
+  try {
+    train(run_config(dir, settings), "auto");
+    FAIL() << "--resume auto started over although the run had checkpoints";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+    for (const std::string& part : {"no intact checkpoint in '" + checkpoint_dir(dir) + "'",
+                                    std::string("step-00000004.h5 (it"),
+                                    std::string("step-00000002.h5 (it has no dataset 'adam_v')"),
+                                    std::string("--resume auto-or-new")})
+      EXPECT_NE(m.find(part), std::string::npos) << part << " not in: " << m;
+  }
+  EXPECT_EQ(snapshot(dir), before);
+}
+
+TEST(Checkpoints, ResumeAutoOrNewStartsOverAndKeepsTheDamagedFiles) {
+  const std::vector<std::string> settings = {"train.checkpoint_every=2",
+                                             "train.keep_checkpoints=1"};
+  const std::string dir = run_with_only_damaged_checkpoints(settings);
+  const auto before = snapshot(dir);
+  const std::string metrics = (fs::path(dir) / "metrics.jsonl").string();
+  const std::string old_metrics = test::read_text(metrics);
+  const TrainSummary s = train(run_config(dir, settings), "auto-or-new");
+  EXPECT_EQ(s.steps_done, 8);
+  // Moved, not deleted or overwritten; and kept out of the way of pruning (keep 1).
+  const fs::path ckpt = checkpoint_dir(dir);
+  for (int64_t step : {2, 4})
+    EXPECT_EQ(test::read_text((ckpt / "damaged" / checkpoint_file_name(step)).string()),
+              before.at((ckpt / checkpoint_file_name(step)).string()))
+        << step;
+  EXPECT_EQ(find_latest_checkpoint(ckpt.string()), s.final_checkpoint);
+  EXPECT_EQ(test::read_text(metrics).substr(0, old_metrics.size()), old_metrics);
+  // From step 0 with fresh values: what the damaged step-2 file had loaded was put back.
+  const TrainSummary fresh = train(run_config(test::fresh_dir("fresh"), settings));
+  test::expect_same_final_params(s, fresh);
+}
+
+TEST(Checkpoints, ResumeAutoWithoutCheckpointsStartsFresh) {
+  const TrainSummary fresh = train(run_config(test::fresh_dir("fresh")));
+  const std::string never_run = test::fresh_dir("never_run");
+  const TrainSummary first = train(run_config(never_run + "/out"), "auto");
+  EXPECT_EQ(first.steps_done, 8);
+  test::expect_same_final_params(first, fresh);
+  // A checkpoints folder without checkpoints (a job stopped before its first one) is the same.
+  const std::string empty = test::fresh_dir("empty");
+  fs::create_directories(checkpoint_dir(empty));
+  test::expect_same_final_params(train(run_config(empty), "auto"), fresh);
+}
+
+TEST(Checkpoints, MovingAsideNeverReplacesAFile) {
+  const std::string dir = test::fresh_dir("run");
+  const std::string aside = dir + "/aside";
+  fs::create_directories(aside);
+  std::ofstream(aside + "/step-00000002.h5") << "first";
+  std::ofstream(aside + "/step-00000002.h5.1") << "second";
+  std::ofstream(dir + "/step-00000002.h5") << "third";
+  EXPECT_EQ(move_into_folder_keeping_both(dir + "/step-00000002.h5", aside),
+            aside + "/step-00000002.h5.2");
+  EXPECT_EQ(test::read_text(aside + "/step-00000002.h5"), "first");
+  EXPECT_EQ(test::read_text(aside + "/step-00000002.h5.1"), "second");
+  EXPECT_EQ(test::read_text(aside + "/step-00000002.h5.2"), "third");
+  EXPECT_FALSE(fs::exists(dir + "/step-00000002.h5"));
+}
+
+TEST(Checkpoints, SavingNeverReplacesAnExistingCheckpoint) {
+  const std::string dir = test::fresh_dir("run");
+  const Config cfg = run_config(dir);
+  ReformerModel model(cfg, test::cpu());
+  AdamW optimizer(test::cpu(), model.params(), cfg.train);
+  TrainingState state;
+  state.step = 3;
+  const std::string path = save_checkpoint(checkpoint_dir(dir), model, optimizer, state, 5);
+  const std::string bytes = test::read_text(path);
+  state.samples_seen = 99;
+  try {
+    save_checkpoint(checkpoint_dir(dir), model, optimizer, state, 5);
+    FAIL() << "a checkpoint was replaced";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("already exists"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(test::read_text(path), bytes);
 }
 
 TEST(Checkpoints, CorruptedValuesAreDetectedByChecksums) {

@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -51,10 +53,11 @@ void check_layout(const std::string& path, const std::string& stored, const Para
 
 void fsync_path(const std::string& path, bool directory) {
   const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  if (fd < 0) fail("cannot open '", path, "' to sync it to disk");
+  if (fd < 0) fail("cannot open '", path, "' to sync it to disk: ", std::strerror(errno));
   const int rc = ::fsync(fd);
+  const int sync_errno = errno;
   ::close(fd);
-  if (rc != 0) fail("cannot sync '", path, "' to disk");
+  if (rc != 0) fail("cannot sync '", path, "' to disk: ", std::strerror(sync_errno));
 }
 
 int64_t step_of_file(const fs::path& p) {
@@ -116,17 +119,15 @@ std::string checkpoint_file_name(int64_t step) {
   return name;
 }
 
-std::string save_checkpoint(const std::string& dir, ReformerModel& model, AdamW& optimizer,
-                            const TrainingState& state, int64_t keep) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) fail("cannot create checkpoint directory '", dir, "': ", ec.message());
-  const std::string final_path = (fs::path(dir) / checkpoint_file_name(state.step)).string();
-  const std::string temp_path = final_path + ".tmp";
+namespace {
+
+// Writes everything of a checkpoint into `path` (a new file), flushed and synced.
+void write_checkpoint_file(const std::string& path, ReformerModel& model, AdamW& optimizer,
+                           const TrainingState& state) {
   Executor& ex = model.executor();
   ParamStore& params = model.params();
   {
-    Hdf5File file = Hdf5File::create(temp_path);
+    Hdf5File file = Hdf5File::create(path);
     file.set_int("format_version", kCheckpointFormatVersion);
     file.set_int("step", state.step);
     file.set_int("samples_seen", state.samples_seen);
@@ -145,9 +146,34 @@ std::string save_checkpoint(const std::string& dir, ReformerModel& model, AdamW&
                n);
     file.close();
   }
-  fsync_path(temp_path, false);
-  fs::rename(temp_path, final_path, ec);
-  if (ec) fail("cannot rename '", temp_path, "' to '", final_path, "': ", ec.message());
+  fsync_path(path, false);
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& dir, ReformerModel& model, AdamW& optimizer,
+                            const TrainingState& state, int64_t keep) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) fail("cannot create checkpoint directory '", dir, "': ", ec.message());
+  const std::string final_path = (fs::path(dir) / checkpoint_file_name(state.step)).string();
+  const std::string temp_path = final_path + ".tmp";
+  // Only rank 0 of a run writes here, and a run never writes a step twice (restoring moves a
+  // checkpoint of the resumed step aside unless it is the one resumed from): a file already there
+  // was written by someone else, and replacing it could destroy the only good copy.
+  if (fs::exists(final_path, ec))
+    fail("cannot write checkpoint '", final_path, "': the file already exists and is kept (is ",
+         "another run writing to the same train.out_dir?)");
+  try {
+    write_checkpoint_file(temp_path, model, optimizer, state);
+    fs::rename(temp_path, final_path, ec);
+    if (ec) fail("cannot rename '", temp_path, "' to '", final_path, "': ", ec.message());
+  } catch (const Error& e) {
+    // A partial file would hold space that the next try needs (the disk is often full).
+    std::error_code ignored;
+    fs::remove(temp_path, ignored);
+    fail("cannot write checkpoint '", final_path, "': ", e.what(), " (no partial file is left)");
+  }
   fsync_path(dir, true);
   // Keep the newest `keep`; never the one just written or a newer one.
   const auto all = checkpoints_newest_first(dir);
@@ -156,15 +182,31 @@ std::string save_checkpoint(const std::string& dir, ReformerModel& model, AdamW&
   return final_path;
 }
 
-int supersede_checkpoints_after(const std::string& dir, int64_t step) {
+std::string move_into_folder_keeping_both(const std::string& file, const std::string& folder) {
+  std::error_code ec;
+  fs::create_directories(folder, ec);
+  if (ec) fail("cannot create '", folder, "' to move '", file, "' into it: ", ec.message());
+  const std::string name = fs::path(file).filename().string();
+  fs::path target = fs::path(folder) / name;
+  // (One writer per run directory, so nothing can take the name between the check and rename.)
+  for (int suffix = 1; fs::exists(target, ec) || ec; ++suffix) {
+    if (ec) fail("cannot check whether '", target.string(), "' exists: ", ec.message());
+    target = fs::path(folder) / (name + "." + std::to_string(suffix));
+  }
+  fs::rename(file, target, ec);
+  if (ec) fail("cannot move '", file, "' to '", target.string(), "': ", ec.message());
+  return target.string();
+}
+
+int supersede_checkpoints_after(const std::string& dir, int64_t step,
+                                const std::string& resumed_from) {
   int moved = 0;
-  const fs::path aside = fs::path(dir) / "superseded";
+  const std::string aside = (fs::path(dir) / "superseded").string();
   for (const auto& [s, path] : checkpoints_newest_first(dir)) {
-    if (s <= step) break;
+    if (s < step) break;
     std::error_code ec;
-    fs::create_directories(aside, ec);
-    fs::rename(path, aside / path.filename(), ec);
-    if (ec) fail("cannot move superseded checkpoint '", path.string(), "' aside: ", ec.message());
+    if (s == step && fs::equivalent(path, resumed_from, ec)) continue;
+    move_into_folder_keeping_both(path.string(), aside);
     ++moved;
   }
   return moved;
@@ -217,28 +259,29 @@ std::string checkpoint_config_text(const std::string& path) {
 namespace {
 
 // The newest checkpoint in dir that `read_step` reads back intact (it returns the step stored in
-// the file; reading every tensor verifies its checksums). Damaged files are reported and
-// skipped; a CheckpointMismatch (the file is intact but not of this model) is never skipped.
-std::string newest_intact(const std::string& dir,
-                          const std::function<int64_t(const std::string&)>& read_step) {
+// the file; reading every tensor verifies its checksums), and the damaged files tried before it.
+// A CheckpointMismatch (the file is intact but not of this model) is never skipped.
+CheckpointSearch newest_intact(const std::string& dir,
+                               const std::function<int64_t(const std::string&)>& read_step) {
+  CheckpointSearch search;
   for (const auto& [step, path] : checkpoints_newest_first(dir)) {
     try {
       if (read_step(path.string()) != step) fail("its step attribute disagrees with its name");
-      return path.string();
+      search.intact = path.string();
+      return search;
     } catch (const CheckpointMismatch&) {
       throw;
     } catch (const Error& e) {
-      std::cerr << "warning: skipping damaged checkpoint " << path.string() << ": " << e.what()
-                << "\n";
+      search.damaged.push_back({path.string(), e.what()});
     }
   }
-  return "";
+  return search;
 }
 
 }  // namespace
 
 std::string find_latest_checkpoint(const std::string& dir) {
-  return newest_intact(dir, [](const std::string& path) {
+  const CheckpointSearch search = newest_intact(dir, [](const std::string& path) {
     const Hdf5File file = Hdf5File::open_read(path);
     const int64_t n = file.dataset_length("params");
     std::vector<float> values(static_cast<size_t>(n));
@@ -246,10 +289,13 @@ std::string find_latest_checkpoint(const std::string& dir) {
       file.read(name, H5T_NATIVE_FLOAT, 0, n, values.data());  // verifies the checksums
     return file.get_int("step");
   });
+  for (const DamagedCheckpoint& d : search.damaged)
+    std::cerr << "warning: skipping damaged checkpoint " << d.path << ": " << d.reason << "\n";
+  return search.intact;
 }
 
-std::string load_newest_intact_checkpoint(const std::string& dir, ReformerModel& model,
-                                          AdamW* optimizer, TrainingState* state) {
+CheckpointSearch load_newest_intact_checkpoint(const std::string& dir, ReformerModel& model,
+                                               AdamW* optimizer, TrainingState* state) {
   // A damaged candidate fails part-way; a later candidate overwrites whatever it had loaded.
   return newest_intact(dir, [&](const std::string& path) {
     *state = load_checkpoint(path, model, optimizer);
@@ -257,15 +303,15 @@ std::string load_newest_intact_checkpoint(const std::string& dir, ReformerModel&
   });
 }
 
-std::string resolve_checkpoint_path(const std::string& argument) {
+std::string resolve_checkpoint_path(const std::string& argument, const std::string& option) {
   std::error_code ec;
   if (fs::is_regular_file(argument, ec)) return argument;
   if (!fs::is_directory(argument, ec))
-    fail("--checkpoint '", argument, "' is neither a checkpoint file nor a run directory");
+    fail(option, " '", argument, "' is neither a checkpoint file nor a run directory");
   const fs::path nested = fs::path(argument) / "checkpoints";
   const std::string dir = fs::is_directory(nested, ec) ? nested.string() : argument;
   const std::string latest = find_latest_checkpoint(dir);
-  if (latest.empty()) fail("--checkpoint '", argument, "': no intact checkpoint in '", dir, "'");
+  if (latest.empty()) fail(option, " '", argument, "': no intact checkpoint in '", dir, "'");
   return latest;
 }
 

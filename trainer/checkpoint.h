@@ -1,11 +1,13 @@
 // Checkpoints: one HDF5 file per saved step under <out_dir>/checkpoints/step-XXXXXXXX.h5 with the
 // parameters, AdamW moments, step, data cursor, seed, parameter layout and the full config text.
-// Written to a temporary name, flushed and synced, then renamed, so a crash mid-write leaves the
-// previous checkpoint intact; the newest `keep` are kept. Datasets carry Fletcher-32 checksums, so
-// a damaged file is detected when read.
+// Written to a temporary name, flushed and synced, then renamed, so a crash or a full disk
+// mid-write leaves the previous checkpoint intact; the newest `keep` are kept. Datasets carry
+// Fletcher-32 checksums, so a damaged file is detected when read. Files are never overwritten:
+// checkpoints a run no longer wants are moved into a subfolder (superseded/, damaged/).
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "data/tokenizer.h"
 #include "trainer/model.h"
@@ -28,7 +30,10 @@ struct TrainingState {
 std::string checkpoint_dir(const std::string& out_dir);
 std::string checkpoint_file_name(int64_t step);
 
-// Writes the checkpoint for state.step into `dir` and removes all but the newest `keep`.
+// Writes the checkpoint for state.step into `dir` and removes all but the newest `keep`. A failure
+// (a full disk, say) is an error naming the file and the system's reason; the partial file is
+// removed and the checkpoints already in `dir` are untouched. An existing file of that step is
+// never replaced (an error: another run writing to the same directory?).
 std::string save_checkpoint(const std::string& dir, ReformerModel& model, AdamW& optimizer,
                             const TrainingState& state, int64_t keep);
 
@@ -43,10 +48,22 @@ class CheckpointMismatch : public Error {
   using Error::Error;
 };
 
+struct DamagedCheckpoint {
+  std::string path;
+  std::string reason;  // why it did not read back, e.g. "... (truncated file or checksum mismatch)"
+};
+
+// What a search of a checkpoint directory found: the newest intact checkpoint ("" when none) and
+// the newer (or, without an intact one, all) checkpoint files that did not read back intact.
+struct CheckpointSearch {
+  std::string intact;
+  std::vector<DamagedCheckpoint> damaged;
+};
+
 // Restores the newest checkpoint of `dir` that reads back intact (each file is read once; damaged
-// ones are reported on stderr and skipped). Returns its path, or "" when there is none.
-std::string load_newest_intact_checkpoint(const std::string& dir, ReformerModel& model,
-                                          AdamW* optimizer, TrainingState* state);
+// ones are skipped and listed in the result, not reported).
+CheckpointSearch load_newest_intact_checkpoint(const std::string& dir, ReformerModel& model,
+                                               AdamW* optimizer, TrainingState* state);
 
 // The tokenizer a checkpoint carries (bytes when it has no SentencePiece model).
 Tokenizer checkpoint_tokenizer(const std::string& path);
@@ -56,15 +73,22 @@ std::string checkpoint_config_text(const std::string& path);
 
 // Moves checkpoints of steps after `step` into <dir>/superseded/ (a run resumed from an older
 // checkpoint abandons them; left in place they would be picked by --resume auto or pruned in
-// place of the new ones). Returns how many were moved.
-int supersede_checkpoints_after(const std::string& dir, int64_t step);
+// place of the new ones), and the one of `step` itself unless it is `resumed_from` (the run will
+// write its own checkpoint of that step). Returns how many were moved.
+int supersede_checkpoints_after(const std::string& dir, int64_t step,
+                                const std::string& resumed_from);
+
+// Moves `file` into `folder` (created if needed) under its own name, or with a suffix ".1", ".2",
+// ... when that name is taken: never replaces a file. Returns the new path.
+std::string move_into_folder_keeping_both(const std::string& file, const std::string& folder);
 
 // Newest checkpoint in `dir` that reads back intact; "" when there is none. Damaged newer files
 // are reported on stderr and skipped.
 std::string find_latest_checkpoint(const std::string& dir);
 
-// A --checkpoint argument: a checkpoint file, a run directory or its checkpoints/ directory (the
-// newest intact checkpoint).
-std::string resolve_checkpoint_path(const std::string& argument);
+// A --checkpoint argument (or that of `option`): a checkpoint file, a run directory or its
+// checkpoints/ directory (the newest intact checkpoint).
+std::string resolve_checkpoint_path(const std::string& argument,
+                                    const std::string& option = "--checkpoint");
 
 }  // namespace rf

@@ -200,7 +200,12 @@ int run_command_line(int argc, char** argv) {
   };
   CLI::App* train = app.add_subcommand("train", "train a model from an experiment file");
   add_config(train, true);
-  train->add_option("--resume", a.resume, "auto (newest intact checkpoint) or a checkpoint path");
+  train->add_option(
+      "--resume", a.resume,
+      "auto: continue from the newest intact checkpoint of train.out_dir, start fresh when it "
+      "has none, stop with an error when all of them are damaged; auto-or-new: the same, but "
+      "start over from step 0 even then (the damaged files are moved to checkpoints/damaged/, "
+      "never deleted); or a checkpoint file or run directory");
   train
       ->add_option("--stop-at-step", a.stop_at_step,
                    "end with a checkpoint once this many steps are done (the schedule still "

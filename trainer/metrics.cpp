@@ -1,7 +1,15 @@
 #include "trainer/metrics.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <utility>
 
 #include "base/error.h"
 
@@ -65,15 +73,73 @@ JsonLine& JsonLine::add(const std::string& k, const std::string& value) {
   return *this;
 }
 
-MetricsLog::MetricsLog(const std::string& path, bool append)
-    : out_(path, append ? std::ios::app : std::ios::trunc) {
-  if (!out_) fail("cannot write metrics file '", path, "'");
+MetricsLog::MetricsLog(const std::string& path, bool append) : path_(path) {
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (append ? 0 : O_TRUNC),
+               0644);
+  if (fd_ < 0) fail("cannot write metrics file '", path, "': ", std::strerror(errno));
+  struct stat info;
+  if (::fstat(fd_, &info) != 0) {
+    const int stat_errno = errno;
+    ::close(fd_);
+    fd_ = -1;
+    fail("cannot read the size of metrics file '", path, "': ", std::strerror(stat_errno));
+  }
+  size_ = static_cast<int64_t>(info.st_size);
 }
 
-void MetricsLog::write(const JsonLine& line) {
-  if (!out_.is_open()) return;
-  out_ << line.str() << '\n';
-  out_.flush();
+MetricsLog::MetricsLog(MetricsLog&& other) noexcept {
+  *this = std::move(other);
+}
+
+MetricsLog& MetricsLog::operator=(MetricsLog&& other) noexcept {
+  std::swap(fd_, other.fd_);
+  std::swap(path_, other.path_);
+  std::swap(size_, other.size_);
+  std::swap(dropped_, other.dropped_);
+  std::swap(warned_, other.warned_);
+  return *this;
+}
+
+MetricsLog::~MetricsLog() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void MetricsLog::warn_once(const std::string& what) {
+  if (warned_) return;
+  warned_ = true;
+  std::cerr << "warning: " << what << "; metrics lines are dropped while writing fails (the "
+            << "lines already written are intact); training continues" << std::endl;
+}
+
+bool MetricsLog::write(const JsonLine& line) {
+  if (fd_ < 0) return false;
+  const std::string text = line.str() + '\n';
+  size_t written = 0;
+  while (written < text.size()) {
+    const ssize_t n = ::write(fd_, text.data() + written, text.size() - written);
+    if (n > 0) {
+      written += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    const std::string reason = n < 0 ? std::strerror(errno) : "the write made no progress";
+    ++dropped_;
+    // Cut a part-written line back off, so the next line starts on a line of its own. Shrinking a
+    // file needs no space.
+    if (written > 0 && ::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+      // The partial line stays at the end; appending more would bury it mid-file.
+      std::cerr << "warning: cannot write metrics file '" << path_ << "': " << reason
+                << ", nor cut off its partial last line: " << std::strerror(errno)
+                << "; no more metrics are written in this run" << std::endl;
+      ::close(fd_);
+      fd_ = -1;
+      return false;
+    }
+    warn_once("cannot write metrics file '" + path_ + "': " + reason);
+    return false;
+  }
+  size_ += static_cast<int64_t>(text.size());
+  return true;
 }
 
 }  // namespace rf

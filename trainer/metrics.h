@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cstdint>
-#include <fstream>
 #include <string>
 
 namespace rf {
@@ -24,16 +23,32 @@ class JsonLine {
 
 std::string json_escape(const std::string& s);
 
+// Appends whole lines or nothing: a write that fails part-way (a full disk) is cut back to the
+// end of the last complete line, so what was written stays valid JSON lines. Training does not
+// stop for metrics: the first failure is one warning on stderr, later lines are tried again.
 class MetricsLog {
  public:
   MetricsLog() = default;
   // Truncates unless `append` (a resumed run continues its file).
   MetricsLog(const std::string& path, bool append);
-  void write(const JsonLine& line);
-  bool is_open() const { return out_.is_open(); }
+  MetricsLog(MetricsLog&& other) noexcept;
+  MetricsLog& operator=(MetricsLog&& other) noexcept;
+  MetricsLog(const MetricsLog&) = delete;
+  MetricsLog& operator=(const MetricsLog&) = delete;
+  ~MetricsLog();
+
+  // Returns whether the line was written.
+  bool write(const JsonLine& line);
+  bool is_open() const { return fd_ >= 0; }
+  int64_t lines_dropped() const { return dropped_; }
 
  private:
-  std::ofstream out_;
+  void warn_once(const std::string& what);
+  int fd_ = -1;
+  std::string path_;
+  int64_t size_ = 0;  // bytes of complete lines in the file
+  int64_t dropped_ = 0;
+  bool warned_ = false;
 };
 
 }  // namespace rf

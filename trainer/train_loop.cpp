@@ -1,7 +1,10 @@
 #include "trainer/train_loop.h"
 
+#include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -17,6 +20,7 @@
 #include "trainer/learning_report.h"
 #include "trainer/metrics.h"
 #include "trainer/progress.h"
+#include "trainer/resume.h"
 #include "trainer/schedule.h"
 #include "trainer/selftest.h"
 #include "trainer/step_graphs.h"
@@ -91,46 +95,47 @@ void print_header(Run& run, const std::string& resumed_from, const std::string& 
   std::cout.flush();
 }
 
-// Restores the checkpoint --resume asks for into the run; returns its path ("" = fresh start).
-std::string restore_checkpoint(Run& run, const std::string& resume) {
-  const std::string dir = checkpoint_dir(run.cfg.train.out_dir);
-  if (resume.empty()) {
-    std::error_code ec;
-    if (fs::is_directory(dir, ec) && !fs::is_empty(dir, ec))
-      fail("train.out_dir '", run.cfg.train.out_dir, "' already holds checkpoints; pass ",
-           "--resume auto to continue that run, or choose another train.out_dir (nothing was ",
-           "overwritten)");
-    return "";
-  }
-  if (resume == "auto")
-    return load_newest_intact_checkpoint(dir, *run.model, run.optimizer.get(), &run.state);
-  const std::string path = resolve_checkpoint_path(resume);
-  run.state = load_checkpoint(path, *run.model, run.optimizer.get());
-  return path;
-}
-
+// <out_dir>/config.yaml, the resolved config: written to a temporary name and renamed, so a full
+// disk cannot leave it empty; not rewritten when it already holds the same text (a resumed run).
 void write_resolved_config(const Config& cfg) {
   std::error_code ec;
   fs::create_directories(cfg.train.out_dir, ec);
   if (ec) fail("cannot create train.out_dir '", cfg.train.out_dir, "': ", ec.message());
   const std::string path = (fs::path(cfg.train.out_dir) / "config.yaml").string();
-  std::ofstream out(path, std::ios::trunc);
+  {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream current;
+    current << in.rdbuf();
+    if (in && current.str() == cfg.source_text) return;
+  }
+  const std::string temp = path + ".tmp";
+  errno = 0;
+  std::ofstream out(temp, std::ios::binary | std::ios::trunc);
   out << cfg.source_text;
-  if (!out) fail("cannot write '", path, "'");
+  out.close();  // flushes: a full disk shows here
+  const int write_errno = errno;
+  if (!out) {
+    fs::remove(temp, ec);
+    fail("cannot write '", temp, "': ", write_errno ? std::strerror(write_errno) : "write failed");
+  }
+  fs::rename(temp, path, ec);
+  if (ec) fail("cannot rename '", temp, "' to '", path, "': ", ec.message());
 }
 
-// Rank 0 restores a checkpoint (or keeps its fresh initialisation) and every rank receives the
-// same parameters, optimizer moments and training state.
-std::string restore_or_start(Run& run, const std::string& resume) {
+// Rank 0 restores what --resume asks for (or keeps its fresh initialisation) and every rank
+// receives the same parameters, optimizer moments and training state.
+std::string restore_or_start(Run& run, const ResumeRequest& resume) {
   std::string resumed_from;
   run_on_root(run.host(), [&] {
-    resumed_from = restore_checkpoint(run, resume);
-    if (resumed_from.empty()) return;
-    const std::string dir = checkpoint_dir(run.cfg.train.out_dir);
-    if (const int moved = supersede_checkpoints_after(dir, run.state.step))
-      std::cout << "note: " << moved << " checkpoint(s) newer than step " << run.state.step
-                << " moved to " << dir << "/superseded/ (this run continues from step "
-                << run.state.step << ")" << std::endl;
+    std::ostringstream notes;
+    try {
+      resumed_from = restore_for_resume(resume, run.cfg.train.out_dir, *run.model, *run.optimizer,
+                                        &run.state, notes);
+    } catch (const Error&) {
+      std::cerr << notes.str() << std::flush;
+      throw;
+    }
+    std::cerr << notes.str() << std::flush;
   });
   resumed_from = broadcast_string(run.host(), resumed_from);
   int64_t state[3] = {run.state.step, run.state.samples_seen, run.state.seed};
@@ -138,6 +143,15 @@ std::string restore_or_start(Run& run, const std::string& resume) {
   run.state.step = state[0];
   run.state.samples_seen = state[1];
   run.state.seed = state[2];
+  // Resumed from this run's own checkpoint of the step: it is not written again (checkpoints are
+  // never replaced). One from elsewhere is, so that the run's folder holds its checkpoint.
+  const fs::path own =
+      fs::path(checkpoint_dir(run.cfg.train.out_dir)) / checkpoint_file_name(run.state.step);
+  std::error_code ec;
+  if (!resumed_from.empty() && fs::equivalent(own, resumed_from, ec)) {
+    run.last_saved_step = run.state.step;
+    run.last_saved_path = resumed_from;
+  }
   run.optimizer->set_steps_taken(run.state.step);
   ParamStore& p = run.model->params();
   run.device().broadcast(p.params(), p.size(), DType::kFloat32, 0);
@@ -298,6 +312,35 @@ std::string save(Run& run) {
   return path;
 }
 
+std::string newest_checkpoint_note(const Run& run) {
+  return run.last_saved_path.empty() ? "this run has no checkpoint yet"
+                                     : "the newest checkpoint is still " + run.last_saved_path;
+}
+
+// A periodic checkpoint that cannot be written (a full disk, a quota) does not end the run: the
+// previous checkpoint is intact, and space may be freed before the next interval. Every rank
+// sees the same AgreedError, so all ranks carry on together.
+void save_or_warn(Run& run, int64_t next_try_step) {
+  try {
+    save(run);
+  } catch (const AgreedError& e) {
+    if (run.root())
+      std::cerr << "warning: " << e.what() << "; training continues and tries again at step "
+                << next_try_step << " (" << newest_checkpoint_note(run) << ")" << std::endl;
+  }
+}
+
+// The checkpoint at the end (or on a stop request) must be written: a failure ends the run with
+// an error instead of the usual exit status (so a batch script does not requeue onto a full disk).
+std::string save_or_fail(Run& run) {
+  try {
+    return save(run);
+  } catch (const AgreedError& e) {
+    throw AgreedError(std::string(e.what()) + "; " + newest_checkpoint_note(run) +
+                      ", continue from it with --resume auto once the cause is fixed");
+  }
+}
+
 }  // namespace
 
 TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobComms& comms) {
@@ -313,7 +356,8 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
     if (cfg.runtime.step_graphs) run.graphs = std::make_unique<StepGraphs>(*run.ex);
   });
   run.state.seed = cfg.train.seed;
-  const std::string resumed_from = restore_or_start(run, options.resume);
+  const ResumeRequest resume = parse_resume(options.resume);
+  const std::string resumed_from = restore_or_start(run, resume);
   run.state.world_size = run.host().size();
   if (run.state.seed != cfg.train.seed && run.root())
     std::cout << "note: continuing with the checkpoint's seed " << run.state.seed
@@ -335,8 +379,10 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
   const std::string ranks = rank_map(run);
   run_on_root(run.host(), [&] {
     write_resolved_config(cfg);
-    run.metrics =
-        MetricsLog((fs::path(cfg.train.out_dir) / "metrics.jsonl").string(), !resumed_from.empty());
+    // Appended to whenever --resume was given: a run that starts over (no checkpoint yet, or
+    // auto-or-new) keeps the lines of the attempts before it.
+    run.metrics = MetricsLog((fs::path(cfg.train.out_dir) / "metrics.jsonl").string(),
+                             resume.mode != ResumeMode::kFresh);
     print_header(run, resumed_from, ranks);
   });
 
@@ -393,7 +439,7 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
       clock.restart_lap();
     }
     if (cfg.train.checkpoint_every > 0 && (step + 1) % cfg.train.checkpoint_every == 0 && !last) {
-      save(run);
+      save_or_warn(run, std::min(step + 1 + cfg.train.checkpoint_every, cfg.train.steps));
       clock.restart_lap();
     }
     if (options.stop_at_step >= 0 && run.state.step >= options.stop_at_step) break;
@@ -405,7 +451,7 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
   summary.steps_done = run.state.step;
   summary.step_graphs = run.graphs ? run.graphs->graphs() : 0;
   summary.stopped_by_signal = stopped_by_signal;
-  summary.final_checkpoint = save(run);
+  summary.final_checkpoint = save_or_fail(run);
   if (run.root()) {
     std::cout << "saved " << summary.final_checkpoint << " after "
               << format_duration(clock.elapsed_seconds()) << std::endl;

@@ -1,0 +1,112 @@
+#include "trainer/resume.h"
+
+#include <filesystem>
+#include <sstream>
+#include <vector>
+
+#include "base/error.h"
+
+namespace fs = std::filesystem;
+
+namespace rf {
+namespace {
+
+constexpr const char* kAuto = "auto";
+constexpr const char* kAutoOrNew = "auto-or-new";
+
+// "step-00000006.h5: truncated ..." for each file, the path inside each reason shortened to "it"
+// (the directory is named once by the caller).
+std::string list_damaged(const std::vector<DamagedCheckpoint>& damaged) {
+  std::ostringstream s;
+  for (size_t i = 0; i < damaged.size(); ++i) {
+    std::string reason = damaged[i].reason;
+    const std::string quoted = "'" + damaged[i].path + "'";
+    for (size_t at; (at = reason.find(quoted)) != std::string::npos;)
+      reason.replace(at, quoted.size(), "it");
+    s << (i ? "; " : "") << fs::path(damaged[i].path).filename().string() << " (" << reason << ")";
+  }
+  return s.str();
+}
+
+// Puts back what a fresh run starts from: a damaged candidate may have loaded part of itself.
+void reset_to_initial_values(ReformerModel& model, AdamW& optimizer, TrainingState* state,
+                             const TrainingState& initial) {
+  model.params().initialize(model.executor(), static_cast<uint64_t>(model.config().train.seed));
+  optimizer.first_moment().zero();
+  optimizer.second_moment().zero();
+  optimizer.set_steps_taken(0);
+  *state = initial;
+}
+
+std::string restore_newest_intact(ResumeMode mode, const std::string& dir, ReformerModel& model,
+                                  AdamW& optimizer, TrainingState* state, std::ostream& notes) {
+  const TrainingState initial = *state;
+  const CheckpointSearch found = load_newest_intact_checkpoint(dir, model, &optimizer, state);
+  if (!found.intact.empty()) {
+    // The damaged newer files are moved to superseded/ with the other abandoned ones.
+    if (!found.damaged.empty())
+      notes << "warning: skipping " << found.damaged.size() << " damaged checkpoint(s) in " << dir
+            << ": " << list_damaged(found.damaged) << "\n";
+    return found.intact;
+  }
+  if (found.damaged.empty()) return "";  // a first start: nothing to continue
+  if (mode == ResumeMode::kAuto)
+    fail("--resume auto: no intact checkpoint in '", dir, "', only ", found.damaged.size(),
+         " damaged: ", list_damaged(found.damaged), "; nothing was changed; recover them, or pass ",
+         "--resume ", kAutoOrNew, " to start over from step 0 (they are kept in ", dir,
+         "/damaged/)");
+  reset_to_initial_values(model, optimizer, state, initial);
+  const std::string aside = (fs::path(dir) / "damaged").string();
+  for (const DamagedCheckpoint& d : found.damaged) move_into_folder_keeping_both(d.path, aside);
+  notes << "note: --resume " << kAutoOrNew << ": no intact checkpoint in " << dir << "; moved "
+        << found.damaged.size() << " damaged one(s) to " << aside << "/ ("
+        << list_damaged(found.damaged) << ") and starting over from step 0\n";
+  return "";
+}
+
+}  // namespace
+
+ResumeRequest parse_resume(const std::string& argument) {
+  ResumeRequest r;
+  if (argument.empty()) return r;
+  if (argument == kAuto) {
+    r.mode = ResumeMode::kAuto;
+  } else if (argument == kAutoOrNew) {
+    r.mode = ResumeMode::kAutoOrNew;
+  } else {
+    r.mode = ResumeMode::kPath;
+    r.path = argument;
+  }
+  return r;
+}
+
+std::string restore_for_resume(const ResumeRequest& request, const std::string& out_dir,
+                               ReformerModel& model, AdamW& optimizer, TrainingState* state,
+                               std::ostream& notes) {
+  const std::string dir = checkpoint_dir(out_dir);
+  std::string restored;
+  switch (request.mode) {
+    case ResumeMode::kFresh: {
+      std::error_code ec;
+      if (fs::is_directory(dir, ec) && !fs::is_empty(dir, ec))
+        fail("train.out_dir '", out_dir, "' already holds checkpoints; pass --resume ", kAuto,
+             " to continue that run, or choose another train.out_dir (nothing was overwritten)");
+      return "";
+    }
+    case ResumeMode::kAuto:
+    case ResumeMode::kAutoOrNew:
+      restored = restore_newest_intact(request.mode, dir, model, optimizer, state, notes);
+      break;
+    case ResumeMode::kPath:
+      restored = resolve_checkpoint_path(request.path, "--resume");
+      *state = load_checkpoint(restored, model, &optimizer);
+      break;
+  }
+  if (restored.empty()) return "";
+  if (const int moved = supersede_checkpoints_after(dir, state->step, restored))
+    notes << "note: " << moved << " checkpoint(s) at or after step " << state->step << " moved to "
+          << dir << "/superseded/ (this run continues from step " << state->step << ")\n";
+  return restored;
+}
+
+}  // namespace rf
