@@ -13,6 +13,7 @@
 
 #include "data/safetensors.h"
 #include "tests/run_fixture.h"
+#include "tests/test_corpus.h"
 #include "tests/test_python.h"
 #include "trainer/checkpoint.h"
 #include "trainer/step_context.h"
@@ -190,8 +191,9 @@ TEST(HfRoundTrip, ExportThenImportKeepsEveryWeightBitForBit) {
 
 TEST(HfExport, TheSentencePieceModelTravelsAsSpieceModelBothWays) {
   RF_TEST_PYTHON_OR_SKIP(python);
+  RF_TINY_SHAKESPEARE_OR_SKIP(corpus);
   const std::string dir = test::fresh_dir("spiece");
-  std::ifstream shakespeare(RF_SOURCE_DIR "/../shared/data/tinyshakespeare.txt");
+  std::ifstream shakespeare(corpus);
   std::string text(120000, '\0');
   shakespeare.read(text.data(), static_cast<std::streamsize>(text.size()));
   ASSERT_EQ(shakespeare.gcount(), 120000) << "Tiny Shakespeare is missing";

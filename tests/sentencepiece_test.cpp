@@ -13,6 +13,7 @@
 #include "data/shards.h"
 #include "data/tokenizer.h"
 #include "tests/run_fixture.h"
+#include "tests/test_corpus.h"
 #include "trainer/checkpoint.h"
 
 namespace rf {
@@ -31,8 +32,8 @@ std::string read_file(const std::string& path) {
 
 // The first 300 KB of Tiny Shakespeare plus text its lines lack (a tab, UTF-8, double spaces).
 // (SentencePiece decodes byte pieces that are not valid UTF-8 as U+FFFD: text must be UTF-8.)
-std::string corpus(const std::string& dir) {
-  const std::string text = read_file(RF_SOURCE_DIR "/../shared/data/tinyshakespeare.txt");
+std::string corpus(const std::string& shakespeare, const std::string& dir) {
+  const std::string text = read_file(shakespeare);
   EXPECT_GT(text.size(), 300000u) << "Tiny Shakespeare is missing";
   const std::string path = dir + "/corpus.txt";
   std::ofstream(path, std::ios::binary)
@@ -66,8 +67,9 @@ data:
 )";
 
 TEST(SentencePiece, PreparedTextTrainsEvaluatesAndSamplesWithTheCheckpointAlone) {
+  RF_TINY_SHAKESPEARE_OR_SKIP(shakespeare);
   const std::string dir = test::fresh_dir("sp");
-  const std::string text_path = corpus(dir);
+  const std::string text_path = corpus(shakespeare, dir);
   test::CommandResult r = test::run_command(reformer("prepare --input " + text_path + " --output " +
                                                      dir + "/shards --tokenizer " +
                                                      "sentencepiece --vocab-size 600 --shards 2"));
@@ -126,8 +128,9 @@ TEST(SentencePiece, PreparedTextTrainsEvaluatesAndSamplesWithTheCheckpointAlone)
 }
 
 TEST(SentencePiece, BpeAndAGivenModelFileGiveTheSameShardsForTheSameModel) {
+  RF_TINY_SHAKESPEARE_OR_SKIP(shakespeare);
   const std::string dir = test::fresh_dir("bpe");
-  const std::string text_path = corpus(dir);
+  const std::string text_path = corpus(shakespeare, dir);
   test::CommandResult r = test::run_command(
       reformer("prepare --input " + text_path + " --output " + dir + "/a --tokenizer " +
                "sentencepiece --model-type bpe --vocab-size 500"));
@@ -144,8 +147,9 @@ TEST(SentencePiece, BpeAndAGivenModelFileGiveTheSameShardsForTheSameModel) {
 }
 
 TEST(SentencePiece, BadTokenizerInputIsAClearErrorAndWritesNothing) {
+  RF_TINY_SHAKESPEARE_OR_SKIP(shakespeare);
   const std::string dir = test::fresh_dir("bad");
-  const std::string text_path = corpus(dir);
+  const std::string text_path = corpus(shakespeare, dir);
   test::CommandResult r =
       test::run_command(reformer("prepare --input " + text_path + " --output " + dir +
                                  "/small --tokenizer sentencepiece " + "--vocab-size 100"));
