@@ -119,6 +119,7 @@ TEST(CommandLine, TrainEvalGenerateEndToEnd) {
   EXPECT_NE(t.out.find("copy accuracy"), std::string::npos) << t.out;
   EXPECT_TRUE(std::filesystem::exists(out + "/metrics.jsonl"));
   EXPECT_TRUE(std::filesystem::exists(out + "/config.yaml"));
+  EXPECT_FALSE(std::filesystem::is_empty(out + "/tb"));  // TensorBoard event files
 
   const Result e = run("eval --config " + cfg + " --checkpoint " + out + " --json");
   ASSERT_EQ(e.exit_code, 0) << e.out;

@@ -1,7 +1,10 @@
 #include "trainer/metrics.h"
 
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <iostream>
 
 #include "base/error.h"
 
@@ -59,6 +62,11 @@ JsonLine& JsonLine::add(const std::string& k, int64_t value) {
   return *this;
 }
 
+JsonLine& JsonLine::add(const Metric& metric) {
+  if (metric.is_count) return add(metric.name, static_cast<int64_t>(metric.value));
+  return add(metric.name, metric.value);
+}
+
 JsonLine& JsonLine::add(const std::string& k, const std::string& value) {
   key(k);
   body_ += "\"" + json_escape(value) + "\"";
@@ -66,7 +74,7 @@ JsonLine& JsonLine::add(const std::string& k, const std::string& value) {
 }
 
 MetricsLog::MetricsLog(const std::string& path, bool append)
-    : out_(path, append ? std::ios::app : std::ios::trunc) {
+    : out_(path, append ? std::ios::app : std::ios::trunc), path_(path) {
   if (!out_) fail("cannot write metrics file '", path, "'");
 }
 
@@ -74,6 +82,10 @@ void MetricsLog::write(const JsonLine& line) {
   if (!out_.is_open()) return;
   out_ << line.str() << '\n';
   out_.flush();
+  if (out_) return;
+  std::cerr << "warning: cannot write metrics file '" << path_ << "': " << std::strerror(errno)
+            << "; metrics.jsonl logging stops here" << std::endl;
+  out_.close();
 }
 
 }  // namespace rf

@@ -8,6 +8,17 @@
 
 namespace rf {
 
+// A named value of one logged step or evaluation.
+struct Metric {
+  std::string name;
+  double value = 0.0;
+  bool is_count = false;  // an integer (a token count): JSON prints it exactly
+};
+
+inline Metric count_metric(const std::string& name, int64_t count) {
+  return {name, static_cast<double>(count), true};
+}
+
 // Builds one flat JSON object.
 class JsonLine {
  public:
@@ -15,6 +26,7 @@ class JsonLine {
   JsonLine& add(const std::string& key, int64_t value);
   JsonLine& add(const std::string& key, const std::string& value);
   JsonLine& add(const std::string& key, const char* value) { return add(key, std::string(value)); }
+  JsonLine& add(const Metric& metric);
   std::string str() const { return "{" + body_ + "}"; }
 
  private:
@@ -29,11 +41,13 @@ class MetricsLog {
   MetricsLog() = default;
   // Truncates unless `append` (a resumed run continues its file).
   MetricsLog(const std::string& path, bool append);
+  // Flushed per line; a failed write prints one warning and ends the writing (training goes on).
   void write(const JsonLine& line);
   bool is_open() const { return out_.is_open(); }
 
  private:
   std::ofstream out_;
+  std::string path_;
 };
 
 }  // namespace rf
