@@ -116,6 +116,8 @@ TEST(CommandLine, TrainEvalGenerateEndToEnd) {
   ASSERT_EQ(t.exit_code, 0) << t.out;
   EXPECT_NE(t.out.find("step      5/5"), std::string::npos) << t.out;
   EXPECT_NE(t.out.find("ETA"), std::string::npos);
+  EXPECT_NE(t.out.find("report: evaluating 64 sequences x 4 hash counts"), std::string::npos)
+      << t.out;
   EXPECT_NE(t.out.find("copy accuracy"), std::string::npos) << t.out;
   EXPECT_TRUE(std::filesystem::exists(out + "/metrics.jsonl"));
   EXPECT_TRUE(std::filesystem::exists(out + "/config.yaml"));
@@ -135,6 +137,20 @@ TEST(CommandLine, TrainEvalGenerateEndToEnd) {
   const Result g = run("generate --checkpoint " + out + " --prompt abc --tokens 5");
   EXPECT_NE(g.exit_code, 0);  // 'a' is outside this model's 16-token vocabulary
   EXPECT_NE(g.out.find("vocabulary"), std::string::npos) << g.out;
+}
+
+TEST(CommandLine, NoReportFlagAndTrainReportFalseSkipTheReport) {
+  const std::string dir = test::fresh_dir("run");
+  const std::string cfg = write_file(dir, "tiny.yaml", kTinyYaml);
+  for (const std::string skip : {"--no-report", "--set train.report=false"}) {
+    const Result t = run("train --config " + cfg + " --set train.out_dir=" + dir + "/out" +
+                         std::to_string(skip.size()) + " " + skip);
+    ASSERT_EQ(t.exit_code, 0) << skip << ":\n" << t.out;
+    EXPECT_NE(t.out.find("step      5/5"), std::string::npos) << t.out;
+    EXPECT_NE(t.out.find("saved "), std::string::npos) << t.out;
+    EXPECT_EQ(t.out.find("report:"), std::string::npos) << skip << ":\n" << t.out;
+    EXPECT_EQ(t.out.find("What the model learned"), std::string::npos) << skip << ":\n" << t.out;
+  }
 }
 
 TEST(CommandLine, PrepareShardsThenTrainFromThem) {

@@ -405,14 +405,15 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
       std::cout << "stopped at step " << run.state.step << " on request ("
                 << (stop_signal_name().empty() ? "a signal on another rank" : stop_signal_name())
                 << "); continue with --resume auto" << std::endl;
-    else if (options.report && run.state.step == cfg.train.steps) {
+    else if (options.report && cfg.train.report && run.state.step == cfg.train.steps) {
       // Deferred: the caller runs it after closing the job's communicators, so the report
       // (which may take a while) never runs while other ranks wait in a collective.
       std::shared_ptr<Executor> ex = std::move(run.ex);
       std::shared_ptr<ReformerModel> model = std::move(run.model);
       auto data = std::make_shared<DataSources>(std::move(run.data));
-      summary.report = [ex, model, data](std::ostream& out) {
-        report_what_was_learned(*model, *data, out);
+      const int64_t trained_tokens = cfg.train.steps * tokens_per_step;
+      summary.report = [ex, model, data, trained_tokens](std::ostream& out) {
+        report_what_was_learned(*model, *data, trained_tokens, out);
       };
     }
   }
