@@ -117,9 +117,12 @@ TEST(CommandLine, TrainEvalGenerateEndToEnd) {
   ASSERT_EQ(t.exit_code, 0) << t.out;
   EXPECT_NE(t.out.find("step      5/5"), std::string::npos) << t.out;
   EXPECT_NE(t.out.find("ETA"), std::string::npos);
+  EXPECT_NE(t.out.find("report: evaluating 64 sequences x 4 hash counts"), std::string::npos)
+      << t.out;
   EXPECT_NE(t.out.find("copy accuracy"), std::string::npos) << t.out;
   EXPECT_TRUE(std::filesystem::exists(out + "/metrics.jsonl"));
   EXPECT_TRUE(std::filesystem::exists(out + "/config.yaml"));
+  EXPECT_FALSE(std::filesystem::is_empty(out + "/tb"));  // TensorBoard event files
 
   const Result e = run("eval --config " + cfg + " --checkpoint " + out + " --json");
   ASSERT_EQ(e.exit_code, 0) << e.out;
@@ -161,6 +164,20 @@ TEST(CommandLine, ResumeAutoWithOnlyDamagedCheckpointsIsAnErrorUnlessAutoOrNew) 
   EXPECT_NE(help.out.find("auto-or-new"), std::string::npos) << help.out;
   expect_one_line_error(run(train + " --resume " + dir + "/nothing.h5"),
                         {"--resume '" + dir + "/nothing.h5'"});
+}
+
+TEST(CommandLine, NoReportFlagAndTrainReportFalseSkipTheReport) {
+  const std::string dir = test::fresh_dir("run");
+  const std::string cfg = write_file(dir, "tiny.yaml", kTinyYaml);
+  for (const std::string skip : {"--no-report", "--set train.report=false"}) {
+    const Result t = run("train --config " + cfg + " --set train.out_dir=" + dir + "/out" +
+                         std::to_string(skip.size()) + " " + skip);
+    ASSERT_EQ(t.exit_code, 0) << skip << ":\n" << t.out;
+    EXPECT_NE(t.out.find("step      5/5"), std::string::npos) << t.out;
+    EXPECT_NE(t.out.find("saved "), std::string::npos) << t.out;
+    EXPECT_EQ(t.out.find("report:"), std::string::npos) << skip << ":\n" << t.out;
+    EXPECT_EQ(t.out.find("What the model learned"), std::string::npos) << skip << ":\n" << t.out;
+  }
 }
 
 TEST(CommandLine, PrepareShardsThenTrainFromThem) {

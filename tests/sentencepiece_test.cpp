@@ -103,10 +103,7 @@ TEST(SentencePiece, PreparedTextTrainsEvaluatesAndSamplesWithTheCheckpointAlone)
 
   std::ofstream(dir + "/run.yaml") << kModelYaml << "  train: " << dir << "/shards/manifest.yaml\n";
   r = test::run_command(reformer("train --config " + dir + "/run.yaml --set train.out_dir=" + dir +
-                                 "/run --set train.report=false"));
-  if (r.out.find("unknown key") != std::string::npos)  // (before train.report existed)
-    r = test::run_command(
-        reformer("train --config " + dir + "/run.yaml --set train.out_dir=" + dir + "/run"));
+                                 "/run --no-report"));
   ASSERT_EQ(r.exit_code, 0) << r.out;
   // The checkpoint carries the model: eval and generate get nothing but the checkpoint.
   EXPECT_EQ(checkpoint_tokenizer(resolve_checkpoint_path(dir + "/run")).serialized_model(),

@@ -34,6 +34,7 @@ struct Arguments {
   int64_t top_k = 0;
   int64_t seed = 1;
   int64_t stop_at_step = -1;
+  bool no_report = false;
 };
 
 PositionRange parse_positions(const std::string& text) {
@@ -67,6 +68,7 @@ int command_train(const Arguments& a) {
   TrainOptions options;
   options.resume = a.resume;
   options.stop_at_step = a.stop_at_step;
+  options.report = !a.no_report;
   TrainSummary summary;
   try {
     summary = run_training(cfg, options, comms);
@@ -211,6 +213,8 @@ int run_command_line(int argc, char** argv) {
                    "end with a checkpoint once this many steps are done (the schedule still "
                    "runs to train.steps; continue later with --resume auto)")
       ->check(CLI::NonNegativeNumber);
+  train->add_flag("--no-report", a.no_report,
+                  "skip the end-of-run report of what the model learned (as train.report: false)");
 
   CLI::App* eval = app.add_subcommand("eval", "loss, bits per token and accuracy of a checkpoint");
   add_config(eval, false);

@@ -70,6 +70,8 @@ struct TrainConfig {
   int64_t checkpoint_every = 1000;  // 0 = only the final model
   int64_t keep_checkpoints = 3;
   std::string out_dir = "runs/default";
+  bool tensorboard = true;  // event files under out_dir/tb/ beside metrics.jsonl
+  bool report = true;       // the end-of-run report of what the model learned
 };
 
 struct DataConfig {

@@ -163,7 +163,13 @@ std::vector<KeySpec> build_schema() {
               "steps between checkpoints; 0 = only the final model"),
       int_key("train", "keep_checkpoints", "3", 1, 1000000, "newest checkpoints kept on disk"),
       string_key("train", "out_dir", "runs/default", true,
-                 "run directory: checkpoints/, metrics.jsonl, the resolved config"),
+                 "run directory: checkpoints/, metrics.jsonl, tb/, the resolved config"),
+      bool_key("train", "tensorboard", "true",
+               "rank 0 also writes the metrics as TensorBoard event files under out_dir/tb/"),
+      bool_key("train", "report", "true",
+               "end by reporting what the model learned (an evaluation of at most a quarter of the "
+               "trained tokens, within 2^16 to 2^20 tokens); false skips it, as does train "
+               "--no-report"),
       // data
       enum_key("data", "format", "synthetic", {"synthetic", "text", "bytes", "hdf5"},  // DataFormat
                "training data source"),

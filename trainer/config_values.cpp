@@ -67,6 +67,8 @@ std::vector<std::pair<std::string, FieldRef>> config_fields(Config& c) {
       {"train.checkpoint_every", &t.checkpoint_every},
       {"train.keep_checkpoints", &t.keep_checkpoints},
       {"train.out_dir", &t.out_dir},
+      {"train.tensorboard", &t.tensorboard},
+      {"train.report", &t.report},
       {"data.format", &d.format},
       {"data.train", &d.train},
       {"data.val", &d.val},

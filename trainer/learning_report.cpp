@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <numeric>
 
+#include "base/error.h"
 #include "data/byte_corpus.h"
 #include "data/synthetic_duplication.h"
 #include "trainer/generate.h"
@@ -22,13 +23,25 @@ std::string percent(double fraction) {
   return buf;
 }
 
-void report_duplication(ReformerModel& model, const WindowSource& val, std::ostream& out) {
+// At most `wanted` windows, and no more than the source holds (when it knows).
+int64_t available_windows(const WindowSource& val, int64_t wanted) {
+  return val.num_windows() > 0 ? std::min(wanted, val.num_windows()) : wanted;
+}
+
+void report_duplication(ReformerModel& model, const WindowSource& val, int64_t trained_tokens,
+                        std::ostream& out) {
   const Config& cfg = model.config();
-  const int64_t T = cfg.train.seq_len, windows = std::max<int64_t>(64, cfg.train.batch_size);
-  out << "What the model learned (duplication task, second copy of w, " << windows
-      << " validation sequences):\n";
+  const int64_t T = cfg.train.seq_len;
   std::vector<int64_t> hashes = {cfg.lsh.n_hashes};
   if (has_lsh_layer(cfg)) hashes = {1, 2, 4, 8};
+  const ReportPlan plan =
+      plan_report(available_windows(val, std::max<int64_t>(64, cfg.train.batch_size)),
+                  static_cast<int64_t>(hashes.size()), T, trained_tokens);
+  out << "report: evaluating " << plan.sequences << " sequences x " << plan.passes << " hash count"
+      << (plan.passes > 1 ? "s" : "") << " (" << plan.tokens() << " tokens)..." << std::endl;
+  const int64_t windows = plan.sequences;
+  out << "What the model learned (duplication task, second copy of w, " << windows
+      << " validation sequences):\n";
   for (int64_t h : hashes) {
     const EvalResult r = duplication_copy_accuracy(model, val, windows, h);
     out << "  copy accuracy " << percent(r.accuracy);
@@ -87,10 +100,25 @@ std::string printable(const std::vector<int32_t>& tokens, size_t from) {
   return s;
 }
 
-void report_text(ReformerModel& model, const WindowSource& val, std::ostream& out) {
+// Validation loss, bits and accuracy over the planned windows, after saying what it evaluates.
+EvalResult evaluate_planned(ReformerModel& model, const WindowSource& val, int64_t trained_tokens,
+                            const std::string& then, std::ostream& out) {
   const Config& cfg = model.config();
-  const int64_t windows = eval_window_count(val, cfg.train.eval_batches, cfg.train.batch_size);
-  const EvalResult r = evaluate(model, val, windows, cfg.train.batch_size, {});
+  const ReportPlan plan =
+      plan_report(eval_window_count(val, cfg.train.eval_batches, cfg.train.batch_size), 1,
+                  cfg.train.seq_len, trained_tokens);
+  out << "report: evaluating " << plan.sequences << " sequences (" << plan.tokens() << " tokens)"
+      << then << "..." << std::endl;
+  return evaluate(model, val, plan.sequences, cfg.train.batch_size, {});
+}
+
+void report_text(ReformerModel& model, const WindowSource& val, int64_t trained_tokens,
+                 std::ostream& out) {
+  const Config& cfg = model.config();
+  constexpr int64_t kSampledBytes = 160;
+  const EvalResult r =
+      evaluate_planned(model, val, trained_tokens,
+                       ", then sampling " + std::to_string(kSampledBytes) + " bytes", out);
   out << "What the model learned (byte-level language model):\n  validation: " << r.bits_per_token
       << " bits per byte, next-byte accuracy " << percent(r.accuracy) << " (" << r.tokens
       << " bytes)\n";
@@ -98,7 +126,7 @@ void report_text(ReformerModel& model, const WindowSource& val, std::ostream& ou
   val.read(0, prompt.data());
   prompt.resize(std::min<size_t>(prompt.size(), 48));
   SamplingOptions o;
-  o.tokens = 160;
+  o.tokens = kSampledBytes;
   o.context = short_context(cfg);
   o.temperature = 0.8;
   o.seed = static_cast<uint64_t>(cfg.train.seed);
@@ -119,16 +147,25 @@ EvalResult duplication_copy_accuracy(ReformerModel& model, const WindowSource& v
   return r;
 }
 
-void report_what_was_learned(ReformerModel& model, const DataSources& data, std::ostream& out) {
+ReportPlan plan_report(int64_t wanted, int64_t passes, int64_t seq_len, int64_t trained_tokens) {
+  RF_CHECK(wanted >= 1 && passes >= 1 && seq_len >= 1);
+  const int64_t budget =
+      std::clamp(trained_tokens / 4, kReportMinTokens, kReportMaxTokens);  // all passes together
+  ReportPlan plan;
+  plan.passes = passes;
+  plan.seq_len = seq_len;
+  plan.sequences = std::clamp<int64_t>(budget / (passes * seq_len), 1, wanted);
+  return plan;
+}
+
+void report_what_was_learned(ReformerModel& model, const DataSources& data, int64_t trained_tokens,
+                             std::ostream& out) {
   if (data.task == DataTask::kDuplication) {
-    report_duplication(model, *data.val, out);
+    report_duplication(model, *data.val, trained_tokens, out);
   } else if (data.task == DataTask::kByteText) {
-    report_text(model, *data.val, out);
+    report_text(model, *data.val, trained_tokens, out);
   } else {
-    const Config& cfg = model.config();
-    const int64_t windows =
-        eval_window_count(*data.val, cfg.train.eval_batches, cfg.train.batch_size);
-    const EvalResult r = evaluate(model, *data.val, windows, cfg.train.batch_size, {});
+    const EvalResult r = evaluate_planned(model, *data.val, trained_tokens, "", out);
     out << "What the model learned (" << data.tokenizer << " tokens): validation loss " << r.loss
         << " nats, " << r.bits_per_token << " bits per token, next-token accuracy "
         << percent(r.accuracy) << " (" << r.tokens << " tokens)\n";

@@ -67,6 +67,11 @@ JsonLine& JsonLine::add(const std::string& k, int64_t value) {
   return *this;
 }
 
+JsonLine& JsonLine::add(const Metric& metric) {
+  if (metric.is_count) return add(metric.name, static_cast<int64_t>(metric.value));
+  return add(metric.name, metric.value);
+}
+
 JsonLine& JsonLine::add(const std::string& k, const std::string& value) {
   key(k);
   body_ += "\"" + json_escape(value) + "\"";

@@ -7,12 +7,24 @@
 
 namespace rf {
 
+// A named value of one logged step or evaluation.
+struct Metric {
+  std::string name;
+  double value = 0.0;
+  bool is_count = false;  // an integer (a token count): JSON prints it exactly
+};
+
+inline Metric count_metric(const std::string& name, int64_t count) {
+  return {name, static_cast<double>(count), true};
+}
+
 // Builds one flat JSON object.
 class JsonLine {
  public:
   JsonLine& add(const std::string& key, double value);
   JsonLine& add(const std::string& key, int64_t value);
   JsonLine& add(const std::string& key, const std::string& value);
+  JsonLine& add(const Metric& metric);
   JsonLine& add(const std::string& key, const char* value) { return add(key, std::string(value)); }
   std::string str() const { return "{" + body_ + "}"; }
 

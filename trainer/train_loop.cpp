@@ -18,9 +18,9 @@
 #include "trainer/checkpoint.h"
 #include "trainer/evaluate.h"
 #include "trainer/learning_report.h"
-#include "trainer/metrics.h"
 #include "trainer/progress.h"
 #include "trainer/resume.h"
+#include "trainer/run_metrics.h"
 #include "trainer/schedule.h"
 #include "trainer/selftest.h"
 #include "trainer/step_graphs.h"
@@ -55,7 +55,7 @@ struct Run {
   TrainingState state;
   int64_t last_saved_step = -1;
   std::string last_saved_path;
-  MetricsLog metrics;
+  RunMetrics metrics;  // rank 0 only
   bool root() const { return comms.is_root(); }
   Communicator& host() { return *comms.host; }
   Communicator& device() { return comms.device(); }
@@ -90,6 +90,8 @@ void print_header(Run& run, const std::string& resumed_from, const std::string& 
             << " accumulation x " << run.geometry.ranks << " ranks = " << run.geometry.global()
             << " sequences of " << c.train.seq_len << " tokens per step\n"
             << "  out_dir: " << c.train.out_dir << "\n";
+  if (!run.metrics.tensorboard_file().empty())
+    std::cout << "  tensorboard: " << run.metrics.tensorboard_file() << "\n";
   if (!resumed_from.empty())
     std::cout << "  resumed from " << resumed_from << " at step " << run.state.step << "\n";
   std::cout.flush();
@@ -263,15 +265,13 @@ void log_step(Run& run, int64_t step, const StepResult& r, double lr, const Grad
                 static_cast<long long>(step + 1), static_cast<long long>(run.cfg.train.steps), loss,
                 loss / std::log(2.0), r.correct / r.tokens, lr, g.norm, speed.c_str());
   std::cout << line << std::endl;
-  run.metrics.write(JsonLine()
-                        .add("step", step + 1)
-                        .add("loss", loss)
-                        .add("bits_per_token", loss / std::log(2.0))
-                        .add("accuracy", r.correct / r.tokens)
-                        .add("lr", lr)
-                        .add("grad_norm", g.norm)
-                        .add("tokens_per_s", clock.tokens_per_second())
-                        .add("elapsed_s", clock.elapsed_seconds()));
+  run.metrics.log_training(step + 1, {{"loss", loss},
+                                      {"bits_per_token", loss / std::log(2.0)},
+                                      {"accuracy", r.correct / r.tokens},
+                                      {"lr", lr},
+                                      {"grad_norm", g.norm},
+                                      {"tokens_per_s", clock.tokens_per_second()},
+                                      {"elapsed_s", clock.elapsed_seconds()}});
 }
 
 void run_eval(Run& run, int64_t step) {
@@ -291,13 +291,11 @@ void run_eval(Run& run, int64_t step) {
                 static_cast<long long>(step), r.loss, r.bits_per_token,
                 copy_task ? "copy acc" : "acc", r.accuracy, static_cast<long long>(r.tokens));
   std::cout << line << std::endl;
-  run.metrics.write(JsonLine()
-                        .add("step", step)
-                        .add("split", copy_task ? "val_copy" : "val")
-                        .add("loss", r.loss)
-                        .add("bits_per_token", r.bits_per_token)
-                        .add("accuracy", r.accuracy)
-                        .add("tokens", r.tokens));
+  run.metrics.log_evaluation(step, copy_task ? "val_copy" : "val",
+                             {{"loss", r.loss},
+                              {"bits_per_token", r.bits_per_token},
+                              {"accuracy", r.accuracy},
+                              count_metric("tokens", r.tokens)});
 }
 
 std::string save(Run& run) {
@@ -379,9 +377,8 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
   const std::string ranks = rank_map(run);
   run_on_root(run.host(), [&] {
     write_resolved_config(cfg);
-    // Appended to whenever --resume was given: a run that starts over (no checkpoint yet, or
-    // auto-or-new) keeps the lines of the attempts before it.
-    run.metrics = MetricsLog((fs::path(cfg.train.out_dir) / "metrics.jsonl").string(),
+    run.metrics = RunMetrics(cfg.train.out_dir, cfg.train.tensorboard,
+                             resumed_from.empty() ? -1 : run.state.step,
                              resume.mode != ResumeMode::kFresh);
     print_header(run, resumed_from, ranks);
   });
@@ -459,14 +456,15 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
       std::cout << "stopped at step " << run.state.step << " on request ("
                 << (stop_signal_name().empty() ? "a signal on another rank" : stop_signal_name())
                 << "); continue with --resume auto" << std::endl;
-    else if (options.report && run.state.step == cfg.train.steps) {
+    else if (options.report && cfg.train.report && run.state.step == cfg.train.steps) {
       // Deferred: the caller runs it after closing the job's communicators, so the report
       // (which may take a while) never runs while other ranks wait in a collective.
       std::shared_ptr<Executor> ex = std::move(run.ex);
       std::shared_ptr<ReformerModel> model = std::move(run.model);
       auto data = std::make_shared<DataSources>(std::move(run.data));
-      summary.report = [ex, model, data](std::ostream& out) {
-        report_what_was_learned(*model, *data, out);
+      const int64_t trained_tokens = cfg.train.steps * tokens_per_step;
+      summary.report = [ex, model, data, trained_tokens](std::ostream& out) {
+        report_what_was_learned(*model, *data, trained_tokens, out);
       };
     }
   }

@@ -14,8 +14,8 @@
 namespace rf {
 
 struct TrainOptions {
-  std::string resume;         // "" = fresh run, "auto", "auto-or-new" or a path (trainer/resume.h)
-  bool report = true;         // print what the model learned at the end
+  std::string resume;  // "" = fresh run, "auto", "auto-or-new" or a path (trainer/resume.h)
+  bool report = true;  // print what the model learned at the end (if train.report too)
   int64_t stop_at_step = -1;  // end (with a checkpoint) once this many steps are done; -1 = never
   bool verify_replicas = false;  // after every step, check all ranks hold identical parameters
 };
@@ -26,8 +26,8 @@ struct TrainSummary {
   std::string final_checkpoint;
   bool stopped_by_signal = false;  // SIGTERM or SIGUSR1 on some rank
   int step_graphs = 0;             // graphs captured (runtime.step_graphs)
-  // Rank 0 of a completed run with TrainOptions::report: prints what the model learned. Call it
-  // after the job's communicators are gone (it holds the model).
+  // Rank 0 of a completed run with TrainOptions::report and train.report: prints what the model
+  // learned. Call it after the job's communicators are gone (it holds the model).
   std::function<void(std::ostream&)> report;
 };
 
