@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "base/error.h"
+#include "kernels/elementwise.h"
 #include "kernels/profile.h"
 
 namespace rf {
@@ -24,6 +25,8 @@ void check_args(const ChunkedAttentionArgs& a) {
   RF_CHECK(a.lookback == 0 || a.lookback == 1);
   RF_CHECK((a.perm == nullptr) == (a.undo == nullptr));
   RF_CHECK(a.perm != nullptr || a.n_rounds == 1, "several rounds need a permutation");
+  RF_CHECK(a.rel_scores == nullptr || (a.perm == nullptr && a.rel_len >= 1),
+           "relative positions need the original order and a distance count");
 }
 
 // The segments of each launch: as many as fit the scratch budget, at least one.
@@ -51,6 +54,9 @@ ChunkAttentionParams group_params(Executor& ex, Workspace& ws, const ChunkedAtte
   p.key_scale = a.key_scale;
   p.dropout = a.dropout;
   p.bf16_products = a.bf16_products;
+  p.rel_scores = a.rel_scores;
+  p.rel_len = a.rel_len;
+  p.max_distance = a.max_distance;
   p.dropout.seq_len = n;
   p.dropout.cols = p.layout.window();
   p.dropout.row_offset = 0;
@@ -114,10 +120,15 @@ void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttent
                                 float* out, int64_t ldo) {
   const ScopedLauncherTimer timer(ex, "attention");
   check_args(a);
+  RF_CHECK((a.rel_scores == nullptr) == (g.rel_grads == nullptr),
+           "relative scores and their gradient go together");
+  // The query-gradient pass adds dS of each (query, distance) it meets: the rest stays 0.
+  if (g.rel_grads) fill(ex, g.rel_grads, a.batch * a.heads * a.seq_len * a.rel_len, 0.0f);
   const int64_t total = a.batch * a.heads, group = segments_per_group(a);
   for (int64_t first = 0; first < total; first += group) {
     const int64_t count = std::min(group, total - first);
-    const ChunkAttentionParams p = group_params(ex, ws, a, first, count, true);
+    ChunkAttentionParams p = group_params(ex, ws, a, first, count, true);
+    p.rel_grads = g.rel_grads;
     const int32_t* undo = group_undo(p, a);
     forward_group(ex, p, a, out, ldo);
     CombineRoundsBackward combine{};

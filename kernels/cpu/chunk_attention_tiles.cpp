@@ -101,7 +101,7 @@ struct QueryStats {
 // correction[i] = exp(old m - new m), the factor its earlier output must be scaled by.
 // (Inlined, and its arrays declared unaliased, so its loops vectorise as they did in place.)
 inline __attribute__((always_inline)) void softmax_tile(
-    const ChunkAttentionParams& p, const DropoutMask& drop, const SlotTile& q_tile,
+    const ChunkAttentionParams& p, int64_t s, const DropoutMask& drop, const SlotTile& q_tile,
     const SlotTile& k_tile, const KeyTileCache::Entry& kv, const int32_t* __restrict qpos,
     int64_t nqp, float* __restrict st, float* __restrict m, float* __restrict l,
     float* __restrict correction) {
@@ -110,9 +110,16 @@ inline __attribute__((always_inline)) void softmax_tile(
   std::fill(tile_max, tile_max + nqp, kNoMaxYet);
   for (int64_t kk = 0; kk < nk; ++kk) {
     float* row = st + kk * nqp;
-    for (int64_t i = 0; i < nqp; ++i) {
-      row[i] -= mask_penalty(qpos[i], kv.kpos[kk], p.self_mask);
-      tile_max[i] = fmax_hd(tile_max[i], row[i]);
+    if (p.has_score_terms()) {  // (relative positions, a distance mask: off the plain path)
+      for (int64_t i = 0; i < nqp; ++i) {
+        row[i] += p.score_offset(s, qpos[i], kv.kpos[kk]);
+        tile_max[i] = fmax_hd(tile_max[i], row[i]);
+      }
+    } else {
+      for (int64_t i = 0; i < nqp; ++i) {
+        row[i] -= mask_penalty(qpos[i], kv.kpos[kk], p.self_mask);
+        tile_max[i] = fmax_hd(tile_max[i], row[i]);
+      }
     }
   }
   for (int64_t i = 0; i < nqp; ++i) {
@@ -184,7 +191,7 @@ void forward_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& q_ti
                     false);
     else
       tile_gemm(nk, nqp, dp, kv.k.data(), dp, qt, nqp, st, nqp, false);
-    softmax_tile(p, drop, q_tile, k_tile, kv, qpos, nqp, st, m, l, correction);
+    softmax_tile(p, s, drop, q_tile, k_tile, kv, qpos, nqp, st, m, l, correction);
     if (bf16) {
       for (int64_t x = 0; x < dp; ++x)
         for (int64_t i = 0; i < nqp; ++i) acc[x * nqp + i] *= correction[i];
@@ -232,9 +239,11 @@ struct QueryTile {
 };
 
 // dS^T [nk, nqp] of a key tile against a query tile, in st (which holds the scores); and the
-// dropped probabilities (what dV is weighted by) in dpt (which holds dP^T).
-void score_gradients(const ChunkAttentionParams& p, const DropoutMask& drop, const QueryTile& qt,
-                     const KeyTileCache::Entry& kv, int64_t key_offset, float* st, float* dpt) {
+// dropped probabilities (what dV is weighted by) in dpt (which holds dP^T). The pass that owns the
+// queries' gradients (`queries_owner`) also adds dS to the relative scores' gradients.
+void score_gradients(const ChunkAttentionParams& p, int64_t s, const DropoutMask& drop,
+                     const QueryTile& qt, const KeyTileCache::Entry& kv, int64_t key_offset,
+                     float* st, float* dpt, bool queries_owner) {
   const int64_t nk = kv.count, nqp = qt.nqp, nq = qt.tile.count;
   float keep[kTile];
   std::fill(keep, keep + nqp, 1.0f);
@@ -244,24 +253,35 @@ void score_gradients(const ChunkAttentionParams& p, const DropoutMask& drop, con
     if (drop.active())
       for (int64_t i = 0; i < nq; ++i) keep[i] = drop.scale(qt.tile.first + i, key_offset + kk);
     const int32_t kp = kv.kpos[kk];
-    for (int64_t i = 0; i < nqp; ++i) {  // (padding queries have keep 1 and zero gradients)
-      const float x = row[i] - mask_penalty(qt.qpos[i], kp, p.self_mask);
-      const float prob = exp_approx((x - qt.stats.m[i]) - qt.stats.log_sum[i]);
-      row[i] = prob * (dp_row[i] * keep[i] - qt.stats.delta[i] + qt.stats.dlse[i]);
-      dp_row[i] = prob * keep[i];
+    if (p.has_score_terms()) {  // (relative positions, a distance mask: off the plain path)
+      for (int64_t i = 0; i < nqp; ++i) row[i] += p.score_offset(s, qt.qpos[i], kp);
+      for (int64_t i = 0; i < nqp; ++i) {
+        const float prob = exp_approx((row[i] - qt.stats.m[i]) - qt.stats.log_sum[i]);
+        row[i] = prob * (dp_row[i] * keep[i] - qt.stats.delta[i] + qt.stats.dlse[i]);
+        dp_row[i] = prob * keep[i];
+      }
+    } else {
+      for (int64_t i = 0; i < nqp; ++i) {  // (padding queries have keep 1 and zero gradients)
+        const float x = row[i] - mask_penalty(qt.qpos[i], kp, p.self_mask);
+        const float prob = exp_approx((x - qt.stats.m[i]) - qt.stats.log_sum[i]);
+        row[i] = prob * (dp_row[i] * keep[i] - qt.stats.delta[i] + qt.stats.dlse[i]);
+        dp_row[i] = prob * keep[i];
+      }
     }
+    if (queries_owner && p.rel_grads)
+      for (int64_t i = 0; i < nq; ++i) p.add_relative_grad(s, qt.qpos[i], kp, row[i]);
   }
 }
 
 // The scores and the value-product gradients of a key tile against a query tile (st = K Q^T,
 // dpt = V dO^T, both [nk, nqp]), then their gradients as score_gradients leaves them.
-void tile_score_gradients(const ChunkAttentionParams& p, const DropoutMask& drop,
+void tile_score_gradients(const ChunkAttentionParams& p, int64_t s, const DropoutMask& drop,
                           const QueryTile& qt, const KeyTileCache::Entry& kv, int64_t key_offset,
-                          float* st, float* dpt) {
+                          float* st, float* dpt, bool queries_owner) {
   const int64_t nk = kv.count, nqp = qt.nqp, dp = kv.dp;
   tile_gemm(nk, nqp, dp, kv.k.data(), dp, qt.qt, nqp, st, nqp, false);
   tile_gemm(nk, nqp, dp, kv.v.data(), dp, qt.doutt, nqp, dpt, nqp, false);
-  score_gradients(p, drop, qt, kv, key_offset, st, dpt);
+  score_gradients(p, s, drop, qt, kv, key_offset, st, dpt, queries_owner);
 }
 
 // Writes the finished query gradients of a tile (dq [count, dp]) to their slots.
@@ -327,7 +347,7 @@ struct Bf16QueryOperands {
 // One key tile's share of gradients_item with bf16 products: dqt [dp, nqp] += K^T dS^T (the query
 // gradients accumulate transposed), dk_tile += dS^T Q and dv_tile += P^T dO, straight into the
 // window's rows when the key tile is a whole number of 16-row tiles, else through c_tile.
-void key_tile_gradients_bf16(const ChunkAttentionParams& p, const DropoutMask& drop,
+void key_tile_gradients_bf16(const ChunkAttentionParams& p, int64_t s, const DropoutMask& drop,
                              const QueryTile& qt, const Bf16QueryOperands& ops,
                              const KeyTileCache::Entry& kv, int64_t key_offset, float* st,
                              float* dpt, float* dqt, float* c_tile, float* dk_tile,
@@ -337,7 +357,7 @@ void key_tile_gradients_bf16(const ChunkAttentionParams& p, const DropoutMask& d
   const int64_t nk = kv.count, nkp = padded(nk);
   amx::multiply(nkp, nqp, depth, kv.k16.data(), ops.q_pairs, st, nqp, false);
   amx::multiply(nkp, nqp, depth, kv.v16.data(), ops.dout_pairs, dpt, nqp, false);
-  score_gradients(p, drop, qt, kv, key_offset, st, dpt);
+  score_gradients(p, s, drop, qt, kv, key_offset, st, dpt, true);
   amx::pack_pairs(st, nqp, nk, nqp, ops.ds_pairs);
   amx::multiply(dp, nqp, amx::padded_depth(nk), kv.kt16.data(), ops.ds_pairs, dqt, nqp, true);
   amx::pack_rows(st, nqp, nk, nkp, nq, ops.ds_rows);
@@ -385,12 +405,12 @@ void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadS
       float* dk_tile = dk + k_tile.window_offset * dp;
       float* dv_tile = dv + k_tile.window_offset * dp;
       if (ops) {
-        key_tile_gradients_bf16(p, drop, qt, *ops, kv, k_tile.window_offset, st, dpt, dq, c_tile,
-                                dk_tile, dv_tile);
+        key_tile_gradients_bf16(p, s, drop, qt, *ops, kv, k_tile.window_offset, st, dpt, dq,
+                                c_tile, dk_tile, dv_tile);
         return;
       }
       const int64_t nk = k_tile.count;
-      tile_score_gradients(p, drop, qt, kv, k_tile.window_offset, st, dpt);
+      tile_score_gradients(p, s, drop, qt, kv, k_tile.window_offset, st, dpt, true);
       tile_gemm_at(nq, dp, nk, st, nqp, kv.k.data(), dp, dq, dp, true);
       tile_gemm(nk, dp, nq, st, nqp, qt.q, dp, dk_tile, dp, true);
       tile_gemm(nk, dp, nq, dpt, nqp, qt.dout, dp, dv_tile, dp, true);
@@ -423,7 +443,7 @@ void query_grads_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& 
     if (all_later(p, k_tile, q_tile)) return;
     const KeyTileCache::Entry& kv = state.keys.get(p, s, k_tile);
     const int64_t nk = k_tile.count, nqp = qt.nqp;
-    tile_score_gradients(p, drop, qt, kv, k_tile.window_offset, st, dpt);
+    tile_score_gradients(p, s, drop, qt, kv, k_tile.window_offset, st, dpt, true);
     tile_gemm_at(nq, dp, nk, st, nqp, kv.k.data(), dp, dq, dp, true);
   });
   store_query_grads(p, s, q_tile, dq, dp);
@@ -448,7 +468,7 @@ void key_grads_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& k_
     if (all_later(p, k_tile, q_tile)) return;
     qt.gather(p, s, q_tile, true);
     const int64_t nq = q_tile.count, nqp = qt.nqp;
-    tile_score_gradients(p, drop, qt, kv, within, st, dpt);
+    tile_score_gradients(p, s, drop, qt, kv, within, st, dpt, false);
     tile_gemm(nk, dp, nq, st, nqp, qt.q, dp, dk, dp, true);
     tile_gemm(nk, dp, nq, dpt, nqp, qt.dout, dp, dv, dp, true);
   });

@@ -153,7 +153,7 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
 #pragma unroll
       for (int x = 0; x < kSlice; ++x) dot += q[x] * staged.keys[kk][column<kSplit>(x, part)];
       dot = row_total<kSplit>(dot);
-      scores[kk] = kk < nk ? dot - mask_penalty(qp, staged.positions[kk], p.self_mask) : kNoMaxYet;
+      scores[kk] = kk < nk ? dot + p.score_offset(b.segment, qp, staged.positions[kk]) : kNoMaxYet;
       tile_max = fmaxf(tile_max, scores[kk]);
     }
     const float m_new = fmaxf(m, tile_max);
@@ -224,11 +224,13 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
       }
       dot_s = row_total<kSplit>(dot_s);
       dot_p = row_total<kSplit>(dot_p);
-      const float score = dot_s - mask_penalty(qp, staged.positions[kk], p.self_mask);
+      const float score = dot_s + p.score_offset(b.segment, qp, staged.positions[kk]);
       const float prob = exp_approx((score - m) - log_sum);
       const float keep =
           drop.active() ? row_keep<kSplit>(drop, active, part, j, window_first + kk) : 1.0f;
       const float ds = prob * (dot_p * keep - delta + dlse);
+      // (one thread of the row records dS: the row's elements are its own, added in key order)
+      if (active && part == 0) p.add_relative_grad(b.segment, qp, staged.positions[kk], ds);
 #pragma unroll
       for (int x = 0; x < kSlice; ++x) dq[x] += ds * staged.keys[kk][column<kSplit>(x, part)];
     }
@@ -307,7 +309,7 @@ __global__ void __launch_bounds__(kKeyTile*(D / kSlice))
         }
         dot_s = row_total<kSplit>(dot_s);
         dot_p = row_total<kSplit>(dot_p);
-        const float score = dot_s - mask_penalty(query_pos[r], kp, p.self_mask);
+        const float score = dot_s + p.score_offset(b.segment, query_pos[r], kp);
         const float prob = exp_approx((score - stats[0][r]) - stats[1][r]);
         const float keep =
             drop.active() ? row_keep<kSplit>(drop, active, part, first + r, key_window) : 1.0f;

@@ -99,6 +99,46 @@ struct ChunkAttentionParams {
   float* dq = nullptr;           // [.., d] gradient of the slot's query (backward)
   float* dk = nullptr;           // [.., d] gradient of the slot's scaled key (backward)
   float* dv = nullptr;           // [.., d] gradient of the slot's value (backward)
+  // Relative positions (Transformer-XL, original slot order only): rel_scores[(g * seq_len + tq)
+  // * rel_len + tq - tk], g = first_segment + s, is added to the score of query position tq and
+  // key position tk <= tq (distances >= rel_len add nothing: callers cover the window). The
+  // query-gradient pass adds each pair's dS at the same index of rel_grads, which the launcher
+  // zero-fills (pairs outside every window keep 0). Only the pass over one query's row touches
+  // its elements (a key twice in a window, when the look-back wraps onto the chunk itself, adds
+  // twice in window order): no atomics, the same sum on every executor.
+  const float* rel_scores = nullptr;
+  float* rel_grads = nullptr;
+  int64_t rel_len = 0;
+  // Keys more than max_distance positions before their query are masked (-1: none):
+  // Transformer-XL's same_length, every query attending to the same number of keys.
+  int64_t max_distance = -1;
+
+  // Whether scores have more than the causal and self masks (the tiles' plain path skips them).
+  RF_HD bool has_score_terms() const {
+    return rel_scores != nullptr || rel_grads != nullptr || max_distance >= 0;
+  }
+  // Index of the pair (tq, tk) of segment s in rel_scores / rel_grads; -1 when it has none.
+  RF_HD int64_t relative_index(int64_t s, int64_t tq, int64_t tk) const {
+    if (tq >= layout.seq_len || tk > tq || tq - tk >= rel_len) return -1;
+    return ((first_segment + s) * layout.seq_len + tq) * rel_len + (tq - tk);
+  }
+  // What is added to the scaled q.k score of positions (tq, tk): the relative term, minus the
+  // causal, self and distance masks.
+  RF_HD float score_offset(int64_t s, int32_t tq, int32_t tk) const {
+    float offset = -mask_penalty(tq, tk, self_mask);
+    if (max_distance >= 0 && static_cast<int64_t>(tq) - tk > max_distance) offset -= kCausalMask;
+    if (rel_scores) {
+      const int64_t r = relative_index(s, tq, tk);
+      if (r >= 0) offset += rel_scores[r];
+    }
+    return offset;
+  }
+  // The query-gradient pass's record of dS for the relative scores.
+  RF_HD void add_relative_grad(int64_t s, int32_t tq, int32_t tk, float ds) const {
+    if (!rel_grads) return;
+    const int64_t r = relative_index(s, tq, tk);
+    if (r >= 0) rel_grads[r] += ds;
+  }
 
   RF_HD int64_t position(int64_t s, int64_t j) const {
     return (perm ? perm[s * layout.n_slots + j] : j) % layout.seq_len;
@@ -157,7 +197,7 @@ RF_HD float chunk_score(const ChunkAttentionParams& p, int64_t s, const float* q
     for (int64_t c = 0; c < p.d; ++c) score += qr[c] * kr[c];
     score *= factor;
   }
-  return score - mask_penalty(qp, static_cast<int32_t>(tk), p.self_mask);
+  return score + p.score_offset(s, qp, static_cast<int32_t>(tk));
 }
 
 // Forward of one query slot: two passes over its window (the maximum, then the normalised
@@ -304,6 +344,7 @@ struct ChunkAttentionQueryGradRow {
       const float ds =
           chunk_score_grad(p, s, i, qr, static_cast<int32_t>(t), e, dor, drop, j, w, &dropped_p);
       const int64_t tk = p.position(s, e);
+      p.add_relative_grad(s, static_cast<int32_t>(t), static_cast<int32_t>(tk), ds);
       const float* kr = p.key_row(s, tk);
       if (p.bf16_products) {
         const float f = p.key_factor(s, tk), ds16 = product_operand(ds, true);
