@@ -1,7 +1,7 @@
 // How the communicators name their operations in error messages, so that the MPI and the NCCL
 // communicator report a missing rank in the same words:
-//   error: rank 3: all-reduce of gradient bucket 'layer3' (123456 floats) at step 812 did not
-//   complete within 600 s; a rank has probably died or hung
+//   error: rank 3 (host node7): all-reduce of gradient bucket 'layer3' (123456 floats) at step 812
+//   did not complete within 600 s; a rank has probably died or hung, or a host's network is down
 #pragma once
 
 #include <chrono>
@@ -48,12 +48,18 @@ inline std::string seconds_text(double seconds) {
   return text.str();
 }
 
-// The deadline message without its "error: rank R: " prefix; step < 0 means no step was set.
+// "rank 3 (host node7)": who reports, so that a job across machines says which one it was.
+inline std::string rank_text(int rank, const std::string& host) {
+  return "rank " + std::to_string(rank) + " (host " + host + ")";
+}
+
+// The deadline message without its "error: rank R (host H): " prefix; step < 0 means no step was
+// set. Between hosts a cut link looks like a hung rank: TCP keeps retrying and no call fails.
 inline std::string timeout_text(const std::string& what, int64_t step, double timeout_seconds) {
   std::string message = what;
   if (step >= 0) message += " at step " + std::to_string(step);
   return message + " did not complete within " + seconds_text(timeout_seconds) +
-         " s; a rank has probably died or hung";
+         " s; a rank has probably died or hung, or a host's network is down";
 }
 
 // Collective deadlines are positive and finite (every collective has one).

@@ -75,6 +75,7 @@ constexpr Microseconds kMinPollPause{20};
 constexpr Microseconds kMaxPollPauseWhileWaited{500};
 constexpr Microseconds kMaxPollPause{2000};
 constexpr size_t kCompletionLogLength = 1024;
+constexpr std::chrono::milliseconds kLineForwardingPause{500};
 
 // ---- errors ------------------------------------------------------------------------------------
 
@@ -89,16 +90,20 @@ int world_rank() {
   return rank;
 }
 
-// Prints `error: rank R: <why>` as one line and ends every rank of the job through MPI_Abort
-// (mpirun kills the others). When several threads get here, only the first prints.
+// Prints `error: rank R (host H): <why>` as one line and ends every rank of the job through
+// MPI_Abort (mpirun kills the others). When several threads get here, only the first prints.
 [[noreturn]] void end_job(const std::string& why) {
   static std::atomic<bool> job_ending{false};
   if (job_ending.exchange(true)) {
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));  // the first caller ends it
   }
-  const std::string line = "error: rank " + std::to_string(world_rank()) + ": " + why + "\n";
+  const std::string line =
+      "error: " + rank_text(world_rank(), this_host_name()) + ": " + why + "\n";
   std::fputs(line.c_str(), stderr);
   std::fflush(stderr);
+  // mpirun's daemon forwards the line only while this process lives; when the abort reaches it
+  // first (seen with ranks on other hosts), the line is lost. A moment lets it through.
+  std::this_thread::sleep_for(kLineForwardingPause);
   MPI_Abort(MPI_COMM_WORLD, 1);
   std::_Exit(1);  // MPI_Abort does not return
 }

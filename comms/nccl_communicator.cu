@@ -348,7 +348,7 @@ void NcclCommunicator::check_async_error(const std::string& what) {
 // Prints the reason first (ncclCommAbort may take a moment), frees any kernel stuck waiting for a
 // peer, then ends every rank through the bootstrap.
 void NcclCommunicator::end_job(const std::string& why) {
-  const std::string line = "error: rank " + std::to_string(rank()) + ": " + why + "\n";
+  const std::string line = "error: " + rank_text(rank(), host()) + ": " + why + "\n";
   std::fputs(line.c_str(), stderr);
   std::fflush(stderr);
   if (comm_ != nullptr) (void)ncclCommAbort(comm_);

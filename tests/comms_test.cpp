@@ -450,7 +450,7 @@ TEST_F(DeadRankCheck, ARankThatHangsIsEndedByTheDeadline) {
   const JobResult job = run_dead_rank_job("hang");
   expect_prompt_failure(job);
   const std::string expected =
-      "error: rank 0: " +
+      "error: " + rank_text(0, this_host_name()) + ": " +
       timeout_text("all-reduce (sum) of 1 float64 value", 42, kHangTimeoutSeconds);
   EXPECT_NE(job.output.find(expected), std::string::npos) << "expected the line\n"
                                                           << expected << "\nin\n"

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <thread>
 
+#include "tests/job_control.h"
 #include "tests/run_fixture.h"
 #include "trainer/checkpoint.h"
 
@@ -33,68 +34,12 @@ Result run(const std::string& command) {
   return test::run_command(command);
 }
 
-// Starts `command` through the shell with output to `log`; returns the shell's pid.
-pid_t spawn(const std::string& command, const std::string& log) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    setpgid(0, 0);
-    execl("/bin/sh", "sh", "-c", ("exec " + command + " > " + log + " 2>&1").c_str(), nullptr);
-    _exit(127);
-  }
-  return pid;
-}
-
-// Kills a spawned job's process group when the test leaves early (a failed assertion must not
-// leave a training job running into the next test).
-struct ReapOnExit {
-  pid_t pid;
-  ~ReapOnExit() {
-    int status = 0;
-    if (pid > 0 && waitpid(pid, &status, WNOHANG) == 0) {
-      kill(-pid, SIGKILL);
-      waitpid(pid, &status, 0);
-    }
-  }
-};
-
-// Waits for `pid` to exit (up to `limit` s); returns its exit code, or -1 after killing it.
-int wait_exit(pid_t pid, double limit, double* seconds) {
-  const auto start = Clock::now();
-  for (;;) {
-    int status = 0;
-    if (waitpid(pid, &status, WNOHANG) == pid) {
-      *seconds = std::chrono::duration<double>(Clock::now() - start).count();
-      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-    if (std::chrono::duration<double>(Clock::now() - start).count() > limit) {
-      kill(-pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      return -1;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-}
-
-// Waits until `dir` holds a finished checkpoint (step-*.h5); returns its path or "".
-std::string wait_for_any_checkpoint(const std::string& dir, double limit) {
-  const auto start = Clock::now();
-  for (;;) {
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(dir, ec))
-      if (e.path().extension() == ".h5") return e.path().string();
-    if (std::chrono::duration<double>(Clock::now() - start).count() > limit) return "";
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
-
-bool wait_for_file(const std::string& path, double limit) {
-  const auto start = Clock::now();
-  while (!fs::exists(path)) {
-    if (std::chrono::duration<double>(Clock::now() - start).count() > limit) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return true;
-}
+using test::final_checkpoint;
+using test::ReapOnExit;
+using test::spawn;
+using test::wait_exit;
+using test::wait_for_any_checkpoint;
+using test::wait_for_file;
 
 // PIDs of `reformer` rank processes whose command line mentions `marker`.
 std::vector<pid_t> rank_pids(const std::string& marker) {
@@ -112,26 +57,7 @@ std::vector<pid_t> rank_pids(const std::string& marker) {
 }
 
 std::string write_config(const std::string& dir) {
-  const std::string path = dir + "/job.yaml";
-  std::ofstream(path) << R"(model:
-  vocab_size: 32
-  d_model: 32
-  d_ff: 64
-  n_layers: 2
-  n_heads: 2
-  d_head: 16
-  attention: [lsh, local]
-  dropout: 0.1
-  position: learned
-lsh: {bucket_size: 16, local_chunk: 16}
-train: {seq_len: 64, batch_size: 1, steps: 6, lr: 0.003, warmup: 2, log_every: 1,
-        eval_every: 0, checkpoint_every: 0}
-)";
-  return path;
-}
-
-std::string final_checkpoint(const std::string& out_dir, int64_t step) {
-  return (fs::path(checkpoint_dir(out_dir)) / checkpoint_file_name(step)).string();
+  return test::write_tiny_job_config(dir);
 }
 
 TEST(Launch, CheckpointOfFourRanksResumesOnTwoWithTheSameGlobalBatches) {

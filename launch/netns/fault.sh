@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Network and host faults for a job that launch/netns/cluster.sh is running (root only):
+#   launch/netns/fault.sh STATE cut HOST            # the host's link goes down (cable pulled)
+#   launch/netns/fault.sh STATE restore HOST        # ... and comes back
+#   launch/netns/fault.sh STATE cap HOST RATE       # both directions limited to RATE (tc tbf: 8mbit)
+#   launch/netns/fault.sh STATE drop HOST PERCENT   # each packet in or out dropped with PERCENT %
+#   launch/netns/fault.sh STATE signal HOST SIGNAL  # SIGNAL (TERM, KILL, ...) to the host's ranks
+#   launch/netns/fault.sh STATE kill HOST           # the host's ranks killed (SIGKILL)
+# STATE is cluster.sh's --state folder; HOST is an index from STATE/hosts or `all`. Loss uses
+# nftables' random numbers (this kernel has no netem qdisc); caps and rules vanish with the
+# namespaces and veths when cluster.sh cleans up.
+set -euo pipefail
+usage="usage: launch/netns/fault.sh STATE cut|restore|cap|drop|signal|kill HOST|all [RATE|PERCENT|SIGNAL]"
+[ $# -ge 3 ] || { echo "$usage" >&2; exit 2; }
+state="$1" action="$2" which="$3"
+shift 3
+[ -f "$state/ready" ] || { echo "fault.sh: no running cluster in '$state' (no ready file)" >&2; exit 1; }
+
+# "INDEX HOSTNAME NAMESPACE ADDRESS LINK" of the hosts meant.
+selected="$(awk -v h="$which" 'h == "all" || $1 == h' "$state/hosts")"
+[ -n "$selected" ] || { echo "fault.sh: no host '$which' in $state/hosts" >&2; exit 1; }
+
+# The ranks of a host: the processes its Open MPI daemon (orted) started.
+ranks_of() {
+  local pid parent
+  for pid in $(ip netns pids "$1"); do
+    parent="$(awk '{print $4}' "/proc/$pid/stat" 2>/dev/null)" || continue
+    [ "$(cat "/proc/$parent/comm" 2>/dev/null)" = orted ] && echo "$pid"
+  done
+  return 0
+}
+
+while read -r _ name ns _ link; do
+  case "$action" in
+    cut) ip link set "$link" down ;;
+    restore) ip link set "$link" up ;;
+    cap)
+      rate="${1:?fault.sh: cap needs a rate, e.g. 8mbit}"
+      # burst: at least one full-size packet plus headroom; latency bounds the queue.
+      ip netns exec "$ns" tc qdisc replace dev eth0 root tbf rate "$rate" burst 32kb latency 500ms
+      tc qdisc replace dev "$link" root tbf rate "$rate" burst 32kb latency 500ms ;;
+    drop)
+      percent="${1:?fault.sh: drop needs a percentage, e.g. 1}"
+      command -v nft >/dev/null || { echo "fault.sh: drop needs nftables (apt-get install nftables)" >&2; exit 1; }
+      per_million="$(awk -v p="$percent" 'BEGIN { if (p < 0 || p > 100) exit 1; printf "%d", p * 10000 }')" ||
+        { echo "fault.sh: '$percent' is not a percentage" >&2; exit 1; }
+      ip netns exec "$ns" nft -f - <<NFT
+table inet rf_loss
+delete table inet rf_loss
+table inet rf_loss {
+  chain in { type filter hook input priority 0; iifname "eth0" numgen random mod 1000000 < $per_million drop; }
+  chain out { type filter hook output priority 0; oifname "eth0" numgen random mod 1000000 < $per_million drop; }
+}
+NFT
+      ;;
+    signal|kill)
+      signal="KILL"
+      [ "$action" = signal ] && signal="${1:?fault.sh: signal needs a signal name, e.g. TERM}"
+      pids="$(ranks_of "$ns")"
+      [ -n "$pids" ] || { echo "fault.sh: no ranks running on $name" >&2; exit 1; }
+      # shellcheck disable=SC2086
+      kill -s "$signal" $pids ;;
+    *) echo "fault.sh: unknown action '$action'; $usage" >&2; exit 2 ;;
+  esac
+done <<< "$selected"
