@@ -14,6 +14,7 @@
 #include "kernels/ops/lsh_hash.h"
 #include "kernels/ops/random_fill.h"
 #include "kernels/ops/reduce.h"
+#include "kernels/ops/relative_positions.h"
 
 namespace rf {
 
@@ -33,6 +34,8 @@ using KernelOps = TypeList<
     // LSH and fused chunked attention
     LshHash, BucketCountingSort, InvertPermutation, SegmentSlotsAndOffsets, KeyNormScales,
     ChunkAttentionForwardRow, CombineRounds, CombineRoundsBackward, ChunkAttentionQueryGradRow,
-    ChunkAttentionKeyGradRow, UngatherAttentionGrads>;
+    ChunkAttentionKeyGradRow, UngatherAttentionGrads,
+    // Transformer-XL's relative positions
+    RelativeSinusoids>;
 
 }  // namespace rf

@@ -53,8 +53,9 @@ void expect_input_gradient(DeviceBuffer<float>& input, const std::vector<float>&
                                       what + " input");
 }
 
-void check_attention(const std::string& kind) {
-  Harness h(test::tiny_config({"model.attention=[" + kind + "]"}));
+void check_attention(const std::string& kind, std::vector<std::string> settings = {}) {
+  settings.push_back("model.attention=[" + kind + "]");
+  Harness h(test::tiny_config(settings));
   AttentionLayer layer(h.store, h.cfg, 0, "attention");
   h.ready();
   const int64_t n = h.rows() * h.cfg.model.d_model;
@@ -85,6 +86,13 @@ TEST(LayerGradients, LocalAttention) {
 }
 TEST(LayerGradients, DenseAttention) {
   check_attention("dense");
+}
+// Transformer-XL's relative positions: W_R, u and v get their gradients too.
+TEST(LayerGradients, LocalAttentionWithRelativePositions) {
+  check_attention("local", {"model.position=relative"});
+}
+TEST(LayerGradients, DenseAttentionWithClampedRelativePositions) {
+  check_attention("dense", {"model.position=relative", "model.clamp_len=5"});
 }
 
 TEST(LayerGradients, ChunkedFeedForward) {

@@ -1,5 +1,6 @@
 #include "trainer/attention_layer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/linear.h"
@@ -32,6 +33,11 @@ AttentionLayer::AttentionLayer(ParamStore& store, const Config& cfg, int layer,
   }
   w_v_ = store.add(prefix + ".w_v", {d_model_, hd}, in_init, true);
   w_o_ = store.add(prefix + ".w_o", {hd, d_model_}, out_init, true);
+  if (cfg.model.position == PositionMode::kRelative) relative_.emplace(store, cfg, prefix);
+}
+
+int64_t AttentionLayer::relative_distances(const StepContext& step) const {
+  return kind_ == AttentionKind::kLocal ? std::min(2 * local_chunk_, step.seq_len) : step.seq_len;
 }
 
 int64_t AttentionLayer::bucket_count(int64_t batch, int64_t seq_len) const {
@@ -43,7 +49,9 @@ ChunkedAttentionArgs AttentionLayer::attention_args(Kit& kit, const StepContext&
                                                     const int32_t* buckets) const {
   const int64_t T = step.seq_len;
   ChunkedAttentionArgs a;
-  a.q = pr.q;
+  a.q = pr.relative.queries ? pr.relative.queries : pr.q;
+  a.rel_scores = pr.relative.scores;
+  a.rel_len = pr.relative.distances;
   a.k = pr.k;
   a.v = pr.v;
   a.ld = n_heads_ * d_head_;
@@ -98,7 +106,8 @@ AttentionLayer::Projections AttentionLayer::project(Kit& kit, ParamStore& p, int
 void AttentionLayer::forward(Kit& kit, ParamStore& p, const StepContext& step, MatrixView xn,
                              float* out, Write write, int32_t* buckets, bool reuse_buckets) const {
   const int64_t rows = step.rows(), hd = n_heads_ * d_head_;
-  const Projections pr = project(kit, p, rows, xn);
+  Projections pr = project(kit, p, rows, xn);
+  if (relative_) pr.relative = relative_->forward(kit, p, step, pr.q, relative_distances(step));
   if (kind_ == AttentionKind::kLsh && !reuse_buckets) {
     LshHashArgs hash;
     hash.qk = pr.q;
@@ -126,7 +135,8 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
   // xn, dout, heads and the weights are read by two or more products each (rounded once at
   // bf16); the attention pass writes only memory no product has read before it.
   const GemmOperandReuse reuse(kit.ex);
-  const Projections pr = project(kit, p, rows, xn);
+  Projections pr = project(kit, p, rows, xn);
+  if (relative_) pr.relative = relative_->forward(kit, p, step, pr.q, relative_distances(step));
   // dheads [rows, hd] = dout [rows, D] . w_o^T
   float* dheads = kit.ws.floats("layer.dheads", rows * hd);
   linear_input_grad(kit.ex, matrix(dout, rows, D), p.weight(w_o_), matrix(dheads, rows, hd));
@@ -137,8 +147,11 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
   g.dk = pr.k;
   g.dv = pr.v;
   g.ld = hd;
+  if (relative_) g.rel_grads = relative_->score_gradient_buffer(kit, step, pr.relative.distances);
   chunked_attention_backward(kit.ex, kit.ws, attention_args(kit, step, pr, buckets), dheads, hd, g,
                              heads, hd);
+  if (relative_)  // g.dq holds dL/d(q + u): the relative term adds its part and its gradients
+    relative_->backward(kit, p, step, g.dq, g.rel_grads, pr.relative.distances);
   if (out)
     linear_forward(kit.ex, matrix(heads, rows, hd), p.weight(w_o_), matrix(out, rows, D), write);
   linear_weight_grad(kit.ex, matrix(heads, rows, hd), matrix(dout, rows, D), p.weight_grad(w_o_));

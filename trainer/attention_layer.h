@@ -3,10 +3,13 @@
 // (one projection w_qk); local and dense attention have separate w_q and w_k.
 #pragma once
 
+#include <optional>
+
 #include "kernels/chunked_attention.h"
 #include "kernels/lsh_buckets.h"
 #include "trainer/config.h"
 #include "trainer/params.h"
+#include "trainer/relative_positions.h"
 #include "trainer/step_context.h"
 
 namespace rf {
@@ -43,11 +46,15 @@ class AttentionLayer {
     float* q;
     float* k;
     float* v;
+    RelativePositionTerm::Prepared relative;  // with relative positions: the attention's queries
   };
   Projections project(Kit& kit, ParamStore& p, int64_t rows, MatrixView xn) const;
   // The arguments of the attention over all heads; LSH sorts its slots by the buckets first.
   ChunkedAttentionArgs attention_args(Kit& kit, const StepContext& step, const Projections& pr,
                                       const int32_t* buckets) const;
+  // Distances the attention's windows span (relative positions): the sequence for dense
+  // attention, two chunks for local attention.
+  int64_t relative_distances(const StepContext& step) const;
 
   AttentionKind kind_;
   int layer_;
@@ -56,6 +63,7 @@ class AttentionLayer {
   BucketFactors factors_;
   double attention_dropout_ = 0.0;
   int w_q_ = -1, w_k_ = -1, w_v_ = -1, w_o_ = -1;  // w_q_ is w_qk for LSH; w_k_ unused then
+  std::optional<RelativePositionTerm> relative_;   // model.position = relative
 };
 
 }  // namespace rf

@@ -18,7 +18,7 @@ constexpr int64_t kAutoInt = -1;
 namespace rf {
 
 enum class AttentionKind { kLsh, kLocal, kDense };
-enum class PositionMode { kAxial, kLearned, kNone };
+enum class PositionMode { kAxial, kLearned, kNone, kRelative };
 enum class ScheduleKind { kConstant, kCosine, kRsqrt };
 enum class DataFormat { kSynthetic, kText, kBytes, kHdf5 };
 enum class SyntheticTask { kDuplication };
@@ -35,6 +35,7 @@ struct ModelConfig {
   double dropout = 0.0;            // residual, feed-forward hidden and embedding dropout
   double attention_dropout = 0.0;  // on attention probabilities
   PositionMode position = PositionMode::kAxial;
+  int64_t clamp_len = 0;  // relative positions: distances above it share its encoding (0: none)
   std::vector<int64_t> axial_shape = {64, 64};  // product = train.seq_len
   std::vector<int64_t> axial_dims;  // empty = auto: [d_model / 2, d_model - d_model / 2]
   int64_t ff_chunk = kAutoInt;      // 0 = no chunking; see Config::ff_chunk_rows

@@ -141,6 +141,17 @@ void check_index_ranges(const Config& c, const std::string& path) {
   }
 }
 
+// Relative positions need the original order of dense and local attention: LSH's sorted slots put
+// no fixed distance between a query and its keys. (Said so rather than silently ignored.)
+void check_relative(const Config& c, const std::string& path) {
+  if (any_layer_uses(c, AttentionKind::kLsh))
+    fail(path, ": model.position = relative needs dense or local attention, but model.attention ",
+         "has lsh layers (LSH sorts positions by bucket: use axial or learned positions there)");
+  if (c.model.d_model % 2 != 0)
+    fail(path, ": model.position = relative needs an even model.d_model (sine and cosine halves), ",
+         "got ", c.model.d_model);
+}
+
 void check_runtime(const Config& c, const std::string& path) {
   if (c.runtime.precision == GemmPrecision::kTf32 && c.runtime.device != Device::kCuda) {
     fail(path, ": runtime.precision = tf32 requires runtime.device = cuda, got ",
@@ -155,6 +166,7 @@ void check_cross_field_rules(const Config& config, const std::string& path) {
   if (any_layer_uses(config, AttentionKind::kLsh)) check_lsh(config, path);
   if (any_layer_uses(config, AttentionKind::kLocal)) check_local(config, path);
   if (config.model.position == PositionMode::kAxial) check_axial(config, path);
+  if (config.model.position == PositionMode::kRelative) check_relative(config, path);
   check_data(config, path);
   check_index_ranges(config, path);
   check_runtime(config, path);

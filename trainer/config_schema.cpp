@@ -115,8 +115,12 @@ std::vector<KeySpec> build_schema() {
                 "residual, feed-forward hidden and embedding dropout rate"),
       float_key("model", "attention_dropout", "0.0", closed_open(0, 1),
                 "dropout rate on attention probabilities"),
-      enum_key("model", "position", "axial", {"axial", "learned", "none"},  // PositionMode
-               "position embedding"),
+      enum_key("model", "position", "axial", {"axial", "learned", "none", "relative"},  // PositionMode
+               "position embedding; relative: Transformer-XL's relative attention (sinusoids of "
+               "the query-key distance through a learned projection, and per-head biases u, v; "
+               "dense and local attention)"),
+      int_key("model", "clamp_len", "0", 0, k2Pow30,
+              "relative positions: distances above this share its encoding (0 = no clamp)"),
       int_list_key("model", "axial_shape", KeyType::kIntList, "[64, 64]", {2, 2}, {1, k2Pow24},
                    "axial position shape; the product must equal train.seq_len"),
       int_list_key("model", "axial_dims", KeyType::kIntListOrAuto, "auto", {2, 2}, {1, 65536},

@@ -38,6 +38,7 @@ std::vector<std::pair<std::string, FieldRef>> config_fields(Config& c) {
       {"model.dropout", &m.dropout},
       {"model.attention_dropout", &m.attention_dropout},
       {"model.position", &m.position},
+      {"model.clamp_len", &m.clamp_len},
       {"model.axial_shape", &m.axial_shape},
       {"model.axial_dims", &m.axial_dims},
       {"model.ff_chunk", &m.ff_chunk},

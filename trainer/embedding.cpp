@@ -29,6 +29,7 @@ EmbeddingLayer::EmbeddingLayer(ParamStore& store, const Config& cfg)
           store.add("embedding.positions", {max_len_, d_model_}, {InitKind::kNormal, 1.0f}, false);
       break;
     case PositionMode::kNone:
+    case PositionMode::kRelative:  // (positions enter through the attention scores)
       position_ = PositionKind::kNone;
       break;
   }

@@ -147,9 +147,10 @@ std::string hf_config_json(const Config& cfg) {
            "dense type (dense = local with chunk train.seq_len = ", T, ")");
     local_chunk = T;
   }
-  if (m.position == PositionMode::kNone)
-    fail("model.position: none has no Hugging Face equivalent (ReformerModel always adds ",
-         "positions: use axial or learned)");
+  if (m.position == PositionMode::kNone || m.position == PositionMode::kRelative)
+    fail("model.position: ", m.position == PositionMode::kNone ? "none" : "relative",
+         " has no Hugging Face equivalent (ReformerModel adds axial or learned positions to its "
+         "input)");
   Json c;
   c["architectures"] = {"ReformerModelWithLMHead"};
   c["model_type"] = "reformer";
