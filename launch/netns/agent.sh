@@ -32,16 +32,28 @@ answers() {
   [ "$status" -ne 124 ]
 }
 
+give_up() {
+  echo "agent.sh: Timeout, host $name ($address) not responding for $(( misses * interval )) s; ending its session" >&2
+  exit 255
+}
+
 misses=0
 while kill -0 "$session" 2>/dev/null; do
   sleep "$interval" & wait $! || true
   kill -0 "$session" 2>/dev/null || break
   if answers; then misses=0; else misses=$(( misses + 1 )); fi
-  if [ "$misses" -ge "$count" ]; then
-    echo "agent.sh: Timeout, host $name ($address) not responding for $(( misses * interval )) s; ending its session" >&2
-    exit 255
-  fi
+  [ "$misses" -lt "$count" ] || give_up
 done
 set +e
 wait "$session"
-exit $?
+status=$?
+set -e
+# ssh learns that the remote command ended over the network: from a host that has gone silent
+# (fault.sh down pulls the cable, then kills everything on it) no exit status would arrive, only
+# the missed probes. Here the command's end is seen locally, so it counts only if the host answers.
+while ! answers; do
+  misses=$(( misses + 1 ))
+  [ "$misses" -lt "$count" ] || give_up
+  sleep "$interval" & wait $! || true
+done
+exit "$status"

@@ -3,12 +3,12 @@
 # behaviour — TCP between hosts, a host's link cut, slow or lossy links, a host lost — can be
 # tested without a cluster. Each host is a network namespace (its own interfaces and address) with
 # its own UTS host name, joined to the others through a veth pair on a private bridge with no
-# uplink; mpirun runs outside them, on the bridge's address, and starts its daemons through
-# agent.sh (which enters a namespace where ssh would log in). Open MPI is limited to TCP between
-# the hosts' addresses: no shared memory, no other interface.
+# uplink; mpirun runs on a launch node of its own (one more namespace on the bridge, address .2)
+# and starts its daemons through agent.sh (which enters a namespace where ssh would log in). Open
+# MPI is limited to TCP between the hosts' addresses: no shared memory, no other interface.
 #
 #   launch/netns/cluster.sh [--hosts N] [--ranks-per-host K] [--state DIR] [-x VAR[=VALUE]]...
-#                           -- PROGRAM [ARGS...]
+#                           [--mca NAME VALUE]... [--tcp-retries2 R] -- PROGRAM [ARGS...]
 #   launch/netns/cluster.sh --check        # exit 0 if namespaces can be made here, else 77
 #
 # Names carry a per-invocation id (this script's PID), and each invocation takes its own /24 of
@@ -17,6 +17,12 @@
 # and DIR/ready exists; launch/netns/fault.sh acts on that. Everything created (namespaces, veths,
 # bridge, the state folder unless --state was given) is removed on every exit; a run killed with
 # SIGKILL leaves its namespaces behind, and the next invocation removes them.
+# The launch node's TCP gives up on unacknowledged data after net.ipv4.tcp_retries2 = R
+# retransmissions (default 3: about 3 s; Linux's own 15 is about 15 minutes). That is what ends a
+# job whose host dropped off the network: after a rank reports the lost collective and aborts,
+# mpirun tells every daemon to stop and waits until each has gone or its connection has failed; a
+# cut-off host's connection fails only at this limit. On a real cluster it is the same setting on
+# the node that runs mpirun (machine-wide there); see the README, "Several hosts on one machine".
 # Exit status: mpirun's; 77 when namespaces cannot be created here (not root, say; 1 in CI), 2 for
 # usage.
 set -euo pipefail
@@ -26,6 +32,7 @@ usage="usage: launch/netns/cluster.sh [--hosts N] [--ranks-per-host K] [--state 
 hosts=2
 per_host=1
 state=""
+tcp_retries2=3
 check_only=0
 mpi_env=()
 while [ $# -gt 0 ]; do
@@ -34,12 +41,14 @@ while [ $# -gt 0 ]; do
     --ranks-per-host) per_host="${2:?--ranks-per-host needs a number}"; shift 2 ;;
     --state) state="${2:?--state needs a folder}"; shift 2 ;;
     -x) mpi_env+=(-x "${2:?-x needs VAR[=VALUE]}"); shift 2 ;;
+    --mca) mpi_env+=(--mca "${2:?--mca needs a name}" "${3:?--mca needs a value}"); shift 3 ;;
+    --tcp-retries2) tcp_retries2="${2:?--tcp-retries2 needs a number}"; shift 2 ;;
     --check) check_only=1; shift ;;
     --) shift; break ;;
     *) echo "cluster.sh: unknown argument '$1'; $usage" >&2; exit 2 ;;
   esac
 done
-for n in "$hosts" "$per_host"; do
+for n in "$hosts" "$per_host" "$tcp_retries2"; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "cluster.sh: '$n' is not a positive number" >&2; exit 2; }
 done
 [ "$hosts" -le 200 ] || { echo "cluster.sh: at most 200 hosts (one /24)" >&2; exit 2; }
@@ -48,6 +57,7 @@ if [ "$check_only" -eq 0 ] && [ $# -eq 0 ]; then echo "$usage" >&2; exit 2; fi
 id="$$"
 prefix="rf${id}"  # every name this invocation creates starts with it (interface names: <= 15 bytes)
 bridge="${prefix}br"
+head="${prefix}hd"  # the launch node: mpirun's namespace and the bridge's end of its cable
 created_state=0
 made_namespaces=()
 made_links=()
@@ -92,7 +102,7 @@ command -v unshare >/dev/null || cannot "the 'unshare' command (util-linux) is m
 # gone): removed, so that leftovers do not pile up.
 remove_leftovers() {
   local ns pid
-  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^rf[0-9]+h[0-9]+$' || true); do
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^rf[0-9]+h([0-9]+|d)$' || true); do
     pid="${ns#rf}"; pid="${pid%%h*}"
     if ! kill -0 "$pid" 2>/dev/null; then
       ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
@@ -101,7 +111,7 @@ remove_leftovers() {
   done
   local link
   for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 |
-                grep -E '^rf[0-9]+(br|h[0-9]+)$' || true); do
+                grep -E '^rf[0-9]+(br|h[0-9]+|hd)$' || true); do
     pid="${link#rf}"; pid="${pid%%[bh]*}"
     kill -0 "$pid" 2>/dev/null || ip link delete "$link" 2>/dev/null || true
   done
@@ -161,6 +171,18 @@ for (( i = 0; i < hosts; ++i )); do
   echo "$i host$i $ns $address $link" >> "$state/hosts"
   echo "$address slots=$per_host" >> "$state/hostfile"
 done
+ip netns add "$head"
+made_namespaces+=("$head")
+ip link add "$head" type veth peer name "${prefix}ph"
+made_links+=("$head")
+ip link set "${prefix}ph" netns "$head"
+ip -n "$head" link set "${prefix}ph" name eth0
+ip -n "$head" addr add "${net}.2/24" dev eth0
+ip -n "$head" link set lo up
+ip -n "$head" link set eth0 up
+ip link set "$head" master "$bridge"
+ip link set "$head" up
+ip netns exec "$head" sysctl -q -w net.ipv4.tcp_retries2="$tcp_retries2"
 echo "$subnet" > "$state/subnet"
 touch "$state/ready"
 
@@ -172,7 +194,8 @@ mpi_args=(--allow-run-as-root --hostfile "$state/hostfile" -np $(( hosts * per_h
 # mpirun in the background, so that INT/TERM reach the traps (which clean up) at once.
 # Each rank's stderr joins its stdout: through these agents Open MPI 4.1 forwards the stdout of
 # ranks on other hosts but drops their stderr (error lines included).
-RF_NETNS_STATE="$state" mpirun "${mpi_args[@]}" sh -c 'exec "$@" 2>&1' rank "$@" &
+# (`ip netns exec` execs mpirun: the PID is mpirun's.)
+RF_NETNS_STATE="$state" ip netns exec "$head" mpirun "${mpi_args[@]}" sh -c 'exec "$@" 2>&1' rank "$@" &
 mpirun_pid=$!
 set +e
 wait "$mpirun_pid"

@@ -6,11 +6,13 @@
 #   launch/netns/fault.sh STATE drop HOST PERCENT   # each packet in or out dropped with PERCENT %
 #   launch/netns/fault.sh STATE signal HOST SIGNAL  # SIGNAL (TERM, KILL, ...) to the host's ranks
 #   launch/netns/fault.sh STATE kill HOST           # the host's ranks killed (SIGKILL)
+#   launch/netns/fault.sh STATE down HOST           # the host powered off: cable pulled, then every
+#                                                   # process on it (daemon too) killed
 # STATE is cluster.sh's --state folder; HOST is an index from STATE/hosts or `all`. Loss uses
 # nftables' random numbers (this kernel has no netem qdisc); caps and rules vanish with the
 # namespaces and veths when cluster.sh cleans up.
 set -euo pipefail
-usage="usage: launch/netns/fault.sh STATE cut|restore|cap|drop|signal|kill HOST|all [RATE|PERCENT|SIGNAL]"
+usage="usage: launch/netns/fault.sh STATE cut|restore|cap|drop|signal|kill|down HOST|all [RATE|PERCENT|SIGNAL]"
 [ $# -ge 3 ] || { echo "$usage" >&2; exit 2; }
 state="$1" action="$2" which="$3"
 shift 3
@@ -60,6 +62,11 @@ NFT
       [ -n "$pids" ] || { echo "fault.sh: no ranks running on $name" >&2; exit 1; }
       # shellcheck disable=SC2086
       kill -s "$signal" $pids ;;
+    down)
+      # The link first: a machine that loses power sends no FIN or RST, so its peers learn of it
+      # only from silence, as they would from a pulled cable.
+      ip link set "$link" down
+      ip netns pids "$ns" | xargs -r kill -KILL ;;
     *) echo "fault.sh: unknown action '$action'; $usage" >&2; exit 2 ;;
   esac
 done <<< "$selected"
