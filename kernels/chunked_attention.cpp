@@ -56,6 +56,7 @@ ChunkAttentionParams group_params(Executor& ex, Workspace& ws, const ChunkedAtte
   p.bf16_products = a.bf16_products;
   p.rel_scores = a.rel_scores;
   p.rel_len = a.rel_len;
+  p.rel_batch = a.batch;
   p.max_distance = a.max_distance;
   p.dropout.seq_len = n;
   p.dropout.cols = p.layout.window();

@@ -25,9 +25,10 @@ struct ChunkedAttentionArgs {
   int64_t chunk = 0;       // slots per chunk; divides n_rounds * seq_len
   int64_t lookback = 0;    // chunks before a chunk that its queries also see: 0 or 1
   float key_scale = 1.0f;  // separate keys are multiplied by this (1 / sqrt(d))
-  // Relative positions (Transformer-XL; the original order only): [batch * heads, seq_len,
-  // rel_len], element (t, dist) added to the score of query position t and key position t - dist
-  // (scaled as the scores are; distances >= rel_len add nothing).
+  // Relative positions (Transformer-XL; the original order only): [heads, batch * seq_len,
+  // rel_len] (head-major), element (b * seq_len + t, dist) of head h added to the score of query
+  // position t and key position t - dist (scaled as the scores are; distances >= rel_len add
+  // nothing).
   const float* rel_scores = nullptr;
   int64_t rel_len = 0;
   int64_t max_distance = -1;  // keys further back than this are masked (-1: none)
@@ -54,8 +55,7 @@ struct ChunkedAttentionGrads {
   float* dk = nullptr;  // [batch * seq_len, ld]; unused for shared QK
   float* dv = nullptr;  // [batch * seq_len, ld]
   int64_t ld = 0;
-  // With rel_scores: their gradient, [batch * heads, seq_len, rel_len] (written; 0 for pairs no
-  // window holds).
+  // With rel_scores: their gradient, in their layout (written; 0 for pairs no window holds).
   float* rel_grads = nullptr;
 };
 

@@ -16,70 +16,64 @@ void relative_sinusoids(Executor& ex, float* table, int64_t rows, int64_t width,
 
 namespace {
 
-// Head h's columns of a [rows, heads * d] matrix start at h * d.
-int64_t head_offset(const RelativeScoresArgs& a, int64_t h) { return h * a.d; }
+// The scores are head-major, [heads, batch * seq_len, distances]: every head's scores of all
+// examples are one matrix, so each product below is one GEMM per head over all rows.
+struct HeadMatrices {
+  const RelativeScoresArgs& a;
+  int64_t rows() const { return a.batch * a.seq_len; }
+  int64_t hd() const { return a.heads * a.d; }
+  int64_t scores_offset(int64_t h) const { return h * rows() * a.distances; }
+  int64_t column(int64_t h) const { return h * a.d; }  // head h's columns of [rows, heads * d]
+};
 
 }  // namespace
 
 void relative_scores(Executor& ex, const RelativeScoresArgs& a, float* scores) {
   const ScopedLauncherTimer timer(ex, "relative scores");
-  const int64_t hd = a.heads * a.d, T = a.seq_len, L = a.distances;
+  const HeadMatrices m{a};
   for (int64_t h = 0; h < a.heads; ++h) {
-    // For every example b: scores[b, h] [T, L] = scale * qv[b rows, h cols] [T, d] r_h^T [d, L].
+    // scores_h [rows, L] = scale * qv[:, h cols] [rows, d] r_h^T [d, L].
     RowMajorGemm g;
     g.trans_b = true;
-    g.m = T;
-    g.n = L;
+    g.m = m.rows();
+    g.n = a.distances;
     g.k = a.d;
-    g.lda = hd;
-    g.ldb = hd;
-    g.ldc = L;
-    g.stride_a = T * hd;
-    g.stride_b = 0;
-    g.stride_c = a.heads * T * L;
-    g.batch = a.batch;
+    g.lda = m.hd();
+    g.ldb = m.hd();
+    g.ldc = a.distances;
     g.alpha = a.scale;
-    matmul(ex, g, a.qv + head_offset(a, h), a.r + head_offset(a, h),
-            scores + h * T * L);
+    matmul(ex, g, a.qv + m.column(h), a.r + m.column(h), scores + m.scores_offset(h));
   }
 }
 
 void relative_scores_backward(Executor& ex, const RelativeScoresArgs& a, const float* dscores,
                               float* dqv, float* dr) {
   const ScopedLauncherTimer timer(ex, "relative scores");
-  const int64_t hd = a.heads * a.d, T = a.seq_len, L = a.distances;
+  const HeadMatrices m{a};
   for (int64_t h = 0; h < a.heads; ++h) {
-    // dqv[b rows, h cols] [T, d] = scale * dscores[b, h] [T, L] r_h [L, d], every b at once.
+    const float* ds = dscores + m.scores_offset(h);
+    // dqv[:, h cols] [rows, d] = scale * dscores_h [rows, L] r_h [L, d].
     RowMajorGemm g;
-    g.m = T;
+    g.m = m.rows();
     g.n = a.d;
-    g.k = L;
-    g.lda = L;
-    g.ldb = hd;
-    g.ldc = hd;
-    g.stride_a = a.heads * T * L;
-    g.stride_b = 0;
-    g.stride_c = T * hd;
-    g.batch = a.batch;
+    g.k = a.distances;
+    g.lda = a.distances;
+    g.ldb = m.hd();
+    g.ldc = m.hd();
     g.alpha = a.scale;
-    matmul(ex, g, dscores + h * T * L, a.r + head_offset(a, h),
-            dqv + head_offset(a, h));
-    // dr_h [L, d] = scale * sum_b dscores[b, h]^T [L, T] qv[b rows, h cols] [T, d]: one product
-    // per example, accumulated in order (a batched product cannot sum over its batch).
-    for (int64_t b = 0; b < a.batch; ++b) {
-      RowMajorGemm w;
-      w.trans_a = true;
-      w.m = L;
-      w.n = a.d;
-      w.k = T;
-      w.lda = L;
-      w.ldb = hd;
-      w.ldc = hd;
-      w.alpha = a.scale;
-      w.beta = b == 0 ? 0.0f : 1.0f;
-      matmul(ex, w, dscores + (b * a.heads + h) * T * L,
-              a.qv + b * T * hd + head_offset(a, h), dr + head_offset(a, h));
-    }
+    matmul(ex, g, ds, a.r + m.column(h), dqv + m.column(h));
+    // dr_h [L, d] = scale * dscores_h^T [L, rows] qv[:, h cols] [rows, d]: every example's sum
+    // inside one product.
+    RowMajorGemm w;
+    w.trans_a = true;
+    w.m = a.distances;
+    w.n = a.d;
+    w.k = m.rows();
+    w.lda = a.distances;
+    w.ldb = m.hd();
+    w.ldc = m.hd();
+    w.alpha = a.scale;
+    matmul(ex, w, ds, a.qv + m.column(h), dr + m.column(h));
   }
 }
 

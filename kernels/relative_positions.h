@@ -12,23 +12,23 @@
 namespace rf {
 
 // table [rows, width] = the sinusoid of distance d (clamped at clamp_len > 0) in row d.
-void relative_sinusoids(Executor& ex, float* table, int64_t rows, int64_t width,
-                        int64_t clamp_len);
+void relative_sinusoids(Executor& ex, float* table, int64_t rows, int64_t width, int64_t clamp_len);
 
 struct RelativeScoresArgs {
   int64_t batch = 1, heads = 1, seq_len = 0, d = 0;
-  int64_t distances = 0;       // rel_len: P holds distances 0 .. distances - 1
-  const float* qv = nullptr;   // [batch * seq_len, heads * d]: queries plus v
-  const float* r = nullptr;    // [distances, heads * d]: projected sinusoids
-  float scale = 1.0f;          // 1 / sqrt(d)
+  int64_t distances = 0;      // rel_len: P holds distances 0 .. distances - 1
+  const float* qv = nullptr;  // [batch * seq_len, heads * d]: queries plus v
+  const float* r = nullptr;   // [distances, heads * d]: projected sinusoids
+  float scale = 1.0f;         // 1 / sqrt(d)
 };
 
-// scores [batch * heads, seq_len, distances] = scale * qv_h r_h^T per (b, h).
+// scores [heads, batch * seq_len, distances] (head-major, as the attention reads them) =
+// scale * qv_h r_h^T per head.
 void relative_scores(Executor& ex, const RelativeScoresArgs& args, float* scores);
 
 // The backward of relative_scores for its gradient dscores (same layout): dqv [batch * seq_len,
 // heads * d] = scale * dscores r (written), dr [distances, heads * d] = scale * sum over b of
-// dscores^T qv (written; the examples added in order).
+// dscores^T qv (written).
 void relative_scores_backward(Executor& ex, const RelativeScoresArgs& args, const float* dscores,
                               float* dqv, float* dr);
 

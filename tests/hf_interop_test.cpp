@@ -124,6 +124,9 @@ struct ExportCase {
   const char* position;
 };
 
+// (Named by its settings in test listings, rather than by the bytes of its pointers.)
+void PrintTo(const ExportCase& c, std::ostream* out) { *out << c.attention << " " << c.position; }
+
 class HfExport : public ::testing::TestWithParam<ExportCase> {};
 
 TEST_P(HfExport, TransformersLoadsItWithEveryWeightAndGivesTheSameLogits) {

@@ -83,7 +83,7 @@ std::vector<float> direct_output(const RelCase& c, const std::vector<float>& q,
             dot += double{q[(b * c.T + t) * c.ld() + h * c.d + x]} *
                    k[(b * c.T + j) * c.ld() + h * c.d + x];
           double score = dot / std::sqrt(static_cast<double>(c.d));
-          if (t - j < c.rel_len) score += rel[(((b * c.heads + h) * c.T) + t) * c.rel_len + t - j];
+          if (t - j < c.rel_len) score += rel[(((h * c.batch + b) * c.T) + t) * c.rel_len + t - j];
           if (c.max_distance >= 0 && t - j > c.max_distance) score -= 1e9;
           w[j] = score;
           mx = std::max(mx, score);
@@ -181,7 +181,8 @@ TEST(RelativeAttention, WithoutTheRelativeScoresTheOutputChanges) {
   chunked_attention_forward(test::cpu(), ws, plain, out.data(), c.ld());
   const std::vector<float> with = forward(p, test::cpu()), without = out.download();
   double diff = 0;
-  for (size_t i = 0; i < with.size(); ++i) diff = std::max(diff, double{std::fabs(with[i] - without[i])});
+  for (size_t i = 0; i < with.size(); ++i)
+    diff = std::max(diff, double{std::fabs(with[i] - without[i])});
   EXPECT_GT(diff, 1e-2);
 }
 

@@ -41,7 +41,8 @@ std::vector<double> product(const std::vector<float>& x, const std::vector<float
   std::vector<double> y(rows * n_out, 0.0);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t i = 0; i < n_in; ++i)
-      for (int64_t o = 0; o < n_out; ++o) y[r * n_out + o] += double{x[r * n_in + i]} * w[i * n_out + o];
+      for (int64_t o = 0; o < n_out; ++o)
+        y[r * n_out + o] += double{x[r * n_in + i]} * w[i * n_out + o];
   return y;
 }
 
@@ -87,7 +88,8 @@ std::vector<double> direct(const Shape& s, const std::vector<float>& x, const Te
           mx = std::max(mx, p[j]);
         }
         double z = 0;
-        for (int64_t j = 0; j <= i; ++j) z += p[j] > -1e299 ? (p[j] = std::exp(p[j] - mx)) : (p[j] = 0);
+        for (int64_t j = 0; j <= i; ++j)
+          z += p[j] > -1e299 ? (p[j] = std::exp(p[j] - mx)) : (p[j] = 0);
         for (int64_t c = 0; c < s.dh; ++c) {
           double o = 0;
           for (int64_t j = 0; j <= i; ++j) o += p[j] / z * v[(b * s.T + j) * hd + h * s.dh + c];
@@ -101,8 +103,14 @@ void expect_definition(const std::string& kind, int64_t clamp) {
   const Config cfg = test::tiny_config({"model.attention=[" + kind + "]", "model.position=relative",
                                         "model.clamp_len=" + std::to_string(clamp),
                                         "model.attention_dropout=0.0"});
-  const Shape s{cfg.train.batch_size, cfg.train.seq_len, cfg.model.d_model, cfg.model.n_heads,
-                cfg.model.d_head,     cfg.lsh.local_chunk, clamp,         kind == "local"};
+  const Shape s{cfg.train.batch_size,
+                cfg.train.seq_len,
+                cfg.model.d_model,
+                cfg.model.n_heads,
+                cfg.model.d_head,
+                cfg.lsh.local_chunk,
+                clamp,
+                kind == "local"};
   ParamStore store;
   store.begin_group("test");
   AttentionLayer layer(store, cfg, 0, "attention");

@@ -13,6 +13,7 @@
 #include "trainer/generate.h"
 #include "trainer/hf_interop.h"
 #include "trainer/job.h"
+#include "trainer/memory_eval.h"
 #include "trainer/metrics.h"
 #include "trainer/progress.h"
 #include "trainer/selftest.h"
@@ -35,6 +36,8 @@ struct Arguments {
   int64_t seed = 1;
   int64_t stop_at_step = -1;
   bool no_report = false;
+  std::vector<int64_t> memory_lens;  // eval --memory-len
+  int64_t segment = 0;               // eval --segment
 };
 
 PositionRange parse_positions(const std::string& text) {
@@ -85,7 +88,25 @@ int command_train(const Arguments& a) {
   return summary.stopped_by_signal ? kExitStoppedBySignal : 0;
 }
 
+// eval --memory-len: Transformer-XL's segment-by-segment evaluation with memory.
+int command_eval_with_memory(const Arguments& a) {
+  const std::string path = resolve_checkpoint_path(a.checkpoint);
+  std::vector<std::string> overrides = a.overrides;
+  const Config stored = config_for_checkpoint(a, path);
+  MemoryEvalOptions o;
+  o.memory_lens = a.memory_lens;
+  o.segment = a.segment > 0 ? a.segment : stored.train.seq_len;
+  o.json = a.json;
+  overrides.push_back("train.seq_len=" + std::to_string(o.segment));
+  Arguments with_segment = a;
+  with_segment.overrides = overrides;
+  evaluate_memory_table(path, config_for_checkpoint(with_segment, path), o, std::cout);
+  return 0;
+}
+
 int command_eval(const Arguments& a) {
+  if (!a.memory_lens.empty()) return command_eval_with_memory(a);
+  if (a.segment > 0) fail("--segment goes with --memory-len");
   const std::string path = resolve_checkpoint_path(a.checkpoint);
   const Config cfg = config_for_checkpoint(a, path);
   const PositionRange positions = parse_positions(a.positions);
@@ -221,6 +242,12 @@ int run_command_line(int argc, char** argv) {
   eval->add_option("--checkpoint", a.checkpoint, "checkpoint file or run directory")->required();
   eval->add_flag("--json", a.json, "print one JSON object");
   eval->add_option("--positions", a.positions, "score only target positions A <= t < B (A:B)");
+  eval->add_option("--memory-len", a.memory_lens,
+                   "Transformer-XL evaluation: consecutive segments, each seeing the memory of up "
+                   "to M positions before it; several (0,64,128) give a table")
+      ->delimiter(',');
+  eval->add_option("--segment", a.segment, "tokens per segment with --memory-len")
+      ->check(CLI::PositiveNumber);
 
   CLI::App* gen = app.add_subcommand("generate", "sample text from a checkpoint");
   add_config(gen, false);

@@ -115,7 +115,8 @@ std::vector<KeySpec> build_schema() {
                 "residual, feed-forward hidden and embedding dropout rate"),
       float_key("model", "attention_dropout", "0.0", closed_open(0, 1),
                 "dropout rate on attention probabilities"),
-      enum_key("model", "position", "axial", {"axial", "learned", "none", "relative"},  // PositionMode
+      enum_key("model", "position", "axial",
+               {"axial", "learned", "none", "relative"},  // PositionMode
                "position embedding; relative: Transformer-XL's relative attention (sinusoids of "
                "the query-key distance through a learned projection, and per-head biases u, v; "
                "dense and local attention)"),

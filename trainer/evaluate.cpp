@@ -60,4 +60,43 @@ EvalResult evaluate(ReformerModel& model, const WindowSource& source, int64_t wi
   return r;
 }
 
+EvalResult evaluate_with_memory(ReformerModel& model, const WindowSource& source, int64_t windows,
+                                int64_t memory_len, const std::vector<int32_t>& token_bytes,
+                                const std::function<void(int64_t, int64_t)>& on_window) {
+  const int64_t T = source.window_length() - 1;
+  SegmentMemory memory(memory_len);
+  double loss = 0.0;
+  int64_t correct = 0, tokens = 0, text_bytes = 0;
+  for (int64_t w = 0; w < windows; ++w) {
+    const TokenBatch b = read_windows(source, w, 1);
+    StepContext step;
+    step.seed = static_cast<uint64_t>(model.config().train.seed);
+    step.step = kEvalStep;
+    step.example_base = static_cast<uint32_t>(w);
+    step.batch = 1;
+    step.seq_len = T;
+    step.training = false;
+    const BatchStats s = model.forward_with_memory(b, step, memory);
+    for (int64_t t = 0; t < T; ++t) {
+      loss += s.row_loss[t];
+      correct += s.row_prediction[t] == b.targets[t];
+      const int32_t target = b.targets[t];
+      if (target >= 0 && static_cast<size_t>(target) < token_bytes.size())
+        text_bytes += token_bytes[static_cast<size_t>(target)];
+    }
+    tokens += T;
+    if (on_window) on_window(w + 1, windows);
+  }
+  EvalResult r;
+  r.tokens = tokens;
+  r.text_bytes = text_bytes;
+  if (tokens > 0) {
+    r.loss = loss / static_cast<double>(tokens);
+    r.bits_per_token = r.loss / std::log(2.0);
+    r.accuracy = static_cast<double>(correct) / static_cast<double>(tokens);
+  }
+  if (text_bytes > 0) r.bits_per_byte = loss / std::log(2.0) / static_cast<double>(text_bytes);
+  return r;
+}
+
 }  // namespace rf

@@ -36,4 +36,11 @@ EvalResult evaluate(ReformerModel& model, const WindowSource& source, int64_t wi
                     const std::function<void(int64_t, int64_t)>& on_batch = {},
                     Communicator* comm = nullptr, const std::vector<int32_t>& token_bytes = {});
 
+// Transformer-XL's evaluation: windows [0, windows) of `source` as consecutive segments of one
+// stream, each scored with the memory of the positions before it (up to memory_len; 0: none), in
+// order. `token_bytes` as for evaluate(); `on_window(done, total)` reports progress.
+EvalResult evaluate_with_memory(ReformerModel& model, const WindowSource& source, int64_t windows,
+                                int64_t memory_len, const std::vector<int32_t>& token_bytes = {},
+                                const std::function<void(int64_t, int64_t)>& on_window = {});
+
 }  // namespace rf

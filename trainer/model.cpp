@@ -105,6 +105,18 @@ BatchStats ReformerModel::forward(const TokenBatch& batch, const StepContext& st
   return summarize(head_.results(kit, staged.rows()), batch.targets);
 }
 
+BatchStats ReformerModel::forward_with_memory(const TokenBatch& batch, const StepContext& step,
+                                              SegmentMemory& memory) {
+  const StepContext staged = stage(batch, step);
+  float *x1, *x2;
+  embed(staged, &x1, &x2);
+  Kit kit{ex_, ws_};
+  stack_.forward_with_memory(kit, params_, staged, x1, x2, memory);
+  head_.run(kit, params_, staged.rows(), x1, x2, ws_.ints("model.targets", staged.rows()), 0.0f,
+            nullptr, nullptr);
+  return summarize(head_.results(kit, staged.rows()), batch.targets);
+}
+
 std::vector<float> ReformerModel::next_token_logits(const TokenBatch& sequence,
                                                     const StepContext& step, int64_t position) {
   RF_CHECK(sequence.batch == 1 && position >= 0 && position < sequence.seq_len);

@@ -56,6 +56,10 @@ class ReformerModel {
   BatchStats collect(const TokenBatch& batch);
   // Forward only (evaluation): losses and predictions per position.
   BatchStats forward(const TokenBatch& batch, const StepContext& step);
+  // forward() of the next segment of each example's stream, its attention also seeing `memory`
+  // (the earlier segments' layer inputs), which it then advances: Transformer-XL's evaluation.
+  BatchStats forward_with_memory(const TokenBatch& batch, const StepContext& step,
+                                 SegmentMemory& memory);
   // Forward of one sequence (batch 1); the logits of its position `position`.
   std::vector<float> next_token_logits(const TokenBatch& sequence, const StepContext& step,
                                        int64_t position);

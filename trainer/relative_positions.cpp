@@ -31,8 +31,8 @@ RelativePositionTerm::RelativePositionTerm(ParamStore& store, const Config& cfg,
       d_head_(cfg.model.d_head),
       clamp_len_(cfg.model.clamp_len) {
   const int64_t hd = n_heads_ * d_head_;
-  w_r_ = store.add(prefix + ".w_r", {d_model_, hd},
-                   {InitKind::kGlorotUniform, 1.0f, d_model_, hd}, true);
+  w_r_ = store.add(prefix + ".w_r", {d_model_, hd}, {InitKind::kGlorotUniform, 1.0f, d_model_, hd},
+                   true);
   // The official code draws both biases from N(0, 0.02).
   u_ = store.add(prefix + ".r_w_bias", {hd}, {InitKind::kNormal, 0.02f}, false);
   v_ = store.add(prefix + ".r_r_bias", {hd}, {InitKind::kNormal, 0.02f}, false);

@@ -17,7 +17,7 @@ class RelativePositionTerm {
 
   struct Prepared {
     const float* queries = nullptr;  // q + u [rows, heads * d_head], the attention's queries
-    const float* scores = nullptr;   // [batch * heads, seq_len, distances], its rel_scores
+    const float* scores = nullptr;   // [heads, batch * seq_len, distances], its rel_scores
     int64_t distances = 0;
   };
   // For the projections' queries q [rows, heads * d_head] of a micro-batch, when the attention's

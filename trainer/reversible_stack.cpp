@@ -1,7 +1,9 @@
 #include "trainer/reversible_stack.h"
 
+#include <algorithm>
 #include <string>
 
+#include "kernels/elementwise.h"
 #include "kernels/residual.h"
 
 namespace rf {
@@ -90,6 +92,40 @@ void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, 
     // y2 = x2 + G(y1)
     layer.feed_forward->forward_add(kit, p, step, x1, x2, 1.0f);
   }
+}
+
+void ReversibleStack::forward_with_memory(Kit& kit, ParamStore& p, const StepContext& step,
+                                          float* x1, float* x2, SegmentMemory& memory) {
+  RF_CHECK(!step.training, "segment memory is for forward passes without dropout");
+  const int64_t B = step.batch, S = step.seq_len, M = memory.len, C = M + S, D = d_model_;
+  const int64_t kept = std::min(memory.max_len, C);  // the memory after this segment
+  const size_t row_bytes = static_cast<size_t>(D) * sizeof(float);
+  StepContext joined = step;  // the attention's view: [memory; segment] per example
+  joined.seq_len = C;
+  float* cat = kit.ws.floats("stack.memory_cat", B * C * D);
+  float* out = kit.ws.floats("stack.memory_out", B * C * D);
+  const ProductOperand xn =
+      product_operand(kit.ex, kit.ws, "stack.memory_xn", "stack.memory_xn16", B * C * D);
+  memory.layers.resize(layers_.size());
+  for (int64_t i = 0; i < n_layers(); ++i) {
+    Layer& layer = layers_[i];
+    RF_CHECK(layer.attention->kind() != AttentionKind::kLsh, "LSH layers take no memory");
+    for (int64_t b = 0; b < B; ++b) {
+      if (M > 0) kit.ex.copy(cat + b * C * D, memory.layers[i].data() + b * M * D, M * row_bytes);
+      kit.ex.copy(cat + (b * C + M) * D, x2 + b * S * D, S * row_bytes);
+    }
+    layer.attention_norm.forward(kit, p, cat, xn, B * C);
+    layer.attention->forward(kit, p, joined, xn.view(B * C, D), out, Write::kOverwrite, nullptr,
+                             false);
+    for (int64_t b = 0; b < B; ++b)  // y1 = x1 + F(x2): the segment's rows of the output
+      add_scaled(kit.ex, x1 + b * S * D, out + (b * C + M) * D, 1.0f, S * D);
+    DeviceBuffer<float> next(kit.ex, static_cast<size_t>(std::max<int64_t>(1, B * kept * D)));
+    for (int64_t b = 0; b < B; ++b)
+      kit.ex.copy(next.data() + b * kept * D, cat + (b * C + C - kept) * D, kept * row_bytes);
+    memory.layers[i] = std::move(next);
+    layer.feed_forward->forward_add(kit, p, step, x1, x2, 1.0f);
+  }
+  memory.len = kept;
 }
 
 void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step, float* x1,

@@ -13,6 +13,7 @@
 #include "kernels/residual.h"
 #include "trainer/attention_layer.h"
 #include "trainer/feed_forward.h"
+#include "trainer/segment_memory.h"
 
 namespace rf {
 
@@ -30,6 +31,12 @@ class ReversibleStack {
   // With `for_backward`, stores what the backward needs (bucket ids; inputs if not reversible).
   void forward(Kit& kit, ParamStore& p, const StepContext& step, float* x1, float* x2,
                bool for_backward);
+  // forward() of a segment (no dropout, no backward) whose attention also sees each layer's
+  // memory of the positions before it, which it then advances by the segment (segment_memory.h).
+  // Dense and local attention (LSH refuses memory); local needs memory lengths that are whole
+  // chunks.
+  void forward_with_memory(Kit& kit, ParamStore& p, const StepContext& step, float* x1, float* x2,
+                           SegmentMemory& memory);
   // On entry x1, x2 hold the outputs and dx1, dx2 their gradients; on return the stack's inputs
   // and input gradients. Parameter gradients accumulate; after each layer, layer_done(layer).
   void backward(Kit& kit, ParamStore& p, const StepContext& step, float* x1, float* x2, float* dx1,

@@ -405,8 +405,8 @@ void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadS
       float* dk_tile = dk + k_tile.window_offset * dp;
       float* dv_tile = dv + k_tile.window_offset * dp;
       if (ops) {
-        key_tile_gradients_bf16(p, s, drop, qt, *ops, kv, k_tile.window_offset, st, dpt, dq,
-                                c_tile, dk_tile, dv_tile);
+        key_tile_gradients_bf16(p, s, drop, qt, *ops, kv, k_tile.window_offset, st, dpt, dq, c_tile,
+                                dk_tile, dv_tile);
         return;
       }
       const int64_t nk = k_tile.count;

@@ -99,16 +99,19 @@ struct ChunkAttentionParams {
   float* dq = nullptr;           // [.., d] gradient of the slot's query (backward)
   float* dk = nullptr;           // [.., d] gradient of the slot's scaled key (backward)
   float* dv = nullptr;           // [.., d] gradient of the slot's value (backward)
-  // Relative positions (Transformer-XL, original slot order only): rel_scores[(g * seq_len + tq)
-  // * rel_len + tq - tk], g = first_segment + s, is added to the score of query position tq and
-  // key position tk <= tq (distances >= rel_len add nothing: callers cover the window). The
-  // query-gradient pass adds each pair's dS at the same index of rel_grads, which the launcher
-  // zero-fills (pairs outside every window keep 0). Only the pass over one query's row touches
-  // its elements (a key twice in a window, when the look-back wraps onto the chunk itself, adds
-  // twice in window order): no atomics, the same sum on every executor.
+  // Relative positions (Transformer-XL, original slot order only): rel_scores[((h * rel_batch + b)
+  // * seq_len + tq) * rel_len + tq - tk], for segment first_segment + s = b * heads + h
+  // (head-major: each head's scores are one [rel_batch * seq_len, rel_len] matrix, one product per
+  // head), is added to the score of query position tq and key position tk <= tq (distances >=
+  // rel_len add nothing: callers cover the window). The query-gradient pass adds each pair's dS at
+  // the same index of rel_grads, which the launcher zero-fills (pairs outside every window keep 0).
+  // Only the pass over one query's row touches its elements (a key twice in a window, when the
+  // look-back wraps onto the chunk itself, adds twice in window order): no atomics, the same sum on
+  // every executor.
   const float* rel_scores = nullptr;
   float* rel_grads = nullptr;
   int64_t rel_len = 0;
+  int64_t rel_batch = 0;  // examples (segments / heads over the whole layer)
   // Keys more than max_distance positions before their query are masked (-1: none):
   // Transformer-XL's same_length, every query attending to the same number of keys.
   int64_t max_distance = -1;
@@ -120,7 +123,8 @@ struct ChunkAttentionParams {
   // Index of the pair (tq, tk) of segment s in rel_scores / rel_grads; -1 when it has none.
   RF_HD int64_t relative_index(int64_t s, int64_t tq, int64_t tk) const {
     if (tq >= layout.seq_len || tk > tq || tq - tk >= rel_len) return -1;
-    return ((first_segment + s) * layout.seq_len + tq) * rel_len + (tq - tk);
+    const int64_t g = first_segment + s, b = g / heads, h = g % heads;
+    return ((h * rel_batch + b) * layout.seq_len + tq) * rel_len + (tq - tk);
   }
   // What is added to the scaled q.k score of positions (tq, tk): the relative term, minus the
   // causal, self and distance masks.

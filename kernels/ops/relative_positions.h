@@ -18,7 +18,8 @@ struct RelativeSinusoids {
     const int64_t d = i / width, c = i % width, half = width / 2;
     const int64_t distance = clamp_len > 0 && d > clamp_len ? clamp_len : d;
     const int64_t k = c < half ? c : c - half;
-    const double frequency = pow(10000.0, -2.0 * static_cast<double>(k) / static_cast<double>(width));
+    const double frequency =
+        pow(10000.0, -2.0 * static_cast<double>(k) / static_cast<double>(width));
     const double angle = static_cast<double>(distance) * frequency;
     table[i] = static_cast<float>(c < half ? sin(angle) : cos(angle));
   }

@@ -1,0 +1,140 @@
+// Transformer-XL's segment memory in forward passes: scoring a stream segment by segment, each
+// segment's attention seeing the layer inputs of the segments before it, equals one pass over
+// the whole stream when the memory covers the past (memory rows are exactly "the previous keys
+// and values"), for dense and local attention with relative positions; a shorter memory sees
+// less and scores differently.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+
+#include "tests/model_fixture.h"
+#include "tests/run_fixture.h"
+#include "trainer/model.h"
+
+namespace rf {
+namespace {
+
+using test::cpu;
+
+constexpr int64_t kSegment = 16, kSegments = 3;
+
+Config config_of(int64_t seq_len, const std::string& attention) {
+  return test::tiny_config({"model.attention=" + attention, "model.position=relative",
+                            "model.dropout=0.0", "model.attention_dropout=0.0",
+                            "train.seq_len=" + std::to_string(seq_len), "lsh.local_chunk=8"});
+}
+
+std::vector<int32_t> stream(int64_t n, int64_t vocab) {
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i)
+    t[static_cast<size_t>(i)] = static_cast<int32_t>((i * 5 + i / 7) % vocab);
+  return t;
+}
+
+StepContext eval_step(int64_t seq_len) {
+  StepContext s;
+  s.step = kEvalStep;
+  s.batch = 1;
+  s.seq_len = seq_len;
+  s.training = false;
+  return s;
+}
+
+TokenBatch window(const std::vector<int32_t>& tokens, int64_t first, int64_t len) {
+  TokenBatch b;
+  b.batch = 1;
+  b.seq_len = len;
+  b.inputs.assign(tokens.begin() + first, tokens.begin() + first + len);
+  b.targets.assign(tokens.begin() + first + 1, tokens.begin() + first + len + 1);
+  return b;
+}
+
+// Per-position losses of the whole stream in one pass, and segment by segment with `memory_len`.
+std::pair<std::vector<float>, std::vector<float>> losses(const std::string& attention,
+                                                         int64_t memory_len) {
+  const int64_t total = kSegment * kSegments;
+  ReformerModel whole(config_of(total, attention), cpu());
+  ReformerModel segmented(config_of(kSegment, attention), cpu());
+  // (No parameter depends on the sequence length with relative positions: the same weights.)
+  RF_CHECK(whole.params().size() == segmented.params().size());
+  const std::vector<float> params = test::random_vector(whole.params().size(), 21, 0.3f);
+  cpu().upload(whole.params().params(), params.data(), params.size() * sizeof(float));
+  cpu().upload(segmented.params().params(), params.data(), params.size() * sizeof(float));
+  const std::vector<int32_t> tokens = stream(total + 1, whole.config().model.vocab_size);
+  const std::vector<float> one = whole.forward(window(tokens, 0, total), eval_step(total)).row_loss;
+  SegmentMemory memory(memory_len);
+  std::vector<float> parts;
+  for (int64_t s = 0; s < kSegments; ++s) {
+    const BatchStats b = segmented.forward_with_memory(window(tokens, s * kSegment, kSegment),
+                                                       eval_step(kSegment), memory);
+    parts.insert(parts.end(), b.row_loss.begin(), b.row_loss.end());
+  }
+  return {one, parts};
+}
+
+double max_difference(const std::vector<float>& a, const std::vector<float>& b, size_t from) {
+  double d = 0;
+  for (size_t i = from; i < a.size(); ++i) d = std::max(d, std::fabs(double{a[i]} - b[i]));
+  return d;
+}
+
+TEST(SegmentMemory, SegmentBySegmentEqualsOnePassWhenTheMemoryCoversThePast) {
+  for (const std::string attention : {"[dense]", "[local]", "[local, dense]"}) {
+    const auto [one, parts] = losses(attention, (kSegments - 1) * kSegment);
+    ASSERT_EQ(one.size(), parts.size());
+    EXPECT_LT(max_difference(one, parts, 0), 2e-5) << attention;
+  }
+}
+
+TEST(SegmentMemory, AShorterMemorySeesLessOfThePast) {
+  const auto [one, full] = losses("[dense]", 2 * kSegment);
+  const auto [one_again, half] = losses("[dense]", kSegment);
+  const auto [one_more, none] = losses("[dense]", 0);
+  // The first segment has no past; the first memory segment equals the full one (it holds all of
+  // its past), the last does not.
+  EXPECT_LT(max_difference(full, half, 0), 1e-9 + max_difference(full, half, 2 * kSegment));
+  EXPECT_LT(max_difference(std::vector<float>(full.begin(), full.begin() + 2 * kSegment),
+                           std::vector<float>(half.begin(), half.begin() + 2 * kSegment), 0),
+            2e-5);
+  EXPECT_GT(max_difference(full, half, 2 * kSegment), 1e-3);
+  EXPECT_GT(max_difference(full, none, kSegment), 1e-3);
+  EXPECT_LT(max_difference(std::vector<float>(none.begin(), none.begin() + kSegment),
+                           std::vector<float>(one.begin(), one.begin() + kSegment), 0),
+            2e-5);
+}
+
+// `reformer eval --memory-len`: a table row per memory length from a relative-position model;
+// absolute positions and LSH layers are one-line errors.
+TEST(SegmentMemory, EvalCommandPrintsATableAndRefusesWhatCannotTakeMemory) {
+  const std::string dir = test::fresh_dir("eval");
+  std::string text;  // a small text stream: memory is for consecutive segments of one stream
+  for (int i = 0; i < 400; ++i) text += "line " + std::to_string(i * 7919 % 1000) + " of text\n";
+  const std::string text_path = dir + "/text.txt";
+  std::ofstream(text_path) << text;
+  const Config cfg = test::short_run_config(
+      dir, 3, 1,
+      {"model.attention=[dense]", "model.position=relative", "train.eval_batches=2",
+       "model.vocab_size=256", "data.format=text", "data.train=" + text_path});
+  const TrainSummary run = test::train_quietly(cfg);
+  const std::string reformer = std::string(RF_BINARY_DIR) + "/reformer ";
+  test::CommandResult r =
+      test::run_command(reformer + "eval --checkpoint " + dir + " --memory-len 0,32 --segment 16");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("consecutive segments of 16 tokens"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("       0 | "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("      32 | "), std::string::npos) << r.out;
+
+  const std::string axial = test::fresh_dir("axial");
+  test::train_quietly(test::short_run_config(axial, 2, 1, {"model.attention=[dense]"}));
+  r = test::run_command(reformer + "eval --checkpoint " + axial + " --memory-len 16");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--memory-len needs model.position relative (or none)"), std::string::npos)
+      << r.out;
+  r = test::run_command(reformer + "eval --checkpoint " + dir + " --segment 16");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--segment goes with --memory-len"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace rf

@@ -1,0 +1,105 @@
+#include "trainer/memory_eval.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+
+#include "data/tokenizer.h"
+#include "trainer/batches.h"
+#include "trainer/checkpoint.h"
+#include "trainer/evaluate.h"
+#include "trainer/job.h"
+#include "trainer/metrics.h"
+#include "trainer/progress.h"
+
+namespace rf {
+
+std::string memory_eval_problem(const Config& cfg, const MemoryEvalOptions& o) {
+  std::ostringstream why;
+  if (cfg.model.position != PositionMode::kRelative && cfg.model.position != PositionMode::kNone)
+    why << "--memory-len needs model.position relative (or none); this model's positions are "
+        << (cfg.model.position == PositionMode::kAxial ? "axial" : "learned")
+        << ", which restart at every segment";
+  for (int64_t i = 0; i < cfg.model.n_layers && why.str().empty(); ++i) {
+    const AttentionKind kind = cfg.attention_of_layer(i);
+    if (kind == AttentionKind::kLsh)
+      why << "--memory-len needs dense or local attention; layer " << i << " is lsh";
+    if (kind == AttentionKind::kLocal && o.segment % cfg.lsh.local_chunk != 0)
+      why << "--segment " << o.segment
+          << " must be a multiple of lsh.local_chunk = " << cfg.lsh.local_chunk
+          << " (local layers)";
+    for (int64_t m : o.memory_lens)
+      if (kind == AttentionKind::kLocal && m % cfg.lsh.local_chunk != 0 && why.str().empty())
+        why << "--memory-len " << m
+            << " must be a multiple of lsh.local_chunk = " << cfg.lsh.local_chunk
+            << " (local layers)";
+  }
+  for (int64_t m : o.memory_lens)
+    if (m < 0 && why.str().empty()) why << "--memory-len " << m << " is negative";
+  if (o.segment < 1 && why.str().empty()) why << "--segment must be at least 1";
+  return why.str();
+}
+
+void evaluate_memory_table(const std::string& checkpoint, const Config& cfg,
+                           const MemoryEvalOptions& o, std::ostream& out) {
+  if (const std::string problem = memory_eval_problem(cfg, o); !problem.empty()) fail(problem);
+  auto ex = make_rank_executor(cfg.runtime);
+  ReformerModel model(cfg, *ex);
+  const TrainingState state = load_checkpoint(checkpoint, model, nullptr);
+  const DataSources data = open_data(cfg, cfg.data.verify_checksums);
+  std::vector<int32_t> token_bytes;
+  if (data.task == DataTask::kByteText) token_bytes = Tokenizer::bytes().token_bytes();
+  if (!data.tokenizer_model.empty())
+    token_bytes = Tokenizer::sentencepiece(data.tokenizer_model, cfg.data.train).token_bytes();
+  const int64_t available = data.val->num_windows();
+  const int64_t wanted = o.windows > 0 ? o.windows : cfg.train.eval_batches * cfg.train.batch_size;
+  const int64_t windows = std::min(available, wanted);
+  if (windows < 1) fail("the validation data holds no segment of ", o.segment, " tokens");
+  if (!o.json)
+    out << checkpoint << " (step " << state.step << "): " << windows << " consecutive segments of "
+        << o.segment << " tokens\n"
+        << "  memory | bits/token |" << (token_bytes.empty() ? "" : " bits/byte |")
+        << " accuracy | seconds\n";
+  for (int64_t memory : o.memory_lens) {
+    ProgressClock clock(0, windows);
+    const auto start = std::chrono::steady_clock::now();
+    const EvalResult r = evaluate_with_memory(
+        model, *data.val, windows, memory, token_bytes, [&](int64_t done, int64_t total) {
+          if (done % std::max<int64_t>(1, total / 20) != 0 && done != total) return;
+          const double elapsed = clock.elapsed_seconds();
+          const double eta =
+              elapsed / static_cast<double>(done) * static_cast<double>(total - done);
+          std::fprintf(stderr, "\reval with memory %lld: %lld/%lld segments | ETA %s   ",
+                       static_cast<long long>(memory), static_cast<long long>(done),
+                       static_cast<long long>(total), format_duration(eta).c_str());
+        });
+    std::fprintf(stderr, "\r%60s\r", "");
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (o.json) {
+      JsonLine line;
+      line.add("checkpoint", checkpoint)
+          .add("memory_len", memory)
+          .add("segment", o.segment)
+          .add("bits_per_token", r.bits_per_token)
+          .add("accuracy", r.accuracy)
+          .add("tokens", r.tokens)
+          .add("seconds", seconds);
+      if (r.text_bytes > 0) line.add("bits_per_byte", r.bits_per_byte);
+      out << line.str() << std::endl;
+      continue;
+    }
+    char row[160];
+    if (token_bytes.empty())
+      std::snprintf(row, sizeof row, "  %6lld | %10.4f | %8.4f | %7.2f\n",
+                    static_cast<long long>(memory), r.bits_per_token, r.accuracy, seconds);
+    else
+      std::snprintf(row, sizeof row, "  %6lld | %10.4f | %9.4f | %8.4f | %7.2f\n",
+                    static_cast<long long>(memory), r.bits_per_token, r.bits_per_byte, r.accuracy,
+                    seconds);
+    out << row << std::flush;
+  }
+}
+
+}  // namespace rf
