@@ -111,8 +111,9 @@ inline __attribute__((always_inline)) void softmax_tile(
   for (int64_t kk = 0; kk < nk; ++kk) {
     float* row = st + kk * nqp;
     if (p.has_score_terms()) {  // (relative positions, a distance mask: off the plain path)
+      const int64_t base = p.relative_base(s);
       for (int64_t i = 0; i < nqp; ++i) {
-        row[i] += p.score_offset(s, qpos[i], kv.kpos[kk]);
+        row[i] += p.score_offset_at(base, qpos[i], kv.kpos[kk]);
         tile_max[i] = fmax_hd(tile_max[i], row[i]);
       }
     } else {
@@ -245,6 +246,7 @@ void score_gradients(const ChunkAttentionParams& p, int64_t s, const DropoutMask
                      const QueryTile& qt, const KeyTileCache::Entry& kv, int64_t key_offset,
                      float* st, float* dpt, bool queries_owner) {
   const int64_t nk = kv.count, nqp = qt.nqp, nq = qt.tile.count;
+  const int64_t rel_base = p.has_score_terms() ? p.relative_base(s) : 0;
   float keep[kTile];
   std::fill(keep, keep + nqp, 1.0f);
   for (int64_t kk = 0; kk < nk; ++kk) {
@@ -254,7 +256,7 @@ void score_gradients(const ChunkAttentionParams& p, int64_t s, const DropoutMask
       for (int64_t i = 0; i < nq; ++i) keep[i] = drop.scale(qt.tile.first + i, key_offset + kk);
     const int32_t kp = kv.kpos[kk];
     if (p.has_score_terms()) {  // (relative positions, a distance mask: off the plain path)
-      for (int64_t i = 0; i < nqp; ++i) row[i] += p.score_offset(s, qt.qpos[i], kp);
+      for (int64_t i = 0; i < nqp; ++i) row[i] += p.score_offset_at(rel_base, qt.qpos[i], kp);
       for (int64_t i = 0; i < nqp; ++i) {
         const float prob = exp_approx((row[i] - qt.stats.m[i]) - qt.stats.log_sum[i]);
         row[i] = prob * (dp_row[i] * keep[i] - qt.stats.delta[i] + qt.stats.dlse[i]);
@@ -269,7 +271,7 @@ void score_gradients(const ChunkAttentionParams& p, int64_t s, const DropoutMask
       }
     }
     if (queries_owner && p.rel_grads)
-      for (int64_t i = 0; i < nq; ++i) p.add_relative_grad(s, qt.qpos[i], kp, row[i]);
+      for (int64_t i = 0; i < nq; ++i) p.add_relative_grad_at(rel_base, qt.qpos[i], kp, row[i]);
   }
 }
 

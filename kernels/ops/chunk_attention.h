@@ -120,28 +120,40 @@ struct ChunkAttentionParams {
   RF_HD bool has_score_terms() const {
     return rel_scores != nullptr || rel_grads != nullptr || max_distance >= 0;
   }
-  // Index of the pair (tq, tk) of segment s in rel_scores / rel_grads; -1 when it has none.
-  RF_HD int64_t relative_index(int64_t s, int64_t tq, int64_t tk) const {
+  // Where segment s's relative scores start (its head's matrix, its example's rows); the tiles
+  // compute it once per segment rather than per score.
+  RF_HD int64_t relative_base(int64_t s) const {
+    const int64_t g = first_segment + s;
+    return ((g % heads) * rel_batch + g / heads) * layout.seq_len * rel_len;
+  }
+  // Index of the pair (tq, tk) in rel_scores / rel_grads from its segment's base; -1 when it has
+  // none.
+  RF_HD int64_t relative_index_at(int64_t base, int64_t tq, int64_t tk) const {
     if (tq >= layout.seq_len || tk > tq || tq - tk >= rel_len) return -1;
-    const int64_t g = first_segment + s, b = g / heads, h = g % heads;
-    return ((h * rel_batch + b) * layout.seq_len + tq) * rel_len + (tq - tk);
+    return base + tq * rel_len + (tq - tk);
   }
   // What is added to the scaled q.k score of positions (tq, tk): the relative term, minus the
   // causal, self and distance masks.
-  RF_HD float score_offset(int64_t s, int32_t tq, int32_t tk) const {
+  RF_HD float score_offset_at(int64_t base, int32_t tq, int32_t tk) const {
     float offset = -mask_penalty(tq, tk, self_mask);
     if (max_distance >= 0 && static_cast<int64_t>(tq) - tk > max_distance) offset -= kCausalMask;
     if (rel_scores) {
-      const int64_t r = relative_index(s, tq, tk);
+      const int64_t r = relative_index_at(base, tq, tk);
       if (r >= 0) offset += rel_scores[r];
     }
     return offset;
   }
+  RF_HD float score_offset(int64_t s, int32_t tq, int32_t tk) const {
+    return score_offset_at(rel_scores ? relative_base(s) : 0, tq, tk);
+  }
   // The query-gradient pass's record of dS for the relative scores.
-  RF_HD void add_relative_grad(int64_t s, int32_t tq, int32_t tk, float ds) const {
+  RF_HD void add_relative_grad_at(int64_t base, int32_t tq, int32_t tk, float ds) const {
     if (!rel_grads) return;
-    const int64_t r = relative_index(s, tq, tk);
+    const int64_t r = relative_index_at(base, tq, tk);
     if (r >= 0) rel_grads[r] += ds;
+  }
+  RF_HD void add_relative_grad(int64_t s, int32_t tq, int32_t tk, float ds) const {
+    if (rel_grads) add_relative_grad_at(relative_base(s), tq, tk, ds);
   }
 
   RF_HD int64_t position(int64_t s, int64_t j) const {
