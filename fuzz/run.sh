@@ -42,19 +42,55 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export OMP_NUM_THREADS=1
 mkdir -p "$build/artifacts" "$build/logs"
 
-# Fuzzes one target; its log is build-fuzz/logs/<target>.log.
+# Whether a finding is HDF5's own: HDF5 1.10 itself crashes on some damaged files
+# (fuzz/hdf5-crashes/), which no code of ours can prevent; the target is then restarted for the
+# rest of its time, and the run is reported, not failed. That is a signal (SEGV, FPE, ...) whose
+# first frame below the sanitizer's and libc's is in HDF5, or a memory error there on memory HDF5
+# allocated. An overflow of a buffer we passed to HDF5 stays a finding.
+first_frame_in_hdf5() {  # reads a report's stack on stdin
+  grep -E '^ +#[0-9]+ ' | grep -vE 'asan|sanitizer|interceptor|libc\.so|fuzzer::|operator new' |
+    head -n1 | grep -q 'libhdf5'
+}
+crashed_inside_hdf5() {
+  if grep -qE 'ERROR: AddressSanitizer: (SEGV|FPE|BUS|ILL|stack-overflow)' "$1"; then
+    grep -m1 -A8 -E 'ERROR: AddressSanitizer' "$1" | first_frame_in_hdf5
+  else
+    grep -m1 -A8 -E 'ERROR: AddressSanitizer: heap-' "$1" | first_frame_in_hdf5 &&
+      grep -m1 -A8 -E 'allocated by thread' "$1" | first_frame_in_hdf5
+  fi
+}
+
+# Fuzzes one target for `seconds`; logs build-fuzz/logs/<target>.log (all attempts) and writes
+# its verdict to build-fuzz/logs/<target>.verdict: clean, hdf5 (stopped by HDF5 crashes only)
+# or bug.
 fuzz_one() {
-  local target="$1" work="$build/corpus/$1"
+  local target="$1" work="$build/corpus/$1" log="$build/logs/$1.log" verdict=clean
   local seeds=("$root/fuzz/corpus/$target")
   [ -d "$root/fuzz/regressions/$target" ] && seeds+=("$root/fuzz/regressions/$target")
   mkdir -p "$work"
-  # -timeout: an input that runs 20 s is a hang; -rss_limit_mb also caps one allocation (a
-  # size read from the input that is allocated unchecked is a finding).
-  "$build/fuzz/${target}_fuzzer" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 \
-    -print_final_stats=1 -artifact_prefix="$build/artifacts/$target-" "$work" "${seeds[@]}" \
-    > "$build/logs/$target.log" 2>&1
+  : > "$log"
+  local end=$((SECONDS + seconds))
+  while [ $SECONDS -lt $end ]; do
+    # -timeout: an input that runs 20 s is a hang; -rss_limit_mb also caps one allocation (a
+    # size read from the input that is allocated unchecked is a finding).
+    if "$build/fuzz/${target}_fuzzer" -max_total_time=$((end - SECONDS)) -timeout=20 \
+      -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$build/artifacts/$target-" \
+      "$work" "${seeds[@]}" > "$log.attempt" 2>&1; then
+      cat "$log.attempt" >> "$log"
+      break
+    fi
+    cat "$log.attempt" >> "$log"
+    if crashed_inside_hdf5 "$log.attempt" && ! grep -q 'rf fuzz:' "$log.attempt"; then
+      verdict=hdf5
+    else
+      verdict=bug
+      break
+    fi
+  done
+  rm -f "$log.attempt"
+  echo "$verdict" > "$build/logs/$target.verdict"
 }
-export -f fuzz_one
+export -f fuzz_one crashed_inside_hdf5 first_frame_in_hdf5
 export build root seconds
 
 echo "fuzz: ${#targets[@]} targets x ${seconds} s, $parallel at a time"
@@ -62,21 +98,18 @@ status=0
 printf '%s\n' "${targets[@]}" | xargs -P "$parallel" -I{} bash -c 'fuzz_one {}' || status=1
 for target in "${targets[@]}"; do
   log="$build/logs/$target.log"
-  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | awk '{n += $1} END {print n}')
   corpus=$(find "$build/corpus/$target" -type f | wc -l)
-  if grep -qE '^(==[0-9]+==ERROR|SUMMARY: |.*runtime error:)|Test unit written to|rf fuzz:' "$log"; then
-    verdict="FOUND A BUG (build-fuzz/logs/$target.log)"
-    status=1
-  else
-    verdict="clean"
-  fi
+  case "$(cat "$build/logs/$target.verdict" 2>/dev/null)" in
+    clean) verdict="clean" ;;
+    hdf5) verdict="clean; HDF5 itself crashed on an input (third-party, build-fuzz/artifacts/)" ;;
+    *)
+      verdict="FOUND A BUG (build-fuzz/logs/$target.log)"
+      status=1
+      tail -n 40 "$log"
+      ;;
+  esac
   printf 'fuzz: %-12s %10s runs  %5s inputs in its corpus  %s\n' "$target" "${runs:-?}" \
     "$corpus" "$verdict"
 done
-if [ $status -ne 0 ]; then
-  for target in "${targets[@]}"; do
-    grep -qE 'Test unit written to|==ERROR|runtime error:|rf fuzz:' "$build/logs/$target.log" &&
-      tail -n 40 "$build/logs/$target.log"
-  done
-fi
 exit $status
