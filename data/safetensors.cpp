@@ -169,7 +169,7 @@ std::map<std::string, NamedTensor> read_safetensors(const std::string& path) {
   Json header;
   try {
     header = Json::parse(text);
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     fail("safetensors file '", path, "' has a header that is not JSON (", e.what(), ")");
   }
   if (!header.is_object()) fail("safetensors file '", path, "' has a header that is not an object");

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the build and the tests need on a fresh Debian machine, as root.
 # Idempotent and quick when everything is present (it only asks dpkg).
+# `launch/setup.sh fuzz` adds clang and its libFuzzer runtime for fuzz/run.sh (the normal build
+# needs only GCC).
 set -euo pipefail
 
 packages=(
@@ -17,6 +19,9 @@ packages=(
   libgtest-dev             # tests
   python3-venv python3-torch python3-numpy  # interoperability tests (launch/python_env.sh)
 )
+if [ "${1:-}" = "fuzz" ]; then
+  packages+=(clang libclang-rt-14-dev libomp-14-dev)  # libFuzzer; clang's OpenMP runtime
+fi
 
 missing=()
 for p in "${packages[@]}"; do

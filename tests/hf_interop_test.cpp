@@ -16,6 +16,7 @@
 #include "tests/test_corpus.h"
 #include "tests/test_python.h"
 #include "trainer/checkpoint.h"
+#include "trainer/hf_config.h"
 #include "trainer/step_context.h"
 
 namespace rf {
@@ -404,6 +405,54 @@ TEST(Safetensors, OffsetsOutsideTheDataAreAnError) {
     EXPECT_NE(std::string(e.what()).find("outside the file's 8 data bytes"), std::string::npos)
         << e.what();
   }
+}
+
+TEST(Safetensors, AHeaderNumberBeyondDoubleIsAnError) {  // found by fuzz/run.sh
+  const std::string dir = test::fresh_dir("st_overflow");
+  const std::string header = R"({"x":{"dtype":"F32","shape":[1e999],"data_offsets":[0,4]}})";
+  std::string file(8, '\0');
+  file[0] = static_cast<char>(header.size());
+  file += header + std::string(4, '\0');
+  std::ofstream(dir + "/t.safetensors", std::ios::binary) << file;
+  try {
+    read_safetensors(dir + "/t.safetensors");
+    FAIL() << "a header with 1e999 was read";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("has a header that is not JSON"), std::string::npos)
+        << e.what();
+  }
+}
+
+// What fuzzing config.json found (fuzz/regressions/hf_config/): each is now a one-line error or,
+// for a file without model_type, a mapping.
+TEST(HfConfig, ValuesFuzzingFoundAreErrorsOrMappedNotUndefinedBehaviour) {
+  const auto error_of = [](const std::string& json) {
+    std::ostringstream notes;
+    try {
+      overrides_from_hf_config(json, "config.json", notes);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  const std::string base =
+      R"({"is_decoder": true, "hidden_act": "gelu_new", "layer_norm_eps": 1e-06, )";
+  // No model_type (it has no default): read as absent, not through a missing key.
+  std::ostringstream notes;
+  EXPECT_FALSE(overrides_from_hf_config(base + R"("attn_layers": ["local"]})", "config.json", notes)
+                   .empty());
+  EXPECT_NE(error_of(base + R"("hidden_size": 1e999})").find("'config.json' is not JSON"),
+            std::string::npos);
+  EXPECT_NE(
+      error_of(base + R"("attn_layers": ["local"], "axial_pos_shape": [4611686018427387904, 4]})")
+          .find("axial_pos_shape is [4611686018427387904,4], expected 2 positive integers up "
+                "to 16777216"),
+      std::string::npos);
+  EXPECT_NE(error_of(base + R"("attn_layers": ["lsh"], "axial_pos_embds": false, )" +
+                     R"("max_position_embeddings": 9223372036854775807})")
+                .find("max_position_embeddings is 9223372036854775807, expected a positive "
+                      "integer up to 1073741824"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "trainer/hf_config.h"
 
 #include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -13,6 +14,10 @@ using Json = nlohmann::json;
 
 // This program's layer norms (HF's layer_norm_eps must equal it).
 constexpr double kLayerNormEps = 1e-6;
+// The largest train.seq_len and model.axial_shape entry the config accepts
+// (trainer/config_schema.cpp); the mapping multiplies and doubles such values.
+constexpr int64_t kMaxSeqLen = int64_t{1} << 30;
+constexpr int64_t kMaxAxialExtent = int64_t{1} << 24;
 
 // ReformerConfig's defaults (transformers 4.36) for the keys the mapping reads: a config.json
 // written by save_pretrained holds only the keys that differ from these.
@@ -58,29 +63,38 @@ class HfConfigReader {
   HfConfigReader(const std::string& text, const std::string& where) : where_(where) {
     try {
       json_ = Json::parse(text);
-    } catch (const Json::parse_error& e) {
+    } catch (const Json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
       fail("'", where, "' is not JSON (", e.what(), ")");
     }
     if (!json_.is_object()) fail("'", where, "' is not a JSON object");
     defaults_ = reformer_config_defaults();
   }
+  // config.json's value of `key`, else ReformerConfig's default, else null (model_type has no
+  // default: indexing a const Json by a missing key is undefined behaviour, found by fuzzing).
   const Json& value(const std::string& key) const {
-    return json_.contains(key) ? json_[key] : defaults_[key];
+    static const Json kMissing;
+    if (const auto it = json_.find(key); it != json_.end()) return *it;
+    if (const auto it = defaults_.find(key); it != defaults_.end()) return *it;
+    return kMissing;
   }
-  int64_t positive_int(const std::string& key) const {
+  // `max` bounds what the mapping multiplies (sequence lengths), so that no product of values of
+  // the file can overflow before the config's own range checks see it.
+  int64_t positive_int(const std::string& key, int64_t max = kNoLimit) const {
     const Json& v = value(key);
-    if (!v.is_number_integer() || v.get<int64_t>() < 1)
-      fail(where_, ": ", key, " is ", v.dump(), ", expected a positive integer");
+    if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > max)
+      fail(where_, ": ", key, " is ", v.dump(), ", expected a positive integer", limit_text(max));
     return v.get<int64_t>();
   }
-  std::vector<int64_t> int_list(const std::string& key, size_t size) const {
+  std::vector<int64_t> int_list(const std::string& key, size_t size, int64_t max = kNoLimit) const {
     const Json& v = value(key);
     std::vector<int64_t> out;
     if (v.is_array() && v.size() == size)
       for (const Json& e : v)
-        if (e.is_number_integer() && e.get<int64_t>() > 0) out.push_back(e.get<int64_t>());
+        if (e.is_number_integer() && e.get<int64_t>() > 0 && e.get<int64_t>() <= max)
+          out.push_back(e.get<int64_t>());
     if (out.size() != size)
-      fail(where_, ": ", key, " is ", v.dump(), ", expected ", size, " positive integers");
+      fail(where_, ": ", key, " is ", v.dump(), ", expected ", size, " positive integers",
+           limit_text(max));
     return out;
   }
   double number(const std::string& key) const {
@@ -107,6 +121,11 @@ class HfConfigReader {
   const std::string& where() const { return where_; }
 
  private:
+  static constexpr int64_t kNoLimit = std::numeric_limits<int64_t>::max();
+  static std::string limit_text(int64_t max) {
+    return max == kNoLimit ? "" : " up to " + std::to_string(max);
+  }
+
   std::string where_;
   Json json_, defaults_;
 };
@@ -241,7 +260,7 @@ std::vector<std::string> overrides_from_hf_config(const std::string& json_text,
     hf.require("local_num_chunks_after", 0, "local chunks attend to themselves and the one before");
   }
   const int64_t d_model = hf.positive_int("hidden_size");
-  const int64_t max_positions = hf.positive_int("max_position_embeddings");
+  const int64_t max_positions = hf.positive_int("max_position_embeddings", kMaxSeqLen);
   const bool axial = hf.boolean("axial_pos_embds");
   std::vector<std::string> o = {
       "model.vocab_size=" + std::to_string(hf.positive_int("vocab_size")),
@@ -267,7 +286,7 @@ std::vector<std::string> overrides_from_hf_config(const std::string& json_text,
   o.push_back("model.attention_dropout=" + std::to_string(attention_dropout));
   int64_t seq_len = max_positions;
   if (axial) {
-    const std::vector<int64_t> shape = hf.int_list("axial_pos_shape", 2);
+    const std::vector<int64_t> shape = hf.int_list("axial_pos_shape", 2, kMaxAxialExtent);
     const std::vector<int64_t> dims = hf.int_list("axial_pos_embds_dim", 2);
     seq_len = shape[0] * shape[1];
     o.push_back("model.position=axial");
