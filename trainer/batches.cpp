@@ -60,6 +60,13 @@ DataSources open_data(const Config& cfg, bool verify_checksums) {
   return s;
 }
 
+std::vector<int32_t> text_bytes_per_token(const DataSources& data) {
+  if (!data.tokenizer_model.empty())
+    return Tokenizer::sentencepiece(data.tokenizer_model, "the data's tokenizer").token_bytes();
+  if (data.task == DataTask::kByteText) return Tokenizer::bytes().token_bytes();
+  return {};
+}
+
 namespace {
 
 void split_window(const std::vector<int32_t>& window, int64_t T, TokenBatch& batch, int64_t i) {

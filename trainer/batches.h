@@ -33,6 +33,10 @@ struct DataSources {
 // verify_checksums: stream every shard once to check it (hdf5; usually rank 0 only).
 DataSources open_data(const Config& cfg, bool verify_checksums);
 
+// Bytes of text each token of `data` stands for (bits per byte): 1 for byte text, each piece's
+// length with a SentencePiece model, empty for other tokens (the synthetic task).
+std::vector<int32_t> text_bytes_per_token(const DataSources& data);
+
 struct BatchGeometry {
   int64_t per_rank = 1;  // train.batch_size
   int64_t accum = 1;     // train.grad_accum

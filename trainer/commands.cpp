@@ -116,11 +116,7 @@ int command_eval(const Arguments& a) {
   ReformerModel model(cfg, *ex);
   const TrainingState state = load_checkpoint(path, model, nullptr);
   const DataSources data = open_data(cfg, cfg.data.verify_checksums);
-  // Bits per byte for text: bytes, or the SentencePiece model the shards were made with.
-  std::vector<int32_t> token_bytes;
-  if (data.task == DataTask::kByteText) token_bytes = Tokenizer::bytes().token_bytes();
-  if (!data.tokenizer_model.empty())
-    token_bytes = Tokenizer::sentencepiece(data.tokenizer_model, cfg.data.train).token_bytes();
+  const std::vector<int32_t> token_bytes = text_bytes_per_token(data);  // (bits per byte)
   const int64_t windows =
       eval_window_count(*data.val, cfg.train.eval_batches, cfg.train.batch_size);
   ProgressClock clock(0, windows);

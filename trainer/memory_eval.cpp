@@ -5,7 +5,6 @@
 #include <cstdio>
 #include <sstream>
 
-#include "data/tokenizer.h"
 #include "trainer/batches.h"
 #include "trainer/checkpoint.h"
 #include "trainer/evaluate.h"
@@ -48,10 +47,7 @@ void evaluate_memory_table(const std::string& checkpoint, const Config& cfg,
   ReformerModel model(cfg, *ex);
   const TrainingState state = load_checkpoint(checkpoint, model, nullptr);
   const DataSources data = open_data(cfg, cfg.data.verify_checksums);
-  std::vector<int32_t> token_bytes;
-  if (data.task == DataTask::kByteText) token_bytes = Tokenizer::bytes().token_bytes();
-  if (!data.tokenizer_model.empty())
-    token_bytes = Tokenizer::sentencepiece(data.tokenizer_model, cfg.data.train).token_bytes();
+  const std::vector<int32_t> token_bytes = text_bytes_per_token(data);  // (bits per byte)
   const int64_t available = data.val->num_windows();
   const int64_t wanted = o.windows > 0 ? o.windows : cfg.train.eval_batches * cfg.train.batch_size;
   const int64_t windows = std::min(available, wanted);

@@ -95,23 +95,24 @@ BatchStats ReformerModel::collect(const TokenBatch& batch) {
 }
 
 BatchStats ReformerModel::forward(const TokenBatch& batch, const StepContext& step) {
-  const StepContext staged = stage(batch, step);
-  float *x1, *x2;
-  embed(staged, &x1, &x2);
-  Kit kit{ex_, ws_};
-  stack_.forward(kit, params_, staged, x1, x2, false);
-  head_.run(kit, params_, staged.rows(), x1, x2, ws_.ints("model.targets", staged.rows()), 0.0f,
-            nullptr, nullptr);
-  return summarize(head_.results(kit, staged.rows()), batch.targets);
+  return forward_pass(batch, step, nullptr);
 }
 
 BatchStats ReformerModel::forward_with_memory(const TokenBatch& batch, const StepContext& step,
                                               SegmentMemory& memory) {
+  return forward_pass(batch, step, &memory);
+}
+
+BatchStats ReformerModel::forward_pass(const TokenBatch& batch, const StepContext& step,
+                                       SegmentMemory* memory) {
   const StepContext staged = stage(batch, step);
   float *x1, *x2;
   embed(staged, &x1, &x2);
   Kit kit{ex_, ws_};
-  stack_.forward_with_memory(kit, params_, staged, x1, x2, memory);
+  if (memory)
+    stack_.forward_with_memory(kit, params_, staged, x1, x2, *memory);
+  else
+    stack_.forward(kit, params_, staged, x1, x2, false);
   head_.run(kit, params_, staged.rows(), x1, x2, ws_.ints("model.targets", staged.rows()), 0.0f,
             nullptr, nullptr);
   return summarize(head_.results(kit, staged.rows()), batch.targets);

@@ -74,6 +74,8 @@ class ReformerModel {
   int head_group() const { return head_group_; }
 
  private:
+  // forward() and forward_with_memory(): the stack's forward with or without memory.
+  BatchStats forward_pass(const TokenBatch& batch, const StepContext& step, SegmentMemory* memory);
   // x1 = x2 = the embedding of the staged batch.
   void embed(const StepContext& staged, float** x1, float** x2);
   static BatchStats summarize(HeadOutput&& out, const std::vector<int32_t>& targets);
