@@ -60,7 +60,7 @@ run_address() {
   # The tests whose processes leak inside Open MPI or HDF5 (libraries without frame pointers)
   # run with the slow unwinder, which follows such a leak's stack to the frame lsan.supp names;
   # the fast one stops inside the library, where no suppression can tell it from ours.
-  local third_party='^(comms_test_|distributed_test_|comms_dead_rank|Launch\.|DiskFull\.|Targets/FuzzInputs\.)'
+  local third_party='^(comms_test_|distributed_test_|comms_dead_rank|Launch\.|Multihost\.|DiskFull\.|Targets/FuzzInputs\.)'
   local status=0
   (cd "$dir" && ctest --output-on-failure -j "$jobs" -E "$third_party" "$@") || status=1
   (cd "$dir" && ASAN_OPTIONS="$ASAN_OPTIONS:fast_unwind_on_malloc=0" \

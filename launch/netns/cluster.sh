@@ -186,6 +186,12 @@ ip netns exec "$head" sysctl -q -w net.ipv4.tcp_retries2="$tcp_retries2"
 echo "$subnet" > "$state/subnet"
 touch "$state/ready"
 
+# Sanitizer builds (launch/sanitize.sh): ranks on the simulated hosts get the caller's sanitizer
+# and Open MPI settings, as ranks started on this host inherit them.
+for var in ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS \
+  OMPI_MCA_mca_base_component_disable_dlclose PMIX_MCA_mca_base_component_disable_dlclose; do
+  if [ -n "${!var:-}" ]; then mpi_env+=(-x "$var"); fi
+done
 mpi_args=(--allow-run-as-root --hostfile "$state/hostfile" -np $(( hosts * per_host ))
   --map-by slot --bind-to none
   --mca plm_rsh_agent "$here/agent.sh"
