@@ -18,6 +18,7 @@ packages=(
   libsentencepiece-dev     # subword tokenizer (reformer prepare --tokenizer sentencepiece)
   libgtest-dev             # tests
   python3-venv python3-torch python3-numpy  # interoperability tests (launch/python_env.sh)
+  iproute2 nftables        # simulated hosts and their faults (launch/netns/: ip, tc, nft)
 )
 if [ "${1:-}" = "fuzz" ]; then
   packages+=(clang libclang-rt-14-dev libomp-14-dev)  # libFuzzer; clang's OpenMP runtime
