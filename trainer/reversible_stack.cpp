@@ -119,10 +119,13 @@ void ReversibleStack::forward_with_memory(Kit& kit, ParamStore& p, const StepCon
                              false);
     for (int64_t b = 0; b < B; ++b)  // y1 = x1 + F(x2): the segment's rows of the output
       add_scaled(kit.ex, x1 + b * S * D, out + (b * C + M) * D, 1.0f, S * D);
-    DeviceBuffer<float> next(kit.ex, static_cast<size_t>(std::max<int64_t>(1, B * kept * D)));
+    // The new memory comes from `cat` (a copy), so it overwrites the old in place; the buffer is
+    // allocated only while the memory still grows, not per segment.
+    const size_t held = static_cast<size_t>(std::max<int64_t>(1, B * kept * D));
+    if (memory.layers[i].size() != held) memory.layers[i] = DeviceBuffer<float>(kit.ex, held);
     for (int64_t b = 0; b < B; ++b)
-      kit.ex.copy(next.data() + b * kept * D, cat + (b * C + C - kept) * D, kept * row_bytes);
-    memory.layers[i] = std::move(next);
+      kit.ex.copy(memory.layers[i].data() + b * kept * D, cat + (b * C + C - kept) * D,
+                  kept * row_bytes);
     layer.feed_forward->forward_add(kit, p, step, x1, x2, 1.0f);
   }
   memory.len = kept;
