@@ -21,6 +21,7 @@ class ByteCorpus final : public WindowSource {
   int64_t window_length() const override { return seq_len_ + 1; }
   void read(int64_t index, int32_t* out) const override;
   std::string describe() const override;
+  bool consecutive() const override { return true; }
   const std::vector<uint8_t>& bytes() const { return bytes_; }
 
  private:

@@ -1,5 +1,6 @@
 #include "data/sample_order.h"
 
+#include "base/error.h"
 #include "base/philox.h"
 
 namespace rf {
@@ -10,7 +11,23 @@ SampleOrder::SampleOrder(int64_t num_windows, uint64_t seed) : n_(num_windows), 
   half_bits_ = (bits + 1) / 2;
 }
 
+SampleOrder SampleOrder::streams(int64_t num_windows, int64_t lanes) {
+  RF_CHECK(lanes >= 1 && num_windows >= lanes, "streams of ", num_windows, " windows in ", lanes,
+           " lanes");
+  SampleOrder order(num_windows, 0);
+  order.lanes_ = lanes;
+  return order;
+}
+
+bool SampleOrder::starts_stream(int64_t sample) const {
+  return lanes_ > 0 && (sample / lanes_) % (n_ / lanes_) == 0;
+}
+
 int64_t SampleOrder::window_of_sample(int64_t sample) const {
+  if (lanes_ > 0) {
+    const int64_t per_lane = n_ / lanes_;
+    return (sample % lanes_) * per_lane + (sample / lanes_) % per_lane;
+  }
   if (n_ <= 0) return sample;
   return static_cast<int64_t>(
       permute(static_cast<uint64_t>(sample % n_), static_cast<uint64_t>(sample / n_)));

@@ -119,6 +119,7 @@ class ShardedWindows final : public WindowSource {
   int64_t num_windows() const override { return num_windows_; }
   int64_t window_length() const override { return seq_len_ + 1; }
   void read(int64_t index, int32_t* out) const override;
+  bool consecutive() const override { return stride_ == seq_len_; }
   std::string describe() const override;
 
   int64_t num_shards() const { return static_cast<int64_t>(shards_.size()); }

@@ -21,6 +21,7 @@ class SyntheticDuplication final : public WindowSource {
   int64_t window_length() const override { return seq_len_ + 1; }
   void read(int64_t index, int32_t* out) const override;
   std::string describe() const override;
+  bool consecutive() const override { return false; }  // independent windows
 
   // Target positions [first, seq_len) hold the second copy of w.
   static int64_t copy_begin(int64_t seq_len) { return seq_len / 2 + 1; }

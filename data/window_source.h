@@ -16,6 +16,9 @@ class WindowSource {
   // Writes window `index` (< num_windows when bounded) to out[0 .. window_length).
   virtual void read(int64_t index, int32_t* out) const = 0;
   virtual std::string describe() const = 0;
+  // Whether window i + 1 continues the text of window i (stride seq_len), so that consecutive
+  // windows are consecutive segments of a stream (Transformer-XL's recurrence needs this).
+  virtual bool consecutive() const = 0;
 };
 
 }  // namespace rf

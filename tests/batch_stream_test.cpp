@@ -30,6 +30,7 @@ class ArithmeticSource final : public WindowSource {
     for (int i = 0; i < 5; ++i) out[i] = static_cast<int32_t>(index + i);
   }
   std::string describe() const override { return "arithmetic source"; }
+  bool consecutive() const override { return false; }
   int64_t reads() const { return reads_.load(); }
 
  private:

@@ -1,10 +1,12 @@
 // Multi-rank training tests, run under mpirun with 2 and 4 ranks: N ranks with per-rank batch b
 // end with the parameters of 1 rank with batch N*b; all ranks hold identical parameters after
 // every step; step graphs train as eager steps; over an epoch every window is read exactly once
-// across ranks, and a resumed stream continues where it stopped.
+// across ranks, and a resumed stream continues where it stopped; with Transformer-XL's recurrence
+// each rank keeps the memory of its own lanes, and the checkpoint gathers them in lane order.
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <fstream>
 
 #include "tests/model_fixture.h"
 #include "tests/rank_report.h"
@@ -58,6 +60,50 @@ TEST(DataParallel, NRanksEqualOneRankWithNTimesTheBatch) {
   comm().barrier();
 }
 
+std::vector<float> checkpoint_memory(const std::string& path) {
+  const Hdf5File f = Hdf5File::open_read(path);
+  std::vector<float> m(static_cast<size_t>(f.dataset_length("memory")));
+  f.read("memory", H5T_NATIVE_FLOAT, 0, static_cast<int64_t>(m.size()), m.data());
+  return m;
+}
+
+// N ranks x 2 micro-batches of 1 lane each train as 1 rank with 2N lanes: the same lanes read the
+// same streams and keep the same memories.
+TEST(DataParallel, RecurrenceNRanksEqualOneRankWithNTimesTheBatch) {
+  const int n = comm().size();
+  const std::string dir = shared_dir("recurrence");
+  const std::string text = dir + "/text.txt";
+  if (comm().is_root()) {
+    std::ofstream out(text);
+    for (int i = 0; i < 600; ++i) out << "line " << i * 7919 % 1000 << " of text\n";
+  }
+  comm().barrier();
+  auto recurrent = [&](const std::string& out, int64_t batch, int64_t accum) {
+    return config(out, batch,
+                  {"train.grad_accum=" + std::to_string(accum), "model.attention=[local, dense]",
+                   "model.position=relative", "model.vocab_size=256", "model.memory_len=16",
+                   "lsh.local_chunk=8", "train.seq_len=16", "train.adam_eps=1e-6",
+                   "data.format=text", "data.train=" + text});
+  };
+  TrainOptions options;
+  options.report = false;
+  options.verify_replicas = true;
+  const TrainSummary parallel = run_training(recurrent(dir + "/ranks", 1, 2), options, *g_comms);
+  if (comm().is_root()) {
+    JobComms single = single_process_comms();
+    const TrainSummary serial = run_training(recurrent(dir + "/serial", 2 * n, 1), options, single);
+    EXPECT_LT(test::relative_difference(test::checkpoint_params(parallel.final_checkpoint),
+                                        test::checkpoint_params(serial.final_checkpoint)),
+              1e-5);
+    const auto a = checkpoint_memory(parallel.final_checkpoint);
+    const auto b = checkpoint_memory(serial.final_checkpoint);
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_EQ(a.size(), static_cast<size_t>(2 * n * 2 * 16 * 16));  // lanes x layers x M x D
+    EXPECT_LT(test::relative_difference(a, b), 1e-4);
+  }
+  comm().barrier();
+}
+
 TEST(DataParallel, GradientAccumulationEqualsLargerBatch) {
   const int n = comm().size();
   const std::string dir = shared_dir("accumulation");
@@ -103,6 +149,7 @@ class CountingSource final : public WindowSource {
     for (int i = 0; i < 5; ++i) out[i] = static_cast<int32_t>(index);
   }
   std::string describe() const override { return "counting source"; }
+  bool consecutive() const override { return false; }
   mutable std::vector<int32_t> reads;
 };
 

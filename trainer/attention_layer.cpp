@@ -82,6 +82,7 @@ ChunkedAttentionArgs AttentionLayer::attention_args(Kit& kit, const StepContext&
     a.lookback = kind_ == AttentionKind::kLocal ? 1 : 0;
     a.key_scale = 1.0f / std::sqrt(static_cast<float>(d_head_));
   }
+  a.max_distance = step.max_distance;
   a.dropout = step.dropout(RngPurpose::kAttentionDropout, static_cast<uint32_t>(layer_),
                            attention_dropout_, 1);
   return a;

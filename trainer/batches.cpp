@@ -95,6 +95,7 @@ TokenBatch read_train_batch(const WindowSource& source, const SampleOrder& order
     source.read(order.window_of_sample(sample), window.data());
     split_window(window, T, b, i);
   }
+  b.starts_stream = order.starts_stream(first_sample + geometry.first_example(micro));
   return b;
 }
 

@@ -101,6 +101,26 @@ std::string read_tokenizer_model(const Hdf5File& file) {
   return bytes;
 }
 
+// The recurrence memory of a checkpoint, its shape checked against its attributes and the model.
+std::vector<float> read_memory(const Hdf5File& file, const Config& cfg, TrainingState* s) {
+  for (const char* attr : {"memory_lanes", "memory_held"})
+    if (!file.has_attribute(attr))
+      fail("checkpoint '", file.path(), "' has a memory but lacks attribute '", attr, "'");
+  s->memory_lanes = file.get_int("memory_lanes");
+  s->memory_held = file.get_int("memory_held");
+  const int64_t length = file.dataset_length("memory");
+  const int64_t per_lane = cfg.model.n_layers * cfg.model.d_model;
+  if (s->memory_lanes < 1 || s->memory_held < 1 || s->memory_held > (int64_t{1} << 30) ||
+      s->memory_lanes > length || length / s->memory_lanes / per_lane != s->memory_held ||
+      length % (s->memory_lanes * per_lane) != 0)
+    fail("checkpoint '", file.path(), "': its memory of ", length, " values is not ",
+         s->memory_lanes, " lanes x ", cfg.model.n_layers, " layers x ", s->memory_held,
+         " positions x ", cfg.model.d_model, " features");
+  std::vector<float> memory(static_cast<size_t>(length));
+  file.read("memory", H5T_NATIVE_FLOAT, 0, length, memory.data());
+  return memory;
+}
+
 std::vector<float> download(Executor& ex, const float* src, size_t count) {
   std::vector<float> host(count);
   ex.download(host.data(), src, count * sizeof(float));
@@ -138,6 +158,12 @@ void write_checkpoint_file(const std::string& path, ReformerModel& model, AdamW&
     if (!state.tokenizer_model.empty())
       file.write("tokenizer_model", H5T_NATIVE_UINT8, state.tokenizer_model.data(),
                  static_cast<int64_t>(state.tokenizer_model.size()));
+    if (!state.memory.empty()) {
+      file.set_int("memory_lanes", state.memory_lanes);
+      file.set_int("memory_held", state.memory_held);
+      file.write("memory", H5T_NATIVE_FLOAT, state.memory.data(),
+                 static_cast<int64_t>(state.memory.size()));
+    }
     const int64_t n = static_cast<int64_t>(params.size());
     file.write("params", H5T_NATIVE_FLOAT, download(ex, params.params(), n).data(), n);
     file.write("adam_m", H5T_NATIVE_FLOAT, download(ex, optimizer.first_moment().data(), n).data(),
@@ -237,6 +263,7 @@ TrainingState load_checkpoint(const std::string& path, ReformerModel& model, Ada
   s.seed = file.get_int("seed");
   s.world_size = file.has_attribute("world_size") ? file.get_int("world_size") : 1;
   s.tokenizer_model = read_tokenizer_model(file);
+  if (file.has_dataset("memory")) s.memory = read_memory(file, model.config(), &s);
   if (optimizer) optimizer->set_steps_taken(s.step);
   return s;
 }

@@ -25,6 +25,11 @@ struct TrainingState {
   // The SentencePiece model the training tokens came from (serialized; "" for bytes and the
   // synthetic task), so that a checkpoint alone encodes prompts and decodes samples.
   std::string tokenizer_model;
+  // Transformer-XL's recurrence: every layer's memory of each of the job's lanes (the global
+  // batch's streams), [memory_lanes, layers, memory_held, d_model], gathered from every rank;
+  // empty when the model keeps none or holds none yet. A resumed run continues from it exactly.
+  std::vector<float> memory;
+  int64_t memory_lanes = 0, memory_held = 0;
 };
 
 std::string checkpoint_dir(const std::string& out_dir);

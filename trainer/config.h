@@ -36,6 +36,8 @@ struct ModelConfig {
   double attention_dropout = 0.0;  // on attention probabilities
   PositionMode position = PositionMode::kAxial;
   int64_t clamp_len = 0;  // relative positions: distances above it share its encoding (0: none)
+  int64_t memory_len = 0;    // Transformer-XL's recurrence: positions each layer keeps (0: off)
+  bool same_length = false;  // with memory: every query sees memory_len keys
   std::vector<int64_t> axial_shape = {64, 64};  // product = train.seq_len
   std::vector<int64_t> axial_dims;  // empty = auto: [d_model / 2, d_model - d_model / 2]
   int64_t ff_chunk = kAutoInt;      // 0 = no chunking; see Config::ff_chunk_rows

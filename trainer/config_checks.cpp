@@ -152,6 +152,29 @@ void check_relative(const Config& c, const std::string& path) {
          "got ", c.model.d_model);
 }
 
+// Transformer-XL's recurrence keeps each layer's inputs in position order: LSH's sorted buckets
+// have no place for them (hashing the memory with the segment is not implemented), and positions
+// that restart at every segment would make the memory's positions collide with the segment's.
+void check_memory(const Config& c, const std::string& path) {
+  if (any_layer_uses(c, AttentionKind::kLsh))
+    fail(path, ": model.memory_len = ", c.model.memory_len, " needs dense or local attention, but ",
+         "model.attention has lsh layers (LSH attention takes no memory)");
+  if (c.model.position != PositionMode::kRelative && c.model.position != PositionMode::kNone)
+    fail(path, ": model.memory_len = ", c.model.memory_len, " needs model.position relative (or ",
+         "none); ", c.model.position == PositionMode::kAxial ? "axial" : "learned",
+         " positions restart at every segment");
+  if (any_layer_uses(c, AttentionKind::kLocal) && c.model.memory_len % c.lsh.local_chunk != 0)
+    fail(path, ": model.memory_len = ", c.model.memory_len,
+         " must be a multiple of lsh.local_chunk = ", c.lsh.local_chunk,
+         " (local layers see the memory in whole chunks)");
+  if (c.data.format == DataFormat::kSynthetic)
+    fail(path, ": model.memory_len = ", c.model.memory_len, " needs a text or token stream; ",
+         "data.format = synthetic draws independent windows");
+  if (c.runtime.step_graphs)
+    fail(path, ": runtime.step_graphs cannot capture a step with model.memory_len > 0 (the ",
+         "memory grows and moves between steps); set one of them off");
+}
+
 void check_runtime(const Config& c, const std::string& path) {
   if (c.runtime.precision == GemmPrecision::kTf32 && c.runtime.device != Device::kCuda) {
     fail(path, ": runtime.precision = tf32 requires runtime.device = cuda, got ",
@@ -167,6 +190,7 @@ void check_cross_field_rules(const Config& config, const std::string& path) {
   if (any_layer_uses(config, AttentionKind::kLocal)) check_local(config, path);
   if (config.model.position == PositionMode::kAxial) check_axial(config, path);
   if (config.model.position == PositionMode::kRelative) check_relative(config, path);
+  if (config.model.memory_len > 0) check_memory(config, path);
   check_data(config, path);
   check_index_ranges(config, path);
   check_runtime(config, path);

@@ -39,6 +39,8 @@ std::vector<std::pair<std::string, FieldRef>> config_fields(Config& c) {
       {"model.attention_dropout", &m.attention_dropout},
       {"model.position", &m.position},
       {"model.clamp_len", &m.clamp_len},
+      {"model.memory_len", &m.memory_len},
+      {"model.same_length", &m.same_length},
       {"model.axial_shape", &m.axial_shape},
       {"model.axial_dims", &m.axial_dims},
       {"model.ff_chunk", &m.ff_chunk},

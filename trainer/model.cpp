@@ -56,20 +56,22 @@ BatchStats ReformerModel::summarize(HeadOutput&& out, const std::vector<int32_t>
 
 BatchStats ReformerModel::forward_backward(const TokenBatch& batch, const StepContext& step,
                                            float grad_scale,
-                                           const std::function<void(int)>& group_done) {
-  compute_forward_backward(stage(batch, step), grad_scale, group_done);
+                                           const std::function<void(int)>& group_done,
+                                           SegmentMemory* memory) {
+  compute_forward_backward(stage(batch, step), grad_scale, group_done, memory);
   return collect(batch);
 }
 
 void ReformerModel::compute_forward_backward(const StepContext& staged, float grad_scale,
-                                             const std::function<void(int)>& group_done) {
+                                             const std::function<void(int)>& group_done,
+                                             SegmentMemory* memory) {
   RF_CHECK(staged.training && staged.step_on_device,
            "compute_forward_backward needs a batch staged for training");
   const int64_t rows = staged.rows(), D = cfg_.model.d_model;
   float *x1, *x2;
   embed(staged, &x1, &x2);
   Kit kit{ex_, ws_};
-  stack_.forward(kit, params_, staged, x1, x2, true);
+  stack_.forward(kit, params_, staged, x1, x2, true, memory);
 
   float* dx1 = ws_.floats("model.dx1", rows * D);
   float* dx2 = ws_.floats("model.dx2", rows * D);
@@ -78,9 +80,13 @@ void ReformerModel::compute_forward_backward(const StepContext& staged, float gr
   head_.run(kit, params_, rows, x1, x2, ws_.ints("model.targets", rows), grad_scale, dx1, dx2);
   if (group_done) group_done(head_group_);
 
-  stack_.backward(kit, params_, staged, x1, x2, dx1, dx2, [&](int64_t layer) {
-    if (group_done) group_done(stack_.group_of_layer(layer));
-  });
+  stack_.backward(
+      kit, params_, staged, x1, x2, dx1, dx2,
+      [&](int64_t layer) {
+        if (group_done) group_done(stack_.group_of_layer(layer));
+      },
+      memory);
+  if (memory) memory->advance();
   // Both streams started as copies of the embedding: its gradient is the sum.
   add_scaled(ex_, dx1, dx2, 1.0f, rows * D);
   embedding_.backward(kit, params_, staged, token_groups_, dx1);
@@ -109,10 +115,7 @@ BatchStats ReformerModel::forward_pass(const TokenBatch& batch, const StepContex
   float *x1, *x2;
   embed(staged, &x1, &x2);
   Kit kit{ex_, ws_};
-  if (memory)
-    stack_.forward_with_memory(kit, params_, staged, x1, x2, *memory);
-  else
-    stack_.forward(kit, params_, staged, x1, x2, false);
+  stack_.forward(kit, params_, staged, x1, x2, false, memory);
   head_.run(kit, params_, staged.rows(), x1, x2, ws_.ints("model.targets", staged.rows()), 0.0f,
             nullptr, nullptr);
   return summarize(head_.results(kit, staged.rows()), batch.targets);

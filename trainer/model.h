@@ -19,6 +19,9 @@ struct TokenBatch {
   int64_t batch = 0, seq_len = 0;
   std::vector<int32_t> inputs;   // [batch * seq_len]
   std::vector<int32_t> targets;  // [batch * seq_len]
+  // Training in streams (recurrence): this batch's segments start their lanes' streams, so the
+  // memory of the segments before them is cleared.
+  bool starts_stream = false;
 };
 
 struct BatchStats {
@@ -41,8 +44,11 @@ class ReformerModel {
 
   // Forward and backward of one micro-batch: gradients += grad_scale * d(sum of token losses).
   // The same as stage(), compute_forward_backward(), collect().
+  // With `memory` (Transformer-XL's recurrence), the attention also sees each layer's memory of
+  // the batch's lanes, which then advances by this segment.
   BatchStats forward_backward(const TokenBatch& batch, const StepContext& step, float grad_scale,
-                              const std::function<void(int)>& group_done = {});
+                              const std::function<void(int)>& group_done = {},
+                              SegmentMemory* memory = nullptr);
 
   // forward_backward in three parts, so the device work can be captured once and replayed (a
   // CUDA graph; trainer/step_graphs.h). stage() hands the batch, its tokens grouped for the
@@ -52,7 +58,8 @@ class ReformerModel {
   // shape. collect() waits for the device and fetches the losses.
   StepContext stage(const TokenBatch& batch, const StepContext& step);
   void compute_forward_backward(const StepContext& staged, float grad_scale,
-                                const std::function<void(int)>& group_done = {});
+                                const std::function<void(int)>& group_done = {},
+                                SegmentMemory* memory = nullptr);
   BatchStats collect(const TokenBatch& batch);
   // Forward only (evaluation): losses and predictions per position.
   BatchStats forward(const TokenBatch& batch, const StepContext& step);

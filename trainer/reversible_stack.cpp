@@ -9,7 +9,10 @@
 namespace rf {
 
 ReversibleStack::ReversibleStack(ParamStore& store, const Config& cfg)
-    : d_model_(cfg.model.d_model), dropout_(cfg.model.dropout), reversible_(cfg.model.reversible) {
+    : d_model_(cfg.model.d_model),
+      dropout_(cfg.model.dropout),
+      reversible_(cfg.model.reversible),
+      same_length_(cfg.model.same_length) {
   for (int64_t i = 0; i < cfg.model.n_layers; ++i) {
     const std::string prefix = "layer" + std::to_string(i);
     Layer layer;
@@ -63,10 +66,38 @@ int32_t* ReversibleStack::buckets_for(Kit& kit, int64_t layer, const StepContext
   return buckets_[layer].data();
 }
 
+namespace {
+
+// cat [B, M + S, D] = [memory; segment] per example (memory [B, M, D], segment [B, S, D]).
+void join_memory(Executor& ex, float* cat, const float* memory, const float* segment, int64_t B,
+                 int64_t M, int64_t S, int64_t D) {
+  const int64_t C = M + S;
+  const size_t row_bytes = static_cast<size_t>(D) * sizeof(float);
+  for (int64_t b = 0; b < B; ++b) {
+    if (M > 0) ex.copy(cat + b * C * D, memory + b * M * D, M * row_bytes);
+    ex.copy(cat + (b * C + M) * D, segment + b * S * D, S * row_bytes);
+  }
+}
+
+// segment [B, S, D] = the last S rows of each example of joined [B, M + S, D].
+void segment_rows(Executor& ex, float* segment, const float* joined, int64_t B, int64_t M,
+                  int64_t S, int64_t D) {
+  const int64_t C = M + S;
+  for (int64_t b = 0; b < B; ++b)
+    ex.copy(segment + b * S * D, joined + (b * C + M) * D,
+            static_cast<size_t>(S * D) * sizeof(float));
+}
+
+}  // namespace
+
 void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, float* x1,
-                              float* x2, bool for_backward) {
+                              float* x2, bool for_backward, SegmentMemory* memory) {
   const int64_t rows = step.rows(), D = d_model_;
   const ProductOperand xn = product_operand(kit.ex, kit.ws, "stack.xn", "stack.xn16", rows * D);
+  if (memory) {
+    memory->layers.resize(layers_.size());
+    memory->next.resize(layers_.size());
+  }
   for (int64_t i = 0; i < n_layers(); ++i) {
     Layer& layer = layers_[i];
     if (for_backward && !reversible_) {
@@ -77,63 +108,112 @@ void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, 
     }
     if (on_forward_inputs) on_forward_inputs(i, x1, x2);
     // y1 = x1 + F(x2)
-    layer.attention_norm.forward(kit, p, x2, xn, rows);
-    int32_t* buckets = buckets_for(kit, i, step, for_backward);
-    const DropoutMask mask = attention_output_mask(step, i);
-    if (mask.active()) {  // through a buffer, for the dropout
-      float* out = kit.ws.floats("stack.out", rows * D);
-      layer.attention->forward(kit, p, step, xn.view(rows, D), out, Write::kOverwrite, buckets,
-                               freeze_buckets);
-      residual_add(kit.ex, attention_residual(x1, out, rows, 1.0f, mask));
-    } else {  // straight into the residual stream
-      layer.attention->forward(kit, p, step, xn.view(rows, D), x1, Write::kAccumulate, buckets,
-                               freeze_buckets);
+    if (memory) {
+      attention_forward_with_memory(kit, p, step, i, x1, x2, for_backward, *memory);
+    } else {
+      layer.attention_norm.forward(kit, p, x2, xn, rows);
+      int32_t* buckets = buckets_for(kit, i, step, for_backward);
+      const DropoutMask mask = attention_output_mask(step, i);
+      if (mask.active()) {  // through a buffer, for the dropout
+        float* out = kit.ws.floats("stack.out", rows * D);
+        layer.attention->forward(kit, p, step, xn.view(rows, D), out, Write::kOverwrite, buckets,
+                                 freeze_buckets);
+        residual_add(kit.ex, attention_residual(x1, out, rows, 1.0f, mask));
+      } else {  // straight into the residual stream
+        layer.attention->forward(kit, p, step, xn.view(rows, D), x1, Write::kAccumulate, buckets,
+                                 freeze_buckets);
+      }
     }
     // y2 = x2 + G(y1)
     layer.feed_forward->forward_add(kit, p, step, x1, x2, 1.0f);
   }
+  if (memory) {
+    const int64_t kept = std::min(memory->max_len, memory->len + step.seq_len);
+    (for_backward ? memory->next_len : memory->len) = kept;
+  }
 }
 
-void ReversibleStack::forward_with_memory(Kit& kit, ParamStore& p, const StepContext& step,
-                                          float* x1, float* x2, SegmentMemory& memory) {
-  RF_CHECK(!step.training, "segment memory is for forward passes without dropout");
+StepContext ReversibleStack::joined_context(const StepContext& step,
+                                            const SegmentMemory& memory) const {
+  StepContext joined = step;
+  joined.seq_len = memory.len + step.seq_len;
+  if (same_length_ && memory.max_len > 0) joined.max_distance = memory.max_len - 1;
+  return joined;
+}
+
+void ReversibleStack::attention_forward_with_memory(Kit& kit, ParamStore& p,
+                                                    const StepContext& step, int64_t i, float* x1,
+                                                    const float* x2, bool for_backward,
+                                                    SegmentMemory& memory) {
+  Layer& layer = layers_[i];
+  RF_CHECK(layer.attention->kind() != AttentionKind::kLsh, "LSH layers take no memory");
   const int64_t B = step.batch, S = step.seq_len, M = memory.len, C = M + S, D = d_model_;
-  const int64_t kept = std::min(memory.max_len, C);  // the memory after this segment
-  const size_t row_bytes = static_cast<size_t>(D) * sizeof(float);
-  StepContext joined = step;  // the attention's view: [memory; segment] per example
-  joined.seq_len = C;
+  const StepContext joined = joined_context(step, memory);
   float* cat = kit.ws.floats("stack.memory_cat", B * C * D);
   float* out = kit.ws.floats("stack.memory_out", B * C * D);
   const ProductOperand xn =
       product_operand(kit.ex, kit.ws, "stack.memory_xn", "stack.memory_xn16", B * C * D);
-  memory.layers.resize(layers_.size());
-  for (int64_t i = 0; i < n_layers(); ++i) {
-    Layer& layer = layers_[i];
-    RF_CHECK(layer.attention->kind() != AttentionKind::kLsh, "LSH layers take no memory");
-    for (int64_t b = 0; b < B; ++b) {
-      if (M > 0) kit.ex.copy(cat + b * C * D, memory.layers[i].data() + b * M * D, M * row_bytes);
-      kit.ex.copy(cat + (b * C + M) * D, x2 + b * S * D, S * row_bytes);
-    }
-    layer.attention_norm.forward(kit, p, cat, xn, B * C);
-    layer.attention->forward(kit, p, joined, xn.view(B * C, D), out, Write::kOverwrite, nullptr,
-                             false);
-    for (int64_t b = 0; b < B; ++b)  // y1 = x1 + F(x2): the segment's rows of the output
-      add_scaled(kit.ex, x1 + b * S * D, out + (b * C + M) * D, 1.0f, S * D);
-    // The new memory comes from `cat` (a copy), so it overwrites the old in place; the buffer is
-    // allocated only while the memory still grows, not per segment.
-    const size_t held = static_cast<size_t>(std::max<int64_t>(1, B * kept * D));
-    if (memory.layers[i].size() != held) memory.layers[i] = DeviceBuffer<float>(kit.ex, held);
-    for (int64_t b = 0; b < B; ++b)
-      kit.ex.copy(memory.layers[i].data() + b * kept * D, cat + (b * C + C - kept) * D,
-                  kept * row_bytes);
-    layer.feed_forward->forward_add(kit, p, step, x1, x2, 1.0f);
+  join_memory(kit.ex, cat, M > 0 ? memory.layers[i].data() : nullptr, x2, B, M, S, D);
+  layer.attention_norm.forward(kit, p, cat, xn, B * C);
+  layer.attention->forward(kit, p, joined, xn.view(B * C, D), out, Write::kOverwrite, nullptr,
+                           false);
+  float* segment_out = kit.ws.floats("stack.out", B * S * D);
+  segment_rows(kit.ex, segment_out, out, B, M, S, D);
+  residual_add(kit.ex,
+               attention_residual(x1, segment_out, B * S, 1.0f, attention_output_mask(step, i)));
+  // The next memory: the last `kept` rows of [memory; segment]. Taken from `cat` (a copy), so in
+  // evaluation it overwrites the old memory in place; buffers are reallocated only while the
+  // memory still grows.
+  const int64_t kept = std::min(memory.max_len, C);
+  DeviceBuffer<float>& target = for_backward ? memory.next[i] : memory.layers[i];
+  const size_t held = static_cast<size_t>(std::max<int64_t>(1, B * kept * D));
+  if (target.size() != held) target = DeviceBuffer<float>(kit.ex, held);
+  for (int64_t b = 0; b < B; ++b)
+    kit.ex.copy(target.data() + b * kept * D, cat + (b * C + C - kept) * D,
+                static_cast<size_t>(kept * D) * sizeof(float));
+}
+
+void ReversibleStack::attention_backward_with_memory(Kit& kit, ParamStore& p,
+                                                     const StepContext& step, int64_t i, float* x1,
+                                                     const float* x2, const float* g, float* dx2,
+                                                     const float* saved,
+                                                     const SegmentMemory& memory) {
+  Layer& layer = layers_[i];
+  const int64_t B = step.batch, S = step.seq_len, M = memory.len, C = M + S, D = d_model_;
+  const StepContext joined = joined_context(step, memory);
+  float* cat = kit.ws.floats("stack.memory_cat", B * C * D);
+  const ProductOperand xn =
+      product_operand(kit.ex, kit.ws, "stack.memory_xn", "stack.memory_xn16", B * C * D);
+  join_memory(kit.ex, cat, M > 0 ? memory.layers[i].data() : nullptr, x2, B, M, S, D);
+  layer.attention_norm.forward(kit, p, cat, xn, B * C);
+  // The output gradient over [memory; segment]: zero on the memory's rows, whose outputs the
+  // forward pass dropped.
+  float* dout = kit.ws.floats("stack.memory_dout", B * C * D);
+  kit.ex.zero(dout, static_cast<size_t>(B * C * D) * sizeof(float));
+  for (int64_t b = 0; b < B; ++b)
+    kit.ex.copy(dout + (b * C + M) * D, g + b * S * D, static_cast<size_t>(S * D) * sizeof(float));
+  float* dxn = kit.ws.floats("stack.memory_dxn", B * C * D);
+  float* out = saved ? nullptr : kit.ws.floats("stack.memory_out", B * C * D);
+  layer.attention->backward(kit, p, joined, xn.view(B * C, D), dout, dxn, nullptr, out,
+                            Write::kOverwrite);
+  float* dcat = kit.ws.floats("stack.memory_dcat", B * C * D);
+  layer.attention_norm.backward(kit, p, cat, dxn, dcat, B * C, false);
+  for (int64_t b = 0; b < B; ++b)  // the memory's rows take no gradient
+    add_scaled(kit.ex, dx2 + b * S * D, dcat + (b * C + M) * D, 1.0f, S * D);
+  if (saved) {
+    kit.ex.copy(x1, saved, static_cast<size_t>(B * S * D) * sizeof(float));
+  } else {
+    float* segment_out = kit.ws.floats("stack.out", B * S * D);
+    segment_rows(kit.ex, segment_out, out, B, M, S, D);
+    residual_add(kit.ex,
+                 attention_residual(x1, segment_out, B * S, -1.0f, attention_output_mask(step, i)));
   }
-  memory.len = kept;
 }
 
 void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step, float* x1,
                                float* x2, float* dx1, float* dx2,
-                               const std::function<void(int64_t)>& layer_done) {
+                               const std::function<void(int64_t)>& layer_done,
+                               const SegmentMemory* memory) {
   const int64_t rows = step.rows(), D = d_model_;
   const ProductOperand xn = product_operand(kit.ex, kit.ws, "stack.xn", "stack.xn16", rows * D);
   float* dxn = kit.ws.floats("stack.dxn", rows * D);
@@ -147,6 +227,12 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
     // output dropout (dy1 itself when there is none).
     const DropoutMask mask = attention_output_mask(step, i);
     const float* g = dropout_backward(kit.ex, kit.ws, dx1, rows, D, mask, "stack.dropped");
+    if (memory) {
+      attention_backward_with_memory(kit, p, step, i, x1, x2, g, dx2, saved, *memory);
+      if (on_rebuilt_inputs) on_rebuilt_inputs(i, x1, x2);
+      if (layer_done) layer_done(i);
+      continue;
+    }
     layer.attention_norm.forward(kit, p, x2, xn, rows);
     // The rebuild x1 = y1 - dropout(F(x2)) takes the recomputed output away from x1 directly when
     // there is no dropout (the attention backward does not read x1).

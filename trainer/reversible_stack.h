@@ -29,18 +29,18 @@ class ReversibleStack {
 
   // x1, x2 [rows, d_model]: the layer inputs on entry, the last layer's outputs on return.
   // With `for_backward`, stores what the backward needs (bucket ids; inputs if not reversible).
+  // With `memory` (Transformer-XL's recurrence; dense and local attention, local in whole
+  // chunks), each layer's attention also sees that layer's memory of the positions before the
+  // segment. The memory for the next segment replaces it in place, or with `for_backward` goes to
+  // memory->next (the backward still reads the current one; SegmentMemory::advance adopts it).
   void forward(Kit& kit, ParamStore& p, const StepContext& step, float* x1, float* x2,
-               bool for_backward);
-  // forward() of a segment (no dropout, no backward) whose attention also sees each layer's
-  // memory of the positions before it, which it then advances by the segment (segment_memory.h).
-  // Dense and local attention (LSH refuses memory); local needs memory lengths that are whole
-  // chunks.
-  void forward_with_memory(Kit& kit, ParamStore& p, const StepContext& step, float* x1, float* x2,
-                           SegmentMemory& memory);
+               bool for_backward, SegmentMemory* memory = nullptr);
   // On entry x1, x2 hold the outputs and dx1, dx2 their gradients; on return the stack's inputs
   // and input gradients. Parameter gradients accumulate; after each layer, layer_done(layer).
+  // `memory`: the one the forward pass saw (no gradient flows into it).
   void backward(Kit& kit, ParamStore& p, const StepContext& step, float* x1, float* x2, float* dx1,
-                float* dx2, const std::function<void(int64_t)>& layer_done);
+                float* dx2, const std::function<void(int64_t)>& layer_done,
+                const SegmentMemory* memory = nullptr);
 
   // Bucket ids stored by the last forward for `layer` (null unless LSH); for tests.
   const DeviceBuffer<int32_t>& stored_buckets(int64_t layer) const { return buckets_[layer]; }
@@ -67,6 +67,17 @@ class ReversibleStack {
   ResidualAddArgs attention_residual(float* x1, const float* out, int64_t rows, float sign,
                                      const DropoutMask& mask) const;
   int32_t* buckets_for(Kit& kit, int64_t layer, const StepContext& step, bool for_backward);
+  // The attention's view of [memory; segment]: seq_len M + S, and same_length's span.
+  StepContext joined_context(const StepContext& step, const SegmentMemory& memory) const;
+  // y1 = x1 + dropout(F([memory; x2])) for layer i, keeping the next memory (see forward()).
+  void attention_forward_with_memory(Kit& kit, ParamStore& p, const StepContext& step, int64_t i,
+                                     float* x1, const float* x2, bool for_backward,
+                                     SegmentMemory& memory);
+  // The attention half of layer i's backward with memory: dx2 += F'^T g on the segment's rows,
+  // and x1 = y1 - dropout(F) rebuilt unless `saved` holds the layer's inputs.
+  void attention_backward_with_memory(Kit& kit, ParamStore& p, const StepContext& step, int64_t i,
+                                      float* x1, const float* x2, const float* g, float* dx2,
+                                      const float* saved, const SegmentMemory& memory);
 
   std::vector<Layer> layers_;
   std::vector<DeviceBuffer<int32_t>> buckets_;
@@ -74,6 +85,7 @@ class ReversibleStack {
   int64_t d_model_;
   double dropout_;
   bool reversible_;
+  bool same_length_;  // with memory: every query sees the memory's length of keys
 };
 
 }  // namespace rf

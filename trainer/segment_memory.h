@@ -1,12 +1,14 @@
-// Transformer-XL's segment-level recurrence for forward passes (evaluation): each layer keeps the
-// input of its attention (the reversible x2 stream) at the last `max_len` positions before the
-// current segment, per example, and the segment's attention runs over [memory; segment] with
-// causal masks on the concatenated positions (queries of the memory rows are computed and
-// dropped). With relative positions a memory row at distance d from a query is treated as any
-// key d positions back, which is what makes cached states meaningful.
+// Transformer-XL's segment-level recurrence: each layer keeps the input of its attention (the
+// reversible x2 stream) at the last `max_len` positions before the current segment, per example
+// (lane), and the segment's attention runs over [memory; segment] with causal masks on the
+// concatenated positions (queries of the memory rows are computed and dropped). No gradient flows
+// into the memory; the projections and the layer norm applied to it do get theirs. With relative
+// positions a memory row at distance d from a query is treated as any key d positions back, which
+// is what makes cached states meaningful.
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "kernels/device_buffer.h"
@@ -18,9 +20,19 @@ struct SegmentMemory {
   int64_t max_len = 0;  // M
   int64_t len = 0;      // positions held now: grows by each segment up to max_len
   std::vector<DeviceBuffer<float>> layers;  // per layer [batch, len, d_model]
+  // Training: the forward pass writes the next segment's memory here, because the backward pass
+  // still reads `layers` (it rebuilds each layer's attention); advance() adopts it.
+  std::vector<DeviceBuffer<float>> next;
+  int64_t next_len = 0;
+
+  void advance() {
+    std::swap(layers, next);
+    len = next_len;
+  }
   void clear() {
-    len = 0;
+    len = next_len = 0;
     layers.clear();
+    next.clear();
   }
 };
 

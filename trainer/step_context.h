@@ -23,6 +23,9 @@ struct StepContext {
   // Where the executor holds `step` (ReformerModel::stage writes it there). When set, random
   // streams read the step from it, so the launches of a step do not change from step to step.
   const uint32_t* step_on_device = nullptr;
+  // Keys more than this many positions before their query are masked (-1: none); Transformer-XL's
+  // same_length with memory, so that every query sees the same number of keys.
+  int64_t max_distance = -1;
 
   int64_t rows() const { return batch * seq_len; }
 

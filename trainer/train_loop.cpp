@@ -24,6 +24,7 @@
 #include "trainer/schedule.h"
 #include "trainer/selftest.h"
 #include "trainer/step_graphs.h"
+#include "trainer/training_memory.h"
 
 namespace fs = std::filesystem;
 
@@ -52,6 +53,7 @@ struct Run {
   DataSources data;
   std::unique_ptr<SampleOrder> order;
   BatchGeometry geometry;
+  std::unique_ptr<TrainingMemory> memory;  // model.memory_len > 0
   TrainingState state;
   int64_t last_saved_step = -1;
   std::string last_saved_path;
@@ -88,8 +90,12 @@ void print_header(Run& run, const std::string& resumed_from, const std::string& 
             << "  data: " << run.data.train->describe() << "\n"
             << "  batch: " << run.geometry.per_rank << " sequences x " << run.geometry.accum
             << " accumulation x " << run.geometry.ranks << " ranks = " << run.geometry.global()
-            << " sequences of " << c.train.seq_len << " tokens per step\n"
-            << "  out_dir: " << c.train.out_dir << "\n";
+            << " sequences of " << c.train.seq_len << " tokens per step\n";
+  if (run.memory)
+    std::cout << "  memory: " << c.model.memory_len << " positions per layer; each of the "
+              << run.geometry.global() << " lanes reads its own contiguous stream of "
+              << run.data.train->num_windows() / run.geometry.global() << " segments per epoch\n";
+  std::cout << "  out_dir: " << c.train.out_dir << "\n";
   if (!run.metrics.tensorboard_file().empty())
     std::cout << "  tensorboard: " << run.metrics.tensorboard_file() << "\n";
   if (!resumed_from.empty())
@@ -213,14 +219,18 @@ StepResult train_step(Run& run, BatchStream& batches, int64_t step) {
     // Only the last micro-step's gradients are final, so only it starts the all-reduce.
     const bool last = micro + 1 == run.geometry.accum;
     const StepContext staged = run.model->stage(batch, ctx);
+    SegmentMemory* memory = run.memory ? &run.memory->for_batch(micro, batch) : nullptr;
     run_part(run, static_cast<int>(micro), staged.rows(), [&] {
       if (micro == 0) params.zero_grads();
-      run.model->compute_forward_backward(staged, grad_scale, [&](int group) {
-        // With step graphs the averages start after the graph (a graph holds no collective).
-        if (!last || run.device().size() == 1 || run.graphs) return;
-        // (NCCL orders the reduction after the compute stream's work with an event.)
-        start_group_average(run, group);
-      });
+      run.model->compute_forward_backward(
+          staged, grad_scale,
+          [&](int group) {
+            // With step graphs the averages start after the graph (a graph holds no collective).
+            if (!last || run.device().size() == 1 || run.graphs) return;
+            // (NCCL orders the reduction after the compute stream's work with an event.)
+            start_group_average(run, group);
+          },
+          memory);
     });
     const BatchStats s = run.model->collect(batch);
     r.loss_sum += s.loss_sum;
@@ -282,8 +292,13 @@ void run_eval(Run& run, int64_t step) {
   const bool copy_task = run.data.task == DataTask::kDuplication;
   const PositionRange positions{copy_task ? SyntheticDuplication::copy_begin(c.train.seq_len) : 0,
                                 -1};
+  // With recurrence the validation stream is scored as Transformer-XL does, segment by segment
+  // with the training memory length (on every rank alike, so no rank waits for another).
   const EvalResult r =
-      evaluate(*run.model, *run.data.val, windows, c.train.batch_size, positions, {}, &run.host());
+      run.memory ? evaluate_with_memory(*run.model, *run.data.val, windows, c.model.memory_len,
+                                        text_bytes_per_token(run.data))
+                 : evaluate(*run.model, *run.data.val, windows, c.train.batch_size, positions, {},
+                            &run.host());
   if (!run.root()) return;
   char line[200];
   std::snprintf(line, sizeof(line),
@@ -300,6 +315,7 @@ void run_eval(Run& run, int64_t step) {
 
 std::string save(Run& run) {
   if (run.state.step == run.last_saved_step) return run.last_saved_path;
+  if (run.memory) run.memory->gather(run.host(), *run.ex, run.state);
   std::string path;
   run_on_root(run.host(), [&] {
     path = save_checkpoint(checkpoint_dir(run.cfg.train.out_dir), *run.model, *run.optimizer,
@@ -365,6 +381,14 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
     // Shard checksums are read once, by rank 0 (every rank streaming the corpus is N x the I/O).
     run.data = open_data(cfg, run.root() && cfg.data.verify_checksums);
     check_enough_windows(run);
+    if (cfg.model.memory_len > 0) {
+      if (!run.data.train->consecutive() || !run.data.val->consecutive())
+        fail("model.memory_len = ", cfg.model.memory_len, " needs windows that continue each ",
+             "other (a text stream), but ", run.data.train->describe(),
+             " stores independent windows");
+      run.memory = std::make_unique<TrainingMemory>(cfg.model.memory_len, run.geometry,
+                                                    cfg.model.n_layers, cfg.model.d_model);
+    }
     // A resumed (or imported) model keeps the tokenizer it was trained with.
     if (run.root() && !resumed_from.empty() && !run.state.tokenizer_model.empty() &&
         run.state.tokenizer_model != run.data.tokenizer_model)
@@ -372,14 +396,22 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
            cfg.data.train, "' (prepare the data with --tokenizer-model of the checkpoint's model)");
     run.state.tokenizer_model = run.data.tokenizer_model;
   });
-  run.order = std::make_unique<SampleOrder>(run.data.train->num_windows(),
-                                            static_cast<uint64_t>(run.state.seed));
+  if (run.memory) {
+    run.order = std::make_unique<SampleOrder>(
+        SampleOrder::streams(run.data.train->num_windows(), run.geometry.global()));
+    const std::string note = run.memory->restore(run.host(), *run.ex, run.state);
+    if (!note.empty()) std::cout << note << std::endl;
+    run.state.memory.clear();  // (the lanes hold it now)
+  } else {
+    run.order = std::make_unique<SampleOrder>(run.data.train->num_windows(),
+                                              static_cast<uint64_t>(run.state.seed));
+  }
   const std::string ranks = rank_map(run);
   run_on_root(run.host(), [&] {
     write_resolved_config(cfg);
-    run.metrics = RunMetrics(cfg.train.out_dir, cfg.train.tensorboard,
-                             resumed_from.empty() ? -1 : run.state.step,
-                             resume.mode != ResumeMode::kFresh);
+    run.metrics =
+        RunMetrics(cfg.train.out_dir, cfg.train.tensorboard,
+                   resumed_from.empty() ? -1 : run.state.step, resume.mode != ResumeMode::kFresh);
     print_header(run, resumed_from, ranks);
   });
 

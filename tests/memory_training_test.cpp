@@ -1,0 +1,294 @@
+// Training with Transformer-XL's segment-level recurrence: finite-difference gradients with a
+// memory held fixed (no gradient flows into it), the reversible rebuild against stored inputs with
+// memory, training's forward against evaluation's, same_length against a direct mask, the order of
+// the data in lanes, resuming with memory bit for bit, and the config errors.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <fstream>
+
+#include "data/hdf5_io.h"
+#include "data/sample_order.h"
+#include "tests/model_fixture.h"
+#include "tests/run_fixture.h"
+#include "trainer/batches.h"
+#include "trainer/model.h"
+
+namespace rf {
+namespace {
+
+using test::cpu;
+using test::random_batch;
+
+constexpr int64_t kSegment = 16;
+
+Config memory_model(const std::string& attention, std::vector<std::string> extra = {}) {
+  std::vector<std::string> o = {"model.attention=" + attention, "model.position=relative",
+                                "train.seq_len=" + std::to_string(kSegment), "lsh.local_chunk=8"};
+  o.insert(o.end(), extra.begin(), extra.end());
+  return test::tiny_config(o);
+}
+
+StepContext context(int64_t batch, int64_t seq_len, uint32_t step, bool training = true) {
+  StepContext s;
+  s.seed = 5;
+  s.step = step;
+  s.batch = batch;
+  s.seq_len = seq_len;
+  s.training = training;
+  return s;
+}
+
+void randomize(ReformerModel& m, uint32_t seed) {
+  const std::vector<float> p = test::random_vector(m.params().size(), seed, 0.3f);
+  cpu().upload(m.params().params(), p.data(), p.size() * sizeof(float));
+}
+
+SegmentMemory clone(const SegmentMemory& m) {
+  SegmentMemory c(m.max_len);
+  c.len = m.len;
+  for (const DeviceBuffer<float>& layer : m.layers) {
+    std::vector<float> host(layer.size());
+    cpu().download(host.data(), layer.data(), host.size() * sizeof(float));
+    c.layers.push_back(test::to_device(host));
+  }
+  return c;
+}
+
+std::vector<float> gradients(ReformerModel& m) {
+  std::vector<float> g(m.params().size());
+  cpu().download(g.data(), m.params().grads(), g.size() * sizeof(float));
+  return g;
+}
+
+// The gradients of the second segment's loss with the memory the first segment left.
+std::vector<float> second_segment_gradients(const Config& cfg, SegmentMemory* memory_out) {
+  ReformerModel m(cfg, cpu());
+  randomize(m, 17);
+  SegmentMemory memory(kSegment);
+  m.forward_backward(random_batch(cfg, 2, 1), context(2, kSegment, 1), 0.01f, {}, &memory);
+  m.params().zero_grads();
+  m.forward_backward(random_batch(cfg, 2, 2), context(2, kSegment, 2), 0.01f, {}, &memory);
+  if (memory_out) *memory_out = std::move(memory);
+  return gradients(m);
+}
+
+TEST(MemoryTraining, GradientsMatchFiniteDifferencesWithTheMemoryHeldFixed) {
+  for (const std::string attention : {"[dense]", "[local]"}) {
+    const Config cfg = memory_model(attention);  // dropout and attention dropout on
+    ReformerModel m(cfg, cpu());
+    randomize(m, 17);
+    const TokenBatch first = random_batch(cfg, 2, 1), second = random_batch(cfg, 2, 2);
+    const float scale = 1.0f / static_cast<float>(second.inputs.size());
+    SegmentMemory memory(kSegment);
+    m.forward_backward(first, context(2, kSegment, 1), scale, {}, &memory);
+    ASSERT_EQ(memory.len, kSegment);
+    const SegmentMemory held = clone(memory);  // what the second segment sees
+    m.params().zero_grads();
+    m.forward_backward(second, context(2, kSegment, 2), scale, {}, &memory);
+    // The loss as a function of the parameters with the memory a constant: no gradient flows
+    // into it, but the projections and norms applied to it are functions of the parameters.
+    auto loss = [&] {
+      SegmentMemory fixed = clone(held);
+      return m.forward_with_memory(second, context(2, kSegment, 2), fixed).loss_sum * scale;
+    };
+    test::expect_param_gradients(m.params(), loss, 1e-2, 2e-2, "memory " + attention);
+  }
+}
+
+TEST(MemoryTraining, ReversibleRebuildEqualsStoredInputsWithMemory) {
+  for (const std::string attention : {"[dense]", "[local, dense]"}) {
+    SegmentMemory rebuilt_memory(0), stored_memory(0);
+    const auto rebuilt = second_segment_gradients(memory_model(attention), &rebuilt_memory);
+    const auto stored = second_segment_gradients(
+        memory_model(attention, {"model.reversible=false"}), &stored_memory);
+    EXPECT_LT(test::relative_difference(rebuilt, stored), 1e-4) << attention;
+    EXPECT_GT(test::relative_difference(rebuilt, std::vector<float>(rebuilt.size(), 0.0f)), 0.5);
+    // The memory after two segments: each layer's inputs at the last 16 positions.
+    ASSERT_EQ(rebuilt_memory.len, kSegment);
+    ASSERT_EQ(rebuilt_memory.layers.size(), stored_memory.layers.size());
+    for (size_t l = 0; l < rebuilt_memory.layers.size(); ++l)
+      EXPECT_EQ(rebuilt_memory.layers[l].download(), stored_memory.layers[l].download()) << l;
+  }
+}
+
+// Without dropout, what training's forward scores with memory is what evaluation scores.
+TEST(MemoryTraining, TrainingSeesTheMemoryAsEvaluationDoes) {
+  const Config cfg =
+      memory_model("[local, dense]", {"model.dropout=0", "model.attention_dropout=0"});
+  ReformerModel trained(cfg, cpu()), evaluated(cfg, cpu());
+  randomize(trained, 3);
+  randomize(evaluated, 3);
+  SegmentMemory training_memory(2 * kSegment), eval_memory(2 * kSegment);
+  for (uint32_t s = 0; s < 4; ++s) {
+    const TokenBatch batch = random_batch(cfg, 2, 10 + s);
+    const BatchStats t =
+        trained.forward_backward(batch, context(2, kSegment, s), 0.01f, {}, &training_memory);
+    const BatchStats e =
+        evaluated.forward_with_memory(batch, context(2, kSegment, kEvalStep, false), eval_memory);
+    EXPECT_LT(test::max_abs_diff(t.row_loss, e.row_loss), 2e-5) << "segment " << s;
+    EXPECT_EQ(training_memory.len, std::min<int64_t>(2 * kSegment, (s + 1) * kSegment));
+    EXPECT_EQ(training_memory.len, eval_memory.len);
+  }
+  // The memory changes the scores: the same last batch without memory scores differently.
+  SegmentMemory none(0);
+  const TokenBatch last = random_batch(cfg, 2, 13);
+  const BatchStats with =
+      evaluated.forward_with_memory(last, context(2, kSegment, kEvalStep, false), eval_memory);
+  const BatchStats without =
+      evaluated.forward_with_memory(last, context(2, kSegment, kEvalStep, false), none);
+  EXPECT_GT(test::max_abs_diff(with.row_loss, without.row_loss), 1e-3);
+}
+
+// same_length (every query sees the memory's length of keys) segment by segment equals one pass
+// over the whole stream with keys further back than memory_len - 1 masked.
+TEST(MemoryTraining, SameLengthEqualsOnePassWithTheMaskOfTheMemoryLength) {
+  constexpr int64_t kSegments = 4, kTotal = kSegments * kSegment, kMemory = 16;
+  for (const std::string attention : {"[dense]", "[local]"}) {
+    for (const bool same_length : {true, false}) {
+      const std::vector<std::string> off = {"model.dropout=0", "model.attention_dropout=0"};
+      std::vector<std::string> segmented_setup = off;
+      segmented_setup.push_back(same_length ? "model.same_length=true" : "model.same_length=false");
+      std::vector<std::string> whole_setup = off;
+      whole_setup.push_back("train.seq_len=" + std::to_string(kTotal));
+      ReformerModel whole(memory_model(attention, whole_setup), cpu());
+      ReformerModel segmented(memory_model(attention, segmented_setup), cpu());
+      randomize(whole, 9);
+      randomize(segmented, 9);
+      const TokenBatch stream = random_batch(whole.config(), 1, 4);
+      StepContext masked = context(1, kTotal, kEvalStep, false);
+      masked.max_distance = kMemory - 1;
+      const std::vector<float> one = whole.forward(stream, masked).row_loss;
+      SegmentMemory memory(kMemory);
+      std::vector<float> parts;
+      for (int64_t s = 0; s < kSegments; ++s) {
+        TokenBatch b;
+        b.batch = 1;
+        b.seq_len = kSegment;
+        b.inputs.assign(stream.inputs.begin() + s * kSegment,
+                        stream.inputs.begin() + (s + 1) * kSegment);
+        b.targets.assign(stream.targets.begin() + s * kSegment,
+                         stream.targets.begin() + (s + 1) * kSegment);
+        const BatchStats r =
+            segmented.forward_with_memory(b, context(1, kSegment, kEvalStep, false), memory);
+        parts.insert(parts.end(), r.row_loss.begin(), r.row_loss.end());
+      }
+      const float difference = test::max_abs_diff(one, parts);
+      if (same_length) {
+        EXPECT_LT(difference, 2e-5) << attention;
+      } else if (attention == "[dense]") {  // (local's two-chunk window ends within the memory)
+        EXPECT_GT(difference, 1e-4) << attention << ": without same_length queries see further";
+      }
+    }
+  }
+}
+
+// Transformer-XL's batchify: lane g of the global batch reads windows g*E, g*E + 1, ... step after
+// step, E = N / lanes; every lane starts over together after E steps.
+TEST(MemoryTraining, LanesReadConsecutiveWindowsOfTheirOwnStream) {
+  constexpr int64_t kWindows = 23, kLanes = 4, kPerLane = kWindows / kLanes;
+  const SampleOrder order = SampleOrder::streams(kWindows, kLanes);
+  for (int64_t step = 0; step < 2 * kPerLane + 1; ++step) {
+    for (int64_t lane = 0; lane < kLanes; ++lane) {
+      const int64_t sample = step * kLanes + lane;
+      EXPECT_EQ(order.window_of_sample(sample), lane * kPerLane + step % kPerLane) << sample;
+      EXPECT_EQ(order.starts_stream(sample), step % kPerLane == 0) << sample;
+    }
+  }
+  // Rank r of 2 with batch 1 and 2 micro-batches reads the lanes one rank with batch 4 reads.
+  for (int64_t micro = 0; micro < 2; ++micro)
+    for (int64_t rank = 0; rank < 2; ++rank) {
+      const BatchGeometry g{1, 2, 2, rank};
+      const int64_t lane = g.first_example(micro);
+      EXPECT_EQ(order.window_of_sample(g.global() + lane),
+                order.window_of_sample(4 + BatchGeometry{4, 1, 1, 0}.first_example(0) + lane));
+    }
+}
+
+std::string write_text(const std::string& dir) {
+  std::string text;
+  for (int i = 0; i < 400; ++i) text += "line " + std::to_string(i * 7919 % 1000) + " of text\n";
+  const std::string path = dir + "/text.txt";
+  std::ofstream(path) << text;
+  return path;
+}
+
+Config memory_run(const std::string& dir, const std::string& text, int64_t steps,
+                  std::vector<std::string> extra = {}) {
+  std::vector<std::string> o = {"model.attention=[local, dense]", "model.position=relative",
+                                "model.vocab_size=256", "model.memory_len=16", "lsh.local_chunk=8",
+                                "train.seq_len=16", "train.batch_size=2", "train.eval_every=3",
+                                "train.eval_batches=2", "train.checkpoint_every=3",
+                                // Rows of W_R that meet only the slow sinusoids get gradients
+                                // near zero, where Adam would turn rounding into whole steps
+                                // and hide what the comparisons of runs look for.
+                                "train.adam_eps=1e-6", "data.format=text", "data.train=" + text};
+  o.insert(o.end(), extra.begin(), extra.end());
+  return test::short_run_config(dir, steps, 1, o);
+}
+
+TEST(MemoryTraining, AResumedRunEndsBitForBitWhereAnUninterruptedOneEnds) {
+  const std::string text = write_text(test::fresh_dir("data"));
+  const std::string straight_dir = test::fresh_dir("straight"),
+                    resumed_dir = test::fresh_dir("resumed");
+  const TrainSummary straight = test::train_quietly(memory_run(straight_dir, text, 6));
+  test::train_quietly(memory_run(resumed_dir, text, 6), "", 4);  // (checkpoints at 3 and 4)
+  const TrainSummary resumed = test::train_quietly(memory_run(resumed_dir, text, 6), "auto");
+  test::expect_same_final_params(straight, resumed);
+  // The checkpoint holds each lane's memory: 2 lanes x 2 layers x 16 positions x 16 features.
+  const Hdf5File f = Hdf5File::open_read(resumed.final_checkpoint);
+  ASSERT_TRUE(f.has_dataset("memory"));
+  EXPECT_EQ(f.get_int("memory_lanes"), 2);
+  EXPECT_EQ(f.get_int("memory_held"), 16);
+  EXPECT_EQ(f.dataset_length("memory"), 2 * 2 * 16 * 16);
+  // And it matters: the same run without memory ends elsewhere.
+  const TrainSummary without =
+      test::train_quietly(memory_run(test::fresh_dir("none"), text, 6, {"model.memory_len=0"}));
+  EXPECT_GT(test::relative_difference(test::checkpoint_params(without.final_checkpoint),
+                                      test::checkpoint_params(straight.final_checkpoint)),
+            1e-4);
+}
+
+// Two micro-batches of one lane each train as one batch of two lanes (gradient accumulation).
+TEST(MemoryTraining, AccumulatedMicroBatchesKeepTheirLanesMemories) {
+  const std::string text = write_text(test::fresh_dir("data"));
+  for (const std::string dropout : {"0", "0.1"}) {
+    const TrainSummary one = test::train_quietly(
+        memory_run(test::fresh_dir("one" + dropout), text, 4, {"model.dropout=" + dropout}));
+    const TrainSummary two = test::train_quietly(
+        memory_run(test::fresh_dir("two" + dropout), text, 4,
+                   {"model.dropout=" + dropout, "train.batch_size=1", "train.grad_accum=2"}));
+    EXPECT_LT(test::relative_difference(test::checkpoint_params(two.final_checkpoint),
+                                        test::checkpoint_params(one.final_checkpoint)),
+              1e-5)
+        << "dropout " << dropout;
+  }
+}
+
+TEST(MemoryTraining, ConfigErrorsNameWhatCannotTakeMemory) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"model.attention=[lsh]", "model.position=none"}, "needs dense or local attention"},
+      {{"model.attention=[dense]", "model.position=axial", "model.axial_shape=[4,4]"},
+       "axial positions restart at every segment"},
+      {{"model.attention=[local]", "model.position=relative", "model.memory_len=12"},
+       "must be a multiple of lsh.local_chunk = 8"},
+      {{"model.attention=[dense]", "model.position=relative", "data.format=synthetic"},
+       "data.format = synthetic draws independent windows"},
+      {{"model.attention=[dense]", "model.position=relative", "runtime.step_graphs=true"},
+       "runtime.step_graphs cannot capture"},
+  };
+  for (const auto& [overrides, message] : cases) {
+    std::vector<std::string> o = {"train.seq_len=16", "lsh.local_chunk=8", "model.memory_len=16",
+                                  "data.format=text", "data.train=x.txt"};
+    o.insert(o.end(), overrides.begin(), overrides.end());
+    try {
+      test::tiny_config(o);
+      ADD_FAILURE() << "no error for " << message;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace rf

@@ -1,0 +1,43 @@
+// Transformer-XL's recurrence during training: one SegmentMemory per micro-batch of a step (each
+// micro-batch holds its own lanes of the global batch, which read consecutive segments of their
+// streams step after step; data/sample_order.h), and the memory's way into and out of a
+// checkpoint: every rank's lanes gathered in global lane order, and a checkpoint's lanes handed
+// back to the ranks that hold them now, so a resumed run continues bit for bit.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "comms/communicator.h"
+#include "trainer/batches.h"
+#include "trainer/checkpoint.h"
+#include "trainer/segment_memory.h"
+
+namespace rf {
+
+class TrainingMemory {
+ public:
+  TrainingMemory(int64_t memory_len, const BatchGeometry& geometry, int64_t layers,
+                 int64_t d_model);
+
+  // The memory of micro-batch `micro`, cleared first when the batch starts its lanes' streams.
+  SegmentMemory& for_batch(int64_t micro, const TokenBatch& batch);
+
+  // Every rank's lanes into state.memory ([lanes, layers, held, d_model]) on every rank: a
+  // collective.
+  void gather(Communicator& host, Executor& ex, TrainingState& state) const;
+  // Rank 0's checkpoint memory (root_state, read on rank 0) to the lanes of every rank: a
+  // collective. Returns rank 0's note when the checkpoint's memory does not fit this run (another
+  // global batch or a shorter memory_len), which then starts with empty memory; "" otherwise.
+  std::string restore(Communicator& host, Executor& ex, const TrainingState& root_state);
+
+ private:
+  // Offset of (lane, layer) in the gathered layout with `held` positions.
+  size_t offset(int64_t lane, int64_t layer, int64_t held) const;
+
+  BatchGeometry geometry_;
+  int64_t layers_, d_model_;
+  std::vector<SegmentMemory> memories_;  // per micro-batch
+};
+
+}  // namespace rf
