@@ -265,6 +265,28 @@ TEST(MemoryTraining, AccumulatedMicroBatchesKeepTheirLanesMemories) {
   }
 }
 
+// `reformer eval --memory-len auto`: the table at 0, M, 2M and 4M of the training memory M.
+TEST(MemoryTraining, EvalAutoTabulatesMultiplesOfTheTrainingMemory) {
+  const std::string text = write_text(test::fresh_dir("data"));
+  const std::string dir = test::fresh_dir("run");
+  test::train_quietly(memory_run(dir, text, 2));
+  const std::string eval = std::string(RF_BINARY_DIR) + "/reformer eval --checkpoint " + dir;
+  test::CommandResult r = test::run_command(eval + " --memory-len auto");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  for (const char* row : {"       0 | ", "      16 | ", "      32 | ", "      64 | "})
+    EXPECT_NE(r.out.find(row), std::string::npos) << row << " in " << r.out;
+  r = test::run_command(eval + " --memory-len 16,x");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--memory-len 'x' is neither a length"), std::string::npos) << r.out;
+  const std::string plain = test::fresh_dir("plain");
+  test::train_quietly(memory_run(plain, text, 1, {"model.memory_len=0"}));
+  r = test::run_command(std::string(RF_BINARY_DIR) + "/reformer eval --checkpoint " + plain +
+                        " --memory-len auto");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--memory-len auto needs a model trained with memory"), std::string::npos)
+      << r.out;
+}
+
 TEST(MemoryTraining, ConfigErrorsNameWhatCannotTakeMemory) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"model.attention=[lsh]", "model.position=none"}, "needs dense or local attention"},
@@ -276,6 +298,11 @@ TEST(MemoryTraining, ConfigErrorsNameWhatCannotTakeMemory) {
        "data.format = synthetic draws independent windows"},
       {{"model.attention=[dense]", "model.position=relative", "runtime.step_graphs=true"},
        "runtime.step_graphs cannot capture"},
+      {{"model.attention=[dense]", "model.position=relative", "data.order=shuffled"},
+       "needs data.order streams (or auto)"},
+      {{"model.memory_len=0", "model.axial_shape=[4,4]", "data.format=synthetic",
+        "data.order=streams"},
+       "data.order = streams needs a text or token corpus"},
   };
   for (const auto& [overrides, message] : cases) {
     std::vector<std::string> o = {"train.seq_len=16", "lsh.local_chunk=8", "model.memory_len=16",

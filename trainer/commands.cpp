@@ -36,8 +36,8 @@ struct Arguments {
   int64_t seed = 1;
   int64_t stop_at_step = -1;
   bool no_report = false;
-  std::vector<int64_t> memory_lens;  // eval --memory-len
-  int64_t segment = 0;               // eval --segment
+  std::vector<std::string> memory_lens;  // eval --memory-len: lengths, or auto
+  int64_t segment = 0;                   // eval --segment
 };
 
 PositionRange parse_positions(const std::string& text) {
@@ -88,13 +88,39 @@ int command_train(const Arguments& a) {
   return summary.stopped_by_signal ? kExitStoppedBySignal : 0;
 }
 
+// --memory-len values: integers, or `auto` for 0, M, 2M and 4M of the training memory M.
+std::vector<int64_t> memory_lengths(const std::vector<std::string>& values, int64_t trained) {
+  std::vector<int64_t> lengths;
+  for (const std::string& v : values) {
+    if (v == "auto") {
+      if (trained == 0)
+        fail(
+            "--memory-len auto needs a model trained with memory (model.memory_len > 0); give "
+            "the lengths, e.g. --memory-len 0,128,256");
+      for (int64_t k : {0, 1, 2, 4}) lengths.push_back(k * trained);
+      continue;
+    }
+    size_t used = 0;
+    long long n = -1;
+    try {
+      n = std::stoll(v, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != v.size() || v.empty() || n < 0)
+      fail("--memory-len '", v, "' is neither a length (an integer >= 0) nor auto");
+    lengths.push_back(n);
+  }
+  return lengths;
+}
+
 // eval --memory-len: Transformer-XL's segment-by-segment evaluation with memory.
 int command_eval_with_memory(const Arguments& a) {
   const std::string path = resolve_checkpoint_path(a.checkpoint);
   std::vector<std::string> overrides = a.overrides;
   const Config stored = config_for_checkpoint(a, path);
   MemoryEvalOptions o;
-  o.memory_lens = a.memory_lens;
+  o.memory_lens = memory_lengths(a.memory_lens, stored.model.memory_len);
   o.segment = a.segment > 0 ? a.segment : stored.train.seq_len;
   o.json = a.json;
   overrides.push_back("train.seq_len=" + std::to_string(o.segment));
@@ -240,7 +266,8 @@ int run_command_line(int argc, char** argv) {
   eval->add_option("--positions", a.positions, "score only target positions A <= t < B (A:B)");
   eval->add_option("--memory-len", a.memory_lens,
                    "Transformer-XL evaluation: consecutive segments, each seeing the memory of up "
-                   "to M positions before it; several (0,64,128) give a table")
+                   "to M positions before it; several (0,64,128) give a table; auto: 0, M, 2M "
+                   "and 4M of the training memory_len M")
       ->delimiter(',');
   eval->add_option("--segment", a.segment, "tokens per segment with --memory-len")
       ->check(CLI::PositiveNumber);

@@ -22,6 +22,7 @@ enum class PositionMode { kAxial, kLearned, kNone, kRelative };
 enum class ScheduleKind { kConstant, kCosine, kRsqrt };
 enum class DataFormat { kSynthetic, kText, kBytes, kHdf5 };
 enum class SyntheticTask { kDuplication };
+enum class DataOrder { kAuto, kShuffled, kStreams };
 
 struct ModelConfig {
   int64_t vocab_size = 256;
@@ -35,7 +36,7 @@ struct ModelConfig {
   double dropout = 0.0;            // residual, feed-forward hidden and embedding dropout
   double attention_dropout = 0.0;  // on attention probabilities
   PositionMode position = PositionMode::kAxial;
-  int64_t clamp_len = 0;  // relative positions: distances above it share its encoding (0: none)
+  int64_t clamp_len = 0;     // relative positions: distances above it share its encoding (0: none)
   int64_t memory_len = 0;    // Transformer-XL's recurrence: positions each layer keeps (0: off)
   bool same_length = false;  // with memory: every query sees memory_len keys
   std::vector<int64_t> axial_shape = {64, 64};  // product = train.seq_len
@@ -78,13 +79,18 @@ struct TrainConfig {
 };
 
 struct DataConfig {
+  // Whether training reads windows in streams (Transformer-XL's lanes) rather than shuffled.
+  bool streams(int64_t memory_len) const {
+    return order == DataOrder::kStreams || (order == DataOrder::kAuto && memory_len > 0);
+  }
   DataFormat format = DataFormat::kSynthetic;
   std::string train;  // file (text/bytes) or shard manifest (hdf5)
   std::string val;
   SyntheticTask synthetic = SyntheticTask::kDuplication;
-  double val_fraction = 0.1;     // text/bytes without a val file: the tail of the train file
-  bool verify_checksums = true;  // hdf5: check shard checksums at start-up
-  int64_t prefetch = 2;          // micro-batches read ahead on the loader thread
+  DataOrder order = DataOrder::kAuto;  // auto: streams with model.memory_len > 0, else shuffled
+  double val_fraction = 0.1;           // text/bytes without a val file: the tail of the train file
+  bool verify_checksums = true;        // hdf5: check shard checksums at start-up
+  int64_t prefetch = 2;                // micro-batches read ahead on the loader thread
 };
 
 struct RuntimeConfig {

@@ -101,6 +101,9 @@ const char* format_name(DataFormat format) {
 void check_data(const Config& c, const std::string& path) {
   const DataFormat format = c.data.format;
   const bool byte_tokens = format == DataFormat::kText || format == DataFormat::kBytes;
+  if (c.data.order == DataOrder::kStreams && format == DataFormat::kSynthetic)
+    fail(path, ": data.order = streams needs a text or token corpus; data.format = synthetic ",
+         "draws independent windows without end");
   if (byte_tokens && c.model.vocab_size < 256) {
     fail(path, ": model.vocab_size = ", c.model.vocab_size,
          " must be at least 256 when data.format = ", format_name(format),
@@ -170,6 +173,9 @@ void check_memory(const Config& c, const std::string& path) {
   if (c.data.format == DataFormat::kSynthetic)
     fail(path, ": model.memory_len = ", c.model.memory_len, " needs a text or token stream; ",
          "data.format = synthetic draws independent windows");
+  if (c.data.order == DataOrder::kShuffled)
+    fail(path, ": model.memory_len = ", c.model.memory_len, " needs data.order streams (or auto): ",
+         "in shuffled order a lane's previous window is not the text before its next one");
   if (c.runtime.step_graphs)
     fail(path, ": runtime.step_graphs cannot capture a step with model.memory_len > 0 (the ",
          "memory grows and moves between steps); set one of them off");

@@ -186,6 +186,10 @@ std::vector<KeySpec> build_schema() {
       enum_key("data", "format", "synthetic", {"synthetic", "text", "bytes", "hdf5"},  // DataFormat
                "training data source"),
       string_key("data", "train", "\"\"", false, "file for text/bytes, shard manifest for hdf5"),
+      enum_key("data", "order", "auto", {"auto", "shuffled", "streams"},  // DataOrder
+               "training order: shuffled windows, or streams (each lane of the global batch reads "
+               "consecutive windows of its own stretch of the data, as Transformer-XL's "
+               "recurrence needs); auto = streams with model.memory_len > 0, else shuffled"),
       string_key("data", "val", "\"\"", false, "validation file or manifest"),
       enum_key("data", "synthetic", "duplication", {"duplication"},  // SyntheticTask
                "synthetic task (the Reformer paper's 0 w 0 w duplication)"),

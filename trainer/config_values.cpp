@@ -15,9 +15,10 @@ namespace rf {
 namespace {
 
 // A pointer to the Config field that a key sets; enum-typed fields map choices[i] to enum value i.
-using FieldRef = std::variant<int64_t*, double*, bool*, std::string*, std::vector<int64_t>*,
-                              std::vector<AttentionKind>*, PositionMode*, ScheduleKind*,
-                              DataFormat*, Activation*, SyntheticTask*, Device*, GemmPrecision*>;
+using FieldRef =
+    std::variant<int64_t*, double*, bool*, std::string*, std::vector<int64_t>*,
+                 std::vector<AttentionKind>*, PositionMode*, ScheduleKind*, DataFormat*,
+                 Activation*, SyntheticTask*, DataOrder*, Device*, GemmPrecision*>;
 
 // Every key's field, keyed by "section.name".
 std::vector<std::pair<std::string, FieldRef>> config_fields(Config& c) {
@@ -73,6 +74,7 @@ std::vector<std::pair<std::string, FieldRef>> config_fields(Config& c) {
       {"train.tensorboard", &t.tensorboard},
       {"train.report", &t.report},
       {"data.format", &d.format},
+      {"data.order", &d.order},
       {"data.train", &d.train},
       {"data.val", &d.val},
       {"data.synthetic", &d.synthetic},

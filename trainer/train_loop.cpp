@@ -91,10 +91,11 @@ void print_header(Run& run, const std::string& resumed_from, const std::string& 
             << "  batch: " << run.geometry.per_rank << " sequences x " << run.geometry.accum
             << " accumulation x " << run.geometry.ranks << " ranks = " << run.geometry.global()
             << " sequences of " << c.train.seq_len << " tokens per step\n";
-  if (run.memory)
-    std::cout << "  memory: " << c.model.memory_len << " positions per layer; each of the "
-              << run.geometry.global() << " lanes reads its own contiguous stream of "
+  if (c.data.streams(c.model.memory_len))
+    std::cout << "  order: streams; each of the " << run.geometry.global()
+              << " lanes reads its own contiguous stretch of "
               << run.data.train->num_windows() / run.geometry.global() << " segments per epoch\n";
+  if (run.memory) std::cout << "  memory: " << c.model.memory_len << " positions per layer\n";
   std::cout << "  out_dir: " << c.train.out_dir << "\n";
   if (!run.metrics.tensorboard_file().empty())
     std::cout << "  tensorboard: " << run.metrics.tensorboard_file() << "\n";
@@ -396,15 +397,14 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
            cfg.data.train, "' (prepare the data with --tokenizer-model of the checkpoint's model)");
     run.state.tokenizer_model = run.data.tokenizer_model;
   });
+  run.order = std::make_unique<SampleOrder>(
+      cfg.data.streams(cfg.model.memory_len)
+          ? SampleOrder::streams(run.data.train->num_windows(), run.geometry.global())
+          : SampleOrder(run.data.train->num_windows(), static_cast<uint64_t>(run.state.seed)));
   if (run.memory) {
-    run.order = std::make_unique<SampleOrder>(
-        SampleOrder::streams(run.data.train->num_windows(), run.geometry.global()));
     const std::string note = run.memory->restore(run.host(), *run.ex, run.state);
     if (!note.empty()) std::cout << note << std::endl;
     run.state.memory.clear();  // (the lanes hold it now)
-  } else {
-    run.order = std::make_unique<SampleOrder>(run.data.train->num_windows(),
-                                              static_cast<uint64_t>(run.state.seed));
   }
   const std::string ranks = rank_map(run);
   run_on_root(run.host(), [&] {

@@ -14,8 +14,8 @@
 namespace rf {
 
 struct TrainOptions {
-  std::string resume;  // "" = fresh run, "auto", "auto-or-new" or a path (trainer/resume.h)
-  bool report = true;  // print what the model learned at the end (if train.report too)
+  std::string resume;         // "" = fresh run, "auto", "auto-or-new" or a path (trainer/resume.h)
+  bool report = true;         // print what the model learned at the end (if train.report too)
   int64_t stop_at_step = -1;  // end (with a checkpoint) once this many steps are done; -1 = never
   bool verify_replicas = false;  // after every step, check all ranks hold identical parameters
 };
