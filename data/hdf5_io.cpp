@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "base/error.h"
+#include "data/file_seal.h"
 
 namespace rf {
 namespace {
@@ -93,9 +94,10 @@ Hdf5File Hdf5File::create(const std::string& path) {
   return Hdf5File(id, path);
 }
 
-Hdf5File Hdf5File::open_read(const std::string& path) {
+Hdf5File Hdf5File::open_read(const std::string& path, bool check_seal) {
   silence_hdf5_errors();
   if (::access(path.c_str(), R_OK) != 0) fail("'", path, "' is missing or unreadable");
+  if (check_seal) check_file_seal(path);
   if (H5Fis_hdf5(path.c_str()) <= 0)
     fail("'", path, "' is not an HDF5 file (damaged or truncated?)");
   const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);

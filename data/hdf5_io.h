@@ -18,7 +18,9 @@ bool hdf5_is_thread_safe();
 class Hdf5File {
  public:
   static Hdf5File create(const std::string& path);     // truncates
-  static Hdf5File open_read(const std::string& path);  // fails clearly if unreadable
+  // Fails clearly if unreadable. With check_seal, a file sealed with its checksum
+  // (data/file_seal.h) is checked before HDF5 reads any of it.
+  static Hdf5File open_read(const std::string& path, bool check_seal = true);
   Hdf5File(Hdf5File&& other) noexcept;
   Hdf5File& operator=(Hdf5File&& other) noexcept;
   Hdf5File(const Hdf5File&) = delete;

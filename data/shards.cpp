@@ -14,6 +14,7 @@
 
 #include "base/error.h"
 #include "base/fnv1a.h"
+#include "data/file_seal.h"
 
 namespace rf {
 namespace fs = std::filesystem;
@@ -241,6 +242,7 @@ void ShardWriter::append(const uint32_t* tokens, int64_t count) {
 
 ShardEntry ShardWriter::finish() {
   file_.close();
+  seal_file(path_);
   return ShardEntry{path_, tokens_, checksum_};
 }
 
@@ -327,7 +329,7 @@ ShardedWindows::OpenShard ShardedWindows::open_shard(const ShardEntry& entry,
   if (!fs::exists(entry.path))
     fail("shard '", entry.path, "' listed in manifest '", manifest_path_, "' is missing");
   try {
-    OpenShard shard{Hdf5File::open_read(entry.path), 0, 0, 0};
+    OpenShard shard{Hdf5File::open_read(entry.path, verify_checksum), 0, 0, 0};
     const Hdf5File& file = shard.file;
     check_token_dataset(file);
     shard.tokens = file.dataset_length(kShardDataset);

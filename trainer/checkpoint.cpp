@@ -12,6 +12,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "data/file_seal.h"
 #include "data/hdf5_io.h"
 
 namespace fs = std::filesystem;
@@ -172,6 +173,7 @@ void write_checkpoint_file(const std::string& path, ReformerModel& model, AdamW&
                n);
     file.close();
   }
+  seal_file(path);  // (a damaged checkpoint is then refused before HDF5 parses it)
   fsync_path(path, false);
 }
 
