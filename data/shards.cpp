@@ -307,6 +307,9 @@ ShardedWindows::ShardedWindows(const Manifest& manifest, const std::string& spli
   const std::vector<ShardEntry>& entries = split == "train" ? manifest.train : manifest.val;
   if (entries.empty()) fail("manifest '", manifest.path, "' lists no '", split, "' shards");
 
+  // Every seal first: HDF5 opens none of the shards unless all of them are intact.
+  if (verify_checksums)
+    for (const ShardEntry& entry : entries) check_file_seal(entry.path);
   int64_t largest = 0;
   for (const ShardEntry& entry : entries) {
     shards_.push_back(open_shard(entry, verify_checksums));
@@ -329,7 +332,8 @@ ShardedWindows::OpenShard ShardedWindows::open_shard(const ShardEntry& entry,
   if (!fs::exists(entry.path))
     fail("shard '", entry.path, "' listed in manifest '", manifest_path_, "' is missing");
   try {
-    OpenShard shard{Hdf5File::open_read(entry.path, verify_checksum), 0, 0, 0};
+    // (With verify_checksum, ShardedWindows checked every shard's seal before opening any.)
+    OpenShard shard{Hdf5File::open_read(entry.path, false), 0, 0, 0};
     const Hdf5File& file = shard.file;
     check_token_dataset(file);
     shard.tokens = file.dataset_length(kShardDataset);

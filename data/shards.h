@@ -112,7 +112,8 @@ class ShardWriter {
 class ShardedWindows final : public WindowSource {
  public:
   // split: "train" or "val". model_vocab: the model's vocab_size; every token must be below it.
-  // verify_checksums: stream every shard once and compare with the manifest's checksum.
+  // verify_checksums: check every shard's seal (data/file_seal.h), then stream it once and
+  // compare with the manifest's checksum. Without, shards open unchecked (ranks other than 0).
   ShardedWindows(const Manifest& manifest, const std::string& split, int64_t seq_len,
                  int64_t model_vocab, bool verify_checksums);
 

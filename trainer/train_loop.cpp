@@ -378,9 +378,12 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
     std::cout << "note: continuing with the checkpoint's seed " << run.state.seed
               << " (config says " << cfg.train.seed << ")\n";
   run.geometry = {cfg.train.batch_size, cfg.train.grad_accum, run.host().size(), run.host().rank()};
+  // Shard checksums are read once, by rank 0 (every rank streaming the corpus is N x the I/O),
+  // and before any other rank opens a shard: a damaged shard can crash HDF5 itself
+  // (data/file_seal.h).
+  run_on_root(run.host(), [&] { run.data = open_data(cfg, cfg.data.verify_checksums); });
   run_on_every_rank(run.host(), [&] {
-    // Shard checksums are read once, by rank 0 (every rank streaming the corpus is N x the I/O).
-    run.data = open_data(cfg, run.root() && cfg.data.verify_checksums);
+    if (!run.root()) run.data = open_data(cfg, false);
     check_enough_windows(run);
     if (cfg.model.memory_len > 0) {
       if (!run.data.train->consecutive() || !run.data.val->consecutive())
