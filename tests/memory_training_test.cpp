@@ -4,6 +4,7 @@
 // the data in lanes, resuming with memory bit for bit, and the config errors.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <fstream>
 
@@ -57,14 +58,16 @@ SegmentMemory clone(const SegmentMemory& m) {
 
 std::vector<float> gradients(ReformerModel& m) {
   std::vector<float> g(m.params().size());
-  cpu().download(g.data(), m.params().grads(), g.size() * sizeof(float));
+  m.executor().download(g.data(), m.params().grads(), g.size() * sizeof(float));
   return g;
 }
 
 // The gradients of the second segment's loss with the memory the first segment left.
-std::vector<float> second_segment_gradients(const Config& cfg, SegmentMemory* memory_out) {
-  ReformerModel m(cfg, cpu());
-  randomize(m, 17);
+std::vector<float> second_segment_gradients(const Config& cfg, SegmentMemory* memory_out,
+                                            Executor& ex = cpu()) {
+  ReformerModel m(cfg, ex);
+  const std::vector<float> p = test::random_vector(m.params().size(), 17, 0.3f);
+  ex.upload(m.params().params(), p.data(), p.size() * sizeof(float));
   SegmentMemory memory(kSegment);
   m.forward_backward(random_batch(cfg, 2, 1), context(2, kSegment, 1), 0.01f, {}, &memory);
   m.params().zero_grads();
@@ -110,6 +113,21 @@ TEST(MemoryTraining, ReversibleRebuildEqualsStoredInputsWithMemory) {
     for (size_t l = 0; l < rebuilt_memory.layers.size(); ++l)
       EXPECT_EQ(rebuilt_memory.layers[l].download(), stored_memory.layers[l].download()) << l;
   }
+}
+
+// bf16 products (where this CPU has them) train with memory close to fp32, as without memory.
+TEST(MemoryTraining, Bf16GradientsWithMemoryStayCloseToFp32) {
+  std::string skip_reason;
+  const std::unique_ptr<Executor> bf16 = test::bf16_cpu_or_skip_reason(&skip_reason);
+  if (!bf16) GTEST_SKIP() << skip_reason;
+  const Config cfg = memory_model("[local, dense]");
+  SegmentMemory memory16(0), memory32(0);
+  const auto g16 = second_segment_gradients(cfg, &memory16, *bf16);
+  const auto g32 = second_segment_gradients(cfg, &memory32);
+  const double diff = test::relative_difference(g16, g32);
+  EXPECT_LT(diff, 1.5e-2);
+  EXPECT_GT(diff, 1e-5);  // (the products did run in bf16)
+  EXPECT_EQ(memory16.len, kSegment);
 }
 
 // Without dropout, what training's forward scores with memory is what evaluation scores.
@@ -285,6 +303,37 @@ TEST(MemoryTraining, EvalAutoTabulatesMultiplesOfTheTrainingMemory) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("--memory-len auto needs a model trained with memory"), std::string::npos)
       << r.out;
+}
+
+// `eval --sliding`: each segment recomputed with the M tokens before it. When M covers the whole
+// past, that is the same computation as keeping the memory (both are one pass over the stream).
+TEST(MemoryTraining, SlidingWindowEvaluationEqualsMemoryThatCoversThePast) {
+  const std::string text = write_text(test::fresh_dir("data"));
+  const std::string dir = test::fresh_dir("run");
+  test::train_quietly(memory_run(dir, text, 2));  // 4 validation segments of 16
+  const std::string eval = std::string(RF_BINARY_DIR) + "/reformer eval --checkpoint " + dir +
+                           " --segment 16 --memory-len 0,16,48 --json";
+  const test::CommandResult kept = test::run_command(eval);
+  const test::CommandResult slid = test::run_command(eval + " --sliding");
+  ASSERT_EQ(kept.exit_code, 0) << kept.out;
+  ASSERT_EQ(slid.exit_code, 0) << slid.out;
+  auto bits = [](const std::string& out, int64_t memory) {
+    const std::string key = "\"memory_len\": " + std::to_string(memory) + ",";
+    const std::string field = "\"bits_per_token\": ";
+    const size_t line = out.find(key);
+    const size_t at = out.find(field, line);
+    if (line == std::string::npos || at == std::string::npos) {
+      ADD_FAILURE() << key << " and " << field << " in " << out;
+      return -1.0;
+    }
+    return std::stod(out.substr(at + field.size()));
+  };
+  EXPECT_NEAR(bits(kept.out, 48), bits(slid.out, 48), 1e-5);  // memory covers the past
+  EXPECT_NEAR(bits(kept.out, 0), bits(slid.out, 0), 1e-9);    // neither sees the past
+  // With less than the past, the memory holds states computed from shorter contexts than the
+  // recomputed window's: they differ.
+  EXPECT_GT(std::fabs(bits(kept.out, 16) - bits(slid.out, 16)), 1e-6);
+  EXPECT_NE(slid.out.find("\"sliding\": 1"), std::string::npos) << slid.out;
 }
 
 TEST(MemoryTraining, ConfigErrorsNameWhatCannotTakeMemory) {

@@ -37,6 +37,7 @@ struct Arguments {
   int64_t stop_at_step = -1;
   bool no_report = false;
   std::vector<std::string> memory_lens;  // eval --memory-len: lengths, or auto
+  bool sliding = false;                  // eval --sliding
   int64_t segment = 0;                   // eval --segment
 };
 
@@ -123,6 +124,7 @@ int command_eval_with_memory(const Arguments& a) {
   o.memory_lens = memory_lengths(a.memory_lens, stored.model.memory_len);
   o.segment = a.segment > 0 ? a.segment : stored.train.seq_len;
   o.json = a.json;
+  o.sliding = a.sliding;
   overrides.push_back("train.seq_len=" + std::to_string(o.segment));
   Arguments with_segment = a;
   with_segment.overrides = overrides;
@@ -133,6 +135,7 @@ int command_eval_with_memory(const Arguments& a) {
 int command_eval(const Arguments& a) {
   if (!a.memory_lens.empty()) return command_eval_with_memory(a);
   if (a.segment > 0) fail("--segment goes with --memory-len");
+  if (a.sliding) fail("--sliding goes with --memory-len");
   const std::string path = resolve_checkpoint_path(a.checkpoint);
   const Config cfg = config_for_checkpoint(a, path);
   const PositionRange positions = parse_positions(a.positions);
@@ -271,6 +274,9 @@ int run_command_line(int argc, char** argv) {
       ->delimiter(',');
   eval->add_option("--segment", a.segment, "tokens per segment with --memory-len")
       ->check(CLI::PositiveNumber);
+  eval->add_flag("--sliding", a.sliding,
+                 "with --memory-len: recompute each segment with the M tokens before it instead "
+                 "of keeping a memory (the sliding-window baseline, same attention length)");
 
   CLI::App* gen = app.add_subcommand("generate", "sample text from a checkpoint");
   add_config(gen, false);

@@ -56,7 +56,9 @@ DropoutMask EmbeddingLayer::mask(const StepContext& step) const {
 
 void EmbeddingLayer::forward(Kit& kit, ParamStore& p, const StepContext& step,
                              const int32_t* tokens, float* x) const {
-  RF_CHECK(step.seq_len <= max_len_, "sequence longer than the position table");
+  // (Without position embeddings any length embeds: relative positions enter in the attention.)
+  RF_CHECK(position_ == PositionKind::kNone || step.seq_len <= max_len_,
+           "sequence longer than the position table");
   EmbeddingArgs a;
   a.tokens = tokens;
   a.table = p.param(table_);

@@ -60,23 +60,20 @@ EvalResult evaluate(ReformerModel& model, const WindowSource& source, int64_t wi
   return r;
 }
 
-EvalResult evaluate_with_memory(ReformerModel& model, const WindowSource& source, int64_t windows,
-                                int64_t memory_len, const std::vector<int32_t>& token_bytes,
-                                const std::function<void(int64_t, int64_t)>& on_window) {
+namespace {
+
+// Segment after segment of `source` (windows [0, windows)), each scored by
+// score(w, segment) -> per-position losses and predictions of the segment's S targets.
+EvalResult score_segments(const WindowSource& source, int64_t windows,
+                          const std::vector<int32_t>& token_bytes,
+                          const std::function<void(int64_t, int64_t)>& on_window,
+                          const std::function<BatchStats(int64_t, const TokenBatch&)>& score) {
   const int64_t T = source.window_length() - 1;
-  SegmentMemory memory(memory_len);
   double loss = 0.0;
   int64_t correct = 0, tokens = 0, text_bytes = 0;
   for (int64_t w = 0; w < windows; ++w) {
     const TokenBatch b = read_windows(source, w, 1);
-    StepContext step;
-    step.seed = static_cast<uint64_t>(model.config().train.seed);
-    step.step = kEvalStep;
-    step.example_base = static_cast<uint32_t>(w);
-    step.batch = 1;
-    step.seq_len = T;
-    step.training = false;
-    const BatchStats s = model.forward_with_memory(b, step, memory);
+    const BatchStats s = score(w, b);
     for (int64_t t = 0; t < T; ++t) {
       loss += s.row_loss[t];
       correct += s.row_prediction[t] == b.targets[t];
@@ -97,6 +94,57 @@ EvalResult evaluate_with_memory(ReformerModel& model, const WindowSource& source
   }
   if (text_bytes > 0) r.bits_per_byte = loss / std::log(2.0) / static_cast<double>(text_bytes);
   return r;
+}
+
+StepContext segment_step(const ReformerModel& model, int64_t w, int64_t seq_len) {
+  StepContext step;
+  step.seed = static_cast<uint64_t>(model.config().train.seed);
+  step.step = kEvalStep;
+  step.example_base = static_cast<uint32_t>(w);
+  step.batch = 1;
+  step.seq_len = seq_len;
+  step.training = false;
+  return step;
+}
+
+}  // namespace
+
+EvalResult evaluate_with_memory(ReformerModel& model, const WindowSource& source, int64_t windows,
+                                int64_t memory_len, const std::vector<int32_t>& token_bytes,
+                                const std::function<void(int64_t, int64_t)>& on_window) {
+  SegmentMemory memory(memory_len);
+  return score_segments(
+      source, windows, token_bytes, on_window, [&](int64_t w, const TokenBatch& segment) {
+        return model.forward_with_memory(segment, segment_step(model, w, segment.seq_len), memory);
+      });
+}
+
+EvalResult evaluate_sliding(ReformerModel& model, const WindowSource& source, int64_t windows,
+                            int64_t context_len, const std::vector<int32_t>& token_bytes,
+                            const std::function<void(int64_t, int64_t)>& on_window) {
+  const int64_t S = source.window_length() - 1;
+  return score_segments(
+      source, windows, token_bytes, on_window, [&](int64_t w, const TokenBatch& segment) {
+        // The up to context_len tokens before the segment (windows are consecutive segments of
+        // the stream: window i's inputs are its stretch of S tokens), then the segment.
+        const int64_t before = std::min(context_len, w * S);
+        TokenBatch window;
+        window.batch = 1;
+        window.seq_len = before + S;
+        if (before > 0) {
+          const int64_t first = w - (before + S - 1) / S;  // the window holding the first token
+          const TokenBatch past = read_windows(source, first, w - first);
+          window.inputs.assign(past.inputs.end() - before, past.inputs.end());
+          window.targets.assign(past.targets.end() - before, past.targets.end());
+        }
+        window.inputs.insert(window.inputs.end(), segment.inputs.begin(), segment.inputs.end());
+        window.targets.insert(window.targets.end(), segment.targets.begin(), segment.targets.end());
+        BatchStats all = model.forward(window, segment_step(model, w, window.seq_len));
+        BatchStats s;  // the segment's positions only
+        s.row_loss.assign(all.row_loss.end() - S, all.row_loss.end());
+        s.row_prediction.assign(all.row_prediction.end() - S, all.row_prediction.end());
+        return s;
+      });
 }
 
 }  // namespace rf

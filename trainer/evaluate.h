@@ -43,4 +43,11 @@ EvalResult evaluate_with_memory(ReformerModel& model, const WindowSource& source
                                 int64_t memory_len, const std::vector<int32_t>& token_bytes = {},
                                 const std::function<void(int64_t, int64_t)>& on_window = {});
 
+// The baseline Transformer-XL's evaluation is compared with: the same segments, each scored by a
+// forward pass over the up to context_len tokens before it and the segment, recomputed for every
+// segment (a sliding window with the same attention length, no state kept).
+EvalResult evaluate_sliding(ReformerModel& model, const WindowSource& source, int64_t windows,
+                            int64_t context_len, const std::vector<int32_t>& token_bytes = {},
+                            const std::function<void(int64_t, int64_t)>& on_window = {});
+
 }  // namespace rf

@@ -107,9 +107,13 @@ EvalResult evaluate_planned(ReformerModel& model, const WindowSource& val, int64
   const ReportPlan plan =
       plan_report(eval_window_count(val, cfg.train.eval_batches, cfg.train.batch_size), 1,
                   cfg.train.seq_len, trained_tokens);
+  const int64_t memory = cfg.model.memory_len;
   out << "report: evaluating " << plan.sequences << " sequences (" << plan.tokens() << " tokens)"
-      << then << "..." << std::endl;
-  return evaluate(model, val, plan.sequences, cfg.train.batch_size, {});
+      << (memory > 0 ? " in order, each seeing a memory of " + std::to_string(memory) : "") << then
+      << "..." << std::endl;
+  // A model trained with recurrence is scored as it was validated: segment by segment.
+  return memory > 0 ? evaluate_with_memory(model, val, plan.sequences, memory, {})
+                    : evaluate(model, val, plan.sequences, cfg.train.batch_size, {});
 }
 
 void report_text(ReformerModel& model, const WindowSource& val, int64_t trained_tokens,

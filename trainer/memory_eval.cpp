@@ -54,22 +54,27 @@ void evaluate_memory_table(const std::string& checkpoint, const Config& cfg,
   if (windows < 1) fail("the validation data holds no segment of ", o.segment, " tokens");
   if (!o.json)
     out << checkpoint << " (step " << state.step << "): " << windows << " consecutive segments of "
-        << o.segment << " tokens\n"
+        << o.segment << " tokens"
+        << (o.sliding ? ", each recomputed with the `memory` tokens before it (sliding window)"
+                      : "")
+        << "\n"
         << "  memory | bits/token |" << (token_bytes.empty() ? "" : " bits/byte |")
         << " accuracy | seconds\n";
   for (int64_t memory : o.memory_lens) {
     ProgressClock clock(0, windows);
     const auto start = std::chrono::steady_clock::now();
-    const EvalResult r = evaluate_with_memory(
-        model, *data.val, windows, memory, token_bytes, [&](int64_t done, int64_t total) {
-          if (done % std::max<int64_t>(1, total / 20) != 0 && done != total) return;
-          const double elapsed = clock.elapsed_seconds();
-          const double eta =
-              elapsed / static_cast<double>(done) * static_cast<double>(total - done);
-          std::fprintf(stderr, "\reval with memory %lld: %lld/%lld segments | ETA %s   ",
-                       static_cast<long long>(memory), static_cast<long long>(done),
-                       static_cast<long long>(total), format_duration(eta).c_str());
-        });
+    const auto progress = [&](int64_t done, int64_t total) {
+      if (done % std::max<int64_t>(1, total / 20) != 0 && done != total) return;
+      const double elapsed = clock.elapsed_seconds();
+      const double eta = elapsed / static_cast<double>(done) * static_cast<double>(total - done);
+      std::fprintf(stderr, "\reval with %s %lld: %lld/%lld segments | ETA %s   ",
+                   o.sliding ? "a sliding window of" : "memory", static_cast<long long>(memory),
+                   static_cast<long long>(done), static_cast<long long>(total),
+                   format_duration(eta).c_str());
+    };
+    const EvalResult r =
+        o.sliding ? evaluate_sliding(model, *data.val, windows, memory, token_bytes, progress)
+                  : evaluate_with_memory(model, *data.val, windows, memory, token_bytes, progress);
     std::fprintf(stderr, "\r%60s\r", "");
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -77,6 +82,7 @@ void evaluate_memory_table(const std::string& checkpoint, const Config& cfg,
       JsonLine line;
       line.add("checkpoint", checkpoint)
           .add("memory_len", memory)
+          .add("sliding", static_cast<int64_t>(o.sliding))
           .add("segment", o.segment)
           .add("bits_per_token", r.bits_per_token)
           .add("accuracy", r.accuracy)

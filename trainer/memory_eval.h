@@ -17,6 +17,9 @@ struct MemoryEvalOptions {
   int64_t segment = 0;               // tokens per segment (train.seq_len for the evaluation)
   int64_t windows = 0;               // segments scored; 0: train.eval_batches x train.batch_size
   bool json = false;                 // one JSON object per memory length instead of the table
+  // Score each segment by recomputing the window of the M tokens before it and the segment (the
+  // sliding-window baseline, same attention length) instead of keeping the memory.
+  bool sliding = false;
 };
 
 // Why cfg cannot be evaluated with these options ("" when it can): memory needs positions that
