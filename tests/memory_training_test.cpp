@@ -13,6 +13,7 @@
 #include "tests/model_fixture.h"
 #include "tests/run_fixture.h"
 #include "trainer/batches.h"
+#include "trainer/checkpoint.h"
 #include "trainer/model.h"
 
 namespace rf {
@@ -259,6 +260,31 @@ TEST(MemoryTraining, AResumedRunEndsBitForBitWhereAnUninterruptedOneEnds) {
   EXPECT_EQ(f.get_int("memory_lanes"), 2);
   EXPECT_EQ(f.get_int("memory_held"), 16);
   EXPECT_EQ(f.dataset_length("memory"), 2 * 2 * 16 * 16);
+  // A memory whose shape does not match its attributes is a one-line error, not a bad read.
+  {
+    const std::string broken = resumed_dir + "/broken.h5";
+    Hdf5File out = Hdf5File::create(broken);
+    for (const char* attr : {"format_version", "step", "samples_seen", "seed", "world_size"})
+      out.set_int(attr, f.get_int(attr));
+    for (const char* attr : {"config", "layout"}) out.set_string(attr, f.get_string(attr));
+    for (const char* name : {"params", "memory"}) {
+      std::vector<float> values(static_cast<size_t>(f.dataset_length(name)));
+      f.read(name, H5T_NATIVE_FLOAT, 0, static_cast<int64_t>(values.size()), values.data());
+      out.write(name, H5T_NATIVE_FLOAT, values.data(), static_cast<int64_t>(values.size()));
+    }
+    out.set_int("memory_lanes", 3);  // 2 x 2 x 16 x 16 values are not 3 lanes
+    out.set_int("memory_held", 16);
+    out.close();
+    ReformerModel model(memory_run(resumed_dir, text, 6), cpu());
+    try {
+      load_checkpoint(broken, model, nullptr);
+      ADD_FAILURE() << "no error for a memory of the wrong shape";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("its memory of 1024 values is not 3 lanes"),
+                std::string::npos)
+          << e.what();
+    }
+  }
   // And it matters: the same run without memory ends elsewhere.
   const TrainSummary without =
       test::train_quietly(memory_run(test::fresh_dir("none"), text, 6, {"model.memory_len=0"}));

@@ -111,9 +111,10 @@ std::vector<float> read_memory(const Hdf5File& file, const Config& cfg, Training
   s->memory_held = file.get_int("memory_held");
   const int64_t length = file.dataset_length("memory");
   const int64_t per_lane = cfg.model.n_layers * cfg.model.d_model;
-  if (s->memory_lanes < 1 || s->memory_held < 1 || s->memory_held > (int64_t{1} << 30) ||
-      s->memory_lanes > length || length / s->memory_lanes / per_lane != s->memory_held ||
-      length % (s->memory_lanes * per_lane) != 0)
+  // (Divisions only: a damaged file's attributes must not overflow a product.)
+  if (s->memory_lanes < 1 || s->memory_held < 1 || length < 1 || length > (int64_t{1} << 34) ||
+      length % per_lane != 0 || (length / per_lane) % s->memory_lanes != 0 ||
+      length / per_lane / s->memory_lanes != s->memory_held)
     fail("checkpoint '", file.path(), "': its memory of ", length, " values is not ",
          s->memory_lanes, " lanes x ", cfg.model.n_layers, " layers x ", s->memory_held,
          " positions x ", cfg.model.d_model, " features");
