@@ -96,7 +96,9 @@ TEST(MemoryTraining, GradientsMatchFiniteDifferencesWithTheMemoryHeldFixed) {
       SegmentMemory fixed = clone(held);
       return m.forward_with_memory(second, context(2, kSegment, 2), fixed).loss_sum * scale;
     };
-    test::expect_param_gradients(m.params(), loss, 1e-2, 2e-2, "memory " + attention);
+    // eps 5e-3: the whole-vector direction is curved enough at 1e-2 (measured 2.0% there against
+    // 0.5% here); the largest difference of any tensor here is 0.3%.
+    test::expect_param_gradients(m.params(), loss, 5e-3, 2e-2, "memory " + attention);
   }
 }
 
