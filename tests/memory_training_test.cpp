@@ -321,6 +321,11 @@ TEST(MemoryTraining, EvalAutoTabulatesMultiplesOfTheTrainingMemory) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   for (const char* row : {"       0 | ", "      16 | ", "      32 | ", "      64 | "})
     EXPECT_NE(r.out.find(row), std::string::npos) << row << " in " << r.out;
+  // Without --memory-len, a model trained with memory is scored with it, segment by segment.
+  r = test::run_command(eval);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("consecutive segments of 16 tokens"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("      16 | "), std::string::npos) << r.out;
   r = test::run_command(eval + " --memory-len 16,x");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("--memory-len 'x' is neither a length"), std::string::npos) << r.out;

@@ -138,6 +138,13 @@ int command_eval(const Arguments& a) {
   if (a.sliding) fail("--sliding goes with --memory-len");
   const std::string path = resolve_checkpoint_path(a.checkpoint);
   const Config cfg = config_for_checkpoint(a, path);
+  if (cfg.model.memory_len > 0 && a.positions.empty()) {
+    // A model trained with recurrence is scored as its training validated it: segment by
+    // segment with its memory (windows scored alone would lack the memory it relies on).
+    Arguments with_memory = a;
+    with_memory.memory_lens = {std::to_string(cfg.model.memory_len)};
+    return command_eval_with_memory(with_memory);
+  }
   const PositionRange positions = parse_positions(a.positions);
   if (positions.begin >= cfg.train.seq_len)
     fail("--positions: A = ", positions.begin, " is not below train.seq_len = ", cfg.train.seq_len);
