@@ -9,6 +9,7 @@ hours="${1:?usage: bench/fuzz.sh HOURS [PARALLEL]}"
 parallel="${2:-$(nproc)}"
 seconds=$(awk -v h="$hours" 'BEGIN { printf "%d", h * 3600 }')
 status=0
+mkdir -p "$root/build-fuzz"  # (tee opens its log before fuzz/run.sh creates the folder)
 "$root/fuzz/run.sh" "$seconds" "$parallel" | tee "$root/build-fuzz/campaign.log" || status=$?
 mkdir -p "$root/bench/results"
 sed -n 's/^fuzz: \([a-z_]*\) *\([0-9?]*\) runs *\([0-9]*\) inputs in its corpus *\(.*\)$/{"target": "\1", "seconds": '"$seconds"', "runs": "\2", "corpus": \3, "verdict": "\4", "date": "'"$(date -u +%F)"'"}/p' \
