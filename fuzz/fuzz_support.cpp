@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "data/hdf5_io.h"
+#include "tests/tiny_model_yaml.h"
 
 namespace rf::fuzz {
 namespace fs = std::filesystem;
@@ -68,30 +69,7 @@ void expect_no_open_hdf5_objects() {
   }
 }
 
-const char* const kTinyModelYaml = R"(
-model:
-  vocab_size: 11
-  d_model: 16
-  d_ff: 24
-  n_layers: 2
-  n_heads: 2
-  d_head: 8
-  attention: [lsh, local]
-  dropout: 0.1
-  attention_dropout: 0.1
-  position: axial
-  axial_shape: [4, 8]
-  ff_chunk: 12
-  head_chunk: 20
-lsh:
-  bucket_size: 4
-  n_hashes: 2
-  local_chunk: 8
-train:
-  seq_len: 32
-  batch_size: 2
-  seed: 3
-)";
+const char* const kTinyModelYaml = test::kTinyModelYaml;
 
 Manifest write_fixed_shards(const std::string& dir) {
   Manifest manifest;

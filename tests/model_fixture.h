@@ -5,6 +5,7 @@
 #include <string>
 
 #include "tests/test_util.h"
+#include "tests/tiny_model_yaml.h"
 #include "trainer/config.h"
 #include "trainer/model.h"
 #include "trainer/params.h"
@@ -14,31 +15,7 @@ namespace rf::test {
 // A tiny model: 2 layers [lsh, local], axial positions, chunked feed-forward and head, dropout
 // on, so every code path is exercised. `overrides` are --set style ("model.dropout=0").
 inline Config tiny_config(const std::vector<std::string>& overrides = {}) {
-  const std::string yaml = R"(
-model:
-  vocab_size: 11
-  d_model: 16
-  d_ff: 24
-  n_layers: 2
-  n_heads: 2
-  d_head: 8
-  attention: [lsh, local]
-  dropout: 0.1
-  attention_dropout: 0.1
-  position: axial
-  axial_shape: [4, 8]
-  ff_chunk: 12
-  head_chunk: 20
-lsh:
-  bucket_size: 4
-  n_hashes: 2
-  local_chunk: 8
-train:
-  seq_len: 32
-  batch_size: 2
-  seed: 3
-)";
-  return load_config_text(yaml, "tiny_config", overrides);
+  return load_config_text(kTinyModelYaml, "tiny_config", overrides);
 }
 
 // For every parameter tensor (and the whole parameter vector), compares the analytic

@@ -119,6 +119,14 @@ EvalResult evaluate_with_memory(ReformerModel& model, const WindowSource& source
       });
 }
 
+EvalResult evaluate_as_trained(ReformerModel& model, const WindowSource& source, int64_t windows,
+                               const PositionRange& positions, Communicator* comm) {
+  const Config& cfg = model.config();
+  if (cfg.model.memory_len > 0)
+    return evaluate_with_memory(model, source, windows, cfg.model.memory_len);
+  return evaluate(model, source, windows, cfg.train.batch_size, positions, {}, comm);
+}
+
 EvalResult evaluate_sliding(ReformerModel& model, const WindowSource& source, int64_t windows,
                             int64_t context_len, const std::vector<int32_t>& token_bytes,
                             const std::function<void(int64_t, int64_t)>& on_window) {

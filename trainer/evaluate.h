@@ -43,6 +43,12 @@ EvalResult evaluate_with_memory(ReformerModel& model, const WindowSource& source
                                 int64_t memory_len, const std::vector<int32_t>& token_bytes = {},
                                 const std::function<void(int64_t, int64_t)>& on_window = {});
 
+// Validation as training does it: windows in batches of train.batch_size (split across the ranks
+// of comm), or, for a model trained with memory (model.memory_len > 0), segment by segment with
+// that memory on every rank (positions then unused: memory excludes the duplication task).
+EvalResult evaluate_as_trained(ReformerModel& model, const WindowSource& source, int64_t windows,
+                               const PositionRange& positions, Communicator* comm = nullptr);
+
 // The baseline Transformer-XL's evaluation is compared with: the same segments, each scored by a
 // forward pass over the up to context_len tokens before it and the segment, recomputed for every
 // segment (a sliding window with the same attention length, no state kept).

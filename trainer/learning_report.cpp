@@ -111,9 +111,7 @@ EvalResult evaluate_planned(ReformerModel& model, const WindowSource& val, int64
   out << "report: evaluating " << plan.sequences << " sequences (" << plan.tokens() << " tokens)"
       << (memory > 0 ? " in order, each seeing a memory of " + std::to_string(memory) : "") << then
       << "..." << std::endl;
-  // A model trained with recurrence is scored as it was validated: segment by segment.
-  return memory > 0 ? evaluate_with_memory(model, val, plan.sequences, memory, {})
-                    : evaluate(model, val, plan.sequences, cfg.train.batch_size, {});
+  return evaluate_as_trained(model, val, plan.sequences, {});
 }
 
 void report_text(ReformerModel& model, const WindowSource& val, int64_t trained_tokens,

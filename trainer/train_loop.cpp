@@ -293,13 +293,8 @@ void run_eval(Run& run, int64_t step) {
   const bool copy_task = run.data.task == DataTask::kDuplication;
   const PositionRange positions{copy_task ? SyntheticDuplication::copy_begin(c.train.seq_len) : 0,
                                 -1};
-  // With recurrence the validation stream is scored as Transformer-XL does, segment by segment
-  // with the training memory length (on every rank alike, so no rank waits for another).
   const EvalResult r =
-      run.memory ? evaluate_with_memory(*run.model, *run.data.val, windows, c.model.memory_len,
-                                        text_bytes_per_token(run.data))
-                 : evaluate(*run.model, *run.data.val, windows, c.train.batch_size, positions, {},
-                            &run.host());
+      evaluate_as_trained(*run.model, *run.data.val, windows, positions, &run.host());
   if (!run.root()) return;
   char line[200];
   std::snprintf(line, sizeof(line),

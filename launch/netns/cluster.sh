@@ -152,13 +152,10 @@ if [ -z "$state" ]; then state="$(mktemp -d /tmp/rf-netns.XXXXXX)"; created_stat
 mkdir -p "$state"
 rm -f "$state/ready"
 : > "$state/hosts"
-: > "$state/hostfile"
-for (( i = 0; i < hosts; ++i )); do
-  ns="${prefix}h${i}"
-  [ "$i" -eq 0 ] || { ip netns add "$ns"; made_namespaces+=("$ns"); }
-  link="${prefix}h${i}"       # the bridge's end of the host's cable
-  peer="${prefix}p${i}"       # the host's end, renamed eth0 inside
-  address="${net}.$(( 10 + i ))"
+# plug NS LINK PEER ADDRESS: a cable from the bridge (its end LINK) into namespace NS (its end PEER,
+# renamed eth0 there, with ADDRESS/24).
+plug() {
+  local ns="$1" link="$2" peer="$3" address="$4"
   ip link add "$link" type veth peer name "$peer"
   made_links+=("$link")
   ip link set "$peer" netns "$ns"
@@ -168,20 +165,22 @@ for (( i = 0; i < hosts; ++i )); do
   ip -n "$ns" link set eth0 up
   ip link set "$link" master "$bridge"
   ip link set "$link" up
+}
+
+: > "$state/hostfile"
+for (( i = 0; i < hosts; ++i )); do
+  ns="${prefix}h${i}"
+  [ "$i" -eq 0 ] || { ip netns add "$ns"; made_namespaces+=("$ns"); }
+  link="${prefix}h${i}"       # the bridge's end of the host's cable
+  peer="${prefix}p${i}"       # the host's end, renamed eth0 inside
+  address="${net}.$(( 10 + i ))"
+  plug "$ns" "$link" "$peer" "$address"
   echo "$i host$i $ns $address $link" >> "$state/hosts"
   echo "$address slots=$per_host" >> "$state/hostfile"
 done
 ip netns add "$head"
 made_namespaces+=("$head")
-ip link add "$head" type veth peer name "${prefix}ph"
-made_links+=("$head")
-ip link set "${prefix}ph" netns "$head"
-ip -n "$head" link set "${prefix}ph" name eth0
-ip -n "$head" addr add "${net}.2/24" dev eth0
-ip -n "$head" link set lo up
-ip -n "$head" link set eth0 up
-ip link set "$head" master "$bridge"
-ip link set "$head" up
+plug "$head" "$head" "${prefix}ph" "${net}.2"
 ip netns exec "$head" sysctl -q -w net.ipv4.tcp_retries2="$tcp_retries2"
 echo "$subnet" > "$state/subnet"
 touch "$state/ready"
