@@ -96,7 +96,7 @@ void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, 
   const ProductOperand xn = product_operand(kit.ex, kit.ws, "stack.xn", "stack.xn16", rows * D);
   if (memory) {
     memory->layers.resize(layers_.size());
-    memory->next.resize(layers_.size());
+    if (for_backward) memory->next.resize(layers_.size());
   }
   for (int64_t i = 0; i < n_layers(); ++i) {
     Layer& layer = layers_[i];
@@ -189,9 +189,10 @@ void ReversibleStack::attention_backward_with_memory(Kit& kit, ParamStore& p,
   // The output gradient over [memory; segment]: zero on the memory's rows, whose outputs the
   // forward pass dropped.
   float* dout = kit.ws.floats("stack.memory_dout", B * C * D);
-  kit.ex.zero(dout, static_cast<size_t>(B * C * D) * sizeof(float));
-  for (int64_t b = 0; b < B; ++b)
+  for (int64_t b = 0; b < B; ++b) {
+    if (M > 0) kit.ex.zero(dout + b * C * D, static_cast<size_t>(M * D) * sizeof(float));
     kit.ex.copy(dout + (b * C + M) * D, g + b * S * D, static_cast<size_t>(S * D) * sizeof(float));
+  }
   float* dxn = kit.ws.floats("stack.memory_dxn", B * C * D);
   float* out = saved ? nullptr : kit.ws.floats("stack.memory_out", B * C * D);
   layer.attention->backward(kit, p, joined, xn.view(B * C, D), dout, dxn, nullptr, out,
