@@ -3,7 +3,11 @@
 # SECONDS, PARALLEL at a time (default 2), starting from the committed seeds (fuzz/corpus/<target>)
 # and the inputs that once found bugs (fuzz/regressions/<target>, replayed first). New inputs go to
 # build-fuzz/corpus/<target>, a crashing one to build-fuzz/artifacts/. Prints one line per target
-# (runs, corpus size, verdict) and fails if any target found something.
+# (runs, corpus size, verdict) and fails if any target found something, printing its report.
+# The run is seeded by the commit (or RF_FUZZ_SEED), and the seed is logged: the same seed on the
+# same starting corpus makes the same inputs, so a finding in CI (which starts with no
+# build-fuzz/corpus) replays with
+#   RF_FUZZ_SEED=S RF_FUZZ_BUILD_DIR=/tmp/fresh fuzz/run.sh SECONDS 1 TARGET
 # Usage: fuzz/run.sh SECONDS [PARALLEL] [TARGET...]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,6 +17,8 @@ shift $(($# < 2 ? $# : 2))
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(config manifest shard checkpoint safetensors hf_config)
 build="${RF_FUZZ_BUILD_DIR:-$root/build-fuzz}"
+commit="$(git -C "$root" rev-parse --short=7 HEAD 2> /dev/null || echo 1)"
+fuzz_seed="${RF_FUZZ_SEED:-$((16#$commit))}"
 
 "$root/launch/setup.sh" fuzz
 mkdir -p "$build"
@@ -46,26 +52,49 @@ mkdir -p "$build/artifacts" "$build/logs"
 # (fuzz/hdf5-crashes/), which no code of ours can prevent; the target is then restarted for the
 # rest of its time, and the run is reported, not failed. That is a signal (SEGV, FPE, ...) whose
 # first frame below the sanitizer's and libc's (glibc's string functions show as their sources,
-# sysdeps/...) is in HDF5, or a memory error there on memory HDF5
-# allocated. An overflow of a buffer we passed to HDF5 stays a finding.
-first_frame_in_hdf5() {  # reads a report's stack on stdin
+# sysdeps/...) is in HDF5 or a decompressor it calls (a damaged file can name a deflate or szip
+# filter), or a memory error there on memory that code allocated. An overflow of a buffer we
+# passed to HDF5 stays a finding.
+first_frame_third_party() {  # reads a report's stack on stdin
   grep -E '^ +#[0-9]+ ' |
-    grep -vE 'asan|sanitizer|interceptor|libc\.so|sysdeps/|fuzzer::|operator new| in (malloc|calloc|realloc) ' |
-    head -n1 | grep -q 'libhdf5'
+    grep -vE 'asan|sanitizer|interceptor|libc\.so|sysdeps/|fuzzer::|operator new| in (malloc|calloc|realloc|free) ' |
+    head -n1 | grep -qE 'libhdf5|libz\.so|libsz\.so|libaec\.so'
 }
+# The stack under the first line matching $2 in report $1, up to the blank line that ends it.
+stack_after() { awk -v pattern="$2" '$0 ~ pattern {on = 1; next} on && /^ *$/ {exit} on' "$1"; }
 crashed_inside_hdf5() {
   # (Also libFuzzer's out-of-memory: a single malloc over its limit, e.g. the 4 GB a damaged shard
   # header made HDF5 ask for in CI on 2026-12-02.)
   if grep -qE 'ERROR: libFuzzer: out-of-memory \(malloc' "$1"; then
-    grep -m1 -A24 -E 'ERROR: libFuzzer: out-of-memory' "$1" | first_frame_in_hdf5
+    stack_after "$1" 'ERROR: libFuzzer: out-of-memory' | first_frame_third_party
   elif grep -qE 'ERROR: AddressSanitizer: (SEGV|FPE|BUS|ILL|stack-overflow)' "$1"; then
-    grep -m1 -A8 -E 'ERROR: AddressSanitizer' "$1" | first_frame_in_hdf5
+    stack_after "$1" 'ERROR: AddressSanitizer' | first_frame_third_party
   else
-    # (A wild access into a redzone has no allocation to name: then the access site decides.)
-    grep -m1 -A8 -E 'ERROR: AddressSanitizer: heap-' "$1" | first_frame_in_hdf5 &&
+    # (A wild access into a redzone has no allocation to name: then the access site decides.
+    # A use after free names where the memory was freed and, after that, where it was allocated.)
+    stack_after "$1" 'ERROR: AddressSanitizer: heap-' | first_frame_third_party &&
       { ! grep -q 'allocated by thread' "$1" ||
-        grep -m1 -A8 -E 'allocated by thread' "$1" | first_frame_in_hdf5; }
+        stack_after "$1" 'allocated by thread' | first_frame_third_party; }
   fi
+}
+# The sanitizer's or libFuzzer's report in log $1: from its first line to its SUMMARY line.
+print_report() {
+  awk '/ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error:|rf fuzz:/ {on = 1}
+       on {print; if (++n >= 120 || /^SUMMARY:/) exit}' "$1"
+}
+
+# Replaces report $2 with the report of its crashing input run again with the slow unwinder
+# (when that crashes too): the fast one, kept for speed while fuzzing, stops at the first frame
+# without a frame pointer, so an allocation or free inside HDF5 shows no caller at all.
+replay_with_full_stacks() {
+  local input
+  input=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$2" | tail -n1)
+  [ -n "$input" ] && [ -f "$input" ] || return 0
+  if ! ASAN_OPTIONS="$ASAN_OPTIONS:fast_unwind_on_malloc=0" \
+    "$build/fuzz/${1}_fuzzer" "$input" > "$2.replay" 2>&1; then
+    mv "$2.replay" "$2"
+  fi
+  rm -f "$2.replay"
 }
 
 # Fuzzes one target for `seconds`; logs build-fuzz/logs/<target>.log (all attempts) and writes
@@ -77,31 +106,37 @@ fuzz_one() {
   [ -d "$root/fuzz/regressions/$target" ] && seeds+=("$root/fuzz/regressions/$target")
   mkdir -p "$work"
   : > "$log"
-  local end=$((SECONDS + seconds))
+  rm -f "$build/logs/$target.finding"
+  local end=$((SECONDS + seconds)) seed=$((fuzz_seed))
   while [ $SECONDS -lt $end ]; do
     # -timeout: an input that runs 20 s is a hang; -rss_limit_mb also caps one allocation (a
-    # size read from the input that is allocated unchecked is a finding).
-    if "$build/fuzz/${target}_fuzzer" -max_total_time=$((end - SECONDS)) -timeout=20 \
-      -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$build/artifacts/$target-" \
-      "$work" "${seeds[@]}" > "$log.attempt" 2>&1; then
+    # size read from the input that is allocated unchecked is a finding). -seed: the same seed on
+    # the same starting corpus makes the same inputs, so a finding can be replayed (see above).
+    echo "fuzz: $target -seed=$seed" >> "$log"
+    if "$build/fuzz/${target}_fuzzer" -seed="$seed" -max_total_time=$((end - SECONDS)) \
+      -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
+      -artifact_prefix="$build/artifacts/$target-" "$work" "${seeds[@]}" > "$log.attempt" 2>&1; then
       cat "$log.attempt" >> "$log"
       break
     fi
     cat "$log.attempt" >> "$log"
+    replay_with_full_stacks "$target" "$log.attempt"
     if crashed_inside_hdf5 "$log.attempt" && ! grep -q 'rf fuzz:' "$log.attempt"; then
       verdict=hdf5
+      seed=$((seed + 1))
     else
       verdict=bug
+      cp "$log.attempt" "$build/logs/$target.finding"
       break
     fi
   done
   rm -f "$log.attempt"
   echo "$verdict" > "$build/logs/$target.verdict"
 }
-export -f fuzz_one crashed_inside_hdf5 first_frame_in_hdf5
-export build root seconds
+export -f fuzz_one replay_with_full_stacks print_report crashed_inside_hdf5 first_frame_third_party stack_after
+export build root seconds fuzz_seed
 
-echo "fuzz: ${#targets[@]} targets x ${seconds} s, $parallel at a time"
+echo "fuzz: ${#targets[@]} targets x ${seconds} s, $parallel at a time, -seed=$fuzz_seed"
 status=0
 printf '%s\n' "${targets[@]}" | xargs -P "$parallel" -I{} bash -c 'fuzz_one {}' || status=1
 for target in "${targets[@]}"; do
@@ -114,7 +149,7 @@ for target in "${targets[@]}"; do
     *)
       verdict="FOUND A BUG (build-fuzz/logs/$target.log)"
       status=1
-      tail -n 40 "$log"
+      print_report "$build/logs/$target.finding"
       ;;
   esac
   printf 'fuzz: %-12s %10s runs  %5s inputs in its corpus  %s\n' "$target" "${runs:-?}" \
