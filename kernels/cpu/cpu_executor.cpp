@@ -165,13 +165,58 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
                   static_cast<int>(d.ldb), d.beta, c + i * d.stride_c, static_cast<int>(d.ldc));
     };
     if (d.batch == 1) {
-      one(0);
+      one_in_fixed_blocks(d, a, b, c);
       return;
     }
     // Many small products (attention chunks): one product per thread; OpenBLAS runs
     // single-threaded inside an OpenMP parallel region.
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < d.batch; ++i) one(i);
+  }
+
+  // One fp32 product through OpenBLAS, cut into blocks of the output that depend on the shape
+  // only, each a single-threaded call (OpenBLAS runs single-threaded inside an OpenMP parallel
+  // region), spread over the threads. OpenBLAS 0.3.21's own threading splits a product so that
+  // some sums depend on the thread count (its Zen kernel on AMD EPYC: 1 to 8 threads gave
+  // different bits for every deep shape of tests/gemm_precision_test.cpp), and the training step's
+  // bits must not. The larger output dimension is cut, into about 16 blocks of at least 64.
+  static void one_in_fixed_blocks(const GemmDesc& d, const float* a, const float* b, float* c) {
+    const bool cut_columns = d.n >= d.m;
+    const int64_t extent = cut_columns ? d.n : d.m;
+    const int64_t block = std::max<int64_t>(64, (extent + 16 * 64 - 1) / (16 * 64) * 64);
+    const int64_t blocks = (extent + block - 1) / block;
+    auto run_block = [&](int64_t i) {
+      const int64_t first = i * block, count = std::min(block, extent - first);
+      const float* ab = a;
+      const float* bb = b;
+      float* cb = c;
+      int64_t m = d.m, n = d.n;
+      if (cut_columns) {  // columns of op(B) and C
+        bb += d.trans_b ? first : first * d.ldb;
+        cb += first * d.ldc;
+        n = count;
+      } else {  // rows of op(A) and C
+        ab += d.trans_a ? first * d.lda : first;
+        cb += first;
+        m = count;
+      }
+      cblas_sgemm(CblasColMajor, cblas_trans(d.trans_a), cblas_trans(d.trans_b),
+                  static_cast<int>(m), static_cast<int>(n), static_cast<int>(d.k), d.alpha, ab,
+                  static_cast<int>(d.lda), bb, static_cast<int>(d.ldb), d.beta, cb,
+                  static_cast<int>(d.ldc));
+    };
+    if (blocks == 1) {
+      // A region of one thread is not "in parallel" for OpenBLAS, which then takes its thread
+      // count from this region's setting: 1.
+#pragma omp parallel num_threads(1)
+      {
+        omp_set_num_threads(1);
+        run_block(0);
+      }
+      return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < blocks; ++i) run_block(i);
   }
 
   void set_gemm_operand_reuse(bool on) override {  // (scopes nest)
