@@ -14,6 +14,7 @@ void embedding_forward(Executor& ex, const EmbeddingArgs& a) {
   op.out = a.out;
   op.seq_len = a.seq_len;
   op.d_model = a.d_model;
+  op.first_position = a.first_position;
   op.mask = a.dropout;
   ex.run(a.rows * a.d_model, op);
 }

@@ -16,6 +16,7 @@ struct EmbeddingArgs {
   PositionTable positions;
   float* out = nullptr;  // [rows, d_model]
   int64_t rows = 0, seq_len = 0, d_model = 0;
+  int64_t first_position = 0;  // position of each sequence's first row
   DropoutMask dropout;
 };
 void embedding_forward(Executor& ex, const EmbeddingArgs& args);

@@ -6,6 +6,7 @@
 #include "kernels/ops/activation.h"
 #include "kernels/ops/adamw.h"
 #include "kernels/ops/bf16_round.h"
+#include "kernels/ops/cached_attention.h"
 #include "kernels/ops/chunk_attention.h"
 #include "kernels/ops/cross_entropy.h"
 #include "kernels/ops/elementwise.h"
@@ -34,7 +35,7 @@ using KernelOps = TypeList<
     // LSH and fused chunked attention
     LshHash, BucketCountingSort, InvertPermutation, SegmentSlotsAndOffsets, KeyNormScales,
     ChunkAttentionForwardRow, CombineRounds, CombineRoundsBackward, ChunkAttentionQueryGradRow,
-    ChunkAttentionKeyGradRow, UngatherAttentionGrads,
+    ChunkAttentionKeyGradRow, UngatherAttentionGrads, CachedAttentionRow,
     // Transformer-XL's relative positions
     RelativeSinusoids>;
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cached_attention.h"
 #include "kernels/linear.h"
 
 namespace rf {
@@ -36,8 +37,8 @@ AttentionLayer::AttentionLayer(ParamStore& store, const Config& cfg, int layer,
   if (cfg.model.position == PositionMode::kRelative) relative_.emplace(store, cfg, prefix);
 }
 
-int64_t AttentionLayer::relative_distances(const StepContext& step) const {
-  return kind_ == AttentionKind::kLocal ? std::min(2 * local_chunk_, step.seq_len) : step.seq_len;
+int64_t AttentionLayer::relative_distances(int64_t seq_len) const {
+  return kind_ == AttentionKind::kLocal ? std::min(2 * local_chunk_, seq_len) : seq_len;
 }
 
 int64_t AttentionLayer::bucket_count(int64_t batch, int64_t seq_len) const {
@@ -108,7 +109,8 @@ void AttentionLayer::forward(Kit& kit, ParamStore& p, const StepContext& step, M
                              float* out, Write write, int32_t* buckets, bool reuse_buckets) const {
   const int64_t rows = step.rows(), hd = n_heads_ * d_head_;
   Projections pr = project(kit, p, rows, xn);
-  if (relative_) pr.relative = relative_->forward(kit, p, step, pr.q, relative_distances(step));
+  if (relative_)
+    pr.relative = relative_->forward(kit, p, step, pr.q, relative_distances(step.seq_len));
   if (kind_ == AttentionKind::kLsh && !reuse_buckets) {
     LshHashArgs hash;
     hash.qk = pr.q;
@@ -137,7 +139,8 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
   // bf16); the attention pass writes only memory no product has read before it.
   const GemmOperandReuse reuse(kit.ex);
   Projections pr = project(kit, p, rows, xn);
-  if (relative_) pr.relative = relative_->forward(kit, p, step, pr.q, relative_distances(step));
+  if (relative_)
+    pr.relative = relative_->forward(kit, p, step, pr.q, relative_distances(step.seq_len));
   // dheads [rows, hd] = dout [rows, D] . w_o^T
   float* dheads = kit.ws.floats("layer.dheads", rows * hd);
   linear_input_grad(kit.ex, matrix(dout, rows, D), p.weight(w_o_), matrix(dheads, rows, hd));
@@ -166,6 +169,77 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
   input_grad(w_q_, g.dq);
   if (g.dk) input_grad(w_k_, g.dk);
   input_grad(w_v_, g.dv);
+}
+
+void AttentionLayer::prepare_cache(Kit& kit, ParamStore& p, int64_t capacity,
+                                   GenerationCache::Layer& cache) const {
+  RF_CHECK(kind_ != AttentionKind::kLsh, "LSH attention has no generation cache");
+  const size_t size = static_cast<size_t>(capacity * n_heads_ * d_head_);
+  if (cache.keys.size() != size) {
+    cache.keys = DeviceBuffer<float>(kit.ex, size);
+    cache.values = DeviceBuffer<float>(kit.ex, size);
+  }
+  if (!relative_) return;
+  cache.rel_len = relative_distances(capacity);
+  cache.distances =
+      DeviceBuffer<float>(kit.ex, static_cast<size_t>(cache.rel_len) * n_heads_ * d_head_);
+  relative_->project_distances(kit, p, cache.rel_len, cache.distances.data());
+}
+
+void AttentionLayer::forward_cached(Kit& kit, ParamStore& p, MatrixView xn,
+                                    GenerationCache::Layer& cache, int64_t first,
+                                    float* out) const {
+  const int64_t rows = xn.rows, hd = n_heads_ * d_head_;
+  RF_CHECK(kind_ != AttentionKind::kLsh && xn.cols == d_model_);
+  RF_CHECK(first >= 0 && (first + rows) * hd <= static_cast<int64_t>(cache.keys.size()),
+           "positions ", first, "..", first + rows - 1, " beyond the generation cache");
+  float* q = kit.ws.floats("layer.q", rows * hd);
+  const GemmOperandReuse reuse(kit.ex);  // (xn is read by every projection)
+  linear_forward(kit.ex, xn, p.weight(w_q_), matrix(q, rows, hd));
+  linear_forward(kit.ex, xn, p.weight(w_k_), matrix(cache.keys.data() + first * hd, rows, hd));
+  linear_forward(kit.ex, xn, p.weight(w_v_), matrix(cache.values.data() + first * hd, rows, hd));
+  CachedAttentionParams a;
+  a.q = q;
+  if (relative_) {
+    const RelativePositionTerm::Prepared rel =
+        relative_->forward_cached(kit, p, rows, q, cache.distances.data(), cache.rel_len);
+    a.q = rel.queries;
+    a.rel_scores = rel.scores;
+    a.rel_len = rel.distances;
+  }
+  a.k = cache.keys.data();
+  a.v = cache.values.data();
+  a.ld = hd;
+  a.heads = n_heads_;
+  a.d = d_head_;
+  a.first = first;
+  a.queries = rows;
+  a.chunk = kind_ == AttentionKind::kLocal ? local_chunk_ : 0;
+  a.key_scale = 1.0f / std::sqrt(static_cast<float>(d_head_));
+  a.out = kit.ws.floats("layer.heads", rows * hd);
+  a.ldo = hd;
+  if (first == 0 && (a.chunk == 0 || rows % a.chunk == 0)) {
+    // A context's first pass (the prompt) is an ordinary forward over its rows: the fused
+    // attention's tiles, which run a long prompt several times faster than a row per query.
+    ChunkedAttentionArgs whole;
+    whole.q = a.q;
+    whole.k = a.k;
+    whole.v = a.v;
+    whole.ld = hd;
+    whole.heads = n_heads_;
+    whole.seq_len = rows;
+    whole.d = d_head_;
+    whole.chunk = a.chunk > 0 ? a.chunk : rows;
+    whole.lookback = a.chunk > 0 ? 1 : 0;
+    whole.key_scale = a.key_scale;
+    whole.rel_scores = a.rel_scores;
+    whole.rel_len = a.rel_len;
+    chunked_attention_forward(kit.ex, kit.ws, whole, a.out, hd);
+  } else {
+    cached_attention_forward(kit.ex, a);
+  }
+  linear_forward(kit.ex, matrix(a.out, rows, hd), p.weight(w_o_), matrix(out, rows, d_model_),
+                 Write::kAccumulate);
 }
 
 }  // namespace rf

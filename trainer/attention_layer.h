@@ -8,6 +8,7 @@
 #include "kernels/chunked_attention.h"
 #include "kernels/lsh_buckets.h"
 #include "trainer/config.h"
+#include "trainer/generation_cache.h"
 #include "trainer/params.h"
 #include "trainer/relative_positions.h"
 #include "trainer/step_context.h"
@@ -39,6 +40,16 @@ class AttentionLayer {
   void backward(Kit& kit, ParamStore& p, const StepContext& step, MatrixView xn, const float* dout,
                 float* dxn, const int32_t* buckets, float* out, Write write) const;
 
+  // Cached generation (dense and local attention; LSH has no exact cache: every new key moves
+  // the chunk boundaries of the sorted order). prepare_cache() sizes `cache` for `capacity`
+  // positions; forward_cached() writes the keys and values of `rows` new positions starting at
+  // `first` (xn [rows, d_model], their normalised inputs) into it and adds their attention over
+  // positions 0 .. first + rows - 1 to out [rows, d_model].
+  void prepare_cache(Kit& kit, ParamStore& p, int64_t capacity,
+                     GenerationCache::Layer& cache) const;
+  void forward_cached(Kit& kit, ParamStore& p, MatrixView xn, GenerationCache::Layer& cache,
+                      int64_t first, float* out) const;
+
  private:
   // q (the shared qk for LSH), k (null for LSH) and v [rows, heads * d_head] of xn, in the
   // workspace.
@@ -54,7 +65,7 @@ class AttentionLayer {
                                       const int32_t* buckets) const;
   // Distances the attention's windows span (relative positions): the sequence for dense
   // attention, two chunks for local attention.
-  int64_t relative_distances(const StepContext& step) const;
+  int64_t relative_distances(int64_t seq_len) const;
 
   AttentionKind kind_;
   int layer_;

@@ -38,6 +38,7 @@ struct Arguments {
   bool no_report = false;
   std::vector<std::string> memory_lens;  // eval --memory-len: lengths, or auto
   bool sliding = false;                  // eval --sliding
+  bool no_cache = false;                 // generate --no-cache
   int64_t segment = 0;                   // eval --segment
 };
 
@@ -218,13 +219,26 @@ int command_generate(const Arguments& a) {
   o.temperature = a.temperature;
   o.top_k = a.top_k;
   o.seed = static_cast<uint64_t>(a.seed);
-  const std::vector<int32_t> out = generate(model, prompt, o);
+  o.cache = !a.no_cache;
+  GenerationStats stats;
+  const std::vector<int32_t> out = generate(model, prompt, o, &stats);
   if (subwords || cfg.model.vocab_size <= 256) {  // text: the prompt and the sample
     std::cout << tokenizer.decode(out) << std::endl;
   } else {  // other tokens: their ids
     for (size_t i = 0; i < out.size(); ++i) std::cout << (i ? " " : "") << out[i];
     std::cout << std::endl;
   }
+  // How it ran, on stderr so that the sample alone is on stdout.
+  // (The first token's time is the prompt's pass; the rate is the tokens after it.)
+  const double after_prompt = stats.seconds - stats.prompt_seconds;
+  std::fprintf(stderr,
+               "generate: %lld tokens in %.2f s (first token %.2f s with the prompt's %zu, then "
+               "%.1f tokens/s), %s\n",
+               static_cast<long long>(a.tokens), stats.seconds, stats.prompt_seconds, prompt.size(),
+               after_prompt > 0 ? static_cast<double>(a.tokens - 1) / after_prompt : 0.0,
+               stats.cached ? "key/value cache"
+               : a.no_cache ? "no cache (--no-cache): the window re-run per token"
+                            : "no cache (LSH layers): the window re-run per token");
   return 0;
 }
 
@@ -294,6 +308,9 @@ int run_command_line(int argc, char** argv) {
   gen->add_option("--top-k", a.top_k, "sample among the k most likely (0 = all)")
       ->check(CLI::NonNegativeNumber);
   gen->add_option("--seed", a.seed, "sampling seed");
+  gen->add_flag("--no-cache", a.no_cache,
+                "re-run the whole window for every token instead of keeping each layer's keys "
+                "and values (the same greedy tokens while the text fits the window)");
 
   PrepareOptions prep;
   CLI::App* prepare = app.add_subcommand(

@@ -55,9 +55,9 @@ DropoutMask EmbeddingLayer::mask(const StepContext& step) const {
 }
 
 void EmbeddingLayer::forward(Kit& kit, ParamStore& p, const StepContext& step,
-                             const int32_t* tokens, float* x) const {
+                             const int32_t* tokens, float* x, int64_t first_position) const {
   // (Without position embeddings any length embeds: relative positions enter in the attention.)
-  RF_CHECK(position_ == PositionKind::kNone || step.seq_len <= max_len_,
+  RF_CHECK(position_ == PositionKind::kNone || first_position + step.seq_len <= max_len_,
            "sequence longer than the position table");
   EmbeddingArgs a;
   a.tokens = tokens;
@@ -67,6 +67,7 @@ void EmbeddingLayer::forward(Kit& kit, ParamStore& p, const StepContext& step,
   a.rows = step.rows();
   a.seq_len = step.seq_len;
   a.d_model = d_model_;
+  a.first_position = first_position;
   a.dropout = mask(step);
   embedding_forward(kit.ex, a);
 }

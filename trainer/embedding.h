@@ -15,9 +15,10 @@ class EmbeddingLayer {
  public:
   EmbeddingLayer(ParamStore& store, const Config& cfg);
 
-  // x [rows, d_model] = embedding of tokens (device array [rows]).
-  void forward(Kit& kit, ParamStore& p, const StepContext& step, const int32_t* tokens,
-               float* x) const;
+  // x [rows, d_model] = embedding of tokens (device array [rows]), each sequence's first token at
+  // position first_position (cached generation embeds new tokens after a context).
+  void forward(Kit& kit, ParamStore& p, const StepContext& step, const int32_t* tokens, float* x,
+               int64_t first_position = 0) const;
   // The batch's rows grouped by token for backward() (uploads: done when the batch is staged).
   TokenGroups group_tokens(Kit& kit, const std::vector<int32_t>& host_tokens) const;
   // Parameter gradients += from dx [rows, d_model] (dx is modified: dropout is applied to it).

@@ -1,6 +1,7 @@
 #include "trainer/generate.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <numeric>
 
@@ -30,29 +31,78 @@ int32_t sample(std::vector<float> logits, const SamplingOptions& o, const RngStr
   return order[k - 1];
 }
 
+// The logits for the token after `tokens`, re-running the last T tokens at positions 0.., padded
+// on the right (future pads are masked out).
+std::vector<float> window_logits(ReformerModel& model, const std::vector<int32_t>& tokens,
+                                 int64_t T) {
+  const int64_t len = std::min<int64_t>(T, static_cast<int64_t>(tokens.size()));
+  TokenBatch window;
+  window.batch = 1;
+  window.seq_len = T;
+  window.inputs.assign(T, 0);
+  window.targets.assign(T, 0);
+  std::copy(tokens.end() - len, tokens.end(), window.inputs.begin());
+  StepContext step;
+  step.seed = static_cast<uint64_t>(model.config().train.seed);
+  step.step = kEvalStep;
+  step.seq_len = T;
+  step.training = false;
+  return model.next_token_logits(window, step, len - 1);
+}
+
+// The cached context: tokens[start ..] at positions 0.., the first cache.len of them in the cache.
+struct CachedContext {
+  GenerationCache cache;
+  size_t start = 0;
+  int64_t restarts = 0;
+
+  // The logits for the token after `tokens`, running only the positions the cache lacks.
+  std::vector<float> logits(ReformerModel& model, const std::vector<int32_t>& tokens,
+                            int64_t* positions) {
+    const int64_t T = cache.capacity;
+    if (static_cast<int64_t>(tokens.size() - start) > T) {
+      // Full: restart from the last half of the context (the prompt's first pass: its last T).
+      const int64_t keep = cache.len == 0 ? T : std::max<int64_t>(1, T / 2);
+      if (cache.len > 0) ++restarts;
+      start = tokens.size() - static_cast<size_t>(keep);
+      cache.clear();
+    }
+    const std::vector<int32_t> fresh(tokens.begin() + static_cast<int64_t>(start) + cache.len,
+                                     tokens.end());
+    *positions += static_cast<int64_t>(fresh.size());
+    return model.cached_next_token_logits(fresh, cache);
+  }
+};
+
 }  // namespace
 
 std::vector<int32_t> generate(ReformerModel& model, std::vector<int32_t> tokens,
-                              const SamplingOptions& o) {
+                              const SamplingOptions& o, GenerationStats* stats) {
   const int64_t T = o.context > 0 ? o.context : model.config().train.seq_len;
   if (tokens.empty()) tokens.push_back(0);
   const RngStream rng = make_rng_stream(o.seed, RngPurpose::kSampling, 0, 0, 0, 0);
+  GenerationStats local;
+  GenerationStats& st = stats ? *stats : local;
+  st = GenerationStats{};
+  st.cached = o.cache && model.supports_cached_generation();
+  const auto started = std::chrono::steady_clock::now();
+  CachedContext context;
+  if (st.cached) context.cache = model.make_generation_cache(T);
   for (int64_t n = 0; n < o.tokens; ++n) {
-    // The last T tokens at positions 0.., padded on the right (future pads are masked out).
-    const int64_t len = std::min<int64_t>(T, static_cast<int64_t>(tokens.size()));
-    TokenBatch window;
-    window.batch = 1;
-    window.seq_len = T;
-    window.inputs.assign(T, 0);
-    window.targets.assign(T, 0);
-    std::copy(tokens.end() - len, tokens.end(), window.inputs.begin());
-    StepContext step;
-    step.seed = static_cast<uint64_t>(model.config().train.seed);
-    step.step = kEvalStep;
-    step.seq_len = T;
-    step.training = false;
-    tokens.push_back(sample(model.next_token_logits(window, step, len - 1), o, rng, n));
+    std::vector<float> logits;
+    if (st.cached) {
+      logits = context.logits(model, tokens, &st.model_positions);
+    } else {
+      logits = window_logits(model, tokens, T);
+      st.model_positions += T;
+    }
+    tokens.push_back(sample(std::move(logits), o, rng, n));
+    if (n == 0)
+      st.prompt_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   }
+  st.restarts = context.restarts;
+  st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return tokens;
 }
 

@@ -1,6 +1,14 @@
-// Sampling from a trained model: each new token re-runs the model on the last seq_len tokens
-// (there is no incremental LSH cache yet) and samples the next token with temperature and top-k,
-// using Philox keyed by the seed and the token index, so a sample is reproducible.
+// Sampling from a trained model: temperature and top-k, with Philox keyed by the seed and the
+// token index, so a sample is reproducible.
+//
+// Each prediction sees a context of at most `context` tokens (train.seq_len by default). With the
+// key/value cache (every layer dense or local attention; trainer/generation_cache.h) a new token
+// costs its own attention window: the context's keys and values are kept per layer, and only the
+// new token runs through the model. Greedy decoding with the cache produces the tokens decoding
+// without it produces while the text fits the context; past it, the cached context restarts from
+// its last half (recomputed once), so each prediction sees between half the context and all of
+// it, where the uncached path slides a full window. LSH layers have no exact cache (a new key
+// moves the chunk boundaries of the sorted order): models with them re-run the window per token.
 #pragma once
 
 #include <vector>
@@ -15,10 +23,19 @@ struct SamplingOptions {
   double temperature = 1.0;  // 0 = greedy
   int64_t top_k = 0;         // 0 = the whole vocabulary
   uint64_t seed = 1;
+  bool cache = true;  // the key/value cache, where the model has one
+};
+
+struct GenerationStats {
+  bool cached = false;          // whether the key/value cache ran
+  int64_t restarts = 0;         // times the cached context restarted from its last half
+  double seconds = 0.0;         // sampling time, prompt included
+  double prompt_seconds = 0.0;  // of which the first token's (the prompt's pass)
+  int64_t model_positions = 0;  // positions run through the model (the cost)
 };
 
 // The prompt followed by `options.tokens` sampled tokens.
 std::vector<int32_t> generate(ReformerModel& model, std::vector<int32_t> prompt,
-                              const SamplingOptions& options);
+                              const SamplingOptions& options, GenerationStats* stats = nullptr);
 
 }  // namespace rf

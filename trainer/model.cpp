@@ -121,6 +121,38 @@ BatchStats ReformerModel::forward_pass(const TokenBatch& batch, const StepContex
   return summarize(head_.results(kit, staged.rows()), batch.targets);
 }
 
+GenerationCache ReformerModel::make_generation_cache(int64_t capacity) {
+  Kit kit{ex_, ws_};
+  params_.refresh_bf16_weights(ex_);
+  GenerationCache cache;
+  stack_.prepare_cache(kit, params_, capacity, cache);
+  return cache;
+}
+
+std::vector<float> ReformerModel::cached_next_token_logits(const std::vector<int32_t>& tokens,
+                                                           GenerationCache& cache) {
+  const int64_t rows = static_cast<int64_t>(tokens.size()), D = cfg_.model.d_model;
+  RF_CHECK(rows >= 1 && cache.len + rows <= cache.capacity);
+  TokenBatch batch;
+  batch.batch = 1;
+  batch.seq_len = rows;
+  batch.inputs = tokens;
+  batch.targets.assign(tokens.size(), 0);
+  StepContext step;
+  step.seed = static_cast<uint64_t>(cfg_.train.seed);
+  step.step = kEvalStep;
+  step.seq_len = rows;
+  step.training = false;
+  const StepContext staged = stage(batch, step);
+  float* x1 = ws_.floats("model.x1", rows * D);
+  float* x2 = ws_.floats("model.x2", rows * D);
+  Kit kit{ex_, ws_};
+  embedding_.forward(kit, params_, staged, ws_.ints("model.inputs", rows), x1, cache.len);
+  ex_.copy(x2, x1, rows * D * sizeof(float));
+  stack_.forward_cached(kit, params_, x1, x2, rows, cache);
+  return head_.logits(kit, params_, x1, x2, rows - 1);
+}
+
 std::vector<float> ReformerModel::next_token_logits(const TokenBatch& sequence,
                                                     const StepContext& step, int64_t position) {
   RF_CHECK(sequence.batch == 1 && position >= 0 && position < sequence.seq_len);

@@ -71,6 +71,15 @@ class ReformerModel {
   std::vector<float> next_token_logits(const TokenBatch& sequence, const StepContext& step,
                                        int64_t position);
 
+  // Cached generation (every layer dense or local; trainer/generation_cache.h): a cache for a
+  // context of up to `capacity` positions, and the logits of the last of `tokens`, the context's
+  // next positions (cache.len ..), which the cache then holds. The same logits as
+  // next_token_logits over the whole context, at the cost of the new positions only.
+  bool supports_cached_generation() const { return stack_.supports_cached_generation(); }
+  GenerationCache make_generation_cache(int64_t capacity);
+  std::vector<float> cached_next_token_logits(const std::vector<int32_t>& tokens,
+                                              GenerationCache& cache);
+
   // LSH hash rounds used from now on (the paper evaluates with more rounds than it trains with).
   void set_n_hashes(int64_t n_hashes) {
     RF_CHECK(n_hashes >= 1 && n_hashes <= kMaxHashRounds);

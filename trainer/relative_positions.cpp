@@ -10,12 +10,12 @@
 namespace rf {
 namespace {
 
-RelativeScoresArgs scores_args(const StepContext& step, int64_t heads, int64_t d,
+RelativeScoresArgs scores_args(int64_t batch, int64_t seq_len, int64_t heads, int64_t d,
                                int64_t distances) {
   RelativeScoresArgs a;
-  a.batch = step.batch;
+  a.batch = batch;
   a.heads = heads;
-  a.seq_len = step.seq_len;
+  a.seq_len = seq_len;
   a.d = d;
   a.distances = distances;
   a.scale = 1.0f / std::sqrt(static_cast<float>(d));  // as the content term's keys
@@ -38,28 +38,46 @@ RelativePositionTerm::RelativePositionTerm(ParamStore& store, const Config& cfg,
   v_ = store.add(prefix + ".r_r_bias", {hd}, {InitKind::kNormal, 0.02f}, false);
 }
 
-RelativePositionTerm::Prepared RelativePositionTerm::forward(Kit& kit, ParamStore& p,
-                                                             const StepContext& step,
-                                                             const float* q,
-                                                             int64_t distances) const {
-  const int64_t hd = n_heads_ * d_head_, rows = step.rows();
+void RelativePositionTerm::project_distances(Kit& kit, ParamStore& p, int64_t distances,
+                                             float* r) const {
   float* table = kit.ws.floats("rel.table", distances * d_model_);
-  float* r = kit.ws.floats("rel.r", distances * hd);
-  float* qu = kit.ws.floats("rel.qu", rows * hd);
-  float* qv = kit.ws.floats("rel.qv", rows * hd);
-  float* scores = kit.ws.floats("rel.scores", step.batch * n_heads_ * step.seq_len * distances);
   relative_sinusoids(kit.ex, table, distances, d_model_, clamp_len_);
   linear_forward(kit.ex, matrix(table, distances, d_model_), p.weight(w_r_),
-                 matrix(r, distances, hd));
+                 matrix(r, distances, n_heads_ * d_head_));
+}
+
+RelativePositionTerm::Prepared RelativePositionTerm::queries_and_scores(
+    Kit& kit, ParamStore& p, int64_t batch, int64_t seq_len, const float* q, const float* r,
+    int64_t distances) const {
+  const int64_t hd = n_heads_ * d_head_, rows = batch * seq_len;
+  float* qu = kit.ws.floats("rel.qu", rows * hd);
+  float* qv = kit.ws.floats("rel.qv", rows * hd);
+  float* scores = kit.ws.floats("rel.scores", rows * n_heads_ * distances);
   kit.ex.copy(qu, q, static_cast<size_t>(rows * hd) * sizeof(float));
   add_row_bias(kit.ex, qu, p.param(u_), rows, hd);
   kit.ex.copy(qv, q, static_cast<size_t>(rows * hd) * sizeof(float));
   add_row_bias(kit.ex, qv, p.param(v_), rows, hd);
-  RelativeScoresArgs a = scores_args(step, n_heads_, d_head_, distances);
+  RelativeScoresArgs a = scores_args(batch, seq_len, n_heads_, d_head_, distances);
   a.qv = qv;
   a.r = r;
   relative_scores(kit.ex, a, scores);
   return {qu, scores, distances};
+}
+
+RelativePositionTerm::Prepared RelativePositionTerm::forward(Kit& kit, ParamStore& p,
+                                                             const StepContext& step,
+                                                             const float* q,
+                                                             int64_t distances) const {
+  float* r = kit.ws.floats("rel.r", distances * n_heads_ * d_head_);
+  project_distances(kit, p, distances, r);
+  return queries_and_scores(kit, p, step.batch, step.seq_len, q, r, distances);
+}
+
+RelativePositionTerm::Prepared RelativePositionTerm::forward_cached(Kit& kit, ParamStore& p,
+                                                                    int64_t rows, const float* q,
+                                                                    const float* r,
+                                                                    int64_t distances) const {
+  return queries_and_scores(kit, p, 1, rows, q, r, distances);
 }
 
 float* RelativePositionTerm::score_gradient_buffer(Kit& kit, const StepContext& step,
@@ -71,7 +89,7 @@ void RelativePositionTerm::backward(Kit& kit, ParamStore& p, const StepContext& 
                                     const float* dscores, int64_t distances) const {
   const int64_t hd = n_heads_ * d_head_, rows = step.rows();
   const float* table = kit.ws.floats("rel.table", distances * d_model_);
-  RelativeScoresArgs a = scores_args(step, n_heads_, d_head_, distances);
+  RelativeScoresArgs a = scores_args(step.batch, step.seq_len, n_heads_, d_head_, distances);
   a.qv = kit.ws.floats("rel.qv", rows * hd);
   a.r = kit.ws.floats("rel.r", distances * hd);
   float* dqv = kit.ws.floats("rel.dqv", rows * hd);

@@ -133,6 +133,45 @@ void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, 
   }
 }
 
+bool ReversibleStack::supports_cached_generation() const {
+  return std::none_of(layers_.begin(), layers_.end(), [](const Layer& layer) {
+    return layer.attention->kind() == AttentionKind::kLsh;
+  });
+}
+
+void ReversibleStack::prepare_cache(Kit& kit, ParamStore& p, int64_t capacity,
+                                    GenerationCache& cache) const {
+  RF_CHECK(supports_cached_generation() && capacity >= 1);
+  cache.capacity = capacity;
+  cache.len = 0;
+  cache.layers.resize(layers_.size());
+  for (size_t i = 0; i < layers_.size(); ++i)
+    layers_[i].attention->prepare_cache(kit, p, capacity, cache.layers[i]);
+}
+
+void ReversibleStack::forward_cached(Kit& kit, ParamStore& p, float* x1, float* x2, int64_t rows,
+                                     GenerationCache& cache) {
+  RF_CHECK(cache.layers.size() == layers_.size() && cache.len + rows <= cache.capacity,
+           "generation cache of ", cache.capacity, " positions cannot take ", rows, " more after ",
+           cache.len);
+  const int64_t D = d_model_;
+  StepContext step;  // evaluation: no dropout; the feed-forward's chunks over the new rows
+  step.step = kEvalStep;
+  step.training = false;
+  step.batch = 1;
+  step.seq_len = rows;
+  const ProductOperand xn = product_operand(kit.ex, kit.ws, "stack.xn", "stack.xn16", rows * D);
+  for (int64_t i = 0; i < n_layers(); ++i) {
+    Layer& layer = layers_[i];
+    if (on_forward_inputs) on_forward_inputs(i, x1, x2);
+    // y1 = x1 + F(x2), F over the cached positions and these; y2 = x2 + G(y1)
+    layer.attention_norm.forward(kit, p, x2, xn, rows);
+    layer.attention->forward_cached(kit, p, xn.view(rows, D), cache.layers[i], cache.len, x1);
+    layer.feed_forward->forward_add(kit, p, step, x1, x2, 1.0f);
+  }
+  cache.len += rows;
+}
+
 StepContext ReversibleStack::joined_context(const StepContext& step,
                                             const SegmentMemory& memory) const {
   StepContext joined = step;

@@ -41,7 +41,7 @@ inline void adamw_update_range(const AdamWUpdate& op, int64_t begin, int64_t end
 
 // EmbedForward for row `row` (its d_model elements).
 inline void embed_forward_row(const EmbedForward& op, int64_t row) {
-  const int64_t D = op.d_model, t = row % op.seq_len;
+  const int64_t D = op.d_model, t = op.first_position + row % op.seq_len;
   const float* __restrict token = op.table + static_cast<int64_t>(op.tokens[row]) * D;
   float* __restrict out = op.out + row * D;
   const PositionTable& pos = op.positions;

@@ -27,18 +27,20 @@ struct PositionTable {
   }
 };
 
-// out[row, c] = dropout(table[tokens[row], c] + position(row % seq_len, c)). Index = element.
+// out[row, c] = dropout(table[tokens[row], c] + position(first_position + row % seq_len, c)).
+// Index = element.
 struct EmbedForward {
   const int32_t* tokens;  // [rows]
   const float* table;     // [vocab, d_model]
   PositionTable positions;
   float* out;  // [rows, d_model]
   int64_t seq_len, d_model;
+  int64_t first_position;  // of each sequence's first row (cached generation: its new tokens)
   DropoutMask mask;
   RF_HD void operator()(int64_t i) const {
     const int64_t row = i / d_model, c = i % d_model;
     const float v = table[static_cast<int64_t>(tokens[row]) * d_model + c] +
-                    positions.at(row % seq_len, c, d_model);
+                    positions.at(first_position + row % seq_len, c, d_model);
     out[i] = v * mask.scale(row, c);
   }
 };

@@ -2,10 +2,13 @@
 // the bucket sort, and the attention forward (output) and backward (the gradients of q, k and v,
 // which run the forward, combine, query-gradient, key-gradient and ungather passes) over LSH,
 // local and dense attention, with and without dropout, at sizes that are not multiples of the
-// 64-slot tiles or the 16-float vectors.
+// 64-slot tiles or the 16-float vectors; and the attention of new positions over a key/value cache
+// (cached generation).
+#include <algorithm>
 #include <cmath>
 #include <functional>
 
+#include "kernels/cached_attention.h"
 #include "kernels/chunked_attention.h"
 #include "kernels/lsh_buckets.h"
 #include "kernels/selftest/op_checks.h"
@@ -197,6 +200,46 @@ void check_attention(Checker& checker, const AttentionShape& s, uint32_t seed,
                   reduced_precision_tolerances(checker, in, grads, backward, precision));
 }
 
+// Attention of `queries` new positions from `first` over a cache of first + queries positions:
+// dense (chunk 0) or local, with relative scores and a distance limit where given.
+struct CachedShape {
+  int64_t heads, d, first, queries, chunk, rel_len, max_distance;
+};
+
+void check_cached_attention(Checker& checker, const CachedShape& s, uint32_t seed) {
+  const int64_t positions = s.first + s.queries, ld = s.heads * s.d;
+  HostTensors in;
+  in.floats["q"] = random_floats(s.queries * ld, seed);
+  in.floats["k"] = random_floats(positions * ld, seed + 1);
+  in.floats["v"] = random_floats(positions * ld, seed + 2);
+  in.floats["rel"] = random_floats(s.heads * s.queries * std::max<int64_t>(1, s.rel_len), seed + 3);
+  in.floats["out"] = std::vector<float>(s.queries * ld, 0.0f);
+  const std::string shape = std::string(s.chunk > 0 ? "local" : "dense") + " " +
+                            shape_text({s.heads, s.first, s.queries, s.d}) + " chunk " +
+                            std::to_string(s.chunk) + " rel " + std::to_string(s.rel_len) +
+                            " max " + std::to_string(s.max_distance);
+  checker.compare("cached attention", shape, in, {"out"},
+                  [=](Executor& ex, Workspace&, DeviceTensors& t) {
+                    CachedAttentionParams p;
+                    p.q = t.f("q");
+                    p.k = t.f("k");
+                    p.v = t.f("v");
+                    p.ld = ld;
+                    p.heads = s.heads;
+                    p.d = s.d;
+                    p.first = s.first;
+                    p.queries = s.queries;
+                    p.chunk = s.chunk;
+                    p.key_scale = 1.0f / std::sqrt(static_cast<float>(s.d));
+                    p.rel_scores = s.rel_len > 0 ? t.f("rel") : nullptr;
+                    p.rel_len = s.rel_len;
+                    p.max_distance = s.max_distance;
+                    p.out = t.f("out");
+                    p.ldo = ld;
+                    cached_attention_forward(ex, p);
+                  });
+}
+
 }  // namespace
 
 void check_lsh_ops(Checker& checker, const SweepOptions& options) {
@@ -231,6 +274,13 @@ void check_attention_ops(Checker& checker, const SweepOptions& options) {
   }
   uint32_t seed = 4000;
   for (const AttentionShape& s : shapes) check_attention(checker, s, seed += 10, options.precision);
+  // Cached generation: one new token over a long cache, and a prompt's positions at once.
+  std::vector<CachedShape> cached = {{4, 64, 1000, 1, 0, 1001, -1}, {2, 32, 64, 40, 32, 64, -1}};
+  if (!options.quick) {
+    cached.push_back({3, 24, 300, 5, 0, 120, 200});
+    cached.push_back({1, 128, 0, 70, 0, 0, -1});
+  }
+  for (const CachedShape& s : cached) check_cached_attention(checker, s, seed += 10);
 }
 
 void check_all_ops(Checker& checker, const SweepOptions& options) {

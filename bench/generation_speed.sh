@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Generation speed with and without the key/value cache (`reformer generate` against
+# `reformer generate --no-cache`) at a long context: the configs/transformer_xl_char.yaml model
+# (4 dense layers with relative positions, d_model 128) with a window of CONTEXT bytes (default
+# 2048), trained for 2 steps so that a checkpoint exists, then asked for TOKENS (default 64)
+# greedy bytes after a prompt that fills the rest of the window. Both runs must print the same
+# text (greedy tokens are the same while the text fits the window); one JSON line per run goes to
+# bench/results/generation.jsonl with tokens/s after the first token (whose time, the prompt's
+# pass, is prompt_s) and this run's OpenBLAS kernel and SGEMM rate, and the ratio is printed.
+#   bench/generation_speed.sh [CONTEXT] [TOKENS]
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${RF_BUILD_DIR:-$root/build}"
+context="${1:-2048}"
+tokens="${2:-64}"
+[ "$tokens" -lt "$context" ] || { echo "generation_speed: TOKENS must be below CONTEXT" >&2; exit 1; }
+[ -x "$build/reformer" ] || "$root/launch/build.sh"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+out="$root/bench/results"
+mkdir -p "$out"
+
+echo "generation_speed: training 2 steps of a $context-byte window (a checkpoint to sample from)"
+"$build/reformer" train --config "$root/configs/transformer_xl_char.yaml" \
+  --set data.format=synthetic --set data.synthetic=duplication --set model.memory_len=0 \
+  --set train.seq_len="$context" --set train.batch_size=1 --set train.steps=2 \
+  --set train.eval_every=0 --set train.checkpoint_every=2 --set train.out_dir="$work/run" \
+  --no-report > "$work/train.log" 2>&1 || { cat "$work/train.log" >&2; exit 1; }
+
+# The machine, as step_bench measures it in this run: OpenBLAS's kernel and SGEMM rate.
+machine=$("$build/bench/step_bench" --config "$root/configs/transformer_xl_char.yaml" --steps 1 \
+  --set model.memory_len=0 --set data.format=synthetic --set data.synthetic=duplication \
+  --set train.batch_size=1 2> /dev/null | python3 -c "import json, sys
+d = json.loads(sys.stdin.read().strip().splitlines()[-1])
+print('\"openblas_kernel\": \"%s\", \"openblas_sgemm_gflops\": %.0f' % (d['openblas_kernel'], d['openblas_sgemm_gflops']))")
+
+# A prompt of printable bytes that leaves room for the sample in the window.
+prompt="$(python3 -c "print(('It is a truth universally acknowledged, that a single man ' * 999)[:$((context - tokens - 1))])")"
+run() {  # run <label> [--no-cache]; prints the sample to $work/<label>.txt
+  local label="$1"; shift
+  "$build/reformer" generate --checkpoint "$work/run" --prompt "$prompt" --tokens "$tokens" \
+    --temperature 0 "$@" > "$work/$label.txt" 2> "$work/$label.err" || { cat "$work/$label.err" >&2; exit 1; }
+  local rate prompt_s
+  rate=$(sed -n "s/.*then \([0-9.]*\) tokens\/s.*/\1/p" "$work/$label.err")
+  prompt_s=$(sed -n "s/.*first token \([0-9.]*\) s.*/\1/p" "$work/$label.err")
+  echo "{\"bench\": \"generation\", \"cache\": \"$label\", \"context\": $context, \"tokens\": $tokens, \"tokens_per_s\": $rate, \"prompt_s\": $prompt_s, $machine, \"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')\"}" |
+    tee -a "$out/generation.jsonl"
+  echo "$rate" > "$work/$label.rate"
+}
+run cached
+run uncached --no-cache
+cmp -s "$work/cached.txt" "$work/uncached.txt" ||
+  { echo "generation_speed: the cached and uncached samples differ" >&2; exit 1; }
+echo "generation_speed: the same $tokens greedy bytes; cached / uncached tokens/s = $(python3 -c "print(round($(cat "$work/cached.rate") / $(cat "$work/uncached.rate"), 1))")x"

@@ -1,0 +1,272 @@
+// Cached generation: the attention of new positions over a key/value cache against the fused
+// chunked attention over the whole sequence (dense, local, relative terms, distance limit); the
+// model's cached logits against re-running the window, position by position, for each attention
+// and position kind; greedy generation with the cache against generation without it, token for
+// token; the context's restart past the window; LSH models falling back to the window.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "kernels/cached_attention.h"
+#include "kernels/chunked_attention.h"
+#include "tests/model_fixture.h"
+#include "trainer/generate.h"
+
+namespace rf {
+namespace {
+
+using test::cpu;
+
+struct AttentionCase {
+  int64_t heads = 2, T = 48, d = 8, chunk = 0, rel_len = 0, max_distance = -1;
+  int64_t first = 0, queries = 1;  // the new positions
+  std::string name() const {
+    return "chunk" + std::to_string(chunk) + " rel" + std::to_string(rel_len) + " max" +
+           std::to_string(max_distance) + " first" + std::to_string(first) + " queries" +
+           std::to_string(queries);
+  }
+};
+
+// The new positions' rows of chunked_attention_forward over the whole sequence, and of
+// cached_attention_forward with the cache holding that sequence's keys and values.
+void expect_cached_equals_chunked(const AttentionCase& c) {
+  SCOPED_TRACE(c.name());
+  const int64_t ld = c.heads * c.d;
+  const std::vector<float> q = test::random_vector(c.T * ld, 3);
+  const std::vector<float> k = test::random_vector(c.T * ld, 4);
+  const std::vector<float> v = test::random_vector(c.T * ld, 5);
+  const std::vector<float> rel =
+      test::random_vector(c.heads * c.T * std::max<int64_t>(1, c.rel_len), 6);
+  const DeviceBuffer<float> dq = test::to_device(q), dk = test::to_device(k),
+                            dv = test::to_device(v), drel = test::to_device(rel);
+  ChunkedAttentionArgs a;
+  a.q = dq.data();
+  a.k = dk.data();
+  a.v = dv.data();
+  a.ld = ld;
+  a.heads = c.heads;
+  a.seq_len = c.T;
+  a.d = c.d;
+  a.chunk = c.chunk > 0 ? c.chunk : c.T;
+  a.lookback = c.chunk > 0 ? 1 : 0;
+  a.key_scale = 1.0f / std::sqrt(static_cast<float>(c.d));
+  if (c.rel_len > 0) {
+    a.rel_scores = drel.data();
+    a.rel_len = c.rel_len;
+  }
+  a.max_distance = c.max_distance;
+  DeviceBuffer<float> whole(cpu(), c.T * ld);
+  Workspace ws(cpu());
+  chunked_attention_forward(cpu(), ws, a, whole.data(), ld);
+
+  // The cache's queries and relative scores are the new rows' only.
+  std::vector<float> new_q(q.begin() + c.first * ld, q.begin() + (c.first + c.queries) * ld);
+  std::vector<float> new_rel;
+  for (int64_t h = 0; h < c.heads; ++h)
+    for (int64_t r = 0; r < c.queries; ++r)
+      for (int64_t dist = 0; dist < c.rel_len; ++dist)
+        new_rel.push_back(rel[(h * c.T + c.first + r) * c.rel_len + dist]);
+  const DeviceBuffer<float> cq = test::to_device(new_q);
+  const DeviceBuffer<float> crel =
+      test::to_device(new_rel.empty() ? std::vector<float>(1) : new_rel);
+  DeviceBuffer<float> out(cpu(), c.queries * ld);
+  CachedAttentionParams p;
+  p.q = cq.data();
+  p.k = dk.data();
+  p.v = dv.data();
+  p.ld = ld;
+  p.heads = c.heads;
+  p.d = c.d;
+  p.first = c.first;
+  p.queries = c.queries;
+  p.chunk = c.chunk;
+  p.key_scale = a.key_scale;
+  if (c.rel_len > 0) {
+    p.rel_scores = crel.data();
+    p.rel_len = c.rel_len;
+  }
+  p.max_distance = c.max_distance;
+  p.out = out.data();
+  p.ldo = ld;
+  cached_attention_forward(cpu(), p);
+
+  const std::vector<float> all = whole.download();
+  const std::vector<float> expected(all.begin() + c.first * ld,
+                                    all.begin() + (c.first + c.queries) * ld);
+  EXPECT_LT(test::max_abs_diff(out.download(), expected), 2e-6f);
+}
+
+TEST(CachedAttention, EqualsChunkedAttentionOverTheWholeSequence) {
+  for (int64_t chunk : {0, 8}) {           // dense, local
+    for (int64_t rel_len : {0, 16, 48}) {  // none, fewer distances than the window, all
+      for (int64_t max_distance : {-1, 5}) {
+        for (auto [first, queries] :
+             {std::pair<int64_t, int64_t>{0, 48}, {47, 1}, {20, 7}, {8, 1}}) {
+          AttentionCase c;
+          c.chunk = chunk;
+          c.rel_len = rel_len;
+          c.max_distance = max_distance;
+          c.first = first;
+          c.queries = queries;
+          expect_cached_equals_chunked(c);
+        }
+      }
+    }
+  }
+}
+
+void randomize(ReformerModel& m, uint32_t seed) {
+  const std::vector<float> p = test::random_vector(m.params().size(), seed, 0.3f);
+  cpu().upload(m.params().params(), p.data(), p.size() * sizeof(float));
+}
+
+std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::vector<int32_t> t;
+  for (int64_t i = 0; i < n; ++i) t.push_back(static_cast<int32_t>(gen() % vocab));
+  return t;
+}
+
+// The logits for the token after `tokens` from the uncached window (as generate() without cache).
+std::vector<float> window_logits(ReformerModel& m, const std::vector<int32_t>& tokens) {
+  const int64_t T = m.config().train.seq_len;
+  TokenBatch window;
+  window.batch = 1;
+  window.seq_len = T;
+  window.inputs.assign(T, 0);
+  window.targets.assign(T, 0);
+  const int64_t len = std::min<int64_t>(T, static_cast<int64_t>(tokens.size()));
+  std::copy(tokens.end() - len, tokens.end(), window.inputs.begin());
+  StepContext step;
+  step.seed = static_cast<uint64_t>(m.config().train.seed);
+  step.step = kEvalStep;
+  step.seq_len = T;
+  step.training = false;
+  return m.next_token_logits(window, step, len - 1);
+}
+
+// Models with a cache: every layer dense or local, each position kind.
+std::vector<std::vector<std::string>> cached_models() {
+  return {{"model.attention=[dense, dense]", "model.position=learned"},
+          {"model.attention=[dense, dense]", "model.position=relative"},
+          {"model.attention=[local, local]", "model.position=axial"},
+          {"model.attention=[dense, local]", "model.position=relative", "model.clamp_len=6"},
+          {"model.attention=[local, dense]", "model.position=none"}};
+}
+
+std::string describe(const std::vector<std::string>& overrides) {
+  std::string s;
+  for (const std::string& o : overrides) s += o + " ";
+  return s;
+}
+
+// Each kernel variant of the CPU executor: its tuned loops and the reference functors the GPU
+// also runs (the embedding's position offset, the cached attention row). Prompts of 5 and 16
+// positions: a context's first pass runs the fused attention where its length allows (dense, or
+// whole local chunks), the row per query otherwise.
+TEST(CachedGeneration, LogitsEqualTheWindowsAtEveryPosition) {
+  for (KernelVariant variant : {KernelVariant::kTuned, KernelVariant::kPlain}) {
+    for (int64_t prompt : {5, 16}) {
+      for (const std::vector<std::string>& o : cached_models()) {
+        SCOPED_TRACE(describe(o) + (variant == KernelVariant::kPlain ? "plain kernels" : "tuned") +
+                     " prompt " + std::to_string(prompt));
+        cpu().set_kernel_variant(variant);
+        ReformerModel m(test::tiny_config(o), cpu());
+        ASSERT_TRUE(m.supports_cached_generation());
+        randomize(m, 21);
+        const int64_t T = m.config().train.seq_len;
+        const std::vector<int32_t> text = random_tokens(T, m.config().model.vocab_size, 4);
+        GenerationCache cache = m.make_generation_cache(T);
+        // The prompt at once, then one position at a time.
+        std::vector<int32_t> fed(text.begin(), text.begin() + prompt);
+        float worst = 0.0f;
+        std::vector<float> cached = m.cached_next_token_logits(fed, cache);
+        for (int64_t n = prompt;; ++n) {
+          const std::vector<float> expected = window_logits(m, fed);
+          ASSERT_EQ(cached.size(), expected.size());
+          worst = std::max(worst, test::max_abs_diff(cached, expected));
+          if (n == T) break;
+          fed.push_back(text[n]);
+          cached = m.cached_next_token_logits({text[n]}, cache);
+        }
+        EXPECT_EQ(cache.len, T);
+        EXPECT_LT(worst, 1e-4f);
+        EXPECT_THROW(m.cached_next_token_logits({0}, cache), Error);  // the cache is full
+        cpu().set_kernel_variant(KernelVariant::kTuned);
+      }
+    }
+  }
+}
+
+TEST(CachedGeneration, GreedyTokensEqualGenerationWithoutTheCache) {
+  for (const std::vector<std::string>& o : cached_models()) {
+    SCOPED_TRACE(describe(o));
+    ReformerModel m(test::tiny_config(o), cpu());
+    randomize(m, 33);
+    const int64_t T = m.config().train.seq_len;
+    SamplingOptions greedy;
+    greedy.temperature = 0.0;
+    greedy.tokens = T - 3;  // the prompt and the sample fill the window
+    const std::vector<int32_t> prompt = {1, 2, 3};
+    GenerationStats with, without;
+    const std::vector<int32_t> cached = generate(m, prompt, greedy, &with);
+    greedy.cache = false;
+    const std::vector<int32_t> uncached = generate(m, prompt, greedy, &without);
+    EXPECT_EQ(cached, uncached);
+    EXPECT_TRUE(with.cached);
+    EXPECT_FALSE(without.cached);
+    // The cost: the prompt once and each new token once, against a window per token.
+    EXPECT_EQ(with.model_positions, 3 + greedy.tokens - 1);
+    EXPECT_EQ(without.model_positions, greedy.tokens * T);
+    // Sampling draws the same numbers from the same logits.
+    greedy.temperature = 0.8;
+    greedy.cache = true;
+    const std::vector<int32_t> sampled = generate(m, prompt, greedy);
+    greedy.cache = false;
+    EXPECT_EQ(sampled, generate(m, prompt, greedy));
+  }
+}
+
+// Past the window the cached context restarts from its last half: the prediction after a restart
+// is the window's over those tokens, and the next ones extend that context.
+TEST(CachedGeneration, PastTheWindowTheContextRestartsFromItsLastHalf) {
+  ReformerModel m(test::tiny_config({"model.attention=[dense, local]", "model.position=relative"}),
+                  cpu());
+  randomize(m, 8);
+  const int64_t T = m.config().train.seq_len, half = T / 2;
+  SamplingOptions greedy;
+  greedy.temperature = 0.0;
+  greedy.tokens = T + 4;
+  GenerationStats stats;
+  const std::vector<int32_t> out = generate(m, {5}, greedy, &stats);
+  ASSERT_EQ(static_cast<int64_t>(out.size()), T + 5);
+  EXPECT_EQ(stats.restarts, 1);
+  auto argmax = [](const std::vector<float>& l) {
+    return static_cast<int32_t>(std::max_element(l.begin(), l.end()) - l.begin());
+  };
+  // Token T + 1 is predicted from tokens [T + 1 - half, T + 1), T + 2 from one more, ...
+  for (int64_t next = T + 1; next < T + 5; ++next) {
+    const std::vector<int32_t> context(out.begin() + (T + 1 - half), out.begin() + next);
+    EXPECT_EQ(out[next], argmax(window_logits(m, context))) << "token " << next;
+  }
+  EXPECT_EQ(stats.model_positions, T + half + 3);
+}
+
+TEST(CachedGeneration, ModelsWithLshLayersReRunTheWindow) {
+  ReformerModel m(test::tiny_config({"model.dropout=0", "model.attention_dropout=0"}), cpu());
+  EXPECT_FALSE(m.supports_cached_generation());  // [lsh, local]
+  EXPECT_THROW(m.make_generation_cache(8), Error);
+  SamplingOptions greedy;
+  greedy.temperature = 0.0;
+  greedy.tokens = 4;
+  GenerationStats stats;
+  const std::vector<int32_t> out = generate(m, {1, 2}, greedy, &stats);
+  EXPECT_EQ(out.size(), 6u);
+  EXPECT_FALSE(stats.cached);
+  EXPECT_EQ(stats.model_positions, 4 * m.config().train.seq_len);
+}
+
+}  // namespace
+}  // namespace rf
