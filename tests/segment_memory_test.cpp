@@ -104,6 +104,47 @@ TEST(SegmentMemory, AShorterMemorySeesLessOfThePast) {
             2e-5);
 }
 
+// Evaluation keeps the memory's keys and values (ReformerModel::forward_cached) rather than its
+// layer inputs (forward_with_memory): the same losses, segment after segment, with a memory
+// shorter than the stream (the cache drops its oldest positions and, every few segments, moves
+// the rest back to its first row), none, and same_length's distance limit.
+TEST(SegmentMemory, TheKeyValueCacheScoresWhatTheLayerInputMemoryScores) {
+  constexpr int64_t kStream = 7;  // segments
+  for (const std::string attention : {"[dense]", "[local, dense]"}) {
+    for (const char* same_length : {"false", "true"}) {
+      for (int64_t memory_len : {int64_t{0}, kSegment, 2 * kSegment + 8}) {
+        if (attention != "[dense]" && memory_len % 8 != 0) continue;
+        SCOPED_TRACE(attention + " same_length " + same_length + " memory " +
+                     std::to_string(memory_len));
+        const Config cfg = test::tiny_config(
+            {"model.attention=" + attention, "model.position=relative", "model.dropout=0.0",
+             "model.attention_dropout=0.0", "train.seq_len=" + std::to_string(kSegment),
+             "lsh.local_chunk=8", std::string("model.same_length=") + same_length});
+        ReformerModel m(cfg, cpu());
+        const std::vector<float> params = test::random_vector(m.params().size(), 5, 0.3f);
+        cpu().upload(m.params().params(), params.data(), params.size() * sizeof(float));
+        const std::vector<int32_t> tokens = stream(kStream * kSegment + 1, cfg.model.vocab_size);
+        SegmentMemory memory(memory_len);
+        GenerationCache cache = m.make_memory_cache(memory_len, kSegment);
+        double worst = 0.0;
+        bool moved = false;
+        for (int64_t s = 0; s < kStream; ++s) {
+          const TokenBatch segment = window(tokens, s * kSegment, kSegment);
+          const int64_t start_before = cache.start;
+          const std::vector<float> cached = m.forward_cached(segment, cache).row_loss;
+          moved |= cache.start < start_before;
+          const std::vector<float> held =
+              m.forward_with_memory(segment, eval_step(kSegment), memory).row_loss;
+          worst = std::max(worst, max_difference(cached, held, 0));
+          EXPECT_EQ(cache.len, std::min(memory_len, s * kSegment) + kSegment);
+        }
+        EXPECT_LT(worst, 2e-5);
+        EXPECT_EQ(moved, memory_len > 0);
+      }
+    }
+  }
+}
+
 // `reformer eval --memory-len`: a table row per memory length from a relative-position model;
 // absolute positions and LSH layers are one-line errors.
 TEST(SegmentMemory, EvalCommandPrintsATableAndRefusesWhatCannotTakeMemory) {

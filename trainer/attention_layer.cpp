@@ -172,43 +172,46 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
 }
 
 void AttentionLayer::prepare_cache(Kit& kit, ParamStore& p, int64_t capacity,
-                                   GenerationCache::Layer& cache) const {
+                                   GenerationCache::Layer& layer) const {
   RF_CHECK(kind_ != AttentionKind::kLsh, "LSH attention has no generation cache");
   const size_t size = static_cast<size_t>(capacity * n_heads_ * d_head_);
-  if (cache.keys.size() != size) {
-    cache.keys = DeviceBuffer<float>(kit.ex, size);
-    cache.values = DeviceBuffer<float>(kit.ex, size);
+  if (layer.keys.size() != size) {
+    layer.keys = DeviceBuffer<float>(kit.ex, size);
+    layer.values = DeviceBuffer<float>(kit.ex, size);
   }
   if (!relative_) return;
-  cache.rel_len = relative_distances(capacity);
-  cache.distances =
-      DeviceBuffer<float>(kit.ex, static_cast<size_t>(cache.rel_len) * n_heads_ * d_head_);
-  relative_->project_distances(kit, p, cache.rel_len, cache.distances.data());
+  layer.rel_len = relative_distances(capacity);
+  layer.distances =
+      DeviceBuffer<float>(kit.ex, static_cast<size_t>(layer.rel_len) * n_heads_ * d_head_);
+  relative_->project_distances(kit, p, layer.rel_len, layer.distances.data());
 }
 
 void AttentionLayer::forward_cached(Kit& kit, ParamStore& p, MatrixView xn,
-                                    GenerationCache::Layer& cache, int64_t first,
+                                    const GenerationCache& cache, GenerationCache::Layer& layer,
                                     float* out) const {
-  const int64_t rows = xn.rows, hd = n_heads_ * d_head_;
+  const int64_t rows = xn.rows, hd = n_heads_ * d_head_, first = cache.len;
   RF_CHECK(kind_ != AttentionKind::kLsh && xn.cols == d_model_);
-  RF_CHECK(first >= 0 && (first + rows) * hd <= static_cast<int64_t>(cache.keys.size()),
-           "positions ", first, "..", first + rows - 1, " beyond the generation cache");
+  RF_CHECK(cache.start + first + rows <= cache.capacity, "positions ", first, "..",
+           first + rows - 1, " beyond the generation cache");
+  // The context's rows of this layer's cache: position t is row t of these.
+  float* keys = layer.keys.data() + cache.start * hd;
+  float* values = layer.values.data() + cache.start * hd;
   float* q = kit.ws.floats("layer.q", rows * hd);
   const GemmOperandReuse reuse(kit.ex);  // (xn is read by every projection)
   linear_forward(kit.ex, xn, p.weight(w_q_), matrix(q, rows, hd));
-  linear_forward(kit.ex, xn, p.weight(w_k_), matrix(cache.keys.data() + first * hd, rows, hd));
-  linear_forward(kit.ex, xn, p.weight(w_v_), matrix(cache.values.data() + first * hd, rows, hd));
+  linear_forward(kit.ex, xn, p.weight(w_k_), matrix(keys + first * hd, rows, hd));
+  linear_forward(kit.ex, xn, p.weight(w_v_), matrix(values + first * hd, rows, hd));
   CachedAttentionParams a;
   a.q = q;
   if (relative_) {
     const RelativePositionTerm::Prepared rel =
-        relative_->forward_cached(kit, p, rows, q, cache.distances.data(), cache.rel_len);
+        relative_->forward_cached(kit, p, rows, q, layer.distances.data(), layer.rel_len);
     a.q = rel.queries;
     a.rel_scores = rel.scores;
     a.rel_len = rel.distances;
   }
-  a.k = cache.keys.data();
-  a.v = cache.values.data();
+  a.k = keys;
+  a.v = values;
   a.ld = hd;
   a.heads = n_heads_;
   a.d = d_head_;
@@ -216,6 +219,7 @@ void AttentionLayer::forward_cached(Kit& kit, ParamStore& p, MatrixView xn,
   a.queries = rows;
   a.chunk = kind_ == AttentionKind::kLocal ? local_chunk_ : 0;
   a.key_scale = 1.0f / std::sqrt(static_cast<float>(d_head_));
+  a.max_distance = cache.max_distance;
   a.out = kit.ws.floats("layer.heads", rows * hd);
   a.ldo = hd;
   if (first == 0 && (a.chunk == 0 || rows % a.chunk == 0)) {
@@ -234,6 +238,7 @@ void AttentionLayer::forward_cached(Kit& kit, ParamStore& p, MatrixView xn,
     whole.key_scale = a.key_scale;
     whole.rel_scores = a.rel_scores;
     whole.rel_len = a.rel_len;
+    whole.max_distance = a.max_distance;
     chunked_attention_forward(kit.ex, kit.ws, whole, a.out, hd);
   } else {
     cached_attention_forward(kit.ex, a);

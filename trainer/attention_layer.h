@@ -20,6 +20,7 @@ class AttentionLayer {
   AttentionLayer(ParamStore& store, const Config& cfg, int layer, const std::string& prefix);
 
   AttentionKind kind() const { return kind_; }
+  int64_t row_floats() const { return n_heads_ * d_head_; }  // of q, k, v and the heads' output
   // Hash rounds from now on (evaluation may use more than training; no parameter depends on it).
   void set_n_hashes(int64_t n_hashes) {
     if (kind_ == AttentionKind::kLsh) n_hashes_ = n_hashes;
@@ -40,15 +41,15 @@ class AttentionLayer {
   void backward(Kit& kit, ParamStore& p, const StepContext& step, MatrixView xn, const float* dout,
                 float* dxn, const int32_t* buckets, float* out, Write write) const;
 
-  // Cached generation (dense and local attention; LSH has no exact cache: every new key moves
-  // the chunk boundaries of the sorted order). prepare_cache() sizes `cache` for `capacity`
-  // positions; forward_cached() writes the keys and values of `rows` new positions starting at
-  // `first` (xn [rows, d_model], their normalised inputs) into it and adds their attention over
-  // positions 0 .. first + rows - 1 to out [rows, d_model].
+  // Cached generation and evaluation (dense and local attention; LSH has no exact cache: every
+  // new key moves the chunk boundaries of the sorted order). prepare_cache() sizes this layer's
+  // `layer` of a cache of `capacity` rows; forward_cached() writes the keys and values of
+  // xn.rows new positions (xn, their normalised inputs) at the context's positions cache.len ..
+  // into it, and adds their attention over the context's positions 0 .. to out [rows, d_model].
   void prepare_cache(Kit& kit, ParamStore& p, int64_t capacity,
-                     GenerationCache::Layer& cache) const;
-  void forward_cached(Kit& kit, ParamStore& p, MatrixView xn, GenerationCache::Layer& cache,
-                      int64_t first, float* out) const;
+                     GenerationCache::Layer& layer) const;
+  void forward_cached(Kit& kit, ParamStore& p, MatrixView xn, const GenerationCache& cache,
+                      GenerationCache::Layer& layer, float* out) const;
 
  private:
   // q (the shared qk for LSH), k (null for LSH) and v [rows, heads * d_head] of xn, in the

@@ -1,13 +1,21 @@
-// What cached generation keeps between tokens (ReformerModel::cached_logits): per layer the keys
-// and values of every position of the current context, so that a new token's attention reads
-// them instead of re-running the window, and with relative positions the projected distance
-// encodings W_R R_dist (weights only, computed once). Positions count from the context's start:
-// position p of the context is row p of each layer's cache.
+// What cached generation and cached evaluation keep between steps (ReformerModel::
+// cached_next_token_logits, forward_cached): per layer the keys and values of every position of
+// the current context, so that new positions' attention reads them instead of re-running the
+// window, and with relative positions the projected distance encodings W_R R_dist (weights only,
+// computed once). Positions count from the context's start: position p of the context is row
+// start + p of each layer's cache.
+//
+// Generation fills the cache up to its capacity (then restarts its context). Evaluation with a
+// memory of M positions (Transformer-XL's) keeps only the last M positions before each new
+// segment: the context's start moves forward, and when the next segment would not fit, the held
+// rows are copied back to row 0 (a capacity of 2M + segment makes that copy never overlap and
+// happen once every M positions or so).
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "base/error.h"
 #include "kernels/device_buffer.h"
 
 namespace rf {
@@ -19,12 +27,34 @@ struct GenerationCache {
     DeviceBuffer<float> distances;  // relative positions: [rel_len, heads * d_head]; else empty
     int64_t rel_len = 0;
   };
-  int64_t capacity = 0;  // positions the context may hold (the window the model was built for)
-  int64_t len = 0;       // positions held now
+  int64_t capacity = 0;       // rows of each layer's cache
+  int64_t start = 0;          // row of the context's position 0
+  int64_t len = 0;            // positions held now
+  int64_t memory_len = -1;    // positions kept before each new segment (-1: all)
+  int64_t max_distance = -1;  // keys further back are masked (same_length; -1: none)
+  int64_t row_floats = 0;     // heads * d_head
   std::vector<Layer> layers;
 
   // Starts a new context (the buffers stay).
-  void clear() { len = 0; }
+  void clear() { start = len = 0; }
+
+  // Before `rows` new positions: with a memory, drops all but the last memory_len positions, and
+  // moves the held rows to row 0 when the new ones would not fit after them.
+  void make_room(Executor& ex, int64_t rows) {
+    if (memory_len >= 0 && len > memory_len) {
+      start += len - memory_len;
+      len = memory_len;
+    }
+    if (start + len + rows <= capacity || start == 0) return;
+    RF_CHECK(start >= len, "overlapping copy in the generation cache");
+    const size_t bytes = static_cast<size_t>(len * row_floats) * sizeof(float);
+    for (Layer& layer : layers) {
+      if (len == 0) break;
+      ex.copy(layer.keys.data(), layer.keys.data() + start * row_floats, bytes);
+      ex.copy(layer.values.data(), layer.values.data() + start * row_floats, bytes);
+    }
+    start = 0;
+  }
 };
 
 }  // namespace rf

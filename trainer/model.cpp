@@ -129,28 +129,55 @@ GenerationCache ReformerModel::make_generation_cache(int64_t capacity) {
   return cache;
 }
 
-std::vector<float> ReformerModel::cached_next_token_logits(const std::vector<int32_t>& tokens,
-                                                           GenerationCache& cache) {
-  const int64_t rows = static_cast<int64_t>(tokens.size()), D = cfg_.model.d_model;
-  RF_CHECK(rows >= 1 && cache.len + rows <= cache.capacity);
-  TokenBatch batch;
-  batch.batch = 1;
-  batch.seq_len = rows;
-  batch.inputs = tokens;
-  batch.targets.assign(tokens.size(), 0);
+GenerationCache ReformerModel::make_memory_cache(int64_t memory_len, int64_t segment) {
+  RF_CHECK(memory_len >= 0 && segment >= 1);
+  GenerationCache cache = make_generation_cache(2 * memory_len + segment);
+  cache.memory_len = memory_len;
+  if (cfg_.model.same_length && memory_len > 0) cache.max_distance = memory_len - 1;
+  return cache;
+}
+
+void ReformerModel::cached_pass(const TokenBatch& batch, GenerationCache& cache, float** x1,
+                                float** x2) {
+  RF_CHECK(batch.batch == 1 && batch.seq_len >= 1);
+  const int64_t rows = batch.seq_len, D = cfg_.model.d_model;
   StepContext step;
   step.seed = static_cast<uint64_t>(cfg_.train.seed);
   step.step = kEvalStep;
   step.seq_len = rows;
   step.training = false;
   const StepContext staged = stage(batch, step);
-  float* x1 = ws_.floats("model.x1", rows * D);
-  float* x2 = ws_.floats("model.x2", rows * D);
+  cache.make_room(ex_, rows);  // (before the embedding, which places the rows after the context)
+  *x1 = ws_.floats("model.x1", rows * D);
+  *x2 = ws_.floats("model.x2", rows * D);
   Kit kit{ex_, ws_};
-  embedding_.forward(kit, params_, staged, ws_.ints("model.inputs", rows), x1, cache.len);
-  ex_.copy(x2, x1, rows * D * sizeof(float));
-  stack_.forward_cached(kit, params_, x1, x2, rows, cache);
+  embedding_.forward(kit, params_, staged, ws_.ints("model.inputs", rows), *x1, cache.len);
+  ex_.copy(*x2, *x1, rows * D * sizeof(float));
+  stack_.forward_cached(kit, params_, *x1, *x2, rows, cache);
+}
+
+std::vector<float> ReformerModel::cached_next_token_logits(const std::vector<int32_t>& tokens,
+                                                           GenerationCache& cache) {
+  const int64_t rows = static_cast<int64_t>(tokens.size());
+  RF_CHECK(rows >= 1 && cache.len + rows <= cache.capacity);
+  TokenBatch batch;
+  batch.batch = 1;
+  batch.seq_len = rows;
+  batch.inputs = tokens;
+  batch.targets.assign(tokens.size(), 0);
+  float *x1, *x2;
+  cached_pass(batch, cache, &x1, &x2);
+  Kit kit{ex_, ws_};
   return head_.logits(kit, params_, x1, x2, rows - 1);
+}
+
+BatchStats ReformerModel::forward_cached(const TokenBatch& segment, GenerationCache& cache) {
+  float *x1, *x2;
+  cached_pass(segment, cache, &x1, &x2);
+  Kit kit{ex_, ws_};
+  const int64_t rows = segment.seq_len;
+  head_.run(kit, params_, rows, x1, x2, ws_.ints("model.targets", rows), 0.0f, nullptr, nullptr);
+  return summarize(head_.results(kit, rows), segment.targets);
 }
 
 std::vector<float> ReformerModel::next_token_logits(const TokenBatch& sequence,

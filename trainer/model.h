@@ -79,6 +79,12 @@ class ReformerModel {
   GenerationCache make_generation_cache(int64_t capacity);
   std::vector<float> cached_next_token_logits(const std::vector<int32_t>& tokens,
                                               GenerationCache& cache);
+  // Transformer-XL's evaluation through the same cache: one stream (batch 1) segment by segment,
+  // each segment's attention seeing the last `memory_len` positions before it (model.same_length
+  // as in training), the keys and values of those positions kept rather than recomputed from
+  // their layer inputs. forward_cached() gives what forward_with_memory() gives for the segment.
+  GenerationCache make_memory_cache(int64_t memory_len, int64_t segment);
+  BatchStats forward_cached(const TokenBatch& segment, GenerationCache& cache);
 
   // LSH hash rounds used from now on (the paper evaluates with more rounds than it trains with).
   void set_n_hashes(int64_t n_hashes) {
@@ -94,6 +100,9 @@ class ReformerModel {
   BatchStats forward_pass(const TokenBatch& batch, const StepContext& step, SegmentMemory* memory);
   // x1 = x2 = the embedding of the staged batch.
   void embed(const StepContext& staged, float** x1, float** x2);
+  // Stages `batch` (one sequence of new positions) and runs it through the stack after the
+  // context `cache` holds; x1, x2 [rows, d_model] the last layer's outputs.
+  void cached_pass(const TokenBatch& batch, GenerationCache& cache, float** x1, float** x2);
   static BatchStats summarize(HeadOutput&& out, const std::vector<int32_t>& targets);
 
   Config cfg_;

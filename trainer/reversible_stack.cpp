@@ -143,7 +143,8 @@ void ReversibleStack::prepare_cache(Kit& kit, ParamStore& p, int64_t capacity,
                                     GenerationCache& cache) const {
   RF_CHECK(supports_cached_generation() && capacity >= 1);
   cache.capacity = capacity;
-  cache.len = 0;
+  cache.clear();
+  cache.row_floats = layers_.empty() ? 0 : layers_[0].attention->row_floats();
   cache.layers.resize(layers_.size());
   for (size_t i = 0; i < layers_.size(); ++i)
     layers_[i].attention->prepare_cache(kit, p, capacity, cache.layers[i]);
@@ -151,9 +152,10 @@ void ReversibleStack::prepare_cache(Kit& kit, ParamStore& p, int64_t capacity,
 
 void ReversibleStack::forward_cached(Kit& kit, ParamStore& p, float* x1, float* x2, int64_t rows,
                                      GenerationCache& cache) {
-  RF_CHECK(cache.layers.size() == layers_.size() && cache.len + rows <= cache.capacity,
-           "generation cache of ", cache.capacity, " positions cannot take ", rows, " more after ",
-           cache.len);
+  RF_CHECK(cache.layers.size() == layers_.size());
+  cache.make_room(kit.ex, rows);
+  RF_CHECK(cache.start + cache.len + rows <= cache.capacity, "generation cache of ", cache.capacity,
+           " positions cannot take ", rows, " more after ", cache.len);
   const int64_t D = d_model_;
   StepContext step;  // evaluation: no dropout; the feed-forward's chunks over the new rows
   step.step = kEvalStep;
@@ -166,7 +168,7 @@ void ReversibleStack::forward_cached(Kit& kit, ParamStore& p, float* x1, float* 
     if (on_forward_inputs) on_forward_inputs(i, x1, x2);
     // y1 = x1 + F(x2), F over the cached positions and these; y2 = x2 + G(y1)
     layer.attention_norm.forward(kit, p, x2, xn, rows);
-    layer.attention->forward_cached(kit, p, xn.view(rows, D), cache.layers[i], cache.len, x1);
+    layer.attention->forward_cached(kit, p, xn.view(rows, D), cache, cache.layers[i], x1);
     layer.feed_forward->forward_add(kit, p, step, x1, x2, 1.0f);
   }
   cache.len += rows;

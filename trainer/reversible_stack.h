@@ -42,10 +42,11 @@ class ReversibleStack {
                 float* dx2, const std::function<void(int64_t)>& layer_done,
                 const SegmentMemory* memory = nullptr);
 
-  // Cached generation (no LSH layer: supports_cached_generation()): prepare_cache() sizes `cache`
-  // for `capacity` positions, empty; forward_cached() runs the evaluation forward of `rows` new
-  // positions of one sequence (x1, x2 [rows, d_model], as forward()) at positions cache.len ..,
-  // their attention reading every earlier position from the cache, which then holds them too.
+  // Cached generation and evaluation (no LSH layer: supports_cached_generation()): prepare_cache()
+  // sizes `cache` for `capacity` rows, empty; forward_cached() runs the evaluation forward of
+  // `rows` new positions of one sequence (x1, x2 [rows, d_model], as forward()) after the
+  // context the cache holds (GenerationCache::make_room first), their attention reading its
+  // earlier positions from the cache, which then holds them too.
   bool supports_cached_generation() const;
   void prepare_cache(Kit& kit, ParamStore& p, int64_t capacity, GenerationCache& cache) const;
   void forward_cached(Kit& kit, ParamStore& p, float* x1, float* x2, int64_t rows,
