@@ -60,8 +60,13 @@ first_frame_third_party() {  # reads a report's stack on stdin
     grep -vE 'asan|sanitizer|interceptor|libc\.so|sysdeps/|fuzzer::|operator new| in (malloc|calloc|realloc|free) ' |
     head -n1 | grep -qE 'libhdf5|libz\.so|libsz\.so|libaec\.so'
 }
-# The stack under the first line matching $2 in report $1, up to the blank line that ends it.
-stack_after() { awk -v pattern="$2" '$0 ~ pattern {on = 1; next} on && /^ *$/ {exit} on' "$1"; }
+# The stack under the first line matching $2 in report $1: its frames, up to the blank line after
+# them (libFuzzer's out-of-memory report has a note and a blank line before its frames).
+stack_after() {
+  awk -v pattern="$2" '!on && $0 ~ pattern {on = 1; next}
+    on && /^ +#[0-9]+ / {seen = 1; print; next}
+    on && seen && /^ *$/ {exit}' "$1"
+}
 crashed_inside_hdf5() {
   # (Also libFuzzer's out-of-memory: a single malloc over its limit, e.g. the 4 GB a damaged shard
   # header made HDF5 ask for in CI on 2026-12-02.)
