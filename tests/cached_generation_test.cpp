@@ -131,20 +131,7 @@ std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint32_t seed) {
 
 // The logits for the token after `tokens` from the uncached window (as generate() without cache).
 std::vector<float> window_logits(ReformerModel& m, const std::vector<int32_t>& tokens) {
-  const int64_t T = m.config().train.seq_len;
-  TokenBatch window;
-  window.batch = 1;
-  window.seq_len = T;
-  window.inputs.assign(T, 0);
-  window.targets.assign(T, 0);
-  const int64_t len = std::min<int64_t>(T, static_cast<int64_t>(tokens.size()));
-  std::copy(tokens.end() - len, tokens.end(), window.inputs.begin());
-  StepContext step;
-  step.seed = static_cast<uint64_t>(m.config().train.seed);
-  step.step = kEvalStep;
-  step.seq_len = T;
-  step.training = false;
-  return m.next_token_logits(window, step, len - 1);
+  return rf::window_logits(m, tokens, m.config().train.seq_len);
 }
 
 // Models with a cache: every layer dense or local, each position kind.

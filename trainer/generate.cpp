@@ -31,25 +31,6 @@ int32_t sample(std::vector<float> logits, const SamplingOptions& o, const RngStr
   return order[k - 1];
 }
 
-// The logits for the token after `tokens`, re-running the last T tokens at positions 0.., padded
-// on the right (future pads are masked out).
-std::vector<float> window_logits(ReformerModel& model, const std::vector<int32_t>& tokens,
-                                 int64_t T) {
-  const int64_t len = std::min<int64_t>(T, static_cast<int64_t>(tokens.size()));
-  TokenBatch window;
-  window.batch = 1;
-  window.seq_len = T;
-  window.inputs.assign(T, 0);
-  window.targets.assign(T, 0);
-  std::copy(tokens.end() - len, tokens.end(), window.inputs.begin());
-  StepContext step;
-  step.seed = static_cast<uint64_t>(model.config().train.seed);
-  step.step = kEvalStep;
-  step.seq_len = T;
-  step.training = false;
-  return model.next_token_logits(window, step, len - 1);
-}
-
 // The cached context: tokens[start ..] at positions 0.., the first cache.len of them in the cache.
 struct CachedContext {
   GenerationCache cache;
@@ -75,6 +56,23 @@ struct CachedContext {
 };
 
 }  // namespace
+
+std::vector<float> window_logits(ReformerModel& model, const std::vector<int32_t>& tokens,
+                                 int64_t T) {
+  const int64_t len = std::min<int64_t>(T, static_cast<int64_t>(tokens.size()));
+  TokenBatch window;
+  window.batch = 1;
+  window.seq_len = T;
+  window.inputs.assign(T, 0);
+  window.targets.assign(T, 0);
+  std::copy(tokens.end() - len, tokens.end(), window.inputs.begin());
+  StepContext step;
+  step.seed = static_cast<uint64_t>(model.config().train.seed);
+  step.step = kEvalStep;
+  step.seq_len = T;
+  step.training = false;
+  return model.next_token_logits(window, step, len - 1);
+}
 
 std::vector<int32_t> generate(ReformerModel& model, std::vector<int32_t> tokens,
                               const SamplingOptions& o, GenerationStats* stats) {

@@ -34,6 +34,11 @@ struct GenerationStats {
   int64_t model_positions = 0;  // positions run through the model (the cost)
 };
 
+// The logits for the token after `tokens` without a cache: the last T tokens re-run at positions
+// 0.., padded on the right (future pads are masked out).
+std::vector<float> window_logits(ReformerModel& model, const std::vector<int32_t>& tokens,
+                                 int64_t T);
+
 // The prompt followed by `options.tokens` sampled tokens.
 std::vector<int32_t> generate(ReformerModel& model, std::vector<int32_t> prompt,
                               const SamplingOptions& options, GenerationStats* stats = nullptr);
