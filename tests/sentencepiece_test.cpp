@@ -120,8 +120,14 @@ TEST(SentencePiece, PreparedTextTrainsEvaluatesAndSamplesWithTheCheckpointAlone)
   r = test::run_command(
       reformer("generate --checkpoint " + dir + "/run --prompt 'ROMEO:' --tokens 20 --seed 3"));
   ASSERT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_EQ(r.out.rfind("ROMEO:", 0), 0u) << r.out;  // the prompt's text, then decoded pieces
-  EXPECT_GT(r.out.size(), 30u) << r.out;
+  // Progress on stderr (cleared with a carriage return), then the prompt's text and the decoded
+  // pieces on stdout, then how it ran.
+  EXPECT_NE(r.out.find("generate: 20/20 tokens"), std::string::npos) << r.out;
+  const size_t sample = r.out.find("ROMEO:");
+  ASSERT_NE(sample, std::string::npos) << r.out;
+  EXPECT_TRUE(sample == 0 || r.out[sample - 1] == '\r') << r.out;
+  EXPECT_GT(r.out.size() - sample, 30u) << r.out;
+  EXPECT_NE(r.out.find("generate: 20 tokens in"), std::string::npos) << r.out;
 }
 
 TEST(SentencePiece, BpeAndAGivenModelFileGiveTheSameShardsForTheSameModel) {

@@ -1,6 +1,7 @@
 #include "trainer/commands.h"
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 
@@ -220,6 +221,21 @@ int command_generate(const Arguments& a) {
   o.top_k = a.top_k;
   o.seed = static_cast<uint64_t>(a.seed);
   o.cache = !a.no_cache;
+  // Progress on stderr (the sample goes to stdout) about twice a second, with an ETA from the
+  // tokens after the first (whose time is the prompt's pass).
+  ProgressClock clock(0, o.tokens);
+  auto last_report = std::chrono::steady_clock::now();
+  o.on_token = [&](int64_t done, int64_t total) {
+    clock.step_done(done, 1);
+    const auto now = std::chrono::steady_clock::now();
+    if (done < total && now - last_report < std::chrono::milliseconds(500)) return;
+    last_report = now;
+    std::fprintf(stderr, "\rgenerate: %lld/%lld tokens | %s elapsed | ETA %s   ",
+                 static_cast<long long>(done), static_cast<long long>(total),
+                 format_duration(clock.elapsed_seconds()).c_str(),
+                 format_duration(clock.eta_seconds(done)).c_str());
+    if (done == total) std::fprintf(stderr, "\r%70s\r", "");
+  };
   GenerationStats stats;
   const std::vector<int32_t> out = generate(model, prompt, o, &stats);
   if (subwords || cfg.model.vocab_size <= 256) {  // text: the prompt and the sample

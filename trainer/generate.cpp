@@ -98,6 +98,7 @@ std::vector<int32_t> generate(ReformerModel& model, std::vector<int32_t> tokens,
     if (n == 0)
       st.prompt_seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (o.on_token) o.on_token(n + 1, o.tokens);
   }
   st.restarts = context.restarts;
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

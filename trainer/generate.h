@@ -11,6 +11,7 @@
 // moves the chunk boundaries of the sorted order): models with them re-run the window per token.
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include "trainer/model.h"
@@ -24,6 +25,8 @@ struct SamplingOptions {
   int64_t top_k = 0;         // 0 = the whole vocabulary
   uint64_t seed = 1;
   bool cache = true;  // the key/value cache, where the model has one
+  // Called after each sampled token with (tokens sampled, options.tokens): progress reports.
+  std::function<void(int64_t, int64_t)> on_token;
 };
 
 struct GenerationStats {
