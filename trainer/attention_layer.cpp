@@ -193,57 +193,53 @@ void AttentionLayer::forward_cached(Kit& kit, ParamStore& p, MatrixView xn,
   RF_CHECK(kind_ != AttentionKind::kLsh && xn.cols == d_model_);
   RF_CHECK(cache.start + first + rows <= cache.capacity, "positions ", first, "..",
            first + rows - 1, " beyond the generation cache");
-  // The context's rows of this layer's cache: position t is row t of these.
-  float* keys = layer.keys.data() + cache.start * hd;
-  float* values = layer.values.data() + cache.start * hd;
-  float* q = kit.ws.floats("layer.q", rows * hd);
-  const GemmOperandReuse reuse(kit.ex);  // (xn is read by every projection)
-  linear_forward(kit.ex, xn, p.weight(w_q_), matrix(q, rows, hd));
-  linear_forward(kit.ex, xn, p.weight(w_k_), matrix(keys + first * hd, rows, hd));
-  linear_forward(kit.ex, xn, p.weight(w_v_), matrix(values + first * hd, rows, hd));
-  CachedAttentionParams a;
-  a.q = q;
-  if (relative_) {
-    const RelativePositionTerm::Prepared rel =
-        relative_->forward_cached(kit, p, rows, q, layer.distances.data(), layer.rel_len);
-    a.q = rel.queries;
-    a.rel_scores = rel.scores;
-    a.rel_len = rel.distances;
+  // The context's rows of this layer's cache: position t is row t of these. The new rows' keys
+  // and values go straight there.
+  Projections pr;
+  pr.q = kit.ws.floats("layer.q", rows * hd);
+  pr.k = layer.keys.data() + cache.start * hd;
+  pr.v = layer.values.data() + cache.start * hd;
+  {
+    const GemmOperandReuse reuse(kit.ex);  // (xn is read by every projection)
+    linear_forward(kit.ex, xn, p.weight(w_q_), matrix(pr.q, rows, hd));
+    linear_forward(kit.ex, xn, p.weight(w_k_), matrix(pr.k + first * hd, rows, hd));
+    linear_forward(kit.ex, xn, p.weight(w_v_), matrix(pr.v + first * hd, rows, hd));
   }
-  a.k = keys;
-  a.v = values;
-  a.ld = hd;
-  a.heads = n_heads_;
-  a.d = d_head_;
-  a.first = first;
-  a.queries = rows;
-  a.chunk = kind_ == AttentionKind::kLocal ? local_chunk_ : 0;
-  a.key_scale = 1.0f / std::sqrt(static_cast<float>(d_head_));
-  a.max_distance = cache.max_distance;
-  a.out = kit.ws.floats("layer.heads", rows * hd);
-  a.ldo = hd;
-  if (first == 0 && (a.chunk == 0 || rows % a.chunk == 0)) {
+  if (relative_)
+    pr.relative = relative_->forward_with_distances(kit, p, rows, pr.q, layer.distances.data(),
+                                                    layer.rel_len);
+  // The attention as the uncached forward pass sets it up for these rows alone.
+  StepContext step;
+  step.step = kEvalStep;
+  step.training = false;
+  step.seq_len = rows;
+  step.max_distance = cache.max_distance;
+  const ChunkedAttentionArgs args = attention_args(kit, step, pr, nullptr);
+  float* heads = kit.ws.floats("layer.heads", rows * hd);
+  if (first == 0 && rows % args.chunk == 0) {
     // A context's first pass (the prompt) is an ordinary forward over its rows: the fused
     // attention's tiles, which run a long prompt several times faster than a row per query.
-    ChunkedAttentionArgs whole;
-    whole.q = a.q;
-    whole.k = a.k;
-    whole.v = a.v;
-    whole.ld = hd;
-    whole.heads = n_heads_;
-    whole.seq_len = rows;
-    whole.d = d_head_;
-    whole.chunk = a.chunk > 0 ? a.chunk : rows;
-    whole.lookback = a.chunk > 0 ? 1 : 0;
-    whole.key_scale = a.key_scale;
-    whole.rel_scores = a.rel_scores;
-    whole.rel_len = a.rel_len;
-    whole.max_distance = a.max_distance;
-    chunked_attention_forward(kit.ex, kit.ws, whole, a.out, hd);
+    chunked_attention_forward(kit.ex, kit.ws, args, heads, hd);
   } else {
+    CachedAttentionParams a;
+    a.q = args.q;
+    a.k = args.k;
+    a.v = args.v;
+    a.ld = hd;
+    a.heads = n_heads_;
+    a.d = d_head_;
+    a.first = first;
+    a.queries = rows;
+    a.chunk = kind_ == AttentionKind::kLocal ? local_chunk_ : 0;
+    a.key_scale = args.key_scale;
+    a.rel_scores = args.rel_scores;
+    a.rel_len = args.rel_len;
+    a.max_distance = args.max_distance;
+    a.out = heads;
+    a.ldo = hd;
     cached_attention_forward(kit.ex, a);
   }
-  linear_forward(kit.ex, matrix(a.out, rows, hd), p.weight(w_o_), matrix(out, rows, d_model_),
+  linear_forward(kit.ex, matrix(heads, rows, hd), p.weight(w_o_), matrix(out, rows, d_model_),
                  Write::kAccumulate);
 }
 

@@ -20,7 +20,6 @@ class AttentionLayer {
   AttentionLayer(ParamStore& store, const Config& cfg, int layer, const std::string& prefix);
 
   AttentionKind kind() const { return kind_; }
-  int64_t row_floats() const { return n_heads_ * d_head_; }  // of q, k, v and the heads' output
   // Hash rounds from now on (evaluation may use more than training; no parameter depends on it).
   void set_n_hashes(int64_t n_hashes) {
     if (kind_ == AttentionKind::kLsh) n_hashes_ = n_hashes;

@@ -32,7 +32,6 @@ struct GenerationCache {
   int64_t len = 0;            // positions held now
   int64_t memory_len = -1;    // positions kept before each new segment (-1: all)
   int64_t max_distance = -1;  // keys further back are masked (same_length; -1: none)
-  int64_t row_floats = 0;     // heads * d_head
   std::vector<Layer> layers;
 
   // Starts a new context (the buffers stay).
@@ -47,9 +46,10 @@ struct GenerationCache {
     }
     if (start + len + rows <= capacity || start == 0) return;
     RF_CHECK(start >= len, "overlapping copy in the generation cache");
-    const size_t bytes = static_cast<size_t>(len * row_floats) * sizeof(float);
     for (Layer& layer : layers) {
-      if (len == 0) break;
+      if (len == 0) break;  // (nothing held to move)
+      const int64_t row_floats = static_cast<int64_t>(layer.keys.size()) / capacity;
+      const size_t bytes = static_cast<size_t>(len * row_floats) * sizeof(float);
       ex.copy(layer.keys.data(), layer.keys.data() + start * row_floats, bytes);
       ex.copy(layer.values.data(), layer.values.data() + start * row_floats, bytes);
     }

@@ -46,10 +46,10 @@ void RelativePositionTerm::project_distances(Kit& kit, ParamStore& p, int64_t di
                  matrix(r, distances, n_heads_ * d_head_));
 }
 
-RelativePositionTerm::Prepared RelativePositionTerm::queries_and_scores(
-    Kit& kit, ParamStore& p, int64_t batch, int64_t seq_len, const float* q, const float* r,
+RelativePositionTerm::Prepared RelativePositionTerm::forward_with_distances(
+    Kit& kit, ParamStore& p, int64_t rows, const float* q, const float* r,
     int64_t distances) const {
-  const int64_t hd = n_heads_ * d_head_, rows = batch * seq_len;
+  const int64_t hd = n_heads_ * d_head_;
   float* qu = kit.ws.floats("rel.qu", rows * hd);
   float* qv = kit.ws.floats("rel.qv", rows * hd);
   float* scores = kit.ws.floats("rel.scores", rows * n_heads_ * distances);
@@ -57,7 +57,8 @@ RelativePositionTerm::Prepared RelativePositionTerm::queries_and_scores(
   add_row_bias(kit.ex, qu, p.param(u_), rows, hd);
   kit.ex.copy(qv, q, static_cast<size_t>(rows * hd) * sizeof(float));
   add_row_bias(kit.ex, qv, p.param(v_), rows, hd);
-  RelativeScoresArgs a = scores_args(batch, seq_len, n_heads_, d_head_, distances);
+  // (The products see the rows only: batch * seq_len of a micro-batch, or the new positions.)
+  RelativeScoresArgs a = scores_args(1, rows, n_heads_, d_head_, distances);
   a.qv = qv;
   a.r = r;
   relative_scores(kit.ex, a, scores);
@@ -70,14 +71,7 @@ RelativePositionTerm::Prepared RelativePositionTerm::forward(Kit& kit, ParamStor
                                                              int64_t distances) const {
   float* r = kit.ws.floats("rel.r", distances * n_heads_ * d_head_);
   project_distances(kit, p, distances, r);
-  return queries_and_scores(kit, p, step.batch, step.seq_len, q, r, distances);
-}
-
-RelativePositionTerm::Prepared RelativePositionTerm::forward_cached(Kit& kit, ParamStore& p,
-                                                                    int64_t rows, const float* q,
-                                                                    const float* r,
-                                                                    int64_t distances) const {
-  return queries_and_scores(kit, p, 1, rows, q, r, distances);
+  return forward_with_distances(kit, p, step.rows(), q, r, distances);
 }
 
 float* RelativePositionTerm::score_gradient_buffer(Kit& kit, const StepContext& step,

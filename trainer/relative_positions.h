@@ -32,18 +32,15 @@ class RelativePositionTerm {
   // The workspace buffer the attention's backward writes dL/d(rel_scores) to.
   float* score_gradient_buffer(Kit& kit, const StepContext& step, int64_t distances) const;
 
-  // Cached generation: r [distances, heads * d_head] = W_R R_dist, computed once per cache (it
-  // depends on the weights only), and forward()'s result for `rows` new positions of one
-  // sequence from their projections q, with that r (scores [heads, rows, distances]).
+  // forward() in its two parts, for cached generation, which computes r once per cache (it
+  // depends on the weights only): r [distances, heads * d_head] = W_R R_dist, then for the
+  // projections q [rows, heads * d_head] the queries q + u and the scores (q + v) . r
+  // ([heads, rows, distances]).
   void project_distances(Kit& kit, ParamStore& p, int64_t distances, float* r) const;
-  Prepared forward_cached(Kit& kit, ParamStore& p, int64_t rows, const float* q, const float* r,
-                          int64_t distances) const;
+  Prepared forward_with_distances(Kit& kit, ParamStore& p, int64_t rows, const float* q,
+                                  const float* r, int64_t distances) const;
 
  private:
-  // forward() from the projected distances r: q + u, q + v and the scores (q + v) . r.
-  Prepared queries_and_scores(Kit& kit, ParamStore& p, int64_t batch, int64_t seq_len,
-                              const float* q, const float* r, int64_t distances) const;
-
   int64_t d_model_, n_heads_, d_head_, clamp_len_;
   int w_r_ = -1, u_ = -1, v_ = -1;
 };

@@ -144,7 +144,6 @@ void ReversibleStack::prepare_cache(Kit& kit, ParamStore& p, int64_t capacity,
   RF_CHECK(supports_cached_generation() && capacity >= 1);
   cache.capacity = capacity;
   cache.clear();
-  cache.row_floats = layers_.empty() ? 0 : layers_[0].attention->row_floats();
   cache.layers.resize(layers_.size());
   for (size_t i = 0; i < layers_.size(); ++i)
     layers_[i].attention->prepare_cache(kit, p, capacity, cache.layers[i]);
@@ -153,7 +152,6 @@ void ReversibleStack::prepare_cache(Kit& kit, ParamStore& p, int64_t capacity,
 void ReversibleStack::forward_cached(Kit& kit, ParamStore& p, float* x1, float* x2, int64_t rows,
                                      GenerationCache& cache) {
   RF_CHECK(cache.layers.size() == layers_.size());
-  cache.make_room(kit.ex, rows);
   RF_CHECK(cache.start + cache.len + rows <= cache.capacity, "generation cache of ", cache.capacity,
            " positions cannot take ", rows, " more after ", cache.len);
   const int64_t D = d_model_;

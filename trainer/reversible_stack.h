@@ -45,8 +45,8 @@ class ReversibleStack {
   // Cached generation and evaluation (no LSH layer: supports_cached_generation()): prepare_cache()
   // sizes `cache` for `capacity` rows, empty; forward_cached() runs the evaluation forward of
   // `rows` new positions of one sequence (x1, x2 [rows, d_model], as forward()) after the
-  // context the cache holds (GenerationCache::make_room first), their attention reading its
-  // earlier positions from the cache, which then holds them too.
+  // context the cache holds (the caller made room: GenerationCache::make_room), their attention
+  // reading its earlier positions from the cache, which then holds them too.
   bool supports_cached_generation() const;
   void prepare_cache(Kit& kit, ParamStore& p, int64_t capacity, GenerationCache& cache) const;
   void forward_cached(Kit& kit, ParamStore& p, float* x1, float* x2, int64_t rows,
