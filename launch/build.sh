@@ -7,6 +7,10 @@ build="${RF_BUILD_DIR:-$root/build}"
 mkdir -p "$build"
 if [ ! -f "$build/CMakeCache.txt" ]; then
   echo "build: configuring in $build"
+  # Ninja (launch/setup.sh installs it) compiles a target's sources while the libraries it links
+  # are still building; make waits for each library first (a 2-core build spent 80 s compiling
+  # the two CUDA files alone). An existing build folder keeps the generator it was made with.
+  if [ -z "${CMAKE_GENERATOR:-}" ] && command -v ninja > /dev/null; then export CMAKE_GENERATOR=Ninja; fi
   if ! cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release "$@" > "$build/configure.log" 2>&1; then
     cat "$build/configure.log" >&2
     echo "build: CMake configuration failed (log above, also in $build/configure.log)" >&2
