@@ -64,11 +64,12 @@ run_address() {
   # the fast one stops inside the library, where no suppression can tell it from ours.
   local third_party='^(comms_test_|distributed_test_|comms_dead_rank|Launch\.|DiskFull\.|Targets/FuzzInputs\.)'
   # Run in the plain suite only: the learning tests (minutes of training to a loss target; under
-  # ASan 162 s and 111 s of a 2-core CI run, 2026-12-02), and the network-fault cases across
+  # ASan 162 s and 111 s of a 2-core CI run, 2026-12-02); the network-fault cases across
   # simulated hosts (Multihost.*, 80 s there), which time how a job ends, while the code they run
   # (training over TCP, checkpoints, resume) runs under ASan in distributed_test's and
-  # comms_test's 2 hosts x 2 ranks and in the Launch tests.
-  local plain_only='^(Learning|Multihost)\.'
+  # comms_test's 2 hosts x 2 ranks and in the Launch tests; and `reformer selftest` (19 s), whose
+  # ops Selftest.TheCpuVariantsPassEveryOp checks in both CPU variants under ASan.
+  local plain_only='^(Learning\.|Multihost\.|selftest_cpu$)'
   local status=0
   (cd "$dir" && ctest --output-on-failure -j "$jobs" -E "$third_party|$plain_only" "$@") ||
     status=1
