@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Configures (once) and builds the project into build/ with all cores.
-# RF_BUILD_DIR overrides the build folder; extra arguments go to CMake at configure time.
+# RF_BUILD_DIR overrides the build folder; extra arguments go to CMake at configure time;
+# RF_BUILD_TARGET builds one target and what it needs (launch/train.sh: the trainer, not the tests).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${RF_BUILD_DIR:-$root/build}"
@@ -18,7 +19,10 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
   fi
   grep -E "CUDA executor" "$build/configure.log" || true
 fi
-if ! cmake --build "$build" -j "$(nproc)" 2>&1 | sed -u '/Built target/d; /Consolidate compiler/d'; then
+target_args=()
+[ -z "${RF_BUILD_TARGET:-}" ] || target_args=(--target "$RF_BUILD_TARGET")
+if ! cmake --build "$build" -j "$(nproc)" ${target_args[@]+"${target_args[@]}"} 2>&1 |
+  sed -u '/Built target/d; /Consolidate compiler/d'; then
   echo "build: compilation failed" >&2
   exit 1
 fi

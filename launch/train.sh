@@ -24,7 +24,7 @@ done
 if ! [[ "$ranks" =~ ^[1-9][0-9]*$ ]]; then echo "train.sh: -n '$ranks' is not a positive number" >&2; exit 2; fi
 
 "$root/launch/setup.sh"
-"$root/launch/build.sh"
+RF_BUILD_TARGET=reformer "$root/launch/build.sh"  # (the trainer; launch/test.sh builds the rest)
 binary="${RF_BUILD_DIR:-$root/build}/reformer"
 if [ "$ranks" -eq 1 ]; then
   exec "$binary" train --config "$config" ${args[@]+"${args[@]}"}
