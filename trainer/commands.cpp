@@ -164,9 +164,7 @@ int command_eval(const Arguments& a) {
         if (a.json) return;
         const double elapsed = clock.elapsed_seconds();
         const double eta = elapsed / static_cast<double>(done) * static_cast<double>(total - done);
-        std::fprintf(stderr, "\reval %lld/%lld windows | %s elapsed | ETA %s   ",
-                     static_cast<long long>(done), static_cast<long long>(total),
-                     format_duration(elapsed).c_str(), format_duration(eta).c_str());
+        print_progress_line("eval", done, total, "windows", elapsed, eta);
       },
       nullptr, token_bytes);
   if (a.json) {
@@ -230,11 +228,9 @@ int command_generate(const Arguments& a) {
     const auto now = std::chrono::steady_clock::now();
     if (done < total && now - last_report < std::chrono::milliseconds(500)) return;
     last_report = now;
-    std::fprintf(stderr, "\rgenerate: %lld/%lld tokens | %s elapsed | ETA %s   ",
-                 static_cast<long long>(done), static_cast<long long>(total),
-                 format_duration(clock.elapsed_seconds()).c_str(),
-                 format_duration(clock.eta_seconds(done)).c_str());
-    if (done == total) std::fprintf(stderr, "\r%70s\r", "");
+    print_progress_line("generate:", done, total, "tokens", clock.elapsed_seconds(),
+                        clock.eta_seconds(done));
+    if (done == total) clear_progress_line();
   };
   GenerationStats stats;
   const std::vector<int32_t> out = generate(model, prompt, o, &stats);

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <sstream>
 
 #include "trainer/batches.h"
@@ -67,15 +66,15 @@ void evaluate_memory_table(const std::string& checkpoint, const Config& cfg,
       if (done % std::max<int64_t>(1, total / 20) != 0 && done != total) return;
       const double elapsed = clock.elapsed_seconds();
       const double eta = elapsed / static_cast<double>(done) * static_cast<double>(total - done);
-      std::fprintf(stderr, "\reval with %s %lld: %lld/%lld segments | ETA %s   ",
-                   o.sliding ? "a sliding window of" : "memory", static_cast<long long>(memory),
-                   static_cast<long long>(done), static_cast<long long>(total),
-                   format_duration(eta).c_str());
+      print_progress_line(std::string("eval with ") +
+                              (o.sliding ? "a sliding window of " : "memory ") +
+                              std::to_string(memory) + ":",
+                          done, total, "segments", elapsed, eta);
     };
     const EvalResult r =
         o.sliding ? evaluate_sliding(model, *data.val, windows, memory, token_bytes, progress)
                   : evaluate_with_memory(model, *data.val, windows, memory, token_bytes, progress);
-    std::fprintf(stderr, "\r%60s\r", "");
+    clear_progress_line();
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (o.json) {

@@ -56,4 +56,15 @@ double ProgressClock::elapsed_seconds() const {
   return std::chrono::duration<double>(Clock::now() - start_).count();
 }
 
+void print_progress_line(const std::string& what, int64_t done, int64_t total, const char* unit,
+                         double elapsed_seconds, double eta_seconds) {
+  std::fprintf(stderr, "\r%s %lld/%lld %s | %s elapsed | ETA %s   ", what.c_str(),
+               static_cast<long long>(done), static_cast<long long>(total), unit,
+               format_duration(elapsed_seconds).c_str(), format_duration(eta_seconds).c_str());
+}
+
+void clear_progress_line() {
+  std::fprintf(stderr, "\r%70s\r", "");
+}
+
 }  // namespace rf

@@ -11,6 +11,13 @@ namespace rf {
 std::string format_duration(double seconds);  // "45s", "3m07s", "2h05m"
 std::string format_rate(double per_second);   // "987", "12.3k", "1.05M"
 
+// The progress line of a long command on stderr, rewritten in place (stdout keeps the results):
+// "\r<what> <done>/<total> <unit> | <elapsed> elapsed | ETA <eta>". clear_progress_line() blanks
+// it before the command prints what follows.
+void print_progress_line(const std::string& what, int64_t done, int64_t total, const char* unit,
+                         double elapsed_seconds, double eta_seconds);
+void clear_progress_line();
+
 class ProgressClock {
  public:
   ProgressClock(int64_t first_step, int64_t last_step);
