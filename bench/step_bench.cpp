@@ -5,8 +5,9 @@
 // oneDNN on AVX-512 CPUs — or its bf16 product in oneDNN; cuBLAS at the configured precision on
 // a GPU), peak memory, and the time spent waiting for the gradient
 // all-reduce after the backward pass (with --overlap on, buckets start as layers finish; with
-// off, all start after the backward pass, so the wait is the whole reduction). --profile-ops adds
-// a table (stderr) of where the timed steps' time went, launch by launch.
+// off, all start after the backward pass, so the wait is the whole reduction). With
+// model.memory_len each step also attends to the memory the steps before it left. --profile-ops
+// adds a table (stderr) of where the timed steps' time went, launch by launch.
 //   step_bench --config bench/reference.yaml --set train.seq_len=65536 ... [--steps N]
 //   mpirun -np 2 step_bench --config ... [--overlap on|off]
 #include <cblas.h>
@@ -29,6 +30,7 @@
 #include "trainer/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/schedule.h"
+#include "trainer/segment_memory.h"
 #include "trainer/step_graphs.h"
 #include "trainer/train_loop.h"
 
@@ -175,6 +177,10 @@ int main(int argc, char** argv) {
       batch.inputs.push_back(static_cast<int32_t>(gen() % cfg.model.vocab_size));
       batch.targets.push_back(static_cast<int32_t>(gen() % cfg.model.vocab_size));
     }
+    // With model.memory_len, Transformer-XL's recurrence: every step attends to the layer inputs
+    // of the steps before (full from the second step on; count it in --warmup).
+    rf::SegmentMemory memory(cfg.model.memory_len);
+    rf::SegmentMemory* step_memory = cfg.model.memory_len > 0 ? &memory : nullptr;
     std::vector<double> times, waits;
     int64_t launches_per_step = 0, memory_operations_per_step = 0;
     rf::ParamStore& params = model.params();
@@ -196,9 +202,12 @@ int main(int argc, char** argv) {
       const rf::StepContext staged = model.stage(batch, ctx);
       run_part(0, B * T, [&] {
         model.params().zero_grads();
-        model.compute_forward_backward(staged, 1.0f / static_cast<float>(B * T), [&](int group) {
-          if (multi && overlap == "on" && !graphs) start_group(group);
-        });
+        model.compute_forward_backward(
+            staged, 1.0f / static_cast<float>(B * T),
+            [&](int group) {
+              if (multi && overlap == "on" && !graphs) start_group(group);
+            },
+            step_memory);
       });
       model.collect(batch);
       if (multi && (overlap == "off" || graphs))  // (a step graph holds no collective)
@@ -245,6 +254,7 @@ int main(int argc, char** argv) {
                      .add("seq_len", T)
                      .add("batch", B)
                      .add("layers", cfg.model.n_layers)
+                     .add("memory_len", cfg.model.memory_len)
                      .add("reversible", static_cast<int64_t>(cfg.model.reversible))
                      .add("attention", rf::attention_name(cfg.model.attention[0]))
                      .add("ff_chunk", cfg.ff_chunking().rows(B * T))

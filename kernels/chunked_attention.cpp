@@ -27,6 +27,10 @@ void check_args(const ChunkedAttentionArgs& a) {
   RF_CHECK(a.perm != nullptr || a.n_rounds == 1, "several rounds need a permutation");
   RF_CHECK(a.rel_scores == nullptr || (a.perm == nullptr && a.rel_len >= 1),
            "relative positions need the original order and a distance count");
+  RF_CHECK(a.memory_len >= 0 && a.memory_len < a.seq_len, "memory of ", a.memory_len,
+           " positions in sequences of ", a.seq_len);
+  RF_CHECK(a.memory_len == 0 || (a.perm == nullptr && a.k != nullptr),
+           "a memory needs the original order and separate keys");
 }
 
 // The segments of each launch: as many as fit the scratch budget, at least one.
@@ -48,6 +52,8 @@ ChunkAttentionParams group_params(Executor& ex, Workspace& ws, const ChunkedAtte
   p.perm = a.perm ? a.perm + first * n : nullptr;
   p.heads = a.heads;
   p.d = a.d;
+  p.batch = a.batch;
+  p.memory_len = a.memory_len;
   p.first_segment = first;
   p.segments = count;
   p.self_mask = a.k == nullptr;
@@ -56,7 +62,6 @@ ChunkAttentionParams group_params(Executor& ex, Workspace& ws, const ChunkedAtte
   p.bf16_products = a.bf16_products;
   p.rel_scores = a.rel_scores;
   p.rel_len = a.rel_len;
-  p.rel_batch = a.batch;
   p.max_distance = a.max_distance;
   p.dropout.seq_len = n;
   p.dropout.cols = p.layout.window();
@@ -95,7 +100,7 @@ void forward_group(Executor& ex, const ChunkAttentionParams& p, const ChunkedAtt
   combine.n_rounds = a.n_rounds;
   combine.out = out;
   combine.ldo = ldo;
-  ex.run(p.segments * a.seq_len, combine);
+  ex.run(p.segments * p.query_len(), combine);
 }
 
 }  // namespace
@@ -124,7 +129,8 @@ void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttent
   RF_CHECK((a.rel_scores == nullptr) == (g.rel_grads == nullptr),
            "relative scores and their gradient go together");
   // The query-gradient pass adds dS of each (query, distance) it meets: the rest stays 0.
-  if (g.rel_grads) fill(ex, g.rel_grads, a.batch * a.heads * a.seq_len * a.rel_len, 0.0f);
+  if (g.rel_grads)
+    fill(ex, g.rel_grads, a.batch * a.heads * (a.seq_len - a.memory_len) * a.rel_len, 0.0f);
   const int64_t total = a.batch * a.heads, group = segments_per_group(a);
   for (int64_t first = 0; first < total; first += group) {
     const int64_t count = std::min(group, total - first);
@@ -138,7 +144,7 @@ void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttent
     combine.n_rounds = a.n_rounds;
     combine.dout = dout;
     combine.lddo = lddo;
-    ex.run(count * a.seq_len, combine);
+    ex.run(count * p.query_len(), combine);
     ex.chunk_attention(ChunkAttentionPass::kGradients, p);
     UngatherAttentionGrads ungather{};
     ungather.p = p;

@@ -11,7 +11,8 @@ namespace rf {
 
 struct ChunkedAttentionArgs {
   // [batch * seq_len, ld] row-major; head h's d columns start at h * d. k null: shared QK (LSH),
-  // the keys are the queries scaled to unit length and a query meeting itself is masked.
+  // the keys are the queries scaled to unit length and a query meeting itself is masked. With
+  // memory_len, q has the segment rows only and k, v the segment rows then the memory rows (below).
   const float* q = nullptr;
   const float* k = nullptr;
   const float* v = nullptr;
@@ -32,6 +33,13 @@ struct ChunkedAttentionArgs {
   const float* rel_scores = nullptr;
   int64_t rel_len = 0;
   int64_t max_distance = -1;  // keys further back than this are masked (-1: none)
+  // Transformer-XL's memory (separate keys, the original order): the first memory_len of each
+  // sequence's seq_len positions are keys and values only, so queries come from the segment
+  // (seq_len - memory_len positions) only. Query-side rows (q, out, dout, dq, rel_scores) are
+  // [batch * (seq_len - memory_len), ..]; key-side rows (k, v, dk, dv) are those segment rows
+  // followed by the memory rows of every example, [batch * memory_len, ..] (layout:
+  // kernels/ops/chunk_attention.h, ChunkAttentionParams).
+  int64_t memory_len = 0;
   // Attention dropout on the probabilities. The stream's head and the example are set per
   // segment: element (slot j, window index w) of (b, h) draws head h, example example_base + b,
   // element j * window + w; seq_len and cols are set by the launcher.
@@ -44,24 +52,24 @@ struct ChunkedAttentionArgs {
   int64_t scratch_budget_bytes = int64_t{256} << 20;
 };
 
-// out [batch * seq_len, ldo] (head h at column h * d) = attention output.
+// out [batch * (seq_len - memory_len), ldo] (head h at column h * d) = attention output.
 void chunked_attention_forward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& args,
                                float* out, int64_t ldo);
 
 // The gradients may be written over the inputs (dq = q, dk = k, dv = v): every pass that reads an
 // input row runs before the one that writes its gradient.
 struct ChunkedAttentionGrads {
-  float* dq = nullptr;  // [batch * seq_len, ld]: query gradient (shared QK: query and key)
-  float* dk = nullptr;  // [batch * seq_len, ld]; unused for shared QK
-  float* dv = nullptr;  // [batch * seq_len, ld]
+  float* dq = nullptr;  // query-side rows, ld apart: query gradient (shared QK: query and key)
+  float* dk = nullptr;  // key-side rows, ld apart; unused for shared QK
+  float* dv = nullptr;  // key-side rows, ld apart
   int64_t ld = 0;
   // With rel_scores: their gradient, in their layout (written; 0 for pairs no window holds).
   float* rel_grads = nullptr;
 };
 
-// Writes the gradients of q, k and v for the output gradient dout [batch * seq_len, lddo] (they
-// are overwritten, not accumulated). Recomputes the forward pass on the way, and writes its output
-// to `out` when not null (the reversible backward needs it).
+// Writes the gradients of q, k and v for the output gradient dout (query-side rows, lddo apart;
+// they are overwritten, not accumulated). Recomputes the forward pass on the way, and writes its
+// output to `out` when not null (the reversible backward needs it).
 void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& args,
                                 const float* dout, int64_t lddo, const ChunkedAttentionGrads& grads,
                                 float* out, int64_t ldo);

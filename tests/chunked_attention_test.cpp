@@ -609,6 +609,121 @@ TEST(FusedAttention, GradientsMayReplaceTheInputsAcrossSegmentGroups) {
   }
 }
 
+// x [blocks * T, cols] with its rows regrouped as the attention takes a memory of M positions:
+// every block's positions M .. T - 1 (the segment's), then, with `memory_rows`, every block's
+// positions 0 .. M - 1.
+std::vector<float> memory_layout(const std::vector<float>& x, int64_t blocks, int64_t T, int64_t M,
+                                 int64_t cols, bool memory_rows) {
+  std::vector<float> r;
+  for (int64_t b = 0; b < blocks; ++b)
+    r.insert(r.end(), x.begin() + (b * T + M) * cols, x.begin() + (b + 1) * T * cols);
+  if (memory_rows)
+    for (int64_t b = 0; b < blocks; ++b)
+      r.insert(r.end(), x.begin() + b * T * cols, x.begin() + (b * T + M) * cols);
+  return r;
+}
+
+// The backward's output, dq, dv, dk and the relative scores' gradient.
+std::vector<std::vector<float>> backward_with_relative(const ChunkedAttentionArgs& a,
+                                                       const std::vector<float>& dout,
+                                                       Executor& ex) {
+  const int64_t queries = a.batch * (a.seq_len - a.memory_len), keys = a.batch * a.seq_len;
+  DeviceBuffer<float> out(ex, queries * a.ld), dq(ex, queries * a.ld), dk(ex, keys * a.ld),
+      dv(ex, keys * a.ld), drel(ex, std::max<int64_t>(1, a.heads * queries * a.rel_len));
+  DeviceBuffer<float> g = test::to_device(dout);
+  Workspace ws(ex);
+  ChunkedAttentionGrads grads{dq.data(), dk.data(), dv.data(), a.ld};
+  if (a.rel_scores) grads.rel_grads = drel.data();
+  chunked_attention_backward(ex, ws, a, g.data(), a.ld, grads, out.data(), a.ld);
+  return {out.download(), dq.download(), dv.download(), dk.download(), drel.download()};
+}
+
+// Transformer-XL's memory: with memory_len M the first M positions of each sequence are keys
+// and values only, the queries' rows hold the segment's positions and the keys' rows the
+// segment's then the memory's. Outputs and gradients equal the whole sequence's attention at the
+// segment's positions when the memory's queries get no output gradient: local attention (a
+// memory that ends inside a chunk and one of a whole chunk) and dense attention (inside a
+// 64-slot tile, and two whole tiles), with dropout, relative scores and a distance limit, for
+// every kernel variant of the CPU executor.
+TEST(FusedAttention, AMemoryGivesKeysAndValuesOnlyAsTheWholeSequenceWithoutItsQueries) {
+  struct MemoryCase {
+    Case c;
+    int64_t memory;
+    bool relative;
+  };
+  std::vector<MemoryCase> cases;
+  Case local;
+  local.lsh = false;
+  local.batch = 2;
+  local.heads = 2;
+  local.T = 192;
+  local.chunk = 64;
+  local.d = 20;
+  cases.push_back({local, 100, false});
+  local.keep = 0.8f;
+  cases.push_back({local, 64, true});
+  Case dense;
+  dense.lsh = false;
+  dense.lookback = 0;
+  dense.heads = 2;
+  dense.T = dense.chunk = 150;
+  dense.d = 12;
+  cases.push_back({dense, 70, true});
+  dense.batch = 2;
+  dense.keep = 0.9f;
+  cases.push_back({dense, 128, false});
+  for (KernelVariant variant :
+       {KernelVariant::kTuned, KernelVariant::kPlain, KernelVariant::kGpuIndexing}) {
+    const std::unique_ptr<Executor> ex = make_cpu_executor(0);
+    ex->set_kernel_variant(variant);
+    for (const MemoryCase& m : cases) {
+      const Case& c = m.c;
+      const int64_t M = m.memory, ld = c.ld(), blocks = c.batch * c.heads;
+      const int64_t rel_len = c.lookback == 1 ? 2 * c.chunk : c.T;
+      const std::string what = c.name() + " memory " + std::to_string(M) + " variant " +
+                               std::to_string(static_cast<int>(variant));
+      const Problem whole(c);
+      std::vector<float> dout = test::random_vector(c.rows() * ld, 97);
+      for (int64_t b = 0; b < c.batch; ++b)  // the memory's queries: no output gradient
+        std::fill(dout.begin() + b * c.T * ld, dout.begin() + (b * c.T + M) * ld, 0.0f);
+      const std::vector<float> rel = test::random_vector(blocks * c.T * rel_len, 96);
+      DeviceBuffer<float> rel_whole = test::to_device(rel);
+      DeviceBuffer<float> rel_segment =
+          test::to_device(memory_layout(rel, blocks, c.T, M, rel_len, false));
+      ChunkedAttentionArgs a = whole.args();
+      if (m.relative) {
+        a.rel_scores = rel_whole.data();
+        a.rel_len = rel_len;
+        a.max_distance = c.T / 2;
+      }
+      const auto want = backward_with_relative(a, dout, *ex);
+      DeviceBuffer<float> q =
+          test::to_device(memory_layout(whole.q.download(), c.batch, c.T, M, ld, false));
+      DeviceBuffer<float> k =
+          test::to_device(memory_layout(whole.k.download(), c.batch, c.T, M, ld, true));
+      DeviceBuffer<float> v =
+          test::to_device(memory_layout(whole.v.download(), c.batch, c.T, M, ld, true));
+      a.q = q.data();
+      a.k = k.data();
+      a.v = v.data();
+      a.memory_len = M;
+      if (m.relative) a.rel_scores = rel_segment.data();
+      const auto got =
+          backward_with_relative(a, memory_layout(dout, c.batch, c.T, M, ld, false), *ex);
+      const char* names[] = {"output", "dq", "dv", "dk", "relative scores' gradient"};
+      for (size_t i = 0; i < got.size(); ++i) {
+        if (i == 4 && !m.relative) continue;
+        const std::vector<float> expected =
+            i == 4   ? memory_layout(want[i], blocks, c.T, M, rel_len, false)
+            : i <= 1 ? memory_layout(want[i], c.batch, c.T, M, ld, false)
+                     : memory_layout(want[i], c.batch, c.T, M, ld, true);
+        ASSERT_EQ(got[i].size(), expected.size()) << what << ": " << names[i];
+        EXPECT_LT(relative_max_error(got[i], expected), 1e-6) << what << ": " << names[i];
+      }
+    }
+  }
+}
+
 // A dropout mask that is not replayed exactly would show as a gradient mismatch above; this
 // checks the test can see it: another dropout stream changes the outputs.
 TEST(FusedAttention, DropoutStreamChangesTheOutput) {

@@ -46,9 +46,9 @@ int64_t AttentionLayer::bucket_count(int64_t batch, int64_t seq_len) const {
 }
 
 ChunkedAttentionArgs AttentionLayer::attention_args(Kit& kit, const StepContext& step,
-                                                    const Projections& pr,
-                                                    const int32_t* buckets) const {
-  const int64_t T = step.seq_len;
+                                                    const Projections& pr, const int32_t* buckets,
+                                                    int64_t memory_len) const {
+  const int64_t T = step.seq_len + memory_len;  // (positions each query may see)
   ChunkedAttentionArgs a;
   a.q = pr.relative.queries ? pr.relative.queries : pr.q;
   a.rel_scores = pr.relative.scores;
@@ -60,7 +60,9 @@ ChunkedAttentionArgs AttentionLayer::attention_args(Kit& kit, const StepContext&
   a.heads = n_heads_;
   a.seq_len = T;
   a.d = d_head_;
+  a.memory_len = memory_len;
   if (kind_ == AttentionKind::kLsh) {
+    RF_CHECK(memory_len == 0, "LSH attention takes no memory");
     const int64_t n = bucket_count(step.batch, T);
     int32_t* perm = kit.ws.ints("lsh.perm", n);
     int32_t* undo = kit.ws.ints("lsh.undo", n);
@@ -89,28 +91,33 @@ ChunkedAttentionArgs AttentionLayer::attention_args(Kit& kit, const StepContext&
   return a;
 }
 
-AttentionLayer::Projections AttentionLayer::project(Kit& kit, ParamStore& p, int64_t rows,
+AttentionLayer::Projections AttentionLayer::project(Kit& kit, ParamStore& p, int64_t query_rows,
                                                     MatrixView x) const {
-  const int64_t hd = n_heads_ * d_head_;
+  const int64_t hd = n_heads_ * d_head_, rows = x.rows;
   Projections pr;
-  pr.q = kit.ws.floats("layer.q", rows * hd);
+  pr.q = kit.ws.floats("layer.q", query_rows * hd);
   pr.k = kind_ == AttentionKind::kLsh ? nullptr : kit.ws.floats("layer.k", rows * hd);
   pr.v = kit.ws.floats("layer.v", rows * hd);
-  RF_CHECK(x.rows == rows && x.cols == d_model_, "attention input [", x.rows, ", ", x.cols,
-           "], expected [", rows, ", ", d_model_, "]");
+  RF_CHECK(x.rows >= query_rows && x.cols == d_model_, "attention input [", x.rows, ", ", x.cols,
+           "], expected [", query_rows, "+, ", d_model_, "]");
   const GemmOperandReuse reuse(kit.ex);  // (x is read by every projection: rounded once at bf16)
-  linear_forward(kit.ex, x, p.weight(w_q_), matrix(pr.q, rows, hd));
+  MatrixView queries_x = x;
+  queries_x.rows = query_rows;  // (the query rows come first)
+  linear_forward(kit.ex, queries_x, p.weight(w_q_), matrix(pr.q, query_rows, hd));
   if (pr.k) linear_forward(kit.ex, x, p.weight(w_k_), matrix(pr.k, rows, hd));
   linear_forward(kit.ex, x, p.weight(w_v_), matrix(pr.v, rows, hd));
   return pr;
 }
 
 void AttentionLayer::forward(Kit& kit, ParamStore& p, const StepContext& step, MatrixView xn,
-                             float* out, Write write, int32_t* buckets, bool reuse_buckets) const {
+                             float* out, Write write, int32_t* buckets, bool reuse_buckets,
+                             int64_t memory_len) const {
   const int64_t rows = step.rows(), hd = n_heads_ * d_head_;
+  RF_CHECK(xn.rows == rows + step.batch * memory_len);
   Projections pr = project(kit, p, rows, xn);
   if (relative_)
-    pr.relative = relative_->forward(kit, p, step, pr.q, relative_distances(step.seq_len));
+    pr.relative =
+        relative_->forward(kit, p, step, pr.q, relative_distances(step.seq_len + memory_len));
   if (kind_ == AttentionKind::kLsh && !reuse_buckets) {
     LshHashArgs hash;
     hash.qk = pr.q;
@@ -126,21 +133,25 @@ void AttentionLayer::forward(Kit& kit, ParamStore& p, const StepContext& step, M
     lsh_hash(kit.ex, kit.ws, hash);
   }
   float* heads = kit.ws.floats("layer.heads", rows * hd);
-  chunked_attention_forward(kit.ex, kit.ws, attention_args(kit, step, pr, buckets), heads, hd);
+  chunked_attention_forward(kit.ex, kit.ws, attention_args(kit, step, pr, buckets, memory_len),
+                            heads, hd);
   linear_forward(kit.ex, matrix(heads, rows, hd), p.weight(w_o_), matrix(out, rows, d_model_),
                  write);
 }
 
 void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, MatrixView xn,
                               const float* dout, float* dxn, const int32_t* buckets, float* out,
-                              Write write) const {
+                              Write write, int64_t memory_len) const {
   const int64_t rows = step.rows(), hd = n_heads_ * d_head_, D = d_model_;
+  const int64_t key_rows = xn.rows;  // (with a memory, more than the queries' rows)
+  RF_CHECK(key_rows == rows + step.batch * memory_len);
   // xn, dout, heads and the weights are read by two or more products each (rounded once at
   // bf16); the attention pass writes only memory no product has read before it.
   const GemmOperandReuse reuse(kit.ex);
   Projections pr = project(kit, p, rows, xn);
   if (relative_)
-    pr.relative = relative_->forward(kit, p, step, pr.q, relative_distances(step.seq_len));
+    pr.relative =
+        relative_->forward(kit, p, step, pr.q, relative_distances(step.seq_len + memory_len));
   // dheads [rows, hd] = dout [rows, D] . w_o^T
   float* dheads = kit.ws.floats("layer.dheads", rows * hd);
   linear_input_grad(kit.ex, matrix(dout, rows, D), p.weight(w_o_), matrix(dheads, rows, hd));
@@ -152,23 +163,28 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
   g.dv = pr.v;
   g.ld = hd;
   if (relative_) g.rel_grads = relative_->score_gradient_buffer(kit, step, pr.relative.distances);
-  chunked_attention_backward(kit.ex, kit.ws, attention_args(kit, step, pr, buckets), dheads, hd, g,
-                             heads, hd);
+  chunked_attention_backward(kit.ex, kit.ws, attention_args(kit, step, pr, buckets, memory_len),
+                             dheads, hd, g, heads, hd);
   if (relative_)  // g.dq holds dL/d(q + u): the relative term adds its part and its gradients
     relative_->backward(kit, p, step, g.dq, g.rel_grads, pr.relative.distances);
   if (out)
     linear_forward(kit.ex, matrix(heads, rows, hd), p.weight(w_o_), matrix(out, rows, D), write);
   linear_weight_grad(kit.ex, matrix(heads, rows, hd), matrix(dout, rows, D), p.weight_grad(w_o_));
-  // Inputs: dxn = sum over projections of dX . W^T, dW += xn^T . dX for each projection.
+  // Inputs: dxn = sum over projections of dX . W^T, dW += xn^T . dX for each projection. The
+  // queries' product covers the segment's rows: the memory's start from zero.
+  if (key_rows > rows)
+    kit.ex.zero(dxn + rows * D, static_cast<size_t>((key_rows - rows) * D) * sizeof(float));
   Write dxn_write = Write::kOverwrite;
-  auto input_grad = [&](int w, const float* dproj) {
-    linear_backward(kit.ex, xn, p.weight(w), matrix(dproj, rows, hd), matrix(dxn, rows, D),
+  auto input_grad = [&](int w, const float* dproj, int64_t n) {
+    MatrixView x = xn;
+    x.rows = n;
+    linear_backward(kit.ex, x, p.weight(w), matrix(dproj, n, hd), matrix(dxn, n, D),
                     p.weight_grad(w), dxn_write);
     dxn_write = Write::kAccumulate;
   };
-  input_grad(w_q_, g.dq);
-  if (g.dk) input_grad(w_k_, g.dk);
-  input_grad(w_v_, g.dv);
+  input_grad(w_q_, g.dq, rows);
+  if (g.dk) input_grad(w_k_, g.dk, key_rows);
+  input_grad(w_v_, g.dv, key_rows);
 }
 
 void AttentionLayer::prepare_cache(Kit& kit, ParamStore& p, int64_t capacity,

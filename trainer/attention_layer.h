@@ -27,18 +27,25 @@ class AttentionLayer {
   // int32 bucket ids this layer stores per micro-batch for its backward pass (0 unless LSH).
   int64_t bucket_count(int64_t batch, int64_t seq_len) const;
 
-  // out [rows, d_model] (+|-)= Attention(xn [rows, d_model]), as `write` says. xn is read by
-  // products only (fp32, or bf16 where the executor takes bf16 operands). LSH hashes into
-  // `buckets` [batch, heads, n_hashes, seq_len], or with reuse_buckets takes them as given (held
-  // fixed).
+  // out [rows, d_model] (+|-)= Attention(xn [rows, d_model]), as `write` says, rows =
+  // step.rows(). xn is read by products only (fp32, or bf16 where the executor takes bf16
+  // operands). LSH hashes into `buckets` [batch, heads, n_hashes, seq_len], or with reuse_buckets
+  // takes them as given (held fixed).
+  //
+  // With memory_len M > 0 (Transformer-XL's memory, dense and local attention) each example's
+  // attention also sees M positions before its segment, as keys and values only: xn then holds
+  // the segment's rows (step.rows() of them, first) followed by the memory's ([batch * M,
+  // d_model], example by example), and the queries, out and dout have the segment's rows only.
   void forward(Kit& kit, ParamStore& p, const StepContext& step, MatrixView xn, float* out,
-               Write write, int32_t* buckets, bool reuse_buckets) const;
-  // dxn = dL/dxn and parameter gradients +=, for the output gradient dout. LSH uses the bucket
-  // ids the forward pass stored: re-hashing the reconstructed input could flip buckets. When
-  // `out` is not null the recomputed forward output is written to it as `write` says (the
-  // reversible rebuild takes it away from the residual stream).
+               Write write, int32_t* buckets, bool reuse_buckets, int64_t memory_len = 0) const;
+  // dxn = dL/dxn (xn's rows: with a memory, its rows too) and parameter gradients +=, for the
+  // output gradient dout. LSH uses the bucket ids the forward pass stored: re-hashing the
+  // reconstructed input could flip buckets. When `out` is not null the recomputed forward output
+  // is written to it as `write` says (the reversible rebuild takes it away from the residual
+  // stream).
   void backward(Kit& kit, ParamStore& p, const StepContext& step, MatrixView xn, const float* dout,
-                float* dxn, const int32_t* buckets, float* out, Write write) const;
+                float* dxn, const int32_t* buckets, float* out, Write write,
+                int64_t memory_len = 0) const;
 
   // Cached generation and evaluation (dense and local attention; LSH has no exact cache: every
   // new key moves the chunk boundaries of the sorted order). prepare_cache() sizes this layer's
@@ -51,18 +58,18 @@ class AttentionLayer {
                       GenerationCache::Layer& layer, float* out) const;
 
  private:
-  // q (the shared qk for LSH), k (null for LSH) and v [rows, heads * d_head] of xn, in the
-  // workspace.
+  // q (the shared qk for LSH) [query_rows, heads * d_head] of xn's first query_rows rows, and k
+  // (null for LSH) and v [xn.rows, heads * d_head] of all its rows, in the workspace.
   struct Projections {
     float* q;
     float* k;
     float* v;
     RelativePositionTerm::Prepared relative;  // with relative positions: the attention's queries
   };
-  Projections project(Kit& kit, ParamStore& p, int64_t rows, MatrixView xn) const;
+  Projections project(Kit& kit, ParamStore& p, int64_t query_rows, MatrixView xn) const;
   // The arguments of the attention over all heads; LSH sorts its slots by the buckets first.
   ChunkedAttentionArgs attention_args(Kit& kit, const StepContext& step, const Projections& pr,
-                                      const int32_t* buckets) const;
+                                      const int32_t* buckets, int64_t memory_len = 0) const;
   // Distances the attention's windows span (relative positions): the sequence for dense
   // attention, two chunks for local attention.
   int64_t relative_distances(int64_t seq_len) const;

@@ -8,6 +8,9 @@ StepFlops training_step_flops(const Config& cfg, int64_t batch, int64_t seq_len)
   const double H = static_cast<double>(cfg.model.n_heads),
                d = static_cast<double>(cfg.model.d_head);
   const double HD = H * d;
+  // Transformer-XL's memory (full, as from the second segment on): keys and values of M more
+  // positions per example, which dense attention's queries also see.
+  const double memory_rows = static_cast<double>(batch * cfg.model.memory_len);
   StepFlops f;
   for (int64_t layer = 0; layer < cfg.model.n_layers; ++layer) {
     const AttentionKind kind = cfg.attention_of_layer(layer);
@@ -22,9 +25,11 @@ StepFlops training_step_flops(const Config& cfg, int64_t batch, int64_t seq_len)
     } else if (kind == AttentionKind::kLocal) {
       window = 2.0 * static_cast<double>(cfg.lsh.local_chunk);
     } else {
-      window = static_cast<double>(seq_len);  // every key (half of them masked)
+      // every key (the segment's later ones masked)
+      window = static_cast<double>(seq_len + cfg.model.memory_len);
     }
     const double forward = T * (projections * 2 * D * HD + 2 * HD * D)  // in/out projections
+                           + memory_rows * 2 * 2 * D * HD               // the memory's k and v
                            + T * H * rounds * 4 * window * d            // logits and values
                            + T * 4 * D * F;                             // feed-forward
     f.layers += 4 * forward + hashing;

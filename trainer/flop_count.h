@@ -2,6 +2,7 @@
 // counted). A reversible layer runs its forward twice (the forward pass and the recomputation in
 // the backward pass) and each forward GEMM has two backward GEMMs, so a layer costs 4x its
 // forward GEMM FLOPs; LSH hashing runs once. The head runs forward once and backward once (3x).
+// With model.memory_len the memory is counted full (as it is from the second segment on).
 #pragma once
 
 #include "trainer/config.h"

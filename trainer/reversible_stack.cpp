@@ -66,30 +66,6 @@ int32_t* ReversibleStack::buckets_for(Kit& kit, int64_t layer, const StepContext
   return buckets_[layer].data();
 }
 
-namespace {
-
-// cat [B, M + S, D] = [memory; segment] per example (memory [B, M, D], segment [B, S, D]).
-void join_memory(Executor& ex, float* cat, const float* memory, const float* segment, int64_t B,
-                 int64_t M, int64_t S, int64_t D) {
-  const int64_t C = M + S;
-  const size_t row_bytes = static_cast<size_t>(D) * sizeof(float);
-  for (int64_t b = 0; b < B; ++b) {
-    if (M > 0) ex.copy(cat + b * C * D, memory + b * M * D, M * row_bytes);
-    ex.copy(cat + (b * C + M) * D, segment + b * S * D, S * row_bytes);
-  }
-}
-
-// segment [B, S, D] = the last S rows of each example of joined [B, M + S, D].
-void segment_rows(Executor& ex, float* segment, const float* joined, int64_t B, int64_t M,
-                  int64_t S, int64_t D) {
-  const int64_t C = M + S;
-  for (int64_t b = 0; b < B; ++b)
-    ex.copy(segment + b * S * D, joined + (b * C + M) * D,
-            static_cast<size_t>(S * D) * sizeof(float));
-}
-
-}  // namespace
-
 void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, float* x1,
                               float* x2, bool for_backward, SegmentMemory* memory) {
   const int64_t rows = step.rows(), D = d_model_;
@@ -172,12 +148,28 @@ void ReversibleStack::forward_cached(Kit& kit, ParamStore& p, float* x1, float* 
   cache.len += rows;
 }
 
-StepContext ReversibleStack::joined_context(const StepContext& step,
+StepContext ReversibleStack::memory_context(const StepContext& step,
                                             const SegmentMemory& memory) const {
-  StepContext joined = step;
-  joined.seq_len = memory.len + step.seq_len;
-  if (same_length_ && memory.max_len > 0) joined.max_distance = memory.max_len - 1;
-  return joined;
+  StepContext context = step;
+  if (same_length_ && memory.max_len > 0) context.max_distance = memory.max_len - 1;
+  return context;
+}
+
+ProductOperand ReversibleStack::normalised_with_memory(Kit& kit, ParamStore& p,
+                                                       const StepContext& step, int64_t i,
+                                                       const float* x2, const SegmentMemory& memory,
+                                                       float** cat) {
+  const int64_t segment_rows = step.rows(), memory_rows = step.batch * memory.len;
+  const int64_t rows = segment_rows + memory_rows, D = d_model_;
+  *cat = kit.ws.floats("stack.memory_cat", rows * D);
+  kit.ex.copy(*cat, x2, static_cast<size_t>(segment_rows * D) * sizeof(float));
+  if (memory_rows > 0)  // (the memory is [batch, len, d_model]: its rows in example order)
+    kit.ex.copy(*cat + segment_rows * D, memory.layers[i].data(),
+                static_cast<size_t>(memory_rows * D) * sizeof(float));
+  const ProductOperand xn =
+      product_operand(kit.ex, kit.ws, "stack.memory_xn", "stack.memory_xn16", rows * D);
+  layers_[i].attention_norm.forward(kit, p, *cat, xn, rows);
+  return xn;
 }
 
 void ReversibleStack::attention_forward_with_memory(Kit& kit, ParamStore& p,
@@ -186,30 +178,35 @@ void ReversibleStack::attention_forward_with_memory(Kit& kit, ParamStore& p,
                                                     SegmentMemory& memory) {
   Layer& layer = layers_[i];
   RF_CHECK(layer.attention->kind() != AttentionKind::kLsh, "LSH layers take no memory");
-  const int64_t B = step.batch, S = step.seq_len, M = memory.len, C = M + S, D = d_model_;
-  const StepContext joined = joined_context(step, memory);
-  float* cat = kit.ws.floats("stack.memory_cat", B * C * D);
-  float* out = kit.ws.floats("stack.memory_out", B * C * D);
-  const ProductOperand xn =
-      product_operand(kit.ex, kit.ws, "stack.memory_xn", "stack.memory_xn16", B * C * D);
-  join_memory(kit.ex, cat, M > 0 ? memory.layers[i].data() : nullptr, x2, B, M, S, D);
-  layer.attention_norm.forward(kit, p, cat, xn, B * C);
-  layer.attention->forward(kit, p, joined, xn.view(B * C, D), out, Write::kOverwrite, nullptr,
-                           false);
-  float* segment_out = kit.ws.floats("stack.out", B * S * D);
-  segment_rows(kit.ex, segment_out, out, B, M, S, D);
-  residual_add(kit.ex,
-               attention_residual(x1, segment_out, B * S, 1.0f, attention_output_mask(step, i)));
-  // The next memory: the last `kept` rows of [memory; segment]. Taken from `cat` (a copy), so in
-  // evaluation it overwrites the old memory in place; buffers are reallocated only while the
-  // memory still grows.
-  const int64_t kept = std::min(memory.max_len, C);
+  const int64_t B = step.batch, S = step.seq_len, M = memory.len, D = d_model_;
+  float* cat = nullptr;
+  const ProductOperand xn = normalised_with_memory(kit, p, step, i, x2, memory, &cat);
+  const StepContext context = memory_context(step, memory);
+  const MatrixView keys_xn = xn.view(B * (S + M), D);
+  const DropoutMask mask = attention_output_mask(step, i);
+  if (mask.active()) {  // through a buffer, for the dropout
+    float* out = kit.ws.floats("stack.out", B * S * D);
+    layer.attention->forward(kit, p, context, keys_xn, out, Write::kOverwrite, nullptr, false, M);
+    residual_add(kit.ex, attention_residual(x1, out, B * S, 1.0f, mask));
+  } else {  // straight into the residual stream
+    layer.attention->forward(kit, p, context, keys_xn, x1, Write::kAccumulate, nullptr, false, M);
+  }
+  // The next memory: each example's last `kept` positions of [memory; segment], from `cat` (a
+  // copy, so in evaluation it overwrites the old memory in place); buffers are reallocated only
+  // while the memory still grows.
+  const int64_t kept = std::min(memory.max_len, M + S);
+  const int64_t from_memory = std::max<int64_t>(0, kept - S), from_segment = kept - from_memory;
   DeviceBuffer<float>& target = for_backward ? memory.next[i] : memory.layers[i];
   const size_t held = static_cast<size_t>(std::max<int64_t>(1, B * kept * D));
   if (target.size() != held) target = DeviceBuffer<float>(kit.ex, held);
-  for (int64_t b = 0; b < B; ++b)
-    kit.ex.copy(target.data() + b * kept * D, cat + (b * C + C - kept) * D,
-                static_cast<size_t>(kept * D) * sizeof(float));
+  const size_t row_bytes = static_cast<size_t>(D) * sizeof(float);
+  for (int64_t b = 0; b < B; ++b) {
+    float* to = target.data() + b * kept * D;
+    if (from_memory > 0)
+      kit.ex.copy(to, cat + (B * S + b * M + M - from_memory) * D, from_memory * row_bytes);
+    kit.ex.copy(to + from_memory * D, cat + (b * S + S - from_segment) * D,
+                from_segment * row_bytes);
+  }
 }
 
 void ReversibleStack::attention_backward_with_memory(Kit& kit, ParamStore& p,
@@ -219,34 +216,23 @@ void ReversibleStack::attention_backward_with_memory(Kit& kit, ParamStore& p,
                                                      const SegmentMemory& memory) {
   Layer& layer = layers_[i];
   const int64_t B = step.batch, S = step.seq_len, M = memory.len, C = M + S, D = d_model_;
-  const StepContext joined = joined_context(step, memory);
-  float* cat = kit.ws.floats("stack.memory_cat", B * C * D);
-  const ProductOperand xn =
-      product_operand(kit.ex, kit.ws, "stack.memory_xn", "stack.memory_xn16", B * C * D);
-  join_memory(kit.ex, cat, M > 0 ? memory.layers[i].data() : nullptr, x2, B, M, S, D);
-  layer.attention_norm.forward(kit, p, cat, xn, B * C);
-  // The output gradient over [memory; segment]: zero on the memory's rows, whose outputs the
-  // forward pass dropped.
-  float* dout = kit.ws.floats("stack.memory_dout", B * C * D);
-  for (int64_t b = 0; b < B; ++b) {
-    if (M > 0) kit.ex.zero(dout + b * C * D, static_cast<size_t>(M * D) * sizeof(float));
-    kit.ex.copy(dout + (b * C + M) * D, g + b * S * D, static_cast<size_t>(S * D) * sizeof(float));
-  }
+  float* cat = nullptr;
+  const ProductOperand xn = normalised_with_memory(kit, p, step, i, x2, memory, &cat);
+  // The rebuild x1 = y1 - dropout(F) takes the recomputed output away from x1 directly when
+  // there is no dropout (as the backward without memory does).
+  const DropoutMask mask = attention_output_mask(step, i);
+  float* out = nullptr;
+  if (!saved) out = mask.active() ? kit.ws.floats("stack.out", B * S * D) : x1;
   float* dxn = kit.ws.floats("stack.memory_dxn", B * C * D);
-  float* out = saved ? nullptr : kit.ws.floats("stack.memory_out", B * C * D);
-  layer.attention->backward(kit, p, joined, xn.view(B * C, D), dout, dxn, nullptr, out,
-                            Write::kOverwrite);
+  layer.attention->backward(kit, p, memory_context(step, memory), xn.view(B * C, D), g, dxn,
+                            nullptr, out, mask.active() ? Write::kOverwrite : Write::kSubtract, M);
   float* dcat = kit.ws.floats("stack.memory_dcat", B * C * D);
   layer.attention_norm.backward(kit, p, cat, dxn, dcat, B * C, false);
-  for (int64_t b = 0; b < B; ++b)  // the memory's rows take no gradient
-    add_scaled(kit.ex, dx2 + b * S * D, dcat + (b * C + M) * D, 1.0f, S * D);
+  add_scaled(kit.ex, dx2, dcat, 1.0f, B * S * D);  // (the memory's rows, after, take none)
   if (saved) {
     kit.ex.copy(x1, saved, static_cast<size_t>(B * S * D) * sizeof(float));
-  } else {
-    float* segment_out = kit.ws.floats("stack.out", B * S * D);
-    segment_rows(kit.ex, segment_out, out, B, M, S, D);
-    residual_add(kit.ex,
-                 attention_residual(x1, segment_out, B * S, -1.0f, attention_output_mask(step, i)));
+  } else if (mask.active()) {
+    residual_add(kit.ex, attention_residual(x1, out, B * S, -1.0f, mask));
   }
 }
 

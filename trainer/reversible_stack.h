@@ -77,8 +77,12 @@ class ReversibleStack {
   ResidualAddArgs attention_residual(float* x1, const float* out, int64_t rows, float sign,
                                      const DropoutMask& mask) const;
   int32_t* buckets_for(Kit& kit, int64_t layer, const StepContext& step, bool for_backward);
-  // The attention's view of [memory; segment]: seq_len M + S, and same_length's span.
-  StepContext joined_context(const StepContext& step, const SegmentMemory& memory) const;
+  // The segment's step as the attention over [memory; segment] sees it: same_length's span.
+  StepContext memory_context(const StepContext& step, const SegmentMemory& memory) const;
+  // The layer norm of layer i's attention over its memory and the segment x2, in the layout
+  // AttentionLayer takes with a memory ([segment rows; memory rows]); `cat` gets the joined rows.
+  ProductOperand normalised_with_memory(Kit& kit, ParamStore& p, const StepContext& step, int64_t i,
+                                        const float* x2, const SegmentMemory& memory, float** cat);
   // y1 = x1 + dropout(F([memory; x2])) for layer i, keeping the next memory (see forward()).
   void attention_forward_with_memory(Kit& kit, ParamStore& p, const StepContext& step, int64_t i,
                                      float* x1, const float* x2, bool for_backward,

@@ -1,10 +1,10 @@
 // Transformer-XL's segment-level recurrence: each layer keeps the input of its attention (the
 // reversible x2 stream) at the last `max_len` positions before the current segment, per example
 // (lane), and the segment's attention runs over [memory; segment] with causal masks on the
-// concatenated positions (queries of the memory rows are computed and dropped). No gradient flows
-// into the memory; the projections and the layer norm applied to it do get theirs. With relative
-// positions a memory row at distance d from a query is treated as any key d positions back, which
-// is what makes cached states meaningful.
+// concatenated positions, its queries from the segment only (the memory gives keys and values).
+// No gradient flows into the memory; the projections and the layer norm applied to it do get
+// theirs. With relative positions a memory row at distance d from a query is treated as any key
+// d positions back, which is what makes cached states meaningful.
 #pragma once
 
 #include <cstdint>

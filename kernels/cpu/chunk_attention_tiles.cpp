@@ -28,11 +28,24 @@ void for_each_window_tile(const ChunkLayout& L, int64_t c, const Visit& visit) {
   }
 }
 
-// visit(tile) for each query tile of chunk c.
+// The part of a tile of query slots that has queries: none before memory_len (the memory's
+// positions are keys only; a memory comes with the original order, where slot = position).
+// Count 0: none.
+SlotTile query_part(const ChunkAttentionParams& p, SlotTile tile) {
+  const int64_t skip = std::clamp<int64_t>(p.memory_len - tile.first, 0, tile.count);
+  tile.first += skip;
+  tile.count -= skip;
+  return tile;
+}
+
+// visit(tile) for each query tile of chunk c (its slots with queries).
 template <class Visit>
-void for_each_chunk_tile(const ChunkLayout& L, int64_t c, const Visit& visit) {
-  for (int64_t q = 0; q < L.chunk; q += kTile)
-    visit(SlotTile{c * L.chunk + q, std::min(kTile, L.chunk - q), 0});
+void for_each_chunk_tile(const ChunkAttentionParams& p, int64_t c, const Visit& visit) {
+  const ChunkLayout& L = p.layout;
+  for (int64_t q = 0; q < L.chunk; q += kTile) {
+    const SlotTile tile = query_part(p, {c * L.chunk + q, std::min(kTile, L.chunk - q), 0});
+    if (tile.count > 0) visit(tile);
+  }
 }
 
 // Entirely masked by causality (original order only: slot order is position order there).
@@ -159,8 +172,10 @@ void store_outputs(const ChunkAttentionParams& p, int64_t s, const SlotTile& q_t
 // transposed, acc [dp, nqp] += V^T P^T, so that both products take their B operand from rows the
 // tile already has (Q^T and P^T) and the per-query rescaling runs along rows; with fp32 products
 // acc is [nq, dp] += P V.
-void forward_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& q_tile,
+void forward_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& slots,
                   ThreadState& state, bool bf16) {
+  const SlotTile q_tile = query_part(p, slots);
+  if (q_tile.count == 0) return;
   const ChunkLayout& L = p.layout;
   const TileGather gather(p, s);
   const int64_t dp = gather.dp(), nq = q_tile.count, nqp = padded(nq);
@@ -395,7 +410,7 @@ void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadS
   std::fill(dk, dk + W * dp, 0.0f);
   std::fill(dv, dv + W * dp, 0.0f);
   const DropoutMask drop = p.segment_dropout(s);
-  for_each_chunk_tile(L, c, [&](const SlotTile& q_tile) {
+  for_each_chunk_tile(p, c, [&](const SlotTile& q_tile) {
     qt.gather(p, s, q_tile, true);
     const int64_t nq = q_tile.count, nqp = qt.nqp;
     if (ops) ops->pack(qt, p.d, dp);
@@ -429,8 +444,10 @@ void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadS
 
 // Without look-back (dense attention, one chunk) a key's gradient comes from every query tile of
 // its chunk, so queries and keys are separate work items.
-void query_grads_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& q_tile,
+void query_grads_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& slots,
                       ThreadState& state) {
+  const SlotTile q_tile = query_part(p, slots);
+  if (q_tile.count == 0) return;
   const ChunkLayout& L = p.layout;
   const int64_t dp = padded(p.d), nq = q_tile.count;
   Scratch& scratch = state.scratch;
@@ -466,7 +483,7 @@ void key_grads_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& k_
   const KeyTileCache::Entry& kv = state.keys.get(p, s, k_tile);
   const DropoutMask drop = p.segment_dropout(s);
   const int64_t within = k_tile.first % L.chunk;
-  for_each_chunk_tile(L, k_tile.first / L.chunk, [&](const SlotTile& q_tile) {
+  for_each_chunk_tile(p, k_tile.first / L.chunk, [&](const SlotTile& q_tile) {
     if (all_later(p, k_tile, q_tile)) return;
     qt.gather(p, s, q_tile, true);
     const int64_t nq = q_tile.count, nqp = qt.nqp;

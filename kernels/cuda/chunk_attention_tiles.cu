@@ -45,6 +45,18 @@ __device__ BlockTile block_tile(const ChunkLayout& L, int tile_size) {
   return b;
 }
 
+// Block b's tile of query slots less the memory's (keys only; a memory comes with the original
+// order, where slot = position): count <= 0 when the whole tile is memory.
+__device__ BlockTile query_block_tile(const ChunkAttentionParams& p, int tile_size) {
+  BlockTile b = block_tile(p.layout, tile_size);
+  const int64_t skip = p.memory_len - b.first;
+  if (skip > 0) {
+    b.first += skip;
+    b.count -= static_cast<int>(skip < b.count ? skip : b.count);
+  }
+  return b;
+}
+
 // A tile of kKeyTile keys (scaled) and values in shared memory, with their positions and key
 // factors.
 template <int D>
@@ -133,7 +145,8 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
   constexpr int kSplit = D / kSlice;
   __shared__ StagedKeys<D> staged;
   const ChunkLayout& L = p.layout;
-  const BlockTile b = block_tile(L, kQueryTile);
+  const BlockTile b = query_block_tile(p, kQueryTile);
+  if (b.count <= 0) return;  // (the whole block: no barrier is left waiting)
   const int row = threadIdx.x / kSplit, part = threadIdx.x % kSplit;
   const bool active = row < b.count;
   const int64_t j = b.first + row;
@@ -191,7 +204,8 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
   constexpr int kSplit = D / kSlice;
   __shared__ StagedKeys<D> staged;
   const ChunkLayout& L = p.layout;
-  const BlockTile b = block_tile(L, kQueryTile);
+  const BlockTile b = query_block_tile(p, kQueryTile);
+  if (b.count <= 0) return;  // (the whole block: no barrier is left waiting)
   const int row = threadIdx.x / kSplit, part = threadIdx.x % kSplit;
   const bool active = row < b.count;
   const int64_t j = b.first + row, i = b.segment * L.n_slots + j;
@@ -280,8 +294,14 @@ __global__ void __launch_bounds__(kKeyTile*(D / kSlice))
     const int64_t qc = view == L.lookback ? b.chunk : (b.chunk + 1) % L.n_chunks();
     const int64_t key_window = (view == L.lookback ? L.lookback * L.chunk : 0) + within;
     for (int64_t q0 = 0; q0 < L.chunk; q0 += kKeyTile) {
-      const int64_t first = qc * L.chunk + q0;
-      const int nq = static_cast<int>(L.chunk - q0 < kKeyTile ? L.chunk - q0 : kKeyTile);
+      int64_t first = qc * L.chunk + q0;
+      int nq = static_cast<int>(L.chunk - q0 < kKeyTile ? L.chunk - q0 : kKeyTile);
+      if (first < p.memory_len) {  // the memory's slots have no queries (the same for the block)
+        const int64_t skip = p.memory_len - first < nq ? p.memory_len - first : nq;
+        first += skip;
+        nq -= static_cast<int>(skip);
+        if (nq == 0) continue;
+      }
       if (p.perm == nullptr && b.first > first + nq - 1) continue;  // keys all in the future
       __syncthreads();                                              // the previous tile is consumed
       for (int r = threadIdx.x; r < kKeyTile; r += blockDim.x) {    // each row's position, once

@@ -20,6 +20,10 @@
 //                complete within its own index: no floating-point atomics, no folding buffers.
 //   ungather     per position: the slot gradients summed over rounds, through the shared-QK key
 //                normalisation, written to the unsorted rows.
+// Transformer-XL's memory (memory_len > 0, the original order): the first memory_len positions of
+// every sequence are keys and values only. Their query slots are skipped by every pass (no output,
+// no statistics, nothing added to a key's gradient), and the query-side rows (queries, outputs
+// and their gradients) hold the segment's positions only.
 // The functors below are the reference arithmetic of every pass, one row per index; the CPU
 // executor also has a tiled implementation of the three attention passes (kernels/cpu/), and
 // `reformer selftest` compares every implementation with these.
@@ -68,8 +72,13 @@ RF_HD float mask_penalty(int32_t qp, int32_t kp, bool self_mask) {
 
 // Everything the fused passes read and write, for segments s = b * heads + h.
 struct ChunkAttentionParams {
-  // Inputs, [batch * seq_len, ld] row-major; head h's d columns start at h * d. k is null for
-  // shared QK (the keys are the queries, normalised per position).
+  // Inputs, row-major; head h's d columns start at h * d. k is null for shared QK (the keys are
+  // the queries, normalised per position). Without memory all are [batch * seq_len, ld], position
+  // t of example b at row b * seq_len + t. With memory_len M the query-side arrays (q, the output,
+  // dout, dq) are [batch * (seq_len - M), ld], position t >= M of example b at row
+  // b * (seq_len - M) + t - M, and the key-side arrays (k, v, dk, dv) have those rows followed by
+  // the memory's, [batch * M, ld]: position t < M of example b at row
+  // batch * (seq_len - M) + b * M + t (row_offset, key_row_offset).
   const float* q = nullptr;
   const float* k = nullptr;
   const float* v = nullptr;
@@ -77,6 +86,8 @@ struct ChunkAttentionParams {
   const int32_t* perm = nullptr;  // [segments, n_slots]: slot -> r * seq_len + t; null: identity
   const float* key_scales = nullptr;  // [segments, seq_len]: shared QK's per-position key scale
   int64_t heads = 1, d = 0;
+  int64_t batch = 1;       // examples over the whole layer (segments = batch * heads there)
+  int64_t memory_len = 0;  // positions before each sequence's queries that are keys only
   // The segments of this launch are first_segment + s for s < segments; s indexes perm,
   // key_scales and the per-slot arrays, first_segment + s the input rows and the dropout.
   int64_t first_segment = 0, segments = 0;
@@ -99,22 +110,24 @@ struct ChunkAttentionParams {
   float* dq = nullptr;           // [.., d] gradient of the slot's query (backward)
   float* dk = nullptr;           // [.., d] gradient of the slot's scaled key (backward)
   float* dv = nullptr;           // [.., d] gradient of the slot's value (backward)
-  // Relative positions (Transformer-XL, original slot order only): rel_scores[((h * rel_batch + b)
-  // * seq_len + tq) * rel_len + tq - tk], for segment first_segment + s = b * heads + h
-  // (head-major: each head's scores are one [rel_batch * seq_len, rel_len] matrix, one product per
-  // head), is added to the score of query position tq and key position tk <= tq (distances >=
-  // rel_len add nothing: callers cover the window). The query-gradient pass adds each pair's dS at
-  // the same index of rel_grads, which the launcher zero-fills (pairs outside every window keep 0).
-  // Only the pass over one query's row touches its elements (a key twice in a window, when the
-  // look-back wraps onto the chunk itself, adds twice in window order): no atomics, the same sum on
-  // every executor.
+  // Relative positions (Transformer-XL, original slot order only): rel_scores[((h * batch + b)
+  // * query_len() + tq - memory_len) * rel_len + tq - tk], for segment first_segment + s =
+  // b * heads + h (head-major: each head's scores are one [batch * query_len(), rel_len] matrix,
+  // one product per head, a row per query), is added to the score of query position tq and key
+  // position tk <= tq (distances >= rel_len add nothing: callers cover the window). The
+  // query-gradient pass adds each pair's dS at the same index of rel_grads, which the launcher
+  // zero-fills (pairs outside every window keep 0). Only the pass over one query's row touches its
+  // elements (a key twice in a window, when the look-back wraps onto the chunk itself, adds twice
+  // in window order): no atomics, the same sum on every executor.
   const float* rel_scores = nullptr;
   float* rel_grads = nullptr;
   int64_t rel_len = 0;
-  int64_t rel_batch = 0;  // examples (segments / heads over the whole layer)
   // Keys more than max_distance positions before their query are masked (-1: none):
   // Transformer-XL's same_length, every query attending to the same number of keys.
   int64_t max_distance = -1;
+
+  // Positions per sequence that have a query (all but the memory's).
+  RF_HD int64_t query_len() const { return layout.seq_len - memory_len; }
 
   // Whether scores have more than the causal and self masks (the tiles' plain path skips them).
   RF_HD bool has_score_terms() const {
@@ -124,13 +137,13 @@ struct ChunkAttentionParams {
   // compute it once per segment rather than per score.
   RF_HD int64_t relative_base(int64_t s) const {
     const int64_t g = first_segment + s;
-    return ((g % heads) * rel_batch + g / heads) * layout.seq_len * rel_len;
+    return ((g % heads) * batch + g / heads) * query_len() * rel_len;
   }
   // Index of the pair (tq, tk) in rel_scores / rel_grads from its segment's base; -1 when it has
   // none.
   RF_HD int64_t relative_index_at(int64_t base, int64_t tq, int64_t tk) const {
-    if (tq >= layout.seq_len || tk > tq || tq - tk >= rel_len) return -1;
-    return base + tq * rel_len + (tq - tk);
+    if (tq < memory_len || tq >= layout.seq_len || tk > tq || tq - tk >= rel_len) return -1;
+    return base + (tq - memory_len) * rel_len + (tq - tk);
   }
   // What is added to the scaled q.k score of positions (tq, tk): the relative term, minus the
   // causal, self and distance masks.
@@ -159,16 +172,23 @@ struct ChunkAttentionParams {
   RF_HD int64_t position(int64_t s, int64_t j) const {
     return (perm ? perm[s * layout.n_slots + j] : j) % layout.seq_len;
   }
-  // Row of (segment s, position t) in an input or output with row stride `stride`.
+  // Row of (segment s, query position t >= memory_len) in a query-side array (queries, outputs
+  // and their gradients) with row stride `stride`.
   RF_HD int64_t row_offset(int64_t s, int64_t t, int64_t stride) const {
     const int64_t g = first_segment + s;
-    return (g / heads * layout.seq_len + t) * stride + (g % heads) * d;
+    return (g / heads * query_len() + t - memory_len) * stride + (g % heads) * d;
+  }
+  // Row of (segment s, position t) in a key-side array (keys, values and their gradients).
+  RF_HD int64_t key_row_offset(int64_t s, int64_t t, int64_t stride) const {
+    if (t >= memory_len) return row_offset(s, t, stride);
+    const int64_t g = first_segment + s;
+    return (batch * query_len() + g / heads * memory_len + t) * stride + (g % heads) * d;
   }
   RF_HD const float* query_row(int64_t s, int64_t t) const { return q + row_offset(s, t, ld); }
   RF_HD const float* key_row(int64_t s, int64_t t) const {
-    return (k ? k : q) + row_offset(s, t, ld);
+    return (k ? k : q) + key_row_offset(s, t, ld);
   }
-  RF_HD const float* value_row(int64_t s, int64_t t) const { return v + row_offset(s, t, ld); }
+  RF_HD const float* value_row(int64_t s, int64_t t) const { return v + key_row_offset(s, t, ld); }
   // The factor the key row of (s, t) is multiplied by.
   RF_HD float key_factor(int64_t s, int64_t t) const {
     return key_scales ? key_scales[s * layout.seq_len + t] : key_scale;
@@ -224,6 +244,7 @@ struct ChunkAttentionForwardRow {
     const ChunkLayout& L = p.layout;
     const int64_t s = i / L.n_slots, j = i % L.n_slots, c = j / L.chunk, W = L.window();
     const int64_t t = p.position(s, j);
+    if (t < p.memory_len) return;  // (a memory position: no query)
     const float* qr = p.query_row(s, t);
     const int32_t qp = static_cast<int32_t>(t);
     float m = kNoMaxYet;
@@ -274,15 +295,16 @@ RF_HD void round_weights(const ChunkAttentionParams& p, const int32_t* undo, int
   for (int64_t r = 0; r < n_rounds; ++r) weights[r] /= sum;
 }
 
-// out[(b, t), h] = sum_r w_r O[slot(r, t)]: unsort and combine the rounds. Index = s * T + t.
+// out[(b, t), h] = sum_r w_r O[slot(r, t)]: unsort and combine the rounds. Index = s * Q + t - M
+// (Q = query_len(), M = memory_len: the query positions).
 struct CombineRounds {
   ChunkAttentionParams p;
   const int32_t* undo;  // [segments, n_slots] or null (identity)
   int64_t n_rounds;
-  float* out;  // [batch * seq_len, ldo]
+  float* out;  // [batch * query_len, ldo]
   int64_t ldo;
   RF_HD void operator()(int64_t i) const {
-    const int64_t s = i / p.layout.seq_len, t = i % p.layout.seq_len;
+    const int64_t s = i / p.query_len(), t = p.memory_len + i % p.query_len();
     int64_t slots[kMaxHashRounds];
     float w[kMaxHashRounds];
     round_weights(p, undo, s, t, n_rounds, slots, w);
@@ -297,15 +319,16 @@ struct CombineRounds {
 };
 
 // The combine's backward: for each round, dO (written over O), dlse and delta = dO . O.
-// Index = s * T + t; each index owns its rounds' slots, so the in-place write is safe.
+// Index = s * Q + t - M as for CombineRounds; each index owns its rounds' slots, so the in-place
+// write is safe.
 struct CombineRoundsBackward {
   ChunkAttentionParams p;
   const int32_t* undo;
   int64_t n_rounds;
-  const float* dout;  // [batch * seq_len, lddo]
+  const float* dout;  // [batch * query_len, lddo]
   int64_t lddo;
   RF_HD void operator()(int64_t i) const {
-    const int64_t s = i / p.layout.seq_len, t = i % p.layout.seq_len;
+    const int64_t s = i / p.query_len(), t = p.memory_len + i % p.query_len();
     int64_t slots[kMaxHashRounds];
     float w[kMaxHashRounds];
     round_weights(p, undo, s, t, n_rounds, slots, w);
@@ -349,6 +372,7 @@ struct ChunkAttentionQueryGradRow {
     const ChunkLayout& L = p.layout;
     const int64_t s = i / L.n_slots, j = i % L.n_slots, c = j / L.chunk, W = L.window();
     const int64_t t = p.position(s, j);
+    if (t < p.memory_len) return;  // (a memory position: no query)
     const float* qr = p.query_row(s, t);
     const float* dor = p.o + i * p.d;
     const DropoutMask drop = p.segment_dropout(s);
@@ -392,6 +416,7 @@ struct ChunkAttentionKeyGradRow {
       for (int64_t jj = 0; jj < C; ++jj) {
         const int64_t j = c * C + jj, qi = s * L.n_slots + j;
         const int64_t t = p.position(s, j);
+        if (t < p.memory_len) continue;  // (a memory position: no query)
         const float* qr = p.query_row(s, t);
         const float* dor = p.o + qi * p.d;
         float dropped_p;
@@ -416,28 +441,38 @@ struct ChunkAttentionKeyGradRow {
 // and dk (separate keys: times key_scale) or, for shared QK, the key gradient through the
 // normalisation k = q * key_norm_scale(q), added to dq. dq, dk and dv may be q, k and v
 // themselves: each index reads its own rows before it writes them, and no other index reads them.
-// Index = s * T + t.
+// Memory positions (t < memory_len) have key and value gradients only. Index = s * T + t.
 struct UngatherAttentionGrads {
   ChunkAttentionParams p;
   const int32_t* undo;  // [segments, n_slots] or null
   int64_t n_rounds;
-  float* dq;  // [batch * seq_len, ldg]
-  float* dk;  // [batch * seq_len, ldg]; unused for shared QK
-  float* dv;  // [batch * seq_len, ldg]
+  float* dq;  // query-side rows, ldg apart
+  float* dk;  // key-side rows, ldg apart; unused for shared QK
+  float* dv;  // key-side rows
   int64_t ldg;
   RF_HD void operator()(int64_t i) const {
     const int64_t s = i / p.layout.seq_len, t = i % p.layout.seq_len;
+    const int64_t key_row = p.key_row_offset(s, t, ldg);
     float gq[kMaxHeadDim], gk[kMaxHeadDim], gv[kMaxHeadDim];
     for (int64_t r = 0; r < n_rounds; ++r) {  // rounds in order, each row a contiguous loop
       const int64_t slot = round_slot(p, undo, s, r, t);
-      const float* q_round = p.dq + slot * p.d;
       const float* k_round = p.dk + slot * p.d;
       const float* v_round = p.dv + slot * p.d;
       for (int64_t x = 0; x < p.d; ++x) {
-        gq[x] = r == 0 ? q_round[x] : gq[x] + q_round[x];
         gk[x] = r == 0 ? k_round[x] : gk[x] + k_round[x];
         gv[x] = r == 0 ? v_round[x] : gv[x] + v_round[x];
       }
+    }
+    if (t < p.memory_len) {  // a memory position: no query (separate keys only)
+      for (int64_t x = 0; x < p.d; ++x) {
+        dk[key_row + x] = p.key_scale * gk[x];
+        dv[key_row + x] = gv[x];
+      }
+      return;
+    }
+    for (int64_t r = 0; r < n_rounds; ++r) {
+      const float* q_round = p.dq + round_slot(p, undo, s, r, t) * p.d;
+      for (int64_t x = 0; x < p.d; ++x) gq[x] = r == 0 ? q_round[x] : gq[x] + q_round[x];
     }
     const int64_t row = p.row_offset(s, t, ldg);
     if (p.key_scales) {
@@ -448,11 +483,11 @@ struct UngatherAttentionGrads {
       const float inv3 = inv * inv * inv;
       for (int64_t x = 0; x < p.d; ++x) gq[x] += gk[x] * inv - qr[x] * g_dot_q * inv3;
     } else {
-      for (int64_t x = 0; x < p.d; ++x) dk[row + x] = p.key_scale * gk[x];
+      for (int64_t x = 0; x < p.d; ++x) dk[key_row + x] = p.key_scale * gk[x];
     }
     for (int64_t x = 0; x < p.d; ++x) {
       dq[row + x] = gq[x];
-      dv[row + x] = gv[x];
+      dv[key_row + x] = gv[x];
     }
   }
 };

@@ -1,8 +1,9 @@
 // LSH bucketing and fused chunked attention: the hash (rotation fill, projection GEMM, argmax),
 // the bucket sort, and the attention forward (output) and backward (the gradients of q, k and v,
 // which run the forward, combine, query-gradient, key-gradient and ungather passes) over LSH,
-// local and dense attention, with and without dropout, at sizes that are not multiples of the
-// 64-slot tiles or the 16-float vectors; and the attention of new positions over a key/value cache
+// local and dense attention, with and without dropout, with a Transformer-XL memory (positions
+// that are keys only), at sizes that are not multiples of the 64-slot tiles or the 16-float
+// vectors; and the attention of new positions over a key/value cache
 // (cached generation).
 #include <algorithm>
 #include <cmath>
@@ -79,6 +80,7 @@ struct AttentionShape {
   const char* kind;  // lsh | local | dense
   int64_t batch, heads, seq_len, d, rounds, chunk;
   float keep;
+  int64_t memory = 0;  // leading positions of each sequence that are keys only
 };
 
 // A random permutation per segment (LSH: slots sorted by random buckets) and its inverse.
@@ -132,14 +134,16 @@ std::map<std::string, double> reduced_precision_tolerances(
 void check_attention(Checker& checker, const AttentionShape& s, uint32_t seed,
                      GemmPrecision precision) {
   const bool lsh = std::string(s.kind) == "lsh", dense = std::string(s.kind) == "dense";
-  const int64_t rows = s.batch * s.seq_len, ld = s.heads * s.d;
+  // With a memory, queries (and outputs) at the segment's positions only.
+  const int64_t rows = s.batch * s.seq_len, query_rows = s.batch * (s.seq_len - s.memory);
+  const int64_t ld = s.heads * s.d;
   HostTensors in;
-  in.floats["q"] = random_floats(rows * ld, seed);
+  in.floats["q"] = random_floats(query_rows * ld, seed);
   in.floats["k"] = random_floats(rows * ld, seed + 1);
   in.floats["v"] = random_floats(rows * ld, seed + 2);
-  in.floats["dout"] = random_floats(rows * ld, seed + 3);
-  in.floats["out"] = std::vector<float>(rows * ld, 0.0f);
-  in.floats["dq"] = std::vector<float>(rows * ld, 0.0f);
+  in.floats["dout"] = random_floats(query_rows * ld, seed + 3);
+  in.floats["out"] = std::vector<float>(query_rows * ld, 0.0f);
+  in.floats["dq"] = std::vector<float>(query_rows * ld, 0.0f);
   in.floats["dk"] = std::vector<float>(rows * ld, 0.0f);
   in.floats["dv"] = std::vector<float>(rows * ld, 0.0f);
   if (lsh) {
@@ -170,12 +174,13 @@ void check_attention(Checker& checker, const AttentionShape& s, uint32_t seed,
     a.lookback = dense ? 0 : 1;
     a.key_scale = lsh ? 1.0f : 1.0f / std::sqrt(static_cast<float>(s.d));
     a.dropout = dropout;
+    a.memory_len = s.memory;
     return a;
   };
-  const std::string shape = std::string(s.kind) + " " +
-                            shape_text({s.batch, s.heads, s.seq_len, s.d}) + " rounds " +
-                            std::to_string(s.rounds) + " chunk " + std::to_string(s.chunk) +
-                            (s.keep < 1 ? " dropout" : "");
+  const std::string shape =
+      std::string(s.kind) + " " + shape_text({s.batch, s.heads, s.seq_len, s.d}) + " rounds " +
+      std::to_string(s.rounds) + " chunk " + std::to_string(s.chunk) +
+      (s.keep < 1 ? " dropout" : "") + (s.memory > 0 ? " memory " + std::to_string(s.memory) : "");
   // The launches, with or without bf16-rounded products (the naive bf16 reference).
   const std::function<Launch(bool)> forward = [=](bool bf16) -> Launch {
     return [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
@@ -260,16 +265,18 @@ void check_attention_ops(Checker& checker, const SweepOptions& options) {
   // tiled kernels (head widths 32, 64, 128; LSH, local with its causal skip, dense without
   // look-back; chunks that are not a multiple of 32) as well as shapes they leave to the functors.
   std::vector<AttentionShape> shapes = {
-      {"lsh", 2, 3, 64, 16, 2, 8, 1.0f},     {"lsh", 1, 2, 128, 64, 2, 64, 0.8f},
-      {"local", 2, 2, 96, 24, 1, 32, 1.0f},  {"dense", 1, 2, 150, 70, 1, 150, 1.0f},
-      {"local", 1, 2, 100, 32, 1, 50, 0.9f}, {"dense", 1, 1, 40, 128, 1, 40, 1.0f}};
+      {"lsh", 2, 3, 64, 16, 2, 8, 1.0f},          {"lsh", 1, 2, 128, 64, 2, 64, 0.8f},
+      {"local", 2, 2, 96, 24, 1, 32, 1.0f},       {"dense", 1, 2, 150, 70, 1, 150, 1.0f},
+      {"local", 1, 2, 100, 32, 1, 50, 0.9f},      {"dense", 1, 1, 40, 128, 1, 40, 1.0f},
+      {"dense", 2, 2, 200, 32, 1, 200, 0.9f, 70}, {"local", 2, 2, 192, 64, 1, 64, 1.0f, 100}};
   if (!options.quick) {
     const std::vector<AttentionShape> more = {
-        {"lsh", 1, 1, 2, 1, 1, 2, 1.0f},       {"lsh", 1, 1, 21, 5, 3, 3, 0.75f},
-        {"lsh", 1, 4, 256, 64, 2, 64, 1.0f},   {"lsh", 2, 1, 130, 33, 2, 65, 1.0f},
-        {"local", 1, 1, 192, 20, 1, 96, 0.6f}, {"local", 1, 3, 256, 64, 1, 128, 1.0f},
-        {"dense", 2, 1, 40, 12, 1, 40, 0.9f},  {"lsh", 1, 2, 64, 256, 2, 32, 1.0f},
-        {"lsh", 1, 2, 192, 128, 2, 48, 1.0f},  {"dense", 1, 2, 96, 64, 1, 96, 0.9f}};
+        {"lsh", 1, 1, 2, 1, 1, 2, 1.0f},          {"lsh", 1, 1, 21, 5, 3, 3, 0.75f},
+        {"lsh", 1, 4, 256, 64, 2, 64, 1.0f},      {"lsh", 2, 1, 130, 33, 2, 65, 1.0f},
+        {"local", 1, 1, 192, 20, 1, 96, 0.6f},    {"local", 1, 3, 256, 64, 1, 128, 1.0f},
+        {"dense", 2, 1, 40, 12, 1, 40, 0.9f},     {"lsh", 1, 2, 64, 256, 2, 32, 1.0f},
+        {"lsh", 1, 2, 192, 128, 2, 48, 1.0f},     {"dense", 1, 2, 96, 64, 1, 96, 0.9f},
+        {"local", 3, 1, 90, 16, 1, 30, 0.8f, 45}, {"dense", 1, 3, 160, 128, 1, 160, 1.0f, 128}};
     shapes.insert(shapes.end(), more.begin(), more.end());
   }
   uint32_t seed = 4000;
