@@ -92,7 +92,7 @@ EOF
 cat > "$out.tmp/check.sh" <<'EOF'
 #!/usr/bin/env bash
 # On a GPU machine: every kernel op against the CPU reference, the GPU tests, each launch's time
-# in a 16K-token step, then throughput.
+# in a 16K-token step, a Transformer-XL step with and without its memory, then throughput.
 # Writes its output to results/ beside this script.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -114,6 +114,14 @@ for precision in fp32 bf16; do
     --set "model.axial_shape=[128,128]" --set runtime.device=cuda \
     --set "runtime.precision=$precision" --steps 3 --profile-ops 2>&1 |
     tee "results/launch-times-16k-$precision.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+done
+# Transformer-XL's base (segments of 512, memory 512): a step with the memory and without it.
+for memory in 512 0; do
+  echo "== transformer_xl_enwik8, memory $memory ($SECONDS s so far)"
+  ./run.sh step_bench --config configs/transformer_xl_enwik8.yaml --set runtime.device=cuda \
+    --set "model.memory_len=$memory" --steps 5 --warmup 2 2>&1 |
+    tee "results/transformer-xl-memory-$memory.txt"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 done
 echo "== bench/run.sh gpu ($SECONDS s so far)"

@@ -1,8 +1,8 @@
-// The CUDA executor against the CPU executor: every GEMM mapping, the LSH sort, and a whole
-// training micro-step (which runs every kernel of the model) must agree; and training through
-// CUDA graphs (runtime.step_graphs) must equal training without them. Needs a GPU: without one
-// (or without CUDA in the build) each test is skipped with a message saying so — run these first
-// on a GPU machine: `ctest -R Gpu --output-on-failure`.
+// The CUDA executor against the CPU executor: every GEMM mapping, the LSH sort, a whole training
+// micro-step (which runs every kernel of the model) and training with a Transformer-XL memory
+// must agree; and training through CUDA graphs (runtime.step_graphs) must equal training without
+// them. Needs a GPU: without one (or without CUDA in the build) each test is skipped with a
+// message saying so — run these first on a GPU machine: `ctest -R Gpu --output-on-failure`.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -120,6 +120,42 @@ TEST(Gpu, TrainingMicroStepMatchesTheCpu) {
   };
   double gpu_loss = 0, cpu_loss = 0;
   const auto g = grads(*gpu, &gpu_loss), c = grads(test::cpu(), &cpu_loss);
+  EXPECT_NEAR(gpu_loss, cpu_loss, 1e-4 * std::fabs(cpu_loss));
+  EXPECT_LT(test::relative_difference(g, c), 1e-4);
+}
+
+// Transformer-XL's recurrence on the device: the third segment's loss and gradients with the
+// memory the first two left (24 positions: the CUDA tiles' query blocks start inside the memory),
+// dense and local layers with relative positions and dropout, head width 32 (the tiled kernels).
+TEST(Gpu, TrainingWithMemoryMatchesTheCpu) {
+  RF_REQUIRE_GPU(gpu);
+  // (The memory is made here: a config's memory_len needs a text stream, and this runs no data.)
+  constexpr int64_t kMemory = 24;
+  const Config cfg =
+      test::tiny_config({"model.attention=[dense, local]", "model.position=relative",
+                         "model.d_head=32", "train.seq_len=16", "lsh.local_chunk=8"});
+  auto third_segment = [&](Executor& ex, double* loss) {
+    ReformerModel model(cfg, ex);
+    const std::vector<float> p = test::random_vector(model.params().size(), 17, 0.3f);
+    ex.upload(model.params().params(), p.data(), p.size() * sizeof(float));
+    SegmentMemory memory(kMemory);
+    for (uint32_t segment = 1; segment <= 3; ++segment) {
+      StepContext step;
+      step.seed = 5;
+      step.step = segment;
+      step.batch = 2;
+      step.seq_len = cfg.train.seq_len;
+      model.params().zero_grads();
+      *loss = model.forward_backward(test::random_batch(cfg, 2, segment), step, 0.01f, {}, &memory)
+                  .loss_sum;
+    }
+    EXPECT_EQ(memory.len, kMemory);
+    std::vector<float> g(model.params().size());
+    ex.download(g.data(), model.params().grads(), g.size() * sizeof(float));
+    return g;
+  };
+  double gpu_loss = 0, cpu_loss = 0;
+  const auto g = third_segment(*gpu, &gpu_loss), c = third_segment(test::cpu(), &cpu_loss);
   EXPECT_NEAR(gpu_loss, cpu_loss, 1e-4 * std::fabs(cpu_loss));
   EXPECT_LT(test::relative_difference(g, c), 1e-4);
 }
