@@ -643,8 +643,8 @@ std::vector<std::vector<float>> backward_with_relative(const ChunkedAttentionArg
 // segment's then the memory's. Outputs and gradients equal the whole sequence's attention at the
 // segment's positions when the memory's queries get no output gradient: local attention (a
 // memory that ends inside a chunk and one of a whole chunk) and dense attention (inside a
-// 64-slot tile, and two whole tiles), with dropout, relative scores and a distance limit, for
-// every kernel variant of the CPU executor.
+// 64-slot tile, and two whole tiles), with dropout, relative scores and a distance limit, in one
+// launch and a segment per launch, for every kernel variant of the CPU executor.
 TEST(FusedAttention, AMemoryGivesKeysAndValuesOnlyAsTheWholeSequenceWithoutItsQueries) {
   struct MemoryCase {
     Case c;
@@ -708,17 +708,21 @@ TEST(FusedAttention, AMemoryGivesKeysAndValuesOnlyAsTheWholeSequenceWithoutItsQu
       a.v = v.data();
       a.memory_len = M;
       if (m.relative) a.rel_scores = rel_segment.data();
-      const auto got =
-          backward_with_relative(a, memory_layout(dout, c.batch, c.T, M, ld, false), *ex);
-      const char* names[] = {"output", "dq", "dv", "dk", "relative scores' gradient"};
-      for (size_t i = 0; i < got.size(); ++i) {
-        if (i == 4 && !m.relative) continue;
-        const std::vector<float> expected =
-            i == 4   ? memory_layout(want[i], blocks, c.T, M, rel_len, false)
-            : i <= 1 ? memory_layout(want[i], c.batch, c.T, M, ld, false)
-                     : memory_layout(want[i], c.batch, c.T, M, ld, true);
-        ASSERT_EQ(got[i].size(), expected.size()) << what << ": " << names[i];
-        EXPECT_LT(relative_max_error(got[i], expected), 1e-6) << what << ": " << names[i];
+      for (const int64_t budget : {a.scratch_budget_bytes, int64_t{1}}) {  // 1: a segment a launch
+        a.scratch_budget_bytes = budget;
+        const auto got =
+            backward_with_relative(a, memory_layout(dout, c.batch, c.T, M, ld, false), *ex);
+        const char* names[] = {"output", "dq", "dv", "dk", "relative scores' gradient"};
+        for (size_t i = 0; i < got.size(); ++i) {
+          if (i == 4 && !m.relative) continue;
+          const std::vector<float> expected =
+              i == 4   ? memory_layout(want[i], blocks, c.T, M, rel_len, false)
+              : i <= 1 ? memory_layout(want[i], c.batch, c.T, M, ld, false)
+                       : memory_layout(want[i], c.batch, c.T, M, ld, true);
+          ASSERT_EQ(got[i].size(), expected.size()) << what << ": " << names[i];
+          EXPECT_LT(relative_max_error(got[i], expected), 1e-6)
+              << what << " budget " << budget << ": " << names[i];
+        }
       }
     }
   }
