@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <functional>
 
 #include "kernels/lsh_buckets.h"
 #include "tests/model_fixture.h"
@@ -95,6 +96,30 @@ TEST(Gpu, LshSortMatchesTheCpu) {
   EXPECT_EQ(sorted(*gpu), sorted(test::cpu()));
 }
 
+// A model's loss and parameter gradients after `pass` ran on its executor.
+struct LossAndGradients {
+  double loss = 0;
+  std::vector<float> grads;
+};
+LossAndGradients loss_and_gradients(const Config& cfg, Executor& ex,
+                                    const std::function<double(ReformerModel&)>& pass) {
+  ReformerModel model(cfg, ex);
+  LossAndGradients r;
+  r.loss = pass(model);
+  r.grads.resize(model.params().size());
+  ex.download(r.grads.data(), model.params().grads(), r.grads.size() * sizeof(float));
+  return r;
+}
+
+// The device's loss and gradients within 1e-4 of the CPU's.
+void expect_device_matches_cpu(const Config& cfg, Executor& gpu,
+                               const std::function<double(ReformerModel&)>& pass) {
+  const LossAndGradients g = loss_and_gradients(cfg, gpu, pass);
+  const LossAndGradients c = loss_and_gradients(cfg, test::cpu(), pass);
+  EXPECT_NEAR(g.loss, c.loss, 1e-4 * std::fabs(c.loss));
+  EXPECT_LT(test::relative_difference(g.grads, c.grads), 1e-4);
+}
+
 TEST(Gpu, TrainingMicroStepMatchesTheCpu) {
   RF_REQUIRE_GPU(gpu);
   const Config cfg = test::tiny_config();
@@ -110,18 +135,10 @@ TEST(Gpu, TrainingMicroStepMatchesTheCpu) {
   step.step = 2;
   step.batch = batch.batch;
   step.seq_len = batch.seq_len;
-  auto grads = [&](Executor& ex, double* loss) {
-    ReformerModel model(cfg, ex);
+  expect_device_matches_cpu(cfg, *gpu, [&](ReformerModel& model) {
     model.params().zero_grads();
-    *loss = model.forward_backward(batch, step, 1.0f / 64).loss_sum;
-    std::vector<float> g(model.params().size());
-    ex.download(g.data(), model.params().grads(), g.size() * sizeof(float));
-    return g;
-  };
-  double gpu_loss = 0, cpu_loss = 0;
-  const auto g = grads(*gpu, &gpu_loss), c = grads(test::cpu(), &cpu_loss);
-  EXPECT_NEAR(gpu_loss, cpu_loss, 1e-4 * std::fabs(cpu_loss));
-  EXPECT_LT(test::relative_difference(g, c), 1e-4);
+    return model.forward_backward(batch, step, 1.0f / 64).loss_sum;
+  });
 }
 
 // Transformer-XL's recurrence on the device: the third segment's loss and gradients with the
@@ -134,11 +151,12 @@ TEST(Gpu, TrainingWithMemoryMatchesTheCpu) {
   const Config cfg =
       test::tiny_config({"model.attention=[dense, local]", "model.position=relative",
                          "model.d_head=32", "train.seq_len=16", "lsh.local_chunk=8"});
-  auto third_segment = [&](Executor& ex, double* loss) {
-    ReformerModel model(cfg, ex);
+  expect_device_matches_cpu(cfg, *gpu, [&](ReformerModel& model) {
+    Executor& ex = model.executor();
     const std::vector<float> p = test::random_vector(model.params().size(), 17, 0.3f);
     ex.upload(model.params().params(), p.data(), p.size() * sizeof(float));
     SegmentMemory memory(kMemory);
+    double loss = 0;
     for (uint32_t segment = 1; segment <= 3; ++segment) {
       StepContext step;
       step.seed = 5;
@@ -146,18 +164,12 @@ TEST(Gpu, TrainingWithMemoryMatchesTheCpu) {
       step.batch = 2;
       step.seq_len = cfg.train.seq_len;
       model.params().zero_grads();
-      *loss = model.forward_backward(test::random_batch(cfg, 2, segment), step, 0.01f, {}, &memory)
-                  .loss_sum;
+      loss = model.forward_backward(test::random_batch(cfg, 2, segment), step, 0.01f, {}, &memory)
+                 .loss_sum;
     }
     EXPECT_EQ(memory.len, kMemory);
-    std::vector<float> g(model.params().size());
-    ex.download(g.data(), model.params().grads(), g.size() * sizeof(float));
-    return g;
-  };
-  double gpu_loss = 0, cpu_loss = 0;
-  const auto g = third_segment(*gpu, &gpu_loss), c = third_segment(test::cpu(), &cpu_loss);
-  EXPECT_NEAR(gpu_loss, cpu_loss, 1e-4 * std::fabs(cpu_loss));
-  EXPECT_LT(test::relative_difference(g, c), 1e-4);
+    return loss;
+  });
 }
 
 // Whole runs on the device, eager and through CUDA graphs (captured at the second step, replayed
