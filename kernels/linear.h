@@ -37,6 +37,11 @@ inline MatrixView matrix(const float* data, int64_t rows, int64_t cols) {
 inline MutableMatrixView matrix(float* data, int64_t rows, int64_t cols) {
   return {data, rows, cols, cols};
 }
+// The first `rows` rows of m.
+inline MatrixView top_rows(MatrixView m, int64_t rows) {
+  m.rows = rows;
+  return m;
+}
 // A packed [rows, cols] matrix of bf16 values (as kernels/ops/bf16_round.h's bits).
 inline MatrixView bf16_matrix(const uint16_t* data, int64_t rows, int64_t cols) {
   return {data, rows, cols, cols, OperandType::kBf16};

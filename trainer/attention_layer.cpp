@@ -101,9 +101,8 @@ AttentionLayer::Projections AttentionLayer::project(Kit& kit, ParamStore& p, int
   RF_CHECK(x.rows >= query_rows && x.cols == d_model_, "attention input [", x.rows, ", ", x.cols,
            "], expected [", query_rows, "+, ", d_model_, "]");
   const GemmOperandReuse reuse(kit.ex);  // (x is read by every projection: rounded once at bf16)
-  MatrixView queries_x = x;
-  queries_x.rows = query_rows;  // (the query rows come first)
-  linear_forward(kit.ex, queries_x, p.weight(w_q_), matrix(pr.q, query_rows, hd));
+  // (the query rows come first)
+  linear_forward(kit.ex, top_rows(x, query_rows), p.weight(w_q_), matrix(pr.q, query_rows, hd));
   if (pr.k) linear_forward(kit.ex, x, p.weight(w_k_), matrix(pr.k, rows, hd));
   linear_forward(kit.ex, x, p.weight(w_v_), matrix(pr.v, rows, hd));
   return pr;
@@ -176,9 +175,7 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
     kit.ex.zero(dxn + rows * D, static_cast<size_t>((key_rows - rows) * D) * sizeof(float));
   Write dxn_write = Write::kOverwrite;
   auto input_grad = [&](int w, const float* dproj, int64_t n) {
-    MatrixView x = xn;
-    x.rows = n;
-    linear_backward(kit.ex, x, p.weight(w), matrix(dproj, n, hd), matrix(dxn, n, D),
+    linear_backward(kit.ex, top_rows(xn, n), p.weight(w), matrix(dproj, n, hd), matrix(dxn, n, D),
                     p.weight_grad(w), dxn_write);
     dxn_write = Write::kAccumulate;
   };

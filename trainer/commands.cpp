@@ -162,9 +162,8 @@ int command_eval(const Arguments& a) {
       model, *data.val, windows, cfg.train.batch_size, positions,
       [&](int64_t done, int64_t total) {
         if (a.json) return;
-        const double elapsed = clock.elapsed_seconds();
-        const double eta = elapsed / static_cast<double>(done) * static_cast<double>(total - done);
-        print_progress_line("eval", done, total, "windows", elapsed, eta);
+        print_progress_line("eval", done, total, "windows", clock.elapsed_seconds(),
+                            clock.average_eta_seconds(done, total));
       },
       nullptr, token_bytes);
   if (a.json) {

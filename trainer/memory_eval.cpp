@@ -1,7 +1,6 @@
 #include "trainer/memory_eval.h"
 
 #include <algorithm>
-#include <chrono>
 #include <sstream>
 
 #include "trainer/batches.h"
@@ -61,22 +60,18 @@ void evaluate_memory_table(const std::string& checkpoint, const Config& cfg,
         << " accuracy | seconds\n";
   for (int64_t memory : o.memory_lens) {
     ProgressClock clock(0, windows);
-    const auto start = std::chrono::steady_clock::now();
     const auto progress = [&](int64_t done, int64_t total) {
       if (done % std::max<int64_t>(1, total / 20) != 0 && done != total) return;
-      const double elapsed = clock.elapsed_seconds();
-      const double eta = elapsed / static_cast<double>(done) * static_cast<double>(total - done);
-      print_progress_line(std::string("eval with ") +
-                              (o.sliding ? "a sliding window of " : "memory ") +
-                              std::to_string(memory) + ":",
-                          done, total, "segments", elapsed, eta);
+      print_progress_line(
+          std::string("eval with ") + (o.sliding ? "a sliding window of " : "memory ") +
+              std::to_string(memory) + ":",
+          done, total, "segments", clock.elapsed_seconds(), clock.average_eta_seconds(done, total));
     };
     const EvalResult r =
         o.sliding ? evaluate_sliding(model, *data.val, windows, memory, token_bytes, progress)
                   : evaluate_with_memory(model, *data.val, windows, memory, token_bytes, progress);
     clear_progress_line();
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double seconds = clock.elapsed_seconds();
     if (o.json) {
       JsonLine line;
       line.add("checkpoint", checkpoint)

@@ -56,6 +56,11 @@ double ProgressClock::elapsed_seconds() const {
   return std::chrono::duration<double>(Clock::now() - start_).count();
 }
 
+double ProgressClock::average_eta_seconds(int64_t done, int64_t total) const {
+  if (done <= 0) return NAN;
+  return elapsed_seconds() / static_cast<double>(done) * static_cast<double>(total - done);
+}
+
 void print_progress_line(const std::string& what, int64_t done, int64_t total, const char* unit,
                          double elapsed_seconds, double eta_seconds) {
   std::fprintf(stderr, "\r%s %lld/%lld %s | %s elapsed | ETA %s   ", what.c_str(),

@@ -28,6 +28,9 @@ class ProgressClock {
   double tokens_per_second() const { return rate_; }
   double eta_seconds(int64_t step) const;
   double elapsed_seconds() const;
+  // The time the rest of `total` items takes at the average pace of the `done` so far (for
+  // commands that count items, not steps).
+  double average_eta_seconds(int64_t done, int64_t total) const;
 
  private:
   using Clock = std::chrono::steady_clock;

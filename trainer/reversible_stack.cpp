@@ -200,6 +200,10 @@ void ReversibleStack::attention_forward_with_memory(Kit& kit, ParamStore& p,
   const size_t held = static_cast<size_t>(std::max<int64_t>(1, B * kept * D));
   if (target.size() != held) target = DeviceBuffer<float>(kit.ex, held);
   const size_t row_bytes = static_cast<size_t>(D) * sizeof(float);
+  if (from_segment == S && from_memory == 0) {  // (memory_len = seq_len: the segment, one copy)
+    kit.ex.copy(target.data(), cat, B * S * row_bytes);
+    return;
+  }
   for (int64_t b = 0; b < B; ++b) {
     float* to = target.data() + b * kept * D;
     if (from_memory > 0)
