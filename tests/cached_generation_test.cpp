@@ -134,12 +134,14 @@ std::vector<float> window_logits(ReformerModel& m, const std::vector<int32_t>& t
   return rf::window_logits(m, tokens, m.config().train.seq_len);
 }
 
-// Models with a cache: every layer dense or local, each position kind.
+// Models with a cache: every layer dense or local, each position kind, and one residual stream.
 std::vector<std::vector<std::string>> cached_models() {
   return {{"model.attention=[dense, dense]", "model.position=learned"},
           {"model.attention=[dense, dense]", "model.position=relative"},
           {"model.attention=[local, local]", "model.position=axial"},
           {"model.attention=[dense, local]", "model.position=relative", "model.clamp_len=6"},
+          {"model.attention=[dense, local]", "model.position=relative", "model.residual=single",
+           "model.reversible=false"},
           {"model.attention=[local, dense]", "model.position=none"}};
 }
 

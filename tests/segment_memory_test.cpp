@@ -19,10 +19,18 @@ using test::cpu;
 
 constexpr int64_t kSegment = 16, kSegments = 3;
 
-Config config_of(int64_t seq_len, const std::string& attention) {
-  return test::tiny_config({"model.attention=" + attention, "model.position=relative",
-                            "model.dropout=0.0", "model.attention_dropout=0.0",
-                            "train.seq_len=" + std::to_string(seq_len), "lsh.local_chunk=8"});
+const std::vector<std::string> kSingleStream = {"model.residual=single", "model.reversible=false"};
+
+Config config_of(int64_t seq_len, const std::string& attention,
+                 std::vector<std::string> extra = {}) {
+  std::vector<std::string> o = {"model.attention=" + attention,
+                                "model.position=relative",
+                                "model.dropout=0.0",
+                                "model.attention_dropout=0.0",
+                                "train.seq_len=" + std::to_string(seq_len),
+                                "lsh.local_chunk=8"};
+  o.insert(o.end(), extra.begin(), extra.end());
+  return test::tiny_config(o);
 }
 
 std::vector<int32_t> stream(int64_t n, int64_t vocab) {
@@ -51,11 +59,11 @@ TokenBatch window(const std::vector<int32_t>& tokens, int64_t first, int64_t len
 }
 
 // Per-position losses of the whole stream in one pass, and segment by segment with `memory_len`.
-std::pair<std::vector<float>, std::vector<float>> losses(const std::string& attention,
-                                                         int64_t memory_len) {
+std::pair<std::vector<float>, std::vector<float>> losses(
+    const std::string& attention, int64_t memory_len, const std::vector<std::string>& extra = {}) {
   const int64_t total = kSegment * kSegments;
-  ReformerModel whole(config_of(total, attention), cpu());
-  ReformerModel segmented(config_of(kSegment, attention), cpu());
+  ReformerModel whole(config_of(total, attention, extra), cpu());
+  ReformerModel segmented(config_of(kSegment, attention, extra), cpu());
   // (No parameter depends on the sequence length with relative positions: the same weights.)
   RF_CHECK(whole.params().size() == segmented.params().size());
   const std::vector<float> params = test::random_vector(whole.params().size(), 21, 0.3f);
@@ -81,9 +89,12 @@ double max_difference(const std::vector<float>& a, const std::vector<float>& b, 
 
 TEST(SegmentMemory, SegmentBySegmentEqualsOnePassWhenTheMemoryCoversThePast) {
   for (const std::string attention : {"[dense]", "[local]", "[local, dense]"}) {
-    const auto [one, parts] = losses(attention, (kSegments - 1) * kSegment);
-    ASSERT_EQ(one.size(), parts.size());
-    EXPECT_LT(max_difference(one, parts, 0), 2e-5) << attention;
+    for (bool single : {false, true}) {
+      const auto [one, parts] = losses(attention, (kSegments - 1) * kSegment,
+                                       single ? kSingleStream : std::vector<std::string>{});
+      ASSERT_EQ(one.size(), parts.size());
+      EXPECT_LT(max_difference(one, parts, 0), 2e-5) << attention << (single ? " single" : "");
+    }
   }
 }
 
@@ -110,16 +121,17 @@ TEST(SegmentMemory, AShorterMemorySeesLessOfThePast) {
 // the rest back to its first row), none, and same_length's distance limit.
 TEST(SegmentMemory, TheKeyValueCacheScoresWhatTheLayerInputMemoryScores) {
   constexpr int64_t kStream = 7;  // segments
-  for (const std::string attention : {"[dense]", "[local, dense]"}) {
+  for (const std::string attention : {"[dense]", "[local, dense]", "[local, dense] single"}) {
     for (const char* same_length : {"false", "true"}) {
       for (int64_t memory_len : {int64_t{0}, kSegment, 2 * kSegment + 8}) {
         if (attention != "[dense]" && memory_len % 8 != 0) continue;
         SCOPED_TRACE(attention + " same_length " + same_length + " memory " +
                      std::to_string(memory_len));
-        const Config cfg = test::tiny_config(
-            {"model.attention=" + attention, "model.position=relative", "model.dropout=0.0",
-             "model.attention_dropout=0.0", "train.seq_len=" + std::to_string(kSegment),
-             "lsh.local_chunk=8", std::string("model.same_length=") + same_length});
+        const bool single = attention.find("single") != std::string::npos;
+        std::vector<std::string> extra = {std::string("model.same_length=") + same_length};
+        if (single) extra.insert(extra.end(), kSingleStream.begin(), kSingleStream.end());
+        const Config cfg =
+            config_of(kSegment, attention.substr(0, attention.find(" single")), extra);
         ReformerModel m(cfg, cpu());
         const std::vector<float> params = test::random_vector(m.params().size(), 5, 0.3f);
         cpu().upload(m.params().params(), params.data(), params.size() * sizeof(float));

@@ -19,6 +19,7 @@ namespace rf {
 
 enum class AttentionKind { kLsh, kLocal, kDense };
 enum class PositionMode { kAxial, kLearned, kNone, kRelative };
+enum class ResidualMode { kTwoStreams, kSingle };
 enum class ScheduleKind { kConstant, kCosine, kRsqrt };
 enum class DataFormat { kSynthetic, kText, kBytes, kHdf5 };
 enum class SyntheticTask { kDuplication };
@@ -43,7 +44,10 @@ struct ModelConfig {
   std::vector<int64_t> axial_dims;  // empty = auto: [d_model / 2, d_model - d_model / 2]
   int64_t ff_chunk = kAutoInt;      // 0 = no chunking; see Config::ff_chunk_rows
   int64_t head_chunk = kAutoInt;    // 0 = no chunking; see Config::head_chunk_rows
-  bool reversible = true;           // false keeps every layer's inputs (for tests)
+  bool reversible = true;           // false keeps every layer's inputs
+  // two_streams: Reformer's layers over two residual streams (x1, x2); single: the classic
+  // pre-norm block over one stream, h += Attention(LN h), h += FF(LN h) (Transformer-XL's)
+  ResidualMode residual = ResidualMode::kTwoStreams;
 };
 
 struct LshConfig {

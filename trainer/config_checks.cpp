@@ -181,6 +181,14 @@ void check_memory(const Config& c, const std::string& path) {
          "memory grows and moves between steps); set one of them off");
 }
 
+// One residual stream cannot be rebuilt from a layer's output (x = y - F(x) has x on both sides):
+// the reversible backward needs Reformer's two streams.
+void check_residual(const Config& c, const std::string& path) {
+  if (c.model.residual == ResidualMode::kSingle && c.model.reversible)
+    fail(path, ": model.residual = single needs model.reversible: false (one residual stream ",
+         "cannot be rebuilt from the layer's output; reversible layers need two_streams)");
+}
+
 void check_runtime(const Config& c, const std::string& path) {
   if (c.runtime.precision == GemmPrecision::kTf32 && c.runtime.device != Device::kCuda) {
     fail(path, ": runtime.precision = tf32 requires runtime.device = cuda, got ",
@@ -197,6 +205,7 @@ void check_cross_field_rules(const Config& config, const std::string& path) {
   if (config.model.position == PositionMode::kAxial) check_axial(config, path);
   if (config.model.position == PositionMode::kRelative) check_relative(config, path);
   if (config.model.memory_len > 0) check_memory(config, path);
+  check_residual(config, path);
   check_data(config, path);
   check_index_ranges(config, path);
   check_runtime(config, path);

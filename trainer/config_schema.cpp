@@ -142,6 +142,10 @@ std::vector<KeySpec> build_schema() {
                       "GPU none unless a chunk's logits would pass 2 GiB"),
       bool_key("model", "reversible", "true",
                "reversible residual layers (false keeps every layer's inputs, for comparison)"),
+      enum_key("model", "residual", "two_streams", {"two_streams", "single"},  // ResidualMode
+               "two_streams: Reformer's layers over two residual streams; single: one stream, "
+               "h += Attention(LN h) then h += FF(LN h) (Transformer-XL's block; needs "
+               "model.reversible: false)"),
       // lsh
       int_key("lsh", "bucket_size", "64", 1, k2Pow24, "chunk length of LSH attention"),
       int_list_key("lsh", "n_buckets", KeyType::kIntOrIntListOrAuto, "auto", {1, 3}, {1, k2Pow24},

@@ -17,7 +17,7 @@ namespace {
 // A pointer to the Config field that a key sets; enum-typed fields map choices[i] to enum value i.
 using FieldRef =
     std::variant<int64_t*, double*, bool*, std::string*, std::vector<int64_t>*,
-                 std::vector<AttentionKind>*, PositionMode*, ScheduleKind*, DataFormat*,
+                 std::vector<AttentionKind>*, PositionMode*, ResidualMode*, ScheduleKind*, DataFormat*,
                  Activation*, SyntheticTask*, DataOrder*, Device*, GemmPrecision*>;
 
 // Every key's field, keyed by "section.name".
@@ -47,6 +47,7 @@ std::vector<std::pair<std::string, FieldRef>> config_fields(Config& c) {
       {"model.ff_chunk", &m.ff_chunk},
       {"model.head_chunk", &m.head_chunk},
       {"model.reversible", &m.reversible},
+      {"model.residual", &m.residual},
       {"lsh.bucket_size", &l.bucket_size},
       {"lsh.n_buckets", &l.n_buckets},
       {"lsh.n_hashes", &l.n_hashes},

@@ -18,7 +18,8 @@ class FeedForwardLayer {
                    float* residual, float sign) const;
   // dx += dL/dx and parameter gradients += for the output gradient dout. When `reconstruct` is
   // not null it also subtracts G(x) from it, chunk by chunk, reusing the recomputed activations
-  // (the reversible backward: x2 = y2 - G(y1)).
+  // (the reversible backward: x2 = y2 - G(y1)). dx may be dout: each chunk's rows of dout are
+  // read before that chunk's rows of dx are written (one residual stream: dh += G'(h)^T dh).
   void backward(Kit& kit, ParamStore& p, const StepContext& step, const float* x, const float* dout,
                 float* dx, float* reconstruct) const;
 

@@ -34,7 +34,8 @@ StepFlops training_step_flops(const Config& cfg, int64_t batch, int64_t seq_len)
                            + T * 4 * D * F;                             // feed-forward
     f.layers += 4 * forward + hashing;
   }
-  f.head = 3 * T * 2 * (2 * D) * static_cast<double>(cfg.model.vocab_size);
+  const double head_width = cfg.model.residual == ResidualMode::kSingle ? D : 2 * D;
+  f.head = 3 * T * 2 * head_width * static_cast<double>(cfg.model.vocab_size);
   return f;
 }
 

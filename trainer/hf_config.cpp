@@ -170,6 +170,9 @@ std::string hf_config_json(const Config& cfg) {
     fail("model.position: ", m.position == PositionMode::kNone ? "none" : "relative",
          " has no Hugging Face equivalent (ReformerModel adds axial or learned positions to its "
          "input)");
+  if (m.residual == ResidualMode::kSingle)
+    fail("model.residual: single has no Hugging Face equivalent (ReformerModel's layers are ",
+         "reversible over two streams)");
   Json c;
   c["architectures"] = {"ReformerModelWithLMHead"};
   c["model_type"] = "reformer";

@@ -35,12 +35,21 @@ StepContext ReformerModel::stage(const TokenBatch& batch, const StepContext& ste
   return staged;
 }
 
-void ReformerModel::embed(const StepContext& staged, float** x1, float** x2) {
+bool ReformerModel::single_stream() const {
+  return cfg_.model.residual == ResidualMode::kSingle;
+}
+
+void ReformerModel::embed(const StepContext& staged, int64_t first_position, float** x1,
+                          float** x2) {
   const int64_t rows = staged.rows(), D = cfg_.model.d_model;
   *x1 = ws_.floats("model.x1", rows * D);
-  *x2 = ws_.floats("model.x2", rows * D);
   Kit kit{ex_, ws_};
-  embedding_.forward(kit, params_, staged, ws_.ints("model.inputs", rows), *x1);
+  embedding_.forward(kit, params_, staged, ws_.ints("model.inputs", rows), *x1, first_position);
+  if (single_stream()) {
+    *x2 = *x1;
+    return;
+  }
+  *x2 = ws_.floats("model.x2", rows * D);
   ex_.copy(*x2, *x1, rows * D * sizeof(float));
 }
 
@@ -69,14 +78,14 @@ void ReformerModel::compute_forward_backward(const StepContext& staged, float gr
            "compute_forward_backward needs a batch staged for training");
   const int64_t rows = staged.rows(), D = cfg_.model.d_model;
   float *x1, *x2;
-  embed(staged, &x1, &x2);
+  embed(staged, 0, &x1, &x2);
   Kit kit{ex_, ws_};
   stack_.forward(kit, params_, staged, x1, x2, true, memory);
 
   float* dx1 = ws_.floats("model.dx1", rows * D);
-  float* dx2 = ws_.floats("model.dx2", rows * D);
+  float* dx2 = single_stream() ? dx1 : ws_.floats("model.dx2", rows * D);
   ex_.zero(dx1, rows * D * sizeof(float));
-  ex_.zero(dx2, rows * D * sizeof(float));
+  if (dx2 != dx1) ex_.zero(dx2, rows * D * sizeof(float));
   head_.run(kit, params_, rows, x1, x2, ws_.ints("model.targets", rows), grad_scale, dx1, dx2);
   if (group_done) group_done(head_group_);
 
@@ -88,7 +97,7 @@ void ReformerModel::compute_forward_backward(const StepContext& staged, float gr
       memory);
   if (memory) memory->advance();
   // Both streams started as copies of the embedding: its gradient is the sum.
-  add_scaled(ex_, dx1, dx2, 1.0f, rows * D);
+  if (dx2 != dx1) add_scaled(ex_, dx1, dx2, 1.0f, rows * D);
   embedding_.backward(kit, params_, staged, token_groups_, dx1);
   if (group_done) group_done(embedding_group_);
 }
@@ -113,7 +122,7 @@ BatchStats ReformerModel::forward_pass(const TokenBatch& batch, const StepContex
                                        SegmentMemory* memory) {
   const StepContext staged = stage(batch, step);
   float *x1, *x2;
-  embed(staged, &x1, &x2);
+  embed(staged, 0, &x1, &x2);
   Kit kit{ex_, ws_};
   stack_.forward(kit, params_, staged, x1, x2, false, memory);
   head_.run(kit, params_, staged.rows(), x1, x2, ws_.ints("model.targets", staged.rows()), 0.0f,
@@ -140,7 +149,7 @@ GenerationCache ReformerModel::make_memory_cache(int64_t memory_len, int64_t seg
 void ReformerModel::cached_pass(const TokenBatch& batch, GenerationCache& cache, float** x1,
                                 float** x2) {
   RF_CHECK(batch.batch == 1 && batch.seq_len >= 1);
-  const int64_t rows = batch.seq_len, D = cfg_.model.d_model;
+  const int64_t rows = batch.seq_len;
   StepContext step;
   step.seed = static_cast<uint64_t>(cfg_.train.seed);
   step.step = kEvalStep;
@@ -148,11 +157,8 @@ void ReformerModel::cached_pass(const TokenBatch& batch, GenerationCache& cache,
   step.training = false;
   const StepContext staged = stage(batch, step);
   cache.make_room(ex_, rows);  // (before the embedding, which places the rows after the context)
-  *x1 = ws_.floats("model.x1", rows * D);
-  *x2 = ws_.floats("model.x2", rows * D);
+  embed(staged, cache.len, x1, x2);
   Kit kit{ex_, ws_};
-  embedding_.forward(kit, params_, staged, ws_.ints("model.inputs", rows), *x1, cache.len);
-  ex_.copy(*x2, *x1, rows * D * sizeof(float));
   stack_.forward_cached(kit, params_, *x1, *x2, rows, cache);
 }
 
@@ -184,7 +190,7 @@ std::vector<float> ReformerModel::next_token_logits(const TokenBatch& sequence,
   RF_CHECK(sequence.batch == 1 && position >= 0 && position < sequence.seq_len);
   const StepContext staged = stage(sequence, step);
   float *x1, *x2;
-  embed(staged, &x1, &x2);
+  embed(staged, 0, &x1, &x2);
   Kit kit{ex_, ws_};
   stack_.forward(kit, params_, staged, x1, x2, false);
   return head_.logits(kit, params_, x1, x2, position);

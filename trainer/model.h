@@ -98,8 +98,10 @@ class ReformerModel {
  private:
   // forward() and forward_with_memory(): the stack's forward with or without memory.
   BatchStats forward_pass(const TokenBatch& batch, const StepContext& step, SegmentMemory* memory);
-  // x1 = x2 = the embedding of the staged batch.
-  void embed(const StepContext& staged, float** x1, float** x2);
+  // x1 = x2 = the embedding of the staged batch, each sequence's first token at position
+  // first_position; with one residual stream x2 is x1.
+  void embed(const StepContext& staged, int64_t first_position, float** x1, float** x2);
+  bool single_stream() const;
   // Stages `batch` (one sequence of new positions) and runs it through the stack after the
   // context `cache` holds; x1, x2 [rows, d_model] the last layer's outputs.
   void cached_pass(const TokenBatch& batch, GenerationCache& cache, float** x1, float** x2);

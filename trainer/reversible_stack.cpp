@@ -12,6 +12,7 @@ ReversibleStack::ReversibleStack(ParamStore& store, const Config& cfg)
     : d_model_(cfg.model.d_model),
       dropout_(cfg.model.dropout),
       reversible_(cfg.model.reversible),
+      single_stream_(cfg.model.residual == ResidualMode::kSingle),
       same_length_(cfg.model.same_length) {
   for (int64_t i = 0; i < cfg.model.n_layers; ++i) {
     const std::string prefix = "layer" + std::to_string(i);
@@ -69,6 +70,7 @@ int32_t* ReversibleStack::buckets_for(Kit& kit, int64_t layer, const StepContext
 void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, float* x1,
                               float* x2, bool for_backward, SegmentMemory* memory) {
   const int64_t rows = step.rows(), D = d_model_;
+  RF_CHECK(!single_stream_ || (x1 == x2 && !reversible_), "one residual stream: x1 is x2, stored");
   const ProductOperand xn = product_operand(kit.ex, kit.ws, "stack.xn", "stack.xn16", rows * D);
   if (memory) {
     memory->layers.resize(layers_.size());
@@ -80,7 +82,8 @@ void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, 
       if (saved_inputs_[i].size() != static_cast<size_t>(2 * rows * D))
         saved_inputs_[i] = DeviceBuffer<float>(kit.ex, 2 * rows * D);
       kit.ex.copy(saved_inputs_[i].data(), x1, rows * D * sizeof(float));
-      kit.ex.copy(saved_inputs_[i].data() + rows * D, x2, rows * D * sizeof(float));
+      if (!single_stream_)
+        kit.ex.copy(saved_inputs_[i].data() + rows * D, x2, rows * D * sizeof(float));
     }
     if (on_forward_inputs) on_forward_inputs(i, x1, x2);
     // y1 = x1 + F(x2)
@@ -100,7 +103,10 @@ void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, 
                                  freeze_buckets);
       }
     }
-    // y2 = x2 + G(y1)
+    // y2 = x2 + G(y1); with one stream h += G(h), in place (each chunk of rows is read before
+    // it is written)
+    if (for_backward && single_stream_)
+      kit.ex.copy(saved_inputs_[i].data() + rows * D, x1, rows * D * sizeof(float));
     layer.feed_forward->forward_add(kit, p, step, x1, x2, 1.0f);
   }
   if (memory) {
@@ -131,6 +137,7 @@ void ReversibleStack::forward_cached(Kit& kit, ParamStore& p, float* x1, float* 
   RF_CHECK(cache.start + cache.len + rows <= cache.capacity, "generation cache of ", cache.capacity,
            " positions cannot take ", rows, " more after ", cache.len);
   const int64_t D = d_model_;
+  RF_CHECK(!single_stream_ || x1 == x2, "one residual stream: x1 is x2");
   StepContext step;  // evaluation: no dropout; the feed-forward's chunks over the new rows
   step.step = kEvalStep;
   step.training = false;
@@ -245,32 +252,40 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
                                const std::function<void(int64_t)>& layer_done,
                                const SegmentMemory* memory) {
   const int64_t rows = step.rows(), D = d_model_;
+  RF_CHECK(!single_stream_ || (x1 == x2 && dx1 == dx2), "one residual stream: x1 is x2");
   const ProductOperand xn = product_operand(kit.ex, kit.ws, "stack.xn", "stack.xn16", rows * D);
   float* dxn = kit.ws.floats("stack.dxn", rows * D);
   for (int64_t i = n_layers() - 1; i >= 0; --i) {
     Layer& layer = layers_[i];
     const float* saved = reversible_ ? nullptr : saved_inputs_[i].data();
-    // G: dy1 += G'(y1)^T dy2, and x2 = y2 - G(y1) (or the stored x2).
-    layer.feed_forward->backward(kit, p, step, x1, dx2, dx1, saved ? nullptr : x2);
-    if (saved) kit.ex.copy(x2, saved + rows * D, rows * D * sizeof(float));
+    if (single_stream_) {
+      // dh += G'(h1)^T dh, h1 the stored input of the feed-forward (dout and dx may alias).
+      layer.feed_forward->backward(kit, p, step, saved + rows * D, dx1, dx1, nullptr);
+    } else {
+      // G: dy1 += G'(y1)^T dy2, and x2 = y2 - G(y1) (or the stored x2).
+      layer.feed_forward->backward(kit, p, step, x1, dx2, dx1, saved ? nullptr : x2);
+      if (saved) kit.ex.copy(x2, saved + rows * D, rows * D * sizeof(float));
+    }
     // F: dx2 += F'(x2)^T dy1, and x1 = y1 - F(x2) (or the stored x1). g = dy1 through the
-    // output dropout (dy1 itself when there is none).
+    // output dropout (dy1 itself when there is none). With one stream the attention's input is
+    // the stored h0 (x2 would be the feed-forward's), and dh += F'(h0)^T dh.
+    const float* attention_input = single_stream_ ? saved : x2;
     const DropoutMask mask = attention_output_mask(step, i);
     const float* g = dropout_backward(kit.ex, kit.ws, dx1, rows, D, mask, "stack.dropped");
     if (memory) {
-      attention_backward_with_memory(kit, p, step, i, x1, x2, g, dx2, saved, *memory);
+      attention_backward_with_memory(kit, p, step, i, x1, attention_input, g, dx2, saved, *memory);
       if (on_rebuilt_inputs) on_rebuilt_inputs(i, x1, x2);
       if (layer_done) layer_done(i);
       continue;
     }
-    layer.attention_norm.forward(kit, p, x2, xn, rows);
+    layer.attention_norm.forward(kit, p, attention_input, xn, rows);
     // The rebuild x1 = y1 - dropout(F(x2)) takes the recomputed output away from x1 directly when
     // there is no dropout (the attention backward does not read x1).
     float* out = nullptr;
     if (!saved) out = mask.active() ? kit.ws.floats("stack.out", rows * D) : x1;
     layer.attention->backward(kit, p, step, xn.view(rows, D), g, dxn, buckets_[i].data(), out,
                               mask.active() ? Write::kOverwrite : Write::kSubtract);
-    layer.attention_norm.backward(kit, p, x2, dxn, dx2, rows, true);
+    layer.attention_norm.backward(kit, p, attention_input, dxn, dx2, rows, true);
     if (saved) {
       kit.ex.copy(x1, saved, rows * D * sizeof(float));
     } else if (mask.active()) {

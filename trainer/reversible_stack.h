@@ -4,6 +4,9 @@
 // each layer's inputs from its outputs (x2 = y2 - G(y1), x1 = y1 - F(x2)) while it back-propagates,
 // so activation memory does not grow with depth. With model.reversible = false the stack instead
 // stores every layer's inputs (the classical memory cost), which tests compare against.
+// With model.residual = single (stored inputs only) the layers are the classic pre-norm block
+// over one stream h: h += dropout(F(h)), then h += G(h) (Transformer-XL's); x1 and x2 are then
+// the same stream (the same pointer), and so are dx1 and dx2.
 #pragma once
 
 #include <functional>
@@ -95,10 +98,13 @@ class ReversibleStack {
 
   std::vector<Layer> layers_;
   std::vector<DeviceBuffer<int32_t>> buckets_;
-  std::vector<DeviceBuffer<float>> saved_inputs_;  // non-reversible mode: [2, rows, d_model]
+  // Non-reversible mode: [2, rows, d_model], the inputs of the layer's halves: x1 and x2, or with
+  // one stream h before the attention and h before the feed-forward.
+  std::vector<DeviceBuffer<float>> saved_inputs_;
   int64_t d_model_;
   double dropout_;
   bool reversible_;
+  bool single_stream_;
   bool same_length_;  // with memory: every query sees the memory's length of keys
 };
 
