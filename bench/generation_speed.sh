@@ -8,6 +8,8 @@
 # bench/results/generation.jsonl with tokens/s after the first token (whose time, the prompt's
 # pass, is prompt_s) and this run's OpenBLAS kernel and SGEMM rate, and the ratio is printed.
 #   bench/generation_speed.sh [CONTEXT] [TOKENS]
+# RF_BENCH_SET: config overrides for the model, e.g. RF_BENCH_SET="model.residual=two_streams
+# model.reversible=true" (the JSON line records the residual layout).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${RF_BUILD_DIR:-$root/build}"
@@ -19,13 +21,15 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 out="$root/bench/results"
 mkdir -p "$out"
+model_set=()
+for o in ${RF_BENCH_SET:-}; do model_set+=(--set "$o"); done
 
 echo "generation_speed: training 2 steps of a $context-byte window (a checkpoint to sample from)"
 "$build/reformer" train --config "$root/configs/transformer_xl_char.yaml" \
   --set data.format=synthetic --set data.synthetic=duplication --set model.memory_len=0 \
   --set train.seq_len="$context" --set train.batch_size=1 --set train.steps=2 \
   --set train.eval_every=0 --set train.checkpoint_every=2 --set train.out_dir="$work/run" \
-  --no-report > "$work/train.log" 2>&1 || { cat "$work/train.log" >&2; exit 1; }
+  "${model_set[@]}" --no-report > "$work/train.log" 2>&1 || { cat "$work/train.log" >&2; exit 1; }
 
 # The machine, as step_bench measures it in this run: OpenBLAS's kernel and SGEMM rate.
 machine=$("$build/bench/step_bench" --config "$root/configs/transformer_xl_char.yaml" --steps 1 \
@@ -33,6 +37,8 @@ machine=$("$build/bench/step_bench" --config "$root/configs/transformer_xl_char.
   --set train.batch_size=1 2> /dev/null | python3 -c "import json, sys
 d = json.loads(sys.stdin.read().strip().splitlines()[-1])
 print('\"openblas_kernel\": \"%s\", \"openblas_sgemm_gflops\": %.0f' % (d['openblas_kernel'], d['openblas_sgemm_gflops']))")
+residual=$(sed -n 's/^  residual: *//p' "$work/run/config.yaml")
+machine="$machine, \"residual\": \"$residual\""
 
 # A prompt of printable bytes that leaves room for the sample in the window.
 prompt="$(python3 -c "print(('It is a truth universally acknowledged, that a single man ' * 999)[:$((context - tokens - 1))])")"

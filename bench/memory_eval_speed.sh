@@ -8,7 +8,8 @@
 # 1,874x, one new token at a time.
 #   bench/memory_eval_speed.sh TEXT_FILE [MEMORY] [SEGMENT...]     (defaults: 512; 128 16 2)
 # One JSON line per evaluation in bench/results/memory_eval.jsonl (with this run's OpenBLAS
-# kernel and SGEMM rate), and the ratios printed.
+# kernel and SGEMM rate and the model's residual layout), and the ratios printed. RF_BENCH_SET:
+# config overrides for the model, e.g. RF_BENCH_SET="model.residual=two_streams model.reversible=true".
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${RF_BUILD_DIR:-$root/build}"
@@ -22,17 +23,21 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 out="$root/bench/results"
 mkdir -p "$out"
+model_set=()
+for o in ${RF_BENCH_SET:-}; do model_set+=(--set "$o"); done
 
 echo "memory_eval_speed: training 20 steps of configs/transformer_xl_char.yaml on $text"
 "$build/reformer" train --config "$root/configs/transformer_xl_char.yaml" --set data.train="$text" \
   --set train.steps=20 --set train.eval_every=0 --set train.checkpoint_every=20 \
-  --set train.out_dir="$work/run" --no-report > "$work/train.log" 2>&1 ||
+  --set train.out_dir="$work/run" "${model_set[@]}" --no-report > "$work/train.log" 2>&1 ||
   { cat "$work/train.log" >&2; exit 1; }
 machine=$("$build/bench/step_bench" --config "$root/configs/transformer_xl_char.yaml" --steps 1 \
   --set model.memory_len=0 --set data.format=synthetic --set data.synthetic=duplication \
   --set train.batch_size=1 2> /dev/null | python3 -c "import json, sys
 d = json.loads(sys.stdin.read().strip().splitlines()[-1])
 print('\"openblas_kernel\": \"%s\", \"openblas_sgemm_gflops\": %.0f' % (d['openblas_kernel'], d['openblas_sgemm_gflops']))")
+residual=$(sed -n 's/^  residual: *//p' "$work/run/config.yaml")
+machine="$machine, \"residual\": \"$residual\""
 
 for segment in "${segments[@]}"; do
   # The same stretch of text for every segment length: 2,048 positions scored.

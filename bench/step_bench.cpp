@@ -256,6 +256,9 @@ int main(int argc, char** argv) {
                      .add("layers", cfg.model.n_layers)
                      .add("memory_len", cfg.model.memory_len)
                      .add("reversible", static_cast<int64_t>(cfg.model.reversible))
+                     .add("residual", std::string(cfg.model.residual == rf::ResidualMode::kSingle
+                                                      ? "single"
+                                                      : "two_streams"))
                      .add("attention", rf::attention_name(cfg.model.attention[0]))
                      .add("ff_chunk", cfg.ff_chunking().rows(B * T))
                      .add("head_chunk", cfg.head_chunking().rows(B * T))

@@ -141,21 +141,14 @@ TEST(Gpu, TrainingMicroStepMatchesTheCpu) {
   });
 }
 
-// Transformer-XL's recurrence on the device: the third segment's loss and gradients with the
-// memory the first two left (24 positions: the CUDA tiles' query blocks start inside the memory),
-// dense and local layers with relative positions and dropout, head width 32 (the tiled kernels).
-TEST(Gpu, TrainingWithMemoryMatchesTheCpu) {
-  RF_REQUIRE_GPU(gpu);
-  // (The memory is made here: a config's memory_len needs a text stream, and this runs no data.)
-  constexpr int64_t kMemory = 24;
-  const Config cfg =
-      test::tiny_config({"model.attention=[dense, local]", "model.position=relative",
-                         "model.d_head=32", "train.seq_len=16", "lsh.local_chunk=8"});
-  expect_device_matches_cpu(cfg, *gpu, [&](ReformerModel& model) {
+// The third segment's loss and gradients of `cfg` with the memory the first two left, on the
+// device and on the CPU.
+void expect_memory_training_matches(Executor& device, const Config& cfg, int64_t memory_len) {
+  expect_device_matches_cpu(cfg, device, [&](ReformerModel& model) {
     Executor& ex = model.executor();
     const std::vector<float> p = test::random_vector(model.params().size(), 17, 0.3f);
     ex.upload(model.params().params(), p.data(), p.size() * sizeof(float));
-    SegmentMemory memory(kMemory);
+    SegmentMemory memory(memory_len);
     double loss = 0;
     for (uint32_t segment = 1; segment <= 3; ++segment) {
       StepContext step;
@@ -167,9 +160,28 @@ TEST(Gpu, TrainingWithMemoryMatchesTheCpu) {
       loss = model.forward_backward(test::random_batch(cfg, 2, segment), step, 0.01f, {}, &memory)
                  .loss_sum;
     }
-    EXPECT_EQ(memory.len, kMemory);
+    EXPECT_EQ(memory.len, memory_len);
     return loss;
   });
+}
+
+// Transformer-XL's recurrence on the device: the third segment's loss and gradients with the
+// memory the first two left (24 positions: the CUDA tiles' query blocks start inside the memory),
+// dense and local layers with relative positions and dropout, head width 32 (the tiled kernels);
+// Reformer's two streams and one stream (model.residual = single).
+TEST(Gpu, TrainingWithMemoryMatchesTheCpu) {
+  RF_REQUIRE_GPU(gpu);
+  // (The memory is made here: a config's memory_len needs a text stream, and this runs no data.)
+  constexpr int64_t kMemory = 24;
+  for (const char* residual : {"two_streams", "single"}) {
+    SCOPED_TRACE(residual);
+    const Config cfg = test::tiny_config(
+        {"model.attention=[dense, local]", "model.position=relative", "model.d_head=32",
+         "train.seq_len=16", "lsh.local_chunk=8", std::string("model.residual=") + residual,
+         std::string("model.reversible=") +
+             (std::string(residual) == "single" ? "false" : "true")});
+    expect_memory_training_matches(*gpu, cfg, kMemory);
+  }
 }
 
 // Whole runs on the device, eager and through CUDA graphs (captured at the second step, replayed

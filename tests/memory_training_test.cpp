@@ -287,6 +287,16 @@ TEST(MemoryTraining, AResumedRunEndsBitForBitWhereAnUninterruptedOneEnds) {
           << e.what();
     }
   }
+  // The same with one residual stream (Transformer-XL's block, inputs stored).
+  const std::vector<std::string> single = {"model.residual=single", "model.reversible=false"};
+  const std::string single_straight_dir = test::fresh_dir("single_straight"),
+                    single_resumed_dir = test::fresh_dir("single_resumed");
+  const TrainSummary single_straight =
+      test::train_quietly(memory_run(single_straight_dir, text, 6, single));
+  test::train_quietly(memory_run(single_resumed_dir, text, 6, single), "", 4);
+  test::expect_same_final_params(
+      single_straight,
+      test::train_quietly(memory_run(single_resumed_dir, text, 6, single), "auto"));
   // And it matters: the same run without memory ends elsewhere.
   const TrainSummary without =
       test::train_quietly(memory_run(test::fresh_dir("none"), text, 6, {"model.memory_len=0"}));

@@ -76,15 +76,20 @@ std::string rank_map(Run& run) {
   return s.str();
 }
 
+const char* layer_kind(const ModelConfig& m) {
+  if (m.residual == ResidualMode::kSingle) return "pre-norm layers over one stream";
+  return m.reversible ? "reversible layers" : "two-stream layers (inputs stored)";
+}
+
 void print_header(Run& run, const std::string& resumed_from, const std::string& ranks) {
   const Config& c = run.cfg;
   std::ostringstream layers;
   for (int64_t i = 0; i < c.model.n_layers; ++i)
     layers << (i ? "," : "") << attention_name(c.attention_of_layer(i));
   std::cout << "reformer train: " << run.model->params().size() << " parameters, "
-            << c.model.n_layers << " reversible layers [" << layers.str() << "], d_model "
-            << c.model.d_model << ", " << c.model.n_heads << " heads x " << c.model.d_head
-            << ", d_ff " << c.model.d_ff << "\n"
+            << c.model.n_layers << " " << layer_kind(c.model) << " [" << layers.str()
+            << "], d_model " << c.model.d_model << ", " << c.model.n_heads << " heads x "
+            << c.model.d_head << ", d_ff " << c.model.d_ff << "\n"
             << "  executor: " << run.ex->describe() << "\n"
             << "  ranks: " << run.host().size() << " (" << ranks << ")\n"
             << "  data: " << run.data.train->describe() << "\n"
