@@ -117,11 +117,6 @@ TEST(CachedAttention, EqualsChunkedAttentionOverTheWholeSequence) {
   }
 }
 
-void randomize(ReformerModel& m, uint32_t seed) {
-  const std::vector<float> p = test::random_vector(m.params().size(), seed, 0.3f);
-  cpu().upload(m.params().params(), p.data(), p.size() * sizeof(float));
-}
-
 std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint32_t seed) {
   std::mt19937 gen(seed);
   std::vector<int32_t> t;
@@ -145,12 +140,6 @@ std::vector<std::vector<std::string>> cached_models() {
           {"model.attention=[local, dense]", "model.position=none"}};
 }
 
-std::string describe(const std::vector<std::string>& overrides) {
-  std::string s;
-  for (const std::string& o : overrides) s += o + " ";
-  return s;
-}
-
 // Each kernel variant of the CPU executor: its tuned loops and the reference functors the GPU
 // also runs (the embedding's position offset, the cached attention row). Prompts of 5 and 16
 // positions: a context's first pass runs the fused attention where its length allows (dense, or
@@ -159,12 +148,13 @@ TEST(CachedGeneration, LogitsEqualTheWindowsAtEveryPosition) {
   for (KernelVariant variant : {KernelVariant::kTuned, KernelVariant::kPlain}) {
     for (int64_t prompt : {5, 16}) {
       for (const std::vector<std::string>& o : cached_models()) {
-        SCOPED_TRACE(describe(o) + (variant == KernelVariant::kPlain ? "plain kernels" : "tuned") +
-                     " prompt " + std::to_string(prompt));
+        SCOPED_TRACE(test::describe_overrides(o) +
+                     (variant == KernelVariant::kPlain ? "plain kernels" : "tuned") + " prompt " +
+                     std::to_string(prompt));
         cpu().set_kernel_variant(variant);
         ReformerModel m(test::tiny_config(o), cpu());
         ASSERT_TRUE(m.supports_cached_generation());
-        randomize(m, 21);
+        test::randomize_params(m, 21);
         const int64_t T = m.config().train.seq_len;
         const std::vector<int32_t> text = random_tokens(T, m.config().model.vocab_size, 4);
         GenerationCache cache = m.make_generation_cache(T);
@@ -191,9 +181,9 @@ TEST(CachedGeneration, LogitsEqualTheWindowsAtEveryPosition) {
 
 TEST(CachedGeneration, GreedyTokensEqualGenerationWithoutTheCache) {
   for (const std::vector<std::string>& o : cached_models()) {
-    SCOPED_TRACE(describe(o));
+    SCOPED_TRACE(test::describe_overrides(o));
     ReformerModel m(test::tiny_config(o), cpu());
-    randomize(m, 33);
+    test::randomize_params(m, 33);
     const int64_t T = m.config().train.seq_len;
     SamplingOptions greedy;
     greedy.temperature = 0.0;
@@ -223,7 +213,7 @@ TEST(CachedGeneration, GreedyTokensEqualGenerationWithoutTheCache) {
 TEST(CachedGeneration, PastTheWindowTheContextRestartsFromItsLastHalf) {
   ReformerModel m(test::tiny_config({"model.attention=[dense, local]", "model.position=relative"}),
                   cpu());
-  randomize(m, 8);
+  test::randomize_params(m, 8);
   const int64_t T = m.config().train.seq_len, half = T / 2;
   SamplingOptions greedy;
   greedy.temperature = 0.0;

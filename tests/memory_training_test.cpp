@@ -31,21 +31,6 @@ Config memory_model(const std::string& attention, std::vector<std::string> extra
   return test::tiny_config(o);
 }
 
-StepContext context(int64_t batch, int64_t seq_len, uint32_t step, bool training = true) {
-  StepContext s;
-  s.seed = 5;
-  s.step = step;
-  s.batch = batch;
-  s.seq_len = seq_len;
-  s.training = training;
-  return s;
-}
-
-void randomize(ReformerModel& m, uint32_t seed) {
-  const std::vector<float> p = test::random_vector(m.params().size(), seed, 0.3f);
-  cpu().upload(m.params().params(), p.data(), p.size() * sizeof(float));
-}
-
 SegmentMemory clone(const SegmentMemory& m) {
   SegmentMemory c(m.max_len);
   c.len = m.len;
@@ -70,31 +55,40 @@ std::vector<float> second_segment_gradients(const Config& cfg, SegmentMemory* me
   const std::vector<float> p = test::random_vector(m.params().size(), 17, 0.3f);
   ex.upload(m.params().params(), p.data(), p.size() * sizeof(float));
   SegmentMemory memory(kSegment);
-  m.forward_backward(random_batch(cfg, 2, 1), context(2, kSegment, 1), 0.01f, {}, &memory);
+  m.forward_backward(random_batch(cfg, 2, 1), test::step_context(2, kSegment, 1), 0.01f, {},
+                     &memory);
   m.params().zero_grads();
-  m.forward_backward(random_batch(cfg, 2, 2), context(2, kSegment, 2), 0.01f, {}, &memory);
+  m.forward_backward(random_batch(cfg, 2, 2), test::step_context(2, kSegment, 2), 0.01f, {},
+                     &memory);
   if (memory_out) *memory_out = std::move(memory);
   return gradients(m);
 }
 
+// Reformer's two streams and one stream (Transformer-XL's block, model.residual = single).
 TEST(MemoryTraining, GradientsMatchFiniteDifferencesWithTheMemoryHeldFixed) {
-  for (const std::string attention : {"[dense]", "[local]"}) {
-    const Config cfg = memory_model(attention);  // dropout and attention dropout on
+  for (const std::string attention : {"[dense]", "[local]", "[dense] single", "[local] single"}) {
+    const bool single = attention.find("single") != std::string::npos;
+    const Config cfg =  // dropout and attention dropout on
+        memory_model(
+            attention.substr(0, attention.find(' ')),
+            single ? std::vector<std::string>{"model.residual=single", "model.reversible=false"}
+                   : std::vector<std::string>{});
     ReformerModel m(cfg, cpu());
-    randomize(m, 17);
+    test::randomize_params(m, 17);
     const TokenBatch first = random_batch(cfg, 2, 1), second = random_batch(cfg, 2, 2);
     const float scale = 1.0f / static_cast<float>(second.inputs.size());
     SegmentMemory memory(kSegment);
-    m.forward_backward(first, context(2, kSegment, 1), scale, {}, &memory);
+    m.forward_backward(first, test::step_context(2, kSegment, 1), scale, {}, &memory);
     ASSERT_EQ(memory.len, kSegment);
     const SegmentMemory held = clone(memory);  // what the second segment sees
     m.params().zero_grads();
-    m.forward_backward(second, context(2, kSegment, 2), scale, {}, &memory);
+    m.forward_backward(second, test::step_context(2, kSegment, 2), scale, {}, &memory);
     // The loss as a function of the parameters with the memory a constant: no gradient flows
     // into it, but the projections and norms applied to it are functions of the parameters.
     auto loss = [&] {
       SegmentMemory fixed = clone(held);
-      return m.forward_with_memory(second, context(2, kSegment, 2), fixed).loss_sum * scale;
+      return m.forward_with_memory(second, test::step_context(2, kSegment, 2), fixed).loss_sum *
+             scale;
     };
     // eps 5e-3: the whole-vector direction is curved enough at 1e-2 (measured 2.0% there against
     // 0.5% here); the largest difference of any tensor here is 0.3%.
@@ -138,15 +132,15 @@ TEST(MemoryTraining, TrainingSeesTheMemoryAsEvaluationDoes) {
   const Config cfg =
       memory_model("[local, dense]", {"model.dropout=0", "model.attention_dropout=0"});
   ReformerModel trained(cfg, cpu()), evaluated(cfg, cpu());
-  randomize(trained, 3);
-  randomize(evaluated, 3);
+  test::randomize_params(trained, 3);
+  test::randomize_params(evaluated, 3);
   SegmentMemory training_memory(2 * kSegment), eval_memory(2 * kSegment);
   for (uint32_t s = 0; s < 4; ++s) {
     const TokenBatch batch = random_batch(cfg, 2, 10 + s);
-    const BatchStats t =
-        trained.forward_backward(batch, context(2, kSegment, s), 0.01f, {}, &training_memory);
-    const BatchStats e =
-        evaluated.forward_with_memory(batch, context(2, kSegment, kEvalStep, false), eval_memory);
+    const BatchStats t = trained.forward_backward(batch, test::step_context(2, kSegment, s), 0.01f,
+                                                  {}, &training_memory);
+    const BatchStats e = evaluated.forward_with_memory(
+        batch, test::step_context(2, kSegment, kEvalStep, false), eval_memory);
     EXPECT_LT(test::max_abs_diff(t.row_loss, e.row_loss), 2e-5) << "segment " << s;
     EXPECT_EQ(training_memory.len, std::min<int64_t>(2 * kSegment, (s + 1) * kSegment));
     EXPECT_EQ(training_memory.len, eval_memory.len);
@@ -154,10 +148,10 @@ TEST(MemoryTraining, TrainingSeesTheMemoryAsEvaluationDoes) {
   // The memory changes the scores: the same last batch without memory scores differently.
   SegmentMemory none(0);
   const TokenBatch last = random_batch(cfg, 2, 13);
-  const BatchStats with =
-      evaluated.forward_with_memory(last, context(2, kSegment, kEvalStep, false), eval_memory);
+  const BatchStats with = evaluated.forward_with_memory(
+      last, test::step_context(2, kSegment, kEvalStep, false), eval_memory);
   const BatchStats without =
-      evaluated.forward_with_memory(last, context(2, kSegment, kEvalStep, false), none);
+      evaluated.forward_with_memory(last, test::step_context(2, kSegment, kEvalStep, false), none);
   EXPECT_GT(test::max_abs_diff(with.row_loss, without.row_loss), 1e-3);
 }
 
@@ -174,10 +168,10 @@ TEST(MemoryTraining, SameLengthEqualsOnePassWithTheMaskOfTheMemoryLength) {
       whole_setup.push_back("train.seq_len=" + std::to_string(kTotal));
       ReformerModel whole(memory_model(attention, whole_setup), cpu());
       ReformerModel segmented(memory_model(attention, segmented_setup), cpu());
-      randomize(whole, 9);
-      randomize(segmented, 9);
+      test::randomize_params(whole, 9);
+      test::randomize_params(segmented, 9);
       const TokenBatch stream = random_batch(whole.config(), 1, 4);
-      StepContext masked = context(1, kTotal, kEvalStep, false);
+      StepContext masked = test::step_context(1, kTotal, kEvalStep, false);
       masked.max_distance = kMemory - 1;
       const std::vector<float> one = whole.forward(stream, masked).row_loss;
       SegmentMemory memory(kMemory);
@@ -190,8 +184,8 @@ TEST(MemoryTraining, SameLengthEqualsOnePassWithTheMaskOfTheMemoryLength) {
                         stream.inputs.begin() + (s + 1) * kSegment);
         b.targets.assign(stream.targets.begin() + s * kSegment,
                          stream.targets.begin() + (s + 1) * kSegment);
-        const BatchStats r =
-            segmented.forward_with_memory(b, context(1, kSegment, kEvalStep, false), memory);
+        const BatchStats r = segmented.forward_with_memory(
+            b, test::step_context(1, kSegment, kEvalStep, false), memory);
         parts.insert(parts.end(), r.row_loss.begin(), r.row_loss.end());
       }
       const float difference = test::max_abs_diff(one, parts);

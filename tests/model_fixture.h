@@ -56,4 +56,30 @@ inline TokenBatch random_batch(const Config& cfg, int64_t batch, uint32_t seed) 
   return b;
 }
 
+// Every parameter drawn uniformly from [-0.3, 0.3) (seeded): larger than the initialisation, so
+// that gradients are far from zero in the checks.
+inline void randomize_params(ReformerModel& m, uint32_t seed) {
+  const std::vector<float> p = random_vector(m.params().size(), seed, 0.3f);
+  m.executor().upload(m.params().params(), p.data(), p.size() * sizeof(float));
+}
+
+// A step of `batch` sequences of `seq_len` tokens (seed 5), training or evaluation.
+inline StepContext step_context(int64_t batch, int64_t seq_len, uint32_t step,
+                                bool training = true) {
+  StepContext s;
+  s.seed = 5;
+  s.step = step;
+  s.batch = batch;
+  s.seq_len = seq_len;
+  s.training = training;
+  return s;
+}
+
+// --set style overrides as one line, for test traces.
+inline std::string describe_overrides(const std::vector<std::string>& overrides) {
+  std::string s;
+  for (const std::string& o : overrides) s += o + " ";
+  return s;
+}
+
 }  // namespace rf::test

@@ -1,7 +1,7 @@
 // model.residual = single, the classic pre-norm block over one residual stream (Transformer-XL's):
 // the model's forward equals the block composed here from its layers out of place; finite
-// differences of the whole model's gradients (LSH, local, dense, relative positions, dropout, and
-// with a memory held fixed); the config and export errors.
+// differences of the whole model's gradients (LSH, local, dense, relative positions, dropout;
+// with a memory held fixed: tests/memory_training_test.cpp); the config and export errors.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -17,33 +17,11 @@ namespace {
 using test::cpu;
 using test::random_batch;
 
-constexpr int64_t kSegment = 16;
 const std::vector<std::string> kSingle = {"model.residual=single", "model.reversible=false"};
 
 Config single_config(std::vector<std::string> overrides) {
   overrides.insert(overrides.end(), kSingle.begin(), kSingle.end());
   return test::tiny_config(overrides);
-}
-
-StepContext context(int64_t batch, int64_t seq_len, uint32_t step, bool training = true) {
-  StepContext s;
-  s.seed = 5;
-  s.step = step;
-  s.batch = batch;
-  s.seq_len = seq_len;
-  s.training = training;
-  return s;
-}
-
-std::string describe(const std::vector<std::string>& overrides) {
-  std::string s;
-  for (const std::string& o : overrides) s += o + " ";
-  return s;
-}
-
-void randomize(ReformerModel& m, uint32_t seed) {
-  const std::vector<float> p = test::random_vector(m.params().size(), seed, 0.3f);
-  cpu().upload(m.params().params(), p.data(), p.size() * sizeof(float));
 }
 
 // The model's layers declared in its order over a store of their own (so its flat buffer has the
@@ -112,7 +90,7 @@ TEST(SingleStream, ForwardIsThePreNormBlockComposedOutOfPlace) {
     const Config cfg = single_config(overrides);
     SCOPED_TRACE(o.front());
     ReformerModel m(cfg, cpu());
-    randomize(m, 3);
+    test::randomize_params(m, 3);
     ComposedModel composed(cfg);
     ASSERT_EQ(composed.store.size(), m.params().size());
     for (size_t t = 0; t < m.params().tensors().size(); ++t) {
@@ -121,7 +99,7 @@ TEST(SingleStream, ForwardIsThePreNormBlockComposedOutOfPlace) {
     }
     cpu().copy(composed.store.params(), m.params().params(), m.params().size() * sizeof(float));
     const TokenBatch batch = random_batch(cfg, 2, 4);
-    const StepContext step = context(2, cfg.train.seq_len, kEvalStep, false);
+    const StepContext step = test::step_context(2, cfg.train.seq_len, kEvalStep, false);
     const std::vector<float> model = m.forward(batch, step).row_loss;
     const std::vector<float> reference = composed.row_losses(batch, step);
     EXPECT_LT(test::max_abs_diff(model, reference), 1e-5f);
@@ -140,9 +118,9 @@ TEST(SingleStream, WholeModelGradientsMatchFiniteDifferences) {
             "model.attention_dropout=0.0"}}) {
     const Config cfg = single_config(o);  // dropout and attention dropout on unless set off
     ReformerModel m(cfg, cpu());
-    randomize(m, 17);
+    test::randomize_params(m, 17);
     const TokenBatch batch = random_batch(cfg, 2, 1);
-    const StepContext step = context(2, cfg.train.seq_len, 7);
+    const StepContext step = test::step_context(2, cfg.train.seq_len, 7);
     const float scale = 1.0f / static_cast<float>(batch.inputs.size());
     m.params().zero_grads();
     m.forward_backward(batch, step, scale);
@@ -150,33 +128,8 @@ TEST(SingleStream, WholeModelGradientsMatchFiniteDifferences) {
     auto loss = [&] { return m.forward(batch, step).loss_sum * scale; };
     // eps 5e-3 as with memory: at 1e-2 the curvature along the whole-vector direction alone
     // gives 4% with these weights (LSH), 1.1% at 5e-3 (every tensor alone: at most 0.3%).
-    test::expect_param_gradients(m.params(), loss, 5e-3, 2e-2, "single " + describe(o));
-  }
-}
-
-TEST(SingleStream, GradientsWithAMemoryHeldFixedMatchFiniteDifferences) {
-  for (const std::string attention : {"[dense]", "[local]"}) {
-    const Config cfg =
-        single_config({"model.attention=" + attention, "model.position=relative",
-                       "train.seq_len=" + std::to_string(kSegment), "lsh.local_chunk=8"});
-    ReformerModel m(cfg, cpu());
-    randomize(m, 17);
-    const TokenBatch first = random_batch(cfg, 2, 1), second = random_batch(cfg, 2, 2);
-    const float scale = 1.0f / static_cast<float>(second.inputs.size());
-    SegmentMemory memory(kSegment);
-    m.forward_backward(first, context(2, kSegment, 1), scale, {}, &memory);
-    ASSERT_EQ(memory.len, kSegment);
-    std::vector<std::vector<float>> held;  // what the second segment sees
-    for (const DeviceBuffer<float>& layer : memory.layers) held.push_back(layer.download());
-    m.params().zero_grads();
-    m.forward_backward(second, context(2, kSegment, 2), scale, {}, &memory);
-    auto loss = [&] {
-      SegmentMemory fixed(kSegment);
-      fixed.len = kSegment;
-      for (const std::vector<float>& layer : held) fixed.layers.push_back(test::to_device(layer));
-      return m.forward_with_memory(second, context(2, kSegment, 2), fixed).loss_sum * scale;
-    };
-    test::expect_param_gradients(m.params(), loss, 5e-3, 2e-2, "single memory " + attention);
+    test::expect_param_gradients(m.params(), loss, 5e-3, 2e-2,
+                                 "single " + test::describe_overrides(o));
   }
 }
 
