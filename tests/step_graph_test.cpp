@@ -210,5 +210,14 @@ TEST(StepGraphs, TrainingFromReplayedGraphsEqualsEagerTrainingBitForBit) {
   test::expect_same_final_params(eager, graphs);
 }
 
+// The same with one residual stream (model.residual = single, stored inputs).
+TEST(StepGraphs, OneResidualStreamTrainsFromGraphsAsEagerly) {
+  const auto [eager, graphs] = test::train_eager_and_through_graphs(
+      {"train.grad_accum=2", "model.residual=single", "model.reversible=false"});
+  EXPECT_GE(graphs.step_graphs, 3) << "two micro-batches and the optimizer";
+  EXPECT_EQ(graphs.final_loss, eager.final_loss);
+  test::expect_same_final_params(eager, graphs);
+}
+
 }  // namespace
 }  // namespace rf
