@@ -83,10 +83,14 @@ def depth():
     rows = load("depth")
     if not rows:
         return
-    print("| layers | reversible | peak GiB | executor peak GiB | s/step |")
+    print("| layers | layers' inputs | peak GiB | executor peak GiB | s/step |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['layers']} | {'yes' if r.get('reversible', 1) else 'no'} | "
+        if r.get("residual") == "single":
+            layout = "stored (one stream)"
+        else:
+            layout = "rebuilt (reversible)" if r.get("reversible", 1) else "stored"
+        print(f"| {r['layers']} | {layout} | "
               f"{r['peak_rss_gib']:.2f} | {r['executor_peak_gib']:.2f} | {r['median_step_s']:.1f} |")
     print()
 

@@ -64,15 +64,17 @@ std::vector<float> second_segment_gradients(const Config& cfg, SegmentMemory* me
   return gradients(m);
 }
 
-// Reformer's two streams and one stream (Transformer-XL's block, model.residual = single).
+// Reformer's two streams and one stream (Transformer-XL's block, model.residual = single), with
+// dropout and without (one stream then back-propagates through its gradient buffer in place).
 TEST(MemoryTraining, GradientsMatchFiniteDifferencesWithTheMemoryHeldFixed) {
-  for (const std::string attention : {"[dense]", "[local]", "[dense] single", "[local] single"}) {
-    const bool single = attention.find("single") != std::string::npos;
-    const Config cfg =  // dropout and attention dropout on
-        memory_model(
-            attention.substr(0, attention.find(' ')),
-            single ? std::vector<std::string>{"model.residual=single", "model.reversible=false"}
-                   : std::vector<std::string>{});
+  for (const std::string attention :
+       {"[dense]", "[local]", "[dense] single", "[local] single", "[dense] single no dropout"}) {
+    std::vector<std::string> extra;
+    if (attention.find("single") != std::string::npos)
+      extra = {"model.residual=single", "model.reversible=false"};
+    if (attention.find("no dropout") != std::string::npos)
+      extra.insert(extra.end(), {"model.dropout=0.0", "model.attention_dropout=0.0"});
+    const Config cfg = memory_model(attention.substr(0, attention.find(' ')), extra);
     ReformerModel m(cfg, cpu());
     test::randomize_params(m, 17);
     const TokenBatch first = random_batch(cfg, 2, 1), second = random_batch(cfg, 2, 2);

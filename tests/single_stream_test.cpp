@@ -103,10 +103,6 @@ TEST(SingleStream, ForwardIsThePreNormBlockComposedOutOfPlace) {
     const std::vector<float> model = m.forward(batch, step).row_loss;
     const std::vector<float> reference = composed.row_losses(batch, step);
     EXPECT_LT(test::max_abs_diff(model, reference), 1e-5f);
-    // One stream is not two: the same weights score differently as Reformer's two streams
-    // (whose head reads 2 * d_model: a model of its own).
-    ReformerModel two(test::tiny_config(overrides), cpu());
-    EXPECT_NE(two.params().size(), m.params().size());
   }
 }
 

@@ -270,7 +270,9 @@ int command_config(const Arguments& a) {
 }  // namespace
 
 int run_command_line(int argc, char** argv) {
-  CLI::App app{"reformer: trains Reformer language models (reversible layers, LSH attention)"};
+  CLI::App app{
+      "reformer: trains Reformer and Transformer-XL language models (reversible layers, LSH "
+      "attention, segment-level recurrence, relative positions)"};
   app.require_subcommand(1);
   Arguments a;
   auto add_config = [&](CLI::App* sub, bool required) {

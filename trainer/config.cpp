@@ -256,8 +256,10 @@ ChunkSetting Config::ff_chunking() const {
 }
 
 ChunkSetting Config::head_chunking() const {
-  // The logits (their gradient overwrites them), the concatenated input and its normalisation.
-  return {model.head_chunk, runtime.device, (model.vocab_size + 4 * model.d_model) * int64_t{4}};
+  // The logits (their gradient overwrites them), the concatenated input and its normalisation
+  // (one stream: the normalisation only, of d_model).
+  const int64_t input = model.residual == ResidualMode::kSingle ? 1 : 4;
+  return {model.head_chunk, runtime.device, (model.vocab_size + input * model.d_model) * int64_t{4}};
 }
 
 std::vector<int64_t> Config::axial_dims() const {

@@ -104,7 +104,7 @@ std::vector<KeySpec> build_schema() {
       int_key("model", "vocab_size", "256", 2, k2Pow24, "tokens in the vocabulary"),
       int_key("model", "d_model", "256", 1, 65536, "width of each residual stream"),
       int_key("model", "d_ff", "1024", 1, k2Pow20, "feed-forward hidden width"),
-      int_key("model", "n_layers", "6", 1, 1024, "reversible layers"),
+      int_key("model", "n_layers", "6", 1, 1024, "layers (attention and feed-forward)"),
       int_key("model", "n_heads", "4", 1, 1024, "attention heads"),
       int_key("model", "d_head", "64", 1, 4096, "width of one head"),
       enum_list_key("model", "attention", "[lsh]", attention_kinds,
@@ -141,7 +141,8 @@ std::vector<KeySpec> build_schema() {
                       "tokens per loss-head chunk; 0 = no chunking; auto = 1024 on a CPU, on a "
                       "GPU none unless a chunk's logits would pass 2 GiB"),
       bool_key("model", "reversible", "true",
-               "reversible residual layers (false keeps every layer's inputs, for comparison)"),
+               "reversible residual layers (false keeps every layer's inputs: for comparison, and "
+               "needed by model.residual: single)"),
       enum_key("model", "residual", "two_streams", {"two_streams", "single"},  // ResidualMode
                "two_streams: Reformer's layers over two residual streams; single: one stream, "
                "h += Attention(LN h) then h += FF(LN h) (Transformer-XL's block; needs "

@@ -102,31 +102,34 @@ void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step
   float* dz = kit.ws.floats("ff.dz", chunk * D);
   for (int64_t row0 = 0; row0 < total; row0 += chunk) {
     const int64_t rows = std::min(chunk, total - row0);
-    // Within a chunk, z, the activation, its gradient and both weights are each read by two
-    // products (rounded once at bf16, or written in bf16 by their kernels); the kernels between
-    // write only what no product of the chunk has read yet.
-    const GemmOperandReuse reuse(kit.ex);
-    chunk_forward(kit, p, step, x, row0, rows, z, h, a, true);  // h: the derivative
-    if (reconstruct)
-      add_chunk_output(kit, p, step, a.view(rows, F), t, row0, rows, reconstruct, -1.0f);
-    const float* g =
-        dropout_backward(kit.ex, kit.ws, dout + row0 * D, rows, D, output_mask(step, row0), "ff.g");
-    add_column_sums(kit.ex, kit.ws, g, rows, D, p.grad(b2_));
-    // dw2 += a^T g;  da = g w2^T (the activations are no longer needed)
-    linear_backward(kit.ex, a.view(rows, F), p.weight(w2_), matrix(g, rows, D), matrix(da, rows, F),
-                    p.weight_grad(w2_));
-    ActivationBackwardArgs act;
-    act.grad = da;
-    act.grad_bf16 = a.bf16;
-    act.derivative = h;
-    act.rows = rows;
-    act.cols = F;
-    act.dropout = hidden_mask(step, row0);
-    activation_backward(kit.ex, act);
-    add_column_sums(kit.ex, kit.ws, da, rows, F, p.grad(b1_));
-    // dw1 += z^T dh;  dz = dh w1^T
-    linear_backward(kit.ex, z.view(rows, D), p.weight(w1_), a.view(rows, F), matrix(dz, rows, D),
-                    p.weight_grad(w1_));
+    {
+      // Within a chunk, z, the activation, its gradient and both weights are each read by two
+      // products (rounded once at bf16, or written in bf16 by their kernels); the kernels between
+      // write only what no product of the chunk has read yet.
+      const GemmOperandReuse reuse(kit.ex);
+      chunk_forward(kit, p, step, x, row0, rows, z, h, a, true);  // h: the derivative
+      if (reconstruct)
+        add_chunk_output(kit, p, step, a.view(rows, F), t, row0, rows, reconstruct, -1.0f);
+      const float* g = dropout_backward(kit.ex, kit.ws, dout + row0 * D, rows, D,
+                                        output_mask(step, row0), "ff.g");
+      add_column_sums(kit.ex, kit.ws, g, rows, D, p.grad(b2_));
+      // dw2 += a^T g;  da = g w2^T (the activations are no longer needed)
+      linear_backward(kit.ex, a.view(rows, F), p.weight(w2_), matrix(g, rows, D),
+                      matrix(da, rows, F), p.weight_grad(w2_));
+      ActivationBackwardArgs act;
+      act.grad = da;
+      act.grad_bf16 = a.bf16;
+      act.derivative = h;
+      act.rows = rows;
+      act.cols = F;
+      act.dropout = hidden_mask(step, row0);
+      activation_backward(kit.ex, act);
+      add_column_sums(kit.ex, kit.ws, da, rows, F, p.grad(b1_));
+      // dw1 += z^T dh;  dz = dh w1^T
+      linear_backward(kit.ex, z.view(rows, D), p.weight(w1_), a.view(rows, F), matrix(dz, rows, D),
+                      p.weight_grad(w1_));
+    }
+    // After the products' operand-reuse scope: dx may be dout, which they read.
     norm_.backward(kit, p, x + row0 * D, dz, dx + row0 * D, rows, true);
   }
 }

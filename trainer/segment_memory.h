@@ -1,5 +1,5 @@
 // Transformer-XL's segment-level recurrence: each layer keeps the input of its attention (the
-// reversible x2 stream) at the last `max_len` positions before the current segment, per example
+// x2 stream, or with one residual stream the stream itself) at the last `max_len` positions before the current segment, per example
 // (lane), and the segment's attention runs over [memory; segment] with causal masks on the
 // concatenated positions, its queries from the segment only (the memory gives keys and values).
 // No gradient flows into the memory; the projections and the layer norm applied to it do get
