@@ -48,7 +48,7 @@ void check_layout(const std::string& path, const std::string& stored, const Para
       throw CheckpointMismatch("checkpoint '" + path +
                                "' does not match the config: the config's model has tensor '" + w +
                                "' where the checkpoint has '" + h +
-                               "' (different model.* sizes, layers or attention?)");
+                               "' (different model.* sizes, layers, attention or residual?)");
   }
 }
 
