@@ -255,11 +255,15 @@ ChunkSetting Config::ff_chunking() const {
   return {model.ff_chunk, runtime.device, 3 * model.d_ff * int64_t{4}};
 }
 
+int64_t Config::head_width() const {
+  return (model.residual == ResidualMode::kSingle ? 1 : 2) * model.d_model;
+}
+
 ChunkSetting Config::head_chunking() const {
   // The logits (their gradient overwrites them), the concatenated input and its normalisation
-  // (one stream: the normalisation only, of d_model).
-  const int64_t input = model.residual == ResidualMode::kSingle ? 1 : 4;
-  return {model.head_chunk, runtime.device, (model.vocab_size + input * model.d_model) * int64_t{4}};
+  // (one stream: the normalisation only).
+  const int64_t input = model.residual == ResidualMode::kSingle ? head_width() : 2 * head_width();
+  return {model.head_chunk, runtime.device, (model.vocab_size + input) * int64_t{4}};
 }
 
 std::vector<int64_t> Config::axial_dims() const {

@@ -138,6 +138,9 @@ struct Config {
   // The feed-forward and loss-head chunking (model.ff_chunk, model.head_chunk) on runtime.device.
   ChunkSetting ff_chunking() const;
   ChunkSetting head_chunking() const;
+  // The loss head's input per position: both streams (2 * d_model), or one (d_model) with
+  // model.residual = single.
+  int64_t head_width() const;
 };
 
 // Loads `path`, applies overrides ("section.key=value", value parsed as YAML), validates. Throws

@@ -34,8 +34,7 @@ StepFlops training_step_flops(const Config& cfg, int64_t batch, int64_t seq_len)
                            + T * 4 * D * F;                             // feed-forward
     f.layers += 4 * forward + hashing;
   }
-  const double head_width = cfg.model.residual == ResidualMode::kSingle ? D : 2 * D;
-  f.head = 3 * T * 2 * head_width * static_cast<double>(cfg.model.vocab_size);
+  f.head = 3 * T * 2 * static_cast<double>(cfg.head_width() * cfg.model.vocab_size);
   return f;
 }
 

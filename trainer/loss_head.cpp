@@ -9,17 +9,11 @@
 
 namespace rf {
 
-namespace {
-int64_t head_width(const Config& cfg) {
-  return (cfg.model.residual == ResidualMode::kSingle ? 1 : 2) * cfg.model.d_model;
-}
-}  // namespace
-
 LossHead::LossHead(ParamStore& store, const Config& cfg)
-    : norm_(store, "head.norm", head_width(cfg)),
+    : norm_(store, "head.norm", cfg.head_width()),
       single_stream_(cfg.model.residual == ResidualMode::kSingle),
       d_model_(cfg.model.d_model),
-      width_(head_width(cfg)),
+      width_(cfg.head_width()),
       vocab_(cfg.model.vocab_size),
       chunking_(cfg.head_chunking()) {
   w_out_ = store.add("head.w_out", {width_, vocab_}, {InitKind::kGlorotUniform, 1, width_, vocab_},
