@@ -77,7 +77,8 @@ crashed_inside_hdf5() {
   # header made HDF5 ask for in CI on 2026-12-02.)
   if grep -qE 'ERROR: libFuzzer: out-of-memory \(malloc' "$1"; then
     stack_after "$1" 'ERROR: libFuzzer: out-of-memory' | first_frame_third_party
-  elif grep -qE 'ERROR: AddressSanitizer: (SEGV|FPE|BUS|ILL|stack-overflow)' "$1"; then
+  elif grep -qE 'ERROR: AddressSanitizer: (SEGV|FPE|BUS|ILL|stack-overflow|negative-size-param|memcpy-param-overlap)' "$1"; then
+    # (A bad size or overlap passed to memcpy names no memory: the caller decides.)
     stack_after "$1" 'ERROR: AddressSanitizer' | first_frame_third_party
   else
     # (A wild access into a redzone has no allocation to name: then the access site decides.
