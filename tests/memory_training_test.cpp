@@ -70,8 +70,7 @@ TEST(MemoryTraining, GradientsMatchFiniteDifferencesWithTheMemoryHeldFixed) {
   for (const std::string attention :
        {"[dense]", "[local]", "[dense] single", "[local] single", "[dense] single no dropout"}) {
     std::vector<std::string> extra;
-    if (attention.find("single") != std::string::npos)
-      extra = {"model.residual=single", "model.reversible=false"};
+    if (attention.find("single") != std::string::npos) extra = test::kSingleStream;
     if (attention.find("no dropout") != std::string::npos)
       extra.insert(extra.end(), {"model.dropout=0.0", "model.attention_dropout=0.0"});
     const Config cfg = memory_model(attention.substr(0, attention.find(' ')), extra);
@@ -284,7 +283,7 @@ TEST(MemoryTraining, AResumedRunEndsBitForBitWhereAnUninterruptedOneEnds) {
     }
   }
   // The same with one residual stream (Transformer-XL's block, inputs stored).
-  const std::vector<std::string> single = {"model.residual=single", "model.reversible=false"};
+  const std::vector<std::string>& single = test::kSingleStream;
   const std::string single_straight_dir = test::fresh_dir("single_straight"),
                     single_resumed_dir = test::fresh_dir("single_resumed");
   const TrainSummary single_straight =

@@ -75,6 +75,10 @@ inline StepContext step_context(int64_t batch, int64_t seq_len, uint32_t step,
   return s;
 }
 
+// The overrides of one residual stream (Transformer-XL's block), which stores its inputs.
+inline const std::vector<std::string> kSingleStream = {"model.residual=single",
+                                                       "model.reversible=false"};
+
 // --set style overrides as one line, for test traces.
 inline std::string describe_overrides(const std::vector<std::string>& overrides) {
   std::string s;

@@ -19,8 +19,6 @@ using test::cpu;
 
 constexpr int64_t kSegment = 16, kSegments = 3;
 
-const std::vector<std::string> kSingleStream = {"model.residual=single", "model.reversible=false"};
-
 Config config_of(int64_t seq_len, const std::string& attention,
                  std::vector<std::string> extra = {}) {
   std::vector<std::string> o = {"model.attention=" + attention,
@@ -91,7 +89,7 @@ TEST(SegmentMemory, SegmentBySegmentEqualsOnePassWhenTheMemoryCoversThePast) {
   for (const std::string attention : {"[dense]", "[local]", "[local, dense]"}) {
     for (bool single : {false, true}) {
       const auto [one, parts] = losses(attention, (kSegments - 1) * kSegment,
-                                       single ? kSingleStream : std::vector<std::string>{});
+                                       single ? test::kSingleStream : std::vector<std::string>{});
       ASSERT_EQ(one.size(), parts.size());
       EXPECT_LT(max_difference(one, parts, 0), 2e-5) << attention << (single ? " single" : "");
     }
@@ -129,7 +127,8 @@ TEST(SegmentMemory, TheKeyValueCacheScoresWhatTheLayerInputMemoryScores) {
                      std::to_string(memory_len));
         const bool single = attention.find("single") != std::string::npos;
         std::vector<std::string> extra = {std::string("model.same_length=") + same_length};
-        if (single) extra.insert(extra.end(), kSingleStream.begin(), kSingleStream.end());
+        if (single)
+          extra.insert(extra.end(), test::kSingleStream.begin(), test::kSingleStream.end());
         const Config cfg =
             config_of(kSegment, attention.substr(0, attention.find(" single")), extra);
         ReformerModel m(cfg, cpu());

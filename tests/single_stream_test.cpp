@@ -17,10 +17,8 @@ namespace {
 using test::cpu;
 using test::random_batch;
 
-const std::vector<std::string> kSingle = {"model.residual=single", "model.reversible=false"};
-
 Config single_config(std::vector<std::string> overrides) {
-  overrides.insert(overrides.end(), kSingle.begin(), kSingle.end());
+  overrides.insert(overrides.end(), test::kSingleStream.begin(), test::kSingleStream.end());
   return test::tiny_config(overrides);
 }
 
