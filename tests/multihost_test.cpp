@@ -111,6 +111,42 @@ TEST(Multihost, HostPoweredOffEndsTheJobWithinTheTimeout) {
   lose_host_one(dir, test::write_tiny_job_config(dir), dir + "/run", "down");
 }
 
+// A host powered off behind a router: the launch node's probes of it fail at once with "No route
+// to host" (fault.sh unroutable: an unreachable route, as a router's ICMP host-unreachable) rather
+// than timing out. That is silence, not an answer: agent.sh gives up on the host after its probes
+// (1 s apart here) with a line naming it, and the job ends non-zero. The collective timeout is far
+// off, so the probes and not a rank's deadline end the job. (Counting such a failure as an answer
+// once ended a powered-off host's session as if the host had reported it: no line from anyone.)
+TEST(Multihost, AHostReportedUnreachableIsGivenUpAndNamed) {
+  constexpr double kCollectiveTimeoutFarOff = 120;
+  const std::string dir = test::fresh_dir("job");
+  const std::string cfg = test::write_tiny_job_config(dir);
+  const std::string out = dir + "/run", state = dir + "/state";
+  const std::string args =
+      train_args(cfg, out,
+                 " --set train.steps=100000 --set train.checkpoint_every=5 --set train.log_every=50"
+                 " --set runtime.collective_timeout_s=" +
+                     std::to_string(static_cast<int>(kCollectiveTimeoutFarOff)));
+  const pid_t job =
+      test::spawn("env RF_NETNS_ALIVE_INTERVAL=1 " + on_hosts(2, 1, args, state), dir + "/job.log");
+  const ReapOnExit reap{job, SIGTERM};
+  ASSERT_NE(test::wait_for_any_checkpoint(checkpoint_dir(out), 60), "") << "no checkpoint";
+  fault(state, "down 1");
+  fault(state, "unroutable 1");
+  double seconds = 0;
+  const int code = wait_exit(job, 60, &seconds);
+  const std::string log = read_text(dir + "/job.log");
+  ASSERT_NE(code, -1) << "the job did not end within 60 s\n" << log;
+  EXPECT_NE(code, 0) << log;
+  EXPECT_LT(seconds, kCollectiveTimeoutFarOff / 4) << log;
+  std::cout << "host 1 down and unroutable: the job ended " << seconds << " s later, exit " << code
+            << std::endl;
+  const std::regex line(
+      "agent.sh: Timeout, host host1 \\([0-9.]+\\) not responding for [0-9]+ s; "
+      "ending its session\n");
+  EXPECT_TRUE(std::regex_search(log, line)) << log;
+}
+
 TEST(Multihost, CheckpointOfFourRanksResumesOnTwoHostsOfOneRank) {
   const std::string dir = test::fresh_dir("job");
   const std::string cfg = test::write_tiny_job_config(dir);

@@ -24,12 +24,15 @@ ip netns exec "$ns" unshare --uts sh -c 'hostname "$0" && eval "$1"' "$name" "$*
 session=$!
 trap 'kill -TERM "$session" 2>/dev/null || true' INT TERM
 
-# True when the host answers: a refused (or accepted) connection within 2 s; a lost SYN is resent
-# after 1 s, so one dropped packet does not count as a miss.
+# True when the host answers: an accepted or refused connection within 2 s (a lost SYN is resent
+# after 1 s, so one dropped packet does not count as a miss). Any other failure is silence: "No
+# route to host" comes from this side when the host's address stopped resolving (ARP unanswered,
+# or a router's ICMP host-unreachable), and counting it as an answer let a powered-off host's
+# session end as if the host had reported it (mpirun then stopped the job before any rank's line).
 answers() {
-  local status=0
-  timeout 2 bash -c ": < /dev/tcp/$address/9" 2>/dev/null || status=$?
-  [ "$status" -ne 124 ]
+  local reply status=0
+  reply="$(LC_ALL=C timeout 2 bash -c ": < /dev/tcp/$address/9" 2>&1)" || status=$?
+  [ "$status" -eq 0 ] || [[ "$reply" == *"Connection refused"* ]]
 }
 
 give_up() {

@@ -14,9 +14,10 @@
 # Names carry a per-invocation id (this script's PID), and each invocation takes its own /24 of
 # 198.18.0.0/15 (reserved for network benchmarks; it never leaves the machine), so jobs can run in
 # parallel. While the job runs, DIR/hosts lists "INDEX HOSTNAME NAMESPACE ADDRESS LINK" per host
-# and DIR/ready exists; launch/netns/fault.sh acts on that. Everything created (namespaces, veths,
-# bridge, the state folder unless --state was given) is removed on every exit; a run killed with
-# SIGKILL leaves its namespaces behind, and the next invocation removes them.
+# and DIR/ready exists, DIR/launch_node names mpirun's namespace; launch/netns/fault.sh acts on
+# that. Everything created (namespaces, veths, bridge, the state folder unless --state was given) is
+# removed on every exit; a run killed with SIGKILL leaves its namespaces behind, and the next
+# invocation removes them.
 # The launch node's TCP gives up on unacknowledged data after net.ipv4.tcp_retries2 = R
 # retransmissions (default 3: about 3 s; Linux's own 15 is about 15 minutes). That is what ends a
 # job whose host dropped off the network: after a rank reports the lost collective and aborts,
@@ -134,7 +135,9 @@ take_subnet() {
   return 1
 }
 
-exec 9>/run/lock/rf-netns.lock 2>/dev/null || exec 9>/tmp/rf-netns.lock
+# The braces keep `2>/dev/null` to the attempt: on `exec` itself it would silence this script's
+# stderr, and mpirun's (which inherits it), for the rest of the run.
+if ! { exec 9>/run/lock/rf-netns.lock; } 2>/dev/null; then exec 9>/tmp/rf-netns.lock; fi
 flock 9
 remove_leftovers
 probe="${prefix}h0"
@@ -182,6 +185,7 @@ ip netns add "$head"
 made_namespaces+=("$head")
 plug "$head" "$head" "${prefix}ph" "${net}.2"
 ip netns exec "$head" sysctl -q -w net.ipv4.tcp_retries2="$tcp_retries2"
+echo "$head" > "$state/launch_node"
 echo "$subnet" > "$state/subnet"
 touch "$state/ready"
 

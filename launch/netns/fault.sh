@@ -8,11 +8,15 @@
 #   launch/netns/fault.sh STATE kill HOST           # the host's ranks killed (SIGKILL)
 #   launch/netns/fault.sh STATE down HOST           # the host powered off: cable pulled, then every
 #                                                   # process on it (daemon too) killed
+#   launch/netns/fault.sh STATE unroutable HOST     # the launch node's route to the host answers
+#                                                   # "No route to host" at once, as a router's
+#                                                   # ICMP host-unreachable does for a host that
+#                                                   # stopped answering ARP
 # STATE is cluster.sh's --state folder; HOST is an index from STATE/hosts or `all`. Loss uses
 # nftables' random numbers (this kernel has no netem qdisc); caps and rules vanish with the
 # namespaces and veths when cluster.sh cleans up.
 set -euo pipefail
-usage="usage: launch/netns/fault.sh STATE cut|restore|cap|drop|signal|kill|down HOST|all [RATE|PERCENT|SIGNAL]"
+usage="usage: launch/netns/fault.sh STATE cut|restore|cap|drop|signal|kill|down|unroutable HOST|all [RATE|PERCENT|SIGNAL]"
 [ $# -ge 3 ] || { echo "$usage" >&2; exit 2; }
 state="$1" action="$2" which="$3"
 shift 3
@@ -32,7 +36,7 @@ ranks_of() {
   return 0
 }
 
-while read -r _ name ns _ link; do
+while read -r _ name ns address link; do
   case "$action" in
     cut) ip link set "$link" down ;;
     restore) ip link set "$link" up ;;
@@ -67,6 +71,9 @@ NFT
       # only from silence, as they would from a pulled cable.
       ip link set "$link" down
       ip netns pids "$ns" | xargs -r kill -KILL ;;
+    unroutable)
+      launch_node="$(cat "$state/launch_node")"
+      ip -n "$launch_node" route replace unreachable "$address/32" ;;
     *) echo "fault.sh: unknown action '$action'; $usage" >&2; exit 2 ;;
   esac
 done <<< "$selected"
