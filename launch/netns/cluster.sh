@@ -200,11 +200,10 @@ mpi_args=(--allow-run-as-root --hostfile "$state/hostfile" -np $(( hosts * per_h
   --mca plm_rsh_agent "$here/agent.sh"
   --mca btl tcp,self --mca btl_tcp_if_include "$subnet" --mca oob_tcp_if_include "$subnet"
   -x RF_NETNS_STATE="$state" ${mpi_env[@]+"${mpi_env[@]}"})
-# mpirun in the background, so that INT/TERM reach the traps (which clean up) at once.
-# Each rank's stderr joins its stdout: through these agents Open MPI 4.1 forwards the stdout of
-# ranks on other hosts but drops their stderr (error lines included).
+# mpirun in the background, so that INT/TERM reach the traps (which clean up) at once. Ranks'
+# stdout and stderr arrive on mpirun's (this script's) stdout and stderr, as on a real cluster.
 # (`ip netns exec` execs mpirun: the PID is mpirun's.)
-RF_NETNS_STATE="$state" ip netns exec "$head" mpirun "${mpi_args[@]}" sh -c 'exec "$@" 2>&1' rank "$@" &
+RF_NETNS_STATE="$state" ip netns exec "$head" mpirun "${mpi_args[@]}" "$@" &
 mpirun_pid=$!
 set +e
 wait "$mpirun_pid"
