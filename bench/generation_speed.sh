@@ -34,9 +34,10 @@ echo "generation_speed: training 2 steps of a $context-byte window (a checkpoint
 # The machine, as step_bench measures it in this run: OpenBLAS's kernel and SGEMM rate.
 machine=$("$build/bench/step_bench" --config "$root/configs/transformer_xl_char.yaml" --steps 1 \
   --set model.memory_len=0 --set data.format=synthetic --set data.synthetic=duplication \
-  --set train.batch_size=1 2> /dev/null | python3 -c "import json, sys
+  --set train.batch_size=1 2> "$work/machine.err" | python3 -c "import json, sys
 d = json.loads(sys.stdin.read().strip().splitlines()[-1])
-print('\"openblas_kernel\": \"%s\", \"openblas_sgemm_gflops\": %.0f' % (d['openblas_kernel'], d['openblas_sgemm_gflops']))")
+print('\"openblas_kernel\": \"%s\", \"openblas_sgemm_gflops\": %.0f' % (d['openblas_kernel'], d['openblas_sgemm_gflops']))") ||
+  { cat "$work/machine.err" >&2; exit 1; }
 residual=$(sed -n 's/^  residual: *//p' "$work/run/config.yaml")
 machine="$machine, \"residual\": \"$residual\""
 

@@ -33,9 +33,10 @@ echo "memory_eval_speed: training 20 steps of configs/transformer_xl_char.yaml o
   { cat "$work/train.log" >&2; exit 1; }
 machine=$("$build/bench/step_bench" --config "$root/configs/transformer_xl_char.yaml" --steps 1 \
   --set model.memory_len=0 --set data.format=synthetic --set data.synthetic=duplication \
-  --set train.batch_size=1 2> /dev/null | python3 -c "import json, sys
+  --set train.batch_size=1 2> "$work/machine.err" | python3 -c "import json, sys
 d = json.loads(sys.stdin.read().strip().splitlines()[-1])
-print('\"openblas_kernel\": \"%s\", \"openblas_sgemm_gflops\": %.0f' % (d['openblas_kernel'], d['openblas_sgemm_gflops']))")
+print('\"openblas_kernel\": \"%s\", \"openblas_sgemm_gflops\": %.0f' % (d['openblas_kernel'], d['openblas_sgemm_gflops']))") ||
+  { cat "$work/machine.err" >&2; exit 1; }
 residual=$(sed -n 's/^  residual: *//p' "$work/run/config.yaml")
 machine="$machine, \"residual\": \"$residual\""
 
@@ -45,7 +46,8 @@ for segment in "${segments[@]}"; do
   for mode in memory sliding; do
     extra=(); [ "$mode" = sliding ] && extra=(--sliding)
     "$build/reformer" eval --checkpoint "$work/run" --memory-len "$memory" --segment "$segment" \
-      --set train.batch_size=1 --set train.eval_batches="$windows" --json "${extra[@]}" 2> /dev/null > "$work/$mode.json"
+      --set train.batch_size=1 --set train.eval_batches="$windows" --json "${extra[@]}" 2> "$work/$mode.err" > "$work/$mode.json" ||
+      { cat "$work/$mode.err" >&2; exit 1; }
     python3 - "$work/$mode.json" "$mode" "$machine" "$out/memory_eval.jsonl" <<'PY'
 import json, sys
 d = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
