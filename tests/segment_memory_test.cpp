@@ -186,6 +186,18 @@ TEST(SegmentMemory, EvalCommandPrintsATableAndRefusesWhatCannotTakeMemory) {
   r = test::run_command(reformer + "eval --checkpoint " + dir + " --segment 16");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("--segment goes with --memory-len"), std::string::npos) << r.out;
+  // A segment the config refuses is named as the user gave it, not as the --set it becomes; a
+  // wrong --set of the user's own is not blamed on the segment.
+  r = test::run_command(reformer + "eval --checkpoint " + dir + " --memory-len 32 --segment 1");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("error: --segment 1 (this evaluation's train.seq_len): "), std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.out.find("--set train.seq_len"), std::string::npos) << r.out;
+  r = test::run_command(reformer + "eval --checkpoint " + dir +
+                        " --memory-len 32 --segment 16 --set model.no_such_key=1");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--set model.no_such_key=1"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("--segment"), std::string::npos) << r.out;
 }
 
 }  // namespace

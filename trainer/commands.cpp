@@ -130,7 +130,18 @@ int command_eval_with_memory(const Arguments& a) {
   overrides.push_back("train.seq_len=" + std::to_string(o.segment));
   Arguments with_segment = a;
   with_segment.overrides = overrides;
-  evaluate_memory_table(path, config_for_checkpoint(with_segment, path), o, std::cout);
+  Config config;
+  try {
+    config = config_for_checkpoint(with_segment, path);
+  } catch (const Error& e) {
+    // `stored` loaded with the same overrides, so the segment is what the config refuses; name it
+    // as the user gave it, not as the --set it became.
+    std::string why = e.what();
+    const std::string as_set = "--set " + overrides.back() + ": ";
+    if (why.rfind(as_set, 0) == 0) why.erase(0, as_set.size());
+    fail("--segment ", o.segment, " (this evaluation's train.seq_len): ", why);
+  }
+  evaluate_memory_table(path, config, o, std::cout);
   return 0;
 }
 
