@@ -1,6 +1,7 @@
 #include "trainer/commands.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -22,6 +23,25 @@
 
 namespace rf {
 namespace {
+
+// For integer options: CLI11's own PositiveNumber and NonNegativeNumber print their bounds as
+// doubles ("Value 0 not in range 0.000000 to 17976931348623157...", 309 digits).
+CLI::Validator integer_at_least(int64_t min) {
+  return CLI::Validator(
+      [min](std::string& text) -> std::string {
+        size_t used = 0;
+        int64_t value = 0;
+        try {
+          value = std::stoll(text, &used);
+        } catch (const std::exception&) {
+          used = 0;  // not a number, or out of int64's range
+        }
+        if (used == 0 || used != text.size() || value < min)
+          return "must be an integer >= " + std::to_string(min) + ", not '" + text + "'";
+        return "";
+      },
+      "");  // (the help shows INT already)
+}
 
 struct Arguments {
   std::string config;
@@ -303,7 +323,7 @@ int run_command_line(int argc, char** argv) {
       ->add_option("--stop-at-step", a.stop_at_step,
                    "end with a checkpoint once this many steps are done (the schedule still "
                    "runs to train.steps; continue later with --resume auto)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(integer_at_least(0));
   train->add_flag("--no-report", a.no_report,
                   "skip the end-of-run report of what the model learned (as train.report: false)");
 
@@ -318,7 +338,7 @@ int run_command_line(int argc, char** argv) {
                    "and 4M of the training memory_len M")
       ->delimiter(',');
   eval->add_option("--segment", a.segment, "tokens per segment with --memory-len")
-      ->check(CLI::PositiveNumber);
+      ->check(integer_at_least(1));
   eval->add_flag("--sliding", a.sliding,
                  "with --memory-len: recompute each segment with the M tokens before it instead "
                  "of keeping a memory (the sliding-window baseline, same attention length)");
@@ -330,7 +350,7 @@ int run_command_line(int argc, char** argv) {
   gen->add_option("--tokens", a.tokens, "tokens to generate")->check(CLI::Range(1, 1 << 20));
   gen->add_option("--temperature", a.temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0));
   gen->add_option("--top-k", a.top_k, "sample among the k most likely (0 = all)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(integer_at_least(0));
   gen->add_option("--seed", a.seed, "sampling seed");
   gen->add_flag("--no-cache", a.no_cache,
                 "re-run the whole window for every token instead of keeping each layer's keys "
@@ -405,7 +425,21 @@ int run_command_line(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help: the help text
+    // One line, as every other error of this program (CLI11's own adds a second).
+    std::string why = e.what();
+    const std::vector<CLI::App*> commands = app.get_subcommands({});
+    const bool names_a_command =
+        argc > 1 && std::any_of(commands.begin(), commands.end(),
+                                [&](const CLI::App* sub) { return sub->check_name(argv[1]); });
+    if (argc == 1 || (argv[1][0] != '-' && !names_a_command)) {
+      why = argc == 1 ? std::string("no command given")
+                      : "unknown command '" + std::string(argv[1]) + "'";
+      why += "; the commands are";
+      for (const CLI::App* sub : commands) why += " " + sub->get_name();
+    }
+    std::cerr << "error: " << why << " (--help lists the options)" << std::endl;
+    return e.get_exit_code();
   }
   try {
     if (train->parsed()) return command_train(a);
