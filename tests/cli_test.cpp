@@ -118,6 +118,8 @@ TEST(CommandLine, UsageErrorsAreOneLineAndExitNonZero) {
   expect_one_line_error(run("generate --checkpoint x --top-k -1"),
                         {"--top-k: must be an integer >= 0, not '-1'"});
   expect_one_line_error(run("generate --checkpoint x --context 9"), {"not expected", "--context"});
+  expect_one_line_error(run("config --set model.d_model=abc"),
+                        {"--set model.d_model=abc needs --config"});
 }
 
 TEST(CommandLine, TrainEvalGenerateEndToEnd) {

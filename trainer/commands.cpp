@@ -291,6 +291,10 @@ int command_prepare(const PrepareOptions& options) {
 
 int command_config(const Arguments& a) {
   if (a.config.empty()) {
+    if (!a.overrides.empty())  // (the reference lists defaults: an override would go unread)
+      fail("--set ", a.overrides.front(),
+           " needs --config (without it, config prints the "
+           "reference of all keys)");
     std::cout << config_reference_yaml();
   } else {
     std::cout << load_config(a.config, a.overrides).source_text;
