@@ -60,11 +60,15 @@ mkdir -p "$build/artifacts" "$build/logs"
 # ASan's interceptors of the C library, which show under their own names as frames of the fuzzer
 # binary (a heap overflow read by HDF5's H5MM_strdup shows `in strdup` first: CI, 2026-12-02).
 intercepted='malloc|calloc|realloc|free|strdup|strndup|strlen|strnlen|strcpy|strncpy|strcmp|strncmp|memcpy|memmove|memset|memcmp'
-first_frame_third_party() {  # reads a report's stack on stdin
+# Whether the first frame of a report's stack (on stdin) below the sanitizer's, libFuzzer's and the
+# C library's is in one of the libraries matched by $1.
+first_frame_in() {
   grep -E '^ +#[0-9]+ ' |
     grep -vE "asan|sanitizer|interceptor|libc\.so|sysdeps/|fuzzer::|operator new| in ($intercepted) " |
-    head -n1 | grep -qE 'libhdf5|libz\.so|libsz\.so|libaec\.so'
+    head -n1 | grep -qE "$1"
 }
+hdf5_libraries='libhdf5|libz\.so|libsz\.so|libaec\.so'
+first_frame_third_party() { first_frame_in "$hdf5_libraries"; }
 # The stack under the first line matching $2 in report $1: its frames, up to the blank line after
 # them (libFuzzer's out-of-memory report has a note and a blank line before its frames).
 stack_after() {
@@ -76,11 +80,7 @@ stack_after() {
 # pointer of ours reaches into (yaml-cpp's parser buffers: HDF5 read 801 bytes of them, freed by
 # an earlier YAML::Load, with an offset from a damaged checkpoint, 2026-12-03). Memory of our own
 # code (or of libstdc++ on its behalf) stays a finding.
-owned_by_third_party() {
-  grep -E '^ +#[0-9]+ ' |
-    grep -vE "asan|sanitizer|interceptor|libc\.so|sysdeps/|operator new| in ($intercepted) " |
-    head -n1 | grep -qE 'libhdf5|libz\.so|libsz\.so|libaec\.so|libyaml-cpp'
-}
+owned_by_third_party() { first_frame_in "$hdf5_libraries|libyaml-cpp"; }
 crashed_inside_hdf5() {
   # (Also libFuzzer's out-of-memory: a single malloc over its limit, e.g. the 4 GB a damaged shard
   # header made HDF5 ask for in CI on 2026-12-02; or the RSS limit, when one allocation holds most
