@@ -160,8 +160,10 @@ fuzz_one() {
   rm -f "$log.attempt"
   echo "$verdict" > "$build/logs/$target.verdict"
 }
-export intercepted
-export -f fuzz_one replay_with_full_stacks print_report crashed_inside_hdf5 first_frame_third_party stack_after
+export intercepted hdf5_libraries
+# (xargs runs each target in a new bash: every function and variable fuzz_one uses goes with it.)
+export -f fuzz_one replay_with_full_stacks print_report crashed_inside_hdf5 first_frame_in \
+  first_frame_third_party owned_by_third_party stack_after
 export build root seconds fuzz_seed
 
 echo "fuzz: ${#targets[@]} targets x ${seconds} s, $parallel at a time, -seed=$fuzz_seed"
