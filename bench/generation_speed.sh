@@ -32,12 +32,9 @@ echo "generation_speed: training 2 steps of a $context-byte window (a checkpoint
   "${model_set[@]}" --no-report > "$work/train.log" 2>&1 || { cat "$work/train.log" >&2; exit 1; }
 
 # The machine, as step_bench measures it in this run: OpenBLAS's kernel and SGEMM rate.
-machine=$("$build/bench/step_bench" --config "$root/configs/transformer_xl_char.yaml" --steps 1 \
-  --set model.memory_len=0 --set data.format=synthetic --set data.synthetic=duplication \
-  --set train.batch_size=1 2> "$work/machine.err" | python3 -c "import json, sys
-d = json.loads(sys.stdin.read().strip().splitlines()[-1])
-print('\"openblas_kernel\": \"%s\", \"openblas_sgemm_gflops\": %.0f' % (d['openblas_kernel'], d['openblas_sgemm_gflops']))") ||
-  { cat "$work/machine.err" >&2; exit 1; }
+# shellcheck source=bench/machine_fields.sh
+source "$root/bench/machine_fields.sh"
+machine=$(machine_fields "$build" "$root" "$work") || exit 1
 residual=$(sed -n 's/^  residual: *//p' "$work/run/config.yaml")
 machine="$machine, \"residual\": \"$residual\""
 

@@ -31,12 +31,9 @@ echo "memory_eval_speed: training 20 steps of configs/transformer_xl_char.yaml o
   --set train.steps=20 --set train.eval_every=0 --set train.checkpoint_every=20 \
   --set train.out_dir="$work/run" "${model_set[@]}" --no-report > "$work/train.log" 2>&1 ||
   { cat "$work/train.log" >&2; exit 1; }
-machine=$("$build/bench/step_bench" --config "$root/configs/transformer_xl_char.yaml" --steps 1 \
-  --set model.memory_len=0 --set data.format=synthetic --set data.synthetic=duplication \
-  --set train.batch_size=1 2> "$work/machine.err" | python3 -c "import json, sys
-d = json.loads(sys.stdin.read().strip().splitlines()[-1])
-print('\"openblas_kernel\": \"%s\", \"openblas_sgemm_gflops\": %.0f' % (d['openblas_kernel'], d['openblas_sgemm_gflops']))") ||
-  { cat "$work/machine.err" >&2; exit 1; }
+# shellcheck source=bench/machine_fields.sh
+source "$root/bench/machine_fields.sh"
+machine=$(machine_fields "$build" "$root" "$work") || exit 1
 residual=$(sed -n 's/^  residual: *//p' "$work/run/config.yaml")
 machine="$machine, \"residual\": \"$residual\""
 
