@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by bench scripts: machine_fields BUILD ROOT WORK prints this run's OpenBLAS kernel and
 # SGEMM rate as JSON fields ("openblas_kernel": ..., "openblas_sgemm_gflops": ...), measured by
 # step_bench on configs/transformer_xl_char.yaml; on failure it shows step_bench's stderr and fails.
