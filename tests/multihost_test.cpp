@@ -1,6 +1,7 @@
 // Whole `reformer train` jobs across hosts simulated by launch/netns/cluster.sh (root only), with
-// the faults of launch/netns/fault.sh: a host's cable pulled, a host powered off, SIGTERM to every
-// host's ranks, every link capped and lossy; and a 4-rank checkpoint resumed on 2 hosts x 1 rank.
+// the faults of launch/netns/fault.sh: a host's cable pulled (with and without a message of
+// mpirun's in flight to it), a host powered off, SIGTERM to every host's ranks, every link capped
+// and lossy; and a 4-rank checkpoint resumed on 2 hosts x 1 rank.
 // Each test is one ctest (tests/CMakeLists.txt). main() exits 77 (ctest's skip) where namespaces
 // cannot be made here, and fails in CI (cluster.sh --check decides).
 #include <gtest/gtest.h>
@@ -51,6 +52,17 @@ void fault(const std::string& state, const std::string& what) {
   ASSERT_EQ(r.exit_code, 0) << "fault.sh " << what << ": " << r.out;
 }
 
+// Host `index`'s address, from cluster.sh's STATE/hosts ("INDEX NAME NAMESPACE ADDRESS LINK").
+std::string host_address(const std::string& state, int index) {
+  std::ifstream hosts(state + "/hosts");
+  std::string at, name, ns, address, link;
+  while (hosts >> at >> name >> ns >> address >> link) {
+    if (at == std::to_string(index)) return address;
+  }
+  ADD_FAILURE() << "no host " << index << " in " << state << "/hosts";
+  return "";
+}
+
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -61,8 +73,11 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 // A long job on 2 hosts x 1 rank checkpointing every 5 steps; `action` (a fault.sh action on host
-// 1) once a checkpoint exists. The job must end within the collective timeout plus kEndMargin,
-// with rank 0's one line naming its host, the operation and the step. Returns the log.
+// 1) once a checkpoint exists and mpirun has nothing in flight to host 1 (fault.sh settle: a cut
+// that catches mpirun's own last message to the host unacknowledged ends the job through mpirun
+// instead, as AMessageOfMpirunInFlightToACutHostEndsTheJobThroughMpirun shows; CI once met that by
+// chance). The job must end within the collective timeout plus kEndMargin, with rank 0's one line
+// naming its host, the operation and the step. Returns the log.
 std::string lose_host_one(const std::string& dir, const std::string& cfg, const std::string& out,
                           const std::string& action) {
   const std::string state = dir + "/state";
@@ -74,6 +89,7 @@ std::string lose_host_one(const std::string& dir, const std::string& cfg, const 
   const pid_t job = test::spawn(on_hosts(2, 1, args, state), dir + "/job.log");
   const ReapOnExit reap{job, SIGTERM};  // cluster.sh removes its namespaces on SIGTERM
   EXPECT_NE(test::wait_for_any_checkpoint(checkpoint_dir(out), 60), "") << "no checkpoint";
+  fault(state, "settle 1");
   fault(state, action + " 1");
   double seconds = 0;
   const int code = wait_exit(job, 120, &seconds);
@@ -131,6 +147,7 @@ TEST(Multihost, AHostReportedUnreachableIsGivenUpAndNamed) {
       test::spawn("env RF_NETNS_ALIVE_INTERVAL=1 " + on_hosts(2, 1, args, state), dir + "/job.log");
   const ReapOnExit reap{job, SIGTERM};
   ASSERT_NE(test::wait_for_any_checkpoint(checkpoint_dir(out), 60), "") << "no checkpoint";
+  fault(state, "settle 1");  // mpirun's own TCP could otherwise give up on host 1 first (~7 s)
   fault(state, "down 1");
   fault(state, "unroutable 1");
   double seconds = 0;
@@ -145,6 +162,44 @@ TEST(Multihost, AHostReportedUnreachableIsGivenUpAndNamed) {
       "agent.sh: Timeout, host host1 \\([0-9.]+\\) not responding for [0-9]+ s; "
       "ending its session\n");
   EXPECT_TRUE(std::regex_search(log, line)) << log;
+}
+
+// The other way a cut host ends a job: mpirun's own message to the host's daemon (here the order to
+// pass on a SIGUSR1, a stop request, sent just after the cut) goes unacknowledged, and the launch
+// node's TCP gives up on that daemon after cluster.sh's tcp_retries2 (3: about 7 s). mpirun then
+// ends the job itself, naming the host's address, before any rank's deadline (far off here) and
+// before the agent's probes would (30 s apart here). Without tcp_retries2 this would take ~15 min.
+TEST(Multihost, AMessageOfMpirunInFlightToACutHostEndsTheJobThroughMpirun) {
+  constexpr double kCollectiveTimeoutFarOff = 120;
+  const std::string dir = test::fresh_dir("job");
+  const std::string cfg = test::write_tiny_job_config(dir);
+  const std::string out = dir + "/run", state = dir + "/state";
+  const std::string args =
+      train_args(cfg, out,
+                 " --set train.steps=100000 --set train.checkpoint_every=5 --set train.log_every=50"
+                 " --set runtime.collective_timeout_s=" +
+                     std::to_string(static_cast<int>(kCollectiveTimeoutFarOff)));
+  const pid_t job = test::spawn("env RF_NETNS_ALIVE_INTERVAL=30 " + on_hosts(2, 1, args, state),
+                                dir + "/job.log");
+  const ReapOnExit reap{job, SIGTERM};
+  ASSERT_NE(test::wait_for_any_checkpoint(checkpoint_dir(out), 60), "") << "no checkpoint";
+  const std::string address = host_address(state, 1);
+  fault(state, "settle 1");
+  fault(state, "cut 1");
+  fault(state, "mpirun-signal all USR1");
+  double seconds = 0;
+  const int code = wait_exit(job, 60, &seconds);
+  const std::string log = read_text(dir + "/job.log");
+  ASSERT_NE(code, -1) << "the job did not end within 60 s\n" << log;
+  EXPECT_NE(code, 0) << log;
+  EXPECT_LT(seconds, kCollectiveTimeoutFarOff / 4) << log;
+  std::cout << "host 1 cut with mpirun's message in flight: the job ended " << seconds
+            << " s later, exit " << code << std::endl;
+  EXPECT_NE(log.find("ORTE has lost communication with a remote daemon."), std::string::npos)
+      << log;
+  EXPECT_NE(log.find(" on node " + address + "\n"), std::string::npos)
+      << "host 1 is " << address << "\n"
+      << log;
 }
 
 TEST(Multihost, CheckpointOfFourRanksResumesOnTwoHostsOfOneRank) {

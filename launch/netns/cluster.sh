@@ -14,8 +14,8 @@
 # Names carry a per-invocation id (this script's PID), and each invocation takes its own /24 of
 # 198.18.0.0/15 (reserved for network benchmarks; it never leaves the machine), so jobs can run in
 # parallel. While the job runs, DIR/hosts lists "INDEX HOSTNAME NAMESPACE ADDRESS LINK" per host
-# and DIR/ready exists, DIR/launch_node names mpirun's namespace; launch/netns/fault.sh acts on
-# that. Everything created (namespaces, veths, bridge, the state folder unless --state was given) is
+# and DIR/ready exists, DIR/launch_node names mpirun's namespace and DIR/mpirun_pid its process;
+# launch/netns/fault.sh acts on that. Everything created (namespaces, veths, bridge, the state folder unless --state was given) is
 # removed on every exit; a run killed with SIGKILL leaves its namespaces behind, and the next
 # invocation removes them.
 # The launch node's TCP gives up on unacknowledged data after net.ipv4.tcp_retries2 = R
@@ -82,7 +82,7 @@ cleanup() {
   local link
   for link in ${made_links[@]+"${made_links[@]}"}; do ip link delete "$link" 2>/dev/null || true; done
   ip link delete "$bridge" 2>/dev/null || true
-  [ -n "$state" ] && rm -f "$state/ready"
+  [ -n "$state" ] && rm -f "$state/ready" "$state/mpirun_pid"
   [ "$created_state" -eq 1 ] && rm -rf "$state"
   exit "$status"
 }
@@ -205,6 +205,7 @@ mpi_args=(--allow-run-as-root --hostfile "$state/hostfile" -np $(( hosts * per_h
 # (`ip netns exec` execs mpirun: the PID is mpirun's.)
 RF_NETNS_STATE="$state" ip netns exec "$head" mpirun "${mpi_args[@]}" "$@" &
 mpirun_pid=$!
+echo "$mpirun_pid" > "$state/mpirun_pid"
 set +e
 wait "$mpirun_pid"
 status=$?

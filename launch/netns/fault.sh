@@ -12,11 +12,22 @@
 #                                                   # "No route to host" at once, as a router's
 #                                                   # ICMP host-unreachable does for a host that
 #                                                   # stopped answering ARP
+#   launch/netns/fault.sh STATE settle HOST         # not a fault: waits (at most 10 s) until
+#                                                   # mpirun has nothing unacknowledged in flight
+#                                                   # to the host's daemon; see below
+#   launch/netns/fault.sh STATE mpirun-signal all SIGNAL  # SIGNAL to mpirun itself, which sends
+#                                                   # its daemons an order to pass USR1 or USR2
+#                                                   # on to every rank
 # STATE is cluster.sh's --state folder; HOST is an index from STATE/hosts or `all`. Loss uses
 # nftables' random numbers (this kernel has no netem qdisc); caps and rules vanish with the
 # namespaces and veths when cluster.sh cleans up.
+# Why settle: a cut that catches one of mpirun's own messages to the host unacknowledged (the last
+# one MPI_Init's fence sends, say, or a forwarded signal) makes the launch node's TCP give up on that
+# daemon after its retransmissions (about 7 s with cluster.sh's tcp_retries2 = 3), and mpirun ends
+# the job with "ORTE has lost communication with a remote daemon" before any rank's deadline. A
+# test of the ranks' own deadline line settles first; the in-flight case has a test of its own.
 set -euo pipefail
-usage="usage: launch/netns/fault.sh STATE cut|restore|cap|drop|signal|kill|down|unroutable HOST|all [RATE|PERCENT|SIGNAL]"
+usage="usage: launch/netns/fault.sh STATE cut|restore|cap|drop|signal|kill|down|unroutable|settle|mpirun-signal HOST|all [RATE|PERCENT|SIGNAL]"
 [ $# -ge 3 ] || { echo "$usage" >&2; exit 2; }
 state="$1" action="$2" which="$3"
 shift 3
@@ -35,6 +46,22 @@ ranks_of() {
   done
   return 0
 }
+
+# True when mpirun's connections to ADDRESS hold nothing unsent or unacknowledged.
+mpirun_quiet_towards() {
+  local launch_node
+  launch_node="$(cat "$state/launch_node")"
+  ip netns exec "$launch_node" ss -tinH state established dst "$1" |
+    awk '$2 ~ /^[0-9]+$/ && $2 > 0 { busy = 1 } /unacked:/ { busy = 1 } END { exit busy }'
+}
+
+if [ "$action" = mpirun-signal ]; then
+  [ "$which" = all ] || { echo "fault.sh: mpirun-signal acts on the whole job: give 'all', not '$which'" >&2; exit 2; }
+  signal="${1:?fault.sh: mpirun-signal needs a signal name, e.g. USR1}"
+  [ -s "$state/mpirun_pid" ] || { echo "fault.sh: mpirun has not started yet in '$state' (no mpirun_pid file)" >&2; exit 1; }
+  kill -s "$signal" "$(cat "$state/mpirun_pid")"
+  exit 0
+fi
 
 while read -r _ name ns address link; do
   case "$action" in
@@ -71,6 +98,13 @@ NFT
       # only from silence, as they would from a pulled cable.
       ip link set "$link" down
       ip netns pids "$ns" | xargs -r kill -KILL ;;
+    settle)
+      settled=0
+      for _ in $(seq 200); do
+        if mpirun_quiet_towards "$address"; then settled=1; break; fi
+        sleep 0.05
+      done
+      [ "$settled" -eq 1 ] || { echo "fault.sh: mpirun still has data in flight to $name ($address) after 10 s" >&2; exit 1; } ;;
     unroutable)
       launch_node="$(cat "$state/launch_node")"
       ip -n "$launch_node" route replace unreachable "$address/32" ;;
