@@ -47,6 +47,14 @@ std::string train_args(const std::string& cfg, const std::string& out, const std
   return " train --config " + cfg + " --set train.out_dir=" + out + more;
 }
 
+// Training that only a fault ends, checkpointing every 5 steps, with the given collective timeout.
+std::string long_job_args(const std::string& cfg, const std::string& out, double timeout_seconds) {
+  return train_args(cfg, out,
+                    " --set train.steps=100000 --set train.checkpoint_every=5 --set "
+                    "train.log_every=50 --set runtime.collective_timeout_s=" +
+                        std::to_string(static_cast<int>(timeout_seconds)));
+}
+
 void fault(const std::string& state, const std::string& what) {
   const test::CommandResult r = test::run_command(kFault + " " + state + " " + what);
   ASSERT_EQ(r.exit_code, 0) << "fault.sh " << what << ": " << r.out;
@@ -81,11 +89,7 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 std::string lose_host_one(const std::string& dir, const std::string& cfg, const std::string& out,
                           const std::string& action) {
   const std::string state = dir + "/state";
-  const std::string args =
-      train_args(cfg, out,
-                 " --set train.steps=100000 --set train.checkpoint_every=5 --set train.log_every=50"
-                 " --set runtime.collective_timeout_s=" +
-                     std::to_string(static_cast<int>(kCollectiveTimeout)));
+  const std::string args = long_job_args(cfg, out, kCollectiveTimeout);
   const pid_t job = test::spawn(on_hosts(2, 1, args, state), dir + "/job.log");
   const ReapOnExit reap{job, SIGTERM};  // cluster.sh removes its namespaces on SIGTERM
   EXPECT_NE(test::wait_for_any_checkpoint(checkpoint_dir(out), 60), "") << "no checkpoint";
@@ -138,11 +142,7 @@ TEST(Multihost, AHostReportedUnreachableIsGivenUpAndNamed) {
   const std::string dir = test::fresh_dir("job");
   const std::string cfg = test::write_tiny_job_config(dir);
   const std::string out = dir + "/run", state = dir + "/state";
-  const std::string args =
-      train_args(cfg, out,
-                 " --set train.steps=100000 --set train.checkpoint_every=5 --set train.log_every=50"
-                 " --set runtime.collective_timeout_s=" +
-                     std::to_string(static_cast<int>(kCollectiveTimeoutFarOff)));
+  const std::string args = long_job_args(cfg, out, kCollectiveTimeoutFarOff);
   const pid_t job =
       test::spawn("env RF_NETNS_ALIVE_INTERVAL=1 " + on_hosts(2, 1, args, state), dir + "/job.log");
   const ReapOnExit reap{job, SIGTERM};
@@ -174,11 +174,7 @@ TEST(Multihost, AMessageOfMpirunInFlightToACutHostEndsTheJobThroughMpirun) {
   const std::string dir = test::fresh_dir("job");
   const std::string cfg = test::write_tiny_job_config(dir);
   const std::string out = dir + "/run", state = dir + "/state";
-  const std::string args =
-      train_args(cfg, out,
-                 " --set train.steps=100000 --set train.checkpoint_every=5 --set train.log_every=50"
-                 " --set runtime.collective_timeout_s=" +
-                     std::to_string(static_cast<int>(kCollectiveTimeoutFarOff)));
+  const std::string args = long_job_args(cfg, out, kCollectiveTimeoutFarOff);
   const pid_t job = test::spawn("env RF_NETNS_ALIVE_INTERVAL=30 " + on_hosts(2, 1, args, state),
                                 dir + "/job.log");
   const ReapOnExit reap{job, SIGTERM};
