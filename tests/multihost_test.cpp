@@ -47,12 +47,17 @@ std::string train_args(const std::string& cfg, const std::string& out, const std
   return " train --config " + cfg + " --set train.out_dir=" + out + more;
 }
 
-// Training that only a fault ends, checkpointing every 5 steps, with the given collective timeout.
-std::string long_job_args(const std::string& cfg, const std::string& out, double timeout_seconds) {
-  return train_args(cfg, out,
-                    " --set train.steps=100000 --set train.checkpoint_every=5 --set "
-                    "train.log_every=50 --set runtime.collective_timeout_s=" +
-                        std::to_string(static_cast<int>(timeout_seconds)));
+// Starts training that only a fault ends on 2 hosts x 1 rank (cluster.sh state in dir/state, log
+// in dir/job.log), checkpointing every 5 steps, with the given collective timeout; `env` goes
+// before cluster.sh (agent.sh's probe settings).
+pid_t spawn_long_job(const std::string& env, const std::string& dir, const std::string& cfg,
+                     const std::string& out, double timeout_seconds) {
+  const std::string args =
+      train_args(cfg, out,
+                 " --set train.steps=100000 --set train.checkpoint_every=5 --set "
+                 "train.log_every=50 --set runtime.collective_timeout_s=" +
+                     std::to_string(static_cast<int>(timeout_seconds)));
+  return test::spawn(env + on_hosts(2, 1, args, dir + "/state"), dir + "/job.log");
 }
 
 void fault(const std::string& state, const std::string& what) {
@@ -89,8 +94,7 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 std::string lose_host_one(const std::string& dir, const std::string& cfg, const std::string& out,
                           const std::string& action) {
   const std::string state = dir + "/state";
-  const std::string args = long_job_args(cfg, out, kCollectiveTimeout);
-  const pid_t job = test::spawn(on_hosts(2, 1, args, state), dir + "/job.log");
+  const pid_t job = spawn_long_job("", dir, cfg, out, kCollectiveTimeout);
   const ReapOnExit reap{job, SIGTERM};  // cluster.sh removes its namespaces on SIGTERM
   EXPECT_NE(test::wait_for_any_checkpoint(checkpoint_dir(out), 60), "") << "no checkpoint";
   fault(state, "settle 1");
@@ -142,9 +146,8 @@ TEST(Multihost, AHostReportedUnreachableIsGivenUpAndNamed) {
   const std::string dir = test::fresh_dir("job");
   const std::string cfg = test::write_tiny_job_config(dir);
   const std::string out = dir + "/run", state = dir + "/state";
-  const std::string args = long_job_args(cfg, out, kCollectiveTimeoutFarOff);
   const pid_t job =
-      test::spawn("env RF_NETNS_ALIVE_INTERVAL=1 " + on_hosts(2, 1, args, state), dir + "/job.log");
+      spawn_long_job("env RF_NETNS_ALIVE_INTERVAL=1 ", dir, cfg, out, kCollectiveTimeoutFarOff);
   const ReapOnExit reap{job, SIGTERM};
   ASSERT_NE(test::wait_for_any_checkpoint(checkpoint_dir(out), 60), "") << "no checkpoint";
   fault(state, "settle 1");  // mpirun's own TCP could otherwise give up on host 1 first (~7 s)
@@ -174,9 +177,8 @@ TEST(Multihost, AMessageOfMpirunInFlightToACutHostEndsTheJobThroughMpirun) {
   const std::string dir = test::fresh_dir("job");
   const std::string cfg = test::write_tiny_job_config(dir);
   const std::string out = dir + "/run", state = dir + "/state";
-  const std::string args = long_job_args(cfg, out, kCollectiveTimeoutFarOff);
-  const pid_t job = test::spawn("env RF_NETNS_ALIVE_INTERVAL=30 " + on_hosts(2, 1, args, state),
-                                dir + "/job.log");
+  const pid_t job =
+      spawn_long_job("env RF_NETNS_ALIVE_INTERVAL=30 ", dir, cfg, out, kCollectiveTimeoutFarOff);
   const ReapOnExit reap{job, SIGTERM};
   ASSERT_NE(test::wait_for_any_checkpoint(checkpoint_dir(out), 60), "") << "no checkpoint";
   const std::string address = host_address(state, 1);

@@ -47,10 +47,10 @@ ranks_of() {
   return 0
 }
 
+launch_node="$(cat "$state/launch_node")"  # mpirun's namespace
+
 # True when mpirun's connections to ADDRESS hold nothing unsent or unacknowledged.
 mpirun_quiet_towards() {
-  local launch_node
-  launch_node="$(cat "$state/launch_node")"
   ip netns exec "$launch_node" ss -tinH state established dst "$1" |
     awk '$2 ~ /^[0-9]+$/ && $2 > 0 { busy = 1 } /unacked:/ { busy = 1 } END { exit busy }'
 }
@@ -106,7 +106,6 @@ NFT
       done
       [ "$settled" -eq 1 ] || { echo "fault.sh: mpirun still has data in flight to $name ($address) after 10 s" >&2; exit 1; } ;;
     unroutable)
-      launch_node="$(cat "$state/launch_node")"
       ip -n "$launch_node" route replace unreachable "$address/32" ;;
     *) echo "fault.sh: unknown action '$action'; $usage" >&2; exit 2 ;;
   esac
