@@ -2,7 +2,9 @@
 // chunked attention over the whole sequence (dense, local, relative terms, distance limit); the
 // model's cached logits against re-running the window, position by position, for each attention
 // and position kind; greedy generation with the cache against generation without it, token for
-// token; the context's restart past the window; LSH models falling back to the window.
+// token; the context's restart past the window; LSH models falling back to the window, or with
+// --lsh-cache fixing each position's windows when it arrives (against a brute-force listing, the
+// uncached pass where that is defined to agree, and the same text fed in other pieces).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,6 +15,7 @@
 #include "kernels/chunked_attention.h"
 #include "tests/model_fixture.h"
 #include "trainer/generate.h"
+#include "trainer/lsh_generation_windows.h"
 
 namespace rf {
 namespace {
@@ -245,6 +248,168 @@ TEST(CachedGeneration, ModelsWithLshLayersReRunTheWindow) {
   EXPECT_EQ(out.size(), 6u);
   EXPECT_FALSE(stats.cached);
   EXPECT_EQ(stats.model_positions, 4 * m.config().train.seq_len);
+}
+
+// What LshGenerationWindows lists for position t, computed from scratch: in each round the
+// positions 0..t sorted by (bucket, position), t's chunk of that order and the chunk before it
+// (for the first chunk, the previous round's last `chunk` positions).
+std::vector<int32_t> windows_from_scratch(const std::vector<std::vector<int32_t>>& bucket_of,
+                                          int64_t t, int64_t chunk) {
+  const int64_t rounds = static_cast<int64_t>(bucket_of.size()), n = t + 1;
+  std::vector<std::vector<int32_t>> sorted(rounds);
+  for (int64_t r = 0; r < rounds; ++r) {
+    for (int32_t p = 0; p < n; ++p) sorted[r].push_back(p);
+    std::stable_sort(sorted[r].begin(), sorted[r].end(),
+                     [&](int32_t a, int32_t b) { return bucket_of[r][a] < bucket_of[r][b]; });
+  }
+  std::vector<int32_t> listed(rounds * 2 * chunk, -1);
+  for (int64_t r = 0; r < rounds; ++r) {
+    const int64_t k = std::find(sorted[r].begin(), sorted[r].end(), t) - sorted[r].begin();
+    const int64_t c = k / chunk;
+    std::vector<int32_t> window;
+    if (c > 0) {
+      window.assign(sorted[r].begin() + (c - 1) * chunk, sorted[r].begin() + c * chunk);
+    } else {
+      const std::vector<int32_t>& prev = sorted[(r + rounds - 1) % rounds];
+      window.assign(prev.begin() + std::max<int64_t>(0, n - chunk), prev.end());
+    }
+    window.insert(window.end(), sorted[r].begin() + c * chunk,
+                  sorted[r].begin() + std::min(n, (c + 1) * chunk));
+    std::copy(window.begin(), window.end(), listed.begin() + r * 2 * chunk);
+  }
+  return listed;
+}
+
+TEST(LshGenerationWindows, ListWhatSortingThePositionsUpToEachOneGivesInAnyPieces) {
+  const int64_t heads = 2, rounds = 3, chunk = 4, n = 41;
+  std::mt19937 gen(5);
+  // buckets[t][h][r], few buckets so that ties are common
+  std::vector<int32_t> buckets(n * heads * rounds);
+  for (int32_t& b : buckets) b = static_cast<int32_t>(gen() % 5);
+  for (const std::vector<int64_t>& pieces :
+       {std::vector<int64_t>{n}, {1, 1, 1, 6, 13, 19}, std::vector<int64_t>(n, 1)}) {
+    LshGenerationWindows windows(heads, rounds, chunk);
+    const int64_t W = windows.window_len();
+    ASSERT_EQ(W, rounds * 2 * chunk);
+    std::vector<int32_t> listed;
+    int64_t done = 0;
+    for (int64_t rows : pieces) {
+      std::vector<int32_t> out(rows * heads * W);
+      windows.append(buckets.data() + done * heads * rounds, rows, out.data());
+      listed.insert(listed.end(), out.begin(), out.end());
+      done += rows;
+    }
+    ASSERT_EQ(windows.positions(), n);
+    for (int64_t h = 0; h < heads; ++h) {
+      std::vector<std::vector<int32_t>> bucket_of(rounds);
+      for (int64_t t = 0; t < n; ++t) {
+        for (int64_t r = 0; r < rounds; ++r)
+          bucket_of[r].push_back(buckets[(t * heads + h) * rounds + r]);
+        const std::vector<int32_t> got(listed.begin() + (t * heads + h) * W,
+                                       listed.begin() + (t * heads + h + 1) * W);
+        ASSERT_EQ(got, windows_from_scratch(bucket_of, t, chunk))
+            << "position " << t << " head " << h << " pieces " << pieces.size();
+      }
+    }
+    windows.clear();
+    EXPECT_EQ(windows.positions(), 0);
+  }
+}
+
+// The cached logits of `text`'s positions from `from` on, fed one token at a time after the
+// first `from` at once.
+std::vector<std::vector<float>> cached_logits(ReformerModel& m, const std::vector<int32_t>& text,
+                                              int64_t from, bool approximate_lsh) {
+  GenerationCache cache =
+      m.make_generation_cache(static_cast<int64_t>(text.size()), approximate_lsh);
+  std::vector<std::vector<float>> out;
+  out.push_back(m.cached_next_token_logits({text.begin(), text.begin() + from}, cache));
+  for (size_t n = from; n < text.size(); ++n)
+    out.push_back(m.cached_next_token_logits({text[n]}, cache));
+  return out;
+}
+
+// While the text fits one bucket_size chunk every LSH window holds every earlier position, as in
+// the uncached pass: the same logits, at every depth, for LSH alone and mixed with local layers.
+TEST(LshGenerationCache, LogitsEqualTheWindowsWhileTheTextFitsOneChunk) {
+  for (const char* layers : {"[lsh, lsh]", "[lsh, local]"}) {
+    SCOPED_TRACE(layers);
+    ReformerModel m(
+        test::tiny_config({std::string("model.attention=") + layers, "lsh.bucket_size=32"}), cpu());
+    EXPECT_FALSE(m.supports_cached_generation());
+    EXPECT_TRUE(m.supports_cached_generation(true));
+    test::randomize_params(m, 12);
+    const int64_t T = m.config().train.seq_len;
+    const std::vector<int32_t> text = random_tokens(T, m.config().model.vocab_size, 9);
+    const std::vector<std::vector<float>> cached = cached_logits(m, text, 3, true);
+    float worst = 0.0f;
+    for (int64_t n = 3; n <= T; ++n) {
+      const std::vector<float> expected = window_logits(m, {text.begin(), text.begin() + n});
+      worst = std::max(worst, test::max_abs_diff(cached[n - 3], expected));
+    }
+    EXPECT_LT(worst, 1e-4f);
+  }
+}
+
+// Past one chunk, a position's windows are those the uncached pass gives the last position of
+// the text up to it: in a one-layer model (whose earlier positions feed nothing else) the cached
+// logits equal the uncached pass over the text so far at every multiple of bucket_size, with
+// several chunks, hash rounds and the look-back across rounds.
+TEST(LshGenerationCache, OneLayerLogitsEqualTheUncachedPassOfTheTextSoFar) {
+  ReformerModel m(
+      test::tiny_config({"model.attention=[lsh]", "model.n_layers=1", "lsh.n_hashes=3"}), cpu());
+  test::randomize_params(m, 14);
+  const int64_t T = m.config().train.seq_len, chunk = m.config().lsh.bucket_size;
+  ASSERT_GE(T / chunk, 4);
+  const std::vector<int32_t> text = random_tokens(T, m.config().model.vocab_size, 10);
+  const std::vector<std::vector<float>> cached = cached_logits(m, text, 1, true);
+  float worst = 0.0f;
+  for (int64_t n = chunk; n <= T; n += chunk) {
+    const std::vector<int32_t> so_far(text.begin(), text.begin() + n);
+    worst = std::max(worst, test::max_abs_diff(cached[n - 1], rf::window_logits(m, so_far, n)));
+  }
+  EXPECT_LT(worst, 1e-4f);
+  // (With the uncached pass of the whole window instead, later tokens move the chunks: it
+  // differs, which is what the comparison above would miss if the windows were not used.)
+  float moved = 0.0f;
+  for (int64_t n = chunk; n < T; n += chunk)
+    moved = std::max(moved,
+                     test::max_abs_diff(cached[n - 1],
+                                        rf::window_logits(m, {text.begin(), text.begin() + n}, T)));
+  EXPECT_GT(moved, 1e-3f);
+}
+
+// A position's output depends on the positions up to it only, so how the text is fed (the
+// prompt at once or token by token) does not change any logit, at any depth.
+TEST(LshGenerationCache, TheSameTextFedInOtherPiecesGivesTheSameLogits) {
+  ReformerModel m(test::tiny_config({"model.attention=[lsh, lsh]"}), cpu());
+  test::randomize_params(m, 15);
+  const int64_t T = m.config().train.seq_len;
+  const std::vector<int32_t> text = random_tokens(T, m.config().model.vocab_size, 11);
+  const std::vector<std::vector<float>> at_once = cached_logits(m, text, 20, true);
+  const std::vector<std::vector<float>> singly = cached_logits(m, text, 1, true);
+  float worst = 0.0f;
+  for (int64_t n = 20; n <= T; ++n)
+    worst = std::max(worst, test::max_abs_diff(at_once[n - 20], singly[n - 1]));
+  EXPECT_LT(worst, 1e-5f);
+}
+
+TEST(LshGenerationCache, GreedyTokensEqualGenerationWithoutTheCacheWithinOneChunk) {
+  ReformerModel m(test::tiny_config({"lsh.bucket_size=32"}), cpu());  // [lsh, local]
+  test::randomize_params(m, 16);
+  const int64_t T = m.config().train.seq_len;
+  SamplingOptions greedy;
+  greedy.temperature = 0.0;
+  greedy.tokens = T - 3;
+  greedy.lsh_cache = true;
+  GenerationStats with, without;
+  const std::vector<int32_t> cached = generate(m, {1, 2, 3}, greedy, &with);
+  greedy.cache = false;
+  const std::vector<int32_t> uncached = generate(m, {1, 2, 3}, greedy, &without);
+  EXPECT_EQ(cached, uncached);
+  EXPECT_TRUE(with.cached);
+  EXPECT_EQ(with.model_positions, 3 + greedy.tokens - 1);
+  EXPECT_FALSE(without.cached);
 }
 
 }  // namespace

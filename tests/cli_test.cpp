@@ -118,6 +118,8 @@ TEST(CommandLine, UsageErrorsAreOneLineAndExitNonZero) {
   expect_one_line_error(run("generate --checkpoint x --top-k -1"),
                         {"--top-k: must be an integer >= 0, not '-1'"});
   expect_one_line_error(run("generate --checkpoint x --context 9"), {"not expected", "--context"});
+  expect_one_line_error(run("generate --checkpoint x --lsh-cache --no-cache"),
+                        {"--lsh-cache", "--no-cache"});
   expect_one_line_error(run("config --set model.d_model=abc"),
                         {"--set model.d_model=abc needs --config"});
 }
@@ -151,6 +153,14 @@ TEST(CommandLine, TrainEvalGenerateEndToEnd) {
   const Result g = run("generate --checkpoint " + out + " --prompt abc --tokens 5");
   EXPECT_NE(g.exit_code, 0);  // 'a' is outside this model's 16-token vocabulary
   EXPECT_NE(g.out.find("vocabulary"), std::string::npos) << g.out;
+  // [lsh, local]: the window re-run per token, or with --lsh-cache the key/value cache.
+  const Result exact = run("generate --checkpoint " + out + " --tokens 5");
+  ASSERT_EQ(exact.exit_code, 0) << exact.out;
+  EXPECT_NE(exact.out.find("no cache (LSH layers; --lsh-cache caches them"), std::string::npos)
+      << exact.out;
+  const Result cached = run("generate --checkpoint " + out + " --tokens 5 --lsh-cache");
+  ASSERT_EQ(cached.exit_code, 0) << cached.out;
+  EXPECT_NE(cached.out.find("key/value cache (--lsh-cache"), std::string::npos) << cached.out;
 }
 
 // A requeued job whose checkpoints are all damaged stops instead of training from step 0;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "kernels/cached_attention.h"
 #include "kernels/linear.h"
@@ -186,12 +187,13 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
 
 void AttentionLayer::prepare_cache(Kit& kit, ParamStore& p, int64_t capacity,
                                    GenerationCache::Layer& layer) const {
-  RF_CHECK(kind_ != AttentionKind::kLsh, "LSH attention has no generation cache");
   const size_t size = static_cast<size_t>(capacity * n_heads_ * d_head_);
   if (layer.keys.size() != size) {
     layer.keys = DeviceBuffer<float>(kit.ex, size);
     layer.values = DeviceBuffer<float>(kit.ex, size);
   }
+  if (kind_ == AttentionKind::kLsh)
+    layer.lsh = LshGenerationWindows(n_heads_, n_hashes_, bucket_size_);
   if (!relative_) return;
   layer.rel_len = relative_distances(capacity);
   layer.distances =
@@ -203,9 +205,13 @@ void AttentionLayer::forward_cached(Kit& kit, ParamStore& p, MatrixView xn,
                                     const GenerationCache& cache, GenerationCache::Layer& layer,
                                     float* out) const {
   const int64_t rows = xn.rows, hd = n_heads_ * d_head_, first = cache.len;
-  RF_CHECK(kind_ != AttentionKind::kLsh && xn.cols == d_model_);
+  RF_CHECK(xn.cols == d_model_);
   RF_CHECK(cache.start + first + rows <= cache.capacity, "positions ", first, "..",
            first + rows - 1, " beyond the generation cache");
+  if (kind_ == AttentionKind::kLsh) {
+    forward_cached_lsh(kit, p, xn, cache, layer, out);
+    return;
+  }
   // The context's rows of this layer's cache: position t is row t of these. The new rows' keys
   // and values go straight there.
   Projections pr;
@@ -249,6 +255,71 @@ void AttentionLayer::forward_cached(Kit& kit, ParamStore& p, MatrixView xn,
     a.rel_len = args.rel_len;
     a.max_distance = args.max_distance;
     a.out = heads;
+    a.ldo = hd;
+    cached_attention_forward(kit.ex, a);
+  }
+  linear_forward(kit.ex, matrix(heads, rows, hd), p.weight(w_o_), matrix(out, rows, d_model_),
+                 Write::kAccumulate);
+}
+
+void AttentionLayer::forward_cached_lsh(Kit& kit, ParamStore& p, MatrixView xn,
+                                        const GenerationCache& cache, GenerationCache::Layer& layer,
+                                        float* out) const {
+  const int64_t rows = xn.rows, hd = n_heads_ * d_head_, first = cache.len;
+  RF_CHECK(cache.start == 0 && layer.lsh.positions() == first, "LSH windows of ",
+           layer.lsh.positions(), " positions for a context of ", first);
+  // The new positions' shared queries are their keys: straight into the cache, with the values.
+  float* qk = layer.keys.data() + first * hd;
+  {
+    const GemmOperandReuse reuse(kit.ex);  // (xn is read by both projections)
+    linear_forward(kit.ex, xn, p.weight(w_q_), matrix(qk, rows, hd));
+    linear_forward(kit.ex, xn, p.weight(w_v_), matrix(layer.values.data() + first * hd, rows, hd));
+  }
+  // Their buckets with the uncached evaluation pass's rotations (example 0 of its step).
+  StepContext step;
+  step.seed = cache.seed;
+  step.step = kEvalStep;
+  step.training = false;
+  LshHashArgs hash;
+  hash.qk = qk;
+  hash.ld = hd;
+  hash.heads = n_heads_;
+  hash.seq_len = rows;
+  hash.d = d_head_;
+  hash.n_rounds = n_hashes_;
+  hash.factors = factors_;
+  hash.rotation = step.stream(RngPurpose::kRotation, static_cast<uint32_t>(layer_), 0, 0);
+  hash.buckets = kit.ws.ints("layer.cached_buckets", n_heads_ * n_hashes_ * rows);
+  lsh_hash(kit.ex, kit.ws, hash);
+  const int64_t per_row = n_heads_ * n_hashes_;
+  std::vector<int32_t> by_head(static_cast<size_t>(per_row * rows)), buckets(by_head.size());
+  kit.ex.download(by_head.data(), hash.buckets, by_head.size() * sizeof(int32_t));
+  for (int64_t i = 0; i < rows; ++i)  // [heads, rounds, rows] -> [rows, heads, rounds]
+    for (int64_t j = 0; j < per_row; ++j) buckets[i * per_row + j] = by_head[j * rows + i];
+  // Each position's windows over the positions up to it, then its attention over them, in blocks
+  // of rows that keep the listed windows to 16 MiB.
+  const int64_t W = layer.lsh.window_len();
+  const int64_t block = std::clamp<int64_t>((int64_t{1} << 22) / (n_heads_ * W), 1, rows);
+  std::vector<int32_t> windows(static_cast<size_t>(block * n_heads_ * W));
+  int32_t* listed = kit.ws.ints("layer.cached_windows", block * n_heads_ * W);
+  float* heads = kit.ws.floats("layer.heads", rows * hd);
+  for (int64_t row0 = 0; row0 < rows; row0 += block) {
+    const int64_t n = std::min(block, rows - row0);
+    layer.lsh.append(buckets.data() + row0 * per_row, n, windows.data());
+    kit.ex.upload(listed, windows.data(), static_cast<size_t>(n * n_heads_ * W) * sizeof(int32_t));
+    CachedAttentionParams a;
+    a.q = qk + row0 * hd;
+    a.k = layer.keys.data();
+    a.v = layer.values.data();
+    a.ld = hd;
+    a.heads = n_heads_;
+    a.d = d_head_;
+    a.first = first + row0;
+    a.queries = n;
+    a.window = listed;
+    a.window_len = W;
+    a.shared_qk = true;
+    a.out = heads + row0 * hd;
     a.ldo = hd;
     cached_attention_forward(kit.ex, a);
   }

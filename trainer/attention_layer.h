@@ -47,11 +47,13 @@ class AttentionLayer {
                 float* dxn, const int32_t* buckets, float* out, Write write,
                 int64_t memory_len = 0) const;
 
-  // Cached generation and evaluation (dense and local attention; LSH has no exact cache: every
-  // new key moves the chunk boundaries of the sorted order). prepare_cache() sizes this layer's
-  // `layer` of a cache of `capacity` rows; forward_cached() writes the keys and values of
-  // xn.rows new positions (xn, their normalised inputs) at the context's positions cache.len ..
-  // into it, and adds their attention over the context's positions 0 .. to out [rows, d_model].
+  // Cached generation and evaluation. prepare_cache() sizes this layer's `layer` of a cache of
+  // `capacity` rows; forward_cached() writes the keys and values of xn.rows new positions (xn,
+  // their normalised inputs) at the context's positions cache.len .. into it, and adds their
+  // attention over the context's positions 0 .. to out [rows, d_model]. Dense and local attention
+  // give what the uncached pass gives; LSH has no exact cache (every new key moves the chunk
+  // boundaries of the sorted order) and fixes each position's windows when it arrives instead
+  // (trainer/lsh_generation_windows.h), so callers opt into it.
   void prepare_cache(Kit& kit, ParamStore& p, int64_t capacity,
                      GenerationCache::Layer& layer) const;
   void forward_cached(Kit& kit, ParamStore& p, MatrixView xn, const GenerationCache& cache,
@@ -67,6 +69,9 @@ class AttentionLayer {
     RelativePositionTerm::Prepared relative;  // with relative positions: the attention's queries
   };
   Projections project(Kit& kit, ParamStore& p, int64_t query_rows, MatrixView xn) const;
+  // forward_cached() of an LSH layer.
+  void forward_cached_lsh(Kit& kit, ParamStore& p, MatrixView xn, const GenerationCache& cache,
+                          GenerationCache::Layer& layer, float* out) const;
   // The arguments of the attention over all heads; LSH sorts its slots by the buckets first.
   ChunkedAttentionArgs attention_args(Kit& kit, const StepContext& step, const Projections& pr,
                                       const int32_t* buckets, int64_t memory_len = 0) const;

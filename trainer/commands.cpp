@@ -60,6 +60,7 @@ struct Arguments {
   std::vector<std::string> memory_lens;  // eval --memory-len: lengths, or auto
   bool sliding = false;                  // eval --sliding
   bool no_cache = false;                 // generate --no-cache
+  bool lsh_cache = false;                // generate --lsh-cache
   int64_t segment = 0;                   // eval --segment
 };
 
@@ -249,6 +250,7 @@ int command_generate(const Arguments& a) {
   o.top_k = a.top_k;
   o.seed = static_cast<uint64_t>(a.seed);
   o.cache = !a.no_cache;
+  o.lsh_cache = a.lsh_cache;
   // Progress on stderr (the sample goes to stdout) about twice a second, with an ETA from the
   // tokens after the first (whose time is the prompt's pass).
   ProgressClock clock(0, o.tokens);
@@ -278,9 +280,13 @@ int command_generate(const Arguments& a) {
                "%.1f tokens/s), %s\n",
                static_cast<long long>(a.tokens), stats.seconds, stats.prompt_seconds, prompt.size(),
                after_prompt > 0 ? static_cast<double>(a.tokens - 1) / after_prompt : 0.0,
-               stats.cached ? "key/value cache"
+               stats.cached
+                   ? (a.lsh_cache ? "key/value cache (--lsh-cache: LSH windows fixed as each "
+                                    "token arrives, approximate past lsh.bucket_size tokens)"
+                                  : "key/value cache")
                : a.no_cache ? "no cache (--no-cache): the window re-run per token"
-                            : "no cache (LSH layers): the window re-run per token");
+                            : "no cache (LSH layers; --lsh-cache caches them approximately): the "
+                              "window re-run per token");
   return 0;
 }
 
@@ -359,6 +365,11 @@ int run_command_line(int argc, char** argv) {
   gen->add_flag("--no-cache", a.no_cache,
                 "re-run the whole window for every token instead of keeping each layer's keys "
                 "and values (the same greedy tokens while the text fits the window)");
+  gen->add_flag("--lsh-cache", a.lsh_cache,
+                "cache LSH layers too, each token's hash chunks fixed when it arrives, as "
+                "Hugging Face's Reformer caches them: approximate once the text is longer than "
+                "lsh.bucket_size")
+      ->excludes("--no-cache");
 
   PrepareOptions prep;
   CLI::App* prepare = app.add_subcommand(

@@ -82,10 +82,10 @@ std::vector<int32_t> generate(ReformerModel& model, std::vector<int32_t> tokens,
   GenerationStats local;
   GenerationStats& st = stats ? *stats : local;
   st = GenerationStats{};
-  st.cached = o.cache && model.supports_cached_generation();
+  st.cached = o.cache && model.supports_cached_generation(o.lsh_cache);
   const auto started = std::chrono::steady_clock::now();
   CachedContext context;
-  if (st.cached) context.cache = model.make_generation_cache(T);
+  if (st.cached) context.cache = model.make_generation_cache(T, o.lsh_cache);
   for (int64_t n = 0; n < o.tokens; ++n) {
     std::vector<float> logits;
     if (st.cached) {

@@ -8,7 +8,10 @@
 // without it produces while the text fits the context; past it, the cached context restarts from
 // its last half (recomputed once), so each prediction sees between half the context and all of
 // it, where the uncached path slides a full window. LSH layers have no exact cache (a new key
-// moves the chunk boundaries of the sorted order): models with them re-run the window per token.
+// moves the chunk boundaries of the sorted order): models with them re-run the window per token,
+// unless lsh_cache fixes each position's LSH windows when it arrives (as Hugging Face's Reformer
+// caches past keys with their buckets; the same tokens while the text fits one bucket_size chunk,
+// close to them after: README).
 #pragma once
 
 #include <functional>
@@ -25,6 +28,9 @@ struct SamplingOptions {
   int64_t top_k = 0;         // 0 = the whole vocabulary
   uint64_t seed = 1;
   bool cache = true;  // the key/value cache, where the model has one
+  // LSH layers cached too, each position's windows fixed when it arrives (generate --lsh-cache;
+  // trainer/lsh_generation_windows.h): approximate past bucket_size tokens.
+  bool lsh_cache = false;
   // Called after each sampled token with (tokens sampled, options.tokens): progress reports.
   std::function<void(int64_t, int64_t)> on_token;
 };

@@ -2,7 +2,9 @@
 // cached_next_token_logits, forward_cached): per layer the keys and values of every position of
 // the current context, so that new positions' attention reads them instead of re-running the
 // window, and with relative positions the projected distance encodings W_R R_dist (weights only,
-// computed once). Positions count from the context's start: position p of the context is row
+// computed once); for LSH layers (generate --lsh-cache) the shared queries as keys, and the sorted
+// orders that fix each position's windows (trainer/lsh_generation_windows.h). Positions count
+// from the context's start: position p of the context is row
 // start + p of each layer's cache.
 //
 // Generation fills the cache up to its capacity (then restarts its context). Evaluation with a
@@ -17,6 +19,7 @@
 
 #include "base/error.h"
 #include "kernels/device_buffer.h"
+#include "trainer/lsh_generation_windows.h"
 
 namespace rf {
 
@@ -26,16 +29,21 @@ struct GenerationCache {
     DeviceBuffer<float> values;     // [capacity, heads * d_head]
     DeviceBuffer<float> distances;  // relative positions: [rel_len, heads * d_head]; else empty
     int64_t rel_len = 0;
+    LshGenerationWindows lsh;  // LSH layers: the sorted orders of the context's positions
   };
   int64_t capacity = 0;       // rows of each layer's cache
   int64_t start = 0;          // row of the context's position 0
   int64_t len = 0;            // positions held now
   int64_t memory_len = -1;    // positions kept before each new segment (-1: all)
   int64_t max_distance = -1;  // keys further back are masked (same_length; -1: none)
+  uint64_t seed = 1;          // train.seed: LSH layers draw the uncached pass's rotations
   std::vector<Layer> layers;
 
   // Starts a new context (the buffers stay).
-  void clear() { start = len = 0; }
+  void clear() {
+    start = len = 0;
+    for (Layer& layer : layers) layer.lsh.clear();
+  }
 
   // Before `rows` new positions: with a memory, drops all but the last memory_len positions, and
   // moves the held rows to row 0 when the new ones would not fit after them.
@@ -46,6 +54,8 @@ struct GenerationCache {
     }
     if (start + len + rows <= capacity || start == 0) return;
     RF_CHECK(start >= len, "overlapping copy in the generation cache");
+    for (const Layer& layer : layers)  // (LSH layers take no memory: only clear() restarts them)
+      RF_CHECK(layer.lsh.positions() == 0, "LSH windows cannot move in the generation cache");
     for (Layer& layer : layers) {
       if (len == 0) break;  // (nothing held to move)
       const int64_t row_floats = static_cast<int64_t>(layer.keys.size()) / capacity;

@@ -130,11 +130,12 @@ BatchStats ReformerModel::forward_pass(const TokenBatch& batch, const StepContex
   return summarize(head_.results(kit, staged.rows()), batch.targets);
 }
 
-GenerationCache ReformerModel::make_generation_cache(int64_t capacity) {
+GenerationCache ReformerModel::make_generation_cache(int64_t capacity, bool approximate_lsh) {
   Kit kit{ex_, ws_};
   params_.refresh_bf16_weights(ex_);
   GenerationCache cache;
-  stack_.prepare_cache(kit, params_, capacity, cache);
+  cache.seed = static_cast<uint64_t>(cfg_.train.seed);
+  stack_.prepare_cache(kit, params_, capacity, cache, approximate_lsh);
   return cache;
 }
 

@@ -74,9 +74,13 @@ class ReformerModel {
   // Cached generation (every layer dense or local; trainer/generation_cache.h): a cache for a
   // context of up to `capacity` positions, and the logits of the last of `tokens`, the context's
   // next positions (cache.len ..), which the cache then holds. The same logits as
-  // next_token_logits over the whole context, at the cost of the new positions only.
-  bool supports_cached_generation() const { return stack_.supports_cached_generation(); }
-  GenerationCache make_generation_cache(int64_t capacity);
+  // next_token_logits over the whole context, at the cost of the new positions only. With
+  // approximate_lsh, LSH layers too, their windows fixed as each position arrives
+  // (trainer/lsh_generation_windows.h): no longer the uncached pass's logits past bucket_size.
+  bool supports_cached_generation(bool approximate_lsh = false) const {
+    return stack_.supports_cached_generation(approximate_lsh);
+  }
+  GenerationCache make_generation_cache(int64_t capacity, bool approximate_lsh = false);
   std::vector<float> cached_next_token_logits(const std::vector<int32_t>& tokens,
                                               GenerationCache& cache);
   // Transformer-XL's evaluation through the same cache: one stream (batch 1) segment by segment,

@@ -115,15 +115,15 @@ void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, 
   }
 }
 
-bool ReversibleStack::supports_cached_generation() const {
-  return std::none_of(layers_.begin(), layers_.end(), [](const Layer& layer) {
-    return layer.attention->kind() == AttentionKind::kLsh;
-  });
+bool ReversibleStack::supports_cached_generation(bool approximate_lsh) const {
+  return approximate_lsh || std::none_of(layers_.begin(), layers_.end(), [](const Layer& layer) {
+           return layer.attention->kind() == AttentionKind::kLsh;
+         });
 }
 
 void ReversibleStack::prepare_cache(Kit& kit, ParamStore& p, int64_t capacity,
-                                    GenerationCache& cache) const {
-  RF_CHECK(supports_cached_generation() && capacity >= 1);
+                                    GenerationCache& cache, bool approximate_lsh) const {
+  RF_CHECK(supports_cached_generation(approximate_lsh) && capacity >= 1);
   cache.capacity = capacity;
   cache.clear();
   cache.layers.resize(layers_.size());

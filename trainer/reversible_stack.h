@@ -45,13 +45,15 @@ class ReversibleStack {
                 float* dx2, const std::function<void(int64_t)>& layer_done,
                 const SegmentMemory* memory = nullptr);
 
-  // Cached generation and evaluation (no LSH layer: supports_cached_generation()): prepare_cache()
+  // Cached generation and evaluation (no LSH layer, or with approximate_lsh LSH layers whose
+  // windows are fixed as each position arrives: AttentionLayer::prepare_cache): prepare_cache()
   // sizes `cache` for `capacity` rows, empty; forward_cached() runs the evaluation forward of
   // `rows` new positions of one sequence (x1, x2 [rows, d_model], as forward()) after the
   // context the cache holds (the caller made room: GenerationCache::make_room), their attention
   // reading its earlier positions from the cache, which then holds them too.
-  bool supports_cached_generation() const;
-  void prepare_cache(Kit& kit, ParamStore& p, int64_t capacity, GenerationCache& cache) const;
+  bool supports_cached_generation(bool approximate_lsh = false) const;
+  void prepare_cache(Kit& kit, ParamStore& p, int64_t capacity, GenerationCache& cache,
+                     bool approximate_lsh = false) const;
   void forward_cached(Kit& kit, ParamStore& p, float* x1, float* x2, int64_t rows,
                       GenerationCache& cache);
 

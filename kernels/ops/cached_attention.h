@@ -4,6 +4,12 @@
 // the same queries: dense or local windows, the causal mask, Transformer-XL's relative term and
 // same_length's distance limit. A masked key there gets -1e9 and an exp of exactly 0; here it is
 // not visited, which is the same sum.
+//
+// LSH layers (generate --lsh-cache) list each query's keys instead (trainer/lsh_generation_
+// windows.h): every hash round's window, in order, as one softmax over their concatenation, which
+// is the uncached pass's combination of the rounds by their log-sum-exp (a key in two windows
+// counts twice there too). Keys are the shared queries normalised per position, and a query
+// meeting its own position gets -kSelfMask, as in the fused attention.
 #pragma once
 
 #include "kernels/fast_math.h"
@@ -33,6 +39,12 @@ struct CachedAttentionParams {
   int64_t max_distance = -1;  // keys further back are masked (-1: none)
   float* out = nullptr;       // [queries, ldo]; head h at column h * d
   int64_t ldo = 0;
+  // LSH: key positions [queries, heads, window_len] per (query row, head), -1 for none; null:
+  // the contiguous range from first_key(). shared_qk: k holds the shared queries (normalised per
+  // key here) and a query's own position is masked with -kSelfMask.
+  const int32_t* window = nullptr;
+  int64_t window_len = 0;
+  bool shared_qk = false;
 
   // The first key position query position tq sees.
   RF_HD int64_t first_key(int64_t tq) const {
@@ -50,22 +62,26 @@ struct CachedAttentionRow {
     const float* kr = p.k + tk * p.ld + h * p.d;
     float s = 0.0f;
     for (int64_t c = 0; c < p.d; ++c) s += qr[c] * kr[c];
-    s *= p.key_scale;
+    s *= p.shared_qk ? key_norm_scale(kr, p.d) : p.key_scale;
     const int64_t dist = p.first + row - tk;
+    if (p.shared_qk && dist == 0) s -= kSelfMask;
     if (p.rel_scores && dist < p.rel_len)
       s += p.rel_scores[(h * p.queries + row) * p.rel_len + dist];
     return s;
   }
-  RF_HD void operator()(int64_t i) const {
-    const int64_t h = i / p.queries, row = i % p.queries, tq = p.first + row;
+  // The attention over keys key_at(0 .. count - 1) (a negative position: none).
+  template <class KeyAt>
+  RF_HD void attend(int64_t h, int64_t row, int64_t count, KeyAt key_at) const {
     const float* qr = p.q + row * p.ld + h * p.d;
-    const int64_t lo = p.first_key(tq);
     float m = kNoMaxYet;
-    for (int64_t tk = lo; tk <= tq; ++tk) m = fmax_hd(m, score(qr, h, row, tk));
+    for (int64_t w = 0; w < count; ++w)
+      if (key_at(w) >= 0) m = fmax_hd(m, score(qr, h, row, key_at(w)));
     float acc[kMaxHeadDim];
     for (int64_t x = 0; x < p.d; ++x) acc[x] = 0.0f;
     float sum = 0.0f;
-    for (int64_t tk = lo; tk <= tq; ++tk) {
+    for (int64_t w = 0; w < count; ++w) {
+      const int64_t tk = key_at(w);
+      if (tk < 0) continue;
       const float weight = exp_approx(score(qr, h, row, tk) - m);
       sum += weight;
       const float* vr = p.v + tk * p.ld + h * p.d;
@@ -74,6 +90,16 @@ struct CachedAttentionRow {
     const float inv = 1.0f / sum;
     float* o = p.out + row * p.ldo + h * p.d;
     for (int64_t x = 0; x < p.d; ++x) o[x] = acc[x] * inv;
+  }
+  RF_HD void operator()(int64_t i) const {
+    const int64_t h = i / p.queries, row = i % p.queries;
+    if (p.window) {
+      const int32_t* keys = p.window + (row * p.heads + h) * p.window_len;
+      attend(h, row, p.window_len, [keys](int64_t w) { return static_cast<int64_t>(keys[w]); });
+    } else {
+      const int64_t tq = p.first + row, lo = p.first_key(tq);
+      attend(h, row, tq - lo + 1, [lo](int64_t w) { return lo + w; });
+    }
   }
 };
 

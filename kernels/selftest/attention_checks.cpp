@@ -206,9 +206,10 @@ void check_attention(Checker& checker, const AttentionShape& s, uint32_t seed,
 }
 
 // Attention of `queries` new positions from `first` over a cache of first + queries positions:
-// dense (chunk 0) or local, with relative scores and a distance limit where given.
+// dense (chunk 0) or local, with relative scores and a distance limit where given, or LSH's
+// listed keys (window_len > 0: random positions up to each query's, a quarter of them -1).
 struct CachedShape {
-  int64_t heads, d, first, queries, chunk, rel_len, max_distance;
+  int64_t heads, d, first, queries, chunk, rel_len, max_distance, window_len = 0;
 };
 
 void check_cached_attention(Checker& checker, const CachedShape& s, uint32_t seed) {
@@ -219,10 +220,20 @@ void check_cached_attention(Checker& checker, const CachedShape& s, uint32_t see
   in.floats["v"] = random_floats(positions * ld, seed + 2);
   in.floats["rel"] = random_floats(s.heads * s.queries * std::max<int64_t>(1, s.rel_len), seed + 3);
   in.floats["out"] = std::vector<float>(s.queries * ld, 0.0f);
-  const std::string shape = std::string(s.chunk > 0 ? "local" : "dense") + " " +
-                            shape_text({s.heads, s.first, s.queries, s.d}) + " chunk " +
-                            std::to_string(s.chunk) + " rel " + std::to_string(s.rel_len) +
-                            " max " + std::to_string(s.max_distance);
+  if (s.window_len > 0) {
+    std::vector<int32_t>& listed = in.ints["window"];
+    listed = random_ints(s.queries * s.heads * s.window_len, seed + 4, 1 << 30);
+    for (int64_t i = 0; i < static_cast<int64_t>(listed.size()); ++i) {
+      const int64_t tq = s.first + i / (s.heads * s.window_len);
+      listed[i] = listed[i] % 4 == 0 && i % s.window_len > 0
+                      ? -1
+                      : static_cast<int32_t>(listed[i] % (tq + 1));
+    }
+  }
+  const std::string kind = s.window_len > 0 ? "lsh" : s.chunk > 0 ? "local" : "dense";
+  const std::string shape = kind + " " + shape_text({s.heads, s.first, s.queries, s.d}) +
+                            " chunk " + std::to_string(s.chunk) + " rel " +
+                            std::to_string(s.rel_len) + " max " + std::to_string(s.max_distance);
   checker.compare("cached attention", shape, in, {"out"},
                   [=](Executor& ex, Workspace&, DeviceTensors& t) {
                     CachedAttentionParams p;
@@ -239,6 +250,11 @@ void check_cached_attention(Checker& checker, const CachedShape& s, uint32_t see
                     p.rel_scores = s.rel_len > 0 ? t.f("rel") : nullptr;
                     p.rel_len = s.rel_len;
                     p.max_distance = s.max_distance;
+                    if (s.window_len > 0) {
+                      p.window = t.i("window");
+                      p.window_len = s.window_len;
+                      p.shared_qk = true;
+                    }
                     p.out = t.f("out");
                     p.ldo = ld;
                     cached_attention_forward(ex, p);
@@ -282,10 +298,12 @@ void check_attention_ops(Checker& checker, const SweepOptions& options) {
   uint32_t seed = 4000;
   for (const AttentionShape& s : shapes) check_attention(checker, s, seed += 10, options.precision);
   // Cached generation: one new token over a long cache, and a prompt's positions at once.
-  std::vector<CachedShape> cached = {{4, 64, 1000, 1, 0, 1001, -1}, {2, 32, 64, 40, 32, 64, -1}};
+  std::vector<CachedShape> cached = {
+      {4, 64, 1000, 1, 0, 1001, -1}, {2, 32, 64, 40, 32, 64, -1}, {2, 64, 700, 3, 0, 0, -1, 256}};
   if (!options.quick) {
     cached.push_back({3, 24, 300, 5, 0, 120, 200});
     cached.push_back({1, 128, 0, 70, 0, 0, -1});
+    cached.push_back({3, 8, 0, 9, 0, 0, -1, 6});
   }
   for (const CachedShape& s : cached) check_cached_attention(checker, s, seed += 10);
 }

@@ -1,0 +1,52 @@
+// Which keys a new position's LSH attention reads in cached generation (generate --lsh-cache).
+//
+// The uncached pass sorts all positions of the window by (bucket, position) in each hash round
+// and lets every position attend to its chunk of bucket_size sorted slots and the chunk before
+// it. A new key moves the chunk boundaries of every position after it in that order, so no cache
+// reproduces it for the earlier positions. The cache instead fixes each position's windows when
+// the position arrives: position t attends to what the uncached pass gives the last position of
+// the text 0..t, over the positions 0..t sorted in each round: its own chunk (counted from the
+// round's first sorted slot; the last one may be partial) and the chunk before it, or for the
+// round's first chunk the previous round's last bucket_size slots (the uncached pass's
+// look-back across rounds). Later positions never change it, so a position's output depends on
+// the positions up to it only. For the text's first bucket_size positions that is the uncached
+// pass's attention (every earlier position); in the first layer, at every multiple of
+// bucket_size, it is the uncached pass's attention of the last position (tests).
+//
+// The sorted orders live on the host (a bucket id per position, round and head); each new
+// position is inserted into them, and its windows are listed as positions for the attention
+// kernel (kernels/ops/cached_attention.h).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace rf {
+
+class LshGenerationWindows {
+ public:
+  LshGenerationWindows() = default;
+  LshGenerationWindows(int64_t heads, int64_t rounds, int64_t chunk);
+
+  // Key positions listed per (new position, head): rounds * 2 * chunk, -1 where a window is short.
+  int64_t window_len() const { return rounds_ * 2 * chunk_; }
+  int64_t positions() const { return positions_; }
+
+  // Forgets every position (a new context).
+  void clear();
+  // Appends `rows` positions with buckets [rows, heads, rounds] (bucket ids within a round) and
+  // writes their windows to windows [rows, heads, window_len()].
+  void append(const int32_t* buckets, int64_t rows, int32_t* windows);
+
+ private:
+  struct Order {
+    std::vector<int32_t> bucket_of;  // position -> bucket
+    std::vector<int32_t> sorted;     // positions sorted by (bucket, position)
+  };
+  Order& order(int64_t head, int64_t round) { return orders_[head * rounds_ + round]; }
+
+  int64_t heads_ = 0, rounds_ = 0, chunk_ = 0, positions_ = 0;
+  std::vector<Order> orders_;
+};
+
+}  // namespace rf
