@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <sstream>
@@ -60,6 +61,18 @@ inline std::string timeout_text(const std::string& what, int64_t step, double ti
   if (step >= 0) message += " at step " + std::to_string(step);
   return message + " did not complete within " + seconds_text(timeout_seconds) +
          " s; a rank has probably died or hung, or a host's network is down";
+}
+
+// The note of a rank that a stop signal finds waiting in a collective, without its "rank R (host
+// H): " prefix: when mpirun ends a job because a host is gone it signals the other ranks, which
+// are then waiting for that host, and this names what they were waiting in.
+inline std::string stop_signal_while_waiting_text(const std::string& signal,
+                                                  const std::string& what, int64_t step,
+                                                  double waited_seconds) {
+  std::string message = signal + " arrived while " + what;
+  if (step >= 0) message += " at step " + std::to_string(step);
+  return message + " had waited " + seconds_text(std::round(waited_seconds * 10) / 10) +
+         " s for the other ranks; a rank has probably died or hung, or a host's network is down";
 }
 
 // Collective deadlines are positive and finite (every collective has one).

@@ -59,6 +59,7 @@
 #include <thread>
 
 #include "base/error.h"
+#include "base/stop_signals.h"
 #include "comms/collective_text.h"
 #include "comms/mpi_completion_log.h"
 
@@ -76,6 +77,11 @@ constexpr Microseconds kMaxPollPauseWhileWaited{500};
 constexpr Microseconds kMaxPollPause{2000};
 constexpr size_t kCompletionLogLength = 1024;
 constexpr std::chrono::milliseconds kLineForwardingPause{500};
+// A stop signal that finds a collective waiting this long gets a note (watch_deadlines); the
+// watchdog looks at least this often, well inside the second mpirun leaves between its SIGTERM
+// and SIGKILL.
+constexpr std::chrono::seconds kWaitWorthANote{1};
+constexpr std::chrono::milliseconds kMaxWatchPeriod{100};
 
 // ---- errors ------------------------------------------------------------------------------------
 
@@ -596,15 +602,32 @@ void MpiCommunicator::pause_before_next_poll(Microseconds waited) {
 
 // ---- the watchdog ------------------------------------------------------------------------------
 
-// Wakes a few times per deadline (at most once a second) and ends the job when the collective in
-// progress has run longer than timeout_seconds, in either phase.
+// Wakes a few times per deadline (at least every 100 ms) and ends the job when the collective in
+// progress has run longer than timeout_seconds, in either phase. A stop signal that finds the
+// collective waiting for a second or more gets a note naming it: the rank cannot reach its step
+// boundary, and when mpirun is what sent it (a host is gone), the job ends before the deadline.
 void MpiCommunicator::watch_deadlines() {
   const Clock::duration timeout = as_steady_duration(timeout_seconds_);
-  const Clock::duration period = std::clamp<Clock::duration>(
-      timeout / 10, std::chrono::milliseconds(10), std::chrono::seconds(1));
+  const Clock::duration period =
+      std::clamp<Clock::duration>(timeout / 10, std::chrono::milliseconds(10), kMaxWatchPeriod);
+  unsigned signals_seen = g_stop_signals.count.load();
   std::unique_lock<std::mutex> lock(mutex_);
   while (watching_) {
     stop_watching_.wait_for(lock, period, [&] { return !watching_; });
+    const unsigned signals = g_stop_signals.count.load();
+    if (signals != signals_seen) {
+      signals_seen = signals;
+      const Clock::duration waited = Clock::now() - running_since_;
+      if (running_ticket_ != 0 && waited >= kWaitWorthANote) {
+        const std::string line = "note: " + rank_text(world_rank(), this_host_name()) + ": " +
+                                 stop_signal_while_waiting_text(
+                                     signal_name(g_stop_signals.last.load()), running_what_,
+                                     step_.load(), std::chrono::duration<double>(waited).count()) +
+                                 "\n";
+        std::fputs(line.c_str(), stderr);
+        std::fflush(stderr);
+      }
+    }
     if (running_ticket_ == 0 || Clock::now() - running_since_ < timeout) continue;
     const std::string what = running_what_;
     lock.unlock();

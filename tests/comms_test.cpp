@@ -35,6 +35,7 @@
 #include "comms/mpi_communicator.h"
 #include "comms/mpi_completion_log.h"
 #include "tests/rank_report.h"
+#include "trainer/job.h"
 
 namespace rf {
 namespace {
@@ -173,15 +174,6 @@ TEST_F(Comms, CollectivesOfNoValuesDoNothing) {
 }
 
 // ---- hosts and local ranks ----------------------------------------------------------------------
-
-// Rank 0's string, on every rank.
-std::string broadcast_string(Communicator& comm, std::string text) {
-  int64_t length = static_cast<int64_t>(text.size());
-  comm.broadcast(&length, 1, DType::kInt64, 0);
-  text.resize(static_cast<size_t>(length));
-  comm.broadcast(text.data(), text.size(), DType::kUint8, 0);
-  return text;
-}
 
 TEST_F(Comms, AllHostsNamesTheHostOfEveryRankAlikeOnEveryRank) {
   const std::vector<std::string> hosts = comm().all_hosts();
@@ -458,13 +450,30 @@ TEST_F(DeadRankCheck, ARankThatHangsIsEndedByTheDeadline) {
   EXPECT_GE(job.seconds, kHangTimeoutSeconds - 0.5) << "ended before the deadline?\n" << job.output;
 }
 
+// A stop signal (SIGTERM, as mpirun sends when it ends a job whose host is gone) that finds rank 0
+// waiting in the all-reduce gets a note naming the operation, the step and the wait; the deadline
+// still ends the job.
+TEST_F(DeadRankCheck, AStopSignalThatFindsARankWaitingInACollectiveNamesIt) {
+  const JobResult job = run_dead_rank_job("hang-signalled");
+  expect_prompt_failure(job);
+  const std::string note = "note: " + rank_text(0, this_host_name()) +
+                           ": SIGTERM arrived while all-reduce (sum) of 1 float64 value at step "
+                           "42 had waited 2";
+  EXPECT_NE(job.output.find(note), std::string::npos) << "expected the line\n"
+                                                      << note << "\nin\n"
+                                                      << job.output;
+  EXPECT_NE(job.output.find("did not complete within"), std::string::npos) << job.output;
+}
+
 // The job that run_dead_rank_job() launches: rank 1 fails in the way `mode` names while rank 0
-// waits in an all-reduce. Returns 0 only if the all-reduce completed, which it must not.
+// waits in an all-reduce (hang-signalled: rank 1 hangs, and rank 0 gets SIGTERM after 2 s of it).
+// Returns 0 only if the all-reduce completed, which it must not.
 int run_dead_rank_child(const std::string& mode) {
-  if (mode != "exit" && mode != "kill" && mode != "hang")
+  if (mode != "exit" && mode != "kill" && mode != "hang" && mode != "hang-signalled")
     fail("unknown --dead-rank-child mode ", mode);
+  const bool hang = mode == "hang" || mode == "hang-signalled";
   // exit and kill must be noticed by mpirun, long before this deadline; hang only by the deadline.
-  const double timeout = mode == "hang" ? kHangTimeoutSeconds : 120;
+  const double timeout = hang ? kHangTimeoutSeconds : 120;
   std::unique_ptr<Communicator> comm = make_mpi_communicator(timeout);
   comm->set_step(42);
   comm->barrier();  // every rank is up
@@ -472,6 +481,14 @@ int run_dead_rank_child(const std::string& mode) {
     if (mode == "exit") std::_Exit(3);
     if (mode == "kill") std::raise(SIGKILL);
     std::this_thread::sleep_for(std::chrono::seconds(60));  // alive, but not in the collective
+  }
+  if (mode == "hang-signalled") {
+    install_stop_signal_handlers();
+    std::thread([] {  // (detached: the deadline ends the process while it waits)
+      std::this_thread::sleep_for(std::chrono::seconds(2));
+      std::raise(SIGTERM);
+    })
+        .detach();
   }
   double value = 1;
   comm->all_reduce_sum(&value, 1, DType::kFloat64);

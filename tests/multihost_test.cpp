@@ -198,6 +198,12 @@ TEST(Multihost, AMessageOfMpirunInFlightToACutHostEndsTheJobThroughMpirun) {
   EXPECT_NE(log.find(" on node " + address + "\n"), std::string::npos)
       << "host 1 is " << address << "\n"
       << log;
+  // mpirun's SIGTERM finds rank 0 waiting for host 1: its note names the operation and step.
+  const std::regex note(
+      "note: rank 0 \\(host host0\\): SIGTERM arrived while [a-z-]+ [^\\n]* at step "
+      "[0-9]+ had waited [0-9.]+ s for the other ranks; a rank has probably died or hung, or a "
+      "host's network is down\\n");
+  EXPECT_TRUE(std::regex_search(log, note)) << log;
 }
 
 TEST(Multihost, CheckpointOfFourRanksResumesOnTwoHostsOfOneRank) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/stop_signals.h"
 #include "comms/mpi_communicator.h"
 #include "comms/nccl_communicator.h"
 #include "kernels/executor.h"
@@ -15,10 +16,10 @@
 namespace rf {
 namespace {
 
-std::atomic<int> g_stop_signal{0};  // set by the signal handler; read at step boundaries
-
+// Records the signal (base/stop_signals.h): read at step boundaries and by the MPI watchdog.
 extern "C" void request_stop(int signal_number) {
-  g_stop_signal.store(signal_number);
+  g_stop_signals.last.store(signal_number);
+  g_stop_signals.count.fetch_add(1);
 }
 
 }  // namespace
@@ -113,22 +114,13 @@ void install_stop_signal_handlers() {
 }
 
 bool stop_requested(Communicator& comm) {
-  int32_t flag = g_stop_signal.load() != 0 ? 1 : 0;
+  int32_t flag = g_stop_signals.last.load() != 0 ? 1 : 0;
   comm.all_reduce_sum(&flag, 1, DType::kInt32);
   return flag > 0;
 }
 
 std::string stop_signal_name() {
-  switch (g_stop_signal.load()) {
-    case SIGTERM:
-      return "SIGTERM";
-    case SIGUSR1:
-      return "SIGUSR1";
-    case 0:
-      return "";
-    default:
-      return "a signal";
-  }
+  return signal_name(g_stop_signals.last.load());
 }
 
 }  // namespace rf
