@@ -9,7 +9,10 @@
 # pass, is prompt_s) and this run's OpenBLAS kernel and SGEMM rate, and the ratio is printed.
 #   bench/generation_speed.sh [CONTEXT] [TOKENS]
 # RF_BENCH_SET: config overrides for the model, e.g. RF_BENCH_SET="model.residual=two_streams
-# model.reversible=true" (the JSON line records the residual layout).
+# model.reversible=true" (the JSON line records the residual layout and the attention).
+# RF_BENCH_LSH_CACHE=1: the cached run adds --lsh-cache (for LSH layers, e.g. RF_BENCH_SET=
+# "model.attention=lsh model.position=learned"), whose text may differ from the window re-run
+# past lsh.bucket_size tokens: the bytes that agree are reported instead of checked.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${RF_BUILD_DIR:-$root/build}"
@@ -36,7 +39,8 @@ echo "generation_speed: training 2 steps of a $context-byte window (a checkpoint
 source "$root/bench/machine_fields.sh"
 machine=$(machine_fields "$build" "$root" "$work") || exit 1
 residual=$(sed -n 's/^  residual: *//p' "$work/run/config.yaml")
-machine="$machine, \"residual\": \"$residual\""
+attention=$(sed -n 's/^  attention: *//p' "$work/run/config.yaml")
+machine="$machine, \"residual\": \"$residual\", \"attention\": \"$attention\""
 
 # A prompt of printable bytes that leaves room for the sample in the window.
 prompt="$(python3 -c "print(('It is a truth universally acknowledged, that a single man ' * 999)[:$((context - tokens - 1))])")"
@@ -47,12 +51,22 @@ run() {  # run <label> [--no-cache]; prints the sample to $work/<label>.txt
   local rate prompt_s
   rate=$(sed -n "s/.*then \([0-9.]*\) tokens\/s.*/\1/p" "$work/$label.err")
   prompt_s=$(sed -n "s/.*first token \([0-9.]*\) s.*/\1/p" "$work/$label.err")
-  echo "{\"bench\": \"generation\", \"cache\": \"$label\", \"context\": $context, \"tokens\": $tokens, \"tokens_per_s\": $rate, \"prompt_s\": $prompt_s, $machine, \"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')\"}" |
+  echo "{\"bench\": \"generation\", \"cache\": \"$label$([ "${1:-}" = --lsh-cache ] && echo " --lsh-cache")\", \"context\": $context, \"tokens\": $tokens, \"tokens_per_s\": $rate, \"prompt_s\": $prompt_s, $machine, \"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')\"}" |
     tee -a "$out/generation.jsonl"
   echo "$rate" > "$work/$label.rate"
 }
+ratio() { python3 -c "print(round($(cat "$work/cached.rate") / $(cat "$work/uncached.rate"), 1))"; }
+if [ "${RF_BENCH_LSH_CACHE:-0}" = 1 ]; then
+  run cached --lsh-cache
+  run uncached --no-cache
+  agree=$(python3 -c "import sys
+a, b = (open(f, 'rb').read()[$((context - tokens - 1)):] for f in sys.argv[1:])
+print(sum(x == y for x, y in zip(a, b)))" "$work/cached.txt" "$work/uncached.txt")
+  echo "generation_speed: --lsh-cache agrees on $agree of the $tokens greedy bytes (and a newline); cached / uncached tokens/s = $(ratio)x"
+  exit 0
+fi
 run cached
 run uncached --no-cache
 cmp -s "$work/cached.txt" "$work/uncached.txt" ||
   { echo "generation_speed: the cached and uncached samples differ" >&2; exit 1; }
-echo "generation_speed: the same $tokens greedy bytes; cached / uncached tokens/s = $(python3 -c "print(round($(cat "$work/cached.rate") / $(cat "$work/uncached.rate"), 1))")x"
+echo "generation_speed: the same $tokens greedy bytes; cached / uncached tokens/s = $(ratio)x"
