@@ -280,40 +280,45 @@ std::vector<int32_t> windows_from_scratch(const std::vector<std::vector<int32_t>
   return listed;
 }
 
+// Few buckets (ties common) and many (most empty), the text in one piece, in several and token by
+// token; buckets numbered as lsh_hash numbers them (round r's from r * n_buckets).
 TEST(LshGenerationWindows, ListWhatSortingThePositionsUpToEachOneGivesInAnyPieces) {
   const int64_t heads = 2, rounds = 3, chunk = 4, n = 41;
-  std::mt19937 gen(5);
-  // buckets[t][h][r], few buckets so that ties are common
-  std::vector<int32_t> buckets(n * heads * rounds);
-  for (int32_t& b : buckets) b = static_cast<int32_t>(gen() % 5);
-  for (const std::vector<int64_t>& pieces :
-       {std::vector<int64_t>{n}, {1, 1, 1, 6, 13, 19}, std::vector<int64_t>(n, 1)}) {
-    LshGenerationWindows windows(heads, rounds, chunk);
-    const int64_t W = windows.window_len();
-    ASSERT_EQ(W, rounds * 2 * chunk);
-    std::vector<int32_t> listed;
-    int64_t done = 0;
-    for (int64_t rows : pieces) {
-      std::vector<int32_t> out(rows * heads * W);
-      windows.append(buckets.data() + done * heads * rounds, rows, out.data());
-      listed.insert(listed.end(), out.begin(), out.end());
-      done += rows;
-    }
-    ASSERT_EQ(windows.positions(), n);
-    for (int64_t h = 0; h < heads; ++h) {
-      std::vector<std::vector<int32_t>> bucket_of(rounds);
-      for (int64_t t = 0; t < n; ++t) {
-        for (int64_t r = 0; r < rounds; ++r)
-          bucket_of[r].push_back(buckets[(t * heads + h) * rounds + r]);
-        const std::vector<int32_t> got(listed.begin() + (t * heads + h) * W,
-                                       listed.begin() + (t * heads + h + 1) * W);
-        ASSERT_EQ(got, windows_from_scratch(bucket_of, t, chunk))
-            << "position " << t << " head " << h << " pieces " << pieces.size();
+  for (int64_t n_buckets : {5, 64})
+    for (const std::vector<int64_t>& pieces :
+         {std::vector<int64_t>{n}, {1, 1, 1, 6, 13, 19}, std::vector<int64_t>(n, 1)}) {
+      SCOPED_TRACE(std::to_string(n_buckets) + " buckets, " + std::to_string(pieces.size()) +
+                   " pieces");
+      std::mt19937 gen(5);
+      std::vector<int32_t> buckets(n * heads * rounds);  // [t, h, r]
+      for (size_t i = 0; i < buckets.size(); ++i)
+        buckets[i] = static_cast<int32_t>(gen() % n_buckets + i % rounds * n_buckets);
+      LshGenerationWindows windows(heads, rounds, n_buckets, chunk);
+      const int64_t W = windows.window_len();
+      ASSERT_EQ(W, rounds * 2 * chunk);
+      std::vector<int32_t> listed;
+      int64_t done = 0;
+      for (int64_t rows : pieces) {
+        std::vector<int32_t> out(rows * heads * W);
+        windows.append(buckets.data() + done * heads * rounds, rows, out.data());
+        listed.insert(listed.end(), out.begin(), out.end());
+        done += rows;
       }
+      ASSERT_EQ(windows.positions(), n);
+      for (int64_t h = 0; h < heads; ++h) {
+        std::vector<std::vector<int32_t>> bucket_of(rounds);
+        for (int64_t t = 0; t < n; ++t) {
+          for (int64_t r = 0; r < rounds; ++r)
+            bucket_of[r].push_back(buckets[(t * heads + h) * rounds + r]);
+          const std::vector<int32_t> got(listed.begin() + (t * heads + h) * W,
+                                         listed.begin() + (t * heads + h + 1) * W);
+          ASSERT_EQ(got, windows_from_scratch(bucket_of, t, chunk))
+              << "position " << t << " head " << h;
+        }
+      }
+      windows.clear();
+      EXPECT_EQ(windows.positions(), 0);
     }
-    windows.clear();
-    EXPECT_EQ(windows.positions(), 0);
-  }
 }
 
 // The cached logits of `text`'s positions from `from` on, fed one token at a time after the

@@ -193,7 +193,7 @@ void AttentionLayer::prepare_cache(Kit& kit, ParamStore& p, int64_t capacity,
     layer.values = DeviceBuffer<float>(kit.ex, size);
   }
   if (kind_ == AttentionKind::kLsh)
-    layer.lsh = LshGenerationWindows(n_heads_, n_hashes_, bucket_size_);
+    layer.lsh = LshGenerationWindows(n_heads_, n_hashes_, factors_.n_buckets(), bucket_size_);
   if (!relative_) return;
   layer.rel_len = relative_distances(capacity);
   layer.distances =

@@ -13,9 +13,11 @@
 // pass's attention (every earlier position); in the first layer, at every multiple of
 // bucket_size, it is the uncached pass's attention of the last position (tests).
 //
-// The sorted orders live on the host (a bucket id per position, round and head); each new
-// position is inserted into them, and its windows are listed as positions for the attention
-// kernel (kernels/ops/cached_attention.h).
+// The sorted orders live on the host, per (head, round): each bucket's positions in order, and a
+// Fenwick tree of the buckets' sizes, so that a new position's slot and the positions at any
+// slots of the order take O(log buckets) plus one step per listed position (a long prompt's
+// windows cost O(positions x listed), not the O(positions^2) of inserting into sorted arrays).
+// Each window is listed as positions for the attention kernel (kernels/ops/cached_attention.h).
 #pragma once
 
 #include <cstdint>
@@ -26,7 +28,7 @@ namespace rf {
 class LshGenerationWindows {
  public:
   LshGenerationWindows() = default;
-  LshGenerationWindows(int64_t heads, int64_t rounds, int64_t chunk);
+  LshGenerationWindows(int64_t heads, int64_t rounds, int64_t n_buckets, int64_t chunk);
 
   // Key positions listed per (new position, head): rounds * 2 * chunk, -1 where a window is short.
   int64_t window_len() const { return rounds_ * 2 * chunk_; }
@@ -34,19 +36,31 @@ class LshGenerationWindows {
 
   // Forgets every position (a new context).
   void clear();
-  // Appends `rows` positions with buckets [rows, heads, rounds] (bucket ids within a round) and
-  // writes their windows to windows [rows, heads, window_len()].
+  // Appends `rows` positions with buckets [rows, heads, rounds] as lsh_hash numbers them (round
+  // r's from r * n_buckets) and writes their windows to windows [rows, heads, window_len()].
   void append(const int32_t* buckets, int64_t rows, int32_t* windows);
 
  private:
-  struct Order {
-    std::vector<int32_t> bucket_of;  // position -> bucket
-    std::vector<int32_t> sorted;     // positions sorted by (bucket, position)
-  };
-  Order& order(int64_t head, int64_t round) { return orders_[head * rounds_ + round]; }
+  // The positions so far of one (head, round), sorted by (bucket, position).
+  class Order {
+   public:
+    explicit Order(int64_t n_buckets = 0);
+    void clear();
+    // Adds the latest position; returns its slot in the order.
+    int64_t insert(int32_t bucket, int32_t position);
+    // Writes the positions at slots [begin, end) of the order to out.
+    int32_t* copy(int64_t begin, int64_t end, int32_t* out) const;
 
-  int64_t heads_ = 0, rounds_ = 0, chunk_ = 0, positions_ = 0;
-  std::vector<Order> orders_;
+   private:
+    int64_t size_before(int64_t bucket) const;   // positions in buckets < bucket
+    int64_t bucket_of_slot(int64_t slot) const;  // the bucket holding slot `slot`
+    std::vector<std::vector<int32_t>> members_;  // per bucket, its positions in order
+    std::vector<int64_t> tree_;                  // Fenwick tree of the buckets' sizes
+    int64_t top_bit_ = 1;                        // the highest power of 2 <= n_buckets
+  };
+
+  int64_t heads_ = 0, rounds_ = 0, n_buckets_ = 0, chunk_ = 0, positions_ = 0;
+  std::vector<Order> orders_;  // [heads, rounds]
 };
 
 }  // namespace rf
