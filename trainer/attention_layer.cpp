@@ -92,6 +92,22 @@ ChunkedAttentionArgs AttentionLayer::attention_args(Kit& kit, const StepContext&
   return a;
 }
 
+void AttentionLayer::hash(Kit& kit, const StepContext& step, const float* qk,
+                          int32_t* buckets) const {
+  LshHashArgs a;
+  a.qk = qk;
+  a.ld = n_heads_ * d_head_;
+  a.batch = step.batch;
+  a.heads = n_heads_;
+  a.seq_len = step.seq_len;
+  a.d = d_head_;
+  a.n_rounds = n_hashes_;
+  a.factors = factors_;
+  a.rotation = step.stream(RngPurpose::kRotation, static_cast<uint32_t>(layer_), 0, 0);
+  a.buckets = buckets;
+  lsh_hash(kit.ex, kit.ws, a);
+}
+
 AttentionLayer::Projections AttentionLayer::project(Kit& kit, ParamStore& p, int64_t query_rows,
                                                     MatrixView x) const {
   const int64_t hd = n_heads_ * d_head_, rows = x.rows;
@@ -118,20 +134,7 @@ void AttentionLayer::forward(Kit& kit, ParamStore& p, const StepContext& step, M
   if (relative_)
     pr.relative =
         relative_->forward(kit, p, step, pr.q, relative_distances(step.seq_len + memory_len));
-  if (kind_ == AttentionKind::kLsh && !reuse_buckets) {
-    LshHashArgs hash;
-    hash.qk = pr.q;
-    hash.ld = hd;
-    hash.batch = step.batch;
-    hash.heads = n_heads_;
-    hash.seq_len = step.seq_len;
-    hash.d = d_head_;
-    hash.n_rounds = n_hashes_;
-    hash.factors = factors_;
-    hash.rotation = step.stream(RngPurpose::kRotation, static_cast<uint32_t>(layer_), 0, 0);
-    hash.buckets = buckets;
-    lsh_hash(kit.ex, kit.ws, hash);
-  }
+  if (kind_ == AttentionKind::kLsh && !reuse_buckets) hash(kit, step, pr.q, buckets);
   float* heads = kit.ws.floats("layer.heads", rows * hd);
   chunked_attention_forward(kit.ex, kit.ws, attention_args(kit, step, pr, buckets, memory_len),
                             heads, hd);
@@ -275,25 +278,18 @@ void AttentionLayer::forward_cached_lsh(Kit& kit, ParamStore& p, MatrixView xn,
     linear_forward(kit.ex, xn, p.weight(w_q_), matrix(qk, rows, hd));
     linear_forward(kit.ex, xn, p.weight(w_v_), matrix(layer.values.data() + first * hd, rows, hd));
   }
-  // Their buckets with the uncached evaluation pass's rotations (example 0 of its step).
+  // Their buckets with the uncached evaluation pass's rotations (one sequence: example 0).
   StepContext step;
   step.seed = cache.seed;
   step.step = kEvalStep;
   step.training = false;
-  LshHashArgs hash;
-  hash.qk = qk;
-  hash.ld = hd;
-  hash.heads = n_heads_;
-  hash.seq_len = rows;
-  hash.d = d_head_;
-  hash.n_rounds = n_hashes_;
-  hash.factors = factors_;
-  hash.rotation = step.stream(RngPurpose::kRotation, static_cast<uint32_t>(layer_), 0, 0);
-  hash.buckets = kit.ws.ints("layer.cached_buckets", n_heads_ * n_hashes_ * rows);
-  lsh_hash(kit.ex, kit.ws, hash);
+  step.batch = 1;
+  step.seq_len = rows;
   const int64_t per_row = n_heads_ * n_hashes_;
+  int32_t* hashed = kit.ws.ints("layer.cached_buckets", per_row * rows);
+  hash(kit, step, qk, hashed);
   std::vector<int32_t> by_head(static_cast<size_t>(per_row * rows)), buckets(by_head.size());
-  kit.ex.download(by_head.data(), hash.buckets, by_head.size() * sizeof(int32_t));
+  kit.ex.download(by_head.data(), hashed, by_head.size() * sizeof(int32_t));
   for (int64_t i = 0; i < rows; ++i)  // [heads, rounds, rows] -> [rows, heads, rounds]
     for (int64_t j = 0; j < per_row; ++j) buckets[i * per_row + j] = by_head[j * rows + i];
   // Each position's windows over the positions up to it, then its attention over them, in blocks

@@ -69,6 +69,9 @@ class AttentionLayer {
     RelativePositionTerm::Prepared relative;  // with relative positions: the attention's queries
   };
   Projections project(Kit& kit, ParamStore& p, int64_t query_rows, MatrixView xn) const;
+  // LSH: buckets [step.batch, heads, n_hashes, step.seq_len] of the shared queries qk
+  // [step.rows(), heads * d_head], with the step's rotations.
+  void hash(Kit& kit, const StepContext& step, const float* qk, int32_t* buckets) const;
   // forward_cached() of an LSH layer.
   void forward_cached_lsh(Kit& kit, ParamStore& p, MatrixView xn, const GenerationCache& cache,
                           GenerationCache::Layer& layer, float* out) const;
