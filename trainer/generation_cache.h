@@ -4,8 +4,7 @@
 // window, and with relative positions the projected distance encodings W_R R_dist (weights only,
 // computed once); for LSH layers (generate --lsh-cache) the shared queries as keys, and the sorted
 // orders that fix each position's windows (trainer/lsh_generation_windows.h). Positions count
-// from the context's start: position p of the context is row
-// start + p of each layer's cache.
+// from the context's start: position p of the context is row start + p of each layer's cache.
 //
 // Generation fills the cache up to its capacity (then restarts its context). Evaluation with a
 // memory of M positions (Transformer-XL's) keeps only the last M positions before each new
