@@ -290,18 +290,17 @@ TEST(LshGenerationWindows, ListWhatSortingThePositionsUpToEachOneGivesInAnyPiece
       SCOPED_TRACE(std::to_string(n_buckets) + " buckets, " + std::to_string(pieces.size()) +
                    " pieces");
       std::mt19937 gen(5);
-      std::vector<int32_t> buckets(n * heads * rounds);  // [t, h, r]
+      std::vector<int32_t> buckets(heads * rounds * n);  // [h, r, t]
       for (size_t i = 0; i < buckets.size(); ++i)
-        buckets[i] = static_cast<int32_t>(gen() % n_buckets + i % rounds * n_buckets);
+        buckets[i] = static_cast<int32_t>(gen() % n_buckets + i / n % rounds * n_buckets);
       LshGenerationWindows windows(heads, rounds, n_buckets, chunk);
       const int64_t W = windows.window_len();
       ASSERT_EQ(W, rounds * 2 * chunk);
       std::vector<int32_t> listed;
       int64_t done = 0;
       for (int64_t rows : pieces) {
-        std::vector<int32_t> out(rows * heads * W);
-        windows.append(buckets.data() + done * heads * rounds, rows, out.data());
-        listed.insert(listed.end(), out.begin(), out.end());
+        const int32_t* out = windows.append(buckets.data() + done, n, rows);
+        listed.insert(listed.end(), out, out + rows * heads * W);
         done += rows;
       }
       ASSERT_EQ(windows.positions(), n);
@@ -309,7 +308,7 @@ TEST(LshGenerationWindows, ListWhatSortingThePositionsUpToEachOneGivesInAnyPiece
         std::vector<std::vector<int32_t>> bucket_of(rounds);
         for (int64_t t = 0; t < n; ++t) {
           for (int64_t r = 0; r < rounds; ++r)
-            bucket_of[r].push_back(buckets[(t * heads + h) * rounds + r]);
+            bucket_of[r].push_back(buckets[(h * rounds + r) * n + t]);
           const std::vector<int32_t> got(listed.begin() + (t * heads + h) * W,
                                          listed.begin() + (t * heads + h + 1) * W);
           ASSERT_EQ(got, windows_from_scratch(bucket_of, t, chunk))

@@ -288,21 +288,18 @@ void AttentionLayer::forward_cached_lsh(Kit& kit, ParamStore& p, MatrixView xn,
   const int64_t per_row = n_heads_ * n_hashes_;
   int32_t* hashed = kit.ws.ints("layer.cached_buckets", per_row * rows);
   hash(kit, step, qk, hashed);
-  std::vector<int32_t> by_head(static_cast<size_t>(per_row * rows)), buckets(by_head.size());
-  kit.ex.download(by_head.data(), hashed, by_head.size() * sizeof(int32_t));
-  for (int64_t i = 0; i < rows; ++i)  // [heads, rounds, rows] -> [rows, heads, rounds]
-    for (int64_t j = 0; j < per_row; ++j) buckets[i * per_row + j] = by_head[j * rows + i];
+  std::vector<int32_t> buckets(static_cast<size_t>(per_row * rows));  // [heads, rounds, rows]
+  kit.ex.download(buckets.data(), hashed, buckets.size() * sizeof(int32_t));
   // Each position's windows over the positions up to it, then its attention over them, in blocks
   // of rows that keep the listed windows to 16 MiB.
   const int64_t W = layer.lsh.window_len();
   const int64_t block = std::clamp<int64_t>((int64_t{1} << 22) / (n_heads_ * W), 1, rows);
-  std::vector<int32_t> windows(static_cast<size_t>(block * n_heads_ * W));
   int32_t* listed = kit.ws.ints("layer.cached_windows", block * n_heads_ * W);
   float* heads = kit.ws.floats("layer.heads", rows * hd);
   for (int64_t row0 = 0; row0 < rows; row0 += block) {
     const int64_t n = std::min(block, rows - row0);
-    layer.lsh.append(buckets.data() + row0 * per_row, n, windows.data());
-    kit.ex.upload(listed, windows.data(), static_cast<size_t>(n * n_heads_ * W) * sizeof(int32_t));
+    const int32_t* windows = layer.lsh.append(buckets.data() + row0, rows, n);
+    kit.ex.upload(listed, windows, static_cast<size_t>(n * n_heads_ * W) * sizeof(int32_t));
     CachedAttentionParams a;
     a.q = qk + row0 * hd;
     a.k = layer.keys.data();

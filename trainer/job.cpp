@@ -1,6 +1,5 @@
 #include "trainer/job.h"
 
-#include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>

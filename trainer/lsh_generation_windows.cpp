@@ -60,7 +60,8 @@ LshGenerationWindows::LshGenerationWindows(int64_t heads, int64_t rounds, int64_
       rounds_(rounds),
       n_buckets_(n_buckets),
       chunk_(chunk),
-      orders_(heads * rounds, Order(n_buckets)) {
+      orders_(heads * rounds, Order(n_buckets)),
+      slots_(rounds) {
   RF_CHECK(heads >= 1 && rounds >= 1 && n_buckets >= 1 && chunk >= 1);
 }
 
@@ -69,9 +70,9 @@ void LshGenerationWindows::clear() {
   positions_ = 0;
 }
 
-void LshGenerationWindows::append(const int32_t* buckets, int64_t rows, int32_t* windows) {
+const int32_t* LshGenerationWindows::append(const int32_t* buckets, int64_t stride, int64_t rows) {
   const int64_t W = window_len(), c = chunk_;
-  std::vector<int64_t> slot(rounds_);  // t's slot in each round's order
+  listed_.resize(static_cast<size_t>(rows * heads_ * W));
   for (int64_t i = 0; i < rows; ++i) {
     const int32_t t = static_cast<int32_t>(positions_ + i);
     const int64_t n = t + 1;  // positions in each order once t is in
@@ -79,15 +80,15 @@ void LshGenerationWindows::append(const int32_t* buckets, int64_t rows, int32_t*
       Order* orders = &orders_[h * rounds_];
       // Insert t into every round first: a first chunk looks back into the previous round.
       for (int64_t r = 0; r < rounds_; ++r) {
-        const int64_t bucket = buckets[(i * heads_ + h) * rounds_ + r] - r * n_buckets_;
+        const int64_t bucket = buckets[(h * rounds_ + r) * stride + i] - r * n_buckets_;
         RF_CHECK(bucket >= 0 && bucket < n_buckets_, "bucket ", bucket, " of round ", r,
                  " outside [0, ", n_buckets_, ")");
-        slot[r] = orders[r].insert(static_cast<int32_t>(bucket), t);
+        slots_[r] = orders[r].insert(static_cast<int32_t>(bucket), t);
       }
-      int32_t* out = windows + (i * heads_ + h) * W;
+      int32_t* out = listed_.data() + (i * heads_ + h) * W;
       std::fill(out, out + W, -1);
       for (int64_t r = 0; r < rounds_; ++r) {
-        const int64_t k = slot[r] / c;
+        const int64_t k = slots_[r] / c;
         int32_t* w = out + r * 2 * c;
         if (k > 0)
           w = orders[r].copy((k - 1) * c, k * c, w);
@@ -98,6 +99,7 @@ void LshGenerationWindows::append(const int32_t* buckets, int64_t rows, int32_t*
     }
   }
   positions_ += rows;
+  return listed_.data();
 }
 
 }  // namespace rf

@@ -36,9 +36,10 @@ class LshGenerationWindows {
 
   // Forgets every position (a new context).
   void clear();
-  // Appends `rows` positions with buckets [rows, heads, rounds] as lsh_hash numbers them (round
-  // r's from r * n_buckets) and writes their windows to windows [rows, heads, window_len()].
-  void append(const int32_t* buckets, int64_t rows, int32_t* windows);
+  // Appends `rows` positions whose buckets are buckets[(h * rounds + r) * stride + i], i < rows
+  // (lsh_hash's layout [heads, rounds, stride] and numbering, round r's from r * n_buckets).
+  // Returns their windows [rows, heads, window_len()], valid until the next call.
+  const int32_t* append(const int32_t* buckets, int64_t stride, int64_t rows);
 
  private:
   // The positions so far of one (head, round), sorted by (bucket, position).
@@ -60,7 +61,9 @@ class LshGenerationWindows {
   };
 
   int64_t heads_ = 0, rounds_ = 0, n_buckets_ = 0, chunk_ = 0, positions_ = 0;
-  std::vector<Order> orders_;  // [heads, rounds]
+  std::vector<Order> orders_;    // [heads, rounds]
+  std::vector<int64_t> slots_;   // append(): the new position's slot in each round
+  std::vector<int32_t> listed_;  // append(): the windows it returns
 };
 
 }  // namespace rf
