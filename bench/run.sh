@@ -10,7 +10,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${RF_BUILD_DIR:-$root/build}"
-out="$root/bench/results"
+# RF_BENCH_RESULTS: another folder for the results (e.g. one per machine), which
+# `RF_BENCH_RESULTS=... python3 bench/summarize.py` then reads.
+out="${RF_BENCH_RESULTS:-$root/bench/results}"
 mkdir -p "$out"
 # RF_BENCH: the step_bench command (a GPU bundle runs it through its loader, launch/gpu-bundle.sh).
 read -r -a bench <<< "${RF_BENCH:-$build/bench/step_bench}"
@@ -26,16 +28,26 @@ step() {  # step <suite> <steps> <overrides...>; on the CPU it also times the at
 }
 axial() { echo "model.axial_shape=[$(( $1 / 64 )),64]"; }
 
+# bf16 on the CPU needs AVX512-BF16 or AMX (the trainer refuses it otherwise, naming the CPU's
+# instruction set); on other CPUs the throughput suite compares fp32 only.
+precisions=(fp32)
+if grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then
+  precisions+=(bf16)
+else
+  echo "note: this CPU has neither AVX512-BF16 nor AMX-BF16: the throughput suite runs fp32 only" >&2
+fi
+
 suite="${1:-all}"
 if [[ "$suite" == throughput || "$suite" == all ]]; then
   rm -f "$out/throughput.jsonl"
   for L in 4096 65536; do
     steps=4; [ "$L" -gt 16384 ] && steps=2
-    for rep in 1 2 3; do  # alternate ours and the reference so drift hits both
-      step throughput "$steps" "train.seq_len=$L" "$(axial $L)"
-      step throughput "$steps" "train.seq_len=$L" "$(axial $L)" runtime.precision=bf16
+    for _ in 1 2 3; do  # alternate ours and the reference so drift hits both
+      for precision in "${precisions[@]}"; do
+        step throughput "$steps" "train.seq_len=$L" "$(axial $L)" "runtime.precision=$precision"
+      done
       if "$py" -c "import reformer_pytorch" 2>/dev/null; then
-        for precision in fp32 bf16; do  # bf16: under autocast
+        for precision in "${precisions[@]}"; do  # bf16: under autocast
           "$py" "$root/bench/reference_pytorch.py" --seq-len "$L" --steps "$steps" \
             --precision "$precision" | tee -a "$out/throughput.jsonl"
         done

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Prints the benchmark tables (Markdown) from bench/results/*.jsonl written by bench/run.sh."""
+"""Prints the benchmark tables (Markdown) from bench/results/*.jsonl written by bench/run.sh
+(or from the folder RF_BENCH_RESULTS names, as run.sh writes it)."""
 import json
+import os
 import pathlib
 import statistics
 import sys
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+RESULTS = pathlib.Path(os.environ.get("RF_BENCH_RESULTS")
+                       or pathlib.Path(__file__).resolve().parent / "results")
 
 
 def load(suite):
