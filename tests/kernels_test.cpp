@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <random>
 
@@ -113,6 +114,44 @@ TEST_P(GemmDescTest, MatchesNaiveColumnMajorReference) {
 INSTANTIATE_TEST_SUITE_P(AllTransposesAndBatches, GemmDescTest,
                          ::testing::Combine(::testing::Bool(), ::testing::Bool(),
                                             ::testing::Values(1, 3)));
+
+// A product with one column or one row of C runs as OpenBLAS's matrix-vector product on the CPU
+// (a decode step's single row): every transpose, strided vectors (padded leading dimensions),
+// alpha of either sign, and beta = 0 over a C full of NaN, which must not leak through.
+TEST(GemmDesc, VectorShapedProductsMatchTheReference) {
+  int checked = 0;
+  uint32_t seed = 40;
+  for (const auto& [m, n, k] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+           {7, 1, 9}, {1, 5, 9}, {1, 1, 9}, {130, 1, 70}, {1, 130, 70}})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (const auto& [alpha, beta] :
+             std::vector<std::pair<float, float>>{{1.0f, 0.0f}, {-1.0f, 1.0f}, {0.75f, 0.5f}}) {
+          const GemmDesc d = test::padded_gemm_desc(ta, tb, m, n, k, 1, alpha, beta);
+          ASSERT_EQ(gemm_desc_problem(d), "");
+          const auto a = test::random_vector(d.stride_a, ++seed);
+          const auto b = test::random_vector(d.stride_b, ++seed);
+          auto c0 = test::random_vector(d.stride_c, ++seed);
+          auto expected = reference_gemm(d, a, b, c0);
+          if (beta == 0.0f) {
+            std::fill(c0.begin(), c0.end(), std::numeric_limits<float>::quiet_NaN());
+            expected = reference_gemm(d, a, b, std::vector<float>(c0.size(), 0.0f));
+          }
+          auto da = test::to_device(a), db = test::to_device(b), dc = test::to_device(c0);
+          cpu().gemm(d, da.data(), db.data(), dc.data());
+          const auto got = dc.download();
+          // Only C's own elements: the padding between its columns is neither read nor written.
+          for (int64_t col = 0; col < n; ++col)
+            for (int64_t row = 0; row < m; ++row) {
+              const int64_t e = col * d.ldc + row;
+              ASSERT_NEAR(got[e], expected[e], 1e-4f)
+                  << m << "x" << n << "x" << k << " ta " << ta << " tb " << tb << " alpha " << alpha
+                  << " beta " << beta << " at (" << row << ", " << col << ")";
+            }
+          ++checked;
+        }
+  EXPECT_EQ(checked, 5 * 4 * 3);
+}
 
 TEST(GemmDesc, RowMajorMappingComputesRowMajorProduct) {
   // C[M, N] = A^T B with A stored [K, M] and B [K, N], row-major, batched with strides.

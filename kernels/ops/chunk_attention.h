@@ -60,9 +60,11 @@ struct ChunkLayout {
 };
 
 // The factor that makes a shared-QK key unit length (times trax's eps), from the query row.
+RF_HD float key_norm_scale_from_squares(float squares, int64_t d) {
+  return 1.0f / sqrtf(squares + static_cast<float>(d) * kKeyNormEps);
+}
 RF_HD float key_norm_scale(const float* kr, int64_t d) {
-  const float s = row_sum(d, [kr](int64_t c) { return kr[c] * kr[c]; });
-  return 1.0f / sqrtf(s + static_cast<float>(d) * kKeyNormEps);
+  return key_norm_scale_from_squares(row_sum(d, [kr](int64_t c) { return kr[c] * kr[c]; }), d);
 }
 
 // What is subtracted from the score of a query at position qp and a key at kp.

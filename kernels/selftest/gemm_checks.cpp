@@ -86,8 +86,8 @@ void check_gemm_ops(Checker& checker, const SweepOptions& options) {
   uint32_t seed = 1000;
   const std::vector<std::vector<int64_t>> sizes =
       options.quick ? std::vector<std::vector<int64_t>>{{33, 17, 29}}
-                    : std::vector<std::vector<int64_t>>{
-                          {1, 1, 1}, {1, 7, 3}, {33, 17, 29}, {64, 64, 64}, {129, 65, 131}};
+                    : std::vector<std::vector<int64_t>>{{1, 1, 1},    {1, 7, 3},    {9, 1, 5},
+                                                        {33, 17, 29}, {64, 64, 64}, {129, 65, 131}};
   for (const auto& mnk : sizes)
     for (bool ta : {false, true})
       for (bool tb : {false, true})
