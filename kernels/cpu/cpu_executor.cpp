@@ -180,19 +180,19 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
   // output is one dot product, so the bits depend on the shape only, as in the blocks below.
   static void matrix_vector(const GemmDesc& d, int64_t m, int64_t n, const float* a, const float* b,
                             float* c) {
-    const auto i = [](int64_t v) { return static_cast<int>(v); };
+    const auto as_int = [](int64_t v) { return static_cast<int>(v); };
     // (beta = 0 must ignore what C held, NaN included, whatever sgemv's scaling does with it.)
     if (d.beta == 0.0f) {
       for (int64_t e = 0; e < std::max(m, n); ++e) c[n == 1 ? e : e * d.ldc] = 0.0f;
     }
     if (n == 1) {  // C [m] = op(A) [m, k] x, x = op(B)'s column
-      cblas_sgemv(CblasColMajor, cblas_trans(d.trans_a), i(d.trans_a ? d.k : m),
-                  i(d.trans_a ? m : d.k), d.alpha, a, i(d.lda), b, i(d.trans_b ? d.ldb : 1), d.beta,
-                  c, 1);
+      cblas_sgemv(CblasColMajor, cblas_trans(d.trans_a), as_int(d.trans_a ? d.k : m),
+                  as_int(d.trans_a ? m : d.k), d.alpha, a, as_int(d.lda), b,
+                  as_int(d.trans_b ? d.ldb : 1), d.beta, c, 1);
     } else {  // C's row [n] = op(B)^T x, x = op(A)'s row
-      cblas_sgemv(CblasColMajor, cblas_trans(!d.trans_b), i(d.trans_b ? n : d.k),
-                  i(d.trans_b ? d.k : n), d.alpha, b, i(d.ldb), a, i(d.trans_a ? 1 : d.lda), d.beta,
-                  c, i(d.ldc));
+      cblas_sgemv(CblasColMajor, cblas_trans(!d.trans_b), as_int(d.trans_b ? n : d.k),
+                  as_int(d.trans_b ? d.k : n), d.alpha, b, as_int(d.ldb), a,
+                  as_int(d.trans_a ? 1 : d.lda), d.beta, c, as_int(d.ldc));
     }
   }
 
@@ -222,7 +222,7 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
         cb += first;
         m = count;
       }
-      if (n == 1 || m == 1) {
+      if ((n == 1 || m == 1) && d.k > 0) {  // (sgemv returns at once on a zero depth, unscaled)
         matrix_vector(d, m, n, ab, bb, cb);
         return;
       }
