@@ -161,6 +161,16 @@ TEST(CommandLine, TrainEvalGenerateEndToEnd) {
   const Result cached = run("generate --checkpoint " + out + " --tokens 5 --lsh-cache");
   ASSERT_EQ(cached.exit_code, 0) << cached.out;
   EXPECT_NE(cached.out.find("key/value cache (--lsh-cache"), std::string::npos) << cached.out;
+  // Without LSH layers --lsh-cache changes nothing, and the line does not claim it did.
+  const std::string local = dir + "/local";
+  ASSERT_EQ(run("train --config " + cfg + " --no-report --set model.attention=[local] " +
+                "--set train.out_dir=" + local)
+                .exit_code,
+            0);
+  const Result plain = run("generate --checkpoint " + local + " --tokens 5 --lsh-cache");
+  ASSERT_EQ(plain.exit_code, 0) << plain.out;
+  EXPECT_NE(plain.out.find("key/value cache"), std::string::npos) << plain.out;
+  EXPECT_EQ(plain.out.find("--lsh-cache:"), std::string::npos) << plain.out;
 }
 
 // A requeued job whose checkpoints are all damaged stops instead of training from step 0;

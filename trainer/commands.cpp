@@ -272,7 +272,10 @@ int command_generate(const Arguments& a) {
     for (size_t i = 0; i < out.size(); ++i) std::cout << (i ? " " : "") << out[i];
     std::cout << std::endl;
   }
-  // How it ran, on stderr so that the sample alone is on stdout.
+  // How it ran, on stderr so that the sample alone is on stdout (--lsh-cache is named only where
+  // it changed something: a model with LSH layers).
+  const bool has_lsh_layers = std::find(cfg.model.attention.begin(), cfg.model.attention.end(),
+                                        AttentionKind::kLsh) != cfg.model.attention.end();
   // (The first token's time is the prompt's pass; the rate is the tokens after it.)
   const double after_prompt = stats.seconds - stats.prompt_seconds;
   std::fprintf(stderr,
@@ -280,10 +283,10 @@ int command_generate(const Arguments& a) {
                "%.1f tokens/s), %s\n",
                static_cast<long long>(a.tokens), stats.seconds, stats.prompt_seconds, prompt.size(),
                after_prompt > 0 ? static_cast<double>(a.tokens - 1) / after_prompt : 0.0,
-               stats.cached
-                   ? (a.lsh_cache ? "key/value cache (--lsh-cache: LSH windows fixed as each "
-                                    "token arrives, approximate past lsh.bucket_size tokens)"
-                                  : "key/value cache")
+               stats.cached ? (a.lsh_cache && has_lsh_layers
+                                   ? "key/value cache (--lsh-cache: LSH windows fixed as each "
+                                     "token arrives, approximate past lsh.bucket_size tokens)"
+                                   : "key/value cache")
                : a.no_cache ? "no cache (--no-cache): the window re-run per token"
                             : "no cache (LSH layers; --lsh-cache caches them approximately): the "
                               "window re-run per token");
