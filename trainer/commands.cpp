@@ -274,8 +274,7 @@ int command_generate(const Arguments& a) {
   }
   // How it ran, on stderr so that the sample alone is on stdout (--lsh-cache is named only where
   // it changed something: a model with LSH layers).
-  const bool has_lsh_layers = std::find(cfg.model.attention.begin(), cfg.model.attention.end(),
-                                        AttentionKind::kLsh) != cfg.model.attention.end();
+  const bool has_lsh_layers = cfg.any_layer_uses(AttentionKind::kLsh);
   // (The first token's time is the prompt's pass; the rate is the tokens after it.)
   const double after_prompt = stats.seconds - stats.prompt_seconds;
   std::fprintf(stderr,

@@ -132,6 +132,12 @@ struct Config {
   AttentionKind attention_of_layer(int64_t layer) const {
     return model.attention[static_cast<size_t>(layer) % model.attention.size()];
   }
+  // Whether some layer of the model has attention of this kind.
+  bool any_layer_uses(AttentionKind kind) const {
+    for (int64_t layer = 0; layer < model.n_layers; ++layer)
+      if (attention_of_layer(layer) == kind) return true;
+    return false;
+  }
   // The LSH bucket factors actually used (n_buckets resolved from auto and factorised).
   std::vector<int64_t> bucket_factors() const;
   std::vector<int64_t> axial_dims() const;

@@ -10,13 +10,6 @@
 namespace rf {
 namespace {
 
-bool any_layer_uses(const Config& config, AttentionKind kind) {
-  for (int64_t layer = 0; layer < config.model.n_layers; ++layer) {
-    if (config.attention_of_layer(layer) == kind) return true;
-  }
-  return false;
-}
-
 std::string list_text(const std::vector<int64_t>& values) {
   std::string text;
   for (const int64_t v : values) text += (text.empty() ? "" : ", ") + std::to_string(v);
@@ -147,7 +140,7 @@ void check_index_ranges(const Config& c, const std::string& path) {
 // Relative positions need the original order of dense and local attention: LSH's sorted slots put
 // no fixed distance between a query and its keys. (Said so rather than silently ignored.)
 void check_relative(const Config& c, const std::string& path) {
-  if (any_layer_uses(c, AttentionKind::kLsh))
+  if (c.any_layer_uses(AttentionKind::kLsh))
     fail(path, ": model.position = relative needs dense or local attention, but model.attention ",
          "has lsh layers (LSH sorts positions by bucket: use axial or learned positions there)");
   if (c.model.d_model % 2 != 0)
@@ -159,14 +152,14 @@ void check_relative(const Config& c, const std::string& path) {
 // have no place for them (hashing the memory with the segment is not implemented), and positions
 // that restart at every segment would make the memory's positions collide with the segment's.
 void check_memory(const Config& c, const std::string& path) {
-  if (any_layer_uses(c, AttentionKind::kLsh))
+  if (c.any_layer_uses(AttentionKind::kLsh))
     fail(path, ": model.memory_len = ", c.model.memory_len, " needs dense or local attention, but ",
          "model.attention has lsh layers (LSH attention takes no memory)");
   if (c.model.position != PositionMode::kRelative && c.model.position != PositionMode::kNone)
     fail(path, ": model.memory_len = ", c.model.memory_len, " needs model.position relative (or ",
          "none); ", c.model.position == PositionMode::kAxial ? "axial" : "learned",
          " positions restart at every segment");
-  if (any_layer_uses(c, AttentionKind::kLocal) && c.model.memory_len % c.lsh.local_chunk != 0)
+  if (c.any_layer_uses(AttentionKind::kLocal) && c.model.memory_len % c.lsh.local_chunk != 0)
     fail(path, ": model.memory_len = ", c.model.memory_len,
          " must be a multiple of lsh.local_chunk = ", c.lsh.local_chunk,
          " (local layers see the memory in whole chunks)");
@@ -200,8 +193,8 @@ void check_runtime(const Config& c, const std::string& path) {
 }  // namespace
 
 void check_cross_field_rules(const Config& config, const std::string& path) {
-  if (any_layer_uses(config, AttentionKind::kLsh)) check_lsh(config, path);
-  if (any_layer_uses(config, AttentionKind::kLocal)) check_local(config, path);
+  if (config.any_layer_uses(AttentionKind::kLsh)) check_lsh(config, path);
+  if (config.any_layer_uses(AttentionKind::kLocal)) check_local(config, path);
   if (config.model.position == PositionMode::kAxial) check_axial(config, path);
   if (config.model.position == PositionMode::kRelative) check_relative(config, path);
   if (config.model.memory_len > 0) check_memory(config, path);

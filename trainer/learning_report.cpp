@@ -12,11 +12,6 @@
 namespace rf {
 namespace {
 
-bool has_lsh_layer(const Config& cfg) {
-  return std::find(cfg.model.attention.begin(), cfg.model.attention.end(), AttentionKind::kLsh) !=
-         cfg.model.attention.end();
-}
-
 std::string percent(double fraction) {
   char buf[16];
   std::snprintf(buf, sizeof(buf), "%.1f%%", 100.0 * fraction);
@@ -33,7 +28,7 @@ void report_duplication(ReformerModel& model, const WindowSource& val, int64_t t
   const Config& cfg = model.config();
   const int64_t T = cfg.train.seq_len;
   std::vector<int64_t> hashes = {cfg.lsh.n_hashes};
-  if (has_lsh_layer(cfg)) hashes = {1, 2, 4, 8};
+  if (cfg.any_layer_uses(AttentionKind::kLsh)) hashes = {1, 2, 4, 8};
   const ReportPlan plan =
       plan_report(available_windows(val, std::max<int64_t>(64, cfg.train.batch_size)),
                   static_cast<int64_t>(hashes.size()), T, trained_tokens);
@@ -45,7 +40,8 @@ void report_duplication(ReformerModel& model, const WindowSource& val, int64_t t
   for (int64_t h : hashes) {
     const EvalResult r = duplication_copy_accuracy(model, val, windows, h);
     out << "  copy accuracy " << percent(r.accuracy);
-    if (has_lsh_layer(cfg)) out << " with " << h << " evaluation hash" << (h > 1 ? "es" : "");
+    if (cfg.any_layer_uses(AttentionKind::kLsh))
+      out << " with " << h << " evaluation hash" << (h > 1 ? "es" : "");
     out << " (" << r.tokens << " tokens, loss " << r.loss << " nats)\n";
   }
   // One example: the first symbols of w and what the model predicts for its copy.
