@@ -153,6 +153,40 @@ TEST(GemmDesc, VectorShapedProductsMatchTheReference) {
   EXPECT_EQ(checked, 5 * 4 * 3);
 }
 
+// Products large enough for the CPU to cut into blocks of the output (strips of 64 of the longer
+// side), with short last blocks: a last strip of one column or one row runs as a matrix-vector
+// product at an offset into C. Every transpose, beta = 0 over NaN and beta != 0.
+TEST(GemmDesc, ProductsCutIntoBlocksMatchTheReference) {
+  int checked = 0;
+  uint32_t seed = 90;
+  for (const auto& [m, n, k] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+           {65, 200, 3}, {300, 330, 20}, {200, 65, 5}, {70, 129, 3}, {129, 70, 3}})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (const float beta : {0.0f, 0.5f}) {
+          const GemmDesc d = test::padded_gemm_desc(ta, tb, m, n, k, 1, 0.75f, beta);
+          const auto a = test::random_vector(d.stride_a, ++seed);
+          const auto b = test::random_vector(d.stride_b, ++seed);
+          auto c0 = test::random_vector(d.stride_c, ++seed);
+          const auto expected = reference_gemm(d, a, b, c0);
+          if (beta == 0.0f)
+            std::fill(c0.begin(), c0.end(), std::numeric_limits<float>::quiet_NaN());
+          auto da = test::to_device(a), db = test::to_device(b), dc = test::to_device(c0);
+          cpu().gemm(d, da.data(), db.data(), dc.data());
+          const auto got = dc.download();
+          float worst = 0.0f;
+          for (int64_t col = 0; col < n; ++col)
+            for (int64_t row = 0; row < m; ++row) {
+              const int64_t e = col * d.ldc + row;
+              worst = std::max(worst, std::isnan(got[e]) ? 1e30f : std::abs(got[e] - expected[e]));
+            }
+          EXPECT_LT(worst, 1e-4f) << m << "x" << n << "x" << k << " ta " << ta << " tb " << tb
+                                  << " beta " << beta;
+          ++checked;
+        }
+  EXPECT_EQ(checked, 5 * 4 * 2);
+}
+
 TEST(GemmDesc, RowMajorMappingComputesRowMajorProduct) {
   // C[M, N] = A^T B with A stored [K, M] and B [K, N], row-major, batched with strides.
   const int64_t M = 6, N = 4, K = 5, batch = 2;

@@ -32,6 +32,14 @@ inline void copy_row(const float* in, int64_t n, float* out) {
   for (; x < n; ++x) out[x] = in[x];
 }
 
+// Asks for the cache lines of a row of n floats ahead of its use. A tile's rows come from the
+// positions the LSH permutation scattered over the sequence, which no hardware prefetcher predicts.
+inline void prefetch_row(const float* row, int64_t n) {
+  for (int64_t x = 0; x < n; x += 64 / static_cast<int64_t>(sizeof(float)))
+    __builtin_prefetch(row + x);
+}
+constexpr int64_t kPrefetchAhead = 8;  // rows (4 and 16 measured the same)
+
 // A run of consecutive slots of one chunk, and where they sit in the window that sees them.
 struct SlotTile {
   int64_t first = 0, count = 0;  // slots first .. first + count - 1 of the segment
@@ -48,6 +56,8 @@ class TileGather {
   // out [count, dp]: the query rows of the tile (or, per_slot set, rows of a per-slot array).
   void query_rows(const SlotTile& tile, float* out, const float* per_slot = nullptr) const {
     for (int64_t r = 0; r < tile.count; ++r) {
+      if (r + kPrefetchAhead < tile.count)
+        prefetch_row(row(tile, r + kPrefetchAhead, per_slot), p_.d);
       const float* in = row(tile, r, per_slot);
       copy_row(in, p_.d, out + r * dp_);
       std::fill(out + r * dp_ + p_.d, out + (r + 1) * dp_, 0.0f);
@@ -60,9 +70,13 @@ class TileGather {
                      const float* per_slot = nullptr) const {
     std::fill(out, out + dp_ * cols, 0.0f);
     const float* rows[kTile];
-    for (int64_t r = 0; r < tile.count; ++r) rows[r] = row(tile, r, per_slot);
+    for (int64_t r = 0; r < tile.count; ++r) {
+      rows[r] = row(tile, r, per_slot);
+      if (r < 16) prefetch_row(rows[r], p_.d);
+    }
     for (int64_t r0 = 0; r0 < tile.count; r0 += 16) {
       const int64_t r1 = std::min(r0 + 16, tile.count);
+      for (int64_t r = r1; r < std::min(r1 + 16, tile.count); ++r) prefetch_row(rows[r], p_.d);
       for (int64_t x0 = 0; x0 < p_.d; x0 += 16) {
         const int64_t x1 = std::min(x0 + 16, p_.d);
         if (r1 - r0 == 16 && x1 - x0 == 16) {
@@ -77,6 +91,11 @@ class TileGather {
   // Scaled key rows and value rows [count, dp] of a key tile, and their positions.
   void key_value_rows(const SlotTile& tile, float* k, float* v, int32_t* kpos) const {
     for (int64_t r = 0; r < tile.count; ++r) {
+      if (r + kPrefetchAhead < tile.count) {
+        const int64_t ahead = p_.position(s_, tile.first + r + kPrefetchAhead);
+        prefetch_row(p_.key_row(s_, ahead), p_.d);
+        prefetch_row(p_.value_row(s_, ahead), p_.d);
+      }
       const int64_t t = p_.position(s_, tile.first + r);
       const float* kr = p_.key_row(s_, t);
       const float* vr = p_.value_row(s_, t);
