@@ -56,8 +56,6 @@ class TileGather {
   // out [count, dp]: the query rows of the tile (or, per_slot set, rows of a per-slot array).
   void query_rows(const SlotTile& tile, float* out, const float* per_slot = nullptr) const {
     for (int64_t r = 0; r < tile.count; ++r) {
-      if (r + kPrefetchAhead < tile.count)
-        prefetch_row(row(tile, r + kPrefetchAhead, per_slot), p_.d);
       const float* in = row(tile, r, per_slot);
       copy_row(in, p_.d, out + r * dp_);
       std::fill(out + r * dp_ + p_.d, out + (r + 1) * dp_, 0.0f);
@@ -72,11 +70,12 @@ class TileGather {
     const float* rows[kTile];
     for (int64_t r = 0; r < tile.count; ++r) {
       rows[r] = row(tile, r, per_slot);
-      if (r < 16) prefetch_row(rows[r], p_.d);
+      if (r < 16 && !per_slot) prefetch_row(rows[r], p_.d);
     }
     for (int64_t r0 = 0; r0 < tile.count; r0 += 16) {
       const int64_t r1 = std::min(r0 + 16, tile.count);
-      for (int64_t r = r1; r < std::min(r1 + 16, tile.count); ++r) prefetch_row(rows[r], p_.d);
+      if (!per_slot)  // (per-slot arrays are read in order: the hardware prefetches them)
+        for (int64_t r = r1; r < std::min(r1 + 16, tile.count); ++r) prefetch_row(rows[r], p_.d);
       for (int64_t x0 = 0; x0 < p_.d; x0 += 16) {
         const int64_t x1 = std::min(x0 + 16, p_.d);
         if (r1 - r0 == 16 && x1 - x0 == 16) {

@@ -1,0 +1,173 @@
+// Times the fused chunk-attention passes alone (forward, and the gradient pass with its look-back)
+// on one executor, for LSH-like slot orders: each round gives every position a random bucket and
+// sorts by (bucket, position), as the LSH layer's bucket sort does. Shared-QK keys with the self
+// mask, like the reference model's LSH layers. Prints one JSON line: medians of the repetitions,
+// and GFLOP/s counted as trainer/flop_count.cpp counts attention (4 * window * d per query slot for
+// the forward; the gradient pass counted at twice that).
+//   attention_bench [--seq-len 4096] [--heads 4] [--d-head 64] [--rounds 2] [--chunk 64]
+//                   [--reps 21] [--threads 0] [--device cpu|cuda]
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <numeric>
+#include <random>
+#include <utility>
+#include <vector>
+
+#include "base/error.h"
+#include "kernels/executor.h"
+
+namespace rf {
+namespace {
+
+struct Shape {
+  int64_t seq_len = 4096, heads = 4, d_head = 64, rounds = 2, chunk = 64;
+};
+
+// Device copies of host vectors, released when it goes out of scope.
+class DeviceCopies {
+ public:
+  explicit DeviceCopies(Executor& ex) : ex_(ex) {}
+  DeviceCopies(const DeviceCopies&) = delete;
+  DeviceCopies& operator=(const DeviceCopies&) = delete;
+  ~DeviceCopies() {
+    for (const auto& [p, bytes] : held_) ex_.release(p, bytes);
+  }
+  template <class T>
+  T* of(const std::vector<T>& host) {
+    const size_t bytes = host.size() * sizeof(T);
+    T* p = static_cast<T*>(ex_.allocate(bytes));
+    held_.emplace_back(p, bytes);
+    ex_.upload(p, host.data(), bytes);
+    return p;
+  }
+
+ private:
+  Executor& ex_;
+  std::vector<std::pair<void*, size_t>> held_;
+};
+
+// slot -> r * seq_len + t for each segment: per round, random buckets sorted by (bucket, t).
+std::vector<int32_t> lsh_like_order(const Shape& s, int64_t segments, std::mt19937& gen) {
+  const int64_t n_slots = s.rounds * s.seq_len, buckets = std::max<int64_t>(1, s.seq_len / s.chunk);
+  std::uniform_int_distribution<int64_t> bucket_of(0, buckets - 1);
+  std::vector<int32_t> perm(static_cast<size_t>(segments * n_slots));
+  std::vector<int64_t> bucket(static_cast<size_t>(s.seq_len));
+  std::vector<int32_t> order(static_cast<size_t>(s.seq_len));
+  for (int64_t seg = 0; seg < segments; ++seg)
+    for (int64_t r = 0; r < s.rounds; ++r) {
+      for (auto& b : bucket) b = bucket_of(gen);
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int32_t x, int32_t y) { return bucket[x] < bucket[y]; });
+      for (int64_t t = 0; t < s.seq_len; ++t)
+        perm[seg * n_slots + r * s.seq_len + t] = static_cast<int32_t>(r * s.seq_len + order[t]);
+    }
+  return perm;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+int run(const Shape& s, int reps, int threads, Device device) {
+  if (s.seq_len <= 0 || s.heads <= 0 || s.d_head <= 0 || s.rounds <= 0 || s.chunk <= 0)
+    fail("attention_bench: every size must be positive");
+  if (s.seq_len % s.chunk != 0)
+    fail("attention_bench: --chunk ", s.chunk, " must divide --seq-len ", s.seq_len);
+  if (reps < 1) fail("attention_bench: --reps must be at least 1");
+  ExecutorOptions options;
+  options.device = device;
+  options.threads = threads;
+  std::unique_ptr<Executor> ex = make_executor(options);
+  DeviceCopies copies(*ex);
+  const int64_t segments = s.heads, n_slots = s.rounds * s.seq_len, d = s.d_head;
+  const int64_t ld = s.heads * d, per_slot = segments * n_slots;
+  std::mt19937 gen(7);
+  std::normal_distribution<float> normal;
+  auto random_floats = [&](int64_t n) {
+    std::vector<float> v(static_cast<size_t>(n));
+    for (float& x : v) x = normal(gen);
+    return v;
+  };
+  ChunkAttentionParams p;
+  p.q = copies.of(random_floats(s.seq_len * ld));
+  p.v = copies.of(random_floats(s.seq_len * ld));
+  p.ld = ld;
+  p.perm = copies.of(lsh_like_order(s, segments, gen));
+  p.key_scales = copies.of(
+      std::vector<float>(static_cast<size_t>(segments * s.seq_len), 1.0f / static_cast<float>(d)));
+  p.heads = s.heads;
+  p.d = d;
+  p.segments = segments;
+  p.layout.seq_len = s.seq_len;
+  p.layout.n_slots = n_slots;
+  p.layout.chunk = s.chunk;
+  p.layout.lookback = 1;
+  p.self_mask = true;
+  auto per_slot_array = [&](int64_t width) {
+    return copies.of(std::vector<float>(static_cast<size_t>(per_slot * width), 0.0f));
+  };
+  p.o = per_slot_array(d);
+  p.row_max = per_slot_array(1);
+  p.row_log_sum = per_slot_array(1);
+  p.delta = copies.of(random_floats(per_slot));
+  p.dlse = per_slot_array(1);
+  p.dq = per_slot_array(d);
+  p.dk = per_slot_array(d);
+  p.dv = per_slot_array(d);
+  const double forward_flop = 4.0 * static_cast<double>(per_slot) *
+                              static_cast<double>(2 * s.chunk) * static_cast<double>(d);
+  std::vector<double> forward_s, gradients_s;
+  auto time_pass = [&](ChunkAttentionPass pass) {
+    ex->synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    ex->chunk_attention(pass, p);
+    ex->synchronize();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  time_pass(ChunkAttentionPass::kForward);  // (warm-up: scratch, caches)
+  time_pass(ChunkAttentionPass::kGradients);
+  for (int i = 0; i < reps; ++i) {
+    forward_s.push_back(time_pass(ChunkAttentionPass::kForward));
+    gradients_s.push_back(time_pass(ChunkAttentionPass::kGradients));
+  }
+  const double f = median(forward_s), g = median(gradients_s);
+  std::printf(
+      "{\"seq_len\": %lld, \"heads\": %lld, \"d_head\": %lld, \"rounds\": %lld, \"chunk\": %lld, "
+      "\"reps\": %d, \"forward_ms\": %.3f, \"gradients_ms\": %.3f, \"forward_gflops\": %.1f, "
+      "\"gradients_gflops\": %.1f, \"executor\": \"%s\"}\n",
+      static_cast<long long>(s.seq_len), static_cast<long long>(s.heads),
+      static_cast<long long>(s.d_head), static_cast<long long>(s.rounds),
+      static_cast<long long>(s.chunk), reps, f * 1e3, g * 1e3, forward_flop / f * 1e-9,
+      2.0 * forward_flop / g * 1e-9, ex->describe().c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace rf
+
+int main(int argc, char** argv) {
+  CLI::App app{"times the fused chunk-attention passes (forward, gradients) on LSH-like orders"};
+  rf::Shape shape;
+  int reps = 21, threads = 0;
+  std::string device = "cpu";
+  app.add_option("--seq-len", shape.seq_len, "positions per sequence");
+  app.add_option("--heads", shape.heads, "heads (one sequence)");
+  app.add_option("--d-head", shape.d_head, "width of a head");
+  app.add_option("--rounds", shape.rounds, "hash rounds");
+  app.add_option("--chunk", shape.chunk, "slots per chunk (the bucket size)");
+  app.add_option("--reps", reps, "timed repetitions of each pass (medians)");
+  app.add_option("--threads", threads, "CPU threads (0: all cores available)");
+  app.add_option("--device", device, "executor")->check(CLI::IsMember({"cpu", "cuda"}));
+  CLI11_PARSE(app, argc, argv);
+  try {
+    return rf::run(shape, reps, threads, device == "cuda" ? rf::Device::kCuda : rf::Device::kCpu);
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+}
