@@ -33,7 +33,8 @@ inline void copy_row(const float* in, int64_t n, float* out) {
 }
 
 // Asks for the cache lines of a row of n floats ahead of its use. A tile's rows come from the
-// positions the LSH permutation scattered over the sequence, which no hardware prefetcher predicts.
+// positions the LSH permutation scattered over the sequence, a pattern the hardware prefetchers do
+// not follow.
 inline void prefetch_row(const float* row, int64_t n) {
   for (int64_t x = 0; x < n; x += 64 / static_cast<int64_t>(sizeof(float)))
     __builtin_prefetch(row + x);
