@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Packs a CUDA build of the trainer, with the shared libraries it needs that a GPU machine may not
 # have, into one folder and one archive (DIR.tar.xz, about 25 MB) to carry to a GPU machine without
-# package access; unpack it there and run its `check.sh`. The folder holds bin/ (reformer, step_bench, allreduce_bench, gpu_test, selftest_test),
+# package access; unpack it there and run its `check.sh`. The folder holds bin/ (reformer,
+# step_bench, allreduce_bench, attention_bench, gpu_test, selftest_test),
 # lib/ (OpenBLAS, oneDNN, HDF5, Open MPI, yaml-cpp, GoogleTest and their dependencies, and the
 # C and C++ runtimes with their loader, so an older glibc on the target does not matter), the
 # configs and the bench scripts. The CUDA libraries (cudart, cuBLAS, NCCL) are far larger than
@@ -41,7 +42,7 @@ RF_BUILD_DIR="$build" "$root/launch/build.sh" -DRF_CUDA=ON -DRF_MARCH=x86-64-v3 
 rm -rf "$out.tmp"
 mkdir -p "$out.tmp/bin" "$out.tmp/lib"
 binaries=("$build/reformer" "$build/bench/step_bench" "$build/bench/allreduce_bench"
-          "$build/tests/gpu_test" "$build/tests/selftest_test")
+          "$build/bench/attention_bench" "$build/tests/gpu_test" "$build/tests/selftest_test")
 for b in "${binaries[@]}"; do
   [ -x "$b" ] || { echo "gpu-bundle: $b was not built" >&2; exit 1; }
   cp "$b" "$out.tmp/bin/"
@@ -92,7 +93,8 @@ EOF
 cat > "$out.tmp/check.sh" <<'EOF'
 #!/usr/bin/env bash
 # On a GPU machine: every kernel op against the CPU reference, the GPU tests, each launch's time
-# in a 16K-token step, a Transformer-XL step with and without its memory, then throughput.
+# in a 16K-token step, the fused attention passes alone, a Transformer-XL step with and without
+# its memory, then throughput.
 # Writes its output to results/ beside this script.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -114,6 +116,13 @@ for precision in fp32 bf16; do
     --set "model.axial_shape=[128,128]" --set runtime.device=cuda \
     --set "runtime.precision=$precision" --steps 3 --profile-ops 2>&1 |
     tee "results/launch-times-16k-$precision.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+done
+# The fused attention passes alone (the reference model's LSH layer, LSH-like slot orders).
+for tokens in 4096 65536; do
+  echo "== attention_bench, $tokens tokens ($SECONDS s so far)"
+  ./run.sh attention_bench --device cuda --seq-len "$tokens" 2>&1 |
+    tee "results/attention-bench-$tokens.txt"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 done
 # Transformer-XL's base (segments of 512, memory 512): a step with the memory and without it.
