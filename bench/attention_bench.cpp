@@ -76,6 +76,8 @@ double median(std::vector<double> v) {
 int run(const Shape& s, int reps, int threads, Device device) {
   if (s.seq_len <= 0 || s.heads <= 0 || s.d_head <= 0 || s.rounds <= 0 || s.chunk <= 0)
     fail("attention_bench: every size must be positive");
+  if (s.d_head > kMaxHeadDim)
+    fail("attention_bench: --d-head ", s.d_head, " is above the kernels' limit of ", kMaxHeadDim);
   if (s.seq_len % s.chunk != 0)
     fail("attention_bench: --chunk ", s.chunk, " must divide --seq-len ", s.seq_len);
   if (reps < 1) fail("attention_bench: --reps must be at least 1");
