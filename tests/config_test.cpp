@@ -241,6 +241,11 @@ TEST(Config, IntOutOfRange) {
                        "train.steps = 99999999999999999999 is out of range [1, 1099511627776]"));
   EXPECT_TRUE(Contains(load_error("model:\n  axial_shape: [64, -1]\n"),
                        "model.axial_shape[1] = -1 is out of range [1, 16777216]"));
+  // Heads wider than the attention kernels hold are a config error, not a failed internal check
+  // at the first step (as they were up to 2026-12-03).
+  EXPECT_TRUE(Contains(load_error("model:\n  d_head: 257\n"),
+                       "exp.yaml:2: model.d_head = 257 is out of range [1, 256]"));
+  EXPECT_EQ(load("model:\n  d_head: 256\n").model.d_head, 256);
 }
 
 TEST(Config, EnumNotAllowed) {

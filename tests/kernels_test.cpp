@@ -11,6 +11,7 @@
 
 #include "base/philox.h"
 #include "kernels/adamw.h"
+#include "kernels/cpu/host_memory.h"
 #include "kernels/embedding.h"
 #include "kernels/fast_math.h"
 #include "kernels/kernel_ops.h"
@@ -168,6 +169,28 @@ TEST(GemmDesc, ProductsCutIntoBlocksMatchTheReference) {
                 {{65, 200, 3}, {300, 330, 20}, {200, 65, 5}, {70, 129, 3}, {129, 70, 3}},
                 {{0.75f, 0.0f}, {0.75f, 0.5f}}, 90),
             5 * 4 * 2);
+}
+
+// Linux grants more memory than it has and kills the process when it touches the pages (exit 137,
+// no message). The CPU executor refuses buffers beyond what the machine had instead, with an
+// error that says what to change. (These allocations are never touched.)
+TEST(CpuExecutor, RefusesBuffersBeyondTheMachinesMemoryWithAMessage) {
+  const size_t available = cpu::host_memory_available();
+  if (available == std::numeric_limits<size_t>::max()) GTEST_SKIP() << "no /proc/meminfo here";
+  const std::unique_ptr<Executor> ex = make_cpu_executor(1);
+  const size_t piece = available / 4 + (size_t{1} << 20);
+  std::vector<void*> held;
+  std::string error;
+  try {
+    for (int i = 0; i < 5; ++i) held.push_back(ex->allocate(piece));
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  for (void* p : held) ex->release(p, piece);
+  EXPECT_NE(error.find("out of host memory: this process's buffers would take"), std::string::npos)
+      << "got: '" << error << "' after " << held.size() << " pieces of " << piece << " bytes";
+  EXPECT_LE(held.size(), 4u);
+  EXPECT_EQ(ex->bytes_in_use(), 0u);
 }
 
 TEST(GemmDesc, RowMajorMappingComputesRowMajorProduct) {

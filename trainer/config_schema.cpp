@@ -9,6 +9,8 @@
 #include <cmath>
 #include <sstream>
 
+#include "kernels/ops/chunk_attention.h"  // kMaxHeadDim
+
 namespace rf {
 namespace {
 
@@ -97,6 +99,8 @@ FloatRange open_closed(double min, double max) {
   return {min, max, true, false};
 }
 
+static_assert(kMaxHeadDim == 256, "model.d_head's description names the kernels' limit");
+
 std::vector<KeySpec> build_schema() {
   const std::vector<std::string> attention_kinds = {"lsh", "local", "dense"};  // AttentionKind
   return {
@@ -106,7 +110,8 @@ std::vector<KeySpec> build_schema() {
       int_key("model", "d_ff", "1024", 1, k2Pow20, "feed-forward hidden width"),
       int_key("model", "n_layers", "6", 1, 1024, "layers (attention and feed-forward)"),
       int_key("model", "n_heads", "4", 1, 1024, "attention heads"),
-      int_key("model", "d_head", "64", 1, 4096, "width of one head"),
+      int_key("model", "d_head", "64", 1, kMaxHeadDim,
+              "width of one head (the attention kernels hold at most 256 per row)"),
       enum_list_key("model", "attention", "[lsh]", attention_kinds,
                     "attention type per layer, cycled through the layers"),
       enum_key("model", "activation", "gelu", {"gelu", "relu"},  // Activation

@@ -16,6 +16,7 @@
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/chunk_attention_tiles.h"
 #include "kernels/cpu/flat_loops.h"
+#include "kernels/cpu/host_memory.h"
 #include "kernels/cpu/lsh_argmax.h"
 #include "kernels/cpu/onednn_matmul.h"
 #include "kernels/executor_impl.h"
@@ -109,6 +110,14 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
   }
 
   void* allocate(size_t bytes) override {
+    // (Where Linux would grant the memory and kill the process at its first touch: kernels/cpu/
+    // host_memory.h. The limit is what the machine had when this executor started.)
+    if (bytes > memory_limit_ || bytes_in_use() > memory_limit_ - bytes)
+      fail("out of host memory: this process's buffers would take ", gib(bytes_in_use() + bytes),
+           " GiB, more than the ", gib(memory_limit_),
+           " GiB it may take (MemAvailable + SwapFree when it started, less 1 GiB); lower "
+           "train.batch_size, train.seq_len or the model's size, or run fewer ranks on this "
+           "machine");
     const size_t rounded = (bytes + 63) / 64 * 64;
     void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
     if (!p) fail("out of host memory allocating ", bytes, " bytes");
@@ -272,6 +281,19 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
   }
 
  private:
+  static std::string gib(size_t bytes) {
+    std::ostringstream s;
+    s.precision(3);
+    s << static_cast<double>(bytes) / (1u << 30);
+    return s.str();
+  }
+  // What the machine had, less 1 GiB for the rest of the process (its code, OpenBLAS's buffers,
+  // the data) and of the machine.
+  static size_t buffer_limit() {
+    const size_t available = cpu::host_memory_available();
+    return available - std::min<size_t>(available, size_t{1} << 30);
+  }
+  size_t memory_limit_ = buffer_limit();
   int threads_ = 1;
   std::unique_ptr<Bf16Gemm> bf16_;               // null: products in fp32
   std::unique_ptr<OnednnMatmul> fp32_products_;  // null: every fp32 product in OpenBLAS
