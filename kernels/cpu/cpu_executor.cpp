@@ -115,7 +115,7 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
     if (bytes > memory_limit_ || bytes_in_use() > memory_limit_ - bytes)
       fail("out of host memory: this process's buffers would take ", gib(bytes_in_use() + bytes),
            " GiB, more than the ", gib(memory_limit_),
-           " GiB it may take (MemAvailable + SwapFree when it started, less 1 GiB); lower "
+           " GiB it may take (MemAvailable + SwapFree when it started, less a reserve); lower "
            "train.batch_size, train.seq_len or the model's size, or run fewer ranks on this "
            "machine");
     const size_t rounded = (bytes + 63) / 64 * 64;
@@ -287,11 +287,12 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
     s << static_cast<double>(bytes) / (1u << 30);
     return s.str();
   }
-  // What the machine had, less 1 GiB for the rest of the process (its code, OpenBLAS's buffers,
-  // the data) and of the machine.
+  // What the machine had, less a reserve for the rest of the process (its code, OpenBLAS's
+  // buffers, the data) and of the machine: 1 GiB, or an eighth on a machine with less than 8 GiB
+  // free (a reserve of 1 GiB would refuse every buffer where less than that is free).
   static size_t buffer_limit() {
     const size_t available = cpu::host_memory_available();
-    return available - std::min<size_t>(available, size_t{1} << 30);
+    return available - std::min<size_t>(available / 8, size_t{1} << 30);
   }
   size_t memory_limit_ = buffer_limit();
   int threads_ = 1;
