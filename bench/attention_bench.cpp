@@ -13,10 +13,10 @@
 #include <iostream>
 #include <numeric>
 #include <random>
-#include <utility>
 #include <vector>
 
 #include "base/error.h"
+#include "kernels/device_buffer.h"
 #include "kernels/executor.h"
 
 namespace rf {
@@ -26,28 +26,13 @@ struct Shape {
   int64_t seq_len = 4096, heads = 4, d_head = 64, rounds = 2, chunk = 64;
 };
 
-// Device copies of host vectors, released when it goes out of scope.
-class DeviceCopies {
- public:
-  explicit DeviceCopies(Executor& ex) : ex_(ex) {}
-  DeviceCopies(const DeviceCopies&) = delete;
-  DeviceCopies& operator=(const DeviceCopies&) = delete;
-  ~DeviceCopies() {
-    for (const auto& [p, bytes] : held_) ex_.release(p, bytes);
-  }
-  template <class T>
-  T* of(const std::vector<T>& host) {
-    const size_t bytes = host.size() * sizeof(T);
-    T* p = static_cast<T*>(ex_.allocate(bytes));
-    held_.emplace_back(p, bytes);
-    ex_.upload(p, host.data(), bytes);
-    return p;
-  }
-
- private:
-  Executor& ex_;
-  std::vector<std::pair<void*, size_t>> held_;
-};
+// An executor copy of a host vector, owned by `held` (DeviceBuffer releases it).
+template <class T>
+T* on_executor(Executor& ex, const std::vector<T>& host, std::vector<DeviceBuffer<T>>* held) {
+  held->emplace_back(ex, host.size());
+  held->back().upload(host);
+  return held->back().data();
+}
 
 // slot -> r * seq_len + t for each segment: per round, random buckets sorted by (bucket, t).
 std::vector<int32_t> lsh_like_order(const Shape& s, int64_t segments, std::mt19937& gen) {
@@ -85,7 +70,8 @@ int run(const Shape& s, int reps, int threads, Device device) {
   options.device = device;
   options.threads = threads;
   std::unique_ptr<Executor> ex = make_executor(options);
-  DeviceCopies copies(*ex);
+  std::vector<DeviceBuffer<float>> floats;  // (moving a buffer keeps its allocation)
+  std::vector<DeviceBuffer<int32_t>> ints;
   const int64_t segments = s.heads, n_slots = s.rounds * s.seq_len, d = s.d_head;
   const int64_t ld = s.heads * d, per_slot = segments * n_slots;
   std::mt19937 gen(7);
@@ -96,12 +82,14 @@ int run(const Shape& s, int reps, int threads, Device device) {
     return v;
   };
   ChunkAttentionParams p;
-  p.q = copies.of(random_floats(s.seq_len * ld));
-  p.v = copies.of(random_floats(s.seq_len * ld));
+  p.q = on_executor(*ex, random_floats(s.seq_len * ld), &floats);
+  p.v = on_executor(*ex, random_floats(s.seq_len * ld), &floats);
   p.ld = ld;
-  p.perm = copies.of(lsh_like_order(s, segments, gen));
-  p.key_scales = copies.of(
-      std::vector<float>(static_cast<size_t>(segments * s.seq_len), 1.0f / static_cast<float>(d)));
+  p.perm = on_executor(*ex, lsh_like_order(s, segments, gen), &ints);
+  p.key_scales = on_executor(
+      *ex,
+      std::vector<float>(static_cast<size_t>(segments * s.seq_len), 1.0f / static_cast<float>(d)),
+      &floats);
   p.heads = s.heads;
   p.d = d;
   p.segments = segments;
@@ -111,12 +99,13 @@ int run(const Shape& s, int reps, int threads, Device device) {
   p.layout.lookback = 1;
   p.self_mask = true;
   auto per_slot_array = [&](int64_t width) {
-    return copies.of(std::vector<float>(static_cast<size_t>(per_slot * width), 0.0f));
+    return on_executor(*ex, std::vector<float>(static_cast<size_t>(per_slot * width), 0.0f),
+                       &floats);
   };
   p.o = per_slot_array(d);
   p.row_max = per_slot_array(1);
   p.row_log_sum = per_slot_array(1);
-  p.delta = copies.of(random_floats(per_slot));
+  p.delta = on_executor(*ex, random_floats(per_slot), &floats);
   p.dlse = per_slot_array(1);
   p.dq = per_slot_array(d);
   p.dk = per_slot_array(d);

@@ -116,61 +116,6 @@ INSTANTIATE_TEST_SUITE_P(AllTransposesAndBatches, GemmDescTest,
                          ::testing::Combine(::testing::Bool(), ::testing::Bool(),
                                             ::testing::Values(1, 3)));
 
-// The CPU's product of one shape, every transpose, each (alpha, beta), against the reference on
-// C's own elements (the padding between its columns is neither read nor written); beta = 0 gets a
-// C full of NaN, which must not leak through. Returns how many products it compared.
-int expect_products_match_reference(
-    const std::vector<std::tuple<int64_t, int64_t, int64_t>>& shapes,
-    const std::vector<std::pair<float, float>>& scalings, uint32_t seed) {
-  int checked = 0;
-  for (const auto& [m, n, k] : shapes)
-    for (bool ta : {false, true})
-      for (bool tb : {false, true})
-        for (const auto& [alpha, beta] : scalings) {
-          const GemmDesc d = test::padded_gemm_desc(ta, tb, m, n, k, 1, alpha, beta);
-          EXPECT_EQ(gemm_desc_problem(d), "");
-          const auto a = test::random_vector(d.stride_a, ++seed);
-          const auto b = test::random_vector(d.stride_b, ++seed);
-          auto c0 = test::random_vector(d.stride_c, ++seed);
-          const auto expected = reference_gemm(d, a, b, c0);  // (beta = 0: c0 does not count)
-          if (beta == 0.0f)
-            std::fill(c0.begin(), c0.end(), std::numeric_limits<float>::quiet_NaN());
-          auto da = test::to_device(a), db = test::to_device(b), dc = test::to_device(c0);
-          cpu().gemm(d, da.data(), db.data(), dc.data());
-          const auto got = dc.download();
-          float worst = 0.0f;
-          for (int64_t col = 0; col < n; ++col)
-            for (int64_t row = 0; row < m; ++row) {
-              const int64_t e = col * d.ldc + row;
-              worst = std::max(worst, std::isnan(got[e]) ? 1e30f : std::abs(got[e] - expected[e]));
-            }
-          EXPECT_LT(worst, 1e-4f) << m << "x" << n << "x" << k << " ta " << ta << " tb " << tb
-                                  << " alpha " << alpha << " beta " << beta;
-          ++checked;
-        }
-  return checked;
-}
-
-// A product with one column or one row of C runs as OpenBLAS's matrix-vector product on the CPU
-// (a decode step's single row): every transpose, strided vectors (padded leading dimensions),
-// alpha of either sign, and beta = 0 over a C full of NaN.
-TEST(GemmDesc, VectorShapedProductsMatchTheReference) {
-  EXPECT_EQ(
-      expect_products_match_reference({{7, 1, 9}, {1, 5, 9}, {1, 1, 9}, {130, 1, 70}, {1, 130, 70}},
-                                      {{1.0f, 0.0f}, {-1.0f, 1.0f}, {0.75f, 0.5f}}, 40),
-      5 * 4 * 3);
-}
-
-// Products large enough for the CPU to cut into blocks of the output (strips of 64 of the longer
-// side), with short last blocks: a last strip of one column or one row runs as a matrix-vector
-// product at an offset into C.
-TEST(GemmDesc, ProductsCutIntoBlocksMatchTheReference) {
-  EXPECT_EQ(expect_products_match_reference(
-                {{65, 200, 3}, {300, 330, 20}, {200, 65, 5}, {70, 129, 3}, {129, 70, 3}},
-                {{0.75f, 0.0f}, {0.75f, 0.5f}}, 90),
-            5 * 4 * 2);
-}
-
 // Linux grants more memory than it has and kills the process when it touches the pages (exit 137,
 // no message). The CPU executor refuses buffers beyond what the machine had instead, with an
 // error that says what to change. (These allocations are never touched.)

@@ -69,14 +69,18 @@ class TileGather {
                      const float* per_slot = nullptr) const {
     std::fill(out, out + dp_ * cols, 0.0f);
     const float* rows[kTile];
-    for (int64_t r = 0; r < tile.count; ++r) {
-      rows[r] = row(tile, r, per_slot);
-      if (r < 16 && !per_slot) prefetch_row(rows[r], p_.d);
-    }
+    for (int64_t r = 0; r < tile.count; ++r) rows[r] = row(tile, r, per_slot);
+    // The rows of the block of 16 from `first` (per-slot arrays are read in order: the hardware
+    // prefetches them).
+    auto prefetch_block = [&](int64_t first) {
+      if (per_slot) return;
+      for (int64_t r = first; r < std::min(first + 16, tile.count); ++r)
+        prefetch_row(rows[r], p_.d);
+    };
+    prefetch_block(0);
     for (int64_t r0 = 0; r0 < tile.count; r0 += 16) {
       const int64_t r1 = std::min(r0 + 16, tile.count);
-      if (!per_slot)  // (per-slot arrays are read in order: the hardware prefetches them)
-        for (int64_t r = r1; r < std::min(r1 + 16, tile.count); ++r) prefetch_row(rows[r], p_.d);
+      prefetch_block(r1);
       for (int64_t x0 = 0; x0 < p_.d; x0 += 16) {
         const int64_t x1 = std::min(x0 + 16, p_.d);
         if (r1 - r0 == 16 && x1 - x0 == 16) {
