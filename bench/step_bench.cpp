@@ -150,7 +150,7 @@ int main(int argc, char** argv) {
     rf::JobComms comms = rf::make_job_comms(cfg.runtime);
     rf::Communicator& comm = comms.device();
     std::unique_ptr<rf::Executor> ex =
-        rf::make_rank_executor(cfg.runtime, comms.host->local_rank());
+        rf::make_rank_executor(cfg.runtime, comms.host->local_rank(), comms.host->local_size());
     rf::LaunchRecorder* launch_timer = nullptr;  // with --profile-ops: every launch passes it
     if (profile_ops) {
       auto timer = std::make_unique<rf::LaunchRecorder>(std::move(ex));

@@ -6,7 +6,7 @@ namespace rf {
 
 std::unique_ptr<Executor> make_executor(const ExecutorOptions& options) {
   if (options.device == Device::kCuda) return make_cuda_executor(options.gpu, options.precision);
-  return make_cpu_executor(options.threads, options.precision);
+  return make_cpu_executor(options.threads, options.precision, options.ranks_on_host);
 }
 
 void Executor::chunk_attention(ChunkAttentionPass pass, const ChunkAttentionParams& p) {

@@ -178,20 +178,25 @@ inline RowSplit row_split(const Executor& ex, int64_t cols) {
 }
 
 // What make_executor builds: the device, CPU threads (<= 0: all cores available to this process),
-// the GEMM precision, and the GPU index for Device::kCuda.
+// the GEMM precision, the GPU index for Device::kCuda, and the ranks on this host, which share
+// its memory (a CPU executor takes an equal share).
 struct ExecutorOptions {
   Device device = Device::kCpu;
   int threads = 0;
   GemmPrecision precision = GemmPrecision::kFp32;
   int gpu = 0;
+  int ranks_on_host = 1;
 };
 std::unique_ptr<Executor> make_executor(const ExecutorOptions& options);
 
 // threads <= 0 means all cores available to this process. precision: fp32 or bf16 (bf16 applies to
 // single products: projections, feed-forward, head; the batched attention-chunk products stay
 // fp32 in OpenBLAS, where oneDNN's per-call cost outweighs its rate). tf32 is an rf::Error.
+// ranks_on_host: processes on this host with a CPU executor each; each may take that share of the
+// host memory free when it starts (kernels/cpu/host_memory.h).
 std::unique_ptr<Executor> make_cpu_executor(int threads,
-                                            GemmPrecision precision = GemmPrecision::kFp32);
+                                            GemmPrecision precision = GemmPrecision::kFp32,
+                                            int ranks_on_host = 1);
 // Throws rf::Error with a clear message when CUDA was not compiled in or no device is present.
 // tf32 and bf16 select cuBLAS's CUBLAS_COMPUTE_32F_FAST_TF32 / _FAST_16BF for every GEMM.
 std::unique_ptr<Executor> make_cuda_executor(int device_index,

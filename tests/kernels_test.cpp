@@ -138,6 +138,32 @@ TEST(CpuExecutor, RefusesBuffersBeyondTheMachinesMemoryWithAMessage) {
   EXPECT_EQ(ex->bytes_in_use(), 0u);
 }
 
+// Ranks on one host each see the whole machine free when they start; each takes an equal share,
+// so that together they cannot pass what it has.
+TEST(CpuExecutor, RanksOnOneHostEachTakeAShareOfItsMemory) {
+  const size_t available = cpu::host_memory_available();
+  if (available == std::numeric_limits<size_t>::max()) GTEST_SKIP() << "no /proc/meminfo here";
+  const size_t piece = available / 5;  // one fits a quarter of 7/8 of it, two do not
+  for (const int ranks : {1, 4}) {
+    const std::unique_ptr<Executor> ex = make_cpu_executor(1, GemmPrecision::kFp32, ranks);
+    std::vector<void*> held;
+    std::string error;
+    try {
+      for (int i = 0; i < 2; ++i) held.push_back(ex->allocate(piece));
+    } catch (const Error& e) {
+      error = e.what();
+    }
+    for (void* p : held) ex->release(p, piece);
+    if (ranks == 1) {
+      EXPECT_EQ(held.size(), 2u) << error;
+    } else {
+      EXPECT_EQ(held.size(), 1u);
+      EXPECT_NE(error.find("shared by the 4 ranks on this host"), std::string::npos)
+          << "got: '" << error << "'";
+    }
+  }
+}
+
 TEST(GemmDesc, RowMajorMappingComputesRowMajorProduct) {
   // C[M, N] = A^T B with A stored [K, M] and B [K, N], row-major, batched with strides.
   const int64_t M = 6, N = 4, K = 5, batch = 2;

@@ -27,8 +27,10 @@ int gpu_for_local_rank(int local_rank) {
   return cuda_device_count() == 1 ? 0 : local_rank;
 }
 
-std::unique_ptr<Executor> make_rank_executor(const RuntimeConfig& runtime, int local_rank) {
+std::unique_ptr<Executor> make_rank_executor(const RuntimeConfig& runtime, int local_rank,
+                                             int ranks_on_host) {
   ExecutorOptions options;
+  options.ranks_on_host = ranks_on_host;
   options.device = runtime.device;
   options.threads = static_cast<int>(runtime.threads);
   options.precision = runtime.precision;

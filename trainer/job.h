@@ -40,8 +40,10 @@ struct JobComms {
 int gpu_for_local_rank(int local_rank);
 
 // The executor runtime.device asks for; on GPUs the device is the rank's local index, and a
-// rank without a GPU of its own is a clear error.
-std::unique_ptr<Executor> make_rank_executor(const RuntimeConfig& runtime, int local_rank = 0);
+// rank without a GPU of its own is a clear error. On CPUs the ranks_on_host ranks of this host
+// share its memory.
+std::unique_ptr<Executor> make_rank_executor(const RuntimeConfig& runtime, int local_rank = 0,
+                                             int ranks_on_host = 1);
 
 // Single-process communicators, or MPI (+ NCCL for runtime.device cuda) when launched by
 // mpirun/srun with more than one rank.

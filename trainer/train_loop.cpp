@@ -361,7 +361,7 @@ std::string save_or_fail(Run& run) {
 TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobComms& comms) {
   Run run(cfg, comms);
   run_on_every_rank(run.host(), [&] {
-    run.ex = make_rank_executor(cfg.runtime, run.host().local_rank());
+    run.ex = make_rank_executor(cfg.runtime, run.host().local_rank(), run.host().local_size());
     if (cfg.runtime.device == Device::kCuda && cfg.runtime.verify_kernels) {
       const std::string note = verify_kernels_or_fail(*run.ex, cfg.runtime.precision);
       if (!note.empty() && run.root()) std::cout << note << std::endl;

@@ -72,7 +72,8 @@ CBLAS_TRANSPOSE cblas_trans(bool t) {
 
 class CpuExecutor final : public KernelExecutor<CpuBackend> {
  public:
-  CpuExecutor(int threads, GemmPrecision precision) {
+  CpuExecutor(int threads, GemmPrecision precision, int ranks_on_host)
+      : ranks_on_host_(std::max(ranks_on_host, 1)), memory_limit_(buffer_limit() / ranks_on_host_) {
     if (threads > 0) omp_set_num_threads(threads);
     threads_ = omp_get_max_threads();
     if (precision == GemmPrecision::kTf32)
@@ -115,9 +116,12 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
     if (bytes > memory_limit_ || bytes_in_use() > memory_limit_ - bytes)
       fail("out of host memory: this process's buffers would take ", gib(bytes_in_use() + bytes),
            " GiB, more than the ", gib(memory_limit_),
-           " GiB it may take (MemAvailable + SwapFree when it started, less a reserve); lower "
-           "train.batch_size, train.seq_len or the model's size, or run fewer ranks on this "
-           "machine");
+           " GiB it may take (MemAvailable + SwapFree when it started, less a reserve",
+           ranks_on_host_ > 1
+               ? ", shared by the " + std::to_string(ranks_on_host_) + " ranks on this host"
+               : std::string(),
+           "); lower train.batch_size, train.seq_len or the model's size, or run fewer ranks on "
+           "this machine");
     const size_t rounded = (bytes + 63) / 64 * 64;
     void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
     if (!p) fail("out of host memory allocating ", bytes, " bytes");
@@ -294,7 +298,10 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
     const size_t available = cpu::host_memory_available();
     return available - std::min<size_t>(available / 8, size_t{1} << 30);
   }
-  size_t memory_limit_ = buffer_limit();
+  // Ranks on one host start together and each sees the whole machine free, so each takes an
+  // equal share of it: together they stay within what the machine has.
+  int ranks_on_host_ = 1;
+  size_t memory_limit_ = 0;
   int threads_ = 1;
   std::unique_ptr<Bf16Gemm> bf16_;               // null: products in fp32
   std::unique_ptr<OnednnMatmul> fp32_products_;  // null: every fp32 product in OpenBLAS
@@ -305,8 +312,9 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
 
 }  // namespace
 
-std::unique_ptr<Executor> make_cpu_executor(int threads, GemmPrecision precision) {
-  return std::make_unique<CpuExecutor>(threads, precision);
+std::unique_ptr<Executor> make_cpu_executor(int threads, GemmPrecision precision,
+                                            int ranks_on_host) {
+  return std::make_unique<CpuExecutor>(threads, precision, ranks_on_host);
 }
 
 }  // namespace rf
