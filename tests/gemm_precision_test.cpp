@@ -186,7 +186,7 @@ TEST(Bf16, ReusesAStridedOperandOnlyForWhatItRounded) {
 // CPU's oneDNN products run deeper sums as slices of thread_independent_depth: the model's deep
 // shapes (the feed-forward's second product, weight
 // gradients over 1K and 4K rows, accumulating) and a ragged depth give the same bits with 1, 2, 3,
-// 4 and 8 threads, at fp32 (oneDNN for untransposed B on AVX-512 CPUs, OpenBLAS otherwise, in
+// 4 and 8 threads, at fp32 (oneDNN for single products on AVX-512 CPUs, OpenBLAS otherwise, in
 // blocks the executor cuts) and at bf16.
 class ThreadCountTest : public ::testing::TestWithParam<GemmPrecision> {};
 

@@ -81,11 +81,12 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
           "runtime.precision = tf32 needs runtime.device = cuda (TF32 is a GPU tensor-core "
           "format); the CPU executor offers fp32 and bf16");
     // oneDNN's AVX-512 fp32 matmul against OpenBLAS 0.3.21 (SkylakeX kernel) in the reference
-    // model's 4K-token step (2026-12-02, step_bench --profile-ops): 14-20% faster for the
-    // products whose B is untransposed ([1024, 256] x [256, 1024] and the like), level with it
-    // where B is transposed (oneDNN copies such a B first); the whole step +6.5% at 4K and
-    // +7-12% at 64K in alternated pairs. Not measured on CPUs without AVX-512: those keep
-    // OpenBLAS.
+    // model's 4K-token step (step_bench --profile-ops): 14-20% faster for the products whose B
+    // is untransposed ([1024, 256] x [256, 1024] and the like; the whole step +6.5% at 4K and
+    // +7-12% at 64K in alternated pairs, 2026-12-02), and 190-210 -> 268-304 GFLOP/s for the
+    // weight gradients, whose B is transposed (`NT`; the whole step +4% at 4K, median of 5
+    // pairs, and +7-9% at 64K, 2026-12-03). Batches (attention chunks) stay in OpenBLAS. Not
+    // measured on CPUs without AVX-512: those keep OpenBLAS.
     if (precision == GemmPrecision::kFp32 && onednn_has_avx512())
       fp32_products_ = std::make_unique<OnednnMatmul>(OperandType::kFp32);
     if (precision == GemmPrecision::kBf16) {
@@ -104,8 +105,7 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
     const char* coretype = std::getenv("OPENBLAS_CORETYPE");
     s << " (OPENBLAS_CORETYPE=" << (coretype ? coretype : "unset") << ")";
     if (bf16_) s << "; single products in " << bf16_->describe();
-    if (fp32_products_)
-      s << "; single products with B untransposed in " << fp32_products_->describe();
+    if (fp32_products_) s << "; single products in " << fp32_products_->describe();
     if (tile_products_ == cpu::TileProducts::kBf16) s << "; attention tiles bf16 on AMX";
     return s.str();
   }
@@ -165,7 +165,7 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
       bf16_->run(d, a_operand, b_operand, c);
       return;
     }
-    if (fp32_products_ && d.batch == 1 && d.k > 0 && !d.trans_b) {
+    if (fp32_products_ && d.batch == 1 && d.k > 0) {
       fp32_products_->multiply(d, a_operand, b_operand, c);
       return;
     }
