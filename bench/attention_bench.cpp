@@ -5,7 +5,8 @@
 // and GFLOP/s counted as trainer/flop_count.cpp counts attention (4 * window * d per query slot for
 // the forward; the gradient pass counted at twice that).
 //   attention_bench [--seq-len 4096] [--heads 4] [--d-head 64] [--rounds 2] [--chunk 64]
-//                   [--reps 21] [--threads 0] [--device cpu|cuda]
+//                   [--reps 21] [--threads 0] [--device cpu|cuda] [--precision fp32|bf16|tf32]
+// (At bf16 a CPU with AMX runs the tiles' products on its tile units, as in training.)
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -58,7 +59,7 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-int run(const Shape& s, int reps, int threads, Device device) {
+int run(const Shape& s, int reps, int threads, Device device, GemmPrecision precision) {
   if (s.seq_len <= 0 || s.heads <= 0 || s.d_head <= 0 || s.rounds <= 0 || s.chunk <= 0)
     fail("attention_bench: every size must be positive");
   if (s.d_head > kMaxHeadDim)
@@ -69,6 +70,7 @@ int run(const Shape& s, int reps, int threads, Device device) {
   ExecutorOptions options;
   options.device = device;
   options.threads = threads;
+  options.precision = precision;
   std::unique_ptr<Executor> ex = make_executor(options);
   std::vector<DeviceBuffer<float>> floats;  // (moving a buffer keeps its allocation)
   std::vector<DeviceBuffer<int32_t>> ints;
@@ -130,11 +132,11 @@ int run(const Shape& s, int reps, int threads, Device device) {
   std::printf(
       "{\"seq_len\": %lld, \"heads\": %lld, \"d_head\": %lld, \"rounds\": %lld, \"chunk\": %lld, "
       "\"reps\": %d, \"forward_ms\": %.3f, \"gradients_ms\": %.3f, \"forward_gflops\": %.1f, "
-      "\"gradients_gflops\": %.1f, \"executor\": \"%s\"}\n",
+      "\"gradients_gflops\": %.1f, \"precision\": \"%s\", \"executor\": \"%s\"}\n",
       static_cast<long long>(s.seq_len), static_cast<long long>(s.heads),
       static_cast<long long>(s.d_head), static_cast<long long>(s.rounds),
       static_cast<long long>(s.chunk), reps, f * 1e3, g * 1e3, forward_flop / f * 1e-9,
-      2.0 * forward_flop / g * 1e-9, ex->describe().c_str());
+      2.0 * forward_flop / g * 1e-9, precision_name(precision), ex->describe().c_str());
   return 0;
 }
 
@@ -145,7 +147,7 @@ int main(int argc, char** argv) {
   CLI::App app{"times the fused chunk-attention passes (forward, gradients) on LSH-like orders"};
   rf::Shape shape;
   int reps = 21, threads = 0;
-  std::string device = "cpu";
+  std::string device = "cpu", precision = "fp32";
   app.add_option("--seq-len", shape.seq_len, "positions per sequence");
   app.add_option("--heads", shape.heads, "heads (one sequence)");
   app.add_option("--d-head", shape.d_head, "width of a head");
@@ -154,9 +156,12 @@ int main(int argc, char** argv) {
   app.add_option("--reps", reps, "timed repetitions of each pass (medians)");
   app.add_option("--threads", threads, "CPU threads (0: all cores available)");
   app.add_option("--device", device, "executor")->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--precision", precision, "products' precision, as runtime.precision")
+      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
   CLI11_PARSE(app, argc, argv);
   try {
-    return rf::run(shape, reps, threads, device == "cuda" ? rf::Device::kCuda : rf::Device::kCpu);
+    return rf::run(shape, reps, threads, device == "cuda" ? rf::Device::kCuda : rf::Device::kCpu,
+                   rf::parse_precision(precision));
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;
