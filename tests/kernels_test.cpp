@@ -116,25 +116,38 @@ INSTANTIATE_TEST_SUITE_P(AllTransposesAndBatches, GemmDescTest,
                          ::testing::Combine(::testing::Bool(), ::testing::Bool(),
                                             ::testing::Values(1, 3)));
 
+// What asking an executor for `count` buffers of `bytes` each (never touched) gave: how many it
+// granted before refusing one, and the refusal's message. Releases them all.
+struct Allocations {
+  size_t granted = 0;
+  std::string error;
+};
+Allocations try_allocations(Executor& ex, size_t bytes, int count) {
+  std::vector<void*> held;
+  Allocations result;
+  try {
+    for (int i = 0; i < count; ++i) held.push_back(ex.allocate(bytes));
+  } catch (const Error& e) {
+    result.error = e.what();
+  }
+  for (void* p : held) ex.release(p, bytes);
+  result.granted = held.size();
+  return result;
+}
+
 // Linux grants more memory than it has and kills the process when it touches the pages (exit 137,
 // no message). The CPU executor refuses buffers beyond what the machine had instead, with an
-// error that says what to change. (These allocations are never touched.)
+// error that says what to change.
 TEST(CpuExecutor, RefusesBuffersBeyondTheMachinesMemoryWithAMessage) {
   const size_t available = cpu::host_memory_available();
   if (available == std::numeric_limits<size_t>::max()) GTEST_SKIP() << "no /proc/meminfo here";
   const std::unique_ptr<Executor> ex = make_cpu_executor(1);
   const size_t piece = available / 4 + (size_t{1} << 20);
-  std::vector<void*> held;
-  std::string error;
-  try {
-    for (int i = 0; i < 5; ++i) held.push_back(ex->allocate(piece));
-  } catch (const Error& e) {
-    error = e.what();
-  }
-  for (void* p : held) ex->release(p, piece);
-  EXPECT_NE(error.find("out of host memory: this process's buffers would take"), std::string::npos)
-      << "got: '" << error << "' after " << held.size() << " pieces of " << piece << " bytes";
-  EXPECT_LE(held.size(), 4u);
+  const Allocations got = try_allocations(*ex, piece, 5);
+  EXPECT_NE(got.error.find("out of host memory: this process's buffers would take"),
+            std::string::npos)
+      << "got: '" << got.error << "' after " << got.granted << " pieces of " << piece << " bytes";
+  EXPECT_LE(got.granted, 4u);
   EXPECT_EQ(ex->bytes_in_use(), 0u);
 }
 
@@ -144,24 +157,14 @@ TEST(CpuExecutor, RanksOnOneHostEachTakeAShareOfItsMemory) {
   const size_t available = cpu::host_memory_available();
   if (available == std::numeric_limits<size_t>::max()) GTEST_SKIP() << "no /proc/meminfo here";
   const size_t piece = available / 5;  // one fits a quarter of 7/8 of it, two do not
-  for (const int ranks : {1, 4}) {
-    const std::unique_ptr<Executor> ex = make_cpu_executor(1, GemmPrecision::kFp32, ranks);
-    std::vector<void*> held;
-    std::string error;
-    try {
-      for (int i = 0; i < 2; ++i) held.push_back(ex->allocate(piece));
-    } catch (const Error& e) {
-      error = e.what();
-    }
-    for (void* p : held) ex->release(p, piece);
-    if (ranks == 1) {
-      EXPECT_EQ(held.size(), 2u) << error;
-    } else {
-      EXPECT_EQ(held.size(), 1u);
-      EXPECT_NE(error.find("shared by the 4 ranks on this host"), std::string::npos)
-          << "got: '" << error << "'";
-    }
-  }
+  const Allocations alone =
+      try_allocations(*make_cpu_executor(1, GemmPrecision::kFp32, 1), piece, 2);
+  EXPECT_EQ(alone.granted, 2u) << alone.error;
+  const Allocations shared =
+      try_allocations(*make_cpu_executor(1, GemmPrecision::kFp32, 4), piece, 2);
+  EXPECT_EQ(shared.granted, 1u);
+  EXPECT_NE(shared.error.find("shared by the 4 ranks on this host"), std::string::npos)
+      << "got: '" << shared.error << "'";
 }
 
 TEST(GemmDesc, RowMajorMappingComputesRowMajorProduct) {
