@@ -22,7 +22,9 @@ RF_HD float exp_approx(float x) {
   x = fmin_hd(fmax_hd(x, -87.3f), 88.7f);
   // x = n ln2 + r with |r| <= ln2 / 2; e^x = 2^n e^r.
   // Round to nearest by adding and removing 1.5 * 2^23 (no floorf call, so loops vectorise).
-  const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  // n stops at 127, the largest exponent of a float: from x = 88.38 to the clamp r grows to
+  // 0.67 and e^x stays finite (2^128 would be infinite); below, nothing changes.
+  const float n = fmin_hd((x * 1.44269504088896341f + 12582912.0f) - 12582912.0f, 127.0f);
   const float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
   // Taylor polynomial of e^r to degree 7 (Horner).
   float p = 1.0f / 5040.0f;

@@ -57,6 +57,14 @@ TEST(FastMath, ExpAndTanhMatchLibm) {
   EXPECT_LT(worst_tanh, 1e-6);
   EXPECT_EQ(exp_approx(-100.0f), 0.0f);
   EXPECT_EQ(exp_approx(-1e9f), 0.0f);
+  // Up to the clamp, where e^x is still a float (2^n alone overflows from x = 88.38 on).
+  double worst_top = 0;
+  for (float x = 88.0f; x <= 88.7f; x += 0.001953125f) {
+    const double e = std::exp(static_cast<double>(x));
+    worst_top = std::max(worst_top, std::fabs(exp_approx(x) - e) / e);
+  }
+  EXPECT_LT(worst_top, 2e-6);
+  EXPECT_EQ(exp_approx(1e9f), exp_approx(88.7f));
   EXPECT_EQ(tanh_approx(50.0f), 1.0f);
   EXPECT_EQ(tanh_approx(-50.0f), -1.0f);
 }

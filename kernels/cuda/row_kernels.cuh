@@ -91,9 +91,11 @@ __global__ void cross_entropy_rows(CrossEntropyRow op, int64_t rows) {
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
   float* z = op.logits + row * op.vocab;
-  // Each lane's first largest (from its first element, as the CPU starts from z[0]).
-  float best = lane < op.vocab ? z[lane] : -3.0e38f;
-  int64_t arg = lane < op.vocab ? lane : op.vocab;
+  // Each lane's first largest (from its first element, as the CPU starts from z[0]). A lane
+  // without columns (vocab < 32) holds z[0] itself, so it can neither win over the CPU's answer
+  // nor give an index past the vocabulary (a sentinel value would, for logits all below it).
+  float best = lane < op.vocab ? z[lane] : z[0];
+  int64_t arg = lane < op.vocab ? lane : 0;
   for (int64_t v = lane + 32; v < op.vocab; v += 32)
     if (z[v] > best) best = z[v], arg = v;
 #pragma unroll
