@@ -99,13 +99,26 @@ cat > "$out.tmp/check.sh" <<'EOF'
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 mkdir -p "$here/results"
-cd "$here"
+cd "$here" || exit 1
 status=0
+sanitizer="$(command -v compute-sanitizer || ls "${CUDA_HOME:-/usr/local/cuda}"/bin/compute-sanitizer 2>/dev/null || true)"
 for precision in fp32 tf32 bf16; do
   echo "== selftest --device cuda --precision $precision ($SECONDS s so far)"
   ./run.sh reformer selftest --device cuda --precision "$precision" 2>&1 |
     tee "results/selftest-$precision.txt"
-  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  [ "${PIPESTATUS[0]}" -eq 0 ] && continue
+  status=1
+  # A fault inside a kernel surfaces at a later call; with every launch waited for it is
+  # reported by the launch that made it, and compute-sanitizer (where the machine has one) names
+  # the access.
+  echo "== selftest $precision again, CUDA_LAUNCH_BLOCKING=1"
+  CUDA_LAUNCH_BLOCKING=1 ./run.sh reformer selftest --device cuda --precision "$precision" 2>&1 |
+    tee "results/selftest-$precision-blocking.txt"
+  if [ -n "$sanitizer" ]; then
+    echo "== selftest $precision under compute-sanitizer memcheck"
+    "$sanitizer" --tool memcheck ./run.sh reformer selftest --device cuda \
+      --precision "$precision" 2>&1 | tail -200 > "results/selftest-$precision-memcheck.txt"
+  fi
 done
 echo "== gpu_test"
 ./run.sh gpu_test 2>&1 | tee results/gpu_test.txt
