@@ -179,6 +179,8 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
   void release(void* ptr, size_t bytes) override {
     if (!ptr) return;
     refuse_while_capturing("a release of memory");
+    // (Not checked: releases run in destructors, also while an error unwinds, where a throw would
+    // end the process. A sticky error cudaFree returns is returned again by the next checked call.)
     cudaFree(ptr);
     count_release(bytes);
   }
