@@ -13,6 +13,8 @@
 #   # on the GPU machine:
 #   tar xf gpu-bundle.tar.xz
 #   gpu-bundle/check.sh     # selftest --device cuda, the GPU tests, bench/run.sh gpu
+#   # with little GPU time: results written to DIR as they come, nothing started after 8 minutes
+#   RF_RESULTS_DIR=DIR RF_CHECK_BUDGET_S=480 gpu-bundle/check.sh
 #   DIR/run.sh reformer train --config DIR/configs/default.yaml --set runtime.device=cuda
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -92,68 +94,87 @@ exec "$loader" --library-path "$path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$her
 EOF
 cat > "$out.tmp/check.sh" <<'EOF'
 #!/usr/bin/env bash
-# On a GPU machine: every kernel op against the CPU reference, the GPU tests, each launch's time
-# in a 16K-token step, the fused attention passes alone, a Transformer-XL step with and without
-# its memory, then throughput.
-# Writes its output to results/ beside this script.
+# On a GPU machine, most important first: every kernel op against the CPU reference (fp32), the
+# GPU tests, selftest at bf16 and tf32, the fused attention passes alone, each launch's time in a
+# 16K-token step, a Transformer-XL step with and without its memory, then throughput.
+#   RF_RESULTS_DIR=DIR  where each stage's output goes (default: results/ beside this script);
+#                       written as each stage runs, so a run cut short leaves what it measured
+#   RF_CHECK_BUDGET_S=N stop starting stages after N seconds: each runs under a timeout of what
+#                       is left, and one estimated to need more than that is skipped (named in
+#                       skipped.txt)
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-mkdir -p "$here/results"
+results="${RF_RESULTS_DIR:-$here/results}"
+budget="${RF_CHECK_BUDGET_S:-0}"
+mkdir -p "$results"
 cd "$here" || exit 1
+cp COMMIT "$results/" 2>/dev/null || true
 status=0
+
+# stage NAME ESTIMATED_S COMMAND...: runs COMMAND, its output in NAME.txt; returns its status
+# (124: the budget ran out while it ran; 125: skipped for the budget).
+stage() {
+  local name="$1" estimate="$2"; shift 2
+  local limit=()
+  if [ "$budget" -gt 0 ]; then
+    local left=$((budget - SECONDS))
+    if [ "$left" -lt "$estimate" ]; then
+      echo "== skipped $name: ${left} s of the budget left, it needs about ${estimate} s" |
+        tee -a "$results/skipped.txt"
+      return 125
+    fi
+    limit=(timeout -k 10 "$left")
+  fi
+  echo "== $name ($SECONDS s so far)"
+  "${limit[@]}" "$@" 2>&1 | tee "$results/$name.txt"
+  local rc="${PIPESTATUS[0]}"
+  [ "$rc" -eq 0 ] || status=1
+  return "$rc"
+}
+
 sanitizer="$(command -v compute-sanitizer || ls "${CUDA_HOME:-/usr/local/cuda}"/bin/compute-sanitizer 2>/dev/null || true)"
-for precision in fp32 tf32 bf16; do
-  echo "== selftest --device cuda --precision $precision ($SECONDS s so far)"
-  ./run.sh reformer selftest --device cuda --precision "$precision" 2>&1 |
-    tee "results/selftest-$precision.txt"
-  [ "${PIPESTATUS[0]}" -eq 0 ] && continue
-  status=1
+selftest() {  # selftest PRECISION
+  stage "selftest-$1" 20 ./run.sh reformer selftest --device cuda --precision "$1"
+  local rc=$?
+  if [ "$rc" -eq 0 ] || [ "$rc" -ge 124 ]; then return; fi
   # A fault inside a kernel surfaces at a later call; with every launch waited for it is
   # reported by the launch that made it, and compute-sanitizer (where the machine has one) names
   # the access.
-  echo "== selftest $precision again, CUDA_LAUNCH_BLOCKING=1"
-  CUDA_LAUNCH_BLOCKING=1 ./run.sh reformer selftest --device cuda --precision "$precision" 2>&1 |
-    tee "results/selftest-$precision-blocking.txt"
+  CUDA_LAUNCH_BLOCKING=1 stage "selftest-$1-blocking" 20 \
+    ./run.sh reformer selftest --device cuda --precision "$1"
   if [ -n "$sanitizer" ]; then
-    echo "== selftest $precision under compute-sanitizer memcheck"
-    "$sanitizer" --tool memcheck ./run.sh reformer selftest --device cuda \
-      --precision "$precision" 2>&1 | tail -200 > "results/selftest-$precision-memcheck.txt"
+    stage "selftest-$1-memcheck" 60 "$sanitizer" --tool memcheck \
+      ./run.sh reformer selftest --device cuda --precision "$1"
   fi
-done
-echo "== gpu_test"
-./run.sh gpu_test 2>&1 | tee results/gpu_test.txt
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-for precision in fp32 bf16; do
-  echo "== where a 16K-token step's time goes, $precision ($SECONDS s so far)"
-  ./run.sh step_bench --config bench/reference.yaml --set train.seq_len=16384 \
-    --set "model.axial_shape=[128,128]" --set runtime.device=cuda \
-    --set "runtime.precision=$precision" --steps 3 --profile-ops 2>&1 |
-    tee "results/launch-times-16k-$precision.txt"
-  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-done
+}
+
+selftest fp32
+stage gpu-test 60 ./run.sh gpu_test
+selftest bf16
+selftest tf32
 # The fused attention passes alone (the reference model's LSH layer, LSH-like slot orders).
 for tokens in 4096 65536; do
-  echo "== attention_bench, $tokens tokens ($SECONDS s so far)"
-  ./run.sh attention_bench --device cuda --seq-len "$tokens" 2>&1 |
-    tee "results/attention-bench-$tokens.txt"
-  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  stage "attention-bench-$tokens" 20 ./run.sh attention_bench --device cuda --seq-len "$tokens"
+done
+for precision in fp32 bf16; do
+  stage "launch-times-16k-$precision" 40 ./run.sh step_bench --config bench/reference.yaml \
+    --set train.seq_len=16384 --set "model.axial_shape=[128,128]" --set runtime.device=cuda \
+    --set "runtime.precision=$precision" --steps 3 --profile-ops
 done
 # Transformer-XL's base (segments of 512, memory 512): a step with the memory and without it.
 for memory in 512 0; do
-  echo "== transformer_xl_enwik8, memory $memory ($SECONDS s so far)"
-  ./run.sh step_bench --config configs/transformer_xl_enwik8.yaml --set runtime.device=cuda \
-    --set "model.memory_len=$memory" --steps 5 --warmup 2 2>&1 |
-    tee "results/transformer-xl-memory-$memory.txt"
-  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  stage "transformer-xl-memory-$memory" 30 ./run.sh step_bench \
+    --config configs/transformer_xl_enwik8.yaml --set runtime.device=cuda \
+    --set "model.memory_len=$memory" --steps 5 --warmup 2
 done
-echo "== bench/run.sh gpu ($SECONDS s so far)"
-RF_BENCH="$here/run.sh step_bench" bench/run.sh gpu 2>&1 | tee results/bench-gpu.txt
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-if command -v python3 > /dev/null; then
-  python3 bench/summarize.py gpu | tee results/summary.md
-  cp bench/results/gpu.jsonl results/ 2>/dev/null || true
+RF_BENCH="$here/run.sh step_bench" RF_BENCH_RESULTS="$results" stage bench-gpu 300 bench/run.sh gpu
+if command -v python3 > /dev/null && [ -s "$results/gpu.jsonl" ]; then
+  RF_BENCH_RESULTS="$results" python3 bench/summarize.py gpu | tee "$results/summary.md"
 fi
-echo "== done in $SECONDS s (status $status)"
+skipped=0
+[ -f "$results/skipped.txt" ] && skipped="$(wc -l < "$results/skipped.txt")"
+echo "== done in $SECONDS s (status $status; $skipped stages skipped for the budget)" |
+  tee -a "$results/done.txt"
 exit $status
 EOF
 chmod +x "$out.tmp/run.sh" "$out.tmp/check.sh"
