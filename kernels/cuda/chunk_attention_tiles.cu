@@ -157,6 +157,8 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
   for (int x = 0; x < kSlice; ++x) acc[x] = 0.0f;
   float m = kNoMaxYet, l = 0.0f;
   const DropoutMask drop = p.segment_dropout(b.segment);
+  // (Once per block, not per score: an int64 division and modulo.)
+  const int64_t rel_base = p.rel_scores || p.rel_grads ? p.relative_base(b.segment) : 0;
   for_each_window_tile<D>(p, b, staged, [&](int nk, int64_t window_first) {
     float scores[kKeyTile];
     float tile_max = kNoMaxYet;
@@ -166,7 +168,8 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
 #pragma unroll
       for (int x = 0; x < kSlice; ++x) dot += q[x] * staged.keys[kk][column<kSplit>(x, part)];
       dot = row_total<kSplit>(dot);
-      scores[kk] = kk < nk ? dot + p.score_offset(b.segment, qp, staged.positions[kk]) : kNoMaxYet;
+      scores[kk] =
+          kk < nk ? dot + p.score_offset_at(rel_base, qp, staged.positions[kk]) : kNoMaxYet;
       tile_max = fmaxf(tile_max, scores[kk]);
     }
     const float m_new = fmaxf(m, tile_max);
@@ -228,6 +231,8 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
 #pragma unroll
   for (int x = 0; x < kSlice; ++x) dq[x] = 0.0f;
   const DropoutMask drop = p.segment_dropout(b.segment);
+  // (Once per block, not per score: an int64 division and modulo.)
+  const int64_t rel_base = p.rel_scores || p.rel_grads ? p.relative_base(b.segment) : 0;
   for_each_window_tile<D>(p, b, staged, [&](int nk, int64_t window_first) {
     for (int kk = 0; kk < nk; ++kk) {
       float dot_s = 0.0f, dot_p = 0.0f;
@@ -238,13 +243,13 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
       }
       dot_s = row_total<kSplit>(dot_s);
       dot_p = row_total<kSplit>(dot_p);
-      const float score = dot_s + p.score_offset(b.segment, qp, staged.positions[kk]);
+      const float score = dot_s + p.score_offset_at(rel_base, qp, staged.positions[kk]);
       const float prob = exp_approx((score - m) - log_sum);
       const float keep =
           drop.active() ? row_keep<kSplit>(drop, active, part, j, window_first + kk) : 1.0f;
       const float ds = prob * (dot_p * keep - delta + dlse);
       // (one thread of the row records dS: the row's elements are its own, added in key order)
-      if (active && part == 0) p.add_relative_grad(b.segment, qp, staged.positions[kk], ds);
+      if (active && part == 0) p.add_relative_grad_at(rel_base, qp, staged.positions[kk], ds);
 #pragma unroll
       for (int x = 0; x < kSlice; ++x) dq[x] += ds * staged.keys[kk][column<kSplit>(x, part)];
     }
@@ -290,6 +295,8 @@ __global__ void __launch_bounds__(kKeyTile*(D / kSlice))
 #pragma unroll
   for (int x = 0; x < kSlice; ++x) dk[x] = dv[x] = 0.0f;
   const DropoutMask drop = p.segment_dropout(b.segment);
+  // (Once per block, not per score: an int64 division and modulo.)
+  const int64_t rel_base = p.rel_scores || p.rel_grads ? p.relative_base(b.segment) : 0;
   for (int64_t view = L.lookback; view >= 0; --view) {  // own window, then the next chunk's
     const int64_t qc = view == L.lookback ? b.chunk : (b.chunk + 1) % L.n_chunks();
     const int64_t key_window = (view == L.lookback ? L.lookback * L.chunk : 0) + within;
@@ -329,7 +336,7 @@ __global__ void __launch_bounds__(kKeyTile*(D / kSlice))
         }
         dot_s = row_total<kSplit>(dot_s);
         dot_p = row_total<kSplit>(dot_p);
-        const float score = dot_s + p.score_offset(b.segment, query_pos[r], kp);
+        const float score = dot_s + p.score_offset_at(rel_base, query_pos[r], kp);
         const float prob = exp_approx((score - stats[0][r]) - stats[1][r]);
         const float keep =
             drop.active() ? row_keep<kSplit>(drop, active, part, first + r, key_window) : 1.0f;
