@@ -175,6 +175,25 @@ TEST(CpuExecutor, RanksOnOneHostEachTakeAShareOfItsMemory) {
       << "got: '" << shared.error << "'";
 }
 
+// Buffers from 2 MiB on start on a huge-page boundary (and ask for huge pages), so that the
+// attention's scattered gathers do not miss the TLB on most rows; smaller ones are 64-byte
+// aligned for the vector loads.
+TEST(CpuExecutor, LargeBuffersStartOnHugePageBoundaries) {
+  const std::unique_ptr<Executor> ex = make_cpu_executor(1);
+  constexpr size_t kHugePage = size_t{2} << 20;
+  for (const size_t bytes : {kHugePage, 3 * kHugePage + 12345}) {
+    void* p = ex->allocate(bytes);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % kHugePage, 0u) << bytes << " bytes";
+    std::memset(p, 1, bytes);  // (the whole buffer is usable)
+    ex->release(p, bytes);
+  }
+  for (const size_t bytes : {size_t{0}, size_t{1}, size_t{1000}, kHugePage - 1}) {
+    void* p = ex->allocate(bytes);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u) << bytes << " bytes";
+    ex->release(p, bytes);
+  }
+}
+
 TEST(GemmDesc, RowMajorMappingComputesRowMajorProduct) {
   // C[M, N] = A^T B with A stored [K, M] and B [K, N], row-major, batched with strides.
   const int64_t M = 6, N = 4, K = 5, batch = 2;

@@ -122,8 +122,7 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
                : std::string(),
            "); lower train.batch_size, train.seq_len or the model's size, or run fewer ranks on "
            "this machine");
-    const size_t rounded = (bytes + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
+    void* p = cpu::allocate_host_buffer(bytes);
     if (!p) fail("out of host memory allocating ", bytes, " bytes");
     count_allocation(bytes);
     return p;

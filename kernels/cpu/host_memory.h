@@ -4,8 +4,11 @@
 // figure instead and stops with an error that says what to change.
 #pragma once
 
+#include <sys/mman.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -33,6 +36,22 @@ inline size_t host_memory_available() {
   }
   if (!found) return std::numeric_limits<size_t>::max();
   return static_cast<size_t>((available_kib + swap_kib) * 1024);
+}
+
+// A buffer of `bytes` for the executor, or null: 64-byte aligned, and from 2 MiB on in 2 MiB
+// huge pages where the kernel grants them (transparent huge pages in `madvise` mode, Debian's
+// default, give them only to memory that asks). The attention tiles gather rows that the LSH
+// order scatters over the whole sequence; with 4 KiB pages a 64K-token step's gathers miss the
+// TLB on most rows.
+inline void* allocate_host_buffer(size_t bytes) {
+  constexpr size_t kHugePage = size_t{2} << 20;
+  if (bytes < kHugePage) return std::aligned_alloc(64, bytes == 0 ? 64 : (bytes + 63) / 64 * 64);
+  const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  void* p = std::aligned_alloc(kHugePage, rounded);
+#if defined(MADV_HUGEPAGE)
+  if (p) madvise(p, rounded, MADV_HUGEPAGE);  // (a hint: where refused, 4 KiB pages as before)
+#endif
+  return p;
 }
 
 }  // namespace rf::cpu
