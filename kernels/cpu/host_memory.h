@@ -1,7 +1,8 @@
-// How much host memory a process can still take: MemAvailable plus SwapFree from /proc/meminfo.
-// Linux grants allocations beyond that (overcommit) and kills the process (the OOM killer, exit
-// 137, no message) once it touches the pages; the CPU executor checks its buffers against this
-// figure instead and stops with an error that says what to change.
+// Host memory for the CPU executor. How much a process can still take: MemAvailable plus SwapFree
+// from /proc/meminfo. Linux grants allocations beyond that (overcommit) and kills the process (the
+// OOM killer, exit 137, no message) once it touches the pages; the CPU executor checks its buffers
+// against this figure instead and stops with an error that says what to change. And the buffers
+// themselves, large ones in huge pages.
 #pragma once
 
 #include <sys/mman.h>
@@ -43,11 +44,12 @@ inline size_t host_memory_available() {
 // default, give them only to memory that asks). The attention tiles gather rows that the LSH
 // order scatters over the whole sequence; with 4 KiB pages a 64K-token step's gathers miss the
 // TLB on most rows.
+constexpr size_t kHugePageBytes = size_t{2} << 20;
 inline void* allocate_host_buffer(size_t bytes) {
-  constexpr size_t kHugePage = size_t{2} << 20;
-  if (bytes < kHugePage) return std::aligned_alloc(64, bytes == 0 ? 64 : (bytes + 63) / 64 * 64);
-  const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
-  void* p = std::aligned_alloc(kHugePage, rounded);
+  if (bytes < kHugePageBytes)
+    return std::aligned_alloc(64, bytes == 0 ? 64 : (bytes + 63) / 64 * 64);
+  const size_t rounded = (bytes + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+  void* p = std::aligned_alloc(kHugePageBytes, rounded);
 #if defined(MADV_HUGEPAGE)
   if (p) madvise(p, rounded, MADV_HUGEPAGE);  // (a hint: where refused, 4 KiB pages as before)
 #endif
