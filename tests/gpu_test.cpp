@@ -1,8 +1,9 @@
 // The CUDA executor against the CPU executor: every GEMM mapping, the LSH sort, a whole training
 // micro-step (which runs every kernel of the model) and training with a Transformer-XL memory
-// must agree; and training through CUDA graphs (runtime.step_graphs) must equal training without
-// them. Needs a GPU: without one (or without CUDA in the build) each test is skipped with a
-// message saying so — run these first on a GPU machine: `ctest -R Gpu --output-on-failure`.
+// must agree; products of bf16 operands must equal the CPU's; and training through CUDA graphs
+// (runtime.step_graphs) must equal training without them, at fp32 and at bf16. Needs a GPU: without
+// one (or without CUDA in the build) each test is skipped with a message saying so — run these
+// first on a GPU machine: `ctest -R Gpu --output-on-failure`.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -74,6 +75,47 @@ TEST(Gpu, Bf16GemmIsWithinBf16PrecisionOfFp32) {
       EXPECT_LT(test::relative_difference(c16, c32), 2e-2) << ta << tb;
     }
   EXPECT_NE(gpu->describe().find("bf16"), std::string::npos) << gpu->describe();
+}
+
+// At bf16 the GPU takes operands its kernels wrote in bf16 (rounds_operands_to_bf16) and rounds
+// the fp32 one of a mixed pair itself, nearest with ties to even: every product is then one of
+// bf16 values with fp32 accumulation, so it equals the CPU's (which rounds the same way) to fp32
+// rounding.
+TEST(Gpu, Bf16OperandsEqualTheCpuProductOfTheSameRoundedValues) {
+  std::string skip_reason;
+  const std::unique_ptr<Executor> gpu = gpu_or_skip_reason(&skip_reason, GemmPrecision::kBf16);
+  if (!gpu) GTEST_SKIP() << "GPU test skipped: " << skip_reason;
+  const std::unique_ptr<Executor> cpu16 = test::bf16_cpu_or_skip_reason(&skip_reason);
+  if (!cpu16) GTEST_SKIP() << skip_reason;
+  ASSERT_TRUE(gpu->gemm_takes_bf16_operands());
+  const auto result = [](Executor& ex, const GemmDesc& d, const std::vector<float>& a,
+                         const std::vector<float>& b, const std::vector<float>& c) {
+    DeviceBuffer<float> da(ex, a.size()), db(ex, b.size()), dc(ex, c.size());
+    DeviceBuffer<uint16_t> ha(ex, a.size()), hb(ex, b.size());
+    da.upload(a);
+    db.upload(b);
+    ha.upload(test::bf16_bits_of(a));
+    hb.upload(test::bf16_bits_of(b));
+    dc.upload(c);
+    ex.gemm(d, d.a_type == OperandType::kBf16 ? static_cast<const void*>(ha.data()) : da.data(),
+            d.b_type == OperandType::kBf16 ? static_cast<const void*>(hb.data()) : db.data(),
+            dc.data());
+    return dc.download();
+  };
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (const auto& [at, bt] : {std::pair{OperandType::kBf16, OperandType::kFp32},
+                                   std::pair{OperandType::kFp32, OperandType::kBf16},
+                                   std::pair{OperandType::kBf16, OperandType::kBf16}}) {
+        GemmDesc d = test::padded_gemm_desc(ta, tb, 65, 47, 131, 1, 0.5f, 0.25f);
+        d.a_type = at;
+        d.b_type = bt;
+        const auto a = test::random_vector(d.stride_a, 1), b = test::random_vector(d.stride_b, 2);
+        const auto c = test::random_vector(d.stride_c, 3);
+        EXPECT_LT(test::relative_difference(result(*gpu, d, a, b, c), result(*cpu16, d, a, b, c)),
+                  1e-5)
+            << ta << tb << static_cast<int>(at) << static_cast<int>(bt);
+      }
 }
 
 TEST(Gpu, LshSortMatchesTheCpu) {
@@ -193,6 +235,19 @@ TEST(Gpu, StepGraphsTrainBitForBitAsEagerSteps) {
   gpu.reset();  // the runs make their own executors
   const auto [eager, graphs] = test::train_eager_and_through_graphs(
       {"runtime.device=cuda", "runtime.verify_kernels=false", "train.grad_accum=2"});
+  EXPECT_EQ(graphs.step_graphs, 3);
+  test::expect_same_final_params(eager, graphs);
+  EXPECT_EQ(graphs.final_loss, eager.final_loss);
+}
+
+// The same at bf16, where kernels write bf16 operands and the products round the fp32 operand of
+// a mixed pair into scratch that the uncaptured first run of each part grows.
+TEST(Gpu, Bf16StepGraphsTrainBitForBitAsEagerSteps) {
+  RF_REQUIRE_GPU(gpu);
+  gpu.reset();
+  const auto [eager, graphs] =
+      test::train_eager_and_through_graphs({"runtime.device=cuda", "runtime.precision=bf16",
+                                            "runtime.verify_kernels=false", "train.grad_accum=2"});
   EXPECT_EQ(graphs.step_graphs, 3);
   test::expect_same_final_params(eager, graphs);
   EXPECT_EQ(graphs.final_loss, eager.final_loss);

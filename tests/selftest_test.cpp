@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 #include <sstream>
 
@@ -26,20 +27,24 @@ struct ForwardingBackend {
   }
 };
 
-// The CPU executor with one fault: `broken` names the op that goes wrong.
+// A CPU executor (`target`: fp32 unless given) with one fault: `broken` names the op that goes
+// wrong.
 class FaultyExecutor final : public KernelExecutor<ForwardingBackend> {
  public:
-  explicit FaultyExecutor(std::string broken) : broken_(std::move(broken)) {
-    ForwardingBackend::target = &test::cpu();
+  explicit FaultyExecutor(std::string broken, Executor& target = test::cpu())
+      : broken_(std::move(broken)), target_(target) {
+    ForwardingBackend::target = &target;
   }
   using KernelExecutor<ForwardingBackend>::run;
 
-  // A layer norm with the wrong shift.
+  // A layer norm with the wrong shift (only where it writes bf16, for "layer_norm bf16").
   void run(int64_t n, const LayerNormForward& op) override {
     LayerNormForward shifted = op;
-    if (broken_ == "layer_norm") shifted.beta = op.gamma;  // the wrong shift
-    test::cpu().run(n, shifted);
+    if (broken_ == "layer_norm" || (broken_ == "layer_norm bf16" && op.y_bf16))
+      shifted.beta = op.gamma;  // the wrong shift
+    target_.run(n, shifted);
   }
+  bool rounds_operands_to_bf16() const override { return target_.rounds_operands_to_bf16(); }
   void chunk_attention(ChunkAttentionPass pass, const ChunkAttentionParams& p) override {
     ChunkAttentionParams q = p;
     const bool tuned_only = broken_ == "attention keys (tuned only)";
@@ -47,32 +52,34 @@ class FaultyExecutor final : public KernelExecutor<ForwardingBackend> {
          (tuned_only && kernel_variant() == KernelVariant::kTuned)) &&
         pass == ChunkAttentionPass::kGradients)
       q.dropout.keep = 0.5f;  // replays another dropout mask
-    test::cpu().chunk_attention(pass, q);
+    target_.chunk_attention(pass, q);
   }
   void gemm(const GemmDesc& d, const void* a, const void* b, float* c) override {
     GemmDesc e = d;
     if (broken_ == "gemm" && d.trans_a && d.batch > 1) e.stride_a = 0;  // ignores the stride
-    test::cpu().gemm(e, a, b, c);
+    // A product that reads bf16 B with the wrong leading dimension (one column less).
+    if (broken_ == "bf16 operands" && d.b_type == OperandType::kBf16 && d.n > 1)
+      e.ldb = d.trans_b ? d.ldb : std::max(d.k, d.ldb - 1);
+    target_.gemm(e, a, b, c);
   }
 
   Device device() const override { return Device::kCpu; }
   std::string describe() const override { return "faulty cpu (" + broken_ + ")"; }
-  void* allocate(size_t bytes) override { return test::cpu().allocate(bytes); }
-  void release(void* p, size_t bytes) override { test::cpu().release(p, bytes); }
-  void upload(void* d, const void* s, size_t b) override { test::cpu().upload(d, s, b); }
-  void download(void* d, const void* s, size_t b) override { test::cpu().download(d, s, b); }
-  void copy(void* d, const void* s, size_t b) override { test::cpu().copy(d, s, b); }
-  void zero(void* p, size_t b) override { test::cpu().zero(p, b); }
+  void* allocate(size_t bytes) override { return target_.allocate(bytes); }
+  void release(void* p, size_t bytes) override { target_.release(p, bytes); }
+  void upload(void* d, const void* s, size_t b) override { target_.upload(d, s, b); }
+  void download(void* d, const void* s, size_t b) override { target_.download(d, s, b); }
+  void copy(void* d, const void* s, size_t b) override { target_.copy(d, s, b); }
+  void zero(void* p, size_t b) override { target_.zero(p, b); }
   void synchronize() override {}
-  size_t sort_scratch_bytes(const BucketSort& s) override {
-    return test::cpu().sort_scratch_bytes(s);
-  }
+  size_t sort_scratch_bytes(const BucketSort& s) override { return target_.sort_scratch_bytes(s); }
   void sort_buckets(const BucketSort& s, void* scratch) override {
-    test::cpu().sort_buckets(s, scratch);
+    target_.sort_buckets(s, scratch);
   }
 
  private:
   std::string broken_;
+  Executor& target_;
 };
 
 std::unique_ptr<Executor> plain_cpu() {
@@ -142,6 +149,57 @@ TEST(Selftest, StartUpVerificationFallsBackOrRefuses) {
   FaultyExecutor sound("nothing");
   EXPECT_EQ(verify_kernels_or_fail(sound, GemmPrecision::kFp32), "");
   EXPECT_EQ(sound.kernel_variant(), KernelVariant::kTuned);
+}
+
+// Where the candidate takes bf16 operands (the CPU at bf16 here; the GPU at bf16), the products
+// that read them and the kernels that write them are checked too, and a wrong one is named.
+TEST(Selftest, WrongBf16OperandsAreFoundAndNamed) {
+  std::string reason;
+  const std::unique_ptr<Executor> bf16 = test::bf16_cpu_or_skip_reason(&reason);
+  if (!bf16) GTEST_SKIP() << reason;
+  selftest::SweepOptions bf16_sweep;
+  bf16_sweep.precision = GemmPrecision::kBf16;
+  const std::vector<std::pair<std::string, std::set<std::string>>> faults = {
+      {"nothing", {}},
+      {"bf16 operands", {"gemm (bf16 operands)"}},
+      {"layer_norm bf16", {"layer_norm_forward (bf16 out)"}}};
+  for (const auto& [broken, expected] : faults) {
+    FaultyExecutor candidate(broken, *bf16);
+    ASSERT_TRUE(candidate.gemm_takes_bf16_operands());
+    auto reference = plain_cpu();
+    Checker checker(candidate, *reference);
+    selftest::check_all_ops(checker, bf16_sweep);
+    EXPECT_EQ(failed_ops(checker), expected) << broken;
+    std::set<std::string> ops;
+    for (const auto& c : checker.results()) ops.insert(c.op);
+    for (const char* op : {"gemm (bf16 operands)", "layer_norm_forward (bf16 out)",
+                           "bias_activation_forward (bf16 out)", "activation_backward (bf16 out)"})
+      EXPECT_EQ(ops.count(op), 1u) << op << " not checked";
+  }
+  // Without bf16 operands (fp32 candidates) those checks do not run.
+  FaultyExecutor fp32("nothing");
+  auto reference = plain_cpu();
+  Checker checker(fp32, *reference);
+  selftest::check_all_ops(checker, {});
+  for (const auto& c : checker.results()) EXPECT_EQ(c.op.find("bf16"), std::string::npos) << c.op;
+}
+
+// A wrong product of bf16 operands: training goes on with fp32 operands and the tuned kernels;
+// a wrong bf16 output of a tuned kernel: the same (those operands are then fp32).
+TEST(Selftest, StartUpVerificationTurnsOffWrongBf16Operands) {
+  std::string reason;
+  const std::unique_ptr<Executor> bf16 = test::bf16_cpu_or_skip_reason(&reason);
+  if (!bf16) GTEST_SKIP() << reason;
+  for (const char* broken : {"bf16 operands", "layer_norm bf16"}) {
+    FaultyExecutor candidate(broken, *bf16);
+    const std::string note = verify_kernels_or_fail(candidate, GemmPrecision::kBf16);
+    EXPECT_NE(note.find("fp32 GEMM operands instead of bf16 ones"), std::string::npos) << note;
+    EXPECT_FALSE(candidate.gemm_takes_bf16_operands()) << broken;
+    EXPECT_EQ(candidate.kernel_variant(), KernelVariant::kTuned) << broken;
+  }
+  FaultyExecutor sound("nothing", *bf16);
+  EXPECT_EQ(verify_kernels_or_fail(sound, GemmPrecision::kBf16), "");
+  EXPECT_TRUE(sound.gemm_takes_bf16_operands());
 }
 
 TEST(Selftest, CommandReportsEveryOpAndTheVerdictAsJson) {

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <sstream>
+#include <vector>
 
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/selftest/op_checks.h"
@@ -289,21 +290,43 @@ std::string failure_text(const Executor& ex, const Comparison& c) {
 }  // namespace
 
 std::string verify_kernels_or_fail(Executor& ex, GemmPrecision precision) {
-  const std::unique_ptr<Comparison> tuned = first_failure(ex, precision);
-  if (!tuned) return "";
-  std::string note;
-  if (ex.kernel_variant() == KernelVariant::kTuned) {
-    note = "note: the " + failure_text(ex, *tuned) +
-           "; training with the reference kernels instead (slower). Please report the output of "
-           "`reformer selftest --device cuda`.";
-    ex.set_kernel_variant(KernelVariant::kGpuIndexing);
-    const std::unique_ptr<Comparison> plain = first_failure(ex, precision);
-    if (!plain) return note;
-    fail("the ", failure_text(ex, *plain), " with its reference kernels too; refusing to train ",
-         "on it. Run `reformer selftest --device cuda` for the full report, or set ",
-         "runtime.verify_kernels=false to train anyway");
+  const std::unique_ptr<Comparison> first = first_failure(ex, precision);
+  if (!first) return "";
+  // The fallbacks, fastest first: fp32 GEMM operands instead of bf16 ones written by the kernels
+  // (where the executor takes them), then the reference functors with the GPU's indexing, with
+  // and then without bf16 operands.
+  struct Fallback {
+    KernelVariant variant;
+    bool bf16_operands;
+    const char* what;
+  };
+  const KernelVariant variant = ex.kernel_variant();
+  const bool bf16 = ex.gemm_takes_bf16_operands();
+  std::vector<Fallback> fallbacks;
+  if (bf16) fallbacks.push_back({variant, false, "fp32 GEMM operands instead of bf16 ones"});
+  if (variant == KernelVariant::kTuned) {
+    fallbacks.push_back({KernelVariant::kGpuIndexing, bf16, "the reference kernels instead"});
+    if (bf16)
+      fallbacks.push_back({KernelVariant::kGpuIndexing, false,
+                           "the reference kernels and fp32 GEMM operands instead"});
   }
-  fail("the ", failure_text(ex, *tuned), "; refusing to train on it. Run `reformer selftest ",
+  std::unique_ptr<Comparison> last = nullptr;
+  for (const Fallback& f : fallbacks) {
+    ex.set_kernel_variant(f.variant);
+    ex.set_bf16_operands(f.bf16_operands);
+    last = first_failure(ex, precision);
+    if (!last)
+      return "note: the " + failure_text(ex, *first) + "; training with " + f.what +
+             " (slower). Please report the output of `reformer selftest --device cuda`.";
+  }
+  if (last)
+    fail("the ", failure_text(ex, *last),
+         variant == KernelVariant::kTuned ? " with its reference kernels too"
+                                          : " with fp32 GEMM operands too",
+         "; refusing to train on it. Run `reformer selftest --device cuda` for the full report, or "
+         "set ",
+         "runtime.verify_kernels=false to train anyway");
+  fail("the ", failure_text(ex, *first), "; refusing to train on it. Run `reformer selftest ",
        "--device cuda` for the full report, or set runtime.verify_kernels=false to train anyway");
 }
 

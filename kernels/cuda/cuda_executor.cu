@@ -1,11 +1,12 @@
 // The CUDA executor: every kernel functor of KernelOps launched as a grid-stride kernel, GEMMs
-// passed unchanged to cublasGemmStridedBatchedEx, memory from cudaMalloc, and the tiled attention
-// kernels of kernels/cuda/chunk_attention_tiles.cu. The arithmetic lives in the RF_HD functors
-// under kernels/ops/, which the CPU tests exercise; this file only launches. STATUS: compiled in CI
-// (nvcc, warnings as errors). The executor ran on an H100 (2026-11-22): tests/gpu_test.cpp passed
-// and the default config learned. The fused attention (reference functors and tiled kernels) has
-// NOT run on a GPU yet: `reformer selftest --device cuda` checks every op, and a training run
-// checks them at start-up (runtime.verify_kernels).
+// passed to cublasGemmStridedBatchedEx (bf16 operands as bf16), memory from cudaMalloc, and the
+// tiled attention kernels of kernels/cuda/chunk_attention_tiles.cu. The arithmetic lives in the
+// RF_HD functors under kernels/ops/, which the CPU tests exercise; this file only launches.
+// STATUS: compiled in CI (nvcc, warnings as errors). The executor ran on an H100 (2026-11-22):
+// tests/gpu_test.cpp passed and the default config learned. The fused attention (reference
+// functors and tiled kernels) and the bf16 operands have NOT run on a GPU yet: `reformer selftest
+// --device cuda [--precision bf16]` checks every op, and a training run checks them at start-up
+// (runtime.verify_kernels).
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -75,8 +76,7 @@ struct CudaBackend {
   }
   // Whole rows (the launchers hand them over when warp_per_row() says so) run a warp per row.
   static void for_each(const Executor& ex, int64_t n, const LayerNormForward& op) {
-    // (bf16 output is the CPU's: no product on this executor takes bf16 operands.)
-    if (tuned(ex) && op.split.pieces() == 1 && op.mean == nullptr && op.y_bf16 == nullptr)
+    if (tuned(ex) && op.split.pieces() == 1 && op.mean == nullptr)
       launch_rows(cuda::layer_norm_forward_rows, n, op);
     else
       for_each<LayerNormForward>(ex, n, op);
@@ -117,7 +117,8 @@ struct CudaBackend {
   }
 };
 
-// fp32 inputs and outputs always; tf32 and bf16 let cuBLAS round the inputs for tensor cores.
+// For products of two fp32 operands: tf32 and bf16 let cuBLAS round the inputs for tensor cores.
+// (At bf16 most operands arrive in bf16 already: see CudaExecutor::gemm.)
 cublasComputeType_t compute_type(GemmPrecision precision) {
   switch (precision) {
     case GemmPrecision::kTf32:
@@ -153,12 +154,18 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
   }
   ~CudaExecutor() override {
     for (cudaGraphExec_t g : graphs_) cudaGraphExecDestroy(g);
+    for (RoundedOperand& r : rounded_)
+      if (r.values) cudaFree(r.values);
     cublasDestroy(cublas_);
     if (cublas_workspace_) cudaFree(cublas_workspace_);
   }
 
   Device device() const override { return Device::kCuda; }
   bool warp_per_row() const override { return kernel_variant() == KernelVariant::kTuned; }
+  // At bf16 the kernels that produce GEMM operands write them in bf16 (half the memory traffic),
+  // the weights' bf16 copy is made once per pass (trainer/params.h), and the products multiply
+  // bf16 by bf16 on the tensor cores.
+  bool rounds_operands_to_bf16() const override { return compute_ == CUBLAS_COMPUTE_32F_FAST_16BF; }
   std::string describe() const override {
     cudaDeviceProp prop{};
     std::ostringstream s;
@@ -230,18 +237,24 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
   void gemm(const GemmDesc& d, const void* a, const void* b, float* c) override {
     const std::string problem = gemm_desc_problem(d);
     RF_CHECK(problem.empty(), problem);
-    // (rounds_operands_to_bf16() is false here: no launcher hands this executor bf16 operands,
-    // which have never run on a device.)
-    RF_CHECK(d.a_type == OperandType::kFp32 && d.b_type == OperandType::kFp32,
-             "the CUDA executor takes fp32 GEMM operands only");
+    const bool bf16_a = d.a_type == OperandType::kBf16, bf16_b = d.b_type == OperandType::kBf16;
+    RF_CHECK(!(bf16_a || bf16_b) || rounds_operands_to_bf16(),
+             "a bf16 GEMM operand reached the CUDA executor at a precision other than bf16");
     if (d.m == 0 || d.n == 0) return;
+    // cuBLAS multiplies bf16 by bf16 only: the fp32 operand of a mixed pair is rounded first
+    // (nearest, ties to even, as the CPU rounds), so the product is that of two bf16 operands
+    // with fp32 accumulation (CUBLAS_COMPUTE_32F), as on the CPU.
+    const bool bf16 = bf16_a || bf16_b;
+    if (bf16 && !bf16_a) a = rounded_operand(0, static_cast<const float*>(a), extent_of_a(d));
+    if (bf16 && !bf16_b) b = rounded_operand(1, static_cast<const float*>(b), extent_of_b(d));
+    const cudaDataType_t operands = bf16 ? CUDA_R_16BF : CUDA_R_32F;
     count_launch();
     RF_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
         cublas_, cublas_op(d.trans_a), cublas_op(d.trans_b), static_cast<int>(d.m),
-        static_cast<int>(d.n), static_cast<int>(d.k), &d.alpha, a, CUDA_R_32F,
-        static_cast<int>(d.lda), d.stride_a, b, CUDA_R_32F, static_cast<int>(d.ldb), d.stride_b,
+        static_cast<int>(d.n), static_cast<int>(d.k), &d.alpha, a, operands,
+        static_cast<int>(d.lda), d.stride_a, b, operands, static_cast<int>(d.ldb), d.stride_b,
         &d.beta, c, CUDA_R_32F, static_cast<int>(d.ldc), d.stride_c, static_cast<int>(d.batch),
-        compute_, CUBLAS_GEMM_DEFAULT));
+        bf16 ? CUBLAS_COMPUTE_32F : compute_, CUBLAS_GEMM_DEFAULT));
   }
 
   // Tiled attention kernels (kernels/cuda/chunk_attention_tiles.cu) where there is one for the
@@ -286,6 +299,33 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     return l;
   }
 
+  // Elements op(A) and op(B) of a single product span in memory (column-major, leading
+  // dimensions included; bf16 operands come in single products only).
+  static int64_t extent_of_a(const GemmDesc& d) {
+    if (d.k == 0) return 0;
+    return d.trans_a ? (d.m - 1) * d.lda + d.k : (d.k - 1) * d.lda + d.m;
+  }
+  static int64_t extent_of_b(const GemmDesc& d) {
+    if (d.k == 0) return 0;
+    return d.trans_b ? (d.k - 1) * d.ldb + d.n : (d.n - 1) * d.ldb + d.k;
+  }
+  // x [count] rounded to bf16 into scratch `slot` (0: A, 1: B), grown as needed and kept. A step
+  // graph's part runs once uncaptured before its capture (trainer/step_graphs.h), which grows
+  // the scratch to what the capture needs; growing it releases memory, so graphs captured
+  // before are captured again.
+  const uint16_t* rounded_operand(int slot, const float* x, int64_t count) {
+    RoundedOperand& r = rounded_[slot];
+    if (r.capacity < count) {
+      release(r.values, static_cast<size_t>(r.capacity) * sizeof(uint16_t));
+      r.values = nullptr;
+      r.capacity = 0;
+      r.values = static_cast<uint16_t*>(allocate(static_cast<size_t>(count) * sizeof(uint16_t)));
+      r.capacity = count;
+    }
+    run(count, RoundToBf16{x, r.values});
+    return r.values;
+  }
+
   // NVIDIA's recommendation for Hopper; ample for earlier GPUs.
   static constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
 
@@ -294,6 +334,11 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
   cublasHandle_t cublas_ = nullptr;
   void* cublas_workspace_ = nullptr;
   std::vector<cudaGraphExec_t> graphs_;  // by step graph id
+  struct RoundedOperand {
+    uint16_t* values = nullptr;
+    int64_t capacity = 0;  // elements
+  };
+  RoundedOperand rounded_[2];  // the fp32 operand of a product with a bf16 one, rounded
 };
 
 void CudaExecutor::sort_buckets(const BucketSort& s, void* scratch) {

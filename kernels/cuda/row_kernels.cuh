@@ -51,6 +51,12 @@ __global__ void layer_norm_forward_rows(LayerNormForward op, int64_t rows) {
   const float* x = op.x + row * cols;
   float mean, rstd;
   warp_row_stats(x, cols, op.eps, lane, &mean, &rstd);
+  if (op.y_bf16) {  // for the products of an executor that takes bf16 operands
+    uint16_t* y = op.y_bf16 + row * cols;
+    for (int64_t c = lane; c < cols; c += 32)
+      y[c] = bf16_bits((x[c] - mean) * rstd * op.gamma[c] + op.beta[c]);
+    return;
+  }
   float* y = op.y + row * cols;
   for (int64_t c = lane; c < cols; c += 32) y[c] = (x[c] - mean) * rstd * op.gamma[c] + op.beta[c];
 }

@@ -1,9 +1,11 @@
 // The GEMM mappings: every transpose combination, leading dimensions larger than the rows, batch
 // strides with gaps, alpha and beta; and the named linear-layer helpers in each write mode. At
 // fp32 the candidate must match the reference executor; at tf32 or bf16 its error against the
-// exact product may be at most twice (in RMS) that of naively rounded operands.
+// exact product may be at most twice (in RMS) that of naively rounded operands. Where the
+// candidate takes operands a kernel wrote in bf16, those products are checked too.
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "kernels/linear.h"
 #include "kernels/selftest/gemm_reference.h"
@@ -45,6 +47,41 @@ void check_desc(Checker& checker, const SweepOptions& options, const GemmDesc& d
   c.error = nmse(got, exact);
   c.tolerance = std::max(4.0 * nmse(naive, exact), kFp32Tolerance);  // RMS at most twice
   checker.record(c);
+}
+
+// Products whose operands a kernel wrote in bf16 (A, B or both, the other fp32), on a candidate
+// that takes them (gemm_takes_bf16_operands). Every operand is then a bf16 value, so the product
+// must equal the exact product of the rounded operands to fp32 rounding: fp32 accumulation of
+// exact products, whatever the kernel. Single products only (GemmDesc takes no batched bf16).
+void check_bf16_operands(Checker& checker, GemmDesc d, uint32_t seed) {
+  HostTensors in;
+  in.floats["a"] = random_floats(extent_a(d), seed);
+  in.floats["b"] = random_floats(extent_b(d), seed + 1);
+  in.floats["c"] = random_floats(extent_c(d), seed + 2);
+  in.floats["a_bf16"] = packed_bf16(in.floats.at("a"));
+  in.floats["b_bf16"] = packed_bf16(in.floats.at("b"));
+  const std::vector<float> want =
+      reference_gemm(d, rounded_to(in.floats.at("a"), GemmPrecision::kBf16),
+                     rounded_to(in.floats.at("b"), GemmPrecision::kBf16), in.floats.at("c"));
+  for (const auto& [a_type, b_type] : {std::pair{OperandType::kBf16, OperandType::kFp32},
+                                       std::pair{OperandType::kFp32, OperandType::kBf16},
+                                       std::pair{OperandType::kBf16, OperandType::kBf16}}) {
+    d.a_type = a_type;
+    d.b_type = b_type;
+    const HostTensors got =
+        Checker::run(checker.candidate(), in, [d](Executor& ex, Workspace&, DeviceTensors& t) {
+          ex.gemm(d, d.a_type == OperandType::kBf16 ? t.f("a_bf16") : t.f("a"),
+                  d.b_type == OperandType::kBf16 ? t.f("b_bf16") : t.f("b"), t.f("c"));
+        });
+    Comparison c;
+    c.op = "gemm (bf16 operands)";
+    c.shape = std::string(d.trans_a ? "T" : "N") + (d.trans_b ? "T" : "N") + " " +
+              shape_text({d.m, d.n, d.k}) + (a_type == OperandType::kBf16 ? " bf16 A" : "") +
+              (b_type == OperandType::kBf16 ? " bf16 B" : "");
+    c.output = "c";
+    c.error = nmse(got.floats.at("c"), want);
+    checker.record(c);
+  }
 }
 
 // At fp32 only (reduced precision is covered by the mappings).
@@ -94,6 +131,12 @@ void check_gemm_ops(Checker& checker, const SweepOptions& options) {
         for (int64_t batch : {int64_t{1}, int64_t{3}})
           check_desc(checker, options,
                      padded_gemm_desc(ta, tb, mnk[0], mnk[1], mnk[2], batch, 0.75f, 0.5f), seed++);
+  if (checker.candidate().gemm_takes_bf16_operands())
+    for (const auto& mnk : sizes)
+      for (bool ta : {false, true})
+        for (bool tb : {false, true})
+          check_bf16_operands(
+              checker, padded_gemm_desc(ta, tb, mnk[0], mnk[1], mnk[2], 1, 0.75f, 0.5f), seed++);
   // The linear helpers at fp32 (reduced precision is covered by the mappings above).
   if (options.precision != GemmPrecision::kFp32) return;
   const std::vector<std::vector<int64_t>> shapes =

@@ -1,10 +1,12 @@
 #include "kernels/selftest/op_check.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <sstream>
 
 #include "base/philox.h"
+#include "kernels/ops/bf16_round.h"
 
 namespace rf::selftest {
 
@@ -96,6 +98,42 @@ Comparison Checker::compare(const std::string& op, const std::string& shape,
   }
   results_.push_back(worst);
   return worst;
+}
+
+Comparison Checker::compare_bf16_output(const std::string& op, const std::string& shape,
+                                        const HostTensors& inputs, const std::string& output,
+                                        const Launch& launch, const std::string& packed,
+                                        const Launch& bf16_launch) {
+  const std::vector<float> want = run(reference_, inputs, launch).floats.at(output);
+  const std::vector<float> got = unpacked_bf16(
+      run(candidate_, inputs, bf16_launch).floats.at(packed), static_cast<int64_t>(want.size()));
+  Comparison c;
+  c.op = op;
+  c.shape = shape;
+  c.output = packed;
+  c.error = nmse(got, want);
+  c.tolerance = std::max(4.0 * nmse(rounded_to(want, GemmPrecision::kBf16), want), kFp32Tolerance);
+  results_.push_back(c);
+  return c;
+}
+
+std::vector<float> packed_bf16(const std::vector<float>& values, int64_t count) {
+  const size_t n = count < 0 ? values.size() : static_cast<size_t>(count);
+  std::vector<uint16_t> bits(n, 0);
+  for (size_t i = 0; i < values.size() && i < n; ++i) bits[i] = bf16_bits(values[i]);
+  std::vector<float> packed((n + 1) / 2, 0.0f);
+  if (n > 0) std::memcpy(packed.data(), bits.data(), n * sizeof(uint16_t));
+  return packed;
+}
+
+std::vector<float> unpacked_bf16(const std::vector<float>& packed, int64_t count) {
+  RF_CHECK(static_cast<size_t>(count) <= 2 * packed.size(), "only ", 2 * packed.size(),
+           " bf16 values packed, ", count, " asked for");
+  std::vector<uint16_t> bits(static_cast<size_t>(count));
+  if (count > 0) std::memcpy(bits.data(), packed.data(), bits.size() * sizeof(uint16_t));
+  std::vector<float> values(bits.size());
+  for (size_t i = 0; i < bits.size(); ++i) values[i] = bf16_value(bits[i]);
+  return values;
 }
 
 namespace {

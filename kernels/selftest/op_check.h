@@ -78,6 +78,14 @@ class Checker {
                      const std::map<std::string, double>& tolerances = {});
   // The outputs of `launch` on `ex` from `inputs`.
   static HostTensors run(Executor& ex, const HostTensors& inputs, const Launch& launch);
+  // An output a kernel writes rounded to bf16, for the products that read bf16: `bf16_launch`
+  // writes it into the float tensor `packed` (two values per float; packed_bf16 below), and
+  // `launch` writes the same values in fp32 into `output` on the reference. The candidate's bf16
+  // values are held to twice (in RMS) the error of rounding the reference's fp32 values.
+  Comparison compare_bf16_output(const std::string& op, const std::string& shape,
+                                 const HostTensors& inputs, const std::string& output,
+                                 const Launch& launch, const std::string& packed,
+                                 const Launch& bf16_launch);
   // Records a comparison made by hand (the GEMMs at reduced precision, the micro-step).
   void record(const Comparison& c) { results_.push_back(c); }
   const std::vector<Comparison>& results() const { return results_; }
@@ -93,6 +101,11 @@ std::vector<float> random_floats(int64_t n, uint32_t seed, float scale = 1.0f);
 // v with every element rounded to the precision's mantissa (nearest, ties to even): bf16 keeps 7
 // bits, tf32 10; fp32 returns v.
 std::vector<float> rounded_to(std::vector<float> v, GemmPrecision precision);
+// bf16 values in a float tensor, two to a float (the first in the lower half, as memory holds
+// an array of uint16_t): each of `values` rounded to nearest (ties to even), or zeros when
+// `values` is empty and `count` says how many. unpacked_bf16 reads the first `count` back.
+std::vector<float> packed_bf16(const std::vector<float>& values, int64_t count = -1);
+std::vector<float> unpacked_bf16(const std::vector<float>& packed, int64_t count);
 std::vector<int32_t> random_ints(int64_t n, uint32_t seed, int32_t below);
 
 // "[rows x cols]" and the like, for shape descriptions.

@@ -45,17 +45,26 @@ void check_layer_norm(Checker& checker, int64_t rows, int64_t cols, uint32_t see
   in.floats["dgamma"] = random_floats(cols, seed + 5);
   in.floats["dbeta"] = random_floats(cols, seed + 6);
   const std::string shape = shape_text({rows, cols});
-  checker.compare("layer_norm_forward", shape, in, {"y"},
-                  [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
-                    LayerNormArgs a;
-                    a.x = t.f("x");
-                    a.gamma = t.f("gamma");
-                    a.beta = t.f("beta");
-                    a.y = t.f("y");
-                    a.rows = rows;
-                    a.cols = cols;
-                    layer_norm_forward(ex, ws, a);
-                  });
+  // y in fp32, or rounded to bf16 into y_bf16 (for the products of an executor that takes bf16).
+  const auto forward = [=](bool bf16) -> Launch {
+    return [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
+      LayerNormArgs a;
+      a.x = t.f("x");
+      a.gamma = t.f("gamma");
+      a.beta = t.f("beta");
+      a.y = t.f("y");
+      if (bf16) a.y_bf16 = reinterpret_cast<uint16_t*>(t.f("y_bf16"));
+      a.rows = rows;
+      a.cols = cols;
+      layer_norm_forward(ex, ws, a);
+    };
+  };
+  checker.compare("layer_norm_forward", shape, in, {"y"}, forward(false));
+  if (checker.candidate().gemm_takes_bf16_operands()) {
+    in.floats["y_bf16"] = packed_bf16({}, rows * cols);
+    checker.compare_bf16_output("layer_norm_forward (bf16 out)", shape, in, "y", forward(false),
+                                "y_bf16", forward(true));
+  }
   for (Write write : {Write::kOverwrite, Write::kAccumulate})
     checker.compare(
         write == Write::kOverwrite ? "layer_norm_backward" : "layer_norm_backward (accumulate)",
@@ -85,31 +94,47 @@ void check_activation(Checker& checker, int64_t rows, int64_t cols, uint32_t see
       const std::string shape =
           shape_text({rows, cols}) + " " + activation_name(act) + (keep < 1 ? " dropout" : "");
       const DropoutMask mask = test_mask(rows, cols, keep);
+      // a in fp32, or rounded to bf16 into a_bf16 (for the products of an executor that takes
+      // bf16); the same for the gradient of activation_backward.
+      const auto forward = [=](bool keep_derivative, bool bf16) -> Launch {
+        return [=](Executor& ex, Workspace&, DeviceTensors& t) {
+          BiasActivationArgs a;
+          a.h = t.f("h");
+          a.keep_derivative = keep_derivative;
+          a.a = t.f("a");
+          if (bf16) a.a_bf16 = reinterpret_cast<uint16_t*>(t.f("a_bf16"));
+          a.bias = t.f("bias");
+          a.rows = rows;
+          a.cols = cols;
+          a.activation = act;
+          a.dropout = mask;
+          bias_activation_forward(ex, a);
+        };
+      };
+      const auto backward = [=](bool bf16) -> Launch {
+        return [=](Executor& ex, Workspace&, DeviceTensors& t) {
+          ActivationBackwardArgs a;
+          a.grad = t.f("grad");
+          if (bf16) a.grad_bf16 = reinterpret_cast<uint16_t*>(t.f("grad_bf16"));
+          a.derivative = t.f("h");
+          a.rows = rows;
+          a.cols = cols;
+          a.dropout = mask;
+          activation_backward(ex, a);
+        };
+      };
       for (bool keep_derivative : {true, false})
         checker.compare("bias_activation_forward",
                         shape + (keep_derivative ? " keeping the derivative" : ""), in, {"h", "a"},
-                        [=](Executor& ex, Workspace&, DeviceTensors& t) {
-                          BiasActivationArgs a;
-                          a.h = t.f("h");
-                          a.keep_derivative = keep_derivative;
-                          a.a = t.f("a");
-                          a.bias = t.f("bias");
-                          a.rows = rows;
-                          a.cols = cols;
-                          a.activation = act;
-                          a.dropout = mask;
-                          bias_activation_forward(ex, a);
-                        });
-      checker.compare("activation_backward", shape, in, {"grad"},
-                      [=](Executor& ex, Workspace&, DeviceTensors& t) {
-                        ActivationBackwardArgs a;
-                        a.grad = t.f("grad");
-                        a.derivative = t.f("h");
-                        a.rows = rows;
-                        a.cols = cols;
-                        a.dropout = mask;
-                        activation_backward(ex, a);
-                      });
+                        forward(keep_derivative, false));
+      checker.compare("activation_backward", shape, in, {"grad"}, backward(false));
+      if (!checker.candidate().gemm_takes_bf16_operands()) continue;
+      in.floats["a_bf16"] = packed_bf16({}, rows * cols);
+      in.floats["grad_bf16"] = packed_bf16({}, rows * cols);
+      checker.compare_bf16_output("bias_activation_forward (bf16 out)", shape, in, "a",
+                                  forward(true, false), "a_bf16", forward(true, true));
+      checker.compare_bf16_output("activation_backward (bf16 out)", shape, in, "grad",
+                                  backward(false), "grad_bf16", backward(true));
     }
 }
 
