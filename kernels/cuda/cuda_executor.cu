@@ -173,6 +173,10 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
       s << "cuda device " << device_ << " (" << prop.name << "), cuBLAS " << compute_name(compute_);
     else
       s << "cuda device " << device_;
+    // (The start-up check turns bf16 operands off where they fail: the log says which ran.)
+    if (rounds_operands_to_bf16())
+      s << (gemm_takes_bf16_operands() ? ", bf16 operands from the kernels"
+                                       : ", fp32 operands rounded by cuBLAS");
     return s.str();
   }
 
