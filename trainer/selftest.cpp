@@ -292,6 +292,7 @@ std::string failure_text(const Executor& ex, const Comparison& c) {
 std::string verify_kernels_or_fail(Executor& ex, GemmPrecision precision) {
   const std::unique_ptr<Comparison> first = first_failure(ex, precision);
   if (!first) return "";
+  const std::string first_text = failure_text(ex, *first);  // (before a fallback changes `ex`)
   // The fallbacks, fastest first: fp32 GEMM operands instead of bf16 ones written by the kernels
   // (where the executor takes them), then the reference functors with the GPU's indexing, with
   // and then without bf16 operands.
@@ -316,7 +317,7 @@ std::string verify_kernels_or_fail(Executor& ex, GemmPrecision precision) {
     ex.set_bf16_operands(f.bf16_operands);
     last = first_failure(ex, precision);
     if (!last)
-      return "note: the " + failure_text(ex, *first) + "; training with " + f.what +
+      return "note: the " + first_text + "; training with " + f.what +
              " (slower). Please report the output of `reformer selftest --device cuda`.";
   }
   if (last)
@@ -326,7 +327,7 @@ std::string verify_kernels_or_fail(Executor& ex, GemmPrecision precision) {
          "; refusing to train on it. Run `reformer selftest --device cuda` for the full report, or "
          "set ",
          "runtime.verify_kernels=false to train anyway");
-  fail("the ", failure_text(ex, *first), "; refusing to train on it. Run `reformer selftest ",
+  fail("the ", first_text, "; refusing to train on it. Run `reformer selftest ",
        "--device cuda` for the full report, or set runtime.verify_kernels=false to train anyway");
 }
 
