@@ -60,6 +60,10 @@ class FaultyExecutor final : public KernelExecutor<ForwardingBackend> {
     // A product that reads bf16 B with the wrong leading dimension (one column less).
     if (broken_ == "bf16 operands" && d.b_type == OperandType::kBf16 && d.n > 1)
       e.ldb = d.trans_b ? d.ldb : std::max(d.k, d.ldb - 1);
+    // A device library that refuses bf16 operands.
+    if (broken_ == "bf16 operands refused" &&
+        (d.a_type == OperandType::kBf16 || d.b_type == OperandType::kBf16))
+      fail("CUBLAS_STATUS_NOT_SUPPORTED (a test's fault)");
     target_.gemm(e, a, b, c);
   }
 
@@ -184,16 +188,20 @@ TEST(Selftest, WrongBf16OperandsAreFoundAndNamed) {
   for (const auto& c : checker.results()) EXPECT_EQ(c.op.find("bf16"), std::string::npos) << c.op;
 }
 
-// A wrong product of bf16 operands: training goes on with fp32 operands and the tuned kernels;
-// a wrong bf16 output of a tuned kernel: the same (those operands are then fp32).
+// A wrong product of bf16 operands, or one the device refuses (an error): training goes on with
+// fp32 operands and the tuned kernels; a wrong bf16 output of a tuned kernel: the same (those
+// operands are then fp32).
 TEST(Selftest, StartUpVerificationTurnsOffWrongBf16Operands) {
   std::string reason;
   const std::unique_ptr<Executor> bf16 = test::bf16_cpu_or_skip_reason(&reason);
   if (!bf16) GTEST_SKIP() << reason;
-  for (const char* broken : {"bf16 operands", "layer_norm bf16"}) {
+  for (const char* broken : {"bf16 operands", "bf16 operands refused", "layer_norm bf16"}) {
     FaultyExecutor candidate(broken, *bf16);
     const std::string note = verify_kernels_or_fail(candidate, GemmPrecision::kBf16);
     EXPECT_NE(note.find("fp32 GEMM operands instead of bf16 ones"), std::string::npos) << note;
+    if (std::string(broken) == "bf16 operands refused") {
+      EXPECT_NE(note.find("CUBLAS_STATUS_NOT_SUPPORTED"), std::string::npos) << note;
+    }
     EXPECT_FALSE(candidate.gemm_takes_bf16_operands()) << broken;
     EXPECT_EQ(candidate.kernel_variant(), KernelVariant::kTuned) << broken;
   }

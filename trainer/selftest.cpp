@@ -1,6 +1,7 @@
 #include "trainer/selftest.h"
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -267,14 +268,25 @@ int run_selftest(const SelftestOptions& options, std::ostream& out) {
 
 namespace {
 
-// The first failing comparison of the quick sweep on `ex`, or null.
+// The first failing comparison of the quick sweep on `ex`, or null. An op that throws (a cuBLAS
+// call the device refuses, say) fails too, so that the fallbacks get their turn.
 std::unique_ptr<Comparison> first_failure(Executor& ex, GemmPrecision precision) {
   const std::unique_ptr<Executor> reference = reference_executor();
   Checker checker(ex, *reference);
   selftest::SweepOptions sweep;
   sweep.precision = precision;
   sweep.quick = true;
-  selftest::check_all_ops(checker, sweep);
+  try {
+    selftest::check_all_ops(checker, sweep);
+  } catch (const Error& e) {
+    Comparison c;
+    c.op = "the op after " +
+           (checker.results().empty() ? std::string("none") : checker.results().back().op);
+    c.shape = std::string("an error: ") + e.what();
+    c.output = "no output";
+    c.error = INFINITY;
+    checker.record(c);
+  }
   for (const Comparison& c : checker.results())
     if (!c.passed()) return std::make_unique<Comparison>(c);
   return nullptr;

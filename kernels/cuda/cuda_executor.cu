@@ -248,9 +248,10 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     // cuBLAS multiplies bf16 by bf16 only: the fp32 operand of a mixed pair is rounded first
     // (nearest, ties to even, as the CPU rounds), so the product is that of two bf16 operands
     // with fp32 accumulation (CUBLAS_COMPUTE_32F), as on the CPU.
-    const bool bf16 = bf16_a || bf16_b;
-    if (bf16 && !bf16_a) a = rounded_operand(0, static_cast<const float*>(a), extent_of_a(d));
-    if (bf16 && !bf16_b) b = rounded_operand(1, static_cast<const float*>(b), extent_of_b(d));
+    // (At depth 0 cuBLAS reads neither operand: nothing to round.)
+    const bool bf16 = bf16_a || bf16_b, round = bf16 && d.k > 0;
+    if (round && !bf16_a) a = rounded_operand(0, static_cast<const float*>(a), extent_of_a(d));
+    if (round && !bf16_b) b = rounded_operand(1, static_cast<const float*>(b), extent_of_b(d));
     const cudaDataType_t operands = bf16 ? CUDA_R_16BF : CUDA_R_32F;
     count_launch();
     RF_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
@@ -303,14 +304,12 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     return l;
   }
 
-  // Elements op(A) and op(B) of a single product span in memory (column-major, leading
-  // dimensions included; bf16 operands come in single products only).
+  // Elements op(A) and op(B) of a single product of depth > 0 span in memory (column-major,
+  // leading dimensions included; bf16 operands come in single products only).
   static int64_t extent_of_a(const GemmDesc& d) {
-    if (d.k == 0) return 0;
     return d.trans_a ? (d.m - 1) * d.lda + d.k : (d.k - 1) * d.lda + d.m;
   }
   static int64_t extent_of_b(const GemmDesc& d) {
-    if (d.k == 0) return 0;
     return d.trans_b ? (d.k - 1) * d.ldb + d.n : (d.n - 1) * d.ldb + d.k;
   }
   // x [count] rounded to bf16 into scratch `slot` (0: A, 1: B), grown as needed and kept. A step
