@@ -12,6 +12,7 @@
 #include "kernels/executor_impl.h"
 #include "kernels/selftest/op_checks.h"
 #include "tests/test_util.h"
+#include "trainer/job.h"
 
 namespace rf {
 namespace {
@@ -31,8 +32,9 @@ struct ForwardingBackend {
 // wrong.
 class FaultyExecutor final : public KernelExecutor<ForwardingBackend> {
  public:
-  explicit FaultyExecutor(std::string broken, Executor& target = test::cpu())
-      : broken_(std::move(broken)), target_(target) {
+  explicit FaultyExecutor(std::string broken, Executor& target = test::cpu(),
+                          Device device = Device::kCpu)
+      : broken_(std::move(broken)), target_(target), device_(device) {
     ForwardingBackend::target = &target;
   }
   using KernelExecutor<ForwardingBackend>::run;
@@ -67,7 +69,7 @@ class FaultyExecutor final : public KernelExecutor<ForwardingBackend> {
     target_.gemm(e, a, b, c);
   }
 
-  Device device() const override { return Device::kCpu; }
+  Device device() const override { return device_; }
   std::string describe() const override { return "faulty cpu (" + broken_ + ")"; }
   void* allocate(size_t bytes) override { return target_.allocate(bytes); }
   void release(void* p, size_t bytes) override { target_.release(p, bytes); }
@@ -84,6 +86,7 @@ class FaultyExecutor final : public KernelExecutor<ForwardingBackend> {
  private:
   std::string broken_;
   Executor& target_;
+  Device device_;  // what it claims to be (kCuda: a stand-in for a GPU)
 };
 
 std::unique_ptr<Executor> plain_cpu() {
@@ -208,6 +211,30 @@ TEST(Selftest, StartUpVerificationTurnsOffWrongBf16Operands) {
   FaultyExecutor sound("nothing", *bf16);
   EXPECT_EQ(verify_kernels_or_fail(sound, GemmPrecision::kBf16), "");
   EXPECT_TRUE(sound.gemm_takes_bf16_operands());
+}
+
+// Every command's executor comes from make_rank_executor, which checks a GPU's kernels
+// (check_rank_executor) unless runtime.verify_kernels is off; CPU executors are not checked.
+TEST(Selftest, EveryCommandChecksAGpuExecutorAtStartUp) {
+  RuntimeConfig runtime;
+  runtime.device = Device::kCuda;
+  std::ostringstream notes;
+  FaultyExecutor wrong_gpu("layer_norm", test::cpu(), Device::kCuda);
+  EXPECT_THROW(check_rank_executor(wrong_gpu, runtime, 0, notes), Error);
+  FaultyExecutor tuned_wrong_gpu("attention keys (tuned only)", test::cpu(), Device::kCuda);
+  check_rank_executor(tuned_wrong_gpu, runtime, 0, notes);
+  EXPECT_EQ(tuned_wrong_gpu.kernel_variant(), KernelVariant::kGpuIndexing);
+  EXPECT_NE(notes.str().find("attention backward"), std::string::npos) << notes.str();
+  std::ostringstream other_rank;  // (the note comes from local rank 0 only)
+  FaultyExecutor again("attention keys (tuned only)", test::cpu(), Device::kCuda);
+  check_rank_executor(again, runtime, 1, other_rank);
+  EXPECT_EQ(other_rank.str(), "");
+  runtime.verify_kernels = false;
+  FaultyExecutor unchecked("layer_norm", test::cpu(), Device::kCuda);
+  EXPECT_NO_THROW(check_rank_executor(unchecked, runtime, 0, notes));
+  runtime.verify_kernels = true;
+  FaultyExecutor cpu("layer_norm");
+  EXPECT_NO_THROW(check_rank_executor(cpu, runtime, 0, notes));
 }
 
 TEST(Selftest, CommandReportsEveryOpAndTheVerdictAsJson) {

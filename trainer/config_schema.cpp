@@ -219,8 +219,9 @@ std::vector<KeySpec> build_schema() {
       float_key("runtime", "collective_timeout_s", "600", open_closed(0, 86400),
                 "a collective not finished within this many seconds aborts the job"),
       bool_key("runtime", "verify_kernels", "true",
-               "device cuda: before training, compare every kernel op on the GPU with the CPU "
-               "reference (a quick reformer selftest) and refuse to train if one differs"),
+               "device cuda: before training, evaluating or generating, compare every kernel "
+               "op on the GPU with the CPU reference (a quick reformer selftest); fall back to "
+               "reference kernels that pass, or refuse to run if none does"),
       bool_key("runtime", "step_graphs", "false",
                "capture each part of a training step once and replay it (CUDA graphs on a GPU, "
                "never yet run on one; on a CPU a recorded replay, which trains bit for bit as "

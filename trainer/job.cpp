@@ -3,6 +3,8 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <iostream>
+#include <ostream>
 #include <vector>
 
 #include "base/error.h"
@@ -11,6 +13,7 @@
 #include "comms/nccl_communicator.h"
 #include "kernels/executor.h"
 #include "kernels/launch_recorder.h"
+#include "trainer/selftest.h"
 
 namespace rf {
 namespace {
@@ -27,6 +30,15 @@ int gpu_for_local_rank(int local_rank) {
   return cuda_device_count() == 1 ? 0 : local_rank;
 }
 
+void check_rank_executor(Executor& ex, const RuntimeConfig& runtime, int local_rank,
+                         std::ostream& notes) {
+  // Every command that runs on a GPU (training, evaluation, generation, the benchmarks) checks
+  // its kernels first, so none runs one that differs from the CPU reference unannounced.
+  if (ex.device() != Device::kCuda || !runtime.verify_kernels) return;
+  const std::string note = verify_kernels_or_fail(ex, runtime.precision);
+  if (!note.empty() && local_rank == 0) notes << note << std::endl;
+}
+
 std::unique_ptr<Executor> make_rank_executor(const RuntimeConfig& runtime, int local_rank,
                                              int ranks_on_host) {
   ExecutorOptions options;
@@ -37,6 +49,7 @@ std::unique_ptr<Executor> make_rank_executor(const RuntimeConfig& runtime, int l
   if (runtime.device == Device::kCuda) options.gpu = gpu_for_local_rank(local_rank);
   try {
     std::unique_ptr<Executor> ex = make_executor(options);
+    check_rank_executor(*ex, runtime, local_rank, std::cerr);
     // Executors without graphs of their own (the CPU's) replay recorded launches.
     if (runtime.step_graphs && !ex->supports_graphs())
       ex = std::make_unique<LaunchRecorder>(std::move(ex));

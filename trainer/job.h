@@ -6,6 +6,7 @@
 #pragma once
 
 #include <functional>
+#include <iosfwd>
 #include <memory>
 #include <string>
 
@@ -41,9 +42,15 @@ int gpu_for_local_rank(int local_rank);
 
 // The executor runtime.device asks for; on GPUs the device is the rank's local index, and a
 // rank without a GPU of its own is a clear error. On CPUs the ranks_on_host ranks of this host
-// share its memory.
+// share its memory. On a GPU with runtime.verify_kernels its kernels are checked first
+// (verify_kernels_or_fail, trainer/selftest.h): local rank 0 prints the note of a fallback to
+// stderr, and kernels that differ from the CPU reference in every fallback are an rf::Error.
 std::unique_ptr<Executor> make_rank_executor(const RuntimeConfig& runtime, int local_rank = 0,
                                              int ranks_on_host = 1);
+// The start-up check make_rank_executor runs: on a GPU executor with runtime.verify_kernels,
+// verify_kernels_or_fail, with the note of a fallback written to `notes` by local rank 0.
+void check_rank_executor(Executor& ex, const RuntimeConfig& runtime, int local_rank,
+                         std::ostream& notes);
 
 // Single-process communicators, or MPI (+ NCCL for runtime.device cuda) when launched by
 // mpirun/srun with more than one rank.

@@ -329,18 +329,18 @@ std::string verify_kernels_or_fail(Executor& ex, GemmPrecision precision) {
     ex.set_bf16_operands(f.bf16_operands);
     last = first_failure(ex, precision);
     if (!last)
-      return "note: the " + first_text + "; training with " + f.what +
+      return "note: the " + first_text + "; running with " + f.what +
              " (slower). Please report the output of `reformer selftest --device cuda`.";
   }
   if (last)
     fail("the ", failure_text(ex, *last),
          variant == KernelVariant::kTuned ? " with its reference kernels too"
                                           : " with fp32 GEMM operands too",
-         "; refusing to train on it. Run `reformer selftest --device cuda` for the full report, or "
+         "; refusing to run on it. Run `reformer selftest --device cuda` for the full report, or "
          "set ",
-         "runtime.verify_kernels=false to train anyway");
-  fail("the ", first_text, "; refusing to train on it. Run `reformer selftest ",
-       "--device cuda` for the full report, or set runtime.verify_kernels=false to train anyway");
+         "runtime.verify_kernels=false to run anyway");
+  fail("the ", first_text, "; refusing to run on it. Run `reformer selftest ",
+       "--device cuda` for the full report, or set runtime.verify_kernels=false to run anyway");
 }
 
 }  // namespace rf

