@@ -32,6 +32,21 @@ struct GemmDesc {
 // Empty when the description is valid, otherwise what is wrong with it.
 std::string gemm_desc_problem(const GemmDesc& d);
 
+// What one product reads of an operand as stored: `cols` columns of `rows` values, `ld` apart
+// (column-major). For executors that round an operand before multiplying (the CPU's and the GPU's
+// bf16 products).
+struct OperandLayout {
+  int64_t rows = 0, cols = 0, ld = 0;
+  // Values from the first to the last one read.
+  int64_t span() const { return ld * (cols - 1) + rows; }
+};
+inline OperandLayout operand_layout_a(const GemmDesc& d) {
+  return {d.trans_a ? d.k : d.m, d.trans_a ? d.m : d.k, d.lda};
+}
+inline OperandLayout operand_layout_b(const GemmDesc& d) {
+  return {d.trans_b ? d.n : d.k, d.trans_b ? d.k : d.n, d.ldb};
+}
+
 // A GEMM stated in row-major terms, the way the model code thinks of its tensors:
 //   C[M, N] = alpha * op(A) op(B) + beta * C, with op(A) [M, K] and op(B) [K, N], all row-major.
 struct RowMajorGemm {

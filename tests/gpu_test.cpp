@@ -88,20 +88,6 @@ TEST(Gpu, Bf16OperandsEqualTheCpuProductOfTheSameRoundedValues) {
   const std::unique_ptr<Executor> cpu16 = test::bf16_cpu_or_skip_reason(&skip_reason);
   if (!cpu16) GTEST_SKIP() << skip_reason;
   ASSERT_TRUE(gpu->gemm_takes_bf16_operands());
-  const auto result = [](Executor& ex, const GemmDesc& d, const std::vector<float>& a,
-                         const std::vector<float>& b, const std::vector<float>& c) {
-    DeviceBuffer<float> da(ex, a.size()), db(ex, b.size()), dc(ex, c.size());
-    DeviceBuffer<uint16_t> ha(ex, a.size()), hb(ex, b.size());
-    da.upload(a);
-    db.upload(b);
-    ha.upload(test::bf16_bits_of(a));
-    hb.upload(test::bf16_bits_of(b));
-    dc.upload(c);
-    ex.gemm(d, d.a_type == OperandType::kBf16 ? static_cast<const void*>(ha.data()) : da.data(),
-            d.b_type == OperandType::kBf16 ? static_cast<const void*>(hb.data()) : db.data(),
-            dc.data());
-    return dc.download();
-  };
   for (bool ta : {false, true})
     for (bool tb : {false, true})
       for (const auto& [at, bt] : {std::pair{OperandType::kBf16, OperandType::kFp32},
@@ -112,7 +98,8 @@ TEST(Gpu, Bf16OperandsEqualTheCpuProductOfTheSameRoundedValues) {
         d.b_type = bt;
         const auto a = test::random_vector(d.stride_a, 1), b = test::random_vector(d.stride_b, 2);
         const auto c = test::random_vector(d.stride_c, 3);
-        EXPECT_LT(test::relative_difference(result(*gpu, d, a, b, c), result(*cpu16, d, a, b, c)),
+        EXPECT_LT(test::relative_difference(test::gemm_result(*gpu, d, a, b, c),
+                                            test::gemm_result(*cpu16, d, a, b, c)),
                   1e-5)
             << ta << tb << static_cast<int>(at) << static_cast<int>(bt);
       }

@@ -28,14 +28,14 @@ struct ForwardingBackend {
   }
 };
 
-// A CPU executor (`target`: fp32 unless given) with one fault: `broken` names the op that goes
-// wrong.
+// The CPU executor with one fault: `broken` names the op that goes wrong. It may claim to be a GPU
+// (`device`), and to take bf16 GEMM operands (`bf16_operands`), which it emulates on any CPU.
 class FaultyExecutor final : public KernelExecutor<ForwardingBackend> {
  public:
-  explicit FaultyExecutor(std::string broken, Executor& target = test::cpu(),
-                          Device device = Device::kCpu)
-      : broken_(std::move(broken)), target_(target), device_(device) {
-    ForwardingBackend::target = &target;
+  explicit FaultyExecutor(std::string broken, Device device = Device::kCpu,
+                          bool bf16_operands = false)
+      : broken_(std::move(broken)), device_(device), bf16_operands_(bf16_operands) {
+    ForwardingBackend::target = &target_;
   }
   using KernelExecutor<ForwardingBackend>::run;
 
@@ -46,7 +46,7 @@ class FaultyExecutor final : public KernelExecutor<ForwardingBackend> {
       shifted.beta = op.gamma;  // the wrong shift
     target_.run(n, shifted);
   }
-  bool rounds_operands_to_bf16() const override { return target_.rounds_operands_to_bf16(); }
+  bool rounds_operands_to_bf16() const override { return bf16_operands_; }
   void chunk_attention(ChunkAttentionPass pass, const ChunkAttentionParams& p) override {
     ChunkAttentionParams q = p;
     const bool tuned_only = broken_ == "attention keys (tuned only)";
@@ -63,10 +63,16 @@ class FaultyExecutor final : public KernelExecutor<ForwardingBackend> {
     if (broken_ == "bf16 operands" && d.b_type == OperandType::kBf16 && d.n > 1)
       e.ldb = d.trans_b ? d.ldb : std::max(d.k, d.ldb - 1);
     // A device library that refuses bf16 operands.
-    if (broken_ == "bf16 operands refused" &&
-        (d.a_type == OperandType::kBf16 || d.b_type == OperandType::kBf16))
+    const bool bf16 = d.a_type == OperandType::kBf16 || d.b_type == OperandType::kBf16;
+    if (broken_ == "bf16 operands refused" && bf16)
       fail("CUBLAS_STATUS_NOT_SUPPORTED (a test's fault)");
-    target_.gemm(e, a, b, c);
+    if (!bf16) return target_.gemm(e, a, b, c);
+    // A product with a bf16 operand: both operands as bf16 values (the fp32 one rounded), then
+    // multiplied in fp32 (exact products, fp32 sums), as a bf16 executor does.
+    const std::vector<float> a_values = bf16_values(a, d.a_type, operand_layout_a(d));
+    const std::vector<float> b_values = bf16_values(b, d.b_type, operand_layout_b(d));
+    e.a_type = e.b_type = OperandType::kFp32;
+    target_.gemm(e, a_values.data(), b_values.data(), c);
   }
 
   Device device() const override { return device_; }
@@ -84,9 +90,19 @@ class FaultyExecutor final : public KernelExecutor<ForwardingBackend> {
   }
 
  private:
+  // The span of an operand (fp32 or bf16 in host memory) as the bf16 values it holds or rounds to.
+  static std::vector<float> bf16_values(const void* x, OperandType type, OperandLayout layout) {
+    std::vector<float> values(static_cast<size_t>(std::max<int64_t>(layout.span(), 0)));
+    for (size_t i = 0; i < values.size(); ++i)
+      values[i] = type == OperandType::kBf16 ? bf16_value(static_cast<const uint16_t*>(x)[i])
+                                             : bf16_rounded(static_cast<const float*>(x)[i]);
+    return values;
+  }
+
   std::string broken_;
-  Executor& target_;
-  Device device_;  // what it claims to be (kCuda: a stand-in for a GPU)
+  Executor& target_ = test::cpu();
+  Device device_;       // what it claims to be (kCuda: a stand-in for a GPU)
+  bool bf16_operands_;  // whether it claims to take bf16 GEMM operands
 };
 
 std::unique_ptr<Executor> plain_cpu() {
@@ -158,12 +174,10 @@ TEST(Selftest, StartUpVerificationFallsBackOrRefuses) {
   EXPECT_EQ(sound.kernel_variant(), KernelVariant::kTuned);
 }
 
-// Where the candidate takes bf16 operands (the CPU at bf16 here; the GPU at bf16), the products
-// that read them and the kernels that write them are checked too, and a wrong one is named.
+// Where the candidate takes bf16 operands (a GPU or the CPU at bf16; here an emulation that runs
+// on any CPU), the products that read them and the kernels that write them are checked too, and a
+// wrong one is named.
 TEST(Selftest, WrongBf16OperandsAreFoundAndNamed) {
-  std::string reason;
-  const std::unique_ptr<Executor> bf16 = test::bf16_cpu_or_skip_reason(&reason);
-  if (!bf16) GTEST_SKIP() << reason;
   selftest::SweepOptions bf16_sweep;
   bf16_sweep.precision = GemmPrecision::kBf16;
   const std::vector<std::pair<std::string, std::set<std::string>>> faults = {
@@ -171,7 +185,7 @@ TEST(Selftest, WrongBf16OperandsAreFoundAndNamed) {
       {"bf16 operands", {"gemm (bf16 operands)"}},
       {"layer_norm bf16", {"layer_norm_forward (bf16 out)"}}};
   for (const auto& [broken, expected] : faults) {
-    FaultyExecutor candidate(broken, *bf16);
+    FaultyExecutor candidate(broken, Device::kCpu, true);
     ASSERT_TRUE(candidate.gemm_takes_bf16_operands());
     auto reference = plain_cpu();
     Checker checker(candidate, *reference);
@@ -195,11 +209,8 @@ TEST(Selftest, WrongBf16OperandsAreFoundAndNamed) {
 // fp32 operands and the tuned kernels; a wrong bf16 output of a tuned kernel: the same (those
 // operands are then fp32).
 TEST(Selftest, StartUpVerificationTurnsOffWrongBf16Operands) {
-  std::string reason;
-  const std::unique_ptr<Executor> bf16 = test::bf16_cpu_or_skip_reason(&reason);
-  if (!bf16) GTEST_SKIP() << reason;
   for (const char* broken : {"bf16 operands", "bf16 operands refused", "layer_norm bf16"}) {
-    FaultyExecutor candidate(broken, *bf16);
+    FaultyExecutor candidate(broken, Device::kCpu, true);
     const std::string note = verify_kernels_or_fail(candidate, GemmPrecision::kBf16);
     EXPECT_NE(note.find("fp32 GEMM operands instead of bf16 ones"), std::string::npos) << note;
     if (std::string(broken) == "bf16 operands refused") {
@@ -208,7 +219,7 @@ TEST(Selftest, StartUpVerificationTurnsOffWrongBf16Operands) {
     EXPECT_FALSE(candidate.gemm_takes_bf16_operands()) << broken;
     EXPECT_EQ(candidate.kernel_variant(), KernelVariant::kTuned) << broken;
   }
-  FaultyExecutor sound("nothing", *bf16);
+  FaultyExecutor sound("nothing", Device::kCpu, true);
   EXPECT_EQ(verify_kernels_or_fail(sound, GemmPrecision::kBf16), "");
   EXPECT_TRUE(sound.gemm_takes_bf16_operands());
 }
@@ -219,18 +230,18 @@ TEST(Selftest, EveryCommandChecksAGpuExecutorAtStartUp) {
   RuntimeConfig runtime;
   runtime.device = Device::kCuda;
   std::ostringstream notes;
-  FaultyExecutor wrong_gpu("layer_norm", test::cpu(), Device::kCuda);
+  FaultyExecutor wrong_gpu("layer_norm", Device::kCuda);
   EXPECT_THROW(check_rank_executor(wrong_gpu, runtime, 0, notes), Error);
-  FaultyExecutor tuned_wrong_gpu("attention keys (tuned only)", test::cpu(), Device::kCuda);
+  FaultyExecutor tuned_wrong_gpu("attention keys (tuned only)", Device::kCuda);
   check_rank_executor(tuned_wrong_gpu, runtime, 0, notes);
   EXPECT_EQ(tuned_wrong_gpu.kernel_variant(), KernelVariant::kGpuIndexing);
   EXPECT_NE(notes.str().find("attention backward"), std::string::npos) << notes.str();
   std::ostringstream other_rank;  // (the note comes from local rank 0 only)
-  FaultyExecutor again("attention keys (tuned only)", test::cpu(), Device::kCuda);
+  FaultyExecutor again("attention keys (tuned only)", Device::kCuda);
   check_rank_executor(again, runtime, 1, other_rank);
   EXPECT_EQ(other_rank.str(), "");
   runtime.verify_kernels = false;
-  FaultyExecutor unchecked("layer_norm", test::cpu(), Device::kCuda);
+  FaultyExecutor unchecked("layer_norm", Device::kCuda);
   EXPECT_NO_THROW(check_rank_executor(unchecked, runtime, 0, notes));
   runtime.verify_kernels = true;
   FaultyExecutor cpu("layer_norm");

@@ -103,14 +103,30 @@ inline std::vector<uint16_t> bf16_bits_of(const std::vector<float>& v) {
   return bits;
 }
 
-// C after ex.gemm(d, A, B, C) with the host arrays a, b, c copied to ex's memory first.
+// C after ex.gemm(d, A, B, C) with the host arrays a, b, c copied to ex's memory first; an
+// operand the description says is bf16 (d.a_type, d.b_type) is copied as bf16_bits_of it.
 inline std::vector<float> gemm_result(Executor& ex, const GemmDesc& d, const std::vector<float>& a,
                                       const std::vector<float>& b, const std::vector<float>& c) {
   DeviceBuffer<float> da(ex, a.size()), db(ex, b.size()), dc(ex, c.size());
-  da.upload(a);
-  db.upload(b);
+  DeviceBuffer<uint16_t> a16, b16;
+  const void* a_operand = da.data();
+  const void* b_operand = db.data();
+  if (d.a_type == OperandType::kBf16) {
+    a16 = DeviceBuffer<uint16_t>(ex, a.size());
+    a16.upload(bf16_bits_of(a));
+    a_operand = a16.data();
+  } else {
+    da.upload(a);
+  }
+  if (d.b_type == OperandType::kBf16) {
+    b16 = DeviceBuffer<uint16_t>(ex, b.size());
+    b16.upload(bf16_bits_of(b));
+    b_operand = b16.data();
+  } else {
+    db.upload(b);
+  }
   dc.upload(c);
-  ex.gemm(d, da.data(), db.data(), dc.data());
+  ex.gemm(d, a_operand, b_operand, dc.data());
   return dc.download();
 }
 

@@ -4,7 +4,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
-#include <ostream>
 #include <vector>
 
 #include "base/error.h"

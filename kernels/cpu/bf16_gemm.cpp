@@ -64,12 +64,8 @@ void round_to_bf16(const float* x, uint16_t* y, int64_t n) {
 
 namespace {
 
-// The values an operand's product reads: `cols` columns of `rows` values, `ld` apart (column-major,
-// as GemmDesc describes operands).
-struct Extent {
-  int64_t rows = 0, cols = 0, ld = 0;
-  // Values from the first to the last one read.
-  int64_t span() const { return ld * (cols - 1) + rows; }
+// The values an operand's product reads (gemm_desc.h), and when a rounded copy covers another.
+struct Extent : OperandLayout {
   bool contiguous() const { return ld == rows || cols == 1; }
   // Whether a product reading `other` at the same address reads only values this one covers.
   bool covers(const Extent& other) const {
@@ -216,8 +212,8 @@ void Bf16Gemm::run(const GemmDesc& d, const void* a, const void* b, float* c) {
   RF_CHECK(d.batch == 1, "Bf16Gemm::run takes one product, got a batch of ", d.batch);
   Impl& im = *impl_;
   // The values each operand's product reads (column-major with its leading dimension).
-  const Extent extent_a{d.trans_a ? d.k : d.m, d.trans_a ? d.m : d.k, d.lda};
-  const Extent extent_b{d.trans_b ? d.n : d.k, d.trans_b ? d.k : d.n, d.ldb};
+  const Extent extent_a{operand_layout_a(d)};
+  const Extent extent_b{operand_layout_b(d)};
   // Operands as bf16: rounded here (or found in the cache) unless a producer wrote them so.
   const Impl::Rounded* a_rounded = nullptr;
   const uint16_t* a16 = static_cast<const uint16_t*>(a);

@@ -250,8 +250,10 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     // with fp32 accumulation (CUBLAS_COMPUTE_32F), as on the CPU.
     // (At depth 0 cuBLAS reads neither operand: nothing to round.)
     const bool bf16 = bf16_a || bf16_b, round = bf16 && d.k > 0;
-    if (round && !bf16_a) a = rounded_operand(0, static_cast<const float*>(a), extent_of_a(d));
-    if (round && !bf16_b) b = rounded_operand(1, static_cast<const float*>(b), extent_of_b(d));
+    if (round && !bf16_a)
+      a = rounded_operand(0, static_cast<const float*>(a), operand_layout_a(d).span());
+    if (round && !bf16_b)
+      b = rounded_operand(1, static_cast<const float*>(b), operand_layout_b(d).span());
     const cudaDataType_t operands = bf16 ? CUDA_R_16BF : CUDA_R_32F;
     count_launch();
     RF_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
@@ -304,15 +306,8 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     return l;
   }
 
-  // Elements op(A) and op(B) of a single product of depth > 0 span in memory (column-major,
-  // leading dimensions included; bf16 operands come in single products only).
-  static int64_t extent_of_a(const GemmDesc& d) {
-    return d.trans_a ? (d.m - 1) * d.lda + d.k : (d.k - 1) * d.lda + d.m;
-  }
-  static int64_t extent_of_b(const GemmDesc& d) {
-    return d.trans_b ? (d.k - 1) * d.ldb + d.n : (d.n - 1) * d.ldb + d.k;
-  }
-  // x [count] rounded to bf16 into scratch `slot` (0: A, 1: B), grown as needed and kept. A step
+  // x [count] rounded to bf16 into scratch `slot` (0: A, 1: B), grown as needed and kept: all
+  // of the operand's span, gaps between its columns included (a product of depth > 0). A step
   // graph's part runs once uncaptured before its capture (trainer/step_graphs.h), which grows
   // the scratch to what the capture needs; growing it releases memory, so graphs captured
   // before are captured again.

@@ -14,14 +14,19 @@
 namespace rf::selftest {
 namespace {
 
+// "NT [33 x 17 x 29]": the transposes and m x n x k, for the shape column.
+std::string transposes_and_sizes(const GemmDesc& d) {
+  return std::string(d.trans_a ? "T" : "N") + (d.trans_b ? "T" : "N") + " " +
+         shape_text({d.m, d.n, d.k});
+}
+
 // The mapping check of one description.
 void check_desc(Checker& checker, const SweepOptions& options, const GemmDesc& d, uint32_t seed) {
   HostTensors in;
   in.floats["a"] = random_floats(extent_a(d), seed);
   in.floats["b"] = random_floats(extent_b(d), seed + 1);
   in.floats["c"] = random_floats(extent_c(d), seed + 2);
-  const std::string shape = std::string(d.trans_a ? "T" : "N") + (d.trans_b ? "T" : "N") + " " +
-                            shape_text({d.m, d.n, d.k}) + " batch " + std::to_string(d.batch);
+  const std::string shape = transposes_and_sizes(d) + " batch " + std::to_string(d.batch);
   const Launch launch = [d](Executor& ex, Workspace&, DeviceTensors& t) {
     ex.gemm(d, t.f("a"), t.f("b"), t.f("c"));
   };
@@ -75,8 +80,7 @@ void check_bf16_operands(Checker& checker, GemmDesc d, uint32_t seed) {
         });
     Comparison c;
     c.op = "gemm (bf16 operands)";
-    c.shape = std::string(d.trans_a ? "T" : "N") + (d.trans_b ? "T" : "N") + " " +
-              shape_text({d.m, d.n, d.k}) + (a_type == OperandType::kBf16 ? " bf16 A" : "") +
+    c.shape = transposes_and_sizes(d) + (a_type == OperandType::kBf16 ? " bf16 A" : "") +
               (b_type == OperandType::kBf16 ? " bf16 B" : "");
     c.output = "c";
     c.error = nmse(got.floats.at("c"), want);
