@@ -116,13 +116,16 @@ fi
 if [[ "$suite" == ranks || "$suite" == all ]]; then
   rm -f "$out/ranks.jsonl"
   cores="$(nproc)"
+  # With step graphs too: the graph then holds the averages (they start at their place in it).
   for n in 1 2 4; do
-    for overlap in on off; do
-      threads=$(( cores / n )); [ "$threads" -ge 1 ] || threads=1
-      mpirun --allow-run-as-root --oversubscribe --bind-to none -np "$n" -x "OMP_NUM_THREADS=$threads" \
-        "${bench[@]}" --config "$ref_cfg" --steps 6 --overlap "$overlap" --set train.seq_len=4096 \
-        | tee -a "$out/ranks.jsonl"
-      [ "$n" -eq 1 ] && break
+    for graphs in false true; do
+      for overlap in on off; do
+        threads=$(( cores / n )); [ "$threads" -ge 1 ] || threads=1
+        mpirun --allow-run-as-root --oversubscribe --bind-to none -np "$n" -x "OMP_NUM_THREADS=$threads" \
+          "${bench[@]}" --config "$ref_cfg" --steps 6 --overlap "$overlap" --set train.seq_len=4096 \
+          --set runtime.step_graphs="$graphs" | tee -a "$out/ranks.jsonl"
+        [ "$n" -eq 1 ] && break 2
+      done
     done
   done
 fi

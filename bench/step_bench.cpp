@@ -25,6 +25,7 @@
 #include "kernels/linear.h"
 #include "kernels/profile.h"
 #include "trainer/flop_count.h"
+#include "trainer/gradient_averages.h"
 #include "trainer/job.h"
 #include "trainer/metrics.h"
 #include "trainer/model.h"
@@ -184,10 +185,6 @@ int main(int argc, char** argv) {
     std::vector<double> times, waits;
     int64_t launches_per_step = 0, memory_operations_per_step = 0;
     rf::ParamStore& params = model.params();
-    auto start_group = [&](int group) {
-      const rf::ParamGroup& g = params.groups()[group];
-      comm.start_average(params.grads() + g.offset, g.count, g.name);
-    };
     if (launch_timer) launch_timer->set_launch_timing(warmup == 0);
     for (int s = 0; s < warmup + steps; ++s) {
       const auto t = Clock::now();
@@ -202,16 +199,20 @@ int main(int argc, char** argv) {
       const rf::StepContext staged = model.stage(batch, ctx);
       run_part(0, B * T, [&] {
         model.params().zero_grads();
+        // --overlap on: each bucket's average starts as the backward pass finishes it (inside
+        // the step graph, with step graphs).
         model.compute_forward_backward(
             staged, 1.0f / static_cast<float>(B * T),
             [&](int group) {
-              if (multi && overlap == "on" && !graphs) start_group(group);
+              if (multi && overlap == "on") rf::start_gradient_average(*ex, comm, params, group);
             },
             step_memory);
+        if (multi && overlap == "on") rf::order_after_gradient_averages(*ex, comm);
       });
       model.collect(batch);
-      if (multi && (overlap == "off" || graphs))  // (a step graph holds no collective)
-        for (size_t g = 0; g < params.groups().size(); ++g) start_group(static_cast<int>(g));
+      if (multi && overlap == "off")  // all after the backward pass (and outside any graph)
+        for (size_t g = 0; g < params.groups().size(); ++g)
+          rf::start_gradient_average(*ex, comm, params, static_cast<int>(g));
       const auto wait_start = Clock::now();
       comm.wait_all();
       if (s >= warmup) waits.push_back(seconds_since(wait_start));
@@ -248,7 +249,7 @@ int main(int argc, char** argv) {
     const double rate = flops.total() / median / 1e9;
     std::cout << rf::JsonLine()
                      .add("ranks", static_cast<int64_t>(comm.size()))
-                     .add("overlap", graphs ? std::string("off") : overlap)
+                     .add("overlap", overlap)
                      .add("step_graphs", static_cast<int64_t>(cfg.runtime.step_graphs))
                      .add("median_comm_wait_s", waits[waits.size() / 2])
                      .add("seq_len", T)

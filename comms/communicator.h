@@ -42,6 +42,11 @@ class Communicator {
   virtual void start_average(float* data, size_t count, const std::string& label) = 0;
   // Blocks until every started average has completed.
   virtual void wait_all() = 0;
+  // Makes the device work issued after it wait, on the device (the host does not block), for
+  // the averages started so far. A CUDA graph that starts averages must end with it, so that
+  // the stream the collectives run on rejoins the capture, and wait_all() then awaits that
+  // graph's averages too. Where averages complete on the host (MPI) there is nothing to order.
+  virtual void order_compute_after_averages() {}
 
   // The optimizer step now running, for timeout messages.
   virtual void set_step(int64_t step) = 0;

@@ -20,6 +20,13 @@
 //   deadline passes (or NCCL reports an asynchronous error) the communicator prints one line
 //   naming rank, operation and step, aborts the NCCL communicator (which frees kernels stuck
 //   waiting for a peer) and ends the job through the bootstrap communicator's abort.
+// - Step graphs: an average started while the compute stream is being captured into a CUDA graph
+//   goes into the graph. The event wait joins the NCCL stream to the capture, so the graph holds
+//   the NCCL kernels on a branch of their own that overlaps the rest of the backward pass, and
+//   order_compute_after_averages() joins that branch back before the capture ends (NCCL 2.9+
+//   supports collectives in graphs; a graph's collectives and eager ones share the communicator).
+//   Nothing in a capture can be awaited from the host, so wait_all() awaits the compute stream,
+//   which a replayed graph leaves only once its averages are done, with the same deadline.
 // - Host buffers given to all_reduce_sum or broadcast (the trainer's loss sums, say) go over the
 //   bootstrap MPI communicator, since NCCL reads device memory only.
 // - Errors: every CUDA and NCCL call is checked; a failure after start-up ends the job the same
@@ -109,6 +116,7 @@ class NcclCommunicator final : public Communicator {
   void barrier() override;
   void start_average(float* data, size_t count, const std::string& label) override;
   void wait_all() override;
+  void order_compute_after_averages() override;
   void set_step(int64_t step) override;
   [[noreturn]] void abort(const std::string& why) override;
 
@@ -123,6 +131,7 @@ class NcclCommunicator final : public Communicator {
   void join();
   template <class Body>
   void guarded(const Body& body);
+  bool compute_is_capturing();
   void order_after_compute();
   void track(const std::string& what);
   void drain();
@@ -141,6 +150,13 @@ class NcclCommunicator final : public Communicator {
   cudaEvent_t compute_ready_ = nullptr;  // recorded on the compute stream before each collective
   float* scratch_ = nullptr;             // one device float for barrier()
   std::vector<InFlight> in_flight_;      // in start order
+  // Step graphs: averages started in the capture under way, what the captured graphs' averages
+  // are (named in wait_all's deadline; "" when no graph holds any), the events that join the NCCL
+  // stream back to the compute stream and mark the compute stream's work for wait_all.
+  std::vector<std::string> captured_;
+  std::string graph_averages_;
+  cudaEvent_t averages_done_ = nullptr;
+  cudaEvent_t compute_done_ = nullptr;
   std::vector<cudaEvent_t> spare_events_;
 };
 
@@ -195,6 +211,8 @@ void NcclCommunicator::join() {
   settle("initialisation of the NCCL communicator");
   RF_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   RF_CUDA_CHECK(cudaEventCreateWithFlags(&compute_ready_, cudaEventDisableTiming));
+  RF_CUDA_CHECK(cudaEventCreateWithFlags(&averages_done_, cudaEventDisableTiming));
+  RF_CUDA_CHECK(cudaEventCreateWithFlags(&compute_done_, cudaEventDisableTiming));
   RF_CUDA_CHECK(cudaMalloc(&scratch_, sizeof(float)));
 }
 
@@ -250,22 +268,49 @@ void NcclCommunicator::barrier() {
 }
 
 void NcclCommunicator::start_average(float* data, size_t count, const std::string& label) {
-  if (count > 0 && !is_device_memory(data)) {
+  bool captured = false;
+  guarded([&] { captured = compute_is_capturing(); });
+  // (A step graph's part runs once uncaptured first, which checks the buffer; a capture is no
+  // place for pointer queries.)
+  if (!captured && count > 0 && !is_device_memory(data)) {
     fail("start_average of bucket '", label,
          "' was given host memory; the NCCL communicator "
          "averages device buffers");
   }
   guarded([&] {
     const std::string what = bucket_text(label, count);
-    order_after_compute();
+    order_after_compute();  // in a capture, this joins the NCCL stream to it
     RF_NCCL_CHECK(ncclAllReduce(data, data, count, ncclFloat32, ncclAvg, comm_, stream_));
     settle(what);
-    track(what);
+    if (captured)
+      captured_.push_back(what);  // the graph holds it: awaited through the compute stream
+    else
+      track(what);
+  });
+}
+
+void NcclCommunicator::order_compute_after_averages() {
+  guarded([&] {
+    const bool captured = compute_is_capturing();
+    // In a capture the NCCL stream belongs to it only once an average has joined it there.
+    if (captured && captured_.empty()) return;
+    RF_CUDA_CHECK(cudaEventRecord(averages_done_, stream_));
+    RF_CUDA_CHECK(cudaStreamWaitEvent(cudaStreamPerThread, averages_done_, 0));
+    if (!captured) return;
+    graph_averages_ = "the " + std::to_string(captured_.size()) +
+                      " gradient averages a step graph holds (the last: " + captured_.back() + ")";
+    captured_.clear();
   });
 }
 
 void NcclCommunicator::wait_all() {
-  guarded([&] { drain(); });
+  guarded([&] {
+    drain();
+    if (graph_averages_.empty() || compute_is_capturing()) return;
+    // A replayed graph's averages are done when the compute stream's work up to here is.
+    RF_CUDA_CHECK(cudaEventRecord(compute_done_, cudaStreamPerThread));
+    await_event(compute_done_, graph_averages_);
+  });
 }
 
 void NcclCommunicator::set_step(int64_t step) {
@@ -281,6 +326,13 @@ void NcclCommunicator::abort(const std::string& why) {
 }
 
 // ---- ordering and waiting ----------------------------------------------------------------------
+
+// Whether the compute stream (cudaStreamPerThread) is being captured into a step graph.
+bool NcclCommunicator::compute_is_capturing() {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  RF_CUDA_CHECK(cudaStreamIsCapturing(cudaStreamPerThread, &status));
+  return status == cudaStreamCaptureStatusActive;
+}
 
 // The NCCL stream waits (on the device, not the host) for the work issued so far on the compute
 // stream.
@@ -361,6 +413,8 @@ void NcclCommunicator::release_cuda_objects() {
   for (cudaEvent_t event : spare_events_) RF_CUDA_CHECK(cudaEventDestroy(event));
   spare_events_.clear();
   RF_CUDA_CHECK(cudaEventDestroy(compute_ready_));
+  RF_CUDA_CHECK(cudaEventDestroy(averages_done_));
+  RF_CUDA_CHECK(cudaEventDestroy(compute_done_));
   RF_CUDA_CHECK(cudaStreamDestroy(stream_));
   RF_CUDA_CHECK(cudaFree(scratch_));
 }

@@ -1,5 +1,7 @@
 #include "kernels/executor.h"
 
+#include <utility>
+
 #include "base/error.h"
 
 namespace rf {
@@ -26,7 +28,7 @@ void Executor::begin_capture() {
   if (!supports_graphs()) fail("step graphs are not available on this executor (", describe(), ")");
   RF_CHECK(!capturing_, "begin_capture while a capture is under way");
   capture_begin();
-  capture_start_ = {launches_, memory_operations_};
+  capture_start_ = {launches_, memory_operations_, collectives_};
   capturing_ = true;
 }
 
@@ -35,9 +37,11 @@ int Executor::end_capture() {
   capturing_ = false;
   // A capture runs nothing: its launches count when the graph is replayed.
   const GraphCounts held{launches_ - capture_start_.launches,
-                         memory_operations_ - capture_start_.memory_operations};
+                         memory_operations_ - capture_start_.memory_operations,
+                         collectives_ - capture_start_.collectives};
   launches_ = capture_start_.launches;
   memory_operations_ = capture_start_.memory_operations;
+  collectives_ = capture_start_.collectives;
   capture_end();
   graphs_.push_back(held);
   return static_cast<int>(graphs_.size()) - 1;
@@ -49,6 +53,18 @@ void Executor::replay_graph(int graph) {
   graph_replay(graph);
   launches_ += graphs_[static_cast<size_t>(graph)].launches;
   memory_operations_ += graphs_[static_cast<size_t>(graph)].memory_operations;
+  collectives_ += graphs_[static_cast<size_t>(graph)].collectives;
+}
+
+void Executor::start_collective(std::function<void()> start) {
+  ++collectives_;
+  collective_issue(std::move(start));
+}
+
+int64_t Executor::collectives_in_graphs() const {
+  int64_t n = 0;
+  for (const GraphCounts& g : graphs_) n += g.collectives;
+  return n;
 }
 
 void Executor::capture_begin() {

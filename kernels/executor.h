@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -121,6 +122,19 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   int end_capture();  // the new graph's id: 0, 1, ... in capture order
   void replay_graph(int graph);
   bool capturing() const { return capturing_; }
+
+  // Communication among the device work: a gradient bucket's average across the ranks, started
+  // as soon as the backward pass has made the bucket final so that it overlaps the rest of the
+  // pass. `start` issues it, ordered after the work handed to this executor so far. A step graph
+  // holds it: the LaunchRecorder keeps `start` while capturing and calls it at its place in each
+  // replay; a CUDA graph holds the NCCL kernels `start` issued on streams joined to the capture
+  // (so there `start` runs once, while capturing). Otherwise `start` runs now. Whatever `start`
+  // refers to must outlive the graphs that hold it.
+  void start_collective(std::function<void()> start);
+  // Collectives started so far; a graph's count each time it is replayed, as its launches do.
+  int64_t collectives() const { return collectives_; }
+  // Collectives the graphs kept so far hold.
+  int64_t collectives_in_graphs() const;
   // Changes whenever memory is released while graphs exist: a graph captured before may hold its
   // address, so it must not be replayed any more (StepGraphs captures again).
   int64_t memory_generation() const { return memory_generation_; }
@@ -151,15 +165,17 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   virtual void capture_begin();
   virtual void capture_end();
   virtual void graph_replay(int graph);
+  // Issues a collective (start_collective's `start`): runs it now unless a capture keeps it.
+  virtual void collective_issue(std::function<void()> start) { start(); }
 
  private:
   size_t bytes_in_use_ = 0;
   size_t peak_bytes_ = 0;
   KernelVariant variant_ = KernelVariant::kTuned;
-  int64_t launches_ = 0, memory_operations_ = 0;
+  int64_t launches_ = 0, memory_operations_ = 0, collectives_ = 0;
   // Work a graph holds, counted while it is captured and added to the totals at each replay.
   struct GraphCounts {
-    int64_t launches = 0, memory_operations = 0;
+    int64_t launches = 0, memory_operations = 0, collectives = 0;
   };
   bool capturing_ = false;
   GraphCounts capture_start_;

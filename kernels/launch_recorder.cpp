@@ -154,6 +154,11 @@ void LaunchRecorder::sort_buckets(const BucketSort& sort, void* scratch) {
   launch([sort, scratch](Executor& ex) { ex.sort_buckets(sort, scratch); }, "bucket sort");
 }
 
+void LaunchRecorder::collective_issue(std::function<void()> start) {
+  // Not a launch: never timed, and run on the host when the replay reaches it.
+  launch([start = std::move(start)](Executor&) { start(); });
+}
+
 void LaunchRecorder::capture_begin() {
   capture_.clear();
 }

@@ -4,7 +4,9 @@
 // on the wrapped executor. This is what a CUDA graph does with a stream's work, so a training step
 // that trains the same through a LaunchRecorder as without one (tests/step_graph_test.cpp) has no
 // launch argument that changes from step to step and no host work inside it, and can be captured
-// as a CUDA graph. `runtime.step_graphs: true` on a CPU trains through one.
+// as a CUDA graph. `runtime.step_graphs: true` on a CPU trains through one. A collective started
+// among the launches (a gradient average) is kept too and started again at its place in each
+// replay, so the communication overlaps the launches after it as it does in a CUDA graph.
 //
 // Because every launch passes through it, it also times launches by name when asked
 // (set_launch_timing; `step_bench --profile-ops`): outside a capture, each launch runs between two
@@ -32,7 +34,7 @@ class LaunchRecorder final : public KernelExecutor<RecordingBackend> {
  public:
   explicit LaunchRecorder(std::unique_ptr<Executor> inner);
 
-  // Launches kept in all graphs so far.
+  // Launches (and collectives) kept in all graphs so far.
   int64_t recorded_launches() const;
 
   // A launch: run now, or kept while capturing. `name` says what it is for launch timing (null:
@@ -81,6 +83,7 @@ class LaunchRecorder final : public KernelExecutor<RecordingBackend> {
   void capture_begin() override;
   void capture_end() override;
   void graph_replay(int graph) override;
+  void collective_issue(std::function<void()> start) override;
 
   using Work = std::function<void(Executor&)>;
   std::unique_ptr<Executor> inner_;

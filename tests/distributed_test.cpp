@@ -12,6 +12,7 @@
 #include "tests/rank_report.h"
 #include "tests/run_fixture.h"
 #include "trainer/batches.h"
+#include "trainer/model.h"
 #include "trainer/train_loop.h"
 
 namespace rf {
@@ -133,9 +134,11 @@ TEST(DataParallel, GradientAccumulationEqualsLargerBatch) {
   comm().barrier();
 }
 
-// Step graphs with several ranks (the averages start after each step's graphs): every rank
-// trains bit for bit as without graphs, and the replicas stay identical.
-TEST(DataParallel, StepGraphsTrainAsEagerStepsOnEveryRank) {
+// Step graphs with several ranks: the graph of each step's last micro-batch holds the gradient
+// averages, each started where the backward pass finishes its bucket (the recorder starts them
+// at their place in each replay, as a CUDA graph runs its NCCL kernels). Every rank trains bit for
+// bit as without graphs, and the replicas stay identical.
+TEST(DataParallel, StepGraphsHoldTheAveragesAndTrainAsEagerStepsOnEveryRank) {
   const std::string dir = shared_dir("graphs");
   TrainOptions options;
   options.report = false;
@@ -146,6 +149,16 @@ TEST(DataParallel, StepGraphsTrainAsEagerStepsOnEveryRank) {
       run_training(config(dir + "/graphs", 1, {"train.grad_accum=2", "runtime.step_graphs=true"}),
                    options, *g_comms);
   EXPECT_GE(graphs.step_graphs, 3);
+  // Per step, one average per parameter group and the wait that ends them.
+  const Config cfg = config(dir + "/count", 1);
+  const auto ex = make_cpu_executor(1);
+  const int64_t per_step =
+      static_cast<int64_t>(ReformerModel(cfg, *ex).params().groups().size()) + 1;
+  EXPECT_EQ(eager.collectives, cfg.train.steps * per_step);
+  EXPECT_EQ(graphs.collectives, eager.collectives) << "as many collectives, replayed";
+  EXPECT_EQ(eager.collectives_in_graphs, 0);
+  EXPECT_GE(graphs.collectives_in_graphs, per_step) << "the averages were not in a graph";
+  EXPECT_EQ(graphs.collectives_in_graphs % per_step, 0);
   if (comm().is_root()) test::expect_same_final_params(eager, graphs);
   comm().barrier();
 }

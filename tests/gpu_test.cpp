@@ -1,7 +1,8 @@
 // The CUDA executor against the CPU executor: every GEMM mapping, the LSH sort, a whole training
 // micro-step (which runs every kernel of the model) and training with a Transformer-XL memory
 // must agree; products of bf16 operands must equal the CPU's; and training through CUDA graphs
-// (runtime.step_graphs) must equal training without them, at fp32 and at bf16. Needs a GPU: without
+// (runtime.step_graphs) must equal training without them, at fp32 and at bf16; NCCL's averages must
+// capture into a graph and replay. Needs a GPU: without
 // one (or without CUDA in the build) each test is skipped with a message saying so — run these
 // first on a GPU machine: `ctest -R Gpu --output-on-failure`.
 #include <gtest/gtest.h>
@@ -9,6 +10,8 @@
 #include <cstring>
 #include <functional>
 
+#include "comms/nccl_communicator.h"
+#include "kernels/elementwise.h"
 #include "kernels/lsh_buckets.h"
 #include "tests/model_fixture.h"
 #include "tests/run_fixture.h"
@@ -238,6 +241,35 @@ TEST(Gpu, Bf16StepGraphsTrainBitForBitAsEagerSteps) {
   EXPECT_EQ(graphs.step_graphs, 3);
   test::expect_same_final_params(eager, graphs);
   EXPECT_EQ(graphs.final_loss, eager.final_loss);
+}
+
+// The gradient averages inside a CUDA graph (trainer/gradient_averages.h): NCCL's kernels are
+// captured on a branch that the capture joins back at its end, and wait_all() then awaits a
+// replayed graph's averages. One GPU allows a job of one rank only (NCCL refuses two ranks on one
+// device), whose average leaves the values as they are: this checks that such a graph captures,
+// replays and is awaited, with the kernels around the average still right; whether averages over
+// several GPUs are right needs a machine with two.
+TEST(Gpu, NcclAveragesCaptureIntoAStepGraphAndReplay) {
+  RF_REQUIRE_GPU(gpu);
+  const auto bootstrap = make_single_process_communicator();
+  const auto nccl = make_nccl_communicator(*bootstrap, 0, 60.0);
+  const std::vector<float> ones(4096, 1.0f);
+  DeviceBuffer<float> x(*gpu, ones.size()), bucket(*gpu, ones.size()), after(*gpu, ones.size());
+  x.upload(ones);
+  bucket.zero();
+  after.zero();
+  const int64_t n = static_cast<int64_t>(ones.size());
+  gpu->begin_capture();
+  add_scaled(*gpu, bucket.data(), x.data(), 1.0f, n);  // the backward pass finishing a bucket
+  gpu->start_collective([&] { nccl->start_average(bucket.data(), ones.size(), "bucket"); });
+  add_scaled(*gpu, after.data(), x.data(), 2.0f, n);  // the backward pass going on meanwhile
+  gpu->start_collective([&] { nccl->order_compute_after_averages(); });
+  const int graph = gpu->end_capture();
+  EXPECT_EQ(gpu->collectives_in_graphs(), 2);
+  for (int replay = 0; replay < 3; ++replay) gpu->replay_graph(graph);
+  nccl->wait_all();
+  EXPECT_EQ(bucket.download(), std::vector<float>(ones.size(), 3.0f));
+  EXPECT_EQ(after.download(), std::vector<float>(ones.size(), 6.0f));
 }
 
 }  // namespace

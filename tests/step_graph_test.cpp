@@ -61,6 +61,36 @@ TEST(LaunchRecorder, KeepsLaunchesWhileCapturingAndReplaysThemWithTheirArguments
   EXPECT_EQ(download_floats(*ex, y.data(), 5), (std::vector<float>{4, 6, 8, 10, 12}));
 }
 
+// A collective (a gradient average) started among the launches: eagerly it starts at once; in a
+// capture it is kept and starts at its place in each replay, after the launches before it and
+// before those after it, so the communication overlaps what follows it.
+TEST(LaunchRecorder, StartsACollectiveAtItsPlaceInEachReplay) {
+  auto ex = recorder();
+  DeviceBuffer<float> x(*ex, 3), y(*ex, 3);
+  x.upload({1, 2, 3});
+  y.zero();
+  std::vector<std::vector<float>> seen;  // y as each start found it
+  auto start = [&] { seen.push_back(download_floats(*ex, y.data(), 3)); };
+  ex->start_collective(start);
+  EXPECT_EQ(seen.size(), 1u) << "an eager collective starts at once";
+  EXPECT_EQ(ex->collectives(), 1);
+  ex->begin_capture();
+  add_scaled(*ex, y.data(), x.data(), 1.0f, 3);
+  ex->start_collective(start);
+  add_scaled(*ex, y.data(), x.data(), 10.0f, 3);
+  const int graph = ex->end_capture();
+  EXPECT_EQ(seen.size(), 1u) << "started while capturing";
+  EXPECT_EQ(ex->collectives(), 1) << "a capture starts nothing";
+  EXPECT_EQ(ex->collectives_in_graphs(), 1);
+  ex->replay_graph(graph);
+  ex->replay_graph(graph);
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[1], (std::vector<float>{1, 2, 3})) << "not between the two launches";
+  EXPECT_EQ(seen[2], (std::vector<float>{12, 24, 36}));
+  EXPECT_EQ(download_floats(*ex, y.data(), 3), (std::vector<float>{22, 44, 66}));
+  EXPECT_EQ(ex->collectives(), 3) << "a replay counts the collectives its graph holds";
+}
+
 // step_bench --profile-ops: with timing on, each launch is counted under its name (kernels by op,
 // GEMMs by shape, with their arithmetic), and only while timing is on; the results are those of
 // untimed launches.

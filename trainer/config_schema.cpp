@@ -225,8 +225,8 @@ std::vector<KeySpec> build_schema() {
       bool_key("runtime", "step_graphs", "false",
                "capture each part of a training step once and replay it (CUDA graphs on a GPU, "
                "never yet run on one; on a CPU a recorded replay, which trains bit for bit as "
-               "without it); with several ranks the gradient averages start after the graphs, "
-               "not during the backward pass"),
+               "without it); with several ranks the graph holds the gradient averages, each "
+               "started as the backward pass finishes its bucket"),
   };
 }
 

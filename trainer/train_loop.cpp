@@ -17,6 +17,7 @@
 #include "trainer/batches.h"
 #include "trainer/checkpoint.h"
 #include "trainer/evaluate.h"
+#include "trainer/gradient_averages.h"
 #include "trainer/learning_report.h"
 #include "trainer/progress.h"
 #include "trainer/resume.h"
@@ -196,13 +197,6 @@ void run_part(Run& run, int part, int64_t rows, const std::function<void()>& wor
     work();
 }
 
-// Starts averaging one parameter group's gradients across the ranks.
-void start_group_average(Run& run, int group) {
-  ParamStore& params = run.model->params();
-  const ParamGroup& g = params.groups()[group];
-  run.device().start_average(params.grads() + g.offset, g.count, g.name);
-}
-
 StepResult train_step(Run& run, BatchStream& batches, int64_t step) {
   const Config& c = run.cfg;
   ParamStore& params = run.model->params();
@@ -221,8 +215,9 @@ StepResult train_step(Run& run, BatchStream& batches, int64_t step) {
     ctx.batch = batch.batch;
     ctx.seq_len = batch.seq_len;
     ctx.training = true;
-    // Only the last micro-step's gradients are final, so only it starts the all-reduce.
-    const bool last = micro + 1 == run.geometry.accum;
+    // Only the last micro-step's gradients are final, so only it starts the averages, each as
+    // the backward pass finishes its bucket (inside the step graph, with step graphs).
+    const bool average = micro + 1 == run.geometry.accum && run.device().size() > 1;
     const StepContext staged = run.model->stage(batch, ctx);
     SegmentMemory* memory = run.memory ? &run.memory->for_batch(micro, batch) : nullptr;
     run_part(run, static_cast<int>(micro), staged.rows(), [&] {
@@ -230,21 +225,16 @@ StepResult train_step(Run& run, BatchStream& batches, int64_t step) {
       run.model->compute_forward_backward(
           staged, grad_scale,
           [&](int group) {
-            // With step graphs the averages start after the graph (a graph holds no collective).
-            if (!last || run.device().size() == 1 || run.graphs) return;
-            // (NCCL orders the reduction after the compute stream's work with an event.)
-            start_group_average(run, group);
+            if (average) start_gradient_average(*run.ex, run.device(), params, group);
           },
           memory);
+      if (average) order_after_gradient_averages(*run.ex, run.device());
     });
     const BatchStats s = run.model->collect(batch);
     r.loss_sum += s.loss_sum;
     r.tokens += static_cast<double>(s.tokens);
     r.correct += static_cast<double>(s.correct);
   }
-  if (run.graphs && run.device().size() > 1)
-    for (size_t g = 0; g < params.groups().size(); ++g)
-      start_group_average(run, static_cast<int>(g));
   run.device().wait_all();
   double totals[3] = {r.loss_sum, r.tokens, r.correct};
   run.host().all_reduce_sum(totals, 3, DType::kFloat64);
@@ -478,6 +468,8 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
   }
   summary.steps_done = run.state.step;
   summary.step_graphs = run.graphs ? run.graphs->graphs() : 0;
+  summary.collectives = run.ex->collectives();
+  summary.collectives_in_graphs = run.ex->collectives_in_graphs();
   summary.stopped_by_signal = stopped_by_signal;
   summary.final_checkpoint = save_or_fail(run);
   if (run.root()) {

@@ -4,6 +4,7 @@
 // of what the model learned.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <ostream>
@@ -26,6 +27,11 @@ struct TrainSummary {
   std::string final_checkpoint;
   bool stopped_by_signal = false;  // SIGTERM or SIGUSR1 on some rank
   int step_graphs = 0;             // graphs captured (runtime.step_graphs)
+  // Collectives among the device work (trainer/gradient_averages.h: each bucket's average, and
+  // the wait for them that ends the backward pass), over the run, replayed ones included; and
+  // those the graphs captured hold.
+  int64_t collectives = 0;
+  int64_t collectives_in_graphs = 0;
   // Rank 0 of a completed run with TrainOptions::report and train.report: prints what the model
   // learned. Call it after the job's communicators are gone (it holds the model).
   std::function<void(std::ostream&)> report;
