@@ -161,7 +161,8 @@ int main(int argc, char** argv) {
     rf::ReformerModel model(cfg, *ex);
     rf::AdamW optimizer(*ex, model.params(), cfg.train);
     std::unique_ptr<rf::StepGraphs> graphs;
-    if (cfg.runtime.step_graphs) graphs = std::make_unique<rf::StepGraphs>(*ex);
+    if (cfg.runtime.step_graphs)
+      graphs = std::make_unique<rf::StepGraphs>(*ex, rf::any_rank_of(*comms.host));
     // Device work of the step, from a graph with runtime.step_graphs.
     auto run_part = [&](int part, int64_t rows, const std::function<void()>& work) {
       if (graphs)

@@ -8,11 +8,14 @@
 #include <cstring>
 #include <fstream>
 
+#include "kernels/elementwise.h"
+#include "kernels/launch_recorder.h"
 #include "tests/model_fixture.h"
 #include "tests/rank_report.h"
 #include "tests/run_fixture.h"
 #include "trainer/batches.h"
 #include "trainer/model.h"
+#include "trainer/step_graphs.h"
 #include "trainer/train_loop.h"
 
 namespace rf {
@@ -161,6 +164,29 @@ TEST(DataParallel, StepGraphsHoldTheAveragesAndTrainAsEagerStepsOnEveryRank) {
   EXPECT_EQ(graphs.collectives_in_graphs % per_step, 0);
   if (comm().is_root()) test::expect_same_final_params(eager, graphs);
   comm().barrier();
+}
+
+// A part whose graph holds collectives starts over on every rank when memory was released on one
+// (NCCL needs a collective captured on all ranks or on none); a part without collectives starts
+// over where its memory changed only. Rank 0 releases memory after the graphs exist.
+TEST(DataParallel, StepGraphsWithCollectivesStartOverOnEveryRankTogether) {
+  LaunchRecorder ex(make_cpu_executor(1));
+  DeviceBuffer<float> x(ex, 4);
+  x.zero();
+  StepGraphs graphs(ex, any_rank_of(comm()));
+  auto step = [&] {
+    graphs.run(0, 1, [&] {
+      add_scaled(ex, x.data(), x.data(), 1.0f, 4);
+      ex.start_collective([] {});  // (what it starts does not matter here)
+    });
+    graphs.run(1, 1, [&] { add_scaled(ex, x.data(), x.data(), 1.0f, 4); });
+  };
+  for (int i = 0; i < 3; ++i) step();
+  EXPECT_EQ(graphs.graphs(), 2);
+  if (comm().is_root()) DeviceBuffer<float> released(ex, 16);  // allocated and released
+  for (int i = 0; i < 3; ++i) step();
+  // Rank 0 captured both parts again; every other rank the one with collectives only.
+  EXPECT_EQ(graphs.graphs(), comm().is_root() ? 4 : 3) << "rank " << comm().rank();
 }
 
 // A bounded source that counts how often each window is read.

@@ -4,13 +4,21 @@ namespace rf {
 
 void StepGraphs::run(int part, int64_t rows, const std::function<void()>& work) {
   Part& p = parts_[{part, rows}];
-  if (p.graph >= 0 && p.memory_generation != ex_.memory_generation()) p = Part{};
+  bool start_over = p.graph >= 0 && p.memory_generation != ex_.memory_generation();
+  if (p.holds_collectives && any_rank_) start_over = any_rank_(start_over);
+  if (start_over) {
+    const bool holds_collectives = p.holds_collectives;
+    p = Part{};
+    p.holds_collectives = holds_collectives;  // (agreeing still, until the warm-up says again)
+  }
   if (p.graph >= 0) {
     ex_.replay_graph(p.graph);
     return;
   }
   if (p.calls++ == 0) {  // the warm-up: allocations happen here, outside any graph
+    const int64_t collectives = ex_.collectives();
     work();
+    p.holds_collectives = ex_.collectives() > collectives;
     return;
   }
   ex_.begin_capture();
@@ -27,6 +35,15 @@ void StepGraphs::run(int part, int64_t rows, const std::function<void()>& work) 
   p.memory_generation = ex_.memory_generation();
   ++graphs_;
   ex_.replay_graph(p.graph);
+}
+
+std::function<bool(bool)> any_rank_of(Communicator& comm) {
+  if (comm.size() == 1) return {};
+  return [&comm](bool flag) {
+    int32_t ranks = flag ? 1 : 0;
+    comm.all_reduce_sum(&ranks, 1, DType::kInt32);
+    return ranks > 0;
+  };
 }
 
 }  // namespace rf

@@ -6,6 +6,12 @@
 // number, the learning rate, the bias corrections), never through their arguments. When memory
 // is released after a capture (a workspace grew for an evaluation batch, say), a graph may hold
 // a freed address, so each part starts over: one call as usual, then a new capture.
+//
+// With several ranks, a part whose graph holds collectives (the gradient averages) must be
+// captured, replayed or run eagerly on every rank alike: NCCL requires a collective to be
+// graph-captured on all ranks or on none. Memory can be released on one rank only (its share of
+// an evaluation ends with a smaller batch, say), so for such parts the ranks agree before each
+// call whether to start over (`any_rank`: true on every rank when it is true on any).
 #pragma once
 
 #include <cstdint>
@@ -13,13 +19,16 @@
 #include <map>
 #include <utility>
 
+#include "comms/communicator.h"
 #include "kernels/executor.h"
 
 namespace rf {
 
 class StepGraphs {
  public:
-  explicit StepGraphs(Executor& ex) : ex_(ex) {}
+  // `any_rank` (a collective; empty for a single process): the logical or of a flag over ranks.
+  explicit StepGraphs(Executor& ex, std::function<bool(bool)> any_rank = {})
+      : ex_(ex), any_rank_(std::move(any_rank)) {}
 
   // Runs `work` as part `part` of a step over `rows` rows (a new shape is a new part).
   void run(int part, int64_t rows, const std::function<void()>& work);
@@ -30,11 +39,16 @@ class StepGraphs {
   struct Part {
     int calls = 0;
     int graph = -1;
-    int64_t memory_generation = 0;  // the executor's at the capture
+    int64_t memory_generation = 0;   // the executor's at the capture
+    bool holds_collectives = false;  // its first call started collectives
   };
   Executor& ex_;
+  std::function<bool(bool)> any_rank_;
   std::map<std::pair<int, int64_t>, Part> parts_;
   int graphs_ = 0;
 };
+
+// StepGraphs' agreement over the ranks of `comm` (a host collective), or none for one rank.
+std::function<bool(bool)> any_rank_of(Communicator& comm);
 
 }  // namespace rf

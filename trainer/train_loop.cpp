@@ -354,7 +354,7 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
     run.ex = make_rank_executor(cfg.runtime, run.host().local_rank(), run.host().local_size());
     run.model = std::make_unique<ReformerModel>(cfg, *run.ex);
     run.optimizer = std::make_unique<AdamW>(*run.ex, run.model->params(), cfg.train);
-    if (cfg.runtime.step_graphs) run.graphs = std::make_unique<StepGraphs>(*run.ex);
+    if (cfg.runtime.step_graphs) run.graphs = std::make_unique<StepGraphs>(*run.ex, any_rank_of(run.host()));
   });
   run.state.seed = cfg.train.seed;
   const ResumeRequest resume = parse_resume(options.resume);
