@@ -210,13 +210,15 @@ int main(int argc, char** argv) {
             step_memory);
         if (multi && overlap == "on") rf::order_after_gradient_averages(*ex, comm);
       });
-      model.collect(batch);
       if (multi && overlap == "off")  // all after the backward pass (and outside any graph)
         for (size_t g = 0; g < params.groups().size(); ++g)
           rf::start_gradient_average(*ex, comm, params, static_cast<int>(g));
+      // Awaited before the losses are read, which would wait for them without a deadline
+      // (trainer/gradient_averages.h); on a GPU the wait includes the backward's tail.
       const auto wait_start = Clock::now();
       comm.wait_all();
       if (s >= warmup) waits.push_back(seconds_since(wait_start));
+      model.collect(batch);
       optimizer.prepare(rf::learning_rate(cfg.train, s));
       run_part(1, 0, [&] { optimizer.compute(); });
       optimizer.finish();

@@ -16,7 +16,9 @@ namespace rf {
 void start_gradient_average(Executor& ex, Communicator& comm, ParamStore& params, int group);
 
 // Ends device work that started averages: the device work after it waits for them, on the device
-// (a CUDA graph's capture must end so). The host still awaits them with comm.wait_all().
+// (a CUDA graph's capture must end so). The host must then await them with comm.wait_all(),
+// which has a deadline, before it waits for any device work (a download of the losses, say):
+// that wait has none, and would hang on a rank that died.
 void order_after_gradient_averages(Executor& ex, Communicator& comm);
 
 }  // namespace rf

@@ -230,12 +230,14 @@ StepResult train_step(Run& run, BatchStream& batches, int64_t step) {
           memory);
       if (average) order_after_gradient_averages(*run.ex, run.device());
     });
+    // The averages are awaited before the losses are read: the device work after them waits
+    // for them, so reading first would wait for a rank that died without the deadline.
+    if (average) run.device().wait_all();
     const BatchStats s = run.model->collect(batch);
     r.loss_sum += s.loss_sum;
     r.tokens += static_cast<double>(s.tokens);
     r.correct += static_cast<double>(s.correct);
   }
-  run.device().wait_all();
   double totals[3] = {r.loss_sum, r.tokens, r.correct};
   run.host().all_reduce_sum(totals, 3, DType::kFloat64);
   return {totals[0], totals[1], totals[2]};
