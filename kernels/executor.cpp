@@ -56,6 +56,13 @@ void Executor::replay_graph(int graph) {
   collectives_ += graphs_[static_cast<size_t>(graph)].collectives;
 }
 
+void Executor::drop_graphs() {
+  RF_CHECK(!capturing_, "drop_graphs while a capture is under way");
+  graphs_release();
+  graphs_.clear();
+  ++memory_generation_;  // any id a caller kept is stale
+}
+
 void Executor::start_collective(std::function<void()> start) {
   ++collectives_;
   collective_issue(std::move(start));

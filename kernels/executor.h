@@ -121,6 +121,10 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   void begin_capture();
   int end_capture();  // the new graph's id: 0, 1, ... in capture order
   void replay_graph(int graph);
+  // Destroys every graph kept (ids start again at 0). A CUDA graph holding NCCL's collectives
+  // keeps the NCCL communicator from finalising, so a run drops its graphs before the
+  // communicators close; what a recorded graph refers to need not outlive it then.
+  void drop_graphs();
   bool capturing() const { return capturing_; }
 
   // Communication among the device work: a gradient bucket's average across the ranks, started
@@ -165,6 +169,7 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   virtual void capture_begin();
   virtual void capture_end();
   virtual void graph_replay(int graph);
+  virtual void graphs_release() {}
   // Issues a collective (start_collective's `start`): runs it now unless a capture keeps it.
   virtual void collective_issue(std::function<void()> start) { start(); }
 

@@ -83,6 +83,7 @@ class LaunchRecorder final : public KernelExecutor<RecordingBackend> {
   void capture_begin() override;
   void capture_end() override;
   void graph_replay(int graph) override;
+  void graphs_release() override { graphs_.clear(); }
   void collective_issue(std::function<void()> start) override;
 
   using Work = std::function<void(Executor&)>;

@@ -247,8 +247,9 @@ TEST(Gpu, Bf16StepGraphsTrainBitForBitAsEagerSteps) {
 // captured on a branch that the capture joins back at its end, and wait_all() then awaits a
 // replayed graph's averages. One GPU allows a job of one rank only (NCCL refuses two ranks on one
 // device), whose average leaves the values as they are: this checks that such a graph captures,
-// replays and is awaited, with the kernels around the average still right; whether averages over
-// several GPUs are right needs a machine with two.
+// replays and is awaited, with the kernels around the average still right. With one rank NCCL
+// launches a scaling kernel only, so this checks the fork and join of the streams in the capture;
+// NCCL's own graph machinery and the averages' values need a machine with two GPUs.
 TEST(Gpu, NcclAveragesCaptureIntoAStepGraphAndReplay) {
   RF_REQUIRE_GPU(gpu);
   const auto bootstrap = make_single_process_communicator();
@@ -270,6 +271,7 @@ TEST(Gpu, NcclAveragesCaptureIntoAStepGraphAndReplay) {
   nccl->wait_all();
   EXPECT_EQ(bucket.download(), std::vector<float>(ones.size(), 3.0f));
   EXPECT_EQ(after.download(), std::vector<float>(ones.size(), 6.0f));
+  gpu->drop_graphs();  // before the communicator goes (NCCL finalises only without them)
 }
 
 }  // namespace

@@ -89,6 +89,9 @@ TEST(LaunchRecorder, StartsACollectiveAtItsPlaceInEachReplay) {
   EXPECT_EQ(seen[2], (std::vector<float>{12, 24, 36}));
   EXPECT_EQ(download_floats(*ex, y.data(), 3), (std::vector<float>{22, 44, 66}));
   EXPECT_EQ(ex->collectives(), 3) << "a replay counts the collectives its graph holds";
+  ex->drop_graphs();
+  EXPECT_EQ(ex->collectives_in_graphs(), 0);
+  EXPECT_EQ(ex->recorded_launches(), 0) << "the dropped graphs' launches are still kept";
 }
 
 // step_bench --profile-ops: with timing on, each launch is counted under its name (kernels by op,

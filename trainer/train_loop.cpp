@@ -472,6 +472,11 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
   summary.step_graphs = run.graphs ? run.graphs->graphs() : 0;
   summary.collectives = run.ex->collectives();
   summary.collectives_in_graphs = run.ex->collectives_in_graphs();
+  // Before the communicators close: NCCL cannot finalise while a graph holds its collectives.
+  if (run.graphs) {
+    run.ex->synchronize();
+    run.ex->drop_graphs();
+  }
   summary.stopped_by_signal = stopped_by_signal;
   summary.final_checkpoint = save_or_fail(run);
   if (run.root()) {

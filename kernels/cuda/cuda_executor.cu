@@ -234,6 +234,10 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     RF_CUDA_CHECK(made);
     graphs_.push_back(exec);
   }
+  void graphs_release() override {
+    for (cudaGraphExec_t g : graphs_) RF_CUDA_CHECK(cudaGraphExecDestroy(g));
+    graphs_.clear();
+  }
   void graph_replay(int graph) override {
     RF_CUDA_CHECK(cudaGraphLaunch(graphs_[static_cast<size_t>(graph)], cudaStreamPerThread));
   }
