@@ -107,24 +107,22 @@ inline std::vector<uint16_t> bf16_bits_of(const std::vector<float>& v) {
 // operand the description says is bf16 (d.a_type, d.b_type) is copied as bf16_bits_of it.
 inline std::vector<float> gemm_result(Executor& ex, const GemmDesc& d, const std::vector<float>& a,
                                       const std::vector<float>& b, const std::vector<float>& c) {
-  DeviceBuffer<float> da(ex, a.size()), db(ex, b.size()), dc(ex, c.size());
+  DeviceBuffer<float> da, db, dc(ex, c.size());
   DeviceBuffer<uint16_t> a16, b16;
-  const void* a_operand = da.data();
-  const void* b_operand = db.data();
-  if (d.a_type == OperandType::kBf16) {
-    a16 = DeviceBuffer<uint16_t>(ex, a.size());
-    a16.upload(bf16_bits_of(a));
-    a_operand = a16.data();
-  } else {
-    da.upload(a);
-  }
-  if (d.b_type == OperandType::kBf16) {
-    b16 = DeviceBuffer<uint16_t>(ex, b.size());
-    b16.upload(bf16_bits_of(b));
-    b_operand = b16.data();
-  } else {
-    db.upload(b);
-  }
+  // One operand in ex's memory, as fp32 or as bf16 bits per its type.
+  auto upload = [&ex](OperandType type, const std::vector<float>& host, DeviceBuffer<float>& fp32,
+                      DeviceBuffer<uint16_t>& bf16) -> const void* {
+    if (type == OperandType::kBf16) {
+      bf16 = DeviceBuffer<uint16_t>(ex, host.size());
+      bf16.upload(bf16_bits_of(host));
+      return bf16.data();
+    }
+    fp32 = DeviceBuffer<float>(ex, host.size());
+    fp32.upload(host);
+    return fp32.data();
+  };
+  const void* a_operand = upload(d.a_type, a, da, a16);
+  const void* b_operand = upload(d.b_type, b, db, b16);
   dc.upload(c);
   ex.gemm(d, a_operand, b_operand, dc.data());
   return dc.download();
