@@ -88,41 +88,6 @@ MicroStep micro_step(Executor& ex, const std::vector<std::vector<int32_t>>* buck
   return r;
 }
 
-// The whole training micro-step: the loss and every parameter gradient, with the reference's
-// LSH buckets held fixed (an argmax that ties within rounding may go either way).
-void check_micro_step(Checker& checker, GemmPrecision precision, std::ostream& notes) {
-  const MicroStep want = micro_step(checker.reference(), nullptr);
-  const MicroStep got = micro_step(checker.candidate(), &want.buckets);
-  Comparison c;
-  c.op = "training micro-step";
-  c.shape = "3 layers [lsh, local, dense], 2 x 64 tokens, dropout";
-  c.output = "loss and gradients";
-  // The loss and the gradients each by their own NMSE (the loss would swamp the gradients'
-  // norm).
-  const auto error = [&](const MicroStep& x) {
-    const std::vector<float> loss = {static_cast<float>(x.loss)};
-    return std::max(selftest::nmse(x.grads, want.grads),
-                    selftest::nmse(loss, {static_cast<float>(want.loss)}));
-  };
-  c.error = error(got);
-  if (precision != GemmPrecision::kFp32) {
-    // Held to twice (in RMS) the error of a naive implementation at that precision: the CPU's
-    // bf16 products (exact products of rounded operands). There is none for tf32 on the CPU.
-    if (precision != GemmPrecision::kBf16 || !cpu_has_bf16_dot_products()) {
-      notes << "  (training micro-step at " << precision_name(precision)
-            << " not compared: no naive " << precision_name(precision)
-            << " reference on this CPU)\n";
-      return;
-    }
-    const std::unique_ptr<Executor> naive = make_cpu_executor(0, GemmPrecision::kBf16);
-    naive->set_kernel_variant(KernelVariant::kPlain);
-    c.op += std::string(" at ") + precision_name(precision);
-    c.tolerance =
-        std::max(4.0 * error(micro_step(*naive, &want.buckets)), selftest::kFp32Tolerance);
-  }
-  checker.record(c);
-}
-
 // The verdict of one op of one candidate over all its shapes.
 struct OpSummary {
   std::string candidate, op;
@@ -201,6 +166,41 @@ std::unique_ptr<Executor> reference_executor() {
 
 }  // namespace
 
+// (The reference's LSH buckets are held fixed: an argmax that ties within rounding may go either
+// way.)
+void check_training_micro_step(Checker& checker, GemmPrecision precision, std::ostream& notes) {
+  const MicroStep want = micro_step(checker.reference(), nullptr);
+  const MicroStep got = micro_step(checker.candidate(), &want.buckets);
+  Comparison c;
+  c.op = "training micro-step";
+  c.shape = "3 layers [lsh, local, dense], 2 x 64 tokens, dropout";
+  c.output = "loss and gradients";
+  // The loss and the gradients each by their own NMSE (the loss would swamp the gradients'
+  // norm).
+  const auto error = [&](const MicroStep& x) {
+    const std::vector<float> loss = {static_cast<float>(x.loss)};
+    return std::max(selftest::nmse(x.grads, want.grads),
+                    selftest::nmse(loss, {static_cast<float>(want.loss)}));
+  };
+  c.error = error(got);
+  if (precision != GemmPrecision::kFp32) {
+    // Held to twice (in RMS) the error of a naive implementation at that precision: the CPU's
+    // bf16 products (exact products of rounded operands). There is none for tf32 on the CPU.
+    if (precision != GemmPrecision::kBf16 || !cpu_has_bf16_dot_products()) {
+      notes << "  (training micro-step at " << precision_name(precision)
+            << " not compared: no naive " << precision_name(precision)
+            << " reference on this CPU)\n";
+      return;
+    }
+    const std::unique_ptr<Executor> naive = make_cpu_executor(0, GemmPrecision::kBf16);
+    naive->set_kernel_variant(KernelVariant::kPlain);
+    c.op += std::string(" at ") + precision_name(precision);
+    c.tolerance =
+        std::max(4.0 * error(micro_step(*naive, &want.buckets)), selftest::kFp32Tolerance);
+  }
+  checker.record(c);
+}
+
 int run_selftest(const SelftestOptions& options, std::ostream& out) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<Candidate> candidates;
@@ -241,7 +241,7 @@ int run_selftest(const SelftestOptions& options, std::ostream& out) {
   for (Candidate& c : candidates) {
     Checker checker(*c.ex, *reference);
     selftest::check_all_ops(checker, sweep);
-    check_micro_step(checker, options.precision, notes);
+    check_training_micro_step(checker, options.precision, notes);
     const std::vector<OpSummary> ops = summarize(c.name, checker.results());
     if (!options.json) {
       out << "selftest: " << c.name << " at " << precision_name(options.precision)

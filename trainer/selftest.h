@@ -26,6 +26,16 @@ constexpr int kSelftestSkipped = 77;
 
 int run_selftest(const SelftestOptions& options, std::ostream& out);
 
+namespace selftest {
+class Checker;
+}
+// The whole training micro-step (a tiny model of every layer type, dropout everywhere) on the
+// checker's candidate against its reference: the loss and every parameter gradient, recorded as
+// one comparison; at tf32 or bf16 held to twice the error of a naive implementation (`notes`
+// says when there is none on this CPU).
+void check_training_micro_step(selftest::Checker& checker, GemmPrecision precision,
+                               std::ostream& notes);
+
 // The start-up check of every command on a GPU (make_rank_executor, trainer/job.h): the quick sweep
 // of every op on `ex` against the CPU reference. When an op differs, `ex` falls back to the fastest
 // set that passes: fp32 GEMM operands instead of bf16 ones (where it takes them), then the

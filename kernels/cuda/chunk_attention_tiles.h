@@ -1,23 +1,19 @@
-// The GPU's tiled implementation of the fused chunked-attention passes (the reference arithmetic
-// is in kernels/ops/chunk_attention.h): one thread block per tile of a chunk's queries (or, for
-// the key gradients, of its keys), the window's keys and values staged in shared memory a tile at a
-// time, and each query (key) row held in registers by D / 32 threads that combine their partial dot
-// products with warp shuffles. Head widths 32, 64 and 128; other widths use the reference functors.
+// The CUDA executor's tiled attention passes (the kernels: chunk_attention_kernels.cuh).
 //
-// STATUS: compiled (nvcc, sm_80 and sm_90, warnings as errors) but NOT YET RUN ON A GPU. A GPU run
-// checks it against the CPU reference before training (runtime.verify_kernels) and falls back to
-// the reference functors if it differs; `reformer selftest --device cuda` reports it op by op.
+// STATUS: compiled (nvcc, sm_80 and sm_90, warnings as errors) but NOT YET RUN ON A GPU. The
+// kernels run on the CPU in the tests' emulation of the CUDA thread model
+// (tests/emulated_cuda_test.cpp) and pass every attention check of `reformer selftest` there. A
+// GPU run checks them against the CPU reference before training (runtime.verify_kernels) and falls
+// back to the reference functors if they differ; `reformer selftest --device cuda` reports them op
+// by op.
 #pragma once
-
-#include <cuda_runtime.h>
 
 #include "kernels/executor.h"
 
 namespace rf::cuda {
 
-// Runs one pass over all segments of p on `stream`. Returns false (and launches nothing) when
-// there is no tiled kernel for p's head width.
-bool chunk_attention_tiled(ChunkAttentionPass pass, const ChunkAttentionParams& p,
-                           cudaStream_t stream);
+// Runs one pass over all segments of p on the calling thread's default stream. Returns false
+// (and launches nothing) when there is no tiled kernel for p's head width.
+bool chunk_attention_tiled(ChunkAttentionPass pass, const ChunkAttentionParams& p);
 
 }  // namespace rf::cuda

@@ -1,7 +1,9 @@
 // The CUDA executor: every kernel functor of KernelOps launched as a grid-stride kernel, GEMMs
 // passed to cublasGemmStridedBatchedEx (bf16 operands as bf16), memory from cudaMalloc, and the
 // tiled attention kernels of kernels/cuda/chunk_attention_tiles.cu. The arithmetic lives in the
-// RF_HD functors under kernels/ops/, which the CPU tests exercise; this file only launches.
+// RF_HD functors under kernels/ops/, which the CPU tests exercise, and which kernel and grid each
+// functor gets in tuned_backend.cuh, which the tests also run on the CPU (tests/emulated_cuda/);
+// this file only launches.
 // STATUS: compiled in CI (nvcc, warnings as errors). The executor ran on an H100 (2026-11-22):
 // tests/gpu_test.cpp passed and the default config learned. The fused attention (reference
 // functors and tiled kernels) and the bf16 operands have NOT run on a GPU yet: `reformer selftest
@@ -17,105 +19,15 @@
 
 #include "base/cuda_check.h"
 #include "kernels/cuda/chunk_attention_tiles.h"
-#include "kernels/cuda/reduce_kernels.cuh"
-#include "kernels/cuda/row_kernels.cuh"
+#include "kernels/cuda/device_launch.cuh"
+#include "kernels/cuda/tuned_backend.cuh"
 #include "kernels/executor_impl.h"
 
 namespace rf {
 namespace {
 
-template <class Op>
-__global__ void for_each_kernel(int64_t n, Op op) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-    op(i);
-}
-
-int current_device_multiprocessors() {
-  int device = 0, count = 0;
-  RF_CUDA_CHECK(cudaGetDevice(&device));
-  RF_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  return count;
-}
-
-// Threads per block for n indices: 256, or fewer (down to one warp) when n is small, so that the
-// blocks still cover about twice the multiprocessors. Per-row kernels have few indices and a
-// serial loop each; packed into a handful of 256-thread blocks they would run on a handful of
-// multiprocessors.
-int threads_per_block(int64_t n) {
-  static const int multiprocessors = current_device_multiprocessors();
-  const int64_t per_block = (n + 2 * multiprocessors - 1) / (2 * multiprocessors);
-  const int64_t warps = (per_block + 31) / 32;
-  return static_cast<int>(warps < 1 ? 32 : warps > 8 ? 256 : warps * 32);
-}
-
-// A warp per row for n rows (kernels/cuda/row_kernels.cuh).
-template <class Op>
-void launch_rows(void (*kernel)(Op, int64_t), int64_t rows, const Op& op) {
-  const int64_t blocks = (rows + cuda::kRowsPerBlock - 1) / cuda::kRowsPerBlock;
-  RF_CHECK(blocks < INT_MAX, "too many rows: ", rows);
-  kernel<<<static_cast<unsigned>(blocks), 32 * cuda::kRowsPerBlock, 0, cudaStreamPerThread>>>(op,
-                                                                                              rows);
-  RF_CUDA_CHECK(cudaGetLastError());
-}
-
-bool tuned(const Executor& ex) {
-  return ex.kernel_variant() == KernelVariant::kTuned;
-}
-
-struct CudaBackend {
-  // Kernels run on the calling thread's default stream, in issue order.
-  template <class Op>
-  static void for_each(const Executor&, int64_t n, const Op& op) {
-    if (n <= 0) return;
-    const int threads = threads_per_block(n);
-    const int64_t blocks = (n + threads - 1) / threads;
-    const unsigned grid = static_cast<unsigned>(blocks < 65535 * 32 ? blocks : 65535 * 32);
-    for_each_kernel<<<grid, threads, 0, cudaStreamPerThread>>>(n, op);
-    RF_CUDA_CHECK(cudaGetLastError());
-  }
-  // Whole rows (the launchers hand them over when warp_per_row() says so) run a warp per row.
-  static void for_each(const Executor& ex, int64_t n, const LayerNormForward& op) {
-    if (tuned(ex) && op.split.pieces() == 1 && op.mean == nullptr)
-      launch_rows(cuda::layer_norm_forward_rows, n, op);
-    else
-      for_each<LayerNormForward>(ex, n, op);
-  }
-  static void for_each(const Executor& ex, int64_t n, const LayerNormBackward& op) {
-    if (tuned(ex) && op.split.pieces() == 1 && !op.stats_given)
-      launch_rows(cuda::layer_norm_backward_rows, n, op);
-    else
-      for_each<LayerNormBackward>(ex, n, op);
-  }
-  static void for_each(const Executor& ex, int64_t n, const CrossEntropyRow& op) {
-    if (tuned(ex))
-      launch_rows(cuda::cross_entropy_rows, n, op);
-    else
-      for_each<CrossEntropyRow>(ex, n, op);
-  }
-  // The reductions in the same order as the functors, with the parallelism a GPU needs
-  // (kernels/cuda/reduce_kernels.cuh).
-  static void for_each(const Executor& ex, int64_t n, const ColumnSumPartials& op) {
-    if (!tuned(ex) || n != op.cols) return for_each<ColumnSumPartials>(ex, n, op);
-    const int64_t strips = (op.cols + cuda::kStripColumns - 1) / cuda::kStripColumns;
-    RF_CHECK(strips < INT_MAX, "too many columns: ", op.cols);
-    cuda::column_sum_partials_strips<<<static_cast<unsigned>(strips),
-                                       dim3(cuda::kStripColumns, kRowLanes), 0,
-                                       cudaStreamPerThread>>>(op);
-    RF_CUDA_CHECK(cudaGetLastError());
-  }
-  static void for_each(const Executor& ex, int64_t n, const SumSquaresPartial& op) {
-    if (tuned(ex))
-      launch_rows(cuda::sum_squares_blocks, n, op);
-    else
-      for_each<SumSquaresPartial>(ex, n, op);
-  }
-  static void for_each(const Executor& ex, int64_t n, const GradientNormFinalize& op) {
-    if (!tuned(ex) || n != 1) return for_each<GradientNormFinalize>(ex, n, op);
-    cuda::gradient_norm_finalize_warp<<<1, 32, 0, cudaStreamPerThread>>>(op);
-    RF_CUDA_CHECK(cudaGetLastError());
-  }
-};
+// The kernel each functor runs as, and its grid (tuned_backend.cuh).
+using CudaBackend = cuda::TunedBackend<cuda::DeviceLaunch>;
 
 // For products of two fp32 operands: tf32 and bf16 let cuBLAS round the inputs for tensor cores.
 // (At bf16 most operands arrive in bf16 already: see CudaExecutor::gemm.)
@@ -272,7 +184,7 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
   // head width; otherwise, and for the other variants, the reference functors.
   void chunk_attention(ChunkAttentionPass pass, const ChunkAttentionParams& p) override {
     if (kernel_variant() == KernelVariant::kTuned && !p.bf16_products &&
-        cuda::chunk_attention_tiled(pass, p, cudaStreamPerThread)) {
+        cuda::chunk_attention_tiled(pass, p)) {
       count_launch();
       if (pass == ChunkAttentionPass::kGradients) count_launch();  // query and key kernels
       return;

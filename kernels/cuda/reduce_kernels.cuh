@@ -4,10 +4,12 @@
 // lane l += lane l + 16, + 8, + 4, + 2, + 1. So they equal the CPU's functors bit for bit: they
 // only add (the squares of floats are exact in double, fused or not). The functors' per-index
 // form runs one thread per column or block on a GPU, a long serial loop with little parallelism
-// (the column sums took 46 ms of a 64K-token step on an H100). Included by cuda_executor.cu only.
+// (the column sums took 46 ms of a 64K-token step on an H100). Included by tuned_backend.cuh only.
 //
-// STATUS: compiled (nvcc, sm_80 and sm_90, warnings as errors), NOT YET RUN ON A GPU; `reformer
-// selftest --device cuda` compares them with the CPU, and a training run checks them at start-up.
+// STATUS: compiled (nvcc, sm_80 and sm_90, warnings as errors), NOT YET RUN ON A GPU; they run on
+// the CPU in the tests' emulation of the CUDA thread model (tests/emulated_cuda_test.cpp), where
+// they pass `reformer selftest`'s checks. `reformer selftest --device cuda` compares them with the
+// CPU on a GPU, and a training run checks them at start-up.
 #pragma once
 
 #include "kernels/cuda/row_kernels.cuh"

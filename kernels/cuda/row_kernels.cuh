@@ -3,10 +3,12 @@
 // l + 32, ... and the lanes combine in the tree of kernels/ops/row_reduce.h (lane l += lane
 // l + 16, + 8, + 4, + 2, + 1, read from lane 0), so the sums are added in the order the CPU adds
 // them (results agree to rounding; nvcc and GCC may contract different products into FMAs, so
-// selftest compares by NMSE, not bits). Included by cuda_executor.cu only.
+// selftest compares by NMSE, not bits). Included by tuned_backend.cuh only.
 //
-// STATUS: compiled (nvcc, sm_80 and sm_90, warnings as errors), NOT YET RUN ON A GPU; `reformer
-// selftest --device cuda` compares them with the CPU, and a training run checks them at start-up.
+// STATUS: compiled (nvcc, sm_80 and sm_90, warnings as errors), NOT YET RUN ON A GPU; they run on
+// the CPU in the tests' emulation of the CUDA thread model (tests/emulated_cuda_test.cpp), where
+// they pass `reformer selftest`'s checks. `reformer selftest --device cuda` compares them with the
+// CPU on a GPU, and a training run checks them at start-up.
 #pragma once
 
 #include "kernels/kernel_ops.h"

@@ -3,7 +3,9 @@
 // and the sum of squares, cross-entropy, the embedding and its table gradients, AdamW, and the
 // flat ops (add, concatenate, split, fills). Dropout is on wherever an op takes it, so the Philox
 // streams are compared too.
+#include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "kernels/adamw.h"
 #include "kernels/cross_entropy.h"
@@ -193,16 +195,23 @@ void check_reductions(Checker& checker, int64_t rows, int64_t cols, uint32_t see
                   });
 }
 
+// With `ties`, the logits are whole numbers 0-3 and the bias zero, so that most rows have several
+// largest logits: the prediction must be the first of them, as the CPU's.
 void check_cross_entropy(Checker& checker, int64_t rows, int64_t vocab, uint32_t seed) {
-  for (bool want_grad : {false, true}) {
+  for (const auto& [want_grad, ties] : {std::pair{false, false}, {true, false}, {false, true}}) {
     HostTensors in;
     in.floats["logits"] = random_floats(rows * vocab, seed, 3.0f);
     in.floats["bias"] = random_floats(vocab, seed + 1);
+    if (ties) {
+      for (float& z : in.floats["logits"]) z = std::min(3.0f, std::floor(std::fabs(z)));
+      in.floats["bias"].assign(static_cast<size_t>(vocab), 0.0f);
+    }
     in.floats["loss"] = std::vector<float>(rows, 0.0f);
     in.ints["targets"] = random_ints(rows, seed + 2, static_cast<int32_t>(vocab));
     in.ints["prediction"] = std::vector<int32_t>(rows, 0);
-    checker.compare("cross_entropy", shape_text({rows, vocab}) + (want_grad ? " grad" : ""), in,
-                    {"logits", "loss", "prediction"},
+    checker.compare("cross_entropy",
+                    shape_text({rows, vocab}) + (want_grad ? " grad" : "") + (ties ? " ties" : ""),
+                    in, {"logits", "loss", "prediction"},
                     [=](Executor& ex, Workspace&, DeviceTensors& t) {
                       CrossEntropyArgs a;
                       a.logits = t.f("logits");

@@ -1,0 +1,414 @@
+// The GPU's tiled implementation of the fused chunked-attention passes (the reference arithmetic
+// is in kernels/ops/chunk_attention.h): one thread block per tile of a chunk's queries (or, for
+// the key gradients, of its keys), the window's keys and values staged in shared memory a tile at a
+// time, and each query (key) row held in registers by D / 32 threads that combine their partial dot
+// products with warp shuffles. Head widths 32, 64 and 128; other widths use the reference functors.
+// The kernels and their launches are written over a launch policy (tuned_backend.cuh explains it),
+// so the tests' CPU emulation of the CUDA thread model runs them as the GPU does.
+// Included by chunk_attention_tiles.cu and by the emulation's tests only.
+#pragma once
+
+#include <climits>
+
+#include "base/error.h"
+#include "kernels/executor.h"
+
+namespace rf::cuda {
+namespace attention_tiles {
+
+constexpr int kQueryTile = 64;  // queries per block in the forward and the query gradients
+constexpr int kKeyTile = 32;    // keys staged in shared memory at a time; keys per key block
+constexpr int kSlice = 32;      // head columns per thread: a row takes D / kSlice threads
+
+// A row's kSplit threads are adjacent lanes; thread `part` holds columns part, part + kSplit, ...
+// (interleaved, so the threads of a row read different shared-memory banks).
+template <int kSplit>
+__device__ __forceinline__ int column(int x, int part) {
+  return x * kSplit + part;
+}
+
+// The full dot product of a row whose kSplit threads each hold a slice of the columns.
+template <int kSplit>
+__device__ __forceinline__ float row_total(float partial) {
+#pragma unroll
+  for (int offset = 1; offset < kSplit; offset *= 2)
+    partial += __shfl_xor_sync(0xffffffffu, partial, offset);
+  return partial;
+}
+
+// A block's tile of slots within one chunk of one segment.
+struct BlockTile {
+  int64_t segment, chunk, first;
+  int count;
+};
+
+__device__ inline BlockTile block_tile(const ChunkLayout& L, int tile_size) {
+  const int64_t tiles = (L.chunk + tile_size - 1) / tile_size;
+  const int64_t per_segment = L.n_chunks() * tiles;
+  const int64_t item = blockIdx.x;
+  BlockTile b;
+  b.segment = item / per_segment;
+  b.chunk = item % per_segment / tiles;
+  const int64_t offset = item % tiles * tile_size;
+  b.first = b.chunk * L.chunk + offset;
+  b.count = static_cast<int>(L.chunk - offset < tile_size ? L.chunk - offset : tile_size);
+  return b;
+}
+
+// Block b's tile of query slots less the memory's (keys only; a memory comes with the original
+// order, where slot = position): count <= 0 when the whole tile is memory.
+__device__ inline BlockTile query_block_tile(const ChunkAttentionParams& p, int tile_size) {
+  BlockTile b = block_tile(p.layout, tile_size);
+  const int64_t skip = p.memory_len - b.first;
+  if (skip > 0) {
+    b.first += skip;
+    b.count -= static_cast<int>(skip < b.count ? skip : b.count);
+  }
+  return b;
+}
+
+// A tile of kKeyTile keys (scaled) and values in shared memory, with their positions and key
+// factors.
+template <int D>
+struct StagedKeys {
+  float keys[kKeyTile][D];
+  float values[kKeyTile][D];
+  int32_t positions[kKeyTile];
+  float factors[kKeyTile];
+
+  // Stages the key and value rows of slots first .. first + count - 1, zeros past count (and
+  // position INT32_MAX). Each row's position and key factor are found once, then its elements
+  // copied.
+  __device__ void stage(const ChunkAttentionParams& p, int64_t s, int64_t first, int count) {
+    for (int row = threadIdx.x; row < kKeyTile; row += blockDim.x) {
+      const int64_t t = row < count ? p.position(s, first + row) : -1;
+      positions[row] = row < count ? static_cast<int32_t>(t) : INT32_MAX;
+      factors[row] = row < count ? p.key_factor(s, t) : 0.0f;
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < kKeyTile * D; e += blockDim.x) {
+      const int row = e / D, x = e % D;
+      float k = 0.0f, v = 0.0f;
+      if (row < count) {
+        const int64_t t = positions[row];
+        k = p.key_row(s, t)[x] * factors[row];
+        v = p.value_row(s, t)[x];
+      }
+      keys[row][x] = k;
+      values[row][x] = v;
+    }
+  }
+};
+
+// A dropout multiplier computed once per row (by its first thread) and shared with the row's
+// other threads. Every lane of the warp must call it when dropout is active.
+template <int kSplit>
+__device__ __forceinline__ float row_keep(const DropoutMask& drop, bool compute, int part,
+                                          int64_t row, int64_t col) {
+  float keep = 1.0f;
+  if (compute && part == 0) keep = drop.scale(row, col);
+  if (kSplit > 1) keep = __shfl_sync(0xffffffffu, keep, static_cast<int>(threadIdx.x % 32) - part);
+  return keep;
+}
+
+// For each key tile of the window of block b's chunk (the look-back chunk's, then its own),
+// stages the tile and calls tile(count, window index of its first key). Tiles entirely later than
+// the block's queries are skipped in the original order (local and dense attention).
+template <int D, class Tile>
+__device__ void for_each_window_tile(const ChunkAttentionParams& p, const BlockTile& b,
+                                     StagedKeys<D>& staged, const Tile& tile) {
+  const ChunkLayout& L = p.layout;
+  for (int64_t part = 0; part <= L.lookback; ++part) {
+    const int64_t kc = part < L.lookback ? (b.chunk + L.n_chunks() - 1) % L.n_chunks() : b.chunk;
+    for (int64_t k0 = 0; k0 < L.chunk; k0 += kKeyTile) {
+      const int64_t first = kc * L.chunk + k0;
+      const int nk = static_cast<int>(L.chunk - k0 < kKeyTile ? L.chunk - k0 : kKeyTile);
+      if (p.perm == nullptr && first > b.first + b.count - 1) continue;  // all in the future
+      __syncthreads();  // the previous tile is consumed
+      staged.stage(p, b.segment, first, nk);
+      __syncthreads();
+      tile(nk, part * L.chunk + k0);
+    }
+  }
+}
+
+// This thread's columns of query row `row` of block b (zeros past the tile), and its position.
+template <int kSplit>
+__device__ void load_query(const ChunkAttentionParams& p, const BlockTile& b, int row, int part,
+                           float* q, int32_t* position) {
+  if (row < b.count) {
+    const int64_t t = p.position(b.segment, b.first + row);
+    *position = static_cast<int32_t>(t);
+    const float* qr = p.query_row(b.segment, t);
+#pragma unroll
+    for (int x = 0; x < kSlice; ++x) q[x] = qr[column<kSplit>(x, part)];
+  } else {
+    *position = INT32_MAX;
+#pragma unroll
+    for (int x = 0; x < kSlice; ++x) q[x] = 0.0f;
+  }
+}
+
+template <int D>
+__global__ void __launch_bounds__(kQueryTile*(D / kSlice))
+    forward_tiles(const ChunkAttentionParams p) {
+  constexpr int kSplit = D / kSlice;
+  __shared__ StagedKeys<D> staged;
+  const ChunkLayout& L = p.layout;
+  const BlockTile b = query_block_tile(p, kQueryTile);
+  if (b.count <= 0) return;  // (the whole block: no barrier is left waiting)
+  const int row = threadIdx.x / kSplit, part = threadIdx.x % kSplit;
+  const bool active = row < b.count;
+  const int64_t j = b.first + row;
+  float q[kSlice], acc[kSlice];
+  int32_t qp;
+  load_query<kSplit>(p, b, row, part, q, &qp);
+#pragma unroll
+  for (int x = 0; x < kSlice; ++x) acc[x] = 0.0f;
+  float m = kNoMaxYet, l = 0.0f;
+  const DropoutMask drop = p.segment_dropout(b.segment);
+  // (Once per block, not per score: an int64 division and modulo.)
+  const int64_t rel_base = p.rel_scores || p.rel_grads ? p.relative_base(b.segment) : 0;
+  for_each_window_tile<D>(p, b, staged, [&](int nk, int64_t window_first) {
+    float scores[kKeyTile];
+    float tile_max = kNoMaxYet;
+#pragma unroll
+    for (int kk = 0; kk < kKeyTile; ++kk) {
+      float dot = 0.0f;
+#pragma unroll
+      for (int x = 0; x < kSlice; ++x) dot += q[x] * staged.keys[kk][column<kSplit>(x, part)];
+      dot = row_total<kSplit>(dot);
+      scores[kk] =
+          kk < nk ? dot + p.score_offset_at(rel_base, qp, staged.positions[kk]) : kNoMaxYet;
+      tile_max = fmaxf(tile_max, scores[kk]);
+    }
+    const float m_new = fmaxf(m, tile_max);
+    const float correction = exp_approx(m - m_new);
+    m = m_new;
+    l *= correction;
+#pragma unroll
+    for (int x = 0; x < kSlice; ++x) acc[x] *= correction;
+#pragma unroll
+    for (int kk = 0; kk < kKeyTile; ++kk) {
+      const float w = exp_approx(scores[kk] - m);  // 0 past nk
+      l += w;
+      const float kept =
+          drop.active() ? w * row_keep<kSplit>(drop, active && kk < nk, part, j, window_first + kk)
+                        : w;
+#pragma unroll
+      for (int x = 0; x < kSlice; ++x) acc[x] += kept * staged.values[kk][column<kSplit>(x, part)];
+    }
+  });
+  if (!active) return;
+  const int64_t i = b.segment * L.n_slots + j;
+  float* o = p.o + i * p.d;
+  const float inv = 1.0f / l;
+#pragma unroll
+  for (int x = 0; x < kSlice; ++x) o[column<kSplit>(x, part)] = acc[x] * inv;
+  if (part == 0) {
+    p.row_max[i] = m;
+    p.row_log_sum[i] = logf(l);
+  }
+}
+
+template <int D>
+__global__ void __launch_bounds__(kQueryTile*(D / kSlice))
+    query_grad_tiles(const ChunkAttentionParams p) {
+  constexpr int kSplit = D / kSlice;
+  __shared__ StagedKeys<D> staged;
+  const ChunkLayout& L = p.layout;
+  const BlockTile b = query_block_tile(p, kQueryTile);
+  if (b.count <= 0) return;  // (the whole block: no barrier is left waiting)
+  const int row = threadIdx.x / kSplit, part = threadIdx.x % kSplit;
+  const bool active = row < b.count;
+  const int64_t j = b.first + row, i = b.segment * L.n_slots + j;
+  float q[kSlice], dout[kSlice], dq[kSlice];
+  int32_t qp;
+  load_query<kSplit>(p, b, row, part, q, &qp);
+  float m = 0.0f, log_sum = 0.0f, delta = 0.0f, dlse = 0.0f;
+  if (active) {
+    const float* dr = p.o + i * p.d;
+#pragma unroll
+    for (int x = 0; x < kSlice; ++x) dout[x] = dr[column<kSplit>(x, part)];
+    m = p.row_max[i];
+    log_sum = p.row_log_sum[i];
+    delta = p.delta[i];
+    dlse = p.dlse[i];
+  } else {
+#pragma unroll
+    for (int x = 0; x < kSlice; ++x) dout[x] = 0.0f;
+  }
+#pragma unroll
+  for (int x = 0; x < kSlice; ++x) dq[x] = 0.0f;
+  const DropoutMask drop = p.segment_dropout(b.segment);
+  // (Once per block, not per score: an int64 division and modulo.)
+  const int64_t rel_base = p.rel_scores || p.rel_grads ? p.relative_base(b.segment) : 0;
+  for_each_window_tile<D>(p, b, staged, [&](int nk, int64_t window_first) {
+    for (int kk = 0; kk < nk; ++kk) {
+      float dot_s = 0.0f, dot_p = 0.0f;
+#pragma unroll
+      for (int x = 0; x < kSlice; ++x) {
+        dot_s += q[x] * staged.keys[kk][column<kSplit>(x, part)];
+        dot_p += dout[x] * staged.values[kk][column<kSplit>(x, part)];
+      }
+      dot_s = row_total<kSplit>(dot_s);
+      dot_p = row_total<kSplit>(dot_p);
+      const float score = dot_s + p.score_offset_at(rel_base, qp, staged.positions[kk]);
+      const float prob = exp_approx((score - m) - log_sum);
+      const float keep =
+          drop.active() ? row_keep<kSplit>(drop, active, part, j, window_first + kk) : 1.0f;
+      const float ds = prob * (dot_p * keep - delta + dlse);
+      // (one thread of the row records dS: the row's elements are its own, added in key order)
+      if (active && part == 0) p.add_relative_grad_at(rel_base, qp, staged.positions[kk], ds);
+#pragma unroll
+      for (int x = 0; x < kSlice; ++x) dq[x] += ds * staged.keys[kk][column<kSplit>(x, part)];
+    }
+  });
+  if (!active) return;
+  float* out = p.dq + i * p.d;
+#pragma unroll
+  for (int x = 0; x < kSlice; ++x) out[column<kSplit>(x, part)] = dq[x];
+}
+
+// One block per tile of kKeyTile keys of a chunk; each key row gathers its gradient over the
+// queries of both windows that hold it, staged kKeyTile queries at a time. No atomics.
+template <int D>
+__global__ void __launch_bounds__(kKeyTile*(D / kSlice))
+    key_grad_tiles(const ChunkAttentionParams p) {
+  constexpr int kSplit = D / kSlice;
+  __shared__ float queries[kKeyTile][D];
+  __shared__ float douts[kKeyTile][D];
+  __shared__ int32_t query_pos[kKeyTile];
+  __shared__ float stats[4][kKeyTile];  // m, log_sum, delta, dlse
+  const ChunkLayout& L = p.layout;
+  const BlockTile b = block_tile(L, kKeyTile);
+  const int row = threadIdx.x / kSplit, part = threadIdx.x % kSplit;
+  const bool active = row < b.count;
+  const int64_t e = b.first + row, within = b.first - b.chunk * L.chunk + row;
+  float k[kSlice], v[kSlice], dk[kSlice], dv[kSlice];
+  int32_t kp = INT32_MAX;
+  if (active) {
+    const int64_t t = p.position(b.segment, e);
+    kp = static_cast<int32_t>(t);
+    const float f = p.key_factor(b.segment, t);
+    const float* kr = p.key_row(b.segment, t);
+    const float* vr = p.value_row(b.segment, t);
+#pragma unroll
+    for (int x = 0; x < kSlice; ++x) {
+      k[x] = kr[column<kSplit>(x, part)] * f;
+      v[x] = vr[column<kSplit>(x, part)];
+    }
+  } else {
+#pragma unroll
+    for (int x = 0; x < kSlice; ++x) k[x] = v[x] = 0.0f;
+  }
+#pragma unroll
+  for (int x = 0; x < kSlice; ++x) dk[x] = dv[x] = 0.0f;
+  const DropoutMask drop = p.segment_dropout(b.segment);
+  // (Once per block, not per score: an int64 division and modulo.)
+  const int64_t rel_base = p.rel_scores || p.rel_grads ? p.relative_base(b.segment) : 0;
+  for (int64_t view = L.lookback; view >= 0; --view) {  // own window, then the next chunk's
+    const int64_t qc = view == L.lookback ? b.chunk : (b.chunk + 1) % L.n_chunks();
+    const int64_t key_window = (view == L.lookback ? L.lookback * L.chunk : 0) + within;
+    for (int64_t q0 = 0; q0 < L.chunk; q0 += kKeyTile) {
+      int64_t first = qc * L.chunk + q0;
+      int nq = static_cast<int>(L.chunk - q0 < kKeyTile ? L.chunk - q0 : kKeyTile);
+      if (first < p.memory_len) {  // the memory's slots have no queries (the same for the block)
+        const int64_t skip = p.memory_len - first < nq ? p.memory_len - first : nq;
+        first += skip;
+        nq -= static_cast<int>(skip);
+        if (nq == 0) continue;
+      }
+      if (p.perm == nullptr && b.first > first + nq - 1) continue;  // keys all in the future
+      __syncthreads();                                              // the previous tile is consumed
+      for (int r = threadIdx.x; r < kKeyTile; r += blockDim.x) {    // each row's position, once
+        const int64_t slot = b.segment * L.n_slots + first + r;
+        query_pos[r] = r < nq ? static_cast<int32_t>(p.position(b.segment, first + r)) : INT32_MAX;
+        stats[0][r] = r < nq ? p.row_max[slot] : 0.0f;
+        stats[1][r] = r < nq ? p.row_log_sum[slot] : 0.0f;
+        stats[2][r] = r < nq ? p.delta[slot] : 0.0f;
+        stats[3][r] = r < nq ? p.dlse[slot] : 0.0f;
+      }
+      __syncthreads();
+      for (int f = threadIdx.x; f < kKeyTile * D; f += blockDim.x) {
+        const int r = f / D, x = f % D;
+        const bool valid = r < nq;
+        queries[r][x] = valid ? p.query_row(b.segment, query_pos[r])[x] : 0.0f;
+        douts[r][x] = valid ? p.o[(b.segment * L.n_slots + first + r) * p.d + x] : 0.0f;
+      }
+      __syncthreads();
+      for (int r = 0; r < nq; ++r) {
+        float dot_s = 0.0f, dot_p = 0.0f;
+#pragma unroll
+        for (int x = 0; x < kSlice; ++x) {
+          dot_s += queries[r][column<kSplit>(x, part)] * k[x];
+          dot_p += douts[r][column<kSplit>(x, part)] * v[x];
+        }
+        dot_s = row_total<kSplit>(dot_s);
+        dot_p = row_total<kSplit>(dot_p);
+        const float score = dot_s + p.score_offset_at(rel_base, query_pos[r], kp);
+        const float prob = exp_approx((score - stats[0][r]) - stats[1][r]);
+        const float keep =
+            drop.active() ? row_keep<kSplit>(drop, active, part, first + r, key_window) : 1.0f;
+        const float ds = prob * (dot_p * keep - stats[2][r] + stats[3][r]);
+        const float dropped = prob * keep;
+#pragma unroll
+        for (int x = 0; x < kSlice; ++x) {
+          dk[x] += ds * queries[r][column<kSplit>(x, part)];
+          dv[x] += dropped * douts[r][column<kSplit>(x, part)];
+        }
+      }
+    }
+  }
+  if (!active) return;
+  const int64_t i = b.segment * L.n_slots + e;
+#pragma unroll
+  for (int x = 0; x < kSlice; ++x) {
+    p.dk[i * p.d + column<kSplit>(x, part)] = dk[x];
+    p.dv[i * p.d + column<kSplit>(x, part)] = dv[x];
+  }
+}
+
+inline int64_t blocks_of(const ChunkAttentionParams& p, int tile) {
+  const int64_t tiles = (p.layout.chunk + tile - 1) / tile;
+  return p.segments * p.layout.n_chunks() * tiles;
+}
+
+template <class Launch, int D>
+void run(ChunkAttentionPass pass, const ChunkAttentionParams& p) {
+  constexpr int kSplit = D / kSlice;
+  const int64_t query_blocks = blocks_of(p, kQueryTile), key_blocks = blocks_of(p, kKeyTile);
+  RF_CHECK(query_blocks < INT_MAX && key_blocks < INT_MAX, "too many attention tiles");
+  const dim3 query_grid(static_cast<unsigned>(query_blocks));
+  if (pass == ChunkAttentionPass::kForward) {
+    Launch::kernel(forward_tiles<D>, query_grid, dim3(kQueryTile * kSplit), p);
+    return;
+  }
+  Launch::kernel(query_grad_tiles<D>, query_grid, dim3(kQueryTile * kSplit), p);
+  Launch::kernel(key_grad_tiles<D>, dim3(static_cast<unsigned>(key_blocks)),
+                 dim3(kKeyTile * kSplit), p);
+}
+
+}  // namespace attention_tiles
+
+// Runs one pass over all segments of p. Returns false (and launches nothing) when there is no
+// tiled kernel for p's head width.
+template <class Launch>
+bool launch_chunk_attention(ChunkAttentionPass pass, const ChunkAttentionParams& p) {
+  if (p.segments == 0 || p.layout.n_slots == 0) return true;
+  switch (p.d) {
+    case 32:
+      attention_tiles::run<Launch, 32>(pass, p);
+      return true;
+    case 64:
+      attention_tiles::run<Launch, 64>(pass, p);
+      return true;
+    case 128:
+      attention_tiles::run<Launch, 128>(pass, p);
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace rf::cuda

@@ -1,0 +1,100 @@
+// Which CUDA kernel runs each kernel functor, and with what grid: the grid-stride kernel for every
+// functor, or the warp-per-row and reduction kernels (row_kernels.cuh, reduce_kernels.cuh) where
+// the executor's variant is kTuned. Written once over a launch policy, so that the CUDA executor
+// (kernels/cuda/device_launch.cuh: <<<grid, block>>> on the calling thread's stream) and the
+// tests' CPU emulation of the CUDA thread model (tests/emulated_cuda/) run the same choices and
+// the same geometry. A Launch policy has
+//   template <class... P, class... A> static void kernel(void (*k)(P...), dim3 grid, dim3 block,
+//                                                        const A&... args);
+//   static int multiprocessors();
+// Included by cuda_executor.cu and by the emulation's tests only.
+#pragma once
+
+#include <climits>
+
+#include "base/error.h"
+#include "kernels/cuda/reduce_kernels.cuh"
+#include "kernels/cuda/row_kernels.cuh"
+#include "kernels/executor.h"
+
+namespace rf::cuda {
+
+template <class Op>
+__global__ void for_each_kernel(int64_t n, Op op) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    op(i);
+}
+
+// Threads per block for n indices: 256, or fewer (down to one warp) when n is small, so that the
+// blocks still cover about twice the multiprocessors. Per-row kernels have few indices and a
+// serial loop each; packed into a handful of 256-thread blocks they would run on a handful of
+// multiprocessors.
+inline int threads_per_block(int64_t n, int multiprocessors) {
+  const int64_t per_block = (n + 2 * multiprocessors - 1) / (2 * multiprocessors);
+  const int64_t warps = (per_block + 31) / 32;
+  return static_cast<int>(warps < 1 ? 32 : warps > 8 ? 256 : warps * 32);
+}
+
+template <class Launch>
+struct TunedBackend {
+  static bool tuned(const Executor& ex) { return ex.kernel_variant() == KernelVariant::kTuned; }
+
+  // A warp per row for n rows (row_kernels.cuh).
+  template <class Op>
+  static void launch_rows(void (*kernel)(Op, int64_t), int64_t rows, const Op& op) {
+    const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
+    RF_CHECK(blocks < INT_MAX, "too many rows: ", rows);
+    Launch::kernel(kernel, dim3(static_cast<unsigned>(blocks)), dim3(32 * kRowsPerBlock), op, rows);
+  }
+
+  // Any functor: one thread per index, grid-stride.
+  template <class Op>
+  static void for_each(const Executor&, int64_t n, const Op& op) {
+    if (n <= 0) return;
+    const int threads = threads_per_block(n, Launch::multiprocessors());
+    const int64_t blocks = (n + threads - 1) / threads;
+    const unsigned grid = static_cast<unsigned>(blocks < 65535 * 32 ? blocks : 65535 * 32);
+    Launch::kernel(for_each_kernel<Op>, dim3(grid), dim3(static_cast<unsigned>(threads)), n, op);
+  }
+  // Whole rows (the launchers hand them over when warp_per_row() says so) run a warp per row.
+  static void for_each(const Executor& ex, int64_t n, const LayerNormForward& op) {
+    if (tuned(ex) && op.split.pieces() == 1 && op.mean == nullptr)
+      launch_rows(layer_norm_forward_rows, n, op);
+    else
+      for_each<LayerNormForward>(ex, n, op);
+  }
+  static void for_each(const Executor& ex, int64_t n, const LayerNormBackward& op) {
+    if (tuned(ex) && op.split.pieces() == 1 && !op.stats_given)
+      launch_rows(layer_norm_backward_rows, n, op);
+    else
+      for_each<LayerNormBackward>(ex, n, op);
+  }
+  static void for_each(const Executor& ex, int64_t n, const CrossEntropyRow& op) {
+    if (tuned(ex))
+      launch_rows(cross_entropy_rows, n, op);
+    else
+      for_each<CrossEntropyRow>(ex, n, op);
+  }
+  // The reductions in the same order as the functors, with the parallelism a GPU needs
+  // (reduce_kernels.cuh).
+  static void for_each(const Executor& ex, int64_t n, const ColumnSumPartials& op) {
+    if (!tuned(ex) || n != op.cols) return for_each<ColumnSumPartials>(ex, n, op);
+    const int64_t strips = (op.cols + kStripColumns - 1) / kStripColumns;
+    RF_CHECK(strips < INT_MAX, "too many columns: ", op.cols);
+    Launch::kernel(column_sum_partials_strips, dim3(static_cast<unsigned>(strips)),
+                   dim3(kStripColumns, kRowLanes), op);
+  }
+  static void for_each(const Executor& ex, int64_t n, const SumSquaresPartial& op) {
+    if (tuned(ex))
+      launch_rows(sum_squares_blocks, n, op);
+    else
+      for_each<SumSquaresPartial>(ex, n, op);
+  }
+  static void for_each(const Executor& ex, int64_t n, const GradientNormFinalize& op) {
+    if (!tuned(ex) || n != 1) return for_each<GradientNormFinalize>(ex, n, op);
+    Launch::kernel(gradient_norm_finalize_warp, dim3(1), dim3(32), op);
+  }
+};
+
+}  // namespace rf::cuda

@@ -1,0 +1,300 @@
+#include "tests/emulated_cuda/emulated_cuda.h"
+
+#include <ucontext.h>
+
+#include <algorithm>
+#include <exception>
+#include <memory>
+#include <string>
+#include <vector>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define RF_EMULATION_ASAN 1
+#endif
+
+thread_local uint3 threadIdx, blockIdx;
+thread_local dim3 blockDim, gridDim;
+
+namespace rf::emulated_cuda {
+namespace {
+
+// Fibers' stacks: the kernels keep a few arrays of 32 floats per thread; a sanitizer's red zones
+// make frames several times larger.
+constexpr size_t kStackBytes = 256 * 1024;
+
+enum class Wait { kNone, kWarp, kBlock };
+
+struct Fiber {
+  ucontext_t context{};
+  char* stack = nullptr;  // from the thread's pool (uninitialised: pages are touched as it grows)
+  uint3 index;
+  bool started = false, done = false;
+  Wait wait = Wait::kNone;
+  // A shuffle in progress (or a __syncwarp): this lane's value, what it asked for, and what it
+  // reads.
+  bool is_shuffle = false;
+  ShuffleKind kind = ShuffleKind::kIndex;
+  int operand = 0, width = 32;
+  uint64_t value = 0, result = 0;
+};
+
+// One block in progress on this thread.
+struct Block {
+  std::vector<Fiber>* fibers = nullptr;
+  int current = -1;
+  ucontext_t scheduler{};
+  const std::function<void()>* body = nullptr;
+  std::string error;             // the first fault found (then the block stops)
+  std::exception_ptr exception;  // one a thread threw
+#if defined(RF_EMULATION_ASAN)
+  const void* scheduler_stack = nullptr;
+  size_t scheduler_stack_size = 0;
+#endif
+};
+
+thread_local Block* g_block = nullptr;
+thread_local ThreadOrder g_order = ThreadOrder::kAscending;
+thread_local Counters g_counters;
+// Stacks kept from launch to launch (a launch of 1024 threads needs 1024).
+thread_local std::vector<std::unique_ptr<char[]>> g_stacks;
+
+std::string where(const Fiber& f) {
+  return "block (" + std::to_string(blockIdx.x) + "," + std::to_string(blockIdx.y) + "," +
+         std::to_string(blockIdx.z) + ") thread (" + std::to_string(f.index.x) + "," +
+         std::to_string(f.index.y) + "," + std::to_string(f.index.z) + ")";
+}
+
+// From a fiber back to the scheduler (`dying`: it will not be resumed).
+void switch_to_scheduler(Fiber& f, bool dying) {
+#if defined(RF_EMULATION_ASAN)
+  void* fake_stack = nullptr;
+  __sanitizer_start_switch_fiber(dying ? nullptr : &fake_stack, g_block->scheduler_stack,
+                                 g_block->scheduler_stack_size);
+  swapcontext(&f.context, &g_block->scheduler);
+  __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
+#else
+  (void)dying;
+  swapcontext(&f.context, &g_block->scheduler);
+#endif
+}
+
+void fiber_main() {
+  Block& b = *g_block;
+  Fiber& f = (*b.fibers)[static_cast<size_t>(b.current)];
+#if defined(RF_EMULATION_ASAN)
+  __sanitizer_finish_switch_fiber(nullptr, &b.scheduler_stack, &b.scheduler_stack_size);
+#endif
+  try {
+    (*b.body)();
+  } catch (...) {
+    if (!b.exception) b.exception = std::current_exception();
+  }
+  f.done = true;
+  switch_to_scheduler(f, true);
+}
+
+// Resumes fiber i until it waits or ends.
+void resume(Block& b, int i) {
+  Fiber& f = (*b.fibers)[static_cast<size_t>(i)];
+  b.current = i;
+  threadIdx = f.index;
+  ++g_counters.switches;
+  if (!f.started) {
+    f.started = true;
+    getcontext(&f.context);
+    f.context.uc_stack.ss_sp = f.stack;
+    f.context.uc_stack.ss_size = kStackBytes;
+    f.context.uc_link = nullptr;
+    makecontext(&f.context, fiber_main, 0);
+  }
+#if defined(RF_EMULATION_ASAN)
+  void* fake_stack = nullptr;
+  __sanitizer_start_switch_fiber(&fake_stack, f.stack, kStackBytes);
+  swapcontext(&b.scheduler, &f.context);
+  __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
+#else
+  swapcontext(&b.scheduler, &f.context);
+#endif
+}
+
+Fiber& current_fiber() {
+  RF_CHECK(g_block != nullptr, "a CUDA barrier or shuffle outside an emulated kernel");
+  return (*g_block->fibers)[static_cast<size_t>(g_block->current)];
+}
+
+// The calling fiber waits for its warp or block. (Which barrier is not compared: GCC may copy one
+// barrier call into both arms of a branch, so that threads at the same barrier of the source
+// return to different addresses. Threads that pass different numbers of barriers end up waiting
+// at one while others have exited, which is reported.)
+void wait_here(Wait kind) {
+  Fiber& f = current_fiber();
+  f.wait = kind;
+  switch_to_scheduler(f, false);
+}
+
+// The lane whose value lane `lane` (0-31) of a warp reads in its shuffle f: CUDA's rules for a
+// source outside the lane's segment of `width` lanes (index: modulo width; down and xor: its own).
+int shuffle_source(const Fiber& f, int lane) {
+  const int width = f.width, base = lane / width * width, within = lane % width;
+  int src = within;
+  switch (f.kind) {
+    case ShuffleKind::kIndex:
+      src = ((f.operand % width) + width) % width;
+      break;
+    case ShuffleKind::kDown:
+      src = within + f.operand < width ? within + f.operand : within;
+      break;
+    case ShuffleKind::kXor:
+      src = (within ^ f.operand) < width ? within ^ f.operand : within;
+      break;
+  }
+  return base + src;
+}
+
+// Releases the warps whose live lanes all wait at the same warp barrier or shuffle, each lane
+// reading its shuffle's source; returns how many.
+int release_warps(Block& b, std::vector<Fiber>& fibers) {
+  int released = 0;
+  const int n = static_cast<int>(fibers.size());
+  for (int w0 = 0; w0 < n; w0 += 32) {
+    const int w1 = std::min(n, w0 + 32);
+    bool any = false;
+    for (int i = w0; i < w1; ++i) any |= !fibers[i].done && fibers[i].wait == Wait::kWarp;
+    if (!any) continue;
+    const Fiber& first = fibers[w0];
+    for (int i = w0; i < w1; ++i) {
+      const Fiber& f = fibers[i];
+      if (w1 - w0 < 32)
+        b.error = where(f) + " is in a warp of " + std::to_string(w1 - w0) +
+                  " threads (the block is not a whole number of warps) at a warp barrier";
+      else if (f.done)
+        b.error = where(f) + " has exited while its warp waits at a warp barrier or shuffle";
+      else if (f.wait != Wait::kWarp)
+        b.error = where(f) + " waits at __syncthreads while its warp waits at a warp barrier";
+      else if (f.is_shuffle != first.is_shuffle || f.kind != first.kind || f.width != first.width)
+        b.error = where(f) + " and " + where(first) +
+                  " wait at different kinds of warp barrier or shuffle (a divergent warp)";
+      if (!b.error.empty()) return released;
+    }
+    for (int i = w0; i < w1; ++i) {
+      Fiber& f = fibers[i];
+      f.result = fibers[w0 + shuffle_source(f, i - w0)].value;
+    }
+    for (int i = w0; i < w1; ++i) fibers[i].wait = Wait::kNone;
+    ++released;
+  }
+  return released;
+}
+
+// Releases the block when every live thread waits at the same block barrier.
+bool release_block(Block& b, std::vector<Fiber>& fibers) {
+  bool any = false;
+  for (const Fiber& f : fibers) {
+    if (f.done) continue;
+    if (f.wait != Wait::kBlock) return false;
+    any = true;
+  }
+  if (!any) return false;
+  for (const Fiber& f : fibers)
+    if (f.done) {
+      b.error = where(f) + " has exited while the rest of its block waits at __syncthreads";
+      return false;
+    }
+  for (Fiber& f : fibers) f.wait = Wait::kNone;
+  return true;
+}
+
+void run_block(std::vector<Fiber>& fibers, const std::function<void()>& thread) {
+  Block b;
+  b.fibers = &fibers;
+  b.body = &thread;
+  Block* const outer = g_block;
+  g_block = &b;
+  const int n = static_cast<int>(fibers.size());
+  while (b.error.empty() && !b.exception) {
+    bool all_done = true;
+    for (int k = 0; k < n && !b.exception; ++k) {
+      const int i = g_order == ThreadOrder::kAscending ? k : n - 1 - k;
+      if (!fibers[i].done && fibers[i].wait == Wait::kNone) resume(b, i);
+    }
+    for (const Fiber& f : fibers) all_done &= f.done;
+    if (all_done || b.exception) break;
+    if (release_warps(b, fibers) > 0 || !b.error.empty()) continue;
+    if (release_block(b, fibers) || !b.error.empty()) continue;
+    // Nothing can go on: say where the threads wait.
+    for (const Fiber& f : fibers)
+      if (!f.done) {
+        b.error = "deadlock: " + where(f) + " waits at a " +
+                  (f.wait == Wait::kWarp ? "warp barrier or shuffle" : "block barrier") +
+                  " that its warp or block does not reach";
+        break;
+      }
+  }
+  g_block = outer;
+  if (b.exception) std::rethrow_exception(b.exception);
+  RF_CHECK(b.error.empty(), "emulated CUDA: ", b.error);
+}
+
+}  // namespace
+
+uint64_t shuffle_bits(unsigned mask, uint64_t bits, int operand, int width, ShuffleKind kind) {
+  Fiber& f = current_fiber();
+  RF_CHECK(mask == 0xffffffffu, "emulated CUDA: ", where(f),
+           " shuffles with a partial mask (only full warps are emulated)");
+  RF_CHECK(width > 0 && width <= 32 && (width & (width - 1)) == 0, "emulated CUDA: ", where(f),
+           " shuffles with width ", width);
+  f.is_shuffle = true;
+  f.kind = kind;
+  f.operand = operand;
+  f.width = width;
+  f.value = bits;
+  wait_here(Wait::kWarp);
+  return f.result;
+}
+
+void set_thread_order(ThreadOrder order) {
+  g_order = order;
+}
+
+Counters counters() {
+  return g_counters;
+}
+
+void run_grid(dim3 grid, dim3 block, const std::function<void()>& thread) {
+  const int64_t n = int64_t{block.x} * block.y * block.z;
+  RF_CHECK(n >= 1 && n <= 1024, "emulated CUDA: a block of ", n, " threads (at most 1024)");
+  RF_CHECK(grid.x >= 1 && grid.y >= 1 && grid.z >= 1, "emulated CUDA: an empty grid");
+  gridDim = grid;
+  blockDim = block;
+  std::vector<Fiber> fibers(static_cast<size_t>(n));
+  while (static_cast<int64_t>(g_stacks.size()) < n) g_stacks.emplace_back(new char[kStackBytes]);
+  for (int64_t i = 0; i < n; ++i) fibers[static_cast<size_t>(i)].stack = g_stacks[i].get();
+  for (unsigned z = 0; z < grid.z; ++z)
+    for (unsigned y = 0; y < grid.y; ++y)
+      for (unsigned x = 0; x < grid.x; ++x) {
+        blockIdx = {x, y, z};
+        for (int64_t i = 0; i < n; ++i) {
+          Fiber& f = fibers[static_cast<size_t>(i)];
+          f.index = {static_cast<unsigned>(i % block.x),
+                     static_cast<unsigned>(i / block.x % block.y),
+                     static_cast<unsigned>(i / (int64_t{block.x} * block.y))};
+          f.started = f.done = false;
+          f.wait = Wait::kNone;
+        }
+        run_block(fibers, thread);
+        ++g_counters.blocks;
+      }
+}
+
+}  // namespace rf::emulated_cuda
+
+void __syncthreads() {
+  rf::emulated_cuda::wait_here(rf::emulated_cuda::Wait::kBlock);
+}
+
+void __syncwarp(unsigned mask) {
+  RF_CHECK(mask == 0xffffffffu, "emulated CUDA: __syncwarp with a partial mask");
+  rf::emulated_cuda::current_fiber().is_shuffle = false;
+  rf::emulated_cuda::wait_here(rf::emulated_cuda::Wait::kWarp);
+}

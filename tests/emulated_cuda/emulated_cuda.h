@@ -1,0 +1,117 @@
+// The CUDA thread model on the CPU, for testing the project's own CUDA kernels (kernels/cuda/*.cuh)
+// where there is no GPU: a header to include before them that makes them plain C++, and a launch
+// policy (tuned_backend.cuh) that runs a grid block by block, each block's threads as fibers on
+// the calling thread. A thread runs until it reaches __syncthreads, __syncwarp or a warp shuffle;
+// when every thread of its block (or lanes of its warp) has arrived at that same place, they go on.
+// Shared memory (__shared__) is one static per kernel, which the blocks use in turn.
+//
+// What it checks beyond the arithmetic, each a thrown rf::Error naming the block and thread:
+//   - threads of a block (or lanes of a warp) waiting at different barriers, or some at a
+//     barrier while others have exited: divergence, undefined on a GPU;
+//   - a shuffle reading a lane that has exited, a mask other than the full warp, a warp that is
+//     not whole (a block size that is not a multiple of 32), a block over 1024 threads;
+//   - nothing able to go on (a deadlock).
+// And what it cannot see: timing, memory coalescing, bank conflicts, the limits of registers and
+// shared memory, and races between threads that the order of the fibers happens to hide. The
+// order is a setting (set_thread_order): threads that read what others write without a barrier
+// between see other values in the two orders, so a test can run both and compare.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <tuple>
+#include <type_traits>
+
+#include "base/error.h"
+
+// --- the CUDA vocabulary, for the host compiler ------------------------------------------------
+// (The kernels' `#pragma unroll` is nvcc's: files that include this one build with
+// -Wno-unknown-pragmas, tests/CMakeLists.txt.)
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static
+
+struct dim3 {
+  unsigned x = 1, y = 1, z = 1;
+  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+struct uint3 {
+  unsigned x = 0, y = 0, z = 0;
+};
+
+// The running fiber's coordinates (set by the emulator before it resumes a fiber).
+extern thread_local uint3 threadIdx, blockIdx;
+extern thread_local dim3 blockDim, gridDim;
+constexpr int warpSize = 32;
+
+void __syncthreads();
+void __syncwarp(unsigned mask = 0xffffffffu);
+
+namespace rf::emulated_cuda {
+
+enum class ShuffleKind { kIndex, kDown, kXor };
+// One lane's part in a warp shuffle of 8 bytes: returns the bits of the value it reads.
+uint64_t shuffle_bits(unsigned mask, uint64_t bits, int operand, int width, ShuffleKind kind);
+
+template <class T>
+T shuffle(unsigned mask, T value, int operand, int width, ShuffleKind kind) {
+  static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= 8, "a shuffle moves 8 bytes");
+  uint64_t bits = 0;
+  std::memcpy(&bits, &value, sizeof(T));
+  bits = shuffle_bits(mask, bits, operand, width, kind);
+  T out;
+  std::memcpy(&out, &bits, sizeof(T));
+  return out;
+}
+
+}  // namespace rf::emulated_cuda
+
+template <class T>
+T __shfl_sync(unsigned mask, T value, int src_lane, int width = warpSize) {
+  return rf::emulated_cuda::shuffle(mask, value, src_lane, width,
+                                    rf::emulated_cuda::ShuffleKind::kIndex);
+}
+template <class T>
+T __shfl_down_sync(unsigned mask, T value, unsigned delta, int width = warpSize) {
+  return rf::emulated_cuda::shuffle(mask, value, static_cast<int>(delta), width,
+                                    rf::emulated_cuda::ShuffleKind::kDown);
+}
+template <class T>
+T __shfl_xor_sync(unsigned mask, T value, int lane_mask, int width = warpSize) {
+  return rf::emulated_cuda::shuffle(mask, value, lane_mask, width,
+                                    rf::emulated_cuda::ShuffleKind::kXor);
+}
+
+namespace rf::emulated_cuda {
+
+// The order in which a block's fibers run between barriers.
+enum class ThreadOrder { kAscending, kDescending };
+void set_thread_order(ThreadOrder order);
+
+// Runs `thread` once per thread of each block of the grid, blocks in order; throws rf::Error on
+// any of the faults above.
+void run_grid(dim3 grid, dim3 block, const std::function<void()>& thread);
+
+// The number of blocks and thread switches run so far (for the tests' own checks).
+struct Counters {
+  int64_t blocks = 0, switches = 0;
+};
+Counters counters();
+
+// The launch policy of kernels/cuda/tuned_backend.cuh.
+struct Launch {
+  template <class... Params, class... Args>
+  static void kernel(void (*k)(Params...), dim3 grid, dim3 block, const Args&... args) {
+    // Each launch takes its arguments by value, as a kernel launch does.
+    const std::tuple<std::decay_t<Params>...> values(args...);
+    run_grid(grid, block, [&] { std::apply(k, values); });
+  }
+  static int multiprocessors() { return 132; }  // an H100 SXM's
+};
+
+}  // namespace rf::emulated_cuda

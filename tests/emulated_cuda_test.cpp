@@ -1,0 +1,245 @@
+// The project's CUDA kernels run on the CPU (tests/emulated_cuda/): first the emulation's own
+// rules (shuffles as CUDA defines them, barriers, and the faults it must report), then every op of
+// `reformer selftest` and the training micro-step on the emulated CUDA executor against the CPU
+// reference, in both orders of the threads, and the reductions bit for bit.
+#include "tests/emulated_cuda/emulated_cuda.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <set>
+#include <sstream>
+#include <vector>
+
+#include "kernels/executor.h"
+#include "kernels/kernel_ops.h"
+#include "kernels/reductions.h"
+#include "kernels/selftest/op_checks.h"
+#include "tests/emulated_cuda/emulated_cuda_executor.h"
+#include "tests/test_util.h"
+#include "trainer/selftest.h"
+
+namespace rf {
+namespace {
+
+using emulated_cuda::Launch;
+using emulated_cuda::ThreadOrder;
+
+// Restores the ascending order when a test ends.
+struct OrderScope {
+  explicit OrderScope(ThreadOrder order) { emulated_cuda::set_thread_order(order); }
+  ~OrderScope() { emulated_cuda::set_thread_order(ThreadOrder::kAscending); }
+};
+
+// --- the emulation's rules, on small kernels of the tests' own -----------------------------------
+
+// Each lane's reads of its warp: index (a fixed lane, and modulo the width), down and xor, over
+// the whole warp and over segments of 8.
+__global__ void shuffle_kernel(int* out) {
+  const int lane = static_cast<int>(threadIdx.x % 32), warp = static_cast<int>(threadIdx.x / 32);
+  const int value = 100 * warp + lane;
+  int* o = out + threadIdx.x * 6;
+  o[0] = __shfl_sync(0xffffffffu, value, 3);
+  o[1] = __shfl_sync(0xffffffffu, value, 35);  // modulo 32: lane 3
+  o[2] = __shfl_down_sync(0xffffffffu, value, 5);
+  o[3] = __shfl_xor_sync(0xffffffffu, value, 6);
+  o[4] = __shfl_down_sync(0xffffffffu, value, 3, 8);
+  o[5] = __shfl_sync(0xffffffffu, value, 9, 8);  // modulo 8: lane 1 of its segment
+}
+
+TEST(EmulatedCuda, ShufflesReadTheLanesCudaDefines) {
+  std::vector<int> out(64 * 6, -1);
+  Launch::kernel(shuffle_kernel, dim3(1), dim3(64), out.data());
+  for (int t = 0; t < 64; ++t) {
+    const int lane = t % 32, base = 100 * (t / 32), seg = lane / 8 * 8, within = lane % 8;
+    const int* o = out.data() + t * 6;
+    EXPECT_EQ(o[0], base + 3) << t;
+    EXPECT_EQ(o[1], base + 3) << t;
+    EXPECT_EQ(o[2], base + (lane + 5 < 32 ? lane + 5 : lane)) << t;
+    EXPECT_EQ(o[3], base + (lane ^ 6)) << t;
+    EXPECT_EQ(o[4], base + seg + (within + 3 < 8 ? within + 3 : within)) << t;
+    EXPECT_EQ(o[5], base + seg + 1) << t;
+  }
+}
+
+// Thread t writes slot t of shared memory and reads slot t + 1 (of another warp at t = 31, of
+// itself never): with the barrier every read sees the write; without it, what a read sees
+// depends on which thread ran first, which the two orders show.
+template <bool kBarrier>
+__global__ void neighbour_kernel(int* out) {
+  __shared__ int slots[64];
+  slots[threadIdx.x] = static_cast<int>(threadIdx.x) + 1000 * static_cast<int>(blockIdx.x);
+  if (kBarrier) __syncthreads();
+  out[blockIdx.x * 64 + threadIdx.x] = slots[(threadIdx.x + 1) % 64];
+  if (kBarrier) __syncthreads();  // (the next block writes the same static)
+}
+
+std::vector<int> neighbours(bool barrier, ThreadOrder order) {
+  const OrderScope scope(order);
+  std::vector<int> out(2 * 64, -1);
+  Launch::kernel(barrier ? neighbour_kernel<true> : neighbour_kernel<false>, dim3(2), dim3(64),
+                 out.data());
+  return out;
+}
+
+// What neighbour_kernel writes with its barriers.
+std::vector<int> neighbours_seen() {
+  std::vector<int> want(2 * 64);
+  for (int b = 0; b < 2; ++b)
+    for (int t = 0; t < 64; ++t) want[b * 64 + t] = (t + 1) % 64 + 1000 * b;
+  return want;
+}
+
+TEST(EmulatedCuda, BarriersOrderSharedMemoryAndTheOrdersExposeAMissingOne) {
+  const std::vector<int> want = neighbours_seen();
+  EXPECT_EQ(neighbours(true, ThreadOrder::kAscending), want);
+  EXPECT_EQ(neighbours(true, ThreadOrder::kDescending), want);
+  EXPECT_NE(neighbours(false, ThreadOrder::kAscending),
+            neighbours(false, ThreadOrder::kDescending));
+}
+
+// Even threads pass two barriers, odd ones one.
+__global__ void divergent_barrier_kernel() {
+  __syncthreads();
+  if (threadIdx.x % 2 == 0) __syncthreads();
+}
+
+__global__ void exited_lane_kernel(float* out) {
+  if (threadIdx.x == 5) return;
+  out[threadIdx.x] = __shfl_down_sync(0xffffffffu, 1.0f, 1);
+}
+
+__global__ void mixed_wait_kernel(float* out) {
+  if (threadIdx.x < 16)
+    out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
+  else
+    __syncthreads();
+}
+
+__global__ void partial_warp_kernel(float* out) {
+  out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1.0f, 1);
+}
+
+__global__ void throwing_kernel() {
+  if (threadIdx.x == 7) fail("thread 7 of a test kernel gave up");
+  __syncthreads();
+}
+
+// The message of the rf::Error that `run` throws ("" when it throws none).
+template <class Run>
+std::string error_of(const Run& run) {
+  try {
+    run();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(EmulatedCuda, ReportsWhatIsUndefinedOnAGpu) {
+  std::vector<float> out(64);
+  EXPECT_NE(error_of([] {
+              Launch::kernel(divergent_barrier_kernel, dim3(1), dim3(64));
+            }).find("thread (1,0,0) has exited while the rest of its block waits at __syncthreads"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              Launch::kernel(exited_lane_kernel, dim3(1), dim3(32), out.data());
+            }).find("thread (5,0,0) has exited while its warp waits"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              Launch::kernel(mixed_wait_kernel, dim3(1), dim3(32), out.data());
+            }).find("waits at __syncthreads while its warp waits at a warp barrier"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              Launch::kernel(partial_warp_kernel, dim3(1), dim3(40), out.data());
+            }).find("in a warp of 8 threads"),
+            std::string::npos);
+  EXPECT_NE(error_of([] {
+              Launch::kernel(divergent_barrier_kernel, dim3(1), dim3(1025));
+            }).find("at most 1024"),
+            std::string::npos);
+  EXPECT_NE(error_of([] {
+              Launch::kernel(throwing_kernel, dim3(2), dim3(32));
+            }).find("thread 7 of a test kernel gave up"),
+            std::string::npos);
+  // After a fault the next launch starts clean.
+  EXPECT_EQ(neighbours(true, ThreadOrder::kAscending), neighbours_seen());
+}
+
+// --- the project's CUDA kernels ---------------------------------------------------------------
+
+std::unique_ptr<Executor> plain_cpu() {
+  auto ex = make_cpu_executor(0);
+  ex->set_kernel_variant(KernelVariant::kPlain);
+  return ex;
+}
+
+// Every op of `reformer selftest` and the training micro-step: the emulated CUDA executor (the
+// GPU's warp-per-row, reduction and attention kernels, and its grid-stride kernel for the rest)
+// against the CPU's plain kernels, with the threads of each block run in one order.
+void expect_every_op_passes(ThreadOrder order) {
+  const OrderScope scope(order);
+  const std::unique_ptr<Executor> emulated = emulated_cuda::make_emulated_cuda_executor();
+  const std::unique_ptr<Executor> reference = plain_cpu();
+  selftest::Checker checker(*emulated, *reference);
+  const int64_t blocks_before = emulated_cuda::counters().blocks;
+  selftest::check_all_ops(checker, {});
+  std::ostringstream notes;
+  check_training_micro_step(checker, GemmPrecision::kFp32, notes);
+  std::set<std::string> failed;
+  for (const auto& c : checker.results())
+    if (!c.passed()) failed.insert(c.op + " at " + c.shape + ": NMSE " + std::to_string(c.error));
+  EXPECT_TRUE(failed.empty()) << failed.size() << " failed, the first: " << *failed.begin();
+  EXPECT_GT(checker.results().size(), 200u);
+  // The tuned kernels ran, the attention's included.
+  EXPECT_GT(emulated_cuda::counters().blocks - blocks_before, 1000);
+  EXPECT_GT(emulated_cuda::emulated_launches(*emulated).attention_passes, 10);
+}
+
+TEST(EmulatedCuda, TheCudaKernelsPassEverySelftestOp) {
+  expect_every_op_passes(ThreadOrder::kAscending);
+}
+
+TEST(EmulatedCuda, TheCudaKernelsPassEverySelftestOpWithTheThreadsReversed) {
+  expect_every_op_passes(ThreadOrder::kDescending);
+}
+
+// The reduction kernels add in the CPU functors' order (reduce_kernels.cuh): column sums and the
+// gradient norm equal the CPU's bit for bit.
+TEST(EmulatedCuda, TheReductionKernelsEqualTheCpuBitForBit) {
+  const std::unique_ptr<Executor> emulated = emulated_cuda::make_emulated_cuda_executor();
+  Executor& cpu = test::cpu();
+  auto upload = [](Executor& ex, const std::vector<float>& host) {
+    DeviceBuffer<float> b(ex, host.size());
+    b.upload(host);
+    return b;
+  };
+  for (int64_t cols : {1, 31, 32, 33, 257}) {
+    const int64_t rows = 1000;  // 16 blocks of kReduceBlockRows, the last partial
+    const std::vector<float> x = test::random_vector(static_cast<size_t>(rows * cols), 5);
+    auto column_sums = [&](Executor& ex) {
+      DeviceBuffer<float> in = upload(ex, x), out = upload(ex, std::vector<float>(cols, 0.5f));
+      Workspace ws(ex);
+      add_column_sums(ex, ws, in.data(), rows, cols, out.data());
+      return out.download();
+    };
+    const std::vector<float> got = column_sums(*emulated), want = column_sums(cpu);
+    EXPECT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * sizeof(float))) << cols;
+  }
+  for (int64_t n : {1, 100, 10007}) {
+    const std::vector<float> x = test::random_vector(static_cast<size_t>(n), 3);
+    auto norm = [&](Executor& ex) {
+      DeviceBuffer<float> in = upload(ex, x);
+      DeviceBuffer<GradientNormResult> result(ex, 1);
+      Workspace ws(ex);
+      gradient_norm(ex, ws, in.data(), n, 1.0, result.data());
+      return result.download()[0];
+    };
+    const GradientNormResult got = norm(*emulated), want = norm(cpu);
+    EXPECT_EQ(got.norm, want.norm) << n;
+    EXPECT_EQ(got.clip_scale, want.clip_scale) << n;
+  }
+}
+
+}  // namespace
+}  // namespace rf
