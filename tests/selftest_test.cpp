@@ -67,12 +67,7 @@ class FaultyExecutor final : public KernelExecutor<ForwardingBackend> {
     if (broken_ == "bf16 operands refused" && bf16)
       fail("CUBLAS_STATUS_NOT_SUPPORTED (a test's fault)");
     if (!bf16) return target_.gemm(e, a, b, c);
-    // A product with a bf16 operand: both operands as bf16 values (the fp32 one rounded), then
-    // multiplied in fp32 (exact products, fp32 sums), as a bf16 executor does.
-    const std::vector<float> a_values = bf16_values(a, d.a_type, operand_layout_a(d));
-    const std::vector<float> b_values = bf16_values(b, d.b_type, operand_layout_b(d));
-    e.a_type = e.b_type = OperandType::kFp32;
-    target_.gemm(e, a_values.data(), b_values.data(), c);
+    test::gemm_of_bf16_values(target_, e, a, b, c);
   }
 
   Device device() const override { return device_; }
@@ -90,15 +85,6 @@ class FaultyExecutor final : public KernelExecutor<ForwardingBackend> {
   }
 
  private:
-  // The span of an operand (fp32 or bf16 in host memory) as the bf16 values it holds or rounds to.
-  static std::vector<float> bf16_values(const void* x, OperandType type, OperandLayout layout) {
-    std::vector<float> values(static_cast<size_t>(std::max<int64_t>(layout.span(), 0)));
-    for (size_t i = 0; i < values.size(); ++i)
-      values[i] = type == OperandType::kBf16 ? bf16_value(static_cast<const uint16_t*>(x)[i])
-                                             : bf16_rounded(static_cast<const float*>(x)[i]);
-    return values;
-  }
-
   std::string broken_;
   Executor& target_ = test::cpu();
   Device device_;       // what it claims to be (kCuda: a stand-in for a GPU)

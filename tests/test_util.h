@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <functional>
@@ -129,6 +130,25 @@ inline std::vector<float> gemm_result(Executor& ex, const GemmDesc& d, const std
 }
 
 // Max |a - b| relative to max |b|.
+// A product with a bf16 operand as an executor that takes bf16 operands computes it, on any CPU:
+// both operands as the bf16 values they hold or round to, multiplied by `fp32` in fp32 (exact
+// products, fp32 sums). For the tests' stand-ins for a GPU at bf16.
+inline void gemm_of_bf16_values(Executor& fp32, const GemmDesc& d, const void* a, const void* b,
+                                float* c) {
+  auto values = [](const void* x, OperandType type, OperandLayout layout) {
+    std::vector<float> v(static_cast<size_t>(std::max<int64_t>(layout.span(), 0)));
+    for (size_t i = 0; i < v.size(); ++i)
+      v[i] = type == OperandType::kBf16 ? bf16_value(static_cast<const uint16_t*>(x)[i])
+                                        : bf16_rounded(static_cast<const float*>(x)[i]);
+    return v;
+  };
+  const std::vector<float> a_values = values(a, d.a_type, operand_layout_a(d));
+  const std::vector<float> b_values = values(b, d.b_type, operand_layout_b(d));
+  GemmDesc e = d;
+  e.a_type = e.b_type = OperandType::kFp32;
+  fp32.gemm(e, a_values.data(), b_values.data(), c);
+}
+
 inline double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
   double diff = 0, scale = 0;
   for (size_t i = 0; i < a.size() && i < b.size(); ++i) {

@@ -3,6 +3,7 @@
 #include "kernels/executor_impl.h"
 #include "kernels/kernel_ops.h"
 #include "tests/emulated_cuda/emulated_cuda.h"
+#include "tests/test_util.h"
 
 // The CUDA kernels, compiled here as C++ for the emulation (which made them plain C++ above). Their
 // namespace rf::cuda becomes rf::cuda_on_cpu in this file: the CUDA library's build of the same
@@ -21,10 +22,12 @@ using EmulatedBackend = cuda_on_cpu::TunedBackend<Launch>;
 
 class EmulatedCudaExecutor final : public KernelExecutor<EmulatedBackend> {
  public:
-  EmulatedCudaExecutor() : memory_(make_cpu_executor(1)) {}
+  explicit EmulatedCudaExecutor(bool bf16_operands)
+      : memory_(make_cpu_executor(1)), bf16_operands_(bf16_operands) {}
 
   Device device() const override { return Device::kCpu; }  // (host memory)
   bool warp_per_row() const override { return kernel_variant() == KernelVariant::kTuned; }
+  bool rounds_operands_to_bf16() const override { return bf16_operands_; }
   std::string describe() const override {
     return "emulated cuda (the CUDA kernels as fibers on the CPU; GEMMs and sort on the CPU)";
   }
@@ -46,7 +49,12 @@ class EmulatedCudaExecutor final : public KernelExecutor<EmulatedBackend> {
   void zero(void* p, size_t b) override { memory_->zero(p, b); }
   void synchronize() override {}
   void gemm(const GemmDesc& d, const void* a, const void* b, float* c) override {
-    memory_->gemm(d, a, b, c);
+    const bool bf16 = d.a_type == OperandType::kBf16 || d.b_type == OperandType::kBf16;
+    RF_CHECK(!bf16 || bf16_operands_, "a bf16 GEMM operand reached an fp32 executor");
+    if (bf16)
+      test::gemm_of_bf16_values(*memory_, d, a, b, c);
+    else
+      memory_->gemm(d, a, b, c);
   }
   size_t sort_scratch_bytes(const BucketSort& s) override { return memory_->sort_scratch_bytes(s); }
   void sort_buckets(const BucketSort& s, void* scratch) override {
@@ -55,13 +63,14 @@ class EmulatedCudaExecutor final : public KernelExecutor<EmulatedBackend> {
 
  private:
   std::unique_ptr<Executor> memory_;  // host memory, GEMMs and the sort
+  bool bf16_operands_;
   EmulatedLaunches launches_;
 };
 
 }  // namespace
 
-std::unique_ptr<Executor> make_emulated_cuda_executor() {
-  return std::make_unique<EmulatedCudaExecutor>();
+std::unique_ptr<Executor> make_emulated_cuda_executor(bool bf16_operands) {
+  return std::make_unique<EmulatedCudaExecutor>(bf16_operands);
 }
 
 EmulatedLaunches emulated_launches(const Executor& ex) {

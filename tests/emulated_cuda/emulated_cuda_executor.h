@@ -17,7 +17,10 @@ struct EmulatedLaunches {
   int64_t attention_passes = 0;  // passes that ran the tiled CUDA attention kernels
 };
 
-std::unique_ptr<Executor> make_emulated_cuda_executor();
+// With bf16_operands, as the CUDA executor at runtime.precision bf16: the kernels that produce a
+// product's input write it in bf16, and the products multiply the bf16 values (here in fp32 on
+// the CPU, exactly as cuBLAS's bf16 products with fp32 accumulation up to the order of the sums).
+std::unique_ptr<Executor> make_emulated_cuda_executor(bool bf16_operands = false);
 // The counts of an executor made by make_emulated_cuda_executor.
 EmulatedLaunches emulated_launches(const Executor& ex);
 
