@@ -2,7 +2,7 @@
 // the bucket sort, and the attention forward (output) and backward (the gradients of q, k and v,
 // which run the forward, combine, query-gradient, key-gradient and ungather passes) over LSH,
 // local and dense attention, with and without dropout, with a Transformer-XL memory (positions
-// that are keys only), at sizes that are not multiples of the 64-slot tiles or the 16-float
+// that are keys only) and relative scores (and their gradient), at sizes that are not multiples of the 64-slot tiles or the 16-float
 // vectors; and the attention of new positions over a key/value cache
 // (cached generation).
 #include <algorithm>
@@ -81,6 +81,9 @@ struct AttentionShape {
   int64_t batch, heads, seq_len, d, rounds, chunk;
   float keep;
   int64_t memory = 0;  // leading positions of each sequence that are keys only
+  // Transformer-XL's relative scores (local and dense): distances 0 .. rel_len - 1 get a term,
+  // and keys more than max_distance back are masked (-1: none).
+  int64_t rel_len = 0, max_distance = -1;
 };
 
 // A random permutation per segment (LSH: slots sorted by random buckets) and its inverse.
@@ -146,6 +149,10 @@ void check_attention(Checker& checker, const AttentionShape& s, uint32_t seed,
   in.floats["dq"] = std::vector<float>(query_rows * ld, 0.0f);
   in.floats["dk"] = std::vector<float>(rows * ld, 0.0f);
   in.floats["dv"] = std::vector<float>(rows * ld, 0.0f);
+  if (s.rel_len > 0) {  // [heads, query rows, rel_len], and its gradient
+    in.floats["rel"] = random_floats(s.heads * query_rows * s.rel_len, seed + 5);
+    in.floats["drel"] = std::vector<float>(s.heads * query_rows * s.rel_len, 0.0f);
+  }
   if (lsh) {
     std::vector<int32_t> perm, undo;
     random_sort(s, seed + 4, &perm, &undo);
@@ -175,12 +182,17 @@ void check_attention(Checker& checker, const AttentionShape& s, uint32_t seed,
     a.key_scale = lsh ? 1.0f : 1.0f / std::sqrt(static_cast<float>(s.d));
     a.dropout = dropout;
     a.memory_len = s.memory;
+    a.rel_scores = s.rel_len > 0 ? t.f("rel") : nullptr;
+    a.rel_len = s.rel_len;
+    a.max_distance = s.max_distance;
     return a;
   };
   const std::string shape =
       std::string(s.kind) + " " + shape_text({s.batch, s.heads, s.seq_len, s.d}) + " rounds " +
       std::to_string(s.rounds) + " chunk " + std::to_string(s.chunk) +
-      (s.keep < 1 ? " dropout" : "") + (s.memory > 0 ? " memory " + std::to_string(s.memory) : "");
+      (s.keep < 1 ? " dropout" : "") + (s.memory > 0 ? " memory " + std::to_string(s.memory) : "") +
+      (s.rel_len > 0 ? " relative " + std::to_string(s.rel_len) : "") +
+      (s.max_distance >= 0 ? " max distance " + std::to_string(s.max_distance) : "");
   // The launches, with or without bf16-rounded products (the naive bf16 reference).
   const std::function<Launch(bool)> forward = [=](bool bf16) -> Launch {
     return [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
@@ -194,11 +206,13 @@ void check_attention(Checker& checker, const AttentionShape& s, uint32_t seed,
       g.dk = lsh ? nullptr : t.f("dk");
       g.dv = t.f("dv");
       g.ld = ld;
+      g.rel_grads = s.rel_len > 0 ? t.f("drel") : nullptr;
       chunked_attention_backward(ex, ws, args(t, bf16), t.f("dout"), ld, g, t.f("out"), ld);
     };
   };
   std::vector<std::string> grads = {"out", "dq", "dv"};
   if (!lsh) grads.push_back("dk");
+  if (s.rel_len > 0) grads.push_back("drel");
   checker.compare("attention forward", shape, in, {"out"}, forward(false), kFp32Tolerance, 0.0,
                   reduced_precision_tolerances(checker, in, {"out"}, forward, precision));
   checker.compare("attention backward", shape, in, grads, backward(false), kFp32Tolerance, 0.0,
@@ -279,20 +293,36 @@ void check_lsh_ops(Checker& checker, const SweepOptions& options) {
 void check_attention_ops(Checker& checker, const SweepOptions& options) {
   // The quick sweep (a GPU run's start-up check) includes a shape for each path of the GPU's
   // tiled kernels (head widths 32, 64, 128; LSH, local with its causal skip, dense without
-  // look-back; chunks that are not a multiple of 32) as well as shapes they leave to the functors.
+  // look-back; chunks that are not a multiple of 32; a memory; relative scores and a distance
+  // limit) as well as shapes they leave to the functors.
   std::vector<AttentionShape> shapes = {
-      {"lsh", 2, 3, 64, 16, 2, 8, 1.0f},          {"lsh", 1, 2, 128, 64, 2, 64, 0.8f},
-      {"local", 2, 2, 96, 24, 1, 32, 1.0f},       {"dense", 1, 2, 150, 70, 1, 150, 1.0f},
-      {"local", 1, 2, 100, 32, 1, 50, 0.9f},      {"dense", 1, 1, 40, 128, 1, 40, 1.0f},
-      {"dense", 2, 2, 200, 32, 1, 200, 0.9f, 70}, {"local", 2, 2, 192, 64, 1, 64, 1.0f, 100}};
+      {"lsh", 2, 3, 64, 16, 2, 8, 1.0f},
+      {"lsh", 1, 2, 128, 64, 2, 64, 0.8f},
+      {"local", 2, 2, 96, 24, 1, 32, 1.0f},
+      {"dense", 1, 2, 150, 70, 1, 150, 1.0f},
+      {"local", 1, 2, 100, 32, 1, 50, 0.9f},
+      {"dense", 1, 1, 40, 128, 1, 40, 1.0f},
+      {"dense", 2, 2, 200, 32, 1, 200, 0.9f, 70},
+      {"local", 2, 2, 192, 64, 1, 64, 1.0f, 100},
+      // Transformer-XL's relative scores through the tiled kernels: local with a memory, dense
+      // with terms for only the nearer distances and a distance limit.
+      {"local", 2, 2, 96, 32, 1, 32, 0.9f, 16, 64},
+      {"dense", 1, 2, 80, 64, 1, 80, 1.0f, 24, 40, 50}};
   if (!options.quick) {
-    const std::vector<AttentionShape> more = {
-        {"lsh", 1, 1, 2, 1, 1, 2, 1.0f},          {"lsh", 1, 1, 21, 5, 3, 3, 0.75f},
-        {"lsh", 1, 4, 256, 64, 2, 64, 1.0f},      {"lsh", 2, 1, 130, 33, 2, 65, 1.0f},
-        {"local", 1, 1, 192, 20, 1, 96, 0.6f},    {"local", 1, 3, 256, 64, 1, 128, 1.0f},
-        {"dense", 2, 1, 40, 12, 1, 40, 0.9f},     {"lsh", 1, 2, 64, 256, 2, 32, 1.0f},
-        {"lsh", 1, 2, 192, 128, 2, 48, 1.0f},     {"dense", 1, 2, 96, 64, 1, 96, 0.9f},
-        {"local", 3, 1, 90, 16, 1, 30, 0.8f, 45}, {"dense", 1, 3, 160, 128, 1, 160, 1.0f, 128}};
+    const std::vector<AttentionShape> more = {{"lsh", 1, 1, 2, 1, 1, 2, 1.0f},
+                                              {"lsh", 1, 1, 21, 5, 3, 3, 0.75f},
+                                              {"lsh", 1, 4, 256, 64, 2, 64, 1.0f},
+                                              {"lsh", 2, 1, 130, 33, 2, 65, 1.0f},
+                                              {"local", 1, 1, 192, 20, 1, 96, 0.6f},
+                                              {"local", 1, 3, 256, 64, 1, 128, 1.0f},
+                                              {"dense", 2, 1, 40, 12, 1, 40, 0.9f},
+                                              {"lsh", 1, 2, 64, 256, 2, 32, 1.0f},
+                                              {"lsh", 1, 2, 192, 128, 2, 48, 1.0f},
+                                              {"dense", 1, 2, 96, 64, 1, 96, 0.9f},
+                                              {"local", 3, 1, 90, 16, 1, 30, 0.8f, 45},
+                                              {"dense", 1, 3, 160, 128, 1, 160, 1.0f, 128},
+                                              {"dense", 2, 1, 48, 24, 1, 48, 0.8f, 0, 48, 20},
+                                              {"local", 1, 2, 120, 128, 1, 40, 1.0f, 0, 80}};
     shapes.insert(shapes.end(), more.begin(), more.end());
   }
   uint32_t seed = 4000;
