@@ -391,10 +391,14 @@ void run(ChunkAttentionPass pass, const ChunkAttentionParams& p) {
 
 }  // namespace attention_tiles
 
-// Runs one pass over all segments of p. Returns false (and launches nothing) when there is no
-// tiled kernel for p's head width.
+// Runs one pass over all segments of p with the tiled kernels where the CUDA executor uses them:
+// its tuned variant, fp32 products (bf16 ones are the reference functors' emulation, for
+// selftest) and a head width they have. Returns false (and launches nothing) otherwise; the
+// caller then runs the reference functors.
 template <class Launch>
-bool launch_chunk_attention(ChunkAttentionPass pass, const ChunkAttentionParams& p) {
+bool launch_chunk_attention(const Executor& ex, ChunkAttentionPass pass,
+                            const ChunkAttentionParams& p) {
+  if (ex.kernel_variant() != KernelVariant::kTuned || p.bf16_products) return false;
   if (p.segments == 0 || p.layout.n_slots == 0) return true;
   switch (p.d) {
     case 32:

@@ -6,8 +6,9 @@
 
 namespace rf::cuda {
 
-bool chunk_attention_tiled(ChunkAttentionPass pass, const ChunkAttentionParams& p) {
-  return launch_chunk_attention<DeviceLaunch>(pass, p);
+bool chunk_attention_tiled(const Executor& ex, ChunkAttentionPass pass,
+                           const ChunkAttentionParams& p) {
+  return launch_chunk_attention<DeviceLaunch>(ex, pass, p);
 }
 
 }  // namespace rf::cuda

@@ -12,8 +12,10 @@
 
 namespace rf::cuda {
 
-// Runs one pass over all segments of p on the calling thread's default stream. Returns false
-// (and launches nothing) when there is no tiled kernel for p's head width.
-bool chunk_attention_tiled(ChunkAttentionPass pass, const ChunkAttentionParams& p);
+// Runs one pass over all segments of p on the calling thread's default stream where the tiled
+// kernels apply to `ex` and p (launch_chunk_attention in chunk_attention_kernels.cuh); returns
+// false, launching nothing, where they do not.
+bool chunk_attention_tiled(const Executor& ex, ChunkAttentionPass pass,
+                           const ChunkAttentionParams& p);
 
 }  // namespace rf::cuda

@@ -183,8 +183,7 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
   // Tiled attention kernels (kernels/cuda/chunk_attention_tiles.cu) where there is one for the
   // head width; otherwise, and for the other variants, the reference functors.
   void chunk_attention(ChunkAttentionPass pass, const ChunkAttentionParams& p) override {
-    if (kernel_variant() == KernelVariant::kTuned && !p.bf16_products &&
-        cuda::chunk_attention_tiled(pass, p)) {
+    if (cuda::chunk_attention_tiled(*this, pass, p)) {
       count_launch();
       if (pass == ChunkAttentionPass::kGradients) count_launch();  // query and key kernels
       return;

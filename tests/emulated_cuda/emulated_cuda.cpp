@@ -262,6 +262,7 @@ Counters counters() {
 }
 
 void run_grid(dim3 grid, dim3 block, const std::function<void()>& thread) {
+  RF_CHECK(g_block == nullptr, "emulated CUDA: a launch from inside a kernel (not emulated)");
   const int64_t n = int64_t{block.x} * block.y * block.z;
   RF_CHECK(n >= 1 && n <= 1024, "emulated CUDA: a block of ", n, " threads (at most 1024)");
   RF_CHECK(grid.x >= 1 && grid.y >= 1 && grid.z >= 1, "emulated CUDA: an empty grid");

@@ -32,8 +32,7 @@ class EmulatedCudaExecutor final : public KernelExecutor<EmulatedBackend> {
     return "emulated cuda (the CUDA kernels as fibers on the CPU; GEMMs and sort on the CPU)";
   }
   void chunk_attention(ChunkAttentionPass pass, const ChunkAttentionParams& p) override {
-    if (kernel_variant() == KernelVariant::kTuned && !p.bf16_products &&
-        cuda_on_cpu::launch_chunk_attention<Launch>(pass, p)) {
+    if (cuda_on_cpu::launch_chunk_attention<Launch>(*this, pass, p)) {
       ++launches_.attention_passes;
       return;
     }
