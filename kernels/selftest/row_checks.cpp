@@ -198,7 +198,9 @@ void check_reductions(Checker& checker, int64_t rows, int64_t cols, uint32_t see
 // With `ties`, the logits are whole numbers 0-3 and the bias zero, so that most rows have several
 // largest logits: the prediction must be the first of them, as the CPU's.
 void check_cross_entropy(Checker& checker, int64_t rows, int64_t vocab, uint32_t seed) {
-  for (const auto& [want_grad, ties] : {std::pair{false, false}, {true, false}, {false, true}}) {
+  for (const auto& variant : {std::pair{false, false}, {true, false}, {false, true}}) {
+    // (Copies: C++17 lambdas cannot capture structured bindings.)
+    const bool want_grad = variant.first, ties = variant.second;
     HostTensors in;
     in.floats["logits"] = random_floats(rows * vocab, seed, 3.0f);
     in.floats["bias"] = random_floats(vocab, seed + 1);
