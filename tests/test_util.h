@@ -129,7 +129,6 @@ inline std::vector<float> gemm_result(Executor& ex, const GemmDesc& d, const std
   return dc.download();
 }
 
-// Max |a - b| relative to max |b|.
 // A product with a bf16 operand as an executor that takes bf16 operands computes it, on any CPU:
 // both operands as the bf16 values they hold or round to, multiplied by `fp32` in fp32 (exact
 // products, fp32 sums). For the tests' stand-ins for a GPU at bf16.
@@ -149,6 +148,7 @@ inline void gemm_of_bf16_values(Executor& fp32, const GemmDesc& d, const void* a
   fp32.gemm(e, a_values.data(), b_values.data(), c);
 }
 
+// Max |a - b| relative to max |b|.
 inline double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
   double diff = 0, scale = 0;
   for (size_t i = 0; i < a.size() && i < b.size(); ++i) {

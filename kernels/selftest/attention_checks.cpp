@@ -2,9 +2,9 @@
 // the bucket sort, and the attention forward (output) and backward (the gradients of q, k and v,
 // which run the forward, combine, query-gradient, key-gradient and ungather passes) over LSH,
 // local and dense attention, with and without dropout, with a Transformer-XL memory (positions
-// that are keys only) and relative scores (and their gradient), at sizes that are not multiples of the 64-slot tiles or the 16-float
-// vectors; and the attention of new positions over a key/value cache
-// (cached generation).
+// that are keys only) and relative scores (and their gradient), at sizes that are not multiples
+// of the 64-slot tiles or the 16-float vectors; and the attention of new positions over a
+// key/value cache (cached generation).
 #include <algorithm>
 #include <cmath>
 #include <functional>

@@ -4,17 +4,21 @@
 
 #include <algorithm>
 #include <exception>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define RF_EMULATION_ASAN 1
 #endif
 
+namespace rf {
 thread_local uint3 threadIdx, blockIdx;
 thread_local dim3 blockDim, gridDim;
+}  // namespace rf
 
 namespace rf::emulated_cuda {
 namespace {
@@ -58,6 +62,7 @@ thread_local ThreadOrder g_order = ThreadOrder::kAscending;
 thread_local Counters g_counters;
 // Stacks kept from launch to launch (a launch of 1024 threads needs 1024).
 thread_local std::vector<std::unique_ptr<char[]>> g_stacks;
+thread_local std::map<const void*, int64_t> g_launches;
 
 std::string where(const Fiber& f) {
   return "block (" + std::to_string(blockIdx.x) + "," + std::to_string(blockIdx.y) + "," +
@@ -102,11 +107,19 @@ void resume(Block& b, int i) {
   ++g_counters.switches;
   if (!f.started) {
     f.started = true;
+#if defined(RF_EMULATION_ASAN)
+    // A fiber abandoned after a fault may have left poisoned frames on this pooled stack.
+    __asan_unpoison_memory_region(f.stack, kStackBytes);
+#endif
     getcontext(&f.context);
     f.context.uc_stack.ss_sp = f.stack;
     f.context.uc_stack.ss_size = kStackBytes;
     f.context.uc_link = nullptr;
     makecontext(&f.context, fiber_main, 0);
+    // (glibc's swapcontext does not read uc_stack after makecontext; ASan's interceptor does,
+    // and would clear the poison around every frame of the fiber's stack at each switch.)
+    f.context.uc_stack.ss_sp = nullptr;
+    f.context.uc_stack.ss_size = 0;
   }
 #if defined(RF_EMULATION_ASAN)
   void* fake_stack = nullptr;
@@ -133,23 +146,23 @@ void wait_here(Wait kind) {
   switch_to_scheduler(f, false);
 }
 
-// The lane whose value lane `lane` (0-31) of a warp reads in its shuffle f: CUDA's rules for a
-// source outside the lane's segment of `width` lanes (index: modulo width; down and xor: its own).
+// The lane whose value lane `lane` (0-31) of a warp reads in its shuffle f, as CUDA defines it
+// for a warp cut into segments of `width` lanes: index reads lane operand modulo width of its own
+// segment; down reads lane + delta, or its own value past its segment's end; xor reads
+// lane ^ mask, or its own value when that is past its segment's end (an earlier segment's lane is
+// read). Operands count modulo 32, as the instruction takes 5 bits of them.
 int shuffle_source(const Fiber& f, int lane) {
-  const int width = f.width, base = lane / width * width, within = lane % width;
-  int src = within;
+  const int width = f.width, segment_end = lane / width * width + width;
+  const int operand = f.operand & 31;
   switch (f.kind) {
     case ShuffleKind::kIndex:
-      src = ((f.operand % width) + width) % width;
-      break;
+      return lane / width * width + operand % width;
     case ShuffleKind::kDown:
-      src = within + f.operand < width ? within + f.operand : within;
-      break;
+      return lane + operand < segment_end ? lane + operand : lane;
     case ShuffleKind::kXor:
-      src = (within ^ f.operand) < width ? within ^ f.operand : within;
-      break;
+      return (lane ^ operand) < segment_end ? lane ^ operand : lane;
   }
-  return base + src;
+  return lane;
 }
 
 // Releases the warps whose live lanes all wait at the same warp barrier or shuffle, each lane
@@ -222,14 +235,9 @@ void run_block(std::vector<Fiber>& fibers, const std::function<void()>& thread) 
     if (all_done || b.exception) break;
     if (release_warps(b, fibers) > 0 || !b.error.empty()) continue;
     if (release_block(b, fibers) || !b.error.empty()) continue;
-    // Nothing can go on: say where the threads wait.
-    for (const Fiber& f : fibers)
-      if (!f.done) {
-        b.error = "deadlock: " + where(f) + " waits at a " +
-                  (f.wait == Wait::kWarp ? "warp barrier or shuffle" : "block barrier") +
-                  " that its warp or block does not reach";
-        break;
-      }
+    // (Unreachable: every live thread waits, and a warp or block that waits is released or
+    // reported above.)
+    b.error = "no thread can go on, and no fault was found (an emulator bug)";
   }
   g_block = outer;
   if (b.exception) std::rethrow_exception(b.exception);
@@ -253,6 +261,15 @@ uint64_t shuffle_bits(unsigned mask, uint64_t bits, int operand, int width, Shuf
   return f.result;
 }
 
+int64_t launches_of(const void* kernel) {
+  const auto it = g_launches.find(kernel);
+  return it == g_launches.end() ? 0 : it->second;
+}
+
+void count_launch_of(const void* kernel) {
+  ++g_launches[kernel];
+}
+
 void set_thread_order(ThreadOrder order) {
   g_order = order;
 }
@@ -265,7 +282,11 @@ void run_grid(dim3 grid, dim3 block, const std::function<void()>& thread) {
   RF_CHECK(g_block == nullptr, "emulated CUDA: a launch from inside a kernel (not emulated)");
   const int64_t n = int64_t{block.x} * block.y * block.z;
   RF_CHECK(n >= 1 && n <= 1024, "emulated CUDA: a block of ", n, " threads (at most 1024)");
+  RF_CHECK(block.x <= 1024 && block.y <= 1024 && block.z <= 64, "emulated CUDA: a block of (",
+           block.x, ", ", block.y, ", ", block.z, ") threads (at most 1024, 1024, 64)");
   RF_CHECK(grid.x >= 1 && grid.y >= 1 && grid.z >= 1, "emulated CUDA: an empty grid");
+  RF_CHECK(grid.y <= 65535 && grid.z <= 65535, "emulated CUDA: a grid of (", grid.x, ", ", grid.y,
+           ", ", grid.z, ") blocks (y and z at most 65535)");
   gridDim = grid;
   blockDim = block;
   std::vector<Fiber> fibers(static_cast<size_t>(n));

@@ -2,19 +2,23 @@
 // where there is no GPU: a header to include before them that makes them plain C++, and a launch
 // policy (tuned_backend.cuh) that runs a grid block by block, each block's threads as fibers on
 // the calling thread. A thread runs until it reaches __syncthreads, __syncwarp or a warp shuffle;
-// when every thread of its block (or lanes of its warp) has arrived at that same place, they go on.
+// when every thread of its block (or lane of its warp) waits at a barrier of that kind, they go on.
 // Shared memory (__shared__) is one static per kernel, which the blocks use in turn.
 //
 // What it checks beyond the arithmetic, each a thrown rf::Error naming the block and thread:
-//   - threads of a block (or lanes of a warp) waiting at different barriers, or some at a
-//     barrier while others have exited: divergence, undefined on a GPU;
-//   - a shuffle reading a lane that has exited, a mask other than the full warp, a warp that is
-//     not whole (a block size that is not a multiple of 32), a block over 1024 threads;
-//   - nothing able to go on (a deadlock).
-// And what it cannot see: timing, memory coalescing, bank conflicts, the limits of registers and
-// shared memory, and races between threads that the order of the fibers happens to hide. The
-// order is a setting (set_thread_order): threads that read what others write without a barrier
-// between see other values in the two orders, so a test can run both and compare.
+//   - lanes of a warp at different kinds of warp operation (a shuffle and __syncwarp, two kinds or
+//     widths of shuffle), or at a warp operation while others wait at __syncthreads or have
+//     exited; threads of a block that pass different numbers of __syncthreads (some exit while
+//     others wait);
+//   - a shuffle with a partial mask or in a partial warp (a block size that is not a multiple of
+//     32), a block over 1024 threads or over CUDA's limits per dimension, a launch from a kernel.
+// Which barrier of the source a thread waits at is not compared (the compiler may copy a barrier
+// call into both arms of a branch). It cannot see: timing, memory coalescing, bank conflicts,
+// the limits of registers and shared memory, and races between threads that the order of the
+// fibers happens to hide. Shared memory is one static per kernel (what a block reads before it
+// writes is the previous block's). The order is a setting (set_thread_order): threads that read
+// what others write without a barrier between see other values in the two orders, so a test can
+// run both and compare.
 #pragma once
 
 #include <cmath>
@@ -36,6 +40,9 @@
 #define __launch_bounds__(...)
 #define __shared__ static
 
+// (In namespace rf, where the kernels are: CUDA's own dim3 and uint3, which the tests also link
+// with, are other types of the same names.)
+namespace rf {
 struct dim3 {
   unsigned x = 1, y = 1, z = 1;
   constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
@@ -48,6 +55,7 @@ struct uint3 {
 extern thread_local uint3 threadIdx, blockIdx;
 extern thread_local dim3 blockDim, gridDim;
 constexpr int warpSize = 32;
+}  // namespace rf
 
 void __syncthreads();
 void __syncwarp(unsigned mask = 0xffffffffu);
@@ -72,17 +80,17 @@ T shuffle(unsigned mask, T value, int operand, int width, ShuffleKind kind) {
 }  // namespace rf::emulated_cuda
 
 template <class T>
-T __shfl_sync(unsigned mask, T value, int src_lane, int width = warpSize) {
+T __shfl_sync(unsigned mask, T value, int src_lane, int width = rf::warpSize) {
   return rf::emulated_cuda::shuffle(mask, value, src_lane, width,
                                     rf::emulated_cuda::ShuffleKind::kIndex);
 }
 template <class T>
-T __shfl_down_sync(unsigned mask, T value, unsigned delta, int width = warpSize) {
+T __shfl_down_sync(unsigned mask, T value, unsigned delta, int width = rf::warpSize) {
   return rf::emulated_cuda::shuffle(mask, value, static_cast<int>(delta), width,
                                     rf::emulated_cuda::ShuffleKind::kDown);
 }
 template <class T>
-T __shfl_xor_sync(unsigned mask, T value, int lane_mask, int width = warpSize) {
+T __shfl_xor_sync(unsigned mask, T value, int lane_mask, int width = rf::warpSize) {
   return rf::emulated_cuda::shuffle(mask, value, lane_mask, width,
                                     rf::emulated_cuda::ShuffleKind::kXor);
 }
@@ -103,10 +111,15 @@ struct Counters {
 };
 Counters counters();
 
+// Launches of each kernel so far on this thread, by its address.
+int64_t launches_of(const void* kernel);
+void count_launch_of(const void* kernel);
+
 // The launch policy of kernels/cuda/tuned_backend.cuh.
 struct Launch {
   template <class... Params, class... Args>
   static void kernel(void (*k)(Params...), dim3 grid, dim3 block, const Args&... args) {
+    count_launch_of(reinterpret_cast<const void*>(k));
     // Each launch takes its arguments by value, as a kernel launch does.
     const std::tuple<std::decay_t<Params>...> values(args...);
     run_grid(grid, block, [&] { std::apply(k, values); });

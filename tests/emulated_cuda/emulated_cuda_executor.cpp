@@ -25,20 +25,18 @@ class EmulatedCudaExecutor final : public KernelExecutor<EmulatedBackend> {
   explicit EmulatedCudaExecutor(bool bf16_operands)
       : memory_(make_cpu_executor(1)), bf16_operands_(bf16_operands) {}
 
-  Device device() const override { return Device::kCpu; }  // (host memory)
+  // A GPU to the launchers, so that they split rows a column per thread as for the CUDA
+  // executor (row_split); its memory is the host's.
+  Device device() const override { return Device::kCuda; }
   bool warp_per_row() const override { return kernel_variant() == KernelVariant::kTuned; }
   bool rounds_operands_to_bf16() const override { return bf16_operands_; }
   std::string describe() const override {
     return "emulated cuda (the CUDA kernels as fibers on the CPU; GEMMs and sort on the CPU)";
   }
   void chunk_attention(ChunkAttentionPass pass, const ChunkAttentionParams& p) override {
-    if (cuda_on_cpu::launch_chunk_attention<Launch>(*this, pass, p)) {
-      ++launches_.attention_passes;
-      return;
-    }
+    if (cuda_on_cpu::launch_chunk_attention<Launch>(*this, pass, p)) return;
     Executor::chunk_attention(pass, p);
   }
-  EmulatedLaunches launches() const { return launches_; }
 
   void* allocate(size_t bytes) override { return memory_->allocate(bytes); }
   void release(void* p, size_t bytes) override { memory_->release(p, bytes); }
@@ -63,7 +61,6 @@ class EmulatedCudaExecutor final : public KernelExecutor<EmulatedBackend> {
  private:
   std::unique_ptr<Executor> memory_;  // host memory, GEMMs and the sort
   bool bf16_operands_;
-  EmulatedLaunches launches_;
 };
 
 }  // namespace
@@ -72,10 +69,27 @@ std::unique_ptr<Executor> make_emulated_cuda_executor(bool bf16_operands) {
   return std::make_unique<EmulatedCudaExecutor>(bf16_operands);
 }
 
-EmulatedLaunches emulated_launches(const Executor& ex) {
-  const auto* emulated = dynamic_cast<const EmulatedCudaExecutor*>(&ex);
-  RF_CHECK(emulated != nullptr, "not an emulated CUDA executor: ", ex.describe());
-  return emulated->launches();
+EmulatedLaunches emulated_launches() {
+  namespace kernels = cuda_on_cpu;
+  namespace tiles = cuda_on_cpu::attention_tiles;
+  auto of = [](auto kernel) { return launches_of(reinterpret_cast<const void*>(kernel)); };
+  auto tiles_of = [&](auto forward, auto queries, auto keys) {
+    return of(forward) + of(queries) + of(keys);
+  };
+  EmulatedLaunches l;
+  l.layer_norm_forward_rows = of(kernels::layer_norm_forward_rows);
+  l.layer_norm_backward_rows = of(kernels::layer_norm_backward_rows);
+  l.cross_entropy_rows = of(kernels::cross_entropy_rows);
+  l.column_strips = of(kernels::column_sum_partials_strips);
+  l.sum_squares_blocks = of(kernels::sum_squares_blocks);
+  l.norm_finalize_warp = of(kernels::gradient_norm_finalize_warp);
+  l.attention_tiles_d32 =
+      tiles_of(tiles::forward_tiles<32>, tiles::query_grad_tiles<32>, tiles::key_grad_tiles<32>);
+  l.attention_tiles_d64 =
+      tiles_of(tiles::forward_tiles<64>, tiles::query_grad_tiles<64>, tiles::key_grad_tiles<64>);
+  l.attention_tiles_d128 =
+      tiles_of(tiles::forward_tiles<128>, tiles::query_grad_tiles<128>, tiles::key_grad_tiles<128>);
+  return l;
 }
 
 }  // namespace rf::emulated_cuda

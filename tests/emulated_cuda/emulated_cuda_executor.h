@@ -1,4 +1,5 @@
-// A CUDA executor on the CPU: the CUDA executor's choice of kernel and grid for every functor
+// A CUDA executor on the CPU: the CUDA executor's choice of kernel, row split and grid for every
+// functor
 // (kernels/cuda/tuned_backend.cuh) and its tiled attention
 // (kernels/cuda/chunk_attention_kernels.cuh), run by the emulation of the CUDA thread model
 // (emulated_cuda.h) in host memory. GEMMs and the LSH sort, which are cuBLAS's and CUB's on a GPU,
@@ -12,16 +13,18 @@
 
 namespace rf::emulated_cuda {
 
-// Counts of what the executor ran through the emulation.
+// Launches of the tuned CUDA kernels so far on this thread (by any emulated executor).
 struct EmulatedLaunches {
-  int64_t attention_passes = 0;  // passes that ran the tiled CUDA attention kernels
+  int64_t layer_norm_forward_rows = 0, layer_norm_backward_rows = 0, cross_entropy_rows = 0;
+  int64_t column_strips = 0, sum_squares_blocks = 0, norm_finalize_warp = 0;
+  // The tiled attention's kernels (forward, query gradients, key gradients) by head width.
+  int64_t attention_tiles_d32 = 0, attention_tiles_d64 = 0, attention_tiles_d128 = 0;
 };
 
 // With bf16_operands, as the CUDA executor at runtime.precision bf16: the kernels that produce a
 // product's input write it in bf16, and the products multiply the bf16 values (here in fp32 on
 // the CPU, exactly as cuBLAS's bf16 products with fp32 accumulation up to the order of the sums).
 std::unique_ptr<Executor> make_emulated_cuda_executor(bool bf16_operands = false);
-// The counts of an executor made by make_emulated_cuda_executor.
-EmulatedLaunches emulated_launches(const Executor& ex);
+EmulatedLaunches emulated_launches();
 
 }  // namespace rf::emulated_cuda
