@@ -70,7 +70,7 @@ run_address() {
   # comms_test's 2 hosts x 2 ranks and in the Launch tests; `reformer selftest` (19 s), whose
   # ops Selftest.TheCpuVariantsPassEveryOp checks in both CPU variants under ASan; and the check
   # that the selftest finds planted faults (24 s: three more sweeps of every op); and two of the
-  # three sweeps of every op on the emulated CUDA kernels (56 and 76 s under ASan, 2026-12-03):
+  # three sweeps of every op on the emulated CUDA kernels (36 and 58 s under ASan, 2026-12-03):
   # the first, in ascending thread order at fp32, runs every kernel under ASan.
   local plain_only='^(Learning\.|Multihost\.|selftest_cpu$|Selftest\.AWrongKernelIsFoundAndNamed$|EmulatedCuda\.TheCudaKernelsPassEverySelftestOpWith)'
   local status=0
