@@ -152,67 +152,39 @@ __global__ void throwing_kernel() {
   __syncthreads();
 }
 
-// The message of the rf::Error that `run` throws ("" when it throws none).
-template <class Run>
-std::string error_of(const Run& run) {
+// Launches `kernel` on a grid of `grid` blocks of `block` threads with `args`, and expects an
+// rf::Error whose message contains `fault`.
+template <class... Params, class... Args>
+void expect_fault(const std::string& fault, void (*kernel)(Params...), dim3 grid, dim3 block,
+                  const Args&... args) {
+  std::string message;
   try {
-    run();
+    Launch::kernel(kernel, grid, block, args...);
   } catch (const Error& e) {
-    return e.what();
+    message = e.what();
   }
-  return "";
+  EXPECT_NE(message.find(fault), std::string::npos) << "wanted: " << fault << "\ngot: " << message;
 }
 
 TEST(EmulatedCuda, ReportsWhatIsUndefinedOnAGpu) {
   std::vector<float> out(64);
-  EXPECT_NE(error_of([] {
-              Launch::kernel(divergent_barrier_kernel, dim3(1), dim3(64));
-            }).find("thread (1,0,0) has exited while the rest of its block waits at __syncthreads"),
-            std::string::npos);
-  EXPECT_NE(error_of([&] {
-              Launch::kernel(exited_lane_kernel, dim3(1), dim3(32), out.data());
-            }).find("thread (5,0,0) has exited while its warp waits"),
-            std::string::npos);
-  EXPECT_NE(error_of([&] {
-              Launch::kernel(mixed_wait_kernel, dim3(1), dim3(32), out.data());
-            }).find("waits at __syncthreads while its warp waits at a warp barrier"),
-            std::string::npos);
-  EXPECT_NE(error_of([&] {
-              Launch::kernel(partial_warp_kernel, dim3(1), dim3(40), out.data());
-            }).find("in a warp of 8 threads"),
-            std::string::npos);
-  EXPECT_NE(error_of([] {
-              Launch::kernel(divergent_barrier_kernel, dim3(1), dim3(1025));
-            }).find("at most 1024"),
-            std::string::npos);
-  EXPECT_NE(error_of([&] {
-              Launch::kernel(partial_mask_kernel, dim3(1), dim3(32), out.data());
-            }).find("partial mask"),
-            std::string::npos);
-  EXPECT_NE(error_of([&] {
-              Launch::kernel(mixed_shuffles_kernel, dim3(1), dim3(32), out.data());
-            }).find("different kinds of warp barrier or shuffle"),
-            std::string::npos);
-  EXPECT_NE(error_of([&] {
-              Launch::kernel(bad_width_kernel, dim3(1), dim3(32), out.data());
-            }).find("width 12"),
-            std::string::npos);
-  EXPECT_NE(error_of([] {
-              Launch::kernel(nested_launch_kernel, dim3(1), dim3(32));
-            }).find("a launch from inside a kernel"),
-            std::string::npos);
-  EXPECT_NE(error_of([] {
-              Launch::kernel(empty_kernel, dim3(1, 70000), dim3(32));
-            }).find("y and z at most 65535"),
-            std::string::npos);
-  EXPECT_NE(error_of([] {
-              Launch::kernel(empty_kernel, dim3(1), dim3(1, 1, 65));
-            }).find("at most 1024, 1024, 64"),
-            std::string::npos);
-  EXPECT_NE(error_of([] {
-              Launch::kernel(throwing_kernel, dim3(2), dim3(32));
-            }).find("thread 7 of a test kernel gave up"),
-            std::string::npos);
+  float* o = out.data();
+  expect_fault("thread (1,0,0) has exited while the rest of its block waits at __syncthreads",
+               divergent_barrier_kernel, dim3(1), dim3(64));
+  expect_fault("thread (5,0,0) has exited while its warp waits", exited_lane_kernel, dim3(1),
+               dim3(32), o);
+  expect_fault("waits at __syncthreads while its warp waits at a warp barrier", mixed_wait_kernel,
+               dim3(1), dim3(32), o);
+  expect_fault("in a warp of 8 threads", partial_warp_kernel, dim3(1), dim3(40), o);
+  expect_fault("at most 1024", divergent_barrier_kernel, dim3(1), dim3(1025));
+  expect_fault("partial mask", partial_mask_kernel, dim3(1), dim3(32), o);
+  expect_fault("different kinds of warp barrier or shuffle", mixed_shuffles_kernel, dim3(1),
+               dim3(32), o);
+  expect_fault("width 12", bad_width_kernel, dim3(1), dim3(32), o);
+  expect_fault("a launch from inside a kernel", nested_launch_kernel, dim3(1), dim3(32));
+  expect_fault("y and z at most 65535", empty_kernel, dim3(1, 70000), dim3(32));
+  expect_fault("at most 1024, 1024, 64", empty_kernel, dim3(1), dim3(1, 1, 65));
+  expect_fault("thread 7 of a test kernel gave up", throwing_kernel, dim3(2), dim3(32));
   // After a fault the next launch starts clean.
   EXPECT_EQ(neighbours(true, ThreadOrder::kAscending), neighbours_seen());
 }
