@@ -66,6 +66,8 @@ if [[ "$suite" == depth || "$suite" == all ]]; then
   for layers in 2 6 12 24; do step depth 1 "train.seq_len=16384" "$(axial 16384)" "model.n_layers=$layers"; done
   for layers in 2 6 12; do
     step depth 1 "train.seq_len=16384" "$(axial 16384)" "model.n_layers=$layers" "model.reversible=false"
+    step depth 1 "train.seq_len=16384" "$(axial 16384)" "model.n_layers=$layers" "model.reversible=false" \
+      "model.recompute=layers"
   done
 fi
 if [[ "$suite" == million || "$suite" == all ]]; then

@@ -89,10 +89,14 @@ def depth():
     print("| layers | layers' inputs | peak GiB | executor peak GiB | s/step |")
     print("|---|---|---|---|---|")
     for r in rows:
-        if r.get("residual") == "single":
-            layout = "stored (one stream)"
+        if r.get("reversible", 1):
+            layout = "rebuilt (reversible)"
+        elif r.get("recomputes_layers", 1):
+            layout = "stored, layers recomputed"
         else:
-            layout = "rebuilt (reversible)" if r.get("reversible", 1) else "stored"
+            layout = "stored, activations kept"
+        if r.get("residual") == "single":
+            layout += " (one stream)"
         print(f"| {r['layers']} | {layout} | "
               f"{r['peak_rss_gib']:.2f} | {r['executor_peak_gib']:.2f} | {r['median_step_s']:.1f} |")
     print()

@@ -66,9 +66,16 @@ ChunkAttentionParams group_params(Executor& ex, Workspace& ws, const ChunkedAtte
   p.dropout.seq_len = n;
   p.dropout.cols = p.layout.window();
   p.dropout.row_offset = 0;
-  p.o = ws.floats("attn.o", slots * a.d);
-  p.row_max = ws.floats("attn.row_max", slots);
-  p.row_log_sum = ws.floats("attn.row_log_sum", slots);
+  if (a.kept_slots) {  // [all slots, d] outputs, then [all slots] maxima, then log-sums
+    const int64_t all = a.batch * a.heads * n, from = first * n;
+    p.o = a.kept_slots + from * a.d;
+    p.row_max = a.kept_slots + all * a.d + from;
+    p.row_log_sum = a.kept_slots + all * (a.d + 1) + from;
+  } else {
+    p.o = ws.floats("attn.o", slots * a.d);
+    p.row_max = ws.floats("attn.row_max", slots);
+    p.row_log_sum = ws.floats("attn.row_log_sum", slots);
+  }
   if (a.k == nullptr) {  // shared QK: each position's key scale, once
     float* scales = ws.floats("attn.key_scales", count * a.seq_len);
     ex.run(count * a.seq_len, KeyNormScales{p, scales});
@@ -89,10 +96,11 @@ const int32_t* group_undo(const ChunkAttentionParams& p, const ChunkedAttentionA
   return a.undo ? a.undo + p.first_segment * p.layout.n_slots : nullptr;
 }
 
-// Forward of one group: O and the statistics per slot, then the rounds combined into `out`.
+// Forward of one group: O and the statistics per slot (unless `kept` has them), then the rounds
+// combined into `out`.
 void forward_group(Executor& ex, const ChunkAttentionParams& p, const ChunkedAttentionArgs& a,
-                   float* out, int64_t ldo) {
-  ex.chunk_attention(ChunkAttentionPass::kForward, p);
+                   float* out, int64_t ldo, bool kept = false) {
+  if (!kept) ex.chunk_attention(ChunkAttentionPass::kForward, p);
   if (!out) return;
   CombineRounds combine{};
   combine.p = p;
@@ -104,6 +112,10 @@ void forward_group(Executor& ex, const ChunkAttentionParams& p, const ChunkedAtt
 }
 
 }  // namespace
+
+int64_t chunked_attention_kept_floats(const ChunkedAttentionArgs& a) {
+  return a.batch * a.heads * a.n_rounds * a.seq_len * (a.d + 2);
+}
 
 int64_t chunked_attention_scratch_per_segment(const ChunkedAttentionArgs& a) {
   const int64_t n = a.n_rounds * a.seq_len;
@@ -137,7 +149,7 @@ void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttent
     ChunkAttentionParams p = group_params(ex, ws, a, first, count, true);
     p.rel_grads = g.rel_grads;
     const int32_t* undo = group_undo(p, a);
-    forward_group(ex, p, a, out, ldo);
+    forward_group(ex, p, a, out, ldo, a.kept_slots != nullptr);
     CombineRoundsBackward combine{};
     combine.p = p;
     combine.undo = undo;

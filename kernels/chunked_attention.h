@@ -50,6 +50,10 @@ struct ChunkedAttentionArgs {
   // Per-slot scratch stays below this many bytes: segments run in groups that fit (at least one
   // per group). A 64K-token sequence with 2 hash rounds needs 136 MB per head, 4K tokens 8.5 MB.
   int64_t scratch_budget_bytes = int64_t{256} << 20;
+  // The forward's per-slot outputs and statistics of every segment, kept between the passes
+  // (chunked_attention_kept_floats() floats; null: scratch per group). The forward writes them
+  // here, and a backward given them reads them instead of running the forward pass again.
+  float* kept_slots = nullptr;
 };
 
 // out [batch * (seq_len - memory_len), ldo] (head h at column h * d) = attention output.
@@ -68,11 +72,15 @@ struct ChunkedAttentionGrads {
 };
 
 // Writes the gradients of q, k and v for the output gradient dout (query-side rows, lddo apart;
-// they are overwritten, not accumulated). Recomputes the forward pass on the way, and writes its
-// output to `out` when not null (the reversible backward needs it).
+// they are overwritten, not accumulated). Recomputes the forward pass on the way (unless
+// args.kept_slots holds the forward's), and writes its output to `out` when not null (the
+// reversible backward needs it).
 void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& args,
                                 const float* dout, int64_t lddo, const ChunkedAttentionGrads& grads,
                                 float* out, int64_t ldo);
+
+// Floats of ChunkedAttentionArgs::kept_slots: each slot's output and two statistics.
+int64_t chunked_attention_kept_floats(const ChunkedAttentionArgs& args);
 
 // Floats of per-slot scratch the launchers keep for one segment (for memory estimates).
 int64_t chunked_attention_scratch_per_segment(const ChunkedAttentionArgs& args);

@@ -199,6 +199,42 @@ TEST(FusedAttention, GradientsMayReplaceTheInputsAcrossSegmentGroups) {
   }
 }
 
+// model.recompute: none. A forward that keeps its per-slot outputs and statistics, in groups of
+// one segment or all at once, leaves its output unchanged, and a backward that reads them (in
+// either grouping) instead of running the forward again gives the same output and gradients bit
+// for bit, for every case of the sweep.
+TEST(FusedAttention, KeptSlotsGiveTheBackwardOfTheRecomputedForward) {
+  for (const Case& c : sweep()) {
+    const Problem p(c);
+    const auto dout = test::random_vector(c.rows() * c.ld(), 98);
+    const auto expected = fused_backward(p, dout);
+    for (const int64_t forward_budget : {int64_t{1}, int64_t{256} << 20})
+      for (const int64_t backward_budget : {int64_t{1}, int64_t{256} << 20}) {
+        const std::string what = c.name() + " budgets " + std::to_string(forward_budget) + ", " +
+                                 std::to_string(backward_budget);
+        ChunkedAttentionArgs a = p.args();
+        DeviceBuffer<float> kept(cpu(), chunked_attention_kept_floats(a));
+        a.kept_slots = kept.data();
+        a.scratch_budget_bytes = forward_budget;
+        DeviceBuffer<float> out(cpu(), c.rows() * c.ld());
+        Workspace ws(cpu());
+        chunked_attention_forward(cpu(), ws, a, out.data(), c.ld());
+        EXPECT_EQ(out.download(), expected[0]) << what << ": forward output";
+        out.zero();
+        DeviceBuffer<float> g = test::to_device(dout), dq(cpu(), c.rows() * c.ld()),
+                            dk(cpu(), c.rows() * c.ld()), dv(cpu(), c.rows() * c.ld());
+        a.scratch_budget_bytes = backward_budget;
+        Workspace fresh(cpu());  // (nothing left in the scratch of the forward)
+        chunked_attention_backward(cpu(), fresh, a, g.data(), c.ld(),
+                                   {dq.data(), c.lsh ? nullptr : dk.data(), dv.data(), c.ld()},
+                                   out.data(), c.ld());
+        std::vector<std::vector<float>> got = {out.download(), dq.download(), dv.download()};
+        if (!c.lsh) got.push_back(dk.download());
+        EXPECT_EQ(got, expected) << what;
+      }
+  }
+}
+
 // x [blocks * T, cols] with its rows regrouped as the attention takes a memory of M positions:
 // every block's positions M .. T - 1 (the segment's), then, with `memory_rows`, every block's
 // positions 0 .. M - 1.

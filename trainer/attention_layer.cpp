@@ -46,6 +46,20 @@ int64_t AttentionLayer::bucket_count(int64_t batch, int64_t seq_len) const {
   return kind_ == AttentionKind::kLsh ? batch * n_heads_ * n_hashes_ * seq_len : 0;
 }
 
+int64_t AttentionLayer::kept_floats(const StepContext& step, int64_t memory_len) const {
+  ChunkedAttentionArgs a;
+  a.batch = step.batch;
+  a.heads = n_heads_;
+  a.n_rounds = kind_ == AttentionKind::kLsh ? n_hashes_ : 1;
+  a.seq_len = step.seq_len + memory_len;
+  a.d = d_head_;
+  return chunked_attention_kept_floats(a) + step.rows() * n_heads_ * d_head_;
+}
+
+float* AttentionLayer::kept_heads(const ChunkedAttentionArgs& a) const {
+  return a.kept_slots + chunked_attention_kept_floats(a);
+}
+
 ChunkedAttentionArgs AttentionLayer::attention_args(Kit& kit, const StepContext& step,
                                                     const Projections& pr, const int32_t* buckets,
                                                     int64_t memory_len) const {
@@ -127,7 +141,7 @@ AttentionLayer::Projections AttentionLayer::project(Kit& kit, ParamStore& p, int
 
 void AttentionLayer::forward(Kit& kit, ParamStore& p, const StepContext& step, MatrixView xn,
                              float* out, Write write, int32_t* buckets, bool reuse_buckets,
-                             int64_t memory_len) const {
+                             int64_t memory_len, float* kept_slots) const {
   const int64_t rows = step.rows(), hd = n_heads_ * d_head_;
   RF_CHECK(xn.rows == rows + step.batch * memory_len);
   Projections pr = project(kit, p, rows, xn);
@@ -135,16 +149,17 @@ void AttentionLayer::forward(Kit& kit, ParamStore& p, const StepContext& step, M
     pr.relative =
         relative_->forward(kit, p, step, pr.q, relative_distances(step.seq_len + memory_len));
   if (kind_ == AttentionKind::kLsh && !reuse_buckets) hash(kit, step, pr.q, buckets);
-  float* heads = kit.ws.floats("layer.heads", rows * hd);
-  chunked_attention_forward(kit.ex, kit.ws, attention_args(kit, step, pr, buckets, memory_len),
-                            heads, hd);
+  ChunkedAttentionArgs args = attention_args(kit, step, pr, buckets, memory_len);
+  args.kept_slots = kept_slots;
+  float* heads = kept_slots ? kept_heads(args) : kit.ws.floats("layer.heads", rows * hd);
+  chunked_attention_forward(kit.ex, kit.ws, args, heads, hd);
   linear_forward(kit.ex, matrix(heads, rows, hd), p.weight(w_o_), matrix(out, rows, d_model_),
                  write);
 }
 
 void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, MatrixView xn,
                               const float* dout, float* dxn, const int32_t* buckets, float* out,
-                              Write write, int64_t memory_len) const {
+                              Write write, int64_t memory_len, float* kept_slots) const {
   const int64_t rows = step.rows(), hd = n_heads_ * d_head_, D = d_model_;
   const int64_t key_rows = xn.rows;  // (with a memory, more than the queries' rows)
   RF_CHECK(key_rows == rows + step.batch * memory_len);
@@ -158,7 +173,6 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
   // dheads [rows, hd] = dout [rows, D] . w_o^T
   float* dheads = kit.ws.floats("layer.dheads", rows * hd);
   linear_input_grad(kit.ex, matrix(dout, rows, D), p.weight(w_o_), matrix(dheads, rows, hd));
-  float* heads = kit.ws.floats("layer.heads", rows * hd);
   // The projections' gradients replace them (they are not read after the attention).
   ChunkedAttentionGrads g;
   g.dq = pr.q;
@@ -166,8 +180,11 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
   g.dv = pr.v;
   g.ld = hd;
   if (relative_) g.rel_grads = relative_->score_gradient_buffer(kit, step, pr.relative.distances);
-  chunked_attention_backward(kit.ex, kit.ws, attention_args(kit, step, pr, buckets, memory_len),
-                             dheads, hd, g, heads, hd);
+  ChunkedAttentionArgs args = attention_args(kit, step, pr, buckets, memory_len);
+  args.kept_slots = kept_slots;
+  // The attention's output: kept by the forward, or recomputed on the way.
+  float* heads = kept_slots ? kept_heads(args) : kit.ws.floats("layer.heads", rows * hd);
+  chunked_attention_backward(kit.ex, kit.ws, args, dheads, hd, g, kept_slots ? nullptr : heads, hd);
   if (relative_)  // g.dq holds dL/d(q + u): the relative term adds its part and its gradients
     relative_->backward(kit, p, step, g.dq, g.rel_grads, pr.relative.distances);
   if (out)

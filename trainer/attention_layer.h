@@ -36,16 +36,25 @@ class AttentionLayer {
   // attention also sees M positions before its segment, as keys and values only: xn then holds
   // the segment's rows (step.rows() of them, first) followed by the memory's ([batch * M,
   // d_model], example by example), and the queries, out and dout have the segment's rows only.
+  //
+  // With kept_slots (kept_floats() floats) the attention's per-slot outputs and statistics and
+  // its output stay there for a backward of the same micro-batch (model.recompute: none).
   void forward(Kit& kit, ParamStore& p, const StepContext& step, MatrixView xn, float* out,
-               Write write, int32_t* buckets, bool reuse_buckets, int64_t memory_len = 0) const;
+               Write write, int32_t* buckets, bool reuse_buckets, int64_t memory_len = 0,
+               float* kept_slots = nullptr) const;
   // dxn = dL/dxn (xn's rows: with a memory, its rows too) and parameter gradients +=, for the
   // output gradient dout. LSH uses the bucket ids the forward pass stored: re-hashing the
   // reconstructed input could flip buckets. When `out` is not null the recomputed forward output
   // is written to it as `write` says (the reversible rebuild takes it away from the residual
-  // stream).
+  // stream). With kept_slots from this micro-batch's forward, the attention pass and the rounds'
+  // combination are not run again (the projections are: the backward writes their gradients
+  // over them).
   void backward(Kit& kit, ParamStore& p, const StepContext& step, MatrixView xn, const float* dout,
-                float* dxn, const int32_t* buckets, float* out, Write write,
-                int64_t memory_len = 0) const;
+                float* dxn, const int32_t* buckets, float* out, Write write, int64_t memory_len = 0,
+                float* kept_slots = nullptr) const;
+  // Floats of the kept_slots of a micro-batch: the attention's per-slot state, then its output
+  // (the heads, [rows, heads * d_head]).
+  int64_t kept_floats(const StepContext& step, int64_t memory_len = 0) const;
 
   // Cached generation and evaluation. prepare_cache() sizes this layer's `layer` of a cache of
   // `capacity` rows; forward_cached() writes the keys and values of xn.rows new positions (xn,
@@ -60,6 +69,8 @@ class AttentionLayer {
                       GenerationCache::Layer& layer, float* out) const;
 
  private:
+  // The attention output's part of kept slots (see kept_floats()).
+  float* kept_heads(const ChunkedAttentionArgs& a) const;
   // q (the shared qk for LSH) [query_rows, heads * d_head] of xn's first query_rows rows, and k
   // (null for LSH) and v [xn.rows, heads * d_head] of all its rows, in the workspace.
   struct Projections {

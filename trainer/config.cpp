@@ -259,6 +259,11 @@ int64_t Config::head_width() const {
   return (model.residual == ResidualMode::kSingle ? 1 : 2) * model.d_model;
 }
 
+bool Config::recomputes_layers() const {
+  if (model.reversible) return true;
+  return model.recompute == RecomputeMode::kLayers;
+}
+
 ChunkSetting Config::head_chunking() const {
   // The logits (their gradient overwrites them), the concatenated input and its normalisation
   // (one stream: the normalisation only).

@@ -20,6 +20,8 @@ namespace rf {
 enum class AttentionKind { kLsh, kLocal, kDense };
 enum class PositionMode { kAxial, kLearned, kNone, kRelative };
 enum class ResidualMode { kTwoStreams, kSingle };
+// Whether the backward runs each layer's forward again (model.recompute): auto, layers, none.
+enum class RecomputeMode { kAuto, kLayers, kNone };
 enum class ScheduleKind { kConstant, kCosine, kRsqrt };
 enum class DataFormat { kSynthetic, kText, kBytes, kHdf5 };
 enum class SyntheticTask { kDuplication };
@@ -44,10 +46,11 @@ struct ModelConfig {
   std::vector<int64_t> axial_dims;  // empty = auto: [d_model / 2, d_model - d_model / 2]
   int64_t ff_chunk = kAutoInt;      // 0 = no chunking; see Config::ff_chunk_rows
   int64_t head_chunk = kAutoInt;    // 0 = no chunking; see Config::head_chunk_rows
-  bool reversible = true;           // false keeps every layer's inputs
+  bool reversible = true;           // false keeps every layer's inputs (see recompute)
   // two_streams: Reformer's layers over two residual streams (x1, x2); single: the classic
   // pre-norm block over one stream, h += Attention(LN h), h += FF(LN h) (Transformer-XL's)
   ResidualMode residual = ResidualMode::kTwoStreams;
+  RecomputeMode recompute = RecomputeMode::kAuto;  // see Config::recomputes_layers
 };
 
 struct LshConfig {
@@ -147,6 +150,10 @@ struct Config {
   // The loss head's input per position: both streams (2 * d_model), or one (d_model) with
   // model.residual = single.
   int64_t head_width() const;
+  // Whether the backward recomputes each layer's forward (reversible layers always do; stored
+  // ones with model.recompute: layers), or reads what the forward kept (model.recompute: none,
+  // the default without reversible layers).
+  bool recomputes_layers() const;
 };
 
 // Loads `path`, applies overrides ("section.key=value", value parsed as YAML), validates. Throws

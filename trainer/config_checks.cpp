@@ -180,6 +180,9 @@ void check_residual(const Config& c, const std::string& path) {
   if (c.model.residual == ResidualMode::kSingle && c.model.reversible)
     fail(path, ": model.residual = single needs model.reversible: false (one residual stream ",
          "cannot be rebuilt from the layer's output; reversible layers need two_streams)");
+  if (c.model.reversible && c.model.recompute == RecomputeMode::kNone)
+    fail(path, ": model.recompute = none needs model.reversible: false (reversible layers keep ",
+         "no activations: their backward rebuilds each layer's inputs by running it again)");
 }
 
 void check_runtime(const Config& c, const std::string& path) {

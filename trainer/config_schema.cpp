@@ -146,12 +146,18 @@ std::vector<KeySpec> build_schema() {
                       "tokens per loss-head chunk; 0 = no chunking; auto = 1024 on a CPU, on a "
                       "GPU none unless a chunk's logits would pass 2 GiB"),
       bool_key("model", "reversible", "true",
-               "reversible residual layers (false keeps every layer's inputs: for comparison, and "
-               "needed by model.residual: single)"),
+               "reversible residual layers (false keeps every layer's inputs, and its activations "
+               "unless model.recompute: layers; needed by model.residual: single)"),
       enum_key("model", "residual", "two_streams", {"two_streams", "single"},  // ResidualMode
                "two_streams: Reformer's layers over two residual streams; single: one stream, "
                "h += Attention(LN h) then h += FF(LN h) (Transformer-XL's block; needs "
                "model.reversible: false)"),
+      enum_key("model", "recompute", "auto", {"auto", "layers", "none"},  // RecomputeMode
+               "layers: the backward runs each layer's forward again (reversible layers always "
+               "do; with model.reversible: false from the stored inputs); none: the forward keeps "
+               "the feed-forward activations and the attention outputs and statistics for the "
+               "backward (about a fifth less arithmetic, more memory; needs model.reversible: "
+               "false); auto: layers when reversible, none otherwise"),
       // lsh
       int_key("lsh", "bucket_size", "64", 1, k2Pow24, "chunk length of LSH attention"),
       int_list_key("lsh", "n_buckets", KeyType::kIntOrIntListOrAuto, "auto", {1, 3}, {1, k2Pow24},

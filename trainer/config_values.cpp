@@ -15,10 +15,10 @@ namespace rf {
 namespace {
 
 // A pointer to the Config field that a key sets; enum-typed fields map choices[i] to enum value i.
-using FieldRef =
-    std::variant<int64_t*, double*, bool*, std::string*, std::vector<int64_t>*,
-                 std::vector<AttentionKind>*, PositionMode*, ResidualMode*, ScheduleKind*, DataFormat*,
-                 Activation*, SyntheticTask*, DataOrder*, Device*, GemmPrecision*>;
+using FieldRef = std::variant<int64_t*, double*, bool*, std::string*, std::vector<int64_t>*,
+                              std::vector<AttentionKind>*, PositionMode*, ResidualMode*,
+                              RecomputeMode*, ScheduleKind*, DataFormat*, Activation*,
+                              SyntheticTask*, DataOrder*, Device*, GemmPrecision*>;
 
 // Every key's field, keyed by "section.name".
 std::vector<std::pair<std::string, FieldRef>> config_fields(Config& c) {
@@ -48,6 +48,7 @@ std::vector<std::pair<std::string, FieldRef>> config_fields(Config& c) {
       {"model.head_chunk", &m.head_chunk},
       {"model.reversible", &m.reversible},
       {"model.residual", &m.residual},
+      {"model.recompute", &m.recompute},
       {"lsh.bucket_size", &l.bucket_size},
       {"lsh.n_buckets", &l.n_buckets},
       {"lsh.n_hashes", &l.n_hashes},

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "base/error.h"
 #include "kernels/feed_forward_ops.h"
 #include "kernels/linear.h"
 #include "kernels/reductions.h"
@@ -59,17 +60,46 @@ void FeedForwardLayer::chunk_forward(Kit& kit, ParamStore& p, const StepContext&
   bias_activation_forward(kit.ex, act);
 }
 
+FeedForwardLayer::ChunkBuffers FeedForwardLayer::scratch_buffers(Kit& kit, int64_t chunk) const {
+  ChunkBuffers b;
+  b.z = product_operand(kit.ex, kit.ws, "ff.z", "ff.z16", chunk * d_model_);
+  b.h = kit.ws.floats("ff.h", chunk * d_ff_);
+  b.a = product_operand(kit.ex, kit.ws, "ff.a", "ff.a16", chunk * d_ff_);
+  return b;
+}
+
+FeedForwardLayer::ChunkBuffers FeedForwardLayer::kept_buffers(FeedForwardKept& kept,
+                                                              int64_t row0) const {
+  auto at = [](auto& buffer, int64_t offset) {  // (null for the type not kept)
+    return buffer.data() ? buffer.data() + offset : nullptr;
+  };
+  ChunkBuffers b;
+  b.z = {at(kept.z, row0 * d_model_), at(kept.z16, row0 * d_model_)};
+  b.a = {at(kept.a, row0 * d_ff_), at(kept.a16, row0 * d_ff_)};
+  b.h = at(kept.derivative, row0 * d_ff_);
+  return b;
+}
+
 void FeedForwardLayer::forward_add(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
-                                   float* residual, float sign) const {
+                                   float* residual, float sign, FeedForwardKept* keep) const {
   const int64_t total = step.rows(), chunk = chunking_.rows(total);
-  const ProductOperand z = product_operand(kit.ex, kit.ws, "ff.z", "ff.z16", chunk * d_model_);
-  float* h = kit.ws.floats("ff.h", chunk * d_ff_);
-  const ProductOperand a = product_operand(kit.ex, kit.ws, "ff.a", "ff.a16", chunk * d_ff_);
+  if (keep && keep->rows != total) {
+    const bool bf16 = kit.ex.gemm_takes_bf16_operands();
+    const auto n = [&](int64_t width) { return static_cast<size_t>(total * width); };
+    keep->z = bf16 ? DeviceBuffer<float>() : DeviceBuffer<float>(kit.ex, n(d_model_));
+    keep->z16 = bf16 ? DeviceBuffer<uint16_t>(kit.ex, n(d_model_)) : DeviceBuffer<uint16_t>();
+    keep->a = bf16 ? DeviceBuffer<float>() : DeviceBuffer<float>(kit.ex, n(d_ff_));
+    keep->a16 = bf16 ? DeviceBuffer<uint16_t>(kit.ex, n(d_ff_)) : DeviceBuffer<uint16_t>();
+    keep->derivative = DeviceBuffer<float>(kit.ex, n(d_ff_));
+    keep->rows = total;
+  }
+  const ChunkBuffers scratch = keep ? ChunkBuffers{} : scratch_buffers(kit, chunk);
   float* t = kit.ws.floats("ff.t", chunk * d_model_);
   for (int64_t row0 = 0; row0 < total; row0 += chunk) {
     const int64_t rows = std::min(chunk, total - row0);
-    chunk_forward(kit, p, step, x, row0, rows, z, h, a, false);
-    add_chunk_output(kit, p, step, a.view(rows, d_ff_), t, row0, rows, residual, sign);
+    const ChunkBuffers b = keep ? kept_buffers(*keep, row0) : scratch;
+    chunk_forward(kit, p, step, x, row0, rows, b.z, b.h, b.a, keep != nullptr);
+    add_chunk_output(kit, p, step, b.a.view(rows, d_ff_), t, row0, rows, residual, sign);
   }
 }
 
@@ -89,25 +119,29 @@ void FeedForwardLayer::add_chunk_output(Kit& kit, ParamStore& p, const StepConte
 }
 
 void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
-                                const float* dout, float* dx, float* reconstruct) const {
+                                const float* dout, float* dx, float* reconstruct,
+                                FeedForwardKept* kept) const {
   const int64_t total = step.rows(), chunk = chunking_.rows(total), D = d_model_, F = d_ff_;
-  const ProductOperand z = product_operand(kit.ex, kit.ws, "ff.z", "ff.z16", chunk * D);
-  float* h = kit.ws.floats("ff.h", chunk * F);
-  // `da` receives the activation's gradient (fp32: the bias gradient sums it); with bf16
-  // operands the activation and then the pre-activation's gradient are bf16 in `a`, otherwise
-  // both are fp32 in `da` itself (the same buffer).
-  float* da = kit.ws.floats("ff.a", chunk * F);
-  const ProductOperand a = product_operand(kit.ex, kit.ws, "ff.a", "ff.a16", chunk * F);
+  RF_CHECK(!kept || (kept->rows == total && !reconstruct),
+           "the feed-forward's kept activations are not this step's");
+  const ChunkBuffers scratch = kept ? ChunkBuffers{} : scratch_buffers(kit, chunk);
   float* t = kit.ws.floats("ff.t", chunk * D);
   float* dz = kit.ws.floats("ff.dz", chunk * D);
   for (int64_t row0 = 0; row0 < total; row0 += chunk) {
     const int64_t rows = std::min(chunk, total - row0);
+    const ChunkBuffers b = kept ? kept_buffers(*kept, row0) : scratch;
+    const ProductOperand& z = b.z;
+    const ProductOperand& a = b.a;
+    // `da` receives the activation's gradient (fp32: the bias gradient sums it); with bf16
+    // operands the activation and then the pre-activation's gradient are bf16 in `a`, otherwise
+    // both are fp32 in `da` itself (the same buffer).
+    float* da = a.fp32 ? a.fp32 : kit.ws.floats("ff.a", chunk * F);
     {
       // Within a chunk, z, the activation, its gradient and both weights are each read by two
       // products (rounded once at bf16, or written in bf16 by their kernels); the kernels between
       // write only what no product of the chunk has read yet.
       const GemmOperandReuse reuse(kit.ex);
-      chunk_forward(kit, p, step, x, row0, rows, z, h, a, true);  // h: the derivative
+      if (!kept) chunk_forward(kit, p, step, x, row0, rows, z, b.h, a, true);  // h: the derivative
       if (reconstruct)
         add_chunk_output(kit, p, step, a.view(rows, F), t, row0, rows, reconstruct, -1.0f);
       const float* g = dropout_backward(kit.ex, kit.ws, dout + row0 * D, rows, D,
@@ -119,7 +153,7 @@ void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step
       ActivationBackwardArgs act;
       act.grad = da;
       act.grad_bf16 = a.bf16;
-      act.derivative = h;
+      act.derivative = b.h;
       act.rows = rows;
       act.cols = F;
       act.dropout = hidden_mask(step, row0);

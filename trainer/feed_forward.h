@@ -1,27 +1,42 @@
 // The feed-forward half of a reversible layer, G(x) = dropout(W2 act(W1 LN(x) + b1) + b2),
 // computed ff_chunk rows at a time in the forward pass, the backward pass and the reversible
-// reconstruction, so the [rows, d_ff] activation exists for one chunk only (paper eq. 10).
+// reconstruction, so the [rows, d_ff] activation exists for one chunk only (paper eq. 10) —
+// unless the layers are not recomputed (model.recompute: none), when the forward keeps each
+// chunk's normalised input, activation and derivative for the backward.
 #pragma once
 
+#include "kernels/device_buffer.h"
 #include "kernels/linear.h"
 #include "trainer/config.h"
 #include "trainer/layer_norm.h"
 
 namespace rf {
 
+// What a feed-forward forward keeps for its backward (model.recompute: none), per row: the
+// normalised input z [rows, d_model] and the activation a [rows, d_ff], each in the type the
+// executor's products take, and the activation's derivative [rows, d_ff].
+struct FeedForwardKept {
+  DeviceBuffer<float> z, a, derivative;
+  DeviceBuffer<uint16_t> z16, a16;
+  int64_t rows = 0;  // rows held (0: nothing kept yet)
+};
+
 class FeedForwardLayer {
  public:
   FeedForwardLayer(ParamStore& store, const Config& cfg, int layer, const std::string& prefix);
 
   // residual += sign * G(x); x, residual: [rows, d_model]. sign -1 undoes the forward's add.
+  // With `keep`, what the backward reads is kept there (its buffers sized to the rows).
   void forward_add(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
-                   float* residual, float sign) const;
+                   float* residual, float sign, FeedForwardKept* keep = nullptr) const;
   // dx += dL/dx and parameter gradients += for the output gradient dout. When `reconstruct` is
   // not null it also subtracts G(x) from it, chunk by chunk, reusing the recomputed activations
   // (the reversible backward: x2 = y2 - G(y1)). dx may be dout: each chunk's rows of dout are
   // read before that chunk's rows of dx are written (one residual stream: dh += G'(h)^T dh).
+  // With `kept` (filled by this step's forward_add, and overwritten here) the activations are
+  // read from it instead of recomputed; then `reconstruct` must be null.
   void backward(Kit& kit, ParamStore& p, const StepContext& step, const float* x, const float* dout,
-                float* dx, float* reconstruct) const;
+                float* dx, float* reconstruct, FeedForwardKept* kept = nullptr) const;
 
  private:
   // (Re)computes one chunk's normalised input z and activation a; h gets the activation's
@@ -32,6 +47,14 @@ class FeedForwardLayer {
   // residual[row0 .. row0 + rows) += sign * dropout(a W2 + b2), with t as scratch.
   void add_chunk_output(Kit& kit, ParamStore& p, const StepContext& step, MatrixView a, float* t,
                         int64_t row0, int64_t rows, float* residual, float sign) const;
+  // The operands of one chunk: z [rows, d_model], the pre-activation h (then the derivative) and
+  // the activation a [rows, d_ff], as workspace scratch for `chunk` rows, or kept rows row0 ..
+  struct ChunkBuffers {
+    ProductOperand z, a;
+    float* h = nullptr;
+  };
+  ChunkBuffers scratch_buffers(Kit& kit, int64_t chunk) const;
+  ChunkBuffers kept_buffers(FeedForwardKept& kept, int64_t row0) const;
   DropoutMask hidden_mask(const StepContext& step, int64_t row0) const;
   DropoutMask output_mask(const StepContext& step, int64_t row0) const;
 

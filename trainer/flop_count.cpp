@@ -28,11 +28,21 @@ StepFlops training_step_flops(const Config& cfg, int64_t batch, int64_t seq_len)
       // every key (the segment's later ones masked)
       window = static_cast<double>(seq_len + cfg.model.memory_len);
     }
-    const double forward = T * (projections * 2 * D * HD + 2 * HD * D)  // in/out projections
-                           + memory_rows * 2 * 2 * D * HD               // the memory's k and v
-                           + T * H * rounds * 4 * window * d            // logits and values
-                           + T * 4 * D * F;                             // feed-forward
-    f.layers += 4 * forward + hashing;
+    const double attention = T * H * rounds * 4 * window * d;  // logits and values
+    const double input_projections =  // (with the memory's keys and values)
+        T * projections * 2 * D * HD + memory_rows * 2 * 2 * D * HD;
+    const double forward = input_projections + T * 2 * HD * D  // output projection
+                           + attention + T * 4 * D * F;        // feed-forward
+    // What the backward runs again: everything (reversible), all but the products that only
+    // rebuild the inputs (stored inputs), or the input projections only (kept activations: the
+    // attention's backward writes its gradients over them).
+    double recomputed = input_projections;
+    if (cfg.model.reversible)
+      recomputed = forward;
+    else if (cfg.recomputes_layers())
+      recomputed = forward - T * 2 * HD * D - T * 2 * D * F;
+    f.layers += 3 * forward + recomputed + hashing;
+    f.attention += (cfg.recomputes_layers() ? 4 : 3) * attention;
   }
   f.head = 3 * T * 2 * static_cast<double>(cfg.head_width() * cfg.model.vocab_size);
   return f;

@@ -1,7 +1,10 @@
 // FLOPs of one training step, counted from the GEMMs the step runs (element-wise work is not
-// counted). A reversible layer runs its forward twice (the forward pass and the recomputation in
-// the backward pass) and each forward GEMM has two backward GEMMs, so a layer costs 4x its
-// forward GEMM FLOPs; LSH hashing runs once. The head runs forward once and backward once (3x).
+// counted). Each forward GEMM has two backward GEMMs. A reversible layer runs its forward twice
+// (the forward pass and the recomputation in the backward pass), so it costs 4x its forward GEMM
+// FLOPs; stored layers that recompute (model.recompute: layers) skip the recomputed output
+// projection and second feed-forward product, which only the reversible rebuild needs; layers
+// that keep their activations (model.recompute: none) cost 3x, and their input projections once
+// more. LSH hashing runs once. The head runs forward once and backward once (3x).
 // With model.memory_len the memory is counted full (as it is from the second segment on).
 #pragma once
 
@@ -10,7 +13,8 @@
 namespace rf {
 
 struct StepFlops {
-  double layers = 0;  // reversible stack, all passes
+  double layers = 0;     // reversible stack, all passes
+  double attention = 0;  // of which the fused attention passes' products (not GEMM launches)
   double head = 0;
   double total() const { return layers + head; }
 };

@@ -12,6 +12,7 @@ ReversibleStack::ReversibleStack(ParamStore& store, const Config& cfg)
     : d_model_(cfg.model.d_model),
       dropout_(cfg.model.dropout),
       reversible_(cfg.model.reversible),
+      keep_(!cfg.recomputes_layers()),
       single_stream_(cfg.model.residual == ResidualMode::kSingle),
       same_length_(cfg.model.same_length) {
   for (int64_t i = 0; i < cfg.model.n_layers; ++i) {
@@ -53,6 +54,24 @@ ResidualAddArgs ReversibleStack::attention_residual(float* x1, const float* out,
   return a;
 }
 
+float* ReversibleStack::kept_attention_for_forward(Kit& kit, int64_t l, const StepContext& step,
+                                                   int64_t memory_len) {
+  if (!keep_) return nullptr;
+  const size_t n = static_cast<size_t>(layers_[l].attention->kept_floats(step, memory_len));
+  DeviceBuffer<float>& kept = layers_[l].kept_attention;
+  if (kept.size() != n) kept = DeviceBuffer<float>(kit.ex, n);
+  return kept.data();
+}
+
+float* ReversibleStack::kept_attention_for_backward(int64_t l, const StepContext& step,
+                                                    int64_t memory_len) {
+  if (!keep_) return nullptr;
+  DeviceBuffer<float>& kept = layers_[l].kept_attention;
+  RF_CHECK(kept.size() == static_cast<size_t>(layers_[l].attention->kept_floats(step, memory_len)),
+           "layer ", l, "'s kept attention is not this step's");
+  return kept.data();
+}
+
 int32_t* ReversibleStack::buckets_for(Kit& kit, int64_t layer, const StepContext& step,
                                       bool for_backward) {
   const int64_t n = layers_[layer].attention->bucket_count(step.batch, step.seq_len);
@@ -92,22 +111,24 @@ void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, 
     } else {
       layer.attention_norm.forward(kit, p, x2, xn, rows);
       int32_t* buckets = buckets_for(kit, i, step, for_backward);
+      float* kept = for_backward ? kept_attention_for_forward(kit, i, step, 0) : nullptr;
       const DropoutMask mask = attention_output_mask(step, i);
       if (mask.active()) {  // through a buffer, for the dropout
         float* out = kit.ws.floats("stack.out", rows * D);
         layer.attention->forward(kit, p, step, xn.view(rows, D), out, Write::kOverwrite, buckets,
-                                 freeze_buckets);
+                                 freeze_buckets, 0, kept);
         residual_add(kit.ex, attention_residual(x1, out, rows, 1.0f, mask));
       } else {  // straight into the residual stream
         layer.attention->forward(kit, p, step, xn.view(rows, D), x1, Write::kAccumulate, buckets,
-                                 freeze_buckets);
+                                 freeze_buckets, 0, kept);
       }
     }
     // y2 = x2 + G(y1); with one stream h += G(h), in place (each chunk of rows is read before
     // it is written)
     if (for_backward && single_stream_)
       kit.ex.copy(saved_inputs_[i].data() + rows * D, x1, rows * D * sizeof(float));
-    layer.feed_forward->forward_add(kit, p, step, x1, x2, 1.0f);
+    layer.feed_forward->forward_add(kit, p, step, x1, x2, 1.0f,
+                                    for_backward && keep_ ? &layer.kept_feed_forward : nullptr);
   }
   if (memory) {
     const int64_t kept = std::min(memory->max_len, memory->len + step.seq_len);
@@ -191,12 +212,15 @@ void ReversibleStack::attention_forward_with_memory(Kit& kit, ParamStore& p,
   const StepContext context = memory_context(step, memory);
   const MatrixView keys_xn = xn.view(B * (S + M), D);
   const DropoutMask mask = attention_output_mask(step, i);
+  float* kept_slots = for_backward ? kept_attention_for_forward(kit, i, step, M) : nullptr;
   if (mask.active()) {  // through a buffer, for the dropout
     float* out = kit.ws.floats("stack.out", B * S * D);
-    layer.attention->forward(kit, p, context, keys_xn, out, Write::kOverwrite, nullptr, false, M);
+    layer.attention->forward(kit, p, context, keys_xn, out, Write::kOverwrite, nullptr, false, M,
+                             kept_slots);
     residual_add(kit.ex, attention_residual(x1, out, B * S, 1.0f, mask));
   } else {  // straight into the residual stream
-    layer.attention->forward(kit, p, context, keys_xn, x1, Write::kAccumulate, nullptr, false, M);
+    layer.attention->forward(kit, p, context, keys_xn, x1, Write::kAccumulate, nullptr, false, M,
+                             kept_slots);
   }
   // The next memory: each example's last `kept` positions of [memory; segment], from `cat` (a
   // copy, so in evaluation it overwrites the old memory in place); buffers are reallocated only
@@ -236,7 +260,8 @@ void ReversibleStack::attention_backward_with_memory(Kit& kit, ParamStore& p,
   if (!saved) out = mask.active() ? kit.ws.floats("stack.out", B * S * D) : x1;
   float* dxn = kit.ws.floats("stack.memory_dxn", B * C * D);
   layer.attention->backward(kit, p, memory_context(step, memory), xn.view(B * C, D), g, dxn,
-                            nullptr, out, mask.active() ? Write::kOverwrite : Write::kSubtract, M);
+                            nullptr, out, mask.active() ? Write::kOverwrite : Write::kSubtract, M,
+                            kept_attention_for_backward(i, step, M));
   float* dcat = kit.ws.floats("stack.memory_dcat", B * C * D);
   layer.attention_norm.backward(kit, p, cat, dxn, dcat, B * C, false);
   add_scaled(kit.ex, dx2, dcat, 1.0f, B * S * D);  // (the memory's rows, after, take none)
@@ -258,12 +283,13 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
   for (int64_t i = n_layers() - 1; i >= 0; --i) {
     Layer& layer = layers_[i];
     const float* saved = reversible_ ? nullptr : saved_inputs_[i].data();
+    FeedForwardKept* kept_ff = keep_ ? &layer.kept_feed_forward : nullptr;
     if (single_stream_) {
       // dh += G'(h1)^T dh, h1 the stored input of the feed-forward (dout and dx may alias).
-      layer.feed_forward->backward(kit, p, step, saved + rows * D, dx1, dx1, nullptr);
+      layer.feed_forward->backward(kit, p, step, saved + rows * D, dx1, dx1, nullptr, kept_ff);
     } else {
       // G: dy1 += G'(y1)^T dy2, and x2 = y2 - G(y1) (or the stored x2).
-      layer.feed_forward->backward(kit, p, step, x1, dx2, dx1, saved ? nullptr : x2);
+      layer.feed_forward->backward(kit, p, step, x1, dx2, dx1, saved ? nullptr : x2, kept_ff);
       if (saved) kit.ex.copy(x2, saved + rows * D, rows * D * sizeof(float));
     }
     // F: dx2 += F'(x2)^T dy1, and x1 = y1 - F(x2) (or the stored x1). g = dy1 through the
@@ -284,7 +310,8 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
     float* out = nullptr;
     if (!saved) out = mask.active() ? kit.ws.floats("stack.out", rows * D) : x1;
     layer.attention->backward(kit, p, step, xn.view(rows, D), g, dxn, buckets_[i].data(), out,
-                              mask.active() ? Write::kOverwrite : Write::kSubtract);
+                              mask.active() ? Write::kOverwrite : Write::kSubtract, 0,
+                              kept_attention_for_backward(i, step, 0));
     layer.attention_norm.backward(kit, p, attention_input, dxn, dx2, rows, true);
     if (saved) {
       kit.ex.copy(x1, saved, rows * D * sizeof(float));

@@ -3,7 +3,10 @@
 // two streams in place and keeps nothing per layer but LSH bucket ids; the backward pass rebuilds
 // each layer's inputs from its outputs (x2 = y2 - G(y1), x1 = y1 - F(x2)) while it back-propagates,
 // so activation memory does not grow with depth. With model.reversible = false the stack instead
-// stores every layer's inputs (the classical memory cost), which tests compare against.
+// stores every layer's inputs (the classical memory cost), which tests compare against, and
+// (model.recompute: none, its default) what the backward reads of each layer's activations: the
+// feed-forward's normalised input, activation and derivative, the attention's per-slot outputs
+// and statistics, so the backward does not run the layers' forward again.
 // With model.residual = single (stored inputs only) the layers are the classic pre-norm block
 // over one stream h: h += dropout(F(h)), then h += G(h) (Transformer-XL's); x1 and x2 are then
 // the same stream (the same pointer), and so are dx1 and dx2.
@@ -31,7 +34,8 @@ class ReversibleStack {
   int group_of_layer(int64_t layer) const { return layers_[layer].group; }
 
   // x1, x2 [rows, d_model]: the layer inputs on entry, the last layer's outputs on return.
-  // With `for_backward`, stores what the backward needs (bucket ids; inputs if not reversible).
+  // With `for_backward`, stores what the backward needs (bucket ids; inputs if not reversible,
+  // and activations if not recomputed).
   // With `memory` (Transformer-XL's recurrence; dense and local attention, local in whole
   // chunks), each layer's attention also sees that layer's memory of the positions before the
   // segment. The memory for the next segment replaces it in place, or with `for_backward` goes to
@@ -76,7 +80,16 @@ class ReversibleStack {
     LayerNormLayer attention_norm;
     std::unique_ptr<AttentionLayer> attention;
     std::unique_ptr<FeedForwardLayer> feed_forward;
+    // What the forward keeps for the backward when layers are not recomputed (see keep_).
+    DeviceBuffer<float> kept_attention;
+    FeedForwardKept kept_feed_forward;
   };
+  // Layer l's kept attention slots for this step's forward (sized to it), or null when the
+  // layers are recomputed.
+  float* kept_attention_for_forward(Kit& kit, int64_t l, const StepContext& step,
+                                    int64_t memory_len);
+  // The same in the backward: null when recomputed; checks the forward kept them.
+  float* kept_attention_for_backward(int64_t l, const StepContext& step, int64_t memory_len);
   DropoutMask attention_output_mask(const StepContext& step, int64_t layer) const;
   // x1 += sign * dropout(out): the attention half's residual add (sign -1 undoes it).
   ResidualAddArgs attention_residual(float* x1, const float* out, int64_t rows, float sign,
@@ -106,6 +119,8 @@ class ReversibleStack {
   int64_t d_model_;
   double dropout_;
   bool reversible_;
+  bool keep_;  // not recomputed: the forward keeps the layers' activations
+               // (Config::recomputes_layers)
   bool single_stream_;
   bool same_length_;  // with memory: every query sees the memory's length of keys
 };

@@ -1,0 +1,159 @@
+// model.recompute: layers that keep their activations (none, the default without reversible
+// layers) train bit for bit as layers that run their forward again in the backward (layers), with
+// LSH, local and dense attention, dropout, chunked feed-forward, one residual stream and
+// Transformer-XL's memory; the backward then runs no attention forward or activation again; the
+// FLOP count (trainer/flop_count.cpp) matches the GEMMs each mode runs; and the config rule.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "kernels/launch_recorder.h"
+#include "tests/model_fixture.h"
+#include "trainer/flop_count.h"
+#include "trainer/model.h"
+
+namespace rf {
+namespace {
+
+using test::cpu;
+using test::random_batch;
+
+// A model, and the memory its layers see (Transformer-XL's, 0: none).
+struct Model {
+  std::vector<std::string> overrides;
+  int64_t memory_len = 0;
+};
+
+const std::vector<Model> kModels = {
+    {{"model.ff_chunk=5"}},  // [lsh, local], dropout on
+    {{"model.attention=[dense]", "model.dropout=0", "model.attention_dropout=0"}},
+    {{"model.residual=single", "model.attention=[local, dense]", "model.position=relative"}},
+    {{"model.attention=[local, dense]", "model.position=relative", "train.seq_len=16",
+      "lsh.local_chunk=8"},
+     16},
+    {{"model.residual=single", "model.attention=[dense]", "model.position=relative",
+      "train.seq_len=16", "model.dropout=0"},
+     16},
+};
+
+Config with(std::vector<std::string> overrides, const std::string& recompute) {
+  overrides.push_back("model.reversible=false");
+  overrides.push_back("model.recompute=" + recompute);
+  return test::tiny_config(overrides);
+}
+
+// The gradients of two micro-batches accumulated (the second reuses the kept buffers; with a
+// memory, the second segment sees the first one's).
+std::vector<float> gradients_of(const Model& model, const std::string& recompute, Executor& ex) {
+  const Config cfg = with(model.overrides, recompute);
+  ReformerModel m(cfg, ex);
+  test::randomize_params(m, 17);
+  SegmentMemory memory(model.memory_len);
+  for (uint32_t micro = 1; micro <= 2; ++micro)
+    m.forward_backward(random_batch(cfg, 2, micro), test::step_context(2, cfg.train.seq_len, micro),
+                       0.01f, {}, model.memory_len > 0 ? &memory : nullptr);
+  if (model.memory_len > 0) {
+    EXPECT_EQ(memory.len, model.memory_len);
+  }
+  std::vector<float> g(m.params().size());
+  ex.download(g.data(), m.params().grads(), g.size() * sizeof(float));
+  return g;
+}
+
+TEST(Recompute, KeptActivationsTrainBitForBitAsRecomputedLayers) {
+  for (const Model& model : kModels) {
+    const auto kept = gradients_of(model, "none", cpu());
+    const auto recomputed = gradients_of(model, "layers", cpu());
+    ASSERT_EQ(kept.size(), recomputed.size());
+    EXPECT_EQ(std::memcmp(kept.data(), recomputed.data(), kept.size() * sizeof(float)), 0)
+        << test::describe_overrides(model.overrides) << "max difference "
+        << test::max_abs_diff(kept, recomputed);
+    EXPECT_GT(test::relative_difference(kept, std::vector<float>(kept.size(), 0.0f)), 0.5);
+  }
+}
+
+// With bf16 products the kept operands are the bf16 ones the forward wrote.
+TEST(Recompute, KeptBf16OperandsTrainBitForBitAsRecomputedLayers) {
+  std::string skip_reason;
+  const std::unique_ptr<Executor> bf16 = test::bf16_cpu_or_skip_reason(&skip_reason);
+  if (!bf16) GTEST_SKIP() << skip_reason;
+  for (const Model& model : {kModels[0], kModels[3]}) {
+    const auto kept = gradients_of(model, "none", *bf16);
+    const auto recomputed = gradients_of(model, "layers", *bf16);
+    EXPECT_EQ(std::memcmp(kept.data(), recomputed.data(), kept.size() * sizeof(float)), 0)
+        << test::describe_overrides(model.overrides);
+  }
+}
+
+// Launches by name, and the FLOPs of all GEMM launches, of one training micro-step.
+struct StepLaunches {
+  std::map<std::string, int64_t> count;
+  double gemm_flop = 0;
+};
+
+StepLaunches launches_of(const Config& cfg) {
+  LaunchRecorder ex(make_cpu_executor(1));
+  ReformerModel m(cfg, ex);
+  const TokenBatch batch = random_batch(cfg, 2, 1);
+  const StepContext step = test::step_context(2, cfg.train.seq_len, 1);
+  m.forward_backward(batch, step, 0.01f);  // (the first allocates)
+  ex.set_launch_timing(true);
+  m.forward_backward(batch, step, 0.01f);
+  ex.set_launch_timing(false);
+  StepLaunches s;
+  for (const auto& [name, time] : ex.launch_times()) {
+    s.count[name] = time.launches;
+    if (name.rfind("gemm ", 0) == 0) s.gemm_flop += time.flop;
+  }
+  return s;
+}
+
+TEST(Recompute, TheBackwardRunsNoAttentionForwardOrActivationAgain) {
+  const std::vector<std::string> model = {"model.ff_chunk=5", "model.dropout=0"};
+  const Config kept = with(model, "none"), recomputed = with(model, "layers");
+  const int64_t layers = kept.model.n_layers, ff_chunks = (2 * 32 + 4) / 5;
+  StepLaunches a = launches_of(kept), b = launches_of(recomputed);
+  EXPECT_EQ(a.count["attention forward"], layers);
+  EXPECT_EQ(b.count["attention forward"], 2 * layers);
+  EXPECT_EQ(a.count["BiasActivationForward"], layers * ff_chunks);
+  EXPECT_EQ(b.count["BiasActivationForward"], 2 * layers * ff_chunks);
+  EXPECT_EQ(a.count["CombineRounds"], layers);  // (the backward reads the kept output)
+  EXPECT_EQ(b.count["CombineRounds"], 2 * layers);
+  // The backward passes themselves are the same.
+  EXPECT_EQ(a.count["attention gradients"], b.count["attention gradients"]);
+  EXPECT_EQ(a.count["ActivationBackward"], b.count["ActivationBackward"]);
+}
+
+// The FLOP count is the GEMMs' (what the executor multiplied) plus the fused attention's products,
+// for reversible layers, stored layers that recompute, and kept activations.
+TEST(FlopCount, CountsTheGemmsEachRecomputeModeRuns) {
+  const std::vector<std::string> model = {"model.ff_chunk=5", "model.dropout=0",
+                                          "model.attention_dropout=0"};
+  std::vector<double> totals;
+  for (const Config& cfg : {test::tiny_config(model), with(model, "layers"), with(model, "none")}) {
+    const StepFlops counted = training_step_flops(cfg, 2, cfg.train.seq_len);
+    const double run = launches_of(cfg).gemm_flop;
+    EXPECT_NEAR(counted.total() - counted.attention, run, 1e-9 * run)
+        << "reversible " << cfg.model.reversible << ", recomputes " << cfg.recomputes_layers();
+    totals.push_back(counted.total());
+  }
+  EXPECT_GT(totals[0], totals[1]);
+  EXPECT_GT(totals[1], totals[2]);
+}
+
+TEST(Recompute, ConfigRefusesKeptActivationsWithReversibleLayers) {
+  try {
+    test::tiny_config({"model.recompute=none"});
+    FAIL() << "accepted model.recompute=none with reversible layers";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.recompute = none needs model.reversible: false"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_TRUE(test::tiny_config({"model.recompute=layers"}).recomputes_layers());
+  EXPECT_TRUE(test::tiny_config().recomputes_layers());
+  EXPECT_FALSE(test::tiny_config({"model.reversible=false"}).recomputes_layers());
+}
+
+}  // namespace
+}  // namespace rf
