@@ -9,8 +9,11 @@ import time
 import torch
 
 
-def parse_arguments(description):
+def parse_arguments(description, add_arguments=None):
+    """The common options, and those add_arguments(parser) adds."""
     parser = argparse.ArgumentParser(description=description)
+    if add_arguments:
+        add_arguments(parser)
     parser.add_argument("--seq-len", type=int, default=4096)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
