@@ -156,8 +156,8 @@ std::vector<KeySpec> build_schema() {
                "layers: the backward runs each layer's forward again (reversible layers always "
                "do; with model.reversible: false from the stored inputs); none: the forward keeps "
                "the feed-forward activations and the attention outputs and statistics for the "
-               "backward (about a fifth less arithmetic, more memory; needs model.reversible: "
-               "false); auto: layers when reversible, none otherwise"),
+               "backward (a fifth less arithmetic than reversible layers, for more memory; needs "
+               "model.reversible: false); auto: layers when reversible, none otherwise"),
       // lsh
       int_key("lsh", "bucket_size", "64", 1, k2Pow24, "chunk length of LSH attention"),
       int_list_key("lsh", "n_buckets", KeyType::kIntOrIntListOrAuto, "auto", {1, 3}, {1, k2Pow24},
