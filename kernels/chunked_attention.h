@@ -52,7 +52,10 @@ struct ChunkedAttentionArgs {
   int64_t scratch_budget_bytes = int64_t{256} << 20;
   // The forward's per-slot outputs and statistics of every segment, kept between the passes
   // (chunked_attention_kept_floats() floats; null: scratch per group). The forward writes them
-  // here, and a backward given them reads them instead of running the forward pass again.
+  // here, and a backward given them reads them instead of running the forward pass again. That
+  // backward writes over them (each slot's output becomes its output gradient): they serve one
+  // backward, of the forward that wrote them. (With a memory the memory's slots, keys only, are
+  // held but never written.)
   float* kept_slots = nullptr;
 };
 

@@ -282,7 +282,7 @@ TEST(MemoryTraining, AResumedRunEndsBitForBitWhereAnUninterruptedOneEnds) {
           << e.what();
     }
   }
-  // The same with one residual stream (Transformer-XL's block, inputs stored).
+  // The same with one residual stream (Transformer-XL's block, stored layers).
   const std::vector<std::string>& single = test::kSingleStream;
   const std::string single_straight_dir = test::fresh_dir("single_straight"),
                     single_resumed_dir = test::fresh_dir("single_resumed");

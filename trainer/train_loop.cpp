@@ -76,9 +76,12 @@ std::string rank_map(Run& run) {
   return s.str();
 }
 
-const char* layer_kind(const ModelConfig& m) {
-  if (m.residual == ResidualMode::kSingle) return "pre-norm layers over one stream";
-  return m.reversible ? "reversible layers" : "two-stream layers (inputs stored)";
+std::string layer_kind(const Config& c) {
+  if (c.model.reversible) return "reversible layers";
+  const std::string kept = c.recomputes_layers() ? "inputs stored, recomputed" : "activations kept";
+  if (c.model.residual == ResidualMode::kSingle)
+    return "pre-norm layers over one stream (" + kept + ")";
+  return "two-stream layers (" + kept + ")";
 }
 
 void print_header(Run& run, const std::string& resumed_from, const std::string& ranks) {
@@ -87,9 +90,9 @@ void print_header(Run& run, const std::string& resumed_from, const std::string& 
   for (int64_t i = 0; i < c.model.n_layers; ++i)
     layers << (i ? "," : "") << attention_name(c.attention_of_layer(i));
   std::cout << "reformer train: " << run.model->params().size() << " parameters, "
-            << c.model.n_layers << " " << layer_kind(c.model) << " [" << layers.str()
-            << "], d_model " << c.model.d_model << ", " << c.model.n_heads << " heads x "
-            << c.model.d_head << ", d_ff " << c.model.d_ff << "\n"
+            << c.model.n_layers << " " << layer_kind(c) << " [" << layers.str() << "], d_model "
+            << c.model.d_model << ", " << c.model.n_heads << " heads x " << c.model.d_head
+            << ", d_ff " << c.model.d_ff << "\n"
             << "  executor: " << run.ex->describe() << "\n"
             << "  ranks: " << run.host().size() << " (" << ranks << ")\n"
             << "  data: " << run.data.train->describe() << "\n"
@@ -356,7 +359,8 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
     run.ex = make_rank_executor(cfg.runtime, run.host().local_rank(), run.host().local_size());
     run.model = std::make_unique<ReformerModel>(cfg, *run.ex);
     run.optimizer = std::make_unique<AdamW>(*run.ex, run.model->params(), cfg.train);
-    if (cfg.runtime.step_graphs) run.graphs = std::make_unique<StepGraphs>(*run.ex, any_rank_of(run.host()));
+    if (cfg.runtime.step_graphs)
+      run.graphs = std::make_unique<StepGraphs>(*run.ex, any_rank_of(run.host()));
   });
   run.state.seed = cfg.train.seed;
   const ResumeRequest resume = parse_resume(options.resume);
