@@ -72,17 +72,27 @@ TEST(Recompute, KeptActivationsTrainBitForBitAsRecomputedLayers) {
   }
 }
 
-// With bf16 products the kept operands are the bf16 ones the forward wrote.
+// With bf16 products: kept bf16 operands (written by the forward's kernels), or kept fp32 ones
+// that each product rounds (set_bf16_operands(false), where the activation's gradient overwrites
+// the kept activation): bit for bit as recomputing, and the same bits either way.
 TEST(Recompute, KeptBf16OperandsTrainBitForBitAsRecomputedLayers) {
   std::string skip_reason;
   const std::unique_ptr<Executor> bf16 = test::bf16_cpu_or_skip_reason(&skip_reason);
   if (!bf16) GTEST_SKIP() << skip_reason;
   for (const Model& model : {kModels[0], kModels[3]}) {
-    const auto kept = gradients_of(model, "none", *bf16);
-    const auto recomputed = gradients_of(model, "layers", *bf16);
-    EXPECT_EQ(std::memcmp(kept.data(), recomputed.data(), kept.size() * sizeof(float)), 0)
+    std::vector<std::vector<float>> kept_by_operands;
+    for (const bool bf16_operands : {true, false}) {
+      bf16->set_bf16_operands(bf16_operands);
+      const auto kept = gradients_of(model, "none", *bf16);
+      const auto recomputed = gradients_of(model, "layers", *bf16);
+      EXPECT_EQ(std::memcmp(kept.data(), recomputed.data(), kept.size() * sizeof(float)), 0)
+          << test::describe_overrides(model.overrides) << "bf16 operands " << bf16_operands;
+      kept_by_operands.push_back(kept);
+    }
+    EXPECT_EQ(kept_by_operands[0], kept_by_operands[1])
         << test::describe_overrides(model.overrides);
   }
+  bf16->set_bf16_operands(true);
 }
 
 // Launches by name, and the FLOPs of all GEMM launches, of one training micro-step.

@@ -83,8 +83,8 @@ FeedForwardLayer::ChunkBuffers FeedForwardLayer::kept_buffers(FeedForwardKept& k
 void FeedForwardLayer::forward_add(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
                                    float* residual, float sign, FeedForwardKept* keep) const {
   const int64_t total = step.rows(), chunk = chunking_.rows(total);
-  if (keep && keep->rows != total) {
-    const bool bf16 = kit.ex.gemm_takes_bf16_operands();
+  const bool bf16 = kit.ex.gemm_takes_bf16_operands();
+  if (keep && (keep->rows != total || keep->bf16 != bf16)) {
     const auto n = [&](int64_t width) { return static_cast<size_t>(total * width); };
     keep->z = bf16 ? DeviceBuffer<float>() : DeviceBuffer<float>(kit.ex, n(d_model_));
     keep->z16 = bf16 ? DeviceBuffer<uint16_t>(kit.ex, n(d_model_)) : DeviceBuffer<uint16_t>();
@@ -92,6 +92,7 @@ void FeedForwardLayer::forward_add(Kit& kit, ParamStore& p, const StepContext& s
     keep->a16 = bf16 ? DeviceBuffer<uint16_t>(kit.ex, n(d_ff_)) : DeviceBuffer<uint16_t>();
     keep->derivative = DeviceBuffer<float>(kit.ex, n(d_ff_));
     keep->rows = total;
+    keep->bf16 = bf16;
   }
   const ChunkBuffers scratch = keep ? ChunkBuffers{} : scratch_buffers(kit, chunk);
   float* t = kit.ws.floats("ff.t", chunk * d_model_);
@@ -122,7 +123,8 @@ void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step
                                 const float* dout, float* dx, float* reconstruct,
                                 FeedForwardKept* kept) const {
   const int64_t total = step.rows(), chunk = chunking_.rows(total), D = d_model_, F = d_ff_;
-  RF_CHECK(!kept || (kept->rows == total && !reconstruct),
+  RF_CHECK(!kept || (kept->rows == total && kept->bf16 == kit.ex.gemm_takes_bf16_operands() &&
+                     !reconstruct),
            "the feed-forward's kept activations are not this step's");
   const ChunkBuffers scratch = kept ? ChunkBuffers{} : scratch_buffers(kit, chunk);
   float* t = kit.ws.floats("ff.t", chunk * D);

@@ -18,7 +18,8 @@ namespace rf {
 struct FeedForwardKept {
   DeviceBuffer<float> z, a, derivative;
   DeviceBuffer<uint16_t> z16, a16;
-  int64_t rows = 0;  // rows held (0: nothing kept yet)
+  int64_t rows = 0;   // rows held (0: nothing kept yet)
+  bool bf16 = false;  // whether z and a are the bf16 operands
 };
 
 class FeedForwardLayer {
