@@ -46,18 +46,39 @@ int64_t AttentionLayer::bucket_count(int64_t batch, int64_t seq_len) const {
   return kind_ == AttentionKind::kLsh ? batch * n_heads_ * n_hashes_ * seq_len : 0;
 }
 
-int64_t AttentionLayer::kept_floats(const StepContext& step, int64_t memory_len) const {
+AttentionLayer::KeptLayout AttentionLayer::kept_layout(const StepContext& step,
+                                                       int64_t memory_len) const {
   ChunkedAttentionArgs a;
   a.batch = step.batch;
   a.heads = n_heads_;
   a.n_rounds = kind_ == AttentionKind::kLsh ? n_hashes_ : 1;
   a.seq_len = step.seq_len + memory_len;
   a.d = d_head_;
-  return chunked_attention_kept_floats(a) + step.rows() * n_heads_ * d_head_;
+  const int64_t hd = n_heads_ * d_head_, rows = step.rows();
+  const int64_t key_rows = rows + step.batch * memory_len;
+  KeptLayout L;
+  L.heads = chunked_attention_kept_floats(a);
+  L.q = L.heads + rows * hd;
+  L.k = L.q + rows * hd;
+  L.v = L.k + (kind_ == AttentionKind::kLsh ? 0 : key_rows * hd);
+  L.total = L.v + key_rows * hd;
+  return L;
 }
 
-float* AttentionLayer::kept_heads(const ChunkedAttentionArgs& a) const {
-  return a.kept_slots + chunked_attention_kept_floats(a);
+int64_t AttentionLayer::kept_floats(const StepContext& step, int64_t memory_len) const {
+  return kept_layout(step, memory_len).total;
+}
+
+AttentionLayer::Projections AttentionLayer::kept_projections(float* kept_slots,
+                                                             const StepContext& step,
+                                                             int64_t memory_len) const {
+  Projections pr{};
+  if (!kept_slots) return pr;
+  const KeptLayout L = kept_layout(step, memory_len);
+  pr.q = kept_slots + L.q;
+  pr.k = kind_ == AttentionKind::kLsh ? nullptr : kept_slots + L.k;
+  pr.v = kept_slots + L.v;
+  return pr;
 }
 
 ChunkedAttentionArgs AttentionLayer::attention_args(Kit& kit, const StepContext& step,
@@ -123,12 +144,16 @@ void AttentionLayer::hash(Kit& kit, const StepContext& step, const float* qk,
 }
 
 AttentionLayer::Projections AttentionLayer::project(Kit& kit, ParamStore& p, int64_t query_rows,
-                                                    MatrixView x) const {
+                                                    MatrixView x, const Projections* into) const {
   const int64_t hd = n_heads_ * d_head_, rows = x.rows;
   Projections pr;
-  pr.q = kit.ws.floats("layer.q", query_rows * hd);
-  pr.k = kind_ == AttentionKind::kLsh ? nullptr : kit.ws.floats("layer.k", rows * hd);
-  pr.v = kit.ws.floats("layer.v", rows * hd);
+  if (into) {
+    pr = *into;
+  } else {
+    pr.q = kit.ws.floats("layer.q", query_rows * hd);
+    pr.k = kind_ == AttentionKind::kLsh ? nullptr : kit.ws.floats("layer.k", rows * hd);
+    pr.v = kit.ws.floats("layer.v", rows * hd);
+  }
   RF_CHECK(x.rows >= query_rows && x.cols == d_model_, "attention input [", x.rows, ", ", x.cols,
            "], expected [", query_rows, "+, ", d_model_, "]");
   const GemmOperandReuse reuse(kit.ex);  // (x is read by every projection: rounded once at bf16)
@@ -144,14 +169,16 @@ void AttentionLayer::forward(Kit& kit, ParamStore& p, const StepContext& step, M
                              int64_t memory_len, float* kept_slots) const {
   const int64_t rows = step.rows(), hd = n_heads_ * d_head_;
   RF_CHECK(xn.rows == rows + step.batch * memory_len);
-  Projections pr = project(kit, p, rows, xn);
+  const Projections kept = kept_projections(kept_slots, step, memory_len);
+  Projections pr = project(kit, p, rows, xn, kept_slots ? &kept : nullptr);
   if (relative_)
     pr.relative =
         relative_->forward(kit, p, step, pr.q, relative_distances(step.seq_len + memory_len));
   if (kind_ == AttentionKind::kLsh && !reuse_buckets) hash(kit, step, pr.q, buckets);
   ChunkedAttentionArgs args = attention_args(kit, step, pr, buckets, memory_len);
   args.kept_slots = kept_slots;
-  float* heads = kept_slots ? kept_heads(args) : kit.ws.floats("layer.heads", rows * hd);
+  float* heads = kept_slots ? kept_slots + kept_layout(step, memory_len).heads
+                            : kit.ws.floats("layer.heads", rows * hd);
   chunked_attention_forward(kit.ex, kit.ws, args, heads, hd);
   linear_forward(kit.ex, matrix(heads, rows, hd), p.weight(w_o_), matrix(out, rows, d_model_),
                  write);
@@ -166,7 +193,9 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
   // xn, dout, heads and the weights are read by two or more products each (rounded once at
   // bf16); the attention pass writes only memory no product has read before it.
   const GemmOperandReuse reuse(kit.ex);
-  Projections pr = project(kit, p, rows, xn);
+  // The projections: kept by the forward, or computed again.
+  Projections pr =
+      kept_slots ? kept_projections(kept_slots, step, memory_len) : project(kit, p, rows, xn);
   if (relative_)
     pr.relative =
         relative_->forward(kit, p, step, pr.q, relative_distances(step.seq_len + memory_len));
@@ -183,7 +212,8 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
   ChunkedAttentionArgs args = attention_args(kit, step, pr, buckets, memory_len);
   args.kept_slots = kept_slots;
   // The attention's output: kept by the forward, or recomputed on the way.
-  float* heads = kept_slots ? kept_heads(args) : kit.ws.floats("layer.heads", rows * hd);
+  float* heads = kept_slots ? kept_slots + kept_layout(step, memory_len).heads
+                            : kit.ws.floats("layer.heads", rows * hd);
   chunked_attention_backward(kit.ex, kit.ws, args, dheads, hd, g, kept_slots ? nullptr : heads, hd);
   if (relative_)  // g.dq holds dL/d(q + u): the relative term adds its part and its gradients
     relative_->backward(kit, p, step, g.dq, g.rel_grads, pr.relative.distances);

@@ -46,14 +46,14 @@ class AttentionLayer {
   // output gradient dout. LSH uses the bucket ids the forward pass stored: re-hashing the
   // reconstructed input could flip buckets. When `out` is not null the recomputed forward output
   // is written to it as `write` says (the reversible rebuild takes it away from the residual
-  // stream). With kept_slots from this micro-batch's forward, the attention pass and the rounds'
-  // combination are not run again (the projections are: the backward writes their gradients
-  // over them).
+  // stream). With kept_slots from this micro-batch's forward, the projections, the attention
+  // pass and the rounds' combination are not run again (the backward writes the projections'
+  // gradients over them).
   void backward(Kit& kit, ParamStore& p, const StepContext& step, MatrixView xn, const float* dout,
                 float* dxn, const int32_t* buckets, float* out, Write write, int64_t memory_len = 0,
                 float* kept_slots = nullptr) const;
-  // Floats of the kept_slots of a micro-batch: the attention's per-slot state, then its output
-  // (the heads, [rows, heads * d_head]).
+  // Floats of the kept_slots of a micro-batch: the attention's per-slot state, its output and the
+  // projections (KeptLayout).
   int64_t kept_floats(const StepContext& step, int64_t memory_len = 0) const;
 
   // Cached generation and evaluation. prepare_cache() sizes this layer's `layer` of a cache of
@@ -69,8 +69,6 @@ class AttentionLayer {
                       GenerationCache::Layer& layer, float* out) const;
 
  private:
-  // The attention output's part of kept slots (see kept_floats()).
-  float* kept_heads(const ChunkedAttentionArgs& a) const;
   // q (the shared qk for LSH) [query_rows, heads * d_head] of xn's first query_rows rows, and k
   // (null for LSH) and v [xn.rows, heads * d_head] of all its rows, in the workspace.
   struct Projections {
@@ -79,7 +77,18 @@ class AttentionLayer {
     float* v;
     RelativePositionTerm::Prepared relative;  // with relative positions: the attention's queries
   };
-  Projections project(Kit& kit, ParamStore& p, int64_t query_rows, MatrixView xn) const;
+  // (Into the buffers `into` names, when given.)
+  Projections project(Kit& kit, ParamStore& p, int64_t query_rows, MatrixView xn,
+                      const Projections* into = nullptr) const;
+  // Where kept_slots holds what the forward keeps: the attention's per-slot state (from 0), then
+  // its output (heads), the queries, the keys (not for LSH) and the values, in floats.
+  struct KeptLayout {
+    int64_t heads = 0, q = 0, k = 0, v = 0, total = 0;
+  };
+  KeptLayout kept_layout(const StepContext& step, int64_t memory_len) const;
+  // The kept projections (none without kept_slots).
+  Projections kept_projections(float* kept_slots, const StepContext& step,
+                               int64_t memory_len) const;
   // LSH: buckets [step.batch, heads, n_hashes, step.seq_len] of the shared queries qk
   // [step.rows(), heads * d_head], with the step's rotations.
   void hash(Kit& kit, const StepContext& step, const float* qk, int32_t* buckets) const;

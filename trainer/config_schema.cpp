@@ -155,8 +155,9 @@ std::vector<KeySpec> build_schema() {
       enum_key("model", "recompute", "auto", {"auto", "layers", "none"},  // RecomputeMode
                "layers: the backward runs each layer's forward again (reversible layers always "
                "do; with model.reversible: false from the stored inputs); none: the forward keeps "
-               "the feed-forward activations and the attention outputs and statistics for the "
-               "backward (a fifth less arithmetic than reversible layers, for more memory; needs "
+               "the feed-forward activations and the attention's projections, outputs and "
+               "statistics for the backward (a quarter less arithmetic than reversible layers, "
+               "for more memory; needs "
                "model.reversible: false); auto: layers when reversible, none otherwise"),
       // lsh
       int_key("lsh", "bucket_size", "64", 1, k2Pow24, "chunk length of LSH attention"),

@@ -34,9 +34,8 @@ StepFlops training_step_flops(const Config& cfg, int64_t batch, int64_t seq_len)
     const double forward = input_projections + T * 2 * HD * D  // output projection
                            + attention + T * 4 * D * F;        // feed-forward
     // What the backward runs again: everything (reversible), all but the products that only
-    // rebuild the inputs (stored inputs), or the input projections only (kept activations: the
-    // attention's backward writes its gradients over them).
-    double recomputed = input_projections;
+    // rebuild the inputs (stored inputs), or nothing (kept activations).
+    double recomputed = 0;
     if (cfg.model.reversible)
       recomputed = forward;
     else if (cfg.recomputes_layers())

@@ -5,8 +5,9 @@
 // so activation memory does not grow with depth. With model.reversible = false the stack instead
 // stores every layer's inputs (the classical memory cost), which tests compare against, and
 // (model.recompute: none, its default) what the backward reads of each layer's activations: the
-// feed-forward's normalised input, activation and derivative, the attention's per-slot outputs
-// and statistics, so the backward does not run the layers' forward again.
+// feed-forward's normalised input, activation and derivative, the attention's projections,
+// output and per-slot outputs and statistics, so the backward does not run the layers' forward
+// again.
 // With model.residual = single (stored inputs only) the layers are the classic pre-norm block
 // over one stream h: h += dropout(F(h)), then h += G(h) (Transformer-XL's); x1 and x2 are then
 // the same stream (the same pointer), and so are dx1 and dx2.
