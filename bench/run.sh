@@ -100,6 +100,18 @@ if [[ "$suite" == gpu ]]; then
     step gpu 5 "train.seq_len=$L" "$(axial $L)" runtime.device=cuda runtime.precision=bf16 \
       model.ff_chunk=0 model.head_chunk=0
   done
+  for L in 4096 16384 65536; do  # stored layers that keep their activations (model.recompute:
+    # none: a quarter fewer FLOPs than reversible layers, about 0.75 GiB per layer at 64K), beside
+    # reformer-pytorch's irreversible blocks
+    for precision in fp32 bf16; do
+      step gpu 5 "train.seq_len=$L" "$(axial $L)" runtime.device=cuda "runtime.precision=$precision" \
+        model.reversible=false
+      if "$py" -c "import reformer_pytorch" 2>/dev/null; then
+        "$py" "$root/bench/reference_pytorch.py" --device cuda --seq-len "$L" --steps 5 \
+          --precision "$precision" --stored-activations | tee -a "$out/gpu.jsonl"
+      fi
+    done
+  done
   for L in 4096 16384; do  # the whole step from CUDA graphs (runtime.step_graphs), fp32 and bf16
     for precision in fp32 bf16; do
       step gpu 5 "train.seq_len=$L" "$(axial $L)" runtime.device=cuda "runtime.precision=$precision" \

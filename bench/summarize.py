@@ -165,8 +165,12 @@ def gpu():
         executor = r.get("executor", "")
         precision = executor.split("cuBLAS ")[-1] if "cuBLAS " in executor else r.get("precision", "fp32")
         def baseline(name):
+            # (reformer-pytorch's reversible blocks beside ours, its irreversible ones beside
+            # stored layers)
             found = [x for x in rows if x.get("implementation") == name and x["seq_len"] == r["seq_len"]
-                     and x.get("precision", "fp32") == precision and r["layers"] == 6]
+                     and x.get("precision", "fp32") == precision and r["layers"] == 6
+                     and (name != "reformer-pytorch"
+                          or x.get("reversible", 1) == r.get("reversible", 1))]
             return found[0]["tokens_per_s"] if found else None
         ref, dense = baseline("reformer-pytorch"), baseline("dense-sdpa")
         peak = device_peak(r["executor"], precision)
@@ -177,6 +181,8 @@ def gpu():
             model += ", unchunked"
         if r.get("step_graphs"):
             model += ", step graphs"
+        if not r.get("reversible", 1):
+            model += ", activations kept" if not r.get("recomputes_layers", 1) else ", inputs stored"
         cells = [str(r["seq_len"]), model, precision, f"{r['tokens_per_s']:.0f}"]
         for b in (ref, dense):
             cells += [f"{b:.0f}", f"{r['tokens_per_s'] / b:.2f}x"] if b else ["-", "-"]
