@@ -151,6 +151,24 @@ TEST(FlopCount, CountsTheGemmsEachRecomputeModeRuns) {
   EXPECT_GT(totals[1], totals[2]);
 }
 
+// Kept activations are sized before the forward runs: when they do not fit, the error says so
+// and what keeps less (here half a terabyte of feed-forward activations).
+TEST(Recompute, KeptActivationsThatDoNotFitSayWhatKeepsLess) {
+  const Config cfg =
+      test::tiny_config({"model.reversible=false", "model.d_ff=1048576", "model.attention=[dense]",
+                         "model.position=none", "train.seq_len=4096", "model.dropout=0"});
+  ReformerModel m(cfg, cpu());
+  try {
+    m.forward_backward(random_batch(cfg, 32, 1), test::step_context(32, 4096, 1), 0.01f);
+    FAIL() << "kept half a terabyte of activations";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("out of host memory"), std::string::npos) << message;
+    EXPECT_NE(message.find("model.recompute: layers keeps only their inputs"), std::string::npos)
+        << message;
+  }
+}
+
 TEST(Recompute, ConfigRefusesKeptActivationsWithReversibleLayers) {
   try {
     test::tiny_config({"model.recompute=none"});

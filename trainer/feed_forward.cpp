@@ -80,20 +80,27 @@ FeedForwardLayer::ChunkBuffers FeedForwardLayer::kept_buffers(FeedForwardKept& k
   return b;
 }
 
+void FeedForwardLayer::size_kept(Kit& kit, int64_t rows, FeedForwardKept& keep) const {
+  const bool bf16 = kit.ex.gemm_takes_bf16_operands();
+  if (keep.rows == rows && keep.bf16 == bf16) return;
+  keep = FeedForwardKept();  // (the old buffers go first)
+  const auto n = [&](int64_t width) { return static_cast<size_t>(rows * width); };
+  if (bf16) {
+    keep.z16 = DeviceBuffer<uint16_t>(kit.ex, n(d_model_));
+    keep.a16 = DeviceBuffer<uint16_t>(kit.ex, n(d_ff_));
+  } else {
+    keep.z = DeviceBuffer<float>(kit.ex, n(d_model_));
+    keep.a = DeviceBuffer<float>(kit.ex, n(d_ff_));
+  }
+  keep.derivative = DeviceBuffer<float>(kit.ex, n(d_ff_));
+  keep.rows = rows;
+  keep.bf16 = bf16;
+}
+
 void FeedForwardLayer::forward_add(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
                                    float* residual, float sign, FeedForwardKept* keep) const {
   const int64_t total = step.rows(), chunk = chunking_.rows(total);
-  const bool bf16 = kit.ex.gemm_takes_bf16_operands();
-  if (keep && (keep->rows != total || keep->bf16 != bf16)) {
-    const auto n = [&](int64_t width) { return static_cast<size_t>(total * width); };
-    keep->z = bf16 ? DeviceBuffer<float>() : DeviceBuffer<float>(kit.ex, n(d_model_));
-    keep->z16 = bf16 ? DeviceBuffer<uint16_t>(kit.ex, n(d_model_)) : DeviceBuffer<uint16_t>();
-    keep->a = bf16 ? DeviceBuffer<float>() : DeviceBuffer<float>(kit.ex, n(d_ff_));
-    keep->a16 = bf16 ? DeviceBuffer<uint16_t>(kit.ex, n(d_ff_)) : DeviceBuffer<uint16_t>();
-    keep->derivative = DeviceBuffer<float>(kit.ex, n(d_ff_));
-    keep->rows = total;
-    keep->bf16 = bf16;
-  }
+  if (keep) size_kept(kit, total, *keep);
   const ChunkBuffers scratch = keep ? ChunkBuffers{} : scratch_buffers(kit, chunk);
   float* t = kit.ws.floats("ff.t", chunk * d_model_);
   for (int64_t row0 = 0; row0 < total; row0 += chunk) {

@@ -26,8 +26,10 @@ class FeedForwardLayer {
  public:
   FeedForwardLayer(ParamStore& store, const Config& cfg, int layer, const std::string& prefix);
 
+  // Sizes `keep` for `rows` rows in the executor's operand type (nothing when it fits).
+  void size_kept(Kit& kit, int64_t rows, FeedForwardKept& keep) const;
   // residual += sign * G(x); x, residual: [rows, d_model]. sign -1 undoes the forward's add.
-  // With `keep`, what the backward reads is kept there (its buffers sized to the rows).
+  // With `keep`, what the backward reads is kept there (sized by size_kept() when it is not).
   void forward_add(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
                    float* residual, float sign, FeedForwardKept* keep = nullptr) const;
   // dx += dL/dx and parameter gradients += for the output gradient dout. When `reconstruct` is

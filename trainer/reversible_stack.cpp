@@ -54,13 +54,26 @@ ResidualAddArgs ReversibleStack::attention_residual(float* x1, const float* out,
   return a;
 }
 
-float* ReversibleStack::kept_attention_for_forward(Kit& kit, int64_t l, const StepContext& step,
+void ReversibleStack::size_kept_activations(Kit& kit, const StepContext& step, int64_t memory_len) {
+  try {
+    for (Layer& layer : layers_) {
+      const size_t n = static_cast<size_t>(layer.attention->kept_floats(step, memory_len));
+      if (layer.kept_attention.size() != n) {
+        layer.kept_attention = DeviceBuffer<float>();  // (the old buffer goes first)
+        layer.kept_attention = DeviceBuffer<float>(kit.ex, n);
+      }
+      layer.feed_forward->size_kept(kit, step.rows(), layer.kept_feed_forward);
+    }
+  } catch (const Error& e) {
+    fail(e.what(), " (while allocating the activations that layers with model.reversible: false ",
+         "keep for the backward: model.recompute: layers keeps only their inputs, and reversible ",
+         "layers keep neither)");
+  }
+}
+
+float* ReversibleStack::kept_attention_for_forward(int64_t l, const StepContext& step,
                                                    int64_t memory_len) {
-  if (!keep_) return nullptr;
-  const size_t n = static_cast<size_t>(layers_[l].attention->kept_floats(step, memory_len));
-  DeviceBuffer<float>& kept = layers_[l].kept_attention;
-  if (kept.size() != n) kept = DeviceBuffer<float>(kit.ex, n);
-  return kept.data();
+  return kept_attention_for_backward(l, step, memory_len);  // (sized by size_kept_activations)
 }
 
 float* ReversibleStack::kept_attention_for_backward(int64_t l, const StepContext& step,
@@ -95,6 +108,8 @@ void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, 
     memory->layers.resize(layers_.size());
     if (for_backward) memory->next.resize(layers_.size());
   }
+  // (All at once before any work: running out of memory there says what keeps less.)
+  if (for_backward && keep_) size_kept_activations(kit, step, memory ? memory->len : 0);
   for (int64_t i = 0; i < n_layers(); ++i) {
     Layer& layer = layers_[i];
     if (for_backward && !reversible_) {
@@ -111,7 +126,7 @@ void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, 
     } else {
       layer.attention_norm.forward(kit, p, x2, xn, rows);
       int32_t* buckets = buckets_for(kit, i, step, for_backward);
-      float* kept = for_backward ? kept_attention_for_forward(kit, i, step, 0) : nullptr;
+      float* kept = for_backward ? kept_attention_for_forward(i, step, 0) : nullptr;
       const DropoutMask mask = attention_output_mask(step, i);
       if (mask.active()) {  // through a buffer, for the dropout
         float* out = kit.ws.floats("stack.out", rows * D);
@@ -212,7 +227,7 @@ void ReversibleStack::attention_forward_with_memory(Kit& kit, ParamStore& p,
   const StepContext context = memory_context(step, memory);
   const MatrixView keys_xn = xn.view(B * (S + M), D);
   const DropoutMask mask = attention_output_mask(step, i);
-  float* kept_slots = for_backward ? kept_attention_for_forward(kit, i, step, M) : nullptr;
+  float* kept_slots = for_backward ? kept_attention_for_forward(i, step, M) : nullptr;
   if (mask.active()) {  // through a buffer, for the dropout
     float* out = kit.ws.floats("stack.out", B * S * D);
     layer.attention->forward(kit, p, context, keys_xn, out, Write::kOverwrite, nullptr, false, M,

@@ -85,10 +85,12 @@ class ReversibleStack {
     DeviceBuffer<float> kept_attention;
     FeedForwardKept kept_feed_forward;
   };
-  // Layer l's kept attention slots for this step's forward (sized to it), or null when the
-  // layers are recomputed.
-  float* kept_attention_for_forward(Kit& kit, int64_t l, const StepContext& step,
-                                    int64_t memory_len);
+  // Sizes every layer's kept activations for this step's forward; out of memory, says so and
+  // what keeps less.
+  void size_kept_activations(Kit& kit, const StepContext& step, int64_t memory_len);
+  // Layer l's kept attention slots for this step's forward (sized to it by
+  // size_kept_activations), or null when the layers are recomputed.
+  float* kept_attention_for_forward(int64_t l, const StepContext& step, int64_t memory_len);
   // The same in the backward: null when recomputed; checks the forward kept them.
   float* kept_attention_for_backward(int64_t l, const StepContext& step, int64_t memory_len);
   DropoutMask attention_output_mask(const StepContext& step, int64_t layer) const;
