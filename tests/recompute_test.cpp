@@ -134,11 +134,9 @@ TEST(Recompute, TheBackwardRunsNoAttentionForwardOrActivationAgain) {
   EXPECT_EQ(a.count["ActivationBackward"], b.count["ActivationBackward"]);
 }
 
-// The FLOP count is the GEMMs' (what the executor multiplied) plus the fused attention's products,
-// for reversible layers, stored layers that recompute, and kept activations.
-TEST(FlopCount, CountsTheGemmsEachRecomputeModeRuns) {
-  const std::vector<std::string> model = {"model.ff_chunk=5", "model.dropout=0",
-                                          "model.attention_dropout=0"};
+// The FLOP count of a model is the GEMMs' (what the executor multiplied) plus the fused
+// attention's products, for reversible layers, stored layers that recompute, and kept activations.
+void expect_counted_flops_run(const std::vector<std::string>& model) {
   std::vector<double> totals;
   for (const Config& cfg : {test::tiny_config(model), with(model, "layers"), with(model, "none")}) {
     const StepFlops counted = training_step_flops(cfg, 2, cfg.train.seq_len);
@@ -149,6 +147,38 @@ TEST(FlopCount, CountsTheGemmsEachRecomputeModeRuns) {
   }
   EXPECT_GT(totals[0], totals[1]);
   EXPECT_GT(totals[1], totals[2]);
+}
+
+// With LSH and local layers, and with local and dense layers with relative positions.
+TEST(FlopCount, CountsTheGemmsEachRecomputeModeRuns) {
+  for (const std::vector<std::string>& model : std::vector<std::vector<std::string>>{
+           {"model.ff_chunk=5", "model.dropout=0", "model.attention_dropout=0"},
+           {"model.attention=[local, dense]", "model.position=relative", "model.dropout=0",
+            "model.attention_dropout=0"}})
+    expect_counted_flops_run(model);
+}
+
+TEST(FlopCount, CountsTheRelativeTermOfAMemory) {
+  // (The FLOP count takes the memory full, as from the second segment on.)
+  const Config cfg = test::tiny_config({"model.attention=[local, dense]", "model.position=relative",
+                                        "model.dropout=0", "model.attention_dropout=0",
+                                        "train.seq_len=16", "lsh.local_chunk=8"});
+  LaunchRecorder ex(make_cpu_executor(1));
+  ReformerModel m(cfg, ex);
+  SegmentMemory memory(16);
+  for (uint32_t segment = 1; segment <= 3; ++segment) {
+    ex.set_launch_timing(segment == 3);
+    m.forward_backward(random_batch(cfg, 2, segment), test::step_context(2, 16, segment), 0.01f, {},
+                       &memory);
+  }
+  ex.set_launch_timing(false);
+  double run = 0;
+  for (const auto& [name, time] : ex.launch_times())
+    if (name.rfind("gemm ", 0) == 0) run += time.flop;
+  Config with_memory = cfg;
+  with_memory.model.memory_len = 16;
+  const StepFlops counted = training_step_flops(with_memory, 2, 16);
+  EXPECT_NEAR(counted.total() - counted.attention, run, 1e-9 * run);
 }
 
 // Kept activations are sized before the forward runs: when they do not fit, the error says so

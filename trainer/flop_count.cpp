@@ -1,5 +1,7 @@
 #include "trainer/flop_count.h"
 
+#include <algorithm>
+
 namespace rf {
 
 StepFlops training_step_flops(const Config& cfg, int64_t batch, int64_t seq_len) {
@@ -40,7 +42,19 @@ StepFlops training_step_flops(const Config& cfg, int64_t batch, int64_t seq_len)
       recomputed = forward;
     else if (cfg.recomputes_layers())
       recomputed = forward - T * 2 * HD * D - T * 2 * D * F;
-    f.layers += 3 * forward + recomputed + hashing;
+    // Relative positions (Transformer-XL): each forward projects the sinusoids of the distances
+    // (W_R) and multiplies every query row with them per head; the backward runs that again in
+    // every mode (it reads the workspace of its own forward), then the scores' two gradient
+    // products and W_R's weight gradient (the sinusoids are fixed: no input gradient).
+    double relative = 0;
+    if (cfg.model.position == PositionMode::kRelative) {
+      const int64_t keys = seq_len + cfg.model.memory_len;
+      const double distances = static_cast<double>(
+          kind == AttentionKind::kLocal ? std::min(2 * cfg.lsh.local_chunk, keys) : keys);
+      const double project = 2 * distances * D * HD, scores = 2 * T * HD * distances;
+      relative = 2 * (project + scores) + 2 * scores + project;
+    }
+    f.layers += 3 * forward + recomputed + hashing + relative;
     f.attention += (cfg.recomputes_layers() ? 4 : 3) * attention;
   }
   f.head = 3 * T * 2 * static_cast<double>(cfg.head_width() * cfg.model.vocab_size);
