@@ -70,11 +70,8 @@ int64_t AttentionLayer::kept_floats(const StepContext& step, int64_t memory_len)
 }
 
 AttentionLayer::Projections AttentionLayer::kept_projections(float* kept_slots,
-                                                             const StepContext& step,
-                                                             int64_t memory_len) const {
+                                                             const KeptLayout& L) const {
   Projections pr{};
-  if (!kept_slots) return pr;
-  const KeptLayout L = kept_layout(step, memory_len);
   pr.q = kept_slots + L.q;
   pr.k = kind_ == AttentionKind::kLsh ? nullptr : kept_slots + L.k;
   pr.v = kept_slots + L.v;
@@ -169,7 +166,8 @@ void AttentionLayer::forward(Kit& kit, ParamStore& p, const StepContext& step, M
                              int64_t memory_len, float* kept_slots) const {
   const int64_t rows = step.rows(), hd = n_heads_ * d_head_;
   RF_CHECK(xn.rows == rows + step.batch * memory_len);
-  const Projections kept = kept_projections(kept_slots, step, memory_len);
+  const KeptLayout L = kept_layout(step, memory_len);
+  const Projections kept = kept_slots ? kept_projections(kept_slots, L) : Projections{};
   Projections pr = project(kit, p, rows, xn, kept_slots ? &kept : nullptr);
   if (relative_)
     pr.relative =
@@ -177,8 +175,7 @@ void AttentionLayer::forward(Kit& kit, ParamStore& p, const StepContext& step, M
   if (kind_ == AttentionKind::kLsh && !reuse_buckets) hash(kit, step, pr.q, buckets);
   ChunkedAttentionArgs args = attention_args(kit, step, pr, buckets, memory_len);
   args.kept_slots = kept_slots;
-  float* heads = kept_slots ? kept_slots + kept_layout(step, memory_len).heads
-                            : kit.ws.floats("layer.heads", rows * hd);
+  float* heads = kept_slots ? kept_slots + L.heads : kit.ws.floats("layer.heads", rows * hd);
   chunked_attention_forward(kit.ex, kit.ws, args, heads, hd);
   linear_forward(kit.ex, matrix(heads, rows, hd), p.weight(w_o_), matrix(out, rows, d_model_),
                  write);
@@ -194,8 +191,8 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
   // bf16); the attention pass writes only memory no product has read before it.
   const GemmOperandReuse reuse(kit.ex);
   // The projections: kept by the forward, or computed again.
-  Projections pr =
-      kept_slots ? kept_projections(kept_slots, step, memory_len) : project(kit, p, rows, xn);
+  const KeptLayout L = kept_layout(step, memory_len);
+  Projections pr = kept_slots ? kept_projections(kept_slots, L) : project(kit, p, rows, xn);
   if (relative_)
     pr.relative =
         relative_->forward(kit, p, step, pr.q, relative_distances(step.seq_len + memory_len));
@@ -212,8 +209,7 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
   ChunkedAttentionArgs args = attention_args(kit, step, pr, buckets, memory_len);
   args.kept_slots = kept_slots;
   // The attention's output: kept by the forward, or recomputed on the way.
-  float* heads = kept_slots ? kept_slots + kept_layout(step, memory_len).heads
-                            : kit.ws.floats("layer.heads", rows * hd);
+  float* heads = kept_slots ? kept_slots + L.heads : kit.ws.floats("layer.heads", rows * hd);
   chunked_attention_backward(kit.ex, kit.ws, args, dheads, hd, g, kept_slots ? nullptr : heads, hd);
   if (relative_)  // g.dq holds dL/d(q + u): the relative term adds its part and its gradients
     relative_->backward(kit, p, step, g.dq, g.rel_grads, pr.relative.distances);

@@ -86,9 +86,8 @@ class AttentionLayer {
     int64_t heads = 0, q = 0, k = 0, v = 0, total = 0;
   };
   KeptLayout kept_layout(const StepContext& step, int64_t memory_len) const;
-  // The kept projections (none without kept_slots).
-  Projections kept_projections(float* kept_slots, const StepContext& step,
-                               int64_t memory_len) const;
+  // The projections' places in kept_slots.
+  Projections kept_projections(float* kept_slots, const KeptLayout& layout) const;
   // LSH: buckets [step.batch, heads, n_hashes, step.seq_len] of the shared queries qk
   // [step.rows(), heads * d_head], with the step's rotations.
   void hash(Kit& kit, const StepContext& step, const float* qk, int32_t* buckets) const;

@@ -71,13 +71,7 @@ void ReversibleStack::size_kept_activations(Kit& kit, const StepContext& step, i
   }
 }
 
-float* ReversibleStack::kept_attention_for_forward(int64_t l, const StepContext& step,
-                                                   int64_t memory_len) {
-  return kept_attention_for_backward(l, step, memory_len);  // (sized by size_kept_activations)
-}
-
-float* ReversibleStack::kept_attention_for_backward(int64_t l, const StepContext& step,
-                                                    int64_t memory_len) {
+float* ReversibleStack::kept_attention(int64_t l, const StepContext& step, int64_t memory_len) {
   if (!keep_) return nullptr;
   DeviceBuffer<float>& kept = layers_[l].kept_attention;
   RF_CHECK(kept.size() == static_cast<size_t>(layers_[l].attention->kept_floats(step, memory_len)),
@@ -126,7 +120,7 @@ void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, 
     } else {
       layer.attention_norm.forward(kit, p, x2, xn, rows);
       int32_t* buckets = buckets_for(kit, i, step, for_backward);
-      float* kept = for_backward ? kept_attention_for_forward(i, step, 0) : nullptr;
+      float* kept = for_backward ? kept_attention(i, step, 0) : nullptr;
       const DropoutMask mask = attention_output_mask(step, i);
       if (mask.active()) {  // through a buffer, for the dropout
         float* out = kit.ws.floats("stack.out", rows * D);
@@ -227,7 +221,7 @@ void ReversibleStack::attention_forward_with_memory(Kit& kit, ParamStore& p,
   const StepContext context = memory_context(step, memory);
   const MatrixView keys_xn = xn.view(B * (S + M), D);
   const DropoutMask mask = attention_output_mask(step, i);
-  float* kept_slots = for_backward ? kept_attention_for_forward(i, step, M) : nullptr;
+  float* kept_slots = for_backward ? kept_attention(i, step, M) : nullptr;
   if (mask.active()) {  // through a buffer, for the dropout
     float* out = kit.ws.floats("stack.out", B * S * D);
     layer.attention->forward(kit, p, context, keys_xn, out, Write::kOverwrite, nullptr, false, M,
@@ -276,7 +270,7 @@ void ReversibleStack::attention_backward_with_memory(Kit& kit, ParamStore& p,
   float* dxn = kit.ws.floats("stack.memory_dxn", B * C * D);
   layer.attention->backward(kit, p, memory_context(step, memory), xn.view(B * C, D), g, dxn,
                             nullptr, out, mask.active() ? Write::kOverwrite : Write::kSubtract, M,
-                            kept_attention_for_backward(i, step, M));
+                            kept_attention(i, step, M));
   float* dcat = kit.ws.floats("stack.memory_dcat", B * C * D);
   layer.attention_norm.backward(kit, p, cat, dxn, dcat, B * C, false);
   add_scaled(kit.ex, dx2, dcat, 1.0f, B * S * D);  // (the memory's rows, after, take none)
@@ -326,7 +320,7 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
     if (!saved) out = mask.active() ? kit.ws.floats("stack.out", rows * D) : x1;
     layer.attention->backward(kit, p, step, xn.view(rows, D), g, dxn, buckets_[i].data(), out,
                               mask.active() ? Write::kOverwrite : Write::kSubtract, 0,
-                              kept_attention_for_backward(i, step, 0));
+                              kept_attention(i, step, 0));
     layer.attention_norm.backward(kit, p, attention_input, dxn, dx2, rows, true);
     if (saved) {
       kit.ex.copy(x1, saved, rows * D * sizeof(float));

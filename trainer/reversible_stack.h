@@ -88,11 +88,9 @@ class ReversibleStack {
   // Sizes every layer's kept activations for this step's forward; out of memory, says so and
   // what keeps less.
   void size_kept_activations(Kit& kit, const StepContext& step, int64_t memory_len);
-  // Layer l's kept attention slots for this step's forward (sized to it by
-  // size_kept_activations), or null when the layers are recomputed.
-  float* kept_attention_for_forward(int64_t l, const StepContext& step, int64_t memory_len);
-  // The same in the backward: null when recomputed; checks the forward kept them.
-  float* kept_attention_for_backward(int64_t l, const StepContext& step, int64_t memory_len);
+  // Layer l's kept attention slots for this step (sized by size_kept_activations), or null when
+  // the layers are recomputed; checks they were sized for this step.
+  float* kept_attention(int64_t l, const StepContext& step, int64_t memory_len);
   DropoutMask attention_output_mask(const StepContext& step, int64_t layer) const;
   // x1 += sign * dropout(out): the attention half's residual add (sign -1 undoes it).
   ResidualAddArgs attention_residual(float* x1, const float* out, int64_t rows, float sign,
