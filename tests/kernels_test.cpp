@@ -8,6 +8,7 @@
 #include <limits>
 #include <numeric>
 #include <random>
+#include <vector>
 
 #include "base/philox.h"
 #include "kernels/adamw.h"
@@ -66,6 +67,41 @@ TEST(FastMath, ExpAndTanhMatchLibm) {
   EXPECT_EQ(exp_approx(1e9f), exp_approx(88.7f));
   EXPECT_EQ(tanh_approx(50.0f), 1.0f);
   EXPECT_EQ(tanh_approx(-50.0f), -1.0f);
+}
+
+// exp_up_to_88 and tanh_approx leave out exp_approx's clamps where they cannot act (so GCC
+// vectorises them as one path): the same bits as the clamped forms, on a sweep of every 509th
+// float pattern up to 88.37 and at every float near where the clamps would begin, computed in
+// arrays so that the vectorised loops are what is compared.
+TEST(FastMath, UnclampedFormsGiveTheClampedBits) {
+  std::vector<float> x;
+  for (uint64_t bits = 0; bits < (uint64_t{1} << 32); bits += 509) {
+    const float v = float_from_bits(static_cast<int32_t>(static_cast<uint32_t>(bits)));
+    if (v <= 88.37f) x.push_back(v);  // (NaNs drop out here)
+  }
+  for (const float edge : {-87.3f, -15.0f, 0.0f, 15.0f, 88.37f}) {  // 100,000 floats each side
+    float v = edge;
+    for (int i = 0; i < 100000; ++i) v = std::nextafter(v, -100.0f);
+    for (int i = 0; i < 200000 && v <= 88.37f; ++i, v = std::nextafter(v, 100.0f)) x.push_back(v);
+  }
+  for (const float v : {-std::numeric_limits<float>::infinity(), -3.0e38f, -0.0f}) x.push_back(v);
+  const size_t n = x.size();
+  std::vector<float> clamped(n), unclamped(n), tanh_clamped(n), tanh_unclamped(n);
+  for (size_t i = 0; i < n; ++i) clamped[i] = exp_approx(x[i]);
+  for (size_t i = 0; i < n; ++i) unclamped[i] = exp_up_to_88(x[i]);
+  for (size_t i = 0; i < n; ++i)
+    tanh_clamped[i] =
+        1.0f - 2.0f / (exp_approx(2.0f * fmin_hd(fmax_hd(x[i], -15.0f), 15.0f)) + 1.0f);
+  for (size_t i = 0; i < n; ++i) tanh_unclamped[i] = tanh_approx(x[i]);
+  size_t exp_differ = 0, tanh_differ = 0;
+  for (size_t i = 0; i < n; ++i) {
+    exp_differ += std::memcmp(&clamped[i], &unclamped[i], sizeof(float)) != 0;
+    tanh_differ += std::memcmp(&tanh_clamped[i], &tanh_unclamped[i], sizeof(float)) != 0;
+  }
+  EXPECT_GT(n, size_t{5000000});
+  EXPECT_EQ(exp_differ, 0u) << "of " << n;
+  EXPECT_EQ(tanh_differ, 0u) << "of " << n;
+  EXPECT_EQ(exp_up_to_88(-std::numeric_limits<float>::infinity()), 0.0f);
 }
 
 TEST(Philox, NormalAndUniformHaveTheRightMoments) {

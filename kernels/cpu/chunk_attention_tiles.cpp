@@ -138,14 +138,14 @@ inline __attribute__((always_inline)) void softmax_tile(
   }
   for (int64_t i = 0; i < nqp; ++i) {
     const float m_new = fmax_hd(m[i], tile_max[i]);
-    correction[i] = exp_approx(m[i] - m_new);
+    correction[i] = exp_up_to_88(m[i] - m_new);
     m[i] = m_new;
     l[i] *= correction[i];
   }
   for (int64_t kk = 0; kk < nk; ++kk) {
     float* row = st + kk * nqp;
     for (int64_t i = 0; i < nqp; ++i) {
-      row[i] = exp_approx(row[i] - m[i]);
+      row[i] = exp_up_to_88(row[i] - m[i]);
       l[i] += row[i];
     }
     if (drop.active())
@@ -273,14 +273,14 @@ void score_gradients(const ChunkAttentionParams& p, int64_t s, const DropoutMask
     if (p.has_score_terms()) {  // (relative positions, a distance mask: off the plain path)
       for (int64_t i = 0; i < nqp; ++i) row[i] += p.score_offset_at(rel_base, qt.qpos[i], kp);
       for (int64_t i = 0; i < nqp; ++i) {
-        const float prob = exp_approx((row[i] - qt.stats.m[i]) - qt.stats.log_sum[i]);
+        const float prob = exp_up_to_88((row[i] - qt.stats.m[i]) - qt.stats.log_sum[i]);
         row[i] = prob * (dp_row[i] * keep[i] - qt.stats.delta[i] + qt.stats.dlse[i]);
         dp_row[i] = prob * keep[i];
       }
     } else {
       for (int64_t i = 0; i < nqp; ++i) {  // (padding queries have keep 1 and zero gradients)
         const float x = row[i] - mask_penalty(qt.qpos[i], kp, p.self_mask);
-        const float prob = exp_approx((x - qt.stats.m[i]) - qt.stats.log_sum[i]);
+        const float prob = exp_up_to_88((x - qt.stats.m[i]) - qt.stats.log_sum[i]);
         row[i] = prob * (dp_row[i] * keep[i] - qt.stats.delta[i] + qt.stats.dlse[i]);
         dp_row[i] = prob * keep[i];
       }
