@@ -53,6 +53,62 @@ bool all_later(const ChunkAttentionParams& p, const SlotTile& keys, const SlotTi
   return p.perm == nullptr && keys.first > queries.first + queries.count - 1;
 }
 
+// The score terms of a query tile (ChunkAttentionParams::score_offset_at: masks and relative
+// scores) in loops that vectorise. Called per score, score_offset_at and add_relative_grad_at
+// stayed scalar code (a gather and a scatter behind conditions) and took a fifth of a
+// Transformer-XL step. Row i has a relative score against key position tk at rel_at[i] - tk when
+// rel_low[i] < tk <= rel_high[i]: relative_index_at's conditions (rel_high -1: none).
+struct ScoreTerms {
+  int64_t rel_at[kTile];
+  int32_t rel_low[kTile], rel_high[kTile];
+
+  // For n query rows at positions qpos against the key positions kpos[0 .. nk - 1]; asks for
+  // the cache lines of the relative scores (and their gradients) the pairs will read: each row's
+  // are a run of its own (a diagonal across the tile), which the prefetchers do not foresee.
+  ScoreTerms(const ChunkAttentionParams& p, int64_t base, const int32_t* qpos, int64_t n,
+             const int32_t* kpos, int64_t nk) {
+    const int32_t first_key = *std::min_element(kpos, kpos + nk);
+    const int32_t last_key = *std::max_element(kpos, kpos + nk);
+    // (Keys in position order only: the LSH order's keys span the sequence, their runs too.)
+    const bool prefetch = last_key - first_key < 2 * kTile;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t tq = qpos[i];
+      const bool has = tq >= p.memory_len && tq < p.layout.seq_len;
+      rel_at[i] = base + (tq - p.memory_len) * p.rel_len + tq;
+      rel_high[i] = has ? static_cast<int32_t>(tq) : -1;
+      rel_low[i] = has ? static_cast<int32_t>(tq - p.rel_len) : 0;
+      const int64_t from = std::max<int64_t>(first_key, rel_low[i] + 1);
+      const int64_t to = std::min<int64_t>(last_key, rel_high[i]);
+      for (int64_t tk = to; prefetch && tk >= from; tk -= 16) {  // (16 floats a line)
+        if (p.rel_scores) __builtin_prefetch(p.rel_scores + rel_at[i] - tk);
+        if (p.rel_grads) __builtin_prefetch(p.rel_grads + rel_at[i] - tk, 1);
+      }
+    }
+  }
+  // row[i] += score_offset_at(base, qpos[i], tk) for i < n, with its arithmetic.
+  void add_offsets(const ChunkAttentionParams& p, const int32_t* __restrict qpos, int32_t tk,
+                   float* __restrict row, int64_t n) const {
+    const bool distance = p.max_distance >= 0;
+    const float* __restrict rel = p.rel_scores;
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t tq = qpos[i];
+      float offset = -mask_penalty(tq, tk, p.self_mask);
+      if (distance && static_cast<int64_t>(tq) - tk > p.max_distance) offset -= kCausalMask;
+      if (rel && tk <= rel_high[i] && tk > rel_low[i]) offset += rel[rel_at[i] - tk];
+      row[i] += offset;
+    }
+  }
+  // add_relative_grad_at(base, qpos[i], tk, ds[i]) for i < n. The rows' indices differ (one per
+  // query), so the adds are independent.
+  void add_relative_grads(const ChunkAttentionParams& p, int32_t tk, const float* __restrict ds,
+                          int64_t n) const {
+    float* __restrict grads = p.rel_grads;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i)
+      if (tk <= rel_high[i] && tk > rel_low[i]) grads[rel_at[i] - tk] += ds[i];
+  }
+};
+
 // Per-thread scratch, grown once and reused.
 struct Scratch {
   std::vector<float> buffer;
@@ -121,14 +177,14 @@ inline __attribute__((always_inline)) void softmax_tile(
   const int64_t nk = k_tile.count, nq = q_tile.count;
   float tile_max[kTile];
   std::fill(tile_max, tile_max + nqp, kNoMaxYet);
+  // (relative positions, a distance mask: off the plain path)
+  std::optional<ScoreTerms> terms;
+  if (p.has_score_terms()) terms.emplace(p, p.relative_base(s), qpos, nqp, kv.kpos, nk);
   for (int64_t kk = 0; kk < nk; ++kk) {
     float* row = st + kk * nqp;
-    if (p.has_score_terms()) {  // (relative positions, a distance mask: off the plain path)
-      const int64_t base = p.relative_base(s);
-      for (int64_t i = 0; i < nqp; ++i) {
-        row[i] += p.score_offset_at(base, qpos[i], kv.kpos[kk]);
-        tile_max[i] = fmax_hd(tile_max[i], row[i]);
-      }
+    if (terms) {
+      terms->add_offsets(p, qpos, kv.kpos[kk], row, nqp);
+      for (int64_t i = 0; i < nqp; ++i) tile_max[i] = fmax_hd(tile_max[i], row[i]);
     } else {
       for (int64_t i = 0; i < nqp; ++i) {
         row[i] -= mask_penalty(qpos[i], kv.kpos[kk], p.self_mask);
@@ -261,7 +317,8 @@ void score_gradients(const ChunkAttentionParams& p, int64_t s, const DropoutMask
                      const QueryTile& qt, const KeyTileCache::Entry& kv, int64_t key_offset,
                      float* st, float* dpt, bool queries_owner) {
   const int64_t nk = kv.count, nqp = qt.nqp, nq = qt.tile.count;
-  const int64_t rel_base = p.has_score_terms() ? p.relative_base(s) : 0;
+  std::optional<ScoreTerms> terms;  // (relative positions, a distance mask: off the plain path)
+  if (p.has_score_terms()) terms.emplace(p, p.relative_base(s), qt.qpos, nqp, kv.kpos, nk);
   float keep[kTile];
   std::fill(keep, keep + nqp, 1.0f);
   for (int64_t kk = 0; kk < nk; ++kk) {
@@ -270,8 +327,8 @@ void score_gradients(const ChunkAttentionParams& p, int64_t s, const DropoutMask
     if (drop.active())
       for (int64_t i = 0; i < nq; ++i) keep[i] = drop.scale(qt.tile.first + i, key_offset + kk);
     const int32_t kp = kv.kpos[kk];
-    if (p.has_score_terms()) {  // (relative positions, a distance mask: off the plain path)
-      for (int64_t i = 0; i < nqp; ++i) row[i] += p.score_offset_at(rel_base, qt.qpos[i], kp);
+    if (terms) {
+      terms->add_offsets(p, qt.qpos, kp, row, nqp);
       for (int64_t i = 0; i < nqp; ++i) {
         const float prob = exp_up_to_88((row[i] - qt.stats.m[i]) - qt.stats.log_sum[i]);
         row[i] = prob * (dp_row[i] * keep[i] - qt.stats.delta[i] + qt.stats.dlse[i]);
@@ -285,8 +342,7 @@ void score_gradients(const ChunkAttentionParams& p, int64_t s, const DropoutMask
         dp_row[i] = prob * keep[i];
       }
     }
-    if (queries_owner && p.rel_grads)
-      for (int64_t i = 0; i < nq; ++i) p.add_relative_grad_at(rel_base, qt.qpos[i], kp, row[i]);
+    if (queries_owner && p.rel_grads) terms->add_relative_grads(p, kp, row, nq);
   }
 }
 
