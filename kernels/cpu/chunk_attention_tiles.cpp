@@ -4,12 +4,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <limits>
 #include <optional>
 #include <vector>
 
 #include "base/error.h"
 #include "kernels/cpu/amx_tiles.h"
 #include "kernels/cpu/attention_tile_gather.h"
+#include "kernels/cpu/avx512_intrinsics.h"
 #include "kernels/cpu/tile_gemm.h"
 
 namespace rf::cpu {
@@ -85,12 +87,48 @@ struct ScoreTerms {
       }
     }
   }
-  // row[i] += score_offset_at(base, qpos[i], tk) for i < n, with its arithmetic.
+  // row[i] += score_offset_at(base, qpos[i], tk) for i < n, with its arithmetic: the offset
+  // starts as -penalty (-0 without one), then less the distance mask, plus the relative score.
   void add_offsets(const ChunkAttentionParams& p, const int32_t* __restrict qpos, int32_t tk,
                    float* __restrict row, int64_t n) const {
     const bool distance = p.max_distance >= 0;
     const float* __restrict rel = p.rel_scores;
-    for (int64_t i = 0; i < n; ++i) {
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    // (GCC leaves the loop below scalar: it does not gather behind a condition.)
+    RF_AVX512_INTRINSICS_BEGIN
+    const __m512i key = _mm512_set1_epi32(tk);
+    const __m512i farthest = _mm512_set1_epi32(static_cast<int32_t>(
+        std::min<int64_t>(p.max_distance, std::numeric_limits<int32_t>::max())));
+    for (; i + 16 <= n; i += 16) {
+      const __m512i tq = _mm512_loadu_si512(qpos + i);
+      const __mmask16 later = _mm512_cmpgt_epi32_mask(key, tq);
+      const __mmask16 self = p.self_mask ? _mm512_cmpeq_epi32_mask(key, tq) : __mmask16{0};
+      __m512 penalty = _mm512_maskz_mov_ps(self, _mm512_set1_ps(kSelfMask));
+      penalty = _mm512_mask_mov_ps(penalty, later, _mm512_set1_ps(kCausalMask));
+      __m512 offset = _mm512_sub_ps(_mm512_set1_ps(-0.0f), penalty);  // -penalty, sign and all
+      if (distance) {  // tq - tk > max_distance (no overflow: both are positions)
+        const __mmask16 far = _mm512_cmpgt_epi32_mask(_mm512_sub_epi32(tq, key), farthest);
+        offset = _mm512_mask_sub_ps(offset, far, offset, _mm512_set1_ps(kCausalMask));
+      }
+      if (rel) {
+        const __mmask16 has = _mm512_cmple_epi32_mask(key, _mm512_loadu_si512(rel_high + i)) &
+                              _mm512_cmpgt_epi32_mask(key, _mm512_loadu_si512(rel_low + i));
+        const __m512i key64 = _mm512_set1_epi64(tk);
+        const __m512i lo = _mm512_sub_epi64(_mm512_loadu_si512(rel_at + i), key64);
+        const __m512i hi = _mm512_sub_epi64(_mm512_loadu_si512(rel_at + i + 8), key64);
+        const __m256 rel_lo =
+            _mm512_mask_i64gather_ps(_mm256_setzero_ps(), static_cast<__mmask8>(has), lo, rel, 4);
+        const __m256 rel_hi = _mm512_mask_i64gather_ps(_mm256_setzero_ps(),
+                                                       static_cast<__mmask8>(has >> 8), hi, rel, 4);
+        const __m512 terms = _mm512_insertf32x8(_mm512_castps256_ps512(rel_lo), rel_hi, 1);
+        offset = _mm512_mask_add_ps(offset, has, offset, terms);
+      }
+      _mm512_storeu_ps(row + i, _mm512_add_ps(_mm512_loadu_ps(row + i), offset));
+    }
+    RF_AVX512_INTRINSICS_END
+#endif
+    for (; i < n; ++i) {
       const int32_t tq = qpos[i];
       float offset = -mask_penalty(tq, tk, p.self_mask);
       if (distance && static_cast<int64_t>(tq) - tk > p.max_distance) offset -= kCausalMask;
@@ -103,8 +141,25 @@ struct ScoreTerms {
   void add_relative_grads(const ChunkAttentionParams& p, int32_t tk, const float* __restrict ds,
                           int64_t n) const {
     float* __restrict grads = p.rel_grads;
-#pragma omp simd
-    for (int64_t i = 0; i < n; ++i)
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    RF_AVX512_INTRINSICS_BEGIN
+    const __m512i key = _mm512_set1_epi32(tk);
+    const __m512i key64 = _mm512_set1_epi64(tk);
+    for (; i + 8 <= n; i += 8) {  // (8 lanes: 64-bit indices)
+      const __mmask8 has = static_cast<__mmask8>(
+          _mm512_cmple_epi32_mask(key, _mm512_castsi256_si512(_mm256_loadu_si256(
+                                           reinterpret_cast<const __m256i*>(rel_high + i)))) &
+          _mm512_cmpgt_epi32_mask(key, _mm512_castsi256_si512(_mm256_loadu_si256(
+                                           reinterpret_cast<const __m256i*>(rel_low + i)))));
+      const __m512i at = _mm512_sub_epi64(_mm512_loadu_si512(rel_at + i), key64);
+      const __m256 old = _mm512_mask_i64gather_ps(_mm256_setzero_ps(), has, at, grads, 4);
+      const __m256 sum = _mm256_add_ps(old, _mm256_loadu_ps(ds + i));
+      _mm512_mask_i64scatter_ps(grads, has, at, sum, 4);
+    }
+    RF_AVX512_INTRINSICS_END
+#endif
+    for (; i < n; ++i)
       if (tk <= rel_high[i] && tk > rel_low[i]) grads[rel_at[i] - tk] += ds[i];
   }
 };
