@@ -51,11 +51,13 @@ RF_HD float exp_approx(float x) {
 }
 
 // exp_approx for x <= 88 (a score less its row's maximum, and the like): the same bits (every
-// float up to 88.37 compared), as the clamps it leaves out act only from 88.376 up. Without them
-// GCC vectorises a loop of it as one path, twice as fast as exp_approx's (GCC 12, AVX-512).
+// float up to 88.37 compared), as its clamps that this leaves out act only from 88.376 up. GCC
+// vectorises a loop of it as one path, twice as fast as exp_approx's (GCC 12, AVX-512). Larger
+// x (from non-finite inputs: a NaN score hides the row's maximum) stop at 88.37, where 2^n is
+// still a float.
 RF_HD float exp_up_to_88(float x) {
   const bool underflow = x < -87.3f;
-  x = fmax_hd(x, -87.3f);
+  x = fmin_hd(fmax_hd(x, -87.3f), 88.37f);
   const float e = exp_with_exponent(x, nearest_exponent(x));
   return underflow ? 0.0f : e;
 }
