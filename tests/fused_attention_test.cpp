@@ -3,6 +3,7 @@
 // within bf16 rounding, gradients written over their inputs, a memory of keys and values only,
 // and the dropout stream.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <numeric>
 #include <random>
@@ -68,11 +69,18 @@ std::vector<Case> sweep() {
   c.chunk = 150;
   c.d = 70;
   add(c);
+  c.batch = 2;  // dense over several segments: the gradients in one pass per chunk (2 threads)
+  c.heads = 2;
+  add(c);
   c = Case();
   c.lsh = false;
   c.T = 192;
   c.chunk = 96;
   c.d = 20;
+  add(c);
+  c.lookback = 0;  // local without look-back: chunks of their own
+  c.chunk = 80;    // (each over a whole and a partial 64-slot tile)
+  c.T = 240;
   add(c);
   c = Case();
   c.T = 130;
@@ -118,6 +126,42 @@ TEST(FusedAttention, EqualsTheUnfusedPathWithinFp32Rounding) {
           << c.name() << ": the backward's recomputed output differs from the forward's";
     }
   }
+}
+
+// Dense attention's gradients (and local attention's without look-back) run as one work item per
+// chunk when there are enough chunks for the threads, else as separate query and key items: the
+// same bits either way, so a run's result does not depend on its thread count.
+TEST(FusedAttention, DenseGradientsGiveTheSameBitsInOnePassPerChunkAsInQueryAndKeyPasses) {
+  const int threads_before = omp_get_max_threads();
+  Case dense;
+  dense.lsh = false;
+  dense.lookback = 0;
+  dense.T = dense.chunk = 150;
+  dense.d = 70;
+  dense.batch = 2;
+  dense.heads = 3;
+  Case dropout = dense;
+  dropout.T = dropout.chunk = 64;
+  dropout.d = 16;
+  dropout.keep = 0.7f;
+  Case local = dense;
+  local.T = 240;
+  local.chunk = 80;
+  local.heads = 1;
+  local.d = 20;
+  for (const Case& c : {dense, dropout, local}) {
+    const int64_t chunks = c.batch * c.heads * ((c.T + c.chunk - 1) / c.chunk);
+    ASSERT_TRUE(cpu::dense_gradients_by_chunk(chunks, 1)) << c.name();
+    ASSERT_FALSE(cpu::dense_gradients_by_chunk(chunks, 16)) << c.name();
+    const Problem p(c);
+    const auto dout = test::random_vector(c.rows() * c.ld(), 97);
+    const std::unique_ptr<Executor> one_thread = make_cpu_executor(1);
+    const auto by_chunk = fused_backward(p, dout, *one_thread);
+    const std::unique_ptr<Executor> sixteen = make_cpu_executor(16);
+    EXPECT_EQ(fused_backward(p, dout, *sixteen), by_chunk) << c.name();
+    expect_close(by_chunk, unfused_backward(p, dout), 2e-5, c.name());
+  }
+  omp_set_num_threads(threads_before);
 }
 
 // Relative RMS difference.

@@ -393,7 +393,8 @@ void key_tile_gradients_bf16(const ChunkAttentionParams& p, int64_t s, const Dro
 
 // Gradients of the slots of chunk c's window, from the queries of chunk c: dQ of chunk c
 // (complete, written) and the contributions to dK and dV of the window's keys (added to p.dk,
-// p.dv). Look-back only: each window holds two chunks.
+// p.dv). With look-back a window holds two chunks (gradients_by_phase); without, its own chunk
+// (gradients_by_chunk).
 void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadState& state,
                     bool bf16, bool first_lookback, bool first_own) {
   const ChunkLayout& L = p.layout;
@@ -444,7 +445,8 @@ void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadS
 }
 
 // Without look-back (dense attention, one chunk) a key's gradient comes from every query tile of
-// its chunk, so queries and keys are separate work items.
+// its chunk; with too few chunks to go round the threads, queries and keys are separate work
+// items.
 void query_grads_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& slots,
                       ThreadState& state) {
   const SlotTile q_tile = query_part(p, slots);
@@ -575,7 +577,31 @@ void gradients_by_phase(const ChunkAttentionParams& p, bool bf16) {
   }
 }
 
+// Dense (or look-back-free local) gradients, one item per (segment, chunk); fp32 products.
+void gradients_by_chunk(const ChunkAttentionParams& p) {
+  const int64_t nc = p.layout.n_chunks(), total = p.segments * nc;
+  const uint64_t pass = ++g_pass_number;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t i = 0; i < total; ++i) {
+    ThreadState& state = thread_state(pass);
+    state.scratch.reset(scratch_floats(p));
+    gradients_item(p, i / nc, i % nc, state, false, false, true);
+  }
+}
+
 }  // namespace
+
+// Without look-back a chunk's keys get gradients from its own queries only, so one work item per
+// (segment, chunk) can compute every gradient of the chunk in one pass over its (query tile, key
+// tile) pairs (gradients_item), where separate query and key items (query_grads_item,
+// key_grads_item) each recompute the scores and dP: 5 tile products per pair instead of 7. Fewer,
+// larger items balance worse: one pass per chunk runs when its rounds of items cost no more than
+// the two passes' evenly spread products.
+bool dense_gradients_by_chunk(int64_t chunks, int64_t threads) {
+  constexpr int64_t kOnePassProducts = 5, kTwoPassProducts = 7;
+  const int64_t rounds = (chunks + threads - 1) / threads;
+  return rounds * kOnePassProducts * threads <= chunks * kTwoPassProducts;
+}
 
 bool bf16_tile_products_available() {
   // The AMX layouts need tiles padded to 16 slots and dimensions, which AVX-512 builds use.
@@ -593,7 +619,9 @@ void chunk_attention_tiled(ChunkAttentionPass pass, const ChunkAttentionParams& 
         p, [&](int64_t s, const SlotTile& t, ThreadState& st) { forward_item(p, s, t, st, bf16); });
   } else if (p.layout.lookback == 1) {
     gradients_by_phase(p, bf16);
-  } else {  // (dense attention: fp32 products)
+  } else if (dense_gradients_by_chunk(p.segments * p.layout.n_chunks(), omp_get_max_threads())) {
+    gradients_by_chunk(p);  // (dense attention: fp32 products)
+  } else {
     for_each_tile(
         p, [&](int64_t s, const SlotTile& t, ThreadState& st) { query_grads_item(p, s, t, st); });
     for_each_tile(
