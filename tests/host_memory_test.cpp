@@ -1,16 +1,20 @@
 // The CPU executor's host memory: its limit (what the machine had free, shared by the ranks on
-// the host) and where its buffers start (huge pages for large ones).
+// the host), where its buffers start (huge pages for large ones), and its copies and zero fills
+// (split over the threads when large).
 #include "kernels/cpu/host_memory.h"
 
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <vector>
 
 #include "base/error.h"
+#include "kernels/cpu/parallel_memory.h"
 #include "kernels/executor.h"
 #include "tests/test_python.h"
 
@@ -92,6 +96,38 @@ TEST(CpuExecutor, LargeBuffersStartOnHugePageBoundaries) {
     EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 64, 0u) << bytes << " bytes";
     ex->release(p, bytes);
   }
+}
+
+// Copies and zero fills split over the threads write what memmove and memset write, for sizes
+// around the split's threshold and odd ones, on 1 to 8 threads, and regions that overlap (either
+// way) still copy as memmove does.
+TEST(ParallelMemory, CopiesAndFillsEqualMemmoveAndMemset) {
+  const int threads_before = omp_get_max_threads();
+  const size_t t = cpu::kParallelMemoryBytes;
+  for (int threads : {1, 2, 3, 8}) {
+    omp_set_num_threads(threads);
+    for (size_t bytes : {size_t{0}, size_t{1}, size_t{63}, t - 1, t, t + 13, 3 * t + 5}) {
+      std::vector<unsigned char> src(bytes + 64), dst(bytes + 64, 0xAB), want(bytes + 64, 0xAB);
+      std::iota(src.begin(), src.end(), static_cast<unsigned char>(bytes));
+      cpu::copy_bytes(dst.data() + 3, src.data() + 1, bytes);
+      std::memmove(want.data() + 3, src.data() + 1, bytes);
+      EXPECT_EQ(dst, want) << bytes << " bytes copied, " << threads << " threads";
+      cpu::zero_bytes(dst.data() + 5, bytes);
+      std::memset(want.data() + 5, 0, bytes);
+      EXPECT_EQ(dst, want) << bytes << " bytes zeroed, " << threads << " threads";
+      for (size_t shift : {size_t{1}, size_t{4096}}) {  // overlapping: forward, then backward
+        std::vector<unsigned char> a(src.begin(), src.end());
+        a.resize(bytes + 64 + shift);
+        std::vector<unsigned char> b(a);
+        cpu::copy_bytes(a.data() + shift, a.data(), bytes);
+        std::memmove(b.data() + shift, b.data(), bytes);
+        cpu::copy_bytes(a.data(), a.data() + shift, bytes);
+        std::memmove(b.data(), b.data() + shift, bytes);
+        EXPECT_EQ(a, b) << bytes << " bytes overlapping by " << shift << ", " << threads;
+      }
+    }
+  }
+  omp_set_num_threads(threads_before);
 }
 
 }  // namespace

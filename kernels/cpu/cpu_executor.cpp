@@ -1,7 +1,7 @@
 // The CPU executor: kernels run in OpenMP loops over their index range, GEMMs go to OpenBLAS's
 // column-major CBLAS with exactly the fields cuBLAS would receive, or to oneDNN's matmul: at bf16
-// every single product (kernels/cpu/bf16_gemm.h), at fp32 on AVX-512 CPUs the single products
-// whose B is not transposed (kernels/cpu/onednn_matmul.h; measured below). OpenMP is the only
+// every single product (kernels/cpu/bf16_gemm.h), at fp32 on AVX-512 CPUs every single product
+// (kernels/cpu/onednn_matmul.h; measured below). OpenMP is the only
 // threading model (OpenBLAS is the OpenMP build), so kernel loops and both libraries share one
 // pool of threads.
 #include <cblas.h>
@@ -19,6 +19,7 @@
 #include "kernels/cpu/host_memory.h"
 #include "kernels/cpu/lsh_argmax.h"
 #include "kernels/cpu/onednn_matmul.h"
+#include "kernels/cpu/parallel_memory.h"
 #include "kernels/executor_impl.h"
 
 extern "C" {
@@ -134,19 +135,19 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
   }
   void upload(void* dst, const void* src, size_t bytes) override {
     count_memory_operation();
-    std::memcpy(dst, src, bytes);
+    cpu::copy_bytes(dst, src, bytes);
   }
   void download(void* dst, const void* src, size_t bytes) override {
     count_memory_operation();
-    std::memcpy(dst, src, bytes);
+    cpu::copy_bytes(dst, src, bytes);
   }
   void copy(void* dst, const void* src, size_t bytes) override {
     count_memory_operation();
-    std::memmove(dst, src, bytes);
+    cpu::copy_bytes(dst, src, bytes);
   }
   void zero(void* ptr, size_t bytes) override {
     count_memory_operation();
-    std::memset(ptr, 0, bytes);
+    cpu::zero_bytes(ptr, bytes);
   }
   void synchronize() override {}
 
