@@ -77,7 +77,8 @@ std::atomic<uint64_t> g_pass_number{0};
 struct ThreadState {
   Scratch scratch;
   KeyTileCache keys;
-  uint64_t pass = 0;  // the pass the cache was filled in
+  uint64_t pass = 0;                 // the pass the cache was filled in
+  std::vector<uint8_t> key_started;  // gradients_item: which window tiles hold a sum yet
 };
 
 ThreadState& thread_state(uint64_t pass) {
@@ -334,8 +335,12 @@ void add_window_grads(const ChunkAttentionParams& p, int64_t s, int64_t c, const
   }
 }
 
-// Adds rows [0, rows) of c [*, dp] to out [*, dp].
-void add_rows(const float* c, int64_t rows, int64_t dp, float* out) {
+// Adds rows [0, rows) of c [*, dp] to out [*, dp], or (accumulate false) copies them there.
+void add_rows(const float* c, int64_t rows, int64_t dp, float* out, bool accumulate) {
+  if (!accumulate) {
+    std::copy(c, c + rows * dp, out);
+    return;
+  }
   for (int64_t e = 0; e < rows * dp; ++e) out[e] += c[e];
 }
 
@@ -364,12 +369,14 @@ struct Bf16QueryOperands {
 
 // One key tile's share of gradients_item with bf16 products: dqt [dp, nqp] += K^T dS^T (the query
 // gradients accumulate transposed), dk_tile += dS^T Q and dv_tile += P^T dO, straight into the
-// window's rows when the key tile is a whole number of 16-row tiles, else through c_tile.
+// window's rows when the key tile is a whole number of 16-row tiles, else through c_tile. Sums
+// that have not started (dq_started, key_started false) are written instead of added to, so
+// their buffers need no zero fill (an addition to zero gives the same bits).
 void key_tile_gradients_bf16(const ChunkAttentionParams& p, int64_t s, const DropoutMask& drop,
                              const QueryTile& qt, const Bf16QueryOperands& ops,
                              const KeyTileCache::Entry& kv, int64_t key_offset, float* st,
-                             float* dpt, float* dqt, float* c_tile, float* dk_tile,
-                             float* dv_tile) {
+                             float* dpt, float* dqt, bool dq_started, float* c_tile, float* dk_tile,
+                             float* dv_tile, bool key_started) {
   const int64_t dp = padded(p.d), depth = amx::padded_depth(p.d), nqp = qt.nqp;
   const int64_t nq = qt.tile.count, nq_depth = amx::padded_depth(nq);
   const int64_t nk = kv.count, nkp = padded(nk);
@@ -377,17 +384,17 @@ void key_tile_gradients_bf16(const ChunkAttentionParams& p, int64_t s, const Dro
   amx::multiply(nkp, nqp, depth, kv.v16.data(), ops.dout_pairs, dpt, nqp, false);
   score_gradients(p, s, drop, qt, kv, key_offset, st, dpt, true);
   amx::pack_pairs(st, nqp, nk, nqp, ops.ds_pairs);
-  amx::multiply(dp, nqp, amx::padded_depth(nk), kv.kt16.data(), ops.ds_pairs, dqt, nqp, true);
+  amx::multiply(dp, nqp, amx::padded_depth(nk), kv.kt16.data(), ops.ds_pairs, dqt, nqp, dq_started);
   amx::pack_rows(st, nqp, nk, nkp, nq, ops.ds_rows);
   amx::pack_rows(dpt, nqp, nk, nkp, nq, ops.p_rows);
   if (nkp == nk) {
-    amx::multiply(nkp, dp, nq_depth, ops.ds_rows, ops.q_row_pairs, dk_tile, dp, true);
-    amx::multiply(nkp, dp, nq_depth, ops.p_rows, ops.dout_row_pairs, dv_tile, dp, true);
-  } else {
+    amx::multiply(nkp, dp, nq_depth, ops.ds_rows, ops.q_row_pairs, dk_tile, dp, key_started);
+    amx::multiply(nkp, dp, nq_depth, ops.p_rows, ops.dout_row_pairs, dv_tile, dp, key_started);
+  } else {  // (the padding rows must not reach the next tile's)
     amx::multiply(nkp, dp, nq_depth, ops.ds_rows, ops.q_row_pairs, c_tile, dp, false);
-    add_rows(c_tile, nk, dp, dk_tile);
+    add_rows(c_tile, nk, dp, dk_tile, key_started);
     amx::multiply(nkp, dp, nq_depth, ops.p_rows, ops.dout_row_pairs, c_tile, dp, false);
-    add_rows(c_tile, nk, dp, dv_tile);
+    add_rows(c_tile, nk, dp, dv_tile, key_started);
   }
 }
 
@@ -409,37 +416,55 @@ void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadS
   float* dv = scratch.take(W * dp);
   std::optional<Bf16QueryOperands> ops;
   if (bf16) ops.emplace(scratch, p.d, dp);
-  std::fill(dk, dk + W * dp, 0.0f);
-  std::fill(dv, dv + W * dp, 0.0f);
+  // The sums of dQ (per query tile) and of each window tile's dK and dV start with their first
+  // product, which writes instead of adding: no zero fill of their buffers (a tenth of the LSH
+  // gradient pass's time at 4K tokens went to those fills).
+  const int64_t tiles_per_chunk = (L.chunk + kTile - 1) / kTile;
+  auto window_tile = [&](int64_t window_offset) {  // a window tile's index: (part, tile)
+    return static_cast<size_t>(window_offset / L.chunk * tiles_per_chunk +
+                               window_offset % L.chunk / kTile);
+  };
+  std::vector<uint8_t>& key_started = state.key_started;
+  key_started.assign(static_cast<size_t>((L.lookback + 1) * tiles_per_chunk), 0);
   const DropoutMask drop = p.segment_dropout(s);
   for_each_chunk_tile(p, c, [&](const SlotTile& q_tile) {
     qt.gather(p, s, q_tile, true);
     const int64_t nq = q_tile.count, nqp = qt.nqp;
     if (ops) ops->pack(qt, p.d, dp);
-    std::fill(dq, dq + dp * nqp, 0.0f);
+    bool dq_started = false;
     for_each_window_tile(L, c, [&](const SlotTile& k_tile) {
       if (all_later(p, k_tile, q_tile)) return;
       const KeyTileCache::Entry& kv =
           state.keys.get(p, s, k_tile, bf16 ? kGradientLayouts : Bf16Layouts{});
       float* dk_tile = dk + k_tile.window_offset * dp;
       float* dv_tile = dv + k_tile.window_offset * dp;
+      uint8_t& started = key_started[window_tile(k_tile.window_offset)];
       if (ops) {
-        key_tile_gradients_bf16(p, s, drop, qt, *ops, kv, k_tile.window_offset, st, dpt, dq, c_tile,
-                                dk_tile, dv_tile);
-        return;
+        key_tile_gradients_bf16(p, s, drop, qt, *ops, kv, k_tile.window_offset, st, dpt, dq,
+                                dq_started, c_tile, dk_tile, dv_tile, started != 0);
+      } else {
+        const int64_t nk = k_tile.count;
+        tile_score_gradients(p, s, drop, qt, kv, k_tile.window_offset, st, dpt, true);
+        tile_gemm_at(nq, dp, nk, st, nqp, kv.k.data(), dp, dq, dp, dq_started);
+        tile_gemm(nk, dp, nq, st, nqp, qt.q, dp, dk_tile, dp, started != 0);
+        tile_gemm(nk, dp, nq, dpt, nqp, qt.dout, dp, dv_tile, dp, started != 0);
       }
-      const int64_t nk = k_tile.count;
-      tile_score_gradients(p, s, drop, qt, kv, k_tile.window_offset, st, dpt, true);
-      tile_gemm_at(nq, dp, nk, st, nqp, kv.k.data(), dp, dq, dp, true);
-      tile_gemm(nk, dp, nq, st, nqp, qt.q, dp, dk_tile, dp, true);
-      tile_gemm(nk, dp, nq, dpt, nqp, qt.dout, dp, dv_tile, dp, true);
+      dq_started = true;
+      started = 1;
     });
+    if (!dq_started) std::fill(dq, dq + dp * nqp, 0.0f);  // (every key later: zero)
     if (ops) {
       amx::transpose_words(dq, nqp, dp, nqp, c_tile, dp);
       store_query_grads(p, s, q_tile, c_tile, dp);
     } else {
       store_query_grads(p, s, q_tile, dq, dp);
     }
+  });
+  for_each_window_tile(L, c, [&](const SlotTile& k_tile) {  // (tiles no query saw: zero)
+    if (key_started[window_tile(k_tile.window_offset)]) return;
+    const int64_t first = k_tile.window_offset, rows = k_tile.count;
+    std::fill(dk + first * dp, dk + (first + rows) * dp, 0.0f);
+    std::fill(dv + first * dp, dv + (first + rows) * dp, 0.0f);
   });
   add_window_grads(p, s, c, dk, dv, first_lookback, first_own);
 }
