@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/cpu/bf16_gemm.h"
+#include "kernels/cpu/onednn_matmul.h"
 #include "kernels/linear.h"
 #include "kernels/ops/bf16_round.h"
 #include "tests/test_util.h"
@@ -205,7 +206,9 @@ TEST_P(ThreadCountTest, ProductsGiveTheSameBitsWithAnyThreadCount) {
       {false, false, 256, 1024, 1024, 0.0f}, {false, true, 1024, 256, 1024, 1.0f},
       {false, true, 256, 256, 4096, 1.0f},   {false, false, 256, 256, 4096, 1.0f},
       {true, false, 256, 256, 4096, 0.0f},   {true, false, 256, 64, 1500, 0.5f},
-      {false, false, 64, 48, 4096, 0.0f}};  // (an output of one block)
+      {false, false, 64, 48, 4096, 0.0f},     // (an output of one block)
+      {true, false, 512, 1024, 8192, 0.0f},   // the loss head's at a vocabulary of 8K: at fp32
+      {false, true, 8192, 512, 1024, 1.0f}};  // in blocks (OnednnMatmul::multiply_in_blocks)
   for (const Shape& s : shapes) {
     GemmDesc d = test::padded_gemm_desc(s.ta, s.tb, s.m, s.n, s.k, 1, 1.0f, s.beta);
     d.lda = s.ta ? s.k : s.m;  // packed, as the model's matrices are (oneDNN treats padded
@@ -233,6 +236,81 @@ TEST_P(ThreadCountTest, ProductsGiveTheSameBitsWithAnyThreadCount) {
 
 INSTANTIATE_TEST_SUITE_P(CpuPrecisions, ThreadCountTest,
                          ::testing::Values(GemmPrecision::kFp32, GemmPrecision::kBf16));
+
+// oneDNN products in fixed blocks (OnednnMatmul::multiply_in_blocks, which the loss head's large
+// products take): every transpose, padded leading dimensions, alpha and beta (beta = 0 over a C
+// full of NaN), several depth slices with a short last one, output blocks along either side with
+// a short last one, and one slice alone; within fp32 rounding of the reference, and the same
+// bits on 1, 2, 3 and 8 threads. A small plan stands for kLargeProductPlan here, whose products
+// would take seconds to check.
+TEST(OnednnBlocks, ProductsInBlocksMatchTheReferenceWithTheSameBitsOnAnyThreadCount) {
+  const int threads_before = omp_get_max_threads();
+  const BlockPlan plan{256, 32};
+  struct Shape {
+    int64_t m, n, k;
+  };
+  uint32_t seed = 70;
+  int checked = 0;
+  for (const Shape& s : {Shape{70, 90, 700}, Shape{130, 40, 300}, Shape{48, 64, 200}})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (const auto& [alpha, beta] : {std::pair{1.0f, 0.0f}, std::pair{0.75f, 0.5f}}) {
+          const GemmDesc d = test::padded_gemm_desc(ta, tb, s.m, s.n, s.k, 1, alpha, beta);
+          const auto a = test::random_vector(d.stride_a, ++seed);
+          const auto b = test::random_vector(d.stride_b, ++seed);
+          auto c0 = test::random_vector(d.stride_c, ++seed);
+          const auto expected = reference_gemm(d, a, b, c0);
+          if (beta == 0.0f) std::fill(c0.begin(), c0.end(), std::nanf(""));
+          std::vector<float> one_thread;
+          for (int threads : {1, 2, 3, 8}) {
+            omp_set_num_threads(threads);
+            OnednnMatmul matmul(OperandType::kFp32);
+            std::vector<float> got = c0;
+            matmul.multiply_in_blocks(d, a.data(), b.data(), got.data(), plan);
+            const std::string what = std::string(ta ? "T" : "N") + (tb ? "T" : "N") + " " +
+                                     std::to_string(s.m) + "x" + std::to_string(s.n) + "x" +
+                                     std::to_string(s.k) + " beta " + std::to_string(beta) + ", " +
+                                     std::to_string(threads) + " threads";
+            if (threads == 1) {
+              one_thread = got;
+              float worst = 0.0f;
+              for (int64_t col = 0; col < s.n; ++col)
+                for (int64_t row = 0; row < s.m; ++row) {
+                  const int64_t e = col * d.ldc + row;
+                  worst =
+                      std::max(worst, std::isnan(got[e]) ? 1e30f : std::abs(got[e] - expected[e]));
+                }
+              EXPECT_LT(worst, 1e-4f) << what;
+              ++checked;
+            } else {  // (bit for bit: the padding between C's columns holds NaN at beta = 0)
+              EXPECT_EQ(std::memcmp(got.data(), one_thread.data(), got.size() * sizeof(float)), 0)
+                  << what;
+            }
+          }
+        }
+  omp_set_num_threads(threads_before);
+  EXPECT_EQ(checked, 3 * 4 * 2);
+}
+
+// Which products run in blocks: the loss head's at vocabularies of 8K and 32K (every one of its
+// three products), not the model's own (the largest at 64K tokens included), not the GEMM rate's
+// 2048^3 probe, not bf16 products.
+TEST(OnednnBlocks, TheLossHeadsLargeProductsRunInBlocks) {
+  auto desc = [](bool ta, bool tb, int64_t m, int64_t n, int64_t k) {
+    return test::padded_gemm_desc(ta, tb, m, n, k, 1, 1.0f, 0.0f);
+  };
+  for (int64_t vocab : {8192, 32768}) {
+    EXPECT_TRUE(runs_in_blocks(desc(true, false, 512, 1024, vocab), OperandType::kFp32)) << vocab;
+    EXPECT_TRUE(runs_in_blocks(desc(false, true, vocab, 512, 1024), OperandType::kFp32)) << vocab;
+    EXPECT_TRUE(runs_in_blocks(desc(false, false, vocab, 1024, 512), OperandType::kFp32)) << vocab;
+    EXPECT_FALSE(runs_in_blocks(desc(true, false, 512, 1024, vocab), OperandType::kBf16)) << vocab;
+  }
+  EXPECT_FALSE(runs_in_blocks(desc(false, true, 256, 256, 65536), OperandType::kFp32));
+  EXPECT_FALSE(runs_in_blocks(desc(false, false, 1024, 1024, 256), OperandType::kFp32));
+  EXPECT_FALSE(runs_in_blocks(desc(false, false, 256, 1024, 1024), OperandType::kFp32));
+  EXPECT_FALSE(runs_in_blocks(desc(true, false, 512, 1024, 4096), OperandType::kFp32));
+  EXPECT_FALSE(runs_in_blocks(desc(false, false, 2048, 2048, 2048), OperandType::kFp32));
+}
 
 TEST(Bf16, OperandsInBf16AreRefusedWhereProductsDoNotRoundToIt) {
   EXPECT_FALSE(cpu().gemm_takes_bf16_operands());

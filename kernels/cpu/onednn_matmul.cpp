@@ -1,10 +1,15 @@
 #include "kernels/cpu/onednn_matmul.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <dnnl.hpp>
+#include <exception>
 #include <map>
 #include <sstream>
 #include <tuple>
+#include <unordered_map>
+#include <vector>
 
 #include "base/error.h"
 
@@ -55,42 +60,93 @@ struct OnednnMatmul::Impl {
   dnnl::memory::data_type operands;
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
-  // One primitive per product shape (the model repeats a handful of shapes every step).
-  using Key =
-      std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float, float>;
-  std::map<Key, dnnl::matmul> primitives;
+  // One primitive per product shape (the model repeats a handful of shapes every step), planned
+  // for all threads or for one.
+  using Key = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float,
+                         float, bool>;
+  struct Primitive {
+    dnnl::matmul matmul;
+    size_t scratchpad_bytes = 0;  // one-thread primitives: the caller's scratchpad
+  };
+  std::map<Key, Primitive> primitives;
+  std::vector<float> partials;  // multiply_in_blocks: a partial sum per depth slice
 
-  // c = alpha op(a) op(b) + beta c, in oneDNN on all threads.
-  void execute(const GemmDesc& d, const void* a, const void* b, float* c) {
+  // oneDNN is row-major: column-major C [m, n] is row-major C^T [n, m] = op(B)^T op(A)^T, and a
+  // column-major matrix with leading dimension ld is its row-major transpose with row stride ld.
+  struct Descs {
+    dnnl::memory::desc src, weights, dst;
+  };
+  Descs descs(const GemmDesc& d) const {
     using dnnl::memory;
-    // oneDNN is row-major: column-major C [m, n] is row-major C^T [n, m] = op(B)^T op(A)^T, and
-    // a column-major matrix with leading dimension ld is its row-major transpose with row
-    // stride ld.
-    const memory::desc src({d.n, d.k}, operands,
-                           d.trans_b ? memory::dims{1, d.ldb} : memory::dims{d.ldb, 1});
-    const memory::desc weights({d.k, d.m}, operands,
-                               d.trans_a ? memory::dims{1, d.lda} : memory::dims{d.lda, 1});
-    const memory::desc dst({d.n, d.m}, memory::data_type::f32, memory::dims{d.ldc, 1});
-    const Key key{d.trans_a, d.trans_b, d.m, d.n, d.k, d.lda, d.ldb, d.ldc, d.alpha, d.beta};
+    return {memory::desc({d.n, d.k}, operands,
+                         d.trans_b ? memory::dims{1, d.ldb} : memory::dims{d.ldb, 1}),
+            memory::desc({d.k, d.m}, operands,
+                         d.trans_a ? memory::dims{1, d.lda} : memory::dims{d.lda, 1}),
+            memory::desc({d.n, d.m}, memory::data_type::f32, memory::dims{d.ldc, 1})};
+  }
+
+  // The primitive of d's shape. one_thread: planned where OpenMP offers a single thread (so it
+  // never splits a sum between threads), with a scratchpad its caller passes, so that several
+  // threads may run it at once.
+  const Primitive& primitive(const GemmDesc& d, bool one_thread) {
+    const Key key{d.trans_a, d.trans_b, d.m,     d.n,    d.k,       d.lda,
+                  d.ldb,     d.ldc,     d.alpha, d.beta, one_thread};
     auto it = primitives.find(key);
-    if (it == primitives.end()) {
+    if (it != primitives.end()) return it->second;
+    const Descs m = descs(d);
+    auto make = [&] {
       dnnl::primitive_attr attr;
+      if (one_thread) attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
       if (d.alpha != 1.0f) attr.set_output_scales(0, {d.alpha});
       if (d.beta != 0.0f) {
         dnnl::post_ops ops;
         ops.append_sum(d.beta);  // dst = matmul result + beta * dst
         attr.set_post_ops(ops);
       }
-      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, weights, dst), attr, engine);
-      it = primitives.emplace(key, dnnl::matmul(pd)).first;
+      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(m.src, m.weights, m.dst), attr,
+                                            engine);
+      return Primitive{dnnl::matmul(pd), one_thread ? pd.scratchpad_desc().get_size() : 0};
+    };
+    Primitive made;
+    if (one_thread) {
+      std::exception_ptr failure;
+#pragma omp parallel num_threads(1)
+      {
+        omp_set_num_threads(1);  // (the region's own setting: what oneDNN plans with)
+        try {
+          made = make();
+        } catch (...) {
+          failure = std::current_exception();
+        }
+      }
+      if (failure) std::rethrow_exception(failure);
+    } else {
+      made = make();
     }
+    return primitives.emplace(key, std::move(made)).first->second;
+  }
+
+  // c = alpha op(a) op(b) + beta c, in oneDNN on all threads.
+  void execute(const GemmDesc& d, const void* a, const void* b, float* c) {
+    run(primitive(d, false), d, a, b, c, stream, nullptr);
+  }
+
+  // Runs p on this thread's stream (s) and scratchpad (one-thread primitives).
+  void run(const Primitive& p, const GemmDesc& d, const void* a, const void* b, float* c,
+           dnnl::stream& s, void* scratchpad) const {
+    using dnnl::memory;
+    const Descs m = descs(d);
     // (oneDNN reads its inputs only: the const_casts do not write through them.)
-    memory src_mem(src, engine, const_cast<void*>(b)),
-        weights_mem(weights, engine, const_cast<void*>(a)), dst_mem(dst, engine, c);
-    it->second.execute(
-        stream,
-        {{DNNL_ARG_SRC, src_mem}, {DNNL_ARG_WEIGHTS, weights_mem}, {DNNL_ARG_DST, dst_mem}});
-    stream.wait();
+    std::unordered_map<int, memory> args{
+        {DNNL_ARG_SRC, memory(m.src, engine, const_cast<void*>(b))},
+        {DNNL_ARG_WEIGHTS, memory(m.weights, engine, const_cast<void*>(a))},
+        {DNNL_ARG_DST, memory(m.dst, engine, c)}};
+    if (p.scratchpad_bytes > 0)
+      args[DNNL_ARG_SCRATCHPAD] =
+          memory({{static_cast<int64_t>(p.scratchpad_bytes)}, memory::data_type::u8, {1}}, engine,
+                 scratchpad);
+    p.matmul.execute(s, args);
+    s.wait();
   }
 };
 
@@ -110,9 +166,117 @@ std::string OnednnMatmul::describe() const {
   return s.str();
 }
 
+bool runs_in_blocks(const GemmDesc& d, OperandType operands) {
+  return operands == OperandType::kFp32 && d.k > thread_independent_depth(operands) &&
+         std::min(d.m, d.n) >= 512 && std::max({d.m, d.n, d.k}) >= 8192 &&
+         d.m * d.n * d.k >= (int64_t{1} << 32);
+}
+
+void OnednnMatmul::multiply_in_blocks(const GemmDesc& d, const void* a, const void* b, float* c,
+                                      BlockPlan plan) {
+  RF_CHECK(d.batch == 1 && d.k > 0 && plan.slice_depth > 0 && plan.block > 0,
+           "multiply_in_blocks takes one product of depth > 0 and a plan of positive sizes");
+  const int64_t bytes = impl_->operands == dnnl::memory::data_type::bf16 ? 2 : 4;
+  const auto* a_bytes = static_cast<const char*>(a);
+  const auto* b_bytes = static_cast<const char*>(b);
+  const int64_t slices = (d.k + plan.slice_depth - 1) / plan.slice_depth;
+  const bool cut_columns = d.n >= d.m;
+  const int64_t extent = cut_columns ? d.n : d.m;
+  const int64_t blocks = std::max<int64_t>(1, extent / plan.block);
+  const int64_t block = (extent + blocks - 1) / blocks;
+  const int64_t cells = d.m * d.n;
+  if (slices > 1 && static_cast<int64_t>(impl_->partials.size()) < slices * cells)
+    impl_->partials.resize(static_cast<size_t>(slices * cells));
+  float* partials = impl_->partials.data();
+  // Item i: depth slice i / blocks of output block i % blocks, its operands and its output (C,
+  // or with several slices the slice's partial sum, packed [m, n], from zero).
+  struct Item {
+    GemmDesc d;
+    const void *a, *b;
+    float* c;
+    const Impl::Primitive* primitive;
+  };
+  std::vector<Item> items(static_cast<size_t>(slices * blocks));
+  try {
+    for (int64_t i = 0; i < slices * blocks; ++i) {
+      const int64_t slice = i / blocks, first = i % blocks * block;
+      const int64_t k0 = slice * plan.slice_depth, count = std::min(block, extent - first);
+      Item& item = items[static_cast<size_t>(i)];
+      item.d = d;
+      item.d.k = std::min(plan.slice_depth, d.k - k0);
+      const char* ab = a_bytes + (d.trans_a ? k0 : k0 * d.lda) * bytes;
+      const char* bb = b_bytes + (d.trans_b ? k0 * d.ldb : k0) * bytes;
+      float* cb = c;
+      if (slices > 1) {
+        item.d.beta = 0.0f;
+        item.d.ldc = d.m;
+        cb = partials + slice * cells;
+      }
+      if (cut_columns) {  // columns of op(B) and C
+        bb += (d.trans_b ? first : first * d.ldb) * bytes;
+        cb += first * item.d.ldc;
+        item.d.n = count;
+      } else {  // rows of op(A) and C
+        ab += (d.trans_a ? first * d.lda : first) * bytes;
+        cb += first;
+        item.d.m = count;
+      }
+      item.a = ab;
+      item.b = bb;
+      item.c = cb;
+      item.primitive = &impl_->primitive(item.d, true);
+    }
+  } catch (const dnnl::error& e) {
+    fail("oneDNN matmul (m ", d.m, ", n ", d.n, ", k ", d.k, "): ", e.what());
+  }
+  std::exception_ptr failure;
+#pragma omp parallel
+  {
+    thread_local std::vector<char> scratchpad;
+    dnnl::stream stream(impl_->engine);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < slices * blocks; ++i) {
+      const Item& item = items[static_cast<size_t>(i)];
+      try {
+        if (scratchpad.size() < item.primitive->scratchpad_bytes)
+          scratchpad.resize(item.primitive->scratchpad_bytes);
+        impl_->run(*item.primitive, item.d, item.a, item.b, item.c, stream, scratchpad.data());
+      } catch (...) {
+#pragma omp critical(rf_onednn_failure)
+        failure = std::current_exception();
+      }
+    }
+  }
+  if (failure) {
+    try {
+      std::rethrow_exception(failure);
+    } catch (const dnnl::error& e) {
+      fail("oneDNN matmul (m ", d.m, ", n ", d.n, ", k ", d.k, "): ", e.what());
+    }
+  }
+  if (slices == 1) return;
+    // C = beta C + the slices' sums, added in slice order.
+#pragma omp parallel for schedule(static)
+  for (int64_t col = 0; col < d.n; ++col) {
+    float* out = c + col * d.ldc;
+    const float* part = partials + col * d.m;
+    for (int64_t r = 0; r < d.m; ++r) {
+      float sum = d.beta == 0.0f ? part[r] : d.beta * out[r] + part[r];
+      for (int64_t slice = 1; slice < slices; ++slice) sum += part[slice * cells + r];
+      out[r] = sum;
+    }
+  }
+}
+
 void OnednnMatmul::multiply(const GemmDesc& d, const void* a, const void* b, float* c) {
   RF_CHECK(d.batch == 1 && d.k > 0, "OnednnMatmul takes one product of depth > 0, got a batch of ",
            d.batch, ", depth ", d.k);
+  const OperandType type =
+      impl_->operands == dnnl::memory::data_type::bf16 ? OperandType::kBf16 : OperandType::kFp32;
+  if (runs_in_blocks(d, type)) {
+    multiply_in_blocks(d, a, b, c, kLargeProductPlan);
+    return;
+  }
   const bool bf16 = impl_->operands == dnnl::memory::data_type::bf16;
   const int64_t bytes = bf16 ? 2 : 4;
   const int64_t depth = thread_independent_depth(bf16 ? OperandType::kBf16 : OperandType::kFp32);

@@ -26,6 +26,26 @@ constexpr int64_t thread_independent_depth(OperandType operands) {
   return operands == OperandType::kBf16 ? 512 : 256;
 }
 
+// How multiply_in_blocks cuts a product: depth slices of slice_depth, each summed from zero (into
+// its own partial sum when there are several, which are then added to C in slice order), and
+// output blocks of at least `block` along the larger of m and n; each (slice, block) runs on one
+// thread with a primitive planned for one thread. The cuts depend on the shape only, so the bits
+// do not depend on the thread count, at any depth.
+struct BlockPlan {
+  int64_t slice_depth = 4096, block = 512;
+};
+constexpr BlockPlan kLargeProductPlan{};
+
+// Whether OnednnMatmul::multiply runs d in blocks (kLargeProductPlan): fp32 products deeper than
+// thread_independent_depth, both output sides at least 512, a side of 8192 or more and 2^32
+// multiply-adds or more: the loss head's at a vocabulary of 8K and up. Measured in the reference
+// model's 4K-token step (2026-12-04, --profile-ops): at a vocabulary of 32,768 the head's three
+// products took 1,318 ms a step in 256-deep slices on all threads and 1,085 ms in blocks, at
+// 8,192 296 -> 266 ms. The model's own products (at most 2^28 multiply-adds, and 64K tokens'
+// 256 x 256 x 65,536 weight gradients) gained nothing, nor did bf16 products, and a 2048^3
+// product (the GEMM rate's probe) lost 4%.
+bool runs_in_blocks(const GemmDesc& d, OperandType operands);
+
 // The instruction set oneDNN runs on this CPU, for logs ("avx512_core_amx", ...).
 std::string onednn_isa_name();
 // Whether that instruction set includes AVX-512 (avx512_core or above).
@@ -44,6 +64,9 @@ class OnednnMatmul {
   // One product (d.batch must be 1, d.k > 0); a and b hold the operand type. Throws rf::Error
   // naming the shape if oneDNN fails.
   void multiply(const GemmDesc& d, const void* a, const void* b, float* c);
+  // The same product in blocks (see BlockPlan); multiply uses it where runs_in_blocks says.
+  void multiply_in_blocks(const GemmDesc& d, const void* a, const void* b, float* c,
+                          BlockPlan plan);
   // For logs: "oneDNN <version> <fp32|bf16> (<isa>)".
   std::string describe() const;
 
