@@ -4,8 +4,9 @@
 //
 // Products deeper than thread_independent_depth() run as slices of that depth added into C one
 // after another: oneDNN 2.6 splits a deeper sum across threads in a way that depends on the
-// thread count, and the training step's bits must not (tests/kernels_test.cpp checks 1 to 8
-// threads).
+// thread count, and the training step's bits must not (tests/gemm_precision_test.cpp checks 1 to
+// 8 threads). The largest (runs_in_blocks) run instead in blocks of the shape's own cuts, each on
+// one thread (multiply_in_blocks).
 #pragma once
 
 #include <cstdint>
