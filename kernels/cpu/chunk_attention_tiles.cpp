@@ -417,8 +417,8 @@ void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadS
   std::optional<Bf16QueryOperands> ops;
   if (bf16) ops.emplace(scratch, p.d, dp);
   // The sums of dQ (per query tile) and of each window tile's dK and dV start with their first
-  // product, which writes instead of adding: no zero fill of their buffers (a tenth of the LSH
-  // gradient pass's time at 4K tokens went to those fills).
+  // product, which writes instead of adding: no zero fill of their buffers (without the fills
+  // the LSH gradient pass took 4% less time at 4K tokens at fp32, 7% at bf16; 2026-12-04).
   const int64_t tiles_per_chunk = (L.chunk + kTile - 1) / kTile;
   auto window_tile = [&](int64_t window_offset) {  // a window tile's index: (part, tile)
     return static_cast<size_t>(window_offset / L.chunk * tiles_per_chunk +
