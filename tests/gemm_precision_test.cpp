@@ -240,18 +240,20 @@ INSTANTIATE_TEST_SUITE_P(CpuPrecisions, ThreadCountTest,
 // oneDNN products in fixed blocks (OnednnMatmul::multiply_in_blocks, which the loss head's large
 // products take): every transpose, padded leading dimensions, alpha and beta (beta = 0 over a C
 // full of NaN), several depth slices with a short last one, output blocks along either side with
-// a short last one, and one slice alone; within fp32 rounding of the reference, and the same
-// bits on 1, 2, 3 and 8 threads. A small plan stands for kLargeProductPlan here, whose products
-// would take seconds to check.
+// a short last one, one slice alone, and a depth that the 16-slice cap deepens; within fp32
+// rounding of the reference, and the same bits on 1, 2, 3 and 8 threads. A small plan stands for
+// kLargeProductPlan here, whose products would take seconds to check.
 TEST(OnednnBlocks, ProductsInBlocksMatchTheReferenceWithTheSameBitsOnAnyThreadCount) {
   const int threads_before = omp_get_max_threads();
-  const BlockPlan plan{256, 32};
   struct Shape {
     int64_t m, n, k;
+    BlockPlan plan;
   };
   uint32_t seed = 70;
   int checked = 0;
-  for (const Shape& s : {Shape{70, 90, 700}, Shape{130, 40, 300}, Shape{48, 64, 200}})
+  for (const Shape& s : {Shape{70, 90, 700, {256, 32}}, Shape{130, 40, 300, {256, 32}},
+                         Shape{48, 64, 200, {256, 32}},
+                         Shape{40, 50, 700, {16, 32}}})  // (44 slices of 16: 16 of 44 instead)
     for (bool ta : {false, true})
       for (bool tb : {false, true})
         for (const auto& [alpha, beta] : {std::pair{1.0f, 0.0f}, std::pair{0.75f, 0.5f}}) {
@@ -266,7 +268,7 @@ TEST(OnednnBlocks, ProductsInBlocksMatchTheReferenceWithTheSameBitsOnAnyThreadCo
             omp_set_num_threads(threads);
             OnednnMatmul matmul(OperandType::kFp32);
             std::vector<float> got = c0;
-            matmul.multiply_in_blocks(d, a.data(), b.data(), got.data(), plan);
+            matmul.multiply_in_blocks(d, a.data(), b.data(), got.data(), s.plan);
             const std::string what = std::string(ta ? "T" : "N") + (tb ? "T" : "N") + " " +
                                      std::to_string(s.m) + "x" + std::to_string(s.n) + "x" +
                                      std::to_string(s.k) + " beta " + std::to_string(beta) + ", " +
@@ -289,7 +291,7 @@ TEST(OnednnBlocks, ProductsInBlocksMatchTheReferenceWithTheSameBitsOnAnyThreadCo
           }
         }
   omp_set_num_threads(threads_before);
-  EXPECT_EQ(checked, 3 * 4 * 2);
+  EXPECT_EQ(checked, 4 * 4 * 2);
 }
 
 // Which products run in blocks: the loss head's at vocabularies of 8K and 32K (every one of its

@@ -6,6 +6,7 @@
 #include <dnnl.hpp>
 #include <exception>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <tuple>
 #include <unordered_map>
@@ -179,6 +180,9 @@ void OnednnMatmul::multiply_in_blocks(const GemmDesc& d, const void* a, const vo
   const int64_t bytes = impl_->operands == dnnl::memory::data_type::bf16 ? 2 : 4;
   const auto* a_bytes = static_cast<const char*>(a);
   const auto* b_bytes = static_cast<const char*>(b);
+  // At most kMaxSlices partial sums (deeper slices for deeper products: still the shape's own).
+  constexpr int64_t kMaxSlices = 16;
+  plan.slice_depth = std::max(plan.slice_depth, (d.k + kMaxSlices - 1) / kMaxSlices);
   const int64_t slices = (d.k + plan.slice_depth - 1) / plan.slice_depth;
   const bool cut_columns = d.n >= d.m;
   const int64_t extent = cut_columns ? d.n : d.m;
@@ -233,14 +237,15 @@ void OnednnMatmul::multiply_in_blocks(const GemmDesc& d, const void* a, const vo
 #pragma omp parallel
   {
     thread_local std::vector<char> scratchpad;
-    dnnl::stream stream(impl_->engine);
+    std::optional<dnnl::stream> stream;  // (made inside the try: no exception leaves the region)
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < slices * blocks; ++i) {
       const Item& item = items[static_cast<size_t>(i)];
       try {
+        if (!stream) stream.emplace(impl_->engine);
         if (scratchpad.size() < item.primitive->scratchpad_bytes)
           scratchpad.resize(item.primitive->scratchpad_bytes);
-        impl_->run(*item.primitive, item.d, item.a, item.b, item.c, stream, scratchpad.data());
+        impl_->run(*item.primitive, item.d, item.a, item.b, item.c, *stream, scratchpad.data());
       } catch (...) {
 #pragma omp critical(rf_onednn_failure)
         failure = std::current_exception();

@@ -27,8 +27,9 @@ constexpr int64_t thread_independent_depth(OperandType operands) {
   return operands == OperandType::kBf16 ? 512 : 256;
 }
 
-// How multiply_in_blocks cuts a product: depth slices of slice_depth, each summed from zero (into
-// its own partial sum when there are several, which are then added to C in slice order), and
+// How multiply_in_blocks cuts a product: depth slices of slice_depth (deeper where that would
+// make more than 16), each summed from zero (into its own partial sum when there are several,
+// which are then added to C in slice order), and
 // output blocks of at least `block` along the larger of m and n; each (slice, block) runs on one
 // thread with a primitive planned for one thread. The cuts depend on the shape only, so the bits
 // do not depend on the thread count, at any depth.
