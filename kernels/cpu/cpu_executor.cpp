@@ -15,6 +15,7 @@
 #include "base/error.h"
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/chunk_attention_tiles.h"
+#include "kernels/cpu/first_argmax.h"
 #include "kernels/cpu/flat_loops.h"
 #include "kernels/cpu/host_memory.h"
 #include "kernels/cpu/lsh_argmax.h"
@@ -55,6 +56,17 @@ struct CpuBackend {
     constexpr int64_t kBlock = 16384;
 #pragma omp parallel for schedule(static) if (n > kBlock)
     for (int64_t b = 0; b < n; b += kBlock) cpu::adamw_update_range(op, b, std::min(n, b + kBlock));
+  }
+  // The cross-entropy's prediction (its first largest logit) found with vectors
+  // (kernels/cpu/first_argmax.h); the rest is the functor's.
+  static void for_each(const Executor& ex, int64_t n, const CrossEntropyRow& op) {
+    if (ex.kernel_variant() != KernelVariant::kTuned) {
+      for_each<CrossEntropyRow>(ex, n, op);
+      return;
+    }
+#pragma omp parallel for schedule(static) if (n > 1)
+    for (int64_t row = 0; row < n; ++row)
+      op.finish(row, cpu::first_argmax(op.logits + row * op.vocab, op.vocab));
   }
   static void for_each(const Executor& ex, int64_t n, const EmbedForward& op) {
     if (ex.kernel_variant() != KernelVariant::kTuned || n % op.d_model != 0) {

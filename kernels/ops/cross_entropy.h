@@ -16,12 +16,19 @@ struct CrossEntropyRow {
   float grad_scale;  // d(total loss)/d(row loss), e.g. 1 / tokens in the global batch
   bool want_grad;
   RF_HD void operator()(int64_t row) const {
-    float* z = logits + row * vocab;
-    const int32_t target = targets[row];
-    float zmax = z[0];
+    const float* z = logits + row * vocab;
+    float zmax = z[0];  // the first largest logit (a scan keeping the first of equal ones)
     int64_t arg = 0;
     for (int64_t v = 1; v < vocab; ++v)
       if (z[v] > zmax) zmax = z[v], arg = v;
+    finish(row, arg);
+  }
+  // The rest of the row once its first largest logit is known (the CPU finds it with vectors:
+  // kernels/cpu/first_argmax.h).
+  RF_HD void finish(int64_t row, int64_t arg) const {
+    float* z = logits + row * vocab;
+    const int32_t target = targets[row];
+    const float zmax = z[arg];  // (the scan's maximum, bit for bit)
     // (Both exponents are at most 0: exp_up_to_88 gives exp_approx's bits, in one vector path.)
     const float sum = row_sum(vocab, [z, zmax](int64_t v) { return exp_up_to_88(z[v] - zmax); });
     const float log_sum = logf(sum) + zmax;
