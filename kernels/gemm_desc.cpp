@@ -5,6 +5,25 @@
 
 namespace rf {
 
+GemmPart gemm_part(const GemmDesc& d, int64_t k0, int64_t depth, bool cut_columns, int64_t first,
+                   int64_t count) {
+  GemmPart p{d};
+  p.d.k = depth;
+  // Column k0 of op(A) and row k0 of op(B) in their stored (column-major) layouts.
+  p.a_offset = d.trans_a ? k0 : k0 * d.lda;
+  p.b_offset = d.trans_b ? k0 * d.ldb : k0;
+  if (cut_columns) {  // columns of op(B) and C
+    p.b_offset += d.trans_b ? first : first * d.ldb;
+    p.c_offset = first * d.ldc;
+    p.d.n = count;
+  } else {  // rows of op(A) and C
+    p.a_offset += d.trans_a ? first * d.lda : first;
+    p.c_offset = first;
+    p.d.m = count;
+  }
+  return p;
+}
+
 std::string gemm_desc_problem(const GemmDesc& d) {
   std::ostringstream why;
   const int64_t rows_a = d.trans_a ? d.k : d.m;

@@ -47,6 +47,17 @@ inline OperandLayout operand_layout_b(const GemmDesc& d) {
   return {d.trans_b ? d.n : d.k, d.trans_b ? d.k : d.n, d.ldb};
 }
 
+// A part of one product: depth [k0, k0 + depth) (columns of op(A), rows of op(B)) and C's columns
+// [first, first + count) when cut_columns, else its rows. `d` describes the part (the product's
+// fields otherwise); the offsets, in elements, are where its A, B and C start within the
+// product's. The CPU executor's output blocks and oneDNN's depth slices and blocks cut this way.
+struct GemmPart {
+  GemmDesc d;
+  int64_t a_offset = 0, b_offset = 0, c_offset = 0;
+};
+GemmPart gemm_part(const GemmDesc& d, int64_t k0, int64_t depth, bool cut_columns, int64_t first,
+                   int64_t count);
+
 // A GEMM stated in row-major terms, the way the model code thinks of its tensors:
 //   C[M, N] = alpha * op(A) op(B) + beta * C, with op(A) [M, K] and op(B) [K, N], all row-major.
 struct RowMajorGemm {

@@ -236,20 +236,13 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
     const int64_t block = std::max<int64_t>(64, (extent + 16 * 64 - 1) / (16 * 64) * 64);
     const int64_t blocks = (extent + block - 1) / block;
     auto run_block = [&](int64_t i) {
-      const int64_t first = i * block, count = std::min(block, extent - first);
-      const float* ab = a;
-      const float* bb = b;
-      float* cb = c;
-      int64_t m = d.m, n = d.n;
-      if (cut_columns) {  // columns of op(B) and C
-        bb += d.trans_b ? first : first * d.ldb;
-        cb += first * d.ldc;
-        n = count;
-      } else {  // rows of op(A) and C
-        ab += d.trans_a ? first * d.lda : first;
-        cb += first;
-        m = count;
-      }
+      const int64_t first = i * block;
+      const GemmPart part =
+          gemm_part(d, 0, d.k, cut_columns, first, std::min(block, extent - first));
+      const int64_t m = part.d.m, n = part.d.n;
+      const float* ab = a + part.a_offset;
+      const float* bb = b + part.b_offset;
+      float* cb = c + part.c_offset;
       if ((n == 1 || m == 1) && d.k > 0) {  // (sgemv returns at once on a zero depth, unscaled)
         matrix_vector(d, m, n, ab, bb, cb);
         return;

@@ -205,29 +205,18 @@ void OnednnMatmul::multiply_in_blocks(const GemmDesc& d, const void* a, const vo
     for (int64_t i = 0; i < slices * blocks; ++i) {
       const int64_t slice = i / blocks, first = i % blocks * block;
       const int64_t k0 = slice * plan.slice_depth, count = std::min(block, extent - first);
-      Item& item = items[static_cast<size_t>(i)];
-      item.d = d;
-      item.d.k = std::min(plan.slice_depth, d.k - k0);
-      const char* ab = a_bytes + (d.trans_a ? k0 : k0 * d.lda) * bytes;
-      const char* bb = b_bytes + (d.trans_b ? k0 * d.ldb : k0) * bytes;
-      float* cb = c;
+      GemmDesc target = d;  // (several slices: each into its partial sum, packed, from zero)
       if (slices > 1) {
-        item.d.beta = 0.0f;
-        item.d.ldc = d.m;
-        cb = partials + slice * cells;
+        target.beta = 0.0f;
+        target.ldc = d.m;
       }
-      if (cut_columns) {  // columns of op(B) and C
-        bb += (d.trans_b ? first : first * d.ldb) * bytes;
-        cb += first * item.d.ldc;
-        item.d.n = count;
-      } else {  // rows of op(A) and C
-        ab += (d.trans_a ? first * d.lda : first) * bytes;
-        cb += first;
-        item.d.m = count;
-      }
-      item.a = ab;
-      item.b = bb;
-      item.c = cb;
+      const GemmPart part =
+          gemm_part(target, k0, std::min(plan.slice_depth, d.k - k0), cut_columns, first, count);
+      Item& item = items[static_cast<size_t>(i)];
+      item.d = part.d;
+      item.a = a_bytes + part.a_offset * bytes;
+      item.b = b_bytes + part.b_offset * bytes;
+      item.c = (slices > 1 ? partials + slice * cells : c) + part.c_offset;
       item.primitive = &impl_->primitive(item.d, true);
     }
   } catch (const dnnl::error& e) {
@@ -290,12 +279,10 @@ void OnednnMatmul::multiply(const GemmDesc& d, const void* a, const void* b, flo
   try {
     // The depth in slices of at most `depth`, added into C one after another.
     for (int64_t k0 = 0; k0 < d.k; k0 += depth) {
-      GemmDesc slice = d;
-      slice.k = std::min(depth, d.k - k0);
-      if (k0 > 0) slice.beta = 1.0f;
-      // Column k0 of op(A) and row k0 of op(B) in their stored (column-major) layouts.
-      const int64_t a_offset = d.trans_a ? k0 : k0 * d.lda, b_offset = d.trans_b ? k0 * d.ldb : k0;
-      impl_->execute(slice, a_bytes + a_offset * bytes, b_bytes + b_offset * bytes, c);
+      GemmPart slice = gemm_part(d, k0, std::min(depth, d.k - k0), true, 0, d.n);
+      if (k0 > 0) slice.d.beta = 1.0f;
+      impl_->execute(slice.d, a_bytes + slice.a_offset * bytes, b_bytes + slice.b_offset * bytes,
+                     c);
     }
   } catch (const dnnl::error& e) {
     fail("oneDNN matmul (m ", d.m, ", n ", d.n, ", k ", d.k, "): ", e.what());
