@@ -6,7 +6,10 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${RF_BUILD_DIR:-$root/build}"
 mkdir -p "$build"
-if [ ! -f "$build/CMakeCache.txt" ]; then
+# A configure that failed (a library missing before launch/setup.sh ran) leaves a cache but no
+# build files: configure again then, from a clean cache, so the retry is not stuck on the failure.
+if [ ! -f "$build/build.ninja" ] && [ ! -f "$build/Makefile" ]; then
+  rm -rf "$build/CMakeCache.txt" "$build/CMakeFiles"
   echo "build: configuring in $build"
   # Ninja (launch/setup.sh installs it) compiles a target's sources while the libraries it links
   # are still building; make waits for each library first (a 2-core build spent 80 s compiling

@@ -1,7 +1,8 @@
 // Tests of whole jobs launched as a user would: a checkpoint written by 4 ranks resumes on 2
 // ranks with the same global batches; a rank killed mid-run ends the job promptly and
 // --resume auto continues; SIGTERM makes a run checkpoint at the next step boundary and exit 75,
-// and the resumed run ends bit for bit where an uninterrupted one does; launch/train.sh -n.
+// and the resumed run ends bit for bit where an uninterrupted one does; launch/train.sh -n;
+// launch/build.sh recovers from a failed configure.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -164,6 +165,21 @@ TEST(Launch, TrainScriptRunsRanksAndRefusesImpossibleBatches) {
   EXPECT_NE(refused.exit_code, 0);
   EXPECT_NE(refused.out.find("fewer than one global batch"), std::string::npos) << refused.out;
   EXPECT_NE(run(script + cfg + " -n zero").exit_code, 0);
+}
+
+// A configure that failed (here: a compiler that does not exist; for a user, a library missing
+// before launch/setup.sh ran) must not leave the folder stuck: the next launch/build.sh
+// configures again instead of building from a cache that has no build files.
+TEST(Launch, BuildScriptConfiguresAgainAfterAFailedConfigure) {
+  const std::string dir = test::fresh_dir("build_retry");
+  const std::string env = "RF_BUILD_DIR=" + dir + "/build RF_BUILD_TARGET=help ";
+  const std::string script = std::string(RF_SOURCE_DIR) + "/launch/build.sh";
+  const Result failed = run(env + script + " -DCMAKE_CXX_COMPILER=/nonexistent/c++");
+  EXPECT_NE(failed.exit_code, 0) << failed.out;
+  EXPECT_NE(failed.out.find("CMake configuration failed"), std::string::npos) << failed.out;
+  const Result retried = run(env + script);
+  EXPECT_EQ(retried.exit_code, 0) << retried.out;
+  EXPECT_NE(retried.out.find("configuring in"), std::string::npos) << retried.out;
 }
 
 }  // namespace
