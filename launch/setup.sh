@@ -11,6 +11,7 @@ packages=(
                            # for each library before compiling what links it)
   libopenblas-openmp-dev   # CPU GEMM (OpenMP build: one threading model with our kernels)
   libdnnl-dev              # oneDNN: bf16 GEMMs on the CPU (runtime.precision: bf16)
+  libxsmm-dev              # libxsmm: JIT kernels for the CPU attention tiles' fp32 products
   ocl-icd-opencl-dev       # only Recommended by libdnnl-dev, but its CMake config requires OpenCL
   libyaml-cpp-dev          # experiment files
   libhdf5-dev              # token shards and checkpoints

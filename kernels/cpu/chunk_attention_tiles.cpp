@@ -11,7 +11,7 @@
 #include "kernels/cpu/amx_tiles.h"
 #include "kernels/cpu/attention_score_terms.h"
 #include "kernels/cpu/attention_tile_gather.h"
-#include "kernels/cpu/tile_gemm.h"
+#include "kernels/cpu/small_gemm.h"
 
 namespace rf::cpu {
 namespace {
@@ -208,7 +208,7 @@ void forward_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& slot
       amx::multiply(padded(nk), nqp, amx::padded_depth(p.d), kv.k16.data(), q_pairs, st, nqp,
                     false);
     else
-      tile_gemm(nk, nqp, dp, kv.k.data(), dp, qt, nqp, st, nqp, false);
+      small_gemm(nk, nqp, dp, kv.k.data(), dp, qt, nqp, st, nqp, false);
     softmax_tile(p, s, drop, q_tile, k_tile, kv, qpos, nqp, st, m, l, correction);
     if (bf16) {
       for (int64_t x = 0; x < dp; ++x)
@@ -218,7 +218,7 @@ void forward_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& slot
     } else {
       for (int64_t i = 0; i < nq; ++i)
         for (int64_t x = 0; x < dp; ++x) acc[i * dp + x] *= correction[i];
-      tile_gemm_at(nq, dp, nk, st, nqp, kv.v.data(), dp, acc, dp, true);
+      small_gemm_at(nq, dp, nk, st, nqp, kv.v.data(), dp, acc, dp, true);
     }
   });
   if (bf16) {
@@ -298,8 +298,8 @@ void tile_score_gradients(const ChunkAttentionParams& p, int64_t s, const Dropou
                           const QueryTile& qt, const KeyTileCache::Entry& kv, int64_t key_offset,
                           float* st, float* dpt, bool queries_owner) {
   const int64_t nk = kv.count, nqp = qt.nqp, dp = kv.dp;
-  tile_gemm(nk, nqp, dp, kv.k.data(), dp, qt.qt, nqp, st, nqp, false);
-  tile_gemm(nk, nqp, dp, kv.v.data(), dp, qt.doutt, nqp, dpt, nqp, false);
+  small_gemm(nk, nqp, dp, kv.k.data(), dp, qt.qt, nqp, st, nqp, false);
+  small_gemm(nk, nqp, dp, kv.v.data(), dp, qt.doutt, nqp, dpt, nqp, false);
   score_gradients(p, s, drop, qt, kv, key_offset, st, dpt, queries_owner);
 }
 
@@ -445,9 +445,9 @@ void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadS
       } else {
         const int64_t nk = k_tile.count;
         tile_score_gradients(p, s, drop, qt, kv, k_tile.window_offset, st, dpt, true);
-        tile_gemm_at(nq, dp, nk, st, nqp, kv.k.data(), dp, dq, dp, dq_started);
-        tile_gemm(nk, dp, nq, st, nqp, qt.q, dp, dk_tile, dp, started != 0);
-        tile_gemm(nk, dp, nq, dpt, nqp, qt.dout, dp, dv_tile, dp, started != 0);
+        small_gemm_at(nq, dp, nk, st, nqp, kv.k.data(), dp, dq, dp, dq_started);
+        small_gemm(nk, dp, nq, st, nqp, qt.q, dp, dk_tile, dp, started != 0);
+        small_gemm(nk, dp, nq, dpt, nqp, qt.dout, dp, dv_tile, dp, started != 0);
       }
       dq_started = true;
       started = 1;
@@ -491,7 +491,7 @@ void query_grads_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& 
     const KeyTileCache::Entry& kv = state.keys.get(p, s, k_tile);
     const int64_t nk = k_tile.count, nqp = qt.nqp;
     tile_score_gradients(p, s, drop, qt, kv, k_tile.window_offset, st, dpt, true);
-    tile_gemm_at(nq, dp, nk, st, nqp, kv.k.data(), dp, dq, dp, true);
+    small_gemm_at(nq, dp, nk, st, nqp, kv.k.data(), dp, dq, dp, true);
   });
   store_query_grads(p, s, q_tile, dq, dp);
 }
@@ -516,8 +516,8 @@ void key_grads_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& k_
     qt.gather(p, s, q_tile, true);
     const int64_t nq = q_tile.count, nqp = qt.nqp;
     tile_score_gradients(p, s, drop, qt, kv, within, st, dpt, false);
-    tile_gemm(nk, dp, nq, st, nqp, qt.q, dp, dk, dp, true);
-    tile_gemm(nk, dp, nq, dpt, nqp, qt.dout, dp, dv, dp, true);
+    small_gemm(nk, dp, nq, st, nqp, qt.q, dp, dk, dp, true);
+    small_gemm(nk, dp, nq, dpt, nqp, qt.dout, dp, dv, dp, true);
   });
   for (int64_t kk = 0; kk < nk; ++kk) {
     const int64_t slot = s * L.n_slots + k_tile.first + kk;

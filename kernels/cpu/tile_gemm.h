@@ -5,7 +5,8 @@
 // intrinsics. n must be a multiple of kTileVector (callers pad their tiles); m and k are arbitrary.
 // Measured on one core of an AVX-512 Xeon (2026-12-01): 161-180 GFLOP/s for [64, 64] x [64|128,
 // 32|64], against 174-181 for OpenBLAS 0.3.21's small-matrix kernels and about 180 for its large
-// SGEMM; it is inlined into the attention loops, with no call or packing.
+// SGEMM. libxsmm's JIT kernels measured faster still (kernels/cpu/small_gemm.h), so these loops
+// are now what runs where libxsmm makes no kernel.
 #pragma once
 
 #include <cstdint>

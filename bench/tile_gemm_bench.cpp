@@ -1,0 +1,93 @@
+// The CPU attention tiles' fp32 products two ways, on one thread: libxsmm's JIT kernels
+// (kernels/cpu/small_gemm.h, what the tiles run) against the register-blocked loops of
+// kernels/cpu/tile_gemm.h (what runs where libxsmm makes no kernel). For each product of a tile
+// pass (scores K Q^T, the value product P V with P stored transposed, the key gradients dS^T Q)
+// at head widths 16-128, it alternates the two, 9 rounds of 2,000 calls each, and prints one JSON
+// line per shape: the median GFLOP/s of each and their ratio.
+//   tile_gemm_bench [--rounds 9] [--calls 2000]
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/small_gemm.h"
+
+namespace rf {
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Seconds per call of `product`, over `calls` calls.
+double seconds_per_call(const std::function<void()>& product, int calls) {
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < calls; ++i) product();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / calls;
+}
+
+struct TileProduct {
+  const char* name;
+  int64_t m, n, k;
+  bool transposed_a, accumulate;
+};
+
+int run(int rounds, int calls) {
+  std::mt19937 gen(7);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  std::vector<float> a(128 * 128), b(128 * 128), c(128 * 128);
+  for (float& x : a) x = uniform(gen);
+  for (float& x : b) x = uniform(gen);
+  for (int64_t d : {16, 32, 64, 128}) {
+    // As chunk_attention_tiles.cpp calls them for 64-slot tiles of heads d wide.
+    const TileProduct products[] = {{"scores K Q^T", 64, 64, d, false, false},
+                                    {"values P V (P transposed)", 64, d, 64, true, true},
+                                    {"key gradients dS^T Q", 64, d, 64, false, true}};
+    for (const TileProduct& t : products) {
+      const int64_t lda = t.transposed_a ? t.m : t.k;
+      auto product = [&](bool loops) {
+        if (loops && t.transposed_a)
+          cpu::tile_gemm_at(t.m, t.n, t.k, a.data(), lda, b.data(), t.n, c.data(), t.n,
+                            t.accumulate);
+        else if (loops)
+          cpu::tile_gemm(t.m, t.n, t.k, a.data(), lda, b.data(), t.n, c.data(), t.n, t.accumulate);
+        else if (t.transposed_a)
+          cpu::small_gemm_at(t.m, t.n, t.k, a.data(), lda, b.data(), t.n, c.data(), t.n,
+                             t.accumulate);
+        else
+          cpu::small_gemm(t.m, t.n, t.k, a.data(), lda, b.data(), t.n, c.data(), t.n, t.accumulate);
+      };
+      const bool has_kernel = cpu::libxsmm_product(t.transposed_a, t.m, t.n, t.k, a.data(), lda,
+                                                   b.data(), t.n, c.data(), t.n, t.accumulate);
+      std::vector<double> libxsmm, loops;
+      for (int r = 0; r < rounds; ++r) {
+        libxsmm.push_back(seconds_per_call([&] { product(false); }, calls));
+        loops.push_back(seconds_per_call([&] { product(true); }, calls));
+      }
+      const double flop = 2.0 * t.m * t.n * t.k;
+      const double x = flop / median(libxsmm) * 1e-9, l = flop / median(loops) * 1e-9;
+      std::printf(
+          "{\"product\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, \"libxsmm_kernel\": %s, "
+          "\"libxsmm_gflops\": %.1f, \"loops_gflops\": %.1f, \"ratio\": %.3f}\n",
+          t.name, static_cast<long long>(t.m), static_cast<long long>(t.n),
+          static_cast<long long>(t.k), has_kernel ? "true" : "false", x, l, x / l);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace rf
+
+int main(int argc, char** argv) {
+  CLI::App app{"times the CPU attention tiles' fp32 products: libxsmm against the loops"};
+  int rounds = 9, calls = 2000;
+  app.add_option("--rounds", rounds, "alternated rounds (medians)")->check(CLI::Range(1, 1000));
+  app.add_option("--calls", calls, "calls per round")->check(CLI::Range(1, 10000000));
+  CLI11_PARSE(app, argc, argv);
+  return rf::run(rounds, calls);
+}
