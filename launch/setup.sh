@@ -11,7 +11,6 @@ packages=(
                            # for each library before compiling what links it)
   libopenblas-openmp-dev   # CPU GEMM (OpenMP build: one threading model with our kernels)
   libdnnl-dev              # oneDNN: bf16 GEMMs on the CPU (runtime.precision: bf16)
-  libxsmm-dev              # libxsmm: JIT kernels for the CPU attention tiles' fp32 products
   ocl-icd-opencl-dev       # only Recommended by libdnnl-dev, but its CMake config requires OpenCL
   libyaml-cpp-dev          # experiment files
   libhdf5-dev              # token shards and checkpoints
@@ -23,6 +22,9 @@ packages=(
   python3-venv python3-torch python3-numpy  # interoperability tests (launch/python_env.sh)
   iproute2 nftables        # simulated hosts and their faults (launch/netns/: ip, tc, nft)
 )
+if [ "$(dpkg --print-architecture)" = amd64 ]; then
+  packages+=(libxsmm-dev)  # libxsmm: JIT kernels for the CPU attention tiles' fp32 products (x86)
+fi
 if [ "${1:-}" = "fuzz" ]; then
   packages+=(clang libclang-rt-14-dev libomp-14-dev)  # libFuzzer; clang's OpenMP runtime
 fi

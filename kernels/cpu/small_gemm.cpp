@@ -1,10 +1,14 @@
 #include "kernels/cpu/small_gemm.h"
 
+#if RF_WITH_LIBXSMM
 #include <libxsmm.h>
 
 #include <array>
+#endif
 
 namespace rf::cpu {
+
+#if RF_WITH_LIBXSMM
 namespace {
 
 // A product's shape, strides and kind: what a libxsmm kernel is generated for.
@@ -55,5 +59,14 @@ bool libxsmm_product(bool transposed_a, int64_t m, int64_t n, int64_t k, const f
   kernel(b, a, c);
   return true;
 }
+
+#else  // (a CPU libxsmm does not generate code for: the loops run)
+
+bool libxsmm_product(bool, int64_t, int64_t, int64_t, const float*, int64_t, const float*, int64_t,
+                     float*, int64_t, bool) {
+  return false;
+}
+
+#endif
 
 }  // namespace rf::cpu

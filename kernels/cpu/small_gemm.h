@@ -9,7 +9,8 @@
 namespace rf::cpu {
 
 // C (+)= A B by a libxsmm kernel for this shape and these strides (A [m, k] row-major, or stored
-// transposed as [k, m] when transposed_a); false when libxsmm made none (nothing written).
+// transposed as [k, m] when transposed_a); false when libxsmm made none (nothing written), and
+// always in builds without libxsmm (CPUs other than x86).
 bool libxsmm_product(bool transposed_a, int64_t m, int64_t n, int64_t k, const float* a,
                      int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
                      bool accumulate);
