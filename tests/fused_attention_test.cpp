@@ -164,6 +164,56 @@ TEST(FusedAttention, DenseGradientsGiveTheSameBitsInOnePassPerChunkAsInQueryAndK
   omp_set_num_threads(threads_before);
 }
 
+// The look-back gradient pass runs its items in blocks sized by the thread count, and an item
+// whose look-back neighbour sits in another block in a later round: the same bits on any number
+// of threads (two contributions per key, added in either order), for odd and even chunk counts,
+// two chunks (each the other's look-back), chunks over several tiles, dropout and a memory-free
+// local case; and within fp32 rounding of the unfused path.
+TEST(FusedAttention, LookBackGradientsGiveTheSameBitsOnAnyThreadCount) {
+  const int threads_before = omp_get_max_threads();
+  std::vector<Case> cases;
+  Case c;
+  c.T = 99;  // 11 chunks of 9 (odd), 3 rounds, over 2 x 2 segments
+  c.chunk = 9;
+  c.rounds = 3;
+  c.buckets = 11;
+  c.batch = 2;
+  c.heads = 2;
+  c.d = 16;
+  cases.push_back(c);
+  c.T = 16;  // two chunks
+  c.chunk = 8;
+  c.buckets = 2;
+  c.keep = 0.8f;
+  cases.push_back(c);
+  c = Case();
+  c.T = 520;  // 4 chunks of 130: three tiles a chunk
+  c.chunk = 130;
+  c.rounds = 2;
+  c.buckets = 4;
+  c.d = 24;
+  cases.push_back(c);
+  c = Case();
+  c.lsh = false;  // local with look-back: 6 chunks, 3 heads
+  c.T = 96;
+  c.chunk = 16;
+  c.heads = 3;
+  c.keep = 0.7f;
+  cases.push_back(c);
+  for (const Case& k : cases) {
+    const Problem p(k);
+    const auto dout = test::random_vector(k.rows() * k.ld(), 61);
+    const std::unique_ptr<Executor> one = make_cpu_executor(1);
+    const auto want = fused_backward(p, dout, *one);
+    for (int threads : {2, 3, 7, 16}) {
+      const std::unique_ptr<Executor> ex = make_cpu_executor(threads);
+      EXPECT_EQ(fused_backward(p, dout, *ex), want) << k.name() << ", " << threads << " threads";
+    }
+    expect_close(want, unfused_backward(p, dout), 2e-5, k.name());
+  }
+  omp_set_num_threads(threads_before);
+}
+
 // Relative RMS difference.
 double relative_rms(const std::vector<float>& got, const std::vector<float>& want) {
   double diff = 0, ref = 1e-30;
