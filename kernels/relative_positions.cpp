@@ -25,6 +25,15 @@ struct HeadMatrices {
   int64_t hd() const { return a.heads * a.d; }
   int64_t scores_offset(int64_t h) const { return h * rows() * a.distances; }
   int64_t column(int64_t h) const { return h * a.d; }  // head h's columns of [rows, heads * d]
+  // g as a batch over the heads, each operand's entries the given strides apart.
+  RowMajorGemm over_heads(RowMajorGemm g, int64_t stride_a, int64_t stride_b,
+                          int64_t stride_c) const {
+    g.batch = a.heads;
+    g.stride_a = stride_a;
+    g.stride_b = stride_b;
+    g.stride_c = stride_c;
+    return g;
+  }
 };
 
 // Runs g (g.batch = heads, operands strides apart) as one batched product, or head by head.
@@ -61,11 +70,8 @@ void relative_scores(Executor& ex, const RelativeScoresArgs& a, float* scores) {
   g.ldb = m.hd();
   g.ldc = a.distances;
   g.alpha = a.scale;
-  g.batch = a.heads;
-  g.stride_a = m.column(1);
-  g.stride_b = m.column(1);
-  g.stride_c = m.scores_offset(1);
-  product_per_head(ex, g, ex.device() == Device::kCuda, a.qv, a.r, scores);
+  product_per_head(ex, m.over_heads(g, m.column(1), m.column(1), m.scores_offset(1)),
+                   ex.device() == Device::kCuda, a.qv, a.r, scores);
 }
 
 void relative_scores_backward(Executor& ex, const RelativeScoresArgs& a, const float* dscores,
@@ -81,11 +87,8 @@ void relative_scores_backward(Executor& ex, const RelativeScoresArgs& a, const f
   g.ldb = m.hd();
   g.ldc = m.hd();
   g.alpha = a.scale;
-  g.batch = a.heads;
-  g.stride_a = m.scores_offset(1);
-  g.stride_b = m.column(1);
-  g.stride_c = m.column(1);
-  product_per_head(ex, g, ex.device() == Device::kCuda, dscores, a.r, dqv);
+  product_per_head(ex, m.over_heads(g, m.scores_offset(1), m.column(1), m.column(1)),
+                   ex.device() == Device::kCuda, dscores, a.r, dqv);
   // dr_h [L, d] = scale * dscores_h^T [L, rows] qv[:, h cols] [rows, d]: every example's sum
   // inside one product, every head in one batch.
   RowMajorGemm w;
@@ -97,11 +100,8 @@ void relative_scores_backward(Executor& ex, const RelativeScoresArgs& a, const f
   w.ldb = m.hd();
   w.ldc = m.hd();
   w.alpha = a.scale;
-  w.batch = a.heads;
-  w.stride_a = m.scores_offset(1);
-  w.stride_b = m.column(1);
-  w.stride_c = m.column(1);
-  product_per_head(ex, w, true, dscores, a.qv, dr);
+  product_per_head(ex, m.over_heads(w, m.scores_offset(1), m.column(1), m.column(1)), true, dscores,
+                   a.qv, dr);
 }
 
 }  // namespace rf

@@ -593,31 +593,31 @@ void gradients_by_phase(const ChunkAttentionParams& p, bool bf16) {
   // written[s * nc + j]: chunk j of segment s holds its first contribution. Only the two items
   // that write a chunk touch its flag, and they never run at once.
   std::vector<uint8_t> written(static_cast<size_t>(total), 0);
+  auto lookback_item = [&](int64_t i) { return i / nc * nc + (i % nc + nc - 1) % nc; };
   auto run_item = [&](int64_t i, ThreadState& state) {
-    const int64_t s = i / nc, c = i % nc, lookback = s * nc + (c + nc - 1) % nc;
+    const int64_t lookback = lookback_item(i);
     state.scratch.reset(scratch_floats(p));
-    gradients_item(p, s, c, state, bf16, written[lookback] == 0, written[i] == 0);
+    gradients_item(p, i / nc, i % nc, state, bf16, written[lookback] == 0, written[i] == 0);
     written[lookback] = written[i] = 1;
   };
-  const int64_t block =
-      std::max<int64_t>(2, (total + 4 * omp_get_max_threads() - 1) / (4 * omp_get_max_threads()));
-  auto lookback_item = [&](int64_t i) { return i / nc * nc + (i % nc + nc - 1) % nc; };
-  auto deferred = [&](int64_t i) { return lookback_item(i) / block != i / block; };
+  const int64_t rounds_of_blocks = 4 * omp_get_max_threads();
+  const int64_t block = std::max<int64_t>(2, (total + rounds_of_blocks - 1) / rounds_of_blocks);
   const int64_t blocks = (total + block - 1) / block;
+  // The second round's items by phase: even chunks, odd ones, the last when their count is odd.
+  std::vector<int64_t> deferred[3];
+  for (int64_t i = 0; i < total; ++i)
+    if (lookback_item(i) / block != i / block)
+      deferred[nc % 2 == 1 && i % nc == nc - 1 ? 2 : i % nc % 2].push_back(i);
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t b = 0; b < blocks; ++b) {
     ThreadState& state = thread_state(pass);
     for (int64_t i = b * block; i < std::min(total, (b + 1) * block); ++i)
-      if (!deferred(i)) run_item(i, state);
+      if (lookback_item(i) / block == i / block) run_item(i, state);
   }
-  auto phase_of = [&](int64_t c) { return nc % 2 == 1 && c == nc - 1 ? 2 : c % 2; };
-  for (int phase = 0; phase < 3; ++phase) {
-    std::vector<int64_t> items;
-    for (int64_t i = 0; i < total; ++i)
-      if (deferred(i) && phase_of(i % nc) == phase) items.push_back(i);
-    const int64_t n = static_cast<int64_t>(items.size());
+  for (const std::vector<int64_t>& phase : deferred) {
+    const int64_t n = static_cast<int64_t>(phase.size());
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t k = 0; k < n; ++k) run_item(items[static_cast<size_t>(k)], thread_state(pass));
+    for (int64_t k = 0; k < n; ++k) run_item(phase[static_cast<size_t>(k)], thread_state(pass));
   }
 }
 

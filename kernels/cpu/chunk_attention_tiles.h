@@ -2,10 +2,9 @@
 // is in kernels/ops/chunk_attention.h). The forward's work items are tiles of up to 64 query slots
 // of one chunk; the gradients' are whole chunks (every gradient of a window in one pass) or, when
 // dense attention has too few chunks to go round the threads, tiles of query slots and of key
-// slots. Each gathers its queries, keys and values into
-// cache-resident tiles, multiplies them with libxsmm's kernels (kernels/cpu/small_gemm.h), and
-// keeps the scores in a
-// 64 x 64 tile: softmax with a running maximum over the key tiles of the window, probabilities
+// slots. Each gathers its queries, keys and values into cache-resident tiles, multiplies them
+// with libxsmm's kernels (kernels/cpu/small_gemm.h), and keeps the scores in a 64 x 64 tile:
+// softmax with a running maximum over the key tiles of the window, probabilities
 // recomputed from the stored statistics in the backward. Causal tiles that are entirely masked
 // are skipped when slots are in the original order (local and dense attention).
 #pragma once
@@ -15,10 +14,9 @@
 namespace rf::cpu {
 
 // The tiles' matrix products: fp32 (libxsmm's JIT kernels, or register-blocked loops where it
-// has none), or bf16 operands with
-// fp32 accumulation on AMX (kernels/cpu/amx_tiles.h) for runtime.precision = bf16. bf16 covers
-// the forward and the look-back gradient pass (LSH and local attention) of heads at least 16
-// wide; dense attention's gradients and narrower heads stay fp32.
+// has none), or bf16 operands with fp32 accumulation on AMX (kernels/cpu/amx_tiles.h) for
+// runtime.precision = bf16. bf16 covers the forward and the look-back gradient pass (LSH and local
+// attention) of heads at least 16 wide; dense attention's gradients and narrower heads stay fp32.
 enum class TileProducts { kFp32, kBf16 };
 
 // Whether TileProducts::kBf16 can run here (AMX-BF16, granted by the kernel, AVX-512 build).
