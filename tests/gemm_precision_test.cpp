@@ -10,6 +10,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <optional>
+#include <string>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -80,20 +82,31 @@ TEST_P(Bf16GemmTest, EqualsTheProductOfRoundedOperands) {
   std::string skip_reason;
   const std::unique_ptr<Executor> bf16 = test::bf16_cpu_or_skip_reason(&skip_reason);
   if (!bf16) GTEST_SKIP() << skip_reason;
-  const GemmDesc d = test::padded_gemm_desc(ta, tb, 37, 29, 67, 1, 0.75f, 0.5f);
-  const auto a = test::random_vector(d.stride_a, 11), b = test::random_vector(d.stride_b, 12);
-  const auto c0 = test::random_vector(d.stride_c, 13);
   auto rounded = [](std::vector<float> v) {
     std::vector<uint16_t> bits(v.size());
     round_to_bf16(v.data(), bits.data(), static_cast<int64_t>(v.size()));
     for (size_t i = 0; i < v.size(); ++i) v[i] = bf16_value(bits[i]);
     return v;
   };
-  const auto got = test::gemm_result(*bf16, d, a, b, c0);
-  EXPECT_LT(test::max_abs_diff(got, reference_gemm(d, rounded(a), rounded(b), c0)), 2e-5f);
-  const float rounding_effect = test::max_abs_diff(got, reference_gemm(d, a, b, c0));
-  EXPECT_GT(rounding_effect, 1e-4f);
-  EXPECT_LT(rounding_effect, 0.1f);
+  // A small product (oneDNN on all threads), and thin deep ones that run in blocks
+  // (kThinBf16Plan): one block in three 1024-deep slices, the last short; with B untransposed
+  // also two 1024-deep slices of three blocks.
+  for (const auto& [m, n, k] :
+       {std::tuple{37, 29, 67}, std::tuple{37, 200, 2100}, std::tuple{37, 800, 1100}}) {
+    if (tb && n > 256) continue;
+    const GemmDesc d = test::padded_gemm_desc(ta, tb, m, n, k, 1, 0.75f, 0.5f);
+    ASSERT_EQ(block_plan(d, OperandType::kBf16).has_value(), k > 512);
+    const auto a = test::random_vector(d.stride_a, 11), b = test::random_vector(d.stride_b, 12);
+    const auto c0 = test::random_vector(d.stride_c, 13);
+    const auto got = test::gemm_result(*bf16, d, a, b, c0);
+    const std::string what = std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k);
+    // (fp32 accumulation: its rounding grows with the depth)
+    EXPECT_LT(test::max_abs_diff(got, reference_gemm(d, rounded(a), rounded(b), c0)), 3e-7f * k)
+        << what;
+    const float rounding_effect = test::max_abs_diff(got, reference_gemm(d, a, b, c0));
+    EXPECT_GT(rounding_effect, 1e-4f) << what;
+    EXPECT_LT(rounding_effect, 0.1f * k / 67) << what;
+  }
   EXPECT_NE(bf16->describe().find("bf16"), std::string::npos) << bf16->describe();
 }
 
@@ -294,24 +307,48 @@ TEST(OnednnBlocks, ProductsInBlocksMatchTheReferenceWithTheSameBitsOnAnyThreadCo
   EXPECT_EQ(checked, 4 * 4 * 2);
 }
 
-// Which products run in blocks: the loss head's at vocabularies of 8K and 32K (every one of its
-// three products), not the model's own (the largest at 64K tokens included), not the GEMM rate's
-// 2048^3 probe, not bf16 products.
-TEST(OnednnBlocks, TheLossHeadsLargeProductsRunInBlocks) {
+// Which products run in blocks, and in which plan: the loss head's at vocabularies of 8K and 32K
+// (every one of its three products) at fp32; thin deep bf16 products (an output side of at most
+// 256; several blocks with B untransposed, or one block and several slices: the reference model's
+// feed-forward products and weight gradients, 64K tokens' included); not the model's own fp32
+// products, not bf16 products of depth 512 or less, with both output sides 512 or more (the GEMM
+// rate's 2048^3 probe), with a transposed B cut into blocks, or of one block and one slice.
+TEST(OnednnBlocks, TheLossHeadsLargeAndThinDeepBf16ProductsRunInBlocks) {
   auto desc = [](bool ta, bool tb, int64_t m, int64_t n, int64_t k) {
     return test::padded_gemm_desc(ta, tb, m, n, k, 1, 1.0f, 0.0f);
   };
+  auto plan_of = [](const GemmDesc& d, OperandType operands) {
+    const std::optional<BlockPlan> plan = block_plan(d, operands);
+    return plan ? std::pair{plan->slice_depth, plan->block} : std::pair<int64_t, int64_t>{0, 0};
+  };
+  const std::pair large{kLargeProductPlan.slice_depth, kLargeProductPlan.block};
+  const std::pair thin{kThinBf16Plan.slice_depth, kThinBf16Plan.block};
+  const std::pair<int64_t, int64_t> none{0, 0};
   for (int64_t vocab : {8192, 32768}) {
-    EXPECT_TRUE(runs_in_blocks(desc(true, false, 512, 1024, vocab), OperandType::kFp32)) << vocab;
-    EXPECT_TRUE(runs_in_blocks(desc(false, true, vocab, 512, 1024), OperandType::kFp32)) << vocab;
-    EXPECT_TRUE(runs_in_blocks(desc(false, false, vocab, 1024, 512), OperandType::kFp32)) << vocab;
-    EXPECT_FALSE(runs_in_blocks(desc(true, false, 512, 1024, vocab), OperandType::kBf16)) << vocab;
+    EXPECT_EQ(plan_of(desc(true, false, 512, 1024, vocab), OperandType::kFp32), large) << vocab;
+    EXPECT_EQ(plan_of(desc(false, true, vocab, 512, 1024), OperandType::kFp32), large) << vocab;
+    EXPECT_EQ(plan_of(desc(false, false, vocab, 1024, 512), OperandType::kFp32), large) << vocab;
+    EXPECT_EQ(plan_of(desc(true, false, 512, 1024, vocab), OperandType::kBf16), none) << vocab;
   }
-  EXPECT_FALSE(runs_in_blocks(desc(false, true, 256, 256, 65536), OperandType::kFp32));
-  EXPECT_FALSE(runs_in_blocks(desc(false, false, 1024, 1024, 256), OperandType::kFp32));
-  EXPECT_FALSE(runs_in_blocks(desc(false, false, 256, 1024, 1024), OperandType::kFp32));
-  EXPECT_FALSE(runs_in_blocks(desc(true, false, 512, 1024, 4096), OperandType::kFp32));
-  EXPECT_FALSE(runs_in_blocks(desc(false, false, 2048, 2048, 2048), OperandType::kFp32));
+  EXPECT_EQ(plan_of(desc(false, true, 256, 256, 65536), OperandType::kFp32), none);
+  EXPECT_EQ(plan_of(desc(false, false, 1024, 1024, 256), OperandType::kFp32), none);
+  EXPECT_EQ(plan_of(desc(false, false, 256, 1024, 1024), OperandType::kFp32), none);
+  EXPECT_EQ(plan_of(desc(true, false, 512, 1024, 4096), OperandType::kFp32), none);
+  EXPECT_EQ(plan_of(desc(false, false, 2048, 2048, 2048), OperandType::kFp32), none);
+
+  EXPECT_EQ(plan_of(desc(false, false, 256, 1024, 1024), OperandType::kBf16), thin);
+  EXPECT_EQ(plan_of(desc(true, false, 256, 1024, 1024), OperandType::kBf16), thin);
+  EXPECT_EQ(plan_of(desc(false, true, 1024, 256, 1024), OperandType::kBf16), none);
+  EXPECT_EQ(plan_of(desc(false, true, 256, 1024, 1024), OperandType::kBf16), none);
+  EXPECT_EQ(plan_of(desc(true, false, 1024, 256, 1024), OperandType::kBf16), thin);
+  EXPECT_EQ(plan_of(desc(false, true, 256, 256, 4096), OperandType::kBf16), thin);
+  EXPECT_EQ(plan_of(desc(false, true, 256, 256, 65536), OperandType::kBf16), thin);
+  EXPECT_EQ(plan_of(desc(false, false, 64, 4096, 600), OperandType::kBf16), thin);
+  EXPECT_EQ(plan_of(desc(false, false, 1024, 1024, 256), OperandType::kBf16), none);
+  EXPECT_EQ(plan_of(desc(false, false, 256, 4096, 512), OperandType::kBf16), none);
+  EXPECT_EQ(plan_of(desc(false, false, 512, 1024, 1024), OperandType::kBf16), none);
+  EXPECT_EQ(plan_of(desc(false, false, 2048, 2048, 2048), OperandType::kBf16), none);
+  EXPECT_EQ(plan_of(desc(false, true, 256, 256, 1024), OperandType::kBf16), none);
 }
 
 TEST(Bf16, OperandsInBf16AreRefusedWhereProductsDoNotRoundToIt) {

@@ -167,10 +167,18 @@ std::string OnednnMatmul::describe() const {
   return s.str();
 }
 
-bool runs_in_blocks(const GemmDesc& d, OperandType operands) {
-  return operands == OperandType::kFp32 && d.k > thread_independent_depth(operands) &&
-         std::min(d.m, d.n) >= 512 && std::max({d.m, d.n, d.k}) >= 8192 &&
-         d.m * d.n * d.k >= (int64_t{1} << 32);
+std::optional<BlockPlan> block_plan(const GemmDesc& d, OperandType operands) {
+  if (d.k <= thread_independent_depth(operands)) return std::nullopt;
+  if (operands == OperandType::kFp32 && std::min(d.m, d.n) >= 512 &&
+      std::max({d.m, d.n, d.k}) >= 8192 && d.m * d.n * d.k >= (int64_t{1} << 32))
+    return kLargeProductPlan;
+  if (operands == OperandType::kBf16 && std::min(d.m, d.n) <= kThinBf16Plan.block) {
+    const bool blocks = std::max(d.m, d.n) >= 2 * kThinBf16Plan.block;
+    const bool slices = d.k > kThinBf16Plan.slice_depth;
+    // (One block and one slice would leave all but one thread idle.)
+    if ((blocks && !d.trans_b) || (slices && !blocks)) return kThinBf16Plan;
+  }
+  return std::nullopt;
 }
 
 void OnednnMatmul::multiply_in_blocks(const GemmDesc& d, const void* a, const void* b, float* c,
@@ -267,8 +275,8 @@ void OnednnMatmul::multiply(const GemmDesc& d, const void* a, const void* b, flo
            d.batch, ", depth ", d.k);
   const OperandType type =
       impl_->operands == dnnl::memory::data_type::bf16 ? OperandType::kBf16 : OperandType::kFp32;
-  if (runs_in_blocks(d, type)) {
-    multiply_in_blocks(d, a, b, c, kLargeProductPlan);
+  if (const std::optional<BlockPlan> plan = block_plan(d, type)) {
+    multiply_in_blocks(d, a, b, c, *plan);
     return;
   }
   const bool bf16 = impl_->operands == dnnl::memory::data_type::bf16;

@@ -5,12 +5,13 @@
 // Products deeper than thread_independent_depth() run as slices of that depth added into C one
 // after another: oneDNN 2.6 splits a deeper sum across threads in a way that depends on the
 // thread count, and the training step's bits must not (tests/gemm_precision_test.cpp checks 1 to
-// 8 threads). The largest (runs_in_blocks) run instead in blocks of the shape's own cuts, each on
-// one thread (multiply_in_blocks).
+// 8 threads). The loss head's largest and thin deep bf16 products (block_plan) run instead in
+// blocks of the shape's own cuts, each on one thread (multiply_in_blocks).
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "kernels/gemm_desc.h"
@@ -36,17 +37,33 @@ constexpr int64_t thread_independent_depth(OperandType operands) {
 struct BlockPlan {
   int64_t slice_depth = 4096, block = 512;
 };
+
+// The loss head's large fp32 products: fp32 products deeper than thread_independent_depth, both
+// output sides at least 512, a side of 8192 or more and 2^32 multiply-adds or more (the head's at
+// a vocabulary of 8K and up). Measured in the reference model's 4K-token step (2026-12-04,
+// --profile-ops): at a vocabulary of 32,768 the head's three products took 1,318 ms a step in
+// 256-deep slices on all threads and 1,085 ms in blocks, at 8,192 296 -> 266 ms. The model's own
+// fp32 products (at most 2^28 multiply-adds, and 64K tokens' 256 x 256 x 65,536 weight
+// gradients) gained nothing, and a 2048^3 product (the GEMM rate's probe) lost 4%.
 constexpr BlockPlan kLargeProductPlan{};
 
-// Whether OnednnMatmul::multiply runs d in blocks (kLargeProductPlan): fp32 products deeper than
-// thread_independent_depth, both output sides at least 512, a side of 8192 or more and 2^32
-// multiply-adds or more: the loss head's at a vocabulary of 8K and up. Measured in the reference
-// model's 4K-token step (2026-12-04, --profile-ops): at a vocabulary of 32,768 the head's three
-// products took 1,318 ms a step in 256-deep slices on all threads and 1,085 ms in blocks, at
-// 8,192 296 -> 266 ms. The model's own products (at most 2^28 multiply-adds, and 64K tokens'
-// 256 x 256 x 65,536 weight gradients) gained nothing, nor did bf16 products, and a 2048^3
-// product (the GEMM rate's probe) lost 4%.
-bool runs_in_blocks(const GemmDesc& d, OperandType operands);
+// Thin deep bf16 products: deeper than thread_independent_depth with an output side of at most
+// 256, cut into several 256-wide blocks (B untransposed: the reference model's feed-forward
+// products over d_ff = 1024 and the weight gradients of its first) or, as one block, into several
+// depth slices (the weight gradients over 4K or more rows). oneDNN 2.6 ran them as 512-deep
+// slices on all threads at about one thread's pace (its split of a 256-wide output kept the second
+// thread waiting). Measured on this project's Xeon VM (AMX, two threads, 2026-12-04), alone
+// (medians of 15-21): 256 x 1024 x 1024 NN and TN 0.62 -> 0.33-0.39 ms, 256 x 256 x 4096 NT 0.72
+// -> 0.47 ms; in the 4K-token step (--profile-ops, 3 pairs) those three 50.6-52.0 -> 35.8-36.3 ms
+// a step. Transposed B operands cut into blocks lost there (1024 x 256 x 1024 NT 12.4 -> 14.5-15.2
+// ms, 256 x 1024 x 1024 NT 12.8-13.0 -> 13.5), so they keep the slices; so do products with both
+// output sides 512 or more (2048^3: 1,200 against 840 GFLOP/s in 256-wide blocks) and fp32
+// products, where blocks gained in some of these shapes and lost in others.
+constexpr BlockPlan kThinBf16Plan{1024, 256};
+
+// The plan OnednnMatmul::multiply runs d in: one of the two above, or none (then oneDNN runs it
+// on all threads, in slices of thread_independent_depth added into C one after another).
+std::optional<BlockPlan> block_plan(const GemmDesc& d, OperandType operands);
 
 // The instruction set oneDNN runs on this CPU, for logs ("avx512_core_amx", ...).
 std::string onednn_isa_name();
@@ -66,7 +83,7 @@ class OnednnMatmul {
   // One product (d.batch must be 1, d.k > 0); a and b hold the operand type. Throws rf::Error
   // naming the shape if oneDNN fails.
   void multiply(const GemmDesc& d, const void* a, const void* b, float* c);
-  // The same product in blocks (see BlockPlan); multiply uses it where runs_in_blocks says.
+  // The same product in blocks (see BlockPlan); multiply uses it where block_plan gives a plan.
   void multiply_in_blocks(const GemmDesc& d, const void* a, const void* b, float* c,
                           BlockPlan plan);
   // For logs: "oneDNN <version> <fp32|bf16> (<isa>)".
