@@ -48,17 +48,18 @@ struct BlockPlan {
 constexpr BlockPlan kLargeProductPlan{};
 
 // Thin deep bf16 products: deeper than thread_independent_depth with an output side of at most
-// 256, cut into several 256-wide blocks (B untransposed: the reference model's feed-forward
-// products over d_ff = 1024 and the weight gradients of its first) or, as one block, into several
-// depth slices (the weight gradients over 4K or more rows). oneDNN 2.6 ran them as 512-deep
-// slices on all threads at about one thread's pace (its split of a 256-wide output kept the second
-// thread waiting). Measured on this project's Xeon VM (AMX, two threads, 2026-12-04), alone
-// (medians of 15-21): 256 x 1024 x 1024 NN and TN 0.62 -> 0.33-0.39 ms, 256 x 256 x 4096 NT 0.72
-// -> 0.47 ms; in the 4K-token step (--profile-ops, 3 pairs) those three 50.6-52.0 -> 35.8-36.3 ms
-// a step. Transposed B operands cut into blocks lost there (1024 x 256 x 1024 NT 12.4 -> 14.5-15.2
-// ms, 256 x 1024 x 1024 NT 12.8-13.0 -> 13.5), so they keep the slices; so do products with both
-// output sides 512 or more (2048^3: 1,200 against 840 GFLOP/s in 256-wide blocks) and fp32
-// products, where blocks gained in some of these shapes and lost in others.
+// 256, cut into several 256-wide blocks (B untransposed: the reference model's products over
+// d_ff = 1024, the feed-forward's second and the input gradient of its first) or, as one block,
+// into several depth slices (the weight gradients over 4K or more rows). oneDNN 2.6 ran them as
+// 512-deep slices on all threads at about one thread's pace (its split of a 256-wide output kept
+// the second thread waiting). Measured on this project's Xeon VM (AMX, two threads, 2026-12-04),
+// alone (medians of 15-21): 256 x 1024 x 1024 NN and TN 0.62 -> 0.33-0.39 ms, 256 x 256 x 4096 NT
+// 0.72
+// -> 0.47 ms; in the 4K-token step (--profile-ops, 3 alternated pairs) those three shapes 54.7-55.1
+// -> 41.3-45.6 ms. Transposed B operands cut into blocks lost there (1024 x 256 x 1024 NT 12.4
+// -> 14.5-15.2 ms, 256 x 1024 x 1024 NT 12.8-13.0 -> 13.5), so they keep the slices; so do products
+// with both output sides 512 or more (2048^3: 1,200 against 840 GFLOP/s in 256-wide blocks) and
+// fp32 products, where blocks gained in some of these shapes and lost in others.
 constexpr BlockPlan kThinBf16Plan{1024, 256};
 
 // The plan OnednnMatmul::multiply runs d in: one of the two above, or none (then oneDNN runs it
