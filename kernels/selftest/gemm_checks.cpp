@@ -127,8 +127,16 @@ void check_gemm_ops(Checker& checker, const SweepOptions& options) {
   uint32_t seed = 1000;
   const std::vector<std::vector<int64_t>> sizes =
       options.quick ? std::vector<std::vector<int64_t>>{{33, 17, 29}}
-                    : std::vector<std::vector<int64_t>>{{1, 1, 1},    {1, 7, 3},    {9, 1, 5},
-                                                        {33, 17, 29}, {64, 64, 64}, {129, 65, 131}};
+                    : std::vector<std::vector<int64_t>>{
+                          {1, 1, 1},
+                          {1, 7, 3},
+                          {9, 1, 5},
+                          {33, 17, 29},
+                          {64, 64, 64},
+                          {129, 65, 131},
+                          // (deeper than 512, 40 wide: the CPU's bf16 products in blocks and
+                          // 1024-deep slices, kernels/cpu/onednn_matmul.h's kThinBf16Plan)
+                          {40, 600, 1100}};
   for (const auto& mnk : sizes)
     for (bool ta : {false, true})
       for (bool tb : {false, true})
