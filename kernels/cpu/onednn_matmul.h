@@ -62,7 +62,7 @@ constexpr BlockPlan kLargeProductPlan{};
 // fp32 products, where blocks gained in some of these shapes and lost in others. A sweep of thin
 // shapes alone (sides 64-256 against 1024-4096, depths 1024-4096, alternated): NN and TN in blocks
 // 0.90-1.52x the slices' pace, 22 of 24 shapes at least even; NT and TT cut into blocks 0.79-1.43x,
-// most of them slower; one block in slices (256 x 256 x 4096) 1.15-1.41x in every transpose.
+// most of them slower; one block in slices (256 x 256 x 4096) 1.10-1.41x in every transpose.
 constexpr BlockPlan kThinBf16Plan{1024, 256};
 
 // The plan OnednnMatmul::multiply runs d in: one of the two above, or none (then oneDNN runs it
