@@ -90,9 +90,9 @@ TEST_P(Bf16GemmTest, EqualsTheProductOfRoundedOperands) {
   };
   // A small product (oneDNN on all threads), and thin deep ones that run in blocks
   // (kThinBf16Plan): one block in three 1024-deep slices, the last short; with B untransposed
-  // also two 1024-deep slices of three blocks.
+  // also three blocks of the whole depth.
   for (const auto& [m, n, k] :
-       {std::tuple{37, 29, 67}, std::tuple{37, 200, 2100}, std::tuple{37, 800, 1100}}) {
+       {std::tuple{37, 29, 67}, std::tuple{37, 200, 2100}, std::tuple{37, 800, 1000}}) {
     if (tb && n > 256) continue;
     const GemmDesc d = test::padded_gemm_desc(ta, tb, m, n, k, 1, 0.75f, 0.5f);
     ASSERT_EQ(block_plan(d, OperandType::kBf16).has_value(), k > 512);
@@ -309,10 +309,11 @@ TEST(OnednnBlocks, ProductsInBlocksMatchTheReferenceWithTheSameBitsOnAnyThreadCo
 
 // Which products run in blocks, and in which plan: the loss head's at vocabularies of 8K and 32K
 // (every one of its three products) at fp32; thin deep bf16 products (an output side of at most
-// 256; several blocks with B untransposed, or one block and several slices: the reference model's
-// feed-forward products and weight gradients, 64K tokens' included); not the model's own fp32
-// products, not bf16 products of depth 512 or less, with both output sides 512 or more (the GEMM
-// rate's 2048^3 probe), with a transposed B cut into blocks, or of one block and one slice.
+// 256; several blocks of one slice with B untransposed, or one block and several slices: the
+// reference model's feed-forward products and weight gradients, 64K tokens' included); not the
+// model's own fp32 products, not bf16 products of depth 512 or less, with both output sides 512 or
+// more (the GEMM rate's 2048^3 probe), with a transposed B cut into blocks, of several blocks and
+// several slices, or of one block and one slice.
 TEST(OnednnBlocks, TheLossHeadsLargeAndThinDeepBf16ProductsRunInBlocks) {
   auto desc = [](bool ta, bool tb, int64_t m, int64_t n, int64_t k) {
     return test::padded_gemm_desc(ta, tb, m, n, k, 1, 1.0f, 0.0f);
@@ -348,6 +349,8 @@ TEST(OnednnBlocks, TheLossHeadsLargeAndThinDeepBf16ProductsRunInBlocks) {
   EXPECT_EQ(plan_of(desc(false, false, 256, 4096, 512), OperandType::kBf16), none);
   EXPECT_EQ(plan_of(desc(false, false, 512, 1024, 1024), OperandType::kBf16), none);
   EXPECT_EQ(plan_of(desc(false, false, 2048, 2048, 2048), OperandType::kBf16), none);
+  EXPECT_EQ(plan_of(desc(false, false, 256, 1024, 4096), OperandType::kBf16), none);
+  EXPECT_EQ(plan_of(desc(true, false, 256, 4096, 2048), OperandType::kBf16), none);
   EXPECT_EQ(plan_of(desc(false, true, 256, 256, 1024), OperandType::kBf16), none);
 }
 

@@ -175,8 +175,9 @@ std::optional<BlockPlan> block_plan(const GemmDesc& d, OperandType operands) {
   if (operands == OperandType::kBf16 && std::min(d.m, d.n) <= kThinBf16Plan.block) {
     const bool blocks = std::max(d.m, d.n) >= 2 * kThinBf16Plan.block;
     const bool slices = d.k > kThinBf16Plan.slice_depth;
-    // (One block and one slice would leave all but one thread idle.)
-    if ((blocks && !d.trans_b) || (slices && !blocks)) return kThinBf16Plan;
+    // Several blocks of one slice, or one block of several slices: never both, so the partial
+    // sums stay small (at most 16 x 256 x 511 floats); one of each would leave a thread idle.
+    if ((blocks && !slices && !d.trans_b) || (slices && !blocks)) return kThinBf16Plan;
   }
   return std::nullopt;
 }

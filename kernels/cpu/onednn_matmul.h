@@ -48,21 +48,21 @@ struct BlockPlan {
 constexpr BlockPlan kLargeProductPlan{};
 
 // Thin deep bf16 products: deeper than thread_independent_depth with an output side of at most
-// 256, cut into several 256-wide blocks (B untransposed: the reference model's products over
-// d_ff = 1024, the feed-forward's second and the input gradient of its first) or, as one block,
-// into several depth slices (the weight gradients over 4K or more rows). oneDNN 2.6 ran them as
-// 512-deep slices on all threads at about one thread's pace (its split of a 256-wide output kept
-// the second thread waiting). Measured on this project's Xeon VM (AMX, two threads, 2026-12-04),
-// alone (medians of 15-21): 256 x 1024 x 1024 NN and TN 0.62 -> 0.33-0.39 ms, 256 x 256 x 4096 NT
-// 0.72
-// -> 0.47 ms; in the 4K-token step (--profile-ops, 3 alternated pairs) those three shapes 54.7-55.1
-// -> 41.3-45.6 ms. Transposed B operands cut into blocks lost there (1024 x 256 x 1024 NT 12.4
-// -> 14.5-15.2 ms, 256 x 1024 x 1024 NT 12.8-13.0 -> 13.5), so they keep the slices; so do products
-// with both output sides 512 or more (2048^3: 1,200 against 840 GFLOP/s in 256-wide blocks) and
-// fp32 products, where blocks gained in some of these shapes and lost in others. A sweep of thin
-// shapes alone (sides 64-256 against 1024-4096, depths 1024-4096, alternated): NN and TN in blocks
-// 0.90-1.52x the slices' pace, 22 of 24 shapes at least even; NT and TT cut into blocks 0.79-1.43x,
-// most of them slower; one block in slices (256 x 256 x 4096) 1.10-1.41x in every transpose.
+// 256, either cut into several 256-wide blocks of the whole depth (up to 1024, B untransposed: the
+// reference model's products over d_ff = 1024, the feed-forward's second and the input gradient of
+// its first) or, as one block, into several 1024-deep slices (the weight gradients over 4K rows
+// and more). oneDNN 2.6 ran them as 512-deep slices on all threads at about one thread's pace (its
+// split of a 256-wide output kept the second thread waiting). Measured on this project's Xeon VM
+// (AMX, two threads, 2026-12-04), alone (medians of 15-21): 256 x 1024 x 1024 NN and TN 0.62 ->
+// 0.33-0.39 ms, 256 x 256 x 4096 NT 0.72 -> 0.47 ms; in the 4K-token step (--profile-ops, 3
+// alternated pairs) those three shapes 54.7-55.1 -> 41.3-45.6 ms. A sweep of thin shapes alone
+// (sides 64-256 against 1024-4096, alternated): NN and TN in blocks of depth 1024 0.98-1.52x the
+// slices' pace; one block in slices (256 x 256 x 4096) 1.10-1.41x in every transpose. Not in
+// this plan, as they measured slower: transposed B operands cut into blocks (NT and TT 0.79-1.43x,
+// mostly slower; in the step 1024 x 256 x 1024 NT 12.4 -> 14.5-15.2 ms), blocks of more than one
+// slice (the partial sums cost more than they gain: 256 x 1024 x 4096 NN 0.82-0.87x, 256 x 1024 x
+// 2048 TN 0.78-0.84x), products with both output sides 512 or more (2048^3: 1,200 against 840
+// GFLOP/s in 256-wide blocks), and fp32 products (no gain in the fp32 step).
 constexpr BlockPlan kThinBf16Plan{1024, 256};
 
 // The plan OnednnMatmul::multiply runs d in: one of the two above, or none (then oneDNN runs it

@@ -134,9 +134,11 @@ void check_gemm_ops(Checker& checker, const SweepOptions& options) {
                           {33, 17, 29},
                           {64, 64, 64},
                           {129, 65, 131},
-                          // (deeper than 512, 40 wide: the CPU's bf16 products in blocks and
-                          // 1024-deep slices, kernels/cpu/onednn_matmul.h's kThinBf16Plan)
-                          {40, 600, 1100}};
+                          // (deeper than 512, 40 wide: the CPU's bf16 products in blocks
+                          // of the whole depth, or in 1024-deep slices, kernels/cpu/
+                          // onednn_matmul.h's kThinBf16Plan)
+                          {40, 600, 1000},
+                          {40, 200, 2100}};
   for (const auto& mnk : sizes)
     for (bool ta : {false, true})
       for (bool tb : {false, true})
