@@ -167,17 +167,31 @@ std::string OnednnMatmul::describe() const {
   return s.str();
 }
 
+BlockCuts block_cuts(const GemmDesc& d, BlockPlan plan) {
+  BlockCuts cuts;
+  // At most kMaxSlices partial sums (deeper slices for deeper products: still the shape's own).
+  constexpr int64_t kMaxSlices = 16;
+  cuts.slice_depth = std::max(plan.slice_depth, (d.k + kMaxSlices - 1) / kMaxSlices);
+  cuts.slices = (d.k + cuts.slice_depth - 1) / cuts.slice_depth;
+  cuts.cut_columns = d.n >= d.m;
+  const int64_t extent = cuts.cut_columns ? d.n : d.m;
+  cuts.blocks = std::max<int64_t>(1, extent / plan.block);
+  cuts.block = (extent + cuts.blocks - 1) / cuts.blocks;
+  return cuts;
+}
+
 std::optional<BlockPlan> block_plan(const GemmDesc& d, OperandType operands) {
   if (d.k <= thread_independent_depth(operands)) return std::nullopt;
   if (operands == OperandType::kFp32 && std::min(d.m, d.n) >= 512 &&
       std::max({d.m, d.n, d.k}) >= 8192 && d.m * d.n * d.k >= (int64_t{1} << 32))
     return kLargeProductPlan;
   if (operands == OperandType::kBf16 && std::min(d.m, d.n) <= kThinBf16Plan.block) {
-    const bool blocks = std::max(d.m, d.n) >= 2 * kThinBf16Plan.block;
-    const bool slices = d.k > kThinBf16Plan.slice_depth;
+    const BlockCuts cuts = block_cuts(d, kThinBf16Plan);
     // Several blocks of one slice, or one block of several slices: never both, so the partial
     // sums stay small (at most 16 x 256 x 511 floats); one of each would leave a thread idle.
-    if ((blocks && !slices && !d.trans_b) || (slices && !blocks)) return kThinBf16Plan;
+    if ((cuts.blocks > 1 && cuts.slices == 1 && !d.trans_b) ||
+        (cuts.slices > 1 && cuts.blocks == 1))
+      return kThinBf16Plan;
   }
   return std::nullopt;
 }
@@ -189,14 +203,10 @@ void OnednnMatmul::multiply_in_blocks(const GemmDesc& d, const void* a, const vo
   const int64_t bytes = impl_->operands == dnnl::memory::data_type::bf16 ? 2 : 4;
   const auto* a_bytes = static_cast<const char*>(a);
   const auto* b_bytes = static_cast<const char*>(b);
-  // At most kMaxSlices partial sums (deeper slices for deeper products: still the shape's own).
-  constexpr int64_t kMaxSlices = 16;
-  plan.slice_depth = std::max(plan.slice_depth, (d.k + kMaxSlices - 1) / kMaxSlices);
-  const int64_t slices = (d.k + plan.slice_depth - 1) / plan.slice_depth;
-  const bool cut_columns = d.n >= d.m;
+  const BlockCuts cuts = block_cuts(d, plan);
+  const int64_t slices = cuts.slices, blocks = cuts.blocks, block = cuts.block;
+  const bool cut_columns = cuts.cut_columns;
   const int64_t extent = cut_columns ? d.n : d.m;
-  const int64_t blocks = std::max<int64_t>(1, extent / plan.block);
-  const int64_t block = (extent + blocks - 1) / blocks;
   const int64_t cells = d.m * d.n;
   if (slices > 1 && static_cast<int64_t>(impl_->partials.size()) < slices * cells)
     impl_->partials.resize(static_cast<size_t>(slices * cells));
@@ -213,14 +223,14 @@ void OnednnMatmul::multiply_in_blocks(const GemmDesc& d, const void* a, const vo
   try {
     for (int64_t i = 0; i < slices * blocks; ++i) {
       const int64_t slice = i / blocks, first = i % blocks * block;
-      const int64_t k0 = slice * plan.slice_depth, count = std::min(block, extent - first);
+      const int64_t k0 = slice * cuts.slice_depth, count = std::min(block, extent - first);
       GemmDesc target = d;  // (several slices: each into its partial sum, packed, from zero)
       if (slices > 1) {
         target.beta = 0.0f;
         target.ldc = d.m;
       }
       const GemmPart part =
-          gemm_part(target, k0, std::min(plan.slice_depth, d.k - k0), cut_columns, first, count);
+          gemm_part(target, k0, std::min(cuts.slice_depth, d.k - k0), cut_columns, first, count);
       Item& item = items[static_cast<size_t>(i)];
       item.d = part.d;
       item.a = a_bytes + part.a_offset * bytes;

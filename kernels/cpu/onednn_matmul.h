@@ -38,6 +38,14 @@ struct BlockPlan {
   int64_t slice_depth = 4096, block = 512;
 };
 
+// The cuts a plan makes of d: `slices` depth slices of `slice_depth` (the last shorter), times
+// `blocks` output blocks of `block` (the last shorter) along C's columns (cut_columns) or rows.
+struct BlockCuts {
+  int64_t slice_depth = 0, slices = 0, block = 0, blocks = 0;
+  bool cut_columns = true;
+};
+BlockCuts block_cuts(const GemmDesc& d, BlockPlan plan);
+
 // The loss head's large fp32 products: fp32 products deeper than thread_independent_depth, both
 // output sides at least 512, a side of 8192 or more and 2^32 multiply-adds or more (the head's at
 // a vocabulary of 8K and up). Measured in the reference model's 4K-token step (2026-12-04,
