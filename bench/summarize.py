@@ -162,8 +162,7 @@ def gpu():
     for r in rows:
         if "implementation" in r:
             continue
-        executor = r.get("executor", "")
-        precision = executor.split("cuBLAS ")[-1] if "cuBLAS " in executor else r.get("precision", "fp32")
+        precision = r.get("precision", "fp32")
         def baseline(name):
             # (reformer-pytorch's reversible blocks beside ours, its irreversible ones beside
             # stored layers)

@@ -9,7 +9,7 @@
 # the rest (cuBLAS alone is hundreds of MB); the target's are used: a CUDA toolkit, or the
 # nvidia-* wheels of a Python with torch, which check.sh finds. --with-cuda-libs copies them too.
 #
-#   launch/gpu-bundle.sh [--out DIR] [--arch "80;90"] [--with-cuda-libs]
+#   launch/gpu-bundle.sh [--out DIR] [--arch "80;90"] [--with-cuda-libs] [--reuse-build]
 #   # on the GPU machine:
 #   tar xf gpu-bundle.tar.xz
 #   gpu-bundle/check.sh     # selftest --device cuda, the GPU tests, bench/run.sh gpu
@@ -21,28 +21,36 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="$root/gpu-bundle"
 arch="80;90"
 with_cuda=0
+reuse=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out="$2"; shift 2 ;;
     --arch) arch="$2"; shift 2 ;;
     --with-cuda-libs) with_cuda=1; shift ;;
-    *) echo "gpu-bundle: unknown argument '$1' (use --out DIR, --arch LIST, --with-cuda-libs)" >&2
+    --reuse-build) reuse=1; shift ;;  # pack the last bundle build again (its commit is kept)
+    *) echo "gpu-bundle: unknown argument '$1' (use --out DIR, --arch LIST, --with-cuda-libs, --reuse-build)" >&2
        exit 2 ;;
   esac
 done
 
 build="${RF_GPU_BUILD_DIR:-$root/build-gpu}"
-echo "gpu-bundle: building in $build (CUDA architectures $arch, CPU code for x86-64-v3)"
-# Always from scratch: an object left by an interrupted build has no recorded header
-# dependencies, and a stale one would be carried to the GPU machine unnoticed.
-rm -rf "$build"
-"$root/launch/setup.sh"
-RF_BUILD_DIR="$build" "$root/launch/build.sh" -DRF_CUDA=ON -DRF_MARCH=x86-64-v3 \
-  "-DCMAKE_CUDA_ARCHITECTURES=$arch"
+if [ "$reuse" -eq 1 ]; then
+  [ -s "$build/bundle-commit" ] || { echo "gpu-bundle: --reuse-build: $build holds no finished bundle build" >&2; exit 1; }
+  echo "gpu-bundle: packing the build in $build again (built at $(cut -c1-12 "$build/bundle-commit"))"
+else
+  echo "gpu-bundle: building in $build (CUDA architectures $arch, CPU code for x86-64-v3)"
+  # Always from scratch: an object left by an interrupted build has no recorded header
+  # dependencies, and a stale one would be carried to the GPU machine unnoticed.
+  rm -rf "$build"
+  "$root/launch/setup.sh"
+  RF_BUILD_DIR="$build" "$root/launch/build.sh" -DRF_CUDA=ON -DRF_MARCH=x86-64-v3 \
+    "-DCMAKE_CUDA_ARCHITECTURES=$arch"
+  git -C "$root" log -1 --format='%H %s' > "$build/bundle-commit" 2>/dev/null || echo unknown > "$build/bundle-commit"
+fi
 
 
 rm -rf "$out.tmp"
-mkdir -p "$out.tmp/bin" "$out.tmp/lib"
+mkdir -p "$out.tmp/bin" "$out.tmp/lib/glibc"
 binaries=("$build/reformer" "$build/bench/step_bench" "$build/bench/allreduce_bench"
           "$build/bench/attention_bench" "$build/tests/gpu_test" "$build/tests/selftest_test")
 for b in "${binaries[@]}"; do
@@ -57,8 +65,16 @@ ldd "${binaries[@]}" | awk '/=> \// {print $3} /^\t\/lib.*ld-linux/ {print $1}' 
     name="$(basename "$lib")"
     if [[ "$name" =~ ^libcuda\.so ]]; then continue; fi
     if [[ "$name" =~ $cuda_lib ]] && [ "$with_cuda" -eq 0 ]; then continue; fi
-    cp -L "$lib" "$out.tmp/lib/$name"
+    # The C library and its loader, and the C++ runtime built against it, go apart: they are
+    # used only where the target's glibc is older than this machine's. Elsewhere the target's own
+    # are, since its libraries (NCCL, cuBLAS) may need a newer glibc than this one.
+    if [[ "$name" =~ ^(ld-linux|libc\.|libm\.|libpthread\.|libdl\.|librt\.|libresolv\.|libstdc\+\+\.|libgcc_s\.) ]]; then
+      cp -L "$lib" "$out.tmp/lib/glibc/$name"
+    else
+      cp -L "$lib" "$out.tmp/lib/$name"
+    fi
   done
+getconf GNU_LIBC_VERSION | awk '{print $2}' > "$out.tmp/lib/glibc/VERSION"
 # Open MPI loads its components (and PMIx, hwloc plugins) at run time; single-rank runs need none
 # of them beyond what ldd lists, multi-rank runs use the target's mpirun.
 cp -r "$root/configs" "$out.tmp/configs"
@@ -66,7 +82,7 @@ mkdir -p "$out.tmp/bench"
 cp "$root/bench/run.sh" "$root/bench/reference.yaml" "$root/bench/reference_pytorch.py" \
   "$root/bench/dense_sdpa.py" "$root/bench/torch_step_timer.py" "$root/bench/summarize.py" \
   "$out.tmp/bench/"
-git -C "$root" log -1 --format='%H %s' > "$out.tmp/COMMIT" 2>/dev/null || true
+cp "$build/bundle-commit" "$out.tmp/COMMIT"
 
 cat > "$out.tmp/run.sh" <<'EOF'
 #!/usr/bin/env bash
@@ -89,93 +105,28 @@ for py in "${REFERENCE_PYTHON:-}" python3; do
 done
 path="$here/lib"
 for d in "${cuda_dirs[@]}"; do path="$path:$d"; done
-loader="$(ls "$here"/lib/ld-linux-x86-64.so.* 2>/dev/null | head -1)"
-exec "$loader" --library-path "$path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$here/bin/$prog" "$@"
+# With a glibc at least as new as the build machine's, the target's own C and C++ runtimes and
+# loader (its NCCL and cuBLAS may need them); with an older one, the bundle's.
+built="$(cat "$here/lib/glibc/VERSION")"
+target="$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')"
+if [ -n "$target" ] && [ "$(printf '%s\n%s\n' "$built" "$target" | sort -V | head -1)" = "$built" ]; then
+  export LD_LIBRARY_PATH="$path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  exec "$here/bin/$prog" "$@"
+fi
+loader="$(ls "$here"/lib/glibc/ld-linux-x86-64.so.* | head -1)"
+exec "$loader" --library-path "$here/lib/glibc:$path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$here/bin/$prog" "$@"
 EOF
+cp "$root/launch/gpu-check.sh" "$out.tmp/gpu-check.sh"
 cat > "$out.tmp/check.sh" <<'EOF'
 #!/usr/bin/env bash
-# On a GPU machine, most important first: every kernel op against the CPU reference (fp32), the
-# GPU tests, selftest at bf16 and tf32, the fused attention passes alone, each launch's time in a
-# 16K-token step, a Transformer-XL step with and without its memory, then throughput.
+# On a GPU machine: selftest, the GPU tests and the throughput rows, most important first
+# (gpu-check.sh says what and in which order).
 #   RF_RESULTS_DIR=DIR  where each stage's output goes (default: results/ beside this script);
 #                       written as each stage runs, so a run cut short leaves what it measured
-#   RF_CHECK_BUDGET_S=N stop starting stages after N seconds: each runs under a timeout of what
-#                       is left, and one estimated to need more than that is skipped (named in
-#                       skipped.txt)
-set -uo pipefail
+#   RF_CHECK_BUDGET_S=N start no stage that would not finish within N seconds in all (skipped
+#                       ones are named in skipped.txt); RF_CHECK_ONLY / RF_CHECK_SKIP select stages
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-results="${RF_RESULTS_DIR:-$here/results}"
-budget="${RF_CHECK_BUDGET_S:-0}"
-mkdir -p "$results"
-cd "$here" || exit 1
-cp COMMIT "$results/" 2>/dev/null || true
-status=0
-
-# stage NAME ESTIMATED_S COMMAND...: runs COMMAND, its output in NAME.txt; returns its status
-# (124: the budget ran out while it ran; 125: skipped for the budget).
-stage() {
-  local name="$1" estimate="$2"; shift 2
-  local limit=()
-  if [ "$budget" -gt 0 ]; then
-    local left=$((budget - SECONDS))
-    if [ "$left" -lt "$estimate" ]; then
-      echo "== skipped $name: ${left} s of the budget left, it needs about ${estimate} s" |
-        tee -a "$results/skipped.txt"
-      return 125
-    fi
-    limit=(timeout -k 10 "$left")
-  fi
-  echo "== $name ($SECONDS s so far)"
-  "${limit[@]}" "$@" 2>&1 | tee "$results/$name.txt"
-  local rc="${PIPESTATUS[0]}"
-  [ "$rc" -eq 0 ] || status=1
-  return "$rc"
-}
-
-sanitizer="$(command -v compute-sanitizer || ls "${CUDA_HOME:-/usr/local/cuda}"/bin/compute-sanitizer 2>/dev/null || true)"
-selftest() {  # selftest PRECISION
-  stage "selftest-$1" 20 ./run.sh reformer selftest --device cuda --precision "$1"
-  local rc=$?
-  if [ "$rc" -eq 0 ] || [ "$rc" -ge 124 ]; then return; fi
-  # A fault inside a kernel surfaces at a later call; with every launch waited for it is
-  # reported by the launch that made it, and compute-sanitizer (where the machine has one) names
-  # the access.
-  CUDA_LAUNCH_BLOCKING=1 stage "selftest-$1-blocking" 20 \
-    ./run.sh reformer selftest --device cuda --precision "$1"
-  if [ -n "$sanitizer" ]; then
-    stage "selftest-$1-memcheck" 60 "$sanitizer" --tool memcheck \
-      ./run.sh reformer selftest --device cuda --precision "$1"
-  fi
-}
-
-selftest fp32
-stage gpu-test 60 ./run.sh gpu_test
-selftest bf16
-selftest tf32
-# The fused attention passes alone (the reference model's LSH layer, LSH-like slot orders).
-for tokens in 4096 65536; do
-  stage "attention-bench-$tokens" 20 ./run.sh attention_bench --device cuda --seq-len "$tokens"
-done
-for precision in fp32 bf16; do
-  stage "launch-times-16k-$precision" 40 ./run.sh step_bench --config bench/reference.yaml \
-    --set train.seq_len=16384 --set "model.axial_shape=[128,128]" --set runtime.device=cuda \
-    --set "runtime.precision=$precision" --steps 3 --profile-ops
-done
-# Transformer-XL's base (segments of 512, memory 512): a step with the memory and without it.
-for memory in 512 0; do
-  stage "transformer-xl-memory-$memory" 30 ./run.sh step_bench \
-    --config configs/transformer_xl_enwik8.yaml --set runtime.device=cuda \
-    --set "model.memory_len=$memory" --steps 5 --warmup 2
-done
-RF_BENCH="$here/run.sh step_bench" RF_BENCH_RESULTS="$results" stage bench-gpu 300 bench/run.sh gpu
-if command -v python3 > /dev/null && [ -s "$results/gpu.jsonl" ]; then
-  RF_BENCH_RESULTS="$results" python3 bench/summarize.py gpu | tee "$results/summary.md"
-fi
-skipped=0
-[ -f "$results/skipped.txt" ] && skipped="$(wc -l < "$results/skipped.txt")"
-echo "== done in $SECONDS s (status $status; $skipped stages skipped for the budget)" |
-  tee -a "$results/done.txt"
-exit $status
+exec "$here/gpu-check.sh" "$here" "${RF_RESULTS_DIR:-$here/results}" "${RF_CHECK_BUDGET_S:-0}"
 EOF
 chmod +x "$out.tmp/run.sh" "$out.tmp/check.sh"
 rm -rf "$out" "$out.tar.xz"
