@@ -162,6 +162,9 @@ selftest tf32
 for tokens in 4096 65536; do
   stage "attention-bench-$tokens" 20 "${run[@]}" attention_bench --device cuda --seq-len "$tokens"
 done
+# (the paper-size model's heads: 8 of width 128)
+stage attention-bench-16384-d128 20 "${run[@]}" attention_bench --device cuda --seq-len 16384 \
+  --heads 8 --d-head 128
 stage launch-times-16k-fp32 30 "${run[@]}" step_bench --config "$root/bench/reference.yaml" \
   --set train.seq_len=16384 --set "model.axial_shape=[128,128]" --set runtime.device=cuda \
   --set runtime.precision=fp32 --steps 3 --profile-ops

@@ -214,6 +214,9 @@ std::string kernels_not_run(const emulated_cuda::EmulatedLaunches& before, bool 
   check("column_sum_partials_strips", before.column_strips, now.column_strips);
   check("sum_squares_blocks", before.sum_squares_blocks, now.sum_squares_blocks);
   check("gradient_norm_finalize_warp", before.norm_finalize_warp, now.norm_finalize_warp);
+  check("row_elements<BiasActivationForward>", before.activation_elements, now.activation_elements);
+  check("row_elements<ActivationBackward>", before.activation_backward_elements,
+        now.activation_backward_elements);
   if (attention_tiles) {
     check("attention tiles d32", before.attention_tiles_d32, now.attention_tiles_d32);
     check("attention tiles d64", before.attention_tiles_d64, now.attention_tiles_d64);

@@ -1,11 +1,10 @@
 // The CUDA executor's tiled attention passes (the kernels: chunk_attention_kernels.cuh).
 //
-// STATUS: compiled (nvcc, sm_80 and sm_90, warnings as errors) but NOT YET RUN ON A GPU. The
-// kernels run on the CPU in the tests' emulation of the CUDA thread model
-// (tests/emulated_cuda_test.cpp) and pass every attention check of `reformer selftest` there. A
-// GPU run checks them against the CPU reference before training (runtime.verify_kernels) and falls
-// back to the reference functors if they differ; `reformer selftest --device cuda` reports them op
-// by op.
+// STATUS: ran on an H200 (2026-12-04): `reformer selftest --device cuda` passes every op at fp32,
+// bf16 and tf32, and the GPU tests pass. The kernels also run on the CPU in the tests' emulation
+// of the CUDA thread model (tests/emulated_cuda_test.cpp), where they pass every attention check
+// of `reformer selftest`. A GPU run checks them against the CPU reference before training
+// (runtime.verify_kernels) and falls back to the reference functors if they differ.
 #pragma once
 
 #include "kernels/executor.h"

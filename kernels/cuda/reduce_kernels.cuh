@@ -6,10 +6,9 @@
 // form runs one thread per column or block on a GPU, a long serial loop with little parallelism
 // (the column sums took 46 ms of a 64K-token step on an H100). Included by tuned_backend.cuh only.
 //
-// STATUS: compiled (nvcc, sm_80 and sm_90, warnings as errors), NOT YET RUN ON A GPU; they run on
-// the CPU in the tests' emulation of the CUDA thread model (tests/emulated_cuda_test.cpp), where
-// they pass `reformer selftest`'s checks. `reformer selftest --device cuda` compares them with the
-// CPU on a GPU, and a training run checks them at start-up.
+// STATUS: ran on an H200 (2026-12-04), where `reformer selftest --device cuda` passes them; they
+// also run on the CPU in the tests' emulation of the CUDA thread model
+// (tests/emulated_cuda_test.cpp). A training run checks them at start-up.
 #pragma once
 
 #include "kernels/cuda/row_kernels.cuh"

@@ -70,6 +70,29 @@ struct BiasActivationForward {
       for (int64_t c = b0; c < b1; ++c) out[c] = bf16_bits(block[c - b0]);
     }
   }
+  // Column c of row r alone, with operator()'s arithmetic: the GPU's kernel for one column per
+  // thread (tuned_backend.cuh), which finds (r, c) from its grid instead of dividing the index
+  // and needs no block of values on the stack.
+  RF_HD void element(int64_t r, int64_t c) const {
+    float* hr = h + r * split.cols;
+    const float pre = hr[c] + bias[c];
+    float value;
+    if (act == Activation::kRelu) {
+      if (keep_derivative) hr[c] = pre > 0.0f ? 1.0f : 0.0f;
+      value = pre > 0.0f ? pre : 0.0f;
+    } else if (keep_derivative) {
+      const float th = gelu_tanh(pre);
+      hr[c] = gelu_derivative_from_tanh(pre, th);
+      value = gelu_from_tanh(pre, th);
+    } else {
+      value = gelu(pre);
+    }
+    if (mask.active()) value *= mask.scale(r, c);
+    if (a_bf16)
+      a_bf16[r * split.cols + c] = bf16_bits(value);
+    else
+      a[r * split.cols + c] = value;
+  }
   // Columns c0 .. c1 - 1 of row r: out[c - c0] = dropout(act(pre-activation)), and h as above.
   RF_HD void activate(int64_t r, int64_t c0, int64_t c1, float* out) const {
     float* hr = h + r * split.cols;
@@ -121,6 +144,15 @@ struct ActivationBackward {
       uint16_t* out = grad_bf16 + r * split.cols;
       for (int64_t c = c0; c < c1; ++c) out[c] = bf16_bits(g[c]);
     }
+  }
+  // Column c of row r alone, with operator()'s arithmetic (BiasActivationForward::element says
+  // why).
+  RF_HD void element(int64_t r, int64_t c) const {
+    const int64_t i = r * split.cols + c;
+    float g = grad[i] * derivative[i];
+    if (mask.active()) g *= mask.scale(r, c);
+    grad[i] = g;
+    if (grad_bf16) grad_bf16[i] = bf16_bits(g);
   }
 };
 

@@ -83,6 +83,8 @@ EmulatedLaunches emulated_launches() {
   l.column_strips = of(kernels::column_sum_partials_strips);
   l.sum_squares_blocks = of(kernels::sum_squares_blocks);
   l.norm_finalize_warp = of(kernels::gradient_norm_finalize_warp);
+  l.activation_elements = of(kernels::row_elements<BiasActivationForward>);
+  l.activation_backward_elements = of(kernels::row_elements<ActivationBackward>);
   l.attention_tiles_d32 =
       tiles_of(tiles::forward_tiles<32>, tiles::query_grad_tiles<32>, tiles::key_grad_tiles<32>);
   l.attention_tiles_d64 =
