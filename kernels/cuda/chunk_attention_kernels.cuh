@@ -20,7 +20,7 @@ namespace attention_tiles {
 constexpr int kQueryTile = 64;  // queries per block in the forward and the query gradients
 constexpr int kKeyTile = 32;    // keys staged in shared memory at a time; keys per key block
 // Head columns per thread: a row takes D / kSlice threads. 16 rather than 32 halves the
-// registers a thread holds (119-128 instead of 163-191), so more warps hide each other's latency:
+// registers a thread holds (118-128 instead of 161-251), so more warps hide each other's latency:
 // on an H200 (2026-12-04) the 64K-token forward went from 2.61 to 2.24 ms, width 128's from 3.95
 // to 2.47 ms, the gradients from 6.39 to 6.84 ms (their key pass had to give up unrolling), the
 // reference model's step 4-20% faster.
