@@ -95,10 +95,12 @@ if [[ "$suite" == gpu ]]; then
       fi
     done
   done
-  for L in 4096 16384 65536; do  # the same model without feed-forward and head chunks: fewer,
-    # larger GEMMs (chunking saves memory a GPU has plenty of)
-    step gpu 5 "train.seq_len=$L" "$(axial $L)" runtime.device=cuda runtime.precision=bf16 \
-      model.ff_chunk=0 model.head_chunk=0
+  for L in 4096 16384 65536; do  # the same model without feed-forward and head chunks, as a GPU
+    # run gets it by default (model.ff_chunk, head_chunk: auto): fewer, larger GEMMs
+    for precision in fp32 bf16; do
+      step gpu 5 "train.seq_len=$L" "$(axial $L)" runtime.device=cuda "runtime.precision=$precision" \
+        model.ff_chunk=0 model.head_chunk=0
+    done
   done
   for L in 4096 16384 65536; do  # stored layers that keep their activations (model.recompute:
     # none: a quarter fewer FLOPs than reversible layers, about 0.75 GiB per layer at 64K), beside
