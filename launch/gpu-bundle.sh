@@ -84,38 +84,7 @@ cp "$root/bench/run.sh" "$root/bench/reference.yaml" "$root/bench/reference_pyto
   "$out.tmp/bench/"
 cp "$build/bundle-commit" "$out.tmp/COMMIT"
 
-cat > "$out.tmp/run.sh" <<'EOF'
-#!/usr/bin/env bash
-# Runs one of the bundle's programs with the bundle's libraries and loader:
-#   run.sh reformer selftest --device cuda
-set -euo pipefail
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-prog="$1"; shift
-cuda_dirs=()
-for d in ${CUDA_HOME:-/usr/local/cuda}/lib64 /usr/local/cuda/lib64 /usr/lib/x86_64-linux-gnu; do
-  [ -d "$d" ] && cuda_dirs+=("$d")
-done
-# The nvidia-* wheels of any Python with torch (cuBLAS, cudart, NCCL).
-for py in "${REFERENCE_PYTHON:-}" python3; do
-  [ -n "$py" ] && command -v "$py" > /dev/null || continue
-  site="$("$py" -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null || true)"
-  for s in $site; do
-    for d in "$s"/nvidia/*/lib; do [ -d "$d" ] && cuda_dirs+=("$d"); done
-  done
-done
-path="$here/lib"
-for d in "${cuda_dirs[@]}"; do path="$path:$d"; done
-# With a glibc at least as new as the build machine's, the target's own C and C++ runtimes and
-# loader (its NCCL and cuBLAS may need them); with an older one, the bundle's.
-built="$(cat "$here/lib/glibc/VERSION")"
-target="$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')"
-if [ -n "$target" ] && [ "$(printf '%s\n%s\n' "$built" "$target" | sort -V | head -1)" = "$built" ]; then
-  export LD_LIBRARY_PATH="$path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  exec "$here/bin/$prog" "$@"
-fi
-loader="$(ls "$here"/lib/glibc/ld-linux-x86-64.so.* | head -1)"
-exec "$loader" --library-path "$here/lib/glibc:$path${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$here/bin/$prog" "$@"
-EOF
+cp "$root/launch/gpu-bundle-run.sh" "$out.tmp/run.sh"
 cp "$root/launch/gpu-check.sh" "$out.tmp/gpu-check.sh"
 cat > "$out.tmp/check.sh" <<'EOF'
 #!/usr/bin/env bash
