@@ -217,6 +217,10 @@ std::string kernels_not_run(const emulated_cuda::EmulatedLaunches& before, bool 
   check("row_elements<BiasActivationForward>", before.activation_elements, now.activation_elements);
   check("row_elements<ActivationBackward>", before.activation_backward_elements,
         now.activation_backward_elements);
+  check("combine_rounds_rows", before.combine_rounds_rows, now.combine_rounds_rows);
+  check("combine_rounds_backward_rows", before.combine_rounds_backward_rows,
+        now.combine_rounds_backward_rows);
+  check("ungather_attention_grads_rows", before.ungather_rows, now.ungather_rows);
   if (attention_tiles) {
     check("attention tiles d32", before.attention_tiles_d32, now.attention_tiles_d32);
     check("attention tiles d64", before.attention_tiles_d64, now.attention_tiles_d64);

@@ -1,9 +1,9 @@
 // Which CUDA kernel runs each kernel functor, and with what grid: the grid-stride kernel for every
-// functor, or the warp-per-row and reduction kernels (row_kernels.cuh, reduce_kernels.cuh) where
-// the executor's variant is kTuned. Written once over a launch policy, so that the CUDA executor
-// (kernels/cuda/device_launch.cuh: <<<grid, block>>> on the calling thread's stream) and the
-// tests' CPU emulation of the CUDA thread model (tests/emulated_cuda/) run the same choices and
-// the same geometry. A Launch policy has
+// functor, or the warp-per-row and reduction kernels (row_kernels.cuh, round_kernels.cuh,
+// reduce_kernels.cuh) and the element kernels below where the executor's variant is kTuned. Written
+// once over a launch policy, so that the CUDA executor (kernels/cuda/device_launch.cuh: <<<grid,
+// block>>> on the calling thread's stream) and the tests' CPU emulation of the CUDA thread model
+// (tests/emulated_cuda/) run the same choices and the same geometry. A Launch policy has
 //   template <class... P, class... A> static void kernel(void (*k)(P...), dim3 grid, dim3 block,
 //                                                        const A&... args);
 //   static int multiprocessors();
@@ -14,6 +14,7 @@
 
 #include "base/error.h"
 #include "kernels/cuda/reduce_kernels.cuh"
+#include "kernels/cuda/round_kernels.cuh"
 #include "kernels/cuda/row_kernels.cuh"
 #include "kernels/executor.h"
 
@@ -108,6 +109,25 @@ struct TunedBackend {
       launch_rows(cross_entropy_rows, n, op);
     else
       for_each<CrossEntropyRow>(ex, n, op);
+  }
+  // The hash rounds' per-position functors: a warp per position (round_kernels.cuh).
+  static void for_each(const Executor& ex, int64_t n, const CombineRounds& op) {
+    if (tuned(ex))
+      launch_rows(combine_rounds_rows, n, op);
+    else
+      for_each<CombineRounds>(ex, n, op);
+  }
+  static void for_each(const Executor& ex, int64_t n, const CombineRoundsBackward& op) {
+    if (tuned(ex))
+      launch_rows(combine_rounds_backward_rows, n, op);
+    else
+      for_each<CombineRoundsBackward>(ex, n, op);
+  }
+  static void for_each(const Executor& ex, int64_t n, const UngatherAttentionGrads& op) {
+    if (tuned(ex))
+      launch_rows(ungather_attention_grads_rows, n, op);
+    else
+      for_each<UngatherAttentionGrads>(ex, n, op);
   }
   // The reductions in the same order as the functors, with the parallelism a GPU needs
   // (reduce_kernels.cuh).

@@ -85,6 +85,9 @@ EmulatedLaunches emulated_launches() {
   l.norm_finalize_warp = of(kernels::gradient_norm_finalize_warp);
   l.activation_elements = of(kernels::row_elements<BiasActivationForward>);
   l.activation_backward_elements = of(kernels::row_elements<ActivationBackward>);
+  l.combine_rounds_rows = of(kernels::combine_rounds_rows);
+  l.combine_rounds_backward_rows = of(kernels::combine_rounds_backward_rows);
+  l.ungather_rows = of(kernels::ungather_attention_grads_rows);
   l.attention_tiles_d32 =
       tiles_of(tiles::forward_tiles<32>, tiles::query_grad_tiles<32>, tiles::key_grad_tiles<32>);
   l.attention_tiles_d64 =

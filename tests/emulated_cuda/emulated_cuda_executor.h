@@ -18,6 +18,7 @@ struct EmulatedLaunches {
   int64_t layer_norm_forward_rows = 0, layer_norm_backward_rows = 0, cross_entropy_rows = 0;
   int64_t column_strips = 0, sum_squares_blocks = 0, norm_finalize_warp = 0;
   int64_t activation_elements = 0, activation_backward_elements = 0;
+  int64_t combine_rounds_rows = 0, combine_rounds_backward_rows = 0, ungather_rows = 0;
   // The tiled attention's kernels (forward, query gradients, key gradients) by head width.
   int64_t attention_tiles_d32 = 0, attention_tiles_d64 = 0, attention_tiles_d128 = 0;
 };
