@@ -82,6 +82,16 @@ struct TunedBackend {
     launch_elements(ex, n, op);
   }
 
+  // A functor with a kernel of one warp per index where the variant is kTuned, else grid-stride.
+  template <class Op>
+  static void rows_if_tuned(const Executor& ex, int64_t n, const Op& op,
+                            void (*kernel)(Op, int64_t)) {
+    if (tuned(ex))
+      launch_rows(kernel, n, op);
+    else
+      for_each<Op>(ex, n, op);
+  }
+
   // Any functor: one thread per index, grid-stride.
   template <class Op>
   static void for_each(const Executor&, int64_t n, const Op& op) {
@@ -105,29 +115,17 @@ struct TunedBackend {
       for_each<LayerNormBackward>(ex, n, op);
   }
   static void for_each(const Executor& ex, int64_t n, const CrossEntropyRow& op) {
-    if (tuned(ex))
-      launch_rows(cross_entropy_rows, n, op);
-    else
-      for_each<CrossEntropyRow>(ex, n, op);
+    rows_if_tuned(ex, n, op, cross_entropy_rows);
   }
   // The hash rounds' per-position functors: a warp per position (round_kernels.cuh).
   static void for_each(const Executor& ex, int64_t n, const CombineRounds& op) {
-    if (tuned(ex))
-      launch_rows(combine_rounds_rows, n, op);
-    else
-      for_each<CombineRounds>(ex, n, op);
+    rows_if_tuned(ex, n, op, combine_rounds_rows);
   }
   static void for_each(const Executor& ex, int64_t n, const CombineRoundsBackward& op) {
-    if (tuned(ex))
-      launch_rows(combine_rounds_backward_rows, n, op);
-    else
-      for_each<CombineRoundsBackward>(ex, n, op);
+    rows_if_tuned(ex, n, op, combine_rounds_backward_rows);
   }
   static void for_each(const Executor& ex, int64_t n, const UngatherAttentionGrads& op) {
-    if (tuned(ex))
-      launch_rows(ungather_attention_grads_rows, n, op);
-    else
-      for_each<UngatherAttentionGrads>(ex, n, op);
+    rows_if_tuned(ex, n, op, ungather_attention_grads_rows);
   }
   // The reductions in the same order as the functors, with the parallelism a GPU needs
   // (reduce_kernels.cuh).
@@ -139,10 +137,7 @@ struct TunedBackend {
                    dim3(kStripColumns, kRowLanes), op);
   }
   static void for_each(const Executor& ex, int64_t n, const SumSquaresPartial& op) {
-    if (tuned(ex))
-      launch_rows(sum_squares_blocks, n, op);
-    else
-      for_each<SumSquaresPartial>(ex, n, op);
+    rows_if_tuned(ex, n, op, sum_squares_blocks);
   }
   static void for_each(const Executor& ex, int64_t n, const GradientNormFinalize& op) {
     if (!tuned(ex) || n != 1) return for_each<GradientNormFinalize>(ex, n, op);
