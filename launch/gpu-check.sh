@@ -67,7 +67,7 @@ stage() {
 # row NAME ESTIMATED_S COMMAND...: a throughput row; its JSON line goes to gpu.jsonl.
 row() {
   local name="$1" estimate="$2"; shift 2
-  stage "$name" "$estimate" bash -c '"$@" 2>&1 >> "'"$results"'/gpu.jsonl"' row "$@"
+  stage "$name" "$estimate" bash -c '"${@:2}" 2>&1 >> "$1"' row "$results/gpu.jsonl" "$@"
 }
 ours() {  # ours NAME ESTIMATED_S TOKENS PRECISION [overrides...]
   local name="$1" estimate="$2" tokens="$3" precision="$4"; shift 4

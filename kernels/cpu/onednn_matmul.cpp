@@ -174,9 +174,9 @@ BlockCuts block_cuts(const GemmDesc& d, BlockPlan plan) {
   cuts.slice_depth = std::max(plan.slice_depth, (d.k + kMaxSlices - 1) / kMaxSlices);
   cuts.slices = (d.k + cuts.slice_depth - 1) / cuts.slice_depth;
   cuts.cut_columns = d.n >= d.m;
-  const int64_t extent = cuts.cut_columns ? d.n : d.m;
-  cuts.blocks = std::max<int64_t>(1, extent / plan.block);
-  cuts.block = (extent + cuts.blocks - 1) / cuts.blocks;
+  cuts.extent = cuts.cut_columns ? d.n : d.m;
+  cuts.blocks = std::max<int64_t>(1, cuts.extent / plan.block);
+  cuts.block = (cuts.extent + cuts.blocks - 1) / cuts.blocks;
   return cuts;
 }
 
@@ -205,8 +205,8 @@ void OnednnMatmul::multiply_in_blocks(const GemmDesc& d, const void* a, const vo
   const auto* b_bytes = static_cast<const char*>(b);
   const BlockCuts cuts = block_cuts(d, plan);
   const int64_t slices = cuts.slices, blocks = cuts.blocks, block = cuts.block;
+  const int64_t extent = cuts.extent;
   const bool cut_columns = cuts.cut_columns;
-  const int64_t extent = cut_columns ? d.n : d.m;
   const int64_t cells = d.m * d.n;
   if (slices > 1 && static_cast<int64_t>(impl_->partials.size()) < slices * cells)
     impl_->partials.resize(static_cast<size_t>(slices * cells));

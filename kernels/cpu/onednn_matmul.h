@@ -39,9 +39,10 @@ struct BlockPlan {
 };
 
 // The cuts a plan makes of d: `slices` depth slices of `slice_depth` (the last shorter), times
-// `blocks` output blocks of `block` (the last shorter) along C's columns (cut_columns) or rows.
+// `blocks` output blocks of `block` (the last shorter) along C's columns (cut_columns) or rows,
+// of which C has `extent`.
 struct BlockCuts {
-  int64_t slice_depth = 0, slices = 0, block = 0, blocks = 0;
+  int64_t slice_depth = 0, slices = 0, block = 0, blocks = 0, extent = 0;
   bool cut_columns = true;
 };
 BlockCuts block_cuts(const GemmDesc& d, BlockPlan plan);

@@ -22,6 +22,18 @@ namespace rf::cuda {
 
 constexpr int kLaneColumns = kMaxHeadDim / 32;  // columns of a row a lane holds at most
 
+// f(k, x) for this lane's columns x = lane + 32 k of a row of d, in increasing order (k indexes
+// the lane's registers: an unrolled loop keeps them out of local memory).
+template <class F>
+__device__ __forceinline__ void for_lane_columns(int lane, int64_t d, const F& f) {
+#pragma unroll
+  for (int k = 0; k < kLaneColumns; ++k) {
+    const int64_t x = lane + 32 * k;
+    if (x >= d) break;
+    f(k, x);
+  }
+}
+
 __global__ void combine_rounds_rows(CombineRounds op, int64_t rows) {
   const int64_t i = warp_row();
   const int lane = threadIdx.x % 32;
@@ -80,69 +92,43 @@ __global__ void ungather_attention_grads_rows(UngatherAttentionGrads op, int64_t
   float gq[kLaneColumns], gk[kLaneColumns], gv[kLaneColumns];  // columns lane + 32 k
   for (int64_t r = 0; r < op.n_rounds; ++r) {                  // rounds in order
     const int64_t slot = round_slot(p, op.undo, s, r, t);
-#pragma unroll
-    for (int k = 0; k < kLaneColumns; ++k) {
-      const int64_t x = lane + 32 * k;
-      if (x >= p.d) break;
+    for_lane_columns(lane, p.d, [&](int k, int64_t x) {
       const float kx = p.dk[slot * p.d + x], vx = p.dv[slot * p.d + x];
       gk[k] = r == 0 ? kx : gk[k] + kx;
       gv[k] = r == 0 ? vx : gv[k] + vx;
-    }
+    });
   }
   if (t < p.memory_len) {  // a memory position: no query (separate keys only)
-#pragma unroll
-    for (int k = 0; k < kLaneColumns; ++k) {
-      const int64_t x = lane + 32 * k;
-      if (x >= p.d) break;
+    for_lane_columns(lane, p.d, [&](int k, int64_t x) {
       op.dk[key_row + x] = p.key_scale * gk[k];
       op.dv[key_row + x] = gv[k];
-    }
+    });
     return;
   }
   for (int64_t r = 0; r < op.n_rounds; ++r) {
     const float* q_round = p.dq + round_slot(p, op.undo, s, r, t) * p.d;
-#pragma unroll
-    for (int k = 0; k < kLaneColumns; ++k) {
-      const int64_t x = lane + 32 * k;
-      if (x >= p.d) break;
-      gq[k] = r == 0 ? q_round[x] : gq[k] + q_round[x];
-    }
+    for_lane_columns(lane, p.d,
+                     [&](int k, int64_t x) { gq[k] = r == 0 ? q_round[x] : gq[k] + q_round[x]; });
   }
   const int64_t row = p.row_offset(s, t, op.ldg);
   if (p.key_scales) {
     // key = q * inv, inv = (|q|^2 + d eps)^(-1/2): dq += g inv - q (g . q) inv^3.
     const float* qr = p.query_row(s, t);
     float partial = 0.0f;
-#pragma unroll
-    for (int k = 0; k < kLaneColumns; ++k) {
-      const int64_t x = lane + 32 * k;
-      if (x >= p.d) break;
-      partial += gk[k] * qr[x];
-    }
+    for_lane_columns(lane, p.d, [&](int k, int64_t x) { partial += gk[k] * qr[x]; });
     const float g_dot_q = warp_total(partial);
     const float inv = p.key_scales[i];
     const float inv3 = inv * inv * inv;
-#pragma unroll
-    for (int k = 0; k < kLaneColumns; ++k) {
-      const int64_t x = lane + 32 * k;
-      if (x >= p.d) break;
-      gq[k] += gk[k] * inv - qr[x] * g_dot_q * inv3;
-    }
+    for_lane_columns(lane, p.d,
+                     [&](int k, int64_t x) { gq[k] += gk[k] * inv - qr[x] * g_dot_q * inv3; });
   } else {
-#pragma unroll
-    for (int k = 0; k < kLaneColumns; ++k) {
-      const int64_t x = lane + 32 * k;
-      if (x >= p.d) break;
-      op.dk[key_row + x] = p.key_scale * gk[k];
-    }
+    for_lane_columns(lane, p.d,
+                     [&](int k, int64_t x) { op.dk[key_row + x] = p.key_scale * gk[k]; });
   }
-#pragma unroll
-  for (int k = 0; k < kLaneColumns; ++k) {
-    const int64_t x = lane + 32 * k;
-    if (x >= p.d) break;
+  for_lane_columns(lane, p.d, [&](int k, int64_t x) {
     op.dq[row + x] = gq[k];
     op.dv[key_row + x] = gv[k];
-  }
+  });
 }
 
 }  // namespace rf::cuda
