@@ -90,6 +90,15 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   // Whether this executor's products round fp32 operands to bf16 themselves, so that gemm()
   // takes bf16 operands as they are (whatever set_bf16_operands says).
   virtual bool rounds_operands_to_bf16() const { return false; }
+  // Whether the GPU's tiled attention may multiply bf16 operands on tensor cores
+  // (kernels/cuda/mma_attention_kernels.cuh) where this executor's products are bf16 anyway. The
+  // start-up check (trainer/selftest.h) turns it off on a device that computes them wrongly, and
+  // an executor on a device without bf16 tensor cores turns it off itself. (The CPU's AMX tiles
+  // are the CPU executor's own choice.)
+  bool attention_on_tensor_cores() const {
+    return tensor_core_attention_allowed_ && rounds_operands_to_bf16();
+  }
+  void set_tensor_core_attention(bool allowed) { tensor_core_attention_allowed_ = allowed; }
   // While on, an executor that rounds GEMM operands to a reduced precision itself (the CPU at
   // bf16) may keep the rounded copies and reuse them in later products that read the same
   // memory; the caller promises that only those products' outputs write to their operands
@@ -187,6 +196,7 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   std::vector<GraphCounts> graphs_;  // per graph kept
   int64_t memory_generation_ = 0;
   bool bf16_operands_allowed_ = true;
+  bool tensor_core_attention_allowed_ = true;
 };
 
 // The RowSplit for a kernel over [rows, cols] on this executor: whole rows per CPU thread, one

@@ -202,7 +202,7 @@ std::unique_ptr<Executor> plain_cpu() {
 // against the CPU's plain kernels, with the threads of each block run in one order; at bf16 the
 // kernels write the products' operands in bf16 (held to selftest's bf16 tolerances).
 // The tuned kernels' launches since `before`, as a list of the ones that did not run.
-std::string kernels_not_run(const emulated_cuda::EmulatedLaunches& before, bool attention_tiles) {
+std::string kernels_not_run(const emulated_cuda::EmulatedLaunches& before, bool tensor_cores) {
   const emulated_cuda::EmulatedLaunches now = emulated_cuda::emulated_launches();
   std::string missing;
   auto check = [&](const char* name, int64_t was, int64_t is) {
@@ -221,10 +221,15 @@ std::string kernels_not_run(const emulated_cuda::EmulatedLaunches& before, bool 
   check("combine_rounds_backward_rows", before.combine_rounds_backward_rows,
         now.combine_rounds_backward_rows);
   check("ungather_attention_grads_rows", before.ungather_rows, now.ungather_rows);
-  if (attention_tiles) {
-    check("attention tiles d32", before.attention_tiles_d32, now.attention_tiles_d32);
-    check("attention tiles d64", before.attention_tiles_d64, now.attention_tiles_d64);
-    check("attention tiles d128", before.attention_tiles_d128, now.attention_tiles_d128);
+  // (The fp32 tiles' forward, query and key kernels run at fp32, their gradient kernels at bf16
+  // too; the tensor-core forward at bf16.)
+  check("attention tiles d32", before.attention_tiles_d32, now.attention_tiles_d32);
+  check("attention tiles d64", before.attention_tiles_d64, now.attention_tiles_d64);
+  check("attention tiles d128", before.attention_tiles_d128, now.attention_tiles_d128);
+  if (tensor_cores) {
+    check("mma_forward_tiles<32>", before.mma_forward_d32, now.mma_forward_d32);
+    check("mma_forward_tiles<64>", before.mma_forward_d64, now.mma_forward_d64);
+    check("mma_forward_tiles<128>", before.mma_forward_d128, now.mma_forward_d128);
   }
   return missing;
 }
@@ -247,9 +252,8 @@ void expect_every_op_passes(ThreadOrder order, GemmPrecision precision) {
     if (!c.passed()) failed.insert(c.op + " at " + c.shape + ": NMSE " + std::to_string(c.error));
   EXPECT_TRUE(failed.empty()) << failed.size() << " failed, the first: " << *failed.begin();
   EXPECT_GT(checker.results().size(), 200u);
-  // Every tuned kernel ran; the attention tiles at fp32 (with bf16 tile products the CUDA
-  // executor runs the reference functors).
-  EXPECT_EQ(kernels_not_run(before, !bf16), "");
+  // Every tuned kernel ran; at bf16 the tensor-core forward too.
+  EXPECT_EQ(kernels_not_run(before, bf16), "");
 }
 
 TEST(EmulatedCuda, TheCudaKernelsPassEverySelftestOp) {

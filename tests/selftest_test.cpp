@@ -54,6 +54,10 @@ class FaultyExecutor final : public KernelExecutor<ForwardingBackend> {
          (tuned_only && kernel_variant() == KernelVariant::kTuned)) &&
         pass == ChunkAttentionPass::kGradients)
       q.dropout.keep = 0.5f;  // replays another dropout mask
+    // A tensor-core forward that drops the causal mask (the fp32 tiles are right).
+    if (broken_ == "tensor-core attention" && attention_on_tensor_cores() &&
+        pass == ChunkAttentionPass::kForward)
+      q.perm = nullptr;  // attends in the original order instead of the sorted one
     target_.chunk_attention(pass, q);
   }
   void gemm(const GemmDesc& d, const void* a, const void* b, float* c) override {
@@ -208,6 +212,26 @@ TEST(Selftest, StartUpVerificationTurnsOffWrongBf16Operands) {
   FaultyExecutor sound("nothing", Device::kCpu, true);
   EXPECT_EQ(verify_kernels_or_fail(sound, GemmPrecision::kBf16), "");
   EXPECT_TRUE(sound.gemm_takes_bf16_operands());
+}
+
+// A wrong tensor-core attention forward: training goes on with the fp32 attention tiles, bf16
+// GEMM operands and the tuned kernels.
+TEST(Selftest, StartUpVerificationTurnsOffWrongTensorCoreAttention) {
+  FaultyExecutor candidate("tensor-core attention", Device::kCuda, true);
+  ASSERT_TRUE(candidate.attention_on_tensor_cores());
+  const std::string note = verify_kernels_or_fail(candidate, GemmPrecision::kBf16);
+  EXPECT_NE(note.find("attention forward"), std::string::npos) << note;
+  EXPECT_NE(note.find("the fp32 attention tiles instead of the tensor-core forward"),
+            std::string::npos)
+      << note;
+  EXPECT_FALSE(candidate.attention_on_tensor_cores());
+  EXPECT_TRUE(candidate.gemm_takes_bf16_operands());
+  EXPECT_EQ(candidate.kernel_variant(), KernelVariant::kTuned);
+  // A wrong product of bf16 operands also turns the tensor-core forward off (it is tried first).
+  FaultyExecutor products("bf16 operands", Device::kCuda, true);
+  verify_kernels_or_fail(products, GemmPrecision::kBf16);
+  EXPECT_FALSE(products.gemm_takes_bf16_operands());
+  EXPECT_FALSE(products.attention_on_tensor_cores());
 }
 
 // Every command's executor comes from make_rank_executor, which checks a GPU's kernels

@@ -305,28 +305,35 @@ std::string verify_kernels_or_fail(Executor& ex, GemmPrecision precision) {
   const std::unique_ptr<Comparison> first = first_failure(ex, precision);
   if (!first) return "";
   const std::string first_text = failure_text(ex, *first);  // (before a fallback changes `ex`)
-  // The fallbacks, fastest first: fp32 GEMM operands instead of bf16 ones written by the kernels
+  // The fallbacks, fastest first: the fp32 attention tiles instead of the tensor-core forward
+  // (where the executor runs it), fp32 GEMM operands instead of bf16 ones written by the kernels
   // (where the executor takes them), then the reference functors with the GPU's indexing, with
-  // and then without bf16 operands.
+  // and then without bf16 operands. After the first, attention stays off the tensor cores.
   struct Fallback {
     KernelVariant variant;
-    bool bf16_operands;
+    bool bf16_operands, tensor_cores;
     const char* what;
   };
   const KernelVariant variant = ex.kernel_variant();
   const bool bf16 = ex.gemm_takes_bf16_operands();
+  const bool tensor_cores = ex.attention_on_tensor_cores() && variant == KernelVariant::kTuned;
   std::vector<Fallback> fallbacks;
-  if (bf16) fallbacks.push_back({variant, false, "fp32 GEMM operands instead of bf16 ones"});
+  if (tensor_cores)
+    fallbacks.push_back(
+        {variant, bf16, false, "the fp32 attention tiles instead of the tensor-core forward"});
+  if (bf16) fallbacks.push_back({variant, false, false, "fp32 GEMM operands instead of bf16 ones"});
   if (variant == KernelVariant::kTuned) {
-    fallbacks.push_back({KernelVariant::kGpuIndexing, bf16, "the reference kernels instead"});
+    fallbacks.push_back(
+        {KernelVariant::kGpuIndexing, bf16, false, "the reference kernels instead"});
     if (bf16)
-      fallbacks.push_back({KernelVariant::kGpuIndexing, false,
+      fallbacks.push_back({KernelVariant::kGpuIndexing, false, false,
                            "the reference kernels and fp32 GEMM operands instead"});
   }
   std::unique_ptr<Comparison> last = nullptr;
   for (const Fallback& f : fallbacks) {
     ex.set_kernel_variant(f.variant);
     ex.set_bf16_operands(f.bf16_operands);
+    ex.set_tensor_core_attention(f.tensor_cores);
     last = first_failure(ex, precision);
     if (!last)
       return "note: the " + first_text + "; running with " + f.what +

@@ -3,9 +3,9 @@
 // the key gradients, of its keys), the window's keys and values staged in shared memory a tile at a
 // time, and each query (key) row held in registers by D / 16 threads that combine their partial dot
 // products with warp shuffles. Head widths 32, 64 and 128; other widths use the reference functors.
-// The kernels and their launches are written over a launch policy (tuned_backend.cuh explains it),
-// so the tests' CPU emulation of the CUDA thread model runs them as the GPU does.
-// Included by chunk_attention_tiles.cu and by the emulation's tests only.
+// These run at fp32; at bf16 the forward may run on tensor cores instead
+// (mma_attention_kernels.cuh). The launches are attention_tile_launch.cuh's. Included by that
+// header only.
 #pragma once
 
 #include <climits>
@@ -120,6 +120,7 @@ __device__ inline BlockTile query_block_tile(const ChunkAttentionParams& p, int 
 // factors.
 template <int D>
 struct StagedKeys {
+  static constexpr int kRows = kKeyTile;
   alignas(16) float keys[kKeyTile][D];
   alignas(16) float values[kKeyTile][D];
   int32_t positions[kKeyTile];
@@ -160,18 +161,20 @@ __device__ __forceinline__ float row_keep(const DropoutMask& drop, bool compute,
   return keep;
 }
 
-// For each key tile of the window of block b's chunk (the look-back chunk's, then its own),
-// stages the tile and calls tile(count, window index of its first key). Tiles entirely later than
-// the block's queries are skipped in the original order (local and dense attention).
-template <int D, class Tile>
+// For each tile of Staged::kRows keys of the window of block b's chunk (the look-back chunk's,
+// then its own), stages the tile and calls tile(count, window index of its first key). Tiles
+// entirely later than the block's queries are skipped in the original order (local and dense
+// attention).
+template <class Staged, class Tile>
 __device__ void for_each_window_tile(const ChunkAttentionParams& p, const BlockTile& b,
-                                     StagedKeys<D>& staged, const Tile& tile) {
+                                     Staged& staged, const Tile& tile) {
+  constexpr int kRows = Staged::kRows;
   const ChunkLayout& L = p.layout;
   for (int64_t part = 0; part <= L.lookback; ++part) {
     const int64_t kc = part < L.lookback ? (b.chunk + L.n_chunks() - 1) % L.n_chunks() : b.chunk;
-    for (int64_t k0 = 0; k0 < L.chunk; k0 += kKeyTile) {
+    for (int64_t k0 = 0; k0 < L.chunk; k0 += kRows) {
       const int64_t first = kc * L.chunk + k0;
-      const int nk = static_cast<int>(L.chunk - k0 < kKeyTile ? L.chunk - k0 : kKeyTile);
+      const int nk = static_cast<int>(L.chunk - k0 < kRows ? L.chunk - k0 : kRows);
       if (p.perm == nullptr && first > b.first + b.count - 1) continue;  // all in the future
       __syncthreads();  // the previous tile is consumed
       staged.stage(p, b.segment, first, nk);
@@ -218,7 +221,7 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
   const DropoutMask drop = p.segment_dropout(b.segment);
   // (Once per block, not per score: an int64 division and modulo.)
   const int64_t rel_base = p.rel_scores || p.rel_grads ? p.relative_base(b.segment) : 0;
-  for_each_window_tile<D>(p, b, staged, [&](int nk, int64_t window_first) {
+  for_each_window_tile(p, b, staged, [&](int nk, int64_t window_first) {
     float scores[kKeyTile];
     float tile_max = kNoMaxYet;
 #pragma unroll
@@ -288,7 +291,7 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
   const DropoutMask drop = p.segment_dropout(b.segment);
   // (Once per block, not per score: an int64 division and modulo.)
   const int64_t rel_base = p.rel_scores || p.rel_grads ? p.relative_base(b.segment) : 0;
-  for_each_window_tile<D>(p, b, staged, [&](int nk, int64_t window_first) {
+  for_each_window_tile(p, b, staged, [&](int nk, int64_t window_first) {
   // (Unrolled, neighbouring keys' loads and shuffles overlap: 6.69 to 6.39 ms for the 64K
   // gradients on an H200.)
 #pragma unroll 4
@@ -403,50 +406,5 @@ __global__ void __launch_bounds__(kKeyTile*(D / kSlice))
   }
 }
 
-inline int64_t blocks_of(const ChunkAttentionParams& p, int tile) {
-  const int64_t tiles = (p.layout.chunk + tile - 1) / tile;
-  return p.segments * p.layout.n_chunks() * tiles;
-}
-
-template <class Launch, int D>
-void run(ChunkAttentionPass pass, const ChunkAttentionParams& p) {
-  constexpr int kSplit = D / kSlice;
-  const int64_t query_blocks = blocks_of(p, kQueryTile), key_blocks = blocks_of(p, kKeyTile);
-  RF_CHECK(query_blocks < INT_MAX && key_blocks < INT_MAX, "too many attention tiles");
-  const dim3 query_grid(static_cast<unsigned>(query_blocks));
-  if (pass == ChunkAttentionPass::kForward) {
-    Launch::kernel(forward_tiles<D>, query_grid, dim3(kQueryTile * kSplit), p);
-    return;
-  }
-  Launch::kernel(query_grad_tiles<D>, query_grid, dim3(kQueryTile * kSplit), p);
-  Launch::kernel(key_grad_tiles<D>, dim3(static_cast<unsigned>(key_blocks)),
-                 dim3(kKeyTile * kSplit), p);
-}
-
 }  // namespace attention_tiles
-
-// Runs one pass over all segments of p with the tiled kernels where the CUDA executor uses them:
-// its tuned variant, fp32 products (bf16 ones are the reference functors' emulation, for
-// selftest) and a head width they have. Returns false (and launches nothing) otherwise; the
-// caller then runs the reference functors.
-template <class Launch>
-bool launch_chunk_attention(const Executor& ex, ChunkAttentionPass pass,
-                            const ChunkAttentionParams& p) {
-  if (ex.kernel_variant() != KernelVariant::kTuned || p.bf16_products) return false;
-  if (p.segments == 0 || p.layout.n_slots == 0) return true;
-  switch (p.d) {
-    case 32:
-      attention_tiles::run<Launch, 32>(pass, p);
-      return true;
-    case 64:
-      attention_tiles::run<Launch, 64>(pass, p);
-      return true;
-    case 128:
-      attention_tiles::run<Launch, 128>(pass, p);
-      return true;
-    default:
-      return false;
-  }
-}
-
 }  // namespace rf::cuda

@@ -1,6 +1,6 @@
-// The CUDA executor's tiled attention: the kernels of chunk_attention_kernels.cuh launched on the
+// The CUDA executor's tiled attention: the kernels of attention_tile_launch.cuh launched on the
 // device (device_launch.cuh).
-#include "kernels/cuda/chunk_attention_kernels.cuh"
+#include "kernels/cuda/attention_tile_launch.cuh"
 #include "kernels/cuda/chunk_attention_tiles.h"
 #include "kernels/cuda/device_launch.cuh"
 

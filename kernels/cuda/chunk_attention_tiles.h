@@ -12,7 +12,7 @@
 namespace rf::cuda {
 
 // Runs one pass over all segments of p on the calling thread's default stream where the tiled
-// kernels apply to `ex` and p (launch_chunk_attention in chunk_attention_kernels.cuh); returns
+// kernels apply to `ex` and p (launch_chunk_attention in attention_tile_launch.cuh); returns
 // false, launching nothing, where they do not.
 bool chunk_attention_tiled(const Executor& ex, ChunkAttentionPass pass,
                            const ChunkAttentionParams& p);

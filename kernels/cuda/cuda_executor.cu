@@ -63,6 +63,10 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     // is captured and picks the same algorithms in eager and captured steps.
     RF_CUDA_CHECK(cudaMalloc(&cublas_workspace_, kCublasWorkspaceBytes));
     RF_CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspaceBytes));
+    // bf16 mma.sync (the tensor-core attention forward) needs compute capability 8.0.
+    int major = 0;
+    RF_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    if (major < 8) set_tensor_core_attention(false);
   }
   ~CudaExecutor() override {
     for (cudaGraphExec_t g : graphs_) cudaGraphExecDestroy(g);
@@ -88,7 +92,9 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     // (The start-up check turns bf16 operands off where they fail: the log says which ran.)
     if (rounds_operands_to_bf16())
       s << (gemm_takes_bf16_operands() ? ", bf16 operands from the kernels"
-                                       : ", fp32 operands rounded by cuBLAS");
+                                       : ", fp32 operands rounded by cuBLAS")
+        << (attention_on_tensor_cores() ? ", attention forward on bf16 tensor cores"
+                                        : ", attention tiles in fp32");
     return s.str();
   }
 

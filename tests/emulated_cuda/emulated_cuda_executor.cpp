@@ -10,7 +10,7 @@
 // kernels (host-side launch stubs of the same names) is linked into the tests too.
 #define cuda cuda_on_cpu
 // clang-format off
-#include "kernels/cuda/chunk_attention_kernels.cuh"
+#include "kernels/cuda/attention_tile_launch.cuh"
 #include "kernels/cuda/tuned_backend.cuh"
 // clang-format on
 #undef cuda
@@ -94,6 +94,9 @@ EmulatedLaunches emulated_launches() {
       tiles_of(tiles::forward_tiles<64>, tiles::query_grad_tiles<64>, tiles::key_grad_tiles<64>);
   l.attention_tiles_d128 =
       tiles_of(tiles::forward_tiles<128>, tiles::query_grad_tiles<128>, tiles::key_grad_tiles<128>);
+  l.mma_forward_d32 = of(tiles::mma_forward_tiles<32>);
+  l.mma_forward_d64 = of(tiles::mma_forward_tiles<64>);
+  l.mma_forward_d128 = of(tiles::mma_forward_tiles<128>);
   return l;
 }
 

@@ -1,7 +1,6 @@
 // A CUDA executor on the CPU: the CUDA executor's choice of kernel, row split and grid for every
-// functor
-// (kernels/cuda/tuned_backend.cuh) and its tiled attention
-// (kernels/cuda/chunk_attention_kernels.cuh), run by the emulation of the CUDA thread model
+// functor (kernels/cuda/tuned_backend.cuh) and its tiled attention
+// (kernels/cuda/attention_tile_launch.cuh), run by the emulation of the CUDA thread model
 // (emulated_cuda.h) in host memory. GEMMs and the LSH sort, which are cuBLAS's and CUB's on a GPU,
 // go to the CPU executor. So `reformer selftest`'s checks run the project's own CUDA kernels here,
 // before any GPU has.
@@ -21,11 +20,14 @@ struct EmulatedLaunches {
   int64_t combine_rounds_rows = 0, combine_rounds_backward_rows = 0, ungather_rows = 0;
   // The tiled attention's kernels (forward, query gradients, key gradients) by head width.
   int64_t attention_tiles_d32 = 0, attention_tiles_d64 = 0, attention_tiles_d128 = 0;
+  // The tensor-core forward (bf16 products) by head width.
+  int64_t mma_forward_d32 = 0, mma_forward_d64 = 0, mma_forward_d128 = 0;
 };
 
 // With bf16_operands, as the CUDA executor at runtime.precision bf16: the kernels that produce a
 // product's input write it in bf16, and the products multiply the bf16 values (here in fp32 on
-// the CPU, exactly as cuBLAS's bf16 products with fp32 accumulation up to the order of the sums).
+// the CPU, exactly as cuBLAS's bf16 products with fp32 accumulation up to the order of the sums),
+// and the attention forward runs on (emulated) tensor cores.
 std::unique_ptr<Executor> make_emulated_cuda_executor(bool bf16_operands = false);
 EmulatedLaunches emulated_launches();
 

@@ -1,0 +1,71 @@
+// The launches of the CUDA executor's tiled attention passes: the fp32 kernels of
+// chunk_attention_kernels.cuh and the tensor-core forward of mma_attention_kernels.cuh, written
+// over a launch policy (tuned_backend.cuh explains it) so that the tests' CPU emulation of the
+// CUDA thread model runs them as the GPU does. Included by chunk_attention_tiles.cu and by the
+// emulation's tests only.
+#pragma once
+
+#include <climits>
+
+#include "kernels/cuda/chunk_attention_kernels.cuh"
+#include "kernels/cuda/mma_attention_kernels.cuh"
+
+namespace rf::cuda {
+namespace attention_tiles {
+
+inline int64_t blocks_of(const ChunkAttentionParams& p, int tile) {
+  const int64_t tiles = (p.layout.chunk + tile - 1) / tile;
+  return p.segments * p.layout.n_chunks() * tiles;
+}
+
+template <class Launch, int D>
+void run(ChunkAttentionPass pass, const ChunkAttentionParams& p, bool tensor_cores) {
+  constexpr int kSplit = D / kSlice;
+  const int64_t query_blocks = blocks_of(p, kQueryTile), key_blocks = blocks_of(p, kKeyTile);
+  const int64_t mma_blocks = blocks_of(p, kMmaQueryTile);
+  RF_CHECK(query_blocks < INT_MAX && key_blocks < INT_MAX && mma_blocks < INT_MAX,
+           "too many attention tiles");
+  const dim3 query_grid(static_cast<unsigned>(query_blocks));
+  if (pass == ChunkAttentionPass::kForward && tensor_cores) {
+    Launch::kernel(mma_forward_tiles<D>, dim3(static_cast<unsigned>(mma_blocks)), dim3(kMmaThreads),
+                   p);
+    return;
+  }
+  if (pass == ChunkAttentionPass::kForward) {
+    Launch::kernel(forward_tiles<D>, query_grid, dim3(kQueryTile * kSplit), p);
+    return;
+  }
+  Launch::kernel(query_grad_tiles<D>, query_grid, dim3(kQueryTile * kSplit), p);
+  Launch::kernel(key_grad_tiles<D>, dim3(static_cast<unsigned>(key_blocks)),
+                 dim3(kKeyTile * kSplit), p);
+}
+
+}  // namespace attention_tiles
+
+// Runs one pass over all segments of p with the tiled kernels where the CUDA executor uses them:
+// its tuned variant, without the reference functors' emulation of bf16 products (p.bf16_products,
+// for selftest), and a head width they have; the forward on tensor cores where the executor allows
+// it (Executor::attention_on_tensor_cores), in fp32 otherwise. Returns false (and launches
+// nothing) otherwise; the caller then runs the reference functors.
+template <class Launch>
+bool launch_chunk_attention(const Executor& ex, ChunkAttentionPass pass,
+                            const ChunkAttentionParams& p) {
+  if (ex.kernel_variant() != KernelVariant::kTuned || p.bf16_products) return false;
+  if (p.segments == 0 || p.layout.n_slots == 0) return true;
+  const bool tensor_cores = ex.attention_on_tensor_cores();
+  switch (p.d) {
+    case 32:
+      attention_tiles::run<Launch, 32>(pass, p, tensor_cores);
+      return true;
+    case 64:
+      attention_tiles::run<Launch, 64>(pass, p, tensor_cores);
+      return true;
+    case 128:
+      attention_tiles::run<Launch, 128>(pass, p, tensor_cores);
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace rf::cuda

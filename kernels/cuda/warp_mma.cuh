@@ -1,0 +1,99 @@
+// A warp's bf16 tensor-core product, D = A B + C with A 16 x 16, B 16 x 8 and C, D 16 x 8 in fp32:
+// PTX's mma.sync.m16n8k16 (sm_80 and later), with its register layout spelled out, and the same
+// product computed lane by lane from that layout where the kernels run on the CPU (the tests'
+// emulation of the CUDA thread model), so that the emulation checks the layouts the kernels
+// assume.
+//
+// The fragments (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type"), for lane
+// l of the warp, group g = l / 4 and thread-in-group q = l % 4; a .b32 register holds two bf16, the
+// lower index in the lower 16 bits:
+//   A (row-major 16 x 16): a[0] = A[g][2q, 2q+1], a[1] = A[g+8][2q, 2q+1],
+//                          a[2] = A[g][2q+8, 2q+9], a[3] = A[g+8][2q+8, 2q+9];
+//   B (16 x 8, "col"):     b[0] = B[2q, 2q+1][g], b[1] = B[2q+8, 2q+9][g];
+//   C, D (16 x 8 fp32):    c[0], c[1] = C[g][2q, 2q+1], c[2], c[3] = C[g+8][2q, 2q+1].
+// So an accumulator tile of S = Q K^T (rows: queries, columns: keys) is, two n-tiles at a time,
+// the A fragment of the next product P V, FlashAttention-2's register reuse.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/ops/bf16_round.h"
+
+namespace rf::cuda {
+
+// Two floats rounded to bf16 (nearest, ties to even, as bf16_bits), lo in the lower half.
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+  return static_cast<uint32_t>(bf16_bits(lo)) | (static_cast<uint32_t>(bf16_bits(hi)) << 16);
+}
+
+// Two bf16 values already in memory, lo first: one 32-bit load (4-byte aligned).
+__device__ __forceinline__ uint32_t load_bf16x2(const uint16_t* at) {
+  return *reinterpret_cast<const uint32_t*>(at);
+}
+
+#ifndef __CUDA_ARCH__
+namespace mma_emulation {
+inline float low(uint32_t r) {
+  return bf16_value(static_cast<uint16_t>(r & 0xFFFFu));
+}
+inline float high(uint32_t r) {
+  return bf16_value(static_cast<uint16_t>(r >> 16));
+}
+// Each lane's fragments during an emulated product, by warp of the block and lane: the emulation
+// runs a block's threads as fibers of one host thread, so lanes can read each other's registers
+// between two warp barriers (two barriers per product instead of 16 shuffles).
+struct Fragments {
+  const uint32_t* a;
+  const uint32_t* b;
+};
+inline thread_local Fragments lanes[32][32];
+}  // namespace mma_emulation
+#endif
+
+// c += A B for the warp's fragments (every lane of the warp must call it, converged).
+__device__ __forceinline__ void mma_bf16_16x8x16(float (&c)[4], const uint32_t (&a)[4],
+                                                 const uint32_t (&b)[2]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#elif defined(__CUDA_ARCH__)
+  __trap();  // (the launchers use these kernels on compute capability 8.0 and later only)
+#else
+  // Each lane reads rows g and g + 8 of A from the four lanes of its group, and columns 2q and
+  // 2q + 1 of B from those columns' groups, then adds the products in k order.
+  using namespace mma_emulation;
+  const int lane = static_cast<int>(threadIdx.x % 32), g = lane / 4, q = lane % 4;
+  Fragments* warp = lanes[threadIdx.x / 32];
+  warp[lane] = {a, b};
+  __syncwarp();  // every lane's fragments are published
+  float row[2][16], col[2][16];
+  for (int j = 0; j < 4; ++j) {
+    const uint32_t* from_a = warp[4 * g + j].a;  // lane 4g + j: k = 2j, 2j + 1 and + 8
+    for (int r = 0; r < 2; ++r) {
+      row[r][2 * j] = low(from_a[r]);
+      row[r][2 * j + 1] = high(from_a[r]);
+      row[r][2 * j + 8] = low(from_a[r + 2]);
+      row[r][2 * j + 9] = high(from_a[r + 2]);
+    }
+    for (int n = 0; n < 2; ++n) {
+      const uint32_t* from_b = warp[4 * (2 * q + n) + j].b;
+      col[n][2 * j] = low(from_b[0]);
+      col[n][2 * j + 1] = high(from_b[0]);
+      col[n][2 * j + 8] = low(from_b[1]);
+      col[n][2 * j + 9] = high(from_b[1]);
+    }
+  }
+  __syncwarp();  // every lane has read them (they may change after)
+  for (int r = 0; r < 2; ++r)
+    for (int n = 0; n < 2; ++n) {
+      float sum = c[2 * r + n];
+      for (int k = 0; k < 16; ++k) sum += row[r][k] * col[n][k];
+      c[2 * r + n] = sum;
+    }
+#endif
+}
+
+}  // namespace rf::cuda
