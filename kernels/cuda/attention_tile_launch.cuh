@@ -22,30 +22,40 @@ template <class Launch, int D>
 void run(ChunkAttentionPass pass, const ChunkAttentionParams& p, bool tensor_cores) {
   constexpr int kSplit = D / kSlice;
   const int64_t query_blocks = blocks_of(p, kQueryTile), key_blocks = blocks_of(p, kKeyTile);
-  const int64_t mma_blocks = blocks_of(p, kMmaQueryTile);
-  RF_CHECK(query_blocks < INT_MAX && key_blocks < INT_MAX && mma_blocks < INT_MAX,
+  const int64_t mma_query_blocks = blocks_of(p, kMmaQueryTile);
+  const int64_t mma_key_blocks = blocks_of(p, kMmaKeyBlock);
+  RF_CHECK(query_blocks < INT_MAX && key_blocks < INT_MAX && mma_query_blocks < INT_MAX &&
+               mma_key_blocks < INT_MAX,
            "too many attention tiles");
   const dim3 query_grid(static_cast<unsigned>(query_blocks));
-  if (pass == ChunkAttentionPass::kForward && tensor_cores) {
-    Launch::kernel(mma_forward_tiles<D>, dim3(static_cast<unsigned>(mma_blocks)), dim3(kMmaThreads),
-                   p);
-    return;
-  }
+  const dim3 mma_query_grid(static_cast<unsigned>(mma_query_blocks));
   if (pass == ChunkAttentionPass::kForward) {
-    Launch::kernel(forward_tiles<D>, query_grid, dim3(kQueryTile * kSplit), p);
+    if (tensor_cores)
+      Launch::kernel(mma_forward_tiles<D>, mma_query_grid, dim3(kMmaThreads), p);
+    else
+      Launch::kernel(forward_tiles<D>, query_grid, dim3(kQueryTile * kSplit), p);
     return;
   }
-  Launch::kernel(query_grad_tiles<D>, query_grid, dim3(kQueryTile * kSplit), p);
-  Launch::kernel(key_grad_tiles<D>, dim3(static_cast<unsigned>(key_blocks)),
-                 dim3(kKeyTile * kSplit), p);
+  // (The relative scores' gradients stay with the fp32 query kernel: it records each row's dS
+  // in key order, as the reference does.)
+  if (tensor_cores && p.rel_grads == nullptr)
+    Launch::kernel(mma_query_grad_tiles<D>, mma_query_grid, dim3(kMmaThreads), p);
+  else
+    Launch::kernel(query_grad_tiles<D>, query_grid, dim3(kQueryTile * kSplit), p);
+  if (tensor_cores)
+    Launch::kernel(mma_key_grad_tiles<D>, dim3(static_cast<unsigned>(mma_key_blocks)),
+                   dim3(kMmaThreads), p);
+  else
+    Launch::kernel(key_grad_tiles<D>, dim3(static_cast<unsigned>(key_blocks)),
+                   dim3(kKeyTile * kSplit), p);
 }
 
 }  // namespace attention_tiles
 
 // Runs one pass over all segments of p with the tiled kernels where the CUDA executor uses them:
 // its tuned variant, without the reference functors' emulation of bf16 products (p.bf16_products,
-// for selftest), and a head width they have; the forward on tensor cores where the executor allows
-// it (Executor::attention_on_tensor_cores), in fp32 otherwise. Returns false (and launches
+// for selftest), and a head width they have; on tensor cores where the executor allows it
+// (Executor::attention_on_tensor_cores), in fp32 otherwise. Returns false (and launches
 // nothing) otherwise; the caller then runs the reference functors.
 template <class Launch>
 bool launch_chunk_attention(const Executor& ex, ChunkAttentionPass pass,

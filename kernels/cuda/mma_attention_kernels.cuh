@@ -22,44 +22,149 @@
 namespace rf::cuda {
 namespace attention_tiles {
 
-constexpr int kMmaQueryTile = 64;  // query slots per block: 4 warps of 16
+constexpr int kMmaQueryTile = 64;  // query slots per block: 4 warps of 16 rows
+constexpr int kMmaKeyBlock = 64;   // key slots per block of the key gradients: 4 warps of 16
 constexpr int kMmaThreads = 128;
-constexpr int kMmaKeyTile = 64;  // keys staged at a time: 8 column tiles of 8
+constexpr int kMmaKeyTile = 64;  // keys staged at a time by the forward: 8 column tiles of 8
+// Rows staged at a time by the gradient passes (keys for the query gradients, queries for the
+// key gradients): they stage three or four bf16 copies, which at width 128 must stay under the
+// 48 KB of static shared memory.
+template <int D>
+constexpr int mma_grad_tile() {
+  return D == 128 ? 32 : 64;
+}
 // bf16 elements of padding per shared-memory row: rows 8 bf16 (4 banks) apart in the bank cycle,
 // so the 8 groups of a warp's fragment loads hit different banks.
 constexpr int kMmaPad = 8;
 
-// A tile of kMmaKeyTile keys (scaled by their key factor) and values in shared memory as bf16,
-// values transposed (column x of the head is row x), with the keys' positions.
+// A [kRows, D] tile of rows in shared memory as bf16, and the same transposed ([D, kRows]):
+// B fragments along the head's columns (scores, dP) come from the first, along the rows (the
+// products by P or dS) from the second.
+template <int D, int kRows>
+using Bf16Rows = uint16_t[kRows][D + kMmaPad];
+template <int D, int kRows>
+using Bf16Columns = uint16_t[D][kRows + kMmaPad];
+
+// For each element (row < kRows, column x < D) of a staged tile, in an order that reads global
+// rows contiguously: store(row, x).
+template <int D, int kRows, class Store>
+__device__ __forceinline__ void for_each_staged_element(const Store& store) {
+  for (int e = threadIdx.x; e < kRows * D; e += blockDim.x) store(e / D, e % D);
+}
+
+// Positions and key factors of key slots first .. first + count - 1 (INT32_MAX and 0 past count),
+// then a barrier.
+template <int kRows>
+__device__ void stage_key_positions(const ChunkAttentionParams& p, int64_t s, int64_t first,
+                                    int count, int32_t* positions, float* factors) {
+  for (int row = threadIdx.x; row < kRows; row += blockDim.x) {
+    const int64_t t = row < count ? p.position(s, first + row) : -1;
+    positions[row] = row < count ? static_cast<int32_t>(t) : INT32_MAX;
+    factors[row] = row < count ? p.key_factor(s, t) : 0.0f;
+  }
+  __syncthreads();
+}
+
+// The forward's tile: kMmaKeyTile keys (scaled by their key factor) and values, values
+// transposed, with the keys' positions. As StagedKeys::stage: zeros past count.
 template <int D>
 struct MmaStagedKeys {
   static constexpr int kRows = kMmaKeyTile;
-  alignas(16) uint16_t keys[kMmaKeyTile][D + kMmaPad];
-  alignas(16) uint16_t values_t[D][kMmaKeyTile + kMmaPad];
-  int32_t positions[kMmaKeyTile];
-  float factors[kMmaKeyTile];
+  alignas(16) Bf16Rows<D, kRows> keys;
+  alignas(16) Bf16Columns<D, kRows> values_t;
+  int32_t positions[kRows];
+  float factors[kRows];
 
-  // As StagedKeys::stage: slots first .. first + count - 1, zeros past count.
   __device__ void stage(const ChunkAttentionParams& p, int64_t s, int64_t first, int count) {
-    for (int row = threadIdx.x; row < kMmaKeyTile; row += blockDim.x) {
-      const int64_t t = row < count ? p.position(s, first + row) : -1;
-      positions[row] = row < count ? static_cast<int32_t>(t) : INT32_MAX;
-      factors[row] = row < count ? p.key_factor(s, t) : 0.0f;
-    }
-    __syncthreads();
-    for (int e = threadIdx.x; e < kMmaKeyTile * D; e += blockDim.x) {
-      const int row = e / D, x = e % D;
-      float k = 0.0f, v = 0.0f;
-      if (row < count) {
-        const int64_t t = positions[row];
-        k = p.key_row(s, t)[x] * factors[row];
-        v = p.value_row(s, t)[x];
-      }
-      keys[row][x] = bf16_bits(k);
-      values_t[x][row] = bf16_bits(v);
-    }
+    stage_key_positions<kRows>(p, s, first, count, positions, factors);
+    for_each_staged_element<D, kRows>([&](int row, int x) {
+      const bool valid = row < count;
+      keys[row][x] = bf16_bits(valid ? p.key_row(s, positions[row])[x] * factors[row] : 0.0f);
+      values_t[x][row] = bf16_bits(valid ? p.value_row(s, positions[row])[x] : 0.0f);
+    });
   }
 };
+
+// The query gradients' tile: keys (scaled) as rows for the scores and as columns for dQ = dS K,
+// values as rows for dP = dO V^T.
+template <int D>
+struct MmaGradKeys {
+  static constexpr int kRows = mma_grad_tile<D>();
+  alignas(16) Bf16Rows<D, kRows> keys;
+  alignas(16) Bf16Columns<D, kRows> keys_t;
+  alignas(16) Bf16Rows<D, kRows> values;
+  int32_t positions[kRows];
+  float factors[kRows];
+
+  __device__ void stage(const ChunkAttentionParams& p, int64_t s, int64_t first, int count) {
+    stage_key_positions<kRows>(p, s, first, count, positions, factors);
+    for_each_staged_element<D, kRows>([&](int row, int x) {
+      const bool valid = row < count;
+      const uint16_t k = bf16_bits(valid ? p.key_row(s, positions[row])[x] * factors[row] : 0.0f);
+      keys[row][x] = k;
+      keys_t[x][row] = k;
+      values[row][x] = bf16_bits(valid ? p.value_row(s, positions[row])[x] : 0.0f);
+    });
+  }
+};
+
+// This thread's A fragments (warp_mma.cuh) of two rows of a 16-row tile, one per k-step of 16
+// columns: rows r0 (the group's) and r1 (8 below), each times its factor; a null row is zeros.
+template <int kSteps>
+__device__ __forceinline__ void load_row_fragments(const float* r0, float f0, const float* r1,
+                                                   float f1, int q, uint32_t (&a)[kSteps][4]) {
+#pragma unroll
+  for (int ks = 0; ks < kSteps; ++ks) {
+    const int c = ks * 16 + 2 * q;
+    a[ks][0] = r0 ? pack_bf16x2(r0[c] * f0, r0[c + 1] * f0) : 0u;
+    a[ks][1] = r1 ? pack_bf16x2(r1[c] * f1, r1[c + 1] * f1) : 0u;
+    a[ks][2] = r0 ? pack_bf16x2(r0[c + 8] * f0, r0[c + 9] * f0) : 0u;
+    a[ks][3] = r1 ? pack_bf16x2(r1[c + 8] * f1, r1[c + 9] * f1) : 0u;
+  }
+}
+
+// acc[n] += A B over the n-tiles of B, for k-steps of 16 along B's staged rows: B (k, column n * 8
+// + g) at rows[k][n * 8 + g] is read from `columns` (a transposed tile), and A, a 16 x kRows tile
+// held in accumulator layout (element e of tile t: row e / 2 * 8 + g, column t * 8 + 2q + e % 2),
+// is rounded to bf16 as it becomes the A fragments: tiles 2k and 2k + 1 are k-step k.
+template <int kRows, int kColTiles, int kPitch>
+__device__ __forceinline__ void multiply_accumulated(const float (&a)[kRows / 8][4],
+                                                     const uint16_t (*columns)[kPitch], int g,
+                                                     int q, float (&acc)[kColTiles][4]) {
+#pragma unroll
+  for (int k = 0; k < kRows / 16; ++k) {
+    const uint32_t pa[4] = {pack_bf16x2(a[2 * k][0], a[2 * k][1]),
+                            pack_bf16x2(a[2 * k][2], a[2 * k][3]),
+                            pack_bf16x2(a[2 * k + 1][0], a[2 * k + 1][1]),
+                            pack_bf16x2(a[2 * k + 1][2], a[2 * k + 1][3])};
+#pragma unroll
+    for (int n = 0; n < kColTiles; ++n) {
+      const uint16_t* column = columns[n * 8 + g] + k * 16 + 2 * q;
+      const uint32_t b[2] = {load_bf16x2(column), load_bf16x2(column + 8)};
+      mma_bf16_16x8x16(acc[n], pa, b);
+    }
+  }
+}
+
+// acc[n] = A B^T for the n-tiles of a staged [kRows, D] tile (B's row n * 8 + g is column
+// n * 8 + g of the product), A this warp's 16 rows as fragments per k-step.
+template <int kSteps, int kRows, int kPitch>
+__device__ __forceinline__ void multiply_by_rows(const uint32_t (&a)[kSteps][4],
+                                                 const uint16_t (*rows)[kPitch], int g, int q,
+                                                 float (&acc)[kRows / 8][4]) {
+#pragma unroll
+  for (int n = 0; n < kRows / 8; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[n][e] = 0.0f;
+    const uint16_t* row = rows[n * 8 + g];
+#pragma unroll
+    for (int ks = 0; ks < kSteps; ++ks) {
+      const uint32_t b[2] = {load_bf16x2(row + ks * 16 + 2 * q),
+                             load_bf16x2(row + ks * 16 + 2 * q + 8)};
+      mma_bf16_16x8x16(acc[n], a[ks], b);
+    }
+  }
+}
 
 // The sum (or maximum) of a row's values over the four lanes of a group that hold its columns.
 __device__ __forceinline__ float quad_sum(float x) {
@@ -69,6 +174,58 @@ __device__ __forceinline__ float quad_sum(float x) {
 __device__ __forceinline__ float quad_max(float x) {
   x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
   return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+
+// This thread's two rows of a block's tile of query slots (warp_mma.cuh's groups): h = 0 is row
+// `first_row` (warp * 16 + g), h = 1 the one 8 below; past the tile's count a row is inactive,
+// with position INT32_MAX and no query.
+struct WarpRows {
+  int64_t slot[2];
+  int32_t position[2];
+  bool active[2];
+  const float* query[2];
+};
+__device__ __forceinline__ WarpRows warp_query_rows(const ChunkAttentionParams& p,
+                                                    const BlockTile& b, int first_row) {
+  WarpRows r;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = first_row + 8 * h;
+    r.active[h] = row < b.count;
+    r.slot[h] = b.first + row;
+    r.position[h] = INT32_MAX;
+    r.query[h] = nullptr;
+    if (r.active[h]) {
+      const int64_t t = p.position(b.segment, r.slot[h]);
+      r.position[h] = static_cast<int32_t>(t);
+      r.query[h] = p.query_row(b.segment, t);
+    }
+  }
+  return r;
+}
+
+template <int kTiles>
+__device__ __forceinline__ void zero(float (&acc)[kTiles][4]) {
+#pragma unroll
+  for (int n = 0; n < kTiles; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[n][e] = 0.0f;
+}
+
+// Writes this thread's elements of two accumulated rows (rows h = 0, 1 of accumulator layout)
+// times scale[h] to out[h] (a null row is skipped).
+template <int kColTiles>
+__device__ __forceinline__ void store_rows(const float (&acc)[kColTiles][4], float* const (&out)[2],
+                                           const float (&scale)[2], int q) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    if (!out[h]) continue;
+#pragma unroll
+    for (int n = 0; n < kColTiles; ++n) {
+      out[h][n * 8 + 2 * q] = acc[n][2 * h] * scale[h];
+      out[h][n * 8 + 2 * q + 1] = acc[n][2 * h + 1] * scale[h];
+    }
+  }
 }
 
 template <int D>
@@ -81,60 +238,26 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_tiles(const ChunkAtte
   const BlockTile b = query_block_tile(p, kMmaQueryTile);
   if (b.count <= 0) return;  // (the whole block: no barrier is left waiting)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
-  // This thread's rows of the block's tile: h = 0 is row warp * 16 + g, h = 1 the one 8 below.
-  int64_t slot[2];
-  int32_t qp[2];
-  bool active[2];
+  const WarpRows rows = warp_query_rows(p, b, warp * 16 + g);
   uint32_t qa[kSteps][4];  // the warp's 16 query rows as A fragments, one per k-step
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int row = warp * 16 + g + 8 * h;
-    active[h] = row < b.count;
-    slot[h] = b.first + row;
-    const float* qr = nullptr;
-    qp[h] = INT32_MAX;
-    if (active[h]) {
-      const int64_t t = p.position(b.segment, slot[h]);
-      qp[h] = static_cast<int32_t>(t);
-      qr = p.query_row(b.segment, t);
-    }
-#pragma unroll
-    for (int ks = 0; ks < kSteps; ++ks) {
-      const int c = ks * 16 + 2 * q;
-      qa[ks][h] = qr ? pack_bf16x2(qr[c], qr[c + 1]) : 0u;
-      qa[ks][h + 2] = qr ? pack_bf16x2(qr[c + 8], qr[c + 9]) : 0u;
-    }
-  }
+  load_row_fragments<kSteps>(rows.query[0], 1.0f, rows.query[1], 1.0f, q, qa);
   float acc[kColTiles][4];
-#pragma unroll
-  for (int n = 0; n < kColTiles; ++n)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) acc[n][e] = 0.0f;
+  zero(acc);
   float m[2] = {kNoMaxYet, kNoMaxYet}, l[2] = {0.0f, 0.0f};  // l: this lane's columns' part
   const DropoutMask drop = p.segment_dropout(b.segment);
   const int64_t rel_base = p.rel_scores || p.rel_grads ? p.relative_base(b.segment) : 0;
   for_each_window_tile(p, b, staged, [&](int nk, int64_t window_first) {
     float s[kKeyTiles][4];  // element e: row h = e / 2, key n * 8 + 2q + e % 2
-#pragma unroll
-    for (int n = 0; n < kKeyTiles; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) s[n][e] = 0.0f;
-      const uint16_t* key = staged.keys[n * 8 + g];
-#pragma unroll
-      for (int ks = 0; ks < kSteps; ++ks) {
-        const uint32_t kb[2] = {load_bf16x2(key + ks * 16 + 2 * q),
-                                load_bf16x2(key + ks * 16 + 2 * q + 8)};
-        mma_bf16_16x8x16(s[n], qa[ks], kb);
-      }
-    }
+    multiply_by_rows<kSteps, kMmaKeyTile>(qa, staged.keys, g, q, s);
     float tile_max[2] = {kNoMaxYet, kNoMaxYet};
 #pragma unroll
     for (int n = 0; n < kKeyTiles; ++n)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int kk = n * 8 + 2 * q + e % 2, h = e / 2;
-        s[n][e] = kk < nk ? s[n][e] + p.score_offset_at(rel_base, qp[h], staged.positions[kk])
-                          : kNoMaxYet;
+        s[n][e] =
+            kk < nk ? s[n][e] + p.score_offset_at(rel_base, rows.position[h], staged.positions[kk])
+                    : kNoMaxYet;
         tile_max[h] = fmaxf(tile_max[h], s[n][e]);
       }
     float correction[2];
@@ -156,41 +279,219 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_tiles(const ChunkAtte
         const int kk = n * 8 + 2 * q + e % 2, h = e / 2;
         const float w = exp_approx(s[n][e] - m[h]);  // 0 past nk
         l[h] += w;
-        s[n][e] =
-            drop.active() && active[h] && kk < nk ? w * drop.scale(slot[h], window_first + kk) : w;
+        s[n][e] = drop.active() && rows.active[h] && kk < nk
+                      ? w * drop.scale(rows.slot[h], window_first + kk)
+                      : w;
       }
-      // O += P V: key tiles 2k and 2k + 1 of the scores are the A fragment of k-step k.
-#pragma unroll
-    for (int k = 0; k < kKeyTiles / 2; ++k) {
-      const uint32_t pa[4] = {pack_bf16x2(s[2 * k][0], s[2 * k][1]),
-                              pack_bf16x2(s[2 * k][2], s[2 * k][3]),
-                              pack_bf16x2(s[2 * k + 1][0], s[2 * k + 1][1]),
-                              pack_bf16x2(s[2 * k + 1][2], s[2 * k + 1][3])};
-#pragma unroll
-      for (int n = 0; n < kColTiles; ++n) {
-        const uint16_t* column = staged.values_t[n * 8 + g] + k * 16 + 2 * q;
-        const uint32_t vb[2] = {load_bf16x2(column), load_bf16x2(column + 8)};
-        mma_bf16_16x8x16(acc[n], pa, vb);
-      }
-    }
+    multiply_accumulated<kMmaKeyTile>(s, staged.values_t, g, q, acc);  // O += P V
   });
+  float* out[2] = {nullptr, nullptr};
+  float inv[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const float sum = quad_sum(l[h]);
-    if (!active[h]) continue;
-    const int64_t i = b.segment * L.n_slots + slot[h];
-    float* o = p.o + i * p.d;
-    const float inv = 1.0f / sum;
-#pragma unroll
-    for (int n = 0; n < kColTiles; ++n) {
-      o[n * 8 + 2 * q] = acc[n][2 * h] * inv;
-      o[n * 8 + 2 * q + 1] = acc[n][2 * h + 1] * inv;
-    }
+    inv[h] = 1.0f / sum;
+    if (!rows.active[h]) continue;
+    const int64_t i = b.segment * L.n_slots + rows.slot[h];
+    out[h] = p.o + i * p.d;
     if (q == 0) {
       p.row_max[i] = m[h];
       p.row_log_sum[i] = logf(sum);
     }
   }
+  store_rows(acc, out, inv, q);
+}
+
+// dQ of a block's 64 query slots (as query_grad_tiles, on tensor cores): per key tile, the scores
+// S = Q K^T and dP = dO V^T, the probabilities recomputed from the saved statistics, dS = P (dP
+// keep - delta + dlse), and dQ += dS K. Without relative-score gradients (the launcher leaves
+// those to query_grad_tiles, which records each row's dS in key order).
+template <int D>
+__global__ void __launch_bounds__(kMmaThreads) mma_query_grad_tiles(const ChunkAttentionParams p) {
+  constexpr int kSteps = D / 16, kColTiles = D / 8, kKeys = mma_grad_tile<D>();
+  __shared__ MmaGradKeys<D> staged;
+  const ChunkLayout& L = p.layout;
+  const BlockTile b = query_block_tile(p, kMmaQueryTile);
+  if (b.count <= 0) return;  // (the whole block: no barrier is left waiting)
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+  const WarpRows rows = warp_query_rows(p, b, warp * 16 + g);
+  const float* dout[2] = {nullptr, nullptr};
+  float m[2] = {0.0f, 0.0f}, log_sum[2] = {0.0f, 0.0f}, delta[2] = {0.0f, 0.0f};
+  float dlse[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    if (!rows.active[h]) continue;
+    const int64_t i = b.segment * L.n_slots + rows.slot[h];
+    dout[h] = p.o + i * p.d;
+    m[h] = p.row_max[i];
+    log_sum[h] = p.row_log_sum[i];
+    delta[h] = p.delta[i];
+    dlse[h] = p.dlse[i];
+  }
+  uint32_t qa[kSteps][4], da[kSteps][4];  // queries and output gradients as A fragments
+  load_row_fragments<kSteps>(rows.query[0], 1.0f, rows.query[1], 1.0f, q, qa);
+  load_row_fragments<kSteps>(dout[0], 1.0f, dout[1], 1.0f, q, da);
+  float dq[kColTiles][4];
+  zero(dq);
+  const DropoutMask drop = p.segment_dropout(b.segment);
+  const int64_t rel_base = p.rel_scores ? p.relative_base(b.segment) : 0;
+  for_each_window_tile(p, b, staged, [&](int nk, int64_t window_first) {
+    float s[kKeys / 8][4], dp[kKeys / 8][4];  // element e: row e / 2, key n * 8 + 2q + e % 2
+    multiply_by_rows<kSteps, kKeys>(qa, staged.keys, g, q, s);
+    multiply_by_rows<kSteps, kKeys>(da, staged.values, g, q, dp);
+#pragma unroll
+    for (int n = 0; n < kKeys / 8; ++n)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int kk = n * 8 + 2 * q + e % 2, h = e / 2;
+        float ds = 0.0f;
+        if (kk < nk) {
+          const float score =
+              s[n][e] + p.score_offset_at(rel_base, rows.position[h], staged.positions[kk]);
+          const float prob = exp_approx((score - m[h]) - log_sum[h]);
+          const float keep =
+              drop.active() && rows.active[h] ? drop.scale(rows.slot[h], window_first + kk) : 1.0f;
+          ds = prob * (dp[n][e] * keep - delta[h] + dlse[h]);
+        }
+        s[n][e] = ds;
+      }
+    multiply_accumulated<kKeys>(s, staged.keys_t, g, q, dq);  // dQ += dS K
+  });
+  float* out[2] = {nullptr, nullptr};
+  const float one[2] = {1.0f, 1.0f};
+#pragma unroll
+  for (int h = 0; h < 2; ++h)
+    if (rows.active[h]) out[h] = p.dq + (b.segment * L.n_slots + rows.slot[h]) * p.d;
+  store_rows(dq, out, one, q);
+}
+
+// The key gradients' tile: kRows query slots as rows (for S^T = K Q^T) and columns (dK = dS^T Q),
+// their output gradients likewise (dP^T = V dO^T, dV = P^T dO), their positions and statistics.
+template <int D>
+struct MmaStagedQueries {
+  static constexpr int kRows = mma_grad_tile<D>();
+  alignas(16) Bf16Rows<D, kRows> queries;
+  alignas(16) Bf16Columns<D, kRows> queries_t;
+  alignas(16) Bf16Rows<D, kRows> douts;
+  alignas(16) Bf16Columns<D, kRows> douts_t;
+  int32_t positions[kRows];
+  float stats[4][kRows];  // m, log_sum, delta, dlse
+
+  // Query slots first .. first + count - 1 of segment s (zeros past count).
+  __device__ void stage(const ChunkAttentionParams& p, int64_t s, int64_t first, int count) {
+    const ChunkLayout& L = p.layout;
+    for (int r = threadIdx.x; r < kRows; r += blockDim.x) {
+      const int64_t slot = s * L.n_slots + first + r;
+      const bool valid = r < count;
+      positions[r] = valid ? static_cast<int32_t>(p.position(s, first + r)) : INT32_MAX;
+      stats[0][r] = valid ? p.row_max[slot] : 0.0f;
+      stats[1][r] = valid ? p.row_log_sum[slot] : 0.0f;
+      stats[2][r] = valid ? p.delta[slot] : 0.0f;
+      stats[3][r] = valid ? p.dlse[slot] : 0.0f;
+    }
+    __syncthreads();
+    for_each_staged_element<D, kRows>([&](int r, int x) {
+      const bool valid = r < count;
+      const uint16_t qv = bf16_bits(valid ? p.query_row(s, positions[r])[x] : 0.0f);
+      const uint16_t dv = bf16_bits(valid ? p.o[(s * L.n_slots + first + r) * p.d + x] : 0.0f);
+      queries[r][x] = qv;
+      queries_t[x][r] = qv;
+      douts[r][x] = dv;
+      douts_t[x][r] = dv;
+    });
+  }
+};
+
+// dK and dV of a block's 64 key slots (as key_grad_tiles, on tensor cores), over the queries of
+// both windows that hold them, staged a tile at a time: S^T = K Q^T and dP^T = V dO^T, the
+// probabilities recomputed, dS^T, then dV += (dropped P)^T dO and dK += dS^T Q. Each key's
+// gradient is complete within its block: no atomics.
+template <int D>
+__global__ void __launch_bounds__(kMmaThreads) mma_key_grad_tiles(const ChunkAttentionParams p) {
+  constexpr int kSteps = D / 16, kColTiles = D / 8, kQueries = mma_grad_tile<D>();
+  __shared__ MmaStagedQueries<D> staged;
+  const ChunkLayout& L = p.layout;
+  const BlockTile b = block_tile(L, kMmaKeyBlock);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+  // This thread's two key rows (h = 0: warp * 16 + g, h = 1: 8 below).
+  bool active[2];
+  int32_t kp[2] = {INT32_MAX, INT32_MAX};
+  int64_t within[2];  // index in its chunk
+  const float* key[2] = {nullptr, nullptr};
+  const float* value[2] = {nullptr, nullptr};
+  float factor[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = warp * 16 + g + 8 * h;
+    active[h] = row < b.count;
+    within[h] = b.first - b.chunk * L.chunk + row;
+    if (!active[h]) continue;
+    const int64_t t = p.position(b.segment, b.first + row);
+    kp[h] = static_cast<int32_t>(t);
+    factor[h] = p.key_factor(b.segment, t);
+    key[h] = p.key_row(b.segment, t);
+    value[h] = p.value_row(b.segment, t);
+  }
+  uint32_t ka[kSteps][4], va[kSteps][4];  // scaled keys and values as A fragments
+  load_row_fragments<kSteps>(key[0], factor[0], key[1], factor[1], q, ka);
+  load_row_fragments<kSteps>(value[0], 1.0f, value[1], 1.0f, q, va);
+  float dk[kColTiles][4], dv[kColTiles][4];
+  zero(dk);
+  zero(dv);
+  const DropoutMask drop = p.segment_dropout(b.segment);
+  const int64_t rel_base = p.rel_scores ? p.relative_base(b.segment) : 0;
+  for (int64_t view = L.lookback; view >= 0; --view) {  // own window, then the next chunk's
+    const int64_t qc = view == L.lookback ? b.chunk : (b.chunk + 1) % L.n_chunks();
+    const int64_t window_base = view == L.lookback ? L.lookback * L.chunk : 0;
+    for (int64_t q0 = 0; q0 < L.chunk; q0 += kQueries) {
+      int64_t first = qc * L.chunk + q0;
+      int nq = static_cast<int>(L.chunk - q0 < kQueries ? L.chunk - q0 : kQueries);
+      if (first < p.memory_len) {  // the memory's slots have no queries (the same for the block)
+        const int64_t skip = p.memory_len - first < nq ? p.memory_len - first : nq;
+        first += skip;
+        nq -= static_cast<int>(skip);
+        if (nq == 0) continue;
+      }
+      if (p.perm == nullptr && b.first > first + nq - 1) continue;  // keys all in the future
+      __syncthreads();                                              // the previous tile is consumed
+      staged.stage(p, b.segment, first, nq);
+      __syncthreads();
+      float st[kQueries / 8][4], dpt[kQueries / 8][4];  // row: key e / 2, column: query
+      multiply_by_rows<kSteps, kQueries>(ka, staged.queries, g, q, st);
+      multiply_by_rows<kSteps, kQueries>(va, staged.douts, g, q, dpt);
+#pragma unroll
+      for (int n = 0; n < kQueries / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int r = n * 8 + 2 * q + e % 2, h = e / 2;
+          float ds = 0.0f, dropped = 0.0f;
+          if (r < nq) {
+            const float score = st[n][e] + p.score_offset_at(rel_base, staged.positions[r], kp[h]);
+            const float prob = exp_approx((score - staged.stats[0][r]) - staged.stats[1][r]);
+            const float keep =
+                drop.active() && active[h] ? drop.scale(first + r, window_base + within[h]) : 1.0f;
+            ds = prob * (dpt[n][e] * keep - staged.stats[2][r] + staged.stats[3][r]);
+            dropped = prob * keep;
+          }
+          st[n][e] = ds;
+          dpt[n][e] = dropped;
+        }
+      multiply_accumulated<kQueries>(dpt, staged.douts_t, g, q, dv);   // dV += (dropped P)^T dO
+      multiply_accumulated<kQueries>(st, staged.queries_t, g, q, dk);  // dK += dS^T Q
+    }
+  }
+  float* out_k[2] = {nullptr, nullptr};
+  float* out_v[2] = {nullptr, nullptr};
+  const float one[2] = {1.0f, 1.0f};
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    if (!active[h]) continue;
+    const int64_t i = b.segment * L.n_slots + b.first + warp * 16 + g + 8 * h;
+    out_k[h] = p.dk + i * p.d;
+    out_v[h] = p.dv + i * p.d;
+  }
+  store_rows(dk, out_k, one, q);
+  store_rows(dv, out_v, one, q);
 }
 
 }  // namespace attention_tiles

@@ -94,9 +94,12 @@ EmulatedLaunches emulated_launches() {
       tiles_of(tiles::forward_tiles<64>, tiles::query_grad_tiles<64>, tiles::key_grad_tiles<64>);
   l.attention_tiles_d128 =
       tiles_of(tiles::forward_tiles<128>, tiles::query_grad_tiles<128>, tiles::key_grad_tiles<128>);
-  l.mma_forward_d32 = of(tiles::mma_forward_tiles<32>);
-  l.mma_forward_d64 = of(tiles::mma_forward_tiles<64>);
-  l.mma_forward_d128 = of(tiles::mma_forward_tiles<128>);
+  l.mma_tiles_d32 = tiles_of(tiles::mma_forward_tiles<32>, tiles::mma_query_grad_tiles<32>,
+                             tiles::mma_key_grad_tiles<32>);
+  l.mma_tiles_d64 = tiles_of(tiles::mma_forward_tiles<64>, tiles::mma_query_grad_tiles<64>,
+                             tiles::mma_key_grad_tiles<64>);
+  l.mma_tiles_d128 = tiles_of(tiles::mma_forward_tiles<128>, tiles::mma_query_grad_tiles<128>,
+                              tiles::mma_key_grad_tiles<128>);
   return l;
 }
 

@@ -20,14 +20,14 @@ struct EmulatedLaunches {
   int64_t combine_rounds_rows = 0, combine_rounds_backward_rows = 0, ungather_rows = 0;
   // The tiled attention's kernels (forward, query gradients, key gradients) by head width.
   int64_t attention_tiles_d32 = 0, attention_tiles_d64 = 0, attention_tiles_d128 = 0;
-  // The tensor-core forward (bf16 products) by head width.
-  int64_t mma_forward_d32 = 0, mma_forward_d64 = 0, mma_forward_d128 = 0;
+  // Their tensor-core versions (bf16 products) by head width.
+  int64_t mma_tiles_d32 = 0, mma_tiles_d64 = 0, mma_tiles_d128 = 0;
 };
 
 // With bf16_operands, as the CUDA executor at runtime.precision bf16: the kernels that produce a
 // product's input write it in bf16, and the products multiply the bf16 values (here in fp32 on
 // the CPU, exactly as cuBLAS's bf16 products with fp32 accumulation up to the order of the sums),
-// and the attention forward runs on (emulated) tensor cores.
+// and the attention passes run on (emulated) tensor cores.
 std::unique_ptr<Executor> make_emulated_cuda_executor(bool bf16_operands = false);
 EmulatedLaunches emulated_launches();
 
