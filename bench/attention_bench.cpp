@@ -59,7 +59,8 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-int run(const Shape& s, int reps, int threads, Device device, GemmPrecision precision) {
+int run(const Shape& s, int reps, int threads, Device device, GemmPrecision precision,
+        bool fp32_tiles) {
   if (s.seq_len <= 0 || s.heads <= 0 || s.d_head <= 0 || s.rounds <= 0 || s.chunk <= 0)
     fail("attention_bench: every size must be positive");
   if (s.d_head > kMaxHeadDim)
@@ -72,6 +73,7 @@ int run(const Shape& s, int reps, int threads, Device device, GemmPrecision prec
   options.threads = threads;
   options.precision = precision;
   std::unique_ptr<Executor> ex = make_executor(options);
+  if (fp32_tiles) ex->set_tensor_core_attention(false);
   std::vector<DeviceBuffer<float>> floats;  // (moving a buffer keeps its allocation)
   std::vector<DeviceBuffer<int32_t>> ints;
   const int64_t segments = s.heads, n_slots = s.rounds * s.seq_len, d = s.d_head;
@@ -158,10 +160,14 @@ int main(int argc, char** argv) {
   app.add_option("--device", device, "executor")->check(CLI::IsMember({"cpu", "cuda"}));
   app.add_option("--precision", precision, "products' precision, as runtime.precision")
       ->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
+  bool fp32_tiles = false;
+  app.add_flag("--fp32-tiles", fp32_tiles,
+               "cuda at bf16: the fp32 attention tiles instead of the tensor-core ones (as "
+               "runtime.tensor_core_attention=false)");
   CLI11_PARSE(app, argc, argv);
   try {
     return rf::run(shape, reps, threads, device == "cuda" ? rf::Device::kCuda : rf::Device::kCpu,
-                   rf::parse_precision(precision));
+                   rf::parse_precision(precision), fp32_tiles);
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;

@@ -119,6 +119,15 @@ reference dense-64k-bf16 20 dense_sdpa.py 65536 bf16
 ours ours-16k-bf16-graphs 12 16384 bf16 runtime.step_graphs=true
 ours ours-64k-bf16-unchunked 15 65536 bf16 model.ff_chunk=0 model.head_chunk=0
 enwik8 enwik8-16k-bf16 20 16384
+# The tensor-core attention tiles against the fp32 ones (runtime.tensor_core_attention), and the
+# passes alone
+ours ours-64k-bf16-unchunked-fp32-tiles 15 65536 bf16 model.ff_chunk=0 model.head_chunk=0 \
+  runtime.tensor_core_attention=false
+enwik8 enwik8-16k-bf16-fp32-tiles 20 16384 runtime.tensor_core_attention=false
+for tiles in "" --fp32-tiles; do
+  stage "attention-bench-65536-bf16$tiles" 20 "${run[@]}" attention_bench --device cuda \
+    --seq-len 65536 --precision bf16 $tiles
+done
 stage launch-times-16k-bf16 30 "${run[@]}" step_bench --config "$root/bench/reference.yaml" \
   --set train.seq_len=16384 --set "model.axial_shape=[128,128]" --set runtime.device=cuda \
   --set runtime.precision=bf16 --steps 3 --profile-ops
@@ -142,11 +151,16 @@ for precision in bf16 fp32; do
 done
 ncu="$(command -v ncu || ls "${CUDA_HOME:-/usr/local/cuda}"/bin/ncu 2>/dev/null)"
 if [ -n "$ncu" ]; then
-  for kernel in forward_tiles query_grad_tiles key_grad_tiles; do
+  # (the fp32 kernels at fp32; the tensor-core ones, mma_*, at bf16, where only they run)
+  for kernel in forward_tiles query_grad_tiles key_grad_tiles mma_forward_tiles \
+    mma_query_grad_tiles mma_key_grad_tiles; do
+    precision=fp32
+    [ "${kernel#mma_}" = "$kernel" ] || precision=bf16
     stage "ncu-$kernel-64k" 25 "$ncu" --clock-control none --target-processes all \
       -k "regex:$kernel" -c 1 --section SpeedOfLight --section Occupancy --section LaunchStats \
       --section WarpStateStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
-      --section SchedulerStats "${run[@]}" attention_bench --device cuda --seq-len 65536 --reps 1
+      --section SchedulerStats "${run[@]}" attention_bench --device cuda --seq-len 65536 --reps 1 \
+      --precision "$precision"
   done
 fi
 enwik8 enwik8-16k-bf16-unchunked 20 16384 model.ff_chunk=0 model.head_chunk=0

@@ -256,6 +256,20 @@ TEST(Selftest, EveryCommandChecksAGpuExecutorAtStartUp) {
   runtime.verify_kernels = true;
   FaultyExecutor cpu("layer_norm");
   EXPECT_NO_THROW(check_rank_executor(cpu, runtime, 0, notes));
+  // runtime.tensor_core_attention: false keeps the attention off the tensor cores (no fallback
+  // needed for a wrong tensor-core forward); true leaves them to the check.
+  std::ostringstream quiet;
+  runtime.precision = GemmPrecision::kBf16;
+  runtime.tensor_core_attention = false;
+  FaultyExecutor off("tensor-core attention", Device::kCuda, true);
+  check_rank_executor(off, runtime, 0, quiet);
+  EXPECT_FALSE(off.attention_on_tensor_cores());
+  EXPECT_EQ(quiet.str(), "");
+  runtime.tensor_core_attention = true;
+  FaultyExecutor on("nothing", Device::kCuda, true);
+  check_rank_executor(on, runtime, 0, quiet);
+  EXPECT_TRUE(on.attention_on_tensor_cores());
+  EXPECT_EQ(quiet.str(), "");
 }
 
 TEST(Selftest, CommandReportsEveryOpAndTheVerdictAsJson) {

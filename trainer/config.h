@@ -106,6 +106,7 @@ struct RuntimeConfig {
   GemmPrecision precision = GemmPrecision::kFp32;
   double collective_timeout_s = 600;  // a collective not done by then aborts the job
   bool verify_kernels = true;         // cuda: a quick selftest of the GPU's kernels before training
+  bool tensor_core_attention = true;  // cuda at bf16: attention tiles on bf16 tensor cores
   bool step_graphs = false;           // capture each part of a training step once, then replay it
 };
 

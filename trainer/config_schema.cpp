@@ -220,15 +220,20 @@ std::vector<KeySpec> build_schema() {
       enum_key("runtime", "device", "cpu", {"cpu", "cuda"}, "executor device"),  // Device
       int_key("runtime", "threads", "0", 0, 4096, "CPU threads; 0 = cores available to this rank"),
       enum_key("runtime", "precision", "fp32", {"fp32", "tf32", "bf16"},  // GemmPrecision
-               "what GEMMs multiply (always accumulating in fp32; weights, optimizer state and "
-               "every other kernel stay fp32): tf32 needs device cuda; bf16 on the CPU needs "
-               "AVX512-BF16 or AMX and applies to all but the attention-chunk products"),
+               "what products multiply (always accumulating in fp32; weights, optimizer state "
+               "and every other kernel stay fp32): tf32 needs device cuda (GEMMs only); bf16 on "
+               "the CPU needs AVX512-BF16 or AMX, and multiplies attention tiles in bf16 on AMX "
+               "only; on a GPU see tensor_core_attention"),
       float_key("runtime", "collective_timeout_s", "600", open_closed(0, 86400),
                 "a collective not finished within this many seconds aborts the job"),
       bool_key("runtime", "verify_kernels", "true",
                "device cuda: before training, evaluating or generating, compare every kernel "
                "op on the GPU with the CPU reference (a quick reformer selftest); fall back to "
                "reference kernels that pass, or refuse to run if none does"),
+      bool_key("runtime", "tensor_core_attention", "true",
+               "device cuda, precision bf16: the attention passes multiply bf16 operands on "
+               "tensor cores (not yet run on a GPU; the start-up check falls back to the fp32 "
+               "tiles where they differ); false: fp32 tiles on the CUDA cores"),
       bool_key("runtime", "step_graphs", "false",
                "capture each part of a training step once and replay it (CUDA graphs on a GPU, "
                "never yet run on one; on a CPU a recorded replay, which trains bit for bit as "

@@ -88,6 +88,7 @@ std::vector<std::pair<std::string, FieldRef>> config_fields(Config& c) {
       {"runtime.precision", &r.precision},
       {"runtime.collective_timeout_s", &r.collective_timeout_s},
       {"runtime.verify_kernels", &r.verify_kernels},
+      {"runtime.tensor_core_attention", &r.tensor_core_attention},
       {"runtime.step_graphs", &r.step_graphs},
   };
 }

@@ -31,6 +31,7 @@ int gpu_for_local_rank(int local_rank) {
 
 void check_rank_executor(Executor& ex, const RuntimeConfig& runtime, int local_rank,
                          std::ostream& notes) {
+  if (!runtime.tensor_core_attention) ex.set_tensor_core_attention(false);  // (before the check)
   // Every command that runs on a GPU (training, evaluation, generation, the benchmarks) checks
   // its kernels first, so none runs one that differs from the CPU reference unannounced.
   if (ex.device() != Device::kCuda || !runtime.verify_kernels) return;

@@ -47,8 +47,9 @@ int gpu_for_local_rank(int local_rank);
 // stderr, and kernels that differ from the CPU reference in every fallback are an rf::Error.
 std::unique_ptr<Executor> make_rank_executor(const RuntimeConfig& runtime, int local_rank = 0,
                                              int ranks_on_host = 1);
-// The start-up check make_rank_executor runs: on a GPU executor with runtime.verify_kernels,
-// verify_kernels_or_fail, with the note of a fallback written to `notes` by local rank 0.
+// The start-up check make_rank_executor runs: runtime.tensor_core_attention applied, then on a GPU
+// executor with runtime.verify_kernels, verify_kernels_or_fail, with the note of a fallback
+// written to `notes` by local rank 0.
 void check_rank_executor(Executor& ex, const RuntimeConfig& runtime, int local_rank,
                          std::ostream& notes);
 

@@ -93,7 +93,7 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     if (rounds_operands_to_bf16())
       s << (gemm_takes_bf16_operands() ? ", bf16 operands from the kernels"
                                        : ", fp32 operands rounded by cuBLAS")
-        << (attention_on_tensor_cores() ? ", attention forward on bf16 tensor cores"
+        << (attention_on_tensor_cores() ? ", attention tiles on bf16 tensor cores"
                                         : ", attention tiles in fp32");
     return s.str();
   }
