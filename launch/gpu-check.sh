@@ -124,6 +124,12 @@ enwik8 enwik8-16k-bf16 20 16384
 ours ours-64k-bf16-unchunked-fp32-tiles 15 65536 bf16 model.ff_chunk=0 model.head_chunk=0 \
   runtime.tensor_core_attention=false
 enwik8 enwik8-16k-bf16-fp32-tiles 20 16384 runtime.tensor_core_attention=false
+# Where the paper-size model's step goes (its MFU target)
+stage launch-times-enwik8-16k-bf16 40 "${run[@]}" step_bench --config "$root/bench/reference.yaml" \
+  --set train.seq_len=16384 --set "model.axial_shape=[32,512]" --set runtime.device=cuda \
+  --set runtime.precision=bf16 --set model.d_model=1024 --set model.d_ff=4096 \
+  --set model.n_layers=12 --set model.n_heads=8 --set model.d_head=128 --set model.ff_chunk=4096 \
+  --set model.head_chunk=4096 --steps 2 --profile-ops
 for tiles in "" --fp32-tiles; do
   stage "attention-bench-65536-bf16$tiles" 20 "${run[@]}" attention_bench --device cuda \
     --seq-len 65536 --precision bf16 $tiles
