@@ -13,6 +13,13 @@
 namespace rf::cuda {
 namespace attention_tiles {
 
+// Whether every row the tensor-core kernels read is 8-byte aligned (they load column pairs as
+// one 64-bit load): the arrays' starts and the row stride.
+inline bool pairs_aligned(const ChunkAttentionParams& p) {
+  auto aligned = [](const void* a) { return reinterpret_cast<uintptr_t>(a) % 8 == 0; };
+  return aligned(p.q) && aligned(p.k) && aligned(p.v) && aligned(p.o) && p.ld % 2 == 0;
+}
+
 inline int64_t blocks_of(const ChunkAttentionParams& p, int tile) {
   const int64_t tiles = (p.layout.chunk + tile - 1) / tile;
   return p.segments * p.layout.n_chunks() * tiles;
@@ -62,7 +69,7 @@ bool launch_chunk_attention(const Executor& ex, ChunkAttentionPass pass,
                             const ChunkAttentionParams& p) {
   if (ex.kernel_variant() != KernelVariant::kTuned || p.bf16_products) return false;
   if (p.segments == 0 || p.layout.n_slots == 0) return true;
-  const bool tensor_cores = ex.attention_on_tensor_cores();
+  const bool tensor_cores = ex.attention_on_tensor_cores() && attention_tiles::pairs_aligned(p);
   switch (p.d) {
     case 32:
       attention_tiles::run<Launch, 32>(pass, p, tensor_cores);

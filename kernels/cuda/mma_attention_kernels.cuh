@@ -45,25 +45,64 @@ using Bf16Rows = uint16_t[kRows][D + kMmaPad];
 template <int D, int kRows>
 using Bf16Columns = uint16_t[D][kRows + kMmaPad];
 
-// For each element (row < kRows, column x < D) of a staged tile, in an order that reads global
-// rows contiguously: store(row, x).
-template <int D, int kRows, class Store>
-__device__ __forceinline__ void for_each_staged_element(const Store& store) {
-  for (int e = threadIdx.x; e < kRows * D; e += blockDim.x) store(e / D, e % D);
+// Two adjacent floats of global memory at an 8-byte aligned address: one 64-bit load on the GPU.
+struct FloatPair {
+  float lo, hi;
+};
+__device__ __forceinline__ FloatPair load_pair(const float* at) {
+#ifdef __CUDA_ARCH__
+  const float2 f = *reinterpret_cast<const float2*>(at);
+  return {f.x, f.y};
+#else
+  return {at[0], at[1]};
+#endif
 }
 
-// Positions and key factors of key slots first .. first + count - 1 (INT32_MAX and 0 past count),
-// then a barrier.
-template <int kRows>
-__device__ void stage_key_positions(const ChunkAttentionParams& p, int64_t s, int64_t first,
-                                    int count, int32_t* positions, float* factors) {
-  for (int row = threadIdx.x; row < kRows; row += blockDim.x) {
-    const int64_t t = row < count ? p.position(s, first + row) : -1;
-    positions[row] = row < count ? static_cast<int32_t>(t) : INT32_MAX;
-    factors[row] = row < count ? p.key_factor(s, t) : 0.0f;
-  }
-  __syncthreads();
+// Stores bf16 bits (lo, hi) at columns x, x + 1 (x even) of a row-major tile's row: one 32-bit
+// store.
+__device__ __forceinline__ void store_pair(uint16_t* row, int x, uint32_t pair) {
+  *reinterpret_cast<uint32_t*>(row + x) = pair;
 }
+
+// For each pair of columns (x, x + 1) of each row < kRows of a staged tile, in an order that
+// reads global rows contiguously: store(row, x).
+template <int D, int kRows, class Store>
+__device__ __forceinline__ void for_each_staged_pair(const Store& store) {
+  for (int e = threadIdx.x; e < kRows * D / 2; e += blockDim.x)
+    store(e / (D / 2), 2 * (e % (D / 2)));
+}
+
+// The key-side rows of a staged tile of slots: positions, key factors and the global key and
+// value rows (found once per row: their offsets take 64-bit divisions), null past the count.
+template <int kRows>
+struct KeyRows {
+  int32_t positions[kRows];
+  float factors[kRows];
+  const float* keys[kRows];
+  const float* values[kRows];
+
+  // Key slots first .. first + count - 1 (INT32_MAX, 0 and null past count), then a barrier.
+  __device__ void find(const ChunkAttentionParams& p, int64_t s, int64_t first, int count) {
+    for (int row = threadIdx.x; row < kRows; row += blockDim.x) {
+      const bool valid = row < count;
+      const int64_t t = valid ? p.position(s, first + row) : -1;
+      positions[row] = valid ? static_cast<int32_t>(t) : INT32_MAX;
+      factors[row] = valid ? p.key_factor(s, t) : 0.0f;
+      keys[row] = valid ? p.key_row(s, t) : nullptr;
+      values[row] = valid ? p.value_row(s, t) : nullptr;
+    }
+    __syncthreads();
+  }
+  // Columns x, x + 1 of a row's scaled key and of its value (zeros past the count).
+  __device__ FloatPair key_pair(int row, int x) const {
+    if (!keys[row]) return {0.0f, 0.0f};
+    const FloatPair k = load_pair(keys[row] + x);
+    return {k.lo * factors[row], k.hi * factors[row]};
+  }
+  __device__ FloatPair value_pair(int row, int x) const {
+    return values[row] ? load_pair(values[row] + x) : FloatPair{0.0f, 0.0f};
+  }
+};
 
 // The forward's tile: kMmaKeyTile keys (scaled by their key factor) and values, values
 // transposed, with the keys' positions. As StagedKeys::stage: zeros past count.
@@ -72,15 +111,15 @@ struct MmaStagedKeys {
   static constexpr int kRows = kMmaKeyTile;
   alignas(16) Bf16Rows<D, kRows> keys;
   alignas(16) Bf16Columns<D, kRows> values_t;
-  int32_t positions[kRows];
-  float factors[kRows];
+  KeyRows<kRows> rows;
 
   __device__ void stage(const ChunkAttentionParams& p, int64_t s, int64_t first, int count) {
-    stage_key_positions<kRows>(p, s, first, count, positions, factors);
-    for_each_staged_element<D, kRows>([&](int row, int x) {
-      const bool valid = row < count;
-      keys[row][x] = bf16_bits(valid ? p.key_row(s, positions[row])[x] * factors[row] : 0.0f);
-      values_t[x][row] = bf16_bits(valid ? p.value_row(s, positions[row])[x] : 0.0f);
+    rows.find(p, s, first, count);
+    for_each_staged_pair<D, kRows>([&](int row, int x) {
+      const FloatPair k = rows.key_pair(row, x), v = rows.value_pair(row, x);
+      store_pair(keys[row], x, pack_bf16x2(k.lo, k.hi));
+      values_t[x][row] = bf16_bits(v.lo);
+      values_t[x + 1][row] = bf16_bits(v.hi);
     });
   }
 };
@@ -93,17 +132,17 @@ struct MmaGradKeys {
   alignas(16) Bf16Rows<D, kRows> keys;
   alignas(16) Bf16Columns<D, kRows> keys_t;
   alignas(16) Bf16Rows<D, kRows> values;
-  int32_t positions[kRows];
-  float factors[kRows];
+  KeyRows<kRows> rows;
 
   __device__ void stage(const ChunkAttentionParams& p, int64_t s, int64_t first, int count) {
-    stage_key_positions<kRows>(p, s, first, count, positions, factors);
-    for_each_staged_element<D, kRows>([&](int row, int x) {
-      const bool valid = row < count;
-      const uint16_t k = bf16_bits(valid ? p.key_row(s, positions[row])[x] * factors[row] : 0.0f);
-      keys[row][x] = k;
-      keys_t[x][row] = k;
-      values[row][x] = bf16_bits(valid ? p.value_row(s, positions[row])[x] : 0.0f);
+    rows.find(p, s, first, count);
+    for_each_staged_pair<D, kRows>([&](int row, int x) {
+      const FloatPair k = rows.key_pair(row, x), v = rows.value_pair(row, x);
+      const uint32_t pair = pack_bf16x2(k.lo, k.hi);
+      store_pair(keys[row], x, pair);
+      keys_t[x][row] = static_cast<uint16_t>(pair & 0xFFFFu);
+      keys_t[x + 1][row] = static_cast<uint16_t>(pair >> 16);
+      store_pair(values[row], x, pack_bf16x2(v.lo, v.hi));
     });
   }
 };
@@ -255,9 +294,9 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_tiles(const ChunkAtte
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int kk = n * 8 + 2 * q + e % 2, h = e / 2;
-        s[n][e] =
-            kk < nk ? s[n][e] + p.score_offset_at(rel_base, rows.position[h], staged.positions[kk])
-                    : kNoMaxYet;
+        s[n][e] = kk < nk ? s[n][e] + p.score_offset_at(rel_base, rows.position[h],
+                                                        staged.rows.positions[kk])
+                          : kNoMaxYet;
         tile_max[h] = fmaxf(tile_max[h], s[n][e]);
       }
     float correction[2];
@@ -347,7 +386,7 @@ __global__ void __launch_bounds__(kMmaThreads) mma_query_grad_tiles(const ChunkA
         float ds = 0.0f;
         if (kk < nk) {
           const float score =
-              s[n][e] + p.score_offset_at(rel_base, rows.position[h], staged.positions[kk]);
+              s[n][e] + p.score_offset_at(rel_base, rows.position[h], staged.rows.positions[kk]);
           const float prob = exp_approx((score - m[h]) - log_sum[h]);
           const float keep =
               drop.active() && rows.active[h] ? drop.scale(rows.slot[h], window_first + kk) : 1.0f;
@@ -375,7 +414,9 @@ struct MmaStagedQueries {
   alignas(16) Bf16Rows<D, kRows> douts;
   alignas(16) Bf16Columns<D, kRows> douts_t;
   int32_t positions[kRows];
-  float stats[4][kRows];  // m, log_sum, delta, dlse
+  float stats[4][kRows];           // m, log_sum, delta, dlse
+  const float* query_rows[kRows];  // (null past the count)
+  const float* dout_rows[kRows];
 
   // Query slots first .. first + count - 1 of segment s (zeros past count).
   __device__ void stage(const ChunkAttentionParams& p, int64_t s, int64_t first, int count) {
@@ -383,21 +424,26 @@ struct MmaStagedQueries {
     for (int r = threadIdx.x; r < kRows; r += blockDim.x) {
       const int64_t slot = s * L.n_slots + first + r;
       const bool valid = r < count;
-      positions[r] = valid ? static_cast<int32_t>(p.position(s, first + r)) : INT32_MAX;
+      const int64_t t = valid ? p.position(s, first + r) : -1;
+      positions[r] = valid ? static_cast<int32_t>(t) : INT32_MAX;
+      query_rows[r] = valid ? p.query_row(s, t) : nullptr;
+      dout_rows[r] = valid ? p.o + slot * p.d : nullptr;
       stats[0][r] = valid ? p.row_max[slot] : 0.0f;
       stats[1][r] = valid ? p.row_log_sum[slot] : 0.0f;
       stats[2][r] = valid ? p.delta[slot] : 0.0f;
       stats[3][r] = valid ? p.dlse[slot] : 0.0f;
     }
     __syncthreads();
-    for_each_staged_element<D, kRows>([&](int r, int x) {
-      const bool valid = r < count;
-      const uint16_t qv = bf16_bits(valid ? p.query_row(s, positions[r])[x] : 0.0f);
-      const uint16_t dv = bf16_bits(valid ? p.o[(s * L.n_slots + first + r) * p.d + x] : 0.0f);
-      queries[r][x] = qv;
-      queries_t[x][r] = qv;
-      douts[r][x] = dv;
-      douts_t[x][r] = dv;
+    for_each_staged_pair<D, kRows>([&](int r, int x) {
+      const FloatPair qv = query_rows[r] ? load_pair(query_rows[r] + x) : FloatPair{0.0f, 0.0f};
+      const FloatPair dv = dout_rows[r] ? load_pair(dout_rows[r] + x) : FloatPair{0.0f, 0.0f};
+      const uint32_t q2 = pack_bf16x2(qv.lo, qv.hi), d2 = pack_bf16x2(dv.lo, dv.hi);
+      store_pair(queries[r], x, q2);
+      store_pair(douts[r], x, d2);
+      queries_t[x][r] = static_cast<uint16_t>(q2 & 0xFFFFu);
+      queries_t[x + 1][r] = static_cast<uint16_t>(q2 >> 16);
+      douts_t[x][r] = static_cast<uint16_t>(d2 & 0xFFFFu);
+      douts_t[x + 1][r] = static_cast<uint16_t>(d2 >> 16);
     });
   }
 };
