@@ -106,6 +106,39 @@ TEST(EmulatedCuda, BarriersOrderSharedMemoryAndTheOrdersExposeAMissingOne) {
             neighbours(false, ThreadOrder::kDescending));
 }
 
+// Thread t writes slot t, meets its warp (a __syncwarp, as the kernels' shuffles and tensor-core
+// products do) and reads the other warp's slot t + 32: without __syncthreads, warps that go in
+// step hide the race, and warps run one at a time show it.
+template <bool kBarrier>
+__global__ void other_warp_kernel(int* out) {
+  __shared__ int slots[64];
+  slots[threadIdx.x] = static_cast<int>(threadIdx.x) + 1000 * static_cast<int>(blockIdx.x);
+  __syncwarp();
+  if (kBarrier) __syncthreads();
+  out[blockIdx.x * 64 + threadIdx.x] = slots[(threadIdx.x + 32) % 64];
+  __syncthreads();  // (the next block writes the same static)
+}
+
+std::vector<int> other_warps(bool barrier, ThreadOrder order) {
+  const OrderScope scope(order);
+  std::vector<int> out(2 * 64, -1);
+  Launch::kernel(barrier ? other_warp_kernel<true> : other_warp_kernel<false>, dim3(2), dim3(64),
+                 out.data());
+  return out;
+}
+
+TEST(EmulatedCuda, WarpsRunOneAtATimeExposeAMissingBarrierBetweenWarps) {
+  std::vector<int> want(2 * 64);
+  for (int b = 0; b < 2; ++b)
+    for (int t = 0; t < 64; ++t) want[b * 64 + t] = (t + 32) % 64 + 1000 * b;
+  for (ThreadOrder order :
+       {ThreadOrder::kAscending, ThreadOrder::kDescending, ThreadOrder::kWarpByWarp})
+    EXPECT_EQ(other_warps(true, order), want);
+  EXPECT_EQ(other_warps(false, ThreadOrder::kAscending), want);  // (hidden)
+  EXPECT_EQ(other_warps(false, ThreadOrder::kDescending), want);
+  EXPECT_NE(other_warps(false, ThreadOrder::kWarpByWarp), want);  // (shown)
+}
+
 // Even threads pass two barriers, odd ones one.
 __global__ void divergent_barrier_kernel() {
   __syncthreads();
@@ -267,6 +300,16 @@ TEST(EmulatedCuda, TheCudaKernelsPassEverySelftestOpWithTheThreadsReversed) {
 
 TEST(EmulatedCuda, TheCudaKernelsPassEverySelftestOpWithBf16Operands) {
   expect_every_op_passes(ThreadOrder::kAscending, GemmPrecision::kBf16);
+}
+
+// Each warp alone up to its next block barrier: a barrier missing between warps shows (the
+// tensor-core attention kernels, at bf16, too).
+TEST(EmulatedCuda, TheCudaKernelsPassEverySelftestOpWithTheWarpsOneAtATime) {
+  expect_every_op_passes(ThreadOrder::kWarpByWarp, GemmPrecision::kFp32);
+}
+
+TEST(EmulatedCuda, TheCudaKernelsPassEverySelftestOpWithBf16OperandsAndTheWarpsOneAtATime) {
+  expect_every_op_passes(ThreadOrder::kWarpByWarp, GemmPrecision::kBf16);
 }
 
 // The GPU tests' whole-model checks (tests/device_matches_cpu.h) on the emulated kernels: the tiny

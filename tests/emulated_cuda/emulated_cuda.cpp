@@ -165,39 +165,55 @@ int shuffle_source(const Fiber& f, int lane) {
   return lane;
 }
 
-// Releases the warps whose live lanes all wait at the same warp barrier or shuffle, each lane
-// reading its shuffle's source; returns how many.
+// Releases the warp of lanes w0 .. w0 + 31 if its live lanes all wait at the same warp barrier or
+// shuffle, each lane reading its shuffle's source; returns whether it did (false with b.error set
+// on a fault).
+bool release_warp(Block& b, std::vector<Fiber>& fibers, int w0) {
+  const int w1 = std::min(static_cast<int>(fibers.size()), w0 + 32);
+  bool any = false;
+  for (int i = w0; i < w1; ++i) any |= !fibers[i].done && fibers[i].wait == Wait::kWarp;
+  if (!any) return false;
+  const Fiber& first = fibers[w0];
+  for (int i = w0; i < w1; ++i) {
+    const Fiber& f = fibers[i];
+    if (w1 - w0 < 32)
+      b.error = where(f) + " is in a warp of " + std::to_string(w1 - w0) +
+                " threads (the block is not a whole number of warps) at a warp barrier";
+    else if (f.done)
+      b.error = where(f) + " has exited while its warp waits at a warp barrier or shuffle";
+    else if (f.wait != Wait::kWarp)
+      b.error = where(f) + " waits at __syncthreads while its warp waits at a warp barrier";
+    else if (f.is_shuffle != first.is_shuffle || f.kind != first.kind || f.width != first.width)
+      b.error = where(f) + " and " + where(first) +
+                " wait at different kinds of warp barrier or shuffle (a divergent warp)";
+    if (!b.error.empty()) return false;
+  }
+  for (int i = w0; i < w1; ++i) {
+    Fiber& f = fibers[i];
+    f.result = fibers[w0 + shuffle_source(f, i - w0)].value;
+  }
+  for (int i = w0; i < w1; ++i) fibers[i].wait = Wait::kNone;
+  return true;
+}
+
+// Releases every warp that can go on (release_warp); returns how many.
 int release_warps(Block& b, std::vector<Fiber>& fibers) {
   int released = 0;
-  const int n = static_cast<int>(fibers.size());
-  for (int w0 = 0; w0 < n; w0 += 32) {
-    const int w1 = std::min(n, w0 + 32);
-    bool any = false;
-    for (int i = w0; i < w1; ++i) any |= !fibers[i].done && fibers[i].wait == Wait::kWarp;
-    if (!any) continue;
-    const Fiber& first = fibers[w0];
-    for (int i = w0; i < w1; ++i) {
-      const Fiber& f = fibers[i];
-      if (w1 - w0 < 32)
-        b.error = where(f) + " is in a warp of " + std::to_string(w1 - w0) +
-                  " threads (the block is not a whole number of warps) at a warp barrier";
-      else if (f.done)
-        b.error = where(f) + " has exited while its warp waits at a warp barrier or shuffle";
-      else if (f.wait != Wait::kWarp)
-        b.error = where(f) + " waits at __syncthreads while its warp waits at a warp barrier";
-      else if (f.is_shuffle != first.is_shuffle || f.kind != first.kind || f.width != first.width)
-        b.error = where(f) + " and " + where(first) +
-                  " wait at different kinds of warp barrier or shuffle (a divergent warp)";
-      if (!b.error.empty()) return released;
-    }
-    for (int i = w0; i < w1; ++i) {
-      Fiber& f = fibers[i];
-      f.result = fibers[w0 + shuffle_source(f, i - w0)].value;
-    }
-    for (int i = w0; i < w1; ++i) fibers[i].wait = Wait::kNone;
-    ++released;
-  }
+  for (int w0 = 0; w0 < static_cast<int>(fibers.size()) && b.error.empty(); w0 += 32)
+    released += release_warp(b, fibers, w0) ? 1 : 0;
   return released;
+}
+
+// kWarpByWarp: runs each warp, in order, through its warp barriers and shuffles until its lanes
+// wait at __syncthreads or have exited, before the next warp starts.
+void run_warps_alone(Block& b, std::vector<Fiber>& fibers) {
+  const int n = static_cast<int>(fibers.size());
+  for (int w0 = 0; w0 < n && b.error.empty() && !b.exception; w0 += 32) {
+    do {
+      for (int i = w0; i < std::min(n, w0 + 32) && !b.exception; ++i)
+        if (!fibers[i].done && fibers[i].wait == Wait::kNone) resume(b, i);
+    } while (!b.exception && release_warp(b, fibers, w0));
+  }
 }
 
 // Releases the block when every live thread waits at the same block barrier.
@@ -227,9 +243,13 @@ void run_block(std::vector<Fiber>& fibers, const std::function<void()>& thread) 
   const int n = static_cast<int>(fibers.size());
   while (b.error.empty() && !b.exception) {
     bool all_done = true;
-    for (int k = 0; k < n && !b.exception; ++k) {
-      const int i = g_order == ThreadOrder::kAscending ? k : n - 1 - k;
-      if (!fibers[i].done && fibers[i].wait == Wait::kNone) resume(b, i);
+    if (g_order == ThreadOrder::kWarpByWarp) {
+      run_warps_alone(b, fibers);
+    } else {
+      for (int k = 0; k < n && !b.exception; ++k) {
+        const int i = g_order == ThreadOrder::kAscending ? k : n - 1 - k;
+        if (!fibers[i].done && fibers[i].wait == Wait::kNone) resume(b, i);
+      }
     }
     for (const Fiber& f : fibers) all_done &= f.done;
     if (all_done || b.exception) break;

@@ -17,8 +17,8 @@
 // the limits of registers and shared memory, and races between threads that the order of the
 // fibers happens to hide. Shared memory is one static per kernel (what a block reads before it
 // writes is the previous block's). The order is a setting (set_thread_order): threads that read
-// what others write without a barrier between see other values in the two orders, so a test can
-// run both and compare.
+// what others write without a barrier between see other values in different orders, so a test
+// can run them and compare.
 #pragma once
 
 #include <cmath>
@@ -97,8 +97,12 @@ T __shfl_xor_sync(unsigned mask, T value, int lane_mask, int width = rf::warpSiz
 
 namespace rf::emulated_cuda {
 
-// The order in which a block's fibers run between barriers.
-enum class ThreadOrder { kAscending, kDescending };
+// The order in which a block's fibers run between barriers. kAscending and kDescending run
+// every warp's lanes to their next warp barrier or shuffle in turn, so a block's warps go nearly
+// in step; kWarpByWarp runs each warp alone (in ascending order) up to its next __syncthreads, so
+// that a warp which should wait for another at a missing block barrier reads or overwrites what
+// the other has not yet written or read.
+enum class ThreadOrder { kAscending, kDescending, kWarpByWarp };
 void set_thread_order(ThreadOrder order);
 
 // Runs `thread` once per thread of each block of the grid, blocks in order; throws rf::Error on
