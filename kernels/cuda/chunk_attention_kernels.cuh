@@ -184,6 +184,34 @@ __device__ void for_each_window_tile(const ChunkAttentionParams& p, const BlockT
   }
 }
 
+// For each tile of kRows query slots of the windows that hold block b's keys (its own chunk's,
+// then, with look-back, the next chunk's), after a barrier (the previous tile is consumed):
+// tile(first slot, count, window index of the chunk's first key in that window). The memory's
+// slots (no queries) and, in the original order, tiles entirely earlier than the keys are
+// skipped (the same for the whole block).
+template <int kRows, class Tile>
+__device__ void for_each_query_tile(const ChunkAttentionParams& p, const BlockTile& b,
+                                    const Tile& tile) {
+  const ChunkLayout& L = p.layout;
+  for (int64_t view = L.lookback; view >= 0; --view) {  // own window, then the next chunk's
+    const int64_t qc = view == L.lookback ? b.chunk : (b.chunk + 1) % L.n_chunks();
+    const int64_t window_base = view == L.lookback ? L.lookback * L.chunk : 0;
+    for (int64_t q0 = 0; q0 < L.chunk; q0 += kRows) {
+      int64_t first = qc * L.chunk + q0;
+      int nq = static_cast<int>(L.chunk - q0 < kRows ? L.chunk - q0 : kRows);
+      if (first < p.memory_len) {
+        const int64_t skip = p.memory_len - first < nq ? p.memory_len - first : nq;
+        first += skip;
+        nq -= static_cast<int>(skip);
+        if (nq == 0) continue;
+      }
+      if (p.perm == nullptr && b.first > first + nq - 1) continue;  // keys all in the future
+      __syncthreads();
+      tile(first, nq, window_base);
+    }
+  }
+}
+
 // This thread's columns of query row `row` of block b (zeros past the tile), and its position.
 template <int kSplit>
 __device__ void load_query(const ChunkAttentionParams& p, const BlockTile& b, int row, int part,
@@ -351,52 +379,39 @@ __global__ void __launch_bounds__(kKeyTile*(D / kSlice))
   const DropoutMask drop = p.segment_dropout(b.segment);
   // (Once per block, not per score: an int64 division and modulo.)
   const int64_t rel_base = p.rel_scores || p.rel_grads ? p.relative_base(b.segment) : 0;
-  for (int64_t view = L.lookback; view >= 0; --view) {  // own window, then the next chunk's
-    const int64_t qc = view == L.lookback ? b.chunk : (b.chunk + 1) % L.n_chunks();
-    const int64_t key_window = (view == L.lookback ? L.lookback * L.chunk : 0) + within;
-    for (int64_t q0 = 0; q0 < L.chunk; q0 += kKeyTile) {
-      int64_t first = qc * L.chunk + q0;
-      int nq = static_cast<int>(L.chunk - q0 < kKeyTile ? L.chunk - q0 : kKeyTile);
-      if (first < p.memory_len) {  // the memory's slots have no queries (the same for the block)
-        const int64_t skip = p.memory_len - first < nq ? p.memory_len - first : nq;
-        first += skip;
-        nq -= static_cast<int>(skip);
-        if (nq == 0) continue;
-      }
-      if (p.perm == nullptr && b.first > first + nq - 1) continue;  // keys all in the future
-      __syncthreads();                                              // the previous tile is consumed
-      for (int r = threadIdx.x; r < kKeyTile; r += blockDim.x) {    // each row's position, once
-        const int64_t slot = b.segment * L.n_slots + first + r;
-        query_pos[r] = r < nq ? static_cast<int32_t>(p.position(b.segment, first + r)) : INT32_MAX;
-        stats[0][r] = r < nq ? p.row_max[slot] : 0.0f;
-        stats[1][r] = r < nq ? p.row_log_sum[slot] : 0.0f;
-        stats[2][r] = r < nq ? p.delta[slot] : 0.0f;
-        stats[3][r] = r < nq ? p.dlse[slot] : 0.0f;
-      }
-      __syncthreads();
-      for (int f = threadIdx.x; f < kKeyTile * D; f += blockDim.x) {
-        const int r = f / D, x = f % D;
-        const bool valid = r < nq;
-        queries[r][x] = valid ? p.query_row(b.segment, query_pos[r])[x] : 0.0f;
-        douts[r][x] = valid ? p.o[(b.segment * L.n_slots + first + r) * p.d + x] : 0.0f;
-      }
-      __syncthreads();
-      // (Not unrolled: two queries at a time spill registers at width 64 and 128.)
-#pragma unroll 1
-      for (int r = 0; r < nq; ++r) {
-        const float dot_s = row_total<kSplit>(dot_slice<kSplit>(k, queries[r], part, 0.0f));
-        const float dot_p = row_total<kSplit>(dot_slice<kSplit>(v, douts[r], part, 0.0f));
-        const float score = dot_s + p.score_offset_at(rel_base, query_pos[r], kp);
-        const float prob = exp_approx((score - stats[0][r]) - stats[1][r]);
-        const float keep =
-            drop.active() ? row_keep<kSplit>(drop, active, part, first + r, key_window) : 1.0f;
-        const float ds = prob * (dot_p * keep - stats[2][r] + stats[3][r]);
-        const float dropped = prob * keep;
-        add_scaled_slice<kSplit>(dk, ds, queries[r], part);
-        add_scaled_slice<kSplit>(dv, dropped, douts[r], part);
-      }
+  for_each_query_tile<kKeyTile>(p, b, [&](int64_t first, int nq, int64_t window_base) {
+    const int64_t key_window = window_base + within;
+    for (int r = threadIdx.x; r < kKeyTile; r += blockDim.x) {  // each row's position, once
+      const int64_t slot = b.segment * L.n_slots + first + r;
+      query_pos[r] = r < nq ? static_cast<int32_t>(p.position(b.segment, first + r)) : INT32_MAX;
+      stats[0][r] = r < nq ? p.row_max[slot] : 0.0f;
+      stats[1][r] = r < nq ? p.row_log_sum[slot] : 0.0f;
+      stats[2][r] = r < nq ? p.delta[slot] : 0.0f;
+      stats[3][r] = r < nq ? p.dlse[slot] : 0.0f;
     }
-  }
+    __syncthreads();
+    for (int f = threadIdx.x; f < kKeyTile * D; f += blockDim.x) {
+      const int r = f / D, x = f % D;
+      const bool valid = r < nq;
+      queries[r][x] = valid ? p.query_row(b.segment, query_pos[r])[x] : 0.0f;
+      douts[r][x] = valid ? p.o[(b.segment * L.n_slots + first + r) * p.d + x] : 0.0f;
+    }
+    __syncthreads();
+    // (Not unrolled: two queries at a time spill registers at width 64 and 128.)
+#pragma unroll 1
+    for (int r = 0; r < nq; ++r) {
+      const float dot_s = row_total<kSplit>(dot_slice<kSplit>(k, queries[r], part, 0.0f));
+      const float dot_p = row_total<kSplit>(dot_slice<kSplit>(v, douts[r], part, 0.0f));
+      const float score = dot_s + p.score_offset_at(rel_base, query_pos[r], kp);
+      const float prob = exp_approx((score - stats[0][r]) - stats[1][r]);
+      const float keep =
+          drop.active() ? row_keep<kSplit>(drop, active, part, first + r, key_window) : 1.0f;
+      const float ds = prob * (dot_p * keep - stats[2][r] + stats[3][r]);
+      const float dropped = prob * keep;
+      add_scaled_slice<kSplit>(dk, ds, queries[r], part);
+      add_scaled_slice<kSplit>(dv, dropped, douts[r], part);
+    }
+  });
   if (!active) return;
   const int64_t i = b.segment * L.n_slots + e;
 #pragma unroll

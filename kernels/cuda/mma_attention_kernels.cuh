@@ -486,46 +486,32 @@ __global__ void __launch_bounds__(kMmaThreads) mma_key_grad_tiles(const ChunkAtt
   zero(dv);
   const DropoutMask drop = p.segment_dropout(b.segment);
   const int64_t rel_base = p.rel_scores ? p.relative_base(b.segment) : 0;
-  for (int64_t view = L.lookback; view >= 0; --view) {  // own window, then the next chunk's
-    const int64_t qc = view == L.lookback ? b.chunk : (b.chunk + 1) % L.n_chunks();
-    const int64_t window_base = view == L.lookback ? L.lookback * L.chunk : 0;
-    for (int64_t q0 = 0; q0 < L.chunk; q0 += kQueries) {
-      int64_t first = qc * L.chunk + q0;
-      int nq = static_cast<int>(L.chunk - q0 < kQueries ? L.chunk - q0 : kQueries);
-      if (first < p.memory_len) {  // the memory's slots have no queries (the same for the block)
-        const int64_t skip = p.memory_len - first < nq ? p.memory_len - first : nq;
-        first += skip;
-        nq -= static_cast<int>(skip);
-        if (nq == 0) continue;
-      }
-      if (p.perm == nullptr && b.first > first + nq - 1) continue;  // keys all in the future
-      __syncthreads();                                              // the previous tile is consumed
-      staged.stage(p, b.segment, first, nq);
-      __syncthreads();
-      float st[kQueries / 8][4], dpt[kQueries / 8][4];  // row: key e / 2, column: query
-      multiply_by_rows<kSteps, kQueries>(ka, staged.queries, g, q, st);
-      multiply_by_rows<kSteps, kQueries>(va, staged.douts, g, q, dpt);
+  for_each_query_tile<kQueries>(p, b, [&](int64_t first, int nq, int64_t window_base) {
+    staged.stage(p, b.segment, first, nq);
+    __syncthreads();
+    float st[kQueries / 8][4], dpt[kQueries / 8][4];  // row: key e / 2, column: query
+    multiply_by_rows<kSteps, kQueries>(ka, staged.queries, g, q, st);
+    multiply_by_rows<kSteps, kQueries>(va, staged.douts, g, q, dpt);
 #pragma unroll
-      for (int n = 0; n < kQueries / 8; ++n)
+    for (int n = 0; n < kQueries / 8; ++n)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int r = n * 8 + 2 * q + e % 2, h = e / 2;
-          float ds = 0.0f, dropped = 0.0f;
-          if (r < nq) {
-            const float score = st[n][e] + p.score_offset_at(rel_base, staged.positions[r], kp[h]);
-            const float prob = exp_approx((score - staged.stats[0][r]) - staged.stats[1][r]);
-            const float keep =
-                drop.active() && active[h] ? drop.scale(first + r, window_base + within[h]) : 1.0f;
-            ds = prob * (dpt[n][e] * keep - staged.stats[2][r] + staged.stats[3][r]);
-            dropped = prob * keep;
-          }
-          st[n][e] = ds;
-          dpt[n][e] = dropped;
+      for (int e = 0; e < 4; ++e) {
+        const int r = n * 8 + 2 * q + e % 2, h = e / 2;
+        float ds = 0.0f, dropped = 0.0f;
+        if (r < nq) {
+          const float score = st[n][e] + p.score_offset_at(rel_base, staged.positions[r], kp[h]);
+          const float prob = exp_approx((score - staged.stats[0][r]) - staged.stats[1][r]);
+          const float keep =
+              drop.active() && active[h] ? drop.scale(first + r, window_base + within[h]) : 1.0f;
+          ds = prob * (dpt[n][e] * keep - staged.stats[2][r] + staged.stats[3][r]);
+          dropped = prob * keep;
         }
-      multiply_accumulated<kQueries>(dpt, staged.douts_t, g, q, dv);   // dV += (dropped P)^T dO
-      multiply_accumulated<kQueries>(st, staged.queries_t, g, q, dk);  // dK += dS^T Q
-    }
-  }
+        st[n][e] = ds;
+        dpt[n][e] = dropped;
+      }
+    multiply_accumulated<kQueries>(dpt, staged.douts_t, g, q, dv);   // dV += (dropped P)^T dO
+    multiply_accumulated<kQueries>(st, staged.queries_t, g, q, dk);  // dK += dS^T Q
+  });
   float* out_k[2] = {nullptr, nullptr};
   float* out_v[2] = {nullptr, nullptr};
   const float one[2] = {1.0f, 1.0f};
