@@ -1,7 +1,8 @@
 // The project's CUDA kernels run on the CPU (tests/emulated_cuda/): first the emulation's own
 // rules (shuffles as CUDA defines them, barriers, and the faults it must report), then every op of
 // `reformer selftest` and the training micro-step on the emulated CUDA executor against the CPU
-// reference, in both orders of the threads, and the reductions bit for bit.
+// reference, in three orders of the threads, and the reductions bit for bit; the tensor cores'
+// emulated product against the PTX fragment layout.
 #include "tests/emulated_cuda/emulated_cuda.h"
 
 #include <gtest/gtest.h>
@@ -20,6 +21,11 @@
 #include "tests/emulated_cuda/emulated_cuda_executor.h"
 #include "tests/test_util.h"
 #include "trainer/selftest.h"
+
+// (As in emulated_cuda_executor.cpp: the CUDA library's build has its own rf::cuda.)
+#define cuda cuda_on_cpu
+#include "kernels/cuda/warp_mma.cuh"
+#undef cuda
 
 namespace rf {
 namespace {
@@ -137,6 +143,59 @@ TEST(EmulatedCuda, WarpsRunOneAtATimeExposeAMissingBarrierBetweenWarps) {
   EXPECT_EQ(other_warps(false, ThreadOrder::kAscending), want);  // (hidden)
   EXPECT_EQ(other_warps(false, ThreadOrder::kDescending), want);
   EXPECT_NE(other_warps(false, ThreadOrder::kWarpByWarp), want);  // (shown)
+}
+
+// Each warp w multiplies its A (16 x 16, row-major, at a + 256 w) by its B (16 x 8, row-major, at
+// b + 128 w) and adds C (16 x 8 at c + 128 w) with the emulated mma.sync, each lane holding the
+// elements the PTX ISA's fragment layout gives it (written out here, apart from the emulation's).
+__global__ void mma_kernel(const float* a, const float* b, float* c) {
+  const int w = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
+  const int g = lane / 4, q = lane % 4;
+  const float* A = a + 256 * w;
+  const float* B = b + 128 * w;
+  float* C = c + 128 * w;
+  const uint32_t fa[4] = {
+      cuda_on_cpu::pack_bf16x2(A[g * 16 + 2 * q], A[g * 16 + 2 * q + 1]),
+      cuda_on_cpu::pack_bf16x2(A[(g + 8) * 16 + 2 * q], A[(g + 8) * 16 + 2 * q + 1]),
+      cuda_on_cpu::pack_bf16x2(A[g * 16 + 2 * q + 8], A[g * 16 + 2 * q + 9]),
+      cuda_on_cpu::pack_bf16x2(A[(g + 8) * 16 + 2 * q + 8], A[(g + 8) * 16 + 2 * q + 9])};
+  const uint32_t fb[2] = {cuda_on_cpu::pack_bf16x2(B[(2 * q) * 8 + g], B[(2 * q + 1) * 8 + g]),
+                          cuda_on_cpu::pack_bf16x2(B[(2 * q + 8) * 8 + g], B[(2 * q + 9) * 8 + g])};
+  float fc[4] = {C[g * 8 + 2 * q], C[g * 8 + 2 * q + 1], C[(g + 8) * 8 + 2 * q],
+                 C[(g + 8) * 8 + 2 * q + 1]};
+  cuda_on_cpu::mma_bf16_16x8x16(fc, fa, fb);
+  C[g * 8 + 2 * q] = fc[0];
+  C[g * 8 + 2 * q + 1] = fc[1];
+  C[(g + 8) * 8 + 2 * q] = fc[2];
+  C[(g + 8) * 8 + 2 * q + 1] = fc[3];
+}
+
+// Small integers: every product and sum is exact in bf16 and fp32, so any order gives the same
+// bits.
+TEST(EmulatedCuda, TensorCoreProductsFollowThePtxFragmentLayout) {
+  std::vector<float> a(2 * 256), b(2 * 128), c(2 * 128), want(2 * 128);
+  uint32_t state = 12345;
+  auto small = [&] {
+    state = state * 1664525u + 1013904223u;
+    return static_cast<float>(static_cast<int>(state >> 28) - 8);  // -8 .. 7
+  };
+  for (float& x : a) x = small();
+  for (float& x : b) x = small();
+  for (float& x : c) x = small();
+  for (int w = 0; w < 2; ++w)
+    for (int m = 0; m < 16; ++m)
+      for (int n = 0; n < 8; ++n) {
+        float sum = c[128 * w + m * 8 + n];
+        for (int k = 0; k < 16; ++k) sum += a[256 * w + m * 16 + k] * b[128 * w + k * 8 + n];
+        want[128 * w + m * 8 + n] = sum;
+      }
+  for (ThreadOrder order :
+       {ThreadOrder::kAscending, ThreadOrder::kDescending, ThreadOrder::kWarpByWarp}) {
+    const OrderScope scope(order);
+    std::vector<float> got = c;
+    Launch::kernel(mma_kernel, dim3(1), dim3(64), a.data(), b.data(), got.data());
+    EXPECT_EQ(got, want);
+  }
 }
 
 // Even threads pass two barriers, odd ones one.
