@@ -313,14 +313,13 @@ std::string kernels_not_run(const emulated_cuda::EmulatedLaunches& before, bool 
   check("combine_rounds_backward_rows", before.combine_rounds_backward_rows,
         now.combine_rounds_backward_rows);
   check("ungather_attention_grads_rows", before.ungather_rows, now.ungather_rows);
-  // (The fp32 tiles run at fp32, and at bf16 for the relative scores' query gradients; the
-  // tensor-core tiles at bf16.)
-  check("attention tiles d32", before.attention_tiles_d32, now.attention_tiles_d32);
+  // (The fp32 tiles run at fp32, the tensor-core tiles at bf16.)
   if (tensor_cores) {
     check("mma tiles d32", before.mma_tiles_d32, now.mma_tiles_d32);
     check("mma tiles d64", before.mma_tiles_d64, now.mma_tiles_d64);
     check("mma tiles d128", before.mma_tiles_d128, now.mma_tiles_d128);
   } else {
+    check("attention tiles d32", before.attention_tiles_d32, now.attention_tiles_d32);
     check("attention tiles d64", before.attention_tiles_d64, now.attention_tiles_d64);
     check("attention tiles d128", before.attention_tiles_d128, now.attention_tiles_d128);
   }

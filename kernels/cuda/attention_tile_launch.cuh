@@ -43,9 +43,7 @@ void run(ChunkAttentionPass pass, const ChunkAttentionParams& p, bool tensor_cor
       Launch::kernel(forward_tiles<D>, query_grid, dim3(kQueryTile * kSplit), p);
     return;
   }
-  // (The relative scores' gradients stay with the fp32 query kernel: it records each row's dS
-  // in key order, as the reference does.)
-  if (tensor_cores && p.rel_grads == nullptr)
+  if (tensor_cores)
     Launch::kernel(mma_query_grad_tiles<D>, mma_query_grid, dim3(kMmaThreads), p);
   else
     Launch::kernel(query_grad_tiles<D>, query_grid, dim3(kQueryTile * kSplit), p);

@@ -343,8 +343,10 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_tiles(const ChunkAtte
 
 // dQ of a block's 64 query slots (as query_grad_tiles, on tensor cores): per key tile, the scores
 // S = Q K^T and dP = dO V^T, the probabilities recomputed from the saved statistics, dS = P (dP
-// keep - delta + dlse), and dQ += dS K. Without relative-score gradients (the launcher leaves
-// those to query_grad_tiles, which records each row's dS in key order).
+// keep - delta + dlse), and dQ += dS K. Each dS of a relative score is added to rel_grads by the
+// thread that holds it: a row's elements are distinct pairs of positions, except where the
+// look-back wraps onto the chunk itself (one chunk), and then both copies of a key sit in the same
+// column of their tiles, so the same thread adds them, in window order. No atomics.
 template <int D>
 __global__ void __launch_bounds__(kMmaThreads) mma_query_grad_tiles(const ChunkAttentionParams p) {
   constexpr int kSteps = D / 16, kColTiles = D / 8, kKeys = mma_grad_tile<D>();
@@ -373,7 +375,7 @@ __global__ void __launch_bounds__(kMmaThreads) mma_query_grad_tiles(const ChunkA
   float dq[kColTiles][4];
   zero(dq);
   const DropoutMask drop = p.segment_dropout(b.segment);
-  const int64_t rel_base = p.rel_scores ? p.relative_base(b.segment) : 0;
+  const int64_t rel_base = p.rel_scores || p.rel_grads ? p.relative_base(b.segment) : 0;
   for_each_window_tile(p, b, staged, [&](int nk, int64_t window_first) {
     float s[kKeys / 8][4], dp[kKeys / 8][4];  // element e: row e / 2, key n * 8 + 2q + e % 2
     multiply_by_rows<kSteps, kKeys>(qa, staged.keys, g, q, s);
@@ -391,6 +393,8 @@ __global__ void __launch_bounds__(kMmaThreads) mma_query_grad_tiles(const ChunkA
           const float keep =
               drop.active() && rows.active[h] ? drop.scale(rows.slot[h], window_first + kk) : 1.0f;
           ds = prob * (dp[n][e] * keep - delta[h] + dlse[h]);
+          if (rows.active[h])
+            p.add_relative_grad_at(rel_base, rows.position[h], staged.rows.positions[kk], ds);
         }
         s[n][e] = ds;
       }
