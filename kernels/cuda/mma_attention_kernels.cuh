@@ -155,11 +155,24 @@ __device__ __forceinline__ void load_row_fragments(const float* r0, float f0, co
 #pragma unroll
   for (int ks = 0; ks < kSteps; ++ks) {
     const int c = ks * 16 + 2 * q;
-    a[ks][0] = r0 ? pack_bf16x2(r0[c] * f0, r0[c + 1] * f0) : 0u;
-    a[ks][1] = r1 ? pack_bf16x2(r1[c] * f1, r1[c + 1] * f1) : 0u;
-    a[ks][2] = r0 ? pack_bf16x2(r0[c + 8] * f0, r0[c + 9] * f0) : 0u;
-    a[ks][3] = r1 ? pack_bf16x2(r1[c + 8] * f1, r1[c + 9] * f1) : 0u;
+    auto fragment = [](const float* row, int x, float f) {
+      if (!row) return 0u;
+      const FloatPair v = load_pair(row + x);
+      return pack_bf16x2(v.lo * f, v.hi * f);
+    };
+    a[ks][0] = fragment(r0, c, f0);
+    a[ks][1] = fragment(r1, c, f1);
+    a[ks][2] = fragment(r0, c + 8, f0);
+    a[ks][3] = fragment(r1, c + 8, f1);
   }
+}
+
+template <int kTiles>
+__device__ __forceinline__ void zero(float (&acc)[kTiles][4]) {
+#pragma unroll
+  for (int n = 0; n < kTiles; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[n][e] = 0.0f;
 }
 
 // acc[n] += A B over the n-tiles of B, for k-steps of 16 along B's staged rows: B (k, column n * 8
@@ -178,9 +191,7 @@ __device__ __forceinline__ void multiply_accumulated(const float (&a)[kRows / 8]
                             pack_bf16x2(a[2 * k + 1][2], a[2 * k + 1][3])};
 #pragma unroll
     for (int n = 0; n < kColTiles; ++n) {
-      const uint16_t* column = columns[n * 8 + g] + k * 16 + 2 * q;
-      const uint32_t b[2] = {load_bf16x2(column), load_bf16x2(column + 8)};
-      mma_bf16_16x8x16(acc[n], pa, b);
+      mma_bf16_16x8x16(acc[n], pa, load_b_fragment(columns[n * 8 + g] + k * 16 + 2 * q).r);
     }
   }
 }
@@ -191,25 +202,16 @@ template <int kSteps, int kRows, int kPitch>
 __device__ __forceinline__ void multiply_by_rows(const uint32_t (&a)[kSteps][4],
                                                  const uint16_t (*rows)[kPitch], int g, int q,
                                                  float (&acc)[kRows / 8][4]) {
+  zero(acc);
 #pragma unroll
-  for (int n = 0; n < kRows / 8; ++n) {
+  for (int n = 0; n < kRows / 8; ++n)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) acc[n][e] = 0.0f;
-    const uint16_t* row = rows[n * 8 + g];
-#pragma unroll
-    for (int ks = 0; ks < kSteps; ++ks) {
-      const uint32_t b[2] = {load_bf16x2(row + ks * 16 + 2 * q),
-                             load_bf16x2(row + ks * 16 + 2 * q + 8)};
-      mma_bf16_16x8x16(acc[n], a[ks], b);
-    }
-  }
+    for (int ks = 0; ks < kSteps; ++ks)
+      mma_bf16_16x8x16(acc[n], a[ks], load_b_fragment(rows[n * 8 + g] + ks * 16 + 2 * q).r);
 }
 
-// The sum (or maximum) of a row's values over the four lanes of a group that hold its columns.
-__device__ __forceinline__ float quad_sum(float x) {
-  x += __shfl_xor_sync(0xffffffffu, x, 1);
-  return x + __shfl_xor_sync(0xffffffffu, x, 2);
-}
+// The maximum of a row's values over the four lanes of a group that hold its columns (their sum
+// is row_total<4>).
 __device__ __forceinline__ float quad_max(float x) {
   x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
   return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
@@ -241,14 +243,6 @@ __device__ __forceinline__ WarpRows warp_query_rows(const ChunkAttentionParams& 
     }
   }
   return r;
-}
-
-template <int kTiles>
-__device__ __forceinline__ void zero(float (&acc)[kTiles][4]) {
-#pragma unroll
-  for (int n = 0; n < kTiles; ++n)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) acc[n][e] = 0.0f;
 }
 
 // Writes this thread's elements of two accumulated rows (rows h = 0, 1 of accumulator layout)
@@ -328,7 +322,7 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_tiles(const ChunkAtte
   float inv[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    const float sum = quad_sum(l[h]);
+    const float sum = row_total<4>(l[h]);
     inv[h] = 1.0f / sum;
     if (!rows.active[h]) continue;
     const int64_t i = b.segment * L.n_slots + rows.slot[h];

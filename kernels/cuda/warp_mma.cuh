@@ -26,9 +26,13 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   return static_cast<uint32_t>(bf16_bits(lo)) | (static_cast<uint32_t>(bf16_bits(hi)) << 16);
 }
 
-// Two bf16 values already in memory, lo first: one 32-bit load (4-byte aligned).
-__device__ __forceinline__ uint32_t load_bf16x2(const uint16_t* at) {
-  return *reinterpret_cast<const uint32_t*>(at);
+// The B fragment of a k-step whose column (this lane's group's) is stored along k at `at`
+// (4-byte aligned, the lane's k = 2q): b[0] holds k = 2q, 2q + 1 and b[1] k = 2q + 8, 2q + 9.
+struct BFragment {
+  uint32_t r[2];
+};
+__device__ __forceinline__ BFragment load_b_fragment(const uint16_t* at) {
+  return {{*reinterpret_cast<const uint32_t*>(at), *reinterpret_cast<const uint32_t*>(at + 8)}};
 }
 
 #ifndef __CUDA_ARCH__
