@@ -76,8 +76,13 @@ struct RngStream {
                               example, step_word()}};
     return philox4x32_10(counter, key0, key1);
   }
-  // 32 random bits for element i.
-  RF_HD uint32_t bits(uint64_t i) const { return block(i >> 2).v[i & 3]; }
+  // 32 random bits for element i. (Picked by selects rather than by indexing the block: a GPU
+  // keeps an array indexed at run time in local memory, a store and a load per number drawn.)
+  RF_HD uint32_t bits(uint64_t i) const {
+    const Philox4 b = block(i >> 2);
+    const uint32_t k = static_cast<uint32_t>(i & 3);
+    return k < 2 ? (k == 0 ? b.v[0] : b.v[1]) : (k == 2 ? b.v[2] : b.v[3]);
+  }
   // Uniform in [0, 1) with 24 bits of resolution.
   RF_HD float uniform(uint64_t i) const {
     return static_cast<float>(bits(i) >> 8) * (1.0f / 16777216.0f);

@@ -1,6 +1,7 @@
 #include "kernels/chunked_attention.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "base/error.h"
 #include "kernels/elementwise.h"
@@ -22,6 +23,10 @@ void check_args(const ChunkedAttentionArgs& a) {
   RF_CHECK(a.d >= 1 && a.d <= kMaxHeadDim, "head width ", a.d, " outside [1, ", kMaxHeadDim, "]");
   RF_CHECK(a.n_rounds >= 1 && a.n_rounds <= kMaxHashRounds);
   RF_CHECK(a.chunk >= 1 && (a.n_rounds * a.seq_len) % a.chunk == 0);
+  // Slots, positions and segments are int32 in the kernels (ChunkAttentionParams::position).
+  RF_CHECK(a.n_rounds * a.seq_len <= INT32_MAX && a.batch * a.heads <= INT32_MAX, "attention over ",
+           a.batch * a.heads, " sequences of ", a.n_rounds * a.seq_len,
+           " slots: at most 2^31 - 1 each");
   RF_CHECK(a.lookback == 0 || a.lookback == 1);
   RF_CHECK((a.perm == nullptr) == (a.undo == nullptr));
   RF_CHECK(a.perm != nullptr || a.n_rounds == 1, "several rounds need a permutation");

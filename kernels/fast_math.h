@@ -16,15 +16,26 @@ RF_HD float float_from_bits(int32_t bits) {
 #endif
 }
 
-// The integer nearest x / ln2 (|x| < 2^22 ln2), by adding and removing 1.5 * 2^23: no floorf
-// call, so loops vectorise.
-RF_HD float nearest_exponent(float x) {
-  return (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+RF_HD uint32_t bits_of_float(float x) {
+#if defined(__CUDA_ARCH__)
+  return static_cast<uint32_t>(__float_as_int(x));
+#else
+  return __builtin_bit_cast(uint32_t, x);
+#endif
 }
 
-// e^x = 2^n e^r with r = x - n ln2, for x in [-87.3, 88.7] and n nearest_exponent(x), or 127
-// above it (2^n must be a normal float).
-RF_HD float exp_with_exponent(float x, float n) {
+// x / ln2 rounded to the nearest integer n (|x| < 2^22 ln2), held as t = n + 1.5 * 2^23: adding
+// 1.5 * 2^23 rounds, with no floorf call, so loops vectorise. t's low mantissa bits are then
+// 2^22 + n, which exp_from_rounded reads as an integer.
+constexpr float kRoundingShift = 12582912.0f;  // 1.5 * 2^23
+RF_HD float rounded_exponent(float x) {
+  return x * 1.44269504088896341f + kRoundingShift;
+}
+
+// e^x = 2^n e^r with r = x - n ln2, for x in [-87.3, 88.7], t = rounded_exponent(x) (or less:
+// exp_approx stops n at 127, where 2^n is still a normal float).
+RF_HD float exp_from_rounded(float x, float t) {
+  const float n = t - kRoundingShift;
   const float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
   // Taylor polynomial of e^r to degree 7 (Horner).
   float p = 1.0f / 5040.0f;
@@ -35,8 +46,12 @@ RF_HD float exp_with_exponent(float x, float n) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  const float scale = float_from_bits((static_cast<int32_t>(n) + 127) << 23);
-  return p * scale;
+  // 2^n's bits are (n + 127) << 23. t's bits are 0x4B400000 + n, and 0x4B400000 << 23 wraps to
+  // 0, so they are (bits(t) + 127) << 23: two integer operations where converting n to an
+  // integer would take a conversion, which the GPU issues at a quarter of the rate of an add.
+  // The same bits as that conversion (every float compared: FastMath tests).
+  const uint32_t scale_bits = (bits_of_float(t) + 127u) << 23;
+  return p * float_from_bits(static_cast<int32_t>(scale_bits));
 }
 
 // e^x; exactly 0 below -87.3 (as expf underflows), clamped above 88.7.
@@ -45,8 +60,8 @@ RF_HD float exp_approx(float x) {
   x = fmin_hd(fmax_hd(x, -87.3f), 88.7f);
   // n stops at 127, the largest exponent of a float: from x = 88.38 to the clamp r grows to
   // 0.67 and e^x stays finite (2^128 would be infinite); below, nothing changes.
-  const float n = fmin_hd(nearest_exponent(x), 127.0f);
-  const float e = exp_with_exponent(x, n);
+  const float t = fmin_hd(rounded_exponent(x), kRoundingShift + 127.0f);
+  const float e = exp_from_rounded(x, t);
   return underflow ? 0.0f : e;
 }
 
@@ -58,7 +73,7 @@ RF_HD float exp_approx(float x) {
 RF_HD float exp_up_to_88(float x) {
   const bool underflow = x < -87.3f;
   x = fmin_hd(fmax_hd(x, -87.3f), 88.37f);
-  const float e = exp_with_exponent(x, nearest_exponent(x));
+  const float e = exp_from_rounded(x, rounded_exponent(x));
   return underflow ? 0.0f : e;
 }
 
@@ -69,7 +84,7 @@ RF_HD float exp_up_to_88(float x) {
 // (GCC 12, AVX-512).
 RF_HD float tanh_approx(float x) {
   const float two_x = 2.0f * fmin_hd(fmax_hd(x, -15.0f), 15.0f);
-  return 1.0f - 2.0f / (exp_with_exponent(two_x, nearest_exponent(two_x)) + 1.0f);
+  return 1.0f - 2.0f / (exp_from_rounded(two_x, rounded_exponent(two_x)) + 1.0f);
 }
 
 }  // namespace rf

@@ -318,10 +318,13 @@ std::string kernels_not_run(const emulated_cuda::EmulatedLaunches& before, bool 
     check("mma tiles d32", before.mma_tiles_d32, now.mma_tiles_d32);
     check("mma tiles d64", before.mma_tiles_d64, now.mma_tiles_d64);
     check("mma tiles d128", before.mma_tiles_d128, now.mma_tiles_d128);
+    check("mma tiles with score terms", before.mma_tiles_with_terms, now.mma_tiles_with_terms);
   } else {
     check("attention tiles d32", before.attention_tiles_d32, now.attention_tiles_d32);
     check("attention tiles d64", before.attention_tiles_d64, now.attention_tiles_d64);
     check("attention tiles d128", before.attention_tiles_d128, now.attention_tiles_d128);
+    check("attention tiles with score terms", before.attention_tiles_with_terms,
+          now.attention_tiles_with_terms);
   }
   return missing;
 }
@@ -380,9 +383,9 @@ TEST(EmulatedCuda, TrainingMicroStepMatchesTheCpu) {
 
 TEST(EmulatedCuda, TrainingWithMemoryAndRelativePositionsMatchesTheCpu) {
   const std::unique_ptr<Executor> emulated = emulated_cuda::make_emulated_cuda_executor();
-  const int64_t tiles_before = emulated_cuda::emulated_launches().attention_tiles_d32;
+  const int64_t tiles_before = emulated_cuda::emulated_launches().attention_tiles_with_terms;
   test::expect_memory_training_matches(*emulated);
-  EXPECT_GT(emulated_cuda::emulated_launches().attention_tiles_d32, tiles_before);
+  EXPECT_GT(emulated_cuda::emulated_launches().attention_tiles_with_terms, tiles_before);
 }
 
 // The reduction kernels add in the CPU functors' order (reduce_kernels.cuh): column sums and the

@@ -112,6 +112,44 @@ TEST(FastMath, UnclampedFormsGiveTheClampedBits) {
   EXPECT_EQ(exp_up_to_88(nan), exp_approx(nan));
 }
 
+// exp_approx as it was written until 2026-12-04: 2^n by converting n to an integer.
+float exp_by_conversion(float x) {
+  const bool underflow = x < -87.3f;
+  x = fmin_hd(fmax_hd(x, -87.3f), 88.7f);
+  const float n = fmin_hd((x * 1.44269504088896341f + 12582912.0f) - 12582912.0f, 127.0f);
+  const float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
+  float p = 1.0f / 5040.0f;
+  for (const float c : {1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f, 0.5f, 1.0f, 1.0f})
+    p = p * r + c;
+  const float e = p * float_from_bits((static_cast<int32_t>(n) + 127) << 23);
+  return underflow ? 0.0f : e;
+}
+
+// exp_from_rounded reads 2^n from the bits of the rounding sum instead of converting n (cheaper
+// on the GPU): the same bits as the conversion, on every 127th float pattern (every exponent),
+// every float from -88 to 89 near the points where n steps (x = (k + 1/2) ln2) and the ends.
+TEST(FastMath, ExpFromTheRoundingSumsBitsEqualsTheConversion) {
+  std::vector<float> x;
+  for (uint64_t bits = 0; bits < (uint64_t{1} << 32); bits += 127)
+    x.push_back(float_from_bits(static_cast<int32_t>(static_cast<uint32_t>(bits))));
+  for (int k = -128; k <= 128; ++k) {
+    float v = static_cast<float>((k + 0.5) * 0.6931471805599453);
+    for (int i = 0; i < 2000; ++i) v = std::nextafter(v, -1000.0f);
+    for (int i = 0; i < 4000; ++i, v = std::nextafter(v, 1000.0f)) x.push_back(v);
+  }
+  for (const float v : {-87.3f, 88.37f, 88.7f, 1e30f, -1e30f}) x.push_back(v);
+  const size_t n = x.size();
+  std::vector<float> now(n), before(n);
+  for (size_t i = 0; i < n; ++i) now[i] = exp_approx(x[i]);
+  for (size_t i = 0; i < n; ++i) before[i] = exp_by_conversion(x[i]);
+  size_t differ = 0;
+  for (size_t i = 0; i < n; ++i) differ += std::memcmp(&now[i], &before[i], sizeof(float)) != 0;
+  EXPECT_GT(n, size_t{30000000});
+  EXPECT_EQ(differ, 0u) << "of " << n;
+  EXPECT_EQ(exp_approx(88.7f), exp_by_conversion(88.7f));
+  EXPECT_EQ(exp_approx(-87.0f), exp_by_conversion(-87.0f));
+}
+
 TEST(Philox, NormalAndUniformHaveTheRightMoments) {
   const RngStream s = make_rng_stream(7, RngPurpose::kRotation, 3, 11, 5, 2);
   const int n = 200000;

@@ -25,8 +25,8 @@ inline int64_t blocks_of(const ChunkAttentionParams& p, int tile) {
   return p.segments * p.layout.n_chunks() * tiles;
 }
 
-template <class Launch, int D>
-void run(ChunkAttentionPass pass, const ChunkAttentionParams& p, bool tensor_cores) {
+template <class Launch, int D, bool kTerms>
+void run_kernels(ChunkAttentionPass pass, const ChunkAttentionParams& p, bool tensor_cores) {
   constexpr int kSplit = D / kSlice;
   const int64_t query_blocks = blocks_of(p, kQueryTile), key_blocks = blocks_of(p, kKeyTile);
   const int64_t mma_query_blocks = blocks_of(p, kMmaQueryTile);
@@ -38,21 +38,31 @@ void run(ChunkAttentionPass pass, const ChunkAttentionParams& p, bool tensor_cor
   const dim3 mma_query_grid(static_cast<unsigned>(mma_query_blocks));
   if (pass == ChunkAttentionPass::kForward) {
     if (tensor_cores)
-      Launch::kernel(mma_forward_tiles<D>, mma_query_grid, dim3(kMmaThreads), p);
+      Launch::kernel(mma_forward_tiles<D, kTerms>, mma_query_grid, dim3(kMmaThreads), p);
     else
-      Launch::kernel(forward_tiles<D>, query_grid, dim3(kQueryTile * kSplit), p);
+      Launch::kernel(forward_tiles<D, kTerms>, query_grid, dim3(kQueryTile * kSplit), p);
     return;
   }
   if (tensor_cores)
-    Launch::kernel(mma_query_grad_tiles<D>, mma_query_grid, dim3(kMmaThreads), p);
+    Launch::kernel(mma_query_grad_tiles<D, kTerms>, mma_query_grid, dim3(kMmaThreads), p);
   else
-    Launch::kernel(query_grad_tiles<D>, query_grid, dim3(kQueryTile * kSplit), p);
+    Launch::kernel(query_grad_tiles<D, kTerms>, query_grid, dim3(kQueryTile * kSplit), p);
   if (tensor_cores)
-    Launch::kernel(mma_key_grad_tiles<D>, dim3(static_cast<unsigned>(mma_key_blocks)),
+    Launch::kernel(mma_key_grad_tiles<D, kTerms>, dim3(static_cast<unsigned>(mma_key_blocks)),
                    dim3(kMmaThreads), p);
   else
-    Launch::kernel(key_grad_tiles<D>, dim3(static_cast<unsigned>(key_blocks)),
+    Launch::kernel(key_grad_tiles<D, kTerms>, dim3(static_cast<unsigned>(key_blocks)),
                    dim3(kKeyTile * kSplit), p);
+}
+
+// The kernels compiled for the pass's score terms (ScoreOffsets): the masks alone, or with
+// relative positions or a distance limit.
+template <class Launch, int D>
+void run(ChunkAttentionPass pass, const ChunkAttentionParams& p, bool tensor_cores) {
+  if (p.has_score_terms())
+    run_kernels<Launch, D, true>(pass, p, tensor_cores);
+  else
+    run_kernels<Launch, D, false>(pass, p, tensor_cores);
 }
 
 }  // namespace attention_tiles

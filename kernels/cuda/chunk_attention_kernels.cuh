@@ -150,13 +150,38 @@ struct StagedKeys {
   }
 };
 
+// What the tiles add to a score. Without score terms (no relative positions or distance limit:
+// LSH, local and dense attention) that is the causal and self masks alone, two compares, and the
+// kernels are compiled for that case (kTerms false) rather than testing for the terms at every
+// score: ChunkAttentionParams::score_offset_at's sum with 64-bit index arithmetic, which gives the
+// same values there.
+template <bool kTerms>
+struct ScoreOffsets {
+  const ChunkAttentionParams& p;
+  int64_t rel_base;  // (once per block: an int64 multiplication chain)
+
+  __device__ ScoreOffsets(const ChunkAttentionParams& params, int64_t segment)
+      : p(params),
+        rel_base(kTerms && (p.rel_scores || p.rel_grads) ? p.relative_base(segment) : 0) {}
+  __device__ __forceinline__ float at(int32_t tq, int32_t tk) const {
+    if constexpr (kTerms)
+      return p.score_offset_at(rel_base, tq, tk);
+    else
+      return -mask_penalty(tq, tk, p.self_mask);
+  }
+  // The query-gradient pass's record of a relative score's dS (nothing without terms).
+  __device__ __forceinline__ void add_grad(int32_t tq, int32_t tk, float ds) const {
+    if constexpr (kTerms) p.add_relative_grad_at(rel_base, tq, tk, ds);
+  }
+};
+
 // A dropout multiplier computed once per row (by its first thread) and shared with the row's
 // other threads. Every lane of the warp must call it when dropout is active.
 template <int kSplit>
 __device__ __forceinline__ float row_keep(const DropoutMask& drop, bool compute, int part,
-                                          int64_t row, int64_t col) {
+                                          const DropoutRow& row, int64_t col) {
   float keep = 1.0f;
-  if (compute && part == 0) keep = drop.scale(row, col);
+  if (compute && part == 0) keep = drop.scale_in(row, col);
   if (kSplit > 1) keep = __shfl_sync(0xffffffffu, keep, static_cast<int>(threadIdx.x % 32) - part);
   return keep;
 }
@@ -229,7 +254,7 @@ __device__ void load_query(const ChunkAttentionParams& p, const BlockTile& b, in
   }
 }
 
-template <int D>
+template <int D, bool kTerms>
 __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
     forward_tiles(const ChunkAttentionParams p) {
   constexpr int kSplit = D / kSlice;
@@ -247,16 +272,15 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
   for (int x = 0; x < kSlice; ++x) acc[x] = 0.0f;
   float m = kNoMaxYet, l = 0.0f;
   const DropoutMask drop = p.segment_dropout(b.segment);
-  // (Once per block, not per score: an int64 division and modulo.)
-  const int64_t rel_base = p.rel_scores || p.rel_grads ? p.relative_base(b.segment) : 0;
+  const DropoutRow drop_row = drop.row_of(j);  // (once per row, not per score: a division)
+  const ScoreOffsets<kTerms> offsets(p, b.segment);
   for_each_window_tile(p, b, staged, [&](int nk, int64_t window_first) {
     float scores[kKeyTile];
     float tile_max = kNoMaxYet;
 #pragma unroll
     for (int kk = 0; kk < kKeyTile; ++kk) {
       const float dot = row_total<kSplit>(dot_slice<kSplit>(q, staged.keys[kk], part, 0.0f));
-      scores[kk] =
-          kk < nk ? dot + p.score_offset_at(rel_base, qp, staged.positions[kk]) : kNoMaxYet;
+      scores[kk] = kk < nk ? dot + offsets.at(qp, staged.positions[kk]) : kNoMaxYet;
       tile_max = fmaxf(tile_max, scores[kk]);
     }
     const float m_new = fmaxf(m, tile_max);
@@ -269,9 +293,9 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
     for (int kk = 0; kk < kKeyTile; ++kk) {
       const float w = exp_approx(scores[kk] - m);  // 0 past nk
       l += w;
-      const float kept =
-          drop.active() ? w * row_keep<kSplit>(drop, active && kk < nk, part, j, window_first + kk)
-                        : w;
+      const float kept = drop.active() ? w * row_keep<kSplit>(drop, active && kk < nk, part,
+                                                              drop_row, window_first + kk)
+                                       : w;
       add_scaled_slice<kSplit>(acc, kept, staged.values[kk], part);
     }
   });
@@ -287,7 +311,7 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
   }
 }
 
-template <int D>
+template <int D, bool kTerms>
 __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
     query_grad_tiles(const ChunkAttentionParams p) {
   constexpr int kSplit = D / kSlice;
@@ -317,8 +341,8 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
 #pragma unroll
   for (int x = 0; x < kSlice; ++x) dq[x] = 0.0f;
   const DropoutMask drop = p.segment_dropout(b.segment);
-  // (Once per block, not per score: an int64 division and modulo.)
-  const int64_t rel_base = p.rel_scores || p.rel_grads ? p.relative_base(b.segment) : 0;
+  const DropoutRow drop_row = drop.row_of(j);
+  const ScoreOffsets<kTerms> offsets(p, b.segment);
   for_each_window_tile(p, b, staged, [&](int nk, int64_t window_first) {
   // (Unrolled, neighbouring keys' loads and shuffles overlap: 6.69 to 6.39 ms for the 64K
   // gradients on an H200.)
@@ -326,13 +350,13 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
     for (int kk = 0; kk < nk; ++kk) {
       const float dot_s = row_total<kSplit>(dot_slice<kSplit>(q, staged.keys[kk], part, 0.0f));
       const float dot_p = row_total<kSplit>(dot_slice<kSplit>(dout, staged.values[kk], part, 0.0f));
-      const float score = dot_s + p.score_offset_at(rel_base, qp, staged.positions[kk]);
+      const float score = dot_s + offsets.at(qp, staged.positions[kk]);
       const float prob = exp_approx((score - m) - log_sum);
       const float keep =
-          drop.active() ? row_keep<kSplit>(drop, active, part, j, window_first + kk) : 1.0f;
+          drop.active() ? row_keep<kSplit>(drop, active, part, drop_row, window_first + kk) : 1.0f;
       const float ds = prob * (dot_p * keep - delta + dlse);
       // (one thread of the row records dS: the row's elements are its own, added in key order)
-      if (active && part == 0) p.add_relative_grad_at(rel_base, qp, staged.positions[kk], ds);
+      if (active && part == 0) offsets.add_grad(qp, staged.positions[kk], ds);
       add_scaled_slice<kSplit>(dq, ds, staged.keys[kk], part);
     }
   });
@@ -344,7 +368,7 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
 
 // One block per tile of kKeyTile keys of a chunk; each key row gathers its gradient over the
 // queries of both windows that hold it, staged kKeyTile queries at a time. No atomics.
-template <int D>
+template <int D, bool kTerms>
 __global__ void __launch_bounds__(kKeyTile*(D / kSlice))
     key_grad_tiles(const ChunkAttentionParams p) {
   constexpr int kSplit = D / kSlice;
@@ -352,6 +376,7 @@ __global__ void __launch_bounds__(kKeyTile*(D / kSlice))
   alignas(16) __shared__ float douts[kKeyTile][D];
   __shared__ int32_t query_pos[kKeyTile];
   __shared__ float stats[4][kKeyTile];  // m, log_sum, delta, dlse
+  __shared__ DropoutRow drop_rows[kKeyTile];
   const ChunkLayout& L = p.layout;
   const BlockTile b = block_tile(L, kKeyTile);
   const int row = threadIdx.x / kSplit, part = threadIdx.x % kSplit;
@@ -377,8 +402,7 @@ __global__ void __launch_bounds__(kKeyTile*(D / kSlice))
 #pragma unroll
   for (int x = 0; x < kSlice; ++x) dk[x] = dv[x] = 0.0f;
   const DropoutMask drop = p.segment_dropout(b.segment);
-  // (Once per block, not per score: an int64 division and modulo.)
-  const int64_t rel_base = p.rel_scores || p.rel_grads ? p.relative_base(b.segment) : 0;
+  const ScoreOffsets<kTerms> offsets(p, b.segment);
   for_each_query_tile<kKeyTile>(p, b, [&](int64_t first, int nq, int64_t window_base) {
     const int64_t key_window = window_base + within;
     for (int r = threadIdx.x; r < kKeyTile; r += blockDim.x) {  // each row's position, once
@@ -388,6 +412,7 @@ __global__ void __launch_bounds__(kKeyTile*(D / kSlice))
       stats[1][r] = r < nq ? p.row_log_sum[slot] : 0.0f;
       stats[2][r] = r < nq ? p.delta[slot] : 0.0f;
       stats[3][r] = r < nq ? p.dlse[slot] : 0.0f;
+      if (drop.active()) drop_rows[r] = drop.row_of(first + r);  // (a division per row)
     }
     __syncthreads();
     for (int f = threadIdx.x; f < kKeyTile * D; f += blockDim.x) {
@@ -402,10 +427,10 @@ __global__ void __launch_bounds__(kKeyTile*(D / kSlice))
     for (int r = 0; r < nq; ++r) {
       const float dot_s = row_total<kSplit>(dot_slice<kSplit>(k, queries[r], part, 0.0f));
       const float dot_p = row_total<kSplit>(dot_slice<kSplit>(v, douts[r], part, 0.0f));
-      const float score = dot_s + p.score_offset_at(rel_base, query_pos[r], kp);
+      const float score = dot_s + offsets.at(query_pos[r], kp);
       const float prob = exp_approx((score - stats[0][r]) - stats[1][r]);
       const float keep =
-          drop.active() ? row_keep<kSplit>(drop, active, part, first + r, key_window) : 1.0f;
+          drop.active() ? row_keep<kSplit>(drop, active, part, drop_rows[r], key_window) : 1.0f;
       const float ds = prob * (dot_p * keep - stats[2][r] + stats[3][r]);
       const float dropped = prob * keep;
       add_scaled_slice<kSplit>(dk, ds, queries[r], part);

@@ -261,7 +261,7 @@ __device__ __forceinline__ void store_rows(const float (&acc)[kColTiles][4], flo
   }
 }
 
-template <int D>
+template <int D, bool kTerms>
 __global__ void __launch_bounds__(kMmaThreads) mma_forward_tiles(const ChunkAttentionParams p) {
   constexpr int kSteps = D / 16;    // k-steps of the score product over the head's columns
   constexpr int kColTiles = D / 8;  // column tiles of the output
@@ -278,7 +278,8 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_tiles(const ChunkAtte
   zero(acc);
   float m[2] = {kNoMaxYet, kNoMaxYet}, l[2] = {0.0f, 0.0f};  // l: this lane's columns' part
   const DropoutMask drop = p.segment_dropout(b.segment);
-  const int64_t rel_base = p.rel_scores || p.rel_grads ? p.relative_base(b.segment) : 0;
+  const DropoutRow drop_rows[2] = {drop.row_of(rows.slot[0]), drop.row_of(rows.slot[1])};
+  const ScoreOffsets<kTerms> offsets(p, b.segment);
   for_each_window_tile(p, b, staged, [&](int nk, int64_t window_first) {
     float s[kKeyTiles][4];  // element e: row h = e / 2, key n * 8 + 2q + e % 2
     multiply_by_rows<kSteps, kMmaKeyTile>(qa, staged.keys, g, q, s);
@@ -288,9 +289,8 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_tiles(const ChunkAtte
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int kk = n * 8 + 2 * q + e % 2, h = e / 2;
-        s[n][e] = kk < nk ? s[n][e] + p.score_offset_at(rel_base, rows.position[h],
-                                                        staged.rows.positions[kk])
-                          : kNoMaxYet;
+        s[n][e] =
+            kk < nk ? s[n][e] + offsets.at(rows.position[h], staged.rows.positions[kk]) : kNoMaxYet;
         tile_max[h] = fmaxf(tile_max[h], s[n][e]);
       }
     float correction[2];
@@ -313,7 +313,7 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_tiles(const ChunkAtte
         const float w = exp_approx(s[n][e] - m[h]);  // 0 past nk
         l[h] += w;
         s[n][e] = drop.active() && rows.active[h] && kk < nk
-                      ? w * drop.scale(rows.slot[h], window_first + kk)
+                      ? w * drop.scale_in(drop_rows[h], window_first + kk)
                       : w;
       }
     multiply_accumulated<kMmaKeyTile>(s, staged.values_t, g, q, acc);  // O += P V
@@ -341,7 +341,7 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_tiles(const ChunkAtte
 // thread that holds it: a row's elements are distinct pairs of positions, except where the
 // look-back wraps onto the chunk itself (one chunk), and then both copies of a key sit in the same
 // column of their tiles, so the same thread adds them, in window order. No atomics.
-template <int D>
+template <int D, bool kTerms>
 __global__ void __launch_bounds__(kMmaThreads) mma_query_grad_tiles(const ChunkAttentionParams p) {
   constexpr int kSteps = D / 16, kColTiles = D / 8, kKeys = mma_grad_tile<D>();
   __shared__ MmaGradKeys<D> staged;
@@ -369,7 +369,8 @@ __global__ void __launch_bounds__(kMmaThreads) mma_query_grad_tiles(const ChunkA
   float dq[kColTiles][4];
   zero(dq);
   const DropoutMask drop = p.segment_dropout(b.segment);
-  const int64_t rel_base = p.rel_scores || p.rel_grads ? p.relative_base(b.segment) : 0;
+  const DropoutRow drop_rows[2] = {drop.row_of(rows.slot[0]), drop.row_of(rows.slot[1])};
+  const ScoreOffsets<kTerms> offsets(p, b.segment);
   for_each_window_tile(p, b, staged, [&](int nk, int64_t window_first) {
     float s[kKeys / 8][4], dp[kKeys / 8][4];  // element e: row e / 2, key n * 8 + 2q + e % 2
     multiply_by_rows<kSteps, kKeys>(qa, staged.keys, g, q, s);
@@ -381,14 +382,13 @@ __global__ void __launch_bounds__(kMmaThreads) mma_query_grad_tiles(const ChunkA
         const int kk = n * 8 + 2 * q + e % 2, h = e / 2;
         float ds = 0.0f;
         if (kk < nk) {
-          const float score =
-              s[n][e] + p.score_offset_at(rel_base, rows.position[h], staged.rows.positions[kk]);
+          const float score = s[n][e] + offsets.at(rows.position[h], staged.rows.positions[kk]);
           const float prob = exp_approx((score - m[h]) - log_sum[h]);
-          const float keep =
-              drop.active() && rows.active[h] ? drop.scale(rows.slot[h], window_first + kk) : 1.0f;
+          const float keep = drop.active() && rows.active[h]
+                                 ? drop.scale_in(drop_rows[h], window_first + kk)
+                                 : 1.0f;
           ds = prob * (dp[n][e] * keep - delta[h] + dlse[h]);
-          if (rows.active[h])
-            p.add_relative_grad_at(rel_base, rows.position[h], staged.rows.positions[kk], ds);
+          if (rows.active[h]) offsets.add_grad(rows.position[h], staged.rows.positions[kk], ds);
         }
         s[n][e] = ds;
       }
@@ -413,11 +413,13 @@ struct MmaStagedQueries {
   alignas(16) Bf16Columns<D, kRows> douts_t;
   int32_t positions[kRows];
   float stats[4][kRows];           // m, log_sum, delta, dlse
+  DropoutRow drop_rows[kRows];     // (with dropout)
   const float* query_rows[kRows];  // (null past the count)
   const float* dout_rows[kRows];
 
   // Query slots first .. first + count - 1 of segment s (zeros past count).
-  __device__ void stage(const ChunkAttentionParams& p, int64_t s, int64_t first, int count) {
+  __device__ void stage(const ChunkAttentionParams& p, const DropoutMask& drop, int64_t s,
+                        int64_t first, int count) {
     const ChunkLayout& L = p.layout;
     for (int r = threadIdx.x; r < kRows; r += blockDim.x) {
       const int64_t slot = s * L.n_slots + first + r;
@@ -430,6 +432,7 @@ struct MmaStagedQueries {
       stats[1][r] = valid ? p.row_log_sum[slot] : 0.0f;
       stats[2][r] = valid ? p.delta[slot] : 0.0f;
       stats[3][r] = valid ? p.dlse[slot] : 0.0f;
+      if (drop.active()) drop_rows[r] = drop.row_of(first + r);
     }
     __syncthreads();
     for_each_staged_pair<D, kRows>([&](int r, int x) {
@@ -450,7 +453,7 @@ struct MmaStagedQueries {
 // both windows that hold them, staged a tile at a time: S^T = K Q^T and dP^T = V dO^T, the
 // probabilities recomputed, dS^T, then dV += (dropped P)^T dO and dK += dS^T Q. Each key's
 // gradient is complete within its block: no atomics.
-template <int D>
+template <int D, bool kTerms>
 __global__ void __launch_bounds__(kMmaThreads) mma_key_grad_tiles(const ChunkAttentionParams p) {
   constexpr int kSteps = D / 16, kColTiles = D / 8, kQueries = mma_grad_tile<D>();
   __shared__ MmaStagedQueries<D> staged;
@@ -483,9 +486,9 @@ __global__ void __launch_bounds__(kMmaThreads) mma_key_grad_tiles(const ChunkAtt
   zero(dk);
   zero(dv);
   const DropoutMask drop = p.segment_dropout(b.segment);
-  const int64_t rel_base = p.rel_scores ? p.relative_base(b.segment) : 0;
+  const ScoreOffsets<kTerms> offsets(p, b.segment);
   for_each_query_tile<kQueries>(p, b, [&](int64_t first, int nq, int64_t window_base) {
-    staged.stage(p, b.segment, first, nq);
+    staged.stage(p, drop, b.segment, first, nq);
     __syncthreads();
     float st[kQueries / 8][4], dpt[kQueries / 8][4];  // row: key e / 2, column: query
     multiply_by_rows<kSteps, kQueries>(ka, staged.queries, g, q, st);
@@ -497,10 +500,11 @@ __global__ void __launch_bounds__(kMmaThreads) mma_key_grad_tiles(const ChunkAtt
         const int r = n * 8 + 2 * q + e % 2, h = e / 2;
         float ds = 0.0f, dropped = 0.0f;
         if (r < nq) {
-          const float score = st[n][e] + p.score_offset_at(rel_base, staged.positions[r], kp[h]);
+          const float score = st[n][e] + offsets.at(staged.positions[r], kp[h]);
           const float prob = exp_approx((score - staged.stats[0][r]) - staged.stats[1][r]);
-          const float keep =
-              drop.active() && active[h] ? drop.scale(first + r, window_base + within[h]) : 1.0f;
+          const float keep = drop.active() && active[h]
+                                 ? drop.scale_in(staged.drop_rows[r], window_base + within[h])
+                                 : 1.0f;
           ds = prob * (dpt[n][e] * keep - staged.stats[2][r] + staged.stats[3][r]);
           dropped = prob * keep;
         }

@@ -21,9 +21,20 @@
 
 namespace rf::cuda {
 
-// Two floats rounded to bf16 (nearest, ties to even, as bf16_bits), lo in the lower half.
+// Two floats rounded to bf16 (nearest, ties to even, as bf16_bits), lo in the lower half. On
+// sm_80 and later one conversion instruction does both (PTX cvt.rn.bf16x2.f32: the first source
+// goes to the upper half), where bf16_bits takes about eight integer operations per value: the
+// tensor-core kernels round every probability and dS this way. The same bits as bf16_bits for
+// every float but NaNs, which it makes the canonical NaN rather than keep their sign and payload
+// (PTX ISA: round to nearest even, subnormals kept without .ftz).
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  uint32_t packed;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(packed) : "f"(hi), "f"(lo));
+  return packed;
+#else
   return static_cast<uint32_t>(bf16_bits(lo)) | (static_cast<uint32_t>(bf16_bits(hi)) << 16);
+#endif
 }
 
 // The B fragment of a k-step whose column (this lane's group's) is stored along k at `at`

@@ -138,8 +138,7 @@ struct ChunkAttentionParams {
   // Where segment s's relative scores start (its head's matrix, its example's rows); the tiles
   // compute it once per segment rather than per score.
   RF_HD int64_t relative_base(int64_t s) const {
-    const int64_t g = first_segment + s;
-    return ((g % heads) * batch + g / heads) * query_len() * rel_len;
+    return (head_of(s) * batch + example_of(s)) * query_len() * rel_len;
   }
   // Index of the pair (tq, tk) in rel_scores / rel_grads from its segment's base; -1 when it has
   // none.
@@ -171,20 +170,28 @@ struct ChunkAttentionParams {
     if (rel_grads) add_relative_grad_at(relative_base(s), tq, tk, ds);
   }
 
+  // (In 32 bits: slots and positions are int32 (chunked_attention.cpp checks), and a 64-bit
+  // modulo is a call to a slow routine on the GPU.)
+  // The example and head of segment s (= b * heads + h), in 32 bits as position.
+  RF_HD int64_t example_of(int64_t s) const {
+    return static_cast<int32_t>(first_segment + s) / static_cast<int32_t>(heads);
+  }
+  RF_HD int64_t head_of(int64_t s) const {
+    return static_cast<int32_t>(first_segment + s) % static_cast<int32_t>(heads);
+  }
   RF_HD int64_t position(int64_t s, int64_t j) const {
-    return (perm ? perm[s * layout.n_slots + j] : j) % layout.seq_len;
+    const int32_t e = perm ? perm[s * layout.n_slots + j] : static_cast<int32_t>(j);
+    return e % static_cast<int32_t>(layout.seq_len);
   }
   // Row of (segment s, query position t >= memory_len) in a query-side array (queries, outputs
   // and their gradients) with row stride `stride`.
   RF_HD int64_t row_offset(int64_t s, int64_t t, int64_t stride) const {
-    const int64_t g = first_segment + s;
-    return (g / heads * query_len() + t - memory_len) * stride + (g % heads) * d;
+    return (example_of(s) * query_len() + t - memory_len) * stride + head_of(s) * d;
   }
   // Row of (segment s, position t) in a key-side array (keys, values and their gradients).
   RF_HD int64_t key_row_offset(int64_t s, int64_t t, int64_t stride) const {
     if (t >= memory_len) return row_offset(s, t, stride);
-    const int64_t g = first_segment + s;
-    return (batch * query_len() + g / heads * memory_len + t) * stride + (g % heads) * d;
+    return (batch * query_len() + example_of(s) * memory_len + t) * stride + head_of(s) * d;
   }
   RF_HD const float* query_row(int64_t s, int64_t t) const { return q + row_offset(s, t, ld); }
   RF_HD const float* key_row(int64_t s, int64_t t) const {
@@ -197,10 +204,9 @@ struct ChunkAttentionParams {
   }
   // The dropout mask of segment s.
   RF_HD DropoutMask segment_dropout(int64_t s) const {
-    const int64_t g = first_segment + s;
     DropoutMask m = dropout;
-    m.example_base += static_cast<uint32_t>(g / heads);
-    m.stream.head = static_cast<uint32_t>(g % heads);
+    m.example_base += static_cast<uint32_t>(example_of(s));
+    m.stream.head = static_cast<uint32_t>(head_of(s));
     return m;
   }
 };

@@ -8,6 +8,14 @@
 
 namespace rf {
 
+// Where one row's elements are drawn: its example's stream and its first element. Kernels that
+// draw many elements of a row find it once (DropoutMask::row_of takes a 64-bit division).
+// (No member initialisers: kernels keep arrays of them in shared memory.)
+struct DropoutRow {
+  uint32_t example;
+  uint64_t first;
+};
+
 struct DropoutMask {
   float keep = 1.0f;  // 1 - rate; 1 disables dropout
   RngStream stream;   // example field is replaced per row
@@ -17,14 +25,21 @@ struct DropoutMask {
   int64_t row_offset = 0;  // added to the row index (a chunk of a larger activation)
 
   RF_HD bool active() const { return keep < 1.0f; }
-  // Multiplier for element (row, col): 0 or 1/keep.
-  RF_HD float scale(int64_t row, int64_t col) const {
+  RF_HD DropoutRow row_of(int64_t row) const {
+    const int64_t r = row + row_offset;
+    return {example_base + static_cast<uint32_t>(r / seq_len),
+            static_cast<uint64_t>(r % seq_len) * cols};
+  }
+  // Multiplier for element col of a row: 0 or 1/keep.
+  RF_HD float scale_in(const DropoutRow& row, int64_t col) const {
     if (!active()) return 1.0f;
     RngStream s = stream;
-    const int64_t r = row + row_offset;
-    s.example = example_base + static_cast<uint32_t>(r / seq_len);
-    const uint64_t element = static_cast<uint64_t>(r % seq_len) * cols + col;
-    return s.uniform(element) < keep ? 1.0f / keep : 0.0f;
+    s.example = row.example;
+    return s.uniform(row.first + col) < keep ? 1.0f / keep : 0.0f;
+  }
+  // Multiplier for element (row, col): 0 or 1/keep.
+  RF_HD float scale(int64_t row, int64_t col) const {
+    return active() ? scale_in(row_of(row), col) : 1.0f;
   }
 };
 

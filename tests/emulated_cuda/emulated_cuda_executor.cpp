@@ -88,18 +88,39 @@ EmulatedLaunches emulated_launches() {
   l.combine_rounds_rows = of(kernels::combine_rounds_rows);
   l.combine_rounds_backward_rows = of(kernels::combine_rounds_backward_rows);
   l.ungather_rows = of(kernels::ungather_attention_grads_rows);
+  // Per width the kernels for scores without terms; the ones with terms over all widths.
   l.attention_tiles_d32 =
-      tiles_of(tiles::forward_tiles<32>, tiles::query_grad_tiles<32>, tiles::key_grad_tiles<32>);
+      tiles_of(tiles::forward_tiles<32, false>, tiles::query_grad_tiles<32, false>,
+               tiles::key_grad_tiles<32, false>);
   l.attention_tiles_d64 =
-      tiles_of(tiles::forward_tiles<64>, tiles::query_grad_tiles<64>, tiles::key_grad_tiles<64>);
+      tiles_of(tiles::forward_tiles<64, false>, tiles::query_grad_tiles<64, false>,
+               tiles::key_grad_tiles<64, false>);
   l.attention_tiles_d128 =
-      tiles_of(tiles::forward_tiles<128>, tiles::query_grad_tiles<128>, tiles::key_grad_tiles<128>);
-  l.mma_tiles_d32 = tiles_of(tiles::mma_forward_tiles<32>, tiles::mma_query_grad_tiles<32>,
-                             tiles::mma_key_grad_tiles<32>);
-  l.mma_tiles_d64 = tiles_of(tiles::mma_forward_tiles<64>, tiles::mma_query_grad_tiles<64>,
-                             tiles::mma_key_grad_tiles<64>);
-  l.mma_tiles_d128 = tiles_of(tiles::mma_forward_tiles<128>, tiles::mma_query_grad_tiles<128>,
-                              tiles::mma_key_grad_tiles<128>);
+      tiles_of(tiles::forward_tiles<128, false>, tiles::query_grad_tiles<128, false>,
+               tiles::key_grad_tiles<128, false>);
+  l.attention_tiles_with_terms =
+      tiles_of(tiles::forward_tiles<32, true>, tiles::query_grad_tiles<32, true>,
+               tiles::key_grad_tiles<32, true>) +
+      tiles_of(tiles::forward_tiles<64, true>, tiles::query_grad_tiles<64, true>,
+               tiles::key_grad_tiles<64, true>) +
+      tiles_of(tiles::forward_tiles<128, true>, tiles::query_grad_tiles<128, true>,
+               tiles::key_grad_tiles<128, true>);
+  l.mma_tiles_d32 =
+      tiles_of(tiles::mma_forward_tiles<32, false>, tiles::mma_query_grad_tiles<32, false>,
+               tiles::mma_key_grad_tiles<32, false>);
+  l.mma_tiles_d64 =
+      tiles_of(tiles::mma_forward_tiles<64, false>, tiles::mma_query_grad_tiles<64, false>,
+               tiles::mma_key_grad_tiles<64, false>);
+  l.mma_tiles_d128 =
+      tiles_of(tiles::mma_forward_tiles<128, false>, tiles::mma_query_grad_tiles<128, false>,
+               tiles::mma_key_grad_tiles<128, false>);
+  l.mma_tiles_with_terms =
+      tiles_of(tiles::mma_forward_tiles<32, true>, tiles::mma_query_grad_tiles<32, true>,
+               tiles::mma_key_grad_tiles<32, true>) +
+      tiles_of(tiles::mma_forward_tiles<64, true>, tiles::mma_query_grad_tiles<64, true>,
+               tiles::mma_key_grad_tiles<64, true>) +
+      tiles_of(tiles::mma_forward_tiles<128, true>, tiles::mma_query_grad_tiles<128, true>,
+               tiles::mma_key_grad_tiles<128, true>);
   return l;
 }
 
