@@ -83,10 +83,11 @@ struct RngStream {
     const uint32_t k = static_cast<uint32_t>(i & 3);
     return k < 2 ? (k == 0 ? b.v[0] : b.v[1]) : (k == 2 ? b.v[2] : b.v[3]);
   }
-  // Uniform in [0, 1) with 24 bits of resolution.
-  RF_HD float uniform(uint64_t i) const {
-    return static_cast<float>(bits(i) >> 8) * (1.0f / 16777216.0f);
+  // Uniform in [0, 1) with 24 bits of resolution, from an element's 32 random bits.
+  RF_HD static float uniform_from_bits(uint32_t b) {
+    return static_cast<float>(b >> 8) * (1.0f / 16777216.0f);
   }
+  RF_HD float uniform(uint64_t i) const { return uniform_from_bits(bits(i)); }
   // Standard normal for element i (Box-Muller over one Philox block, two normals per block half).
   RF_HD float normal(uint64_t i) const {
     const Philox4 r = block(i >> 2);

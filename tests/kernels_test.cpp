@@ -184,6 +184,46 @@ TEST(Philox, StreamsDifferByEveryCoordinate) {
   }
 }
 
+// A run of a row's multipliers drawn a Philox block at a time (scales_in), and pairs of them
+// (scale_pair_in), equal the same elements drawn one at a time (scale), from every alignment
+// within a block and for runs that start and end mid-block, in rows past seq_len (the next
+// example's stream).
+TEST(Dropout, RunsOfARowEqualTheElementsDrawnOneAtATime) {
+  DropoutMask mask;
+  mask.keep = 0.7f;
+  mask.stream = make_rng_stream(5, RngPurpose::kAttentionDropout, 2, 9, 0, 1);
+  mask.example_base = 3;
+  mask.seq_len = 11;
+  mask.cols = 37;
+  mask.row_offset = 4;
+  int64_t dropped = 0, compared = 0;
+  for (int64_t row : {0, 1, 6, 7, 20}) {
+    for (int64_t col = 0; col < 9; ++col) {
+      for (int64_t n : {1, 2, 3, 4, 5, 13, 28}) {
+        std::vector<float> run(static_cast<size_t>(n), -1.0f);
+        mask.scales_in(mask.row_of(row), col, n, run.data());
+        for (int64_t c = 0; c < n; ++c) {
+          ASSERT_EQ(run[static_cast<size_t>(c)], mask.scale(row, col + c))
+              << "row " << row << " col " << col << " n " << n << " c " << c;
+          if (c + 1 < n) {
+            const DropoutMask::Pair pair = mask.scale_pair_in(mask.row_of(row), col + c);
+            ASSERT_EQ(pair.first, run[static_cast<size_t>(c)]) << "pair at col " << col + c;
+            ASSERT_EQ(pair.second, run[static_cast<size_t>(c + 1)]) << "pair at col " << col + c;
+          }
+          dropped += run[static_cast<size_t>(c)] == 0.0f;
+          ++compared;
+        }
+      }
+    }
+  }
+  EXPECT_GT(dropped, compared / 5);  // (about 30% dropped: the comparison saw both values)
+  EXPECT_LT(dropped, compared / 2);
+  mask.keep = 1.0f;  // inactive: all ones
+  std::vector<float> run(6, -1.0f);
+  mask.scales_in(mask.row_of(2), 3, 6, run.data());
+  EXPECT_EQ(run, std::vector<float>(6, 1.0f));
+}
+
 using selftest::reference_gemm;
 
 class GemmDescTest : public ::testing::TestWithParam<std::tuple<bool, bool, int>> {};

@@ -108,6 +108,22 @@ struct QueryStats {
   }
 };
 
+// The dropout multipliers of a query tile's nq queries (from slot first_query) against nk keys from
+// window index col, transposed as the scores are: keep_t[kk * nqp + i], 1 for the padding queries.
+// Drawn a query at a time, so that each Philox block (four consecutive keys) is drawn once rather
+// than once per key.
+void tile_dropout_scales(const DropoutMask& drop, int64_t first_query, int64_t nq, int64_t nqp,
+                         int64_t col, int64_t nk, float* keep_t) {
+  float run[kTile];
+  for (int64_t i = 0; i < nqp; ++i) {
+    if (i < nq)
+      drop.scales_in(drop.row_of(first_query + i), col, nk, run);
+    else
+      std::fill(run, run + nk, 1.0f);
+    for (int64_t kk = 0; kk < nk; ++kk) keep_t[kk * nqp + i] = run[kk];
+  }
+}
+
 // Scores are kept transposed, st [keys, queries]: the softmax statistics are vectors across the
 // queries of a tile (no horizontal reductions), and the queries are transposed once per tile.
 
@@ -144,6 +160,9 @@ inline __attribute__((always_inline)) void softmax_tile(
     m[i] = m_new;
     l[i] *= correction[i];
   }
+  float keep_t[kTile * kTile];
+  if (drop.active())
+    tile_dropout_scales(drop, q_tile.first, nq, nqp, k_tile.window_offset, nk, keep_t);
   for (int64_t kk = 0; kk < nk; ++kk) {
     float* row = st + kk * nqp;
     for (int64_t i = 0; i < nqp; ++i) {
@@ -151,8 +170,7 @@ inline __attribute__((always_inline)) void softmax_tile(
       l[i] += row[i];
     }
     if (drop.active())
-      for (int64_t i = 0; i < nq; ++i)
-        row[i] *= drop.scale(q_tile.first + i, k_tile.window_offset + kk);
+      for (int64_t i = 0; i < nq; ++i) row[i] *= keep_t[kk * nqp + i];
   }
 }
 
@@ -265,13 +283,13 @@ void score_gradients(const ChunkAttentionParams& p, int64_t s, const DropoutMask
   const int64_t nk = kv.count, nqp = qt.nqp, nq = qt.tile.count;
   std::optional<ScoreTerms> terms;  // (relative positions, a distance mask: off the plain path)
   if (p.has_score_terms()) terms.emplace(p, p.relative_base(s), qt.qpos, nqp, kv.kpos, nk);
-  float keep[kTile];
-  std::fill(keep, keep + nqp, 1.0f);
+  float ones[kTile], keep_t[kTile * kTile];
+  std::fill(ones, ones + nqp, 1.0f);
+  if (drop.active()) tile_dropout_scales(drop, qt.tile.first, nq, nqp, key_offset, nk, keep_t);
   for (int64_t kk = 0; kk < nk; ++kk) {
     float* row = st + kk * nqp;
     float* dp_row = dpt + kk * nqp;
-    if (drop.active())
-      for (int64_t i = 0; i < nq; ++i) keep[i] = drop.scale(qt.tile.first + i, key_offset + kk);
+    const float* keep = drop.active() ? keep_t + kk * nqp : ones;
     const int32_t kp = kv.kpos[kk];
     if (terms) {
       terms->add_offsets(p, qt.qpos, kp, row, nqp);

@@ -261,6 +261,17 @@ __device__ __forceinline__ void store_rows(const float (&acc)[kColTiles][4], flo
   }
 }
 
+// The dropout multipliers of a thread's two adjacent columns of one row (window indices col and
+// col + 1): one Philox block for both (DropoutMask::scale_pair_in); 1 without dropout or for an
+// inactive row.
+__device__ __forceinline__ void pair_keep(const DropoutMask& drop, bool row_active,
+                                          const DropoutRow& row, int64_t col, float (&keep)[2]) {
+  const DropoutMask::Pair pair =
+      drop.active() && row_active ? drop.scale_pair_in(row, col) : DropoutMask::Pair{1.0f, 1.0f};
+  keep[0] = pair.first;
+  keep[1] = pair.second;
+}
+
 template <int D, bool kTerms>
 __global__ void __launch_bounds__(kMmaThreads) mma_forward_tiles(const ChunkAttentionParams p) {
   constexpr int kSteps = D / 16;    // k-steps of the score product over the head's columns
@@ -308,13 +319,17 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_tiles(const ChunkAtte
 #pragma unroll
     for (int n = 0; n < kKeyTiles; ++n)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int kk = n * 8 + 2 * q + e % 2, h = e / 2;
-        const float w = exp_approx(s[n][e] - m[h]);  // 0 past nk
-        l[h] += w;
-        s[n][e] = drop.active() && rows.active[h] && kk < nk
-                      ? w * drop.scale_in(drop_rows[h], window_first + kk)
-                      : w;
+      for (int h = 0; h < 2; ++h) {
+        const int kk = n * 8 + 2 * q;  // this thread's columns kk, kk + 1 (elements 2h, 2h + 1)
+        float keep[2];
+        pair_keep(drop, rows.active[h], drop_rows[h], window_first + kk, keep);
+#pragma unroll
+        for (int x = 0; x < 2; ++x) {
+          const int e = 2 * h + x;
+          const float w = exp_approx(s[n][e] - m[h]);  // 0 past nk
+          l[h] += w;
+          s[n][e] = kk + x < nk ? w * keep[x] : w;
+        }
       }
     multiply_accumulated<kMmaKeyTile>(s, staged.values_t, g, q, acc);  // O += P V
   });
@@ -378,19 +393,21 @@ __global__ void __launch_bounds__(kMmaThreads) mma_query_grad_tiles(const ChunkA
 #pragma unroll
     for (int n = 0; n < kKeys / 8; ++n)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int kk = n * 8 + 2 * q + e % 2, h = e / 2;
-        float ds = 0.0f;
-        if (kk < nk) {
-          const float score = s[n][e] + offsets.at(rows.position[h], staged.rows.positions[kk]);
-          const float prob = exp_approx((score - m[h]) - log_sum[h]);
-          const float keep = drop.active() && rows.active[h]
-                                 ? drop.scale_in(drop_rows[h], window_first + kk)
-                                 : 1.0f;
-          ds = prob * (dp[n][e] * keep - delta[h] + dlse[h]);
-          if (rows.active[h]) offsets.add_grad(rows.position[h], staged.rows.positions[kk], ds);
+      for (int h = 0; h < 2; ++h) {
+        float keep[2];
+        pair_keep(drop, rows.active[h], drop_rows[h], window_first + n * 8 + 2 * q, keep);
+#pragma unroll
+        for (int x = 0; x < 2; ++x) {
+          const int e = 2 * h + x, kk = n * 8 + 2 * q + x;
+          float ds = 0.0f;
+          if (kk < nk) {
+            const float score = s[n][e] + offsets.at(rows.position[h], staged.rows.positions[kk]);
+            const float prob = exp_approx((score - m[h]) - log_sum[h]);
+            ds = prob * (dp[n][e] * keep[x] - delta[h] + dlse[h]);
+            if (rows.active[h]) offsets.add_grad(rows.position[h], staged.rows.positions[kk], ds);
+          }
+          s[n][e] = ds;
         }
-        s[n][e] = ds;
       }
     multiply_accumulated<kKeys>(s, staged.keys_t, g, q, dq);  // dQ += dS K
   });
