@@ -76,12 +76,14 @@ struct RngStream {
                               example, step_word()}};
     return philox4x32_10(counter, key0, key1);
   }
-  // 32 random bits for element i. (Picked by selects rather than by indexing the block: a GPU
-  // keeps an array indexed at run time in local memory, a store and a load per number drawn.)
-  RF_HD uint32_t bits(uint64_t i) const {
-    const Philox4 b = block(i >> 2);
-    const uint32_t k = static_cast<uint32_t>(i & 3);
+  // Word k < 4 of a block, picked by selects rather than by indexing the block: a GPU keeps an
+  // array indexed at run time in local memory, a store and a load per number drawn.
+  RF_HD static uint32_t word(const Philox4& b, uint32_t k) {
     return k < 2 ? (k == 0 ? b.v[0] : b.v[1]) : (k == 2 ? b.v[2] : b.v[3]);
+  }
+  // 32 random bits for element i.
+  RF_HD uint32_t bits(uint64_t i) const {
+    return word(block(i >> 2), static_cast<uint32_t>(i & 3));
   }
   // Uniform in [0, 1) with 24 bits of resolution, from an element's 32 random bits.
   RF_HD static float uniform_from_bits(uint32_t b) {

@@ -62,7 +62,7 @@ inline void embed_forward_row(const EmbedForward& op, int64_t row) {
     for (int64_t c = c0; c < c1; ++c)
       sum[c - c0] = token[c] + (first == nullptr ? 0.0f : c < split ? first[c] : second[c]);
     if (op.mask.active())
-      for (int64_t c = c0; c < c1; ++c) out[c] = sum[c - c0] * op.mask.scale(row, c);
+      op.mask.for_each_scale(row, c0, c1, [&](int64_t c, float s) { out[c] = sum[c - c0] * s; });
     else
       for (int64_t c = c0; c < c1; ++c) out[c] = sum[c - c0] * 1.0f;
   }

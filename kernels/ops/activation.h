@@ -118,7 +118,7 @@ struct BiasActivationForward {
       for (int64_t c = c0; c < c1; ++c) out[c - c0] = gelu(hr[c] + bias[c]);
     }
     if (mask.active())
-      for (int64_t c = c0; c < c1; ++c) out[c - c0] *= mask.scale(r, c);
+      mask.for_each_scale(r, c0, c1, [&](int64_t c, float s) { out[c - c0] *= s; });
   }
 };
 
@@ -138,8 +138,7 @@ struct ActivationBackward {
     float* g = grad + r * split.cols;
     const float* dr = derivative + r * split.cols;
     for (int64_t c = c0; c < c1; ++c) g[c] *= dr[c];
-    if (mask.active())
-      for (int64_t c = c0; c < c1; ++c) g[c] *= mask.scale(r, c);
+    if (mask.active()) mask.for_each_scale(r, c0, c1, [&](int64_t c, float s) { g[c] *= s; });
     if (grad_bf16) {
       uint16_t* out = grad_bf16 + r * split.cols;
       for (int64_t c = c0; c < c1; ++c) out[c] = bf16_bits(g[c]);

@@ -39,22 +39,31 @@ struct DropoutMask {
     s.example = row.example;
     return keeps(s.uniform(row.first + col)) ? 1.0f / keep : 0.0f;
   }
-  // scale_in(row, col + c) into out[c] for c < n, drawing each Philox block once: a block holds
-  // four consecutive elements' numbers, and scale_in draws a whole block for each element.
-  RF_HD void scales_in(const DropoutRow& row, int64_t col, int64_t n, float* out) const {
+  // f(c, scale_in(row, c)) for c = c0 .. c1 - 1 in order, drawing each Philox block once: a
+  // block holds four consecutive elements' numbers, and scale_in draws a whole block for each.
+  template <class F>
+  RF_HD void for_each_scale_in(const DropoutRow& row, int64_t c0, int64_t c1, const F& f) const {
     if (!active()) {
-      for (int64_t c = 0; c < n; ++c) out[c] = 1.0f;
+      for (int64_t c = c0; c < c1; ++c) f(c, 1.0f);
       return;
     }
     RngStream s = stream;
     s.example = row.example;
-    const uint64_t first = row.first + col;
-    for (int64_t c = 0; c < n;) {
-      const uint64_t e = first + c;
+    for (int64_t c = c0; c < c1;) {
+      const uint64_t e = row.first + c;
       const Philox4 b = s.block(e >> 2);
-      for (uint64_t k = e & 3; k < 4 && c < n; ++k, ++c)
-        out[c] = keeps(RngStream::uniform_from_bits(b.v[k])) ? 1.0f / keep : 0.0f;
+      for (uint32_t k = static_cast<uint32_t>(e & 3); k < 4 && c < c1; ++k, ++c)
+        f(c, keeps(RngStream::uniform_from_bits(RngStream::word(b, k))) ? 1.0f / keep : 0.0f);
     }
+  }
+  // The same for row `row`: the activations' dropout over a row's columns.
+  template <class F>
+  RF_HD void for_each_scale(int64_t row, int64_t c0, int64_t c1, const F& f) const {
+    for_each_scale_in(row_of(row), c0, c1, f);
+  }
+  // scale_in(row, col + c) into out[c] for c < n.
+  RF_HD void scales_in(const DropoutRow& row, int64_t col, int64_t n, float* out) const {
+    for_each_scale_in(row, col, col + n, [&](int64_t c, float scale) { out[c - col] = scale; });
   }
   // scale_in(row, col) and scale_in(row, col + 1), drawing one Philox block when both lie in it
   // (for a GPU thread that holds two adjacent columns: no array indexed at run time).
@@ -69,10 +78,8 @@ struct DropoutMask {
     RngStream s = stream;
     s.example = row.example;
     const Philox4 b = s.block(e >> 2);
-    const uint32_t w0 = k == 0 ? b.v[0] : (k == 1 ? b.v[1] : b.v[2]);
-    const uint32_t w1 = k == 0 ? b.v[1] : (k == 1 ? b.v[2] : b.v[3]);
-    return {keeps(RngStream::uniform_from_bits(w0)) ? 1.0f / keep : 0.0f,
-            keeps(RngStream::uniform_from_bits(w1)) ? 1.0f / keep : 0.0f};
+    return {keeps(RngStream::uniform_from_bits(RngStream::word(b, k))) ? 1.0f / keep : 0.0f,
+            keeps(RngStream::uniform_from_bits(RngStream::word(b, k + 1))) ? 1.0f / keep : 0.0f};
   }
   // Multiplier for element (row, col): 0 or 1/keep.
   RF_HD float scale(int64_t row, int64_t col) const {

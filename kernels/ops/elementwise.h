@@ -41,8 +41,9 @@ struct BiasDropoutResidualAdd {
     float* out = residual + r * split.cols;
     const float* in = t + r * split.cols;
     if (mask.active()) {
-      for (int64_t c = c0; c < c1; ++c)
-        out[c] += sign * (in[c] + (bias ? bias[c] : 0.0f)) * mask.scale(r, c);
+      mask.for_each_scale(r, c0, c1, [&](int64_t c, float s) {
+        out[c] += sign * (in[c] + (bias ? bias[c] : 0.0f)) * s;
+      });
     } else if (bias) {
       for (int64_t c = c0; c < c1; ++c) out[c] += sign * (in[c] + bias[c]);
     } else {
@@ -59,7 +60,7 @@ struct ApplyDropout {
   DropoutMask mask;
   RF_HD void operator()(int64_t r) const {
     float* row = x + r * cols;
-    for (int64_t c = 0; c < cols; ++c) row[c] *= mask.scale(r, c);
+    mask.for_each_scale(r, 0, cols, [&](int64_t c, float s) { row[c] *= s; });
   }
 };
 
