@@ -24,9 +24,17 @@ struct DropoutMask {
   int64_t cols = 1;
   int64_t row_offset = 0;  // added to the row index (a chunk of a larger activation)
 
-  RF_HD bool active() const { return keep < 1.0f; }
+  RF_HD bool active() const {
+#ifdef RF_SASS_WITHOUT_DROPOUT  // (bench/sass_stats.sh --no-dropout only: code as runs without
+    return false;               // dropout execute it, for counting instructions)
+#else
+    return keep < 1.0f;
+#endif
+  }
   // Whether an element whose uniform number is u is kept.
-  RF_HD bool keeps(float u) const { return u < keep; }
+  RF_HD bool keeps(float u) const {
+    return u < keep;
+  }
   RF_HD DropoutRow row_of(int64_t row) const {
     const int64_t r = row + row_offset;
     return {example_base + static_cast<uint32_t>(r / seq_len),
