@@ -22,12 +22,16 @@ KINDS = ("HMMA", "FFMA", "FADD", "FMUL", "IMAD", "ISETP", "LOP3", "F2I", "MUFU",
 
 
 def short_name(mangled):
-    """rf::cuda::attention_tiles::mma_forward_tiles<64, false> from its mangled name."""
-    m = re.search(r"attention_tiles\d+(\w+?)ILi(\d+)E(?:Lb([01])E)?", mangled)
+    """mma_forward_tiles<64, plain, dropout> for attention_tiles::mma_forward_tiles<64, false,
+    true>: its head width, score terms and (tensor-core kernels) dropout, from the mangled name."""
+    m = re.search(r"attention_tiles\d+(\w+?)ILi(\d+)E((?:Lb[01]E)*)", mangled)
     if not m:
         return mangled
-    terms = "" if m.group(3) is None else (", terms" if m.group(3) == "1" else ", plain")
-    return f"{m.group(1)}<{m.group(2)}{terms}>"
+    flags = re.findall(r"Lb([01])E", m.group(3))
+    words = [("terms" if flags[0] == "1" else "plain")] if flags else []
+    if len(flags) > 1:
+        words.append("dropout" if flags[1] == "1" else "no dropout")
+    return f"{m.group(1)}<{', '.join([m.group(2)] + words)}>"
 
 
 def read_ptxas(path):

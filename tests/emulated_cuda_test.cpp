@@ -313,19 +313,22 @@ std::string kernels_not_run(const emulated_cuda::EmulatedLaunches& before, bool 
   check("combine_rounds_backward_rows", before.combine_rounds_backward_rows,
         now.combine_rounds_backward_rows);
   check("ungather_attention_grads_rows", before.ungather_rows, now.ungather_rows);
-  // (The fp32 tiles run at fp32, the tensor-core tiles at bf16.)
-  if (tensor_cores) {
-    check("mma tiles d32", before.mma_tiles_d32, now.mma_tiles_d32);
-    check("mma tiles d64", before.mma_tiles_d64, now.mma_tiles_d64);
-    check("mma tiles d128", before.mma_tiles_d128, now.mma_tiles_d128);
-    check("mma tiles with score terms", before.mma_tiles_with_terms, now.mma_tiles_with_terms);
-  } else {
-    check("attention tiles d32", before.attention_tiles_d32, now.attention_tiles_d32);
-    check("attention tiles d64", before.attention_tiles_d64, now.attention_tiles_d64);
-    check("attention tiles d128", before.attention_tiles_d128, now.attention_tiles_d128);
-    check("attention tiles with score terms", before.attention_tiles_with_terms,
-          now.attention_tiles_with_terms);
-  }
+  // Every variant of the tiles (width, score terms, dropout) that the sweep's precision runs:
+  // the fp32 tiles at fp32, the tensor-core tiles at bf16.
+  const char* widths[3] = {"d32", "d64", "d128"};
+  const char* terms[2] = {"plain", "with score terms"};
+  const char* dropout[2] = {"", " and dropout"};
+  for (int w = 0; w < 3; ++w)
+    for (int t = 0; t < 2; ++t) {
+      if (!tensor_cores) {
+        check((std::string("attention tiles ") + widths[w] + " " + terms[t]).c_str(),
+              before.attention_tiles[w][t], now.attention_tiles[w][t]);
+        continue;
+      }
+      for (int d = 0; d < 2; ++d)
+        check((std::string("mma tiles ") + widths[w] + " " + terms[t] + dropout[d]).c_str(),
+              before.mma_tiles[w][t][d], now.mma_tiles[w][t][d]);
+    }
   return missing;
 }
 
@@ -383,9 +386,10 @@ TEST(EmulatedCuda, TrainingMicroStepMatchesTheCpu) {
 
 TEST(EmulatedCuda, TrainingWithMemoryAndRelativePositionsMatchesTheCpu) {
   const std::unique_ptr<Executor> emulated = emulated_cuda::make_emulated_cuda_executor();
-  const int64_t tiles_before = emulated_cuda::emulated_launches().attention_tiles_with_terms;
+  const int64_t tiles_before = emulated_cuda::emulated_launches().attention_tiles[0][1];
   test::expect_memory_training_matches(*emulated);
-  EXPECT_GT(emulated_cuda::emulated_launches().attention_tiles_with_terms, tiles_before);
+  // (width 32, relative scores)
+  EXPECT_GT(emulated_cuda::emulated_launches().attention_tiles[0][1], tiles_before);
 }
 
 // The reduction kernels add in the CPU functors' order (reduce_kernels.cuh): column sums and the

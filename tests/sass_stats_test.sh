@@ -7,7 +7,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
-name='_ZN2rf4cuda15attention_tiles17mma_forward_tilesILi64ELb0EEEvNS_20ChunkAttentionParamsE'
+name='_ZN2rf4cuda15attention_tiles17mma_forward_tilesILi64ELb0ELb1EEEvNS_20ChunkAttentionParamsE'
 cat > "$tmp/ptxas.txt" <<EOT
 ptxas info    : Compiling entry function '$name' for 'sm_90'
 ptxas info    : Function properties for $name
@@ -32,9 +32,9 @@ cat > "$tmp/k.sass" <<EOT
 EOT
 out="$(python3 "$root/bench/sass_stats.py" "$tmp/ptxas.txt" "$tmp/k.sass")"
 echo "$out"
-row="$(grep '^mma_forward_tiles<64, plain>' <<< "$out")" || fail "no row for the kernel"
+row="$(grep '^mma_forward_tiles<64, plain, dropout>' <<< "$out")" || fail "no row for the kernel"
 # kernel | regs | stack | spill | smem | instructions | loop | HMMA FFMA FADD FMUL IMAD ISETP LOP3 F2I ..
-[[ "$row" == "mma_forward_tiles<64, plain> | 160 | 16 | 8 | 19968 | 12 | 7 | 2 | 2 | 0 | 0 | 0 | 1 | 0 | 1 |"* ]] ||
+[[ "$row" == "mma_forward_tiles<64, plain, dropout> | 160 | 16 | 8 | 19968 | 12 | 7 | 2 | 2 | 0 | 0 | 0 | 1 | 0 | 1 |"* ]] ||
   fail "unexpected row: $row"
 if python3 "$root/bench/sass_stats.py" "$tmp/ptxas.txt" "$tmp/ptxas.txt" 2> "$tmp/err"; then
   fail "a file without SASS was accepted"

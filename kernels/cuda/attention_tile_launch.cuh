@@ -25,34 +25,41 @@ inline int64_t blocks_of(const ChunkAttentionParams& p, int tile) {
   return p.segments * p.layout.n_chunks() * tiles;
 }
 
-template <class Launch, int D, bool kTerms>
-void run_kernels(ChunkAttentionPass pass, const ChunkAttentionParams& p, bool tensor_cores) {
-  constexpr int kSplit = D / kSlice;
-  const int64_t query_blocks = blocks_of(p, kQueryTile), key_blocks = blocks_of(p, kKeyTile);
-  const int64_t mma_query_blocks = blocks_of(p, kMmaQueryTile);
-  const int64_t mma_key_blocks = blocks_of(p, kMmaKeyBlock);
-  RF_CHECK(query_blocks < INT_MAX && key_blocks < INT_MAX && mma_query_blocks < INT_MAX &&
-               mma_key_blocks < INT_MAX,
-           "too many attention tiles");
+// The tensor-core kernels, also compiled with and without dropout (KernelDropout).
+template <class Launch, int D, bool kTerms, bool kDropout>
+void run_mma_kernels(ChunkAttentionPass pass, const ChunkAttentionParams& p) {
+  const int64_t query_blocks = blocks_of(p, kMmaQueryTile), key_blocks = blocks_of(p, kMmaKeyBlock);
+  RF_CHECK(query_blocks < INT_MAX && key_blocks < INT_MAX, "too many attention tiles");
   const dim3 query_grid(static_cast<unsigned>(query_blocks));
-  const dim3 mma_query_grid(static_cast<unsigned>(mma_query_blocks));
   if (pass == ChunkAttentionPass::kForward) {
-    if (tensor_cores)
-      Launch::kernel(mma_forward_tiles<D, kTerms>, mma_query_grid, dim3(kMmaThreads), p);
-    else
-      Launch::kernel(forward_tiles<D, kTerms>, query_grid, dim3(kQueryTile * kSplit), p);
+    Launch::kernel(mma_forward_tiles<D, kTerms, kDropout>, query_grid, dim3(kMmaThreads), p);
     return;
   }
-  if (tensor_cores)
-    Launch::kernel(mma_query_grad_tiles<D, kTerms>, mma_query_grid, dim3(kMmaThreads), p);
-  else
-    Launch::kernel(query_grad_tiles<D, kTerms>, query_grid, dim3(kQueryTile * kSplit), p);
-  if (tensor_cores)
-    Launch::kernel(mma_key_grad_tiles<D, kTerms>, dim3(static_cast<unsigned>(mma_key_blocks)),
-                   dim3(kMmaThreads), p);
-  else
-    Launch::kernel(key_grad_tiles<D, kTerms>, dim3(static_cast<unsigned>(key_blocks)),
-                   dim3(kKeyTile * kSplit), p);
+  Launch::kernel(mma_query_grad_tiles<D, kTerms, kDropout>, query_grid, dim3(kMmaThreads), p);
+  Launch::kernel(mma_key_grad_tiles<D, kTerms, kDropout>, dim3(static_cast<unsigned>(key_blocks)),
+                 dim3(kMmaThreads), p);
+}
+
+template <class Launch, int D, bool kTerms>
+void run_kernels(ChunkAttentionPass pass, const ChunkAttentionParams& p, bool tensor_cores) {
+  if (tensor_cores) {
+    if (p.dropout.active())
+      run_mma_kernels<Launch, D, kTerms, true>(pass, p);
+    else
+      run_mma_kernels<Launch, D, kTerms, false>(pass, p);
+    return;
+  }
+  constexpr int kSplit = D / kSlice;
+  const int64_t query_blocks = blocks_of(p, kQueryTile), key_blocks = blocks_of(p, kKeyTile);
+  RF_CHECK(query_blocks < INT_MAX && key_blocks < INT_MAX, "too many attention tiles");
+  const dim3 query_grid(static_cast<unsigned>(query_blocks));
+  if (pass == ChunkAttentionPass::kForward) {
+    Launch::kernel(forward_tiles<D, kTerms>, query_grid, dim3(kQueryTile * kSplit), p);
+    return;
+  }
+  Launch::kernel(query_grad_tiles<D, kTerms>, query_grid, dim3(kQueryTile * kSplit), p);
+  Launch::kernel(key_grad_tiles<D, kTerms>, dim3(static_cast<unsigned>(key_blocks)),
+                 dim3(kKeyTile * kSplit), p);
 }
 
 // The kernels compiled for the pass's score terms (ScoreOffsets): the masks alone, or with

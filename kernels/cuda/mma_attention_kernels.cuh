@@ -261,18 +261,29 @@ __device__ __forceinline__ void store_rows(const float (&acc)[kColTiles][4], flo
   }
 }
 
+// A segment's dropout as a kernel compiled with or without it sees it: kernels for runs without
+// dropout (kDropout false) then hold none of its code, which takes registers (ptxas: 160 instead
+// of 128 for the forward at width 64) whether or not it runs. The launcher picks the kernel by
+// DropoutMask::active().
+template <bool kDropout>
+struct KernelDropout : DropoutMask {
+  __device__ explicit KernelDropout(const DropoutMask& mask) : DropoutMask(mask) {}
+  __device__ bool active() const { return kDropout; }
+};
+
 // The dropout multipliers of a thread's two adjacent columns of one row (window indices col and
 // col + 1): one Philox block for both (DropoutMask::scale_pair_in); 1 without dropout or for an
 // inactive row.
-__device__ __forceinline__ void pair_keep(const DropoutMask& drop, bool row_active,
-                                          const DropoutRow& row, int64_t col, float (&keep)[2]) {
+template <class Drop>
+__device__ __forceinline__ void pair_keep(const Drop& drop, bool row_active, const DropoutRow& row,
+                                          int64_t col, float (&keep)[2]) {
   const DropoutMask::Pair pair =
       drop.active() && row_active ? drop.scale_pair_in(row, col) : DropoutMask::Pair{1.0f, 1.0f};
   keep[0] = pair.first;
   keep[1] = pair.second;
 }
 
-template <int D, bool kTerms>
+template <int D, bool kTerms, bool kDropout>
 __global__ void __launch_bounds__(kMmaThreads) mma_forward_tiles(const ChunkAttentionParams p) {
   constexpr int kSteps = D / 16;    // k-steps of the score product over the head's columns
   constexpr int kColTiles = D / 8;  // column tiles of the output
@@ -288,7 +299,7 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_tiles(const ChunkAtte
   float acc[kColTiles][4];
   zero(acc);
   float m[2] = {kNoMaxYet, kNoMaxYet}, l[2] = {0.0f, 0.0f};  // l: this lane's columns' part
-  const DropoutMask drop = p.segment_dropout(b.segment);
+  const KernelDropout<kDropout> drop(p.segment_dropout(b.segment));
   const DropoutRow drop_rows[2] = {drop.row_of(rows.slot[0]), drop.row_of(rows.slot[1])};
   const ScoreOffsets<kTerms> offsets(p, b.segment);
   for_each_window_tile(p, b, staged, [&](int nk, int64_t window_first) {
@@ -356,7 +367,7 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_tiles(const ChunkAtte
 // thread that holds it: a row's elements are distinct pairs of positions, except where the
 // look-back wraps onto the chunk itself (one chunk), and then both copies of a key sit in the same
 // column of their tiles, so the same thread adds them, in window order. No atomics.
-template <int D, bool kTerms>
+template <int D, bool kTerms, bool kDropout>
 __global__ void __launch_bounds__(kMmaThreads) mma_query_grad_tiles(const ChunkAttentionParams p) {
   constexpr int kSteps = D / 16, kColTiles = D / 8, kKeys = mma_grad_tile<D>();
   __shared__ MmaGradKeys<D> staged;
@@ -383,7 +394,7 @@ __global__ void __launch_bounds__(kMmaThreads) mma_query_grad_tiles(const ChunkA
   load_row_fragments<kSteps>(dout[0], 1.0f, dout[1], 1.0f, q, da);
   float dq[kColTiles][4];
   zero(dq);
-  const DropoutMask drop = p.segment_dropout(b.segment);
+  const KernelDropout<kDropout> drop(p.segment_dropout(b.segment));
   const DropoutRow drop_rows[2] = {drop.row_of(rows.slot[0]), drop.row_of(rows.slot[1])};
   const ScoreOffsets<kTerms> offsets(p, b.segment);
   for_each_window_tile(p, b, staged, [&](int nk, int64_t window_first) {
@@ -435,8 +446,9 @@ struct MmaStagedQueries {
   const float* dout_rows[kRows];
 
   // Query slots first .. first + count - 1 of segment s (zeros past count).
-  __device__ void stage(const ChunkAttentionParams& p, const DropoutMask& drop, int64_t s,
-                        int64_t first, int count) {
+  template <class Drop>
+  __device__ void stage(const ChunkAttentionParams& p, const Drop& drop, int64_t s, int64_t first,
+                        int count) {
     const ChunkLayout& L = p.layout;
     for (int r = threadIdx.x; r < kRows; r += blockDim.x) {
       const int64_t slot = s * L.n_slots + first + r;
@@ -470,7 +482,7 @@ struct MmaStagedQueries {
 // both windows that hold them, staged a tile at a time: S^T = K Q^T and dP^T = V dO^T, the
 // probabilities recomputed, dS^T, then dV += (dropped P)^T dO and dK += dS^T Q. Each key's
 // gradient is complete within its block: no atomics.
-template <int D, bool kTerms>
+template <int D, bool kTerms, bool kDropout>
 __global__ void __launch_bounds__(kMmaThreads) mma_key_grad_tiles(const ChunkAttentionParams p) {
   constexpr int kSteps = D / 16, kColTiles = D / 8, kQueries = mma_grad_tile<D>();
   __shared__ MmaStagedQueries<D> staged;
@@ -502,7 +514,7 @@ __global__ void __launch_bounds__(kMmaThreads) mma_key_grad_tiles(const ChunkAtt
   float dk[kColTiles][4], dv[kColTiles][4];
   zero(dk);
   zero(dv);
-  const DropoutMask drop = p.segment_dropout(b.segment);
+  const KernelDropout<kDropout> drop(p.segment_dropout(b.segment));
   const ScoreOffsets<kTerms> offsets(p, b.segment);
   for_each_query_tile<kQueries>(p, b, [&](int64_t first, int nq, int64_t window_base) {
     staged.stage(p, drop, b.segment, first, nq);

@@ -294,7 +294,9 @@ void check_attention_ops(Checker& checker, const SweepOptions& options) {
   // The quick sweep (a GPU run's start-up check) includes a shape for each path of the GPU's
   // tiled kernels (head widths 32, 64, 128; LSH, local with its causal skip, dense without
   // look-back; chunks that are not a multiple of 32; a memory; relative scores and a distance
-  // limit) as well as shapes they leave to the functors.
+  // limit) as well as shapes they leave to the functors, and every variant they are compiled in
+  // (attention_tile_launch.cuh: each width with and without score terms, and on tensor cores
+  // with and without dropout; the emulation's tests check that each ran).
   std::vector<AttentionShape> shapes = {
       {"lsh", 2, 3, 64, 16, 2, 8, 1.0f},
       {"lsh", 1, 2, 128, 64, 2, 64, 0.8f},
@@ -307,7 +309,15 @@ void check_attention_ops(Checker& checker, const SweepOptions& options) {
       // Transformer-XL's relative scores through the tiled kernels: local with a memory, dense
       // with terms for only the nearer distances and a distance limit.
       {"local", 2, 2, 96, 32, 1, 32, 0.9f, 16, 64},
-      {"dense", 1, 2, 80, 64, 1, 80, 1.0f, 24, 40, 50}};
+      {"dense", 1, 2, 80, 64, 1, 80, 1.0f, 24, 40, 50},
+      // The variants the shapes above leave out: width 32 without terms or dropout, and with
+      // terms only; 64 with terms and dropout; 128 with dropout, with terms, with both.
+      {"lsh", 1, 2, 64, 32, 2, 32, 1.0f},
+      {"local", 1, 1, 64, 32, 1, 32, 1.0f, 0, 32, 40},
+      {"dense", 1, 1, 64, 64, 1, 64, 0.9f, 0, 32},
+      {"lsh", 1, 1, 64, 128, 2, 32, 0.9f},
+      {"dense", 1, 1, 48, 128, 1, 48, 1.0f, 0, 24, 30},
+      {"local", 1, 1, 64, 128, 1, 32, 0.9f, 0, 48}};
   if (!options.quick) {
     const std::vector<AttentionShape> more = {{"lsh", 1, 1, 2, 1, 1, 2, 1.0f},
                                               {"lsh", 1, 1, 21, 5, 3, 3, 0.75f},

@@ -1,5 +1,7 @@
 #include "tests/emulated_cuda/emulated_cuda_executor.h"
 
+#include <type_traits>
+
 #include "kernels/executor_impl.h"
 #include "kernels/kernel_ops.h"
 #include "tests/emulated_cuda/emulated_cuda.h"
@@ -88,39 +90,31 @@ EmulatedLaunches emulated_launches() {
   l.combine_rounds_rows = of(kernels::combine_rounds_rows);
   l.combine_rounds_backward_rows = of(kernels::combine_rounds_backward_rows);
   l.ungather_rows = of(kernels::ungather_attention_grads_rows);
-  // Per width the kernels for scores without terms; the ones with terms over all widths.
-  l.attention_tiles_d32 =
-      tiles_of(tiles::forward_tiles<32, false>, tiles::query_grad_tiles<32, false>,
-               tiles::key_grad_tiles<32, false>);
-  l.attention_tiles_d64 =
-      tiles_of(tiles::forward_tiles<64, false>, tiles::query_grad_tiles<64, false>,
-               tiles::key_grad_tiles<64, false>);
-  l.attention_tiles_d128 =
-      tiles_of(tiles::forward_tiles<128, false>, tiles::query_grad_tiles<128, false>,
-               tiles::key_grad_tiles<128, false>);
-  l.attention_tiles_with_terms =
-      tiles_of(tiles::forward_tiles<32, true>, tiles::query_grad_tiles<32, true>,
-               tiles::key_grad_tiles<32, true>) +
-      tiles_of(tiles::forward_tiles<64, true>, tiles::query_grad_tiles<64, true>,
-               tiles::key_grad_tiles<64, true>) +
-      tiles_of(tiles::forward_tiles<128, true>, tiles::query_grad_tiles<128, true>,
-               tiles::key_grad_tiles<128, true>);
-  l.mma_tiles_d32 =
-      tiles_of(tiles::mma_forward_tiles<32, false>, tiles::mma_query_grad_tiles<32, false>,
-               tiles::mma_key_grad_tiles<32, false>);
-  l.mma_tiles_d64 =
-      tiles_of(tiles::mma_forward_tiles<64, false>, tiles::mma_query_grad_tiles<64, false>,
-               tiles::mma_key_grad_tiles<64, false>);
-  l.mma_tiles_d128 =
-      tiles_of(tiles::mma_forward_tiles<128, false>, tiles::mma_query_grad_tiles<128, false>,
-               tiles::mma_key_grad_tiles<128, false>);
-  l.mma_tiles_with_terms =
-      tiles_of(tiles::mma_forward_tiles<32, true>, tiles::mma_query_grad_tiles<32, true>,
-               tiles::mma_key_grad_tiles<32, true>) +
-      tiles_of(tiles::mma_forward_tiles<64, true>, tiles::mma_query_grad_tiles<64, true>,
-               tiles::mma_key_grad_tiles<64, true>) +
-      tiles_of(tiles::mma_forward_tiles<128, true>, tiles::mma_query_grad_tiles<128, true>,
-               tiles::mma_key_grad_tiles<128, true>);
+  // Every compiled variant (attention_tile_launch.cuh): width x score terms (x dropout).
+  auto variants = [&](auto width, int w) {
+    constexpr int D = decltype(width)::value;
+    l.attention_tiles[w][0] =
+        tiles_of(tiles::forward_tiles<D, false>, tiles::query_grad_tiles<D, false>,
+                 tiles::key_grad_tiles<D, false>);
+    l.attention_tiles[w][1] =
+        tiles_of(tiles::forward_tiles<D, true>, tiles::query_grad_tiles<D, true>,
+                 tiles::key_grad_tiles<D, true>);
+    l.mma_tiles[w][0][0] = tiles_of(tiles::mma_forward_tiles<D, false, false>,
+                                    tiles::mma_query_grad_tiles<D, false, false>,
+                                    tiles::mma_key_grad_tiles<D, false, false>);
+    l.mma_tiles[w][0][1] = tiles_of(tiles::mma_forward_tiles<D, false, true>,
+                                    tiles::mma_query_grad_tiles<D, false, true>,
+                                    tiles::mma_key_grad_tiles<D, false, true>);
+    l.mma_tiles[w][1][0] = tiles_of(tiles::mma_forward_tiles<D, true, false>,
+                                    tiles::mma_query_grad_tiles<D, true, false>,
+                                    tiles::mma_key_grad_tiles<D, true, false>);
+    l.mma_tiles[w][1][1] = tiles_of(tiles::mma_forward_tiles<D, true, true>,
+                                    tiles::mma_query_grad_tiles<D, true, true>,
+                                    tiles::mma_key_grad_tiles<D, true, true>);
+  };
+  variants(std::integral_constant<int, 32>(), 0);
+  variants(std::integral_constant<int, 64>(), 1);
+  variants(std::integral_constant<int, 128>(), 2);
   return l;
 }
 

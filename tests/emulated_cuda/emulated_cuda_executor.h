@@ -18,13 +18,11 @@ struct EmulatedLaunches {
   int64_t column_strips = 0, sum_squares_blocks = 0, norm_finalize_warp = 0;
   int64_t activation_elements = 0, activation_backward_elements = 0;
   int64_t combine_rounds_rows = 0, combine_rounds_backward_rows = 0, ungather_rows = 0;
-  // The tiled attention's kernels (forward, query gradients, key gradients) for scores without
-  // terms by head width, and with terms (relative positions, a distance limit) over all widths.
-  int64_t attention_tiles_d32 = 0, attention_tiles_d64 = 0, attention_tiles_d128 = 0;
-  int64_t attention_tiles_with_terms = 0;
-  // Their tensor-core versions (bf16 products), likewise.
-  int64_t mma_tiles_d32 = 0, mma_tiles_d64 = 0, mma_tiles_d128 = 0;
-  int64_t mma_tiles_with_terms = 0;
+  // The tiled attention's kernels (forward, query gradients, key gradients) per variant: head
+  // width 32, 64, 128 (index 0, 1, 2), scores without or with terms (relative positions, a
+  // distance limit), and for the tensor-core ones (bf16 products) without or with dropout.
+  int64_t attention_tiles[3][2] = {};
+  int64_t mma_tiles[3][2][2] = {};
 };
 
 // With bf16_operands, as the CUDA executor at runtime.precision bf16: the kernels that produce a
