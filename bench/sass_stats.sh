@@ -3,18 +3,11 @@
 # kernels/cuda/chunk_attention_tiles.cu for one architecture with ptxas's report and prints, per
 # kernel, registers, stack, spills, shared memory and the instruction mix of the loop around its
 # tensor-core products (bench/sass_stats.py says what is counted).
-#   bench/sass_stats.sh [--no-dropout] [ARCH] [MATCH]     e.g. bench/sass_stats.sh 90 mma_forward
-# --no-dropout compiles the kernels as a run without dropout executes them (the dropout paths,
-# which the static count would include, left out), as the reference benchmark runs.
+#   bench/sass_stats.sh [ARCH] [MATCH]     e.g. bench/sass_stats.sh 90 "64, plain, no dropout"
 # Needs nvcc, and cuobjdump with nvdisasm: from the CUDA toolkit, from PATH, or else installed
 # once from PyPI into build/sass-tools (packages nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-defines=()
-if [ "${1:-}" = --no-dropout ]; then
-  defines=(-DRF_SASS_WITHOUT_DROPOUT)
-  shift
-fi
 arch="${1:-90}"
 match="${2:-}"
 [[ "$arch" =~ ^[0-9]+$ ]] || { echo "error: architecture '$arch' is not a number such as 90" >&2; exit 2; }
@@ -42,7 +35,7 @@ nvdisasm="$(find_tool nvdisasm)" || { echo "error: no nvdisasm" >&2; exit 1; }
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 echo "compiling kernels/cuda/chunk_attention_tiles.cu for sm_$arch ..." >&2
-"$nvcc" -DRF_WITH_CUDA=1 "${defines[@]}" -I"$root" -isystem="$cuda/include" -O3 -DNDEBUG --expt-relaxed-constexpr \
+"$nvcc" -DRF_WITH_CUDA=1 -I"$root" -isystem="$cuda/include" -O3 -DNDEBUG --expt-relaxed-constexpr \
   -std=c++17 "--generate-code=arch=compute_$arch,code=sm_$arch" -Xptxas -v \
   -c "$root/kernels/cuda/chunk_attention_tiles.cu" -o "$work/tiles.o" 2> "$work/ptxas.txt" ||
   { cat "$work/ptxas.txt" >&2; exit 1; }

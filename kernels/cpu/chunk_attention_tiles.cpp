@@ -114,13 +114,12 @@ struct QueryStats {
 // than once per key.
 void tile_dropout_scales(const DropoutMask& drop, int64_t first_query, int64_t nq, int64_t nqp,
                          int64_t col, int64_t nk, float* keep_t) {
-  float run[kTile];
   for (int64_t i = 0; i < nqp; ++i) {
     if (i < nq)
-      drop.scales_in(drop.row_of(first_query + i), col, nk, run);
+      drop.for_each_scale(first_query + i, col, col + nk,
+                          [&](int64_t c, float scale) { keep_t[(c - col) * nqp + i] = scale; });
     else
-      std::fill(run, run + nk, 1.0f);
-    for (int64_t kk = 0; kk < nk; ++kk) keep_t[kk * nqp + i] = run[kk];
+      for (int64_t kk = 0; kk < nk; ++kk) keep_t[kk * nqp + i] = 1.0f;
   }
 }
 

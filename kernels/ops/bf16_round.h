@@ -11,11 +11,7 @@
 namespace rf {
 
 RF_HD uint16_t bf16_bits(float x) {
-#if defined(__CUDA_ARCH__)
-  const uint32_t u = static_cast<uint32_t>(__float_as_int(x));
-#else
-  const uint32_t u = __builtin_bit_cast(uint32_t, x);  // (std::memcpy stops GCC vectorising)
-#endif
+  const uint32_t u = bits_of_float(x);
   const bool nan = (u & 0x7F800000u) == 0x7F800000u && (u & 0x007FFFFFu) != 0;
   // Adding 0x7FFF plus the lowest kept bit rounds to nearest with ties to even; a NaN keeps a
   // mantissa bit so it cannot round into an infinity.

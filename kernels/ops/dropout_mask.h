@@ -24,17 +24,9 @@ struct DropoutMask {
   int64_t cols = 1;
   int64_t row_offset = 0;  // added to the row index (a chunk of a larger activation)
 
-  RF_HD bool active() const {
-#ifdef RF_SASS_WITHOUT_DROPOUT  // (bench/sass_stats.sh --no-dropout only: code as runs without
-    return false;               // dropout execute it, for counting instructions)
-#else
-    return keep < 1.0f;
-#endif
-  }
+  RF_HD bool active() const { return keep < 1.0f; }
   // Whether an element whose uniform number is u is kept.
-  RF_HD bool keeps(float u) const {
-    return u < keep;
-  }
+  RF_HD bool keeps(float u) const { return u < keep; }
   RF_HD DropoutRow row_of(int64_t row) const {
     const int64_t r = row + row_offset;
     return {example_base + static_cast<uint32_t>(r / seq_len),
@@ -68,10 +60,6 @@ struct DropoutMask {
   template <class F>
   RF_HD void for_each_scale(int64_t row, int64_t c0, int64_t c1, const F& f) const {
     for_each_scale_in(row_of(row), c0, c1, f);
-  }
-  // scale_in(row, col + c) into out[c] for c < n.
-  RF_HD void scales_in(const DropoutRow& row, int64_t col, int64_t n, float* out) const {
-    for_each_scale_in(row, col, col + n, [&](int64_t c, float scale) { out[c - col] = scale; });
   }
   // scale_in(row, col) and scale_in(row, col + 1), drawing one Philox block when both lie in it
   // (for a GPU thread that holds two adjacent columns: no array indexed at run time).
