@@ -9,9 +9,11 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/prefetch.h"
+
 // Only the functions marked RF_AMX_TARGET use AVX-512 and AMX instructions, and they run only after
 // available() said yes: the rest of the build may target CPUs without them.
-#define RF_AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16,amx-tile,amx-bf16")))
+#define RF_AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512bf16,amx-tile,amx-bf16,bmi2")))
 
 namespace rf::cpu::amx {
 namespace {
@@ -93,11 +95,49 @@ RF_AMX_TARGET inline __m512i round_pair(__m512 lo, __m512 hi) {
   return reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));
 }
 
+// The permutation of round_pair's 32 bf16 (16 of row p, then 16 of row p + 1) into the pairs
+// layout: (p, j), (p + 1, j) for each j.
+RF_AMX_TARGET inline __m512i pair_interleave() {
+  return _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22,
+                          6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+}
+
 // The first `count` (<= 16) floats at p, zeros after.
 RF_AMX_TARGET inline __m512 load_partial(const float* p, int64_t count) {
   if (count >= 16) return _mm512_loadu_ps(p);
   if (count <= 0) return _mm512_setzero_ps();
   return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << count) - 1u), p);
+}
+
+// Floats [c, c + 16) of a source row (masked past cols: nothing past it is read), times
+// `scale` when kScaled.
+template <bool kScaled>
+RF_AMX_TARGET inline __m512 load_source(const float* row, __m512 scale, int64_t c, int64_t cols) {
+  const int64_t count = std::clamp<int64_t>(cols - c, 0, 16);
+  const auto mask = static_cast<__mmask16>(_bzhi_u32(0xffffu, static_cast<unsigned>(count)));
+  const __m512 x = _mm512_maskz_loadu_ps(mask, row + c);
+  if constexpr (kScaled) return _mm512_maskz_mul_ps(mask, x, scale);
+  return x;
+}
+
+// Columns [j, j + 16) of rows p and p + 1 of a rows layout (zeros for rows from count on), as
+// round_pair lays out two rows: row p's 16 bf16, then row p + 1's.
+RF_AMX_TARGET inline __m512i two_row_parts(const uint16_t* a_rows, int64_t depth, int64_t count,
+                                           int64_t p, int64_t j) {
+  __m512i v = _mm512_setzero_si512();
+  if (p < count) v = _mm512_maskz_loadu_epi16(0x0000ffffu, a_rows + p * depth + j);
+  // (Lanes 16-31 load from 16 values before row p + 1's column j; the masked-off lanes are not
+  // read.)
+  if (p + 1 < count) v = _mm512_mask_loadu_epi16(v, 0xffff0000u, a_rows + (p + 1) * depth + j - 16);
+  return v;
+}
+
+// Asks for the cache lines of a source row a few rows ahead: the rows of an LSH tile are
+// scattered over the sequence, which the hardware prefetchers do not follow.
+constexpr int64_t kPrefetchRowsAhead = 8;
+inline void prefetch_source_row(const float* const* rows, int64_t r, int64_t count, int64_t cols) {
+  if (r >= count) return;
+  prefetch_floats(rows[r], cols);
 }
 
 // The transpose of 16 rows of 16 32-bit words, in place. (GCC 12's unpack intrinsics start from
@@ -165,24 +205,9 @@ RF_AMX_TARGET void pack_rows(const float* a, int64_t lda, int64_t m, int64_t m_p
   }
 }
 
-RF_AMX_TARGET void pack_rows_transposed(const float* at, int64_t ldat, int64_t m, int64_t m_pad,
-                                        int64_t k, uint16_t* out) {
-  // The rows layout of A = at^T, seen as 32-bit words (two bf16 of consecutive k), is the
-  // transpose of the pairs layout of at.
-  const int64_t k_pad = padded_depth(k);
-  static thread_local std::vector<uint16_t> pairs;
-  pairs.resize(static_cast<size_t>(k_pad * m_pad));
-  pack_pairs(at, ldat, k, m_pad, pairs.data());
-  transpose_words(pairs.data(), m_pad, k_pad / 2, m_pad, out, k_pad / 2);
-  std::memset(out + m * k_pad, 0, static_cast<size_t>((m_pad - m) * k_pad) * sizeof(uint16_t));
-}
-
 RF_AMX_TARGET void pack_pairs(const float* b, int64_t ldb, int64_t k, int64_t n, uint16_t* out) {
   const int64_t k_pad = padded_depth(k);
-  // Interleaves the 16 bf16 of row p with the 16 of row p + 1: (p, j), (p + 1, j) for each j.
-  const __m512i interleave =
-      _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
-                       21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const __m512i interleave = pair_interleave();
   for (int64_t p = 0; p < k_pad; p += 2) {
     uint16_t* pair_row = out + (p / 2) * n * 2;
     for (int64_t j = 0; j < n; j += 16) {
@@ -193,6 +218,60 @@ RF_AMX_TARGET void pack_pairs(const float* b, int64_t ldb, int64_t k, int64_t n,
                           _mm512_permutexvar_epi16(interleave, round_pair(first, second)));
     }
   }
+}
+
+template <bool kScaled>
+RF_AMX_TARGET void pack_rows_of_impl(const float* const* rows, const float* scales, int64_t m,
+                                     int64_t m_pad, int64_t cols, uint16_t* out) {
+  const int64_t k_pad = padded_depth(cols);
+  for (int64_t r = 0; r < m; ++r) {
+    prefetch_source_row(rows, r + kPrefetchRowsAhead, m, cols);
+    const float* in = rows[r];
+    const __m512 scale = _mm512_set1_ps(kScaled ? scales[r] : 1.0f);
+    uint16_t* row = out + r * k_pad;
+    for (int64_t c = 0; c < k_pad; c += 32)
+      _mm512_storeu_si512(row + c, round_pair(load_source<kScaled>(in, scale, c, cols),
+                                              load_source<kScaled>(in, scale, c + 16, cols)));
+  }
+  std::memset(out + m * k_pad, 0, static_cast<size_t>((m_pad - m) * k_pad) * sizeof(uint16_t));
+}
+
+RF_AMX_TARGET void pack_rows_of(const float* const* rows, const float* scales, int64_t m,
+                                int64_t m_pad, int64_t cols, uint16_t* out) {
+  if (scales)
+    pack_rows_of_impl<true>(rows, scales, m, m_pad, cols, out);
+  else
+    pack_rows_of_impl<false>(rows, scales, m, m_pad, cols, out);
+}
+
+RF_AMX_TARGET void pairs_of_rows(const uint16_t* a_rows, int64_t depth, int64_t count, int64_t n,
+                                 uint16_t* out) {
+  const int64_t k_pad = padded_depth(count);
+  const __m512i interleave = pair_interleave();
+  for (int64_t p = 0; p < k_pad; p += 2) {
+    uint16_t* pair_row = out + (p / 2) * n * 2;
+    for (int64_t j = 0; j < n; j += 16) {
+      const __m512i both = two_row_parts(a_rows, depth, count, p, j);
+      _mm512_storeu_si512(pair_row + j * 2, _mm512_permutexvar_epi16(interleave, both));
+    }
+  }
+}
+
+void pairs_transposed_of_rows(const uint16_t* a_rows, int64_t depth, int64_t count_pad,
+                              uint16_t* out) {
+  // Seen as 32-bit words (two bf16 of consecutive columns), the pairs layout of S^T is the
+  // transpose of the rows layout of S.
+  transpose_words(a_rows, depth / 2, count_pad, depth / 2, out, count_pad);
+}
+
+void rows_transposed_of_rows(const uint16_t* a_rows, int64_t depth, int64_t count, int64_t cols_pad,
+                             uint16_t* out) {
+  // Likewise the rows layout of S^T is the transpose of the pairs layout of S.
+  const int64_t count_depth = padded_depth(count);
+  static thread_local std::vector<uint16_t> pairs;
+  pairs.resize(static_cast<size_t>(count_depth * cols_pad));
+  pairs_of_rows(a_rows, depth, count, cols_pad, pairs.data());
+  transpose_words(pairs.data(), cols_pad, count_depth / 2, cols_pad, out, count_depth / 2);
 }
 
 RF_AMX_TARGET void multiply(int64_t m, int64_t n, int64_t k_pad, const uint16_t* a_rows,

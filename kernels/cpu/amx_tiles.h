@@ -32,12 +32,29 @@ bool available();
 
 // The rows layout of A [m][k] (element (r, c) at a[r * lda + c]); rows m .. m_pad - 1 are zero.
 void pack_rows(const float* a, int64_t lda, int64_t m, int64_t m_pad, int64_t k, uint16_t* out);
-// The rows layout of A = transpose of `at` [k][m] (element (r, c) of A at at[c * ldat + r]);
-// m_pad % 16 == 0, and at's rows must have m_pad readable floats (the rows past m come out zero).
-void pack_rows_transposed(const float* at, int64_t ldat, int64_t m, int64_t m_pad, int64_t k,
-                          uint16_t* out);
 // The pairs layout of B [k][n] (element (p, j) at b[p * ldb + j]); n % 16 == 0.
 void pack_pairs(const float* b, int64_t ldb, int64_t k, int64_t n, uint16_t* out);
+
+// The rows layout of A [m][cols] packed straight from rows scattered in memory (the gathered
+// rows of a tile: no fp32 copy of the tile first). Row r is rows[r][0 .. cols - 1], times
+// scales[r] when scales is not null (rounded to fp32, then to bf16, as a copy scaled first would
+// be); rows m .. m_pad - 1 and columns past cols come out zero. The other layouts of the same
+// rows are made from it below (each scattered row read once: rows of a head lie a whole number of
+// kilobytes apart, so a tile's rows share few L1 sets and a second pass over them misses).
+void pack_rows_of(const float* const* rows, const float* scales, int64_t m, int64_t m_pad,
+                  int64_t cols, uint16_t* out);
+// From a rows layout S [>= count][depth] (depth = padded_depth of its columns):
+//   pairs_of_rows: the pairs layout of B = S [count][n] (n % 16 == 0, n <= depth);
+//   pairs_transposed_of_rows: the pairs layout of B = S^T [cols][count_pad] (S has count_pad
+//     rows, count_pad % 16 == 0);
+//   rows_transposed_of_rows: the rows layout of A = S^T [cols_pad][padded_depth(count)]
+//     (cols_pad % 16 == 0, cols_pad <= depth; S's columns past its own are zero, so are the
+//     rows past them here).
+void pairs_of_rows(const uint16_t* a_rows, int64_t depth, int64_t count, int64_t n, uint16_t* out);
+void pairs_transposed_of_rows(const uint16_t* a_rows, int64_t depth, int64_t count_pad,
+                              uint16_t* out);
+void rows_transposed_of_rows(const uint16_t* a_rows, int64_t depth, int64_t count, int64_t cols_pad,
+                             uint16_t* out);
 
 // out[c * ld_out + r] = in[r * ld_in + c] for 32-bit words (floats, or pairs of bf16), r < rows,
 // c < cols, both multiples of 16 (AVX-512 16 x 16 transposes).

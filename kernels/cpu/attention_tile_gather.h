@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/cpu/amx_tiles.h"
+#include "kernels/cpu/prefetch.h"
 #include "kernels/cpu/tile_gemm.h"
 #include "kernels/cpu/transpose_block.h"
 #include "kernels/ops/chunk_attention.h"
@@ -32,14 +33,11 @@ inline void copy_row(const float* in, int64_t n, float* out) {
   for (; x < n; ++x) out[x] = in[x];
 }
 
-// Asks for the cache lines of a row of n floats ahead of its use. A tile's rows come from the
-// positions the LSH permutation scattered over the sequence, a pattern the hardware prefetchers do
-// not follow.
-inline void prefetch_row(const float* row, int64_t n) {
-  for (int64_t x = 0; x < n; x += 64 / static_cast<int64_t>(sizeof(float)))
-    __builtin_prefetch(row + x);
-}
-constexpr int64_t kPrefetchAhead = 8;  // rows (4 and 16 measured the same)
+// Rows of a tile are asked for (prefetch_floats) this many rows ahead of their use: they come from
+// the positions the LSH permutation scattered over the sequence, a pattern the hardware
+// prefetchers do not follow.
+constexpr int64_t kPrefetchAhead = 8;  // rows (4 and 16 measured the same, while GCC still deleted
+                                       // some of these prefetches: kernels/cpu/prefetch.h)
 
 // A run of consecutive slots of one chunk, and where they sit in the window that sees them.
 struct SlotTile {
@@ -75,7 +73,7 @@ class TileGather {
     auto prefetch_block = [&](int64_t first) {
       if (per_slot) return;
       for (int64_t r = first; r < std::min(first + 16, tile.count); ++r)
-        prefetch_row(rows[r], p_.d);
+        prefetch_floats(rows[r], p_.d);
     };
     prefetch_block(0);
     for (int64_t r0 = 0; r0 < tile.count; r0 += 16) {
@@ -92,22 +90,20 @@ class TileGather {
       }
     }
   }
-  // Scaled key rows and value rows [count, dp] of a key tile, and their positions.
-  void key_value_rows(const SlotTile& tile, float* k, float* v, int32_t* kpos) const {
+  // Where the tile's query rows are (or, per_slot set, its rows of a per-slot array): out[r] for
+  // r < count. (The bf16 operands are packed from them, kernels/cpu/amx_tiles.h.)
+  void query_row_sources(const SlotTile& tile, const float** out,
+                         const float* per_slot = nullptr) const {
+    for (int64_t r = 0; r < tile.count; ++r) out[r] = row(tile, r, per_slot);
+  }
+  // Where a key tile's key and value rows are, the keys' scale factors and their positions.
+  void key_value_sources(const SlotTile& tile, const float** k, const float** v, float* k_scale,
+                         int32_t* kpos) const {
     for (int64_t r = 0; r < tile.count; ++r) {
-      if (r + kPrefetchAhead < tile.count) {
-        const int64_t ahead = p_.position(s_, tile.first + r + kPrefetchAhead);
-        prefetch_row(p_.key_row(s_, ahead), p_.d);
-        prefetch_row(p_.value_row(s_, ahead), p_.d);
-      }
       const int64_t t = p_.position(s_, tile.first + r);
-      const float* kr = p_.key_row(s_, t);
-      const float* vr = p_.value_row(s_, t);
-      const float f = p_.key_factor(s_, t);
-      for (int64_t x = 0; x < p_.d; ++x) k[r * dp_ + x] = kr[x] * f;
-      copy_row(vr, p_.d, v + r * dp_);
-      std::fill(k + r * dp_ + p_.d, k + (r + 1) * dp_, 0.0f);
-      std::fill(v + r * dp_ + p_.d, v + (r + 1) * dp_, 0.0f);
+      k[r] = p_.key_row(s_, t);
+      v[r] = p_.value_row(s_, t);
+      k_scale[r] = p_.key_factor(s_, t);
       kpos[r] = static_cast<int32_t>(t);
     }
   }
@@ -128,7 +124,8 @@ class TileGather {
 
 // The bf16 layouts of a key tile that a pass's products read (none: fp32 products). Packing only
 // these (the forward: K rows and V^T; the gradients: K rows, V rows and K^T) made both bf16
-// passes 3-4% faster than packing all four at 4K tokens.
+// passes 3-4% faster than packing all four at 4K tokens. (V^T is made from V's rows, which the
+// forward then holds too.)
 struct Bf16Layouts {
   bool k_rows = false, v_rows = false, k_transposed = false, v_transposed = false;
 };
@@ -142,12 +139,37 @@ class KeyTileCache {
   struct Entry {
     int64_t segment = -1, first = -1;
     int64_t count = 0, dp = 0;
-    std::vector<float> k, v;  // [kTile, dp]
+    // Where the rows are in the pass's inputs (which do not change within a pass), the keys'
+    // scale factors, and the keys' positions.
+    const float* k_source[kTile];
+    const float* v_source[kTile];
+    float k_scale[kTile];
     int32_t kpos[kTile];
+    // With fp32 products: the scaled keys and the values [kTile, dp], zero past d.
+    bool has_fp32 = false;
+    std::vector<float> k, v;
     // With bf16 products (amx_tiles.h): K and V as A operands [count_pad, d_pad] and their
-    // transposes [dp, count_pad32], each made when first asked for.
+    // transposes [dp, count_pad32], each made when first asked for, straight from the inputs'
+    // rows. (Through fp32 copies of the tile, getting key tiles took 11% of the bf16 gradient
+    // items' time at 4K tokens on one thread; this way 8%. 2026-12-05)
     bool has_k16 = false, has_v16 = false, has_kt16 = false, has_vt16 = false;
     std::vector<uint16_t> k16, v16, kt16, vt16;
+    void make_fp32(int64_t d) {
+      if (has_fp32) return;
+      k.resize(static_cast<size_t>(kTile * dp));
+      v.resize(static_cast<size_t>(kTile * dp));
+      for (int64_t r = 0; r < count; ++r) {
+        if (r + kPrefetchAhead < count) {
+          prefetch_floats(k_source[r + kPrefetchAhead], d);
+          prefetch_floats(v_source[r + kPrefetchAhead], d);
+        }
+        for (int64_t x = 0; x < d; ++x) k[r * dp + x] = k_source[r][x] * k_scale[r];
+        copy_row(v_source[r], d, v.data() + r * dp);
+        std::fill(k.begin() + r * dp + d, k.begin() + (r + 1) * dp, 0.0f);
+        std::fill(v.begin() + r * dp + d, v.begin() + (r + 1) * dp, 0.0f);
+      }
+      has_fp32 = true;
+    }
     void make_bf16(int64_t d, Bf16Layouts want) {
       const int64_t rows = padded(count), depth = amx::padded_depth(d);
       const int64_t keys = amx::padded_depth(count);
@@ -159,36 +181,42 @@ class KeyTileCache {
         pack(layout->data());
         *has = true;
       };
-      make(want.k_rows, &has_k16, &k16, rows * depth,
-           [&](uint16_t* out) { amx::pack_rows(k.data(), dp, count, rows, d, out); });
-      make(want.v_rows, &has_v16, &v16, rows * depth,
-           [&](uint16_t* out) { amx::pack_rows(v.data(), dp, count, rows, d, out); });
+      // (The transposes are made from the rows: the inputs' rows are read once.)
+      make(want.k_rows || want.k_transposed, &has_k16, &k16, rows * depth,
+           [&](uint16_t* out) { amx::pack_rows_of(k_source, k_scale, count, rows, d, out); });
+      make(want.v_rows || want.v_transposed, &has_v16, &v16, rows * depth,
+           [&](uint16_t* out) { amx::pack_rows_of(v_source, nullptr, count, rows, d, out); });
       make(want.k_transposed, &has_kt16, &kt16, dp * keys,
-           [&](uint16_t* out) { amx::pack_rows_transposed(k.data(), dp, d, dp, count, out); });
+           [&](uint16_t* out) { amx::rows_transposed_of_rows(k16.data(), depth, count, dp, out); });
       make(want.v_transposed, &has_vt16, &vt16, dp * keys,
-           [&](uint16_t* out) { amx::pack_rows_transposed(v.data(), dp, d, dp, count, out); });
+           [&](uint16_t* out) { amx::rows_transposed_of_rows(v16.data(), depth, count, dp, out); });
     }
   };
+  // The key tile with the bf16 layouts `bf16` asks for, or (none asked for) its fp32 rows.
   const Entry& get(const ChunkAttentionParams& p, int64_t s, const SlotTile& tile,
                    Bf16Layouts bf16 = {}) {
+    Entry* found = nullptr;
     for (Entry& e : entries_)
       if (e.segment == s && e.first == tile.first && e.count == tile.count && e.dp == padded(p.d)) {
-        e.make_bf16(p.d, bf16);
-        return e;
+        found = &e;
+        break;
       }
-    Entry& e = entries_[next_];
-    next_ = (next_ + 1) % kEntries;
-    const int64_t dp = padded(p.d);
-    e.k.resize(kTile * dp);
-    e.v.resize(kTile * dp);
-    TileGather(p, s).key_value_rows(tile, e.k.data(), e.v.data(), e.kpos);
-    e.segment = s;
-    e.first = tile.first;
-    e.count = tile.count;
-    e.dp = dp;
-    e.has_k16 = e.has_v16 = e.has_kt16 = e.has_vt16 = false;
-    e.make_bf16(p.d, bf16);
-    return e;
+    if (!found) {
+      found = &entries_[next_];
+      next_ = (next_ + 1) % kEntries;
+      Entry& e = *found;
+      TileGather(p, s).key_value_sources(tile, e.k_source, e.v_source, e.k_scale, e.kpos);
+      e.segment = s;
+      e.first = tile.first;
+      e.count = tile.count;
+      e.dp = padded(p.d);
+      e.has_fp32 = e.has_k16 = e.has_v16 = e.has_kt16 = e.has_vt16 = false;
+    }
+    if (bf16.k_rows || bf16.v_rows || bf16.k_transposed || bf16.v_transposed)
+      found->make_bf16(p.d, bf16);
+    else
+      found->make_fp32(p.d);
+    return *found;
   }
   // Forget everything (the inputs change between passes).
   void clear() {

@@ -21,6 +21,7 @@
 #include "kernels/cpu/lsh_argmax.h"
 #include "kernels/cpu/onednn_matmul.h"
 #include "kernels/cpu/parallel_memory.h"
+#include "kernels/cpu/round_prefetch.h"
 #include "kernels/executor_impl.h"
 
 extern "C" {
@@ -67,6 +68,30 @@ struct CpuBackend {
 #pragma omp parallel for schedule(static) if (n > 1)
     for (int64_t row = 0; row < n; ++row)
       op.finish(row, cpu::first_argmax(op.logits + row * op.vocab, op.vocab));
+  }
+  // The functors that combine hash rounds, each index asking for the scattered rows of the index
+  // a few ahead (kernels/cpu/round_prefetch.h).
+  template <class Op>
+  static void for_each_prefetching_rounds(const Executor& ex, int64_t n, const Op& op) {
+    if (ex.kernel_variant() != KernelVariant::kTuned) {
+      for_each<Op>(ex, n, op);
+      return;
+    }
+#pragma omp parallel for schedule(static) if (n > 1)
+    for (int64_t i = 0; i < n; ++i) {
+      if (i + cpu::kRoundPrefetchAhead < n)
+        cpu::prefetch_round_rows(op, i + cpu::kRoundPrefetchAhead);
+      op(i);
+    }
+  }
+  static void for_each(const Executor& ex, int64_t n, const CombineRounds& op) {
+    for_each_prefetching_rounds(ex, n, op);
+  }
+  static void for_each(const Executor& ex, int64_t n, const CombineRoundsBackward& op) {
+    for_each_prefetching_rounds(ex, n, op);
+  }
+  static void for_each(const Executor& ex, int64_t n, const UngatherAttentionGrads& op) {
+    for_each_prefetching_rounds(ex, n, op);
   }
   static void for_each(const Executor& ex, int64_t n, const EmbedForward& op) {
     if (ex.kernel_variant() != KernelVariant::kTuned || n % op.d_model != 0) {
