@@ -163,10 +163,16 @@ class KeyTileCache {
           prefetch_floats(k_source[r + kPrefetchAhead], d);
           prefetch_floats(v_source[r + kPrefetchAhead], d);
         }
-        for (int64_t x = 0; x < d; ++x) k[r * dp + x] = k_source[r][x] * k_scale[r];
-        copy_row(v_source[r], d, v.data() + r * dp);
-        std::fill(k.begin() + r * dp + d, k.begin() + (r + 1) * dp, 0.0f);
-        std::fill(v.begin() + r * dp + d, v.begin() + (r + 1) * dp, 0.0f);
+        // (Through locals: a store through k.data() could alias k_scale for all GCC knows, and
+        // the loop would reload it per element.)
+        const float* __restrict key = k_source[r];
+        const float scale = k_scale[r];
+        float* __restrict k_row = k.data() + r * dp;
+        float* __restrict v_row = v.data() + r * dp;
+        for (int64_t x = 0; x < d; ++x) k_row[x] = key[x] * scale;
+        copy_row(v_source[r], d, v_row);
+        std::fill(k_row + d, k_row + dp, 0.0f);
+        std::fill(v_row + d, v_row + dp, 0.0f);
       }
       has_fp32 = true;
     }
