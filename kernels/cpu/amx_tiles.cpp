@@ -102,19 +102,17 @@ RF_AMX_TARGET inline __m512i pair_interleave() {
                           6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
 }
 
-// The first `count` (<= 16) floats at p, zeros after.
-RF_AMX_TARGET inline __m512 load_partial(const float* p, int64_t count) {
-  if (count >= 16) return _mm512_loadu_ps(p);
-  if (count <= 0) return _mm512_setzero_ps();
-  return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << count) - 1u), p);
+// Which of floats [c, c + 16) of a row lie before its end at cols.
+RF_AMX_TARGET inline __mmask16 column_mask(int64_t c, int64_t cols) {
+  const int64_t count = std::clamp<int64_t>(cols - c, 0, 16);
+  return static_cast<__mmask16>(_bzhi_u32(0xffffu, static_cast<unsigned>(count)));
 }
 
-// Floats [c, c + 16) of a source row (masked past cols: nothing past it is read), times
-// `scale` when kScaled.
+// Floats [c, c + 16) of a row, zeros from cols on (nothing past it is read), times `scale` when
+// kScaled.
 template <bool kScaled>
-RF_AMX_TARGET inline __m512 load_source(const float* row, __m512 scale, int64_t c, int64_t cols) {
-  const int64_t count = std::clamp<int64_t>(cols - c, 0, 16);
-  const auto mask = static_cast<__mmask16>(_bzhi_u32(0xffffu, static_cast<unsigned>(count)));
+RF_AMX_TARGET inline __m512 load_columns(const float* row, __m512 scale, int64_t c, int64_t cols) {
+  const __mmask16 mask = column_mask(c, cols);
   const __m512 x = _mm512_maskz_loadu_ps(mask, row + c);
   if constexpr (kScaled) return _mm512_maskz_mul_ps(mask, x, scale);
   return x;
@@ -192,14 +190,14 @@ bool available() {
 RF_AMX_TARGET void pack_rows(const float* a, int64_t lda, int64_t m, int64_t m_pad, int64_t k,
                              uint16_t* out) {
   const int64_t k_pad = padded_depth(k);
+  const __m512 unscaled = _mm512_set1_ps(1.0f);
   for (int64_t r = 0; r < m_pad; ++r) {
     uint16_t* row = out + r * k_pad;
     for (int64_t c = 0; c < k_pad; c += 32) {
       __m512i v = _mm512_setzero_si512();
-      if (r < m) {
-        const float* in = a + r * lda + c;
-        v = round_pair(load_partial(in, k - c), load_partial(in + 16, k - c - 16));
-      }
+      if (r < m)
+        v = round_pair(load_columns<false>(a + r * lda, unscaled, c, k),
+                       load_columns<false>(a + r * lda, unscaled, c + 16, k));
       _mm512_storeu_si512(row + c, v);
     }
   }
@@ -230,8 +228,8 @@ RF_AMX_TARGET void pack_rows_of_impl(const float* const* rows, const float* scal
     const __m512 scale = _mm512_set1_ps(kScaled ? scales[r] : 1.0f);
     uint16_t* row = out + r * k_pad;
     for (int64_t c = 0; c < k_pad; c += 32)
-      _mm512_storeu_si512(row + c, round_pair(load_source<kScaled>(in, scale, c, cols),
-                                              load_source<kScaled>(in, scale, c + 16, cols)));
+      _mm512_storeu_si512(row + c, round_pair(load_columns<kScaled>(in, scale, c, cols),
+                                              load_columns<kScaled>(in, scale, c + 16, cols)));
   }
   std::memset(out + m * k_pad, 0, static_cast<size_t>((m_pad - m) * k_pad) * sizeof(uint16_t));
 }
