@@ -44,9 +44,30 @@ int64_t segments_per_group(const ChunkedAttentionArgs& a) {
   return std::max<int64_t>(1, std::min(a.batch * a.heads, a.scratch_budget_bytes / bytes));
 }
 
+// Shared QK: each position's key scale, for every segment in one launch before the groups (null
+// for separate keys). One launch over all heads lets the CPU read the query rows whole and in
+// order (kernels/cpu/flat_loops.h): in the reference model's 64K-token bf16 step the scales took
+// 101.6 ms in 48 launches of one head each, 48.8 ms in 12 of all four (step_bench --profile-ops;
+// 4.5 -> 2.5 ms at 4K, where one launch had all four heads already).
+const float* shared_key_scales(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& a) {
+  if (a.k != nullptr) return nullptr;
+  ChunkAttentionParams p;
+  p.layout = layout_of(a);
+  p.q = a.q;
+  p.ld = a.ld;
+  p.heads = a.heads;
+  p.d = a.d;
+  p.batch = a.batch;
+  p.memory_len = a.memory_len;
+  p.segments = a.batch * a.heads;
+  float* scales = ws.floats("attn.key_scales", p.segments * a.seq_len);
+  ex.run(p.segments * a.seq_len, KeyNormScales{p, scales});
+  return scales;
+}
+
 // The parameters of segments [first, first + count), with their per-slot scratch.
-ChunkAttentionParams group_params(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& a,
-                                  int64_t first, int64_t count, bool backward) {
+ChunkAttentionParams group_params(Workspace& ws, const ChunkedAttentionArgs& a, int64_t first,
+                                  int64_t count, const float* key_scales, bool backward) {
   ChunkAttentionParams p;
   p.layout = layout_of(a);
   const int64_t n = p.layout.n_slots, slots = count * n;
@@ -81,11 +102,7 @@ ChunkAttentionParams group_params(Executor& ex, Workspace& ws, const ChunkedAtte
     p.row_max = ws.floats("attn.row_max", slots);
     p.row_log_sum = ws.floats("attn.row_log_sum", slots);
   }
-  if (a.k == nullptr) {  // shared QK: each position's key scale, once
-    float* scales = ws.floats("attn.key_scales", count * a.seq_len);
-    ex.run(count * a.seq_len, KeyNormScales{p, scales});
-    p.key_scales = scales;
-  }
+  if (key_scales) p.key_scales = key_scales + first * a.seq_len;
   if (backward) {
     p.delta = ws.floats("attn.delta", slots);
     p.dlse = ws.floats("attn.dlse", slots);
@@ -124,7 +141,7 @@ int64_t chunked_attention_kept_floats(const ChunkedAttentionArgs& a) {
 
 int64_t chunked_attention_scratch_per_segment(const ChunkedAttentionArgs& a) {
   const int64_t n = a.n_rounds * a.seq_len;
-  return n * (4 * a.d + 4) + a.seq_len;  // o, dq, dk, dv; 4 statistics; key scales
+  return n * (4 * a.d + 4) + a.seq_len;  // o, dq, dk, dv; 4 statistics; its key scales
 }
 
 void chunked_attention_forward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& a,
@@ -132,9 +149,10 @@ void chunked_attention_forward(Executor& ex, Workspace& ws, const ChunkedAttenti
   const ScopedLauncherTimer timer(ex, "attention");
   check_args(a);
   const int64_t total = a.batch * a.heads, group = segments_per_group(a);
+  const float* key_scales = shared_key_scales(ex, ws, a);
   for (int64_t first = 0; first < total; first += group) {
     const int64_t count = std::min(group, total - first);
-    forward_group(ex, group_params(ex, ws, a, first, count, false), a, out, ldo);
+    forward_group(ex, group_params(ws, a, first, count, key_scales, false), a, out, ldo);
   }
 }
 
@@ -149,9 +167,10 @@ void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttent
   if (g.rel_grads)
     fill(ex, g.rel_grads, a.batch * a.heads * (a.seq_len - a.memory_len) * a.rel_len, 0.0f);
   const int64_t total = a.batch * a.heads, group = segments_per_group(a);
+  const float* key_scales = shared_key_scales(ex, ws, a);
   for (int64_t first = 0; first < total; first += group) {
     const int64_t count = std::min(group, total - first);
-    ChunkAttentionParams p = group_params(ex, ws, a, first, count, true);
+    ChunkAttentionParams p = group_params(ws, a, first, count, key_scales, true);
     p.rel_grads = g.rel_grads;
     const int32_t* undo = group_undo(p, a);
     forward_group(ex, p, a, out, ldo, a.kept_slots != nullptr);

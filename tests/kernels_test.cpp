@@ -402,6 +402,41 @@ TEST(FlatLoops, AdamWAndEmbeddingGiveThePlainLoopsBits) {
     }
 }
 
+// The CPU's loops for shared-QK key scales (kernels/cpu/flat_loops.h) walk the key rows by the
+// row stride, each head of a row at once where the launch has whole examples; they give the plain
+// functor's bits across blocks that start inside a segment, with a memory (the key rows in two
+// runs), and for launches that start at a later example (by position) or a later head (by index).
+TEST(FlatLoops, KeyNormScalesGiveThePlainLoopsBits) {
+  const std::unique_ptr<Executor> tuned = make_cpu_executor(2), plain = make_cpu_executor(2);
+  plain->set_kernel_variant(KernelVariant::kPlain);
+  const int64_t batch = 2, heads = 3, seq_len = 700, d = 33, ld = heads * d + 5;
+  for (const int64_t memory_len : {int64_t{0}, int64_t{100}})
+    for (const int64_t first_segment : {int64_t{0}, int64_t{1}, heads}) {
+      const int64_t segments = batch * heads - first_segment;
+      const std::vector<float> keys = test::random_vector(batch * seq_len * ld, 58);
+      ChunkAttentionParams p;
+      p.q = keys.data();
+      p.k = memory_len > 0 ? keys.data() : nullptr;  // (shared QK has no memory)
+      p.ld = ld;
+      p.heads = heads;
+      p.d = d;
+      p.batch = batch;
+      p.memory_len = memory_len;
+      p.first_segment = first_segment;
+      p.segments = segments;
+      p.layout.seq_len = seq_len;
+      std::vector<float> scales[2];
+      for (int which = 0; which < 2; ++which) {
+        scales[which].assign(segments * seq_len, -1.0f);
+        (which == 0 ? *tuned : *plain)
+            .run(segments * seq_len, KeyNormScales{p, scales[which].data()});
+      }
+      EXPECT_EQ(scales[0], scales[1])
+          << "memory " << memory_len << ", first segment " << first_segment;
+      EXPECT_EQ(std::count(scales[0].begin(), scales[0].end(), -1.0f), 0);
+    }
+}
+
 // The forward of a pass that goes backward leaves act'(pre-activation) in h, computed from the same
 // tanh as the activation (exactly gelu_derivative's bits, ReLU's 0 or 1); one that does not
 // leaves h alone. Both write the same activation.

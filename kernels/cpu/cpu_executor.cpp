@@ -84,6 +84,25 @@ struct CpuBackend {
       op(i);
     }
   }
+  // Shared-QK key scales walking the rows (kernels/cpu/flat_loops.h), each head of a row at once
+  // where the launch has whole examples.
+  static void for_each(const Executor& ex, int64_t n, const KeyNormScales& op) {
+    if (ex.kernel_variant() != KernelVariant::kTuned) {
+      for_each<KeyNormScales>(ex, n, op);
+      return;
+    }
+    constexpr int64_t kBlock = 512;  // scales
+    if (cpu::key_norm_scales_by_position(op)) {
+      const int64_t rows = n / op.p.heads, block = std::max<int64_t>(1, kBlock / op.p.heads);
+#pragma omp parallel for schedule(static) if (rows > block)
+      for (int64_t b = 0; b < rows; b += block)
+        cpu::key_norm_scales_positions(op, b, std::min(rows, b + block));
+      return;
+    }
+#pragma omp parallel for schedule(static) if (n > kBlock)
+    for (int64_t b = 0; b < n; b += kBlock)
+      cpu::key_norm_scales_range(op, b, std::min(n, b + kBlock));
+  }
   static void for_each(const Executor& ex, int64_t n, const CombineRounds& op) {
     for_each_prefetching_rounds(ex, n, op);
   }

@@ -1,8 +1,10 @@
-// CPU loops for two per-element functors whose plain loop (CpuBackend::for_each calling op(i))
-// the compiler cannot vectorise: AdamWUpdate reads its step scalars through pointers that the
-// parameter stores might alias, so every element reloads them, and EmbedForward divides its index
-// into row and column (two 64-bit divisions per element, more for axial positions). These loops
-// read the scalars once and walk rows and columns directly; the arithmetic of each element is the
+// CPU loops for per-element and per-row functors whose plain loop (CpuBackend::for_each calling
+// op(i)) spends its time on bookkeeping: AdamWUpdate reads its step scalars through pointers that
+// the parameter stores might alias, so every element reloads them (and the compiler cannot
+// vectorise it); EmbedForward divides its index into row and column (two 64-bit divisions per
+// element, more for axial positions); KeyNormScales divides its index into segment and position
+// and the segment into example and head (four divisions for a 64-float row). These loops read
+// the scalars once and walk rows and columns directly; the arithmetic of each element is the
 // functor's, so the bits are the same (tests/kernels_test.cpp compares them, and `reformer
 // selftest` compares the tuned executor with the plain loops).
 #pragma once
@@ -11,6 +13,7 @@
 #include <cstdint>
 
 #include "kernels/ops/adamw.h"
+#include "kernels/ops/chunk_attention.h"
 #include "kernels/ops/embedding.h"
 
 namespace rf::cpu {
@@ -65,6 +68,62 @@ inline void embed_forward_row(const EmbedForward& op, int64_t row) {
       op.mask.for_each_scale(row, c0, c1, [&](int64_t c, float s) { out[c] = sum[c - c0] * s; });
     else
       for (int64_t c = c0; c < c1; ++c) out[c] = sum[c - c0] * 1.0f;
+  }
+}
+
+// KeyNormScales, index = segment * seq_len + position: the key rows of one segment's positions
+// follow each other at the row stride, in two runs (the memory's, then the segment's), so only a
+// run's first row is found through the params. A launch over whole examples (all heads) goes
+// through the positions of each example, every head of a row at once, so that the rows are read
+// whole and in order: a head's part of each row alone is a strided read, which ran at 8 GB/s
+// (2.1 ms for one head of 64K positions, d 64 of 256 columns, on the 2-core Xeon VM).
+
+// Whether op's segments are whole examples.
+inline bool key_norm_scales_by_position(const KeyNormScales& op) {
+  return op.p.first_segment % op.p.heads == 0 && op.p.segments % op.p.heads == 0;
+}
+
+// The key row of segment s at position t, given the row of the position before (t > 0).
+inline const float* next_key_row(const ChunkAttentionParams& p, int64_t s, int64_t t,
+                                 const float* before) {
+  return t == p.memory_len ? p.key_row(s, t) : before + p.ld;
+}
+
+// Indices [begin, end) in index order.
+inline void key_norm_scales_range(const KeyNormScales& op, int64_t begin, int64_t end) {
+  const ChunkAttentionParams& p = op.p;
+  const int64_t n = p.layout.seq_len;
+  int64_t s = begin / n, t = begin % n;
+  const float* row = p.key_row(s, t);
+  for (int64_t i = begin;;) {
+    op.key_scales[i] = key_norm_scale(row, p.d);
+    if (++i == end) return;
+    if (++t == n) {
+      t = 0;
+      row = p.key_row(++s, 0);
+    } else {
+      row = next_key_row(p, s, t, row);
+    }
+  }
+}
+
+// Rows [begin, end) of (example, position), index example * seq_len + position over the launch's
+// examples (key_norm_scales_by_position), every head of each.
+inline void key_norm_scales_positions(const KeyNormScales& op, int64_t begin, int64_t end) {
+  const ChunkAttentionParams& p = op.p;
+  const int64_t n = p.layout.seq_len, heads = p.heads;
+  int64_t e = begin / n, t = begin % n;
+  const float* row = p.key_row(e * heads, t);  // head 0's part; head h's is h * d on
+  for (int64_t r = begin;;) {
+    float* scales = op.key_scales + e * heads * n + t;
+    for (int64_t h = 0; h < heads; ++h) scales[h * n] = key_norm_scale(row + h * p.d, p.d);
+    if (++r == end) return;
+    if (++t == n) {
+      t = 0;
+      row = p.key_row(++e * heads, 0);
+    } else {
+      row = next_key_row(p, e * heads, t, row);
+    }
   }
 }
 
