@@ -402,6 +402,52 @@ TEST(FlatLoops, AdamWAndEmbeddingGiveThePlainLoopsBits) {
     }
 }
 
+// The CPU's loops for the embedding's gradients (kernels/cpu/embedding_grad_loops.h) sum whole
+// rows into blocks of columns; they give the plain functors' bits: rows wider than a block, a
+// token without rows, a grid with a column count that is not a whole block of rows, a batch.
+TEST(FlatLoops, EmbeddingGradientsGiveThePlainLoopsBits) {
+  const std::unique_ptr<Executor> tuned = make_cpu_executor(2), plain = make_cpu_executor(2);
+  plain->set_kernel_variant(KernelVariant::kPlain);
+  const int64_t batch = 2, n1 = 5, n2 = 11, seq_len = n1 * n2, d_model = 300, d1 = 270;
+  const int64_t d2 = d_model - d1, rows = batch * seq_len, vocab = 7;
+  const std::vector<float> dx = test::random_vector(rows * d_model, 60);
+  // Rows grouped by token (token 3 has none), as the launcher groups them.
+  std::vector<int32_t> tokens(rows), offsets(vocab + 1, 0), order;
+  for (int64_t r = 0; r < rows; ++r) tokens[r] = static_cast<int32_t>((r * r + 5 * r) % vocab);
+  for (int32_t& t : tokens) t = t == 3 ? 4 : t;
+  for (int32_t v = 0; v < vocab; ++v) {
+    offsets[v] = static_cast<int32_t>(order.size());
+    for (int64_t r = 0; r < rows; ++r)
+      if (tokens[r] == v) order.push_back(static_cast<int32_t>(r));
+  }
+  offsets[vocab] = static_cast<int32_t>(order.size());
+  std::vector<float> dtable[2], daxial_a[2], daxial_b[2];
+  for (int which = 0; which < 2; ++which) {
+    Executor& ex = which == 0 ? *tuned : *plain;
+    dtable[which] = test::random_vector(vocab * d_model, 61);
+    ex.run(vocab * d_model, EmbedTokenBackward{offsets.data(), order.data(), dx.data(),
+                                               dtable[which].data(), d_model});
+    daxial_a[which] = test::random_vector(n1 * d1, 62);
+    daxial_b[which] = test::random_vector(n2 * d2, 63);
+    AxialPositionBackward op{};
+    op.dx = dx.data();
+    op.daxial_a = daxial_a[which].data();
+    op.daxial_b = daxial_b[which].data();
+    op.batch = batch;
+    op.seq_len = seq_len;
+    op.d_model = d_model;
+    op.n1 = n1;
+    op.n2 = n2;
+    op.d1 = d1;
+    op.d2 = d2;
+    ex.run(n1 * d1 + n2 * d2, op);
+  }
+  EXPECT_EQ(dtable[0], dtable[1]);
+  EXPECT_EQ(daxial_a[0], daxial_a[1]);
+  EXPECT_EQ(daxial_b[0], daxial_b[1]);
+  EXPECT_NE(dtable[0], test::random_vector(vocab * d_model, 61));  // (the sums were added)
+}
+
 // The CPU's loops for shared-QK key scales (kernels/cpu/flat_loops.h) walk the key rows by the
 // row stride, each head of a row at once where the launch has whole examples; they give the plain
 // functor's bits across blocks that start inside a segment, with a memory (the key rows in two

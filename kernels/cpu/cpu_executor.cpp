@@ -15,6 +15,7 @@
 #include "base/error.h"
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/chunk_attention_tiles.h"
+#include "kernels/cpu/embedding_grad_loops.h"
 #include "kernels/cpu/first_argmax.h"
 #include "kernels/cpu/flat_loops.h"
 #include "kernels/cpu/host_memory.h"
@@ -120,6 +121,29 @@ struct CpuBackend {
     const int64_t rows = n / op.d_model;
 #pragma omp parallel for schedule(static) if (rows > 1)
     for (int64_t row = 0; row < rows; ++row) cpu::embed_forward_row(op, row);
+  }
+  // The embedding's gradients summing whole rows (kernels/cpu/embedding_grad_loops.h).
+  static void for_each(const Executor& ex, int64_t n, const EmbedTokenBackward& op) {
+    if (ex.kernel_variant() != KernelVariant::kTuned || n % op.d_model != 0) {
+      for_each<EmbedTokenBackward>(ex, n, op);
+      return;
+    }
+    const int64_t tokens = n / op.d_model;
+    // (Dynamic: a frequent token has many more rows than a rare one.)
+#pragma omp parallel for schedule(dynamic, 4) if (tokens > 1)
+    for (int64_t v = 0; v < tokens; ++v) cpu::embed_token_backward_row(op, v);
+  }
+  static void for_each(const Executor& ex, int64_t n, const AxialPositionBackward& op) {
+    if (ex.kernel_variant() != KernelVariant::kTuned || n != op.n1 * op.d1 + op.n2 * op.d2) {
+      for_each<AxialPositionBackward>(ex, n, op);
+      return;
+    }
+#pragma omp parallel for schedule(static) if (op.n1 > 1)
+    for (int64_t a = 0; a < op.n1; ++a) cpu::axial_first_row_grads(op, a);
+    constexpr int64_t kBlock = cpu::kAxialColumnsAtOnce;
+#pragma omp parallel for schedule(static) if (op.n2 > kBlock)
+    for (int64_t j = 0; j < op.n2; j += kBlock)
+      cpu::axial_second_rows_grads(op, j, std::min(op.n2, j + kBlock));
   }
 };
 
