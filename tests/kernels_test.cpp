@@ -448,10 +448,10 @@ TEST(FlatLoops, EmbeddingGradientsGiveThePlainLoopsBits) {
   EXPECT_NE(dtable[0], test::random_vector(vocab * d_model, 61));  // (the sums were added)
 }
 
-// The CPU's loops for shared-QK key scales (kernels/cpu/flat_loops.h) walk the key rows by the
-// row stride, each head of a row at once where the launch has whole examples; they give the plain
-// functor's bits across blocks that start inside a segment, with a memory (the key rows in two
-// runs), and for launches that start at a later example (by position) or a later head (by index).
+// The CPU's loop for shared-QK key scales (kernels/cpu/flat_loops.h) walks the key rows by the
+// row stride, each head of a row at once, where the launch has whole examples; it gives the plain
+// functor's bits across blocks that start inside an example, with a memory (the key rows in two
+// runs), for a launch that starts at a later example, and (the plain loop) at a later head.
 TEST(FlatLoops, KeyNormScalesGiveThePlainLoopsBits) {
   const std::unique_ptr<Executor> tuned = make_cpu_executor(2), plain = make_cpu_executor(2);
   plain->set_kernel_variant(KernelVariant::kPlain);

@@ -85,24 +85,17 @@ struct CpuBackend {
       op(i);
     }
   }
-  // Shared-QK key scales walking the rows (kernels/cpu/flat_loops.h), each head of a row at once
-  // where the launch has whole examples.
+  // Shared-QK key scales walking the rows, each head of a row at once, where the launch has whole
+  // examples (kernels/cpu/flat_loops.h).
   static void for_each(const Executor& ex, int64_t n, const KeyNormScales& op) {
-    if (ex.kernel_variant() != KernelVariant::kTuned) {
+    if (ex.kernel_variant() != KernelVariant::kTuned || !cpu::key_norm_scales_by_position(op)) {
       for_each<KeyNormScales>(ex, n, op);
       return;
     }
-    constexpr int64_t kBlock = 512;  // scales
-    if (cpu::key_norm_scales_by_position(op)) {
-      const int64_t rows = n / op.p.heads, block = std::max<int64_t>(1, kBlock / op.p.heads);
+    const int64_t rows = n / op.p.heads, block = std::max<int64_t>(1, 512 / op.p.heads);
 #pragma omp parallel for schedule(static) if (rows > block)
-      for (int64_t b = 0; b < rows; b += block)
-        cpu::key_norm_scales_positions(op, b, std::min(rows, b + block));
-      return;
-    }
-#pragma omp parallel for schedule(static) if (n > kBlock)
-    for (int64_t b = 0; b < n; b += kBlock)
-      cpu::key_norm_scales_range(op, b, std::min(n, b + kBlock));
+    for (int64_t b = 0; b < rows; b += block)
+      cpu::key_norm_scales_positions(op, b, std::min(rows, b + block));
   }
   static void for_each(const Executor& ex, int64_t n, const CombineRounds& op) {
     for_each_prefetching_rounds(ex, n, op);

@@ -71,40 +71,16 @@ inline void embed_forward_row(const EmbedForward& op, int64_t row) {
   }
 }
 
-// KeyNormScales, index = segment * seq_len + position: the key rows of one segment's positions
-// follow each other at the row stride, in two runs (the memory's, then the segment's), so only a
-// run's first row is found through the params. A launch over whole examples (all heads) goes
-// through the positions of each example, every head of a row at once, so that the rows are read
-// whole and in order: a head's part of each row alone is a strided read, which ran at 8 GB/s
-// (2.1 ms for one head of 64K positions, d 64 of 256 columns, on the 2-core Xeon VM).
+// KeyNormScales, index = segment * seq_len + position, over whole examples (all heads, as the
+// attention launcher runs it): the positions of each example, every head of a row at once, so
+// that the rows are read whole and in order (a head's part of each row alone is a strided read,
+// which ran at 8 GB/s: 2.1 ms for one head of 64K positions, d 64 of 256 columns, on the 2-core
+// Xeon VM). An example's key rows follow each other at the row stride, in two runs (the
+// memory's, then the segment's), so only a run's first row is found through the params.
 
 // Whether op's segments are whole examples.
 inline bool key_norm_scales_by_position(const KeyNormScales& op) {
   return op.p.first_segment % op.p.heads == 0 && op.p.segments % op.p.heads == 0;
-}
-
-// The key row of segment s at position t, given the row of the position before (t > 0).
-inline const float* next_key_row(const ChunkAttentionParams& p, int64_t s, int64_t t,
-                                 const float* before) {
-  return t == p.memory_len ? p.key_row(s, t) : before + p.ld;
-}
-
-// Indices [begin, end) in index order.
-inline void key_norm_scales_range(const KeyNormScales& op, int64_t begin, int64_t end) {
-  const ChunkAttentionParams& p = op.p;
-  const int64_t n = p.layout.seq_len;
-  int64_t s = begin / n, t = begin % n;
-  const float* row = p.key_row(s, t);
-  for (int64_t i = begin;;) {
-    op.key_scales[i] = key_norm_scale(row, p.d);
-    if (++i == end) return;
-    if (++t == n) {
-      t = 0;
-      row = p.key_row(++s, 0);
-    } else {
-      row = next_key_row(p, s, t, row);
-    }
-  }
 }
 
 // Rows [begin, end) of (example, position), index example * seq_len + position over the launch's
@@ -122,7 +98,7 @@ inline void key_norm_scales_positions(const KeyNormScales& op, int64_t begin, in
       t = 0;
       row = p.key_row(++e * heads, 0);
     } else {
-      row = next_key_row(p, e * heads, t, row);
+      row = t == p.memory_len ? p.key_row(e * heads, t) : row + p.ld;
     }
   }
 }
