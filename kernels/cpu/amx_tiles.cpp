@@ -130,12 +130,27 @@ RF_AMX_TARGET inline __m512i two_row_parts(const uint16_t* a_rows, int64_t depth
   return v;
 }
 
-// Asks for the cache lines of a source row a few rows ahead: the rows of an LSH tile are
-// scattered over the sequence, which the hardware prefetchers do not follow.
+// How many rows ahead pack_rows_from asks for a scattered source's rows: the rows of an LSH tile
+// are scattered over the sequence, which the hardware prefetchers do not follow.
 constexpr int64_t kPrefetchRowsAhead = 8;
-inline void prefetch_source_row(const float* const* rows, int64_t r, int64_t count, int64_t cols) {
-  if (r >= count) return;
-  prefetch_floats(rows[r], cols);
+
+// The rows layout of rows row_of(r), r < m, of `cols` floats (times scales[r] when kScaled), rows
+// m .. m_pad - 1 zero; with kScattered the rows kPrefetchRowsAhead on are asked for first.
+template <bool kScaled, bool kScattered, class RowOf>
+RF_AMX_TARGET void pack_rows_from(const RowOf& row_of, const float* scales, int64_t m,
+                                  int64_t m_pad, int64_t cols, uint16_t* out) {
+  const int64_t k_pad = padded_depth(cols);
+  for (int64_t r = 0; r < m; ++r) {
+    if (kScattered && r + kPrefetchRowsAhead < m)
+      prefetch_floats(row_of(r + kPrefetchRowsAhead), cols);
+    const float* in = row_of(r);
+    const __m512 scale = _mm512_set1_ps(kScaled ? scales[r] : 1.0f);
+    uint16_t* row = out + r * k_pad;
+    for (int64_t c = 0; c < k_pad; c += 32)
+      _mm512_storeu_si512(row + c, round_pair(load_columns<kScaled>(in, scale, c, cols),
+                                              load_columns<kScaled>(in, scale, c + 16, cols)));
+  }
+  std::memset(out + m * k_pad, 0, static_cast<size_t>((m_pad - m) * k_pad) * sizeof(uint16_t));
 }
 
 // The transpose of 16 rows of 16 32-bit words, in place. (GCC 12's unpack intrinsics start from
@@ -189,18 +204,7 @@ bool available() {
 
 RF_AMX_TARGET void pack_rows(const float* a, int64_t lda, int64_t m, int64_t m_pad, int64_t k,
                              uint16_t* out) {
-  const int64_t k_pad = padded_depth(k);
-  const __m512 unscaled = _mm512_set1_ps(1.0f);
-  for (int64_t r = 0; r < m_pad; ++r) {
-    uint16_t* row = out + r * k_pad;
-    for (int64_t c = 0; c < k_pad; c += 32) {
-      __m512i v = _mm512_setzero_si512();
-      if (r < m)
-        v = round_pair(load_columns<false>(a + r * lda, unscaled, c, k),
-                       load_columns<false>(a + r * lda, unscaled, c + 16, k));
-      _mm512_storeu_si512(row + c, v);
-    }
-  }
+  pack_rows_from<false, false>([=](int64_t r) { return a + r * lda; }, nullptr, m, m_pad, k, out);
 }
 
 RF_AMX_TARGET void pack_pairs(const float* b, int64_t ldb, int64_t k, int64_t n, uint16_t* out) {
@@ -218,28 +222,13 @@ RF_AMX_TARGET void pack_pairs(const float* b, int64_t ldb, int64_t k, int64_t n,
   }
 }
 
-template <bool kScaled>
-RF_AMX_TARGET void pack_rows_of_impl(const float* const* rows, const float* scales, int64_t m,
-                                     int64_t m_pad, int64_t cols, uint16_t* out) {
-  const int64_t k_pad = padded_depth(cols);
-  for (int64_t r = 0; r < m; ++r) {
-    prefetch_source_row(rows, r + kPrefetchRowsAhead, m, cols);
-    const float* in = rows[r];
-    const __m512 scale = _mm512_set1_ps(kScaled ? scales[r] : 1.0f);
-    uint16_t* row = out + r * k_pad;
-    for (int64_t c = 0; c < k_pad; c += 32)
-      _mm512_storeu_si512(row + c, round_pair(load_columns<kScaled>(in, scale, c, cols),
-                                              load_columns<kScaled>(in, scale, c + 16, cols)));
-  }
-  std::memset(out + m * k_pad, 0, static_cast<size_t>((m_pad - m) * k_pad) * sizeof(uint16_t));
-}
-
 RF_AMX_TARGET void pack_rows_of(const float* const* rows, const float* scales, int64_t m,
                                 int64_t m_pad, int64_t cols, uint16_t* out) {
+  const auto row_of = [rows](int64_t r) { return rows[r]; };
   if (scales)
-    pack_rows_of_impl<true>(rows, scales, m, m_pad, cols, out);
+    pack_rows_from<true, true>(row_of, scales, m, m_pad, cols, out);
   else
-    pack_rows_of_impl<false>(rows, scales, m, m_pad, cols, out);
+    pack_rows_from<false, true>(row_of, scales, m, m_pad, cols, out);
 }
 
 RF_AMX_TARGET void pairs_of_rows(const uint16_t* a_rows, int64_t depth, int64_t count, int64_t n,

@@ -112,11 +112,8 @@ struct Bf16QueryOperands {
     const TileGather g(p, s);
     const int64_t nq = tile.count, nqp = padded(nq), dp = g.dp();
     const int64_t depth = amx::padded_depth(p.d);
-    const float* sources[kTile];
-    g.query_row_sources(tile, sources);
-    amx::pack_rows_of(sources, nullptr, nq, nqp, p.d, q_rows);
-    g.query_row_sources(tile, sources, p.o);
-    amx::pack_rows_of(sources, nullptr, nq, nqp, p.d, dout_rows);
+    g.query_rows_bf16(tile, q_rows);
+    g.query_rows_bf16(tile, dout_rows, p.o);
     amx::pairs_transposed_of_rows(q_rows, depth, nqp, q_pairs);
     amx::pairs_transposed_of_rows(dout_rows, depth, nqp, dout_pairs);
     amx::pairs_of_rows(q_rows, depth, nq, dp, q_row_pairs);

@@ -90,11 +90,12 @@ class TileGather {
       }
     }
   }
-  // Where the tile's query rows are (or, per_slot set, its rows of a per-slot array): out[r] for
-  // r < count. (The bf16 operands are packed from them, kernels/cpu/amx_tiles.h.)
-  void query_row_sources(const SlotTile& tile, const float** out,
-                         const float* per_slot = nullptr) const {
-    for (int64_t r = 0; r < tile.count; ++r) out[r] = row(tile, r, per_slot);
+  // The rows layout (kernels/cpu/amx_tiles.h) of the tile's query rows (or, per_slot set, its
+  // rows of a per-slot array), padded to whole vectors of rows, packed where the rows are.
+  void query_rows_bf16(const SlotTile& tile, uint16_t* out, const float* per_slot = nullptr) const {
+    const float* sources[kTile];
+    for (int64_t r = 0; r < tile.count; ++r) sources[r] = row(tile, r, per_slot);
+    amx::pack_rows_of(sources, nullptr, tile.count, padded(tile.count), p_.d, out);
   }
   // Where a key tile's key and value rows are, the keys' scale factors and their positions.
   void key_value_sources(const SlotTile& tile, const float** k, const float** v, float* k_scale,

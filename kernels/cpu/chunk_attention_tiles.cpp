@@ -177,9 +177,7 @@ void forward_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& slot
     q_pairs = scratch.take_bf16(depth * kTile);
     p_pairs = scratch.take_bf16(amx::padded_depth(kTile) * kTile);
     uint16_t* q_rows16 = scratch.take_bf16(kTile * depth);
-    const float* q_rows[kTile];
-    gather.query_row_sources(q_tile, q_rows);
-    amx::pack_rows_of(q_rows, nullptr, nq, nqp, p.d, q_rows16);
+    gather.query_rows_bf16(q_tile, q_rows16);
     amx::pairs_transposed_of_rows(q_rows16, depth, nqp, q_pairs);
   } else {
     gather.query_columns(q_tile, qt, nqp);

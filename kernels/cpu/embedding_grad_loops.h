@@ -20,6 +20,11 @@ namespace rf::cpu {
 
 constexpr int64_t kGradColumns = 256;  // columns summed at a time (a block of sums on the stack)
 
+// into[c] += from[c] for c < width.
+inline void add_columns(const float* __restrict from, int64_t width, float* __restrict into) {
+  for (int64_t c = 0; c < width; ++c) into[c] += from[c];
+}
+
 constexpr int32_t kTokenRowsAhead = 4;
 
 // EmbedTokenBackward for token v (its d_model elements).
@@ -35,11 +40,9 @@ inline void embed_token_backward_row(const EmbedTokenBackward& op, int64_t v) {
       if (j + kTokenRowsAhead < end)
         prefetch_floats(op.dx + static_cast<int64_t>(op.order[j + kTokenRowsAhead]) * D + c0,
                         width);
-      const float* __restrict row = op.dx + static_cast<int64_t>(op.order[j]) * D + c0;
-      for (int64_t c = 0; c < width; ++c) sum[c] += row[c];
+      add_columns(op.dx + static_cast<int64_t>(op.order[j]) * D + c0, width, sum);
     }
-    float* __restrict out = op.dtable + v * D + c0;
-    for (int64_t c = 0; c < width; ++c) out[c] += sum[c];
+    add_columns(sum, width, op.dtable + v * D + c0);
   }
 }
 
@@ -51,12 +54,9 @@ inline void axial_first_row_grads(const AxialPositionBackward& op, int64_t a) {
     const int64_t width = std::min(kGradColumns, op.d1 - c0);
     std::fill(sum, sum + width, 0.0f);
     for (int64_t b = 0; b < op.batch; ++b)
-      for (int64_t j = 0; j < op.n2; ++j) {
-        const float* __restrict row = op.dx + (b * op.seq_len + a * op.n2 + j) * op.d_model + c0;
-        for (int64_t c = 0; c < width; ++c) sum[c] += row[c];
-      }
-    float* __restrict out = op.daxial_a + a * op.d1 + c0;
-    for (int64_t c = 0; c < width; ++c) out[c] += sum[c];
+      for (int64_t j = 0; j < op.n2; ++j)
+        add_columns(op.dx + (b * op.seq_len + a * op.n2 + j) * op.d_model + c0, width, sum);
+    add_columns(sum, width, op.daxial_a + a * op.d1 + c0);
   }
 }
 
@@ -72,16 +72,10 @@ inline void axial_second_rows_grads(const AxialPositionBackward& op, int64_t j0,
     for (int64_t j = j0; j < j1; ++j) std::fill(sum[j - j0], sum[j - j0] + width, 0.0f);
     for (int64_t b = 0; b < op.batch; ++b)
       for (int64_t a = 0; a < op.n1; ++a)
-        for (int64_t j = j0; j < j1; ++j) {
-          const float* __restrict row =
-              op.dx + (b * op.seq_len + a * op.n2 + j) * op.d_model + op.d1 + c0;
-          float* __restrict s = sum[j - j0];
-          for (int64_t c = 0; c < width; ++c) s[c] += row[c];
-        }
-    for (int64_t j = j0; j < j1; ++j) {
-      float* __restrict out = op.daxial_b + j * op.d2 + c0;
-      for (int64_t c = 0; c < width; ++c) out[c] += sum[j - j0][c];
-    }
+        for (int64_t j = j0; j < j1; ++j)
+          add_columns(op.dx + (b * op.seq_len + a * op.n2 + j) * op.d_model + op.d1 + c0, width,
+                      sum[j - j0]);
+    for (int64_t j = j0; j < j1; ++j) add_columns(sum[j - j0], width, op.daxial_b + j * op.d2 + c0);
   }
 }
 
