@@ -133,6 +133,7 @@ TEST(AmxTiles, ProductOfPackedRowsIsTheirGramMatrix) {
   std::vector<uint16_t> pairs_t(depth * m_pad);
   cpu::amx::pairs_transposed_of_rows(rows.data(), depth, m_pad, pairs_t.data());
   std::vector<float> c(m_pad * m_pad, -1.0f);
+  cpu::amx::load_tile_config();
   cpu::amx::multiply(m_pad, m_pad, depth, rows.data(), pairs_t.data(), c.data(), m_pad, false);
   for (int64_t i = 0; i < m_pad; ++i)
     for (int64_t j = 0; j < m_pad; ++j) {

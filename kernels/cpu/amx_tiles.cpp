@@ -38,21 +38,6 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 
-// Tiles 0-3 hold a 2 x 2 block of C (16 x 16 floats each), 4-5 two A tiles (16 rows of 32 bf16),
-// 6-7 two B tiles (16 pairs of rows, 16 columns). Loaded at every product: oneDNN's AMX kernels
-// run on the same threads and load their own configurations or release the tiles.
-RF_AMX_TARGET void configure_this_thread() {
-  static const TileConfig config = [] {
-    TileConfig c;
-    for (int t = 0; t < 8; ++t) {
-      c.rows[t] = 16;
-      c.bytes_per_row[t] = 64;
-    }
-    return c;
-  }();
-  _tile_loadconfig(&config);
-}
-
 // One block of R x C output tiles (R, C in {1, 2}) at c over the whole depth.
 template <int R, int C>
 RF_AMX_TARGET void block(int64_t k_pad, const uint16_t* a, const uint16_t* b, int64_t n, float* c,
@@ -202,6 +187,20 @@ bool available() {
   return ok;
 }
 
+// Tiles 0-3 hold a 2 x 2 block of C (16 x 16 floats each), 4-5 two A tiles (16 rows of 32 bf16),
+// 6-7 two B tiles (16 pairs of rows, 16 columns).
+RF_AMX_TARGET void load_tile_config() {
+  static const TileConfig config = [] {
+    TileConfig c;
+    for (int t = 0; t < 8; ++t) {
+      c.rows[t] = 16;
+      c.bytes_per_row[t] = 64;
+    }
+    return c;
+  }();
+  _tile_loadconfig(&config);
+}
+
 RF_AMX_TARGET void pack_rows(const float* a, int64_t lda, int64_t m, int64_t m_pad, int64_t k,
                              uint16_t* out) {
   pack_rows_from<false, false>([=](int64_t r) { return a + r * lda; }, nullptr, m, m_pad, k, out);
@@ -263,7 +262,6 @@ void rows_transposed_of_rows(const uint16_t* a_rows, int64_t depth, int64_t coun
 
 RF_AMX_TARGET void multiply(int64_t m, int64_t n, int64_t k_pad, const uint16_t* a_rows,
                             const uint16_t* b_pairs, float* c, int64_t ldc, bool accumulate) {
-  configure_this_thread();
   for (int64_t i = 0; i < m; i += 32) {
     const bool two_rows = i + 16 < m;
     const uint16_t* a = a_rows + i * k_pad;

@@ -61,7 +61,15 @@ void rows_transposed_of_rows(const uint16_t* a_rows, int64_t depth, int64_t coun
 void transpose_words(const void* in, int64_t ld_in, int64_t rows, int64_t cols, void* out,
                      int64_t ld_out);
 
+// Loads the tile shapes multiply uses into this thread's tile registers. Call it on each thread
+// before its first multiply and again after anything else that may use AMX (oneDNN's kernels load
+// their own shapes or release the tiles): the attention passes call it once per work item. It
+// takes about as long as a 64 x 64 x 64 product's tile instructions (~200 TSC ticks against ~900
+// for the product, measured on this project's Xeon VM), so it is not repeated per product.
+void load_tile_config();
+
 // C [m][n] (+)= A B with C's rows ldc floats apart; k_pad = padded_depth(k) of the operands.
+// Needs load_tile_config on this thread first (without it the tile instructions fault).
 void multiply(int64_t m, int64_t n, int64_t k_pad, const uint16_t* a_rows, const uint16_t* b_pairs,
               float* c, int64_t ldc, bool accumulate);
 
