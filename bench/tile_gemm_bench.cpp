@@ -3,7 +3,10 @@
 // kernels/cpu/tile_gemm.h (what runs where libxsmm makes no kernel). For each product of a tile
 // pass (scores K Q^T, the value product P V with P stored transposed, the key gradients dS^T Q)
 // at head widths 16-128, it alternates the two, 9 rounds of 2,000 calls each, and prints one JSON
-// line per shape: the median GFLOP/s of each and their ratio.
+// line per shape: the median GFLOP/s of each and their ratio. On a CPU with AMX-BF16 it also times
+// the bf16 tile product (kernels/cpu/amx_tiles.h) for heads of 64, with its tile configuration
+// loaded once (what the attention passes do: once per work item) against loaded before every
+// product, which is what it did before 2026-12-05.
 //   tile_gemm_bench [--rounds 9] [--calls 2000]
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -13,6 +16,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/cpu/amx_tiles.h"
 #include "kernels/cpu/small_gemm.h"
 
 namespace rf {
@@ -35,6 +39,31 @@ struct TileProduct {
   int64_t m, n, k;
   bool transposed_a, accumulate;
 };
+
+// The AMX product of each 64 x 64 x 64 tile product (as chunk_attention_tiles.cpp calls it: a
+// fresh sum, and one added to), its configuration loaded once and before every product.
+void run_amx(int rounds, int calls) {
+  constexpr int64_t kSide = 64;
+  std::vector<uint16_t> a(kSide * kSide, 0x3f80), b(kSide * kSide, 0x3f80);  // bf16 ones
+  std::vector<float> c(kSide * kSide);
+  for (bool accumulate : {false, true}) {
+    auto product = [&](bool load_each) {
+      if (load_each) cpu::amx::load_tile_config();
+      cpu::amx::multiply(kSide, kSide, kSide, a.data(), b.data(), c.data(), kSide, accumulate);
+    };
+    std::vector<double> once, each;
+    cpu::amx::load_tile_config();
+    for (int r = 0; r < rounds; ++r) {
+      once.push_back(seconds_per_call([&] { product(false); }, calls));
+      each.push_back(seconds_per_call([&] { product(true); }, calls));
+    }
+    const double o = median(once) * 1e9, e = median(each) * 1e9;
+    std::printf(
+        "{\"product\": \"bf16 AMX 64x64x64%s\", \"config_once_ns\": %.1f, "
+        "\"config_each_ns\": %.1f, \"ratio\": %.3f}\n",
+        accumulate ? " added to C" : "", o, e, e / o);
+  }
+}
 
 int run(int rounds, int calls) {
   std::mt19937 gen(7);
@@ -77,6 +106,7 @@ int run(int rounds, int calls) {
           static_cast<long long>(t.k), has_kernel ? "true" : "false", x, l, x / l);
     }
   }
+  if (cpu::amx::available()) run_amx(rounds, calls);
   return 0;
 }
 
@@ -84,7 +114,8 @@ int run(int rounds, int calls) {
 }  // namespace rf
 
 int main(int argc, char** argv) {
-  CLI::App app{"times the CPU attention tiles' fp32 products: libxsmm against the loops"};
+  CLI::App app{
+      "times the CPU attention tiles' products: fp32 in libxsmm against the loops; bf16 on AMX"};
   int rounds = 9, calls = 2000;
   app.add_option("--rounds", rounds, "alternated rounds (medians)")->check(CLI::Range(1, 1000));
   app.add_option("--calls", calls, "calls per round")->check(CLI::Range(1, 10000000));

@@ -63,9 +63,9 @@ void transpose_words(const void* in, int64_t ld_in, int64_t rows, int64_t cols, 
 
 // Loads the tile shapes multiply uses into this thread's tile registers. Call it on each thread
 // before its first multiply and again after anything else that may use AMX (oneDNN's kernels load
-// their own shapes or release the tiles): the attention passes call it once per work item. It
-// takes about as long as a 64 x 64 x 64 product's tile instructions (~200 TSC ticks against ~900
-// for the product, measured on this project's Xeon VM), so it is not repeated per product.
+// their own shapes or release the tiles): the attention passes call it once per work item. Loaded
+// before every 64 x 64 x 64 product it made the product 12% slower on one core of this project's
+// Xeon VM (613 against 691 ns; build/bench/tile_gemm_bench), so it is not repeated per product.
 void load_tile_config();
 
 // C [m][n] (+)= A B with C's rows ldc floats apart; k_pad = padded_depth(k) of the operands.
