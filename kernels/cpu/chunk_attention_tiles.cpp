@@ -13,6 +13,7 @@
 #include "kernels/cpu/attention_score_terms.h"
 #include "kernels/cpu/attention_tile_gather.h"
 #include "kernels/cpu/small_gemm.h"
+#include "kernels/cpu/streaming_store.h"
 
 namespace rf::cpu {
 namespace {
@@ -263,18 +264,20 @@ void tile_score_gradients(const ChunkAttentionParams& p, int64_t s, const Dropou
   score_gradients(p, s, drop, qt, kv, key_offset, st, dpt, queries_owner);
 }
 
-// Writes the finished query gradients of a tile (dq [count, dp]) to their slots.
+// Writes the finished query gradients of a tile (dq [count, dp]) to their slots, with streaming
+// stores (nothing in the pass reads them; streaming_store.h).
 void store_query_grads(const ChunkAttentionParams& p, int64_t s, const SlotTile& q_tile,
                        const float* dq, int64_t dp) {
   for (int64_t i = 0; i < q_tile.count; ++i) {
     float* out = p.dq + (s * p.layout.n_slots + q_tile.first + i) * p.d;
-    copy_row(dq + i * dp, p.d, out);
+    stream_row(dq + i * dp, p.d, out);
   }
 }
 
 // Adds a window's key and value gradients (dk, dv [W, dp], window order) to its slots, the
 // look-back chunk's first; a part whose chunk no earlier phase has written (first_lookback,
-// first_own) is stored instead, so the pass needs no zero fill of dk and dv.
+// first_own) is stored instead (streaming stores, streaming_store.h), so the pass needs no zero
+// fill of dk and dv.
 void add_window_grads(const ChunkAttentionParams& p, int64_t s, int64_t c, const float* dk,
                       const float* dv, bool first_lookback, bool first_own) {
   const ChunkLayout& L = p.layout;
@@ -284,8 +287,8 @@ void add_window_grads(const ChunkAttentionParams& p, int64_t s, int64_t c, const
     float* k_out = p.dk + slot * p.d;
     float* v_out = p.dv + slot * p.d;
     if (w < L.lookback * L.chunk ? first_lookback : first_own) {
-      copy_row(dk + w * dp, p.d, k_out);
-      copy_row(dv + w * dp, p.d, v_out);
+      stream_row(dk + w * dp, p.d, k_out);
+      stream_row(dv + w * dp, p.d, v_out);
       continue;
     }
     for (int64_t x = 0; x < p.d; ++x) {
@@ -407,6 +410,7 @@ void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadS
     std::fill(dv + first * dp, dv + (first + rows) * dp, 0.0f);
   });
   add_window_grads(p, s, c, dk, dv, first_lookback, first_own);
+  finish_streamed_rows();
 }
 
 // Without look-back (dense attention, one chunk) a key's gradient comes from every query tile of
