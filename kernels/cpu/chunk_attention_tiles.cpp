@@ -140,7 +140,8 @@ inline __attribute__((always_inline)) void softmax_tile(
   }
 }
 
-// Writes a query tile's outputs (acc [nq, dp], unnormalised) and statistics.
+// Writes a query tile's outputs (acc [nq, dp], unnormalised; streaming stores, streaming_store.h)
+// and statistics.
 void store_outputs(const ChunkAttentionParams& p, int64_t s, const SlotTile& q_tile,
                    const float* acc, const float* m, const float* l) {
   const int64_t dp = padded(p.d);
@@ -148,7 +149,7 @@ void store_outputs(const ChunkAttentionParams& p, int64_t s, const SlotTile& q_t
     const int64_t slot = s * p.layout.n_slots + q_tile.first + i;
     const float inv = 1.0f / l[i];
     float* o = p.o + slot * p.d;
-    for (int64_t x = 0; x < p.d; ++x) o[x] = acc[i * dp + x] * inv;
+    stream_scaled_row(acc + i * dp, inv, p.d, o);
     p.row_max[slot] = m[i];
     p.row_log_sum[slot] = logf(l[i]);
   }
@@ -215,6 +216,7 @@ void forward_item(const ChunkAttentionParams& p, int64_t s, const SlotTile& slot
     acc = qt;
   }
   store_outputs(p, s, q_tile, acc, m, l);
+  finish_streamed_rows();
 }
 
 // dS^T [nk, nqp] of a key tile against a query tile, in st (which holds the scores); and the
