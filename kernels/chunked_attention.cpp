@@ -44,33 +44,12 @@ int64_t segments_per_group(const ChunkedAttentionArgs& a) {
   return std::max<int64_t>(1, std::min(a.batch * a.heads, a.scratch_budget_bytes / bytes));
 }
 
-// Shared QK: each position's key scale, for every segment in one launch before the groups (null
-// for separate keys). One launch over all heads lets the CPU read the query rows whole and in
-// order (kernels/cpu/flat_loops.h): in the reference model's 64K-token bf16 step the scales took
-// 101.6 ms in 48 launches of one head each, 48.8 ms in 12 of all four (step_bench --profile-ops;
-// 4.5 -> 2.5 ms at 4K, where one launch had all four heads already).
-const float* shared_key_scales(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& a) {
-  if (a.k != nullptr) return nullptr;
+// The parameters of segments [first, first + count) that come from the arguments alone: the
+// inputs and settings, no per-slot scratch.
+ChunkAttentionParams segment_params(const ChunkedAttentionArgs& a, int64_t first, int64_t count) {
   ChunkAttentionParams p;
   p.layout = layout_of(a);
-  p.q = a.q;
-  p.ld = a.ld;
-  p.heads = a.heads;
-  p.d = a.d;
-  p.batch = a.batch;
-  p.memory_len = a.memory_len;
-  p.segments = a.batch * a.heads;
-  float* scales = ws.floats("attn.key_scales", p.segments * a.seq_len);
-  ex.run(p.segments * a.seq_len, KeyNormScales{p, scales});
-  return scales;
-}
-
-// The parameters of segments [first, first + count), with their per-slot scratch.
-ChunkAttentionParams group_params(Workspace& ws, const ChunkedAttentionArgs& a, int64_t first,
-                                  int64_t count, const float* key_scales, bool backward) {
-  ChunkAttentionParams p;
-  p.layout = layout_of(a);
-  const int64_t n = p.layout.n_slots, slots = count * n;
+  const int64_t n = p.layout.n_slots;
   p.q = a.q;
   p.k = a.k;
   p.v = a.v;
@@ -92,6 +71,27 @@ ChunkAttentionParams group_params(Workspace& ws, const ChunkedAttentionArgs& a, 
   p.dropout.seq_len = n;
   p.dropout.cols = p.layout.window();
   p.dropout.row_offset = 0;
+  return p;
+}
+
+// Shared QK: each position's key scale, for every segment in one launch before the groups (null
+// for separate keys). One launch over all heads lets the CPU read the query rows whole and in
+// order (kernels/cpu/flat_loops.h): in the reference model's 64K-token bf16 step the scales took
+// 101.6 ms in 48 launches of one head each, 48.8 ms in 12 of all four (step_bench --profile-ops;
+// 4.5 -> 2.5 ms at 4K, where one launch had all four heads already).
+const float* shared_key_scales(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& a) {
+  if (a.k != nullptr) return nullptr;
+  const int64_t segments = a.batch * a.heads;
+  float* scales = ws.floats("attn.key_scales", segments * a.seq_len);
+  ex.run(segments * a.seq_len, KeyNormScales{segment_params(a, 0, segments), scales});
+  return scales;
+}
+
+// The parameters of segments [first, first + count), with their per-slot scratch.
+ChunkAttentionParams group_params(Workspace& ws, const ChunkedAttentionArgs& a, int64_t first,
+                                  int64_t count, const float* key_scales, bool backward) {
+  ChunkAttentionParams p = segment_params(a, first, count);
+  const int64_t n = p.layout.n_slots, slots = count * n;
   if (a.kept_slots) {  // [all slots, d] outputs, then [all slots] maxima, then log-sums
     const int64_t all = a.batch * a.heads * n, from = first * n;
     p.o = a.kept_slots + from * a.d;
