@@ -63,6 +63,26 @@ if [ "$action" = mpirun-signal ]; then
   exit 0
 fi
 
+# Signals: every selected host's ranks are listed first and then signalled in one go, as SLURM
+# signals all tasks of a step at once. A rank that has ended between the listing and the kill
+# (the job's agreed stop can end it within milliseconds of the first rank's signal) is not an
+# error: it has nothing left to receive.
+if [ "$action" = signal ] || [ "$action" = kill ]; then
+  signal="KILL"
+  [ "$action" = signal ] && signal="${1:?fault.sh: signal needs a signal name, e.g. TERM}"
+  pids=""
+  while read -r _ name ns _ _; do
+    host_pids="$(ranks_of "$ns")"
+    [ -n "$host_pids" ] || { echo "fault.sh: no ranks running on $name" >&2; exit 1; }
+    pids="$pids $host_pids"
+  done <<< "$selected"
+  for pid in $pids; do
+    kill -s "$signal" "$pid" 2>/dev/null || [ ! -e "/proc/$pid" ] ||
+      { echo "fault.sh: could not send SIG$signal to rank process $pid" >&2; exit 1; }
+  done
+  exit 0
+fi
+
 while read -r _ name ns address link; do
   case "$action" in
     cut) ip link set "$link" down ;;
@@ -86,13 +106,6 @@ table inet rf_loss {
 }
 NFT
       ;;
-    signal|kill)
-      signal="KILL"
-      [ "$action" = signal ] && signal="${1:?fault.sh: signal needs a signal name, e.g. TERM}"
-      pids="$(ranks_of "$ns")"
-      [ -n "$pids" ] || { echo "fault.sh: no ranks running on $name" >&2; exit 1; }
-      # shellcheck disable=SC2086
-      kill -s "$signal" $pids ;;
     down)
       # The link first: a machine that loses power sends no FIN or RST, so its peers learn of it
       # only from silence, as they would from a pulled cable.
