@@ -64,6 +64,22 @@ struct ThreadState {
   KeyTileCache keys;
   uint64_t pass = 0;                 // the pass the cache was filled in
   std::vector<uint8_t> key_started;  // gradients_item: which window tiles hold a sum yet
+  // gradients_by_phase: the key and value gradients of the own chunk of the item this thread ran
+  // last, [chunk, dp] each, kept for the next item, whose look-back chunk it is (KeyGradCarry).
+  std::vector<float> carried_dk, carried_dv;
+};
+
+// How a gradient item with look-back passes its own chunk's key and value gradients to the next
+// item on its thread, whose look-back chunk it is: `in`, this item's look-back chunk's sums from
+// the item before it (added here, and the chunk's rows, then complete, are stored once), and
+// `out`, this item's own chunk's sums kept for the next item instead of stored. Without them the
+// first of a chunk's two contributions went to memory with streaming stores and the second read
+// it back to add to it: the adds' loads were 40% of gradients_item's own time in the 4K bf16
+// attention_bench (perf). With the carry the gradient pass took 46-47.5 ms per 4K bf16 step
+// instead of 49.5-50 and 855-877 ms per 64K bf16 step instead of 898-941; at 4K fp32 it is
+// within noise (step_bench --profile-ops, alternated, 2026-12-05). Same bits.
+struct KeyGradCarry {
+  bool in = false, out = false;
 };
 
 ThreadState& thread_state(uint64_t pass) {
@@ -280,15 +296,30 @@ void store_query_grads(const ChunkAttentionParams& p, int64_t s, const SlotTile&
 // look-back chunk's first; a part whose chunk no earlier phase has written (first_lookback,
 // first_own) is stored instead (streaming stores, streaming_store.h), so the pass needs no zero
 // fill of dk and dv.
-void add_window_grads(const ChunkAttentionParams& p, int64_t s, int64_t c, const float* dk,
-                      const float* dv, bool first_lookback, bool first_own) {
+// With a carry (KeyGradCarry, look-back windows only), the look-back chunk's rows add the sums
+// carried in from the thread's previous item and are stored complete, and the own chunk's rows go
+// to the carry instead of to their slots.
+void add_window_grads(const ChunkAttentionParams& p, int64_t s, int64_t c, float* dk, float* dv,
+                      bool first_lookback, bool first_own, const KeyGradCarry& carry,
+                      ThreadState& state) {
   const ChunkLayout& L = p.layout;
-  const int64_t dp = padded(p.d);
-  for (int64_t w = 0; w < L.window(); ++w) {
+  const int64_t dp = padded(p.d), lookback_rows = L.lookback * L.chunk;
+  if (carry.in)
+    for (int64_t e = 0; e < lookback_rows * dp; ++e) {
+      dk[e] += state.carried_dk[static_cast<size_t>(e)];
+      dv[e] += state.carried_dv[static_cast<size_t>(e)];
+    }
+  if (carry.out) {
+    const int64_t own_values = (L.window() - lookback_rows) * dp;
+    state.carried_dk.assign(dk + lookback_rows * dp, dk + lookback_rows * dp + own_values);
+    state.carried_dv.assign(dv + lookback_rows * dp, dv + lookback_rows * dp + own_values);
+  }
+  const int64_t rows = carry.out ? lookback_rows : L.window();
+  for (int64_t w = 0; w < rows; ++w) {
     const int64_t slot = s * L.n_slots + L.window_slot(c, w);
     float* k_out = p.dk + slot * p.d;
     float* v_out = p.dv + slot * p.d;
-    if (w < L.lookback * L.chunk ? first_lookback : first_own) {
+    if (w < lookback_rows ? first_lookback || carry.in : first_own) {
       stream_row(dk + w * dp, p.d, k_out);
       stream_row(dv + w * dp, p.d, v_out);
       continue;
@@ -345,7 +376,7 @@ void key_tile_gradients_bf16(const ChunkAttentionParams& p, int64_t s, const Dro
 // p.dv). With look-back a window holds two chunks (gradients_by_phase); without, its own chunk
 // (gradients_by_chunk).
 void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadState& state,
-                    bool bf16, bool first_lookback, bool first_own) {
+                    bool bf16, bool first_lookback, bool first_own, KeyGradCarry carry = {}) {
   const ChunkLayout& L = p.layout;
   const int64_t dp = padded(p.d), W = L.window();
   Scratch& scratch = state.scratch;
@@ -411,7 +442,7 @@ void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadS
     std::fill(dk + first * dp, dk + (first + rows) * dp, 0.0f);
     std::fill(dv + first * dp, dv + (first + rows) * dp, 0.0f);
   });
-  add_window_grads(p, s, c, dk, dv, first_lookback, first_own);
+  add_window_grads(p, s, c, dk, dv, first_lookback, first_own, carry, state);
   finish_streamed_rows();
 }
 
@@ -518,10 +549,11 @@ void for_each_tile(const ChunkAttentionParams& p, const Item& item) {
 // gradient pass took 7-13% longer at bf16 and 4-6% at fp32). An item whose look-back chunk's other
 // item belongs to another block waits for a second round, in phases of chunks whose windows do not
 // overlap (even chunks, then odd ones, then the last when their count is odd). A key slot gets two
-// contributions, the first stored (dk and dv need no zero fill) and the second added: an addition
-// of two terms gives the same bits in either order, so the result does not depend on the blocks,
-// nor on the thread count. (A single chunk is its own look-back: filled with zeros first, and its
-// items run one per segment.)
+// contributions, the first stored (dk and dv need no zero fill) and the second added, or, when
+// the two items run one after the other in a block, added on the thread and stored once
+// (KeyGradCarry): an addition of two terms gives the same bits in either order, so the result
+// does not depend on the blocks, nor on the thread count. (A single chunk is its own look-back:
+// filled with zeros first, and its items run one per segment.)
 void gradients_by_phase(const ChunkAttentionParams& p, bool bf16) {
   const ChunkLayout& L = p.layout;
   const int64_t nc = L.n_chunks(), per_segment = L.n_slots * p.d, total = p.segments * nc;
@@ -541,10 +573,10 @@ void gradients_by_phase(const ChunkAttentionParams& p, bool bf16) {
   // that write a chunk touch its flag, and they never run at once.
   std::vector<uint8_t> written(static_cast<size_t>(total), 0);
   auto lookback_item = [&](int64_t i) { return i / nc * nc + (i % nc + nc - 1) % nc; };
-  auto run_item = [&](int64_t i, ThreadState& state) {
+  auto run_item = [&](int64_t i, ThreadState& state, KeyGradCarry carry) {
     const int64_t lookback = lookback_item(i);
     state.scratch.reset(scratch_floats(p));
-    gradients_item(p, i / nc, i % nc, state, bf16, written[lookback] == 0, written[i] == 0);
+    gradients_item(p, i / nc, i % nc, state, bf16, written[lookback] == 0, written[i] == 0, carry);
     written[lookback] = written[i] = 1;
   };
   const int64_t rounds_of_blocks = 4 * omp_get_max_threads();
@@ -558,13 +590,24 @@ void gradients_by_phase(const ChunkAttentionParams& p, bool bf16) {
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t b = 0; b < blocks; ++b) {
     ThreadState& state = thread_state(pass);
-    for (int64_t i = b * block; i < std::min(total, (b + 1) * block); ++i)
-      if (lookback_item(i) / block == i / block) run_item(i, state);
+    const int64_t end = std::min(total, (b + 1) * block);
+    bool carried = false;  // the item run last on this thread kept its own chunk's sums
+    for (int64_t i = b * block; i < end; ++i) {
+      if (lookback_item(i) / block != i / block) {  // (deferred: the item before kept nothing)
+        carried = false;
+        continue;
+      }
+      // Item i + 1, whose look-back is chunk i, runs next here when it is in this block.
+      const bool keep = i + 1 < end && (i + 1) % nc != 0;
+      run_item(i, state, KeyGradCarry{carried, keep});
+      carried = keep;
+    }
   }
   for (const std::vector<int64_t>& phase : deferred) {
     const int64_t n = static_cast<int64_t>(phase.size());
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t k = 0; k < n; ++k) run_item(phase[static_cast<size_t>(k)], thread_state(pass));
+    for (int64_t k = 0; k < n; ++k)
+      run_item(phase[static_cast<size_t>(k)], thread_state(pass), KeyGradCarry{});
   }
 }
 
