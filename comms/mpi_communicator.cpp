@@ -645,6 +645,14 @@ std::unique_ptr<Communicator> make_mpi_communicator(double timeout_seconds) {
   return std::make_unique<MpiCommunicator>(timeout_seconds);
 }
 
+std::string mpi_library_version() {
+  char text[MPI_MAX_LIBRARY_VERSION_STRING] = {};
+  int length = 0;
+  if (MPI_Get_library_version(text, &length) != MPI_SUCCESS) return "unknown";
+  const std::string s(text, static_cast<size_t>(std::max(length, 0)));
+  return s.substr(0, s.find_first_of(",\n"));
+}
+
 std::vector<std::string> mpi_completed_collectives(Communicator& comm) {
   const auto* mpi = dynamic_cast<const MpiCommunicator*>(&comm);
   if (mpi == nullptr)

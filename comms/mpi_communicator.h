@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "base/launcher_env.h"
 #include "comms/communicator.h"
@@ -12,5 +13,9 @@ namespace rf {
 // not complete within timeout_seconds abort the job with a message naming rank, step and
 // operation. MPI is finalised when the last MPI communicator is destroyed.
 std::unique_ptr<Communicator> make_mpi_communicator(double timeout_seconds);
+
+// The first line of the MPI library's own description, e.g. "Open MPI v4.1.4" (MPI allows asking
+// before MPI_Init; for --version).
+std::string mpi_library_version();
 
 }  // namespace rf

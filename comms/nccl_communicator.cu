@@ -430,4 +430,12 @@ std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap, in
   return std::make_unique<NcclCommunicator>(bootstrap, device, timeout_seconds);
 }
 
+std::string nccl_library_version() {
+  int v = 0;
+  if (ncclGetVersion(&v) != ncclSuccess) return "unknown";
+  // (NCCL_VERSION_CODE: major * 10000 + minor * 100 + patch since 2.9)
+  return std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." +
+         std::to_string(v % 100);
+}
+
 }  // namespace rf

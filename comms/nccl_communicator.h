@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "comms/communicator.h"
 
@@ -12,5 +13,8 @@ namespace rf {
 // Throws rf::Error when this build has no CUDA/NCCL.
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator& bootstrap, int device,
                                                      double timeout_seconds);
+
+// "<major>.<minor>.<patch>" of the NCCL library this process runs; empty in a build without it.
+std::string nccl_library_version();
 
 }  // namespace rf

@@ -10,4 +10,8 @@ std::unique_ptr<Communicator> make_nccl_communicator(Communicator&, int, double)
       "CUDA support; rebuild where nvcc and NCCL are available");
 }
 
+std::string nccl_library_version() {
+  return "";
+}
+
 }  // namespace rf

@@ -81,6 +81,12 @@ void close_written_dataset(Handle& set, const std::string& path, const std::stri
 
 }  // namespace
 
+std::string hdf5_library_version() {
+  unsigned major = 0, minor = 0, release = 0;
+  if (H5get_libversion(&major, &minor, &release) < 0) return "unknown";
+  return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(release);
+}
+
 bool hdf5_is_thread_safe() {
   hbool_t safe = 0;
   return H5is_library_threadsafe(&safe) >= 0 && safe;

@@ -15,9 +15,12 @@ namespace rf {
 // while the main thread writes a checkpoint). Debian's build is; many cluster modules are not.
 bool hdf5_is_thread_safe();
 
+// "<major>.<minor>.<release>" of the HDF5 library this process runs (for --version).
+std::string hdf5_library_version();
+
 class Hdf5File {
  public:
-  static Hdf5File create(const std::string& path);     // truncates
+  static Hdf5File create(const std::string& path);  // truncates
   // Fails clearly if unreadable. With check_seal, a file sealed with its checksum
   // (data/file_seal.h) is checked before HDF5 reads any of it.
   static Hdf5File open_read(const std::string& path, bool check_seal = true);

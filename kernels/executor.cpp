@@ -105,6 +105,9 @@ bool cuda_compiled_in() {
 int cuda_device_count() {
   return 0;
 }
+std::string cuda_versions() {
+  return "";
+}
 std::unique_ptr<Executor> make_cuda_executor(int, GemmPrecision) {
   fail(
       "runtime.device is cuda, but this build has no CUDA support (nvcc was not found when "

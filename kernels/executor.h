@@ -235,6 +235,8 @@ std::unique_ptr<Executor> make_cuda_executor(int device_index,
 bool cuda_compiled_in();
 // CUDA devices visible to this process (0 without CUDA).
 int cuda_device_count();
+// "runtime 12.4, driver 12.6" (or ", no driver"); empty in a build without CUDA (for --version).
+std::string cuda_versions();
 
 // Row-major product through the column-major description (see gemm_desc.h).
 void matmul(Executor& ex, const RowMajorGemm& g, const void* a, const void* b, float* c);

@@ -124,6 +124,29 @@ TEST(CommandLine, UsageErrorsAreOneLineAndExitNonZero) {
                         {"--set model.d_model=abc needs --config"});
 }
 
+// The commit of the sources, as cmake/build_info.cmake reads it: 12 hex digits, "+changes" when
+// tracked files differ from it; "unknown" outside a git checkout.
+std::string source_commit() {
+  const std::string git = std::string("git -C ") + RF_SOURCE_DIR;
+  const Result head = test::run_command(git + " rev-parse --short=12 HEAD 2>/dev/null");
+  if (head.exit_code != 0) return "unknown";
+  std::string commit = head.out.substr(0, head.out.find('\n'));
+  const Result status = test::run_command(git + " status --porcelain --untracked-files=no");
+  if (status.exit_code == 0 && !status.out.empty()) commit += "+changes";
+  return commit;
+}
+
+TEST(CommandLine, VersionNamesTheCommitAndTheLibraries) {
+  const Result v = run("--version");
+  ASSERT_EQ(v.exit_code, 0) << v.out;
+  // (a binary built before the last commit or edit names the older sources: rebuild first)
+  EXPECT_EQ(v.out.rfind("reformer " + source_commit() + " (", 0), 0u) << v.out;
+  for (const char* part :
+       {" build, ", "CUDA ", "\n  cpu: OpenBLAS ", "; oneDNN ", "\n  data: HDF5 ", "\n  comms: "})
+    EXPECT_NE(v.out.find(part), std::string::npos) << part << " in " << v.out;
+  EXPECT_EQ(v.out.find("unknown"), v.out.find("reformer unknown")) << v.out;  // libraries known
+}
+
 TEST(CommandLine, TrainEvalGenerateEndToEnd) {
   const std::string dir = test::fresh_dir("run");
   const std::string cfg = write_file(dir, "tiny.yaml", kTinyYaml);
@@ -132,6 +155,8 @@ TEST(CommandLine, TrainEvalGenerateEndToEnd) {
   ASSERT_EQ(t.exit_code, 0) << t.out;
   EXPECT_NE(t.out.find("step      5/5"), std::string::npos) << t.out;
   EXPECT_NE(t.out.find("ETA"), std::string::npos);
+  EXPECT_NE(t.out.find("\n  build: reformer " + source_commit() + " ("), std::string::npos)
+      << t.out;
   EXPECT_NE(t.out.find("report: evaluating 64 sequences x 4 hash counts"), std::string::npos)
       << t.out;
   EXPECT_NE(t.out.find("copy accuracy"), std::string::npos) << t.out;

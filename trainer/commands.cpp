@@ -20,6 +20,7 @@
 #include "trainer/progress.h"
 #include "trainer/selftest.h"
 #include "trainer/train_loop.h"
+#include "trainer/version_report.h"
 
 namespace rf {
 namespace {
@@ -317,6 +318,9 @@ int run_command_line(int argc, char** argv) {
       "reformer: trains Reformer and Transformer-XL language models (reversible layers, LSH "
       "attention, segment-level recurrence, relative positions)"};
   app.require_subcommand(1);
+  app.set_version_flag(
+      "--version", [] { return version_report(); },
+      "print the commit this binary was built from and its libraries' versions");
   Arguments a;
   auto add_config = [&](CLI::App* sub, bool required) {
     auto* opt = sub->add_option("--config", a.config, "experiment YAML file");

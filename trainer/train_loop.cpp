@@ -10,6 +10,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "base/build_info.h"
 #include "base/fnv1a.h"
 #include "data/hdf5_io.h"
 #include "data/shards.h"
@@ -93,6 +94,7 @@ void print_header(Run& run, const std::string& resumed_from, const std::string& 
             << c.model.n_layers << " " << layer_kind(c) << " [" << layers.str() << "], d_model "
             << c.model.d_model << ", " << c.model.n_heads << " heads x " << c.model.d_head
             << ", d_ff " << c.model.d_ff << "\n"
+            << "  build: " << describe_build() << "\n"
             << "  executor: " << run.ex->describe() << "\n"
             << "  ranks: " << run.host().size() << " (" << ranks << ")\n"
             << "  data: " << run.data.train->describe() << "\n"

@@ -158,10 +158,14 @@ OnednnMatmul::OnednnMatmul(OperandType operands) : impl_(std::make_unique<Impl>(
 
 OnednnMatmul::~OnednnMatmul() = default;
 
-std::string OnednnMatmul::describe() const {
+std::string onednn_version() {
   const dnnl_version_t* v = dnnl_version();
+  return std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
+}
+
+std::string OnednnMatmul::describe() const {
   std::ostringstream s;
-  s << "oneDNN " << v->major << "." << v->minor << "." << v->patch << " "
+  s << "oneDNN " << onednn_version() << " "
     << (impl_->operands == dnnl::memory::data_type::bf16 ? "bf16" : "fp32") << " ("
     << onednn_isa_name() << ")";
   return s.str();

@@ -80,6 +80,8 @@ std::optional<BlockPlan> block_plan(const GemmDesc& d, OperandType operands);
 
 // The instruction set oneDNN runs on this CPU, for logs ("avx512_core_amx", ...).
 std::string onednn_isa_name();
+// "<major>.<minor>.<patch>" of the oneDNN this process runs.
+std::string onednn_version();
 // Whether that instruction set includes AVX-512 (avx512_core or above).
 bool onednn_has_avx512();
 // Whether it includes bf16 dot products (AVX512-BF16 or AMX).

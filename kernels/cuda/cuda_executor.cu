@@ -288,6 +288,20 @@ int cuda_device_count() {
   return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;
 }
 
+std::string cuda_versions() {
+  const auto text = [](int v) {  // "12.4" from 12040
+    return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10);
+  };
+  int runtime = 0, driver = 0;
+  std::string s =
+      "runtime " +
+      (cudaRuntimeGetVersion(&runtime) == cudaSuccess ? text(runtime) : std::string("unknown"));
+  // (0 without a driver: then there is no device to run on)
+  if (cudaDriverGetVersion(&driver) == cudaSuccess && driver > 0)
+    return s + ", driver " + text(driver);
+  return s + ", no driver";
+}
+
 std::unique_ptr<Executor> make_cuda_executor(int device_index, GemmPrecision precision) {
   int count = 0;
   const cudaError_t status = cudaGetDeviceCount(&count);
