@@ -40,15 +40,6 @@ template <bool kScaled>
 inline void stream_row_of(const float* in, float scale, int64_t n, float* out) {
 #if defined(__x86_64__)
   if (streams_whole_lines(out, n)) {
-#if defined(__AVX512F__)
-    // (A whole line per store, where the SSE loop below takes four.)
-    const __m512 wide_factor = _mm512_set1_ps(scale);
-    for (int64_t x = 0; x < n; x += 16) {
-      const __m512 v = _mm512_loadu_ps(in + x);
-      _mm512_stream_ps(out + x, kScaled ? _mm512_mul_ps(v, wide_factor) : v);
-    }
-    return;
-#endif
     // (SSE's streaming store is in every x86-64 CPU; the write-combining buffers join a line's
     // four 16-byte parts before it leaves.)
     const __m128 factor = _mm_set1_ps(scale);
