@@ -75,8 +75,8 @@ struct ThreadState {
 // `out`, this item's own chunk's sums kept for the next item instead of stored. Without them the
 // first of a chunk's two contributions went to memory with streaming stores and the second read
 // it back to add to it: the adds' loads were 40% of gradients_item's own time in the 4K bf16
-// attention_bench (perf). With the carry the gradient pass took 46-47.5 ms per 4K bf16 step
-// instead of 49.5-50 and 855-877 ms per 64K bf16 step instead of 898-941; at 4K fp32 it is
+// attention_bench (perf). With the carry the gradient pass took 46.1-47.5 ms per 4K bf16 step
+// instead of 49.7-50.2 and 855-877 ms per 64K bf16 step instead of 898-941; at 4K fp32 it is
 // within noise (step_bench --profile-ops, alternated, 2026-12-05). Same bits.
 struct KeyGradCarry {
   bool in = false, out = false;
