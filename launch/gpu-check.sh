@@ -102,7 +102,8 @@ selftest() {  # selftest PRECISION
     "${run[@]}" reformer selftest --device cuda --precision "$1"
 }
 
-stage machine 5 bash -c 'nvidia-smi; nproc; "$0" -c "import torch; print(\"torch\", torch.__version__, torch.cuda.get_device_name())"; "$0" -c "import reformer_pytorch; print(\"reformer_pytorch\", reformer_pytorch.__file__)"' "$py"
+# (reformer --version: the commit the binary was built from, its CUDA runtime, driver and NCCL)
+stage machine 5 bash -c 'nvidia-smi; nproc; "$1" reformer --version; "$0" -c "import torch; print(\"torch\", torch.__version__, torch.cuda.get_device_name())"; "$0" -c "import reformer_pytorch; print(\"reformer_pytorch\", reformer_pytorch.__file__)"' "$py" "${run[0]}"
 # 1-2: correctness
 selftest fp32
 selftest bf16
