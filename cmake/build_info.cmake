@@ -8,7 +8,13 @@ find_program(GIT git)
 if(GIT)
   execute_process(COMMAND ${GIT} -C "${SOURCE_DIR}" rev-parse --short=12 HEAD
     OUTPUT_VARIABLE head OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE head_status ERROR_QUIET)
-  if(head_status EQUAL 0 AND head)
+  # Only the sources' own repository: a copy inside another one (a vendored folder) is not its
+  # commit.
+  execute_process(COMMAND ${GIT} -C "${SOURCE_DIR}" rev-parse --show-toplevel
+    OUTPUT_VARIABLE top OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+  get_filename_component(top "${top}" REALPATH)
+  get_filename_component(source "${SOURCE_DIR}" REALPATH)
+  if(head_status EQUAL 0 AND head AND top STREQUAL source)
     set(commit "${head}")
     execute_process(COMMAND ${GIT} -C "${SOURCE_DIR}" log -1 --format=%cs HEAD
       OUTPUT_VARIABLE commit_date OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)

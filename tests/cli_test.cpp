@@ -125,11 +125,14 @@ TEST(CommandLine, UsageErrorsAreOneLineAndExitNonZero) {
 }
 
 // The commit of the sources, as cmake/build_info.cmake reads it: 12 hex digits, "+changes" when
-// tracked files differ from it; "unknown" outside a git checkout.
+// tracked files differ from it; "unknown" outside a git checkout of these sources.
 std::string source_commit() {
   const std::string git = std::string("git -C ") + RF_SOURCE_DIR;
   const Result head = test::run_command(git + " rev-parse --short=12 HEAD 2>/dev/null");
-  if (head.exit_code != 0) return "unknown";
+  const Result top =
+      test::run_command(std::string("test \"$(") + git +
+                        " rev-parse --show-toplevel 2>/dev/null)\" -ef " + RF_SOURCE_DIR);
+  if (head.exit_code != 0 || top.exit_code != 0) return "unknown";  // (not the sources' own)
   std::string commit = head.out.substr(0, head.out.find('\n'));
   const Result status = test::run_command(git + " status --porcelain --untracked-files=no");
   if (status.exit_code == 0 && !status.out.empty()) commit += "+changes";
