@@ -228,6 +228,9 @@ std::unique_ptr<Executor> make_executor(const ExecutorOptions& options);
 std::unique_ptr<Executor> make_cpu_executor(int threads,
                                             GemmPrecision precision = GemmPrecision::kFp32,
                                             int ranks_on_host = 1);
+// The CPU executor's libraries, "OpenBLAS <version> <build options>; oneDNN <version>" (for
+// --version).
+std::string cpu_library_versions();
 // Throws rf::Error with a clear message when CUDA was not compiled in or no device is present.
 // tf32 and bf16 select cuBLAS's CUBLAS_COMPUTE_32F_FAST_TF32 / _FAST_16BF for every GEMM.
 std::unique_ptr<Executor> make_cuda_executor(int device_index,

@@ -6,17 +6,14 @@
 #include "comms/mpi_communicator.h"
 #include "comms/nccl_communicator.h"
 #include "data/hdf5_io.h"
-#include "kernels/cpu/onednn_matmul.h"
 #include "kernels/executor.h"
-
-extern "C" char* openblas_get_config(void);
 
 namespace rf {
 
 std::string version_report() {
   std::ostringstream out;
   out << describe_build() << "\n"
-      << "  cpu: " << openblas_get_config() << "; oneDNN " << onednn_version() << "\n"
+      << "  cpu: " << cpu_library_versions() << "\n"
       << "  data: HDF5 " << hdf5_library_version() << "\n"
       << "  comms: " << mpi_library_version();
   const std::string nccl = nccl_library_version();

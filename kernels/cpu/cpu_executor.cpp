@@ -383,4 +383,8 @@ std::unique_ptr<Executor> make_cpu_executor(int threads, GemmPrecision precision
   return std::make_unique<CpuExecutor>(threads, precision, ranks_on_host);
 }
 
+std::string cpu_library_versions() {
+  return std::string(openblas_get_config()) + "; oneDNN " + onednn_version();
+}
+
 }  // namespace rf

@@ -63,10 +63,10 @@ if [ "$action" = mpirun-signal ]; then
   exit 0
 fi
 
-# Signals: every selected host's ranks are listed first and then signalled in one go, as SLURM
-# signals all tasks of a step at once. A rank that has ended between the listing and the kill
-# (the job's agreed stop can end it within milliseconds of the first rank's signal) is not an
-# error: it has nothing left to receive.
+# Signals: every selected host's ranks are listed first and then signalled one right after
+# another, as SLURM signals all tasks of a step at once. A rank that has ended between the
+# listing and its kill (the job's agreed stop can end it within milliseconds of the first rank's
+# signal) is not an error: it has nothing left to receive.
 if [ "$action" = signal ] || [ "$action" = kill ]; then
   signal="KILL"
   [ "$action" = signal ] && signal="${1:?fault.sh: signal needs a signal name, e.g. TERM}"
