@@ -64,9 +64,11 @@ struct ThreadState {
   KeyTileCache keys;
   uint64_t pass = 0;                 // the pass the cache was filled in
   std::vector<uint8_t> key_started;  // gradients_item: which window tiles hold a sum yet
-  // gradients_by_phase: the key and value gradients of the own chunk of the item this thread ran
-  // last, [chunk, dp] each, kept for the next item, whose look-back chunk it is (KeyGradCarry).
-  std::vector<float> carried_dk, carried_dv;
+  // gradients_item's window sums dk, dv [W, dp], two of each: an item that keeps its own chunk's
+  // sums for the next one (KeyGradCarry) leaves them where it made them, and the next item reads
+  // them there while it writes the other pair.
+  std::vector<float> window_dk[2], window_dv[2];
+  int window = 0;  // the pair the next item writes
 };
 
 // How a gradient item with look-back passes its own chunk's key and value gradients to the next
@@ -296,30 +298,27 @@ void store_query_grads(const ChunkAttentionParams& p, int64_t s, const SlotTile&
 // look-back chunk's first; a part whose chunk no earlier phase has written (first_lookback,
 // first_own) is stored instead (streaming stores, streaming_store.h), so the pass needs no zero
 // fill of dk and dv.
-// With a carry (KeyGradCarry, look-back windows only), the look-back chunk's rows add the sums
-// carried in from the thread's previous item and are stored complete, and the own chunk's rows go
-// to the carry instead of to their slots.
+// With a carry (KeyGradCarry, look-back windows only): the look-back chunk's rows add the sums
+// the thread's previous item kept (carried_dk, carried_dv, its own chunk's [chunk, dp]; null for
+// none) and are stored complete; with keep_own the own chunk's rows stay in dk and dv for the next
+// item.
 void add_window_grads(const ChunkAttentionParams& p, int64_t s, int64_t c, float* dk, float* dv,
-                      bool first_lookback, bool first_own, const KeyGradCarry& carry,
-                      ThreadState& state) {
+                      bool first_lookback, bool first_own, const float* carried_dk,
+                      const float* carried_dv, bool keep_own) {
   const ChunkLayout& L = p.layout;
   const int64_t dp = padded(p.d), lookback_rows = L.lookback * L.chunk;
-  if (carry.in)
+  const bool carried = carried_dk != nullptr;
+  if (carried)
     for (int64_t e = 0; e < lookback_rows * dp; ++e) {
-      dk[e] += state.carried_dk[static_cast<size_t>(e)];
-      dv[e] += state.carried_dv[static_cast<size_t>(e)];
+      dk[e] += carried_dk[e];
+      dv[e] += carried_dv[e];
     }
-  if (carry.out) {
-    const int64_t own_values = (L.window() - lookback_rows) * dp;
-    state.carried_dk.assign(dk + lookback_rows * dp, dk + lookback_rows * dp + own_values);
-    state.carried_dv.assign(dv + lookback_rows * dp, dv + lookback_rows * dp + own_values);
-  }
-  const int64_t rows = carry.out ? lookback_rows : L.window();
+  const int64_t rows = keep_own ? lookback_rows : L.window();
   for (int64_t w = 0; w < rows; ++w) {
     const int64_t slot = s * L.n_slots + L.window_slot(c, w);
     float* k_out = p.dk + slot * p.d;
     float* v_out = p.dv + slot * p.d;
-    if (w < lookback_rows ? first_lookback || carry.in : first_own) {
+    if (w < lookback_rows ? first_lookback || carried : first_own) {
       stream_row(dk + w * dp, p.d, k_out);
       stream_row(dv + w * dp, p.d, v_out);
       continue;
@@ -385,8 +384,12 @@ void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadS
   float* dpt = scratch.take(kTile * kTile);
   float* dq = scratch.take(kTile * dp);  // [nq, dp], or with bf16 products [dp, nqp]
   float* c_tile = scratch.take(kTile * dp);
-  float* dk = scratch.take(W * dp);  // window order
-  float* dv = scratch.take(W * dp);
+  // The window's sums (window order), in the pair of buffers the previous item did not keep.
+  const int mine = state.window, kept = 1 - mine;
+  for (std::vector<float>* sums : {&state.window_dk[mine], &state.window_dv[mine]})
+    if (static_cast<int64_t>(sums->size()) < W * dp) sums->resize(static_cast<size_t>(W * dp));
+  float* dk = state.window_dk[mine].data();
+  float* dv = state.window_dv[mine].data();
   std::optional<Bf16QueryOperands> ops;
   if (bf16) {
     amx::load_tile_config();  // (once per item: nothing in it uses AMX otherwise)
@@ -442,7 +445,11 @@ void gradients_item(const ChunkAttentionParams& p, int64_t s, int64_t c, ThreadS
     std::fill(dk + first * dp, dk + (first + rows) * dp, 0.0f);
     std::fill(dv + first * dp, dv + (first + rows) * dp, 0.0f);
   });
-  add_window_grads(p, s, c, dk, dv, first_lookback, first_own, carry, state);
+  const int64_t own_part = L.lookback * L.chunk * dp;  // the previous item's own chunk's sums
+  add_window_grads(p, s, c, dk, dv, first_lookback, first_own,
+                   carry.in ? state.window_dk[kept].data() + own_part : nullptr,
+                   carry.in ? state.window_dv[kept].data() + own_part : nullptr, carry.out);
+  if (carry.out) state.window = kept;  // (the next item writes the other pair)
   finish_streamed_rows();
 }
 
@@ -521,7 +528,7 @@ int64_t scratch_floats(const ChunkAttentionParams& p) {
   const int64_t dp = padded(p.d);
   // (each take_bf16 rounds its floats up: one more at most for each of its buffers)
   const int64_t bf16_operands = Bf16QueryOperands::values(p.d, dp) / 2 + 16;
-  return 6 * kTile * dp + 2 * p.layout.window() * dp + 2 * kTile * kTile + bf16_operands;
+  return 6 * kTile * dp + 2 * kTile * kTile + bf16_operands;
 }
 
 // Items of a tile pass, in blocks of consecutive items per thread (neighbouring chunks share key
