@@ -121,16 +121,23 @@ const int32_t* group_undo(const ChunkAttentionParams& p, const ChunkedAttentionA
 // Forward of one group: O and the statistics per slot (unless `kept` has them), then the rounds
 // combined into `out`.
 void forward_group(Executor& ex, const ChunkAttentionParams& p, const ChunkedAttentionArgs& a,
-                   float* out, int64_t ldo, bool kept = false) {
+                   const AttentionOutput& out, bool kept = false) {
   if (!kept) ex.chunk_attention(ChunkAttentionPass::kForward, p);
-  if (!out) return;
+  if (!out.fp32 && !out.bf16) return;
   CombineRounds combine{};
   combine.p = p;
   combine.undo = group_undo(p, a);
   combine.n_rounds = a.n_rounds;
-  combine.out = out;
-  combine.ldo = ldo;
+  combine.out = out.fp32;
+  combine.out_bf16 = out.bf16;
+  combine.ldo = out.ld;
   ex.run(p.segments * p.query_len(), combine);
+}
+
+void check_output(const Executor& ex, const AttentionOutput& out) {
+  RF_CHECK(!(out.fp32 && out.bf16), "the attention output is fp32 or bf16, not both");
+  RF_CHECK(!out.bf16 || ex.gemm_takes_bf16_operands(),
+           "a bf16 attention output on an executor whose products do not take bf16 operands");
 }
 
 }  // namespace
@@ -146,21 +153,36 @@ int64_t chunked_attention_scratch_per_segment(const ChunkedAttentionArgs& a) {
 
 void chunked_attention_forward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& a,
                                float* out, int64_t ldo) {
+  chunked_attention_forward(ex, ws, a, AttentionOutput{out, nullptr, ldo});
+}
+
+void chunked_attention_forward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& a,
+                               const AttentionOutput& out) {
   const ScopedLauncherTimer timer(ex, "attention");
   check_args(a);
+  check_output(ex, out);
   const int64_t total = a.batch * a.heads, group = segments_per_group(a);
   const float* key_scales = shared_key_scales(ex, ws, a);
   for (int64_t first = 0; first < total; first += group) {
     const int64_t count = std::min(group, total - first);
-    forward_group(ex, group_params(ws, a, first, count, key_scales, false), a, out, ldo);
+    forward_group(ex, group_params(ws, a, first, count, key_scales, false), a, out);
   }
 }
 
 void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& a,
                                 const float* dout, int64_t lddo, const ChunkedAttentionGrads& g,
                                 float* out, int64_t ldo) {
+  chunked_attention_backward(ex, ws, a, dout, lddo, g, AttentionOutput{out, nullptr, ldo});
+}
+
+void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& a,
+                                const float* dout, int64_t lddo, const ChunkedAttentionGrads& g,
+                                const AttentionOutput& out) {
   const ScopedLauncherTimer timer(ex, "attention");
   check_args(a);
+  check_output(ex, out);
+  RF_CHECK((!g.dq_bf16 && !g.dk_bf16 && !g.dv_bf16) || ex.gemm_takes_bf16_operands(),
+           "bf16 attention gradients on an executor whose products do not take bf16 operands");
   RF_CHECK((a.rel_scores == nullptr) == (g.rel_grads == nullptr),
            "relative scores and their gradient go together");
   // The query-gradient pass adds dS of each (query, distance) it meets: the rest stays 0.
@@ -173,7 +195,7 @@ void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttent
     ChunkAttentionParams p = group_params(ws, a, first, count, key_scales, true);
     p.rel_grads = g.rel_grads;
     const int32_t* undo = group_undo(p, a);
-    forward_group(ex, p, a, out, ldo, a.kept_slots != nullptr);
+    forward_group(ex, p, a, out, a.kept_slots != nullptr);
     CombineRoundsBackward combine{};
     combine.p = p;
     combine.undo = undo;
@@ -190,6 +212,9 @@ void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttent
     ungather.dk = g.dk;
     ungather.dv = g.dv;
     ungather.ldg = g.ld;
+    ungather.bf16.dq = g.dq_bf16;
+    ungather.bf16.dk = g.dk_bf16;
+    ungather.bf16.dv = g.dv_bf16;
     ex.run(count * a.seq_len, ungather);
   }
 }

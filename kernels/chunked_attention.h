@@ -63,6 +63,18 @@ struct ChunkedAttentionArgs {
 void chunked_attention_forward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& args,
                                float* out, int64_t ldo);
 
+// Where the launchers write the attention output: fp32 rows, or, for an output that only products
+// read on an executor whose products take bf16 operands (gemm_takes_bf16_operands), the same
+// rows rounded to bf16 (the bits the products would round the fp32 rows to). One of the two, or
+// neither (no output); ld apart.
+struct AttentionOutput {
+  float* fp32 = nullptr;
+  uint16_t* bf16 = nullptr;
+  int64_t ld = 0;
+};
+void chunked_attention_forward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& args,
+                               const AttentionOutput& out);
+
 // The gradients may be written over the inputs (dq = q, dk = k, dv = v): every pass that reads an
 // input row runs before the one that writes its gradient.
 struct ChunkedAttentionGrads {
@@ -70,6 +82,12 @@ struct ChunkedAttentionGrads {
   float* dk = nullptr;  // key-side rows, ld apart; unused for shared QK
   float* dv = nullptr;  // key-side rows, ld apart
   int64_t ld = 0;
+  // Where set (only on an executor whose products take bf16 operands, gemm_takes_bf16_operands),
+  // that gradient goes rounded to bf16 into these rows (ld apart) instead of its fp32 rows, which
+  // are then not written: for gradients that only products read.
+  uint16_t* dq_bf16 = nullptr;
+  uint16_t* dk_bf16 = nullptr;
+  uint16_t* dv_bf16 = nullptr;
   // With rel_scores: their gradient, in their layout (written; 0 for pairs no window holds).
   float* rel_grads = nullptr;
 };
@@ -81,6 +99,9 @@ struct ChunkedAttentionGrads {
 void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& args,
                                 const float* dout, int64_t lddo, const ChunkedAttentionGrads& grads,
                                 float* out, int64_t ldo);
+void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& args,
+                                const float* dout, int64_t lddo, const ChunkedAttentionGrads& grads,
+                                const AttentionOutput& out);
 
 // Floats of ChunkedAttentionArgs::kept_slots: each slot's output and two statistics.
 int64_t chunked_attention_kept_floats(const ChunkedAttentionArgs& args);

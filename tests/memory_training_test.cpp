@@ -128,6 +128,35 @@ TEST(MemoryTraining, Bf16GradientsWithMemoryStayCloseToFp32) {
   EXPECT_EQ(memory16.len, kSegment);
 }
 
+// At bf16 the attention's output and, without relative positions, its projections' gradients are
+// written in bf16 for the products that read them (the memory's keys and values included), instead
+// of each product rounding an fp32 copy: the gradients and the memory keep every bit, with and
+// without relative positions (whose backward adds to the query gradient, kept fp32).
+TEST(MemoryTraining, Bf16OperandsWrittenByKernelsKeepEveryBitWithMemory) {
+  std::string skip_reason;
+  const std::unique_ptr<Executor> bf16 = test::bf16_cpu_or_skip_reason(&skip_reason);
+  if (!bf16) GTEST_SKIP() << skip_reason;
+  ASSERT_TRUE(bf16->gemm_takes_bf16_operands());
+  for (const char* position : {"none", "relative"}) {
+    const Config cfg = memory_model("[local, dense]", {std::string("model.position=") + position});
+    auto run = [&](bool bf16_operands, SegmentMemory* memory) {
+      bf16->set_bf16_operands(bf16_operands);
+      return second_segment_gradients(cfg, memory, *bf16);
+    };
+    SegmentMemory memory_written(0), memory_rounded(0);
+    const auto written = run(true, &memory_written), rounded = run(false, &memory_rounded);
+    bf16->set_bf16_operands(true);
+    ASSERT_EQ(written.size(), rounded.size());
+    EXPECT_EQ(std::memcmp(written.data(), rounded.data(), written.size() * sizeof(float)), 0)
+        << position;
+    EXPECT_GT(test::relative_difference(written, std::vector<float>(written.size(), 0.0f)), 0.5);
+    ASSERT_EQ(memory_written.layers.size(), memory_rounded.layers.size());
+    for (size_t l = 0; l < memory_written.layers.size(); ++l)
+      EXPECT_EQ(memory_written.layers[l].download(), memory_rounded.layers[l].download())
+          << position << " layer " << l;
+  }
+}
+
 // Without dropout, what training's forward scores with memory is what evaluation scores.
 TEST(MemoryTraining, TrainingSeesTheMemoryAsEvaluationDoes) {
   const Config cfg =

@@ -180,7 +180,8 @@ TEST(Precision, Bf16GradientsStayCloseToFp32) {
 }
 
 // At bf16 the CPU's kernels that make product inputs write them in bf16 (the layer norms before
-// the attention projections and the feed-forward, the hidden activation and its gradient), and
+// the attention projections and the feed-forward, the hidden activation and its gradient, the
+// attention's output and its projections' gradients), and
 // the products read the weights' bf16 copy, instead of the products rounding fp32 copies: the
 // loss and every gradient keep their bits (ReLU and GELU, dropout, two feed-forward chunks per
 // pass, LSH and local attention).

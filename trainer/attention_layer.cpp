@@ -161,6 +161,18 @@ AttentionLayer::Projections AttentionLayer::project(Kit& kit, ParamStore& p, int
   return pr;
 }
 
+namespace {
+
+// The heads' output [rows, hd]: in `kept` where the forward keeps it (fp32), otherwise in the
+// workspace, in bf16 where the products take bf16 operands (only the output projection's products
+// read it).
+ProductOperand attention_output(Kit& kit, int64_t rows, int64_t hd, float* kept) {
+  if (kept) return ProductOperand{kept, nullptr};
+  return product_operand(kit.ex, kit.ws, "layer.heads", "layer.heads_bf16", rows * hd);
+}
+
+}  // namespace
+
 void AttentionLayer::forward(Kit& kit, ParamStore& p, const StepContext& step, MatrixView xn,
                              float* out, Write write, int32_t* buckets, bool reuse_buckets,
                              int64_t memory_len, float* kept_slots) const {
@@ -175,10 +187,10 @@ void AttentionLayer::forward(Kit& kit, ParamStore& p, const StepContext& step, M
   if (kind_ == AttentionKind::kLsh && !reuse_buckets) hash(kit, step, pr.q, buckets);
   ChunkedAttentionArgs args = attention_args(kit, step, pr, buckets, memory_len);
   args.kept_slots = kept_slots;
-  float* heads = kept_slots ? kept_slots + L.heads : kit.ws.floats("layer.heads", rows * hd);
-  chunked_attention_forward(kit.ex, kit.ws, args, heads, hd);
-  linear_forward(kit.ex, matrix(heads, rows, hd), p.weight(w_o_), matrix(out, rows, d_model_),
-                 write);
+  const ProductOperand heads =
+      attention_output(kit, rows, hd, kept_slots ? kept_slots + L.heads : nullptr);
+  chunked_attention_forward(kit.ex, kit.ws, args, AttentionOutput{heads.fp32, heads.bf16, hd});
+  linear_forward(kit.ex, heads.view(rows, hd), p.weight(w_o_), matrix(out, rows, d_model_), write);
 }
 
 void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, MatrixView xn,
@@ -199,36 +211,50 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
   // dheads [rows, hd] = dout [rows, D] . w_o^T
   float* dheads = kit.ws.floats("layer.dheads", rows * hd);
   linear_input_grad(kit.ex, matrix(dout, rows, D), p.weight(w_o_), matrix(dheads, rows, hd));
-  // The projections' gradients replace them (they are not read after the attention).
+  // The projections' gradients replace them (they are not read after the attention), or, as only
+  // the products below read them, go to bf16 rows where the products take bf16 operands (not
+  // with relative positions, whose backward adds to the query gradient).
   ChunkedAttentionGrads g;
   g.dq = pr.q;
   g.dk = pr.k;
   g.dv = pr.v;
   g.ld = hd;
+  if (kit.ex.gemm_takes_bf16_operands() && !relative_) {
+    const auto bf16_rows = [&](std::string_view name, int64_t n) {
+      return kit.ws.get<uint16_t>(name, static_cast<size_t>(n * hd));
+    };
+    g.dq_bf16 = bf16_rows("layer.dq_bf16", rows);
+    if (pr.k) g.dk_bf16 = bf16_rows("layer.dk_bf16", key_rows);
+    g.dv_bf16 = bf16_rows("layer.dv_bf16", key_rows);
+  }
   if (relative_) g.rel_grads = relative_->score_gradient_buffer(kit, step, pr.relative.distances);
   ChunkedAttentionArgs args = attention_args(kit, step, pr, buckets, memory_len);
   args.kept_slots = kept_slots;
   // The attention's output: kept by the forward, or recomputed on the way.
-  float* heads = kept_slots ? kept_slots + L.heads : kit.ws.floats("layer.heads", rows * hd);
-  chunked_attention_backward(kit.ex, kit.ws, args, dheads, hd, g, kept_slots ? nullptr : heads, hd);
+  const ProductOperand heads =
+      attention_output(kit, rows, hd, kept_slots ? kept_slots + L.heads : nullptr);
+  chunked_attention_backward(
+      kit.ex, kit.ws, args, dheads, hd, g,
+      kept_slots ? AttentionOutput{} : AttentionOutput{heads.fp32, heads.bf16, hd});
   if (relative_)  // g.dq holds dL/d(q + u): the relative term adds its part and its gradients
     relative_->backward(kit, p, step, g.dq, g.rel_grads, pr.relative.distances);
   if (out)
-    linear_forward(kit.ex, matrix(heads, rows, hd), p.weight(w_o_), matrix(out, rows, D), write);
-  linear_weight_grad(kit.ex, matrix(heads, rows, hd), matrix(dout, rows, D), p.weight_grad(w_o_));
+    linear_forward(kit.ex, heads.view(rows, hd), p.weight(w_o_), matrix(out, rows, D), write);
+  linear_weight_grad(kit.ex, heads.view(rows, hd), matrix(dout, rows, D), p.weight_grad(w_o_));
   // Inputs: dxn = sum over projections of dX . W^T, dW += xn^T . dX for each projection. The
   // queries' product covers the segment's rows: the memory's start from zero.
   if (key_rows > rows)
     kit.ex.zero(dxn + rows * D, static_cast<size_t>((key_rows - rows) * D) * sizeof(float));
   Write dxn_write = Write::kOverwrite;
-  auto input_grad = [&](int w, const float* dproj, int64_t n) {
-    linear_backward(kit.ex, top_rows(xn, n), p.weight(w), matrix(dproj, n, hd), matrix(dxn, n, D),
-                    p.weight_grad(w), dxn_write);
+  auto input_grad = [&](int w, const float* dproj, const uint16_t* dproj_bf16, int64_t n) {
+    const MatrixView dy = dproj_bf16 ? bf16_matrix(dproj_bf16, n, hd) : matrix(dproj, n, hd);
+    linear_backward(kit.ex, top_rows(xn, n), p.weight(w), dy, matrix(dxn, n, D), p.weight_grad(w),
+                    dxn_write);
     dxn_write = Write::kAccumulate;
   };
-  input_grad(w_q_, g.dq, rows);
-  if (g.dk) input_grad(w_k_, g.dk, key_rows);
-  input_grad(w_v_, g.dv, key_rows);
+  input_grad(w_q_, g.dq, g.dq_bf16, rows);
+  if (g.dk) input_grad(w_k_, g.dk, g.dk_bf16, key_rows);
+  input_grad(w_v_, g.dv, g.dv_bf16, key_rows);
 }
 
 void AttentionLayer::prepare_cache(Kit& kit, ParamStore& p, int64_t capacity,

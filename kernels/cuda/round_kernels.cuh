@@ -43,11 +43,14 @@ __global__ void combine_rounds_rows(CombineRounds op, int64_t rows) {
   int64_t slots[kMaxHashRounds];
   float w[kMaxHashRounds];
   round_weights(p, op.undo, s, t, op.n_rounds, slots, w);
-  float* o = op.out + p.row_offset(s, t, op.ldo);
+  const int64_t row = p.row_offset(s, t, op.ldo);
   for (int64_t x = lane; x < p.d; x += 32) {
     float value = w[0] * p.o[slots[0] * p.d + x];
     for (int64_t r = 1; r < op.n_rounds; ++r) value += w[r] * p.o[slots[r] * p.d + x];
-    o[x] = value;
+    if (op.out_bf16)
+      op.out_bf16[row + x] = bf16_bits(value);
+    else
+      op.out[row + x] = value;
   }
 }
 
@@ -82,6 +85,18 @@ __global__ void combine_rounds_backward_rows(CombineRoundsBackward op, int64_t r
   }
 }
 
+// This lane's columns of row `row` of a gradient (fp32 rows, or bf16 rows where set) = g * scale.
+__device__ __forceinline__ void store_lane_columns(int lane, int64_t d, float* rows,
+                                                   uint16_t* rows_bf16, int64_t row,
+                                                   const float (&g)[kLaneColumns], float scale) {
+  for_lane_columns(lane, d, [&](int k, int64_t x) {
+    if (rows_bf16)
+      rows_bf16[row + x] = bf16_bits(scale * g[k]);
+    else
+      rows[row + x] = scale * g[k];
+  });
+}
+
 __global__ void ungather_attention_grads_rows(UngatherAttentionGrads op, int64_t rows) {
   const int64_t i = warp_row();
   const int lane = threadIdx.x % 32;
@@ -99,10 +114,8 @@ __global__ void ungather_attention_grads_rows(UngatherAttentionGrads op, int64_t
     });
   }
   if (t < p.memory_len) {  // a memory position: no query (separate keys only)
-    for_lane_columns(lane, p.d, [&](int k, int64_t x) {
-      op.dk[key_row + x] = p.key_scale * gk[k];
-      op.dv[key_row + x] = gv[k];
-    });
+    store_lane_columns(lane, p.d, op.dk, op.bf16.dk, key_row, gk, p.key_scale);
+    store_lane_columns(lane, p.d, op.dv, op.bf16.dv, key_row, gv, 1.0f);
     return;
   }
   for (int64_t r = 0; r < op.n_rounds; ++r) {
@@ -122,13 +135,10 @@ __global__ void ungather_attention_grads_rows(UngatherAttentionGrads op, int64_t
     for_lane_columns(lane, p.d,
                      [&](int k, int64_t x) { gq[k] += gk[k] * inv - qr[x] * g_dot_q * inv3; });
   } else {
-    for_lane_columns(lane, p.d,
-                     [&](int k, int64_t x) { op.dk[key_row + x] = p.key_scale * gk[k]; });
+    store_lane_columns(lane, p.d, op.dk, op.bf16.dk, key_row, gk, p.key_scale);
   }
-  for_lane_columns(lane, p.d, [&](int k, int64_t x) {
-    op.dq[row + x] = gq[k];
-    op.dv[key_row + x] = gv[k];
-  });
+  store_lane_columns(lane, p.d, op.dq, op.bf16.dq, row, gq, 1.0f);
+  store_lane_columns(lane, p.d, op.dv, op.bf16.dv, key_row, gv, 1.0f);
 }
 
 }  // namespace rf::cuda

@@ -309,14 +309,27 @@ struct CombineRounds {
   ChunkAttentionParams p;
   const int32_t* undo;  // [segments, n_slots] or null (identity)
   int64_t n_rounds;
-  float* out;  // [batch * query_len, ldo]
+  float* out;  // [batch * query_len, ldo]; not written when out_bf16 is set
   int64_t ldo;
+  // The same rows rounded to bf16 (ldo apart), in place of `out`, for an output that only
+  // products read where they take bf16 operands (Executor::gemm_takes_bf16_operands).
+  uint16_t* out_bf16 = nullptr;
   RF_HD void operator()(int64_t i) const {
     const int64_t s = i / p.query_len(), t = p.memory_len + i % p.query_len();
     int64_t slots[kMaxHashRounds];
     float w[kMaxHashRounds];
     round_weights(p, undo, s, t, n_rounds, slots, w);
-    float* o = out + p.row_offset(s, t, ldo);
+    if (out_bf16) {
+      float o[kMaxHeadDim];
+      combine(slots, w, o);
+      uint16_t* ob = out_bf16 + p.row_offset(s, t, ldo);
+      for (int64_t x = 0; x < p.d; ++x) ob[x] = bf16_bits(o[x]);
+      return;
+    }
+    combine(slots, w, out + p.row_offset(s, t, ldo));
+  }
+  // o[x] = sum_r w[r] O[slots[r]][x].
+  RF_HD void combine(const int64_t* slots, const float* w, float* o) const {
     const float* first = p.o + slots[0] * p.d;
     for (int64_t x = 0; x < p.d; ++x) o[x] = w[0] * first[x];
     for (int64_t r = 1; r < n_rounds; ++r) {  // rounds in order, each row a contiguous loop
@@ -449,7 +462,9 @@ struct ChunkAttentionKeyGradRow {
 // and dk (separate keys: times key_scale) or, for shared QK, the key gradient through the
 // normalisation k = q * key_norm_scale(q), added to dq. dq, dk and dv may be q, k and v
 // themselves: each index reads its own rows before it writes them, and no other index reads them.
-// Memory positions (t < memory_len) have key and value gradients only. Index = s * T + t.
+// Memory positions (t < memory_len) have key and value gradients only. With `bf16` set, each
+// gradient goes rounded to bf16 into bf16's rows (ldg apart) in place of its fp32 rows (for
+// gradients only products read, where they take bf16 operands). Index = s * T + t.
 struct UngatherAttentionGrads {
   ChunkAttentionParams p;
   const int32_t* undo;  // [segments, n_slots] or null
@@ -458,6 +473,19 @@ struct UngatherAttentionGrads {
   float* dk;  // key-side rows, ldg apart; unused for shared QK
   float* dv;  // key-side rows
   int64_t ldg;
+  struct Bf16Rows {
+    uint16_t *dq = nullptr, *dk = nullptr, *dv = nullptr;
+  };
+  Bf16Rows bf16;
+  // Row `row` of the gradient whose fp32 rows are `rows` and bf16 rows `rows_bf16` = g * scale.
+  RF_HD void store(float* rows, uint16_t* rows_bf16, int64_t row, const float* g,
+                   float scale) const {
+    if (rows_bf16) {
+      for (int64_t x = 0; x < p.d; ++x) rows_bf16[row + x] = bf16_bits(scale * g[x]);
+    } else {
+      for (int64_t x = 0; x < p.d; ++x) rows[row + x] = scale * g[x];
+    }
+  }
   RF_HD void operator()(int64_t i) const {
     const int64_t s = i / p.layout.seq_len, t = i % p.layout.seq_len;
     const int64_t key_row = p.key_row_offset(s, t, ldg);
@@ -472,10 +500,8 @@ struct UngatherAttentionGrads {
       }
     }
     if (t < p.memory_len) {  // a memory position: no query (separate keys only)
-      for (int64_t x = 0; x < p.d; ++x) {
-        dk[key_row + x] = p.key_scale * gk[x];
-        dv[key_row + x] = gv[x];
-      }
+      store(dk, bf16.dk, key_row, gk, p.key_scale);
+      store(dv, bf16.dv, key_row, gv, 1.0f);
       return;
     }
     for (int64_t r = 0; r < n_rounds; ++r) {
@@ -491,12 +517,10 @@ struct UngatherAttentionGrads {
       const float inv3 = inv * inv * inv;
       for (int64_t x = 0; x < p.d; ++x) gq[x] += gk[x] * inv - qr[x] * g_dot_q * inv3;
     } else {
-      for (int64_t x = 0; x < p.d; ++x) dk[key_row + x] = p.key_scale * gk[x];
+      store(dk, bf16.dk, key_row, gk, p.key_scale);
     }
-    for (int64_t x = 0; x < p.d; ++x) {
-      dq[row + x] = gq[x];
-      dv[key_row + x] = gv[x];
-    }
+    store(dq, bf16.dq, row, gq, 1.0f);
+    store(dv, bf16.dv, key_row, gv, 1.0f);
   }
 };
 

@@ -217,6 +217,40 @@ void check_attention(Checker& checker, const AttentionShape& s, uint32_t seed,
                   reduced_precision_tolerances(checker, in, {"out"}, forward, precision));
   checker.compare("attention backward", shape, in, grads, backward(false), kFp32Tolerance, 0.0,
                   reduced_precision_tolerances(checker, in, grads, backward, precision));
+  if (!checker.candidate().gemm_takes_bf16_operands()) return;
+  // The output and the projections' gradients written in bf16 for the products (all of them at
+  // once; the packed tensors "<name>_bf16"): the bits of the fp32 outputs, rounded.
+  const std::vector<std::string> rounded = lsh ? std::vector<std::string>{"out", "dq", "dv"}
+                                               : std::vector<std::string>{"out", "dq", "dv", "dk"};
+  HostTensors in_bf16 = in;
+  for (const std::string& name : rounded)
+    in_bf16.floats[name + "_bf16"] =
+        packed_bf16({}, static_cast<int64_t>(in.floats.at(name).size()));
+  const auto bf16_rows = [](DeviceTensors& t, const std::string& name) {
+    return reinterpret_cast<uint16_t*>(t.f(name + "_bf16"));
+  };
+  const Launch forward_bf16 = [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
+    chunked_attention_forward(ex, ws, args(t, false),
+                              AttentionOutput{nullptr, bf16_rows(t, "out"), ld});
+  };
+  const Launch backward_bf16 = [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
+    ChunkedAttentionGrads g;
+    g.dq = t.f("dq");
+    g.dk = lsh ? nullptr : t.f("dk");
+    g.dv = t.f("dv");
+    g.ld = ld;
+    g.dq_bf16 = bf16_rows(t, "dq");
+    g.dk_bf16 = lsh ? nullptr : bf16_rows(t, "dk");
+    g.dv_bf16 = bf16_rows(t, "dv");
+    g.rel_grads = s.rel_len > 0 ? t.f("drel") : nullptr;
+    chunked_attention_backward(ex, ws, args(t, false), t.f("dout"), ld, g,
+                               AttentionOutput{nullptr, bf16_rows(t, "out"), ld});
+  };
+  checker.compare_bf16_rounding("attention forward (bf16 out)", shape, in_bf16, "out",
+                                forward(false), "out_bf16", forward_bf16);
+  for (const std::string& name : rounded)
+    checker.compare_bf16_rounding("attention backward (bf16 out)", shape, in_bf16, name,
+                                  backward(false), name + "_bf16", backward_bf16);
 }
 
 // Attention of `queries` new positions from `first` over a cache of first + queries positions:

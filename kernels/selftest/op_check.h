@@ -86,6 +86,14 @@ class Checker {
                                  const HostTensors& inputs, const std::string& output,
                                  const Launch& launch, const std::string& packed,
                                  const Launch& bf16_launch);
+  // An output a kernel writes rounded to bf16 in place of its fp32 output, for products that
+  // would round that output themselves: `bf16_launch`'s values in `packed` must be, bit for bit,
+  // the candidate's own fp32 `output` of `launch` rounded to bf16. The error is the fraction of
+  // values that differ; the tolerance 0.
+  Comparison compare_bf16_rounding(const std::string& op, const std::string& shape,
+                                   const HostTensors& inputs, const std::string& output,
+                                   const Launch& launch, const std::string& packed,
+                                   const Launch& bf16_launch);
   // Records a comparison made by hand (the GEMMs at reduced precision, the micro-step).
   void record(const Comparison& c) { results_.push_back(c); }
   const std::vector<Comparison>& results() const { return results_; }
