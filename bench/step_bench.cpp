@@ -261,6 +261,7 @@ int main(int argc, char** argv) {
                      .add("memory_len", cfg.model.memory_len)
                      .add("reversible", static_cast<int64_t>(cfg.model.reversible))
                      .add("recomputes_layers", static_cast<int64_t>(cfg.recomputes_layers()))
+                     .add("stored_top_layers", cfg.model.stored_top_layers)
                      .add("residual", std::string(cfg.model.residual == rf::ResidualMode::kSingle
                                                       ? "single"
                                                       : "two_streams"))

@@ -91,6 +91,8 @@ def depth():
     for r in rows:
         if r.get("reversible", 1):
             layout = "rebuilt (reversible)"
+            if r.get("stored_top_layers", 0):
+                layout += f", the top {r['stored_top_layers']} stored"
         elif r.get("recomputes_layers", 1):
             layout = "stored, layers recomputed"
         else:
@@ -182,6 +184,8 @@ def gpu():
             model += ", step graphs"
         if not r.get("reversible", 1):
             model += ", activations kept" if not r.get("recomputes_layers", 1) else ", inputs stored"
+        elif r.get("stored_top_layers", 0):
+            model += f", top {r['stored_top_layers']} layers stored"
         cells = [str(r["seq_len"]), model, precision, f"{r['tokens_per_s']:.0f}"]
         for b in (ref, dense):
             cells += [f"{b:.0f}", f"{r['tokens_per_s'] / b:.2f}x"] if b else ["-", "-"]

@@ -72,6 +72,44 @@ TEST(Recompute, KeptActivationsTrainBitForBitAsRecomputedLayers) {
   }
 }
 
+// A reversible stack whose top layers are stored (model.stored_top_layers): with every layer
+// stored it trains bit for bit as stored layers that keep their activations (two streams: LSH and
+// local attention with dropout, dense, and local and dense with a memory); with the top one
+// stored, its gradients are the fully reversible stack's within the rounding of the rebuilt
+// inputs, and differ from them (the top layer's inputs are no longer rebuilt).
+std::vector<float> stored_top_gradients(const Model& model, int64_t stored_top_layers) {
+  std::vector<std::string> overrides = model.overrides;
+  overrides.push_back("model.stored_top_layers=" + std::to_string(stored_top_layers));
+  const Config cfg = test::tiny_config(overrides);
+  ReformerModel m(cfg, cpu());
+  test::randomize_params(m, 17);
+  SegmentMemory memory(model.memory_len);
+  for (uint32_t micro = 1; micro <= 2; ++micro)
+    m.forward_backward(random_batch(cfg, 2, micro), test::step_context(2, cfg.train.seq_len, micro),
+                       0.01f, {}, model.memory_len > 0 ? &memory : nullptr);
+  std::vector<float> g(m.params().size());
+  cpu().download(g.data(), m.params().grads(), g.size() * sizeof(float));
+  return g;
+}
+
+TEST(Recompute, StoredTopLayersOfAReversibleStackTrainAsStoredLayers) {
+  for (const Model& model : {kModels[0], kModels[1], kModels[3]}) {
+    const int64_t layers = test::tiny_config(model.overrides).model.n_layers;
+    const auto all_stored = stored_top_gradients(model, layers);
+    const auto kept = gradients_of(model, "none", cpu());
+    ASSERT_EQ(all_stored.size(), kept.size());
+    EXPECT_EQ(std::memcmp(all_stored.data(), kept.data(), kept.size() * sizeof(float)), 0)
+        << test::describe_overrides(model.overrides) << "max difference "
+        << test::max_abs_diff(all_stored, kept);
+    const auto top_stored = stored_top_gradients(model, 1);
+    const auto rebuilt = stored_top_gradients(model, 0);
+    EXPECT_LT(test::relative_difference(top_stored, rebuilt), 1e-4)
+        << test::describe_overrides(model.overrides);
+    EXPECT_NE(top_stored, rebuilt) << test::describe_overrides(model.overrides);
+    EXPECT_GT(test::relative_difference(top_stored, std::vector<float>(kept.size(), 0.0f)), 0.5);
+  }
+}
+
 // With bf16 products: kept bf16 operands (written by the forward's kernels), or kept fp32 ones
 // that each product rounds (set_bf16_operands(false), where the activation's gradient overwrites
 // the kept activation): bit for bit as recomputing, and the same bits either way.
@@ -132,21 +170,34 @@ TEST(Recompute, TheBackwardRunsNoAttentionForwardOrActivationAgain) {
   // The backward passes themselves are the same.
   EXPECT_EQ(a.count["attention gradients"], b.count["attention gradients"]);
   EXPECT_EQ(a.count["ActivationBackward"], b.count["ActivationBackward"]);
+  // A reversible stack with its top layer stored runs the forward of the layers below again.
+  std::vector<std::string> top_stored = model;
+  top_stored.push_back("model.stored_top_layers=1");
+  StepLaunches c = launches_of(test::tiny_config(top_stored));
+  EXPECT_EQ(c.count["attention forward"], 2 * layers - 1);
+  EXPECT_EQ(c.count["BiasActivationForward"], (2 * layers - 1) * ff_chunks);
+  EXPECT_EQ(c.count["attention gradients"], b.count["attention gradients"]);
 }
 
 // The FLOP count of a model is the GEMMs' (what the executor multiplied) plus the fused
-// attention's products, for reversible layers, stored layers that recompute, and kept activations.
+// attention's products, for reversible layers, a reversible stack with its top layer stored,
+// stored layers that recompute, and kept activations.
 void expect_counted_flops_run(const std::vector<std::string>& model) {
+  std::vector<std::string> top_stored = model;
+  top_stored.push_back("model.stored_top_layers=1");
   std::vector<double> totals;
-  for (const Config& cfg : {test::tiny_config(model), with(model, "layers"), with(model, "none")}) {
+  for (const Config& cfg : {test::tiny_config(model), test::tiny_config(top_stored),
+                            with(model, "layers"), with(model, "none")}) {
     const StepFlops counted = training_step_flops(cfg, 2, cfg.train.seq_len);
     const double run = launches_of(cfg).gemm_flop;
     EXPECT_NEAR(counted.total() - counted.attention, run, 1e-9 * run)
         << "reversible " << cfg.model.reversible << ", recomputes " << cfg.recomputes_layers();
     totals.push_back(counted.total());
   }
-  EXPECT_GT(totals[0], totals[1]);
-  EXPECT_GT(totals[1], totals[2]);
+  EXPECT_GT(totals[0], totals[1]);  // reversible > top layer stored > activations kept
+  EXPECT_GT(totals[1], totals[3]);
+  EXPECT_GT(totals[0], totals[2]);  // reversible > stored and recomputed > activations kept
+  EXPECT_GT(totals[2], totals[3]);
 }
 
 // With LSH and local layers, and with local and dense layers with relative positions.
@@ -208,6 +259,24 @@ TEST(Recompute, ConfigRefusesKeptActivationsWithReversibleLayers) {
               std::string::npos)
         << e.what();
   }
+  // model.stored_top_layers: a reversible stack's top layers, at most all of them.
+  for (const auto& [overrides, message] :
+       std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"model.stored_top_layers=3"},
+            "model.stored_top_layers = 3 is more than model.n_layers = 2"},
+           {{"model.stored_top_layers=1", "model.reversible=false"},
+            "model.stored_top_layers = 1 needs model.reversible: true"}}) {
+    try {
+      test::tiny_config(overrides);
+      FAIL() << "accepted " << test::describe_overrides(overrides);
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+    }
+  }
+  const Config top = test::tiny_config({"model.stored_top_layers=1"});
+  EXPECT_FALSE(top.stores_layer(0));
+  EXPECT_TRUE(top.stores_layer(1));
+  EXPECT_TRUE(top.keeps_layer_activations(1));
   EXPECT_TRUE(test::tiny_config({"model.recompute=layers"}).recomputes_layers());
   EXPECT_TRUE(test::tiny_config().recomputes_layers());
   EXPECT_FALSE(test::tiny_config({"model.reversible=false"}).recomputes_layers());

@@ -264,6 +264,14 @@ bool Config::recomputes_layers() const {
   return model.recompute == RecomputeMode::kLayers;
 }
 
+bool Config::stores_layer(int64_t layer) const {
+  return !model.reversible || layer >= model.n_layers - model.stored_top_layers;
+}
+
+bool Config::keeps_layer_activations(int64_t layer) const {
+  return stores_layer(layer) && (model.reversible || !recomputes_layers());
+}
+
 ChunkSetting Config::head_chunking() const {
   // The logits (their gradient overwrites them), the concatenated input and its normalisation
   // (one stream: the normalisation only).

@@ -51,6 +51,9 @@ struct ModelConfig {
   // pre-norm block over one stream, h += Attention(LN h), h += FF(LN h) (Transformer-XL's)
   ResidualMode residual = ResidualMode::kTwoStreams;
   RecomputeMode recompute = RecomputeMode::kAuto;  // see Config::recomputes_layers
+  // Reversible stacks: the top layers that keep their inputs and activations for the backward
+  // (as model.reversible: false with model.recompute: none) instead of rebuilding them.
+  int64_t stored_top_layers = 0;
 };
 
 struct LshConfig {
@@ -155,6 +158,11 @@ struct Config {
   // ones with model.recompute: layers), or reads what the forward kept (model.recompute: none,
   // the default without reversible layers).
   bool recomputes_layers() const;
+  // Whether layer `layer` keeps its inputs for the backward (every layer without reversible
+  // layers; the top model.stored_top_layers of a reversible stack), and whether it also keeps
+  // its activations, so that the backward runs none of its forward again.
+  bool stores_layer(int64_t layer) const;
+  bool keeps_layer_activations(int64_t layer) const;
 };
 
 // Loads `path`, applies overrides ("section.key=value", value parsed as YAML), validates. Throws

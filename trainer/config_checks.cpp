@@ -182,7 +182,15 @@ void check_residual(const Config& c, const std::string& path) {
          "cannot be rebuilt from the layer's output; reversible layers need two_streams)");
   if (c.model.reversible && c.model.recompute == RecomputeMode::kNone)
     fail(path, ": model.recompute = none needs model.reversible: false (reversible layers keep ",
-         "no activations: their backward rebuilds each layer's inputs by running it again)");
+         "no activations: their backward rebuilds each layer's inputs by running it again; ",
+         "model.stored_top_layers stores the top ones)");
+  if (c.model.stored_top_layers > c.model.n_layers)
+    fail(path, ": model.stored_top_layers = ", c.model.stored_top_layers,
+         " is more than model.n_layers = ", c.model.n_layers);
+  if (c.model.stored_top_layers > 0 && !c.model.reversible)
+    fail(path, ": model.stored_top_layers = ", c.model.stored_top_layers,
+         " needs model.reversible: true (without reversible layers every layer is stored; ",
+         "model.recompute says what they keep)");
 }
 
 void check_runtime(const Config& c, const std::string& path) {

@@ -159,6 +159,11 @@ std::vector<KeySpec> build_schema() {
                "statistics for the backward (a quarter less arithmetic than reversible layers, "
                "for more memory; needs "
                "model.reversible: false); auto: layers when reversible, none otherwise"),
+      int_key("model", "stored_top_layers", "0", 0, k2Pow24,
+              "reversible layers only: this many top layers keep their inputs and activations "
+              "for the backward, as model.recompute: none does, instead of rebuilding them (each "
+              "skips its forward's second run, for its activations' memory; at most "
+              "model.n_layers)"),
       // lsh
       int_key("lsh", "bucket_size", "64", 1, k2Pow24, "chunk length of LSH attention"),
       int_list_key("lsh", "n_buckets", KeyType::kIntOrIntListOrAuto, "auto", {1, 3}, {1, k2Pow24},

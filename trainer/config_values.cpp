@@ -49,6 +49,7 @@ std::vector<std::pair<std::string, FieldRef>> config_fields(Config& c) {
       {"model.reversible", &m.reversible},
       {"model.residual", &m.residual},
       {"model.recompute", &m.recompute},
+      {"model.stored_top_layers", &m.stored_top_layers},
       {"lsh.bucket_size", &l.bucket_size},
       {"lsh.n_buckets", &l.n_buckets},
       {"lsh.n_hashes", &l.n_hashes},

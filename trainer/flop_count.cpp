@@ -37,10 +37,11 @@ StepFlops training_step_flops(const Config& cfg, int64_t batch, int64_t seq_len)
                            + attention + T * 4 * D * F;        // feed-forward
     // What the backward runs again: everything (reversible), all but the products that only
     // rebuild the inputs (stored inputs), or nothing (kept activations).
+    const bool kept = cfg.keeps_layer_activations(layer);
     double recomputed = 0;
-    if (cfg.model.reversible)
+    if (!cfg.stores_layer(layer))
       recomputed = forward;
-    else if (cfg.recomputes_layers())
+    else if (!kept)
       recomputed = forward - T * 2 * HD * D - T * 2 * D * F;
     // Relative positions (Transformer-XL): each forward projects the sinusoids of the distances
     // (W_R) and multiplies every query row with them per head; the backward runs that again in
@@ -55,7 +56,7 @@ StepFlops training_step_flops(const Config& cfg, int64_t batch, int64_t seq_len)
       relative = 2 * (project + scores) + 2 * scores + project;
     }
     f.layers += 3 * forward + recomputed + hashing + relative;
-    f.attention += (cfg.recomputes_layers() ? 4 : 3) * attention;
+    f.attention += (kept ? 3 : 4) * attention;
   }
   f.head = 3 * T * 2 * static_cast<double>(cfg.head_width() * cfg.model.vocab_size);
   return f;

@@ -3,7 +3,8 @@
 // (the forward pass and the recomputation in the backward pass), so it costs 4x its forward GEMM
 // FLOPs; stored layers that recompute (model.recompute: layers) skip the recomputed output
 // projection and second feed-forward product, which only the reversible rebuild needs; layers
-// that keep their activations (model.recompute: none) cost 3x. LSH hashing runs once. The head
+// that keep their activations (model.recompute: none, and a reversible stack's
+// model.stored_top_layers) cost 3x. LSH hashing runs once. The head
 // runs forward once and backward once (3x). Relative positions add their products (counted in
 // flop_count.cpp).
 // With model.memory_len the memory is counted full (as it is from the second segment on).

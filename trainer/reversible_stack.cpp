@@ -12,12 +12,13 @@ ReversibleStack::ReversibleStack(ParamStore& store, const Config& cfg)
     : d_model_(cfg.model.d_model),
       dropout_(cfg.model.dropout),
       reversible_(cfg.model.reversible),
-      keep_(!cfg.recomputes_layers()),
       single_stream_(cfg.model.residual == ResidualMode::kSingle),
       same_length_(cfg.model.same_length) {
   for (int64_t i = 0; i < cfg.model.n_layers; ++i) {
     const std::string prefix = "layer" + std::to_string(i);
     Layer layer;
+    layer.stores_inputs = cfg.stores_layer(i);
+    layer.keeps_activations = cfg.keeps_layer_activations(i);
     layer.group = store.begin_group(prefix);
     layer.attention_norm = LayerNormLayer(store, prefix + ".attention.norm", d_model_);
     layer.attention =
@@ -57,6 +58,7 @@ ResidualAddArgs ReversibleStack::attention_residual(float* x1, const float* out,
 void ReversibleStack::size_kept_activations(Kit& kit, const StepContext& step, int64_t memory_len) {
   try {
     for (Layer& layer : layers_) {
+      if (!layer.keeps_activations) continue;
       const size_t n = static_cast<size_t>(layer.attention->kept_floats(step, memory_len));
       if (layer.kept_attention.size() != n) {
         layer.kept_attention = DeviceBuffer<float>();  // (the old buffer goes first)
@@ -65,14 +67,14 @@ void ReversibleStack::size_kept_activations(Kit& kit, const StepContext& step, i
       layer.feed_forward->size_kept(kit, step.rows(), layer.kept_feed_forward);
     }
   } catch (const Error& e) {
-    fail(e.what(), " (while allocating the activations that layers with model.reversible: false ",
-         "keep for the backward: model.recompute: layers keeps only their inputs, and reversible ",
-         "layers keep neither)");
+    fail(e.what(), " (while allocating the activations that stored layers keep for the backward: ",
+         "model.recompute: layers keeps only their inputs, reversible layers keep neither, and ",
+         "model.stored_top_layers says how many of a reversible stack's are stored)");
   }
 }
 
 float* ReversibleStack::kept_attention(int64_t l, const StepContext& step, int64_t memory_len) {
-  if (!keep_) return nullptr;
+  if (!layers_[l].keeps_activations) return nullptr;
   DeviceBuffer<float>& kept = layers_[l].kept_attention;
   RF_CHECK(kept.size() == static_cast<size_t>(layers_[l].attention->kept_floats(step, memory_len)),
            "layer ", l, "'s kept attention is not this step's");
@@ -103,10 +105,12 @@ void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, 
     if (for_backward) memory->next.resize(layers_.size());
   }
   // (All at once before any work: running out of memory there says what keeps less.)
-  if (for_backward && keep_) size_kept_activations(kit, step, memory ? memory->len : 0);
+  const bool any_kept = std::any_of(layers_.begin(), layers_.end(),
+                                    [](const Layer& layer) { return layer.keeps_activations; });
+  if (for_backward && any_kept) size_kept_activations(kit, step, memory ? memory->len : 0);
   for (int64_t i = 0; i < n_layers(); ++i) {
     Layer& layer = layers_[i];
-    if (for_backward && !reversible_) {
+    if (for_backward && layer.stores_inputs) {
       if (saved_inputs_[i].size() != static_cast<size_t>(2 * rows * D))
         saved_inputs_[i] = DeviceBuffer<float>(kit.ex, 2 * rows * D);
       kit.ex.copy(saved_inputs_[i].data(), x1, rows * D * sizeof(float));
@@ -136,8 +140,9 @@ void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, 
     // it is written)
     if (for_backward && single_stream_)
       kit.ex.copy(saved_inputs_[i].data() + rows * D, x1, rows * D * sizeof(float));
-    layer.feed_forward->forward_add(kit, p, step, x1, x2, 1.0f,
-                                    for_backward && keep_ ? &layer.kept_feed_forward : nullptr);
+    layer.feed_forward->forward_add(
+        kit, p, step, x1, x2, 1.0f,
+        for_backward && layer.keeps_activations ? &layer.kept_feed_forward : nullptr);
   }
   if (memory) {
     const int64_t kept = std::min(memory->max_len, memory->len + step.seq_len);
@@ -291,8 +296,8 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
   float* dxn = kit.ws.floats("stack.dxn", rows * D);
   for (int64_t i = n_layers() - 1; i >= 0; --i) {
     Layer& layer = layers_[i];
-    const float* saved = reversible_ ? nullptr : saved_inputs_[i].data();
-    FeedForwardKept* kept_ff = keep_ ? &layer.kept_feed_forward : nullptr;
+    const float* saved = layer.stores_inputs ? saved_inputs_[i].data() : nullptr;
+    FeedForwardKept* kept_ff = layer.keeps_activations ? &layer.kept_feed_forward : nullptr;
     if (single_stream_) {
       // dh += G'(h1)^T dh, h1 the stored input of the feed-forward (dout and dx may alias).
       layer.feed_forward->backward(kit, p, step, saved + rows * D, dx1, dx1, nullptr, kept_ff);

@@ -7,7 +7,8 @@
 // (model.recompute: none, its default) what the backward reads of each layer's activations: the
 // feed-forward's normalised input, activation and derivative, the attention's projections,
 // output and per-slot outputs and statistics, so the backward does not run the layers' forward
-// again.
+// again. A reversible stack may store its top layers so (model.stored_top_layers): the backward
+// starts from their kept inputs and activations and rebuilds only the layers below.
 // With model.residual = single (stored inputs only) the layers are the classic pre-norm block
 // over one stream h: h += dropout(F(h)), then h += G(h) (Transformer-XL's); x1 and x2 are then
 // the same stream (the same pointer), and so are dx1 and dx2.
@@ -77,11 +78,16 @@ class ReversibleStack {
 
  private:
   struct Layer {
+    // Whether the forward keeps this layer's inputs for the backward (which then does not rebuild
+    // them), and its activations too (then the backward runs none of its forward again):
+    // Config::stores_layer and keeps_layer_activations.
+    bool stores_inputs = false;
+    bool keeps_activations = false;
     int group;
     LayerNormLayer attention_norm;
     std::unique_ptr<AttentionLayer> attention;
     std::unique_ptr<FeedForwardLayer> feed_forward;
-    // What the forward keeps for the backward when layers are not recomputed (see keep_).
+    // What the forward keeps for the backward when keeps_activations.
     DeviceBuffer<float> kept_attention;
     FeedForwardKept kept_feed_forward;
   };
@@ -120,8 +126,6 @@ class ReversibleStack {
   int64_t d_model_;
   double dropout_;
   bool reversible_;
-  bool keep_;  // not recomputed: the forward keeps the layers' activations
-               // (Config::recomputes_layers)
   bool single_stream_;
   bool same_length_;  // with memory: every query sees the memory's length of keys
 };

@@ -78,6 +78,9 @@ std::string rank_map(Run& run) {
 }
 
 std::string layer_kind(const Config& c) {
+  if (c.model.reversible && c.model.stored_top_layers > 0)
+    return "reversible layers, the top " + std::to_string(c.model.stored_top_layers) +
+           " stored (activations kept)";
   if (c.model.reversible) return "reversible layers";
   const std::string kept = c.recomputes_layers() ? "inputs stored, recomputed" : "activations kept";
   if (c.model.residual == ResidualMode::kSingle)
