@@ -121,7 +121,7 @@ const int32_t* group_undo(const ChunkAttentionParams& p, const ChunkedAttentionA
 // Forward of one group: O and the statistics per slot (unless `kept` has them), then the rounds
 // combined into `out`.
 void forward_group(Executor& ex, const ChunkAttentionParams& p, const ChunkedAttentionArgs& a,
-                   const AttentionOutput& out, bool kept = false) {
+                   const ProductOperand& out, int64_t ldo, bool kept = false) {
   if (!kept) ex.chunk_attention(ChunkAttentionPass::kForward, p);
   if (!out.fp32 && !out.bf16) return;
   CombineRounds combine{};
@@ -130,11 +130,11 @@ void forward_group(Executor& ex, const ChunkAttentionParams& p, const ChunkedAtt
   combine.n_rounds = a.n_rounds;
   combine.out = out.fp32;
   combine.out_bf16 = out.bf16;
-  combine.ldo = out.ld;
+  combine.ldo = ldo;
   ex.run(p.segments * p.query_len(), combine);
 }
 
-void check_output(const Executor& ex, const AttentionOutput& out) {
+void check_output(const Executor& ex, const ProductOperand& out) {
   RF_CHECK(!(out.fp32 && out.bf16), "the attention output is fp32 or bf16, not both");
   RF_CHECK(!out.bf16 || ex.gemm_takes_bf16_operands(),
            "a bf16 attention output on an executor whose products do not take bf16 operands");
@@ -153,11 +153,11 @@ int64_t chunked_attention_scratch_per_segment(const ChunkedAttentionArgs& a) {
 
 void chunked_attention_forward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& a,
                                float* out, int64_t ldo) {
-  chunked_attention_forward(ex, ws, a, AttentionOutput{out, nullptr, ldo});
+  chunked_attention_forward(ex, ws, a, ProductOperand{out, nullptr}, ldo);
 }
 
 void chunked_attention_forward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& a,
-                               const AttentionOutput& out) {
+                               const ProductOperand& out, int64_t ldo) {
   const ScopedLauncherTimer timer(ex, "attention");
   check_args(a);
   check_output(ex, out);
@@ -165,19 +165,19 @@ void chunked_attention_forward(Executor& ex, Workspace& ws, const ChunkedAttenti
   const float* key_scales = shared_key_scales(ex, ws, a);
   for (int64_t first = 0; first < total; first += group) {
     const int64_t count = std::min(group, total - first);
-    forward_group(ex, group_params(ws, a, first, count, key_scales, false), a, out);
+    forward_group(ex, group_params(ws, a, first, count, key_scales, false), a, out, ldo);
   }
 }
 
 void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& a,
                                 const float* dout, int64_t lddo, const ChunkedAttentionGrads& g,
                                 float* out, int64_t ldo) {
-  chunked_attention_backward(ex, ws, a, dout, lddo, g, AttentionOutput{out, nullptr, ldo});
+  chunked_attention_backward(ex, ws, a, dout, lddo, g, ProductOperand{out, nullptr}, ldo);
 }
 
 void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& a,
                                 const float* dout, int64_t lddo, const ChunkedAttentionGrads& g,
-                                const AttentionOutput& out) {
+                                const ProductOperand& out, int64_t ldo) {
   const ScopedLauncherTimer timer(ex, "attention");
   check_args(a);
   check_output(ex, out);
@@ -195,7 +195,7 @@ void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttent
     ChunkAttentionParams p = group_params(ws, a, first, count, key_scales, true);
     p.rel_grads = g.rel_grads;
     const int32_t* undo = group_undo(p, a);
-    forward_group(ex, p, a, out, a.kept_slots != nullptr);
+    forward_group(ex, p, a, out, ldo, a.kept_slots != nullptr);
     CombineRoundsBackward combine{};
     combine.p = p;
     combine.undo = undo;

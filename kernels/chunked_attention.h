@@ -6,6 +6,7 @@
 #pragma once
 
 #include "kernels/device_buffer.h"
+#include "kernels/linear.h"
 
 namespace rf {
 
@@ -63,17 +64,11 @@ struct ChunkedAttentionArgs {
 void chunked_attention_forward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& args,
                                float* out, int64_t ldo);
 
-// Where the launchers write the attention output: fp32 rows, or, for an output that only products
-// read on an executor whose products take bf16 operands (gemm_takes_bf16_operands), the same
-// rows rounded to bf16 (the bits the products would round the fp32 rows to). One of the two, or
-// neither (no output); ld apart.
-struct AttentionOutput {
-  float* fp32 = nullptr;
-  uint16_t* bf16 = nullptr;
-  int64_t ld = 0;
-};
+// The same, into an output that only products read (kernels/linear.h): its fp32 rows, or on an
+// executor whose products take bf16 operands its bf16 rows (the bits the products would round
+// the fp32 rows to); ldo apart. Neither set: no output.
 void chunked_attention_forward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& args,
-                               const AttentionOutput& out);
+                               const ProductOperand& out, int64_t ldo);
 
 // The gradients may be written over the inputs (dq = q, dk = k, dv = v): every pass that reads an
 // input row runs before the one that writes its gradient.
@@ -101,7 +96,7 @@ void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttent
                                 float* out, int64_t ldo);
 void chunked_attention_backward(Executor& ex, Workspace& ws, const ChunkedAttentionArgs& args,
                                 const float* dout, int64_t lddo, const ChunkedAttentionGrads& grads,
-                                const AttentionOutput& out);
+                                const ProductOperand& out, int64_t ldo);
 
 // Floats of ChunkedAttentionArgs::kept_slots: each slot's output and two statistics.
 int64_t chunked_attention_kept_floats(const ChunkedAttentionArgs& args);

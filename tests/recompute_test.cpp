@@ -44,20 +44,23 @@ Config with(std::vector<std::string> overrides, const std::string& recompute) {
 
 // The gradients of two micro-batches accumulated (the second reuses the kept buffers; with a
 // memory, the second segment sees the first one's).
-std::vector<float> gradients_of(const Model& model, const std::string& recompute, Executor& ex) {
-  const Config cfg = with(model.overrides, recompute);
+std::vector<float> gradients_of(const Config& cfg, int64_t memory_len, Executor& ex) {
   ReformerModel m(cfg, ex);
   test::randomize_params(m, 17);
-  SegmentMemory memory(model.memory_len);
+  SegmentMemory memory(memory_len);
   for (uint32_t micro = 1; micro <= 2; ++micro)
     m.forward_backward(random_batch(cfg, 2, micro), test::step_context(2, cfg.train.seq_len, micro),
-                       0.01f, {}, model.memory_len > 0 ? &memory : nullptr);
-  if (model.memory_len > 0) {
-    EXPECT_EQ(memory.len, model.memory_len);
+                       0.01f, {}, memory_len > 0 ? &memory : nullptr);
+  if (memory_len > 0) {
+    EXPECT_EQ(memory.len, memory_len);
   }
   std::vector<float> g(m.params().size());
   ex.download(g.data(), m.params().grads(), g.size() * sizeof(float));
   return g;
+}
+
+std::vector<float> gradients_of(const Model& model, const std::string& recompute, Executor& ex) {
+  return gradients_of(with(model.overrides, recompute), model.memory_len, ex);
 }
 
 TEST(Recompute, KeptActivationsTrainBitForBitAsRecomputedLayers) {
@@ -80,16 +83,7 @@ TEST(Recompute, KeptActivationsTrainBitForBitAsRecomputedLayers) {
 std::vector<float> stored_top_gradients(const Model& model, int64_t stored_top_layers) {
   std::vector<std::string> overrides = model.overrides;
   overrides.push_back("model.stored_top_layers=" + std::to_string(stored_top_layers));
-  const Config cfg = test::tiny_config(overrides);
-  ReformerModel m(cfg, cpu());
-  test::randomize_params(m, 17);
-  SegmentMemory memory(model.memory_len);
-  for (uint32_t micro = 1; micro <= 2; ++micro)
-    m.forward_backward(random_batch(cfg, 2, micro), test::step_context(2, cfg.train.seq_len, micro),
-                       0.01f, {}, model.memory_len > 0 ? &memory : nullptr);
-  std::vector<float> g(m.params().size());
-  cpu().download(g.data(), m.params().grads(), g.size() * sizeof(float));
-  return g;
+  return gradients_of(test::tiny_config(overrides), model.memory_len, cpu());
 }
 
 TEST(Recompute, StoredTopLayersOfAReversibleStackTrainAsStoredLayers) {

@@ -189,7 +189,7 @@ void AttentionLayer::forward(Kit& kit, ParamStore& p, const StepContext& step, M
   args.kept_slots = kept_slots;
   const ProductOperand heads =
       attention_output(kit, rows, hd, kept_slots ? kept_slots + L.heads : nullptr);
-  chunked_attention_forward(kit.ex, kit.ws, args, AttentionOutput{heads.fp32, heads.bf16, hd});
+  chunked_attention_forward(kit.ex, kit.ws, args, heads, hd);
   linear_forward(kit.ex, heads.view(rows, hd), p.weight(w_o_), matrix(out, rows, d_model_), write);
 }
 
@@ -233,9 +233,8 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
   // The attention's output: kept by the forward, or recomputed on the way.
   const ProductOperand heads =
       attention_output(kit, rows, hd, kept_slots ? kept_slots + L.heads : nullptr);
-  chunked_attention_backward(
-      kit.ex, kit.ws, args, dheads, hd, g,
-      kept_slots ? AttentionOutput{} : AttentionOutput{heads.fp32, heads.bf16, hd});
+  chunked_attention_backward(kit.ex, kit.ws, args, dheads, hd, g,
+                             kept_slots ? ProductOperand{} : heads, hd);
   if (relative_)  // g.dq holds dL/d(q + u): the relative term adds its part and its gradients
     relative_->backward(kit, p, step, g.dq, g.rel_grads, pr.relative.distances);
   if (out)

@@ -193,13 +193,20 @@ void check_attention(Checker& checker, const AttentionShape& s, uint32_t seed,
       (s.keep < 1 ? " dropout" : "") + (s.memory > 0 ? " memory " + std::to_string(s.memory) : "") +
       (s.rel_len > 0 ? " relative " + std::to_string(s.rel_len) : "") +
       (s.max_distance >= 0 ? " max distance " + std::to_string(s.max_distance) : "");
-  // The launches, with or without bf16-rounded products (the naive bf16 reference).
-  const std::function<Launch(bool)> forward = [=](bool bf16) -> Launch {
+  // The launches, with or without bf16-rounded products (the naive bf16 reference), writing the
+  // output and the projections' gradients in fp32 or (bf16_rows) rounded into the packed tensors
+  // "<name>_bf16", as for products that take bf16 operands.
+  const auto rows_bf16 = [](DeviceTensors& t, const std::string& name) {
+    return reinterpret_cast<uint16_t*>(t.f(name + "_bf16"));
+  };
+  const auto forward_launch = [=](bool bf16_products, bool bf16_rows) -> Launch {
     return [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
-      chunked_attention_forward(ex, ws, args(t, bf16), t.f("out"), ld);
+      const ProductOperand out = bf16_rows ? ProductOperand{nullptr, rows_bf16(t, "out")}
+                                           : ProductOperand{t.f("out"), nullptr};
+      chunked_attention_forward(ex, ws, args(t, bf16_products), out, ld);
     };
   };
-  const std::function<Launch(bool)> backward = [=](bool bf16) -> Launch {
+  const auto backward_launch = [=](bool bf16_products, bool bf16_rows) -> Launch {
     return [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
       ChunkedAttentionGrads g;
       g.dq = t.f("dq");
@@ -207,50 +214,41 @@ void check_attention(Checker& checker, const AttentionShape& s, uint32_t seed,
       g.dv = t.f("dv");
       g.ld = ld;
       g.rel_grads = s.rel_len > 0 ? t.f("drel") : nullptr;
-      chunked_attention_backward(ex, ws, args(t, bf16), t.f("dout"), ld, g, t.f("out"), ld);
+      ProductOperand out{t.f("out"), nullptr};
+      if (bf16_rows) {
+        out = ProductOperand{nullptr, rows_bf16(t, "out")};
+        g.dq_bf16 = rows_bf16(t, "dq");
+        g.dk_bf16 = lsh ? nullptr : rows_bf16(t, "dk");
+        g.dv_bf16 = rows_bf16(t, "dv");
+      }
+      chunked_attention_backward(ex, ws, args(t, bf16_products), t.f("dout"), ld, g, out, ld);
     };
   };
-  std::vector<std::string> grads = {"out", "dq", "dv"};
-  if (!lsh) grads.push_back("dk");
+  const std::function<Launch(bool)> forward = [=](bool bf16) {
+    return forward_launch(bf16, false);
+  };
+  const std::function<Launch(bool)> backward = [=](bool bf16) {
+    return backward_launch(bf16, false);
+  };
+  // The outputs written in fp32 or bf16 rows, and the relative scores' gradient (fp32 only).
+  std::vector<std::string> written = {"out", "dq", "dv"};
+  if (!lsh) written.push_back("dk");
+  std::vector<std::string> grads = written;
   if (s.rel_len > 0) grads.push_back("drel");
   checker.compare("attention forward", shape, in, {"out"}, forward(false), kFp32Tolerance, 0.0,
                   reduced_precision_tolerances(checker, in, {"out"}, forward, precision));
   checker.compare("attention backward", shape, in, grads, backward(false), kFp32Tolerance, 0.0,
                   reduced_precision_tolerances(checker, in, grads, backward, precision));
   if (!checker.candidate().gemm_takes_bf16_operands()) return;
-  // The output and the projections' gradients written in bf16 for the products (all of them at
-  // once; the packed tensors "<name>_bf16"): the bits of the fp32 outputs, rounded.
-  const std::vector<std::string> rounded = lsh ? std::vector<std::string>{"out", "dq", "dv"}
-                                               : std::vector<std::string>{"out", "dq", "dv", "dk"};
+  // The bf16 rows: the bits of the same launch's fp32 rows, rounded.
   HostTensors in_bf16 = in;
-  for (const std::string& name : rounded)
+  for (const std::string& name : written)
     in_bf16.floats[name + "_bf16"] =
         packed_bf16({}, static_cast<int64_t>(in.floats.at(name).size()));
-  const auto bf16_rows = [](DeviceTensors& t, const std::string& name) {
-    return reinterpret_cast<uint16_t*>(t.f(name + "_bf16"));
-  };
-  const Launch forward_bf16 = [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
-    chunked_attention_forward(ex, ws, args(t, false),
-                              AttentionOutput{nullptr, bf16_rows(t, "out"), ld});
-  };
-  const Launch backward_bf16 = [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
-    ChunkedAttentionGrads g;
-    g.dq = t.f("dq");
-    g.dk = lsh ? nullptr : t.f("dk");
-    g.dv = t.f("dv");
-    g.ld = ld;
-    g.dq_bf16 = bf16_rows(t, "dq");
-    g.dk_bf16 = lsh ? nullptr : bf16_rows(t, "dk");
-    g.dv_bf16 = bf16_rows(t, "dv");
-    g.rel_grads = s.rel_len > 0 ? t.f("drel") : nullptr;
-    chunked_attention_backward(ex, ws, args(t, false), t.f("dout"), ld, g,
-                               AttentionOutput{nullptr, bf16_rows(t, "out"), ld});
-  };
-  checker.compare_bf16_rounding("attention forward (bf16 out)", shape, in_bf16, "out",
-                                forward(false), "out_bf16", forward_bf16);
-  for (const std::string& name : rounded)
-    checker.compare_bf16_rounding("attention backward (bf16 out)", shape, in_bf16, name,
-                                  backward(false), name + "_bf16", backward_bf16);
+  checker.compare_bf16_rounding("attention forward (bf16 out)", shape, in_bf16, {"out"},
+                                forward_launch(false, false), forward_launch(false, true));
+  checker.compare_bf16_rounding("attention backward (bf16 out)", shape, in_bf16, written,
+                                backward_launch(false, false), backward_launch(false, true));
 }
 
 // Attention of `queries` new positions from `first` over a cache of first + queries positions:

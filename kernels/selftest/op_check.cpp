@@ -118,24 +118,32 @@ Comparison Checker::compare_bf16_output(const std::string& op, const std::string
 }
 
 Comparison Checker::compare_bf16_rounding(const std::string& op, const std::string& shape,
-                                          const HostTensors& inputs, const std::string& output,
-                                          const Launch& launch, const std::string& packed,
-                                          const Launch& bf16_launch) {
-  std::vector<float> want = run(candidate_, inputs, launch).floats.at(output);
-  for (float& x : want) x = bf16_rounded(x);  // (as the products round their operands)
-  const std::vector<float> got = unpacked_bf16(
-      run(candidate_, inputs, bf16_launch).floats.at(packed), static_cast<int64_t>(want.size()));
-  int64_t differ = 0;
-  for (size_t i = 0; i < want.size(); ++i)
-    differ += std::memcmp(&got[i], &want[i], sizeof(float)) != 0;
-  Comparison c;
-  c.op = op;
-  c.shape = shape;
-  c.output = packed;
-  c.error = want.empty() ? 0.0 : static_cast<double>(differ) / static_cast<double>(want.size());
-  c.tolerance = 0.0;
-  results_.push_back(c);
-  return c;
+                                          const HostTensors& inputs,
+                                          const std::vector<std::string>& outputs,
+                                          const Launch& launch, const Launch& bf16_launch) {
+  const HostTensors fp32 = run(candidate_, inputs, launch);
+  const HostTensors bf16 = run(candidate_, inputs, bf16_launch);
+  Comparison worst;
+  worst.op = op;
+  worst.shape = shape;
+  worst.tolerance = 0.0;
+  for (const std::string& output : outputs) {
+    std::vector<float> want = fp32.floats.at(output);
+    for (float& x : want) x = bf16_rounded(x);  // (as the products round their operands)
+    const std::vector<float> got =
+        unpacked_bf16(bf16.floats.at(output + "_bf16"), static_cast<int64_t>(want.size()));
+    int64_t differ = 0;
+    for (size_t i = 0; i < want.size(); ++i)
+      differ += std::memcmp(&got[i], &want[i], sizeof(float)) != 0;
+    const double error =
+        want.empty() ? 0.0 : static_cast<double>(differ) / static_cast<double>(want.size());
+    if (worst.output.empty() || error > worst.error) {
+      worst.output = output + "_bf16";
+      worst.error = error;
+    }
+  }
+  results_.push_back(worst);
+  return worst;
 }
 
 std::vector<float> packed_bf16(const std::vector<float>& values, int64_t count) {

@@ -86,13 +86,13 @@ class Checker {
                                  const HostTensors& inputs, const std::string& output,
                                  const Launch& launch, const std::string& packed,
                                  const Launch& bf16_launch);
-  // An output a kernel writes rounded to bf16 in place of its fp32 output, for products that
-  // would round that output themselves: `bf16_launch`'s values in `packed` must be, bit for bit,
-  // the candidate's own fp32 `output` of `launch` rounded to bf16. The error is the fraction of
-  // values that differ; the tolerance 0.
+  // Outputs a kernel writes rounded to bf16 in place of fp32, for products that would round them
+  // themselves: `bf16_launch`'s values in each packed tensor "<output>_bf16" must be, bit for bit,
+  // the candidate's own fp32 `output` of `launch` rounded to bf16 (one run of each launch). The
+  // error is the fraction of values that differ, in the worst output; the tolerance 0.
   Comparison compare_bf16_rounding(const std::string& op, const std::string& shape,
-                                   const HostTensors& inputs, const std::string& output,
-                                   const Launch& launch, const std::string& packed,
+                                   const HostTensors& inputs,
+                                   const std::vector<std::string>& outputs, const Launch& launch,
                                    const Launch& bf16_launch);
   // Records a comparison made by hand (the GEMMs at reduced precision, the micro-step).
   void record(const Comparison& c) { results_.push_back(c); }
