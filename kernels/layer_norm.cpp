@@ -1,5 +1,6 @@
 #include "kernels/layer_norm.h"
 
+#include "base/error.h"
 #include "kernels/reductions.h"
 
 namespace rf {
@@ -38,12 +39,15 @@ void layer_norm_forward(Executor& ex, Workspace& ws, const LayerNormArgs& a) {
 }
 
 void layer_norm_backward(Executor& ex, Workspace& ws, const LayerNormBackwardArgs& a) {
+  RF_CHECK(!a.dx_bf16 || ex.gemm_takes_bf16_operands(),
+           "bf16 layer-norm gradient rows on an executor whose products do not take bf16 operands");
   const RowSplit split = layer_norm_split(ex, a.cols);
   LayerNormBackward op{};
   op.x = a.x;
   op.gamma = a.gamma;
   op.dy = a.dy;
   op.dx = a.dx;
+  op.dx_bf16 = a.dx_bf16;
   op.mean = ws.floats("ln.mean", a.rows);
   op.rstd = ws.floats("ln.rstd", a.rows);
   op.split = split;

@@ -24,8 +24,11 @@ struct LayerNormBackwardArgs {
   const float* gamma = nullptr;  // [cols]
   const float* dy = nullptr;     // [rows, cols]
   float* dx = nullptr;           // [rows, cols]
-  float* dgamma = nullptr;       // [cols], accumulated
-  float* dbeta = nullptr;        // [cols], accumulated
+  // When set (executors whose products take bf16 operands only), dx's new values are also
+  // written here rounded to bf16, for the products that read the gradient next.
+  uint16_t* dx_bf16 = nullptr;  // [rows, cols]
+  float* dgamma = nullptr;      // [cols], accumulated
+  float* dbeta = nullptr;       // [cols], accumulated
   int64_t rows = 0, cols = 0;
   float eps = 1e-6f;
   Write write_dx = Write::kOverwrite;

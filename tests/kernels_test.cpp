@@ -633,6 +633,35 @@ TEST_P(RowSplitTest, LayerNormWritesTheRoundingOfItsFp32Result) {
   }
 }
 
+// The layer-norm backward's bf16 gradient rows (dx_bf16, for the products that read the gradient
+// next) are the rounding of exactly the fp32 dx it writes, for every span, overwriting or adding,
+// with the statistics inline or first.
+TEST_P(RowSplitTest, LayerNormBackwardWritesTheRoundingOfItsFp32Gradient) {
+  const auto gamma = test::to_device(test::random_vector(kCols, 36));
+  const auto x = test::to_device(test::random_vector(kRows * kCols, 37));
+  const auto dy = test::to_device(test::random_vector(kRows * kCols, 38));
+  const auto dx0 = test::random_vector(kRows * kCols, 39);
+  const float eps = 1e-5f;
+  for (const bool stats_first : {false, true})
+    for (const bool accumulate : {false, true}) {
+      DeviceBuffer<float> dx(cpu(), kRows * kCols), mean(cpu(), kRows), rstd(cpu(), kRows),
+          mean_g(cpu(), kRows), mean_gx(cpu(), kRows);
+      DeviceBuffer<uint16_t> dx16(cpu(), kRows * kCols);
+      dx.upload(dx0);
+      if (stats_first)
+        cpu().run(kRows, LayerNormRowStats{x.data(), gamma.data(), dy.data(), mean.data(),
+                                           rstd.data(), mean_g.data(), mean_gx.data(), kCols, eps});
+      LayerNormBackward op{x.data(),    gamma.data(), dy.data(),     dx.data(),
+                           mean.data(), rstd.data(),  mean_g.data(), mean_gx.data(),
+                           split(),     eps,          stats_first,   accumulate};
+      op.dx_bf16 = dx16.data();
+      cpu().run(split().indices(kRows), op);
+      std::vector<uint16_t> got(kRows * kCols);
+      cpu().download(got.data(), dx16.data(), got.size() * sizeof(uint16_t));
+      EXPECT_EQ(got, test::bf16_bits_of(dx.download())) << stats_first << accumulate;
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(Spans, RowSplitTest, ::testing::Values(1, 5, 36));
 
 }  // namespace

@@ -46,6 +46,12 @@ class FaultyExecutor final : public KernelExecutor<ForwardingBackend> {
       shifted.beta = op.gamma;  // the wrong shift
     target_.run(n, shifted);
   }
+  // A layer-norm backward whose bf16 gradient rows differ from its fp32 ones in one bit (for
+  // "layer_norm backward bf16").
+  void run(int64_t n, const LayerNormBackward& op) override {
+    target_.run(n, op);
+    if (broken_ == "layer_norm backward bf16" && op.dx_bf16 && n > 0) op.dx_bf16[0] ^= 1u;
+  }
   bool rounds_operands_to_bf16() const override { return bf16_operands_; }
   void chunk_attention(ChunkAttentionPass pass, const ChunkAttentionParams& p) override {
     ChunkAttentionParams q = p;
@@ -173,7 +179,9 @@ TEST(Selftest, WrongBf16OperandsAreFoundAndNamed) {
   const std::vector<std::pair<std::string, std::set<std::string>>> faults = {
       {"nothing", {}},
       {"bf16 operands", {"gemm (bf16 operands)"}},
-      {"layer_norm bf16", {"layer_norm_forward (bf16 out)"}}};
+      {"layer_norm bf16", {"layer_norm_forward (bf16 out)"}},
+      {"layer_norm backward bf16",
+       {"layer_norm_backward (bf16 out)", "layer_norm_backward (+=, bf16 out)"}}};
   for (const auto& [broken, expected] : faults) {
     FaultyExecutor candidate(broken, Device::kCpu, true);
     ASSERT_TRUE(candidate.gemm_takes_bf16_operands());
@@ -184,6 +192,7 @@ TEST(Selftest, WrongBf16OperandsAreFoundAndNamed) {
     std::set<std::string> ops;
     for (const auto& c : checker.results()) ops.insert(c.op);
     for (const char* op : {"gemm (bf16 operands)", "layer_norm_forward (bf16 out)",
+                           "layer_norm_backward (bf16 out)", "layer_norm_backward (+=, bf16 out)",
                            "bias_activation_forward (bf16 out)", "activation_backward (bf16 out)"})
       EXPECT_EQ(ops.count(op), 1u) << op << " not checked";
   }
@@ -199,7 +208,8 @@ TEST(Selftest, WrongBf16OperandsAreFoundAndNamed) {
 // fp32 operands and the tuned kernels; a wrong bf16 output of a tuned kernel: the same (those
 // operands are then fp32).
 TEST(Selftest, StartUpVerificationTurnsOffWrongBf16Operands) {
-  for (const char* broken : {"bf16 operands", "bf16 operands refused", "layer_norm bf16"}) {
+  for (const char* broken :
+       {"bf16 operands", "bf16 operands refused", "layer_norm bf16", "layer_norm backward bf16"}) {
     FaultyExecutor candidate(broken, Device::kCpu, true);
     const std::string note = verify_kernels_or_fail(candidate, GemmPrecision::kBf16);
     EXPECT_NE(note.find("fp32 GEMM operands instead of bf16 ones"), std::string::npos) << note;

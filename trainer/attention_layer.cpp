@@ -195,8 +195,10 @@ void AttentionLayer::forward(Kit& kit, ParamStore& p, const StepContext& step, M
 
 void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, MatrixView xn,
                               const float* dout, float* dxn, const int32_t* buckets, float* out,
-                              Write write, int64_t memory_len, float* kept_slots) const {
+                              Write write, int64_t memory_len, float* kept_slots,
+                              const uint16_t* dout_bf16) const {
   const int64_t rows = step.rows(), hd = n_heads_ * d_head_, D = d_model_;
+  const MatrixView dout_view = dout_bf16 ? bf16_matrix(dout_bf16, rows, D) : matrix(dout, rows, D);
   const int64_t key_rows = xn.rows;  // (with a memory, more than the queries' rows)
   RF_CHECK(key_rows == rows + step.batch * memory_len);
   // xn, dout, heads and the weights are read by two or more products each (rounded once at
@@ -210,7 +212,7 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
         relative_->forward(kit, p, step, pr.q, relative_distances(step.seq_len + memory_len));
   // dheads [rows, hd] = dout [rows, D] . w_o^T
   float* dheads = kit.ws.floats("layer.dheads", rows * hd);
-  linear_input_grad(kit.ex, matrix(dout, rows, D), p.weight(w_o_), matrix(dheads, rows, hd));
+  linear_input_grad(kit.ex, dout_view, p.weight(w_o_), matrix(dheads, rows, hd));
   // The projections' gradients replace them (they are not read after the attention), or, as only
   // the products below read them, go to bf16 rows where the products take bf16 operands (not
   // with relative positions, whose backward adds to the query gradient).
@@ -239,7 +241,7 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
     relative_->backward(kit, p, step, g.dq, g.rel_grads, pr.relative.distances);
   if (out)
     linear_forward(kit.ex, heads.view(rows, hd), p.weight(w_o_), matrix(out, rows, D), write);
-  linear_weight_grad(kit.ex, heads.view(rows, hd), matrix(dout, rows, D), p.weight_grad(w_o_));
+  linear_weight_grad(kit.ex, heads.view(rows, hd), dout_view, p.weight_grad(w_o_));
   // Inputs: dxn = sum over projections of dX . W^T, dW += xn^T . dX for each projection. The
   // queries' product covers the segment's rows: the memory's start from zero.
   if (key_rows > rows)

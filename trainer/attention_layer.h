@@ -48,10 +48,11 @@ class AttentionLayer {
   // is written to it as `write` says (the reversible rebuild takes it away from the residual
   // stream). With kept_slots from this micro-batch's forward, the projections, the attention
   // pass and the rounds' combination are not run again (the backward writes the projections'
-  // gradients over them).
+  // gradients over them). dout_bf16, when not null, holds dout rounded to bf16 for the products
+  // (an executor whose products take bf16 operands).
   void backward(Kit& kit, ParamStore& p, const StepContext& step, MatrixView xn, const float* dout,
                 float* dxn, const int32_t* buckets, float* out, Write write, int64_t memory_len = 0,
-                float* kept_slots = nullptr) const;
+                float* kept_slots = nullptr, const uint16_t* dout_bf16 = nullptr) const;
   // Floats of the kept_slots of a micro-batch: the attention's per-slot state, its output and the
   // projections (KeptLayout).
   int64_t kept_floats(const StepContext& step, int64_t memory_len = 0) const;

@@ -128,7 +128,8 @@ void FeedForwardLayer::add_chunk_output(Kit& kit, ParamStore& p, const StepConte
 
 void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, const float* x,
                                 const float* dout, float* dx, float* reconstruct,
-                                FeedForwardKept* kept) const {
+                                FeedForwardKept* kept, const uint16_t* dout_bf16,
+                                uint16_t* dx_bf16) const {
   const int64_t total = step.rows(), chunk = chunking_.rows(total), D = d_model_, F = d_ff_;
   RF_CHECK(!kept || (kept->rows == total && kept->bf16 == kit.ex.gemm_takes_bf16_operands() &&
                      !reconstruct),
@@ -153,12 +154,15 @@ void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step
       if (!kept) chunk_forward(kit, p, step, x, row0, rows, z, b.h, a, true);  // h: the derivative
       if (reconstruct)
         add_chunk_output(kit, p, step, a.view(rows, F), t, row0, rows, reconstruct, -1.0f);
-      const float* g = dropout_backward(kit.ex, kit.ws, dout + row0 * D, rows, D,
-                                        output_mask(step, row0), "ff.g");
+      const DropoutMask drop = output_mask(step, row0);
+      const float* g = dropout_backward(kit.ex, kit.ws, dout + row0 * D, rows, D, drop, "ff.g");
       add_column_sums(kit.ex, kit.ws, g, rows, D, p.grad(b2_));
+      const MatrixView g_view = dout_bf16 && !drop.active()
+                                    ? bf16_matrix(dout_bf16 + row0 * D, rows, D)
+                                    : matrix(g, rows, D);
       // dw2 += a^T g;  da = g w2^T (the activations are no longer needed)
-      linear_backward(kit.ex, a.view(rows, F), p.weight(w2_), matrix(g, rows, D),
-                      matrix(da, rows, F), p.weight_grad(w2_));
+      linear_backward(kit.ex, a.view(rows, F), p.weight(w2_), g_view, matrix(da, rows, F),
+                      p.weight_grad(w2_));
       ActivationBackwardArgs act;
       act.grad = da;
       act.grad_bf16 = a.bf16;
@@ -173,7 +177,8 @@ void FeedForwardLayer::backward(Kit& kit, ParamStore& p, const StepContext& step
                       p.weight_grad(w1_));
     }
     // After the products' operand-reuse scope: dx may be dout, which they read.
-    norm_.backward(kit, p, x + row0 * D, dz, dx + row0 * D, rows, true);
+    norm_.backward(kit, p, x + row0 * D, dz, dx + row0 * D, rows, true,
+                   dx_bf16 ? dx_bf16 + row0 * D : nullptr);
   }
 }
 

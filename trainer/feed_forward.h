@@ -38,8 +38,16 @@ class FeedForwardLayer {
   // read before that chunk's rows of dx are written (one residual stream: dh += G'(h)^T dh).
   // With `kept` (filled by this step's forward_add, and overwritten here) the activations are
   // read from it instead of recomputed; then `reconstruct` must be null.
+  // On an executor whose products take bf16 operands: dout_bf16, when not null, holds dout
+  // rounded to bf16 (by the kernel that wrote it), which the products read when the output has
+  // no dropout; dx_bf16, when not null, receives dx's new values rounded, for the products that
+  // read the gradient next.
   void backward(Kit& kit, ParamStore& p, const StepContext& step, const float* x, const float* dout,
-                float* dx, float* reconstruct, FeedForwardKept* kept = nullptr) const;
+                float* dx, float* reconstruct, FeedForwardKept* kept = nullptr,
+                const uint16_t* dout_bf16 = nullptr, uint16_t* dx_bf16 = nullptr) const;
+  // Whether this step drops some of the output (then the backward's products read the dropped
+  // gradient, not dout).
+  bool drops_output(const StepContext& step) const { return output_mask(step, 0).active(); }
 
  private:
   // (Re)computes one chunk's normalised input z and activation a; h gets the activation's

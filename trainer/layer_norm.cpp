@@ -30,12 +30,13 @@ void LayerNormLayer::forward(Kit& kit, ParamStore& p, const float* x, const Prod
 }
 
 void LayerNormLayer::backward(Kit& kit, ParamStore& p, const float* x, const float* dy, float* dx,
-                              int64_t rows, bool accumulate) const {
+                              int64_t rows, bool accumulate, uint16_t* dx_bf16) const {
   LayerNormBackwardArgs a;
   a.x = x;
   a.gamma = p.param(gamma_);
   a.dy = dy;
   a.dx = dx;
+  a.dx_bf16 = dx_bf16;
   a.dgamma = p.grad(gamma_);
   a.dbeta = p.grad(beta_);
   a.rows = rows;

@@ -21,9 +21,11 @@ class LayerNormLayer {
   // not y).
   void forward(Kit& kit, ParamStore& p, const float* x, const ProductOperand& y,
                int64_t rows) const;
-  // dx (+)= dL/dx and the parameter gradients accumulate, given the forward input x and dy.
+  // dx (+)= dL/dx and the parameter gradients accumulate, given the forward input x and dy. With
+  // dx_bf16 (an executor whose products take bf16 operands), dx's new values also go there
+  // rounded, for the products that read the gradient next.
   void backward(Kit& kit, ParamStore& p, const float* x, const float* dy, float* dx, int64_t rows,
-                bool accumulate) const;
+                bool accumulate, uint16_t* dx_bf16 = nullptr) const;
 
  private:
   int gamma_ = -1, beta_ = -1;

@@ -294,23 +294,36 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
   RF_CHECK(!single_stream_ || (x1 == x2 && dx1 == dx2), "one residual stream: x1 is x2");
   const ProductOperand xn = product_operand(kit.ex, kit.ws, "stack.xn", "stack.xn16", rows * D);
   float* dxn = kit.ws.floats("stack.dxn", rows * D);
+  // Where the products take bf16 operands, the layer norms' backward passes also write the
+  // gradient they leave in the stream rounded to bf16, for the next block's output-projection
+  // products (the same bits as those products rounding the fp32 rows themselves), unless that
+  // block's output has dropout (its products read the dropped gradient) or there is a memory.
+  // One buffer serves both streams: a block's products read it before its layer norm writes
+  // it again (the feed-forward's chunk by chunk, as it reads and writes its rows).
+  uint16_t* grad_bf16 = kit.ex.gemm_takes_bf16_operands() && !memory
+                            ? kit.ws.get<uint16_t>("stack.grad_bf16", static_cast<size_t>(rows * D))
+                            : nullptr;
+  uint16_t* dx2_bf16 = nullptr;  // dx2 rounded, when the block above wrote it so
   for (int64_t i = n_layers() - 1; i >= 0; --i) {
     Layer& layer = layers_[i];
     const float* saved = layer.stores_inputs ? saved_inputs_[i].data() : nullptr;
     FeedForwardKept* kept_ff = layer.keeps_activations ? &layer.kept_feed_forward : nullptr;
+    const DropoutMask mask = attention_output_mask(step, i);
+    uint16_t* dx1_bf16 = mask.active() ? nullptr : grad_bf16;
     if (single_stream_) {
       // dh += G'(h1)^T dh, h1 the stored input of the feed-forward (dout and dx may alias).
-      layer.feed_forward->backward(kit, p, step, saved + rows * D, dx1, dx1, nullptr, kept_ff);
+      layer.feed_forward->backward(kit, p, step, saved + rows * D, dx1, dx1, nullptr, kept_ff,
+                                   dx2_bf16, dx1_bf16);
     } else {
       // G: dy1 += G'(y1)^T dy2, and x2 = y2 - G(y1) (or the stored x2).
-      layer.feed_forward->backward(kit, p, step, x1, dx2, dx1, saved ? nullptr : x2, kept_ff);
+      layer.feed_forward->backward(kit, p, step, x1, dx2, dx1, saved ? nullptr : x2, kept_ff,
+                                   dx2_bf16, dx1_bf16);
       if (saved) kit.ex.copy(x2, saved + rows * D, rows * D * sizeof(float));
     }
     // F: dx2 += F'(x2)^T dy1, and x1 = y1 - F(x2) (or the stored x1). g = dy1 through the
     // output dropout (dy1 itself when there is none). With one stream the attention's input is
     // the stored h0 (x2 would be the feed-forward's), and dh += F'(h0)^T dh.
     const float* attention_input = single_stream_ ? saved : x2;
-    const DropoutMask mask = attention_output_mask(step, i);
     const float* g = dropout_backward(kit.ex, kit.ws, dx1, rows, D, mask, "stack.dropped");
     if (memory) {
       attention_backward_with_memory(kit, p, step, i, x1, attention_input, g, dx2, saved, *memory);
@@ -325,8 +338,9 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
     if (!saved) out = mask.active() ? kit.ws.floats("stack.out", rows * D) : x1;
     layer.attention->backward(kit, p, step, xn.view(rows, D), g, dxn, buckets_[i].data(), out,
                               mask.active() ? Write::kOverwrite : Write::kSubtract, 0,
-                              kept_attention(i, step, 0));
-    layer.attention_norm.backward(kit, p, attention_input, dxn, dx2, rows, true);
+                              kept_attention(i, step, 0), dx1_bf16);
+    dx2_bf16 = i > 0 && !layers_[i - 1].feed_forward->drops_output(step) ? grad_bf16 : nullptr;
+    layer.attention_norm.backward(kit, p, attention_input, dxn, dx2, rows, true, dx2_bf16);
     if (saved) {
       kit.ex.copy(x1, saved, rows * D * sizeof(float));
     } else if (mask.active()) {

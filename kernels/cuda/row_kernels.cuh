@@ -83,7 +83,9 @@ __global__ void layer_norm_backward_rows(LayerNormBackward op, int64_t rows) {
   for (int64_t c = lane; c < cols; c += 32) {
     const float xhat = (x[c] - mean) * rstd;
     const float value = rstd * (dy[c] * op.gamma[c] - mean_g - xhat * mean_gx);
-    dx[c] = op.accumulate ? dx[c] + value : value;
+    const float total = op.accumulate ? dx[c] + value : value;
+    dx[c] = total;
+    if (op.dx_bf16) op.dx_bf16[row * cols + c] = bf16_bits(total);
   }
   if (lane == 0) {
     op.mean[row] = mean;

@@ -103,7 +103,8 @@ struct LayerNormForward {
 
 // dx (+)= dL/dx. Index = (row, piece of the columns). With stats_given false each index computes
 // its row's statistics and stores mean and rstd (for the parameter gradients); otherwise all
-// four come from LayerNormRowStats.
+// four come from LayerNormRowStats. With dx_bf16 set, dx's new values are also written there
+// rounded to bf16, for the products that read the gradient next (the residual stream keeps fp32).
 struct LayerNormBackward {
   const float* x;      // [rows, cols] forward input
   const float* gamma;  // [cols]
@@ -116,7 +117,8 @@ struct LayerNormBackward {
   RowSplit split;
   float eps;
   bool stats_given;
-  bool accumulate;  // dx += instead of dx =
+  bool accumulate;              // dx += instead of dx =
+  uint16_t* dx_bf16 = nullptr;  // [rows, cols] or null
   RF_HD void operator()(int64_t i) const {
     const int64_t row = i / split.pieces(), piece = i % split.pieces(), cols = split.cols;
     const float* xr = x + row * cols;
@@ -141,6 +143,10 @@ struct LayerNormBackward {
       const float g = dyr[c] * gamma[c];
       const float value = rs * (g - mg - xhat * mgx);
       dxr[c] = accumulate ? dxr[c] + value : value;
+    }
+    if (dx_bf16) {  // (a loop of its own: the one above stays a plain vector loop)
+      uint16_t* out = dx_bf16 + row * cols;
+      for (int64_t c = split.begin(piece); c < split.end(piece); ++c) out[c] = bf16_bits(dxr[c]);
     }
   }
 };

@@ -67,22 +67,34 @@ void check_layer_norm(Checker& checker, int64_t rows, int64_t cols, uint32_t see
     checker.compare_bf16_output("layer_norm_forward (bf16 out)", shape, in, "y", forward(false),
                                 "y_bf16", forward(true));
   }
-  for (Write write : {Write::kOverwrite, Write::kAccumulate})
-    checker.compare(
-        write == Write::kOverwrite ? "layer_norm_backward" : "layer_norm_backward (accumulate)",
-        shape, in, {"dx", "dgamma", "dbeta"}, [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
-          LayerNormBackwardArgs a;
-          a.x = t.f("x");
-          a.gamma = t.f("gamma");
-          a.dy = t.f("dy");
-          a.dx = t.f("dx");
-          a.dgamma = t.f("dgamma");
-          a.dbeta = t.f("dbeta");
-          a.rows = rows;
-          a.cols = cols;
-          a.write_dx = write;
-          layer_norm_backward(ex, ws, a);
-        });
+  // dx in fp32, and with bf16 also rounded into dx_bf16 (for the products that read it next:
+  // bit for bit the candidate's own fp32 dx rounded, as the products would round it).
+  const auto backward = [=](Write write, bool bf16) -> Launch {
+    return [=](Executor& ex, Workspace& ws, DeviceTensors& t) {
+      LayerNormBackwardArgs a;
+      a.x = t.f("x");
+      a.gamma = t.f("gamma");
+      a.dy = t.f("dy");
+      a.dx = t.f("dx");
+      if (bf16) a.dx_bf16 = reinterpret_cast<uint16_t*>(t.f("dx_bf16"));
+      a.dgamma = t.f("dgamma");
+      a.dbeta = t.f("dbeta");
+      a.rows = rows;
+      a.cols = cols;
+      a.write_dx = write;
+      layer_norm_backward(ex, ws, a);
+    };
+  };
+  for (Write write : {Write::kOverwrite, Write::kAccumulate}) {
+    const bool add = write == Write::kAccumulate;
+    checker.compare(add ? "layer_norm_backward (accumulate)" : "layer_norm_backward", shape, in,
+                    {"dx", "dgamma", "dbeta"}, backward(write, false));
+    if (!checker.candidate().gemm_takes_bf16_operands()) continue;
+    in.floats["dx_bf16"] = packed_bf16({}, rows * cols);
+    checker.compare_bf16_rounding(
+        add ? "layer_norm_backward (+=, bf16 out)" : "layer_norm_backward (bf16 out)", shape, in,
+        {"dx"}, backward(write, false), backward(write, true));
+  }
 }
 
 void check_activation(Checker& checker, int64_t rows, int64_t cols, uint32_t seed) {
