@@ -201,7 +201,8 @@ TEST(Precision, Bf16OperandsWrittenByKernelsKeepEveryBit) {
     std::vector<std::string> o = {"model.ff_chunk=32", "model.n_layers=3",
                                   "model.attention=[lsh, local]"};
     o.insert(o.end(), extra.begin(), extra.end());
-    const std::string activation = extra[0] + " " + extra[1] + (extra.size() > 2 ? " single" : "");
+    std::string label;  // (the case, for the failure messages)
+    for (const std::string& setting : extra) label += setting + " ";
     const Config cfg = test::tiny_config(o);
     const TokenBatch batch = random_batch(cfg, 2, 13);
     auto run = [&](bool bf16_operands, double* loss) {
@@ -215,10 +216,10 @@ TEST(Precision, Bf16OperandsWrittenByKernelsKeepEveryBit) {
     };
     double loss_written = 0, loss_rounded = 0;
     const auto written = run(true, &loss_written), rounded = run(false, &loss_rounded);
-    EXPECT_EQ(loss_written, loss_rounded) << activation;
+    EXPECT_EQ(loss_written, loss_rounded) << label;
     ASSERT_EQ(written.size(), rounded.size());
     EXPECT_EQ(std::memcmp(written.data(), rounded.data(), written.size() * sizeof(float)), 0)
-        << activation;
+        << label;
   }
   bf16->set_bf16_operands(true);
 }
