@@ -18,15 +18,22 @@ from torch_step_timer import autocast, median_step_seconds, parse_arguments, pea
 
 
 def main():
-    args, device = parse_arguments(__doc__.splitlines()[0], lambda parser: parser.add_argument(
-        "--stored-activations", action="store_true",
-        help="irreversible blocks (reverse_thres above the sequence length)"))
+    def add_arguments(parser):
+        parser.add_argument("--stored-activations", action="store_true",
+                            help="irreversible blocks (reverse_thres above the sequence length)")
+        parser.add_argument("--dropout", type=float, default=0.0,
+                            help="dropout on the attention probabilities (lsh_dropout) and the "
+                                 "feed-forward's hidden activations (ff_dropout); ReformerLM has "
+                                 "no dropout on the residual branches")
+
+    args, device = parse_arguments(__doc__.splitlines()[0], add_arguments)
     L = args.seq_len
     model = ReformerLM(num_tokens=256, dim=256, depth=6, max_seq_len=L, heads=4, dim_head=64,
                        bucket_size=64, n_hashes=2, ff_chunks=L // 1024 if L > 1024 else 1,
                        causal=True, axial_position_emb=True,
                        axial_position_shape=(L // 64, 64),
-                       reverse_thres=L if args.stored_activations else 0).to(device)
+                       reverse_thres=L if args.stored_activations else 0,
+                       lsh_dropout=args.dropout, ff_dropout=args.dropout).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randint(0, 256, (1, L), device=device)
     y = torch.randint(0, 256, (1, L), device=device)
@@ -45,6 +52,7 @@ def main():
     print(json.dumps({"implementation": "reformer-pytorch", "seq_len": L,
                       "precision": args.precision,
                       "reversible": int(not args.stored_activations),
+                      "dropout": args.dropout,
                       "torch": torch.__version__, "threads": torch.get_num_threads(),
                       "median_step_s": median, "tokens_per_s": L / median,
                       "device": args.device, **peak_memory(device)}))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmark suites and writes JSON lines to bench/results/<suite>.jsonl; then
 # `python3 bench/summarize.py` prints the tables the README shows.
-#   bench/run.sh [throughput|length|depth|million|ranks|allreduce|all]
+#   bench/run.sh [throughput|dropout|length|depth|million|ranks|allreduce|all]
 #   bench/run.sh gpu      (not part of all: needs a CUDA device; the references with --device cuda)
 # Each measurement is a separate process, so peak memory (max RSS) is per configuration.
 # Benchmarks need the machine to themselves: timings on a shared or noisy machine are not
@@ -54,6 +54,24 @@ if [[ "$suite" == throughput || "$suite" == all ]]; then
       fi
       [ "$L" -gt 16384 ] && break
     done
+  done
+fi
+if [[ "$suite" == dropout || "$suite" == all ]]; then
+  # The reference model at 4K with dropout 0.2: ours on the attention probabilities
+  # (model.attention_dropout) and on the residual branches, the feed-forward's hidden activations
+  # and the embeddings (model.dropout); reformer-pytorch on the attention probabilities and the
+  # feed-forward's hidden activations (ReformerLM has no other), so ours draws more masks.
+  rm -f "$out/dropout.jsonl"
+  for _ in 1 2 3; do
+    for precision in "${precisions[@]}"; do
+      step dropout 4 "runtime.precision=$precision" model.dropout=0.2 model.attention_dropout=0.2
+    done
+    if "$py" -c "import reformer_pytorch" 2>/dev/null; then
+      for precision in "${precisions[@]}"; do
+        "$py" "$root/bench/reference_pytorch.py" --seq-len 4096 --steps 4 --dropout 0.2 \
+          --precision "$precision" | tee -a "$out/dropout.jsonl"
+      done
+    fi
   done
 fi
 if [[ "$suite" == length || "$suite" == all ]]; then

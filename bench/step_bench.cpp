@@ -266,6 +266,8 @@ int main(int argc, char** argv) {
                                                       ? "single"
                                                       : "two_streams"))
                      .add("attention", rf::attention_name(cfg.model.attention[0]))
+                     .add("dropout", cfg.model.dropout)
+                     .add("attention_dropout", cfg.model.attention_dropout)
                      .add("ff_chunk", cfg.ff_chunking().rows(B * T))
                      .add("head_chunk", cfg.head_chunking().rows(B * T))
                      .add("median_step_s", median)

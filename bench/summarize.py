@@ -18,8 +18,8 @@ def load(suite):
     return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
 
 
-def throughput():
-    rows = load("throughput")
+def throughput(suite="throughput"):
+    rows = load(suite)
     if not rows:
         return
     print("| tokens | precision | ours tok/s (median) | reformer-pytorch tok/s | ratio | ceiling | "
@@ -62,6 +62,11 @@ def throughput():
           f"or oneDNN on AVX-512 CPUs from 11fb7af on)"
           + (f", {rate('bf16'):.0f} GFLOP/s oneDNN bf16 (the bf16 rows' fraction is of this)"
              if any(r.get("precision") == "bf16" for r in rows) else "") + ".\n")
+
+
+def dropout():
+    """The reference model at 4K with dropout 0.2 (bench/run.sh dropout), as the throughput table."""
+    throughput("dropout")
 
 
 def length():
@@ -196,6 +201,6 @@ def gpu():
           "does, over the device's dense peak at that precision.\n")
 
 
-for name in sys.argv[1:] or ["throughput", "length", "depth", "million", "ranks", "allreduce", "gpu"]:
+for name in sys.argv[1:] or ["throughput", "dropout", "length", "depth", "million", "ranks", "allreduce", "gpu"]:
     print(f"### {name}\n")
     globals()[name]()

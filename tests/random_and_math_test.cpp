@@ -1,5 +1,6 @@
 // The numbers every kernel draws or computes with: Philox against its published known-answer
-// vectors and its moments, dropout masks drawn a block at a time against one element at a time,
+// vectors and its moments, dropout masks drawn in runs (the host's) and a block at a time (a GPU
+// thread's) against one element at a time,
 // and the fast exp and tanh against libm and against their own clamped and earlier forms, bit
 // for bit.
 #include <gtest/gtest.h>
@@ -174,27 +175,33 @@ TEST(Philox, StreamsDifferByEveryCoordinate) {
   }
 }
 
-// A run of a row's multipliers drawn a Philox block at a time (for_each_scale), and pairs of them
+// A run of a row's multipliers drawn side by side (for_each_scale, the host's path), drawn a
+// Philox block at a time (for_each_scale_by_block, a GPU thread's), and pairs of them
 // (scale_pair_in), equal the same elements drawn one at a time (scale), from every alignment
-// within a block and for runs that start and end mid-block, in rows past seq_len (the next
-// example's stream).
+// within a block, for runs that start and end mid-block and runs longer than the host's batch of
+// 128, in rows past seq_len (the next example's stream).
 TEST(Dropout, RunsOfARowEqualTheElementsDrawnOneAtATime) {
   DropoutMask mask;
   mask.keep = 0.7f;
   mask.stream = make_rng_stream(5, RngPurpose::kAttentionDropout, 2, 9, 0, 1);
   mask.example_base = 3;
   mask.seq_len = 11;
-  mask.cols = 37;
+  mask.cols = 337;
   mask.row_offset = 4;
   int64_t dropped = 0, compared = 0;
   for (int64_t row : {0, 1, 6, 7, 20}) {
     for (int64_t col = 0; col < 9; ++col) {
-      for (int64_t n : {1, 2, 3, 4, 5, 13, 28}) {
+      for (int64_t n : {1, 2, 3, 4, 5, 13, 28, 127, 128, 129, 300}) {
         std::vector<float> run(static_cast<size_t>(n), -1.0f);
         mask.for_each_scale(row, col, col + n, [&](int64_t c, float s) { run[c - col] = s; });
+        std::vector<float> by_block(static_cast<size_t>(n), -1.0f);
+        mask.for_each_scale_by_block(mask.row_of(row), col, col + n,
+                                     [&](int64_t c, float s) { by_block[c - col] = s; });
         for (int64_t c = 0; c < n; ++c) {
           ASSERT_EQ(run[static_cast<size_t>(c)], mask.scale(row, col + c))
               << "row " << row << " col " << col << " n " << n << " c " << c;
+          ASSERT_EQ(by_block[static_cast<size_t>(c)], mask.scale(row, col + c))
+              << "block by block: row " << row << " col " << col << " n " << n << " c " << c;
           if (c + 1 < n) {
             const DropoutMask::Pair pair = mask.scale_pair_in(mask.row_of(row), col + c);
             ASSERT_EQ(pair.first, run[static_cast<size_t>(c)]) << "pair at col " << col + c;

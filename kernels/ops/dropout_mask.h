@@ -5,6 +5,7 @@
 #pragma once
 
 #include "base/philox.h"
+#include "base/philox_batch.h"
 
 namespace rf {
 
@@ -39,10 +40,38 @@ struct DropoutMask {
     s.example = row.example;
     return keeps(s.uniform(row.first + col)) ? 1.0f / keep : 0.0f;
   }
-  // f(c, scale_in(row, c)) for c = c0 .. c1 - 1 in order, drawing each Philox block once: a
-  // block holds four consecutive elements' numbers, and scale_in draws a whole block for each.
+  // f(c, scale_in(row, c)) for c = c0 .. c1 - 1 in order. On the host a run's numbers are
+  // drawn side by side in SIMD registers (philox_batch.h); a GPU thread draws them a block at a
+  // time (for_each_scale_by_block). The same bits either way.
   template <class F>
   RF_HD void for_each_scale_in(const DropoutRow& row, int64_t c0, int64_t c1, const F& f) const {
+#if defined(__CUDA_ARCH__)
+    for_each_scale_by_block(row, c0, c1, f);
+#else
+    if (!active()) {
+      for (int64_t c = c0; c < c1; ++c) f(c, 1.0f);
+      return;
+    }
+    RngStream s = stream;
+    s.example = row.example;
+    constexpr int64_t kRun = 128;
+    uint32_t words[kRun];
+    float scales[kRun];
+    const float kept = 1.0f / keep;
+    for (int64_t c = c0; c < c1; c += kRun) {
+      const int64_t n = c1 - c < kRun ? c1 - c : kRun;
+      philox_stream_words(s, row.first + static_cast<uint64_t>(c), n, words);
+      for (int64_t k = 0; k < n; ++k)
+        scales[k] = keeps(RngStream::uniform_from_bits(words[k])) ? kept : 0.0f;
+      for (int64_t k = 0; k < n; ++k) f(c + k, scales[k]);
+    }
+#endif
+  }
+  // The same, drawing each Philox block once: a block holds four consecutive elements' numbers,
+  // and scale_in draws a whole block for each.
+  template <class F>
+  RF_HD void for_each_scale_by_block(const DropoutRow& row, int64_t c0, int64_t c1,
+                                     const F& f) const {
     if (!active()) {
       for (int64_t c = c0; c < c1; ++c) f(c, 1.0f);
       return;

@@ -2,11 +2,14 @@
 // gradients), the feed-forward activation and its gradient, residual adds and dropouts, column sums
 // and the sum of squares, cross-entropy, the embedding and its table gradients, AdamW, and the
 // flat ops (add, concatenate, split, fills). Dropout is on wherever an op takes it, so the Philox
-// streams are compared too.
+// streams are compared too; and the host's masks drawn in SIMD runs against a block at a time.
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <utility>
+#include <vector>
 
+#include "base/philox_batch.h"
 #include "kernels/adamw.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/elementwise.h"
@@ -376,6 +379,30 @@ void check_flat_ops(Checker& checker, int64_t rows, int64_t cols, uint32_t seed)
                   });
 }
 
+// The host's dropout masks, drawn a run at a time in SIMD registers (DropoutMask::for_each_scale
+// on the host, base/philox_batch.h), against the same rows drawn a Philox block at a time as a
+// GPU thread draws them (for_each_scale_by_block): exact, on whichever instruction set this build
+// runs (philox_batch_isa). Made on the host whatever the candidate executor: every CPU op with
+// dropout draws its masks this way, so the other checks compare it with itself.
+void check_host_dropout_runs(Checker& checker, int64_t rows, int64_t cols) {
+  const DropoutMask mask = test_mask(rows, cols, 0.9f);
+  int64_t differing = 0, total = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<float> runs(static_cast<size_t>(cols)), blocks(static_cast<size_t>(cols));
+    mask.for_each_scale(r, 0, cols, [&](int64_t c, float scale) { runs[c] = scale; });
+    mask.for_each_scale_by_block(mask.row_of(r), 0, cols,
+                                 [&](int64_t c, float scale) { blocks[c] = scale; });
+    for (int64_t c = 0; c < cols; ++c, ++total) differing += runs[c] != blocks[c];
+  }
+  Comparison c;
+  c.op = std::string("dropout_mask_runs (host, ") + philox_batch_isa() + ")";
+  c.shape = shape_text({rows, cols});
+  c.output = "scales";
+  c.error = total > 0 ? static_cast<double>(differing) / static_cast<double>(total) : 0.0;
+  c.tolerance = 0.0;
+  checker.record(c);
+}
+
 }  // namespace
 
 void check_row_ops(Checker& checker, const SweepOptions& options) {
@@ -387,6 +414,7 @@ void check_row_ops(Checker& checker, const SweepOptions& options) {
     check_reductions(checker, rows, cols, seed += 10);
     check_cross_entropy(checker, rows, cols, seed += 10);
     check_flat_ops(checker, rows, cols, seed += 10);
+    check_host_dropout_runs(checker, rows, cols);
   }
   check_reductions(checker, 70000, 3, seed += 10);  // several blocks of the sum of squares
   for (PositionKind kind : {PositionKind::kNone, PositionKind::kAxial, PositionKind::kLearned})

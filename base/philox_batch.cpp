@@ -1,0 +1,181 @@
+#include "base/philox_batch.h"
+
+#include <algorithm>
+#include <cstring>
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+namespace rf {
+namespace {
+
+constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
+constexpr uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
+
+// What every block of a run shares: the key, and the counter's head, example and step words.
+struct RunKey {
+  uint32_t key0, key1, head, example, step;
+};
+
+// The counter's second word for a block whose index has bits 32 and up `high`
+// (RngStream::block: the head above bits 32..47 of the index).
+uint32_t counter_word1(uint32_t head, uint64_t high) {
+  return (head << 16) | static_cast<uint32_t>(high & 0xFFFFu);
+}
+
+#if defined(__AVX512F__)
+#define RF_PHILOX_BATCH_ISA "avx512"
+// GCC 12's AVX-512 shift and blend intrinsics pass an undefined vector as the masked-off source,
+// which -Wuninitialized reports once they are inlined: a false positive.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+constexpr int64_t kBlocksPerPass = 16;
+
+// hi and lo of m * a in each 32-bit lane: vpmuludq multiplies the even lanes, and the odd ones
+// shifted down.
+inline void mul_hi_lo(__m512i m, __m512i a, __m512i* hi, __m512i* lo) {
+  const __m512i even = _mm512_mul_epu32(a, m);
+  const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);
+  *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+  *lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+}
+
+// Blocks first_block .. first_block + 15, their words in element order: out[4 j + k] is word k
+// of block first_block + j.
+void blocks(const RunKey& run, uint64_t first_block, uint32_t* out) {
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i low_base = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(first_block)));
+  __m512i v0 = _mm512_add_epi32(low_base, lane);
+  const __mmask16 carried = _mm512_cmplt_epu32_mask(v0, low_base);  // (the low word wrapped)
+  const uint64_t high = first_block >> 32;
+  __m512i v1 = _mm512_mask_blend_epi32(
+      carried, _mm512_set1_epi32(static_cast<int>(counter_word1(run.head, high))),
+      _mm512_set1_epi32(static_cast<int>(counter_word1(run.head, high + 1))));
+  __m512i v2 = _mm512_set1_epi32(static_cast<int>(run.example));
+  __m512i v3 = _mm512_set1_epi32(static_cast<int>(run.step));
+  const __m512i m0 = _mm512_set1_epi32(static_cast<int>(kMul0));
+  const __m512i m1 = _mm512_set1_epi32(static_cast<int>(kMul1));
+  uint32_t k0 = run.key0, k1 = run.key1;
+  for (int round = 0; round < 10; ++round) {
+    __m512i hi0, lo0, hi1, lo1;
+    mul_hi_lo(m0, v0, &hi0, &lo0);
+    mul_hi_lo(m1, v2, &hi1, &lo1);
+    v0 = _mm512_xor_si512(_mm512_xor_si512(hi1, v1), _mm512_set1_epi32(static_cast<int>(k0)));
+    v1 = lo1;
+    v2 = _mm512_xor_si512(_mm512_xor_si512(hi0, v3), _mm512_set1_epi32(static_cast<int>(k1)));
+    v3 = lo0;
+    k0 += kWeyl0;
+    k1 += kWeyl1;
+  }
+  // Transpose: within each 128-bit lane L, r_j holds block 4 L + j's four words; then the lanes
+  // are gathered so that each output register holds four consecutive blocks.
+  const __m512i t0 = _mm512_unpacklo_epi32(v0, v1), t1 = _mm512_unpackhi_epi32(v0, v1);
+  const __m512i t2 = _mm512_unpacklo_epi32(v2, v3), t3 = _mm512_unpackhi_epi32(v2, v3);
+  const __m512i r0 = _mm512_unpacklo_epi64(t0, t2), r1 = _mm512_unpackhi_epi64(t0, t2);
+  const __m512i r2 = _mm512_unpacklo_epi64(t1, t3), r3 = _mm512_unpackhi_epi64(t1, t3);
+  const __m512i a01 = _mm512_shuffle_i32x4(r0, r1, 0x44), b01 = _mm512_shuffle_i32x4(r2, r3, 0x44);
+  const __m512i a23 = _mm512_shuffle_i32x4(r0, r1, 0xEE), b23 = _mm512_shuffle_i32x4(r2, r3, 0xEE);
+  _mm512_storeu_si512(out, _mm512_shuffle_i32x4(a01, b01, 0x88));
+  _mm512_storeu_si512(out + 16, _mm512_shuffle_i32x4(a01, b01, 0xDD));
+  _mm512_storeu_si512(out + 32, _mm512_shuffle_i32x4(a23, b23, 0x88));
+  _mm512_storeu_si512(out + 48, _mm512_shuffle_i32x4(a23, b23, 0xDD));
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+#elif defined(__AVX2__)
+#define RF_PHILOX_BATCH_ISA "avx2"
+constexpr int64_t kBlocksPerPass = 8;
+
+// hi and lo of m * a in each 32-bit lane (as the AVX-512 version).
+inline void mul_hi_lo(__m256i m, __m256i a, __m256i* hi, __m256i* lo) {
+  const __m256i even = _mm256_mul_epu32(a, m);
+  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
+  *hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+  *lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+}
+
+// Blocks first_block .. first_block + 7, their words in element order.
+void blocks(const RunKey& run, uint64_t first_block, uint32_t* out) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i low_base = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(first_block)));
+  __m256i v0 = _mm256_add_epi32(low_base, lane);
+  // (the low word wrapped: an unsigned v0 < low_base, compared as signed with the top bit flipped)
+  const __m256i sign = _mm256_set1_epi32(static_cast<int>(0x80000000u));
+  const __m256i carried =
+      _mm256_cmpgt_epi32(_mm256_xor_si256(low_base, sign), _mm256_xor_si256(v0, sign));
+  const uint64_t high = first_block >> 32;
+  __m256i v1 = _mm256_blendv_epi8(
+      _mm256_set1_epi32(static_cast<int>(counter_word1(run.head, high))),
+      _mm256_set1_epi32(static_cast<int>(counter_word1(run.head, high + 1))), carried);
+  __m256i v2 = _mm256_set1_epi32(static_cast<int>(run.example));
+  __m256i v3 = _mm256_set1_epi32(static_cast<int>(run.step));
+  const __m256i m0 = _mm256_set1_epi32(static_cast<int>(kMul0));
+  const __m256i m1 = _mm256_set1_epi32(static_cast<int>(kMul1));
+  uint32_t k0 = run.key0, k1 = run.key1;
+  for (int round = 0; round < 10; ++round) {
+    __m256i hi0, lo0, hi1, lo1;
+    mul_hi_lo(m0, v0, &hi0, &lo0);
+    mul_hi_lo(m1, v2, &hi1, &lo1);
+    v0 = _mm256_xor_si256(_mm256_xor_si256(hi1, v1), _mm256_set1_epi32(static_cast<int>(k0)));
+    v1 = lo1;
+    v2 = _mm256_xor_si256(_mm256_xor_si256(hi0, v3), _mm256_set1_epi32(static_cast<int>(k1)));
+    v3 = lo0;
+    k0 += kWeyl0;
+    k1 += kWeyl1;
+  }
+  // Transpose: within each 128-bit lane L, r_j holds block 4 L + j; then pairs of blocks.
+  const __m256i t0 = _mm256_unpacklo_epi32(v0, v1), t1 = _mm256_unpackhi_epi32(v0, v1);
+  const __m256i t2 = _mm256_unpacklo_epi32(v2, v3), t3 = _mm256_unpackhi_epi32(v2, v3);
+  const __m256i r0 = _mm256_unpacklo_epi64(t0, t2), r1 = _mm256_unpackhi_epi64(t0, t2);
+  const __m256i r2 = _mm256_unpacklo_epi64(t1, t3), r3 = _mm256_unpackhi_epi64(t1, t3);
+  auto* o = reinterpret_cast<__m256i*>(out);
+  _mm256_storeu_si256(o, _mm256_permute2x128_si256(r0, r1, 0x20));
+  _mm256_storeu_si256(o + 1, _mm256_permute2x128_si256(r2, r3, 0x20));
+  _mm256_storeu_si256(o + 2, _mm256_permute2x128_si256(r0, r1, 0x31));
+  _mm256_storeu_si256(o + 3, _mm256_permute2x128_si256(r2, r3, 0x31));
+}
+
+#else
+#define RF_PHILOX_BATCH_ISA "scalar"
+constexpr int64_t kBlocksPerPass = 1;
+
+void blocks(const RunKey& run, uint64_t first_block, uint32_t* out) {
+  const Philox4 counter = {{static_cast<uint32_t>(first_block),
+                            counter_word1(run.head, first_block >> 32), run.example, run.step}};
+  const Philox4 r = philox4x32_10(counter, run.key0, run.key1);
+  std::memcpy(out, r.v, sizeof(r.v));
+}
+#endif
+
+constexpr int64_t kWordsPerPass = 4 * kBlocksPerPass;
+
+}  // namespace
+
+void philox_stream_words(const RngStream& stream, uint64_t first, int64_t n, uint32_t* words) {
+  if (n <= 0) return;
+  const RunKey run = {stream.key0, stream.key1, stream.head, stream.example, stream.step_word()};
+  const uint64_t end = first + static_cast<uint64_t>(n);
+  uint32_t pass[kWordsPerPass];
+  for (uint64_t block = first >> 2; 4 * block < end; block += kBlocksPerPass) {
+    const uint64_t e0 = 4 * block, e1 = e0 + kWordsPerPass;
+    if (e0 >= first && e1 <= end) {  // a whole pass inside the run: straight to its place
+      blocks(run, block, words + (e0 - first));
+      continue;
+    }
+    blocks(run, block, pass);
+    const uint64_t from = std::max(e0, first), to = std::min(e1, end);
+    std::copy(pass + (from - e0), pass + (to - e0), words + (from - first));
+  }
+}
+
+const char* philox_batch_isa() {
+  return RF_PHILOX_BATCH_ISA;
+}
+
+}  // namespace rf
