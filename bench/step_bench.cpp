@@ -125,13 +125,16 @@ int main(int argc, char** argv) {
   CLI::App app{"times training steps of a config"};
   std::string config_path;
   std::vector<std::string> overrides;
-  int steps = 5, warmup = 1;
+  int steps = 5, warmup = -1;
   std::string overlap = "on";
   bool profile = false, profile_ops = false;
   app.add_option("--config", config_path, "experiment YAML")->required();
   app.add_option("--set", overrides, "overrides");
   app.add_option("--steps", steps, "timed steps");
-  app.add_option("--warmup", warmup, "untimed steps first");
+  app.add_option("--warmup", warmup,
+                 "untimed steps first (default 1, or 2 with model.memory_len: the first step's "
+                 "memory is empty, and the second's larger buffers would be first touched while "
+                 "timed)");
   app.add_option("--overlap", overlap, "start gradient buckets during the backward pass")
       ->check(CLI::IsMember({"on", "off"}));
   app.add_flag("--profile", profile,
@@ -143,6 +146,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     const rf::Config cfg = rf::load_config(config_path, overrides);
+    if (warmup < 0) warmup = cfg.model.memory_len > 0 ? 2 : 1;
     if ((profile || profile_ops) && cfg.runtime.step_graphs)
       rf::fail(profile ? "--profile" : "--profile-ops",
                " waits for the device around launches, which a step graph cannot hold; leave it "
@@ -180,7 +184,7 @@ int main(int argc, char** argv) {
       batch.targets.push_back(static_cast<int32_t>(gen() % cfg.model.vocab_size));
     }
     // With model.memory_len, Transformer-XL's recurrence: every step attends to the layer inputs
-    // of the steps before (full from the second step on; count it in --warmup).
+    // of the steps before (full from the second step on; the default --warmup counts it).
     rf::SegmentMemory memory(cfg.model.memory_len);
     rf::SegmentMemory* step_memory = cfg.model.memory_len > 0 ? &memory : nullptr;
     std::vector<double> times, waits;
