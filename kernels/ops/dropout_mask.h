@@ -54,7 +54,7 @@ struct DropoutMask {
     }
     RngStream s = stream;
     s.example = row.example;
-    constexpr int64_t kRun = 128;
+    constexpr int64_t kRun = 128;  // (two AVX-512 passes; 1 KB of stack for both arrays)
     uint32_t words[kRun];
     float scales[kRun];
     const float kept = 1.0f / keep;
