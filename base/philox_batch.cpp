@@ -1,7 +1,6 @@
 #include "base/philox_batch.h"
 
 #include <algorithm>
-#include <cstring>
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
@@ -24,6 +23,10 @@ uint32_t counter_word1(uint32_t head, uint64_t high) {
   return (head << 16) | static_cast<uint32_t>(high & 0xFFFFu);
 }
 
+// Each instruction set gives a lane type (32-bit lanes, a GCC vector, or one uint32_t on other
+// builds), its lanes' indices, m * a split into high and low words per lane, and a store that
+// writes four lane registers' blocks in element order; the counter and the rounds are written
+// once, below, for all three.
 #if defined(__AVX512F__)
 #define RF_PHILOX_BATCH_ISA "avx512"
 // GCC 12's AVX-512 shift and blend intrinsics pass an undefined vector as the masked-off source,
@@ -33,46 +36,23 @@ uint32_t counter_word1(uint32_t head, uint64_t high) {
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
-constexpr int64_t kBlocksPerPass = 16;
+typedef uint32_t Lanes __attribute__((vector_size(64)));
+constexpr Lanes kLaneIndex = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
-// hi and lo of m * a in each 32-bit lane: vpmuludq multiplies the even lanes, and the odd ones
-// shifted down.
-inline void mul_hi_lo(__m512i m, __m512i a, __m512i* hi, __m512i* lo) {
-  const __m512i even = _mm512_mul_epu32(a, m);
-  const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);
-  *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
-  *lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+// vpmuludq multiplies the even lanes, and the odd ones shifted down.
+inline void mul_hi_lo(uint32_t m, Lanes a, Lanes* hi, Lanes* lo) {
+  const __m512i mv = _mm512_set1_epi32(static_cast<int>(m)), av = (__m512i)a;
+  const __m512i even = _mm512_mul_epu32(av, mv);
+  const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(av, 32), mv);
+  *hi = (Lanes)_mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+  *lo = (Lanes)_mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
 }
 
-// Blocks first_block .. first_block + 15, their words in element order: out[4 j + k] is word k
-// of block first_block + j.
-void blocks(const RunKey& run, uint64_t first_block, uint32_t* out) {
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  const __m512i low_base = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(first_block)));
-  __m512i v0 = _mm512_add_epi32(low_base, lane);
-  const __mmask16 carried = _mm512_cmplt_epu32_mask(v0, low_base);  // (the low word wrapped)
-  const uint64_t high = first_block >> 32;
-  __m512i v1 = _mm512_mask_blend_epi32(
-      carried, _mm512_set1_epi32(static_cast<int>(counter_word1(run.head, high))),
-      _mm512_set1_epi32(static_cast<int>(counter_word1(run.head, high + 1))));
-  __m512i v2 = _mm512_set1_epi32(static_cast<int>(run.example));
-  __m512i v3 = _mm512_set1_epi32(static_cast<int>(run.step));
-  const __m512i m0 = _mm512_set1_epi32(static_cast<int>(kMul0));
-  const __m512i m1 = _mm512_set1_epi32(static_cast<int>(kMul1));
-  uint32_t k0 = run.key0, k1 = run.key1;
-  for (int round = 0; round < 10; ++round) {
-    __m512i hi0, lo0, hi1, lo1;
-    mul_hi_lo(m0, v0, &hi0, &lo0);
-    mul_hi_lo(m1, v2, &hi1, &lo1);
-    v0 = _mm512_xor_si512(_mm512_xor_si512(hi1, v1), _mm512_set1_epi32(static_cast<int>(k0)));
-    v1 = lo1;
-    v2 = _mm512_xor_si512(_mm512_xor_si512(hi0, v3), _mm512_set1_epi32(static_cast<int>(k1)));
-    v3 = lo0;
-    k0 += kWeyl0;
-    k1 += kWeyl1;
-  }
-  // Transpose: within each 128-bit lane L, r_j holds block 4 L + j's four words; then the lanes
-  // are gathered so that each output register holds four consecutive blocks.
+// Word k of block j is in lane j of register k; out[4 j + k] is word k of block j. Within each
+// 128-bit lane L, r_j becomes block 4 L + j's four words; then the lanes are gathered so that
+// each output register holds four consecutive blocks.
+inline void store_blocks(Lanes w0, Lanes w1, Lanes w2, Lanes w3, uint32_t* out) {
+  const __m512i v0 = (__m512i)w0, v1 = (__m512i)w1, v2 = (__m512i)w2, v3 = (__m512i)w3;
   const __m512i t0 = _mm512_unpacklo_epi32(v0, v1), t1 = _mm512_unpackhi_epi32(v0, v1);
   const __m512i t2 = _mm512_unpacklo_epi32(v2, v3), t3 = _mm512_unpackhi_epi32(v2, v3);
   const __m512i r0 = _mm512_unpacklo_epi64(t0, t2), r1 = _mm512_unpackhi_epi64(t0, t2);
@@ -90,46 +70,20 @@ void blocks(const RunKey& run, uint64_t first_block, uint32_t* out) {
 
 #elif defined(__AVX2__)
 #define RF_PHILOX_BATCH_ISA "avx2"
-constexpr int64_t kBlocksPerPass = 8;
+typedef uint32_t Lanes __attribute__((vector_size(32)));
+constexpr Lanes kLaneIndex = {0, 1, 2, 3, 4, 5, 6, 7};
 
-// hi and lo of m * a in each 32-bit lane (as the AVX-512 version).
-inline void mul_hi_lo(__m256i m, __m256i a, __m256i* hi, __m256i* lo) {
-  const __m256i even = _mm256_mul_epu32(a, m);
-  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
-  *hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
-  *lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+inline void mul_hi_lo(uint32_t m, Lanes a, Lanes* hi, Lanes* lo) {
+  const __m256i mv = _mm256_set1_epi32(static_cast<int>(m)), av = (__m256i)a;
+  const __m256i even = _mm256_mul_epu32(av, mv);
+  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(av, 32), mv);
+  *hi = (Lanes)_mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+  *lo = (Lanes)_mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
 }
 
-// Blocks first_block .. first_block + 7, their words in element order.
-void blocks(const RunKey& run, uint64_t first_block, uint32_t* out) {
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256i low_base = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(first_block)));
-  __m256i v0 = _mm256_add_epi32(low_base, lane);
-  // (the low word wrapped: an unsigned v0 < low_base, compared as signed with the top bit flipped)
-  const __m256i sign = _mm256_set1_epi32(static_cast<int>(0x80000000u));
-  const __m256i carried =
-      _mm256_cmpgt_epi32(_mm256_xor_si256(low_base, sign), _mm256_xor_si256(v0, sign));
-  const uint64_t high = first_block >> 32;
-  __m256i v1 = _mm256_blendv_epi8(
-      _mm256_set1_epi32(static_cast<int>(counter_word1(run.head, high))),
-      _mm256_set1_epi32(static_cast<int>(counter_word1(run.head, high + 1))), carried);
-  __m256i v2 = _mm256_set1_epi32(static_cast<int>(run.example));
-  __m256i v3 = _mm256_set1_epi32(static_cast<int>(run.step));
-  const __m256i m0 = _mm256_set1_epi32(static_cast<int>(kMul0));
-  const __m256i m1 = _mm256_set1_epi32(static_cast<int>(kMul1));
-  uint32_t k0 = run.key0, k1 = run.key1;
-  for (int round = 0; round < 10; ++round) {
-    __m256i hi0, lo0, hi1, lo1;
-    mul_hi_lo(m0, v0, &hi0, &lo0);
-    mul_hi_lo(m1, v2, &hi1, &lo1);
-    v0 = _mm256_xor_si256(_mm256_xor_si256(hi1, v1), _mm256_set1_epi32(static_cast<int>(k0)));
-    v1 = lo1;
-    v2 = _mm256_xor_si256(_mm256_xor_si256(hi0, v3), _mm256_set1_epi32(static_cast<int>(k1)));
-    v3 = lo0;
-    k0 += kWeyl0;
-    k1 += kWeyl1;
-  }
-  // Transpose: within each 128-bit lane L, r_j holds block 4 L + j; then pairs of blocks.
+// As the AVX-512 version: r_j holds block 4 L + j of 128-bit lane L, then pairs of blocks.
+inline void store_blocks(Lanes w0, Lanes w1, Lanes w2, Lanes w3, uint32_t* out) {
+  const __m256i v0 = (__m256i)w0, v1 = (__m256i)w1, v2 = (__m256i)w2, v3 = (__m256i)w3;
   const __m256i t0 = _mm256_unpacklo_epi32(v0, v1), t1 = _mm256_unpackhi_epi32(v0, v1);
   const __m256i t2 = _mm256_unpacklo_epi32(v2, v3), t3 = _mm256_unpackhi_epi32(v2, v3);
   const __m256i r0 = _mm256_unpacklo_epi64(t0, t2), r1 = _mm256_unpackhi_epi64(t0, t2);
@@ -143,15 +97,47 @@ void blocks(const RunKey& run, uint64_t first_block, uint32_t* out) {
 
 #else
 #define RF_PHILOX_BATCH_ISA "scalar"
-constexpr int64_t kBlocksPerPass = 1;
+using Lanes = uint32_t;
+constexpr Lanes kLaneIndex = 0;
 
-void blocks(const RunKey& run, uint64_t first_block, uint32_t* out) {
-  const Philox4 counter = {{static_cast<uint32_t>(first_block),
-                            counter_word1(run.head, first_block >> 32), run.example, run.step}};
-  const Philox4 r = philox4x32_10(counter, run.key0, run.key1);
-  std::memcpy(out, r.v, sizeof(r.v));
+inline void mul_hi_lo(uint32_t m, Lanes a, Lanes* hi, Lanes* lo) {
+  philox_mulhilo(m, a, hi, lo);
+}
+
+inline void store_blocks(Lanes w0, Lanes w1, Lanes w2, Lanes w3, uint32_t* out) {
+  out[0] = w0;
+  out[1] = w1;
+  out[2] = w2;
+  out[3] = w3;
 }
 #endif
+
+constexpr int64_t kBlocksPerPass = sizeof(Lanes) / sizeof(uint32_t);
+
+// Blocks first_block .. first_block + kBlocksPerPass - 1, one per lane, their words in element
+// order: out[4 j + k] is word k of block first_block + j. philox4x32_10's rounds on every lane.
+void blocks(const RunKey& run, uint64_t first_block, uint32_t* out) {
+  const uint32_t low = static_cast<uint32_t>(first_block);
+  const uint64_t high = first_block >> 32;
+  Lanes v0 = kLaneIndex + low;
+  // (a lane whose low word wrapped carries into the index's high bits)
+  Lanes v1 = v0 < low ? Lanes{} + counter_word1(run.head, high + 1)
+                      : Lanes{} + counter_word1(run.head, high);
+  Lanes v2 = Lanes{} + run.example, v3 = Lanes{} + run.step;
+  uint32_t k0 = run.key0, k1 = run.key1;
+  for (int round = 0; round < 10; ++round) {
+    Lanes hi0, lo0, hi1, lo1;
+    mul_hi_lo(kMul0, v0, &hi0, &lo0);
+    mul_hi_lo(kMul1, v2, &hi1, &lo1);
+    v0 = hi1 ^ v1 ^ k0;
+    v1 = lo1;
+    v2 = hi0 ^ v3 ^ k1;
+    v3 = lo0;
+    k0 += kWeyl0;
+    k1 += kWeyl1;
+  }
+  store_blocks(v0, v1, v2, v3, out);
+}
 
 constexpr int64_t kWordsPerPass = 4 * kBlocksPerPass;
 
