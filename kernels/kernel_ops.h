@@ -33,9 +33,10 @@ using KernelOps = TypeList<
     // embeddings
     EmbedForward, EmbedTokenBackward, AxialPositionBackward, LearnedPositionBackward,
     // LSH and fused chunked attention
-    LshHash, BucketCountingSort, InvertPermutation, SegmentSlotsAndOffsets, KeyNormScales,
-    ChunkAttentionForwardRow, CombineRounds, CombineRoundsBackward, ChunkAttentionQueryGradRow,
-    ChunkAttentionKeyGradRow, UngatherAttentionGrads, CachedAttentionRow,
+    LshHash, LshRotationFill, BucketCountingSort, InvertPermutation, SegmentSlotsAndOffsets,
+    KeyNormScales, ChunkAttentionForwardRow, CombineRounds, CombineRoundsBackward,
+    ChunkAttentionQueryGradRow, ChunkAttentionKeyGradRow, UngatherAttentionGrads,
+    CachedAttentionRow,
     // Transformer-XL's relative positions
     RelativeSinusoids>;
 

@@ -2,44 +2,82 @@
 
 #include <algorithm>
 
-#include "kernels/elementwise.h"
 #include "kernels/linear.h"
 #include "kernels/profile.h"
 
 namespace rf {
 
+namespace {
+
+// Projections [rows, cols] of positions first .. first + rows - 1 of `count` consecutive segments
+// of one example (heads h .. h + count - 1) onto their rotations, to `projected` one segment's
+// [rows, cols] after another. On a GPU one strided-batched product over the heads; on the CPU a
+// product per head (each on all threads, as before: batched products run one per thread there,
+// and each head's projections keep the bits they had).
+void project(Executor& ex, const LshHashArgs& a, int64_t b, int64_t h, int64_t count, int64_t first,
+             int64_t rows, const float* rotations, float* projected) {
+  const int64_t cols = a.n_rounds * a.factors.rotation_cols();
+  const float* qk = a.qk + (b * a.seq_len + first) * a.ld + h * a.d;
+  if (count == 1) {
+    linear_forward(ex, {qk, rows, a.d, a.ld}, matrix(rotations, a.d, cols),
+                   matrix(projected, rows, cols));
+    return;
+  }
+  RowMajorGemm g;
+  g.m = rows;
+  g.n = cols;
+  g.k = a.d;
+  g.lda = a.ld;
+  g.ldb = cols;
+  g.ldc = cols;
+  g.stride_a = a.d;
+  g.stride_b = a.d * cols;
+  g.stride_c = rows * cols;
+  g.batch = count;
+  matmul(ex, g, qk, rotations, projected);
+}
+
+}  // namespace
+
 void lsh_hash(Executor& ex, Workspace& ws, const LshHashArgs& a) {
   const ScopedLauncherTimer timer(ex, "lsh hash and sort");
   const int64_t cols = a.n_rounds * a.factors.rotation_cols();
-  // rotation [d, n_rounds * rotation_cols] ~ N(0, 1), new for every step, example and head.
-  float* rotation = ws.floats("lsh.rotation", a.d * cols);
-  // Projections for a block of positions at a time: [seq_len, cols] would be the largest buffer
-  // of a long sequence (1.5 GB at 2^20 tokens with 32768 factorised buckets).
+  const int64_t segments = a.batch * a.heads, per_segment = a.d * cols;
+  // Every segment's rotation [d, cols] ~ N(0, 1), new for every step, example and head, in one
+  // launch (rotations are small beside the queries: cols is about n_rounds * seq_len / bucket).
+  float* rotations = ws.floats("lsh.rotation", segments * per_segment);
+  ex.run(segments * per_segment, LshRotationFill{rotations, a.rotation, a.heads, per_segment});
+  // Projections of a block of positions of a group of segments at a time, kHashBlockRows rows in
+  // all: [seq_len, cols] per segment would be the largest buffer of a long sequence (1.5 GB at
+  // 2^20 tokens with 32768 factorised buckets). Each group's buckets are one launch.
   const int64_t block = std::min<int64_t>(a.seq_len, kHashBlockRows);
-  float* projected = ws.floats("lsh.projected", block * cols);
-  for (int64_t b = 0; b < a.batch; ++b)
-    for (int64_t h = 0; h < a.heads; ++h) {
-      RngStream stream = a.rotation;
-      stream.example += static_cast<uint32_t>(b);
-      stream.head = static_cast<uint32_t>(h);
-      fill_normal(ex, rotation, a.d * cols, stream, 1.0f);
-      const float* qk = a.qk + b * a.seq_len * a.ld + h * a.d;
-      int32_t* buckets = a.buckets + (b * a.heads + h) * a.n_rounds * a.seq_len;
-      for (int64_t first = 0; first < a.seq_len; first += block) {
-        const int64_t rows = std::min(block, a.seq_len - first);
-        linear_forward(ex, {qk + first * a.ld, rows, a.d, a.ld}, matrix(rotation, a.d, cols),
-                       matrix(projected, rows, cols));
-        LshHash hash{};
-        hash.projected = projected;
-        hash.ldp = cols;
-        hash.buckets = buckets;
-        hash.seq_len = a.seq_len;
-        hash.first = first;
-        hash.rows = rows;
-        hash.factors = a.factors;
-        ex.run(a.n_rounds * rows, hash);
+  const int64_t group = std::min<int64_t>(segments, std::max<int64_t>(1, kHashBlockRows / block));
+  float* projected = ws.floats("lsh.projected", group * block * cols);
+  const bool batched = ex.device() == Device::kCuda;
+  for (int64_t first = 0; first < a.seq_len; first += block) {
+    const int64_t rows = std::min(block, a.seq_len - first);
+    for (int64_t g0 = 0; g0 < segments; g0 += group) {
+      const int64_t g1 = std::min(segments, g0 + group);
+      for (int64_t s = g0; s < g1;) {
+        const int64_t b = s / a.heads, h = s % a.heads;
+        const int64_t count = batched ? std::min(g1 - s, a.heads - h) : 1;
+        project(ex, a, b, h, count, first, rows, rotations + s * per_segment,
+                projected + (s - g0) * rows * cols);
+        s += count;
       }
+      LshHash hash{};
+      hash.projected = projected;
+      hash.ldp = cols;
+      hash.buckets = a.buckets + g0 * a.n_rounds * a.seq_len;
+      hash.seq_len = a.seq_len;
+      hash.first = first;
+      hash.rows = rows;
+      hash.factors = a.factors;
+      hash.entries = g1 - g0;
+      hash.bucket_stride = a.n_rounds * a.seq_len;
+      ex.run(a.n_rounds * hash.entries * rows, hash);
     }
+  }
 }
 
 void lsh_sort(Executor& ex, Workspace& ws, const LshSortArgs& a) {

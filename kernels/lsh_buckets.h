@@ -1,6 +1,8 @@
-// LSH bucketing of one layer: per (example, head) a fresh random rotation from Philox, the
-// projection qk R as one GEMM per block of positions, the argmax hash per round, then a stable sort
-// of all slots by (bucket, position) for every (example, head) at once.
+// LSH bucketing of one layer: per (example, head) a fresh random rotation from Philox (all drawn
+// in one launch), the projection qk R per block of positions (a product per head on the CPU, one
+// strided-batched product over an example's heads on a GPU), the argmax hash per round (one launch
+// per block of positions and group of segments), then a stable sort of all slots by
+// (bucket, position) for every (example, head) at once.
 #pragma once
 
 #include "kernels/device_buffer.h"
@@ -8,7 +10,7 @@
 
 namespace rf {
 
-// Positions hashed per GEMM when projecting onto the rotations.
+// Rows (positions of all the segments of a group) projected onto the rotations at a time.
 constexpr int64_t kHashBlockRows = 16384;
 
 struct LshHashArgs {

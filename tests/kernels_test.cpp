@@ -17,6 +17,7 @@
 #include "kernels/embedding.h"
 #include "kernels/fast_math.h"
 #include "kernels/kernel_ops.h"
+#include "kernels/linear.h"
 #include "kernels/lsh_buckets.h"
 #include "kernels/ops/bf16_round.h"
 #include "kernels/reductions.h"
@@ -125,6 +126,63 @@ TEST(LshHash, ArgmaxOfRotatedVectorsWithFactorisedBuckets) {
       }
       EXPECT_EQ(got[r * T + t], expected + r * 24) << "round " << r << " position " << t;
     }
+}
+
+// lsh_hash draws every segment's rotation in one launch and hashes a group of segments per launch;
+// the buckets must be those of one segment at a time (a fill, a product and a hash each, as it
+// ran until 2026-12-05), bit for bit on the CPU.
+TEST(LshHash, SegmentsHashedSideBySideGiveTheBucketsOfOneSegmentAtATime) {
+  const int64_t batch = 3, heads = 5, T = 5000, d = 16, rounds = 2;  // groups of 3 segments
+  const int64_t segments = batch * heads, ld = heads * d;
+  BucketFactors f;
+  f.size[0] = 8;
+  const int64_t cols = rounds * f.rotation_cols();
+  const auto qk = test::random_vector(batch * T * ld, 21);
+  auto dqk = test::to_device(qk);
+  Executor& ex = cpu();
+  Workspace ws(ex);
+  const RngStream stream = make_rng_stream(4, RngPurpose::kRotation, 7, 2, 3, 0);
+  // One segment at a time.
+  DeviceBuffer<int32_t> want(ex, segments * rounds * T);
+  DeviceBuffer<float> rotation(ex, d * cols), projected(ex, T * cols);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t h = 0; h < heads; ++h) {
+      RngStream segment = stream;
+      segment.example += static_cast<uint32_t>(b);
+      segment.head = static_cast<uint32_t>(h);
+      ex.run(d * cols, RandomNormalFill{rotation.data(), segment, 1.0f});
+      linear_forward(ex, {dqk.data() + b * T * ld + h * d, T, d, ld},
+                     matrix(rotation.data(), d, cols), matrix(projected.data(), T, cols));
+      LshHash hash{};
+      hash.projected = projected.data();
+      hash.ldp = cols;
+      hash.buckets = want.data() + (b * heads + h) * rounds * T;
+      hash.seq_len = T;
+      hash.first = 0;
+      hash.rows = T;
+      hash.factors = f;
+      ex.run(rounds * T, hash);
+    }
+  // Side by side.
+  DeviceBuffer<int32_t> got(ex, segments * rounds * T);
+  LshHashArgs a;
+  a.qk = dqk.data();
+  a.ld = ld;
+  a.batch = batch;
+  a.heads = heads;
+  a.seq_len = T;
+  a.d = d;
+  a.n_rounds = rounds;
+  a.factors = f;
+  a.rotation = stream;
+  a.buckets = got.data();
+  const int64_t launches_before = ex.launches();
+  lsh_hash(ex, ws, a);
+  const int64_t group = kHashBlockRows / T;  // 3 segments a launch
+  ASSERT_EQ(segments % group, 0);
+  // One fill, a product per segment (on the CPU), one hash per group.
+  EXPECT_EQ(ex.launches() - launches_before, 1 + segments + segments / group);
+  EXPECT_EQ(got.download(), want.download());
 }
 
 TEST(LshSort, IsTheStableSortByBucketThenPosition) {

@@ -44,8 +44,8 @@ inline int lsh_argmax(const float* p, int half) {
 
 // LshHash::operator()(i) with the vectorised argmax.
 inline void lsh_hash_row(const LshHash& op, int64_t i) {
-  const int64_t r = i / op.rows, local = i % op.rows, t = op.first + local;
-  const float* p = op.projected + local * op.ldp + r * op.factors.rotation_cols();
+  const LshHash::Row at = op.row(i);
+  const float* p = at.p;
   int bucket = 0, radix = 1;
   for (int f = 0; f < op.factors.count; ++f) {
     const int half = op.factors.size[f] / 2;
@@ -53,7 +53,7 @@ inline void lsh_hash_row(const LshHash& op, int64_t i) {
     radix *= op.factors.size[f];
     p += half;
   }
-  op.buckets[r * op.seq_len + t] = bucket + static_cast<int32_t>(r) * op.factors.n_buckets();
+  *at.bucket = bucket + at.round_offset;
 }
 
 RF_AVX512_INTRINSICS_END

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "base/hd.h"
+#include "base/philox.h"
 
 namespace rf {
 
@@ -38,18 +39,33 @@ RF_HD int lsh_factor_argmax(const float* p, int half) {
   return arg;
 }
 
-// Hashes positions [first, first + rows) of a sequence from their projections.
-// Index = round * rows + (t - first).
+// Hashes positions [first, first + rows) of `entries` sequences (segments: an example and head
+// each) from their projections, side by side in one launch. Index = (round * entries + entry) *
+// rows + (t - first); with one entry, round * rows + (t - first).
 struct LshHash {
-  const float* projected;  // [rows, ldp]: round r's projections at columns r * rot_cols ...
+  const float* projected;  // [entries, rows, ldp]: round r's projections at columns r * rot_cols
   int64_t ldp;
-  int32_t* buckets;  // [n_rounds, seq_len]
+  int32_t* buckets;  // per entry [n_rounds, seq_len], entry e's at buckets + e * bucket_stride
   int64_t seq_len;
   int64_t first, rows;  // the block of positions hashed
   BucketFactors factors;
+  int64_t entries = 1, bucket_stride = 0;
+  // Index i's projections (rotation_cols() per round from there) and where its bucket goes.
+  struct Row {
+    const float* p;
+    int32_t* bucket;
+    int32_t round_offset;  // round * n_buckets
+  };
+  RF_HD Row row(int64_t i) const {
+    const int64_t per_round = entries * rows, r = i / per_round;
+    const int64_t entry = i % per_round / rows, local = i % rows;
+    return {projected + (entry * rows + local) * ldp + r * factors.rotation_cols(),
+            buckets + entry * bucket_stride + r * seq_len + first + local,
+            static_cast<int32_t>(r) * factors.n_buckets()};
+  }
   RF_HD void operator()(int64_t i) const {
-    const int64_t r = i / rows, local = i % rows, t = first + local;
-    const float* p = projected + local * ldp + r * factors.rotation_cols();
+    const Row at = row(i);
+    const float* p = at.p;
     int bucket = 0, radix = 1;
     for (int f = 0; f < factors.count; ++f) {
       const int half = factors.size[f] / 2;
@@ -57,7 +73,24 @@ struct LshHash {
       radix *= factors.size[f];
       p += half;
     }
-    buckets[r * seq_len + t] = bucket + static_cast<int32_t>(r) * factors.n_buckets();
+    *at.bucket = bucket + at.round_offset;
+  }
+};
+
+// The random rotations of every segment (example b, head h: segment b * heads + h) in one
+// launch: segment s's [d, cols] values are the first values_per_segment of `stream` with
+// example += b and head = h, so each segment draws what a fill of its own would.
+// Index = s * values_per_segment + j.
+struct LshRotationFill {
+  float* x;
+  RngStream stream;  // example 0, head 0
+  int64_t heads, values_per_segment;
+  RF_HD void operator()(int64_t i) const {
+    const int64_t s = i / values_per_segment;
+    RngStream segment = stream;
+    segment.example += static_cast<uint32_t>(s / heads);
+    segment.head = static_cast<uint32_t>(s % heads);
+    x[i] = segment.normal(static_cast<uint64_t>(i % values_per_segment));
   }
 };
 
