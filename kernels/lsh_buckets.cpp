@@ -41,6 +41,7 @@ void project(Executor& ex, const LshHashArgs& a, int64_t b, int64_t h, int64_t c
 
 void lsh_hash(Executor& ex, Workspace& ws, const LshHashArgs& a) {
   const ScopedLauncherTimer timer(ex, "lsh hash and sort");
+  if (a.seq_len == 0 || a.batch == 0 || a.heads == 0) return;  // (no position to hash)
   const int64_t cols = a.n_rounds * a.factors.rotation_cols();
   const int64_t segments = a.batch * a.heads, per_segment = a.d * cols;
   // Every segment's rotation [d, cols] ~ N(0, 1), new for every step, example and head, in one

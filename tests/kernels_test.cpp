@@ -185,6 +185,19 @@ TEST(LshHash, SegmentsHashedSideBySideGiveTheBucketsOfOneSegmentAtATime) {
   EXPECT_EQ(got.download(), want.download());
 }
 
+TEST(LshHash, AnEmptySequenceHashesNothing) {
+  Workspace ws(cpu());
+  LshHashArgs a;
+  a.batch = 2;
+  a.heads = 3;
+  a.seq_len = 0;
+  a.d = 8;
+  a.ld = 24;
+  const int64_t launches_before = cpu().launches();
+  lsh_hash(cpu(), ws, a);  // (sizing its groups by the sequence divided by zero)
+  EXPECT_EQ(cpu().launches(), launches_before);
+}
+
 TEST(LshSort, IsTheStableSortByBucketThenPosition) {
   const int64_t T = 50, rounds = 3, segments = 2, n_buckets = 6;
   std::mt19937 gen(5);
