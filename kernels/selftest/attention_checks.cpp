@@ -320,6 +320,9 @@ void check_lsh_ops(Checker& checker, const SweepOptions& options) {
   if (options.quick) return;
   check_hash_and_sort(checker, 1, 1, 1, 8, 1, one, 3010, options.precision);
   check_hash_and_sort(checker, 1, 2, 300, 64, 3, two, 3020, options.precision);
+  // Long enough that lsh_hash hashes two segments per launch (kHashBlockRows / 5462), in groups
+  // that end inside an example's heads and start in the next example's.
+  check_hash_and_sort(checker, 2, 3, kHashBlockRows / 3 + 1, 8, 1, one, 3030, options.precision);
 }
 
 void check_attention_ops(Checker& checker, const SweepOptions& options) {
