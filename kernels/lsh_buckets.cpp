@@ -11,18 +11,12 @@ namespace {
 
 // Projections [rows, cols] of positions first .. first + rows - 1 of `count` consecutive segments
 // of one example (heads h .. h + count - 1) onto their rotations, to `projected` one segment's
-// [rows, cols] after another. On a GPU one strided-batched product over the heads; on the CPU a
-// product per head (each on all threads, as before: batched products run one per thread there,
-// and each head's projections keep the bits they had).
+// [rows, cols] after another, as one strided-batched product. (lsh_hash passes count 1 on the CPU:
+// its executor runs a batch as one single-threaded OpenBLAS product per thread, and a single
+// product on all threads in oneDNN, so each head's projections keep the bits they had.)
 void project(Executor& ex, const LshHashArgs& a, int64_t b, int64_t h, int64_t count, int64_t first,
              int64_t rows, const float* rotations, float* projected) {
   const int64_t cols = a.n_rounds * a.factors.rotation_cols();
-  const float* qk = a.qk + (b * a.seq_len + first) * a.ld + h * a.d;
-  if (count == 1) {
-    linear_forward(ex, {qk, rows, a.d, a.ld}, matrix(rotations, a.d, cols),
-                   matrix(projected, rows, cols));
-    return;
-  }
   RowMajorGemm g;
   g.m = rows;
   g.n = cols;
@@ -34,7 +28,7 @@ void project(Executor& ex, const LshHashArgs& a, int64_t b, int64_t h, int64_t c
   g.stride_b = a.d * cols;
   g.stride_c = rows * cols;
   g.batch = count;
-  matmul(ex, g, qk, rotations, projected);
+  matmul(ex, g, a.qk + (b * a.seq_len + first) * a.ld + h * a.d, rotations, projected);
 }
 
 }  // namespace

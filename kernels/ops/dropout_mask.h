@@ -33,12 +33,20 @@ struct DropoutMask {
     return {example_base + static_cast<uint32_t>(r / seq_len),
             static_cast<uint64_t>(r % seq_len) * cols};
   }
+  // The stream a row's elements are drawn from.
+  RF_HD RngStream stream_of(const DropoutRow& row) const {
+    RngStream s = stream;
+    s.example = row.example;
+    return s;
+  }
+  // Multiplier of an element whose Philox word is `bits`: 0 or 1/keep.
+  RF_HD float scale_of_bits(uint32_t bits) const {
+    return keeps(RngStream::uniform_from_bits(bits)) ? 1.0f / keep : 0.0f;
+  }
   // Multiplier for element col of a row: 0 or 1/keep.
   RF_HD float scale_in(const DropoutRow& row, int64_t col) const {
     if (!active()) return 1.0f;
-    RngStream s = stream;
-    s.example = row.example;
-    return keeps(s.uniform(row.first + col)) ? 1.0f / keep : 0.0f;
+    return scale_of_bits(stream_of(row).bits(row.first + col));
   }
   // f(c, scale_in(row, c)) for c = c0 .. c1 - 1 in order. On the host a run's numbers are
   // drawn side by side in SIMD registers (philox_batch.h); a GPU thread draws them a block at a
@@ -52,17 +60,14 @@ struct DropoutMask {
       for (int64_t c = c0; c < c1; ++c) f(c, 1.0f);
       return;
     }
-    RngStream s = stream;
-    s.example = row.example;
+    const RngStream s = stream_of(row);
     constexpr int64_t kRun = 128;  // (two AVX-512 passes; 1 KB of stack for both arrays)
     uint32_t words[kRun];
     float scales[kRun];
-    const float kept = 1.0f / keep;
     for (int64_t c = c0; c < c1; c += kRun) {
       const int64_t n = c1 - c < kRun ? c1 - c : kRun;
       philox_stream_words(s, row.first + static_cast<uint64_t>(c), n, words);
-      for (int64_t k = 0; k < n; ++k)
-        scales[k] = keeps(RngStream::uniform_from_bits(words[k])) ? kept : 0.0f;
+      for (int64_t k = 0; k < n; ++k) scales[k] = scale_of_bits(words[k]);
       for (int64_t k = 0; k < n; ++k) f(c + k, scales[k]);
     }
 #endif
@@ -76,13 +81,12 @@ struct DropoutMask {
       for (int64_t c = c0; c < c1; ++c) f(c, 1.0f);
       return;
     }
-    RngStream s = stream;
-    s.example = row.example;
+    const RngStream s = stream_of(row);
     for (int64_t c = c0; c < c1;) {
       const uint64_t e = row.first + c;
       const Philox4 b = s.block(e >> 2);
       for (uint32_t k = static_cast<uint32_t>(e & 3); k < 4 && c < c1; ++k, ++c)
-        f(c, keeps(RngStream::uniform_from_bits(RngStream::word(b, k))) ? 1.0f / keep : 0.0f);
+        f(c, scale_of_bits(RngStream::word(b, k)));
     }
   }
   // The same for row `row`: the activations' dropout over a row's columns.
@@ -100,11 +104,8 @@ struct DropoutMask {
     const uint64_t e = row.first + col;
     const uint32_t k = static_cast<uint32_t>(e & 3);
     if (k == 3) return {scale_in(row, col), scale_in(row, col + 1)};  // (two blocks)
-    RngStream s = stream;
-    s.example = row.example;
-    const Philox4 b = s.block(e >> 2);
-    return {keeps(RngStream::uniform_from_bits(RngStream::word(b, k))) ? 1.0f / keep : 0.0f,
-            keeps(RngStream::uniform_from_bits(RngStream::word(b, k + 1))) ? 1.0f / keep : 0.0f};
+    const Philox4 b = stream_of(row).block(e >> 2);
+    return {scale_of_bits(RngStream::word(b, k)), scale_of_bits(RngStream::word(b, k + 1))};
   }
   // Multiplier for element (row, col): 0 or 1/keep.
   RF_HD float scale(int64_t row, int64_t col) const {
