@@ -239,6 +239,12 @@ __global__ void nested_launch_kernel() {
   Launch::kernel(empty_kernel, dim3(1), dim3(32));
 }
 
+// A tensor-core B fragment (two 32-bit loads on a GPU) read one bf16 past a 4-byte boundary.
+__global__ void misaligned_fragment_kernel(const uint16_t* tile, float* out) {
+  const cuda_on_cpu::BFragment b = cuda_on_cpu::load_b_fragment(tile + 1);
+  out[threadIdx.x] = static_cast<float>(b.r[0]);
+}
+
 __global__ void throwing_kernel() {
   if (threadIdx.x == 7) fail("thread 7 of a test kernel gave up");
   __syncthreads();
@@ -277,6 +283,11 @@ TEST(EmulatedCuda, ReportsWhatIsUndefinedOnAGpu) {
   expect_fault("y and z at most 65535", empty_kernel, dim3(1, 70000), dim3(32));
   expect_fault("at most 1024, 1024, 64", empty_kernel, dim3(1), dim3(1, 1, 65));
   expect_fault("thread 7 of a test kernel gave up", throwing_kernel, dim3(2), dim3(32));
+  alignas(4) const uint16_t tile[32] = {};
+  expect_fault("a GPU faults on it (misaligned address)", misaligned_fragment_kernel, dim3(1),
+               dim3(32), tile, o);
+  // (The same read where a GPU can make it: no fault.)
+  EXPECT_NO_THROW(Launch::kernel(misaligned_fragment_kernel, dim3(1), dim3(32), tile + 1, o));
   // After a fault the next launch starts clean.
   EXPECT_EQ(neighbours(true, ThreadOrder::kAscending), neighbours_seen());
 }

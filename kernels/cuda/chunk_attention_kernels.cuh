@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "base/error.h"
+#include "kernels/cuda/vector_access.cuh"
 #include "kernels/executor.h"
 
 namespace rf::cuda {
@@ -46,6 +47,7 @@ __device__ __forceinline__ Quad load_quad(const float* at) {
   const float4 f = *reinterpret_cast<const float4*>(at);
   return {{f.x, f.y, f.z, f.w}};
 #else
+  require_gpu_alignment<sizeof(Quad)>(at);
   Quad q;
   std::memcpy(q.v, at, sizeof q.v);
   return q;

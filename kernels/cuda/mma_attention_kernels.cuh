@@ -54,6 +54,7 @@ __device__ __forceinline__ FloatPair load_pair(const float* at) {
   const float2 f = *reinterpret_cast<const float2*>(at);
   return {f.x, f.y};
 #else
+  require_gpu_alignment<sizeof(FloatPair)>(at);
   return {at[0], at[1]};
 #endif
 }
@@ -61,6 +62,7 @@ __device__ __forceinline__ FloatPair load_pair(const float* at) {
 // Stores bf16 bits (lo, hi) at columns x, x + 1 (x even) of a row-major tile's row: one 32-bit
 // store.
 __device__ __forceinline__ void store_pair(uint16_t* row, int x, uint32_t pair) {
+  require_gpu_alignment<sizeof(pair)>(row + x);
   *reinterpret_cast<uint32_t*>(row + x) = pair;
 }
 

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/vector_access.cuh"
 #include "kernels/ops/bf16_round.h"
 
 namespace rf::cuda {
@@ -43,6 +44,8 @@ struct BFragment {
   uint32_t r[2];
 };
 __device__ __forceinline__ BFragment load_b_fragment(const uint16_t* at) {
+  require_gpu_alignment<sizeof(uint32_t)>(at);
+  require_gpu_alignment<sizeof(uint32_t)>(at + 8);
   return {{*reinterpret_cast<const uint32_t*>(at), *reinterpret_cast<const uint32_t*>(at + 8)}};
 }
 
