@@ -1,12 +1,13 @@
 // The project's CUDA kernels run on the CPU (tests/emulated_cuda/): first the emulation's own
-// rules (shuffles as CUDA defines them, barriers, and the faults it must report), then every op of
-// `reformer selftest` and the training micro-step on the emulated CUDA executor against the CPU
-// reference, in three orders of the threads, and the reductions bit for bit; the tensor cores'
-// emulated product against the PTX fragment layout.
+// rules (shuffles as CUDA defines them, barriers, the faults it must report, shared memory that
+// starts each block undefined), then every op of `reformer selftest` and the training micro-step
+// on the emulated CUDA executor against the CPU reference, in three orders of the threads, and
+// the reductions bit for bit; the tensor cores' emulated product against the PTX fragment layout.
 #include "tests/emulated_cuda/emulated_cuda.h"
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <iostream>
 #include <set>
@@ -290,6 +291,27 @@ TEST(EmulatedCuda, ReportsWhatIsUndefinedOnAGpu) {
   EXPECT_NO_THROW(Launch::kernel(misaligned_fragment_kernel, dim3(1), dim3(32), tile + 1, o));
   // After a fault the next launch starts clean.
   EXPECT_EQ(neighbours(true, ThreadOrder::kAscending), neighbours_seen());
+}
+
+// Thread 0 of block 0 writes a shared value (after its other threads reached the mark, since the
+// first thread runs to the barrier before the others start); every block reads it after a barrier.
+__global__ void stale_shared_kernel(float* out) {
+  __shared__ float value;
+  RF_SHARED_UNDEFINED_AT_BLOCK_START(value);
+  if (blockIdx.x == 0 && threadIdx.x == 0) value = 1.0f;
+  __syncthreads();
+  out[blockIdx.x * blockDim.x + threadIdx.x] = value;
+}
+
+TEST(EmulatedCuda, MarkedSharedMemoryStartsEachBlockAsNaN) {
+  std::vector<float> out(2 * 64);
+  Launch::kernel(stale_shared_kernel, dim3(2), dim3(64), out.data());
+  // Block 0 reads what it wrote (its later threads' marks did not fill it again); block 1, which
+  // wrote nothing, reads NaN, not block 0's 1.
+  for (int t = 0; t < 64; ++t) {
+    EXPECT_EQ(out[t], 1.0f) << "block 0, thread " << t;
+    EXPECT_TRUE(std::isnan(out[64 + t])) << "block 1, thread " << t << ": " << out[64 + t];
+  }
 }
 
 // --- the project's CUDA kernels ---------------------------------------------------------------

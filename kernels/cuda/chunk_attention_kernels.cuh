@@ -12,7 +12,7 @@
 #include <cstring>
 
 #include "base/error.h"
-#include "kernels/cuda/vector_access.cuh"
+#include "kernels/cuda/emulation_checks.cuh"
 #include "kernels/executor.h"
 
 namespace rf::cuda {
@@ -261,6 +261,7 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
     forward_tiles(const ChunkAttentionParams p) {
   constexpr int kSplit = D / kSlice;
   __shared__ StagedKeys<D> staged;
+  RF_SHARED_UNDEFINED_AT_BLOCK_START(staged);
   const ChunkLayout& L = p.layout;
   const BlockTile b = query_block_tile(p, kQueryTile);
   if (b.count <= 0) return;  // (the whole block: no barrier is left waiting)
@@ -318,6 +319,7 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
     query_grad_tiles(const ChunkAttentionParams p) {
   constexpr int kSplit = D / kSlice;
   __shared__ StagedKeys<D> staged;
+  RF_SHARED_UNDEFINED_AT_BLOCK_START(staged);
   const ChunkLayout& L = p.layout;
   const BlockTile b = query_block_tile(p, kQueryTile);
   if (b.count <= 0) return;  // (the whole block: no barrier is left waiting)
@@ -379,6 +381,11 @@ __global__ void __launch_bounds__(kKeyTile*(D / kSlice))
   __shared__ int32_t query_pos[kKeyTile];
   __shared__ float stats[4][kKeyTile];  // m, log_sum, delta, dlse
   __shared__ DropoutRow drop_rows[kKeyTile];
+  RF_SHARED_UNDEFINED_AT_BLOCK_START(queries);
+  RF_SHARED_UNDEFINED_AT_BLOCK_START(douts);
+  RF_SHARED_UNDEFINED_AT_BLOCK_START(query_pos);
+  RF_SHARED_UNDEFINED_AT_BLOCK_START(stats);
+  RF_SHARED_UNDEFINED_AT_BLOCK_START(drop_rows);
   const ChunkLayout& L = p.layout;
   const BlockTile b = block_tile(L, kKeyTile);
   const int row = threadIdx.x / kSplit, part = threadIdx.x % kSplit;

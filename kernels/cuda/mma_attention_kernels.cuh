@@ -291,6 +291,7 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_tiles(const ChunkAtte
   constexpr int kColTiles = D / 8;  // column tiles of the output
   constexpr int kKeyTiles = kMmaKeyTile / 8;
   __shared__ MmaStagedKeys<D> staged;
+  RF_SHARED_UNDEFINED_AT_BLOCK_START(staged);
   const ChunkLayout& L = p.layout;
   const BlockTile b = query_block_tile(p, kMmaQueryTile);
   if (b.count <= 0) return;  // (the whole block: no barrier is left waiting)
@@ -373,6 +374,7 @@ template <int D, bool kTerms, bool kDropout>
 __global__ void __launch_bounds__(kMmaThreads) mma_query_grad_tiles(const ChunkAttentionParams p) {
   constexpr int kSteps = D / 16, kColTiles = D / 8, kKeys = mma_grad_tile<D>();
   __shared__ MmaGradKeys<D> staged;
+  RF_SHARED_UNDEFINED_AT_BLOCK_START(staged);
   const ChunkLayout& L = p.layout;
   const BlockTile b = query_block_tile(p, kMmaQueryTile);
   if (b.count <= 0) return;  // (the whole block: no barrier is left waiting)
@@ -488,6 +490,7 @@ template <int D, bool kTerms, bool kDropout>
 __global__ void __launch_bounds__(kMmaThreads) mma_key_grad_tiles(const ChunkAttentionParams p) {
   constexpr int kSteps = D / 16, kColTiles = D / 8, kQueries = mma_grad_tile<D>();
   __shared__ MmaStagedQueries<D> staged;
+  RF_SHARED_UNDEFINED_AT_BLOCK_START(staged);
   const ChunkLayout& L = p.layout;
   const BlockTile b = block_tile(L, kMmaKeyBlock);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;

@@ -11,6 +11,7 @@
 // (tests/emulated_cuda_test.cpp). A training run checks them at start-up.
 #pragma once
 
+#include "kernels/cuda/emulation_checks.cuh"
 #include "kernels/cuda/row_kernels.cuh"
 #include "kernels/kernel_ops.h"
 
@@ -32,6 +33,7 @@ __device__ __forceinline__ double warp_total_double(double partial) {
 __global__ void __launch_bounds__(kStripColumns* kRowLanes)
     column_sum_partials_strips(ColumnSumPartials op) {
   __shared__ float lanes[kRowLanes][kStripColumns + 1];  // (+1: no bank conflicts)
+  RF_SHARED_UNDEFINED_AT_BLOCK_START(lanes);
   const int x = threadIdx.x, y = threadIdx.y;
   const int64_t c = static_cast<int64_t>(blockIdx.x) * kStripColumns + x;
   float sum = 0.0f;

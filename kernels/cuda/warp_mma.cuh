@@ -17,7 +17,7 @@
 
 #include <cstdint>
 
-#include "kernels/cuda/vector_access.cuh"
+#include "kernels/cuda/emulation_checks.cuh"
 #include "kernels/ops/bf16_round.h"
 
 namespace rf::cuda {

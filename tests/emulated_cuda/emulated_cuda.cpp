@@ -3,10 +3,12 @@
 #include <ucontext.h>
 
 #include <algorithm>
+#include <cstring>
 #include <exception>
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -296,6 +298,16 @@ void set_thread_order(ThreadOrder order) {
 
 Counters counters() {
   return g_counters;
+}
+
+void shared_undefined_at_block_start(void* at, size_t bytes) {
+  RF_CHECK(g_block != nullptr, "emulated CUDA: shared memory marked outside a kernel");
+  // The block each variable was last filled for, as its serial number + 1 (0: never).
+  static thread_local std::unordered_map<const void*, int64_t> filled_for;
+  int64_t& block = filled_for[at];
+  if (block == g_counters.blocks + 1) return;
+  block = g_counters.blocks + 1;
+  std::memset(at, 0xFF, bytes);
 }
 
 void run_grid(dim3 grid, dim3 block, const std::function<void()>& thread) {

@@ -15,8 +15,10 @@
 // Which barrier of the source a thread waits at is not compared (the compiler may copy a barrier
 // call into both arms of a branch). It cannot see: timing, memory coalescing, bank conflicts,
 // the limits of registers and shared memory, and races between threads that the order of the
-// fibers happens to hide. Shared memory is one static per kernel (what a block reads before it
-// writes is the previous block's). The order is a setting (set_thread_order): threads that read
+// fibers happens to hide. Shared memory is one static per kernel, which the blocks use in turn;
+// each variable the kernel marks RF_SHARED_UNDEFINED_AT_BLOCK_START (kernels/cuda/
+// emulation_checks.cuh) is filled with 0xFF bytes (NaN floats) as each block starts, so that what
+// a block reads before it writes spreads NaN into the results. The order is a setting (set_thread_order): threads that read
 // what others write without a barrier between see other values in different orders, so a test
 // can run them and compare.
 #pragma once
@@ -39,6 +41,8 @@
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __shared__ static
+#define RF_SHARED_UNDEFINED_AT_BLOCK_START(name) \
+  ::rf::emulated_cuda::shared_undefined_at_block_start(&(name), sizeof(name))
 
 // (In namespace rf, where the kernels are: CUDA's own dim3 and uint3, which the tests also link
 // with, are other types of the same names.)
@@ -96,6 +100,10 @@ T __shfl_xor_sync(unsigned mask, T value, int lane_mask, int width = rf::warpSiz
 }
 
 namespace rf::emulated_cuda {
+
+// Fills a __shared__ variable with 0xFF bytes the first time a thread of a block reaches its
+// mark, once per block (RF_SHARED_UNDEFINED_AT_BLOCK_START).
+void shared_undefined_at_block_start(void* at, size_t bytes);
 
 // The order in which a block's fibers run between barriers. kAscending and kDescending run
 // every warp's lanes to their next warp barrier or shuffle in turn, so a block's warps go nearly
