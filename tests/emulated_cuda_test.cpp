@@ -9,7 +9,10 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <vector>
@@ -312,6 +315,35 @@ TEST(EmulatedCuda, MarkedSharedMemoryStartsEachBlockAsNaN) {
     EXPECT_EQ(out[t], 1.0f) << "block 0, thread " << t;
     EXPECT_TRUE(std::isnan(out[64 + t])) << "block 1, thread " << t << ": " << out[64 + t];
   }
+}
+
+// The rule above reaches only marked variables, so every __shared__ declaration of the kernels
+// (kernels/cuda/) must be followed within a few lines by its mark.
+TEST(EmulatedCuda, EverySharedVariableOfTheKernelsIsMarkedUndefinedAtBlockStart) {
+  const std::regex declaration(R"(__shared__\s+[^;(]*?\b(\w+)\s*(\[[^;\]]*\]\s*)*;)");
+  int declarations = 0;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::string(RF_SOURCE_DIR) + "/kernels/cuda")) {
+    const std::string ext = entry.path().extension().string();
+    if (ext != ".cuh" && ext != ".cu") continue;
+    std::ifstream in(entry.path());
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    for (size_t i = 0; i < lines.size(); ++i) {
+      std::smatch m;
+      if (lines[i].find("//") < lines[i].find("__shared__") ||
+          !std::regex_search(lines[i], m, declaration))
+        continue;
+      ++declarations;
+      const std::string mark = "RF_SHARED_UNDEFINED_AT_BLOCK_START(" + m[1].str() + ");";
+      bool marked = false;
+      for (size_t j = i + 1; j < std::min(lines.size(), i + 9) && !marked; ++j)
+        marked = lines[j].find(mark) != std::string::npos;
+      EXPECT_TRUE(marked) << entry.path().filename().string() << ":" << i + 1 << ": " << m[1].str()
+                          << " is not followed by " << mark;
+    }
+  }
+  EXPECT_GE(declarations, 11);  // (the sources were found and read)
 }
 
 // --- the project's CUDA kernels ---------------------------------------------------------------

@@ -18,9 +18,9 @@
 // fibers happens to hide. Shared memory is one static per kernel, which the blocks use in turn;
 // each variable the kernel marks RF_SHARED_UNDEFINED_AT_BLOCK_START (kernels/cuda/
 // emulation_checks.cuh) is filled with 0xFF bytes (NaN floats) as each block starts, so that what
-// a block reads before it writes spreads NaN into the results. The order is a setting (set_thread_order): threads that read
-// what others write without a barrier between see other values in different orders, so a test
-// can run them and compare.
+// a block reads before it writes spreads NaN into the results. The order is a setting
+// (set_thread_order): threads that read what others write without a barrier between see other
+// values in different orders, so a test can run them and compare.
 #pragma once
 
 #include <cmath>
