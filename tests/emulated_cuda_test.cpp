@@ -149,6 +149,26 @@ TEST(EmulatedCuda, WarpsRunOneAtATimeExposeAMissingBarrierBetweenWarps) {
   EXPECT_NE(other_warps(false, ThreadOrder::kWarpByWarp), want);  // (shown)
 }
 
+// Block b reads the flag block b - 1 sets (no order between blocks on a GPU), then sets its own.
+__global__ void previous_block_kernel(int* flags, int* seen) {
+  const unsigned b = blockIdx.x;
+  if (threadIdx.x != 0) return;
+  seen[b] = b == 0 ? -1 : flags[b - 1];
+  flags[b] = 1;
+}
+
+TEST(EmulatedCuda, OrdersButTheAscendingOneRunTheBlocksLastToFirst) {
+  auto seen_in = [](ThreadOrder order) {
+    const OrderScope scope(order);
+    std::vector<int> flags(4, 0), seen(4, 0);
+    Launch::kernel(previous_block_kernel, dim3(4), dim3(32), flags.data(), seen.data());
+    return seen;
+  };
+  EXPECT_EQ(seen_in(ThreadOrder::kAscending), std::vector<int>({-1, 1, 1, 1}));
+  EXPECT_EQ(seen_in(ThreadOrder::kDescending), std::vector<int>({-1, 0, 0, 0}));
+  EXPECT_EQ(seen_in(ThreadOrder::kWarpByWarp), std::vector<int>({-1, 0, 0, 0}));
+}
+
 // Each warp w multiplies its A (16 x 16, row-major, at a + 256 w) by its B (16 x 8, row-major, at
 // b + 128 w) and adds C (16 x 8 at c + 128 w) with the emulated mma.sync, each lane holding the
 // elements the PTX ISA's fragment layout gives it (written out here, apart from the emulation's).
@@ -423,7 +443,7 @@ TEST(EmulatedCuda, TheCudaKernelsPassEverySelftestOp) {
   expect_every_op_passes(ThreadOrder::kAscending, GemmPrecision::kFp32);
 }
 
-TEST(EmulatedCuda, TheCudaKernelsPassEverySelftestOpWithTheThreadsReversed) {
+TEST(EmulatedCuda, TheCudaKernelsPassEverySelftestOpWithTheThreadsAndBlocksReversed) {
   expect_every_op_passes(ThreadOrder::kDescending, GemmPrecision::kFp32);
 }
 

@@ -324,10 +324,13 @@ void run_grid(dim3 grid, dim3 block, const std::function<void()>& thread) {
   std::vector<Fiber> fibers(static_cast<size_t>(n));
   while (static_cast<int64_t>(g_stacks.size()) < n) g_stacks.emplace_back(new char[kStackBytes]);
   for (int64_t i = 0; i < n; ++i) fibers[static_cast<size_t>(i)].stack = g_stacks[i].get();
+  // (Every order but kAscending runs the blocks last to first.)
+  const bool reversed = g_order != ThreadOrder::kAscending;
+  auto nth = [reversed](unsigned i, unsigned n) { return reversed ? n - 1 - i : i; };
   for (unsigned z = 0; z < grid.z; ++z)
     for (unsigned y = 0; y < grid.y; ++y)
       for (unsigned x = 0; x < grid.x; ++x) {
-        blockIdx = {x, y, z};
+        blockIdx = {nth(x, grid.x), nth(y, grid.y), nth(z, grid.z)};
         for (int64_t i = 0; i < n; ++i) {
           Fiber& f = fibers[static_cast<size_t>(i)];
           f.index = {static_cast<unsigned>(i % block.x),

@@ -109,11 +109,13 @@ void shared_undefined_at_block_start(void* at, size_t bytes);
 // every warp's lanes to their next warp barrier or shuffle in turn, so a block's warps go nearly
 // in step; kWarpByWarp runs each warp alone (in ascending order) up to its next __syncthreads, so
 // that a warp which should wait for another at a missing block barrier reads or overwrites what
-// the other has not yet written or read.
+// the other has not yet written or read. kDescending and kWarpByWarp also run a grid's blocks last
+// to first: a GPU runs them in no set order, so a block that reads what another block of the same
+// launch writes sees other values than in ascending order.
 enum class ThreadOrder { kAscending, kDescending, kWarpByWarp };
 void set_thread_order(ThreadOrder order);
 
-// Runs `thread` once per thread of each block of the grid, blocks in order; throws rf::Error on
+// Runs `thread` once per thread of each block of the grid, a block at a time; throws rf::Error on
 // any of the faults above.
 void run_grid(dim3 grid, dim3 block, const std::function<void()>& thread);
 
