@@ -44,16 +44,7 @@ inline int lsh_argmax(const float* p, int half) {
 
 // LshHash::operator()(i) with the vectorised argmax.
 inline void lsh_hash_row(const LshHash& op, int64_t i) {
-  const LshHash::Row at = op.row(i);
-  const float* p = at.p;
-  int bucket = 0, radix = 1;
-  for (int f = 0; f < op.factors.count; ++f) {
-    const int half = op.factors.size[f] / 2;
-    bucket += lsh_argmax(p, half) * radix;
-    radix *= op.factors.size[f];
-    p += half;
-  }
-  *at.bucket = bucket + at.round_offset;
+  op.hash(i, [](const float* p, int half) { return lsh_argmax(p, half); });
 }
 
 RF_AVX512_INTRINSICS_END

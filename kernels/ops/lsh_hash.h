@@ -63,17 +63,23 @@ struct LshHash {
             buckets + entry * bucket_stride + r * seq_len + first + local,
             static_cast<int32_t>(r) * factors.n_buckets()};
   }
-  RF_HD void operator()(int64_t i) const {
+  // Index i's bucket, each factor's argmax found by argmax(p, half) (an executor may pass a
+  // vectorised one that gives the same index: kernels/cpu/lsh_argmax.h).
+  template <class Argmax>
+  RF_HD void hash(int64_t i, const Argmax& argmax) const {
     const Row at = row(i);
     const float* p = at.p;
     int bucket = 0, radix = 1;
     for (int f = 0; f < factors.count; ++f) {
       const int half = factors.size[f] / 2;
-      bucket += lsh_factor_argmax(p, half) * radix;
+      bucket += argmax(p, half) * radix;
       radix *= factors.size[f];
       p += half;
     }
     *at.bucket = bucket + at.round_offset;
+  }
+  RF_HD void operator()(int64_t i) const {
+    hash(i, [](const float* p, int half) { return lsh_factor_argmax(p, half); });
   }
 };
 
