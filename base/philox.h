@@ -93,9 +93,12 @@ struct RngStream {
   // Standard normal for element i (Box-Muller over one Philox block, two normals per block half).
   RF_HD float normal(uint64_t i) const {
     const Philox4 r = block(i >> 2);
-    const int pair = static_cast<int>((i >> 1) & 1);
-    const float u1 = (static_cast<float>(r.v[2 * pair] >> 8) + 1.0f) * (1.0f / 16777216.0f);
-    const float u2 = static_cast<float>(r.v[2 * pair + 1] >> 8) * (1.0f / 16777216.0f);
+    // (Words 0-1 or 2-3 by a select: an index computed at run time would put the block in a GPU
+    // thread's local memory.)
+    const bool second_pair = (i >> 1) & 1;
+    const uint32_t w1 = second_pair ? r.v[2] : r.v[0], w2 = second_pair ? r.v[3] : r.v[1];
+    const float u1 = (static_cast<float>(w1 >> 8) + 1.0f) * (1.0f / 16777216.0f);
+    const float u2 = static_cast<float>(w2 >> 8) * (1.0f / 16777216.0f);
     const float radius = sqrtf(-2.0f * logf(u1));
     const float angle = 6.2831853071795864f * u2;
     return (i & 1) ? radius * sinf(angle) : radius * cosf(angle);

@@ -37,6 +37,7 @@ uint32_t counter_word1(uint32_t head, uint64_t high) {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 typedef uint32_t Lanes __attribute__((vector_size(64)));
+constexpr int64_t kBlocksPerPass = 16;  // a block per lane
 constexpr Lanes kLaneIndex = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
 // vpmuludq multiplies the even lanes, and the odd ones shifted down.
@@ -71,6 +72,7 @@ inline void store_blocks(Lanes w0, Lanes w1, Lanes w2, Lanes w3, uint32_t* out) 
 #elif defined(__AVX2__)
 #define RF_PHILOX_BATCH_ISA "avx2"
 typedef uint32_t Lanes __attribute__((vector_size(32)));
+constexpr int64_t kBlocksPerPass = 8;  // a block per lane
 constexpr Lanes kLaneIndex = {0, 1, 2, 3, 4, 5, 6, 7};
 
 inline void mul_hi_lo(uint32_t m, Lanes a, Lanes* hi, Lanes* lo) {
@@ -98,6 +100,7 @@ inline void store_blocks(Lanes w0, Lanes w1, Lanes w2, Lanes w3, uint32_t* out) 
 #else
 #define RF_PHILOX_BATCH_ISA "scalar"
 using Lanes = uint32_t;
+constexpr int64_t kBlocksPerPass = 1;
 constexpr Lanes kLaneIndex = 0;
 
 inline void mul_hi_lo(uint32_t m, Lanes a, Lanes* hi, Lanes* lo) {
@@ -112,7 +115,7 @@ inline void store_blocks(Lanes w0, Lanes w1, Lanes w2, Lanes w3, uint32_t* out) 
 }
 #endif
 
-constexpr int64_t kBlocksPerPass = sizeof(Lanes) / sizeof(uint32_t);
+static_assert(sizeof(Lanes) == kBlocksPerPass * sizeof(uint32_t), "a block per 32-bit lane");
 
 // Blocks first_block .. first_block + kBlocksPerPass - 1, one per lane, their words in element
 // order: out[4 j + k] is word k of block first_block + j. philox4x32_10's rounds on every lane.

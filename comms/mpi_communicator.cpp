@@ -192,7 +192,15 @@ void stop_mpi_if_last(bool finalize) {
 class MpiSession {
  public:
   MpiSession() { start_mpi_if_needed(); }
-  ~MpiSession() { stop_mpi_if_last(std::uncaught_exceptions() == 0); }
+  // (A destructor must not throw: an exception leaving one ends the process in std::terminate,
+  // with no line of ours.)
+  ~MpiSession() {
+    try {
+      stop_mpi_if_last(std::uncaught_exceptions() == 0);
+    } catch (const std::exception& e) {
+      end_job(std::string("finalising MPI: ") + e.what());
+    }
+  }
   MpiSession(const MpiSession&) = delete;
   MpiSession& operator=(const MpiSession&) = delete;
 };
@@ -334,14 +342,19 @@ MpiCommunicator::MpiCommunicator(double timeout_seconds)
 
 MpiCommunicator::~MpiCommunicator() {
   const bool unwinding = std::uncaught_exceptions() > 0;
-  if (!unwinding) {
-    wait_all();
-    wait_for(enqueue("barrier before MPI_Finalize", comm_, nullptr, nullptr));
+  // (An error here ends the job with its line: a destructor must not throw, see ~MpiSession.)
+  try {
+    if (!unwinding) {
+      wait_all();
+      wait_for(enqueue("barrier before MPI_Finalize", comm_, nullptr, nullptr));
+    }
+    stop_threads(unwinding);
+    if (unwinding) return;  // leave MPI as it is: this rank exits on its error
+    RF_MPI_CHECK(MPI_Op_free(&uint8_sum_));
+    RF_MPI_CHECK(MPI_Comm_free(&comm_));
+  } catch (const std::exception& e) {
+    end_job(std::string("closing the MPI communicator: ") + e.what());
   }
-  stop_threads(unwinding);
-  if (unwinding) return;  // leave MPI as it is: this rank exits on its error
-  RF_MPI_CHECK(MPI_Op_free(&uint8_sum_));
-  RF_MPI_CHECK(MPI_Comm_free(&comm_));
 }
 
 // A start-up barrier with the deadline comes first, so that the blocking MPI_Comm_dup and
@@ -410,7 +423,7 @@ PartCall all_reduce_with(MPI_Op op) {
 
 void MpiCommunicator::all_reduce_sum(void* data, size_t count, DType type) {
   check_span(data, count);
-  const MPI_Op sum = type == DType::kUint8 ? uint8_sum_ : MPI_SUM;
+  MPI_Op sum = type == DType::kUint8 ? uint8_sum_ : MPI_SUM;
   wait_for(enqueue_in_parts("all-reduce (sum) of " + values_text(count, type), data, count, type,
                             all_reduce_with(sum), nullptr));
 }
@@ -444,6 +457,7 @@ std::vector<std::string> MpiCommunicator::all_hosts() {
       },
       nullptr));
   std::vector<std::string> hosts;
+  hosts.reserve(static_cast<size_t>(size_));
   for (int r = 0; r < size_; ++r) {
     hosts.emplace_back(all.data() + static_cast<size_t>(r) * kHostNameBytes);
   }
@@ -498,7 +512,7 @@ uint64_t MpiCommunicator::enqueue_in_parts(const std::string& what, void* data, 
   const size_t value_bytes = dtype_size(type);
   const size_t per_part = kMaxBytesPerCall / value_bytes;
   const size_t parts = count == 0 ? 1 : (count + per_part - 1) / per_part;
-  const MPI_Datatype mpi = mpi_type(type);
+  MPI_Datatype mpi = mpi_type(type);  // (a handle: `const` would make the pointer const)
   uint64_t ticket = 0;
   for (size_t p = 0; p < parts; ++p) {
     void* part = static_cast<char*>(data) + p * per_part * value_bytes;

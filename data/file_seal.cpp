@@ -1,5 +1,6 @@
 #include "data/file_seal.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -50,7 +51,7 @@ void seal_file(const std::string& path) {
   uint8_t trailer[kTrailerBytes] = {};
   put_u64(trailer, static_cast<uint64_t>(length));
   for (int i = 0; i < 4; ++i) trailer[8 + i] = static_cast<uint8_t>(crc >> (8 * i));
-  std::memcpy(trailer + 16, kMagic, 16);
+  std::copy_n(kMagic, 16, trailer + 16);  // (without the terminator)
   std::ofstream out(path, std::ios::binary | std::ios::app);
   out.write(reinterpret_cast<const char*>(trailer), kTrailerBytes);
   out.close();

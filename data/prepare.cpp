@@ -200,10 +200,11 @@ class ProgressMeter {
     last_report_ = Clock::now();
     const double rate = static_cast<double>(done_) / std::max(elapsed, 1e-9);
     const double eta = static_cast<double>(total_ - done_) / std::max(rate, 1e-9);
+    const double done = static_cast<double>(done_), total = static_cast<double>(total_);
     char line[160];
     std::snprintf(line, sizeof(line), "prepare: %.1f / %.1f %s (%.0f%%), %.1f %s/s, ETA %.0f s",
-                  done_ / scale_, total_ / scale_, unit_.c_str(), 100.0 * done_ / total_,
-                  rate / scale_, unit_.c_str(), eta);
+                  done / scale_, total / scale_, unit_.c_str(), 100.0 * done / total, rate / scale_,
+                  unit_.c_str(), eta);
     out_ << line << std::endl;
   }
 

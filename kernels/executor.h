@@ -180,6 +180,8 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   virtual void graph_replay(int graph);
   virtual void graphs_release() {}
   // Issues a collective (start_collective's `start`): runs it now unless a capture keeps it.
+  // (By value: overrides keep it, as LaunchRecorder does.)
+  // NOLINTNEXTLINE(performance-unnecessary-value-param)
   virtual void collective_issue(std::function<void()> start) { start(); }
 
  private:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The sanitizer runs (README "Sanitizers and fuzzing"): builds with GCC's sanitizers, CUDA off, in
-# their own build folders, and runs
+# The sanitizer runs (README "Static analysis, sanitizers and fuzzing"): builds with GCC's
+# sanitizers, CUDA off, in their own build folders, and runs
 #   address  AddressSanitizer + UndefinedBehaviorSanitizer: the whole CPU test suite (build-asan)
 #   thread   ThreadSanitizer: the tests of the loader thread (BatchStream prefetch) and of the
 #            communication thread (gradient buckets averaged while the backward pass runs, under

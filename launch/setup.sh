@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the build and the tests need on a fresh Debian machine, as root.
 # Idempotent and quick when everything is present (it only asks dpkg).
-# `launch/setup.sh fuzz` adds clang and its libFuzzer runtime for fuzz/run.sh (the normal build
-# needs only GCC).
+# `launch/setup.sh fuzz` adds clang and its libFuzzer runtime for fuzz/run.sh, `launch/setup.sh
+# tidy` clang-tidy for launch/tidy.sh (the normal build needs only GCC).
 set -euo pipefail
 
 packages=(
@@ -27,6 +27,9 @@ if [ "$(dpkg --print-architecture)" = amd64 ]; then
 fi
 if [ "${1:-}" = "fuzz" ]; then
   packages+=(clang libclang-rt-14-dev libomp-14-dev)  # libFuzzer; clang's OpenMP runtime
+fi
+if [ "${1:-}" = "tidy" ]; then
+  packages+=(clang-tidy)  # launch/tidy.sh
 fi
 
 missing=()

@@ -33,7 +33,8 @@ std::vector<float> dense_shared_qk(const std::vector<float>& q, const std::vecto
       double norm = 0, dot = 0;
       for (int64_t c = 0; c < d; ++c) norm += double{q[s * d + c]} * q[s * d + c];
       for (int64_t c = 0; c < d; ++c) dot += double{q[t * d + c]} * q[s * d + c];
-      logits[s] = dot / std::sqrt(norm + d * 1e-6) - (s > t ? 1e9 : 0) - (s == t ? 1e5 : 0);
+      logits[s] = dot / std::sqrt(norm + static_cast<double>(d) * 1e-6) - (s > t ? 1e9 : 0) -
+                  (s == t ? 1e5 : 0);
       mx = std::max(mx, logits[s]);
     }
     double z = 0;
@@ -93,7 +94,7 @@ TEST(LshArgmax, VectorisedArgmaxPicksWhatTheScanPicks) {
   LshHash op{};
   std::vector<float> projected(static_cast<size_t>(n * 2 * 48));
   for (float& x : projected) x = uniform(gen);
-  std::vector<int32_t> want(static_cast<size_t>(2 * n)), got(want.size());
+  std::vector<int32_t> want(static_cast<size_t>(int64_t{2} * n)), got(want.size());
   op.projected = projected.data();
   op.ldp = 2 * 48;
   op.seq_len = n;

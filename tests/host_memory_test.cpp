@@ -20,12 +20,15 @@
 
 // Declares `const size_t var`, the memory this machine has free; without /proc/meminfo (not
 // Linux) the test is skipped, except in CI, which runs on Linux, where that fails.
+// (`var` is the name declared: it cannot take parentheses.)
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define RF_HOST_MEMORY_OR_SKIP(var)                                                  \
   const size_t var = ::rf::cpu::host_memory_available();                             \
   if (var == std::numeric_limits<size_t>::max()) {                                   \
     if (::rf::test::running_in_ci()) FAIL() << "/proc/meminfo cannot be read in CI"; \
     GTEST_SKIP() << "no /proc/meminfo here";                                         \
   }
+// NOLINTEND(bugprone-macro-parentheses)
 
 namespace rf {
 namespace {

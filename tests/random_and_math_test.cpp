@@ -40,7 +40,10 @@ TEST(Philox, MatchesRandom123KnownAnswers) {
 
 TEST(FastMath, ExpAndTanhMatchLibm) {
   double worst_exp = 0, worst_tanh = 0;
-  for (float x = -87.0f; x <= 88.0f; x += 0.001953125f) {
+  // x from -87 to 88 in steps of 2^-9 (each x exact), counted by an integer.
+  for (int64_t k = 0;; ++k) {
+    const float x = -87.0f + static_cast<float>(k) * 0.001953125f;
+    if (x > 88.0f) break;
     const double e = std::exp(static_cast<double>(x));
     worst_exp = std::max(worst_exp, std::fabs(exp_approx(x) - e) / e);
     worst_tanh = std::max(worst_tanh, std::fabs(tanh_approx(x) - std::tanh(double{x})));
@@ -51,7 +54,9 @@ TEST(FastMath, ExpAndTanhMatchLibm) {
   EXPECT_EQ(exp_approx(-1e9f), 0.0f);
   // Up to the clamp, where e^x is still a float (2^n alone overflows from x = 88.38 on).
   double worst_top = 0;
-  for (float x = 88.0f; x <= 88.7f; x += 0.001953125f) {
+  for (int64_t k = 0;; ++k) {
+    const float x = 88.0f + static_cast<float>(k) * 0.001953125f;
+    if (x > 88.7f) break;
     const double e = std::exp(static_cast<double>(x));
     worst_top = std::max(worst_top, std::fabs(exp_approx(x) - e) / e);
   }
@@ -87,8 +92,8 @@ TEST(FastMath, UnclampedFormsGiveTheClampedBits) {
   for (size_t i = 0; i < n; ++i) tanh_unclamped[i] = tanh_approx(x[i]);
   size_t exp_differ = 0, tanh_differ = 0;
   for (size_t i = 0; i < n; ++i) {
-    exp_differ += std::memcmp(&clamped[i], &unclamped[i], sizeof(float)) != 0;
-    tanh_differ += std::memcmp(&tanh_clamped[i], &tanh_unclamped[i], sizeof(float)) != 0;
+    exp_differ += bits_of_float(clamped[i]) != bits_of_float(unclamped[i]);
+    tanh_differ += bits_of_float(tanh_clamped[i]) != bits_of_float(tanh_unclamped[i]);
   }
   EXPECT_GT(n, size_t{5000000});
   EXPECT_EQ(exp_differ, 0u) << "of " << n;
@@ -134,7 +139,7 @@ TEST(FastMath, ExpFromTheRoundingSumsBitsEqualsTheConversion) {
   for (size_t i = 0; i < n; ++i) now[i] = exp_approx(x[i]);
   for (size_t i = 0; i < n; ++i) before[i] = exp_by_conversion(x[i]);
   size_t differ = 0;
-  for (size_t i = 0; i < n; ++i) differ += std::memcmp(&now[i], &before[i], sizeof(float)) != 0;
+  for (size_t i = 0; i < n; ++i) differ += bits_of_float(now[i]) != bits_of_float(before[i]);
   EXPECT_GT(n, size_t{30000000});
   EXPECT_EQ(differ, 0u) << "of " << n;
   EXPECT_EQ(exp_approx(88.7f), exp_by_conversion(88.7f));

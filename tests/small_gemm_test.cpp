@@ -51,7 +51,7 @@ int64_t check_product(const Product& pr, uint32_t seed) {
         sum += x * b[p * ldb + j];
         magnitude += std::fabs(x * b[p * ldb + j]);
       }
-      const double bound = (pr.k + 2) * 6e-8 * magnitude + 1e-30;
+      const double bound = static_cast<double>(pr.k + 2) * 6e-8 * magnitude + 1e-30;
       wrong += !(std::fabs(got - sum) <= bound);
     }
   }
@@ -78,7 +78,8 @@ TEST(SmallGemm, LibxsmmMakesKernelsForTheTilesShapes) {
 #if !RF_WITH_LIBXSMM
   GTEST_SKIP() << "built without libxsmm (not an x86 CPU): the tiles run their own loops";
 #endif
-  std::vector<float> a(64 * 64, 1.0f), b(64 * 64, 1.0f), c(64 * 64, 0.0f);
+  const size_t tile = size_t{64} * 64;
+  std::vector<float> a(tile, 1.0f), b(tile, 1.0f), c(tile, 0.0f);
   for (bool transposed_a : {false, true})
     for (int64_t n : {16, 32, 64})
       EXPECT_TRUE(cpu::libxsmm_product(transposed_a, 64, n, 64, a.data(), 64, b.data(), 64,
@@ -92,7 +93,7 @@ TEST(SmallGemm, LibxsmmMakesKernelsForTheTilesShapes) {
 TEST(SmallGemm, ThreadsMakingAndRunningKernelsAtOnceGetRightProducts) {
   int64_t wrong = 0;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(4) reduction(+ : wrong)
-  for (int i = 0; i < 64; ++i) {
+  for (int64_t i = 0; i < 64; ++i) {
     const Product pr{1 + i % 13, 16 * (1 + i % 5), 1 + (i * 7) % 70, i % 2 == 1, i % 3 == 0};
     wrong += check_product(pr, 1000u + static_cast<uint32_t>(i));
   }

@@ -23,10 +23,13 @@ inline bool running_in_ci() {
 
 // Declares `const std::string var`, the interpreter; without one the test is skipped with how to
 // provide it, except in CI (CI=true), where it fails: there launch/test.sh must have set it up.
-#define RF_TEST_PYTHON_OR_SKIP(var)                                                         \
-  const std::string var = ::rf::test::test_python();                                        \
-  if (var.empty()) {                                                                        \
-    if (::rf::test::running_in_ci()) FAIL() << "RF_TEST_PYTHON is not set in CI";           \
-    GTEST_SKIP() << "RF_TEST_PYTHON is not set: run launch/test.sh, or export "             \
-                    "RF_TEST_PYTHON=$(launch/python_env.sh) before ctest";                  \
+// (`var` is the name declared: it cannot take parentheses.)
+// NOLINTBEGIN(bugprone-macro-parentheses)
+#define RF_TEST_PYTHON_OR_SKIP(var)                                               \
+  const std::string var = ::rf::test::test_python();                              \
+  if (var.empty()) {                                                              \
+    if (::rf::test::running_in_ci()) FAIL() << "RF_TEST_PYTHON is not set in CI"; \
+    GTEST_SKIP() << "RF_TEST_PYTHON is not set: run launch/test.sh, or export "   \
+                    "RF_TEST_PYTHON=$(launch/python_env.sh) before ctest";        \
   }
+// NOLINTEND(bugprone-macro-parentheses)

@@ -44,11 +44,13 @@ void check_layout(const std::string& path, const std::string& stored, const Para
   for (size_t i = 0; i < std::max(want.size(), have.size()); ++i) {
     const std::string w = i < want.size() ? want[i] : "(nothing)";
     const std::string h = i < have.size() ? have[i] : "(nothing)";
-    if (w != h)
-      throw CheckpointMismatch("checkpoint '" + path +
-                               "' does not match the config: the config's model has tensor '" + w +
-                               "' where the checkpoint has '" + h +
-                               "' (different model.* sizes, layers, attention or residual?)");
+    if (w != h) {
+      std::ostringstream message;
+      message << "checkpoint '" << path << "' does not match the config: the config's model has "
+              << "tensor '" << w << "' where the checkpoint has '" << h
+              << "' (different model.* sizes, layers, attention or residual?)";
+      throw CheckpointMismatch(message.str());
+    }
   }
 }
 
@@ -185,7 +187,7 @@ std::string save_checkpoint(const std::string& dir, ReformerModel& model, AdamW&
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) fail("cannot create checkpoint directory '", dir, "': ", ec.message());
-  const std::string final_path = (fs::path(dir) / checkpoint_file_name(state.step)).string();
+  std::string final_path = (fs::path(dir) / checkpoint_file_name(state.step)).string();
   const std::string temp_path = final_path + ".tmp";
   // Only rank 0 of a run writes here, and a run never writes a step twice (restoring moves a
   // checkpoint of the resumed step aside unless it is the one resumed from): a file already there
@@ -340,7 +342,7 @@ std::string resolve_checkpoint_path(const std::string& argument, const std::stri
     fail(option, " '", argument, "' is neither a checkpoint file nor a run directory");
   const fs::path nested = fs::path(argument) / "checkpoints";
   const std::string dir = fs::is_directory(nested, ec) ? nested.string() : argument;
-  const std::string latest = find_latest_checkpoint(dir);
+  std::string latest = find_latest_checkpoint(dir);
   if (latest.empty()) fail(option, " '", argument, "': no intact checkpoint in '", dir, "'");
   return latest;
 }

@@ -137,9 +137,9 @@ std::vector<int64_t> hf_auto_buckets(int64_t seq_len, int64_t chunk, int64_t max
   for (int64_t v = 2 * (seq_len / chunk); v > 0; v >>= 1) ++bits;
   const int power = std::max(bits - 1, 0);
   const int64_t n = int64_t{1} << power;
+  const int64_t chunks = max_positions / chunk;  // (whole chunks, as Hugging Face's `//`)
   const int64_t limit =
-      2 * std::max<int64_t>(
-              static_cast<int64_t>(std::sqrt(static_cast<double>(max_positions / chunk))), chunk);
+      2 * std::max<int64_t>(static_cast<int64_t>(std::sqrt(static_cast<double>(chunks))), chunk);
   if (n > limit) return {int64_t{1} << (power / 2), int64_t{1} << (power - power / 2)};
   return {n};
 }

@@ -39,6 +39,7 @@ void RunMetrics::log_tensorboard(int64_t step, const std::string& split,
                                  const std::vector<Metric>& metrics) {
   if (!tensorboard_.is_open()) return;
   std::vector<TaggedScalar> values;
+  values.reserve(metrics.size());
   for (const Metric& m : metrics)
     values.push_back({split + "/" + m.name, static_cast<float>(m.value)});
   tensorboard_.write_scalars(step, values);

@@ -277,7 +277,7 @@ void log_step(Run& run, int64_t step, const StepResult& r, double lr, const Grad
   std::snprintf(line, sizeof(line),
                 "step %6lld/%lld | loss %.4f | %.3f bits/tok | acc %.3f | lr %.2e | gnorm %.3f | "
                 "%s",
-                static_cast<long long>(step + 1), static_cast<long long>(run.cfg.train.steps), loss,
+                static_cast<long long>(step) + 1, static_cast<long long>(run.cfg.train.steps), loss,
                 loss / std::log(2.0), r.correct / r.tokens, lr, g.norm, speed.c_str());
   std::cout << line << std::endl;
   run.metrics.log_training(step + 1, {{"loss", loss},

@@ -536,7 +536,7 @@ int64_t scratch_floats(const ChunkAttentionParams& p) {
 template <class Item>
 void for_each_tile(const ChunkAttentionParams& p, const Item& item) {
   const TileItems items(p);
-  const int64_t block = std::max<int64_t>(1, items.total / (8 * omp_get_max_threads()));
+  const int64_t block = std::max<int64_t>(1, items.total / (int64_t{8} * omp_get_max_threads()));
   const uint64_t pass = ++g_pass_number;
 #pragma omp parallel for schedule(dynamic, block)
   for (int64_t i = 0; i < items.total; ++i) {
@@ -586,7 +586,7 @@ void gradients_by_phase(const ChunkAttentionParams& p, bool bf16) {
     gradients_item(p, i / nc, i % nc, state, bf16, written[lookback] == 0, written[i] == 0, carry);
     written[lookback] = written[i] = 1;
   };
-  const int64_t rounds_of_blocks = 4 * omp_get_max_threads();
+  const int64_t rounds_of_blocks = int64_t{4} * omp_get_max_threads();
   const int64_t block = std::max<int64_t>(2, (total + rounds_of_blocks - 1) / rounds_of_blocks);
   const int64_t blocks = (total + block - 1) / block;
   // The second round's items by phase: even chunks, odd ones, the last when their count is odd.

@@ -294,7 +294,9 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
   static void one_in_fixed_blocks(const GemmDesc& d, const float* a, const float* b, float* c) {
     const bool cut_columns = d.n >= d.m;
     const int64_t extent = cut_columns ? d.n : d.m;
-    const int64_t block = std::max<int64_t>(64, (extent + 16 * 64 - 1) / (16 * 64) * 64);
+    constexpr int64_t kBlocks = 16, kMinBlock = 64;
+    const int64_t block =
+        std::max(kMinBlock, (extent + kBlocks * kMinBlock - 1) / (kBlocks * kMinBlock) * kMinBlock);
     const int64_t blocks = (extent + block - 1) / block;
     auto run_block = [&](int64_t i) {
       const int64_t first = i * block;

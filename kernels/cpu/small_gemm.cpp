@@ -4,6 +4,9 @@
 #include <libxsmm.h>
 
 #include <array>
+#include <climits>
+
+#include "base/error.h"
 #endif
 
 namespace rf::cpu {
@@ -21,6 +24,12 @@ struct ProductKey {
   }
 };
 
+// libxsmm's sizes are ints; a tile's are far smaller.
+libxsmm_blasint blasint(int64_t v) {
+  RF_CHECK(v >= 0 && v <= INT32_MAX, "a small product's size ", v, " is beyond libxsmm's int");
+  return static_cast<libxsmm_blasint>(v);
+}
+
 // libxsmm_smmdispatch looks kernels up in a shared registry; a pass uses a handful of shapes, so
 // each thread keeps the last few kernels it asked for.
 struct KernelCache {
@@ -33,8 +42,8 @@ struct KernelCache {
       if (keys[e] == key) return kernels[e];
     // Row-major C = A B is column-major C^T = B^T A^T: libxsmm's A is our B, its B our A (its
     // B transposed when ours is stored transposed).
-    const libxsmm_blasint m = key.n, n = key.m, k = key.k;
-    const libxsmm_blasint lda = key.ldb, ldb = key.lda, ldc = key.ldc;
+    const libxsmm_blasint m = blasint(key.n), n = blasint(key.m), k = blasint(key.k);
+    const libxsmm_blasint lda = blasint(key.ldb), ldb = blasint(key.lda), ldc = blasint(key.ldc);
     const float alpha = 1.0f, beta = key.accumulate ? 1.0f : 0.0f;
     const int flags = key.transposed_a ? LIBXSMM_GEMM_FLAG_TRANS_B : LIBXSMM_GEMM_FLAG_NONE;
     const int prefetch = LIBXSMM_GEMM_PREFETCH_NONE;

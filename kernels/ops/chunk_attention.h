@@ -486,28 +486,28 @@ struct UngatherAttentionGrads {
       for (int64_t x = 0; x < p.d; ++x) rows[row + x] = scale * g[x];
     }
   }
+  // out = the sum of position t's rows of the slot-major `rows` over the rounds, in order
+  // (n_rounds >= 1), each row a contiguous loop.
+  RF_HD void sum_rounds(const float* rows, int64_t s, int64_t t, float* out) const {
+    const float* first = rows + round_slot(p, undo, s, 0, t) * p.d;
+    for (int64_t x = 0; x < p.d; ++x) out[x] = first[x];
+    for (int64_t r = 1; r < n_rounds; ++r) {
+      const float* row = rows + round_slot(p, undo, s, r, t) * p.d;
+      for (int64_t x = 0; x < p.d; ++x) out[x] += row[x];
+    }
+  }
   RF_HD void operator()(int64_t i) const {
     const int64_t s = i / p.layout.seq_len, t = i % p.layout.seq_len;
     const int64_t key_row = p.key_row_offset(s, t, ldg);
     float gq[kMaxHeadDim], gk[kMaxHeadDim], gv[kMaxHeadDim];
-    for (int64_t r = 0; r < n_rounds; ++r) {  // rounds in order, each row a contiguous loop
-      const int64_t slot = round_slot(p, undo, s, r, t);
-      const float* k_round = p.dk + slot * p.d;
-      const float* v_round = p.dv + slot * p.d;
-      for (int64_t x = 0; x < p.d; ++x) {
-        gk[x] = r == 0 ? k_round[x] : gk[x] + k_round[x];
-        gv[x] = r == 0 ? v_round[x] : gv[x] + v_round[x];
-      }
-    }
+    sum_rounds(p.dk, s, t, gk);
+    sum_rounds(p.dv, s, t, gv);
     if (t < p.memory_len) {  // a memory position: no query (separate keys only)
       store(dk, bf16.dk, key_row, gk, p.key_scale);
       store(dv, bf16.dv, key_row, gv, 1.0f);
       return;
     }
-    for (int64_t r = 0; r < n_rounds; ++r) {
-      const float* q_round = p.dq + round_slot(p, undo, s, r, t) * p.d;
-      for (int64_t x = 0; x < p.d; ++x) gq[x] = r == 0 ? q_round[x] : gq[x] + q_round[x];
-    }
+    sum_rounds(p.dq, s, t, gq);
     const int64_t row = p.row_offset(s, t, ldg);
     if (p.key_scales) {
       // key = q * inv, inv = (|q|^2 + d eps)^(-1/2): dq += g inv - q (g . q) inv^3.

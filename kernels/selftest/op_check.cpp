@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "base/philox.h"
+#include "kernels/fast_math.h"
 #include "kernels/ops/bf16_round.h"
 
 namespace rf::selftest {
@@ -134,7 +135,7 @@ Comparison Checker::compare_bf16_rounding(const std::string& op, const std::stri
         unpacked_bf16(bf16.floats.at(output + "_bf16"), static_cast<int64_t>(want.size()));
     int64_t differ = 0;
     for (size_t i = 0; i < want.size(); ++i)
-      differ += std::memcmp(&got[i], &want[i], sizeof(float)) != 0;
+      differ += bits_of_float(got[i]) != bits_of_float(want[i]);  // (NaN equals its own bits)
     const double error =
         want.empty() ? 0.0 : static_cast<double>(differ) / static_cast<double>(want.size());
     if (worst.output.empty() || error > worst.error) {

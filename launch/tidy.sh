@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# clang-tidy over the project's C++ sources, with the checks .clang-tidy names (and says why);
+# any warning fails. Builds first when the build folder has no compile_commands.json.
+#   launch/tidy.sh            the libraries and commands: base/ kernels/ trainer/ data/ comms/
+#                             (CI runs this; each .cpp with the project headers it includes)
+#   launch/tidy.sh all        also tests/, bench/ and fuzz/ (about three times as long)
+#   launch/tidy.sh FILE.cpp   those files only
+# The CUDA sources (.cu, .cuh) are nvcc's and not checked. RF_BUILD_DIR overrides the build
+# folder; RF_TIDY_JOBS the number of clang-tidy processes (default: one per core).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$root/launch/setup.sh" tidy
+build="${RF_BUILD_DIR:-$root/build}"
+[ -f "$build/compile_commands.json" ] || "$root/launch/build.sh"
+[ -f "$build/compile_commands.json" ] ||
+  { echo "tidy: no $build/compile_commands.json after building" >&2; exit 1; }
+
+# Which sources: every .cpp the build compiles under the chosen folders, or the named files.
+scope="libraries"
+folders="base|kernels|trainer|data|comms"
+files=()
+if [ "${1:-}" = "all" ]; then
+  scope="everything"
+  folders="$folders|tests|bench|fuzz"
+elif [ $# -gt 0 ]; then
+  scope="named"
+  for f in "$@"; do
+    [ -f "$f" ] || { echo "tidy: no file '$f'" >&2; exit 2; }
+    files+=("$(cd "$(dirname "$f")" && pwd)/$(basename "$f")")
+  done
+fi
+if [ ${#files[@]} -eq 0 ]; then
+  mapfile -t files < <(python3 - "$build/compile_commands.json" "$root" "$folders" <<'EOF'
+import json, re, sys
+commands, root, folders = sys.argv[1], sys.argv[2], sys.argv[3]
+pattern = re.compile(r"^" + re.escape(root) + r"/(" + folders + r")/.*\.cpp$")
+print("\n".join(sorted({e["file"] for e in json.load(open(commands)) if pattern.match(e["file"])})))
+EOF
+  )
+fi
+[ ${#files[@]} -gt 0 ] || { echo "tidy: no sources to check" >&2; exit 1; }
+
+jobs="${RF_TIDY_JOBS:-$(nproc)}"
+log="$(mktemp -d)"
+trap 'rm -rf "$log"' EXIT
+# The build's commands less the GCC options clang does not know (clang-tidy would stop at them and
+# check nothing in that file), in $log/compile_commands.json.
+python3 - "$build/compile_commands.json" "$log/compile_commands.json" <<'EOF'
+import json, shlex, sys
+gcc_only = {"-fno-tree-loop-distribute-patterns"}
+entries = json.load(open(sys.argv[1]))
+for e in entries:
+    args = e.pop("arguments", None) or shlex.split(e.pop("command"))
+    e["arguments"] = [a for a in args if a not in gcc_only]
+json.dump(entries, open(sys.argv[2], "w"))
+EOF
+echo "tidy: $(clang-tidy --version | grep -o 'version [0-9.]*'), ${#files[@]} files ($scope), $jobs at a time"
+# Each file's findings go to its own log; a line per file shows progress with an ETA.
+export root build log
+start=$SECONDS
+printf '%s\n' "${files[@]}" | nl -ba -w1 -s' ' |
+  xargs -P "$jobs" -L 1 bash -c '
+    i="$0"; f="$1"
+    out="$log/$i.txt"
+    clang-tidy -p "$log" --quiet \
+      --header-filter="^$root/(base|kernels|trainer|data|comms|tests|bench|fuzz)/" \
+      --extra-arg=-Wno-unknown-warning-option "$f" > "$out" 2>&1 || true
+    grep -q "warning:\|error:" "$out" && status="FINDINGS" || { status="ok"; rm -f "$out"; }
+    echo "$i ${f#$root/} $status"
+  ' | while read -r i f status; do
+    done_count=$(( ${done_count:-0} + 1 ))
+    elapsed=$(( SECONDS - start ))
+    eta=$(( elapsed * (${#files[@]} - done_count) / done_count ))
+    echo "tidy: [$done_count/${#files[@]}] $f $status (ETA ${eta} s)"
+  done
+
+# The findings, each once (a header's show up in every file that includes it).
+findings="$(cat "$log"/*.txt 2>/dev/null | grep -E "(warning|error): " | sort -u || true)"
+if [ -n "$findings" ]; then
+  cat "$log"/*.txt | grep -v "^[0-9]* warnings\? generated\.$" >&2 || true
+  echo "tidy: $(wc -l <<< "$findings") findings (above), in $((SECONDS - start)) s:" >&2
+  sed "s|^$root/||" <<< "$findings" >&2
+  exit 1
+fi
+echo "tidy: no findings in ${#files[@]} files, $((SECONDS - start)) s"
