@@ -173,8 +173,8 @@ float pattern(int rank, size_t i) {
   return static_cast<float>(rank + 1) + static_cast<float>(i % 7);
 }
 float pattern_sum(int ranks, size_t i) {
-  return static_cast<float>(ranks * (ranks + 1) / 2) +
-         static_cast<float>(ranks) * static_cast<float>(i % 7);
+  const int triangle = ranks * (ranks + 1) / 2;  // 1 + 2 + ... + ranks
+  return static_cast<float>(triangle) + static_cast<float>(ranks) * static_cast<float>(i % 7);
 }
 
 struct SizeResult {

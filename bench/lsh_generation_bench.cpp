@@ -59,7 +59,7 @@ int run(const std::string& argument, int64_t sequences) {
     for (int64_t j = copy + 1; j <= S; ++j) cached.agree += outputs[0][j] == outputs[1][j];
     if (isatty(2))
       std::fprintf(stderr, "\rlsh_generation_bench: %lld/%lld sequences",
-                   static_cast<long long>(i + 1), static_cast<long long>(sequences));
+                   static_cast<long long>(i) + 1, static_cast<long long>(sequences));
   }
   if (isatty(2)) std::fprintf(stderr, "\n");
   const double copied = static_cast<double>(sequences * (S - copy));

@@ -40,7 +40,7 @@ const std::string& scratch_dir() {
 }
 
 std::string write_scratch_file(const std::string& name, const uint8_t* data, size_t size) {
-  const std::string path = scratch_dir() + "/" + name;
+  std::string path = scratch_dir() + "/" + name;
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
   out.close();

@@ -20,7 +20,7 @@ Result run(const std::string& args) {
 }
 
 std::string write_file(const std::string& dir, const std::string& name, const std::string& text) {
-  const std::string path = dir + "/" + name;
+  std::string path = dir + "/" + name;
   std::ofstream(path) << text;
   return path;
 }

@@ -76,7 +76,7 @@ class Comms : public ::testing::Test {
 
   // The last `n` entries of the completion log.
   std::vector<std::string> last_completed(size_t n) {
-    const std::vector<std::string> log = mpi_completed_collectives(comm());
+    std::vector<std::string> log = mpi_completed_collectives(comm());
     if (log.size() < n) return log;
     return {log.end() - static_cast<std::ptrdiff_t>(n), log.end()};
   }

@@ -147,7 +147,7 @@ TEST(DiskFull, MetricsLinesAreWholeOrAbsentAndTheFailureIsReportedOnce) {
 std::string write_run_config(const std::string& dir, const std::string& out_dir) {
   const Config cfg = test::short_run_config(
       out_dir, 8, 2, {"train.checkpoint_every=2", "train.log_every=1", "train.keep_checkpoints=5"});
-  const std::string path = dir + "/run.yaml";
+  std::string path = dir + "/run.yaml";
   std::ofstream(path) << cfg.source_text;
   return path;
 }

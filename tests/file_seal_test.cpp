@@ -37,7 +37,7 @@ std::string error_of(const std::function<void()>& f) {
 
 // A sealed shard of `tokens` byte tokens, as prepare writes one.
 std::string sealed_shard(const std::string& dir, int64_t tokens) {
-  const std::string path = dir + "/shard.h5";
+  std::string path = dir + "/shard.h5";
   ShardWriter writer(path, 256, kBytesTokenizer, "train", tokens);
   std::vector<uint8_t> data(static_cast<size_t>(tokens));
   for (int64_t i = 0; i < tokens; ++i) data[static_cast<size_t>(i)] = static_cast<uint8_t>(i * 7);
@@ -108,7 +108,8 @@ TEST(FileSeal, DamagedCheckpointsAreRefusedWithTheirNameAndResumeTakesTheOlderOn
   write_bytes(newest, bytes);
   const std::string e = error_of([&] { checkpoint_config_text(newest); });
   EXPECT_NE(e.find("'" + newest + "' is damaged"), std::string::npos) << e;
-  EXPECT_EQ(find_latest_checkpoint(checkpoint_dir(dir)), checkpoint_dir(dir) + "/" + checkpoint_file_name(2));
+  EXPECT_EQ(find_latest_checkpoint(checkpoint_dir(dir)),
+            checkpoint_dir(dir) + "/" + checkpoint_file_name(2));
 }
 
 }  // namespace

@@ -51,7 +51,7 @@ std::vector<std::string> small_model(const std::string& attention, const std::st
 
 // Trains a small model for a few steps; returns its run directory.
 std::string trained_run(const std::vector<std::string>& model) {
-  const std::string dir = test::fresh_dir("run");
+  std::string dir = test::fresh_dir("run");
   const Config base = test::short_run_config(dir, 12, 3, model);
   test::train_quietly(base);
   return dir;
@@ -126,7 +126,9 @@ struct ExportCase {
 };
 
 // (Named by its settings in test listings, rather than by the bytes of its pointers.)
-void PrintTo(const ExportCase& c, std::ostream* out) { *out << c.attention << " " << c.position; }
+void PrintTo(const ExportCase& c, std::ostream* out) {
+  *out << c.attention << " " << c.position;
+}
 
 class HfExport : public ::testing::TestWithParam<ExportCase> {};
 

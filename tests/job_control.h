@@ -96,7 +96,7 @@ inline bool wait_for_file(const std::string& path, double limit) {
 
 // A tiny experiment (2 layers of width 32, 64 tokens) written to DIR/job.yaml; returns its path.
 inline std::string write_tiny_job_config(const std::string& dir) {
-  const std::string path = dir + "/job.yaml";
+  std::string path = dir + "/job.yaml";
   std::ofstream(path) << R"(model:
   vocab_size: 32
   d_model: 32

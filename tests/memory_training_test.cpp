@@ -253,7 +253,7 @@ TEST(MemoryTraining, LanesReadConsecutiveWindowsOfTheirOwnStream) {
 std::string write_text(const std::string& dir) {
   std::string text;
   for (int i = 0; i < 400; ++i) text += "line " + std::to_string(i * 7919 % 1000) + " of text\n";
-  const std::string path = dir + "/text.txt";
+  std::string path = dir + "/text.txt";
   std::ofstream(path) << text;
   return path;
 }

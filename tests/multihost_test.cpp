@@ -103,7 +103,7 @@ std::string lose_host_one(const std::string& dir, const std::string& cfg, const 
   fault(state, action + " 1");
   double seconds = 0;
   const int code = wait_exit(job, 120, &seconds);
-  const std::string log = read_text(dir + "/job.log");
+  std::string log = read_text(dir + "/job.log");
   EXPECT_NE(code, -1) << "the job did not end within 120 s of '" << action << "'\n" << log;
   EXPECT_NE(code, 0) << log;
   EXPECT_LT(seconds, kCollectiveTimeout + kEndMargin) << log;

@@ -35,7 +35,7 @@ std::string read_file(const std::string& path) {
 std::string corpus(const std::string& shakespeare, const std::string& dir) {
   const std::string text = read_file(shakespeare);
   EXPECT_GT(text.size(), 300000u) << "Tiny Shakespeare is missing";
-  const std::string path = dir + "/corpus.txt";
+  std::string path = dir + "/corpus.txt";
   std::ofstream(path, std::ios::binary)
       << text.substr(0, 300000) << "\tcaf\xC3\xA9  \xE2\x82\xAC end\n";
   return path;

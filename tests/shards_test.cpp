@@ -138,7 +138,7 @@ std::string hand_written_manifest(const std::string& dir, const std::string& sha
   m.vocab_size = vocab;
   m.tokenizer = "bytes";
   m.train.push_back({dir + "/" + shard, tokens, checksum});
-  const std::string path = dir + "/manifest.yaml";
+  std::string path = dir + "/manifest.yaml";
   write_manifest(m, path);
   return path;
 }
@@ -173,7 +173,7 @@ void flip_token(const std::string& path, int64_t position) {
 
 TEST(PrepareText, WindowsEqualInputBytesAcrossShards) {
   const ScratchDir scratch("text");
-  const std::string dir = scratch.path();
+  const std::string& dir = scratch.path();
   const std::string a = pseudo_text(6000, 1), b = pseudo_text(4003, 2);
   const std::string text = a + b;  // two inputs are concatenated in order
   std::ostringstream progress;
@@ -212,7 +212,7 @@ TEST(PrepareText, WindowsEqualInputBytesAcrossShards) {
 TEST(PrepareText, RealTextWindowsAtShardBoundaries) {
   RF_TINY_SHAKESPEARE_OR_SKIP(input);
   const ScratchDir scratch("shakespeare");
-  const std::string dir = scratch.path();
+  const std::string& dir = scratch.path();
   std::ostringstream progress;
   prepare_shards(text_options({input}, dir, 4), progress);
   const Manifest m = read_manifest(dir + "/manifest.yaml");
@@ -242,7 +242,7 @@ TEST(PrepareText, RealTextWindowsAtShardBoundaries) {
 
 TEST(PrepareSynthetic, WindowsEqualGeneratedWindows) {
   const ScratchDir scratch("synthetic");
-  const std::string dir = scratch.path();
+  const std::string& dir = scratch.path();
   PrepareOptions o;
   o.synthetic = "duplication";
   o.output_dir = dir;
@@ -315,7 +315,7 @@ TEST(PrepareSafety, RefusesToOverwriteAManifest) {
 
 TEST(PrepareSafety, RefusesToOverwriteAShardFile) {
   const ScratchDir scratch("overwrite_shard");
-  const std::string dir = scratch.path();
+  const std::string& dir = scratch.path();
   write_file(dir + "/train-00000.h5", "precious");
   const std::string input = write_file(dir + "/in.txt", pseudo_text(2000, 3));
   std::ostringstream progress;
@@ -326,7 +326,7 @@ TEST(PrepareSafety, RefusesToOverwriteAShardFile) {
 
 TEST(PrepareSafety, BadInputsLeaveNoManifest) {
   const ScratchDir scratch("bad_inputs");
-  const std::string dir = scratch.path();
+  const std::string& dir = scratch.path();
   const std::string good = write_file(dir + "/good.txt", pseudo_text(5000, 4));
   std::ostringstream progress;
   expect_error(
@@ -353,7 +353,7 @@ TEST(PrepareSafety, FailureMidwayRemovesEverything) {
   if (!fs::exists(liar) || fs::file_size(liar) <= read_text(liar).size())
     GTEST_SKIP() << "no sysfs file whose size exceeds its content";
   const ScratchDir scratch("midway");
-  const std::string dir = scratch.path();
+  const std::string& dir = scratch.path();
   const std::string good = write_file(dir + "/good.txt", pseudo_text(200000, 6));
   std::ostringstream progress;
   expect_error(
@@ -369,7 +369,7 @@ TEST(PrepareSafety, FailureMidwayRemovesEverything) {
 
 TEST(ShardErrors, ManifestMissingOrMalformed) {
   const ScratchDir scratch("manifest_errors");
-  const std::string dir = scratch.path();
+  const std::string& dir = scratch.path();
   expect_error([&] { read_manifest(dir + "/manifest.yaml"); }, {"manifest.yaml", "not exist"});
   write_file(dir + "/bad.yaml", "train: [unclosed\n");
   expect_error([&] { read_manifest(dir + "/bad.yaml"); }, {"bad.yaml", "YAML"});
@@ -406,7 +406,7 @@ TEST(ShardErrors, NotHdf5) {
 
 TEST(ShardErrors, WrongDtype) {
   const ScratchDir scratch("dtype");
-  const std::string dir = scratch.path();
+  const std::string& dir = scratch.path();
   const std::vector<float> values(100, 1.0f);
   Hdf5File file = Hdf5File::create(dir + "/floats.h5");
   file.write("tokens", H5T_NATIVE_FLOAT, values.data(), 100);
@@ -419,7 +419,7 @@ TEST(ShardErrors, WrongDtype) {
 
 TEST(ShardErrors, WrongRank) {
   const ScratchDir scratch("rank");
-  const std::string dir = scratch.path();
+  const std::string& dir = scratch.path();
   const std::string path = dir + "/matrix.h5";
   const hid_t file = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   const hsize_t dims[2] = {4, 25};
@@ -461,7 +461,7 @@ TEST(ShardErrors, VocabularyLargerThanModel) {
 
 TEST(ShardErrors, TokenAboveModelVocabularyNamesPosition) {
   const ScratchDir scratch("token_range");
-  const std::string dir = scratch.path();
+  const std::string& dir = scratch.path();
   std::vector<uint8_t> values(100, 7);
   values[37] = 200;  // the shard claims vocab_size 50
   Hdf5File file = Hdf5File::create(dir + "/liar.h5");

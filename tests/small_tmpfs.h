@@ -58,12 +58,11 @@ class SmallTmpfs {
 
   // Writes a file `name` until the filesystem has no space left; returns its path.
   std::string fill(const std::string& name = "filler") {
-    const std::string file = path_ + "/" + name;
+    std::string file = path_ + "/" + name;
     const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
     EXPECT_GE(fd, 0) << file << ": " << std::strerror(errno);
     const std::vector<char> block(64 * 1024, 'x');
-    ssize_t n = 0;
-    while ((n = ::write(fd, block.data(), block.size())) > 0) {
+    while (::write(fd, block.data(), block.size()) > 0) {
     }
     EXPECT_EQ(errno, ENOSPC) << "filling " << file << " stopped with " << std::strerror(errno);
     ::close(fd);

@@ -234,7 +234,7 @@ void write_checkpoint_without_second_moments(const std::string& source, const st
 // A run directory whose two checkpoints (steps 2 and 4) are both damaged: step 4 cut short,
 // step 2 lacking its second moments (it holds another seed's parameters).
 std::string run_with_only_damaged_checkpoints(const std::vector<std::string>& settings) {
-  const std::string dir = test::fresh_dir("run");
+  std::string dir = test::fresh_dir("run");
   train(run_config(dir, settings), "", 4);
   const std::string other = test::fresh_dir("other_seed");
   train(run_config(other, {"train.seed=11", "train.checkpoint_every=2"}), "", 2);

@@ -34,7 +34,9 @@
 
 // --- the CUDA vocabulary, for the host compiler ------------------------------------------------
 // (The kernels' `#pragma unroll` is nvcc's: files that include this one build with
-// -Wno-unknown-pragmas, tests/CMakeLists.txt.)
+// -Wno-unknown-pragmas, tests/CMakeLists.txt.) CUDA's names are reserved identifiers in C++;
+// defining them is the point here.
+// NOLINTBEGIN(bugprone-reserved-identifier)
 #define __global__
 #define __device__
 #define __host__
@@ -98,6 +100,7 @@ T __shfl_xor_sync(unsigned mask, T value, int lane_mask, int width = rf::warpSiz
   return rf::emulated_cuda::shuffle(mask, value, lane_mask, width,
                                     rf::emulated_cuda::ShuffleKind::kXor);
 }
+// NOLINTEND(bugprone-reserved-identifier)
 
 namespace rf::emulated_cuda {
 
