@@ -93,10 +93,8 @@ struct RngStream {
   // Standard normal for element i (Box-Muller over one Philox block, two normals per block half).
   RF_HD float normal(uint64_t i) const {
     const Philox4 r = block(i >> 2);
-    // (Words 0-1 or 2-3 by a select: an index computed at run time would put the block in a GPU
-    // thread's local memory.)
-    const bool second_pair = (i >> 1) & 1;
-    const uint32_t w1 = second_pair ? r.v[2] : r.v[0], w2 = second_pair ? r.v[3] : r.v[1];
+    const uint32_t first = 2 * static_cast<uint32_t>((i >> 1) & 1);  // words 0-1 or 2-3
+    const uint32_t w1 = word(r, first), w2 = word(r, first + 1);
     const float u1 = (static_cast<float>(w1 >> 8) + 1.0f) * (1.0f / 16777216.0f);
     const float u2 = static_cast<float>(w2 >> 8) * (1.0f / 16777216.0f);
     const float radius = sqrtf(-2.0f * logf(u1));

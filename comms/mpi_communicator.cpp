@@ -423,7 +423,7 @@ PartCall all_reduce_with(MPI_Op op) {
 
 void MpiCommunicator::all_reduce_sum(void* data, size_t count, DType type) {
   check_span(data, count);
-  MPI_Op sum = type == DType::kUint8 ? uint8_sum_ : MPI_SUM;
+  const MPI_Op sum = type == DType::kUint8 ? uint8_sum_ : MPI_SUM;
   wait_for(enqueue_in_parts("all-reduce (sum) of " + values_text(count, type), data, count, type,
                             all_reduce_with(sum), nullptr));
 }
@@ -512,7 +512,7 @@ uint64_t MpiCommunicator::enqueue_in_parts(const std::string& what, void* data, 
   const size_t value_bytes = dtype_size(type);
   const size_t per_part = kMaxBytesPerCall / value_bytes;
   const size_t parts = count == 0 ? 1 : (count + per_part - 1) / per_part;
-  MPI_Datatype mpi = mpi_type(type);  // (a handle: `const` would make the pointer const)
+  const MPI_Datatype mpi = mpi_type(type);
   uint64_t ticket = 0;
   for (size_t p = 0; p < parts; ++p) {
     void* part = static_cast<char*>(data) + p * per_part * value_bytes;
