@@ -342,7 +342,7 @@ int run(const Options& options) {
 }  // namespace
 }  // namespace rf
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   rf::Options options;
   CLI::App app{"allreduce_bench: all-reduce bandwidth of the communicators (nccl-tests columns)"};
   app.add_option("--communicator", options.communicator,
@@ -365,4 +365,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }
+} catch (const std::exception& e) {  // (what escapes the above: CLI11's setup, an allocation)
+  std::fprintf(stderr, "allreduce_bench: %s\n", e.what());
+  return 1;
 }

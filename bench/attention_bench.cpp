@@ -145,7 +145,7 @@ int run(const Shape& s, int reps, int threads, Device device, GemmPrecision prec
 }  // namespace
 }  // namespace rf
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   CLI::App app{"times the fused chunk-attention passes (forward, gradients) on LSH-like orders"};
   rf::Shape shape;
   int reps = 21, threads = 0;
@@ -172,4 +172,7 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;
   }
+} catch (const std::exception& e) {  // (what escapes the above: CLI11's setup, an allocation)
+  std::fprintf(stderr, "attention_bench: %s\n", e.what());
+  return 1;
 }

@@ -68,8 +68,10 @@ int run(const std::string& argument, int64_t sequences) {
       "\"copy_tokens\": %lld, \"uncached_copy_accuracy\": %.4f, \"cached_copy_accuracy\": %.4f, "
       "\"agreement\": %.4f, \"uncached_tokens_per_s\": %.1f, \"cached_tokens_per_s\": %.1f}\n",
       path.c_str(), static_cast<long long>(sequences), static_cast<long long>(S - copy),
-      uncached.right / copied, cached.right / copied, cached.agree / copied,
-      uncached.tokens / uncached.seconds, cached.tokens / cached.seconds);
+      static_cast<double>(uncached.right) / copied, static_cast<double>(cached.right) / copied,
+      static_cast<double>(cached.agree) / copied,
+      static_cast<double>(uncached.tokens) / uncached.seconds,
+      static_cast<double>(cached.tokens) / cached.seconds);
   return 0;
 }
 

@@ -121,7 +121,7 @@ double peak_rss_gib() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   CLI::App app{"times training steps of a config"};
   std::string config_path;
   std::vector<std::string> overrides;
@@ -298,4 +298,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   return 0;
+} catch (const std::exception& e) {  // (what escapes the above: CLI11's setup, an allocation)
+  std::fprintf(stderr, "step_bench: %s\n", e.what());
+  return 1;
 }

@@ -68,7 +68,8 @@ void run_amx(int rounds, int calls) {
 int run(int rounds, int calls) {
   std::mt19937 gen(7);
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
-  std::vector<float> a(128 * 128), b(128 * 128), c(128 * 128);
+  constexpr size_t kOperand = size_t{128} * 128;
+  std::vector<float> a(kOperand), b(kOperand), c(kOperand);
   for (float& x : a) x = uniform(gen);
   for (float& x : b) x = uniform(gen);
   for (int64_t d : {16, 32, 64, 128}) {
@@ -97,7 +98,7 @@ int run(int rounds, int calls) {
         libxsmm.push_back(seconds_per_call([&] { product(false); }, calls));
         loops.push_back(seconds_per_call([&] { product(true); }, calls));
       }
-      const double flop = 2.0 * t.m * t.n * t.k;
+      const double flop = 2.0 * static_cast<double>(t.m * t.n * t.k);
       const double x = flop / median(libxsmm) * 1e-9, l = flop / median(loops) * 1e-9;
       std::printf(
           "{\"product\": \"%s\", \"m\": %lld, \"n\": %lld, \"k\": %lld, \"libxsmm_kernel\": %s, "
@@ -113,7 +114,7 @@ int run(int rounds, int calls) {
 }  // namespace
 }  // namespace rf
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   CLI::App app{
       "times the CPU attention tiles' products: fp32 in libxsmm against the loops; bf16 on AMX"};
   int rounds = 9, calls = 2000;
@@ -121,4 +122,7 @@ int main(int argc, char** argv) {
   app.add_option("--calls", calls, "calls per round")->check(CLI::Range(1, 10000000));
   CLI11_PARSE(app, argc, argv);
   return rf::run(rounds, calls);
+} catch (const std::exception& e) {  // (what escapes the above: CLI11's setup, an allocation)
+  std::fprintf(stderr, "tile_gemm_bench: %s\n", e.what());
+  return 1;
 }

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # clang-tidy over the project's C++ sources, with the checks .clang-tidy names (and says why);
 # any warning fails. Builds first when the build folder has no compile_commands.json.
-#   launch/tidy.sh            the libraries and commands: base/ kernels/ trainer/ data/ comms/
-#                             (CI runs this; each .cpp with the project headers it includes)
+#   launch/tidy.sh            the libraries and commands: base/ kernels/ trainer/ data/ comms/,
+#                             and tests/emulated_cuda/, which compiles the CUDA kernels
+#                             (kernels/cuda/*.cuh) for the host (CI runs this; each .cpp with the
+#                             project headers it includes)
 #   launch/tidy.sh all        also tests/, bench/ and fuzz/ (about three times as long)
 #   launch/tidy.sh FILE.cpp   those files only
-# The CUDA sources (.cu, .cuh) are nvcc's and not checked. RF_BUILD_DIR overrides the build
-# folder; RF_TIDY_JOBS the number of clang-tidy processes (default: one per core).
+# The .cu files are nvcc's and not checked; the kernels' headers (.cuh) are, as the tests'
+# emulation compiles them for the host (their device-only branches, under __CUDA_ARCH__, are not).
+# RF_BUILD_DIR overrides the build folder; RF_TIDY_JOBS the number of clang-tidy processes
+# (default: one per core).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/launch/setup.sh" tidy
@@ -17,11 +21,11 @@ build="${RF_BUILD_DIR:-$root/build}"
 
 # Which sources: every .cpp the build compiles under the chosen folders, or the named files.
 scope="libraries"
-folders="base|kernels|trainer|data|comms"
+folders="base|kernels|trainer|data|comms|tests/emulated_cuda"
 files=()
 if [ "${1:-}" = "all" ]; then
   scope="everything"
-  folders="$folders|tests|bench|fuzz"
+  folders="base|kernels|trainer|data|comms|tests|bench|fuzz"
 elif [ $# -gt 0 ]; then
   scope="named"
   for f in "$@"; do

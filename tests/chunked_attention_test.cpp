@@ -96,7 +96,7 @@ TEST(LshArgmax, VectorisedArgmaxPicksWhatTheScanPicks) {
   for (float& x : projected) x = uniform(gen);
   std::vector<int32_t> want(static_cast<size_t>(int64_t{2} * n)), got(want.size());
   op.projected = projected.data();
-  op.ldp = 2 * 48;
+  op.ldp = 96;  // (two rows of 48)
   op.seq_len = n;
   op.first = 0;
   op.rows = n;

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 
 #include "tests/run_fixture.h"
 #include "tests/test_corpus.h"
@@ -231,8 +232,10 @@ TEST(CommandLine, NoReportFlagAndTrainReportFalseSkipTheReport) {
   const std::string dir = test::fresh_dir("run");
   const std::string cfg = write_file(dir, "tiny.yaml", kTinyYaml);
   for (const std::string skip : {"--no-report", "--set train.report=false"}) {
-    const Result t = run("train --config " + cfg + " --set train.out_dir=" + dir + "/out" +
-                         std::to_string(skip.size()) + " " + skip);
+    std::ostringstream command;
+    command << "train --config " << cfg << " --set train.out_dir=" << dir << "/out" << skip.size()
+            << " " << skip;
+    const Result t = run(command.str());
     ASSERT_EQ(t.exit_code, 0) << skip << ":\n" << t.out;
     EXPECT_NE(t.out.find("step      5/5"), std::string::npos) << t.out;
     EXPECT_NE(t.out.find("saved "), std::string::npos) << t.out;

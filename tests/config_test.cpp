@@ -424,7 +424,7 @@ TEST(Config, AutoChunksDependOnTheDevice) {
   EXPECT_EQ(gpu.ff_chunking().rows(65536), 65536);
   EXPECT_EQ(gpu.head_chunking().rows(65536), 65536);
   // d_ff 1024: 12 KiB of activations per row, so 2 GiB hold 174,762 rows.
-  EXPECT_EQ(gpu.ff_chunking().rows(int64_t{1} << 20), (int64_t{2} << 30) / (3 * 1024 * 4));
+  EXPECT_EQ(gpu.ff_chunking().rows(int64_t{1} << 20), (int64_t{2} << 30) / (int64_t{3} * 1024 * 4));
   const Config fixed = load("model:\n  ff_chunk: 300\n  head_chunk: 0\nruntime:\n  device: cuda\n");
   EXPECT_EQ(fixed.ff_chunking().rows(4096), 300);
   EXPECT_EQ(fixed.head_chunking().rows(4096), 4096);

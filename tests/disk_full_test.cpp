@@ -71,8 +71,9 @@ TEST(DiskFull, CheckpointThatDoesNotFitIsAClearErrorAndLeavesThePreviousOne) {
     } catch (const Error& e) {
       const std::string m = e.what();
       EXPECT_EQ(m.find('\n'), std::string::npos) << m;
-      EXPECT_NE(m.find("cannot write checkpoint '" + dir + "/" + name + "'"), std::string::npos)
-          << m;
+      std::string expected = "cannot write checkpoint '";
+      expected.append(dir).append("/").append(name).append("'");
+      EXPECT_NE(m.find(expected), std::string::npos) << m;
       EXPECT_NE(m.find("No space left on device"), std::string::npos) << m;
     }
     EXPECT_EQ(names_in(dir), std::vector<std::string>{"step-00000002.h5"}) << "a partial file left";
@@ -93,7 +94,7 @@ TEST(DiskFull, CheckpointThatDoesNotFitIsAClearErrorAndLeavesThePreviousOne) {
 TEST(DiskFull, Hdf5DatasetThatDoesNotFitFailsItsWrite) {
   RF_SMALL_TMPFS_OR_SKIP(disk, kTmpfsBytes);
   const std::string filler = disk.fill();
-  free_space(filler, 2 * 4096);
+  free_space(filler, uintmax_t{2} * 4096);
   const std::string path = disk.path() + "/data.h5";
   Hdf5File file = Hdf5File::create(path);
   const std::vector<float> values(20000, 1.0f);
@@ -117,7 +118,7 @@ TEST(DiskFull, MetricsLinesAreWholeOrAbsentAndTheFailureIsReportedOnce) {
   MetricsLog log(path, false);
   std::string expected;
   for (int64_t step = 1; step <= 3; ++step) {
-    const JsonLine line = JsonLine().add("step", step).add("loss", 1.0 / step);
+    const JsonLine line = JsonLine().add("step", step).add("loss", 1.0 / static_cast<double>(step));
     ASSERT_TRUE(log.write(line));
     expected += line.str() + "\n";
   }

@@ -103,7 +103,7 @@ TEST(DataParallel, RecurrenceNRanksEqualOneRankWithNTimesTheBatch) {
     if (comm().is_root()) {
       JobComms single = single_process_comms();
       const TrainSummary serial =
-          run_training(recurrent(run + "_serial", 2 * n, 1), options, single);
+          run_training(recurrent(run + "_serial", int64_t{2} * n, 1), options, single);
       EXPECT_LT(test::relative_difference(test::checkpoint_params(parallel.final_checkpoint),
                                           test::checkpoint_params(serial.final_checkpoint)),
                 1e-5);

@@ -45,7 +45,7 @@ struct OrderScope {
 
 // --- the emulation's rules, on small kernels of the tests' own -----------------------------------
 
-constexpr int kShuffles = 8;
+constexpr size_t kShuffles = 8;
 
 // Each lane's reads of its warp: index (a fixed lane, and modulo the width), down and xor, over
 // the whole warp and over segments of 8.
@@ -94,7 +94,7 @@ __global__ void neighbour_kernel(int* out) {
 
 std::vector<int> neighbours(bool barrier, ThreadOrder order) {
   const OrderScope scope(order);
-  std::vector<int> out(2 * 64, -1);
+  std::vector<int> out(size_t{2} * 64, -1);
   Launch::kernel(barrier ? neighbour_kernel<true> : neighbour_kernel<false>, dim3(2), dim3(64),
                  out.data());
   return out;
@@ -102,7 +102,7 @@ std::vector<int> neighbours(bool barrier, ThreadOrder order) {
 
 // What neighbour_kernel writes with its barriers.
 std::vector<int> neighbours_seen() {
-  std::vector<int> want(2 * 64);
+  std::vector<int> want(size_t{2} * 64);
   for (int b = 0; b < 2; ++b)
     for (int t = 0; t < 64; ++t) want[b * 64 + t] = (t + 1) % 64 + 1000 * b;
   return want;
@@ -131,14 +131,14 @@ __global__ void other_warp_kernel(int* out) {
 
 std::vector<int> other_warps(bool barrier, ThreadOrder order) {
   const OrderScope scope(order);
-  std::vector<int> out(2 * 64, -1);
+  std::vector<int> out(size_t{2} * 64, -1);
   Launch::kernel(barrier ? other_warp_kernel<true> : other_warp_kernel<false>, dim3(2), dim3(64),
                  out.data());
   return out;
 }
 
 TEST(EmulatedCuda, WarpsRunOneAtATimeExposeAMissingBarrierBetweenWarps) {
-  std::vector<int> want(2 * 64);
+  std::vector<int> want(size_t{2} * 64);
   for (int b = 0; b < 2; ++b)
     for (int t = 0; t < 64; ++t) want[b * 64 + t] = (t + 32) % 64 + 1000 * b;
   for (ThreadOrder order :
@@ -173,7 +173,8 @@ TEST(EmulatedCuda, OrdersButTheAscendingOneRunTheBlocksLastToFirst) {
 // b + 128 w) and adds C (16 x 8 at c + 128 w) with the emulated mma.sync, each lane holding the
 // elements the PTX ISA's fragment layout gives it (written out here, apart from the emulation's).
 __global__ void mma_kernel(const float* a, const float* b, float* c) {
-  const int w = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
+  const int64_t w = threadIdx.x / 32;
+  const int lane = static_cast<int>(threadIdx.x % 32);
   const int g = lane / 4, q = lane % 4;
   const float* A = a + 256 * w;
   const float* B = b + 128 * w;
@@ -197,7 +198,8 @@ __global__ void mma_kernel(const float* a, const float* b, float* c) {
 // Small integers: every product and sum is exact in bf16 and fp32, so any order gives the same
 // bits.
 TEST(EmulatedCuda, TensorCoreProductsFollowThePtxFragmentLayout) {
-  std::vector<float> a(2 * 256), b(2 * 128), c(2 * 128), want(2 * 128);
+  std::vector<float> a(size_t{2} * 256), b(size_t{2} * 128), c(size_t{2} * 128),
+      want(size_t{2} * 128);
   uint32_t state = 12345;
   auto small = [&] {
     state = state * 1664525u + 1013904223u;
@@ -327,7 +329,7 @@ __global__ void stale_shared_kernel(float* out) {
 }
 
 TEST(EmulatedCuda, MarkedSharedMemoryStartsEachBlockAsNaN) {
-  std::vector<float> out(2 * 64);
+  std::vector<float> out(size_t{2} * 64);
   Launch::kernel(stale_shared_kernel, dim3(2), dim3(64), out.data());
   // Block 0 reads what it wrote (its later threads' marks did not fill it again); block 1, which
   // wrote nothing, reads NaN, not block 0's 1.

@@ -34,10 +34,12 @@ std::unique_ptr<Executor> gpu_or_skip_reason(std::string* reason,
   return make_cuda_executor(0, precision);
 }
 
+// NOLINTBEGIN(bugprone-macro-parentheses): `ex` is the name the macro declares
 #define RF_REQUIRE_GPU(ex)                                         \
   std::string skip_reason;                                         \
   std::unique_ptr<Executor> ex = gpu_or_skip_reason(&skip_reason); \
   if (!ex) GTEST_SKIP() << "GPU test skipped: " << skip_reason
+// NOLINTEND(bugprone-macro-parentheses)
 
 TEST(Gpu, GemmDescriptionsMatchTheCpu) {
   RF_REQUIRE_GPU(gpu);

@@ -275,6 +275,7 @@ void rewrite_weights(const std::string& hf,
                      const std::function<void(std::vector<NamedTensor>&)>& change) {
   const std::map<std::string, NamedTensor> read = read_safetensors(hf + "/model.safetensors");
   std::vector<NamedTensor> tensors;
+  tensors.reserve(read.size());
   for (const auto& [name, t] : read) tensors.push_back(t);
   change(tensors);
   write_safetensors(hf + "/model.safetensors", tensors, {{"format", "pt"}});

@@ -49,7 +49,8 @@ TEST(Learning, ByteModelOnTinyShakespeareBeatsUnigramEntropy) {
   std::map<uint8_t, double> counts;
   for (uint8_t b : bytes) counts[b] += 1;
   double entropy = 0;
-  for (const auto& [b, n] : counts) entropy -= n / bytes.size() * std::log2(n / bytes.size());
+  const auto total = static_cast<double>(bytes.size());
+  for (const auto& [b, n] : counts) entropy -= n / total * std::log2(n / total);
 
   const std::string dir = test::fresh_dir("run");
   const Config cfg =

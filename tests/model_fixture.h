@@ -29,7 +29,7 @@ inline void expect_param_gradients(ParamStore& store, const std::function<double
   auto check = [&](size_t offset, size_t count, const std::string& name, uint32_t seed) {
     std::vector<float> direction(store.size(), 0.0f);
     const std::vector<float> r = random_vector(count, seed);
-    std::copy(r.begin(), r.end(), direction.begin() + offset);
+    std::copy(r.begin(), r.end(), direction.begin() + static_cast<std::ptrdiff_t>(offset));
     const double analytic = dot(grads, direction);
     auto perturb = [&](float s) {
       std::vector<float> p = base;

@@ -69,7 +69,7 @@ TEST(ReversibleStack, RebuildsEachLayersInputsWithReplayedBucketsAndDropout) {
   const Config cfg = test::tiny_config({"model.dropout=0.3", "model.attention_dropout=0.3"});
   ReformerModel m(cfg, cpu());
   const TokenBatch batch = random_batch(cfg, 2, 3);
-  const int64_t n = batch.inputs.size() * cfg.model.d_model;
+  const int64_t n = static_cast<int64_t>(batch.inputs.size()) * cfg.model.d_model;
   std::vector<std::vector<float>> forward_inputs(cfg.model.n_layers);
   auto capture = [&](std::vector<std::vector<float>>& into) {
     return [&into, n](int64_t layer, const float* x1, const float* x2) {

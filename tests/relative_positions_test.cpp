@@ -64,7 +64,9 @@ std::vector<double> direct(const Shape& s, const std::vector<float>& x, const Te
     const int64_t dist = s.clamp > 0 ? std::min(d, s.clamp) : d;
     for (int64_t c = 0; c < s.D; ++c) {
       const int64_t f = c < s.D / 2 ? c : c - s.D / 2;
-      const double angle = dist * std::pow(10000.0, -2.0 * f / s.D);
+      const double angle =
+          static_cast<double>(dist) *
+          std::pow(10000.0, -2.0 * static_cast<double>(f) / static_cast<double>(s.D));
       const double emb = c < s.D / 2 ? std::sin(angle) : std::cos(angle);
       for (int64_t o = 0; o < hd; ++o) r[d * hd + o] += emb * w["w_r"][c * hd + o];
     }

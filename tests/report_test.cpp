@@ -22,9 +22,9 @@ TEST(ReportPlan, TheDefaultExperimentKeepsItsSixtyFourSequences) {
 
 TEST(ReportPlan, AShortRunOfLongSequencesEvaluatesFewerSequences) {
   // 3 steps of 8 sequences of 32K tokens: a quarter of that is 1.5 sequences x 4 hash counts.
-  EXPECT_EQ(plan_report(64, kHashCounts, 32768, 3 * 8 * 32768).sequences, 1);
+  EXPECT_EQ(plan_report(64, kHashCounts, 32768, int64_t{3} * 8 * 32768).sequences, 1);
   // At 4K tokens the floor of 2^16 tokens allows 4 sequences per hash count.
-  EXPECT_EQ(plan_report(64, kHashCounts, 4096, 3 * 8 * 4096).sequences, 4);
+  EXPECT_EQ(plan_report(64, kHashCounts, 4096, int64_t{3} * 8 * 4096).sequences, 4);
   // A long run at 32K: the ceiling of 2^20 tokens is 8 sequences per hash count.
   EXPECT_EQ(plan_report(64, kHashCounts, 32768, int64_t{100000} * 8 * 32768).sequences, 8);
 }

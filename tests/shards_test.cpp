@@ -187,7 +187,7 @@ TEST(PrepareText, WindowsEqualInputBytesAcrossShards) {
   EXPECT_EQ(m.window_stride, 0);
   ASSERT_EQ(m.train.size(), 3u);
   ASSERT_EQ(m.val.size(), 1u);
-  const int64_t val_tokens = static_cast<int64_t>(text.size() * 0.1);
+  const int64_t val_tokens = static_cast<int64_t>(static_cast<double>(text.size()) * 0.1);
   EXPECT_EQ(m.val[0].tokens, val_tokens);
   int64_t train_tokens = 0;
   for (const ShardEntry& e : m.train) train_tokens += e.tokens;

@@ -61,7 +61,7 @@ class SmallTmpfs {
     std::string file = path_ + "/" + name;
     const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
     EXPECT_GE(fd, 0) << file << ": " << std::strerror(errno);
-    const std::vector<char> block(64 * 1024, 'x');
+    const std::vector<char> block(size_t{64} * 1024, 'x');
     while (::write(fd, block.data(), block.size()) > 0) {
     }
     EXPECT_EQ(errno, ENOSPC) << "filling " << file << " stopped with " << std::strerror(errno);
@@ -85,6 +85,7 @@ class SmallTmpfs {
 
 // Declares `::rf::test::SmallTmpfs var(bytes)`; skips the test where it cannot be mounted (not
 // root, no mount permission in a container), except in CI, where that fails it.
+// NOLINTBEGIN(bugprone-macro-parentheses): `var` is the name the macro declares
 #define RF_SMALL_TMPFS_OR_SKIP(var, bytes)                                                 \
   ::rf::test::SmallTmpfs var(bytes);                                                       \
   if (!var.mounted()) {                                                                    \
@@ -92,3 +93,4 @@ class SmallTmpfs {
     GTEST_SKIP() << "cannot mount a small tmpfs for the full-disk test (" << var.problem() \
                  << "); run as root to include it";                                        \
   }
+// NOLINTEND(bugprone-macro-parentheses)

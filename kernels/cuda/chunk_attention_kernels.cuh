@@ -13,6 +13,7 @@
 
 #include "base/error.h"
 #include "kernels/cuda/emulation_checks.cuh"
+#include "kernels/cuda/thread_index.cuh"
 #include "kernels/executor.h"
 
 namespace rf::cuda {
@@ -132,13 +133,13 @@ struct StagedKeys {
   // position INT32_MAX). Each row's position and key factor are found once, then its elements
   // copied.
   __device__ void stage(const ChunkAttentionParams& p, int64_t s, int64_t first, int count) {
-    for (int row = threadIdx.x; row < kKeyTile; row += blockDim.x) {
+    for (int row = thread_x(); row < kKeyTile; row += threads_x()) {
       const int64_t t = row < count ? p.position(s, first + row) : -1;
       positions[row] = row < count ? static_cast<int32_t>(t) : INT32_MAX;
       factors[row] = row < count ? p.key_factor(s, t) : 0.0f;
     }
     __syncthreads();
-    for (int e = threadIdx.x; e < kKeyTile * D; e += blockDim.x) {
+    for (int e = thread_x(); e < kKeyTile * D; e += threads_x()) {
       const int row = e / D, x = e % D;
       float k = 0.0f, v = 0.0f;
       if (row < count) {
@@ -184,7 +185,7 @@ __device__ __forceinline__ float row_keep(const DropoutMask& drop, bool compute,
                                           const DropoutRow& row, int64_t col) {
   float keep = 1.0f;
   if (compute && part == 0) keep = drop.scale_in(row, col);
-  if (kSplit > 1) keep = __shfl_sync(0xffffffffu, keep, static_cast<int>(threadIdx.x % 32) - part);
+  if (kSplit > 1) keep = __shfl_sync(0xffffffffu, keep, lane_in_warp() - part);
   return keep;
 }
 
@@ -265,7 +266,8 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
   const ChunkLayout& L = p.layout;
   const BlockTile b = query_block_tile(p, kQueryTile);
   if (b.count <= 0) return;  // (the whole block: no barrier is left waiting)
-  const int row = threadIdx.x / kSplit, part = threadIdx.x % kSplit;
+  const int row = static_cast<int>(threadIdx.x / kSplit),
+            part = static_cast<int>(threadIdx.x % kSplit);
   const bool active = row < b.count;
   const int64_t j = b.first + row;
   float q[kSlice], acc[kSlice];
@@ -323,7 +325,8 @@ __global__ void __launch_bounds__(kQueryTile*(D / kSlice))
   const ChunkLayout& L = p.layout;
   const BlockTile b = query_block_tile(p, kQueryTile);
   if (b.count <= 0) return;  // (the whole block: no barrier is left waiting)
-  const int row = threadIdx.x / kSplit, part = threadIdx.x % kSplit;
+  const int row = static_cast<int>(threadIdx.x / kSplit),
+            part = static_cast<int>(threadIdx.x % kSplit);
   const bool active = row < b.count;
   const int64_t j = b.first + row, i = b.segment * L.n_slots + j;
   float q[kSlice], dout[kSlice], dq[kSlice];
@@ -388,7 +391,8 @@ __global__ void __launch_bounds__(kKeyTile*(D / kSlice))
   RF_SHARED_UNDEFINED_AT_BLOCK_START(drop_rows);
   const ChunkLayout& L = p.layout;
   const BlockTile b = block_tile(L, kKeyTile);
-  const int row = threadIdx.x / kSplit, part = threadIdx.x % kSplit;
+  const int row = static_cast<int>(threadIdx.x / kSplit),
+            part = static_cast<int>(threadIdx.x % kSplit);
   const bool active = row < b.count;
   const int64_t e = b.first + row, within = b.first - b.chunk * L.chunk + row;
   float k[kSlice], v[kSlice], dk[kSlice], dv[kSlice];
@@ -414,7 +418,7 @@ __global__ void __launch_bounds__(kKeyTile*(D / kSlice))
   const ScoreOffsets<kTerms> offsets(p, b.segment);
   for_each_query_tile<kKeyTile>(p, b, [&](int64_t first, int nq, int64_t window_base) {
     const int64_t key_window = window_base + within;
-    for (int r = threadIdx.x; r < kKeyTile; r += blockDim.x) {  // each row's position, once
+    for (int r = thread_x(); r < kKeyTile; r += threads_x()) {  // each row's position, once
       const int64_t slot = b.segment * L.n_slots + first + r;
       query_pos[r] = r < nq ? static_cast<int32_t>(p.position(b.segment, first + r)) : INT32_MAX;
       stats[0][r] = r < nq ? p.row_max[slot] : 0.0f;
@@ -424,7 +428,7 @@ __global__ void __launch_bounds__(kKeyTile*(D / kSlice))
       if (drop.active()) drop_rows[r] = drop.row_of(first + r);  // (a division per row)
     }
     __syncthreads();
-    for (int f = threadIdx.x; f < kKeyTile * D; f += blockDim.x) {
+    for (int f = thread_x(); f < kKeyTile * D; f += threads_x()) {
       const int r = f / D, x = f % D;
       const bool valid = r < nq;
       queries[r][x] = valid ? p.query_row(b.segment, query_pos[r])[x] : 0.0f;

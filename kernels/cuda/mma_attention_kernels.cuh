@@ -17,6 +17,7 @@
 #pragma once
 
 #include "kernels/cuda/chunk_attention_kernels.cuh"
+#include "kernels/cuda/thread_index.cuh"
 #include "kernels/cuda/warp_mma.cuh"
 
 namespace rf::cuda {
@@ -70,7 +71,7 @@ __device__ __forceinline__ void store_pair(uint16_t* row, int x, uint32_t pair) 
 // reads global rows contiguously: store(row, x).
 template <int D, int kRows, class Store>
 __device__ __forceinline__ void for_each_staged_pair(const Store& store) {
-  for (int e = threadIdx.x; e < kRows * D / 2; e += blockDim.x)
+  for (int e = thread_x(); e < kRows * D / 2; e += threads_x())
     store(e / (D / 2), 2 * (e % (D / 2)));
 }
 
@@ -85,7 +86,7 @@ struct KeyRows {
 
   // Key slots first .. first + count - 1 (INT32_MAX, 0 and null past count), then a barrier.
   __device__ void find(const ChunkAttentionParams& p, int64_t s, int64_t first, int count) {
-    for (int row = threadIdx.x; row < kRows; row += blockDim.x) {
+    for (int row = thread_x(); row < kRows; row += threads_x()) {
       const bool valid = row < count;
       const int64_t t = valid ? p.position(s, first + row) : -1;
       positions[row] = valid ? static_cast<int32_t>(t) : INT32_MAX;
@@ -295,7 +296,7 @@ __global__ void __launch_bounds__(kMmaThreads) mma_forward_tiles(const ChunkAtte
   const ChunkLayout& L = p.layout;
   const BlockTile b = query_block_tile(p, kMmaQueryTile);
   if (b.count <= 0) return;  // (the whole block: no barrier is left waiting)
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+  const int warp = warp_in_block(), lane = lane_in_warp(), g = lane / 4, q = lane % 4;
   const WarpRows rows = warp_query_rows(p, b, warp * 16 + g);
   uint32_t qa[kSteps][4];  // the warp's 16 query rows as A fragments, one per k-step
   load_row_fragments<kSteps>(rows.query[0], 1.0f, rows.query[1], 1.0f, q, qa);
@@ -378,7 +379,7 @@ __global__ void __launch_bounds__(kMmaThreads) mma_query_grad_tiles(const ChunkA
   const ChunkLayout& L = p.layout;
   const BlockTile b = query_block_tile(p, kMmaQueryTile);
   if (b.count <= 0) return;  // (the whole block: no barrier is left waiting)
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+  const int warp = warp_in_block(), lane = lane_in_warp(), g = lane / 4, q = lane % 4;
   const WarpRows rows = warp_query_rows(p, b, warp * 16 + g);
   const float* dout[2] = {nullptr, nullptr};
   float m[2] = {0.0f, 0.0f}, log_sum[2] = {0.0f, 0.0f}, delta[2] = {0.0f, 0.0f};
@@ -410,7 +411,8 @@ __global__ void __launch_bounds__(kMmaThreads) mma_query_grad_tiles(const ChunkA
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         float keep[2];
-        pair_keep(drop, rows.active[h], drop_rows[h], window_first + n * 8 + 2 * q, keep);
+        pair_keep(drop, rows.active[h], drop_rows[h],
+                  window_first + static_cast<int64_t>(n * 8) + static_cast<int64_t>(2 * q), keep);
 #pragma unroll
         for (int x = 0; x < 2; ++x) {
           const int e = 2 * h + x, kk = n * 8 + 2 * q + x;
@@ -454,7 +456,7 @@ struct MmaStagedQueries {
   __device__ void stage(const ChunkAttentionParams& p, const Drop& drop, int64_t s, int64_t first,
                         int count) {
     const ChunkLayout& L = p.layout;
-    for (int r = threadIdx.x; r < kRows; r += blockDim.x) {
+    for (int r = thread_x(); r < kRows; r += threads_x()) {
       const int64_t slot = s * L.n_slots + first + r;
       const bool valid = r < count;
       const int64_t t = valid ? p.position(s, first + r) : -1;
@@ -493,7 +495,7 @@ __global__ void __launch_bounds__(kMmaThreads) mma_key_grad_tiles(const ChunkAtt
   RF_SHARED_UNDEFINED_AT_BLOCK_START(staged);
   const ChunkLayout& L = p.layout;
   const BlockTile b = block_tile(L, kMmaKeyBlock);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+  const int warp = warp_in_block(), lane = lane_in_warp(), g = lane / 4, q = lane % 4;
   // This thread's two key rows (h = 0: warp * 16 + g, h = 1: 8 below).
   bool active[2];
   int32_t kp[2] = {INT32_MAX, INT32_MAX};
@@ -554,7 +556,8 @@ __global__ void __launch_bounds__(kMmaThreads) mma_key_grad_tiles(const ChunkAtt
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     if (!active[h]) continue;
-    const int64_t i = b.segment * L.n_slots + b.first + warp * 16 + g + 8 * h;
+    const int64_t i = b.segment * L.n_slots + b.first + static_cast<int64_t>(warp * 16) + g +
+                      static_cast<int64_t>(8 * h);
     out_k[h] = p.dk + i * p.d;
     out_v[h] = p.dv + i * p.d;
   }

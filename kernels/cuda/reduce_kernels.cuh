@@ -13,6 +13,7 @@
 
 #include "kernels/cuda/emulation_checks.cuh"
 #include "kernels/cuda/row_kernels.cuh"
+#include "kernels/cuda/thread_index.cuh"
 #include "kernels/kernel_ops.h"
 
 namespace rf::cuda {
@@ -34,7 +35,7 @@ __global__ void __launch_bounds__(kStripColumns* kRowLanes)
     column_sum_partials_strips(ColumnSumPartials op) {
   __shared__ float lanes[kRowLanes][kStripColumns + 1];  // (+1: no bank conflicts)
   RF_SHARED_UNDEFINED_AT_BLOCK_START(lanes);
-  const int x = threadIdx.x, y = threadIdx.y;
+  const int x = thread_x(), y = thread_y();
   const int64_t c = static_cast<int64_t>(blockIdx.x) * kStripColumns + x;
   float sum = 0.0f;
   if (c < op.cols)
@@ -51,7 +52,7 @@ __global__ void __launch_bounds__(kStripColumns* kRowLanes)
 // SumSquaresPartial with a warp per block of op.block elements (coalesced reads).
 __global__ void sum_squares_blocks(SumSquaresPartial op, int64_t blocks) {
   const int64_t b = warp_row();
-  const int lane = threadIdx.x % 32;
+  const int lane = lane_in_warp();
   if (b >= blocks) return;  // the whole warp
   const int64_t begin = b * op.block;
   const int64_t end = begin + op.block < op.n ? begin + op.block : op.n;
@@ -66,7 +67,7 @@ __global__ void sum_squares_blocks(SumSquaresPartial op, int64_t blocks) {
 
 // GradientNormFinalize as one warp.
 __global__ void gradient_norm_finalize_warp(GradientNormFinalize op) {
-  const int lane = threadIdx.x;
+  const int lane = thread_x();
   double sum = 0.0;
   for (int64_t b = lane; b < op.blocks; b += 32) sum += op.partial[b];
   sum = warp_total_double(sum);

@@ -16,6 +16,7 @@
 #pragma once
 
 #include "kernels/cuda/row_kernels.cuh"
+#include "kernels/cuda/thread_index.cuh"
 #include "kernels/kernel_ops.h"
 
 namespace rf::cuda {
@@ -36,7 +37,7 @@ __device__ __forceinline__ void for_lane_columns(int lane, int64_t d, const F& f
 
 __global__ void combine_rounds_rows(CombineRounds op, int64_t rows) {
   const int64_t i = warp_row();
-  const int lane = threadIdx.x % 32;
+  const int lane = lane_in_warp();
   if (i >= rows) return;  // the whole warp
   const ChunkAttentionParams& p = op.p;
   const int64_t s = i / p.query_len(), t = p.memory_len + i % p.query_len();
@@ -56,7 +57,7 @@ __global__ void combine_rounds_rows(CombineRounds op, int64_t rows) {
 
 __global__ void combine_rounds_backward_rows(CombineRoundsBackward op, int64_t rows) {
   const int64_t i = warp_row();
-  const int lane = threadIdx.x % 32;
+  const int lane = lane_in_warp();
   if (i >= rows) return;
   const ChunkAttentionParams& p = op.p;
   const int64_t s = i / p.query_len(), t = p.memory_len + i % p.query_len();
@@ -99,7 +100,7 @@ __device__ __forceinline__ void store_lane_columns(int lane, int64_t d, float* r
 
 __global__ void ungather_attention_grads_rows(UngatherAttentionGrads op, int64_t rows) {
   const int64_t i = warp_row();
-  const int lane = threadIdx.x % 32;
+  const int lane = lane_in_warp();
   if (i >= rows) return;
   const ChunkAttentionParams& p = op.p;
   const int64_t s = i / p.layout.seq_len, t = i % p.layout.seq_len;

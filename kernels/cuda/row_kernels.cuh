@@ -10,6 +10,7 @@
 // (tests/emulated_cuda_test.cpp). A training run checks them at start-up.
 #pragma once
 
+#include "kernels/cuda/thread_index.cuh"
 #include "kernels/kernel_ops.h"
 
 namespace rf::cuda {
@@ -25,7 +26,7 @@ __device__ __forceinline__ float warp_total(float partial) {
 }
 
 __device__ __forceinline__ int64_t warp_row() {
-  return static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  return static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + warp_in_block();
 }
 
 // A row's mean and 1 / standard deviation (layer_norm_row_stats of kernels/ops/layer_norm.h), on
@@ -46,7 +47,7 @@ __device__ __forceinline__ void warp_row_stats(const float* x, int64_t cols, flo
 
 __global__ void layer_norm_forward_rows(LayerNormForward op, int64_t rows) {
   const int64_t row = warp_row();
-  const int lane = threadIdx.x % 32;
+  const int lane = lane_in_warp();
   if (row >= rows) return;  // the whole warp
   const int64_t cols = op.split.cols;
   const float* x = op.x + row * cols;
@@ -64,7 +65,7 @@ __global__ void layer_norm_forward_rows(LayerNormForward op, int64_t rows) {
 
 __global__ void layer_norm_backward_rows(LayerNormBackward op, int64_t rows) {
   const int64_t row = warp_row();
-  const int lane = threadIdx.x % 32;
+  const int lane = lane_in_warp();
   if (row >= rows) return;
   const int64_t cols = op.split.cols;
   const float* x = op.x + row * cols;
@@ -97,7 +98,7 @@ __global__ void layer_norm_backward_rows(LayerNormBackward op, int64_t rows) {
 // of exponentials in the row order, the loss, and the gradient over the logits.
 __global__ void cross_entropy_rows(CrossEntropyRow op, int64_t rows) {
   const int64_t row = warp_row();
-  const int lane = threadIdx.x % 32;
+  const int lane = lane_in_warp();
   if (row >= rows) return;
   float* z = op.logits + row * op.vocab;
   // Each lane's first largest (from its first element, as the CPU starts from z[0]). A lane

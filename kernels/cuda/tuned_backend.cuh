@@ -43,7 +43,8 @@ __global__ void row_elements(Op op, int64_t rows) {
 // serial loop each; packed into a handful of 256-thread blocks they would run on a handful of
 // multiprocessors.
 inline int threads_per_block(int64_t n, int multiprocessors) {
-  const int64_t per_block = (n + 2 * multiprocessors - 1) / (2 * multiprocessors);
+  const int64_t blocks_wanted = 2 * int64_t{multiprocessors};
+  const int64_t per_block = (n + blocks_wanted - 1) / blocks_wanted;
   const int64_t warps = (per_block + 31) / 32;
   return static_cast<int>(warps < 1 ? 32 : warps > 8 ? 256 : warps * 32);
 }
@@ -98,7 +99,8 @@ struct TunedBackend {
     if (n <= 0) return;
     const int threads = threads_per_block(n, Launch::multiprocessors());
     const int64_t blocks = (n + threads - 1) / threads;
-    const unsigned grid = static_cast<unsigned>(blocks < 65535 * 32 ? blocks : 65535 * 32);
+    constexpr int64_t kMaxGrid = int64_t{65535} * 32;  // (grid-stride beyond it)
+    const unsigned grid = static_cast<unsigned>(blocks < kMaxGrid ? blocks : kMaxGrid);
     Launch::kernel(for_each_kernel<Op>, dim3(grid), dim3(static_cast<unsigned>(threads)), n, op);
   }
   // Whole rows (the launchers hand them over when warp_per_row() says so) run a warp per row.

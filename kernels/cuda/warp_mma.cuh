@@ -18,6 +18,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/emulation_checks.cuh"
+#include "kernels/cuda/thread_index.cuh"
 #include "kernels/ops/bf16_round.h"
 
 namespace rf::cuda {
@@ -83,25 +84,26 @@ __device__ __forceinline__ void mma_bf16_16x8x16(float (&c)[4], const uint32_t (
   // Each lane reads rows g and g + 8 of A from the four lanes of its group, and columns 2q and
   // 2q + 1 of B from those columns' groups, then adds the products in k order.
   using namespace mma_emulation;
-  const int lane = static_cast<int>(threadIdx.x % 32), g = lane / 4, q = lane % 4;
-  Fragments* warp = lanes[threadIdx.x / 32];
+  const int lane = lane_in_warp(), g = lane / 4, q = lane % 4;
+  Fragments* warp = lanes[warp_in_block()];
   warp[lane] = {a, b};
   __syncwarp();  // every lane's fragments are published
   float row[2][16], col[2][16];
   for (int j = 0; j < 4; ++j) {
-    const uint32_t* from_a = warp[4 * g + j].a;  // lane 4g + j: k = 2j, 2j + 1 and + 8
+    const int k = 2 * j;  // (lane 4g + j holds k = 2j, 2j + 1, 2j + 8 and 2j + 9)
+    const uint32_t* from_a = warp[4 * g + j].a;
     for (int r = 0; r < 2; ++r) {
-      row[r][2 * j] = low(from_a[r]);
-      row[r][2 * j + 1] = high(from_a[r]);
-      row[r][2 * j + 8] = low(from_a[r + 2]);
-      row[r][2 * j + 9] = high(from_a[r + 2]);
+      row[r][k] = low(from_a[r]);
+      row[r][k + 1] = high(from_a[r]);
+      row[r][k + 8] = low(from_a[r + 2]);
+      row[r][k + 9] = high(from_a[r + 2]);
     }
     for (int n = 0; n < 2; ++n) {
       const uint32_t* from_b = warp[4 * (2 * q + n) + j].b;
-      col[n][2 * j] = low(from_b[0]);
-      col[n][2 * j + 1] = high(from_b[0]);
-      col[n][2 * j + 8] = low(from_b[1]);
-      col[n][2 * j + 9] = high(from_b[1]);
+      col[n][k] = low(from_b[0]);
+      col[n][k + 1] = high(from_b[0]);
+      col[n][k + 8] = low(from_b[1]);
+      col[n][k + 9] = high(from_b[1]);
     }
   }
   __syncwarp();  // every lane has read them (they may change after)

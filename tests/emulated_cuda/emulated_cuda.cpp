@@ -27,7 +27,7 @@ namespace {
 
 // Fibers' stacks: the kernels keep a few arrays of 32 floats per thread; a sanitizer's red zones
 // make frames several times larger.
-constexpr size_t kStackBytes = 256 * 1024;
+constexpr size_t kStackBytes = size_t{256} * 1024;
 
 enum class Wait { kNone, kWarp, kBlock };
 
