@@ -14,12 +14,18 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& message) : std::runtime_error(message) {}
 };
 
-// Builds a message from stream-able parts: fail("bad value ", x, " in ", file).
+// A string of stream-able parts: concat("bad value ", x, " in ", file).
 template <class... Parts>
-[[noreturn]] void fail(const Parts&... parts) {
+std::string concat(const Parts&... parts) {
   std::ostringstream out;
   (out << ... << parts);
-  throw Error(out.str());
+  return out.str();
+}
+
+// Throws Error with the message of those parts: fail("bad value ", x, " in ", file).
+template <class... Parts>
+[[noreturn]] void fail(const Parts&... parts) {
+  throw Error(concat(parts...));
 }
 
 }  // namespace rf

@@ -359,13 +359,8 @@ int main(int argc, char** argv) try {
                  "seconds before a collective is declared hung");
   app.add_flag("--json", options.json, "one JSON object per size instead of the table");
   CLI11_PARSE(app, argc, argv);
-  try {
-    return rf::run(options);
-  } catch (const rf::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  }
-} catch (const std::exception& e) {  // (what escapes the above: CLI11's setup, an allocation)
-  std::fprintf(stderr, "allreduce_bench: %s\n", e.what());
+  return rf::run(options);
+} catch (const std::exception& e) {  // (rf::Error and the rest: one line, exit 1)
+  std::fprintf(stderr, "error: %s\n", e.what());
   return 1;
 }

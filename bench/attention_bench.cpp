@@ -165,14 +165,9 @@ int main(int argc, char** argv) try {
                "cuda at bf16: the fp32 attention tiles instead of the tensor-core ones (as "
                "runtime.tensor_core_attention=false)");
   CLI11_PARSE(app, argc, argv);
-  try {
-    return rf::run(shape, reps, threads, device == "cuda" ? rf::Device::kCuda : rf::Device::kCpu,
-                   rf::parse_precision(precision), fp32_tiles);
-  } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 1;
-  }
-} catch (const std::exception& e) {  // (what escapes the above: CLI11's setup, an allocation)
-  std::fprintf(stderr, "attention_bench: %s\n", e.what());
+  return rf::run(shape, reps, threads, device == "cuda" ? rf::Device::kCuda : rf::Device::kCpu,
+                 rf::parse_precision(precision), fp32_tiles);
+} catch (const std::exception& e) {  // (rf::Error and the rest: one line, exit 1)
+  std::fprintf(stderr, "error: %s\n", e.what());
   return 1;
 }

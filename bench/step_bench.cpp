@@ -144,161 +144,156 @@ int main(int argc, char** argv) try {
                "time every launch (kernels, GEMMs by shape, attention passes), waiting for each; "
                "prints where the timed steps' time went as a table on stderr");
   CLI11_PARSE(app, argc, argv);
-  try {
-    const rf::Config cfg = rf::load_config(config_path, overrides);
-    if (warmup < 0) warmup = cfg.model.memory_len > 0 ? 2 : 1;
-    if ((profile || profile_ops) && cfg.runtime.step_graphs)
-      rf::fail(profile ? "--profile" : "--profile-ops",
-               " waits for the device around launches, which a step graph cannot hold; leave it "
-               "out or set runtime.step_graphs: false");
-    rf::LauncherProfile::global().enabled = profile;
-    rf::JobComms comms = rf::make_job_comms(cfg.runtime);
-    rf::Communicator& comm = comms.device();
-    std::unique_ptr<rf::Executor> ex =
-        rf::make_rank_executor(cfg.runtime, comms.host->local_rank(), comms.host->local_size());
-    rf::LaunchRecorder* launch_timer = nullptr;  // with --profile-ops: every launch passes it
-    if (profile_ops) {
-      auto timer = std::make_unique<rf::LaunchRecorder>(std::move(ex));
-      launch_timer = timer.get();
-      ex = std::move(timer);
-    }
-    rf::ReformerModel model(cfg, *ex);
-    rf::AdamW optimizer(*ex, model.params(), cfg.train);
-    std::unique_ptr<rf::StepGraphs> graphs;
-    if (cfg.runtime.step_graphs)
-      graphs = std::make_unique<rf::StepGraphs>(*ex, rf::any_rank_of(*comms.host));
-    // Device work of the step, from a graph with runtime.step_graphs.
-    auto run_part = [&](int part, int64_t rows, const std::function<void()>& work) {
-      if (graphs)
-        graphs->run(part, rows, work);
-      else
-        work();
-    };
-    const int64_t B = cfg.train.batch_size, T = cfg.train.seq_len;
-    rf::TokenBatch batch;
-    batch.batch = B;
-    batch.seq_len = T;
-    std::mt19937 gen(1);
-    for (int64_t i = 0; i < B * T; ++i) {
-      batch.inputs.push_back(static_cast<int32_t>(gen() % cfg.model.vocab_size));
-      batch.targets.push_back(static_cast<int32_t>(gen() % cfg.model.vocab_size));
-    }
-    // With model.memory_len, Transformer-XL's recurrence: every step attends to the layer inputs
-    // of the steps before (full from the second step on; the default --warmup counts it).
-    rf::SegmentMemory memory(cfg.model.memory_len);
-    rf::SegmentMemory* step_memory = cfg.model.memory_len > 0 ? &memory : nullptr;
-    std::vector<double> times, waits;
-    int64_t launches_per_step = 0, memory_operations_per_step = 0;
-    rf::ParamStore& params = model.params();
-    if (launch_timer) launch_timer->set_launch_timing(warmup == 0);
-    for (int s = 0; s < warmup + steps; ++s) {
-      const auto t = Clock::now();
-      const int64_t launches_before = ex->launches(), memory_before = ex->memory_operations();
-      rf::StepContext ctx;
-      ctx.seed = 1;
-      ctx.step = static_cast<uint32_t>(s);
-      ctx.example_base = static_cast<uint32_t>(comms.host->rank() * B);
-      ctx.batch = B;
-      ctx.seq_len = T;
-      const bool multi = comm.size() > 1;
-      const rf::StepContext staged = model.stage(batch, ctx);
-      run_part(0, B * T, [&] {
-        model.params().zero_grads();
-        // --overlap on: each bucket's average starts as the backward pass finishes it (inside
-        // the step graph, with step graphs).
-        model.compute_forward_backward(
-            staged, 1.0f / static_cast<float>(B * T),
-            [&](int group) {
-              if (multi && overlap == "on") rf::start_gradient_average(*ex, comm, params, group);
-            },
-            step_memory);
-        if (multi && overlap == "on") rf::order_after_gradient_averages(*ex, comm);
-      });
-      if (multi && overlap == "off")  // all after the backward pass (and outside any graph)
-        for (size_t g = 0; g < params.groups().size(); ++g)
-          rf::start_gradient_average(*ex, comm, params, static_cast<int>(g));
-      // Awaited before the losses are read, which would wait for them without a deadline
-      // (trainer/gradient_averages.h); on a GPU the wait includes the backward's tail.
-      const auto wait_start = Clock::now();
-      comm.wait_all();
-      if (s >= warmup) waits.push_back(seconds_since(wait_start));
-      model.collect(batch);
-      optimizer.prepare(rf::learning_rate(cfg.train, s));
-      run_part(1, 0, [&] { optimizer.compute(); });
-      optimizer.finish();
-      ex->synchronize();
-      launches_per_step = ex->launches() - launches_before;
-      memory_operations_per_step = ex->memory_operations() - memory_before;
-      if (s >= warmup) times.push_back(seconds_since(t));
-      if (s + 1 == warmup) rf::LauncherProfile::global().seconds.clear();
-      if (launch_timer) launch_timer->set_launch_timing(s + 1 >= warmup && s + 1 < warmup + steps);
-      std::cerr << "\rstep " << s + 1 << "/" << warmup + steps << std::flush;
-    }
-    std::cerr << "\r";
-    std::sort(times.begin(), times.end());
-    double total_seconds = 0;
-    for (double t : times) total_seconds += t;
-    // The fraction of the timed steps a group of launchers took (-1 without --profile).
-    auto share_of_steps = [&](const char* group) {
-      return profile ? rf::LauncherProfile::global().seconds[group] / total_seconds : -1.0;
-    };
-    std::sort(waits.begin(), waits.end());
-    const double median = times[times.size() / 2];
-    if (!comms.is_root()) return 0;
-    if (launch_timer) print_launch_times(*launch_timer, steps, total_seconds);
-    const rf::StepFlops flops = rf::training_step_flops(cfg, B, T);
-    // Before the GEMM measurement, whose buffers would count as the training step's.
-    const double executor_peak_gib =
-        static_cast<double>(ex->peak_bytes()) / (1024.0 * 1024.0 * 1024.0);
-    // A GPU needs a larger product to reach its rate.
-    const bool gpu = ex->device() == rf::Device::kCuda;
-    const double gemm_peak = executor_gemm_gflops(*ex, gpu ? 8192 : 2048, gpu ? 10 : 9);
-    const double rate = flops.total() / median / 1e9;
-    std::cout << rf::JsonLine()
-                     .add("ranks", static_cast<int64_t>(comm.size()))
-                     .add("overlap", overlap)
-                     .add("step_graphs", static_cast<int64_t>(cfg.runtime.step_graphs))
-                     .add("median_comm_wait_s", waits[waits.size() / 2])
-                     .add("seq_len", T)
-                     .add("batch", B)
-                     .add("layers", cfg.model.n_layers)
-                     .add("memory_len", cfg.model.memory_len)
-                     .add("reversible", static_cast<int64_t>(cfg.model.reversible))
-                     .add("recomputes_layers", static_cast<int64_t>(cfg.recomputes_layers()))
-                     .add("stored_top_layers", cfg.model.stored_top_layers)
-                     .add("residual", std::string(cfg.model.residual == rf::ResidualMode::kSingle
-                                                      ? "single"
-                                                      : "two_streams"))
-                     .add("attention", rf::attention_name(cfg.model.attention[0]))
-                     .add("dropout", cfg.model.dropout)
-                     .add("attention_dropout", cfg.model.attention_dropout)
-                     .add("ff_chunk", cfg.ff_chunking().rows(B * T))
-                     .add("head_chunk", cfg.head_chunking().rows(B * T))
-                     .add("median_step_s", median)
-                     .add("tokens_per_s", static_cast<double>(B * T) / median)
-                     .add("job_tokens_per_s", static_cast<double>(B * T * comm.size()) / median)
-                     .add("step_gflop", flops.total() / 1e9)
-                     .add("gflops", rate)
-                     .add("sgemm_gflops", gemm_peak)
-                     .add("fraction_of_sgemm", rate / gemm_peak)
-                     .add("attention_share", share_of_steps("attention"))
-                     .add("lsh_share", share_of_steps("lsh hash and sort"))
-                     .add("launches_per_step", launches_per_step)
-                     .add("memory_operations_per_step", memory_operations_per_step)
-                     .add("peak_rss_gib", peak_rss_gib())
-                     .add("executor_peak_gib", executor_peak_gib)
-                     .add("openblas_kernel", openblas_get_corename())
-                     .add("openblas_sgemm_gflops", gpu ? -1.0 : openblas_sgemm_gflops(9))
-                     .add("precision", rf::precision_name(cfg.runtime.precision))
-                     .add("executor", ex->describe())
-                     .str()
-              << std::endl;
-  } catch (const rf::Error& e) {
-    std::cerr << "error: " << e.what() << std::endl;
-    return 1;
+  const rf::Config cfg = rf::load_config(config_path, overrides);
+  if (warmup < 0) warmup = cfg.model.memory_len > 0 ? 2 : 1;
+  if ((profile || profile_ops) && cfg.runtime.step_graphs)
+    rf::fail(profile ? "--profile" : "--profile-ops",
+             " waits for the device around launches, which a step graph cannot hold; leave it "
+             "out or set runtime.step_graphs: false");
+  rf::LauncherProfile::global().enabled = profile;
+  rf::JobComms comms = rf::make_job_comms(cfg.runtime);
+  rf::Communicator& comm = comms.device();
+  std::unique_ptr<rf::Executor> ex =
+      rf::make_rank_executor(cfg.runtime, comms.host->local_rank(), comms.host->local_size());
+  rf::LaunchRecorder* launch_timer = nullptr;  // with --profile-ops: every launch passes it
+  if (profile_ops) {
+    auto timer = std::make_unique<rf::LaunchRecorder>(std::move(ex));
+    launch_timer = timer.get();
+    ex = std::move(timer);
   }
+  rf::ReformerModel model(cfg, *ex);
+  rf::AdamW optimizer(*ex, model.params(), cfg.train);
+  std::unique_ptr<rf::StepGraphs> graphs;
+  if (cfg.runtime.step_graphs)
+    graphs = std::make_unique<rf::StepGraphs>(*ex, rf::any_rank_of(*comms.host));
+  // Device work of the step, from a graph with runtime.step_graphs.
+  auto run_part = [&](int part, int64_t rows, const std::function<void()>& work) {
+    if (graphs)
+      graphs->run(part, rows, work);
+    else
+      work();
+  };
+  const int64_t B = cfg.train.batch_size, T = cfg.train.seq_len;
+  rf::TokenBatch batch;
+  batch.batch = B;
+  batch.seq_len = T;
+  std::mt19937 gen(1);
+  for (int64_t i = 0; i < B * T; ++i) {
+    batch.inputs.push_back(static_cast<int32_t>(gen() % cfg.model.vocab_size));
+    batch.targets.push_back(static_cast<int32_t>(gen() % cfg.model.vocab_size));
+  }
+  // With model.memory_len, Transformer-XL's recurrence: every step attends to the layer inputs
+  // of the steps before (full from the second step on; the default --warmup counts it).
+  rf::SegmentMemory memory(cfg.model.memory_len);
+  rf::SegmentMemory* step_memory = cfg.model.memory_len > 0 ? &memory : nullptr;
+  std::vector<double> times, waits;
+  int64_t launches_per_step = 0, memory_operations_per_step = 0;
+  rf::ParamStore& params = model.params();
+  if (launch_timer) launch_timer->set_launch_timing(warmup == 0);
+  for (int s = 0; s < warmup + steps; ++s) {
+    const auto t = Clock::now();
+    const int64_t launches_before = ex->launches(), memory_before = ex->memory_operations();
+    rf::StepContext ctx;
+    ctx.seed = 1;
+    ctx.step = static_cast<uint32_t>(s);
+    ctx.example_base = static_cast<uint32_t>(comms.host->rank() * B);
+    ctx.batch = B;
+    ctx.seq_len = T;
+    const bool multi = comm.size() > 1;
+    const rf::StepContext staged = model.stage(batch, ctx);
+    run_part(0, B * T, [&] {
+      model.params().zero_grads();
+      // --overlap on: each bucket's average starts as the backward pass finishes it (inside
+      // the step graph, with step graphs).
+      model.compute_forward_backward(
+          staged, 1.0f / static_cast<float>(B * T),
+          [&](int group) {
+            if (multi && overlap == "on") rf::start_gradient_average(*ex, comm, params, group);
+          },
+          step_memory);
+      if (multi && overlap == "on") rf::order_after_gradient_averages(*ex, comm);
+    });
+    if (multi && overlap == "off")  // all after the backward pass (and outside any graph)
+      for (size_t g = 0; g < params.groups().size(); ++g)
+        rf::start_gradient_average(*ex, comm, params, static_cast<int>(g));
+    // Awaited before the losses are read, which would wait for them without a deadline
+    // (trainer/gradient_averages.h); on a GPU the wait includes the backward's tail.
+    const auto wait_start = Clock::now();
+    comm.wait_all();
+    if (s >= warmup) waits.push_back(seconds_since(wait_start));
+    model.collect(batch);
+    optimizer.prepare(rf::learning_rate(cfg.train, s));
+    run_part(1, 0, [&] { optimizer.compute(); });
+    optimizer.finish();
+    ex->synchronize();
+    launches_per_step = ex->launches() - launches_before;
+    memory_operations_per_step = ex->memory_operations() - memory_before;
+    if (s >= warmup) times.push_back(seconds_since(t));
+    if (s + 1 == warmup) rf::LauncherProfile::global().seconds.clear();
+    if (launch_timer) launch_timer->set_launch_timing(s + 1 >= warmup && s + 1 < warmup + steps);
+    std::cerr << "\rstep " << s + 1 << "/" << warmup + steps << std::flush;
+  }
+  std::cerr << "\r";
+  std::sort(times.begin(), times.end());
+  double total_seconds = 0;
+  for (double t : times) total_seconds += t;
+  // The fraction of the timed steps a group of launchers took (-1 without --profile).
+  auto share_of_steps = [&](const char* group) {
+    return profile ? rf::LauncherProfile::global().seconds[group] / total_seconds : -1.0;
+  };
+  std::sort(waits.begin(), waits.end());
+  const double median = times[times.size() / 2];
+  if (!comms.is_root()) return 0;
+  if (launch_timer) print_launch_times(*launch_timer, steps, total_seconds);
+  const rf::StepFlops flops = rf::training_step_flops(cfg, B, T);
+  // Before the GEMM measurement, whose buffers would count as the training step's.
+  const double executor_peak_gib =
+      static_cast<double>(ex->peak_bytes()) / (1024.0 * 1024.0 * 1024.0);
+  // A GPU needs a larger product to reach its rate.
+  const bool gpu = ex->device() == rf::Device::kCuda;
+  const double gemm_peak = executor_gemm_gflops(*ex, gpu ? 8192 : 2048, gpu ? 10 : 9);
+  const double rate = flops.total() / median / 1e9;
+  std::cout << rf::JsonLine()
+                   .add("ranks", static_cast<int64_t>(comm.size()))
+                   .add("overlap", overlap)
+                   .add("step_graphs", static_cast<int64_t>(cfg.runtime.step_graphs))
+                   .add("median_comm_wait_s", waits[waits.size() / 2])
+                   .add("seq_len", T)
+                   .add("batch", B)
+                   .add("layers", cfg.model.n_layers)
+                   .add("memory_len", cfg.model.memory_len)
+                   .add("reversible", static_cast<int64_t>(cfg.model.reversible))
+                   .add("recomputes_layers", static_cast<int64_t>(cfg.recomputes_layers()))
+                   .add("stored_top_layers", cfg.model.stored_top_layers)
+                   .add("residual", std::string(cfg.model.residual == rf::ResidualMode::kSingle
+                                                    ? "single"
+                                                    : "two_streams"))
+                   .add("attention", rf::attention_name(cfg.model.attention[0]))
+                   .add("dropout", cfg.model.dropout)
+                   .add("attention_dropout", cfg.model.attention_dropout)
+                   .add("ff_chunk", cfg.ff_chunking().rows(B * T))
+                   .add("head_chunk", cfg.head_chunking().rows(B * T))
+                   .add("median_step_s", median)
+                   .add("tokens_per_s", static_cast<double>(B * T) / median)
+                   .add("job_tokens_per_s", static_cast<double>(B * T * comm.size()) / median)
+                   .add("step_gflop", flops.total() / 1e9)
+                   .add("gflops", rate)
+                   .add("sgemm_gflops", gemm_peak)
+                   .add("fraction_of_sgemm", rate / gemm_peak)
+                   .add("attention_share", share_of_steps("attention"))
+                   .add("lsh_share", share_of_steps("lsh hash and sort"))
+                   .add("launches_per_step", launches_per_step)
+                   .add("memory_operations_per_step", memory_operations_per_step)
+                   .add("peak_rss_gib", peak_rss_gib())
+                   .add("executor_peak_gib", executor_peak_gib)
+                   .add("openblas_kernel", openblas_get_corename())
+                   .add("openblas_sgemm_gflops", gpu ? -1.0 : openblas_sgemm_gflops(9))
+                   .add("precision", rf::precision_name(cfg.runtime.precision))
+                   .add("executor", ex->describe())
+                   .str()
+            << std::endl;
   return 0;
-} catch (const std::exception& e) {  // (what escapes the above: CLI11's setup, an allocation)
-  std::fprintf(stderr, "step_bench: %s\n", e.what());
+} catch (const std::exception& e) {  // (rf::Error and the rest: one line, exit 1)
+  std::fprintf(stderr, "error: %s\n", e.what());
   return 1;
 }

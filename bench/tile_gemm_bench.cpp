@@ -122,7 +122,7 @@ int main(int argc, char** argv) try {
   app.add_option("--calls", calls, "calls per round")->check(CLI::Range(1, 10000000));
   CLI11_PARSE(app, argc, argv);
   return rf::run(rounds, calls);
-} catch (const std::exception& e) {  // (what escapes the above: CLI11's setup, an allocation)
-  std::fprintf(stderr, "tile_gemm_bench: %s\n", e.what());
+} catch (const std::exception& e) {  // (rf::Error and the rest: one line, exit 1)
+  std::fprintf(stderr, "error: %s\n", e.what());
   return 1;
 }

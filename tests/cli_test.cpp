@@ -5,8 +5,8 @@
 
 #include <cstdio>
 #include <fstream>
-#include <sstream>
 
+#include "base/error.h"
 #include "tests/run_fixture.h"
 #include "tests/test_corpus.h"
 
@@ -232,10 +232,8 @@ TEST(CommandLine, NoReportFlagAndTrainReportFalseSkipTheReport) {
   const std::string dir = test::fresh_dir("run");
   const std::string cfg = write_file(dir, "tiny.yaml", kTinyYaml);
   for (const std::string skip : {"--no-report", "--set train.report=false"}) {
-    std::ostringstream command;
-    command << "train --config " << cfg << " --set train.out_dir=" << dir << "/out" << skip.size()
-            << " " << skip;
-    const Result t = run(command.str());
+    const Result t = run(concat("train --config ", cfg, " --set train.out_dir=", dir, "/out",
+                                skip.size(), " ", skip));
     ASSERT_EQ(t.exit_code, 0) << skip << ":\n" << t.out;
     EXPECT_NE(t.out.find("step      5/5"), std::string::npos) << t.out;
     EXPECT_NE(t.out.find("saved "), std::string::npos) << t.out;

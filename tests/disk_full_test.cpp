@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/error.h"
 #include "data/hdf5_io.h"
 #include "tests/model_fixture.h"
 #include "tests/run_fixture.h"
@@ -71,9 +72,8 @@ TEST(DiskFull, CheckpointThatDoesNotFitIsAClearErrorAndLeavesThePreviousOne) {
     } catch (const Error& e) {
       const std::string m = e.what();
       EXPECT_EQ(m.find('\n'), std::string::npos) << m;
-      std::string expected = "cannot write checkpoint '";
-      expected.append(dir).append("/").append(name).append("'");
-      EXPECT_NE(m.find(expected), std::string::npos) << m;
+      EXPECT_NE(m.find(concat("cannot write checkpoint '", dir, "/", name, "'")), std::string::npos)
+          << m;
       EXPECT_NE(m.find("No space left on device"), std::string::npos) << m;
     }
     EXPECT_EQ(names_in(dir), std::vector<std::string>{"step-00000002.h5"}) << "a partial file left";

@@ -131,10 +131,8 @@ Scalars scalars_of_metrics_jsonl(const std::string& out_dir) {
     const std::string split = object["split"] ? object["split"].as<std::string>() : "train";
     for (const auto& kv : object) {
       const std::string key = kv.first.as<std::string>();
-      if (key == "step" || key == "split") continue;
-      std::string tag = split;
-      tag.append("/").append(key);
-      s[tag][step] = kv.second.as<double>();
+      if (key != "step" && key != "split")
+        s[concat(split, "/", key)][step] = kv.second.as<double>();
     }
   }
   return s;

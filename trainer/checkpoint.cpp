@@ -44,13 +44,11 @@ void check_layout(const std::string& path, const std::string& stored, const Para
   for (size_t i = 0; i < std::max(want.size(), have.size()); ++i) {
     const std::string w = i < want.size() ? want[i] : "(nothing)";
     const std::string h = i < have.size() ? have[i] : "(nothing)";
-    if (w != h) {
-      std::ostringstream message;
-      message << "checkpoint '" << path << "' does not match the config: the config's model has "
-              << "tensor '" << w << "' where the checkpoint has '" << h
-              << "' (different model.* sizes, layers, attention or residual?)";
-      throw CheckpointMismatch(message.str());
-    }
+    if (w != h)
+      throw CheckpointMismatch(concat(
+          "checkpoint '", path, "' does not match the config: the config's model has tensor '", w,
+          "' where the checkpoint has '", h,
+          "' (different model.* sizes, layers, attention or residual?)"));
   }
 }
 
@@ -251,9 +249,8 @@ TrainingState load_checkpoint(const std::string& path, ReformerModel& model, Ada
            "' (not a checkpoint of this program?)");
   const int64_t version = file.get_int("format_version");
   if (version != kCheckpointFormatVersion)
-    throw CheckpointMismatch("checkpoint '" + path + "' has format version " +
-                             std::to_string(version) + ", this build reads version " +
-                             std::to_string(kCheckpointFormatVersion));
+    throw CheckpointMismatch(concat("checkpoint '", path, "' has format version ", version,
+                                    ", this build reads version ", kCheckpointFormatVersion));
   ParamStore& params = model.params();
   check_layout(path, file.get_string("layout"), params);
   Executor& ex = model.executor();
