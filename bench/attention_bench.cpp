@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "kernels/cpu/openblas_core.h"
 #include "kernels/device_buffer.h"
 #include "kernels/executor.h"
 
@@ -146,6 +147,7 @@ int run(const Shape& s, int reps, int threads, Device device, GemmPrecision prec
 }  // namespace rf
 
 int main(int argc, char** argv) try {
+  rf::restart_without_openblas_fallback(argv);
   CLI::App app{"times the fused chunk-attention passes (forward, gradients) on LSH-like orders"};
   rf::Shape shape;
   int reps = 21, threads = 0;

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "data/synthetic_duplication.h"
+#include "kernels/cpu/openblas_core.h"
 #include "trainer/checkpoint.h"
 #include "trainer/config.h"
 #include "trainer/generate.h"
@@ -79,6 +80,7 @@ int run(const std::string& argument, int64_t sequences) {
 }  // namespace rf
 
 int main(int argc, char** argv) {
+  rf::restart_without_openblas_fallback(argv);
   if (argc < 2 || argc > 3) {
     std::cerr << "usage: lsh_generation_bench CHECKPOINT [SEQUENCES]" << std::endl;
     return 2;

@@ -10,6 +10,7 @@ Run with a Python that has reformer-pytorch 1.4.4 and Debian's torch 1.13 (see b
 Prints one JSON line like bench/step_bench.
 """
 import json
+import os
 
 import torch
 from reformer_pytorch import ReformerLM
@@ -54,6 +55,8 @@ def main():
                       "reversible": int(not args.stored_activations),
                       "dropout": args.dropout,
                       "torch": torch.__version__, "threads": torch.get_num_threads(),
+                      # (bench/run.sh sets it to the kernels the trainer runs)
+                      "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "unset"),
                       "median_step_s": median, "tokens_per_s": L / median,
                       "device": args.device, **peak_memory(device)}))
 

@@ -19,6 +19,14 @@ read -r -a bench <<< "${RF_BENCH:-$build/bench/step_bench}"
 ref_cfg="$root/bench/reference.yaml"
 py="${REFERENCE_PYTHON:-python3}"
 [ -n "${RF_BENCH:-}" ] || [ -x "${bench[0]}" ] || "$root/launch/build.sh"
+# The references' torch computes with the same OpenBLAS: give it the kernels the trainer runs. On
+# a CPU that OpenBLAS 0.3.21 does not know it falls back to its Prescott (SSE3) kernels; the
+# trainer restarts itself out of that (kernels/cpu/openblas_core.h), torch would stay on them
+# (reformer-pytorch at 4K fp32 3.1x slower on an Emerald Rapids Xeon, 2026-12-06).
+if [ -z "${OPENBLAS_CORETYPE:-}" ] && [ -x "$build/reformer" ]; then
+  core="$("$build/reformer" --version | sed -n 's/.*, kernel \([A-Za-z0-9]*\) (OPENBLAS_CORETYPE.*/\1/p')"
+  if [ -n "$core" ]; then export OPENBLAS_CORETYPE="$core"; fi
+fi
 
 step() {  # step <suite> <steps> <overrides...>; on the CPU it also times the attention launchers
   local suite="$1" steps="$2"; shift 2

@@ -20,6 +20,7 @@
 #include <iostream>
 #include <random>
 
+#include "kernels/cpu/openblas_core.h"
 #include "kernels/device_buffer.h"
 #include "kernels/launch_recorder.h"
 #include "kernels/linear.h"
@@ -122,6 +123,7 @@ double peak_rss_gib() {
 }  // namespace
 
 int main(int argc, char** argv) try {
+  rf::restart_without_openblas_fallback(argv);
   CLI::App app{"times training steps of a config"};
   std::string config_path;
   std::vector<std::string> overrides;

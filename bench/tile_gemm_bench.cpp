@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kernels/cpu/amx_tiles.h"
+#include "kernels/cpu/openblas_core.h"
 #include "kernels/cpu/small_gemm.h"
 
 namespace rf {
@@ -115,6 +116,7 @@ int run(int rounds, int calls) {
 }  // namespace rf
 
 int main(int argc, char** argv) try {
+  rf::restart_without_openblas_fallback(argv);
   CLI::App app{
       "times the CPU attention tiles' products: fp32 in libxsmm against the loops; bf16 on AMX"};
   int rounds = 9, calls = 2000;

@@ -21,6 +21,7 @@
 #include "kernels/cpu/host_memory.h"
 #include "kernels/cpu/lsh_argmax.h"
 #include "kernels/cpu/onednn_matmul.h"
+#include "kernels/cpu/openblas_core.h"
 #include "kernels/cpu/parallel_memory.h"
 #include "kernels/cpu/round_prefetch.h"
 #include "kernels/executor_impl.h"
@@ -28,7 +29,6 @@
 extern "C" {
 // Provided by OpenBLAS (not declared in every cblas.h).
 char* openblas_get_config(void);
-char* openblas_get_corename(void);
 }
 
 namespace rf {
@@ -174,10 +174,8 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
 
   std::string describe() const override {
     std::ostringstream s;
-    s << "cpu, " << threads_ << " OpenMP threads, " << openblas_get_config() << ", kernel "
-      << openblas_get_corename();
-    const char* coretype = std::getenv("OPENBLAS_CORETYPE");
-    s << " (OPENBLAS_CORETYPE=" << (coretype ? coretype : "unset") << ")";
+    s << "cpu, " << threads_ << " OpenMP threads, " << openblas_get_config() << ", "
+      << openblas_kernel_report();
     if (bf16_) s << "; single products in " << bf16_->describe();
     if (fp32_products_) s << "; single products in " << fp32_products_->describe();
     if (tile_products_ == cpu::TileProducts::kBf16) s << "; attention tiles bf16 on AMX";
@@ -386,7 +384,8 @@ std::unique_ptr<Executor> make_cpu_executor(int threads, GemmPrecision precision
 }
 
 std::string cpu_library_versions() {
-  return std::string(openblas_get_config()) + "; oneDNN " + onednn_version();
+  return std::string(openblas_get_config()) + ", " + openblas_kernel_report() + "; oneDNN " +
+         onednn_version();
 }
 
 }  // namespace rf

@@ -1,0 +1,66 @@
+#include "kernels/cpu/openblas_core.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+
+extern "C" {
+// Provided by OpenBLAS (not declared in every cblas.h).
+char* openblas_get_corename(void);
+}
+
+namespace rf {
+namespace {
+
+// Set beside OPENBLAS_CORETYPE by the restart: the core OpenBLAS had chosen, for the report.
+constexpr const char* kFallbackVariable = "RF_OPENBLAS_FALLBACK_CORE";
+
+// What OpenBLAS 0.3.21 (driver/others/dynamic.c) runs on a CPU model it does not know.
+constexpr const char* kFallbackCore = "Prescott";
+
+}  // namespace
+
+CpuVectorFeatures this_cpu_vector_features() {
+  // (GCC's checks include the OS's consent, XGETBV, for the AVX and AVX-512 registers.)
+  __builtin_cpu_init();
+  CpuVectorFeatures f;
+  f.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
+             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("avx512vl");
+  f.avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return f;
+}
+
+std::string better_openblas_core(const std::string& chosen, CpuVectorFeatures cpu) {
+  if (chosen != kFallbackCore) return "";
+  if (cpu.avx512) return "SkylakeX";
+  if (cpu.avx2_fma) return "Haswell";
+  return "";
+}
+
+void restart_without_openblas_fallback(char** argv) {
+  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;
+  const std::string chosen = openblas_get_corename();
+  const std::string better = better_openblas_core(chosen, this_cpu_vector_features());
+  if (better.empty()) return;
+  setenv("OPENBLAS_CORETYPE", better.c_str(), 1);
+  setenv(kFallbackVariable, chosen.c_str(), 1);
+  execv("/proc/self/exe", argv);
+  // Not restarted (no /proc, say): run on with the fallback, which the report then shows.
+  unsetenv("OPENBLAS_CORETYPE");
+  unsetenv(kFallbackVariable);
+}
+
+std::string openblas_kernel_report() {
+  std::string report = std::string("kernel ") + openblas_get_corename();
+  const char* coretype = std::getenv("OPENBLAS_CORETYPE");
+  const char* fallback = std::getenv(kFallbackVariable);
+  if (coretype == nullptr) return report + " (OPENBLAS_CORETYPE unset)";
+  report += std::string(" (OPENBLAS_CORETYPE=") + coretype;
+  if (fallback != nullptr)
+    report +=
+        std::string(", set by this program: OpenBLAS does not know this CPU and chose ") + fallback;
+  return report + ")";
+}
+
+}  // namespace rf

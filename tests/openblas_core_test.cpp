@@ -1,0 +1,54 @@
+// OpenBLAS's kernels: the programs put right OpenBLAS's Prescott fallback on a CPU it does not
+// know (kernels/cpu/openblas_core.h) and leave a user's OPENBLAS_CORETYPE alone.
+#include "kernels/cpu/openblas_core.h"
+
+#include <gtest/gtest.h>
+
+#include <regex>
+#include <string>
+
+#include "tests/run_fixture.h"
+
+namespace rf {
+namespace {
+
+TEST(OpenblasCore, BetterCoreOnlyInPlaceOfTheFallback) {
+  const CpuVectorFeatures avx512{true, true}, avx2{false, true}, sse{false, false};
+  EXPECT_EQ(better_openblas_core("Prescott", avx512), "SkylakeX");
+  EXPECT_EQ(better_openblas_core("Prescott", avx2), "Haswell");
+  EXPECT_EQ(better_openblas_core("Prescott", sse), "");
+  for (const char* known : {"SkylakeX", "Cooperlake", "Haswell", "Zen", "Sandybridge"}) {
+    EXPECT_EQ(better_openblas_core(known, avx512), "") << known;
+    EXPECT_EQ(better_openblas_core(known, avx2), "") << known;
+  }
+}
+
+// `reformer --version`'s kernel: "kernel NAME (OPENBLAS_CORETYPE...)".
+std::string reported_kernel(const std::string& environment) {
+  const test::CommandResult r =
+      test::run_command("env -u OPENBLAS_CORETYPE -u RF_OPENBLAS_FALLBACK_CORE " + environment +
+                        " " + RF_BINARY_DIR + "/reformer --version");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  std::smatch m;
+  const std::regex kernel(", kernel (\\w+) \\(OPENBLAS_CORETYPE[^)]*\\);");
+  EXPECT_TRUE(std::regex_search(r.out, m, kernel)) << r.out;
+  return m.empty() ? "" : m[1].str();
+}
+
+TEST(OpenblasCore, TheTrainerRunsNoFallbackWhereTheCpuOffersBetter) {
+  const std::string kernel = reported_kernel("");
+  const std::string better = better_openblas_core(kernel, this_cpu_vector_features());
+  EXPECT_EQ(better, "") << "reformer ran OpenBLAS's " << kernel << " kernels on a CPU that runs "
+                        << better << "'s";
+}
+
+TEST(OpenblasCore, AUsersCoreTypeStands) {
+  EXPECT_EQ(reported_kernel("OPENBLAS_CORETYPE=Prescott"), "Prescott");
+  const test::CommandResult r = test::run_command(
+      "OPENBLAS_CORETYPE=Prescott " + std::string(RF_BINARY_DIR) + "/reformer --version");
+  EXPECT_NE(r.out.find("kernel Prescott (OPENBLAS_CORETYPE=Prescott);"), std::string::npos)
+      << r.out;
+}
+
+}  // namespace
+}  // namespace rf
