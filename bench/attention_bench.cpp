@@ -147,7 +147,7 @@ int run(const Shape& s, int reps, int threads, Device device, GemmPrecision prec
 }  // namespace rf
 
 int main(int argc, char** argv) try {
-  rf::restart_without_openblas_fallback(argv);
+  rf::restart_without_openblas_fallback();
   CLI::App app{"times the fused chunk-attention passes (forward, gradients) on LSH-like orders"};
   rf::Shape shape;
   int reps = 21, threads = 0;

@@ -80,7 +80,7 @@ int run(const std::string& argument, int64_t sequences) {
 }  // namespace rf
 
 int main(int argc, char** argv) {
-  rf::restart_without_openblas_fallback(argv);
+  rf::restart_without_openblas_fallback();
   if (argc < 2 || argc > 3) {
     std::cerr << "usage: lsh_generation_bench CHECKPOINT [SEQUENCES]" << std::endl;
     return 2;

@@ -123,7 +123,7 @@ double peak_rss_gib() {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  rf::restart_without_openblas_fallback(argv);
+  rf::restart_without_openblas_fallback();
   CLI::App app{"times training steps of a config"};
   std::string config_path;
   std::vector<std::string> overrides;

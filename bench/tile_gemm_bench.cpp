@@ -116,7 +116,7 @@ int run(int rounds, int calls) {
 }  // namespace rf
 
 int main(int argc, char** argv) try {
-  rf::restart_without_openblas_fallback(argv);
+  rf::restart_without_openblas_fallback();
   CLI::App app{
       "times the CPU attention tiles' products: fp32 in libxsmm against the loops; bf16 on AMX"};
   int rounds = 9, calls = 2000;

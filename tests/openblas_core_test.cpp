@@ -3,6 +3,7 @@
 #include "kernels/cpu/openblas_core.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <regex>
 #include <string>
@@ -23,11 +24,12 @@ TEST(OpenblasCore, BetterCoreOnlyInPlaceOfTheFallback) {
   }
 }
 
-// `reformer --version`'s kernel: "kernel NAME (OPENBLAS_CORETYPE...)".
-std::string reported_kernel(const std::string& environment) {
+// `reformer --version`'s kernel ("kernel NAME (OPENBLAS_CORETYPE...)"), OPENBLAS_CORETYPE unset
+// unless `prefix` (settings, or a loader to run it through) sets it.
+std::string reported_kernel(const std::string& prefix) {
   const test::CommandResult r =
-      test::run_command("env -u OPENBLAS_CORETYPE -u RF_OPENBLAS_FALLBACK_CORE " + environment +
-                        " " + RF_BINARY_DIR + "/reformer --version");
+      test::run_command("env -u OPENBLAS_CORETYPE -u RF_OPENBLAS_FALLBACK_CORE " + prefix + " " +
+                        RF_BINARY_DIR + "/reformer --version");
   EXPECT_EQ(r.exit_code, 0) << r.out;
   std::smatch m;
   const std::regex kernel(", kernel (\\w+) \\(OPENBLAS_CORETYPE[^)]*\\);");
@@ -40,6 +42,15 @@ TEST(OpenblasCore, TheTrainerRunsNoFallbackWhereTheCpuOffersBetter) {
   const std::string better = better_openblas_core(kernel, this_cpu_vector_features());
   EXPECT_EQ(better, "") << "reformer ran OpenBLAS's " << kernel << " kernels on a CPU that runs "
                         << better << "'s";
+}
+
+// Run through the dynamic loader, as a GPU bundle runs its programs, the restart must re-run the
+// loader's whole command line: the program, with its arguments, not the loader's own --version.
+TEST(OpenblasCore, TheRestartKeepsALoadersCommandLine) {
+  const std::string loader = "/lib64/ld-linux-x86-64.so.2";
+  ASSERT_EQ(access(loader.c_str(), X_OK), 0) << loader;
+  const std::string kernel = reported_kernel(loader + " --library-path /nonexistent");
+  EXPECT_EQ(better_openblas_core(kernel, this_cpu_vector_features()), "") << kernel;
 }
 
 TEST(OpenblasCore, AUsersCoreTypeStands) {

@@ -3,6 +3,6 @@
 #include "trainer/commands.h"
 
 int main(int argc, char** argv) {
-  rf::restart_without_openblas_fallback(argv);
+  rf::restart_without_openblas_fallback();
   return rf::run_command_line(argc, argv);
 }

@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
+#include <vector>
 
 extern "C" {
 // Provided by OpenBLAS (not declared in every cblas.h).
@@ -38,15 +40,25 @@ std::string better_openblas_core(const std::string& chosen, CpuVectorFeatures cp
   return "";
 }
 
-void restart_without_openblas_fallback(char** argv) {
+void restart_without_openblas_fallback() {
   if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;
   const std::string chosen = openblas_get_corename();
   const std::string better = better_openblas_core(chosen, this_cpu_vector_features());
   if (better.empty()) return;
+  // The command line as the kernel started it, not main's argv: run through the dynamic loader
+  // (`ld-linux-x86-64.so.2 --library-path DIR PROGRAM ARGS`, as a GPU bundle does), the process's
+  // executable is the loader, and main's argv has lost the loader's arguments.
+  std::ifstream file("/proc/self/cmdline", std::ios::binary);
+  std::vector<std::string> words;
+  for (std::string word; std::getline(file, word, '\0');) words.push_back(word);
+  if (words.empty()) return;
+  std::vector<char*> args;
+  for (std::string& word : words) args.push_back(word.data());
+  args.push_back(nullptr);
   setenv("OPENBLAS_CORETYPE", better.c_str(), 1);
   setenv(kFallbackVariable, chosen.c_str(), 1);
-  execv("/proc/self/exe", argv);
-  // Not restarted (no /proc, say): run on with the fallback, which the report then shows.
+  execv("/proc/self/exe", args.data());
+  // Not restarted: run on with the fallback, which the report then shows.
   unsetenv("OPENBLAS_CORETYPE");
   unsetenv(kFallbackVariable);
 }

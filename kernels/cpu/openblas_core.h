@@ -23,11 +23,11 @@ CpuVectorFeatures this_cpu_vector_features();
 // where `chosen` is not the fallback or the CPU offers nothing better.
 std::string better_openblas_core(const std::string& chosen, CpuVectorFeatures cpu);
 
-// Where OpenBLAS runs its fallback on a CPU that offers better, re-runs this program (argv as
-// given, the same process) with OPENBLAS_CORETYPE set, unless it is already set (the user's
+// Where OpenBLAS runs its fallback on a CPU that offers better, re-runs this process's command
+// line (the same process) with OPENBLAS_CORETYPE set, unless it is already set (the user's
 // choice, or this restart's). Returns where there is nothing to do or the restart failed. Call
 // it first thing in main(), before threads, files or MPI exist.
-void restart_without_openblas_fallback(char** argv);
+void restart_without_openblas_fallback();
 
 // "kernel SkylakeX", with how it was chosen where OPENBLAS_CORETYPE is set.
 std::string openblas_kernel_report();
