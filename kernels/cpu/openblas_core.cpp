@@ -53,6 +53,7 @@ void restart_without_openblas_fallback() {
   for (std::string word; std::getline(file, word, '\0');) words.push_back(word);
   if (words.empty()) return;
   std::vector<char*> args;
+  args.reserve(words.size() + 1);
   for (std::string& word : words) args.push_back(word.data());
   args.push_back(nullptr);
   setenv("OPENBLAS_CORETYPE", better.c_str(), 1);
