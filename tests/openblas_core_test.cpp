@@ -24,21 +24,26 @@ TEST(OpenblasCore, BetterCoreOnlyInPlaceOfTheFallback) {
   }
 }
 
-// `reformer --version`'s kernel ("kernel NAME (OPENBLAS_CORETYPE...)"), OPENBLAS_CORETYPE unset
-// unless `prefix` (settings, or a loader to run it through) sets it.
-std::string reported_kernel(const std::string& prefix) {
+// `reformer --version`'s output, OPENBLAS_CORETYPE unset unless `prefix` (settings, or a loader
+// to run it through) sets it.
+std::string version_output(const std::string& prefix) {
   const test::CommandResult r =
       test::run_command("env -u OPENBLAS_CORETYPE -u RF_OPENBLAS_FALLBACK_CORE " + prefix + " " +
                         RF_BINARY_DIR + "/reformer --version");
   EXPECT_EQ(r.exit_code, 0) << r.out;
+  return r.out;
+}
+
+// The kernel that output names: "kernel NAME (OPENBLAS_CORETYPE...)".
+std::string reported_kernel(const std::string& out) {
   std::smatch m;
   const std::regex kernel(", kernel (\\w+) \\(OPENBLAS_CORETYPE[^)]*\\);");
-  EXPECT_TRUE(std::regex_search(r.out, m, kernel)) << r.out;
+  EXPECT_TRUE(std::regex_search(out, m, kernel)) << out;
   return m.empty() ? "" : m[1].str();
 }
 
 TEST(OpenblasCore, TheTrainerRunsNoFallbackWhereTheCpuOffersBetter) {
-  const std::string kernel = reported_kernel("");
+  const std::string kernel = reported_kernel(version_output(""));
   const std::string better = better_openblas_core(kernel, this_cpu_vector_features());
   EXPECT_EQ(better, "") << "reformer ran OpenBLAS's " << kernel << " kernels on a CPU that runs "
                         << better << "'s";
@@ -49,16 +54,15 @@ TEST(OpenblasCore, TheTrainerRunsNoFallbackWhereTheCpuOffersBetter) {
 TEST(OpenblasCore, TheRestartKeepsALoadersCommandLine) {
   const std::string loader = "/lib64/ld-linux-x86-64.so.2";
   ASSERT_EQ(access(loader.c_str(), X_OK), 0) << loader;
-  const std::string kernel = reported_kernel(loader + " --library-path /nonexistent");
+  const std::string kernel =
+      reported_kernel(version_output(loader + " --library-path /nonexistent"));
   EXPECT_EQ(better_openblas_core(kernel, this_cpu_vector_features()), "") << kernel;
 }
 
 TEST(OpenblasCore, AUsersCoreTypeStands) {
-  EXPECT_EQ(reported_kernel("OPENBLAS_CORETYPE=Prescott"), "Prescott");
-  const test::CommandResult r = test::run_command(
-      "OPENBLAS_CORETYPE=Prescott " + std::string(RF_BINARY_DIR) + "/reformer --version");
-  EXPECT_NE(r.out.find("kernel Prescott (OPENBLAS_CORETYPE=Prescott);"), std::string::npos)
-      << r.out;
+  const std::string out = version_output("OPENBLAS_CORETYPE=Prescott");
+  EXPECT_EQ(reported_kernel(out), "Prescott");
+  EXPECT_NE(out.find("kernel Prescott (OPENBLAS_CORETYPE=Prescott);"), std::string::npos) << out;
 }
 
 }  // namespace
