@@ -21,6 +21,7 @@
 #include "kernels/cpu/host_memory.h"
 #include "kernels/cpu/lsh_argmax.h"
 #include "kernels/cpu/onednn_matmul.h"
+#include "kernels/cpu/openblas_buffers.h"
 #include "kernels/cpu/openblas_core.h"
 #include "kernels/cpu/parallel_memory.h"
 #include "kernels/cpu/round_prefetch.h"
@@ -150,6 +151,7 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
       : ranks_on_host_(std::max(ranks_on_host, 1)), memory_limit_(buffer_limit() / ranks_on_host_) {
     if (threads > 0) omp_set_num_threads(threads);
     threads_ = omp_get_max_threads();
+    cpu::prepare_openblas_buffers(threads_);  // (why: kernels/cpu/openblas_buffers.h)
     if (precision == GemmPrecision::kTf32)
       fail(
           "runtime.precision = tf32 needs runtime.device = cuda (TF32 is a GPU tensor-core "
