@@ -24,7 +24,7 @@ inline void transpose_8x8(const float* const* rows, int64_t x0, float* out, int6
     t[i + 1] = _mm256_unpackhi_ps(a, b);
   }
   // u[4g + k], lane L: element 4L + k of rows 4g .. 4g + 3.
-  for (int g = 0; g < 2; ++g) {
+  for (int64_t g = 0; g < 2; ++g) {
     const __m256 *lo = &t[4 * g], *hi = &t[4 * g + 2];
     u[4 * g + 0] = _mm256_shuffle_ps(lo[0], hi[0], _MM_SHUFFLE(1, 0, 1, 0));
     u[4 * g + 1] = _mm256_shuffle_ps(lo[0], hi[0], _MM_SHUFFLE(3, 2, 3, 2));

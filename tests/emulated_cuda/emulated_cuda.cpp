@@ -1,8 +1,7 @@
 #include "tests/emulated_cuda/emulated_cuda.h"
 
-#include <ucontext.h>
-
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <map>
@@ -10,6 +9,8 @@
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include "tests/emulated_cuda/fiber_switch.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
@@ -32,7 +33,7 @@ constexpr size_t kStackBytes = size_t{256} * 1024;
 enum class Wait { kNone, kWarp, kBlock };
 
 struct Fiber {
-  ucontext_t context{};
+  FiberContext context;
   char* stack = nullptr;  // from the thread's pool (uninitialised: pages are touched as it grows)
   uint3 index;
   bool started = false, done = false;
@@ -49,7 +50,7 @@ struct Fiber {
 struct Block {
   std::vector<Fiber>* fibers = nullptr;
   int current = -1;
-  ucontext_t scheduler{};
+  FiberContext scheduler;
   const std::function<void()>* body = nullptr;
   std::string error;             // the first fault found (then the block stops)
   std::exception_ptr exception;  // one a thread threw
@@ -78,11 +79,11 @@ void switch_to_scheduler(Fiber& f, bool dying) {
   void* fake_stack = nullptr;
   __sanitizer_start_switch_fiber(dying ? nullptr : &fake_stack, g_block->scheduler_stack,
                                  g_block->scheduler_stack_size);
-  swapcontext(&f.context, &g_block->scheduler);
+  switch_fiber(f.context, g_block->scheduler);
   __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
 #else
   (void)dying;
-  swapcontext(&f.context, &g_block->scheduler);
+  switch_fiber(f.context, g_block->scheduler);
 #endif
 }
 
@@ -99,6 +100,7 @@ void fiber_main() {
   }
   f.done = true;
   switch_to_scheduler(f, true);
+  std::abort();  // (a fiber that is done is never resumed; there is nothing to return to)
 }
 
 // Resumes fiber i until it waits or ends.
@@ -113,23 +115,15 @@ void resume(Block& b, int i) {
     // A fiber abandoned after a fault may have left poisoned frames on this pooled stack.
     __asan_unpoison_memory_region(f.stack, kStackBytes);
 #endif
-    getcontext(&f.context);
-    f.context.uc_stack.ss_sp = f.stack;
-    f.context.uc_stack.ss_size = kStackBytes;
-    f.context.uc_link = nullptr;
-    makecontext(&f.context, fiber_main, 0);
-    // (glibc's swapcontext does not read uc_stack after makecontext; ASan's interceptor does,
-    // and would clear the poison around every frame of the fiber's stack at each switch.)
-    f.context.uc_stack.ss_sp = nullptr;
-    f.context.uc_stack.ss_size = 0;
+    prepare_fiber(f.context, f.stack, kStackBytes, fiber_main);
   }
 #if defined(RF_EMULATION_ASAN)
   void* fake_stack = nullptr;
   __sanitizer_start_switch_fiber(&fake_stack, f.stack, kStackBytes);
-  swapcontext(&b.scheduler, &f.context);
+  switch_fiber(b.scheduler, f.context);
   __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
 #else
-  swapcontext(&b.scheduler, &f.context);
+  switch_fiber(b.scheduler, f.context);
 #endif
 }
 
