@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__x86_64__)
+#if RF_FIBER_SWITCH_IN_ASSEMBLY
 // rf_emulation_switch(void** save_to, void* load_from): pushes the callee-saved registers and
 // the floating-point control state, stores the stack pointer in *save_to, then loads load_from as
 // the stack pointer and pops what a previous switch (or prepare_fiber) left there.
@@ -42,7 +42,7 @@ rf_emulation_switch:
 
 namespace rf::emulated_cuda {
 
-#if defined(__x86_64__)
+#if RF_FIBER_SWITCH_IN_ASSEMBLY
 
 void prepare_fiber(FiberContext& fiber, char* stack, size_t bytes, void (*entry)()) {
   // The frame rf_emulation_switch pops, below a 16-byte aligned top: the control state (this

@@ -4,19 +4,27 @@
 // time (perf, 2026-12-06: __swapcontext and the kernel's sigprocmask). On x86-64 a switch here
 // saves only what the ABI asks a callee to keep (rbx, rbp, r12-r15, the stack pointer, MXCSR's
 // control bits and the x87 control word); the signal mask is never changed by the kernels under
-// test. Elsewhere it falls back to swapcontext.
+// test. Elsewhere it falls back to swapcontext, as it does where the compiler builds for CET
+// shadow stacks (-fcf-protection=return): the first switch to a fiber returns to an address no
+// call pushed, which a shadow stack refuses.
 #pragma once
 
 #include <cstddef>
 
-#if !defined(__x86_64__)
+#if defined(__x86_64__) && !(defined(__CET__) && (__CET__ & 2))
+#define RF_FIBER_SWITCH_IN_ASSEMBLY 1
+#else
+#define RF_FIBER_SWITCH_IN_ASSEMBLY 0
+#endif
+
+#if !RF_FIBER_SWITCH_IN_ASSEMBLY
 #include <ucontext.h>
 #endif
 
 namespace rf::emulated_cuda {
 
 struct FiberContext {
-#if defined(__x86_64__)
+#if RF_FIBER_SWITCH_IN_ASSEMBLY
   void* stack_pointer = nullptr;  // where the switch away left its saved registers
 #else
   ucontext_t context{};
