@@ -17,12 +17,15 @@
 #include <vector>
 
 #include "base/error.h"
+#include "bench/bench_median.h"
 #include "kernels/cpu/openblas_core.h"
 #include "kernels/device_buffer.h"
 #include "kernels/executor.h"
 
 namespace rf {
 namespace {
+
+using bench::median;
 
 struct Shape {
   int64_t seq_len = 4096, heads = 4, d_head = 64, rounds = 2, chunk = 64;
@@ -53,11 +56,6 @@ std::vector<int32_t> lsh_like_order(const Shape& s, int64_t segments, std::mt199
         perm[seg * n_slots + r * s.seq_len + t] = static_cast<int32_t>(r * s.seq_len + order[t]);
     }
   return perm;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 int run(const Shape& s, int reps, int threads, Device device, GemmPrecision precision,

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_median.h"
 #include "kernels/cpu/openblas_buffers.h"
 #include "kernels/cpu/openblas_core.h"
 
@@ -83,11 +84,6 @@ std::vector<double> run_child(const std::string& self, bool prepare, int calls) 
   return rates;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 }  // namespace
 }  // namespace rf
 
@@ -116,7 +112,7 @@ int main(int argc, char** argv) try {
     }
   }
   for (size_t i = 0; i < rf::kBlocks.size(); ++i) {
-    const double with = rf::median(prepared[i]), without = rf::median(unprepared[i]);
+    const double with = rf::bench::median(prepared[i]), without = rf::bench::median(unprepared[i]);
     std::printf(
         "{\"shape\": \"%s\", \"threads\": %d, \"rounds\": %d, \"prepared_gflops\": %.1f, "
         "\"unprepared_gflops\": %.1f, \"ratio\": %.2f, \"openblas\": \"%s\"}\n",

@@ -16,6 +16,7 @@
 #include <random>
 #include <vector>
 
+#include "bench/bench_median.h"
 #include "kernels/cpu/amx_tiles.h"
 #include "kernels/cpu/openblas_core.h"
 #include "kernels/cpu/small_gemm.h"
@@ -23,10 +24,7 @@
 namespace rf {
 namespace {
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using bench::median;
 
 // Seconds per call of `product`, over `calls` calls.
 double seconds_per_call(const std::function<void()>& product, int calls) {

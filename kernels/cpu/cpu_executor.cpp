@@ -151,11 +151,11 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
       : ranks_on_host_(std::max(ranks_on_host, 1)), memory_limit_(buffer_limit() / ranks_on_host_) {
     if (threads > 0) omp_set_num_threads(threads);
     threads_ = omp_get_max_threads();
-    cpu::prepare_openblas_buffers(threads_);  // (why: kernels/cpu/openblas_buffers.h)
     if (precision == GemmPrecision::kTf32)
       fail(
           "runtime.precision = tf32 needs runtime.device = cuda (TF32 is a GPU tensor-core "
           "format); the CPU executor offers fp32 and bf16");
+    cpu::prepare_openblas_buffers(threads_);  // (why: kernels/cpu/openblas_buffers.h)
     // oneDNN's AVX-512 fp32 matmul against OpenBLAS 0.3.21 (SkylakeX kernel) in the reference
     // model's 4K-token step (step_bench --profile-ops): 14-20% faster for the products whose B
     // is untransposed ([1024, 256] x [256, 1024] and the like; the whole step +6.5% at 4K and

@@ -13,10 +13,10 @@ int prepare_openblas_buffers(int threads) {
   static int prepared_threads = 0;
   const std::lock_guard<std::mutex> lock(mutex);
   if (threads <= prepared_threads) return 0;
-  // More rows than OpenBLAS packs of A at once and deeper than its depth block (GEMM_P and GEMM_Q:
-  // 1,024 > P and 512 > Q for its x86 single-precision kernels), so the whole packed-A area and a
-  // wide part of the packed-B area are written. The values do not matter (alpha 1: OpenBLAS skips
-  // nothing); the output is thrown away.
+  // Twice the 512 rows that measured enough (the header), and deeper and wider than the products
+  // that were slow, so that a larger part of the packed-operand areas than any of theirs is
+  // written. The values do not matter (alpha 1: OpenBLAS skips nothing); the output is thrown
+  // away.
   constexpr int kRows = 1024, kColumns = 256, kDepth = 512;
   const std::vector<float> a(static_cast<size_t>(kRows) * kDepth, 0.0f);
   const std::vector<float> b(static_cast<size_t>(kDepth) * kColumns, 0.0f);
