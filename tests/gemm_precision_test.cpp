@@ -11,6 +11,7 @@
 #include <cstring>
 #include <limits>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -23,6 +24,13 @@
 #include "tests/test_util.h"
 
 namespace rf {
+
+// Names the precision in test listings ("CpuPrecisions/ThreadCountTest.../fp32"), where
+// GoogleTest would print the enum's bytes, which ctest then takes into the test's name.
+void PrintTo(GemmPrecision p, std::ostream* out) {
+  *out << precision_name(p);
+}
+
 namespace {
 
 using selftest::reference_gemm;

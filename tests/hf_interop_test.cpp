@@ -127,7 +127,7 @@ struct ExportCase {
 
 // (Named by its settings in test listings, rather than by the bytes of its pointers.)
 void PrintTo(const ExportCase& c, std::ostream* out) {
-  *out << c.attention << " " << c.position;
+  *out << c.attention << "," << c.position;  // (no space: ctest's cost file splits on them)
 }
 
 class HfExport : public ::testing::TestWithParam<ExportCase> {};

@@ -1,5 +1,7 @@
 #include "kernels/selftest/gemm_reference.h"
 
+#include <vector>
+
 namespace rf::selftest {
 
 GemmDesc padded_gemm_desc(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
@@ -34,20 +36,32 @@ int64_t extent_c(const GemmDesc& d) {
 
 std::vector<float> reference_gemm(const GemmDesc& d, const std::vector<float>& a,
                                   const std::vector<float>& b, std::vector<float> c) {
-  for (int64_t bi = 0; bi < d.batch; ++bi)
+  // Row i of op(A) and column j of op(B) are copied out first, so that each dot product reads
+  // two contiguous arrays: the same sums in the same order as indexing the operands in the loop,
+  // which read them a leading dimension apart with a branch per element and was a third of the
+  // bf16 selftest sweep's time under ASan.
+  std::vector<float> a_rows(static_cast<size_t>(d.m * d.k)),
+      b_columns(static_cast<size_t>(d.n * d.k));
+  for (int64_t bi = 0; bi < d.batch; ++bi) {
+    const float* ab = a.data() + bi * d.stride_a;
+    const float* bb = b.data() + bi * d.stride_b;
+    for (int64_t i = 0; i < d.m; ++i)
+      for (int64_t p = 0; p < d.k; ++p)
+        a_rows[i * d.k + p] = d.trans_a ? ab[p + i * d.lda] : ab[i + p * d.lda];
     for (int64_t j = 0; j < d.n; ++j)
+      for (int64_t p = 0; p < d.k; ++p)
+        b_columns[j * d.k + p] = d.trans_b ? bb[j + p * d.ldb] : bb[p + j * d.ldb];
+    for (int64_t j = 0; j < d.n; ++j) {
+      const float* column = b_columns.data() + j * d.k;
       for (int64_t i = 0; i < d.m; ++i) {
+        const float* row = a_rows.data() + i * d.k;
         double s = 0.0;
-        for (int64_t p = 0; p < d.k; ++p) {
-          const float av =
-              d.trans_a ? a[bi * d.stride_a + p + i * d.lda] : a[bi * d.stride_a + i + p * d.lda];
-          const float bv =
-              d.trans_b ? b[bi * d.stride_b + j + p * d.ldb] : b[bi * d.stride_b + p + j * d.ldb];
-          s += static_cast<double>(av) * bv;
-        }
+        for (int64_t p = 0; p < d.k; ++p) s += static_cast<double>(row[p]) * column[p];
         float& out = c[bi * d.stride_c + i + j * d.ldc];
         out = static_cast<float>(d.alpha * s + d.beta * out);
       }
+    }
+  }
   return c;
 }
 
