@@ -5,13 +5,8 @@
 # RF_CHECK_SKIP and the budget, writes the throughput rows to gpu.jsonl and packs the results. The
 # bundle's programs are stubs that record how they were called.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-expect_in() {  # expect_in FILE REGEX WHAT
-  grep -qE "$2" "$1" || { echo "--- $1:" >&2; cat "$1" >&2; fail "$3"; }
-}
+# shellcheck source=tests/shell_test_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/shell_test_lib.sh"
 
 bundle="$tmp/bundle"
 mkdir -p "$bundle/bin" "$bundle/lib/glibc"

@@ -3,10 +3,8 @@
 # registers, stack and spills, finds the smallest loop that holds every HMMA (not the outer loop
 # around it), counts its instructions by kind, and refuses a file with no SASS functions.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+# shellcheck source=tests/shell_test_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/shell_test_lib.sh"
 name='_ZN2rf4cuda15attention_tiles17mma_forward_tilesILi64ELb0ELb1EEEvNS_20ChunkAttentionParamsE'
 cat > "$tmp/ptxas.txt" <<EOT
 ptxas info    : Compiling entry function '$name' for 'sm_90'

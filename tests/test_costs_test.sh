@@ -3,10 +3,8 @@
 # committed times and leaves a folder's own times alone; `save` writes the times in ctest's output
 # into its column, keeping the other; bad arguments are a one-line error and exit 2.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+# shellcheck source=tests/shell_test_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/shell_test_lib.sh"
 script="$root/launch/test_costs.sh"
 export RF_TEST_COSTS="$tmp/costs.txt"
 cat > "$RF_TEST_COSTS" << 'COSTS'
