@@ -45,7 +45,7 @@ run_address() {
   build "$dir" "address,undefined"
   # The longest tests first (tests/test_costs.txt): the bf16 sweep of the emulated CUDA kernels
   # alone takes minutes under ASan.
-  "$root/launch/test_costs.sh" seed "$dir" asan
+  "$root/launch/test_costs.py" seed "$dir" asan
   # detect_leaks stays on: lsan.supp names the only third-party leaks that are ignored.
   # detect_stack_use_after_return stays off: GCC 12 keeps 64-byte-aligned AVX-512 locals in
   # ASan's fake stack frames, which are only 32-byte aligned, and the kernels' aligned stores

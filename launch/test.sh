@@ -8,6 +8,6 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export RF_TEST_PYTHON="$("$root/launch/python_env.sh")"
 build="${RF_BUILD_DIR:-$root/build}"
 # The longest tests first (tests/test_costs.txt), where this build folder has no times of its own.
-"$root/launch/test_costs.sh" seed "$build" plain
+"$root/launch/test_costs.py" seed "$build" plain
 cd "$build"
 ctest --output-on-failure -j "$(nproc)" "$@"

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# launch/test_costs.sh: `seed` gives a fresh build folder ctest's cost file from one column of the
+# launch/test_costs.py: `seed` gives a fresh build folder ctest's cost file from one column of the
 # committed times and leaves a folder's own times alone; `save` writes the times in ctest's output
 # into its column, keeping the other; bad arguments are a one-line error and exit 2.
 set -euo pipefail
 # shellcheck source=tests/shell_test_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/shell_test_lib.sh"
-script="$root/launch/test_costs.sh"
+script="$root/launch/test_costs.py"
 export RF_TEST_COSTS="$tmp/costs.txt"
 cat > "$RF_TEST_COSTS" << 'COSTS'
 # a comment
