@@ -52,12 +52,6 @@ __device__ __forceinline__ BFragment load_b_fragment(const uint16_t* at) {
 
 #ifndef __CUDA_ARCH__
 namespace mma_emulation {
-inline float low(uint32_t r) {
-  return bf16_value(static_cast<uint16_t>(r & 0xFFFFu));
-}
-inline float high(uint32_t r) {
-  return bf16_value(static_cast<uint16_t>(r >> 16));
-}
 // Each lane's fragments during an emulated product, by warp of the block and lane: the emulation
 // runs a block's threads as fibers of one host thread, so lanes can read each other's registers
 // between two warp barriers (two barriers per product instead of 16 shuffles).
@@ -66,6 +60,39 @@ struct Fragments {
   const uint32_t* b;
 };
 inline thread_local Fragments lanes[32][32];
+
+// c += A B for lane (g, q) from the warp's published fragments: rows g and g + 8 of A from the
+// four lanes of its group, columns 2q and 2q + 1 of B from those columns' groups, the products
+// added in k order. Outside the sanitizers' instrumentation, with no calls (bf16 to float is the
+// shift bf16_value does): it reads only the lanes' registers, never memory that a kernel indexes,
+// and instrumented it was most of the bf16 sweep of every op under ASan + UBSan.
+__attribute__((no_sanitize("address", "undefined"))) inline void multiply_published(
+    float (&c)[4], const Fragments* warp, int g, int q) {
+  // (no helper, not even a lambda: GCC does not inline an instrumented function into this one)
+  float row[2][16], col[2][16];
+  for (int j = 0; j < 4; ++j) {
+    const int k = 2 * j;  // (lane 4g + j holds k = 2j, 2j + 1, 2j + 8 and 2j + 9)
+    const uint32_t* from_a = warp[4 * g + j].a;
+    for (int r = 0; r < 2; ++r)
+      for (int half = 0; half < 2; ++half) {
+        row[r][k + 8 * half] = __builtin_bit_cast(float, from_a[r + 2 * half] << 16);
+        row[r][k + 8 * half + 1] = __builtin_bit_cast(float, from_a[r + 2 * half] & 0xFFFF0000u);
+      }
+    for (int n = 0; n < 2; ++n) {
+      const uint32_t* from_b = warp[4 * (2 * q + n) + j].b;
+      for (int half = 0; half < 2; ++half) {
+        col[n][k + 8 * half] = __builtin_bit_cast(float, from_b[half] << 16);
+        col[n][k + 8 * half + 1] = __builtin_bit_cast(float, from_b[half] & 0xFFFF0000u);
+      }
+    }
+  }
+  for (int r = 0; r < 2; ++r)
+    for (int n = 0; n < 2; ++n) {
+      float sum = c[2 * r + n];
+      for (int k = 0; k < 16; ++k) sum += row[r][k] * col[n][k];
+      c[2 * r + n] = sum;
+    }
+}
 }  // namespace mma_emulation
 #endif
 
@@ -81,38 +108,13 @@ __device__ __forceinline__ void mma_bf16_16x8x16(float (&c)[4], const uint32_t (
 #elif defined(__CUDA_ARCH__)
   __trap();  // (the launchers use these kernels on compute capability 8.0 and later only)
 #else
-  // Each lane reads rows g and g + 8 of A from the four lanes of its group, and columns 2q and
-  // 2q + 1 of B from those columns' groups, then adds the products in k order.
   using namespace mma_emulation;
-  const int lane = lane_in_warp(), g = lane / 4, q = lane % 4;
+  const int lane = lane_in_warp();
   Fragments* warp = lanes[warp_in_block()];
   warp[lane] = {a, b};
   __syncwarp();  // every lane's fragments are published
-  float row[2][16], col[2][16];
-  for (int j = 0; j < 4; ++j) {
-    const int k = 2 * j;  // (lane 4g + j holds k = 2j, 2j + 1, 2j + 8 and 2j + 9)
-    const uint32_t* from_a = warp[4 * g + j].a;
-    for (int r = 0; r < 2; ++r) {
-      row[r][k] = low(from_a[r]);
-      row[r][k + 1] = high(from_a[r]);
-      row[r][k + 8] = low(from_a[r + 2]);
-      row[r][k + 9] = high(from_a[r + 2]);
-    }
-    for (int n = 0; n < 2; ++n) {
-      const uint32_t* from_b = warp[4 * (2 * q + n) + j].b;
-      col[n][k] = low(from_b[0]);
-      col[n][k + 1] = high(from_b[0]);
-      col[n][k + 8] = low(from_b[1]);
-      col[n][k + 9] = high(from_b[1]);
-    }
-  }
+  multiply_published(c, warp, lane / 4, lane % 4);
   __syncwarp();  // every lane has read them (they may change after)
-  for (int r = 0; r < 2; ++r)
-    for (int n = 0; n < 2; ++n) {
-      float sum = c[2 * r + n];
-      for (int k = 0; k < 16; ++k) sum += row[r][k] * col[n][k];
-      c[2 * r + n] = sum;
-    }
 #endif
 }
 
