@@ -36,7 +36,7 @@
 // (The kernels' `#pragma unroll` is nvcc's: files that include this one build with
 // -Wno-unknown-pragmas, tests/CMakeLists.txt.) CUDA's names are reserved identifiers in C++;
 // defining them is the point here.
-// NOLINTBEGIN(bugprone-reserved-identifier)
+// NOLINTBEGIN(clang-diagnostic-reserved-identifier, clang-diagnostic-reserved-macro-identifier)
 #define __global__
 #define __device__
 #define __host__
@@ -100,7 +100,7 @@ T __shfl_xor_sync(unsigned mask, T value, int lane_mask, int width = rf::warpSiz
   return rf::emulated_cuda::shuffle(mask, value, lane_mask, width,
                                     rf::emulated_cuda::ShuffleKind::kXor);
 }
-// NOLINTEND(bugprone-reserved-identifier)
+// NOLINTEND(clang-diagnostic-reserved-identifier, clang-diagnostic-reserved-macro-identifier)
 
 namespace rf::emulated_cuda {
 
