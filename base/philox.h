@@ -91,15 +91,19 @@ struct RngStream {
   }
   RF_HD float uniform(uint64_t i) const { return uniform_from_bits(bits(i)); }
   // Standard normal for element i (Box-Muller over one Philox block, two normals per block half).
+  // Its words are bits(i & ~1) and bits((i & ~1) + 1) of the stream.
   RF_HD float normal(uint64_t i) const {
     const Philox4 r = block(i >> 2);
     const uint32_t first = 2 * static_cast<uint32_t>((i >> 1) & 1);  // words 0-1 or 2-3
-    const uint32_t w1 = word(r, first), w2 = word(r, first + 1);
+    return normal_from_words(word(r, first), word(r, first + 1), (i & 1) != 0);
+  }
+  // The normal of an even (cosine) or odd (sine) element from its pair's two words.
+  RF_HD static float normal_from_words(uint32_t w1, uint32_t w2, bool odd) {
     const float u1 = (static_cast<float>(w1 >> 8) + 1.0f) * (1.0f / 16777216.0f);
     const float u2 = static_cast<float>(w2 >> 8) * (1.0f / 16777216.0f);
     const float radius = sqrtf(-2.0f * logf(u1));
     const float angle = 6.2831853071795864f * u2;
-    return (i & 1) ? radius * sinf(angle) : radius * cosf(angle);
+    return odd ? radius * sinf(angle) : radius * cosf(angle);
   }
 };
 

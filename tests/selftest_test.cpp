@@ -6,9 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 #include <sstream>
 
+#include "base/philox.h"
 #include "kernels/executor_impl.h"
 #include "kernels/selftest/op_checks.h"
 #include "tests/test_util.h"
@@ -121,6 +123,21 @@ TEST(Selftest, ErrorMeasures) {
   EXPECT_EQ(selftest::nmse({1, 2}, {0, 0}), 5.0);  // an all-zero reference: the plain error
   EXPECT_TRUE(std::isinf(selftest::nmse({NAN}, {1})));
   EXPECT_EQ(selftest::mismatch_fraction({1, 2, 3, 4}, {1, 2, 0, 4}), 0.25);
+}
+
+// The sweeps' inputs, drawn a batch of Philox blocks at a time, are the stream's normals one by
+// one, bit for bit (odd lengths, and past the first SIMD pass of blocks).
+TEST(Selftest, RandomInputsAreTheStreamsNormalsElementByElement) {
+  for (const int64_t n :
+       {int64_t{0}, int64_t{1}, int64_t{2}, int64_t{7}, int64_t{129}, int64_t{1001}}) {
+    const std::vector<float> v = selftest::random_floats(n, 17, 0.5f);
+    ASSERT_EQ(v.size(), static_cast<size_t>(n));
+    const RngStream stream = make_rng_stream(17, RngPurpose::kSampling, 0, 0, 0, 0);
+    for (int64_t i = 0; i < n; ++i) {
+      const float expected = 0.5f * stream.normal(static_cast<uint64_t>(i));
+      ASSERT_EQ(std::memcmp(&v[i], &expected, sizeof(float)), 0) << "element " << i << " of " << n;
+    }
+  }
 }
 
 TEST(Selftest, TheCpuVariantsPassEveryOp) {
