@@ -1,6 +1,7 @@
 #include "base/philox_batch.h"
 
 #include <algorithm>
+#include <vector>
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
@@ -160,6 +161,16 @@ void philox_stream_words(const RngStream& stream, uint64_t first, int64_t n, uin
     blocks(run, block, pass);
     const uint64_t from = std::max(e0, first), to = std::min(e1, end);
     std::copy(pass + (from - e0), pass + (to - e0), words + (from - first));
+  }
+}
+
+void philox_stream_normals(const RngStream& stream, int64_t n, float* out) {
+  // Element i's pair of words is bits(i & ~1) and bits((i & ~1) + 1) (RngStream::normal).
+  std::vector<uint32_t> words(static_cast<size_t>(2 * ((n + 1) / 2)));
+  philox_stream_words(stream, 0, static_cast<int64_t>(words.size()), words.data());
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t even = i & ~int64_t{1};
+    out[i] = RngStream::normal_from_words(words[even], words[even + 1], (i & 1) != 0);
   }
 }
 

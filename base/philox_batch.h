@@ -14,6 +14,10 @@ namespace rf {
 // words[k] = stream.bits(first + k) for k in [0, n).
 void philox_stream_words(const RngStream& stream, uint64_t first, int64_t n, uint32_t* words);
 
+// out[i] = stream.normal(i) for i in [0, n), bit for bit: each Philox block drawn once (by
+// philox_stream_words) rather than once per element, as normal(i) alone must.
+void philox_stream_normals(const RngStream& stream, int64_t n, float* out);
+
 // Which of philox_stream_words's paths this build runs: "avx512", "avx2" or "scalar".
 const char* philox_batch_isa();
 
