@@ -16,7 +16,6 @@
 #define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
 
-#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
 #include <chrono>
@@ -29,6 +28,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "bench/command_line.h"
 #include "comms/communicator.h"
 #include "comms/mpi_communicator.h"
 #include "comms/nccl_communicator.h"
@@ -344,21 +344,19 @@ int run(const Options& options) {
 
 int main(int argc, char** argv) try {
   rf::Options options;
-  CLI::App app{"allreduce_bench: all-reduce bandwidth of the communicators (nccl-tests columns)"};
-  app.add_option("--communicator", options.communicator,
-                 "mpi (CPU buffers) or nccl (one GPU per rank)")
-      ->check(CLI::IsMember({"mpi", "nccl"}));
-  app.add_option("--min-bytes", options.min_bytes, "smallest message, e.g. 8, 64K");
-  app.add_option("--max-bytes", options.max_bytes, "largest message, e.g. 256M");
-  app.add_option("--factor", options.factor, "ratio between successive sizes");
-  app.add_option("--warmup", options.warmup, "untimed calls per size")
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--iters", options.iters, "timed calls per size (fewer above 50 MiB)")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--timeout", options.timeout_seconds,
-                 "seconds before a collective is declared hung");
-  app.add_flag("--json", options.json, "one JSON object per size instead of the table");
-  CLI11_PARSE(app, argc, argv);
+  rf::bench::CommandLine app(
+      "allreduce_bench: all-reduce bandwidth of the communicators (nccl-tests columns)");
+  app.option("--communicator", options.communicator, "mpi (CPU buffers) or nccl (one GPU per rank)",
+             rf::bench::one_of({"mpi", "nccl"}));
+  app.option("--min-bytes", options.min_bytes, "smallest message, e.g. 8, 64K");
+  app.option("--max-bytes", options.max_bytes, "largest message, e.g. 256M");
+  app.option("--factor", options.factor, "ratio between successive sizes");
+  app.option("--warmup", options.warmup, "untimed calls per size", rf::bench::at_least(0));
+  app.option("--iters", options.iters, "timed calls per size (fewer above 50 MiB)",
+             rf::bench::at_least(1));
+  app.option("--timeout", options.timeout_seconds, "seconds before a collective is declared hung");
+  app.flag("--json", options.json, "one JSON object per size instead of the table");
+  if (const int exit_code = app.parse(argc, argv); exit_code >= 0) return exit_code;
   return rf::run(options);
 } catch (const std::exception& e) {  // (rf::Error and the rest: one line, exit 1)
   std::fprintf(stderr, "error: %s\n", e.what());

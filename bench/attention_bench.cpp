@@ -7,7 +7,6 @@
 //   attention_bench [--seq-len 4096] [--heads 4] [--d-head 64] [--rounds 2] [--chunk 64]
 //                   [--reps 21] [--threads 0] [--device cpu|cuda] [--precision fp32|bf16|tf32]
 // (At bf16 a CPU with AMX runs the tiles' products on its tile units, as in training.)
-#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -18,6 +17,7 @@
 
 #include "base/error.h"
 #include "bench/bench_median.h"
+#include "bench/command_line.h"
 #include "kernels/cpu/openblas_core.h"
 #include "kernels/device_buffer.h"
 #include "kernels/executor.h"
@@ -146,25 +146,26 @@ int run(const Shape& s, int reps, int threads, Device device, GemmPrecision prec
 
 int main(int argc, char** argv) try {
   rf::restart_without_openblas_fallback();
-  CLI::App app{"times the fused chunk-attention passes (forward, gradients) on LSH-like orders"};
+  rf::bench::CommandLine app(
+      "times the fused chunk-attention passes (forward, gradients) on LSH-like orders");
   rf::Shape shape;
   int reps = 21, threads = 0;
   std::string device = "cpu", precision = "fp32";
-  app.add_option("--seq-len", shape.seq_len, "positions per sequence");
-  app.add_option("--heads", shape.heads, "heads (one sequence)");
-  app.add_option("--d-head", shape.d_head, "width of a head");
-  app.add_option("--rounds", shape.rounds, "hash rounds");
-  app.add_option("--chunk", shape.chunk, "slots per chunk (the bucket size)");
-  app.add_option("--reps", reps, "timed repetitions of each pass (medians)");
-  app.add_option("--threads", threads, "CPU threads (0: all cores available)");
-  app.add_option("--device", device, "executor")->check(CLI::IsMember({"cpu", "cuda"}));
-  app.add_option("--precision", precision, "products' precision, as runtime.precision")
-      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
+  app.option("--seq-len", shape.seq_len, "positions per sequence");
+  app.option("--heads", shape.heads, "heads (one sequence)");
+  app.option("--d-head", shape.d_head, "width of a head");
+  app.option("--rounds", shape.rounds, "hash rounds");
+  app.option("--chunk", shape.chunk, "slots per chunk (the bucket size)");
+  app.option("--reps", reps, "timed repetitions of each pass (medians)");
+  app.option("--threads", threads, "CPU threads (0: all cores available)");
+  app.option("--device", device, "executor", rf::bench::one_of({"cpu", "cuda"}));
+  app.option("--precision", precision, "products' precision, as runtime.precision",
+             rf::bench::one_of({"fp32", "tf32", "bf16"}));
   bool fp32_tiles = false;
-  app.add_flag("--fp32-tiles", fp32_tiles,
-               "cuda at bf16: the fp32 attention tiles instead of the tensor-core ones (as "
-               "runtime.tensor_core_attention=false)");
-  CLI11_PARSE(app, argc, argv);
+  app.flag("--fp32-tiles", fp32_tiles,
+           "cuda at bf16: the fp32 attention tiles instead of the tensor-core ones (as "
+           "runtime.tensor_core_attention=false)");
+  if (const int exit_code = app.parse(argc, argv); exit_code >= 0) return exit_code;
   return rf::run(shape, reps, threads, device == "cuda" ? rf::Device::kCuda : rf::Device::kCpu,
                  rf::parse_precision(precision), fp32_tiles);
 } catch (const std::exception& e) {  // (rf::Error and the rest: one line, exit 1)

@@ -11,7 +11,6 @@
 #include <omp.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -21,6 +20,7 @@
 #include <vector>
 
 #include "bench/bench_median.h"
+#include "bench/command_line.h"
 #include "kernels/cpu/openblas_buffers.h"
 #include "kernels/cpu/openblas_core.h"
 
@@ -89,16 +89,16 @@ std::vector<double> run_child(const std::string& self, bool prepare, int calls) 
 
 int main(int argc, char** argv) try {
   rf::restart_without_openblas_fallback();
-  CLI::App app{"OpenBLAS small products with and without their buffers written first"};
+  rf::bench::CommandLine app(
+      "OpenBLAS small products with and without their buffers written first");
   int rounds = 5, calls = 200;
   std::string child;
-  app.add_option("--rounds", rounds, "child pairs (alternating which runs first)")
-      ->check(CLI::Range(1, 1000));
-  app.add_option("--calls", calls, "products per shape in each child")
-      ->check(CLI::Range(1, 1000000));
-  app.add_option("--child", child, "(internal) prepared or unprepared")
-      ->check(CLI::IsMember({"prepared", "unprepared"}));
-  CLI11_PARSE(app, argc, argv);
+  app.option("--rounds", rounds, "child pairs (alternating which runs first)",
+             rf::bench::in_range(1, 1000));
+  app.option("--calls", calls, "products per shape in each child", rf::bench::in_range(1, 1000000));
+  app.option("--child", child, "(internal) prepared or unprepared",
+             rf::bench::one_of({"prepared", "unprepared"}));
+  if (const int exit_code = app.parse(argc, argv); exit_code >= 0) return exit_code;
   if (!child.empty()) return rf::child(child == "prepared", calls);
 
   const std::string self = "/proc/" + std::to_string(getpid()) + "/exe";

@@ -13,13 +13,13 @@
 #include <cblas.h>
 #include <sys/resource.h>
 
-#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <random>
 
+#include "bench/command_line.h"
 #include "kernels/cpu/openblas_core.h"
 #include "kernels/device_buffer.h"
 #include "kernels/launch_recorder.h"
@@ -124,28 +124,28 @@ double peak_rss_gib() {
 
 int main(int argc, char** argv) try {
   rf::restart_without_openblas_fallback();
-  CLI::App app{"times training steps of a config"};
+  rf::bench::CommandLine app("times training steps of a config");
   std::string config_path;
   std::vector<std::string> overrides;
   int steps = 5, warmup = -1;
   std::string overlap = "on";
   bool profile = false, profile_ops = false;
-  app.add_option("--config", config_path, "experiment YAML")->required();
-  app.add_option("--set", overrides, "overrides");
-  app.add_option("--steps", steps, "timed steps");
-  app.add_option("--warmup", warmup,
-                 "untimed steps first (default 1, or 2 with model.memory_len: the first step's "
-                 "memory is empty, and the second's larger buffers would be first touched while "
-                 "timed)");
-  app.add_option("--overlap", overlap, "start gradient buckets during the backward pass")
-      ->check(CLI::IsMember({"on", "off"}));
-  app.add_flag("--profile", profile,
-               "time the attention and LSH launchers (synchronising around them); adds their "
-               "share of the step to the output");
-  app.add_flag("--profile-ops", profile_ops,
-               "time every launch (kernels, GEMMs by shape, attention passes), waiting for each; "
-               "prints where the timed steps' time went as a table on stderr");
-  CLI11_PARSE(app, argc, argv);
+  app.option("--config", config_path, "experiment YAML", rf::bench::required());
+  app.option("--set", overrides, "overrides");
+  app.option("--steps", steps, "timed steps");
+  app.option("--warmup", warmup,
+             "untimed steps first (default 1, or 2 with model.memory_len: the first step's "
+             "memory is empty, and the second's larger buffers would be first touched while "
+             "timed)");
+  app.option("--overlap", overlap, "start gradient buckets during the backward pass",
+             rf::bench::one_of({"on", "off"}));
+  app.flag("--profile", profile,
+           "time the attention and LSH launchers (synchronising around them); adds their "
+           "share of the step to the output");
+  app.flag("--profile-ops", profile_ops,
+           "time every launch (kernels, GEMMs by shape, attention passes), waiting for each; "
+           "prints where the timed steps' time went as a table on stderr");
+  if (const int exit_code = app.parse(argc, argv); exit_code >= 0) return exit_code;
   const rf::Config cfg = rf::load_config(config_path, overrides);
   if (warmup < 0) warmup = cfg.model.memory_len > 0 ? 2 : 1;
   if ((profile || profile_ops) && cfg.runtime.step_graphs)

@@ -8,7 +8,6 @@
 // loaded once (what the attention passes do: once per work item) against loaded before every
 // product, which is what it did before 2026-12-05.
 //   tile_gemm_bench [--rounds 9] [--calls 2000]
-#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -17,6 +16,7 @@
 #include <vector>
 
 #include "bench/bench_median.h"
+#include "bench/command_line.h"
 #include "kernels/cpu/amx_tiles.h"
 #include "kernels/cpu/openblas_core.h"
 #include "kernels/cpu/small_gemm.h"
@@ -115,12 +115,12 @@ int run(int rounds, int calls) {
 
 int main(int argc, char** argv) try {
   rf::restart_without_openblas_fallback();
-  CLI::App app{
-      "times the CPU attention tiles' products: fp32 in libxsmm against the loops; bf16 on AMX"};
+  rf::bench::CommandLine app(
+      "times the CPU attention tiles' products: fp32 in libxsmm against the loops; bf16 on AMX");
   int rounds = 9, calls = 2000;
-  app.add_option("--rounds", rounds, "alternated rounds (medians)")->check(CLI::Range(1, 1000));
-  app.add_option("--calls", calls, "calls per round")->check(CLI::Range(1, 10000000));
-  CLI11_PARSE(app, argc, argv);
+  app.option("--rounds", rounds, "alternated rounds (medians)", rf::bench::in_range(1, 1000));
+  app.option("--calls", calls, "calls per round", rf::bench::in_range(1, 10000000));
+  if (const int exit_code = app.parse(argc, argv); exit_code >= 0) return exit_code;
   return rf::run(rounds, calls);
 } catch (const std::exception& e) {  // (rf::Error and the rest: one line, exit 1)
   std::fprintf(stderr, "error: %s\n", e.what());

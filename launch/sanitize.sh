@@ -7,7 +7,7 @@
 #            mpirun), build-tsan
 # Usage: launch/sanitize.sh [address|thread|all] [ctest arguments...]   (default: all, one after
 # the other). A finding fails the test that met it (-fno-sanitize-recover). TEST_TMPDIR and
-# RF_SANITIZE_JOBS (ctest -j, default nproc) are honoured.
+# RF_SANITIZE_JOBS (the cores ctest shares out: launch/ctest.sh; default nproc) are honoured.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 which="${1:-all}"
@@ -78,7 +78,7 @@ run_address() {
   # the bf16 one (175 s under ASan, 2026-12-05) is the only ASan run of the tensor-core attention
   # kernels (which no GPU has run yet) and of the kernels' bf16-writing variants.
   local plain_only='^(Learning\.|Multihost\.|selftest_cpu$|Selftest\.(AWrongKernelIsFoundAndNamed|WrongBf16OperandsAreFoundAndNamed)$|EmulatedCuda\.TheCudaKernelsPassEverySelftestOpWith(TheThreadsAndBlocksReversed|TheWarpsOneAtATime|Bf16OperandsAndTheWarpsOneAtATime)$)'
-  (cd "$dir" && ctest --output-on-failure -j "$jobs" -E "$plain_only" "$@")
+  RF_TEST_CORES="$jobs" "$root/launch/ctest.sh" "$dir" -E "$plain_only" "$@"
 }
 
 # The loader thread's tests; a `reformer train` from HDF5 shards, whose loader thread reads them
@@ -93,7 +93,7 @@ run_thread() {
   build "$dir" "thread" "${tsan_targets[@]}"
   export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$supp/tsan.supp"
   echo "sanitize: ThreadSanitizer, the loader and communication threads"
-  (cd "$dir" && ctest --output-on-failure -j "$jobs" -R "$tsan_tests" "$@")
+  RF_TEST_CORES="$jobs" "$root/launch/ctest.sh" "$dir" -R "$tsan_tests" "$@"
 }
 
 case "$which" in

@@ -166,6 +166,34 @@ TEST(Selftest, AWrongKernelIsFoundAndNamed) {
   }
 }
 
+// Start-up verification's sweeps stop at the first failing comparison: the same comparisons as
+// the whole sweep up to it, that one recorded last, then FirstFailureRecorded.
+TEST(Selftest, ACheckerStoppingAtTheFirstFailureEndsTheSweepThere) {
+  FaultyExecutor candidate("layer_norm");
+  auto reference = plain_cpu();
+  selftest::SweepOptions quick;
+  quick.quick = true;
+  Checker whole(candidate, *reference);
+  selftest::check_all_ops(whole, quick);
+  const auto& all = whole.results();
+  const size_t first = static_cast<size_t>(
+      std::find_if(all.begin(), all.end(), [](const auto& c) { return !c.passed(); }) -
+      all.begin());
+  ASSERT_LT(first + 1, all.size()) << "the planted fault should fail before the sweep's end";
+
+  Checker stopping(candidate, *reference);
+  stopping.stop_at_first_failure();
+  EXPECT_THROW(selftest::check_all_ops(stopping, quick), selftest::FirstFailureRecorded);
+  const auto& got = stopping.results();
+  ASSERT_EQ(got.size(), first + 1);
+  for (size_t i = 0; i <= first; ++i) {
+    EXPECT_EQ(got[i].op, all[i].op);
+    EXPECT_EQ(got[i].shape, all[i].shape);
+    EXPECT_EQ(got[i].passed(), i < first) << got[i].op << " " << got[i].shape;
+  }
+  EXPECT_EQ(got.back().op, "layer_norm_forward");
+}
+
 // A tuned kernel that differs is replaced by the reference functors, with a note; a kernel that
 // differs in every variant is refused.
 TEST(Selftest, StartUpVerificationFallsBackOrRefuses) {

@@ -268,16 +268,20 @@ int run_selftest(const SelftestOptions& options, std::ostream& out) {
 
 namespace {
 
-// The first failing comparison of the quick sweep on `ex`, or null. An op that throws (a cuBLAS
-// call the device refuses, say) fails too, so that the fallbacks get their turn.
+// The first failing comparison of the quick sweep on `ex`, or null; the sweep stops there. An op
+// that throws (a cuBLAS call the device refuses, say) fails too, so that the fallbacks get their
+// turn.
 std::unique_ptr<Comparison> first_failure(Executor& ex, GemmPrecision precision) {
   const std::unique_ptr<Executor> reference = reference_executor();
   Checker checker(ex, *reference);
+  checker.stop_at_first_failure();
   selftest::SweepOptions sweep;
   sweep.precision = precision;
   sweep.quick = true;
   try {
     selftest::check_all_ops(checker, sweep);
+  } catch (const selftest::FirstFailureRecorded&) {
+    // (recorded: the loop below returns it)
   } catch (const Error& e) {
     Comparison c;
     c.op = "the op after " +
@@ -285,7 +289,7 @@ std::unique_ptr<Comparison> first_failure(Executor& ex, GemmPrecision precision)
     c.shape = std::string("an error: ") + e.what();
     c.output = "no output";
     c.error = INFINITY;
-    checker.record(c);
+    return std::make_unique<Comparison>(c);  // (not recorded: no failure came before it)
   }
   for (const Comparison& c : checker.results())
     if (!c.passed()) return std::make_unique<Comparison>(c);

@@ -98,8 +98,13 @@ Comparison Checker::compare(const std::string& op, const std::string& shape,
     // The worst is the one furthest past (or closest to) its tolerance.
     if (worst.error < 0 || c.margin() > worst.margin()) worst = c;
   }
-  results_.push_back(worst);
+  record(worst);
   return worst;
+}
+
+void Checker::record(const Comparison& c) {
+  results_.push_back(c);
+  if (stop_at_first_failure_ && !c.passed()) throw FirstFailureRecorded{};
 }
 
 Comparison Checker::compare_bf16_output(const std::string& op, const std::string& shape,
@@ -115,7 +120,7 @@ Comparison Checker::compare_bf16_output(const std::string& op, const std::string
   c.output = packed;
   c.error = nmse(got, want);
   c.tolerance = std::max(4.0 * nmse(rounded_to(want, GemmPrecision::kBf16), want), kFp32Tolerance);
-  results_.push_back(c);
+  record(c);
   return c;
 }
 
@@ -144,7 +149,7 @@ Comparison Checker::compare_bf16_rounding(const std::string& op, const std::stri
       worst.error = error;
     }
   }
-  results_.push_back(worst);
+  record(worst);
   return worst;
 }
 

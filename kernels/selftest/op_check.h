@@ -60,6 +60,9 @@ double nmse(const std::vector<float>& candidate, const std::vector<float>& refer
 double mismatch_fraction(const std::vector<int32_t>& candidate,
                          const std::vector<int32_t>& reference);
 
+// Thrown by a Checker told to stop_at_first_failure, once it has recorded that failure.
+struct FirstFailureRecorded {};
+
 // What an op check needs: the two executors and the tolerance of each kind of output.
 class Checker {
  public:
@@ -94,14 +97,20 @@ class Checker {
                                    const HostTensors& inputs,
                                    const std::vector<std::string>& outputs, const Launch& launch,
                                    const Launch& bf16_launch);
-  // Records a comparison made by hand (the GEMMs at reduced precision, the micro-step).
-  void record(const Comparison& c) { results_.push_back(c); }
+  // Records a comparison (the compare functions record theirs; the GEMMs at reduced precision
+  // and the micro-step are made by hand).
+  void record(const Comparison& c);
   const std::vector<Comparison>& results() const { return results_; }
+  // From now on the first failing comparison ends the sweep: record throws FirstFailureRecorded
+  // once it has recorded it. Start-up verification (verify_kernels_or_fail) needs only the first
+  // wrong op, so that on a wrong kernel each fallback's sweep ends where it fails.
+  void stop_at_first_failure() { stop_at_first_failure_ = true; }
 
  private:
   Executor& candidate_;
   Executor& reference_;
   std::vector<Comparison> results_;
+  bool stop_at_first_failure_ = false;
 };
 
 // Deterministic random inputs (normal, scaled), the same on every machine.
