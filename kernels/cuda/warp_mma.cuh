@@ -52,46 +52,55 @@ __device__ __forceinline__ BFragment load_b_fragment(const uint16_t* at) {
 
 #ifndef __CUDA_ARCH__
 namespace mma_emulation {
-// Each lane's fragments during an emulated product, by warp of the block and lane: the emulation
-// runs a block's threads as fibers of one host thread, so lanes can read each other's registers
-// between two warp barriers (two barriers per product instead of 16 shuffles).
+// Each lane's fragments and accumulators during an emulated product, by warp of the block and
+// lane: the emulation runs a block's threads as fibers of one host thread, so one lane can read
+// the others' registers between two warp barriers (two barriers per product instead of 16
+// shuffles).
 struct Fragments {
   const uint32_t* a;
   const uint32_t* b;
+  float* c;
 };
 inline thread_local Fragments lanes[32][32];
 
-// c += A B for lane (g, q) from the warp's published fragments: rows g and g + 8 of A from the
-// four lanes of its group, columns 2q and 2q + 1 of B from those columns' groups, the products
-// added in k order. Outside the sanitizers' instrumentation, with no calls (bf16 to float is the
-// shift bf16_value does): it reads only the lanes' registers, never memory that a kernel indexes,
-// and instrumented it was most of the bf16 sweep of every op under ASan + UBSan.
+// c += A B for every lane of the warp from its published fragments, run by one lane: lane (g, q)
+// holds rows g and g + 8 of A at k = 2q, 2q + 1, 2q + 8, 2q + 9, and column g of B at the same k;
+// its c holds rows g and g + 8, columns 2q and 2q + 1 of the product. Each element is summed in
+// k order from its lane's c, as one lane summing its own would. The tile's A and B are unpacked
+// from bf16 once (each lane unpacking what it needs read rows 4 times and columns 8 times: a
+// quarter of the bf16 sweep of every op under ASan). Outside the sanitizers' instrumentation,
+// with no calls (bf16 to float is the shift bf16_value does): it reads only the lanes'
+// registers, never memory that a kernel indexes, and instrumented it was most of that sweep.
 __attribute__((no_sanitize("address", "undefined"))) inline void multiply_published(
-    float (&c)[4], const Fragments* warp, int g, int q) {
+    const Fragments* warp) {
   // (no helper, not even a lambda: GCC does not inline an instrumented function into this one)
-  float row[2][16], col[2][16];
-  for (int j = 0; j < 4; ++j) {
-    const int k = 2 * j;  // (lane 4g + j holds k = 2j, 2j + 1, 2j + 8 and 2j + 9)
-    const uint32_t* from_a = warp[4 * g + j].a;
+  float a[16][16], b[8][16];  // A by row, B by column, each along k
+  for (int g = 0; g < 8; ++g)
+    for (int q = 0; q < 4; ++q) {
+      const int k = 2 * q;
+      const uint32_t* from_a = warp[4 * g + q].a;
+      for (int r = 0; r < 2; ++r)
+        for (int half = 0; half < 2; ++half) {
+          a[g + 8 * r][k + 8 * half] = __builtin_bit_cast(float, from_a[r + 2 * half] << 16);
+          a[g + 8 * r][k + 8 * half + 1] =
+              __builtin_bit_cast(float, from_a[r + 2 * half] & 0xFFFF0000u);
+        }
+      const uint32_t* from_b = warp[4 * g + q].b;
+      for (int half = 0; half < 2; ++half) {
+        b[g][k + 8 * half] = __builtin_bit_cast(float, from_b[half] << 16);
+        b[g][k + 8 * half + 1] = __builtin_bit_cast(float, from_b[half] & 0xFFFF0000u);
+      }
+    }
+  for (int lane = 0; lane < 32; ++lane) {
+    const int g = lane / 4, q = lane % 4;
+    float* c = warp[lane].c;
     for (int r = 0; r < 2; ++r)
-      for (int half = 0; half < 2; ++half) {
-        row[r][k + 8 * half] = __builtin_bit_cast(float, from_a[r + 2 * half] << 16);
-        row[r][k + 8 * half + 1] = __builtin_bit_cast(float, from_a[r + 2 * half] & 0xFFFF0000u);
+      for (int n = 0; n < 2; ++n) {
+        float sum = c[2 * r + n];
+        for (int k = 0; k < 16; ++k) sum += a[g + 8 * r][k] * b[2 * q + n][k];
+        c[2 * r + n] = sum;
       }
-    for (int n = 0; n < 2; ++n) {
-      const uint32_t* from_b = warp[4 * (2 * q + n) + j].b;
-      for (int half = 0; half < 2; ++half) {
-        col[n][k + 8 * half] = __builtin_bit_cast(float, from_b[half] << 16);
-        col[n][k + 8 * half + 1] = __builtin_bit_cast(float, from_b[half] & 0xFFFF0000u);
-      }
-    }
   }
-  for (int r = 0; r < 2; ++r)
-    for (int n = 0; n < 2; ++n) {
-      float sum = c[2 * r + n];
-      for (int k = 0; k < 16; ++k) sum += row[r][k] * col[n][k];
-      c[2 * r + n] = sum;
-    }
 }
 }  // namespace mma_emulation
 #endif
@@ -111,10 +120,10 @@ __device__ __forceinline__ void mma_bf16_16x8x16(float (&c)[4], const uint32_t (
   using namespace mma_emulation;
   const int lane = lane_in_warp();
   Fragments* warp = lanes[warp_in_block()];
-  warp[lane] = {a, b};
-  __syncwarp();  // every lane's fragments are published
-  multiply_published(c, warp, lane / 4, lane % 4);
-  __syncwarp();  // every lane has read them (they may change after)
+  warp[lane] = {a, b, c};
+  __syncwarp();  // every lane's fragments and accumulators are published
+  if (lane == 0) multiply_published(warp);
+  __syncwarp();  // every lane's c is summed (the fragments may change after)
 #endif
 }
 
