@@ -9,6 +9,8 @@
 set -euo pipefail
 build="${1:?usage: launch/ctest.sh BUILD_DIR [ctest arguments...]}"
 shift
+[ -d "$build" ] || { echo "ctest.sh: no build folder '$build'" >&2; exit 2; }
+build="$(cd "$build" && pwd)"  # (ctest runs inside it and reads the resource file from there)
 cores="${RF_TEST_CORES:-$(nproc)}"
 [[ "$cores" =~ ^[1-9][0-9]*$ ]] || { echo "ctest.sh: RF_TEST_CORES must be a positive whole number, not '$cores'" >&2; exit 2; }
 # The MPI tests take two cores' slots; a one-core machine offers two, so that they can run at all.

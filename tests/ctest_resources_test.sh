@@ -26,7 +26,8 @@ foreach(spec "compute_a;cores:1" "compute_b;cores:1" "wait_a;waiting:1" "wait_b;
 endforeach()
 CMAKE
 cmake -S "$project" -B "$tmp/build" > "$tmp/configure.log" 2>&1 || { cat "$tmp/configure.log" >&2; fail "configure"; }
-RF_TEST_CORES=2 "$root/launch/ctest.sh" "$tmp/build" > "$tmp/ctest.log" 2>&1 ||
+# (the folder named relative to the current one, as a user would)
+(cd "$tmp" && RF_TEST_CORES=2 "$root/launch/ctest.sh" build) > "$tmp/ctest.log" 2>&1 ||
   { cat "$tmp/ctest.log" >&2; fail "launch/ctest.sh on the throwaway project"; }
 expect_in "$tmp/build/ctest_resources.json" '"slots": 2' "the resource file should offer two cores"
 
@@ -51,9 +52,11 @@ ran_apart wait_a wait_b
 ran_apart both_cores compute_a
 ran_apart both_cores compute_b
 
-# A bad core count is a one-line error.
+# A bad core count or a missing folder is a one-line error.
 if RF_TEST_CORES=two "$root/launch/ctest.sh" "$tmp/build" > "$tmp/bad.log" 2>&1; then fail "RF_TEST_CORES=two was accepted"; fi
 expect_in "$tmp/bad.log" "RF_TEST_CORES must be a positive whole number, not 'two'" "bad core count"
+if "$root/launch/ctest.sh" "$tmp/no_such_build" > "$tmp/bad.log" 2>&1; then fail "a missing build folder was accepted"; fi
+expect_in "$tmp/bad.log" "no build folder '$tmp/no_such_build'" "missing build folder"
 
 # Every test of the real build says what it takes.
 (cd "$build" && ctest --show-only=json-v1) > "$tmp/tests.json"
