@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Runs ctest in BUILD_DIR with the cores shared as tests/CMakeLists.txt asks (RF_TEST_RESOURCES):
-# writes BUILD_DIR/ctest_resources.json, one `cores` slot per core and one `waiting` slot, and
-# runs one more test at a time than there are cores. A test that computes takes its cores; one that
-# mostly waits (for a network timeout, a dead rank, a stub's sleep) takes the waiting slot, so it
-# runs beside two computing tests instead of alone on an idle machine.
+# Runs ctest in BUILD_DIR with the cores shared out as the tests' RESOURCE_GROUPS ask
+# (tests/CMakeLists.txt): writes BUILD_DIR/ctest_resources.json, one `cores` slot per core and one
+# `waiting` slot, and runs one more test at a time than there are cores. A test that computes
+# takes its cores; one that mostly waits (for a network timeout, a dead rank, a stub's sleep)
+# takes the waiting slot, so it runs beside the computing ones instead of alone on an idle machine.
 # Usage: launch/ctest.sh BUILD_DIR [ctest arguments...]; RF_TEST_CORES (default nproc) sets the
 # cores. (Plain `ctest -j N` still works: it runs the waiting tests as one core's work, as before.)
 set -euo pipefail
