@@ -38,7 +38,6 @@ inline OptionRules in_range(double min, double max) {
   r.max = max;
   return r;
 }
-
 inline OptionRules at_least(double min) {
   OptionRules r;
   r.min = min;

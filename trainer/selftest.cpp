@@ -281,7 +281,7 @@ std::unique_ptr<Comparison> first_failure(Executor& ex, GemmPrecision precision)
   try {
     selftest::check_all_ops(checker, sweep);
   } catch (const selftest::FirstFailureRecorded&) {
-    // (recorded: the loop below returns it)
+    return std::make_unique<Comparison>(checker.results().back());
   } catch (const Error& e) {
     Comparison c;
     c.op = "the op after " +
@@ -289,11 +289,9 @@ std::unique_ptr<Comparison> first_failure(Executor& ex, GemmPrecision precision)
     c.shape = std::string("an error: ") + e.what();
     c.output = "no output";
     c.error = INFINITY;
-    return std::make_unique<Comparison>(c);  // (not recorded: no failure came before it)
+    return std::make_unique<Comparison>(c);  // (no failure came before it)
   }
-  for (const Comparison& c : checker.results())
-    if (!c.passed()) return std::make_unique<Comparison>(c);
-  return nullptr;
+  return nullptr;  // (every comparison passed: a failure would have ended the sweep)
 }
 
 std::string failure_text(const Executor& ex, const Comparison& c) {
