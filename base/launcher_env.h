@@ -15,7 +15,8 @@ struct LauncherSize {
 // SLURM_STEP_NUM_TASKS. SLURM_NTASKS is not used: a batch script has it without being a rank.
 LauncherSize launcher_size();
 
-// This process's rank as the launcher set it; 0 when not launched as a job.
+// This process's rank as the launcher set it; 0 when not launched as a job (or when no variable
+// holds a whole number).
 int launcher_rank();
 
 // True when this process is one rank of a job of more than one.

@@ -52,8 +52,11 @@ class Handle {
 std::string failure_reason() {
   int found_errno = 0;
   const auto visit = [](unsigned, const H5E_error2_t* entry, void* data) -> herr_t {
-    const char* at = entry->desc ? std::strstr(entry->desc, "errno = ") : nullptr;
-    if (at) *static_cast<int*>(data) = std::atoi(at + std::strlen("errno = "));
+    static constexpr char kKey[] = "errno = ";
+    const char* at = entry->desc ? std::strstr(entry->desc, kKey) : nullptr;
+    // (No number after the key leaves 0: no system reason.)
+    if (at)
+      *static_cast<int*>(data) = static_cast<int>(std::strtol(at + sizeof kKey - 1, nullptr, 10));
     return 0;
   };
   if (H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, visit, &found_errno) < 0 || found_errno <= 0)

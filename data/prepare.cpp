@@ -238,9 +238,9 @@ class ShardSequence {
   void feed(const Token* tokens, int64_t count) {
     while (count > 0) {
       RF_CHECK(next_ < plans_.size(), "more tokens than the plan holds");
-      if (!writer_) open_next();
+      ShardWriter& writer = writer_ ? *writer_ : open_next();
       const int64_t take = std::min(count, left_in_shard_);
-      writer_->append(tokens, take);
+      writer.append(tokens, take);
       tokens += take;
       count -= take;
       left_in_shard_ -= take;
@@ -257,13 +257,16 @@ class ShardSequence {
   }
 
  private:
-  void open_next() {
+  // The next planned shard's writer, opened.
+  ShardWriter& open_next() {
     const ShardPlan& plan = plans_[next_];
-    writer_.emplace(output_.temp_path(plan.name), vocab_size_, tokenizer_, plan.split, plan.tokens);
     left_in_shard_ = plan.tokens;
+    return writer_.emplace(output_.temp_path(plan.name), vocab_size_, tokenizer_, plan.split,
+                           plan.tokens);
   }
 
   void finish_current() {
+    RF_CHECK(writer_.has_value(), "no shard is being written");
     entries_.push_back(writer_->finish());
     writer_.reset();
     const ShardPlan& plan = plans_[next_++];

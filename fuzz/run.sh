@@ -27,8 +27,8 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
   echo "fuzz: configuring $build (clang, RF_FUZZ=ON)"
   # (Ninja when installed, as launch/build.sh explains.)
   if [ -z "${CMAKE_GENERATOR:-}" ] && command -v ninja > /dev/null; then export CMAKE_GENERATOR=Ninja; fi
-  if ! cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang \
-    -DCMAKE_CXX_COMPILER=clang++ -DRF_CUDA=OFF -DRF_FUZZ=ON -DBUILD_TESTING=OFF -DRF_WERROR=OFF \
+  if ! cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang-22 \
+    -DCMAKE_CXX_COMPILER=clang++-22 -DRF_CUDA=OFF -DRF_FUZZ=ON -DBUILD_TESTING=OFF -DRF_WERROR=OFF \
     > "$build/configure.log" 2>&1; then
     cat "$build/configure.log" >&2
     echo "fuzz: CMake configuration failed" >&2

@@ -79,13 +79,14 @@ class LaunchRecorder final : public KernelExecutor<RecordingBackend> {
 
   bool supports_graphs() const override { return true; }
 
- private:
+ protected:
   void capture_begin() override;
   void capture_end() override;
   void graph_replay(int graph) override;
   void graphs_release() override { graphs_.clear(); }
   void collective_issue(std::function<void()> start) override;
 
+ private:
   using Work = std::function<void(Executor&)>;
   std::unique_ptr<Executor> inner_;
   std::vector<std::vector<Work>> graphs_;  // the launches each kept graph holds

@@ -27,10 +27,10 @@ if [ "$(dpkg --print-architecture)" = amd64 ]; then
   packages+=(libxsmm-dev)  # libxsmm: JIT kernels for the CPU attention tiles' fp32 products (x86)
 fi
 if [ "${1:-}" = "fuzz" ]; then
-  packages+=(clang libclang-rt-14-dev libomp-14-dev)  # libFuzzer; clang's OpenMP runtime
+  packages+=(clang-22 libclang-rt-22-dev libomp-22-dev)  # libFuzzer; clang's OpenMP runtime
 fi
 if [ "${1:-}" = "tidy" ]; then
-  packages+=(clang-tidy)  # launch/tidy.sh
+  packages+=(clang-tidy-22 libomp-22-dev)  # launch/tidy.sh; omp.h for the OpenMP sources
 fi
 
 missing=()

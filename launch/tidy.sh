@@ -55,6 +55,10 @@ jobs="${RF_TIDY_JOBS:-$(nproc)}"
 analyzer_nodes="${RF_TIDY_ANALYZER_NODES:-75000}"
 [[ "$analyzer_nodes" =~ ^[0-9]+$ ]] ||
   { echo "tidy: RF_TIDY_ANALYZER_NODES must be a whole number, not '$analyzer_nodes'" >&2; exit 2; }
+# clang-tidy 22 (Debian's clang-tidy-22, which launch/setup.sh installs): from clang-tidy 20 on, the
+# checks no longer walk the declarations of the system headers, which were most of their time.
+tidy_bin="${RF_CLANG_TIDY:-clang-tidy-22}"
+command -v "$tidy_bin" > /dev/null || { echo "tidy: no '$tidy_bin' (launch/setup.sh tidy installs it)" >&2; exit 1; }
 log="$(mktemp -d)"
 trap 'rm -rf "$log"' EXIT
 # The build's commands less the GCC options clang does not know (clang-tidy would stop at them and
@@ -75,15 +79,15 @@ for e in entries:
     e["arguments"] = kept
 json.dump(entries, open(sys.argv[2], "w"))
 EOF
-echo "tidy: $(clang-tidy --version | grep -o 'version [0-9.]*'), ${#files[@]} files ($scope), $jobs at a time, analyser budget $analyzer_nodes states per function"
+echo "tidy: $("$tidy_bin" --version | grep -o 'version [0-9.]*'), ${#files[@]} files ($scope), $jobs at a time, analyser budget $analyzer_nodes states per function"
 # Each file's findings go to its own log; a line per file shows progress with an ETA.
-export root build log analyzer_nodes
+export root build log analyzer_nodes tidy_bin
 start=$SECONDS
 printf '%s\n' "${files[@]}" | nl -ba -w1 -s' ' |
   xargs -P "$jobs" -L 1 bash -c '
     i="$0"; f="$1"
     out="$log/$i.txt"
-    clang-tidy -p "$log" --quiet \
+    "$tidy_bin" -p "$log" --quiet \
       --header-filter="^$root/(base|kernels|trainer|data|comms|tests|bench|fuzz)/" \
       --extra-arg=-Wno-unknown-warning-option --extra-arg=-Xclang --extra-arg=-analyzer-config \
       --extra-arg=-Xclang --extra-arg="max-nodes=$analyzer_nodes" "$f" > "$out" 2>&1 || true

@@ -2,7 +2,8 @@
 // ranks with the same global batches; a rank killed mid-run ends the job promptly and
 // --resume auto continues; SIGTERM makes a run checkpoint at the next step boundary and exit 75,
 // and the resumed run ends bit for bit where an uninterrupted one does; launch/train.sh -n;
-// launch/build.sh recovers from a failed configure.
+// launch/build.sh recovers from a failed configure; the launchers' rank and size variables are
+// read strictly.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -13,6 +14,7 @@
 #include <fstream>
 #include <thread>
 
+#include "base/launcher_env.h"
 #include "tests/job_control.h"
 #include "tests/run_fixture.h"
 #include "trainer/checkpoint.h"
@@ -180,6 +182,38 @@ TEST(Launch, BuildScriptConfiguresAgainAfterAFailedConfigure) {
   const Result retried = run(env + script);
   EXPECT_EQ(retried.exit_code, 0) << retried.out;
   EXPECT_NE(retried.out.find("configuring in"), std::string::npos) << retried.out;
+}
+
+// The launchers' rank and size variables are read before MPI starts (to decide whether to start it
+// and to prefix early errors): one that is empty or not a whole number in range is passed over for
+// the next launcher's, never read as 0.
+TEST(Launch, LauncherVariablesThatAreNotWholeNumbersArePassedOver) {
+  const std::vector<const char*> all = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE",  "SLURM_STEP_NUM_TASKS",
+                                        "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK",
+                                        "SLURM_PROCID"};
+  for (const char* name : all) ASSERT_EQ(unsetenv(name), 0) << name;
+  EXPECT_EQ(launcher_size().ranks, 1);
+  EXPECT_EQ(launcher_size().variable, nullptr);
+  EXPECT_EQ(launcher_rank(), 0);
+  EXPECT_FALSE(launched_as_multi_rank_job());
+
+  setenv("OMPI_COMM_WORLD_SIZE", "4x", 1);
+  setenv("PMI_SIZE", "0", 1);
+  setenv("SLURM_STEP_NUM_TASKS", "3", 1);
+  EXPECT_EQ(launcher_size().ranks, 3);
+  EXPECT_STREQ(launcher_size().variable, "SLURM_STEP_NUM_TASKS");
+  EXPECT_TRUE(launched_as_multi_rank_job());
+  setenv("OMPI_COMM_WORLD_SIZE", "99999999999", 1);  // above INT_MAX
+  EXPECT_STREQ(launcher_size().variable, "SLURM_STEP_NUM_TASKS");
+
+  setenv("OMPI_COMM_WORLD_RANK", "", 1);
+  setenv("PMIX_RANK", "abc", 1);
+  setenv("PMI_RANK", "-1", 1);
+  setenv("SLURM_PROCID", "2", 1);
+  EXPECT_EQ(launcher_rank(), 2);
+  setenv("PMIX_RANK", "5", 1);
+  EXPECT_EQ(launcher_rank(), 5);
+  for (const char* name : all) unsetenv(name);
 }
 
 }  // namespace

@@ -190,7 +190,10 @@ std::string read_file(const std::string& path) {
   std::string text;
   char buffer[65536];
   size_t got = 0;
-  while ((got = std::fread(buffer, 1, sizeof buffer, file)) > 0) text.append(buffer, got);
+  do {  // a short read is the end of the file or an error (ferror tells which): read no further
+    got = std::fread(buffer, 1, sizeof buffer, file);
+    text.append(buffer, got);
+  } while (got == sizeof buffer);
   const int read_error = std::ferror(file) ? errno : 0;
   std::fclose(file);
   if (read_error != 0) fail("cannot read config file '", path, "': ", std::strerror(read_error));

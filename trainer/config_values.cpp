@@ -203,6 +203,7 @@ class ValueReader {
     if (!node.IsSequence()) fail_expected(node, allowed_text(spec_), spec_.full_name());
     check_length(node);
     std::vector<size_t> choices;
+    choices.reserve(node.size());
     for (size_t i = 0; i < node.size(); ++i) {
       choices.push_back(read_choice(node[i], entry_label(i)));
     }
@@ -223,6 +224,7 @@ class ValueReader {
     if (!node.IsSequence()) fail_expected(node, allowed_text(spec_), spec_.full_name());
     check_length(node);
     std::vector<int64_t> values;
+    values.reserve(node.size());
     for (size_t i = 0; i < node.size(); ++i) values.push_back(read_int(node[i], entry_label(i)));
     return values;
   }

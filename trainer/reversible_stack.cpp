@@ -311,6 +311,7 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
     const DropoutMask mask = attention_output_mask(step, i);
     uint16_t* dx1_bf16 = mask.active() ? nullptr : grad_bf16;
     if (single_stream_) {
+      RF_CHECK(saved != nullptr, "one residual stream stores every layer's input");
       // dh += G'(h1)^T dh, h1 the stored input of the feed-forward (dout and dx may alias).
       layer.feed_forward->backward(kit, p, step, saved + rows * D, dx1, dx1, nullptr, kept_ff,
                                    dx2_bf16, dx1_bf16);

@@ -25,9 +25,11 @@ void StepGraphs::run(int part, int64_t rows, const std::function<void()>& work) 
   try {
     work();
   } catch (...) {
+    // Leave the executor usable for the error's report; the work's error is the one to report,
+    // and one from ending the capture (a consequence of it) would hide it.
     try {
-      ex_.end_capture();  // leave the executor usable for the error's report
-    } catch (...) {
+      ex_.end_capture();
+    } catch (...) {  // NOLINT(bugprone-empty-catch): rethrowing the first error below
     }
     throw;
   }

@@ -269,7 +269,7 @@ void score_gradients(const ChunkAttentionParams& p, int64_t s, const DropoutMask
         dp_row[i] = prob * keep[i];
       }
     }
-    if (queries_owner && p.rel_grads) terms->add_relative_grads(p, qt.qpos, kp, row, nq);
+    if (terms && queries_owner && p.rel_grads) terms->add_relative_grads(p, qt.qpos, kp, row, nq);
   }
 }
 

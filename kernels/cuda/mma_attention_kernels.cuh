@@ -271,6 +271,8 @@ __device__ __forceinline__ void store_rows(const float (&acc)[kColTiles][4], flo
 template <bool kDropout>
 struct KernelDropout : DropoutMask {
   __device__ explicit KernelDropout(const DropoutMask& mask) : DropoutMask(mask) {}
+  // Hides DropoutMask::active() on purpose: the kernels call it through this type only.
+  // NOLINTNEXTLINE(bugprone-derived-method-shadowing-base-method)
   __device__ bool active() const { return kDropout; }
 };
 

@@ -31,7 +31,7 @@ __device__ __forceinline__ double warp_total_double(double partial) {
 // ColumnSumPartials for a strip of 32 columns per block of 32 x 32 threads: thread (x, y) adds
 // partials y, y + 32, ... of column x of the strip (each warp reads 32 neighbouring columns of
 // one row of partials), then the 32 sums of each column meet in the tree, in shared memory.
-__global__ void __launch_bounds__(kStripColumns* kRowLanes)
+static __global__ void __launch_bounds__(kStripColumns* kRowLanes)
     column_sum_partials_strips(ColumnSumPartials op) {
   __shared__ float lanes[kRowLanes][kStripColumns + 1];  // (+1: no bank conflicts)
   RF_SHARED_UNDEFINED_AT_BLOCK_START(lanes);
@@ -50,7 +50,7 @@ __global__ void __launch_bounds__(kStripColumns* kRowLanes)
 }
 
 // SumSquaresPartial with a warp per block of op.block elements (coalesced reads).
-__global__ void sum_squares_blocks(SumSquaresPartial op, int64_t blocks) {
+static __global__ void sum_squares_blocks(SumSquaresPartial op, int64_t blocks) {
   const int64_t b = warp_row();
   const int lane = lane_in_warp();
   if (b >= blocks) return;  // the whole warp
@@ -66,7 +66,7 @@ __global__ void sum_squares_blocks(SumSquaresPartial op, int64_t blocks) {
 }
 
 // GradientNormFinalize as one warp.
-__global__ void gradient_norm_finalize_warp(GradientNormFinalize op) {
+static __global__ void gradient_norm_finalize_warp(GradientNormFinalize op) {
   const int lane = thread_x();
   double sum = 0.0;
   for (int64_t b = lane; b < op.blocks; b += 32) sum += op.partial[b];

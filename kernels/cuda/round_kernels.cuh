@@ -35,7 +35,7 @@ __device__ __forceinline__ void for_lane_columns(int lane, int64_t d, const F& f
   }
 }
 
-__global__ void combine_rounds_rows(CombineRounds op, int64_t rows) {
+static __global__ void combine_rounds_rows(CombineRounds op, int64_t rows) {
   const int64_t i = warp_row();
   const int lane = lane_in_warp();
   if (i >= rows) return;  // the whole warp
@@ -55,7 +55,7 @@ __global__ void combine_rounds_rows(CombineRounds op, int64_t rows) {
   }
 }
 
-__global__ void combine_rounds_backward_rows(CombineRoundsBackward op, int64_t rows) {
+static __global__ void combine_rounds_backward_rows(CombineRoundsBackward op, int64_t rows) {
   const int64_t i = warp_row();
   const int lane = lane_in_warp();
   if (i >= rows) return;
@@ -98,7 +98,7 @@ __device__ __forceinline__ void store_lane_columns(int lane, int64_t d, float* r
   });
 }
 
-__global__ void ungather_attention_grads_rows(UngatherAttentionGrads op, int64_t rows) {
+static __global__ void ungather_attention_grads_rows(UngatherAttentionGrads op, int64_t rows) {
   const int64_t i = warp_row();
   const int lane = lane_in_warp();
   if (i >= rows) return;

@@ -45,7 +45,7 @@ __device__ __forceinline__ void warp_row_stats(const float* x, int64_t cols, flo
   *rstd_out = 1.0f / sqrtf(warp_total(squares) / static_cast<float>(cols) + eps);
 }
 
-__global__ void layer_norm_forward_rows(LayerNormForward op, int64_t rows) {
+static __global__ void layer_norm_forward_rows(LayerNormForward op, int64_t rows) {
   const int64_t row = warp_row();
   const int lane = lane_in_warp();
   if (row >= rows) return;  // the whole warp
@@ -63,7 +63,7 @@ __global__ void layer_norm_forward_rows(LayerNormForward op, int64_t rows) {
   for (int64_t c = lane; c < cols; c += 32) y[c] = (x[c] - mean) * rstd * op.gamma[c] + op.beta[c];
 }
 
-__global__ void layer_norm_backward_rows(LayerNormBackward op, int64_t rows) {
+static __global__ void layer_norm_backward_rows(LayerNormBackward op, int64_t rows) {
   const int64_t row = warp_row();
   const int lane = lane_in_warp();
   if (row >= rows) return;
@@ -96,7 +96,7 @@ __global__ void layer_norm_backward_rows(LayerNormBackward op, int64_t rows) {
 
 // Cross-entropy of a row of logits (the CPU's CrossEntropyRow): the first largest logit, the sum
 // of exponentials in the row order, the loss, and the gradient over the logits.
-__global__ void cross_entropy_rows(CrossEntropyRow op, int64_t rows) {
+static __global__ void cross_entropy_rows(CrossEntropyRow op, int64_t rows) {
   const int64_t row = warp_row();
   const int lane = lane_in_warp();
   if (row >= rows) return;

@@ -95,6 +95,7 @@ void random_sort(const AttentionShape& s, uint32_t seed, std::vector<int32_t>* p
   const std::vector<int32_t> keys = random_ints(segments * n, seed, 8);
   for (int64_t g = 0; g < segments; ++g) {
     std::vector<std::pair<int64_t, int32_t>> order;
+    order.reserve(n);
     for (int64_t i = 0; i < n; ++i)  // bucket (random, offset per round), then position
       order.push_back({(keys[g * n + i] + i / s.seq_len * 8) * s.seq_len + i % s.seq_len,
                        static_cast<int32_t>(i)});

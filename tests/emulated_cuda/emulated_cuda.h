@@ -51,7 +51,8 @@
 namespace rf {
 struct dim3 {
   unsigned x = 1, y = 1, z = 1;
-  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) noexcept
+      : x(x_), y(y_), z(z_) {}
 };
 struct uint3 {
   unsigned x = 0, y = 0, z = 0;
