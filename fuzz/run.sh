@@ -47,6 +47,14 @@ fi
 export ASAN_OPTIONS="detect_leaks=1:strict_string_checks=1:allocator_may_return_null=1"
 export LSAN_OPTIONS="suppressions=$root/fuzz/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+# The reports are read by function name (a crash inside HDF5 on its own memory is told from ours
+# below), so they must be symbolised. clang 22's runtime looks for llvm-symbolizer in its own
+# LLVM's folder only: without the llvm-22 package it warned "invalid path to external symbolizer"
+# and printed addresses, and a crash inside HDF5 on its own memory then read as a bug of ours.
+ASAN_SYMBOLIZER_PATH="$(command -v llvm-symbolizer-22 || true)"
+[ -n "$ASAN_SYMBOLIZER_PATH" ] ||
+  { echo "fuzz: no llvm-symbolizer-22 (launch/setup.sh fuzz installs llvm-22)" >&2; exit 1; }
+export ASAN_SYMBOLIZER_PATH
 export OMP_NUM_THREADS=1
 mkdir -p "$build/artifacts" "$build/logs"
 

@@ -27,7 +27,8 @@ if [ "$(dpkg --print-architecture)" = amd64 ]; then
   packages+=(libxsmm-dev)  # libxsmm: JIT kernels for the CPU attention tiles' fp32 products (x86)
 fi
 if [ "${1:-}" = "fuzz" ]; then
-  packages+=(clang-22 libclang-rt-22-dev libomp-22-dev)  # libFuzzer; clang's OpenMP runtime
+  # libFuzzer; clang's OpenMP runtime; llvm-symbolizer-22 (fuzz/run.sh reads the reports' names)
+  packages+=(clang-22 libclang-rt-22-dev libomp-22-dev llvm-22)
 fi
 if [ "${1:-}" = "tidy" ]; then
   packages+=(clang-tidy-22 libomp-22-dev)  # launch/tidy.sh; omp.h for the OpenMP sources
