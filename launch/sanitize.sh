@@ -74,8 +74,10 @@ run_address() {
   # of every op on the emulated CUDA kernels in other thread orders (36 and 58 s under ASan,
   # 2026-12-03). The two in ascending order, at fp32 and at bf16, run every kernel under ASan:
   # the bf16 one (175 s under ASan, 2026-12-05) is the only ASan run of the tensor-core attention
-  # kernels (which no GPU has run yet) and of the kernels' bf16-writing variants.
-  local plain_only='^(selftest_cpu$|Selftest\.(AWrongKernelIsFoundAndNamed|WrongBf16OperandsAreFoundAndNamed)$|EmulatedCuda\.TheCudaKernelsPassEverySelftestOpWith(TheThreadsAndBlocksReversed|TheWarpsOneAtATime|Bf16OperandsAndTheWarpsOneAtATime)$)'
+  # kernels (which no GPU has run yet) and of the kernels' bf16-writing variants. Also plain only:
+  # gpu_tools, which runs stub programs, none of the build's (24 s under ASan), and
+  # bench_thread_scaling (18 s), whose step_bench runs under ASan in step_bench_profile_ops.
+  local plain_only='^(gpu_tools$|bench_thread_scaling$|selftest_cpu$|Selftest\.(AWrongKernelIsFoundAndNamed|WrongBf16OperandsAreFoundAndNamed)$|EmulatedCuda\.TheCudaKernelsPassEverySelftestOpWith(TheThreadsAndBlocksReversed|TheWarpsOneAtATime|Bf16OperandsAndTheWarpsOneAtATime)$)'
   RF_TEST_CORES="$jobs" "$root/launch/ctest.sh" "$dir" -E "$plain_only" "$@"
 }
 
