@@ -55,8 +55,8 @@ jobs="${RF_TIDY_JOBS:-$(nproc)}"
 analyzer_nodes="${RF_TIDY_ANALYZER_NODES:-75000}"
 [[ "$analyzer_nodes" =~ ^[0-9]+$ ]] ||
   { echo "tidy: RF_TIDY_ANALYZER_NODES must be a whole number, not '$analyzer_nodes'" >&2; exit 2; }
-# clang-tidy 22 (Debian's clang-tidy-22, which launch/setup.sh installs): from clang-tidy 20 on, the
-# checks no longer walk the declarations of the system headers, which were most of their time.
+# clang-tidy 22 (Debian's clang-tidy-22, which launch/setup.sh installs): its checks no longer walk
+# the declarations of the system headers, which were most of their time with clang-tidy 14.
 tidy_bin="${RF_CLANG_TIDY:-clang-tidy-22}"
 command -v "$tidy_bin" > /dev/null || { echo "tidy: no '$tidy_bin' (launch/setup.sh tidy installs it)" >&2; exit 1; }
 log="$(mktemp -d)"
