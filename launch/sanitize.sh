@@ -80,7 +80,16 @@ run_address() {
   # the start-up verification's fallbacks from planted bf16 and tensor-core faults (39 and 17 s):
   # their executor forwards to the CPU kernels that Selftest.ABf16CandidatePassesEveryOp... and
   # TheCpuVariantsPassEveryOp sweep under ASan, and what they add is the fallback's decisions.
-  local plain_only='^(gpu_tools$|bench_thread_scaling$|selftest_cpu$|Selftest\.(AWrongKernelIsFoundAndNamed|WrongBf16OperandsAreFoundAndNamed|StartUpVerificationTurnsOffWrong(Bf16Operands|TensorCoreAttention))$|EmulatedCuda\.TheCudaKernelsPassEverySelftestOpWith(TheThreadsAndBlocksReversed|TheWarpsOneAtATime|Bf16OperandsAndTheWarpsOneAtATime)$)'
+  local plain_only_tests=(
+    gpu_tools bench_thread_scaling selftest_cpu
+    'Selftest\.AWrongKernelIsFoundAndNamed' 'Selftest\.WrongBf16OperandsAreFoundAndNamed'
+    'Selftest\.StartUpVerificationTurnsOffWrongBf16Operands'
+    'Selftest\.StartUpVerificationTurnsOffWrongTensorCoreAttention'
+    'EmulatedCuda\.TheCudaKernelsPassEverySelftestOpWithTheThreadsAndBlocksReversed'
+    'EmulatedCuda\.TheCudaKernelsPassEverySelftestOpWithTheWarpsOneAtATime'
+    'EmulatedCuda\.TheCudaKernelsPassEverySelftestOpWithBf16OperandsAndTheWarpsOneAtATime')
+  local plain_only
+  plain_only="^($(IFS='|'; echo "${plain_only_tests[*]}"))$"
   RF_TEST_CORES="$jobs" "$root/launch/ctest.sh" "$dir" -E "$plain_only" "$@"
 }
 

@@ -58,7 +58,8 @@ analyzer_nodes="${RF_TIDY_ANALYZER_NODES:-75000}"
 # clang-tidy 22 (Debian's clang-tidy-22, which launch/setup.sh installs): its checks no longer walk
 # the declarations of the system headers, which were most of their time with clang-tidy 14.
 tidy_bin="${RF_CLANG_TIDY:-clang-tidy-22}"
-command -v "$tidy_bin" > /dev/null || { echo "tidy: no '$tidy_bin' (launch/setup.sh tidy installs it)" >&2; exit 1; }
+command -v "$tidy_bin" > /dev/null ||
+  { echo "tidy: no '$tidy_bin' (launch/setup.sh tidy installs it)" >&2; exit 1; }
 log="$(mktemp -d)"
 trap 'rm -rf "$log"' EXIT
 # The build's commands less the GCC options clang does not know (clang-tidy would stop at them and
