@@ -117,7 +117,10 @@ void expect_all_reduce_sum(Communicator& comm, DType type, size_t count) {
   for (size_t i = 0; i < count; ++i) {
     T expected = 0;
     for (int r = 0; r < comm.size(); ++r) expected = static_cast<T>(expected + rank_value<T>(r, i));
-    ASSERT_EQ(values[i], expected) << dtype_name(type) << " element " << i << " of " << count;
+    if (values[i] != expected) {  // (one assertion, not one per element: see holds_bucket_means)
+      FAIL() << dtype_name(type) << " element " << i << " of " << count << " is " << +values[i]
+             << ", the sum is " << +expected;
+    }
   }
 }
 
@@ -142,8 +145,10 @@ void expect_broadcast(Communicator& comm, DType type, int root) {
   }
   comm.broadcast(values.data(), count, type, root);
   for (size_t i = 0; i < count; ++i) {
-    ASSERT_EQ(values[i], rank_value<T>(root, i))
-        << dtype_name(type) << " element " << i << " from root " << root;
+    if (values[i] != rank_value<T>(root, i)) {
+      FAIL() << dtype_name(type) << " element " << i << " from root " << root << " is "
+             << +values[i] << ", the root's is " << +rank_value<T>(root, i);
+    }
   }
 }
 
@@ -222,6 +227,20 @@ float bucket_value(int rank, size_t bucket, size_t i) {
 float bucket_mean(int ranks, size_t bucket, size_t i) {
   return static_cast<float>(i % 1024 + bucket) + 1.5f * static_cast<float>(ranks - 1);
 }
+// Whether every element of a bucket is its mean, naming the first that is not. One assertion
+// per bucket: an ASSERT_EQ per element of these megabyte buckets was most of this test's time in
+// the sanitizer builds (GoogleTest's assertions compiled at -O0).
+::testing::AssertionResult holds_bucket_means(const std::vector<float>& values, int ranks,
+                                              size_t bucket) {
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (values[i] != bucket_mean(ranks, bucket, i)) {
+      return ::testing::AssertionFailure()
+             << "bucket " << bucket << " element " << i << " is " << values[i] << ", the mean is "
+             << bucket_mean(ranks, bucket, i);
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
 
 TEST_F(Comms, ManyBucketsAverageExactlyAndCompleteInStartOrder) {
   const std::vector<size_t> sizes = {0, 1, 7, 1000, size_t{4} << 20, 3, 65537, 1, 0, 12345};
@@ -237,11 +256,7 @@ TEST_F(Comms, ManyBucketsAverageExactlyAndCompleteInStartOrder) {
     expected_log.push_back(bucket_text(label, sizes[b]));
   }
   comm().wait_all();
-  for (size_t b = 0; b < sizes.size(); ++b) {
-    for (size_t i = 0; i < sizes[b]; ++i) {
-      ASSERT_EQ(buckets[b][i], bucket_mean(ranks(), b, i)) << "bucket " << b << " element " << i;
-    }
-  }
+  for (size_t b = 0; b < sizes.size(); ++b) ASSERT_TRUE(holds_bucket_means(buckets[b], ranks(), b));
   EXPECT_EQ(last_completed(expected_log.size()), expected_log);
 }
 
@@ -258,7 +273,7 @@ TEST_F(Comms, StartAverageReturnsBeforeThePeersHaveArrived) {
   if (rank() == 0) {
     EXPECT_LT(start_seconds, 0.15) << "start_average waited for the other ranks";
   }
-  for (size_t i = 0; i < bucket.size(); ++i) ASSERT_EQ(bucket[i], bucket_mean(ranks(), 0, i));
+  ASSERT_TRUE(holds_bucket_means(bucket, ranks(), 0));
 }
 
 TEST_F(Comms, AveragesProgressWhileTheCallerComputes) {
@@ -275,7 +290,7 @@ TEST_F(Comms, AveragesProgressWhileTheCallerComputes) {
   }
   EXPECT_TRUE(completed) << "the average did not complete within 10 s without wait_all()";
   comm().wait_all();
-  for (size_t i = 0; i < bucket.size(); ++i) ASSERT_EQ(bucket[i], bucket_mean(ranks(), 1, i));
+  ASSERT_TRUE(holds_bucket_means(bucket, ranks(), 1));
 }
 
 // Values of many magnitudes, different on every rank: their sums depend on the order of addition.
@@ -333,9 +348,9 @@ TEST_F(Comms, BlockingCollectivesInterleaveWithAveragesInStartOrder) {
   EXPECT_EQ(loss, 0.25 * ranks() * (ranks() + 1));
   EXPECT_EQ(from_last, 77);
   EXPECT_EQ(tokens, int64_t{ranks()} * (ranks() - 1) / 2 + int64_t{ranks()} * (int64_t{1} << 40));
-  for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], bucket_mean(ranks(), 2, i));
-  for (size_t i = 0; i < b.size(); ++i) ASSERT_EQ(b[i], bucket_mean(ranks(), 3, i));
-  for (size_t i = 0; i < c.size(); ++i) ASSERT_EQ(c[i], bucket_mean(ranks(), 4, i));
+  EXPECT_TRUE(holds_bucket_means(a, ranks(), 2));
+  EXPECT_TRUE(holds_bucket_means(b, ranks(), 3));
+  EXPECT_TRUE(holds_bucket_means(c, ranks(), 4));
   const std::string last = std::to_string(ranks() - 1);
   EXPECT_EQ(last_completed(7),
             (std::vector<std::string>{
