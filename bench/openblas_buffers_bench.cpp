@@ -75,8 +75,13 @@ std::vector<double> run_child(const std::string& self, bool prepare, int calls) 
     std::exit(1);
   }
   std::vector<double> rates;
-  double rate = 0.0;
-  while (std::fscanf(pipe, "%lf", &rate) == 1) rates.push_back(rate);
+  char line[64];  // (one rate per line)
+  while (std::fgets(line, sizeof line, pipe) != nullptr) {
+    char* end = nullptr;
+    const double rate = std::strtod(line, &end);
+    if (end == line) break;  // not a number: the count below is then wrong and says so
+    rates.push_back(rate);
+  }
   if (pclose(pipe) != 0 || rates.size() != kBlocks.size()) {
     std::fprintf(stderr, "openblas_buffers_bench: the child `%s` failed\n", command.c_str());
     std::exit(1);

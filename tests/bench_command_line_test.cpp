@@ -14,6 +14,7 @@ namespace {
 int parse(CommandLine& line, std::vector<std::string> args, std::string* err = nullptr) {
   args.insert(args.begin(), "bench");
   std::vector<char*> argv;
+  argv.reserve(args.size());
   for (std::string& a : args) argv.push_back(a.data());
   testing::internal::CaptureStderr();
   testing::internal::CaptureStdout();

@@ -123,6 +123,7 @@ TEST(CachedAttention, EqualsChunkedAttentionOverTheWholeSequence) {
 std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, uint32_t seed) {
   std::mt19937 gen(seed);
   std::vector<int32_t> t;
+  t.reserve(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) t.push_back(static_cast<int32_t>(gen() % vocab));
   return t;
 }

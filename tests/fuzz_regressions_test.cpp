@@ -16,7 +16,10 @@ namespace fuzz {
 // Names the target in test listings ("Targets/FuzzInputs.../config"). Without it GoogleTest
 // prints the struct's bytes, pointers included, and ctest's names for these tests changed from
 // build to build.
-void PrintTo(const Target& target, std::ostream* out) {
+// (static rather than in an unnamed namespace: GoogleTest finds PrintTo by argument-dependent
+// lookup in the type's namespace, which does not look into an unnamed one)
+// NOLINTNEXTLINE(misc-use-anonymous-namespace)
+static void PrintTo(const Target& target, std::ostream* out) {
   *out << target.name;
 }
 

@@ -27,7 +27,10 @@ namespace rf {
 
 // Names the precision in test listings ("CpuPrecisions/ThreadCountTest.../fp32"), where
 // GoogleTest would print the enum's bytes, which ctest then takes into the test's name.
-void PrintTo(GemmPrecision p, std::ostream* out) {
+// (static rather than in an unnamed namespace: GoogleTest finds PrintTo by argument-dependent
+// lookup in the type's namespace, which does not look into an unnamed one)
+// NOLINTNEXTLINE(misc-use-anonymous-namespace)
+static void PrintTo(GemmPrecision p, std::ostream* out) {
   *out << precision_name(p);
 }
 

@@ -79,7 +79,10 @@ TEST(FastMath, UnclampedFormsGiveTheClampedBits) {
   for (const float edge : {-87.3f, -15.0f, 0.0f, 15.0f, 88.37f}) {  // 100,000 floats each side
     float v = edge;
     for (int i = 0; i < 100000; ++i) v = std::nextafter(v, -100.0f);
-    for (int i = 0; i < 200000 && v <= 88.37f; ++i, v = std::nextafter(v, 100.0f)) x.push_back(v);
+    for (int i = 0; i < 200000 && v <= 88.37f; ++i) {
+      x.push_back(v);
+      v = std::nextafter(v, 100.0f);
+    }
   }
   for (const float v : {-std::numeric_limits<float>::infinity(), -3.0e38f, -0.0f}) x.push_back(v);
   const size_t n = x.size();

@@ -135,7 +135,7 @@ TEST(Selftest, RandomInputsAreTheStreamsNormalsElementByElement) {
     const RngStream stream = make_rng_stream(17, RngPurpose::kSampling, 0, 0, 0, 0);
     for (int64_t i = 0; i < n; ++i) {
       const float expected = 0.5f * stream.normal(static_cast<uint64_t>(i));
-      ASSERT_EQ(std::memcmp(&v[i], &expected, sizeof(float)), 0) << "element " << i << " of " << n;
+      ASSERT_EQ(test::bits_of(v[i]), test::bits_of(expected)) << "element " << i << " of " << n;
     }
   }
 }
