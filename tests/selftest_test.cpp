@@ -6,12 +6,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cstring>
 #include <set>
 #include <sstream>
 
 #include "base/philox.h"
 #include "kernels/executor_impl.h"
+#include "kernels/fast_math.h"
 #include "kernels/selftest/op_checks.h"
 #include "tests/test_util.h"
 #include "trainer/job.h"
@@ -135,7 +135,7 @@ TEST(Selftest, RandomInputsAreTheStreamsNormalsElementByElement) {
     const RngStream stream = make_rng_stream(17, RngPurpose::kSampling, 0, 0, 0, 0);
     for (int64_t i = 0; i < n; ++i) {
       const float expected = 0.5f * stream.normal(static_cast<uint64_t>(i));
-      ASSERT_EQ(test::bits_of(v[i]), test::bits_of(expected)) << "element " << i << " of " << n;
+      ASSERT_EQ(bits_of_float(v[i]), bits_of_float(expected)) << "element " << i << " of " << n;
     }
   }
 }

@@ -6,8 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdint>
-#include <cstring>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -97,13 +95,6 @@ inline std::unique_ptr<Executor> bf16_cpu_or_skip_reason(std::string* reason) {
     *reason = std::string("this CPU has no bf16 instructions: ") + e.what();
     return nullptr;
   }
-}
-
-// A float's bits, for comparisons that must tell every bit apart (-0 from 0, a NaN's payload).
-inline uint32_t bits_of(float x) {
-  uint32_t bits = 0;
-  std::memcpy(&bits, &x, sizeof bits);
-  return bits;
 }
 
 // Each value rounded to bf16 by the scalar rule (kernels/ops/bf16_round.h).
