@@ -3,8 +3,8 @@
 // written once a product has filled them), so this program runs itself: each round starts one
 // child that calls prepare_openblas_buffers first and one that does not, alternating which goes
 // first, and each child times the products the default config's step runs (its fp32 GEMM blocks:
-// 128-row blocks of 64 columns, as the CPU executor cuts them), one block per OpenMP thread at
-// once, as the executor runs them. Prints one JSON line per shape: the median GFLOP/s of each
+// 128-row blocks of 64 columns, as the CPU executor cuts them on machines of more than 8 CPUs;
+// kernels/cpu/openblas_blocks.h), one block per OpenMP thread at once, as the executor runs them. Prints one JSON line per shape: the median GFLOP/s of each
 // side and their ratio.
 //   openblas_buffers_bench [--rounds 5] [--calls 200]
 #include <cblas.h>

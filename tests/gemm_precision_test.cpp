@@ -19,6 +19,7 @@
 
 #include "kernels/cpu/bf16_gemm.h"
 #include "kernels/cpu/onednn_matmul.h"
+#include "kernels/cpu/openblas_blocks.h"
 #include "kernels/linear.h"
 #include "kernels/ops/bf16_round.h"
 #include "tests/test_util.h"
@@ -430,14 +431,46 @@ TEST(GemmDesc, VectorShapedProductsMatchTheReference) {
       5 * 4 * 3);
 }
 
-// Products large enough for the CPU to cut into blocks of the output (strips of 64 of the longer
-// side), with short last blocks: a last strip of one column or one row runs as a matrix-vector
-// product at an offset into C.
+// Products large enough for the CPU to cut into blocks of the output (strips of at least 64 of
+// the longer side, kernels/cpu/openblas_blocks.h), with short last blocks: a last strip of one
+// column or one row runs as a matrix-vector product at an offset into C.
 TEST(GemmDesc, ProductsCutIntoBlocksMatchTheReference) {
   EXPECT_EQ(expect_products_match_reference(
                 {{65, 200, 3}, {300, 330, 20}, {200, 65, 5}, {70, 129, 3}, {129, 70, 3}},
                 {{0.75f, 0.0f}, {0.75f, 0.5f}}, 90),
             5 * 4 * 2);
+}
+
+// The OpenBLAS cut (kernels/cpu/openblas_blocks.h): 4 blocks on machines of up to 4 CPUs, 8 up to
+// 8, 16 beyond or when the count is unknown; widths are multiples of 64 that cover the extent in
+// at most that many blocks (the reference model's 1,024 rows in 4 blocks of 256 on two cores).
+TEST(OpenblasBlocks, TheCutDependsOnTheShapeAndTheMachinesCpuCountOnly) {
+  EXPECT_EQ(cpu::openblas_block_count(1), 4);
+  EXPECT_EQ(cpu::openblas_block_count(2), 4);
+  EXPECT_EQ(cpu::openblas_block_count(4), 4);
+  EXPECT_EQ(cpu::openblas_block_count(5), 8);
+  EXPECT_EQ(cpu::openblas_block_count(8), 8);
+  EXPECT_EQ(cpu::openblas_block_count(9), 16);
+  EXPECT_EQ(cpu::openblas_block_count(192), 16);
+  EXPECT_EQ(cpu::openblas_block_count(0), 16);
+  EXPECT_EQ(cpu::openblas_block_count(-1), 16);  // (sysconf's failure)
+  EXPECT_EQ(cpu::openblas_block_width(1024, 4), 256);
+  EXPECT_EQ(cpu::openblas_block_width(1024, 16), 64);
+  EXPECT_EQ(cpu::openblas_block_width(4096, 4), 1024);
+  EXPECT_EQ(cpu::openblas_block_width(4096, 16), 256);
+  EXPECT_EQ(cpu::openblas_block_width(330, 4), 128);
+  EXPECT_EQ(cpu::openblas_block_width(200, 4), 64);
+  EXPECT_EQ(cpu::openblas_block_width(1, 4), 64);
+  for (int64_t count : {4, 8, 16})
+    for (int64_t extent = 1; extent <= 5000; ++extent) {
+      const int64_t width = cpu::openblas_block_width(extent, count);
+      ASSERT_TRUE(width >= 64 && width % 64 == 0 && (extent + width - 1) / width <= count)
+          << "extent " << extent << ", " << count << " blocks: width " << width;
+      // (No narrower multiple of 64 would do: the blocks are as wide as they need to be.)
+      if (width > 64) {
+        ASSERT_GT((extent + width - 65) / (width - 64), count) << extent;
+      }
+    }
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 // pool of threads.
 #include <cblas.h>
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -21,6 +22,7 @@
 #include "kernels/cpu/host_memory.h"
 #include "kernels/cpu/lsh_argmax.h"
 #include "kernels/cpu/onednn_matmul.h"
+#include "kernels/cpu/openblas_blocks.h"
 #include "kernels/cpu/openblas_buffers.h"
 #include "kernels/cpu/openblas_core.h"
 #include "kernels/cpu/parallel_memory.h"
@@ -282,21 +284,20 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
     }
   }
 
-  // One fp32 product through OpenBLAS, cut into blocks of the output that depend on the shape
-  // only, each a single-threaded call (OpenBLAS runs single-threaded inside an OpenMP parallel
-  // region), spread over the threads. OpenBLAS 0.3.21's own threading splits a product so that
-  // some sums depend on the thread count (its Zen kernel on AMD EPYC: 1 to 8 threads gave
-  // different bits for every deep shape of tests/gemm_precision_test.cpp), and the training step's
-  // bits must not. The larger output dimension is cut, into about 16 blocks of at least 64.
+  // One fp32 product through OpenBLAS, cut into blocks of the output's larger side that depend on
+  // the shape and the machine (kernels/cpu/openblas_blocks.h), each a single-threaded call
+  // (OpenBLAS runs single-threaded inside an OpenMP parallel region), spread over the threads.
+  // OpenBLAS 0.3.21's own threading splits a product so that some sums depend on the thread count
+  // (its Zen kernel on AMD EPYC: 1 to 8 threads gave different bits for every deep shape of
+  // tests/gemm_precision_test.cpp), and the training step's bits must not.
   // (A grid of squarer blocks packs less of A and B: 2026-12-03 on an AVX2 EPYC it made the
   // 1024 x 1024 x 256 products 3-6% faster alone, nothing visible in a training step, and changed
-  // the bits, since OpenBLAS's sums there depend on the block's extent; not kept.)
+  // the bits; not kept. Fewer blocks along one side did better: openblas_blocks.h.)
   static void one_in_fixed_blocks(const GemmDesc& d, const float* a, const float* b, float* c) {
     const bool cut_columns = d.n >= d.m;
     const int64_t extent = cut_columns ? d.n : d.m;
-    constexpr int64_t kBlocks = 16, kMinBlock = 64;
-    const int64_t block =
-        std::max(kMinBlock, (extent + kBlocks * kMinBlock - 1) / (kBlocks * kMinBlock) * kMinBlock);
+    static const int64_t block_count = cpu::openblas_block_count(sysconf(_SC_NPROCESSORS_ONLN));
+    const int64_t block = cpu::openblas_block_width(extent, block_count);
     const int64_t blocks = (extent + block - 1) / block;
     auto run_block = [&](int64_t i) {
       const int64_t first = i * block;
