@@ -126,7 +126,7 @@ int main(int argc, char** argv) try {
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         if (r > 0) seconds[v].push_back(t);
       }
-    const double flop = 2.0 * s.m * s.n * s.k;
+    const double flop = 2.0 * static_cast<double>(s.m * s.n * s.k);
     std::printf("{\"shape\": \"%s%s %lldx%lldx%lld\", \"threads\": %d, \"rounds\": %d",
                 s.ta ? "T" : "N", s.tb ? "T" : "N", static_cast<long long>(s.m),
                 static_cast<long long>(s.n), static_cast<long long>(s.k), omp_get_max_threads(),
