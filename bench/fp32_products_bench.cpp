@@ -35,14 +35,15 @@ struct Shape {
   int64_t m, n, k;  // column-major, as --profile-ops names them
 };
 
-// The 4K step's single products (step_bench --profile-ops), most time first.
+// The 4K step's single products (step_bench --profile-ops), most time first, and one of 64K's.
 const Shape kShapes[] = {{false, false, 1024, 1024, 256}, {false, false, 256, 1024, 1024},
                          {false, false, 256, 4096, 256},  {true, false, 1024, 1024, 256},
                          {true, false, 256, 1024, 1024},  {false, true, 1024, 256, 1024},
                          {false, true, 256, 1024, 1024},  {false, true, 256, 256, 4096},
                          {true, false, 256, 4096, 256},   {false, false, 128, 4096, 64},
                          {true, false, 512, 1024, 256},   {false, false, 256, 1024, 512},
-                         {false, true, 256, 512, 1024}};
+                         {false, true, 256, 512, 1024},
+    {false, true, 256, 256, 65536}};  // (and the 64K step's projection weight gradients)
 
 GemmDesc packed_desc(const Shape& s) {
   GemmDesc d;
