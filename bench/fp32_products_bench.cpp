@@ -8,9 +8,7 @@
 // kernels before. The variants alternate product by product for `--rounds` rounds; one JSON line
 // per shape: each variant's median GFLOP/s and its ratio to the executor's (above 1: faster).
 //   fp32_products_bench [--rounds 15]
-#include <cblas.h>
 #include <omp.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -36,13 +34,20 @@ struct Shape {
 };
 
 // The 4K step's single products (step_bench --profile-ops), most time first, and one of 64K's.
-const Shape kShapes[] = {{false, false, 1024, 1024, 256}, {false, false, 256, 1024, 1024},
-                         {false, false, 256, 4096, 256},  {true, false, 1024, 1024, 256},
-                         {true, false, 256, 1024, 1024},  {false, true, 1024, 256, 1024},
-                         {false, true, 256, 1024, 1024},  {false, true, 256, 256, 4096},
-                         {true, false, 256, 4096, 256},   {false, false, 128, 4096, 64},
-                         {true, false, 512, 1024, 256},   {false, false, 256, 1024, 512},
-                         {false, true, 256, 512, 1024},
+const Shape kShapes[] = {
+    {false, false, 1024, 1024, 256},
+    {false, false, 256, 1024, 1024},
+    {false, false, 256, 4096, 256},
+    {true, false, 1024, 1024, 256},
+    {true, false, 256, 1024, 1024},
+    {false, true, 1024, 256, 1024},
+    {false, true, 256, 1024, 1024},
+    {false, true, 256, 256, 4096},
+    {true, false, 256, 4096, 256},
+    {false, false, 128, 4096, 64},
+    {true, false, 512, 1024, 256},
+    {false, false, 256, 1024, 512},
+    {false, true, 256, 512, 1024},
     {false, true, 256, 256, 65536}};  // (and the 64K step's projection weight gradients)
 
 GemmDesc packed_desc(const Shape& s) {
@@ -59,23 +64,6 @@ GemmDesc packed_desc(const Shape& s) {
   d.stride_b = d.ldb * (s.tb ? s.k : s.n);
   d.stride_c = d.ldc * s.n;
   return d;
-}
-
-// OpenBLAS in blocks of `block` along C's larger side, a single-threaded call each.
-void openblas_in_blocks(const GemmDesc& d, const float* a, const float* b, float* c,
-                        int64_t block) {
-  const bool cut_columns = d.n >= d.m;
-  const int64_t extent = cut_columns ? d.n : d.m, blocks = (extent + block - 1) / block;
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < blocks; ++i) {
-    const GemmPart p =
-        gemm_part(d, 0, d.k, cut_columns, i * block, std::min(block, extent - i * block));
-    cblas_sgemm(CblasColMajor, p.d.trans_a ? CblasTrans : CblasNoTrans,
-                p.d.trans_b ? CblasTrans : CblasNoTrans, static_cast<int>(p.d.m),
-                static_cast<int>(p.d.n), static_cast<int>(p.d.k), p.d.alpha, a + p.a_offset,
-                static_cast<int>(p.d.lda), b + p.b_offset, static_cast<int>(p.d.ldb), p.d.beta,
-                c + p.c_offset, static_cast<int>(p.d.ldc));
-  }
 }
 
 }  // namespace
@@ -102,8 +90,7 @@ int main(int argc, char** argv) try {
   };
   auto openblas_blocks = [](int64_t count) {
     return [count](const rf::GemmDesc& d, const float* a, const float* b, float* c) {
-      const int64_t extent = std::max(d.m, d.n);
-      rf::openblas_in_blocks(d, a, b, c, rf::cpu::openblas_block_width(extent, count));
+      rf::cpu::multiply_in_openblas_blocks(d, a, b, c, count);
     };
   };
   const std::vector<Variant> variants = {
@@ -138,10 +125,9 @@ int main(int argc, char** argv) try {
       std::printf(", \"%s_gflops\": %.1f", variants[v].name, flop / t / 1e9);
       if (v > 0) std::printf(", \"%s_ratio\": %.2f", variants[v].name, base / t);
     }
-    std::printf(
-        ", \"executor_blocks\": %lld, \"openblas\": \"%s\"}\n",
-        static_cast<long long>(rf::cpu::openblas_block_count(sysconf(_SC_NPROCESSORS_ONLN))),
-        rf::openblas_kernel_report().c_str());
+    std::printf(", \"executor_blocks\": %lld, \"openblas\": \"%s\"}\n",
+                static_cast<long long>(rf::cpu::openblas_block_count_here()),
+                rf::openblas_kernel_report().c_str());
     std::fflush(stdout);
   }
   return 0;

@@ -1,4 +1,4 @@
-// How the CPU executor cuts one fp32 product for OpenBLAS (CPUs without AVX-512, where the single
+// How the CPU executor runs one fp32 product in OpenBLAS (CPUs without AVX-512, where the single
 // products are not oneDNN's): blocks of the output's larger side, each a single-threaded call.
 // The cut decides the bits (OpenBLAS's sums depend on a block's width: on an AMD EPYC with the Zen
 // kernel, 1024 x 1024 x 256 cut into blocks of 64, 128, 256, 512 and 1024 columns gave five
@@ -18,6 +18,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kernels/gemm_desc.h"
+
 namespace rf::cpu {
 
 // Blocks a product's larger side is cut into on a machine with `online_cpus` CPUs (0 or less:
@@ -34,5 +36,15 @@ constexpr int64_t openblas_block_width(int64_t extent, int64_t count) {
   constexpr int64_t kMinBlock = 64;
   return std::max(kMinBlock, (extent + count * kMinBlock - 1) / (count * kMinBlock) * kMinBlock);
 }
+
+// openblas_block_count for this machine (its online CPUs, read once).
+int64_t openblas_block_count_here();
+
+// C = alpha op(A) op(B) + beta C for one fp32 product (d.batch == 1) through OpenBLAS, its output's
+// larger side cut into at most `block_count` blocks of openblas_block_width, each a
+// single-threaded call (a block of one row or column as a matrix-vector product), spread over the
+// OpenMP threads. The CPU executor passes openblas_block_count_here().
+void multiply_in_openblas_blocks(const GemmDesc& d, const float* a, const float* b, float* c,
+                                 int64_t block_count);
 
 }  // namespace rf::cpu
