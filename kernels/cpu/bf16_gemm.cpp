@@ -62,10 +62,7 @@ void round_to_bf16(const float* x, uint16_t* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = bf16_bits(x[i]);
 }
 
-// (Named, not anonymous: Bf16Gemm::Impl, a class of the header's, holds Extents, and a type with
-// internal linkage inside it is an error under -Wsubobject-linkage wherever this file is compiled
-// as part of a larger unit, as the sanitizer builds' unity batches do.)
-namespace bf16_operands {
+namespace {
 
 // The values an operand's product reads (gemm_desc.h), and when a rounded copy covers another.
 struct Extent : OperandLayout {
@@ -76,11 +73,6 @@ struct Extent : OperandLayout {
            (contiguous() || (other.ld == ld && other.rows <= rows && other.cols <= cols));
   }
 };
-
-}  // namespace bf16_operands
-
-namespace {
-using bf16_operands::Extent;
 
 // Rounds the values of x an operand of extent e reads into y (same layout); the gaps between
 // columns of a strided operand (a head's columns of a wider matrix) are left as they are. The LSH
