@@ -335,12 +335,17 @@ std::vector<std::vector<float>> cached_logits(ReformerModel& m, const std::vecto
 }
 
 // While the text fits one bucket_size chunk every LSH window holds every earlier position, as in
-// the uncached pass: the same logits, at every depth, for LSH alone and mixed with local layers.
+// the uncached pass: the same logits, at every depth, for LSH alone and mixed with local layers
+// (also with relative positions in the local layer: the hybrid of Reformer and Transformer-XL).
 TEST(LshGenerationCache, LogitsEqualTheWindowsWhileTheTextFitsOneChunk) {
-  for (const char* layers : {"[lsh, lsh]", "[lsh, local]"}) {
-    SCOPED_TRACE(layers);
-    ReformerModel m(
-        test::tiny_config({std::string("model.attention=") + layers, "lsh.bucket_size=32"}), cpu());
+  for (const std::vector<std::string>& o : std::vector<std::vector<std::string>>{
+           {"model.attention=[lsh, lsh]"},
+           {"model.attention=[lsh, local]"},
+           {"model.attention=[lsh, local]", "model.position=relative"}}) {
+    SCOPED_TRACE(test::describe_overrides(o));
+    std::vector<std::string> overrides = o;
+    overrides.push_back("lsh.bucket_size=32");
+    ReformerModel m(test::tiny_config(overrides), cpu());
     EXPECT_FALSE(m.supports_cached_generation());
     EXPECT_TRUE(m.supports_cached_generation(true));
     test::randomize_params(m, 12);

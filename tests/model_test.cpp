@@ -56,6 +56,32 @@ TEST(ModelGradients, WholeModelMatchesFiniteDifferences) {
   test::expect_param_gradients(m.params(), loss, 1e-2, 2e-2, "model");
 }
 
+// The hybrid of Reformer and Transformer-XL: [lsh, local] with relative positions. The local
+// layer has the relative term (W_R, u, v), the LSH layer none, and every gradient, the relative
+// term's included, matches finite differences.
+TEST(ModelGradients, LshAndRelativeLocalLayersMatchFiniteDifferences) {
+  const Config cfg = test::tiny_config({"model.position=relative"});
+  ASSERT_EQ(cfg.model.attention,
+            (std::vector<AttentionKind>{AttentionKind::kLsh, AttentionKind::kLocal}));
+  ReformerModel m(cfg, cpu());
+  std::vector<std::string> relative_params;
+  for (const ParamTensor& t : m.params().tensors())
+    if (t.name.find(".w_r") != std::string::npos || t.name.find(".r_w_bias") != std::string::npos ||
+        t.name.find(".r_r_bias") != std::string::npos)
+      relative_params.push_back(t.name);
+  ASSERT_EQ(relative_params.size(), 3u) << "one layer's W_R, u and v";
+  for (const std::string& name : relative_params)
+    EXPECT_EQ(name.rfind("layer1.", 0), 0u) << name << " belongs to the local layer";
+  const TokenBatch batch = random_batch(cfg, 2, 1);
+  const StepContext step = context(cfg, 2);
+  const float scale = 1.0f / static_cast<float>(batch.inputs.size());
+  m.params().zero_grads();
+  m.forward_backward(batch, step, scale);
+  m.stack().freeze_buckets = true;
+  auto loss = [&] { return m.forward(batch, step).loss_sum * scale; };
+  test::expect_param_gradients(m.params(), loss, 1e-2, 2e-2, "hybrid model");
+}
+
 TEST(ModelGradients, ReversibleBackwardEqualsStoredActivations) {
   const Config rev = test::tiny_config();
   const Config stored = test::tiny_config({"model.reversible=false"});

@@ -28,6 +28,7 @@ const std::vector<Model> kModels = {
     {{"model.ff_chunk=5"}},  // [lsh, local], dropout on
     {{"model.attention=[dense]", "model.dropout=0", "model.attention_dropout=0"}},
     {{"model.residual=single", "model.attention=[local, dense]", "model.position=relative"}},
+    {{"model.position=relative"}},  // [lsh, local]: the LSH layer without the relative term
     {{"model.attention=[local, dense]", "model.position=relative", "train.seq_len=16",
       "lsh.local_chunk=8"},
      16},

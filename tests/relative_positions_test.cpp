@@ -152,12 +152,17 @@ TEST(RelativePositions, ClampLenSharesTheEncodingOfFartherDistances) {
   expect_definition("local", 3);
 }
 
-TEST(RelativePositions, LshLayersAreRefusedWithAClearError) {
+// LSH layers take no relative term: beside dense or local layers (the hybrid, tiny_config's
+// [lsh, local]) they are accepted (model_test checks that model's gradients); a model of LSH
+// layers alone would have no position anywhere and is refused, naming what to do.
+TEST(RelativePositions, LshLayersAloneAreRefusedWithAClearError) {
+  EXPECT_EQ(test::tiny_config({"model.position=relative"}).model.position, PositionMode::kRelative);
   try {
-    test::tiny_config({"model.position=relative"});  // tiny_config has [lsh, local]
-    FAIL() << "relative positions with LSH layers were accepted";
+    test::tiny_config({"model.position=relative", "model.attention=[lsh]"});
+    FAIL() << "relative positions with LSH layers alone were accepted";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("model.position = relative needs dense or local"),
+    EXPECT_NE(std::string(e.what()).find("model.position = relative needs dense or local layers, "
+                                         "but every layer of model.attention is lsh"),
               std::string::npos)
         << e.what();
   }

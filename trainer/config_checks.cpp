@@ -138,11 +138,14 @@ void check_index_ranges(const Config& c, const std::string& path) {
 }
 
 // Relative positions need the original order of dense and local attention: LSH's sorted slots put
-// no fixed distance between a query and its keys. (Said so rather than silently ignored.)
+// no fixed distance between a query and its keys, so LSH layers take no relative term. A model
+// that mixes them (the hybrid) gets its order from the dense and local layers; one made of LSH
+// layers alone would have no position anywhere. (Said so rather than silently ignored.)
 void check_relative(const Config& c, const std::string& path) {
-  if (c.any_layer_uses(AttentionKind::kLsh))
-    fail(path, ": model.position = relative needs dense or local attention, but model.attention ",
-         "has lsh layers (LSH sorts positions by bucket: use axial or learned positions there)");
+  if (!c.any_layer_uses(AttentionKind::kDense) && !c.any_layer_uses(AttentionKind::kLocal))
+    fail(path, ": model.position = relative needs dense or local layers, but every layer of ",
+         "model.attention is lsh (LSH sorts positions by bucket and takes no relative term: use ",
+         "axial or learned positions, or mix in local layers, e.g. [local, lsh])");
   if (c.model.d_model % 2 != 0)
     fail(path, ": model.position = relative needs an even model.d_model (sine and cosine halves), ",
          "got ", c.model.d_model);

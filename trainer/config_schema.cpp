@@ -124,7 +124,7 @@ std::vector<KeySpec> build_schema() {
                {"axial", "learned", "none", "relative"},  // PositionMode
                "position embedding; relative: Transformer-XL's relative attention (sinusoids of "
                "the query-key distance through a learned projection, and per-head biases u, v; "
-               "dense and local attention)"),
+               "in dense and local layers; lsh layers beside them take none)"),
       int_key("model", "clamp_len", "0", 0, k2Pow30,
               "relative positions: distances above this share its encoding (0 = no clamp)"),
       int_key("model", "memory_len", "0", 0, k2Pow30,
