@@ -35,11 +35,7 @@ AttentionLayer::AttentionLayer(ParamStore& store, const Config& cfg, int layer,
   }
   w_v_ = store.add(prefix + ".w_v", {d_model_, hd}, in_init, true);
   w_o_ = store.add(prefix + ".w_o", {hd, d_model_}, out_init, true);
-  // With relative positions, an LSH layer of a model that mixes it with dense or local layers
-  // (the hybrid of Reformer and Transformer-XL) takes no relative term: its sorted slots put no
-  // fixed distance between a query and its keys. The dense and local layers carry the order.
-  if (cfg.model.position == PositionMode::kRelative && kind_ != AttentionKind::kLsh)
-    relative_.emplace(store, cfg, prefix);
+  if (cfg.layer_has_relative_term(layer)) relative_.emplace(store, cfg, prefix);
 }
 
 int64_t AttentionLayer::relative_distances(int64_t seq_len) const {

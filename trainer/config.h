@@ -145,6 +145,13 @@ struct Config {
       if (attention_of_layer(layer) == kind) return true;
     return false;
   }
+  // Whether layer i has Transformer-XL's relative term (W_R, u, v): with relative positions, its
+  // dense and local layers; an LSH layer's sorted slots put no fixed distance between a query and
+  // its keys, so beside them (the hybrid of Reformer and Transformer-XL) it takes none.
+  bool layer_has_relative_term(int64_t layer) const {
+    return model.position == PositionMode::kRelative &&
+           attention_of_layer(layer) != AttentionKind::kLsh;
+  }
   // The LSH bucket factors actually used (n_buckets resolved from auto and factorised).
   std::vector<int64_t> bucket_factors() const;
   std::vector<int64_t> axial_dims() const;

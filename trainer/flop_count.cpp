@@ -48,7 +48,7 @@ StepFlops training_step_flops(const Config& cfg, int64_t batch, int64_t seq_len)
     // every mode (it reads the workspace of its own forward), then the scores' two gradient
     // products and W_R's weight gradient (the sinusoids are fixed: no input gradient).
     double relative = 0;
-    if (cfg.model.position == PositionMode::kRelative && kind != AttentionKind::kLsh) {
+    if (cfg.layer_has_relative_term(layer)) {
       const int64_t keys = seq_len + cfg.model.memory_len;
       const double distances = static_cast<double>(
           kind == AttentionKind::kLocal ? std::min(2 * cfg.lsh.local_chunk, keys) : keys);
