@@ -195,10 +195,12 @@ void expect_counted_flops_run(const std::vector<std::string>& model) {
   EXPECT_GT(totals[2], totals[3]);
 }
 
-// With LSH and local layers, and with local and dense layers with relative positions.
+// With LSH and local layers (also with relative positions, which the LSH layer does not take),
+// and with local and dense layers with relative positions.
 TEST(FlopCount, CountsTheGemmsEachRecomputeModeRuns) {
   for (const std::vector<std::string>& model : std::vector<std::vector<std::string>>{
            {"model.ff_chunk=5", "model.dropout=0", "model.attention_dropout=0"},
+           {"model.position=relative", "model.dropout=0", "model.attention_dropout=0"},
            {"model.attention=[local, dense]", "model.position=relative", "model.dropout=0",
             "model.attention_dropout=0"}})
     expect_counted_flops_run(model);
