@@ -72,8 +72,8 @@ std::vector<float> checkpoint_memory(const std::string& path) {
 }
 
 // N ranks x 2 micro-batches of 1 lane each train as 1 rank with 2N lanes: the same lanes read the
-// same streams and keep the same memories; with Reformer's two streams and with one
-// (Transformer-XL's block).
+// same streams and keep the same memories; with Reformer's two streams, with one (Transformer-XL's
+// block), and in the hybrid whose LSH layer keeps no memory beside a local layer that does.
 TEST(DataParallel, RecurrenceNRanksEqualOneRankWithNTimesTheBatch) {
   const int n = comm().size();
   const std::string dir = shared_dir("recurrence");
@@ -83,22 +83,24 @@ TEST(DataParallel, RecurrenceNRanksEqualOneRankWithNTimesTheBatch) {
     for (int i = 0; i < 600; ++i) out << "line " << i * 7919 % 1000 << " of text\n";
   }
   comm().barrier();
-  for (const char* residual : {"two_streams", "single"}) {
-    SCOPED_TRACE(residual);
+  for (const std::string model : {"two_streams", "single", "hybrid"}) {
+    SCOPED_TRACE(model);
+    const std::string residual = model == "single" ? "single" : "two_streams";
+    const std::string attention = model == "hybrid" ? "[lsh, local]" : "[local, dense]";
     auto recurrent = [&](const std::string& out, int64_t batch, int64_t accum) {
       return config(
           out, batch,
-          {"train.grad_accum=" + std::to_string(accum), "model.attention=[local, dense]",
+          {"train.grad_accum=" + std::to_string(accum), "model.attention=" + attention,
            "model.position=relative", "model.vocab_size=256", "model.memory_len=16",
            "lsh.local_chunk=8", "train.seq_len=16", "train.adam_eps=1e-6", "data.format=text",
-           "data.train=" + text, std::string("model.residual=") + residual,
-           std::string("model.reversible=") +
-               (std::string(residual) == "single" ? "false" : "true")});
+           "lsh.bucket_size=4", "data.train=" + text, "model.residual=" + residual,
+           std::string("model.reversible=") + (residual == "single" ? "false" : "true")});
     };
     TrainOptions options;
     options.report = false;
     options.verify_replicas = true;
-    const std::string run = dir + "/" + residual;
+    std::string run = dir + "/";
+    run += model;
     const TrainSummary parallel = run_training(recurrent(run + "_ranks", 1, 2), options, *g_comms);
     if (comm().is_root()) {
       JobComms single = single_process_comms();

@@ -157,7 +157,7 @@ TEST(SegmentMemory, TheKeyValueCacheScoresWhatTheLayerInputMemoryScores) {
 }
 
 // `reformer eval --memory-len`: a table row per memory length from a relative-position model;
-// absolute positions and LSH layers are one-line errors.
+// absolute positions and a model of LSH layers alone are one-line errors.
 TEST(SegmentMemory, EvalCommandPrintsATableAndRefusesWhatCannotTakeMemory) {
   const std::string dir = test::fresh_dir("eval");
   std::string text;  // a small text stream: memory is for consecutive segments of one stream
@@ -182,6 +182,15 @@ TEST(SegmentMemory, EvalCommandPrintsATableAndRefusesWhatCannotTakeMemory) {
   r = test::run_command(reformer + "eval --checkpoint " + axial + " --memory-len 16");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("--memory-len needs model.position relative (or none)"), std::string::npos)
+      << r.out;
+  const std::string lsh = test::fresh_dir("lsh");
+  test::train_quietly(test::short_run_config(
+      lsh, 1, 1, {"model.attention=[lsh]", "model.position=none", "train.seq_len=16"}));
+  r = test::run_command(reformer + "eval --checkpoint " + lsh + " --memory-len 16");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(
+      r.out.find("--memory-len needs dense or local layers; every layer of this model is lsh"),
+      std::string::npos)
       << r.out;
   r = test::run_command(reformer + "eval --checkpoint " + dir + " --segment 16");
   EXPECT_NE(r.exit_code, 0);

@@ -152,6 +152,13 @@ struct Config {
     return model.position == PositionMode::kRelative &&
            attention_of_layer(layer) != AttentionKind::kLsh;
   }
+  // Whether layer i attends to Transformer-XL's memory when there is one (model.memory_len, or
+  // `eval --memory-len`): its dense and local layers. An LSH layer hashes only the segment (its
+  // buckets have no place for positions kept from earlier segments), so beside dense or local
+  // layers (the hybrid) it sees the segment alone and keeps no memory.
+  bool layer_sees_memory(int64_t layer) const {
+    return attention_of_layer(layer) != AttentionKind::kLsh;
+  }
   // The LSH bucket factors actually used (n_buckets resolved from auto and factorised).
   std::vector<int64_t> bucket_factors() const;
   std::vector<int64_t> axial_dims() const;

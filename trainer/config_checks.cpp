@@ -151,13 +151,16 @@ void check_relative(const Config& c, const std::string& path) {
          "got ", c.model.d_model);
 }
 
-// Transformer-XL's recurrence keeps each layer's inputs in position order: LSH's sorted buckets
-// have no place for them (hashing the memory with the segment is not implemented), and positions
-// that restart at every segment would make the memory's positions collide with the segment's.
+// Transformer-XL's recurrence keeps each dense or local layer's inputs in position order: LSH's
+// sorted buckets have no place for them (hashing the memory with the segment is not
+// implemented), so LSH layers see the segment alone and a model of LSH layers only would keep
+// nothing; positions that restart at every segment would make the memory's positions collide
+// with the segment's.
 void check_memory(const Config& c, const std::string& path) {
-  if (c.any_layer_uses(AttentionKind::kLsh))
-    fail(path, ": model.memory_len = ", c.model.memory_len, " needs dense or local attention, but ",
-         "model.attention has lsh layers (LSH attention takes no memory)");
+  if (!c.any_layer_uses(AttentionKind::kDense) && !c.any_layer_uses(AttentionKind::kLocal))
+    fail(path, ": model.memory_len = ", c.model.memory_len, " needs dense or local layers, but ",
+         "every layer of model.attention is lsh (LSH layers take no memory; e.g. [local, lsh] ",
+         "keeps the memory in its local layers)");
   if (c.model.position != PositionMode::kRelative && c.model.position != PositionMode::kNone)
     fail(path, ": model.memory_len = ", c.model.memory_len, " needs model.position relative (or ",
          "none); ", c.model.position == PositionMode::kAxial ? "axial" : "learned",

@@ -128,9 +128,10 @@ std::vector<KeySpec> build_schema() {
       int_key("model", "clamp_len", "0", 0, k2Pow30,
               "relative positions: distances above this share its encoding (0 = no clamp)"),
       int_key("model", "memory_len", "0", 0, k2Pow30,
-              "Transformer-XL's segment-level recurrence: each layer's attention also sees its "
-              "inputs at this many positions of the previous segments (no gradient); each batch "
-              "lane then reads its own contiguous stream; 0 = off"),
+              "Transformer-XL's segment-level recurrence: each dense or local layer's attention "
+              "also sees its inputs at this many positions of the previous segments (no "
+              "gradient; lsh layers beside them see the segment alone); each batch lane then "
+              "reads its own contiguous stream; 0 = off"),
       bool_key("model", "same_length", "false",
                "with memory (training, and eval --memory-len): every query attends to the same "
                "number of keys, the memory's length (Transformer-XL's same_length)"),

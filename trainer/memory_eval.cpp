@@ -18,10 +18,17 @@ std::string memory_eval_problem(const Config& cfg, const MemoryEvalOptions& o) {
     why << "--memory-len needs model.position relative (or none); this model's positions are "
         << (cfg.model.position == PositionMode::kAxial ? "axial" : "learned")
         << ", which restart at every segment";
+  if (!cfg.any_layer_uses(AttentionKind::kDense) && !cfg.any_layer_uses(AttentionKind::kLocal) &&
+      why.str().empty())
+    why << "--memory-len needs dense or local layers; every layer of this model is lsh (LSH "
+           "layers take no memory)";
   for (int64_t i = 0; i < cfg.model.n_layers && why.str().empty(); ++i) {
     const AttentionKind kind = cfg.attention_of_layer(i);
-    if (kind == AttentionKind::kLsh)
-      why << "--memory-len needs dense or local attention; layer " << i << " is lsh";
+    // (--sliding recomputes the context with every layer, where an LSH layer would hash the
+    // context with the segment: not the model that memory evaluation scores.)
+    if (kind == AttentionKind::kLsh && o.sliding)
+      why << "--sliding needs dense or local attention; layer " << i
+          << " is lsh (score it with --memory-len alone: its LSH layers see each segment alone)";
     if (kind == AttentionKind::kLocal && o.segment % cfg.lsh.local_chunk != 0)
       why << "--segment " << o.segment
           << " must be a multiple of lsh.local_chunk = " << cfg.lsh.local_chunk

@@ -23,8 +23,8 @@ struct MemoryEvalOptions {
 };
 
 // Why cfg cannot be evaluated with these options ("" when it can): memory needs positions that
-// do not restart at each segment (relative or none), dense or local attention, and whole local
-// chunks.
+// do not restart at each segment (relative or none), a dense or local layer (LSH layers see each
+// segment alone, and take no --sliding window), and whole local chunks.
 std::string memory_eval_problem(const Config& cfg, const MemoryEvalOptions& options);
 
 // cfg: the checkpoint's config with train.seq_len = options.segment.

@@ -19,6 +19,7 @@ ReversibleStack::ReversibleStack(ParamStore& store, const Config& cfg)
     Layer layer;
     layer.stores_inputs = cfg.stores_layer(i);
     layer.keeps_activations = cfg.keeps_layer_activations(i);
+    layer.sees_memory = cfg.layer_sees_memory(i);
     layer.group = store.begin_group(prefix);
     layer.attention_norm = LayerNormLayer(store, prefix + ".attention.norm", d_model_);
     layer.attention =
@@ -59,7 +60,8 @@ void ReversibleStack::size_kept_activations(Kit& kit, const StepContext& step, i
   try {
     for (Layer& layer : layers_) {
       if (!layer.keeps_activations) continue;
-      const size_t n = static_cast<size_t>(layer.attention->kept_floats(step, memory_len));
+      const size_t n = static_cast<size_t>(
+          layer.attention->kept_floats(step, layer.sees_memory ? memory_len : 0));
       if (layer.kept_attention.size() != n) {
         layer.kept_attention = DeviceBuffer<float>();  // (the old buffer goes first)
         layer.kept_attention = DeviceBuffer<float>(kit.ex, n);
@@ -118,8 +120,8 @@ void ReversibleStack::forward(Kit& kit, ParamStore& p, const StepContext& step, 
         kit.ex.copy(saved_inputs_[i].data() + rows * D, x2, rows * D * sizeof(float));
     }
     if (on_forward_inputs) on_forward_inputs(i, x1, x2);
-    // y1 = x1 + F(x2)
-    if (memory) {
+    // y1 = x1 + F(x2), over [memory; x2] where the layer sees the memory
+    if (memory && layer.sees_memory) {
       attention_forward_with_memory(kit, p, step, i, x1, x2, for_backward, *memory);
     } else {
       layer.attention_norm.forward(kit, p, x2, xn, rows);
@@ -219,7 +221,7 @@ void ReversibleStack::attention_forward_with_memory(Kit& kit, ParamStore& p,
                                                     const float* x2, bool for_backward,
                                                     SegmentMemory& memory) {
   Layer& layer = layers_[i];
-  RF_CHECK(layer.attention->kind() != AttentionKind::kLsh, "LSH layers take no memory");
+  RF_CHECK(layer.sees_memory, "layer ", i, " takes no memory");
   const int64_t B = step.batch, S = step.seq_len, M = memory.len, D = d_model_;
   float* cat = nullptr;
   const ProductOperand xn = normalised_with_memory(kit, p, step, i, x2, memory, &cat);
@@ -326,7 +328,7 @@ void ReversibleStack::backward(Kit& kit, ParamStore& p, const StepContext& step,
     // the stored h0 (x2 would be the feed-forward's), and dh += F'(h0)^T dh.
     const float* attention_input = single_stream_ ? saved : x2;
     const float* g = dropout_backward(kit.ex, kit.ws, dx1, rows, D, mask, "stack.dropped");
-    if (memory) {
+    if (memory && layer.sees_memory) {
       attention_backward_with_memory(kit, p, step, i, x1, attention_input, g, dx2, saved, *memory);
       if (on_rebuilt_inputs) on_rebuilt_inputs(i, x1, x2);
       if (layer_done) layer_done(i);

@@ -38,10 +38,11 @@ class ReversibleStack {
   // x1, x2 [rows, d_model]: the layer inputs on entry, the last layer's outputs on return.
   // With `for_backward`, stores what the backward needs (bucket ids; inputs if not reversible,
   // and activations if not recomputed).
-  // With `memory` (Transformer-XL's recurrence; dense and local attention, local in whole
-  // chunks), each layer's attention also sees that layer's memory of the positions before the
-  // segment. The memory for the next segment replaces it in place, or with `for_backward` goes to
-  // memory->next (the backward still reads the current one; SegmentMemory::advance adopts it).
+  // With `memory` (Transformer-XL's recurrence; local layers in whole chunks), each dense or
+  // local layer's attention also sees that layer's memory of the positions before the segment;
+  // LSH layers see the segment alone and keep no memory (their entries stay empty). The memory
+  // for the next segment replaces it in place, or with `for_backward` goes to memory->next (the
+  // backward still reads the current one; SegmentMemory::advance adopts it).
   void forward(Kit& kit, ParamStore& p, const StepContext& step, float* x1, float* x2,
                bool for_backward, SegmentMemory* memory = nullptr);
   // On entry x1, x2 hold the outputs and dx1, dx2 their gradients; on return the stack's inputs
@@ -83,6 +84,9 @@ class ReversibleStack {
     // Config::stores_layer and keeps_layer_activations.
     bool stores_inputs = false;
     bool keeps_activations = false;
+    // Whether its attention sees the memory when there is one (Config::layer_sees_memory: not an
+    // LSH layer, which runs on the segment alone and whose memory stays empty).
+    bool sees_memory = true;
     int group;
     LayerNormLayer attention_norm;
     std::unique_ptr<AttentionLayer> attention;

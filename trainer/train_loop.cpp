@@ -387,8 +387,7 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
         fail("model.memory_len = ", cfg.model.memory_len, " needs windows that continue each ",
              "other (a text stream), but ", run.data.train->describe(),
              " stores independent windows");
-      run.memory = std::make_unique<TrainingMemory>(cfg.model.memory_len, run.geometry,
-                                                    cfg.model.n_layers, cfg.model.d_model);
+      run.memory = std::make_unique<TrainingMemory>(cfg, run.geometry);
     }
     // A resumed (or imported) model keeps the tokenizer it was trained with.
     if (run.root() && !resumed_from.empty() && !run.state.tokenizer_model.empty() &&

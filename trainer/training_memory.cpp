@@ -4,10 +4,10 @@
 
 namespace rf {
 
-TrainingMemory::TrainingMemory(int64_t memory_len, const BatchGeometry& geometry, int64_t layers,
-                               int64_t d_model)
-    : geometry_(geometry), layers_(layers), d_model_(d_model) {
-  for (int64_t m = 0; m < geometry.accum; ++m) memories_.emplace_back(memory_len);
+TrainingMemory::TrainingMemory(const Config& cfg, const BatchGeometry& geometry)
+    : geometry_(geometry), layers_(cfg.model.n_layers), d_model_(cfg.model.d_model) {
+  for (int64_t l = 0; l < layers_; ++l) sees_memory_.push_back(cfg.layer_sees_memory(l));
+  for (int64_t m = 0; m < geometry.accum; ++m) memories_.emplace_back(cfg.model.memory_len);
 }
 
 SegmentMemory& TrainingMemory::for_batch(int64_t micro, const TokenBatch& batch) {
@@ -33,6 +33,7 @@ void TrainingMemory::gather(Communicator& host, Executor& ex, TrainingState& sta
   for (int64_t m = 0; m < geometry_.accum; ++m) {
     const SegmentMemory& memory = memories_[static_cast<size_t>(m)];
     for (int64_t l = 0; l < layers_; ++l) {
+      if (!sees_memory_[static_cast<size_t>(l)]) continue;  // (zeros)
       ex.download(layer.data(), memory.layers[static_cast<size_t>(l)].data(),
                   layer.size() * sizeof(float));
       for (int64_t i = 0; i < b; ++i)
@@ -75,6 +76,7 @@ std::string TrainingMemory::restore(Communicator& host, Executor& ex,
     memory.clear();
     memory.layers.resize(static_cast<size_t>(layers_));
     for (int64_t l = 0; l < layers_; ++l) {
+      if (!sees_memory_[static_cast<size_t>(l)]) continue;  // (its entry stays empty)
       for (int64_t i = 0; i < b; ++i)
         std::memcpy(layer.data() + i * per_example,
                     all.data() + offset(geometry_.first_example(m) + i, l, held),

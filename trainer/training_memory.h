@@ -11,20 +11,22 @@
 #include "comms/communicator.h"
 #include "trainer/batches.h"
 #include "trainer/checkpoint.h"
+#include "trainer/config.h"
 #include "trainer/segment_memory.h"
 
 namespace rf {
 
 class TrainingMemory {
  public:
-  TrainingMemory(int64_t memory_len, const BatchGeometry& geometry, int64_t layers,
-                 int64_t d_model);
+  // model.memory_len positions per lane for each of cfg's layers that sees the memory.
+  TrainingMemory(const Config& cfg, const BatchGeometry& geometry);
 
   // The memory of micro-batch `micro`, cleared first when the batch starts its lanes' streams.
   SegmentMemory& for_batch(int64_t micro, const TokenBatch& batch);
 
   // Every rank's lanes into state.memory ([lanes, layers, held, d_model]) on every rank: a
-  // collective.
+  // collective. Layers that see no memory (LSH) hold zeros there, so the layout does not depend
+  // on the kinds of the layers.
   void gather(Communicator& host, Executor& ex, TrainingState& state) const;
   // Rank 0's checkpoint memory (root_state, read on rank 0) to the lanes of every rank: a
   // collective. Returns rank 0's note when the checkpoint's memory does not fit this run (another
@@ -37,6 +39,7 @@ class TrainingMemory {
 
   BatchGeometry geometry_;
   int64_t layers_, d_model_;
+  std::vector<bool> sees_memory_;        // per layer: Config::layer_sees_memory
   std::vector<SegmentMemory> memories_;  // per micro-batch
 };
 
