@@ -90,7 +90,8 @@ inline void expect_memory_training_matches(Executor& device, const Config& cfg,
 // Transformer-XL's recurrence on the device: the third segment's loss and gradients with the
 // memory the first two left (24 positions: the CUDA tiles' query blocks start inside the memory),
 // dense and local layers with relative positions and dropout, head width 32 (the tiled kernels);
-// Reformer's two streams and one stream (model.residual = single).
+// Reformer's two streams and one stream (model.residual = single); and the hybrid whose LSH
+// layer sees the segment alone beside a local layer with memory.
 inline void expect_memory_training_matches(Executor& device) {
   // (The memory is made here: a config's memory_len needs a text stream, and this runs no data.)
   constexpr int64_t kMemory = 24;
@@ -98,7 +99,9 @@ inline void expect_memory_training_matches(Executor& device) {
   for (const std::vector<std::string>& layout : std::vector<std::vector<std::string>>{
            {"model.residual=two_streams", "model.reversible=true"},
            {"model.residual=single", "model.reversible=false"},
-           {"model.residual=single", "model.reversible=false", "model.dropout=0.0"}}) {
+           {"model.residual=single", "model.reversible=false", "model.dropout=0.0"},
+           {"model.residual=two_streams", "model.reversible=true", "model.attention=[lsh, local]",
+            "lsh.bucket_size=4"}}) {
     SCOPED_TRACE(describe_overrides(layout));
     std::vector<std::string> o = {"model.attention=[dense, local]", "model.position=relative",
                                   "model.d_head=32", "train.seq_len=16", "lsh.local_chunk=8"};
