@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <random>
 
 #include "kernels/cached_attention.h"
@@ -16,6 +17,7 @@
 #include "tests/model_fixture.h"
 #include "trainer/generate.h"
 #include "trainer/lsh_generation_windows.h"
+#include "trainer/segment_memory.h"
 
 namespace rf {
 namespace {
@@ -235,6 +237,124 @@ TEST(CachedGeneration, PastTheWindowTheContextRestartsFromItsLastHalf) {
     EXPECT_EQ(out[next], argmax(window_logits(m, context))) << "token " << next;
   }
   EXPECT_EQ(stats.model_positions, T + half + 3);
+}
+
+// Generation with Transformer-XL's memory: the prompt in segments of train.seq_len, then each
+// token alone, every segment seeing the memory_len positions before it. Each sampled token's
+// log-probability under the logits it was drawn from equals its loss from the layer-input memory
+// (ReformerModel::forward_with_memory over the same segments: another computation of the same
+// recurrence), far past the window and the memory, with no restart and each position run once;
+// two streams and one, relative positions and none, same_length.
+TEST(CachedGeneration, WithAMemoryEachTokenScoresAsTheLayerInputMemoryScoresIt) {
+  constexpr int64_t kSegment = 16, kMemory = 8, kPrompt = 20, kTokens = 30;
+  const std::vector<std::string> base = {"model.attention=[dense, dense]",
+                                         "train.seq_len=" + std::to_string(kSegment)};
+  for (const std::vector<std::string>& extra : std::vector<std::vector<std::string>>{
+           {"model.position=relative"},
+           {"model.position=relative", "model.same_length=true"},
+           {"model.position=none", "model.residual=single", "model.reversible=false"}}) {
+    std::vector<std::string> o = base;
+    o.insert(o.end(), extra.begin(), extra.end());
+    SCOPED_TRACE(test::describe_overrides(o));
+    const Config cfg = test::tiny_config(o);
+    ReformerModel m(cfg, cpu());
+    test::randomize_params(m, 12);
+    const std::vector<int32_t> prompt = random_tokens(kPrompt, cfg.model.vocab_size, 6);
+    SamplingOptions sampling;
+    sampling.temperature = 1.0;
+    sampling.tokens = kTokens;
+    sampling.memory_len = kMemory;
+    std::vector<std::vector<float>> logits;
+    sampling.on_logits = [&](int64_t, const std::vector<float>& l) { logits.push_back(l); };
+    GenerationStats stats;
+    const std::vector<int32_t> out = generate(m, prompt, sampling, &stats);
+    ASSERT_EQ(out.size(), static_cast<size_t>(kPrompt + kTokens));
+    ASSERT_EQ(logits.size(), static_cast<size_t>(kTokens));
+    EXPECT_EQ(stats.memory_len, kMemory);
+    EXPECT_EQ(stats.restarts, 0);
+    EXPECT_EQ(stats.model_positions, kPrompt + kTokens - 1);
+    // The same segments through the layers' inputs: [0, 16), [16, 20), then one token at a
+    // time; the loss of each segment's last row is that of the token after it.
+    SegmentMemory memory(kMemory);
+    auto last_row_loss = [&](int64_t from, int64_t to) {
+      TokenBatch b;
+      b.batch = 1;
+      b.seq_len = to - from;
+      b.inputs.assign(out.begin() + from, out.begin() + to);
+      b.targets.assign(out.begin() + from + 1, out.begin() + to + 1);
+      return m.forward_with_memory(b, test::step_context(1, to - from, kEvalStep, false), memory)
+          .row_loss.back();
+    };
+    last_row_loss(0, kSegment);
+    float worst = 0.0f;
+    for (int64_t t = kPrompt; t < kPrompt + kTokens; ++t) {
+      const float expected = last_row_loss(t == kPrompt ? kSegment : t - 1, t);
+      const std::vector<float>& l = logits[static_cast<size_t>(t - kPrompt)];
+      const float top = *std::max_element(l.begin(), l.end());
+      double sum = 0;
+      for (float v : l) sum += std::exp(static_cast<double>(v - top));
+      const float loss = static_cast<float>(std::log(sum)) - (l[out[t]] - top);
+      worst = std::max(worst, std::fabs(loss - expected));
+    }
+    EXPECT_LT(worst, 1e-4f);
+  }
+}
+
+// A memory that holds the whole text: generation with it is one causal pass over all of it (the
+// window's tokens, with a window as long as the text), where a window of train.seq_len differs.
+TEST(CachedGeneration, AMemoryThatHoldsTheWholeTextGeneratesAsOneWindowOverIt) {
+  constexpr int64_t kSegment = 16, kWhole = 64;
+  auto model = [&](int64_t seq_len) {
+    auto m = std::make_unique<ReformerModel>(
+        test::tiny_config({"model.attention=[dense, dense]", "model.position=relative",
+                           "train.seq_len=" + std::to_string(seq_len)}),
+        cpu());
+    test::randomize_params(*m, 14);
+    return m;
+  };
+  const auto segmented = model(kSegment), whole = model(kWhole);
+  const std::vector<int32_t> prompt = random_tokens(20, 11, 7);
+  SamplingOptions greedy;
+  greedy.temperature = 0.0;
+  greedy.tokens = kWhole - 20;
+  greedy.memory_len = kWhole;
+  const std::vector<int32_t> with_memory = generate(*segmented, prompt, greedy);
+  greedy.memory_len = 0;
+  greedy.cache = false;
+  EXPECT_EQ(with_memory, generate(*whole, prompt, greedy));
+  // (And the past beyond a window of 16 changes the prediction, so the memory's reach mattered.)
+  const std::vector<int32_t> text(with_memory.begin(), with_memory.end() - 1);
+  EXPECT_GT(test::max_abs_diff(rf::window_logits(*whole, text, kWhole),
+                               rf::window_logits(*segmented, text, kSegment)),
+            1e-3);
+}
+
+TEST(CachedGeneration, MemoryGenerationNamesWhatCannotTakeIt) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"model.attention=[dense]", "model.position=axial", "model.axial_shape=[4,8]"},
+       "--memory-len needs model.position relative (or none); this model's positions are axial"},
+      {{"model.attention=[dense, local]", "model.position=relative"},
+       "--memory-len generates with dense layers only; layer 1 is local"},
+      {{"model.attention=[lsh, dense]", "model.position=relative"},
+       "--memory-len generates with dense layers only; layer 0 is lsh"},
+  };
+  for (const auto& [overrides, message] : cases) {
+    ReformerModel m(test::tiny_config(overrides), cpu());
+    EXPECT_EQ(memory_generation_problem(m.config()).rfind(message, 0), 0u)
+        << memory_generation_problem(m.config());
+    SamplingOptions o;
+    o.tokens = 2;
+    o.memory_len = 8;
+    try {
+      generate(m, {1}, o);
+      ADD_FAILURE() << "no error for " << test::describe_overrides(overrides);
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(memory_generation_problem(
+                test::tiny_config({"model.attention=[dense]", "model.position=none"})),
+            "");
 }
 
 TEST(CachedGeneration, ModelsWithLshLayersReRunTheWindow) {

@@ -423,6 +423,41 @@ TEST(MemoryTraining, TheHybridWithLshLayersResumesAndEvaluatesAsItsRunValidated)
   EXPECT_NE(slid.out.find("--sliding needs dense or local attention; layer 0 is lsh"),
             std::string::npos)
       << slid.out;
+  // It generates with a window (no exact cache for its LSH layer) and says so.
+  const test::CommandResult generated =
+      test::run_command(std::string(RF_BINARY_DIR) + "/reformer generate --checkpoint " +
+                        straight_dir + " --prompt line --tokens 4");
+  ASSERT_EQ(generated.exit_code, 0) << generated.out;
+  EXPECT_NE(generated.out.find("a window of train.seq_len, not the model's memory (--memory-len "
+                               "generates with dense layers only; layer 0 is lsh"),
+            std::string::npos)
+      << generated.out;
+}
+
+// `reformer generate` on a model trained with memory samples with that memory by default
+// (trainer/generate.h); --memory-len sets another, 0 a window.
+TEST(MemoryTraining, GenerateUsesTheModelsMemoryByDefault) {
+  const std::string text = write_text(test::fresh_dir("data"));
+  const std::string dir = test::fresh_dir("run");
+  test::train_quietly(memory_run(dir, text, 1, {"model.attention=[dense]"}));
+  const std::string generate = std::string(RF_BINARY_DIR) + "/reformer generate --checkpoint " +
+                               dir + " --prompt line --tokens 40";
+  test::CommandResult r = test::run_command(generate);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("key/value cache with a memory of 16 positions"), std::string::npos)
+      << r.out;
+  r = test::run_command(generate + " --memory-len 4");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("with a memory of 4 positions"), std::string::npos) << r.out;
+  r = test::run_command(generate + " --memory-len 0");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out.find("memory of"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("key/value cache"), std::string::npos) << r.out;
+  r = test::run_command(generate + " --memory-len 4 --no-cache");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--memory-len runs through the key/value cache: it takes no --no-cache"),
+            std::string::npos)
+      << r.out;
 }
 
 // Two micro-batches of one lane each train as one batch of two lanes (gradient accumulation).

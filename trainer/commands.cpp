@@ -62,6 +62,7 @@ struct Arguments {
   bool sliding = false;                  // eval --sliding
   bool no_cache = false;                 // generate --no-cache
   bool lsh_cache = false;                // generate --lsh-cache
+  int64_t generate_memory_len = -1;      // generate --memory-len (-1: the model's memory_len)
   int64_t segment = 0;                   // eval --segment
 };
 
@@ -227,6 +228,14 @@ int command_eval(const Arguments& a) {
   return 0;
 }
 
+// How generation with a memory ran, for its line on stderr.
+std::string memory_note(int64_t memory_len, const Config& cfg) {
+  return "key/value cache with a memory of " + std::to_string(memory_len) +
+         " positions (Transformer-XL's recurrence: the prompt in segments of " +
+         std::to_string(cfg.train.seq_len) + ", then each token seeing the " +
+         std::to_string(memory_len) + " before it; --memory-len 0 for a window)";
+}
+
 int command_generate(const Arguments& a) {
   const std::string path = resolve_checkpoint_path(a.checkpoint);
   const Config cfg = config_for_checkpoint(a, path);
@@ -252,6 +261,18 @@ int command_generate(const Arguments& a) {
   o.seed = static_cast<uint64_t>(a.seed);
   o.cache = !a.no_cache;
   o.lsh_cache = a.lsh_cache;
+  // A model trained with memory generates with it unless it cannot (then says why below).
+  const std::string memory_problem = memory_generation_problem(cfg);
+  if (a.generate_memory_len > 0) {
+    if (!memory_problem.empty()) fail(memory_problem);
+    if (a.no_cache || a.lsh_cache)
+      fail("--memory-len runs through the key/value cache: it takes ",
+           a.no_cache ? "no --no-cache" : "no --lsh-cache");
+    o.memory_len = a.generate_memory_len;
+  } else if (a.generate_memory_len < 0 && cfg.model.memory_len > 0 && memory_problem.empty() &&
+             !a.no_cache) {
+    o.memory_len = cfg.model.memory_len;
+  }
   // Progress on stderr (the sample goes to stdout) about twice a second, with an ETA from the
   // tokens after the first (whose time is the prompt's pass).
   ProgressClock clock(0, o.tokens);
@@ -276,6 +297,18 @@ int command_generate(const Arguments& a) {
   // How it ran, on stderr so that the sample alone is on stdout (--lsh-cache is named only where
   // it changed something: a model with LSH layers).
   const bool has_lsh_layers = cfg.any_layer_uses(AttentionKind::kLsh);
+  std::string how = stats.memory_len > 0 ? memory_note(stats.memory_len, cfg)
+                    : stats.cached
+                        ? (a.lsh_cache && has_lsh_layers
+                               ? "key/value cache (--lsh-cache: LSH windows fixed as each token "
+                                 "arrives, approximate past lsh.bucket_size tokens)"
+                               : "key/value cache")
+                    : a.no_cache ? "no cache (--no-cache): the window re-run per token"
+                                 : "no cache (LSH layers; --lsh-cache caches them approximately): "
+                                   "the window re-run per token";
+  if (cfg.model.memory_len > 0 && stats.memory_len == 0 && a.generate_memory_len < 0)
+    how += "; a window of train.seq_len, not the model's memory (" +
+           (a.no_cache ? std::string("--no-cache") : memory_problem) + ")";
   // (The first token's time is the prompt's pass; the rate is the tokens after it.)
   const double after_prompt = stats.seconds - stats.prompt_seconds;
   std::fprintf(stderr,
@@ -283,13 +316,7 @@ int command_generate(const Arguments& a) {
                "%.1f tokens/s), %s\n",
                static_cast<long long>(a.tokens), stats.seconds, stats.prompt_seconds, prompt.size(),
                after_prompt > 0 ? static_cast<double>(a.tokens - 1) / after_prompt : 0.0,
-               stats.cached ? (a.lsh_cache && has_lsh_layers
-                                   ? "key/value cache (--lsh-cache: LSH windows fixed as each "
-                                     "token arrives, approximate past lsh.bucket_size tokens)"
-                                   : "key/value cache")
-               : a.no_cache ? "no cache (--no-cache): the window re-run per token"
-                            : "no cache (LSH layers; --lsh-cache caches them approximately): the "
-                              "window re-run per token");
+               how.c_str());
   return 0;
 }
 
@@ -368,6 +395,11 @@ int run_command_line(int argc, char** argv) {
   gen->add_option("--top-k", a.top_k, "sample among the k most likely (0 = all)")
       ->check(integer_at_least(0));
   gen->add_option("--seed", a.seed, "sampling seed");
+  gen->add_option("--memory-len", a.generate_memory_len,
+                  "Transformer-XL's recurrence: each token sees the M positions before it through "
+                  "the cache, with no window to restart (dense layers, relative or no positions; "
+                  "default: the model's model.memory_len; 0: a window of train.seq_len)")
+      ->check(integer_at_least(0));
   gen->add_flag("--no-cache", a.no_cache,
                 "re-run the whole window for every token instead of keeping each layer's keys "
                 "and values (the same greedy tokens while the text fits the window)");

@@ -4,7 +4,9 @@
 #include <chrono>
 #include <cmath>
 #include <numeric>
+#include <string>
 
+#include "base/error.h"
 #include "base/philox.h"
 
 namespace rf {
@@ -57,6 +59,21 @@ struct CachedContext {
 
 }  // namespace
 
+std::string memory_generation_problem(const Config& cfg) {
+  if (cfg.model.position != PositionMode::kRelative && cfg.model.position != PositionMode::kNone)
+    return std::string(
+               "--memory-len needs model.position relative (or none); this model's "
+               "positions are ") +
+           (cfg.model.position == PositionMode::kAxial ? "axial" : "learned") +
+           ", which restart at every segment";
+  for (int64_t i = 0; i < cfg.model.n_layers; ++i)
+    if (cfg.attention_of_layer(i) != AttentionKind::kDense)
+      return "--memory-len generates with dense layers only; layer " + std::to_string(i) + " is " +
+             (cfg.attention_of_layer(i) == AttentionKind::kLsh ? "lsh" : "local") +
+             " (its cache cannot drop the oldest position token by token)";
+  return "";
+}
+
 std::vector<float> window_logits(ReformerModel& model, const std::vector<int32_t>& tokens,
                                  int64_t T) {
   const int64_t len = std::min<int64_t>(T, static_cast<int64_t>(tokens.size()));
@@ -82,18 +99,39 @@ std::vector<int32_t> generate(ReformerModel& model, std::vector<int32_t> tokens,
   GenerationStats local;
   GenerationStats& st = stats ? *stats : local;
   st = GenerationStats{};
-  st.cached = o.cache && model.supports_cached_generation(o.lsh_cache);
+  if (o.memory_len > 0) {
+    if (const std::string problem = memory_generation_problem(model.config()); !problem.empty())
+      fail(problem);
+    st.memory_len = o.memory_len;
+  }
+  st.cached = o.memory_len > 0 || (o.cache && model.supports_cached_generation(o.lsh_cache));
   const auto started = std::chrono::steady_clock::now();
   CachedContext context;
-  if (st.cached) context.cache = model.make_generation_cache(T, o.lsh_cache);
+  // (With a memory: trimmed to memory_len positions before each segment, never full.)
+  const int64_t segment = model.config().train.seq_len;
+  if (o.memory_len > 0)
+    context.cache = model.make_memory_cache(o.memory_len, segment);
+  else if (st.cached)
+    context.cache = model.make_generation_cache(T, o.lsh_cache);
   for (int64_t n = 0; n < o.tokens; ++n) {
     std::vector<float> logits;
-    if (st.cached) {
+    if (o.memory_len > 0) {
+      // The prompt (the first time) in segments of up to train.seq_len, then the last token.
+      for (size_t from = n == 0 ? 0 : tokens.size() - 1; from < tokens.size(); from += segment) {
+        const size_t to = std::min(tokens.size(), from + static_cast<size_t>(segment));
+        logits = model.cached_next_token_logits(
+            std::vector<int32_t>(tokens.begin() + static_cast<std::ptrdiff_t>(from),
+                                 tokens.begin() + static_cast<std::ptrdiff_t>(to)),
+            context.cache);
+        st.model_positions += static_cast<int64_t>(to - from);
+      }
+    } else if (st.cached) {
       logits = context.logits(model, tokens, &st.model_positions);
     } else {
       logits = window_logits(model, tokens, T);
       st.model_positions += T;
     }
+    if (o.on_logits) o.on_logits(n, logits);
     tokens.push_back(sample(std::move(logits), o, rng, n));
     if (n == 0)
       st.prompt_seconds =

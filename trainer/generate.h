@@ -11,7 +11,8 @@
 // moves the chunk boundaries of the sorted order): models with them re-run the window per token,
 // unless lsh_cache fixes each position's LSH windows when it arrives (as Hugging Face's Reformer
 // caches past keys with their buckets; the same tokens while the text fits one bucket_size chunk,
-// close to them after: README).
+// close to them after: README). With a memory (memory_len > 0, Transformer-XL's recurrence) the
+// context is no window: see SamplingOptions::memory_len.
 #pragma once
 
 #include <functional>
@@ -31,13 +32,24 @@ struct SamplingOptions {
   // LSH layers cached too, each position's windows fixed when it arrives (generate --lsh-cache;
   // trainer/lsh_generation_windows.h): approximate past bucket_size tokens.
   bool lsh_cache = false;
+  // Transformer-XL's recurrence (> 0; generate --memory-len): the prompt in segments of up to
+  // train.seq_len tokens, then each sampled token alone, every segment seeing the memory_len
+  // positions before it through the key/value cache trimmed to them (what `eval --memory-len`
+  // scores), so a token costs the same however long the text grows and nothing restarts; the
+  // keys and values kept were computed with their own memories, so deeper layers see further
+  // back. Replaces `context`; needs memory_generation_problem(cfg) == "".
+  int64_t memory_len = 0;
   // Called after each sampled token with (tokens sampled, options.tokens): progress reports.
   std::function<void(int64_t, int64_t)> on_token;
+  // Called with (n, the logits token n is sampled from) before it is sampled: what the model
+  // predicted, for tests and for tools that score its choices.
+  std::function<void(int64_t, const std::vector<float>&)> on_logits;
 };
 
 struct GenerationStats {
   bool cached = false;          // whether the key/value cache ran
   int64_t restarts = 0;         // times the cached context restarted from its last half
+  int64_t memory_len = 0;       // the memory it generated with (0: a window)
   double seconds = 0.0;         // sampling time, prompt included
   double prompt_seconds = 0.0;  // of which the first token's (the prompt's pass)
   int64_t model_positions = 0;  // positions run through the model (the cost)
@@ -47,6 +59,12 @@ struct GenerationStats {
 // 0.., padded on the right (future pads are masked out).
 std::vector<float> window_logits(ReformerModel& model, const std::vector<int32_t>& tokens,
                                  int64_t T);
+
+// Why `cfg` cannot generate with a memory ("" when it can): positions that restart at each
+// segment (axial, learned) collide with the memory's; an LSH layer's cache is approximate and
+// cannot drop positions, and a local layer's chunks would move as the memory drops one position
+// at a time.
+std::string memory_generation_problem(const Config& cfg);
 
 // The prompt followed by `options.tokens` sampled tokens.
 std::vector<int32_t> generate(ReformerModel& model, std::vector<int32_t> prompt,
