@@ -239,21 +239,22 @@ TEST(CachedGeneration, PastTheWindowTheContextRestartsFromItsLastHalf) {
   EXPECT_EQ(stats.model_positions, T + half + 3);
 }
 
-// Generation with Transformer-XL's memory: the prompt in segments of train.seq_len, then each
-// token alone, every segment seeing the memory_len positions before it. Each sampled token's
-// log-probability under the logits it was drawn from equals its loss from the layer-input memory
-// (ReformerModel::forward_with_memory over the same segments: another computation of the same
-// recurrence), far past the window and the memory, with no restart and each position run once;
-// two streams and one, relative positions and none, same_length.
-TEST(CachedGeneration, WithAMemoryEachTokenScoresAsTheLayerInputMemoryScoresIt) {
-  constexpr int64_t kSegment = 16, kMemory = 8, kPrompt = 20, kTokens = 30;
-  const std::vector<std::string> base = {"model.attention=[dense, dense]",
-                                         "train.seq_len=" + std::to_string(kSegment)};
+// Generation with Transformer-XL's memory: the text in segments of train.seq_len (the prompt's
+// in pieces, then one sampled token at a time), each seeing the memory_len positions before it.
+// Each sampled token's log-probability under the logits it was drawn from equals its loss when
+// the layer-input memory (ReformerModel::forward_with_memory: another computation of the same
+// recurrence) scores the finished text segment by segment, as `eval --memory-len` does: far past
+// the window and the memory, with no restart and each position run once; two streams and one,
+// relative positions and none, same_length, local layers.
+TEST(CachedGeneration, WithAMemoryEachTokenScoresAsEvaluationWithThatMemoryScoresIt) {
+  constexpr int64_t kSegment = 16, kMemory = 8, kPrompt = 20, kTokens = 29;
   for (const std::vector<std::string>& extra : std::vector<std::vector<std::string>>{
-           {"model.position=relative"},
-           {"model.position=relative", "model.same_length=true"},
-           {"model.position=none", "model.residual=single", "model.reversible=false"}}) {
-    std::vector<std::string> o = base;
+           {"model.attention=[dense, dense]", "model.position=relative"},
+           {"model.attention=[dense, dense]", "model.position=relative", "model.same_length=true"},
+           {"model.attention=[dense, dense]", "model.position=none", "model.residual=single",
+            "model.reversible=false"},
+           {"model.attention=[local, dense]", "model.position=relative", "lsh.local_chunk=8"}}) {
+    std::vector<std::string> o = {"train.seq_len=" + std::to_string(kSegment)};
     o.insert(o.end(), extra.begin(), extra.end());
     SCOPED_TRACE(test::describe_overrides(o));
     const Config cfg = test::tiny_config(o);
@@ -273,28 +274,29 @@ TEST(CachedGeneration, WithAMemoryEachTokenScoresAsTheLayerInputMemoryScoresIt) 
     EXPECT_EQ(stats.memory_len, kMemory);
     EXPECT_EQ(stats.restarts, 0);
     EXPECT_EQ(stats.model_positions, kPrompt + kTokens - 1);
-    // The same segments through the layers' inputs: [0, 16), [16, 20), then one token at a
-    // time; the loss of each segment's last row is that of the token after it.
+    // The finished text's positions 0 .. 47 (the last token is not fed) scored in three segments
+    // of 16 through the layers' inputs: row t - 1 scores token t.
     SegmentMemory memory(kMemory);
-    auto last_row_loss = [&](int64_t from, int64_t to) {
+    std::vector<float> row_loss;
+    for (int64_t from = 0; from < kPrompt + kTokens - 1; from += kSegment) {
+      const int64_t to = std::min<int64_t>(from + kSegment, kPrompt + kTokens - 1);
       TokenBatch b;
       b.batch = 1;
       b.seq_len = to - from;
       b.inputs.assign(out.begin() + from, out.begin() + to);
       b.targets.assign(out.begin() + from + 1, out.begin() + to + 1);
-      return m.forward_with_memory(b, test::step_context(1, to - from, kEvalStep, false), memory)
-          .row_loss.back();
-    };
-    last_row_loss(0, kSegment);
+      const BatchStats r =
+          m.forward_with_memory(b, test::step_context(1, to - from, kEvalStep, false), memory);
+      row_loss.insert(row_loss.end(), r.row_loss.begin(), r.row_loss.end());
+    }
     float worst = 0.0f;
     for (int64_t t = kPrompt; t < kPrompt + kTokens; ++t) {
-      const float expected = last_row_loss(t == kPrompt ? kSegment : t - 1, t);
       const std::vector<float>& l = logits[static_cast<size_t>(t - kPrompt)];
       const float top = *std::max_element(l.begin(), l.end());
       double sum = 0;
       for (float v : l) sum += std::exp(static_cast<double>(v - top));
       const float loss = static_cast<float>(std::log(sum)) - (l[out[t]] - top);
-      worst = std::max(worst, std::fabs(loss - expected));
+      worst = std::max(worst, std::fabs(loss - row_loss[static_cast<size_t>(t - 1)]));
     }
     EXPECT_LT(worst, 1e-4f);
   }
@@ -330,30 +332,38 @@ TEST(CachedGeneration, AMemoryThatHoldsTheWholeTextGeneratesAsOneWindowOverIt) {
 }
 
 TEST(CachedGeneration, MemoryGenerationNamesWhatCannotTakeIt) {
-  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
-      {{"model.attention=[dense]", "model.position=axial", "model.axial_shape=[4,8]"},
-       "--memory-len needs model.position relative (or none); this model's positions are axial"},
-      {{"model.attention=[dense, local]", "model.position=relative"},
-       "--memory-len generates with dense layers only; layer 1 is local"},
-      {{"model.attention=[lsh, dense]", "model.position=relative"},
-       "--memory-len generates with dense layers only; layer 0 is lsh"},
+  struct Case {
+    std::vector<std::string> overrides;
+    int64_t memory_len;
+    std::string message;
   };
-  for (const auto& [overrides, message] : cases) {
-    ReformerModel m(test::tiny_config(overrides), cpu());
-    EXPECT_EQ(memory_generation_problem(m.config()).rfind(message, 0), 0u)
-        << memory_generation_problem(m.config());
+  const std::vector<Case> cases = {
+      {{"model.attention=[dense]", "model.position=axial", "model.axial_shape=[4,8]"},
+       8,
+       "--memory-len needs model.position relative (or none); this model's positions are axial"},
+      {{"model.attention=[lsh, dense]", "model.position=relative"},
+       8,
+       "--memory-len generates with dense and local layers; layer 0 is lsh"},
+      {{"model.attention=[dense, local]", "model.position=relative"},
+       6,
+       "--memory-len 6 must be a multiple of lsh.local_chunk = 8"},
+  };
+  for (const Case& c : cases) {
+    ReformerModel m(test::tiny_config(c.overrides), cpu());
+    const std::string problem = memory_generation_problem(m.config(), c.memory_len);
+    EXPECT_EQ(problem.rfind(c.message, 0), 0u) << problem;
     SamplingOptions o;
     o.tokens = 2;
-    o.memory_len = 8;
+    o.memory_len = c.memory_len;
     try {
       generate(m, {1}, o);
-      ADD_FAILURE() << "no error for " << test::describe_overrides(overrides);
+      ADD_FAILURE() << "no error for " << test::describe_overrides(c.overrides);
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(c.message), std::string::npos) << e.what();
     }
   }
   EXPECT_EQ(memory_generation_problem(
-                test::tiny_config({"model.attention=[dense]", "model.position=none"})),
+                test::tiny_config({"model.attention=[dense, local]", "model.position=none"}), 16),
             "");
 }
 

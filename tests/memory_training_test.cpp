@@ -429,7 +429,7 @@ TEST(MemoryTraining, TheHybridWithLshLayersResumesAndEvaluatesAsItsRunValidated)
                         straight_dir + " --prompt line --tokens 4");
   ASSERT_EQ(generated.exit_code, 0) << generated.out;
   EXPECT_NE(generated.out.find("a window of train.seq_len, not the model's memory (--memory-len "
-                               "generates with dense layers only; layer 0 is lsh"),
+                               "generates with dense and local layers; layer 0 is lsh"),
             std::string::npos)
       << generated.out;
 }

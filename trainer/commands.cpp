@@ -231,9 +231,9 @@ int command_eval(const Arguments& a) {
 // How generation with a memory ran, for its line on stderr.
 std::string memory_note(int64_t memory_len, const Config& cfg) {
   return "key/value cache with a memory of " + std::to_string(memory_len) +
-         " positions (Transformer-XL's recurrence: the prompt in segments of " +
-         std::to_string(cfg.train.seq_len) + ", then each token seeing the " +
-         std::to_string(memory_len) + " before it; --memory-len 0 for a window)";
+         " positions (Transformer-XL's recurrence: segments of " +
+         std::to_string(cfg.train.seq_len) + ", each seeing the " + std::to_string(memory_len) +
+         " positions before it; --memory-len 0 for a window)";
 }
 
 int command_generate(const Arguments& a) {
@@ -262,7 +262,8 @@ int command_generate(const Arguments& a) {
   o.cache = !a.no_cache;
   o.lsh_cache = a.lsh_cache;
   // A model trained with memory generates with it unless it cannot (then says why below).
-  const std::string memory_problem = memory_generation_problem(cfg);
+  const std::string memory_problem = memory_generation_problem(
+      cfg, a.generate_memory_len > 0 ? a.generate_memory_len : cfg.model.memory_len);
   if (a.generate_memory_len > 0) {
     if (!memory_problem.empty()) fail(memory_problem);
     if (a.no_cache || a.lsh_cache)
@@ -396,8 +397,9 @@ int run_command_line(int argc, char** argv) {
       ->check(integer_at_least(0));
   gen->add_option("--seed", a.seed, "sampling seed");
   gen->add_option("--memory-len", a.generate_memory_len,
-                  "Transformer-XL's recurrence: each token sees the M positions before it through "
-                  "the cache, with no window to restart (dense layers, relative or no positions; "
+                  "Transformer-XL's recurrence: segments of train.seq_len, each seeing the M "
+                  "positions before it through the cache, as eval --memory-len scores them, with "
+                  "no window to restart (dense and local layers, relative or no positions; "
                   "default: the model's model.memory_len; 0: a window of train.seq_len)")
       ->check(integer_at_least(0));
   gen->add_flag("--no-cache", a.no_cache,

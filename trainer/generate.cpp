@@ -59,7 +59,7 @@ struct CachedContext {
 
 }  // namespace
 
-std::string memory_generation_problem(const Config& cfg) {
+std::string memory_generation_problem(const Config& cfg, int64_t memory_len) {
   if (cfg.model.position != PositionMode::kRelative && cfg.model.position != PositionMode::kNone)
     return std::string(
                "--memory-len needs model.position relative (or none); this model's "
@@ -67,10 +67,13 @@ std::string memory_generation_problem(const Config& cfg) {
            (cfg.model.position == PositionMode::kAxial ? "axial" : "learned") +
            ", which restart at every segment";
   for (int64_t i = 0; i < cfg.model.n_layers; ++i)
-    if (cfg.attention_of_layer(i) != AttentionKind::kDense)
-      return "--memory-len generates with dense layers only; layer " + std::to_string(i) + " is " +
-             (cfg.attention_of_layer(i) == AttentionKind::kLsh ? "lsh" : "local") +
-             " (its cache cannot drop the oldest position token by token)";
+    if (cfg.attention_of_layer(i) == AttentionKind::kLsh)
+      return "--memory-len generates with dense and local layers; layer " + std::to_string(i) +
+             " is lsh (it has no exact cache to keep a memory in)";
+  if (cfg.any_layer_uses(AttentionKind::kLocal) && memory_len % cfg.lsh.local_chunk != 0)
+    return "--memory-len " + std::to_string(memory_len) +
+           " must be a multiple of lsh.local_chunk = " + std::to_string(cfg.lsh.local_chunk) +
+           " (local layers see the memory in whole chunks)";
   return "";
 }
 
@@ -100,30 +103,35 @@ std::vector<int32_t> generate(ReformerModel& model, std::vector<int32_t> tokens,
   GenerationStats& st = stats ? *stats : local;
   st = GenerationStats{};
   if (o.memory_len > 0) {
-    if (const std::string problem = memory_generation_problem(model.config()); !problem.empty())
+    if (const std::string problem = memory_generation_problem(model.config(), o.memory_len);
+        !problem.empty())
       fail(problem);
     st.memory_len = o.memory_len;
   }
   st.cached = o.memory_len > 0 || (o.cache && model.supports_cached_generation(o.lsh_cache));
   const auto started = std::chrono::steady_clock::now();
   CachedContext context;
-  // (With a memory: trimmed to memory_len positions before each segment, never full.)
-  const int64_t segment = model.config().train.seq_len;
-  if (o.memory_len > 0)
+  if (o.memory_len > 0) {  // (segments of train.seq_len arriving in pieces; never full)
+    const int64_t segment = model.config().train.seq_len;
     context.cache = model.make_memory_cache(o.memory_len, segment);
-  else if (st.cached)
+    context.cache.segment = segment;
+  } else if (st.cached) {
     context.cache = model.make_generation_cache(T, o.lsh_cache);
+  }
   for (int64_t n = 0; n < o.tokens; ++n) {
     std::vector<float> logits;
     if (o.memory_len > 0) {
-      // The prompt (the first time) in segments of up to train.seq_len, then the last token.
-      for (size_t from = n == 0 ? 0 : tokens.size() - 1; from < tokens.size(); from += segment) {
-        const size_t to = std::min(tokens.size(), from + static_cast<size_t>(segment));
+      // The prompt (the first time), then the last token, in pieces that end at the segments'
+      // ends (GenerationCache::make_room then drops all but the memory).
+      for (size_t from = n == 0 ? 0 : tokens.size() - 1; from < tokens.size();) {
+        const size_t to =
+            std::min(tokens.size(), from + static_cast<size_t>(context.cache.segment_room()));
         logits = model.cached_next_token_logits(
             std::vector<int32_t>(tokens.begin() + static_cast<std::ptrdiff_t>(from),
                                  tokens.begin() + static_cast<std::ptrdiff_t>(to)),
             context.cache);
         st.model_positions += static_cast<int64_t>(to - from);
+        from = to;
       }
     } else if (st.cached) {
       logits = context.logits(model, tokens, &st.model_positions);

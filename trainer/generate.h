@@ -32,12 +32,14 @@ struct SamplingOptions {
   // LSH layers cached too, each position's windows fixed when it arrives (generate --lsh-cache;
   // trainer/lsh_generation_windows.h): approximate past bucket_size tokens.
   bool lsh_cache = false;
-  // Transformer-XL's recurrence (> 0; generate --memory-len): the prompt in segments of up to
-  // train.seq_len tokens, then each sampled token alone, every segment seeing the memory_len
-  // positions before it through the key/value cache trimmed to them (what `eval --memory-len`
-  // scores), so a token costs the same however long the text grows and nothing restarts; the
-  // keys and values kept were computed with their own memories, so deeper layers see further
-  // back. Replaces `context`; needs memory_generation_problem(cfg) == "".
+  // Transformer-XL's recurrence (> 0; generate --memory-len): the text in segments of
+  // train.seq_len positions (the prompt's in pieces, then one sampled token at a time), each
+  // segment seeing the memory_len positions before it through the key/value cache, which drops
+  // all but those when a segment is complete: every token is scored as `eval --memory-len M
+  // --segment train.seq_len` scores it, seeing M to M + seq_len - 1 positions back as in
+  // training. A token costs the same however long the text grows and nothing restarts; the keys
+  // and values kept were computed with their own memories, so deeper layers reach further back.
+  // Replaces `context`; needs memory_generation_problem(cfg, memory_len) == "".
   int64_t memory_len = 0;
   // Called after each sampled token with (tokens sampled, options.tokens): progress reports.
   std::function<void(int64_t, int64_t)> on_token;
@@ -60,11 +62,10 @@ struct GenerationStats {
 std::vector<float> window_logits(ReformerModel& model, const std::vector<int32_t>& tokens,
                                  int64_t T);
 
-// Why `cfg` cannot generate with a memory ("" when it can): positions that restart at each
-// segment (axial, learned) collide with the memory's; an LSH layer's cache is approximate and
-// cannot drop positions, and a local layer's chunks would move as the memory drops one position
-// at a time.
-std::string memory_generation_problem(const Config& cfg);
+// Why `cfg` cannot generate with a memory of memory_len ("" when it can): positions that restart
+// at each segment (axial, learned) collide with the memory's; an LSH layer has no exact cache to
+// keep a memory in; local layers see the memory in whole chunks.
+std::string memory_generation_problem(const Config& cfg, int64_t memory_len);
 
 // The prompt followed by `options.tokens` sampled tokens.
 std::vector<int32_t> generate(ReformerModel& model, std::vector<int32_t> prompt,

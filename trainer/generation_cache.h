@@ -30,28 +30,49 @@ struct GenerationCache {
     int64_t rel_len = 0;
     LshGenerationWindows lsh;  // LSH layers: the sorted orders of the context's positions
   };
-  int64_t capacity = 0;       // rows of each layer's cache
-  int64_t start = 0;          // row of the context's position 0
-  int64_t len = 0;            // positions held now
-  int64_t memory_len = -1;    // positions kept before each new segment (-1: all)
+  int64_t capacity = 0;     // rows of each layer's cache
+  int64_t start = 0;        // row of the context's position 0
+  int64_t len = 0;          // positions held now
+  int64_t memory_len = -1;  // positions kept before each new segment (-1: all)
+  // With a memory: positions per segment where a segment arrives in several passes (generation:
+  // the prompt's pieces, then one token at a time); 0: each pass is a segment (evaluation).
+  int64_t segment = 0;
+  int64_t in_segment = 0;     // positions of the current segment held (segment > 0)
   int64_t max_distance = -1;  // keys further back are masked (same_length; -1: none)
   uint64_t seed = 1;          // train.seed: LSH layers draw the uncached pass's rotations
   std::vector<Layer> layers;
 
   // Starts a new context (the buffers stay).
   void clear() {
-    start = len = 0;
+    start = len = in_segment = 0;
     for (Layer& layer : layers) layer.lsh.clear();
   }
 
-  // Before `rows` new positions: with a memory, drops all but the last memory_len positions, and
-  // moves the held rows to row 0 when the new ones would not fit after them.
+  // Positions the current segment still takes (segment > 0): a pass may not cross its end.
+  int64_t segment_room() const { return in_segment == segment ? segment : segment - in_segment; }
+
+  // Before `rows` new positions: with a memory, where they start a segment, drops all but the last
+  // memory_len positions; then moves the held rows to row 0 when the new ones (with segments in
+  // pieces, the whole segment) would not fit after them. (So the memory's capacity, 2 M + S, never
+  // asks for an overlapping move: one happens only when start > M = len.)
   void make_room(Executor& ex, int64_t rows) {
-    if (memory_len >= 0 && len > memory_len) {
-      start += len - memory_len;
-      len = memory_len;
+    int64_t reserve = rows;
+    if (memory_len >= 0) {
+      if (segment > 0) {
+        RF_CHECK(rows <= segment_room(), "a pass of ", rows, " positions crosses the end of a ",
+                 "segment of ", segment, " (", segment_room(), " left)");
+        if (in_segment == segment) in_segment = 0;
+      }
+      if ((segment == 0 || in_segment == 0) && len > memory_len) {
+        start += len - memory_len;
+        len = memory_len;
+      }
+      if (segment > 0) {
+        if (in_segment == 0) reserve = segment;
+        in_segment += rows;
+      }
     }
-    if (start + len + rows <= capacity || start == 0) return;
+    if (start + len + reserve <= capacity || start == 0) return;
     RF_CHECK(start >= len, "overlapping copy in the generation cache");
     for (const Layer& layer : layers)  // (LSH layers take no memory: only clear() restarts them)
       RF_CHECK(layer.lsh.positions() == 0, "LSH windows cannot move in the generation cache");

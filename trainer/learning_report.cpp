@@ -127,7 +127,7 @@ void report_text(ReformerModel& model, const WindowSource& val, int64_t trained_
   o.tokens = kSampledBytes;
   o.context = short_context(cfg);
   // A model trained with memory samples with it where it can (every layer dense).
-  if (cfg.model.memory_len > 0 && memory_generation_problem(cfg).empty())
+  if (cfg.model.memory_len > 0 && memory_generation_problem(cfg, cfg.model.memory_len).empty())
     o.memory_len = cfg.model.memory_len;
   o.temperature = 0.8;
   o.seed = static_cast<uint64_t>(cfg.train.seed);
