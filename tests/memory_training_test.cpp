@@ -439,21 +439,26 @@ TEST(MemoryTraining, TheHybridWithLshLayersResumesAndEvaluatesAsItsRunValidated)
 TEST(MemoryTraining, GenerateUsesTheModelsMemoryByDefault) {
   const std::string text = write_text(test::fresh_dir("data"));
   const std::string dir = test::fresh_dir("run");
-  test::train_quietly(memory_run(dir, text, 1, {"model.attention=[dense]"}));
+  test::train_quietly(memory_run(dir, text, 1));  // ([local, dense])
   const std::string generate = std::string(RF_BINARY_DIR) + "/reformer generate --checkpoint " +
                                dir + " --prompt line --tokens 40";
   test::CommandResult r = test::run_command(generate);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("key/value cache with a memory of 16 positions"), std::string::npos)
       << r.out;
-  r = test::run_command(generate + " --memory-len 4");
+  r = test::run_command(generate + " --memory-len 8");
   ASSERT_EQ(r.exit_code, 0) << r.out;
-  EXPECT_NE(r.out.find("with a memory of 4 positions"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("with a memory of 8 positions"), std::string::npos) << r.out;
+  r = test::run_command(generate + " --memory-len 4");  // (the local layer's chunks are 8)
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--memory-len 4 must be a multiple of lsh.local_chunk = 8"),
+            std::string::npos)
+      << r.out;
   r = test::run_command(generate + " --memory-len 0");
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(r.out.find("memory of"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("key/value cache"), std::string::npos) << r.out;
-  r = test::run_command(generate + " --memory-len 4 --no-cache");
+  r = test::run_command(generate + " --memory-len 8 --no-cache");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("--memory-len runs through the key/value cache: it takes no --no-cache"),
             std::string::npos)
