@@ -245,61 +245,76 @@ TEST(CachedGeneration, PastTheWindowTheContextRestartsFromItsLastHalf) {
 // the layer-input memory (ReformerModel::forward_with_memory: another computation of the same
 // recurrence) scores the finished text segment by segment, as `eval --memory-len` does: far past
 // the window and the memory, with no restart and each position run once; two streams and one,
-// relative positions and none, same_length, local layers.
+// relative positions and none, same_length, local layers; a memory shorter than a segment and
+// longer (the first trim then partial), a prompt that ends inside a segment, at its end, and of
+// one token.
+struct MemoryGenerationCase {
+  int64_t memory, prompt;
+};
+
+void expect_memory_generation_scores_as_evaluation(const std::vector<std::string>& extra,
+                                                   MemoryGenerationCase c) {
+  constexpr int64_t kSegment = 16, kScored = 3 * kSegment;
+  const int64_t kMemory = c.memory, kPrompt = c.prompt, kTokens = kScored + 1 - c.prompt;
+  SCOPED_TRACE("memory " + std::to_string(kMemory) + " prompt " + std::to_string(kPrompt));
+  std::vector<std::string> o = {"train.seq_len=" + std::to_string(kSegment)};
+  o.insert(o.end(), extra.begin(), extra.end());
+  SCOPED_TRACE(test::describe_overrides(o));
+  const Config cfg = test::tiny_config(o);
+  ReformerModel m(cfg, cpu());
+  test::randomize_params(m, 12);
+  const std::vector<int32_t> prompt = random_tokens(kPrompt, cfg.model.vocab_size, 6);
+  SamplingOptions sampling;
+  sampling.temperature = 1.0;
+  sampling.tokens = kTokens;
+  sampling.memory_len = kMemory;
+  std::vector<std::vector<float>> logits;
+  sampling.on_logits = [&](int64_t, const std::vector<float>& l) { logits.push_back(l); };
+  GenerationStats stats;
+  const std::vector<int32_t> out = generate(m, prompt, sampling, &stats);
+  ASSERT_EQ(out.size(), static_cast<size_t>(kPrompt + kTokens));
+  ASSERT_EQ(logits.size(), static_cast<size_t>(kTokens));
+  EXPECT_EQ(stats.memory_len, kMemory);
+  EXPECT_EQ(stats.restarts, 0);
+  EXPECT_EQ(stats.model_positions, kPrompt + kTokens - 1);
+  // The finished text's positions 0 .. 47 (the last token is not fed) scored in three segments
+  // of 16 through the layers' inputs: row t - 1 scores token t.
+  ASSERT_EQ(kPrompt + kTokens - 1, kScored);
+  SegmentMemory memory(kMemory);
+  std::vector<float> row_loss;
+  for (int64_t from = 0; from < kPrompt + kTokens - 1; from += kSegment) {
+    const int64_t to = std::min<int64_t>(from + kSegment, kPrompt + kTokens - 1);
+    TokenBatch b;
+    b.batch = 1;
+    b.seq_len = to - from;
+    b.inputs.assign(out.begin() + from, out.begin() + to);
+    b.targets.assign(out.begin() + from + 1, out.begin() + to + 1);
+    const BatchStats r =
+        m.forward_with_memory(b, test::step_context(1, to - from, kEvalStep, false), memory);
+    row_loss.insert(row_loss.end(), r.row_loss.begin(), r.row_loss.end());
+  }
+  float worst = 0.0f;
+  for (int64_t t = kPrompt; t < kPrompt + kTokens; ++t) {
+    const std::vector<float>& l = logits[static_cast<size_t>(t - kPrompt)];
+    const float top = *std::max_element(l.begin(), l.end());
+    double sum = 0;
+    for (float v : l) sum += std::exp(static_cast<double>(v - top));
+    const float loss = static_cast<float>(std::log(sum)) - (l[out[t]] - top);
+    worst = std::max(worst, std::fabs(loss - row_loss[static_cast<size_t>(t - 1)]));
+  }
+  EXPECT_LT(worst, 1e-4f);
+}
+
 TEST(CachedGeneration, WithAMemoryEachTokenScoresAsEvaluationWithThatMemoryScoresIt) {
-  constexpr int64_t kSegment = 16, kMemory = 8, kPrompt = 20, kTokens = 29;
-  for (const std::vector<std::string>& extra : std::vector<std::vector<std::string>>{
+  for (const std::vector<std::string>& model : std::vector<std::vector<std::string>>{
            {"model.attention=[dense, dense]", "model.position=relative"},
            {"model.attention=[dense, dense]", "model.position=relative", "model.same_length=true"},
            {"model.attention=[dense, dense]", "model.position=none", "model.residual=single",
             "model.reversible=false"},
-           {"model.attention=[local, dense]", "model.position=relative", "lsh.local_chunk=8"}}) {
-    std::vector<std::string> o = {"train.seq_len=" + std::to_string(kSegment)};
-    o.insert(o.end(), extra.begin(), extra.end());
-    SCOPED_TRACE(test::describe_overrides(o));
-    const Config cfg = test::tiny_config(o);
-    ReformerModel m(cfg, cpu());
-    test::randomize_params(m, 12);
-    const std::vector<int32_t> prompt = random_tokens(kPrompt, cfg.model.vocab_size, 6);
-    SamplingOptions sampling;
-    sampling.temperature = 1.0;
-    sampling.tokens = kTokens;
-    sampling.memory_len = kMemory;
-    std::vector<std::vector<float>> logits;
-    sampling.on_logits = [&](int64_t, const std::vector<float>& l) { logits.push_back(l); };
-    GenerationStats stats;
-    const std::vector<int32_t> out = generate(m, prompt, sampling, &stats);
-    ASSERT_EQ(out.size(), static_cast<size_t>(kPrompt + kTokens));
-    ASSERT_EQ(logits.size(), static_cast<size_t>(kTokens));
-    EXPECT_EQ(stats.memory_len, kMemory);
-    EXPECT_EQ(stats.restarts, 0);
-    EXPECT_EQ(stats.model_positions, kPrompt + kTokens - 1);
-    // The finished text's positions 0 .. 47 (the last token is not fed) scored in three segments
-    // of 16 through the layers' inputs: row t - 1 scores token t.
-    SegmentMemory memory(kMemory);
-    std::vector<float> row_loss;
-    for (int64_t from = 0; from < kPrompt + kTokens - 1; from += kSegment) {
-      const int64_t to = std::min<int64_t>(from + kSegment, kPrompt + kTokens - 1);
-      TokenBatch b;
-      b.batch = 1;
-      b.seq_len = to - from;
-      b.inputs.assign(out.begin() + from, out.begin() + to);
-      b.targets.assign(out.begin() + from + 1, out.begin() + to + 1);
-      const BatchStats r =
-          m.forward_with_memory(b, test::step_context(1, to - from, kEvalStep, false), memory);
-      row_loss.insert(row_loss.end(), r.row_loss.begin(), r.row_loss.end());
-    }
-    float worst = 0.0f;
-    for (int64_t t = kPrompt; t < kPrompt + kTokens; ++t) {
-      const std::vector<float>& l = logits[static_cast<size_t>(t - kPrompt)];
-      const float top = *std::max_element(l.begin(), l.end());
-      double sum = 0;
-      for (float v : l) sum += std::exp(static_cast<double>(v - top));
-      const float loss = static_cast<float>(std::log(sum)) - (l[out[t]] - top);
-      worst = std::max(worst, std::fabs(loss - row_loss[static_cast<size_t>(t - 1)]));
-    }
-    EXPECT_LT(worst, 1e-4f);
-  }
+           {"model.attention=[local, dense]", "model.position=relative", "lsh.local_chunk=8"}})
+    for (const MemoryGenerationCase c :
+         {MemoryGenerationCase{8, 20}, MemoryGenerationCase{24, 16}, MemoryGenerationCase{24, 1}})
+      expect_memory_generation_scores_as_evaluation(model, c);
 }
 
 // A memory that holds the whole text: generation with it is one causal pass over all of it (the
@@ -321,6 +336,8 @@ TEST(CachedGeneration, AMemoryThatHoldsTheWholeTextGeneratesAsOneWindowOverIt) {
   greedy.tokens = kWhole - 20;
   greedy.memory_len = kWhole;
   const std::vector<int32_t> with_memory = generate(*segmented, prompt, greedy);
+  greedy.memory_len = int64_t{1} << 40;  // (the same: the cache is sized for the text)
+  EXPECT_EQ(generate(*segmented, prompt, greedy), with_memory);
   greedy.memory_len = 0;
   greedy.cache = false;
   EXPECT_EQ(with_memory, generate(*whole, prompt, greedy));

@@ -206,11 +206,13 @@ TEST(FlopCount, CountsTheGemmsEachRecomputeModeRuns) {
     expect_counted_flops_run(model);
 }
 
-TEST(FlopCount, CountsTheRelativeTermOfAMemory) {
-  // (The FLOP count takes the memory full, as from the second segment on.)
-  const Config cfg = test::tiny_config({"model.attention=[local, dense]", "model.position=relative",
-                                        "model.dropout=0", "model.attention_dropout=0",
-                                        "train.seq_len=16", "lsh.local_chunk=8"});
+// The FLOP count with a memory (taken full, as from the second segment on) against the GEMMs of
+// the third segment's step.
+void expect_counted_memory_flops_run(const std::string& attention) {
+  SCOPED_TRACE(attention);
+  const Config cfg = test::tiny_config({attention, "model.position=relative", "model.dropout=0",
+                                        "model.attention_dropout=0", "train.seq_len=16",
+                                        "lsh.local_chunk=8"});
   LaunchRecorder ex(make_cpu_executor(1));
   ReformerModel m(cfg, ex);
   SegmentMemory memory(16);
@@ -227,6 +229,13 @@ TEST(FlopCount, CountsTheRelativeTermOfAMemory) {
   with_memory.model.memory_len = 16;
   const StepFlops counted = training_step_flops(with_memory, 2, 16);
   EXPECT_NEAR(counted.total() - counted.attention, run, 1e-9 * run);
+}
+
+// Local and dense layers, and the hybrid, whose LSH layer sees no memory (its projections take
+// no memory rows: counting them fails this).
+TEST(FlopCount, CountsTheRelativeTermOfAMemory) {
+  for (const char* attention : {"model.attention=[local, dense]", "model.attention=[lsh, local]"})
+    expect_counted_memory_flops_run(attention);
 }
 
 // Kept activations are sized before the forward runs: when they do not fit, the error says so

@@ -192,6 +192,9 @@ TEST(SegmentMemory, EvalCommandPrintsATableAndRefusesWhatCannotTakeMemory) {
       r.out.find("--memory-len needs dense or local layers; every layer of this model is lsh"),
       std::string::npos)
       << r.out;
+  r = test::run_command(reformer + "eval --checkpoint " + dir + " --memory-len 16 --positions 0:4");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--positions goes without --memory-len"), std::string::npos) << r.out;
   r = test::run_command(reformer + "eval --checkpoint " + dir + " --segment 16");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("--segment goes with --memory-len"), std::string::npos) << r.out;

@@ -169,6 +169,8 @@ int command_eval_with_memory(const Arguments& a) {
 }
 
 int command_eval(const Arguments& a) {
+  if (!a.memory_lens.empty() && !a.positions.empty())
+    fail("--positions goes without --memory-len (segments with a memory are scored whole)");
   if (!a.memory_lens.empty()) return command_eval_with_memory(a);
   if (a.segment > 0) fail("--segment goes with --memory-len");
   if (a.sliding) fail("--sliding goes with --memory-len");
@@ -266,9 +268,8 @@ int command_generate(const Arguments& a) {
       cfg, a.generate_memory_len > 0 ? a.generate_memory_len : cfg.model.memory_len);
   if (a.generate_memory_len > 0) {
     if (!memory_problem.empty()) fail(memory_problem);
-    if (a.no_cache || a.lsh_cache)
-      fail("--memory-len runs through the key/value cache: it takes ",
-           a.no_cache ? "no --no-cache" : "no --lsh-cache");
+    // (--lsh-cache changes nothing in a model without LSH layers, memory or not.)
+    if (a.no_cache) fail("--memory-len runs through the key/value cache: it takes no --no-cache");
     o.memory_len = a.generate_memory_len;
   } else if (a.generate_memory_len < 0 && cfg.model.memory_len > 0 && memory_problem.empty() &&
              !a.no_cache) {

@@ -126,7 +126,8 @@ EvalResult evaluate_with_memory(ReformerModel& model, const WindowSource& source
   // Through the key/value cache: each segment projects and attends with its own queries only,
   // the memory's keys and values kept from when their positions were new (what
   // forward_with_memory computes from the memory's layer inputs, at the segment's cost).
-  GenerationCache cache = model.make_memory_cache(memory_len, source.window_length() - 1);
+  const int64_t segment = source.window_length() - 1;
+  GenerationCache cache = model.make_memory_cache(memory_len, segment, windows * segment);
   return score_segments(
       source, windows, token_bytes, on_window,
       [&](int64_t, const TokenBatch& segment) { return model.forward_cached(segment, cache); });

@@ -10,12 +10,13 @@ StepFlops training_step_flops(const Config& cfg, int64_t batch, int64_t seq_len)
   const double H = static_cast<double>(cfg.model.n_heads),
                d = static_cast<double>(cfg.model.d_head);
   const double HD = H * d;
-  // Transformer-XL's memory (full, as from the second segment on): keys and values of M more
-  // positions per example, which dense attention's queries also see.
-  const double memory_rows = static_cast<double>(batch * cfg.model.memory_len);
   StepFlops f;
   for (int64_t layer = 0; layer < cfg.model.n_layers; ++layer) {
     const AttentionKind kind = cfg.attention_of_layer(layer);
+    // Transformer-XL's memory (full, as from the second segment on): keys and values of M more
+    // positions per example in the layers that see it, which dense attention's queries also see.
+    const double memory_rows =
+        cfg.layer_sees_memory(layer) ? static_cast<double>(batch * cfg.model.memory_len) : 0.0;
     double rounds = 1, window = 0, projections = 3, hashing = 0;
     if (kind == AttentionKind::kLsh) {
       rounds = static_cast<double>(cfg.lsh.n_hashes);

@@ -113,7 +113,8 @@ std::vector<int32_t> generate(ReformerModel& model, std::vector<int32_t> tokens,
   CachedContext context;
   if (o.memory_len > 0) {  // (segments of train.seq_len arriving in pieces; never full)
     const int64_t segment = model.config().train.seq_len;
-    context.cache = model.make_memory_cache(o.memory_len, segment);
+    context.cache = model.make_memory_cache(o.memory_len, segment,
+                                            static_cast<int64_t>(tokens.size()) + o.tokens);
     context.cache.segment = segment;
   } else if (st.cached) {
     context.cache = model.make_generation_cache(T, o.lsh_cache);

@@ -6,11 +6,12 @@
 // orders that fix each position's windows (trainer/lsh_generation_windows.h). Positions count
 // from the context's start: position p of the context is row start + p of each layer's cache.
 //
-// Generation fills the cache up to its capacity (then restarts its context). Evaluation with a
-// memory of M positions (Transformer-XL's) keeps only the last M positions before each new
-// segment: the context's start moves forward, and when the next segment would not fit, the held
-// rows are copied back to row 0 (a capacity of 2M + segment makes that copy never overlap and
-// happen once every M positions or so).
+// Generation without a memory fills the cache up to its capacity (then restarts its context).
+// With a memory of M positions (Transformer-XL's: evaluation, and generation with --memory-len)
+// only the last M positions are kept when a new segment starts (in generation a segment arrives
+// in pieces: the prompt's, then one token at a time): the context's start moves forward, and
+// when the next segment would not fit, the held rows are copied back to row 0 (a capacity of
+// 2M + segment makes that copy never overlap: it happens only when start > M = len).
 #pragma once
 
 #include <cstdint>
@@ -49,7 +50,10 @@ struct GenerationCache {
   }
 
   // Positions the current segment still takes (segment > 0): a pass may not cross its end.
-  int64_t segment_room() const { return in_segment == segment ? segment : segment - in_segment; }
+  int64_t segment_room() const {
+    RF_CHECK(segment > 0, "a memory's segments arrive whole (segment = 0)");
+    return in_segment == segment ? segment : segment - in_segment;
+  }
 
   // Before `rows` new positions: with a memory, where they start a segment, drops all but the last
   // memory_len positions; then moves the held rows to row 0 when the new ones (with segments in

@@ -1,5 +1,7 @@
 #include "trainer/model.h"
 
+#include <algorithm>
+
 #include "kernels/elementwise.h"
 
 namespace rf {
@@ -139,8 +141,13 @@ GenerationCache ReformerModel::make_generation_cache(int64_t capacity, bool appr
   return cache;
 }
 
-GenerationCache ReformerModel::make_memory_cache(int64_t memory_len, int64_t segment) {
+GenerationCache ReformerModel::make_memory_cache(int64_t memory_len, int64_t segment,
+                                                 int64_t text) {
   RF_CHECK(memory_len >= 0 && segment >= 1);
+  if (text >= 0) {  // (same_length's distance limit then masks nothing within the text either)
+    const int64_t unit = cfg_.any_layer_uses(AttentionKind::kLocal) ? cfg_.lsh.local_chunk : 1;
+    memory_len = std::min(memory_len, (text + unit - 1) / unit * unit);
+  }
   GenerationCache cache = make_generation_cache(2 * memory_len + segment);
   cache.memory_len = memory_len;
   if (cfg_.model.same_length && memory_len > 0) cache.max_distance = memory_len - 1;

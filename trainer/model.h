@@ -87,7 +87,9 @@ class ReformerModel {
   // each segment's attention seeing the last `memory_len` positions before it (model.same_length
   // as in training), the keys and values of those positions kept rather than recomputed from
   // their layer inputs. forward_cached() gives what forward_with_memory() gives for the segment.
-  GenerationCache make_memory_cache(int64_t memory_len, int64_t segment);
+  // `text`: positions the whole stream holds, when known (a memory longer than that keeps the
+  // same positions, so the cache is sized for no more: whole local chunks of it).
+  GenerationCache make_memory_cache(int64_t memory_len, int64_t segment, int64_t text = -1);
   BatchStats forward_cached(const TokenBatch& segment, GenerationCache& cache);
 
   // LSH hash rounds used from now on (the paper evaluates with more rounds than it trains with).

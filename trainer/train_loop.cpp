@@ -108,7 +108,11 @@ void print_header(Run& run, const std::string& resumed_from, const std::string& 
     std::cout << "  order: streams; each of the " << run.geometry.global()
               << " lanes reads its own contiguous stretch of "
               << run.data.train->num_windows() / run.geometry.global() << " segments per epoch\n";
-  if (run.memory) std::cout << "  memory: " << c.model.memory_len << " positions per layer\n";
+  if (run.memory)
+    std::cout << "  memory: " << c.model.memory_len << " positions per "
+              << (c.any_layer_uses(AttentionKind::kLsh) ? "dense or local layer (LSH layers: none)"
+                                                        : "layer")
+              << "\n";
   std::cout << "  out_dir: " << c.train.out_dir << "\n";
   if (!run.metrics.tensorboard_file().empty())
     std::cout << "  tensorboard: " << run.metrics.tensorboard_file() << "\n";
