@@ -145,6 +145,10 @@ struct Config {
       if (attention_of_layer(layer) == kind) return true;
     return false;
   }
+  // Whether every layer is LSH: then nothing carries relative positions or a memory.
+  bool only_lsh_layers() const {
+    return !any_layer_uses(AttentionKind::kDense) && !any_layer_uses(AttentionKind::kLocal);
+  }
   // Whether layer i has Transformer-XL's relative term (W_R, u, v): with relative positions, its
   // dense and local layers; an LSH layer's sorted slots put no fixed distance between a query and
   // its keys, so beside them (the hybrid of Reformer and Transformer-XL) it takes none.

@@ -142,7 +142,7 @@ void check_index_ranges(const Config& c, const std::string& path) {
 // that mixes them (the hybrid) gets its order from the dense and local layers; one made of LSH
 // layers alone would have no position anywhere. (Said so rather than silently ignored.)
 void check_relative(const Config& c, const std::string& path) {
-  if (!c.any_layer_uses(AttentionKind::kDense) && !c.any_layer_uses(AttentionKind::kLocal))
+  if (c.only_lsh_layers())
     fail(path, ": model.position = relative needs dense or local layers, but every layer of ",
          "model.attention is lsh (LSH sorts positions by bucket and takes no relative term: use ",
          "axial or learned positions, or mix in local layers, e.g. [local, lsh])");
@@ -157,7 +157,7 @@ void check_relative(const Config& c, const std::string& path) {
 // nothing; positions that restart at every segment would make the memory's positions collide
 // with the segment's.
 void check_memory(const Config& c, const std::string& path) {
-  if (!c.any_layer_uses(AttentionKind::kDense) && !c.any_layer_uses(AttentionKind::kLocal))
+  if (c.only_lsh_layers())
     fail(path, ": model.memory_len = ", c.model.memory_len, " needs dense or local layers, but ",
          "every layer of model.attention is lsh (LSH layers take no memory; e.g. [local, lsh] ",
          "keeps the memory in its local layers)");

@@ -112,9 +112,9 @@ StepContext segment_step(const ReformerModel& model, int64_t w, int64_t seq_len)
 EvalResult evaluate_with_memory(ReformerModel& model, const WindowSource& source, int64_t windows,
                                 int64_t memory_len, const std::vector<int32_t>& token_bytes,
                                 const std::function<void(int64_t, int64_t)>& on_window) {
-  if (model.config().any_layer_uses(AttentionKind::kLsh)) {
-    // An LSH layer hashes each segment alone, which its cache (approximate_lsh's windows) does
-    // not: the forward training runs, from the memory's layer inputs (their keys and values
+  if (!model.supports_cached_generation()) {
+    // LSH layers have no exact cache (approximate_lsh's windows are not each segment hashed
+    // alone): the forward training runs, from the memory's layer inputs (their keys and values
     // projected again for every segment).
     SegmentMemory memory(memory_len);
     return score_segments(source, windows, token_bytes, on_window,

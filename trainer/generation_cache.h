@@ -38,7 +38,7 @@ struct GenerationCache {
   // With a memory: positions per segment where a segment arrives in several passes (generation:
   // the prompt's pieces, then one token at a time); 0: each pass is a segment (evaluation).
   int64_t segment = 0;
-  int64_t in_segment = 0;     // positions of the current segment held (segment > 0)
+  int64_t in_segment = 0;     // positions of the current segment held (segment > 0; < segment)
   int64_t max_distance = -1;  // keys further back are masked (same_length; -1: none)
   uint64_t seed = 1;          // train.seed: LSH layers draw the uncached pass's rotations
   std::vector<Layer> layers;
@@ -52,7 +52,7 @@ struct GenerationCache {
   // Positions the current segment still takes (segment > 0): a pass may not cross its end.
   int64_t segment_room() const {
     RF_CHECK(segment > 0, "a memory's segments arrive whole (segment = 0)");
-    return in_segment == segment ? segment : segment - in_segment;
+    return segment - in_segment;
   }
 
   // Before `rows` new positions: with a memory, where they start a segment, drops all but the last
@@ -62,18 +62,16 @@ struct GenerationCache {
   void make_room(Executor& ex, int64_t rows) {
     int64_t reserve = rows;
     if (memory_len >= 0) {
-      if (segment > 0) {
+      if (segment > 0)
         RF_CHECK(rows <= segment_room(), "a pass of ", rows, " positions crosses the end of a ",
                  "segment of ", segment, " (", segment_room(), " left)");
-        if (in_segment == segment) in_segment = 0;
-      }
-      if ((segment == 0 || in_segment == 0) && len > memory_len) {
+      if (in_segment == 0 && len > memory_len) {  // (a new segment)
         start += len - memory_len;
         len = memory_len;
       }
       if (segment > 0) {
         if (in_segment == 0) reserve = segment;
-        in_segment += rows;
+        in_segment = (in_segment + rows) % segment;  // (0 again once the segment is complete)
       }
     }
     if (start + len + reserve <= capacity || start == 0) return;

@@ -18,8 +18,7 @@ std::string memory_eval_problem(const Config& cfg, const MemoryEvalOptions& o) {
     why << "--memory-len needs model.position relative (or none); this model's positions are "
         << (cfg.model.position == PositionMode::kAxial ? "axial" : "learned")
         << ", which restart at every segment";
-  if (!cfg.any_layer_uses(AttentionKind::kDense) && !cfg.any_layer_uses(AttentionKind::kLocal) &&
-      why.str().empty())
+  if (cfg.only_lsh_layers() && why.str().empty())
     why << "--memory-len needs dense or local layers; every layer of this model is lsh (LSH "
            "layers take no memory)";
   for (int64_t i = 0; i < cfg.model.n_layers && why.str().empty(); ++i) {
