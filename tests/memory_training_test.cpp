@@ -127,11 +127,55 @@ TEST(MemoryTraining, ReversibleRebuildEqualsStoredInputsWithMemory) {
   }
 }
 
-// The hybrid of the two papers: beside a local layer that keeps a memory, an LSH layer hashes the
+// An LSH layer that sees the memory hashes its positions with the segment's: with one layer (whose
+// memory is the first segment's embeddings) the second segment scores as the same positions of one
+// sequence of both segments do, without any memory. Without the memory it scores differently.
+TEST(MemoryTraining, LshLayersHashTheMemoryWithTheSegment) {
+  for (const char* hashes : {"1", "2"}) {
+    const Config cfg =
+        memory_model("[lsh]", {"model.n_layers=1", "model.position=none", "model.dropout=0",
+                               "model.attention_dropout=0", std::string("lsh.n_hashes=") + hashes});
+    ReformerModel m(cfg, cpu());
+    test::randomize_params(m, 7);
+    const TokenBatch first = random_batch(cfg, 2, 1), second = random_batch(cfg, 2, 2);
+    const StepContext step = test::step_context(2, kSegment, kEvalStep, false);
+    SegmentMemory memory(kSegment);
+    m.forward_with_memory(first, step, memory);
+    ASSERT_EQ(memory.len, kSegment);
+    ASSERT_EQ(memory.layers[0].size(), static_cast<size_t>(2 * kSegment * cfg.model.d_model));
+    const BatchStats with = m.forward_with_memory(second, step, memory);
+    TokenBatch both;  // each lane's first segment, then its second
+    both.batch = 2;
+    both.seq_len = 2 * kSegment;
+    for (int64_t lane = 0; lane < 2; ++lane)
+      for (const TokenBatch* b : {&first, &second}) {
+        const auto from = b->inputs.begin() + lane * kSegment;
+        both.inputs.insert(both.inputs.end(), from, from + kSegment);
+        const auto to = b->targets.begin() + lane * kSegment;
+        both.targets.insert(both.targets.end(), to, to + kSegment);
+      }
+    SegmentMemory none(0);
+    const BatchStats whole =
+        m.forward_with_memory(both, test::step_context(2, 2 * kSegment, kEvalStep, false), none);
+    std::vector<float> second_half;
+    for (int64_t lane = 0; lane < 2; ++lane) {
+      const auto from = whole.row_loss.begin() + (2 * lane + 1) * kSegment;
+      second_half.insert(second_half.end(), from, from + kSegment);
+    }
+    ASSERT_EQ(second_half.size(), with.row_loss.size());
+    EXPECT_LT(test::max_abs_diff(with.row_loss, second_half), 1e-5) << hashes << " hashes";
+    SegmentMemory empty(kSegment);
+    const BatchStats alone = m.forward_with_memory(second, step, empty);
+    EXPECT_GT(test::max_abs_diff(with.row_loss, alone.row_loss), 1e-3) << hashes << " hashes";
+  }
+}
+
+// With lsh.sees_memory false, beside a local layer that keeps a memory, an LSH layer hashes the
 // segment alone and keeps none. With the LSH layer first, the local layer's inputs are the same
 // bits with a memory and without; the local layer's memory then changes the scores.
-TEST(MemoryTraining, LshLayersSeeTheSegmentAloneBesideLayersWithMemory) {
-  const Config cfg = memory_model("[lsh, local]", {"model.dropout=0", "model.attention_dropout=0"});
+TEST(MemoryTraining, LshLayersSeeTheSegmentAloneWithoutLshSeesMemory) {
+  const Config cfg = memory_model(
+      "[lsh, local]", {"model.dropout=0", "model.attention_dropout=0", "lsh.sees_memory=false"});
   ReformerModel m(cfg, cpu());
   test::randomize_params(m, 5);
   const StepContext step = test::step_context(2, kSegment, kEvalStep, false);
@@ -376,12 +420,12 @@ TEST(MemoryTraining, AResumedRunEndsBitForBitWhereAnUninterruptedOneEnds) {
             1e-4);
 }
 
-// The hybrid [lsh, local] with memory: resumes bit for bit (the checkpoint's memory keeps the
-// layout of all layers, zeros for the LSH layer's), and `reformer eval` scores it as the run's
-// validation did.
-TEST(MemoryTraining, TheHybridWithLshLayersResumesAndEvaluatesAsItsRunValidated) {
+void expect_hybrid_resumes_and_evaluates_as_validated(bool lsh_sees_memory) {
+  SCOPED_TRACE(lsh_sees_memory ? "lsh.sees_memory true" : "lsh.sees_memory false");
   const std::string text = write_text(test::fresh_dir("data"));
-  const std::vector<std::string> hybrid = {"model.attention=[lsh, local]", "lsh.bucket_size=4"};
+  const std::vector<std::string> hybrid = {
+      "model.attention=[lsh, local]", "lsh.bucket_size=4",
+      std::string("lsh.sees_memory=") + (lsh_sees_memory ? "true" : "false")};
   const std::string straight_dir = test::fresh_dir("hybrid_straight"),
                     resumed_dir = test::fresh_dir("hybrid_resumed");
   const TrainSummary straight = test::train_quietly(memory_run(straight_dir, text, 6, hybrid));
@@ -396,7 +440,8 @@ TEST(MemoryTraining, TheHybridWithLshLayersResumesAndEvaluatesAsItsRunValidated)
   for (int64_t lane = 0; lane < 2; ++lane) {  // [lanes, layers, held, d_model]
     const float* lsh = memory.data() + (lane * 2 + 0) * 16 * 16;
     const float* local = memory.data() + (lane * 2 + 1) * 16 * 16;
-    EXPECT_TRUE(std::all_of(lsh, lsh + 256, [](float v) { return v == 0.0f; })) << lane;
+    EXPECT_EQ(std::all_of(lsh, lsh + 256, [](float v) { return v == 0.0f; }), !lsh_sees_memory)
+        << lane;
     EXPECT_FALSE(std::all_of(local, local + 256, [](float v) { return v == 0.0f; })) << lane;
   }
   // The last validation of the run (step 6, its memory of 16) against `reformer eval`.
@@ -432,6 +477,14 @@ TEST(MemoryTraining, TheHybridWithLshLayersResumesAndEvaluatesAsItsRunValidated)
                                "generates with dense and local layers; layer 0 is lsh"),
             std::string::npos)
       << generated.out;
+}
+
+// The hybrid [lsh, local] with memory, its LSH layer seeing the memory or (lsh.sees_memory false)
+// not: resumes bit for bit (the checkpoint's memory keeps the layout of all layers, zeros for an
+// LSH layer that sees none), and `reformer eval` scores it as the run's validation did.
+TEST(MemoryTraining, TheHybridWithLshLayersResumesAndEvaluatesAsItsRunValidated) {
+  for (const bool lsh_sees_memory : {true, false})
+    expect_hybrid_resumes_and_evaluates_as_validated(lsh_sees_memory);
 }
 
 // `reformer generate` on a model trained with memory samples with that memory by default
@@ -541,8 +594,14 @@ TEST(MemoryTraining, SlidingWindowEvaluationEqualsMemoryThatCoversThePast) {
 
 TEST(MemoryTraining, ConfigErrorsNameWhatCannotTakeMemory) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
-      {{"model.attention=[lsh]", "model.position=none"},
-       "needs dense or local layers, but every layer of model.attention is lsh"},
+      {{"model.attention=[lsh]", "model.position=none", "lsh.sees_memory=false"},
+       "needs a layer that sees it, but every layer of model.attention is lsh and "
+       "lsh.sees_memory is false"},
+      {{"model.attention=[lsh]", "model.position=none", "lsh.bucket_size=8", "model.memory_len=12"},
+       "must be a multiple of lsh.bucket_size = 8 (LSH layers sort the memory with the segment"},
+      {{"model.attention=[local, lsh]", "model.position=relative", "lsh.bucket_size=16",
+        "model.memory_len=8"},
+       "model.memory_len = 8 must be a multiple of 16, of lsh.local_chunk = 8"},
       {{"model.attention=[dense]", "model.position=axial", "model.axial_shape=[4,4]"},
        "axial positions restart at every segment"},
       {{"model.attention=[local]", "model.position=relative", "model.memory_len=12"},

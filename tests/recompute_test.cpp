@@ -208,11 +208,11 @@ TEST(FlopCount, CountsTheGemmsEachRecomputeModeRuns) {
 
 // The FLOP count with a memory (taken full, as from the second segment on) against the GEMMs of
 // the third segment's step.
-void expect_counted_memory_flops_run(const std::string& attention) {
-  SCOPED_TRACE(attention);
-  const Config cfg = test::tiny_config({attention, "model.position=relative", "model.dropout=0",
-                                        "model.attention_dropout=0", "train.seq_len=16",
-                                        "lsh.local_chunk=8"});
+void expect_counted_memory_flops_run(const std::string& attention, const std::string& lsh_memory) {
+  SCOPED_TRACE(attention + " " + lsh_memory);
+  const Config cfg =
+      test::tiny_config({attention, lsh_memory, "model.position=relative", "model.dropout=0",
+                         "model.attention_dropout=0", "train.seq_len=16", "lsh.local_chunk=8"});
   LaunchRecorder ex(make_cpu_executor(1));
   ReformerModel m(cfg, ex);
   SegmentMemory memory(16);
@@ -231,11 +231,12 @@ void expect_counted_memory_flops_run(const std::string& attention) {
   EXPECT_NEAR(counted.total() - counted.attention, run, 1e-9 * run);
 }
 
-// Local and dense layers, and the hybrid, whose LSH layer sees no memory (its projections take
-// no memory rows: counting them fails this).
+// Local and dense layers, and the hybrid, whose LSH layer sees the memory (its projections and
+// hashing take the memory's rows) or not (they take none: counting them fails this).
 TEST(FlopCount, CountsTheRelativeTermOfAMemory) {
   for (const char* attention : {"model.attention=[local, dense]", "model.attention=[lsh, local]"})
-    expect_counted_memory_flops_run(attention);
+    for (const char* lsh_memory : {"lsh.sees_memory=true", "lsh.sees_memory=false"})
+      expect_counted_memory_flops_run(attention, lsh_memory);
 }
 
 // Kept activations are sized before the forward runs: when they do not fit, the error says so

@@ -156,8 +156,9 @@ TEST(SegmentMemory, TheKeyValueCacheScoresWhatTheLayerInputMemoryScores) {
   }
 }
 
-// `reformer eval --memory-len`: a table row per memory length from a relative-position model;
-// absolute positions and a model of LSH layers alone are one-line errors.
+// `reformer eval --memory-len`: a table row per memory length from a relative-position model and
+// from a model of LSH layers alone; absolute positions, a memory that is not a whole number of
+// LSH chunks and LSH layers trained with lsh.sees_memory false are one-line errors.
 TEST(SegmentMemory, EvalCommandPrintsATableAndRefusesWhatCannotTakeMemory) {
   const std::string dir = test::fresh_dir("eval");
   std::string text;  // a small text stream: memory is for consecutive segments of one stream
@@ -183,14 +184,31 @@ TEST(SegmentMemory, EvalCommandPrintsATableAndRefusesWhatCannotTakeMemory) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("--memory-len needs model.position relative (or none)"), std::string::npos)
       << r.out;
+  // LSH layers alone: they hash the memory with each segment, in whole chunks (buckets of 4),
+  // unless trained with lsh.sees_memory false.
   const std::string lsh = test::fresh_dir("lsh");
-  test::train_quietly(test::short_run_config(
-      lsh, 1, 1, {"model.attention=[lsh]", "model.position=none", "train.seq_len=16"}));
-  r = test::run_command(reformer + "eval --checkpoint " + lsh + " --memory-len 16");
+  const std::vector<std::string> lsh_text = {"model.attention=[lsh]",  "model.position=none",
+                                             "train.seq_len=16",       "train.eval_batches=2",
+                                             "model.vocab_size=256",   "data.format=text",
+                                             "data.train=" + text_path};
+  test::train_quietly(test::short_run_config(lsh, 1, 1, lsh_text));
+  r = test::run_command(reformer + "eval --checkpoint " + lsh + " --memory-len 0,16 --json");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"memory_len\": 16"), std::string::npos) << r.out;
+  r = test::run_command(reformer + "eval --checkpoint " + lsh + " --memory-len 6");
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(
-      r.out.find("--memory-len needs dense or local layers; every layer of this model is lsh"),
-      std::string::npos)
+  EXPECT_NE(r.out.find("--memory-len 6 must be a multiple of lsh.bucket_size = 4"),
+            std::string::npos)
+      << r.out;
+  const std::string lsh_alone = test::fresh_dir("lsh_alone");
+  std::vector<std::string> alone = lsh_text;
+  alone.push_back("lsh.sees_memory=false");
+  test::train_quietly(test::short_run_config(lsh_alone, 1, 1, alone));
+  r = test::run_command(reformer + "eval --checkpoint " + lsh_alone + " --memory-len 16");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--memory-len needs a layer that sees the memory; every layer of this "
+                       "model is lsh and it was trained with lsh.sees_memory false"),
+            std::string::npos)
       << r.out;
   r = test::run_command(reformer + "eval --checkpoint " + dir + " --memory-len 16 --positions 0:4");
   EXPECT_NE(r.exit_code, 0);

@@ -57,9 +57,11 @@ AttentionLayer::KeptLayout AttentionLayer::kept_layout(const StepContext& step,
   const int64_t hd = n_heads_ * d_head_, rows = step.rows();
   const int64_t key_rows = rows + step.batch * memory_len;
   KeptLayout L;
+  // (LSH's shared queries are its keys: with a memory, the memory's rows too)
+  const int64_t q_rows = kind_ == AttentionKind::kLsh ? key_rows : rows;
   L.heads = chunked_attention_kept_floats(a);
   L.q = L.heads + rows * hd;
-  L.k = L.q + rows * hd;
+  L.k = L.q + q_rows * hd;
   L.v = L.k + (kind_ == AttentionKind::kLsh ? 0 : key_rows * hd);
   L.total = L.v + key_rows * hd;
   return L;
@@ -95,7 +97,7 @@ ChunkedAttentionArgs AttentionLayer::attention_args(Kit& kit, const StepContext&
   a.d = d_head_;
   a.memory_len = memory_len;
   if (kind_ == AttentionKind::kLsh) {
-    RF_CHECK(memory_len == 0, "LSH attention takes no memory");
+    RF_CHECK(memory_len == 0, "LSH attention sorts a memory with the segment (in sequence order)");
     const int64_t n = bucket_count(step.batch, T);
     int32_t* perm = kit.ws.ints("lsh.perm", n);
     int32_t* undo = kit.ws.ints("lsh.undo", n);
@@ -163,6 +165,59 @@ AttentionLayer::Projections AttentionLayer::project(Kit& kit, ParamStore& p, int
 
 namespace {
 
+// An LSH layer with Transformer-XL's memory hashes and sorts each example's memory and segment
+// positions together, as one sequence of M + S positions (memory first: they come before the
+// segment's), so its inputs and outputs move between the layouts of ChunkedAttentionArgs (the
+// segment rows of every example, then the memory rows of every example) and sequence order
+// (example b's position t at row b * (M + S) + t). Rows of row_bytes bytes.
+struct MemoryRows {
+  int64_t batch = 0, segment = 0, memory = 0;
+  size_t row_bytes = 0;
+  int64_t sequence() const { return memory + segment; }
+};
+
+// Sequence rows from memory-layout rows: the segment's, and with `memory` the memory's too (left
+// as they are otherwise).
+void to_sequence_order(Executor& ex, const MemoryRows& r, const void* from, void* to, bool memory) {
+  const auto* src = static_cast<const char*>(from);
+  auto* dst = static_cast<char*>(to);
+  const size_t rb = r.row_bytes;
+  for (int64_t b = 0; b < r.batch; ++b) {
+    char* example = dst + static_cast<size_t>(b * r.sequence()) * rb;
+    if (memory)
+      ex.copy(example, src + static_cast<size_t>(r.batch * r.segment + b * r.memory) * rb,
+              static_cast<size_t>(r.memory) * rb);
+    ex.copy(example + static_cast<size_t>(r.memory) * rb,
+            src + static_cast<size_t>(b * r.segment) * rb, static_cast<size_t>(r.segment) * rb);
+  }
+}
+
+// Memory-layout rows from sequence rows: the segment's (query-side rows), and with `memory` the
+// memory's after them.
+void from_sequence_order(Executor& ex, const MemoryRows& r, const void* from, void* to,
+                         bool memory) {
+  const auto* src = static_cast<const char*>(from);
+  auto* dst = static_cast<char*>(to);
+  const size_t rb = r.row_bytes;
+  for (int64_t b = 0; b < r.batch; ++b) {
+    const char* example = src + static_cast<size_t>(b * r.sequence()) * rb;
+    if (memory)
+      ex.copy(dst + static_cast<size_t>(r.batch * r.segment + b * r.memory) * rb, example,
+              static_cast<size_t>(r.memory) * rb);
+    ex.copy(dst + static_cast<size_t>(b * r.segment) * rb,
+            example + static_cast<size_t>(r.memory) * rb, static_cast<size_t>(r.segment) * rb);
+  }
+}
+
+// A buffer of n values in sequence order for the attention output `like` (fp32 or bf16, as it).
+ProductOperand sequence_output(Kit& kit, const ProductOperand& like, int64_t n) {
+  if (like.bf16)
+    return ProductOperand{nullptr,
+                          kit.ws.get<uint16_t>("layer.memory_heads16", static_cast<size_t>(n))};
+  if (like.fp32) return ProductOperand{kit.ws.floats("layer.memory_heads", n), nullptr};
+  return ProductOperand{};
+}
+
 // The heads' output [rows, hd]: in `kept` where the forward keeps it (fp32), otherwise in the
 // workspace, in bf16 where the products take bf16 operands (only the output projection's products
 // read it).
@@ -180,16 +235,21 @@ void AttentionLayer::forward(Kit& kit, ParamStore& p, const StepContext& step, M
   RF_CHECK(xn.rows == rows + step.batch * memory_len);
   const KeptLayout L = kept_layout(step, memory_len);
   const Projections kept = kept_slots ? kept_projections(kept_slots, L) : Projections{};
-  Projections pr = project(kit, p, rows, xn, kept_slots ? &kept : nullptr);
+  const bool lsh_memory = kind_ == AttentionKind::kLsh && memory_len > 0;
+  Projections pr = project(kit, p, lsh_memory ? xn.rows : rows, xn, kept_slots ? &kept : nullptr);
   if (relative_)
     pr.relative =
         relative_->forward(kit, p, step, pr.q, relative_distances(step.seq_len + memory_len));
-  if (kind_ == AttentionKind::kLsh && !reuse_buckets) hash(kit, step, pr.q, buckets);
-  ChunkedAttentionArgs args = attention_args(kit, step, pr, buckets, memory_len);
-  args.kept_slots = kept_slots;
   const ProductOperand heads =
       attention_output(kit, rows, hd, kept_slots ? kept_slots + L.heads : nullptr);
-  chunked_attention_forward(kit.ex, kit.ws, args, heads, hd);
+  if (lsh_memory) {
+    lsh_forward_with_memory(kit, step, pr, buckets, reuse_buckets, memory_len, kept_slots, heads);
+  } else {
+    if (kind_ == AttentionKind::kLsh && !reuse_buckets) hash(kit, step, pr.q, buckets);
+    ChunkedAttentionArgs args = attention_args(kit, step, pr, buckets, memory_len);
+    args.kept_slots = kept_slots;
+    chunked_attention_forward(kit.ex, kit.ws, args, heads, hd);
+  }
   linear_forward(kit.ex, heads.view(rows, hd), p.weight(w_o_), matrix(out, rows, d_model_), write);
 }
 
@@ -206,7 +266,9 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
   const GemmOperandReuse reuse(kit.ex);
   // The projections: kept by the forward, or computed again.
   const KeptLayout L = kept_layout(step, memory_len);
-  Projections pr = kept_slots ? kept_projections(kept_slots, L) : project(kit, p, rows, xn);
+  const bool lsh_memory = kind_ == AttentionKind::kLsh && memory_len > 0;
+  Projections pr = kept_slots ? kept_projections(kept_slots, L)
+                              : project(kit, p, lsh_memory ? key_rows : rows, xn);
   if (relative_)
     pr.relative =
         relative_->forward(kit, p, step, pr.q, relative_distances(step.seq_len + memory_len));
@@ -221,7 +283,7 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
   g.dk = pr.k;
   g.dv = pr.v;
   g.ld = hd;
-  if (kit.ex.gemm_takes_bf16_operands() && !relative_) {
+  if (kit.ex.gemm_takes_bf16_operands() && !relative_ && !lsh_memory) {
     const auto bf16_rows = [&](std::string_view name, int64_t n) {
       return kit.ws.get<uint16_t>(name, static_cast<size_t>(n * hd));
     };
@@ -230,20 +292,25 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
     g.dv_bf16 = bf16_rows("layer.dv_bf16", key_rows);
   }
   if (relative_) g.rel_grads = relative_->score_gradient_buffer(kit, step, pr.relative.distances);
-  ChunkedAttentionArgs args = attention_args(kit, step, pr, buckets, memory_len);
-  args.kept_slots = kept_slots;
   // The attention's output: kept by the forward, or recomputed on the way.
   const ProductOperand heads =
       attention_output(kit, rows, hd, kept_slots ? kept_slots + L.heads : nullptr);
-  chunked_attention_backward(kit.ex, kit.ws, args, dheads, hd, g,
-                             kept_slots ? ProductOperand{} : heads, hd);
+  const ProductOperand recomputed = kept_slots ? ProductOperand{} : heads;
+  if (lsh_memory) {
+    lsh_backward_with_memory(kit, step, pr, dheads, g, buckets, memory_len, kept_slots, recomputed);
+  } else {
+    ChunkedAttentionArgs args = attention_args(kit, step, pr, buckets, memory_len);
+    args.kept_slots = kept_slots;
+    chunked_attention_backward(kit.ex, kit.ws, args, dheads, hd, g, recomputed, hd);
+  }
   if (relative_)  // g.dq holds dL/d(q + u): the relative term adds its part and its gradients
     relative_->backward(kit, p, step, g.dq, g.rel_grads, pr.relative.distances);
   if (out)
     linear_forward(kit.ex, heads.view(rows, hd), p.weight(w_o_), matrix(out, rows, D), write);
   linear_weight_grad(kit.ex, heads.view(rows, hd), dout_view, p.weight_grad(w_o_));
   // Inputs: dxn = sum over projections of dX . W^T, dW += xn^T . dX for each projection. The
-  // queries' product covers the segment's rows: the memory's start from zero.
+  // queries' product covers the segment's rows (LSH's shared queries, the memory's too): the
+  // memory's start from zero.
   if (key_rows > rows)
     kit.ex.zero(dxn + rows * D, static_cast<size_t>((key_rows - rows) * D) * sizeof(float));
   Write dxn_write = Write::kOverwrite;
@@ -253,9 +320,75 @@ void AttentionLayer::backward(Kit& kit, ParamStore& p, const StepContext& step, 
                     dxn_write);
     dxn_write = Write::kAccumulate;
   };
-  input_grad(w_q_, g.dq, g.dq_bf16, rows);
+  input_grad(w_q_, g.dq, g.dq_bf16, lsh_memory ? key_rows : rows);
   if (g.dk) input_grad(w_k_, g.dk, g.dk_bf16, key_rows);
   input_grad(w_v_, g.dv, g.dv_bf16, key_rows);
+}
+
+StepContext AttentionLayer::sequence_step(const StepContext& step, int64_t memory_len) {
+  StepContext whole = step;
+  whole.seq_len = step.seq_len + memory_len;
+  return whole;
+}
+
+void AttentionLayer::lsh_forward_with_memory(Kit& kit, const StepContext& step,
+                                             const Projections& pr, int32_t* buckets,
+                                             bool reuse_buckets, int64_t memory_len,
+                                             float* kept_slots, const ProductOperand& heads) const {
+  const int64_t hd = n_heads_ * d_head_;
+  const StepContext whole = sequence_step(step, memory_len);
+  const int64_t n = whole.rows() * hd;
+  MemoryRows r{step.batch, step.seq_len, memory_len, static_cast<size_t>(hd) * sizeof(float)};
+  Projections sequence{};
+  sequence.q = kit.ws.floats("layer.memory_qk", n);
+  sequence.v = kit.ws.floats("layer.memory_v", n);
+  to_sequence_order(kit.ex, r, pr.q, sequence.q, true);
+  to_sequence_order(kit.ex, r, pr.v, sequence.v, true);
+  if (!reuse_buckets) hash(kit, whole, sequence.q, buckets);
+  ChunkedAttentionArgs args = attention_args(kit, whole, sequence, buckets);
+  args.kept_slots = kept_slots;
+  // Every position's output (the memory's queries run too, and are dropped), then the segment's.
+  const ProductOperand out = sequence_output(kit, heads, n);
+  chunked_attention_forward(kit.ex, kit.ws, args, out, hd);
+  r.row_bytes = static_cast<size_t>(hd) * (heads.bf16 ? sizeof(uint16_t) : sizeof(float));
+  from_sequence_order(kit.ex, r, out.bf16 ? static_cast<const void*>(out.bf16) : out.fp32,
+                      heads.bf16 ? static_cast<void*>(heads.bf16) : heads.fp32, false);
+}
+
+void AttentionLayer::lsh_backward_with_memory(Kit& kit, const StepContext& step,
+                                              const Projections& pr, const float* dheads,
+                                              const ChunkedAttentionGrads& g,
+                                              const int32_t* buckets, int64_t memory_len,
+                                              float* kept_slots,
+                                              const ProductOperand& recomputed) const {
+  const int64_t hd = n_heads_ * d_head_;
+  const StepContext whole = sequence_step(step, memory_len);
+  const int64_t n = whole.rows() * hd;
+  MemoryRows r{step.batch, step.seq_len, memory_len, static_cast<size_t>(hd) * sizeof(float)};
+  Projections sequence{};
+  sequence.q = kit.ws.floats("layer.memory_qk", n);
+  sequence.v = kit.ws.floats("layer.memory_v", n);
+  to_sequence_order(kit.ex, r, pr.q, sequence.q, true);
+  to_sequence_order(kit.ex, r, pr.v, sequence.v, true);
+  // The memory's queries have no output gradient: their slots add nothing to any gradient.
+  float* sequence_dheads = kit.ws.floats("layer.memory_dheads", n);
+  kit.ex.zero(sequence_dheads, static_cast<size_t>(n) * sizeof(float));
+  to_sequence_order(kit.ex, r, dheads, sequence_dheads, false);
+  ChunkedAttentionArgs args = attention_args(kit, whole, sequence, buckets);
+  args.kept_slots = kept_slots;
+  ChunkedAttentionGrads sequence_grads;
+  sequence_grads.dq = sequence.q;
+  sequence_grads.dv = sequence.v;
+  sequence_grads.ld = hd;
+  const ProductOperand out = sequence_output(kit, recomputed, n);
+  chunked_attention_backward(kit.ex, kit.ws, args, sequence_dheads, hd, sequence_grads, out, hd);
+  from_sequence_order(kit.ex, r, sequence.q, g.dq, true);
+  from_sequence_order(kit.ex, r, sequence.v, g.dv, true);
+  if (!out.fp32 && !out.bf16) return;
+  r.row_bytes = static_cast<size_t>(hd) * (out.bf16 ? sizeof(uint16_t) : sizeof(float));
+  from_sequence_order(kit.ex, r, out.bf16 ? static_cast<const void*>(out.bf16) : out.fp32,
+                      recomputed.bf16 ? static_cast<void*>(recomputed.bf16) : recomputed.fp32,
+                      false);
 }
 
 void AttentionLayer::prepare_cache(Kit& kit, ParamStore& p, int64_t capacity,

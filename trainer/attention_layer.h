@@ -32,10 +32,12 @@ class AttentionLayer {
   // operands). LSH hashes into `buckets` [batch, heads, n_hashes, seq_len], or with reuse_buckets
   // takes them as given (held fixed).
   //
-  // With memory_len M > 0 (Transformer-XL's memory, dense and local attention) each example's
-  // attention also sees M positions before its segment, as keys and values only: xn then holds
-  // the segment's rows (step.rows() of them, first) followed by the memory's ([batch * M,
-  // d_model], example by example), and the queries, out and dout have the segment's rows only.
+  // With memory_len M > 0 (Transformer-XL's memory) each example's attention also sees M
+  // positions before its segment, as keys and values only: xn then holds the segment's rows
+  // (step.rows() of them, first) followed by the memory's ([batch * M, d_model], example by
+  // example), and the queries, out and dout have the segment's rows only. LSH hashes and sorts
+  // the memory's positions with the segment's (buckets then [batch, heads, n_hashes, seq_len +
+  // M]); the memory's queries run too and their outputs are dropped.
   //
   // With kept_slots (kept_floats() floats) the attention's per-slot outputs and statistics and
   // its output stay there for a backward of the same micro-batch (model.recompute: none).
@@ -98,6 +100,20 @@ class AttentionLayer {
   // The arguments of the attention over all heads; LSH sorts its slots by the buckets first.
   ChunkedAttentionArgs attention_args(Kit& kit, const StepContext& step, const Projections& pr,
                                       const int32_t* buckets, int64_t memory_len = 0) const;
+  // LSH with a memory (forward, backward above): the attention over each example's memory and
+  // segment as one sequence of M + S positions (sequence order), from the projections pr of xn's
+  // rows (the shared queries of all of them); the segment's outputs go to `heads`. The backward
+  // writes the gradients of pr's rows to g.dq and g.dv (fp32) and, when `recomputed` is set, the
+  // recomputed output there.
+  void lsh_forward_with_memory(Kit& kit, const StepContext& step, const Projections& pr,
+                               int32_t* buckets, bool reuse_buckets, int64_t memory_len,
+                               float* kept_slots, const ProductOperand& heads) const;
+  void lsh_backward_with_memory(Kit& kit, const StepContext& step, const Projections& pr,
+                                const float* dheads, const ChunkedAttentionGrads& g,
+                                const int32_t* buckets, int64_t memory_len, float* kept_slots,
+                                const ProductOperand& recomputed) const;
+  // The step of that one sequence: seq_len + memory_len positions per example.
+  static StepContext sequence_step(const StepContext& step, int64_t memory_len);
   // Distances the attention's windows span (relative positions): the sequence for dense
   // attention, two chunks for local attention.
   int64_t relative_distances(int64_t seq_len) const;

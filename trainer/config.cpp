@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <numeric>
 
 #include "base/error.h"
 #include "trainer/config_internal.h"
@@ -230,6 +231,29 @@ const char* attention_name(AttentionKind kind) {
       return "dense";
   }
   return "unknown";
+}
+
+int64_t Config::memory_unit() const {
+  int64_t unit = 1;
+  if (any_layer_uses(AttentionKind::kLocal)) unit = lsh.local_chunk;
+  if (any_layer_uses(AttentionKind::kLsh) && lsh.sees_memory)
+    unit = std::lcm(unit, lsh.bucket_size);
+  return unit;
+}
+
+std::string Config::memory_unit_rule() const {
+  const bool local = any_layer_uses(AttentionKind::kLocal);
+  const bool lsh_memory = any_layer_uses(AttentionKind::kLsh) && lsh.sees_memory;
+  const std::string local_rule = "lsh.local_chunk = " + std::to_string(lsh.local_chunk) +
+                                 " (local layers see the memory in whole chunks)";
+  const std::string lsh_rule = "lsh.bucket_size = " + std::to_string(lsh.bucket_size) +
+                               " (LSH layers sort the memory with the segment in whole chunks)";
+  if (local && lsh_memory)
+    return "a multiple of " + std::to_string(memory_unit()) + ", of " + local_rule + " and of " +
+           lsh_rule;
+  if (local) return "a multiple of " + local_rule;
+  if (lsh_memory) return "a multiple of " + lsh_rule;
+  return "any length";
 }
 
 std::vector<int64_t> Config::bucket_factors() const {

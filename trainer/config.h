@@ -61,6 +61,7 @@ struct LshConfig {
   std::vector<int64_t> n_buckets;  // empty = auto (2 * seq_len / bucket_size); one entry or factors
   int64_t n_hashes = 2;
   int64_t local_chunk = 128;
+  bool sees_memory = true;  // LSH layers hash Transformer-XL's memory with the segment
 };
 
 struct TrainConfig {
@@ -157,12 +158,20 @@ struct Config {
            attention_of_layer(layer) != AttentionKind::kLsh;
   }
   // Whether layer i attends to Transformer-XL's memory when there is one (model.memory_len, or
-  // `eval --memory-len`): its dense and local layers. An LSH layer hashes only the segment (its
-  // buckets have no place for positions kept from earlier segments), so beside dense or local
-  // layers (the hybrid) it sees the segment alone and keeps no memory.
+  // `eval --memory-len`): its dense and local layers, and its LSH layers unless
+  // lsh.sees_memory is false (then they see the segment alone and keep no memory). An LSH layer
+  // that sees it hashes the memory's positions with the segment's and sorts them together.
   bool layer_sees_memory(int64_t layer) const {
-    return attention_of_layer(layer) != AttentionKind::kLsh;
+    return attention_of_layer(layer) != AttentionKind::kLsh || lsh.sees_memory;
   }
+  // Whether no layer would keep a memory: every layer LSH, and LSH layers see none.
+  bool no_layer_sees_memory() const { return only_lsh_layers() && !lsh.sees_memory; }
+  // The length a memory must be a multiple of (1: any): local layers see it in whole chunks, and
+  // LSH layers that see it sort memory and segment together in whole chunks (lsh.bucket_size).
+  int64_t memory_unit() const;
+  // What memory_unit() says, for messages: "a multiple of lsh.local_chunk = 8 (local layers see
+  // the memory in whole chunks)", or of both settings.
+  std::string memory_unit_rule() const;
   // The LSH bucket factors actually used (n_buckets resolved from auto and factorised).
   std::vector<int64_t> bucket_factors() const;
   std::vector<int64_t> axial_dims() const;

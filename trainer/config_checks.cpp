@@ -151,24 +151,27 @@ void check_relative(const Config& c, const std::string& path) {
          "got ", c.model.d_model);
 }
 
-// Transformer-XL's recurrence keeps each dense or local layer's inputs in position order: LSH's
-// sorted buckets have no place for them (hashing the memory with the segment is not
-// implemented), so LSH layers see the segment alone and a model of LSH layers only would keep
-// nothing; positions that restart at every segment would make the memory's positions collide
-// with the segment's.
+// Transformer-XL's recurrence keeps each layer's inputs at the memory's positions (LSH layers'
+// too unless lsh.sees_memory is false: they hash the memory with the segment); a model whose
+// layers would all see the segment alone would keep nothing. Positions that restart at every
+// segment would make the memory's positions collide with the segment's.
 void check_memory(const Config& c, const std::string& path) {
-  if (c.only_lsh_layers())
-    fail(path, ": model.memory_len = ", c.model.memory_len, " needs dense or local layers, but ",
-         "every layer of model.attention is lsh (LSH layers take no memory; e.g. [local, lsh] ",
-         "keeps the memory in its local layers)");
+  if (c.no_layer_sees_memory())
+    fail(path, ": model.memory_len = ", c.model.memory_len, " needs a layer that sees it, but ",
+         "every layer of model.attention is lsh and lsh.sees_memory is false (set it true, or ",
+         "mix in local layers, e.g. [local, lsh])");
+  if (c.model.memory_len % c.memory_unit() != 0)
+    fail(path, ": model.memory_len = ", c.model.memory_len, " must be ", c.memory_unit_rule());
+  if (c.any_layer_uses(AttentionKind::kLsh) && c.lsh.sees_memory) {
+    const int64_t slots = c.lsh.n_hashes * (c.train.seq_len + c.model.memory_len);
+    if (slots >= int64_t{1} << 31)
+      fail(path, ": lsh.n_hashes x (train.seq_len + model.memory_len) = ", slots,
+           " must be below 2^31 (LSH sort slots are indexed with 32-bit integers)");
+  }
   if (c.model.position != PositionMode::kRelative && c.model.position != PositionMode::kNone)
     fail(path, ": model.memory_len = ", c.model.memory_len, " needs model.position relative (or ",
          "none); ", c.model.position == PositionMode::kAxial ? "axial" : "learned",
          " positions restart at every segment");
-  if (c.any_layer_uses(AttentionKind::kLocal) && c.model.memory_len % c.lsh.local_chunk != 0)
-    fail(path, ": model.memory_len = ", c.model.memory_len,
-         " must be a multiple of lsh.local_chunk = ", c.lsh.local_chunk,
-         " (local layers see the memory in whole chunks)");
   if (c.data.format == DataFormat::kSynthetic)
     fail(path, ": model.memory_len = ", c.model.memory_len, " needs a text or token stream; ",
          "data.format = synthetic draws independent windows");

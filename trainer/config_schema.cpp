@@ -128,9 +128,9 @@ std::vector<KeySpec> build_schema() {
       int_key("model", "clamp_len", "0", 0, k2Pow30,
               "relative positions: distances above this share its encoding (0 = no clamp)"),
       int_key("model", "memory_len", "0", 0, k2Pow30,
-              "Transformer-XL's segment-level recurrence: each dense or local layer's attention "
-              "also sees its inputs at this many positions of the previous segments (no "
-              "gradient; lsh layers beside them see the segment alone); each batch lane then "
+              "Transformer-XL's segment-level recurrence: each layer's attention also sees its "
+              "inputs at this many positions of the previous segments (no gradient; lsh layers "
+              "only with lsh.sees_memory); each batch lane then "
               "reads its own contiguous stream; 0 = off"),
       bool_key("model", "same_length", "false",
                "with memory (training, and eval --memory-len): every query attends to the same "
@@ -173,6 +173,10 @@ std::vector<KeySpec> build_schema() {
                    "([32, 16] = 512 buckets)"),
       int_key("lsh", "n_hashes", "2", 1, 32, "hash rounds"),
       int_key("lsh", "local_chunk", "128", 1, k2Pow24, "chunk length of local attention"),
+      bool_key("lsh", "sees_memory", "true",
+               "with Transformer-XL's memory (model.memory_len): lsh layers hash the memory's "
+               "positions with the segment's and attend to them (the memory must then be a "
+               "multiple of bucket_size); false: they see the segment alone and keep no memory"),
       // train
       int_key("train", "seq_len", "4096", 2, k2Pow30, "tokens per training sequence"),
       int_key("train", "batch_size", "8", 1, k2Pow20, "sequences per rank per micro-step"),

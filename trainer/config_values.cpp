@@ -54,6 +54,7 @@ std::vector<std::pair<std::string, FieldRef>> config_fields(Config& c) {
       {"lsh.n_buckets", &l.n_buckets},
       {"lsh.n_hashes", &l.n_hashes},
       {"lsh.local_chunk", &l.local_chunk},
+      {"lsh.sees_memory", &l.sees_memory},
       {"train.seq_len", &t.seq_len},
       {"train.batch_size", &t.batch_size},
       {"train.grad_accum", &t.grad_accum},

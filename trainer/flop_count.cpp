@@ -14,7 +14,8 @@ StepFlops training_step_flops(const Config& cfg, int64_t batch, int64_t seq_len)
   for (int64_t layer = 0; layer < cfg.model.n_layers; ++layer) {
     const AttentionKind kind = cfg.attention_of_layer(layer);
     // Transformer-XL's memory (full, as from the second segment on): keys and values of M more
-    // positions per example in the layers that see it, which dense attention's queries also see.
+    // positions per example in the layers that see it (LSH's shared query-keys and values), which
+    // dense attention's queries also see.
     const double memory_rows =
         cfg.layer_sees_memory(layer) ? static_cast<double>(batch * cfg.model.memory_len) : 0.0;
     double rounds = 1, window = 0, projections = 3, hashing = 0;
@@ -24,7 +25,9 @@ StepFlops training_step_flops(const Config& cfg, int64_t batch, int64_t seq_len)
       projections = 2;  // shared query-key
       double rotation_cols = 0;
       for (int64_t factor : cfg.bucket_factors()) rotation_cols += static_cast<double>(factor) / 2;
-      hashing = 2.0 * T * H * d * rounds * rotation_cols;
+      // (with a memory its positions are hashed too; their queries also run and are dropped,
+      // which is not counted: the model needs the segment's)
+      hashing = 2.0 * (T + memory_rows) * H * d * rounds * rotation_cols;
     } else if (kind == AttentionKind::kLocal) {
       window = 2.0 * static_cast<double>(cfg.lsh.local_chunk);
     } else {

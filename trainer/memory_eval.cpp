@@ -18,26 +18,25 @@ std::string memory_eval_problem(const Config& cfg, const MemoryEvalOptions& o) {
     why << "--memory-len needs model.position relative (or none); this model's positions are "
         << (cfg.model.position == PositionMode::kAxial ? "axial" : "learned")
         << ", which restart at every segment";
-  if (cfg.only_lsh_layers() && why.str().empty())
-    why << "--memory-len needs dense or local layers; every layer of this model is lsh (LSH "
-           "layers take no memory)";
+  if (cfg.no_layer_sees_memory() && why.str().empty())
+    why << "--memory-len needs a layer that sees the memory; every layer of this model is lsh "
+           "and it was trained with lsh.sees_memory false";
   for (int64_t i = 0; i < cfg.model.n_layers && why.str().empty(); ++i) {
     const AttentionKind kind = cfg.attention_of_layer(i);
     // (--sliding recomputes the context with every layer, where an LSH layer would hash the
-    // context with the segment: not the model that memory evaluation scores.)
+    // context's positions as queries too, not as the memory's keys: not the model that memory
+    // evaluation scores.)
     if (kind == AttentionKind::kLsh && o.sliding)
       why << "--sliding needs dense or local attention; layer " << i
-          << " is lsh (score it with --memory-len alone: its LSH layers see each segment alone)";
+          << " is lsh (score it with --memory-len alone)";
     if (kind == AttentionKind::kLocal && o.segment % cfg.lsh.local_chunk != 0)
       why << "--segment " << o.segment
           << " must be a multiple of lsh.local_chunk = " << cfg.lsh.local_chunk
           << " (local layers)";
-    for (int64_t m : o.memory_lens)
-      if (kind == AttentionKind::kLocal && m % cfg.lsh.local_chunk != 0 && why.str().empty())
-        why << "--memory-len " << m
-            << " must be a multiple of lsh.local_chunk = " << cfg.lsh.local_chunk
-            << " (local layers)";
   }
+  for (int64_t m : o.memory_lens)
+    if (m % cfg.memory_unit() != 0 && why.str().empty())
+      why << "--memory-len " << m << " must be " << cfg.memory_unit_rule();
   for (int64_t m : o.memory_lens)
     if (m < 0 && why.str().empty()) why << "--memory-len " << m << " is negative";
   if (o.segment < 1 && why.str().empty()) why << "--segment must be at least 1";

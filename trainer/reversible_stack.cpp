@@ -84,8 +84,8 @@ float* ReversibleStack::kept_attention(int64_t l, const StepContext& step, int64
 }
 
 int32_t* ReversibleStack::buckets_for(Kit& kit, int64_t layer, const StepContext& step,
-                                      bool for_backward) {
-  const int64_t n = layers_[layer].attention->bucket_count(step.batch, step.seq_len);
+                                      bool for_backward, int64_t memory_len) {
+  const int64_t n = layers_[layer].attention->bucket_count(step.batch, step.seq_len + memory_len);
   if (n == 0) return nullptr;
   if (freeze_buckets) {
     RF_CHECK(buckets_[layer].size() == static_cast<size_t>(n), "no stored buckets to freeze");
@@ -229,14 +229,16 @@ void ReversibleStack::attention_forward_with_memory(Kit& kit, ParamStore& p,
   const MatrixView keys_xn = xn.view(B * (S + M), D);
   const DropoutMask mask = attention_output_mask(step, i);
   float* kept_slots = for_backward ? kept_attention(i, step, M) : nullptr;
+  // (LSH: the buckets of the memory's positions and the segment's, for the backward)
+  int32_t* buckets = buckets_for(kit, i, step, for_backward, M);
   if (mask.active()) {  // through a buffer, for the dropout
     float* out = kit.ws.floats("stack.out", B * S * D);
-    layer.attention->forward(kit, p, context, keys_xn, out, Write::kOverwrite, nullptr, false, M,
-                             kept_slots);
+    layer.attention->forward(kit, p, context, keys_xn, out, Write::kOverwrite, buckets,
+                             freeze_buckets, M, kept_slots);
     residual_add(kit.ex, attention_residual(x1, out, B * S, 1.0f, mask));
   } else {  // straight into the residual stream
-    layer.attention->forward(kit, p, context, keys_xn, x1, Write::kAccumulate, nullptr, false, M,
-                             kept_slots);
+    layer.attention->forward(kit, p, context, keys_xn, x1, Write::kAccumulate, buckets,
+                             freeze_buckets, M, kept_slots);
   }
   // The next memory: each example's last `kept` positions of [memory; segment], from `cat` (a
   // copy, so in evaluation it overwrites the old memory in place); buffers are reallocated only
@@ -275,9 +277,9 @@ void ReversibleStack::attention_backward_with_memory(Kit& kit, ParamStore& p,
   float* out = nullptr;
   if (!saved) out = mask.active() ? kit.ws.floats("stack.out", B * S * D) : x1;
   float* dxn = kit.ws.floats("stack.memory_dxn", B * C * D);
-  layer.attention->backward(kit, p, memory_context(step, memory), xn.view(B * C, D), g, dxn,
-                            nullptr, out, mask.active() ? Write::kOverwrite : Write::kSubtract, M,
-                            kept_attention(i, step, M));
+  layer.attention->backward(
+      kit, p, memory_context(step, memory), xn.view(B * C, D), g, dxn, buckets_[i].data(), out,
+      mask.active() ? Write::kOverwrite : Write::kSubtract, M, kept_attention(i, step, M));
   float* dcat = kit.ws.floats("stack.memory_dcat", B * C * D);
   layer.attention_norm.backward(kit, p, cat, dxn, dcat, B * C, false);
   add_scaled(kit.ex, dx2, dcat, 1.0f, B * S * D);  // (the memory's rows, after, take none)

@@ -38,9 +38,10 @@ class ReversibleStack {
   // x1, x2 [rows, d_model]: the layer inputs on entry, the last layer's outputs on return.
   // With `for_backward`, stores what the backward needs (bucket ids; inputs if not reversible,
   // and activations if not recomputed).
-  // With `memory` (Transformer-XL's recurrence; local layers in whole chunks), each dense or
-  // local layer's attention also sees that layer's memory of the positions before the segment;
-  // LSH layers see the segment alone and keep no memory (their entries stay empty). The memory
+  // With `memory` (Transformer-XL's recurrence; local and LSH layers in whole chunks), each
+  // layer's attention also sees that layer's memory of the positions before the segment (LSH
+  // layers hash it with the segment), except LSH layers with lsh.sees_memory false, which see the
+  // segment alone and keep no memory (their entries stay empty). The memory
   // for the next segment replaces it in place, or with `for_backward` goes to memory->next (the
   // backward still reads the current one; SegmentMemory::advance adopts it).
   void forward(Kit& kit, ParamStore& p, const StepContext& step, float* x1, float* x2,
@@ -105,7 +106,8 @@ class ReversibleStack {
   // x1 += sign * dropout(out): the attention half's residual add (sign -1 undoes it).
   ResidualAddArgs attention_residual(float* x1, const float* out, int64_t rows, float sign,
                                      const DropoutMask& mask) const;
-  int32_t* buckets_for(Kit& kit, int64_t layer, const StepContext& step, bool for_backward);
+  int32_t* buckets_for(Kit& kit, int64_t layer, const StepContext& step, bool for_backward,
+                       int64_t memory_len = 0);
   // The segment's step as the attention over [memory; segment] sees it: same_length's span.
   StepContext memory_context(const StepContext& step, const SegmentMemory& memory) const;
   // The layer norm of layer i's attention over its memory and the segment x2, in the layout
