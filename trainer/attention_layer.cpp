@@ -218,6 +218,30 @@ ProductOperand sequence_output(Kit& kit, const ProductOperand& like, int64_t n) 
   return ProductOperand{};
 }
 
+// Sequence-order copies (workspace, `values` floats each) of the shared query-keys qk and the
+// values v of the memory layout's rows, memory included.
+struct SequenceInputs {
+  float* qk;
+  float* v;
+};
+SequenceInputs sequence_inputs(Kit& kit, const MemoryRows& r, const float* qk, const float* v,
+                               int64_t values) {
+  const SequenceInputs in{kit.ws.floats("layer.memory_qk", values),
+                          kit.ws.floats("layer.memory_v", values)};
+  to_sequence_order(kit.ex, r, qk, in.qk, true);
+  to_sequence_order(kit.ex, r, v, in.v, true);
+  return in;
+}
+
+// The segment's rows of an output in sequence order (`from`) to its query-side rows (`to`, of the
+// same type).
+void segment_outputs(Executor& ex, MemoryRows r, const ProductOperand& from,
+                     const ProductOperand& to) {
+  r.row_bytes = r.row_bytes / sizeof(float) * (to.bf16 ? sizeof(uint16_t) : sizeof(float));
+  from_sequence_order(ex, r, from.bf16 ? static_cast<const void*>(from.bf16) : from.fp32,
+                      to.bf16 ? static_cast<void*>(to.bf16) : to.fp32, false);
+}
+
 // The heads' output [rows, hd]: in `kept` where the forward keeps it (fp32), otherwise in the
 // workspace, in bf16 where the products take bf16 operands (only the output projection's products
 // read it).
@@ -338,21 +362,16 @@ void AttentionLayer::lsh_forward_with_memory(Kit& kit, const StepContext& step,
   const int64_t hd = n_heads_ * d_head_;
   const StepContext whole = sequence_step(step, memory_len);
   const int64_t n = whole.rows() * hd;
-  MemoryRows r{step.batch, step.seq_len, memory_len, static_cast<size_t>(hd) * sizeof(float)};
-  Projections sequence{};
-  sequence.q = kit.ws.floats("layer.memory_qk", n);
-  sequence.v = kit.ws.floats("layer.memory_v", n);
-  to_sequence_order(kit.ex, r, pr.q, sequence.q, true);
-  to_sequence_order(kit.ex, r, pr.v, sequence.v, true);
-  if (!reuse_buckets) hash(kit, whole, sequence.q, buckets);
-  ChunkedAttentionArgs args = attention_args(kit, whole, sequence, buckets);
+  const MemoryRows r{step.batch, step.seq_len, memory_len, static_cast<size_t>(hd) * sizeof(float)};
+  const SequenceInputs in = sequence_inputs(kit, r, pr.q, pr.v, n);
+  if (!reuse_buckets) hash(kit, whole, in.qk, buckets);
+  ChunkedAttentionArgs args =
+      attention_args(kit, whole, Projections{in.qk, nullptr, in.v, {}}, buckets);
   args.kept_slots = kept_slots;
   // Every position's output (the memory's queries run too, and are dropped), then the segment's.
   const ProductOperand out = sequence_output(kit, heads, n);
   chunked_attention_forward(kit.ex, kit.ws, args, out, hd);
-  r.row_bytes = static_cast<size_t>(hd) * (heads.bf16 ? sizeof(uint16_t) : sizeof(float));
-  from_sequence_order(kit.ex, r, out.bf16 ? static_cast<const void*>(out.bf16) : out.fp32,
-                      heads.bf16 ? static_cast<void*>(heads.bf16) : heads.fp32, false);
+  segment_outputs(kit.ex, r, out, heads);
 }
 
 void AttentionLayer::lsh_backward_with_memory(Kit& kit, const StepContext& step,
@@ -364,31 +383,24 @@ void AttentionLayer::lsh_backward_with_memory(Kit& kit, const StepContext& step,
   const int64_t hd = n_heads_ * d_head_;
   const StepContext whole = sequence_step(step, memory_len);
   const int64_t n = whole.rows() * hd;
-  MemoryRows r{step.batch, step.seq_len, memory_len, static_cast<size_t>(hd) * sizeof(float)};
-  Projections sequence{};
-  sequence.q = kit.ws.floats("layer.memory_qk", n);
-  sequence.v = kit.ws.floats("layer.memory_v", n);
-  to_sequence_order(kit.ex, r, pr.q, sequence.q, true);
-  to_sequence_order(kit.ex, r, pr.v, sequence.v, true);
+  const MemoryRows r{step.batch, step.seq_len, memory_len, static_cast<size_t>(hd) * sizeof(float)};
+  const SequenceInputs in = sequence_inputs(kit, r, pr.q, pr.v, n);
   // The memory's queries have no output gradient: their slots add nothing to any gradient.
   float* sequence_dheads = kit.ws.floats("layer.memory_dheads", n);
   kit.ex.zero(sequence_dheads, static_cast<size_t>(n) * sizeof(float));
   to_sequence_order(kit.ex, r, dheads, sequence_dheads, false);
-  ChunkedAttentionArgs args = attention_args(kit, whole, sequence, buckets);
+  ChunkedAttentionArgs args =
+      attention_args(kit, whole, Projections{in.qk, nullptr, in.v, {}}, buckets);
   args.kept_slots = kept_slots;
-  ChunkedAttentionGrads sequence_grads;
-  sequence_grads.dq = sequence.q;
-  sequence_grads.dv = sequence.v;
+  ChunkedAttentionGrads sequence_grads;  // (over the inputs: the pass reads each row first)
+  sequence_grads.dq = in.qk;
+  sequence_grads.dv = in.v;
   sequence_grads.ld = hd;
   const ProductOperand out = sequence_output(kit, recomputed, n);
   chunked_attention_backward(kit.ex, kit.ws, args, sequence_dheads, hd, sequence_grads, out, hd);
-  from_sequence_order(kit.ex, r, sequence.q, g.dq, true);
-  from_sequence_order(kit.ex, r, sequence.v, g.dv, true);
-  if (!out.fp32 && !out.bf16) return;
-  r.row_bytes = static_cast<size_t>(hd) * (out.bf16 ? sizeof(uint16_t) : sizeof(float));
-  from_sequence_order(kit.ex, r, out.bf16 ? static_cast<const void*>(out.bf16) : out.fp32,
-                      recomputed.bf16 ? static_cast<void*>(recomputed.bf16) : recomputed.fp32,
-                      false);
+  from_sequence_order(kit.ex, r, in.qk, g.dq, true);
+  from_sequence_order(kit.ex, r, in.v, g.dv, true);
+  if (out.fp32 || out.bf16) segment_outputs(kit.ex, r, out, recomputed);
 }
 
 void AttentionLayer::prepare_cache(Kit& kit, ParamStore& p, int64_t capacity,
