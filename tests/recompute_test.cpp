@@ -35,6 +35,8 @@ const std::vector<Model> kModels = {
     {{"model.residual=single", "model.attention=[dense]", "model.position=relative",
       "train.seq_len=16", "model.dropout=0"},
      16},
+    // [lsh, local] with a memory that the LSH layer hashes with the segment (dropout on)
+    {{"model.position=relative", "train.seq_len=16", "lsh.local_chunk=8"}, 16},
 };
 
 Config with(std::vector<std::string> overrides, const std::string& recompute) {
@@ -78,7 +80,7 @@ TEST(Recompute, KeptActivationsTrainBitForBitAsRecomputedLayers) {
 
 // A reversible stack whose top layers are stored (model.stored_top_layers): with every layer
 // stored it trains bit for bit as stored layers that keep their activations (two streams: LSH and
-// local attention with dropout, dense, and local and dense with a memory); with the top one
+// local attention with dropout, without and with a memory, and dense); with the top one
 // stored, its gradients are the fully reversible stack's within the rounding of the rebuilt
 // inputs, and differ from them (the top layer's inputs are no longer rebuilt).
 std::vector<float> stored_top_gradients(const Model& model, int64_t stored_top_layers) {
@@ -88,7 +90,7 @@ std::vector<float> stored_top_gradients(const Model& model, int64_t stored_top_l
 }
 
 TEST(Recompute, StoredTopLayersOfAReversibleStackTrainAsStoredLayers) {
-  for (const Model& model : {kModels[0], kModels[1], kModels[3]}) {
+  for (const Model& model : {kModels[0], kModels[1], kModels[3], kModels[6]}) {
     const int64_t layers = test::tiny_config(model.overrides).model.n_layers;
     const auto all_stored = stored_top_gradients(model, layers);
     const auto kept = gradients_of(model, "none", cpu());
@@ -112,7 +114,7 @@ TEST(Recompute, KeptBf16OperandsTrainBitForBitAsRecomputedLayers) {
   std::string skip_reason;
   const std::unique_ptr<Executor> bf16 = test::bf16_cpu_or_skip_reason(&skip_reason);
   if (!bf16) GTEST_SKIP() << skip_reason;
-  for (const Model& model : {kModels[0], kModels[3]}) {
+  for (const Model& model : {kModels[0], kModels[3], kModels[6]}) {
     std::vector<std::vector<float>> kept_by_operands;
     for (const bool bf16_operands : {true, false}) {
       bf16->set_bf16_operands(bf16_operands);
