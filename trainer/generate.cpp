@@ -70,10 +70,8 @@ std::string memory_generation_problem(const Config& cfg, int64_t memory_len) {
     if (cfg.attention_of_layer(i) == AttentionKind::kLsh)
       return "--memory-len generates with dense and local layers; layer " + std::to_string(i) +
              " is lsh (it has no exact cache to keep a memory in)";
-  if (cfg.any_layer_uses(AttentionKind::kLocal) && memory_len % cfg.lsh.local_chunk != 0)
-    return "--memory-len " + std::to_string(memory_len) +
-           " must be a multiple of lsh.local_chunk = " + std::to_string(cfg.lsh.local_chunk) +
-           " (local layers see the memory in whole chunks)";
+  if (memory_len % cfg.memory_unit() != 0)  // (no LSH layer here: local layers' chunks)
+    return "--memory-len " + std::to_string(memory_len) + " must be " + cfg.memory_unit_rule();
   return "";
 }
 
