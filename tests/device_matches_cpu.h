@@ -91,7 +91,7 @@ inline void expect_memory_training_matches(Executor& device, const Config& cfg,
 // memory the first two left (24 positions: the CUDA tiles' query blocks start inside the memory),
 // dense and local layers with relative positions and dropout, head width 32 (the tiled kernels);
 // Reformer's two streams and one stream (model.residual = single); and the hybrid whose LSH
-// layer sees the segment alone beside a local layer with memory.
+// layer hashes its memory with the segment beside a local layer.
 inline void expect_memory_training_matches(Executor& device) {
   // (The memory is made here: a config's memory_len needs a text stream, and this runs no data.)
   constexpr int64_t kMemory = 24;
@@ -101,7 +101,7 @@ inline void expect_memory_training_matches(Executor& device) {
            {"model.residual=single", "model.reversible=false"},
            {"model.residual=single", "model.reversible=false", "model.dropout=0.0"},
            {"model.residual=two_streams", "model.reversible=true", "model.attention=[lsh, local]",
-            "lsh.bucket_size=4"}}) {
+            "lsh.bucket_size=4", "lsh.sees_memory=true"}}) {
     SCOPED_TRACE(describe_overrides(layout));
     std::vector<std::string> o = {"model.attention=[dense, local]", "model.position=relative",
                                   "model.d_head=32", "train.seq_len=16", "lsh.local_chunk=8"};

@@ -73,7 +73,8 @@ std::vector<float> checkpoint_memory(const std::string& path) {
 
 // N ranks x 2 micro-batches of 1 lane each train as 1 rank with 2N lanes: the same lanes read the
 // same streams and keep the same memories; with Reformer's two streams, with one (Transformer-XL's
-// block), and in the hybrid whose LSH layer keeps no memory beside a local layer that does.
+// block), and in the hybrid whose LSH layer hashes its memory with the segment beside a local
+// layer.
 TEST(DataParallel, RecurrenceNRanksEqualOneRankWithNTimesTheBatch) {
   const int n = comm().size();
   const std::string dir = shared_dir("recurrence");
@@ -88,13 +89,13 @@ TEST(DataParallel, RecurrenceNRanksEqualOneRankWithNTimesTheBatch) {
     const std::string residual = model == "single" ? "single" : "two_streams";
     const std::string attention = model == "hybrid" ? "[lsh, local]" : "[local, dense]";
     auto recurrent = [&](const std::string& out, int64_t batch, int64_t accum) {
-      return config(
-          out, batch,
-          {"train.grad_accum=" + std::to_string(accum), "model.attention=" + attention,
-           "model.position=relative", "model.vocab_size=256", "model.memory_len=16",
-           "lsh.local_chunk=8", "train.seq_len=16", "train.adam_eps=1e-6", "data.format=text",
-           "lsh.bucket_size=4", "data.train=" + text, "model.residual=" + residual,
-           std::string("model.reversible=") + (residual == "single" ? "false" : "true")});
+      return config(out, batch,
+                    {"train.grad_accum=" + std::to_string(accum), "model.attention=" + attention,
+                     "model.position=relative", "model.vocab_size=256", "model.memory_len=16",
+                     "lsh.local_chunk=8", "train.seq_len=16", "train.adam_eps=1e-6",
+                     "data.format=text", "lsh.bucket_size=4", "lsh.sees_memory=true",
+                     "data.train=" + text, "model.residual=" + residual,
+                     std::string("model.reversible=") + (residual == "single" ? "false" : "true")});
     };
     TrainOptions options;
     options.report = false;

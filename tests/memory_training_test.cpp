@@ -26,8 +26,10 @@ using test::random_batch;
 constexpr int64_t kSegment = 16;
 
 Config memory_model(const std::string& attention, std::vector<std::string> extra = {}) {
+  // (LSH layers hash the memory with the segment unless a test says otherwise)
   std::vector<std::string> o = {"model.attention=" + attention, "model.position=relative",
-                                "train.seq_len=" + std::to_string(kSegment), "lsh.local_chunk=8"};
+                                "train.seq_len=" + std::to_string(kSegment), "lsh.local_chunk=8",
+                                "lsh.sees_memory=true"};
   o.insert(o.end(), extra.begin(), extra.end());
   return test::tiny_config(o);
 }
@@ -36,7 +38,7 @@ SegmentMemory clone(const SegmentMemory& m) {
   SegmentMemory c(m.max_len);
   c.len = m.len;
   for (const DeviceBuffer<float>& layer : m.layers) {
-    if (layer.size() == 0) {  // (an LSH layer's: it keeps no memory)
+    if (layer.size() == 0) {  // (a layer that keeps no memory)
       c.layers.emplace_back();
       continue;
     }
@@ -71,7 +73,7 @@ std::vector<float> second_segment_gradients(const Config& cfg, SegmentMemory* me
 
 // Reformer's two streams and one stream (Transformer-XL's block, model.residual = single), with
 // dropout and without (one stream then back-propagates through its gradient buffer in place),
-// and the hybrid whose LSH layer sees the segment alone beside a local layer with memory. (The
+// and the hybrid whose LSH layer hashes the memory with the segment beside a local layer. (The
 // hybrid with one stream runs without dropout: with it, every tensor's direction agrees but the
 // whole-vector one is curved, 13% off at eps 5e-3 and 3.3% at 2.5e-3, quartering as eps halves.)
 TEST(MemoryTraining, GradientsMatchFiniteDifferencesWithTheMemoryHeldFixed) {
@@ -129,45 +131,54 @@ TEST(MemoryTraining, ReversibleRebuildEqualsStoredInputsWithMemory) {
 
 // An LSH layer that sees the memory hashes its positions with the segment's: with one layer (whose
 // memory is the first segment's embeddings) the second segment scores as the same positions of one
-// sequence of both segments do, without any memory. Without the memory it scores differently.
-TEST(MemoryTraining, LshLayersHashTheMemoryWithTheSegment) {
-  for (const char* hashes : {"1", "2"}) {
-    const Config cfg =
-        memory_model("[lsh]", {"model.n_layers=1", "model.position=none", "model.dropout=0",
-                               "model.attention_dropout=0", std::string("lsh.n_hashes=") + hashes});
-    ReformerModel m(cfg, cpu());
-    test::randomize_params(m, 7);
-    const TokenBatch first = random_batch(cfg, 2, 1), second = random_batch(cfg, 2, 2);
-    const StepContext step = test::step_context(2, kSegment, kEvalStep, false);
-    SegmentMemory memory(kSegment);
-    m.forward_with_memory(first, step, memory);
-    ASSERT_EQ(memory.len, kSegment);
-    ASSERT_EQ(memory.layers[0].size(), static_cast<size_t>(2 * kSegment * cfg.model.d_model));
-    const BatchStats with = m.forward_with_memory(second, step, memory);
-    TokenBatch both;  // each lane's first segment, then its second
-    both.batch = 2;
-    both.seq_len = 2 * kSegment;
-    for (int64_t lane = 0; lane < 2; ++lane)
-      for (const TokenBatch* b : {&first, &second}) {
-        const auto from = b->inputs.begin() + lane * kSegment;
-        both.inputs.insert(both.inputs.end(), from, from + kSegment);
-        const auto to = b->targets.begin() + lane * kSegment;
-        both.targets.insert(both.targets.end(), to, to + kSegment);
-      }
-    SegmentMemory none(0);
-    const BatchStats whole =
-        m.forward_with_memory(both, test::step_context(2, 2 * kSegment, kEvalStep, false), none);
-    std::vector<float> second_half;
-    for (int64_t lane = 0; lane < 2; ++lane) {
-      const auto from = whole.row_loss.begin() + (2 * lane + 1) * kSegment;
-      second_half.insert(second_half.end(), from, from + kSegment);
+// sequence of both segments do, without any memory; with same_length too, that sequence's keys
+// masked beyond the memory's length (a mask 8 positions longer fails this). Without the memory it
+// scores differently.
+void expect_lsh_memory_scores_as_one_sequence(const std::string& hashes, bool same_length) {
+  SCOPED_TRACE(hashes + " hashes, same_length " + (same_length ? "true" : "false"));
+  const Config cfg =
+      memory_model("[lsh]", {"model.n_layers=1", "model.position=none", "model.dropout=0",
+                             "model.attention_dropout=0", "lsh.n_hashes=" + hashes,
+                             std::string("model.same_length=") + (same_length ? "true" : "false")});
+  ReformerModel m(cfg, cpu());
+  test::randomize_params(m, 7);
+  const TokenBatch first = random_batch(cfg, 2, 1), second = random_batch(cfg, 2, 2);
+  const StepContext step = test::step_context(2, kSegment, kEvalStep, false);
+  SegmentMemory memory(kSegment);
+  m.forward_with_memory(first, step, memory);
+  ASSERT_EQ(memory.len, kSegment);
+  ASSERT_EQ(memory.layers[0].size(), static_cast<size_t>(2 * kSegment * cfg.model.d_model));
+  const BatchStats with = m.forward_with_memory(second, step, memory);
+  TokenBatch both;  // each lane's first segment, then its second
+  both.batch = 2;
+  both.seq_len = 2 * kSegment;
+  for (int64_t lane = 0; lane < 2; ++lane)
+    for (const TokenBatch* b : {&first, &second}) {
+      const auto from = b->inputs.begin() + lane * kSegment;
+      both.inputs.insert(both.inputs.end(), from, from + kSegment);
+      const auto to = b->targets.begin() + lane * kSegment;
+      both.targets.insert(both.targets.end(), to, to + kSegment);
     }
-    ASSERT_EQ(second_half.size(), with.row_loss.size());
-    EXPECT_LT(test::max_abs_diff(with.row_loss, second_half), 1e-5) << hashes << " hashes";
-    SegmentMemory empty(kSegment);
-    const BatchStats alone = m.forward_with_memory(second, step, empty);
-    EXPECT_GT(test::max_abs_diff(with.row_loss, alone.row_loss), 1e-3) << hashes << " hashes";
+  StepContext whole_step = test::step_context(2, 2 * kSegment, kEvalStep, false);
+  if (same_length) whole_step.max_distance = kSegment - 1;  // (what the memory's length sets)
+  SegmentMemory none(0);
+  const BatchStats whole = m.forward_with_memory(both, whole_step, none);
+  std::vector<float> second_half;
+  for (int64_t lane = 0; lane < 2; ++lane) {
+    const auto from = whole.row_loss.begin() + (2 * lane + 1) * kSegment;
+    second_half.insert(second_half.end(), from, from + kSegment);
   }
+  ASSERT_EQ(second_half.size(), with.row_loss.size());
+  EXPECT_LT(test::max_abs_diff(with.row_loss, second_half), 1e-5);
+  SegmentMemory empty(kSegment);
+  const BatchStats alone = m.forward_with_memory(second, step, empty);
+  EXPECT_GT(test::max_abs_diff(with.row_loss, alone.row_loss), 1e-3);
+}
+
+TEST(MemoryTraining, LshLayersHashTheMemoryWithTheSegment) {
+  for (const char* hashes : {"1", "2"})
+    for (const bool same_length : {false, true})
+      expect_lsh_memory_scores_as_one_sequence(hashes, same_length);
 }
 
 // With lsh.sees_memory false, beside a local layer that keeps a memory, an LSH layer hashes the
@@ -597,10 +608,11 @@ TEST(MemoryTraining, ConfigErrorsNameWhatCannotTakeMemory) {
       {{"model.attention=[lsh]", "model.position=none", "lsh.sees_memory=false"},
        "needs a layer that sees it, but every layer of model.attention is lsh and "
        "lsh.sees_memory is false"},
-      {{"model.attention=[lsh]", "model.position=none", "lsh.bucket_size=8", "model.memory_len=12"},
+      {{"model.attention=[lsh]", "model.position=none", "lsh.bucket_size=8", "model.memory_len=12",
+        "lsh.sees_memory=true"},
        "must be a multiple of lsh.bucket_size = 8 (LSH layers sort the memory with the segment"},
       {{"model.attention=[local, lsh]", "model.position=relative", "lsh.bucket_size=16",
-        "model.memory_len=8"},
+        "model.memory_len=8", "lsh.sees_memory=true"},
        "model.memory_len = 8 must be a multiple of 16, of lsh.local_chunk = 8"},
       {{"model.attention=[dense]", "model.position=axial", "model.axial_shape=[4,4]"},
        "axial positions restart at every segment"},

@@ -187,10 +187,10 @@ TEST(SegmentMemory, EvalCommandPrintsATableAndRefusesWhatCannotTakeMemory) {
   // LSH layers alone: they hash the memory with each segment, in whole chunks (buckets of 4),
   // unless trained with lsh.sees_memory false.
   const std::string lsh = test::fresh_dir("lsh");
-  const std::vector<std::string> lsh_text = {"model.attention=[lsh]",  "model.position=none",
-                                             "train.seq_len=16",       "train.eval_batches=2",
-                                             "model.vocab_size=256",   "data.format=text",
-                                             "data.train=" + text_path};
+  const std::vector<std::string> lsh_text = {"model.attention=[lsh]",   "model.position=none",
+                                             "train.seq_len=16",        "train.eval_batches=2",
+                                             "model.vocab_size=256",    "data.format=text",
+                                             "data.train=" + text_path, "lsh.sees_memory=true"};
   test::train_quietly(test::short_run_config(lsh, 1, 1, lsh_text));
   r = test::run_command(reformer + "eval --checkpoint " + lsh + " --memory-len 0,16 --json");
   EXPECT_EQ(r.exit_code, 0) << r.out;
@@ -202,12 +202,12 @@ TEST(SegmentMemory, EvalCommandPrintsATableAndRefusesWhatCannotTakeMemory) {
       << r.out;
   const std::string lsh_alone = test::fresh_dir("lsh_alone");
   std::vector<std::string> alone = lsh_text;
-  alone.push_back("lsh.sees_memory=false");
+  alone.back() = "lsh.sees_memory=false";
   test::train_quietly(test::short_run_config(lsh_alone, 1, 1, alone));
   r = test::run_command(reformer + "eval --checkpoint " + lsh_alone + " --memory-len 16");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("--memory-len needs a layer that sees the memory; every layer of this "
-                       "model is lsh and it was trained with lsh.sees_memory false"),
+                       "model is lsh and lsh.sees_memory is false"),
             std::string::npos)
       << r.out;
   r = test::run_command(reformer + "eval --checkpoint " + dir + " --memory-len 16 --positions 0:4");

@@ -97,7 +97,8 @@ ChunkedAttentionArgs AttentionLayer::attention_args(Kit& kit, const StepContext&
   a.d = d_head_;
   a.memory_len = memory_len;
   if (kind_ == AttentionKind::kLsh) {
-    RF_CHECK(memory_len == 0, "LSH attention sorts a memory with the segment (in sequence order)");
+    RF_CHECK(memory_len == 0,
+             "LSH takes a memory only in sequence order (lsh_forward_with_memory), not as keys");
     const int64_t n = bucket_count(step.batch, T);
     int32_t* perm = kit.ws.ints("lsh.perm", n);
     int32_t* undo = kit.ws.ints("lsh.undo", n);

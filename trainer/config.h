@@ -61,7 +61,7 @@ struct LshConfig {
   std::vector<int64_t> n_buckets;  // empty = auto (2 * seq_len / bucket_size); one entry or factors
   int64_t n_hashes = 2;
   int64_t local_chunk = 128;
-  bool sees_memory = true;  // LSH layers hash Transformer-XL's memory with the segment
+  bool sees_memory = false;  // LSH layers hash Transformer-XL's memory with the segment
 };
 
 struct TrainConfig {
@@ -146,7 +146,8 @@ struct Config {
       if (attention_of_layer(layer) == kind) return true;
     return false;
   }
-  // Whether every layer is LSH: then nothing carries relative positions or a memory.
+  // Whether every layer is LSH: then nothing carries relative positions, nor a memory unless
+  // lsh.sees_memory.
   bool only_lsh_layers() const {
     return !any_layer_uses(AttentionKind::kDense) && !any_layer_uses(AttentionKind::kLocal);
   }
@@ -158,9 +159,9 @@ struct Config {
            attention_of_layer(layer) != AttentionKind::kLsh;
   }
   // Whether layer i attends to Transformer-XL's memory when there is one (model.memory_len, or
-  // `eval --memory-len`): its dense and local layers, and its LSH layers unless
-  // lsh.sees_memory is false (then they see the segment alone and keep no memory). An LSH layer
-  // that sees it hashes the memory's positions with the segment's and sorts them together.
+  // `eval --memory-len`): its dense and local layers, and its LSH layers with lsh.sees_memory
+  // (otherwise they see the segment alone and keep no memory). An LSH layer that sees it hashes
+  // the memory's positions with the segment's and sorts them together.
   bool layer_sees_memory(int64_t layer) const {
     return attention_of_layer(layer) != AttentionKind::kLsh || lsh.sees_memory;
   }

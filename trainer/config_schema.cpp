@@ -173,10 +173,12 @@ std::vector<KeySpec> build_schema() {
                    "([32, 16] = 512 buckets)"),
       int_key("lsh", "n_hashes", "2", 1, 32, "hash rounds"),
       int_key("lsh", "local_chunk", "128", 1, k2Pow24, "chunk length of local attention"),
-      bool_key("lsh", "sees_memory", "true",
-               "with Transformer-XL's memory (model.memory_len): lsh layers hash the memory's "
-               "positions with the segment's and attend to them (the memory must then be a "
-               "multiple of bucket_size); false: they see the segment alone and keep no memory"),
+      bool_key("lsh", "sees_memory", "false",
+               "with Transformer-XL's memory (model.memory_len): true hashes the memory's "
+               "positions with the segment's in lsh layers, which attend to them (the memory "
+               "must then be a multiple of bucket_size; their attention costs (memory + "
+               "seq_len) / seq_len as much; n_buckets auto still counts seq_len only); false: "
+               "they see the segment alone and keep no memory"),
       // train
       int_key("train", "seq_len", "4096", 2, k2Pow30, "tokens per training sequence"),
       int_key("train", "batch_size", "8", 1, k2Pow20, "sequences per rank per micro-step"),

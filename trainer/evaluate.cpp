@@ -113,9 +113,9 @@ EvalResult evaluate_with_memory(ReformerModel& model, const WindowSource& source
                                 int64_t memory_len, const std::vector<int32_t>& token_bytes,
                                 const std::function<void(int64_t, int64_t)>& on_window) {
   if (!model.supports_cached_generation()) {
-    // LSH layers have no exact cache (approximate_lsh's windows are not each segment hashed
-    // alone): the forward training runs, from the memory's layer inputs (their keys and values
-    // projected again for every segment).
+    // LSH layers have no exact cache (approximate_lsh's windows are not what a segment's hash
+    // sort gives, with or without the memory): the forward training runs, from the memory's layer
+    // inputs (their keys and values projected again for every segment).
     SegmentMemory memory(memory_len);
     return score_segments(source, windows, token_bytes, on_window,
                           [&](int64_t w, const TokenBatch& segment) {

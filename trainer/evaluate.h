@@ -39,7 +39,7 @@ EvalResult evaluate(ReformerModel& model, const WindowSource& source, int64_t wi
 // Transformer-XL's evaluation: windows [0, windows) of `source` as consecutive segments of one
 // stream, each scored with the memory of the positions before it (up to memory_len; 0: none), in
 // order, through the key/value cache (ReformerModel::forward_cached), or with LSH layers (which
-// see each segment alone) through ReformerModel::forward_with_memory. `token_bytes` as for
+// have no exact cache) through ReformerModel::forward_with_memory. `token_bytes` as for
 // evaluate(); `on_window(done, total)` reports progress.
 EvalResult evaluate_with_memory(ReformerModel& model, const WindowSource& source, int64_t windows,
                                 int64_t memory_len, const std::vector<int32_t>& token_bytes = {},

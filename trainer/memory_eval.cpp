@@ -20,12 +20,13 @@ std::string memory_eval_problem(const Config& cfg, const MemoryEvalOptions& o) {
         << ", which restart at every segment";
   if (cfg.no_layer_sees_memory() && why.str().empty())
     why << "--memory-len needs a layer that sees the memory; every layer of this model is lsh "
-           "and it was trained with lsh.sees_memory false";
+           "and lsh.sees_memory is false";
   for (int64_t i = 0; i < cfg.model.n_layers && why.str().empty(); ++i) {
     const AttentionKind kind = cfg.attention_of_layer(i);
-    // (--sliding recomputes the context with every layer, where an LSH layer would hash the
-    // context's positions as queries too, not as the memory's keys: not the model that memory
-    // evaluation scores.)
+    // (--sliding runs the context through every layer with the segment, where an LSH layer's
+    // chunks then cut the context's positions differently from when they were a segment of their
+    // own: it would not score what memory evaluation scores, even for LSH layers that see the
+    // memory.)
     if (kind == AttentionKind::kLsh && o.sliding)
       why << "--sliding needs dense or local attention; layer " << i
           << " is lsh (score it with --memory-len alone)";
@@ -35,10 +36,10 @@ std::string memory_eval_problem(const Config& cfg, const MemoryEvalOptions& o) {
           << " (local layers)";
   }
   for (int64_t m : o.memory_lens)
+    if (m < 0 && why.str().empty()) why << "--memory-len " << m << " is negative";
+  for (int64_t m : o.memory_lens)
     if (m % cfg.memory_unit() != 0 && why.str().empty())
       why << "--memory-len " << m << " must be " << cfg.memory_unit_rule();
-  for (int64_t m : o.memory_lens)
-    if (m < 0 && why.str().empty()) why << "--memory-len " << m << " is negative";
   if (o.segment < 1 && why.str().empty()) why << "--segment must be at least 1";
   return why.str();
 }

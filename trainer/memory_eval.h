@@ -23,8 +23,9 @@ struct MemoryEvalOptions {
 };
 
 // Why cfg cannot be evaluated with these options ("" when it can): memory needs positions that
-// do not restart at each segment (relative or none), a dense or local layer (LSH layers see each
-// segment alone, and take no --sliding window), and whole local chunks.
+// do not restart at each segment (relative or none), a layer that sees the memory
+// (Config::layer_sees_memory), a memory of whole local and LSH chunks (Config::memory_unit), and
+// for --sliding no LSH layer.
 std::string memory_eval_problem(const Config& cfg, const MemoryEvalOptions& options);
 
 // cfg: the checkpoint's config with train.seq_len = options.segment.

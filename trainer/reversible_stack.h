@@ -86,7 +86,8 @@ class ReversibleStack {
     bool stores_inputs = false;
     bool keeps_activations = false;
     // Whether its attention sees the memory when there is one (Config::layer_sees_memory: not an
-    // LSH layer, which runs on the segment alone and whose memory stays empty).
+    // LSH layer without lsh.sees_memory, which runs on the segment alone and whose memory stays
+    // empty).
     bool sees_memory = true;
     int group;
     LayerNormLayer attention_norm;

@@ -1,12 +1,13 @@
-// Transformer-XL's segment-level recurrence: each dense or local layer keeps the input of its
+// Transformer-XL's segment-level recurrence: each layer that sees the memory
+// (Config::layer_sees_memory) keeps the input of its
 // attention (the x2 stream, or with one residual stream the stream itself) at the last `max_len`
 // positions before the current segment, per example (lane), and the segment's attention runs over
 // [memory; segment] with causal masks on the concatenated positions, its queries from the segment
 // only (the memory gives keys and values). No gradient flows into the memory; the projections and
 // the layer norm applied to it do get theirs. With relative positions a memory row at distance d
 // from a query is treated as any key d positions back, which is what makes cached states
-// meaningful. An LSH layer (beside dense or local ones: the hybrid) sees the segment alone; its
-// entry in `layers` stays empty.
+// meaningful. An LSH layer hashes the memory's positions with the segment's (lsh.sees_memory), or
+// sees the segment alone, its entry in `layers` then staying empty.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +22,7 @@ struct SegmentMemory {
   explicit SegmentMemory(int64_t max_len) : max_len(max_len) {}
   int64_t max_len = 0;  // M
   int64_t len = 0;      // positions held now: grows by each segment up to max_len
-  std::vector<DeviceBuffer<float>> layers;  // per layer [batch, len, d_model] (LSH: empty)
+  std::vector<DeviceBuffer<float>> layers;  // per layer [batch, len, d_model] (or empty: above)
   // Training: the forward pass writes the next segment's memory here, because the backward pass
   // still reads `layers` (it rebuilds each layer's attention); advance() adopts it.
   std::vector<DeviceBuffer<float>> next;

@@ -25,8 +25,8 @@ class TrainingMemory {
   SegmentMemory& for_batch(int64_t micro, const TokenBatch& batch);
 
   // Every rank's lanes into state.memory ([lanes, layers, held, d_model]) on every rank: a
-  // collective. Layers that see no memory (LSH) hold zeros there, so the layout does not depend
-  // on the kinds of the layers.
+  // collective. Layers that see no memory (LSH without lsh.sees_memory) hold zeros there, so the
+  // layout does not depend on the kinds of the layers.
   void gather(Communicator& host, Executor& ex, TrainingState& state) const;
   // Rank 0's checkpoint memory (root_state, read on rank 0) to the lanes of every rank: a
   // collective. Returns rank 0's note when the checkpoint's memory does not fit this run (another
