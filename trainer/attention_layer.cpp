@@ -170,43 +170,35 @@ namespace {
 // positions together, as one sequence of M + S positions (memory first: they come before the
 // segment's), so its inputs and outputs move between the layouts of ChunkedAttentionArgs (the
 // segment rows of every example, then the memory rows of every example) and sequence order
-// (example b's position t at row b * (M + S) + t). Rows of row_bytes bytes.
+// (example b's position t at row b * (M + S) + t). Rows of `width` values.
 struct MemoryRows {
-  int64_t batch = 0, segment = 0, memory = 0;
-  size_t row_bytes = 0;
-  int64_t sequence() const { return memory + segment; }
+  int64_t batch = 0, segment = 0, memory = 0, width = 0;
 };
 
-// Sequence rows from memory-layout rows: the segment's, and with `memory` the memory's too (left
-// as they are otherwise).
-void to_sequence_order(Executor& ex, const MemoryRows& r, const void* from, void* to, bool memory) {
-  const auto* src = static_cast<const char*>(from);
-  auto* dst = static_cast<char*>(to);
-  const size_t rb = r.row_bytes;
-  for (int64_t b = 0; b < r.batch; ++b) {
-    char* example = dst + static_cast<size_t>(b * r.sequence()) * rb;
-    if (memory)
-      ex.copy(example, src + static_cast<size_t>(r.batch * r.segment + b * r.memory) * rb,
-              static_cast<size_t>(r.memory) * rb);
-    ex.copy(example + static_cast<size_t>(r.memory) * rb,
-            src + static_cast<size_t>(b * r.segment) * rb, static_cast<size_t>(r.segment) * rb);
-  }
-}
+// Which way rows move between the two layouts.
+enum class RowOrder { kToSequence, kFromSequence };
 
-// Memory-layout rows from sequence rows: the segment's (query-side rows), and with `memory` the
-// memory's after them.
-void from_sequence_order(Executor& ex, const MemoryRows& r, const void* from, void* to,
-                         bool memory) {
-  const auto* src = static_cast<const char*>(from);
-  auto* dst = static_cast<char*>(to);
-  const size_t rb = r.row_bytes;
+// Copies rows of elem_bytes-byte values between memory-layout rows (`layout`) and sequence rows
+// (`sequence`), in the direction `order` says: the segment's rows, and with `memory` the memory's
+// too (the others are left as they are).
+void move_rows(Executor& ex, const MemoryRows& r, RowOrder order, const void* from, void* to,
+               size_t elem_bytes, bool memory) {
+  const size_t rb = static_cast<size_t>(r.width) * elem_bytes;
+  const int64_t T = r.memory + r.segment;
+  auto copy = [&](size_t layout_row, size_t sequence_row, int64_t rows) {
+    const size_t layout_at = layout_row * rb, sequence_at = sequence_row * rb;
+    if (order == RowOrder::kToSequence)
+      ex.copy(static_cast<char*>(to) + sequence_at, static_cast<const char*>(from) + layout_at,
+              static_cast<size_t>(rows) * rb);
+    else
+      ex.copy(static_cast<char*>(to) + layout_at, static_cast<const char*>(from) + sequence_at,
+              static_cast<size_t>(rows) * rb);
+  };
   for (int64_t b = 0; b < r.batch; ++b) {
-    const char* example = src + static_cast<size_t>(b * r.sequence()) * rb;
     if (memory)
-      ex.copy(dst + static_cast<size_t>(r.batch * r.segment + b * r.memory) * rb, example,
-              static_cast<size_t>(r.memory) * rb);
-    ex.copy(dst + static_cast<size_t>(b * r.segment) * rb,
-            example + static_cast<size_t>(r.memory) * rb, static_cast<size_t>(r.segment) * rb);
+      copy(static_cast<size_t>(r.batch * r.segment + b * r.memory), static_cast<size_t>(b * T),
+           r.memory);
+    copy(static_cast<size_t>(b * r.segment), static_cast<size_t>(b * T + r.memory), r.segment);
   }
 }
 
@@ -229,18 +221,19 @@ SequenceInputs sequence_inputs(Kit& kit, const MemoryRows& r, const float* qk, c
                                int64_t values) {
   const SequenceInputs in{kit.ws.floats("layer.memory_qk", values),
                           kit.ws.floats("layer.memory_v", values)};
-  to_sequence_order(kit.ex, r, qk, in.qk, true);
-  to_sequence_order(kit.ex, r, v, in.v, true);
+  move_rows(kit.ex, r, RowOrder::kToSequence, qk, in.qk, sizeof(float), true);
+  move_rows(kit.ex, r, RowOrder::kToSequence, v, in.v, sizeof(float), true);
   return in;
 }
 
 // The segment's rows of an output in sequence order (`from`) to its query-side rows (`to`, of the
 // same type).
-void segment_outputs(Executor& ex, MemoryRows r, const ProductOperand& from,
+void segment_outputs(Executor& ex, const MemoryRows& r, const ProductOperand& from,
                      const ProductOperand& to) {
-  r.row_bytes = r.row_bytes / sizeof(float) * (to.bf16 ? sizeof(uint16_t) : sizeof(float));
-  from_sequence_order(ex, r, from.bf16 ? static_cast<const void*>(from.bf16) : from.fp32,
-                      to.bf16 ? static_cast<void*>(to.bf16) : to.fp32, false);
+  if (to.bf16)
+    move_rows(ex, r, RowOrder::kFromSequence, from.bf16, to.bf16, sizeof(uint16_t), false);
+  else
+    move_rows(ex, r, RowOrder::kFromSequence, from.fp32, to.fp32, sizeof(float), false);
 }
 
 // The heads' output [rows, hd]: in `kept` where the forward keeps it (fp32), otherwise in the
@@ -363,7 +356,7 @@ void AttentionLayer::lsh_forward_with_memory(Kit& kit, const StepContext& step,
   const int64_t hd = n_heads_ * d_head_;
   const StepContext whole = sequence_step(step, memory_len);
   const int64_t n = whole.rows() * hd;
-  const MemoryRows r{step.batch, step.seq_len, memory_len, static_cast<size_t>(hd) * sizeof(float)};
+  const MemoryRows r{step.batch, step.seq_len, memory_len, hd};
   const SequenceInputs in = sequence_inputs(kit, r, pr.q, pr.v, n);
   if (!reuse_buckets) hash(kit, whole, in.qk, buckets);
   ChunkedAttentionArgs args =
@@ -384,12 +377,12 @@ void AttentionLayer::lsh_backward_with_memory(Kit& kit, const StepContext& step,
   const int64_t hd = n_heads_ * d_head_;
   const StepContext whole = sequence_step(step, memory_len);
   const int64_t n = whole.rows() * hd;
-  const MemoryRows r{step.batch, step.seq_len, memory_len, static_cast<size_t>(hd) * sizeof(float)};
+  const MemoryRows r{step.batch, step.seq_len, memory_len, hd};
   const SequenceInputs in = sequence_inputs(kit, r, pr.q, pr.v, n);
   // The memory's queries have no output gradient: their slots add nothing to any gradient.
   float* sequence_dheads = kit.ws.floats("layer.memory_dheads", n);
   kit.ex.zero(sequence_dheads, static_cast<size_t>(n) * sizeof(float));
-  to_sequence_order(kit.ex, r, dheads, sequence_dheads, false);
+  move_rows(kit.ex, r, RowOrder::kToSequence, dheads, sequence_dheads, sizeof(float), false);
   ChunkedAttentionArgs args =
       attention_args(kit, whole, Projections{in.qk, nullptr, in.v, {}}, buckets);
   args.kept_slots = kept_slots;
@@ -399,8 +392,8 @@ void AttentionLayer::lsh_backward_with_memory(Kit& kit, const StepContext& step,
   sequence_grads.ld = hd;
   const ProductOperand out = sequence_output(kit, recomputed, n);
   chunked_attention_backward(kit.ex, kit.ws, args, sequence_dheads, hd, sequence_grads, out, hd);
-  from_sequence_order(kit.ex, r, in.qk, g.dq, true);
-  from_sequence_order(kit.ex, r, in.v, g.dv, true);
+  move_rows(kit.ex, r, RowOrder::kFromSequence, in.qk, g.dq, sizeof(float), true);
+  move_rows(kit.ex, r, RowOrder::kFromSequence, in.v, g.dv, sizeof(float), true);
   if (out.fp32 || out.bf16) segment_outputs(kit.ex, r, out, recomputed);
 }
 

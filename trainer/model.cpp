@@ -145,7 +145,7 @@ GenerationCache ReformerModel::make_memory_cache(int64_t memory_len, int64_t seg
                                                  int64_t text) {
   RF_CHECK(memory_len >= 0 && segment >= 1);
   if (text >= 0) {  // (same_length's distance limit then masks nothing within the text either)
-    const int64_t unit = cfg_.any_layer_uses(AttentionKind::kLocal) ? cfg_.lsh.local_chunk : 1;
+    const int64_t unit = cfg_.memory_unit();  // (no LSH layer in a cache: local chunks)
     memory_len = std::min(memory_len, (text + unit - 1) / unit * unit);
   }
   GenerationCache cache = make_generation_cache(2 * memory_len + segment);

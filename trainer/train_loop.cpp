@@ -110,11 +110,10 @@ void print_header(Run& run, const std::string& resumed_from, const std::string& 
               << run.data.train->num_windows() / run.geometry.global() << " segments per epoch\n";
   if (run.memory)
     std::cout << "  memory: " << c.model.memory_len << " positions per "
-              << (c.any_layer_uses(AttentionKind::kLsh) && !c.lsh.sees_memory
-                      ? "dense or local layer (LSH layers: none, lsh.sees_memory false)"
-                  : c.any_layer_uses(AttentionKind::kLsh)
+              << (!c.any_layer_uses(AttentionKind::kLsh) ? "layer"
+                  : c.lsh.sees_memory
                       ? "layer (LSH layers hash it with the segment)"
-                      : "layer")
+                      : "dense or local layer (LSH layers: none, lsh.sees_memory false)")
               << "\n";
   std::cout << "  out_dir: " << c.train.out_dir << "\n";
   if (!run.metrics.tensorboard_file().empty())
