@@ -12,9 +12,11 @@
 #include <memory>
 #include <random>
 
+#include "data/window_source.h"
 #include "kernels/cached_attention.h"
 #include "kernels/chunked_attention.h"
 #include "tests/model_fixture.h"
+#include "trainer/evaluate.h"
 #include "trainer/generate.h"
 #include "trainer/lsh_generation_windows.h"
 #include "trainer/segment_memory.h"
@@ -247,16 +249,38 @@ TEST(CachedGeneration, PastTheWindowTheContextRestartsFromItsLastHalf) {
 // the window and the memory, with no restart and each position run once; two streams and one,
 // relative positions and none, same_length, local layers; a memory shorter than a segment and
 // longer (the first trim then partial), a prompt that ends inside a segment, at its end, and of
-// one token.
+// one token. Without the cache (`cache` false: each token re-runs its segment so far with the
+// memory's layer inputs) the same, token for token. Models with LSH layers re-run too; their
+// tokens that complete a segment (`segment_ends_only`) are scored as evaluation scores them (the
+// others see the chunks of their segment so far, where evaluation sorts the whole segment).
 struct MemoryGenerationCase {
   int64_t memory, prompt;
 };
 
+// A text as the consecutive windows evaluation reads: window w is tokens [w S, (w + 1) S].
+class TextWindows final : public WindowSource {
+ public:
+  TextWindows(std::vector<int32_t> text, int64_t segment) : text_(std::move(text)), S_(segment) {}
+  int64_t num_windows() const override { return (static_cast<int64_t>(text_.size()) - 1) / S_; }
+  int64_t window_length() const override { return S_ + 1; }
+  void read(int64_t index, int32_t* out) const override {
+    std::copy_n(text_.begin() + index * S_, S_ + 1, out);
+  }
+  std::string describe() const override { return "a generated text"; }
+  bool consecutive() const override { return true; }
+
+ private:
+  std::vector<int32_t> text_;
+  int64_t S_;
+};
+
 void expect_memory_generation_scores_as_evaluation(const std::vector<std::string>& extra,
-                                                   MemoryGenerationCase c) {
+                                                   MemoryGenerationCase c, bool cache = true,
+                                                   bool segment_ends_only = false) {
   constexpr int64_t kSegment = 16, kScored = 3 * kSegment;
   const int64_t kMemory = c.memory, kPrompt = c.prompt, kTokens = kScored + 1 - c.prompt;
-  SCOPED_TRACE("memory " + std::to_string(kMemory) + " prompt " + std::to_string(kPrompt));
+  SCOPED_TRACE("memory " + std::to_string(kMemory) + " prompt " + std::to_string(kPrompt) +
+               (cache ? "" : ", no cache"));
   std::vector<std::string> o = {"train.seq_len=" + std::to_string(kSegment)};
   o.insert(o.end(), extra.begin(), extra.end());
   SCOPED_TRACE(test::describe_overrides(o));
@@ -268,6 +292,7 @@ void expect_memory_generation_scores_as_evaluation(const std::vector<std::string
   sampling.temperature = 1.0;
   sampling.tokens = kTokens;
   sampling.memory_len = kMemory;
+  sampling.cache = cache;
   std::vector<std::vector<float>> logits;
   sampling.on_logits = [&](int64_t, const std::vector<float>& l) { logits.push_back(l); };
   GenerationStats stats;
@@ -275,10 +300,15 @@ void expect_memory_generation_scores_as_evaluation(const std::vector<std::string
   ASSERT_EQ(out.size(), static_cast<size_t>(kPrompt + kTokens));
   ASSERT_EQ(logits.size(), static_cast<size_t>(kTokens));
   EXPECT_EQ(stats.memory_len, kMemory);
+  EXPECT_EQ(stats.cached, cache && !segment_ends_only);
   EXPECT_EQ(stats.restarts, 0);
-  EXPECT_EQ(stats.model_positions, kPrompt + kTokens - 1);
+  // (Re-running: the prompt's complete segments before its last once, then a segment per token.)
+  EXPECT_EQ(stats.model_positions,
+            stats.cached ? kPrompt + kTokens - 1 : ((kPrompt - 1) / kSegment + kTokens) * kSegment);
   // The finished text's positions 0 .. 47 (the last token is not fed) scored in three segments
-  // of 16 through the layers' inputs: row t - 1 scores token t.
+  // of 16 through the layers' inputs, segment k with the rotations evaluation draws for window k
+  // (train.seed, example k): row t - 1 scores token t. (Their mean is what `eval --memory-len`
+  // reports for the text, checked below, so these are evaluation's losses.)
   ASSERT_EQ(kPrompt + kTokens - 1, kScored);
   SegmentMemory memory(kMemory);
   std::vector<float> row_loss;
@@ -289,12 +319,23 @@ void expect_memory_generation_scores_as_evaluation(const std::vector<std::string
     b.seq_len = to - from;
     b.inputs.assign(out.begin() + from, out.begin() + to);
     b.targets.assign(out.begin() + from + 1, out.begin() + to + 1);
-    const BatchStats r =
-        m.forward_with_memory(b, test::step_context(1, to - from, kEvalStep, false), memory);
+    StepContext step = test::step_context(1, to - from, kEvalStep, false);
+    step.seed = static_cast<uint64_t>(cfg.train.seed);
+    step.example_base = static_cast<uint32_t>(from / kSegment);
+    const BatchStats r = m.forward_with_memory(b, step, memory);
     row_loss.insert(row_loss.end(), r.row_loss.begin(), r.row_loss.end());
   }
+  double mean = 0;
+  for (float l : row_loss) mean += l / static_cast<double>(row_loss.size());
+  const EvalResult evaluated =
+      evaluate_with_memory(m, TextWindows(out, kSegment), kScored / kSegment, kMemory);
+  EXPECT_EQ(evaluated.tokens, kScored);
+  EXPECT_NEAR(evaluated.loss, mean, 1e-5);
   float worst = 0.0f;
+  int64_t compared = 0;
   for (int64_t t = kPrompt; t < kPrompt + kTokens; ++t) {
+    if (segment_ends_only && t % kSegment != 0) continue;
+    ++compared;
     const std::vector<float>& l = logits[static_cast<size_t>(t - kPrompt)];
     const float top = *std::max_element(l.begin(), l.end());
     double sum = 0;
@@ -302,6 +343,7 @@ void expect_memory_generation_scores_as_evaluation(const std::vector<std::string
     const float loss = static_cast<float>(std::log(sum)) - (l[out[t]] - top);
     worst = std::max(worst, std::fabs(loss - row_loss[static_cast<size_t>(t - 1)]));
   }
+  EXPECT_GE(compared, 2);
   EXPECT_LT(worst, 1e-4f);
 }
 
@@ -314,7 +356,22 @@ TEST(CachedGeneration, WithAMemoryEachTokenScoresAsEvaluationWithThatMemoryScore
            {"model.attention=[local, dense]", "model.position=relative", "lsh.local_chunk=8"}})
     for (const MemoryGenerationCase c :
          {MemoryGenerationCase{8, 20}, MemoryGenerationCase{24, 16}, MemoryGenerationCase{24, 1}})
-      expect_memory_generation_scores_as_evaluation(model, c);
+      for (const bool cache : {true, false})
+        expect_memory_generation_scores_as_evaluation(model, c, cache);
+}
+
+// Models with LSH layers generate with a memory by re-running each token's segment so far: LSH
+// layers that hash the memory with the segment, LSH layers that see the segment alone beside a
+// dense layer with the memory, same_length.
+TEST(CachedGeneration, WithAMemoryLshModelsScoreEachCompleteSegmentAsEvaluation) {
+  for (const std::vector<std::string>& model : std::vector<std::vector<std::string>>{
+           {"model.attention=[lsh, dense]", "model.position=relative", "lsh.sees_memory=true"},
+           {"model.attention=[lsh, dense]", "model.position=relative"},
+           {"model.attention=[lsh]", "model.position=none", "lsh.sees_memory=true",
+            "model.same_length=true", "model.residual=single", "model.reversible=false"}})
+    for (const MemoryGenerationCase c :
+         {MemoryGenerationCase{8, 20}, MemoryGenerationCase{24, 16}, MemoryGenerationCase{24, 1}})
+      expect_memory_generation_scores_as_evaluation(model, c, true, true);
 }
 
 // A memory that holds the whole text: generation with it is one causal pass over all of it (the
@@ -358,9 +415,16 @@ TEST(CachedGeneration, MemoryGenerationNamesWhatCannotTakeIt) {
       {{"model.attention=[dense]", "model.position=axial", "model.axial_shape=[4,8]"},
        8,
        "--memory-len needs model.position relative (or none); this model's positions are axial"},
-      {{"model.attention=[lsh, dense]", "model.position=relative"},
+      {{"model.attention=[lsh]", "model.position=axial", "lsh.sees_memory=false"},
        8,
-       "--memory-len generates with dense and local layers; layer 0 is lsh"},
+       "--memory-len needs model.position relative (or none)"},
+      {{"model.attention=[lsh]", "model.position=none"},
+       8,
+       "--memory-len needs a layer that sees the memory; every layer of this model is lsh and "
+       "lsh.sees_memory is false"},
+      {{"model.attention=[lsh, dense]", "model.position=relative", "lsh.sees_memory=true"},
+       6,
+       "--memory-len 6 must be a multiple of lsh.bucket_size = 4"},
       {{"model.attention=[dense, local]", "model.position=relative"},
        6,
        "--memory-len 6 must be a multiple of lsh.local_chunk = 8"},
@@ -382,6 +446,23 @@ TEST(CachedGeneration, MemoryGenerationNamesWhatCannotTakeIt) {
   EXPECT_EQ(memory_generation_problem(
                 test::tiny_config({"model.attention=[dense, local]", "model.position=none"}), 16),
             "");
+  // LSH layers with a memory re-run their segments: --lsh-cache (no memory) is the other way.
+  ReformerModel lsh(test::tiny_config({"model.attention=[lsh, dense]", "model.position=relative",
+                                       "lsh.sees_memory=true"}),
+                    cpu());
+  EXPECT_EQ(memory_generation_problem(lsh.config(), 8), "");
+  SamplingOptions o;
+  o.tokens = 2;
+  o.memory_len = 8;
+  o.lsh_cache = true;
+  try {
+    generate(lsh, {1}, o);
+    ADD_FAILURE() << "no error for --lsh-cache with a memory";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--lsh-cache caches LSH layers without a memory"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(CachedGeneration, ModelsWithLshLayersReRunTheWindow) {

@@ -479,14 +479,24 @@ void expect_hybrid_resumes_and_evaluates_as_validated(bool lsh_sees_memory) {
   EXPECT_NE(slid.out.find("--sliding needs dense or local attention; layer 0 is lsh"),
             std::string::npos)
       << slid.out;
-  // It generates with a window (no exact cache for its LSH layer) and says so.
-  const test::CommandResult generated =
-      test::run_command(std::string(RF_BINARY_DIR) + "/reformer generate --checkpoint " +
-                        straight_dir + " --prompt line --tokens 4");
+  // It generates with its memory, each token re-running its segment so far (no exact cache for
+  // its LSH layer), and says so; --lsh-cache caches without the memory, so not both.
+  const std::string generate = std::string(RF_BINARY_DIR) + "/reformer generate --checkpoint " +
+                               straight_dir + " --prompt line --tokens 4";
+  test::CommandResult generated = test::run_command(generate);
   ASSERT_EQ(generated.exit_code, 0) << generated.out;
-  EXPECT_NE(generated.out.find("a window of train.seq_len, not the model's memory (--memory-len "
-                               "generates with dense and local layers; layer 0 is lsh"),
+  EXPECT_NE(generated.out.find("no cache (LSH layers have no exact one): each token re-runs its "
+                               "segment so far, with a memory of 16 positions"),
             std::string::npos)
+      << generated.out;
+  generated = test::run_command(generate + " --lsh-cache");
+  ASSERT_EQ(generated.exit_code, 0) << generated.out;
+  EXPECT_NE(generated.out.find("a window of train.seq_len, not the model's memory (--lsh-cache)"),
+            std::string::npos)
+      << generated.out;
+  generated = test::run_command(generate + " --lsh-cache --memory-len 16");
+  EXPECT_NE(generated.exit_code, 0);
+  EXPECT_NE(generated.out.find("--lsh-cache caches LSH layers without a memory"), std::string::npos)
       << generated.out;
 }
 
@@ -522,11 +532,19 @@ TEST(MemoryTraining, GenerateUsesTheModelsMemoryByDefault) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(r.out.find("memory of"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("key/value cache"), std::string::npos) << r.out;
-  r = test::run_command(generate + " --memory-len 8 --no-cache");
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.out.find("--memory-len runs through the key/value cache: it takes no --no-cache"),
+  // Without the cache each token re-runs its segment so far with the memory: the same greedy
+  // text as the cache gives.
+  const std::string greedy = generate + " --memory-len 8 --temperature 0";
+  r = test::run_command(greedy + " --no-cache");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("no cache (--no-cache): each token re-runs its segment so far, with a "
+                       "memory of 8 positions"),
             std::string::npos)
       << r.out;
+  const test::CommandResult cached = test::run_command(greedy);
+  ASSERT_EQ(cached.exit_code, 0) << cached.out;
+  EXPECT_EQ(r.out.substr(0, r.out.find("generate: ")),
+            cached.out.substr(0, cached.out.find("generate: ")));
 }
 
 // Two micro-batches of one lane each train as one batch of two lanes (gradient accumulation).

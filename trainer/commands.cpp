@@ -231,11 +231,16 @@ int command_eval(const Arguments& a) {
 }
 
 // How generation with a memory ran, for its line on stderr.
-std::string memory_note(int64_t memory_len, const Config& cfg) {
-  return "key/value cache with a memory of " + std::to_string(memory_len) +
+std::string memory_note(const GenerationStats& stats, const Config& cfg, bool no_cache) {
+  const std::string how = stats.cached
+                              ? "key/value cache"
+                              : std::string("no cache (") +
+                                    (no_cache ? "--no-cache" : "LSH layers have no exact one") +
+                                    "): each token re-runs its segment so far,";
+  return how + " with a memory of " + std::to_string(stats.memory_len) +
          " positions (Transformer-XL's recurrence: segments of " +
-         std::to_string(cfg.train.seq_len) + ", each seeing the " + std::to_string(memory_len) +
-         " positions before it; --memory-len 0 for a window)";
+         std::to_string(cfg.train.seq_len) + ", each seeing the " +
+         std::to_string(stats.memory_len) + " positions before it; --memory-len 0 for a window)";
 }
 
 int command_generate(const Arguments& a) {
@@ -263,16 +268,21 @@ int command_generate(const Arguments& a) {
   o.seed = static_cast<uint64_t>(a.seed);
   o.cache = !a.no_cache;
   o.lsh_cache = a.lsh_cache;
-  // A model trained with memory generates with it unless it cannot (then says why below).
+  // A model trained with memory generates with it unless it cannot or --lsh-cache asks for LSH
+  // layers cached without one (then says why below).
+  const bool has_lsh_layers = cfg.any_layer_uses(AttentionKind::kLsh);
   const std::string memory_problem = memory_generation_problem(
       cfg, a.generate_memory_len > 0 ? a.generate_memory_len : cfg.model.memory_len);
   if (a.generate_memory_len > 0) {
     if (!memory_problem.empty()) fail(memory_problem);
     // (--lsh-cache changes nothing in a model without LSH layers, memory or not.)
-    if (a.no_cache) fail("--memory-len runs through the key/value cache: it takes no --no-cache");
+    if (a.lsh_cache && has_lsh_layers)
+      fail(
+          "--lsh-cache caches LSH layers without a memory, and --memory-len re-runs each "
+          "segment with one: take one of them");
     o.memory_len = a.generate_memory_len;
   } else if (a.generate_memory_len < 0 && cfg.model.memory_len > 0 && memory_problem.empty() &&
-             !a.no_cache) {
+             !(a.lsh_cache && has_lsh_layers)) {
     o.memory_len = cfg.model.memory_len;
   }
   // Progress on stderr (the sample goes to stdout) about twice a second, with an ETA from the
@@ -298,8 +308,7 @@ int command_generate(const Arguments& a) {
   }
   // How it ran, on stderr so that the sample alone is on stdout (--lsh-cache is named only where
   // it changed something: a model with LSH layers).
-  const bool has_lsh_layers = cfg.any_layer_uses(AttentionKind::kLsh);
-  std::string how = stats.memory_len > 0 ? memory_note(stats.memory_len, cfg)
+  std::string how = stats.memory_len > 0 ? memory_note(stats, cfg, a.no_cache)
                     : stats.cached
                         ? (a.lsh_cache && has_lsh_layers
                                ? "key/value cache (--lsh-cache: LSH windows fixed as each token "
@@ -310,7 +319,7 @@ int command_generate(const Arguments& a) {
                                    "the window re-run per token";
   if (cfg.model.memory_len > 0 && stats.memory_len == 0 && a.generate_memory_len < 0)
     how += "; a window of train.seq_len, not the model's memory (" +
-           (a.no_cache ? std::string("--no-cache") : memory_problem) + ")";
+           (memory_problem.empty() ? std::string("--lsh-cache") : memory_problem) + ")";
   // (The first token's time is the prompt's pass; the rate is the tokens after it.)
   const double after_prompt = stats.seconds - stats.prompt_seconds;
   std::fprintf(stderr,
@@ -400,12 +409,14 @@ int run_command_line(int argc, char** argv) {
   gen->add_option("--memory-len", a.generate_memory_len,
                   "Transformer-XL's recurrence: segments of train.seq_len, each seeing the M "
                   "positions before it through the cache, as eval --memory-len scores them, with "
-                  "no window to restart (dense and local layers, relative or no positions; "
-                  "default: the model's model.memory_len; 0: a window of train.seq_len)")
+                  "no window to restart (relative or no positions; LSH layers, which have no "
+                  "exact cache, re-run the segment so far per token; default: the model's "
+                  "model.memory_len; 0: a window of train.seq_len)")
       ->check(integer_at_least(0));
   gen->add_flag("--no-cache", a.no_cache,
-                "re-run the whole window for every token instead of keeping each layer's keys "
-                "and values (the same greedy tokens while the text fits the window)");
+                "re-run the whole window (with a memory: the segment so far) for every token "
+                "instead of keeping each layer's keys and values (the same greedy tokens while "
+                "the text fits the window)");
   gen->add_flag("--lsh-cache", a.lsh_cache,
                 "cache LSH layers too, each token's hash chunks fixed when it arrives, as "
                 "Hugging Face's Reformer caches them: approximate once the text is longer than "

@@ -96,18 +96,18 @@ EvalResult score_segments(const WindowSource& source, int64_t windows,
   return r;
 }
 
-StepContext segment_step(const ReformerModel& model, int64_t w, int64_t seq_len) {
+}  // namespace
+
+StepContext memory_segment_step(const Config& cfg, int64_t segment, int64_t seq_len) {
   StepContext step;
-  step.seed = static_cast<uint64_t>(model.config().train.seed);
+  step.seed = static_cast<uint64_t>(cfg.train.seed);
   step.step = kEvalStep;
-  step.example_base = static_cast<uint32_t>(w);
+  step.example_base = static_cast<uint32_t>(segment);
   step.batch = 1;
   step.seq_len = seq_len;
   step.training = false;
   return step;
 }
-
-}  // namespace
 
 EvalResult evaluate_with_memory(ReformerModel& model, const WindowSource& source, int64_t windows,
                                 int64_t memory_len, const std::vector<int32_t>& token_bytes,
@@ -117,11 +117,11 @@ EvalResult evaluate_with_memory(ReformerModel& model, const WindowSource& source
     // sort gives, with or without the memory): the forward training runs, from the memory's layer
     // inputs (their keys and values projected again for every segment).
     SegmentMemory memory(memory_len);
-    return score_segments(source, windows, token_bytes, on_window,
-                          [&](int64_t w, const TokenBatch& segment) {
-                            return model.forward_with_memory(
-                                segment, segment_step(model, w, segment.seq_len), memory);
-                          });
+    return score_segments(
+        source, windows, token_bytes, on_window, [&](int64_t w, const TokenBatch& segment) {
+          return model.forward_with_memory(
+              segment, memory_segment_step(model.config(), w, segment.seq_len), memory);
+        });
   }
   // Through the key/value cache: each segment projects and attends with its own queries only,
   // the memory's keys and values kept from when their positions were new (what
@@ -161,7 +161,8 @@ EvalResult evaluate_sliding(ReformerModel& model, const WindowSource& source, in
         }
         window.inputs.insert(window.inputs.end(), segment.inputs.begin(), segment.inputs.end());
         window.targets.insert(window.targets.end(), segment.targets.begin(), segment.targets.end());
-        BatchStats all = model.forward(window, segment_step(model, w, window.seq_len));
+        BatchStats all =
+            model.forward(window, memory_segment_step(model.config(), w, window.seq_len));
         BatchStats s;  // the segment's positions only
         s.row_loss.assign(all.row_loss.end() - S, all.row_loss.end());
         s.row_prediction.assign(all.row_prediction.end() - S, all.row_prediction.end());

@@ -36,6 +36,11 @@ EvalResult evaluate(ReformerModel& model, const WindowSource& source, int64_t wi
                     const std::function<void(int64_t, int64_t)>& on_batch = {},
                     Communicator* comm = nullptr, const std::vector<int32_t>& token_bytes = {});
 
+// What evaluation with a memory runs segment `segment` of a stream with (one sequence of seq_len
+// positions): train.seed, the evaluation step, no dropout, and the LSH rotations of example
+// `segment`. Generation with a memory and no cache runs its segments with it too.
+StepContext memory_segment_step(const Config& cfg, int64_t segment, int64_t seq_len);
+
 // Transformer-XL's evaluation: windows [0, windows) of `source` as consecutive segments of one
 // stream, each scored with the memory of the positions before it (up to memory_len; 0: none), in
 // order, through the key/value cache (ReformerModel::forward_cached), or with LSH layers (which

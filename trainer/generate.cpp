@@ -4,10 +4,13 @@
 #include <chrono>
 #include <cmath>
 #include <numeric>
+#include <optional>
 #include <string>
 
 #include "base/error.h"
 #include "base/philox.h"
+#include "trainer/evaluate.h"
+#include "trainer/segment_memory.h"
 
 namespace rf {
 namespace {
@@ -66,14 +69,85 @@ std::string memory_generation_problem(const Config& cfg, int64_t memory_len) {
                "positions are ") +
            (cfg.model.position == PositionMode::kAxial ? "axial" : "learned") +
            ", which restart at every segment";
-  for (int64_t i = 0; i < cfg.model.n_layers; ++i)
-    if (cfg.attention_of_layer(i) == AttentionKind::kLsh)
-      return "--memory-len generates with dense and local layers; layer " + std::to_string(i) +
-             " is lsh (it has no exact cache to keep a memory in)";
-  if (memory_len % cfg.memory_unit() != 0)  // (no LSH layer here: local layers' chunks)
+  if (cfg.no_layer_sees_memory())
+    return "--memory-len needs a layer that sees the memory; every layer of this model is lsh "
+           "and lsh.sees_memory is false";
+  if (memory_len % cfg.memory_unit() != 0)
     return "--memory-len " + std::to_string(memory_len) + " must be " + cfg.memory_unit_rule();
   return "";
 }
+
+namespace {
+
+// Generation with a memory and no key/value cache (SamplingOptions::memory_len): the memory holds
+// the layer inputs of the complete segments' last positions, as in evaluation; each token runs its
+// segment so far with a copy of it, and the token that completes the segment runs with the memory
+// itself, which advances.
+class MemoryReRun {
+ public:
+  MemoryReRun(int64_t memory_len, int64_t segment)
+      : memory_(memory_len), scratch_(memory_len), segment_(segment) {}
+
+  // The logits for the token after `tokens` (the text so far, whose earlier tokens this has seen).
+  std::vector<float> logits(ReformerModel& model, const std::vector<int32_t>& tokens,
+                            int64_t* positions) {
+    const size_t S = static_cast<size_t>(segment_);
+    while (tokens.size() - start_ > S) {  // (the prompt's complete segments before its last)
+      model.forward_with_memory(segment_batch(tokens), segment_step(model), memory_);
+      complete_segment(positions);
+    }
+    const int64_t n = static_cast<int64_t>(tokens.size() - start_);
+    if (n == segment_) {  // (evaluation's pass over this segment: the memory advances)
+      std::vector<float> l =
+          model.next_token_logits(segment_batch(tokens), segment_step(model), n - 1, &memory_);
+      complete_segment(positions);
+      return l;
+    }
+    copy_memory(model.executor());
+    *positions += segment_;
+    return model.next_token_logits(segment_batch(tokens), segment_step(model), n - 1, &scratch_);
+  }
+
+ private:
+  // The current segment's tokens (at most S of them), padded with zeros to S.
+  TokenBatch segment_batch(const std::vector<int32_t>& tokens) const {
+    TokenBatch b;
+    b.batch = 1;
+    b.seq_len = segment_;
+    b.inputs.assign(static_cast<size_t>(segment_), 0);
+    b.targets.assign(static_cast<size_t>(segment_), 0);
+    const size_t n = std::min(tokens.size() - start_, static_cast<size_t>(segment_));
+    std::copy_n(tokens.begin() + static_cast<std::ptrdiff_t>(start_), n, b.inputs.begin());
+    return b;
+  }
+  // What evaluate_with_memory runs the current segment with (its rotations, among others).
+  StepContext segment_step(const ReformerModel& model) const {
+    return memory_segment_step(model.config(), segments_, segment_);
+  }
+  void complete_segment(int64_t* positions) {
+    start_ += static_cast<size_t>(segment_);
+    ++segments_;
+    *positions += segment_;
+  }
+  // scratch_ = memory_ (a pass with scratch_ overwrites it with the padded segment's positions).
+  void copy_memory(Executor& ex) {
+    scratch_.len = memory_.len;
+    scratch_.layers.resize(memory_.layers.size());
+    for (size_t i = 0; i < memory_.layers.size(); ++i) {
+      const DeviceBuffer<float>& from = memory_.layers[i];
+      DeviceBuffer<float>& to = scratch_.layers[i];
+      if (to.size() != from.size()) to = DeviceBuffer<float>(ex, from.size());
+      if (from.size() > 0) ex.copy(to.data(), from.data(), from.size() * sizeof(float));
+    }
+  }
+
+  SegmentMemory memory_, scratch_;
+  int64_t segment_;
+  size_t start_ = 0;      // the current segment's first token
+  int64_t segments_ = 0;  // segments complete: the current one is evaluation's window `segments_`
+};
+
+}  // namespace
 
 std::vector<float> window_logits(ReformerModel& model, const std::vector<int32_t>& tokens,
                                  int64_t T) {
@@ -104,12 +178,18 @@ std::vector<int32_t> generate(ReformerModel& model, std::vector<int32_t> tokens,
     if (const std::string problem = memory_generation_problem(model.config(), o.memory_len);
         !problem.empty())
       fail(problem);
+    if (o.lsh_cache && !model.supports_cached_generation())
+      fail("--lsh-cache caches LSH layers without a memory, and --memory-len re-runs each ",
+           "segment with one: take one of them");
     st.memory_len = o.memory_len;
   }
-  st.cached = o.memory_len > 0 || (o.cache && model.supports_cached_generation(o.lsh_cache));
+  st.cached = o.cache && model.supports_cached_generation(o.lsh_cache && o.memory_len == 0);
   const auto started = std::chrono::steady_clock::now();
   CachedContext context;
-  if (o.memory_len > 0) {  // (segments of train.seq_len arriving in pieces; never full)
+  std::optional<MemoryReRun> rerun;
+  if (o.memory_len > 0 && !st.cached) {
+    rerun.emplace(o.memory_len, model.config().train.seq_len);
+  } else if (o.memory_len > 0) {  // (segments of train.seq_len arriving in pieces; never full)
     const int64_t segment = model.config().train.seq_len;
     context.cache = model.make_memory_cache(o.memory_len, segment,
                                             static_cast<int64_t>(tokens.size()) + o.tokens);
@@ -119,7 +199,9 @@ std::vector<int32_t> generate(ReformerModel& model, std::vector<int32_t> tokens,
   }
   for (int64_t n = 0; n < o.tokens; ++n) {
     std::vector<float> logits;
-    if (o.memory_len > 0) {
+    if (rerun) {
+      logits = rerun->logits(model, tokens, &st.model_positions);
+    } else if (o.memory_len > 0) {
       // The prompt (the first time), then the last token, in pieces that end at the segments'
       // ends (GenerationCache::make_room then drops all but the memory).
       for (size_t from = n == 0 ? 0 : tokens.size() - 1; from < tokens.size();) {

@@ -12,7 +12,8 @@
 // unless lsh_cache fixes each position's LSH windows when it arrives (as Hugging Face's Reformer
 // caches past keys with their buckets; the same tokens while the text fits one bucket_size chunk,
 // close to them after: README). With a memory (memory_len > 0, Transformer-XL's recurrence) the
-// context is no window: see SamplingOptions::memory_len.
+// context is no window: see SamplingOptions::memory_len; models with LSH layers (and --no-cache)
+// re-run the current segment with the memory per token instead of caching.
 #pragma once
 
 #include <functional>
@@ -39,7 +40,13 @@ struct SamplingOptions {
   // --segment train.seq_len` scores it, seeing M to M + seq_len - 1 positions back as in
   // training. A token costs the same however long the text grows and nothing restarts; the keys
   // and values kept were computed with their own memories, so deeper layers reach further back.
-  // Replaces `context`; needs memory_generation_problem(cfg, memory_len) == "".
+  // Without the cache (models with LSH layers, which have no exact one, or cache = false), each
+  // token re-runs its segment so far, padded on the right to train.seq_len (future pads are
+  // masked), with the memory's layer inputs; a complete segment runs as `eval --memory-len M`
+  // runs it (the same rotations) and advances the memory, so a token that completes a segment is
+  // scored as evaluation scores it. Within a segment an LSH layer's chunks are those of the
+  // segment so far (evaluation sorts the whole segment, later positions included).
+  // Replaces `context`; needs memory_generation_problem(cfg, memory_len) == "" and no lsh_cache.
   int64_t memory_len = 0;
   // Called after each sampled token with (tokens sampled, options.tokens): progress reports.
   std::function<void(int64_t, int64_t)> on_token;
@@ -49,7 +56,7 @@ struct SamplingOptions {
 };
 
 struct GenerationStats {
-  bool cached = false;          // whether the key/value cache ran
+  bool cached = false;          // whether the key/value cache ran (with a memory or without)
   int64_t restarts = 0;         // times the cached context restarted from its last half
   int64_t memory_len = 0;       // the memory it generated with (0: a window)
   double seconds = 0.0;         // sampling time, prompt included
@@ -63,8 +70,9 @@ std::vector<float> window_logits(ReformerModel& model, const std::vector<int32_t
                                  int64_t T);
 
 // Why `cfg` cannot generate with a memory of memory_len ("" when it can): positions that restart
-// at each segment (axial, learned) collide with the memory's; an LSH layer has no exact cache to
-// keep a memory in; local layers see the memory in whole chunks.
+// at each segment (axial, learned) collide with the memory's; LSH layers alone that do not see
+// the memory have nothing to keep; local layers and LSH layers that see the memory take it in
+// whole chunks.
 std::string memory_generation_problem(const Config& cfg, int64_t memory_len);
 
 // The prompt followed by `options.tokens` sampled tokens.

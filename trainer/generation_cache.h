@@ -76,7 +76,7 @@ struct GenerationCache {
     }
     if (start + len + reserve <= capacity || start == 0) return;
     RF_CHECK(start >= len, "overlapping copy in the generation cache");
-    for (const Layer& layer : layers)  // (LSH layers generate without a memory)
+    for (const Layer& layer : layers)  // (LSH layers are cached only without a memory)
       RF_CHECK(layer.lsh.positions() == 0, "LSH windows cannot move in the generation cache");
     for (Layer& layer : layers) {
       if (len == 0) break;  // (nothing held to move)

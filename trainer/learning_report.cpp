@@ -126,7 +126,8 @@ void report_text(ReformerModel& model, const WindowSource& val, int64_t trained_
   SamplingOptions o;
   o.tokens = kSampledBytes;
   o.context = short_context(cfg);
-  // A model trained with memory samples with it where it can (dense and local layers).
+  // A model trained with memory samples with it where it can (relative or no positions; LSH
+  // layers re-run each token's segment so far).
   if (cfg.model.memory_len > 0 && memory_generation_problem(cfg, cfg.model.memory_len).empty())
     o.memory_len = cfg.model.memory_len;
   o.temperature = 0.8;

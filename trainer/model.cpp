@@ -194,13 +194,14 @@ BatchStats ReformerModel::forward_cached(const TokenBatch& segment, GenerationCa
 }
 
 std::vector<float> ReformerModel::next_token_logits(const TokenBatch& sequence,
-                                                    const StepContext& step, int64_t position) {
+                                                    const StepContext& step, int64_t position,
+                                                    SegmentMemory* memory) {
   RF_CHECK(sequence.batch == 1 && position >= 0 && position < sequence.seq_len);
   const StepContext staged = stage(sequence, step);
   float *x1, *x2;
   embed(staged, 0, &x1, &x2);
   Kit kit{ex_, ws_};
-  stack_.forward(kit, params_, staged, x1, x2, false);
+  stack_.forward(kit, params_, staged, x1, x2, false, memory);
   return head_.logits(kit, params_, x1, x2, position);
 }
 

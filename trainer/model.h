@@ -67,9 +67,10 @@ class ReformerModel {
   // (the earlier segments' layer inputs), which it then advances: Transformer-XL's evaluation.
   BatchStats forward_with_memory(const TokenBatch& batch, const StepContext& step,
                                  SegmentMemory& memory);
-  // Forward of one sequence (batch 1); the logits of its position `position`.
+  // Forward of one sequence (batch 1); the logits of its position `position`. With `memory`, the
+  // attention also sees it and it advances, as in forward_with_memory().
   std::vector<float> next_token_logits(const TokenBatch& sequence, const StepContext& step,
-                                       int64_t position);
+                                       int64_t position, SegmentMemory* memory = nullptr);
 
   // Cached generation (every layer dense or local; trainer/generation_cache.h): a cache for a
   // context of up to `capacity` positions, and the logits of the last of `tokens`, the context's
