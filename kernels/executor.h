@@ -148,8 +148,9 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   int64_t collectives() const { return collectives_; }
   // Collectives the graphs kept so far hold.
   int64_t collectives_in_graphs() const;
-  // Changes whenever memory is released while graphs exist: a graph captured before may hold its
-  // address, so it must not be replayed any more (StepGraphs captures again).
+  // Changes whenever memory is released: a graph captured before may hold its address, so it must
+  // not be replayed any more, and a warm-up before it may have allocated what a capture would now
+  // have to allocate again (StepGraphs warms up and captures again).
   int64_t memory_generation() const { return memory_generation_; }
 
   size_t bytes_in_use() const { return bytes_in_use_; }
@@ -167,7 +168,7 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   }
   void count_release(size_t bytes) {
     bytes_in_use_ -= bytes;
-    if (!graphs_.empty()) ++memory_generation_;
+    ++memory_generation_;
   }
   void count_launch() { ++launches_; }
   void count_memory_operation() { ++memory_operations_; }

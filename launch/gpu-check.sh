@@ -107,7 +107,7 @@ stage machine 5 bash -c 'nvidia-smi; nproc; "$1" reformer --version; "$0" -c "im
 # 1-2: correctness
 selftest fp32
 selftest bf16
-stage gpu-test 60 "${run[@]}" gpu_test
+stage gpu-test 75 "${run[@]}" gpu_test
 # 3: the targets' rows: fp32 at 4K and 64K beside reformer-pytorch; bf16 at 16K and 64K beside
 # dense attention with FlashAttention; the paper-size model's MFU; step graphs; fewer launches
 ours ours-4k-fp32 10 4096 fp32

@@ -14,6 +14,7 @@
 #include "kernels/elementwise.h"
 #include "kernels/lsh_buckets.h"
 #include "tests/device_matches_cpu.h"
+#include "tests/memory_run_fixture.h"
 #include "tests/model_fixture.h"
 #include "tests/run_fixture.h"
 #include "trainer/model.h"
@@ -153,6 +154,15 @@ TEST(Gpu, StepGraphsTrainBitForBitAsEagerSteps) {
   EXPECT_EQ(graphs.step_graphs, 3);
   test::expect_same_final_params(eager, graphs);
   EXPECT_EQ(graphs.final_loss, eager.final_loss);
+}
+
+// Step graphs with Transformer-XL's memory (tests/memory_run_fixture.h): eager while the memory
+// grows, captured once it is full, its advance a device copy inside the graph.
+TEST(Gpu, StepGraphsWithAMemoryTrainBitForBitAsEagerSteps) {
+  RF_REQUIRE_GPU(gpu);
+  gpu.reset();
+  test::expect_memory_step_graphs_train_as_eager_steps(
+      {"runtime.device=cuda", "runtime.verify_kernels=false"});
 }
 
 // The same at bf16, where kernels write bf16 operands and the products round the fp32 operand of

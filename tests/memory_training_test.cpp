@@ -11,6 +11,7 @@
 
 #include "data/hdf5_io.h"
 #include "data/sample_order.h"
+#include "tests/memory_run_fixture.h"
 #include "tests/model_fixture.h"
 #include "tests/run_fixture.h"
 #include "trainer/batches.h"
@@ -352,35 +353,13 @@ TEST(MemoryTraining, LanesReadConsecutiveWindowsOfTheirOwnStream) {
     }
 }
 
-std::string write_text(const std::string& dir) {
-  std::string text;
-  for (int i = 0; i < 400; ++i) text += "line " + std::to_string(i * 7919 % 1000) + " of text\n";
-  std::string path = dir + "/text.txt";
-  std::ofstream(path) << text;
-  return path;
-}
-
-Config memory_run(const std::string& dir, const std::string& text, int64_t steps,
-                  std::vector<std::string> extra = {}) {
-  std::vector<std::string> o = {"model.attention=[local, dense]", "model.position=relative",
-                                "model.vocab_size=256", "model.memory_len=16", "lsh.local_chunk=8",
-                                "train.seq_len=16", "train.batch_size=2", "train.eval_every=3",
-                                "train.eval_batches=2", "train.checkpoint_every=3",
-                                // Rows of W_R that meet only the slow sinusoids get gradients
-                                // near zero, where Adam would turn rounding into whole steps
-                                // and hide what the comparisons of runs look for.
-                                "train.adam_eps=1e-6", "data.format=text", "data.train=" + text};
-  o.insert(o.end(), extra.begin(), extra.end());
-  return test::short_run_config(dir, steps, 1, o);
-}
-
 TEST(MemoryTraining, AResumedRunEndsBitForBitWhereAnUninterruptedOneEnds) {
-  const std::string text = write_text(test::fresh_dir("data"));
+  const std::string text = test::write_text(test::fresh_dir("data"));
   const std::string straight_dir = test::fresh_dir("straight"),
                     resumed_dir = test::fresh_dir("resumed");
-  const TrainSummary straight = test::train_quietly(memory_run(straight_dir, text, 6));
-  test::train_quietly(memory_run(resumed_dir, text, 6), "", 4);  // (checkpoints at 3 and 4)
-  const TrainSummary resumed = test::train_quietly(memory_run(resumed_dir, text, 6), "auto");
+  const TrainSummary straight = test::train_quietly(test::memory_run(straight_dir, text, 6));
+  test::train_quietly(test::memory_run(resumed_dir, text, 6), "", 4);  // (checkpoints at 3 and 4)
+  const TrainSummary resumed = test::train_quietly(test::memory_run(resumed_dir, text, 6), "auto");
   test::expect_same_final_params(straight, resumed);
   // The checkpoint holds each lane's memory: 2 lanes x 2 layers x 16 positions x 16 features.
   const Hdf5File f = Hdf5File::open_read(resumed.final_checkpoint);
@@ -403,7 +382,7 @@ TEST(MemoryTraining, AResumedRunEndsBitForBitWhereAnUninterruptedOneEnds) {
     out.set_int("memory_lanes", 3);  // 2 x 2 x 16 x 16 values are not 3 lanes
     out.set_int("memory_held", 16);
     out.close();
-    ReformerModel model(memory_run(resumed_dir, text, 6), cpu());
+    ReformerModel model(test::memory_run(resumed_dir, text, 6), cpu());
     try {
       load_checkpoint(broken, model, nullptr);
       ADD_FAILURE() << "no error for a memory of the wrong shape";
@@ -418,14 +397,14 @@ TEST(MemoryTraining, AResumedRunEndsBitForBitWhereAnUninterruptedOneEnds) {
   const std::string single_straight_dir = test::fresh_dir("single_straight"),
                     single_resumed_dir = test::fresh_dir("single_resumed");
   const TrainSummary single_straight =
-      test::train_quietly(memory_run(single_straight_dir, text, 6, single));
-  test::train_quietly(memory_run(single_resumed_dir, text, 6, single), "", 4);
+      test::train_quietly(test::memory_run(single_straight_dir, text, 6, single));
+  test::train_quietly(test::memory_run(single_resumed_dir, text, 6, single), "", 4);
   test::expect_same_final_params(
       single_straight,
-      test::train_quietly(memory_run(single_resumed_dir, text, 6, single), "auto"));
+      test::train_quietly(test::memory_run(single_resumed_dir, text, 6, single), "auto"));
   // And it matters: the same run without memory ends elsewhere.
-  const TrainSummary without =
-      test::train_quietly(memory_run(test::fresh_dir("none"), text, 6, {"model.memory_len=0"}));
+  const TrainSummary without = test::train_quietly(
+      test::memory_run(test::fresh_dir("none"), text, 6, {"model.memory_len=0"}));
   EXPECT_GT(test::relative_difference(test::checkpoint_params(without.final_checkpoint),
                                       test::checkpoint_params(straight.final_checkpoint)),
             1e-4);
@@ -433,16 +412,17 @@ TEST(MemoryTraining, AResumedRunEndsBitForBitWhereAnUninterruptedOneEnds) {
 
 void expect_hybrid_resumes_and_evaluates_as_validated(bool lsh_sees_memory) {
   SCOPED_TRACE(lsh_sees_memory ? "lsh.sees_memory true" : "lsh.sees_memory false");
-  const std::string text = write_text(test::fresh_dir("data"));
+  const std::string text = test::write_text(test::fresh_dir("data"));
   const std::vector<std::string> hybrid = {
       "model.attention=[lsh, local]", "lsh.bucket_size=4",
       std::string("lsh.sees_memory=") + (lsh_sees_memory ? "true" : "false")};
   const std::string straight_dir = test::fresh_dir("hybrid_straight"),
                     resumed_dir = test::fresh_dir("hybrid_resumed");
-  const TrainSummary straight = test::train_quietly(memory_run(straight_dir, text, 6, hybrid));
-  test::train_quietly(memory_run(resumed_dir, text, 6, hybrid), "", 4);
+  const TrainSummary straight =
+      test::train_quietly(test::memory_run(straight_dir, text, 6, hybrid));
+  test::train_quietly(test::memory_run(resumed_dir, text, 6, hybrid), "", 4);
   const TrainSummary resumed =
-      test::train_quietly(memory_run(resumed_dir, text, 6, hybrid), "auto");
+      test::train_quietly(test::memory_run(resumed_dir, text, 6, hybrid), "auto");
   test::expect_same_final_params(straight, resumed);
   const Hdf5File f = Hdf5File::open_read(resumed.final_checkpoint);
   std::vector<float> memory(static_cast<size_t>(f.dataset_length("memory")));
@@ -511,9 +491,9 @@ TEST(MemoryTraining, TheHybridWithLshLayersResumesAndEvaluatesAsItsRunValidated)
 // `reformer generate` on a model trained with memory samples with that memory by default
 // (trainer/generate.h); --memory-len sets another, 0 a window.
 TEST(MemoryTraining, GenerateUsesTheModelsMemoryByDefault) {
-  const std::string text = write_text(test::fresh_dir("data"));
+  const std::string text = test::write_text(test::fresh_dir("data"));
   const std::string dir = test::fresh_dir("run");
-  test::train_quietly(memory_run(dir, text, 1));  // ([local, dense])
+  test::train_quietly(test::memory_run(dir, text, 1));  // ([local, dense])
   const std::string generate = std::string(RF_BINARY_DIR) + "/reformer generate --checkpoint " +
                                dir + " --prompt line --tokens 40";
   test::CommandResult r = test::run_command(generate);
@@ -547,15 +527,22 @@ TEST(MemoryTraining, GenerateUsesTheModelsMemoryByDefault) {
             cached.out.substr(0, cached.out.find("generate: ")));
 }
 
+// Step graphs with a memory (tests/memory_run_fixture.h): runs eagerly while the memory grows,
+// captured once it is full, started over by stream restarts, evaluations and a restart between a
+// part's warm-up and its capture; bit for bit as eager steps.
+TEST(MemoryTraining, StepGraphsTrainWithAMemoryBitForBitAsEagerSteps) {
+  test::expect_memory_step_graphs_train_as_eager_steps({});
+}
+
 // Two micro-batches of one lane each train as one batch of two lanes (gradient accumulation).
 TEST(MemoryTraining, AccumulatedMicroBatchesKeepTheirLanesMemories) {
-  const std::string text = write_text(test::fresh_dir("data"));
+  const std::string text = test::write_text(test::fresh_dir("data"));
   for (const std::string dropout : {"0", "0.1"}) {
     const TrainSummary one = test::train_quietly(
-        memory_run(test::fresh_dir("one" + dropout), text, 4, {"model.dropout=" + dropout}));
+        test::memory_run(test::fresh_dir("one" + dropout), text, 4, {"model.dropout=" + dropout}));
     const TrainSummary two = test::train_quietly(
-        memory_run(test::fresh_dir("two" + dropout), text, 4,
-                   {"model.dropout=" + dropout, "train.batch_size=1", "train.grad_accum=2"}));
+        test::memory_run(test::fresh_dir("two" + dropout), text, 4,
+                         {"model.dropout=" + dropout, "train.batch_size=1", "train.grad_accum=2"}));
     EXPECT_LT(test::relative_difference(test::checkpoint_params(two.final_checkpoint),
                                         test::checkpoint_params(one.final_checkpoint)),
               1e-5)
@@ -565,9 +552,9 @@ TEST(MemoryTraining, AccumulatedMicroBatchesKeepTheirLanesMemories) {
 
 // `reformer eval --memory-len auto`: the table at 0, M, 2M and 4M of the training memory M.
 TEST(MemoryTraining, EvalAutoTabulatesMultiplesOfTheTrainingMemory) {
-  const std::string text = write_text(test::fresh_dir("data"));
+  const std::string text = test::write_text(test::fresh_dir("data"));
   const std::string dir = test::fresh_dir("run");
-  test::train_quietly(memory_run(dir, text, 2));
+  test::train_quietly(test::memory_run(dir, text, 2));
   const std::string eval = std::string(RF_BINARY_DIR) + "/reformer eval --checkpoint " + dir;
   test::CommandResult r = test::run_command(eval + " --memory-len auto");
   ASSERT_EQ(r.exit_code, 0) << r.out;
@@ -582,7 +569,7 @@ TEST(MemoryTraining, EvalAutoTabulatesMultiplesOfTheTrainingMemory) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("--memory-len 'x' is neither a length"), std::string::npos) << r.out;
   const std::string plain = test::fresh_dir("plain");
-  test::train_quietly(memory_run(plain, text, 1, {"model.memory_len=0"}));
+  test::train_quietly(test::memory_run(plain, text, 1, {"model.memory_len=0"}));
   r = test::run_command(std::string(RF_BINARY_DIR) + "/reformer eval --checkpoint " + plain +
                         " --memory-len auto");
   EXPECT_NE(r.exit_code, 0);
@@ -593,9 +580,9 @@ TEST(MemoryTraining, EvalAutoTabulatesMultiplesOfTheTrainingMemory) {
 // `eval --sliding`: each segment recomputed with the M tokens before it. When M covers the whole
 // past, that is the same computation as keeping the memory (both are one pass over the stream).
 TEST(MemoryTraining, SlidingWindowEvaluationEqualsMemoryThatCoversThePast) {
-  const std::string text = write_text(test::fresh_dir("data"));
+  const std::string text = test::write_text(test::fresh_dir("data"));
   const std::string dir = test::fresh_dir("run");
-  test::train_quietly(memory_run(dir, text, 2));  // 4 validation segments of 16
+  test::train_quietly(test::memory_run(dir, text, 2));  // 4 validation segments of 16
   const std::string eval = std::string(RF_BINARY_DIR) + "/reformer eval --checkpoint " + dir +
                            " --segment 16 --memory-len 0,16,48 --json";
   const test::CommandResult kept = test::run_command(eval);
@@ -638,8 +625,6 @@ TEST(MemoryTraining, ConfigErrorsNameWhatCannotTakeMemory) {
        "must be a multiple of lsh.local_chunk = 8"},
       {{"model.attention=[dense]", "model.position=relative", "data.format=synthetic"},
        "data.format = synthetic draws independent windows"},
-      {{"model.attention=[dense]", "model.position=relative", "runtime.step_graphs=true"},
-       "runtime.step_graphs cannot capture"},
       {{"model.attention=[dense]", "model.position=relative", "data.order=shuffled"},
        "needs data.order streams (or auto)"},
       {{"model.memory_len=0", "model.axial_shape=[4,4]", "data.format=synthetic",

@@ -178,9 +178,6 @@ void check_memory(const Config& c, const std::string& path) {
   if (c.data.order == DataOrder::kShuffled)
     fail(path, ": model.memory_len = ", c.model.memory_len, " needs data.order streams (or auto): ",
          "in shuffled order a lane's previous window is not the text before its next one");
-  if (c.runtime.step_graphs)
-    fail(path, ": runtime.step_graphs cannot capture a step with model.memory_len > 0 (the ",
-         "memory grows and moves between steps); set one of them off");
 }
 
 // One residual stream cannot be rebuilt from a layer's output (x = y - F(x) has x on both sides):

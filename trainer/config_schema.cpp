@@ -247,10 +247,11 @@ std::vector<KeySpec> build_schema() {
                "tensor cores (not yet run on a GPU; the start-up check falls back to the fp32 "
                "tiles where they differ); false: fp32 tiles on the CUDA cores"),
       bool_key("runtime", "step_graphs", "false",
-               "capture each part of a training step once and replay it (CUDA graphs on a GPU, "
-               "never yet run on one; on a CPU a recorded replay, which trains bit for bit as "
-               "without it); with several ranks the graph holds the gradient averages, each "
-               "started as the backward pass finishes its bucket"),
+               "capture each part of a training step once and replay it (CUDA graphs on a GPU; "
+               "on a CPU a recorded replay, which trains bit for bit as without it); with "
+               "several ranks the graph holds the gradient averages, each started as the "
+               "backward pass finishes its bucket; with model.memory_len a micro-batch is "
+               "captured once its memory is full (not yet run on a GPU)"),
   };
 }
 

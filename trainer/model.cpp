@@ -97,7 +97,7 @@ void ReformerModel::compute_forward_backward(const StepContext& staged, float gr
         if (group_done) group_done(stack_.group_of_layer(layer));
       },
       memory);
-  if (memory) memory->advance();
+  if (memory) memory->advance(ex_);
   // Both streams started as copies of the embedding: its gradient is the sum.
   if (dx2 != dx1) add_scaled(ex_, dx1, dx2, 1.0f, rows * D);
   embedding_.backward(kit, params_, staged, token_groups_, dx1);

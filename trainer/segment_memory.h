@@ -10,6 +10,7 @@
 // sees the segment alone, its entry in `layers` then staying empty.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -27,9 +28,29 @@ struct SegmentMemory {
   // still reads `layers` (it rebuilds each layer's attention); advance() adopts it.
   std::vector<DeviceBuffer<float>> next;
   int64_t next_len = 0;
+  // Step graphs (runtime.step_graphs): a captured step keeps the addresses of `layers` and
+  // `next`, so once the memory is full advance() copies `next` into `layers` (device work, which
+  // the graph holds) instead of swapping the buffers (host work, which a replay would not do).
+  bool fixed_buffers = false;
 
-  void advance() {
-    std::swap(layers, next);
+  // Whether the memory holds all it can: from then on (with fixed_buffers) its buffers keep their
+  // sizes and addresses, so a step with it can be captured. (Until then the memory grows and its
+  // buffers are reallocated; a step graph's warm-up call, eager, takes the last reallocation.)
+  bool full() const { return len == max_len; }
+
+  void advance(Executor& ex) {
+    const bool copy = fixed_buffers && next.size() == layers.size() &&
+                      std::equal(next.begin(), next.end(), layers.begin(),
+                                 [](const DeviceBuffer<float>& a, const DeviceBuffer<float>& b) {
+                                   return a.size() == b.size();
+                                 });
+    if (copy) {
+      for (size_t i = 0; i < layers.size(); ++i)
+        if (layers[i].size() > 0)
+          ex.copy(layers[i].data(), next[i].data(), layers[i].size() * sizeof(float));
+    } else {
+      std::swap(layers, next);
+    }
     len = next_len;
   }
   void clear() {

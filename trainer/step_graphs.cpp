@@ -4,7 +4,7 @@ namespace rf {
 
 void StepGraphs::run(int part, int64_t rows, const std::function<void()>& work) {
   Part& p = parts_[{part, rows}];
-  bool start_over = p.graph >= 0 && p.memory_generation != ex_.memory_generation();
+  bool start_over = p.calls > 0 && p.memory_generation != ex_.memory_generation();
   if (p.holds_collectives && any_rank_) start_over = any_rank_(start_over);
   if (start_over) {
     const bool holds_collectives = p.holds_collectives;
@@ -19,6 +19,7 @@ void StepGraphs::run(int part, int64_t rows, const std::function<void()>& work) 
     const int64_t collectives = ex_.collectives();
     work();
     p.holds_collectives = ex_.collectives() > collectives;
+    p.memory_generation = ex_.memory_generation();
     return;
   }
   ex_.begin_capture();

@@ -5,7 +5,9 @@
 // call replays. Per-step values reach the captured launches through executor memory (the step's
 // number, the learning rate, the bias corrections), never through their arguments. When memory
 // is released after a capture (a workspace grew for an evaluation batch, say), a graph may hold
-// a freed address, so each part starts over: one call as usual, then a new capture.
+// a freed address, so each part starts over: one call as usual, then a new capture. So does a part
+// warmed up before a release (a Transformer-XL memory cleared between the warm-up and the
+// capture, say), whose capture would otherwise have to allocate again.
 //
 // With several ranks, a part whose graph holds collectives (the gradient averages) must be
 // captured, replayed or run eagerly on every rank alike: NCCL requires a collective to be
@@ -39,7 +41,7 @@ class StepGraphs {
   struct Part {
     int calls = 0;
     int graph = -1;
-    int64_t memory_generation = 0;   // the executor's at the capture
+    int64_t memory_generation = 0;   // the executor's after the warm-up, then at the capture
     bool holds_collectives = false;  // its first call started collectives
   };
   Executor& ex_;

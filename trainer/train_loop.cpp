@@ -203,9 +203,11 @@ struct StepResult {
 };
 
 // Device work of a step (part: the micro-batch's index, or the optimizer's), from a graph when
-// runtime.step_graphs is on.
-void run_part(Run& run, int part, int64_t rows, const std::function<void()>& work) {
-  if (run.graphs)
+// runtime.step_graphs is on, except while a micro-batch's memory (Transformer-XL's) still grows:
+// its shape and buffers change from step to step until it is full.
+void run_part(Run& run, int part, int64_t rows, const std::function<void()>& work,
+              const SegmentMemory* memory = nullptr) {
+  if (run.graphs && (!memory || memory->full()))
     run.graphs->run(part, rows, work);
   else
     work();
@@ -234,16 +236,19 @@ StepResult train_step(Run& run, BatchStream& batches, int64_t step) {
     const bool average = micro + 1 == run.geometry.accum && run.device().size() > 1;
     const StepContext staged = run.model->stage(batch, ctx);
     SegmentMemory* memory = run.memory ? &run.memory->for_batch(micro, batch) : nullptr;
-    run_part(run, static_cast<int>(micro), staged.rows(), [&] {
-      if (micro == 0) params.zero_grads();
-      run.model->compute_forward_backward(
-          staged, grad_scale,
-          [&](int group) {
-            if (average) start_gradient_average(*run.ex, run.device(), params, group);
-          },
-          memory);
-      if (average) order_after_gradient_averages(*run.ex, run.device());
-    });
+    run_part(
+        run, static_cast<int>(micro), staged.rows(),
+        [&] {
+          if (micro == 0) params.zero_grads();
+          run.model->compute_forward_backward(
+              staged, grad_scale,
+              [&](int group) {
+                if (average) start_gradient_average(*run.ex, run.device(), params, group);
+              },
+              memory);
+          if (average) order_after_gradient_averages(*run.ex, run.device());
+        },
+        memory);
     // The averages are awaited before the losses are read: the device work after them waits
     // for them, so reading first would wait for a rank that died without the deadline.
     if (average) run.device().wait_all();

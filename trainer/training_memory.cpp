@@ -7,7 +7,10 @@ namespace rf {
 TrainingMemory::TrainingMemory(const Config& cfg, const BatchGeometry& geometry)
     : geometry_(geometry), layers_(cfg.model.n_layers), d_model_(cfg.model.d_model) {
   for (int64_t l = 0; l < layers_; ++l) sees_memory_.push_back(cfg.layer_sees_memory(l));
-  for (int64_t m = 0; m < geometry.accum; ++m) memories_.emplace_back(cfg.model.memory_len);
+  for (int64_t m = 0; m < geometry.accum; ++m) {
+    memories_.emplace_back(cfg.model.memory_len);
+    memories_.back().fixed_buffers = cfg.runtime.step_graphs;
+  }
 }
 
 SegmentMemory& TrainingMemory::for_batch(int64_t micro, const TokenBatch& batch) {
