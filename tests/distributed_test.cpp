@@ -169,6 +169,37 @@ TEST(DataParallel, StepGraphsHoldTheAveragesAndTrainAsEagerStepsOnEveryRank) {
   comm().barrier();
 }
 
+// The same with Transformer-XL's memory (the hybrid whose LSH layer hashes it): each micro-batch
+// runs eagerly until its memory is full, then the last one's graph holds the averages; every rank
+// trains bit for bit as without graphs.
+TEST(DataParallel, StepGraphsWithAMemoryHoldTheAveragesAndTrainAsEagerSteps) {
+  const std::string dir = shared_dir("memory_graphs");
+  const std::string text = dir + "/text.txt";
+  if (comm().is_root()) {
+    std::ofstream out(text);
+    for (int i = 0; i < 600; ++i) out << "line " << i * 7919 % 1000 << " of text\n";
+  }
+  comm().barrier();
+  const std::vector<std::string> memory = {
+      "train.grad_accum=2",      "train.steps=8",        "model.attention=[lsh, local]",
+      "model.position=relative", "model.vocab_size=256", "model.memory_len=16",
+      "lsh.local_chunk=8",       "train.seq_len=16",     "lsh.bucket_size=4",
+      "lsh.sees_memory=true",    "data.format=text",     "data.train=" + text};
+  std::vector<std::string> with_graphs = memory;
+  with_graphs.push_back("runtime.step_graphs=true");
+  TrainOptions options;
+  options.report = false;
+  options.verify_replicas = true;
+  const TrainSummary eager = run_training(config(dir + "/eager", 1, memory), options, *g_comms);
+  const TrainSummary graphs =
+      run_training(config(dir + "/graphs", 1, with_graphs), options, *g_comms);
+  EXPECT_GE(graphs.step_graphs, 3);
+  EXPECT_GT(graphs.collectives_in_graphs, 0) << "the averages were not in a graph";
+  EXPECT_EQ(graphs.collectives, eager.collectives);
+  if (comm().is_root()) test::expect_same_final_params(eager, graphs);
+  comm().barrier();
+}
+
 // A part whose graph holds collectives starts over on every rank when memory was released on one
 // (NCCL needs a collective captured on all ranks or on none); a part without collectives starts
 // over where its memory changed only. Rank 0 releases memory after the graphs exist.
