@@ -40,6 +40,25 @@ Config config(const std::string& out_dir, int64_t batch, std::vector<std::string
   return test::short_run_config(out_dir, 4, 1, extra);
 }
 
+// 600 lines of text in `dir` (shared by the ranks), written by rank 0; returns its path.
+std::string shared_text(const std::string& dir) {
+  const std::string text = dir + "/text.txt";
+  if (comm().is_root()) {
+    std::ofstream out(text);
+    for (int i = 0; i < 600; ++i) out << "line " << i * 7919 % 1000 << " of text\n";
+  }
+  comm().barrier();
+  return text;
+}
+
+// Transformer-XL's memory of 16 over segments of 16 bytes of `text`, relative positions (an LSH
+// layer, where a run has one, hashes the memory too).
+std::vector<std::string> memory_over(const std::string& text) {
+  return {"model.position=relative", "model.vocab_size=256", "model.memory_len=16",
+          "lsh.local_chunk=8",       "train.seq_len=16",     "lsh.bucket_size=4",
+          "lsh.sees_memory=true",    "data.format=text",     "data.train=" + text};
+}
+
 TEST(DataParallel, NRanksEqualOneRankWithNTimesTheBatch) {
   const int n = comm().size();
   const std::string dir = shared_dir("parallel");
@@ -78,24 +97,18 @@ std::vector<float> checkpoint_memory(const std::string& path) {
 TEST(DataParallel, RecurrenceNRanksEqualOneRankWithNTimesTheBatch) {
   const int n = comm().size();
   const std::string dir = shared_dir("recurrence");
-  const std::string text = dir + "/text.txt";
-  if (comm().is_root()) {
-    std::ofstream out(text);
-    for (int i = 0; i < 600; ++i) out << "line " << i * 7919 % 1000 << " of text\n";
-  }
-  comm().barrier();
+  const std::string text = shared_text(dir);
   for (const std::string model : {"two_streams", "single", "hybrid"}) {
     SCOPED_TRACE(model);
     const std::string residual = model == "single" ? "single" : "two_streams";
     const std::string attention = model == "hybrid" ? "[lsh, local]" : "[local, dense]";
     auto recurrent = [&](const std::string& out, int64_t batch, int64_t accum) {
-      return config(out, batch,
-                    {"train.grad_accum=" + std::to_string(accum), "model.attention=" + attention,
-                     "model.position=relative", "model.vocab_size=256", "model.memory_len=16",
-                     "lsh.local_chunk=8", "train.seq_len=16", "train.adam_eps=1e-6",
-                     "data.format=text", "lsh.bucket_size=4", "lsh.sees_memory=true",
-                     "data.train=" + text, "model.residual=" + residual,
-                     std::string("model.reversible=") + (residual == "single" ? "false" : "true")});
+      std::vector<std::string> o = memory_over(text);
+      o.insert(o.end(),
+               {"train.grad_accum=" + std::to_string(accum), "model.attention=" + attention,
+                "train.adam_eps=1e-6", "model.residual=" + residual,
+                std::string("model.reversible=") + (residual == "single" ? "false" : "true")});
+      return config(out, batch, o);
     };
     TrainOptions options;
     options.report = false;
@@ -174,17 +187,9 @@ TEST(DataParallel, StepGraphsHoldTheAveragesAndTrainAsEagerStepsOnEveryRank) {
 // trains bit for bit as without graphs.
 TEST(DataParallel, StepGraphsWithAMemoryHoldTheAveragesAndTrainAsEagerSteps) {
   const std::string dir = shared_dir("memory_graphs");
-  const std::string text = dir + "/text.txt";
-  if (comm().is_root()) {
-    std::ofstream out(text);
-    for (int i = 0; i < 600; ++i) out << "line " << i * 7919 % 1000 << " of text\n";
-  }
-  comm().barrier();
-  const std::vector<std::string> memory = {
-      "train.grad_accum=2",      "train.steps=8",        "model.attention=[lsh, local]",
-      "model.position=relative", "model.vocab_size=256", "model.memory_len=16",
-      "lsh.local_chunk=8",       "train.seq_len=16",     "lsh.bucket_size=4",
-      "lsh.sees_memory=true",    "data.format=text",     "data.train=" + text};
+  std::vector<std::string> memory = memory_over(shared_text(dir));
+  memory.insert(memory.end(),
+                {"train.grad_accum=2", "train.steps=8", "model.attention=[lsh, local]"});
   std::vector<std::string> with_graphs = memory;
   with_graphs.push_back("runtime.step_graphs=true");
   TrainOptions options;

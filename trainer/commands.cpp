@@ -275,11 +275,7 @@ int command_generate(const Arguments& a) {
       cfg, a.generate_memory_len > 0 ? a.generate_memory_len : cfg.model.memory_len);
   if (a.generate_memory_len > 0) {
     if (!memory_problem.empty()) fail(memory_problem);
-    // (--lsh-cache changes nothing in a model without LSH layers, memory or not.)
-    if (a.lsh_cache && has_lsh_layers)
-      fail(
-          "--lsh-cache caches LSH layers without a memory, and --memory-len re-runs each "
-          "segment with one: take one of them");
+    // (generate() refuses --lsh-cache with it where there are LSH layers to cache.)
     o.memory_len = a.generate_memory_len;
   } else if (a.generate_memory_len < 0 && cfg.model.memory_len > 0 && memory_problem.empty() &&
              !(a.lsh_cache && has_lsh_layers)) {

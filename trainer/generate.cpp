@@ -36,6 +36,18 @@ int32_t sample(std::vector<float> logits, const SamplingOptions& o, const RngStr
   return order[k - 1];
 }
 
+// One sequence of `length` positions: the n tokens from `first`, then zeros (positions after the
+// last token, which causal masks keep from it).
+TokenBatch padded_sequence(std::vector<int32_t>::const_iterator first, size_t n, int64_t length) {
+  TokenBatch b;
+  b.batch = 1;
+  b.seq_len = length;
+  b.inputs.assign(static_cast<size_t>(length), 0);
+  b.targets.assign(static_cast<size_t>(length), 0);
+  std::copy_n(first, n, b.inputs.begin());
+  return b;
+}
+
 // The cached context: tokens[start ..] at positions 0.., the first cache.len of them in the cache.
 struct CachedContext {
   GenerationCache cache;
@@ -111,14 +123,8 @@ class MemoryReRun {
  private:
   // The current segment's tokens (at most S of them), padded with zeros to S.
   TokenBatch segment_batch(const std::vector<int32_t>& tokens) const {
-    TokenBatch b;
-    b.batch = 1;
-    b.seq_len = segment_;
-    b.inputs.assign(static_cast<size_t>(segment_), 0);
-    b.targets.assign(static_cast<size_t>(segment_), 0);
     const size_t n = std::min(tokens.size() - start_, static_cast<size_t>(segment_));
-    std::copy_n(tokens.begin() + static_cast<std::ptrdiff_t>(start_), n, b.inputs.begin());
-    return b;
+    return padded_sequence(tokens.begin() + static_cast<std::ptrdiff_t>(start_), n, segment_);
   }
   // What evaluate_with_memory runs the current segment with (its rotations, among others).
   StepContext segment_step(const ReformerModel& model) const {
@@ -132,13 +138,7 @@ class MemoryReRun {
   // scratch_ = memory_ (a pass with scratch_ overwrites it with the padded segment's positions).
   void copy_memory(Executor& ex) {
     scratch_.len = memory_.len;
-    scratch_.layers.resize(memory_.layers.size());
-    for (size_t i = 0; i < memory_.layers.size(); ++i) {
-      const DeviceBuffer<float>& from = memory_.layers[i];
-      DeviceBuffer<float>& to = scratch_.layers[i];
-      if (to.size() != from.size()) to = DeviceBuffer<float>(ex, from.size());
-      if (from.size() > 0) ex.copy(to.data(), from.data(), from.size() * sizeof(float));
-    }
+    SegmentMemory::copy_layers(ex, memory_.layers, scratch_.layers);
   }
 
   SegmentMemory memory_, scratch_;
@@ -152,12 +152,7 @@ class MemoryReRun {
 std::vector<float> window_logits(ReformerModel& model, const std::vector<int32_t>& tokens,
                                  int64_t T) {
   const int64_t len = std::min<int64_t>(T, static_cast<int64_t>(tokens.size()));
-  TokenBatch window;
-  window.batch = 1;
-  window.seq_len = T;
-  window.inputs.assign(T, 0);
-  window.targets.assign(T, 0);
-  std::copy(tokens.end() - len, tokens.end(), window.inputs.begin());
+  const TokenBatch window = padded_sequence(tokens.end() - len, static_cast<size_t>(len), T);
   StepContext step;
   step.seed = static_cast<uint64_t>(model.config().train.seed);
   step.step = kEvalStep;

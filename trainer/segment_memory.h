@@ -10,7 +10,6 @@
 // sees the segment alone, its entry in `layers` then staying empty.
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -29,8 +28,9 @@ struct SegmentMemory {
   std::vector<DeviceBuffer<float>> next;
   int64_t next_len = 0;
   // Step graphs (runtime.step_graphs): a captured step keeps the addresses of `layers` and
-  // `next`, so once the memory is full advance() copies `next` into `layers` (device work, which
-  // the graph holds) instead of swapping the buffers (host work, which a replay would not do).
+  // `next`, so advance() copies `next` into `layers` (device work, which the graph holds) instead
+  // of swapping the buffers (host work, which a replay would not do). Once the memory is full the
+  // sizes match and the copy allocates nothing.
   bool fixed_buffers = false;
 
   // Whether the memory holds all it can: from then on (with fixed_buffers) its buffers keep their
@@ -39,19 +39,21 @@ struct SegmentMemory {
   bool full() const { return len == max_len; }
 
   void advance(Executor& ex) {
-    const bool copy = fixed_buffers && next.size() == layers.size() &&
-                      std::equal(next.begin(), next.end(), layers.begin(),
-                                 [](const DeviceBuffer<float>& a, const DeviceBuffer<float>& b) {
-                                   return a.size() == b.size();
-                                 });
-    if (copy) {
-      for (size_t i = 0; i < layers.size(); ++i)
-        if (layers[i].size() > 0)
-          ex.copy(layers[i].data(), next[i].data(), layers[i].size() * sizeof(float));
-    } else {
+    if (fixed_buffers)
+      copy_layers(ex, next, layers);
+    else
       std::swap(layers, next);
-    }
     len = next_len;
+  }
+
+  // to[i] = from[i] for every layer, on the device; a buffer of another size is reallocated.
+  static void copy_layers(Executor& ex, const std::vector<DeviceBuffer<float>>& from,
+                          std::vector<DeviceBuffer<float>>& to) {
+    to.resize(from.size());
+    for (size_t i = 0; i < from.size(); ++i) {
+      if (to[i].size() != from[i].size()) to[i] = DeviceBuffer<float>(ex, from[i].size());
+      if (from[i].size() > 0) ex.copy(to[i].data(), from[i].data(), from[i].size() * sizeof(float));
+    }
   }
   void clear() {
     len = next_len = 0;
