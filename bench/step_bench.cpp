@@ -1,7 +1,8 @@
 // Times full training steps (forward, reversible backward, gradient averaging across ranks,
 // clipping norm, AdamW) of a config on random tokens and prints one JSON line (rank 0): median
 // step time, tokens/s, counted GFLOP/s, that rate as a fraction of the executor's GEMM rate
-// measured in the same process (sgemm_gflops: the CPU executor's fp32 product — OpenBLAS, or
+// measured in the same process (sgemm_gflops: on a CPU the median of 2048³ products run between
+// the timed steps, InterleavedCpuProbe; the CPU executor's fp32 product — OpenBLAS, or
 // oneDNN on AVX-512 CPUs — or its bf16 product in oneDNN; cuBLAS at the configured precision on
 // a GPU), peak memory, and the time spent waiting for the gradient
 // all-reduce after the backward pass (with --overlap on, buckets start as layers finish; with
@@ -17,8 +18,10 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <random>
 
+#include "bench/bench_median.h"
 #include "bench/command_line.h"
 #include "kernels/cpu/openblas_core.h"
 #include "kernels/device_buffer.h"
@@ -75,6 +78,45 @@ double executor_gemm_gflops(rf::Executor& ex, int n, int repeats) {
     ex.synchronize();
   });
 }
+
+// The CPU executor's GEMM rate sampled between the timed steps. A shared VM's rate drifts by
+// 10-20% within seconds (the 2048³ product measured 110-166 GFLOP/s a second apart on a 2-core
+// EPYC, 2026-12-07), so a probe run once after the steps compared the step with the machine of
+// another moment. Host buffers, which the executor's peak does not count; they are filled before
+// the model is built and held to the end, so the peak RSS counts exactly their bytes, and
+// peak_rss_gib subtracts them.
+class InterleavedCpuProbe {
+ public:
+  static constexpr int kSize = 2048;
+  static constexpr int kProductsPerStep = 3;
+
+  InterleavedCpuProbe() : a_(kCount, 0.5f), b_(kCount, 0.25f), c_(kCount) {}
+
+  // kProductsPerStep timed products (after one untimed product the first time).
+  void sample(rf::Executor& ex) {
+    if (gflops_.empty()) product(ex);
+    for (int i = 0; i < kProductsPerStep; ++i) {
+      const auto t = Clock::now();
+      product(ex);
+      gflops_.push_back(2.0 * kSize * kSize * static_cast<double>(kSize) / seconds_since(t) / 1e9);
+    }
+  }
+  double median_gflops() const { return rf::bench::median(gflops_); }
+  double min_gflops() const { return *std::min_element(gflops_.begin(), gflops_.end()); }
+  double max_gflops() const { return *std::max_element(gflops_.begin(), gflops_.end()); }
+  bool sampled() const { return !gflops_.empty(); }
+  static double gib() { return 3.0 * kCount * sizeof(float) / (1024.0 * 1024.0 * 1024.0); }
+
+ private:
+  static constexpr size_t kCount = static_cast<size_t>(kSize) * kSize;
+  void product(rf::Executor& ex) {
+    rf::linear_forward(ex, rf::matrix(a_.data(), kSize, kSize), rf::matrix(b_.data(), kSize, kSize),
+                       rf::matrix(c_.data(), kSize, kSize));
+    ex.synchronize();
+  }
+  std::vector<float> a_, b_, c_;
+  std::vector<double> gflops_;
+};
 
 // OpenBLAS's own SGEMM rate on a 2048³ product (host memory, all OpenMP threads), reported next
 // to the executor's rate: on AVX-512 CPUs the executor's fp32 products run in oneDNN, and the
@@ -157,6 +199,8 @@ int main(int argc, char** argv) try {
   rf::Communicator& comm = comms.device();
   std::unique_ptr<rf::Executor> ex =
       rf::make_rank_executor(cfg.runtime, comms.host->local_rank(), comms.host->local_size());
+  std::optional<InterleavedCpuProbe> cpu_probe;  // before the model: see InterleavedCpuProbe
+  if (ex->device() == rf::Device::kCpu) cpu_probe.emplace();
   rf::LaunchRecorder* launch_timer = nullptr;  // with --profile-ops: every launch passes it
   if (profile_ops) {
     auto timer = std::make_unique<rf::LaunchRecorder>(std::move(ex));
@@ -232,6 +276,8 @@ int main(int argc, char** argv) try {
     memory_operations_per_step = ex->memory_operations() - memory_before;
     if (s >= warmup) times.push_back(seconds_since(t));
     if (s + 1 == warmup) rf::LauncherProfile::global().seconds.clear();
+    if (launch_timer) launch_timer->set_launch_timing(false);
+    if (cpu_probe && s >= warmup) cpu_probe->sample(*ex);
     if (launch_timer) launch_timer->set_launch_timing(s + 1 >= warmup && s + 1 < warmup + steps);
     std::cerr << "\rstep " << s + 1 << "/" << warmup + steps << std::flush;
   }
@@ -253,7 +299,9 @@ int main(int argc, char** argv) try {
       static_cast<double>(ex->peak_bytes()) / (1024.0 * 1024.0 * 1024.0);
   // A GPU needs a larger product to reach its rate.
   const bool gpu = ex->device() == rf::Device::kCuda;
-  const double gemm_peak = executor_gemm_gflops(*ex, gpu ? 8192 : 2048, gpu ? 10 : 9);
+  // The rate measured after the steps, as before 2026-12-07, next to the samples between them.
+  const double gemm_after = executor_gemm_gflops(*ex, gpu ? 8192 : 2048, gpu ? 10 : 9);
+  const double gemm_peak = cpu_probe ? cpu_probe->median_gflops() : gemm_after;
   const double rate = flops.total() / median / 1e9;
   std::cout << rf::JsonLine()
                    .add("ranks", static_cast<int64_t>(comm.size()))
@@ -282,11 +330,15 @@ int main(int argc, char** argv) try {
                    .add("gflops", rate)
                    .add("sgemm_gflops", gemm_peak)
                    .add("fraction_of_sgemm", rate / gemm_peak)
+                   .add("sgemm_gflops_min", cpu_probe ? cpu_probe->min_gflops() : -1.0)
+                   .add("sgemm_gflops_max", cpu_probe ? cpu_probe->max_gflops() : -1.0)
+                   .add("sgemm_gflops_after_steps", gemm_after)
                    .add("attention_share", share_of_steps("attention"))
                    .add("lsh_share", share_of_steps("lsh hash and sort"))
                    .add("launches_per_step", launches_per_step)
                    .add("memory_operations_per_step", memory_operations_per_step)
-                   .add("peak_rss_gib", peak_rss_gib())
+                   .add("peak_rss_gib",
+                        peak_rss_gib() - (cpu_probe ? InterleavedCpuProbe::gib() : 0.0))
                    .add("executor_peak_gib", executor_peak_gib)
                    .add("openblas_kernel", openblas_get_corename())
                    .add("openblas_sgemm_gflops", gpu ? -1.0 : openblas_sgemm_gflops(9))
