@@ -118,6 +118,12 @@ TEST(CommandLine, UsageErrorsAreOneLineAndExitNonZero) {
                         {"--segment: must be an integer >= 1, not '0'"});
   expect_one_line_error(run("generate --checkpoint x --top-k -1"),
                         {"--top-k: must be an integer >= 0, not '-1'"});
+  expect_one_line_error(run("generate --checkpoint x --top-p 0"),
+                        {"--top-p: must be a number in (0, 1], not '0'"});
+  expect_one_line_error(run("generate --checkpoint x --top-p 1.5"),
+                        {"--top-p: must be a number in (0, 1], not '1.5'"});
+  expect_one_line_error(run("generate --checkpoint x --top-p 0.9x"),
+                        {"--top-p: must be a number in (0, 1], not '0.9x'"});
   expect_one_line_error(run("generate --checkpoint x --context 9"), {"not expected", "--context"});
   expect_one_line_error(run("generate --checkpoint x --lsh-cache --no-cache"),
                         {"--lsh-cache", "--no-cache"});

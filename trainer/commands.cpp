@@ -44,6 +44,24 @@ CLI::Validator integer_at_least(int64_t min) {
       "");  // (the help shows INT already)
 }
 
+// For --top-p: a fraction above 0, at most 1.
+CLI::Validator fraction_above_zero() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        size_t used = 0;
+        double value = 0.0;
+        try {
+          value = std::stod(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used == 0 || used != text.size() || !(value > 0.0 && value <= 1.0))
+          return "must be a number in (0, 1], not '" + text + "'";
+        return "";
+      },
+      "");
+}
+
 struct Arguments {
   std::string config;
   std::vector<std::string> overrides;
@@ -55,6 +73,7 @@ struct Arguments {
   int64_t tokens = 200;
   double temperature = 1.0;
   int64_t top_k = 0;
+  double top_p = 1.0;
   int64_t seed = 1;
   int64_t stop_at_step = -1;
   bool no_report = false;
@@ -265,6 +284,7 @@ int command_generate(const Arguments& a) {
   o.tokens = a.tokens;
   o.temperature = a.temperature;
   o.top_k = a.top_k;
+  o.top_p = a.top_p;
   o.seed = static_cast<uint64_t>(a.seed);
   o.cache = !a.no_cache;
   o.lsh_cache = a.lsh_cache;
@@ -401,6 +421,10 @@ int run_command_line(int argc, char** argv) {
   gen->add_option("--temperature", a.temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0));
   gen->add_option("--top-k", a.top_k, "sample among the k most likely (0 = all)")
       ->check(integer_at_least(0));
+  gen->add_option("--top-p", a.top_p,
+                  "sample among the fewest most likely tokens holding this much of the "
+                  "probability, after --top-k (nucleus sampling; 1 = no cut)")
+      ->check(fraction_above_zero());
   gen->add_option("--seed", a.seed, "sampling seed");
   gen->add_option("--memory-len", a.generate_memory_len,
                   "Transformer-XL's recurrence: segments of train.seq_len, each seeing the M "

@@ -2,39 +2,17 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
-#include <numeric>
 #include <optional>
 #include <string>
 
 #include "base/error.h"
 #include "base/philox.h"
 #include "trainer/evaluate.h"
+#include "trainer/sampling.h"
 #include "trainer/segment_memory.h"
 
 namespace rf {
 namespace {
-
-int32_t sample(std::vector<float> logits, const SamplingOptions& o, const RngStream& rng,
-               int64_t index) {
-  const int64_t V = static_cast<int64_t>(logits.size());
-  std::vector<int32_t> order(V);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
-  if (o.temperature <= 0.0) return order[0];
-  const int64_t k = o.top_k > 0 ? std::min(o.top_k, V) : V;
-  std::vector<double> p(k);
-  for (int64_t i = 0; i < k; ++i)
-    p[i] = std::exp((logits[order[i]] - logits[order[0]]) / o.temperature);
-  const double total = std::accumulate(p.begin(), p.end(), 0.0);
-  double u = static_cast<double>(rng.uniform(static_cast<uint64_t>(index))) * total;
-  for (int64_t i = 0; i < k; ++i) {
-    if (u < p[i]) return order[i];
-    u -= p[i];
-  }
-  return order[k - 1];
-}
 
 // One sequence of `length` positions: the n tokens from `first`, then zeros (positions after the
 // last token, which causal masks keep from it).
@@ -216,7 +194,7 @@ std::vector<int32_t> generate(ReformerModel& model, std::vector<int32_t> tokens,
       st.model_positions += T;
     }
     if (o.on_logits) o.on_logits(n, logits);
-    tokens.push_back(sample(std::move(logits), o, rng, n));
+    tokens.push_back(sample_token(logits, o.rule(), rng, n));
     if (n == 0)
       st.prompt_seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

@@ -1,5 +1,5 @@
-// Sampling from a trained model: temperature and top-k, with Philox keyed by the seed and the
-// token index, so a sample is reproducible.
+// Sampling from a trained model: temperature, top-k and top-p (trainer/sampling.h), with Philox
+// keyed by the seed and the token index, so a sample is reproducible.
 //
 // Each prediction sees a context of at most `context` tokens (train.seq_len by default). With the
 // key/value cache (every layer dense or local attention; trainer/generation_cache.h) a new token
@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "trainer/model.h"
+#include "trainer/sampling.h"
 
 namespace rf {
 
@@ -28,6 +29,7 @@ struct SamplingOptions {
   int64_t context = 0;       // tokens the model sees per prediction; 0 = train.seq_len
   double temperature = 1.0;  // 0 = greedy
   int64_t top_k = 0;         // 0 = the whole vocabulary
+  double top_p = 1.0;        // the nucleus, in (0, 1]; 1 = no cut
   uint64_t seed = 1;
   bool cache = true;  // the key/value cache, where the model has one
   // LSH layers cached too, each position's windows fixed when it arrives (generate --lsh-cache;
@@ -53,6 +55,8 @@ struct SamplingOptions {
   // Called with (n, the logits token n is sampled from) before it is sampled: what the model
   // predicted, for tests and for tools that score its choices.
   std::function<void(int64_t, const std::vector<float>&)> on_logits;
+
+  SamplingRule rule() const { return {temperature, top_k, top_p}; }
 };
 
 struct GenerationStats {
