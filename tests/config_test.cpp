@@ -327,6 +327,14 @@ TEST(ConfigRules, BucketCountsMustBeEven) {
                        "exp.yaml: lsh.n_buckets = 7 must be even and at least 2"));
   EXPECT_TRUE(Contains(load_error("lsh:\n  n_buckets: [32, 15]\n"),
                        "lsh.n_buckets = [32, 15]: factor 15 must be even and at least 2"));
+  // 2^32 buckets a round overflowed the 32-bit bucket ids (a crash); 2^24 is the most.
+  EXPECT_TRUE(Contains(load_error("lsh:\n  n_buckets: [65536, 65536]\n"),
+                       "lsh.n_buckets = [65536, 65536] makes 4294967296 buckets per hash round; "
+                       "at most 16777216"));
+  EXPECT_TRUE(Contains(load_error("lsh:\n  n_buckets: [4096, 4096, 2]\n"),
+                       "makes 33554432 buckets per hash round"));
+  EXPECT_EQ(load("lsh:\n  n_buckets: [4096, 4096]\n").lsh.n_buckets,
+            (std::vector<int64_t>{4096, 4096}));
 }
 
 TEST(ConfigRules, LshRulesOnlyWhenALayerUsesLsh) {

@@ -3,11 +3,14 @@
 #include "kernels/cpu/openblas_core.h"
 
 #include <gtest/gtest.h>
+#include <omp.h>
 #include <unistd.h>
 
 #include <regex>
 #include <string>
 
+#include "base/error.h"
+#include "kernels/executor.h"
 #include "tests/run_fixture.h"
 
 namespace rf {
@@ -63,6 +66,32 @@ TEST(OpenblasCore, AUsersCoreTypeStands) {
   const std::string out = version_output("OPENBLAS_CORETYPE=Prescott");
   EXPECT_EQ(reported_kernel(out), "Prescott");
   EXPECT_NE(out.find("kernel Prescott (OPENBLAS_CORETYPE=Prescott);"), std::string::npos) << out;
+}
+
+// More threads calling OpenBLAS at once than it has buffers for crashed it (Debian's 0.3.21,
+// MAX_THREADS=64: runtime.threads 200 in 1 run of 3, 4,096 in every run): the CPU executor
+// refuses more in one line, and caps its default (cores, or OMP_NUM_THREADS) there.
+TEST(OpenblasCore, MoreThreadsThanOpenblasServesAreRefusedOrCapped) {
+  const int limit = openblas_caller_limit();
+  ASSERT_GT(limit, 0) << "this OpenBLAS's configuration names no MAX_THREADS";
+  try {
+    make_cpu_executor(limit + 1);
+    ADD_FAILURE() << "runtime.threads " << limit + 1 << " was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("runtime.threads = " + std::to_string(limit + 1) +
+                                         " is more than the " + std::to_string(limit) +
+                                         " threads this OpenBLAS can serve at once"),
+              std::string::npos)
+        << e.what();
+  }
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(4 * limit);
+  const std::string capped = make_cpu_executor(0)->describe();
+  omp_set_num_threads(before);
+  EXPECT_NE(capped.find("cpu, " + std::to_string(limit) + " OpenMP threads"), std::string::npos)
+      << capped;
+  EXPECT_NE(make_cpu_executor(limit)->describe().find(std::to_string(limit) + " OpenMP threads"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -37,12 +37,21 @@ void check_lsh(const Config& c, const std::string& path) {
     fail(path, ": lsh.n_buckets = ", list_text(n_buckets), " has ", n_buckets.size(),
          " factors; at most 3 are supported");
   }
+  int64_t product = 1;  // each factor <= 2^24, at most 3: no overflow
   for (const int64_t factor : n_buckets) {
     if (n_buckets.size() > 1 && !even_and_at_least_2(factor)) {
       fail(path, ": lsh.n_buckets = ", list_text(n_buckets), ": factor ", factor,
            " must be even and at least 2 (each factor hashes with its own random rotation onto "
            "factor / 2 directions and their negatives)");
     }
+    product *= factor;
+  }
+  // Bucket ids are 32-bit and count on across the hash rounds (round r adds r * n_buckets).
+  constexpr int64_t kMaxBucketsPerRound = int64_t{1} << 24;
+  if (product > kMaxBucketsPerRound) {
+    fail(path, ": lsh.n_buckets = ", list_text(n_buckets), " makes ", product,
+         " buckets per hash round; at most ", kMaxBucketsPerRound,
+         " are supported (bucket ids are 32-bit integers counted across up to 32 rounds)");
   }
 }
 

@@ -150,7 +150,17 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
  public:
   CpuExecutor(int threads, GemmPrecision precision, int ranks_on_host)
       : ranks_on_host_(std::max(ranks_on_host, 1)), memory_limit_(buffer_limit() / ranks_on_host_) {
+    // Each thread may call OpenBLAS at once (a product per thread inside a parallel loop): more
+    // than it holds buffers for crash it, so a larger runtime.threads is refused and the
+    // default (cores, or OMP_NUM_THREADS) is capped.
+    const int blas_callers = openblas_caller_limit();
+    if (blas_callers > 0 && threads > blas_callers)
+      fail("runtime.threads = ", threads, " is more than the ", blas_callers,
+           " threads this OpenBLAS can serve at once (it was built with ", blas_callers / 2,
+           " as MAX_THREADS and keeps buffers for twice that)");
     if (threads > 0) omp_set_num_threads(threads);
+    if (threads == 0 && blas_callers > 0 && omp_get_max_threads() > blas_callers)
+      omp_set_num_threads(blas_callers);
     threads_ = omp_get_max_threads();
     if (precision == GemmPrecision::kTf32)
       fail(

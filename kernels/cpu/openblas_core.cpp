@@ -9,6 +9,7 @@
 extern "C" {
 // Provided by OpenBLAS (not declared in every cblas.h).
 char* openblas_get_corename(void);
+char* openblas_get_config(void);
 }
 
 namespace rf {
@@ -74,6 +75,18 @@ std::string openblas_kernel_report() {
     report +=
         std::string(", set by this program: OpenBLAS does not know this CPU and chose ") + fallback;
   return report + ")";
+}
+
+int openblas_caller_limit() {
+  // OpenBLAS keeps 2 * MAX_THREADS work buffers (NUM_BUFFERS in its memory.c), one per thread
+  // calling it at once; past that it prints "precompiled NUM_THREADS exceeded" and aborts or
+  // crashes (Debian's 0.3.21, MAX_THREADS=64: 200 threads crashed 1 run in 3, 4,096 every run).
+  const std::string config = openblas_get_config();
+  const std::string key = "MAX_THREADS=";
+  const size_t at = config.find(key);
+  if (at == std::string::npos) return 0;
+  const int max_threads = std::atoi(config.c_str() + at + key.size());
+  return max_threads > 0 ? 2 * max_threads : 0;
 }
 
 }  // namespace rf

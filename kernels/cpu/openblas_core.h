@@ -32,4 +32,9 @@ void restart_without_openblas_fallback();
 // "kernel SkylakeX", with how it was chosen where OPENBLAS_CORETYPE is set.
 std::string openblas_kernel_report();
 
+// The most threads that may call OpenBLAS at once (each a single-threaded product inside the
+// executor's parallel loops): twice the MAX_THREADS it was built with; 0 where its configuration
+// does not say.
+int openblas_caller_limit();
+
 }  // namespace rf
