@@ -14,8 +14,11 @@ namespace rf {
 namespace {
 
 // HDF5 prints a stack trace on every failed call by default; errors are reported by us instead.
+// Once per thread, by every call into HDF5 here: a thread-safe HDF5 keeps the setting per thread,
+// and the data loader's thread, which only reads, printed HDF5's trace over the one-line error
+// (a damaged shard read with data.prefetch > 0).
 void silence_hdf5_errors() {
-  static const bool once = [] {
+  thread_local const bool once = [] {
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     return true;
   }();
@@ -129,6 +132,7 @@ Hdf5File::~Hdf5File() {
 }
 
 void Hdf5File::close() {
+  silence_hdf5_errors();
   if (id_ < 0) return;
   // Closed even when the flush fails, so that no descriptor keeps a removed file's space.
   const herr_t flushed = H5Fflush(id_, H5F_SCOPE_GLOBAL);
@@ -140,6 +144,7 @@ void Hdf5File::close() {
 }
 
 void Hdf5File::write(const std::string& name, hid_t native_type, const void* data, int64_t count) {
+  silence_hdf5_errors();
   const hsize_t dims[1] = {static_cast<hsize_t>(count)};
   Handle space(H5Screate_simple(1, dims, nullptr), H5Sclose);
   Handle props(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
@@ -159,10 +164,12 @@ void Hdf5File::write(const std::string& name, hid_t native_type, const void* dat
 }
 
 bool Hdf5File::has_dataset(const std::string& name) const {
+  silence_hdf5_errors();
   return H5Lexists(id_, name.c_str(), H5P_DEFAULT) > 0;
 }
 
 int64_t Hdf5File::dataset_length(const std::string& name) const {
+  silence_hdf5_errors();
   Handle set(H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose);
   if (!set.ok()) fail("'", path_, "' has no dataset '", name, "'");
   Handle space(H5Dget_space(set.get()), H5Sclose);
@@ -175,6 +182,7 @@ int64_t Hdf5File::dataset_length(const std::string& name) const {
 
 void Hdf5File::dataset_type(const std::string& name, H5T_class_t* type_class, size_t* element_size,
                             int* rank) const {
+  silence_hdf5_errors();
   Handle set(H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose);
   if (!set.ok()) fail("'", path_, "' has no dataset '", name, "'");
   Handle type(H5Dget_type(set.get()), H5Tclose);
@@ -185,6 +193,7 @@ void Hdf5File::dataset_type(const std::string& name, H5T_class_t* type_class, si
 }
 
 bool Hdf5File::dataset_is_unsigned(const std::string& name) const {
+  silence_hdf5_errors();
   Handle set(H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose);
   if (!set.ok()) fail("'", path_, "' has no dataset '", name, "'");
   Handle type(H5Dget_type(set.get()), H5Tclose);
@@ -193,6 +202,7 @@ bool Hdf5File::dataset_is_unsigned(const std::string& name) const {
 
 void Hdf5File::create_extendible(const std::string& name, hid_t stored_type,
                                  int64_t chunk_elements) {
+  silence_hdf5_errors();
   const hsize_t dims[1] = {0};
   const hsize_t max_dims[1] = {H5S_UNLIMITED};
   Handle space(H5Screate_simple(1, dims, max_dims), H5Sclose);
@@ -207,6 +217,7 @@ void Hdf5File::create_extendible(const std::string& name, hid_t stored_type,
 }
 
 void Hdf5File::append(const std::string& name, hid_t native_type, const void* data, int64_t count) {
+  silence_hdf5_errors();
   if (count <= 0) return;
   Handle set(H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose);
   if (!set.ok()) fail("'", path_, "' has no dataset '", name, "'");
@@ -229,6 +240,7 @@ void Hdf5File::append(const std::string& name, hid_t native_type, const void* da
 
 void Hdf5File::read(const std::string& name, hid_t native_type, int64_t first, int64_t count,
                     void* out) const {
+  silence_hdf5_errors();
   Handle set(H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose);
   if (!set.ok()) fail("'", path_, "' has no dataset '", name, "'");
   if (count == 0) return;
@@ -244,6 +256,7 @@ void Hdf5File::read(const std::string& name, hid_t native_type, int64_t first, i
 }
 
 void Hdf5File::set_int(const std::string& attribute, int64_t value) {
+  silence_hdf5_errors();
   Handle space(H5Screate(H5S_SCALAR), H5Sclose);
   Handle attr(
       H5Acreate2(id_, attribute.c_str(), H5T_NATIVE_INT64, space.get(), H5P_DEFAULT, H5P_DEFAULT),
@@ -253,6 +266,7 @@ void Hdf5File::set_int(const std::string& attribute, int64_t value) {
 }
 
 void Hdf5File::set_string(const std::string& attribute, const std::string& value) {
+  silence_hdf5_errors();
   Handle space(H5Screate(H5S_SCALAR), H5Sclose);
   Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
   check(H5Tset_size(type.get(), std::max<size_t>(1, value.size())), path_, "size a string");
@@ -264,10 +278,12 @@ void Hdf5File::set_string(const std::string& attribute, const std::string& value
 }
 
 bool Hdf5File::has_attribute(const std::string& attribute) const {
+  silence_hdf5_errors();
   return H5Aexists(id_, attribute.c_str()) > 0;
 }
 
 int64_t Hdf5File::get_int(const std::string& attribute) const {
+  silence_hdf5_errors();
   Handle attr(H5Aopen(id_, attribute.c_str(), H5P_DEFAULT), H5Aclose);
   if (!attr.ok()) fail("'", path_, "' has no attribute '", attribute, "'");
   int64_t value = 0;
@@ -276,6 +292,7 @@ int64_t Hdf5File::get_int(const std::string& attribute) const {
 }
 
 std::string Hdf5File::get_string(const std::string& attribute) const {
+  silence_hdf5_errors();
   Handle attr(H5Aopen(id_, attribute.c_str(), H5P_DEFAULT), H5Aclose);
   if (!attr.ok()) fail("'", path_, "' has no attribute '", attribute, "'");
   Handle type(H5Aget_type(attr.get()), H5Tclose);

@@ -41,13 +41,16 @@ void check_common_options(const PrepareOptions& o) {
   if (o.seq_len < 0) fail("prepare: --seq-len must be positive, got ", o.seq_len);
 }
 
+constexpr int64_t kMaxModelVocab = int64_t{1} << 24;  // model.vocab_size's maximum
+
 void check_synthetic_options(const PrepareOptions& o) {
   if (o.seq_len < 4 || o.seq_len % 2 != 0)
     fail("prepare: the duplication task needs an even --seq-len >= 4, got ", o.seq_len);
   if (o.vocab_size < 3)
     fail("prepare: the duplication task needs --vocab-size >= 3, got ", o.vocab_size);
-  if (o.vocab_size > (int64_t{1} << 31) - 1)
-    fail("prepare: --vocab-size ", o.vocab_size, " does not fit 32-bit token ids");
+  if (o.vocab_size > kMaxModelVocab)
+    fail("prepare: --vocab-size ", o.vocab_size, " is more than any model can read (",
+         "model.vocab_size is at most ", kMaxModelVocab, ")");
   if (o.sequences < 1) fail("prepare: --sequences must be at least 1, got ", o.sequences);
   if (o.shards > o.sequences)
     fail("prepare: --shards ", o.shards, " is more than the ", o.sequences, " --sequences");
@@ -539,6 +542,11 @@ void prepare_shards(const PrepareOptions& options, std::ostream& progress) {
       options.tokenizer == kSentencePieceTokenizer || !options.tokenizer_model.empty();
   if (sentencepiece && !options.synthetic.empty())
     fail("prepare: --tokenizer sentencepiece is for --input text, not --synthetic");
+  if (!sentencepiece && options.synthetic.empty() && options.vocab_size > 0 &&
+      options.vocab_size != 256)
+    fail("prepare: --vocab-size ", options.vocab_size,
+         " does not apply to byte tokens, which are always 256 (it sizes --tokenizer "
+         "sentencepiece and --synthetic)");
   if (sentencepiece)
     prepare_sentencepiece(options, progress);
   else if (options.synthetic.empty())

@@ -118,6 +118,15 @@ TEST(CommandLine, UsageErrorsAreOneLineAndExitNonZero) {
                         {"--segment: must be an integer >= 1, not '0'"});
   expect_one_line_error(run("generate --checkpoint x --top-k -1"),
                         {"--top-k: must be an integer >= 0, not '-1'"});
+  // NaN passed CLI11's Range; seeds past int64 were clamped, -1 wrapped.
+  expect_one_line_error(run("generate --checkpoint x --temperature nan"),
+                        {"--temperature: must be a number in [0, 100], not 'nan'"});
+  expect_one_line_error(run("generate --checkpoint x --seed 99999999999999999999999"),
+                        {"--seed: must be an integer >= 0, not '99999999999999999999999'"});
+  expect_one_line_error(
+      run("prepare --synthetic duplication --sequences 2 --seq-len 8 --vocab-size 8 --output x "
+          "--seed -1"),
+      {"--seed: must be an integer in [0, 4611686018427387904], not '-1'"});
   expect_one_line_error(run("generate --checkpoint x --top-p 0"),
                         {"--top-p: must be a number in (0, 1], not '0'"});
   expect_one_line_error(run("generate --checkpoint x --top-p 1.5"),
@@ -184,6 +193,12 @@ TEST(CommandLine, TrainEvalGenerateEndToEnd) {
   EXPECT_NE(part.out.find("\"tokens\": 40"), std::string::npos) << part.out;
   EXPECT_NE(part.out.find("\"n_hashes\": 4"), std::string::npos) << part.out;
   expect_one_line_error(run("eval --checkpoint " + out + " --positions 20:10"), {"--positions"});
+  // Not read as far as a number goes (1x:2 was scored as 1:2).
+  for (const std::string bad : {"1x:2", "1:2x", "0x10:20", "1e1:20", "1.5:3", "1:2:3", "-1:3"})
+    expect_one_line_error(run("eval --checkpoint " + out + " --positions " + bad),
+                          {"--positions '" + bad + "' is not A:B"});
+  expect_one_line_error(run("eval --checkpoint " + out + " --positions 0:999999"),
+                        {"--positions: B = 999999 is past train.seq_len"});
 
   const Result g = run("generate --checkpoint " + out + " --prompt abc --tokens 5");
   EXPECT_NE(g.exit_code, 0);  // 'a' is outside this model's 16-token vocabulary

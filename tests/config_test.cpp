@@ -268,6 +268,14 @@ TEST_F(ConfigFileTest, BrokenYamlNamesLineAndColumn) {
   EXPECT_TRUE(Contains(message, path + ":4:1: invalid YAML: "));
   EXPECT_TRUE(
       Contains(load_error("model:\n  a: b: c\n"), "exp.yaml:2:7: invalid YAML: illegal map value"));
+  // A second document was ignored (d_model 32 here, not 64).
+  EXPECT_EQ(load_error("model:\n  d_model: 32\n---\nmodel:\n  d_model: 64\n"),
+            "exp.yaml holds 2 YAML documents (separated by '---' or '...'); a config is one");
+  EXPECT_TRUE(Contains(load_error("model:\n  d_model: 32\n...\nx\n"), "holds 2 YAML documents"));
+  EXPECT_EQ(load_error("", {"model.d_model=32\n---\nx"}),
+            "--set model.d_model=32\n---\nx: the value holds 2 YAML documents (separated by "
+            "'---' or '...'); a config is one");
+  EXPECT_EQ(load("---\nmodel:\n  d_model: 128\n").model.d_model, 128);  // one, marked
 }
 
 TEST_F(ConfigFileTest, MissingFile) {

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <functional>
 #include <sstream>
+#include <thread>
 
 #include "base/error.h"
 #include "base/fnv1a.h"
@@ -289,6 +290,9 @@ TEST(PrepareSynthetic, RejectsBadOptions) {
   o.seq_len = 16;
   o.vocab_size = 2;
   expect_error([&] { prepare_shards(o, progress); }, {"--vocab-size"});
+  o.vocab_size = 99999999;  // more than model.vocab_size allows: shards no model could read
+  expect_error([&] { prepare_shards(o, progress); },
+               {"--vocab-size 99999999 is more than any model can read", "16777216"});
   o.vocab_size = 10;
   o.shards = 0;
   expect_error([&] { prepare_shards(o, progress); }, {"--shards"});
@@ -343,8 +347,13 @@ TEST(PrepareSafety, BadInputsLeaveNoManifest) {
   PrepareOptions with_seq_len = text_options({tiny}, dir + "/o4", 2);
   with_seq_len.seq_len = 16;  // the 4-byte validation tail is shorter than one window of 17
   expect_error([&] { prepare_shards(with_seq_len, progress); }, {"window of 17 tokens"});
+  PrepareOptions sized = text_options({good}, dir + "/o5", 1);
+  sized.vocab_size = 100;  // was ignored: byte tokens are 256
+  expect_error([&] { prepare_shards(sized, progress); },
+               {"--vocab-size 100 does not apply to byte tokens"});
   EXPECT_FALSE(fs::exists(dir + "/o3/manifest.yaml"));
   EXPECT_FALSE(fs::exists(dir + "/o4/manifest.yaml"));
+  EXPECT_FALSE(fs::exists(dir + "/o5/manifest.yaml"));
 }
 
 // A sysfs file claims 4096 bytes but yields a few: reading fails after shards were written.
@@ -443,6 +452,36 @@ TEST(ShardErrors, ChecksumMismatch) {
   expect_error([&] { ShardedWindows(m, "train", 16, 256, true); },
                {"train-00001.h5", "checksum mismatch"});
   EXPECT_NO_THROW(ShardedWindows(m, "train", 16, 256, false));  // only checked when asked
+}
+
+// A shard damaged where no seal guards it (unsealed, not verified) fails its read with our one
+// line alone, also on another thread (the data loader's): HDF5's own trace is silenced per thread,
+// and the loader's thread printed it (about 25 lines) before it was.
+TEST(ShardErrors, ADamagedReadOnAnotherThreadPrintsNoHdf5Trace) {
+  const PreparedText p = prepare_text("loader_thread", 30000, 1);
+  const std::string shard = p.dir + "/out/train-00000.h5";
+  const auto size = static_cast<std::streamoff>(fs::file_size(shard));
+  fs::resize_file(shard, static_cast<uintmax_t>(size - 32));  // the seal's trailer off
+  {
+    std::fstream f(shard, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(size / 2);  // inside the tokens' chunk, which HDF5's Fletcher-32 guards
+    f.write("\xA5\x5A\xA5\x5A", 4);
+  }
+  const ShardedWindows windows(read_manifest(p.manifest), "train", 16, 256, false);
+  std::string error;
+  testing::internal::CaptureStderr();
+  std::thread reader([&] {
+    std::vector<int32_t> window(17);
+    try {
+      for (int64_t i = 0; i < windows.num_windows(); ++i) windows.read(i, window.data());
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  });
+  reader.join();
+  const std::string printed = testing::internal::GetCapturedStderr();
+  EXPECT_NE(error.find("train-00000.h5"), std::string::npos) << error;
+  EXPECT_EQ(printed, "");
 }
 
 TEST(ShardErrors, TokenCountMismatch) {

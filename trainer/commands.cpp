@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <limits>
+#include <sstream>
 
 #include "comms/mpi_communicator.h"
 #include "data/prepare.h"
@@ -26,10 +28,11 @@ namespace rf {
 namespace {
 
 // For integer options: CLI11's own PositiveNumber and NonNegativeNumber print their bounds as
-// doubles ("Value 0 not in range 0.000000 to 17976931348623157...", 309 digits).
-CLI::Validator integer_at_least(int64_t min) {
+// doubles ("Value 0 not in range 0.000000 to 17976931348623157...", 309 digits), and its plain
+// parse clamped a seed of 10^23 to 2^64 - 1 and wrapped -1 there.
+CLI::Validator integer_in(int64_t min, int64_t max = std::numeric_limits<int64_t>::max()) {
   return CLI::Validator(
-      [min](std::string& text) -> std::string {
+      [min, max](std::string& text) -> std::string {
         size_t used = 0;
         int64_t value = 0;
         try {
@@ -37,17 +40,26 @@ CLI::Validator integer_at_least(int64_t min) {
         } catch (const std::exception&) {
           used = 0;  // not a number, or out of int64's range
         }
-        if (used == 0 || used != text.size() || value < min)
-          return "must be an integer >= " + std::to_string(min) + ", not '" + text + "'";
+        if (used == 0 || used != text.size() || value < min || value > max)
+          return "must be an integer " +
+                 (max == std::numeric_limits<int64_t>::max()
+                      ? ">= " + std::to_string(min)
+                      : "in [" + std::to_string(min) + ", " + std::to_string(max) + "]") +
+                 ", not '" + text + "'";
         return "";
       },
       "");  // (the help shows INT already)
 }
 
-// For --top-p: a fraction above 0, at most 1.
-CLI::Validator fraction_above_zero() {
+CLI::Validator integer_at_least(int64_t min) {
+  return integer_in(min);
+}
+
+// For number options: a finite number in [lo, hi], or (lo, hi] with open_below (CLI11's Range
+// let NaN through: every comparison with it is false).
+CLI::Validator number_in(double lo, double hi, bool open_below = false) {
   return CLI::Validator(
-      [](std::string& text) -> std::string {
+      [=](std::string& text) -> std::string {
         size_t used = 0;
         double value = 0.0;
         try {
@@ -55,8 +67,12 @@ CLI::Validator fraction_above_zero() {
         } catch (const std::exception&) {
           used = 0;
         }
-        if (used == 0 || used != text.size() || !(value > 0.0 && value <= 1.0))
-          return "must be a number in (0, 1], not '" + text + "'";
+        const bool above = open_below ? value > lo : value >= lo;
+        if (used == 0 || used != text.size() || !(above && value <= hi)) {
+          std::ostringstream range;
+          range << (open_below ? "(" : "[") << lo << ", " << hi << "]";
+          return "must be a number in " + range.str() + ", not '" + text + "'";
+        }
         return "";
       },
       "");
@@ -89,14 +105,17 @@ PositionRange parse_positions(const std::string& text) {
   PositionRange r;
   if (text.empty()) return r;
   const size_t colon = text.find(':');
-  try {
-    if (colon == std::string::npos) throw std::invalid_argument("no colon");
-    size_t used = 0;
-    if (colon > 0) r.begin = std::stoll(text.substr(0, colon), &used);
-    if (colon + 1 < text.size()) r.end = std::stoll(text.substr(colon + 1), &used);
-  } catch (const std::exception&) {
+  // A and B: decimal digits only (std::stoll alone read "1x:2" as 1:2 and "0x10:20" as 0:20).
+  auto number = [&](const std::string& digits, int64_t* out) {
+    if (digits.empty()) return true;
+    if (digits.size() > 18 || digits.find_first_not_of("0123456789") != std::string::npos)
+      return false;
+    *out = std::stoll(digits);
+    return true;
+  };
+  if (colon == std::string::npos || !number(text.substr(0, colon), &r.begin) ||
+      !number(text.substr(colon + 1), &r.end))
     fail("--positions '", text, "' is not A:B (target positions A <= t < B; either may be empty)");
-  }
   if (r.begin < 0 || (r.end >= 0 && r.end <= r.begin))
     fail("--positions '", text, "' must satisfy 0 <= A < B");
   return r;
@@ -205,6 +224,9 @@ int command_eval(const Arguments& a) {
   const PositionRange positions = parse_positions(a.positions);
   if (positions.begin >= cfg.train.seq_len)
     fail("--positions: A = ", positions.begin, " is not below train.seq_len = ", cfg.train.seq_len);
+  if (positions.end > cfg.train.seq_len)
+    fail("--positions: B = ", positions.end, " is past train.seq_len = ", cfg.train.seq_len,
+         " (leave B out for the window's end)");
   auto ex = make_rank_executor(cfg.runtime);
   ReformerModel model(cfg, *ex);
   const TrainingState state = load_checkpoint(path, model, nullptr);
@@ -418,14 +440,14 @@ int run_command_line(int argc, char** argv) {
   gen->add_option("--checkpoint", a.checkpoint, "checkpoint file or run directory")->required();
   gen->add_option("--prompt", a.prompt, "text to continue");
   gen->add_option("--tokens", a.tokens, "tokens to generate")->check(CLI::Range(1, 1 << 20));
-  gen->add_option("--temperature", a.temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0));
+  gen->add_option("--temperature", a.temperature, "0 = greedy")->check(number_in(0.0, 100.0));
   gen->add_option("--top-k", a.top_k, "sample among the k most likely (0 = all)")
       ->check(integer_at_least(0));
   gen->add_option("--top-p", a.top_p,
                   "sample among the fewest most likely tokens holding this much of the "
                   "probability, after --top-k (nucleus sampling; 1 = no cut)")
-      ->check(fraction_above_zero());
-  gen->add_option("--seed", a.seed, "sampling seed");
+      ->check(number_in(0.0, 1.0, true));
+  gen->add_option("--seed", a.seed, "sampling seed")->check(integer_at_least(0));
   gen->add_option("--memory-len", a.generate_memory_len,
                   "Transformer-XL's recurrence: segments of train.seq_len, each seeing the M "
                   "positions before it through the cache, as eval --memory-len scores them, with "
@@ -462,7 +484,8 @@ int run_command_line(int argc, char** argv) {
       ->check(CLI::IsMember({"unigram", "bpe"}));
   prepare->add_option("--tokenizer-model", prep.tokenizer_model,
                       "sentencepiece: use this model file instead of training one");
-  prepare->add_option("--seed", prep.seed, "synthetic: seed (= train.seed)");
+  prepare->add_option("--seed", prep.seed, "synthetic: seed (= train.seed)")
+      ->check(integer_in(0, int64_t{1} << 62));  // train.seed's range
 
   std::string export_checkpoint, export_output, format;
   CLI::App* exporter = app.add_subcommand(

@@ -141,10 +141,20 @@ void apply_document(Config& config, const YAML::Node& root, const ValueOrigin& o
   }
 }
 
+// The one YAML document of `text` (null when empty), or "WHAT holds N YAML documents": YAML::Load
+// read the first alone, and a second after `---` was silently ignored.
+YAML::Node single_document(const std::string& text, const std::string& what) {
+  const std::vector<YAML::Node> documents = YAML::LoadAll(text);
+  if (documents.size() > 1)
+    fail(what, " holds ", documents.size(),
+         " YAML documents (separated by '---' or '...'); a config is one");
+  return documents.empty() ? YAML::Node() : documents.front();
+}
+
 // Parses YAML text; a syntax error becomes "WHERE:LINE:COL: invalid YAML: ...".
 YAML::Node parse_yaml(const std::string& text, const std::string& where) {
   try {
-    return YAML::Load(text);
+    return single_document(text, where);
   } catch (const YAML::ParserException& error) {
     fail(where, ":", error.mark.line + 1, ":", error.mark.column + 1,
          ": invalid YAML: ", error.msg);
@@ -177,7 +187,7 @@ void apply_override(Config& config, const std::string& setting, const std::strin
 
   YAML::Node value;
   try {
-    value = YAML::Load(setting.substr(equals + 1));
+    value = single_document(setting.substr(equals + 1), where + ": the value");
   } catch (const YAML::ParserException& error) {
     fail(where, ": invalid YAML value: ", error.msg);
   }
