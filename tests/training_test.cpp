@@ -193,6 +193,43 @@ TEST(Checkpoints, FreshRunRefusesToOverwriteAnExistingRun) {
   EXPECT_EQ(test::checkpoint_params(s.final_checkpoint), before);
 }
 
+// Without checkpoints a fresh run still refuses an out_dir whose metrics.jsonl it would truncate
+// or whose config.yaml (the user's --config file, say) it would replace; both were overwritten.
+TEST(Checkpoints, FreshRunRefusesToReplaceARunsMetricsOrAnotherConfig) {
+  const std::string dir = test::fresh_dir("run");
+  const Config cfg = run_config(dir, {"train.steps=2"});
+  train(cfg);
+  fs::remove_all(checkpoint_dir(dir));  // a run stopped before its first checkpoint
+  const std::string metrics = test::read_text(dir + "/metrics.jsonl");
+  ASSERT_FALSE(metrics.empty());
+  try {
+    train(cfg);
+    FAIL() << "a fresh run truncated the metrics.jsonl of another";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("already holds a run's metrics.jsonl"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(test::read_text(dir + "/metrics.jsonl"), metrics);
+  EXPECT_EQ(train(cfg, "auto-or-new").steps_done, 2);  // what the message offers
+  EXPECT_EQ(test::read_text(dir + "/metrics.jsonl").rfind(metrics, 0), 0u);  // added to
+
+  const std::string mine = test::fresh_dir("mine");
+  const std::string notes = cfg.source_text + "# my notes\n";
+  std::ofstream(mine + "/config.yaml") << notes;
+  try {
+    train(run_config(mine, {"train.steps=2"}));
+    FAIL() << "a fresh run replaced a config.yaml unlike its own";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("already holds a config.yaml unlike"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(test::read_text(mine + "/config.yaml"), notes);
+  // The same text as the run's resolved config is no loss: the run goes on.
+  const Config same = run_config(mine, {"train.steps=2"});
+  std::ofstream(mine + "/config.yaml", std::ios::trunc) << same.source_text;
+  EXPECT_EQ(train(same).steps_done, 2);
+}
+
 TEST(Checkpoints, ResumeAutoSkipsADamagedNewestCheckpoint) {
   const std::string dir = test::fresh_dir("run");
   train(run_config(dir, {"train.checkpoint_every=2", "train.steps=8"}), "", 4);

@@ -1,6 +1,7 @@
 #include "trainer/resume.h"
 
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <vector>
 
@@ -80,19 +81,38 @@ ResumeRequest parse_resume(const std::string& argument) {
   return r;
 }
 
+void refuse_to_overwrite_a_run(const std::string& out_dir, const std::string& resolved_config) {
+  std::error_code ec;
+  const std::string dir = checkpoint_dir(out_dir);
+  if (fs::is_directory(dir, ec) && !fs::is_empty(dir, ec))
+    fail("train.out_dir '", out_dir, "' already holds checkpoints; pass --resume ", kAuto,
+         " to continue that run, or choose another train.out_dir (nothing was overwritten)");
+  const fs::path metrics = fs::path(out_dir) / "metrics.jsonl";
+  if (fs::is_regular_file(metrics, ec) && fs::file_size(metrics, ec) > 0)
+    fail("train.out_dir '", out_dir,
+         "' already holds a run's metrics.jsonl (with no checkpoint): ", "pass --resume ",
+         kAutoOrNew, " to start over there, adding to it, or choose another ",
+         "train.out_dir (nothing was overwritten)");
+  const fs::path config = fs::path(out_dir) / "config.yaml";
+  if (fs::is_regular_file(config, ec)) {
+    std::ifstream in(config, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (text.str() != resolved_config)
+      fail("train.out_dir '", out_dir, "' already holds a config.yaml unlike this run's resolved ",
+           "config, which the run would write there (is it your --config file?): choose another ",
+           "train.out_dir or move that file (nothing was overwritten)");
+  }
+}
+
 std::string restore_for_resume(const ResumeRequest& request, const std::string& out_dir,
                                ReformerModel& model, AdamW& optimizer, TrainingState* state,
                                std::ostream& notes) {
   const std::string dir = checkpoint_dir(out_dir);
   std::string restored;
   switch (request.mode) {
-    case ResumeMode::kFresh: {
-      std::error_code ec;
-      if (fs::is_directory(dir, ec) && !fs::is_empty(dir, ec))
-        fail("train.out_dir '", out_dir, "' already holds checkpoints; pass --resume ", kAuto,
-             " to continue that run, or choose another train.out_dir (nothing was overwritten)");
+    case ResumeMode::kFresh:  // (refuse_to_overwrite_a_run checked out_dir)
       return "";
-    }
     case ResumeMode::kAuto:
     case ResumeMode::kAutoOrNew:
       restored = restore_newest_intact(request.mode, dir, model, optimizer, state, notes);

@@ -27,6 +27,12 @@ struct ResumeRequest {
 // "" (fresh), "auto", "auto-or-new", or a checkpoint path / run directory.
 ResumeRequest parse_resume(const std::string& argument);
 
+// A fresh run (no --resume) fails with one line, before anything is written, where train.out_dir
+// holds another run's files: checkpoints, a metrics.jsonl with lines (which it would truncate), or
+// a config.yaml unlike `resolved_config`, the text the run writes there (the user's own --config
+// file, it may be).
+void refuse_to_overwrite_a_run(const std::string& out_dir, const std::string& resolved_config);
+
 // Restores the request into model, optimizer and state from train.out_dir = out_dir; returns the
 // checkpoint it restored ("" for a fresh start). Notes for the user (damaged files skipped or
 // moved aside, newer checkpoints superseded) go to `notes`. Leaves the directory as it was when

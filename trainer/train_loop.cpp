@@ -157,6 +157,8 @@ std::string restore_or_start(Run& run, const ResumeRequest& resume) {
   run_on_root(run.host(), [&] {
     std::ostringstream notes;
     try {
+      if (resume.mode == ResumeMode::kFresh)
+        refuse_to_overwrite_a_run(run.cfg.train.out_dir, run.cfg.source_text);
       resumed_from = restore_for_resume(resume, run.cfg.train.out_dir, *run.model, *run.optimizer,
                                         &run.state, notes);
     } catch (const Error&) {
