@@ -100,7 +100,13 @@ bool hdf5_is_thread_safe() {
 
 Hdf5File Hdf5File::create(const std::string& path) {
   silence_hdf5_errors();
-  const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  // The file format of HDF5 1.8 (read by every HDF5 since 2008): its dense attribute storage
+  // holds attributes past the 64 KiB the original format allows, such as the parameter layout of
+  // a model of 256 layers, whose checkpoint could not be written before.
+  Handle access(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  check(H5Pset_libver_bounds(access.get(), H5F_LIBVER_V18, H5F_LIBVER_V18), path,
+        "ask for HDF5 1.8's file format");
+  const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, access.get());
   if (id < 0)
     fail("cannot create HDF5 file '", path, "'", reason_or("directory missing or not writable?"));
   return Hdf5File(id, path);

@@ -404,6 +404,21 @@ TEST(Checkpoints, MismatchedModelIsAClearError) {
   }
 }
 
+// A model of 256 layers has a parameter layout of more than 64 KiB, past what an HDF5 attribute
+// of the original file format holds: its checkpoint failed to save ("cannot create attribute
+// 'layout'") after the whole run. Files are now written in HDF5 1.8's format.
+TEST(Checkpoints, AModelOf256LayersSavesAndLoads) {
+  const std::string dir = test::fresh_dir("deep");
+  const Config cfg = run_config(dir, {"model.n_layers=256", "train.steps=1"});
+  const TrainSummary s = train(cfg);
+  ReformerModel model(cfg, test::cpu());
+  const TrainingState state = load_checkpoint(s.final_checkpoint, model, nullptr);
+  EXPECT_EQ(state.step, 1);
+  std::vector<float> loaded(model.params().size());
+  test::cpu().download(loaded.data(), model.params().params(), loaded.size() * sizeof(float));
+  EXPECT_EQ(loaded, test::checkpoint_params(s.final_checkpoint));
+}
+
 TEST(Checkpoints, ResumingFromAnOlderCheckpointSetsNewerOnesAside) {
   const std::string dir = test::fresh_dir("run");
   const Config cfg = run_config(dir, {"train.checkpoint_every=2", "train.keep_checkpoints=1"});
