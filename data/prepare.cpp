@@ -254,6 +254,7 @@ class ShardSequence {
   // The finished entries (temporary paths) of all planned shards, split by split.
   Manifest finished(Manifest base) const {
     RF_CHECK(next_ == plans_.size() && !writer_, "the plan was not written in full");
+    base.sealed_shards = true;  // (ShardWriter::finish seals each)
     for (size_t i = 0; i < plans_.size(); ++i)
       (plans_[i].split == "train" ? base.train : base.val).push_back(entries_[i]);
     return base;

@@ -128,6 +128,8 @@ Manifest read_manifest(const std::string& manifest_path) {
   if (root["window_stride"])
     m.window_stride = manifest_value<int64_t>(root, "window_stride", "", manifest_path);
   if (m.window_stride < 0) fail("manifest '", manifest_path, "': window_stride must be >= 0");
+  if (root["sealed_shards"])
+    m.sealed_shards = manifest_value<bool>(root, "sealed_shards", "", manifest_path);
   if (m.tokenizer == "sentencepiece" && m.tokenizer_model.empty())
     fail("manifest '", manifest_path, "': tokenizer sentencepiece needs a tokenizer_model entry");
   m.train = read_shard_list(root, "train", manifest_path);
@@ -170,6 +172,7 @@ void write_manifest(const Manifest& m, const std::string& manifest_path) {
   }
   out << YAML::Key << "source" << YAML::Value << YAML::DoubleQuoted << m.source;
   out << YAML::Key << "window_stride" << YAML::Value << static_cast<long long>(m.window_stride);
+  if (m.sealed_shards) out << YAML::Key << "sealed_shards" << YAML::Value << true;
   out << YAML::Key << "train" << YAML::Value;
   emit_shard_list(out, m.train, directory);
   out << YAML::Key << "val" << YAML::Value;
@@ -307,9 +310,16 @@ ShardedWindows::ShardedWindows(const Manifest& manifest, const std::string& spli
   const std::vector<ShardEntry>& entries = split == "train" ? manifest.train : manifest.val;
   if (entries.empty()) fail("manifest '", manifest.path, "' lists no '", split, "' shards");
 
-  // Every seal first: HDF5 opens none of the shards unless all of them are intact.
+  // Every seal first: HDF5 opens none of the shards unless all of them are intact. (A missing
+  // shard is reported by open_shard.)
   if (verify_checksums)
-    for (const ShardEntry& entry : entries) check_file_seal(entry.path);
+    for (const ShardEntry& entry : entries) {
+      std::error_code ec;
+      if (!check_file_seal(entry.path) && manifest.sealed_shards && fs::exists(entry.path, ec))
+        fail("shard '", entry.path, "' has no checksum seal, though manifest '", manifest.path,
+             "' lists sealed shards (reformer prepare's): it was replaced or cut short since; ",
+             "prepare the data again, or set data.verify_checksums: false to read it unchecked");
+    }
   int64_t largest = 0;
   for (const ShardEntry& entry : entries) {
     shards_.push_back(open_shard(entry, verify_checksums));

@@ -71,6 +71,10 @@ struct Manifest {
   uint64_t tokenizer_model_checksum = 0;
   std::string source;         // provenance, informative only
   int64_t window_stride = 0;  // 0 = seq_len (overlapping text windows)
+  // Every shard ends with a seal (data/file_seal.h), as `reformer prepare` writes them; then a
+  // shard without one was replaced or cut short, and is refused before HDF5 parses it. False
+  // (the key absent) for manifests of other tools or of versions before 2026-12-07.
+  bool sealed_shards = false;
   std::vector<ShardEntry> train, val;
 };
 

@@ -447,8 +447,11 @@ TEST(ShardErrors, WrongRank) {
 
 TEST(ShardErrors, ChecksumMismatch) {
   const PreparedText p = prepare_text("checksum", 3000, 2);
-  flip_token(p.dir + "/out/train-00001.h5", 100);
-  const Manifest m = read_manifest(p.manifest);
+  flip_token(p.dir + "/out/train-00001.h5", 100);  // (rewritten by HDF5, which drops the seal)
+  Manifest m = read_manifest(p.manifest);
+  expect_error([&] { ShardedWindows(m, "train", 16, 256, true); },
+               {"train-00001.h5", "has no checksum seal"});
+  m.sealed_shards = false;  // as another tool's manifest: the tokens' checksum finds it
   expect_error([&] { ShardedWindows(m, "train", 16, 256, true); },
                {"train-00001.h5", "checksum mismatch"});
   EXPECT_NO_THROW(ShardedWindows(m, "train", 16, 256, false));  // only checked when asked
@@ -482,6 +485,24 @@ TEST(ShardErrors, ADamagedReadOnAnotherThreadPrintsNoHdf5Trace) {
   const std::string printed = testing::internal::GetCapturedStderr();
   EXPECT_NE(error.find("train-00000.h5"), std::string::npos) << error;
   EXPECT_EQ(printed, "");
+}
+
+// prepare's manifests say their shards are sealed: a shard without its seal (replaced by another
+// file, or cut short by exactly its trailer) is refused before HDF5 parses it, where HDF5 1.10
+// crashed on some damaged files (fuzz/hdf5-crashes/) with data.verify_checksums on. A manifest of
+// another tool, without the key, reads unsealed shards as before.
+TEST(ShardErrors, AShardThatLostItsSealIsRefusedBeforeHdf5OpensIt) {
+  const PreparedText p = prepare_text("lost_seal", 3000, 2);
+  Manifest m = read_manifest(p.manifest);
+  EXPECT_TRUE(m.sealed_shards);
+  const std::string shard = p.dir + "/out/train-00001.h5";
+  fs::resize_file(shard, fs::file_size(shard) - 32);  // the trailer off, the HDF5 file intact
+  expect_error([&] { ShardedWindows(m, "train", 16, 256, true); },
+               {"shard '", "train-00001.h5' has no checksum seal", "data.verify_checksums: false"});
+  EXPECT_NO_THROW(ShardedWindows(m, "train", 16, 256, false));  // asked not to check
+  EXPECT_NO_THROW(ShardedWindows(m, "val", 16, 256, true));     // sealed: checked and read
+  m.sealed_shards = false;                                      // as a manifest without the key
+  EXPECT_NO_THROW(ShardedWindows(m, "train", 16, 256, true));
 }
 
 TEST(ShardErrors, TokenCountMismatch) {
