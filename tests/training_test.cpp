@@ -389,6 +389,33 @@ TEST(Checkpoints, CorruptedValuesAreDetectedByChecksums) {
   EXPECT_EQ(find_latest_checkpoint(checkpoint_dir(dir)), "");
 }
 
+// A checkpoint cut short by its seal's trailer, in part or whole, or by its seal and damaged, was
+// read unchecked (an unsealed file, as before seals); checkpoints now say inside that they were
+// sealed, and one that lost its seal is refused, also by a search for the newest intact one.
+TEST(Checkpoints, OneThatLostItsSealIsRefused) {
+  const std::string dir = test::fresh_dir("run");
+  const TrainSummary s = train(run_config(dir, {"train.steps=2"}));
+  ReformerModel model(run_config(dir), test::cpu());
+  EXPECT_NO_THROW(load_checkpoint(s.final_checkpoint, model, nullptr));
+  const uintmax_t size = fs::file_size(s.final_checkpoint);
+  for (const uintmax_t cut : {10, 32}) {
+    SCOPED_TRACE("cut by " + std::to_string(cut) + " bytes");
+    const std::string copy = dir + "/cut.h5";
+    fs::copy_file(s.final_checkpoint, copy, fs::copy_options::overwrite_existing);
+    fs::resize_file(copy, size - cut);
+    try {
+      load_checkpoint(copy, model, nullptr);
+      FAIL() << "a checkpoint without its seal was read";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("has lost the checksum seal it was written with"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  fs::resize_file(s.final_checkpoint, size - 32);
+  EXPECT_EQ(find_latest_checkpoint(checkpoint_dir(dir)), "");
+}
+
 TEST(Checkpoints, MismatchedModelIsAClearError) {
   const std::string dir = test::fresh_dir("run");
   const TrainSummary s = train(run_config(dir, {"train.steps=2"}));

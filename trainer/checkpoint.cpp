@@ -143,6 +143,19 @@ std::string checkpoint_file_name(int64_t step) {
 
 namespace {
 
+// Opens a checkpoint, its seal checked before HDF5 reads any of it. Checkpoints written since
+// 2026-12-07 also say inside that they were sealed (the "sealed" attribute), so one whose seal was
+// cut off is refused instead of read unchecked (a truncated or rewritten file); older ones, sealed
+// since 2026-12-02 or not at all, open as before.
+Hdf5File open_checkpoint(const std::string& path) {
+  const bool sealed = check_file_seal(path);
+  Hdf5File file = Hdf5File::open_read(path, false);
+  if (!sealed && file.has_attribute("sealed"))
+    fail("checkpoint '", path, "' has lost the checksum seal it was written with (cut short, or ",
+         "rewritten by another program?): its contents cannot be checked");
+  return file;
+}
+
 // Writes everything of a checkpoint into `path` (a new file), flushed and synced.
 void write_checkpoint_file(const std::string& path, ReformerModel& model, AdamW& optimizer,
                            const TrainingState& state) {
@@ -157,6 +170,7 @@ void write_checkpoint_file(const std::string& path, ReformerModel& model, AdamW&
     file.set_int("world_size", state.world_size);
     file.set_string("config", model.config().source_text);
     file.set_string("layout", layout_text(params));
+    file.set_int("sealed", 1);  // (seal_file below; open_checkpoint reads this)
     if (!state.tokenizer_model.empty())
       file.write("tokenizer_model", H5T_NATIVE_UINT8, state.tokenizer_model.data(),
                  static_cast<int64_t>(state.tokenizer_model.size()));
@@ -242,7 +256,7 @@ int supersede_checkpoints_after(const std::string& dir, int64_t step,
 }
 
 TrainingState load_checkpoint(const std::string& path, ReformerModel& model, AdamW* optimizer) {
-  const Hdf5File file = Hdf5File::open_read(path);
+  const Hdf5File file = open_checkpoint(path);
   for (const char* attr : {"format_version", "step", "samples_seen", "seed", "layout"})
     if (!file.has_attribute(attr))
       fail("checkpoint '", path, "' lacks attribute '", attr,
@@ -271,7 +285,7 @@ TrainingState load_checkpoint(const std::string& path, ReformerModel& model, Ada
 }
 
 Tokenizer checkpoint_tokenizer(const std::string& path) {
-  const Hdf5File file = Hdf5File::open_read(path);
+  const Hdf5File file = open_checkpoint(path);
   const std::string model = read_tokenizer_model(file);
   return model.empty()
              ? Tokenizer::bytes()
@@ -279,7 +293,7 @@ Tokenizer checkpoint_tokenizer(const std::string& path) {
 }
 
 std::string checkpoint_config_text(const std::string& path) {
-  const Hdf5File file = Hdf5File::open_read(path);
+  const Hdf5File file = open_checkpoint(path);
   if (!file.has_attribute("config"))
     fail("checkpoint '", path, "' lacks its config text (not a checkpoint of this program?)");
   return file.get_string("config");
@@ -311,7 +325,7 @@ CheckpointSearch newest_intact(const std::string& dir,
 
 std::string find_latest_checkpoint(const std::string& dir) {
   const CheckpointSearch search = newest_intact(dir, [](const std::string& path) {
-    const Hdf5File file = Hdf5File::open_read(path);
+    const Hdf5File file = open_checkpoint(path);
     const int64_t n = file.dataset_length("params");
     std::vector<float> values(static_cast<size_t>(n));
     for (const char* name : {"params", "adam_m", "adam_v"})
