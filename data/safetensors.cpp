@@ -1,5 +1,6 @@
 #include "data/safetensors.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -110,9 +111,36 @@ NamedTensor parse_entry(const std::string& path, const std::string& name, const 
     bad("holds " + std::to_string(end - begin) + " bytes, its shape and dtype need " +
         std::to_string(count * static_cast<uint64_t>(bytes)));
   t.values.resize(count);
-  for (uint64_t i = 0; i < count; ++i)
+  for (uint64_t i = 0; i < count; ++i) {
     t.values[i] = element_value(dtype, data.data() + begin + i * static_cast<uint64_t>(bytes));
+    if (!std::isfinite(t.values[i]))  // (trained weights are finite: the file is damaged)
+      bad("has a non-finite value (" + std::to_string(t.values[i]) + ") at element " +
+          std::to_string(i));
+  }
+  t.begin = begin;
+  t.end = end;
   return t;
+}
+
+// The tensors' data must tile the data section as the format requires (safetensors' own reader
+// refuses anything else): in order of offset, each starts where the one before ends, from 0 to
+// the section's end. Overlapping tensors read each other's bytes.
+void check_offsets_tile_the_data(const std::string& path, std::vector<const NamedTensor*> tensors,
+                                 uint64_t data_bytes) {
+  std::sort(tensors.begin(), tensors.end(), [](const NamedTensor* a, const NamedTensor* b) {
+    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  });
+  uint64_t at = 0;
+  for (const NamedTensor* t : tensors) {
+    if (t->begin != at)
+      fail("safetensors file '", path, "': tensor '", t->name, "' has data_offsets [", t->begin,
+           ", ", t->end, "], which ", t->begin < at ? "overlap" : "leave a gap after",
+           " the tensor before it (ending at ", at, ")");
+    at = t->end;
+  }
+  if (at != data_bytes)
+    fail("safetensors file '", path, "': its tensors end at byte ", at, " of a data section of ",
+         data_bytes, " bytes");
 }
 
 }  // namespace
@@ -178,6 +206,9 @@ std::map<std::string, NamedTensor> read_safetensors(const std::string& path) {
     if (name == "__metadata__") continue;
     tensors.emplace(name, parse_entry(path, name, entry, data));
   }
+  std::vector<const NamedTensor*> placed;
+  for (const auto& [name, t] : tensors) placed.push_back(&t);
+  check_offsets_tile_the_data(path, placed, data.size());
   return tensors;
 }
 

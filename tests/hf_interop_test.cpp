@@ -9,6 +9,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <regex>
 #include <sstream>
 
 #include "data/safetensors.h"
@@ -334,9 +336,60 @@ TEST(HfImport, BadDirectoriesAreOneLineErrorsAndWriteNothing) {
   edit_config(d.hf, "1e-06", "1e-12");
   expect_import_fails(d, "layer_norm_eps is 1e-12");
 
+  d = broken_copy(good, "nan_weight");  // imported before, to train on as "non-finite gradient"
+  rewrite_weights(d.hf, [&](auto& t) {
+    for (NamedTensor& x : t)
+      if (x.name == ff) x.values[5] = std::numeric_limits<float>::quiet_NaN();
+  });
+  expect_import_fails(d, "tensor '" + ff + "' has a non-finite value (nan) at element 5");
+
+  d = broken_copy(good, "overlap");
+  {  // one tensor's offsets moved 8 bytes back (the same digits): it overlaps the one before it
+    std::fstream f(d.hf + "/model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const std::regex offsets("\"data_offsets\":\\[(\\d+),(\\d+)\\]");
+    bool moved = false;
+    for (std::sregex_iterator it(bytes.begin(), bytes.end(), offsets), end; it != end && !moved;
+         ++it) {
+      const std::string b = (*it)[1], e = (*it)[2];
+      const std::string b2 = std::to_string(std::stoull(b) - 8),
+                        e2 = std::to_string(std::stoull(e) - 8);
+      if (std::stoull(b) < 1000 || b2.size() != b.size() || e2.size() != e.size()) continue;
+      bytes.replace(static_cast<size_t>(it->position(0)), static_cast<size_t>(it->length(0)),
+                    "\"data_offsets\":[" + b2 + "," + e2 + "]");
+      moved = true;
+    }
+    ASSERT_TRUE(moved);
+    f.seekp(0);
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  }
+  expect_import_fails(d, "which overlap the tensor before it");
+
   d = broken_copy(good, "no_config");
   fs::remove(d.hf + "/config.json");
   expect_import_fails(d, "has no config.json");
+}
+
+// --set may change how an imported model trains, not the function its weights compute.
+TEST(HfImport, AnotherActivationThanTheModelsIsRefused) {
+  const std::string run = trained_run(small_model("[local,lsh]", "axial"));
+  const std::string dir = test::fresh_dir("activation");
+  ASSERT_EQ(test::run_command(
+                reformer("export --checkpoint " + run + " --format hf --output " + dir + "/hf"))
+                .exit_code,
+            0);
+  const test::CommandResult r =
+      test::run_command(reformer("import --format hf --input " + dir + "/hf --output " + dir +
+                                 "/out --set model.activation=relu"));
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("hidden_act makes model.activation gelu; model.activation = relu would run"),
+            std::string::npos)
+      << r.out;
+  EXPECT_FALSE(fs::exists(dir + "/out"));
+  EXPECT_EQ(test::run_command(reformer("import --format hf --input " + dir + "/hf --output " + dir +
+                                       "/out --set model.dropout=0.1"))
+                .exit_code,
+            0);  // a setting of training goes
 }
 
 TEST(HfExport, WhatHuggingFaceCannotRepresentIsAnErrorAndNothingIsOverwritten) {

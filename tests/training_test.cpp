@@ -429,6 +429,26 @@ TEST(Checkpoints, MismatchedModelIsAClearError) {
     EXPECT_NE(m.find("does not match the config"), std::string::npos) << m;
     EXPECT_NE(m.find("w1 16x32"), std::string::npos) << m;
   }
+  // Another number of layers: the counts, not two unrelated tensors paired.
+  ReformerModel deeper(run_config(dir, {"model.n_layers=3"}), test::cpu());
+  try {
+    load_checkpoint(s.final_checkpoint, deeper, nullptr);
+    FAIL() << "loading into a deeper model must fail";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the checkpoint's"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("(different model.n_layers"), std::string::npos)
+        << e.what();
+  }
+  // The same tensors with another activation: loaded without a word before.
+  ReformerModel relu(run_config(dir, {"model.activation=relu"}), test::cpu());
+  try {
+    load_checkpoint(s.final_checkpoint, relu, nullptr);
+    FAIL() << "a GELU model's weights were loaded to run as ReLU";
+  } catch (const CheckpointMismatch& e) {
+    EXPECT_NE(std::string(e.what()).find("was trained with model.activation = gelu, not relu"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 // A model of 256 layers has a parameter layout of more than 64 KiB, past what an HDF5 attribute

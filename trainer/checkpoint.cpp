@@ -14,6 +14,7 @@
 
 #include "data/file_seal.h"
 #include "data/hdf5_io.h"
+#include "trainer/config.h"
 
 namespace fs = std::filesystem;
 
@@ -41,7 +42,13 @@ std::vector<std::string> lines(const std::string& text) {
 
 void check_layout(const std::string& path, const std::string& stored, const ParamStore& params) {
   const std::vector<std::string> want = lines(layout_text(params)), have = lines(stored);
-  for (size_t i = 0; i < std::max(want.size(), have.size()); ++i) {
+  // Different counts: the first pair that differs would pair unrelated tensors.
+  if (want.size() != have.size())
+    throw CheckpointMismatch(concat("checkpoint '", path,
+                                    "' does not match the config: the config's model has ",
+                                    want.size(), " tensors and the checkpoint's ", have.size(),
+                                    " (different model.n_layers, attention or residual?)"));
+  for (size_t i = 0; i < want.size(); ++i) {
     const std::string w = i < want.size() ? want[i] : "(nothing)";
     const std::string h = i < have.size() ? have[i] : "(nothing)";
     if (w != h)
@@ -50,6 +57,24 @@ void check_layout(const std::string& path, const std::string& stored, const Para
           "' where the checkpoint has '", h,
           "' (different model.* sizes, layers, attention or residual?)"));
   }
+}
+
+// What changes the function of the same tensors must match the config the checkpoint was trained
+// with too (model.activation: the weights of a GELU model ran as ReLU without a word). A stored
+// config this build no longer reads is not compared.
+void check_same_function(const std::string& path, const std::string& stored_text,
+                         const Config& config) {
+  Config stored;
+  try {
+    stored = load_config_text(stored_text, path + " (stored config)", {});
+  } catch (const Error&) {
+    return;
+  }
+  if (stored.model.activation != config.model.activation)
+    throw CheckpointMismatch(concat("checkpoint '", path, "' was trained with model.activation = ",
+                                    activation_name(stored.model.activation), ", not ",
+                                    activation_name(config.model.activation),
+                                    " (its weights would compute another function)"));
 }
 
 void fsync_path(const std::string& path, bool directory) {
@@ -267,6 +292,8 @@ TrainingState load_checkpoint(const std::string& path, ReformerModel& model, Ada
                                     ", this build reads version ", kCheckpointFormatVersion));
   ParamStore& params = model.params();
   check_layout(path, file.get_string("layout"), params);
+  if (file.has_attribute("config"))
+    check_same_function(path, file.get_string("config"), model.config());
   Executor& ex = model.executor();
   read_into_device(file, "params", ex, params.params(), params.size());
   if (optimizer) {

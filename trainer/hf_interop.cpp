@@ -126,6 +126,14 @@ void import_hf(const HfImportOptions& options, std::ostream& log) {
   } catch (const Error& e) {
     fail("the model of ", config_path, " does not fit: ", e.what());
   }
+  // The same weights with another activation would compute another function: --set may not
+  // change what config.json's hidden_act says.
+  for (const std::string& o : overrides)
+    if (o.rfind("model.activation=", 0) == 0 &&
+        o.substr(o.find('=') + 1) != activation_name(cfg.model.activation))
+      fail(config_path, "'s hidden_act makes model.activation ", o.substr(o.find('=') + 1),
+           "; model.activation = ", activation_name(cfg.model.activation),
+           " would run its weights as another function (leave model.activation out)");
   cfg.runtime.device = Device::kCpu;  // (the stored config keeps the user's runtime section)
   auto ex = make_cpu_executor(0);
   ReformerModel model(cfg, *ex);
