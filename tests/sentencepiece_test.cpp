@@ -128,6 +128,22 @@ TEST(SentencePiece, PreparedTextTrainsEvaluatesAndSamplesWithTheCheckpointAlone)
   EXPECT_TRUE(sample == 0 || r.out[sample - 1] == '\r') << r.out;
   EXPECT_GT(r.out.size() - sample, 30u) << r.out;
   EXPECT_NE(r.out.find("generate: 20 tokens in"), std::string::npos) << r.out;
+
+  // Byte shards of the same text: the checkpoint's pieces are not bytes (eval scored them, exit
+  // 0), and validation must be tokenised as training (bytes against pieces trained and scored).
+  r = test::run_command(reformer("prepare --input " + text_path + " --output " + dir + "/bytes"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const std::string bytes_manifest = dir + "/bytes/manifest.yaml";
+  r = test::run_command(reformer("eval --checkpoint " + dir + "/run --set data.train=" +
+                                 bytes_manifest + " --set data.val=" + bytes_manifest));
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("was trained with another tokenizer than data.train"), std::string::npos)
+      << r.out;
+  r = test::run_command(reformer("train --config " + dir + "/run.yaml --set train.out_dir=" + dir +
+                                 "/mixed --set data.val=" + bytes_manifest));
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("was tokenised differently from data.train"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(bytes against sentencepiece)"), std::string::npos) << r.out;
 }
 
 TEST(SentencePiece, BpeAndAGivenModelFileGiveTheSameShardsForTheSameModel) {

@@ -39,6 +39,13 @@ DataSources open_data(const Config& cfg, bool verify_checksums) {
     case DataFormat::kHdf5: {
       const Manifest train = read_manifest(d.train);
       const Manifest val = d.val.empty() ? train : read_manifest(d.val);
+      // (Checked for every tokenizer: bytes for training and SentencePiece pieces for
+      // validation trained and scored without a word.)
+      if (val.tokenizer != train.tokenizer ||
+          val.tokenizer_model_checksum != train.tokenizer_model_checksum)
+        fail("data.val '", d.val, "' was tokenised differently from data.train '", d.train, "' (",
+             val.tokenizer, " against ", train.tokenizer,
+             val.tokenizer == train.tokenizer ? " with another model" : "", ")");
       const int64_t vocab = cfg.model.vocab_size;
       s.train = std::make_unique<ShardedWindows>(train, "train", T, vocab, verify_checksums);
       s.val = std::make_unique<ShardedWindows>(val, "val", T, vocab, verify_checksums);
@@ -47,9 +54,6 @@ DataSources open_data(const Config& cfg, bool verify_checksums) {
         s.tokenizer_model = Tokenizer::from_model_file(train.tokenizer_model,
                                                        train.tokenizer_model_checksum, d.train)
                                 .serialized_model();
-        if (val.tokenizer != train.tokenizer ||
-            val.tokenizer_model_checksum != train.tokenizer_model_checksum)
-          fail("data.val '", d.val, "' was tokenised differently from data.train '", d.train, "'");
       }
       s.task = train.tokenizer == kDuplicationTokenizer ? DataTask::kDuplication
                : train.tokenizer == kBytesTokenizer     ? DataTask::kByteText
@@ -58,6 +62,14 @@ DataSources open_data(const Config& cfg, bool verify_checksums) {
     }
   }
   return s;
+}
+
+void check_checkpoint_tokenizer(const std::string& checkpoint,
+                                const std::string& checkpoint_tokenizer_model,
+                                const DataSources& data, const Config& cfg) {
+  if (!checkpoint_tokenizer_model.empty() && checkpoint_tokenizer_model != data.tokenizer_model)
+    fail("the checkpoint ", checkpoint, " was trained with another tokenizer than data.train '",
+         cfg.data.train, "' (prepare the data with --tokenizer-model of the checkpoint's model)");
 }
 
 std::vector<int32_t> text_bytes_per_token(const DataSources& data) {

@@ -33,6 +33,13 @@ struct DataSources {
 // verify_checksums: stream every shard once to check it (hdf5; usually rank 0 only).
 DataSources open_data(const Config& cfg, bool verify_checksums);
 
+// Fails where a checkpoint trained with a SentencePiece model (its serialized bytes,
+// `checkpoint_tokenizer_model`) meets data tokenised otherwise: its token ids would mean other
+// pieces. A checkpoint without one (bytes, or imported without spiece.model) takes any data.
+void check_checkpoint_tokenizer(const std::string& checkpoint,
+                                const std::string& checkpoint_tokenizer_model,
+                                const DataSources& data, const Config& cfg);
+
 // Bytes of text each token of `data` stands for (bits per byte): 1 for byte text, each piece's
 // length with a SentencePiece model, empty for other tokens (the synthetic task).
 std::vector<int32_t> text_bytes_per_token(const DataSources& data);

@@ -231,6 +231,7 @@ int command_eval(const Arguments& a) {
   ReformerModel model(cfg, *ex);
   const TrainingState state = load_checkpoint(path, model, nullptr);
   const DataSources data = open_data(cfg, cfg.data.verify_checksums);
+  check_checkpoint_tokenizer(path, state.tokenizer_model, data, cfg);
   const std::vector<int32_t> token_bytes = text_bytes_per_token(data);  // (bits per byte)
   const int64_t windows =
       eval_window_count(*data.val, cfg.train.eval_batches, cfg.train.batch_size);

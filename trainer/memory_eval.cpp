@@ -51,6 +51,7 @@ void evaluate_memory_table(const std::string& checkpoint, const Config& cfg,
   ReformerModel model(cfg, *ex);
   const TrainingState state = load_checkpoint(checkpoint, model, nullptr);
   const DataSources data = open_data(cfg, cfg.data.verify_checksums);
+  check_checkpoint_tokenizer(checkpoint, state.tokenizer_model, data, cfg);
   const std::vector<int32_t> token_bytes = text_bytes_per_token(data);  // (bits per byte)
   const int64_t available = data.val->num_windows();
   const int64_t wanted = o.windows > 0 ? o.windows : cfg.train.eval_batches * cfg.train.batch_size;

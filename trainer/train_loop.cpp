@@ -403,10 +403,8 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
       run.memory = std::make_unique<TrainingMemory>(cfg, run.geometry);
     }
     // A resumed (or imported) model keeps the tokenizer it was trained with.
-    if (run.root() && !resumed_from.empty() && !run.state.tokenizer_model.empty() &&
-        run.state.tokenizer_model != run.data.tokenizer_model)
-      fail("the checkpoint ", resumed_from, " was trained with another tokenizer than data.train '",
-           cfg.data.train, "' (prepare the data with --tokenizer-model of the checkpoint's model)");
+    if (run.root() && !resumed_from.empty())
+      check_checkpoint_tokenizer(resumed_from, run.state.tokenizer_model, run.data, cfg);
     run.state.tokenizer_model = run.data.tokenizer_model;
   });
   run.order = std::make_unique<SampleOrder>(
