@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -11,6 +12,14 @@
 namespace rf {
 
 std::vector<uint8_t> read_file_bytes(const std::string& path, const std::string& role) {
+  // A regular file only: a directory failed as "basic_filebuf::underflow error reading the file",
+  // and /dev/zero or a pipe never ends (all of it is read into memory).
+  std::error_code ec;
+  const std::filesystem::file_status status = std::filesystem::status(path, ec);
+  if (std::filesystem::exists(status) && !std::filesystem::is_regular_file(status))
+    fail(role, ": '", path, "' is ",
+         std::filesystem::is_directory(status) ? "a directory" : "not a regular file",
+         " (a text or byte file is read whole)");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(role, ": cannot read '", path, "': ", std::strerror(errno));
   std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),

@@ -92,6 +92,15 @@ TEST(CommandLine, MissingDataFileNamesTheKey) {
                             "model.vocab_size=256 --set data.train=/nonexistent/text.txt " +
                             "--set train.out_dir=" + dir + "/run"),
                         {"data.train", "/nonexistent/text.txt"});
+  // A directory ("basic_filebuf::underflow error") and a device that never ends (read whole
+  // into memory until it ran out).
+  const std::vector<std::pair<std::string, std::string>> not_files = {
+      {dir, "is a directory"}, {"/dev/zero", "is not a regular file"}};
+  for (const auto& not_file : not_files)
+    expect_one_line_error(run("train --config " + path + " --set data.format=text --set " +
+                              "model.vocab_size=256 --set data.train=" + not_file.first +
+                              " --set train.out_dir=" + dir + "/run"),
+                          {"data.train", "'" + not_file.first + "' " + not_file.second});
 }
 
 TEST(CommandLine, BadCheckpointArguments) {
