@@ -191,6 +191,12 @@ TEST(CommandLine, TrainEvalGenerateEndToEnd) {
   EXPECT_TRUE(std::filesystem::exists(out + "/metrics.jsonl"));
   EXPECT_TRUE(std::filesystem::exists(out + "/config.yaml"));
   EXPECT_FALSE(std::filesystem::is_empty(out + "/tb"));  // TensorBoard event files
+  // Resumed at its end: nothing is saved, and it does not say "saved".
+  const Result again =
+      run("train --config " + cfg + " --set train.out_dir=" + out + " --resume auto --no-report");
+  ASSERT_EQ(again.exit_code, 0) << again.out;
+  EXPECT_NE(again.out.find("no step to run: "), std::string::npos) << again.out;
+  EXPECT_EQ(again.out.find("saved "), std::string::npos) << again.out;
 
   const Result e = run("eval --config " + cfg + " --checkpoint " + out + " --json");
   ASSERT_EQ(e.exit_code, 0) << e.out;

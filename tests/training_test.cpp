@@ -328,6 +328,18 @@ TEST(Checkpoints, ResumeAutoOrNewStartsOverAndKeepsTheDamagedFiles) {
   test::expect_same_final_params(s, fresh);
 }
 
+// --stop-at-step 0 ran one step (the check came after it); it saves the initial model instead.
+TEST(Checkpoints, StopAtStepZeroRunsNoStepAndSavesTheInitialModel) {
+  const std::string dir = test::fresh_dir("run");
+  const TrainSummary none = train(run_config(dir), "", 0);
+  EXPECT_EQ(none.steps_done, 0);
+  EXPECT_EQ(fs::path(none.final_checkpoint).filename(), checkpoint_file_name(0));
+  EXPECT_EQ(train(run_config(dir), "auto", 3).steps_done, 3);
+  EXPECT_EQ(train(run_config(dir), "auto", 2).steps_done, 3);  // already past: no step
+  test::expect_same_final_params(train(run_config(dir), "auto"),
+                                 train(run_config(test::fresh_dir("whole"))));
+}
+
 TEST(Checkpoints, ResumeAutoWithoutCheckpointsStartsFresh) {
   const TrainSummary fresh = train(run_config(test::fresh_dir("fresh")));
   const std::string never_run = test::fresh_dir("never_run");

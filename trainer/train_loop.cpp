@@ -441,6 +441,8 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
   StepResult since_log;  // sums over the steps since the last log line
   const int64_t first_step = run.state.step;
   for (int64_t step = run.state.step; step < cfg.train.steps; ++step) {
+    // (Before the step: --stop-at-step 0, or a resumed run already there, runs none.)
+    if (options.stop_at_step >= 0 && step >= options.stop_at_step) break;
     const StepResult r = train_step(run, batches, step);
     since_log.loss_sum += r.loss_sum;
     since_log.tokens += r.tokens;
@@ -481,7 +483,6 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
       save_or_warn(run, std::min(step + 1 + cfg.train.checkpoint_every, cfg.train.steps));
       clock.restart_lap();
     }
-    if (options.stop_at_step >= 0 && run.state.step >= options.stop_at_step) break;
     if (stop_requested(run.host())) {
       stopped_by_signal = true;
       break;
@@ -497,10 +498,19 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
     run.ex->drop_graphs();
   }
   summary.stopped_by_signal = stopped_by_signal;
+  const bool saving = run.state.step != run.last_saved_step;  // (a run resumed at its end: not)
   summary.final_checkpoint = save_or_fail(run);
   if (run.root()) {
-    std::cout << "saved " << summary.final_checkpoint << " after "
-              << format_duration(clock.elapsed_seconds()) << std::endl;
+    if (saving)
+      std::cout << "saved " << summary.final_checkpoint << " after "
+                << format_duration(clock.elapsed_seconds()) << std::endl;
+    else
+      std::cout << "no step to run: " << summary.final_checkpoint << " holds step "
+                << run.state.step << " (train.steps " << cfg.train.steps
+                << (options.stop_at_step >= 0
+                        ? ", --stop-at-step " + std::to_string(options.stop_at_step)
+                        : std::string())
+                << ")" << std::endl;
     if (stopped_by_signal)
       std::cout << "stopped at step " << run.state.step << " on request ("
                 << (stop_signal_name().empty() ? "a signal on another rank" : stop_signal_name())
