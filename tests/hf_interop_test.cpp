@@ -370,6 +370,24 @@ TEST(HfImport, BadDirectoriesAreOneLineErrorsAndWriteNothing) {
   expect_import_fails(d, "has no config.json");
 }
 
+// "out/" names the directory out (it was staged inside out/, and the rename onto it failed);
+// an output that names no new directory is one line.
+TEST(HfExport, AnOutputWithATrailingSlashIsThatDirectory) {
+  const std::string run = trained_run(small_model("[local,lsh]", "axial"));
+  const std::string dir = test::fresh_dir("slash");
+  const test::CommandResult r = test::run_command(
+      reformer("export --checkpoint " + run + " --format hf --output " + dir + "/hf/"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_TRUE(fs::exists(dir + "/hf/model.safetensors"));
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1);
+  for (const char* bad : {"''", "."}) {
+    const test::CommandResult e =
+        test::run_command(reformer("export --checkpoint " + run + " --format hf --output " + bad));
+    EXPECT_NE(e.exit_code, 0) << e.out;
+    EXPECT_NE(e.out.find("does not name a new directory"), std::string::npos) << e.out;
+  }
+}
+
 // --set may change how an imported model trains, not the function its weights compute.
 TEST(HfImport, AnotherActivationThanTheModelsIsRefused) {
   const std::string run = trained_run(small_model("[local,lsh]", "axial"));

@@ -423,7 +423,8 @@ int run_command_line(int argc, char** argv) {
   CLI::App* eval = app.add_subcommand("eval", "loss, bits per token and accuracy of a checkpoint");
   add_config(eval, false);
   eval->add_option("--checkpoint", a.checkpoint, "checkpoint file or run directory")->required();
-  eval->add_flag("--json", a.json, "print one JSON object");
+  eval->add_flag("--json", a.json,
+                 "print the result as one JSON object per line (one per --memory-len)");
   eval->add_option("--positions", a.positions, "score only target positions A <= t < B (A:B)");
   eval->add_option("--memory-len", a.memory_lens,
                    "Transformer-XL evaluation: consecutive segments, each seeing the memory of up "

@@ -36,6 +36,12 @@ void write_text_file(const std::string& path, const std::string& text) {
 class StagedDirectory {
  public:
   explicit StagedDirectory(const std::string& final_path) : final_(final_path) {
+    // "out/" names out: staged beside it as .out.partial-PID (it was staged inside, and the
+    // rename onto "out/" failed, leaving out/ behind).
+    while (final_.size() > 1 && final_.back() == '/') final_.pop_back();
+    if (final_.empty() || final_ == "/" || fs::path(final_).filename() == "." ||
+        fs::path(final_).filename() == "..")
+      fail("--output '", final_path, "' does not name a new directory");
     std::error_code ec;
     if (fs::exists(final_, ec) && !(fs::is_directory(final_, ec) && fs::is_empty(final_, ec)))
       fail("'", final_, "' exists and is not an empty directory (nothing was written)");
