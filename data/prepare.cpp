@@ -133,6 +133,10 @@ class StagedOutput {
                const std::vector<std::string>& other_files = {})
       : directory_(directory) {
     std::error_code error;
+    // The directories this creates, deepest first: a failed prepare removes them again (empty).
+    for (fs::path p = fs::absolute(directory_, error); !p.empty() && !fs::exists(p, error);
+         p = p.parent_path())
+      made_directories_.push_back(p);
     fs::create_directories(directory_, error);
     if (!fs::is_directory(directory_))
       fail("prepare: cannot create the output directory '", directory, "'");
@@ -153,6 +157,8 @@ class StagedOutput {
     if (committed_) return;
     std::error_code ignored;
     for (const fs::path& path : created_) fs::remove(path, ignored);
+    for (const fs::path& dir : made_directories_)  // (fs::remove leaves a non-empty one)
+      if (fs::is_directory(dir, ignored) && fs::is_empty(dir, ignored)) fs::remove(dir, ignored);
   }
 
   std::string temp_path(const std::string& name) {
@@ -185,6 +191,7 @@ class StagedOutput {
 
   fs::path directory_;
   std::vector<fs::path> created_;
+  std::vector<fs::path> made_directories_;  // by this, deepest first
   bool committed_ = false;
 };
 

@@ -354,6 +354,12 @@ TEST(PrepareSafety, BadInputsLeaveNoManifest) {
   EXPECT_FALSE(fs::exists(dir + "/o3/manifest.yaml"));
   EXPECT_FALSE(fs::exists(dir + "/o4/manifest.yaml"));
   EXPECT_FALSE(fs::exists(dir + "/o5/manifest.yaml"));
+  // Nothing left behind: output directories it made are removed again (they were left empty).
+  PrepareOptions deep = text_options({tiny}, dir + "/new/deeper", 2);
+  deep.seq_len = 16;
+  expect_error([&] { prepare_shards(deep, progress); }, {"window of 17 tokens"});
+  EXPECT_FALSE(fs::exists(dir + "/new"));
+  EXPECT_FALSE(fs::exists(dir + "/o4"));
 }
 
 // A sysfs file claims 4096 bytes but yields a few: reading fails after shards were written.
@@ -371,7 +377,7 @@ TEST(PrepareSafety, FailureMidwayRemovesEverything) {
       },
       {liar});
   EXPECT_NE(progress.str().find("wrote train shard"), std::string::npos) << progress.str();
-  EXPECT_TRUE(fs::is_empty(dir + "/out")) << "leftover files in " << dir << "/out";
+  EXPECT_FALSE(fs::exists(dir + "/out")) << "leftovers in " << dir << "/out";  // (it made out/)
 }
 
 // --- damaged or mismatched shards ----------------------------------------------------------
