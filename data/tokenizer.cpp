@@ -87,6 +87,22 @@ Tokenizer Tokenizer::from_model_file(const std::string& path, uint64_t expected_
   return sentencepiece(bytes, "'" + path + "'");
 }
 
+namespace {
+
+// SentencePiece's status without the source location it leads with ("Internal:
+// ./src/trainer_interface.cc(660) [check] Vocabulary size too high ..."): what follows it, or ""
+// where nothing does.
+std::string sentencepiece_reason(const sentencepiece::util::Status& status) {
+  const std::string text = status.message();
+  const size_t check_end = text.rfind("] ");
+  const std::string reason = text.find("[") != std::string::npos && check_end != std::string::npos
+                                 ? text.substr(check_end + 2)
+                                 : text;
+  return reason.find_first_not_of(" \n") == std::string::npos ? "" : reason;
+}
+
+}  // namespace
+
 Tokenizer Tokenizer::bytes() {
   Tokenizer t;
   t.token_bytes_.assign(256, 1);
@@ -97,7 +113,10 @@ Tokenizer Tokenizer::sentencepiece(const std::string& serialized_model, const st
   Tokenizer t;
   t.sp_ = std::make_shared<sentencepiece::SentencePieceProcessor>();
   const auto status = t.sp_->LoadFromSerializedProto(serialized_model);
-  if (!status.ok()) fail(where, " is not a SentencePiece model (", status.ToString(), ")");
+  if (!status.ok()) {
+    const std::string reason = sentencepiece_reason(status);
+    fail(where, " is not a SentencePiece model", reason.empty() ? "" : " (" + reason + ")");
+  }
   t.serialized_ = serialized_model;
   t.token_bytes_ = piece_bytes(*t.sp_);
   return t;
@@ -106,6 +125,10 @@ Tokenizer Tokenizer::sentencepiece(const std::string& serialized_model, const st
 Tokenizer Tokenizer::train_sentencepiece(const SentencePieceTraining& o, std::ostream& progress) {
   if (o.model_type != "unigram" && o.model_type != "bpe")
     fail("prepare: --model-type must be unigram or bpe, got '", o.model_type, "'");
+  if (o.vocab_size == 0)
+    fail(
+        "prepare: --tokenizer sentencepiece needs --vocab-size, the pieces of the model to "
+        "train (260 to 1048576), or --tokenizer-model FILE");
   if (o.vocab_size < 260 || o.vocab_size > (int64_t{1} << 20))
     fail("prepare: --vocab-size for sentencepiece must be in [260, 1048576] (256 byte pieces, ",
          "<unk>, <s>, </s> and the newline come first), got ", o.vocab_size);
@@ -126,7 +149,8 @@ Tokenizer Tokenizer::train_sentencepiece(const SentencePieceTraining& o, std::os
        {"num_threads", "2"},
        {"minloglevel", "2"}},
       &lines, &model);
-  if (!status.ok()) fail("prepare: training the SentencePiece model failed: ", status.ToString());
+  if (!status.ok())
+    fail("prepare: training the SentencePiece model failed: ", sentencepiece_reason(status));
   progress << "prepare: trained the tokenizer on " << lines.bytes_read() << " bytes" << std::endl;
   return sentencepiece(model, "the trained tokenizer");
 }

@@ -182,7 +182,22 @@ TEST(SentencePiece, BadTokenizerInputIsAClearErrorAndWritesNothing) {
                                  "/junk --tokenizer-model " + dir + "/junk.model"));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("is not a SentencePiece model"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("./src/"), std::string::npos) << r.out;  // (SentencePiece's own source)
   EXPECT_FALSE(fs::exists(dir + "/junk/manifest.yaml"));
+
+  // More pieces than the text can give: SentencePiece's reason, not its source location.
+  r = test::run_command(reformer("prepare --input " + text_path + " --output " + dir +
+                                 "/huge --tokenizer sentencepiece --vocab-size 1000000"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("failed: Vocabulary size too high (1000000). Please set it to a value <="),
+            std::string::npos)
+      << r.out;
+  EXPECT_FALSE(fs::exists(dir + "/huge"));
+  r = test::run_command(reformer("prepare --input " + text_path + " --output " + dir +
+                                 "/none --tokenizer sentencepiece"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--tokenizer sentencepiece needs --vocab-size"), std::string::npos)
+      << r.out;
 
   // A tokenizer model changed after prepare no longer matches its manifest's checksum.
   r = test::run_command(reformer("prepare --input " + text_path + " --output " + dir +
