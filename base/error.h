@@ -28,6 +28,29 @@ template <class... Parts>
   throw Error(concat(parts...));
 }
 
+// `message` as one printable line: control characters (a newline from a --set value, bytes of a
+// binary file quoted in a YAML error) written as \n, \t or \xNN; UTF-8 text kept.
+inline std::string one_line(const std::string& message) {
+  std::string out;
+  out.reserve(message.size());
+  for (const char c : message) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte >= 0x20 && byte != 0x7f) {
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else {
+      static const char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[byte >> 4];
+      out += kHex[byte & 15];
+    }
+  }
+  return out;
+}
+
 }  // namespace rf
 
 #define RF_CHECK(cond, ...)                                                           \

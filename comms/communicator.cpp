@@ -46,7 +46,7 @@ class SingleProcessCommunicator final : public Communicator {
   void wait_all() override {}
   void set_step(int64_t) override {}
   [[noreturn]] void abort(const std::string& why) override {
-    std::cerr << "error: " << why << std::endl;
+    std::cerr << "error: " << one_line(why) << std::endl;
     std::exit(1);
   }
 };

@@ -104,7 +104,7 @@ int world_rank() {
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));  // the first caller ends it
   }
   const std::string line =
-      "error: " + rank_text(world_rank(), this_host_name()) + ": " + why + "\n";
+      "error: " + rank_text(world_rank(), this_host_name()) + ": " + one_line(why) + "\n";
   std::fputs(line.c_str(), stderr);
   std::fflush(stderr);
   // mpirun's daemon forwards the line only while this process lives; when the abort reaches it

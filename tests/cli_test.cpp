@@ -72,6 +72,13 @@ TEST(CommandLine, BrokenYaml) {
   const std::string dir = test::fresh_dir("cfg");
   const std::string path = write_file(dir, "broken.yaml", "model:\n  d_model: [1, 2\n");
   expect_one_line_error(run("train --config " + path), {"broken.yaml:", "invalid YAML"});
+  // Control characters in what a message quotes are escaped: the line stays one line.
+  const std::string binary = write_file(dir, "binary.yaml", std::string("\x11\x02model", 7));
+  expect_one_line_error(run("train --config " + binary), {"binary.yaml", "\\x11\\x02model"});
+  const std::string tiny = write_file(dir, "tiny.yaml", kTinyYaml);
+  expect_one_line_error(
+      run("train --config " + tiny + " --set \"$(printf 'model.d_model=32\\n---\\nx')\""),
+      {"--set model.d_model=32\\n---\\nx: the value holds 2 YAML documents"});
 }
 
 TEST(CommandLine, WrongTypeAndRangeInOverrides) {

@@ -141,7 +141,7 @@ int command_train(const Arguments& a) {
     summary = run_training(cfg, options, comms);
   } catch (const AgreedError& e) {
     // Every rank has this error: rank 0 reports it and the job ends cleanly.
-    if (comms.is_root()) std::cerr << "error: " << e.what() << std::endl;
+    if (comms.is_root()) std::cerr << "error: " << one_line(e.what()) << std::endl;
     return 1;
   } catch (const Error& e) {
     if (comms.host->size() == 1) throw;
@@ -550,7 +550,7 @@ int run_command_line(int argc, char** argv) {
       why += "; the commands are";
       for (const CLI::App* sub : commands) why += " " + sub->get_name();
     }
-    std::cerr << "error: " << why << " (--help lists the options)" << std::endl;
+    std::cerr << "error: " << one_line(why) << " (--help lists the options)" << std::endl;
     return e.get_exit_code();
   }
   try {
@@ -570,7 +570,7 @@ int run_command_line(int argc, char** argv) {
     // Before the job's communicator exists every rank reports for itself.
     const std::string who =
         launched_as_multi_rank_job() ? "rank " + std::to_string(launcher_rank()) + ": " : "";
-    std::cerr << "error: " << who << e.what() << std::endl;
+    std::cerr << "error: " << who << one_line(e.what()) << std::endl;
     return 1;
   }
   return 1;
