@@ -332,6 +332,10 @@ TEST(HfImport, BadDirectoriesAreOneLineErrorsAndWriteNothing) {
   edit_config(d.hf, "\"gelu_new\"", "\"gelu\"");
   expect_import_fails(d, "hidden_act is 'gelu'");
 
+  d = broken_copy(good, "dropout");  // said of config.json, not as a --set the user never typed
+  edit_config(d.hf, "\"hidden_dropout_prob\": 0.0", "\"hidden_dropout_prob\": 2.0");
+  expect_import_fails(d, "config.json gives model.dropout=2.000000: model.dropout = 2");
+
   d = broken_copy(good, "eps");
   edit_config(d.hf, "1e-06", "1e-12");
   expect_import_fails(d, "layer_norm_eps is 1e-12");
@@ -404,6 +408,10 @@ TEST(HfImport, AnotherActivationThanTheModelsIsRefused) {
             std::string::npos)
       << r.out;
   EXPECT_FALSE(fs::exists(dir + "/out"));
+  // The user's own --set mistake is said as it is, not as config.json's.
+  const test::CommandResult typo = test::run_command(
+      reformer("import --format hf --input " + dir + "/hf --output " + dir + "/out --set foo"));
+  EXPECT_EQ(typo.out.rfind("error: malformed override 'foo'", 0), 0u) << typo.out;
   EXPECT_EQ(test::run_command(reformer("import --format hf --input " + dir + "/hf --output " + dir +
                                        "/out --set model.dropout=0.1"))
                 .exit_code,

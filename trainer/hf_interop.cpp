@@ -123,6 +123,7 @@ void import_hf(const HfImportOptions& options, std::ostream& log) {
   std::vector<std::string> overrides =
       overrides_from_hf_config(read_text_file(config_path), config_path, log);
   overrides.push_back("train.out_dir=" + options.output_dir);
+  const size_t first_user_override = overrides.size();  // (config.json's, out_dir, the user's)
   overrides.insert(overrides.end(), options.overrides.begin(), options.overrides.end());
   const std::string base = options.base_config.empty() ? "" : read_text_file(options.base_config);
   Config cfg;
@@ -130,7 +131,20 @@ void import_hf(const HfImportOptions& options, std::ostream& log) {
     cfg = load_config_text(base, options.base_config.empty() ? config_path : options.base_config,
                            overrides);
   } catch (const Error& e) {
-    fail("the model of ", config_path, " does not fit: ", e.what());
+    // Said of what caused it: the user's own --set or --config file as config loading says it,
+    // a value config.json gave as config.json's (it came as a --set, which the user never typed).
+    const std::string m = e.what();
+    for (const std::string& o : options.overrides)
+      if (m.rfind("--set " + o + ":", 0) == 0 || m.rfind("malformed override '" + o + "'", 0) == 0)
+        throw;
+    if (!options.base_config.empty() && m.rfind(options.base_config, 0) == 0 &&
+        m.find("--set ") == std::string::npos)
+      throw;
+    for (size_t i = 0; i + 1 < first_user_override; ++i)
+      if (m.rfind("--set " + overrides[i] + ": ", 0) == 0)
+        fail(config_path, " gives ", overrides[i], ": ",
+             m.substr(std::string("--set " + overrides[i] + ": ").size()));
+    fail("the model of ", config_path, " does not fit: ", m);
   }
   // The same weights with another activation would compute another function: --set may not
   // change what config.json's hidden_act says.
