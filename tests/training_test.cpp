@@ -224,6 +224,17 @@ TEST(Checkpoints, FreshRunRefusesToReplaceARunsMetricsOrAnotherConfig) {
         << e.what();
   }
   EXPECT_EQ(test::read_text(mine + "/config.yaml"), notes);
+  // Other files where its checkpoints go: refused, and said so (not "holds checkpoints").
+  const std::string notes_dir = test::fresh_dir("notes");
+  fs::create_directories(checkpoint_dir(notes_dir));
+  std::ofstream(checkpoint_dir(notes_dir) + "/notes.txt") << "mine";
+  try {
+    train(run_config(notes_dir, {"train.steps=2"}));
+    FAIL() << "a fresh run wrote beside another's files";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("holds other files in"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("('notes.txt')"), std::string::npos) << e.what();
+  }
   // The same text as the run's resolved config is no loss: the run goes on.
   const Config same = run_config(mine, {"train.steps=2"});
   std::ofstream(mine + "/config.yaml", std::ios::trunc) << same.source_text;

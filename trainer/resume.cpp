@@ -84,9 +84,19 @@ ResumeRequest parse_resume(const std::string& argument) {
 void refuse_to_overwrite_a_run(const std::string& out_dir, const std::string& resolved_config) {
   std::error_code ec;
   const std::string dir = checkpoint_dir(out_dir);
-  if (fs::is_directory(dir, ec) && !fs::is_empty(dir, ec))
-    fail("train.out_dir '", out_dir, "' already holds checkpoints; pass --resume ", kAuto,
-         " to continue that run, or choose another train.out_dir (nothing was overwritten)");
+  if (fs::is_directory(dir, ec) && !fs::is_empty(dir, ec)) {
+    std::string other;  // a file there that is no checkpoint, when none is
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (name.rfind("step-", 0) == 0 && entry.path().extension() == ".h5")
+        fail("train.out_dir '", out_dir, "' already holds checkpoints; pass --resume ", kAuto,
+             " to continue that run, or choose another train.out_dir (nothing was overwritten)");
+      other = name;
+    }
+    fail("train.out_dir '", out_dir, "' holds other files in ", dir, " ('", other,
+         "'), where this run would write its checkpoints: choose another train.out_dir or ",
+         "move them (nothing was overwritten)");
+  }
   const fs::path metrics = fs::path(out_dir) / "metrics.jsonl";
   if (fs::is_regular_file(metrics, ec) && fs::file_size(metrics, ec) > 0)
     fail("train.out_dir '", out_dir,
