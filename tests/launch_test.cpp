@@ -105,10 +105,12 @@ TEST(Launch, KilledRankEndsTheJobPromptlyAndResumeContinues) {
   EXPECT_NE(code, 0);
   EXPECT_NE(code, -1) << "the job did not end within 60 s of a rank being killed";
   EXPECT_LT(seconds, 30);
-  const Result resumed =
+  const int64_t newest = test::newest_checkpoint_step(out);
+  ASSERT_GE(newest, 0);
+  const Result resumed =  // one step past wherever the killed job got to
       run(mpirun(2) + kBinary + " train --config " + cfg + " --set train.out_dir=" + out +
-          " --set train.checkpoint_every=2 --resume auto --set train.steps=" +
-          "100000 --stop-at-step 1");  // one step past wherever the killed job got to
+          " --set train.checkpoint_every=2 --resume auto --set train.steps=100000 --stop-at-step " +
+          std::to_string(newest + 1));
   EXPECT_EQ(resumed.exit_code, 0) << resumed.out;
   EXPECT_NE(resumed.out.find("resumed from"), std::string::npos) << resumed.out;
   EXPECT_NE(resumed.out.find("saved "), std::string::npos) << resumed.out;

@@ -124,10 +124,12 @@ TEST(Multihost, CutLinkEndsTheJobWithinTheTimeoutAndResumeContinues) {
   lose_host_one(dir, cfg, out, "cut");
   // The repaired network: a fresh pair of hosts (a cluster lives as long as its job) continues
   // from the newest checkpoint, for one step past it.
+  const int64_t newest = test::newest_checkpoint_step(out);
+  ASSERT_GE(newest, 0);
   const test::CommandResult resumed = test::run_command(
       on_hosts(2, 1,
                train_args(cfg, out, " --set train.steps=100000 --set train.checkpoint_every=5") +
-                   " --resume auto --stop-at-step 1"));
+                   " --resume auto --stop-at-step " + std::to_string(newest + 1)));
   EXPECT_EQ(resumed.exit_code, 0) << resumed.out;
   EXPECT_NE(resumed.out.find("resumed from"), std::string::npos) << resumed.out;
   EXPECT_NE(resumed.out.find("saved "), std::string::npos) << resumed.out;
