@@ -207,6 +207,7 @@ std::map<std::string, NamedTensor> read_safetensors(const std::string& path) {
     tensors.emplace(name, parse_entry(path, name, entry, data));
   }
   std::vector<const NamedTensor*> placed;
+  placed.reserve(tensors.size());
   for (const auto& [name, t] : tensors) placed.push_back(&t);
   check_offsets_tile_the_data(path, placed, data.size());
   return tensors;

@@ -95,7 +95,7 @@ namespace {
 std::string sentencepiece_reason(const sentencepiece::util::Status& status) {
   const std::string text = status.message();
   const size_t check_end = text.rfind("] ");
-  const std::string reason = text.find("[") != std::string::npos && check_end != std::string::npos
+  const std::string reason = text.find('[') != std::string::npos && check_end != std::string::npos
                                  ? text.substr(check_end + 2)
                                  : text;
   return reason.find_first_not_of(" \n") == std::string::npos ? "" : reason;

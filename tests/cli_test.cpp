@@ -103,11 +103,13 @@ TEST(CommandLine, MissingDataFileNamesTheKey) {
   // into memory until it ran out).
   const std::vector<std::pair<std::string, std::string>> not_files = {
       {dir, "is a directory"}, {"/dev/zero", "is not a regular file"}};
-  for (const auto& not_file : not_files)
-    expect_one_line_error(run("train --config " + path + " --set data.format=text --set " +
-                              "model.vocab_size=256 --set data.train=" + not_file.first +
-                              " --set train.out_dir=" + dir + "/run"),
-                          {"data.train", "'" + not_file.first + "' " + not_file.second});
+  const std::string train_on = "train --config " + path + " --set train.out_dir=" + dir +
+                               "/run --set data.format=text --set model.vocab_size=256 " +
+                               "--set data.train=";
+  for (const auto& [file, what] : not_files) {
+    const std::string quoted = "'" + file + "' ";
+    expect_one_line_error(run(train_on + file), {"data.train", quoted + what});
+  }
 }
 
 TEST(CommandLine, BadCheckpointArguments) {
@@ -216,9 +218,11 @@ TEST(CommandLine, TrainEvalGenerateEndToEnd) {
   EXPECT_NE(part.out.find("\"n_hashes\": 4"), std::string::npos) << part.out;
   expect_one_line_error(run("eval --checkpoint " + out + " --positions 20:10"), {"--positions"});
   // Not read as far as a number goes (1x:2 was scored as 1:2).
-  for (const std::string bad : {"1x:2", "1:2x", "0x10:20", "1e1:20", "1.5:3", "1:2:3", "-1:3"})
-    expect_one_line_error(run("eval --checkpoint " + out + " --positions " + bad),
-                          {"--positions '" + bad + "' is not A:B"});
+  const std::string eval_positions = "eval --checkpoint " + out + " --positions ";
+  for (const std::string bad : {"1x:2", "1:2x", "0x10:20", "1e1:20", "1.5:3", "1:2:3", "-1:3"}) {
+    const std::string quoted = "--positions '" + bad;
+    expect_one_line_error(run(eval_positions + bad), {quoted + "' is not A:B"});
+  }
   expect_one_line_error(run("eval --checkpoint " + out + " --positions 0:999999"),
                         {"--positions: B = 999999 is past train.seq_len"});
 

@@ -359,8 +359,13 @@ TEST(HfImport, BadDirectoriesAreOneLineErrorsAndWriteNothing) {
       const std::string b2 = std::to_string(std::stoull(b) - 8),
                         e2 = std::to_string(std::stoull(e) - 8);
       if (std::stoull(b) < 1000 || b2.size() != b.size() || e2.size() != e.size()) continue;
+      std::string moved_offsets = "\"data_offsets\":[";
+      moved_offsets += b2;
+      moved_offsets += ",";
+      moved_offsets += e2;
+      moved_offsets += "]";
       bytes.replace(static_cast<size_t>(it->position(0)), static_cast<size_t>(it->length(0)),
-                    "\"data_offsets\":[" + b2 + "," + e2 + "]");
+                    moved_offsets);
       moved = true;
     }
     ASSERT_TRUE(moved);

@@ -85,8 +85,8 @@ int openblas_caller_limit() {
   const std::string key = "MAX_THREADS=";
   const size_t at = config.find(key);
   if (at == std::string::npos) return 0;
-  const int max_threads = std::atoi(config.c_str() + at + key.size());
-  return max_threads > 0 ? 2 * max_threads : 0;
+  const long max_threads = std::strtol(config.c_str() + at + key.size(), nullptr, 10);
+  return max_threads > 0 && max_threads < (1 << 20) ? 2 * static_cast<int>(max_threads) : 0;
 }
 
 }  // namespace rf
