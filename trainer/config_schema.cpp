@@ -230,7 +230,9 @@ std::vector<KeySpec> build_schema() {
               "micro-batches read ahead by the loader thread; 0 = read on demand"),
       // runtime
       enum_key("runtime", "device", "cpu", {"cpu", "cuda"}, "executor device"),  // Device
-      int_key("runtime", "threads", "0", 0, 4096, "CPU threads; 0 = cores available to this rank"),
+      int_key("runtime", "threads", "0", 0, 4096,
+              "CPU threads; 0 = cores available to this rank; at most the threads OpenBLAS "
+              "holds buffers for (2 x its MAX_THREADS: 128 in Debian's build), where 0 stops"),
       enum_key("runtime", "precision", "fp32", {"fp32", "tf32", "bf16"},  // GemmPrecision
                "what products multiply (always accumulating in fp32; weights, optimizer state "
                "and every other kernel stay fp32): tf32 needs device cuda (GEMMs only); bf16 on "
