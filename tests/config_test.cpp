@@ -276,6 +276,9 @@ TEST_F(ConfigFileTest, BrokenYamlNamesLineAndColumn) {
             "--set model.d_model=32\n---\nx: the value holds 2 YAML documents (separated by "
             "'---' or '...'); a config is one");
   EXPECT_EQ(load("---\nmodel:\n  d_model: 128\n").model.d_model, 128);  // one, marked
+  EXPECT_EQ(load("%YAML 1.2\n---\nmodel:\n  d_model: 128\n...\n").model.d_model, 128);
+  EXPECT_EQ(load("model:\n  d_model: 128\n---\n# a comment, no document\n").model.d_model, 128);
+  EXPECT_EQ(load("model:\n  d_model: 128\n  d_ff: 64  # --- not a marker\n").model.d_ff, 64);
 }
 
 TEST_F(ConfigFileTest, MissingFile) {

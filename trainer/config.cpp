@@ -141,14 +141,40 @@ void apply_document(Config& config, const YAML::Node& root, const ValueOrigin& o
   }
 }
 
+// How many documents of YAML `text` hold something: its lines "---" and "..." (at column 0,
+// then a space or the end) separate documents, which no YAML scalar may contain; comments,
+// blank lines and directives ("%YAML 1.2") are nothing. (yaml-cpp's LoadAll, which would count
+// them, loops without end on some damaged input: a fuzzing run found one.)
+int documents_with_content(const std::string& text) {
+  int documents = 0;
+  bool content = false;  // in the current document
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const bool start =
+        line.rfind("---", 0) == 0 && (line.size() == 3 || line[3] == ' ' || line[3] == '\t');
+    const bool end =
+        line.rfind("...", 0) == 0 && (line.size() == 3 || line[3] == ' ' || line[3] == '\t');
+    if (start || end) {
+      documents += content ? 1 : 0;
+      content = false;
+      line = line.substr(3);  // "--- value" starts the next document with content
+    }
+    const size_t first = line.find_first_not_of(" \t");
+    if (first != std::string::npos && line[first] != '#' && !(line[first] == '%' && first == 0))
+      content = true;
+  }
+  return documents + (content ? 1 : 0);
+}
+
 // The one YAML document of `text` (null when empty), or "WHAT holds N YAML documents": YAML::Load
-// read the first alone, and a second after `---` was silently ignored.
+// reads the first alone, and a second after `---` was silently ignored.
 YAML::Node single_document(const std::string& text, const std::string& what) {
-  const std::vector<YAML::Node> documents = YAML::LoadAll(text);
-  if (documents.size() > 1)
-    fail(what, " holds ", documents.size(),
+  YAML::Node document = YAML::Load(text);  // (a syntax error is reported first)
+  if (const int documents = documents_with_content(text); documents > 1)
+    fail(what, " holds ", documents,
          " YAML documents (separated by '---' or '...'); a config is one");
-  return documents.empty() ? YAML::Node() : documents.front();
+  return document;
 }
 
 // Parses YAML text; a syntax error becomes "WHERE:LINE:COL: invalid YAML: ...".
