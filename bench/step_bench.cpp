@@ -49,6 +49,17 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// GFLOP/s of an n x n x n product that took `seconds`.
+double square_gflops(int n, double seconds) {
+  return 2.0 * n * n * static_cast<double>(n) / seconds / 1e9;
+}
+
+// C = A B for n x n matrices through the executor, waited for.
+void square_product(rf::Executor& ex, const float* a, const float* b, float* c, int n) {
+  rf::linear_forward(ex, rf::matrix(a, n, n), rf::matrix(b, n, n), rf::matrix(c, n, n));
+  ex.synchronize();
+}
+
 // The rate of an n x n x n product `square` computes (it returns when the product is done): its
 // median over `repeats` runs after one untimed run.
 template <class Square>
@@ -61,7 +72,7 @@ double square_gemm_gflops(int n, int repeats, const Square& square) {
     times.push_back(seconds_since(t));
   }
   std::sort(times.begin(), times.end());
-  return 2.0 * n * n * static_cast<double>(n) / times[times.size() / 2] / 1e9;
+  return square_gflops(n, times[times.size() / 2]);
 }
 
 // GEMM rate of a large square product through the same executor (fp32 in OpenBLAS, or oneDNN on
@@ -72,11 +83,8 @@ double executor_gemm_gflops(rf::Executor& ex, int n, int repeats) {
   rf::DeviceBuffer<float> a(ex, count), b(ex, count), c(ex, count);
   a.upload(std::vector<float>(count, 0.5f));
   b.upload(std::vector<float>(count, 0.25f));
-  return square_gemm_gflops(n, repeats, [&] {
-    rf::linear_forward(ex, rf::matrix(a.data(), n, n), rf::matrix(b.data(), n, n),
-                       rf::matrix(c.data(), n, n));
-    ex.synchronize();
-  });
+  return square_gemm_gflops(n, repeats,
+                            [&] { square_product(ex, a.data(), b.data(), c.data(), n); });
 }
 
 // The CPU executor's GEMM rate sampled between the timed steps. A shared VM's rate drifts by
@@ -98,22 +106,17 @@ class InterleavedCpuProbe {
     for (int i = 0; i < kProductsPerStep; ++i) {
       const auto t = Clock::now();
       product(ex);
-      gflops_.push_back(2.0 * kSize * kSize * static_cast<double>(kSize) / seconds_since(t) / 1e9);
+      gflops_.push_back(square_gflops(kSize, seconds_since(t)));
     }
   }
   double median_gflops() const { return rf::bench::median(gflops_); }
   double min_gflops() const { return *std::min_element(gflops_.begin(), gflops_.end()); }
   double max_gflops() const { return *std::max_element(gflops_.begin(), gflops_.end()); }
-  bool sampled() const { return !gflops_.empty(); }
   static double gib() { return 3.0 * kCount * sizeof(float) / (1024.0 * 1024.0 * 1024.0); }
 
  private:
   static constexpr size_t kCount = static_cast<size_t>(kSize) * kSize;
-  void product(rf::Executor& ex) {
-    rf::linear_forward(ex, rf::matrix(a_.data(), kSize, kSize), rf::matrix(b_.data(), kSize, kSize),
-                       rf::matrix(c_.data(), kSize, kSize));
-    ex.synchronize();
-  }
+  void product(rf::Executor& ex) { square_product(ex, a_.data(), b_.data(), c_.data(), kSize); }
   std::vector<float> a_, b_, c_;
   std::vector<double> gflops_;
 };

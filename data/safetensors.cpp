@@ -6,6 +6,9 @@
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "base/error.h"
 
@@ -75,8 +78,14 @@ float element_value(const std::string& dtype, const unsigned char* p) {
   return v;
 }
 
+// Where a tensor's bytes lie in the file's data section.
+struct DataRange {
+  uint64_t begin = 0, end = 0;
+  std::string name;
+};
+
 NamedTensor parse_entry(const std::string& path, const std::string& name, const Json& entry,
-                        const std::vector<unsigned char>& data) {
+                        const std::vector<unsigned char>& data, DataRange* range) {
   auto bad = [&](const std::string& what) -> void {
     fail("safetensors file '", path, "': tensor '", name, "' ", what);
   };
@@ -117,26 +126,25 @@ NamedTensor parse_entry(const std::string& path, const std::string& name, const 
       bad("has a non-finite value (" + std::to_string(t.values[i]) + ") at element " +
           std::to_string(i));
   }
-  t.begin = begin;
-  t.end = end;
+  *range = {begin, end, name};
   return t;
 }
 
 // The tensors' data must tile the data section as the format requires (safetensors' own reader
 // refuses anything else): in order of offset, each starts where the one before ends, from 0 to
 // the section's end. Overlapping tensors read each other's bytes.
-void check_offsets_tile_the_data(const std::string& path, std::vector<const NamedTensor*> tensors,
+void check_offsets_tile_the_data(const std::string& path, std::vector<DataRange> ranges,
                                  uint64_t data_bytes) {
-  std::sort(tensors.begin(), tensors.end(), [](const NamedTensor* a, const NamedTensor* b) {
-    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  std::sort(ranges.begin(), ranges.end(), [](const DataRange& a, const DataRange& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
   });
   uint64_t at = 0;
-  for (const NamedTensor* t : tensors) {
-    if (t->begin != at)
-      fail("safetensors file '", path, "': tensor '", t->name, "' has data_offsets [", t->begin,
-           ", ", t->end, "], which ", t->begin < at ? "overlap" : "leave a gap after",
+  for (const DataRange& r : ranges) {
+    if (r.begin != at)
+      fail("safetensors file '", path, "': tensor '", r.name, "' has data_offsets [", r.begin, ", ",
+           r.end, "], which ", r.begin < at ? "overlap" : "leave a gap after",
            " the tensor before it (ending at ", at, ")");
-    at = t->end;
+    at = r.end;
   }
   if (at != data_bytes)
     fail("safetensors file '", path, "': its tensors end at byte ", at, " of a data section of ",
@@ -202,14 +210,13 @@ std::map<std::string, NamedTensor> read_safetensors(const std::string& path) {
   }
   if (!header.is_object()) fail("safetensors file '", path, "' has a header that is not an object");
   std::map<std::string, NamedTensor> tensors;
+  std::vector<DataRange> ranges;
+  ranges.reserve(header.size());
   for (const auto& [name, entry] : header.items()) {
     if (name == "__metadata__") continue;
-    tensors.emplace(name, parse_entry(path, name, entry, data));
+    tensors.emplace(name, parse_entry(path, name, entry, data, &ranges.emplace_back()));
   }
-  std::vector<const NamedTensor*> placed;
-  placed.reserve(tensors.size());
-  for (const auto& [name, t] : tensors) placed.push_back(&t);
-  check_offsets_tile_the_data(path, placed, data.size());
+  check_offsets_tile_the_data(path, std::move(ranges), data.size());
   return tensors;
 }
 

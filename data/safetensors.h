@@ -15,8 +15,7 @@ namespace rf {
 struct NamedTensor {
   std::string name;
   std::vector<int64_t> shape;
-  std::vector<float> values;    // row-major, product(shape) values
-  uint64_t begin = 0, end = 0;  // read_safetensors: its bytes in the file's data section
+  std::vector<float> values;  // row-major, product(shape) values
 };
 
 // Writes `tensors` (in this order) with `metadata` as "__metadata__" (string values). Fails on a

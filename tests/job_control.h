@@ -88,10 +88,7 @@ inline std::string wait_for_any_checkpoint(const std::string& dir, double limit)
 // The step of the newest intact checkpoint in run directory `out` (-1 without one): a resumed job
 // that should run one more step stops at this + 1.
 inline int64_t newest_checkpoint_step(const std::string& out) {
-  const std::string path = find_latest_checkpoint(checkpoint_dir(out));
-  if (path.empty()) return -1;
-  const std::string name = std::filesystem::path(path).filename().string();  // step-NNNNNNNN.h5
-  return std::stoll(name.substr(5, name.size() - 8));
+  return checkpoint_step_of_file(find_latest_checkpoint(checkpoint_dir(out)));
 }
 
 inline bool wait_for_file(const std::string& path, double limit) {

@@ -86,22 +86,12 @@ void fsync_path(const std::string& path, bool directory) {
   if (rc != 0) fail("cannot sync '", path, "' to disk: ", std::strerror(sync_errno));
 }
 
-int64_t step_of_file(const fs::path& p) {
-  const std::string name = p.filename().string();
-  if (name.size() != 16 || name.rfind("step-", 0) != 0 || p.extension() != ".h5") return -1;
-  try {
-    return std::stoll(name.substr(5, 8));
-  } catch (const std::exception&) {
-    return -1;
-  }
-}
-
 std::vector<std::pair<int64_t, fs::path>> checkpoints_newest_first(const std::string& dir) {
   std::vector<std::pair<int64_t, fs::path>> found;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return found;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    const int64_t step = step_of_file(entry.path());
+    const int64_t step = checkpoint_step_of_file(entry.path().string());
     if (step >= 0) found.emplace_back(step, entry.path());
   }
   std::sort(found.begin(), found.end(),
@@ -164,6 +154,17 @@ std::string checkpoint_file_name(int64_t step) {
   char name[32];
   std::snprintf(name, sizeof(name), "step-%08lld.h5", static_cast<long long>(step));
   return name;
+}
+
+int64_t checkpoint_step_of_file(const std::string& path) {
+  const fs::path p(path);
+  const std::string name = p.filename().string();
+  if (name.size() != 16 || name.rfind("step-", 0) != 0 || p.extension() != ".h5") return -1;
+  try {
+    return std::stoll(name.substr(5, 8));
+  } catch (const std::exception&) {
+    return -1;
+  }
 }
 
 namespace {

@@ -34,6 +34,8 @@ struct TrainingState {
 
 std::string checkpoint_dir(const std::string& out_dir);
 std::string checkpoint_file_name(int64_t step);
+// The step a checkpoint file's name says (step-00000042.h5: 42), or -1 for any other name.
+int64_t checkpoint_step_of_file(const std::string& path);
 
 // Writes the checkpoint for state.step into `dir` and removes all but the newest `keep`. A failure
 // (a full disk, say) is an error naming the file and the system's reason; the partial file is

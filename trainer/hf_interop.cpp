@@ -120,10 +120,10 @@ void import_hf(const HfImportOptions& options, std::ostream& log) {
          fs::exists(in / "pytorch_model.bin", ec) ? " (only pytorch_model.bin: save it with "
                                                     "save_pretrained(DIR, safe_serialization=True))"
                                                   : "");
-  std::vector<std::string> overrides =
+  const std::vector<std::string> from_hf =
       overrides_from_hf_config(read_text_file(config_path), config_path, log);
+  std::vector<std::string> overrides = from_hf;  // then out_dir, then the user's
   overrides.push_back("train.out_dir=" + options.output_dir);
-  const size_t first_user_override = overrides.size();  // (config.json's, out_dir, the user's)
   overrides.insert(overrides.end(), options.overrides.begin(), options.overrides.end());
   const std::string base = options.base_config.empty() ? "" : read_text_file(options.base_config);
   Config cfg;
@@ -140,15 +140,14 @@ void import_hf(const HfImportOptions& options, std::ostream& log) {
     if (!options.base_config.empty() && m.rfind(options.base_config, 0) == 0 &&
         m.find("--set ") == std::string::npos)
       throw;
-    for (size_t i = 0; i + 1 < first_user_override; ++i)
-      if (m.rfind("--set " + overrides[i] + ": ", 0) == 0)
-        fail(config_path, " gives ", overrides[i], ": ",
-             m.substr(std::string("--set " + overrides[i] + ": ").size()));
+    for (const std::string& o : from_hf)
+      if (const std::string said = "--set " + o + ": "; m.rfind(said, 0) == 0)
+        fail(config_path, " gives ", o, ": ", m.substr(said.size()));
     fail("the model of ", config_path, " does not fit: ", m);
   }
   // The same weights with another activation would compute another function: --set may not
   // change what config.json's hidden_act says.
-  for (const std::string& o : overrides)
+  for (const std::string& o : from_hf)
     if (o.rfind("model.activation=", 0) == 0 &&
         o.substr(o.find('=') + 1) != activation_name(cfg.model.activation))
       fail(config_path, "'s hidden_act makes model.activation ", o.substr(o.find('=') + 1),

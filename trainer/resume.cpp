@@ -87,11 +87,10 @@ void refuse_to_overwrite_a_run(const std::string& out_dir, const std::string& re
   if (fs::is_directory(dir, ec) && !fs::is_empty(dir, ec)) {
     std::string other;  // a file there that is no checkpoint, when none is
     for (const auto& entry : fs::directory_iterator(dir, ec)) {
-      const std::string name = entry.path().filename().string();
-      if (name.rfind("step-", 0) == 0 && entry.path().extension() == ".h5")
+      if (checkpoint_step_of_file(entry.path().string()) >= 0)
         fail("train.out_dir '", out_dir, "' already holds checkpoints; pass --resume ", kAuto,
              " to continue that run, or choose another train.out_dir (nothing was overwritten)");
-      other = name;
+      other = entry.path().filename().string();
     }
     fail("train.out_dir '", out_dir, "' holds other files in ", dir, " ('", other,
          "'), where this run would write its checkpoints: choose another train.out_dir or ",
