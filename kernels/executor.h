@@ -67,6 +67,8 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   virtual Device device() const = 0;
   // One line for logs: device, threads, BLAS and its kernel.
   virtual std::string describe() const = 0;
+  // The GPU's name as its driver reports it ("NVIDIA H100 80GB HBM3"); empty for a CPU.
+  virtual std::string device_model() const { return ""; }
 
   virtual void* allocate(size_t bytes) = 0;
   virtual void release(void* ptr, size_t bytes) = 0;

@@ -29,6 +29,25 @@ std::string format_rate(double v) {
   return buf;
 }
 
+std::string format_flops(double flops) {
+  if (!std::isfinite(flops) || flops <= 0) return "?";
+  static const char* const kUnits[] = {"", "k", "M", "G", "T", "P", "E"};
+  int unit = 0;
+  double v = flops;
+  // Three significant figures; 999.7 G reads as 1.00 T, not "1e+03 G".
+  while (v >= 999.5 && unit < 6) {
+    v /= 1e3;
+    ++unit;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof(buf),
+                v >= 99.95   ? "%.0f %sFLOP"
+                : v >= 9.995 ? "%.1f %sFLOP"
+                             : "%.2f %sFLOP",
+                v, kUnits[unit]);
+  return buf;
+}
+
 ProgressClock::ProgressClock(int64_t first_step, int64_t last_step)
     : start_(Clock::now()), last_(start_), first_step_(first_step), last_step_(last_step) {}
 

@@ -10,6 +10,8 @@ namespace rf {
 
 std::string format_duration(double seconds);  // "45s", "3m07s", "2h05m"
 std::string format_rate(double per_second);   // "987", "12.3k", "1.05M"
+// A FLOP count to three figures: "61.2 GFLOP", "1.23 TFLOP" ("?" if not > 0); + "/s" for rates.
+std::string format_flops(double flops);
 
 // The progress line of a long command on stderr, rewritten in place (stdout keeps the results):
 // "\r<what> <done>/<total> <unit> | <elapsed> elapsed | ETA <eta>". clear_progress_line() blanks

@@ -15,9 +15,11 @@
 #include "data/hdf5_io.h"
 #include "data/shards.h"
 #include "data/synthetic_duplication.h"
+#include "kernels/device_peak.h"
 #include "trainer/batches.h"
 #include "trainer/checkpoint.h"
 #include "trainer/evaluate.h"
+#include "trainer/flop_count.h"
 #include "trainer/gradient_averages.h"
 #include "trainer/learning_report.h"
 #include "trainer/progress.h"
@@ -59,6 +61,10 @@ struct Run {
   int64_t last_saved_step = -1;
   std::string last_saved_path;
   RunMetrics metrics;  // rank 0 only
+  // A step's FLOPs on one rank, counted from its GEMMs (trainer/flop_count.h), and the device's
+  // dense peak rate at the run's precision (0: unknown, as on every CPU): model FLOP/s and MFU.
+  double rank_step_flops = 0;
+  double peak_flops = 0;
   bool root() const { return comms.is_root(); }
   Communicator& host() { return *comms.host; }
   Communicator& device() { return comms.device(); }
@@ -115,6 +121,14 @@ void print_header(Run& run, const std::string& resumed_from, const std::string& 
                       ? "layer (LSH layers hash it with the segment)"
                       : "dense or local layer (LSH layers: none, lsh.sees_memory false)")
               << "\n";
+  std::cout << "  flops: " << format_flops(run.rank_step_flops)
+            << " per step and rank, counted from the GEMMs of the forward, recomputation and "
+            << "backward passes; MFU "
+            << (run.peak_flops > 0
+                    ? "against " + format_flops(run.peak_flops) + "/s (" + run.ex->device_model() +
+                          ", " + precision_name(c.runtime.precision) + ", dense)"
+                    : std::string("not shown: no peak rate known for this device"))
+            << "\n";
   std::cout << "  out_dir: " << c.train.out_dir << "\n";
   if (!run.metrics.tensorboard_file().empty())
     std::cout << "  tensorboard: " << run.metrics.tensorboard_file() << "\n";
@@ -282,24 +296,37 @@ void verify_replicas(Run& run, int64_t step) {
 void log_step(Run& run, int64_t step, const StepResult& r, double lr, const GradNorm& g,
               const ProgressClock& clock) {
   const double loss = r.loss_sum / r.tokens;
-  const std::string speed = clock.tokens_per_second() > 0
-                                ? format_rate(clock.tokens_per_second()) + " tok/s | ETA " +
-                                      format_duration(clock.eta_seconds(step))
-                                : std::string("first step (warm-up)");
-  char line[256];
+  // Model FLOP/s per rank: the step's counted FLOPs at the measured pace (tokens/s is global).
+  const double tokens_per_step = static_cast<double>(run.geometry.global() * run.cfg.train.seq_len);
+  const double flop_rate = clock.tokens_per_second() / tokens_per_step * run.rank_step_flops;
+  std::string speed = "first step (warm-up)";
+  if (clock.tokens_per_second() > 0) {
+    speed = format_rate(clock.tokens_per_second()) + " tok/s | " + format_flops(flop_rate) + "/s" +
+            (run.geometry.ranks > 1 ? "/rank" : "");
+    if (run.peak_flops > 0) {
+      char mfu[32];
+      std::snprintf(mfu, sizeof(mfu), " (MFU %.1f%%)", 100 * flop_rate / run.peak_flops);
+      speed += mfu;
+    }
+    speed += " | ETA " + format_duration(clock.eta_seconds(step));
+  }
+  char line[320];
   std::snprintf(line, sizeof(line),
                 "step %6lld/%lld | loss %.4f | %.3f bits/tok | acc %.3f | lr %.2e | gnorm %.3f | "
                 "%s",
                 static_cast<long long>(step) + 1, static_cast<long long>(run.cfg.train.steps), loss,
                 loss / std::log(2.0), r.correct / r.tokens, lr, g.norm, speed.c_str());
   std::cout << line << std::endl;
-  run.metrics.log_training(step + 1, {{"loss", loss},
-                                      {"bits_per_token", loss / std::log(2.0)},
-                                      {"accuracy", r.correct / r.tokens},
-                                      {"lr", lr},
-                                      {"grad_norm", g.norm},
-                                      {"tokens_per_s", clock.tokens_per_second()},
-                                      {"elapsed_s", clock.elapsed_seconds()}});
+  std::vector<Metric> metrics = {{"loss", loss},
+                                 {"bits_per_token", loss / std::log(2.0)},
+                                 {"accuracy", r.correct / r.tokens},
+                                 {"lr", lr},
+                                 {"grad_norm", g.norm},
+                                 {"tokens_per_s", clock.tokens_per_second()},
+                                 {"model_flops_per_s_per_rank", flop_rate},
+                                 {"elapsed_s", clock.elapsed_seconds()}};
+  if (run.peak_flops > 0) metrics.push_back({"mfu", flop_rate / run.peak_flops});
+  run.metrics.log_training(step + 1, metrics);
 }
 
 void run_eval(Run& run, int64_t step) {
@@ -388,6 +415,9 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
     std::cout << "note: continuing with the checkpoint's seed " << run.state.seed
               << " (config says " << cfg.train.seed << ")\n";
   run.geometry = {cfg.train.batch_size, cfg.train.grad_accum, run.host().size(), run.host().rank()};
+  run.rank_step_flops = static_cast<double>(run.geometry.accum) *
+                        training_step_flops(cfg, run.geometry.per_rank, cfg.train.seq_len).total();
+  run.peak_flops = dense_peak_tflops(run.ex->device_model(), cfg.runtime.precision) * 1e12;
   // Shard checksums are read once, by rank 0 (every rank streaming the corpus is N x the I/O),
   // and before any other rank opens a shard: a damaged shard can crash HDF5 itself
   // (data/file_seal.h).

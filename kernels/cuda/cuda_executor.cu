@@ -82,6 +82,10 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
   // the weights' bf16 copy is made once per pass (trainer/params.h), and the products multiply
   // bf16 by bf16 on the tensor cores.
   bool rounds_operands_to_bf16() const override { return compute_ == CUBLAS_COMPUTE_32F_FAST_16BF; }
+  std::string device_model() const override {
+    cudaDeviceProp prop{};
+    return cudaGetDeviceProperties(&prop, device_) == cudaSuccess ? prop.name : "";
+  }
   std::string describe() const override {
     cudaDeviceProp prop{};
     std::ostringstream s;
