@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Packs a CUDA build of the trainer, with the shared libraries it needs that a GPU machine may not
-# have, into one folder and one archive (DIR.tar.xz, about 25 MB) to carry to a GPU machine without
+# have, into one folder and one archive (DIR.tar.xz, about 28 MiB) to carry to a GPU machine without
 # package access; unpack it there and run its `check.sh`. The folder holds bin/ (reformer,
 # step_bench, allreduce_bench, attention_bench, gpu_test, selftest_test),
 # lib/ (OpenBLAS, oneDNN, HDF5, Open MPI, yaml-cpp, GoogleTest and their dependencies, and the

@@ -4,7 +4,7 @@
 #   1. `reformer selftest --device cuda` at fp32 and bf16 (every op against the CPU reference);
 #      a precision that fails again with CUDA_LAUNCH_BLOCKING=1 and under compute-sanitizer;
 #   2. the GPU tests (gpu_test);
-#   3. the throughput rows that the targets name (ours, reformer-pytorch, dense SDPA),
+#   3. the throughput rows that the README's GPU targets name (ours, reformer-pytorch, dense SDPA),
 #      then each launch's time in a 16K-token bf16 step;
 #   4. the rest: selftest at tf32, the fused attention alone, Transformer-XL's memory, the other
 #      rows of `bench/run.sh gpu`.
