@@ -15,6 +15,7 @@
 #include "tests/run_fixture.h"
 #include "trainer/batches.h"
 #include "trainer/model.h"
+#include "trainer/rank_agreement.h"
 #include "trainer/step_graphs.h"
 #include "trainer/train_loop.h"
 
@@ -268,6 +269,88 @@ TEST(DataParallel, EveryWindowOnceAcrossRanksPerEpochAndResumedStreamsContinue) 
     for (int64_t i = 0; i < per_rank; ++i)
       EXPECT_EQ(b.inputs[i * 4], first_epoch_inputs[k * per_rank + i]);
   }
+}
+
+TEST(RankAgreement, FirstConfigDifferenceNamesTheKeyAndSkipsRankLocalOnes) {
+  const std::string root =
+      "# resolved\nmodel:\n  d_ff: 64\n  attention: [lsh]\ntrain:\n"
+      "  out_dir: \"runs/a\"\n  lr: 0.001\ndata:\n  train: \"x.txt\"\n";
+  EXPECT_EQ(first_config_difference(root, root), "");
+  std::string other = root;
+  other.replace(other.find("64"), 2, "128");
+  EXPECT_EQ(first_config_difference(other, root), "model.d_ff: 128 here, 64 on rank 0");
+  other = root;
+  other.replace(other.find("[lsh]"), 5, "[local]");
+  EXPECT_EQ(first_config_difference(other, root), "model.attention: [local] here, [lsh] on rank 0");
+  other = root;  // the same key under another section is another key
+  other.replace(other.find("train:\n"), 7, "optim:\n");
+  EXPECT_EQ(first_config_difference(other, root),
+            "optim.out_dir: \"runs/a\" here, absent on rank 0");
+  other = root;  // paths may be node-local
+  other.replace(other.find("runs/a"), 6, "runs/b");
+  other.replace(other.find("x.txt"), 5, "y.txt");
+  EXPECT_EQ(first_config_difference(other, root), "");
+  EXPECT_NE(first_config_difference(root, root + "train:\n  steps: 3\n"), "");
+}
+
+// What run_training threw on this rank ("" when it returned).
+std::string training_error(const Config& cfg) {
+  TrainOptions options;
+  options.report = false;
+  try {
+    run_training(cfg, options, *g_comms);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// A rank started with another model would build buffers of another size, which the gradient
+// all-reduce overran (heap corruption); another learning rate trained replicas apart. Every rank
+// now refuses at start-up, with the line of the lowest rank that differs.
+TEST(RankAgreement, RanksStartedWithAnotherConfigRefuseToTrain) {
+  const std::string dir = shared_dir("config");
+  const bool last = comm().rank() == comm().size() - 1;
+  const std::string d_ff = last ? "model.d_ff=48" : "model.d_ff=32";
+  const std::string error = training_error(config(dir + "/a", 1, {d_ff}));
+  const std::string rank = "rank " + std::to_string(comm().size() - 1) + ": ";
+  EXPECT_EQ(error,
+            rank +
+                "this rank's config differs from rank 0's at model.d_ff: 48 here, 32 on rank "
+                "0; every rank must be started with the same config file and --set options");
+  const std::string lr = last ? "train.lr=0.002" : "train.lr=0.003";
+  EXPECT_NE(training_error(config(dir + "/b", 1, {lr})).find("at train.lr: 0.002 here, 0.003"),
+            std::string::npos);
+  // Paths may be node-local: another out_dir string trains.
+  EXPECT_EQ(training_error(config(dir + (last ? "/c" : "/c/../c"), 1)), "");
+}
+
+// Ranks reading files of other sizes, or the same size with other tokens, refuse to train.
+TEST(RankAgreement, RanksReadingOtherDataRefuseToTrain) {
+  const std::string dir = shared_dir("data");
+  const std::string text = shared_text(dir);
+  const bool last = comm().rank() == comm().size() - 1;
+  const std::string mine = dir + "/rank" + std::to_string(comm().rank()) + ".txt";
+  std::string content = test::read_text(text);
+  auto train_on = [&](const std::string& run, const std::string& variant) {
+    {
+      std::ofstream out(mine, std::ios::binary | std::ios::trunc);
+      out << variant;
+    }
+    comm().barrier();  // (every rank's file written before any rank reads)
+    return training_error(config(
+        dir + "/" + run, 1, {"data.format=text", "model.vocab_size=256", "data.train=" + mine}));
+  };
+  const std::string shorter = last ? content.substr(0, content.size() / 2) : content;
+  const std::string rank = "rank " + std::to_string(comm().size() - 1) + ": ";
+  const std::string error = train_on("shorter", shorter);
+  const std::string last_file = dir + "/rank" + std::to_string(comm().size() - 1) + ".txt";
+  EXPECT_EQ(error.rfind(rank + "this rank's training data ('" + last_file, 0), 0u) << error;
+  EXPECT_NE(error.find(" windows here, "), std::string::npos) << error;
+  std::string changed = content;
+  if (last) changed[0] = changed[0] == 'x' ? 'y' : 'x';  // the first window is always compared
+  EXPECT_NE(train_on("changed", changed).find("as many windows, other tokens"), std::string::npos);
+  EXPECT_EQ(train_on("same", content), "");  // the same text in files of other names trains
 }
 
 }  // namespace

@@ -23,6 +23,7 @@
 #include "trainer/gradient_averages.h"
 #include "trainer/learning_report.h"
 #include "trainer/progress.h"
+#include "trainer/rank_agreement.h"
 #include "trainer/resume.h"
 #include "trainer/run_metrics.h"
 #include "trainer/schedule.h"
@@ -399,6 +400,9 @@ std::string save_or_fail(Run& run) {
 
 TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobComms& comms) {
   Run run(cfg, comms);
+  // Before anything the config sizes meets another rank (trainer/rank_agreement.h).
+  if (run.host().size() > 1)
+    run_on_every_rank(run.host(), [&] { check_ranks_share_config(run.host(), cfg); });
   run_on_every_rank(run.host(), [&] {
     // (On a GPU this checks the kernels first: runtime.verify_kernels.)
     run.ex = make_rank_executor(cfg.runtime, run.host().local_rank(), run.host().local_size());
@@ -437,6 +441,8 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
       check_checkpoint_tokenizer(resumed_from, run.state.tokenizer_model, run.data, cfg);
     run.state.tokenizer_model = run.data.tokenizer_model;
   });
+  if (run.host().size() > 1)
+    run_on_every_rank(run.host(), [&] { check_ranks_share_data(run.host(), run.data); });
   run.order = std::make_unique<SampleOrder>(
       cfg.data.streams(cfg.model.memory_len)
           ? SampleOrder::streams(run.data.train->num_windows(), run.geometry.global())
