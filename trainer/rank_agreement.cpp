@@ -74,8 +74,8 @@ std::string first_config_difference(const std::string& here, const std::string& 
   for (const auto& [key, value] : mine) {
     if (may_differ_between_ranks(key)) continue;
     const auto it = root.find(key);
-    if (it == root.end()) return key + ": " + value + " here, absent on rank 0";
-    if (it->second != value) return key + ": " + value + " here, " + it->second + " on rank 0";
+    if (it == root.end()) return concat(key, ": ", value, " here, absent on rank 0");
+    if (it->second != value) return concat(key, ": ", value, " here, ", it->second, " on rank 0");
   }
   // (Keys only rank 0 has: the same schema renders the same keys, but a build of other code
   // would not.)
