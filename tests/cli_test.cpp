@@ -234,6 +234,20 @@ TEST(CommandLine, TrainEvalGenerateEndToEnd) {
   ASSERT_EQ(exact.exit_code, 0) << exact.out;
   EXPECT_NE(exact.out.find("no cache (LSH layers; --lsh-cache caches them"), std::string::npos)
       << exact.out;
+  // A sample or a result that does not reach stdout (a full disk: /dev/full) is an error that
+  // says so, not exit 0 with the output cut short.
+  for (const std::string& command :
+       {"generate --checkpoint " + out + " --tokens 5", "eval --checkpoint " + out + " --json",
+        "config --config " + cfg}) {
+    const Result full = test::run_command("{ " + std::string(RF_BINARY_DIR) + "/reformer " +
+                                          command + " > /dev/full; }");
+    EXPECT_EQ(full.exit_code, 1) << command << ": " << full.out;
+    // (The cause is named where the failed write was the last flush: config's.)
+    EXPECT_NE(full.out.find("error: cannot write to standard output"), std::string::npos)
+        << command << ": " << full.out;
+    EXPECT_NE(full.out.find("what the command printed is incomplete"), std::string::npos)
+        << command << ": " << full.out;
+  }
   const Result cached = run("generate --checkpoint " + out + " --tokens 5 --lsh-cache");
   ASSERT_EQ(cached.exit_code, 0) << cached.out;
   EXPECT_NE(cached.out.find("key/value cache (--lsh-cache"), std::string::npos) << cached.out;

@@ -2,8 +2,10 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <limits>
 #include <sstream>
@@ -388,6 +390,24 @@ int command_config(const Arguments& a) {
   return 0;
 }
 
+// `status`, or a failure when what the command wrote to stdout did not all arrive (a full disk,
+// /dev/full, a closed descriptor): a sample or a JSON result cut short must not exit 0.
+int with_output_written(int status) {
+  errno = 0;
+  std::cout.flush();
+  int error = errno;
+  bool failed = std::cout.fail();
+  if (std::fflush(stdout) != 0) {
+    failed = true;
+    error = errno;
+  }
+  if (!failed && std::ferror(stdout) == 0) return status;
+  std::cerr << "error: cannot write to standard output"
+            << (error ? std::string(": ") + std::strerror(error) : std::string())
+            << "; what the command printed is incomplete" << std::endl;
+  return status == 0 ? 1 : status;
+}
+
 }  // namespace
 
 int run_command_line(int argc, char** argv) {
@@ -553,7 +573,7 @@ int run_command_line(int argc, char** argv) {
     std::cerr << "error: " << one_line(why) << " (--help lists the options)" << std::endl;
     return e.get_exit_code();
   }
-  try {
+  auto run_subcommand = [&]() -> int {
     if (train->parsed()) return command_train(a);
     if (eval->parsed()) return command_eval(a);
     if (gen->parsed()) return command_generate(a);
@@ -566,6 +586,10 @@ int run_command_line(int argc, char** argv) {
       check.precision = parse_precision(check_precision);
       return run_selftest(check, std::cout);
     }
+    return 1;
+  };
+  try {
+    return with_output_written(run_subcommand());
   } catch (const std::exception& e) {
     // Before the job's communicator exists every rank reports for itself.
     const std::string who =
