@@ -2,6 +2,7 @@
 // refusal to overwrite a run, what --resume auto and auto-or-new do with damaged checkpoints, and
 // mismatch errors; and the optimizer step they are made of.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include "tests/run_fixture.h"
 #include "trainer/checkpoint.h"
 #include "trainer/optimizer.h"
+#include "trainer/run_directory_lock.h"
 #include "trainer/train_loop.h"
 
 namespace rf {
@@ -191,6 +193,40 @@ TEST(Checkpoints, FreshRunRefusesToOverwriteAnExistingRun) {
     EXPECT_NE(std::string(e.what()).find("--resume auto"), std::string::npos) << e.what();
   }
   EXPECT_EQ(test::checkpoint_params(s.final_checkpoint), before);
+}
+
+// Two runs into one out_dir at once (a requeued job while the first still runs) interleaved
+// their metrics and pruned each other's checkpoints. While a run holds the directory, another,
+// even with --resume auto, is refused naming the holder and writes nothing; once the holder is
+// gone, it trains.
+TEST(Checkpoints, RunIntoADirectoryAnotherRunHoldsIsRefused) {
+  const std::string dir = test::fresh_dir("run");
+  const Config cfg = run_config(dir, {"train.steps=2"});
+  train(cfg);
+  const std::string metrics = test::read_text(dir + "/metrics.jsonl");
+  {
+    const RunDirectoryLock other_run(dir);
+    for (const std::string resume : {"auto", ""}) {
+      try {
+        train(run_config(dir, {"train.steps=4"}), resume);
+        FAIL() << "a second run started into a directory held by another";
+      } catch (const Error& e) {
+        EXPECT_EQ(std::string(e.what()).rfind("train.out_dir '" + dir +
+                                                  "' is in use by another training run (pid " +
+                                                  std::to_string(getpid()) + " on host ",
+                                              0),
+                  0u)
+            << e.what();
+      }
+    }
+    EXPECT_EQ(test::read_text(dir + "/metrics.jsonl"), metrics);
+  }
+  EXPECT_EQ(train(run_config(dir, {"train.steps=4"}), "auto").steps_done, 4);
+  // A start that fails leaves no directory behind (nor its lock).
+  const std::string never = test::fresh_dir("parent") + "/never";
+  EXPECT_THROW(train(run_config(never, {"data.format=text", "data.train=/nonexistent/x.txt"})),
+               Error);
+  EXPECT_FALSE(fs::exists(never));
 }
 
 // Without checkpoints a fresh run still refuses an out_dir whose metrics.jsonl it would truncate

@@ -25,6 +25,7 @@
 #include "trainer/progress.h"
 #include "trainer/rank_agreement.h"
 #include "trainer/resume.h"
+#include "trainer/run_directory_lock.h"
 #include "trainer/run_metrics.h"
 #include "trainer/schedule.h"
 #include "trainer/step_graphs.h"
@@ -50,6 +51,7 @@ struct Run {
   Run(const Config& c, JobComms& j) : cfg(c), comms(j) {}
   const Config& cfg;
   JobComms& comms;
+  std::unique_ptr<RunDirectoryLock> lock;  // rank 0; declared first, so released last
   std::unique_ptr<Executor> ex;
   std::unique_ptr<ReformerModel> model;
   std::unique_ptr<AdamW> optimizer;
@@ -172,6 +174,7 @@ std::string restore_or_start(Run& run, const ResumeRequest& resume) {
   run_on_root(run.host(), [&] {
     std::ostringstream notes;
     try {
+      run.lock = std::make_unique<RunDirectoryLock>(run.cfg.train.out_dir);
       if (resume.mode == ResumeMode::kFresh)
         refuse_to_overwrite_a_run(run.cfg.train.out_dir, run.cfg.source_text);
       resumed_from = restore_for_resume(resume, run.cfg.train.out_dir, *run.model, *run.optimizer,

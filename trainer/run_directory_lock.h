@@ -1,0 +1,32 @@
+// One training run per run directory at a time. Two runs writing one train.out_dir (a job
+// requeued while the first still runs, or the same command started twice with --resume auto)
+// interleave metrics.jsonl, remove each other's temporary checkpoint files and prune
+// checkpoints the other then names as its newest. Rank 0 holds an advisory lock (flock) on
+// <out_dir>/.train.lock for the whole run; the kernel drops it when the process ends, however it
+// ends, so a killed run never leaves a stale lock.
+#pragma once
+
+#include <string>
+
+namespace rf {
+
+class RunDirectoryLock {
+ public:
+  // Creates out_dir if needed and takes the lock, or fails naming the process that holds it. A
+  // file system without locks (some network mounts) gets a note on stderr and no lock.
+  explicit RunDirectoryLock(const std::string& out_dir);
+  // Releases the lock. A directory this lock created and in which nothing else was written (a
+  // start that failed) is removed again, so a failed start leaves nothing behind.
+  ~RunDirectoryLock();
+  RunDirectoryLock(const RunDirectoryLock&) = delete;
+  RunDirectoryLock& operator=(const RunDirectoryLock&) = delete;
+
+  static std::string file_name() { return ".train.lock"; }
+
+ private:
+  std::string out_dir_;
+  int fd_ = -1;
+  bool created_dir_ = false;
+};
+
+}  // namespace rf
