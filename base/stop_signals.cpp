@@ -14,6 +14,8 @@ std::string signal_name(int signal_number) {
       return "SIGTERM";
     case SIGUSR1:
       return "SIGUSR1";
+    case SIGINT:
+      return "SIGINT";
     default:
       return "signal " + std::to_string(signal_number);
   }

@@ -9,6 +9,15 @@
 # (bench/README.md); set REFERENCE_PYTHON to it.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# (Checked before anything is built or written: a typo used to run nothing and exit 0.)
+suite="${1:-all}"
+case "$suite" in
+  throughput|dropout|length|depth|million|ranks|allreduce|all|gpu) ;;
+  -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "run.sh: unknown suite '$suite'; one of throughput, dropout, length, depth, million, ranks, allreduce, all, gpu" >&2
+     exit 2 ;;
+esac
+[ $# -le 1 ] || { echo "run.sh: one suite at a time (got: $*)" >&2; exit 2; }
 build="${RF_BUILD_DIR:-$root/build}"
 # RF_BENCH_RESULTS: another folder for the results (e.g. one per machine), which
 # `RF_BENCH_RESULTS=... python3 bench/summarize.py` then reads.
@@ -45,7 +54,6 @@ else
   echo "note: this CPU has neither AVX512-BF16 nor AMX-BF16: the throughput suite runs fp32 only" >&2
 fi
 
-suite="${1:-all}"
 if [[ "$suite" == throughput || "$suite" == all ]]; then
   rm -f "$out/throughput.jsonl"
   for L in 4096 65536; do

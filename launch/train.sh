@@ -3,13 +3,16 @@
 # as one process or as RANKS MPI ranks (mpirun, with the options this machine needs).
 #   launch/train.sh CONFIG [-n RANKS] [--set section.key=value ...] [--resume auto|auto-or-new]
 # Each rank gets (cores / RANKS) OpenMP threads, at least one. Exit status 75 means a signal
-# (SIGTERM/SIGUSR1) stopped training after a checkpoint: rerun with --resume auto.
+# (SIGTERM, SIGUSR1 or Ctrl-C) stopped training after a checkpoint: rerun with --resume auto. With
+# -n > 1 the status is mpirun's (1 when it forwarded SIGTERM or Ctrl-C); the log's "stopped at
+# step N" line says the same.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 usage="usage: launch/train.sh CONFIG.yaml [-n RANKS] [--set section.key=value ...] [--resume auto|auto-or-new]"
 if [ $# -lt 1 ]; then echo "$usage" >&2; exit 2; fi
 config="$1"
 shift
+if [ -d "$config" ]; then echo "train.sh: '$config' is a directory, not a config file" >&2; exit 2; fi
 if [ ! -f "$config" ]; then echo "train.sh: config file '$config' not found" >&2; exit 2; fi
 ranks=1
 args=()

@@ -24,6 +24,8 @@ inline pid_t spawn(const std::string& command, const std::string& log) {
   const pid_t pid = fork();
   if (pid == 0) {
     setpgid(0, 0);
+    // (A test runner started in the background ignores SIGINT, and the job would inherit that.)
+    signal(SIGINT, SIG_DFL);
     execl("/bin/sh", "sh", "-c", ("exec " + command + " > " + log + " 2>&1").c_str(), nullptr);
     _exit(127);
   }

@@ -1,7 +1,8 @@
 // Tests of whole jobs launched as a user would: a checkpoint written by 4 ranks resumes on 2
 // ranks with the same global batches; a rank killed mid-run ends the job promptly and
 // --resume auto continues; SIGTERM makes a run checkpoint at the next step boundary and exit 75,
-// and the resumed run ends bit for bit where an uninterrupted one does; launch/train.sh -n;
+// and the resumed run ends bit for bit where an uninterrupted one does; so does a first Ctrl-C,
+// and a second quits at once; launch/train.sh -n and bench/run.sh refuse what they cannot run;
 // launch/build.sh recovers from a failed configure; the launchers' rank and size variables are
 // read strictly.
 #include <gtest/gtest.h>
@@ -15,9 +16,11 @@
 #include <thread>
 
 #include "base/launcher_env.h"
+#include "base/stop_signals.h"
 #include "tests/job_control.h"
 #include "tests/run_fixture.h"
 #include "trainer/checkpoint.h"
+#include "trainer/job.h"
 
 namespace rf {
 namespace {
@@ -150,6 +153,67 @@ TEST(Launch, SigtermCheckpointsAtTheNextStepAndTheResumedRunMatchesBitForBit) {
   const auto b = test::checkpoint_params(final_checkpoint(reference, stopped + 5));
   ASSERT_EQ(a.size(), b.size());
   EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
+}
+
+// Ctrl-C used to end a run at once, losing every step since its last checkpoint. It now stops
+// the run as SIGTERM does: a checkpoint at the step boundary and exit 75 ("--resume auto").
+TEST(Launch, CtrlCCheckpointsAtTheNextStep) {
+  const std::string dir = test::fresh_dir("job");
+  const std::string cfg = write_config(dir);
+  const std::string out = dir + "/run", log = dir + "/job.log";
+  const pid_t job = spawn(kBinary + " train --config " + cfg + " --set train.out_dir=" + out +
+                              " --set train.steps=1000000 --set train.checkpoint_every=0",
+                          log);
+  const ReapOnExit reap{job};
+  ASSERT_TRUE(wait_for_file(out + "/metrics.jsonl", 60));
+  kill(job, SIGINT);
+  double seconds = 0;
+  EXPECT_EQ(wait_exit(job, 60, &seconds), 75);
+  const std::string text = test::read_text(log);
+  EXPECT_NE(text.find("stopping with a checkpoint at the end of this step"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("on request (SIGINT)"), std::string::npos) << text;
+  EXPECT_GE(test::newest_checkpoint_step(out), 1) << text;  // (checkpoint_every 0: the stop's)
+}
+
+// How a forked child that installed the stop handlers ended after `interrupts` SIGINTs: its exit
+// status (10 + the signal it recorded), or 128 + the signal that ended it.
+int after_interrupts(int interrupts, bool ignored_from_the_start) {
+  const pid_t child = fork();
+  if (child == 0) {
+    signal(SIGINT, ignored_from_the_start ? SIG_IGN : SIG_DFL);
+    install_stop_signal_handlers();
+    for (int i = 0; i < interrupts; ++i) raise(SIGINT);  // (handled before raise returns)
+    _exit(10 + g_stop_signals.last.load());
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// The first Ctrl-C asks for a stop; a second ends the process at once, as Ctrl-C does elsewhere;
+// a SIGINT ignored from the start (a job a script ran in the background) stays ignored.
+TEST(StopSignals, ASecondCtrlCEndsTheProcessAndAnIgnoredOneStaysIgnored) {
+  EXPECT_EQ(after_interrupts(1, false), 10 + SIGINT);
+  EXPECT_EQ(after_interrupts(2, false), 128 + SIGINT);
+  EXPECT_EQ(after_interrupts(2, true), 10);
+}
+
+// A typo in a suite's name ran nothing and exited 0; a directory given as the config was "not
+// found".
+TEST(Launch, ScriptsRefuseWhatTheyCannotRunInOneLine) {
+  const std::string source = std::string(RF_SOURCE_DIR);
+  const Result suite = run(source + "/bench/run.sh throughtput");
+  EXPECT_EQ(suite.exit_code, 2) << suite.out;
+  EXPECT_EQ(suite.out.rfind("run.sh: unknown suite 'throughtput'; one of throughput,", 0), 0u)
+      << suite.out;
+  const Result two = run(source + "/bench/run.sh depth length");
+  EXPECT_EQ(two.exit_code, 2) << two.out;
+  EXPECT_EQ(two.out, "run.sh: one suite at a time (got: depth length)\n");
+  const std::string dir = test::fresh_dir("cfg");
+  const Result config = run(source + "/launch/train.sh " + dir);
+  EXPECT_EQ(config.exit_code, 2) << config.out;
+  EXPECT_EQ(config.out, "train.sh: '" + dir + "' is a directory, not a config file\n");
 }
 
 TEST(Launch, TrainScriptRunsRanksAndRefusesImpossibleBatches) {

@@ -568,6 +568,13 @@ TEST(MemoryTraining, EvalAutoTabulatesMultiplesOfTheTrainingMemory) {
   r = test::run_command(eval + " --memory-len 16,x");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("--memory-len 'x' is neither a length"), std::string::npos) << r.out;
+  // Empty items were dropped ("1,,2" read as 1,2), and ",," took the next argument as its value.
+  for (const std::string bad : {"1,,2", "16,", ",,"}) {
+    r = test::run_command(concat(eval, " --memory-len '", bad, "' --segment 16"));
+    EXPECT_NE(r.exit_code, 0) << bad;
+    EXPECT_NE(r.out.find(concat("--memory-len '", bad, "' has an empty item")), std::string::npos)
+        << r.out;
+  }
   const std::string plain = test::fresh_dir("plain");
   test::train_quietly(test::memory_run(plain, text, 1, {"model.memory_len=0"}));
   r = test::run_command(std::string(RF_BINARY_DIR) + "/reformer eval --checkpoint " + plain +
@@ -575,6 +582,34 @@ TEST(MemoryTraining, EvalAutoTabulatesMultiplesOfTheTrainingMemory) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("--memory-len auto needs a model trained with memory"), std::string::npos)
       << r.out;
+}
+
+// A memory longer than the text a lane reads per epoch could never fill (the lanes start over
+// with empty memories each epoch): model.memory_len = 10^9 was accepted and each step grew
+// slower until memory ran out. The longest that can fill trains.
+TEST(MemoryTraining, AMemoryLongerThanALanesStretchOfTextIsRefused) {
+  const std::string text = test::write_text(test::fresh_dir("data"));
+  std::string error;
+  try {
+    test::train_quietly(
+        test::memory_run(test::fresh_dir("huge"), text, 1, {"model.memory_len=1000000000"}));
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  const std::string most = "its memory could never fill; at most ";
+  const size_t at = error.find(most);
+  ASSERT_NE(at, std::string::npos) << error;
+  EXPECT_EQ(error.rfind("model.memory_len = 1000000000 is more than the ", 0), 0u) << error;
+  const int64_t longest = std::stoll(error.substr(at + most.size()));
+  EXPECT_GT(longest, 16);
+  EXPECT_EQ(test::train_quietly(test::memory_run(test::fresh_dir("longest"), text, 1,
+                                                 {"model.memory_len=" + std::to_string(longest)}))
+                .steps_done,
+            1);
+  EXPECT_THROW(
+      test::train_quietly(test::memory_run(test::fresh_dir("longer"), text, 1,
+                                           {"model.memory_len=" + std::to_string(longest + 16)})),
+      Error);
 }
 
 // `eval --sliding`: each segment recomputed with the M tokens before it. When M covers the whole

@@ -229,6 +229,33 @@ TEST(Checkpoints, RunIntoADirectoryAnotherRunHoldsIsRefused) {
   EXPECT_FALSE(fs::exists(never));
 }
 
+// What stands where the run must write is found at the start, not after the whole run: a file
+// named checkpoints (each interval warned, then the end failed), an out_dir that is a dangling
+// symbolic link (it said "File exists").
+TEST(Checkpoints, AnOutDirThatCannotHoldTheRunIsRefusedBeforeTheFirstStep) {
+  const std::string dir = test::fresh_dir("run");
+  std::ofstream(dir + "/checkpoints") << "a file";
+  try {
+    train(run_config(dir, {"train.steps=2"}));
+    FAIL() << "trained with a file where its checkpoints go";
+  } catch (const Error& e) {
+    EXPECT_EQ(
+        std::string(e.what()),
+        "'" + checkpoint_dir(dir) + "' is not a directory; checkpoints go there (move it away)");
+  }
+  EXPECT_FALSE(fs::exists(dir + "/metrics.jsonl"));
+  const std::string link = test::fresh_dir("links") + "/dangling";
+  fs::create_symlink("nowhere/x", link);
+  try {
+    train(run_config(link, {"train.steps=2"}));
+    FAIL() << "trained into a dangling symbolic link";
+  } catch (const Error& e) {
+    EXPECT_EQ(
+        std::string(e.what()),
+        "train.out_dir '" + link + "' is a symbolic link to 'nowhere/x', which does not exist");
+  }
+}
+
 // Without checkpoints a fresh run still refuses an out_dir whose metrics.jsonl it would truncate
 // or whose config.yaml (the user's --config file, say) it would replace; both were overwritten.
 TEST(Checkpoints, FreshRunRefusesToReplaceARunsMetricsOrAnotherConfig) {

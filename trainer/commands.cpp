@@ -154,8 +154,37 @@ int command_train(const Arguments& a) {
   return summary.stopped_by_signal ? kExitStoppedBySignal : 0;
 }
 
-// --memory-len values: integers, or `auto` for 0, M, 2M and 4M of the training memory M.
-std::vector<int64_t> memory_lengths(const std::vector<std::string>& values, int64_t trained) {
+// Runs `use` on the checkpoint that --checkpoint names. A run directory's newest checkpoint may be
+// pruned, by the run still training there, between choosing it and reading it (keep_checkpoints
+// 1 and a short interval): then the directory's new newest is used, up to three tries.
+template <typename Use>
+int with_checkpoint(const std::string& argument, const Use& use) {
+  std::error_code ec;
+  const bool directory = std::filesystem::is_directory(argument, ec);
+  for (int attempt = 1;; ++attempt) {
+    const std::string path = resolve_checkpoint_path(argument);
+    try {
+      return use(path);
+    } catch (const Error&) {
+      if (!directory || attempt == 3 || std::filesystem::exists(path, ec)) throw;
+    }
+  }
+}
+
+// --memory-len values, each a comma-separated list: integers, or `auto` for 0, M, 2M and 4M of
+// the training memory M. (Split here, not by CLI11, which drops empty items: "1,,2" read as 1,2,
+// and ",," took the next argument as its value.)
+std::vector<int64_t> memory_lengths(const std::vector<std::string>& arguments, int64_t trained) {
+  std::vector<std::string> values;
+  for (const std::string& argument : arguments) {
+    std::istringstream items(argument + ",");  // (a trailing comma then leaves an empty item)
+    std::string item;
+    while (std::getline(items, item, ','))
+      if (item.empty())
+        fail("--memory-len '", argument, "' has an empty item; give lengths like 0,128,256");
+      else
+        values.push_back(item);
+  }
   std::vector<int64_t> lengths;
   for (const std::string& v : values) {
     if (v == "auto") {
@@ -181,8 +210,7 @@ std::vector<int64_t> memory_lengths(const std::vector<std::string>& values, int6
 }
 
 // eval --memory-len: Transformer-XL's segment-by-segment evaluation with memory.
-int command_eval_with_memory(const Arguments& a) {
-  const std::string path = resolve_checkpoint_path(a.checkpoint);
+int eval_with_memory(const Arguments& a, const std::string& path) {
   std::vector<std::string> overrides = a.overrides;
   const Config stored = config_for_checkpoint(a, path);
   MemoryEvalOptions o;
@@ -208,13 +236,13 @@ int command_eval_with_memory(const Arguments& a) {
   return 0;
 }
 
-int command_eval(const Arguments& a) {
-  if (!a.memory_lens.empty() && !a.positions.empty())
-    fail("--positions goes without --memory-len (segments with a memory are scored whole)");
-  if (!a.memory_lens.empty()) return command_eval_with_memory(a);
-  if (a.segment > 0) fail("--segment goes with --memory-len");
-  if (a.sliding) fail("--sliding goes with --memory-len");
-  const std::string path = resolve_checkpoint_path(a.checkpoint);
+int command_eval_with_memory(const Arguments& a) {
+  return with_checkpoint(a.checkpoint,
+                         [&](const std::string& path) { return eval_with_memory(a, path); });
+}
+
+// eval of windows (no memory) of the checkpoint at `path`.
+int eval_windows(const Arguments& a, const std::string& path) {
   const Config cfg = config_for_checkpoint(a, path);
   if (cfg.model.memory_len > 0 && a.positions.empty()) {
     // A model trained with recurrence is scored as its training validated it: segment by
@@ -274,6 +302,16 @@ int command_eval(const Arguments& a) {
   return 0;
 }
 
+int command_eval(const Arguments& a) {
+  if (!a.memory_lens.empty() && !a.positions.empty())
+    fail("--positions goes without --memory-len (segments with a memory are scored whole)");
+  if (!a.memory_lens.empty()) return command_eval_with_memory(a);
+  if (a.segment > 0) fail("--segment goes with --memory-len");
+  if (a.sliding) fail("--sliding goes with --memory-len");
+  return with_checkpoint(a.checkpoint,
+                         [&](const std::string& path) { return eval_windows(a, path); });
+}
+
 // How generation with a memory ran, for its line on stderr.
 std::string memory_note(const GenerationStats& stats, const Config& cfg, bool no_cache) {
   const std::string how = stats.cached
@@ -287,8 +325,7 @@ std::string memory_note(const GenerationStats& stats, const Config& cfg, bool no
          std::to_string(stats.memory_len) + " positions before it; --memory-len 0 for a window)";
 }
 
-int command_generate(const Arguments& a) {
-  const std::string path = resolve_checkpoint_path(a.checkpoint);
+int generate_from(const Arguments& a, const std::string& path) {
   const Config cfg = config_for_checkpoint(a, path);
   auto ex = make_rank_executor(cfg.runtime);
   ReformerModel model(cfg, *ex);
@@ -372,6 +409,11 @@ int command_generate(const Arguments& a) {
   return 0;
 }
 
+int command_generate(const Arguments& a) {
+  return with_checkpoint(a.checkpoint,
+                         [&](const std::string& path) { return generate_from(a, path); });
+}
+
 int command_prepare(const PrepareOptions& options) {
   prepare_shards(options, std::cout);
   return 0;
@@ -449,8 +491,7 @@ int run_command_line(int argc, char** argv) {
   eval->add_option("--memory-len", a.memory_lens,
                    "Transformer-XL evaluation: consecutive segments, each seeing the memory of up "
                    "to M positions before it; several (0,64,128) give a table; auto: 0, M, 2M "
-                   "and 4M of the training memory_len M")
-      ->delimiter(',');
+                   "and 4M of the training memory_len M");
   eval->add_option("--segment", a.segment, "tokens per segment with --memory-len")
       ->check(integer_at_least(1));
   eval->add_flag("--sliding", a.sliding,

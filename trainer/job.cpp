@@ -1,5 +1,8 @@
 #include "trainer/job.h"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -21,6 +24,25 @@ namespace {
 extern "C" void request_stop(int signal_number) {
   g_stop_signals.last.store(signal_number);
   g_stop_signals.count.fetch_add(1);
+}
+
+std::atomic<int> g_interrupts{0};
+
+// Ctrl-C (SIGINT): the first asks for a stop at the next step boundary with a checkpoint, as
+// SIGTERM does (it used to end the run at once, losing the steps since the last checkpoint); a
+// second ends the process at once, as Ctrl-C does elsewhere.
+extern "C" void request_stop_interactively(int signal_number) {
+  if (g_interrupts.fetch_add(1) > 0) {
+    std::signal(SIGINT, SIG_DFL);
+    std::raise(SIGINT);
+    return;
+  }
+  static const char kNote[] =
+      "\nreformer: stopping with a checkpoint at the end of this step (Ctrl-C again: quit now, "
+      "losing the steps since the last checkpoint)\n";
+  const ssize_t written = write(STDERR_FILENO, kNote, sizeof(kNote) - 1);
+  (void)written;
+  request_stop(signal_number);
 }
 
 }  // namespace
@@ -125,6 +147,12 @@ void install_stop_signal_handlers() {
   sigemptyset(&action.sa_mask);
   sigaction(SIGTERM, &action, nullptr);
   sigaction(SIGUSR1, &action, nullptr);
+  // A SIGINT ignored from the start (a job a script ran in the background) stays ignored: the
+  // Ctrl-C meant for the script is not meant for the job.
+  struct sigaction current;
+  if (sigaction(SIGINT, nullptr, &current) == 0 && current.sa_handler == SIG_IGN) return;
+  action.sa_handler = request_stop_interactively;
+  sigaction(SIGINT, &action, nullptr);
 }
 
 bool stop_requested(Communicator& comm) {

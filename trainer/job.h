@@ -75,7 +75,8 @@ void run_on_every_rank(Communicator& comm, const std::function<void()>& work);
 // Sends a string from `root` to all ranks.
 std::string broadcast_string(Communicator& comm, const std::string& value, int root = 0);
 
-// Installs handlers for SIGTERM and SIGUSR1 that request a stop at the next step boundary.
+// Installs handlers for SIGTERM, SIGUSR1 and Ctrl-C (SIGINT, unless ignored from the start) that
+// request a stop at the next step boundary; a second Ctrl-C ends the process at once.
 void install_stop_signal_handlers();
 // Whether any rank has received a stop signal (a collective: every rank gets the same answer).
 bool stop_requested(Communicator& comm);

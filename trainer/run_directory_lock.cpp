@@ -36,6 +36,9 @@ std::string this_process() {
 
 RunDirectoryLock::RunDirectoryLock(const std::string& out_dir) : out_dir_(out_dir) {
   std::error_code ec;
+  if (fs::is_symlink(out_dir, ec) && !fs::exists(out_dir, ec))
+    fail("train.out_dir '", out_dir, "' is a symbolic link to '",
+         fs::read_symlink(out_dir, ec).string(), "', which does not exist");
   created_dir_ = !fs::exists(out_dir, ec);
   fs::create_directories(out_dir, ec);
   if (ec) fail("cannot create train.out_dir '", out_dir, "': ", ec.message());

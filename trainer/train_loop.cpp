@@ -175,6 +175,11 @@ std::string restore_or_start(Run& run, const ResumeRequest& resume) {
     std::ostringstream notes;
     try {
       run.lock = std::make_unique<RunDirectoryLock>(run.cfg.train.out_dir);
+      // (Else found only when the first checkpoint is due, or at the end of the run.)
+      const std::string checkpoints = checkpoint_dir(run.cfg.train.out_dir);
+      std::error_code ec;
+      if (fs::exists(checkpoints, ec) && !fs::is_directory(checkpoints, ec))
+        fail("'", checkpoints, "' is not a directory; checkpoints go there (move it away)");
       if (resume.mode == ResumeMode::kFresh)
         refuse_to_overwrite_a_run(run.cfg.train.out_dir, run.cfg.source_text);
       resumed_from = restore_for_resume(resume, run.cfg.train.out_dir, *run.model, *run.optimizer,
@@ -394,8 +399,12 @@ std::string save_or_fail(Run& run) {
   try {
     return save(run);
   } catch (const AgreedError& e) {
-    throw AgreedError(std::string(e.what()) + "; " + newest_checkpoint_note(run) +
-                      ", continue from it with --resume auto once the cause is fixed");
+    throw AgreedError(std::string(e.what()) + "; " +
+                      (run.last_saved_path.empty()
+                           ? "this run has no checkpoint yet: once the cause is fixed, --resume "
+                             "auto starts it over"
+                           : newest_checkpoint_note(run) +
+                                 ", continue from it with --resume auto once the cause is fixed"));
   }
 }
 
@@ -437,6 +446,14 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
         fail("model.memory_len = ", cfg.model.memory_len, " needs windows that continue each ",
              "other (a text stream), but ", run.data.train->describe(),
              " stores independent windows");
+      // A memory longer than a lane's stretch of the text could never fill: each step would
+      // only grow slower until memory ran out (model.memory_len = 10^9 was accepted).
+      const int64_t lane_tokens =
+          run.data.train->num_windows() / run.geometry.global() * cfg.train.seq_len;
+      if (cfg.model.memory_len > lane_tokens)
+        fail("model.memory_len = ", cfg.model.memory_len, " is more than the ", lane_tokens,
+             " tokens each of the ", run.geometry.global(), " lanes reads per epoch of ",
+             run.data.train->describe(), ": its memory could never fill; at most ", lane_tokens);
       run.memory = std::make_unique<TrainingMemory>(cfg, run.geometry);
     }
     // A resumed (or imported) model keeps the tokenizer it was trained with.
