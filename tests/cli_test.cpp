@@ -197,6 +197,12 @@ TEST(CommandLine, TrainEvalGenerateEndToEnd) {
   EXPECT_NE(t.out.find("report: evaluating 64 sequences x 4 hash counts"), std::string::npos)
       << t.out;
   EXPECT_NE(t.out.find("copy accuracy"), std::string::npos) << t.out;
+  // The tiny run keeps the default warmup of 1000 steps: valid, but rarely meant, so said.
+  EXPECT_NE(t.out.find("note: train.warmup (1000) is not below train.steps (5): the learning rate "
+                       "ends at 0.5% of train.lr\n"),
+            std::string::npos)
+      << t.out;
+  EXPECT_EQ(t.out.find("note: train.eval_every"), std::string::npos) << t.out;  // 5 of 5 steps
   EXPECT_TRUE(std::filesystem::exists(out + "/metrics.jsonl"));
   EXPECT_TRUE(std::filesystem::exists(out + "/config.yaml"));
   EXPECT_FALSE(std::filesystem::is_empty(out + "/tb"));  // TensorBoard event files
@@ -234,6 +240,15 @@ TEST(CommandLine, TrainEvalGenerateEndToEnd) {
   ASSERT_EQ(exact.exit_code, 0) << exact.out;
   EXPECT_NE(exact.out.find("no cache (LSH layers; --lsh-cache caches them"), std::string::npos)
       << exact.out;
+  // Without --prompt, generation starts from token 0, which is not printed (it was a NUL byte
+  // before the sample): one token and the newline.
+  const std::string sample = dir + "/sample.txt";
+  ASSERT_EQ(
+      test::run_command("{ " + std::string(RF_BINARY_DIR) + "/reformer generate --checkpoint " +
+                        out + " --tokens 1 > " + sample + "; }")
+          .exit_code,
+      0);
+  EXPECT_EQ(std::filesystem::file_size(sample), 2u);
   // A sample or a result that does not reach stdout (a full disk: /dev/full) is an error that
   // says so, not exit 0 with the output cut short.
   for (const std::string& command :

@@ -377,7 +377,10 @@ int generate_from(const Arguments& a, const std::string& path) {
     if (done == total) clear_progress_line();
   };
   GenerationStats stats;
-  const std::vector<int32_t> out = generate(model, prompt, o, &stats);
+  std::vector<int32_t> out = generate(model, prompt, o, &stats);
+  // Without a prompt generation starts from token 0, which is not the user's text (with bytes it
+  // printed a NUL first): the sample alone is printed.
+  if (prompt.empty() && !out.empty()) out.erase(out.begin());
   if (subwords || cfg.model.vocab_size <= 256) {  // text: the prompt and the sample
     std::cout << tokenizer.decode(out) << std::endl;
   } else {  // other tokens: their ids

@@ -97,6 +97,12 @@ std::string layer_kind(const Config& c) {
   return "two-stream layers (" + kept + ")";
 }
 
+std::string format_percent(double fraction) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.3g%%", 100 * fraction);
+  return text;
+}
+
 void print_header(Run& run, const std::string& resumed_from, const std::string& ranks) {
   const Config& c = run.cfg;
   std::ostringstream layers;
@@ -137,6 +143,15 @@ void print_header(Run& run, const std::string& resumed_from, const std::string& 
     std::cout << "  tensorboard: " << run.metrics.tensorboard_file() << "\n";
   if (!resumed_from.empty())
     std::cout << "  resumed from " << resumed_from << " at step " << run.state.step << "\n";
+  // Settings that are valid but rarely meant (train.steps lowered for a short try, say).
+  if (c.train.warmup >= c.train.steps && c.train.warmup > 0)
+    std::cout << "note: train.warmup (" << c.train.warmup << ") is not below train.steps ("
+              << c.train.steps << "): the learning rate ends at "
+              << format_percent(learning_rate(c.train, c.train.steps - 1) / c.train.lr)
+              << " of train.lr\n";
+  if (c.train.eval_every > c.train.steps)
+    std::cout << "note: train.eval_every (" << c.train.eval_every << ") is past train.steps ("
+              << c.train.steps << "): no validation during training\n";
   std::cout.flush();
 }
 
