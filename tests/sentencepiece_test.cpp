@@ -128,6 +128,13 @@ TEST(SentencePiece, PreparedTextTrainsEvaluatesAndSamplesWithTheCheckpointAlone)
   EXPECT_TRUE(sample == 0 || r.out[sample - 1] == '\r') << r.out;
   EXPECT_GT(r.out.size() - sample, 30u) << r.out;
   EXPECT_NE(r.out.find("generate: 20 tokens in"), std::string::npos) << r.out;
+  // Bytes that are not UTF-8 were replaced by U+FFFD without a word.
+  r = test::run_command(reformer("generate --checkpoint " + dir +
+                                 "/run --prompt \"$(printf 'ab\\377cd')\" --tokens 2"));
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("error: --prompt is not UTF-8 text at byte 2 (this model's SentencePiece"),
+            std::string::npos)
+      << r.out;
 
   // Byte shards of the same text: the checkpoint's pieces are not bytes (eval scored them, exit
   // 0), and validation must be tokenised as training (bytes against pieces trained and scored).
@@ -196,8 +203,7 @@ TEST(SentencePiece, BadTokenizerInputIsAClearErrorAndWritesNothing) {
   r = test::run_command(reformer("prepare --input " + text_path + " --output " + dir +
                                  "/none --tokenizer sentencepiece"));
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.out.find("--tokenizer sentencepiece needs --vocab-size"), std::string::npos)
-      << r.out;
+  EXPECT_NE(r.out.find("--tokenizer sentencepiece needs --vocab-size"), std::string::npos) << r.out;
 
   // A tokenizer model changed after prepare no longer matches its manifest's checksum.
   r = test::run_command(reformer("prepare --input " + text_path + " --output " + dir +

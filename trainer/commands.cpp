@@ -10,6 +10,7 @@
 #include <limits>
 #include <sstream>
 
+#include "base/utf8.h"
 #include "comms/mpi_communicator.h"
 #include "data/prepare.h"
 #include "data/synthetic_duplication.h"
@@ -335,6 +336,11 @@ int generate_from(const Arguments& a, const std::string& path) {
   const Tokenizer tokenizer =
       subwords ? Tokenizer::sentencepiece(state.tokenizer_model, "the tokenizer of " + path)
                : Tokenizer::bytes();
+  const size_t invalid = subwords ? first_invalid_utf8(a.prompt) : std::string::npos;
+  if (invalid != std::string::npos)
+    fail("--prompt is not UTF-8 text at byte ", invalid,
+         " (this model's SentencePiece tokenizer reads UTF-8; it would replace the byte with "
+         "U+FFFD)");
   std::vector<int32_t> prompt;
   for (uint32_t t : tokenizer.encode(a.prompt)) {
     if (static_cast<int64_t>(t) >= cfg.model.vocab_size)
