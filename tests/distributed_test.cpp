@@ -293,6 +293,27 @@ TEST(RankAgreement, FirstConfigDifferenceNamesTheKeyAndSkipsRankLocalOnes) {
   EXPECT_NE(first_config_difference(root, root + "train:\n  steps: 3\n"), "");
 }
 
+// NCCL's set-up is a collective of the GPU ranks: a rank started on another runtime.device left
+// them waiting in it. Every rank refuses before it.
+TEST(RankAgreement, RanksOnAnotherDeviceRefuseBeforeTheGpusSetUp) {
+  RuntimeConfig runtime;
+  runtime.device = comm().rank() == comm().size() - 1 ? Device::kCuda : Device::kCpu;
+  JobComms borrowed;  // (the job's host communicator, lent for the call)
+  borrowed.host = std::move(g_comms->host);
+  std::string error;
+  try {
+    add_device_comms(borrowed, runtime);
+  } catch (const AgreedError& e) {
+    error = e.what();
+  }
+  g_comms->host = std::move(borrowed.host);
+  EXPECT_EQ(error, "runtime.device is cpu on this rank, but 1 of the " +
+                       std::to_string(comm().size()) +
+                       " ranks have cuda; every rank must be started with the same config file and "
+                       "--set options (" +
+                       std::to_string(comm().size()) + " ranks failed)");
+}
+
 // What run_training threw on this rank ("" when it returned).
 std::string training_error(const Config& cfg) {
   TrainOptions options;

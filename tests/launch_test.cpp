@@ -7,6 +7,7 @@
 // read strictly.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -156,23 +157,34 @@ TEST(Launch, SigtermCheckpointsAtTheNextStepAndTheResumedRunMatchesBitForBit) {
 }
 
 // Ctrl-C used to end a run at once, losing every step since its last checkpoint. It now stops
-// the run as SIGTERM does: a checkpoint at the step boundary and exit 75 ("--resume auto").
+// the run as SIGTERM does, with a checkpoint at the step boundary, but exits 130, not 75 (which
+// batch scripts requeue): its user stopped it. Its log reader ending on the same Ctrl-C (a pipe
+// to tee) does not end it before its checkpoint.
 TEST(Launch, CtrlCCheckpointsAtTheNextStep) {
   const std::string dir = test::fresh_dir("job");
   const std::string cfg = write_config(dir);
   const std::string out = dir + "/run", log = dir + "/job.log";
+  // (The log line of every step goes to a pipe whose reader is gone once the signal is sent.)
+  const std::string pipe = dir + "/log.fifo";
+  ASSERT_EQ(mkfifo(pipe.c_str(), 0600), 0);
   const pid_t job = spawn(kBinary + " train --config " + cfg + " --set train.out_dir=" + out +
-                              " --set train.steps=1000000 --set train.checkpoint_every=0",
-                          log);
+                              " --set train.steps=1000000 --set train.checkpoint_every=0" +
+                              " --set train.log_every=1 2> " + log + " > " + pipe + " ; :",
+                          dir + "/shell.log");
   const ReapOnExit reap{job};
-  ASSERT_TRUE(wait_for_file(out + "/metrics.jsonl", 60));
+  FILE* reader = std::fopen(pipe.c_str(), "r");
+  ASSERT_NE(reader, nullptr);
+  char line[512];
+  for (int i = 0; i < 5; ++i) ASSERT_NE(std::fgets(line, sizeof(line), reader), nullptr);
   kill(job, SIGINT);
+  std::fclose(reader);
   double seconds = 0;
-  EXPECT_EQ(wait_exit(job, 60, &seconds), 75);
+  EXPECT_EQ(wait_exit(job, 60, &seconds), 130);
   const std::string text = test::read_text(log);
-  EXPECT_NE(text.find("stopping with a checkpoint at the end of this step"), std::string::npos)
+  EXPECT_NE(text.find("stopping with a checkpoint after the step in progress"), std::string::npos)
       << text;
-  EXPECT_NE(text.find("on request (SIGINT)"), std::string::npos) << text;
+  // ("stopped at step N on request (SIGINT)" went to the pipe nobody read any more.)
+  EXPECT_NE(text.find("error: cannot write to standard output"), std::string::npos) << text;
   EXPECT_GE(test::newest_checkpoint_step(out), 1) << text;  // (checkpoint_every 0: the stop's)
 }
 
@@ -233,6 +245,29 @@ TEST(Launch, TrainScriptRunsRanksAndRefusesImpossibleBatches) {
   EXPECT_NE(refused.exit_code, 0);
   EXPECT_NE(refused.out.find("fewer than one global batch"), std::string::npos) << refused.out;
   EXPECT_NE(run(script + cfg + " -n zero").exit_code, 0);
+}
+
+// Ctrl-C to launch/train.sh -n 2: mpirun's own answer to SIGINT killed the ranks before any
+// checkpoint. The script asks them for one through mpirun (SIGUSR1) and exits 130.
+TEST(Launch, CtrlCToTheTrainScriptCheckpointsEveryRankAndExits130) {
+  const std::string dir = test::fresh_dir("job");
+  const std::string cfg = write_config(dir);
+  const std::string out = dir + "/run", log = dir + "/job.log";
+  const pid_t job =
+      spawn("env RF_BUILD_DIR=" + std::string(RF_BINARY_DIR) + " " + std::string(RF_SOURCE_DIR) +
+                "/launch/train.sh " + cfg + " -n 2 --set train.out_dir=" + out +
+                " --set train.steps=1000000 --set train.checkpoint_every=0",
+            log);
+  const ReapOnExit reap{job};
+  ASSERT_TRUE(wait_for_file(out + "/metrics.jsonl", 120)) << test::read_text(log);
+  kill(job, SIGINT);  // (the script alone, as a terminal's Ctrl-C now reaches it)
+  double seconds = 0;
+  EXPECT_EQ(wait_exit(job, 120, &seconds), 130) << test::read_text(log);
+  const std::string text = test::read_text(log);
+  EXPECT_NE(text.find("train.sh: asking the ranks to stop with a checkpoint"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("on request (SIGUSR1)"), std::string::npos) << text;
+  EXPECT_GE(test::newest_checkpoint_step(out), 1) << text;
 }
 
 // A configure that failed (here: a compiler that does not exist; for a user, a library missing

@@ -222,11 +222,19 @@ TEST(Checkpoints, RunIntoADirectoryAnotherRunHoldsIsRefused) {
     EXPECT_EQ(test::read_text(dir + "/metrics.jsonl"), metrics);
   }
   EXPECT_EQ(train(run_config(dir, {"train.steps=4"}), "auto").steps_done, 4);
-  // A start that fails leaves no directory behind (nor its lock).
-  const std::string never = test::fresh_dir("parent") + "/never";
-  EXPECT_THROW(train(run_config(never, {"data.format=text", "data.train=/nonexistent/x.txt"})),
-               Error);
-  EXPECT_FALSE(fs::exists(never));
+  // A start that fails leaves no directory behind (nor its lock), nor the folders above it that
+  // it made.
+  const std::string parent = test::fresh_dir("parent");
+  const std::string never = parent + "/made/by/the/run";
+  try {
+    train(run_config(
+        never, {"model.vocab_size=256", "data.format=text", "data.train=/nonexistent/x.txt"}));
+    FAIL() << "trained on a file that does not exist";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/x.txt"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(fs::exists(parent));
+  EXPECT_FALSE(fs::exists(parent + "/made"));
 }
 
 // What stands where the run must write is found at the start, not after the whole run: a file

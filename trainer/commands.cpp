@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -133,14 +134,19 @@ Config config_for_checkpoint(const Arguments& a, const std::string& checkpoint) 
 
 int command_train(const Arguments& a) {
   install_stop_signal_handlers();  // first: SLURM may signal while the job is still starting
+  // A run does not die with the program reading its log (`| tee` ends on the same Ctrl-C that
+  // asks for a checkpoint): a failed write sets std::cout's error state, and the command ends
+  // saying so (with_output_written); metrics.jsonl and the checkpoints hold the run.
+  std::signal(SIGPIPE, SIG_IGN);
   const Config cfg = load_config(a.config, a.overrides);
-  JobComms comms = make_job_comms(cfg.runtime);
+  JobComms comms = make_host_comms(cfg.runtime);
   TrainOptions options;
   options.resume = a.resume;
   options.stop_at_step = a.stop_at_step;
   options.report = !a.no_report;
   TrainSummary summary;
   try {
+    add_device_comms(comms, cfg.runtime);
     summary = run_training(cfg, options, comms);
   } catch (const AgreedError& e) {
     // Every rank has this error: rank 0 reports it and the job ends cleanly.
@@ -151,13 +157,17 @@ int command_train(const Arguments& a) {
     comms.host->abort(e.what());  // only this rank failed: end the whole job now
   }
   comms.close();  // finalises MPI: no rank waits in a collective during rank 0's report
+  restore_default_interrupt();
   if (summary.report) summary.report(std::cout);
-  return summary.stopped_by_signal ? kExitStoppedBySignal : 0;
+  if (!summary.stopped_by_signal) return 0;
+  return interrupted() ? kExitInterrupted : kExitStoppedBySignal;
 }
 
 // Runs `use` on the checkpoint that --checkpoint names. A run directory's newest checkpoint may be
 // pruned, by the run still training there, between choosing it and reading it (keep_checkpoints
-// 1 and a short interval): then the directory's new newest is used, up to three tries.
+// 1 and a short interval): when reading it failed because it is gone (the error names it and it
+// no longer exists), the directory's new newest is used, up to three tries. Any other failure,
+// one after the checkpoint was read among them, ends the command as it is.
 template <typename Use>
 int with_checkpoint(const std::string& argument, const Use& use) {
   std::error_code ec;
@@ -166,8 +176,10 @@ int with_checkpoint(const std::string& argument, const Use& use) {
     const std::string path = resolve_checkpoint_path(argument);
     try {
       return use(path);
-    } catch (const Error&) {
-      if (!directory || attempt == 3 || std::filesystem::exists(path, ec)) throw;
+    } catch (const Error& e) {
+      const bool pruned = directory && std::string(e.what()).find(path) != std::string::npos &&
+                          !std::filesystem::exists(path, ec);
+      if (!pruned || attempt == 3) throw;
     }
   }
 }
@@ -250,7 +262,7 @@ int eval_windows(const Arguments& a, const std::string& path) {
     // segment with its memory (windows scored alone would lack the memory it relies on).
     Arguments with_memory = a;
     with_memory.memory_lens = {std::to_string(cfg.model.memory_len)};
-    return command_eval_with_memory(with_memory);
+    return eval_with_memory(with_memory, path);  // (the checkpoint whose config was read)
   }
   const PositionRange positions = parse_positions(a.positions);
   if (positions.begin >= cfg.train.seq_len)

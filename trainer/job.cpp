@@ -38,7 +38,7 @@ extern "C" void request_stop_interactively(int signal_number) {
     return;
   }
   static const char kNote[] =
-      "\nreformer: stopping with a checkpoint at the end of this step (Ctrl-C again: quit now, "
+      "\nreformer: stopping with a checkpoint after the step in progress (Ctrl-C again: quit now, "
       "losing the steps since the last checkpoint)\n";
   const ssize_t written = write(STDERR_FILENO, kNote, sizeof(kNote) - 1);
   (void)written;
@@ -83,13 +83,33 @@ std::unique_ptr<Executor> make_rank_executor(const RuntimeConfig& runtime, int l
   }
 }
 
-JobComms make_job_comms(const RuntimeConfig& runtime) {
+JobComms make_host_comms(const RuntimeConfig& runtime) {
   JobComms c;
   c.host = launched_as_multi_rank_job() ? make_mpi_communicator(runtime.collective_timeout_s)
                                         : make_single_process_communicator();
+  return c;
+}
+
+void add_device_comms(JobComms& c, const RuntimeConfig& runtime) {
+  // NCCL's set-up is a collective of the ranks on GPUs: a rank started with another
+  // runtime.device would leave them waiting in it (the whole config is compared later,
+  // trainer/rank_agreement.h).
+  int32_t on_gpus = runtime.device == Device::kCuda ? 1 : 0;
+  c.host->all_reduce_sum(&on_gpus, 1, DType::kInt32);
+  run_on_every_rank(*c.host, [&] {
+    if (on_gpus != 0 && on_gpus != c.host->size())
+      fail("runtime.device is ", device_name(runtime.device), " on this rank, but ", on_gpus,
+           " of the ", c.host->size(), " ranks have cuda; every rank must be started with the ",
+           "same config file and --set options");
+  });
   if (runtime.device == Device::kCuda && c.host->size() > 1)
     c.device_owned = make_nccl_communicator(*c.host, gpu_for_local_rank(c.host->local_rank()),
                                             runtime.collective_timeout_s);
+}
+
+JobComms make_job_comms(const RuntimeConfig& runtime) {
+  JobComms c = make_host_comms(runtime);
+  add_device_comms(c, runtime);
   return c;
 }
 
@@ -153,6 +173,16 @@ void install_stop_signal_handlers() {
   if (sigaction(SIGINT, nullptr, &current) == 0 && current.sa_handler == SIG_IGN) return;
   action.sa_handler = request_stop_interactively;
   sigaction(SIGINT, &action, nullptr);
+}
+
+void restore_default_interrupt() {
+  struct sigaction current;
+  if (sigaction(SIGINT, nullptr, &current) == 0 && current.sa_handler == request_stop_interactively)
+    std::signal(SIGINT, SIG_DFL);
+}
+
+bool interrupted() {
+  return g_stop_signals.last.load() == SIGINT;
 }
 
 bool stop_requested(Communicator& comm) {

@@ -54,8 +54,13 @@ void check_rank_executor(Executor& ex, const RuntimeConfig& runtime, int local_r
                          std::ostream& notes);
 
 // Single-process communicators, or MPI (+ NCCL for runtime.device cuda) when launched by
-// mpirun/srun with more than one rank.
+// mpirun/srun with more than one rank: make_host_comms, then add_device_comms.
 JobComms make_job_comms(const RuntimeConfig& runtime);
+// The host communicator alone (MPI when launched as a job of several ranks).
+JobComms make_host_comms(const RuntimeConfig& runtime);
+// NCCL beside it for runtime.device cuda with several ranks; every rank throws the same
+// AgreedError if the ranks disagree on runtime.device (NCCL's set-up would wait forever).
+void add_device_comms(JobComms& comms, const RuntimeConfig& runtime);
 
 // An error every rank of the job raised together (so the job can end cleanly, rank 0 reporting).
 class AgreedError : public Error {
@@ -82,5 +87,10 @@ void install_stop_signal_handlers();
 bool stop_requested(Communicator& comm);
 // The name of the signal that requested the stop, or "" when none arrived on this rank.
 std::string stop_signal_name();
+// Whether this process's stop came from Ctrl-C (SIGINT): it then exits 130 after its
+// checkpoint, not 75, so that a batch script does not requeue a run its user stopped.
+bool interrupted();
+// Ctrl-C ends the process at once again (after training: nothing is left to checkpoint).
+void restore_default_interrupt();
 
 }  // namespace rf

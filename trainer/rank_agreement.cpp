@@ -92,27 +92,32 @@ void check_ranks_share_config(Communicator& comm, const Config& cfg) {
          "; every rank must be started with the same config file and --set options");
 }
 
-void check_ranks_share_data(Communicator& comm, const DataSources& data) {
+DataFingerprint data_fingerprint(const DataSources& data) {
   const auto& model = data.tokenizer_model;
-  std::array<int64_t, 4> root = {
-      static_cast<int64_t>(windows_fingerprint(kFnv1aOffsetBasis, *data.train)),
-      static_cast<int64_t>(windows_fingerprint(kFnv1aOffsetBasis, *data.val)),
-      static_cast<int64_t>(fnv1a_bytes(kFnv1aOffsetBasis,
-                                       reinterpret_cast<const uint8_t*>(model.data()),
-                                       static_cast<int64_t>(model.size()))),
-      data.train->num_windows()};
-  const std::array<int64_t, 4> mine = root;
+  DataFingerprint f;
+  f.train = static_cast<int64_t>(windows_fingerprint(kFnv1aOffsetBasis, *data.train));
+  f.val = static_cast<int64_t>(windows_fingerprint(kFnv1aOffsetBasis, *data.val));
+  f.tokenizer_model = static_cast<int64_t>(
+      fnv1a_bytes(kFnv1aOffsetBasis, reinterpret_cast<const uint8_t*>(model.data()),
+                  static_cast<int64_t>(model.size())));
+  f.train_windows = data.train->num_windows();
+  return f;
+}
+
+void check_ranks_share_data(Communicator& comm, const DataFingerprint& mine,
+                            const DataSources& data) {
+  std::array<int64_t, 4> root = {mine.train, mine.val, mine.tokenizer_model, mine.train_windows};
   comm.broadcast(root.data(), root.size(), DType::kInt64, 0);
-  if (mine[0] != root[0])
+  if (mine.train != root[0])
     fail("this rank's training data (", data.train->describe(), ") differs from rank 0's: ",
-         mine[3] == root[3]
+         mine.train_windows == root[3]
              ? "as many windows, other tokens"
-             : std::to_string(mine[3]) + " windows here, " + std::to_string(root[3]) + " on rank 0",
+             : concat(mine.train_windows, " windows here, ", root[3], " on rank 0"),
          "; every rank must read the same data.train");
-  if (mine[1] != root[1])
+  if (mine.val != root[1])
     fail("this rank's validation data differs from rank 0's (", data.val->describe(),
          "); every rank must read the same data.val");
-  if (mine[2] != root[2])
+  if (mine.tokenizer_model != root[2])
     fail("this rank's shards were tokenised with another SentencePiece model than rank 0's");
 }
 

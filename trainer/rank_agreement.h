@@ -4,7 +4,8 @@
 // README promises bit-identical replicas, or wait for each other at different steps until the
 // collective deadline blames a dead rank; ranks reading different files would break the one
 // pass over every window per epoch. Each check is a collective: call it on every rank, inside
-// run_on_every_rank, so that the rank that differs reports (trainer/job.h).
+// run_on_every_rank, so that the rank that differs reports (trainer/job.h); nothing that can
+// fail on one rank may come before the collective inside that call.
 #pragma once
 
 #include <string>
@@ -20,10 +21,19 @@ namespace rf {
 // data.prefetch: per-host resources).
 void check_ranks_share_config(Communicator& comm, const Config& cfg);
 
-// Fails on a rank whose training or validation windows differ from rank 0's: their count, their
-// length, or the tokens of 64 windows spread over them (first and last included); or the
-// SentencePiece model.
-void check_ranks_share_data(Communicator& comm, const DataSources& data);
+// What check_ranks_share_data compares: hashes of the training and validation windows (their
+// count, their length and the tokens of 64 windows spread over them, first and last included)
+// and of the SentencePiece model. Reading the windows may fail (a damaged node-local shard):
+// compute it in a run_on_every_rank of its own, so that no rank fails inside the collective below.
+struct DataFingerprint {
+  int64_t train = 0, val = 0, tokenizer_model = 0;
+  int64_t train_windows = 0;
+};
+DataFingerprint data_fingerprint(const DataSources& data);
+
+// Fails on a rank whose fingerprint differs from rank 0's (a collective: it broadcasts first).
+void check_ranks_share_data(Communicator& comm, const DataFingerprint& mine,
+                            const DataSources& data);
 
 // The first key ("model.d_ff: 128 here, 64 on rank 0") where two resolved configs (as
 // Config::source_text renders them) differ, skipping the rank-local keys; "" when none does.

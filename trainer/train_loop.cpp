@@ -461,14 +461,16 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
         fail("model.memory_len = ", cfg.model.memory_len, " needs windows that continue each ",
              "other (a text stream), but ", run.data.train->describe(),
              " stores independent windows");
-      // A memory longer than a lane's stretch of the text could never fill: each step would
-      // only grow slower until memory ran out (model.memory_len = 10^9 was accepted).
+      // A memory longer than a lane's stretch of the text could never fill (it is cleared where
+      // the lanes start over, so its last segment sees the segments before it at most): each
+      // step would only grow slower until memory ran out (model.memory_len = 10^9 was accepted).
       const int64_t lane_tokens =
-          run.data.train->num_windows() / run.geometry.global() * cfg.train.seq_len;
+          (run.data.train->num_windows() / run.geometry.global() - 1) * cfg.train.seq_len;
       if (cfg.model.memory_len > lane_tokens)
         fail("model.memory_len = ", cfg.model.memory_len, " is more than the ", lane_tokens,
-             " tokens each of the ", run.geometry.global(), " lanes reads per epoch of ",
-             run.data.train->describe(), ": its memory could never fill; at most ", lane_tokens);
+             " tokens before the last segment of each of the ", run.geometry.global(),
+             " lanes' stretch of ", run.data.train->describe(),
+             " per epoch: its memory could never fill; at most ", lane_tokens);
       run.memory = std::make_unique<TrainingMemory>(cfg, run.geometry);
     }
     // A resumed (or imported) model keeps the tokenizer it was trained with.
@@ -476,8 +478,12 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
       check_checkpoint_tokenizer(resumed_from, run.state.tokenizer_model, run.data, cfg);
     run.state.tokenizer_model = run.data.tokenizer_model;
   });
-  if (run.host().size() > 1)
-    run_on_every_rank(run.host(), [&] { check_ranks_share_data(run.host(), run.data); });
+  if (run.host().size() > 1) {
+    DataFingerprint fingerprint;
+    run_on_every_rank(run.host(), [&] { fingerprint = data_fingerprint(run.data); });
+    run_on_every_rank(run.host(),
+                      [&] { check_ranks_share_data(run.host(), fingerprint, run.data); });
+  }
   run.order = std::make_unique<SampleOrder>(
       cfg.data.streams(cfg.model.memory_len)
           ? SampleOrder::streams(run.data.train->num_windows(), run.geometry.global())

@@ -40,6 +40,9 @@ struct TrainSummary {
 // Exit status of `reformer train` when a signal stopped it before the end (sysexits EX_TEMPFAIL:
 // "try again later"); batch scripts requeue the job on it.
 constexpr int kExitStoppedBySignal = 75;
+// The same after Ctrl-C (128 + SIGINT, as a shell reports a program Ctrl-C ended): the user
+// stopped it, so launch/slurm/reformer.sbatch does not requeue it.
+constexpr int kExitInterrupted = 130;
 
 TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobComms& comms);
 
