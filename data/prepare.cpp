@@ -13,6 +13,7 @@
 
 #include "base/error.h"
 #include "base/fnv1a.h"
+#include "base/utf8.h"
 #include "data/shards.h"
 #include "data/synthetic_duplication.h"
 #include "data/tokenizer.h"
@@ -379,6 +380,42 @@ class ConcatenatedInputs {
   size_t next_ = 0;
 };
 
+// SentencePiece reads UTF-8: it would replace every byte that is not (binary data, Latin-1 text)
+// with U+FFFD, three bytes, so that the shards no longer hold the input and bits per byte are
+// understated. Each input is checked whole first, a block at a time.
+void check_inputs_are_utf8(const std::vector<InputFile>& inputs) {
+  for (const InputFile& input : inputs) {
+    std::ifstream in(input.path, std::ios::binary);
+    if (!in) fail("prepare: input '", input.path, "' cannot be read");
+    std::string block;
+    int64_t offset = 0;  // of block[0] in the file
+    while (true) {
+      const size_t carried = block.size();
+      block.resize(carried + static_cast<size_t>(kReadBlockBytes));
+      in.read(block.data() + carried, kReadBlockBytes);
+      block.resize(carried + static_cast<size_t>(in.gcount()));
+      const bool last = in.gcount() < kReadBlockBytes;
+      // A sequence cut by the block's end is checked with the next block.
+      size_t end = block.size();
+      if (!last)
+        for (size_t back = 1; back <= 3 && back <= block.size(); ++back)
+          if ((static_cast<unsigned char>(block[block.size() - back]) & 0xC0) != 0x80) {
+            end = block.size() - back;
+            break;
+          }
+      const size_t bad = first_invalid_utf8(block.substr(0, end));
+      if (bad != std::string::npos)
+        fail("prepare: input '", input.path, "' is not UTF-8 text at byte ",
+             offset + static_cast<int64_t>(bad),
+             " (SentencePiece would replace it with U+FFFD, changing the data; --tokenizer bytes "
+             "keeps any bytes)");
+      if (last) break;
+      block.erase(0, end);
+      offset += static_cast<int64_t>(end);
+    }
+  }
+}
+
 // Encodes the next `bytes` bytes of `inputs` in blocks cut after their last newline, appending
 // the tokens (uint32) to `tokens`; returns how many.
 int64_t encode_split(ConcatenatedInputs& inputs, int64_t bytes, const Tokenizer& tokenizer,
@@ -428,6 +465,7 @@ void prepare_sentencepiece(const PrepareOptions& o, std::ostream& progress) {
   int64_t total = 0;
   for (const InputFile& input : inputs) total += input.bytes;
   if (total == 0) fail("prepare: the inputs are empty (0 bytes)");
+  check_inputs_are_utf8(inputs);
   std::vector<ShardPlan> plans;  // token counts follow the encoding
   plan_split("train", 0, o.shards, 1, plans);
   plan_split("val", 0, 1, 1, plans);

@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include "base/error.h"
@@ -87,6 +89,38 @@ std::vector<ShardEntry> read_shard_list(const YAML::Node& root, const std::strin
   return entries;
 }
 
+// A manifest is read as strictly as a config: a key this build does not know (a typo, or a
+// manifest of another program) is an error, not ignored.
+void check_manifest_keys(const YAML::Node& root, const std::string& path) {
+  static const std::set<std::string> kKnown = {"format_version", "vocab_size",      "tokenizer",
+                                               "source",         "tokenizer_model", "window_stride",
+                                               "sealed_shards",  "train",           "val"};
+  if (!root.IsMap()) return;  // (reported by the first value read)
+  for (const auto& entry : root) {
+    const std::string key = entry.first.as<std::string>("");
+    if (!kKnown.count(key)) fail("manifest '", path, "': unknown key '", key, "'");
+  }
+}
+
+// A shard listed twice would be read twice an epoch; one in both lists would train on the
+// validation tokens. Both used to be accepted.
+void check_each_shard_listed_once(const Manifest& m) {
+  std::map<std::string, std::string> seen;  // canonical path -> where it is listed
+  for (const auto* list : {&m.train, &m.val}) {
+    const std::string split = list == &m.train ? "train" : "val";
+    for (size_t i = 0; i < list->size(); ++i) {
+      std::error_code ec;
+      const fs::path file = fs::weakly_canonical((*list)[i].path, ec);
+      const std::string key = ec ? (*list)[i].path : file.string();
+      const std::string where = split + "[" + std::to_string(i) + "]";
+      const auto [it, added] = seen.emplace(key, where);
+      if (!added)
+        fail("manifest '", m.path, "': ", where, " is '", (*list)[i].path, "', which ", it->second,
+             " lists already; each shard may be listed once, in train or in val");
+    }
+  }
+}
+
 YAML::Node load_manifest_yaml(const std::string& path) {
   if (!fs::exists(path)) fail("manifest '", path, "' does not exist (run `reformer prepare`?)");
   std::ifstream in(path);
@@ -105,6 +139,7 @@ YAML::Node load_manifest_yaml(const std::string& path) {
 
 Manifest read_manifest(const std::string& manifest_path) {
   const YAML::Node root = load_manifest_yaml(manifest_path);
+  check_manifest_keys(root, manifest_path);
   Manifest m;
   m.path = manifest_path;
   m.format_version = manifest_value<int64_t>(root, "format_version", "", manifest_path);
@@ -134,6 +169,7 @@ Manifest read_manifest(const std::string& manifest_path) {
     fail("manifest '", manifest_path, "': tokenizer sentencepiece needs a tokenizer_model entry");
   m.train = read_shard_list(root, "train", manifest_path);
   m.val = read_shard_list(root, "val", manifest_path);
+  check_each_shard_listed_once(m);
   return m;
 }
 

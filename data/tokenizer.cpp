@@ -29,7 +29,8 @@ class InputLines : public sentencepiece::SentenceIterator {
     while (true) {
       if (left_ <= 0) break;
       if (in_.is_open() && std::getline(in_, line_)) {
-        const int64_t n = static_cast<int64_t>(line_.size()) + 1;
+        // (+1 for the newline getline took, unless the file ended without one)
+        const int64_t n = static_cast<int64_t>(line_.size()) + (in_.eof() ? 0 : 1);
         left_ -= n;
         read_ += n;
         return;

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -95,6 +96,21 @@ TEST(Sampling, GenerateWithATinyNucleusWritesTheGreedyText) {
   EXPECT_EQ(generate(m, {1, 2, 3}, o), greedy);
   o.top_p = 1.0;
   EXPECT_NE(generate(m, {1, 2, 3}, o), greedy);
+}
+
+// A tokenizer of fewer pieces than the model's vocabulary (a padded Hugging Face one) cannot
+// decode the ids past it: generate failed after sampling the whole text. Those ids are not drawn.
+TEST(Sampling, GenerateDrawsOnlyIdsTheTokenizerHas) {
+  ReformerModel m(test::tiny_config(), test::cpu());
+  test::randomize_params(m, 22);
+  SamplingOptions o;
+  o.tokens = 64;
+  o.temperature = 50.0;  // nearly uniform: every id would come up
+  const std::vector<int32_t> free = generate(m, {1}, o);
+  EXPECT_GT(*std::max_element(free.begin(), free.end()), 3);
+  o.vocabulary = 4;
+  const std::vector<int32_t> limited = generate(m, {1}, o);
+  EXPECT_LT(*std::max_element(limited.begin() + 1, limited.end()), 4);
 }
 
 }  // namespace

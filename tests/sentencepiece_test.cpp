@@ -192,6 +192,22 @@ TEST(SentencePiece, BadTokenizerInputIsAClearErrorAndWritesNothing) {
   EXPECT_EQ(r.out.find("./src/"), std::string::npos) << r.out;  // (SentencePiece's own source)
   EXPECT_FALSE(fs::exists(dir + "/junk/manifest.yaml"));
 
+  // Bytes that are not UTF-8 (binary data) became U+FFFD in the shards, changing the data. The
+  // file is checked a block of 16 MiB at a time: here an "é" straddles the first block's end
+  // (valid), and the byte 0xFF comes three bytes after it.
+  {
+    std::ofstream binary(dir + "/binary.txt", std::ios::binary);
+    binary << std::string((16 << 20) - 1, 'a') << "\xC3\xA9"
+           << "bc" << '\xFF' << "tail\n";
+  }
+  r = test::run_command(reformer("prepare --input " + dir + "/binary.txt --output " + dir +
+                                 "/binary --tokenizer sentencepiece --vocab-size 300"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("binary.txt' is not UTF-8 text at byte " + std::to_string((16 << 20) + 3)),
+            std::string::npos)
+      << r.out;
+  EXPECT_FALSE(fs::exists(dir + "/binary"));
+
   // More pieces than the text can give: SentencePiece's reason, not its source location.
   r = test::run_command(reformer("prepare --input " + text_path + " --output " + dir +
                                  "/huge --tokenizer sentencepiece --vocab-size 1000000"));

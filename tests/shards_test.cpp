@@ -396,6 +396,32 @@ TEST(ShardErrors, ManifestMissingOrMalformed) {
   expect_error([&] { read_manifest(dir + "/noval.yaml"); }, {"noval.yaml", "checksum"});
 }
 
+// Hand-edited manifests: a shard listed twice was read twice an epoch, a validation shard listed
+// for training trained on the validation tokens, and an unknown key was ignored. Each is refused.
+TEST(ShardErrors, AShardListedTwiceOrInBothSplitsAndUnknownKeysAreRefused) {
+  const PreparedText p = prepare_text("listed_twice", 3000, 2);
+  const std::string text = read_text(p.manifest);
+  const Manifest m = read_manifest(p.manifest);
+  ASSERT_EQ(m.train.size(), 2u);
+  auto edited = [&](const std::string& from, const std::string& to) {
+    std::string t = text;
+    const size_t at = t.find(from);
+    EXPECT_NE(at, std::string::npos) << from << " in " << t;
+    if (at != std::string::npos) t.replace(at, from.size(), to);
+    const std::string path = p.dir + "/out/edited.yaml";
+    write_file(path, t);
+    return path;
+  };
+  expect_error([&] { read_manifest(edited("train-00001.h5", "train-00000.h5")); },
+               {"edited.yaml", "train[1] is '", "train-00000.h5', which train[0] lists already"});
+  expect_error([&] { read_manifest(edited("val-00000.h5", "train-00001.h5")); },
+               {"val[0] is '", "which train[1] lists already",
+                "each shard may be listed once, in train or in val"});
+  expect_error([&] { read_manifest(edited("vocab_size:", "extra_key: 5\nvocab_size:")); },
+               {"edited.yaml': unknown key 'extra_key'"});
+  EXPECT_NO_THROW(read_manifest(edited("vocab_size:", "vocab_size:")));  // the copy itself reads
+}
+
 TEST(ShardErrors, MissingShard) {
   const PreparedText p = prepare_text("missing", 3000, 2);
   fs::remove(p.dir + "/out/train-00001.h5");

@@ -543,6 +543,24 @@ TEST(Checkpoints, MismatchedModelIsAClearError) {
               std::string::npos)
         << e.what();
   }
+  // The same projection widths split into twice the heads of half the width: every tensor keeps
+  // its shape, and eval, generate and resume ran the weights as another function.
+  const Config trained = run_config(dir);
+  const int64_t heads = trained.model.n_heads, width = trained.model.d_head;
+  ASSERT_EQ(width % 2, 0);
+  ReformerModel split(run_config(dir, {"model.n_heads=" + std::to_string(2 * heads),
+                                       "model.d_head=" + std::to_string(width / 2)}),
+                      test::cpu());
+  try {
+    load_checkpoint(s.final_checkpoint, split, nullptr);
+    FAIL() << "the weights of " << heads << " heads were loaded as " << 2 * heads;
+  } catch (const CheckpointMismatch& e) {
+    EXPECT_NE(
+        std::string(e.what()).find(concat("was trained with model.n_heads x model.d_head = ", heads,
+                                          " x ", width, ", not ", 2 * heads, " x ", width / 2)),
+        std::string::npos)
+        << e.what();
+  }
 }
 
 // A model of 256 layers has a parameter layout of more than 64 KiB, past what an HDF5 attribute

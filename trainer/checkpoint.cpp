@@ -70,11 +70,20 @@ void check_same_function(const std::string& path, const std::string& stored_text
   } catch (const Error&) {
     return;
   }
+  auto mismatch = [&](const char* key, const std::string& trained, const std::string& asked) {
+    return CheckpointMismatch(concat("checkpoint '", path, "' was trained with ", key, " = ",
+                                     trained, ", not ", asked,
+                                     " (its weights would compute another function)"));
+  };
   if (stored.model.activation != config.model.activation)
-    throw CheckpointMismatch(concat("checkpoint '", path, "' was trained with model.activation = ",
-                                    activation_name(stored.model.activation), ", not ",
-                                    activation_name(config.model.activation),
-                                    " (its weights would compute another function)"));
+    throw mismatch("model.activation", activation_name(stored.model.activation),
+                   activation_name(config.model.activation));
+  // The heads' split of the same projection widths (4 x 8 against 2 x 16) leaves every tensor's
+  // shape as it was.
+  if (stored.model.n_heads != config.model.n_heads || stored.model.d_head != config.model.d_head)
+    throw mismatch("model.n_heads x model.d_head",
+                   concat(stored.model.n_heads, " x ", stored.model.d_head),
+                   concat(config.model.n_heads, " x ", config.model.d_head));
 }
 
 void fsync_path(const std::string& path, bool directory) {

@@ -366,6 +366,7 @@ int generate_from(const Arguments& a, const std::string& path) {
   o.top_k = a.top_k;
   o.top_p = a.top_p;
   o.seed = static_cast<uint64_t>(a.seed);
+  if (subwords) o.vocabulary = tokenizer.vocab_size();
   o.cache = !a.no_cache;
   o.lsh_cache = a.lsh_cache;
   // A model trained with memory generates with it unless it cannot or --lsh-cache asks for LSH

@@ -194,6 +194,8 @@ std::vector<int32_t> generate(ReformerModel& model, std::vector<int32_t> tokens,
       st.model_positions += T;
     }
     if (o.on_logits) o.on_logits(n, logits);
+    if (o.vocabulary > 0 && static_cast<int64_t>(logits.size()) > o.vocabulary)
+      logits.resize(static_cast<size_t>(o.vocabulary));
     tokens.push_back(sample_token(logits, o.rule(), rng, n));
     if (n == 0)
       st.prompt_seconds =

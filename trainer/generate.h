@@ -31,6 +31,9 @@ struct SamplingOptions {
   int64_t top_k = 0;         // 0 = the whole vocabulary
   double top_p = 1.0;        // the nucleus, in (0, 1]; 1 = no cut
   uint64_t seed = 1;
+  // Only ids below this are sampled (0 = all): a SentencePiece model of fewer pieces than the
+  // model's vocab_size (a Hugging Face model whose vocabulary was padded) cannot decode the rest.
+  int64_t vocabulary = 0;
   bool cache = true;  // the key/value cache, where the model has one
   // LSH layers cached too, each position's windows fixed when it arrives (generate --lsh-cache;
   // trainer/lsh_generation_windows.h): approximate past bucket_size tokens.
