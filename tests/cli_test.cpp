@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "base/error.h"
+#include "kernels/executor.h"
 #include "tests/run_fixture.h"
 #include "tests/test_corpus.h"
 
@@ -145,6 +146,14 @@ TEST(CommandLine, UsageErrorsAreOneLineAndExitNonZero) {
       run("prepare --synthetic duplication --sequences 2 --seq-len 8 --vocab-size 8 --output x "
           "--seed -1"),
       {"--seed: must be an integer in [0, 4611686018427387904], not '-1'"});
+  expect_one_line_error(run("prepare --input x.txt --output y --tokenizer bytes "
+                            "--tokenizer-model m.model"),
+                        {"--tokenizer bytes and --tokenizer-model contradict each other"});
+  expect_one_line_error(run("prepare --input x.txt --output y --model-type bpe"),
+                        {"--model-type is the kind of model", "byte tokens have none"});
+  expect_one_line_error(
+      run("prepare --input x.txt --output y --tokenizer-model m.model --model-type bpe"),
+      {"--tokenizer-model's file has its own"});
   expect_one_line_error(run("generate --checkpoint x --top-p 0"),
                         {"--top-p: must be a number in (0, 1], not '0'"});
   expect_one_line_error(run("generate --checkpoint x --top-p 1.5"),
@@ -171,6 +180,17 @@ std::string source_commit() {
   const Result status = test::run_command(git + " status --porcelain --untracked-files=no");
   if (status.exit_code == 0 && !status.out.empty()) commit += "+changes";
   return commit;
+}
+
+// `selftest --json` on a device it cannot test printed nothing on stdout, so a JSON reader got
+// empty input; it now gets an object that says why (and exit 77, "skipped").
+TEST(CommandLine, SelftestOfAMissingDeviceSaysSoInItsJson) {
+  if (cuda_device_count() > 0) GTEST_SKIP() << "this machine has a GPU to test";
+  const Result r = run("selftest --device cuda --json");
+  EXPECT_EQ(r.exit_code, 77) << r.out;
+  EXPECT_NE(r.out.find("{\"device\": \"cuda\", \"precision\": \"fp32\", \"skipped\": \""),
+            std::string::npos)
+      << r.out;
 }
 
 TEST(CommandLine, VersionNamesTheCommitAndTheLibraries) {

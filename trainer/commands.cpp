@@ -641,7 +641,19 @@ int run_command_line(int argc, char** argv) {
     if (eval->parsed()) return command_eval(a);
     if (gen->parsed()) return command_generate(a);
     if (cfg->parsed()) return command_config(a);
-    if (prepare->parsed()) return command_prepare(prep);
+    if (prepare->parsed()) {
+      // Options that contradict each other were resolved without a word (a model file made
+      // SentencePiece shards under --tokenizer bytes; --model-type was ignored).
+      const bool model_file = !prep.tokenizer_model.empty();
+      if (prepare->count("--tokenizer") > 0 && prep.tokenizer == "bytes" && model_file)
+        fail(
+            "prepare: --tokenizer bytes and --tokenizer-model contradict each other (a model "
+            "file means --tokenizer sentencepiece)");
+      if (prepare->count("--model-type") > 0 && (model_file || prep.tokenizer != "sentencepiece"))
+        fail("prepare: --model-type is the kind of model --tokenizer sentencepiece trains; ",
+             model_file ? "--tokenizer-model's file has its own" : "byte tokens have none");
+      return command_prepare(prep);
+    }
     if (exporter->parsed()) return export_hf(export_checkpoint, export_output, std::cout), 0;
     if (importer->parsed()) return import_hf(import_options, std::cout), 0;
     if (selftest->parsed()) {

@@ -83,7 +83,7 @@ void evaluate_memory_table(const std::string& checkpoint, const Config& cfg,
       JsonLine line;
       line.add("checkpoint", checkpoint)
           .add("memory_len", memory)
-          .add("sliding", static_cast<int64_t>(o.sliding))
+          .add_flag("sliding", o.sliding)
           .add("segment", o.segment)
           .add("bits_per_token", r.bits_per_token)
           .add("accuracy", r.accuracy)

@@ -67,6 +67,12 @@ JsonLine& JsonLine::add(const std::string& k, int64_t value) {
   return *this;
 }
 
+JsonLine& JsonLine::add_flag(const std::string& k, bool value) {
+  key(k);
+  body_ += value ? "true" : "false";
+  return *this;
+}
+
 JsonLine& JsonLine::add(const Metric& metric) {
   if (metric.is_count) return add(metric.name, static_cast<int64_t>(metric.value));
   return add(metric.name, metric.value);

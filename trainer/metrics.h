@@ -26,6 +26,8 @@ class JsonLine {
   JsonLine& add(const std::string& key, const std::string& value);
   JsonLine& add(const Metric& metric);
   JsonLine& add(const std::string& key, const char* value) { return add(key, std::string(value)); }
+  // true or false (named apart: an overload for bool would make add(key, an int) ambiguous).
+  JsonLine& add_flag(const std::string& key, bool value);
   std::string str() const { return "{" + body_ + "}"; }
 
  private:

@@ -146,7 +146,7 @@ std::string json_report(const std::string& reference, const std::vector<OpSummar
              .add("tolerance", o.worst.tolerance)
              .add("worst_shape", o.worst.shape)
              .add("worst_output", o.worst.output)
-             .add("passed", static_cast<int64_t>(o.passed))
+             .add_flag("passed", o.passed)
              .str();
   }
   s << "]}";
@@ -206,20 +206,33 @@ int run_selftest(const SelftestOptions& options, std::ostream& out) {
   std::vector<Candidate> candidates;
   if (options.device == Device::kCuda) {
     if (!cuda_compiled_in() || cuda_device_count() == 0) {
-      std::cerr << "selftest: skipped: "
-                << (cuda_compiled_in() ? "no CUDA device is visible"
-                                       : "this build has no CUDA (nvcc was not found when CMake "
-                                         "configured it)")
-                << std::endl;
+      const std::string why = cuda_compiled_in() ? "no CUDA device is visible"
+                                                 : "this build has no CUDA (nvcc was not found "
+                                                   "when CMake configured it)";
+      std::cerr << "selftest: skipped: " << why << std::endl;
+      // (A JSON reader gets an object that says so, not empty input.)
+      if (options.json)
+        out << JsonLine()
+                   .add("device", device_name(options.device))
+                   .add("precision", precision_name(options.precision))
+                   .add("skipped", why)
+                   .str()
+            << std::endl;
       return kSelftestSkipped;
     }
     std::unique_ptr<Executor> gpu = make_cuda_executor(0, options.precision);
     candidates.push_back({gpu->describe(), std::move(gpu)});
   } else {
     if (options.precision == GemmPrecision::kBf16 && !cpu_has_bf16_dot_products()) {
-      std::cerr << "selftest: skipped: this CPU has no bf16 dot-product instructions (AVX512-BF16 "
-                   "or AMX)"
-                << std::endl;
+      const std::string why = "this CPU has no bf16 dot-product instructions (AVX512-BF16 or AMX)";
+      std::cerr << "selftest: skipped: " << why << std::endl;
+      if (options.json)
+        out << JsonLine()
+                   .add("device", device_name(options.device))
+                   .add("precision", precision_name(options.precision))
+                   .add("skipped", why)
+                   .str()
+            << std::endl;
       return kSelftestSkipped;
     }
     std::unique_ptr<Executor> tuned = make_cpu_executor(0, options.precision);
