@@ -377,6 +377,28 @@ TEST(HfImport, BadDirectoriesAreOneLineErrorsAndWriteNothing) {
   d = broken_copy(good, "no_config");
   fs::remove(d.hf + "/config.json");
   expect_import_fails(d, "has no config.json");
+
+  // Without hidden_size, Hugging Face's default (256) meets config.json's axial dims. Imported
+  // with --config, the error named the --config file, which has neither value.
+  d = broken_copy(good, "no_hidden_size");
+  {
+    std::ifstream in(d.hf + "/config.json");
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string without =
+        std::regex_replace(text, std::regex("\"hidden_size\": *\\d+, *"), "");
+    ASSERT_NE(without, text);
+    std::ofstream(d.hf + "/config.json", std::ios::trunc) << without;
+  }
+  const test::CommandResult with_config =
+      test::run_command(reformer("import --format hf --input " + d.hf + " --output " + d.out +
+                                 " --config " + run + "/config.yaml"));
+  EXPECT_NE(with_config.exit_code, 0);
+  EXPECT_EQ(
+      with_config.out.rfind(
+          "error: the model of " + d.hf + "/config.json does not fit: model.axial_dims = ", 0),
+      0u)
+      << with_config.out;
+  EXPECT_FALSE(fs::exists(d.out));
 }
 
 // "out/" names the directory out (it was staged inside out/, and the rename onto it failed);

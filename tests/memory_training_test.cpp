@@ -640,7 +640,7 @@ TEST(MemoryTraining, SlidingWindowEvaluationEqualsMemoryThatCoversThePast) {
   // With less than the past, the memory holds states computed from shorter contexts than the
   // recomputed window's: they differ.
   EXPECT_GT(std::fabs(bits(kept.out, 16) - bits(slid.out, 16)), 1e-6);
-  EXPECT_NE(slid.out.find("\"sliding\": 1"), std::string::npos) << slid.out;
+  EXPECT_NE(slid.out.find("\"sliding\": true"), std::string::npos) << slid.out;
 }
 
 TEST(MemoryTraining, ConfigErrorsNameWhatCannotTakeMemory) {

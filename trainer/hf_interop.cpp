@@ -138,8 +138,20 @@ void import_hf(const HfImportOptions& options, std::ostream& log) {
       if (m.rfind("--set " + o + ":", 0) == 0 || m.rfind("malformed override '" + o + "'", 0) == 0)
         throw;
     if (!options.base_config.empty() && m.rfind(options.base_config, 0) == 0 &&
-        m.find("--set ") == std::string::npos)
-      throw;
+        m.find("--set ") == std::string::npos) {
+      // A check across keys names the file it loaded; the values may all be config.json's (a
+      // hidden_size config.json lacks, and its axial dims): then it is config.json's fault.
+      bool hf_alone_fits = true;
+      try {
+        load_config_text("", config_path, from_hf);
+      } catch (const Error&) {
+        hf_alone_fits = false;
+      }
+      if (hf_alone_fits) throw;
+      std::string why = m.substr(options.base_config.size());
+      if (why.rfind(": ", 0) == 0) why.erase(0, 2);
+      fail("the model of ", config_path, " does not fit: ", why);
+    }
     for (const std::string& o : from_hf)
       if (const std::string said = "--set " + o + ": "; m.rfind(said, 0) == 0)
         fail(config_path, " gives ", o, ": ", m.substr(said.size()));
