@@ -201,40 +201,39 @@ void check_training_micro_step(Checker& checker, GemmPrecision precision, std::o
   checker.record(c);
 }
 
+namespace {
+
+// What a selftest that cannot run here says, on stderr and (--json) as an object on stdout, so
+// that a JSON reader gets one rather than empty input.
+int skipped(const SelftestOptions& options, std::ostream& out, const std::string& why) {
+  std::cerr << "selftest: skipped: " << why << std::endl;
+  if (options.json)
+    out << JsonLine()
+               .add("device", device_name(options.device))
+               .add("precision", precision_name(options.precision))
+               .add("skipped", why)
+               .str()
+        << std::endl;
+  return kSelftestSkipped;
+}
+
+}  // namespace
+
 int run_selftest(const SelftestOptions& options, std::ostream& out) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<Candidate> candidates;
   if (options.device == Device::kCuda) {
-    if (!cuda_compiled_in() || cuda_device_count() == 0) {
-      const std::string why = cuda_compiled_in() ? "no CUDA device is visible"
-                                                 : "this build has no CUDA (nvcc was not found "
-                                                   "when CMake configured it)";
-      std::cerr << "selftest: skipped: " << why << std::endl;
-      // (A JSON reader gets an object that says so, not empty input.)
-      if (options.json)
-        out << JsonLine()
-                   .add("device", device_name(options.device))
-                   .add("precision", precision_name(options.precision))
-                   .add("skipped", why)
-                   .str()
-            << std::endl;
-      return kSelftestSkipped;
-    }
+    if (!cuda_compiled_in() || cuda_device_count() == 0)
+      return skipped(options, out,
+                     cuda_compiled_in() ? "no CUDA device is visible"
+                                        : "this build has no CUDA (nvcc was not found when CMake "
+                                          "configured it)");
     std::unique_ptr<Executor> gpu = make_cuda_executor(0, options.precision);
     candidates.push_back({gpu->describe(), std::move(gpu)});
   } else {
-    if (options.precision == GemmPrecision::kBf16 && !cpu_has_bf16_dot_products()) {
-      const std::string why = "this CPU has no bf16 dot-product instructions (AVX512-BF16 or AMX)";
-      std::cerr << "selftest: skipped: " << why << std::endl;
-      if (options.json)
-        out << JsonLine()
-                   .add("device", device_name(options.device))
-                   .add("precision", precision_name(options.precision))
-                   .add("skipped", why)
-                   .str()
-            << std::endl;
-      return kSelftestSkipped;
-    }
+    if (options.precision == GemmPrecision::kBf16 && !cpu_has_bf16_dot_products())
+      return skipped(options, out,
+                     "this CPU has no bf16 dot-product instructions (AVX512-BF16 or AMX)");
     std::unique_ptr<Executor> tuned = make_cpu_executor(0, options.precision);
     candidates.push_back({"cpu tuned", std::move(tuned)});
     if (options.precision == GemmPrecision::kFp32) {
