@@ -641,6 +641,11 @@ TEST(MemoryTraining, SlidingWindowEvaluationEqualsMemoryThatCoversThePast) {
   // recomputed window's: they differ.
   EXPECT_GT(std::fabs(bits(kept.out, 16) - bits(slid.out, 16)), 1e-6);
   EXPECT_NE(slid.out.find("\"sliding\": true"), std::string::npos) << slid.out;
+  // Its lines carry what eval --json's do: the checkpoint's step and the loss in nats.
+  EXPECT_NE(kept.out.find("\"step\": 2, \"memory_len\": 16,"), std::string::npos) << kept.out;
+  const size_t loss_at = kept.out.find("\"loss\": ", kept.out.find("\"memory_len\": 16,"));
+  ASSERT_NE(loss_at, std::string::npos) << kept.out;
+  EXPECT_NEAR(std::stod(kept.out.substr(loss_at + 8)), bits(kept.out, 16) * std::log(2.0), 1e-6);
 }
 
 TEST(MemoryTraining, ConfigErrorsNameWhatCannotTakeMemory) {

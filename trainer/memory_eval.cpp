@@ -81,10 +81,13 @@ void evaluate_memory_table(const std::string& checkpoint, const Config& cfg,
     const double seconds = clock.elapsed_seconds();
     if (o.json) {
       JsonLine line;
+      // (The keys of eval --json without a memory, and the memory's own.)
       line.add("checkpoint", checkpoint)
+          .add("step", state.step)
           .add("memory_len", memory)
           .add_flag("sliding", o.sliding)
           .add("segment", o.segment)
+          .add("loss", r.loss)
           .add("bits_per_token", r.bits_per_token)
           .add("accuracy", r.accuracy)
           .add("tokens", r.tokens)
