@@ -5,12 +5,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace rf {
 
 // The offset of the first byte of `text` that does not start a well-formed UTF-8 sequence
 // (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF), or std::string::npos.
-inline size_t first_invalid_utf8(const std::string& text) {
+// (A view: prepare checks 16 MiB blocks of a file without copying them.)
+inline size_t first_invalid_utf8(std::string_view text) {
   size_t i = 0;
   while (i < text.size()) {
     const auto lead = static_cast<unsigned char>(text[i]);

@@ -403,7 +403,7 @@ void check_inputs_are_utf8(const std::vector<InputFile>& inputs) {
             end = block.size() - back;
             break;
           }
-      const size_t bad = first_invalid_utf8(block.substr(0, end));
+      const size_t bad = first_invalid_utf8(std::string_view(block).substr(0, end));
       if (bad != std::string::npos)
         fail("prepare: input '", input.path, "' is not UTF-8 text at byte ",
              offset + static_cast<int64_t>(bad),

@@ -455,17 +455,14 @@ int command_config(const Arguments& a) {
 }
 
 // `status`, or a failure when what the command wrote to stdout did not all arrive (a full disk,
-// /dev/full, a closed descriptor): a sample or a JSON result cut short must not exit 0.
+// /dev/full, a closed descriptor): a sample or a JSON result cut short must not exit 0. std::cout
+// writes through stdout's buffer (synchronised with stdio), so one fflush flushes both; a write
+// that failed earlier left std::cout's error state or stdout's error flag.
 int with_output_written(int status) {
   errno = 0;
-  std::cout.flush();
-  int error = errno;
-  bool failed = std::cout.fail();
-  if (std::fflush(stdout) != 0) {
-    failed = true;
-    error = errno;
-  }
-  if (!failed && std::ferror(stdout) == 0) return status;
+  const bool flush_failed = std::fflush(stdout) != 0;
+  const int error = flush_failed ? errno : 0;
+  if (!flush_failed && !std::cout.fail() && std::ferror(stdout) == 0) return status;
   std::cerr << "error: cannot write to standard output"
             << (error ? std::string(": ") + std::strerror(error) : std::string())
             << "; what the command printed is incomplete" << std::endl;

@@ -48,10 +48,10 @@ std::vector<std::pair<std::string, std::string>> config_entries(const std::strin
 constexpr int64_t kSampledWindows = 64;
 
 // A hash of what a window source yields: its size and kSampledWindows of its windows.
-uint64_t windows_fingerprint(uint64_t hash, const WindowSource& source) {
+uint64_t windows_fingerprint(const WindowSource& source) {
   const std::array<int64_t, 2> size = {source.num_windows(), source.window_length()};
-  hash = fnv1a_bytes(hash, reinterpret_cast<const uint8_t*>(size.data()),
-                     static_cast<int64_t>(sizeof(size)));
+  uint64_t hash = fnv1a_bytes(kFnv1aOffsetBasis, reinterpret_cast<const uint8_t*>(size.data()),
+                              static_cast<int64_t>(sizeof(size)));
   const int64_t n = source.num_windows();
   if (n <= 0) return hash;  // a synthetic stream: made from the config, which agrees already
   std::vector<int32_t> window(static_cast<size_t>(source.window_length()));
@@ -95,8 +95,8 @@ void check_ranks_share_config(Communicator& comm, const Config& cfg) {
 DataFingerprint data_fingerprint(const DataSources& data) {
   const auto& model = data.tokenizer_model;
   DataFingerprint f;
-  f.train = static_cast<int64_t>(windows_fingerprint(kFnv1aOffsetBasis, *data.train));
-  f.val = static_cast<int64_t>(windows_fingerprint(kFnv1aOffsetBasis, *data.val));
+  f.train = static_cast<int64_t>(windows_fingerprint(*data.train));
+  f.val = static_cast<int64_t>(windows_fingerprint(*data.val));
   f.tokenizer_model = static_cast<int64_t>(
       fnv1a_bytes(kFnv1aOffsetBasis, reinterpret_cast<const uint8_t*>(model.data()),
                   static_cast<int64_t>(model.size())));

@@ -97,6 +97,11 @@ std::string layer_kind(const Config& c) {
   return "two-stream layers (" + kept + ")";
 }
 
+// Windows each lane reads per epoch in stream order: its own contiguous stretch of the text.
+int64_t lane_segments(const Run& run) {
+  return run.data.train->num_windows() / run.geometry.global();
+}
+
 std::string format_percent(double fraction) {
   char text[32];
   std::snprintf(text, sizeof(text), "%.3g%%", 100 * fraction);
@@ -121,8 +126,8 @@ void print_header(Run& run, const std::string& resumed_from, const std::string& 
             << " sequences of " << c.train.seq_len << " tokens per step\n";
   if (c.data.streams(c.model.memory_len))
     std::cout << "  order: streams; each of the " << run.geometry.global()
-              << " lanes reads its own contiguous stretch of "
-              << run.data.train->num_windows() / run.geometry.global() << " segments per epoch\n";
+              << " lanes reads its own contiguous stretch of " << lane_segments(run)
+              << " segments per epoch\n";
   if (run.memory)
     std::cout << "  memory: " << c.model.memory_len << " positions per "
               << (!c.any_layer_uses(AttentionKind::kLsh) ? "layer"
@@ -464,8 +469,7 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
       // A memory longer than a lane's stretch of the text could never fill (it is cleared where
       // the lanes start over, so its last segment sees the segments before it at most): each
       // step would only grow slower until memory ran out (model.memory_len = 10^9 was accepted).
-      const int64_t lane_tokens =
-          (run.data.train->num_windows() / run.geometry.global() - 1) * cfg.train.seq_len;
+      const int64_t lane_tokens = (lane_segments(run) - 1) * cfg.train.seq_len;
       if (cfg.model.memory_len > lane_tokens)
         fail("model.memory_len = ", cfg.model.memory_len, " is more than the ", lane_tokens,
              " tokens before the last segment of each of the ", run.geometry.global(),
