@@ -1,5 +1,6 @@
 #include "data/byte_corpus.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -8,8 +9,33 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "data/shards.h"
 
 namespace rf {
+
+namespace {
+
+bool starts_with(const std::vector<uint8_t>& bytes, const std::string& prefix) {
+  return bytes.size() >= prefix.size() &&
+         std::equal(prefix.begin(), prefix.end(), bytes.begin(),
+                    [](char p, uint8_t b) { return static_cast<uint8_t>(p) == b; });
+}
+
+// A shard manifest or an HDF5 file (a shard, a checkpoint) given where text is read would train
+// on its bytes without a word (data.format text with a manifest from `reformer prepare`).
+void refuse_files_that_are_not_text(const std::vector<uint8_t>& bytes, const std::string& path,
+                                    const std::string& role) {
+  const bool manifest = starts_with(bytes, concat("# ", kManifestHeader)) ||
+                        std::filesystem::path(path).filename() == kManifestName;
+  if (manifest)
+    fail(role, ": '", path, "' is a shard manifest of `reformer prepare`, not text: set ",
+         "data.format: hdf5 to train on its shards");
+  if (starts_with(bytes, std::string("\x89HDF\r\n\x1a\n", 8)))
+    fail(role, ": '", path, "' is an HDF5 file (a shard or a checkpoint?), not text: give its ",
+         "shards' manifest with data.format: hdf5");
+}
+
+}  // namespace
 
 std::vector<uint8_t> read_file_bytes(const std::string& path, const std::string& role) {
   // A regular file only: a directory failed as "basic_filebuf::underflow error reading the file",
@@ -31,6 +57,7 @@ ByteCorpus::ByteCorpus(const std::string& path, const std::string& role, int64_t
                        double begin_fraction, double end_fraction)
     : path_(path), seq_len_(seq_len) {
   std::vector<uint8_t> all = read_file_bytes(path, role);
+  refuse_files_that_are_not_text(all, path, role);
   const int64_t n = static_cast<int64_t>(all.size());
   const int64_t begin = static_cast<int64_t>(begin_fraction * static_cast<double>(n));
   const int64_t end = static_cast<int64_t>(end_fraction * static_cast<double>(n));

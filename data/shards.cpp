@@ -195,7 +195,7 @@ void emit_shard_list(YAML::Emitter& out, const std::vector<ShardEntry>& entries,
 void write_manifest(const Manifest& m, const std::string& manifest_path) {
   const fs::path directory = fs::absolute(manifest_path).parent_path().lexically_normal();
   YAML::Emitter out;
-  out << YAML::Comment("Token shards written by `reformer prepare` (format: data/shards.h)");
+  out << YAML::Comment(kManifestHeader);
   out << YAML::BeginMap;
   out << YAML::Key << "format_version" << YAML::Value << static_cast<long long>(m.format_version);
   out << YAML::Key << "vocab_size" << YAML::Value << static_cast<long long>(m.vocab_size);

@@ -42,6 +42,9 @@ namespace rf {
 inline constexpr int64_t kShardFormatVersion = 1;
 inline constexpr const char* kShardDataset = "tokens";
 inline constexpr const char* kManifestName = "manifest.yaml";
+// The comment a manifest starts with (how a manifest given where text is expected is recognised).
+inline constexpr const char* kManifestHeader =
+    "Token shards written by `reformer prepare` (format: data/shards.h)";
 // The tokenizer names `prepare` writes: bytes of text, and the synthetic duplication task.
 inline constexpr const char* kBytesTokenizer = "bytes";
 inline constexpr const char* kDuplicationTokenizer = "duplication";

@@ -327,6 +327,27 @@ TEST(Config, MalformedOverride) {
 }
 
 // Rule 1: LSH chunks and bucket counts.
+// A cross-field error about a key a --set gave names that override, not the file.
+TEST(ConfigRules, ACrossFieldErrorNamesTheOverrideThatGaveTheKey) {
+  EXPECT_EQ(load_error("lsh:\n  bucket_size: 32\n", {"lsh.n_buckets=7"})
+                .rfind("--set lsh.n_buckets=7 (with exp.yaml): lsh.n_buckets = 7 must be even", 0),
+            0u)
+      << load_error("lsh:\n  bucket_size: 32\n", {"lsh.n_buckets=7"});
+  // The last of two overrides of the key gave it; one of another key leaves the file blamed.
+  EXPECT_TRUE(Contains(load_error("", {"lsh.n_buckets=8", "lsh.n_buckets=9"}),
+                       "--set lsh.n_buckets=9 (with exp.yaml): lsh.n_buckets = 9"));
+  EXPECT_EQ(load_error("lsh:\n  n_buckets: 7\n", {"lsh.n_hashes=4"}).rfind("exp.yaml: ", 0), 0u);
+}
+
+// data.format synthetic with a file named: the file was ignored without a word.
+TEST(ConfigRules, AFileNamedForTheSyntheticTaskIsRefused) {
+  EXPECT_TRUE(Contains(load_error("data:\n  train: input.txt\n"),
+                       "exp.yaml: data.train = 'input.txt' names a file, but data.format = "
+                       "synthetic generates its windows and reads none"));
+  EXPECT_TRUE(Contains(load_error("", {"data.val=v.txt"}), "--set data.val=v.txt (with exp.yaml)"));
+  EXPECT_EQ(load("data:\n  format: text\n  train: input.txt\n").data.train, "input.txt");
+}
+
 TEST(ConfigRules, SeqLenMustBeAMultipleOfBucketSize) {
   EXPECT_EQ(load_error("model:\n  axial_shape: [40, 25]\ntrain:\n  seq_len: 1000\n"),
             "exp.yaml: train.seq_len = 1000 must be a multiple of lsh.bucket_size = 64 (LSH "

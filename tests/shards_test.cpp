@@ -15,6 +15,7 @@
 
 #include "base/error.h"
 #include "base/fnv1a.h"
+#include "data/byte_corpus.h"
 #include "data/prepare.h"
 #include "data/synthetic_duplication.h"
 #include "tests/test_corpus.h"
@@ -443,6 +444,20 @@ TEST(ShardErrors, NotHdf5) {
   write_file(p.dir + "/out/val-00000.h5", "just some text");
   expect_error([&] { ShardedWindows(read_manifest(p.manifest), "val", 16, 256, false); },
                {"val-00000.h5", "HDF5"});
+}
+
+// data.format text given a manifest (or a shard) trained on its bytes without a word.
+TEST(ShardErrors, AManifestOrAShardReadAsTextIsRefused) {
+  const PreparedText p = prepare_text("read_as_text", 3000, 1);
+  const std::string copied = p.dir + "/listing.yaml";  // (recognised by its first line)
+  fs::copy_file(p.manifest, copied);
+  for (const std::string& manifest : {p.manifest, copied})
+    expect_error([&] { ByteCorpus(manifest, "data.train", 16, 0.0, 1.0); },
+                 {"data.train", manifest, "shard manifest", "data.format: hdf5"});
+  expect_error([&] { ByteCorpus(p.dir + "/out/train-00000.h5", "data.val", 16, 0.0, 1.0); },
+               {"data.val", "train-00000.h5", "HDF5 file"});
+  write_file(p.dir + "/notes.txt", std::string(100, 'x'));  // (text still reads)
+  EXPECT_EQ(ByteCorpus(p.dir + "/notes.txt", "data.train", 16, 0.0, 1.0).num_windows(), 6);
 }
 
 TEST(ShardErrors, WrongDtype) {

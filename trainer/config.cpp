@@ -220,6 +220,23 @@ void apply_override(Config& config, const std::string& setting, const std::strin
   store_config_value(config, *spec, value, YAML::Node(), ValueOrigin{path, setting});
 }
 
+// A cross-field error says "<path>: <key> = <value> ..." of the key it is about; when the last
+// --set of that key gave it, the message names that override instead of the file, which may not
+// even mention the key.
+std::string blame_override(const std::string& message, const std::string& path,
+                           const std::vector<std::string>& overrides) {
+  const std::string prefix = path + ": ";
+  if (message.compare(0, prefix.size(), prefix) != 0) return message;
+  const std::string body = message.substr(prefix.size());
+  const std::string subject = body.substr(0, body.find(" = "));
+  for (auto it = overrides.rbegin(); it != overrides.rend(); ++it) {
+    const size_t equals = it->find('=');
+    if (equals != std::string::npos && trimmed(it->substr(0, equals)) == subject)
+      return concat("--set ", *it, " (with ", path, "): ", body);
+  }
+  return message;
+}
+
 // The whole file as text; "cannot read config file 'PATH': <reason>" when it cannot be read.
 std::string read_file(const std::string& path) {
   std::FILE* file = std::fopen(path.c_str(), "rb");
@@ -248,7 +265,11 @@ Config load_config_text(const std::string& yaml_text, const std::string& path,
   Config config;  // the member initialisers are the schema defaults
   apply_document(config, parse_yaml(yaml_text, path), ValueOrigin{path, ""});
   for (const std::string& setting : overrides) apply_override(config, setting, path);
-  check_cross_field_rules(config, path);
+  try {
+    check_cross_field_rules(config, path);
+  } catch (const Error& e) {
+    throw Error(blame_override(e.what(), path, overrides));
+  }
   config.source_text = render_resolved_yaml(config);
   return config;
 }
