@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <sstream>
 
 #include "comms/communicator.h"
 #include "data/hdf5_io.h"
@@ -170,6 +171,26 @@ TEST(Resume, StoppedAndResumedRunEqualsUninterruptedRunBitForBit) {
   const std::string c = test::fresh_dir("other_seed");
   const auto pc = test::checkpoint_params(train(run_config(c, {"train.seed=4"})).final_checkpoint);
   EXPECT_NE(std::memcmp(pa.data(), pc.data(), pa.size() * sizeof(float)), 0);
+}
+
+// A run resumed with another train.seed continues under its checkpoint's seed (it said so, but
+// the synthetic task's windows, validation and the config it recorded took the new one).
+TEST(Resume, AnotherSeedOnResumeIsTheCheckpointsInEverythingTheRunDoesAndRecords) {
+  const std::string a = test::fresh_dir("whole"), b = test::fresh_dir("resumed");
+  const TrainSummary whole = train(run_config(a));
+  train(run_config(b), "", 3);
+  const TrainSummary rest = train(run_config(b, {"train.seed=4"}), "auto");
+  const auto pa = test::checkpoint_params(whole.final_checkpoint);
+  const auto pb = test::checkpoint_params(rest.final_checkpoint);
+  ASSERT_EQ(pa.size(), pb.size());
+  EXPECT_EQ(std::memcmp(pa.data(), pb.data(), pa.size() * sizeof(float)), 0);
+  const std::string seed = "  seed: " + std::to_string(run_config(a).train.seed) + "\n";
+  ASSERT_NE(seed, "  seed: 4\n");
+  std::ifstream recorded(b + "/config.yaml");
+  std::ostringstream config_yaml;
+  config_yaml << recorded.rdbuf();
+  for (const std::string& text : {checkpoint_config_text(rest.final_checkpoint), config_yaml.str()})
+    EXPECT_NE(text.find(seed), std::string::npos) << text;
 }
 
 TEST(Checkpoints, KeepsOnlyTheNewestK) {

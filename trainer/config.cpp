@@ -274,6 +274,13 @@ Config load_config_text(const std::string& yaml_text, const std::string& path,
   return config;
 }
 
+Config with_seed(const Config& config, int64_t seed) {
+  Config c = config;
+  c.train.seed = seed;
+  c.source_text = render_resolved_yaml(c);
+  return c;
+}
+
 std::string config_reference_yaml() {
   return render_reference_yaml();
 }

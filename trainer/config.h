@@ -200,6 +200,10 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 Config load_config_text(const std::string& yaml_text, const std::string& path,
                         const std::vector<std::string>& overrides);
 
+// `config` with train.seed = seed (its source_text rendered again): what a resumed run trains,
+// evaluates and records when its checkpoint was written under another seed.
+Config with_seed(const Config& config, int64_t seed);
+
 // The documented reference of every key with its default and allowed values, as YAML text;
 // configs/reference.yaml is this text.
 std::string config_reference_yaml();

@@ -37,6 +37,9 @@ class ReformerModel {
   ReformerModel(const Config& cfg, Executor& ex);
 
   const Config& config() const { return cfg_; }
+  // A resumed run continues under its checkpoint's train.seed: evaluation and generation with
+  // this model (and the config text its checkpoints store) use it from now on.
+  void adopt_seed(int64_t seed) { cfg_ = with_seed(cfg_, seed); }
   Executor& executor() { return ex_; }
   ParamStore& params() { return params_; }
   ReversibleStack& stack() { return stack_; }

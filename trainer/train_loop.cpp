@@ -49,7 +49,7 @@ constexpr int kOptimizerPart = -1;  // the step graph of the optimizer (micro-ba
 // Everything one run holds, set up in order.
 struct Run {
   Run(const Config& c, JobComms& j) : cfg(c), comms(j) {}
-  const Config& cfg;
+  Config cfg;  // (a copy: a resumed run adopts its checkpoint's train.seed)
   JobComms& comms;
   std::unique_ptr<RunDirectoryLock> lock;  // rank 0; declared first, so released last
   std::unique_ptr<Executor> ex;
@@ -430,8 +430,9 @@ std::string save_or_fail(Run& run) {
 
 }  // namespace
 
-TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobComms& comms) {
-  Run run(cfg, comms);
+TrainSummary run_training(const Config& requested, const TrainOptions& options, JobComms& comms) {
+  Run run(requested, comms);
+  const Config& cfg = run.cfg;
   // Before anything the config sizes meets another rank (trainer/rank_agreement.h).
   if (run.host().size() > 1)
     run_on_every_rank(run.host(), [&] { check_ranks_share_config(run.host(), cfg); });
@@ -447,9 +448,17 @@ TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobCom
   const ResumeRequest resume = parse_resume(options.resume);
   const std::string resumed_from = restore_or_start(run, resume);
   run.state.world_size = run.host().size();
-  if (run.state.seed != cfg.train.seed && run.root())
-    std::cout << "note: continuing with the checkpoint's seed " << run.state.seed
-              << " (config says " << cfg.train.seed << ")\n";
+  if (run.state.seed != cfg.train.seed) {
+    // The checkpoint's seed keys the data order, dropout and hashing of the steps to come; the
+    // validation, the synthetic task's windows, config.yaml and the checkpoints' config text
+    // follow it too, so that evaluating a checkpoint of this run scores what training scored.
+    if (run.root())
+      std::cout << "note: continuing with the checkpoint's seed " << run.state.seed
+                << " (config says " << cfg.train.seed << "); config.yaml records " << run.state.seed
+                << "\n";
+    run.cfg = with_seed(run.cfg, run.state.seed);
+    run.model->adopt_seed(run.state.seed);
+  }
   run.geometry = {cfg.train.batch_size, cfg.train.grad_accum, run.host().size(), run.host().rank()};
   run.rank_step_flops = static_cast<double>(run.geometry.accum) *
                         training_step_flops(cfg, run.geometry.per_rank, cfg.train.seq_len).total();
