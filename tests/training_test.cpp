@@ -333,6 +333,30 @@ TEST(Checkpoints, FreshRunRefusesToReplaceARunsMetricsOrAnotherConfig) {
   EXPECT_EQ(train(same).steps_done, 2);
 }
 
+// --resume rewrites config.yaml with its resolved config: the user's own --config file kept in
+// the run directory lost its comments (under auto-or-new and auto alike). A config.yaml the
+// trainer wrote (another train.lr, say) is its to rewrite.
+TEST(Checkpoints, ResumeRefusesToReplaceAConfigYamlTheUserWrote) {
+  const std::string dir = test::fresh_dir("run");
+  const std::string mine = "# my notes\ntrain:\n  steps: 2\n";
+  std::ofstream(dir + "/config.yaml") << mine;
+  for (const char* resume : {"auto-or-new", "auto"}) {
+    try {
+      train(run_config(dir, {"train.steps=2"}), resume);
+      FAIL() << "--resume " << resume << " replaced the user's config.yaml";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("holds a config.yaml this program did not write"),
+                std::string::npos)
+          << e.what();
+    }
+    EXPECT_EQ(test::read_text(dir + "/config.yaml"), mine);
+  }
+  const std::string run = test::fresh_dir("resolved");
+  train(run_config(run, {"train.steps=4"}), "", 2);
+  EXPECT_EQ(train(run_config(run, {"train.steps=4", "train.lr=0.001"}), "auto").steps_done, 4);
+  EXPECT_NE(test::read_text(run + "/config.yaml").find("  lr: 0.001\n"), std::string::npos);
+}
+
 TEST(Checkpoints, ResumeAutoSkipsADamagedNewestCheckpoint) {
   const std::string dir = test::fresh_dir("run");
   train(run_config(dir, {"train.checkpoint_every=2", "train.steps=8"}), "", 4);

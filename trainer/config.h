@@ -200,6 +200,11 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 Config load_config_text(const std::string& yaml_text, const std::string& path,
                         const std::vector<std::string>& overrides);
 
+// The first line of every resolved config this program writes (config.yaml of a run directory):
+// how a file the user wrote is told from one the trainer may replace.
+inline constexpr const char* kResolvedConfigHeader =
+    "# Resolved configuration: every key with its final value.\n";
+
 // `config` with train.seed = seed (its source_text rendered again): what a resumed run trains,
 // evaluates and records when its checkpoint was written under another seed.
 Config with_seed(const Config& config, int64_t seed);

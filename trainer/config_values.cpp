@@ -379,7 +379,7 @@ void store_config_value(Config& config, const KeySpec& spec, const YAML::Node& v
 
 std::string render_resolved_yaml(const Config& config) {
   Config fields = config;  // field_of() hands out writable pointers; render from a copy
-  std::string text = "# Resolved configuration: every key with its final value.\n";
+  std::string text = kResolvedConfigHeader;
   std::string section;
   for (const KeySpec& spec : config_schema()) {
     if (spec.section != section) {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "trainer/config.h"
 
 namespace fs = std::filesystem;
 
@@ -112,6 +113,19 @@ void refuse_to_overwrite_a_run(const std::string& out_dir, const std::string& re
            "config, which the run would write there (is it your --config file?): choose another ",
            "train.out_dir or move that file (nothing was overwritten)");
   }
+}
+
+void refuse_to_replace_a_users_config(const std::string& out_dir) {
+  std::error_code ec;
+  const fs::path config = fs::path(out_dir) / "config.yaml";
+  if (!fs::is_regular_file(config, ec)) return;
+  std::ifstream in(config, std::ios::binary);
+  std::string first(std::char_traits<char>::length(kResolvedConfigHeader), '\0');
+  in.read(first.data(), static_cast<std::streamsize>(first.size()));
+  if (!in || first != kResolvedConfigHeader)
+    fail("train.out_dir '", out_dir, "' holds a config.yaml this program did not write (is it ",
+         "your --config file?), which a resumed run replaces with its resolved config: move it ",
+         "or keep your experiment files outside train.out_dir (nothing was changed)");
 }
 
 std::string restore_for_resume(const ResumeRequest& request, const std::string& out_dir,

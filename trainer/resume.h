@@ -33,6 +33,10 @@ ResumeRequest parse_resume(const std::string& argument);
 // file, it may be).
 void refuse_to_overwrite_a_run(const std::string& out_dir, const std::string& resolved_config);
 
+// A resumed run rewrites <out_dir>/config.yaml with its resolved config: fails with one line when
+// the file there is not one this program wrote (the user's own --config file, with its comments).
+void refuse_to_replace_a_users_config(const std::string& out_dir);
+
 // Restores the request into model, optimizer and state from train.out_dir = out_dir; returns the
 // checkpoint it restored ("" for a fresh start). Notes for the user (damaged files skipped or
 // moved aside, newer checkpoints superseded) go to `notes`. Leaves the directory as it was when

@@ -202,6 +202,8 @@ std::string restore_or_start(Run& run, const ResumeRequest& resume) {
         fail("'", checkpoints, "' is not a directory; checkpoints go there (move it away)");
       if (resume.mode == ResumeMode::kFresh)
         refuse_to_overwrite_a_run(run.cfg.train.out_dir, run.cfg.source_text);
+      else
+        refuse_to_replace_a_users_config(run.cfg.train.out_dir);
       resumed_from = restore_for_resume(resume, run.cfg.train.out_dir, *run.model, *run.optimizer,
                                         &run.state, notes);
     } catch (const Error&) {
