@@ -193,6 +193,30 @@ TEST(Resume, AnotherSeedOnResumeIsTheCheckpointsInEverythingTheRunDoesAndRecords
     EXPECT_NE(text.find(seed), std::string::npos) << text;
 }
 
+// The training lines of a run's metrics.jsonl up to their speed fields (step, loss, bits,
+// accuracy, lr, grad_norm), which a resumed run must log as the uninterrupted one did.
+std::vector<std::string> logged_losses(const std::string& out_dir) {
+  std::ifstream in(out_dir + "/metrics.jsonl");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);)
+    if (line.find("\"split\"") == std::string::npos)
+      lines.push_back(line.substr(0, line.find(", \"tokens_per_s\"")));
+  return lines;
+}
+
+// A log line is the mean of the steps since the one before: a run stopped between two lines
+// logged the resumed steps' mean alone, and an extra line for its first step.
+TEST(Resume, AResumedRunLogsTheLinesOfTheUninterruptedRun) {
+  const std::string a = test::fresh_dir("whole"), b = test::fresh_dir("resumed");
+  train(run_config(a, {"train.log_every=4"}));
+  train(run_config(b, {"train.log_every=4"}), "", 2);
+  train(run_config(b, {"train.log_every=4"}), "auto");
+  const std::vector<std::string> whole = logged_losses(a);
+  ASSERT_EQ(whole.size(), 3u);  // steps 1, 4 and 8
+  EXPECT_EQ(whole[1].rfind("{\"step\": 4, ", 0), 0u) << whole[1];
+  EXPECT_EQ(logged_losses(b), whole);
+}
+
 TEST(Checkpoints, KeepsOnlyTheNewestK) {
   const std::string dir = test::fresh_dir("run");
   train(run_config(dir, {"train.checkpoint_every=2", "train.keep_checkpoints=2"}));

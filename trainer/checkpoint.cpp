@@ -215,6 +215,11 @@ void write_checkpoint_file(const std::string& path, ReformerModel& model, AdamW&
       file.write("memory", H5T_NATIVE_FLOAT, state.memory.data(),
                  static_cast<int64_t>(state.memory.size()));
     }
+    if (state.since_log.tokens > 0) {
+      const double sums[3] = {state.since_log.loss_sum, state.since_log.tokens,
+                              state.since_log.correct};
+      file.write("since_log", H5T_NATIVE_DOUBLE, sums, 3);
+    }
     const int64_t n = static_cast<int64_t>(params.size());
     file.write("params", H5T_NATIVE_FLOAT, download(ex, params.params(), n).data(), n);
     file.write("adam_m", H5T_NATIVE_FLOAT, download(ex, optimizer.first_moment().data(), n).data(),
@@ -317,6 +322,14 @@ TrainingState load_checkpoint(const std::string& path, ReformerModel& model, Ada
   s.world_size = file.has_attribute("world_size") ? file.get_int("world_size") : 1;
   s.tokenizer_model = read_tokenizer_model(file);
   if (file.has_dataset("memory")) s.memory = read_memory(file, model.config(), &s);
+  if (file.has_dataset("since_log")) {  // (written since 2026-12-07; older: a fresh log line)
+    if (file.dataset_length("since_log") != 3)
+      fail("checkpoint '", path, "' has a since_log of ", file.dataset_length("since_log"),
+           " values, not 3");
+    double sums[3];
+    file.read("since_log", H5T_NATIVE_DOUBLE, 0, 3, sums);
+    s.since_log = {sums[0], sums[1], sums[2]};
+  }
   if (optimizer) optimizer->set_steps_taken(s.step);
   return s;
 }

@@ -17,6 +17,18 @@ namespace rf {
 
 constexpr int64_t kCheckpointFormatVersion = 1;
 
+// Losses of a stretch of steps, summed over every rank's tokens.
+struct LossSums {
+  double loss_sum = 0.0;  // nats
+  double tokens = 0.0;
+  double correct = 0.0;
+  void add(const LossSums& o) {
+    loss_sum += o.loss_sum;
+    tokens += o.tokens;
+    correct += o.correct;
+  }
+};
+
 struct TrainingState {
   int64_t step = 0;          // optimizer steps completed
   int64_t samples_seen = 0;  // windows consumed by the whole job (the data cursor)
@@ -30,6 +42,9 @@ struct TrainingState {
   // empty when the model keeps none or holds none yet. A resumed run continues from it exactly.
   std::vector<float> memory;
   int64_t memory_lanes = 0, memory_held = 0;
+  // The steps since the last log line (a log line is their mean), so that a run resumed between
+  // two log lines logs the next one as the uninterrupted run does.
+  LossSums since_log;
 };
 
 std::string checkpoint_dir(const std::string& out_dir);

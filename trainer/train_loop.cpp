@@ -243,12 +243,6 @@ void check_enough_windows(const Run& run) {
          " (batch_size x grad_accum x ranks); use more data or a smaller batch");
 }
 
-struct StepResult {
-  double loss_sum = 0.0;
-  double tokens = 0.0;
-  double correct = 0.0;
-};
-
 // Device work of a step (part: the micro-batch's index, or the optimizer's), from a graph when
 // runtime.step_graphs is on, except while a micro-batch's memory (Transformer-XL's) still grows:
 // its shape and buffers change from step to step until it is full.
@@ -260,7 +254,7 @@ void run_part(Run& run, int part, int64_t rows, const std::function<void()>& wor
     work();
 }
 
-StepResult train_step(Run& run, BatchStream& batches, int64_t step) {
+LossSums train_step(Run& run, BatchStream& batches, int64_t step) {
   const Config& c = run.cfg;
   ParamStore& params = run.model->params();
   run.device().set_step(step + 1);  // NCCL forwards it to the host communicator it bootstraps from
@@ -268,7 +262,7 @@ StepResult train_step(Run& run, BatchStream& batches, int64_t step) {
   // is the mean over the global batch (every rank holds the same number of tokens).
   const float grad_scale =
       1.0f / static_cast<float>(run.geometry.per_rank * run.geometry.accum * c.train.seq_len);
-  StepResult r;
+  LossSums r;
   for (int64_t micro = 0; micro < run.geometry.accum; ++micro) {
     const TokenBatch batch = batches.next();
     StepContext ctx;
@@ -323,9 +317,10 @@ void verify_replicas(Run& run, int64_t step) {
   if (differs) fail(differs, " rank(s) hold parameters different from rank 0's after step ", step);
 }
 
-// Logs the mean loss and accuracy of the steps since the last log line.
-void log_step(Run& run, int64_t step, const StepResult& r, double lr, const GradNorm& g,
-              const ProgressClock& clock) {
+// Logs the mean loss and accuracy of the steps since the last log line: on the console, and when
+// `record`, in metrics.jsonl and TensorBoard.
+void log_step(Run& run, int64_t step, const LossSums& r, double lr, const GradNorm& g,
+              const ProgressClock& clock, bool record) {
   const double loss = r.loss_sum / r.tokens;
   // Model FLOP/s per rank: the step's counted FLOPs at the measured pace (tokens/s is global).
   const double tokens_per_step = static_cast<double>(run.geometry.global() * run.cfg.train.seq_len);
@@ -357,7 +352,7 @@ void log_step(Run& run, int64_t step, const StepResult& r, double lr, const Grad
                                  {"model_flops_per_s_per_rank", flop_rate},
                                  {"elapsed_s", clock.elapsed_seconds()}};
   if (run.peak_flops > 0) metrics.push_back({"mfu", flop_rate / run.peak_flops});
-  run.metrics.log_training(step + 1, metrics);
+  if (record) run.metrics.log_training(step + 1, metrics);
 }
 
 void run_eval(Run& run, int64_t step) {
@@ -530,15 +525,12 @@ TrainSummary run_training(const Config& requested, const TrainOptions& options, 
   TrainSummary summary;
   int bad_steps = 0;
   bool stopped_by_signal = false;
-  StepResult since_log;  // sums over the steps since the last log line
   const int64_t first_step = run.state.step;
   for (int64_t step = run.state.step; step < cfg.train.steps; ++step) {
     // (Before the step: --stop-at-step 0, or a resumed run already there, runs none.)
     if (options.stop_at_step >= 0 && step >= options.stop_at_step) break;
-    const StepResult r = train_step(run, batches, step);
-    since_log.loss_sum += r.loss_sum;
-    since_log.tokens += r.tokens;
-    since_log.correct += r.correct;
+    const LossSums r = train_step(run, batches, step);
+    run.state.since_log.add(r);
     const double lr = learning_rate(cfg.train, step);
     // The device skips the update when a gradient is not finite (a non-finite loss makes its
     // gradients non-finite too); the host only learns of it here, after the update.
@@ -563,9 +555,14 @@ TrainSummary run_training(const Config& requested, const TrainOptions& options, 
     summary.final_loss = r.loss_sum / r.tokens;
     if (options.verify_replicas) verify_replicas(run, step + 1);
     const bool last = step + 1 == cfg.train.steps;
-    if ((step + 1) % cfg.train.log_every == 0 || step == first_step || last) {
-      if (run.root()) log_step(run, step, since_log, lr, g, clock);
-      since_log = StepResult();
+    // A resumed run's first step is shown on the console only, without ending the log line in
+    // progress (the checkpoint carried its sums): metrics.jsonl and TensorBoard then hold the
+    // lines the uninterrupted run logs.
+    if ((step + 1) % cfg.train.log_every == 0 || step == 0 || last) {
+      if (run.root()) log_step(run, step, run.state.since_log, lr, g, clock, true);
+      run.state.since_log = LossSums();
+    } else if (step == first_step && run.root()) {
+      log_step(run, step, run.state.since_log, lr, g, clock, false);
     }
     if (cfg.train.eval_every > 0 && (step + 1) % cfg.train.eval_every == 0) {
       run_eval(run, step + 1);
