@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
+#include <chrono>
 #include <cmath>
 #include <fstream>
+#include <thread>
 
 #include "kernels/device_peak.h"
 #include "tests/run_fixture.h"
@@ -14,6 +16,22 @@
 
 namespace rf {
 namespace {
+
+// The ETA is the steps left at the rate the same line shows (an average of the steps' times
+// instead put it at 10x that after one stalled step), and ends where the run stops.
+TEST(ProgressClock, TheEtaIsTheStepsLeftAtTheRateTheLineShows) {
+  ProgressClock clock(0, 10);
+  clock.step_done(0, 100);  // (warm-up: not timed)
+  EXPECT_TRUE(std::isnan(clock.eta_seconds(0)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  clock.step_done(1, 100);
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));  // a stalled step
+  clock.step_done(2, 100);
+  ASSERT_GT(clock.tokens_per_second(), 0);
+  EXPECT_NEAR(clock.eta_seconds(2), 7 * 100 / clock.tokens_per_second(),
+              1e-9 * clock.eta_seconds(2));
+  EXPECT_EQ(clock.eta_seconds(9), 0);
+}
 
 TEST(FormatFlops, ThreeSignificantFiguresWithTheUnitThatKeepsThemBelowAThousand) {
   EXPECT_EQ(format_flops(2.2995561e10), "23.0 GFLOP");

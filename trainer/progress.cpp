@@ -61,14 +61,15 @@ void ProgressClock::step_done(int64_t step, int64_t tokens) {
   ++timed_steps_;
   const double correction = 1.0 - std::pow(kDecay, static_cast<double>(timed_steps_));
   raw_rate_ = kDecay * raw_rate_ + (1 - kDecay) * (static_cast<double>(tokens) / dt);
-  raw_step_ = kDecay * raw_step_ + (1 - kDecay) * dt;
   rate_ = raw_rate_ / correction;
-  step_seconds_ = raw_step_ / correction;
+  step_tokens_ = static_cast<double>(tokens);
 }
 
 double ProgressClock::eta_seconds(int64_t step) const {
-  if (timed_steps_ == 0) return NAN;
-  return step_seconds_ * static_cast<double>(last_step_ - step - 1);
+  // At the rate the line shows (an average of dt instead let one stalled step, a busy disk
+  // say, put the ETA at 10x what the rate on the same line gave).
+  if (timed_steps_ == 0 || rate_ <= 0) return NAN;
+  return step_tokens_ / rate_ * static_cast<double>(std::max<int64_t>(last_step_ - step - 1, 0));
 }
 
 double ProgressClock::elapsed_seconds() const {

@@ -22,6 +22,7 @@ void clear_progress_line();
 
 class ProgressClock {
  public:
+  // Times the steps first_step .. last_step - 1 (the ETA is to last_step).
   ProgressClock(int64_t first_step, int64_t last_step);
   // Call after each completed step with the tokens it processed.
   void step_done(int64_t step, int64_t tokens);
@@ -38,8 +39,8 @@ class ProgressClock {
   using Clock = std::chrono::steady_clock;
   Clock::time_point start_, last_;
   int64_t first_step_, last_step_;
-  double rate_ = 0.0, step_seconds_ = 0.0;
-  double raw_rate_ = 0.0, raw_step_ = 0.0;  // biased averages before correction
+  double rate_ = 0.0, step_tokens_ = 0.0;
+  double raw_rate_ = 0.0;  // the biased average before correction
   int64_t timed_steps_ = 0;
 };
 

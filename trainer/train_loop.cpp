@@ -521,7 +521,9 @@ TrainSummary run_training(const Config& requested, const TrainOptions& options, 
   }
   BatchStream batches(*run.data.train, *run.order, run.geometry, run.state.samples_seen, prefetch);
   const int64_t tokens_per_step = run.geometry.global() * cfg.train.seq_len;
-  ProgressClock clock(run.state.step, cfg.train.steps);
+  ProgressClock clock(run.state.step, options.stop_at_step >= 0
+                                          ? std::min(options.stop_at_step, cfg.train.steps)
+                                          : cfg.train.steps);
   TrainSummary summary;
   int bad_steps = 0;
   bool stopped_by_signal = false;
