@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmark suites and writes JSON lines to bench/results/<suite>.jsonl; then
-# `python3 bench/summarize.py` prints the tables the README shows.
+# `python3 bench/summarize.py` prints the tables the README shows. A suite replaces its file only
+# when it completes: one that fails or is interrupted leaves the previous results as they were.
 #   bench/run.sh [throughput|dropout|length|depth|million|ranks|allreduce|all]
 #   bench/run.sh gpu      (not part of all: needs a CUDA device; the references with --device cuda)
 # Each measurement is a separate process, so peak memory (max RSS) is per configuration.
@@ -23,6 +24,23 @@ build="${RF_BUILD_DIR:-$root/build}"
 # `RF_BENCH_RESULTS=... python3 bench/summarize.py` then reads.
 out="${RF_BENCH_RESULTS:-$root/bench/results}"
 mkdir -p "$out"
+# Each suite writes to $out/.<suite>.jsonl.partial and moves it over <suite>.jsonl once it has
+# completed. (It used to delete <suite>.jsonl first, so a failed or interrupted run left the
+# committed results empty.) A failed suite's partial file is kept: the rows it did measure.
+running=""  # the suite being measured, for the message on exit
+begin() { running="$1"; : > "$out/.$1.jsonl.partial"; }
+record() { tee -a "$out/.$1.jsonl.partial"; }  # record SUITE: a program's JSON lines, also shown
+finish() { mv -f "$out/.$running.jsonl.partial" "$out/$running.jsonl"; running=""; }
+on_exit() {
+  local status=$?
+  if [ "$status" -ne 0 ] && [ -n "$running" ]; then
+    echo "run.sh: suite '$running' did not complete (status $status): the previous" \
+      "$out/$running.jsonl is untouched; the rows it measured are kept in" \
+      "$out/.$running.jsonl.partial" >&2
+  fi
+}
+trap on_exit EXIT   # (bash runs it on SIGTERM too)
+trap 'exit 130' INT  # on Ctrl-C, once the benchmark has ended: the trap above then sees 130, not 1
 # RF_BENCH: the step_bench command (a GPU bundle runs it through its loader, launch/gpu-bundle.sh).
 read -r -a bench <<< "${RF_BENCH:-$build/bench/step_bench}"
 ref_cfg="$root/bench/reference.yaml"
@@ -41,7 +59,7 @@ step() {  # step <suite> <steps> <overrides...>; on the CPU it also times the at
   local suite="$1" steps="$2"; shift 2
   local sets=() profile=(--profile)
   for s in "$@"; do sets+=(--set "$s"); [[ "$s" == runtime.device=cuda ]] && profile=(); done
-  "${bench[@]}" --config "$ref_cfg" --steps "$steps" "${profile[@]}" "${sets[@]}" | tee -a "$out/$suite.jsonl"
+  "${bench[@]}" --config "$ref_cfg" --steps "$steps" "${profile[@]}" "${sets[@]}" | record "$suite"
 }
 axial() { echo "model.axial_shape=[$(( $1 / 64 )),64]"; }
 
@@ -55,7 +73,7 @@ else
 fi
 
 if [[ "$suite" == throughput || "$suite" == all ]]; then
-  rm -f "$out/throughput.jsonl"
+  begin throughput
   for L in 4096 65536; do
     steps=4; [ "$L" -gt 16384 ] && steps=2
     for _ in 1 2 3; do  # alternate ours and the reference so drift hits both
@@ -65,19 +83,20 @@ if [[ "$suite" == throughput || "$suite" == all ]]; then
       if "$py" -c "import reformer_pytorch" 2>/dev/null; then
         for precision in "${precisions[@]}"; do  # bf16: under autocast
           "$py" "$root/bench/reference_pytorch.py" --seq-len "$L" --steps "$steps" \
-            --precision "$precision" | tee -a "$out/throughput.jsonl"
+            --precision "$precision" | record throughput
         done
       fi
       [ "$L" -gt 16384 ] && break
     done
   done
+  finish
 fi
 if [[ "$suite" == dropout || "$suite" == all ]]; then
   # The reference model at 4K with dropout 0.2: ours on the attention probabilities
   # (model.attention_dropout) and on the residual branches, the feed-forward's hidden activations
   # and the embeddings (model.dropout); reformer-pytorch on the attention probabilities and the
   # feed-forward's hidden activations (ReformerLM has no other), so ours draws more masks.
-  rm -f "$out/dropout.jsonl"
+  begin dropout
   for _ in 1 2 3; do
     for precision in "${precisions[@]}"; do
       step dropout 4 "runtime.precision=$precision" model.dropout=0.2 model.attention_dropout=0.2
@@ -85,47 +104,51 @@ if [[ "$suite" == dropout || "$suite" == all ]]; then
     if "$py" -c "import reformer_pytorch" 2>/dev/null; then
       for precision in "${precisions[@]}"; do
         "$py" "$root/bench/reference_pytorch.py" --seq-len 4096 --steps 4 --dropout 0.2 \
-          --precision "$precision" | tee -a "$out/dropout.jsonl"
+          --precision "$precision" | record dropout
       done
     fi
   done
+  finish
 fi
 if [[ "$suite" == length || "$suite" == all ]]; then
-  rm -f "$out/length.jsonl"
+  begin length
   for L in 2048 4096 8192 16384 32768; do step length 2 "train.seq_len=$L" "$(axial $L)"; done
   for L in 2048 4096 8192; do step length 2 "train.seq_len=$L" "$(axial $L)" "model.attention=[dense]"; done
+  finish
 fi
 if [[ "$suite" == depth || "$suite" == all ]]; then
-  rm -f "$out/depth.jsonl"
+  begin depth
   for layers in 2 6 12 24; do step depth 1 "train.seq_len=16384" "$(axial 16384)" "model.n_layers=$layers"; done
   for layers in 2 6 12; do
     step depth 1 "train.seq_len=16384" "$(axial 16384)" "model.n_layers=$layers" "model.reversible=false"
     step depth 1 "train.seq_len=16384" "$(axial 16384)" "model.n_layers=$layers" "model.reversible=false" \
       "model.recompute=layers"
   done
+  finish
 fi
 if [[ "$suite" == million || "$suite" == all ]]; then
-  rm -f "$out/million.jsonl"
+  begin million
   # One step on a single sequence of 2^20 tokens with a smaller model (d_model 128, 2 layers).
   step million 1 "train.seq_len=1048576" "model.axial_shape=[1024,1024]" "model.d_model=128" \
     "model.d_ff=512" "model.n_layers=2" "model.n_heads=2" "model.d_head=64" "model.ff_chunk=4096" \
     "model.head_chunk=4096"
+  finish
 fi
 if [[ "$suite" == gpu ]]; then
   # Ours at fp32, tf32 and bf16; reformer-pytorch and a dense Transformer with PyTorch's
   # scaled_dot_product_attention (flash) at the same precisions, when the Python has them; then
   # the paper-size model (configs/enwik8.yaml sizes, d_model 1024, 12 layers) at bf16.
-  rm -f "$out/gpu.jsonl"
+  begin gpu
   for L in 4096 16384 65536; do
     for precision in fp32 tf32 bf16; do
       step gpu 5 "train.seq_len=$L" "$(axial $L)" runtime.device=cuda "runtime.precision=$precision"
       if "$py" -c "import reformer_pytorch" 2>/dev/null; then
         "$py" "$root/bench/reference_pytorch.py" --device cuda --seq-len "$L" --steps 5 \
-          --precision "$precision" | tee -a "$out/gpu.jsonl"
+          --precision "$precision" | record gpu
       fi
       if "$py" -c "import torch.nn.functional as F; F.scaled_dot_product_attention" 2>/dev/null; then
         "$py" "$root/bench/dense_sdpa.py" --device cuda --seq-len "$L" --steps 5 \
-          --precision "$precision" | tee -a "$out/gpu.jsonl"
+          --precision "$precision" | record gpu
       fi
     done
   done
@@ -144,7 +167,7 @@ if [[ "$suite" == gpu ]]; then
         model.reversible=false
       if "$py" -c "import reformer_pytorch" 2>/dev/null; then
         "$py" "$root/bench/reference_pytorch.py" --device cuda --seq-len "$L" --steps 5 \
-          --precision "$precision" --stored-activations | tee -a "$out/gpu.jsonl"
+          --precision "$precision" --stored-activations | record gpu
       fi
     done
   done
@@ -162,9 +185,10 @@ if [[ "$suite" == gpu ]]; then
   step gpu 1 "train.seq_len=1048576" "model.axial_shape=[1024,1024]" "model.d_model=128" \
     "model.d_ff=512" "model.n_layers=2" "model.n_heads=2" "model.d_head=64" "model.ff_chunk=4096" \
     "model.head_chunk=4096" runtime.device=cuda
+  finish
 fi
 if [[ "$suite" == ranks || "$suite" == all ]]; then
-  rm -f "$out/ranks.jsonl"
+  begin ranks
   cores="$(nproc)"
   # With step graphs too: the graph then holds the averages (they start at their place in it).
   for n in 1 2 4; do
@@ -173,16 +197,18 @@ if [[ "$suite" == ranks || "$suite" == all ]]; then
         threads=$(( cores / n )); [ "$threads" -ge 1 ] || threads=1
         mpirun --allow-run-as-root --oversubscribe --bind-to none -np "$n" -x "OMP_NUM_THREADS=$threads" \
           "${bench[@]}" --config "$ref_cfg" --steps 6 --overlap "$overlap" --set train.seq_len=4096 \
-          --set runtime.step_graphs="$graphs" | tee -a "$out/ranks.jsonl"
+          --set runtime.step_graphs="$graphs" | record ranks
         [ "$n" -eq 1 ] && break 2
       done
     done
   done
+  finish
 fi
 if [[ "$suite" == allreduce || "$suite" == all ]]; then
-  rm -f "$out/allreduce.jsonl"
+  begin allreduce
   for n in 2 4; do
     mpirun --allow-run-as-root --oversubscribe --bind-to none -np "$n" \
-      "$build/bench/allreduce_bench" --json | tee -a "$out/allreduce.jsonl"
+      "$build/bench/allreduce_bench" --json | record allreduce
   done
+  finish
 fi

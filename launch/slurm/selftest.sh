@@ -29,6 +29,22 @@
 # Needs root (daemons, apt) and a built trainer: ${RF_BUILD_DIR:-<repo>/build}/reformer.
 set -euo pipefail
 
+# Arguments first, before the root check and the packages: it takes none, and `--help` (or a typo)
+# as root used to install Slurm and run the whole test.
+if [ $# -gt 0 ]; then
+  case "$1" in
+    -h|--help)  # the header above, its "What it does" list shortened to one line
+      awk 'NR == 1 { next } !/^#/ { exit } /^# What it does:/ { skip = 1 } /^# Needs / { skip = 0 }
+           !skip { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"
+      echo "It installs Debian's Slurm and munge if missing; the comment at the top of" \
+        "${BASH_SOURCE[0]} says what it does."
+      exit 0 ;;
+  esac
+  echo "selftest.sh: unknown argument '$1': it takes none (KEEP=1, RF_BUILD_DIR go in the" \
+    "environment; --help shows the usage)" >&2
+  exit 2
+fi
+
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 sbatch_script="$repo/launch/slurm/reformer.sbatch"
 binary="${RF_BUILD_DIR:-$repo/build}/reformer"
