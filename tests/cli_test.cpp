@@ -232,6 +232,15 @@ TEST(CommandLine, TrainEvalGenerateEndToEnd) {
   ASSERT_EQ(again.exit_code, 0) << again.out;
   EXPECT_NE(again.out.find("no step to run: "), std::string::npos) << again.out;
   EXPECT_EQ(again.out.find("saved "), std::string::npos) << again.out;
+  // Stopped where a periodic checkpoint was just written: it ran steps and says where they are
+  // (it said "no step to run").
+  const Result stopped = run("train --config " + cfg + " --set train.out_dir=" + dir +
+                             "/stopped --set train.checkpoint_every=2 --stop-at-step 2");
+  ASSERT_EQ(stopped.exit_code, 0) << stopped.out;
+  EXPECT_NE(stopped.out.find("saved " + dir + "/stopped/checkpoints/step-00000002.h5 after "),
+            std::string::npos)
+      << stopped.out;
+  EXPECT_EQ(stopped.out.find("no step to run"), std::string::npos) << stopped.out;
 
   const Result e = run("eval --config " + cfg + " --checkpoint " + out + " --json");
   ASSERT_EQ(e.exit_code, 0) << e.out;

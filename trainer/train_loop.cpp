@@ -589,10 +589,12 @@ TrainSummary run_training(const Config& requested, const TrainOptions& options, 
     run.ex->drop_graphs();
   }
   summary.stopped_by_signal = stopped_by_signal;
-  const bool saving = run.state.step != run.last_saved_step;  // (a run resumed at its end: not)
+  // (A run resumed at its end runs none; one stopped where a periodic checkpoint was just
+  // written has it already, and says so as any other.)
+  const bool ran_steps = run.state.step > first_step;
   summary.final_checkpoint = save_or_fail(run);
   if (run.root()) {
-    if (saving)
+    if (ran_steps)
       std::cout << "saved " << summary.final_checkpoint << " after "
                 << format_duration(clock.elapsed_seconds()) << std::endl;
     else
