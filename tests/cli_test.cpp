@@ -244,8 +244,24 @@ TEST(CommandLine, TrainEvalGenerateEndToEnd) {
 
   const Result e = run("eval --config " + cfg + " --checkpoint " + out + " --json");
   ASSERT_EQ(e.exit_code, 0) << e.out;
-  for (const char* key : {"\"loss\"", "\"bits_per_token\"", "\"accuracy\"", "\"tokens\": 128"})
+  // The duplication task is scored on the second copy of w, as training's validation scored it
+  // (all 128 positions gave half the accuracy the log showed); no bits per byte without text.
+  for (const char* key : {"\"loss\"", "\"bits_per_token\"", "\"accuracy\"", "\"tokens\": 60",
+                          "\"positions\": \"17:32\""})
     EXPECT_NE(e.out.find(key), std::string::npos) << key << " in " << e.out;
+  EXPECT_EQ(e.out.find("bits_per_byte"), std::string::npos) << e.out;
+  const std::string validated = test::read_text(out + "/metrics.jsonl");
+  const size_t last_val = validated.rfind("\"split\": \"val_copy\", \"loss\": ");
+  ASSERT_NE(last_val, std::string::npos) << validated;
+  const size_t loss_at = e.out.find("\"loss\": ");
+  ASSERT_NE(loss_at, std::string::npos) << e.out;
+  EXPECT_NEAR(std::stod(e.out.substr(loss_at + 8)),
+              std::stod(validated.substr(
+                  last_val + std::string("\"split\": \"val_copy\", \"loss\": ").size())),
+              1e-6)
+      << e.out << validated;
+  const Result all = run("eval --checkpoint " + out + " --json --positions 0:");
+  EXPECT_NE(all.out.find("\"tokens\": 128"), std::string::npos) << all.out;
   const Result part =
       run("eval --checkpoint " + out + " --json --positions 10:20 --set lsh.n_hashes=4");
   ASSERT_EQ(part.exit_code, 0) << part.out;

@@ -264,7 +264,7 @@ int eval_windows(const Arguments& a, const std::string& path) {
     with_memory.memory_lens = {std::to_string(cfg.model.memory_len)};
     return eval_with_memory(with_memory, path);  // (the checkpoint whose config was read)
   }
-  const PositionRange positions = parse_positions(a.positions);
+  PositionRange positions = parse_positions(a.positions);
   if (positions.begin >= cfg.train.seq_len)
     fail("--positions: A = ", positions.begin, " is not below train.seq_len = ", cfg.train.seq_len);
   if (positions.end > cfg.train.seq_len)
@@ -275,6 +275,13 @@ int eval_windows(const Arguments& a, const std::string& path) {
   const TrainingState state = load_checkpoint(path, model, nullptr);
   const DataSources data = open_data(cfg, cfg.data.verify_checksums);
   check_checkpoint_tokenizer(path, state.tokenizer_model, data, cfg);
+  // The duplication task is scored where it is predictable, the second copy of w, as training's
+  // validation scores it (all positions gave half its accuracy, unlike the training log's).
+  const bool copy_task = data.task == DataTask::kDuplication && a.positions.empty();
+  if (copy_task) positions = {SyntheticDuplication::copy_begin(cfg.train.seq_len), -1};
+  const std::string scored =
+      concat(positions.begin, ":", positions.end < 0 ? cfg.train.seq_len : positions.end);
+  const bool lsh = cfg.any_layer_uses(AttentionKind::kLsh);  // (n_hashes means nothing without)
   const std::vector<int32_t> token_bytes = text_bytes_per_token(data);  // (bits per byte)
   const int64_t windows =
       eval_window_count(*data.val, cfg.train.eval_batches, cfg.train.batch_size);
@@ -288,28 +295,33 @@ int eval_windows(const Arguments& a, const std::string& path) {
       },
       nullptr, token_bytes);
   if (a.json) {
-    std::cout << JsonLine()
-                     .add("checkpoint", path)
-                     .add("step", state.step)
-                     .add("loss", r.loss)
-                     .add("bits_per_token", r.bits_per_token)
-                     .add("accuracy", r.accuracy)
-                     .add("tokens", r.tokens)
-                     .add("bits_per_byte", r.bits_per_byte)
-                     .add("text_bytes", r.text_bytes)
-                     .add("n_hashes", cfg.lsh.n_hashes)
-                     .str()
-              << std::endl;
+    JsonLine line;
+    line.add("checkpoint", path)
+        .add("step", state.step)
+        .add("loss", r.loss)
+        .add("bits_per_token", r.bits_per_token)
+        .add("accuracy", r.accuracy)
+        .add("tokens", r.tokens)
+        .add("positions", scored);
+    if (r.text_bytes > 0)
+      line.add("bits_per_byte", r.bits_per_byte).add("text_bytes", r.text_bytes);
+    if (lsh) line.add("n_hashes", cfg.lsh.n_hashes);
+    std::cout << line.str() << std::endl;
   } else {
     std::fprintf(stderr, "\n");
-    std::printf(
-        "%s (step %lld), n_hashes %lld: loss %.4f nats, %.4f bits/token, accuracy %.4f "
-        "over %lld tokens",
-        path.c_str(), static_cast<long long>(state.step), static_cast<long long>(cfg.lsh.n_hashes),
-        r.loss, r.bits_per_token, r.accuracy, static_cast<long long>(r.tokens));
+    const std::string hashes = lsh ? concat(", n_hashes ", cfg.lsh.n_hashes) : std::string();
+    std::printf("%s (step %lld)%s: loss %.4f nats, %.4f bits/token, %s %.4f over %lld tokens",
+                path.c_str(), static_cast<long long>(state.step), hashes.c_str(), r.loss,
+                r.bits_per_token, copy_task ? "copy accuracy" : "accuracy", r.accuracy,
+                static_cast<long long>(r.tokens));
     if (r.text_bytes > 0)
       std::printf(", %.4f bits/byte over %lld bytes", r.bits_per_byte,
                   static_cast<long long>(r.text_bytes));
+    if (copy_task)
+      std::printf(
+          " (the second copy of w, positions %s, as training validates; --positions 0: "
+          "for all)",
+          scored.c_str());
     std::printf("\n");
   }
   return 0;
