@@ -17,6 +17,7 @@
 #include "base/error.h"
 #include "base/fnv1a.h"
 #include "data/file_seal.h"
+#include "data/open_file_limit.h"
 
 namespace rf {
 namespace fs = std::filesystem;
@@ -356,6 +357,9 @@ ShardedWindows::ShardedWindows(const Manifest& manifest, const std::string& spli
              "' lists sealed shards (reformer prepare's): it was replaced or cut short since; ",
              "prepare the data again, or set data.verify_checksums: false to read it unchecked");
     }
+  reserve_open_files(static_cast<int64_t>(entries.size()),
+                     concat("the '", split, "' split of manifest '", manifest.path, "' (",
+                            entries.size(), " shards, each kept open)"));
   int64_t largest = 0;
   for (const ShardEntry& entry : entries) {
     shards_.push_back(open_shard(entry, verify_checksums));

@@ -5,11 +5,13 @@
 
 #include <gtest/gtest.h>
 #include <hdf5.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <sstream>
 #include <thread>
 
@@ -458,6 +460,45 @@ TEST(ShardErrors, AManifestOrAShardReadAsTextIsRefused) {
                {"data.val", "train-00000.h5", "HDF5 file"});
   write_file(p.dir + "/notes.txt", std::string(100, 'x'));  // (text still reads)
   EXPECT_EQ(ByteCorpus(p.dir + "/notes.txt", "data.train", 16, 0.0, 1.0).num_windows(), 6);
+}
+
+// Every shard stays open: more shards than `ulimit -n` failed at the first past the limit as if
+// it were damaged. The soft limit is raised as far as the hard one; past that, one line says so.
+TEST(ShardErrors, MoreShardsThanTheOpenFileLimitAllowsAreNamedAsSuch) {
+  const PreparedText p = prepare_text("open_files", 12000, 80);
+  const Manifest m = read_manifest(p.manifest);
+  ASSERT_GE(m.train.size(), 70u);
+  rlimit original{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &original), 0);
+  const rlim_t low = 40 + static_cast<rlim_t>(std::distance(fs::directory_iterator("/proc/self/fd"),
+                                                            fs::directory_iterator()));
+  if (original.rlim_max != RLIM_INFINITY && original.rlim_max < low + 200)
+    GTEST_SKIP() << "the hard limit on open files is too low to test raising the soft one";
+  rlimit lowered = original;
+  lowered.rlim_cur = low;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &lowered), 0);
+  EXPECT_NO_THROW(ShardedWindows(m, "train", 16, 256, true));
+  rlimit now{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &now), 0);
+  EXPECT_GT(now.rlim_cur, low);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &original), 0);
+  // With the hard limit that low too (in a child process: it cannot be raised again).
+  const auto open_under_a_low_hard_limit = [&] {
+    rlimit hard{};
+    hard.rlim_cur = hard.rlim_max = low;
+    if (setrlimit(RLIMIT_NOFILE, &hard) != 0) std::_Exit(2);
+    try {
+      ShardedWindows(m, "train", 16, 256, true);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+      std::_Exit(3);
+    }
+    std::_Exit(0);
+  };
+  EXPECT_EXIT(
+      open_under_a_low_hard_limit(), ::testing::ExitedWithCode(3),
+      "the 'train' split of manifest '.*manifest.yaml' \\([0-9]+ shards, each kept open\\) keeps "
+      "[0-9]+ files open at once, but this process may open [0-9]+ \\(the hard limit of ulimit -n");
 }
 
 TEST(ShardErrors, WrongDtype) {
