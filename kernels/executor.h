@@ -69,6 +69,12 @@ class Executor : public KernelInterfaceOf<KernelOps>::type {
   virtual std::string describe() const = 0;
   // The GPU's name as its driver reports it ("NVIDIA H100 80GB HBM3"); empty for a CPU.
   virtual std::string device_model() const { return ""; }
+  // What decides the bits of this executor's results besides the inputs (never its thread
+  // count): the device, the instruction set the kernels were built for, the BLAS and how its
+  // products are cut. Two runs whose arithmetic is the same give the same bits; a run resumed
+  // where it differs continues, but not as it would have where it started (a checkpoint records
+  // it). Empty: not known.
+  virtual std::string arithmetic() const { return ""; }
 
   virtual void* allocate(size_t bytes) = 0;
   virtual void release(void* ptr, size_t bytes) = 0;

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "base/error.h"
+#include "data/hdf5_io.h"
 #include "kernels/executor.h"
 #include "tests/run_fixture.h"
 #include "tests/test_corpus.h"
@@ -165,6 +166,36 @@ TEST(CommandLine, UsageErrorsAreOneLineAndExitNonZero) {
                         {"--lsh-cache", "--no-cache"});
   expect_one_line_error(run("config --set model.d_model=abc"),
                         {"--set model.d_model=abc needs --config"});
+}
+
+// A checkpoint records the arithmetic it was trained with (Executor::arithmetic); a run resumed
+// where it differs (another OpenBLAS kernel here: OPENBLAS_CORETYPE) says its bits will not be
+// those of the uninterrupted run. Resumed where it is the same, it says nothing.
+TEST(CommandLine, ResumingWhereTheArithmeticDiffersSaysSo) {
+  const std::string dir = test::fresh_dir("run");
+  const std::string cfg = write_file(dir, "tiny.yaml", kTinyYaml);
+  const std::string train = "train --config " + cfg + " --set train.out_dir=" + dir +
+                            "/out --no-report --resume auto --stop-at-step ";
+  ASSERT_EQ(run(train + "2").exit_code, 0);
+  const Result same = run(train + "3");
+  ASSERT_EQ(same.exit_code, 0) << same.out;
+  EXPECT_EQ(same.out.find("arithmetic"), std::string::npos) << same.out;
+  const Hdf5File checkpoint = Hdf5File::open_read(dir + "/out/checkpoints/step-00000003.h5");
+  ASSERT_TRUE(checkpoint.has_attribute("arithmetic"));
+  const std::string recorded = checkpoint.get_string("arithmetic");
+  EXPECT_EQ(recorded.rfind("cpu code for ", 0), 0u) << recorded;
+  // (Sandybridge runs on every x86-64 CPU with AVX; a machine whose own kernel it is takes
+  // Haswell's instead.)
+  const std::string other =
+      recorded.find(" kernel Sandybridge") == std::string::npos ? "Sandybridge" : "Haswell";
+  const Result elsewhere = test::run_command(
+      "OPENBLAS_CORETYPE=" + other + " " + std::string(RF_BINARY_DIR) + "/reformer " + train + "4");
+  ASSERT_EQ(elsewhere.exit_code, 0) << elsewhere.out;
+  EXPECT_NE(elsewhere.out.find("step-00000003.h5 was trained where the arithmetic was '" +
+                               recorded + "'; here it is '"),
+            std::string::npos)
+      << elsewhere.out;
+  EXPECT_NE(elsewhere.out.find(" kernel " + other), std::string::npos) << elsewhere.out;
 }
 
 // The commit of the sources, as cmake/build_info.cmake reads it: 12 hex digits, "+changes" when

@@ -45,6 +45,9 @@ struct TrainingState {
   // The steps since the last log line (a log line is their mean), so that a run resumed between
   // two log lines logs the next one as the uninterrupted run does.
   LossSums since_log;
+  // The arithmetic of the executor that trained it (Executor::arithmetic; "" when unknown, as
+  // for an imported model): a run resumed elsewhere is told its bits will differ.
+  std::string arithmetic;
 };
 
 std::string checkpoint_dir(const std::string& out_dir);

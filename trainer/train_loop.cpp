@@ -456,6 +456,14 @@ TrainSummary run_training(const Config& requested, const TrainOptions& options, 
     run.cfg = with_seed(run.cfg, run.state.seed);
     run.model->adopt_seed(run.state.seed);
   }
+  // (rank 0 read the checkpoint's and writes the next ones)
+  const std::string arithmetic = run.ex->arithmetic();
+  if (run.root() && !resumed_from.empty() && !run.state.arithmetic.empty() && !arithmetic.empty() &&
+      run.state.arithmetic != arithmetic)
+    std::cout << "note: " << resumed_from << " was trained where the arithmetic was '"
+              << run.state.arithmetic << "'; here it is '" << arithmetic
+              << "': the run continues, but not bit for bit as it would have there\n";
+  run.state.arithmetic = arithmetic;
   run.geometry = {cfg.train.batch_size, cfg.train.grad_accum, run.host().size(), run.host().rank()};
   run.rank_step_flops = static_cast<double>(run.geometry.accum) *
                         training_step_flops(cfg, run.geometry.per_rank, cfg.train.seq_len).total();

@@ -36,6 +36,24 @@ char* openblas_get_config(void);
 namespace rf {
 namespace {
 
+// The instruction sets this build's own kernels were compiled for (-march): their vector width
+// and fused multiply-adds decide the order and rounding of their sums.
+const char* built_instruction_sets() {
+#if defined(__AMX_TILE__) && defined(__AVX512BF16__)
+  return "AVX-512 with BF16 and AMX";
+#elif defined(__AVX512BF16__)
+  return "AVX-512 with BF16";
+#elif defined(__AVX512F__)
+  return "AVX-512";
+#elif defined(__AVX2__) && defined(__FMA__)
+  return "AVX2 with FMA";
+#elif defined(__AVX2__)
+  return "AVX2";
+#else
+  return "a target without AVX2";
+#endif
+}
+
 struct CpuBackend {
   template <class Op>
   static void for_each(const Executor&, int64_t n, const Op& op) {
@@ -192,6 +210,19 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
     if (bf16_) s << "; single products in " << bf16_->describe();
     if (fp32_products_) s << "; single products in " << fp32_products_->describe();
     if (tile_products_ == cpu::TileProducts::kBf16) s << "; attention tiles bf16 on AMX";
+    return s.str();
+  }
+
+  std::string arithmetic() const override {
+    std::ostringstream s;
+    s << "cpu code for " << built_instruction_sets() << "; " << openblas_get_config() << " kernel "
+      << openblas_get_corename();
+    if (fp32_products_)
+      s << ", single fp32 products in " << fp32_products_->describe();
+    else
+      s << ", fp32 products in " << cpu::openblas_block_count_here() << " blocks";
+    if (bf16_) s << ", bf16 products in " << bf16_->describe();
+    if (tile_products_ == cpu::TileProducts::kBf16) s << ", attention tiles bf16 on AMX";
     return s.str();
   }
 

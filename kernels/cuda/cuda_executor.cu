@@ -86,6 +86,22 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     cudaDeviceProp prop{};
     return cudaGetDeviceProperties(&prop, device_) == cudaSuccess ? prop.name : "";
   }
+  std::string arithmetic() const override {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, device_) != cudaSuccess) return "";
+    int cublas = 0;
+    if (cublasGetVersion(cublas_, &cublas) != CUBLAS_STATUS_SUCCESS) cublas = 0;
+    std::ostringstream s;
+    s << "cuda " << prop.name << " (sm_" << prop.major << prop.minor << "), cuBLAS " << cublas
+      << " " << compute_name(compute_)
+      << (kernel_variant() == KernelVariant::kTuned ? ", tuned kernels" : ", plain kernels");
+    if (rounds_operands_to_bf16())
+      s << (gemm_takes_bf16_operands() ? ", bf16 operands from the kernels"
+                                       : ", fp32 operands rounded by cuBLAS")
+        << (attention_on_tensor_cores() ? ", attention tiles on bf16 tensor cores"
+                                        : ", attention tiles in fp32");
+    return s.str();
+  }
   std::string describe() const override {
     cudaDeviceProp prop{};
     std::ostringstream s;
