@@ -231,6 +231,10 @@ int eval_with_memory(const Arguments& a, const std::string& path) {
   o.segment = a.segment > 0 ? a.segment : stored.train.seq_len;
   o.json = a.json;
   o.sliding = a.sliding;
+  // (Before the segment becomes train.seq_len: an axial model's shape then fits no other
+  // length, and that was the error, not its positions.)
+  const std::string problem = memory_eval_problem(stored, o);
+  if (!problem.empty()) fail(problem);
   overrides.push_back("train.seq_len=" + std::to_string(o.segment));
   Arguments with_segment = a;
   with_segment.overrides = overrides;
