@@ -348,6 +348,17 @@ TEST(ConfigRules, AFileNamedForTheSyntheticTaskIsRefused) {
   EXPECT_EQ(load("data:\n  format: text\n  train: input.txt\n").data.train, "input.txt");
 }
 
+TEST(Config, AMergeKeyIsNamedAsUnsupported) {
+  const std::string merged =
+      load_error("train:\n  seq_len: &n 512\nmodel:\n  <<: {d_model: 64}\n  d_ff: *n\n");
+  EXPECT_TRUE(Contains(merged, "exp.yaml:4"));
+  EXPECT_TRUE(Contains(merged, "YAML merge keys ('<<') are not supported")) << merged;
+  EXPECT_TRUE(Contains(load_error("<<: {model: {d_model: 64}}\n"), "merge keys"));
+  EXPECT_EQ(
+      load("train:\n  seq_len: &n 512\nmodel:\n  d_ff: *n\n  axial_shape: [16, 32]\n").model.d_ff,
+      512);
+}
+
 TEST(ConfigRules, SeqLenMustBeAMultipleOfBucketSize) {
   EXPECT_EQ(load_error("model:\n  axial_shape: [40, 25]\ntrain:\n  seq_len: 1000\n"),
             "exp.yaml: train.seq_len = 1000 must be a multiple of lsh.bucket_size = 64 (LSH "

@@ -72,7 +72,13 @@ std::vector<std::string> key_names(const std::string& section) {
 
 // "unknown key 'model.d_modle' (did you mean 'model.d_model'?)"; a key of another section with
 // the same name is suggested too ("model.seq_len" -> "train.seq_len").
+// yaml-cpp reads a merge key ('<<: *defaults') as a key of that name.
+constexpr const char* kMergeKeyMessage =
+    "YAML merge keys ('<<') are not supported: write the keys out (anchors and aliases of "
+    "single values and lists work)";
+
 std::string unknown_key_message(const std::string& section, const std::string& name) {
+  if (name == "<<") return kMergeKeyMessage;
   const std::string message = "unknown key '" + section + "." + name + "' ";
   const std::string near = closest(name, key_names(section));
   if (!near.empty()) return message + "(did you mean '" + section + "." + near + "'?)";
@@ -83,6 +89,7 @@ std::string unknown_key_message(const std::string& section, const std::string& n
 }
 
 std::string unknown_section_message(const std::string& section) {
+  if (section == "<<") return kMergeKeyMessage;
   const std::string message = "unknown section '" + section + "' ";
   const std::string near = closest(section, section_names());
   if (!near.empty()) return message + "(did you mean '" + near + "'?)";
