@@ -393,6 +393,9 @@ TEST(Checkpoints, ResumeAutoSkipsADamagedNewestCheckpoint) {
   const TrainSummary s =
       train(run_config(dir, {"train.checkpoint_every=2", "train.steps=8"}), "auto");
   EXPECT_EQ(s.steps_done, 8);
+  // Kept with the damaged ones, not with the intact checkpoints a run sets aside.
+  EXPECT_TRUE(fs::exists(fs::path(checkpoint_dir(dir)) / "damaged" / checkpoint_file_name(6)));
+  EXPECT_FALSE(fs::exists(fs::path(checkpoint_dir(dir)) / "superseded"));
 }
 
 // Every file under `dir` with its bytes: what "nothing was changed" compares.

@@ -44,21 +44,24 @@ std::string restore_newest_intact(ResumeMode mode, const std::string& dir, Refor
                                   AdamW& optimizer, TrainingState* state, std::ostream& notes) {
   const TrainingState initial = *state;
   const CheckpointSearch found = load_newest_intact_checkpoint(dir, model, &optimizer, state);
+  const std::string aside = (fs::path(dir) / "damaged").string();
   if (!found.intact.empty()) {
-    // The damaged newer files are moved to superseded/ with the other abandoned ones.
-    if (!found.damaged.empty())
+    // The damaged newer files go where damaged ones are kept (superseded/ holds intact ones that
+    // this run abandons: a user looking for what went wrong should not have to tell them apart).
+    if (!found.damaged.empty()) {
+      for (const DamagedCheckpoint& d : found.damaged) move_into_folder_keeping_both(d.path, aside);
       notes << "warning: skipping " << found.damaged.size() << " damaged checkpoint(s) in " << dir
-            << ": " << list_damaged(found.damaged) << "\n";
+            << ", moved to " << aside << "/: " << list_damaged(found.damaged) << "\n";
+    }
     return found.intact;
   }
   if (found.damaged.empty()) return "";  // a first start: nothing to continue
   if (mode == ResumeMode::kAuto)
     fail("--resume auto: no intact checkpoint in '", dir, "', only ", found.damaged.size(),
          " damaged: ", list_damaged(found.damaged), "; nothing was changed; recover them, or pass ",
-         "--resume ", kAutoOrNew, " to start over from step 0 (they are kept in ", dir,
-         "/damaged/)");
+         "--resume ", kAutoOrNew, " to start over from step 0 (which moves them to ", aside,
+         "/ and keeps them)");
   reset_to_initial_values(model, optimizer, state, initial);
-  const std::string aside = (fs::path(dir) / "damaged").string();
   for (const DamagedCheckpoint& d : found.damaged) move_into_folder_keeping_both(d.path, aside);
   notes << "note: --resume " << kAutoOrNew << ": no intact checkpoint in " << dir << "; moved "
         << found.damaged.size() << " damaged one(s) to " << aside << "/ ("
