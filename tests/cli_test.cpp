@@ -168,6 +168,27 @@ TEST(CommandLine, UsageErrorsAreOneLineAndExitNonZero) {
                         {"--set model.d_model=abc needs --config"});
 }
 
+// Relative-position settings on a model without relative positions did nothing, without a word.
+TEST(CommandLine, SettingsThatDoNothingForThisModelAreNoted) {
+  const std::string dir = test::fresh_dir("run");
+  const std::string cfg = write_file(dir, "tiny.yaml", kTinyYaml);  // (learned positions)
+  const std::string train = "train --config " + cfg + " --no-report --stop-at-step 0 --set ";
+  const Result noted = run(train + "train.out_dir=" + dir +
+                           "/a --set model.clamp_len=5 --set model.same_length=true");
+  ASSERT_EQ(noted.exit_code, 0) << noted.out;
+  EXPECT_NE(noted.out.find("note: model.clamp_len (5) has no effect: it caps relative positions, "
+                           "and this model's are learned\n"),
+            std::string::npos)
+      << noted.out;
+  EXPECT_NE(noted.out.find("note: model.same_length has no effect"), std::string::npos)
+      << noted.out;
+  const Result relative = run(train + "train.out_dir=" + dir +
+                              "/b --set model.position=relative --set model.clamp_len=5 --set "
+                              "model.same_length=true");
+  ASSERT_EQ(relative.exit_code, 0) << relative.out;
+  EXPECT_EQ(relative.out.find("has no effect"), std::string::npos) << relative.out;
+}
+
 // A checkpoint records the arithmetic it was trained with (Executor::arithmetic); a run resumed
 // where it differs (another OpenBLAS kernel here: OPENBLAS_CORETYPE) says its bits will not be
 // those of the uninterrupted run. Resumed where it is the same, it says nothing.

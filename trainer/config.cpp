@@ -304,6 +304,20 @@ const char* attention_name(AttentionKind kind) {
   return "unknown";
 }
 
+const char* position_name(PositionMode mode) {
+  switch (mode) {
+    case PositionMode::kAxial:
+      return "axial";
+    case PositionMode::kLearned:
+      return "learned";
+    case PositionMode::kNone:
+      return "none";
+    case PositionMode::kRelative:
+      return "relative";
+  }
+  return "unknown";
+}
+
 int64_t Config::memory_unit() const {
   int64_t unit = 1;
   if (any_layer_uses(AttentionKind::kLocal)) unit = lsh.local_chunk;

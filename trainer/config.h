@@ -214,5 +214,6 @@ Config with_seed(const Config& config, int64_t seed);
 std::string config_reference_yaml();
 
 const char* attention_name(AttentionKind kind);
+const char* position_name(PositionMode mode);  // as model.position spells it
 
 }  // namespace rf

@@ -187,8 +187,7 @@ void check_memory(const Config& c, const std::string& path) {
   }
   if (c.model.position != PositionMode::kRelative && c.model.position != PositionMode::kNone)
     fail(path, ": model.memory_len = ", c.model.memory_len, " needs model.position relative (or ",
-         "none); ", c.model.position == PositionMode::kAxial ? "axial" : "learned",
-         " positions restart at every segment");
+         "none); ", position_name(c.model.position), " positions restart at every segment");
   if (c.data.format == DataFormat::kSynthetic)
     fail(path, ": model.memory_len = ", c.model.memory_len, " needs a text or token stream; ",
          "data.format = synthetic draws independent windows");

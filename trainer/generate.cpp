@@ -57,8 +57,7 @@ std::string memory_generation_problem(const Config& cfg, int64_t memory_len) {
     return std::string(
                "--memory-len needs model.position relative (or none); this model's "
                "positions are ") +
-           (cfg.model.position == PositionMode::kAxial ? "axial" : "learned") +
-           ", which restart at every segment";
+           position_name(cfg.model.position) + ", which restart at every segment";
   if (cfg.no_layer_sees_memory())
     return "--memory-len needs a layer that sees the memory; every layer of this model is lsh "
            "and lsh.sees_memory is false";

@@ -16,8 +16,7 @@ std::string memory_eval_problem(const Config& cfg, const MemoryEvalOptions& o) {
   std::ostringstream why;
   if (cfg.model.position != PositionMode::kRelative && cfg.model.position != PositionMode::kNone)
     why << "--memory-len needs model.position relative (or none); this model's positions are "
-        << (cfg.model.position == PositionMode::kAxial ? "axial" : "learned")
-        << ", which restart at every segment";
+        << position_name(cfg.model.position) << ", which restart at every segment";
   if (cfg.no_layer_sees_memory() && why.str().empty())
     why << "--memory-len needs a layer that sees the memory; every layer of this model is lsh "
            "and lsh.sees_memory is false";

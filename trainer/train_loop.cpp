@@ -154,6 +154,17 @@ void print_header(Run& run, const std::string& resumed_from, const std::string& 
               << c.train.steps << "): the learning rate ends at "
               << format_percent(learning_rate(c.train, c.train.steps - 1) / c.train.lr)
               << " of train.lr\n";
+  // Relative-position settings of a model whose positions are not relative do nothing (an
+  // experiment meant to test them would train without them, and say nothing).
+  const bool relative_possible =
+      c.model.position == PositionMode::kRelative || c.model.position == PositionMode::kNone;
+  if (c.model.clamp_len > 0 && c.model.position != PositionMode::kRelative)
+    std::cout << "note: model.clamp_len (" << c.model.clamp_len
+              << ") has no effect: it caps relative positions, and this model's are "
+              << position_name(c.model.position) << "\n";
+  if (c.model.same_length && !relative_possible)
+    std::cout << "note: model.same_length has no effect: it limits what a memory shows, and a "
+              << "model with " << position_name(c.model.position) << " positions has none\n";
   if (c.train.eval_every > c.train.steps)
     std::cout << "note: train.eval_every (" << c.train.eval_every << ") is past train.steps ("
               << c.train.steps << "): no validation during training\n";
