@@ -493,7 +493,7 @@ TEST(Config, SourceTextRoundTrips) {
       "100]\n  reversible: false\n"
       "lsh:\n  n_buckets: 256\n  local_chunk: 64\n"
       "train:\n  lr: 3e-4\n  grad_clip: 0\n  adam_eps: 1e-8\n  out_dir: \"runs/a \\\"b\\\": c\"\n"
-      "data:\n  val: \"null\"\n  train: \"tab\\there\"\n");
+      "data:\n  format: text\n  val: \"null\"\n  train: \"tab\\there\"\n");
   EXPECT_TRUE(Contains(original.source_text, "  n_buckets: 256\n"));
   EXPECT_TRUE(Contains(original.source_text, "  axial_dims: [30, 100]\n"));
   const Config reloaded = load_config_text(original.source_text, "x", {});

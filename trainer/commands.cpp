@@ -403,12 +403,12 @@ int generate_from(const Arguments& a, const std::string& path) {
   ProgressClock clock(0, o.tokens);
   auto last_report = std::chrono::steady_clock::now();
   o.on_token = [&](int64_t done, int64_t total) {
-    clock.step_done(done, 1);
+    clock.step_done(done - 1, 1);  // (token `done` is step done - 1: the first is the warm-up)
     const auto now = std::chrono::steady_clock::now();
     if (done < total && now - last_report < std::chrono::milliseconds(500)) return;
     last_report = now;
     print_progress_line("generate:", done, total, "tokens", clock.elapsed_seconds(),
-                        clock.eta_seconds(done));
+                        clock.eta_seconds(done - 1));
     if (done == total) clear_progress_line();
   };
   GenerationStats stats;

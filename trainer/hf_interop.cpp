@@ -135,27 +135,35 @@ void import_hf(const HfImportOptions& options, std::ostream& log) {
     // a value config.json gave as config.json's (it came as a --set, which the user never typed).
     const std::string m = e.what();
     for (const std::string& o : options.overrides)
-      if (m.rfind("--set " + o + ":", 0) == 0 || m.rfind("malformed override '" + o + "'", 0) == 0)
+      if (m.rfind("--set " + o + ":", 0) == 0 || m.rfind("--set " + o + " (with ", 0) == 0 ||
+          m.rfind("malformed override '" + o + "'", 0) == 0)
         throw;
-    if (!options.base_config.empty() && m.rfind(options.base_config, 0) == 0 &&
-        m.find("--set ") == std::string::npos) {
-      // A check across keys names the file it loaded; the values may all be config.json's (a
-      // hidden_size config.json lacks, and its axial dims): then it is config.json's fault.
-      bool hf_alone_fits = true;
+    // A check across keys names where the key it is about came from: the file it loaded, or the
+    // --set that gave it (for config.json's values, one the user never typed). When config.json's
+    // values alone do not fit (a hidden_size it lacks, and its axial dims), it is config.json's
+    // fault; when they do, the user's --config file's.
+    const auto hf_alone_fits = [&] {
       try {
         load_config_text("", config_path, from_hf);
+        return true;
       } catch (const Error&) {
-        hf_alone_fits = false;
+        return false;
       }
-      if (hf_alone_fits) throw;
-      std::string why = m.substr(options.base_config.size());
-      if (why.rfind(": ", 0) == 0) why.erase(0, 2);
-      fail("the model of ", config_path, " does not fit: ", why);
-    }
-    for (const std::string& o : from_hf)
+    };
+    for (const std::string& o : from_hf) {
       if (const std::string said = "--set " + o + ": "; m.rfind(said, 0) == 0)
-        fail(config_path, " gives ", o, ": ", m.substr(said.size()));
-    fail("the model of ", config_path, " does not fit: ", m);
+        fail(config_path, " gives ", o, ": ", m.substr(said.size()));  // (a single key's check)
+      if (m.rfind("--set " + o + " (with ", 0) == 0) {
+        const std::string why = m.substr(m.find("): ") + 3);
+        if (!options.base_config.empty() && hf_alone_fits())
+          fail(config_path, " gives ", o, ", which does not fit ", options.base_config, ": ", why);
+        fail("the model of ", config_path, " does not fit: ", why);
+      }
+    }
+    const std::string loaded = options.base_config.empty() ? config_path : options.base_config;
+    if (m.rfind(loaded + ": ", 0) != 0) fail("the model of ", config_path, " does not fit: ", m);
+    if (!options.base_config.empty() && hf_alone_fits()) throw;
+    fail("the model of ", config_path, " does not fit: ", m.substr(loaded.size() + 2));
   }
   // The same weights with another activation would compute another function: --set may not
   // change what config.json's hidden_act says.
