@@ -339,6 +339,25 @@ TEST(ConfigRules, ACrossFieldErrorNamesTheOverrideThatGaveTheKey) {
   EXPECT_EQ(load_error("lsh:\n  n_buckets: 7\n", {"lsh.n_hashes=4"}).rfind("exp.yaml: ", 0), 0u);
 }
 
+// What an error says about an override, whichever form it takes, even where the file's name
+// holds "): ".
+TEST(ConfigRules, TheErrorAboutAnOverrideIsFoundInEitherForm) {
+  EXPECT_EQ(error_about_override(load_error("", {"model.d_model=0"}), "model.d_model=0"),
+            error_of([] {
+              load_config_text("", "x", {"model.d_model=0"});
+            }).substr(std::string("--set model.d_model=0: ").size()));
+  std::string cross;
+  try {
+    load_config_text("", "odd): name.yaml", {"lsh.n_buckets=7"});
+  } catch (const Error& e) {
+    cross = e.what();
+  }
+  EXPECT_EQ(
+      error_about_override(cross, "lsh.n_buckets=7").rfind("lsh.n_buckets = 7 must be even", 0), 0u)
+      << cross;
+  EXPECT_EQ(error_about_override(cross, "lsh.n_buckets=8"), "");
+}
+
 // data.format synthetic with a file named: the file was ignored without a word.
 TEST(ConfigRules, AFileNamedForTheSyntheticTaskIsRefused) {
   EXPECT_TRUE(Contains(load_error("data:\n  train: input.txt\n"),

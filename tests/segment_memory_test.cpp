@@ -226,6 +226,12 @@ TEST(SegmentMemory, EvalCommandPrintsATableAndRefusesWhatCannotTakeMemory) {
   EXPECT_NE(r.out.find("error: --segment 1 (this evaluation's train.seq_len): "), std::string::npos)
       << r.out;
   EXPECT_EQ(r.out.find("--set train.seq_len"), std::string::npos) << r.out;
+  // The same for a check across keys (buckets of 4 do not cut a segment of 6).
+  r = test::run_command(reformer + "eval --checkpoint " + lsh + " --memory-len 16 --segment 6");
+  EXPECT_NE(r.out.find("error: --segment 6 (this evaluation's train.seq_len): train.seq_len = 6 "
+                       "must be a multiple of lsh.bucket_size = 4"),
+            std::string::npos)
+      << r.out;
   r = test::run_command(reformer + "eval --checkpoint " + dir +
                         " --memory-len 32 --segment 16 --set model.no_such_key=1");
   EXPECT_NE(r.exit_code, 0);

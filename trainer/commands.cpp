@@ -244,10 +244,9 @@ int eval_with_memory(const Arguments& a, const std::string& path) {
   } catch (const Error& e) {
     // `stored` loaded with the same overrides, so the segment is what the config refuses; name it
     // as the user gave it, not as the --set it became.
-    std::string why = e.what();
-    const std::string as_set = "--set " + overrides.back() + ": ";
-    if (why.rfind(as_set, 0) == 0) why.erase(0, as_set.size());
-    fail("--segment ", o.segment, " (this evaluation's train.seq_len): ", why);
+    const std::string about_segment = error_about_override(e.what(), overrides.back());
+    fail("--segment ", o.segment,
+         " (this evaluation's train.seq_len): ", about_segment.empty() ? e.what() : about_segment);
   }
   evaluate_memory_table(path, config, o, std::cout);
   return 0;

@@ -281,6 +281,17 @@ Config load_config_text(const std::string& yaml_text, const std::string& path,
   return config;
 }
 
+std::string error_about_override(const std::string& message, const std::string& setting) {
+  const std::string alone = "--set " + setting + ": ";
+  if (message.rfind(alone, 0) == 0) return message.substr(alone.size());
+  if (message.rfind("--set " + setting + " (with ", 0) != 0) return "";
+  // (blame_override's form: the body starts with the key, after the file's name, which may hold
+  // anything)
+  const std::string key = trimmed(setting.substr(0, setting.find('=')));
+  const size_t body = message.find("): " + key + " = ");
+  return body == std::string::npos ? "" : message.substr(body + 3);
+}
+
 Config with_seed(const Config& config, int64_t seed) {
   Config c = config;
   c.train.seed = seed;

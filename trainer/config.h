@@ -200,6 +200,12 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 Config load_config_text(const std::string& yaml_text, const std::string& path,
                         const std::vector<std::string>& overrides);
 
+// What an error of load_config says about a key when `setting` ("section.key=value", one of its
+// overrides) gave it, without naming that --set: "model.d_model = 0 must be ..." from
+// "--set model.d_model=0: ..." (a check of the key alone) or "--set model.d_model=0 (with F): ..."
+// (a check across keys). "" when the error is not about that override.
+std::string error_about_override(const std::string& message, const std::string& setting);
+
 // The first line of every resolved config this program writes (config.yaml of a run directory):
 // how a file the user wrote is told from one the trainer may replace.
 inline constexpr const char* kResolvedConfigHeader =

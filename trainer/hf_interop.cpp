@@ -151,14 +151,13 @@ void import_hf(const HfImportOptions& options, std::ostream& log) {
       }
     };
     for (const std::string& o : from_hf) {
-      if (const std::string said = "--set " + o + ": "; m.rfind(said, 0) == 0)
-        fail(config_path, " gives ", o, ": ", m.substr(said.size()));  // (a single key's check)
-      if (m.rfind("--set " + o + " (with ", 0) == 0) {
-        const std::string why = m.substr(m.find("): ") + 3);
-        if (!options.base_config.empty() && hf_alone_fits())
-          fail(config_path, " gives ", o, ", which does not fit ", options.base_config, ": ", why);
-        fail("the model of ", config_path, " does not fit: ", why);
-      }
+      const std::string why = error_about_override(m, o);
+      if (why.empty()) continue;
+      if (m.rfind("--set " + o + ": ", 0) == 0)
+        fail(config_path, " gives ", o, ": ", why);  // (a check of that key alone)
+      if (!options.base_config.empty() && hf_alone_fits())
+        fail(config_path, " gives ", o, ", which does not fit ", options.base_config, ": ", why);
+      fail("the model of ", config_path, " does not fit: ", why);
     }
     const std::string loaded = options.base_config.empty() ? config_path : options.base_config;
     if (m.rfind(loaded + ": ", 0) != 0) fail("the model of ", config_path, " does not fit: ", m);
