@@ -127,6 +127,12 @@ TEST(CommandLine, BadCheckpointArguments) {
 // Command-line mistakes are one `error:` line too (CLI11 alone prints two), and integer bounds
 // read as integers (CLI11's PositiveNumber prints a 309-digit double).
 TEST(CommandLine, UsageErrorsAreOneLineAndExitNonZero) {
+  // A command line that does not parse exits 2 (CLI11's own codes ran from 105 to 114); an error
+  // of the command itself exits 1.
+  for (const char* usage : {"", "train", "train --config x.yaml --stop-at-step 1.5",
+                            "eval --checkpoint x --bogus", "generate --checkpoint x --top-k -1"})
+    EXPECT_EQ(run(usage).exit_code, 2) << usage;
+  EXPECT_EQ(run("train --config /nonexistent.yaml").exit_code, 1);
   const std::string commands = "the commands are train eval generate prepare export import";
   expect_one_line_error(run(""), {"no command given", commands});
   expect_one_line_error(run("frobnicate --config x.yaml"),

@@ -646,7 +646,7 @@ int run_command_line(int argc, char** argv) {
       for (const CLI::App* sub : commands) why += " " + sub->get_name();
     }
     std::cerr << "error: " << one_line(why) << " (--help lists the options)" << std::endl;
-    return e.get_exit_code();
+    return kExitUsage;  // (CLI11's own codes, 105 to 114, said nothing a script could use)
   }
   auto run_subcommand = [&]() -> int {
     if (train->parsed()) return command_train(a);

@@ -43,6 +43,9 @@ constexpr int kExitStoppedBySignal = 75;
 // The same after Ctrl-C (128 + SIGINT, as a shell reports a program Ctrl-C ended): the user
 // stopped it, so launch/slurm/reformer.sbatch does not requeue it.
 constexpr int kExitInterrupted = 130;
+// Exit status of every command given a command line it cannot parse (as argparse and getopt
+// programs exit); other errors exit 1.
+constexpr int kExitUsage = 2;
 
 TrainSummary run_training(const Config& cfg, const TrainOptions& options, JobComms& comms);
 
