@@ -86,6 +86,15 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     cudaDeviceProp prop{};
     return cudaGetDeviceProperties(&prop, device_) == cudaSuccess ? prop.name : "";
   }
+  // At bf16, where the products' operands come from and where the attention tiles multiply:
+  // ", bf16 operands from the kernels, attention tiles on bf16 tensor cores" (else "").
+  std::string bf16_paths() const {
+    if (!rounds_operands_to_bf16()) return "";
+    return std::string(gemm_takes_bf16_operands() ? ", bf16 operands from the kernels"
+                                                  : ", fp32 operands rounded by cuBLAS") +
+           (attention_on_tensor_cores() ? ", attention tiles on bf16 tensor cores"
+                                        : ", attention tiles in fp32");
+  }
   std::string arithmetic() const override {
     cudaDeviceProp prop{};
     if (cudaGetDeviceProperties(&prop, device_) != cudaSuccess) return "";
@@ -95,12 +104,7 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     s << "cuda " << prop.name << " (sm_" << prop.major << prop.minor << "), cuBLAS " << cublas
       << " " << compute_name(compute_)
       << (kernel_variant() == KernelVariant::kTuned ? ", tuned kernels" : ", plain kernels");
-    if (rounds_operands_to_bf16())
-      s << (gemm_takes_bf16_operands() ? ", bf16 operands from the kernels"
-                                       : ", fp32 operands rounded by cuBLAS")
-        << (attention_on_tensor_cores() ? ", attention tiles on bf16 tensor cores"
-                                        : ", attention tiles in fp32");
-    return s.str();
+    return s.str() + bf16_paths();
   }
   std::string describe() const override {
     cudaDeviceProp prop{};
@@ -110,12 +114,7 @@ class CudaExecutor final : public KernelExecutor<CudaBackend> {
     else
       s << "cuda device " << device_;
     // (The start-up check turns bf16 operands off where they fail: the log says which ran.)
-    if (rounds_operands_to_bf16())
-      s << (gemm_takes_bf16_operands() ? ", bf16 operands from the kernels"
-                                       : ", fp32 operands rounded by cuBLAS")
-        << (attention_on_tensor_cores() ? ", attention tiles on bf16 tensor cores"
-                                        : ", attention tiles in fp32");
-    return s.str();
+    return s.str() + bf16_paths();
   }
 
   void* allocate(size_t bytes) override {
