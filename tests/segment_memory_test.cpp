@@ -8,6 +8,7 @@
 #include <cmath>
 #include <fstream>
 
+#include "base/error.h"
 #include "tests/model_fixture.h"
 #include "tests/run_fixture.h"
 #include "trainer/model.h"
@@ -182,7 +183,8 @@ TEST(SegmentMemory, EvalCommandPrintsATableAndRefusesWhatCannotTakeMemory) {
   test::train_quietly(test::short_run_config(axial, 2, 1, {"model.attention=[dense]"}));
   // (With a --segment the axial shape fits no more, but the positions are what refuses it.)
   for (const char* segment : {"", " --segment 16"}) {
-    r = test::run_command(reformer + "eval --checkpoint " + axial + " --memory-len 16" + segment);
+    r = test::run_command(
+        concat(reformer, "eval --checkpoint ", axial, " --memory-len 16", segment));
     EXPECT_NE(r.exit_code, 0);
     EXPECT_NE(r.out.find("--memory-len needs model.position relative (or none)"), std::string::npos)
         << segment << ": " << r.out;
