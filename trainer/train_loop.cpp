@@ -237,6 +237,8 @@ std::string restore_or_start(Run& run, const ResumeRequest& resume) {
   if (!resumed_from.empty() && fs::equivalent(own, resumed_from, ec)) {
     run.last_saved_step = run.state.step;
     run.last_saved_path = resumed_from;
+  } else {
+    run.state.since_log = LossSums();  // (another run's steps are not this run's log line)
   }
   run.optimizer->set_steps_taken(run.state.step);
   ParamStore& p = run.model->params();
