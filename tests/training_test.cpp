@@ -215,6 +215,14 @@ TEST(Resume, AResumedRunLogsTheLinesOfTheUninterruptedRun) {
   ASSERT_EQ(whole.size(), 3u);  // steps 1, 4 and 8
   EXPECT_EQ(whole[1].rfind("{\"step\": 4, ", 0), 0u) << whole[1];
   EXPECT_EQ(logged_losses(b), whole);
+  // Started from another run's checkpoint, a run's first line holds its own steps alone.
+  const std::string c = test::fresh_dir("other");
+  train(run_config(c, {"train.log_every=4"}), checkpoint_dir(b) + "/" + checkpoint_file_name(2));
+  const std::vector<std::string> other = logged_losses(c);
+  ASSERT_EQ(other.size(), 2u) << "steps 4 and 8";
+  EXPECT_EQ(other[0].rfind("{\"step\": 4, ", 0), 0u) << other[0];
+  EXPECT_NE(other[0], whole[1]);
+  EXPECT_EQ(other[1], whole[2]);
 }
 
 TEST(Checkpoints, KeepsOnlyTheNewestK) {
