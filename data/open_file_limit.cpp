@@ -30,18 +30,22 @@ void reserve_open_files(int64_t count, const std::string& what) {
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;  // (unknown: open and see)
   const int64_t open_now = open_descriptors();
-  const auto needed = static_cast<rlim_t>(open_now + count + kSpareDescriptors);
-  if (limit.rlim_cur == RLIM_INFINITY || needed <= limit.rlim_cur) return;
+  const auto needed = static_cast<rlim_t>(open_now + count);
   if (limit.rlim_max != RLIM_INFINITY && needed > limit.rlim_max)
     fail(what, " keeps ", count, " files open at once, but this process may open ",
-         static_cast<int64_t>(limit.rlim_max), " (the hard limit of ulimit -n; ", open_now,
-         " are open already): raise that limit, or prepare the data in fewer, larger shards ",
+         static_cast<int64_t>(limit.rlim_max), " (the hard limit of ulimit -n), ", open_now,
+         " of them open already: raise that limit, or prepare the data in fewer, larger shards ",
          "(reformer prepare --shards)");
+  // With some to spare where the hard limit allows it (a validation split, checkpoints, the
+  // loader thread's files open later).
+  const rlim_t wanted = needed + kSpareDescriptors;
+  if (limit.rlim_cur == RLIM_INFINITY || wanted <= limit.rlim_cur) return;
   rlimit raised = limit;
-  raised.rlim_cur = limit.rlim_max == RLIM_INFINITY ? needed : limit.rlim_max;
-  if (setrlimit(RLIMIT_NOFILE, &raised) != 0)
+  raised.rlim_cur = limit.rlim_max == RLIM_INFINITY ? wanted : std::min(wanted, limit.rlim_max);
+  if (raised.rlim_cur < needed || setrlimit(RLIMIT_NOFILE, &raised) != 0)
     fail(what, " keeps ", count, " files open at once, but this process may open ",
-         static_cast<int64_t>(limit.rlim_cur), " (ulimit -n) and could not raise that limit");
+         static_cast<int64_t>(limit.rlim_cur), " (ulimit -n), ", open_now,
+         " of them open already, and could not raise that limit");
 }
 
 }  // namespace rf

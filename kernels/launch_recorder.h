@@ -63,6 +63,8 @@ class LaunchRecorder final : public KernelExecutor<RecordingBackend> {
   void chunk_attention(ChunkAttentionPass pass, const ChunkAttentionParams& p) override;
   Device device() const override { return inner_->device(); }
   std::string describe() const override;
+  std::string device_model() const override { return inner_->device_model(); }
+  std::string arithmetic() const override { return inner_->arithmetic(); }  // (replays add none)
 
   void* allocate(size_t bytes) override;
   void release(void* ptr, size_t bytes) override;

@@ -326,7 +326,17 @@ TEST(Config, MalformedOverride) {
   EXPECT_TRUE(Contains(load_error("", {".d_model=5"}), "malformed override '.d_model=5'"));
 }
 
-// Rule 1: LSH chunks and bucket counts.
+TEST(Config, AMergeKeyIsNamedAsUnsupported) {
+  const std::string merged =
+      load_error("train:\n  seq_len: &n 512\nmodel:\n  <<: {d_model: 64}\n  d_ff: *n\n");
+  EXPECT_TRUE(Contains(merged, "exp.yaml:4"));
+  EXPECT_TRUE(Contains(merged, "YAML merge keys ('<<') are not supported")) << merged;
+  EXPECT_TRUE(Contains(load_error("<<: {model: {d_model: 64}}\n"), "merge keys"));
+  EXPECT_EQ(
+      load("train:\n  seq_len: &n 512\nmodel:\n  d_ff: *n\n  axial_shape: [16, 32]\n").model.d_ff,
+      512);
+}
+
 // A cross-field error about a key a --set gave names that override, not the file.
 TEST(ConfigRules, ACrossFieldErrorNamesTheOverrideThatGaveTheKey) {
   EXPECT_EQ(load_error("lsh:\n  bucket_size: 32\n", {"lsh.n_buckets=7"})
@@ -358,26 +368,7 @@ TEST(ConfigRules, TheErrorAboutAnOverrideIsFoundInEitherForm) {
   EXPECT_EQ(error_about_override(cross, "lsh.n_buckets=8"), "");
 }
 
-// data.format synthetic with a file named: the file was ignored without a word.
-TEST(ConfigRules, AFileNamedForTheSyntheticTaskIsRefused) {
-  EXPECT_TRUE(Contains(load_error("data:\n  train: input.txt\n"),
-                       "exp.yaml: data.train = 'input.txt' names a file, but data.format = "
-                       "synthetic generates its windows and reads none"));
-  EXPECT_TRUE(Contains(load_error("", {"data.val=v.txt"}), "--set data.val=v.txt (with exp.yaml)"));
-  EXPECT_EQ(load("data:\n  format: text\n  train: input.txt\n").data.train, "input.txt");
-}
-
-TEST(Config, AMergeKeyIsNamedAsUnsupported) {
-  const std::string merged =
-      load_error("train:\n  seq_len: &n 512\nmodel:\n  <<: {d_model: 64}\n  d_ff: *n\n");
-  EXPECT_TRUE(Contains(merged, "exp.yaml:4"));
-  EXPECT_TRUE(Contains(merged, "YAML merge keys ('<<') are not supported")) << merged;
-  EXPECT_TRUE(Contains(load_error("<<: {model: {d_model: 64}}\n"), "merge keys"));
-  EXPECT_EQ(
-      load("train:\n  seq_len: &n 512\nmodel:\n  d_ff: *n\n  axial_shape: [16, 32]\n").model.d_ff,
-      512);
-}
-
+// Rule 1: LSH chunks and bucket counts.
 TEST(ConfigRules, SeqLenMustBeAMultipleOfBucketSize) {
   EXPECT_EQ(load_error("model:\n  axial_shape: [40, 25]\ntrain:\n  seq_len: 1000\n"),
             "exp.yaml: train.seq_len = 1000 must be a multiple of lsh.bucket_size = 64 (LSH "

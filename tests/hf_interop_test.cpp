@@ -399,6 +399,14 @@ TEST(HfImport, BadDirectoriesAreOneLineErrorsAndWriteNothing) {
       0u)
       << with_config.out;
   EXPECT_FALSE(fs::exists(d.out));
+  // A mistake on a line of the user's own --config file is that file's, not config.json's.
+  const std::string typo = d.hf + "/../typo.yaml";
+  std::ofstream(typo) << "train:\n  steps: 10\nmodel:\n  d_modle: 64\n";
+  const test::CommandResult typo_import = test::run_command(
+      reformer("import --format hf --input " + good + " --output " + d.out + " --config " + typo));
+  EXPECT_EQ(typo_import.out.rfind("error: " + typo + ":4: unknown key 'model.d_modle'", 0), 0u)
+      << typo_import.out;
+  EXPECT_FALSE(fs::exists(d.out));
 }
 
 // "out/" names the directory out (it was staged inside out/, and the rename onto it failed);

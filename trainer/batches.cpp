@@ -16,6 +16,16 @@ DataSources open_data(const Config& cfg, bool verify_checksums) {
   DataSources s;
   switch (d.format) {
     case DataFormat::kSynthetic:
+      // A file named for a generated task was ignored without a word (an imported model evaluated
+      // on the duplication task). Checked where data is read, not where a config is loaded: a
+      // checkpoint trained so still loads, and generates or exports.
+      if (!d.train.empty() || !d.val.empty()) {
+        const bool train = !d.train.empty();
+        fail("data.", train ? "train" : "val", " = '", train ? d.train : d.val,
+             "' names a file, but data.format = synthetic generates its windows and reads none: ",
+             "set data.format (text, bytes or hdf5) to read it, or data.", train ? "train" : "val",
+             "= (empty) for the synthetic task (what a run with this config trained on)");
+      }
       s.train =
           std::make_unique<SyntheticDuplication>(T, cfg.model.vocab_size, cfg.train.seed, false);
       s.val = std::make_unique<SyntheticDuplication>(T, cfg.model.vocab_size, cfg.train.seed, true);

@@ -70,12 +70,13 @@ std::vector<std::string> key_names(const std::string& section) {
   return names;
 }
 
-// "unknown key 'model.d_modle' (did you mean 'model.d_model'?)"; a key of another section with
-// the same name is suggested too ("model.seq_len" -> "train.seq_len").
 // yaml-cpp reads a merge key ('<<: *defaults') as a key of that name.
 constexpr const char* kMergeKeyMessage =
     "YAML merge keys ('<<') are not supported: write the keys out (anchors and aliases of "
     "single values and lists work)";
+
+// "unknown key 'model.d_modle' (did you mean 'model.d_model'?)"; a key of another section with
+// the same name is suggested too ("model.seq_len" -> "train.seq_len").
 
 std::string unknown_key_message(const std::string& section, const std::string& name) {
   if (name == "<<") return kMergeKeyMessage;

@@ -116,14 +116,6 @@ void check_data(const Config& c, const std::string& path) {
          format == DataFormat::kHdf5 ? "the shard manifest" : "the training file",
          " when data.format = ", format_name(format));
   }
-  // (A file named for a generated task would be ignored without a word: the run, and an
-  // imported model's evaluation, would be the duplication task's.)
-  if (format == DataFormat::kSynthetic && (!c.data.train.empty() || !c.data.val.empty())) {
-    const bool train = !c.data.train.empty();
-    fail(path, ": data.", train ? "train" : "val", " = '", train ? c.data.train : c.data.val,
-         "' names a file, but data.format = synthetic generates its windows and reads none: set ",
-         "data.format (text, bytes or hdf5)");
-  }
   if (format == DataFormat::kSynthetic && c.data.synthetic == SyntheticTask::kDuplication) {
     if (c.model.vocab_size < 3) {
       fail(path, ": model.vocab_size = ", c.model.vocab_size,

@@ -108,6 +108,50 @@ void export_hf(const std::string& checkpoint, const std::string& output_dir, std
       << "\") loads it\n";
 }
 
+namespace {
+
+// An error of loading an import's config, said of what caused it: "" where config loading words
+// it right (the user's own --set, or a line of the user's --config file), else the message for a
+// value config.json gave, which came as a --set the user never typed. A check across keys names
+// the file it loaded or the --set of the key it is about; when config.json's values alone do not
+// fit (a hidden_size it lacks, and its axial dims) it is config.json's fault, when they do the
+// --config file's.
+std::string import_config_error(const std::string& m, const HfImportOptions& options,
+                                const std::vector<std::string>& from_hf,
+                                const std::string& config_path) {
+  for (const std::string& o : options.overrides)
+    if (!error_about_override(m, o).empty() || m.rfind("malformed override '" + o + "'", 0) == 0)
+      return "";
+  const std::string& base = options.base_config;
+  // ("FILE:LINE: ..." or "FILE:LINE:COLUMN: ...": a key, a value or the YAML of that file)
+  if (!base.empty() && m.rfind(base + ":", 0) == 0 && m.compare(base.size(), 2, ": ") != 0)
+    return "";
+  const auto hf_alone_fits = [&] {
+    try {
+      load_config_text("", config_path, from_hf);
+      return true;
+    } catch (const Error&) {
+      return false;
+    }
+  };
+  for (const std::string& o : from_hf) {
+    const std::string why = error_about_override(m, o);
+    if (why.empty()) continue;
+    if (m.rfind("--set " + o + ": ", 0) == 0)
+      return concat(config_path, " gives ", o, ": ", why);  // (a check of that key alone)
+    if (!base.empty() && hf_alone_fits())
+      return concat(config_path, " gives ", o, ", which does not fit ", base, ": ", why);
+    return concat("the model of ", config_path, " does not fit: ", why);
+  }
+  const std::string loaded = base.empty() ? config_path : base;
+  if (m.rfind(loaded + ": ", 0) != 0)
+    return concat("the model of ", config_path, " does not fit: ", m);
+  if (!base.empty() && hf_alone_fits()) return "";
+  return concat("the model of ", config_path, " does not fit: ", m.substr(loaded.size() + 2));
+}
+
+}  // namespace
+
 void import_hf(const HfImportOptions& options, std::ostream& log) {
   const fs::path in(options.input_dir);
   const std::string config_path = (in / "config.json").string();
@@ -131,38 +175,9 @@ void import_hf(const HfImportOptions& options, std::ostream& log) {
     cfg = load_config_text(base, options.base_config.empty() ? config_path : options.base_config,
                            overrides);
   } catch (const Error& e) {
-    // Said of what caused it: the user's own --set or --config file as config loading says it,
-    // a value config.json gave as config.json's (it came as a --set, which the user never typed).
-    const std::string m = e.what();
-    for (const std::string& o : options.overrides)
-      if (m.rfind("--set " + o + ":", 0) == 0 || m.rfind("--set " + o + " (with ", 0) == 0 ||
-          m.rfind("malformed override '" + o + "'", 0) == 0)
-        throw;
-    // A check across keys names where the key it is about came from: the file it loaded, or the
-    // --set that gave it (for config.json's values, one the user never typed). When config.json's
-    // values alone do not fit (a hidden_size it lacks, and its axial dims), it is config.json's
-    // fault; when they do, the user's --config file's.
-    const auto hf_alone_fits = [&] {
-      try {
-        load_config_text("", config_path, from_hf);
-        return true;
-      } catch (const Error&) {
-        return false;
-      }
-    };
-    for (const std::string& o : from_hf) {
-      const std::string why = error_about_override(m, o);
-      if (why.empty()) continue;
-      if (m.rfind("--set " + o + ": ", 0) == 0)
-        fail(config_path, " gives ", o, ": ", why);  // (a check of that key alone)
-      if (!options.base_config.empty() && hf_alone_fits())
-        fail(config_path, " gives ", o, ", which does not fit ", options.base_config, ": ", why);
-      fail("the model of ", config_path, " does not fit: ", why);
-    }
-    const std::string loaded = options.base_config.empty() ? config_path : options.base_config;
-    if (m.rfind(loaded + ": ", 0) != 0) fail("the model of ", config_path, " does not fit: ", m);
-    if (!options.base_config.empty() && hf_alone_fits()) throw;
-    fail("the model of ", config_path, " does not fit: ", m.substr(loaded.size() + 2));
+    const std::string said = import_config_error(e.what(), options, from_hf, config_path);
+    if (said.empty()) throw;
+    fail(said);
   }
   // The same weights with another activation would compute another function: --set may not
   // change what config.json's hidden_act says.

@@ -215,8 +215,8 @@ class CpuExecutor final : public KernelExecutor<CpuBackend> {
 
   std::string arithmetic() const override {
     std::ostringstream s;
-    s << "cpu code for " << built_instruction_sets() << "; " << openblas_get_config() << " kernel "
-      << openblas_get_corename();
+    // (OpenBLAS's configuration names the kernel it runs: the core a DYNAMIC_ARCH build chose.)
+    s << "cpu code for " << built_instruction_sets() << "; " << openblas_get_config();
     if (fp32_products_)
       s << ", single fp32 products in " << fp32_products_->describe();
     else
