@@ -43,4 +43,18 @@ inline size_t first_invalid_utf8(std::string_view text) {
   return std::string::npos;
 }
 
+// Whether `byte` continues a UTF-8 sequence (10xxxxxx) rather than starting a character.
+inline bool is_utf8_continuation(char byte) {
+  return (static_cast<unsigned char>(byte) & 0xC0) == 0x80;
+}
+
+// The offset where the last character of `text` starts (its lead byte; 0 for empty text): the
+// place to cut a block of UTF-8 read from a longer text so that no character is split, the last
+// one (which the block's end may have cut) going with the next block.
+inline size_t last_character_start(std::string_view text) {
+  size_t i = text.size();
+  while (i > 0 && is_utf8_continuation(text[i - 1])) --i;
+  return i > 0 ? i - 1 : 0;
+}
+
 }  // namespace rf

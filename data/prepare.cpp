@@ -418,6 +418,27 @@ void check_inputs_are_utf8(const std::vector<InputFile>& inputs) {
 
 // Encodes the next `bytes` bytes of `inputs` in blocks cut after their last newline, appending
 // the tokens (uint32) to `tokens`; returns how many.
+// The first offset at or after `offset` of the inputs, read as one text, where a UTF-8 character
+// starts (or the end). Each input is valid UTF-8 on its own, so their boundaries are such places.
+int64_t next_character_boundary(const std::vector<InputFile>& inputs, int64_t offset) {
+  int64_t file_start = 0;
+  for (const InputFile& input : inputs) {
+    if (offset >= file_start + input.bytes) {
+      file_start += input.bytes;
+      continue;
+    }
+    std::ifstream in(input.path, std::ios::binary);
+    in.seekg(offset - file_start);
+    char bytes[4] = {};
+    in.read(bytes, sizeof bytes);
+    if (!in && in.gcount() == 0) fail("prepare: input '", input.path, "' cannot be read");
+    int64_t skip = 0;
+    while (skip < in.gcount() && is_utf8_continuation(bytes[skip])) ++skip;
+    return offset + skip;
+  }
+  return offset;
+}
+
 int64_t encode_split(ConcatenatedInputs& inputs, int64_t bytes, const Tokenizer& tokenizer,
                      std::ofstream& tokens, ProgressMeter& meter) {
   int64_t count = 0;
@@ -430,7 +451,9 @@ int64_t encode_split(ConcatenatedInputs& inputs, int64_t bytes, const Tokenizer&
     size_t cut = text.size();
     if (bytes > 0) {  // keep the last partial line for the next block, unless it is all there is
       const size_t newline = text.rfind('\n');
-      if (newline != std::string::npos) cut = newline + 1;
+      // (Without a newline, at least the last character: the block's end may have cut it, and
+      // each half alone would encode as U+FFFD.)
+      cut = newline != std::string::npos ? newline + 1 : last_character_start(text);
     }
     const std::vector<uint32_t> ids = tokenizer.encode(text.substr(0, cut));
     tokens.write(reinterpret_cast<const char*>(ids.data()),
@@ -472,14 +495,18 @@ void prepare_sentencepiece(const PrepareOptions& o, std::ostream& progress) {
   StagedOutput output(o.output_dir, plans, {kTokenizerModelName});
   const Tokenizer tokenizer = sentencepiece_tokenizer(o, progress);
 
-  const auto val_bytes = static_cast<int64_t>(static_cast<double>(total) * o.val_fraction);
+  // The split falls between two characters: each part is encoded alone, and a character cut in
+  // two would come back from both as U+FFFD.
+  const int64_t train_bytes = next_character_boundary(
+      inputs, total - static_cast<int64_t>(static_cast<double>(total) * o.val_fraction));
+  const int64_t val_bytes = total - train_bytes;
   const std::string token_file = output.temp_path("tokens.u32");
   int64_t train_tokens = 0, val_tokens = 0;
   {
     std::ofstream tokens(token_file, std::ios::binary | std::ios::trunc);
     ConcatenatedInputs concatenated(inputs);
     ProgressMeter meter(progress, total, "MiB encoded", 1024.0 * 1024.0);
-    train_tokens = encode_split(concatenated, total - val_bytes, tokenizer, tokens, meter);
+    train_tokens = encode_split(concatenated, train_bytes, tokenizer, tokens, meter);
     val_tokens = encode_split(concatenated, val_bytes, tokenizer, tokens, meter);
     tokens.close();
     if (!tokens) fail("prepare: cannot write the temporary token file (disk full?)");

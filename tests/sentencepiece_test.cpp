@@ -153,6 +153,45 @@ TEST(SentencePiece, PreparedTextTrainsEvaluatesAndSamplesWithTheCheckpointAlone)
   EXPECT_NE(r.out.find("(bytes against sentencepiece)"), std::string::npos) << r.out;
 }
 
+// The train/val split fell inside a character (each part is encoded alone), and both halves came
+// back as U+FFFD: the shards no longer held the input. The decoded shards are the input.
+TEST(SentencePiece, TheSplitBetweenTrainingAndValidationCutsNoCharacter) {
+  RF_TINY_SHAKESPEARE_OR_SKIP(shakespeare);
+  const std::string dir = test::fresh_dir("split");
+  // Shakespeare, then euro signs without a newline around the split at 90%, which falls inside
+  // one of them (a prefix length that makes it so is chosen).
+  const std::string lines = read_file(shakespeare).substr(0, 250000);
+  const size_t euros = 20000;
+  size_t prefix = lines.size();
+  const auto split_at = [&](size_t p) {
+    const auto total = static_cast<int64_t>(p + 3 * euros);
+    return total - static_cast<int64_t>(static_cast<double>(total) * 0.1);
+  };
+  while ((split_at(prefix) - static_cast<int64_t>(prefix)) % 3 == 0) --prefix;
+  ASSERT_GT(split_at(prefix), static_cast<int64_t>(prefix));
+  std::string text = lines.substr(0, prefix);
+  for (size_t i = 0; i < euros; ++i) text += "\xE2\x82\xAC";
+  const std::string input = dir + "/input.txt";
+  std::ofstream(input, std::ios::binary) << text;
+  const test::CommandResult r = test::run_command(
+      reformer("prepare --input " + input + " --output " + dir +
+               "/shards --tokenizer sentencepiece " + "--vocab-size 400 --val-fraction 0.1"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  const Manifest m = read_manifest(dir + "/shards/manifest.yaml");
+  const Tokenizer tok =
+      Tokenizer::from_model_file(m.tokenizer_model, m.tokenizer_model_checksum, "test");
+  std::string decoded;
+  for (const auto* split : {&m.train, &m.val})
+    for (const ShardEntry& e : *split) {
+      std::vector<int32_t> ids(static_cast<size_t>(e.tokens));
+      Hdf5File::open_read(e.path).read(kShardDataset, H5T_NATIVE_INT32, 0, e.tokens, ids.data());
+      decoded += tok.decode(ids);
+    }
+  const auto diff = std::mismatch(decoded.begin(), decoded.end(), text.begin(), text.end());
+  EXPECT_TRUE(decoded == text) << "the decoded shards differ from the input at byte "
+                               << (diff.first - decoded.begin()) << " of " << text.size();
+}
+
 TEST(SentencePiece, BpeAndAGivenModelFileGiveTheSameShardsForTheSameModel) {
   RF_TINY_SHAKESPEARE_OR_SKIP(shakespeare);
   const std::string dir = test::fresh_dir("bpe");

@@ -33,3 +33,22 @@ TEST(Utf8, EachKindOfMalformedSequenceIsFoundAtItsFirstByte) {
 
 }  // namespace
 }  // namespace rf
+
+namespace rf {
+namespace {
+
+// Where prepare cuts a block without a newline: before the last character, whole or cut short.
+TEST(Utf8, TheLastCharacterStartsAtItsLeadByte) {
+  EXPECT_EQ(last_character_start(""), 0u);
+  EXPECT_EQ(last_character_start("ab"), 1u);
+  EXPECT_EQ(last_character_start("a\xE2\x82\xAC"), 1u);  // a whole euro sign
+  EXPECT_EQ(last_character_start("a\xE2\x82"), 1u);      // one cut short
+  EXPECT_EQ(last_character_start("\xE2\x82\xAC\xE2"), 3u);
+  EXPECT_EQ(last_character_start("ab\xF0\x9F\x98\x80"), 2u);  // four bytes
+  EXPECT_TRUE(is_utf8_continuation('\x80'));
+  EXPECT_FALSE(is_utf8_continuation('\xE2'));
+  EXPECT_FALSE(is_utf8_continuation('a'));
+}
+
+}  // namespace
+}  // namespace rf
