@@ -4,6 +4,7 @@
 // the file.
 #include "data/shards.h"
 
+#include <sys/stat.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -103,23 +104,51 @@ void check_manifest_keys(const YAML::Node& root, const std::string& path) {
   }
 }
 
-// A shard listed twice would be read twice an epoch; one in both lists would train on the
-// validation tokens. Both used to be accepted.
-void check_each_shard_listed_once(const Manifest& m) {
-  std::map<std::string, std::string> seen;  // canonical path -> where it is listed
-  for (const auto* list : {&m.train, &m.val}) {
-    const std::string split = list == &m.train ? "train" : "val";
-    for (size_t i = 0; i < list->size(); ++i) {
-      std::error_code ec;
-      const fs::path file = fs::weakly_canonical((*list)[i].path, ec);
-      const std::string key = ec ? (*list)[i].path : file.string();
-      const std::string where = split + "[" + std::to_string(i) + "]";
-      const auto [it, added] = seen.emplace(key, where);
-      if (!added)
-        fail("manifest '", m.path, "': ", where, " is '", (*list)[i].path, "', which ", it->second,
-             " lists already; each shard may be listed once, in train or in val");
-    }
+// What makes two listed shards the same data: the same file (by device and inode where it
+// exists, so a hard link or another spelling of its path is caught), or the same contents (the
+// token count and checksum the manifest lists for it: a copy).
+struct ShardIdentity {
+  std::string file;
+  std::string contents;
+};
+
+ShardIdentity identity_of(const ShardEntry& entry) {
+  struct stat st {};
+  std::string file;
+  if (::stat(entry.path.c_str(), &st) == 0) {
+    file = concat("inode ", st.st_dev, ":", st.st_ino);
+  } else {
+    std::error_code ec;
+    const fs::path canonical = fs::weakly_canonical(entry.path, ec);
+    file = ec ? entry.path : canonical.string();
   }
+  return {file, concat(entry.tokens, " tokens, checksum ", checksum_to_hex(entry.checksum))};
+}
+
+// Fails when a shard of `lists` (each a name and its shards) is the same data as one listed
+// before it; the error starts with `what` and ends with `rule`.
+void check_shards_distinct(
+    const std::vector<std::pair<std::string, const std::vector<ShardEntry>*>>& lists,
+    const std::string& what, const std::string& rule) {
+  std::map<std::string, std::string> files, contents;  // identity -> where it is listed
+  for (const auto& [name, list] : lists)
+    for (size_t i = 0; i < list->size(); ++i) {
+      const ShardEntry& entry = (*list)[i];
+      const ShardIdentity id = identity_of(entry);
+      const std::string where = concat(name, "[", i, "] '", entry.path, "'");
+      if (const auto [it, added] = files.emplace(id.file, where); !added)
+        fail(what, where, " is the same file as ", it->second, "; ", rule);
+      if (entry.checksum == 0) continue;  // (a hand-written manifest's placeholder)
+      if (const auto [it, added] = contents.emplace(id.contents, where); !added)
+        fail(what, where, " holds the same tokens as ", it->second, " (", id.contents, "); ", rule);
+    }
+}
+
+// A shard listed twice would be read twice an epoch; one in both lists would train on the
+// validation tokens. Both used to be accepted, and then a hard link or a copy of a shard.
+void check_each_shard_listed_once(const Manifest& m) {
+  check_shards_distinct({{"train", &m.train}, {"val", &m.val}}, concat("manifest '", m.path, "': "),
+                        "each shard may be listed once, in train or in val");
 }
 
 YAML::Node load_manifest_yaml(const std::string& path) {
@@ -137,6 +166,13 @@ YAML::Node load_manifest_yaml(const std::string& path) {
 }
 
 }  // namespace
+
+void check_no_shard_in_both(const Manifest& train, const Manifest& val) {
+  check_shards_distinct(
+      {{concat("train of '", train.path, "' "), &train.train},
+       {concat("val of '", val.path, "' "), &val.val}},
+      "data.train and data.val: ", "validation would score tokens that training trains on");
+}
 
 Manifest read_manifest(const std::string& manifest_path) {
   const YAML::Node root = load_manifest_yaml(manifest_path);
@@ -399,6 +435,11 @@ ShardedWindows::OpenShard ShardedWindows::open_shard(const ShardEntry& entry,
     if (vocab != manifest_vocab_)
       fail("'", entry.path, "' has vocab_size ", vocab, " but its manifest says ", manifest_vocab_,
            " (shards from another prepare?)");
+    // (prepare names each shard's split: a validation shard listed for training, from another
+    // manifest say, would train on the tokens it scores.)
+    if (file.has_attribute("split") && file.get_string("split") != split_)
+      fail("'", entry.path, "' was written as a ", file.get_string("split"),
+           " shard (its split attribute) but is listed for ", split_);
     if (verify_checksum) verify_shard(shard, entry);
     return shard;
   } catch (const Error& e) {

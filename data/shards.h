@@ -24,7 +24,9 @@
 // token values as little-endian bytes of the stored width, written as 16 hex digits.
 //
 // Windows: window i of a shard is tokens [i * stride, i * stride + seq_len + 1). With the
-// default stride (seq_len) consecutive windows share one token, so every token is a target once.
+// default stride (seq_len) consecutive windows share one token, so every token of a window is a
+// target once; windows never cross shards, so a shard's first token and the tokens after its
+// last whole window (fewer than seq_len) are not.
 // A nonzero window_stride (synthetic data stores independent windows back to back) must equal
 // seq_len + 1: such shards can only be read with the seq_len they were prepared for.
 #pragma once
@@ -83,6 +85,9 @@ struct Manifest {
 
 // Parses and checks a manifest; fails with one line naming the file on any problem.
 Manifest read_manifest(const std::string& manifest_path);
+// Fails with one line when a shard of train's train list is also one of val's val list (the same
+// file, or a copy): data.val given as another manifest would score what data.train trains on.
+void check_no_shard_in_both(const Manifest& train, const Manifest& val);
 // Writes `manifest` to `manifest_path`; shard paths are written relative to its directory.
 void write_manifest(const Manifest& manifest, const std::string& manifest_path);
 

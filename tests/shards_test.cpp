@@ -416,13 +416,55 @@ TEST(ShardErrors, AShardListedTwiceOrInBothSplitsAndUnknownKeysAreRefused) {
     return path;
   };
   expect_error([&] { read_manifest(edited("train-00001.h5", "train-00000.h5")); },
-               {"edited.yaml", "train[1] is '", "train-00000.h5', which train[0] lists already"});
+               {"edited.yaml': train[1] '", "train-00000.h5' is the same file as train[0] '"});
   expect_error([&] { read_manifest(edited("val-00000.h5", "train-00001.h5")); },
-               {"val[0] is '", "which train[1] lists already",
+               {"val[0] '", "is the same file as train[1] '",
                 "each shard may be listed once, in train or in val"});
+  // A hard link is the same file by another name; a copy holds the same tokens.
+  fs::create_hard_link(p.dir + "/out/train-00000.h5", p.dir + "/out/linked.h5");
+  expect_error([&] { read_manifest(edited("train-00001.h5", "linked.h5")); },
+               {"train[1] '", "linked.h5' is the same file as train[0] '"});
+  fs::copy_file(p.dir + "/out/train-00000.h5", p.dir + "/out/copied.h5");
+  const std::string copy_listed = edited("train-00001.h5", "copied.h5");
+  expect_error(
+      [&] {
+        // (the copy's entry keeps train-00001's count and checksum unless edited to train-00000's)
+        std::string t = read_text(copy_listed);
+        const Manifest original = read_manifest(p.manifest);
+        const std::string from = checksum_to_hex(original.train[1].checksum);
+        t.replace(t.find(from), from.size(), checksum_to_hex(original.train[0].checksum));
+        const std::string tokens1 = "tokens: " + std::to_string(original.train[1].tokens);
+        if (t.find(tokens1) != std::string::npos)
+          t.replace(t.find(tokens1), tokens1.size(),
+                    "tokens: " + std::to_string(original.train[0].tokens));
+        write_file(copy_listed, t);
+        read_manifest(copy_listed);
+      },
+      {"train[1] '", "copied.h5' holds the same tokens as train[0] '"});
   expect_error([&] { read_manifest(edited("vocab_size:", "extra_key: 5\nvocab_size:")); },
                {"edited.yaml': unknown key 'extra_key'"});
   EXPECT_NO_THROW(read_manifest(edited("vocab_size:", "vocab_size:")));  // the copy itself reads
+}
+
+// data.val given as another manifest: a shard of it that data.train trains on (the same file or
+// a copy) is refused; so is a validation shard listed for training (prepare's split attribute).
+TEST(ShardErrors, ValidationShardsThatTrainingReadsAreRefused) {
+  const PreparedText p = prepare_text("validation_trained", 3000, 2);
+  const Manifest a = read_manifest(p.manifest);
+  Manifest b = a;
+  b.path = p.dir + "/other.yaml";
+  EXPECT_NO_THROW(check_no_shard_in_both(a, b));
+  b.val = {a.train[1]};
+  expect_error([&] { check_no_shard_in_both(a, b); },
+               {"data.train and data.val: val of '", "other.yaml' [0] '",
+                "train-00001.h5' is the "
+                "same file as train of '",
+                "validation would score tokens that training trains on"});
+  Manifest swapped = a;
+  swapped.train[1] = a.val[0];
+  expect_error([&] { ShardedWindows(swapped, "train", 16, 256, false); },
+               {"val-00000.h5' was written as a val shard (its split attribute) but is listed "
+                "for train"});
 }
 
 TEST(ShardErrors, MissingShard) {

@@ -49,6 +49,7 @@ DataSources open_data(const Config& cfg, bool verify_checksums) {
     case DataFormat::kHdf5: {
       const Manifest train = read_manifest(d.train);
       const Manifest val = d.val.empty() ? train : read_manifest(d.val);
+      if (!d.val.empty()) check_no_shard_in_both(train, val);
       // (Checked for every tokenizer: bytes for training and SentencePiece pieces for
       // validation trained and scored without a word.)
       if (val.tokenizer != train.tokenizer ||
