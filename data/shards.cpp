@@ -68,13 +68,24 @@ uint64_t parse_checksum(const std::string& text, const std::string& where,
   return std::stoull(text, nullptr, 16);
 }
 
+// The folder a manifest's relative paths start from: the manifest file's own, also when it is
+// reached through a symbolic link (prepare writes the shards beside the manifest, not the link).
+fs::path manifest_directory(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_symlink(path, ec)) {
+    const fs::path target = fs::canonical(path, ec);
+    if (!ec) return target.parent_path();
+  }
+  return fs::path(path).parent_path();
+}
+
 std::vector<ShardEntry> read_shard_list(const YAML::Node& root, const std::string& split,
                                         const std::string& path) {
   const YAML::Node list = root[split];
   if (!list) fail("manifest '", path, "' is missing the key '", split, "'");
   if (!list.IsSequence() && !list.IsNull())
     fail("manifest '", path, "': '", split, "' must be a list of shards");
-  const fs::path directory = fs::path(path).parent_path();
+  const fs::path directory = manifest_directory(path);
   std::vector<ShardEntry> entries;
   for (size_t i = 0; i < list.size(); ++i) {
     const std::string where = split + "[" + std::to_string(i) + "]";
@@ -153,8 +164,18 @@ void check_each_shard_listed_once(const Manifest& m) {
 
 YAML::Node load_manifest_yaml(const std::string& path) {
   if (!fs::exists(path)) fail("manifest '", path, "' does not exist (run `reformer prepare`?)");
-  std::ifstream in(path);
+  // (A folder failed as "basic_filebuf::underflow error", a shard as YAML with unknown escapes.)
+  if (fs::is_directory(path))
+    fail("manifest '", path, "' is a directory: give the ", kManifestName, " in it");
+  std::ifstream in(path, std::ios::binary);
   if (!in) fail("manifest '", path, "' cannot be read");
+  char signature[8] = {};
+  in.read(signature, sizeof signature);
+  if (in.gcount() == 8 && std::string(signature, 8) == std::string("\x89HDF\r\n\x1a\n", 8))
+    fail("manifest '", path, "' is an HDF5 file (a shard?), not a manifest: give the ",
+         kManifestName, " beside it");
+  in.clear();
+  in.seekg(0);
   YAML::Node root;
   try {
     root = YAML::Load(in);
@@ -192,7 +213,7 @@ Manifest read_manifest(const std::string& manifest_path) {
     if (!model.IsMap()) fail("manifest '", manifest_path, "': tokenizer_model must be a map");
     const fs::path file =
         manifest_value<std::string>(model, "file", "tokenizer_model", manifest_path);
-    m.tokenizer_model = (fs::path(manifest_path).parent_path() / file).string();
+    m.tokenizer_model = (manifest_directory(manifest_path) / file).string();
     m.tokenizer_model_checksum = parse_checksum(
         manifest_value<std::string>(model, "checksum", "tokenizer_model", manifest_path),
         "tokenizer_model", manifest_path);

@@ -467,6 +467,22 @@ TEST(ShardErrors, ValidationShardsThatTrainingReadsAreRefused) {
                 "for train"});
 }
 
+// A manifest's folder, or a shard, given as the manifest: one line saying which it is (the folder
+// failed as "basic_filebuf::underflow error"). A symbolic link to a manifest reads the shards
+// beside the manifest, not beside the link (they were "missing").
+TEST(ShardErrors, AFolderOrAShardGivenAsTheManifestAndALinkToAManifest) {
+  const PreparedText p = prepare_text("manifest_kinds", 3000, 1);
+  expect_error([&] { read_manifest(p.dir + "/out"); },
+               {"/out' is a directory: give the manifest.yaml in it"});
+  expect_error([&] { read_manifest(p.dir + "/out/train-00000.h5"); },
+               {"train-00000.h5' is an HDF5 file (a shard?), not a manifest"});
+  const std::string link = p.dir + "/linked-manifest.yaml";
+  fs::create_symlink(p.manifest, link);
+  const Manifest m = read_manifest(link);
+  EXPECT_EQ(ShardedWindows(m, "train", 16, 256, true).num_windows(),
+            ShardedWindows(read_manifest(p.manifest), "train", 16, 256, true).num_windows());
+}
+
 TEST(ShardErrors, MissingShard) {
   const PreparedText p = prepare_text("missing", 3000, 2);
   fs::remove(p.dir + "/out/train-00001.h5");
