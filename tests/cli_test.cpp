@@ -186,6 +186,28 @@ TEST(CommandLine, AFileNamedForTheSyntheticTaskIsRefusedWhereDataIsRead) {
   EXPECT_EQ(run("config --config " + cfg + " --set data.val=v.txt").exit_code, 0);
 }
 
+// In stream order the lanes are the global batch's: resumed with another, the rest of the epoch
+// reads other stretches, which is said (it was not).
+TEST(CommandLine, ResumingStreamsWithAnotherGlobalBatchSaysWhatItCosts) {
+  RF_TINY_SHAKESPEARE_OR_SKIP(shakespeare);
+  const std::string dir = test::fresh_dir("run");
+  const std::string cfg = write_file(dir, "tiny.yaml", kTinyYaml);
+  const std::string train = concat("train --config ", cfg, " --set train.out_dir=", dir,
+                                   "/out --set data.format=text --set data.train=", shakespeare,
+                                   " --set model.vocab_size=256 --set data.order=streams",
+                                   " --no-report --resume auto --stop-at-step ");
+  ASSERT_EQ(run(train + "2").exit_code, 0);
+  const Result same = run(train + "3");
+  ASSERT_EQ(same.exit_code, 0) << same.out;
+  EXPECT_EQ(same.out.find("streams (its global batch)"), std::string::npos) << same.out;
+  const Result other = run(train + "4 --set train.batch_size=4");
+  ASSERT_EQ(other.exit_code, 0) << other.out;
+  EXPECT_NE(other.out.find("step-00000003.h5 read the data in 2 streams (its global batch), this "
+                           "run in 4: until the epoch ends some windows are read twice"),
+            std::string::npos)
+      << other.out;
+}
+
 // Relative-position settings on a model without relative positions did nothing, without a word.
 TEST(CommandLine, SettingsThatDoNothingForThisModelAreNoted) {
   const std::string dir = test::fresh_dir("run");

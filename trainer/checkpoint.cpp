@@ -207,6 +207,7 @@ void write_checkpoint_file(const std::string& path, ReformerModel& model, AdamW&
     file.set_string("layout", layout_text(params));
     file.set_int("sealed", 1);  // (seal_file below; open_checkpoint reads this)
     if (!state.arithmetic.empty()) file.set_string("arithmetic", state.arithmetic);
+    if (state.global_batch > 0) file.set_int("global_batch", state.global_batch);
     if (!state.tokenizer_model.empty())
       file.write("tokenizer_model", H5T_NATIVE_UINT8, state.tokenizer_model.data(),
                  static_cast<int64_t>(state.tokenizer_model.size()));
@@ -323,6 +324,7 @@ TrainingState load_checkpoint(const std::string& path, ReformerModel& model, Ada
   s.world_size = file.has_attribute("world_size") ? file.get_int("world_size") : 1;
   s.tokenizer_model = read_tokenizer_model(file);
   if (file.has_attribute("arithmetic")) s.arithmetic = file.get_string("arithmetic");
+  if (file.has_attribute("global_batch")) s.global_batch = file.get_int("global_batch");
   if (file.has_dataset("memory")) s.memory = read_memory(file, model.config(), &s);
   if (file.has_dataset("since_log")) {  // (written since 2026-12-07; older: a fresh log line)
     if (file.dataset_length("since_log") != 3)

@@ -48,6 +48,9 @@ struct TrainingState {
   // The arithmetic of the executor that trained it (Executor::arithmetic; "" when unknown, as
   // for an imported model): a run resumed elsewhere is told its bits will differ.
   std::string arithmetic;
+  // Windows per step over the job (batch_size x grad_accum x ranks; 0: not recorded): in stream
+  // order, the number of lanes the data was cut into.
+  int64_t global_batch = 0;
 };
 
 std::string checkpoint_dir(const std::string& out_dir);

@@ -515,10 +515,20 @@ TrainSummary run_training(const Config& requested, const TrainOptions& options, 
     run_on_every_rank(run.host(),
                       [&] { check_ranks_share_data(run.host(), fingerprint, run.data); });
   }
+  // In stream order the lanes are cut by the global batch: resumed with another, the rest of the
+  // epoch reads other stretches (some windows twice, some not until the next epoch).
+  const bool streams = cfg.data.streams(cfg.model.memory_len);
+  if (streams && run.root() && !resumed_from.empty() && run.state.global_batch > 0 &&
+      run.state.global_batch != run.geometry.global())
+    std::cout << "note: " << resumed_from << " read the data in " << run.state.global_batch
+              << " streams (its global batch), this run in " << run.geometry.global()
+              << ": until the epoch ends some windows are read twice and others not at all (keep "
+              << "batch_size x grad_accum x ranks at " << run.state.global_batch
+              << " to continue exactly)\n";
+  run.state.global_batch = run.geometry.global();
   run.order = std::make_unique<SampleOrder>(
-      cfg.data.streams(cfg.model.memory_len)
-          ? SampleOrder::streams(run.data.train->num_windows(), run.geometry.global())
-          : SampleOrder(run.data.train->num_windows(), static_cast<uint64_t>(run.state.seed)));
+      streams ? SampleOrder::streams(run.data.train->num_windows(), run.geometry.global())
+              : SampleOrder(run.data.train->num_windows(), static_cast<uint64_t>(run.state.seed)));
   if (run.memory) {
     const std::string note = run.memory->restore(run.host(), *run.ex, run.state);
     if (!note.empty()) std::cout << note << std::endl;
