@@ -489,11 +489,18 @@ void ShardedWindows::verify_shard(const OpenShard& shard, const ShardEntry& entr
 
 void ShardedWindows::check_tokens(const OpenShard& shard, const uint32_t* tokens, int64_t count,
                                   int64_t first_position) const {
-  for (int64_t i = 0; i < count; ++i)
+  // (The shard's own vocabulary too: a token past it is damage, even where the model's is
+  // larger and would train on it.)
+  for (int64_t i = 0; i < count; ++i) {
     if (tokens[i] >= static_cast<uint64_t>(model_vocab_))
       fail("'", shard.file.path(), "': token ", tokens[i], " at position ", first_position + i,
            " is >= model.vocab_size = ", model_vocab_,
            " (raise model.vocab_size or re-prepare the data)");
+    if (tokens[i] >= static_cast<uint64_t>(manifest_vocab_))
+      fail("'", shard.file.path(), "': token ", tokens[i], " at position ", first_position + i,
+           " is >= the vocab_size ", manifest_vocab_, " of its manifest (damaged, or written by ",
+           "another tokenizer?)");
+  }
 }
 
 void ShardedWindows::read(int64_t index, int32_t* out) const {

@@ -681,6 +681,10 @@ TEST(ShardErrors, TokenAboveModelVocabularyNamesPosition) {
   EXPECT_NO_THROW(windows.read(0, window.data()));  // tokens 0..16
   expect_error([&] { windows.read(2, window.data()); }, {"liar.h5", "token 200", "position 37"});
   expect_error([&] { ShardedWindows(m, "train", 16, 50, true); }, {"liar.h5", "position 37"});
+  // A model with room for it still refuses a token past the shard's own vocabulary.
+  const ShardedWindows larger_model(m, "train", 16, 256, false);
+  expect_error([&] { larger_model.read(2, window.data()); },
+               {"liar.h5", "token 200 at position 37 is >= the vocab_size 50 of its manifest"});
 }
 
 TEST(ShardErrors, TooFewTokensForSeqLen) {
