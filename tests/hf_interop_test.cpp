@@ -427,8 +427,10 @@ TEST(HfExport, AnOutputWithATrailingSlashIsThatDirectory) {
   }
 }
 
-// --set may change how an imported model trains, not the function its weights compute.
-TEST(HfImport, AnotherActivationThanTheModelsIsRefused) {
+// --set may change how an imported model trains, not the function its weights compute: another
+// activation, attention kind, chunk, bucket length, hash count or bucket count (each imported
+// without a word before, except the activation).
+TEST(HfImport, SettingsThatChangeTheModelsFunctionAreRefused) {
   const std::string run = trained_run(small_model("[local,lsh]", "axial"));
   const std::string dir = test::fresh_dir("activation");
   ASSERT_EQ(test::run_command(
@@ -439,10 +441,23 @@ TEST(HfImport, AnotherActivationThanTheModelsIsRefused) {
       test::run_command(reformer("import --format hf --input " + dir + "/hf --output " + dir +
                                  "/out --set model.activation=relu"));
   EXPECT_NE(r.exit_code, 0) << r.out;
-  EXPECT_NE(r.out.find("hidden_act makes model.activation gelu; model.activation = relu would run"),
+  EXPECT_NE(r.out.find("config.json makes model.activation gelu; relu would compute another "
+                       "function of its weights"),
             std::string::npos)
       << r.out;
   EXPECT_FALSE(fs::exists(dir + "/out"));
+  for (const auto& [set, said] : std::vector<std::pair<std::string, std::string>>{
+           {"model.attention=[dense,lsh]", "model.attention [local, lsh]; [dense, lsh] would"},
+           {"lsh.local_chunk=4", "lsh.local_chunk "},
+           {"lsh.bucket_size=4", "lsh.bucket_size "},
+           {"lsh.n_hashes=3", "lsh.n_hashes "},
+           {"lsh.n_buckets=4", "lsh.n_buckets (as hashed) "}}) {
+    const test::CommandResult changed = test::run_command(reformer(
+        "import --format hf --input " + dir + "/hf --output " + dir + "/out --set " + set));
+    EXPECT_NE(changed.exit_code, 0) << set << ": " << changed.out;
+    EXPECT_NE(changed.out.find(said), std::string::npos) << set << ": " << changed.out;
+    EXPECT_FALSE(fs::exists(dir + "/out"));
+  }
   // The user's own --set mistake is said as it is, not as config.json's.
   const test::CommandResult typo = test::run_command(
       reformer("import --format hf --input " + dir + "/hf --output " + dir + "/out --set foo"));

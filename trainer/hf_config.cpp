@@ -299,6 +299,12 @@ std::vector<std::string> overrides_from_hf_config(const std::string& json_text,
     o.push_back("model.position=learned");
   }
   o.push_back("train.seq_len=" + std::to_string(seq_len));
+  if (has_lsh && hf.value("hash_seed").is_number_integer())
+    notes << "note: " << where << " sets hash_seed " << hf.value("hash_seed").dump()
+          << ": transformers draws its LSH rotations from torch's generator seeded with it, this "
+          << "program from train.seed, so where an LSH chunk is shorter than the sequence the "
+          << "imported model hashes otherwise (the same weights; with hash_seed null transformers "
+          << "draws new rotations at every call)\n";
   if (has_lsh) {
     const Json& buckets = hf.value("num_buckets");
     std::vector<int64_t> n;
@@ -310,6 +316,15 @@ std::vector<std::string> overrides_from_hf_config(const std::string& json_text,
       n = hf.int_list("num_buckets", buckets.size());
     else
       fail(where, ": num_buckets is ", buckets.dump(), ", expected null, an integer or factors");
+    // (Config::bucket_factors splits a count above 128 as trax does, where it can.)
+    int64_t f1 = 1;
+    while (f1 * f1 < n.front()) f1 *= 2;
+    if (buckets.is_number_integer() && n.front() > 128 && n.front() % f1 == 0 &&
+        (n.front() / f1) % 2 == 0)
+      notes << "note: " << where << " has num_buckets " << n.front()
+            << ", which this program hashes as trax does, as " << f1 << " x " << n.front() / f1
+            << " buckets of two rotations; transformers uses one rotation: another hash family "
+            << "(the same weights)\n";
     o.push_back("lsh.n_buckets=" + yaml_list(n));
   }
   return o;

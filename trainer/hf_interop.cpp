@@ -150,6 +150,52 @@ std::string import_config_error(const std::string& m, const HfImportOptions& opt
   return concat("the model of ", config_path, " does not fit: ", m.substr(loaded.size() + 2));
 }
 
+// The settings that decide the function an imported model's weights compute without changing a
+// tensor's shape (those are refused where the weights are read): --set may change how the model
+// trains, not what config.json makes of its weights. The attention's chunking and hashing count
+// only where a layer of that kind is; buckets as the hashing factors them.
+void refuse_another_function(const Config& cfg, const std::vector<std::string>& from_hf,
+                             const std::string& config_path) {
+  Config hf;
+  try {
+    hf = load_config_text("", config_path, from_hf);
+  } catch (const Error&) {
+    return;  // (config.json's values fit only with the --config file's: nothing to compare)
+  }
+  const auto layers = [](const Config& c) {
+    std::string kinds = "[";
+    for (int64_t i = 0; i < c.model.n_layers; ++i)
+      kinds += concat(i ? ", " : "", attention_name(c.attention_of_layer(i)));
+    return kinds + "]";
+  };
+  const auto factors = [](const Config& c) {
+    std::string text = "[";
+    for (int64_t f : c.bucket_factors()) text += concat(text.size() > 1 ? ", " : "", f);
+    return text + "]";
+  };
+  struct Setting {
+    const char* key;
+    std::string given, asked;
+  };
+  std::vector<Setting> settings = {{"model.activation", activation_name(hf.model.activation),
+                                    activation_name(cfg.model.activation)},
+                                   {"model.attention", layers(hf), layers(cfg)}};
+  if (hf.any_layer_uses(AttentionKind::kLocal))
+    settings.push_back(
+        {"lsh.local_chunk", concat(hf.lsh.local_chunk), concat(cfg.lsh.local_chunk)});
+  if (hf.any_layer_uses(AttentionKind::kLsh)) {
+    settings.push_back(
+        {"lsh.bucket_size", concat(hf.lsh.bucket_size), concat(cfg.lsh.bucket_size)});
+    settings.push_back({"lsh.n_hashes", concat(hf.lsh.n_hashes), concat(cfg.lsh.n_hashes)});
+    settings.push_back({"lsh.n_buckets (as hashed)", factors(hf), factors(cfg)});
+  }
+  for (const Setting& s : settings)
+    if (s.given != s.asked)
+      fail(config_path, " makes ", s.key, " ", s.given, "; ", s.asked,
+           " would compute another function of its weights (import the model as it is, then ",
+           "change that where you train or evaluate it)");
+}
+
 }  // namespace
 
 void import_hf(const HfImportOptions& options, std::ostream& log) {
@@ -179,14 +225,7 @@ void import_hf(const HfImportOptions& options, std::ostream& log) {
     if (said.empty()) throw;
     fail(said);
   }
-  // The same weights with another activation would compute another function: --set may not
-  // change what config.json's hidden_act says.
-  for (const std::string& o : from_hf)
-    if (o.rfind("model.activation=", 0) == 0 &&
-        o.substr(o.find('=') + 1) != activation_name(cfg.model.activation))
-      fail(config_path, "'s hidden_act makes model.activation ", o.substr(o.find('=') + 1),
-           "; model.activation = ", activation_name(cfg.model.activation),
-           " would run its weights as another function (leave model.activation out)");
+  refuse_another_function(cfg, from_hf, config_path);
   cfg.runtime.device = Device::kCpu;  // (the stored config keeps the user's runtime section)
   auto ex = make_cpu_executor(0);
   ReformerModel model(cfg, *ex);
