@@ -222,6 +222,13 @@ TEST(CommandLine, SettingsThatDoNothingForThisModelAreNoted) {
       << noted.out;
   EXPECT_NE(noted.out.find("note: model.same_length has no effect"), std::string::npos)
       << noted.out;
+  // data.val_fraction where no tail is cut (the synthetic task here).
+  const Result fraction = run(train + "train.out_dir=" + dir + "/c --set data.val_fraction=0.2");
+  ASSERT_EQ(fraction.exit_code, 0) << fraction.out;
+  EXPECT_NE(fraction.out.find("note: data.val_fraction (0.2) has no effect: the synthetic task "
+                              "draws its own validation windows\n"),
+            std::string::npos)
+      << fraction.out;
   const Result relative = run(train + "train.out_dir=" + dir +
                               "/b --set model.position=relative --set model.clamp_len=5 --set "
                               "model.same_length=true");

@@ -154,6 +154,19 @@ void print_header(Run& run, const std::string& resumed_from, const std::string& 
               << c.train.steps << "): the learning rate ends at "
               << format_percent(learning_rate(c.train, c.train.steps - 1) / c.train.lr)
               << " of train.lr\n";
+  // data.val_fraction cuts the validation tail off a text file; with a manifest (its own val
+  // split) or a separate data.val it cuts nothing.
+  const bool tail_split =
+      (c.data.format == DataFormat::kText || c.data.format == DataFormat::kBytes) &&
+      c.data.val.empty();
+  if (c.data.val_fraction != DataConfig{}.val_fraction && !tail_split)
+    std::cout << "note: data.val_fraction (" << c.data.val_fraction << ") has no effect: "
+              << (c.data.format == DataFormat::kHdf5
+                      ? "a manifest's val split is prepare's (prepare --val-fraction)"
+                  : c.data.format == DataFormat::kSynthetic
+                      ? "the synthetic task draws its own validation windows"
+                      : "data.val names the validation file")
+              << "\n";
   // Relative-position settings of a model whose positions are not relative do nothing (an
   // experiment meant to test them would train without them, and say nothing).
   const bool relative_possible =
