@@ -7,15 +7,17 @@
 #include <fstream>
 #include <iterator>
 #include <sstream>
+#include <string_view>
 
 #include "base/error.h"
+#include "data/hdf5_io.h"
 #include "data/shards.h"
 
 namespace rf {
 
 namespace {
 
-bool starts_with(const std::vector<uint8_t>& bytes, const std::string& prefix) {
+bool starts_with(const std::vector<uint8_t>& bytes, std::string_view prefix) {
   return bytes.size() >= prefix.size() &&
          std::equal(prefix.begin(), prefix.end(), bytes.begin(),
                     [](char p, uint8_t b) { return static_cast<uint8_t>(p) == b; });
@@ -30,7 +32,7 @@ void refuse_files_that_are_not_text(const std::vector<uint8_t>& bytes, const std
   if (manifest)
     fail(role, ": '", path, "' is a shard manifest of `reformer prepare`, not text: set ",
          "data.format: hdf5 to train on its shards");
-  if (starts_with(bytes, std::string("\x89HDF\r\n\x1a\n", 8)))
+  if (starts_with(bytes, kHdf5Signature))
     fail(role, ": '", path, "' is an HDF5 file (a shard or a checkpoint?), not text: give its ",
          "shards' manifest with data.format: hdf5");
 }

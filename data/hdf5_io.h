@@ -7,9 +7,15 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace rf {
+
+// The eight bytes an HDF5 file starts with (its superblock's format signature, where no user
+// block comes first, as in every file this program writes): how a shard or checkpoint given where
+// text or a manifest is read is recognised.
+inline constexpr std::string_view kHdf5Signature{"\x89HDF\r\n\x1a\n", 8};
 
 // Whether this HDF5 library may be called from two threads at once (a loader thread reading shards
 // while the main thread writes a checkpoint). Debian's build is; many cluster modules are not.

@@ -395,14 +395,11 @@ void check_inputs_are_utf8(const std::vector<InputFile>& inputs) {
       in.read(block.data() + carried, kReadBlockBytes);
       block.resize(carried + static_cast<size_t>(in.gcount()));
       const bool last = in.gcount() < kReadBlockBytes;
-      // A sequence cut by the block's end is checked with the next block.
+      // A sequence cut by the block's end is checked with the next block (a run of more
+      // continuation bytes than a character has is invalid here already).
       size_t end = block.size();
-      if (!last)
-        for (size_t back = 1; back <= 3 && back <= block.size(); ++back)
-          if ((static_cast<unsigned char>(block[block.size() - back]) & 0xC0) != 0x80) {
-            end = block.size() - back;
-            break;
-          }
+      if (!last && block.size() - last_character_start(block) <= 4)
+        end = last_character_start(block);
       const size_t bad = first_invalid_utf8(std::string_view(block).substr(0, end));
       if (bad != std::string::npos)
         fail("prepare: input '", input.path, "' is not UTF-8 text at byte ",

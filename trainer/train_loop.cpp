@@ -261,6 +261,31 @@ std::string restore_or_start(Run& run, const ResumeRequest& resume) {
   return resumed_from;
 }
 
+// What a resumed run does otherwise than the run that wrote its checkpoint, said once by rank 0
+// (which read the checkpoint and writes the next ones, recording this run's): another arithmetic
+// (the bits differ from there on) and, in stream order, another global batch (the rest of the
+// epoch reads other stretches: some windows twice, some not until the next epoch).
+void note_what_differs_from_the_checkpoint(Run& run, const std::string& resumed_from) {
+  const std::string arithmetic = run.ex->arithmetic();
+  const int64_t global_batch = run.geometry.global();
+  TrainingState& was = run.state;
+  if (run.root() && !resumed_from.empty()) {
+    if (!was.arithmetic.empty() && !arithmetic.empty() && was.arithmetic != arithmetic)
+      std::cout << "note: " << resumed_from << " was trained where the arithmetic was '"
+                << was.arithmetic << "'; here it is '" << arithmetic
+                << "': the run continues, but not bit for bit as it would have there\n";
+    if (run.cfg.data.streams(run.cfg.model.memory_len) && was.global_batch > 0 &&
+        was.global_batch != global_batch)
+      std::cout << "note: " << resumed_from << " read the data in " << was.global_batch
+                << " streams (its global batch), this run in " << global_batch
+                << ": until the epoch ends some windows are read twice and others not at all "
+                << "(keep batch_size x grad_accum x ranks at " << was.global_batch
+                << " to continue exactly)\n";
+  }
+  was.arithmetic = arithmetic;
+  was.global_batch = global_batch;
+}
+
 void check_enough_windows(const Run& run) {
   const int64_t n = run.data.train->num_windows();
   if (n > 0 && n < run.geometry.global())
@@ -482,15 +507,8 @@ TrainSummary run_training(const Config& requested, const TrainOptions& options, 
     run.cfg = with_seed(run.cfg, run.state.seed);
     run.model->adopt_seed(run.state.seed);
   }
-  // (rank 0 read the checkpoint's and writes the next ones)
-  const std::string arithmetic = run.ex->arithmetic();
-  if (run.root() && !resumed_from.empty() && !run.state.arithmetic.empty() && !arithmetic.empty() &&
-      run.state.arithmetic != arithmetic)
-    std::cout << "note: " << resumed_from << " was trained where the arithmetic was '"
-              << run.state.arithmetic << "'; here it is '" << arithmetic
-              << "': the run continues, but not bit for bit as it would have there\n";
-  run.state.arithmetic = arithmetic;
   run.geometry = {cfg.train.batch_size, cfg.train.grad_accum, run.host().size(), run.host().rank()};
+  note_what_differs_from_the_checkpoint(run, resumed_from);
   run.rank_step_flops = static_cast<double>(run.geometry.accum) *
                         training_step_flops(cfg, run.geometry.per_rank, cfg.train.seq_len).total();
   run.peak_flops = dense_peak_tflops(run.ex->device_model(), cfg.runtime.precision) * 1e12;
@@ -528,20 +546,10 @@ TrainSummary run_training(const Config& requested, const TrainOptions& options, 
     run_on_every_rank(run.host(),
                       [&] { check_ranks_share_data(run.host(), fingerprint, run.data); });
   }
-  // In stream order the lanes are cut by the global batch: resumed with another, the rest of the
-  // epoch reads other stretches (some windows twice, some not until the next epoch).
-  const bool streams = cfg.data.streams(cfg.model.memory_len);
-  if (streams && run.root() && !resumed_from.empty() && run.state.global_batch > 0 &&
-      run.state.global_batch != run.geometry.global())
-    std::cout << "note: " << resumed_from << " read the data in " << run.state.global_batch
-              << " streams (its global batch), this run in " << run.geometry.global()
-              << ": until the epoch ends some windows are read twice and others not at all (keep "
-              << "batch_size x grad_accum x ranks at " << run.state.global_batch
-              << " to continue exactly)\n";
-  run.state.global_batch = run.geometry.global();
   run.order = std::make_unique<SampleOrder>(
-      streams ? SampleOrder::streams(run.data.train->num_windows(), run.geometry.global())
-              : SampleOrder(run.data.train->num_windows(), static_cast<uint64_t>(run.state.seed)));
+      cfg.data.streams(cfg.model.memory_len)
+          ? SampleOrder::streams(run.data.train->num_windows(), run.geometry.global())
+          : SampleOrder(run.data.train->num_windows(), static_cast<uint64_t>(run.state.seed)));
   if (run.memory) {
     const std::string note = run.memory->restore(run.host(), *run.ex, run.state);
     if (!note.empty()) std::cout << note << std::endl;
