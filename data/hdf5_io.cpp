@@ -13,6 +13,17 @@
 namespace rf {
 namespace {
 
+// HDF5 closes whatever is still open when the process exits (a handler it registers with atexit
+// when it first starts). A file whose close failed on a full disk stays half-closed in its
+// tables, and that handler then crashed the process: `train` exited with SIGSEGV (139) instead of
+// 1, or 75 when stopped for a requeue, after any checkpoint that did not fit. Every file this
+// program writes is flushed and closed by it, so the handler has nothing to do: it is not
+// registered. (Run before main, before any HDF5 call starts the library; the call must come first.)
+const bool kHdf5RegistersNoExitHandler = [] {
+  H5dont_atexit();
+  return true;
+}();
+
 // HDF5 prints a stack trace on every failed call by default; errors are reported by us instead.
 // Once per thread, by every call into HDF5 here: a thread-safe HDF5 keeps the setting per thread,
 // and the data loader's thread, which only reads, printed HDF5's trace over the one-line error
