@@ -584,6 +584,45 @@ TEST(MemoryTraining, EvalAutoTabulatesMultiplesOfTheTrainingMemory) {
       << r.out;
 }
 
+// A resume whose config changes what the memory means starts with an empty memory and says why:
+// another lsh.local_chunk (a memory of 24 is not whole chunks of 16: an internal check failed on
+// the first step, and with two LSH hash rounds a chunk ran across rounds without one), another
+// lsh.sees_memory (a layer saw the zeros the checkpoint holds for one that saw none). A memory
+// switched on says that the windows are now read in streams, not shuffled.
+TEST(MemoryTraining, AResumeThatChangesWhatTheMemoryHoldsStartsItEmptyAndSaysWhy) {
+  const std::string text = test::write_text(test::fresh_dir("data"));
+  struct Case {
+    std::vector<std::string> trained, resumed;
+    std::string note;
+  };
+  const std::vector<Case> cases = {
+      {{"model.memory_len=24"},
+       {"model.memory_len=32", "lsh.local_chunk=16"},
+       "note: the checkpoint's memory holds 24 positions, and this run's memory must be a multiple "
+       "of lsh.local_chunk = 16 (local layers see the memory in whole chunks); training starts "
+       "with an empty memory"},
+      {{"model.attention=[lsh, local]", "lsh.bucket_size=4", "lsh.sees_memory=false"},
+       {"model.attention=[lsh, local]", "lsh.bucket_size=4", "lsh.sees_memory=true"},
+       "note: the checkpoint holds the memories of the layers marked 1 in 01, this run's layers "
+       "that see one are 11; training starts with an empty memory"},
+      {{"model.memory_len=0"},
+       {},
+       "step-00000004.h5 read its windows shuffled, this run reads "
+       "them in streams (model.memory_len > 0 or data.order: streams)"}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.note);
+    const std::string dir = test::fresh_dir("changed"), config = dir + "/run.yaml";
+    test::train_quietly(test::memory_run(dir, text, 6, c.trained), "", 4);
+    std::ofstream(config) << test::memory_run(dir, text, 6, c.resumed).source_text;
+    const test::CommandResult r =
+        test::run_command(std::string(RF_BINARY_DIR) + "/reformer train --no-report --config " +
+                          config + " --resume auto");
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_NE(r.out.find(c.note), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("step      6/6"), std::string::npos) << r.out;
+  }
+}
+
 // A memory longer than the text a lane reads per epoch could never fill (the lanes start over
 // with empty memories each epoch): model.memory_len = 10^9 was accepted and each step grew
 // slower until memory ran out. The longest that can fill trains.

@@ -133,6 +133,7 @@ std::vector<float> read_memory(const Hdf5File& file, const Config& cfg, Training
       fail("checkpoint '", file.path(), "' has a memory but lacks attribute '", attr, "'");
   s->memory_lanes = file.get_int("memory_lanes");
   s->memory_held = file.get_int("memory_held");
+  if (file.has_attribute("memory_layers")) s->memory_layers = file.get_string("memory_layers");
   const int64_t length = file.dataset_length("memory");
   const int64_t per_lane = cfg.model.n_layers * cfg.model.d_model;
   // (Divisions only: a damaged file's attributes must not overflow a product.)
@@ -208,12 +209,14 @@ void write_checkpoint_file(const std::string& path, ReformerModel& model, AdamW&
     file.set_int("sealed", 1);  // (seal_file below; open_checkpoint reads this)
     if (!state.arithmetic.empty()) file.set_string("arithmetic", state.arithmetic);
     if (state.global_batch > 0) file.set_int("global_batch", state.global_batch);
+    if (!state.data_order.empty()) file.set_string("data_order", state.data_order);
     if (!state.tokenizer_model.empty())
       file.write("tokenizer_model", H5T_NATIVE_UINT8, state.tokenizer_model.data(),
                  static_cast<int64_t>(state.tokenizer_model.size()));
     if (!state.memory.empty()) {
       file.set_int("memory_lanes", state.memory_lanes);
       file.set_int("memory_held", state.memory_held);
+      if (!state.memory_layers.empty()) file.set_string("memory_layers", state.memory_layers);
       file.write("memory", H5T_NATIVE_FLOAT, state.memory.data(),
                  static_cast<int64_t>(state.memory.size()));
     }
@@ -325,6 +328,7 @@ TrainingState load_checkpoint(const std::string& path, ReformerModel& model, Ada
   s.tokenizer_model = read_tokenizer_model(file);
   if (file.has_attribute("arithmetic")) s.arithmetic = file.get_string("arithmetic");
   if (file.has_attribute("global_batch")) s.global_batch = file.get_int("global_batch");
+  if (file.has_attribute("data_order")) s.data_order = file.get_string("data_order");
   if (file.has_dataset("memory")) s.memory = read_memory(file, model.config(), &s);
   if (file.has_dataset("since_log")) {  // (written since 2026-12-07; older: a fresh log line)
     if (file.dataset_length("since_log") != 3)

@@ -42,6 +42,9 @@ struct TrainingState {
   // empty when the model keeps none or holds none yet. A resumed run continues from it exactly.
   std::vector<float> memory;
   int64_t memory_lanes = 0, memory_held = 0;
+  // Which layers' memories `memory` holds, a '1' or '0' per layer (Config::layer_sees_memory;
+  // "" where not recorded, before 2026-12-08): the others are zeros there.
+  std::string memory_layers;
   // The steps since the last log line (a log line is their mean), so that a run resumed between
   // two log lines logs the next one as the uninterrupted run does.
   LossSums since_log;
@@ -51,6 +54,8 @@ struct TrainingState {
   // Windows per step over the job (batch_size x grad_accum x ranks; 0: not recorded): in stream
   // order, the number of lanes the data was cut into.
   int64_t global_batch = 0;
+  // The order the run read its training windows in: "streams" or "shuffled" ("": not recorded).
+  std::string data_order;
 };
 
 std::string checkpoint_dir(const std::string& out_dir);

@@ -263,27 +263,36 @@ std::string restore_or_start(Run& run, const ResumeRequest& resume) {
 
 // What a resumed run does otherwise than the run that wrote its checkpoint, said once by rank 0
 // (which read the checkpoint and writes the next ones, recording this run's): another arithmetic
-// (the bits differ from there on) and, in stream order, another global batch (the rest of the
-// epoch reads other stretches: some windows twice, some not until the next epoch).
+// (the bits differ from there on), another order of the windows (a memory switched on or off
+// with data.order auto) and, in stream order, another global batch (the rest of the epoch reads
+// other stretches: some windows twice, some not until the next epoch).
 void note_what_differs_from_the_checkpoint(Run& run, const std::string& resumed_from) {
   const std::string arithmetic = run.ex->arithmetic();
   const int64_t global_batch = run.geometry.global();
+  const bool streams = run.cfg.data.streams(run.cfg.model.memory_len);
+  const std::string order = streams ? "streams" : "shuffled";
   TrainingState& was = run.state;
   if (run.root() && !resumed_from.empty()) {
-    if (!was.arithmetic.empty() && !arithmetic.empty() && was.arithmetic != arithmetic)
-      std::cout << "note: " << resumed_from << " was trained where the arithmetic was '"
-                << was.arithmetic << "'; here it is '" << arithmetic
-                << "': the run continues, but not bit for bit as it would have there\n";
-    if (run.cfg.data.streams(run.cfg.model.memory_len) && was.global_batch > 0 &&
-        was.global_batch != global_batch)
+    if (!was.data_order.empty() && was.data_order != order)
+      std::cout << "note: " << resumed_from << " read its windows "
+                << (streams ? "shuffled" : "in streams") << ", this run reads them "
+                << (streams ? "in streams (model.memory_len > 0 or data.order: streams)"
+                            : "shuffled")
+                << ": until the epoch ends some windows are read twice and others not at all\n";
+    else if (streams && was.global_batch > 0 && was.global_batch != global_batch)
       std::cout << "note: " << resumed_from << " read the data in " << was.global_batch
                 << " streams (its global batch), this run in " << global_batch
                 << ": until the epoch ends some windows are read twice and others not at all "
                 << "(keep batch_size x grad_accum x ranks at " << was.global_batch
                 << " to continue exactly)\n";
+    if (!was.arithmetic.empty() && !arithmetic.empty() && was.arithmetic != arithmetic)
+      std::cout << "note: " << resumed_from << " was trained where the arithmetic was '"
+                << was.arithmetic << "'; here it is '" << arithmetic
+                << "': the run continues, but not bit for bit as it would have there\n";
   }
   was.arithmetic = arithmetic;
   was.global_batch = global_batch;
+  was.data_order = order;
 }
 
 void check_enough_windows(const Run& run) {

@@ -5,8 +5,15 @@
 namespace rf {
 
 TrainingMemory::TrainingMemory(const Config& cfg, const BatchGeometry& geometry)
-    : geometry_(geometry), layers_(cfg.model.n_layers), d_model_(cfg.model.d_model) {
-  for (int64_t l = 0; l < layers_; ++l) sees_memory_.push_back(cfg.layer_sees_memory(l));
+    : geometry_(geometry),
+      layers_(cfg.model.n_layers),
+      d_model_(cfg.model.d_model),
+      memory_unit_(cfg.memory_unit()),
+      memory_unit_rule_(cfg.memory_unit_rule()) {
+  for (int64_t l = 0; l < layers_; ++l) {
+    sees_memory_.push_back(cfg.layer_sees_memory(l));
+    memory_layers_ += sees_memory_.back() ? '1' : '0';
+  }
   for (int64_t m = 0; m < geometry.accum; ++m) {
     memories_.emplace_back(cfg.model.memory_len);
     memories_.back().fixed_buffers = cfg.runtime.step_graphs;
@@ -29,6 +36,7 @@ void TrainingMemory::gather(Communicator& host, Executor& ex, TrainingState& sta
   state.memory.clear();
   state.memory_lanes = geometry_.global();
   state.memory_held = held;
+  state.memory_layers = memory_layers_;
   if (held == 0) return;
   std::vector<float> all(offset(geometry_.global(), 0, held), 0.0f);
   const int64_t b = geometry_.per_rank, per_example = held * d_model_;
@@ -62,6 +70,15 @@ std::string TrainingMemory::restore(Communicator& host, Executor& ex,
     else if (root_state.memory_held > max_len)
       note = "the checkpoint's memory holds " + std::to_string(root_state.memory_held) +
              " positions, more than model.memory_len = " + std::to_string(max_len);
+    // (Another lsh.local_chunk or lsh.bucket_size: the chunks would cut across the memory.)
+    else if (root_state.memory_held % memory_unit_ != 0)
+      note = "the checkpoint's memory holds " + std::to_string(root_state.memory_held) +
+             " positions, and this run's memory must be " + memory_unit_rule_;
+    // (Another lsh.sees_memory or other layer kinds: a layer would see the zeros the checkpoint
+    // holds for a layer that saw none.)
+    else if (!root_state.memory_layers.empty() && root_state.memory_layers != memory_layers_)
+      note = "the checkpoint holds the memories of the layers marked 1 in " +
+             root_state.memory_layers + ", this run's layers that see one are " + memory_layers_;
     shape[0] = root_state.memory_held;
     shape[1] = note.empty();
   }

@@ -30,7 +30,8 @@ class TrainingMemory {
   void gather(Communicator& host, Executor& ex, TrainingState& state) const;
   // Rank 0's checkpoint memory (root_state, read on rank 0) to the lanes of every rank: a
   // collective. Returns rank 0's note when the checkpoint's memory does not fit this run (another
-  // global batch or a shorter memory_len), which then starts with empty memory; "" otherwise.
+  // global batch, a shorter memory_len, a length that is not a whole number of this run's chunks,
+  // or other layers that see it), which then starts with empty memory; "" otherwise.
   std::string restore(Communicator& host, Executor& ex, const TrainingState& root_state);
 
  private:
@@ -40,6 +41,9 @@ class TrainingMemory {
   BatchGeometry geometry_;
   int64_t layers_, d_model_;
   std::vector<bool> sees_memory_;        // per layer: Config::layer_sees_memory
+  std::string memory_layers_;            // the same as TrainingState::memory_layers writes it
+  int64_t memory_unit_;                  // Config::memory_unit: a memory holds whole chunks
+  std::string memory_unit_rule_;         // (for the note)
   std::vector<SegmentMemory> memories_;  // per micro-batch
 };
 
