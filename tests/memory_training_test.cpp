@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <map>
 
 #include "data/hdf5_io.h"
 #include "data/sample_order.h"
@@ -685,6 +686,26 @@ TEST(MemoryTraining, SlidingWindowEvaluationEqualsMemoryThatCoversThePast) {
   const size_t loss_at = kept.out.find("\"loss\": ", kept.out.find("\"memory_len\": 16,"));
   ASSERT_NE(loss_at, std::string::npos) << kept.out;
   EXPECT_NEAR(std::stod(kept.out.substr(loss_at + 8)), bits(kept.out, 16) * std::log(2.0), 1e-6);
+
+  // One layer: the memory holds the layer's inputs, the embeddings the window recomputes, so the
+  // two agree at any memory length, with model.same_length's limit too (--sliding ignored it).
+  const std::string one_dir = test::fresh_dir("one_layer");
+  test::train_quietly(
+      test::memory_run(one_dir, text, 2, {"model.attention=[dense]", "model.n_layers=1"}));
+  std::map<bool, double> sliding_with_same_length;
+  for (const bool same_length : {false, true}) {
+    SCOPED_TRACE(same_length ? "same_length" : "all keys");
+    const std::string one = std::string(RF_BINARY_DIR) + "/reformer eval --checkpoint " + one_dir +
+                            " --segment 16 --memory-len 16 --json --set model.same_length=" +
+                            (same_length ? "true" : "false");
+    const test::CommandResult one_kept = test::run_command(one);
+    const test::CommandResult one_slid = test::run_command(one + " --sliding");
+    ASSERT_EQ(one_kept.exit_code, 0) << one_kept.out;
+    ASSERT_EQ(one_slid.exit_code, 0) << one_slid.out;
+    EXPECT_NEAR(bits(one_kept.out, 16), bits(one_slid.out, 16), 1e-5);
+    sliding_with_same_length[same_length] = bits(one_slid.out, 16);
+  }
+  EXPECT_GT(std::fabs(sliding_with_same_length[true] - sliding_with_same_length[false]), 1e-6);
 }
 
 TEST(MemoryTraining, ConfigErrorsNameWhatCannotTakeMemory) {

@@ -161,8 +161,12 @@ EvalResult evaluate_sliding(ReformerModel& model, const WindowSource& source, in
         }
         window.inputs.insert(window.inputs.end(), segment.inputs.begin(), segment.inputs.end());
         window.targets.insert(window.targets.end(), segment.targets.begin(), segment.targets.end());
-        BatchStats all =
-            model.forward(window, memory_segment_step(model.config(), w, window.seq_len));
+        StepContext step = memory_segment_step(model.config(), w, window.seq_len);
+        // model.same_length: every query sees context_len keys at most, as with a memory of
+        // context_len (the limit was left out, and --sliding scored without it).
+        if (model.config().model.same_length && context_len > 0)
+          step.max_distance = context_len - 1;
+        BatchStats all = model.forward(window, step);
         BatchStats s;  // the segment's positions only
         s.row_loss.assign(all.row_loss.end() - S, all.row_loss.end());
         s.row_prediction.assign(all.row_prediction.end() - S, all.row_prediction.end());
