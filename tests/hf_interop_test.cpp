@@ -451,7 +451,16 @@ TEST(HfImport, SettingsThatChangeTheModelsFunctionAreRefused) {
            {"lsh.local_chunk=4", "lsh.local_chunk "},
            {"lsh.bucket_size=4", "lsh.bucket_size "},
            {"lsh.n_hashes=3", "lsh.n_hashes "},
-           {"lsh.n_buckets=4", "lsh.n_buckets (as hashed) "}}) {
+           {"lsh.n_buckets=4", "lsh.n_buckets (as hashed) "},
+           // (Each failed elsewhere, blaming config.json or its weights: a tensor without a
+           // Hugging Face name, one config.json's model "needs".)
+           {"model.position=relative", "model.position axial; relative would"},
+           {"model.position=learned", "model.position axial; learned would"},
+           {"model.position=none", "model.position axial; none would"},
+           {"model.residual=single --set model.reversible=false",
+            "model.residual two_streams; single would"},
+           {"model.axial_shape=[4,16]", "model.axial_shape [8, 8]; [4, 16] would"},
+           {"model.axial_dims=[8,24]", "model.axial_dims [16, 16]; [8, 24] would"}}) {
     const test::CommandResult changed = test::run_command(reformer(
         "import --format hf --input " + dir + "/hf --output " + dir + "/out --set " + set));
     EXPECT_NE(changed.exit_code, 0) << set << ": " << changed.out;

@@ -168,18 +168,29 @@ void refuse_another_function(const Config& cfg, const std::vector<std::string>& 
       kinds += concat(i ? ", " : "", attention_name(c.attention_of_layer(i)));
     return kinds + "]";
   };
-  const auto factors = [](const Config& c) {
-    std::string text = "[";
-    for (int64_t f : c.bucket_factors()) text += concat(text.size() > 1 ? ", " : "", f);
-    return text + "]";
-  };
   struct Setting {
     const char* key;
     std::string given, asked;
   };
-  std::vector<Setting> settings = {{"model.activation", activation_name(hf.model.activation),
-                                    activation_name(cfg.model.activation)},
-                                   {"model.attention", layers(hf), layers(cfg)}};
+  const auto residual = [](const Config& c) {
+    return c.model.residual == ResidualMode::kSingle ? "single" : "two_streams";
+  };
+  const auto list = [](const std::vector<int64_t>& values) {
+    std::string text = "[";
+    for (int64_t v : values) text += concat(text.size() > 1 ? ", " : "", v);
+    return text + "]";
+  };
+  std::vector<Setting> settings = {
+      {"model.activation", activation_name(hf.model.activation),
+       activation_name(cfg.model.activation)},
+      {"model.attention", layers(hf), layers(cfg)},
+      {"model.position", position_name(hf.model.position), position_name(cfg.model.position)},
+      {"model.residual", residual(hf), residual(cfg)}};
+  if (hf.model.position == PositionMode::kAxial && cfg.model.position == PositionMode::kAxial) {
+    settings.push_back(
+        {"model.axial_shape", list(hf.model.axial_shape), list(cfg.model.axial_shape)});
+    settings.push_back({"model.axial_dims", list(hf.axial_dims()), list(cfg.axial_dims())});
+  }
   if (hf.any_layer_uses(AttentionKind::kLocal))
     settings.push_back(
         {"lsh.local_chunk", concat(hf.lsh.local_chunk), concat(cfg.lsh.local_chunk)});
@@ -187,7 +198,8 @@ void refuse_another_function(const Config& cfg, const std::vector<std::string>& 
     settings.push_back(
         {"lsh.bucket_size", concat(hf.lsh.bucket_size), concat(cfg.lsh.bucket_size)});
     settings.push_back({"lsh.n_hashes", concat(hf.lsh.n_hashes), concat(cfg.lsh.n_hashes)});
-    settings.push_back({"lsh.n_buckets (as hashed)", factors(hf), factors(cfg)});
+    settings.push_back(
+        {"lsh.n_buckets (as hashed)", list(hf.bucket_factors()), list(cfg.bucket_factors())});
   }
   for (const Setting& s : settings)
     if (s.given != s.asked)
