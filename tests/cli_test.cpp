@@ -188,7 +188,7 @@ TEST(CommandLine, AFileNamedForTheSyntheticTaskIsRefusedWhereDataIsRead) {
 
 // In stream order the lanes are the global batch's: resumed with another, the rest of the epoch
 // reads other stretches, which is said (it was not).
-TEST(CommandLine, ResumingStreamsWithAnotherGlobalBatchSaysWhatItCosts) {
+TEST(CommandLine, ResumingWithAnotherGlobalBatchSaysWhatItCosts) {
   RF_TINY_SHAKESPEARE_OR_SKIP(shakespeare);
   const std::string dir = test::fresh_dir("run");
   const std::string cfg = write_file(dir, "tiny.yaml", kTinyYaml);
@@ -206,6 +206,17 @@ TEST(CommandLine, ResumingStreamsWithAnotherGlobalBatchSaysWhatItCosts) {
                            "run in 4: until the epoch ends some windows are read twice"),
             std::string::npos)
       << other.out;
+  // Shuffled, the steps' size changes (resumed on more ranks, say): said too.
+  const std::string shuffled = concat("train --config ", cfg, " --set train.out_dir=", dir,
+                                      "/shuffled --no-report --resume auto --stop-at-step ");
+  ASSERT_EQ(run(shuffled + "2").exit_code, 0);
+  const Result larger = run(shuffled + "3 --set train.grad_accum=2");
+  ASSERT_EQ(larger.exit_code, 0) << larger.out;
+  EXPECT_NE(larger.out.find("step-00000002.h5 was trained on 2 windows per step, this run takes 4 "
+                            "(batch_size x grad_accum x ranks)"),
+            std::string::npos)
+      << larger.out;
+  EXPECT_EQ(larger.out.find("streams"), std::string::npos) << larger.out;
 }
 
 // Relative-position settings on a model without relative positions did nothing, without a word.

@@ -346,6 +346,25 @@ TEST(RankAgreement, RanksStartedWithAnotherConfigRefuseToTrain) {
   EXPECT_EQ(training_error(config(dir + (last ? "/c" : "/c/../c"), 1)), "");
 }
 
+// A rank stopped at another step than the others waited for them at the next collective until the
+// deadline, which then blamed a dead rank or the network. Options that steer the steps now agree.
+TEST(RankAgreement, RanksStartedWithAnotherStopStepRefuseToTrain) {
+  const std::string dir = shared_dir("options");
+  const bool last = comm().rank() == comm().size() - 1;
+  TrainOptions options;
+  options.report = false;
+  if (last) options.stop_at_step = 1;
+  std::string error;
+  try {
+    run_training(config(dir + "/a", 2), options, *g_comms);
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  EXPECT_EQ(error, "rank " + std::to_string(comm().size() - 1) +
+                       ": this rank's --stop-at-step is 1, rank 0's not given; every rank must be "
+                       "started with the same command line");
+}
+
 // Ranks reading files of other sizes, or the same size with other tokens, refuse to train.
 TEST(RankAgreement, RanksReadingOtherDataRefuseToTrain) {
   const std::string dir = shared_dir("data");

@@ -92,6 +92,20 @@ void check_ranks_share_config(Communicator& comm, const Config& cfg) {
          "; every rank must be started with the same config file and --set options");
 }
 
+void check_ranks_share_options(Communicator& comm,
+                               const std::vector<std::pair<std::string, int64_t>>& options) {
+  std::vector<int64_t> on_root;
+  for (const auto& option : options) on_root.push_back(option.second);
+  comm.broadcast(on_root.data(), on_root.size(), DType::kInt64, 0);
+  const auto said = [](int64_t value) {  // (-1: an option not given)
+    return value < 0 ? std::string("not given") : concat(value);
+  };
+  for (size_t i = 0; i < options.size(); ++i)
+    if (options[i].second != on_root[i])
+      fail("this rank's ", options[i].first, " is ", said(options[i].second), ", rank 0's ",
+           said(on_root[i]), "; every rank must be started with the same command line");
+}
+
 DataFingerprint data_fingerprint(const DataSources& data) {
   const auto& model = data.tokenizer_model;
   DataFingerprint f;

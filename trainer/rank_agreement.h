@@ -9,6 +9,8 @@
 #pragma once
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "comms/communicator.h"
 #include "trainer/batches.h"
@@ -20,6 +22,13 @@ namespace rf {
 // rank-local things (train.out_dir, data.train, data.val: paths; runtime.threads,
 // data.prefetch: per-host resources).
 void check_ranks_share_config(Communicator& comm, const Config& cfg);
+
+// Fails on a rank whose command-line options that steer the steps (--stop-at-step,
+// --verify-replicas: name and value, the same list on every rank) differ from rank 0's. A rank
+// stopped at another step than the others waited for them until the collective deadline, which
+// then blamed a dead rank or the network.
+void check_ranks_share_options(Communicator& comm,
+                               const std::vector<std::pair<std::string, int64_t>>& options);
 
 // What check_ranks_share_data compares: hashes of the training and validation windows (their
 // count, their length and the tokens of 64 windows spread over them, first and last included)

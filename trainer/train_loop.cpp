@@ -265,7 +265,8 @@ std::string restore_or_start(Run& run, const ResumeRequest& resume) {
 // (which read the checkpoint and writes the next ones, recording this run's): another arithmetic
 // (the bits differ from there on), another order of the windows (a memory switched on or off
 // with data.order auto) and, in stream order, another global batch (the rest of the epoch reads
-// other stretches: some windows twice, some not until the next epoch).
+// other stretches: some windows twice, some not until the next epoch), in shuffled order too (more
+// ranks: larger steps, said nowhere else but in the header's batch line).
 void note_what_differs_from_the_checkpoint(Run& run, const std::string& resumed_from) {
   const std::string arithmetic = run.ex->arithmetic();
   const int64_t global_batch = run.geometry.global();
@@ -285,6 +286,11 @@ void note_what_differs_from_the_checkpoint(Run& run, const std::string& resumed_
                 << ": until the epoch ends some windows are read twice and others not at all "
                 << "(keep batch_size x grad_accum x ranks at " << was.global_batch
                 << " to continue exactly)\n";
+    else if (was.global_batch > 0 && was.global_batch != global_batch)  // (another rank count)
+      std::cout << "note: " << resumed_from << " was trained on " << was.global_batch
+                << " windows per step, this run takes " << global_batch
+                << " (batch_size x grad_accum x ranks): the learning-rate schedule goes on by "
+                << "steps, each of another size\n";
     if (!was.arithmetic.empty() && !arithmetic.empty() && was.arithmetic != arithmetic)
       std::cout << "note: " << resumed_from << " was trained where the arithmetic was '"
                 << was.arithmetic << "'; here it is '" << arithmetic
@@ -491,8 +497,15 @@ TrainSummary run_training(const Config& requested, const TrainOptions& options, 
   Run run(requested, comms);
   const Config& cfg = run.cfg;
   // Before anything the config sizes meets another rank (trainer/rank_agreement.h).
-  if (run.host().size() > 1)
+  // (Each check in a call of its own: a rank failing one skips the collectives of the next.)
+  if (run.host().size() > 1) {
     run_on_every_rank(run.host(), [&] { check_ranks_share_config(run.host(), cfg); });
+    run_on_every_rank(run.host(), [&] {
+      check_ranks_share_options(run.host(),
+                                {{"--stop-at-step", options.stop_at_step},
+                                 {"--verify-replicas", options.verify_replicas ? 1 : -1}});
+    });
+  }
   run_on_every_rank(run.host(), [&] {
     // (On a GPU this checks the kernels first: runtime.verify_kernels.)
     run.ex = make_rank_executor(cfg.runtime, run.host().local_rank(), run.host().local_size());
