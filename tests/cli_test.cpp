@@ -219,6 +219,40 @@ TEST(CommandLine, ResumingWithAnotherGlobalBatchSaysWhatItCosts) {
   EXPECT_EQ(larger.out.find("streams"), std::string::npos) << larger.out;
 }
 
+// Under mpirun or srun every rank ran eval, generate, export, import or prepare whole: N copies
+// of a result, or N-1 failures after one rank's output. They refuse, said once (by rank 0).
+TEST(CommandLine, CommandsOtherThanTrainRefuseToRunAsRanksOfAJob) {
+  const std::string dir = test::fresh_dir("ranks");
+  const std::string input = write_file(dir, "input.txt", std::string(4000, 'a'));
+  const std::string prepare = "prepare --input " + input + " --output " + dir + "/shards";
+  const std::string as_rank = concat("env OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=");
+  const Result first =
+      test::run_command(concat(as_rank, "0 ", RF_BINARY_DIR, "/reformer ", prepare));
+  EXPECT_EQ(first.exit_code, 1) << first.out;
+  EXPECT_EQ(first.out,
+            "error: rank 0: reformer prepare runs as one process, but was started as one of 2 "
+            "ranks (OMPI_COMM_WORLD_SIZE=2); run it without mpirun or srun: only train runs as a "
+            "job of ranks\n");
+  const Result second =
+      test::run_command(concat(as_rank, "1 ", RF_BINARY_DIR, "/reformer ", prepare));
+  EXPECT_EQ(second.exit_code, 1);
+  EXPECT_EQ(second.out, "");
+  EXPECT_FALSE(std::filesystem::exists(dir + "/shards"));
+  const std::string cfg = write_file(dir, "tiny.yaml", kTinyYaml);
+  EXPECT_EQ(
+      test::run_command(concat(as_rank, "1 ", RF_BINARY_DIR, "/reformer config --config ", cfg))
+          .exit_code,
+      0);
+  // prepare's options of the generated task, given with --input files, were ignored.
+  for (const std::string option : {"--sequences", "--seed"}) {
+    const Result r = run(prepare + " " + option + " 5");
+    EXPECT_EQ(r.exit_code, 1) << r.out;
+    EXPECT_NE(r.out.find("error: prepare: " + option + " is for"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("is for --synthetic"), std::string::npos) << r.out;
+  }
+  EXPECT_EQ(run(prepare).exit_code, 0);
+}
+
 // Relative-position settings on a model without relative positions did nothing, without a word.
 TEST(CommandLine, SettingsThatDoNothingForThisModelAreNoted) {
   const std::string dir = test::fresh_dir("run");

@@ -11,6 +11,7 @@
 #include <limits>
 #include <sstream>
 
+#include "base/launcher_env.h"
 #include "base/utf8.h"
 #include "comms/mpi_communicator.h"
 #include "data/prepare.h"
@@ -565,14 +566,18 @@ int run_command_line(int argc, char** argv) {
   PrepareOptions prep;
   CLI::App* prepare = app.add_subcommand(
       "prepare", "turn text/byte files or a synthetic task into HDF5 token shards + manifest");
-  prepare->add_option("--input", prep.inputs, "input files (bytes are tokens), joined in order");
+  prepare->add_option("--input", prep.inputs,
+                      "input files, joined in order (tokens: their bytes, or with --tokenizer "
+                      "sentencepiece its pieces)");
   prepare->add_option("--output", prep.output_dir, "output directory (must not hold a manifest)")
       ->required();
   prepare->add_option("--shards", prep.shards, "training shards");
   prepare->add_option("--val-fraction", prep.val_fraction, "share held out for validation");
   prepare->add_option("--synthetic", prep.synthetic, "duplication: the paper's 0 w 0 w task");
   prepare->add_option("--sequences", prep.sequences, "synthetic: training sequences");
-  prepare->add_option("--seq-len", prep.seq_len, "synthetic: sequence length (= train.seq_len)");
+  prepare->add_option("--seq-len", prep.seq_len,
+                      "train.seq_len: synthetic: each sequence's length; text: each shard must "
+                      "hold a window of seq-len + 1 tokens");
   prepare->add_option("--vocab-size", prep.vocab_size,
                       "synthetic: vocabulary size; sentencepiece: pieces of the trained model");
   prepare->add_option("--tokenizer", prep.tokenizer, "text: bytes or sentencepiece")
@@ -650,6 +655,16 @@ int run_command_line(int argc, char** argv) {
   }
   auto run_subcommand = [&]() -> int {
     if (train->parsed()) return command_train(a);
+    // Under mpirun or srun every rank ran the whole command: N copies of eval's JSON and of
+    // generate's sample, and export, import and prepare failed on all ranks but the first, whose
+    // output then existed. Only rank 0 says so.
+    if (launched_as_multi_rank_job() && !cfg->parsed()) {
+      if (launcher_rank() != 0) return 1;
+      const LauncherSize size = launcher_size();
+      fail("reformer ", app.get_subcommands().front()->get_name(), " runs as one process, but ",
+           "was started as one of ", size.ranks, " ranks (", size.variable, "=", size.ranks,
+           "); run it without mpirun or srun: only train runs as a job of ranks");
+    }
     if (eval->parsed()) return command_eval(a);
     if (gen->parsed()) return command_generate(a);
     if (cfg->parsed()) return command_config(a);
@@ -664,6 +679,11 @@ int run_command_line(int argc, char** argv) {
       if (prepare->count("--model-type") > 0 && (model_file || prep.tokenizer != "sentencepiece"))
         fail("prepare: --model-type is the kind of model --tokenizer sentencepiece trains; ",
              model_file ? "--tokenizer-model's file has its own" : "byte tokens have none");
+      // (Both were ignored without a word: every byte of the inputs was written.)
+      for (const char* option : {"--sequences", "--seed"})
+        if (prepare->count(option) > 0 && prep.synthetic.empty())
+          fail("prepare: ", option, " is for --synthetic (the generated task); --input files are ",
+               "written whole");
       return command_prepare(prep);
     }
     if (exporter->parsed()) return export_hf(export_checkpoint, export_output, std::cout), 0;
