@@ -566,6 +566,15 @@ TEST(MemoryTraining, EvalAutoTabulatesMultiplesOfTheTrainingMemory) {
   ASSERT_EQ(r.exit_code, 0) << r.out;
   EXPECT_NE(r.out.find("consecutive segments of 16 tokens"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("      16 | "), std::string::npos) << r.out;
+  // --positions scores windows alone, and says that the memory is left out (it did not).
+  r = test::run_command(eval + " --positions 0:");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("(windows alone, positions 0:16, without the memory of 16 positions the "
+                       "model trained with"),
+            std::string::npos)
+      << r.out;
+  r = test::run_command(eval + " --positions 0: --json");
+  EXPECT_NE(r.out.find("\"memory_len\": 0}"), std::string::npos) << r.out;
   r = test::run_command(eval + " --memory-len 16,x");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("--memory-len 'x' is neither a length"), std::string::npos) << r.out;

@@ -286,6 +286,9 @@ int eval_windows(const Arguments& a, const std::string& path) {
   const std::string scored =
       concat(positions.begin, ":", positions.end < 0 ? cfg.train.seq_len : positions.end);
   const bool lsh = cfg.any_layer_uses(AttentionKind::kLsh);  // (n_hashes means nothing without)
+  // A model trained with a memory, scored here by --positions in windows alone: said (it was
+  // not, and its figures read as the memory's).
+  const bool without_its_memory = cfg.model.memory_len > 0;
   const std::vector<int32_t> token_bytes = text_bytes_per_token(data);  // (bits per byte)
   const int64_t windows =
       eval_window_count(*data.val, cfg.train.eval_batches, cfg.train.batch_size);
@@ -310,6 +313,7 @@ int eval_windows(const Arguments& a, const std::string& path) {
     if (r.text_bytes > 0)
       line.add("bits_per_byte", r.bits_per_byte).add("text_bytes", r.text_bytes);
     if (lsh) line.add("n_hashes", cfg.lsh.n_hashes);
+    if (without_its_memory) line.add("memory_len", int64_t{0});
     std::cout << line.str() << std::endl;
   } else {
     std::fprintf(stderr, "\n");
@@ -326,6 +330,11 @@ int eval_windows(const Arguments& a, const std::string& path) {
           " (the second copy of w, positions %s, as training validates; --positions 0: "
           "for all)",
           scored.c_str());
+    if (without_its_memory)
+      std::printf(
+          " (windows alone, positions %s, without the memory of %lld positions the model "
+          "trained with: --positions scores windows; leave it out to score with the memory)",
+          scored.c_str(), static_cast<long long>(cfg.model.memory_len));
     std::printf("\n");
   }
   return 0;
@@ -537,7 +546,7 @@ int run_command_line(int argc, char** argv) {
   add_config(gen, false);
   gen->add_option("--checkpoint", a.checkpoint, "checkpoint file or run directory")->required();
   gen->add_option("--prompt", a.prompt, "text to continue");
-  gen->add_option("--tokens", a.tokens, "tokens to generate")->check(CLI::Range(1, 1 << 20));
+  gen->add_option("--tokens", a.tokens, "tokens to generate")->check(integer_in(1, 1 << 20));
   gen->add_option("--temperature", a.temperature, "0 = greedy")->check(number_in(0.0, 100.0));
   gen->add_option("--top-k", a.top_k, "sample among the k most likely (0 = all)")
       ->check(integer_at_least(0));
@@ -571,7 +580,7 @@ int run_command_line(int argc, char** argv) {
                       "sentencepiece its pieces)");
   prepare->add_option("--output", prep.output_dir, "output directory (must not hold a manifest)")
       ->required();
-  prepare->add_option("--shards", prep.shards, "training shards");
+  prepare->add_option("--shards", prep.shards, "training shards")->check(integer_at_least(1));
   prepare->add_option("--val-fraction", prep.val_fraction, "share held out for validation");
   prepare->add_option("--synthetic", prep.synthetic, "duplication: the paper's 0 w 0 w task");
   prepare->add_option("--sequences", prep.sequences, "synthetic: training sequences");
