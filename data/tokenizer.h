@@ -18,6 +18,7 @@ class SentencePieceProcessor;
 namespace rf {
 
 inline constexpr const char* kSentencePieceTokenizer = "sentencepiece";
+inline constexpr int64_t kByteVocabulary = 256;  // the byte tokenizer's: every byte a token
 
 struct SentencePieceTraining {
   std::vector<std::string> inputs;  // text files, read in order

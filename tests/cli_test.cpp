@@ -431,23 +431,42 @@ TEST(CommandLine, TrainEvalGenerateEndToEnd) {
   expect_one_line_error(run("eval --checkpoint " + out + " --positions 0:999999"),
                         {"--positions: B = 999999 is past train.seq_len"});
 
+  // The synthetic task's tokens are not text: the prompt and the sample are token ids (they were
+  // read and printed as bytes, control characters on a terminal).
   const Result g = run("generate --checkpoint " + out + " --prompt abc --tokens 5");
-  EXPECT_NE(g.exit_code, 0);  // 'a' is outside this model's 16-token vocabulary
-  EXPECT_NE(g.out.find("vocabulary"), std::string::npos) << g.out;
+  EXPECT_NE(g.exit_code, 0);
+  EXPECT_NE(g.out.find("--prompt: 'abc' is not a token id in [0, 16)"), std::string::npos) << g.out;
+  EXPECT_NE(run("generate --checkpoint " + out + " --prompt '0 16' --tokens 5")
+                .out.find("'16' is not a token id"),
+            std::string::npos);
+  const std::string ids = dir + "/ids.txt";
+  ASSERT_EQ(test::run_command(concat("{ ", RF_BINARY_DIR, "/reformer generate --checkpoint ", out,
+                                     " --prompt '0 3 5 0' --tokens 3 > ", ids, "; }"))
+                .exit_code,
+            0);
+  std::istringstream printed(test::read_text(ids));
+  std::vector<int> tokens;
+  for (int id = 0; printed >> id;) tokens.push_back(id);
+  ASSERT_EQ(tokens.size(), 7u) << test::read_text(ids);
+  EXPECT_EQ(std::vector<int>(tokens.begin(), tokens.begin() + 4), (std::vector<int>{0, 3, 5, 0}));
+  for (int id : tokens) EXPECT_TRUE(id >= 0 && id < 16) << id;
   // [lsh, local]: the window re-run per token, or with --lsh-cache the key/value cache.
   const Result exact = run("generate --checkpoint " + out + " --tokens 5");
   ASSERT_EQ(exact.exit_code, 0) << exact.out;
   EXPECT_NE(exact.out.find("no cache (LSH layers; --lsh-cache caches them"), std::string::npos)
       << exact.out;
   // Without --prompt, generation starts from token 0, which is not printed (it was a NUL byte
-  // before the sample): one token and the newline.
+  // before the sample): one token's id and the newline.
   const std::string sample = dir + "/sample.txt";
   ASSERT_EQ(
       test::run_command("{ " + std::string(RF_BINARY_DIR) + "/reformer generate --checkpoint " +
                         out + " --tokens 1 > " + sample + "; }")
           .exit_code,
       0);
-  EXPECT_EQ(std::filesystem::file_size(sample), 2u);
+  const std::string one = test::read_text(sample);
+  EXPECT_TRUE(one.size() >= 2 && one.size() <= 3 && one.back() == '\n' &&
+              std::all_of(one.begin(), one.end() - 1, ::isdigit))
+      << one;
   // A sample or a result that does not reach stdout (a full disk: /dev/full) is an error that
   // says so, not exit 0 with the output cut short.
   for (const std::string& command :

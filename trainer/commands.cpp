@@ -16,6 +16,7 @@
 #include "comms/mpi_communicator.h"
 #include "data/prepare.h"
 #include "data/synthetic_duplication.h"
+#include "data/tokenizer.h"
 #include "trainer/batches.h"
 #include "trainer/checkpoint.h"
 #include "trainer/evaluate.h"
@@ -363,6 +364,27 @@ std::string memory_note(const GenerationStats& stats, const Config& cfg, bool no
          std::to_string(stats.memory_len) + " positions before it; --memory-len 0 for a window)";
 }
 
+// --prompt as token ids: whole numbers in [0, vocab) separated by spaces.
+std::vector<int32_t> parse_token_ids(const std::string& text, int64_t vocab) {
+  std::vector<int32_t> tokens;
+  std::istringstream words(text);
+  for (std::string word; words >> word;) {
+    size_t used = 0;
+    int64_t id = -1;
+    try {
+      id = std::stoll(word, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != word.size() || id < 0 || id >= vocab)
+      fail("--prompt: '", word, "' is not a token id in [0, ", vocab,
+           "); this model's tokens are not text (the synthetic task's, or past the 256 bytes "
+           "without a SentencePiece model), so its prompt is token ids separated by spaces");
+    tokens.push_back(static_cast<int32_t>(id));
+  }
+  return tokens;
+}
+
 int generate_from(const Arguments& a, const std::string& path) {
   const Config cfg = config_for_checkpoint(a, path);
   auto ex = make_rank_executor(cfg.runtime);
@@ -378,12 +400,21 @@ int generate_from(const Arguments& a, const std::string& path) {
     fail("--prompt is not UTF-8 text at byte ", invalid,
          " (this model's SentencePiece tokenizer reads UTF-8; it would replace the byte with "
          "U+FFFD)");
+  // Tokens that are not text (the synthetic task's, or a vocabulary past the bytes without a
+  // SentencePiece model) are given and printed as ids: the duplication task's printed as control
+  // characters, and its prompt was read as bytes.
+  const bool ids = !subwords && (cfg.data.format == DataFormat::kSynthetic ||
+                                 cfg.model.vocab_size > kByteVocabulary);
   std::vector<int32_t> prompt;
-  for (uint32_t t : tokenizer.encode(a.prompt)) {
-    if (static_cast<int64_t>(t) >= cfg.model.vocab_size)
-      fail("--prompt has ", subwords ? "token " : "byte ", t,
-           ", outside the model's vocabulary of ", cfg.model.vocab_size);
-    prompt.push_back(static_cast<int32_t>(t));
+  if (ids) {
+    prompt = parse_token_ids(a.prompt, cfg.model.vocab_size);
+  } else {
+    for (uint32_t t : tokenizer.encode(a.prompt)) {
+      if (static_cast<int64_t>(t) >= cfg.model.vocab_size)
+        fail("--prompt has ", subwords ? "token " : "byte ", t,
+             ", outside the model's vocabulary of ", cfg.model.vocab_size);
+      prompt.push_back(static_cast<int32_t>(t));
+    }
   }
   SamplingOptions o;
   o.tokens = a.tokens;
@@ -425,9 +456,9 @@ int generate_from(const Arguments& a, const std::string& path) {
   // Without a prompt generation starts from token 0, which is not the user's text (with bytes it
   // printed a NUL first): the sample alone is printed.
   if (prompt.empty() && !out.empty()) out.erase(out.begin());
-  if (subwords || cfg.model.vocab_size <= 256) {  // text: the prompt and the sample
+  if (!ids) {  // text: the prompt and the sample
     std::cout << tokenizer.decode(out) << std::endl;
-  } else {  // other tokens: their ids
+  } else {
     for (size_t i = 0; i < out.size(); ++i) std::cout << (i ? " " : "") << out[i];
     std::cout << std::endl;
   }
