@@ -63,5 +63,13 @@ while :; do
   wait "$mpirun_pid" || status=$?
   kill -0 "$mpirun_pid" 2>/dev/null || break  # (else a trapped signal cut the wait short)
 done
+# A signal while the ranks were still starting (loading their libraries, before they handle
+# SIGUSR1) ended them by its default action: mpirun exits 128 + 10. They had trained nothing, so
+# this is a stop like any other (75, or 130 after Ctrl-C) and --resume auto continues the run; it
+# was reported as a failure (138), which a batch script does not requeue.
+if [ "$signals" -gt 0 ] && [ "$status" -eq 138 ]; then
+  echo "train.sh: the ranks were still starting and stopped before their first step (nothing trained since the last checkpoint)" >&2
+  status=75
+fi
 if [ "$interrupted" -eq 1 ] && [ "$status" -eq 75 ]; then exit 130; fi
 exit "$status"

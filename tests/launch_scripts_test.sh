@@ -4,7 +4,7 @@
 # file as it was), launch/slurm/reformer.sbatch gives train exactly one --resume (the user's own
 # if the arguments hold one) and refuses to run outside a SLURM job, and launch/slurm/selftest.sh
 # answers --help and refuses other arguments before its root check and before it installs
-# anything. The programs are stubs: the benchmark via RF_BENCH, srun/scontrol/apt-get on PATH,
+# anything, and launch/train.sh -n 2 signalled while its ranks start exits as a stop (75, 130). The programs are stubs: the benchmark via RF_BENCH, srun/scontrol/apt-get on PATH,
 # the trainer in a folder named by RF_BUILD_DIR.
 # shellcheck disable=SC2016  # (the stubs' bodies expand when the stubs run)
 set -euo pipefail
@@ -108,6 +108,38 @@ status=0; wait "$bench_pid" || status=$?
 [ "$status" -eq 143 ] || fail "run.sh killed by SIGTERM exited with status $status, not 143"
 kept million "an interrupted suite"
 one_error_line "$tmp/term.err" million "an interrupted suite"
+
+# --- launch/train.sh -n 2: a signal while the ranks start is a stop, not a failure -------------
+# A copy of the script beside stub setup.sh and build.sh; the ranks are stubs that do not handle
+# SIGUSR1 (a real rank before it installs its handler): they die of it, mpirun exits 138.
+mkdir -p "$tmp/copy/launch" "$tmp/rank-build"
+cp "$root/launch/train.sh" "$tmp/copy/launch/"
+stub "$tmp/copy/launch/setup.sh" 'exit 0'
+stub "$tmp/copy/launch/build.sh" 'exit 0'
+stub "$tmp/rank-build/reformer" 'touch "$STUB_STARTED.${OMPI_COMM_WORLD_RANK:-x}"; sleep 60'
+echo "train: {}" > "$tmp/exp.yaml"
+for signal in TERM INT; do
+  rm -f "$tmp/rank-started".*
+  # (A background job starts with SIGINT ignored, which bash cannot undo: env gives it back.)
+  RF_BUILD_DIR="$tmp/rank-build" STUB_STARTED="$tmp/rank-started" \
+    env --default-signal=INT bash "$tmp/copy/launch/train.sh" "$tmp/exp.yaml" -n 2 \
+    > "$tmp/starting.out" 2> "$tmp/starting.err" &
+  train_pid=$!
+  for _ in $(seq 100); do
+    [ -e "$tmp/rank-started.0" ] && [ -e "$tmp/rank-started.1" ] && break
+    sleep 0.1
+  done
+  [ -e "$tmp/rank-started.1" ] || fail "train.sh -n 2 did not start the stub ranks within 10 s"
+  kill "-$signal" "$train_pid"
+  status=0; wait "$train_pid" || status=$?
+  want=75; [ "$signal" = INT ] && want=130
+  if [ "$status" -ne "$want" ]; then
+    cat "$tmp/starting.out" "$tmp/starting.err" >&2
+    fail "train.sh -n 2 signalled ($signal) while its ranks started exited $status, not $want"
+  fi
+  expect_in "$tmp/starting.err" "^train.sh: the ranks were still starting and stopped before" \
+    "train.sh -n 2 signalled ($signal) while its ranks started"
+done
 
 # --- launch/slurm/reformer.sbatch: one --resume; outside a job, a clear error ------------------
 stub "$stubs/srun" 'printf "%s\n" "$@" > "$SRUN_LOG"; exit "${STUB_SRUN_STATUS:-0}"'
