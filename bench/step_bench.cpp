@@ -318,9 +318,7 @@ int main(int argc, char** argv) try {
                    .add("reversible", static_cast<int64_t>(cfg.model.reversible))
                    .add("recomputes_layers", static_cast<int64_t>(cfg.recomputes_layers()))
                    .add("stored_top_layers", cfg.model.stored_top_layers)
-                   .add("residual", std::string(cfg.model.residual == rf::ResidualMode::kSingle
-                                                    ? "single"
-                                                    : "two_streams"))
+                   .add("residual", std::string(rf::residual_name(cfg.model.residual)))
                    .add("attention", rf::attention_name(cfg.model.attention[0]))
                    .add("dropout", cfg.model.dropout)
                    .add("attention_dropout", cfg.model.attention_dropout)

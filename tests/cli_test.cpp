@@ -555,6 +555,21 @@ TEST(CommandLine, PrepareShardsThenTrainFromThem) {
       run("train --config " + cfg + " --set data.format=hdf5 " + "--set data.train=" + dir +
           "/shards/manifest.yaml --set train.out_dir=" + dir + "/out2"),
       {"vocab"});  // the model's 16 tokens cannot hold bytes
+  // The duplication task prepared as shards: generate gives its prompt and sample as token ids,
+  // as for the task generated on the fly (the config says data.format: hdf5; the checkpoint
+  // records what the tokens were).
+  ASSERT_EQ(run("prepare --synthetic duplication --sequences 64 --seq-len 32 --vocab-size 16 "
+                "--output " +
+                dir + "/dup")
+                .exit_code,
+            0);
+  ASSERT_EQ(run("train --config " + cfg + " --no-report --set data.format=hdf5 --set data.train=" +
+                dir + "/dup/manifest.yaml --set train.out_dir=" + dir + "/dup_run")
+                .exit_code,
+            0);
+  const Result g = run("generate --checkpoint " + dir + "/dup_run --prompt '0 3 5 0' --tokens 2");
+  ASSERT_EQ(g.exit_code, 0) << g.out;
+  EXPECT_NE(g.out.find("0 3 5 0 "), std::string::npos) << g.out;
 }
 
 }  // namespace

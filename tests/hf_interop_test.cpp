@@ -429,7 +429,8 @@ TEST(HfExport, AnOutputWithATrailingSlashIsThatDirectory) {
 
 // --set may change how an imported model trains, not the function its weights compute: another
 // activation, attention kind, chunk, bucket length, hash count or bucket count (each imported
-// without a word before, except the activation).
+// without a word before, except the activation), position encoding or residual streams (each
+// refused by the weights' reading or an internal check, blaming config.json).
 TEST(HfImport, SettingsThatChangeTheModelsFunctionAreRefused) {
   const std::string run = trained_run(small_model("[local,lsh]", "axial"));
   const std::string dir = test::fresh_dir("activation");

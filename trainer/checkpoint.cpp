@@ -210,6 +210,7 @@ void write_checkpoint_file(const std::string& path, ReformerModel& model, AdamW&
     if (!state.arithmetic.empty()) file.set_string("arithmetic", state.arithmetic);
     if (state.global_batch > 0) file.set_int("global_batch", state.global_batch);
     if (!state.data_order.empty()) file.set_string("data_order", state.data_order);
+    if (!state.data_tokenizer.empty()) file.set_string("data_tokenizer", state.data_tokenizer);
     if (!state.tokenizer_model.empty())
       file.write("tokenizer_model", H5T_NATIVE_UINT8, state.tokenizer_model.data(),
                  static_cast<int64_t>(state.tokenizer_model.size()));
@@ -329,6 +330,7 @@ TrainingState load_checkpoint(const std::string& path, ReformerModel& model, Ada
   if (file.has_attribute("arithmetic")) s.arithmetic = file.get_string("arithmetic");
   if (file.has_attribute("global_batch")) s.global_batch = file.get_int("global_batch");
   if (file.has_attribute("data_order")) s.data_order = file.get_string("data_order");
+  if (file.has_attribute("data_tokenizer")) s.data_tokenizer = file.get_string("data_tokenizer");
   if (file.has_dataset("memory")) s.memory = read_memory(file, model.config(), &s);
   if (file.has_dataset("since_log")) {  // (written since 2026-12-07; older: a fresh log line)
     if (file.dataset_length("since_log") != 3)

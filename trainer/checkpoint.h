@@ -37,6 +37,9 @@ struct TrainingState {
   // The SentencePiece model the training tokens came from (serialized; "" for bytes and the
   // synthetic task), so that a checkpoint alone encodes prompts and decodes samples.
   std::string tokenizer_model;
+  // What the training tokens were, as shards name it ("bytes", "duplication", "sentencepiece";
+  // "" where not recorded, before 2026-12-08): `generate` gives the duplication task's as ids.
+  std::string data_tokenizer;
   // Transformer-XL's recurrence: every layer's memory of each of the job's lanes (the global
   // batch's streams), [memory_lanes, layers, memory_held, d_model], gathered from every rank;
   // empty when the model keeps none or holds none yet. A resumed run continues from it exactly.

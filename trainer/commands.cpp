@@ -15,6 +15,7 @@
 #include "base/utf8.h"
 #include "comms/mpi_communicator.h"
 #include "data/prepare.h"
+#include "data/shards.h"
 #include "data/synthetic_duplication.h"
 #include "data/tokenizer.h"
 #include "trainer/batches.h"
@@ -403,7 +404,10 @@ int generate_from(const Arguments& a, const std::string& path) {
   // Tokens that are not text (the synthetic task's, or a vocabulary past the bytes without a
   // SentencePiece model) are given and printed as ids: the duplication task's printed as control
   // characters, and its prompt was read as bytes.
-  const bool ids = !subwords && (cfg.data.format == DataFormat::kSynthetic ||
+  // (A checkpoint records what its training tokens were; one from before 2026-12-08 does not,
+  // and its config's data.format says it for the task generated on the fly, not from shards.)
+  const bool ids = !subwords && (state.data_tokenizer == kDuplicationTokenizer ||
+                                 cfg.data.format == DataFormat::kSynthetic ||
                                  cfg.model.vocab_size > kByteVocabulary);
   std::vector<int32_t> prompt;
   if (ids) {

@@ -330,6 +330,16 @@ const char* position_name(PositionMode mode) {
   return "unknown";
 }
 
+const char* residual_name(ResidualMode mode) {
+  return mode == ResidualMode::kSingle ? "single" : "two_streams";
+}
+
+std::string int_list_text(const std::vector<int64_t>& values) {
+  std::string text;
+  for (const int64_t v : values) text += (text.empty() ? "" : ", ") + std::to_string(v);
+  return "[" + text + "]";
+}
+
 int64_t Config::memory_unit() const {
   int64_t unit = 1;
   if (any_layer_uses(AttentionKind::kLocal)) unit = lsh.local_chunk;

@@ -221,5 +221,8 @@ std::string config_reference_yaml();
 
 const char* attention_name(AttentionKind kind);
 const char* position_name(PositionMode mode);  // as model.position spells it
+const char* residual_name(ResidualMode mode);  // as model.residual spells it
+// A list of integers as the config text writes it: "[64, 64]".
+std::string int_list_text(const std::vector<int64_t>& values);
 
 }  // namespace rf

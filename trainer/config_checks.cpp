@@ -10,12 +10,6 @@
 namespace rf {
 namespace {
 
-std::string list_text(const std::vector<int64_t>& values) {
-  std::string text;
-  for (const int64_t v : values) text += (text.empty() ? "" : ", ") + std::to_string(v);
-  return "[" + text + "]";
-}
-
 bool even_and_at_least_2(int64_t n) {
   return n >= 2 && n % 2 == 0;
 }
@@ -34,13 +28,13 @@ void check_lsh(const Config& c, const std::string& path) {
          "and their negatives)");
   }
   if (n_buckets.size() > 3) {
-    fail(path, ": lsh.n_buckets = ", list_text(n_buckets), " has ", n_buckets.size(),
+    fail(path, ": lsh.n_buckets = ", int_list_text(n_buckets), " has ", n_buckets.size(),
          " factors; at most 3 are supported");
   }
   int64_t product = 1;  // each factor <= 2^24, at most 3: no overflow
   for (const int64_t factor : n_buckets) {
     if (n_buckets.size() > 1 && !even_and_at_least_2(factor)) {
-      fail(path, ": lsh.n_buckets = ", list_text(n_buckets), ": factor ", factor,
+      fail(path, ": lsh.n_buckets = ", int_list_text(n_buckets), ": factor ", factor,
            " must be even and at least 2 (each factor hashes with its own random rotation onto "
            "factor / 2 directions and their negatives)");
     }
@@ -49,7 +43,7 @@ void check_lsh(const Config& c, const std::string& path) {
   // Bucket ids are 32-bit and count on across the hash rounds (round r adds r * n_buckets).
   constexpr int64_t kMaxBucketsPerRound = int64_t{1} << 24;
   if (product > kMaxBucketsPerRound) {
-    fail(path, ": lsh.n_buckets = ", list_text(n_buckets), " makes ", product,
+    fail(path, ": lsh.n_buckets = ", int_list_text(n_buckets), " makes ", product,
          " buckets per hash round; at most ", kMaxBucketsPerRound,
          " are supported (bucket ids are 32-bit integers counted across up to 32 rounds)");
   }
@@ -67,13 +61,13 @@ void check_axial(const Config& c, const std::string& path) {
   int64_t product = 1;
   for (const int64_t extent : c.model.axial_shape) product *= extent;  // each <= 2^24, 2 entries
   if (product != c.train.seq_len) {
-    fail(path, ": model.axial_shape = ", list_text(c.model.axial_shape), " has product ", product,
-         " but must equal train.seq_len = ", c.train.seq_len,
+    fail(path, ": model.axial_shape = ", int_list_text(c.model.axial_shape), " has product ",
+         product, " but must equal train.seq_len = ", c.train.seq_len,
          " (axial position embeddings give one vector per position)");
   }
   const std::vector<int64_t> dims = c.axial_dims();
   const std::string dims_text =
-      c.model.axial_dims.empty() ? "auto (" + list_text(dims) + ")" : list_text(dims);
+      c.model.axial_dims.empty() ? "auto (" + int_list_text(dims) + ")" : int_list_text(dims);
   if (dims.size() != 2 || dims[0] < 1 || dims[1] < 1) {
     fail(path, ": model.axial_dims = ", dims_text,
          " must be 2 entries each at least 1 (one per axial table); model.d_model = ",

@@ -312,12 +312,6 @@ std::string quoted(const std::string& text) {
   return out + "\"";
 }
 
-std::string int_list_text(const std::vector<int64_t>& values) {
-  std::string text;
-  for (const int64_t v : values) text += (text.empty() ? "" : ", ") + std::to_string(v);
-  return "[" + text + "]";
-}
-
 // Writes each kind of field as YAML that FieldWriter reads back to the same value.
 struct FieldRenderer {
   const KeySpec& spec;

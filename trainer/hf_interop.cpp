@@ -150,10 +150,11 @@ std::string import_config_error(const std::string& m, const HfImportOptions& opt
   return concat("the model of ", config_path, " does not fit: ", m.substr(loaded.size() + 2));
 }
 
-// The settings that decide the function an imported model's weights compute without changing a
-// tensor's shape (those are refused where the weights are read): --set may change how the model
-// trains, not what config.json makes of its weights. The attention's chunking and hashing count
-// only where a layer of that kind is; buckets as the hashing factors them.
+// The settings that decide the function an imported model's weights compute: --set or the
+// --config file may change how the model trains, not what config.json makes of its weights.
+// Some also change a tensor's shape (the positions, the residual streams), which the weights'
+// reading would refuse too, but blaming config.json and its tensors. The attention's chunking and
+// hashing count only where a layer of that kind is; buckets as the hashing factors them.
 void refuse_another_function(const Config& cfg, const std::vector<std::string>& from_hf,
                              const std::string& config_path) {
   Config hf;
@@ -172,24 +173,17 @@ void refuse_another_function(const Config& cfg, const std::vector<std::string>& 
     const char* key;
     std::string given, asked;
   };
-  const auto residual = [](const Config& c) {
-    return c.model.residual == ResidualMode::kSingle ? "single" : "two_streams";
-  };
-  const auto list = [](const std::vector<int64_t>& values) {
-    std::string text = "[";
-    for (int64_t v : values) text += concat(text.size() > 1 ? ", " : "", v);
-    return text + "]";
-  };
   std::vector<Setting> settings = {
       {"model.activation", activation_name(hf.model.activation),
        activation_name(cfg.model.activation)},
       {"model.attention", layers(hf), layers(cfg)},
       {"model.position", position_name(hf.model.position), position_name(cfg.model.position)},
-      {"model.residual", residual(hf), residual(cfg)}};
+      {"model.residual", residual_name(hf.model.residual), residual_name(cfg.model.residual)}};
   if (hf.model.position == PositionMode::kAxial && cfg.model.position == PositionMode::kAxial) {
+    settings.push_back({"model.axial_shape", int_list_text(hf.model.axial_shape),
+                        int_list_text(cfg.model.axial_shape)});
     settings.push_back(
-        {"model.axial_shape", list(hf.model.axial_shape), list(cfg.model.axial_shape)});
-    settings.push_back({"model.axial_dims", list(hf.axial_dims()), list(cfg.axial_dims())});
+        {"model.axial_dims", int_list_text(hf.axial_dims()), int_list_text(cfg.axial_dims())});
   }
   if (hf.any_layer_uses(AttentionKind::kLocal))
     settings.push_back(
@@ -198,8 +192,8 @@ void refuse_another_function(const Config& cfg, const std::vector<std::string>& 
     settings.push_back(
         {"lsh.bucket_size", concat(hf.lsh.bucket_size), concat(cfg.lsh.bucket_size)});
     settings.push_back({"lsh.n_hashes", concat(hf.lsh.n_hashes), concat(cfg.lsh.n_hashes)});
-    settings.push_back(
-        {"lsh.n_buckets (as hashed)", list(hf.bucket_factors()), list(cfg.bucket_factors())});
+    settings.push_back({"lsh.n_buckets (as hashed)", int_list_text(hf.bucket_factors()),
+                        int_list_text(cfg.bucket_factors())});
   }
   for (const Setting& s : settings)
     if (s.given != s.asked)

@@ -561,6 +561,7 @@ TrainSummary run_training(const Config& requested, const TrainOptions& options, 
     if (run.root() && !resumed_from.empty())
       check_checkpoint_tokenizer(resumed_from, run.state.tokenizer_model, run.data, cfg);
     run.state.tokenizer_model = run.data.tokenizer_model;
+    run.state.data_tokenizer = run.data.tokenizer;
   });
   if (run.host().size() > 1) {
     DataFingerprint fingerprint;
