@@ -18,7 +18,9 @@ namespace {
 // tables, and that handler then crashed the process: `train` exited with SIGSEGV (139) instead of
 // 1, or 75 when stopped for a requeue, after any checkpoint that did not fit. Every file this
 // program writes is flushed and closed by it, so the handler has nothing to do: it is not
-// registered. (Run before main, before any HDF5 call starts the library; the call must come first.)
+// registered. (Run before main, before any HDF5 call starts the library: H5dont_atexit does
+// nothing once it has started. So no static initializer anywhere may call HDF5, H5T_NATIVE_*
+// included, which start it; the DiskFull tests would find the crash again.)
 const bool kHdf5RegistersNoExitHandler = [] {
   H5dont_atexit();
   return true;

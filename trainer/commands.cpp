@@ -34,20 +34,26 @@
 namespace rf {
 namespace {
 
+// `text` as a whole integer: all of it read (std::stoll alone stops where the digits do: "1x" read
+// as 1) and within int64's range.
+bool whole_int64(const std::string& text, int64_t* value) {
+  size_t used = 0;
+  try {
+    *value = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    return false;  // not a number, or out of int64's range
+  }
+  return used > 0 && used == text.size();
+}
+
 // For integer options: CLI11's own PositiveNumber and NonNegativeNumber print their bounds as
 // doubles ("Value 0 not in range 0.000000 to 17976931348623157...", 309 digits), and its plain
 // parse clamped a seed of 10^23 to 2^64 - 1 and wrapped -1 there.
 CLI::Validator integer_in(int64_t min, int64_t max = std::numeric_limits<int64_t>::max()) {
   return CLI::Validator(
       [min, max](std::string& text) -> std::string {
-        size_t used = 0;
         int64_t value = 0;
-        try {
-          value = std::stoll(text, &used);
-        } catch (const std::exception&) {
-          used = 0;  // not a number, or out of int64's range
-        }
-        if (used == 0 || used != text.size() || value < min || value > max)
+        if (!whole_int64(text, &value) || value < min || value > max)
           return "must be an integer " +
                  (max == std::numeric_limits<int64_t>::max()
                       ? ">= " + std::to_string(min)
@@ -211,14 +217,8 @@ std::vector<int64_t> memory_lengths(const std::vector<std::string>& arguments, i
       for (int64_t k : {0, 1, 2, 4}) lengths.push_back(k * trained);
       continue;
     }
-    size_t used = 0;
-    long long n = -1;
-    try {
-      n = std::stoll(v, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != v.size() || v.empty() || n < 0)
+    int64_t n = -1;
+    if (!whole_int64(v, &n) || n < 0)
       fail("--memory-len '", v, "' is neither a length (an integer >= 0) nor auto");
     lengths.push_back(n);
   }
@@ -370,14 +370,8 @@ std::vector<int32_t> parse_token_ids(const std::string& text, int64_t vocab) {
   std::vector<int32_t> tokens;
   std::istringstream words(text);
   for (std::string word; words >> word;) {
-    size_t used = 0;
     int64_t id = -1;
-    try {
-      id = std::stoll(word, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != word.size() || id < 0 || id >= vocab)
+    if (!whole_int64(word, &id) || id < 0 || id >= vocab)
       fail("--prompt: '", word, "' is not a token id in [0, ", vocab,
            "); this model's tokens are not text (the synthetic task's, or past the 256 bytes "
            "without a SentencePiece model), so its prompt is token ids separated by spaces");
@@ -580,7 +574,9 @@ int run_command_line(int argc, char** argv) {
   CLI::App* gen = app.add_subcommand("generate", "sample text from a checkpoint");
   add_config(gen, false);
   gen->add_option("--checkpoint", a.checkpoint, "checkpoint file or run directory")->required();
-  gen->add_option("--prompt", a.prompt, "text to continue");
+  gen->add_option("--prompt", a.prompt,
+                  "text to continue (token ids separated by spaces where the model's tokens are "
+                  "not text: the synthetic task's)");
   gen->add_option("--tokens", a.tokens, "tokens to generate")->check(integer_in(1, 1 << 20));
   gen->add_option("--temperature", a.temperature, "0 = greedy")->check(number_in(0.0, 100.0));
   gen->add_option("--top-k", a.top_k, "sample among the k most likely (0 = all)")
@@ -726,8 +722,8 @@ int run_command_line(int argc, char** argv) {
       // (Both were ignored without a word: every byte of the inputs was written.)
       for (const char* option : {"--sequences", "--seed"})
         if (prepare->count(option) > 0 && prep.synthetic.empty())
-          fail("prepare: ", option, " is for --synthetic (the generated task); --input files are ",
-               "written whole");
+          fail("prepare: ", option, " is for --synthetic (the generated task)",
+               prep.inputs.empty() ? "" : "; --input files are written whole");
       return command_prepare(prep);
     }
     if (exporter->parsed()) return export_hf(export_checkpoint, export_output, std::cout), 0;

@@ -23,8 +23,9 @@ namespace rf {
 // data.prefetch: per-host resources).
 void check_ranks_share_config(Communicator& comm, const Config& cfg);
 
-// Fails on a rank whose command-line options that steer the steps (--stop-at-step,
-// --verify-replicas: name and value, the same list on every rank) differ from rank 0's. A rank
+// Fails on a rank whose options that steer the steps (--stop-at-step, and the tests'
+// verify_replicas: name and value, -1 for not given, the same list on every rank) differ from
+// rank 0's. A rank
 // stopped at another step than the others waited for them until the collective deadline, which
 // then blamed a dead rank or the network.
 void check_ranks_share_options(Communicator& comm,

@@ -286,7 +286,7 @@ void note_what_differs_from_the_checkpoint(Run& run, const std::string& resumed_
                 << ": until the epoch ends some windows are read twice and others not at all "
                 << "(keep batch_size x grad_accum x ranks at " << was.global_batch
                 << " to continue exactly)\n";
-    else if (was.global_batch > 0 && was.global_batch != global_batch)  // (another rank count)
+    if (!streams && was.global_batch > 0 && was.global_batch != global_batch)  // (more ranks)
       std::cout << "note: " << resumed_from << " was trained on " << was.global_batch
                 << " windows per step, this run takes " << global_batch
                 << " (batch_size x grad_accum x ranks): the learning-rate schedule goes on by "
@@ -501,9 +501,9 @@ TrainSummary run_training(const Config& requested, const TrainOptions& options, 
   if (run.host().size() > 1) {
     run_on_every_rank(run.host(), [&] { check_ranks_share_config(run.host(), cfg); });
     run_on_every_rank(run.host(), [&] {
-      check_ranks_share_options(run.host(),
-                                {{"--stop-at-step", options.stop_at_step},
-                                 {"--verify-replicas", options.verify_replicas ? 1 : -1}});
+      check_ranks_share_options(
+          run.host(), {{"--stop-at-step", options.stop_at_step},
+                       {"verify_replicas (TrainOptions)", options.verify_replicas ? 1 : -1}});
     });
   }
   run_on_every_rank(run.host(), [&] {
