@@ -338,7 +338,7 @@ TEST(Checkpoints, FreshRunRefusesToReplaceARunsMetricsOrAnotherConfig) {
   EXPECT_EQ(test::read_text(dir + "/metrics.jsonl").rfind(metrics, 0), 0u);  // added to
 
   const std::string mine = test::fresh_dir("mine");
-  const std::string notes = cfg.source_text + "# my notes\n";
+  const std::string notes = "# my notes\n" + cfg.source_text;
   std::ofstream(mine + "/config.yaml") << notes;
   try {
     train(run_config(mine, {"train.steps=2"}));
@@ -348,6 +348,22 @@ TEST(Checkpoints, FreshRunRefusesToReplaceARunsMetricsOrAnotherConfig) {
         << e.what();
   }
   EXPECT_EQ(test::read_text(mine + "/config.yaml"), notes);
+  // The resolved config of a run that failed before its first step (no checkpoint, no metrics)
+  // is said to be one (it was blamed on the user's --config file); auto-or-new starts over.
+  const std::string failed = test::fresh_dir("failed");
+  const Config earlier = run_config(failed, {"train.steps=3"});
+  std::ofstream(failed + "/config.yaml") << earlier.source_text;
+  try {
+    train(run_config(failed, {"train.steps=2"}));
+    FAIL() << "a fresh run replaced another run's config.yaml";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("holds the config.yaml of a run with no checkpoint and "
+                                         "no metrics (one that failed before its first step?)"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(test::read_text(failed + "/config.yaml"), earlier.source_text);
+  EXPECT_EQ(train(run_config(failed, {"train.steps=2"}), "auto-or-new").steps_done, 2);
   // Other files where its checkpoints go: refused, and said so (not "holds checkpoints").
   const std::string notes_dir = test::fresh_dir("notes");
   fs::create_directories(checkpoint_dir(notes_dir));

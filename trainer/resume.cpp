@@ -13,6 +13,14 @@ namespace fs = std::filesystem;
 namespace rf {
 namespace {
 
+// A resolved config this program wrote (it starts with kResolvedConfigHeader), not a user's file.
+bool written_by_this_program(const fs::path& config) {
+  std::ifstream in(config, std::ios::binary);
+  std::string first(std::char_traits<char>::length(kResolvedConfigHeader), '\0');
+  in.read(first.data(), static_cast<std::streamsize>(first.size()));
+  return in && first == kResolvedConfigHeader;
+}
+
 constexpr const char* kAuto = "auto";
 constexpr const char* kAutoOrNew = "auto-or-new";
 
@@ -111,6 +119,14 @@ void refuse_to_overwrite_a_run(const std::string& out_dir, const std::string& re
     std::ifstream in(config, std::ios::binary);
     std::ostringstream text;
     text << in.rdbuf();
+    // A resolved config with no checkpoint and no metrics line beside it: most likely a run that
+    // failed before its first step (out of memory, say), which the message blamed on the user's
+    // --config file. (`reformer config` writes the same header, so it is not replaced unasked.)
+    if (text.str() != resolved_config && written_by_this_program(config))
+      fail("train.out_dir '", out_dir, "' holds the config.yaml of a run with no checkpoint and ",
+           "no metrics (one that failed before its first step?), unlike this run's: pass ",
+           "--resume ", kAutoOrNew, " to start over there, or choose another train.out_dir ",
+           "(nothing was overwritten)");
     if (text.str() != resolved_config)
       fail("train.out_dir '", out_dir, "' already holds a config.yaml unlike this run's resolved ",
            "config, which the run would write there (is it your --config file?): choose another ",
@@ -122,10 +138,7 @@ void refuse_to_replace_a_users_config(const std::string& out_dir) {
   std::error_code ec;
   const fs::path config = fs::path(out_dir) / "config.yaml";
   if (!fs::is_regular_file(config, ec)) return;
-  std::ifstream in(config, std::ios::binary);
-  std::string first(std::char_traits<char>::length(kResolvedConfigHeader), '\0');
-  in.read(first.data(), static_cast<std::streamsize>(first.size()));
-  if (!in || first != kResolvedConfigHeader)
+  if (!written_by_this_program(config))
     fail("train.out_dir '", out_dir, "' holds a config.yaml this program did not write (is it ",
          "your --config file?), which a resumed run replaces with its resolved config: move it ",
          "or keep your experiment files outside train.out_dir (nothing was changed)");
