@@ -279,6 +279,13 @@ TEST_F(ConfigFileTest, BrokenYamlNamesLineAndColumn) {
   EXPECT_EQ(load("%YAML 1.2\n---\nmodel:\n  d_model: 128\n...\n").model.d_model, 128);
   EXPECT_EQ(load("model:\n  d_model: 128\n---\n# a comment, no document\n").model.d_model, 128);
   EXPECT_EQ(load("model:\n  d_model: 128\n  d_ff: 64  # --- not a marker\n").model.d_ff, 64);
+  // Keys after an empty first document were not read: the default experiment trained.
+  for (const std::string empty_first : {"---\n---\n", "# notes\n...\n", "...\n"})
+    EXPECT_EQ(load_error(empty_first + "model:\n  d_model: 32\n"),
+              "exp.yaml starts with an empty YAML document: its keys follow a second '---' or a "
+              "'...', where they are not read; remove the separator before them")
+        << empty_first;
+  EXPECT_EQ(load("# only a comment\n").model.d_model, Config().model.d_model);  // (empty: fine)
 }
 
 TEST_F(ConfigFileTest, MissingFile) {

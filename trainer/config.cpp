@@ -179,9 +179,15 @@ int documents_with_content(const std::string& text) {
 // reads the first alone, and a second after `---` was silently ignored.
 YAML::Node single_document(const std::string& text, const std::string& what) {
   YAML::Node document = YAML::Load(text);  // (a syntax error is reported first)
-  if (const int documents = documents_with_content(text); documents > 1)
+  const int documents = documents_with_content(text);
+  if (documents > 1)
     fail(what, " holds ", documents,
          " YAML documents (separated by '---' or '...'); a config is one");
+  // YAML::Load reads the first document: keys after an empty one ("---" twice, "..." first)
+  // were ignored and the default experiment trained.
+  if (documents == 1 && document.IsNull())
+    fail(what, " starts with an empty YAML document: its keys follow a second '---' or a '...', ",
+         "where they are not read; remove the separator before them");
   return document;
 }
 
