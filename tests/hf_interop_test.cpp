@@ -468,6 +468,16 @@ TEST(HfImport, SettingsThatChangeTheModelsFunctionAreRefused) {
     EXPECT_NE(changed.out.find(said), std::string::npos) << set << ": " << changed.out;
     EXPECT_FALSE(fs::exists(dir + "/out"));
   }
+  // The run directory is --output: a train.out_dir elsewhere left the fine-tune command it prints
+  // training from random weights.
+  const test::CommandResult moved =
+      test::run_command(reformer("import --format hf --input " + dir + "/hf --output " + dir +
+                                 "/out " + "--set train.out_dir=" + dir + "/ft"));
+  EXPECT_NE(moved.exit_code, 0) << moved.out;
+  EXPECT_NE(moved.out.find("--set train.out_dir=" + dir + "/ft is not --output '" + dir + "/out'"),
+            std::string::npos)
+      << moved.out;
+  EXPECT_FALSE(fs::exists(dir + "/out"));
   // The user's own --set mistake is said as it is, not as config.json's.
   const test::CommandResult typo = test::run_command(
       reformer("import --format hf --input " + dir + "/hf --output " + dir + "/out --set foo"));

@@ -232,6 +232,16 @@ void import_hf(const HfImportOptions& options, std::ostream& log) {
     fail(said);
   }
   refuse_another_function(cfg, from_hf, config_path);
+  // The run directory is --output: a train.out_dir elsewhere made the printed fine-tune command
+  // start from random weights (it found no checkpoint there).
+  const auto folder = [](const std::string& p) {
+    fs::path a = fs::absolute(fs::path(p)).lexically_normal();
+    return a.filename().empty() ? a.parent_path() : a;  // ("run/" is "run")
+  };
+  if (folder(cfg.train.out_dir) != folder(options.output_dir))
+    fail("--set train.out_dir=", cfg.train.out_dir, " is not --output '", options.output_dir,
+         "', where import writes the run and its checkpoint (fine-tuning ",
+         "from config.yaml would find none there); name the run directory with --output");
   cfg.runtime.device = Device::kCpu;  // (the stored config keeps the user's runtime section)
   auto ex = make_cpu_executor(0);
   ReformerModel model(cfg, *ex);
@@ -255,8 +265,8 @@ void import_hf(const HfImportOptions& options, std::ostream& log) {
   out.commit();
   log << "imported " << options.input_dir << " (" << model.params().size() << " parameters, "
       << cfg.model.n_layers << " layers) into " << options.output_dir << "\n"
-      << "  fine-tune: reformer train --config " << options.output_dir
-      << "/config.yaml --resume auto\n"
+      << "  fine-tune: reformer train --config "
+      << (fs::path(options.output_dir) / "config.yaml").string() << " --resume auto\n"
       << "  evaluate:  reformer eval --checkpoint " << options.output_dir << "\n";
   if (!state.tokenizer_model.empty())
     log << "  its SentencePiece model is in the checkpoint; prepare text for it with: reformer "
