@@ -225,6 +225,17 @@ TEST(Resume, AResumedRunLogsTheLinesOfTheUninterruptedRun) {
   EXPECT_EQ(other[1], whole[2]);
 }
 
+// Checkpoint names carry the step in 8 digits or more: from step 10^8 on (train.steps goes to
+// 2^40) their 9 or more digits were not read back, so such checkpoints were never found.
+TEST(Checkpoints, FileNamesGiveBackTheirStepAtEveryScale) {
+  for (const int64_t step :
+       {int64_t{0}, int64_t{42}, int64_t{99999999}, int64_t{100000000}, int64_t{1} << 40})
+    EXPECT_EQ(checkpoint_step_of_file("/runs/x/checkpoints/" + checkpoint_file_name(step)), step);
+  for (const char* other : {"step-1234567.h5", "step-0000000x.h5", "step-00000001.h5.tmp",
+                            "steps-00000001.h5", "step-00000001.hdf5", "step-12345678901234.h5"})
+    EXPECT_EQ(checkpoint_step_of_file(other), -1) << other;
+}
+
 TEST(Checkpoints, KeepsOnlyTheNewestK) {
   const std::string dir = test::fresh_dir("run");
   train(run_config(dir, {"train.checkpoint_every=2", "train.keep_checkpoints=2"}));

@@ -169,12 +169,14 @@ std::string checkpoint_file_name(int64_t step) {
 int64_t checkpoint_step_of_file(const std::string& path) {
   const fs::path p(path);
   const std::string name = p.filename().string();
-  if (name.size() != 16 || name.rfind("step-", 0) != 0 || p.extension() != ".h5") return -1;
-  try {
-    return std::stoll(name.substr(5, 8));
-  } catch (const std::exception&) {
+  // step-DDDDDDDD.h5: at least 8 digits (steps from 10^8 on have more; they were not found, so
+  // never resumed from, pruned or kept from being written twice), at most train.steps' 13.
+  if (name.size() < 16 || name.size() > 21 || name.rfind("step-", 0) != 0 ||
+      p.extension() != ".h5")
     return -1;
-  }
+  const std::string digits = name.substr(5, name.size() - 8);
+  if (digits.find_first_not_of("0123456789") != std::string::npos) return -1;
+  return std::stoll(digits);
 }
 
 namespace {
