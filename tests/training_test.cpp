@@ -223,6 +223,17 @@ TEST(Resume, AResumedRunLogsTheLinesOfTheUninterruptedRun) {
   EXPECT_EQ(other[0].rfind("{\"step\": 4, ", 0), 0u) << other[0];
   EXPECT_NE(other[0], whole[1]);
   EXPECT_EQ(other[1], whole[2]);
+  // This run's own checkpoint moved to checkpoints/superseded/ (by a resume from an earlier
+  // step) is still this run's: resumed from it, the next line is the uninterrupted run's.
+  const std::string d = test::fresh_dir("superseded");
+  const Config every_2 =
+      run_config(d, {"train.log_every=4", "train.checkpoint_every=2", "train.keep_checkpoints=5"});
+  train(every_2);
+  train(every_2, checkpoint_dir(d) + "/" + checkpoint_file_name(4));
+  const std::string moved = checkpoint_dir(d) + "/superseded/" + checkpoint_file_name(6);
+  ASSERT_TRUE(fs::exists(moved));
+  train(every_2, moved);
+  EXPECT_EQ(logged_losses(d).back(), whole[2]);
 }
 
 // Checkpoint names carry the step in 8 digits or more: from step 10^8 on (train.steps goes to

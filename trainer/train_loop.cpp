@@ -250,9 +250,14 @@ std::string restore_or_start(Run& run, const ResumeRequest& resume) {
   if (!resumed_from.empty() && fs::equivalent(own, resumed_from, ec)) {
     run.last_saved_step = run.state.step;
     run.last_saved_path = resumed_from;
-  } else {
-    run.state.since_log = LossSums();  // (another run's steps are not this run's log line)
   }
+  // Another run's steps are not this run's log line; this run's own checkpoints are, those moved
+  // to checkpoints/superseded/ by a resume from an earlier step included (they were treated as
+  // another run's, and the next log line differed from the uninterrupted run's).
+  const std::string folder =
+      fs::weakly_canonical(checkpoint_dir(run.cfg.train.out_dir), ec).string();
+  const std::string file = fs::weakly_canonical(resumed_from, ec).string();
+  if (resumed_from.empty() || file.rfind(folder + "/", 0) != 0) run.state.since_log = LossSums();
   run.optimizer->set_steps_taken(run.state.step);
   ParamStore& p = run.model->params();
   run.device().broadcast(p.params(), p.size(), DType::kFloat32, 0);
