@@ -98,6 +98,15 @@ void close_written_dataset(Handle& set, const std::string& path, const std::stri
   check(set.release_and_close(), path, "write dataset '" + name + "'");
 }
 
+// Fails unless the attribute holds one value: one read into a single value's buffer overran it
+// (an array attribute written by another tool crashed the program).
+void check_one_value(hid_t attr, const std::string& path, const std::string& attribute) {
+  Handle space(H5Aget_space(attr), H5Sclose);
+  const hssize_t values = space.ok() ? H5Sget_simple_extent_npoints(space.get()) : -1;
+  if (values != 1)
+    fail("'", path, "': attribute '", attribute, "' holds ", values, " values, not one");
+}
+
 }  // namespace
 
 std::string hdf5_library_version() {
@@ -305,6 +314,10 @@ int64_t Hdf5File::get_int(const std::string& attribute) const {
   silence_hdf5_errors();
   Handle attr(H5Aopen(id_, attribute.c_str(), H5P_DEFAULT), H5Aclose);
   if (!attr.ok()) fail("'", path_, "' has no attribute '", attribute, "'");
+  check_one_value(attr.get(), path_, attribute);
+  Handle type(H5Aget_type(attr.get()), H5Tclose);
+  if (H5Tget_class(type.get()) != H5T_INTEGER)
+    fail("'", path_, "': attribute '", attribute, "' is not an integer");
   int64_t value = 0;
   check(H5Aread(attr.get(), H5T_NATIVE_INT64, &value), path_, "read attribute " + attribute);
   return value;
@@ -314,9 +327,19 @@ std::string Hdf5File::get_string(const std::string& attribute) const {
   silence_hdf5_errors();
   Handle attr(H5Aopen(id_, attribute.c_str(), H5P_DEFAULT), H5Aclose);
   if (!attr.ok()) fail("'", path_, "' has no attribute '", attribute, "'");
+  check_one_value(attr.get(), path_, attribute);
   Handle type(H5Aget_type(attr.get()), H5Tclose);
-  if (H5Tget_class(type.get()) != H5T_STRING || H5Tis_variable_str(type.get()) > 0)
-    fail("'", path_, "': attribute '", attribute, "' is not a fixed-length string");
+  if (H5Tget_class(type.get()) != H5T_STRING)
+    fail("'", path_, "': attribute '", attribute, "' is not a string");
+  if (H5Tis_variable_str(type.get()) > 0) {  // (h5py writes a str so)
+    Handle memory(H5Tcopy(H5T_C_S1), H5Tclose);
+    check(H5Tset_size(memory.get(), H5T_VARIABLE), path_, "size a string");
+    char* text = nullptr;
+    check(H5Aread(attr.get(), memory.get(), &text), path_, "read attribute " + attribute);
+    std::string value = text ? text : "";
+    H5free_memory(text);
+    return value;
+  }
   std::string value(H5Tget_size(type.get()), '\0');
   check(H5Aread(attr.get(), type.get(), value.data()), path_, "read attribute " + attribute);
   while (!value.empty() && value.back() == '\0') value.pop_back();

@@ -8,6 +8,8 @@
 //   vocab_size      int attribute: every token is < vocab_size
 //   tokenizer       string attribute, e.g. "bytes" or "duplication"
 //   split           string attribute, "train" or "val"
+// (Each attribute one value; strings fixed-length, as prepare writes them, or variable-length,
+// as h5py writes a str.)
 //
 // Manifest: `manifest.yaml` next to the shards (written last by prepare, so a manifest never
 // points to partial shards):

@@ -256,6 +256,65 @@ TEST(ShardErrors, WrongDtype) {
                {"floats.h5", "floating-point", "unsigned integers"});
 }
 
+// Attributes as another tool may write them: an array where one value belongs crashed the program
+// (SIGSEGV, or free(): invalid size for strings); h5py's variable-length strings were refused.
+TEST(ShardErrors, AttributesOfSeveralValuesAreRefusedAndVariableLengthStringsRead) {
+  const ScratchDir scratch("attributes");
+  const std::string& dir = scratch.path();
+  const std::vector<uint8_t> values(100, 3);
+  auto shard = [&](const std::string& name, const std::function<void(hid_t)>& attributes) {
+    Hdf5File file = Hdf5File::create(dir + "/" + name);
+    file.write("tokens", H5T_NATIVE_UINT8, values.data(), 100);
+    file.close();
+    const hid_t id = H5Fopen((dir + "/" + name).c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    attributes(id);
+    H5Fclose(id);
+    return hand_written_manifest(dir, name, 100, 0, 256);
+  };
+  auto attribute = [](hid_t file, const char* name, hid_t type, hsize_t count, const void* data) {
+    const hid_t space = count == 0 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &count, nullptr);
+    const hid_t attr = H5Acreate2(file, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(attr, type, data);
+    H5Aclose(attr);
+    H5Sclose(space);
+  };
+  const int64_t one = 1, vocab[2] = {256, 256};
+  auto strings = [&](hid_t file, bool variable, hsize_t count) {
+    const hid_t type = H5Tcopy(H5T_C_S1);
+    if (variable) {
+      H5Tset_size(type, H5T_VARIABLE);
+      const char* texts[2] = {"bytes", "train"};
+      attribute(file, "tokenizer", type, 0, &texts[0]);
+      attribute(file, "split", type, count, &texts[1]);
+    } else {
+      H5Tset_size(type, 6);
+      attribute(file, "tokenizer", type, 0, "bytes");
+      attribute(file, "split", type, count, "train\0longer");
+    }
+    H5Tclose(type);
+  };
+  const std::string two_vocab = shard("vocab2.h5", [&](hid_t f) {
+    attribute(f, "format_version", H5T_NATIVE_INT64, 0, &one);
+    attribute(f, "vocab_size", H5T_NATIVE_INT64, 2, vocab);
+    strings(f, false, 0);
+  });
+  expect_error([&] { ShardedWindows(read_manifest(two_vocab), "train", 16, 256, false); },
+               {"vocab2.h5", "attribute 'vocab_size' holds 2 values, not one"});
+  const std::string two_splits = shard("split2.h5", [&](hid_t f) {
+    attribute(f, "format_version", H5T_NATIVE_INT64, 0, &one);
+    attribute(f, "vocab_size", H5T_NATIVE_INT64, 0, vocab);
+    strings(f, false, 2);
+  });
+  expect_error([&] { ShardedWindows(read_manifest(two_splits), "train", 16, 256, false); },
+               {"split2.h5", "attribute 'split' holds 2 values, not one"});
+  const std::string variable = shard("variable.h5", [&](hid_t f) {
+    attribute(f, "format_version", H5T_NATIVE_INT64, 0, &one);
+    attribute(f, "vocab_size", H5T_NATIVE_INT64, 0, vocab);
+    strings(f, true, 0);
+  });
+  EXPECT_EQ(ShardedWindows(read_manifest(variable), "train", 16, 256, false).num_windows(), 6);
+}
+
 TEST(ShardErrors, WrongRank) {
   const ScratchDir scratch("rank");
   const std::string& dir = scratch.path();
