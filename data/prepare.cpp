@@ -436,8 +436,27 @@ int64_t next_character_boundary(const std::vector<InputFile>& inputs, int64_t of
   return offset;
 }
 
+// The shards must hold the input: a SentencePiece model decodes its pieces to the text they encode
+// only when trained with byte fallback, the identity normalisation and no dummy prefix (prepare's
+// own), and only for text without U+2581, its mark for a space (a literal one came back as a
+// space). Another model (one exported from Hugging Face, say) changed the data without a word.
+void check_round_trip(const Tokenizer& tokenizer, const std::string& text,
+                      const std::vector<uint32_t>& ids, int64_t offset) {
+  const std::string back = tokenizer.decode(std::vector<int32_t>(ids.begin(), ids.end()));
+  if (back == text) return;
+  size_t at = 0;
+  while (at < text.size() && at < back.size() && text[at] == back[at]) ++at;
+  const bool mark = text.compare(at, 3, "\xE2\x96\x81") == 0;
+  fail("prepare: the SentencePiece model does not give back the inputs at byte ",
+       offset + static_cast<int64_t>(at), " (of the inputs read as one text)",
+       mark ? ": it holds U+2581 ('\xE2\x96\x81'), SentencePiece's mark for a space, which "
+              "comes back as a space; replace it in the text"
+            : ": use a model trained with byte_fallback, normalization_rule_name identity and "
+              "add_dummy_prefix false (as prepare trains one), or --tokenizer bytes");
+}
+
 int64_t encode_split(ConcatenatedInputs& inputs, int64_t bytes, const Tokenizer& tokenizer,
-                     std::ofstream& tokens, ProgressMeter& meter) {
+                     std::ofstream& tokens, ProgressMeter& meter, int64_t* offset) {
   int64_t count = 0;
   std::string text;
   while (bytes > 0 || !text.empty()) {
@@ -452,7 +471,10 @@ int64_t encode_split(ConcatenatedInputs& inputs, int64_t bytes, const Tokenizer&
       // each half alone would encode as U+FFFD.)
       cut = newline != std::string::npos ? newline + 1 : last_character_start(text);
     }
-    const std::vector<uint32_t> ids = tokenizer.encode(text.substr(0, cut));
+    const std::string part = text.substr(0, cut);
+    const std::vector<uint32_t> ids = tokenizer.encode(part);
+    check_round_trip(tokenizer, part, ids, *offset);
+    *offset += static_cast<int64_t>(cut);
     tokens.write(reinterpret_cast<const char*>(ids.data()),
                  static_cast<std::streamsize>(ids.size() * sizeof(uint32_t)));
     if (!tokens) fail("prepare: cannot write the temporary token file (disk full?)");
@@ -503,8 +525,9 @@ void prepare_sentencepiece(const PrepareOptions& o, std::ostream& progress) {
     std::ofstream tokens(token_file, std::ios::binary | std::ios::trunc);
     ConcatenatedInputs concatenated(inputs);
     ProgressMeter meter(progress, total, "MiB encoded", 1024.0 * 1024.0);
-    train_tokens = encode_split(concatenated, train_bytes, tokenizer, tokens, meter);
-    val_tokens = encode_split(concatenated, val_bytes, tokenizer, tokens, meter);
+    int64_t offset = 0;
+    train_tokens = encode_split(concatenated, train_bytes, tokenizer, tokens, meter, &offset);
+    val_tokens = encode_split(concatenated, val_bytes, tokenizer, tokens, meter, &offset);
     tokens.close();
     if (!tokens) fail("prepare: cannot write the temporary token file (disk full?)");
   }

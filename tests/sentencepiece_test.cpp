@@ -3,6 +3,7 @@
 // training, eval (bits per byte) and generate use it, and the checkpoint alone carries it. Bad
 // tokenizer input is a clear error.
 #include <gtest/gtest.h>
+#include <sentencepiece_trainer.h>
 
 #include <cmath>
 #include <filesystem>
@@ -270,6 +271,60 @@ TEST(SentencePiece, BadTokenizerInputIsAClearErrorAndWritesNothing) {
                                  "/run --set model.vocab_size=400"));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.out.find("does not match its checksum"), std::string::npos) << r.out;
+}
+
+// The shards hold the input, or prepare says why not: U+2581, SentencePiece's mark for a space,
+// came back as a space, and a model trained with SentencePiece's defaults (normalisation, no
+// byte fallback) changed the text, each without a word. generate's prompt likewise.
+TEST(SentencePiece, TextThePiecesWouldNotGiveBackIsRefused) {
+  RF_TINY_SHAKESPEARE_OR_SKIP(shakespeare);
+  const std::string dir = test::fresh_dir("round_trip");
+  const std::string text = read_file(shakespeare).substr(0, 100000);
+  std::ofstream(dir + "/mark.txt", std::ios::binary) << text << "a\xE2\x96\x81"
+                                                     << "b\n";
+  test::CommandResult r =
+      test::run_command(reformer("prepare --input " + dir + "/mark.txt --output " + dir +
+                                 "/mark --tokenizer sentencepiece --vocab-size 400"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("does not give back the inputs at byte " + std::to_string(text.size() + 1) +
+                       " (of the inputs read as one text): it holds U+2581"),
+            std::string::npos)
+      << r.out;
+  EXPECT_FALSE(fs::exists(dir + "/mark"));
+
+  std::ofstream(dir + "/plain.txt", std::ios::binary) << text;
+  const auto trained = sentencepiece::SentencePieceTrainer::Train(
+      "--input=" + dir + "/plain.txt --model_prefix=" + dir + "/lossy --vocab_size=300 " +
+      "--minloglevel=2");
+  ASSERT_TRUE(trained.ok()) << trained.ToString();
+  std::ofstream(dir + "/spaces.txt", std::ios::binary) << "two  spaces\n" << text;
+  r = test::run_command(reformer("prepare --input " + dir + "/spaces.txt --output " + dir +
+                                 "/lossy --tokenizer-model " + dir + "/lossy.model"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("does not give back the inputs at byte 4 (of the inputs read as one "
+                       "text): use a model trained with byte_fallback"),
+            std::string::npos)
+      << r.out;
+  EXPECT_FALSE(fs::exists(dir + "/lossy"));
+
+  ASSERT_EQ(test::run_command(reformer("prepare --input " + dir + "/plain.txt --output " + dir +
+                                       "/ok --tokenizer sentencepiece --vocab-size 400"))
+                .exit_code,
+            0);
+  std::ofstream(dir + "/run.yaml") << kModelYaml << "  train: " << dir << "/ok/manifest.yaml\n";
+  ASSERT_EQ(test::run_command(reformer("train --no-report --config " + dir +
+                                       "/run.yaml --set train.steps=1 --set train.out_dir=" + dir +
+                                       "/run --set model.vocab_size=400"))
+                .exit_code,
+            0);
+  r = test::run_command(reformer("generate --checkpoint " + dir +
+                                 "/run --tokens 1 --prompt 'a\xE2\x96\x81"
+                                 "b'"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("--prompt does not come back from this model's SentencePiece pieces: it "
+                       "holds U+2581"),
+            std::string::npos)
+      << r.out;
 }
 
 }  // namespace

@@ -413,6 +413,13 @@ int generate_from(const Arguments& a, const std::string& path) {
              ", outside the model's vocabulary of ", cfg.model.vocab_size);
       prompt.push_back(static_cast<int32_t>(t));
     }
+    // (U+2581, SentencePiece's mark for a space, came back as a space: the model saw another
+    // prompt than the one given, and stdout did not start with it.)
+    if (subwords && tokenizer.decode(prompt) != a.prompt)
+      fail("--prompt does not come back from this model's SentencePiece pieces",
+           a.prompt.find("\xE2\x96\x81") != std::string::npos
+               ? ": it holds U+2581 ('\xE2\x96\x81'), SentencePiece's mark for a space"
+               : "");
   }
   SamplingOptions o;
   o.tokens = a.tokens;
