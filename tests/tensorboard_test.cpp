@@ -94,6 +94,26 @@ TEST(TensorBoardEvents, MetricsJsonlWriteFailureWarnsOnce) {
   EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
 }
 
+// A metrics.jsonl cut short inside a line (a crash): the resumed run's first line was appended to
+// the partial one, and neither parsed. The partial line is ended first.
+TEST(TensorBoardEvents, MetricsJsonlThatEndsInsideALineIsEndedBeforeMoreLines) {
+  const std::string path = test::fresh_dir("cut") + "/metrics.jsonl";
+  const std::string kept = "{\"step\": 1}\n{\"step\": 2, \"lo";
+  std::ofstream(path, std::ios::binary) << kept;
+  JsonLine line;
+  line.add("step", int64_t{3});
+  {
+    MetricsLog log(path, true);
+    EXPECT_TRUE(log.write(line));
+  }
+  EXPECT_EQ(test::read_text(path), kept + "\n" + line.str() + "\n");
+  {
+    MetricsLog log(path, true);  // (a whole last line: nothing added)
+    EXPECT_TRUE(log.write(line));
+  }
+  EXPECT_EQ(test::read_text(path), kept + "\n" + line.str() + "\n" + line.str() + "\n");
+}
+
 TEST(TensorBoardEvents, UncreatableFolderIsAnErrorNamingIt) {
   try {
     TensorBoardWriter::create_in("/dev/null/tb");

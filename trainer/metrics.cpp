@@ -85,8 +85,8 @@ JsonLine& JsonLine::add(const std::string& k, const std::string& value) {
 }
 
 MetricsLog::MetricsLog(const std::string& path, bool append) : path_(path) {
-  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (append ? 0 : O_TRUNC),
-               0644);
+  fd_ =
+      ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | (append ? 0 : O_TRUNC), 0644);
   if (fd_ < 0) fail("cannot write metrics file '", path, "': ", std::strerror(errno));
   struct stat info;
   if (::fstat(fd_, &info) != 0) {
@@ -96,6 +96,16 @@ MetricsLog::MetricsLog(const std::string& path, bool append) : path_(path) {
     fail("cannot read the size of metrics file '", path, "': ", std::strerror(stat_errno));
   }
   size_ = static_cast<int64_t>(info.st_size);
+  // A file that ends inside a line (a crash or a full disk cut it short) gets its newline first:
+  // the next line was appended to the partial one, and neither parsed.
+  char last = '\n';
+  if (append && size_ > 0 && ::pread(fd_, &last, 1, size_ - 1) == 1 && last != '\n') {
+    if (::write(fd_, "\n", 1) == 1) {
+      ++size_;
+      std::cerr << "note: metrics file '" << path << "' ended inside a line (cut short by a "
+                << "crash?); it is ended there, and the next lines start on their own" << std::endl;
+    }
+  }
 }
 
 MetricsLog::MetricsLog(MetricsLog&& other) noexcept {
