@@ -279,6 +279,18 @@ TEST(CommandLine, SettingsThatDoNothingForThisModelAreNoted) {
                               "model.same_length=true");
   ASSERT_EQ(relative.exit_code, 0) << relative.out;
   EXPECT_EQ(relative.out.find("has no effect"), std::string::npos) << relative.out;
+  // Kinds past the layers, LSH's view of a memory there is none of, axial tables of a model
+  // without axial positions: each was ignored without a word.
+  const Result parts = run(train + "train.out_dir=" + dir +
+                           "/d --set model.n_layers=1 --set model.attention=[lsh,dense] " +
+                           "--set lsh.sees_memory=true --set model.axial_shape=[4,8]");
+  ASSERT_EQ(parts.exit_code, 0) << parts.out;
+  for (const char* note :
+       {"note: model.attention lists 2 kinds, and model.n_layers = 1 takes the first 1\n",
+        "note: lsh.sees_memory has no effect: model.memory_len is 0 (no memory)\n",
+        "note: model.axial_shape and model.axial_dims have no effect: this model's positions are "
+        "learned\n"})
+    EXPECT_NE(parts.out.find(note), std::string::npos) << note << " in " << parts.out;
 }
 
 // A checkpoint records the arithmetic it was trained with (Executor::arithmetic); a run resumed

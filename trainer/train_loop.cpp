@@ -178,6 +178,18 @@ void print_header(Run& run, const std::string& resumed_from, const std::string& 
   if (c.model.same_length && !relative_possible)
     std::cout << "note: model.same_length has no effect: it limits what a memory shows, and a "
               << "model with " << position_name(c.model.position) << " positions has none\n";
+  // Kinds listed past the layers (model.attention cycles through the layers, so a longer list is
+  // cut), and settings of a part the model does not have.
+  if (static_cast<int64_t>(c.model.attention.size()) > c.model.n_layers)
+    std::cout << "note: model.attention lists " << c.model.attention.size()
+              << " kinds, and model.n_layers = " << c.model.n_layers << " takes the first "
+              << c.model.n_layers << "\n";
+  if (c.lsh.sees_memory && c.model.memory_len == 0)
+    std::cout << "note: lsh.sees_memory has no effect: model.memory_len is 0 (no memory)\n";
+  if (c.model.position != PositionMode::kAxial &&
+      (c.model.axial_shape != ModelConfig{}.axial_shape || !c.model.axial_dims.empty()))
+    std::cout << "note: model.axial_shape and model.axial_dims have no effect: this model's "
+              << "positions are " << position_name(c.model.position) << "\n";
   if (c.train.eval_every > c.train.steps)
     std::cout << "note: train.eval_every (" << c.train.eval_every << ") is past train.steps ("
               << c.train.steps << "): no validation during training\n";
