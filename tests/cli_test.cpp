@@ -582,6 +582,23 @@ TEST(CommandLine, PrepareShardsThenTrainFromThem) {
   const Result g = run("generate --checkpoint " + dir + "/dup_run --prompt '0 3 5 0' --tokens 2");
   ASSERT_EQ(g.exit_code, 0) << g.out;
   EXPECT_NE(g.out.find("0 3 5 0 "), std::string::npos) << g.out;
+  // Validation data of another vocabulary (the task prepared again with 32 tokens) trained
+  // without a word; so did a text file named as both data.train and data.val.
+  ASSERT_EQ(run("prepare --synthetic duplication --sequences 64 --seq-len 32 --vocab-size 32 "
+                "--output " +
+                dir + "/dup32")
+                .exit_code,
+            0);
+  expect_one_line_error(
+      run("train --config " + cfg + " --set model.vocab_size=32 --set data.format=hdf5 " +
+          "--set data.train=" + dir + "/dup/manifest.yaml --set data.val=" + dir +
+          "/dup32/manifest.yaml --set train.out_dir=" + dir + "/mixed"),
+      {"has a vocabulary of 32, data.train", "of 16: they were prepared differently"});
+  expect_one_line_error(
+      run("train --config " + cfg + " --set model.vocab_size=256 --set data.format=text " +
+          "--set data.train=" + text + " --set data.val=" + text + " --set train.out_dir=" + dir +
+          "/same"),
+      {"is data.train's file", "validation would score the bytes training trains on"});
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "trainer/batches.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "base/error.h"
 #include "data/byte_corpus.h"
@@ -40,6 +41,13 @@ DataSources open_data(const Config& cfg, bool verify_checksums) {
         s.val =
             std::make_unique<ByteCorpus>(d.train, "data.train (validation tail)", T, split, 1.0);
       } else {
+        // (A manifest refuses a shard in both splits; the same file named twice trained and
+        // validated on the same bytes without a word.)
+        std::error_code ec;
+        if (std::filesystem::equivalent(d.train, d.val, ec))
+          fail("data.val '", d.val, "' is data.train's file '", d.train, "': validation would ",
+               "score the bytes training trains on; leave data.val empty to hold out the last ",
+               "data.val_fraction of it");
         s.train = std::make_unique<ByteCorpus>(d.train, "data.train", T, 0.0, 1.0);
         s.val = std::make_unique<ByteCorpus>(d.val, "data.val", T, 0.0, 1.0);
       }
@@ -52,6 +60,9 @@ DataSources open_data(const Config& cfg, bool verify_checksums) {
       if (!d.val.empty()) check_no_shard_in_both(train, val);
       // (Checked for every tokenizer: bytes for training and SentencePiece pieces for
       // validation trained and scored without a word.)
+      if (val.vocab_size != train.vocab_size)  // (the duplication task's, say: another task)
+        fail("data.val '", d.val, "' has a vocabulary of ", val.vocab_size, ", data.train '",
+             d.train, "' of ", train.vocab_size, ": they were prepared differently");
       if (val.tokenizer != train.tokenizer ||
           val.tokenizer_model_checksum != train.tokenizer_model_checksum)
         fail("data.val '", d.val, "' was tokenised differently from data.train '", d.train, "' (",
