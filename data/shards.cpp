@@ -93,6 +93,14 @@ std::vector<ShardEntry> read_shard_list(const YAML::Node& root, const std::strin
     const std::string where = split + "[" + std::to_string(i) + "]";
     if (!list[i].IsMap())
       fail(manifest_place(path, where), " must be a map of file, tokens, checksum");
+    // (An unknown or repeated key was ignored: a typo, or the second of two token counts.)
+    std::set<std::string> seen;
+    for (const auto& field : list[i]) {
+      const std::string key = field.first.as<std::string>("");
+      if (key != "file" && key != "tokens" && key != "checksum")
+        fail(manifest_place(path, where), ": unknown key '", key, "' (file, tokens, checksum)");
+      if (!seen.insert(key).second) fail(manifest_place(path, where), ": key '", key, "' twice");
+    }
     ShardEntry e;
     e.path = (directory / manifest_value<std::string>(list[i], "file", where, path)).string();
     e.tokens = manifest_value<int64_t>(list[i], "tokens", where, path);
@@ -111,9 +119,12 @@ void check_manifest_keys(const YAML::Node& root, const std::string& path) {
                                                "source",         "tokenizer_model", "window_stride",
                                                "sealed_shards",  "train",           "val"};
   if (!root.IsMap()) return;  // (reported by the first value read)
+  std::set<std::string> seen;
   for (const auto& entry : root) {
     const std::string key = entry.first.as<std::string>("");
     if (!kKnown.count(key)) fail("manifest '", path, "': unknown key '", key, "'");
+    // (YAML keeps one of two: a second train list dropped the first's shards without a word.)
+    if (!seen.insert(key).second) fail("manifest '", path, "': key '", key, "' twice");
   }
 }
 

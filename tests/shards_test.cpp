@@ -127,6 +127,15 @@ TEST(ShardErrors, AShardListedTwiceOrInBothSplitsAndUnknownKeysAreRefused) {
       {"train[1] '", "copied.h5' holds the same tokens as train[0] '"});
   expect_error([&] { read_manifest(edited("vocab_size:", "extra_key: 5\nvocab_size:")); },
                {"edited.yaml': unknown key 'extra_key'"});
+  // A key twice (YAML keeps one: a second train list dropped the first's shards), and an entry's
+  // unknown or repeated key, were ignored.
+  expect_error([&] { read_manifest(edited("vocab_size:", "val: []\nvocab_size:")); },
+               {"edited.yaml': key 'val' twice"});
+  expect_error([&] { read_manifest(edited("file: train-00001.h5", "file: train-00001.h5, x: 1")); },
+               {"edited.yaml': train[1]", "unknown key 'x' (file, tokens, checksum)"});
+  expect_error(
+      [&] { read_manifest(edited("file: train-00001.h5", "file: train-00001.h5, tokens: 5")); },
+      {"edited.yaml': train[1]", "key 'tokens' twice"});
   EXPECT_NO_THROW(read_manifest(edited("vocab_size:", "vocab_size:")));  // the copy itself reads
 }
 
