@@ -40,6 +40,15 @@ void check_common_options(const PrepareOptions& o) {
   if (!o.synthetic.empty() && o.synthetic != kDuplicationTokenizer)
     fail("prepare: unknown --synthetic task '", o.synthetic, "' (known: duplication)");
   if (o.seq_len < 0) fail("prepare: --seq-len must be positive, got ", o.seq_len);
+  // (Its shards could hold the same tokens, which training then refused: a manifest prepare
+  // wrote that train would not read.)
+  for (size_t i = 0; i < o.inputs.size(); ++i)
+    for (size_t j = i + 1; j < o.inputs.size(); ++j) {
+      std::error_code ec;
+      if (std::filesystem::equivalent(o.inputs[i], o.inputs[j], ec))
+        fail("prepare: --input '", o.inputs[j], "' is '", o.inputs[i],
+             "' again: list each file once (shards of the same text are refused in training)");
+    }
 }
 
 constexpr int64_t kMaxModelVocab = int64_t{1} << 24;  // model.vocab_size's maximum

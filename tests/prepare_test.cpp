@@ -232,9 +232,20 @@ TEST(PrepareSafety, BadInputsLeaveNoManifest) {
   sized.vocab_size = 100;  // was ignored: byte tokens are 256
   expect_error([&] { prepare_shards(sized, progress); },
                {"--vocab-size 100 does not apply to byte tokens"});
+  // The same file twice (under another name here) made shards training refuses.
+  expect_error(
+      [&] {
+        prepare_shards(
+            text_options(
+                {good, tiny, dir + "/../" + fs::path(dir).filename().string() + "/good.txt"},
+                dir + "/o6", 2),
+            progress);
+      },
+      {"/good.txt' again: list each file once"});
   EXPECT_FALSE(fs::exists(dir + "/o3/manifest.yaml"));
   EXPECT_FALSE(fs::exists(dir + "/o4/manifest.yaml"));
   EXPECT_FALSE(fs::exists(dir + "/o5/manifest.yaml"));
+  EXPECT_FALSE(fs::exists(dir + "/o6"));
   // Nothing left behind: output directories it made are removed again (they were left empty).
   PrepareOptions deep = text_options({tiny}, dir + "/new/deeper", 2);
   deep.seq_len = 16;
