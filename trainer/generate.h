@@ -10,8 +10,9 @@
 // it, where the uncached path slides a full window. LSH layers have no exact cache (a new key
 // moves the chunk boundaries of the sorted order): models with them re-run the window per token,
 // unless lsh_cache fixes each position's LSH windows when it arrives (as Hugging Face's Reformer
-// caches past keys with their buckets; the same tokens while the text fits one bucket_size chunk,
-// close to them after: README). With a memory (memory_len > 0, Transformer-XL's recurrence) the
+// caches past keys with their buckets; the same tokens while the text fits one bucket_size chunk
+// and the window is one chunk, close to them otherwise: the uncached window's padding takes places
+// in the sort; README). With a memory (memory_len > 0, Transformer-XL's recurrence) the
 // context is no window: see SamplingOptions::memory_len; models with LSH layers (and --no-cache)
 // re-run the current segment with the memory per token instead of caching.
 #pragma once
