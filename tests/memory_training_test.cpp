@@ -455,6 +455,10 @@ void expect_hybrid_resumes_and_evaluates_as_validated(bool lsh_sees_memory) {
   };
   EXPECT_NEAR(bits(16), validated, 1e-5) << r.out;
   EXPECT_GT(std::fabs(bits(0) - bits(16)), 1e-5) << "the memory changes nothing: " << r.out;
+  // Its JSON names the hash rounds, as eval's without a memory does, and holds the lines alone
+  // (progress went to stderr in --json mode too).
+  EXPECT_NE(r.out.find("\"n_hashes\": "), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("eval with memory"), std::string::npos) << r.out;
   const test::CommandResult slid = test::run_command(eval + " --sliding");
   EXPECT_NE(slid.exit_code, 0);
   EXPECT_NE(slid.out.find("--sliding needs dense or local attention; layer 0 is lsh"),

@@ -56,9 +56,11 @@ void evaluate_memory_table(const std::string& checkpoint, const Config& cfg,
   const int64_t wanted = o.windows > 0 ? o.windows : cfg.train.eval_batches * cfg.train.batch_size;
   const int64_t windows = std::min(available, wanted);
   if (windows < 1) fail("the validation data holds no segment of ", o.segment, " tokens");
+  const bool lsh = cfg.any_layer_uses(AttentionKind::kLsh);  // (n_hashes means nothing without)
   if (!o.json)
-    out << checkpoint << " (step " << state.step << "): " << windows << " consecutive segments of "
-        << o.segment << " tokens"
+    out << checkpoint << " (step " << state.step << ")"
+        << (lsh ? ", n_hashes " + std::to_string(cfg.lsh.n_hashes) : std::string()) << ": "
+        << windows << " consecutive segments of " << o.segment << " tokens"
         << (o.sliding ? ", each recomputed with the `memory` tokens before it (sliding window)"
                       : "")
         << "\n"
@@ -67,6 +69,7 @@ void evaluate_memory_table(const std::string& checkpoint, const Config& cfg,
   for (int64_t memory : o.memory_lens) {
     ProgressClock clock(0, windows);
     const auto progress = [&](int64_t done, int64_t total) {
+      if (o.json) return;  // (as eval --json without a memory: the JSON lines alone)
       if (done % std::max<int64_t>(1, total / 20) != 0 && done != total) return;
       print_progress_line(
           std::string("eval with ") + (o.sliding ? "a sliding window of " : "memory ") +
@@ -76,7 +79,7 @@ void evaluate_memory_table(const std::string& checkpoint, const Config& cfg,
     const EvalResult r =
         o.sliding ? evaluate_sliding(model, *data.val, windows, memory, token_bytes, progress)
                   : evaluate_with_memory(model, *data.val, windows, memory, token_bytes, progress);
-    clear_progress_line();
+    if (!o.json) clear_progress_line();
     const double seconds = clock.elapsed_seconds();
     if (o.json) {
       JsonLine line;
@@ -91,7 +94,9 @@ void evaluate_memory_table(const std::string& checkpoint, const Config& cfg,
           .add("accuracy", r.accuracy)
           .add("tokens", r.tokens)
           .add("seconds", seconds);
-      if (r.text_bytes > 0) line.add("bits_per_byte", r.bits_per_byte);
+      if (r.text_bytes > 0)
+        line.add("bits_per_byte", r.bits_per_byte).add("text_bytes", r.text_bytes);
+      if (lsh) line.add("n_hashes", cfg.lsh.n_hashes);
       out << line.str() << std::endl;
       continue;
     }
