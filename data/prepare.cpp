@@ -501,6 +501,9 @@ Tokenizer sentencepiece_tokenizer(const PrepareOptions& o, std::ostream& progres
     training.model_type = o.model_type;
     return Tokenizer::train_sentencepiece(training, progress);
   }
+  std::error_code ec;
+  if (std::filesystem::is_directory(o.tokenizer_model, ec))  // (a stream "reads" it, then throws)
+    fail("prepare: --tokenizer-model '", o.tokenizer_model, "' is a folder, not a model file");
   std::ifstream in(o.tokenizer_model, std::ios::binary);
   if (!in) fail("prepare: --tokenizer-model '", o.tokenizer_model, "' cannot be read");
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

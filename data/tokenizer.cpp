@@ -3,6 +3,7 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "base/error.h"
@@ -76,6 +77,9 @@ std::vector<int32_t> piece_bytes(const sentencepiece::SentencePieceProcessor& sp
 
 Tokenizer Tokenizer::from_model_file(const std::string& path, uint64_t expected_checksum,
                                      const std::string& where) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))  // (a stream "reads" it, then throws)
+    fail(where, ": the tokenizer model '", path, "' is a folder, not a model file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(where, ": cannot read the tokenizer model '", path, "'");
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -150,8 +154,22 @@ Tokenizer Tokenizer::train_sentencepiece(const SentencePieceTraining& o, std::os
        {"num_threads", "2"},
        {"minloglevel", "2"}},
       &lines, &model);
-  if (!status.ok())
-    fail("prepare: training the SentencePiece model failed: ", sentencepiece_reason(status));
+  if (!status.ok()) {
+    // (Its own wording, "... 300 vs 320. Increase vocab_size or decrease character_coverage with
+    // --character_coverage option.", named an option this program does not have.)
+    const std::string reason = sentencepiece_reason(status);
+    const std::string too_small = "Vocabulary size is smaller than required_chars. ";
+    const size_t at = reason.find(too_small);
+    if (at != std::string::npos) {
+      const size_t from = at + too_small.size();
+      const std::string counts = reason.substr(from, reason.find('.', from) - from);  // 300 vs 320
+      const size_t vs = counts.find(" vs ");
+      fail("prepare: --vocab-size ", o.vocab_size, " is too small for this text: its characters ",
+           "and the byte pieces need at least ",
+           vs == std::string::npos ? counts : counts.substr(vs + 4), " pieces");
+    }
+    fail("prepare: training the SentencePiece model failed: ", reason);
+  }
   progress << "prepare: trained the tokenizer on " << lines.bytes_read() << " bytes" << std::endl;
   return sentencepiece(model, "the trained tokenizer");
 }

@@ -231,6 +231,23 @@ TEST(SentencePiece, BadTokenizerInputIsAClearErrorAndWritesNothing) {
   EXPECT_NE(r.out.find("is not a SentencePiece model"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("./src/"), std::string::npos) << r.out;  // (SentencePiece's own source)
   EXPECT_FALSE(fs::exists(dir + "/junk/manifest.yaml"));
+  // A folder named as the model ("basic_filebuf::underflow error reading the file: Is a
+  // directory", no file named), and too few pieces for the text's characters (SentencePiece's
+  // reason named a --character_coverage option this program does not have).
+  fs::create_directories(dir + "/folder.model");
+  r = test::run_command(reformer("prepare --input " + text_path + " --output " + dir +
+                                 "/folder --tokenizer-model " + dir + "/folder.model"));
+  EXPECT_NE(r.out.find("--tokenizer-model '" + dir + "/folder.model' is a folder, not a model"),
+            std::string::npos)
+      << r.out;
+  std::ofstream(dir + "/aaa.txt") << "aaa\n";
+  r = test::run_command(reformer("prepare --input " + dir + "/aaa.txt --output " + dir +
+                                 "/aaa --tokenizer sentencepiece --vocab-size 260"));
+  EXPECT_NE(r.out.find("error: prepare: --vocab-size 260 is too small for this text: its "
+                       "characters and the byte pieces need at least 261 pieces\n"),
+            std::string::npos)
+      << r.out;
+  EXPECT_FALSE(fs::exists(dir + "/aaa"));
 
   // Bytes that are not UTF-8 (binary data) became U+FFFD in the shards, changing the data. The
   // file is checked a block of 16 MiB at a time: here an "é" straddles the first block's end
