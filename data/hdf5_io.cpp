@@ -107,6 +107,36 @@ void check_one_value(hid_t attr, const std::string& path, const std::string& att
     fail("'", path, "': attribute '", attribute, "' holds ", values, " values, not one");
 }
 
+// Opens dataset `name` or fails saying why: absent, or present but unreadable by this HDF5 (a
+// file written by a newer one, h5py's libver='latest': it was reported as absent).
+hid_t open_dataset(hid_t file, const std::string& path, const std::string& name) {
+  const hid_t set = H5Dopen2(file, name.c_str(), H5P_DEFAULT);
+  if (set >= 0) return set;
+  if (H5Lexists(file, name.c_str(), H5P_DEFAULT) > 0)
+    fail("'", path, "': dataset '", name, "' cannot be opened by this program's HDF5 ",
+         hdf5_library_version(), " (written by a newer one? h5py: File(..., libver='v108'))");
+  fail("'", path, "' has no dataset '", name, "'");
+}
+
+// Fails when the dataset was compressed with a filter this HDF5 lacks (h5py's lzf): its reads
+// failed as a "truncated file or checksum mismatch".
+void check_filters_available(hid_t set, const std::string& path, const std::string& name) {
+  Handle create(H5Dget_create_plist(set), H5Pclose);
+  const int filters = create.ok() ? H5Pget_nfilters(create.get()) : 0;
+  for (int i = 0; i < filters; ++i) {
+    unsigned flags = 0, config = 0;
+    size_t values = 0;
+    char filter_name[64] = {0};
+    const H5Z_filter_t filter =
+        H5Pget_filter2(create.get(), static_cast<unsigned>(i), &flags, &values, nullptr,
+                       sizeof filter_name, filter_name, &config);
+    // (An optional filter that is missing was skipped when the data was written.)
+    if (filter >= 0 && (flags & H5Z_FLAG_OPTIONAL) == 0 && H5Zfilter_avail(filter) <= 0)
+      fail("'", path, "': dataset '", name, "' is compressed with HDF5 filter ", filter, " (",
+           filter_name, "), which this program's HDF5 lacks; write it with gzip or uncompressed");
+  }
+}
+
 }  // namespace
 
 std::string hdf5_library_version() {
@@ -198,8 +228,7 @@ bool Hdf5File::has_dataset(const std::string& name) const {
 
 int64_t Hdf5File::dataset_length(const std::string& name) const {
   silence_hdf5_errors();
-  Handle set(H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose);
-  if (!set.ok()) fail("'", path_, "' has no dataset '", name, "'");
+  Handle set(open_dataset(id_, path_, name), H5Dclose);
   Handle space(H5Dget_space(set.get()), H5Sclose);
   hsize_t dims[8] = {0};
   const int rank = H5Sget_simple_extent_ndims(space.get());
@@ -211,8 +240,8 @@ int64_t Hdf5File::dataset_length(const std::string& name) const {
 void Hdf5File::dataset_type(const std::string& name, H5T_class_t* type_class, size_t* element_size,
                             int* rank) const {
   silence_hdf5_errors();
-  Handle set(H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose);
-  if (!set.ok()) fail("'", path_, "' has no dataset '", name, "'");
+  Handle set(open_dataset(id_, path_, name), H5Dclose);
+  check_filters_available(set.get(), path_, name);
   Handle type(H5Dget_type(set.get()), H5Tclose);
   Handle space(H5Dget_space(set.get()), H5Sclose);
   *type_class = H5Tget_class(type.get());
@@ -222,8 +251,7 @@ void Hdf5File::dataset_type(const std::string& name, H5T_class_t* type_class, si
 
 bool Hdf5File::dataset_is_unsigned(const std::string& name) const {
   silence_hdf5_errors();
-  Handle set(H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose);
-  if (!set.ok()) fail("'", path_, "' has no dataset '", name, "'");
+  Handle set(open_dataset(id_, path_, name), H5Dclose);
   Handle type(H5Dget_type(set.get()), H5Tclose);
   return H5Tget_class(type.get()) == H5T_INTEGER && H5Tget_sign(type.get()) == H5T_SGN_NONE;
 }
@@ -247,8 +275,7 @@ void Hdf5File::create_extendible(const std::string& name, hid_t stored_type,
 void Hdf5File::append(const std::string& name, hid_t native_type, const void* data, int64_t count) {
   silence_hdf5_errors();
   if (count <= 0) return;
-  Handle set(H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose);
-  if (!set.ok()) fail("'", path_, "' has no dataset '", name, "'");
+  Handle set(open_dataset(id_, path_, name), H5Dclose);
   hsize_t old_length[1] = {0};
   {
     Handle space(H5Dget_space(set.get()), H5Sclose);
@@ -269,8 +296,7 @@ void Hdf5File::append(const std::string& name, hid_t native_type, const void* da
 void Hdf5File::read(const std::string& name, hid_t native_type, int64_t first, int64_t count,
                     void* out) const {
   silence_hdf5_errors();
-  Handle set(H5Dopen2(id_, name.c_str(), H5P_DEFAULT), H5Dclose);
-  if (!set.ok()) fail("'", path_, "' has no dataset '", name, "'");
+  Handle set(open_dataset(id_, path_, name), H5Dclose);
   if (count == 0) return;
   Handle file_space(H5Dget_space(set.get()), H5Sclose);
   const hsize_t start[1] = {static_cast<hsize_t>(first)};

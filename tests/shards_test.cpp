@@ -324,6 +324,45 @@ TEST(ShardErrors, AttributesOfSeveralValuesAreRefusedAndVariableLengthStringsRea
   EXPECT_EQ(ShardedWindows(read_manifest(variable), "train", 16, 256, false).num_windows(), 6);
 }
 
+// A shard compressed with a filter this HDF5 lacks (h5py's lzf): its reads failed as "truncated
+// file or checksum mismatch". (The filter here: a pass-through registered while writing only.)
+size_t pass_through(unsigned, size_t, const unsigned[], size_t bytes, size_t*, void**) {
+  return bytes;
+}
+
+TEST(ShardErrors, AShardCompressedWithAFilterThisHdf5LacksSaysSo) {
+  const ScratchDir scratch("filter");
+  const std::string& dir = scratch.path();
+  const H5Z_filter_t kFilter = 32000;  // (lzf's registered number)
+  const H5Z_class2_t filter = {H5Z_CLASS_T_VERS, kFilter, 1,       1,
+                               "pass-through",   nullptr, nullptr, pass_through};
+  ASSERT_GE(H5Zregister(&filter), 0);
+  {
+    Hdf5File file = Hdf5File::create(dir + "/lzf.h5");
+    set_shard_attributes(file, 256);
+    file.close();
+    const hid_t id = H5Fopen((dir + "/lzf.h5").c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    const hsize_t count = 100, chunk = 50;
+    const hid_t space = H5Screate_simple(1, &count, nullptr);
+    const hid_t create = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(create, 1, &chunk);
+    H5Pset_filter(create, kFilter, H5Z_FLAG_MANDATORY, 0, nullptr);
+    const hid_t set =
+        H5Dcreate2(id, "tokens", H5T_STD_U8LE, space, H5P_DEFAULT, create, H5P_DEFAULT);
+    const std::vector<uint8_t> values(100, 3);
+    EXPECT_GE(H5Dwrite(set, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), 0);
+    H5Dclose(set);
+    H5Pclose(create);
+    H5Sclose(space);
+    H5Fclose(id);
+  }
+  ASSERT_GE(H5Zunregister(kFilter), 0);
+  const std::string manifest = hand_written_manifest(dir, "lzf.h5", 100, 0, 256);
+  expect_error([&] { ShardedWindows(read_manifest(manifest), "train", 16, 256, false); },
+               {"lzf.h5': dataset 'tokens' is compressed with HDF5 filter 32000 (pass-through), "
+                "which this program's HDF5 lacks"});
+}
+
 TEST(ShardErrors, WrongRank) {
   const ScratchDir scratch("rank");
   const std::string& dir = scratch.path();
