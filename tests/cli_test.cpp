@@ -172,6 +172,15 @@ TEST(CommandLine, UsageErrorsAreOneLineAndExitNonZero) {
                         {"--lsh-cache", "--no-cache"});
   expect_one_line_error(run("config --set model.d_model=abc"),
                         {"--set model.d_model=abc needs --config"});
+  // An empty --config was no --config: config printed the reference, eval the checkpoint's own.
+  for (const char* command : {"config --config ''", "eval --checkpoint x --config ''"}) {
+    const Result empty = run(command);
+    EXPECT_EQ(empty.exit_code, 2) << command;
+    EXPECT_EQ(empty.out, "error: --config: must name a file (--help lists the options)\n")
+        << command;
+  }
+  expect_one_line_error(run("generate --checkpoint x --tokens abc"),
+                        {"--tokens: must be an integer in [1, 1048576], not 'abc'"});
 }
 
 // A file named with data.format synthetic was ignored without a word; it is refused where data

@@ -543,6 +543,10 @@ int run_command_line(int argc, char** argv) {
   Arguments a;
   auto add_config = [&](CLI::App* sub, bool required) {
     auto* opt = sub->add_option("--config", a.config, "experiment YAML file");
+    // (An empty value read as no --config: `config` printed the reference, eval used the
+    // checkpoint's own.)
+    opt->check(CLI::Validator(
+        [](std::string& text) { return text.empty() ? std::string("must name a file") : ""; }, ""));
     if (required) opt->required();
     sub->add_option("--set", a.overrides, "override a key: section.key=value (value is YAML)");
   };
