@@ -354,6 +354,13 @@ TEST(ConfigRules, ACrossFieldErrorNamesTheOverrideThatGaveTheKey) {
   EXPECT_TRUE(Contains(load_error("", {"lsh.n_buckets=8", "lsh.n_buckets=9"}),
                        "--set lsh.n_buckets=9 (with exp.yaml): lsh.n_buckets = 9"));
   EXPECT_EQ(load_error("lsh:\n  n_buckets: 7\n", {"lsh.n_hashes=4"}).rfind("exp.yaml: ", 0), 0u);
+  // A rule about two keys that names the overridden one second blames the override too (the
+  // file, which says 32, was blamed).
+  EXPECT_EQ(load_error("train:\n  seq_len: 256\nlsh:\n  bucket_size: 32\n", {"lsh.bucket_size=48"})
+                .rfind("--set lsh.bucket_size=48 (with exp.yaml): train.seq_len = 256 must be a "
+                       "multiple of lsh.bucket_size = 48",
+                       0),
+            0u);
 }
 
 // What an error says about an override, whichever form it takes, even where the file's name

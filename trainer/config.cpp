@@ -248,6 +248,14 @@ std::string blame_override(const std::string& message, const std::string& path,
     if (equals != std::string::npos && trimmed(it->substr(0, equals)) == subject)
       return concat("--set ", *it, " (with ", path, "): ", body);
   }
+  // A rule about two keys names the other one later ("train.seq_len = 256 must be a multiple of
+  // lsh.bucket_size = 48"): the override of that one is to blame, not the file that says 32.
+  for (auto it = overrides.rbegin(); it != overrides.rend(); ++it) {
+    const size_t equals = it->find('=');
+    if (equals != std::string::npos &&
+        body.find(" " + trimmed(it->substr(0, equals)) + " = ") != std::string::npos)
+      return concat("--set ", *it, " (with ", path, "): ", body);
+  }
   return message;
 }
 
