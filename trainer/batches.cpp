@@ -60,14 +60,14 @@ DataSources open_data(const Config& cfg, bool verify_checksums) {
       if (!d.val.empty()) check_no_shard_in_both(train, val);
       // (Checked for every tokenizer: bytes for training and SentencePiece pieces for
       // validation trained and scored without a word.)
-      if (val.vocab_size != train.vocab_size)  // (the duplication task's, say: another task)
-        fail("data.val '", d.val, "' has a vocabulary of ", val.vocab_size, ", data.train '",
-             d.train, "' of ", train.vocab_size, ": they were prepared differently");
       if (val.tokenizer != train.tokenizer ||
           val.tokenizer_model_checksum != train.tokenizer_model_checksum)
         fail("data.val '", d.val, "' was tokenised differently from data.train '", d.train, "' (",
              val.tokenizer, " against ", train.tokenizer,
              val.tokenizer == train.tokenizer ? " with another model" : "", ")");
+      if (val.vocab_size != train.vocab_size)  // (the duplication task's, say: another task)
+        fail("data.val '", d.val, "' has a vocabulary of ", val.vocab_size, ", data.train '",
+             d.train, "' of ", train.vocab_size, ": they were prepared differently");
       const int64_t vocab = cfg.model.vocab_size;
       s.train = std::make_unique<ShardedWindows>(train, "train", T, vocab, verify_checksums);
       s.val = std::make_unique<ShardedWindows>(val, "val", T, vocab, verify_checksums);
