@@ -14,6 +14,7 @@
 #include "base/error.h"
 #include "base/fnv1a.h"
 #include "base/utf8.h"
+#include "data/interrupt_cleanup.h"
 #include "data/shards.h"
 #include "data/synthetic_duplication.h"
 #include "data/tokenizer.h"
@@ -147,6 +148,10 @@ class StagedOutput {
     for (fs::path p = fs::absolute(directory_, error); !p.empty() && !fs::exists(p, error);
          p = p.parent_path())
       made_directories_.push_back(p);
+    // (Registered shallowest first: a signal's clean-up removes newest first, files before the
+    // folders that hold them.)
+    for (auto it = made_directories_.rbegin(); it != made_directories_.rend(); ++it)
+      remove_on_interrupt(it->string());
     fs::create_directories(directory_, error);
     if (!fs::is_directory(directory_))
       fail("prepare: cannot create the output directory '", directory, "'");
@@ -164,15 +169,19 @@ class StagedOutput {
   StagedOutput& operator=(const StagedOutput&) = delete;
 
   ~StagedOutput() {
-    if (committed_) return;
-    std::error_code ignored;
-    for (const fs::path& path : created_) fs::remove(path, ignored);
-    for (const fs::path& dir : made_directories_)  // (fs::remove leaves a non-empty one)
-      if (fs::is_directory(dir, ignored) && fs::is_empty(dir, ignored)) fs::remove(dir, ignored);
+    if (!committed_) {
+      std::error_code ignored;
+      for (const fs::path& path : created_) fs::remove(path, ignored);
+      for (const fs::path& dir : made_directories_)  // (fs::remove leaves a non-empty one)
+        if (fs::is_directory(dir, ignored) && fs::is_empty(dir, ignored)) fs::remove(dir, ignored);
+    }
+    for (const fs::path& path : created_) keep_on_interrupt(path.string());
+    for (const fs::path& dir : made_directories_) keep_on_interrupt(dir.string());
   }
 
   std::string temp_path(const std::string& name) {
     created_.push_back(directory_ / (name + ".partial"));
+    remove_on_interrupt(created_.back().string());
     return created_.back().string();
   }
 
@@ -193,6 +202,7 @@ class StagedOutput {
     fs::path final_path = temp;
     final_path.replace_extension();  // drops ".partial"
     std::error_code error;
+    remove_on_interrupt(final_path.string());  // (until the manifest is written)
     fs::rename(temp, final_path, error);
     if (error) fail("prepare: cannot rename '", temp, "' to '", final_path.string(), "'");
     created_.push_back(final_path);

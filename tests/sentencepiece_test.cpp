@@ -13,6 +13,7 @@
 #include "data/hdf5_io.h"
 #include "data/shards.h"
 #include "data/tokenizer.h"
+#include "tests/job_control.h"
 #include "tests/run_fixture.h"
 #include "tests/test_corpus.h"
 #include "trainer/checkpoint.h"
@@ -342,6 +343,33 @@ TEST(SentencePiece, TextThePiecesWouldNotGiveBackIsRefused) {
                        "holds U+2581"),
             std::string::npos)
       << r.out;
+}
+
+// Ctrl-C (or SIGTERM) while prepare works left its output folder behind, with a partial token
+// file of 4 bytes a token once encoding had begun: the clean-up of a failure did not run.
+TEST(SentencePiece, AnInterruptedPrepareRemovesItsPartialOutput) {
+  RF_TINY_SHAKESPEARE_OR_SKIP(shakespeare);
+  const std::string dir = test::fresh_dir("interrupted");
+  const std::string text = read_file(shakespeare);
+  std::ofstream(dir + "/twice.txt", std::ios::binary) << text << text;
+  for (const int signal : {SIGINT, SIGTERM}) {
+    SCOPED_TRACE(signal);
+    const std::string out = dir + "/new/shards", log = dir + "/prepare.log";
+    const pid_t job = test::spawn(reformer("prepare --input " + dir + "/twice.txt --output " + out +
+                                           " --tokenizer sentencepiece --vocab-size 4000"),
+                                  log);
+    const test::ReapOnExit reap{job};
+    ASSERT_TRUE(test::wait_for_file(out, 60)) << read_file(log);
+    kill(job, signal);
+    double seconds = 0;
+    EXPECT_EQ(test::wait_exit(job, 60, &seconds), 128 + signal) << read_file(log);
+    EXPECT_NE(
+        read_file(log).find(std::string("stopped by ") + (signal == SIGINT ? "SIGINT" : "SIGTERM") +
+                            ": the partial output is removed"),
+        std::string::npos)
+        << read_file(log);
+    EXPECT_FALSE(fs::exists(dir + "/new")) << "left behind";
+  }
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "base/launcher_env.h"
 #include "base/utf8.h"
 #include "comms/mpi_communicator.h"
+#include "data/interrupt_cleanup.h"
 #include "data/prepare.h"
 #include "data/shards.h"
 #include "data/synthetic_duplication.h"
@@ -498,6 +499,7 @@ int command_generate(const Arguments& a) {
 }
 
 int command_prepare(const PrepareOptions& options) {
+  start_interrupt_cleanup();  // (a Ctrl-C left the partial shards behind)
   prepare_shards(options, std::cout);
   return 0;
 }
