@@ -21,10 +21,9 @@ namespace {
 // registered. (Run before main, before any HDF5 call starts the library: H5dont_atexit does
 // nothing once it has started. So no static initializer anywhere may call HDF5, H5T_NATIVE_*
 // included, which start it; the DiskFull tests would find the crash again.)
-const bool kHdf5RegistersNoExitHandler = [] {
+[[gnu::constructor]] void register_no_hdf5_exit_handler() {
   H5dont_atexit();
-  return true;
-}();
+}
 
 // HDF5 prints a stack trace on every failed call by default; errors are reported by us instead.
 // Once per thread, by every call into HDF5 here: a thread-safe HDF5 keeps the setting per thread,
@@ -361,7 +360,8 @@ std::string Hdf5File::get_string(const std::string& attribute) const {
     Handle memory(H5Tcopy(H5T_C_S1), H5Tclose);
     check(H5Tset_size(memory.get(), H5T_VARIABLE), path_, "size a string");
     char* text = nullptr;
-    check(H5Aread(attr.get(), memory.get(), &text), path_, "read attribute " + attribute);
+    check(H5Aread(attr.get(), memory.get(), static_cast<void*>(&text)), path_,
+          "read attribute " + attribute);
     std::string value = text ? text : "";
     H5free_memory(text);
     return value;

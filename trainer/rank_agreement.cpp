@@ -95,6 +95,7 @@ void check_ranks_share_config(Communicator& comm, const Config& cfg) {
 void check_ranks_share_options(Communicator& comm,
                                const std::vector<std::pair<std::string, int64_t>>& options) {
   std::vector<int64_t> on_root;
+  on_root.reserve(options.size());
   for (const auto& option : options) on_root.push_back(option.second);
   comm.broadcast(on_root.data(), on_root.size(), DType::kInt64, 0);
   const auto said = [](int64_t value) {  // (-1: an option not given)
