@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <vector>
 
@@ -59,6 +60,10 @@ void seal_file(const std::string& path) {
 }
 
 bool check_file_seal(const std::string& path) {
+  // (Opening a FIFO blocks until a writer comes: a FIFO listed as a shard hung the start-up. The
+  // opener reports what is not a regular file.)
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return false;
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) return false;  // (the opener reports a missing file)
   const int64_t size = static_cast<int64_t>(in.tellg());

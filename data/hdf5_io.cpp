@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -166,6 +167,10 @@ Hdf5File Hdf5File::create(const std::string& path) {
 Hdf5File Hdf5File::open_read(const std::string& path, bool check_seal) {
   silence_hdf5_errors();
   if (::access(path.c_str(), R_OK) != 0) fail("'", path, "' is missing or unreadable");
+  // (A FIFO listed as a shard blocked the start-up in its open, unstoppable by a first signal.)
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
+    fail("'", path, "' is not a regular file (a folder, a FIFO or a device)");
   if (check_seal) check_file_seal(path);
   if (H5Fis_hdf5(path.c_str()) <= 0)
     fail("'", path, "' is not an HDF5 file (damaged or truncated?)");

@@ -424,6 +424,8 @@ ShardedWindows::ShardedWindows(const Manifest& manifest, const std::string& spli
   if (verify_checksums)
     for (const ShardEntry& entry : entries) {
       std::error_code ec;
+      if (fs::exists(entry.path, ec) && !fs::is_regular_file(entry.path, ec))
+        fail("shard '", entry.path, "' is not a regular file (a folder, a FIFO or a device)");
       if (!check_file_seal(entry.path) && manifest.sealed_shards && fs::exists(entry.path, ec))
         fail("shard '", entry.path, "' has no checksum seal, though manifest '", manifest.path,
              "' lists sealed shards (reformer prepare's): it was replaced or cut short since; ",

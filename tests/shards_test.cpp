@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <hdf5.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -197,6 +198,11 @@ TEST(ShardErrors, NotHdf5) {
   write_file(p.dir + "/out/val-00000.h5", "just some text");
   expect_error([&] { ShardedWindows(read_manifest(p.manifest), "val", 16, 256, false); },
                {"val-00000.h5", "HDF5"});
+  // A FIFO in its place blocked the start-up in its open.
+  fs::remove(p.dir + "/out/val-00000.h5");
+  ASSERT_EQ(::mkfifo((p.dir + "/out/val-00000.h5").c_str(), 0600), 0);
+  expect_error([&] { ShardedWindows(read_manifest(p.manifest), "val", 16, 256, true); },
+               {"val-00000.h5' is not a regular file"});
 }
 
 // data.format text given a manifest (or a shard) trained on its bytes without a word.
