@@ -425,6 +425,14 @@ void check_inputs_are_utf8(const std::vector<InputFile>& inputs) {
              offset + static_cast<int64_t>(bad),
              " (SentencePiece would replace it with U+FFFD, changing the data; --tokenizer bytes "
              "keeps any bytes)");
+      // SentencePiece's mark for a space: a literal one came back as a space (the cut above
+      // falls between characters, so the three bytes are never split).
+      const size_t mark = std::string_view(block).substr(0, end).find(kSentencePieceSpaceMark);
+      if (mark != std::string::npos)
+        fail("prepare: input '", input.path, "' holds U+2581 ('", kSentencePieceSpaceMark,
+             "') at byte ", offset + static_cast<int64_t>(mark),
+             ", SentencePiece's mark for a space: it would come back as a space, changing the "
+             "data; replace it, or use --tokenizer bytes");
       if (last) break;
       block.erase(0, end);
       offset += static_cast<int64_t>(end);
@@ -455,27 +463,33 @@ int64_t next_character_boundary(const std::vector<InputFile>& inputs, int64_t of
   return offset;
 }
 
-// The shards must hold the input: a SentencePiece model decodes its pieces to the text they encode
-// only when trained with byte fallback, the identity normalisation and no dummy prefix (prepare's
-// own), and only for text without U+2581, its mark for a space (a literal one came back as a
-// space). Another model (one exported from Hugging Face, say) changed the data without a word.
-void check_round_trip(const Tokenizer& tokenizer, const std::string& text,
-                      const std::vector<uint32_t>& ids, int64_t offset) {
+// A --tokenizer-model trained otherwise than prepare trains one (SentencePiece's defaults, as a
+// Hugging Face spiece.model is: normalisation, extra whitespace removed, no byte fallback) gives
+// back another text than the input: the shards hold its normalised text. That may be what its
+// author meant, so it is said once, with the first byte that differs, not refused. (Prepare's own
+// model gives back any UTF-8 text without U+2581, which check_inputs_are_utf8 refused.)
+void note_what_the_model_changes(const Tokenizer& tokenizer, const std::string& text,
+                                 const std::vector<uint32_t>& ids, int64_t offset, bool* noted,
+                                 std::ostream& progress) {
+  if (*noted) return;
   const std::string back = tokenizer.decode(std::vector<int32_t>(ids.begin(), ids.end()));
   if (back == text) return;
+  *noted = true;
   size_t at = 0;
   while (at < text.size() && at < back.size() && text[at] == back[at]) ++at;
-  const bool mark = text.compare(at, 3, "\xE2\x96\x81") == 0;
-  fail("prepare: the SentencePiece model does not give back the inputs at byte ",
-       offset + static_cast<int64_t>(at), " (of the inputs read as one text)",
-       mark ? ": it holds U+2581 ('\xE2\x96\x81'), SentencePiece's mark for a space, which "
-              "comes back as a space; replace it in the text"
-            : ": use a model trained with byte_fallback, normalization_rule_name identity and "
-              "add_dummy_prefix false (as prepare trains one), or --tokenizer bytes");
+  progress << "note: --tokenizer-model does not give back the inputs exactly (first at byte "
+           << offset + static_cast<int64_t>(at) << " of the inputs read as one text): the "
+           << "shards hold its normalised text (a model trained with byte_fallback true, "
+           << "normalization_rule_name identity, remove_extra_whitespaces false and "
+           << "add_dummy_prefix false, as prepare trains one, gives back any UTF-8 text)"
+           << std::endl;
 }
 
+// (round_trip: the progress stream for note_what_the_model_changes, or null where the model is
+// prepare's own.)
 int64_t encode_split(ConcatenatedInputs& inputs, int64_t bytes, const Tokenizer& tokenizer,
-                     std::ofstream& tokens, ProgressMeter& meter, int64_t* offset) {
+                     std::ofstream& tokens, ProgressMeter& meter, int64_t* offset, bool* noted,
+                     std::ostream* round_trip) {
   int64_t count = 0;
   std::string text;
   while (bytes > 0 || !text.empty()) {
@@ -492,7 +506,7 @@ int64_t encode_split(ConcatenatedInputs& inputs, int64_t bytes, const Tokenizer&
     }
     const std::string part = text.substr(0, cut);
     const std::vector<uint32_t> ids = tokenizer.encode(part);
-    check_round_trip(tokenizer, part, ids, *offset);
+    if (round_trip) note_what_the_model_changes(tokenizer, part, ids, *offset, noted, *round_trip);
     *offset += static_cast<int64_t>(cut);
     tokens.write(reinterpret_cast<const char*>(ids.data()),
                  static_cast<std::streamsize>(ids.size() * sizeof(uint32_t)));
@@ -548,8 +562,12 @@ void prepare_sentencepiece(const PrepareOptions& o, std::ostream& progress) {
     ConcatenatedInputs concatenated(inputs);
     ProgressMeter meter(progress, total, "MiB encoded", 1024.0 * 1024.0);
     int64_t offset = 0;
-    train_tokens = encode_split(concatenated, train_bytes, tokenizer, tokens, meter, &offset);
-    val_tokens = encode_split(concatenated, val_bytes, tokenizer, tokens, meter, &offset);
+    bool noted = false;
+    std::ostream* round_trip = o.tokenizer_model.empty() ? nullptr : &progress;
+    train_tokens = encode_split(concatenated, train_bytes, tokenizer, tokens, meter, &offset,
+                                &noted, round_trip);
+    val_tokens = encode_split(concatenated, val_bytes, tokenizer, tokens, meter, &offset, &noted,
+                              round_trip);
     tokens.close();
     if (!tokens) fail("prepare: cannot write the temporary token file (disk full?)");
   }

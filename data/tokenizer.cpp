@@ -54,7 +54,6 @@ class InputLines : public sentencepiece::SentenceIterator {
 };
 
 // "▁" (U+2581), SentencePiece's visible space.
-constexpr const char* kSpaceMark = "\xE2\x96\x81";
 
 std::vector<int32_t> piece_bytes(const sentencepiece::SentencePieceProcessor& sp) {
   std::vector<int32_t> bytes(static_cast<size_t>(sp.GetPieceSize()));
@@ -67,7 +66,8 @@ std::vector<int32_t> piece_bytes(const sentencepiece::SentencePieceProcessor& sp
     const std::string& piece = sp.IdToPiece(id);
     int32_t n = 0;
     for (size_t i = 0; i < piece.size(); ++n)
-      i += piece.compare(i, 3, kSpaceMark) == 0 ? 3 : 1;  // the mark stands for one space
+      i += piece.compare(i, 3, kSentencePieceSpaceMark) == 0 ? 3
+                                                             : 1;  // the mark stands for one space
     bytes[static_cast<size_t>(id)] = n;
   }
   return bytes;

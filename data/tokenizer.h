@@ -19,6 +19,8 @@ namespace rf {
 
 inline constexpr const char* kSentencePieceTokenizer = "sentencepiece";
 inline constexpr int64_t kByteVocabulary = 256;  // the byte tokenizer's: every byte a token
+// U+2581, SentencePiece's mark for a space: text holding it comes back with a space there.
+inline constexpr const char* kSentencePieceSpaceMark = "\xE2\x96\x81";
 
 struct SentencePieceTraining {
   std::vector<std::string> inputs;  // text files, read in order
