@@ -130,8 +130,8 @@ void check_filters_available(hid_t set, const std::string& path, const std::stri
     const H5Z_filter_t filter =
         H5Pget_filter2(create.get(), static_cast<unsigned>(i), &flags, &values, nullptr,
                        sizeof filter_name, filter_name, &config);
-    // (An optional filter that is missing was skipped when the data was written.)
-    if (filter >= 0 && (flags & H5Z_FLAG_OPTIONAL) == 0 && H5Zfilter_avail(filter) <= 0)
+    // (Optional ones too: h5py marks lzf so, and a chunk it filtered cannot be read without it.)
+    if (filter >= 0 && H5Zfilter_avail(filter) <= 0)
       fail("'", path, "': dataset '", name, "' is compressed with HDF5 filter ", filter, " (",
            filter_name, "), which this program's HDF5 lacks; write it with gzip or uncompressed");
   }
@@ -364,6 +364,8 @@ std::string Hdf5File::get_string(const std::string& attribute) const {
   if (H5Tis_variable_str(type.get()) > 0) {  // (h5py writes a str so)
     Handle memory(H5Tcopy(H5T_C_S1), H5Tclose);
     check(H5Tset_size(memory.get(), H5T_VARIABLE), path_, "size a string");
+    // (h5py writes a str as UTF-8, and HDF5 converts no string between ASCII and UTF-8.)
+    check(H5Tset_cset(memory.get(), H5Tget_cset(type.get())), path_, "set a string's encoding");
     char* text = nullptr;
     check(H5Aread(attr.get(), memory.get(), static_cast<void*>(&text)), path_,
           "read attribute " + attribute);
