@@ -286,6 +286,9 @@ TEST_F(ConfigFileTest, BrokenYamlNamesLineAndColumn) {
               "'...', where they are not read; remove the separator before them")
         << empty_first;
   EXPECT_EQ(load("# only a comment\n").model.d_model, Config().model.d_model);  // (empty: fine)
+  EXPECT_EQ(load("%YAML 1.2\n---\nmodel:\n  d_model: 64\n").model.d_model, 64);
+  EXPECT_EQ(load("--- {model: {d_model: 64}}\n").model.d_model, 64);
+  EXPECT_EQ(load("data:\n  val: v.txt\n", {"data.val=~"}).data.val, "");  // (a null value)
 }
 
 TEST_F(ConfigFileTest, MissingFile) {

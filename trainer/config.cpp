@@ -175,6 +175,29 @@ int documents_with_content(const std::string& text) {
   return documents + (content ? 1 : 0);
 }
 
+// Whether the first document of `text`, the one YAML::Load reads, holds something: it ends at a
+// "..." line or at a "---" line after the one that may open it.
+bool first_document_has_content(const std::string& text) {
+  bool opened = false, content = false;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const bool start =
+        line.rfind("---", 0) == 0 && (line.size() == 3 || line[3] == ' ' || line[3] == '\t');
+    const bool end =
+        line.rfind("...", 0) == 0 && (line.size() == 3 || line[3] == ' ' || line[3] == '\t');
+    if (end || (start && (opened || content))) return content;
+    if (start) {
+      opened = true;
+      line = line.substr(3);  // ("--- value": the value is the first document's)
+    }
+    const size_t first = line.find_first_not_of(" \t");
+    if (first != std::string::npos && line[first] != '#' && !(line[first] == '%' && first == 0))
+      content = true;
+  }
+  return content;
+}
+
 // The one YAML document of `text` (null when empty), or "WHAT holds N YAML documents": YAML::Load
 // reads the first alone, and a second after `---` was silently ignored.
 YAML::Node single_document(const std::string& text, const std::string& what) {
@@ -184,8 +207,9 @@ YAML::Node single_document(const std::string& text, const std::string& what) {
     fail(what, " holds ", documents,
          " YAML documents (separated by '---' or '...'); a config is one");
   // YAML::Load reads the first document: keys after an empty one ("---" twice, "..." first)
-  // were ignored and the default experiment trained.
-  if (documents == 1 && document.IsNull())
+  // were ignored and the default experiment trained. (A null value alone, `--set data.val=~`,
+  // is one document, not that.)
+  if (documents == 1 && !first_document_has_content(text))
     fail(what, " starts with an empty YAML document: its keys follow a second '---' or a '...', ",
          "where they are not read; remove the separator before them");
   return document;
