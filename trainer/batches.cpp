@@ -41,13 +41,6 @@ DataSources open_data(const Config& cfg, bool verify_checksums) {
         s.val =
             std::make_unique<ByteCorpus>(d.train, "data.train (validation tail)", T, split, 1.0);
       } else {
-        // (A manifest refuses a shard in both splits; the same file named twice trained and
-        // validated on the same bytes without a word.)
-        std::error_code ec;
-        if (std::filesystem::equivalent(d.train, d.val, ec))
-          fail("data.val '", d.val, "' is data.train's file '", d.train, "': validation would ",
-               "score the bytes training trains on; leave data.val empty to hold out the last ",
-               "data.val_fraction of it");
         s.train = std::make_unique<ByteCorpus>(d.train, "data.train", T, 0.0, 1.0);
         s.val = std::make_unique<ByteCorpus>(d.val, "data.val", T, 0.0, 1.0);
       }
@@ -84,6 +77,16 @@ DataSources open_data(const Config& cfg, bool verify_checksums) {
     }
   }
   return s;
+}
+
+void check_validation_is_held_out(const Config& cfg) {
+  const DataConfig& d = cfg.data;
+  if (d.format != DataFormat::kText && d.format != DataFormat::kBytes) return;
+  std::error_code ec;
+  if (!d.val.empty() && std::filesystem::equivalent(d.train, d.val, ec))
+    fail("data.val '", d.val, "' is data.train's file '", d.train, "': validation would score ",
+         "the bytes training trains on; leave data.val empty to hold out the last ",
+         "data.val_fraction of it");
 }
 
 void check_checkpoint_tokenizer(const std::string& checkpoint,

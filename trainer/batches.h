@@ -33,6 +33,11 @@ struct DataSources {
 // verify_checksums: stream every shard once to check it (hdf5; usually rank 0 only).
 DataSources open_data(const Config& cfg, bool verify_checksums);
 
+// Training's validation is held out: a text file named as both data.train and data.val trained
+// and validated on the same bytes without a word. (A manifest refuses a shard in both splits;
+// `eval --set data.val=` the training file, scoring the training loss, is left to the user.)
+void check_validation_is_held_out(const Config& cfg);
+
 // Fails where a checkpoint trained with a SentencePiece model (its serialized bytes,
 // `checkpoint_tokenizer_model`) meets data tokenised otherwise: its token ids would mean other
 // pieces. A checkpoint without one (bytes, or imported without spiece.model) takes any data.

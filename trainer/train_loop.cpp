@@ -554,7 +554,10 @@ TrainSummary run_training(const Config& requested, const TrainOptions& options, 
   // Shard checksums are read once, by rank 0 (every rank streaming the corpus is N x the I/O),
   // and before any other rank opens a shard: a damaged shard can crash HDF5 itself
   // (data/file_seal.h).
-  run_on_root(run.host(), [&] { run.data = open_data(cfg, cfg.data.verify_checksums); });
+  run_on_root(run.host(), [&] {
+    check_validation_is_held_out(cfg);
+    run.data = open_data(cfg, cfg.data.verify_checksums);
+  });
   run_on_every_rank(run.host(), [&] {
     if (!run.root()) run.data = open_data(cfg, false);
     check_enough_windows(run);
