@@ -3,11 +3,14 @@
 // was written, removing its own files when anything fails.
 #include "data/prepare.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <sstream>
 
@@ -41,15 +44,18 @@ void check_common_options(const PrepareOptions& o) {
   if (!o.synthetic.empty() && o.synthetic != kDuplicationTokenizer)
     fail("prepare: unknown --synthetic task '", o.synthetic, "' (known: duplication)");
   if (o.seq_len < 0) fail("prepare: --seq-len must be positive, got ", o.seq_len);
-  // (Its shards could hold the same tokens, which training then refused: a manifest prepare
-  // wrote that train would not read.)
-  for (size_t i = 0; i < o.inputs.size(); ++i)
-    for (size_t j = i + 1; j < o.inputs.size(); ++j) {
-      std::error_code ec;
-      if (std::filesystem::equivalent(o.inputs[i], o.inputs[j], ec))
-        fail("prepare: --input '", o.inputs[j], "' is '", o.inputs[i],
-             "' again: list each file once (shards of the same text are refused in training)");
-    }
+  // The same file twice, by any name (device and inode; one stat each, for globs of many files):
+  // its shards could hold the same tokens, which training then refused, a manifest prepare wrote
+  // that train would not read.
+  std::map<std::pair<dev_t, ino_t>, const std::string*> seen;
+  for (const std::string& input : o.inputs) {
+    struct stat info;
+    if (::stat(input.c_str(), &info) != 0) continue;  // (measure_inputs names a missing one)
+    const auto [at, inserted] = seen.emplace(std::make_pair(info.st_dev, info.st_ino), &input);
+    if (!inserted)
+      fail("prepare: --input '", input, "' is '", *at->second,
+           "' again: list each file once (shards of the same text are refused in training)");
+  }
 }
 
 constexpr int64_t kMaxModelVocab = int64_t{1} << 24;  // model.vocab_size's maximum
