@@ -379,8 +379,10 @@ TEST(Checkpoints, FreshRunRefusesToReplaceARunsMetricsOrAnotherConfig) {
     train(run_config(failed, {"train.steps=2"}));
     FAIL() << "a fresh run replaced another run's config.yaml";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("holds the config.yaml of a run with no checkpoint and "
-                                         "no metrics (one that failed before its first step?)"),
+    EXPECT_NE(std::string(e.what()).find("with no checkpoint and no metrics beside it: a run that "
+                                         "failed before its first step (then pass --resume "
+                                         "auto-or-new to start over there, replacing it), or your "
+                                         "--config file"),
               std::string::npos)
         << e.what();
   }

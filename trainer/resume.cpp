@@ -123,10 +123,10 @@ void refuse_to_overwrite_a_run(const std::string& out_dir, const std::string& re
     // failed before its first step (out of memory, say), which the message blamed on the user's
     // --config file. (`reformer config` writes the same header, so it is not replaced unasked.)
     if (text.str() != resolved_config && written_by_this_program(config))
-      fail("train.out_dir '", out_dir, "' holds the config.yaml of a run with no checkpoint and ",
-           "no metrics (one that failed before its first step?), unlike this run's: pass ",
-           "--resume ", kAutoOrNew, " to start over there, or choose another train.out_dir ",
-           "(nothing was overwritten)");
+      fail("train.out_dir '", out_dir, "' holds a config.yaml unlike this run's, with no ",
+           "checkpoint and no metrics beside it: a run that failed before its first step (then ",
+           "pass --resume ", kAutoOrNew, " to start over there, replacing it), or your --config ",
+           "file (then choose another train.out_dir); nothing was overwritten");
     if (text.str() != resolved_config)
       fail("train.out_dir '", out_dir, "' already holds a config.yaml unlike this run's resolved ",
            "config, which the run would write there (is it your --config file?): choose another ",

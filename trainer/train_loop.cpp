@@ -184,8 +184,11 @@ void print_header(Run& run, const std::string& resumed_from, const std::string& 
     std::cout << "note: model.attention lists " << c.model.attention.size()
               << " kinds, and model.n_layers = " << c.model.n_layers << " takes the first "
               << c.model.n_layers << "\n";
-  if (c.lsh.sees_memory && c.model.memory_len == 0)
-    std::cout << "note: lsh.sees_memory has no effect: model.memory_len is 0 (no memory)\n";
+  if (c.lsh.sees_memory && (c.model.memory_len == 0 || !c.any_layer_uses(AttentionKind::kLsh)))
+    std::cout << "note: lsh.sees_memory has no effect: "
+              << (c.model.memory_len == 0 ? "model.memory_len is 0 (no memory)"
+                                          : "the model has no lsh layer")
+              << "\n";
   if (c.model.position != PositionMode::kAxial &&
       (c.model.axial_shape != ModelConfig{}.axial_shape || !c.model.axial_dims.empty()))
     std::cout << "note: model.axial_shape and model.axial_dims have no effect: this model's "
@@ -266,10 +269,13 @@ std::string restore_or_start(Run& run, const ResumeRequest& resume) {
   // Another run's steps are not this run's log line; this run's own checkpoints are, those moved
   // to checkpoints/superseded/ by a resume from an earlier step included (they were treated as
   // another run's, and the next log line differed from the uninterrupted run's).
+  std::error_code folder_ec, file_ec;
   const std::string folder =
-      fs::weakly_canonical(checkpoint_dir(run.cfg.train.out_dir), ec).string();
-  const std::string file = fs::weakly_canonical(resumed_from, ec).string();
-  if (resumed_from.empty() || file.rfind(folder + "/", 0) != 0) run.state.since_log = LossSums();
+      fs::weakly_canonical(checkpoint_dir(run.cfg.train.out_dir), folder_ec).string();
+  const std::string file = fs::weakly_canonical(resumed_from, file_ec).string();
+  if (resumed_from.empty() || folder_ec || file_ec || folder.empty() ||
+      file.rfind(folder + "/", 0) != 0)
+    run.state.since_log = LossSums();
   run.optimizer->set_steps_taken(run.state.step);
   ParamStore& p = run.model->params();
   run.device().broadcast(p.params(), p.size(), DType::kFloat32, 0);
