@@ -100,11 +100,9 @@ MetricsLog::MetricsLog(const std::string& path, bool append) : path_(path) {
   // the next line was appended to the partial one, and neither parsed.
   char last = '\n';
   if (append && size_ > 0 && ::pread(fd_, &last, 1, size_ - 1) == 1 && last != '\n') {
-    if (::write(fd_, "\n", 1) == 1) {
-      ++size_;
-      std::cerr << "note: metrics file '" << path << "' ended inside a line (cut short by a "
-                << "crash?); it is ended there, and the next lines start on their own" << std::endl;
-    }
+    ends_inside_a_line_ = true;  // (ended by the first write: it may fail now, the disk full)
+    std::cerr << "note: metrics file '" << path << "' ends inside a line (cut short by a "
+              << "crash?); it is ended there, and the next lines start on their own" << std::endl;
   }
 }
 
@@ -118,6 +116,7 @@ MetricsLog& MetricsLog::operator=(MetricsLog&& other) noexcept {
   std::swap(size_, other.size_);
   std::swap(dropped_, other.dropped_);
   std::swap(warned_, other.warned_);
+  std::swap(ends_inside_a_line_, other.ends_inside_a_line_);
   return *this;
 }
 
@@ -134,7 +133,7 @@ void MetricsLog::warn_once(const std::string& what) {
 
 bool MetricsLog::write(const JsonLine& line) {
   if (fd_ < 0) return false;
-  const std::string text = line.str() + '\n';
+  const std::string text = (ends_inside_a_line_ ? "\n" : "") + line.str() + '\n';
   size_t written = 0;
   while (written < text.size()) {
     const ssize_t n = ::write(fd_, text.data() + written, text.size() - written);
@@ -160,6 +159,7 @@ bool MetricsLog::write(const JsonLine& line) {
     return false;
   }
   size_ += static_cast<int64_t>(text.size());
+  ends_inside_a_line_ = false;
   return true;
 }
 

@@ -63,6 +63,7 @@ class MetricsLog {
   int64_t size_ = 0;  // bytes of complete lines in the file
   int64_t dropped_ = 0;
   bool warned_ = false;
+  bool ends_inside_a_line_ = false;  // the file's last line is partial: the next write ends it
 };
 
 }  // namespace rf
