@@ -172,11 +172,16 @@ TEST(CommandLine, UsageErrorsAreOneLineAndExitNonZero) {
                         {"--lsh-cache", "--no-cache"});
   expect_one_line_error(run("config --set model.d_model=abc"),
                         {"--set model.d_model=abc needs --config"});
-  // An empty --config was no --config: config printed the reference, eval the checkpoint's own.
-  for (const char* command : {"config --config ''", "eval --checkpoint x --config ''"}) {
+  // An empty file name was the option not given: config printed the reference, eval used the
+  // checkpoint's own config, prepare wrote byte shards, import took the defaults.
+  for (const auto& [command, option] : std::vector<std::pair<std::string, std::string>>{
+           {"config --config ''", "--config"},
+           {"eval --checkpoint x --config ''", "--config"},
+           {"prepare --input x --output y --tokenizer-model ''", "--tokenizer-model"},
+           {"import --format hf --input x --output y --config ''", "--config"}}) {
     const Result empty = run(command);
     EXPECT_EQ(empty.exit_code, 2) << command;
-    EXPECT_EQ(empty.out, "error: --config: must name a file (--help lists the options)\n")
+    EXPECT_EQ(empty.out, "error: " + option + ": must name a file (--help lists the options)\n")
         << command;
   }
   expect_one_line_error(run("generate --checkpoint x --tokens abc"),

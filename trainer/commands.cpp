@@ -47,6 +47,14 @@ bool whole_int64(const std::string& text, int64_t* value) {
   return used > 0 && used == text.size();
 }
 
+// For options that name a file: an empty value was read as the option not given (`config
+// --config ''` printed the key reference, eval used the checkpoint's own config, prepare
+// --tokenizer-model '' wrote byte shards, import --config '' took the defaults).
+CLI::Validator names_a_file() {
+  return CLI::Validator(
+      [](std::string& text) { return text.empty() ? std::string("must name a file") : ""; }, "");
+}
+
 // For integer options: CLI11's own PositiveNumber and NonNegativeNumber print their bounds as
 // doubles ("Value 0 not in range 0.000000 to 17976931348623157...", 309 digits), and its plain
 // parse clamped a seed of 10^23 to 2^64 - 1 and wrapped -1 there.
@@ -545,10 +553,7 @@ int run_command_line(int argc, char** argv) {
   Arguments a;
   auto add_config = [&](CLI::App* sub, bool required) {
     auto* opt = sub->add_option("--config", a.config, "experiment YAML file");
-    // (An empty value read as no --config: `config` printed the reference, eval used the
-    // checkpoint's own.)
-    opt->check(CLI::Validator(
-        [](std::string& text) { return text.empty() ? std::string("must name a file") : ""; }, ""));
+    opt->check(names_a_file());
     if (required) opt->required();
     sub->add_option("--set", a.overrides, "override a key: section.key=value (value is YAML)");
   };
@@ -637,8 +642,10 @@ int run_command_line(int argc, char** argv) {
       ->check(CLI::IsMember({"bytes", "sentencepiece"}));
   prepare->add_option("--model-type", prep.model_type, "sentencepiece: unigram or bpe")
       ->check(CLI::IsMember({"unigram", "bpe"}));
-  prepare->add_option("--tokenizer-model", prep.tokenizer_model,
-                      "sentencepiece: use this model file instead of training one");
+  prepare
+      ->add_option("--tokenizer-model", prep.tokenizer_model,
+                   "sentencepiece: use this model file instead of training one")
+      ->check(names_a_file());
   prepare->add_option("--seed", prep.seed, "synthetic: seed (= train.seed)")
       ->check(integer_in(0, int64_t{1} << 62));  // train.seed's range
 
@@ -665,8 +672,10 @@ int run_command_line(int argc, char** argv) {
       ->add_option("--output", import_options.output_dir,
                    "new run directory (config.yaml, checkpoints/; must not exist or be empty)")
       ->required();
-  importer->add_option("--config", import_options.base_config,
-                       "experiment YAML for the sections other than the model (data, train, ...)");
+  importer
+      ->add_option("--config", import_options.base_config,
+                   "experiment YAML for the sections other than the model (data, train, ...)")
+      ->check(names_a_file());
   importer->add_option("--set", import_options.overrides, "override a key: section.key=value");
 
   CLI::App* cfg = app.add_subcommand(

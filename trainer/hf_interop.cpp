@@ -17,6 +17,8 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string read_text_file(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) fail("'", path, "' is a folder, not a file");  // (read as empty)
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("cannot read '", path, "'");
   std::ostringstream text;
