@@ -171,8 +171,7 @@ int64_t checkpoint_step_of_file(const std::string& path) {
   const std::string name = p.filename().string();
   // step-DDDDDDDD.h5: at least 8 digits (steps from 10^8 on have more; they were not found, so
   // never resumed from, pruned or kept from being written twice), at most train.steps' 13.
-  if (name.size() < 16 || name.size() > 21 || name.rfind("step-", 0) != 0 ||
-      p.extension() != ".h5")
+  if (name.size() < 16 || name.size() > 21 || name.rfind("step-", 0) != 0 || p.extension() != ".h5")
     return -1;
   const std::string digits = name.substr(5, name.size() - 8);
   if (digits.find_first_not_of("0123456789") != std::string::npos) return -1;
