@@ -17,17 +17,23 @@ namespace {
 std::mutex g_mutex;
 std::vector<std::string> g_paths;  // in the order registered; removed newest first
 
+// The signals that would end the process: a signal ignored from the start stays ignored (nohup's
+// SIGHUP; the SIGINT of a job a script runs in the background, meant for the script). Blocked, an
+// ignored signal would be queued for sigwait instead of dropped.
 sigset_t stop_signals() {
   sigset_t set;
   sigemptyset(&set);
-  for (int signal : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set, signal);
+  for (int signal : {SIGINT, SIGTERM, SIGHUP}) {
+    struct sigaction current;
+    if (sigaction(signal, nullptr, &current) == 0 && current.sa_handler == SIG_IGN) continue;
+    sigaddset(&set, signal);
+  }
   return set;
 }
 
 // The watcher: an ordinary thread, so it may take locks and call the filesystem (a signal
 // handler may not).
-void remove_registered_when_signalled() {
-  const sigset_t set = stop_signals();
+void remove_registered_when_signalled(sigset_t set) {
   int signal = 0;
   if (sigwait(&set, &signal) != 0) return;
   std::lock_guard<std::mutex> lock(g_mutex);  // (held to the end: nothing new is registered)
@@ -47,8 +53,9 @@ void start_interrupt_cleanup() {
   static std::once_flag started;
   std::call_once(started, [] {
     const sigset_t set = stop_signals();
+    if (sigisemptyset(&set)) return;  // (every one ignored: nothing to wait for)
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
-    std::thread(remove_registered_when_signalled).detach();
+    std::thread(remove_registered_when_signalled, set).detach();
   });
 }
 

@@ -4,7 +4,8 @@
 // Once started, the signals are blocked in this thread and every thread it starts later (the
 // SentencePiece trainer's, OpenMP's), and one watcher thread waits for them: it removes what is
 // registered (files, then the folders made for them, newest first) and ends the process with
-// status 128 + the signal, as the shell reports a process the signal ended.
+// status 128 + the signal, as the shell reports a process the signal ended. A signal ignored
+// when it starts (nohup's SIGHUP) stays ignored.
 #pragma once
 
 #include <string>
