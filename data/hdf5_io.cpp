@@ -112,9 +112,15 @@ void check_one_value(hid_t attr, const std::string& path, const std::string& att
 hid_t open_dataset(hid_t file, const std::string& path, const std::string& name) {
   const hid_t set = H5Dopen2(file, name.c_str(), H5P_DEFAULT);
   if (set >= 0) return set;
-  if (H5Lexists(file, name.c_str(), H5P_DEFAULT) > 0)
+  H5O_info_t info;
+  if (H5Lexists(file, name.c_str(), H5P_DEFAULT) > 0) {
+    // (A group of that name is not a newer file's dataset.)
+    if (H5Oget_info_by_name(file, name.c_str(), &info, H5P_DEFAULT) >= 0 &&
+        info.type != H5O_TYPE_DATASET)
+      fail("'", path, "': '", name, "' is not a dataset (a group?)");
     fail("'", path, "': dataset '", name, "' cannot be opened by this program's HDF5 ",
          hdf5_library_version(), " (written by a newer one? h5py: File(..., libver='v108'))");
+  }
   fail("'", path, "' has no dataset '", name, "'");
 }
 

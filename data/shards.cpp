@@ -81,6 +81,22 @@ fs::path manifest_directory(const std::string& path) {
   return fs::path(path).parent_path();
 }
 
+// A map of a manifest (a shard's entry, tokenizer_model) holds only `known` keys, each once: an
+// unknown or repeated key was ignored (a typo, or the second of two token counts).
+void check_entry_keys(const YAML::Node& map, const std::vector<std::string>& known,
+                      const std::string& where, const std::string& path) {
+  std::set<std::string> seen;
+  for (const auto& field : map) {
+    const std::string key = field.first.as<std::string>("");
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      std::string listed;
+      for (const std::string& k : known) listed += (listed.empty() ? "" : ", ") + k;
+      fail(manifest_place(path, where), ": unknown key '", key, "' (", listed, ")");
+    }
+    if (!seen.insert(key).second) fail(manifest_place(path, where), ": key '", key, "' twice");
+  }
+}
+
 std::vector<ShardEntry> read_shard_list(const YAML::Node& root, const std::string& split,
                                         const std::string& path) {
   const YAML::Node list = root[split];
@@ -93,14 +109,7 @@ std::vector<ShardEntry> read_shard_list(const YAML::Node& root, const std::strin
     const std::string where = split + "[" + std::to_string(i) + "]";
     if (!list[i].IsMap())
       fail(manifest_place(path, where), " must be a map of file, tokens, checksum");
-    // (An unknown or repeated key was ignored: a typo, or the second of two token counts.)
-    std::set<std::string> seen;
-    for (const auto& field : list[i]) {
-      const std::string key = field.first.as<std::string>("");
-      if (key != "file" && key != "tokens" && key != "checksum")
-        fail(manifest_place(path, where), ": unknown key '", key, "' (file, tokens, checksum)");
-      if (!seen.insert(key).second) fail(manifest_place(path, where), ": key '", key, "' twice");
-    }
+    check_entry_keys(list[i], {"file", "tokens", "checksum"}, where, path);
     ShardEntry e;
     e.path = (directory / manifest_value<std::string>(list[i], "file", where, path)).string();
     e.tokens = manifest_value<int64_t>(list[i], "tokens", where, path);
@@ -226,6 +235,7 @@ Manifest read_manifest(const std::string& manifest_path) {
   if (root["tokenizer_model"]) {
     const YAML::Node model = root["tokenizer_model"];
     if (!model.IsMap()) fail("manifest '", manifest_path, "': tokenizer_model must be a map");
+    check_entry_keys(model, {"file", "checksum"}, "tokenizer_model", manifest_path);
     const fs::path file =
         manifest_value<std::string>(model, "file", "tokenizer_model", manifest_path);
     m.tokenizer_model = (manifest_directory(manifest_path) / file).string();

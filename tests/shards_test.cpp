@@ -137,6 +137,13 @@ TEST(ShardErrors, AShardListedTwiceOrInBothSplitsAndUnknownKeysAreRefused) {
   expect_error(
       [&] { read_manifest(edited("file: train-00001.h5", "file: train-00001.h5, tokens: 5")); },
       {"edited.yaml': train[1]", "key 'tokens' twice"});
+  expect_error(
+      [&] {
+        read_manifest(edited("vocab_size:",
+                             "tokenizer_model: {file: m.model, checksum: "
+                             "\"0000000000000001\", sha: 1}\nvocab_size:"));
+      },
+      {"edited.yaml': tokenizer_model", "unknown key 'sha' (file, checksum)"});
   EXPECT_NO_THROW(read_manifest(edited("vocab_size:", "vocab_size:")));  // the copy itself reads
 }
 
@@ -387,6 +394,14 @@ TEST(ShardErrors, WrongRank) {
   const std::string manifest = hand_written_manifest(dir, "matrix.h5", 100, 0, 256);
   expect_error([&] { ShardedWindows(read_manifest(manifest), "train", 16, 256, false); },
                {"matrix.h5", "rank 2"});
+  // A group where the dataset belongs (it was taken for a newer HDF5's dataset).
+  const hid_t grouped =
+      H5Fcreate((dir + "/group.h5").c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  H5Gclose(H5Gcreate2(grouped, "tokens", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  H5Fclose(grouped);
+  const std::string group_listed = hand_written_manifest(dir, "group.h5", 100, 0, 256);
+  expect_error([&] { ShardedWindows(read_manifest(group_listed), "train", 16, 256, false); },
+               {"group.h5': 'tokens' is not a dataset (a group?)"});
 }
 
 TEST(ShardErrors, ChecksumMismatch) {
