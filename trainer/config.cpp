@@ -149,28 +149,42 @@ void apply_document(Config& config, const YAML::Node& root, const ValueOrigin& o
   }
 }
 
-// How many documents of YAML `text` hold something: its lines "---" and "..." (at column 0,
-// then a space or the end) separate documents, which no YAML scalar may contain; comments,
-// blank lines and directives ("%YAML 1.2") are nothing. (yaml-cpp's LoadAll, which would count
-// them, loops without end on some damaged input: a fuzzing run found one.)
+// One line of YAML text as the document counts below read it: a "---" (start) or "..." (end) line
+// at column 0, then a space or the end, separates documents, which no YAML scalar may contain;
+// content is anything but blanks, comments and directives ("%YAML 1.2"), after a separator too
+// ("--- value").
+struct YamlLine {
+  bool start = false, end = false, content = false;
+};
+
+YamlLine read_yaml_line(std::string line) {
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  const auto separator = [&](const char* mark) {
+    return line.rfind(mark, 0) == 0 && (line.size() == 3 || line[3] == ' ' || line[3] == '\t');
+  };
+  YamlLine l;
+  l.start = separator("---");
+  l.end = separator("...");
+  if (l.start || l.end) line = line.substr(3);
+  const size_t first = line.find_first_not_of(" \t");
+  l.content =
+      first != std::string::npos && line[first] != '#' && !(line[first] == '%' && first == 0);
+  return l;
+}
+
+// How many documents of YAML `text` hold something. (yaml-cpp's LoadAll, which would count them,
+// loops without end on some damaged input: a fuzzing run found one.)
 int documents_with_content(const std::string& text) {
   int documents = 0;
   bool content = false;  // in the current document
   std::istringstream lines(text);
   for (std::string line; std::getline(lines, line);) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    const bool start =
-        line.rfind("---", 0) == 0 && (line.size() == 3 || line[3] == ' ' || line[3] == '\t');
-    const bool end =
-        line.rfind("...", 0) == 0 && (line.size() == 3 || line[3] == ' ' || line[3] == '\t');
-    if (start || end) {
+    const YamlLine l = read_yaml_line(line);
+    if (l.start || l.end) {
       documents += content ? 1 : 0;
       content = false;
-      line = line.substr(3);  // "--- value" starts the next document with content
     }
-    const size_t first = line.find_first_not_of(" \t");
-    if (first != std::string::npos && line[first] != '#' && !(line[first] == '%' && first == 0))
-      content = true;
+    content = content || l.content;  // ("--- value" starts the next document with content)
   }
   return documents + (content ? 1 : 0);
 }
@@ -181,19 +195,10 @@ bool first_document_has_content(const std::string& text) {
   bool opened = false, content = false;
   std::istringstream lines(text);
   for (std::string line; std::getline(lines, line);) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    const bool start =
-        line.rfind("---", 0) == 0 && (line.size() == 3 || line[3] == ' ' || line[3] == '\t');
-    const bool end =
-        line.rfind("...", 0) == 0 && (line.size() == 3 || line[3] == ' ' || line[3] == '\t');
-    if (end || (start && (opened || content))) return content;
-    if (start) {
-      opened = true;
-      line = line.substr(3);  // ("--- value": the value is the first document's)
-    }
-    const size_t first = line.find_first_not_of(" \t");
-    if (first != std::string::npos && line[first] != '#' && !(line[first] == '%' && first == 0))
-      content = true;
+    const YamlLine l = read_yaml_line(line);
+    if (l.end || (l.start && (opened || content))) return content;
+    opened = opened || l.start;
+    content = content || l.content;  // ("--- value": the value is the first document's)
   }
   return content;
 }
